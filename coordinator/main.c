@@ -1,0 +1,24 @@
+/*
+ * coffer-coordinator: owns policy for the fleet. This file only dispatches;
+ * each command lives in its own coordinator/cmd_<name>.c.
+ */
+#include <stdlib.h>
+
+#include "coordinator/commands.h"
+
+static const coffer_cmd coordinator_cmds[] = {
+	{ NULL, NULL, NULL, NULL },
+};
+
+static const coffer_cli coordinator_cli = {
+	.prog = "coffer-coordinator",
+	.purpose = "enforces backup policy, ownership, retention, DR copies and alerts for a fleet",
+	.cmds = coordinator_cmds,
+	.footer = "Every command takes -c FILE for its config; see docs/CONFIGURATION.md.\n",
+};
+
+int
+main(int argc, char **argv)
+{
+	return (coffer_cli_main(&coordinator_cli, argc, argv));
+}
