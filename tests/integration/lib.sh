@@ -1,0 +1,111 @@
+# Shared helpers for integration scripts (sourced, never run alone).
+#
+# Every script gets its own scratch directory and throwaway PostgreSQL
+# clusters, all torn down on exit however the script ends. PostgreSQL refuses
+# to run as root, so clusters run as the unprivileged "postgres" user (created
+# by the Debian package) under /tmp, which that user can reach.
+#
+#   t_init NAME            scratch dir in $T, cleanup trap, log prefix
+#   pg_start DIR [LINE...] initdb + start a cluster; extra postgresql.conf lines;
+#                          sets PG_HOST (socket dir), PG_PORT, PG_DIR, PG_CONNINFO
+#   pg_stop DIR            fast shutdown of one cluster
+#   psql_at CONNINFO ARGS  psql that stops on the first error, quiet, unaligned
+#   fail MSG / pass MSG    report
+set -euo pipefail
+
+: "${COFFER_BIN:?run through ctest: set COFFER_BIN to the bin directory of a build}"
+if [[ -z "${PG_BINDIR:-}" ]]; then
+	PG_BINDIR=$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -1)
+fi
+PG_USER=postgres
+
+_t_name=test
+_t_clusters=()
+
+t_cleanup() {
+	local d
+	for d in "${_t_clusters[@]}"; do
+		[[ -f "$d/data/postmaster.pid" ]] &&
+			runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$d/data" -m immediate -w stop >/dev/null 2>&1 || true
+	done
+	[[ -n "${T:-}" && -d "$T" && -z "${KEEP_TMP:-}" ]] && rm -rf "$T"
+	return 0
+}
+
+t_init() {
+	_t_name=$1
+	T=$(mktemp -d "/tmp/coffer-$1.XXXXXX")
+	chmod 755 "$T"
+	trap t_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+fail() {
+	echo "FAIL $_t_name: $*" >&2
+	exit 1
+}
+
+pass() {
+	echo "ok   $_t_name: $*"
+}
+
+note() {
+	echo "--   $_t_name: $*"
+}
+
+# Picks a TCP port nobody listens on (loopback only); races are retried by pg_start.
+_free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+pg_start() {
+	local dir=$1
+	shift
+	mkdir -p "$dir/sock"
+	chown -R "$PG_USER:" "$dir"
+	runuser -u "$PG_USER" -- "$PG_BINDIR/initdb" -D "$dir/data" -U postgres \
+		--auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
+		>"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; fail "initdb failed"; }
+	{
+		echo "listen_addresses = '127.0.0.1'"
+		echo "unix_socket_directories = '$dir/sock'"
+		echo "fsync = off"
+		echo "max_connections = 50"
+		echo "logging_collector = off"
+		local line
+		for line in "$@"; do echo "$line"; done
+	} >>"$dir/data/postgresql.conf"
+	_t_clusters+=("$dir")
+	local try port
+	for try in 1 2 3; do
+		port=$(_free_port)
+		if runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$dir/data" -o "-p $port" \
+			-l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
+			PG_HOST=$dir/sock
+			PG_PORT=$port
+			PG_DIR=$dir
+			PG_CONNINFO="host=$PG_HOST port=$PG_PORT user=postgres"
+			return 0
+		fi
+	done
+	cat "$dir/server.log" >&2
+	fail "PostgreSQL did not start in $dir"
+}
+
+pg_stop() {
+	runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null
+}
+
+psql_at() {
+	local ci=$1
+	shift
+	"$PG_BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$ci" "$@"
+}
