@@ -7,4 +7,25 @@
 
 #include "common/cli.h"
 
+/* agent/cmd_keygen.c: add a key-encryption key to a key ring. */
+int agent_cmd_keygen(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd_seal.c: seal / unseal stdin to stdout with a key ring. */
+int agent_cmd_seal(const coffer_cmd *cmd, int argc, char **argv);
+int agent_cmd_unseal(const coffer_cmd *cmd, int argc, char **argv);
+
+/* agent/cmd_run.c: the daemon. */
+int agent_cmd_run(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd_init.c: create the signing key. */
+int agent_cmd_init(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd_backup.c: one backup now. */
+int agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd_read.c: list, verify, cat. */
+int agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv);
+int agent_cmd_verify(const coffer_cmd *cmd, int argc, char **argv);
+int agent_cmd_cat(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd_restore.c: restore into a database. */
+int agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd_events.c: the outbox's contents. */
+int agent_cmd_events(const coffer_cmd *cmd, int argc, char **argv);
+
 #endif

@@ -8,6 +8,34 @@
 #include "agent/commands.h"
 
 static const coffer_cmd agent_cmds[] = {
+	{ "run", "-c FILE", "the daemon: scheduled backups, events to the coordinator",
+	    agent_cmd_run },
+	{ "init", "-c FILE", "create the agent's signing key; prints its public key",
+	    agent_cmd_init },
+	{ "backup", "-c FILE [--kind logical|physical]", "one backup now; prints its id",
+	    agent_cmd_backup },
+	{ "list", "-c FILE [--repo primary|dr] [--output json]",
+	    "the service's published backups, oldest first", agent_cmd_list },
+	{ "verify", "-c FILE --backup ID|latest [--repo primary|dr] [--output json]",
+	    "decrypt a backup and check its signature and every digest, without restoring",
+	    agent_cmd_verify },
+	{ "cat", "-c FILE --backup ID|latest [--repo primary|dr]",
+	    "the plaintext custom-format dump on stdout, for pg_restore", agent_cmd_cat },
+	{ "restore",
+	    "-c FILE --backup ID|latest --target-db NAME [--target-conninfo CI] [--jobs N] "
+	    "[--force] [--repo primary|dr]",
+	    "restore into a new database and compare row counts with the manifest",
+	    agent_cmd_restore },
+	{ "events", "-c FILE [--output json]",
+	    "events waiting in the outbox for the coordinator", agent_cmd_events },
+	{ "keygen", "--out FILE [--id ID]",
+	    "add a new key-encryption key to a key ring (created 0600 if missing); prints its id",
+	    agent_cmd_keygen },
+	{ "seal", "--keyring FILE [--key-id ID] [--chunk-size N]",
+	    "encrypt stdin to stdout as a sealed stream (newest key unless --key-id)",
+	    agent_cmd_seal },
+	{ "unseal", "--keyring FILE",
+	    "check and decrypt a sealed stream from stdin to stdout", agent_cmd_unseal },
 	{ NULL, NULL, NULL, NULL },
 };
 

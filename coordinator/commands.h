@@ -7,4 +7,10 @@
 
 #include "common/cli.h"
 
+/* coordinator/cmd_migrate.c: apply pending catalog migrations. */
+int coord_cmd_migrate(const coffer_cmd *cmd, int argc, char **argv);
+/* coordinator/cmd_audit.c: verify the audit chain; create an audit key. */
+int coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv);
+int coord_cmd_audit_keygen(const coffer_cmd *cmd, int argc, char **argv);
+
 #endif

@@ -7,6 +7,13 @@
 #include "coordinator/commands.h"
 
 static const coffer_cmd coordinator_cmds[] = {
+	{ "migrate", "-c FILE [--output json]", "apply pending catalog schema migrations",
+	    coord_cmd_migrate },
+	{ "audit-verify", "-c FILE [--output json]",
+	    "check the audit log's HMAC chain and name the first broken row",
+	    coord_cmd_audit_verify },
+	{ "audit-keygen", "--out FILE", "create a new audit HMAC key file (mode 0600)",
+	    coord_cmd_audit_keygen },
 	{ NULL, NULL, NULL, NULL },
 };
 

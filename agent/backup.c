@@ -1,0 +1,324 @@
+#include "agent/backup.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/dump.h"
+#include "agent/events.h"
+#include "agent/pg.h"
+#include "agent/progress.h"
+#include "common/clock.h"
+#include "common/compress.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/seal.h"
+
+#define CONNECT_TIMEOUT_S 15
+
+/* The pieces of the one streaming pass, kept so their results can be read
+ * after the chain finishes. */
+typedef struct backup_stream {
+	coffer_filter *head;
+	coffer_filter *plain_sha, *plain_count, *seal, *stored_sha, *stored_count;
+	coffer_filter *sink; /* the repository writer, last in the chain */
+} backup_stream;
+
+static void
+stream_free(backup_stream *s)
+{
+	if (s->sink != NULL)
+		coffer_repo_write_abort(s->sink); /* harmless once committed */
+	coffer_filter_free_chain(s->head);
+	memset(s, 0, sizeof(*s));
+}
+
+static int
+stream_open(agent_ctx *ctx, const char *data_key, bool progress, uint64_t expected,
+    backup_stream *s, coffer_err *err)
+{
+	memset(s, 0, sizeof(*s));
+	const agent_config *cfg = ctx->cfg;
+	coffer_filter *prog = NULL, *zstd = NULL;
+	s->plain_sha = coffer_sha256_filter_new(err);
+	s->plain_count = s->plain_sha ? coffer_count_filter_new(err) : NULL;
+	if (progress && s->plain_count)
+		prog = agent_progress_filter_new("dumping", expected, err);
+	zstd = s->plain_count && (!progress || prog) ?
+	    coffer_zstd_compress_new(cfg->compress_level, cfg->compress_workers, err) : NULL;
+	s->seal = zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) : NULL;
+	s->stored_sha = s->seal ? coffer_sha256_filter_new(err) : NULL;
+	s->stored_count = s->stored_sha ? coffer_count_filter_new(err) : NULL;
+	int rc = 0;
+	if (s->stored_count == NULL)
+		rc = err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
+	else
+		rc = coffer_repo_write_begin(ctx->repo, data_key, &s->sink, err);
+	if (rc != 0) {
+		coffer_filter *parts[] = { s->plain_sha, s->plain_count, prog, zstd, s->seal,
+			s->stored_sha, s->stored_count };
+		for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+			coffer_filter_free(parts[i]);
+		memset(s, 0, sizeof(*s));
+		return rc;
+	}
+	if (prog != NULL)
+		s->head = coffer_filter_link(s->plain_sha, s->plain_count, prog, zstd, s->seal,
+		    s->stored_sha, s->stored_count, s->sink, NULL);
+	else
+		s->head = coffer_filter_link(s->plain_sha, s->plain_count, zstd, s->seal,
+		    s->stored_sha, s->stored_count, s->sink, NULL);
+	return 0;
+}
+
+static void
+hex_digest(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX])
+{
+	uint8_t d[COFFER_SHA256_LEN];
+	coffer_sha256_filter_digest(sha, d);
+	coffer_hex_encode(d, sizeof(d), out);
+}
+
+static int
+build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished,
+    const agent_pg_snapshot *snap, const backup_stream *s, char **json, size_t *len,
+    coffer_err *err)
+{
+	const agent_pg_meta *meta = agent_pg_snapshot_meta(snap);
+	const agent_pg_tables *tables = agent_pg_snapshot_tables(snap);
+	coffer_manifest *m = NULL;
+	int rc = coffer_manifest_new(&m, err);
+	if (rc != 0)
+		return rc;
+	snprintf(m->backup_id, sizeof(m->backup_id), "%s", id);
+	snprintf(m->service, sizeof(m->service), "%s", ctx->cfg->service);
+	snprintf(m->agent, sizeof(m->agent), "%s", ctx->cfg->name);
+	m->kind = COFFER_MANIFEST_LOGICAL;
+	m->started_at = started;
+	m->finished_at = finished;
+	m->pg_version = meta->server_version_num;
+	m->system_identifier = strtoull(meta->system_identifier, NULL, 10);
+	snprintf(m->database, sizeof(m->database), "%s", meta->database);
+	m->database_size = (uint64_t)meta->database_size;
+	snprintf(m->lsn_start, sizeof(m->lsn_start), "%.17s", meta->lsn);
+	m->plaintext_bytes = coffer_count_filter_bytes(s->plain_count);
+	m->stored_bytes = coffer_count_filter_bytes(s->stored_count);
+	hex_digest(s->plain_sha, m->plaintext_sha256);
+	hex_digest(s->stored_sha, m->stored_sha256);
+	snprintf(m->key_id, sizeof(m->key_id), "%s", coffer_seal_filter_key_id(s->seal));
+	m->chunk_size = (uint32_t)ctx->cfg->chunk_size;
+	for (size_t i = 0; rc == 0 && i < tables->n; i++)
+		rc = coffer_manifest_add_table(m, tables->v[i].schema, tables->v[i].name,
+		    (uint64_t)tables->v[i].rows, err);
+	char **argv = NULL;
+	if (rc == 0)
+		rc = agent_dump_argv("pg_dump", "-", "-", ctx->cfg->dump_options, &argv, err);
+	/* Record the options that shape the dump, not the connection string. */
+	for (size_t i = 1; rc == 0 && argv[i] != NULL; i++)
+		if (strncmp(argv[i], "--snapshot", 10) != 0 && strncmp(argv[i], "--dbname", 8) != 0)
+			rc = coffer_manifest_add_dump_option(m, argv[i], err);
+	agent_dump_argv_free(argv);
+	if (rc == 0)
+		rc = coffer_manifest_to_json(m, ctx->sign_key, json, len, err);
+	coffer_manifest_free(m);
+	return rc;
+}
+
+static int
+publish_manifest(agent_ctx *ctx, const char *key, const char *json, size_t len,
+    uint8_t digest[COFFER_SHA256_LEN], coffer_err *err)
+{
+	coffer_filter *sink = NULL;
+	int rc = coffer_repo_write_begin(ctx->repo, key, &sink, err);
+	if (rc != 0)
+		return rc;
+	coffer_filter *sha = coffer_sha256_filter_new(err);
+	if (sha == NULL) {
+		coffer_repo_write_abort(sink);
+		return err != NULL ? err->code : COFFER_ENOMEM;
+	}
+	sha->next = sink;
+	rc = coffer_filter_write(sha, json, len, err);
+	if (rc == 0)
+		rc = coffer_filter_finish(sha, err);
+	if (rc == 0)
+		rc = coffer_repo_write_commit(sink, err);
+	if (rc != 0)
+		coffer_repo_write_abort(sink);
+	else
+		coffer_sha256_filter_digest(sha, digest);
+	coffer_filter_free_chain(sha);
+	return rc;
+}
+
+static uint64_t
+record_failure(agent_ctx *ctx, const char *id, int64_t started, const char *stage,
+    const coffer_err *why)
+{
+	char reason[COFFER_ERR_MSG_MAX + COFFER_ERR_HINT_MAX + 16];
+	if (why->hint[0] != '\0')
+		snprintf(reason, sizeof(reason), "%s (hint: %s)", why->msg, why->hint);
+	else
+		snprintf(reason, sizeof(reason), "%s", why->msg);
+	Coffer__V1__BackupFailed failed = COFFER__V1__BACKUP_FAILED__INIT;
+	failed.backup_id = (char *)id;
+	failed.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
+	failed.started_at_ms = started;
+	failed.failed_at_ms = coffer_clock_now(NULL);
+	failed.reason = reason;
+	failed.stage = (char *)stage;
+	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
+	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_FAILED;
+	ev.backup_failed = &failed;
+	coffer_err eerr = { 0 };
+	uint64_t seq = 0;
+	if (agent_events_emit(ctx->outbox, ctx->cfg->service, failed.failed_at_ms, &ev, &seq,
+		&eerr) != 0)
+		/* Nothing else can be done here; the caller still reports the
+		 * failure itself, and the missing event shows up as a missed
+		 * backup at the coordinator. */
+		coffer_log_error("failed backup not recorded", "backup=%s error=\"%s\"", id,
+		    eerr.msg);
+	coffer_log_error("backup failed", "service=%s backup=%s stage=%s reason=\"%s\"",
+	    ctx->cfg->service, id, stage, why->msg);
+	return seq;
+}
+
+int
+agent_backup_logical(agent_ctx *ctx, const agent_backup_request *req,
+    agent_backup_result *res, coffer_err *err)
+{
+	const agent_config *cfg = ctx->cfg;
+	memset(res, 0, sizeof(*res));
+	int64_t started = coffer_clock_now(NULL);
+	int64_t started_mono = coffer_clock_monotonic_ms();
+	int64_t deadline = req->deadline_ms != 0 ? req->deadline_ms :
+	    started + cfg->completion_window_ms;
+	char id[COFFER_MANIFEST_ID_SIZE];
+	int rc = coffer_manifest_id_new(id, started, COFFER_MANIFEST_LOGICAL, err);
+	if (rc != 0)
+		return rc;
+	snprintf(res->backup_id, sizeof(res->backup_id), "%s", id);
+
+	Coffer__V1__BackupStarted bs = COFFER__V1__BACKUP_STARTED__INIT;
+	bs.backup_id = id;
+	bs.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
+	bs.trigger = req->trigger;
+	bs.command_id = req->command_id;
+	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
+	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_STARTED;
+	ev.backup_started = &bs;
+	rc = agent_events_emit(ctx->outbox, cfg->service, started, &ev, NULL, err);
+	if (rc != 0)
+		/* Without a durable record the backup would be invisible if it
+		 * failed later: refuse to start rather than fail silently. */
+		return coffer_err_wrap(err, "not starting backup %s", id);
+	coffer_log_info("backup started", "service=%s backup=%s kind=logical", cfg->service, id);
+
+	const char *stage = "connect";
+	agent_pg_snapshot *snap = NULL;
+	backup_stream s = { 0 };
+	char **argv = NULL;
+	char *json = NULL;
+	size_t json_len = 0;
+	char data_key[COFFER_REPO_KEY_MAX], manifest_key[COFFER_REPO_KEY_MAX];
+	char window[32], deadline_what[96];
+	coffer_duration_format(window, sizeof(window), cfg->completion_window_ms);
+	snprintf(deadline_what, sizeof(deadline_what), "the completion window (%s)", window);
+
+	rc = coffer_repo_backup_key(data_key, sizeof(data_key), cfg->service, id, "data", err);
+	if (rc == 0)
+		rc = coffer_repo_backup_key(manifest_key, sizeof(manifest_key), cfg->service, id,
+		    "manifest.json", err);
+	if (rc == 0)
+		rc = agent_pg_snapshot_open(cfg->conninfo, CONNECT_TIMEOUT_S, &snap, err);
+	if (rc == 0) {
+		stage = "dump";
+		rc = agent_dump_argv(cfg->pg_dump, agent_pg_snapshot_id(snap), cfg->conninfo,
+		    cfg->dump_options, &argv, err);
+	}
+	if (rc == 0)
+		rc = stream_open(ctx, data_key, req->progress,
+		    (uint64_t)agent_pg_snapshot_meta(snap)->database_size, &s, err);
+	if (rc == 0) {
+		int64_t now = coffer_clock_now(NULL);
+		agent_child_spec spec = {
+			.argv = (const char *const *)argv,
+			.name = "pg_dump",
+			.stdout_chain = s.head,
+			.deadline_ms = coffer_clock_monotonic_ms() + (deadline > now ? deadline - now : 0),
+			.deadline_what = deadline_what,
+			.cancel = req->cancel,
+			.not_found_hint = "install the PostgreSQL client tools or set [postgres] bin_dir",
+		};
+		agent_child_result cres;
+		rc = agent_child_run(&spec, &cres, err);
+	}
+	if (rc == 0) {
+		stage = "store";
+		rc = coffer_repo_write_commit(s.sink, err);
+	}
+	int64_t finished = coffer_clock_now(NULL);
+	uint8_t manifest_sha[COFFER_SHA256_LEN] = { 0 };
+	if (rc == 0) {
+		stage = "publish";
+		rc = build_manifest(ctx, id, started, finished, snap, &s, &json, &json_len, err);
+	}
+	if (rc == 0)
+		rc = publish_manifest(ctx, manifest_key, json, json_len, manifest_sha, err);
+	if (rc != 0) {
+		if (req->cancel != NULL && agent_cancel_requested(req->cancel) &&
+		    rc != COFFER_ECANCELED) {
+			coffer_err_wrap(err, "cancelled");
+		}
+		res->event_seq = record_failure(ctx, id, started, stage, err);
+		goto out;
+	}
+
+	res->plain_bytes = coffer_count_filter_bytes(s.plain_count);
+	res->stored_bytes = coffer_count_filter_bytes(s.stored_count);
+	res->duration_ms = coffer_clock_monotonic_ms() - started_mono;
+	uint8_t plain_sha[COFFER_SHA256_LEN], stored_sha[COFFER_SHA256_LEN];
+	coffer_sha256_filter_digest(s.plain_sha, plain_sha);
+	coffer_sha256_filter_digest(s.stored_sha, stored_sha);
+	const agent_pg_meta *meta = agent_pg_snapshot_meta(snap);
+	Coffer__V1__BackupCompleted bc = COFFER__V1__BACKUP_COMPLETED__INIT;
+	bc.backup_id = id;
+	bc.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
+	bc.started_at_ms = started;
+	bc.finished_at_ms = finished;
+	bc.plain_bytes = res->plain_bytes;
+	bc.stored_bytes = res->stored_bytes;
+	bc.plain_sha256 = (ProtobufCBinaryData){ sizeof(plain_sha), plain_sha };
+	bc.stored_sha256 = (ProtobufCBinaryData){ sizeof(stored_sha), stored_sha };
+	bc.key_id = (char *)coffer_seal_filter_key_id(s.seal);
+	bc.repository = (char *)ctx->repo_name;
+	bc.manifest_sha256 = (ProtobufCBinaryData){ sizeof(manifest_sha), manifest_sha };
+	char pgv[16];
+	snprintf(pgv, sizeof(pgv), "%d", meta->server_version_num);
+	bc.pg_version = pgv;
+	bc.system_identifier = (char *)meta->system_identifier;
+	Coffer__V1__Event cev = COFFER__V1__EVENT__INIT;
+	cev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_COMPLETED;
+	cev.backup_completed = &bc;
+	rc = agent_events_emit(ctx->outbox, cfg->service, finished, &cev, &res->event_seq, err);
+	if (rc != 0) {
+		/* The backup is published and restorable; only the report is
+		 * missing. Say so loudly rather than pretend it failed. */
+		coffer_err_wrap(err, "backup %s is stored, but its completion event was not saved",
+		    id);
+		goto out;
+	}
+	coffer_log_info("backup completed",
+	    "service=%s backup=%s plain_bytes=%" PRIu64 " stored_bytes=%" PRIu64
+	    " duration_ms=%" PRId64 " tables=%zu",
+	    cfg->service, id, res->plain_bytes, res->stored_bytes, res->duration_ms,
+	    agent_pg_snapshot_tables(snap)->n);
+out:
+	free(json);
+	agent_dump_argv_free(argv);
+	stream_free(&s);
+	agent_pg_snapshot_close(snap);
+	return rc;
+}

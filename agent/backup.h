@@ -1,0 +1,47 @@
+/*
+ * A logical backup, start to finish: snapshot, pg_dump streamed through
+ * sha256 -> zstd -> AES-256-GCM -> sha256 into the repository, the signed
+ * manifest published last, and an event in the outbox for every step that
+ * matters. Blocking: run it on a worker thread (the daemon) or in the
+ * foreground (`coffer-agent backup`).
+ *
+ * Failure is total or nothing: the data object is committed only after
+ * pg_dump exited 0 and every filter finished, and the manifest -- the
+ * completion marker -- only after that, so an aborted, timed-out or
+ * cancelled backup leaves at most an unreferenced data object and never
+ * something that looks complete.
+ */
+#ifndef COFFER_AGENT_BACKUP_H
+#define COFFER_AGENT_BACKUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/child.h"
+#include "agent/context.h"
+#include "common/manifest.h"
+#include "proto/coffer.pb-c.h"
+
+typedef struct agent_backup_request {
+	Coffer__V1__Trigger trigger;
+	uint64_t command_id;   /* TRIGGER_COMMAND only */
+	int64_t deadline_ms;   /* wall clock; 0: now + completion_window */
+	agent_cancel *cancel;  /* may be NULL */
+	bool progress;         /* draw progress on a terminal */
+} agent_backup_request;
+
+typedef struct agent_backup_result {
+	char backup_id[COFFER_MANIFEST_ID_SIZE];
+	uint64_t plain_bytes;
+	uint64_t stored_bytes;
+	int64_t duration_ms;
+	uint64_t event_seq; /* the completed or failed event */
+} agent_backup_result;
+
+/* ctx needs AGENT_NEED_KEYRING | AGENT_NEED_SIGN | AGENT_NEED_REPO_WRITE |
+ * AGENT_NEED_OUTBOX. Returns 0 with res filled, or the failure (already
+ * recorded as a backup.failed event when a backup id had been assigned). */
+int agent_backup_logical(agent_ctx *ctx, const agent_backup_request *req,
+    agent_backup_result *res, coffer_err *err);
+
+#endif

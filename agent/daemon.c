@@ -1,0 +1,191 @@
+#include "agent/daemon.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+#include <uv.h>
+
+#include "agent/backup.h"
+#include "common/clock.h"
+#include "common/cron.h"
+#include "common/log.h"
+#include "common/tz.h"
+
+/* The schedule is re-read from the clock at least this often, so a clock
+ * step (NTP, suspend) delays a run by at most this much. */
+#define MAX_SLEEP_MS (60 * 1000)
+
+typedef struct agent_daemon {
+	agent_ctx *ctx;
+	uv_loop_t loop;
+	uv_timer_t timer;
+	uv_signal_t sigterm, sigint;
+	uv_work_t work;
+	coffer_cron *cron;
+	coffer_tz *tz;
+	int64_t next_run_s;      /* the next scheduled instant */
+	int64_t running_for_s;   /* the scheduled instant the running backup is for */
+	bool running;
+	bool stopping;
+	agent_cancel *cancel;
+	agent_backup_request req;
+	agent_backup_result res;
+	coffer_err job_err;
+	int job_rc;
+} agent_daemon;
+
+static void arm(agent_daemon *d);
+
+static void
+backup_work(uv_work_t *w)
+{
+	agent_daemon *d = w->data;
+	coffer_err_clear(&d->job_err);
+	d->job_rc = agent_backup_logical(d->ctx, &d->req, &d->res, &d->job_err);
+}
+
+static void
+stop_handles(agent_daemon *d)
+{
+	uv_timer_stop(&d->timer);
+	uv_close((uv_handle_t *)&d->timer, NULL);
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+static void
+backup_done(uv_work_t *w, int status)
+{
+	agent_daemon *d = w->data;
+	(void)status;
+	d->running = false;
+	if (d->job_rc != 0)
+		/* backup.c already logged and recorded it; this names the schedule slot. */
+		coffer_log_warn("scheduled backup failed", "service=%s backup=%s error=\"%s\"",
+		    d->ctx->cfg->service, d->res.backup_id, d->job_err.msg);
+	if (d->stopping) {
+		stop_handles(d);
+		return;
+	}
+	arm(d);
+}
+
+static void
+start_backup(agent_daemon *d, int64_t scheduled_s)
+{
+	if (d->running) {
+		/* One backup at a time per service: a run that is still going when
+		 * the next slot comes means the schedule is too tight, which the
+		 * coordinator sees as a missed backup and pages on. */
+		coffer_log_warn("backup still running at the next scheduled time; slot skipped",
+		    "service=%s slot=%" PRId64, d->ctx->cfg->service, scheduled_s);
+		return;
+	}
+	memset(&d->req, 0, sizeof(d->req));
+	d->req.trigger = COFFER__V1__TRIGGER__TRIGGER_SCHEDULE;
+	/* The window counts from the scheduled time, not from when we got to it. */
+	d->req.deadline_ms = scheduled_s * 1000 + d->ctx->cfg->completion_window_ms;
+	d->req.cancel = d->cancel;
+	d->running = true;
+	d->running_for_s = scheduled_s;
+	d->work.data = d;
+	uv_queue_work(&d->loop, &d->work, backup_work, backup_done);
+}
+
+static void
+on_timer(uv_timer_t *t)
+{
+	agent_daemon *d = t->data;
+	int64_t now_s = coffer_clock_now(NULL) / 1000;
+	if (now_s >= d->next_run_s) {
+		int64_t slot = d->next_run_s;
+		coffer_log_info("scheduled backup due", "service=%s slot=%" PRId64, d->ctx->cfg->service,
+		    slot);
+		start_backup(d, slot);
+		coffer_err err = { 0 };
+		if (coffer_cron_next(d->cron, d->tz, now_s, &d->next_run_s, &err) != 0) {
+			coffer_log_error("no next scheduled run", "error=\"%s\"", err.msg);
+			d->next_run_s = INT64_MAX / 2000;
+		}
+	}
+	arm(d);
+}
+
+static void
+arm(agent_daemon *d)
+{
+	if (d->stopping)
+		return;
+	int64_t now_ms = coffer_clock_now(NULL);
+	int64_t wait = d->next_run_s * 1000 - now_ms;
+	if (wait < 0)
+		wait = 0;
+	if (wait > MAX_SLEEP_MS)
+		wait = MAX_SLEEP_MS;
+	uv_timer_start(&d->timer, on_timer, (uint64_t)wait, 0);
+}
+
+static void
+on_signal(uv_signal_t *s, int signum)
+{
+	agent_daemon *d = s->data;
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	coffer_log_info("stopping", "signal=%d backup_running=%s", signum, d->running ? "yes" : "no");
+	if (d->running) {
+		/* backup_done closes the handles once the cancelled backup has
+		 * been recorded as failed. */
+		agent_cancel_trigger(d->cancel);
+		uv_timer_stop(&d->timer);
+		return;
+	}
+	stop_handles(d);
+}
+
+int
+agent_daemon_run(agent_ctx *ctx, coffer_err *err)
+{
+	agent_daemon d;
+	memset(&d, 0, sizeof(d));
+	d.ctx = ctx;
+	int rc = 0;
+	d.cron = coffer_cron_parse(ctx->cfg->schedule_logical, err);
+	if (d.cron == NULL)
+		return err->code;
+	d.tz = coffer_tz_load(ctx->cfg->timezone, err);
+	if (d.tz == NULL) {
+		coffer_cron_free(d.cron);
+		return err->code;
+	}
+	rc = agent_cancel_new(&d.cancel, err);
+	int64_t now_s = coffer_clock_now(NULL) / 1000;
+	if (rc == 0)
+		rc = coffer_cron_next(d.cron, d.tz, now_s, &d.next_run_s, err);
+	if (rc == 0 && uv_loop_init(&d.loop) != 0)
+		rc = coffer_err_set(err, COFFER_ENOMEM, "cannot start the event loop");
+	if (rc != 0) {
+		agent_cancel_free(d.cancel);
+		coffer_tz_free(d.tz);
+		coffer_cron_free(d.cron);
+		return rc;
+	}
+	uv_timer_init(&d.loop, &d.timer);
+	uv_signal_init(&d.loop, &d.sigterm);
+	uv_signal_init(&d.loop, &d.sigint);
+	d.timer.data = d.sigterm.data = d.sigint.data = &d;
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	char next[40];
+	coffer_time_format(next, sizeof(next), d.next_run_s * 1000);
+	coffer_log_info("agent started", "service=%s agent=%s schedule=\"%s\" timezone=%s next_run=%s",
+	    ctx->cfg->service, ctx->cfg->name, ctx->cfg->schedule_logical, ctx->cfg->timezone, next);
+	arm(&d);
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	uv_loop_close(&d.loop);
+	agent_cancel_free(d.cancel);
+	coffer_tz_free(d.tz);
+	coffer_cron_free(d.cron);
+	coffer_log_info("agent stopped", "service=%s", ctx->cfg->service);
+	return 0;
+}
