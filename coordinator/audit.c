@@ -248,16 +248,6 @@ coord_audit_key_generate(const char *path, coord_audit_key *key, coffer_err *err
 	return (rc);
 }
 
-/* The MAC over one row's canonical bytes (see audit.h). */
-struct audit_row {
-	int64_t chain_seq;
-	const char *at;
-	const char *actor;
-	const char *action;
-	const char *subject;
-	const char *details;
-	uint8_t prev_mac[COORD_AUDIT_MAC_LEN];
-};
 
 static void
 put_be32(uint8_t *p, uint32_t v)
@@ -293,8 +283,8 @@ audit_hmac_fetch(void)
 	audit_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 }
 
-static int
-audit_mac(const coord_audit_key *key, const struct audit_row *row,
+int
+coord_audit_mac(const coord_audit_key *key, const coord_audit_row *row,
     uint8_t out[COORD_AUDIT_MAC_LEN], coffer_err *err)
 {
 	pthread_once(&audit_hmac_once, audit_hmac_fetch);
@@ -406,7 +396,7 @@ coord_audit_append(coord_catalog *cat, const coord_audit_key *key, const char *a
 		return (coord_catalog_pg_error(cat, NULL, "appending to the audit log", err));
 	}
 
-	struct audit_row row = { .actor = actor, .action = action, .subject = subject };
+	coord_audit_row row = { .actor = actor, .action = action, .subject = subject };
 	uint8_t mac[COORD_AUDIT_MAC_LEN];
 	char seq_text[24];
 	char at[AUDIT_TIME_MAX];
@@ -444,7 +434,7 @@ coord_audit_append(coord_catalog *cat, const coord_audit_key *key, const char *a
 	}
 	row.at = at;
 	row.details = canon;
-	if ((rc = audit_mac(key, &row, mac, err)) != 0) {
+	if ((rc = coord_audit_mac(key, &row, mac, err)) != 0) {
 		goto fail;
 	}
 	snprintf(seq_text, sizeof(seq_text), "%" PRId64, row.chain_seq);
@@ -515,7 +505,7 @@ verify_break(struct verify_state *vs, int64_t seq, const char *fmt, ...)
 static int
 verify_row(struct verify_state *vs, PGresult *r, coffer_err *err)
 {
-	struct audit_row row;
+	coord_audit_row row;
 	uint8_t mac[COORD_AUDIT_MAC_LEN];
 	uint8_t want[COORD_AUDIT_MAC_LEN];
 	row.chain_seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -550,7 +540,7 @@ verify_row(struct verify_state *vs, PGresult *r, coffer_err *err)
 		    row.chain_seq, row.chain_seq - 1);
 		return (0);
 	}
-	int rc = audit_mac(vs->key, &row, want, err);
+	int rc = coord_audit_mac(vs->key, &row, want, err);
 	if (rc != 0) {
 		return (rc);
 	}

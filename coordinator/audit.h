@@ -103,4 +103,20 @@ typedef struct coord_audit_result {
 int coord_audit_verify(coord_catalog *cat, const coord_audit_key *key, coord_audit_result *res,
     coffer_err *err);
 
+/* One row as the MAC sees it; at and details are PostgreSQL's own text
+ * output, so the verifier recomputes exactly what the appender computed. */
+typedef struct coord_audit_row {
+	int64_t chain_seq;
+	const char *at;
+	const char *actor;
+	const char *action;
+	const char *subject;
+	const char *details;
+	uint8_t prev_mac[COORD_AUDIT_MAC_LEN];
+} coord_audit_row;
+
+/* HMAC-SHA-256 over the row's canonical bytes (layout above). */
+int coord_audit_mac(const coord_audit_key *key, const coord_audit_row *row,
+    uint8_t out[COORD_AUDIT_MAC_LEN], coffer_err *err);
+
 #endif

@@ -24,9 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/audit.c"
-#include "coordinator/catalog.c"
-#include "coordinator/migrations.c"
+#include "coordinator/audit.h"
+#include "coordinator/catalog.h"
+#include "coordinator/migrations.h"
 
 #define PROG "catalog_itest"
 

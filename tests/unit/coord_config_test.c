@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "coordinator/coord_config.c"
+#include "coordinator/coord_config.c" /* white-box: uses its unit constants */
 
 static const char full_conf[] =
     "[coordinator]\n"
