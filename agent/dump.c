@@ -33,6 +33,13 @@ static const char *const long_with_value[] = {
 	"table-and-children", "username", NULL,
 };
 
+/* The manifest's row counts cover every table, and restore checks them: a
+ * dump that leaves tables, their data or their definitions out would fail
+ * that check (or pass it wrongly), so it is refused up front. */
+#define PARTIAL \
+	"the manifest counts the rows of every table and restore checks them; a partial " \
+	"dump cannot pass that check"
+
 struct forbidden {
 	const char *name;
 	const char *why;
@@ -49,6 +56,19 @@ static const struct forbidden forbidden_long[] = {
 	{ "password", "nobody is there to type a password; use a passfile" },
 	{ "help", "pg_dump would print help and produce no dump" },
 	{ "version", "pg_dump would print its version and produce no dump" },
+	{ "data-only", PARTIAL },
+	{ "schema-only", PARTIAL },
+	{ "section", PARTIAL },
+	{ "table", PARTIAL },
+	{ "exclude-table", PARTIAL },
+	{ "schema", PARTIAL },
+	{ "exclude-schema", PARTIAL },
+	{ "exclude-table-data", PARTIAL },
+	{ "no-unlogged-table-data", PARTIAL },
+	{ "table-and-children", PARTIAL },
+	{ "exclude-table-and-children", PARTIAL },
+	{ "exclude-table-data-and-children", PARTIAL },
+	{ "filter", PARTIAL },
 	{ "format", NULL },
 	{ "compress", NULL },
 	{ NULL, NULL },
@@ -150,6 +170,13 @@ check_short(coffer_err *err, const char *word, const char *next, bool *takes_nex
 		case 'p':
 		case 'U':
 			return (refuse(err, one, "the connection comes from [postgres] conninfo"));
+		case 'a':
+		case 's':
+		case 't':
+		case 'T':
+		case 'n':
+		case 'N':
+			return (refuse(err, one, PARTIAL));
 		case 'W':
 			return (refuse(err, one, "nobody is there to type a password; use a passfile"));
 		case 'V':

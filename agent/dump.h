@@ -13,7 +13,10 @@
  * (-d/--dbname, -h/--host, -p/--port, -U/--username), -W/--password (nobody
  * can type it), --help/--version (pg_dump would print them and "succeed"
  * with an empty dump), "--" and bare words (pg_dump would take one as the
- * database name). Long options that pg_dump would accept abbreviated are
+ * database name), and every option that dumps only part of the database
+ * (-a, -s, --section, -t, -T, -n, -N, --exclude-table-data,
+ * --no-unlogged-table-data, --filter and the *-and-children forms): the
+ * manifest's row counts cover every table and restore verifies them. Long options that pg_dump would accept abbreviated are
  * refused when the abbreviation could stand for a refused one.
  *
  * dump_options is split on spaces and tabs; there is no shell quoting, each

@@ -262,7 +262,9 @@ tables_count(PGconn *conn, agent_pg_tables *out, coffer_err *err)
 {
 	char sql[512];
 	snprintf(sql, sizeof(sql),
-	    "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+	    "SELECT n.nspname, c.relname, "
+	    "c.relpersistence = 'u' AND pg_catalog.pg_is_in_recovery() "
+	    "FROM pg_catalog.pg_class c "
 	    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 	    "WHERE c.relkind = 'r' AND c.relpersistence <> 't' AND %s "
 	    "ORDER BY 1, 2",
@@ -297,6 +299,13 @@ tables_count(PGconn *conn, agent_pg_tables *out, coffer_err *err)
 		if (t->schema == NULL || t->name == NULL) {
 			rv = coffer_err_set(err, COFFER_ENOMEM, "out of memory listing tables");
 			break;
+		}
+		if (strcmp(PQgetvalue(res, i, 2), "t") == 0) {
+			/* A standby cannot read unlogged tables, and pg_dump there
+			 * dumps none of their rows: the dump holds 0, and a restore
+			 * creates them empty. */
+			t->rows = 0;
+			continue;
 		}
 		char *qs = PQescapeIdentifier(conn, schema, strlen(schema));
 		char *qn = PQescapeIdentifier(conn, name, strlen(name));

@@ -11,7 +11,10 @@
  *
  * Which tables are counted: ordinary tables (relkind 'r') outside the system
  * schemas (pg_catalog, information_schema, pg_toast and temporary schemas),
- * unlogged ones included, temporary ones excluded. A partitioned table
+ * unlogged ones included, temporary ones excluded. On a standby an unlogged
+ * table cannot be read and pg_dump dumps none of its rows, so it is listed
+ * with 0 rows, which is what the dump holds and what a restore yields. A
+ * partitioned table
  * (relkind 'p') has no storage of its own; its rows live in its leaf
  * partitions, which are 'r' tables and are counted one by one. Counting the
  * parent as well would count every row twice, and pg_dump likewise dumps

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "coordinator/audit.h"
 #include "coordinator/catalog.h"
 #include "coordinator/migrations.h"

@@ -185,13 +185,13 @@ pass "restored database has exactly the snapshot's rows; create/exists/hastables
 
 # --- refused options: nothing runs --------------------------------------------
 for opt in "-Fp" "--format=directory" "-f /tmp/x" "--file=/tmp/x" "--fi=/tmp/x" "--snap=1" \
-	"-vZ9" "--compress=5" "shop" "-h elsewhere" "--dbname=other" "-W" "--version" "--"; do
+	"-vZ9" "--compress=5" "shop" "--table=items" "--no-unlogged-table-data" "-h elsewhere" "--dbname=other" "-W" "--version" "--"; do
 	rm -f "$T/refused.dump"
 	run refused dump "$CI" "$T/refused.dump" --pg-dump "$PGDUMP" --extra-opts "$opt"
 	expect_fail refused EINVAL "dump_options" "$rc"
 	[[ -e "$T/refused.dump" ]] && fail "refused option '$opt' still opened the output"
 done
-run allowed dump "$CI" "$T/allowed.dump" --pg-dump "$PGDUMP" --extra-opts "-v -Fc --compress=0 --lock-wait-timeout 60s --table=public.items"
+run allowed dump "$CI" "$T/allowed.dump" --pg-dump "$PGDUMP" --extra-opts "-v -Fc --compress=0 --lock-wait-timeout 60s --no-comments"
 ((rc == 0)) || fail "allowed options refused: $(cat "$T/allowed.err")"
 pass "dump_options that break the contract are refused before pg_dump runs"
 
@@ -306,6 +306,7 @@ grep -qx 'in_recovery 1' "$T/standby.out" || fail "the standby is not in recover
 grep -qE '^lsn [0-9A-F]+/[0-9A-F]+$' "$T/standby.out" || fail "no replay LSN on the standby"
 grep -qx "system_identifier $sysid" "$T/standby.out" || fail "the standby's system identifier differs"
 grep -qP '^table\tpublic\titems\t1100$' "$T/standby.out" || fail "standby counts: $(cat "$T/standby.out")"
+grep -qP '^table\tsales\tscratch\t0$' "$T/standby.out" || fail "unlogged table on the standby: $(cat "$T/standby.out")"
 "$PG_BINDIR/pg_restore" -l "$T/standby.dump" >/dev/null || fail "pg_restore -l cannot read the standby dump"
 pass "snapshot and dump on a standby (replay LSN)"
 

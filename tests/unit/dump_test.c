@@ -45,9 +45,9 @@ test_extra_options_kept_in_order(void **state)
 	char **argv;
 	coffer_err err = { 0 };
 	assert_int_equal(agent_dump_argv("pg_dump", "S", "dbname=x",
-	    "  -v --lock-wait-timeout 60s\t-t \"Odd\" --exclude-table=a.b  ", &argv, &err), 0);
-	const char *want[] = { "-v", "--lock-wait-timeout", "60s", "-t", "\"Odd\"",
-		"--exclude-table=a.b", "--dbname=dbname=x", NULL };
+	    "  -v --lock-wait-timeout 60s\t-E \"Odd\" --role=a.b  ", &argv, &err), 0);
+	const char *want[] = { "-v", "--lock-wait-timeout", "60s", "-E", "\"Odd\"",
+		"--role=a.b", "--dbname=dbname=x", NULL };
 	for (size_t i = 0; want[i] != NULL; i++) {
 		assert_non_null(argv[6 + i]);
 		assert_string_equal(argv[6 + i], want[i]);
@@ -94,10 +94,9 @@ test_allowed(void **state)
 	const char *ok[] = {
 		"-v", "-Fc", "-F c", "-FC", "--format=custom", "--format c", "--format=C", "-Z0",
 		"-Z 0", "-vZ0", "--compress=0", "--compress 0", "--compress=none",
-		"--table foo", "-t foo", "-tfoo", "-t -f", /* -f is the table pattern here */
-		"--schema=s", "--schema s", "--no-unlogged-table-data", "--filter=list.txt",
-		"-j 2", "--jobs=2", "--no-password", "-w", "--role=backup", "--section=data",
-		"--exclude-table-data 'x'", "-vt foo", "-N pg_temp",
+		"--encoding UTF8", "-E UTF8", "-EUTF8", "-E -f", /* -f is the encoding here */
+		"-j 2", "--jobs=2", "--no-password", "-w", "--role=backup", "--no-comments",
+		"--extension=pgcrypto", "-e pgcrypto", "--include-foreign-data=srv", "-vx",
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		expect_ok(ok[i]);
@@ -154,8 +153,25 @@ test_refused(void **state)
 		{ "-v billing", "bare word" },
 		{ "--no-owner extra", "bare word" },
 		{ "--=x", "name is missing" },
+		{ "-t foo", "partial" },
+		{ "-vtfoo", "partial" },
+		{ "--table=foo", "partial" },
+		{ "--tab=foo", "partial" },
+		{ "-T foo", "partial" },
+		{ "-n s", "partial" },
+		{ "-N s", "partial" },
+		{ "--schema=s", "partial" },
+		{ "-s", "partial" },
+		{ "--schema-only", "partial" },
+		{ "-a", "partial" },
+		{ "--data-only", "partial" },
+		{ "--section=data", "partial" },
+		{ "--exclude-table-data=logs", "partial" },
+		{ "--no-unlogged-table-data", "partial" },
+		{ "--filter=list.txt", "partial" },
+		{ "--table-and-children=t", "partial" },
 		/* No shell quoting: the second word would be the database name. */
-		{ "-t \"Weird Name\"", "bare word" },
+		{ "--role \"Weird Name\"", "bare word" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		expect_refused(bad[i].opts, bad[i].text);
