@@ -881,8 +881,8 @@ static int
 px_read(void *state, const char *key, coffer_filter *chain, coffer_err *err)
 {
 	struct px_repo *r = state;
-	int fd;
-	struct stat st;
+	int fd = -1;
+	struct stat st = { 0 };
 	int rc = px_open_object(r, key, &fd, &st, err);
 	if (rc != 0) {
 		return (rc);
@@ -926,8 +926,8 @@ static int
 px_stat(void *state, const char *key, coffer_repo_info *info, coffer_err *err)
 {
 	struct px_repo *r = state;
-	int fd;
-	struct stat st;
+	int fd = -1;
+	struct stat st = { 0 };
 	int rc = px_open_object(r, key, &fd, &st, err);
 	if (rc != 0) {
 		return (rc);
