@@ -191,6 +191,14 @@ coffer_zstd_compress_new(int level, int workers, coffer_err *err)
 	    set_cparam(z, ZSTD_c_nbWorkers, workers, "worker count", err) != 0) {
 		goto fail;
 	}
+	/* Multithreaded zstd buffers a few jobs per worker, in and out; left to
+	 * itself it sizes jobs from the window (8 MiB and up), which puts the
+	 * pipeline near 100 MiB. Small jobs keep memory bounded by this
+	 * constant at a cost in ratio measured in docs/PERFORMANCE.md. */
+	if (workers > 0 &&
+	    set_cparam(z, ZSTD_c_jobSize, COFFER_ZSTD_JOB_SIZE, "job size", err) != 0) {
+		goto fail;
+	}
 	return (&z->base);
 fail:
 	zstd_destroy(&z->base);

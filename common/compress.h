@@ -32,6 +32,9 @@
 /* Pass as workers to use one worker per online CPU (at most 8). */
 #define COFFER_ZSTD_WORKERS_AUTO (-1)
 
+/* Bytes per multithreaded compression job (zstd's minimum is 512 KiB). */
+#define COFFER_ZSTD_JOB_SIZE (1024 * 1024)
+
 /* level: zstd's levels, 1 (fast) to 22 (small), or 0 for zstd's default (3);
  * negative "fast" levels are accepted too. workers: 0 compresses on the
  * caller's thread, N > 0 on N zstd threads, COFFER_ZSTD_WORKERS_AUTO picks.

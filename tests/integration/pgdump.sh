@@ -307,7 +307,9 @@ grep -qE '^lsn [0-9A-F]+/[0-9A-F]+$' "$T/standby.out" || fail "no replay LSN on 
 grep -qx "system_identifier $sysid" "$T/standby.out" || fail "the standby's system identifier differs"
 grep -qP '^table\tpublic\titems\t1100$' "$T/standby.out" || fail "standby counts: $(cat "$T/standby.out")"
 grep -qP '^table\tsales\tscratch\t0$' "$T/standby.out" || fail "unlogged table on the standby: $(cat "$T/standby.out")"
-"$PG_BINDIR/pg_restore" -l "$T/standby.dump" >/dev/null || fail "pg_restore -l cannot read the standby dump"
+"$PG_BINDIR/pg_restore" -l "$T/standby.dump" >"$T/standby.toc" || fail "pg_restore -l cannot read the standby dump"
+# What the 0 rows promise: pg_dump on a standby dumps no unlogged data.
+grep -q 'TABLE DATA sales scratch' "$T/standby.toc" && fail "pg_dump dumped unlogged data on a standby"
 pass "snapshot and dump on a standby (replay LSN)"
 
 # Nothing left behind: no backend of ours still runs.
