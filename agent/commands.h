@@ -27,5 +27,7 @@ int agent_cmd_cat(const coffer_cmd *cmd, int argc, char **argv);
 int agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd_events.c: the outbox's contents. */
 int agent_cmd_events(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd_flush.c: send the outbox to the coordinator now. */
+int agent_cmd_flush(const coffer_cmd *cmd, int argc, char **argv);
 
 #endif

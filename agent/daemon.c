@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "agent/backup.h"
+#include "agent/sender.h"
 #include "common/clock.h"
 #include "common/cron.h"
 #include "common/log.h"
@@ -32,6 +33,7 @@ typedef struct agent_daemon {
 	agent_backup_result res;
 	coffer_err job_err;
 	int job_rc;
+	agent_sender *sender; /* NULL without [coordinator] */
 } agent_daemon;
 
 static void arm(agent_daemon *d);
@@ -59,6 +61,8 @@ backup_done(uv_work_t *w, int status)
 	agent_daemon *d = w->data;
 	(void)status;
 	d->running = false;
+	/* The backup's events are in the outbox now: ship them at once. */
+	agent_sender_kick(d->sender);
 	if (d->job_rc != 0)
 		/* backup.c already logged and recorded it; this names the schedule slot. */
 		coffer_log_warn("scheduled backup failed", "service=%s backup=%s error=\"%s\"",
@@ -170,6 +174,15 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 		coffer_cron_free(d.cron);
 		return rc;
 	}
+	/* Events go to the coordinator from their own thread, so a slow or
+	 * absent coordinator never delays the schedule. */
+	if (ctx->cfg->coordinator_present && agent_sender_start(ctx, &d.sender, err) != 0) {
+		uv_loop_close(&d.loop);
+		agent_cancel_free(d.cancel);
+		coffer_tz_free(d.tz);
+		coffer_cron_free(d.cron);
+		return err->code;
+	}
 	uv_timer_init(&d.loop, &d.timer);
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
@@ -182,6 +195,8 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	    ctx->cfg->service, ctx->cfg->name, ctx->cfg->schedule_logical, ctx->cfg->timezone, next);
 	arm(&d);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
+	/* After the signal and any cancelled backup: waits for at most one call. */
+	agent_sender_stop(d.sender);
 	uv_loop_close(&d.loop);
 	agent_cancel_free(d.cancel);
 	coffer_tz_free(d.tz);

@@ -284,8 +284,23 @@ static const char migration_1_sql[] =
     "CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head\n"
     "  FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();\n";
 
+/* Agent intake (coordinator/intake.c): the envelope high-water mark that
+ * refuses replays, kept apart from last_seq (the durable event high-water
+ * mark) because an agent may send envelopes without durable events; and
+ * the last hello and heartbeat, which are transient and never in `events`. */
+static const char migration_2_sql[] =
+    "ALTER TABLE agents ADD COLUMN last_envelope_seq bigint NOT NULL DEFAULT 0\n"
+    "  CHECK (last_envelope_seq >= 0);\n"
+    "ALTER TABLE agents ADD COLUMN hello jsonb;\n"
+    "ALTER TABLE agents ADD COLUMN hello_at timestamptz;\n"
+    "ALTER TABLE agents ADD COLUMN heartbeat jsonb;\n"
+    "ALTER TABLE agents ADD COLUMN heartbeat_at timestamptz;\n"
+    "COMMENT ON COLUMN agents.last_seq IS\n"
+    "  'highest durable event seq applied from this agent (its last_event_seq)';\n";
+
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
+	{ 2, "agent intake", migration_2_sql },
 };
 
 const coord_migration *

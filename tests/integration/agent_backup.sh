@@ -114,7 +114,7 @@ expect_failure() { # $1 = label, $2 = config, $3 = text the error must contain
 	[[ $(count_published) == "$before" ]] || fail "$1: a backup was published"
 	"$agent" events -c "$2" --output json | tail -1 | grep -q '"backup.failed"' ||
 		fail "$1: no backup.failed event in the outbox"
-	note "$1: $(head -1 "$T/err")"
+	note "$1: $(tail -1 "$T/err" | cut -c1-300)"
 }
 write_conf "$T/bad-port.conf" "host=127.0.0.1 port=1 user=postgres dbname=billing connect_timeout=3"
 expect_failure "unreachable server" "$T/bad-port.conf" "connect"
