@@ -1,6 +1,10 @@
 #include "agent/backup.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,8 +189,49 @@ record_failure(agent_ctx *ctx, const char *id, int64_t started, const char *stag
 	return seq;
 }
 
+/* One backup at a time per service on this host, whoever starts it (the
+ * daemon, `coffer-agent backup`): two dumps at once would double the load
+ * on the database for no gain. The lock dies with the process. */
+static int
+take_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/backup.lock", cfg->state_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "opening the backup lock", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return coffer_err_set(err, COFFER_EEXIST,
+			    "another backup of service %s is running on this host", cfg->service),
+			       coffer_err_hint(err, "wait for it to finish; see the agent's log");
+		return coffer_err_errno(err, e, "locking", path);
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static int backup_locked(agent_ctx *ctx, const agent_backup_request *req,
+    agent_backup_result *res, coffer_err *err);
+
 int
 agent_backup_logical(agent_ctx *ctx, const agent_backup_request *req,
+    agent_backup_result *res, coffer_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	int lock_fd = -1;
+	int rc = take_backup_lock(ctx->cfg, &lock_fd, err);
+	if (rc != 0)
+		return rc;
+	rc = backup_locked(ctx, req, res, err);
+	close(lock_fd);
+	return rc;
+}
+
+static int
+backup_locked(agent_ctx *ctx, const agent_backup_request *req,
     agent_backup_result *res, coffer_err *err)
 {
 	const agent_config *cfg = ctx->cfg;

@@ -140,6 +140,9 @@ sleep 1
 "$agent" backup -c "$T/agent.conf" >/dev/null 2>"$T/err" &
 bpid=$!
 sleep 2
+if "$agent" backup -c "$T/agent.conf" >/dev/null 2>"$T/err2"; then fail "a second backup ran while one was running"; fi
+grep -q "another backup" "$T/err2" || fail "second backup: wrong refusal: $(cat "$T/err2")"
+pass "one backup at a time: $(tail -1 "$T/err2")"
 kill -TERM "$bpid"
 rc=0
 wait "$bpid" || rc=$?
