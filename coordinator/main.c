@@ -7,6 +7,12 @@
 #include "coordinator/commands.h"
 
 static const coffer_cmd coordinator_cmds[] = {
+	{ "run", "-c FILE", "serve agents: apply their events, refuse what is not theirs",
+	    coord_cmd_run },
+	{ "agents enroll", "-c FILE --service S --agent NAME --pubkey FILE",
+	    "enroll an agent's public key for one service", coord_cmd_agents_enroll },
+	{ "agents list", "-c FILE [--output json]", "list enrolled agents", coord_cmd_agents_list },
+	{ "agents revoke", "-c FILE NAME", "revoke an agent's enrollment", coord_cmd_agents_revoke },
 	{ "migrate", "-c FILE [--output json]", "apply pending catalog schema migrations",
 	    coord_cmd_migrate },
 	{ "audit-verify", "-c FILE [--output json]",

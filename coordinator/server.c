@@ -1,0 +1,393 @@
+/*
+ * Server: libuv loop + wire server + one catalog thread; see
+ * coordinator/server.h.
+ *
+ * Design notes.
+ * Why one dedicated catalog thread with one connection, and not
+ * uv_queue_work with a pool of connections: every request that changes
+ * anything (applied events, refusals, enrollments) appends to the audit
+ * chain, and audit appenders serialise on audit_head's row lock until their
+ * transaction ends. Parallel connections would queue on that lock inside
+ * PostgreSQL while each holding a thread-pool slot (libuv's pool is shared
+ * with other blocking work, 4 threads by default), so they would buy
+ * little throughput and cost deadlock-prone lock waits. A single thread
+ * also keeps the libpq rule (one thread per connection) trivially true and
+ * gives reconnect-with-backoff one obvious owner. If throughput ever needs
+ * it, the unit to parallelise is this thread (one per connection), with
+ * requests routed by agent so one agent's envelopes stay in order.
+ *
+ * Hand-off. The handler (loop thread) appends a job to a locked queue and
+ * signals the thread; the thread appends the finished job to a done queue
+ * and wakes the loop with uv_async_send, called under the same lock that
+ * stop takes before closing the async handle, so the thread never pokes a
+ * handle that is closing (the same rule as common/net.c). The request
+ * bytes are not copied: the wire server keeps them valid until the reply is
+ * finished, which only happens on the loop thread after the thread is done
+ * with the job.
+ *
+ * Outage. While the catalog is marked down the thread answers
+ * STATUS_UNAVAILABLE without touching libpq, and retries the connection
+ * when the backoff expires (also when idle, via a timed wait), re-running
+ * coord_catalog_check after each reconnect: a catalog restored from an
+ * older backup must not be written to by a newer schema's code.
+ */
+#include "coordinator/server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/wire.h"
+#include "coordinator/catalog.h"
+#include "coordinator/intake.h"
+
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 10000
+
+typedef struct job {
+	struct job *next;
+	coffer_net_reply *reply;
+	const uint8_t *req;
+	size_t len;
+	char peer[COFFER_NET_PEER_ADDR_MAX];
+	uint8_t *out;
+	size_t out_len;
+} job;
+
+typedef struct server {
+	uv_loop_t loop;
+	uv_async_t done_async;
+	uv_signal_t sigterm, sigint;
+	coffer_net_server *net;
+	bool stopping; /* loop thread */
+
+	pthread_t thread;
+	bool thread_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	job *todo_head, *todo_tail; /* mu */
+	job *done_head, *done_tail; /* mu */
+	bool stop;                  /* mu */
+
+	/* Catalog thread only (after start). */
+	coord_catalog *cat;
+	coord_intake *intake;
+	bool down;
+	int64_t backoff_ms;
+	int64_t next_retry_ms; /* monotonic */
+} server;
+
+static void
+push(job **head, job **tail, job *j)
+{
+	j->next = NULL;
+	if (*tail != NULL) {
+		(*tail)->next = j;
+	} else {
+		*head = j;
+	}
+	*tail = j;
+}
+
+/* ---- catalog thread ---- */
+
+static void
+mark_down(server *s, const char *why)
+{
+	if (!s->down) {
+		coffer_log_error("catalog unreachable; not acking", "error=\"%s\"", why);
+		s->down = true;
+		s->backoff_ms = BACKOFF_MIN_MS;
+	} else if (s->backoff_ms < BACKOFF_MAX_MS) {
+		s->backoff_ms *= 2;
+		if (s->backoff_ms > BACKOFF_MAX_MS) {
+			s->backoff_ms = BACKOFF_MAX_MS;
+		}
+	}
+	s->next_retry_ms = coffer_clock_monotonic_ms() + s->backoff_ms;
+}
+
+static void
+try_reconnect(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (coord_catalog_reconnect(s->cat, &err) == 0 && coord_catalog_check(s->cat, &err) == 0) {
+		coffer_log_info("catalog reachable again; acking", NULL);
+		s->down = false;
+		return;
+	}
+	coffer_log_debug("catalog still unreachable", "error=\"%s\" retry_ms=%lld", err.msg,
+	    (long long)s->backoff_ms);
+	mark_down(s, err.msg);
+}
+
+static void
+serve_job(server *s, job *j)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (s->down && coffer_clock_monotonic_ms() >= s->next_retry_ms) {
+		try_reconnect(s);
+	}
+	if (s->down) {
+		if (coord_intake_reply_status(s->intake, j->req, j->len,
+			COFFER__V1__STATUS__STATUS_UNAVAILABLE,
+			"the catalog is unreachable; keep the events and retry later", &j->out,
+			&j->out_len, &err) != 0) {
+			j->out = NULL;
+		}
+		return;
+	}
+	coord_intake_result res;
+	if (coord_intake_handle(s->intake, j->req, j->len, j->peer, &j->out, &j->out_len, &res,
+		&err) != 0) {
+		coffer_log_error("cannot build a reply", "error=\"%s\"", err.msg);
+		j->out = NULL;
+	}
+	if (!coord_catalog_ok(s->cat)) {
+		mark_down(s, "the connection was lost");
+	}
+	if (res.status == COFFER__V1__STATUS__STATUS_OK) {
+		coffer_log_debug("request applied",
+		    "agent=%s seq=%llu applied=%u resent=%u rejected=%u acked=%llu", res.agent,
+		    (unsigned long long)res.envelope_seq, res.applied, res.resent, res.rejected,
+		    (unsigned long long)res.acked_event_seq);
+	} else if (res.status != COFFER__V1__STATUS__STATUS_UNAVAILABLE) {
+		char q[300];
+		coffer_log_warn("request refused", "agent=%s seq=%llu reason=%s peer=%s error=%s",
+		    res.agent[0] != '\0' ? res.agent : "-", (unsigned long long)res.envelope_seq,
+		    coord_intake_reason(res.status), j->peer[0] != '\0' ? j->peer : "-",
+		    coffer_log_quote(q, sizeof(q), res.error));
+	}
+}
+
+static void *
+catalog_thread(void *arg)
+{
+	server *s = arg;
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop) {
+		job *j = s->todo_head;
+		if (j == NULL) {
+			if (s->down) {
+				int64_t wait = s->next_retry_ms - coffer_clock_monotonic_ms();
+				if (wait <= 0) {
+					pthread_mutex_unlock(&s->mu);
+					try_reconnect(s);
+					pthread_mutex_lock(&s->mu);
+					continue;
+				}
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				ts.tv_sec += wait / 1000;
+				ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+			} else {
+				pthread_cond_wait(&s->cv, &s->mu);
+			}
+			continue;
+		}
+		s->todo_head = j->next;
+		if (s->todo_head == NULL) {
+			s->todo_tail = NULL;
+		}
+		pthread_mutex_unlock(&s->mu);
+		serve_job(s, j);
+		pthread_mutex_lock(&s->mu);
+		push(&s->done_head, &s->done_tail, j);
+		if (!s->stop) {
+			uv_async_send(&s->done_async);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return (NULL);
+}
+
+/* ---- loop thread ---- */
+
+static void
+on_done(uv_async_t *h)
+{
+	server *s = h->data;
+	pthread_mutex_lock(&s->mu);
+	job *j = s->done_head;
+	s->done_head = s->done_tail = NULL;
+	pthread_mutex_unlock(&s->mu);
+	while (j != NULL) {
+		job *next = j->next;
+		if (j->out != NULL) {
+			coffer_err err;
+			if (coffer_net_reply_send(j->reply, j->out, j->out_len, &err) != 0 &&
+			    err.code != COFFER_ECANCELED) {
+				coffer_log_warn("reply not sent", "error=\"%s\"", err.msg);
+			}
+		} else {
+			coffer_net_reply_drop(j->reply);
+		}
+		free(j->out);
+		free(j);
+		j = next;
+	}
+}
+
+static void
+on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
+    const coffer_net_peer *peer)
+{
+	server *s = arg;
+	job *j = s->stopping ? NULL : calloc(1, sizeof(*j));
+	if (j == NULL) {
+		coffer_net_reply_drop(reply);
+		return;
+	}
+	j->reply = reply;
+	j->req = req;
+	j->len = len;
+	snprintf(j->peer, sizeof(j->peer), "%s", peer->addr);
+	pthread_mutex_lock(&s->mu);
+	push(&s->todo_head, &s->todo_tail, j);
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+drop_all(job *j)
+{
+	while (j != NULL) {
+		job *next = j->next;
+		coffer_net_reply_drop(j->reply);
+		free(j->out);
+		free(j);
+		j = next;
+	}
+}
+
+static void
+shutdown_server(server *s, const char *why)
+{
+	if (s->stopping) {
+		return;
+	}
+	s->stopping = true;
+	coffer_log_info("coordinator stopping", "why=%s", why);
+	coffer_net_server_stop(s->net);
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	/* Waits for at most the request in hand (bounded by libpq's own
+	 * timeouts); the loop has nothing else left to serve. */
+	if (s->thread_started) {
+		pthread_join(s->thread, NULL);
+		s->thread_started = false;
+	}
+	drop_all(s->todo_head);
+	drop_all(s->done_head);
+	s->todo_head = s->todo_tail = s->done_head = s->done_tail = NULL;
+	uv_close((uv_handle_t *)&s->done_async, NULL);
+	/* The signal handles stay installed, only unref'd, until the loop has
+	 * drained: timeout(1) may deliver SIGTERM twice, and a second one must
+	 * not meet the default action. */
+	uv_unref((uv_handle_t *)&s->sigterm);
+	uv_unref((uv_handle_t *)&s->sigint);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	shutdown_server(h->data, signum == SIGTERM ? "sigterm" : "sigint");
+}
+
+int
+coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err *err)
+{
+	server *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the coordinator"));
+	}
+	int rv;
+	s->cat = coord_catalog_open(cfg->catalog, err);
+	if (s->cat == NULL) {
+		rv = err->code;
+		free(s);
+		return (rv);
+	}
+	if ((rv = coord_catalog_check(s->cat, err)) != 0 ||
+	    (rv = coord_intake_new(s->cat, key, COFFER_WIRE_MAX_MSG, &s->intake, err)) != 0) {
+		coord_catalog_close(s->cat);
+		free(s);
+		return (rv);
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	uv_loop_init(&s->loop);
+
+	coffer_net_server_config ncfg = {
+		.url = cfg->listen,
+		.tls = {
+		    .ca = coffer_config_str(cfg->ini, "tls", "ca"),
+		    .cert = coffer_config_str(cfg->ini, "tls", "cert"),
+		    .key = coffer_config_str(cfg->ini, "tls", "key"),
+		},
+		.insecure = cfg->insecure,
+		.max_msg = COFFER_WIRE_MAX_MSG,
+	};
+	rv = coffer_net_server_start(&s->loop, &ncfg, on_request, s, &s->net, err);
+	if (rv == 0) {
+		uv_async_init(&s->loop, &s->done_async, on_done);
+		s->done_async.data = s;
+		uv_signal_init(&s->loop, &s->sigterm);
+		uv_signal_init(&s->loop, &s->sigint);
+		s->sigterm.data = s->sigint.data = s;
+		uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+		uv_signal_start(&s->sigint, on_signal, SIGINT);
+		int prv = pthread_create(&s->thread, NULL, catalog_thread, s);
+		if (prv != 0) {
+			rv = coffer_err_set(err, COFFER_ENOMEM, "cannot start the catalog thread: %s",
+			    strerror(prv));
+			shutdown_server(s, "startup failed");
+		} else {
+			s->thread_started = true;
+			coffer_log_info("coordinator listening", "url=%s port=%d", cfg->listen,
+			    coffer_net_server_port(s->net));
+		}
+	}
+	/* Runs until shutdown_server; on a failed start it only lets the wire
+	 * server's close callbacks finish. */
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	if (rv == 0 || s->stopping) {
+		uv_close((uv_handle_t *)&s->sigterm, NULL);
+		uv_close((uv_handle_t *)&s->sigint, NULL);
+		uv_run(&s->loop, UV_RUN_DEFAULT);
+	}
+	if (uv_loop_close(&s->loop) != 0) {
+		coffer_log_warn("loop closed with handles still open", NULL);
+	}
+	coord_intake_free(s->intake);
+	coord_catalog_close(s->cat);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	if (rv == 0) {
+		coffer_log_info("coordinator stopped", NULL);
+	}
+	return (rv);
+}
