@@ -30,7 +30,12 @@
  *
  * Threads and blocking: every call blocks on the network, so the daemon runs
  * them on a worker thread, never on its loop. One snapshot object is used by
- * one thread at a time.
+ * one thread at a time. A count waits for a table another session holds
+ * ACCESS EXCLUSIVE, as pg_dump would; nothing here interrupts that wait (the
+ * session's statement_timeout is set to 0 so large counts are not cut), so a
+ * caller with a deadline must allow for it. The snapshot session also sets
+ * idle_in_transaction_session_timeout to 0, so the server does not end the
+ * exporting transaction while pg_dump runs.
  *
  * Memory: one entry per table, refused past AGENT_PG_MAX_TABLES; names are
  * at most NAMEDATALEN bytes. Nothing else grows with the database.

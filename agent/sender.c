@@ -483,8 +483,11 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 	}
 	rc = link_connect(l, err);
 	if (rc == 0) {
-		rc = coffer_net_client_call(l->client, env, env_len, &rbuf, &rlen, l->call_timeout_ms,
-		    err);
+		unsigned tmo = l->call_timeout_ms;
+		if (l->need_hello && tmo > AGENT_SENDER_HELLO_TIMEOUT_MS) {
+			tmo = AGENT_SENDER_HELLO_TIMEOUT_MS;
+		}
+		rc = coffer_net_client_call(l->client, env, env_len, &rbuf, &rlen, tmo, err);
 	}
 	free(env);
 	if (rc != 0) {
@@ -793,6 +796,7 @@ sender_main(void *arg)
 		coffer_err err = { 0 };
 		size_t sent = 0;
 		bool was_hello = l->need_hello;
+		bool transient = true;
 		call_outcome out;
 		int64_t now = coffer_clock_monotonic_ms();
 		if (l->need_hello) {
@@ -801,6 +805,7 @@ sender_main(void *arg)
 			next_hb = now + s->heartbeat_ms;
 			out = link_send_transient(l, false, &err);
 		} else {
+			transient = false;
 			set_state(s, AGENT_SENDER_SENDING, NULL);
 			out = link_send_batch(l, &sent, &err);
 		}
@@ -813,7 +818,8 @@ sender_main(void *arg)
 			}
 			attempt = 0;
 			s->last_logged[0] = '\0';
-			if (was_hello || sent > 0) {
+			/* Idle only once a read found the outbox empty. */
+			if (transient || sent > 0) {
 				continue;
 			}
 			set_state(s, AGENT_SENDER_IDLE, NULL);

@@ -21,8 +21,8 @@
  * Threads: the daemon runs one sender thread (agent_sender_start). It has its
  * own outbox handle, so it never shares one with the backup worker (outbox
  * handles are single-threaded; the outbox's flock orders the two). Calls
- * block for at most AGENT_SENDER_CALL_TIMEOUT_MS, which is also the longest
- * agent_sender_stop waits.
+ * block for at most AGENT_SENDER_CALL_TIMEOUT_MS (AGENT_SENDER_HELLO_TIMEOUT_MS
+ * while not connected), which is also the longest agent_sender_stop waits.
  */
 #ifndef COFFER_AGENT_SENDER_H
 #define COFFER_AGENT_SENDER_H
@@ -44,6 +44,10 @@
 /* The longest one request waits for its reply. A late reply is dropped and
  * the batch resent with a new envelope seq, which the coordinator dedups. */
 #define AGENT_SENDER_CALL_TIMEOUT_MS 5000u
+/* The hello that opens every (re)connection is tiny and answered at once by a
+ * live coordinator, so it waits less: while the coordinator is down, each
+ * attempt (and so agent_sender_stop) blocks for at most this long. */
+#define AGENT_SENDER_HELLO_TIMEOUT_MS 2000u
 /* The first retry delay after a network failure; doubles up to retry_max. */
 #define AGENT_SENDER_RETRY_MIN_MS 1000
 #define AGENT_SENDER_ENVSEQ_FILE "envelope.seq"

@@ -298,9 +298,22 @@ static const char migration_2_sql[] =
     "COMMENT ON COLUMN agents.last_seq IS\n"
     "  'highest durable event seq applied from this agent (its last_event_seq)';\n";
 
+/* Admin endpoint (coordinator/admin.c): nonces of operator requests already
+ * served, so a captured request cannot be replayed while its sent_at is
+ * still inside the skew window; rows older than twice the window are
+ * pruned, because no request that old can pass the time check anyway. */
+static const char migration_3_sql[] =
+    "CREATE TABLE admin_nonces (\n"
+    "  nonce bytea PRIMARY KEY CHECK (octet_length(nonce) BETWEEN 16 AND 64),\n"
+    "  operator text NOT NULL CHECK (length(operator) BETWEEN 1 AND 64),\n"
+    "  seen_at timestamptz NOT NULL\n"
+    ");\n"
+    "CREATE INDEX admin_nonces_seen ON admin_nonces (seen_at);\n";
+
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
 	{ 2, "agent intake", migration_2_sql },
+	{ 3, "admin nonces", migration_3_sql },
 };
 
 const coord_migration *

@@ -293,7 +293,7 @@ sb=$T/standby
 mkdir -p "$sb/sock"
 chown -R "$PG_USER:" "$sb"
 runuser -u "$PG_USER" -- "$PG_BINDIR/pg_basebackup" -h "$PG_HOST" -p "$PG_PORT" -U postgres \
-	-D "$sb/data" -R -X stream >"$sb/basebackup.log" 2>&1 || fail "pg_basebackup: $(cat "$sb/basebackup.log")"
+	-D "$sb/data" -R -X stream -c fast >"$sb/basebackup.log" 2>&1 || fail "pg_basebackup: $(cat "$sb/basebackup.log")"
 echo "unix_socket_directories = '$sb/sock'" >>"$sb/data/postgresql.conf"
 _t_clusters+=("$sb")
 sport=$(_free_port)

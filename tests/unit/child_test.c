@@ -78,6 +78,23 @@ test_success_finishes_chain(void **state)
 }
 
 static void
+test_stdin_is_dev_null(void **state)
+{
+	(void)state;
+	struct chain c;
+	chain_new(&c, 1024);
+	agent_child_result res;
+	coffer_err err = { 0 };
+	/* A child that reads stdin must see EOF at once, not hang on ours. */
+	assert_int_equal(run_sh("readlink /proc/$$/fd/0; cat", c.hash, &res, &err), 0);
+	size_t len;
+	const uint8_t *data = coffer_buffer_sink_data(c.buf, &len);
+	assert_int_equal(len, strlen("/dev/null\n"));
+	assert_memory_equal(data, "/dev/null\n", len);
+	coffer_filter_free_chain(c.hash);
+}
+
+static void
 test_large_output_streams(void **state)
 {
 	(void)state;
@@ -307,6 +324,7 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_success_finishes_chain),
+		cmocka_unit_test(test_stdin_is_dev_null),
 		cmocka_unit_test(test_large_output_streams),
 		cmocka_unit_test(test_exit_status_keeps_chain_open),
 		cmocka_unit_test(test_killed_by_signal),

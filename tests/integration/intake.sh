@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# The coordinator's agent intake end to end: a real PostgreSQL catalog, a
+# real `coffer-coordinator run` over mutual TLS on 127.0.0.1, and agents
+# played by intake_itest (signed envelopes over the real wire).
+# - local enrollment: enroll, refusals (unknown service, one agent one
+#   service, a key that does not parse, a key already in use), list, revoke;
+# - a batch of durable events is acked and applied; the same batch in a new
+#   envelope is acked and not applied twice;
+# - refusals, each with its status, counted and audited: replayed envelope,
+#   bad signature, unknown agent, revoked agent, an event for another
+#   service (nothing of the envelope applied), another service's backup,
+#   garbage bytes; the audit chain still verifies;
+# - catalog stopped: STATUS_UNAVAILABLE (logged once); catalog back: OK
+#   again without restarting the coordinator; SIGTERM stops it cleanly.
+# Every process runs under `timeout`; loopback only.
+set -euo pipefail
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "$0")/lib.sh"
+: "${COFFER_SRC:?set COFFER_SRC to the source tree}"
+t_init intake
+
+coord="$COFFER_BIN/coffer-coordinator"
+drv="$COFFER_BIN/intake_itest"
+[[ -x $coord && -x $drv ]] || fail "build coffer-coordinator and intake_itest first"
+
+pg_start "$T/pg"
+base="host=$PG_HOST port=$PG_PORT user=postgres"
+psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
+ci="$base dbname=coffer"
+q() { psql_at "$ci" -c "$1"; }
+
+pki="$T/pki"
+"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
+"$COFFER_SRC/deploy/certs.sh" "$pki" client agents >/dev/null
+tls=(--ca "$pki/ca.crt" --cert "$pki/agents.crt" --key "$pki/agents.key")
+
+port=$(_free_port)
+url="tls+tcp://127.0.0.1:$port"
+conf="$T/coordinator.conf"
+cat >"$conf" <<EOF
+[coordinator]
+listen = $url
+catalog = $ci
+audit_key = $T/audit.key
+state_dir = $T/state
+log_level = debug
+[tls]
+ca = $pki/ca.crt
+cert = $pki/localhost.crt
+key = $pki/localhost.key
+[service.billing]
+owner = team-payments
+schedule = 0 2 * * *
+retention.daily = 7
+[service.ledger]
+owner = team-ledger
+schedule = 0 3 * * *
+retention.daily = 7
+EOF
+"$coord" audit-keygen --out "$T/audit.key" >/dev/null
+"$coord" migrate -c "$conf" >/dev/null || fail "migrate failed"
+
+# expect_fail WHAT PATTERN CMD...: CMD exits non-zero with one stderr line matching PATTERN.
+expect_fail() {
+	local what=$1 pattern=$2 rc=0
+	shift 2
+	timeout 60 "$@" >"$T/out" 2>"$T/err" || rc=$?
+	((rc != 0)) || fail "$what: succeeded: $(cat "$T/out")"
+	grep -Eq -- "$pattern" "$T/err" || fail "$what: stderr does not match '$pattern': $(cat "$T/err")"
+	(($(wc -l <"$T/err") == 1)) || fail "$what: want one line on stderr, got: $(cat "$T/err")"
+	pass "$what: $(cut -c1-140 "$T/err")"
+}
+
+# --- enrollment ---------------------------------------------------------------
+for a in billing-1 ledger-1 rogue; do
+	"$drv" keygen "$T/$a.key" >"$T/$a.pub" || fail "keygen $a"
+done
+echo "not a key" >"$T/junk.pub"
+enroll() { timeout 60 "$coord" agents enroll -c "$conf" "$@"; }
+
+enroll --service billing --agent billing-1 --pubkey "$T/billing-1.pub" >"$T/out" ||
+	fail "enroll billing-1: $(cat "$T/out")"
+grep -q "^enrolled agent billing-1 for service billing" "$T/out" || fail "enroll output: $(cat "$T/out")"
+enroll --service billing --agent billing-1 --pubkey "$T/billing-1.pub" >"$T/out" ||
+	fail "re-enroll billing-1"
+grep -q "already enrolled" "$T/out" || fail "re-enroll output: $(cat "$T/out")"
+enroll --service ledger --agent ledger-1 --pubkey "$T/ledger-1.pub" >/dev/null || fail "enroll ledger-1"
+pass "agents enrolled (enrolling the same agent again is a no-op)"
+
+expect_fail "an unknown service is refused" "service payroll is not defined in .*\[service.payroll\]" \
+	"$coord" agents enroll -c "$conf" --service payroll --agent payroll-1 --pubkey "$T/rogue.pub"
+expect_fail "one agent, one service" "agent billing-1 is enrolled for service billing" \
+	"$coord" agents enroll -c "$conf" --service ledger --agent billing-1 --pubkey "$T/billing-1.pub"
+expect_fail "a key that does not parse is refused" "public key .*junk.pub" \
+	"$coord" agents enroll -c "$conf" --service billing --agent billing-2 --pubkey "$T/junk.pub"
+expect_fail "a key enrolled for another agent is refused" "already enrolled as agent billing-1" \
+	"$coord" agents enroll -c "$conf" --service billing --agent billing-2 --pubkey "$T/billing-1.pub"
+[[ $(q "SELECT count(*) FROM agents") == 2 ]] || fail "refused enrollments left rows"
+[[ $(q "SELECT count(*) FROM audit WHERE action = 'agent.enroll' AND actor = 'local-admin'") == 2 ]] ||
+	fail "enrollments are not audited once each"
+timeout 60 "$coord" agents list -c "$conf" --output json >"$T/list" || fail "agents list"
+grep -q '"name":"billing-1","service":"billing"' "$T/list" || fail "agents list: $(cat "$T/list")"
+
+# --- the coordinator ------------------------------------------------------------
+timeout --foreground 300 "$coord" run -c "$conf" >"$T/coord.out" 2>"$T/coord.err" &
+cpid=$!
+stop_coord() {
+	kill -TERM "$cpid" 2>/dev/null || true
+	t_cleanup
+}
+trap stop_coord EXIT
+for _ in $(seq 100); do
+	grep -q "coordinator listening" "$T/coord.err" && break
+	kill -0 "$cpid" 2>/dev/null || { cat "$T/coord.err" >&2; fail "the coordinator exited"; }
+	sleep 0.1
+done
+grep -q "coordinator listening" "$T/coord.err" || fail "the coordinator did not start: $(cat "$T/coord.err")"
+
+# send AGENT SEQ [ARGS...]: one envelope; sets R to the reply line.
+send() {
+	local agent=$1 seq=$2
+	shift 2
+	R=$(timeout 60 "$drv" send "$url" "${tls[@]}" --agent "$agent" --signkey "$T/$agent.key" \
+		--seq "$seq" "$@") || fail "send $agent $seq $*: exit $? $R"
+}
+# expect STATUS [ACKED]: checks R.
+expect() {
+	[[ $R == "status=$1 "* ]] || fail "want status $1, got: $R"
+	if [[ -n ${2:-} ]]; then
+		[[ $R == *" acked=$2 "* ]] || fail "want acked $2, got: $R"
+	fi
+}
+
+batch="started:1:b-1,completed:2:b-1,hello:0,heartbeat:0"
+send billing-1 1 --service billing --events "$batch"
+expect ok 2
+[[ $(q "SELECT status FROM backups WHERE id = 'b-1'") == completed ]] || fail "b-1 is not completed"
+[[ $(q "SELECT stored_bytes || ' ' || encode(stored_sha256, 'hex') FROM backups WHERE id = 'b-1'") == \
+	"65432 01080f161d242b323940474e555c636a71787f868d949ba2a9b0b7bec5ccd3da" ]] ||
+	fail "b-1 figures: $(q "SELECT * FROM backups WHERE id = 'b-1'")"
+[[ $(q "SELECT count(*) FROM events WHERE agent = 'billing-1'") == 2 ]] || fail "events rows after the batch"
+[[ $(q "SELECT last_seq || ' ' || last_envelope_seq FROM agents WHERE name = 'billing-1'") == "2 1" ]] ||
+	fail "high-water marks: $(q "SELECT last_seq, last_envelope_seq FROM agents WHERE name = 'billing-1'")"
+[[ $(q "SELECT heartbeat->>'outbox_depth' FROM agents WHERE name = 'billing-1'") == 3 ]] ||
+	fail "the transient heartbeat did not update the agent"
+[[ $(q "SELECT count(*) FROM audit WHERE actor = 'billing-1' AND action IN ('backup.started', 'backup.completed')") == 2 ]] ||
+	fail "applied events are not audited once each"
+pass "a batch of durable events is acked and applied: $R"
+
+send billing-1 2 --service billing --events "$batch"
+expect ok 2
+[[ $(q "SELECT count(*) FROM events WHERE agent = 'billing-1'") == 2 ]] || fail "the resent batch was applied again"
+[[ $(q "SELECT count(*) FROM audit WHERE actor = 'billing-1'") == 2 ]] || fail "the resent batch was audited again"
+send billing-1 3 --service billing --events "completed:2:b-1,failed:3:b-2"
+expect ok 3
+[[ $(q "SELECT count(*) FROM events WHERE agent = 'billing-1'") == 3 ]] || fail "a half-new batch"
+[[ $(q "SELECT status || ': ' || failure_reason FROM backups WHERE id = 'b-2'") == "failed: pg_dump exited"* ]] ||
+	fail "b-2 is not failed with its reason"
+send billing-1 4 --poll
+expect ok 3
+pass "the same batch in a new envelope is acked and not applied twice; a half-new one applies only the new event"
+
+# --- refusals -------------------------------------------------------------------
+audit_before=$(q "SELECT count(*) FROM audit")
+events_before=$(q "SELECT count(*) FROM events")
+
+send billing-1 4 --service billing --events "started:4:b-3"
+expect replayed
+send billing-1 3 --poll
+expect replayed
+pass "a replayed envelope seq: $R"
+
+send billing-1 5 --service billing --events "started:4:b-3" --bad-sig
+expect bad_signature
+pass "a bad signature: $R"
+
+send rogue 1 --service billing --events "started:1:b-9"
+expect unknown_agent
+pass "an agent that is not enrolled: $R"
+
+send billing-1 6 --service ledger --events "started:4:b-3,started:5:b-4"
+expect not_owner
+send billing-1 7 --service billing --events "started:4:b-3" # the refusal did not use up seq 4
+expect ok 4
+send ledger-1 1 --service ledger --events "started:1:l-1,completed:2:b-1"
+expect not_owner
+[[ $R == *"backup b-1 belongs to another service"* ]] || fail "not_owner reason: $R"
+[[ $(q "SELECT count(*) FROM events WHERE agent = 'ledger-1'") == 0 ]] || fail "part of a refused envelope was applied"
+[[ $(q "SELECT count(*) FROM backups WHERE id IN ('b-4', 'l-1')") == 0 ]] || fail "a refused envelope created backups"
+[[ $(q "SELECT service || ' ' || status FROM backups WHERE id = 'b-1'") == "billing completed" ]] ||
+	fail "another service's backup was touched"
+pass "events about another service, or another service's backup, are refused and nothing applied: $R"
+
+R=$(timeout 60 "$drv" send "$url" "${tls[@]}" --agent billing-1 --signkey "$T/billing-1.key" --seq 99 --garbage) ||
+	fail "garbage: $R"
+expect malformed
+pass "garbage bytes: $R"
+
+timeout 60 "$coord" agents revoke -c "$conf" ledger-1 >"$T/out" || fail "revoke: $(cat "$T/out")"
+grep -q "^revoked agent ledger-1" "$T/out" || fail "revoke output: $(cat "$T/out")"
+expect_fail "revoking an agent that does not exist" "no agent named nobody" \
+	"$coord" agents revoke -c "$conf" nobody
+send ledger-1 2 --service ledger --events "started:1:l-1"
+expect revoked
+pass "a revoked agent: $R"
+
+refused=$(q "SELECT count(*) FROM audit WHERE action = 'request.refused' AND chain_seq > 0")
+[[ $refused == 8 ]] || fail "want 8 audited refusals, got $refused"
+[[ $(q "SELECT count(*) FROM audit") == $((audit_before + refused + 1 + 1)) ]] ||
+	fail "audit rows: refusals + one applied event + one revocation expected"
+[[ $(q "SELECT count(*) FROM events") == $((events_before + 1)) ]] || fail "refusals changed events"
+counts=$(q "SELECT string_agg(reason || '/' || agent || '=' || count, ' ' ORDER BY reason, agent) FROM refusals")
+[[ $counts == "bad_signature/billing-1=1 malformed/=1 not_owner/billing-1=1 not_owner/ledger-1=1 replayed/billing-1=2 revoked/ledger-1=1 unknown_agent/=1" ]] ||
+	fail "refusal counters: $counts"
+[[ $(q "SELECT count(*) FROM audit WHERE action = 'request.refused' AND details->>'reason' = 'unknown_agent' AND details->>'agent' = 'rogue'") == 1 ]] ||
+	fail "the unknown agent's claimed name is not in its audit row"
+timeout 60 "$coord" audit-verify -c "$conf" >"$T/verify" 2>&1 || fail "audit-verify: $(cat "$T/verify")"
+grep -q "audit chain intact" "$T/verify" || fail "audit-verify: $(cat "$T/verify")"
+pass "each refusal counted ($counts) and audited; $(cat "$T/verify")"
+
+# --- catalog outage -----------------------------------------------------------
+pg_stop "$PG_DIR"
+send billing-1 10 --service billing --events "started:5:b-5"
+expect unavailable
+send billing-1 11 --service billing --events "started:5:b-5"
+expect unavailable
+kill -0 "$cpid" 2>/dev/null || fail "the coordinator died with the catalog"
+(($(grep -c "catalog unreachable; not acking" "$T/coord.err") == 1)) ||
+	fail "want the outage logged once: $(grep -c "catalog unreachable" "$T/coord.err")"
+pass "catalog stopped: $R"
+
+runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$PG_DIR/data" -o "-p $PG_PORT" \
+	-l "$PG_DIR/server.log" -w -t 60 start >/dev/null || fail "PostgreSQL did not restart"
+seq=12
+for _ in $(seq 60); do
+	send billing-1 $seq --service billing --events "started:5:b-5"
+	[[ $R == "status=ok "* ]] && break
+	expect unavailable
+	seq=$((seq + 1))
+	sleep 0.5
+done
+expect ok 5
+[[ $(q "SELECT status FROM backups WHERE id = 'b-5'") == running ]] || fail "b-5 after the outage"
+grep -q "catalog reachable again" "$T/coord.err" || fail "recovery not logged"
+pass "catalog back: acked again without restarting the coordinator ($R)"
+
+# --- clean stop -----------------------------------------------------------------
+kill -TERM "$cpid"
+rc=0
+wait "$cpid" || rc=$?
+if ((rc != 0)) || grep -q "Sanitizer" "$T/coord.err"; then
+	cat "$T/coord.err" >&2
+	fail "the coordinator did not stop cleanly (status $rc)"
+fi
+grep -q "coordinator stopped" "$T/coord.err" || fail "no clean stop logged"
+timeout 60 "$coord" audit-verify -c "$conf" >/dev/null || fail "audit chain after the run"
+pass "SIGTERM stops the coordinator cleanly; audit chain intact"

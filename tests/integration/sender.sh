@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# The agent's sender end to end: a real PostgreSQL catalog, a real
+# `coffer-coordinator run` over mutual TLS on 127.0.0.1, and real agents whose
+# outboxes hold events written the way backups write them (sender_itest).
+# - `coffer-agent flush` with the coordinator down: exit 1, events kept;
+# - an agent nobody enrolled: exit 1 naming STATUS_UNKNOWN_AGENT and the fix,
+#   events kept;
+# - flush delivers everything, the outbox is empty, every event is in the
+#   catalog once;
+# - kill -9 of the coordinator while a large outbox is being flushed: the
+#   events not acked stay in the outbox; after a restart, a second flush
+#   delivers them and every event is recorded exactly once;
+# - the daemon (`coffer-agent run`) ships new events by itself and stops
+#   cleanly on SIGTERM.
+# Every process runs under `timeout`; loopback only.
+set -euo pipefail
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "$0")/lib.sh"
+: "${COFFER_SRC:?set COFFER_SRC to the source tree}"
+t_init sender
+
+coord="$COFFER_BIN/coffer-coordinator"
+agent="$COFFER_BIN/coffer-agent"
+drv="$COFFER_BIN/sender_itest"
+[[ -x $coord && -x $agent && -x $drv ]] || fail "build coffer-coordinator, coffer-agent and sender_itest first"
+
+pg_start "$T/pg"
+base="host=$PG_HOST port=$PG_PORT user=postgres"
+psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
+ci="$base dbname=coffer"
+q() { psql_at "$ci" -c "$1"; }
+
+pki="$T/pki"
+"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
+"$COFFER_SRC/deploy/certs.sh" "$pki" client billing-1 >/dev/null
+"$COFFER_SRC/deploy/certs.sh" "$pki" client stranger >/dev/null
+
+port=$(_free_port)
+url="tls+tcp://127.0.0.1:$port"
+conf="$T/coordinator.conf"
+cat >"$conf" <<EOF
+[coordinator]
+listen = $url
+catalog = $ci
+audit_key = $T/audit.key
+state_dir = $T/cstate
+[tls]
+ca = $pki/ca.crt
+cert = $pki/localhost.crt
+key = $pki/localhost.key
+[service.billing]
+owner = team-payments
+schedule = 0 2 * * *
+retention.daily = 7
+EOF
+"$coord" audit-keygen --out "$T/audit.key" >/dev/null
+"$coord" migrate -c "$conf" >/dev/null || fail "migrate failed"
+
+# agent_conf NAME: an agent of service billing talking to the coordinator.
+agent_conf() {
+	local name=$1 dir="$T/$1"
+	mkdir -p "$dir/repo"
+	cat >"$dir/agent.conf" <<EOF
+[agent]
+name = $name
+service = billing
+state_dir = $dir/state
+signing_key = $dir/agent.key
+key_ring = $dir/billing.keys
+[postgres]
+conninfo = $base dbname=postgres
+[schedule]
+logical = 0 2 1 1 *
+[repository.primary]
+type = posix
+path = $dir/repo
+[coordinator]
+url = $url
+ca = $pki/ca.crt
+cert = $pki/$name.crt
+key = $pki/$name.key
+heartbeat = 2s
+retry_max = 2s
+EOF
+	timeout 60 "$agent" init -c "$dir/agent.conf" >"$dir/agent.pub" || fail "init $name"
+	timeout 60 "$agent" keygen --out "$dir/billing.keys" >/dev/null || fail "keygen $name"
+}
+agent_conf billing-1
+agent_conf stranger
+a1="$T/billing-1/agent.conf"
+a2="$T/stranger/agent.conf"
+timeout 60 "$coord" agents enroll -c "$conf" --service billing --agent billing-1 \
+	--pubkey "$T/billing-1/agent.pub" >/dev/null || fail "enroll billing-1"
+
+# pending CONF: events waiting in that agent's outbox.
+pending() { timeout 60 "$agent" events -c "$1" | wc -l; }
+# recorded AGENT: events rows, and distinct seqs, for that agent.
+recorded() { q "SELECT count(*) || ' ' || count(DISTINCT seq) FROM events WHERE agent = '$1'"; }
+
+# --- coordinator down ------------------------------------------------------------
+timeout 60 "$drv" emit "$a1" 10 early >/dev/null || fail "emit"
+rc=0
+timeout 60 "$agent" flush -c "$a1" --timeout 3s >"$T/out" 2>"$T/err" || rc=$?
+((rc == 1)) || fail "flush with no coordinator: exit $rc, want 1: $(cat "$T/err")"
+grep -q "10 events still in the outbox" "$T/err" || fail "flush with no coordinator said: $(cat "$T/err")"
+(($(wc -l <"$T/err") == 1)) || fail "flush with no coordinator: want one line: $(cat "$T/err")"
+[[ $(pending "$a1") == 10 ]] || fail "events lost while the coordinator was down"
+pass "coordinator down: flush exits 1 and keeps the 10 events: $(cut -c1-120 "$T/err")"
+
+# --- the coordinator ------------------------------------------------------------
+cpid=
+start_coord() {
+	: >"$T/coord.err"
+	timeout --foreground 600 "$coord" run -c "$conf" >>"$T/coord.out" 2>"$T/coord.err" &
+	cpid=$!
+	for _ in $(seq 150); do
+		grep -q "coordinator listening" "$T/coord.err" && return 0
+		kill -0 "$cpid" 2>/dev/null || { cat "$T/coord.err" >&2; fail "the coordinator exited"; }
+		sleep 0.1
+	done
+	fail "the coordinator did not start: $(cat "$T/coord.err")"
+}
+dpid=
+stop_all() {
+	[[ -n $dpid ]] && kill -TERM "$dpid" 2>/dev/null || true
+	[[ -n $cpid ]] && kill -TERM "$cpid" 2>/dev/null || true
+	wait 2>/dev/null || true
+	t_cleanup
+}
+trap stop_all EXIT
+start_coord
+
+# --- refusals ------------------------------------------------------------------
+timeout 60 "$drv" emit "$a2" 3 stray >/dev/null || fail "emit stranger"
+rc=0
+timeout 60 "$agent" flush -c "$a2" --timeout 20s >"$T/out" 2>"$T/err" || rc=$?
+((rc == 1)) || fail "unenrolled agent: exit $rc, want 1: $(cat "$T/err")"
+grep -q "STATUS_UNKNOWN_AGENT" "$T/err" || fail "unenrolled agent said: $(cat "$T/err")"
+grep -q "hint: enroll this agent: coffer agents enroll --service billing --agent stranger" "$T/err" ||
+	fail "unenrolled agent: no hint: $(cat "$T/err")"
+[[ $(pending "$a2") == 3 ]] || fail "a refused agent lost events"
+[[ $(recorded stranger) == "0 0" ]] || fail "a refused agent's events were recorded"
+pass "unenrolled agent: flush exits 1, events kept: $(cut -c1-140 "$T/err")"
+
+# --- flush ------------------------------------------------------------------------
+timeout 60 "$agent" flush -c "$a1" --timeout 60s >"$T/out" 2>"$T/err" ||
+	fail "flush: $(cat "$T/err")"
+grep -q "^10 events acked; outbox flushed" "$T/out" || fail "flush said: $(cat "$T/out")"
+[[ $(pending "$a1") == 0 ]] || fail "outbox not empty after flush"
+[[ $(recorded billing-1) == "10 10" ]] || fail "catalog has $(recorded billing-1) events, want 10"
+[[ $(q "SELECT count(*) FROM backups WHERE agent = 'billing-1' AND status = 'completed'") == 5 ]] ||
+	fail "the 5 completed backups are not in the catalog"
+[[ $(q "SELECT last_contact_at IS NOT NULL FROM agents WHERE name = 'billing-1'") == t ]] ||
+	fail "last contact not recorded"
+timeout 60 "$agent" flush -c "$a1" --timeout 10s >"$T/out" || fail "flush of an empty outbox"
+grep -q "^0 events acked" "$T/out" || fail "empty flush said: $(cat "$T/out")"
+pass "flush delivers 10 events once each, 5 backups completed; an empty flush is a no-op"
+
+# --- kill -9 mid-flush ---------------------------------------------------------------
+total=4000
+timeout 120 "$drv" emit "$a1" $total bulk >/dev/null || fail "emit bulk"
+before=$(recorded billing-1)
+timeout 120 "$agent" flush -c "$a1" --timeout 60s >"$T/f1.out" 2>"$T/f1.err" &
+fpid=$!
+# Kill as soon as the catalog has some (not all) of the batch.
+for _ in $(seq 600); do
+	n=$(q "SELECT count(*) FROM events WHERE agent = 'billing-1'")
+	((n > 10)) && break
+	sleep 0.02
+done
+kill -9 "$cpid"
+wait "$cpid" 2>/dev/null || true
+cpid=
+mid=$(q "SELECT count(*) FROM events WHERE agent = 'billing-1'")
+left=$(pending "$a1")
+note "killed the coordinator with $((mid - 10)) of $total applied; $left events in the outbox"
+((left + mid - 10 >= total)) || fail "events vanished: $left pending + $((mid - 10)) applied < $total"
+start_coord
+rc=0
+wait "$fpid" || rc=$?
+if ((rc != 0)); then
+	note "the first flush failed as expected: $(cut -c1-120 "$T/f1.err")"
+fi
+timeout 120 "$agent" flush -c "$a1" --timeout 90s >"$T/out" 2>"$T/err" || fail "flush after restart: $(cat "$T/err")"
+[[ $(pending "$a1") == 0 ]] || fail "outbox not empty after the second flush"
+want=$((total + 10))
+[[ $(recorded billing-1) == "$want $want" ]] ||
+	fail "catalog has $(recorded billing-1) (rows, distinct seqs), want $want each"
+[[ $(q "SELECT min(seq) || ' ' || max(seq) FROM events WHERE agent = 'billing-1'") == "1 $want" ]] ||
+	fail "seqs are not 1..$want"
+[[ $(q "SELECT last_seq FROM agents WHERE name = 'billing-1'") == "$want" ]] || fail "high-water mark"
+pass "kill -9 mid-flush: after a restart all $total events are recorded exactly once (before: $before)"
+
+# --- the daemon ----------------------------------------------------------------------
+timeout --foreground 300 "$agent" run -c "$a1" >"$T/d.out" 2>"$T/d.err" &
+dpid=$!
+for _ in $(seq 100); do
+	grep -q "connected to coordinator" "$T/d.err" && break
+	kill -0 "$dpid" 2>/dev/null || fail "the daemon exited: $(cat "$T/d.err")"
+	sleep 0.1
+done
+grep -q "connected to coordinator" "$T/d.err" || fail "the daemon did not connect: $(cat "$T/d.err")"
+timeout 60 "$drv" emit "$a1" 6 daemon >/dev/null || fail "emit for the daemon"
+want=$((want + 6))
+for _ in $(seq 150); do
+	[[ $(recorded billing-1) == "$want $want" ]] && break
+	sleep 0.1
+done
+[[ $(recorded billing-1) == "$want $want" ]] || fail "the daemon did not deliver: $(recorded billing-1), want $want"
+for _ in $(seq 50); do
+	[[ $(pending "$a1") == 0 ]] && break
+	sleep 0.1
+done
+[[ $(pending "$a1") == 0 ]] || fail "the daemon did not ack its outbox"
+kill -TERM "$dpid"
+rc=0
+wait "$dpid" || rc=$?
+dpid=
+((rc == 0)) || fail "the daemon exited $rc on SIGTERM: $(tail -5 "$T/d.err")"
+grep -q "sender stopped" "$T/d.err" || fail "the sender did not stop: $(tail -5 "$T/d.err")"
+pass "the daemon ships new events by itself and stops cleanly on SIGTERM"
