@@ -6,6 +6,8 @@
  */
 #include "agent/agent_config.h"
 
+#include "agent/dump.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,31 +103,20 @@ check_endpoint(const char *v, coffer_err *err)
 
 /* The pipeline owns the dump's format, output and compression; an extra
  * option that changes them would produce something restore cannot read. */
+/* One rule for what pg_dump may be told, shared with the backup itself
+ * (agent/dump.c): checked here so a bad option is refused at load, with the
+ * file and line, instead of failing the first scheduled backup. */
 static int
 check_dump_options(const char *v, coffer_err *err)
 {
-	static const char *const banned[] = { "-F", "--format", "-f", "--file", "-Z", "--compress",
-		"-j", "--jobs", "-d", "--dbname" };
-	const char *p = v;
-	while (*p != '\0') {
-		while (*p == ' ' || *p == '\t') {
-			p++;
-		}
-		size_t n = strcspn(p, " \t");
-		for (size_t i = 0; i < sizeof(banned) / sizeof(banned[0]) && n > 0; i++) {
-			size_t bl = strlen(banned[i]);
-			bool is_long = banned[i][1] == '-';
-			if (n >= bl && strncmp(p, banned[i], bl) == 0 &&
-			    (n == bl || (is_long ? p[bl] == '=' : true))) {
-				coffer_err_set(err, COFFER_EINVAL, "option %.*s is set by coffer-agent itself",
-				    (int)n, p);
-				return (coffer_err_hint(err, "remove it: format, output, compression and "
-				    "database come from the agent and [postgres] conninfo"));
-			}
-		}
-		p += n;
-	}
-	return (0);
+	char **argv = NULL;
+	int rc = agent_dump_argv("pg_dump", "-", "-", v, &argv, err);
+	agent_dump_argv_free(argv);
+	/* The loader names the section and key already. */
+	static const char prefix[] = "[postgres] dump_options: ";
+	if (rc != 0 && err != NULL && strncmp(err->msg, prefix, sizeof(prefix) - 1) == 0)
+		memmove(err->msg, err->msg + sizeof(prefix) - 1, strlen(err->msg) - sizeof(prefix) + 2);
+	return (rc);
 }
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };

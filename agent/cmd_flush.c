@@ -42,7 +42,10 @@ agent_cmd_flush(const coffer_cmd *cmd, int argc, char **argv)
 		coffer_err_print("coffer-agent flush", &err);
 		return coffer_err_exit_status(rv);
 	}
-	coffer_log_init("coffer-agent", ctx->cfg->log_level);
+	/* A one-shot reports its outcome in one line; retries in between are
+	 * noise unless the operator asked for debug. */
+	coffer_log_init("coffer-agent",
+	    ctx->cfg->log_level == COFFER_LOG_DEBUG ? COFFER_LOG_DEBUG : COFFER_LOG_ERROR);
 	uint64_t acked = 0;
 	rv = agent_sender_flush(ctx, timeout_ms, &acked, &err);
 	agent_ctx_close(ctx);

@@ -31,6 +31,7 @@
 
 struct agent_pg_snapshot {
 	PGconn *conn;
+	PGcancel *cancel; /* for agent_pg_snapshot_cancel, from any thread */
 	char id[64];
 	agent_pg_meta meta;
 	agent_pg_tables tables;
@@ -404,7 +405,7 @@ read_meta(PGconn *conn, agent_pg_meta *m, coffer_err *err)
 }
 
 int
-agent_pg_snapshot_open(const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out,
+agent_pg_snapshot_export(const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out,
     coffer_err *err)
 {
 	*out = NULL;
@@ -441,7 +442,10 @@ agent_pg_snapshot_open(const char *conninfo, int connect_timeout_s, agent_pg_sna
 		rv = read_meta(s->conn, &s->meta, err);
 	}
 	if (rv == 0) {
-		rv = tables_count(s->conn, &s->tables, err);
+		s->cancel = PQgetCancel(s->conn);
+		if (s->cancel == NULL) {
+			rv = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		}
 	}
 	if (rv != 0) {
 		agent_pg_snapshot_close(s);
@@ -449,6 +453,37 @@ agent_pg_snapshot_open(const char *conninfo, int connect_timeout_s, agent_pg_sna
 	}
 	*out = s;
 	return (0);
+}
+
+int
+agent_pg_snapshot_open(const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out,
+    coffer_err *err)
+{
+	int rv = agent_pg_snapshot_export(conninfo, connect_timeout_s, out, err);
+	if (rv == 0) {
+		rv = agent_pg_snapshot_count(*out, err);
+		if (rv != 0) {
+			agent_pg_snapshot_close(*out);
+			*out = NULL;
+		}
+	}
+	return (rv);
+}
+
+int
+agent_pg_snapshot_count(agent_pg_snapshot *snap, coffer_err *err)
+{
+	agent_pg_tables_fini(&snap->tables);
+	return (tables_count(snap->conn, &snap->tables, err));
+}
+
+void
+agent_pg_snapshot_cancel(agent_pg_snapshot *snap)
+{
+	char buf[256];
+	/* PQcancel is documented thread-safe (and signal-safe); failure only
+	 * means the query ends by itself. */
+	(void)PQcancel(snap->cancel, buf, (int)sizeof(buf));
 }
 
 const char *
@@ -483,6 +518,7 @@ agent_pg_snapshot_close(agent_pg_snapshot *snap)
 		}
 		PQfinish(snap->conn);
 	}
+	PQfreeCancel(snap->cancel);
 	agent_pg_tables_fini(&snap->tables);
 	free(snap);
 }

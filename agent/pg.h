@@ -85,6 +85,23 @@ typedef struct agent_pg_snapshot agent_pg_snapshot;
 int agent_pg_snapshot_open(const char *conninfo, int connect_timeout_s,
     agent_pg_snapshot **out, coffer_err *err);
 
+/* The same without counting rows: the snapshot is exported and the
+ * metadata read; agent_pg_snapshot_count does the counting, so a backup can
+ * count on this connection while pg_dump reads on its own. */
+int agent_pg_snapshot_export(const char *conninfo, int connect_timeout_s,
+    agent_pg_snapshot **out, coffer_err *err);
+
+/* Counts every table's rows in the snapshot (replacing any earlier
+ * counts). Blocking; uses the snapshot's connection, so nothing else may use
+ * it meanwhile. A table another session holds with an exclusive lock makes
+ * it wait: agent_pg_snapshot_cancel ends the wait (COFFER_EPG). */
+int agent_pg_snapshot_count(agent_pg_snapshot *snap, coffer_err *err);
+
+/* Asks the server to cancel whatever the snapshot's connection is running.
+ * Safe from any thread while another thread is inside
+ * agent_pg_snapshot_count. */
+void agent_pg_snapshot_cancel(agent_pg_snapshot *snap);
+
 /* The exported snapshot's id, for pg_dump --snapshot. */
 const char *agent_pg_snapshot_id(const agent_pg_snapshot *snap);
 const agent_pg_meta *agent_pg_snapshot_meta(const agent_pg_snapshot *snap);

@@ -828,7 +828,7 @@ sender_main(void *arg)
 			break;
 		case CALL_RETRY:
 			attempt++;
-			log_once(s, COFFER_LOG_WARN, "coordinator unreachable; retrying", &err);
+			log_once(s, COFFER_LOG_WARN, "events not delivered; retrying", &err);
 			set_state(s, AGENT_SENDER_BACKOFF, &err);
 			wait_for(s, backoff_ms(&s->rng, attempt, s->retry_max_ms), false);
 			break;

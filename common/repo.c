@@ -39,6 +39,8 @@
 
 #include <openssl/rand.h>
 
+#include "common/repo_s3.h"
+
 #define REPO_IO_CHUNK 65536
 #define REPO_MAX_DEPTH 64
 #define REPO_SETUP_RETRIES 5
@@ -225,8 +227,7 @@ static const struct {
 	const coffer_repo_driver *drv;
 } repo_drivers[] = {
 	{ "posix", &coffer_repo_posix_driver },
-	/* The s3 driver slots in here when it exists. */
-	{ "s3", NULL },
+	{ "s3", &coffer_repo_s3_driver },
 };
 
 int

@@ -9,8 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include <openssl/evp.h>
+
+#include "common/clock.h"
 #include "common/cron.h"
+#include "common/digest.h"
 #include "common/tz.h"
 
 #define SECS 1000LL
@@ -69,6 +74,46 @@ check_http_url(const char *v, coffer_err *err)
 	}
 	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an http(s) URL", v);
 	return (coffer_err_hint(err, "write https://host[:port]/path"));
+}
+
+/* The service's backup schedule: a cron that fires. A service that is only
+ * backed up by hand is a service that is not backed up, so the words people
+ * write for "manual" get their own refusal instead of a cron syntax error. */
+static int
+check_schedule(const char *v, coffer_err *err)
+{
+	static const char *const manual[] = { "manual", "none", "never", "off", "disabled",
+		"no", NULL };
+	for (size_t i = 0; manual[i] != NULL; i++) {
+		if (strcasecmp(v, manual[i]) == 0) {
+			coffer_err_set(err, COFFER_EINVAL,
+			    "'%s': a manual-only schedule is refused (rule: every service is backed up "
+			    "on a schedule)",
+			    v);
+			return (coffer_err_hint(err, "write a cron schedule such as 0 2 * * *; "
+						     "`coffer backup run` still runs extra backups by hand"));
+		}
+	}
+	coffer_cron *c = coffer_cron_parse(v, err);
+	if (c == NULL) {
+		return (err != NULL && err->code != 0 ? err->code : COFFER_EINVAL);
+	}
+	/* A fixed instant keeps the verdict independent of when the check runs;
+	 * the cron horizon covers every schedule that fires at all. */
+	coffer_tz *utc = coffer_tz_load("UTC", NULL);
+	int64_t next = 0;
+	int rc = utc != NULL ? coffer_cron_next(c, utc, 1767225600, &next, NULL) : 0;
+	coffer_tz_free(utc);
+	coffer_cron_free(c);
+	if (rc == COFFER_ENOENT) {
+		coffer_err_set(err, COFFER_EINVAL,
+		    "'%s' never fires, which makes the service manual-only (rule: every service is "
+		    "backed up on a schedule)",
+		    v);
+		return (coffer_err_hint(err, "check the day and month fields (is it a date that "
+					     "does not exist?)"));
+	}
+	return (0);
 }
 
 /* A count of periods to keep, or forever. */
@@ -157,14 +202,18 @@ static const coffer_config_key operator_keys[] = {
 
 static const coffer_config_key service_keys[] = {
 	{ .name = "owner", .type = COFFER_CONFIG_STRING, .required = true },
-	{ .name = "schedule", .type = COFFER_CONFIG_CRON, .required = true },
+	{ .name = "schedule", .type = COFFER_CONFIG_CRON, .required = true, .check = check_schedule,
+	    .why = "every service is backed up on a schedule (cron, in the service's timezone)" },
 	{ .name = "timezone", .type = COFFER_CONFIG_STRING, .def = "UTC", .check = check_timezone },
-	{ .name = "retention.daily", .type = COFFER_CONFIG_INT, .min = 0, .max = 10000 },
-	{ .name = "retention.weekly", .type = COFFER_CONFIG_INT, .min = 0, .max = 10000 },
-	{ .name = "retention.monthly", .type = COFFER_CONFIG_INT, .min = 0, .max = 10000 },
+	{ .name = "retention.daily", .type = COFFER_CONFIG_STRING, .check = check_count_or_forever },
+	{ .name = "retention.weekly", .type = COFFER_CONFIG_STRING, .check = check_count_or_forever },
+	{ .name = "retention.monthly", .type = COFFER_CONFIG_STRING,
+	    .check = check_count_or_forever },
 	{ .name = "retention.yearly", .type = COFFER_CONFIG_STRING, .check = check_count_or_forever },
 	{ .name = "retention.min_redundancy", .type = COFFER_CONFIG_INT, .def = "1", .min = 1,
 	    .max = 1000 },
+	{ .name = "retention.grace", .type = COFFER_CONFIG_DURATION, .def = "7d", .min = 1 * HOURS,
+	    .max = 365 * DAYS },
 	{ .name = "pitr.window", .type = COFFER_CONFIG_DURATION, .min = 1 * MINS,
 	    .max = 10 * YEARS },
 	{ .name = "dr.copy", .type = COFFER_CONFIG_ENUM, .def = "none", .words = dr_copies },
@@ -174,6 +223,8 @@ static const coffer_config_key service_keys[] = {
 	{ .name = "compliance", .type = COFFER_CONFIG_ENUM, .def = "none", .words = compliances },
 	{ .name = "compliance.max_retention", .type = COFFER_CONFIG_DURATION, .min = 1 * DAYS,
 	    .max = 100 * YEARS, .allow_forever = true },
+	{ .name = "compliance.min_retention", .type = COFFER_CONFIG_DURATION, .min = 1 * DAYS,
+	    .max = 100 * YEARS },
 	{ .name = "drill.schedule", .type = COFFER_CONFIG_CRON },
 	{ .name = "drill.rto", .type = COFFER_CONFIG_DURATION, .min = 1 * MINS, .max = 30 * DAYS },
 	{ 0 },
@@ -227,6 +278,336 @@ check_instances(const coffer_config *ini, const char *pattern, coffer_err *err)
 	return (0);
 }
 
+/* ---- policy rules ---- */
+
+static const char *const tier_keys[COORD_TIER_COUNT] = {
+	"retention.daily", "retention.weekly", "retention.monthly", "retention.yearly",
+};
+/* The longest a period can last: a backup made at the very start of a
+ * period stays in an N-period tier at most N of these. */
+static const int64_t tier_unit_ms[COORD_TIER_COUNT] = { 1 * DAYS, 7 * DAYS, 31 * DAYS,
+	366 * DAYS };
+static const char *const tier_unit_names[COORD_TIER_COUNT] = { "1d per day", "7d per week",
+	"31d per month", "366d per year" };
+
+/* A tier's count: 0 if unset, COORD_RETENTION_FOREVER, or the number (the
+ * loader has already checked the text). */
+static int32_t
+tier_count(const coffer_config *ini, const char *section, const char *key)
+{
+	if (!coffer_config_has(ini, section, key)) {
+		return (0);
+	}
+	const char *v = coffer_config_str(ini, section, key);
+	if (strcmp(v, "forever") == 0) {
+		return (COORD_RETENTION_FOREVER);
+	}
+	return ((int32_t)strtol(v, NULL, 10));
+}
+
+static int64_t
+tier_span_ms(int32_t count, int t)
+{
+	return (count == COORD_RETENTION_FOREVER ? -1 : count * tier_unit_ms[t]);
+}
+
+/* a > b for spans where -1 is forever. */
+static bool
+span_longer(int64_t a, int64_t b)
+{
+	if (a == -1) {
+		return (b != -1);
+	}
+	return (b != -1 && a > b);
+}
+
+static const char *
+fmt_span(char *buf, size_t size, int64_t ms)
+{
+	if (ms == -1) {
+		snprintf(buf, size, "forever");
+		return (buf);
+	}
+	return (coffer_duration_format(buf, size, ms));
+}
+
+/* How a rule is labelled: the mode that imposes it, or the policy itself. */
+static const char *const compliance_names[] = { "policy", "gdpr", "hipaa" };
+
+static int
+check_gdpr_max(const coffer_config *ini, const char *section, const coord_service_policy *p,
+    coffer_err *err)
+{
+	char a[32], b[32];
+	int64_t max = p->max_retention_ms;
+	for (int t = 0; t < COORD_TIER_COUNT; t++) {
+		int64_t span = tier_span_ms(p->retention.tiers[t], t);
+		if (p->retention.tiers[t] != 0 && span_longer(span, max)) {
+			coffer_config_err_at(ini, section, tier_keys[t], err,
+			    "keeps backups up to %s (%s), longer than compliance.max_retention = %s "
+			    "(rule: %s: no tier may keep data longer than the declared maximum)",
+			    fmt_span(a, sizeof(a), span), tier_unit_names[t], fmt_span(b, sizeof(b), max),
+			    compliance_names[p->compliance]);
+			return (coffer_err_hint(err, "lower %s to at most %lld, or raise "
+						     "compliance.max_retention if the law allows it",
+			    tier_keys[t], (long long)(max / tier_unit_ms[t])));
+		}
+	}
+	if (p->pitr_window_ms > max) {
+		coffer_config_err_at(ini, section, "pitr.window", err,
+		    "%s of WAL is longer than compliance.max_retention = %s (rule: %s: WAL holds the "
+		    "same data as the backups)",
+		    fmt_span(a, sizeof(a), p->pitr_window_ms), fmt_span(b, sizeof(b), max),
+		    compliance_names[p->compliance]);
+		return (coffer_err_hint(err, "shorten pitr.window to at most %s",
+		    fmt_span(b, sizeof(b), max)));
+	}
+	if (coffer_config_has(ini, section, "dr.retention") &&
+	    strcmp(coffer_config_str(ini, section, "dr.copy"), "none") != 0) {
+		int64_t dr = coffer_config_duration_ms(ini, section, "dr.retention");
+		if (dr > max) {
+			coffer_config_err_at(ini, section, "dr.retention", err,
+			    "DR copies locked for %s outlive compliance.max_retention = %s (rule: %s: "
+			    "an object lock cannot be lifted early)",
+			    fmt_span(a, sizeof(a), dr), fmt_span(b, sizeof(b), max),
+			    compliance_names[p->compliance]);
+			return (coffer_err_hint(err, "set dr.retention to at most %s",
+			    fmt_span(b, sizeof(b), max)));
+		}
+	}
+	return (0);
+}
+
+/* Reads and checks one service's policy into *p (strings point into ini). */
+static int
+read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
+    coffer_err *err)
+{
+	char section[COFFER_CONFIG_MAX_NAME + 16];
+	char a[32], b[32];
+	snprintf(section, sizeof(section), "service.%s", name);
+	*p = (coord_service_policy){ 0 };
+	p->name = name;
+	p->owner = coffer_config_str(ini, section, "owner");
+	p->schedule = coffer_config_str(ini, section, "schedule");
+	p->timezone = coffer_config_str(ini, section, "timezone");
+	bool any = false;
+	p->longest_ms = 0;
+	int longest_tier = -1;
+	for (int t = 0; t < COORD_TIER_COUNT; t++) {
+		p->retention.tiers[t] = tier_count(ini, section, tier_keys[t]);
+		if (p->retention.tiers[t] == 0) {
+			continue;
+		}
+		any = true;
+		int64_t span = tier_span_ms(p->retention.tiers[t], t);
+		if (longest_tier < 0 || span_longer(span, p->longest_ms)) {
+			p->longest_ms = span;
+			longest_tier = t;
+		}
+	}
+	p->retention.min_redundancy =
+	    (int32_t)coffer_config_int(ini, section, "retention.min_redundancy");
+	p->retention.grace_ms = coffer_config_duration_ms(ini, section, "retention.grace");
+	p->pitr_window_ms = coffer_config_has(ini, section, "pitr.window") ?
+	    coffer_config_duration_ms(ini, section, "pitr.window") :
+	    0;
+	const char *mode = coffer_config_str(ini, section, "compliance");
+	p->compliance = strcmp(mode, "gdpr") == 0 ? COORD_COMPLIANCE_GDPR :
+	    strcmp(mode, "hipaa") == 0            ? COORD_COMPLIANCE_HIPAA :
+						    COORD_COMPLIANCE_NONE;
+	bool has_max = coffer_config_has(ini, section, "compliance.max_retention");
+	bool has_min = coffer_config_has(ini, section, "compliance.min_retention");
+	p->max_retention_ms = has_max ?
+	    coffer_config_duration_ms(ini, section, "compliance.max_retention") :
+	    0;
+	p->min_retention_ms = has_min ?
+	    coffer_config_duration_ms(ini, section, "compliance.min_retention") :
+	    0;
+
+	if (!any) {
+		coffer_config_err_at(ini, section, NULL, err,
+		    "service %s keeps no backups: retention.daily, retention.weekly, "
+		    "retention.monthly and retention.yearly are all 0 or unset (rule: a service "
+		    "must have retention)",
+		    name);
+		return (coffer_err_hint(err, "set at least one tier, e.g. retention.daily = 7 and "
+					     "retention.monthly = 12"));
+	}
+	if (p->compliance == COORD_COMPLIANCE_GDPR && !has_max) {
+		coffer_config_err_at(ini, section, "compliance", err,
+		    "gdpr requires compliance.max_retention (rule: gdpr: personal data is kept no "
+		    "longer than a declared maximum)");
+		return (coffer_err_hint(err, "add compliance.max_retention = 400d (or the period "
+					     "your records of processing state)"));
+	}
+	if (p->compliance == COORD_COMPLIANCE_GDPR && p->max_retention_ms == -1) {
+		coffer_config_err_at(ini, section, "compliance.max_retention", err,
+		    "forever is not a maximum (rule: gdpr: personal data is kept no longer than a "
+		    "declared maximum)");
+		return (coffer_err_hint(err, "write a duration such as 400d"));
+	}
+	if (p->compliance == COORD_COMPLIANCE_HIPAA) {
+		if (!has_min) {
+			p->min_retention_ms = COORD_HIPAA_MIN_RETENTION_MS;
+		} else if (p->min_retention_ms < COORD_HIPAA_MIN_RETENTION_MS) {
+			coffer_config_err_at(ini, section, "compliance.min_retention", err,
+			    "%s is shorter than hipaa's six years (rule: hipaa: audit-relevant "
+			    "records are kept at least 2190d)",
+			    fmt_span(a, sizeof(a), p->min_retention_ms));
+			return (coffer_err_hint(err, "set compliance.min_retention to 2190d or more, or "
+						     "remove it to use 2190d"));
+		}
+	}
+	if (has_max && p->max_retention_ms != -1 && p->min_retention_ms > p->max_retention_ms) {
+		coffer_config_err_at(ini, section, "compliance.min_retention", err,
+		    "%s is longer than compliance.max_retention = %s (rule: the minimum cannot "
+		    "exceed the maximum)",
+		    fmt_span(a, sizeof(a), p->min_retention_ms),
+		    fmt_span(b, sizeof(b), p->max_retention_ms));
+		return (coffer_err_hint(err, "fix one of the two bounds"));
+	}
+	if (has_max && p->max_retention_ms != -1) {
+		int rc = check_gdpr_max(ini, section, p, err);
+		if (rc != 0) {
+			return (rc);
+		}
+	}
+	if (p->min_retention_ms > 0 && span_longer(p->min_retention_ms, p->longest_ms)) {
+		const char *key = tier_keys[longest_tier];
+		coffer_config_err_at(ini, section, key, err,
+		    "the longest tier keeps backups up to %s, shorter than compliance.min_retention "
+		    "= %s (rule: %s: the policy's longest retention must reach the minimum)",
+		    fmt_span(a, sizeof(a), p->longest_ms),
+		    fmt_span(b, sizeof(b), p->min_retention_ms), compliance_names[p->compliance]);
+		int64_t years = (p->min_retention_ms + 366 * DAYS - 1) / (366 * DAYS);
+		return (coffer_err_hint(err, "set retention.yearly = %lld (or more, or forever)",
+		    (long long)years));
+	}
+	char text[4096];
+	int len = coord_config_policy_text(ini, name, text, sizeof(text));
+	if (len < 0) {
+		coffer_config_err_at(ini, section, NULL, err,
+		    "the policy of service %s is too long to version", name);
+		return (coffer_err_hint(err, "shorten its values"));
+	}
+	uint8_t md[32];
+	unsigned mdlen = 0;
+	if (EVP_Digest(text, (size_t)len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+		return (coffer_err_openssl(err, COFFER_EINTERNAL, "sha256 of a service policy"));
+	}
+	coffer_hex_encode(md, sizeof(md), p->version);
+	return (0);
+}
+
+static int
+read_policies(coord_config *c, coffer_err *err)
+{
+	const char *const *names;
+	size_t n = 0;
+	if (coffer_config_sections(c->ini, "service", &names, &n) != 0 || n == 0) {
+		return (0);
+	}
+	c->services = calloc(n, sizeof(*c->services));
+	if (c->services == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory reading service policies"));
+	}
+	for (size_t i = 0; i < n; i++) {
+		int rc = read_policy(c->ini, names[i], &c->services[i], err);
+		if (rc != 0) {
+			return (rc);
+		}
+		c->n_services++;
+	}
+	return (0);
+}
+
+const coord_service_policy *
+coord_config_service(const coord_config *cfg, const char *name)
+{
+	for (size_t i = 0; cfg != NULL && name != NULL && i < cfg->n_services; i++) {
+		if (strcmp(cfg->services[i].name, name) == 0) {
+			return (&cfg->services[i]);
+		}
+	}
+	return (NULL);
+}
+
+/* Appends to buf at *used; false when it does not fit. */
+static bool
+put(char *buf, size_t size, size_t *used, const char *key, const char *value)
+{
+	int w = snprintf(buf + *used, size - *used, "%s=%s\n", key, value);
+	if (w < 0 || (size_t)w >= size - *used) {
+		return (false);
+	}
+	*used += (size_t)w;
+	return (true);
+}
+
+int
+coord_config_policy_text(const coffer_config *ini, const char *service, char *buf, size_t size)
+{
+	char section[COFFER_CONFIG_MAX_NAME + 16];
+	if (size == 0) {
+		return (COFFER_ETOOBIG);
+	}
+	buf[0] = '\0';
+	if (strlen(service) > COFFER_CONFIG_MAX_NAME) {
+		return (COFFER_ENOENT);
+	}
+	snprintf(section, sizeof(section), "service.%s", service);
+	if (!coffer_config_has_section(ini, section)) {
+		return (COFFER_ENOENT);
+	}
+	size_t used = 0;
+	if (!put(buf, size, &used, "coffer-policy", "1") || !put(buf, size, &used, "service", service)) {
+		return (COFFER_ETOOBIG);
+	}
+	for (const coffer_config_key *k = service_keys; k->name != NULL; k++) {
+		if (!coffer_config_has(ini, section, k->name) && k->def == NULL) {
+			continue;
+		}
+		const char *raw = coffer_config_str(ini, section, k->name);
+		char v[COFFER_CONFIG_MAX_LINE];
+		if (k->type == COFFER_CONFIG_DURATION) {
+			fmt_span(v, sizeof(v), coffer_config_duration_ms(ini, section, k->name));
+		} else if (k->type == COFFER_CONFIG_INT) {
+			snprintf(v, sizeof(v), "%lld",
+			    (long long)coffer_config_int(ini, section, k->name));
+		} else if (k->check == check_count_or_forever) {
+			int32_t n = tier_count(ini, section, k->name);
+			if (n == COORD_RETENTION_FOREVER) {
+				snprintf(v, sizeof(v), "forever");
+			} else {
+				snprintf(v, sizeof(v), "%d", (int)n);
+			}
+		} else if (k->type == COFFER_CONFIG_CRON) {
+			/* One space between fields: spacing is not policy. */
+			size_t o = 0;
+			bool gap = false;
+			for (const char *q = raw; *q != '\0' && o + 2 < sizeof(v); q++) {
+				if (*q == ' ' || *q == '\t') {
+					gap = o > 0;
+					continue;
+				}
+				if (gap) {
+					v[o++] = ' ';
+					gap = false;
+				}
+				v[o++] = *q;
+			}
+			v[o] = '\0';
+		} else {
+			snprintf(v, sizeof(v), "%s", raw);
+		}
+		if (!put(buf, size, &used, k->name, v)) {
+			return (COFFER_ETOOBIG);
+		}
+	}
+	return ((int)used);
+}
+
 static int
 finish(coffer_config *ini, coord_config **out, coffer_err *err)
 {
@@ -253,6 +634,10 @@ finish(coffer_config *ini, coord_config **out, coffer_err *err)
 	if (coffer_log_level_parse(coffer_config_str(ini, "coordinator", "log_level"),
 		&c->log_level) != 0) {
 		c->log_level = COFFER_LOG_INFO;
+	}
+	if ((rc = read_policies(c, err)) != 0) {
+		coord_config_free(c);
+		return (rc);
 	}
 	*out = c;
 	return (0);
@@ -288,5 +673,6 @@ coord_config_free(coord_config *cfg)
 		return;
 	}
 	coffer_config_free(cfg->ini);
+	free(cfg->services);
 	free(cfg);
 }

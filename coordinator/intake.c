@@ -415,8 +415,11 @@ record_refusal(coord_intake *in, const verdict *v, const char *agent, bool enrol
 {
 	const char *reason = coord_intake_reason(v->status);
 	char detail[400];
-	snprintf(detail, sizeof(detail), "%s%s%s", enrolled ? "" : agent, enrolled || agent[0] == '\0' ? "" : ": ",
-	    v->error);
+	/* An unenrolled name is not part of the counter's key, so it goes
+	 * into the detail. */
+	bool name_in_detail = !enrolled && agent[0] != '\0';
+	snprintf(detail, sizeof(detail), "%s%s%s", name_in_detail ? agent : "",
+	    name_in_detail ? ": " : "", v->error);
 	char *clean = clean_text(detail, 1000);
 	cJSON *d = cJSON_CreateObject();
 	char *details = NULL;
@@ -1088,6 +1091,7 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 		return;
 	}
 	const Coffer__V1__EventBatch *b = rq->events;
+	uint64_t last = 0;
 	for (size_t i = 0; i < b->n_events; i++) {
 		const Coffer__V1__Event *ev = b->events[i];
 		bool transient_kind = ev->kind_case == COFFER__V1__EVENT__KIND_HELLO ||
@@ -1096,6 +1100,18 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 			verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
 			    "event %zu: seq %" PRIu64 " is out of range", i, ev->seq);
 			return;
+		}
+		if (ev->seq != 0 && ev->seq <= last) {
+			/* Applying 5 then skipping 3 as a "resend" would ack an event
+			 * that was never applied. */
+			verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
+			    "event %zu: seq %" PRIu64 " does not follow %" PRIu64
+			    " (durable events must be in outbox order)",
+			    i, ev->seq, last);
+			return;
+		}
+		if (ev->seq != 0) {
+			last = ev->seq;
 		}
 		if (ev->seq == 0 && !transient_kind) {
 			verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
@@ -1282,12 +1298,15 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 	if (rv != 0) {
 		res->applied = res->resent = res->rejected = 0;
 		res->acked_event_seq = 0;
+		snprintf(res->cause, sizeof(res->cause), "%.250s", cerr.msg);
 		if (rv == COFFER_EUNAVAIL || !coord_catalog_ok(in->cat)) {
 			verdict_set(&v, COFFER__V1__STATUS__STATUS_UNAVAILABLE,
 			    "the catalog is unreachable; keep the events and retry later");
 		} else {
-			coffer_log_error("request failed", "agent=%s seq=%" PRIu64 " error=\"%s\"",
-			    res->agent, res->envelope_seq, cerr.msg);
+			char q[600];
+			coffer_log_error("request failed", "agent=%s seq=%" PRIu64 " error=%s",
+			    res->agent[0] != '\0' ? res->agent : "-", res->envelope_seq,
+			    coffer_log_quote(q, sizeof(q), cerr.msg));
 			verdict_set(&v, COFFER__V1__STATUS__STATUS_INTERNAL,
 			    "the coordinator could not apply the request; retry later");
 		}

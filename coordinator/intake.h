@@ -58,6 +58,7 @@ typedef struct coord_intake_result {
 	unsigned rejected;        /* durable events recorded as rejected */
 	char agent[72];           /* claimed agent id, printable, cut */
 	char error[256];          /* the reply's error line; "" when OK */
+	char cause[256];          /* UNAVAILABLE / INTERNAL: the catalog's own error */
 } coord_intake_result;
 
 /* A new intake on cat (borrowed; must outlive the intake) with the audit key

@@ -251,13 +251,13 @@ coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *
 			if (count != COORD_RETENTION_FOREVER && cur[t] - p >= count) {
 				continue; /* its period is out of the window */
 			}
-			o->reasons |= 1u << t;
 			int64_t exp = count == COORD_RETENTION_FOREVER ?
 			    COORD_RETENTION_NEVER :
 			    period_start_ms(tz, (coord_retention_tier)t, p + count);
-			if (exp > o->expires_at_ms) {
+			if ((o->reasons & COORD_KEEP_TIERS) == 0 || exp > o->expires_at_ms) {
 				o->expires_at_ms = exp;
 			}
+			o->reasons |= 1u << t;
 		}
 		if ((int64_t)j < policy->min_redundancy) {
 			o->reasons |= COORD_KEEP_MIN_REDUNDANCY;
@@ -332,12 +332,12 @@ coord_retention_reasons_format(unsigned reasons, char *buf, size_t size)
 		if ((reasons & reason_names[i].bit) == 0) {
 			continue;
 		}
-		int w = snprintf(buf + used, size - used, "%s%s", used > 0 ? "," : "",
-		    reason_names[i].name);
-		if (w < 0 || (size_t)w >= size - used) {
-			break; /* truncated, still terminated */
+		size_t len = strlen(reason_names[i].name) + (used > 0);
+		if (len >= size - used) {
+			break; /* whole names only, so a short buffer never shows half a reason */
 		}
-		used += (size_t)w;
+		snprintf(buf + used, size - used, "%s%s", used > 0 ? "," : "", reason_names[i].name);
+		used += len;
 	}
 	return (buf);
 }

@@ -104,7 +104,9 @@ static void
 mark_down(server *s, const char *why)
 {
 	if (!s->down) {
-		coffer_log_error("catalog unreachable; not acking", "error=\"%s\"", why);
+		char q[600];
+		coffer_log_error("catalog unreachable; not acking", "error=%s",
+		    coffer_log_quote(q, sizeof(q), why));
 		s->down = true;
 		s->backoff_ms = BACKOFF_MIN_MS;
 	} else if (s->backoff_ms < BACKOFF_MAX_MS) {
@@ -126,9 +128,14 @@ try_reconnect(server *s)
 		s->down = false;
 		return;
 	}
-	coffer_log_debug("catalog still unreachable", "error=\"%s\" retry_ms=%lld", err.msg,
-	    (long long)s->backoff_ms);
 	mark_down(s, err.msg);
+	/* Once the backoff is at its cap, say why every time (every
+	 * BACKOFF_MAX_MS): a catalog that is up but has the wrong schema
+	 * needs an operator, not patience. */
+	char q[600];
+	coffer_log(s->backoff_ms >= BACKOFF_MAX_MS ? COFFER_LOG_WARN : COFFER_LOG_DEBUG,
+	    "catalog still unreachable", "error=%s retry_ms=%lld",
+	    coffer_log_quote(q, sizeof(q), err.msg), (long long)s->backoff_ms);
 }
 
 static void
@@ -151,21 +158,25 @@ serve_job(server *s, job *j)
 	coord_intake_result res;
 	if (coord_intake_handle(s->intake, j->req, j->len, j->peer, &j->out, &j->out_len, &res,
 		&err) != 0) {
-		coffer_log_error("cannot build a reply", "error=\"%s\"", err.msg);
+		char q[600];
+		coffer_log_error("cannot build a reply", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
 		j->out = NULL;
 	}
 	if (!coord_catalog_ok(s->cat)) {
-		mark_down(s, "the connection was lost");
+		mark_down(s, res.cause[0] != '\0' ? res.cause : "the connection was lost");
 	}
+	char agent[160];
+	coffer_log_quote(agent, sizeof(agent), res.agent[0] != '\0' ? res.agent : "-");
 	if (res.status == COFFER__V1__STATUS__STATUS_OK) {
 		coffer_log_debug("request applied",
-		    "agent=%s seq=%llu applied=%u resent=%u rejected=%u acked=%llu", res.agent,
+		    "agent=%s seq=%llu applied=%u resent=%u rejected=%u acked=%llu", agent,
 		    (unsigned long long)res.envelope_seq, res.applied, res.resent, res.rejected,
 		    (unsigned long long)res.acked_event_seq);
 	} else if (res.status != COFFER__V1__STATUS__STATUS_UNAVAILABLE) {
 		char q[300];
 		coffer_log_warn("request refused", "agent=%s seq=%llu reason=%s peer=%s error=%s",
-		    res.agent[0] != '\0' ? res.agent : "-", (unsigned long long)res.envelope_seq,
+		    agent, (unsigned long long)res.envelope_seq,
 		    coord_intake_reason(res.status), j->peer[0] != '\0' ? j->peer : "-",
 		    coffer_log_quote(q, sizeof(q), res.error));
 	}
@@ -233,7 +244,9 @@ on_done(uv_async_t *h)
 			coffer_err err;
 			if (coffer_net_reply_send(j->reply, j->out, j->out_len, &err) != 0 &&
 			    err.code != COFFER_ECANCELED) {
-				coffer_log_warn("reply not sent", "error=\"%s\"", err.msg);
+				char q[600];
+				coffer_log_warn("reply not sent", "error=%s",
+				    coffer_log_quote(q, sizeof(q), err.msg));
 			}
 		} else {
 			coffer_net_reply_drop(j->reply);

@@ -5,8 +5,30 @@
 #include <stdlib.h>
 
 #include "common/cli.h"
+#include "coordinator/cli/client.h"
 
 static const coffer_cmd operator_cmds[] = {
+	{ "init", "--out KEYFILE", "create an operator key and print its public key",
+	    coord_cli_init },
+	{ "status", "[-c FILE] [--service S] [--output json]",
+	    "last successful backup, its age, size and duration, and agent contact per service",
+	    coord_cli_status },
+	{ "backups list", "[-c FILE] --service S [--limit N] [--output json]",
+	    "a service's backups, newest first", coord_cli_backups_list },
+	{ "backup run", "[-c FILE] --service S [--kind logical|physical] [--output json]",
+	    "ask the service's agent for a backup now", coord_cli_backup_run },
+	{ "agents enroll", "[-c FILE] --service S --agent NAME --pubkey FILE [--output json]",
+	    "enroll an agent's public key for one service", coord_cli_agents_enroll },
+	{ "agents list", "[-c FILE] [--output json]", "list enrolled agents",
+	    coord_cli_agents_list },
+	{ "agents revoke", "[-c FILE] NAME [--output json]", "revoke an agent's enrollment",
+	    coord_cli_agents_revoke },
+	{ "audit list", "[-c FILE] [--since TIME] [--limit N] [--output json]",
+	    "audit log rows (TIME: RFC 3339, or a duration back from now such as 24h)",
+	    coord_cli_audit_list },
+	{ "audit verify", "[-c FILE] [--output json]",
+	    "check the audit log's HMAC chain; exit 1 naming the first broken row",
+	    coord_cli_audit_verify },
 	{ NULL, NULL, NULL, NULL },
 };
 

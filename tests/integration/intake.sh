@@ -102,6 +102,13 @@ timeout 60 "$coord" agents list -c "$conf" --output json >"$T/list" || fail "age
 grep -q '"name":"billing-1","service":"billing"' "$T/list" || fail "agents list: $(cat "$T/list")"
 
 # --- the coordinator ------------------------------------------------------------
+psql_at "$base dbname=postgres" -c "CREATE DATABASE empty"
+sed "s|^catalog = .*|catalog = $base dbname=empty|" "$conf" >"$T/empty.conf"
+expect_fail "run refuses a catalog without the schema" "no Coffer schema.*coffer-coordinator migrate" \
+	"$coord" run -c "$T/empty.conf"
+sed "s|^catalog = .*|catalog = host=127.0.0.1 port=$(_free_port) dbname=coffer user=coffer|" "$conf" >"$T/dead.conf"
+expect_fail "run refuses an unreachable catalog" "cannot connect to the catalog" "$coord" run -c "$T/dead.conf"
+
 timeout --foreground 300 "$coord" run -c "$conf" >"$T/coord.out" 2>"$T/coord.err" &
 cpid=$!
 stop_coord() {
@@ -243,6 +250,24 @@ expect ok 5
 [[ $(q "SELECT status FROM backups WHERE id = 'b-5'") == running ]] || fail "b-5 after the outage"
 grep -q "catalog reachable again" "$T/coord.err" || fail "recovery not logged"
 pass "catalog back: acked again without restarting the coordinator ($R)"
+
+# --- events the catalog cannot take ----------------------------------------------
+send billing-1 100 --service billing --events "started:6:bad/id,badlsn:7:b-6,started:8:b-7"
+expect ok 8
+[[ $(q "SELECT count(*) FROM events WHERE agent = 'billing-1' AND seq IN (6, 7) AND payload ? 'rejected'") == 2 ]] ||
+	fail "rejected events are not recorded: $(q "SELECT seq, payload FROM events WHERE seq IN (6, 7)")"
+[[ $(q "SELECT count(*) FROM audit WHERE action = 'event.rejected' AND actor = 'billing-1'") == 2 ]] ||
+	fail "rejected events are not audited"
+[[ $(q "SELECT count(*) FROM backups WHERE id = 'b-6'") == 0 ]] || fail "a rejected event created a backup"
+[[ $(q "SELECT status FROM backups WHERE id = 'b-7'") == running ]] ||
+	fail "the event after the rejected ones was not applied"
+grep -q 'msg="event rejected".*seq=7' "$T/coord.err" || fail "the catalog's refusal of seq 7 was not logged"
+pass "events the coordinator or the catalog refuse are recorded as rejected and acked; the rest applies"
+send billing-1 101 --service billing --events "started:10:b-8,started:9:b-9"
+expect malformed
+[[ $(q "SELECT count(*) FROM events WHERE agent = 'billing-1' AND seq >= 9") == 0 ]] ||
+	fail "an out-of-order batch was applied"
+pass "durable events out of outbox order are refused: $R"
 
 # --- clean stop -----------------------------------------------------------------
 kill -TERM "$cpid"

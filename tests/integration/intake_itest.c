@@ -16,7 +16,8 @@
  *	Exits 0 when a reply arrived (whatever its status), 1 on a bad reply,
  *	2 on usage, 3 when the coordinator could not be reached.
  *   SPEC: comma-separated KIND:SEQ[:BACKUP_ID] with KIND one of started,
- *	completed, failed, hello, heartbeat (seq 0 for the last two); every
+ *	completed, failed, hello, heartbeat (seq 0 for the last two), badlsn (a
+ *	completed event the catalog's constraints refuse); every
  *	event is about --service (default "billing").
  */
 #include <stdbool.h>
@@ -131,6 +132,22 @@ parse_events(const char *spec, const char *service, batch *b)
 			c->repository = "primary";
 			c->pg_version = "150004";
 			c->system_identifier = "7301234567890123456";
+			ev->kind_case = COFFER__V1__EVENT__KIND_BACKUP_COMPLETED;
+			ev->backup_completed = c;
+		} else if (strcmp(kind, "badlsn") == 0) {
+			/* Passes the coordinator's own checks, but the catalog's
+			 * CHECK (stop_lsn >= start_lsn) refuses it. */
+			Coffer__V1__BackupCompleted *c = &b->completed[i];
+			coffer__v1__backup_completed__init(c);
+			c->backup_id = b->ids[i];
+			c->kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL;
+			c->started_at_ms = t - 5000;
+			c->finished_at_ms = t;
+			c->stored_sha256.data = b->digest;
+			c->stored_sha256.len = 32;
+			c->key_id = "k1";
+			c->start_lsn = "0/3000000";
+			c->stop_lsn = "0/2000000";
 			ev->kind_case = COFFER__V1__EVENT__KIND_BACKUP_COMPLETED;
 			ev->backup_completed = c;
 		} else if (strcmp(kind, "failed") == 0) {

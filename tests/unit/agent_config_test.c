@@ -199,7 +199,7 @@ test_full_file(void **state)
 	    "conninfo = host=db port=5433 dbname=billing user=coffer sslmode=verify-full\n"
 	    "bin_dir = /usr/lib/postgresql/15/bin/\n"
 	    "pg_restore = /opt/pg/bin/pg_restore\n"
-	    "dump_options = --no-owner --exclude-table-data=audit_log\n"
+	    "dump_options = --no-owner --no-comments\n"
 	    "[schedule]\n"
 	    "logical = 30 1 * * *\n"
 	    "physical = 0 3 * * sun\n"
@@ -235,7 +235,7 @@ test_full_file(void **state)
 	assert_string_equal(c->pg_dump, "/usr/lib/postgresql/15/bin/pg_dump");
 	assert_string_equal(c->pg_restore, "/opt/pg/bin/pg_restore");
 	assert_string_equal(c->psql, "/usr/lib/postgresql/15/bin/psql");
-	assert_string_equal(c->dump_options, "--no-owner --exclude-table-data=audit_log");
+	assert_string_equal(c->dump_options, "--no-owner --no-comments");
 	assert_string_equal(c->schedule_physical, "0 3 * * sun");
 	assert_int_equal(c->completion_window_ms, 90 * 60 * 1000);
 	assert_int_equal(c->compress_level, 19);
@@ -350,7 +350,7 @@ test_agent_rules(void **state)
 	expect_fail(f, AGENT_MIN "[postgres]\nconninfo =\n" SCHEDULE_MIN REPO_MIN, 8,
 	    "[postgres] conninfo = ''", NULL);
 	expect_fail(f, AGENT_MIN POSTGRES_MIN "dump_options = --no-owner -Fp\n" SCHEDULE_MIN REPO_MIN,
-	    9, "[postgres] dump_options: option -Fp is set by coffer-agent itself", NULL);
+	    9, "[postgres] dump_options: -Fp is not allowed", NULL);
 	expect_fail(f,
 	    AGENT_MIN POSTGRES_MIN "dump_options = --file=/tmp/x\n" SCHEDULE_MIN REPO_MIN, 9,
 	    "option --file=/tmp/x", NULL);

@@ -602,7 +602,7 @@ test_open_errors(void **state)
 	cfg.type = "s3";
 	cfg.bucket = "b";
 	assert_int_equal(coffer_repo_open(&cfg, COFFER_REPO_READ, &r, &err), COFFER_EINVAL);
-	assert_non_null(strstr(err.msg, "s3 repositories are not built yet"));
+	assert_non_null(strstr(err.msg, "s3 bucket name \"b\" is not valid"));
 	cfg.type = "ftp";
 	assert_int_equal(coffer_repo_open(&cfg, COFFER_REPO_READ, &r, &err), COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "unknown repository type"));

@@ -1,0 +1,126 @@
+/*
+ * coffer backups list --service S [--limit N] [--output json]: the
+ * service's backups, newest first.
+ * coffer backup run --service S [--kind logical|physical]: queue a backup
+ * for the service's agent; prints the command id. The coordinator delivers
+ * it to the agent in a reply; this command does not wait for the backup.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "coordinator/cli/client.h"
+
+static void
+print_backups(const cJSON *doc)
+{
+	static const char *const headers[] = { "ID", "KIND", "STATUS", "STARTED", "FINISHED",
+		"DURATION", "SIZE", "AGENT" };
+	coord_cli_table *t = coord_cli_table_new(8, headers);
+	const cJSON *b;
+	cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(doc, "backups"))
+	{
+		char dur[32], size[32];
+		const char *row[] = { coord_cli_str(b, "id"), coord_cli_str(b, "kind"),
+			coord_cli_str(b, "status"), coord_cli_str(b, "started_at"),
+			coord_cli_str(b, "finished_at"), coord_cli_ms(b, "duration_ms", dur, sizeof(dur)),
+			coord_cli_bytes(b, "stored_bytes", size, sizeof(size)), coord_cli_str(b, "agent") };
+		coord_cli_table_row(t, row);
+	}
+	coord_cli_table_print(t);
+	coord_cli_table_free(t);
+}
+
+int
+coord_cli_backups_list(const coffer_cmd *cmd, int argc, char **argv)
+{
+	const char *config = NULL, *service = NULL, *output = NULL, *limit = NULL;
+	const coffer_opt opts[] = {
+		{ "config", 'c', &config, NULL },
+		{ "service", 0, &service, NULL },
+		{ "limit", 0, &limit, NULL },
+		{ "output", 0, &output, NULL },
+		{ NULL, 0, NULL, NULL },
+	};
+	int npos = 0;
+	bool json = false;
+	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+	}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	}
+	if (service == NULL) {
+		return (coffer_cli_usage_error(cmd, "--service is required"));
+	}
+	if (coord_cli_output_json(cmd, output, &json) != 0) {
+		return (2);
+	}
+	coffer_adminmsg_arg args[] = { { "service", service }, { "limit", limit } };
+	coffer_err err;
+	coffer_err_clear(&err);
+	char *text = NULL;
+	cJSON *doc = NULL;
+	rv = coord_cli_request(coord_cli_config_path(config), "backups.list", args, limit ? 2 : 1,
+	    &text, &doc, &err);
+	if (rv != 0) {
+		return (coord_cli_fail(cmd, &err));
+	}
+	if (json) {
+		printf("%s\n", text);
+	} else {
+		print_backups(doc);
+	}
+	free(text);
+	cJSON_Delete(doc);
+	return (fflush(stdout) == 0 ? 0 : 1);
+}
+
+int
+coord_cli_backup_run(const coffer_cmd *cmd, int argc, char **argv)
+{
+	const char *config = NULL, *service = NULL, *kind = NULL, *output = NULL;
+	const coffer_opt opts[] = {
+		{ "config", 'c', &config, NULL },
+		{ "service", 0, &service, NULL },
+		{ "kind", 0, &kind, NULL },
+		{ "output", 0, &output, NULL },
+		{ NULL, 0, NULL, NULL },
+	};
+	int npos = 0;
+	bool json = false;
+	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+	}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	}
+	if (service == NULL) {
+		return (coffer_cli_usage_error(cmd, "--service is required"));
+	}
+	if (coord_cli_output_json(cmd, output, &json) != 0) {
+		return (2);
+	}
+	coffer_adminmsg_arg args[] = { { "service", service }, { "kind", kind } };
+	coffer_err err;
+	coffer_err_clear(&err);
+	char *text = NULL;
+	cJSON *doc = NULL;
+	rv = coord_cli_request(coord_cli_config_path(config), "backup.run", args, kind ? 2 : 1,
+	    &text, &doc, &err);
+	if (rv != 0) {
+		return (coord_cli_fail(cmd, &err));
+	}
+	if (json) {
+		printf("%s\n", text);
+	} else {
+		char id[32];
+		printf("queued %s backup for service %s: command %s (agent %s)\n",
+		    coord_cli_str(doc, "kind"), coord_cli_str(doc, "service"),
+		    coord_cli_num(doc, "command_id", id, sizeof(id)), coord_cli_str(doc, "agent"));
+	}
+	free(text);
+	cJSON_Delete(doc);
+	return (fflush(stdout) == 0 ? 0 : 1);
+}

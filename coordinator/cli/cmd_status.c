@@ -1,0 +1,90 @@
+/*
+ * coffer status [--service S] [--output json]: per service, the last
+ * successful backup (id, finished, age, size, duration), completed and
+ * failed counts, and the agents with their last contact.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/cli/client.h"
+
+static void
+print_status(const cJSON *doc)
+{
+	static const char *const headers[] = { "SERVICE", "LAST BACKUP", "FINISHED", "AGE", "SIZE",
+		"DURATION", "OK", "FAILED", "AGENTS", "LAST CONTACT" };
+	coord_cli_table *t = coord_cli_table_new(10, headers);
+	const cJSON *s;
+	cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "services"))
+	{
+		const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, "last_backup");
+		char age[32], size[32], dur[32], ok[24], failed[24], names[256] = "", contact[64] = "-";
+		const cJSON *a;
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(s, "agents"))
+		{
+			size_t n = strlen(names);
+			snprintf(names + n, sizeof(names) - n, "%s%s%s", n > 0 ? "," : "",
+			    coord_cli_str(a, "name"), cJSON_IsTrue(cJSON_GetObjectItem(a, "revoked"))
+				? "(revoked)"
+				: "");
+			const char *lc = coord_cli_str(a, "last_contact_at");
+			/* RFC 3339 text sorts by time, so the greatest is the latest. */
+			if (strcmp(lc, "-") != 0 && (strcmp(contact, "-") == 0 || strcmp(lc, contact) > 0)) {
+				snprintf(contact, sizeof(contact), "%s", lc);
+			}
+		}
+		const char *row[] = { coord_cli_str(s, "service"), coord_cli_str(b, "id"),
+			coord_cli_str(b, "finished_at"), coord_cli_age(b, "age_seconds", age, sizeof(age)),
+			coord_cli_bytes(b, "stored_bytes", size, sizeof(size)),
+			coord_cli_ms(b, "duration_ms", dur, sizeof(dur)),
+			coord_cli_num(s, "completed", ok, sizeof(ok)),
+			coord_cli_num(s, "failed", failed, sizeof(failed)), names[0] ? names : "-",
+			contact };
+		coord_cli_table_row(t, row);
+	}
+	coord_cli_table_print(t);
+	coord_cli_table_free(t);
+}
+
+int
+coord_cli_status(const coffer_cmd *cmd, int argc, char **argv)
+{
+	const char *config = NULL, *service = NULL, *output = NULL;
+	const coffer_opt opts[] = {
+		{ "config", 'c', &config, NULL },
+		{ "service", 0, &service, NULL },
+		{ "output", 0, &output, NULL },
+		{ NULL, 0, NULL, NULL },
+	};
+	int npos = 0;
+	bool json = false;
+	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+	}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	}
+	if (coord_cli_output_json(cmd, output, &json) != 0) {
+		return (2);
+	}
+	coffer_adminmsg_arg args[] = { { "service", service } };
+	coffer_err err;
+	coffer_err_clear(&err);
+	char *text = NULL;
+	cJSON *doc = NULL;
+	rv = coord_cli_request(coord_cli_config_path(config), "status", args, service ? 1 : 0, &text,
+	    &doc, &err);
+	if (rv != 0) {
+		return (coord_cli_fail(cmd, &err));
+	}
+	if (json) {
+		printf("%s\n", text);
+	} else {
+		print_status(doc);
+	}
+	free(text);
+	cJSON_Delete(doc);
+	return (fflush(stdout) == 0 ? 0 : 1);
+}

@@ -1,0 +1,193 @@
+# A real S3 server for integration scripts: a one-node Ceph cluster (one
+# monitor, one memstore OSD, one radosgw) on loopback, all in a scratch
+# directory, data in RAM. Sourced after lib.sh, never run alone (it lives
+# in lib/ so tests/CMakeLists.txt does not register it).
+#
+#   rgw_start DIR   bootstraps the cluster (about 30 s) and creates two S3
+#                   users standing for the production and the DR account;
+#                   sets RGW_ENDPOINT (http://127.0.0.1:PORT), RGW_VHOST_ENDPOINT
+#                   (http://localhost:PORT, for virtual-hosted addressing),
+#                   RGW_SRC_ACCESS / RGW_SRC_SECRET, RGW_DR_ACCESS / RGW_DR_SECRET,
+#                   RGW_ADMIN (radosgw-admin with the cluster's config).
+#                   Returns 1 (with the reason on stderr) if it cannot start.
+#   rgw_stop DIR    stops the three daemons (also done on exit, and by a
+#                   watchdog if the script is killed without running traps)
+#
+# The daemons run in the foreground (-f) as background jobs so their pids are
+# ours to kill; nothing is killed by name.
+
+_rgw_dirs=()
+
+rgw_stop() {
+	local dir=$1 p
+	for p in rgw osd mon watchdog; do
+		if [[ -f "$dir/run/$p.pid" ]]; then
+			kill "$(cat "$dir/run/$p.pid")" 2>/dev/null || true
+		fi
+	done
+	for p in rgw osd mon; do
+		if [[ -f "$dir/run/$p.pid" ]]; then
+			local pid i
+			pid=$(cat "$dir/run/$p.pid")
+			for i in $(seq 50); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -9 "$pid" 2>/dev/null || true
+			rm -f "$dir/run/$p.pid"
+		fi
+	done
+	rm -f "$dir/run/watchdog.pid"
+	return 0
+}
+
+_rgw_cleanup() {
+	local d
+	for d in "${_rgw_dirs[@]}"; do
+		rgw_stop "$d"
+	done
+	if declare -F t_cleanup >/dev/null; then
+		t_cleanup
+	fi
+	return 0
+}
+
+_rgw_fail() {
+	echo "rgw_start: $*" >&2
+	if [[ -f "$_rgw_dir/log/$2.log" ]]; then
+		tail -20 "$_rgw_dir/log/$2.log" >&2
+	fi
+	rgw_stop "$_rgw_dir"
+	return 1
+}
+
+_rgw_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
+_rgw_key() {
+	# S3-style keys: 20 upper-case alphanumerics, and a 40-byte secret.
+	head -c 200 /dev/urandom | tr -dc "$1" | head -c "$2"
+}
+
+rgw_start() {
+	local dir=$1 c
+	_rgw_dir=$dir
+	for c in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool uuidgen curl; do
+		command -v "$c" >/dev/null || {
+			echo "rgw_start: $c is not installed (deploy/install-deps.sh installs it)" >&2
+			return 1
+		}
+	done
+	mkdir -p "$dir"/{run,log,mon.a,osd.0,rgw}
+	local mon_port rgw_port fsid
+	mon_port=$(_rgw_port) && rgw_port=$(_rgw_port) || { echo "rgw_start: no free port" >&2; return 1; }
+	fsid=$(uuidgen)
+	cat >"$dir/ceph.conf" <<EOF
+[global]
+fsid = $fsid
+mon host = v2:127.0.0.1:$mon_port
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+keyring = $dir/keyring
+run dir = $dir/run
+admin socket = $dir/run/\$name.asok
+log file = $dir/log/\$name.log
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+ms bind msgr1 = false
+osd objectstore = memstore
+memstore device bytes = 1073741824
+[mon.a]
+mon data = $dir/mon.a
+[osd.0]
+osd data = $dir/osd.0
+keyring = $dir/osd.0/keyring
+[client.rgw.a]
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw dns name = localhost
+rgw data = $dir/rgw
+keyring = $dir/rgw/keyring
+EOF
+	local conf=$dir/ceph.conf
+	_rgw_dirs+=("$dir")
+	trap _rgw_cleanup EXIT
+	# If the script dies without running its traps (SIGKILL, a ctest
+	# timeout), the watchdog still stops the daemons.
+	(
+		trap '' INT TERM
+		while kill -0 $$ 2>/dev/null && [[ -d "$dir/run" ]]; do sleep 2; done
+		for p in rgw osd mon; do
+			[[ -f "$dir/run/$p.pid" ]] && kill -9 "$(cat "$dir/run/$p.pid")" 2>/dev/null
+		done
+	) >/dev/null 2>&1 &
+	echo $! >"$dir/run/watchdog.pid"
+
+	(
+		cd "$dir" || exit 1
+		ceph-authtool --create-keyring keyring --gen-key -n mon. --cap mon 'allow *' &&
+			ceph-authtool keyring --gen-key -n client.admin --cap mon 'allow *' \
+				--cap osd 'allow *' --cap mgr 'allow *' &&
+			monmaptool --create --addv a "[v2:127.0.0.1:$mon_port]" --fsid "$fsid" monmap &&
+			ceph-mon --mkfs -i a --monmap monmap --keyring keyring -c "$conf"
+	) >"$dir/log/bootstrap.log" 2>&1 || { cat "$dir/log/bootstrap.log" >&2; _rgw_fail "monitor mkfs failed" mon.a; return 1; }
+	ceph-mon -f -i a -c "$conf" >>"$dir/log/mon.out" 2>&1 &
+	echo $! >"$dir/run/mon.pid"
+
+	local uuid key
+	uuid=$(uuidgen)
+	key=$(ceph-authtool --gen-print-key)
+	echo "{\"cephx_secret\":\"$key\"}" >"$dir/osd.0/secret.json"
+	timeout 60 ceph -c "$conf" osd new "$uuid" -i "$dir/osd.0/secret.json" >>"$dir/log/bootstrap.log" 2>&1 ||
+		{ _rgw_fail "monitor did not answer (osd new)" mon.a; return 1; }
+	rm -f "$dir/osd.0/secret.json"
+	ceph-authtool --create-keyring "$dir/osd.0/keyring" --name osd.0 --add-key "$key" >>"$dir/log/bootstrap.log" 2>&1
+	ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$uuid" >>"$dir/log/bootstrap.log" 2>&1 ||
+		{ _rgw_fail "osd mkfs failed" osd.0; return 1; }
+	ceph-osd -f -c "$conf" -i 0 >>"$dir/log/osd.out" 2>&1 &
+	echo $! >"$dir/run/osd.pid"
+	timeout 60 ceph -c "$conf" auth get-or-create client.rgw.a mon 'allow rw' osd 'allow rwx' \
+		-o "$dir/rgw/keyring" >>"$dir/log/bootstrap.log" 2>&1 ||
+		{ _rgw_fail "cannot create the radosgw key" mon.a; return 1; }
+	radosgw -f -c "$conf" -n client.rgw.a >>"$dir/log/rgw.out" 2>&1 &
+	echo $! >"$dir/run/rgw.pid"
+
+	local i up=0
+	for i in $(seq 240); do
+		kill -0 "$(cat "$dir/run/rgw.pid")" 2>/dev/null || { _rgw_fail "radosgw exited" client.rgw.a; return 1; }
+		if [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$rgw_port/")" == 200 ]]; then
+			up=1
+			break
+		fi
+		sleep 0.5
+	done
+	[[ $up == 1 ]] || { _rgw_fail "radosgw did not answer on port $rgw_port within 120 s" client.rgw.a; return 1; }
+
+	RGW_ADMIN="radosgw-admin -c $conf -n client.admin"
+	RGW_SRC_ACCESS=$(_rgw_key 'A-Z0-9' 20)
+	RGW_SRC_SECRET=$(_rgw_key 'A-Za-z0-9' 40)
+	RGW_DR_ACCESS=$(_rgw_key 'A-Z0-9' 20)
+	RGW_DR_SECRET=$(_rgw_key 'A-Za-z0-9' 40)
+	$RGW_ADMIN user create --uid=prod --display-name=production \
+		--access-key="$RGW_SRC_ACCESS" --secret-key="$RGW_SRC_SECRET" >>"$dir/log/bootstrap.log" 2>&1 &&
+		$RGW_ADMIN user create --uid=dr --display-name=disaster-recovery \
+			--access-key="$RGW_DR_ACCESS" --secret-key="$RGW_DR_SECRET" >>"$dir/log/bootstrap.log" 2>&1 ||
+		{ _rgw_fail "cannot create the S3 users" client.rgw.a; return 1; }
+	RGW_ENDPOINT="http://127.0.0.1:$rgw_port"
+	RGW_VHOST_ENDPOINT="http://localhost:$rgw_port"
+	export RGW_ENDPOINT RGW_VHOST_ENDPOINT RGW_SRC_ACCESS RGW_SRC_SECRET RGW_DR_ACCESS RGW_DR_SECRET RGW_ADMIN
+	return 0
+}
