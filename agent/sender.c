@@ -541,14 +541,24 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 		return (CALL_RETRY);
 	}
 	if (ack > b->last_seq) {
-		/* The coordinator has seen seqs this outbox has not handed out yet:
-		 * the state_dir was reset or restored. Those events were taken for
-		 * resends; only an operator can tell what was lost. */
-		coffer_log_error("coordinator is ahead of the outbox",
-		    "acked=%" PRIu64 " outbox_last=%" PRIu64
-		    " hint=\"was state_dir reset? events with these seqs were ignored by the "
-		    "coordinator\"", ack, b->last_seq);
-		ack = b->last_seq;
+		/* Normal when another process (flush beside the daemon) delivered
+		 * newer events meanwhile; those exist in the outbox. */
+		agent_outbox_stats os;
+		if (agent_outbox_depth(l->ob, &os, err) != 0) {
+			return (CALL_LOCAL);
+		}
+		uint64_t newest = os.next_seq - 1;
+		if (ack > newest) {
+			/* The coordinator has seen seqs this outbox never handed
+			 * out: the state_dir was reset or restored, and events with
+			 * those seqs will be taken for resends. Only an operator
+			 * can tell what was lost. */
+			coffer_log_error("coordinator is ahead of the outbox",
+			    "acked=%" PRIu64 " outbox_newest=%" PRIu64
+			    " hint=\"was state_dir reset? events up to acked will be ignored by the "
+			    "coordinator\"", ack, newest);
+			ack = newest;
+		}
 	}
 	if (agent_outbox_ack(l->ob, ack, err) != 0) {
 		coffer_err_wrap(err, "acking events up to %" PRIu64, ack);

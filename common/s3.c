@@ -615,6 +615,11 @@ coffer_s3_error_set(coffer_err *err, const char *op, const char *key, long statu
 		{ "InvalidBucketName", COFFER_EINVAL, "fix bucket = in the configuration" },
 		{ "SlowDown", COFFER_EUNAVAIL, "the store is throttling requests; lower the "
 		    "number of concurrent jobs or retry later" },
+		{ "InternalError", COFFER_EUNAVAIL, "the store failed; retry later and check its "
+		    "health" },
+		{ "ServiceUnavailable", COFFER_EUNAVAIL, "the store is unavailable; retry later" },
+		{ "RequestTimeout", COFFER_EUNAVAIL, "the connection to the store was too slow; "
+		    "check the network" },
 		{ "NotImplemented", COFFER_EINVAL, "this store does not support the request; "
 		    "use an S3 store with full API support" },
 		{ "InvalidRequest", COFFER_EINVAL, "see the store's message; check the "
@@ -1913,15 +1918,18 @@ coffer_s3_upload_commit(coffer_s3_upload *up, coffer_s3_object_info *info, coffe
 		 * CreateMultipartUpload; setting the retention again is harmless
 		 * where they were honoured. */
 		if (rc == 0 && up->lock_mode[0] != '\0') {
+			up->state = UP_COMMITTED;
+			free(up->buf);
+			up->buf = NULL;
+			if (info != NULL) {
+				*info = tmp;
+			}
 			rc = coffer_s3_put_retention(up->s3, up->key, tmp.version_id, up->lock_mode,
 			    up->lock_until_ms, err);
 			if (rc != 0) {
 				coffer_err_wrap(err, "s3 object %.300s is published but not locked",
 				    up->key);
 			}
-			up->state = UP_COMMITTED;
-			free(up->buf);
-			up->buf = NULL;
 			return (rc);
 		}
 	}

@@ -87,9 +87,8 @@ check_schedule(const char *v, coffer_err *err)
 	for (size_t i = 0; manual[i] != NULL; i++) {
 		if (strcasecmp(v, manual[i]) == 0) {
 			coffer_err_set(err, COFFER_EINVAL,
-			    "'%s': a manual-only schedule is refused (rule: every service is backed up "
-			    "on a schedule)",
-			    v);
+			    "a manual-only schedule is refused (rule: every service is backed up on a "
+			    "schedule)");
 			return (coffer_err_hint(err, "write a cron schedule such as 0 2 * * *; "
 						     "`coffer backup run` still runs extra backups by hand"));
 		}
@@ -107,9 +106,8 @@ check_schedule(const char *v, coffer_err *err)
 	coffer_cron_free(c);
 	if (rc == COFFER_ENOENT) {
 		coffer_err_set(err, COFFER_EINVAL,
-		    "'%s' never fires, which makes the service manual-only (rule: every service is "
-		    "backed up on a schedule)",
-		    v);
+		    "the schedule never fires, which makes the service manual-only (rule: every "
+		    "service is backed up on a schedule)");
 		return (coffer_err_hint(err, "check the day and month fields (is it a date that "
 					     "does not exist?)"));
 	}
@@ -343,11 +341,17 @@ check_gdpr_max(const coffer_config *ini, const char *section, const coord_servic
 	for (int t = 0; t < COORD_TIER_COUNT; t++) {
 		int64_t span = tier_span_ms(p->retention.tiers[t], t);
 		if (p->retention.tiers[t] != 0 && span_longer(span, max)) {
+			char what[64];
+			if (span == -1) {
+				snprintf(what, sizeof(what), "keeps backups forever");
+			} else {
+				snprintf(what, sizeof(what), "keeps backups up to %s (%s)",
+				    fmt_span(a, sizeof(a), span), tier_unit_names[t]);
+			}
 			coffer_config_err_at(ini, section, tier_keys[t], err,
-			    "keeps backups up to %s (%s), longer than compliance.max_retention = %s "
-			    "(rule: %s: no tier may keep data longer than the declared maximum)",
-			    fmt_span(a, sizeof(a), span), tier_unit_names[t], fmt_span(b, sizeof(b), max),
-			    compliance_names[p->compliance]);
+			    "%s, longer than compliance.max_retention = %s (rule: %s: no tier may keep "
+			    "data longer than the declared maximum)",
+			    what, fmt_span(b, sizeof(b), max), compliance_names[p->compliance]);
 			return (coffer_err_hint(err, "lower %s to at most %lld, or raise "
 						     "compliance.max_retention if the law allows it",
 			    tier_keys[t], (long long)(max / tier_unit_ms[t])));

@@ -12,19 +12,23 @@
  * body (a Request) is decoded only after the signature verified, so bytes
  * from someone without an enrolled key never reach the body decoder.
  *
- * Per-event savepoints. A durable event's effect on `backups` runs inside a
- * SAVEPOINT: when PostgreSQL refuses it (a constraint the C checks did not
- * foresee), the savepoint is rolled back and the event is recorded as
- * rejected instead, so the rest of the envelope still commits and the agent
- * still gets its ack. Only a lost connection, or a failure to record even
- * the rejection, aborts the whole envelope (STATUS_UNAVAILABLE or
- * STATUS_INTERNAL; the agent retries and nothing was applied).
+ * Optimistic first, careful on failure. An envelope is first applied with
+ * no savepoints (each costs two round trips per event). When PostgreSQL
+ * refuses a statement (a constraint the C checks did not foresee), the
+ * whole transaction is rolled back and the envelope is applied again with
+ * every durable event inside its own SAVEPOINT: the event that fails is
+ * rolled back to its savepoint and recorded as rejected instead, so the
+ * rest of the envelope still commits and the agent still gets its ack.
+ * Only a lost connection, or a failure to record even the rejection, aborts
+ * the envelope (STATUS_UNAVAILABLE or STATUS_INTERNAL; the agent retries
+ * and nothing was applied).
  *
- * Refusals are counted in `refusals` keyed by (reason, agent). For a name
- * that is not enrolled (and for undecodable envelopes) the key uses an
- * empty agent, because those names are chosen by whoever sends: keying by
- * them would let anyone grow the table without bound. The claimed name is
- * still in the audit row and in last_detail.
+ * Refusals are counted in `refusals` keyed by (reason, claimed agent name),
+ * as migration 1 intends, so an operator sees which stranger keeps knocking.
+ * The name is printable ASCII cut to 71 bytes; an envelope that does not
+ * decode has no name and counts under "". A sender inventing names grows
+ * this table by one row per name, no faster than the audit log grows by one
+ * row per refusal anyway.
  *
  * Text from agents is untrusted: every string that reaches PostgreSQL or
  * JSON is cut to a bound and made valid UTF-8 without control characters
@@ -406,20 +410,16 @@ coord_intake_reply_status(coord_intake *in, const uint8_t *req, size_t len, int 
 
 /*
  * Counts and audits one refusal in its own transaction. agent is the claimed
- * name (printable already), counted under its own name only when enrolled.
+ * name (printable already; "" when the envelope did not decode).
  * Returns 0, or the catalog's error when it could not be recorded.
  */
 static int
-record_refusal(coord_intake *in, const verdict *v, const char *agent, bool enrolled,
-    uint64_t env_seq, const char *peer, coffer_err *err)
+record_refusal(coord_intake *in, const verdict *v, const char *agent, uint64_t env_seq,
+    const char *peer, coffer_err *err)
 {
 	const char *reason = coord_intake_reason(v->status);
 	char detail[400];
-	/* An unenrolled name is not part of the counter's key, so it goes
-	 * into the detail. */
-	bool name_in_detail = !enrolled && agent[0] != '\0';
-	snprintf(detail, sizeof(detail), "%s%s%s", name_in_detail ? agent : "",
-	    name_in_detail ? ": " : "", v->error);
+	snprintf(detail, sizeof(detail), "%s", v->error);
 	char *clean = clean_text(detail, 1000);
 	cJSON *d = cJSON_CreateObject();
 	char *details = NULL;
@@ -445,7 +445,7 @@ record_refusal(coord_intake *in, const verdict *v, const char *agent, bool enrol
 	if ((rv = coord_catalog_begin(in->cat, err)) != 0) {
 		goto out;
 	}
-	const char *vals[] = { reason, enrolled ? agent : "", clean };
+	const char *vals[] = { reason, agent, clean };
 	rv = cat_exec(in, "counting a refused request",
 	    "INSERT INTO refusals (reason, agent, last_detail) VALUES ($1, $2, $3) "
 	    "ON CONFLICT (reason, agent) DO UPDATE SET count = refusals.count + 1, "
@@ -804,22 +804,61 @@ event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 	return (true);
 }
 
-/* Fails the envelope with NOT_OWNER: the backup belongs to another service. */
+/*
+ * Fails the envelope with NOT_OWNER when a backup that a new durable event
+ * is about belongs to another service. One query for the whole batch; the
+ * rows are locked so their service cannot change before the commit.
+ */
 static int
-check_backup_owner(coord_intake *in, const agent_row *ag, const char *id, verdict *v,
-    coffer_err *err)
+check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b,
+    int64_t mark, verdict *v, coffer_err *err)
 {
+	/* Ids passed name_ok (no quotes, commas, braces or blanks), so they
+	 * go into an array literal as they are. */
+	size_t cap = 3, n = 0;
+	for (size_t i = 0; i < b->n_events; i++) {
+		const char *id = event_backup_id(b->events[i]);
+		if ((int64_t)b->events[i]->seq > mark && id != NULL && name_ok(id, true)) {
+			cap += strlen(id) + 1;
+			n++;
+		}
+	}
+	if (n == 0) {
+		return (0);
+	}
+	char *arr = malloc(cap);
+	if (arr == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an ownership check"));
+	}
+	size_t o = 0;
+	arr[o++] = '{';
+	for (size_t i = 0; i < b->n_events; i++) {
+		const char *id = event_backup_id(b->events[i]);
+		if ((int64_t)b->events[i]->seq > mark && id != NULL && name_ok(id, true)) {
+			size_t l = strlen(id);
+			if (o > 1) {
+				arr[o++] = ',';
+			}
+			memcpy(arr + o, id, l);
+			o += l;
+		}
+	}
+	arr[o++] = '}';
+	arr[o] = '\0';
 	int rv;
-	const char *vals[] = { id };
-	PGresult *res = cat_query(in, "reading a backup's service",
-	    "SELECT service FROM backups WHERE id = $1 FOR UPDATE", 1, vals, &rv, err);
+	const char *vals[] = { arr, ag->service };
+	PGresult *res = cat_query(in, "reading backups' services",
+	    "SELECT id, service FROM backups WHERE id = ANY ($1::text[]) AND service <> $2 "
+	    "ORDER BY id LIMIT 1 FOR UPDATE",
+	    2, vals, &rv, err);
+	free(arr);
 	if (res == NULL) {
 		return (rv);
 	}
-	if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), ag->service) != 0) {
+	if (PQntuples(res) == 1) {
 		verdict_set(v, COFFER__V1__STATUS__STATUS_NOT_OWNER,
-		    "backup %s belongs to another service; agent %s may only report for %s", id,
-		    ag->name, ag->service);
+		    "backup %s belongs to another service; agent %s may only report for %s",
+		    PQgetvalue(res, 0, 0), ag->name, ag->service);
 	}
 	PQclear(res);
 	return (0);
@@ -1021,21 +1060,29 @@ out:
 }
 
 /*
- * One durable event inside a savepoint: applied, or rolled back to the
- * savepoint and recorded as rejected when PostgreSQL refused its effect.
- * *outcome: 0 applied, 1 resend, 2 rejected.
+ * One durable event. careful: inside a savepoint, so that when PostgreSQL
+ * refuses its effect it is rolled back to the savepoint and recorded as
+ * rejected. *outcome: 0 applied, 1 resend, 2 rejected.
  */
 static int
-apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev, int *outcome,
-    coffer_err *err)
+apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev, bool careful,
+    int *outcome, coffer_err *err)
 {
 	char why[200];
 	const char *rejected = event_valid(ev, why, sizeof(why)) ? NULL : why;
-	int rv = cat_exec(in, "starting an event savepoint", "SAVEPOINT coffer_event", 0, NULL, err);
+	bool inserted;
+	int rv;
+	if (!careful) {
+		rv = record_event(in, ag, ev, rejected, &inserted, err);
+		if (rv == 0) {
+			*outcome = !inserted ? 1 : rejected != NULL ? 2 : 0;
+		}
+		return (rv);
+	}
+	rv = cat_exec(in, "starting an event savepoint", "SAVEPOINT coffer_event", 0, NULL, err);
 	if (rv != 0) {
 		return (rv);
 	}
-	bool inserted;
 	rv = record_event(in, ag, ev, rejected, &inserted, err);
 	if (rv == COFFER_EPG && rejected == NULL) {
 		snprintf(why, sizeof(why), "the catalog refused it: %.150s", err->msg);
@@ -1139,8 +1186,8 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
  * rolls back). *acked gets the high-water mark after the transaction.
  */
 static int
-process(coord_intake *in, const Coffer__V1__Envelope *env, agent_row *ag, bool *found,
-    verdict *v, coord_intake_result *res, coffer_err *err)
+process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_row *ag,
+    bool *found, verdict *v, coord_intake_result *res, coffer_err *err)
 {
 	int rv = load_agent(in, env->agent_id, ag, found, err);
 	if (rv != 0) {
@@ -1183,14 +1230,8 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, agent_row *ag, bool *
 		const Coffer__V1__EventBatch *b = rq->events;
 		/* Backups first: an event about another service's backup refuses
 		 * the whole envelope before anything of it is applied. */
-		for (size_t i = 0; i < b->n_events; i++) {
-			const Coffer__V1__Event *ev = b->events[i];
-			const char *id = event_backup_id(ev);
-			if ((int64_t)ev->seq > mark && id != NULL && name_ok(id, true)) {
-				if ((rv = check_backup_owner(in, ag, id, v, err)) != 0 || v->status != 0) {
-					return (rv);
-				}
-			}
+		if ((rv = check_backup_owners(in, ag, b, mark, v, err)) != 0 || v->status != 0) {
+			return (rv);
 		}
 		for (size_t i = 0; i < b->n_events; i++) {
 			const Coffer__V1__Event *ev = b->events[i];
@@ -1200,7 +1241,7 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, agent_row *ag, bool *
 				res->resent++;
 			} else {
 				int outcome = 0;
-				rv = apply_durable(in, ag, ev, &outcome, err);
+				rv = apply_durable(in, ag, ev, careful, &outcome, err);
 				if (rv == 0) {
 					mark = (int64_t)ev->seq;
 					if (outcome == 0) {
@@ -1276,24 +1317,33 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		}
 	}
 
-	if (v.status == 0) {
+	for (int attempt = 0; v.status == 0 && attempt < 2; attempt++) {
+		bool careful = attempt == 1;
 		rv = coord_catalog_begin(in->cat, &cerr);
 		if (rv == 0) {
-			rv = process(in, env, &ag, &enrolled, &v, res, &cerr);
+			rv = process(in, env, careful, &ag, &enrolled, &v, res, &cerr);
 		}
 		if (rv == 0 && v.status == 0) {
 			rv = coord_catalog_commit(in->cat, &cerr);
 		} else {
 			coord_catalog_rollback(in->cat);
 		}
-		if (rv == 0 && v.status != 0) {
+		if (rv != 0 || v.status != 0) {
 			/* The counters above belong to a rolled-back transaction. */
 			res->applied = res->resent = res->rejected = 0;
 			res->acked_event_seq = 0;
 		}
+		if (rv != COFFER_EPG || careful) {
+			break;
+		}
+		/* PostgreSQL refused something: again, one savepoint per event. */
+		coffer_log_debug("envelope retried with savepoints", "seq=%" PRIu64 " error=%.200s",
+		    res->envelope_seq, cerr.msg);
+		coffer_err_clear(&cerr);
+		rv = 0;
 	}
 	if (rv == 0 && v.status != 0) {
-		rv = record_refusal(in, &v, res->agent, enrolled, res->envelope_seq, peer, &cerr);
+		rv = record_refusal(in, &v, res->agent, res->envelope_seq, peer, &cerr);
 	}
 	if (rv != 0) {
 		res->applied = res->resent = res->rejected = 0;

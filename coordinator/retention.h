@@ -110,8 +110,8 @@ typedef struct coord_retention_decision {
 
 /* Decides every backup: out[i] is the decision for backups[i] (out has n
  * entries, caller-owned). tz is the service's zone. Returns 0; COFFER_EINVAL
- * (filling err, naming the backup) for a policy out of range or a completed
- * or failed backup whose finished_at is outside the years 1..9999 -- then
+ * (filling err, naming the backup) for a policy out of range, a now outside
+ * the years 1..9999, or a completed backup whose finished_at is -- then
  * nothing is decided, so nothing is deleted on bad input; COFFER_ENOMEM. */
 int coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *tz,
     int64_t now_ms, const coord_retention_backup *backups, size_t n,

@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/log.h"
 #include "common/net.h"
 #include "common/sign.h"
 #include "common/wire.h"
@@ -117,6 +118,9 @@ coord_cli_request(const char *config_path, const char *command,
 		coffer_err_set(err, COFFER_EINVAL, "no configuration file given");
 		return (coffer_err_hint(err, "pass -c FILE or set COFFER_CONFIG to a cli.conf"));
 	}
+	/* The transport's warnings (still dialing, retrying) are noise for a
+	 * one-shot command whose own error line says what failed. */
+	coffer_log_init(COORD_CLI_PROG, COFFER_LOG_ERROR);
 	coffer_config *ini = NULL;
 	int rv = coffer_config_load(config_path, &cli_schema, &ini, err);
 	if (rv != 0) {

@@ -56,7 +56,6 @@ coord_cli_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	coffer_sign_pubkey *pub = NULL;
 	if ((rv = coffer_sign_pubkey_load(pubkey, &pub, &err)) != 0) {
-		coffer_err_wrap(&err, "public key %s", pubkey);
 		coffer_err_hint(&err, "give the public key `coffer-agent init` printed (64 hex digits) "
 				      "or a PEM public key file");
 		return (coord_cli_fail(cmd, &err));

@@ -115,7 +115,7 @@ call alice alice status --arg service=billing
 expect ok '"last_backup":\{"id":"b-new".*"stored_bytes":2048.*"duration_ms":42000.*"completed":2,"failed":1' \
 	"status shows the last successful backup, counts and agent"
 age=$(json | sed -n 's/.*"age_seconds":\([0-9]*\).*/\1/p')
-((age >= 3590 && age <= 3700)) || fail "age_seconds $age is not about an hour"
+((age >= 3500 && age <= 3650)) || fail "age_seconds $age is not about an hour"
 json | grep -q '"last_contact_at":"20' || fail "status lacks the agent's last contact: $(json)"
 json | grep -q '"service":"ledger"' && fail "status --service billing also listed ledger"
 call alice alice status --arg service=nosuch
@@ -133,7 +133,7 @@ call alice alice backup.run --arg service=billing
 expect ok '"command_id":[0-9]+.*"agent":"billing-db-1"' "backup.run queues a command"
 cid=$(json | sed -n 's/.*"command_id":\([0-9]*\).*/\1/p')
 [[ $(sql "SELECT service || ' ' || kind || ' ' || requested_by || ' ' || (delivered_at IS NULL)
-          FROM agent_commands WHERE id = $cid") == "billing backup operator:alice t" ]] ||
+          FROM agent_commands WHERE id = $cid") == "billing backup operator:alice true" ]] ||
 	fail "agent_commands row for $cid: $(sql "SELECT * FROM agent_commands")"
 call alice alice backup.run --arg service=ledger
 expect refused 'no enrolled agent' "backup.run for a service without an agent is refused"
@@ -250,5 +250,87 @@ expect_rc 1 "127.0.0.1:1" "an unreachable coordinator is one line and exit 1" \
 chmod 644 "$T/alice.key"
 expect_rc 1 "alice.key" "a group-readable operator key is refused" "$cli" status -c "$T/cli.conf"
 chmod 600 "$T/alice.key"
-expect_rc 1 "public key" "enroll checks the agent's key file before sending" \
+expect_rc 2 "public key" "enroll checks the agent's key file before sending" \
 	"$cli" agents enroll -c "$T/cli.conf" --service billing --agent a-1 --pubkey "$T/cli.conf"
+
+# --- end to end: the real `coffer` over mutual TLS ----------------------------------------
+# coffer-coordinator run does not serve [coordinator] admin_listen yet, so the
+# driver's `serve` stands in for it: the real wire server (common/net.h) with
+# coord_admin_handle behind it on the thread pool.
+: "${COFFER_SRC:?set COFFER_SRC to the source tree}"
+pki="$T/pki"
+"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
+"$COFFER_SRC/deploy/certs.sh" "$pki" client alice >/dev/null
+timeout 180 "$drv" serve -c "$conf" --url "tls+tcp://127.0.0.1:0" --ca "$pki/ca.crt" \
+	--cert "$pki/localhost.crt" --key "$pki/localhost.key" --port-file "$T/port" --seconds 170 \
+	>"$T/serve.out" 2>"$T/serve.err" &
+srv_pid=$!
+for _ in $(seq 100); do [[ -s "$T/port" ]] && break; sleep 0.1; done
+[[ -s "$T/port" ]] || fail "admin server did not start: $(cat "$T/serve.err")"
+port=$(cat "$T/port")
+tlsconf() {
+	cat <<EOT
+[coffer]
+url = tls+tcp://127.0.0.1:$port
+operator = $1
+key = $T/$1.key
+ca = $pki/ca.crt
+cert = $pki/alice.crt
+key_tls = $pki/alice.key
+server_name = localhost
+timeout = 20s
+EOT
+}
+tlsconf alice >"$T/alice.conf"
+tlsconf audrey >"$T/audrey.conf"
+export COFFER_CONFIG="$T/alice.conf"
+
+"$cli" status >"$T/out" 2>"$T/err" || fail "coffer status: $(cat "$T/err")"
+head -1 "$T/out" | grep -Eq '^SERVICE +LAST BACKUP +FINISHED +AGE +SIZE +DURATION +OK +FAILED +AGENTS +LAST CONTACT$' ||
+	fail "status header: $(cat "$T/out")"
+grep -Eq '^billing +b-new +20[^ ]+ +[0-9]+m[0-9]+s +2\.0 KiB +42s +2 +1 +billing-db-1\(revoked\) +20' "$T/out" ||
+	fail "status row for billing: $(cat "$T/out")"
+grep -Eq '^ledger +- ' "$T/out" || fail "status row for ledger: $(cat "$T/out")"
+pass "coffer status over TLS: aligned columns with the catalog's figures"
+"$cli" status --service billing --output json >"$T/out" || fail "coffer status --output json"
+grep -q '"last_backup":{"id":"b-new"' "$T/out" || fail "status json: $(cat "$T/out")"
+pass "coffer status --output json is the coordinator's JSON"
+
+"$cli" agents enroll --service billing --agent billing-db-3 --pubkey "$T/agent2.pub" >"$T/out" 2>"$T/err" ||
+	fail "coffer agents enroll: $(cat "$T/err")"
+grep -q "^enrolled agent billing-db-3 for service billing (key [0-9a-f]\{32\})$" "$T/out" || fail "enroll: $(cat "$T/out")"
+"$cli" agents list >"$T/out" || fail "coffer agents list"
+grep -Eq '^billing-db-3 +billing +active ' "$T/out" && grep -Eq '^billing-db-1 +billing +revoked ' "$T/out" ||
+	fail "agents list: $(cat "$T/out")"
+"$cli" backup run --service billing >"$T/out" 2>"$T/err" || fail "coffer backup run: $(cat "$T/err")"
+grep -Eq '^queued logical backup for service billing: command [0-9]+ \(agent billing-db-3\)$' "$T/out" ||
+	fail "backup run: $(cat "$T/out")"
+"$cli" backups list --service billing >"$T/out" || fail "coffer backups list"
+[[ $(sed -n 2p "$T/out" | awk '{print $1}') == b-fail && $(wc -l <"$T/out") == 4 ]] ||
+	fail "backups list: $(cat "$T/out")"
+"$cli" audit list --since 1h >"$T/out" || fail "coffer audit list"
+grep -Eq ' operator:alice +admin\.backup\.run +billing ' "$T/out" || fail "audit list: $(cat "$T/out")"
+"$cli" audit verify >"$T/out" || fail "coffer audit verify: $(cat "$T/out")"
+grep -q "^audit chain intact" "$T/out" || fail "audit verify: $(cat "$T/out")"
+"$cli" agents revoke billing-db-3 >"$T/out" || fail "coffer agents revoke"
+grep -q "^revoked agent billing-db-3$" "$T/out" || fail "revoke: $(cat "$T/out")"
+pass "coffer agents enroll/list/revoke, backup run, backups list, audit list/verify over TLS"
+
+expect_rc 1 "role auditor, which may not run backup.run.*hint" "an auditor's coffer backup run is refused" \
+	"$cli" backup run --service billing -c "$T/audrey.conf"
+(($(wc -l <"$T/err") == 1)) || fail "refusal is more than one line: $(cat "$T/err")"
+expect_rc 1 "service nosuch is not defined" "coffer backups list of an unknown service" \
+	"$cli" backups list --service nosuch
+
+# Tampering that only a superuser can do: audit verify names the row.
+sql "ALTER TABLE audit DISABLE TRIGGER audit_no_update_delete;
+     UPDATE audit SET subject = 'forged' WHERE chain_seq = 3;
+     ALTER TABLE audit ENABLE TRIGGER audit_no_update_delete"
+rc=0
+"$cli" audit verify >"$T/out" 2>"$T/err" || rc=$?
+((rc == 1)) && grep -q "^audit chain broken at chain_seq 3: " "$T/out" ||
+	fail "coffer audit verify after tampering: rc=$rc $(cat "$T/out" "$T/err")"
+pass "coffer audit verify names the altered row and exits 1: $(cat "$T/out")"
+
+kill -TERM "$srv_pid"
+wait "$srv_pid" || fail "admin server did not stop cleanly: $(cat "$T/serve.err")"

@@ -13,8 +13,19 @@
  *	--garbage sends bytes that are no protobuf; --truncate cuts the
  *	envelope in half.
  *
- * Exits 0 when every reply decoded, 1 otherwise, 2 on usage.
+ *   admin_itest serve -c COORDINATOR_CONF --url URL --ca F --cert F --key F
+ *	--port-file F [--seconds N]
+ *	a stand-in admin listener until `coffer-coordinator run` serves
+ *	[coordinator] admin_listen: the real wire server (common/net.h, mutual
+ *	TLS) whose requests go to coord_admin_handle on the libuv thread pool,
+ *	one at a time (one catalog connection), as the coordinator's catalog
+ *	worker would. Writes the port to --port-file once listening; stops on
+ *	SIGTERM or after --seconds (default 120).
+ *
+ * call exits 0 when every reply decoded, 1 otherwise; 2 on usage.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +34,7 @@
 #include "common/adminmsg.h"
 #include "common/clock.h"
 #include "common/error.h"
+#include "common/net.h"
 #include "common/sign.h"
 #include "coordinator/admin.h"
 #include "coordinator/audit.h"
@@ -43,9 +55,182 @@ die(const coffer_err *err)
 	return (1);
 }
 
+/* ---- serve ---- */
+
+typedef struct serve_state {
+	uv_loop_t loop;
+	uv_signal_t sigterm;
+	uv_timer_t deadline;
+	coffer_net_server *srv;
+	pthread_mutex_t lock; /* one catalog connection: one request at a time */
+	coord_catalog *cat;
+	coord_config *cfg;
+	coord_audit_key key;
+	bool stopped;
+	unsigned long served;
+} serve_state;
+
+typedef struct job {
+	uv_work_t work;
+	serve_state *st;
+	coffer_net_reply *reply;
+	uint8_t *req, *rep;
+	size_t req_len, rep_len;
+	int rv;
+} job;
+
+static void
+job_work(uv_work_t *w)
+{
+	job *j = w->data;
+	pthread_mutex_lock(&j->st->lock);
+	j->rv = coord_admin_handle(j->st->cat, j->st->cfg, &j->st->key, j->req, j->req_len, &j->rep,
+	    &j->rep_len);
+	pthread_mutex_unlock(&j->st->lock);
+}
+
+static void
+job_done(uv_work_t *w, int status)
+{
+	job *j = w->data;
+	(void)status;
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (j->rv != 0) {
+		coffer_net_reply_drop(j->reply);
+	} else if (coffer_net_reply_send(j->reply, j->rep, j->rep_len, &err) == 0) {
+		j->st->served++;
+	}
+	free(j->req);
+	free(j->rep);
+	free(j);
+}
+
+static void
+on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
+    const coffer_net_peer *peer)
+{
+	serve_state *st = arg;
+	(void)peer;
+	job *j = calloc(1, sizeof(*j));
+	uint8_t *copy = malloc(len > 0 ? len : 1);
+	if (j == NULL || copy == NULL) {
+		free(j);
+		free(copy);
+		coffer_net_reply_drop(reply);
+		return;
+	}
+	memcpy(copy, req, len);
+	j->work.data = j;
+	j->st = st;
+	j->reply = reply;
+	j->req = copy;
+	j->req_len = len;
+	uv_queue_work(&st->loop, &j->work, job_work, job_done);
+}
+
+static void
+serve_stop(serve_state *st)
+{
+	if (st->stopped) {
+		return;
+	}
+	st->stopped = true;
+	coffer_net_server_stop(st->srv);
+	uv_unref((uv_handle_t *)&st->sigterm);
+	uv_close((uv_handle_t *)&st->deadline, NULL);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	(void)signum;
+	serve_stop(h->data);
+}
+
+static void
+on_deadline(uv_timer_t *h)
+{
+	serve_stop(h->data);
+}
+
+static int
+serve(int argc, char **argv)
+{
+	const char *conf = NULL, *port_file = NULL;
+	coffer_net_server_config ncfg;
+	memset(&ncfg, 0, sizeof(ncfg));
+	long seconds = 120;
+	for (int i = 2; i + 1 < argc; i += 2) {
+		const char *a = argv[i], *v = argv[i + 1];
+		if (strcmp(a, "-c") == 0) {
+			conf = v;
+		} else if (strcmp(a, "--url") == 0) {
+			ncfg.url = v;
+		} else if (strcmp(a, "--ca") == 0) {
+			ncfg.tls.ca = v;
+		} else if (strcmp(a, "--cert") == 0) {
+			ncfg.tls.cert = v;
+		} else if (strcmp(a, "--key") == 0) {
+			ncfg.tls.key = v;
+		} else if (strcmp(a, "--port-file") == 0) {
+			port_file = v;
+		} else if (strcmp(a, "--seconds") == 0) {
+			seconds = strtol(v, NULL, 10);
+		} else {
+			return (usage(a));
+		}
+	}
+	if (conf == NULL || ncfg.url == NULL || port_file == NULL || seconds < 1) {
+		return (usage("serve needs -c, --url and --port-file"));
+	}
+	serve_state st;
+	memset(&st, 0, sizeof(st));
+	pthread_mutex_init(&st.lock, NULL);
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (coord_config_load(conf, &st.cfg, &err) != 0 ||
+	    coord_audit_key_load(st.cfg->audit_key, &st.key, &err) != 0 ||
+	    (st.cat = coord_catalog_open(st.cfg->catalog, &err)) == NULL) {
+		return (die(&err));
+	}
+	uv_loop_init(&st.loop);
+	if (coffer_net_server_start(&st.loop, &ncfg, on_request, &st, &st.srv, &err) != 0) {
+		uv_run(&st.loop, UV_RUN_DEFAULT);
+		uv_loop_close(&st.loop);
+		return (die(&err));
+	}
+	uv_signal_init(&st.loop, &st.sigterm);
+	uv_timer_init(&st.loop, &st.deadline);
+	st.sigterm.data = st.deadline.data = &st;
+	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+	uv_timer_start(&st.deadline, on_deadline, (uint64_t)seconds * 1000u, 0);
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", port_file);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL || fprintf(f, "%d\n", coffer_net_server_port(st.srv)) < 0 || fclose(f) != 0 ||
+	    rename(tmp, port_file) != 0) {
+		perror("admin_itest serve: port file");
+		return (1);
+	}
+	uv_run(&st.loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&st.sigterm, NULL);
+	uv_run(&st.loop, UV_RUN_DEFAULT);
+	int rc = uv_loop_close(&st.loop);
+	printf("served %lu\n", st.served);
+	coord_catalog_close(st.cat);
+	coord_audit_key_clear(&st.key);
+	coord_config_free(st.cfg);
+	pthread_mutex_destroy(&st.lock);
+	return (rc == 0 ? 0 : 1);
+}
+
 int
 main(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
+		return (serve(argc, argv));
+	}
 	if (argc < 2 || strcmp(argv[1], "call") != 0) {
 		return (usage("usage: admin_itest call -c CONF --key F --operator NAME --command C"));
 	}

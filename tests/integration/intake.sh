@@ -217,7 +217,7 @@ refused=$(q "SELECT count(*) FROM audit WHERE action = 'request.refused' AND cha
 	fail "audit rows: refusals + one applied event + one revocation expected"
 [[ $(q "SELECT count(*) FROM events") == $((events_before + 1)) ]] || fail "refusals changed events"
 counts=$(q "SELECT string_agg(reason || '/' || agent || '=' || count, ' ' ORDER BY reason, agent) FROM refusals")
-[[ $counts == "bad_signature/billing-1=1 malformed/=1 not_owner/billing-1=1 not_owner/ledger-1=1 replayed/billing-1=2 revoked/ledger-1=1 unknown_agent/=1" ]] ||
+[[ $counts == "bad_signature/billing-1=1 malformed/=1 not_owner/billing-1=1 not_owner/ledger-1=1 replayed/billing-1=2 revoked/ledger-1=1 unknown_agent/rogue=1" ]] ||
 	fail "refusal counters: $counts"
 [[ $(q "SELECT count(*) FROM audit WHERE action = 'request.refused' AND details->>'reason' = 'unknown_agent' AND details->>'agent' = 'rogue'") == 1 ]] ||
 	fail "the unknown agent's claimed name is not in its audit row"

@@ -163,7 +163,7 @@ pass "flush delivers 10 events once each, 5 backups completed; an empty flush is
 # --- kill -9 mid-flush ---------------------------------------------------------------
 # One flush (with a long timeout, so it retries across restarts) ships a large
 # outbox while the coordinator is killed three times at random moments.
-total=6000
+total=${SENDER_TOTAL:-6000}
 timeout 120 "$drv" emit "$a1" $total bulk >/dev/null || fail "emit bulk"
 applied() { q "SELECT count(*) FROM events WHERE agent = 'billing-1'"; }
 timeout 300 "$agent" flush -c "$a1" --timeout 240s >"$T/f1.out" 2>"$T/f1.err" &
@@ -229,3 +229,58 @@ dpid=
 ((rc == 0)) || fail "the daemon exited $rc on SIGTERM: $(tail -5 "$T/d.err")"
 grep -q "sender stopped" "$T/d.err" || fail "the sender did not stop: $(tail -5 "$T/d.err")"
 pass "the daemon ships new events by itself and stops cleanly on SIGTERM"
+
+# --- a refused daemon says so once -------------------------------------------------------
+# The stranger is not enrolled: every attempt (at retry_max = 2s) is refused
+# and counted by the coordinator, but the agent logs the reason only once.
+timeout --foreground 300 "$agent" run -c "$a2" >"$T/d2.out" 2>"$T/d2.err" &
+dpid=$!
+for _ in $(seq 100); do
+	grep -q "coordinator refused the agent" "$T/d2.err" && break
+	kill -0 "$dpid" 2>/dev/null || fail "the stranger's daemon exited: $(cat "$T/d2.err")"
+	sleep 0.1
+done
+r0=$(q "SELECT coalesce(sum(count), 0) FROM refusals WHERE reason = 'unknown_agent'")
+for _ in $(seq 200); do
+	(($(q "SELECT coalesce(sum(count), 0) FROM refusals WHERE reason = 'unknown_agent'") >= r0 + 2)) && break
+	sleep 0.1
+done
+r1=$(q "SELECT coalesce(sum(count), 0) FROM refusals WHERE reason = 'unknown_agent'")
+((r1 >= r0 + 2)) || fail "the refused daemon did not retry ($r0 -> $r1 refusals)"
+kill -TERM "$dpid"
+rc=0
+wait "$dpid" || rc=$?
+dpid=
+((rc == 0)) || fail "the stranger's daemon exited $rc on SIGTERM"
+n=$(grep -c "coordinator refused the agent" "$T/d2.err" || true)
+((n == 1)) || fail "the refusal was logged $n times, want once: $(grep refused "$T/d2.err")"
+grep "coordinator refused the agent" "$T/d2.err" | grep -q "level=error.*STATUS_UNKNOWN_AGENT" ||
+	fail "the refusal line: $(grep refused "$T/d2.err")"
+[[ $(pending "$a2") == 3 ]] || fail "the refused daemon lost events"
+pass "a refused daemon retries ($r1 refusals counted) but logs the reason once, and keeps its events"
+
+# --- an undecodable record stops sending, never dropped ------------------------------
+bad=$(timeout 60 "$drv" junk "$a1") || fail "junk"
+timeout 60 "$drv" emit "$a1" 2 after-junk >/dev/null || fail "emit after junk"
+rc=0
+timeout 60 "$agent" flush -c "$a1" --timeout 20s >"$T/out" 2>"$T/err" || rc=$?
+((rc == 1)) || fail "flush over an undecodable record: exit $rc, want 1: $(cat "$T/err")"
+grep -q "outbox record $bad (4 bytes) is not a valid event" "$T/err" || fail "flush said: $(cat "$T/err")"
+[[ $(pending "$a1") == 3 ]] || fail "the undecodable record or those after it were dropped"
+[[ $(recorded billing-1) == "$want $want" ]] || fail "events after the bad record were sent"
+timeout --foreground 300 "$agent" run -c "$a1" >"$T/d3.out" 2>"$T/d3.err" &
+dpid=$!
+for _ in $(seq 100); do
+	grep -q "sending stopped until restart" "$T/d3.err" && break
+	kill -0 "$dpid" 2>/dev/null || fail "the daemon exited: $(cat "$T/d3.err")"
+	sleep 0.1
+done
+grep -q "level=error.*sending stopped until restart.*outbox record $bad " "$T/d3.err" ||
+	fail "the daemon did not report the record: $(cat "$T/d3.err")"
+kill -TERM "$dpid"
+rc=0
+wait "$dpid" || rc=$?
+dpid=
+((rc == 0)) || fail "the stopped sender blocked SIGTERM (exit $rc)"
+[[ $(pending "$a1") == 3 ]] || fail "the daemon dropped the undecodable record"
+pass "an undecodable record stops flush and the daemon with its seq named; nothing is dropped"

@@ -7,6 +7,9 @@
  *	appends COUNT events to the outbox of the agent in CONFIG: for backup
  *	k = 1, 2, ... a backup.started then a backup.completed for backup id
  *	PREFIX-k (an odd COUNT ends with a started one). Prints the last seq.
+ *   sender_itest junk CONFIG
+ *	appends one record that is not a protobuf Event (what a bug would
+ *	leave behind); prints its seq.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -60,11 +63,12 @@ int
 main(int argc, char **argv)
 {
 	coffer_log_init("sender_itest", COFFER_LOG_WARN);
-	if (argc != 5 || strcmp(argv[1], "emit") != 0) {
-		fprintf(stderr, "usage: sender_itest emit CONFIG COUNT PREFIX\n");
+	bool junk = argc == 3 && strcmp(argv[1], "junk") == 0;
+	if (!junk && (argc != 5 || strcmp(argv[1], "emit") != 0)) {
+		fprintf(stderr, "usage: sender_itest emit CONFIG COUNT PREFIX | junk CONFIG\n");
 		return (2);
 	}
-	unsigned long count = strtoul(argv[3], NULL, 10);
+	unsigned long count = junk ? 0 : strtoul(argv[3], NULL, 10);
 	coffer_err err = { 0 };
 	agent_config *cfg = NULL;
 	agent_outbox *ob = NULL;
@@ -73,6 +77,11 @@ main(int argc, char **argv)
 		rc = agent_outbox_open(cfg->state_dir, NULL, &ob, &err);
 	}
 	uint64_t seq = 0;
+	if (rc == 0 && junk) {
+		/* Field 2 claims 100 bytes that are not there. */
+		static const uint8_t bad[] = { 0x12, 0x64, 'x', 'y' };
+		rc = agent_outbox_append(ob, bad, sizeof(bad), &seq, &err);
+	}
 	char id[160];
 	for (unsigned long i = 0; rc == 0 && i < count; i++) {
 		snprintf(id, sizeof(id), "%s-%lu", argv[4], i / 2 + 1);

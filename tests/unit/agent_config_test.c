@@ -353,7 +353,7 @@ test_agent_rules(void **state)
 	    9, "[postgres] dump_options: -Fp is not allowed", NULL);
 	expect_fail(f,
 	    AGENT_MIN POSTGRES_MIN "dump_options = --file=/tmp/x\n" SCHEDULE_MIN REPO_MIN, 9,
-	    "option --file=/tmp/x", NULL);
+	    "--file=/tmp/x is not allowed", NULL);
 	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backup]\ncompress_level = 20\n",
 	    NEXT_LINE + 1, "compress_level = '20': expected an integer from 1 to 19", NULL);
 	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backup]\ncompress_workers = 65\n",

@@ -512,6 +512,53 @@ decide(const coord_retention_policy *p, const char *zone, int64_t now,
 	}
 }
 
+/* docs/RETENTION.md's ordinary day: three years of 02:00 backups, policy
+ * 7/4/12/3 with a floor of 2, on Saturday 2026-06-20: exactly these 20 are
+ * kept, and today's expires with its yearly tier on 2029-01-01. */
+static void
+test_ordinary_day(void **state)
+{
+	(void)state;
+	static coord_retention_backup b[1200];
+	static coord_retention_decision d[1200];
+	static char ids[1200][12];
+	const coord_retention_policy p = { .tiers = { 7, 4, 12, 3 }, .min_redundancy = 2,
+		.grace_ms = 7 * DAY_MS };
+	int64_t first = coffer_tz_days_from_civil(2023, 6, 1);
+	int64_t last = coffer_tz_days_from_civil(2026, 6, 20);
+	size_t n = 0;
+	for (int64_t day = first; day <= last; day++) {
+		int64_t y;
+		int m, dd;
+		coffer_tz_civil_from_days(day, &y, &m, &dd, NULL);
+		snprintf(ids[n], sizeof(ids[n]), "%04d-%02d-%02d", (int)y, m, dd);
+		b[n] = done_at(ids[n], utc_ms((int)y, m, dd, 2, 0));
+		n++;
+	}
+	decide(&p, "UTC", utc_ms(2026, 6, 20, 12, 0), b, n, d);
+	static const char *const want[] = { "2026-06-14", "2026-06-15", "2026-06-16",
+		"2026-06-17", "2026-06-18", "2026-06-19", "2026-06-20", "2026-06-07", "2026-05-31",
+		"2026-04-30", "2026-03-31", "2026-02-28", "2026-01-31", "2025-12-31", "2025-11-30",
+		"2025-10-31", "2025-09-30", "2025-08-31", "2025-07-31", "2024-12-31" };
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool wanted = false;
+		for (size_t j = 0; j < sizeof(want) / sizeof(want[0]); j++) {
+			wanted = wanted || strcmp(want[j], b[i].id) == 0;
+		}
+		if (wanted != (d[i].action == COORD_RETENTION_KEEP)) {
+			fail_msg("%s: %s", b[i].id, coord_retention_action_name(d[i].action));
+		}
+		kept += wanted;
+	}
+	assert_int_equal(kept, 20);
+	assert_int_equal(d[n - 1].reasons, COORD_KEEP_TIERS | COORD_KEEP_MIN_REDUNDANCY |
+		COORD_KEEP_NEWEST);
+	assert_int_equal(d[n - 1].expires_at_ms, utc_ms(2029, 1, 1, 0, 0));
+	assert_int_equal(d[n - 7].reasons, COORD_KEEP_DAILY | COORD_KEEP_WEEKLY); /* 14 June */
+	assert_int_equal(d[n - 8].action, COORD_RETENTION_EXPIRE_NOW);       /* 13 June */
+}
+
 /* Backups stopped ten days ago: daily = 3 covers no backup at all, and the
  * floor keeps the newest two; the third goes pending. */
 static void
@@ -824,6 +871,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_three_years_against_model),
+		cmocka_unit_test(test_ordinary_day),
 		cmocka_unit_test(test_floor_wins),
 		cmocka_unit_test(test_newest_restorable_wins),
 		cmocka_unit_test(test_hold_wins),

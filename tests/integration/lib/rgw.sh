@@ -135,6 +135,7 @@ EOF
 		done
 	) >/dev/null 2>&1 &
 	echo $! >"$dir/run/watchdog.pid"
+	disown
 
 	(
 		cd "$dir" || exit 1
@@ -146,6 +147,7 @@ EOF
 	) >"$dir/log/bootstrap.log" 2>&1 || { cat "$dir/log/bootstrap.log" >&2; _rgw_fail "monitor mkfs failed" mon.a; return 1; }
 	ceph-mon -f -i a -c "$conf" >>"$dir/log/mon.out" 2>&1 &
 	echo $! >"$dir/run/mon.pid"
+	disown
 
 	local uuid key
 	uuid=$(uuidgen)
@@ -159,11 +161,13 @@ EOF
 		{ _rgw_fail "osd mkfs failed" osd.0; return 1; }
 	ceph-osd -f -c "$conf" -i 0 >>"$dir/log/osd.out" 2>&1 &
 	echo $! >"$dir/run/osd.pid"
+	disown
 	timeout 60 ceph -c "$conf" auth get-or-create client.rgw.a mon 'allow rw' osd 'allow rwx' \
 		-o "$dir/rgw/keyring" >>"$dir/log/bootstrap.log" 2>&1 ||
 		{ _rgw_fail "cannot create the radosgw key" mon.a; return 1; }
 	radosgw -f -c "$conf" -n client.rgw.a >>"$dir/log/rgw.out" 2>&1 &
 	echo $! >"$dir/run/rgw.pid"
+	disown
 
 	local i up=0
 	for i in $(seq 240); do
