@@ -62,6 +62,8 @@ backup_done(uv_work_t *w, int status)
 	(void)status;
 	d->running = false;
 	/* The backup's events are in the outbox now: ship them at once. */
+	agent_sender_note_backup(d->sender, false, d->job_rc == 0 ? d->res.backup_id : NULL,
+	    coffer_clock_now(NULL));
 	agent_sender_kick(d->sender);
 	if (d->job_rc != 0)
 		/* backup.c already logged and recorded it; this names the schedule slot. */
@@ -92,6 +94,7 @@ start_backup(agent_daemon *d, int64_t scheduled_s)
 	d->req.cancel = d->cancel;
 	d->running = true;
 	d->running_for_s = scheduled_s;
+	agent_sender_note_backup(d->sender, true, NULL, 0); /* for heartbeats */
 	d->work.data = d;
 	uv_queue_work(&d->loop, &d->work, backup_work, backup_done);
 }

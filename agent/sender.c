@@ -604,10 +604,19 @@ link_send_batch(sender_link *l, size_t *sent, coffer_err *err)
 	return (out);
 }
 
-/* A transient event (seq 0): never in the outbox, never acked. */
+/* What a heartbeat says beyond the outbox depth. */
+typedef struct heartbeat_info {
+	bool backup_running;
+	char last_backup_id[128];
+	int64_t last_backup_at_ms;
+} heartbeat_info;
+
+/* A transient event (seq 0): never in the outbox, never acked. hb NULL
+ * sends the hello. */
 static call_outcome
-link_send_transient(sender_link *l, bool hello, coffer_err *err)
+link_send_transient(sender_link *l, const heartbeat_info *hb_info, coffer_err *err)
 {
+	bool hello = hb_info == NULL;
 	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
 	Coffer__V1__AgentHello h = COFFER__V1__AGENT_HELLO__INIT;
 	Coffer__V1__Heartbeat hb = COFFER__V1__HEARTBEAT__INIT;
@@ -631,6 +640,9 @@ link_send_transient(sender_link *l, bool hello, coffer_err *err)
 			return (CALL_LOCAL);
 		}
 		hb.outbox_depth = st.count > UINT32_MAX ? UINT32_MAX : (uint32_t)st.count;
+		hb.backup_running = hb_info->backup_running;
+		hb.last_backup_id = (char *)hb_info->last_backup_id;
+		hb.last_backup_at_ms = hb_info->last_backup_at_ms;
 		ev.kind_case = COFFER__V1__EVENT__KIND_HEARTBEAT;
 		ev.heartbeat = &hb;
 	}
@@ -657,6 +669,7 @@ struct agent_sender {
 	agent_sender_status st;
 	char last_logged[COFFER_ERR_MSG_MAX];
 	uint64_t rng;
+	heartbeat_info hb; /* under mu: written by the daemon's loop */
 };
 
 const char *
@@ -810,10 +823,14 @@ sender_main(void *arg)
 		call_outcome out;
 		int64_t now = coffer_clock_monotonic_ms();
 		if (l->need_hello) {
-			out = link_send_transient(l, true, &err);
+			out = link_send_transient(l, NULL, &err);
 		} else if (now >= next_hb) {
 			next_hb = now + s->heartbeat_ms;
-			out = link_send_transient(l, false, &err);
+			heartbeat_info hb;
+			pthread_mutex_lock(&s->mu);
+			hb = s->hb;
+			pthread_mutex_unlock(&s->mu);
+			out = link_send_transient(l, &hb, &err);
 		} else {
 			transient = false;
 			set_state(s, AGENT_SENDER_SENDING, NULL);
@@ -916,6 +933,22 @@ agent_sender_kick(agent_sender *s)
 }
 
 void
+agent_sender_note_backup(agent_sender *s, bool running, const char *completed_id,
+    int64_t completed_at_ms)
+{
+	if (s == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->hb.backup_running = running;
+	if (completed_id != NULL) {
+		snprintf(s->hb.last_backup_id, sizeof(s->hb.last_backup_id), "%s", completed_id);
+		s->hb.last_backup_at_ms = completed_at_ms;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+void
 agent_sender_status_get(agent_sender *s, agent_sender_status *out)
 {
 	pthread_mutex_lock(&s->mu);
@@ -988,7 +1021,7 @@ agent_sender_flush(agent_ctx *ctx, int64_t timeout_ms, uint64_t *acked, coffer_e
 		    (unsigned)(left > 100 ? left : 100) : AGENT_SENDER_CALL_TIMEOUT_MS;
 		coffer_err cerr = { 0 };
 		size_t sent = 0;
-		call_outcome out = l.need_hello ? link_send_transient(&l, true, &cerr) :
+		call_outcome out = l.need_hello ? link_send_transient(&l, NULL, &cerr) :
 		    link_send_batch(&l, &sent, &cerr);
 		switch (out) {
 		case CALL_OK:

@@ -123,6 +123,12 @@ int agent_sender_start(agent_ctx *ctx, agent_sender **out, coffer_err *err);
  * s may be NULL (no coordinator configured). */
 void agent_sender_kick(agent_sender *s);
 
+/* What the next heartbeats report about backups: whether one runs now and,
+ * when completed_id is not NULL, the newest one that completed (at
+ * completed_at_ms). Thread-safe, never blocks; s may be NULL. */
+void agent_sender_note_backup(agent_sender *s, bool running, const char *completed_id,
+    int64_t completed_at_ms);
+
 /* A copy of the sender's state, thread-safe. */
 void agent_sender_status_get(agent_sender *s, agent_sender_status *out);
 

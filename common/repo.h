@@ -110,8 +110,8 @@ extern const coffer_repo_driver coffer_repo_posix_driver;
 typedef struct coffer_repo coffer_repo;
 
 /* Opens a repository with the given capabilities (at least one of READ,
- * WRITE, DELETE). COFFER_EINVAL for a bad configuration (the s3 driver is
- * not built yet), COFFER_ENOENT if a posix root does not exist. */
+ * WRITE, DELETE). COFFER_EINVAL for a bad configuration, COFFER_ENOENT if a
+ * posix root does not exist. */
 int coffer_repo_open(const coffer_repo_config *cfg, unsigned caps, coffer_repo **out,
     coffer_err *err);
 

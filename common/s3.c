@@ -488,6 +488,34 @@ iso_ms(const char *text)
 	return (coffer_time_parse(text, &ms) == 0 ? ms : 0);
 }
 
+/* Undoes encoding-type=url in place: %XX, and '+' for a space (S3 encodes
+ * list keys as form data). Returns false on a malformed escape or a NUL. */
+static bool
+url_decode(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r != '\0'; r++) {
+		if (*r == '+') {
+			*w++ = ' ';
+		} else if (*r == '%') {
+			if (!isxdigit((unsigned char)r[1]) || !isxdigit((unsigned char)r[2])) {
+				return (false);
+			}
+			char hx[3] = { r[1], r[2], '\0' };
+			char c = (char)strtol(hx, NULL, 16);
+			if (c == '\0') {
+				return (false);
+			}
+			*w++ = c;
+			r += 2;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+	return (true);
+}
+
 int
 coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *arg,
     int *truncated, char *token, size_t token_size, coffer_err *err)
@@ -507,13 +535,18 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 		return (COFFER_EPROTO);
 	}
 	int rc = 0;
-	char key[1100];
+	/* S3 keys are at most 1024 bytes; url-encoded, three times that. */
+	char key[3 * 1024 + 8];
 	char num[32];
 	char when[64];
 	/* The token and flag come after the keys in the document; read them
 	 * first so a callback that stops early still leaves them set. */
+	bool url = false;
 	for (xmlNode *c = root->children; c != NULL; c = c->next) {
-		if (xml_is(c, "IsTruncated")) {
+		if (xml_is(c, "EncodingType")) {
+			xml_text(c, num, sizeof(num));
+			url = strcmp(num, "url") == 0;
+		} else if (xml_is(c, "IsTruncated")) {
 			xml_text(c, num, sizeof(num));
 			*truncated = strcmp(num, "true") == 0;
 		} else if (xml_is(c, "NextContinuationToken")) {
@@ -538,13 +571,29 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 		bool have_key = false;
 		for (xmlNode *f = c->children; f != NULL; f = f->next) {
 			if (xml_is(f, "Key")) {
-				xml_text(f, key, sizeof(key));
-				have_key = true;
+				xmlChar *t = xmlNodeGetContent(f);
+				size_t n = t != NULL ? strlen((const char *)t) : 0;
+				if (n < sizeof(key)) {
+					memcpy(key, t != NULL ? (const char *)t : "", n + 1);
+					have_key = true;
+				} else {
+					rc = coffer_err_set(err, COFFER_EPROTO, "s3 list response has a key "
+					    "of %zu bytes", n);
+				}
+				xmlFree(t);
 			} else if (xml_is(f, "Size")) {
 				xml_text(f, num, sizeof(num));
 			} else if (xml_is(f, "LastModified")) {
 				xml_text(f, when, sizeof(when));
 			}
+		}
+		if (rc != 0) {
+			break;
+		}
+		if (url && have_key && !url_decode(key)) {
+			rc = coffer_err_set(err, COFFER_EPROTO, "s3 list response has a badly "
+			    "url-encoded key \"%.200s\"", key);
+			break;
 		}
 		if (!have_key || key[0] == '\0') {
 			rc = coffer_err_set(err, COFFER_EPROTO, "s3 list response has an entry "
@@ -1410,6 +1459,9 @@ coffer_s3_list(coffer_s3 *s3, const char *prefix, unsigned page_size, coffer_s3_
 	for (;;) {
 		struct s3_req r = { .op = "ListObjectsV2", .method = "GET", .flags = REQ_CAPTURE };
 		req_query(&r, "list-type", "2");
+		/* Keys with bytes XML cannot carry come back %-encoded, not as a
+		 * page that fails to parse. */
+		req_query(&r, "encoding-type", "url");
 		req_query(&r, "max-keys", max);
 		if (prefix != NULL && prefix[0] != '\0') {
 			req_query(&r, "prefix", prefix);
@@ -1460,6 +1512,19 @@ coffer_s3_bucket_create(coffer_s3 *s3, int object_lock, coffer_err *err)
 	int rc = s3_do(s3, &r, &rs, err);
 	resp_fini(&rs);
 	sb_free(&body);
+	return (rc);
+}
+
+int
+coffer_s3_bucket_policy_put(coffer_s3 *s3, const char *json, coffer_err *err)
+{
+	struct s3_req r = { .op = "PutBucketPolicy", .method = "PUT",
+		.body = (const uint8_t *)json, .body_len = strlen(json) };
+	req_query(&r, "policy", "");
+	struct s3_resp rs;
+	resp_init(&rs, &r);
+	int rc = s3_do(s3, &r, &rs, err);
+	resp_fini(&rs);
 	return (rc);
 }
 

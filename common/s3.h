@@ -147,6 +147,10 @@ int coffer_s3_delete(coffer_s3 *s3, const char *key, const char *version_id, cof
  * COFFER_EEXIST if it exists. For tests and operators' setup tools. */
 int coffer_s3_bucket_create(coffer_s3 *s3, int object_lock, coffer_err *err);
 
+/* Replaces the bucket policy (PUT ?policy) with the JSON document given.
+ * For setup tools and tests that give a credential write-only rights. */
+int coffer_s3_bucket_policy_put(coffer_s3 *s3, const char *json, coffer_err *err);
+
 /* Sets PUT ?retention on an existing object version (COMPLIANCE can only be
  * extended). Used after multipart uploads, whose lock headers some stores
  * ignore. */

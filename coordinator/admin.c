@@ -547,36 +547,45 @@ cmd_audit_list(admin_ctx *ctx)
 		    "since \"%s\" is not a time", shown);
 		return (coffer_err_hint(&ctx->err, "write it as RFC 3339, e.g. 2026-11-23T02:00:00Z"));
 	}
-	char lim[24], ms[24];
+	char lim[24], ms[24], cap[24];
 	snprintf(lim, sizeof(lim), "%ld", limit);
 	snprintf(ms, sizeof(ms), "%" PRId64, since_ms);
-	const char *vals[] = { lim, ms };
-	/* Without since, the newest rows are wanted, still shown oldest first. */
+	snprintf(cap, sizeof(cap), "%d", LIST_BYTES_MAX);
+	const char *vals[] = { lim, ms, cap };
+	/*
+	 * A running total of each row's size, computed by PostgreSQL, keeps
+	 * what libpq holds under LIST_BYTES_MAX whatever the rows contain
+	 * (details may be 64 KiB each): rows past the budget come back without
+	 * their details and are left out. Without since, the newest rows are
+	 * wanted (the budget counts from the newest), still shown oldest first.
+	 */
 	PGresult *res = query(ctx, "listing the audit log",
 	    since != NULL
-		? "SELECT chain_seq, (extract(epoch FROM at) * 1000)::bigint, actor, action, subject, "
-		  "details::text FROM audit WHERE at >= to_timestamp($2::bigint / 1000.0) "
-		  "ORDER BY chain_seq LIMIT $1::integer"
-		: "SELECT * FROM (SELECT chain_seq, (extract(epoch FROM at) * 1000)::bigint, actor, "
-		  "action, subject, details::text FROM audit WHERE $2::bigint = 0 "
+		? "SELECT chain_seq, at_ms, actor, action, subject, "
+		  "CASE WHEN run <= $3::bigint THEN details END, run > $3::bigint FROM ("
+		  "SELECT chain_seq, (extract(epoch FROM at) * 1000)::bigint AS at_ms, actor, action, "
+		  "subject, details::text AS details, sum(octet_length(details::text) + "
+		  "octet_length(actor) + octet_length(subject) + 128) OVER (ORDER BY chain_seq) AS run "
+		  "FROM audit WHERE at >= to_timestamp($2::bigint / 1000.0) "
+		  "ORDER BY chain_seq LIMIT $1::integer) t ORDER BY chain_seq"
+		: "SELECT chain_seq, at_ms, actor, action, subject, "
+		  "CASE WHEN run <= $3::bigint THEN details END, run > $3::bigint FROM ("
+		  "SELECT chain_seq, (extract(epoch FROM at) * 1000)::bigint AS at_ms, actor, action, "
+		  "subject, details::text AS details, sum(octet_length(details::text) + "
+		  "octet_length(actor) + octet_length(subject) + 128) OVER (ORDER BY chain_seq DESC) "
+		  "AS run FROM audit WHERE $2::bigint = 0 "
 		  "ORDER BY chain_seq DESC LIMIT $1::integer) t ORDER BY chain_seq",
-	    2, vals, &rv);
+	    3, vals, &rv);
 	if (res == NULL) {
 		return (rv);
 	}
 	cJSON *list = cJSON_AddArrayToObject(ctx->result, "rows");
-	size_t bytes = 0;
 	bool truncated = false;
 	for (int i = 0; list != NULL && i < PQntuples(res); i++) {
-		size_t row_bytes = 128;
-		for (int c = 2; c < 6; c++) {
-			row_bytes += (size_t)PQgetlength(res, i, c) * 2;
-		}
-		if (bytes + row_bytes > LIST_BYTES_MAX) {
+		if (PQgetvalue(res, i, 6)[0] == 't') {
 			truncated = true;
-			break;
+			continue;
 		}
-		bytes += row_bytes;
 		cJSON *r = cJSON_CreateObject();
 		if (r == NULL || !cJSON_AddItemToArray(list, r)) {
 			cJSON_Delete(r);

@@ -1337,8 +1337,9 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 			break;
 		}
 		/* PostgreSQL refused something: again, one savepoint per event. */
-		coffer_log_debug("envelope retried with savepoints", "seq=%" PRIu64 " error=%.200s",
-		    res->envelope_seq, cerr.msg);
+		char q[600];
+		coffer_log_debug("envelope retried with savepoints", "seq=%" PRIu64 " error=%s",
+		    res->envelope_seq, coffer_log_quote(q, sizeof(q), cerr.msg));
 		coffer_err_clear(&cerr);
 		rv = 0;
 	}

@@ -310,10 +310,55 @@ static const char migration_3_sql[] =
     ");\n"
     "CREATE INDEX admin_nonces_seen ON admin_nonces (seen_at);\n";
 
+/* Retention (coordinator/prune.c). settled_at is the coordinator's own
+ * time for a backup's outcome, stamped by a trigger so no writer can forget
+ * it (finished_at is the agent's clock, which retention must not trust);
+ * pending_since is when a backup became pending deletion. A failed backup
+ * has no digest or manifest, yet it too goes through pending_delete and
+ * deleted, so the completeness check is relaxed for rows that carry a
+ * failure_reason. Deletion attempts, their last error and the outcome
+ * ("deleted", or "gone" when nothing was left) are kept on the row;
+ * verify_failed_at marks a backup that verification found corrupt (not
+ * restorable); services.removed_at records that a service's section left
+ * the configuration (its backups are kept). */
+static const char migration_4_sql[] =
+    "ALTER TABLE services ADD COLUMN removed_at timestamptz;\n"
+    "ALTER TABLE backups ADD COLUMN settled_at timestamptz;\n"
+    "ALTER TABLE backups ADD COLUMN pending_since timestamptz;\n"
+    "ALTER TABLE backups ADD COLUMN verify_failed_at timestamptz;\n"
+    "ALTER TABLE backups ADD COLUMN delete_attempts integer NOT NULL DEFAULT 0\n"
+    "  CHECK (delete_attempts >= 0);\n"
+    "ALTER TABLE backups ADD COLUMN delete_error text CHECK (length(delete_error) <= 1024);\n"
+    "ALTER TABLE backups ADD COLUMN delete_outcome text\n"
+    "  CHECK (delete_outcome IN ('deleted', 'gone'));\n"
+    "UPDATE backups SET settled_at = received_at WHERE status <> 'running';\n"
+    "UPDATE backups SET pending_since = updated_at WHERE status = 'pending_delete';\n"
+    "ALTER TABLE backups DROP CONSTRAINT backups_check3;\n"
+    "ALTER TABLE backups ADD CONSTRAINT backups_complete_check CHECK (\n"
+    "  status NOT IN ('completed', 'pending_delete', 'deleted') OR\n"
+    "  (stored_sha256 IS NOT NULL AND stored_bytes IS NOT NULL AND manifest IS NOT NULL\n"
+    "   AND key_id IS NOT NULL) OR\n"
+    "  (status <> 'completed' AND failure_reason IS NOT NULL));\n"
+    "ALTER TABLE backups ADD CONSTRAINT backups_pending_check\n"
+    "  CHECK (status <> 'pending_delete' OR pending_since IS NOT NULL);\n"
+    "ALTER TABLE backups ADD CONSTRAINT backups_outcome_check\n"
+    "  CHECK (status = 'deleted' OR delete_outcome IS NULL);\n"
+    "CREATE FUNCTION backups_stamp_settled() RETURNS trigger LANGUAGE plpgsql AS $fn$\n"
+    "BEGIN\n"
+    "  IF NEW.status IN ('completed', 'failed') AND NEW.settled_at IS NULL THEN\n"
+    "    NEW.settled_at := now();\n"
+    "  END IF;\n"
+    "  RETURN NEW;\n"
+    "END\n"
+    "$fn$;\n"
+    "CREATE TRIGGER backups_settled BEFORE INSERT OR UPDATE ON backups\n"
+    "  FOR EACH ROW EXECUTE FUNCTION backups_stamp_settled();\n";
+
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
 	{ 2, "agent intake", migration_2_sql },
 	{ 3, "admin nonces", migration_3_sql },
+	{ 4, "retention", migration_4_sql },
 };
 
 const coord_migration *

@@ -156,15 +156,31 @@ serve_job(server *s, job *j)
 		return;
 	}
 	coord_intake_result res;
-	if (coord_intake_handle(s->intake, j->req, j->len, j->peer, &j->out, &j->out_len, &res,
-		&err) != 0) {
-		char q[600];
-		coffer_log_error("cannot build a reply", "error=%s",
-		    coffer_log_quote(q, sizeof(q), err.msg));
-		j->out = NULL;
-	}
-	if (!coord_catalog_ok(s->cat)) {
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (coord_intake_handle(s->intake, j->req, j->len, j->peer, &j->out, &j->out_len,
+			&res, &err) != 0) {
+			char q[600];
+			coffer_log_error("cannot build a reply", "error=%s",
+			    coffer_log_quote(q, sizeof(q), err.msg));
+			j->out = NULL;
+		}
+		if (coord_catalog_ok(s->cat)) {
+			break;
+		}
 		mark_down(s, res.cause[0] != '\0' ? res.cause : "the connection was lost");
+		/* A catalog restarted while we were idle: only the first
+		 * statement finds the old connection dead. Nothing of the
+		 * request was applied (its transaction died with the
+		 * connection), so one immediate reconnect and a second try
+		 * spare the agent a retry. */
+		if (attempt == 0) {
+			try_reconnect(s);
+		}
+		if (s->down) {
+			break;
+		}
+		free(j->out);
+		j->out = NULL;
 	}
 	char agent[160];
 	coffer_log_quote(agent, sizeof(agent), res.agent[0] != '\0' ? res.agent : "-");

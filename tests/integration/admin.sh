@@ -57,6 +57,10 @@ retention.daily = 7
 owner = team-ledger
 schedule = 0 3 * * *
 retention.daily = 7
+[service.orders]
+owner = team-orders
+schedule = 0 4 * * *
+retention.daily = 7
 EOF
 conf="$T/coordinator.conf"
 "$coord" migrate -c "$conf" >/dev/null 2>"$T/err" || fail "migrate: $(cat "$T/err")"
@@ -89,6 +93,10 @@ call alice alice agents.enroll --arg service=ledger --arg agent=billing-db-1 --a
 expect refused 'enrolled for service billing' "an agent of billing cannot be enrolled for ledger"
 call alice alice agents.enroll --arg service=nosuch --arg agent=x-1 --arg "pubkey=$(cat "$T/agent2.pub")"
 expect refused 'service nosuch is not defined.*hint' "enrolling for an unknown service is refused"
+"$cli" init --out "$T/agent3.key" >/dev/null 2>&1 || fail "coffer init agent3"
+openssl pkey -in "$T/agent3.key" -pubout >"$T/agent3.pem" 2>/dev/null || fail "openssl pkey -pubout"
+call alice alice agents.enroll --arg service=ledger --arg agent=ledger-db-1 --arg "pubkey=$(cat "$T/agent3.pem")"
+expect ok '"agent":"ledger-db-1","service":"ledger","fingerprint":"[0-9a-f]{32}"' "a PEM public key is accepted too"
 call alice alice agents.enroll --arg service=billing --arg agent=x-2 --arg pubkey=nothex
 expect refused "public key" "a public key that does not parse is refused"
 call alice alice agents.enroll --arg service=billing --arg agent=x-3
@@ -135,7 +143,7 @@ cid=$(json | sed -n 's/.*"command_id":\([0-9]*\).*/\1/p')
 [[ $(sql "SELECT service || ' ' || kind || ' ' || requested_by || ' ' || (delivered_at IS NULL)
           FROM agent_commands WHERE id = $cid") == "billing backup operator:alice true" ]] ||
 	fail "agent_commands row for $cid: $(sql "SELECT * FROM agent_commands")"
-call alice alice backup.run --arg service=ledger
+call alice alice backup.run --arg service=orders
 expect refused 'no enrolled agent' "backup.run for a service without an agent is refused"
 
 call alice alice audit.list
@@ -215,6 +223,16 @@ expect ok '.' "a request after an old nonce"
 	fail "a nonce older than twice the skew window was not pruned"
 (($(sql "SELECT count(*) FROM admin_nonces") >= 5)) || fail "recent nonces were pruned"
 pass "nonces older than twice the skew window are pruned"
+
+# A listing stays under its size budget whatever the rows hold.
+"$drv" append-big -c "$conf" 12 || fail "appending big audit rows"
+call alice alice audit.list
+expect ok '"truncated":true' "audit.list with 12 rows of 60 KiB stops at its budget"
+n=$(json | grep -o '"chain_seq":' | wc -l)
+((n >= 4 && n <= 9)) || fail "audit.list returned $n rows for a 512 KiB budget"
+last=$(json | grep -o '"chain_seq":[0-9]*' | tail -1 | cut -d: -f2)
+[[ $last == $(sql "SELECT max(chain_seq) - 1 FROM audit") ]] ||
+	fail "audit.list without since does not end with the newest rows (last $last)"
 
 "$coord" audit-verify -c "$conf" >"$T/out" 2>"$T/err" || fail "audit-verify after the admin requests: $(cat "$T/out" "$T/err")"
 grep -q "intact" "$T/out" || fail "audit-verify: $(cat "$T/out")"

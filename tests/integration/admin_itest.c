@@ -22,6 +22,10 @@
  *	worker would. Writes the port to --port-file once listening; stops on
  *	SIGTERM or after --seconds (default 120).
  *
+ *   admin_itest append-big -c COORDINATOR_CONF N
+ *	appends N properly chained audit rows with about 60 KiB of details
+ *	each, to push a listing past its size budget.
+ *
  * call exits 0 when every reply decoded, 1 otherwise; 2 on usage.
  */
 #include <pthread.h>
@@ -225,9 +229,50 @@ serve(int argc, char **argv)
 	return (rc == 0 ? 0 : 1);
 }
 
+static int
+append_big(int argc, char **argv)
+{
+	if (argc != 5 || strcmp(argv[2], "-c") != 0) {
+		return (usage("append-big -c CONF N"));
+	}
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_config *cfg = NULL;
+	coord_audit_key key;
+	coord_catalog *cat = NULL;
+	if (coord_config_load(argv[3], &cfg, &err) != 0 ||
+	    coord_audit_key_load(cfg->audit_key, &key, &err) != 0 ||
+	    (cat = coord_catalog_open(cfg->catalog, &err)) == NULL) {
+		return (die(&err));
+	}
+	size_t fill = 60 * 1024;
+	char *details = malloc(fill + 32);
+	if (details == NULL) {
+		return (1);
+	}
+	memcpy(details, "{\"fill\": \"", 10);
+	memset(details + 10, 'x', fill);
+	memcpy(details + 10 + fill, "\"}", 3);
+	int rc = 0;
+	for (long i = 0; i < strtol(argv[4], NULL, 10) && rc == 0; i++) {
+		if (coord_audit_append(cat, &key, "admin_itest", "test.big", "", details, NULL, &err) !=
+		    0) {
+			rc = die(&err);
+		}
+	}
+	free(details);
+	coord_catalog_close(cat);
+	coord_audit_key_clear(&key);
+	coord_config_free(cfg);
+	return (rc);
+}
+
 int
 main(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "append-big") == 0) {
+		return (append_big(argc, argv));
+	}
 	if (argc >= 2 && strcmp(argv[1], "serve") == 0) {
 		return (serve(argc, argv));
 	}

@@ -34,12 +34,12 @@ pki="$T/pki"
 "$COFFER_SRC/deploy/certs.sh" "$pki" client agents >/dev/null
 tls=(--ca "$pki/ca.crt" --cert "$pki/agents.crt" --key "$pki/agents.key")
 
-port=$(_free_port)
-url="tls+tcp://127.0.0.1:$port"
+# Port 0: the coordinator picks a free port and logs it, so no other test can
+# take the port between choosing and listening.
 conf="$T/coordinator.conf"
 cat >"$conf" <<EOF
 [coordinator]
-listen = $url
+listen = tls+tcp://127.0.0.1:0
 catalog = $ci
 audit_key = $T/audit.key
 state_dir = $T/state
@@ -122,6 +122,9 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 grep -q "coordinator listening" "$T/coord.err" || fail "the coordinator did not start: $(cat "$T/coord.err")"
+port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.err")
+[[ $port =~ ^[0-9]+$ && $port != 0 ]] || fail "no port in the log: $(cat "$T/coord.err")"
+url="tls+tcp://127.0.0.1:$port"
 
 # send AGENT SEQ [ARGS...]: one envelope; sets R to the reply line.
 send() {
@@ -250,6 +253,15 @@ expect ok 5
 [[ $(q "SELECT status FROM backups WHERE id = 'b-5'") == running ]] || fail "b-5 after the outage"
 grep -q "catalog reachable again" "$T/coord.err" || fail "recovery not logged"
 pass "catalog back: acked again without restarting the coordinator ($R)"
+
+# A catalog restarted while the coordinator was idle: the old connection is
+# dead but nobody knows yet; the next request must not be the one to pay.
+pg_stop "$PG_DIR"
+runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$PG_DIR/data" -o "-p $PG_PORT" \
+	-l "$PG_DIR/server.log" -w -t 60 start >/dev/null || fail "PostgreSQL did not restart"
+send billing-1 90 --poll
+expect ok 5
+pass "a catalog restarted while idle costs the next request nothing: $R"
 
 # --- events the catalog cannot take ----------------------------------------------
 send billing-1 100 --service billing --events "started:6:bad/id,badlsn:7:b-6,started:8:b-7"

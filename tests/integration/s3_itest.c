@@ -5,9 +5,13 @@
  * Environment: S3_ENDPOINT, S3_ACCESS, S3_SECRET (a user of that server).
  *
  *   mkbucket BUCKET [lock]      create a bucket (with object lock)
+ *   policy BUCKET JSON          set the bucket policy
+ *   delete BUCKET KEY           a raw DELETE of KEY
  *   roundtrip BUCKET SIZE       write SIZE pseudo-random bytes through a
  *                               repository handle, read back, compare
  *   many BUCKET N               N objects, listed back in order (pagination)
+ *   race BUCKET SIZE            two writers of one key: the second fails
+ *   oddkey BUCKET               a key with every punctuation character
  *   nodelete BUCKET             a handle without DELETE cannot delete
  *   badsecret BUCKET            wrong secret: SignatureDoesNotMatch, clearly
  *   abort BUCKET                aborted multipart write leaves nothing listed
@@ -249,6 +253,95 @@ cmd_many(const char *bucket, unsigned n)
 	}
 	coffer_repo_close(repo);
 	printf("ok %u keys listed in order across pages\n", n);
+	return (0);
+}
+
+/* Two writers of one key, both past the check at begin: only the first
+ * commit publishes, for a single PUT (If-None-Match) and a multipart upload
+ * (HEAD before complete) alike. */
+static int
+cmd_race(const char *bucket, uint64_t size)
+{
+	coffer_repo_config cfg = repo_cfg(bucket);
+	coffer_repo *repo = NULL;
+	coffer_err err = { 0 };
+	if (coffer_repo_open(&cfg, COFFER_REPO_READ | COFFER_REPO_WRITE, &repo, &err) != 0) {
+		return (die("open", &err));
+	}
+	char key[128];
+	snprintf(key, sizeof(key), "services/billing/backups/race-%" PRIu64 "/data", size);
+	coffer_filter *a = NULL, *b = NULL;
+	if (coffer_repo_write_begin(repo, key, &a, &err) != 0 ||
+	    coffer_repo_write_begin(repo, key, &b, &err) != 0) {
+		return (die("begin", &err));
+	}
+	static uint8_t buf[1 << 20];
+	for (uint64_t done = 0; done < size; done += sizeof(buf)) {
+		size_t n = size - done < sizeof(buf) ? (size_t)(size - done) : sizeof(buf);
+		memset(buf, 'a', n);
+		if (coffer_filter_write(a, buf, n, &err) != 0) {
+			return (die("write a", &err));
+		}
+		memset(buf, 'b', n);
+		if (coffer_filter_write(b, buf, n, &err) != 0) {
+			return (die("write b", &err));
+		}
+	}
+	if (coffer_filter_finish(a, &err) != 0 || coffer_filter_finish(b, &err) != 0 ||
+	    coffer_repo_write_commit(a, &err) != 0) {
+		return (die("first commit", &err));
+	}
+	int rc = coffer_repo_write_commit(b, &err);
+	if (rc != COFFER_EEXIST) {
+		fprintf(stderr, "FAIL second writer's commit gave %d: %s\n", rc, err.msg);
+		return (1);
+	}
+	coffer_filter_free(a);
+	coffer_filter_free(b);
+	coffer_repo_close(repo);
+	printf("ok racing writers of %" PRIu64 " bytes: the second gets EEXIST\n", size);
+	return (0);
+}
+
+struct find_key {
+	const char *want;
+	int found;
+};
+
+static int
+find_cb(const char *key, const coffer_repo_info *info, void *arg)
+{
+	(void)info;
+	struct find_key *f = arg;
+	f->found += strcmp(key, f->want) == 0;
+	return (0);
+}
+
+/* Every visible ASCII character a key may hold, through path encoding,
+ * signing, XML escaping and encoding-type=url listing. */
+static int
+cmd_oddkey(const char *bucket)
+{
+	coffer_repo_config cfg = repo_cfg(bucket);
+	coffer_repo *repo = NULL;
+	coffer_err err = { 0 };
+	if (coffer_repo_open(&cfg, COFFER_REPO_READ | COFFER_REPO_WRITE, &repo, &err) != 0) {
+		return (die("open", &err));
+	}
+	const char *key = "odd/a+b%20c&d=e'f\"g<h>i?j#k;l:m@n$o!p(q)r*s,t[u]v{w}x|y^z`~";
+	uint8_t w[32], r[32];
+	uint64_t got = 0;
+	if (write_object(repo, key, 333, 4, w, &err) != 0 ||
+	    read_digest(repo, key, r, &got, &err) != 0 || memcmp(w, r, 32) != 0) {
+		return (die("odd key round trip", &err));
+	}
+	struct find_key f = { .want = key };
+	if (coffer_repo_list(repo, "odd/a+b%20c&", find_cb, &f, &err) != 0 || f.found != 1) {
+		fprintf(stderr, "FAIL odd key listed %d times: %s\n", f.found, err.msg);
+		return (1);
+	}
+	coffer_repo_close(repo);
+	printf("ok odd key %s\n", key);
 	return (0);
 }
 
@@ -628,11 +721,42 @@ main(int argc, char **argv)
 		printf("ok bucket %s\n", bucket);
 		return (0);
 	}
+	if (strcmp(cmd, "policy") == 0 && arg != NULL) {
+		coffer_s3_config cfg = s3_cfg(bucket);
+		coffer_s3 *s3 = NULL;
+		coffer_err err = { 0 };
+		if (coffer_s3_new(&cfg, &s3, &err) != 0 ||
+		    coffer_s3_bucket_policy_put(s3, arg, &err) != 0) {
+			return (die("policy", &err));
+		}
+		coffer_s3_free(s3);
+		printf("ok policy set on %s\n", bucket);
+		return (0);
+	}
+	if (strcmp(cmd, "delete") == 0 && arg != NULL) {
+		/* A raw DELETE, past any repository capability: what the store
+		 * itself allows these credentials. */
+		coffer_s3_config cfg = s3_cfg(bucket);
+		coffer_s3 *s3 = NULL;
+		coffer_err err = { 0 };
+		if (coffer_s3_new(&cfg, &s3, &err) != 0 || coffer_s3_delete(s3, arg, NULL, &err) != 0) {
+			return (die("delete", &err));
+		}
+		coffer_s3_free(s3);
+		printf("ok deleted %s\n", arg);
+		return (0);
+	}
 	if (strcmp(cmd, "roundtrip") == 0 && arg != NULL) {
 		return (cmd_roundtrip(bucket, strtoull(arg, NULL, 10)));
 	}
 	if (strcmp(cmd, "many") == 0 && arg != NULL) {
 		return (cmd_many(bucket, (unsigned)strtoul(arg, NULL, 10)));
+	}
+	if (strcmp(cmd, "race") == 0 && arg != NULL) {
+		return (cmd_race(bucket, strtoull(arg, NULL, 10)));
+	}
+	if (strcmp(cmd, "oddkey") == 0) {
+		return (cmd_oddkey(bucket));
 	}
 	if (strcmp(cmd, "nodelete") == 0) {
 		return (cmd_nodelete(bucket));

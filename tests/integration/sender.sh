@@ -10,8 +10,11 @@
 # - kill -9 of the coordinator, three times at random moments, while a large
 #   outbox is being flushed: events not acked stay in the outbox, the flush
 #   retries across the restarts, and every event is recorded exactly once;
-# - the daemon (`coffer-agent run`) ships new events by itself and stops
-#   cleanly on SIGTERM.
+# - the daemon (`coffer-agent run`) ships new events by itself, says hello
+#   and sends heartbeats (status columns, not events), and stops cleanly on
+#   SIGTERM;
+# - a refused daemon retries but logs the reason once; an undecodable outbox
+#   record stops flush and the daemon, naming its seq, and nothing is dropped.
 # Every process runs under `timeout`; loopback only.
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
@@ -222,13 +225,25 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 [[ $(pending "$a1") == 0 ]] || fail "the daemon did not ack its outbox"
+# Heartbeats every 2s (transient: status columns, never in events); one
+# sent before the delivery still counted 6, a later one counts 0.
+hb="heartbeat->>'outbox_depth' || ' ' || (heartbeat->>'backup_running')"
+for _ in $(seq 100); do
+	[[ $(q "SELECT $hb FROM agents WHERE name = 'billing-1'") == "0 false" ]] && break
+	sleep 0.1
+done
+[[ $(q "SELECT $hb FROM agents WHERE name = 'billing-1'") == "0 false" ]] ||
+	fail "heartbeat: $(q "SELECT heartbeat FROM agents WHERE name = 'billing-1'")"
+[[ $(q "SELECT hello->>'hostname' FROM agents WHERE name = 'billing-1'") == "$(hostname)" ]] ||
+	fail "hello: $(q "SELECT hello FROM agents WHERE name = 'billing-1'")"
+[[ $(recorded billing-1) == "$want $want" ]] || fail "transient events were recorded as durable"
 kill -TERM "$dpid"
 rc=0
 wait "$dpid" || rc=$?
 dpid=
 ((rc == 0)) || fail "the daemon exited $rc on SIGTERM: $(tail -5 "$T/d.err")"
 grep -q "sender stopped" "$T/d.err" || fail "the sender did not stop: $(tail -5 "$T/d.err")"
-pass "the daemon ships new events by itself and stops cleanly on SIGTERM"
+pass "the daemon ships new events by itself, says hello, heartbeats, and stops cleanly on SIGTERM"
 
 # --- a refused daemon says so once -------------------------------------------------------
 # The stranger is not enrolled: every attempt (at retry_max = 2s) is refused

@@ -3,7 +3,8 @@
  * configuration errors, and, against a small fault-injecting HTTP server on
  * loopback (a real socket, scripted answers for what radosgw never does):
  * retries on 503 SlowDown, a 200 CompleteMultipartUpload whose body is an
- * <Error>, a GET that loses its connection mid-body and resumes, bounded
+ * <Error>, a connection dropped mid-part, a part refused with BadDigest,
+ * session tokens, a GET that loses its connection mid-body and resumes, bounded
  * memory and per-part checksums of multipart uploads, and an endpoint that
  * refuses connections. The real-server tests are tests/integration/s3.sh. */
 #include <arpa/inet.h>
@@ -293,6 +294,35 @@ test_list_parse(void **state)
 	assert_int_equal(coffer_s3_list_parse("", 0, seen_cb, &s3, &truncated, token,
 	    sizeof(token), &err), COFFER_EPROTO);
 
+	/* encoding-type=url: keys come back encoded, '+' standing for a space. */
+	const char *enc = "<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false"
+	    "</IsTruncated><Contents><Key>p/a%2Bb+c%0A</Key><Size>1</Size></Contents>"
+	    "</ListBucketResult>";
+	struct seen s5 = { 0 };
+	assert_int_equal(coffer_s3_list_parse(enc, strlen(enc), seen_cb, &s5, &truncated, token,
+	    sizeof(token), &err), 0);
+	assert_string_equal(s5.keys[0], "p/a+b c\n");
+	const char *bad_enc = "<ListBucketResult><EncodingType>url</EncodingType><Contents>"
+	    "<Key>p/%zz</Key><Size>1</Size></Contents></ListBucketResult>";
+	assert_int_equal(coffer_s3_list_parse(bad_enc, strlen(bad_enc), seen_cb, &s5, &truncated,
+	    token, sizeof(token), &err), COFFER_EPROTO);
+	const char *nul_enc = "<ListBucketResult><EncodingType>url</EncodingType><Contents>"
+	    "<Key>p/%00</Key><Size>1</Size></Contents></ListBucketResult>";
+	assert_int_equal(coffer_s3_list_parse(nul_enc, strlen(nul_enc), seen_cb, &s5, &truncated,
+	    token, sizeof(token), &err), COFFER_EPROTO);
+
+	/* A key longer than any S3 key is refused, never cut short. */
+	char *huge = malloc(8000);
+	int hn = snprintf(huge, 8000, "<ListBucketResult><Contents><Key>");
+	memset(huge + hn, 'k', 4000);
+	snprintf(huge + hn + 4000, 8000 - (size_t)hn - 4000, "</Key><Size>1</Size></Contents>"
+	    "</ListBucketResult>");
+	struct seen s6 = { 0 };
+	assert_int_equal(coffer_s3_list_parse(huge, strlen(huge), seen_cb, &s6, &truncated,
+	    token, sizeof(token), &err), COFFER_EPROTO);
+	assert_int_equal(s6.n, 0);
+	free(huge);
+
 	const char *last = "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
 	struct seen s4 = { 0 };
 	assert_int_equal(coffer_s3_list_parse(last, strlen(last), seen_cb, &s4, &truncated, token,
@@ -403,6 +433,9 @@ struct server {
 	size_t max_part;
 	char range[64];
 	char if_match[64];
+	int drop_parts;     /* part PUTs to answer by hanging up */
+	int baddigest_part; /* part number to refuse with BadDigest */
+	int saw_token;      /* x-amz-security-token present and signed */
 	uint8_t obj[OBJ_SIZE];
 	volatile int stop;
 };
@@ -504,6 +537,10 @@ handle(struct server *sv, int fd)
 			sv->bad_checksums++;
 		}
 	}
+	if (strcmp(header_value(head, "x-amz-security-token"), "TOKEN-1") == 0 &&
+	    strstr(header_value(head, "Authorization"), "x-amz-security-token") != NULL) {
+		sv->saw_token++;
+	}
 	snprintf(sv->range, sizeof(sv->range), "%s", header_value(head, "Range"));
 	if (sv->range[0] != '\0') {
 		snprintf(sv->if_match, sizeof(sv->if_match), "%s", header_value(head, "If-Match"));
@@ -543,6 +580,15 @@ handle(struct server *sv, int fd)
 			static const char init[] = "<InitiateMultipartUploadResult><UploadId>UP-1"
 			    "</UploadId></InitiateMultipartUploadResult>";
 			respond(fd, 200, NULL, init, strlen(init));
+		} else if (strcmp(method, "PUT") == 0 && strstr(target, "partNumber=") != NULL &&
+		    sv->drop_parts > 0) {
+			sv->drop_parts--; /* connection dropped mid-part: no answer at all */
+		} else if (strcmp(method, "PUT") == 0 && sv->baddigest_part > 0 &&
+		    atoi(strstr(target, "partNumber=") + 11) == sv->baddigest_part) {
+			static const char bd[] = "<Error><Code>BadDigest</Code><Message>The "
+			    "Content-MD5 or checksum value that you specified did not match what "
+			    "the server received.</Message></Error>";
+			respond(fd, 400, NULL, bd, strlen(bd));
 		} else if (strcmp(method, "PUT") == 0 && strstr(target, "partNumber=") != NULL) {
 			sv->part_puts++;
 			sv->max_part = clen > sv->max_part ? clen : sv->max_part;
@@ -744,6 +790,83 @@ test_multipart_bounded(void **state)
 }
 
 static void
+test_part_faults(void **state)
+{
+	(void)state;
+	struct server *sv = server_start(SC_MULTIPART);
+	sv->drop_parts = 1;
+	coffer_s3 *s3 = client_for(sv, 3, COFFER_S3_PART_MIN);
+	coffer_err err = { 0 };
+	uint8_t *buf = calloc(1, 2 * COFFER_S3_PART_MIN);
+	/* A connection dropped during a part: retried, then published. */
+	coffer_s3_upload *up = NULL;
+	assert_int_equal(coffer_s3_upload_begin(s3, "k/data", NULL, &up, &err), 0);
+	assert_int_equal(coffer_s3_upload_write(up, buf, 2 * COFFER_S3_PART_MIN, &err), 0);
+	assert_int_equal(coffer_s3_upload_commit(up, NULL, &err), 0);
+	assert_int_equal(sv->part_puts, 2);
+	assert_int_equal(sv->drop_parts, 0);
+	coffer_s3_upload_free(up);
+
+	/* A checksum the store refuses: not retried, the upload fails and is
+	 * aborted, and nothing is completed. */
+	sv->baddigest_part = 2;
+	sv->nlog = 0;
+	assert_int_equal(coffer_s3_upload_begin(s3, "k/data2", NULL, &up, &err), 0);
+	assert_int_equal(coffer_s3_upload_write(up, buf, 2 * COFFER_S3_PART_MIN, &err), COFFER_EIO);
+	assert_non_null(strstr(err.msg, "BadDigest"));
+	assert_non_null(strstr(err.hint, "transit"));
+	assert_int_equal(coffer_s3_upload_commit(up, NULL, &err), COFFER_EIO);
+	assert_non_null(strstr(err.msg, "not published"));
+	int completes = 0, aborts = 0, bad_puts = 0;
+	for (int i = 0; i < sv->nlog; i++) {
+		completes += strncmp(sv->log[i], "POST", 4) == 0 &&
+		    strstr(sv->log[i], "uploadId=") != NULL;
+		aborts += strncmp(sv->log[i], "DELETE", 6) == 0;
+		bad_puts += strstr(sv->log[i], "partNumber=2") != NULL;
+	}
+	assert_int_equal(completes, 0);
+	assert_int_equal(aborts, 1);
+	assert_int_equal(bad_puts, 1);
+	coffer_s3_upload_free(up);
+	free(buf);
+	coffer_s3_free(s3);
+	server_stop(sv);
+}
+
+static void
+test_session_token(void **state)
+{
+	(void)state;
+	struct server *sv = server_start(SC_SLOWDOWN);
+	char ep[64];
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", sv->port);
+	coffer_s3_config cfg = { .endpoint = ep, .bucket = "test-bucket", .access_key = "AK",
+		.secret_key = "SK", .session_token = "TOKEN-1", .path_style = 1 };
+	coffer_s3 *s3 = NULL;
+	coffer_err err = { 0 };
+	assert_int_equal(coffer_s3_new(&cfg, &s3, &err), 0);
+	int n = 0;
+	assert_int_equal(coffer_s3_list(s3, "p/", 0, count_cb, &n, &err), 0);
+	assert_int_equal(sv->saw_token, 1);
+	coffer_s3_free(s3);
+	/* From the environment too. */
+	setenv("AWS_ACCESS_KEY_ID", "AKENV", 1);
+	setenv("AWS_SECRET_ACCESS_KEY", "SKENV", 1);
+	setenv("AWS_SESSION_TOKEN", "TOKEN-1", 1);
+	cfg.access_key = NULL;
+	cfg.secret_key = NULL;
+	cfg.session_token = NULL;
+	assert_int_equal(coffer_s3_new(&cfg, &s3, &err), 0);
+	assert_int_equal(coffer_s3_list(s3, "p/", 0, count_cb, &n, &err), 0);
+	assert_int_equal(sv->saw_token, 2);
+	unsetenv("AWS_ACCESS_KEY_ID");
+	unsetenv("AWS_SECRET_ACCESS_KEY");
+	unsetenv("AWS_SESSION_TOKEN");
+	coffer_s3_free(s3);
+	server_stop(sv);
+}
+
+static void
 test_get_resumes(void **state)
 {
 	(void)state;
@@ -817,6 +940,8 @@ main(void)
 		cmocka_unit_test(test_retry_slowdown),
 		cmocka_unit_test(test_complete_error_in_200),
 		cmocka_unit_test(test_multipart_bounded),
+		cmocka_unit_test(test_part_faults),
+		cmocka_unit_test(test_session_token),
 		cmocka_unit_test(test_get_resumes),
 		cmocka_unit_test(test_unreachable),
 	};
