@@ -189,6 +189,15 @@ static const coffer_config_key alerts_keys[] = {
 	    .def = "https://events.pagerduty.com/v2/enqueue", .check = check_http_url },
 	{ .name = "routing_key", .type = COFFER_CONFIG_STRING },
 	{ .name = "webhook_url", .type = COFFER_CONFIG_STRING, .check = check_http_url },
+	{ .name = "agent_quiet", .type = COFFER_CONFIG_DURATION, .def = "10m", .min = 1 * MINS,
+	    .max = 30 * DAYS },
+	{ .name = "completion_window", .type = COFFER_CONFIG_DURATION, .def = "2h",
+	    .min = 1 * MINS, .max = 30 * DAYS },
+	{ .name = "refusal_window", .type = COFFER_CONFIG_DURATION, .def = "1h", .min = 1 * MINS,
+	    .max = 30 * DAYS },
+	{ .name = "size_history", .type = COFFER_CONFIG_INT, .def = "10", .min = 2, .max = 1000 },
+	{ .name = "rate_per_minute", .type = COFFER_CONFIG_INT, .def = "100", .min = 1,
+	    .max = 10000 },
 	{ 0 },
 };
 
@@ -225,6 +234,7 @@ static const coffer_config_key service_keys[] = {
 	    .max = 100 * YEARS },
 	{ .name = "drill.schedule", .type = COFFER_CONFIG_CRON },
 	{ .name = "drill.rto", .type = COFFER_CONFIG_DURATION, .min = 1 * MINS, .max = 30 * DAYS },
+	{ .name = "alerts.routing_key", .type = COFFER_CONFIG_STRING },
 	{ 0 },
 };
 
@@ -570,6 +580,10 @@ coord_config_policy_text(const coffer_config *ini, const char *service, char *bu
 	}
 	for (const coffer_config_key *k = service_keys; k->name != NULL; k++) {
 		if (!coffer_config_has(ini, section, k->name) && k->def == NULL) {
+			continue;
+		}
+		/* A secret, and not policy: it must never reach an audit row. */
+		if (strcmp(k->name, "alerts.routing_key") == 0) {
 			continue;
 		}
 		const char *raw = coffer_config_str(ini, section, k->name);

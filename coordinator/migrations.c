@@ -354,11 +354,27 @@ static const char migration_4_sql[] =
     "CREATE TRIGGER backups_settled BEFORE INSERT OR UPDATE ON backups\n"
     "  FOR EACH ROW EXECUTE FUNCTION backups_stamp_settled();\n";
 
+/* Alerts (coordinator/alerts.c, notify.c): an outbox row's delivery state
+ * and its service (whose routing key is looked up at send time, so the key
+ * never enters the catalog); a per-service mark of the last success that a
+ * change event was enqueued for, so a restart neither repeats nor skips
+ * them. */
+static const char migration_5_sql[] =
+    "ALTER TABLE alert_outbox ADD COLUMN service text;\n"
+    "ALTER TABLE alert_outbox ADD COLUMN state text NOT NULL DEFAULT 'pending'\n"
+    "  CHECK (state IN ('pending', 'delivered', 'failed'));\n"
+    "ALTER TABLE alert_outbox ADD CONSTRAINT alert_outbox_sent_check\n"
+    "  CHECK ((state = 'delivered') = (sent_at IS NOT NULL));\n"
+    "CREATE INDEX alert_outbox_pending ON alert_outbox (next_attempt_at, id)\n"
+    "  WHERE state = 'pending';\n"
+    "ALTER TABLE services ADD COLUMN alerts_success_mark timestamptz;\n";
+
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
 	{ 2, "agent intake", migration_2_sql },
 	{ 3, "admin nonces", migration_3_sql },
 	{ 4, "retention", migration_4_sql },
+	{ 5, "alert outbox", migration_5_sql },
 };
 
 const coord_migration *

@@ -4,9 +4,17 @@
  *
  * Design notes.
  * Marking and deleting are separate transactions on purpose. The marking
- * transaction locks the service's row and every live backup row, evaluates
- * the rule once over a consistent view, and commits the pending marks and
- * cancellations with their audit rows. Each deletion then runs in its own
+ * transaction locks the service's row (one pass per service at a time),
+ * reads the live backups without locking them, evaluates the rule once, and
+ * commits the pending marks and cancellations with their audit rows. It
+ * does not lock every backup row up front: intake locks a backup row and
+ * then audit_head, one event after another, so a pass holding all of a
+ * service's rows while waiting for audit_head would deadlock with an agent's
+ * batch. Instead each UPDATE re-states what was read (the status, and for a
+ * mark that no hold appeared) and a row that changed meanwhile is left for
+ * the next pass. A view that misses a backup landing meanwhile is safe:
+ * new backups only make older ones more obsolete, and every deletion is
+ * re-checked below. Each deletion then runs in its own
  * short transaction that locks the service row again (so two coordinators
  * never prune one service at once) and the backup row (so a hold placed
  * meanwhile, which locks the same row, either lands before the re-check and
@@ -54,6 +62,8 @@
 #define SETTLED "COALESCE(b.settled_at, b.received_at)"
 #define ACTIVE_HOLD \
 	"EXISTS (SELECT 1 FROM holds h WHERE h.backup_id = b.id AND h.released_at IS NULL)"
+#define ACTIVE_HOLD_ID \
+	"EXISTS (SELECT 1 FROM holds h WHERE h.backup_id = $1 AND h.released_at IS NULL)"
 
 /* The canonical policy text is short (one line per key); anything longer
  * is left out of the audit row rather than cut. */
@@ -84,6 +94,18 @@ exec(coord_catalog *cat, const char *what, const char *sql, int n, const char *c
 {
 	int rv;
 	PGresult *res = query(cat, what, sql, n, vals, &rv, err);
+	PQclear(res);
+	return (rv);
+}
+
+/* As exec; *affected is the number of rows the statement changed. */
+static int
+exec_count(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
+    long *affected, coffer_err *err)
+{
+	int rv;
+	PGresult *res = query(cat, what, sql, n, vals, &rv, err);
+	*affected = res != NULL ? strtol(PQcmdTuples(res), NULL, 10) : 0;
 	PQclear(res);
 	return (rv);
 }
@@ -251,8 +273,8 @@ sync_one(coord_catalog *cat, const coord_audit_key *key, const char *actor,
 	if (exists && strcmp(old_hex, p->version) == 0 && !removed) {
 		rv = exec(cat, "updating the service's owner",
 		    "UPDATE services SET owner = $2, updated_at = now() "
-		    "WHERE name = $1 AND owner <> $2 AND $3 <> ''",
-		    3, uv, err);
+		    "WHERE name = $1 AND owner <> $2",
+		    2, uv, err);
 		if (rv != 0) {
 			goto fail;
 		}
@@ -385,26 +407,21 @@ view_free(service_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
-/* Reads the live backups of service, newest first; lock takes their row
- * locks for the rest of the caller's transaction. */
+/* Reads the live backups of service, newest first. No row locks: see
+ * the marking notes in prune_service. */
 static int
-view_load(coord_catalog *cat, const char *service, bool lock, service_view *v, coffer_err *err)
+view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *err)
 {
 	char limit[24];
 	fmt_i64(limit, sizeof(limit), (int64_t)COORD_PRUNE_MAX_BACKUPS + 1);
 	const char *vals[] = { service, limit };
 	int rv;
 	PGresult *res = query(cat, "reading the service's backups",
-	    lock ? "SELECT b.id, b.status, " MS(SETTLED) ", b.failure_reason IS NOT NULL, "
-		   "b.verify_failed_at IS NULL, " ACTIVE_HOLD ", " MS("b.pending_since") ", "
-		   "b.repo, " MS("b.delete_after") " FROM backups b "
-		   "WHERE b.service = $1 AND b.status <> 'deleted' "
-		   "ORDER BY " SETTLED " DESC, b.id LIMIT $2 FOR UPDATE OF b"
-		 : "SELECT b.id, b.status, " MS(SETTLED) ", b.failure_reason IS NOT NULL, "
-		   "b.verify_failed_at IS NULL, " ACTIVE_HOLD ", " MS("b.pending_since") ", "
-		   "b.repo, " MS("b.delete_after") " FROM backups b "
-		   "WHERE b.service = $1 AND b.status <> 'deleted' "
-		   "ORDER BY " SETTLED " DESC, b.id LIMIT $2",
+	    "SELECT b.id, b.status, " MS(SETTLED) ", b.failure_reason IS NOT NULL, "
+	    "b.verify_failed_at IS NULL, " ACTIVE_HOLD ", " MS("b.pending_since") ", "
+	    "b.repo, " MS("b.delete_after") " FROM backups b "
+	    "WHERE b.service = $1 AND b.status <> 'deleted' "
+	    "ORDER BY " SETTLED " DESC, b.id LIMIT $2",
 	    2, vals, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -526,9 +543,11 @@ decision_details(const service_ctx *c)
 	return (d);
 }
 
+/* *done is false when the row changed since it was read (then nothing is
+ * written: the next pass decides again). */
 static int
 mark_pending(service_ctx *c, const live_backup *b, const coord_retention_backup *in,
-    const coord_retention_decision *dec, coffer_err *err)
+    const coord_retention_decision *dec, bool *done, coffer_err *err)
 {
 	const char *why = in->status == COORD_BACKUP_FAILED
 			      ? "failed backup: never counts toward retention"
@@ -538,13 +557,16 @@ mark_pending(service_ctx *c, const live_backup *b, const coord_retention_backup 
 	fmt_i64(now, sizeof(now), c->now_ms);
 	fmt_i64(at, sizeof(at), dec->delete_at_ms);
 	fmt_i64(serial, sizeof(serial), c->serial);
-	const char *v[] = { b->id, now, at, serial, why };
-	int rv = exec(c->cat, "marking a backup pending deletion",
+	const char *v[] = { b->id, now, at, serial, why, b->status };
+	long n = 0;
+	int rv = exec_count(c->cat, "marking a backup pending deletion",
 	    "UPDATE backups SET status = 'pending_delete', pending_since = " TS(2) ", "
 	    "delete_after = " TS(3) ", delete_policy_version = $4, delete_reason = $5, "
-	    "delete_error = NULL, updated_at = now() WHERE id = $1",
-	    5, v, err);
-	if (rv != 0) {
+	    "delete_error = NULL, updated_at = now() WHERE id = $1 AND status = $6 "
+	    "AND NOT " ACTIVE_HOLD_ID,
+	    6, v, &n, err);
+	*done = n == 1;
+	if (rv != 0 || !*done) {
 		return (rv);
 	}
 	cJSON *d = decision_details(c);
@@ -564,16 +586,18 @@ mark_pending(service_ctx *c, const live_backup *b, const coord_retention_backup 
 
 static int
 cancel_pending(service_ctx *c, const live_backup *b, const coord_retention_backup *in,
-    const coord_retention_decision *dec, coffer_err *err)
+    const coord_retention_decision *dec, bool *done, coffer_err *err)
 {
 	const char *v[] = { b->id };
-	int rv = exec(c->cat, "returning a pending backup to kept",
+	long n = 0;
+	int rv = exec_count(c->cat, "returning a pending backup to kept",
 	    "UPDATE backups SET status = CASE WHEN failure_reason IS NULL THEN 'completed' "
 	    "ELSE 'failed' END, pending_since = NULL, delete_after = NULL, "
 	    "delete_policy_version = NULL, delete_reason = NULL, delete_error = NULL, "
 	    "updated_at = now() WHERE id = $1 AND status = 'pending_delete'",
-	    1, v, err);
-	if (rv != 0) {
+	    1, v, &n, err);
+	*done = n == 1;
+	if (rv != 0 || !*done) {
 		return (rv);
 	}
 	cJSON *d = decision_details(c);
@@ -615,6 +639,11 @@ remove_objects(coffer_repo *repo, const char *service, const char *id, size_t *r
 {
 	char mkey[COFFER_REPO_KEY_MAX + 1], prefix[COFFER_REPO_KEY_MAX + 1];
 	*removed = 0;
+	if (repo == NULL) {
+		coffer_err_set(e, COFFER_EINVAL, "no primary repository is open for retention");
+		coffer_err_hint(e, "configure [repository.primary] for the coordinator");
+		return (COORD_PRUNE_ERROR);
+	}
 	int rc = coffer_repo_backup_key(mkey, sizeof(mkey), service, id, "manifest.json", e);
 	if (rc == 0) {
 		rc = coffer_repo_backups_prefix(prefix, sizeof(prefix), service, e);
@@ -866,7 +895,7 @@ prune_service(service_ctx *c, coffer_err *err)
 	if (rv != 0) {
 		goto out;
 	}
-	if ((rv = lock_service(c, err)) != 0 || (rv = view_load(c->cat, c->p->name, true, &v, err)) != 0) {
+	if ((rv = lock_service(c, err)) != 0 || (rv = view_load(c->cat, c->p->name, &v, err)) != 0) {
 		goto rollback;
 	}
 	rv = coord_retention_evaluate(&c->p->retention, tz, c->now_ms, v.in, v.n, v.out, err);
@@ -883,19 +912,20 @@ prune_service(service_ctx *c, coffer_err *err)
 	memset(&m, 0, sizeof(m));
 	m.services = 1;
 	m.backups = v.n;
+	bool done = false;
 	for (size_t i = 0; i < v.n; i++) {
 		const coord_retention_decision *dec = &v.out[i];
 		switch (dec->action) {
 		case COORD_RETENTION_KEEP:
 			m.kept++;
 			if (v.in[i].pending_since_ms != 0) {
-				rv = cancel_pending(c, &v.rows[i], &v.in[i], dec, err);
-				m.cancelled++;
+				rv = cancel_pending(c, &v.rows[i], &v.in[i], dec, &done, err);
+				m.cancelled += done;
 			}
 			break;
 		case COORD_RETENTION_EXPIRE_NOW:
-			rv = mark_pending(c, &v.rows[i], &v.in[i], dec, err);
-			m.marked++;
+			rv = mark_pending(c, &v.rows[i], &v.in[i], dec, &done, err);
+			m.marked += done;
 			break;
 		case COORD_RETENTION_PENDING:
 			m.pending++;
@@ -998,7 +1028,7 @@ coord_retention_plan(coord_catalog *cat, const coord_config *cfg, const char *se
 	int64_t serial = PQntuples(res) == 1 ? col_i64(res, 0, 0) : 0;
 	bool synced = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), p->version) == 0;
 	PQclear(res);
-	if ((rv = view_load(cat, service, false, &v, err)) != 0 ||
+	if ((rv = view_load(cat, service, &v, err)) != 0 ||
 	    (rv = coord_retention_evaluate(&p->retention, tz, now_ms, v.in, v.n, v.out, err)) != 0) {
 		goto out;
 	}

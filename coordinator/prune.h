@@ -89,8 +89,9 @@ typedef enum coord_prune_outcome {
 
 /* How a repository delete that returned rc (with e filled) ended: 0 is
  * DELETED, COFFER_ENOENT is GONE, COFFER_EPERM is LOCKED when the store's
- * message speaks of an object lock or retention ("locked", "object lock",
- * "WORM", "retention"), else DENIED; anything else is ERROR. */
+ * message speaks of an object lock ("object lock", "locked", "WORM",
+ * "protected": S3 answers AccessDenied for a locked version), else DENIED;
+ * anything else is ERROR. */
 coord_prune_outcome coord_prune_classify(int rc, const coffer_err *e);
 
 /* "deleted", "gone", "denied", "locked", "error". */
@@ -134,8 +135,12 @@ int coord_retention_pass(coord_catalog *cat, const coord_audit_key *key, const c
  *     "backups": [ { "id", "status", "settled_at", "held", "restorable",
  *                    "action", "reasons": [..], "expires_at" (time,
  *                    "never" or null), "delete_at" (time or null),
- *                    "pending_since" (time or null) } ... ] }
- * newest first. COFFER_ENOENT when cfg has no such service.
+ *                    "pending_since" (time or null), "why" ("obsolete" or
+ *                    "failed", for expire_now only) } ... ] }
+ * newest first. action is coord_retention_action_name's word, or
+ * "cancel_pending" for a pending backup the rule keeps again; reasons are
+ * coord_retention_reason_name's words. COFFER_ENOENT when cfg has no such
+ * service.
  */
 int coord_retention_plan(coord_catalog *cat, const coord_config *cfg, const char *service,
     int64_t now_ms, cJSON **out, coffer_err *err);
