@@ -1,0 +1,458 @@
+#include "agent/wal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent/events.h"
+#include "agent/pgq.h"
+#include "common/clock.h"
+#include "common/compress.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/seal.h"
+#include "common/sink.h"
+
+#define XLP_LONG_HEADER 0x0002
+#define SYSID_FILE "system_identifier"
+
+static bool
+all_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
+			return false;
+	return true;
+}
+
+int
+agent_wal_name_parse(const char *name, agent_wal_kind *kind, uint32_t *timeline,
+    coffer_err *err)
+{
+	size_t n = strlen(name);
+	agent_wal_kind k = 0;
+	if (n == 24 && all_hex(name, 24))
+		k = AGENT_WAL_SEGMENT;
+	else if (n == 32 && all_hex(name, 24) && strcmp(name + 24, ".partial") == 0)
+		k = AGENT_WAL_PARTIAL;
+	else if (n == 40 && all_hex(name, 24) && name[24] == '.' && all_hex(name + 25, 8) &&
+	    strcmp(name + 33, ".backup") == 0)
+		k = AGENT_WAL_BACKUP;
+	else if (n == 16 && all_hex(name, 8) && strcmp(name + 8, ".history") == 0)
+		k = AGENT_WAL_HISTORY;
+	if (k == 0)
+		return coffer_err_set(err, COFFER_EINVAL, "'%.80s' is not a WAL file name", name),
+		       coffer_err_hint(err, "pass %%p (archive_command) or %%f (restore_command) as "
+					    "PostgreSQL gives it: 24 hex digits, .partial, .backup or "
+					    "<timeline>.history");
+	char tl[9];
+	memcpy(tl, name, 8);
+	tl[8] = '\0';
+	uint32_t t = (uint32_t)strtoul(tl, NULL, 16);
+	if (t == 0)
+		return coffer_err_set(err, COFFER_EINVAL, "'%.80s' names timeline 0", name),
+		       coffer_err_hint(err, "PostgreSQL timelines start at 1; this is not its file");
+	*kind = k;
+	*timeline = t;
+	return 0;
+}
+
+int
+agent_wal_header_sysid(const uint8_t *buf, size_t len, uint64_t *sysid, coffer_err *err)
+{
+	if (len < AGENT_WAL_LONG_HEADER_LEN)
+		return coffer_err_set(err, COFFER_ECORRUPT,
+		    "the WAL file is %zu bytes, too short for a segment header", len),
+		       coffer_err_hint(err, "it is not a WAL segment; check the archive_command's %%p");
+	uint16_t info;
+	memcpy(&info, buf + 2, sizeof(info));
+	if ((info & XLP_LONG_HEADER) == 0)
+		return coffer_err_set(err, COFFER_ECORRUPT,
+		    "the WAL file's first page has no long header (xlp_info 0x%04x)", info),
+		       coffer_err_hint(err, "it is not the start of a WAL segment; check pg_wal");
+	memcpy(sysid, buf + 24, sizeof(*sysid));
+	return 0;
+}
+
+static void
+sysid_path(const agent_config *cfg, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/" SYSID_FILE, cfg->state_dir);
+}
+
+static int
+sysid_read_cache(const agent_config *cfg, uint64_t *out, bool *found, coffer_err *err)
+{
+	char path[4096];
+	sysid_path(cfg, path, sizeof(path));
+	*found = false;
+	FILE *f = fopen(path, "re");
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		return coffer_err_errno(err, errno, "opening", path);
+	}
+	char line[64] = "";
+	bool ok = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = ok ? strtoull(line, &end, 10) : 0;
+	if (!ok || errno != 0 || end == line || (*end != '\n' && *end != '\0') || v == 0)
+		return coffer_err_set(err, COFFER_ECORRUPT, "%s does not hold a system identifier",
+		    path),
+		       coffer_err_hint(err, "remove it; the next wal-push asks the server again");
+	*out = v;
+	*found = true;
+	return 0;
+}
+
+int
+agent_wal_system_identifier_save(const agent_config *cfg, uint64_t sysid, coffer_err *err)
+{
+	uint64_t cached = 0;
+	bool found = false;
+	int rc = sysid_read_cache(cfg, &cached, &found, err);
+	if (rc != 0)
+		return rc;
+	char path[4096];
+	sysid_path(cfg, path, sizeof(path));
+	if (found && cached == sysid)
+		return 0;
+	if (found)
+		return coffer_err_set(err, COFFER_EREFUSED,
+		    "the server's system identifier is %" PRIu64 ", but %s says %" PRIu64, sysid,
+		    path, cached),
+		       coffer_err_hint(err, "this agent's config serves another cluster; if the "
+					    "cluster was rebuilt on purpose, remove %s", path);
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST)
+		return coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "creating", tmp);
+	char text[32];
+	int n = snprintf(text, sizeof(text), "%" PRIu64 "\n", sysid);
+	if (write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		return coffer_err_errno(err, e, "writing", tmp);
+	}
+	close(fd);
+	if (rename(tmp, path) != 0) {
+		int e = errno;
+		unlink(tmp);
+		return coffer_err_errno(err, e, "renaming into place", path);
+	}
+	return 0;
+}
+
+int
+agent_wal_system_identifier(const agent_config *cfg, uint64_t *out, coffer_err *err)
+{
+	bool found = false;
+	int rc = sysid_read_cache(cfg, out, &found, err);
+	if (rc != 0 || found)
+		return rc;
+	PGconn *conn = NULL;
+	rc = agent_pgq_connect(cfg->conninfo, NULL, NULL, NULL, 10, &conn, err);
+	PGresult *res = NULL;
+	if (rc == 0)
+		rc = agent_pgq_row(conn, "reading the system identifier",
+		    "SELECT system_identifier FROM pg_control_system()", 0, NULL, &res, err);
+	if (rc == 0) {
+		*out = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+		PQclear(res);
+		rc = agent_wal_system_identifier_save(cfg, *out, err);
+	}
+	if (conn != NULL)
+		PQfinish(conn);
+	if (rc != 0)
+		coffer_err_wrap(err, "the cluster's system identifier is not known yet");
+	return rc;
+}
+
+static const char *
+base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash != NULL ? slash + 1 : path;
+}
+
+/* SHA-256 of what is left in fd from offset 0. */
+static int
+file_digest(int fd, const char *path, uint8_t out[COFFER_SHA256_LEN], coffer_err *err)
+{
+	if (lseek(fd, 0, SEEK_SET) != 0)
+		return coffer_err_errno(err, errno, "rewinding", path);
+	coffer_filter *sha = coffer_sha256_filter_new(err);
+	if (sha == NULL)
+		return err != NULL ? err->code : COFFER_ENOMEM;
+	int rc = coffer_filter_pump_fd(fd, sha, 0, err);
+	if (rc == 0)
+		coffer_sha256_filter_digest(sha, out);
+	coffer_filter_free(sha);
+	return rc;
+}
+
+/* Plaintext SHA-256 of the stored object, read through the whole
+ * authenticating chain. */
+static int
+stored_digest(agent_ctx *ctx, const char *key, uint8_t out[COFFER_SHA256_LEN], coffer_err *err)
+{
+	coffer_filter *unseal = coffer_unseal_filter_new(ctx->ring, err);
+	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
+	coffer_filter *sha = zstd ? coffer_sha256_filter_new(err) : NULL;
+	if (sha == NULL) {
+		coffer_filter_free(unseal);
+		coffer_filter_free(zstd);
+		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
+	}
+	coffer_filter_link(unseal, zstd, sha, NULL);
+	int rc = coffer_repo_read(ctx->repo, key, unseal, err);
+	if (rc == 0)
+		coffer_sha256_filter_digest(sha, out);
+	else
+		coffer_err_wrap(err, "reading the archived %s back", key);
+	coffer_filter_free_chain(unseal);
+	return rc;
+}
+
+static int
+compare_with_stored(agent_ctx *ctx, int fd, const char *path, const char *key,
+    agent_wal_push_result *res, coffer_err *err)
+{
+	uint8_t mine[COFFER_SHA256_LEN], theirs[COFFER_SHA256_LEN];
+	int rc = file_digest(fd, path, mine, err);
+	if (rc == 0)
+		rc = stored_digest(ctx, key, theirs, err);
+	if (rc != 0)
+		return rc;
+	if (memcmp(mine, theirs, sizeof(mine)) == 0) {
+		res->already = true;
+		return 0;
+	}
+	char a[COFFER_SHA256_HEX_LEN + 1], b[COFFER_SHA256_HEX_LEN + 1];
+	coffer_hex_encode(mine, sizeof(mine), a);
+	coffer_hex_encode(theirs, sizeof(theirs), b);
+	coffer_log_error("WAL file archived before with different content",
+	    "name=%s key=%s local_sha256=%s archived_sha256=%s", res->name, key, a, b);
+	coffer_err_set(err, COFFER_EEXIST,
+	    "%s is already archived with different content (local SHA-256 %.16s..., archived "
+	    "%.16s...)", res->name, a, b);
+	return coffer_err_hint(err, "two clusters may be archiving into service %s, or pg_wal is "
+				    "damaged; stop and investigate before anything is overwritten",
+	    ctx->cfg->service);
+}
+
+static int
+check_segment_owner(agent_ctx *ctx, int fd, const char *path, coffer_err *err)
+{
+	uint8_t head[AGENT_WAL_LONG_HEADER_LEN];
+	ssize_t got = pread(fd, head, sizeof(head), 0);
+	if (got < 0)
+		return coffer_err_errno(err, errno, "reading", path);
+	uint64_t seg_sysid = 0, want = 0;
+	int rc = agent_wal_header_sysid(head, (size_t)got, &seg_sysid, err);
+	if (rc != 0)
+		return coffer_err_wrap(err, "%s", path);
+	rc = agent_wal_system_identifier(ctx->cfg, &want, err);
+	if (rc != 0)
+		return rc;
+	if (seg_sysid != want)
+		return coffer_err_set(err, COFFER_EREFUSED,
+		    "%s belongs to the cluster with system identifier %" PRIu64 ", not this "
+		    "service's %" PRIu64, path, seg_sysid, want),
+		       coffer_err_hint(err, "archive_command of another cluster uses this agent's "
+					    "config; give that cluster its own service");
+	return 0;
+}
+
+static int
+store(agent_ctx *ctx, int fd, const char *path, const char *key, agent_wal_push_result *res,
+    coffer_err *err)
+{
+	const agent_config *cfg = ctx->cfg;
+	coffer_filter *sink = NULL;
+	int rc = coffer_repo_write_begin(ctx->repo, key, &sink, err);
+	if (rc != 0)
+		return rc;
+	coffer_filter *plain = coffer_count_filter_new(err);
+	/* One segment is small: compress on this thread, no pool to start. */
+	coffer_filter *zstd = plain ? coffer_zstd_compress_new(cfg->compress_level, 0, err) : NULL;
+	coffer_filter *seal = zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) :
+				     NULL;
+	coffer_filter *stored = seal ? coffer_count_filter_new(err) : NULL;
+	if (stored == NULL) {
+		coffer_filter *parts[] = { plain, zstd, seal, sink };
+		for (size_t i = 0; i < 4; i++)
+			coffer_filter_free(parts[i]);
+		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
+	}
+	coffer_filter_link(plain, zstd, seal, stored, sink, NULL);
+	if (lseek(fd, 0, SEEK_SET) != 0)
+		rc = coffer_err_errno(err, errno, "rewinding", path);
+	if (rc == 0)
+		rc = coffer_filter_pump_fd(fd, plain, 0, err);
+	if (rc == 0)
+		rc = coffer_repo_write_commit(sink, err);
+	if (rc == 0) {
+		res->plain_bytes = coffer_count_filter_bytes(plain);
+		res->stored_bytes = coffer_count_filter_bytes(stored);
+	}
+	coffer_filter_free_chain(plain);
+	return rc;
+}
+
+static int
+record_event(agent_ctx *ctx, agent_wal_push_result *res, coffer_err *err)
+{
+	uint64_t sysid = 0;
+	char sysid_text[24] = "";
+	coffer_err ignored = { 0 };
+	bool found = false;
+	if (sysid_read_cache(ctx->cfg, &sysid, &found, &ignored) == 0 && found)
+		snprintf(sysid_text, sizeof(sysid_text), "%" PRIu64, sysid);
+	int64_t now = coffer_clock_now(NULL);
+	char *segs[1] = { res->name };
+	Coffer__V1__WalArchived wa = COFFER__V1__WAL_ARCHIVED__INIT;
+	wa.system_identifier = sysid_text;
+	wa.timeline = res->timeline;
+	wa.n_segments = 1;
+	wa.segments = segs;
+	wa.stored_bytes = res->stored_bytes;
+	wa.last_archived_at_ms = now;
+	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
+	ev.kind_case = COFFER__V1__EVENT__KIND_WAL_ARCHIVED;
+	ev.wal_archived = &wa;
+	int rc = agent_events_emit(ctx->outbox, ctx->cfg->service, now, &ev, &res->event_seq, err);
+	if (rc != 0)
+		/* Failing makes PostgreSQL retry; the retry finds the object stored
+		 * and records the event then, so the coordinator never misses it. */
+		coffer_err_wrap(err, "%s is stored, but its wal.archived event was not saved",
+		    res->name);
+	return rc;
+}
+
+int
+agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, coffer_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	const char *name = base_name(path);
+	agent_wal_kind kind;
+	int rc = agent_wal_name_parse(name, &kind, &res->timeline, err);
+	if (rc != 0)
+		return rc;
+	snprintf(res->name, sizeof(res->name), "%s", name);
+	char key[COFFER_REPO_KEY_MAX];
+	rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, res->timeline, name, err);
+	if (rc != 0)
+		return rc;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "opening the WAL file", path);
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		rc = coffer_err_errno(err, errno, "reading", path);
+	else if (!S_ISREG(st.st_mode))
+		rc = coffer_err_set(err, COFFER_EINVAL, "%s is not a regular file", path),
+		coffer_err_hint(err, "archive_command must pass %%p");
+	if (rc == 0 && (kind == AGENT_WAL_SEGMENT || kind == AGENT_WAL_PARTIAL))
+		rc = check_segment_owner(ctx, fd, path, err);
+	if (rc == 0) {
+		rc = store(ctx, fd, path, key, res, err);
+		/* Stored before (begin), or by a concurrent push (commit). */
+		if (rc == COFFER_EEXIST) {
+			coffer_err_clear(err);
+			rc = compare_with_stored(ctx, fd, path, key, res, err);
+			if (rc == 0)
+				res->plain_bytes = (uint64_t)st.st_size;
+		}
+	}
+	close(fd);
+	if (rc == 0)
+		rc = record_event(ctx, res, err);
+	if (rc == 0)
+		coffer_log_info(res->already ? "WAL file was already archived" : "WAL file archived",
+		    "service=%s name=%s timeline=%" PRIu32 " plain_bytes=%" PRIu64
+		    " stored_bytes=%" PRIu64,
+		    ctx->cfg->service, res->name, res->timeline, res->plain_bytes, res->stored_bytes);
+	return rc;
+}
+
+int
+agent_wal_exists(agent_ctx *ctx, const char *name, bool *exists, coffer_err *err)
+{
+	*exists = false;
+	agent_wal_kind kind;
+	uint32_t tl;
+	int rc = agent_wal_name_parse(name, &kind, &tl, err);
+	char key[COFFER_REPO_KEY_MAX];
+	if (rc == 0)
+		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, tl, name, err);
+	if (rc != 0)
+		return rc;
+	coffer_repo_info info;
+	rc = coffer_repo_stat(ctx->repo, key, &info, err);
+	if (rc == COFFER_ENOENT) {
+		coffer_err_clear(err);
+		return 0;
+	}
+	if (rc == 0)
+		*exists = true;
+	return rc;
+}
+
+int
+agent_wal_fetch(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err)
+{
+	agent_wal_kind kind;
+	uint32_t tl;
+	int rc = agent_wal_name_parse(name, &kind, &tl, err);
+	char key[COFFER_REPO_KEY_MAX];
+	if (rc == 0)
+		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, tl, name, err);
+	if (rc != 0)
+		return rc;
+	char tmp[4096];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.coffer-tmp", dest) >= sizeof(tmp))
+		return coffer_err_set(err, COFFER_EINVAL, "destination path is too long"),
+		       coffer_err_hint(err, "restore_command must pass %%p");
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "creating", tmp);
+	coffer_filter *unseal = coffer_unseal_filter_new(ctx->ring, err);
+	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
+	coffer_filter *out = zstd ? coffer_fd_sink_new(fd, err) : NULL;
+	if (out == NULL) {
+		coffer_filter_free(unseal);
+		coffer_filter_free(zstd);
+		close(fd);
+		unlink(tmp);
+		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
+	}
+	coffer_fd_sink_set_name(out, tmp);
+	coffer_fd_sink_set_fsync(out, true);
+	coffer_filter_link(unseal, zstd, out, NULL);
+	/* Only a whole, authenticated, checksummed file reaches dest: the
+	 * temporary is renamed after the chain finished without error. */
+	rc = coffer_repo_read(ctx->repo, key, unseal, err);
+	coffer_filter_free_chain(unseal);
+	if (close(fd) != 0 && rc == 0)
+		rc = coffer_err_errno(err, errno, "closing", tmp);
+	if (rc == 0 && rename(tmp, dest) != 0)
+		rc = coffer_err_errno(err, errno, "renaming into place", dest);
+	if (rc != 0) {
+		unlink(tmp);
+		if (rc != COFFER_ENOENT)
+			coffer_err_wrap(err, "fetching %s", name);
+	}
+	return rc;
+}
