@@ -1,0 +1,84 @@
+/*
+ * coffer-agent wal-push -c FILE PATH      (archive_command ... %p)
+ * coffer-agent wal-fetch -c FILE NAME PATH (restore_command ... %f %p)
+ * PostgreSQL runs these, reads only the exit status and copies stderr into
+ * its log: every failure exits non-zero (so the archiver retries and
+ * pg_stat_archiver counts it) and says why on one line. A file that is not
+ * in the repository exits 1 without a word: recovery asks for files that
+ * never existed (the next timeline's history, the segment after the last).
+ */
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "agent/commands.h"
+#include "agent/wal.h"
+#include "common/log.h"
+
+static int
+parse(const coffer_cmd *cmd, int argc, char **argv, int want, const char **config)
+{
+	*config = NULL;
+	const coffer_opt opts[] = {
+		{ "config", 'c', config, NULL },
+		{ NULL, 0, NULL, NULL },
+	};
+	int npos = 0;
+	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
+	if (rv != 0)
+		return rv > 0 ? -1 : 2;
+	if (*config == NULL)
+		return coffer_cli_usage_error(cmd, "-c FILE is required");
+	if (npos != want)
+		return coffer_cli_usage_error(cmd, "expected %d argument%s, got %d", want,
+		    want == 1 ? "" : "s", npos);
+	return 0;
+}
+
+int
+agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
+{
+	const char *config = NULL;
+	int rv = parse(cmd, argc, argv, 1, &config);
+	if (rv != 0)
+		return rv < 0 ? 0 : rv;
+	coffer_err err = { 0 };
+	agent_ctx *ctx = NULL;
+	rv = agent_ctx_open(config, NULL,
+	    AGENT_NEED_KEYRING | AGENT_NEED_REPO_WRITE | AGENT_NEED_OUTBOX, &ctx, &err);
+	if (rv == 0) {
+		coffer_log_init("coffer-agent", ctx->cfg->log_level);
+		agent_wal_push_result res;
+		rv = agent_wal_push(ctx, argv[0], &res, &err);
+	}
+	agent_ctx_close(ctx);
+	if (rv != 0) {
+		coffer_err_print("coffer-agent wal-push", &err);
+		return coffer_err_exit_status(rv) != 0 ? coffer_err_exit_status(rv) : 1;
+	}
+	return 0;
+}
+
+int
+agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
+{
+	const char *config = NULL;
+	int rv = parse(cmd, argc, argv, 2, &config);
+	if (rv != 0)
+		return rv < 0 ? 0 : rv;
+	coffer_err err = { 0 };
+	agent_ctx *ctx = NULL;
+	rv = agent_ctx_open(config, NULL, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err);
+	bool opened = rv == 0;
+	if (opened) {
+		coffer_log_init("coffer-agent", ctx->cfg->log_level);
+		rv = agent_wal_fetch(ctx, argv[0], argv[1], &err);
+	}
+	agent_ctx_close(ctx);
+	if (rv == COFFER_ENOENT && opened)
+		return 1;
+	if (rv != 0) {
+		coffer_err_print("coffer-agent wal-fetch", &err);
+		return coffer_err_exit_status(rv) != 0 ? coffer_err_exit_status(rv) : 1;
+	}
+	return 0;
+}
