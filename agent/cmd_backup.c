@@ -7,12 +7,14 @@
  * run is always an extra backup, never the only one.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "agent/backup.h"
 #include "agent/commands.h"
+#include "agent/physical.h"
 #include "common/log.h"
 
 static agent_cancel *running_cancel;
@@ -46,12 +48,8 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 		return coffer_cli_usage_error(cmd, "--kind must be logical or physical, not '%s'", kind);
 
 	coffer_err err = { 0 };
-	if (strcmp(kind, "physical") == 0) {
-		coffer_err_set(&err, COFFER_EINVAL, "physical backups are not available in this build");
-		coffer_err_hint(&err, "use --kind logical");
-		coffer_err_print("coffer-agent backup", &err);
-		return 1;
-	}
+	/* --kind physical: a base backup (agent/physical.c), same request and result. */
+	bool physical = strcmp(kind, "physical") == 0;
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, NULL,
 	    AGENT_NEED_KEYRING | AGENT_NEED_SIGN | AGENT_NEED_REPO_WRITE | AGENT_NEED_OUTBOX, &ctx,
@@ -77,7 +75,8 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 			.progress = isatty(STDERR_FILENO) == 1,
 		};
 		agent_backup_result res;
-		rv = agent_backup_logical(ctx, &req, &res, &err);
+		rv = physical ? agent_backup_physical(ctx, &req, &res, &err) :
+				agent_backup_logical(ctx, &req, &res, &err);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent/commands.h"
+#include "agent/physical_restore.h"
 #include "agent/restore.h"
 #include "common/log.h"
 
@@ -30,7 +31,8 @@ agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv)
 {
 	const char *config = NULL, *repo = NULL, *backup = NULL, *target_db = NULL;
 	const char *target_ci = NULL, *jobs = NULL, *target_time = NULL, *pgdata = NULL;
-	bool force = false, physical = false;
+	bool force = false, physical = false, start = false;
+	const char *port = NULL;
 	const coffer_opt opts[] = {
 		{ "config", 'c', &config, NULL },
 		{ "repo", 0, &repo, NULL },
@@ -42,6 +44,8 @@ agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv)
 		{ "physical", 0, NULL, &physical },
 		{ "target-time", 0, &target_time, NULL },
 		{ "pgdata", 0, &pgdata, NULL },
+		{ "port", 0, &port, NULL },      /* physical: the restored server's port */
+		{ "start", 0, NULL, &start },    /* physical: start it and wait for recovery */
 		{ NULL, 0, NULL, NULL },
 	};
 	int npos = 0;
@@ -53,12 +57,10 @@ agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv)
 	if (config == NULL)
 		return coffer_cli_usage_error(cmd, "-c FILE is required");
 	coffer_err err = { 0 };
-	if (physical || target_time != NULL || pgdata != NULL) {
-		coffer_err_set(&err, COFFER_EINVAL, "physical restores are not available in this build");
-		coffer_err_hint(&err, "restore a logical backup with --backup ID --target-db NAME");
-		coffer_err_print("coffer-agent restore", &err);
-		return 1;
-	}
+	/* --physical: lay out a data directory (agent/physical_restore.c). */
+	if (physical || target_time != NULL || pgdata != NULL)
+		return agent_cmd_restore_physical(config, repo, backup, target_time, pgdata, port,
+		    start);
 	if (backup == NULL || target_db == NULL)
 		return coffer_cli_usage_error(cmd, "--backup ID|latest and --target-db NAME are required");
 	long njobs = 1;

@@ -23,8 +23,10 @@ static const coffer_cmd agent_cmds[] = {
 	    "the plaintext custom-format dump on stdout, for pg_restore", agent_cmd_cat },
 	{ "restore",
 	    "-c FILE --backup ID|latest --target-db NAME [--target-conninfo CI] [--jobs N] "
-	    "[--force] [--repo primary|dr]",
-	    "restore into a new database and compare row counts with the manifest",
+	    "[--force] [--repo primary|dr] | -c FILE --physical [--backup ID|latest] "
+	    "[--target-time T] --pgdata DIR [--port N] [--start]",
+	    "restore into a new database and compare row counts with the manifest; or, with "
+	    "--physical, a data directory recovered to a point in time",
 	    agent_cmd_restore },
 	{ "events", "-c FILE [--output json]",
 	    "events waiting in the outbox for the coordinator", agent_cmd_events },

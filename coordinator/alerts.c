@@ -84,7 +84,7 @@ utf8_cut(char *s, size_t max)
 }
 
 static const char *
-routing_section_owner(const coord_config *cfg, const char *service)
+owner_of(const coord_config *cfg, const char *service)
 {
 	const coord_service_policy *p = service != NULL ? coord_config_service(cfg, service) : NULL;
 	return (p != NULL && p->owner != NULL ? p->owner : "platform");
@@ -139,7 +139,7 @@ pd_event(const coord_config *cfg, const char *dedup_key, const char *service, co
 		cJSON_AddStringToObject(p, "severity", severity);
 		cJSON_AddStringToObject(p, "timestamp", coffer_time_format(ts, sizeof(ts), now_ms));
 		cJSON_AddStringToObject(p, "component", service != NULL ? service : "coordinator");
-		cJSON_AddStringToObject(p, "group", routing_section_owner(cfg, service));
+		cJSON_AddStringToObject(p, "group", owner_of(cfg, service));
 		cJSON_AddStringToObject(p, "class", check);
 		cJSON_AddItemToObject(p, "custom_details", details_parse(details_json));
 	}

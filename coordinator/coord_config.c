@@ -158,6 +158,9 @@ static const coffer_config_key coordinator_keys[] = {
 	{ .name = "audit_key", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "state_dir", .type = COFFER_CONFIG_PATH, .def = "/var/lib/coffer-coordinator" },
 	{ .name = "metrics_listen", .type = COFFER_CONFIG_STRING },
+	/* How often retention, alerts and deliveries are re-evaluated. */
+	{ .name = "maintenance_interval", .type = COFFER_CONFIG_DURATION, .def = "60s",
+	    .min = 1000, .max = 3600 * 1000 },
 	{ .name = "insecure", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ .name = "log_level", .type = COFFER_CONFIG_ENUM, .def = "info", .words = log_levels },
 	{ 0 },
@@ -648,6 +651,8 @@ finish(coffer_config *ini, coord_config **out, coffer_err *err)
 	c->audit_key = coffer_config_str(ini, "coordinator", "audit_key");
 	c->state_dir = coffer_config_str(ini, "coordinator", "state_dir");
 	c->metrics_listen = opt_str(ini, "coordinator", "metrics_listen");
+	c->maintenance_interval_ms =
+	    coffer_config_duration_ms(ini, "coordinator", "maintenance_interval");
 	c->insecure = coffer_config_bool(ini, "coordinator", "insecure");
 	if (coffer_log_level_parse(coffer_config_str(ini, "coordinator", "log_level"),
 		&c->log_level) != 0) {

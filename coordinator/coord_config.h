@@ -79,6 +79,7 @@ typedef struct coord_config {
 	const char *audit_key;      /* path */
 	const char *state_dir;
 	const char *metrics_listen; /* NULL if unset */
+	int64_t maintenance_interval_ms; /* retention, alerts, deliveries */
 	bool insecure;              /* plain tcp:// on a non-loopback address allowed */
 	coffer_log_level log_level;
 	/* The whole file, for modules that read their own sections. */

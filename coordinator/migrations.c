@@ -367,6 +367,8 @@ static const char migration_5_sql[] =
     "  CHECK ((state = 'delivered') = (sent_at IS NOT NULL));\n"
     "CREATE INDEX alert_outbox_pending ON alert_outbox (next_attempt_at, id)\n"
     "  WHERE state = 'pending';\n"
+    "CREATE INDEX alert_outbox_key_pending ON alert_outbox (dedup_key, target, id)\n"
+    "  WHERE state = 'pending';\n"
     "ALTER TABLE services ADD COLUMN alerts_success_mark timestamptz;\n";
 
 static const coord_migration migrations[] = {

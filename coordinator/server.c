@@ -47,14 +47,27 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/wire.h"
+#include "common/repo.h"
+#include "coordinator/admin.h"
 #include "coordinator/catalog.h"
 #include "coordinator/intake.h"
+#include "coordinator/prune.h"
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
 
+/* What the catalog thread does with a job. Everything that touches the
+ * catalog goes through the one thread, so ordering and the audit chain
+ * need no other locks. */
+typedef enum job_kind {
+	JOB_AGENT, /* an agent's envelope: intake */
+	JOB_ADMIN, /* an operator's envelope: admin commands */
+	JOB_TICK,  /* periodic: policy sync, retention */
+} job_kind;
+
 typedef struct job {
 	struct job *next;
+	job_kind kind;
 	coffer_net_reply *reply;
 	const uint8_t *req;
 	size_t len;
@@ -68,7 +81,12 @@ typedef struct server {
 	uv_async_t done_async;
 	uv_signal_t sigterm, sigint;
 	coffer_net_server *net;
+	coffer_net_server *admin_net; /* NULL without admin_listen */
+	uv_timer_t tick_timer;
+	bool tick_queued; /* mu: at most one tick waits */
 	bool stopping; /* loop thread */
+	const coord_config *cfg;
+	const coord_audit_key *key;
 
 	pthread_t thread;
 	bool thread_started;
@@ -79,6 +97,9 @@ typedef struct server {
 	bool stop;                  /* mu */
 
 	/* Catalog thread only (after start). */
+	coffer_repo *repo; /* primary, with delete rights, for retention; NULL if none */
+	bool repo_warned;
+	bool policy_synced;
 	coord_catalog *cat;
 	coord_intake *intake;
 	bool down;
@@ -139,12 +160,66 @@ try_reconnect(server *s)
 }
 
 static void
+serve_tick(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	/* Every policy load is audited before anything is decided under it. */
+	if (coord_policy_sync(s->cat, s->key, "coordinator", s->cfg, &err) != 0) {
+		char q[600];
+		coffer_log_error("policy sync failed", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+		return;
+	}
+	if (!s->policy_synced) {
+		coffer_log_info("policy loaded", "services=%zu", s->cfg->n_services);
+		s->policy_synced = true;
+	}
+	if (s->repo == NULL) {
+		if (!s->repo_warned) {
+			coffer_log_warn("retention not running: no [repository.primary]", NULL);
+			s->repo_warned = true;
+		}
+		return;
+	}
+	coord_prune_stats st;
+	memset(&st, 0, sizeof(st));
+	if (coord_retention_pass(s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &st,
+		&err) != 0) {
+		char q[600];
+		coffer_log_error("retention pass failed", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+		return;
+	}
+	if (st.marked || st.cancelled || st.deleted || st.gone || st.failed)
+		coffer_log_info("retention pass", "marked=%llu cancelled=%llu deleted=%llu gone=%llu "
+		    "failed=%llu", (unsigned long long)st.marked, (unsigned long long)st.cancelled,
+		    (unsigned long long)st.deleted, (unsigned long long)st.gone,
+		    (unsigned long long)st.failed);
+}
+
+static void
 serve_job(server *s, job *j)
 {
 	coffer_err err;
 	coffer_err_clear(&err);
 	if (s->down && coffer_clock_monotonic_ms() >= s->next_retry_ms) {
 		try_reconnect(s);
+	}
+	if (j->kind == JOB_TICK) {
+		if (!s->down)
+			serve_tick(s);
+		return;
+	}
+	if (j->kind == JOB_ADMIN) {
+		/* While the catalog is down the admin handler's own queries fail
+		 * and it answers with that error: operators see why. */
+		if (coord_admin_handle(s->cat, s->cfg, s->key, j->req, j->len, &j->out,
+			&j->out_len) != 0)
+			j->out = NULL;
+		if (!coord_catalog_ok(s->cat))
+			mark_down(s, "the connection was lost");
+		return;
 	}
 	if (s->down) {
 		if (coord_intake_reply_status(s->intake, j->req, j->len,
@@ -235,6 +310,8 @@ catalog_thread(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		serve_job(s, j);
 		pthread_mutex_lock(&s->mu);
+		if (j->kind == JOB_TICK)
+			s->tick_queued = false;
 		push(&s->done_head, &s->done_tail, j);
 		if (!s->stop) {
 			uv_async_send(&s->done_async);
@@ -256,6 +333,11 @@ on_done(uv_async_t *h)
 	pthread_mutex_unlock(&s->mu);
 	while (j != NULL) {
 		job *next = j->next;
+		if (j->kind == JOB_TICK) {
+			free(j);
+			j = next;
+			continue;
+		}
 		if (j->out != NULL) {
 			coffer_err err;
 			if (coffer_net_reply_send(j->reply, j->out, j->out_len, &err) != 0 &&
@@ -274,15 +356,15 @@ on_done(uv_async_t *h)
 }
 
 static void
-on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
+enqueue(server *s, job_kind kind, coffer_net_reply *reply, const uint8_t *req, size_t len,
     const coffer_net_peer *peer)
 {
-	server *s = arg;
 	job *j = s->stopping ? NULL : calloc(1, sizeof(*j));
 	if (j == NULL) {
 		coffer_net_reply_drop(reply);
 		return;
 	}
+	j->kind = kind;
 	j->reply = reply;
 	j->req = req;
 	j->len = len;
@@ -294,11 +376,49 @@ on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
 }
 
 static void
+on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
+    const coffer_net_peer *peer)
+{
+	enqueue(arg, JOB_AGENT, reply, req, len, peer);
+}
+
+static void
+on_admin_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
+    const coffer_net_peer *peer)
+{
+	enqueue(arg, JOB_ADMIN, reply, req, len, peer);
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+	server *s = t->data;
+	if (s->stopping)
+		return;
+	job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return;
+	j->kind = JOB_TICK;
+	pthread_mutex_lock(&s->mu);
+	/* A slow pass is not stacked up behind itself. */
+	if (s->tick_queued) {
+		pthread_mutex_unlock(&s->mu);
+		free(j);
+		return;
+	}
+	s->tick_queued = true;
+	push(&s->todo_head, &s->todo_tail, j);
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
 drop_all(job *j)
 {
 	while (j != NULL) {
 		job *next = j->next;
-		coffer_net_reply_drop(j->reply);
+		if (j->reply != NULL)
+			coffer_net_reply_drop(j->reply);
 		free(j->out);
 		free(j);
 		j = next;
@@ -313,7 +433,11 @@ shutdown_server(server *s, const char *why)
 	}
 	s->stopping = true;
 	coffer_log_info("coordinator stopping", "why=%s", why);
+	uv_timer_stop(&s->tick_timer);
+	uv_close((uv_handle_t *)&s->tick_timer, NULL);
 	coffer_net_server_stop(s->net);
+	if (s->admin_net != NULL)
+		coffer_net_server_stop(s->admin_net);
 	pthread_mutex_lock(&s->mu);
 	s->stop = true;
 	pthread_cond_signal(&s->cv);
@@ -339,6 +463,30 @@ static void
 on_signal(uv_signal_t *h, int signum)
 {
 	shutdown_server(h->data, signum == SIGTERM ? "sigterm" : "sigint");
+}
+
+/* The coordinator's handle on the primary repository has the delete
+ * capability the agents' handles lack: retention is its job alone. */
+static int
+open_primary(const coord_config *cfg, coffer_repo **out, coffer_err *err)
+{
+	const char *sec = "repository.primary";
+	coffer_repo_config rc = {
+		.type = coffer_config_str(cfg->ini, sec, "type"),
+		.path = coffer_config_str(cfg->ini, sec, "path"),
+		.endpoint = coffer_config_str(cfg->ini, sec, "endpoint"),
+		.region = coffer_config_str(cfg->ini, sec, "region"),
+		.bucket = coffer_config_str(cfg->ini, sec, "bucket"),
+		.prefix = coffer_config_str(cfg->ini, sec, "prefix"),
+		.access_key = coffer_config_str(cfg->ini, sec, "access_key"),
+		.secret_key = coffer_config_str(cfg->ini, sec, "secret_key"),
+		.session_token = coffer_config_str(cfg->ini, sec, "session_token"),
+		.path_style = coffer_config_bool(cfg->ini, sec, "path_style"),
+	};
+	if (coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, out,
+		err) != 0)
+		return coffer_err_wrap(err, "[repository.primary]");
+	return 0;
 }
 
 int
@@ -379,8 +527,31 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		.insecure = cfg->insecure,
 		.max_msg = COFFER_WIRE_MAX_MSG,
 	};
+	s->cfg = cfg;
+	s->key = key;
 	rv = coffer_net_server_start(&s->loop, &ncfg, on_request, s, &s->net, err);
+	if (rv == 0 && cfg->admin_listen != NULL) {
+		coffer_net_server_config acfg = ncfg;
+		acfg.url = cfg->admin_listen;
+		rv = coffer_net_server_start(&s->loop, &acfg, on_admin_request, s, &s->admin_net, err);
+		if (rv != 0) {
+			coffer_err_wrap(err, "admin_listen");
+			coffer_net_server_stop(s->net);
+		}
+	}
+	if (rv == 0 && coffer_config_has_section(cfg->ini, "repository.primary")) {
+		rv = open_primary(cfg, &s->repo, err);
+		if (rv != 0) {
+			if (s->admin_net != NULL)
+				coffer_net_server_stop(s->admin_net);
+			coffer_net_server_stop(s->net);
+		}
+	}
 	if (rv == 0) {
+		uv_timer_init(&s->loop, &s->tick_timer);
+		s->tick_timer.data = s;
+		/* The first pass runs at once: policy changes are audited at start. */
+		uv_timer_start(&s->tick_timer, on_tick, 0, (uint64_t)cfg->maintenance_interval_ms);
 		uv_async_init(&s->loop, &s->done_async, on_done);
 		s->done_async.data = s;
 		uv_signal_init(&s->loop, &s->sigterm);
@@ -397,6 +568,9 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 			s->thread_started = true;
 			coffer_log_info("coordinator listening", "url=%s port=%d", cfg->listen,
 			    coffer_net_server_port(s->net));
+			if (s->admin_net != NULL)
+				coffer_log_info("admin endpoint listening", "url=%s port=%d",
+				    cfg->admin_listen, coffer_net_server_port(s->admin_net));
 		}
 	}
 	/* Runs until shutdown_server; on a failed start it only lets the wire
@@ -411,6 +585,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		coffer_log_warn("loop closed with handles still open", NULL);
 	}
 	coord_intake_free(s->intake);
+	coffer_repo_close(s->repo);
 	coord_catalog_close(s->cat);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);

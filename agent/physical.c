@@ -1,0 +1,685 @@
+#include "agent/physical.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "agent/events.h"
+#include "agent/pgq.h"
+#include "agent/wal.h"
+#include "common/clock.h"
+#include "common/compress.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/seal.h"
+
+#define CONNECT_TIMEOUT_S 15
+#define READ_BUF (128u * 1024)
+#define MAX_DEPTH 32
+#define ARCHIVE_POLL_MS 200
+
+static void
+put_be(uint8_t *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)(v & 0xff);
+}
+
+static uint64_t
+get_be(const uint8_t *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+void
+agent_phys_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode,
+    uint16_t path_len, uint64_t size)
+{
+	memcpy(out, AGENT_PHYS_MAGIC, 4);
+	out[4] = (uint8_t)type;
+	put_be(out + 5, mode, 4);
+	put_be(out + 9, path_len, 2);
+	put_be(out + 11, size, 8);
+}
+
+int
+agent_phys_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type,
+    uint32_t *mode, uint16_t *path_len, uint64_t *size, coffer_err *err)
+{
+	if (memcmp(in, AGENT_PHYS_MAGIC, 4) != 0)
+		return coffer_err_set(err, COFFER_ECORRUPT, "physical archive: bad entry magic"),
+		       coffer_err_hint(err, "the backup's data is not a coffer physical archive");
+	*type = (char)in[4];
+	*mode = (uint32_t)get_be(in + 5, 4);
+	*path_len = (uint16_t)get_be(in + 9, 2);
+	*size = get_be(in + 11, 8);
+	bool ok = false;
+	switch (*type) {
+	case AGENT_PHYS_FILE:
+		ok = *path_len > 0 && *path_len <= AGENT_PHYS_PATH_MAX && (*mode & ~07777u) == 0;
+		break;
+	case AGENT_PHYS_DIR:
+		ok = *path_len > 0 && *path_len <= AGENT_PHYS_PATH_MAX && *size == 0 &&
+		    (*mode & ~07777u) == 0;
+		break;
+	case AGENT_PHYS_END:
+		ok = *path_len == 0 && *size == 0 && *mode == 0;
+		break;
+	default:
+		break;
+	}
+	if (!ok)
+		return coffer_err_set(err, COFFER_ECORRUPT,
+		    "physical archive: malformed entry header (type 0x%02x, path length %u)",
+		    (unsigned)(uint8_t)*type, (unsigned)*path_len),
+		       coffer_err_hint(err, "the backup is damaged; restore another one");
+	return 0;
+}
+
+static const char *const skip_content_dirs[] = { "pg_wal", "pg_replslot", "pg_dynshmem",
+	"pg_notify", "pg_serial", "pg_snapshots", "pg_stat_tmp", "pg_subtrans", NULL };
+static const char *const skip_top_files[] = { "postmaster.pid", "postmaster.opts",
+	"backup_label", "tablespace_map", "backup_manifest", "backup_label.old",
+	"current_logfiles.tmp", "postgresql.auto.conf.tmp", NULL };
+
+bool
+agent_phys_skip(const char *rel, bool is_dir, bool *keep_dir)
+{
+	*keep_dir = false;
+	const char *slash = strrchr(rel, '/');
+	const char *base = slash != NULL ? slash + 1 : rel;
+	bool top = slash == NULL;
+	if (strncmp(base, "pgsql_tmp", 9) == 0)
+		return true;
+	if (is_dir) {
+		for (size_t i = 0; top && skip_content_dirs[i] != NULL; i++)
+			if (strcmp(rel, skip_content_dirs[i]) == 0) {
+				*keep_dir = true;
+				return true;
+			}
+		return false;
+	}
+	if (strncmp(base, "pg_internal.init", 16) == 0)
+		return true;
+	for (size_t i = 0; top && skip_top_files[i] != NULL; i++)
+		if (strcmp(rel, skip_top_files[i]) == 0)
+			return true;
+	return false;
+}
+
+typedef struct phys {
+	agent_ctx *ctx;
+	agent_cancel *cancel;
+	coffer_filter *head, *plain_sha, *plain_count, *seal, *stored_sha, *stored_count, *sink;
+	coffer_manifest *m;
+	uint8_t *buf;
+	char root[2048];
+} phys;
+
+static int
+stream_open(phys *p, const char *key, coffer_err *err)
+{
+	const agent_config *cfg = p->ctx->cfg;
+	coffer_filter *zstd = NULL;
+	p->plain_sha = coffer_sha256_filter_new(err);
+	p->plain_count = p->plain_sha ? coffer_count_filter_new(err) : NULL;
+	zstd = p->plain_count ?
+	    coffer_zstd_compress_new(cfg->compress_level, cfg->compress_workers, err) : NULL;
+	p->seal = zstd ? coffer_seal_filter_new(p->ctx->ring, NULL, cfg->chunk_size, err) : NULL;
+	p->stored_sha = p->seal ? coffer_sha256_filter_new(err) : NULL;
+	p->stored_count = p->stored_sha ? coffer_count_filter_new(err) : NULL;
+	int rc = p->stored_count == NULL ? (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM) :
+					   coffer_repo_write_begin(p->ctx->repo, key, &p->sink, err);
+	if (rc != 0) {
+		coffer_filter *parts[] = { p->plain_sha, p->plain_count, zstd, p->seal,
+			p->stored_sha, p->stored_count };
+		for (size_t i = 0; i < 6; i++)
+			coffer_filter_free(parts[i]);
+		p->plain_sha = p->plain_count = p->seal = p->stored_sha = p->stored_count = NULL;
+		return rc;
+	}
+	p->head = coffer_filter_link(p->plain_sha, p->plain_count, zstd, p->seal, p->stored_sha,
+	    p->stored_count, p->sink, NULL);
+	return 0;
+}
+
+static int
+put_entry(phys *p, char type, uint32_t mode, const char *rel, uint64_t size, coffer_err *err)
+{
+	size_t len = strlen(rel);
+	if (len > AGENT_PHYS_PATH_MAX)
+		return coffer_err_set(err, COFFER_ETOOBIG, "path in the data directory is over %d "
+		    "bytes: %.80s...", AGENT_PHYS_PATH_MAX, rel),
+		       coffer_err_hint(err, "rename it; PostgreSQL itself never makes such paths");
+	uint8_t h[AGENT_PHYS_HEADER_LEN];
+	agent_phys_header_encode(h, type, mode & 07777u, (uint16_t)len, size);
+	int rc = coffer_filter_write(p->head, h, sizeof(h), err);
+	if (rc == 0 && len > 0)
+		rc = coffer_filter_write(p->head, rel, len, err);
+	return rc;
+}
+
+/* Adds a file whose content is in memory (backup_label, tablespace_map). */
+static int
+put_text(phys *p, const char *rel, const char *text, coffer_err *err)
+{
+	size_t len = strlen(text);
+	coffer_filter *sha = coffer_sha256_filter_new(err);
+	if (sha == NULL)
+		return err != NULL ? err->code : COFFER_ENOMEM;
+	int rc = put_entry(p, AGENT_PHYS_FILE, 0600, rel, len, err);
+	if (rc == 0)
+		rc = coffer_filter_write(p->head, text, len, err);
+	if (rc == 0)
+		rc = coffer_filter_write(sha, text, len, err);
+	if (rc == 0)
+		rc = coffer_filter_finish(sha, err);
+	if (rc == 0) {
+		uint8_t d[COFFER_SHA256_LEN];
+		char hex[COFFER_SHA256_HEX_LEN + 1];
+		coffer_sha256_filter_digest(sha, d);
+		coffer_hex_encode(d, sizeof(d), hex);
+		rc = coffer_manifest_add_file(p->m, rel, len, hex, err);
+	}
+	coffer_filter_free(sha);
+	return rc;
+}
+
+/* A relation file may grow, shrink or vanish while it is read: WAL replay
+ * from the start LSN repairs all of that, as with pg_basebackup. The size
+ * is fixed at open; a file that shrank is padded with zeros (replay
+ * truncates it again), growth past it is left to replay. */
+static int
+put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
+{
+	int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0; /* dropped meanwhile */
+		return coffer_err_errno(err, errno, "opening", abs);
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		return coffer_err_errno(err, e, "reading", abs);
+	}
+	uint64_t size = (uint64_t)st.st_size, done = 0;
+	coffer_filter *sha = coffer_sha256_filter_new(err);
+	int rc = sha == NULL ? (err != NULL ? err->code : COFFER_ENOMEM) :
+			       put_entry(p, AGENT_PHYS_FILE, st.st_mode, rel, size, err);
+	bool eof = false;
+	while (rc == 0 && done < size) {
+		size_t want = size - done < READ_BUF ? (size_t)(size - done) : READ_BUF;
+		ssize_t got = 0;
+		if (!eof) {
+			got = read(fd, p->buf, want);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got < 0) {
+				rc = coffer_err_errno(err, errno, "reading", abs);
+				break;
+			}
+		}
+		if (got == 0) {
+			eof = true;
+			memset(p->buf, 0, want);
+			got = (ssize_t)want;
+		}
+		rc = coffer_filter_write(p->head, p->buf, (size_t)got, err);
+		if (rc == 0)
+			rc = coffer_filter_write(sha, p->buf, (size_t)got, err);
+		done += (uint64_t)got;
+	}
+	close(fd);
+	if (rc == 0)
+		rc = coffer_filter_finish(sha, err);
+	if (rc == 0) {
+		uint8_t d[COFFER_SHA256_LEN];
+		char hex[COFFER_SHA256_HEX_LEN + 1];
+		coffer_sha256_filter_digest(sha, d);
+		coffer_hex_encode(d, sizeof(d), hex);
+		rc = coffer_manifest_add_file(p->m, rel, size, hex, err);
+	}
+	coffer_filter_free(sha);
+	return rc;
+}
+
+static int
+walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
+{
+	char abs[4096];
+	snprintf(abs, sizeof(abs), "%s%s%s", p->root, rel_dir[0] ? "/" : "", rel_dir);
+	if (depth > MAX_DEPTH)
+		return coffer_err_set(err, COFFER_ETOOBIG, "%s is nested more than %d levels deep",
+		    abs, MAX_DEPTH),
+		       coffer_err_hint(err, "the data directory holds something PostgreSQL did not "
+					    "put there; move it out");
+	DIR *d = opendir(abs);
+	if (d == NULL) {
+		if (errno == ENOENT && depth > 0)
+			return 0;
+		return coffer_err_errno(err, errno, "reading the directory", abs);
+	}
+	int rc = 0;
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (p->cancel != NULL && agent_cancel_requested(p->cancel)) {
+			rc = coffer_err_set(err, COFFER_ECANCELED, "cancelled while copying files");
+			break;
+		}
+		char rel[4096], path[8192];
+		snprintf(rel, sizeof(rel), "%s%s%s", rel_dir, rel_dir[0] ? "/" : "", de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", abs, de->d_name);
+		struct stat st;
+		if (lstat(path, &st) != 0) {
+			if (errno == ENOENT)
+				continue;
+			rc = coffer_err_errno(err, errno, "reading", path);
+			break;
+		}
+		bool keep = false;
+		if (S_ISLNK(st.st_mode) && strcmp(rel, "pg_wal") == 0) {
+			/* pg_wal elsewhere (initdb -X): its contents are never copied. */
+			rc = put_entry(p, AGENT_PHYS_DIR, 0700, rel, 0, err);
+		} else if (S_ISLNK(st.st_mode) && strcmp(rel_dir, "pg_tblspc") == 0) {
+			rc = coffer_err_set(err, COFFER_EREFUSED,
+			    "the cluster has a tablespace outside its data directory (%s)", rel);
+			coffer_err_hint(err, "physical backups of clusters with tablespaces are not "
+					     "supported yet; use logical backups");
+		} else if (S_ISDIR(st.st_mode)) {
+			if (agent_phys_skip(rel, true, &keep) && !keep)
+				continue;
+			rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, rel, 0, err);
+			if (rc == 0 && !keep)
+				rc = walk(p, rel, depth + 1, err);
+		} else if (S_ISREG(st.st_mode)) {
+			if (!agent_phys_skip(rel, false, &keep))
+				rc = put_file(p, rel, path, err);
+		} else {
+			coffer_log_warn("not a file or directory, not backed up", "path=%s", rel);
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+static int
+take_lock(const agent_config *cfg, int *fd_out, coffer_err *err)
+{
+	char path[4096];
+	/* The same lock as logical backups: one backup per service at a time. */
+	snprintf(path, sizeof(path), "%s/backup.lock", cfg->state_dir);
+	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST)
+		return coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "opening the backup lock", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return coffer_err_set(err, COFFER_EEXIST,
+			    "another backup of service %s is running on this host", cfg->service),
+			       coffer_err_hint(err, "wait for it to finish; see the agent's log");
+		return coffer_err_errno(err, e, "locking", path);
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+static uint64_t
+record_failure(agent_ctx *ctx, const char *id, int64_t started, const char *stage,
+    const coffer_err *why)
+{
+	char reason[COFFER_ERR_MSG_MAX + COFFER_ERR_HINT_MAX + 16];
+	if (why->hint[0] != '\0')
+		snprintf(reason, sizeof(reason), "%s (hint: %s)", why->msg, why->hint);
+	else
+		snprintf(reason, sizeof(reason), "%s", why->msg);
+	Coffer__V1__BackupFailed failed = COFFER__V1__BACKUP_FAILED__INIT;
+	failed.backup_id = (char *)id;
+	failed.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL;
+	failed.started_at_ms = started;
+	failed.failed_at_ms = coffer_clock_now(NULL);
+	failed.reason = reason;
+	failed.stage = (char *)stage;
+	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
+	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_FAILED;
+	ev.backup_failed = &failed;
+	coffer_err eerr = { 0 };
+	uint64_t seq = 0;
+	if (agent_events_emit(ctx->outbox, ctx->cfg->service, failed.failed_at_ms, &ev, &seq,
+		&eerr) != 0)
+		coffer_log_error("failed backup not recorded", "backup=%s error=\"%s\"", id,
+		    eerr.msg);
+	coffer_log_error("backup failed", "service=%s backup=%s kind=physical stage=%s", ctx->cfg->service,
+	    id, stage);
+	return seq;
+}
+
+/* The stop segment reaches the repository through PostgreSQL's archiver and
+ * wal-push, not through us: wait for it, and when it does not come, say what
+ * the archiver reports rather than just "timed out". */
+static int
+wait_archived(phys *p, PGconn *conn, const char *segment, int64_t deadline, coffer_err *err)
+{
+	for (;;) {
+		bool there = false;
+		int rc = agent_wal_exists(p->ctx, segment, &there, err);
+		if (rc != 0)
+			return rc;
+		if (there)
+			return 0;
+		if (p->cancel != NULL && agent_cancel_requested(p->cancel))
+			return coffer_err_set(err, COFFER_ECANCELED,
+			    "cancelled while waiting for WAL segment %s to be archived", segment);
+		if (coffer_clock_now(NULL) >= deadline)
+			break;
+		uv_sleep(ARCHIVE_POLL_MS);
+	}
+	PGresult *res = NULL;
+	coffer_err ignored = { 0 };
+	char why[256] = "the archiver reports nothing";
+	if (agent_pgq_row(conn, "reading pg_stat_archiver",
+		"SELECT failed_count::text, coalesce(last_failed_wal, ''), "
+		"coalesce(last_archived_wal, '') FROM pg_stat_archiver", 0, NULL, &res,
+		&ignored) == 0) {
+		snprintf(why, sizeof(why), "pg_stat_archiver: failed_count=%s last_failed_wal=%s "
+		    "last_archived_wal=%s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+		    PQgetvalue(res, 0, 2));
+		PQclear(res);
+	}
+	coffer_err_set(err, COFFER_ETIMEDOUT,
+	    "WAL segment %s, needed to make the backup consistent, was not archived in time (%s)",
+	    segment, why);
+	return coffer_err_hint(err, "check archive_command = 'coffer-agent wal-push -c ... %%p' and "
+				    "the server log; or widen [schedule] completion_window");
+}
+
+static int backup_locked(agent_ctx *ctx, const agent_backup_request *req,
+    agent_backup_result *res, coffer_err *err);
+
+int
+agent_backup_physical(agent_ctx *ctx, const agent_backup_request *req,
+    agent_backup_result *res, coffer_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	int lock_fd = -1;
+	int rc = take_lock(ctx->cfg, &lock_fd, err);
+	if (rc != 0)
+		return rc;
+	rc = backup_locked(ctx, req, res, err);
+	close(lock_fd);
+	return rc;
+}
+
+static void
+quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
+static int
+publish(agent_ctx *ctx, const char *key, const char *json, size_t len,
+    uint8_t digest[COFFER_SHA256_LEN], coffer_err *err)
+{
+	coffer_filter *sink = NULL;
+	int rc = coffer_repo_write_begin(ctx->repo, key, &sink, err);
+	if (rc != 0)
+		return rc;
+	coffer_filter *sha = coffer_sha256_filter_new(err);
+	if (sha == NULL) {
+		coffer_filter_free(sink);
+		return err != NULL ? err->code : COFFER_ENOMEM;
+	}
+	sha->next = sink;
+	rc = coffer_filter_write(sha, json, len, err);
+	if (rc == 0)
+		rc = coffer_filter_finish(sha, err);
+	if (rc == 0)
+		rc = coffer_repo_write_commit(sink, err);
+	if (rc == 0)
+		coffer_sha256_filter_digest(sha, digest);
+	coffer_filter_free_chain(sha);
+	return rc;
+}
+
+static void
+hex_of(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX])
+{
+	uint8_t d[COFFER_SHA256_LEN];
+	coffer_sha256_filter_digest(sha, d);
+	coffer_hex_encode(d, sizeof(d), out);
+}
+
+static int
+backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res,
+    coffer_err *err)
+{
+	const agent_config *cfg = ctx->cfg;
+	int64_t started = coffer_clock_now(NULL);
+	int64_t started_mono = coffer_clock_monotonic_ms();
+	int64_t deadline = req->deadline_ms != 0 ? req->deadline_ms :
+	    started + cfg->completion_window_ms;
+	char id[COFFER_MANIFEST_ID_SIZE];
+	int rc = coffer_manifest_id_new(id, started, COFFER_MANIFEST_PHYSICAL, err);
+	if (rc != 0)
+		return rc;
+	snprintf(res->backup_id, sizeof(res->backup_id), "%s", id);
+
+	Coffer__V1__BackupStarted bs = COFFER__V1__BACKUP_STARTED__INIT;
+	bs.backup_id = id;
+	bs.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL;
+	bs.trigger = req->trigger;
+	bs.command_id = req->command_id;
+	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
+	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_STARTED;
+	ev.backup_started = &bs;
+	rc = agent_events_emit(ctx->outbox, cfg->service, started, &ev, NULL, err);
+	if (rc != 0)
+		return coffer_err_wrap(err, "not starting backup %s", id);
+	coffer_log_info("backup started", "service=%s backup=%s kind=physical", cfg->service, id);
+
+	const char *stage = "connect";
+	phys p = { .ctx = ctx, .cancel = req->cancel };
+	PGconn *conn = NULL;
+	PGresult *info = NULL, *start = NULL, *stop = NULL;
+	char *json = NULL;
+	size_t json_len = 0;
+	uint32_t timeline = 0;
+	char data_key[COFFER_REPO_KEY_MAX], manifest_key[COFFER_REPO_KEY_MAX];
+	uint8_t manifest_sha[COFFER_SHA256_LEN] = { 0 };
+
+	rc = coffer_repo_backup_key(data_key, sizeof(data_key), cfg->service, id, "data", err);
+	if (rc == 0)
+		rc = coffer_repo_backup_key(manifest_key, sizeof(manifest_key), cfg->service, id,
+		    "manifest.json", err);
+	if (rc == 0)
+		rc = coffer_manifest_new(&p.m, err);
+	if (rc == 0 && (p.buf = malloc(READ_BUF)) == NULL)
+		rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+	if (rc == 0)
+		rc = agent_pgq_connect(cfg->conninfo, NULL, NULL, NULL, CONNECT_TIMEOUT_S, &conn, err);
+	if (rc == 0) {
+		PQsetNoticeProcessor(conn, quiet_notice, NULL);
+		rc = agent_pgq_command(conn, "preparing the session",
+		    "SET statement_timeout = 0", err);
+	}
+	if (rc == 0)
+		rc = agent_pgq_row(conn, "reading the server's settings",
+		    "SELECT current_setting('data_directory'), "
+		    "current_setting('server_version_num')::int, "
+		    "(SELECT system_identifier FROM pg_control_system())::text, current_database(), "
+		    "pg_database_size(current_database())::text, pg_is_in_recovery()::text, "
+		    "current_setting('archive_mode'), current_setting('wal_level')",
+		    0, NULL, &info, err);
+	if (rc == 0) {
+		snprintf(p.root, sizeof(p.root), "%s", PQgetvalue(info, 0, 0));
+		p.m->pg_version = atoi(PQgetvalue(info, 0, 1));
+		p.m->system_identifier = strtoull(PQgetvalue(info, 0, 2), NULL, 10);
+		snprintf(p.m->database, sizeof(p.m->database), "%s", PQgetvalue(info, 0, 3));
+		p.m->database_size = strtoull(PQgetvalue(info, 0, 4), NULL, 10);
+		if (p.m->pg_version < 150000)
+			rc = coffer_err_set(err, COFFER_EREFUSED,
+			    "physical backups need PostgreSQL 15 or newer; the server is %d",
+			    p.m->pg_version),
+			coffer_err_hint(err, "use logical backups for this server");
+		else if (strcmp(PQgetvalue(info, 0, 5), "true") == 0)
+			rc = coffer_err_set(err, COFFER_EREFUSED,
+			    "the server is a standby; physical backups are taken from the primary"),
+			coffer_err_hint(err, "point [postgres] conninfo at the primary");
+		else if (strcmp(PQgetvalue(info, 0, 6), "off") == 0)
+			rc = coffer_err_set(err, COFFER_EREFUSED,
+			    "archive_mode is off, so the WAL this backup needs would never be archived"),
+			coffer_err_hint(err, "set archive_mode = on and archive_command = "
+					     "'coffer-agent wal-push -c %s %%p', then restart "
+					     "PostgreSQL", coffer_config_path(cfg->ini));
+		else if (strcmp(PQgetvalue(info, 0, 7), "minimal") == 0)
+			rc = coffer_err_set(err, COFFER_EREFUSED, "wal_level is minimal"),
+			coffer_err_hint(err, "set wal_level = replica and restart PostgreSQL");
+	}
+	if (rc == 0)
+		rc = agent_wal_system_identifier_save(cfg, p.m->system_identifier, err);
+	if (rc == 0) {
+		stage = "start";
+		char label[64];
+		snprintf(label, sizeof(label), "coffer-%s", id);
+		const char *params[1] = { label };
+		rc = agent_pgq_row(conn, "pg_backup_start",
+		    "SELECT l::text, pg_walfile_name(l) FROM pg_backup_start($1, true) AS l", 1,
+		    params, &start, err);
+	}
+	if (rc == 0) {
+		snprintf(p.m->lsn_start, sizeof(p.m->lsn_start), "%s", PQgetvalue(start, 0, 0));
+		char tl[9];
+		snprintf(tl, sizeof(tl), "%.8s", PQgetvalue(start, 0, 1));
+		timeline = (uint32_t)strtoul(tl, NULL, 16);
+		stage = "copy";
+		rc = stream_open(&p, data_key, err);
+	}
+	if (rc == 0)
+		rc = walk(&p, "", 0, err);
+	if (rc == 0) {
+		stage = "stop";
+		rc = agent_pgq_row(conn, "pg_backup_stop",
+		    "SELECT s.lsn::text, s.labelfile, coalesce(s.spcmapfile, ''), "
+		    "pg_walfile_name(s.lsn) FROM pg_backup_stop(false) AS s", 0, NULL, &stop, err);
+	}
+	if (rc == 0) {
+		stage = "copy";
+		snprintf(p.m->lsn_stop, sizeof(p.m->lsn_stop), "%s", PQgetvalue(stop, 0, 0));
+		rc = put_text(&p, "backup_label", PQgetvalue(stop, 0, 1), err);
+		if (rc == 0 && PQgetvalue(stop, 0, 2)[0] != '\0')
+			rc = put_text(&p, "tablespace_map", PQgetvalue(stop, 0, 2), err);
+	}
+	if (rc == 0)
+		rc = put_entry(&p, AGENT_PHYS_END, 0, "", 0, err);
+	if (rc == 0)
+		rc = coffer_filter_finish(p.head, err);
+	if (rc == 0) {
+		stage = "store";
+		rc = coffer_repo_write_commit(p.sink, err);
+	}
+	if (rc == 0) {
+		stage = "archive";
+		rc = wait_archived(&p, conn, PQgetvalue(stop, 0, 3), deadline, err);
+	}
+	int64_t finished = coffer_clock_now(NULL);
+	if (rc == 0) {
+		stage = "publish";
+		coffer_manifest *m = p.m;
+		snprintf(m->backup_id, sizeof(m->backup_id), "%s", id);
+		snprintf(m->service, sizeof(m->service), "%s", cfg->service);
+		snprintf(m->agent, sizeof(m->agent), "%s", cfg->name);
+		m->kind = COFFER_MANIFEST_PHYSICAL;
+		m->started_at = started;
+		m->finished_at = finished;
+		m->timeline = timeline;
+		m->plaintext_bytes = coffer_count_filter_bytes(p.plain_count);
+		m->stored_bytes = coffer_count_filter_bytes(p.stored_count);
+		hex_of(p.plain_sha, m->plaintext_sha256);
+		hex_of(p.stored_sha, m->stored_sha256);
+		snprintf(m->key_id, sizeof(m->key_id), "%s", coffer_seal_filter_key_id(p.seal));
+		m->chunk_size = (uint32_t)cfg->chunk_size;
+		rc = coffer_manifest_to_json(m, ctx->sign_key, &json, &json_len, err);
+		if (rc == 0)
+			rc = publish(ctx, manifest_key, json, json_len, manifest_sha, err);
+	}
+	if (rc != 0) {
+		res->event_seq = record_failure(ctx, id, started, stage, err);
+		goto out;
+	}
+	res->plain_bytes = p.m->plaintext_bytes;
+	res->stored_bytes = p.m->stored_bytes;
+	res->duration_ms = coffer_clock_monotonic_ms() - started_mono;
+	uint8_t plain_sha[COFFER_SHA256_LEN], stored_sha[COFFER_SHA256_LEN];
+	coffer_sha256_filter_digest(p.plain_sha, plain_sha);
+	coffer_sha256_filter_digest(p.stored_sha, stored_sha);
+	char pgv[16], sysid[24];
+	snprintf(pgv, sizeof(pgv), "%d", p.m->pg_version);
+	snprintf(sysid, sizeof(sysid), "%" PRIu64, p.m->system_identifier);
+	Coffer__V1__BackupCompleted bc = COFFER__V1__BACKUP_COMPLETED__INIT;
+	bc.backup_id = id;
+	bc.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL;
+	bc.started_at_ms = started;
+	bc.finished_at_ms = finished;
+	bc.plain_bytes = res->plain_bytes;
+	bc.stored_bytes = res->stored_bytes;
+	bc.plain_sha256 = (ProtobufCBinaryData){ sizeof(plain_sha), plain_sha };
+	bc.stored_sha256 = (ProtobufCBinaryData){ sizeof(stored_sha), stored_sha };
+	bc.key_id = p.m->key_id;
+	bc.repository = (char *)ctx->repo_name;
+	bc.manifest_sha256 = (ProtobufCBinaryData){ sizeof(manifest_sha), manifest_sha };
+	bc.pg_version = pgv;
+	bc.system_identifier = sysid;
+	bc.start_lsn = p.m->lsn_start;
+	bc.stop_lsn = p.m->lsn_stop;
+	bc.timeline = timeline;
+	Coffer__V1__Event cev = COFFER__V1__EVENT__INIT;
+	cev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_COMPLETED;
+	cev.backup_completed = &bc;
+	rc = agent_events_emit(ctx->outbox, cfg->service, finished, &cev, &res->event_seq, err);
+	if (rc != 0) {
+		coffer_err_wrap(err, "backup %s is stored, but its completion event was not saved",
+		    id);
+		goto out;
+	}
+	coffer_log_info("backup completed",
+	    "service=%s backup=%s kind=physical files=%zu plain_bytes=%" PRIu64
+	    " stored_bytes=%" PRIu64 " lsn_start=%s lsn_stop=%s duration_ms=%" PRId64,
+	    cfg->service, id, p.m->nfiles, res->plain_bytes, res->stored_bytes, p.m->lsn_start,
+	    p.m->lsn_stop, res->duration_ms);
+out:
+	free(json);
+	if (p.sink != NULL)
+		coffer_repo_write_abort(p.sink);
+	coffer_filter_free_chain(p.head);
+	coffer_manifest_free(p.m);
+	free(p.buf);
+	if (info != NULL)
+		PQclear(info);
+	if (start != NULL)
+		PQclear(start);
+	if (stop != NULL)
+		PQclear(stop);
+	/* Ends a backup still in progress too: non-exclusive backups end with
+	 * their session. */
+	if (conn != NULL)
+		PQfinish(conn);
+	return rc;
+}

@@ -1,0 +1,700 @@
+#include "agent/physical_restore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "agent/physical.h"
+#include "agent/pgq.h"
+#include "agent/stored.h"
+#include "common/clock.h"
+#include "common/digest.h"
+#include "common/log.h"
+
+#define POLL_MS 200
+
+/* ---- the unpacking filter ---- */
+
+enum { U_HEADER, U_PATH, U_DATA, U_DONE };
+
+typedef struct unpack {
+	coffer_filter base;
+	const coffer_manifest *m;
+	int root_fd;
+	bool do_chown;
+	uid_t uid;
+	gid_t gid;
+	int state;
+	uint8_t hdr[AGENT_PHYS_HEADER_LEN];
+	size_t have;
+	char path[AGENT_PHYS_PATH_MAX + 1];
+	char type;
+	uint32_t mode;
+	uint16_t path_len;
+	uint64_t size, left;
+	size_t next_file;
+	int fd;
+	coffer_filter *sha;
+} unpack;
+
+static bool
+safe_rel_path(const char *p)
+{
+	if (p[0] == '\0' || p[0] == '/')
+		return false;
+	const char *seg = p;
+	for (;;) {
+		const char *end = strchr(seg, '/');
+		size_t n = end != NULL ? (size_t)(end - seg) : strlen(seg);
+		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if ((unsigned char)seg[i] < 0x20)
+				return false;
+		if (end == NULL)
+			return true;
+		seg = end + 1;
+	}
+}
+
+static int
+write_all(int fd, const uint8_t *buf, size_t len, const char *path, coffer_err *err)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return coffer_err_errno(err, errno, "writing", path);
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+file_done(unpack *u, coffer_err *err)
+{
+	int rc = coffer_filter_finish(u->sha, err);
+	const coffer_manifest_file *mf = &u->m->files[u->next_file];
+	if (rc == 0) {
+		uint8_t d[COFFER_SHA256_LEN];
+		char hex[COFFER_SHA256_HEX_LEN + 1];
+		coffer_sha256_filter_digest(u->sha, d);
+		coffer_hex_encode(d, sizeof(d), hex);
+		if (strcmp(hex, mf->sha256) != 0)
+			rc = coffer_err_set(err, COFFER_ECORRUPT,
+			    "restored %s has SHA-256 %.16s..., the manifest says %.16s...", u->path, hex,
+			    mf->sha256),
+			coffer_err_hint(err, "the backup is damaged; restore another one");
+	}
+	coffer_filter_free(u->sha);
+	u->sha = NULL;
+	if (close(u->fd) != 0 && rc == 0)
+		rc = coffer_err_errno(err, errno, "closing", u->path);
+	u->fd = -1;
+	u->next_file++;
+	u->state = U_HEADER;
+	u->have = 0;
+	return rc;
+}
+
+static int
+entry_begin(unpack *u, coffer_err *err)
+{
+	u->path[u->path_len] = '\0';
+	if (strlen(u->path) != u->path_len || !safe_rel_path(u->path))
+		return coffer_err_set(err, COFFER_ECORRUPT,
+		    "physical archive names a path outside the data directory: \"%.80s\"", u->path),
+		       coffer_err_hint(err, "the backup is damaged or forged; do not restore it");
+	if (u->type == AGENT_PHYS_DIR) {
+		if (mkdirat(u->root_fd, u->path, (u->mode & 0777) | 0700) != 0 && errno != EEXIST)
+			return coffer_err_errno(err, errno, "creating the directory", u->path);
+		if (u->do_chown && fchownat(u->root_fd, u->path, u->uid, u->gid,
+				       AT_SYMLINK_NOFOLLOW) != 0)
+			return coffer_err_errno(err, errno, "changing the owner of", u->path);
+		u->state = U_HEADER;
+		u->have = 0;
+		return 0;
+	}
+	if (u->next_file >= u->m->nfiles)
+		return coffer_err_set(err, COFFER_ECORRUPT,
+		    "physical archive holds more files than its manifest lists (%s)", u->path),
+		       coffer_err_hint(err, "the backup is damaged; restore another one");
+	const coffer_manifest_file *mf = &u->m->files[u->next_file];
+	if (strcmp(mf->path, u->path) != 0 || mf->size != u->size)
+		return coffer_err_set(err, COFFER_ECORRUPT,
+		    "physical archive entry %zu is %s (%" PRIu64 " bytes), the manifest says %s "
+		    "(%" PRIu64 " bytes)", u->next_file, u->path, u->size, mf->path, mf->size),
+		       coffer_err_hint(err, "the backup is damaged; restore another one");
+	u->fd = openat(u->root_fd, u->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    (u->mode & 0777) | 0600);
+	if (u->fd < 0)
+		return coffer_err_errno(err, errno, "creating", u->path);
+	if (u->do_chown && fchown(u->fd, u->uid, u->gid) != 0)
+		return coffer_err_errno(err, errno, "changing the owner of", u->path);
+	u->sha = coffer_sha256_filter_new(err);
+	if (u->sha == NULL)
+		return err != NULL ? err->code : COFFER_ENOMEM;
+	u->left = u->size;
+	u->state = U_DATA;
+	return u->left == 0 ? file_done(u, err) : 0;
+}
+
+static int
+unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
+{
+	unpack *u = (unpack *)f;
+	while (len > 0) {
+		int rc = 0;
+		switch (u->state) {
+		case U_HEADER: {
+			size_t n = AGENT_PHYS_HEADER_LEN - u->have;
+			n = n < len ? n : len;
+			memcpy(u->hdr + u->have, buf, n);
+			u->have += n, buf += n, len -= n;
+			if (u->have < AGENT_PHYS_HEADER_LEN)
+				break;
+			rc = agent_phys_header_decode(u->hdr, &u->type, &u->mode, &u->path_len,
+			    &u->size, err);
+			if (rc != 0)
+				return rc;
+			u->have = 0;
+			u->state = u->type == AGENT_PHYS_END ? U_DONE : U_PATH;
+			break;
+		}
+		case U_PATH: {
+			size_t n = u->path_len - u->have;
+			n = n < len ? n : len;
+			memcpy(u->path + u->have, buf, n);
+			u->have += n, buf += n, len -= n;
+			if (u->have == u->path_len)
+				rc = entry_begin(u, err);
+			break;
+		}
+		case U_DATA: {
+			size_t n = u->left < len ? (size_t)u->left : len;
+			rc = write_all(u->fd, buf, n, u->path, err);
+			if (rc == 0)
+				rc = coffer_filter_write(u->sha, buf, n, err);
+			u->left -= n, buf += n, len -= n;
+			if (rc == 0 && u->left == 0)
+				rc = file_done(u, err);
+			break;
+		}
+		default:
+			return coffer_err_set(err, COFFER_ECORRUPT,
+			    "physical archive has data after its end entry"),
+			       coffer_err_hint(err, "the backup is damaged; restore another one");
+		}
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int
+unpack_finish(coffer_filter *f, coffer_err *err)
+{
+	unpack *u = (unpack *)f;
+	if (u->state != U_DONE)
+		return coffer_err_set(err, COFFER_ETRUNC, "physical archive ends before its end entry"),
+		       coffer_err_hint(err, "the backup is damaged; restore another one");
+	if (u->next_file != u->m->nfiles)
+		return coffer_err_set(err, COFFER_ECORRUPT,
+		    "physical archive holds %zu files, its manifest lists %zu", u->next_file,
+		    u->m->nfiles),
+		       coffer_err_hint(err, "the backup is damaged; restore another one");
+	return 0;
+}
+
+static void
+unpack_destroy(coffer_filter *f)
+{
+	unpack *u = (unpack *)f;
+	if (u->fd >= 0)
+		close(u->fd);
+	coffer_filter_free(u->sha);
+	free(u);
+}
+
+static const coffer_filter_ops unpack_ops = {
+	.name = "physical-unpack",
+	.write = unpack_write,
+	.finish = unpack_finish,
+	.destroy = unpack_destroy,
+};
+
+coffer_filter *
+agent_phys_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown, unsigned uid,
+    unsigned gid, coffer_err *err)
+{
+	unpack *u = calloc(1, sizeof(*u));
+	if (u == NULL) {
+		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		return NULL;
+	}
+	u->base.ops = &unpack_ops;
+	u->m = m;
+	u->root_fd = root_fd;
+	u->do_chown = do_chown;
+	u->uid = (uid_t)uid;
+	u->gid = (gid_t)gid;
+	u->fd = -1;
+	u->state = U_HEADER;
+	return &u->base;
+}
+
+/* ---- choosing the backup ---- */
+
+typedef struct pick {
+	int64_t target; /* -1: any */
+	char id[COFFER_MANIFEST_ID_SIZE];
+} pick;
+
+static int64_t
+id_time(const char *id)
+{
+	char text[32];
+	snprintf(text, sizeof(text), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2sZ", id, id + 4, id + 6, id + 9,
+	    id + 11, id + 13);
+	int64_t t = 0;
+	return coffer_time_parse(text, &t) == 0 ? t : INT64_MAX;
+}
+
+static int
+pick_cb(const char *id, void *arg)
+{
+	pick *p = arg;
+	coffer_manifest_kind kind;
+	if (coffer_manifest_id_check(id, &kind, NULL) != 0 || kind != COFFER_MANIFEST_PHYSICAL)
+		return 0;
+	if (p->target >= 0 && id_time(id) > p->target)
+		return 0;
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	return 0;
+}
+
+static int
+choose_backup(agent_ctx *ctx, const char *backup, int64_t target, coffer_manifest **out,
+    coffer_err *err)
+{
+	*out = NULL;
+	const char *id = backup;
+	pick p = { .target = target };
+	if (backup == NULL || strcmp(backup, "latest") == 0) {
+		int rc = agent_stored_ids(ctx, pick_cb, &p, err);
+		if (rc != 0)
+			return rc;
+		if (p.id[0] == '\0') {
+			char when[40] = "";
+			if (target >= 0)
+				coffer_time_format(when, sizeof(when), target);
+			return coffer_err_set(err, COFFER_ENOENT,
+			    "no physical backup of service %s %s%s in repository %s", ctx->cfg->service,
+			    target >= 0 ? "started before " : "", when, ctx->repo_name),
+			       coffer_err_hint(err, "take one with `coffer-agent backup --kind physical`");
+		}
+		id = p.id;
+	}
+	coffer_manifest *m = NULL;
+	int rc = agent_stored_manifest(ctx, id, &m, err);
+	if (rc != 0)
+		return rc;
+	if (m->kind != COFFER_MANIFEST_PHYSICAL) {
+		coffer_manifest_free(m);
+		return coffer_err_set(err, COFFER_EINVAL, "backup %s is a logical backup", id),
+		       coffer_err_hint(err, "restore it with --backup %s --target-db NAME, or pick a "
+					    "physical backup", id);
+	}
+	if (target >= 0 && m->finished_at > target) {
+		char fin[40];
+		coffer_time_format(fin, sizeof(fin), m->finished_at);
+		coffer_manifest_free(m);
+		return coffer_err_set(err, COFFER_EINVAL,
+		    "backup %s finished at %s, after the target time", id, fin),
+		       coffer_err_hint(err, "pick a later target time or an older backup with --backup");
+	}
+	*out = m;
+	return 0;
+}
+
+/* ---- the data directory ---- */
+
+static int
+prepare_dir(const char *pgdata, int *fd_out, struct stat *st, coffer_err *err)
+{
+	if (mkdir(pgdata, 0700) != 0 && errno != EEXIST)
+		return coffer_err_errno(err, errno, "creating", pgdata);
+	int fd = open(pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "opening", pgdata);
+	DIR *d = fdopendir(dup(fd));
+	if (d == NULL) {
+		int e = errno;
+		close(fd);
+		return coffer_err_errno(err, e, "reading", pgdata);
+	}
+	struct dirent *de;
+	bool empty = true;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			empty = false;
+	closedir(d);
+	if (!empty) {
+		close(fd);
+		return coffer_err_set(err, COFFER_EEXIST, "%s is not empty", pgdata),
+		       coffer_err_hint(err, "restore into a new or empty directory; nothing in %s was "
+					    "touched", pgdata);
+	}
+	if (fstat(fd, st) != 0 || fchmod(fd, 0700) != 0) {
+		int e = errno;
+		close(fd);
+		return coffer_err_errno(err, e, "preparing", pgdata);
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+/* Single-quoted for postgresql.conf; refuses what would need more. */
+static bool
+conf_safe(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s == '\'' || *s == '\\' || (unsigned char)*s < 0x20)
+			return false;
+	return true;
+}
+
+static bool
+shell_plain(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+			*s == '/' || *s == '.' || *s == '_' || *s == '-' || *s == '+'))
+			return false;
+	return true;
+}
+
+static int
+write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_request *req,
+    const coffer_manifest *m, int64_t target, bool do_chown, uid_t uid, gid_t gid,
+    coffer_err *err)
+{
+	char exe[PATH_MAX], conf[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return coffer_err_errno(err, errno, "finding this program's path", "/proc/self/exe");
+	exe[n] = '\0';
+	if (realpath(req->config_path, conf) == NULL)
+		return coffer_err_errno(err, errno, "resolving", req->config_path);
+	if (!shell_plain(exe) || !shell_plain(conf))
+		return coffer_err_set(err, COFFER_EINVAL,
+		    "the agent or its config lives at a path with spaces or quotes (%s)", conf),
+		       coffer_err_hint(err, "move it to a plain path; restore_command runs in a shell");
+	char tt[40] = "";
+	if (target >= 0) {
+		/* PostgreSQL's recovery_target_time check refuses "T...Z";
+		 * "2026-11-24 17:13:08.905+00" is what it takes. */
+		coffer_time_format(tt, sizeof(tt), target);
+		char *t = strchr(tt, 'T'), *z = strchr(tt, 'Z');
+		if (t != NULL)
+			*t = ' ';
+		if (z != NULL && (size_t)(z - tt) + 4 <= sizeof(tt))
+			memcpy(z, "+00", 4);
+	}
+	if (req->port != NULL && !conf_safe(req->port))
+		return coffer_err_set(err, COFFER_EINVAL, "--port '%s' is not a port", req->port),
+		       coffer_err_hint(err, "pass a number");
+	char text[PATH_MAX * 2 + 1024];
+	int len = snprintf(text, sizeof(text),
+	    "\n# Written by coffer-agent restore --physical from backup %s.\n"
+	    "restore_command = '%s wal-fetch -c %s %%f %%p'\n"
+	    "%s%s%s"
+	    "recovery_target_action = 'promote'\n"
+	    "# A restored copy must not archive into its source's WAL; enable on purpose.\n"
+	    "archive_mode = 'off'\n"
+	    "%s%s%s",
+	    m->backup_id, exe, conf, target >= 0 ? "recovery_target_time = '" : "", tt,
+	    target >= 0 ? "'\n" : "", req->port != NULL ? "port = " : "",
+	    req->port != NULL ? req->port : "", req->port != NULL ? "\n" : "");
+	int fd = openat(root_fd, "postgresql.auto.conf", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0600);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "opening postgresql.auto.conf in", pgdata);
+	int rc = write_all(fd, (const uint8_t *)text, (size_t)len, "postgresql.auto.conf", err);
+	if (rc == 0 && do_chown && fchown(fd, uid, gid) != 0)
+		rc = coffer_err_errno(err, errno, "changing the owner of", "postgresql.auto.conf");
+	close(fd);
+	if (rc != 0)
+		return rc;
+	fd = openat(root_fd, "recovery.signal", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "creating recovery.signal in", pgdata);
+	if (do_chown && fchown(fd, uid, gid) != 0)
+		rc = coffer_err_errno(err, errno, "changing the owner of", "recovery.signal");
+	close(fd);
+	return rc;
+}
+
+/* ---- starting and watching PostgreSQL ---- */
+
+static int
+run_pg_ctl(const agent_config *cfg, const char *pgdata, bool drop, uid_t uid, gid_t gid,
+    int64_t timeout_ms, coffer_err *err)
+{
+	char pg_ctl[PATH_MAX], log[PATH_MAX], secs[32];
+	if (cfg->bin_dir != NULL)
+		snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", cfg->bin_dir);
+	else
+		snprintf(pg_ctl, sizeof(pg_ctl), "pg_ctl");
+	snprintf(log, sizeof(log), "%s/coffer-recovery.log", pgdata);
+	snprintf(secs, sizeof(secs), "%lld", (long long)(timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1));
+	pid_t pid = fork();
+	if (pid < 0)
+		return coffer_err_errno(err, errno, "starting", pg_ctl);
+	if (pid == 0) {
+		if (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
+			_exit(126);
+		dup2(STDERR_FILENO, STDOUT_FILENO); /* our stdout is the report */
+		execlp(pg_ctl, pg_ctl, "-D", pgdata, "-l", log, "-w", "-t", secs, "start",
+		    (char *)NULL);
+		_exit(127);
+	}
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	coffer_err_set(err, COFFER_ECHILD, "pg_ctl start for %s exited with status %d%s", pgdata,
+	    code, code == 127 ? " (pg_ctl not found)" : code == 126 ? " (cannot switch user)" : "");
+	return coffer_err_hint(err, "see %s; set [postgres] bin_dir if pg_ctl is not on PATH", log);
+}
+
+/* Reads port and socket directory from postmaster.pid (lines 4 and 5). */
+static bool
+read_pid_file(const char *pgdata, char *port, size_t psize, char *host, size_t hsize)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/postmaster.pid", pgdata);
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return false;
+	char line[1024];
+	int i = 0;
+	bool ok = false;
+	host[0] = '\0';
+	while (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		i++;
+		if (i == 4) {
+			snprintf(port, psize, "%s", line);
+			ok = line[0] != '\0';
+		} else if (i == 5) {
+			snprintf(host, hsize, "%s", line);
+		} else if (i == 6 && host[0] == '\0') {
+			snprintf(host, hsize, "%s", strcmp(line, "*") == 0 ? "localhost" : line);
+		}
+	}
+	fclose(f);
+	return ok;
+}
+
+static int
+watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline,
+    agent_cancel *cancel, agent_physical_restore_result *res, coffer_err *err)
+{
+	char port[32] = "", host[PATH_MAX] = "";
+	for (;;) {
+		if (cancel != NULL && agent_cancel_requested(cancel))
+			return coffer_err_set(err, COFFER_ECANCELED, "cancelled while recovery ran");
+		if (!read_pid_file(pgdata, port, sizeof(port), host, sizeof(host)))
+			return coffer_err_set(err, COFFER_ECHILD,
+			    "PostgreSQL stopped during recovery of %s", pgdata),
+			       coffer_err_hint(err, "see %s/coffer-recovery.log (a target time beyond "
+						    "the archived WAL stops recovery)", pgdata);
+		PGconn *conn = NULL;
+		coffer_err cerr = { 0 };
+		if (agent_pgq_connect(cfg->conninfo, host[0] ? host : NULL, port, "postgres", 5, &conn,
+			&cerr) == 0) {
+			PGresult *r = NULL;
+			int rc = agent_pgq_row(conn, "checking recovery",
+			    "SELECT pg_is_in_recovery()::text, pg_current_wal_lsn()::text, "
+			    "coalesce(pg_last_xact_replay_timestamp()::text, '') "
+			    "WHERE NOT pg_is_in_recovery() UNION ALL "
+			    "SELECT 'true', '', '' WHERE pg_is_in_recovery()",
+			    0, NULL, &r, &cerr);
+			if (rc == 0 && strcmp(PQgetvalue(r, 0, 0), "false") == 0) {
+				snprintf(res->reached_lsn, sizeof(res->reached_lsn), "%s",
+				    PQgetvalue(r, 0, 1));
+				snprintf(res->reached_time, sizeof(res->reached_time), "%s",
+				    PQgetvalue(r, 0, 2));
+				PQclear(r);
+				PQfinish(conn);
+				return 0;
+			}
+			if (r != NULL)
+				PQclear(r);
+			PQfinish(conn);
+		}
+		if (coffer_clock_now(NULL) >= deadline)
+			return coffer_err_set(err, COFFER_ETIMEDOUT,
+			    "recovery of %s did not finish within the completion window", pgdata),
+			       coffer_err_hint(err, "PostgreSQL is still running; see "
+						    "%s/coffer-recovery.log and widen [schedule] "
+						    "completion_window", pgdata);
+		uv_sleep(POLL_MS);
+	}
+}
+
+int
+agent_restore_physical(agent_ctx *ctx, const agent_physical_restore_request *req,
+    agent_physical_restore_result *res, coffer_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	int64_t t0 = coffer_clock_monotonic_ms();
+	int64_t target = -1;
+	if (req->target_time != NULL && coffer_time_parse(req->target_time, &target) != 0)
+		return coffer_err_set(err, COFFER_EINVAL, "--target-time '%s' is not a time",
+		    req->target_time),
+		       coffer_err_hint(err, "write it like 2026-11-24T17:05:00Z or "
+					    "2026-11-24 18:05:00+01");
+	coffer_manifest *m = NULL;
+	int rc = choose_backup(ctx, req->backup, target, &m, err);
+	if (rc != 0)
+		return rc;
+	snprintf(res->backup_id, sizeof(res->backup_id), "%s", m->backup_id);
+	int root_fd = -1;
+	struct stat st;
+	rc = prepare_dir(req->pgdata, &root_fd, &st, err);
+	if (rc != 0) {
+		coffer_manifest_free(m);
+		return rc;
+	}
+	/* Run as root: give everything to the directory's owner, who runs
+	 * PostgreSQL. Anyone else can only make files of their own. */
+	bool do_chown = geteuid() == 0 && st.st_uid != 0;
+	if (geteuid() != 0 && geteuid() != st.st_uid)
+		rc = coffer_err_set(err, COFFER_EPERM, "%s belongs to uid %u, not to this user",
+		    req->pgdata, (unsigned)st.st_uid),
+		coffer_err_hint(err, "run the restore as the directory's owner or as root");
+	coffer_filter *unpacker = NULL;
+	if (rc == 0) {
+		unpacker = agent_phys_unpack_new(root_fd, m, do_chown, st.st_uid, st.st_gid, err);
+		if (unpacker == NULL)
+			rc = err != NULL ? err->code : COFFER_ENOMEM;
+	}
+	if (rc == 0)
+		rc = agent_stored_read(ctx, m, unpacker, err);
+	coffer_filter_free(unpacker);
+	if (rc == 0 && syncfs(root_fd) != 0)
+		rc = coffer_err_errno(err, errno, "syncing", req->pgdata);
+	if (rc == 0)
+		rc = write_recovery(root_fd, req->pgdata, req, m, target, do_chown, st.st_uid,
+		    st.st_gid, err);
+	if (rc == 0) {
+		res->files = m->nfiles;
+		res->bytes = m->plaintext_bytes;
+		coffer_log_info("data directory restored", "backup=%s pgdata=%s files=%zu",
+		    m->backup_id, req->pgdata, m->nfiles);
+	} else {
+		coffer_err_wrap(err, "restoring backup %s into %s", m->backup_id, req->pgdata);
+	}
+	close(root_fd);
+	coffer_manifest_free(m);
+	if (rc == 0 && req->start) {
+		int64_t deadline = coffer_clock_now(NULL) + ctx->cfg->completion_window_ms;
+		rc = run_pg_ctl(ctx->cfg, req->pgdata, do_chown, st.st_uid, st.st_gid,
+		    ctx->cfg->completion_window_ms, err);
+		if (rc == 0) {
+			res->started = true;
+			rc = watch_recovery(ctx->cfg, req->pgdata, deadline, req->cancel, res, err);
+		}
+	}
+	res->duration_ms = coffer_clock_monotonic_ms() - t0;
+	return rc;
+}
+
+/* ---- the command ---- */
+
+static agent_cancel *running_cancel;
+
+static void
+on_stop_signal(int sig)
+{
+	(void)sig;
+	if (running_cancel != NULL)
+		agent_cancel_trigger(running_cancel);
+}
+
+int
+agent_cmd_restore_physical(const char *config, const char *repo, const char *backup,
+    const char *target_time, const char *pgdata, const char *port, bool start)
+{
+	coffer_err err = { 0 };
+	if (pgdata == NULL) {
+		coffer_err_set(&err, COFFER_EINVAL, "--pgdata DIR is required for a physical restore");
+		coffer_err_hint(&err, "name a new or empty directory for the restored cluster");
+		coffer_err_print("coffer-agent restore", &err);
+		return 2;
+	}
+	agent_ctx *ctx = NULL;
+	int rv = agent_ctx_open(config, repo,
+	    AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO, &ctx, &err);
+	if (rv != 0) {
+		coffer_err_print("coffer-agent restore", &err);
+		return coffer_err_exit_status(rv);
+	}
+	coffer_log_init("coffer-agent", ctx->cfg->log_level);
+	agent_cancel *cancel = NULL;
+	rv = agent_cancel_new(&cancel, &err);
+	if (rv == 0) {
+		running_cancel = cancel;
+		signal(SIGINT, on_stop_signal);
+		signal(SIGTERM, on_stop_signal);
+		agent_physical_restore_request req = {
+			.backup = backup,
+			.target_time = target_time,
+			.pgdata = pgdata,
+			.config_path = config,
+			.port = port,
+			.start = start,
+			.cancel = cancel,
+		};
+		agent_physical_restore_result res;
+		rv = agent_restore_physical(ctx, &req, &res, &err);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		running_cancel = NULL;
+		if (rv == 0 && res.started)
+			printf("restored backup %s into %s (%" PRIu64 " files) and recovered: reached "
+			       "lsn %s, last replayed commit %s (%lld ms)\n",
+			    res.backup_id, pgdata, res.files, res.reached_lsn,
+			    res.reached_time[0] ? res.reached_time : "none",
+			    (long long)res.duration_ms);
+		else if (rv == 0)
+			printf("restored backup %s into %s (%" PRIu64 " files); start PostgreSQL on it "
+			       "to recover%s%s\n",
+			    res.backup_id, pgdata, res.files, target_time ? " to " : "",
+			    target_time ? target_time : "");
+	}
+	agent_cancel_free(cancel);
+	agent_ctx_close(ctx);
+	if (rv != 0) {
+		coffer_err_print("coffer-agent restore", &err);
+		return coffer_err_exit_status(rv);
+	}
+	return fflush(stdout) == 0 ? 0 : 1;
+}

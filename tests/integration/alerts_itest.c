@@ -1,0 +1,1414 @@
+/*
+ * Driver for tests/integration/alerts.sh: alert conditions, the alert
+ * outbox and its delivery against a real catalog and a real HTTP receiver
+ * standing in for PagerDuty, with an injected clock.
+ *
+ *   alerts_itest run CONF DAY0_MS LOGFILE
+ *
+ * CONF has [service.billing] (schedule 0 2 * * *, UTC, its own routing
+ * key) and [alerts] pointing at http://127.0.0.1:PORT, where PORT is the
+ * receiver this driver forks before anything else (the receiver survives
+ * the simulated coordinator restarts below). DAY0_MS is a UTC midnight
+ * after the services were first synced, so their first scheduled runs are
+ * theirs to miss. LOGFILE receives the coordinator's log lines, which the
+ * script checks for the routing keys.
+ *
+ * The receiver answers POST /_script (body: HTTP statuses separated by
+ * spaces, used in order for the next requests; 202 when the script is
+ * empty) and records every other POST as one line of LOG: monotonic ms,
+ * the status it answered, the path and the body.
+ *
+ * Prints "ok ..." lines; exits 1 on the first mismatch.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <curl/curl.h>
+#include <libpq-fe.h>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "coordinator/alerts.h"
+#include "coordinator/audit.h"
+#include "coordinator/catalog.h"
+#include "coordinator/coord_config.h"
+#include "coordinator/http.h"
+#include "coordinator/metrics.h"
+#include "coordinator/notify.h"
+#include "coordinator/prune.h"
+
+#define MIN_MS (60LL * 1000)
+#define HOUR_MS (60 * MIN_MS)
+#define DAY_MS (24 * HOUR_MS)
+#define FLOOD 1000
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static pid_t receiver_pid;
+
+static void
+die(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "alerts_itest: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	if (receiver_pid > 0) {
+		kill(receiver_pid, SIGTERM);
+	}
+	exit(1);
+}
+
+static void
+check_ok(int rv, const coffer_err *e, const char *what)
+{
+	if (rv != 0) {
+		die("%s: %s (%s)", what, e->msg, e->hint);
+	}
+}
+
+/* ---- the receiver (a child process) ---- */
+
+static int script[4096];
+static size_t script_head, script_len;
+
+static void
+rx_respond(int fd, int status, const char *body)
+{
+	const char *reason = status == 202 ? "Accepted" : status == 200 ? "OK" :
+	    status == 400 ? "Bad Request" : status == 429 ? "Too Many Requests" :
+	    status == 404 ? "Not Found" : "Internal Server Error";
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+	    "Connection: close\r\n\r\n",
+	    status, reason, strlen(body));
+	if (write(fd, head, (size_t)n) < 0 || write(fd, body, strlen(body)) < 0) {
+		return;
+	}
+}
+
+static void
+rx_serve(int fd, FILE *log)
+{
+	static char buf[1 << 20];
+	size_t len = 0;
+	long clen = -1;
+	char *body = NULL;
+	for (;;) {
+		ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r <= 0) {
+			return;
+		}
+		len += (size_t)r;
+		buf[len] = '\0';
+		char *end = strstr(buf, "\r\n\r\n");
+		if (end != NULL && clen < 0) {
+			char *cl = strcasestr(buf, "\r\nContent-Length:");
+			clen = cl != NULL && cl < end ? strtol(cl + 17, NULL, 10) : 0;
+			body = end + 4;
+		}
+		if (clen >= 0 && (size_t)(buf + len - body) >= (size_t)clen) {
+			break;
+		}
+		if (len == sizeof(buf) - 1) {
+			return;
+		}
+	}
+	body[clen] = '\0';
+	char method[8] = "", path[256] = "";
+	if (sscanf(buf, "%7s %255s", method, path) != 2 || strcmp(method, "POST") != 0) {
+		rx_respond(fd, 404, "{}");
+		return;
+	}
+	if (strcmp(path, "/_script") == 0) {
+		char *save = NULL;
+		for (char *t = strtok_r(body, " \n", &save); t != NULL;
+		     t = strtok_r(NULL, " \n", &save)) {
+			if (script_head + script_len < sizeof(script) / sizeof(script[0])) {
+				script[script_head + script_len++] = atoi(t);
+			}
+		}
+		rx_respond(fd, 200, "{}");
+		return;
+	}
+	int status = 202;
+	/* Scripted answers are PagerDuty's; the webhook always accepts. */
+	if (script_len > 0 && strncmp(path, "/v2/", 4) == 0) {
+		status = script[script_head++];
+		script_len--;
+	}
+	for (char *p = body; *p != '\0'; p++) {
+		if (*p == '\n' || *p == '\r') {
+			*p = ' ';
+		}
+	}
+	fprintf(log, "%" PRId64 " %d %s %s\n", coffer_clock_monotonic_ms(), status, path, body);
+	fflush(log);
+	switch (status) {
+	case 202:
+		rx_respond(fd, 202, "{\"status\":\"success\",\"message\":\"Event processed\"}");
+		break;
+	case 400:
+		rx_respond(fd, 400, "{\"status\":\"invalid event\",\"message\":\"Event object is "
+				    "invalid\",\"errors\":[\"'payload.severity' is invalid\"]}");
+		break;
+	case 429:
+		rx_respond(fd, 429, "{\"status\":\"throttle event\",\"message\":\"Requests for "
+				    "this service are arriving too quickly\"}");
+		break;
+	default:
+		rx_respond(fd, status, "{\"status\":\"error\",\"message\":\"internal error\"}");
+		break;
+	}
+}
+
+static void
+rx_main(int lfd, const char *logpath)
+{
+	FILE *log = fopen(logpath, "w");
+	if (log == NULL) {
+		_exit(1);
+	}
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL);
+		if (fd < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			_exit(1);
+		}
+		rx_serve(fd, log);
+		close(fd);
+	}
+}
+
+/* ---- reading what the receiver saw ---- */
+
+typedef struct rx_req {
+	int64_t at;
+	int status;
+	char path[64];
+	cJSON *body;
+} rx_req;
+
+static rx_req *reqs;
+static size_t n_reqs;
+static char rx_log_path[512];
+
+static void
+rx_reload(void)
+{
+	for (size_t i = 0; i < n_reqs; i++) {
+		cJSON_Delete(reqs[i].body);
+	}
+	n_reqs = 0;
+	FILE *f = fopen(rx_log_path, "r");
+	if (f == NULL) {
+		die("cannot read %s", rx_log_path);
+	}
+	static char line[1 << 20];
+	size_t cap = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (n_reqs == cap) {
+			cap = cap == 0 ? 256 : cap * 2;
+			reqs = realloc(reqs, cap * sizeof(*reqs));
+			if (reqs == NULL) {
+				die("out of memory");
+			}
+		}
+		rx_req *r = &reqs[n_reqs];
+		int off = 0;
+		if (sscanf(line, "%" SCNd64 " %d %63s %n", &r->at, &r->status, r->path, &off) != 3) {
+			die("bad receiver log line: %s", line);
+		}
+		r->body = cJSON_Parse(line + off);
+		if (r->body == NULL) {
+			die("the receiver got a body that is not JSON: %s", line + off);
+		}
+		n_reqs++;
+	}
+	fclose(f);
+}
+
+static const char *
+jstr(const cJSON *o, const char *k)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+	return (cJSON_IsString(v) ? v->valuestring : "");
+}
+
+/* Requests from index from on, to path, with dedup_key and (if not NULL)
+ * event_action; accepted: only those answered 202. */
+static int
+rx_count(size_t from, const char *path, const char *dedup, const char *action, bool accepted)
+{
+	int n = 0;
+	for (size_t i = from; i < n_reqs; i++) {
+		const rx_req *r = &reqs[i];
+		if (strcmp(r->path, path) != 0 || (accepted && r->status != 202)) {
+			continue;
+		}
+		if (dedup != NULL && strcmp(jstr(r->body, "dedup_key"), dedup) != 0) {
+			continue;
+		}
+		if (action != NULL && strcmp(jstr(r->body, "event_action"), action) != 0) {
+			continue;
+		}
+		n++;
+	}
+	return (n);
+}
+
+static size_t
+discard(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	(void)ptr;
+	(void)userdata;
+	return (size * nmemb);
+}
+
+static void
+rx_script(const char *url_base, const char *statuses)
+{
+	char url[512];
+	snprintf(url, sizeof(url), "%s/_script", url_base);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, statuses);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+	CURLcode rc = curl_easy_perform(c);
+	curl_easy_cleanup(c);
+	if (rc != CURLE_OK) {
+		die("scripting the receiver: %s", curl_easy_strerror(rc));
+	}
+}
+
+/* ---- the coordinator side ---- */
+
+typedef struct coord {
+	coord_config *cfg;
+	coord_catalog *cat;
+	coord_notify *notify;
+	coord_audit_key key;
+} coord;
+
+static const char *conf_path;
+
+static void
+coord_start(coord *c)
+{
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_config_load(conf_path, &c->cfg, &e), &e, "loading the configuration");
+	const char *kp = coffer_config_str(c->cfg->ini, "coordinator", "audit_key");
+	check_ok(coord_audit_key_load(kp, &c->key, &e), &e, "loading the audit key");
+	c->cat = coord_catalog_open(c->cfg->catalog, &e);
+	if (c->cat == NULL) {
+		die("opening the catalog: %s", e.msg);
+	}
+	c->notify = coord_notify_new(c->cfg, &c->key, &e);
+	if (c->notify == NULL) {
+		die("creating the sender: %s", e.msg);
+	}
+}
+
+/* Everything the process held is gone, as after a crash and restart. */
+static void
+coord_stop(coord *c)
+{
+	coord_notify_free(c->notify);
+	coord_catalog_close(c->cat);
+	coord_config_free(c->cfg);
+	coord_audit_key_clear(&c->key);
+	memset(c, 0, sizeof(*c));
+}
+
+static coord_alerts_stats
+evaluate(coord *c, int64_t now, const coord_alerts_input *in)
+{
+	coord_alerts_stats st;
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_alerts_evaluate(c->cat, &c->key, c->cfg, in, now, &st, &e), &e,
+	    "evaluating alerts");
+	if (st.errors != 0) {
+		die("evaluation skipped %d services", st.errors);
+	}
+	return (st);
+}
+
+static coord_notify_stats
+deliver(coord *c, int64_t now)
+{
+	coord_notify_stats st;
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_notify_deliver_due(c->notify, c->cat, now, &st, &e), &e, "delivering");
+	return (st);
+}
+
+/* Delivers until a call sends nothing: a resolve waits for its trigger's
+ * call, so one transition pair takes two calls. */
+static void
+drain(coord *c, int64_t now)
+{
+	for (int i = 0; i < 100; i++) {
+		if (deliver(c, now).sent == 0) {
+			return;
+		}
+	}
+	die("the outbox did not drain");
+}
+
+static PGconn *conn;
+
+static char *
+sql1(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Runs one statement; returns the first value of the first row (static
+ * buffer) or "". */
+static char *
+sql1(const char *fmt, ...)
+{
+	static char out[4096];
+	char q[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof(q), fmt, ap);
+	va_end(ap);
+	PGresult *r = PQexec(conn, q);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+		die("%s: %s", q, PQerrorMessage(conn));
+	}
+	out[0] = '\0';
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) {
+		snprintf(out, sizeof(out), "%s", PQgetvalue(r, 0, 0));
+	}
+	PQclear(r);
+	return (out);
+}
+
+static long
+sqln(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static long
+sqln(const char *fmt, ...)
+{
+	char q[8192];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof(q), fmt, ap);
+	va_end(ap);
+	return (strtol(sql1("%s", q), NULL, 10));
+}
+
+static void
+add_backup(const char *id, const char *status, int64_t started, int64_t finished, long bytes)
+{
+	if (strcmp(status, "failed") == 0) {
+		sql1("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
+		     "failure_reason) VALUES ('%s', 'billing', 'logical', 'failed', "
+		     "to_timestamp(%" PRId64 " / 1000.0), to_timestamp(%" PRId64 " / 1000.0), "
+		     "'pg_dump exited with status 1')",
+		    id, started, finished);
+	} else {
+		sql1("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
+		     "stored_bytes, stored_sha256, manifest, key_id) VALUES ('%s', 'billing', "
+		     "'logical', 'completed', to_timestamp(%" PRId64 " / 1000.0), "
+		     "to_timestamp(%" PRId64 " / 1000.0), %ld, sha256('%s'), '{}', 'k1')",
+		    id, started, finished, bytes, id);
+	}
+}
+
+static void
+expect_int(long got, long want, const char *what)
+{
+	if (got != want) {
+		die("%s: got %ld, want %ld", what, got, want);
+	}
+}
+
+/* ---- a strict parser of the Prometheus text format (0.0.4) ---- */
+
+#define PM_MAX_FAMILIES 256
+#define PM_MAX_SERIES 8192
+
+typedef struct pm_family {
+	char name[128];
+	char type[16];
+	bool help, typed, closed;
+} pm_family;
+
+typedef struct pm_result {
+	pm_family fam[PM_MAX_FAMILIES];
+	int n_fam;
+	int samples;
+	char problem[256];
+} pm_result;
+
+static bool
+pm_name_ok(const char *s, size_t n, bool label)
+{
+	if (n == 0) {
+		return (false);
+	}
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		bool alpha = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+		    (!label && ch == ':');
+		bool digit = ch >= '0' && ch <= '9';
+		if (!(alpha || (i > 0 && digit))) {
+			return (false);
+		}
+	}
+	return (!label || n < 2 || s[0] != '_' || s[1] != '_');
+}
+
+static bool
+pm_value_ok(const char *s)
+{
+	if (strcmp(s, "NaN") == 0 || strcmp(s, "+Inf") == 0 || strcmp(s, "-Inf") == 0) {
+		return (true);
+	}
+	char *end;
+	if (*s == '\0') {
+		return (false);
+	}
+	strtod(s, &end);
+	return (*end == '\0' && strpbrk(s, "xXpP") == NULL && strncasecmp(s, "inf", 3) != 0 &&
+	    strncasecmp(s, "nan", 3) != 0);
+}
+
+static pm_family *
+pm_family_get(pm_result *r, const char *name, size_t n)
+{
+	for (int i = 0; i < r->n_fam; i++) {
+		if (strlen(r->fam[i].name) == n && strncmp(r->fam[i].name, name, n) == 0) {
+			return (&r->fam[i]);
+		}
+	}
+	if (r->n_fam == PM_MAX_FAMILIES || n >= sizeof(r->fam[0].name)) {
+		return (NULL);
+	}
+	pm_family *f = &r->fam[r->n_fam++];
+	memset(f, 0, sizeof(*f));
+	memcpy(f->name, name, n);
+	return (f);
+}
+
+static int
+pm_fail(pm_result *r, int line, const char *what)
+{
+	snprintf(r->problem, sizeof(r->problem), "line %d: %s", line, what);
+	return (-1);
+}
+
+static char *series[PM_MAX_SERIES];
+static int n_series;
+
+static void
+pm_reset(void)
+{
+	for (int i = 0; i < n_series; i++) {
+		free(series[i]);
+	}
+	n_series = 0;
+}
+
+/* Parses text; 0 if it is valid, else -1 with r->problem. Rules beyond the
+ * grammar (Coffer's own): every family has HELP and TYPE, TYPE before the
+ * first sample, families contiguous, no duplicate series, counters end in
+ * _total and are >= 0, the text ends with a newline. */
+static int
+pm_parse(const char *text, pm_result *r)
+{
+	memset(r, 0, sizeof(*r));
+	pm_reset();
+	int lineno = 0, rv = 0;
+	pm_family *cur = NULL;
+	size_t tl = strlen(text);
+	if (tl == 0 || text[tl - 1] != '\n') {
+		return (pm_fail(r, 0, "the text does not end with a newline"));
+	}
+	const char *p = text;
+	while (rv == 0 && *p != '\0') {
+		const char *eol = strchr(p, '\n');
+		size_t n = (size_t)(eol - p);
+		char line[4096];
+		lineno++;
+		if (n >= sizeof(line)) {
+			rv = pm_fail(r, lineno, "line too long");
+			break;
+		}
+		memcpy(line, p, n);
+		line[n] = '\0';
+		p = eol + 1;
+		if (n == 0) {
+			rv = pm_fail(r, lineno, "empty line");
+			break;
+		}
+		if (line[0] == '#') {
+			char kw[8], name[256];
+			int off = 0;
+			if (sscanf(line, "# %7s %255s %n", kw, name, &off) < 2 ||
+			    (strcmp(kw, "HELP") != 0 && strcmp(kw, "TYPE") != 0)) {
+				continue; /* a plain comment */
+			}
+			if (!pm_name_ok(name, strlen(name), false)) {
+				rv = pm_fail(r, lineno, "bad metric name in HELP/TYPE");
+				break;
+			}
+			pm_family *f = pm_family_get(r, name, strlen(name));
+			if (f == NULL) {
+				rv = pm_fail(r, lineno, "too many families");
+				break;
+			}
+			if (f->closed || (cur != NULL && cur != f && f->typed + f->help > 0)) {
+				rv = pm_fail(r, lineno, "HELP/TYPE of a family after its samples");
+				break;
+			}
+			if (cur != NULL && cur != f) {
+				cur->closed = true;
+			}
+			cur = f;
+			if (strcmp(kw, "HELP") == 0) {
+				if (f->help) {
+					rv = pm_fail(r, lineno, "second HELP for a family");
+					break;
+				}
+				for (const char *q = line + off; *q != '\0'; q++) {
+					if (*q == '\\' && q[1] != '\\' && q[1] != 'n') {
+						rv = pm_fail(r, lineno, "bad escape in HELP");
+						break;
+					}
+					if (*q == '\\') {
+						q++;
+					}
+				}
+				f->help = true;
+			} else {
+				const char *t = line + off;
+				if (f->typed) {
+					rv = pm_fail(r, lineno, "second TYPE for a family");
+					break;
+				}
+				if (strcmp(t, "counter") != 0 && strcmp(t, "gauge") != 0 &&
+				    strcmp(t, "histogram") != 0 && strcmp(t, "summary") != 0 &&
+				    strcmp(t, "untyped") != 0) {
+					rv = pm_fail(r, lineno, "unknown TYPE");
+					break;
+				}
+				snprintf(f->type, sizeof(f->type), "%s", t);
+				f->typed = true;
+			}
+			continue;
+		}
+		/* A sample: name, optional labels, value, optional timestamp. */
+		size_t nl = strcspn(line, "{ ");
+		if (!pm_name_ok(line, nl, false)) {
+			rv = pm_fail(r, lineno, "bad metric name");
+			break;
+		}
+		pm_family *f = pm_family_get(r, line, nl);
+		if (f == NULL || !f->typed || !f->help) {
+			rv = pm_fail(r, lineno, "a sample without HELP and TYPE before it");
+			break;
+		}
+		if (f != cur || f->closed) {
+			rv = pm_fail(r, lineno, "a family's samples are not contiguous");
+			break;
+		}
+		char key[4200];
+		size_t kl = 0;
+		const char *q = line + nl;
+		memcpy(key, line, nl);
+		kl = nl;
+		if (*q == '{') {
+			q++;
+			char seen[16][128];
+			int nseen = 0;
+			while (*q != '}') {
+				size_t ln = strcspn(q, "=");
+				if (!pm_name_ok(q, ln, true) || q[ln] != '=' || q[ln + 1] != '"') {
+					return (pm_fail(r, lineno, "bad label name"));
+				}
+				for (int i = 0; i < nseen; i++) {
+					if (strlen(seen[i]) == ln && strncmp(seen[i], q, ln) == 0) {
+						return (pm_fail(r, lineno, "duplicate label"));
+					}
+				}
+				if (nseen < 16 && ln < 128) {
+					memcpy(seen[nseen], q, ln);
+					seen[nseen++][ln] = '\0';
+				}
+				key[kl++] = '|';
+				memcpy(key + kl, q, ln + 1);
+				kl += ln + 1;
+				q += ln + 2;
+				while (*q != '"') {
+					if (*q == '\0') {
+						return (pm_fail(r, lineno, "unterminated label value"));
+					}
+					if (*q == '\\') {
+						if (q[1] != '\\' && q[1] != '"' && q[1] != 'n') {
+							return (pm_fail(r, lineno,
+							    "bad escape in a label value"));
+						}
+						key[kl++] = *q++;
+					}
+					key[kl++] = *q++;
+				}
+				q++;
+				if (*q == ',') {
+					q++;
+				} else if (*q != '}') {
+					return (pm_fail(r, lineno, "expected , or } after a label"));
+				}
+			}
+			q++;
+		}
+		key[kl] = '\0';
+		if (*q != ' ') {
+			return (pm_fail(r, lineno, "expected a space before the value"));
+		}
+		q++;
+		char val[64], ts[64];
+		int k = sscanf(q, "%63s %63s", val, ts);
+		if (k < 1 || !pm_value_ok(val)) {
+			return (pm_fail(r, lineno, "bad value"));
+		}
+		if (k == 2) {
+			char *end;
+			strtoll(ts, &end, 10);
+			if (*end != '\0') {
+				return (pm_fail(r, lineno, "bad timestamp"));
+			}
+		}
+		if (strcmp(f->type, "counter") == 0) {
+			size_t fl = strlen(f->name);
+			if (fl < 6 || strcmp(f->name + fl - 6, "_total") != 0) {
+				return (pm_fail(r, lineno, "a counter not named *_total"));
+			}
+			if (val[0] == '-') {
+				return (pm_fail(r, lineno, "a negative counter"));
+			}
+		}
+		for (int i = 0; i < n_series; i++) {
+			if (strcmp(series[i], key) == 0) {
+				return (pm_fail(r, lineno, "duplicate series"));
+			}
+		}
+		if (n_series < PM_MAX_SERIES) {
+			series[n_series++] = strdup(key);
+		}
+		r->samples++;
+	}
+	return (rv);
+}
+
+/* ---- the HTTP endpoint on a libuv loop in its own thread ---- */
+
+typedef struct http_ctx {
+	uv_loop_t loop;
+	uv_async_t stop;
+	coord_http *http;
+	coord_catalog *cat;
+	const coord_config *cfg;
+	pthread_mutex_t mu; /* the catalog connection: one render at a time */
+	int64_t now_ms;
+	int port;
+	int renders;
+} http_ctx;
+
+static int
+http_render(void *arg, char **text, size_t *len)
+{
+	http_ctx *x = arg;
+	coffer_err e;
+	coffer_err_clear(&e);
+	pthread_mutex_lock(&x->mu);
+	x->renders++;
+	int rv = coord_metrics_render(x->cat, x->cfg, x->now_ms, text, len, &e);
+	pthread_mutex_unlock(&x->mu);
+	return (rv);
+}
+
+static void
+on_stop_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void
+on_stop(uv_async_t *a)
+{
+	http_ctx *x = a->data;
+	coord_http_stop(x->http, NULL, NULL);
+	uv_close((uv_handle_t *)&x->stop, on_stop_closed);
+}
+
+static void *
+http_thread(void *arg)
+{
+	http_ctx *x = arg;
+	uv_run(&x->loop, UV_RUN_DEFAULT);
+	return (NULL);
+}
+
+typedef struct fetched {
+	long status;
+	char type[128];
+	char *body;
+	size_t len;
+} fetched;
+
+static size_t
+fetch_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	fetched *f = userdata;
+	size_t n = size * nmemb;
+	char *b = realloc(f->body, f->len + n + 1);
+	if (b == NULL) {
+		return (0);
+	}
+	memcpy(b + f->len, ptr, n);
+	f->body = b;
+	f->len += n;
+	f->body[f->len] = '\0';
+	return (n);
+}
+
+static fetched
+http_get(int port, const char *path, const char *method)
+{
+	fetched f = { 0 };
+	char url[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
+	if (method != NULL) {
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	}
+	CURLcode rc = curl_easy_perform(c);
+	if (rc != CURLE_OK) {
+		die("GET %s: %s", path, curl_easy_strerror(rc));
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &f.status);
+	char *ct = NULL;
+	curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+	snprintf(f.type, sizeof(f.type), "%s", ct != NULL ? ct : "");
+	curl_easy_cleanup(c);
+	if (f.body == NULL) {
+		f.body = strdup("");
+	}
+	return (f);
+}
+
+/* Sends raw bytes and returns the status of the answer (0 if none). */
+static int
+http_raw(int port, const char *data, size_t len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		die("connecting to the metrics endpoint: %s", strerror(errno));
+	}
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = send(fd, data + off, len - off, MSG_NOSIGNAL);
+		if (w <= 0) {
+			break; /* the server may close early: that is its answer */
+		}
+		off += (size_t)w;
+	}
+	char buf[512] = "";
+	size_t got = 0;
+	for (;;) {
+		ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+		if (r <= 0) {
+			break;
+		}
+		got += (size_t)r;
+	}
+	buf[got] = '\0';
+	close(fd);
+	int status = 0;
+	if (sscanf(buf, "HTTP/1.1 %d", &status) != 1) {
+		return (0);
+	}
+	return (status);
+}
+
+static const char *
+metric_value(const char *text, const char *name)
+{
+	static char out[64];
+	size_t n = strlen(name);
+	for (const char *p = text; p != NULL && *p != '\0';) {
+		if (strncmp(p, name, n) == 0 && p[n] == ' ') {
+			sscanf(p + n + 1, "%63s", out);
+			return (out);
+		}
+		p = strchr(p, '\n');
+		p = p != NULL ? p + 1 : NULL;
+	}
+	return (NULL);
+}
+
+static void
+metrics_phase(coord *c, int64_t now)
+{
+	/* Parser self-test: each of these must be refused. */
+	static const char *const bad[] = {
+		"x 1\n",
+		"# HELP x h\n# TYPE x gauge\nx 1",
+		"# HELP x h\n# TYPE x gauge\n# TYPE x gauge\nx 1\n",
+		"# HELP x h\n# TYPE x gauge\nx{a=\"b\\q\"} 1\n",
+		"# HELP x h\n# TYPE x gauge\nx{a=\"b\"} one\n",
+		"# HELP x h\n# TYPE x gauge\nx{a=\"b\"} 1\nx{a=\"b\"} 2\n",
+		"# HELP x h\n# TYPE x gauge\nx 1\n# HELP y h\n# TYPE y gauge\ny 1\nx 2\n",
+		"# HELP x_total h\n# TYPE x_total counter\nx_total -1\n",
+		"# HELP x h\n# TYPE x counter\nx 1\n",
+		"# HELP 1x h\n# TYPE 1x gauge\n1x 1\n",
+		"# HELP x h\n# TYPE x gauge\nx{__a=\"b\"} 1\n",
+		"# HELP x h\n# TYPE x gauge\nx{a=\"b\",a=\"c\"} 1\n",
+		"# HELP x h\n# TYPE x gauge\n\nx 1\n",
+		"# HELP x h\n# TYPE x gauge\nx{a=\"b} 1\n",
+		"# HELP x h\n# TYPE x bogus\nx 1\n",
+	};
+	static pm_result pr;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (pm_parse(bad[i], &pr) == 0) {
+			die("the metrics parser accepted bad input #%zu", i);
+		}
+	}
+	if (pm_parse("# HELP x h \\\\ \\n\n# TYPE x gauge\nx{a=\"q\\\"\\\\\\n\"} +Inf 17\n", &pr) != 0) {
+		die("the metrics parser refused good input: %s", pr.problem);
+	}
+	char esc[64];
+	coord_metrics_escape_label(esc, sizeof(esc), "a\"b\\c\nd");
+	if (strcmp(esc, "a\\\"b\\\\c\\nd") != 0) {
+		die("label escaping: got %s", esc);
+	}
+
+	/* Something in every family. */
+	sql1("INSERT INTO events (agent, seq, service, type) VALUES ('billing-db-1', 1, 'billing', "
+	     "'backup.completed'), ('billing-db-1', 2, 'billing', 'backup.completed')");
+	sql1("INSERT INTO refusals (reason, agent, count) VALUES ('not_owner', 'mallory', 2)");
+
+	char *text = NULL;
+	size_t len = 0;
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_metrics_render(c->cat, c->cfg, now, &text, &len, &e), &e, "rendering");
+	if (strlen(text) != len) {
+		die("the rendered length is wrong");
+	}
+	if (pm_parse(text, &pr) != 0) {
+		die("/metrics does not parse: %s", pr.problem);
+	}
+	static const char *const families[] = { "coffer_backup_last_success_timestamp_seconds",
+		"coffer_backup_last_duration_seconds", "coffer_backup_last_size_bytes",
+		"coffer_backups", "coffer_alerts_open", "coffer_agent_last_contact_timestamp_seconds",
+		"coffer_events_applied_total", "coffer_requests_refused_total",
+		"coffer_alert_outbox_rows", "coffer_alert_outbox_oldest_pending_age_seconds" };
+	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+		bool found = false;
+		for (int k = 0; k < pr.n_fam; k++) {
+			found = found || strcmp(pr.fam[k].name, families[i]) == 0;
+		}
+		if (!found) {
+			die("/metrics lacks %s", families[i]);
+		}
+	}
+	static const struct {
+		const char *series, *want;
+	} want[] = {
+		{ "coffer_backup_last_size_bytes{service=\"billing\"}", "410000" },
+		{ "coffer_backup_last_duration_seconds{service=\"billing\"}", "600.000" },
+		{ "coffer_backups{service=\"billing\",status=\"completed\"}", "4" },
+		{ "coffer_backups{service=\"billing\",status=\"failed\"}", "1" },
+		{ "coffer_alerts_open{service=\"_coordinator\",check=\"flood_0999\"}", "1" },
+		{ "coffer_events_applied_total{service=\"billing\"}", "2" },
+		{ "coffer_requests_refused_total{reason=\"bad_signature\"}", "3" },
+		{ "coffer_requests_refused_total{reason=\"not_owner\"}", "2" },
+		{ "coffer_alert_outbox_rows{state=\"pending\"}", "0" },
+		{ "coffer_alert_outbox_rows{state=\"failed\"}", "1" },
+		{ "coffer_alert_outbox_oldest_pending_age_seconds", "0" },
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		const char *v = metric_value(text, want[i].series);
+		if (v == NULL || strcmp(v, want[i].want) != 0) {
+			die("%s = %s, want %s", want[i].series, v != NULL ? v : "(missing)",
+			    want[i].want);
+		}
+	}
+	printf("ok /metrics: %d families, %d samples, strict parse (and the parser refuses "
+	       "%zu broken inputs)\n",
+	    pr.n_fam, pr.samples, sizeof(bad) / sizeof(bad[0]));
+	free(text);
+
+	/* Over HTTP, rendering on the thread pool. */
+	static http_ctx x;
+	x.cfg = c->cfg;
+	x.now_ms = now;
+	x.cat = coord_catalog_open(c->cfg->catalog, &e);
+	if (x.cat == NULL) {
+		die("opening a second catalog connection: %s", e.msg);
+	}
+	pthread_mutex_init(&x.mu, NULL);
+	uv_loop_init(&x.loop);
+	x.http = coord_http_start(&x.loop, "127.0.0.1:0", http_render, &x, &e);
+	if (x.http == NULL) {
+		die("starting the metrics endpoint: %s", e.msg);
+	}
+	x.port = coord_http_port(x.http);
+	uv_async_init(&x.loop, &x.stop, on_stop);
+	x.stop.data = &x;
+	char taken[64];
+	snprintf(taken, sizeof(taken), "127.0.0.1:%d", x.port);
+	if (coord_http_start(&x.loop, taken, http_render, &x, &e) != NULL ||
+	    e.code != COFFER_EUNAVAIL) {
+		die("a second endpoint on a taken port was not refused");
+	}
+	if (coord_http_start(&x.loop, "localhost", http_render, &x, &e) != NULL ||
+	    e.code != COFFER_EINVAL) {
+		die("a listen address without a port was not refused");
+	}
+	pthread_t th;
+	pthread_create(&th, NULL, http_thread, &x);
+
+	fetched f = http_get(x.port, "/metrics", NULL);
+	if (f.status != 200 || strncmp(f.type, "text/plain; version=0.0.4", 25) != 0) {
+		die("GET /metrics: %ld %s", f.status, f.type);
+	}
+	if (pm_parse(f.body, &pr) != 0) {
+		die("/metrics over HTTP does not parse: %s", pr.problem);
+	}
+	free(f.body);
+	f = http_get(x.port, "/healthz", NULL);
+	if (f.status != 200 || strcmp(f.body, "ok\n") != 0) {
+		die("GET /healthz: %ld %s", f.status, f.body);
+	}
+	free(f.body);
+	f = http_get(x.port, "/nope", NULL);
+	if (f.status != 404) {
+		die("GET /nope: %ld", f.status);
+	}
+	free(f.body);
+	f = http_get(x.port, "/metrics", "POST");
+	if (f.status != 405) {
+		die("POST /metrics: %ld", f.status);
+	}
+	free(f.body);
+	int st = http_raw(x.port, "garbage\r\n\r\n", 11);
+	if (st != 400) {
+		die("a request line that does not parse got %d, want 400", st);
+	}
+	static char big[20000];
+	memcpy(big, "GET /metrics HTTP/1.1\r\nX-Pad: ", 30);
+	memset(big + 30, 'a', sizeof(big) - 30);
+	st = http_raw(x.port, big, sizeof(big));
+	if (st != 431) {
+		die("an oversized request head got %d, want 431", st);
+	}
+	f = http_get(x.port, "/healthz", NULL);
+	if (f.status != 200) {
+		die("the endpoint did not survive bad requests: %ld", f.status);
+	}
+	free(f.body);
+	uv_async_send(&x.stop);
+	pthread_join(th, NULL);
+	if (uv_loop_close(&x.loop) != 0) {
+		die("the metrics endpoint left handles open after stop");
+	}
+	coord_catalog_close(x.cat);
+	pthread_mutex_destroy(&x.mu);
+	pm_reset();
+	printf("ok http: /metrics (rendered off the loop, %d renders), /healthz, 404, 405, 400, "
+	       "431, all handles closed on stop\n",
+	    x.renders);
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc != 5 || strcmp(argv[1], "run") != 0) {
+		fprintf(stderr, "usage: alerts_itest run CONF DAY0_MS LOGFILE\n");
+		return (2);
+	}
+	conf_path = argv[2];
+	int64_t d0 = strtoll(argv[3], NULL, 10);
+	FILE *clog = fopen(argv[4], "w");
+	if (clog == NULL) {
+		die("cannot write %s", argv[4]);
+	}
+	coffer_log_init("alerts_itest", COFFER_LOG_DEBUG);
+	coffer_log_set_stream(clog);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	coord c;
+	coord_start(&c);
+	const char *pd_url = coffer_config_str(c.cfg->ini, "alerts", "pagerduty_url");
+	char base[256];
+	snprintf(base, sizeof(base), "%s", pd_url);
+	char *v2 = strstr(base, "/v2/enqueue");
+	if (v2 == NULL) {
+		die("pagerduty_url must end in /v2/enqueue");
+	}
+	*v2 = '\0';
+	int port = atoi(strrchr(base, ':') + 1);
+	snprintf(rx_log_path, sizeof(rx_log_path), "%s.rx", argv[4]);
+
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 64) != 0) {
+		die("the receiver cannot listen on port %d: %s", port, strerror(errno));
+	}
+	receiver_pid = fork();
+	if (receiver_pid == 0) {
+		rx_main(lfd, rx_log_path);
+	}
+	close(lfd);
+
+	conn = PQconnectdb(c.cfg->catalog);
+	if (PQstatus(conn) != CONNECTION_OK) {
+		die("connecting: %s", PQerrorMessage(conn));
+	}
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_policy_sync(c.cat, &c.key, "coordinator", c.cfg, &e), &e, "policy sync");
+
+	/* ---- a missed scheduled backup triggers, then resolves ---- */
+	int64_t now = d0 + 4 * HOUR_MS + 30 * MIN_MS; /* 02:00 run + 2h window passed */
+	coord_alerts_stats as = evaluate(&c, now, NULL);
+	expect_int(as.triggered, 1, "transitions when the 02:00 backup is missing");
+	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/backup_missed' "
+			"AND state = 'triggered'"),
+	    1, "backup_missed open");
+	coord_notify_stats ns = deliver(&c, now);
+	expect_int(ns.delivered, 2, "rows delivered (pagerduty + webhook)");
+	rx_reload();
+	expect_int(rx_count(0, "/v2/enqueue", "coffer/billing/backup_missed", "trigger", true), 1,
+	    "triggers received for backup_missed");
+	expect_int(rx_count(0, "/hook", "coffer/billing/backup_missed", NULL, true), 1,
+	    "webhook posts for backup_missed");
+	for (size_t i = 0; i < n_reqs; i++) {
+		if (strcmp(reqs[i].path, "/v2/enqueue") == 0 &&
+		    strcmp(jstr(reqs[i].body, "routing_key"), "billing0123456789abcdef0123456789") != 0) {
+			die("the trigger was not sent with billing's own routing key");
+		}
+		if (strcmp(reqs[i].path, "/hook") == 0 &&
+		    cJSON_GetObjectItemCaseSensitive(reqs[i].body, "routing_key") != NULL) {
+			die("the webhook got a routing key");
+		}
+	}
+	const cJSON *pl = cJSON_GetObjectItemCaseSensitive(reqs[0].body, "payload");
+	if (strcmp(jstr(pl, "severity"), "critical") != 0 || jstr(pl, "summary")[0] == '\0' ||
+	    strcmp(jstr(pl, "source"), "coffer-coordinator") != 0 ||
+	    strcmp(jstr(pl, "component"), "billing") != 0 ||
+	    strcmp(jstr(pl, "group"), "team-payments") != 0 ||
+	    strcmp(jstr(pl, "class"), "backup_missed") != 0) {
+		die("the trigger's payload lacks severity/summary/source/component/group/class");
+	}
+	as = evaluate(&c, now + 10 * MIN_MS, NULL);
+	ns = deliver(&c, now + 10 * MIN_MS);
+	expect_int(as.triggered + as.resolved + ns.sent, 0,
+	    "a condition that persists is not announced again");
+	printf("ok missed backup: one trigger (routing key per service, full payload), "
+	       "none repeated\n");
+
+	size_t mark = n_reqs;
+	add_backup("billing-1", "completed", d0 + 4 * HOUR_MS, d0 + 4 * HOUR_MS + 45 * MIN_MS,
+	    1000000);
+	now = d0 + 4 * HOUR_MS + 50 * MIN_MS;
+	as = evaluate(&c, now, NULL);
+	expect_int(as.resolved, 1, "resolutions once the late backup completed");
+	expect_int(as.changes, 1, "change events for the success");
+	ns = deliver(&c, now);
+	rx_reload();
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_missed", "resolve", true), 1,
+	    "resolves received for backup_missed");
+	expect_int(rx_count(mark, "/v2/change/enqueue", NULL, NULL, true), 1, "change events received");
+	expect_int(sqln("SELECT count(*) FROM audit WHERE action = 'alert.triggered' "
+			"AND subject = 'billing'"),
+	    1, "alert.triggered audit rows");
+	expect_int(sqln("SELECT count(*) FROM audit WHERE action = 'alert.resolved' "
+			"AND subject = 'billing'"),
+	    1, "alert.resolved audit rows");
+	printf("ok missed backup resolves when a completed backup appears; change event sent; "
+	       "both audited\n");
+
+	/* ---- a failing backup; the receiver fails 3 times; restarts ---- */
+	mark = n_reqs;
+	add_backup("billing-2", "failed", d0 + DAY_MS + 2 * HOUR_MS,
+	    d0 + DAY_MS + 2 * HOUR_MS + 10 * MIN_MS, 0);
+	now = d0 + DAY_MS + 2 * HOUR_MS + 20 * MIN_MS;
+	rx_script(base, "500 500 500");
+	as = evaluate(&c, now, NULL);
+	expect_int(as.triggered, 1, "transitions after a failed backup");
+	ns = deliver(&c, now); /* the trigger gets 500; the webhook post 202 */
+	expect_int(ns.retrying, 1, "rows rescheduled after 500");
+	ns = deliver(&c, now);
+	expect_int(ns.sent, 0, "requests made before the backoff expired");
+	for (int round = 1; round <= 3; round++) {
+		coord_stop(&c);
+		coord_start(&c);
+		now += 11 * MIN_MS; /* beyond any backoff so far (<= 2m) */
+		as = evaluate(&c, now, NULL);
+		expect_int(as.triggered, 0, "triggers after a restart");
+		ns = deliver(&c, now);
+	}
+	rx_reload();
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "trigger", false),
+	    4, "trigger attempts (500, 500, 500, 202)");
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "trigger", true), 1,
+	    "triggers accepted");
+	expect_int(sqln("SELECT count(*) FROM alert_outbox WHERE dedup_key = "
+			"'coffer/billing/backup_failed' AND state = 'pending'"),
+	    0, "rows still pending");
+	expect_int(sqln("SELECT attempts FROM alert_outbox WHERE dedup_key = "
+			"'coffer/billing/backup_failed' AND target = 'pagerduty' "
+			"AND action = 'trigger'"),
+	    4, "attempts recorded on the trigger row");
+	/* Later calls send nothing more. */
+	now += HOUR_MS;
+	ns = deliver(&c, now);
+	expect_int(ns.sent, 0, "requests after delivery");
+	printf("ok failing backup: 500 three times across restarts, exactly one trigger "
+	       "accepted\n");
+
+	mark = n_reqs;
+	add_backup("billing-3", "completed", d0 + 2 * DAY_MS + 2 * HOUR_MS,
+	    d0 + 2 * DAY_MS + 2 * HOUR_MS + 10 * MIN_MS, 1010000);
+	now = d0 + 2 * DAY_MS + 2 * HOUR_MS + 20 * MIN_MS;
+	as = evaluate(&c, now, NULL);
+	expect_int(as.resolved, 1, "resolutions after the next success");
+	drain(&c, now);
+	rx_reload();
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "resolve", true), 1,
+	    "resolves received for backup_failed");
+	printf("ok failing backup resolves on the next success\n");
+
+	/* ---- size anomaly: less than half of the previous ---- */
+	mark = n_reqs;
+	add_backup("billing-4", "completed", d0 + 3 * DAY_MS + 2 * HOUR_MS,
+	    d0 + 3 * DAY_MS + 2 * HOUR_MS + 10 * MIN_MS, 400000);
+	now = d0 + 3 * DAY_MS + 2 * HOUR_MS + 20 * MIN_MS;
+	as = evaluate(&c, now, NULL);
+	expect_int(as.triggered, 1, "transitions after a backup half the size");
+	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/size_anomaly' "
+			"AND state = 'triggered'"),
+	    1, "size_anomaly open");
+	add_backup("billing-5", "completed", d0 + 4 * DAY_MS + 2 * HOUR_MS,
+	    d0 + 4 * DAY_MS + 2 * HOUR_MS + 10 * MIN_MS, 410000);
+	now = d0 + 4 * DAY_MS + 2 * HOUR_MS + 20 * MIN_MS;
+	as = evaluate(&c, now, NULL);
+	expect_int(as.resolved, 1, "size_anomaly resolves with a normal-sized successor");
+	drain(&c, now);
+	printf("ok size anomaly triggers and resolves\n");
+
+	/* ---- a quiet agent; refused requests ---- */
+	sql1("INSERT INTO agents (name, service, pubkey, enrolled_by, last_contact_at) VALUES "
+	     "('billing-db-1', 'billing', decode(repeat('ab', 32), 'hex'), 'test', "
+	     "to_timestamp(%" PRId64 " / 1000.0))",
+	    (int64_t)(now - 5 * MIN_MS));
+	as = evaluate(&c, now, NULL);
+	expect_int(as.triggered, 0, "transitions with an agent heard from 5 minutes ago");
+	as = evaluate(&c, now + 11 * MIN_MS, NULL);
+	expect_int(as.triggered, 1, "transitions with an agent quiet for 16 minutes");
+	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/agent_quiet' "
+			"AND state = 'triggered'"),
+	    1, "agent_quiet open");
+	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0)",
+	    (int64_t)(now + 12 * MIN_MS));
+	as = evaluate(&c, now + 13 * MIN_MS, NULL);
+	expect_int(as.resolved, 1, "agent_quiet resolves when the agent is heard from");
+	sql1("INSERT INTO refusals (reason, agent, count, first_at, last_at) VALUES "
+	     "('bad_signature', 'billing-db-1', 3, to_timestamp(%" PRId64 " / 1000.0), "
+	     "to_timestamp(%" PRId64 " / 1000.0))",
+	    (int64_t)(now + 14 * MIN_MS), (int64_t)(now + 14 * MIN_MS));
+	as = evaluate(&c, now + 15 * MIN_MS, NULL);
+	expect_int(as.triggered, 1, "transitions after refused requests");
+	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = "
+			"'coffer/billing/requests_refused' AND state = 'triggered' "
+			"AND summary LIKE '%%bad_signature%%'"),
+	    1, "requests_refused open, naming the reason");
+	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0)",
+	    (int64_t)(now + 75 * MIN_MS));
+	evaluate(&c, now + 76 * MIN_MS, NULL);
+	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = "
+			"'coffer/billing/requests_refused' AND state = 'resolved'"),
+	    1, "requests_refused resolved once the refusals are older than refusal_window");
+	drain(&c, now + 76 * MIN_MS);
+	now += 2 * HOUR_MS;
+	printf("ok agent quiet and refused requests trigger and resolve\n");
+
+	/* ---- a 400 is not retried, and is audited ---- */
+	mark = n_reqs;
+	rx_script(base, "400");
+	bool changed = false;
+	check_ok(coord_alerts_set(c.cat, &c.key, c.cfg, NULL, COORD_ALERT_AUDIT_CHAIN, true,
+		     "critical", "test: chain broken at 17", "{\"bad_seq\":17}", now, &changed, &e),
+	    &e, "setting a condition");
+	if (!changed) {
+		die("setting a new condition made no transition");
+	}
+	ns = deliver(&c, now);
+	expect_int(ns.failed, 1, "rows refused for good");
+	rx_reload();
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/_coordinator/audit_chain_broken", "trigger",
+		       false),
+	    1, "requests for the refused trigger");
+	expect_int(sqln("SELECT count(*) FROM alert_outbox WHERE dedup_key = "
+			"'coffer/_coordinator/audit_chain_broken' AND target = 'pagerduty' "
+			"AND state = 'failed' AND last_error LIKE '%%Event object is invalid%%'"),
+	    1, "failed row with PagerDuty's message");
+	expect_int(sqln("SELECT count(*) FROM audit WHERE action = 'alert.undeliverable' "
+			"AND subject = 'coffer/_coordinator/audit_chain_broken' "
+			"AND details->>'message' LIKE 'Event object is invalid%%'"),
+	    1, "alert.undeliverable audit rows");
+	for (int i = 1; i <= 3; i++) {
+		deliver(&c, now + i * HOUR_MS);
+	}
+	rx_reload();
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/_coordinator/audit_chain_broken", NULL,
+		       false),
+	    1, "requests for the refused trigger after 3 more hours");
+	/* The evaluator with an intact chain resolves it. */
+	coord_alerts_input in = { .audit_chain_broken = false };
+	as = evaluate(&c, now + 3 * HOUR_MS, &in);
+	if (as.resolved < 1) {
+		die("an intact chain did not resolve audit_chain_broken");
+	}
+	deliver(&c, now + 3 * HOUR_MS);
+	printf("ok a 400 is not retried, is audited with PagerDuty's message\n");
+
+	/* ---- a flood of 1,000 conditions: paced, none dropped ---- */
+	now += 4 * HOUR_MS;
+	mark = n_reqs;
+	for (int i = 0; i < FLOOD; i++) {
+		char check[32];
+		snprintf(check, sizeof(check), "flood_%04d", i);
+		check_ok(coord_alerts_set(c.cat, &c.key, c.cfg, NULL, check, true, "warning",
+			     "test flood", NULL, now, NULL, &e),
+		    &e, "flooding");
+	}
+	rx_script(base, "429 500");
+	int guard = 0;
+	while (sqln("SELECT count(*) FROM alert_outbox WHERE state = 'pending'") > 0) {
+		ns = deliver(&c, now);
+		now += 2 * MIN_MS; /* lets the 429 and 500 retries come due */
+		if (ns.sent == 0) {
+			struct timespec ts = { 0, 50 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+		}
+		if (++guard > 100000) {
+			die("the flood never drained");
+		}
+	}
+	rx_reload();
+	int rate = (int)coffer_config_int(c.cfg->ini, "alerts", "rate_per_minute");
+	/* A second's refill plus one burst, plus one: the receiver stamps a
+	 * request when it arrives, a little after the sender took its token. */
+	int allowed = rate / 60 + 20 + 1;
+	int worst = 0;
+	size_t lo = mark;
+	int64_t first = -1, last = 0;
+	for (size_t i = mark; i < n_reqs; i++) {
+		if (strcmp(reqs[i].path, "/v2/enqueue") != 0) {
+			continue;
+		}
+		if (first < 0) {
+			first = reqs[i].at;
+		}
+		last = reqs[i].at;
+		while (lo < i && (strcmp(reqs[lo].path, "/v2/enqueue") != 0 ||
+				     reqs[lo].at <= reqs[i].at - 1000)) {
+			lo++;
+		}
+		int in_window = 0;
+		for (size_t j = lo; j <= i; j++) {
+			in_window += strcmp(reqs[j].path, "/v2/enqueue") == 0;
+		}
+		if (in_window > worst) {
+			worst = in_window;
+		}
+	}
+	if (worst > allowed) {
+		die("rate limit broken: %d requests to one routing key within one second "
+		    "(rate_per_minute %d allows %d)",
+		    worst, rate, allowed);
+	}
+	int got = 0;
+	for (int i = 0; i < FLOOD; i++) {
+		char dk[64];
+		snprintf(dk, sizeof(dk), "coffer/_coordinator/flood_%04d", i);
+		int n = rx_count(mark, "/v2/enqueue", dk, "trigger", true);
+		if (n != 1) {
+			die("%s accepted %d times, want 1", dk, n);
+		}
+		got++;
+	}
+	printf("ok flood: %d triggers each accepted once, at most %d per second (limit %d), "
+	       "%.1fs\n",
+	    got, worst, allowed, (double)(last - first) / 1000.0);
+
+	metrics_phase(&c, now);
+
+	/* ---- the receiver is gone: a network error is retried ---- */
+	kill(receiver_pid, SIGTERM);
+	waitpid(receiver_pid, NULL, 0);
+	receiver_pid = 0;
+	check_ok(coord_alerts_set(c.cat, &c.key, c.cfg, NULL, "net_check", true, "error",
+		     "test: receiver down", NULL, now, NULL, &e),
+	    &e, "setting a condition");
+	ns = deliver(&c, now);
+	expect_int(ns.retrying, 2, "rows rescheduled after a network error (pagerduty, webhook)");
+	expect_int(sqln("SELECT count(*) FROM alert_outbox WHERE dedup_key = "
+			"'coffer/_coordinator/net_check' AND state = 'pending' AND attempts = 1 "
+			"AND next_attempt_at > to_timestamp(%" PRId64 " / 1000.0) "
+			"AND last_error LIKE 'network error%%'",
+		    now),
+	    2, "pending rows with the network error and a later attempt time");
+	printf("ok a network error is retried later\n");
+
+	coord_stop(&c);
+	PQfinish(conn);
+	fclose(clog);
+	for (size_t i = 0; i < n_reqs; i++) {
+		cJSON_Delete(reqs[i].body);
+	}
+	free(reqs);
+	curl_global_cleanup();
+	return (0);
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Physical backups, WAL archiving and point-in-time restore against a real
+# PostgreSQL whose archive_command is coffer-agent wal-push:
+# - a base backup (--kind physical) that completes only once its WAL is archived;
+# - rows committed one by one with known commit times after it; a restore to a
+#   time between two of them, into a new data directory started with --start,
+#   holds exactly the rows committed before the target;
+# - wal-push idempotency (same content: ok; different content: refused loudly),
+#   a segment of another cluster refused, wal-fetch of a missing file exits 1
+#   quietly, a non-empty --pgdata refused;
+# - a repository that cannot be written makes wal-push fail (pg_stat_archiver's
+#   failed_count rises, PostgreSQL keeps the segment) and archiving catches up
+#   once it is fixed.
+# The server runs as postgres, so the agent's config, keys, state and
+# repository belong to postgres; backups run as postgres, the restore as root
+# (it hands the restored files to the directory's owner).
+source "$(dirname "$0")/lib.sh"
+t_init pitr
+agent=$COFFER_BIN/coffer-agent
+conf=$T/agent.conf
+as_pg() { runuser -u postgres -- "$@"; }
+
+mkdir -p "$T/state" "$T/repo"
+pg_start "$T/pg" "wal_level = replica" "archive_mode = on" \
+	"archive_command = '$agent wal-push -c $conf %p'"
+cat >"$conf" <<CONF
+[agent]
+name = billing-db-1
+service = billing
+state_dir = $T/state
+signing_key = $T/agent.key
+key_ring = $T/billing.keys
+[postgres]
+conninfo = $PG_CONNINFO dbname=postgres
+bin_dir = $PG_BINDIR
+[schedule]
+logical = 0 2 * * *
+completion_window = 3m
+[repository.primary]
+type = posix
+path = $T/repo
+CONF
+"$agent" keygen --out "$T/billing.keys" --id k1 >/dev/null || fail "keygen"
+"$agent" init -c "$conf" >/dev/null || fail "init"
+chown -R postgres: "$T/state" "$T/repo" "$T/billing.keys" "$T/agent.key" "$conf"
+ci="$PG_CONNINFO dbname=postgres"
+q() { psql_at "$ci" -c "$1"; }
+
+# Waits (bounded, not timed) until pg_stat_archiver shows $1 archived.
+wait_archived() {
+	for _ in $(seq 600); do
+		[[ $(q "select coalesce(last_archived_wal, '') >= '$1' from pg_stat_archiver") == t ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# --- base backup -----------------------------------------------------------------------
+q "create table ledger (id int primary key, at timestamptz not null default clock_timestamp())"
+q "insert into ledger (id) select g from generate_series(-99, 0) g"
+id=$(as_pg "$agent" backup -c "$conf" --kind physical 2>"$T/backup.log") ||
+	{ cat "$T/backup.log"; fail "physical backup"; }
+[[ $id == *-p-* ]] || fail "backup printed '$id', not a physical backup id"
+man=$T/repo/services/billing/backups/$id/manifest.json
+[[ -f $man ]] || fail "no manifest for $id"
+grep -q '"kind":"physical"' "$man" || fail "manifest kind is not physical"
+grep -q '"path":"backup_label"' "$man" || fail "backup_label is not in the manifest"
+grep -q '"path":"global/pg_control"' "$man" || fail "global/pg_control is not in the manifest"
+if grep -q '"path":"postmaster.pid"' "$man"; then fail "postmaster.pid was backed up"; fi
+if grep -q '"path":"pg_wal/0' "$man"; then fail "pg_wal contents were backed up"; fi
+ls "$T/repo/services/billing/wal/00000001/" | grep -q '\.backup$' ||
+	fail "the backup history file was not archived"
+pass "physical backup $id, manifest and WAL in the repository"
+
+# --- commits with known times ------------------------------------------------------------
+for i in 1 2 3 4 5 6; do
+	q "insert into ledger (id) values ($i)"
+	sleep 0.4
+done
+target=$(q "select to_char((a3 + (a4 - a3) / 2) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+            from (select (select at from ledger where id = 3) a3, (select at from ledger where id = 4) a4) s")
+seg=$(q "select pg_walfile_name(pg_current_wal_lsn())")
+q "select pg_switch_wal()" >/dev/null
+wait_archived "$seg" || fail "segment $seg was not archived"
+pass "6 commits after the backup archived through $seg; target $target"
+
+# --- wal-push / wal-fetch rules ------------------------------------------------------------
+mkdir -p "$T/w" && chown postgres: "$T/w"
+as_pg "$agent" wal-fetch -c "$conf" "$seg" "$T/w/$seg" || fail "wal-fetch $seg"
+[[ $(stat -c %s "$T/w/$seg") == 16777216 ]] || fail "fetched segment is not 16 MiB"
+[[ ! -e "$T/w/$seg.coffer-tmp" ]] || fail "wal-fetch left its temporary"
+as_pg "$agent" wal-push -c "$conf" "$T/w/$seg" 2>"$T/err" || { cat "$T/err"; fail "re-pushing the same segment"; }
+pass "wal-fetch, and wal-push of the same content again succeeds"
+cp "$T/w/$seg" "$T/w/x" && printf 'X' | dd of="$T/w/x" bs=1 seek=100000 conv=notrunc 2>/dev/null
+mv "$T/w/x" "$T/w/changed" && mkdir -p "$T/w/c" && mv "$T/w/changed" "$T/w/c/$seg" && chown -R postgres: "$T/w"
+if as_pg "$agent" wal-push -c "$conf" "$T/w/c/$seg" 2>"$T/err"; then fail "different content under $seg was accepted"; fi
+grep -q "different content" "$T/err" || { cat "$T/err"; fail "refusal does not say 'different content'"; }
+pass "wal-push of different content under the same name refused: $(head -c 120 "$T/err")"
+mkdir -p "$T/w/o" && cp "$T/w/$seg" "$T/w/o/000000010000000000000F00" && chown -R postgres: "$T/w"
+printf '\x01\x02\x03\x04\x05\x06\x07\x08' | dd of="$T/w/o/000000010000000000000F00" bs=1 seek=24 conv=notrunc 2>/dev/null
+if as_pg "$agent" wal-push -c "$conf" "$T/w/o/000000010000000000000F00" 2>"$T/err"; then
+	fail "a segment of another cluster was archived"
+fi
+grep -q "system identifier" "$T/err" || { cat "$T/err"; fail "foreign segment refusal does not name the system identifier"; }
+[[ ! -e "$T/repo/services/billing/wal/00000001/000000010000000000000F00" ]] || fail "foreign segment stored"
+pass "segment of another cluster refused"
+rc=0
+as_pg "$agent" wal-fetch -c "$conf" 000000010000000000000F01 "$T/w/none" 2>"$T/err" || rc=$?
+[[ $rc == 1 ]] || fail "wal-fetch of a missing segment exited $rc, want 1"
+[[ ! -s "$T/err" ]] || { cat "$T/err"; fail "wal-fetch of a missing segment was not quiet"; }
+rc=0
+as_pg "$agent" wal-push -c "$conf" "$T/w/none-such" 2>"$T/err" || rc=$?
+[[ $rc != 0 ]] || fail "wal-push of a bad name succeeded"
+pass "missing segment: wal-fetch exits 1 quietly; bad names refused"
+
+# --- point-in-time restore -------------------------------------------------------------
+mkdir -p "$T/r/data"
+chown -R postgres: "$T/r"
+if "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/pg/data" 2>"$T/err"; then
+	fail "restore into the live data directory was allowed"
+fi
+grep -q "not empty" "$T/err" || { cat "$T/err"; fail "non-empty refusal does not say so"; }
+pass "non-empty --pgdata refused"
+port2=$(_free_port)
+_t_clusters+=("$T/r")
+"$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/r/data" \
+	--port "$port2" --start >"$T/restore.out" 2>"$T/restore.log" ||
+	{ cat "$T/restore.log"; cat "$T/r/data/coffer-recovery.log" 2>/dev/null | tail -20; fail "physical restore"; }
+grep -q "restored backup $id" "$T/restore.out" || { cat "$T/restore.out"; fail "restore report"; }
+[[ $(stat -c %U "$T/r/data/global/pg_control") == postgres ]] || fail "restored files are not postgres's"
+rci="host=$T/pg/sock port=$port2 user=postgres dbname=postgres"
+got=$(psql_at "$rci" -c "select string_agg(id::text, ',' order by id) from ledger where id > 0")
+[[ $got == "1,2,3" ]] || fail "restored rows after the backup: '$got', want '1,2,3' (target $target)"
+n=$(psql_at "$rci" -c "select count(*) from ledger where id <= 0")
+[[ $n == 100 ]] || fail "restored rows from before the backup: $n, want 100"
+[[ $(psql_at "$rci" -c "select pg_is_in_recovery()") == f ]] || fail "restored cluster is still in recovery"
+pass "restored to $target: rows 1..3 exist, 4..6 do not ($(cat "$T/restore.out"))"
+pg_stop "$T/r"
+
+# --- a failing repository, then catching up --------------------------------------------
+fails0=$(q "select failed_count from pg_stat_archiver")
+# Read-only, not unreadable: the agent can still see what is archived.
+chmod 550 "$T/repo/services/billing/wal/00000001"
+q "insert into ledger (id) values (100)"
+seg=$(q "select pg_walfile_name(pg_current_wal_lsn())")
+q "select pg_switch_wal()" >/dev/null
+for _ in $(seq 600); do
+	(($(q "select failed_count from pg_stat_archiver") > fails0)) && break
+	sleep 0.1
+done
+(($(q "select failed_count from pg_stat_archiver") > fails0)) || fail "failed_count did not rise"
+[[ $(q "select last_failed_wal from pg_stat_archiver") == "$seg" ]] || fail "last_failed_wal is not $seg"
+[[ -f "$T/pg/data/pg_wal/archive_status/$seg.ready" ]] || fail "$seg is no longer waiting in pg_wal"
+grep -q "coffer-agent wal-push" "$T/pg/server.log" || fail "wal-push's error is not in the server log"
+pass "unwritable repository: wal-push fails, failed_count rises, $seg kept"
+# A physical backup now cannot complete: its WAL never arrives. It fails
+# within its completion window, saying what the archiver reports, and
+# publishes no manifest.
+sed 's/^completion_window = .*/completion_window = 4s/' "$conf" >"$T/short.conf"
+chown postgres: "$T/short.conf"
+if as_pg "$agent" backup -c "$T/short.conf" --kind physical >"$T/bad.id" 2>"$T/err"; then
+	fail "a backup whose WAL cannot be archived completed"
+fi
+grep -q "was not archived" "$T/err" || { cat "$T/err"; fail "backup failure does not say the WAL was not archived"; }
+grep -q "failed_count=" "$T/err" || { cat "$T/err"; fail "backup failure does not quote pg_stat_archiver"; }
+[[ $(ls "$T"/repo/services/billing/backups/*/manifest.json | wc -l) == 1 ]] ||
+	fail "the failed backup published a manifest"
+as_pg "$agent" events -c "$conf" --output json | grep -q "backup.failed" || fail "no backup.failed event"
+pass "physical backup with unarchivable WAL fails: $(grep -o 'was not archived.*' "$T/err" | head -c 100)"
+chmod 750 "$T/repo/services/billing/wal/00000001"
+# After three failures in a row the archiver rests for a minute; a reload
+# wakes it, as an operator fixing the repository would.
+q "select pg_reload_conf()" >/dev/null
+wait_archived "$seg" || fail "archiving did not catch up after the repository was fixed"
+[[ -f "$T/repo/services/billing/wal/00000001/$seg" ]] || fail "$seg not in the repository"
+pass "archiving caught up: $seg archived"
+
+# --- events ---------------------------------------------------------------------------
+as_pg "$agent" events -c "$conf" --output json >"$T/events.json" || fail "events"
+grep -q "wal.archived" "$T/events.json" || fail "no wal.archived event in the outbox"
+pass "wal.archived events in the outbox"
