@@ -7,8 +7,13 @@
  * in the repository exits 1 without a word: recovery asks for files that
  * never existed (the next timeline's history, the segment after the last).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "agent/commands.h"
 #include "agent/wal.h"
@@ -58,6 +63,47 @@ agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
 	return 0;
 }
 
+/* Fetches the next segments in a detached process, so recovery replays
+ * this one while the following ones are on their way. Double fork: the
+ * prefetcher is nobody's child to reap, and its stdio is /dev/null so it
+ * holds no pipe of the server's. Failure here is never the fetch's failure:
+ * recovery just asks for the segment itself. */
+static void
+start_prefetch(const char *config, const char *name, const char *dest)
+{
+	struct stat st;
+	agent_wal_kind kind;
+	uint32_t tl;
+	if (agent_wal_name_parse(name, &kind, &tl, NULL) != 0 || kind != AGENT_WAL_SEGMENT ||
+	    stat(dest, &st) != 0)
+		return;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return;
+	if (pid > 0) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		return;
+	}
+	if (fork() != 0)
+		_exit(0);
+	setsid();
+	int null = open("/dev/null", O_RDWR);
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+	}
+	agent_ctx *ctx = NULL;
+	coffer_err err = { 0 };
+	if (agent_ctx_open(config, NULL, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err) == 0) {
+		(void)agent_wal_prefetch(ctx, name, (uint64_t)st.st_size, AGENT_WAL_PREFETCH, &err);
+		agent_ctx_close(ctx);
+	}
+	_exit(0);
+}
+
 int
 agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 {
@@ -74,6 +120,8 @@ agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 		rv = agent_wal_fetch(ctx, argv[0], argv[1], &err);
 	}
 	agent_ctx_close(ctx);
+	if (rv == 0)
+		start_prefetch(config, argv[0], argv[1]);
 	if (rv == COFFER_ENOENT && opened)
 		return 1;
 	if (rv != 0) {

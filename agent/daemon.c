@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "agent/backup.h"
+#include "agent/events.h"
 #include "agent/sender.h"
 #include "common/clock.h"
 #include "common/cron.h"
@@ -34,9 +35,16 @@ typedef struct agent_daemon {
 	coffer_err job_err;
 	int job_rc;
 	agent_sender *sender; /* NULL without [coordinator] */
+	/* Commands from the coordinator, handed over by the sender thread. */
+	uv_async_t cmd_async;
+	uv_mutex_t cmd_mu;
+	bool cmd_closed;             /* cmd_mu */
+	uint64_t cmd_queue[16];      /* cmd_mu: received, not yet started */
+	size_t cmd_n;                /* cmd_mu */
 } agent_daemon;
 
 static void arm(agent_daemon *d);
+static void start_queued_command(agent_daemon *d);
 
 static void
 backup_work(uv_work_t *w)
@@ -44,6 +52,23 @@ backup_work(uv_work_t *w)
 	agent_daemon *d = w->data;
 	coffer_err_clear(&d->job_err);
 	d->job_rc = agent_backup_logical(d->ctx, &d->req, &d->res, &d->job_err);
+	if (d->req.command_id == 0)
+		return;
+	/* The coordinator keeps handing a command out until it hears it is
+	 * done; this event (durable, like every outcome) says so. */
+	Coffer__V1__CommandDone done = COFFER__V1__COMMAND_DONE__INIT;
+	done.command_id = d->req.command_id;
+	done.ok = d->job_rc == 0;
+	done.detail = d->job_rc == 0 ? (char *)"backup completed" : d->job_err.msg;
+	done.backup_id = d->res.backup_id;
+	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
+	ev.kind_case = COFFER__V1__EVENT__KIND_COMMAND_DONE;
+	ev.command_done = &done;
+	coffer_err err = { 0 };
+	if (agent_events_emit(d->ctx->outbox, d->ctx->cfg->service, coffer_clock_now(NULL), &ev,
+		NULL, &err) != 0)
+		coffer_log_error("command outcome not recorded", "command=%" PRIu64 " error=\"%s\"",
+		    d->req.command_id, err.msg);
 }
 
 static void
@@ -53,6 +78,10 @@ stop_handles(agent_daemon *d)
 	uv_close((uv_handle_t *)&d->timer, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_mutex_lock(&d->cmd_mu);
+	d->cmd_closed = true;
+	uv_mutex_unlock(&d->cmd_mu);
+	uv_close((uv_handle_t *)&d->cmd_async, NULL);
 }
 
 static void
@@ -73,6 +102,7 @@ backup_done(uv_work_t *w, int status)
 		stop_handles(d);
 		return;
 	}
+	start_queued_command(d);
 	arm(d);
 }
 
@@ -97,6 +127,56 @@ start_backup(agent_daemon *d, int64_t scheduled_s)
 	agent_sender_note_backup(d->sender, true, NULL, 0); /* for heartbeats */
 	d->work.data = d;
 	uv_queue_work(&d->loop, &d->work, backup_work, backup_done);
+}
+
+/* Sender thread: queue the command and wake the loop. */
+static void
+on_command(void *arg, uint64_t command_id, Coffer__V1__BackupKind kind, const char *requested_by)
+{
+	agent_daemon *d = arg;
+	(void)requested_by;
+	if (kind == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL)
+		coffer_log_warn("physical backup requested; taking a logical one", "command=%" PRIu64,
+		    command_id);
+	uv_mutex_lock(&d->cmd_mu);
+	if (!d->cmd_closed && d->cmd_n < sizeof(d->cmd_queue) / sizeof(d->cmd_queue[0])) {
+		d->cmd_queue[d->cmd_n++] = command_id;
+		uv_async_send(&d->cmd_async);
+	}
+	uv_mutex_unlock(&d->cmd_mu);
+}
+
+static void
+start_queued_command(agent_daemon *d)
+{
+	if (d->running || d->stopping)
+		return;
+	uv_mutex_lock(&d->cmd_mu);
+	uint64_t id = 0;
+	if (d->cmd_n > 0) {
+		id = d->cmd_queue[0];
+		memmove(d->cmd_queue, d->cmd_queue + 1, (d->cmd_n - 1) * sizeof(d->cmd_queue[0]));
+		d->cmd_n--;
+	}
+	uv_mutex_unlock(&d->cmd_mu);
+	if (id == 0)
+		return;
+	coffer_log_info("backup requested by the coordinator", "service=%s command=%" PRIu64,
+	    d->ctx->cfg->service, id);
+	memset(&d->req, 0, sizeof(d->req));
+	d->req.trigger = COFFER__V1__TRIGGER__TRIGGER_COMMAND;
+	d->req.command_id = id;
+	d->req.cancel = d->cancel;
+	d->running = true;
+	agent_sender_note_backup(d->sender, true, NULL, 0);
+	d->work.data = d;
+	uv_queue_work(&d->loop, &d->work, backup_work, backup_done);
+}
+
+static void
+on_cmd_async(uv_async_t *h)
+{
+	start_queued_command(h->data);
 }
 
 static void
@@ -186,6 +266,11 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 		coffer_cron_free(d.cron);
 		return err->code;
 	}
+	uv_mutex_init(&d.cmd_mu);
+	uv_async_init(&d.loop, &d.cmd_async, on_cmd_async);
+	d.cmd_async.data = &d;
+	if (d.sender != NULL)
+		agent_sender_set_command_cb(d.sender, on_command, &d);
 	uv_timer_init(&d.loop, &d.timer);
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
@@ -201,6 +286,7 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	/* After the signal and any cancelled backup: waits for at most one call. */
 	agent_sender_stop(d.sender);
 	uv_loop_close(&d.loop);
+	uv_mutex_destroy(&d.cmd_mu);
 	agent_cancel_free(d.cancel);
 	coffer_tz_free(d.tz);
 	coffer_cron_free(d.cron);

@@ -355,6 +355,11 @@ typedef struct sender_link {
 	uint64_t acked_seq;
 	uint64_t events_acked;
 	int64_t last_contact_ms;
+	/* Commands (set under the sender's mutex, read on its thread). */
+	pthread_mutex_t *cmd_mu;
+	agent_sender_command_cb on_command;
+	void *on_command_arg;
+	uint64_t command_seen; /* highest command id passed on */
 } sender_link;
 
 static int
@@ -459,6 +464,29 @@ refusal_hint(const sender_link *l, Coffer__V1__Status st, coffer_err *err)
 
 /* Sends one request made of b's durable events and the transient extras,
  * and applies the reply's ack. */
+static void
+take_commands(sender_link *l, const Coffer__V1__Reply *reply)
+{
+	if (l->cmd_mu == NULL)
+		return; /* flush: commands are the daemon's business */
+	pthread_mutex_lock(l->cmd_mu);
+	agent_sender_command_cb cb = l->on_command;
+	void *arg = l->on_command_arg;
+	pthread_mutex_unlock(l->cmd_mu);
+	for (size_t i = 0; cb != NULL && i < reply->n_commands; i++) {
+		const Coffer__V1__Command *c = reply->commands[i];
+		/* Redelivered until reported done: pass each id on once. */
+		if (c->id <= l->command_seen || c->kind_case != COFFER__V1__COMMAND__KIND_RUN_BACKUP ||
+		    c->run_backup == NULL)
+			continue;
+		l->command_seen = c->id;
+		coffer_log_info("command received", "command=%" PRIu64 " kind=run_backup by=%s", c->id,
+		    c->run_backup->requested_by != NULL && c->run_backup->requested_by[0] != '\0' ?
+			c->run_backup->requested_by : "-");
+		cb(arg, c->id, c->run_backup->kind, c->run_backup->requested_by);
+	}
+}
+
 static call_outcome
 link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra,
     size_t n_extra, coffer_err *err)
@@ -529,6 +557,7 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 		return (CALL_RETRY);
 	}
 	l->last_contact_ms = now;
+	take_commands(l, reply);
 	if (b->count == 0) {
 		return (CALL_OK);
 	}
@@ -851,7 +880,18 @@ sender_main(void *arg)
 			}
 			set_state(s, AGENT_SENDER_IDLE, NULL);
 			delay = next_hb - coffer_clock_monotonic_ms();
-			wait_for(s, delay > 0 ? delay : 0, true);
+			if (delay > AGENT_SENDER_POLL_MS)
+				delay = AGENT_SENDER_POLL_MS;
+			if (wait_for(s, delay > 0 ? delay : 0, true))
+				break;
+			/* Nothing to send and nobody kicked: ask for commands. */
+			if (!is_stopping(s) && coffer_clock_monotonic_ms() < next_hb) {
+				agent_sender_batch none;
+				memset(&none, 0, sizeof(none));
+				coffer_err perr = { 0 };
+				if (link_call(l, &none, NULL, 0, &perr) != CALL_OK)
+					coffer_log_debug("poll failed", "error=\"%s\"", perr.msg);
+			}
 			break;
 		case CALL_RETRY:
 			attempt++;
@@ -884,6 +924,15 @@ sender_main(void *arg)
 	return (NULL);
 }
 
+void
+agent_sender_set_command_cb(agent_sender *s, agent_sender_command_cb cb, void *arg)
+{
+	pthread_mutex_lock(&s->mu);
+	s->link.on_command = cb;
+	s->link.on_command_arg = arg;
+	pthread_mutex_unlock(&s->mu);
+}
+
 int
 agent_sender_start(agent_ctx *ctx, agent_sender **out, coffer_err *err)
 {
@@ -907,6 +956,7 @@ agent_sender_start(agent_ctx *ctx, agent_sender **out, coffer_err *err)
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, &ca);
 	pthread_condattr_destroy(&ca);
+	s->link.cmd_mu = &s->mu;
 	int prc = pthread_create(&s->thread, NULL, sender_main, s);
 	if (prc != 0) {
 		pthread_cond_destroy(&s->cv);

@@ -51,6 +51,9 @@
 /* The first retry delay after a network failure; doubles up to retry_max. */
 #define AGENT_SENDER_RETRY_MIN_MS 1000
 #define AGENT_SENDER_ENVSEQ_FILE "envelope.seq"
+/* How often an idle sender asks the coordinator for commands: the bound on
+ * how long `coffer backup run` waits before the agent starts. */
+#define AGENT_SENDER_POLL_MS 3000
 
 /* ---- building blocks (also used by tests) ---- */
 
@@ -146,5 +149,17 @@ void agent_sender_stop(agent_sender *s);
  * an undecodable record (COFFER_ECORRUPT). *acked (may be NULL) counts the
  * events acked. */
 int agent_sender_flush(agent_ctx *ctx, int64_t timeout_ms, uint64_t *acked, coffer_err *err);
+
+/* A command from the coordinator (run a backup now). Called on the sender's
+ * thread, once per command id (ids the sender already passed on are not
+ * repeated while it runs); the callee hands it to its own thread and
+ * reports the outcome later as a CommandDone event. */
+typedef void (*agent_sender_command_cb)(void *arg, uint64_t command_id,
+    Coffer__V1__BackupKind kind, const char *requested_by);
+
+/* Sets the command callback; call before agent_sender_start's thread can
+ * receive replies, i.e. right after start (replies before it are polled
+ * again). */
+void agent_sender_set_command_cb(agent_sender *s, agent_sender_command_cb cb, void *arg);
 
 #endif

@@ -1,11 +1,13 @@
 #include "agent/wal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -144,6 +146,17 @@ agent_wal_system_identifier_save(const agent_config *cfg, uint64_t sysid, coffer
 		close(fd);
 		unlink(tmp);
 		return coffer_err_errno(err, e, "writing", tmp);
+	}
+	/* Run as root (a backup started by hand), the cache must still be
+	 * readable by the archive_command, which runs as the database's user:
+	 * give it to whoever owns state_dir. */
+	struct stat dst;
+	if (geteuid() == 0 && stat(cfg->state_dir, &dst) == 0 && dst.st_uid != 0 &&
+	    fchown(fd, dst.st_uid, dst.st_gid) != 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		return coffer_err_errno(err, e, "changing the owner of", tmp);
 	}
 	close(fd);
 	if (rename(tmp, path) != 0) {
@@ -410,8 +423,173 @@ agent_wal_exists(agent_ctx *ctx, const char *name, bool *exists, coffer_err *err
 	return rc;
 }
 
+static void
+spool_path(const agent_config *cfg, const char *name, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/wal-prefetch%s%s", cfg->state_dir, name ? "/" : "", name ? name : "");
+}
+
+/* Moves a prefetched segment to dest: a rename when both are on one file
+ * system, else a copy (fsync'd, then renamed into place). */
+static int
+take_prefetched(agent_ctx *ctx, const char *name, const char *dest, bool *taken,
+    coffer_err *err)
+{
+	*taken = false;
+	char src[4096], tmp[4096];
+	spool_path(ctx->cfg, name, src, sizeof(src));
+	if (rename(src, dest) == 0) {
+		*taken = true;
+		return 0;
+	}
+	if (errno == ENOENT)
+		return 0;
+	if (errno != EXDEV)
+		return coffer_err_errno(err, errno, "moving the prefetched segment", src);
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return errno == ENOENT ? 0 : coffer_err_errno(err, errno, "opening", src);
+	snprintf(tmp, sizeof(tmp), "%s.coffer-tmp", dest);
+	int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		int e = errno;
+		close(in);
+		return coffer_err_errno(err, e, "creating", tmp);
+	}
+	coffer_filter *sink = coffer_fd_sink_new(out, err);
+	int rc = sink == NULL ? (err != NULL ? err->code : COFFER_ENOMEM) : 0;
+	if (rc == 0) {
+		coffer_fd_sink_set_name(sink, tmp);
+		coffer_fd_sink_set_fsync(sink, true);
+		rc = coffer_filter_pump_fd(in, sink, 0, err);
+	}
+	coffer_filter_free(sink);
+	close(in);
+	if (close(out) != 0 && rc == 0)
+		rc = coffer_err_errno(err, errno, "closing", tmp);
+	if (rc == 0 && rename(tmp, dest) != 0)
+		rc = coffer_err_errno(err, errno, "renaming into place", dest);
+	if (rc != 0) {
+		unlink(tmp);
+		return rc;
+	}
+	unlink(src);
+	*taken = true;
+	return 0;
+}
+
+static int fetch_direct(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err);
+
 int
 agent_wal_fetch(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err)
+{
+	agent_wal_kind kind;
+	uint32_t tl;
+	int rc = agent_wal_name_parse(name, &kind, &tl, err);
+	if (rc != 0)
+		return rc;
+	if (kind == AGENT_WAL_SEGMENT) {
+		bool taken = false;
+		rc = take_prefetched(ctx, name, dest, &taken, err);
+		if (rc != 0 || taken)
+			return rc;
+	}
+	return fetch_direct(ctx, name, dest, err);
+}
+
+int
+agent_wal_next_segment(const char *name, uint64_t seg_size, char next[25], coffer_err *err)
+{
+	agent_wal_kind kind;
+	uint32_t tl;
+	int rc = agent_wal_name_parse(name, &kind, &tl, err);
+	if (rc != 0)
+		return rc;
+	/* PostgreSQL's sizes: a power of two from 1 MiB to 1 GiB. */
+	if (kind != AGENT_WAL_SEGMENT || seg_size < (1u << 20) || seg_size > (1u << 30) ||
+	    (seg_size & (seg_size - 1)) != 0)
+		return coffer_err_set(err, COFFER_EINVAL,
+		    "cannot tell the segment after %s (%llu bytes)", name,
+		    (unsigned long long)seg_size),
+		       coffer_err_hint(err, "only whole WAL segments are prefetched");
+	char part[9];
+	memcpy(part, name + 8, 8);
+	part[8] = '\0';
+	uint64_t log = strtoull(part, NULL, 16);
+	memcpy(part, name + 16, 8);
+	uint64_t seg = strtoull(part, NULL, 16) + 1;
+	if (seg >= UINT64_C(0x100000000) / seg_size) {
+		seg = 0;
+		log++;
+	}
+	if (log > 0xffffffffu)
+		return coffer_err_set(err, COFFER_EINVAL, "%s is the last WAL segment there is", name),
+		       coffer_err_hint(err, "nothing follows it");
+	snprintf(next, 25, "%08X%08X%08X", tl, (unsigned)log, (unsigned)seg);
+	return 0;
+}
+
+int
+agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int count,
+    coffer_err *err)
+{
+	char dir[4096], lock[4200];
+	spool_path(ctx->cfg, NULL, dir, sizeof(dir));
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return coffer_err_errno(err, errno, "creating", dir);
+	snprintf(lock, sizeof(lock), "%s/.lock", dir);
+	int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lfd < 0)
+		return coffer_err_errno(err, errno, "opening", lock);
+	if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+		close(lfd); /* another prefetcher is at work */
+		return 0;
+	}
+	char window[AGENT_WAL_PREFETCH][25];
+	int n = 0;
+	const char *prev = name;
+	int rc = 0;
+	for (; n < count && n < AGENT_WAL_PREFETCH; n++) {
+		rc = agent_wal_next_segment(prev, seg_size, window[n], err);
+		if (rc != 0)
+			break;
+		prev = window[n];
+	}
+	/* Whatever is not in the window is spent or stale (and temporaries are
+	 * from a prefetcher that died, since we hold the lock): the spool stays
+	 * within count segments. */
+	DIR *d = rc == 0 ? opendir(dir) : NULL;
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		bool keep = false;
+		for (int i = 0; i < n; i++)
+			keep = keep || strcmp(de->d_name, window[i]) == 0;
+		if (!keep)
+			unlinkat(dirfd(d), de->d_name, 0);
+	}
+	if (d != NULL)
+		closedir(d);
+	for (int i = 0; rc == 0 && i < n; i++) {
+		char dest[4200];
+		struct stat st;
+		spool_path(ctx->cfg, window[i], dest, sizeof(dest));
+		if (stat(dest, &st) == 0)
+			continue;
+		rc = fetch_direct(ctx, window[i], dest, err);
+		if (rc == COFFER_ENOENT) {
+			coffer_err_clear(err);
+			rc = 0;
+			break; /* not archived yet: recovery will ask again */
+		}
+	}
+	close(lfd);
+	return rc;
+}
+
+static int
+fetch_direct(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err)
 {
 	agent_wal_kind kind;
 	uint32_t tl;

@@ -83,6 +83,21 @@ int agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res,
  * files that do not exist. ctx needs AGENT_NEED_KEYRING | AGENT_NEED_REPO. */
 int agent_wal_fetch(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err);
 
+/* Prefetch: recovery asks for segments one at a time, each a round trip to
+ * the repository. After fetching segment name, agent_wal_prefetch fetches
+ * the next count segments into <state_dir>/wal-prefetch/ (authenticated
+ * like any fetch), where agent_wal_fetch finds them; the spool never holds
+ * more than count segments, and one prefetcher runs at a time (flock).
+ * seg_size is the fetched segment's size (PostgreSQL's wal_segment_size).
+ * Stops quietly at the first segment not archived yet. */
+#define AGENT_WAL_PREFETCH 4
+int agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int count,
+    coffer_err *err);
+
+/* The segment after name for segments of seg_size bytes, into next (25
+ * bytes). COFFER_EINVAL for a name that is not a segment or a bad size. */
+int agent_wal_next_segment(const char *name, uint64_t seg_size, char next[25], coffer_err *err);
+
 /* Whether name is archived in ctx's repository. */
 int agent_wal_exists(agent_ctx *ctx, const char *name, bool *exists, coffer_err *err);
 

@@ -721,3 +721,78 @@ coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coor
 	PQclear(res);
 	return (last);
 }
+
+/* ---- listing ---- */
+
+static void
+add_str_or_null(cJSON *o, const char *k, const PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col)) {
+		cJSON_AddNullToObject(o, k);
+	} else {
+		cJSON_AddStringToObject(o, k, PQgetvalue(res, row, col));
+	}
+}
+
+#define RFC3339(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+int
+coord_alerts_list(coord_catalog *cat, int limit, cJSON **out, coffer_err *err)
+{
+	*out = NULL;
+	if (limit < 1 || limit > 10000) {
+		coffer_err_set(err, COFFER_EINVAL, "alert list limit %d is out of range", limit);
+		return (coffer_err_hint(err, "ask for 1 to 10000 alerts"));
+	}
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", limit);
+	const char *v[] = { lim };
+	int rv;
+	PGresult *res = query(cat, "listing alerts",
+	    "SELECT a.dedup_key, a.service, a.check_name, a.state, a.severity, a.summary, "
+	    RFC3339("a.first_triggered_at") ", " RFC3339("a.last_changed_at") ", "
+	    RFC3339("a.resolved_at") ", o.action, o.state, o.attempts, o.last_error, "
+	    RFC3339("o.sent_at") ", " RFC3339("o.next_attempt_at") ", o.id IS NOT NULL "
+	    "FROM alerts a LEFT JOIN LATERAL (SELECT * FROM alert_outbox x "
+	    "WHERE x.dedup_key = a.dedup_key AND x.target = 'pagerduty' "
+	    "ORDER BY x.id DESC LIMIT 1) o ON true "
+	    "ORDER BY a.state = 'triggered' DESC, a.last_changed_at DESC, a.dedup_key "
+	    "LIMIT $1::int",
+	    1, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	cJSON *arr = cJSON_CreateArray();
+	for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
+		cJSON *o = cJSON_CreateObject();
+		if (o == NULL) {
+			cJSON_Delete(arr);
+			arr = NULL;
+			break;
+		}
+		cJSON_AddItemToArray(arr, o);
+		static const char *const keys[] = { "dedup_key", "service", "check", "state",
+			"severity", "summary", "first_triggered_at", "last_changed_at",
+			"resolved_at" };
+		for (int k = 0; k < 9; k++) {
+			add_str_or_null(o, keys[k], res, i, k);
+		}
+		if (strcmp(PQgetvalue(res, i, 15), "t") != 0) {
+			cJSON_AddNullToObject(o, "delivery");
+			continue;
+		}
+		cJSON *d = cJSON_AddObjectToObject(o, "delivery");
+		add_str_or_null(d, "action", res, i, 9);
+		add_str_or_null(d, "state", res, i, 10);
+		cJSON_AddNumberToObject(d, "attempts", strtod(PQgetvalue(res, i, 11), NULL));
+		add_str_or_null(d, "last_error", res, i, 12);
+		add_str_or_null(d, "sent_at", res, i, 13);
+		add_str_or_null(d, "next_attempt_at", res, i, 14);
+	}
+	PQclear(res);
+	if (arr == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "listing alerts: out of memory"));
+	}
+	*out = arr;
+	return (0);
+}

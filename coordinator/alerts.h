@@ -30,6 +30,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 #include "common/error.h"
 #include "coordinator/audit.h"
 #include "coordinator/catalog.h"
@@ -84,5 +86,17 @@ int coord_alerts_set(coord_catalog *cat, const coord_audit_key *key, const coord
     const char *service, const char *check, bool active, const char *severity,
     const char *summary, const char *details_json, int64_t now_ms, bool *changed,
     coffer_err *err);
+
+/*
+ * For `coffer alerts list`: the open conditions first, then the most
+ * recently changed, at most limit (1..10000) of them. *out (cJSON_Delete)
+ * is a JSON array of { "dedup_key", "service" (null for coordinator-wide),
+ * "check", "state", "severity", "summary", "first_triggered_at",
+ * "last_changed_at", "resolved_at" (null while open), "delivery": null or
+ * { "action", "state", "attempts", "last_error", "sent_at",
+ * "next_attempt_at" } of the newest PagerDuty notification for it }.
+ * Times are RFC 3339 UTC.
+ */
+int coord_alerts_list(coord_catalog *cat, int limit, cJSON **out, coffer_err *err);
 
 #endif

@@ -61,12 +61,25 @@
 /* timestamptz from Unix ms; NULL stays NULL. */
 #define TS(n) "(timestamptz 'epoch' + $" #n "::bigint * interval '1 millisecond')"
 
+/* Commands handed to an agent in one reply, at most. */
+#define INTAKE_MAX_COMMANDS 8
+
+typedef struct pending_command {
+	uint64_t id;
+	Coffer__V1__BackupKind kind;
+	char requested_by[80];
+} pending_command;
+
 struct coord_intake {
 	coord_catalog *cat;
 	coord_audit_key key;
 	size_t max_msg;
 	coffer_wire_arena env_arena;
 	coffer_wire_arena body_arena;
+	/* Commands for the agent of the request being answered (filled inside
+	 * its transaction, sent only if that transaction commits). */
+	pending_command cmds[INTAKE_MAX_COMMANDS];
+	size_t n_cmds;
 };
 
 /* The agent's row, read under its lock. */
@@ -385,7 +398,25 @@ encode_reply(coord_intake *in, int status, const char *error, uint64_t env_seq, 
 	rep.error = line;
 	rep.envelope_seq = env_seq;
 	rep.acked_event_seq = acked;
+	Coffer__V1__Command cmds[INTAKE_MAX_COMMANDS];
+	Coffer__V1__RunBackup runs[INTAKE_MAX_COMMANDS];
+	Coffer__V1__Command *cmd_ptrs[INTAKE_MAX_COMMANDS];
+	if (status == COFFER__V1__STATUS__STATUS_OK) {
+		for (size_t i = 0; i < in->n_cmds; i++) {
+			coffer__v1__command__init(&cmds[i]);
+			coffer__v1__run_backup__init(&runs[i]);
+			runs[i].kind = in->cmds[i].kind;
+			runs[i].requested_by = in->cmds[i].requested_by;
+			cmds[i].id = in->cmds[i].id;
+			cmds[i].kind_case = COFFER__V1__COMMAND__KIND_RUN_BACKUP;
+			cmds[i].run_backup = &runs[i];
+			cmd_ptrs[i] = &cmds[i];
+		}
+		rep.n_commands = in->n_cmds;
+		rep.commands = cmd_ptrs;
+	}
 	int rv = coffer_wire_encode(&rep.base, in->max_msg, out, out_len, err);
+	in->n_cmds = 0;
 	free(line);
 	return (rv);
 }
@@ -1185,6 +1216,57 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
  * then applies. On a refusal v is set and nothing was applied (the caller
  * rolls back). *acked gets the high-water mark after the transaction.
  */
+/* Commands ride on replies: an operator's `coffer backup run` waits in
+ * agent_commands until the service's agent next talks to us (it polls every
+ * few seconds). A command stays owed to the agent it was handed to until
+ * that agent reports it done, so a reply lost on the way is made good by
+ * the next one; the agent ignores ids it has already started. */
+static int
+take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *rq,
+    coffer_err *err)
+{
+	in->n_cmds = 0;
+	if (rq->kind_case == COFFER__V1__REQUEST__KIND_EVENTS) {
+		const Coffer__V1__EventBatch *b = rq->events;
+		for (size_t i = 0; i < b->n_events; i++) {
+			const Coffer__V1__Event *ev = b->events[i];
+			if (ev->kind_case != COFFER__V1__EVENT__KIND_COMMAND_DONE || ev->command_done == NULL)
+				continue;
+			char id[24];
+			snprintf(id, sizeof(id), "%" PRIu64, ev->command_done->command_id);
+			const char *vals[] = { id, ag->name };
+			int rv = cat_exec(in, "marking a command done",
+			    "UPDATE agent_commands SET done_at = now() "
+			    "WHERE id = $1 AND delivered_to = $2 AND done_at IS NULL",
+			    2, vals, err);
+			if (rv != 0)
+				return (rv);
+		}
+	}
+	const char *vals[] = { ag->name, ag->service };
+	int rv = 0;
+	PGresult *r = cat_query(in, "handing out commands",
+	    "UPDATE agent_commands SET delivered_to = $1, delivered_at = coalesce(delivered_at, now()) "
+	    "WHERE id IN (SELECT id FROM agent_commands WHERE service = $2 AND done_at IS NULL "
+	    "  AND kind = 'backup' AND (delivered_to IS NULL OR delivered_to = $1) "
+	    "  ORDER BY id LIMIT 8 FOR UPDATE SKIP LOCKED) "
+	    "RETURNING id, coalesce(args->>'kind', 'logical'), requested_by",
+	    2, vals, &rv, err);
+	if (r == NULL)
+		return (rv);
+	int n = PQntuples(r);
+	for (int i = 0; i < n && in->n_cmds < INTAKE_MAX_COMMANDS; i++) {
+		pending_command *c = &in->cmds[in->n_cmds++];
+		c->id = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+		c->kind = strcmp(PQgetvalue(r, i, 1), "physical") == 0 ?
+		    COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL :
+		    COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
+		snprintf(c->requested_by, sizeof(c->requested_by), "%s", PQgetvalue(r, i, 2));
+	}
+	PQclear(r);
+	return (0);
+}
+
 static int
 process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_row *ag,
     bool *found, verdict *v, coord_intake_result *res, coffer_err *err)
@@ -1269,6 +1351,7 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 	if (rv == 0) {
 		ag->last_seq = mark;
 		res->acked_event_seq = (uint64_t)mark;
+		rv = take_commands(in, ag, rq, err);
 	}
 	return (rv);
 }

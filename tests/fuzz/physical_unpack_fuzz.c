@@ -22,13 +22,21 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 	return remove(path);
 }
 
+static char root[128];
+
+static void
+cleanup(void)
+{
+	nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char root[128];
 	static coffer_manifest *m;
 	if (m == NULL) {
 		snprintf(root, sizeof(root), "/tmp/coffer-unpack-fuzz.%ld", (long)getpid());
+		atexit(cleanup);
 		if (coffer_manifest_new(&m, NULL) != 0)
 			abort();
 		/* sha256("15\n") and sha256("") */

@@ -340,6 +340,22 @@ expect_rc 1 "role auditor, which may not run backup.run.*hint" "an auditor's cof
 expect_rc 1 "service nosuch is not defined" "coffer backups list of an unknown service" \
 	"$cli" backups list --service nosuch
 
+# Tampering that only a superuser can do: audit verify names the row; put
+# back, the chain verifies again.
+orig=$(sql "SELECT subject FROM audit WHERE chain_seq = 3")
+sql "ALTER TABLE audit DISABLE TRIGGER audit_no_update_delete;
+     UPDATE audit SET subject = 'forged' WHERE chain_seq = 3;
+     ALTER TABLE audit ENABLE TRIGGER audit_no_update_delete"
+rc=0
+"$cli" audit verify >"$T/out" 2>"$T/err" || rc=$?
+((rc == 1)) && grep -q "^audit chain broken at chain_seq 3: " "$T/out" ||
+	fail "coffer audit verify after tampering: rc=$rc $(cat "$T/out" "$T/err")"
+pass "coffer audit verify names the altered row and exits 1: $(cat "$T/out")"
+sql "ALTER TABLE audit DISABLE TRIGGER audit_no_update_delete;
+     UPDATE audit SET subject = '$orig' WHERE chain_seq = 3;
+     ALTER TABLE audit ENABLE TRIGGER audit_no_update_delete"
+"$cli" audit verify >"$T/out" 2>"$T/err" || fail "audit verify after restoring row 3: $(cat "$T/out" "$T/err")"
+
 kill -TERM "$srv_pid"
 wait "$srv_pid" || fail "admin server did not stop cleanly: $(cat "$T/serve.err")"
 
@@ -384,12 +400,3 @@ else
 	note "coffer-coordinator run does not serve admin_listen in this build: end to end through it skipped"
 fi
 
-# Tampering that only a superuser can do: audit verify names the row.
-sql "ALTER TABLE audit DISABLE TRIGGER audit_no_update_delete;
-     UPDATE audit SET subject = 'forged' WHERE chain_seq = 3;
-     ALTER TABLE audit ENABLE TRIGGER audit_no_update_delete"
-rc=0
-"$cli" audit verify >"$T/out" 2>"$T/err" || rc=$?
-((rc == 1)) && grep -q "^audit chain broken at chain_seq 3: " "$T/out" ||
-	fail "coffer audit verify after tampering: rc=$rc $(cat "$T/out" "$T/err")"
-pass "coffer audit verify names the altered row and exits 1: $(cat "$T/out")"

@@ -1402,6 +1402,46 @@ main(int argc, char **argv)
 	    2, "pending rows with the network error and a later attempt time");
 	printf("ok a network error is retried later\n");
 
+	/* ---- the listing behind `coffer alerts list` ---- */
+	cJSON *list = NULL;
+	if (coord_alerts_list(c.cat, 0, &list, &e) != COFFER_EINVAL || list != NULL) {
+		die("a list limit of 0 was not refused");
+	}
+	check_ok(coord_alerts_list(c.cat, 5000, &list, &e), &e, "listing alerts");
+	int n_list = cJSON_GetArraySize(list);
+	bool seen_net = false, seen_failed = false, seen_bad = false, resolved_yet = false;
+	for (int i = 0; i < n_list; i++) {
+		const cJSON *a = cJSON_GetArrayItem(list, i);
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(a, "delivery");
+		const char *dk = jstr(a, "dedup_key"), *state = jstr(a, "state");
+		if (strcmp(state, "resolved") == 0) {
+			resolved_yet = true;
+		} else if (resolved_yet) {
+			die("the list shows an open alert after a resolved one");
+		}
+		if (strcmp(dk, "coffer/_coordinator/net_check") == 0) {
+			seen_net = strcmp(state, "triggered") == 0 &&
+			    strcmp(jstr(d, "state"), "pending") == 0 &&
+			    strncmp(jstr(d, "last_error"), "network error", 13) == 0;
+		}
+		if (strcmp(dk, "coffer/billing/backup_failed") == 0) {
+			seen_failed = strcmp(state, "resolved") == 0 &&
+			    strcmp(jstr(d, "action"), "resolve") == 0 &&
+			    strcmp(jstr(d, "state"), "delivered") == 0 &&
+			    jstr(a, "resolved_at")[0] != '\0';
+		}
+		if (strcmp(dk, "coffer/_coordinator/audit_chain_broken") == 0) {
+			seen_bad = strcmp(state, "resolved") == 0;
+		}
+	}
+	cJSON_Delete(list);
+	if (!seen_net || !seen_failed || !seen_bad) {
+		die("the alert list lacks or misreports net_check (%d), backup_failed (%d) or "
+		    "audit_chain_broken (%d)",
+		    seen_net, seen_failed, seen_bad);
+	}
+	printf("ok alerts list: %d alerts, open first, with their delivery state\n", n_list);
+
 	coord_stop(&c);
 	PQfinish(conn);
 	fclose(clog);

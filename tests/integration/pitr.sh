@@ -137,6 +137,25 @@ n=$(psql_at "$rci" -c "select count(*) from ledger where id <= 0")
 pass "restored to $target: rows 1..3 exist, 4..6 do not ($(cat "$T/restore.out"))"
 pg_stop "$T/r"
 
+# --- wal-fetch prefetch ------------------------------------------------------------------
+# Fetching a segment starts a detached prefetcher for the next ones; the next
+# fetch is then served from the spool, even with the repository object gone.
+spool=$T/state/wal-prefetch
+s1=000000010000000000000001 s2=000000010000000000000002
+rm -rf "$spool"
+as_pg "$agent" wal-fetch -c "$conf" $s1 "$T/w/p1" || fail "wal-fetch $s1"
+for _ in $(seq 600); do [[ -f $spool/$s2 ]] && break; sleep 0.1; done
+[[ -f $spool/$s2 ]] || fail "$s2 was not prefetched"
+flock -w 120 "$spool/.lock" true || fail "the prefetcher did not finish"
+(($(ls "$spool" | wc -l) <= 4)) || fail "the prefetch spool holds more than 4 segments"
+mv "$T/repo/services/billing/wal/00000001/$s2" "$T/w/aside"
+as_pg "$agent" wal-fetch -c "$conf" $s2 "$T/w/p2" || fail "prefetched $s2 was not served"
+mv "$T/w/aside" "$T/repo/services/billing/wal/00000001/$s2"
+[[ ! -e $spool/$s2 ]] || fail "served segment left in the spool"
+as_pg "$agent" wal-fetch -c "$conf" $s2 "$T/w/p2b" || fail "wal-fetch $s2 from the repository"
+cmp -s "$T/w/p2" "$T/w/p2b" || fail "prefetched $s2 differs from the archived one"
+pass "prefetch: $s2 served from the spool, identical to the archive"
+
 # --- a failing repository, then catching up --------------------------------------------
 fails0=$(q "select failed_count from pg_stat_archiver")
 # Read-only, not unreadable: the agent can still see what is archived.

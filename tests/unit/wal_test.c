@@ -6,7 +6,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -89,6 +92,56 @@ test_header_sysid(void **state)
 	assert_int_equal(agent_wal_header_sysid(page, 0, &got, &err), COFFER_ECORRUPT);
 }
 
+/* The cached system identifier: saved once, read back without a database,
+ * a different one refused (another cluster), a damaged cache refused. */
+static void
+test_sysid_cache(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/coffer-wal-test.XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char text[1024];
+	snprintf(text, sizeof(text),
+	    "[agent]\nname = a\nservice = s\nstate_dir = %s/state\nsigning_key = %s/k\n"
+	    "key_ring = %s/r\n[postgres]\nconninfo = host=/nonexistent port=1\n"
+	    "[schedule]\nlogical = 0 2 * * *\n[repository.primary]\ntype = posix\npath = %s\n",
+	    dir, dir, dir, dir);
+	agent_config *cfg = NULL;
+	coffer_err err = { 0 };
+	assert_int_equal(agent_config_load_string(text, "test.conf", &cfg, &err), 0);
+
+	/* Nothing cached and no server: refused, not guessed. */
+	uint64_t id = 0;
+	assert_int_not_equal(agent_wal_system_identifier(cfg, &id, &err), 0);
+	assert_non_null(strstr(err.msg, "not known yet"));
+
+	assert_int_equal(agent_wal_system_identifier_save(cfg, 7444123456789012345ULL, &err), 0);
+	assert_int_equal(agent_wal_system_identifier(cfg, &id, &err), 0);
+	assert_true(id == 7444123456789012345ULL);
+	assert_int_equal(agent_wal_system_identifier_save(cfg, 7444123456789012345ULL, &err), 0);
+
+	assert_int_equal(agent_wal_system_identifier_save(cfg, 42, &err), COFFER_EREFUSED);
+	assert_non_null(strstr(err.msg, "7444123456789012345"));
+	assert_true(err.hint[0] != '\0');
+	assert_int_equal(agent_wal_system_identifier(cfg, &id, &err), 0);
+	assert_true(id == 7444123456789012345ULL);
+
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/state/system_identifier", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("12abc\n", f);
+	fclose(f);
+	assert_int_equal(agent_wal_system_identifier(cfg, &id, &err), COFFER_ECORRUPT);
+	assert_non_null(strstr(err.hint, "remove it"));
+
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/state", dir);
+	rmdir(path);
+	rmdir(dir);
+	agent_config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -96,6 +149,7 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_header_sysid),
+		cmocka_unit_test(test_sysid_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
