@@ -75,7 +75,7 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 			.progress = isatty(STDERR_FILENO) == 1,
 		};
 		agent_backup_result res;
-		rv = physical ? agent_backup_physical(ctx, &req, &res, &err) :
+		rv = physical ? agent_physical_backup(ctx, &req, &res, &err) :
 				agent_backup_logical(ctx, &req, &res, &err);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);

@@ -43,7 +43,7 @@ get_be(const uint8_t *p, int n)
 }
 
 void
-agent_phys_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode,
+agent_physical_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode,
     uint16_t path_len, uint64_t size)
 {
 	memcpy(out, AGENT_PHYS_MAGIC, 4);
@@ -54,7 +54,7 @@ agent_phys_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t
 }
 
 int
-agent_phys_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type,
+agent_physical_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type,
     uint32_t *mode, uint16_t *path_len, uint64_t *size, coffer_err *err)
 {
 	if (memcmp(in, AGENT_PHYS_MAGIC, 4) != 0)
@@ -94,7 +94,7 @@ static const char *const skip_top_files[] = { "postmaster.pid", "postmaster.opts
 	"current_logfiles.tmp", "postgresql.auto.conf.tmp", NULL };
 
 bool
-agent_phys_skip(const char *rel, bool is_dir, bool *keep_dir)
+agent_physical_skip(const char *rel, bool is_dir, bool *keep_dir)
 {
 	*keep_dir = false;
 	const char *slash = strrchr(rel, '/');
@@ -163,7 +163,7 @@ put_entry(phys *p, char type, uint32_t mode, const char *rel, uint64_t size, cof
 		    "bytes: %.80s...", AGENT_PHYS_PATH_MAX, rel),
 		       coffer_err_hint(err, "rename it; PostgreSQL itself never makes such paths");
 	uint8_t h[AGENT_PHYS_HEADER_LEN];
-	agent_phys_header_encode(h, type, mode & 07777u, (uint16_t)len, size);
+	agent_physical_header_encode(h, type, mode & 07777u, (uint16_t)len, size);
 	int rc = coffer_filter_write(p->head, h, sizeof(h), err);
 	if (rc == 0 && len > 0)
 		rc = coffer_filter_write(p->head, rel, len, err);
@@ -301,13 +301,13 @@ walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
 			coffer_err_hint(err, "physical backups of clusters with tablespaces are not "
 					     "supported yet; use logical backups");
 		} else if (S_ISDIR(st.st_mode)) {
-			if (agent_phys_skip(rel, true, &keep) && !keep)
+			if (agent_physical_skip(rel, true, &keep) && !keep)
 				continue;
 			rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, rel, 0, err);
 			if (rc == 0 && !keep)
 				rc = walk(p, rel, depth + 1, err);
 		} else if (S_ISREG(st.st_mode)) {
-			if (!agent_phys_skip(rel, false, &keep))
+			if (!agent_physical_skip(rel, false, &keep))
 				rc = put_file(p, rel, path, err);
 		} else {
 			coffer_log_warn("not a file or directory, not backed up", "path=%s", rel);
@@ -414,7 +414,7 @@ static int backup_locked(agent_ctx *ctx, const agent_backup_request *req,
     agent_backup_result *res, coffer_err *err);
 
 int
-agent_backup_physical(agent_ctx *ctx, const agent_backup_request *req,
+agent_physical_backup(agent_ctx *ctx, const agent_backup_request *req,
     agent_backup_result *res, coffer_err *err)
 {
 	memset(res, 0, sizeof(*res));

@@ -42,21 +42,21 @@
 #define AGENT_PHYS_END 'z'
 
 /* Encodes one entry header into out (AGENT_PHYS_HEADER_LEN bytes). */
-void agent_phys_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode,
+void agent_physical_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode,
     uint16_t path_len, uint64_t size);
 
 /* Decodes and checks one header: COFFER_ECORRUPT for a bad magic, type,
  * path length or a non-zero size on a directory or end entry. */
-int agent_phys_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type,
+int agent_physical_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type,
     uint32_t *mode, uint16_t *path_len, uint64_t *size, coffer_err *err);
 
 /* Whether rel (a path relative to PGDATA) is one pg_basebackup skips; for a
  * directory, *keep_dir says it is kept, empty. */
-bool agent_phys_skip(const char *rel, bool is_dir, bool *keep_dir);
+bool agent_physical_skip(const char *rel, bool is_dir, bool *keep_dir);
 
 /* Takes a physical backup; same request, result, ctx needs and failure
  * rules as agent_backup_logical. */
-int agent_backup_physical(agent_ctx *ctx, const agent_backup_request *req,
+int agent_physical_backup(agent_ctx *ctx, const agent_backup_request *req,
     agent_backup_result *res, coffer_err *err);
 
 #endif

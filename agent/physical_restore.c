@@ -166,7 +166,7 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			u->have += n, buf += n, len -= n;
 			if (u->have < AGENT_PHYS_HEADER_LEN)
 				break;
-			rc = agent_phys_header_decode(u->hdr, &u->type, &u->mode, &u->path_len,
+			rc = agent_physical_header_decode(u->hdr, &u->type, &u->mode, &u->path_len,
 			    &u->size, err);
 			if (rc != 0)
 				return rc;
@@ -237,7 +237,7 @@ static const coffer_filter_ops unpack_ops = {
 };
 
 coffer_filter *
-agent_phys_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown, unsigned uid,
+agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown, unsigned uid,
     unsigned gid, coffer_err *err)
 {
 	unpack *u = calloc(1, sizeof(*u));
@@ -560,7 +560,7 @@ watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline,
 }
 
 int
-agent_restore_physical(agent_ctx *ctx, const agent_physical_restore_request *req,
+agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req,
     agent_physical_restore_result *res, coffer_err *err)
 {
 	memset(res, 0, sizeof(*res));
@@ -592,7 +592,7 @@ agent_restore_physical(agent_ctx *ctx, const agent_physical_restore_request *req
 		coffer_err_hint(err, "run the restore as the directory's owner or as root");
 	coffer_filter *unpacker = NULL;
 	if (rc == 0) {
-		unpacker = agent_phys_unpack_new(root_fd, m, do_chown, st.st_uid, st.st_gid, err);
+		unpacker = agent_physical_restore_unpack_new(root_fd, m, do_chown, st.st_uid, st.st_gid, err);
 		if (unpacker == NULL)
 			rc = err != NULL ? err->code : COFFER_ENOMEM;
 	}
@@ -674,7 +674,7 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 			.cancel = cancel,
 		};
 		agent_physical_restore_result res;
-		rv = agent_restore_physical(ctx, &req, &res, &err);
+		rv = agent_physical_restore(ctx, &req, &res, &err);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;

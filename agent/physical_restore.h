@@ -42,14 +42,14 @@ typedef struct agent_physical_restore_result {
 } agent_physical_restore_result;
 
 /* ctx needs AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO. */
-int agent_restore_physical(agent_ctx *ctx, const agent_physical_restore_request *req,
+int agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req,
     agent_physical_restore_result *res, coffer_err *err);
 
 /* The unpacking filter alone (tests): writes the archive's entries under
  * root_fd, checking each file against m->files in order; with do_chown,
  * everything it creates is given to uid:gid. finish fails unless the end
  * entry came and every manifest file was written. */
-coffer_filter *agent_phys_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown,
+coffer_filter *agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown,
     unsigned uid, unsigned gid, coffer_err *err);
 
 /* coffer-agent restore --physical ...: called by agent/cmd_restore.c. */

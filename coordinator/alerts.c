@@ -647,6 +647,20 @@ eval_service(svc_ctx *c, coffer_err *err)
 	return (rv);
 }
 
+static int
+count_open(coord_catalog *cat, coord_alerts_stats *st, int last, coffer_err *err)
+{
+	int rv;
+	PGresult *res = query(cat, "counting open alerts",
+	    "SELECT count(*) FROM alerts WHERE state = 'triggered'", 0, NULL, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	st->open = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return (last);
+}
+
 int
 coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
     const coord_alerts_input *in, int64_t now_ms, coord_alerts_stats *stats, coffer_err *err)
@@ -683,10 +697,15 @@ coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coor
 		}
 		st->services++;
 	}
-	bool broken = in != NULL && in->audit_chain_broken;
+	/* No input: the caller has not verified the chain since it started,
+	 * and "not known to be broken" must not resolve a page. */
+	if (in == NULL) {
+		return (count_open(cat, st, last, err));
+	}
+	bool broken = in->audit_chain_broken;
 	char summary[SUMMARY_MAX + 1];
 	snprintf(summary, sizeof(summary), "the audit chain does not verify: %s",
-	    in != NULL && in->audit_problem != NULL ? in->audit_problem : "see coffer audit verify");
+	    in->audit_problem != NULL ? in->audit_problem : "see coffer audit verify");
 	cJSON *d = cJSON_CreateObject();
 	if (broken && in->audit_problem != NULL) {
 		cJSON_AddStringToObject(d, "problem", in->audit_problem);
@@ -712,14 +731,7 @@ coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coor
 			st->resolved++;
 		}
 	}
-	PGresult *res = query(cat, "counting open alerts",
-	    "SELECT count(*) FROM alerts WHERE state = 'triggered'", 0, NULL, &rv, err);
-	if (res == NULL) {
-		return (rv);
-	}
-	st->open = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	return (last);
+	return (count_open(cat, st, last, err));
 }
 
 /* ---- listing ---- */

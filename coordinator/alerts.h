@@ -64,8 +64,9 @@ typedef struct coord_alerts_stats {
 
 /*
  * Evaluates every configured service at now_ms (Unix ms, the injected
- * clock) and the audit chain, records transitions, enqueues them and
- * audits them. in and stats may be NULL. A service that cannot be
+ * clock) and, when in is not NULL, the audit chain (in NULL: the chain's
+ * state is unknown and its condition is left as it is); records
+ * transitions, enqueues them and audits them. stats may be NULL. A service that cannot be
  * evaluated (bad schedule or zone, a statement failing) is counted in
  * stats->errors, logged, and skipped; the others go on. Returns 0, or the
  * last error met, or at once COFFER_EUNAVAIL when the catalog is lost.

@@ -397,6 +397,6 @@ if grep -q "admin endpoint listening" "$T/coord.err"; then
 else
 	kill -TERM "$cpid" 2>/dev/null || true
 	wait "$cpid" 2>/dev/null || true
-	note "coffer-coordinator run does not serve admin_listen in this build: end to end through it skipped"
+	fail "coffer-coordinator run does not serve admin_listen: $(tail -5 "$T/coord.err")"
 fi
 

@@ -198,3 +198,14 @@ pass "archiving caught up: $seg archived"
 as_pg "$agent" events -c "$conf" --output json >"$T/events.json" || fail "events"
 grep -q "wal.archived" "$T/events.json" || fail "no wal.archived event in the outbox"
 pass "wal.archived events in the outbox"
+
+# --- a physical backup run by root ----------------------------------------------------
+# The agent may run as root beside the database; what it leaves in state_dir
+# must stay usable by the archive_command, which runs as postgres.
+id2=$("$agent" backup -c "$conf" --kind physical 2>"$T/err") || { cat "$T/err"; fail "backup as root"; }
+[[ -z $(find "$T/state" ! -user postgres) ]] || { find "$T/state" ! -user postgres -ls; fail "root left files postgres cannot use"; }
+seg=$(q "select pg_walfile_name(pg_current_wal_lsn())")
+q "insert into ledger (id) values (200)"
+q "select pg_switch_wal()" >/dev/null
+wait_archived "$seg" || fail "archiving stopped after a backup run as root"
+pass "backup $id2 as root; archiving goes on"

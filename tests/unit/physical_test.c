@@ -86,7 +86,7 @@ entry(fx *f, char type, uint32_t mode, const char *path, const char *data)
 {
 	uint8_t h[AGENT_PHYS_HEADER_LEN];
 	size_t n = data != NULL ? strlen(data) : 0;
-	agent_phys_header_encode(h, type, mode, (uint16_t)strlen(path), n);
+	agent_physical_header_encode(h, type, mode, (uint16_t)strlen(path), n);
 	put(f, h, sizeof(h));
 	put(f, path, strlen(path));
 	if (n > 0)
@@ -129,7 +129,7 @@ sample(fx *f)
 static int
 feed(fx *f, size_t step, coffer_err *err)
 {
-	coffer_filter *u = agent_phys_unpack_new(f->fd, f->m, false, 0, 0, err);
+	coffer_filter *u = agent_physical_restore_unpack_new(f->fd, f->m, false, 0, 0, err);
 	assert_non_null(u);
 	int rc = 0;
 	for (size_t off = 0; rc == 0 && off < f->len; off += step) {
@@ -225,7 +225,7 @@ test_path_escape(void **state)
 	/* A NUL inside the path counts as a different, short name: refused too. */
 	f->len = 0;
 	uint8_t h[AGENT_PHYS_HEADER_LEN];
-	agent_phys_header_encode(h, AGENT_PHYS_DIR, 0700, 3, 0);
+	agent_physical_header_encode(h, AGENT_PHYS_DIR, 0700, 3, 0);
 	put(f, h, sizeof(h));
 	put(f, "a\0b", 3);
 	coffer_err err = { 0 };
@@ -321,30 +321,30 @@ test_headers(void **state)
 	uint16_t plen;
 	uint64_t size;
 	coffer_err err = { 0 };
-	agent_phys_header_encode(h, AGENT_PHYS_FILE, 0640, 10, 1ULL << 40);
-	assert_int_equal(agent_phys_header_decode(h, &type, &mode, &plen, &size, &err), 0);
+	agent_physical_header_encode(h, AGENT_PHYS_FILE, 0640, 10, 1ULL << 40);
+	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err), 0);
 	assert_int_equal(type, AGENT_PHYS_FILE);
 	assert_int_equal(mode, 0640);
 	assert_int_equal(plen, 10);
 	assert_true(size == 1ULL << 40);
 
 	memcpy(h, "XXXX", 4);
-	assert_int_equal(agent_phys_header_decode(h, &type, &mode, &plen, &size, &err),
+	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
 	    COFFER_ECORRUPT);
-	agent_phys_header_encode(h, 'q', 0600, 1, 0);
-	assert_int_equal(agent_phys_header_decode(h, &type, &mode, &plen, &size, &err),
+	agent_physical_header_encode(h, 'q', 0600, 1, 0);
+	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
 	    COFFER_ECORRUPT);
-	agent_phys_header_encode(h, AGENT_PHYS_DIR, 0700, 1, 5); /* a directory with bytes */
-	assert_int_equal(agent_phys_header_decode(h, &type, &mode, &plen, &size, &err),
+	agent_physical_header_encode(h, AGENT_PHYS_DIR, 0700, 1, 5); /* a directory with bytes */
+	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
 	    COFFER_ECORRUPT);
-	agent_phys_header_encode(h, AGENT_PHYS_FILE, 0600, 0, 0); /* no name */
-	assert_int_equal(agent_phys_header_decode(h, &type, &mode, &plen, &size, &err),
+	agent_physical_header_encode(h, AGENT_PHYS_FILE, 0600, 0, 0); /* no name */
+	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
 	    COFFER_ECORRUPT);
-	agent_phys_header_encode(h, AGENT_PHYS_FILE, 0600, AGENT_PHYS_PATH_MAX + 1, 0);
-	assert_int_equal(agent_phys_header_decode(h, &type, &mode, &plen, &size, &err),
+	agent_physical_header_encode(h, AGENT_PHYS_FILE, 0600, AGENT_PHYS_PATH_MAX + 1, 0);
+	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
 	    COFFER_ECORRUPT);
-	agent_phys_header_encode(h, AGENT_PHYS_END, 0, 2, 0);
-	assert_int_equal(agent_phys_header_decode(h, &type, &mode, &plen, &size, &err),
+	agent_physical_header_encode(h, AGENT_PHYS_END, 0, 2, 0);
+	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
 	    COFFER_ECORRUPT);
 }
 
@@ -353,22 +353,22 @@ test_skip_rules(void **state)
 {
 	(void)state;
 	bool keep = true;
-	assert_true(agent_phys_skip("postmaster.pid", false, &keep));
-	assert_true(agent_phys_skip("backup_label", false, &keep));
-	assert_true(agent_phys_skip("global/pg_internal.init", false, &keep));
-	assert_true(agent_phys_skip("base/pgsql_tmp", true, &keep));
+	assert_true(agent_physical_skip("postmaster.pid", false, &keep));
+	assert_true(agent_physical_skip("backup_label", false, &keep));
+	assert_true(agent_physical_skip("global/pg_internal.init", false, &keep));
+	assert_true(agent_physical_skip("base/pgsql_tmp", true, &keep));
 	assert_false(keep);
-	assert_true(agent_phys_skip("base/1/pgsql_tmp123.0", false, &keep));
-	assert_true(agent_phys_skip("pg_wal", true, &keep));
+	assert_true(agent_physical_skip("base/1/pgsql_tmp123.0", false, &keep));
+	assert_true(agent_physical_skip("pg_wal", true, &keep));
 	assert_true(keep);
-	assert_true(agent_phys_skip("pg_replslot", true, &keep));
+	assert_true(agent_physical_skip("pg_replslot", true, &keep));
 	assert_true(keep);
-	assert_false(agent_phys_skip("global/pg_control", false, &keep));
-	assert_false(agent_phys_skip("base/1/postmaster.pid", false, &keep)); /* top level only */
-	assert_false(agent_phys_skip("base", true, &keep));
+	assert_false(agent_physical_skip("global/pg_control", false, &keep));
+	assert_false(agent_physical_skip("base/1/postmaster.pid", false, &keep)); /* top level only */
+	assert_false(agent_physical_skip("base", true, &keep));
 	assert_false(keep);
-	assert_false(agent_phys_skip("pg_xact", true, &keep));
-	assert_false(agent_phys_skip("postgresql.auto.conf", false, &keep));
+	assert_false(agent_physical_skip("pg_xact", true, &keep));
+	assert_false(agent_physical_skip("postgresql.auto.conf", false, &keep));
 }
 
 int

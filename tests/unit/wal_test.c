@@ -92,6 +92,31 @@ test_header_sysid(void **state)
 	assert_int_equal(agent_wal_header_sysid(page, 0, &got, &err), COFFER_ECORRUPT);
 }
 
+static void
+test_next_segment(void **state)
+{
+	(void)state;
+	char next[25];
+	coffer_err err = { 0 };
+	assert_int_equal(agent_wal_next_segment("000000010000000000000001", 16u << 20, next, &err), 0);
+	assert_string_equal(next, "000000010000000000000002");
+	/* 16 MiB segments: 256 per 4 GiB "log", so ...FF is followed by the next log. */
+	assert_int_equal(agent_wal_next_segment("0000000200000003000000FF", 16u << 20, next, &err), 0);
+	assert_string_equal(next, "000000020000000400000000");
+	/* 1 GiB segments: 4 per log. */
+	assert_int_equal(agent_wal_next_segment("000000010000000000000003", 1u << 30, next, &err), 0);
+	assert_string_equal(next, "000000010000000100000000");
+	/* Not a power of two, too small, not a segment, the very last one. */
+	assert_int_equal(agent_wal_next_segment("000000010000000000000001", 3u << 20, next, &err),
+	    COFFER_EINVAL);
+	assert_int_equal(agent_wal_next_segment("000000010000000000000001", 4096, next, &err),
+	    COFFER_EINVAL);
+	assert_int_equal(agent_wal_next_segment("00000001.history", 16u << 20, next, &err),
+	    COFFER_EINVAL);
+	assert_int_equal(agent_wal_next_segment("00000001FFFFFFFF000000FF", 16u << 20, next, &err),
+	    COFFER_EINVAL);
+}
+
 /* The cached system identifier: saved once, read back without a database,
  * a different one refused (another cluster), a damaged cache refused. */
 static void
@@ -150,6 +175,7 @@ main(void)
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_header_sysid),
 		cmocka_unit_test(test_sysid_cache),
+		cmocka_unit_test(test_next_segment),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
