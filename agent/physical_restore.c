@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent/events.h"
 #include "agent/physical.h"
 #include "agent/pgq.h"
 #include "agent/stored.h"
@@ -627,6 +628,38 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 	return rc;
 }
 
+/* The outcome goes to the outbox when there is one, so the coordinator
+ * knows of every restore, successful or not. */
+static void
+record_outcome(agent_ctx *ctx, const agent_physical_restore_request *req,
+    const agent_physical_restore_result *res, int rc, const coffer_err *err)
+{
+	if (ctx->outbox == NULL || res->backup_id[0] == '\0')
+		return;
+	char detail[COFFER_ERR_MSG_MAX + 160];
+	if (rc != 0)
+		snprintf(detail, sizeof(detail), "%s", err->msg);
+	else if (res->started)
+		snprintf(detail, sizeof(detail), "physical; recovered to lsn %s, last commit %s",
+		    res->reached_lsn, res->reached_time[0] ? res->reached_time : "none");
+	else
+		snprintf(detail, sizeof(detail), "physical; %" PRIu64 " files laid out, not started",
+		    res->files);
+	Coffer__V1__RestoreCompleted rcm = COFFER__V1__RESTORE_COMPLETED__INIT;
+	rcm.backup_id = (char *)res->backup_id;
+	rcm.target = (char *)req->pgdata;
+	rcm.ok = rc == 0;
+	rcm.detail = detail;
+	rcm.duration_ms = res->duration_ms;
+	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
+	ev.kind_case = COFFER__V1__EVENT__KIND_RESTORE_COMPLETED;
+	ev.restore_completed = &rcm;
+	coffer_err eerr = { 0 };
+	if (agent_events_emit(ctx->outbox, ctx->cfg->service, coffer_clock_now(NULL), &ev, NULL,
+		&eerr) != 0)
+		coffer_log_error("restore outcome not recorded", "error=\"%s\"", eerr.msg);
+}
+
 /* ---- the command ---- */
 
 static agent_cancel *running_cancel;
@@ -652,7 +685,8 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 	}
 	agent_ctx *ctx = NULL;
 	int rv = agent_ctx_open(config, repo,
-	    AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO, &ctx, &err);
+	    AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO | AGENT_NEED_OUTBOX, &ctx,
+	    &err);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent restore", &err);
 		return coffer_err_exit_status(rv);
@@ -675,6 +709,7 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 		};
 		agent_physical_restore_result res;
 		rv = agent_physical_restore(ctx, &req, &res, &err);
+		record_outcome(ctx, &req, &res, rv, &err);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job end to end, on a throwaway local PostgreSQL, for a new user to
 # watch: install packages, build, create a service database with a million
-# rows, set up an agent (key ring, signing key, repository), let the daemon
-# take the scheduled backup, then list, verify and restore it into a new
-# database and compare row counts. Everything lives in one scratch directory
-# that is removed at the end (KEEP_TMP=1 keeps it). Run as root on Debian 12.
+# rows, start a coordinator (catalog in the same PostgreSQL, mutual TLS with
+# a development CA), enroll an agent (key ring, signing key, repository),
+# let the agent daemon take the scheduled backup and report it, show it in
+# `coffer status`, then verify and restore it into a new database and
+# compare row counts. Everything lives in one scratch directory that is
+# removed at the end (KEEP_TMP=1 keeps it). Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -29,8 +31,64 @@ psql_at "$PG_CONNINFO dbname=postgres" -c "create database billing"
 "$PG_BINDIR/pgbench" -q -i -s 10 -h "$PG_HOST" -p "$PG_PORT" -U postgres billing 2>&1 | tail -1
 psql_at "$PG_CONNINFO dbname=billing" -c "select 'pgbench_accounts rows: ' || count(*) from pgbench_accounts"
 
+step "starting the coordinator (catalog, policy, audit) with a development CA"
+psql_at "$PG_CONNINFO dbname=postgres" -c "create database coffer"
+pki=$T/pki
+"$src/deploy/certs.sh" "$pki" server localhost >/dev/null
+"$src/deploy/certs.sh" "$pki" client billing-db-1 >/dev/null
+"$src/deploy/certs.sh" "$pki" client alice >/dev/null
+coord=$COFFER_BIN/coffer-coordinator
+cli=$COFFER_BIN/coffer
+"$cli" init --out "$T/alice.key" >"$T/alice.pub"
+"$coord" audit-keygen --out "$T/audit.key" >/dev/null
+mkdir -p "$T/state" "$T/repo" "$T/coord-state"
+cat >"$T/coordinator.conf" <<CONF
+[coordinator]
+listen = tls+tcp://127.0.0.1:0
+admin_listen = tls+tcp://127.0.0.1:0
+catalog = $PG_CONNINFO dbname=coffer
+audit_key = $T/audit.key
+state_dir = $T/coord-state
+[tls]
+ca = $pki/ca.crt
+cert = $pki/localhost.crt
+key = $pki/localhost.key
+[repository.primary]
+type = posix
+path = $T/repo
+[operator.alice]
+public_key = $T/alice.pub
+role = operator
+[service.billing]
+owner = team-payments
+schedule = * * * * *
+timezone = Europe/Rome
+retention.daily = 7
+retention.weekly = 4
+retention.monthly = 12
+retention.min_redundancy = 2
+CONF
+"$coord" check-config -c "$T/coordinator.conf"
+"$coord" migrate -c "$T/coordinator.conf" | tail -1
+"$coord" run -c "$T/coordinator.conf" 2>"$T/coordinator.log" &
+coord_pid=$!
+for _ in $(seq 100); do grep -q "admin endpoint listening" "$T/coordinator.log" && break; sleep 0.1; done
+port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coordinator.log")
+aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coordinator.log")
+cat >"$T/cli.conf" <<CONF
+[coffer]
+url = tls+tcp://127.0.0.1:$aport
+operator = alice
+key = $T/alice.key
+ca = $pki/ca.crt
+cert = $pki/alice.crt
+key_tls = $pki/alice.key
+server_name = localhost
+CONF
+export COFFER_CONFIG=$T/cli.conf
+echo "coordinator on port $port, admin endpoint on port $aport"
+
 step "setting up the agent for service 'billing'"
-mkdir -p "$T/state" "$T/repo"
 cat >"$T/agent.conf" <<CONF
 [agent]
 name = billing-db-1
@@ -48,10 +106,18 @@ completion_window = 5m
 [repository.primary]
 type = posix
 path = $T/repo
+[coordinator]
+url = tls+tcp://localhost:$port
+ca = $pki/ca.crt
+cert = $pki/billing-db-1.crt
+key = $pki/billing-db-1.key
+heartbeat = 10s
 CONF
 cat "$T/agent.conf"
 echo "key-encryption key: $("$agent" keygen --out "$T/billing.keys")"
-echo "agent public key (enroll it at the coordinator): $("$agent" init -c "$T/agent.conf")"
+"$agent" init -c "$T/agent.conf" >"$T/agent.pub"
+echo "agent public key: $(cat "$T/agent.pub")"
+"$cli" agents enroll --service billing --agent billing-db-1 --pubkey "$T/agent.pub"
 
 step "running the agent daemon until its first scheduled backup (up to a minute)"
 "$agent" run -c "$T/agent.conf" 2>"$T/agent.log" &
@@ -65,6 +131,16 @@ wait "$daemon" || true
 cat "$T/agent.log"
 grep -q 'msg="backup completed"' "$T/agent.log" || { echo "the scheduled backup did not complete" >&2; exit 1; }
 
+step "what the coordinator knows (coffer status, as the operator sees it)"
+for _ in $(seq 50); do
+	"$cli" backups list --service billing --output json 2>/dev/null | grep -q '"completed"' && break
+	sleep 0.2
+done
+"$cli" status
+"$cli" backups list --service billing
+"$cli" audit list --output json | head -c 600; echo
+"$cli" audit verify
+
 step "what is in the repository (ciphertext only)"
 "$agent" list -c "$T/agent.conf"
 find "$T/repo" -type f -printf '%8s bytes  %P\n'
@@ -76,7 +152,8 @@ step "restoring it into a new database and comparing row counts with the manifes
 "$agent" restore -c "$T/agent.conf" --backup latest --target-db billing_restored --jobs 2
 psql_at "$PG_CONNINFO dbname=billing_restored" -c "select 'restored pgbench_accounts rows: ' || count(*) from pgbench_accounts"
 
-step "events waiting for the coordinator (the agent's durable outbox)"
-"$agent" events -c "$T/agent.conf"
+step "stopping the coordinator"
+kill -TERM "$coord_pid"
+wait "$coord_pid" || true
 
 step "done: PostgreSQL stopped, $T removed (KEEP_TMP=1 keeps it)"

@@ -197,7 +197,8 @@ pass "archiving caught up: $seg archived"
 # --- events ---------------------------------------------------------------------------
 as_pg "$agent" events -c "$conf" --output json >"$T/events.json" || fail "events"
 grep -q "wal.archived" "$T/events.json" || fail "no wal.archived event in the outbox"
-pass "wal.archived events in the outbox"
+grep -q "restore.completed" "$T/events.json" || fail "no restore.completed event in the outbox"
+pass "wal.archived and restore.completed events in the outbox"
 
 # --- a physical backup run by root ----------------------------------------------------
 # The agent may run as root beside the database; what it leaves in state_dir
