@@ -1,6 +1,6 @@
 /*
  * coffer-agent wal-push -c FILE PATH      (archive_command ... %p)
- * coffer-agent wal-fetch -c FILE NAME PATH (restore_command ... %f %p)
+ * coffer-agent wal-fetch -c FILE [--repo primary|dr] NAME PATH (restore_command ... %f %p)
  * PostgreSQL runs these, reads only the exit status and copies stderr into
  * its log: every failure exits non-zero (so the archiver retries and
  * pg_stat_archiver counts it) and says why on one line. A file that is not
@@ -20,11 +20,14 @@
 #include "common/log.h"
 
 static int
-parse(const coffer_cmd *cmd, int argc, char **argv, int want, const char **config)
+parse(const coffer_cmd *cmd, int argc, char **argv, int want, const char **config,
+    const char **repo)
 {
 	*config = NULL;
+	/* --repo only for fetching: the agent never writes to the DR repository. */
 	const coffer_opt opts[] = {
 		{ "config", 'c', config, NULL },
+		{ repo != NULL ? "repo" : NULL, 0, repo, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
 	int npos = 0;
@@ -43,7 +46,7 @@ int
 agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
 {
 	const char *config = NULL;
-	int rv = parse(cmd, argc, argv, 1, &config);
+	int rv = parse(cmd, argc, argv, 1, &config, NULL);
 	if (rv != 0)
 		return rv < 0 ? 0 : rv;
 	coffer_err err = { 0 };
@@ -69,7 +72,7 @@ agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
  * holds no pipe of the server's. Failure here is never the fetch's failure:
  * recovery just asks for the segment itself. */
 static void
-start_prefetch(const char *config, const char *name, const char *dest)
+start_prefetch(const char *config, const char *repo, const char *name, const char *dest)
 {
 	struct stat st;
 	agent_wal_kind kind;
@@ -97,7 +100,7 @@ start_prefetch(const char *config, const char *name, const char *dest)
 	}
 	agent_ctx *ctx = NULL;
 	coffer_err err = { 0 };
-	if (agent_ctx_open(config, NULL, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err) == 0) {
+	if (agent_ctx_open(config, repo, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err) == 0) {
 		(void)agent_wal_prefetch(ctx, name, (uint64_t)st.st_size, AGENT_WAL_PREFETCH, &err);
 		agent_ctx_close(ctx);
 	}
@@ -107,13 +110,13 @@ start_prefetch(const char *config, const char *name, const char *dest)
 int
 agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 {
-	const char *config = NULL;
-	int rv = parse(cmd, argc, argv, 2, &config);
+	const char *config = NULL, *repo = NULL;
+	int rv = parse(cmd, argc, argv, 2, &config, &repo);
 	if (rv != 0)
 		return rv < 0 ? 0 : rv;
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
-	rv = agent_ctx_open(config, NULL, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err);
+	rv = agent_ctx_open(config, repo, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err);
 	bool opened = rv == 0;
 	if (opened) {
 		coffer_log_init("coffer-agent", ctx->cfg->log_level);
@@ -121,7 +124,7 @@ agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 	}
 	agent_ctx_close(ctx);
 	if (rv == 0)
-		start_prefetch(config, argv[0], argv[1]);
+		start_prefetch(config, repo, argv[0], argv[1]);
 	if (rv == COFFER_ENOENT && opened)
 		return 1;
 	if (rv != 0) {

@@ -617,6 +617,14 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		snprintf(m->key_id, sizeof(m->key_id), "%s", coffer_seal_filter_key_id(p.seal));
 		m->chunk_size = (uint32_t)cfg->chunk_size;
 		rc = coffer_manifest_to_json(m, ctx->sign_key, &json, &json_len, err);
+		/* A manifest that restore cannot read back (a cluster with more
+		 * files than its size limits allow) would make the backup look
+		 * restorable when it is not: read it back before publishing. */
+		coffer_manifest *back = NULL;
+		if (rc == 0 && coffer_manifest_parse(json, json_len, ctx->sign_pub, &back, err) != 0)
+			rc = coffer_err_wrap(err, "the manifest of %zu files would not be readable",
+			    m->nfiles);
+		coffer_manifest_free(back);
 		if (rc == 0)
 			rc = publish(ctx, manifest_key, json, json_len, manifest_sha, err);
 	}

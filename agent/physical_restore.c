@@ -390,9 +390,11 @@ shell_plain(const char *s)
 
 static int
 write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_request *req,
-    const coffer_manifest *m, int64_t target, bool do_chown, uid_t uid, gid_t gid,
-    coffer_err *err)
+    const coffer_manifest *m, int64_t target, const char *repo_name, bool do_chown, uid_t uid,
+    gid_t gid, coffer_err *err)
 {
+	/* Recovery reads WAL from the repository the backup came from. */
+	const char *repo_opt = strcmp(repo_name, "dr") == 0 ? " --repo dr" : "";
 	char exe[PATH_MAX], conf[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0)
@@ -421,13 +423,13 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 	char text[PATH_MAX * 2 + 1024];
 	int len = snprintf(text, sizeof(text),
 	    "\n# Written by coffer-agent restore --physical from backup %s.\n"
-	    "restore_command = '%s wal-fetch -c %s %%f %%p'\n"
+	    "restore_command = '%s wal-fetch -c %s%s %%f %%p'\n"
 	    "%s%s%s"
 	    "recovery_target_action = 'promote'\n"
 	    "# A restored copy must not archive into its source's WAL; enable on purpose.\n"
 	    "archive_mode = 'off'\n"
 	    "%s%s%s",
-	    m->backup_id, exe, conf, target >= 0 ? "recovery_target_time = '" : "", tt,
+	    m->backup_id, exe, conf, repo_opt, target >= 0 ? "recovery_target_time = '" : "", tt,
 	    target >= 0 ? "'\n" : "", req->port != NULL ? "port = " : "",
 	    req->port != NULL ? req->port : "", req->port != NULL ? "\n" : "");
 	int fd = openat(root_fd, "postgresql.auto.conf", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
@@ -603,8 +605,8 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 	if (rc == 0 && syncfs(root_fd) != 0)
 		rc = coffer_err_errno(err, errno, "syncing", req->pgdata);
 	if (rc == 0)
-		rc = write_recovery(root_fd, req->pgdata, req, m, target, do_chown, st.st_uid,
-		    st.st_gid, err);
+		rc = write_recovery(root_fd, req->pgdata, req, m, target, ctx->repo_name, do_chown,
+		    st.st_uid, st.st_gid, err);
 	if (rc == 0) {
 		res->files = m->nfiles;
 		res->bytes = m->plaintext_bytes;

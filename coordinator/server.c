@@ -49,6 +49,11 @@
 #include "common/wire.h"
 #include "common/repo.h"
 #include "coordinator/admin.h"
+#include "coordinator/alerts.h"
+#include "coordinator/audit.h"
+#include "coordinator/http.h"
+#include "coordinator/metrics.h"
+#include "coordinator/notify.h"
 #include "coordinator/catalog.h"
 #include "coordinator/intake.h"
 #include "coordinator/prune.h"
@@ -96,7 +101,17 @@ typedef struct server {
 	job *done_head, *done_tail; /* mu */
 	bool stop;                  /* mu */
 
+	/* /metrics: rendered on libuv's thread pool with its own connection,
+	 * so a scrape never waits behind the request queue. */
+	coord_http *http;
+	pthread_mutex_t metrics_mu;
+	coord_catalog *metrics_cat; /* metrics_mu */
+
 	/* Catalog thread only (after start). */
+	coord_notify *notify;
+	unsigned ticks;
+	coord_alerts_input audit_state;
+	char audit_problem[256];
 	coffer_repo *repo; /* primary, with delete rights, for retention; NULL if none */
 	bool repo_warned;
 	bool policy_synced;
@@ -159,6 +174,51 @@ try_reconnect(server *s)
 	    coffer_log_quote(q, sizeof(q), err.msg), (long long)s->backoff_ms);
 }
 
+/* Conditions are re-evaluated every tick and the alert outbox drained; the
+ * audit chain is walked every tenth tick (it grows with history), and a
+ * broken chain is itself an alert. */
+static void
+run_alerts(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	int64_t now = coffer_clock_now(NULL);
+	if (s->ticks++ % 10 == 0) {
+		coord_audit_result ar;
+		memset(&ar, 0, sizeof(ar));
+		int rc = coord_audit_verify(s->cat, s->key, &ar, &err);
+		if (rc == 0 || rc == COFFER_ECORRUPT) {
+			s->audit_state.audit_chain_broken = !ar.intact;
+			snprintf(s->audit_problem, sizeof(s->audit_problem), "%s", ar.problem);
+			s->audit_state.audit_problem = s->audit_problem;
+			if (!ar.intact)
+				coffer_log_error("audit chain broken", "chain_seq=%lld problem=\"%s\"",
+				    (long long)ar.bad_seq, ar.problem);
+		}
+		coffer_err_clear(&err);
+	}
+	coord_alerts_stats ast;
+	memset(&ast, 0, sizeof(ast));
+	if (coord_alerts_evaluate(s->cat, s->key, s->cfg, &s->audit_state, now, &ast, &err) != 0) {
+		char q[600];
+		coffer_log_error("alert evaluation failed", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_err_clear(&err);
+	} else if (ast.triggered || ast.resolved) {
+		coffer_log_info("alerts", "triggered=%d resolved=%d open=%d", ast.triggered,
+		    ast.resolved, ast.open);
+	}
+	if (s->notify != NULL) {
+		coord_notify_stats nst;
+		memset(&nst, 0, sizeof(nst));
+		if (coord_notify_deliver_due(s->notify, s->cat, now, &nst, &err) != 0) {
+			char q[600];
+			coffer_log_error("alert delivery failed", "error=%s",
+			    coffer_log_quote(q, sizeof(q), err.msg));
+		}
+	}
+}
+
 static void
 serve_tick(server *s)
 {
@@ -176,12 +236,14 @@ serve_tick(server *s)
 		s->policy_synced = true;
 	}
 	if (s->repo == NULL) {
+		run_alerts(s);
 		if (!s->repo_warned) {
 			coffer_log_warn("retention not running: no [repository.primary]", NULL);
 			s->repo_warned = true;
 		}
 		return;
 	}
+	run_alerts(s);
 	coord_prune_stats st;
 	memset(&st, 0, sizeof(st));
 	if (coord_retention_pass(s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &st,
@@ -438,6 +500,10 @@ shutdown_server(server *s, const char *why)
 	coffer_net_server_stop(s->net);
 	if (s->admin_net != NULL)
 		coffer_net_server_stop(s->admin_net);
+	if (s->http != NULL) {
+		coord_http_stop(s->http, NULL, NULL);
+		s->http = NULL;
+	}
 	pthread_mutex_lock(&s->mu);
 	s->stop = true;
 	pthread_cond_signal(&s->cv);
@@ -463,6 +529,29 @@ static void
 on_signal(uv_signal_t *h, int signum)
 {
 	shutdown_server(h->data, signum == SIGTERM ? "sigterm" : "sigint");
+}
+
+static int
+render_metrics(void *arg, char **text, size_t *len)
+{
+	server *s = arg;
+	coffer_err err;
+	coffer_err_clear(&err);
+	pthread_mutex_lock(&s->metrics_mu);
+	if (s->metrics_cat == NULL)
+		s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
+	else if (!coord_catalog_ok(s->metrics_cat))
+		(void)coord_catalog_reconnect(s->metrics_cat, &err);
+	int rc = s->metrics_cat != NULL ?
+	    coord_metrics_render(s->metrics_cat, s->cfg, coffer_clock_now(NULL), text, len, &err) :
+	    err.code;
+	pthread_mutex_unlock(&s->metrics_mu);
+	if (rc != 0) {
+		char q[600];
+		coffer_log_warn("metrics not rendered", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+	}
+	return rc;
 }
 
 /* The coordinator's handle on the primary repository has the delete
@@ -510,6 +599,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		return (rv);
 	}
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->metrics_mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -529,23 +619,41 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	};
 	s->cfg = cfg;
 	s->key = key;
-	rv = coffer_net_server_start(&s->loop, &ncfg, on_request, s, &s->net, err);
+	/* Everything that can fail on bad configuration first, the listeners
+	 * last, so a failed start has only the listeners to undo. */
+	if (coffer_config_has_section(cfg->ini, "repository.primary"))
+		rv = open_primary(cfg, &s->repo, err);
+	else
+		rv = 0;
+	if (rv == 0) {
+		s->notify = coord_notify_new(cfg, key, err);
+		if (s->notify == NULL)
+			rv = err->code;
+	}
+	if (rv == 0)
+		rv = coffer_net_server_start(&s->loop, &ncfg, on_request, s, &s->net, err);
 	if (rv == 0 && cfg->admin_listen != NULL) {
 		coffer_net_server_config acfg = ncfg;
 		acfg.url = cfg->admin_listen;
 		rv = coffer_net_server_start(&s->loop, &acfg, on_admin_request, s, &s->admin_net, err);
-		if (rv != 0) {
+		if (rv != 0)
 			coffer_err_wrap(err, "admin_listen");
-			coffer_net_server_stop(s->net);
+	}
+	if (rv == 0 && cfg->metrics_listen != NULL) {
+		s->http = coord_http_start(&s->loop, cfg->metrics_listen, render_metrics, s, err);
+		if (s->http == NULL) {
+			rv = err->code;
+			coffer_err_wrap(err, "metrics_listen");
+		} else {
+			coffer_log_info("metrics listening", "addr=%s port=%d", cfg->metrics_listen,
+			    coord_http_port(s->http));
 		}
 	}
-	if (rv == 0 && coffer_config_has_section(cfg->ini, "repository.primary")) {
-		rv = open_primary(cfg, &s->repo, err);
-		if (rv != 0) {
-			if (s->admin_net != NULL)
-				coffer_net_server_stop(s->admin_net);
+	if (rv != 0) {
+		if (s->admin_net != NULL)
+			coffer_net_server_stop(s->admin_net);
+		if (s->net != NULL)
 			coffer_net_server_stop(s->net);
-		}
 	}
 	if (rv == 0) {
 		uv_timer_init(&s->loop, &s->tick_timer);
@@ -585,6 +693,9 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		coffer_log_warn("loop closed with handles still open", NULL);
 	}
 	coord_intake_free(s->intake);
+	coord_notify_free(s->notify);
+	coord_catalog_close(s->metrics_cat);
+	pthread_mutex_destroy(&s->metrics_mu);
 	coffer_repo_close(s->repo);
 	coord_catalog_close(s->cat);
 	pthread_cond_destroy(&s->cv);

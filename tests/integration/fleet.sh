@@ -32,6 +32,7 @@ catalog = $base dbname=coffer
 audit_key = $T/audit.key
 state_dir = $T/coord-state
 maintenance_interval = 2s
+metrics_listen = 127.0.0.1:0
 [tls]
 ca = $pki/ca.crt
 cert = $pki/localhost.crt
@@ -140,6 +141,14 @@ pass "coffer status shows each service's backup and size: $(tr '\n' ' ' <"$T/sta
 # one by one in intake.sh; here: no backup id is recorded for two services.
 psql_at "$base dbname=coffer" -c "select count(*) from backups where service = 'shop' and id in (select id from backups where service = 'billing')" | grep -q '^0$' ||
 	fail "a backup belongs to two services"
+
+mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+[[ -n $mport ]] || fail "no metrics port in the log"
+curl -fsS "http://127.0.0.1:$mport/healthz" >/dev/null || fail "/healthz"
+curl -fsS "http://127.0.0.1:$mport/metrics" >"$T/metrics" || fail "/metrics"
+grep -q 'service="billing"' "$T/metrics" || fail "/metrics has nothing for billing: $(head -20 "$T/metrics")"
+grep -q '^# TYPE ' "$T/metrics" || fail "/metrics lacks TYPE lines"
+pass "/metrics and /healthz served ($(grep -vc '^#' "$T/metrics") samples)"
 
 "$cli" audit verify >/dev/null || fail "audit chain broken after the run"
 for p in "${pids[@]}"; do kill -TERM "$p"; done
