@@ -256,6 +256,82 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 	return rc;
 }
 
+/* Unlogged relations: only their init fork is copied, as pg_basebackup
+ * does; PostgreSQL rebuilds the main fork from it at the end of recovery,
+ * which is all an unlogged table can be after a crash anyway. The set holds
+ * the relfilenodes of one database directory that have an init fork: it
+ * grows with the number of unlogged relations, never with data. */
+typedef struct relset {
+	char (*v)[11];
+	size_t n, cap;
+} relset;
+
+/* Splits "<digits>[_<fork>][.<n>]" into the digits and whether the fork is
+ * "init"; false for anything else. */
+static bool
+rel_file(const char *name, char digits[11], bool *init)
+{
+	size_t d = strspn(name, "0123456789");
+	if (d == 0 || d > 10)
+		return false;
+	memcpy(digits, name, d);
+	digits[d] = '\0';
+	const char *rest = name + d;
+	*init = false;
+	if (*rest == '_') {
+		size_t f = strcspn(rest + 1, ".");
+		if (f == 0)
+			return false;
+		*init = f == 4 && strncmp(rest + 1, "init", 4) == 0;
+		rest += 1 + f;
+	}
+	if (*rest == '.')
+		return rest[1] != '\0' && strspn(rest + 1, "0123456789") == strlen(rest + 1);
+	return *rest == '\0';
+}
+
+static int
+collect_init_forks(const char *abs, relset *set, coffer_err *err)
+{
+	DIR *d = opendir(abs);
+	if (d == NULL)
+		return errno == ENOENT ? 0 : coffer_err_errno(err, errno, "reading the directory", abs);
+	struct dirent *de;
+	int rc = 0;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		char digits[11];
+		bool init = false;
+		if (!rel_file(de->d_name, digits, &init) || !init || strchr(de->d_name, '.') != NULL)
+			continue;
+		if (set->n == set->cap) {
+			size_t cap = set->cap ? set->cap * 2 : 16;
+			void *v = realloc(set->v, cap * sizeof(*set->v));
+			if (v == NULL) {
+				rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+				break;
+			}
+			set->v = v;
+			set->cap = cap;
+		}
+		memcpy(set->v[set->n++], digits, sizeof(digits));
+	}
+	closedir(d);
+	return rc;
+}
+
+static bool
+unlogged_non_init(const relset *set, const char *name)
+{
+	char digits[11];
+	bool init = false;
+	if (set->n == 0 || !rel_file(name, digits, &init) || init)
+		return false;
+	for (size_t i = 0; i < set->n; i++)
+		if (strcmp(set->v[i], digits) == 0)
+			return true;
+	return false;
+}
+
 static int
 walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
 {
@@ -272,10 +348,16 @@ walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
 			return 0;
 		return coffer_err_errno(err, errno, "reading the directory", abs);
 	}
+	relset unlogged = { 0 };
 	int rc = 0;
+	/* base/<database oid>: where relation files live. */
+	if (strncmp(rel_dir, "base/", 5) == 0 && strchr(rel_dir + 5, '/') == NULL)
+		rc = collect_init_forks(abs, &unlogged, err);
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlogged_non_init(&unlogged, de->d_name))
 			continue;
 		if (p->cancel != NULL && agent_cancel_requested(p->cancel)) {
 			rc = coffer_err_set(err, COFFER_ECANCELED, "cancelled while copying files");
@@ -314,6 +396,7 @@ walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
 		}
 	}
 	closedir(d);
+	free(unlogged.v);
 	return rc;
 }
 

@@ -17,7 +17,8 @@
  * backup_label/tablespace_map/backup_manifest, pg_internal.init, temporary
  * files (pgsql_tmp*), and the contents of pg_wal, pg_replslot, pg_dynshmem,
  * pg_notify, pg_serial, pg_snapshots, pg_stat_tmp and pg_subtrans (their
- * directories are kept). backup_label and tablespace_map come from
+ * directories are kept), and every fork but the init fork of unlogged
+ * relations (recovery rebuilds them from it). backup_label and tablespace_map come from
  * pg_backup_stop and go last. Tablespaces outside PGDATA are refused.
  *
  * One reader, no parallel workers: the chain's zstd already compresses on

@@ -589,7 +589,12 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 	/* Run as root: give everything to the directory's owner, who runs
 	 * PostgreSQL. Anyone else can only make files of their own. */
 	bool do_chown = geteuid() == 0 && st.st_uid != 0;
-	if (geteuid() != 0 && geteuid() != st.st_uid)
+	if (req->start && st.st_uid == 0)
+		rc = coffer_err_set(err, COFFER_EPERM,
+		    "%s belongs to root, and PostgreSQL refuses to run as root", req->pgdata),
+		coffer_err_hint(err, "create it empty, owned by the database user (chown postgres "
+				     "%s), then restore again", req->pgdata);
+	else if (geteuid() != 0 && geteuid() != st.st_uid)
 		rc = coffer_err_set(err, COFFER_EPERM, "%s belongs to uid %u, not to this user",
 		    req->pgdata, (unsigned)st.st_uid),
 		coffer_err_hint(err, "run the restore as the directory's owner or as root");

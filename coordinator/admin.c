@@ -27,6 +27,9 @@
  */
 #include "coordinator/admin.h"
 
+#include "coordinator/alerts.h"
+#include "coordinator/prune.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -723,6 +726,94 @@ fail:
 	return (rv != 0 ? rv : COFFER_EINTERNAL);
 }
 
+/* --- holds, retention plan, alerts ------------------------------------------ */
+
+static int
+cmd_hold_add(admin_ctx *ctx)
+{
+	const char *backup, *reason;
+	int rv;
+	if ((rv = need_arg(ctx, "backup", &backup)) != 0 || (rv = need_arg(ctx, "reason", &reason)) != 0)
+		return (rv);
+	printable(ctx->subject, sizeof(ctx->subject), backup);
+	/* coord_hold_add writes its own "hold.added" row with the operator. */
+	rv = coord_hold_add(ctx->cat, ctx->key, ctx->actor, backup, reason, &ctx->err);
+	if (rv != 0)
+		return (fail_with(ctx, rv));
+	cJSON_AddStringToObject(ctx->result, "backup", backup);
+	cJSON_AddStringToObject(ctx->result, "hold", "added");
+	return (0);
+}
+
+static int
+cmd_hold_remove(admin_ctx *ctx)
+{
+	const char *backup;
+	int rv;
+	if ((rv = need_arg(ctx, "backup", &backup)) != 0)
+		return (rv);
+	printable(ctx->subject, sizeof(ctx->subject), backup);
+	rv = coord_hold_remove(ctx->cat, ctx->key, ctx->actor, backup, &ctx->err);
+	if (rv != 0)
+		return (fail_with(ctx, rv));
+	cJSON_AddStringToObject(ctx->result, "backup", backup);
+	cJSON_AddStringToObject(ctx->result, "hold", "removed");
+	return (0);
+}
+
+static int
+cmd_holds_list(admin_ctx *ctx)
+{
+	cJSON *list = NULL;
+	int rv = coord_holds_list(ctx->cat, arg(ctx, "service"), COORD_ADMIN_MAX_LIST, &list,
+	    &ctx->err);
+	if (rv != 0)
+		return (fail_with(ctx, rv));
+	if (!cJSON_AddItemToObject(ctx->result, "holds", list)) {
+		cJSON_Delete(list);
+		return (out_of_memory(ctx));
+	}
+	return (0);
+}
+
+static int
+cmd_retention_plan(admin_ctx *ctx)
+{
+	const char *service;
+	int rv;
+	if ((rv = need_arg(ctx, "service", &service)) != 0)
+		return (rv);
+	if (service_owner(ctx, service) == NULL)
+		return (unknown_service(ctx, service));
+	cJSON *plan = NULL;
+	rv = coord_retention_plan(ctx->cat, ctx->cfg, service, ctx->now_ms, &plan, &ctx->err);
+	if (rv != 0)
+		return (fail_with(ctx, rv));
+	if (!cJSON_AddItemToObject(ctx->result, "plan", plan)) {
+		cJSON_Delete(plan);
+		return (out_of_memory(ctx));
+	}
+	return (0);
+}
+
+static int
+cmd_alerts_list(admin_ctx *ctx)
+{
+	long limit;
+	int rv;
+	if ((rv = limit_arg(ctx, &limit)) != 0)
+		return (rv);
+	cJSON *list = NULL;
+	rv = coord_alerts_list(ctx->cat, (int)limit, &list, &ctx->err);
+	if (rv != 0)
+		return (fail_with(ctx, rv));
+	if (!cJSON_AddItemToObject(ctx->result, "alerts", list)) {
+		cJSON_Delete(list);
+		return (out_of_memory(ctx));
+	}
+	return (0);
+}
+
 static const admin_command commands[] = {
 	{ "status", false, " service ", cmd_status },
 	{ "backups.list", false, " service limit ", cmd_backups_list },
@@ -732,6 +823,11 @@ static const admin_command commands[] = {
 	{ "agents.enroll", true, " service agent pubkey ", cmd_agents_enroll },
 	{ "agents.revoke", true, " agent ", cmd_agents_revoke },
 	{ "backup.run", true, " service kind ", cmd_backup_run },
+	{ "holds.list", false, " service ", cmd_holds_list },
+	{ "hold.add", true, " backup reason ", cmd_hold_add },
+	{ "hold.remove", true, " backup ", cmd_hold_remove },
+	{ "retention.plan", false, " service ", cmd_retention_plan },
+	{ "alerts.list", false, " limit ", cmd_alerts_list },
 	{ NULL, false, NULL, NULL },
 };
 

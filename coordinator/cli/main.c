@@ -29,6 +29,16 @@ static const coffer_cmd operator_cmds[] = {
 	{ "audit verify", "[-c FILE] [--output json]",
 	    "check the audit log's HMAC chain; exit 1 naming the first broken row",
 	    coord_cli_audit_verify },
+	{ "hold add", "[-c FILE] --backup ID --reason TEXT",
+	    "place a legal hold: retention never deletes the backup while it holds",
+	    coord_cli_hold_add },
+	{ "hold remove", "[-c FILE] --backup ID", "release a legal hold", coord_cli_hold_remove },
+	{ "holds list", "[-c FILE] [--service S] [--output json]", "active legal holds",
+	    coord_cli_holds_list },
+	{ "retention plan", "[-c FILE] --service S [--output json]",
+	    "what retention would keep, mark or delete next, and why", coord_cli_retention_plan },
+	{ "alerts list", "[-c FILE] [--limit N] [--output json]",
+	    "open and recent alerts with their delivery state", coord_cli_alerts_list },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -142,6 +142,20 @@ pass "coffer status shows each service's backup and size: $(tr '\n' ' ' <"$T/sta
 psql_at "$base dbname=coffer" -c "select count(*) from backups where service = 'shop' and id in (select id from backups where service = 'billing')" | grep -q '^0$' ||
 	fail "a backup belongs to two services"
 
+# Legal hold, retention plan, alerts: the operator's policy view.
+bid=$("$agent" list -c "$T/billing.conf" --output json | grep -o '"id":"[^"]*"' | tail -1 | cut -d'"' -f4)
+"$cli" hold add --backup "$bid" --reason "litigation 2026-17" >"$T/out" 2>"$T/err" || fail "hold add: $(cat "$T/err")"
+"$cli" holds list --service billing >"$T/out" || fail "holds list"
+grep -q "$bid" "$T/out" || fail "holds list does not show $bid: $(cat "$T/out")"
+"$cli" retention plan --service billing --output json >"$T/plan" || fail "retention plan"
+grep -q "$bid" "$T/plan" && grep -q '"hold"' "$T/plan" || fail "plan does not keep $bid for its hold: $(cat "$T/plan")"
+if "$cli" hold add --backup "$bid" --reason "again" >/dev/null 2>"$T/err"; then fail "a second hold was accepted"; fi
+"$cli" hold remove --backup "$bid" >/dev/null || fail "hold remove"
+"$cli" alerts list >"$T/alerts" || fail "alerts list"
+[[ $(psql_at "$base dbname=coffer" -c "select count(*) from audit where action in ('hold.added', 'hold.removed')") == 2 ]] ||
+	fail "hold changes not audited"
+pass "hold add/list/remove audited; retention plan keeps the held backup; alerts list: $(head -2 "$T/alerts" | cut -c1-150)"
+
 mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
 [[ -n $mport ]] || fail "no metrics port in the log"
 curl -fsS "http://127.0.0.1:$mport/healthz" >/dev/null || fail "/healthz"

@@ -58,6 +58,9 @@ wait_archived() {
 # --- base backup -----------------------------------------------------------------------
 q "create table ledger (id int primary key, at timestamptz not null default clock_timestamp())"
 q "insert into ledger (id) select g from generate_series(-99, 0) g"
+q "create unlogged table scratch (x int)"
+q "insert into scratch select generate_series(1, 1000)"
+scratch_path=$(q "select pg_relation_filepath('scratch')")
 id=$(as_pg "$agent" backup -c "$conf" --kind physical 2>"$T/backup.log") ||
 	{ cat "$T/backup.log"; fail "physical backup"; }
 [[ $id == *-p-* ]] || fail "backup printed '$id', not a physical backup id"
@@ -68,9 +71,13 @@ grep -q '"path":"backup_label"' "$man" || fail "backup_label is not in the manif
 grep -q '"path":"global/pg_control"' "$man" || fail "global/pg_control is not in the manifest"
 if grep -q '"path":"postmaster.pid"' "$man"; then fail "postmaster.pid was backed up"; fi
 if grep -q '"path":"pg_wal/0' "$man"; then fail "pg_wal contents were backed up"; fi
+if grep -q "\"path\":\"$scratch_path\"" "$man"; then fail "the unlogged table's main fork was backed up"; fi
+grep -q "\"path\":\"${scratch_path}_init\"" "$man" || fail "the unlogged table's init fork is missing"
 ls "$T/repo/services/billing/wal/00000001/" | grep -q '\.backup$' ||
 	fail "the backup history file was not archived"
-pass "physical backup $id, manifest and WAL in the repository"
+as_pg "$agent" verify -c "$conf" --backup "$id" >/dev/null 2>"$T/err" || { cat "$T/err"; fail "verify $id"; }
+as_pg "$agent" list -c "$conf" | grep -q "$id" || fail "list does not show $id"
+pass "physical backup $id, manifest and WAL in the repository; verify and list see it"
 
 # --- commits with known times ------------------------------------------------------------
 for i in 1 2 3 4 5 6; do
@@ -120,7 +127,12 @@ if "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/p
 	fail "restore into the live data directory was allowed"
 fi
 grep -q "not empty" "$T/err" || { cat "$T/err"; fail "non-empty refusal does not say so"; }
-pass "non-empty --pgdata refused"
+if "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/rootdir" --start 2>"$T/err"; then
+	fail "--start into a directory owned by root was allowed"
+fi
+grep -q "refuses to run as root" "$T/err" || { cat "$T/err"; fail "root-owned --pgdata refusal does not say why"; }
+[[ -z $(ls -A "$T/rootdir") ]] || fail "the refused restore wrote into $T/rootdir"
+pass "non-empty --pgdata refused; --start into a root-owned directory refused before writing"
 port2=$(_free_port)
 _t_clusters+=("$T/r")
 "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/r/data" \
@@ -133,6 +145,7 @@ got=$(psql_at "$rci" -c "select string_agg(id::text, ',' order by id) from ledge
 [[ $got == "1,2,3" ]] || fail "restored rows after the backup: '$got', want '1,2,3' (target $target)"
 n=$(psql_at "$rci" -c "select count(*) from ledger where id <= 0")
 [[ $n == 100 ]] || fail "restored rows from before the backup: $n, want 100"
+[[ $(psql_at "$rci" -c "select count(*) from scratch") == 0 ]] || fail "the restored unlogged table is not empty"
 [[ $(psql_at "$rci" -c "select pg_is_in_recovery()") == f ]] || fail "restored cluster is still in recovery"
 pass "restored to $target: rows 1..3 exist, 4..6 do not ($(cat "$T/restore.out"))"
 pg_stop "$T/r"
