@@ -400,6 +400,16 @@ cmd_status(admin_ctx *ctx)
 			return (rv);
 		}
 	}
+	/* Legal holds belong in the overview: they override retention. */
+	cJSON *holds = NULL;
+	int rv = coord_holds_list(ctx->cat, only, COORD_ADMIN_DEFAULT_LIST, &holds, &ctx->err);
+	if (rv != 0) {
+		return (fail_with(ctx, rv));
+	}
+	if (!cJSON_AddItemToObject(ctx->result, "holds", holds)) {
+		cJSON_Delete(holds);
+		return (out_of_memory(ctx));
+	}
 	return (0);
 }
 

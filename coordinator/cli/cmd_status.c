@@ -1,7 +1,7 @@
 /*
  * coffer status [--service S] [--output json]: per service, the last
  * successful backup (id, finished, age, size, duration), completed and
- * failed counts, and the agents with their last contact.
+ * failed counts, the agents with their last contact, and active legal holds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +45,17 @@ print_status(const cJSON *doc)
 	}
 	coord_cli_table_print(t);
 	coord_cli_table_free(t);
+	const cJSON *holds = cJSON_GetObjectItemCaseSensitive(doc, "holds");
+	if (cJSON_GetArraySize(holds) > 0) {
+		printf("\nlegal holds (retention will not delete these):\n");
+		const cJSON *h;
+		cJSON_ArrayForEach(h, holds)
+		{
+			printf("  %s  %s  by %s: %s\n", coord_cli_str(h, "service"),
+			    coord_cli_str(h, "backup_id"), coord_cli_str(h, "placed_by"),
+			    coord_cli_str(h, "reason"));
+		}
+	}
 }
 
 int

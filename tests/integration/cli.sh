@@ -42,3 +42,8 @@ expect 2 "unknown key" "$a" list -c "$T/bad.conf"
 grep -q "bad.conf:2" "$T/err" || fail "unknown key without file:line: $(cat "$T/err")"
 [[ $(wc -l <"$T/err") == 1 ]] || fail "config error is not one line: $(cat "$T/err")"
 pass "help, version, usage errors and config errors exit as documented"
+
+# The shipped example configs stay valid.
+"$COFFER_BIN/coffer-coordinator" check-config -c "$COFFER_SRC/deploy/examples/coordinator.conf" >/dev/null ||
+	fail "deploy/examples/coordinator.conf does not pass check-config"
+pass "deploy/examples/coordinator.conf passes check-config"

@@ -147,6 +147,7 @@ bid=$("$agent" list -c "$T/billing.conf" --output json | grep -o '"id":"[^"]*"' 
 "$cli" hold add --backup "$bid" --reason "litigation 2026-17" >"$T/out" 2>"$T/err" || fail "hold add: $(cat "$T/err")"
 "$cli" holds list --service billing >"$T/out" || fail "holds list"
 grep -q "$bid" "$T/out" || fail "holds list does not show $bid: $(cat "$T/out")"
+"$cli" status | grep -q "litigation 2026-17" || fail "coffer status does not list the hold"
 "$cli" retention plan --service billing --output json >"$T/plan" || fail "retention plan"
 grep -q "$bid" "$T/plan" && grep -q '"hold"' "$T/plan" || fail "plan does not keep $bid for its hold: $(cat "$T/plan")"
 if "$cli" hold add --backup "$bid" --reason "again" >/dev/null 2>"$T/err"; then fail "a second hold was accepted"; fi
