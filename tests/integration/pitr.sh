@@ -119,6 +119,14 @@ rc=0
 as_pg "$agent" wal-push -c "$conf" "$T/w/none-such" 2>"$T/err" || rc=$?
 [[ $rc != 0 ]] || fail "wal-push of a bad name succeeded"
 pass "missing segment: wal-fetch exits 1 quietly; bad names refused"
+printf '1\t0/3000000\tno recovery target specified\n' >"$T/w/00000002.history"
+chown postgres: "$T/w/00000002.history"
+as_pg "$agent" wal-push -c "$conf" "$T/w/00000002.history" 2>"$T/err" || { cat "$T/err"; fail "wal-push of a history file"; }
+[[ -f "$T/repo/services/billing/wal/00000002/00000002.history" ]] || fail "history file not under wal/00000002/"
+if grep -q "no recovery target" "$T/repo/services/billing/wal/00000002/00000002.history"; then fail "history file stored in clear"; fi
+as_pg "$agent" wal-fetch -c "$conf" 00000002.history "$T/w/h" || fail "wal-fetch of the history file"
+cmp -s "$T/w/h" "$T/w/00000002.history" || fail "fetched history file differs"
+pass "history files archived under their timeline and fetched back"
 
 # --- point-in-time restore -------------------------------------------------------------
 mkdir -p "$T/r/data"
