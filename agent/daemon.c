@@ -7,6 +7,7 @@
 
 #include "agent/backup.h"
 #include "agent/events.h"
+#include "agent/physical.h"
 #include "agent/sender.h"
 #include "common/clock.h"
 #include "common/cron.h"
@@ -26,6 +27,9 @@ typedef struct agent_daemon {
 	coffer_cron *cron;
 	coffer_tz *tz;
 	int64_t next_run_s;      /* the next scheduled instant */
+	coffer_cron *pcron;      /* [schedule] physical; NULL if unset */
+	int64_t pnext_run_s;     /* its next instant */
+	bool job_physical;       /* the running backup's kind */
 	int64_t running_for_s;   /* the scheduled instant the running backup is for */
 	bool running;
 	bool stopping;
@@ -51,7 +55,9 @@ backup_work(uv_work_t *w)
 {
 	agent_daemon *d = w->data;
 	coffer_err_clear(&d->job_err);
-	d->job_rc = agent_backup_logical(d->ctx, &d->req, &d->res, &d->job_err);
+	d->job_rc = d->job_physical ?
+	    agent_physical_backup(d->ctx, &d->req, &d->res, &d->job_err) :
+	    agent_backup_logical(d->ctx, &d->req, &d->res, &d->job_err);
 	if (d->req.command_id == 0)
 		return;
 	/* The coordinator keeps handing a command out until it hears it is
@@ -107,16 +113,18 @@ backup_done(uv_work_t *w, int status)
 }
 
 static void
-start_backup(agent_daemon *d, int64_t scheduled_s)
+start_backup(agent_daemon *d, int64_t scheduled_s, bool physical)
 {
 	if (d->running) {
 		/* One backup at a time per service: a run that is still going when
 		 * the next slot comes means the schedule is too tight, which the
 		 * coordinator sees as a missed backup and pages on. */
 		coffer_log_warn("backup still running at the next scheduled time; slot skipped",
-		    "service=%s slot=%" PRId64, d->ctx->cfg->service, scheduled_s);
+		    "service=%s slot=%" PRId64 " kind=%s", d->ctx->cfg->service, scheduled_s,
+		    physical ? "physical" : "logical");
 		return;
 	}
+	d->job_physical = physical;
 	memset(&d->req, 0, sizeof(d->req));
 	d->req.trigger = COFFER__V1__TRIGGER__TRIGGER_SCHEDULE;
 	/* The window counts from the scheduled time, not from when we got to it. */
@@ -167,6 +175,7 @@ start_queued_command(agent_daemon *d)
 	d->req.trigger = COFFER__V1__TRIGGER__TRIGGER_COMMAND;
 	d->req.command_id = id;
 	d->req.cancel = d->cancel;
+	d->job_physical = false;
 	d->running = true;
 	agent_sender_note_backup(d->sender, true, NULL, 0);
 	d->work.data = d;
@@ -188,11 +197,24 @@ on_timer(uv_timer_t *t)
 		int64_t slot = d->next_run_s;
 		coffer_log_info("scheduled backup due", "service=%s slot=%" PRId64, d->ctx->cfg->service,
 		    slot);
-		start_backup(d, slot);
+		start_backup(d, slot, false);
 		coffer_err err = { 0 };
 		if (coffer_cron_next(d->cron, d->tz, now_s, &d->next_run_s, &err) != 0) {
 			coffer_log_error("no next scheduled run", "error=\"%s\"", err.msg);
 			d->next_run_s = INT64_MAX / 2000;
+		}
+	}
+	/* Base backups on their own schedule; a slot that meets a running
+	 * backup is skipped like any other (one backup at a time). */
+	if (d->pcron != NULL && now_s >= d->pnext_run_s) {
+		int64_t slot = d->pnext_run_s;
+		coffer_log_info("scheduled backup due", "service=%s slot=%" PRId64 " kind=physical",
+		    d->ctx->cfg->service, slot);
+		start_backup(d, slot, true);
+		coffer_err err = { 0 };
+		if (coffer_cron_next(d->pcron, d->tz, now_s, &d->pnext_run_s, &err) != 0) {
+			coffer_log_error("no next scheduled physical run", "error=\"%s\"", err.msg);
+			d->pnext_run_s = INT64_MAX / 2000;
 		}
 	}
 	arm(d);
@@ -204,7 +226,10 @@ arm(agent_daemon *d)
 	if (d->stopping)
 		return;
 	int64_t now_ms = coffer_clock_now(NULL);
-	int64_t wait = d->next_run_s * 1000 - now_ms;
+	int64_t next_s = d->next_run_s;
+	if (d->pcron != NULL && d->pnext_run_s < next_s)
+		next_s = d->pnext_run_s;
+	int64_t wait = next_s * 1000 - now_ms;
 	if (wait < 0)
 		wait = 0;
 	if (wait > MAX_SLEEP_MS)
@@ -249,11 +274,17 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	int64_t now_s = coffer_clock_now(NULL) / 1000;
 	if (rc == 0)
 		rc = coffer_cron_next(d.cron, d.tz, now_s, &d.next_run_s, err);
+	if (rc == 0 && ctx->cfg->schedule_physical != NULL) {
+		d.pcron = coffer_cron_parse(ctx->cfg->schedule_physical, err);
+		rc = d.pcron == NULL ? err->code :
+		    coffer_cron_next(d.pcron, d.tz, now_s, &d.pnext_run_s, err);
+	}
 	if (rc == 0 && uv_loop_init(&d.loop) != 0)
 		rc = coffer_err_set(err, COFFER_ENOMEM, "cannot start the event loop");
 	if (rc != 0) {
 		agent_cancel_free(d.cancel);
 		coffer_tz_free(d.tz);
+		coffer_cron_free(d.pcron);
 		coffer_cron_free(d.cron);
 		return rc;
 	}
@@ -263,6 +294,7 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 		uv_loop_close(&d.loop);
 		agent_cancel_free(d.cancel);
 		coffer_tz_free(d.tz);
+		coffer_cron_free(d.pcron);
 		coffer_cron_free(d.cron);
 		return err->code;
 	}
@@ -289,6 +321,7 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	uv_mutex_destroy(&d.cmd_mu);
 	agent_cancel_free(d.cancel);
 	coffer_tz_free(d.tz);
+	coffer_cron_free(d.pcron);
 	coffer_cron_free(d.cron);
 	coffer_log_info("agent stopped", "service=%s", ctx->cfg->service);
 	return 0;

@@ -487,6 +487,15 @@ run_pg_ctl(const agent_config *cfg, const char *pgdata, bool drop, uid_t uid, gi
 }
 
 /* Reads port and socket directory from postmaster.pid (lines 4 and 5). */
+/* Copies src into dst (size bytes), cutting it if needed; always terminated. */
+static void
+copy_cut(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static bool
 read_pid_file(const char *pgdata, char *port, size_t psize, char *host, size_t hsize)
 {
@@ -503,12 +512,12 @@ read_pid_file(const char *pgdata, char *port, size_t psize, char *host, size_t h
 		line[strcspn(line, "\n")] = '\0';
 		i++;
 		if (i == 4) {
-			snprintf(port, psize, "%s", line);
+			copy_cut(port, psize, line);
 			ok = line[0] != '\0';
 		} else if (i == 5) {
-			snprintf(host, hsize, "%s", line);
+			copy_cut(host, hsize, line);
 		} else if (i == 6 && host[0] == '\0') {
-			snprintf(host, hsize, "%s", strcmp(line, "*") == 0 ? "localhost" : line);
+			copy_cut(host, hsize, strcmp(line, "*") == 0 ? "localhost" : line);
 		}
 	}
 	fclose(f);
