@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "agent/commands.h"
+#include "common/log.h"
 
 static const coffer_cmd agent_cmds[] = {
 	{ "run", "-c FILE", "the daemon: scheduled backups, events to the coordinator",
@@ -59,5 +60,7 @@ static const coffer_cli agent_cli = {
 int
 main(int argc, char **argv)
 {
+	/* Until a command reads its config's log_level. */
+	coffer_log_init("coffer-agent", COFFER_LOG_INFO);
 	return (coffer_cli_main(&agent_cli, argc, argv));
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "coordinator/commands.h"
+#include "common/log.h"
 
 static const coffer_cmd coordinator_cmds[] = {
 	{ "run", "-c FILE", "serve agents: apply their events, refuse what is not theirs",
@@ -36,5 +37,7 @@ static const coffer_cli coordinator_cli = {
 int
 main(int argc, char **argv)
 {
+	/* Until a command reads its config's log_level. */
+	coffer_log_init("coffer-coordinator", COFFER_LOG_INFO);
 	return (coffer_cli_main(&coordinator_cli, argc, argv));
 }

@@ -371,8 +371,8 @@ test_policy_version(void **state)
 		SVC "retention.daily = 7\npitr.window = 7d\nretention.grace = 6d\n",
 		SVC "retention.daily = 7\npitr.window = 7d\ntimezone = Europe/Rome\n",
 		SVC "retention.daily = 7\npitr.window = 7d\nretention.weekly = 1\n",
-		"[service.billing]\nowner = x\nschedule = 0 3 * * *\nretention.daily = 7\n"
-		"pitr.window = 7d\n",
+		("[service.billing]\nowner = x\nschedule = 0 3 * * *\nretention.daily = 7\n"
+		 "pitr.window = 7d\n"),
 	};
 	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
 		version_of(changes[i], v2);
