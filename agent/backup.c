@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <stdatomic.h>
 #include <unistd.h>
 #include <uv.h>
@@ -23,16 +24,8 @@
 
 #define CONNECT_TIMEOUT_S 15
 
-/* The pieces of the one streaming pass, kept so their results can be read
- * after the chain finishes. */
-typedef struct backup_stream {
-	coffer_filter *head;
-	coffer_filter *plain_sha, *plain_count, *seal, *stored_sha, *stored_count;
-	coffer_filter *sink; /* the repository writer, last in the chain */
-} backup_stream;
-
-static void
-stream_free(backup_stream *s)
+void
+agent_stream_close(agent_stream *s)
 {
 	if (s->sink != NULL)
 		coffer_repo_write_abort(s->sink); /* harmless once committed */
@@ -40,18 +33,18 @@ stream_free(backup_stream *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int
-stream_open(agent_ctx *ctx, const char *data_key, bool progress, uint64_t expected,
-    backup_stream *s, coffer_err *err)
+int
+agent_stream_open(agent_ctx *ctx, const char *data_key, const char *progress, uint64_t expected,
+    agent_stream *s, coffer_err *err)
 {
 	memset(s, 0, sizeof(*s));
 	const agent_config *cfg = ctx->cfg;
 	coffer_filter *prog = NULL, *zstd = NULL;
 	s->plain_sha = coffer_sha256_filter_new(err);
 	s->plain_count = s->plain_sha ? coffer_count_filter_new(err) : NULL;
-	if (progress && s->plain_count)
-		prog = agent_progress_filter_new("dumping", expected, err);
-	zstd = s->plain_count && (!progress || prog) ?
+	if (progress != NULL && s->plain_count)
+		prog = agent_progress_filter_new(progress, expected, err);
+	zstd = s->plain_count && (progress == NULL || prog) ?
 	    coffer_zstd_compress_new(cfg->compress_level, cfg->compress_workers, err) : NULL;
 	s->seal = zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) : NULL;
 	s->stored_sha = s->seal ? coffer_sha256_filter_new(err) : NULL;
@@ -78,8 +71,8 @@ stream_open(agent_ctx *ctx, const char *data_key, bool progress, uint64_t expect
 	return 0;
 }
 
-static void
-hex_digest(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX])
+void
+agent_stream_hex(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX])
 {
 	uint8_t d[COFFER_SHA256_LEN];
 	coffer_sha256_filter_digest(sha, d);
@@ -88,7 +81,7 @@ hex_digest(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX])
 
 static int
 build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished,
-    const agent_pg_snapshot *snap, const backup_stream *s, char **json, size_t *len,
+    const agent_pg_snapshot *snap, const agent_stream *s, char **json, size_t *len,
     coffer_err *err)
 {
 	const agent_pg_meta *meta = agent_pg_snapshot_meta(snap);
@@ -110,8 +103,8 @@ build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished
 	snprintf(m->lsn_start, sizeof(m->lsn_start), "%.17s", meta->lsn);
 	m->plaintext_bytes = coffer_count_filter_bytes(s->plain_count);
 	m->stored_bytes = coffer_count_filter_bytes(s->stored_count);
-	hex_digest(s->plain_sha, m->plaintext_sha256);
-	hex_digest(s->stored_sha, m->stored_sha256);
+	agent_stream_hex(s->plain_sha, m->plaintext_sha256);
+	agent_stream_hex(s->stored_sha, m->stored_sha256);
 	snprintf(m->key_id, sizeof(m->key_id), "%s", coffer_seal_filter_key_id(s->seal));
 	m->chunk_size = (uint32_t)ctx->cfg->chunk_size;
 	for (size_t i = 0; rc == 0 && i < tables->n; i++)
@@ -131,8 +124,8 @@ build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished
 	return rc;
 }
 
-static int
-publish_manifest(agent_ctx *ctx, const char *key, const char *json, size_t len,
+int
+agent_backup_publish(agent_ctx *ctx, const char *key, const char *json, size_t len,
     uint8_t digest[COFFER_SHA256_LEN], coffer_err *err)
 {
 	coffer_filter *sink = NULL;
@@ -158,9 +151,9 @@ publish_manifest(agent_ctx *ctx, const char *key, const char *json, size_t len,
 	return rc;
 }
 
-static uint64_t
-record_failure(agent_ctx *ctx, const char *id, int64_t started, const char *stage,
-    const coffer_err *why)
+uint64_t
+agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1__BackupKind kind,
+    int64_t started, const char *stage, const coffer_err *why)
 {
 	char reason[COFFER_ERR_MSG_MAX + COFFER_ERR_HINT_MAX + 16];
 	if (why->hint[0] != '\0')
@@ -169,7 +162,7 @@ record_failure(agent_ctx *ctx, const char *id, int64_t started, const char *stag
 		snprintf(reason, sizeof(reason), "%s", why->msg);
 	Coffer__V1__BackupFailed failed = COFFER__V1__BACKUP_FAILED__INIT;
 	failed.backup_id = (char *)id;
-	failed.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
+	failed.kind = kind;
 	failed.started_at_ms = started;
 	failed.failed_at_ms = coffer_clock_now(NULL);
 	failed.reason = reason;
@@ -186,8 +179,10 @@ record_failure(agent_ctx *ctx, const char *id, int64_t started, const char *stag
 		 * backup at the coordinator. */
 		coffer_log_error("failed backup not recorded", "backup=%s error=\"%s\"", id,
 		    eerr.msg);
-	coffer_log_error("backup failed", "service=%s backup=%s stage=%s reason=\"%s\"",
-	    ctx->cfg->service, id, stage, why->msg);
+	coffer_log_error("backup failed", "service=%s backup=%s kind=%s stage=%s reason=\"%s\"",
+	    ctx->cfg->service, id,
+	    kind == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL ? "physical" : "logical", stage,
+	    why->msg);
 	return seq;
 }
 
@@ -244,14 +239,14 @@ finish_count(row_counter *rcnt, const agent_backup_request *req, int64_t deadlin
 	return rcnt->rc;
 }
 
-/* One backup at a time per service on this host, whoever starts it (the
- * daemon, `coffer-agent backup`): two dumps at once would double the load
- * on the database for no gain. The lock dies with the process. */
-static int
-take_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err)
+/* Two backups at once would double the load on the database for no gain. */
+int
+agent_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/backup.lock", cfg->state_dir);
+	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST)
+		return coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return coffer_err_errno(err, errno, "opening the backup lock", path);
@@ -277,7 +272,7 @@ agent_backup_logical(agent_ctx *ctx, const agent_backup_request *req,
 {
 	memset(res, 0, sizeof(*res));
 	int lock_fd = -1;
-	int rc = take_backup_lock(ctx->cfg, &lock_fd, err);
+	int rc = agent_backup_lock(ctx->cfg, &lock_fd, err);
 	if (rc != 0)
 		return rc;
 	rc = backup_locked(ctx, req, res, err);
@@ -318,7 +313,7 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 
 	const char *stage = "connect";
 	agent_pg_snapshot *snap = NULL;
-	backup_stream s = { 0 };
+	agent_stream s = { 0 };
 	char **argv = NULL;
 	char *json = NULL;
 	size_t json_len = 0;
@@ -339,7 +334,7 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 		    cfg->dump_options, &argv, err);
 	}
 	if (rc == 0)
-		rc = stream_open(ctx, data_key, req->progress,
+		rc = agent_stream_open(ctx, data_key, req->progress ? "dumping" : NULL,
 		    (uint64_t)agent_pg_snapshot_meta(snap)->database_size, &s, err);
 	if (rc == 0) {
 		int64_t now = coffer_clock_now(NULL);
@@ -381,13 +376,14 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 		rc = build_manifest(ctx, id, started, finished, snap, &s, &json, &json_len, err);
 	}
 	if (rc == 0)
-		rc = publish_manifest(ctx, manifest_key, json, json_len, manifest_sha, err);
+		rc = agent_backup_publish(ctx, manifest_key, json, json_len, manifest_sha, err);
 	if (rc != 0) {
 		if (req->cancel != NULL && agent_cancel_requested(req->cancel) &&
 		    rc != COFFER_ECANCELED) {
 			coffer_err_wrap(err, "cancelled");
 		}
-		res->event_seq = record_failure(ctx, id, started, stage, err);
+		res->event_seq = agent_backup_record_failure(ctx, id,
+		    COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL, started, stage, err);
 		goto out;
 	}
 
@@ -433,7 +429,7 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 out:
 	free(json);
 	agent_dump_argv_free(argv);
-	stream_free(&s);
+	agent_stream_close(&s);
 	agent_pg_snapshot_close(snap);
 	return rc;
 }

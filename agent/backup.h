@@ -38,6 +38,39 @@ typedef struct agent_backup_result {
 	uint64_t event_seq; /* the completed or failed event */
 } agent_backup_result;
 
+/* The write side of the data path, shared by logical and physical backups:
+ * sha256 -> count -> [progress] -> zstd -> seal -> sha256 -> count -> the
+ * repository object at key. Results are read from the named filters after
+ * the chain finishes. */
+typedef struct agent_stream {
+	coffer_filter *head;
+	coffer_filter *plain_sha, *plain_count, *seal, *stored_sha, *stored_count;
+	coffer_filter *sink; /* the repository writer, last in the chain */
+} agent_stream;
+
+/* progress: the label of a progress line on a terminal, or NULL for none;
+ * expected: rough total for its ETA (0 if unknown). */
+int agent_stream_open(agent_ctx *ctx, const char *key, const char *progress, uint64_t expected,
+    agent_stream *s, coffer_err *err);
+
+/* Aborts an uncommitted object (harmless after commit) and frees the chain. */
+void agent_stream_close(agent_stream *s);
+
+/* A finished sha256 filter's digest as lower-case hex. */
+void agent_stream_hex(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX]);
+
+/* Writes a manifest at key and publishes it; digest gets its SHA-256. */
+int agent_backup_publish(agent_ctx *ctx, const char *key, const char *json, size_t len,
+    uint8_t digest[32], coffer_err *err);
+
+/* One backup at a time per service on this host, logical or physical,
+ * whoever starts it; the lock dies with the process. */
+int agent_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err);
+
+/* Records a failed backup as an event (and in the log); returns its seq. */
+uint64_t agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1__BackupKind kind,
+    int64_t started, const char *stage, const coffer_err *why);
+
 /* ctx needs AGENT_NEED_KEYRING | AGENT_NEED_SIGN | AGENT_NEED_REPO_WRITE |
  * AGENT_NEED_OUTBOX. Returns 0 with res filled, or the failure (already
  * recorded as a backup.failed event when a backup id had been assigned). */

@@ -121,38 +121,11 @@ agent_physical_skip(const char *rel, bool is_dir, bool *keep_dir)
 typedef struct phys {
 	agent_ctx *ctx;
 	agent_cancel *cancel;
-	coffer_filter *head, *plain_sha, *plain_count, *seal, *stored_sha, *stored_count, *sink;
+	agent_stream st; /* the data object's chain (agent/backup.h) */
 	coffer_manifest *m;
 	uint8_t *buf;
 	char root[2048];
 } phys;
-
-static int
-stream_open(phys *p, const char *key, coffer_err *err)
-{
-	const agent_config *cfg = p->ctx->cfg;
-	coffer_filter *zstd = NULL;
-	p->plain_sha = coffer_sha256_filter_new(err);
-	p->plain_count = p->plain_sha ? coffer_count_filter_new(err) : NULL;
-	zstd = p->plain_count ?
-	    coffer_zstd_compress_new(cfg->compress_level, cfg->compress_workers, err) : NULL;
-	p->seal = zstd ? coffer_seal_filter_new(p->ctx->ring, NULL, cfg->chunk_size, err) : NULL;
-	p->stored_sha = p->seal ? coffer_sha256_filter_new(err) : NULL;
-	p->stored_count = p->stored_sha ? coffer_count_filter_new(err) : NULL;
-	int rc = p->stored_count == NULL ? (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM) :
-					   coffer_repo_write_begin(p->ctx->repo, key, &p->sink, err);
-	if (rc != 0) {
-		coffer_filter *parts[] = { p->plain_sha, p->plain_count, zstd, p->seal,
-			p->stored_sha, p->stored_count };
-		for (size_t i = 0; i < 6; i++)
-			coffer_filter_free(parts[i]);
-		p->plain_sha = p->plain_count = p->seal = p->stored_sha = p->stored_count = NULL;
-		return rc;
-	}
-	p->head = coffer_filter_link(p->plain_sha, p->plain_count, zstd, p->seal, p->stored_sha,
-	    p->stored_count, p->sink, NULL);
-	return 0;
-}
 
 static int
 put_entry(phys *p, char type, uint32_t mode, const char *rel, uint64_t size, coffer_err *err)
@@ -164,9 +137,9 @@ put_entry(phys *p, char type, uint32_t mode, const char *rel, uint64_t size, cof
 		       coffer_err_hint(err, "rename it; PostgreSQL itself never makes such paths");
 	uint8_t h[AGENT_PHYS_HEADER_LEN];
 	agent_physical_header_encode(h, type, mode & 07777u, (uint16_t)len, size);
-	int rc = coffer_filter_write(p->head, h, sizeof(h), err);
+	int rc = coffer_filter_write(p->st.head, h, sizeof(h), err);
 	if (rc == 0 && len > 0)
-		rc = coffer_filter_write(p->head, rel, len, err);
+		rc = coffer_filter_write(p->st.head, rel, len, err);
 	return rc;
 }
 
@@ -180,7 +153,7 @@ put_text(phys *p, const char *rel, const char *text, coffer_err *err)
 		return err != NULL ? err->code : COFFER_ENOMEM;
 	int rc = put_entry(p, AGENT_PHYS_FILE, 0600, rel, len, err);
 	if (rc == 0)
-		rc = coffer_filter_write(p->head, text, len, err);
+		rc = coffer_filter_write(p->st.head, text, len, err);
 	if (rc == 0)
 		rc = coffer_filter_write(sha, text, len, err);
 	if (rc == 0)
@@ -237,7 +210,7 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 			memset(p->buf, 0, want);
 			got = (ssize_t)want;
 		}
-		rc = coffer_filter_write(p->head, p->buf, (size_t)got, err);
+		rc = coffer_filter_write(p->st.head, p->buf, (size_t)got, err);
 		if (rc == 0)
 			rc = coffer_filter_write(sha, p->buf, (size_t)got, err);
 		done += (uint64_t)got;
@@ -400,60 +373,6 @@ walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
 	return rc;
 }
 
-static int
-take_lock(const agent_config *cfg, int *fd_out, coffer_err *err)
-{
-	char path[4096];
-	/* The same lock as logical backups: one backup per service at a time. */
-	snprintf(path, sizeof(path), "%s/backup.lock", cfg->state_dir);
-	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST)
-		return coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return coffer_err_errno(err, errno, "opening the backup lock", path);
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		int e = errno;
-		close(fd);
-		if (e == EWOULDBLOCK)
-			return coffer_err_set(err, COFFER_EEXIST,
-			    "another backup of service %s is running on this host", cfg->service),
-			       coffer_err_hint(err, "wait for it to finish; see the agent's log");
-		return coffer_err_errno(err, e, "locking", path);
-	}
-	*fd_out = fd;
-	return 0;
-}
-
-static uint64_t
-record_failure(agent_ctx *ctx, const char *id, int64_t started, const char *stage,
-    const coffer_err *why)
-{
-	char reason[COFFER_ERR_MSG_MAX + COFFER_ERR_HINT_MAX + 16];
-	if (why->hint[0] != '\0')
-		snprintf(reason, sizeof(reason), "%s (hint: %s)", why->msg, why->hint);
-	else
-		snprintf(reason, sizeof(reason), "%s", why->msg);
-	Coffer__V1__BackupFailed failed = COFFER__V1__BACKUP_FAILED__INIT;
-	failed.backup_id = (char *)id;
-	failed.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL;
-	failed.started_at_ms = started;
-	failed.failed_at_ms = coffer_clock_now(NULL);
-	failed.reason = reason;
-	failed.stage = (char *)stage;
-	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
-	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_FAILED;
-	ev.backup_failed = &failed;
-	coffer_err eerr = { 0 };
-	uint64_t seq = 0;
-	if (agent_events_emit(ctx->outbox, ctx->cfg->service, failed.failed_at_ms, &ev, &seq,
-		&eerr) != 0)
-		coffer_log_error("failed backup not recorded", "backup=%s error=\"%s\"", id,
-		    eerr.msg);
-	coffer_log_error("backup failed", "service=%s backup=%s kind=physical stage=%s", ctx->cfg->service,
-	    id, stage);
-	return seq;
-}
-
 /* The stop segment reaches the repository through PostgreSQL's archiver and
  * wal-push, not through us: wait for it, and when it does not come, say what
  * the archiver reports rather than just "timed out". */
@@ -502,7 +421,7 @@ agent_physical_backup(agent_ctx *ctx, const agent_backup_request *req,
 {
 	memset(res, 0, sizeof(*res));
 	int lock_fd = -1;
-	int rc = take_lock(ctx->cfg, &lock_fd, err);
+	int rc = agent_backup_lock(ctx->cfg, &lock_fd, err);
 	if (rc != 0)
 		return rc;
 	rc = backup_locked(ctx, req, res, err);
@@ -515,39 +434,6 @@ quiet_notice(void *arg, const char *message)
 {
 	(void)arg;
 	(void)message;
-}
-
-static int
-publish(agent_ctx *ctx, const char *key, const char *json, size_t len,
-    uint8_t digest[COFFER_SHA256_LEN], coffer_err *err)
-{
-	coffer_filter *sink = NULL;
-	int rc = coffer_repo_write_begin(ctx->repo, key, &sink, err);
-	if (rc != 0)
-		return rc;
-	coffer_filter *sha = coffer_sha256_filter_new(err);
-	if (sha == NULL) {
-		coffer_filter_free(sink);
-		return err != NULL ? err->code : COFFER_ENOMEM;
-	}
-	sha->next = sink;
-	rc = coffer_filter_write(sha, json, len, err);
-	if (rc == 0)
-		rc = coffer_filter_finish(sha, err);
-	if (rc == 0)
-		rc = coffer_repo_write_commit(sink, err);
-	if (rc == 0)
-		coffer_sha256_filter_digest(sha, digest);
-	coffer_filter_free_chain(sha);
-	return rc;
-}
-
-static void
-hex_of(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX])
-{
-	uint8_t d[COFFER_SHA256_LEN];
-	coffer_sha256_filter_digest(sha, d);
-	coffer_hex_encode(d, sizeof(d), out);
 }
 
 static int
@@ -653,7 +539,7 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		snprintf(tl, sizeof(tl), "%.8s", PQgetvalue(start, 0, 1));
 		timeline = (uint32_t)strtoul(tl, NULL, 16);
 		stage = "copy";
-		rc = stream_open(&p, data_key, err);
+		rc = agent_stream_open(ctx, data_key, NULL, 0, &p.st, err);
 	}
 	if (rc == 0)
 		rc = walk(&p, "", 0, err);
@@ -673,10 +559,10 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	if (rc == 0)
 		rc = put_entry(&p, AGENT_PHYS_END, 0, "", 0, err);
 	if (rc == 0)
-		rc = coffer_filter_finish(p.head, err);
+		rc = coffer_filter_finish(p.st.head, err);
 	if (rc == 0) {
 		stage = "store";
-		rc = coffer_repo_write_commit(p.sink, err);
+		rc = coffer_repo_write_commit(p.st.sink, err);
 	}
 	if (rc == 0) {
 		stage = "archive";
@@ -693,11 +579,11 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		m->started_at = started;
 		m->finished_at = finished;
 		m->timeline = timeline;
-		m->plaintext_bytes = coffer_count_filter_bytes(p.plain_count);
-		m->stored_bytes = coffer_count_filter_bytes(p.stored_count);
-		hex_of(p.plain_sha, m->plaintext_sha256);
-		hex_of(p.stored_sha, m->stored_sha256);
-		snprintf(m->key_id, sizeof(m->key_id), "%s", coffer_seal_filter_key_id(p.seal));
+		m->plaintext_bytes = coffer_count_filter_bytes(p.st.plain_count);
+		m->stored_bytes = coffer_count_filter_bytes(p.st.stored_count);
+		agent_stream_hex(p.st.plain_sha, m->plaintext_sha256);
+		agent_stream_hex(p.st.stored_sha, m->stored_sha256);
+		snprintf(m->key_id, sizeof(m->key_id), "%s", coffer_seal_filter_key_id(p.st.seal));
 		m->chunk_size = (uint32_t)cfg->chunk_size;
 		rc = coffer_manifest_to_json(m, ctx->sign_key, &json, &json_len, err);
 		/* A manifest that restore cannot read back (a cluster with more
@@ -709,18 +595,19 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 			    m->nfiles);
 		coffer_manifest_free(back);
 		if (rc == 0)
-			rc = publish(ctx, manifest_key, json, json_len, manifest_sha, err);
+			rc = agent_backup_publish(ctx, manifest_key, json, json_len, manifest_sha, err);
 	}
 	if (rc != 0) {
-		res->event_seq = record_failure(ctx, id, started, stage, err);
+		res->event_seq = agent_backup_record_failure(ctx, id,
+		    COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL, started, stage, err);
 		goto out;
 	}
 	res->plain_bytes = p.m->plaintext_bytes;
 	res->stored_bytes = p.m->stored_bytes;
 	res->duration_ms = coffer_clock_monotonic_ms() - started_mono;
 	uint8_t plain_sha[COFFER_SHA256_LEN], stored_sha[COFFER_SHA256_LEN];
-	coffer_sha256_filter_digest(p.plain_sha, plain_sha);
-	coffer_sha256_filter_digest(p.stored_sha, stored_sha);
+	coffer_sha256_filter_digest(p.st.plain_sha, plain_sha);
+	coffer_sha256_filter_digest(p.st.stored_sha, stored_sha);
 	char pgv[16], sysid[24];
 	snprintf(pgv, sizeof(pgv), "%d", p.m->pg_version);
 	snprintf(sysid, sizeof(sysid), "%" PRIu64, p.m->system_identifier);
@@ -757,9 +644,7 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	    p.m->lsn_stop, res->duration_ms);
 out:
 	free(json);
-	if (p.sink != NULL)
-		coffer_repo_write_abort(p.sink);
-	coffer_filter_free_chain(p.head);
+	agent_stream_close(&p.st);
 	coffer_manifest_free(p.m);
 	free(p.buf);
 	if (info != NULL)
