@@ -57,24 +57,6 @@ check_ident(const char *v, coffer_err *err)
 	return (0);
 }
 
-/* Loading the zone, not just finding its file, so a damaged tzdata is
- * found at start rather than at the first scheduled run. */
-static int
-check_timezone(const char *v, coffer_err *err)
-{
-	coffer_tz *tz = coffer_tz_load(v, err);
-	if (tz == NULL) {
-		int code = err != NULL && err->code != 0 ? err->code : COFFER_EINVAL;
-		if (err != NULL && err->hint[0] == '\0') {
-			coffer_err_hint(err, "use UTC or a tz database name such as Europe/Rome; "
-			    "install tzdata if the zone should exist");
-		}
-		return (code);
-	}
-	coffer_tz_free(tz);
-	return (0);
-}
-
 static int
 check_url(const char *v, coffer_err *err)
 {
@@ -90,19 +72,6 @@ check_url(const char *v, coffer_err *err)
 	    "tests and single-host setups)"));
 }
 
-static int
-check_endpoint(const char *v, coffer_err *err)
-{
-	if ((strncmp(v, "https://", 8) == 0 && v[8] != '\0') ||
-	    (strncmp(v, "http://", 7) == 0 && v[7] != '\0')) {
-		return (0);
-	}
-	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an http(s) URL", v);
-	return (coffer_err_hint(err, "write the S3 endpoint as https://host[:port]"));
-}
-
-/* The pipeline owns the dump's format, output and compression; an extra
- * option that changes them would produce something restore cannot read. */
 /* One rule for what pg_dump may be told, shared with the backup itself
  * (agent/dump.c): checked here so a bad option is refused at load, with the
  * file and line, instead of failing the first scheduled backup. */
@@ -128,7 +97,7 @@ static const coffer_config_key agent_keys[] = {
 	{ .name = "state_dir", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "signing_key", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "key_ring", .type = COFFER_CONFIG_PATH, .required = true },
-	{ .name = "timezone", .type = COFFER_CONFIG_STRING, .def = "UTC", .check = check_timezone },
+	{ .name = "timezone", .type = COFFER_CONFIG_STRING, .def = "UTC", .check = coffer_config_check_timezone },
 	{ .name = "log_level", .type = COFFER_CONFIG_ENUM, .def = "info", .words = log_levels },
 	{ 0 },
 };
@@ -165,7 +134,7 @@ static const coffer_config_key repo_keys[] = {
 	{ .name = "type", .type = COFFER_CONFIG_ENUM, .required = true, .words = repo_types,
 	    .why = "the repository is where backups are written" },
 	{ .name = "path", .type = COFFER_CONFIG_PATH },
-	{ .name = "endpoint", .type = COFFER_CONFIG_STRING, .check = check_endpoint },
+	{ .name = "endpoint", .type = COFFER_CONFIG_STRING, .check = coffer_config_check_http_url },
 	{ .name = "region", .type = COFFER_CONFIG_STRING },
 	{ .name = "bucket", .type = COFFER_CONFIG_STRING },
 	{ .name = "prefix", .type = COFFER_CONFIG_STRING, .def = "" },

@@ -11,6 +11,8 @@
  */
 #include "common/config.h"
 
+#include "common/tz.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -1115,4 +1117,29 @@ coffer_config_err_at(const coffer_config *cfg, const char *section, const char *
 		return (coffer_err_set(err, COFFER_EINVAL, "%s[%s] %s: %s", pre, section, key, msg));
 	}
 	return (coffer_err_set(err, COFFER_EINVAL, "%s[%s] %s", pre, section, msg));
+}
+
+int
+coffer_config_check_timezone(const char *value, coffer_err *err)
+{
+	coffer_tz *tz = coffer_tz_load(value, err);
+	if (tz == NULL) {
+		int code = err != NULL && err->code != 0 ? err->code : COFFER_EINVAL;
+		if (err != NULL && err->hint[0] == '\0')
+			coffer_err_hint(err, "use UTC or a tz database name such as Europe/Rome; "
+					     "install tzdata if the zone should exist");
+		return (code);
+	}
+	coffer_tz_free(tz);
+	return (0);
+}
+
+int
+coffer_config_check_http_url(const char *value, coffer_err *err)
+{
+	if ((strncmp(value, "https://", 8) == 0 && value[8] != '\0') ||
+	    (strncmp(value, "http://", 7) == 0 && value[7] != '\0'))
+		return (0);
+	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an http(s) URL", value);
+	return (coffer_err_hint(err, "write https://host[:port][/path]"));
 }

@@ -146,4 +146,11 @@ int coffer_config_line(const coffer_config *cfg, const char *section, const char
 int coffer_config_err_at(const coffer_config *cfg, const char *section, const char *key,
     coffer_err *err, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* Value checks several schemas share (coffer_config_key.check). A time
+ * zone is loaded, not only looked up, so damaged tzdata is found at start
+ * rather than at the first scheduled run. */
+int coffer_config_check_timezone(const char *value, coffer_err *err);
+/* An http:// or https:// URL with something after the scheme. */
+int coffer_config_check_http_url(const char *value, coffer_err *err);
+
 #endif

@@ -36,21 +36,6 @@ check_cron(const char *expr, coffer_err *err)
 }
 
 static int
-check_timezone(const char *v, coffer_err *err)
-{
-	coffer_tz *tz = coffer_tz_load(v, err);
-	if (tz == NULL) {
-		int code = err != NULL && err->code != 0 ? err->code : COFFER_EINVAL;
-		if (err != NULL && err->hint[0] == '\0') {
-			coffer_err_hint(err, "use UTC or a tz database name such as Europe/Rome");
-		}
-		return (code);
-	}
-	coffer_tz_free(tz);
-	return (0);
-}
-
-static int
 check_listen(const char *v, coffer_err *err)
 {
 	static const char *const schemes[] = { "tls+tcp://", "tcp://", "ipc://" };
@@ -63,17 +48,6 @@ check_listen(const char *v, coffer_err *err)
 	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not a listen address", v);
 	return (coffer_err_hint(err, "write tls+tcp://host:port (tcp:// and ipc:// only for "
 				     "tests and single-host setups)"));
-}
-
-static int
-check_http_url(const char *v, coffer_err *err)
-{
-	if ((strncmp(v, "https://", 8) == 0 && v[8] != '\0') ||
-	    (strncmp(v, "http://", 7) == 0 && v[7] != '\0')) {
-		return (0);
-	}
-	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an http(s) URL", v);
-	return (coffer_err_hint(err, "write https://host[:port]/path"));
 }
 
 /* The service's backup schedule: a cron that fires. A service that is only
@@ -176,7 +150,7 @@ static const coffer_config_key tls_keys[] = {
 static const coffer_config_key repo_keys[] = {
 	{ .name = "type", .type = COFFER_CONFIG_ENUM, .required = true, .words = repo_types },
 	{ .name = "path", .type = COFFER_CONFIG_PATH },
-	{ .name = "endpoint", .type = COFFER_CONFIG_STRING, .check = check_http_url },
+	{ .name = "endpoint", .type = COFFER_CONFIG_STRING, .check = coffer_config_check_http_url },
 	{ .name = "region", .type = COFFER_CONFIG_STRING },
 	{ .name = "bucket", .type = COFFER_CONFIG_STRING },
 	{ .name = "prefix", .type = COFFER_CONFIG_STRING, .def = "" },
@@ -189,9 +163,9 @@ static const coffer_config_key repo_keys[] = {
 
 static const coffer_config_key alerts_keys[] = {
 	{ .name = "pagerduty_url", .type = COFFER_CONFIG_STRING,
-	    .def = "https://events.pagerduty.com/v2/enqueue", .check = check_http_url },
+	    .def = "https://events.pagerduty.com/v2/enqueue", .check = coffer_config_check_http_url },
 	{ .name = "routing_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "webhook_url", .type = COFFER_CONFIG_STRING, .check = check_http_url },
+	{ .name = "webhook_url", .type = COFFER_CONFIG_STRING, .check = coffer_config_check_http_url },
 	{ .name = "agent_quiet", .type = COFFER_CONFIG_DURATION, .def = "10m", .min = 1 * MINS,
 	    .max = 30 * DAYS },
 	{ .name = "completion_window", .type = COFFER_CONFIG_DURATION, .def = "2h",
@@ -214,7 +188,7 @@ static const coffer_config_key service_keys[] = {
 	{ .name = "owner", .type = COFFER_CONFIG_STRING, .required = true },
 	{ .name = "schedule", .type = COFFER_CONFIG_CRON, .required = true, .check = check_schedule,
 	    .why = "every service is backed up on a schedule (cron, in the service's timezone)" },
-	{ .name = "timezone", .type = COFFER_CONFIG_STRING, .def = "UTC", .check = check_timezone },
+	{ .name = "timezone", .type = COFFER_CONFIG_STRING, .def = "UTC", .check = coffer_config_check_timezone },
 	{ .name = "retention.daily", .type = COFFER_CONFIG_STRING, .check = check_count_or_forever },
 	{ .name = "retention.weekly", .type = COFFER_CONFIG_STRING, .check = check_count_or_forever },
 	{ .name = "retention.monthly", .type = COFFER_CONFIG_STRING,
