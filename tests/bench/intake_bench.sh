@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Signed events applied per second and ack latency, with 1, 100 and 1,000
+# simulated agents, through a real coordinator and its catalog on this host.
+# Needs a Release build:
+#   cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel -j2
+#   COFFER_BIN=$PWD/build-rel/bin tests/bench/intake_bench.sh
+# Prints a markdown table for docs/PERFORMANCE.md, with the coordinator's peak
+# memory (VmHWM) after each run. Plain tcp:// on loopback: the cost of TLS is
+# per connection, not per event, and is measured by tests/integration/net.sh.
+set -euo pipefail
+: "${COFFER_BIN:?set COFFER_BIN to a Release build bin directory}"
+source "$(dirname "$0")/../integration/lib.sh"
+t_init intake-bench
+coord=$COFFER_BIN/coffer-coordinator
+
+pg_start "$T/pg" "shared_buffers = 256MB" "synchronous_commit = on"
+ci="$PG_CONNINFO dbname=coffer"
+psql_at "$PG_CONNINFO dbname=postgres" -c "create database coffer"
+"$coord" audit-keygen --out "$T/audit.key" >/dev/null
+mkdir -p "$T/state"
+cat >"$T/coordinator.conf" <<CONF
+[coordinator]
+listen = tcp://127.0.0.1:0
+catalog = $ci
+audit_key = $T/audit.key
+state_dir = $T/state
+log_level = info
+[service.bench]
+owner = bench
+schedule = 0 2 * * *
+retention.daily = 7
+CONF
+"$coord" migrate -c "$T/coordinator.conf" >/dev/null 2>&1
+"$coord" run -c "$T/coordinator.conf" 2>"$T/coord.log" &
+cpid=$!
+for _ in $(seq 100); do grep -q 'coordinator listening' "$T/coord.log" && break; sleep 0.1; done
+port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+[[ -n $port ]] || { kill "$cpid"; fail "coordinator did not start: $(cat "$T/coord.log")"; }
+
+echo "| agents | client threads | events per envelope | events | seconds | events/s | p50 ms | p99 ms | failed calls | coordinator VmHWM MiB |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+run() { # agents threads batch envelopes
+	local row
+	row=$("$COFFER_BIN/intake_bench" --catalog "$ci" --audit-key "$T/audit.key" \
+		--url "tcp://127.0.0.1:$port" --agents "$1" --threads "$2" --batch "$3" --envelopes "$4")
+	echo "${row% |} | $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$cpid/status") |"
+}
+run 1 1 10 300
+run 100 8 10 5
+run 1000 16 10 1
+run 1000 16 50 1
+kill -TERM "$cpid"
+wait "$cpid" || true
