@@ -133,8 +133,17 @@ timeout 20 "$bin" server "tcp://0.0.0.0:0" --insecure --seconds 1 >/dev/null 2>&
 pass "plain tcp off loopback refused unless insecure"
 
 # --- oversized and garbage input -----------------------------------------
-client $RC_EUNAVAIL "oversized" "tls+tcp://127.0.0.1:$SPORT" "${cli_tls[@]}" \
-	--max-msg 4194304 --size 2000000 --timeout 3000
+# The client here is deliberately configured past the server's limit (the
+# real sender never sends more than COFFER_WIRE_MAX_MSG). What must hold is
+# the server side: it drops the oversized request and keeps serving. On
+# this side NNG 1.5.2 sometimes leaves the 2 MB send pending after the
+# server hangs up, so the client may need killing; both outcomes are fine.
+rc=0
+timeout 20 "$bin" client "tls+tcp://127.0.0.1:$SPORT" "${cli_tls[@]}" \
+	--max-msg 4194304 --size 2000000 --timeout 3000 >"$T/client.out" 2>"$T/client.err" || rc=$?
+grep -q "Sanitizer" "$T/client.err" && { cat "$T/client.err" >&2; fail "oversized: sanitizer report"; }
+((rc == RC_EUNAVAIL || rc == 124)) || fail "oversized: client exited $rc: $(cat "$T/client.err")"
+[[ $rc == 124 ]] && note "oversized: the client's pending send did not end by itself (NNG 1.5.2); killed"
 client 0 "after oversized" "tls+tcp://127.0.0.1:$SPORT" "${cli_tls[@]}" --threads 2 --calls 20
 pass "a 2 MB request to a 1 MiB server is refused and the server keeps serving"
 for n in 1 2 3; do
