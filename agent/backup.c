@@ -239,6 +239,32 @@ finish_count(row_counter *rcnt, const agent_backup_request *req, int64_t deadlin
 	return rcnt->rc;
 }
 
+int
+agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
+    coffer_manifest_kind kind, int64_t started, char id[COFFER_MANIFEST_ID_SIZE],
+    agent_backup_result *res, coffer_err *err)
+{
+	int rc = coffer_manifest_id_new(id, started, kind, err);
+	if (rc != 0)
+		return rc;
+	snprintf(res->backup_id, sizeof(res->backup_id), "%s", id);
+	Coffer__V1__BackupStarted bs = COFFER__V1__BACKUP_STARTED__INIT;
+	bs.backup_id = id;
+	bs.kind = kind == COFFER_MANIFEST_PHYSICAL ? COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL :
+						    COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
+	bs.trigger = req->trigger;
+	bs.command_id = req->command_id;
+	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
+	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_STARTED;
+	ev.backup_started = &bs;
+	rc = agent_events_emit(ctx->outbox, ctx->cfg->service, started, &ev, NULL, err);
+	if (rc != 0)
+		return coffer_err_wrap(err, "not starting backup %s", id);
+	coffer_log_info("backup started", "service=%s backup=%s kind=%s", ctx->cfg->service, id,
+	    coffer_manifest_kind_name(kind));
+	return 0;
+}
+
 /* Two backups at once would double the load on the database for no gain. */
 int
 agent_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err)
@@ -291,25 +317,9 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 	int64_t deadline = req->deadline_ms != 0 ? req->deadline_ms :
 	    started + cfg->completion_window_ms;
 	char id[COFFER_MANIFEST_ID_SIZE];
-	int rc = coffer_manifest_id_new(id, started, COFFER_MANIFEST_LOGICAL, err);
+	int rc = agent_backup_record_started(ctx, req, COFFER_MANIFEST_LOGICAL, started, id, res, err);
 	if (rc != 0)
 		return rc;
-	snprintf(res->backup_id, sizeof(res->backup_id), "%s", id);
-
-	Coffer__V1__BackupStarted bs = COFFER__V1__BACKUP_STARTED__INIT;
-	bs.backup_id = id;
-	bs.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
-	bs.trigger = req->trigger;
-	bs.command_id = req->command_id;
-	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
-	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_STARTED;
-	ev.backup_started = &bs;
-	rc = agent_events_emit(ctx->outbox, cfg->service, started, &ev, NULL, err);
-	if (rc != 0)
-		/* Without a durable record the backup would be invisible if it
-		 * failed later: refuse to start rather than fail silently. */
-		return coffer_err_wrap(err, "not starting backup %s", id);
-	coffer_log_info("backup started", "service=%s backup=%s kind=logical", cfg->service, id);
 
 	const char *stage = "connect";
 	agent_pg_snapshot *snap = NULL;

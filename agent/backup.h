@@ -67,6 +67,13 @@ int agent_backup_publish(agent_ctx *ctx, const char *key, const char *json, size
  * whoever starts it; the lock dies with the process. */
 int agent_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err);
 
+/* Assigns the backup its id (into id and res->backup_id) and records
+ * backup.started durably; a backup that cannot be recorded is not started,
+ * so a later failure can never go unreported. */
+int agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
+    coffer_manifest_kind kind, int64_t started, char id[COFFER_MANIFEST_ID_SIZE],
+    agent_backup_result *res, coffer_err *err);
+
 /* Records a failed backup as an event (and in the log); returns its seq. */
 uint64_t agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1__BackupKind kind,
     int64_t started, const char *stage, const coffer_err *why);

@@ -446,23 +446,9 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	int64_t deadline = req->deadline_ms != 0 ? req->deadline_ms :
 	    started + cfg->completion_window_ms;
 	char id[COFFER_MANIFEST_ID_SIZE];
-	int rc = coffer_manifest_id_new(id, started, COFFER_MANIFEST_PHYSICAL, err);
+	int rc = agent_backup_record_started(ctx, req, COFFER_MANIFEST_PHYSICAL, started, id, res, err);
 	if (rc != 0)
 		return rc;
-	snprintf(res->backup_id, sizeof(res->backup_id), "%s", id);
-
-	Coffer__V1__BackupStarted bs = COFFER__V1__BACKUP_STARTED__INIT;
-	bs.backup_id = id;
-	bs.kind = COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL;
-	bs.trigger = req->trigger;
-	bs.command_id = req->command_id;
-	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
-	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_STARTED;
-	ev.backup_started = &bs;
-	rc = agent_events_emit(ctx->outbox, cfg->service, started, &ev, NULL, err);
-	if (rc != 0)
-		return coffer_err_wrap(err, "not starting backup %s", id);
-	coffer_log_info("backup started", "service=%s backup=%s kind=physical", cfg->service, id);
 
 	const char *stage = "connect";
 	phys p = { .ctx = ctx, .cancel = req->cancel };
