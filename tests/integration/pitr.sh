@@ -16,7 +16,13 @@
 # (it hands the restored files to the directory's owner).
 source "$(dirname "$0")/lib.sh"
 t_init pitr
-agent=$COFFER_BIN/coffer-agent
+# PostgreSQL (user postgres) runs the agent as archive_command; the build
+# tree may sit under a directory only root can enter (a CI clone in /root or
+# a mktemp -d), so postgres gets its own copy in the scratch directory.
+mkdir -p "$T/bin"
+cp "$COFFER_BIN/coffer-agent" "$T/bin/coffer-agent"
+chmod 755 "$T/bin" "$T/bin/coffer-agent"
+agent=$T/bin/coffer-agent
 conf=$T/agent.conf
 as_pg() { runuser -u postgres -- "$@"; }
 
