@@ -2,6 +2,7 @@
 # Logical backup and restore of one real database, side by side in one run:
 #   coffer-agent backup                    (dump -> sha256 -> zstd -> seal -> sha256 -> repo)
 #   pg_dump -Fc -Z0 > /dev/null            (the extraction floor)
+#   pg_dump -Fc -Z0 | zstd -T2 -L          (the floor plus compression alone)
 #   pg_dump -Fc --compress=9 > file        (what operators do by hand)
 #   coffer-agent restore --jobs 2          (verify + pg_restore -j 2 + row counts)
 #   pg_restore -j 2 from a plain local dump
@@ -56,24 +57,60 @@ CONF
 "$agent" keygen --out "$T/bench.keys" >/dev/null
 "$agent" init -c "$T/agent.conf" >/dev/null
 
-row() { # label, command
+row() { # label, command [stored bytes]; prints a table row, leaves the wall time in $wall
 	local stat
 	sync
 	stat=$("$runstat" "$2" 2>&1 >/dev/null | tail -1)
+	wall=$(sed -E 's/wall_s=([^ ]+) .*/\1/' <<<"$stat")
 	echo "| $1 | $(sed -E 's/wall_s=([^ ]+) cpu_s=([^ ]+) maxrss_mib=([^ ]+) status=([^ ]+)/\1 | \2 | \3 | \4/' <<<"$stat") | ${3:-} |"
 }
+median() { tr -s ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 echo "database: ${rows} orders + 200k customers, $size on disk; $(nproc) CPUs"
 echo
 echo "| case | wall s | CPU s | peak RSS MiB | exit | stored bytes |"
 echo "|---|---:|---:|---:|---:|---:|"
-row '`pg_dump -Fc -Z0 > /dev/null` (floor)' "$PG_BINDIR/pg_dump -Fc -Z0 --dbname='$ci' > /dev/null"
 row '`pg_dump -Fc --compress=9 > file`' "$PG_BINDIR/pg_dump -Fc --compress=9 --dbname='$ci' > $T/z9.dump"
 z9=$(stat -c %s "$T/z9.dump")
 echo "| (size of the --compress=9 dump) | | | | | $z9 |"
-row '`coffer-agent backup` (zstd -3, 2 workers, sealed, signed)' "$agent backup -c $T/agent.conf"
-stored=$(find "$T/repo" -name data -printf '%s\n' | head -1)
-echo "| (size of the coffer backup) | | | | | $stored |"
+# The floor and each zstd level alternate, COFFER_REPS times, so that load
+# from elsewhere on the machine falls on all of them alike; the medians are
+# compared at the end.
+levels=${COFFER_LEVELS:-3 1}
+reps=${COFFER_REPS:-3}
+declare -A walls
+for ((r = 1; r <= reps; r++)); do
+	row '`pg_dump -Fc -Z0 > /dev/null` (floor)' "$PG_BINDIR/pg_dump -Fc -Z0 --dbname='$ci' > /dev/null"
+	walls[floor]+="$wall "
+	for level in $levels; do
+		# What compression alone costs on top of the floor: the same dump piped
+		# through the zstd tool, nothing hashed, encrypted or written.
+		row "\`pg_dump -Fc -Z0 | zstd -T2 -$level > /dev/null\`" \
+			"$PG_BINDIR/pg_dump -Fc -Z0 --dbname='$ci' | zstd -q -T2 -$level > /dev/null"
+		walls[pipe$level]+="$wall "
+	done
+	for level in $levels; do
+		mkdir -p "$T/repo-$level"
+		sed -e "s|path = $T/repo|path = $T/repo-$level|" "$T/agent.conf" >"$T/agent-$level.conf"
+		printf '[backup]\ncompress_level = %s\n' "$level" >>"$T/agent-$level.conf"
+		row "\`coffer-agent backup\` (zstd -$level, 2 workers, sealed, signed)" \
+			"$agent backup -c $T/agent-$level.conf"
+		walls[$level]+="$wall "
+	done
+done
+echo
+floor=$(median <<<"${walls[floor]}")
+for level in $levels; do
+	m=$(median <<<"${walls[$level]}")
+	stored=$(find "$T/repo-$level" -name data -printf '%s\n' | head -1)
+	p=$(median <<<"${walls[pipe$level]}")
+	echo "- zstd -$level: median ${m} s vs floor ${floor} s = $(awk -v a="$m" -v b="$floor" 'BEGIN {printf "%.2f", a / b}')x" \
+		"(\`pg_dump | zstd -$level\` alone: ${p} s = $(awk -v a="$p" -v b="$floor" 'BEGIN {printf "%.2f", a / b}')x);" \
+		"stored $stored bytes vs --compress=9 $z9 ($(awk -v a="$stored" -v b="$z9" 'BEGIN {printf "%.1f", 100 * a / b}') %)"
+done
+echo
+echo "| case | wall s | CPU s | peak RSS MiB | exit | stored bytes |"
+echo "|---|---:|---:|---:|---:|---:|"
 "$PG_BINDIR/pg_dump" -Fc -Z0 --dbname="$ci" >"$T/plain.dump"
 psql_at "$PG_CONNINFO dbname=postgres" -c "create database r1"
 row '`pg_restore -j 2` from a local plain dump' "$PG_BINDIR/pg_restore -j 2 --no-owner -d '$PG_CONNINFO dbname=r1' $T/plain.dump"
-row '`coffer-agent restore --jobs 2` (verify, restore, row counts)' "$agent restore -c $T/agent.conf --backup latest --target-db r2 --jobs 2"
+row '`coffer-agent restore --jobs 2` (verify, restore, row counts)' "$agent restore -c $T/agent-${levels%% *}.conf --backup latest --target-db r2 --jobs 2"
