@@ -123,6 +123,45 @@ coffer_cli_main(const coffer_cli *cli, int argc, char **argv)
 	return (2);
 }
 
+int
+coffer_opts_collect(int argc, char **argv, const char *name, char *buf, size_t size)
+{
+	size_t used = 0, nlen = strlen(name);
+	int n = 0;
+	if (size == 0) {
+		return (-1);
+	}
+	buf[0] = '\0';
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			break;
+		}
+		const char *v = NULL;
+		if (strncmp(a, "--", 2) == 0 && strncmp(a + 2, name, nlen) == 0) {
+			if (a[2 + nlen] == '=') {
+				v = a + 3 + nlen;
+			} else if (a[2 + nlen] == '\0' && i + 1 < argc) {
+				v = argv[++i];
+			}
+		}
+		if (v == NULL) {
+			continue;
+		}
+		size_t l = strlen(v);
+		if (l == 0 || strchr(v, ',') != NULL || used + l + 2 > size) {
+			return (-1);
+		}
+		if (used > 0) {
+			buf[used++] = ',';
+		}
+		memcpy(buf + used, v, l + 1);
+		used += l;
+		n++;
+	}
+	return (n);
+}
+
 static const coffer_opt *
 opts_find_long(const coffer_opt *opts, const char *name, size_t len)
 {

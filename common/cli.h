@@ -8,6 +8,7 @@
 #define COFFER_COMMON_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct coffer_cmd {
 	const char *name;    /* "backup", or two words: "agents enroll" */
@@ -41,6 +42,12 @@ typedef struct coffer_opt {
  * usage and returns 1 (exit 0). */
 int coffer_opts_parse(const coffer_cli *cli, const coffer_cmd *cmd,
     const coffer_opt *opts, int argc, char **argv, int *npos);
+
+/* For an option that may be given more than once (--service A --service B):
+ * joins every value of --name in argv (before a "--") with commas into buf.
+ * Returns the number of values, or -1 if they do not fit or a value is
+ * empty or holds a comma. coffer_opts_parse then sees only the last. */
+int coffer_opts_collect(int argc, char **argv, const char *name, char *buf, size_t size);
 
 /* Prints "usage: prog name args" for one command. */
 void coffer_cli_usage(const coffer_cli *cli, const coffer_cmd *cmd);

@@ -45,6 +45,7 @@
 #include "common/sign.h"
 #include "common/wire.h"
 #include "coordinator/agents.h"
+#include "coordinator/drills.h"
 
 #define ACTOR_MAX 80
 /* Audit details keep an argument's value only up to this many bytes. */
@@ -366,7 +367,14 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 		cJSON_AddBoolToObject(a, "revoked", PQgetvalue(res, i, 2)[0] == 't');
 	}
 	PQclear(res);
-	return (agents == NULL ? out_of_memory(ctx) : 0);
+	if (agents == NULL) {
+		return (out_of_memory(ctx));
+	}
+	/* Restore tested, not theoretical: the last drill beside the last backup. */
+	if ((rv = coord_drills_status(ctx->cat, service, o, &ctx->err)) != 0) {
+		return (fail_with(ctx, rv));
+	}
+	return (0);
 }
 
 static int
@@ -469,6 +477,64 @@ cmd_backups_list(admin_ctx *ctx)
 
 /* --- agents ---------------------------------------------------------------- */
 
+/* agents.enroll with drill_runner=true: service is a comma-separated list
+ * of the services the runner may drill, each defined here. */
+static int
+enroll_runner(admin_ctx *ctx, const char *service_list, const char *agent, const char *pubkey)
+{
+	enum { MAX_SERVICES = 64 };
+	char list[MAX_SERVICES * 64 + 1];
+	if (strlen(service_list) >= sizeof(list)) {
+		refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
+		    "too many services for one drill runner");
+		return (coffer_err_hint(&ctx->err, "enroll at most %d services at a time",
+		    MAX_SERVICES));
+	}
+	snprintf(list, sizeof(list), "%s", service_list);
+	const char *services[MAX_SERVICES], *owners[MAX_SERVICES];
+	size_t n = 0;
+	for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL;
+	     t = strtok_r(NULL, ",", &save)) {
+		if (n == MAX_SERVICES) {
+			refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
+			    "too many services for one drill runner");
+			return (coffer_err_hint(&ctx->err, "enroll at most %d services at a time",
+			    MAX_SERVICES));
+		}
+		if ((owners[n] = service_owner(ctx, t)) == NULL) {
+			return (unknown_service(ctx, t));
+		}
+		services[n++] = t;
+	}
+	coffer_sign_pubkey *pub = NULL;
+	int rv;
+	if ((rv = coffer_sign_pubkey_parse(pubkey, strlen(pubkey), &pub, &ctx->err)) != 0) {
+		coffer_err_wrap(&ctx->err, "the drill runner's public key");
+		coffer_err_hint(&ctx->err, "give the public key `coffer-agent init` printed (64 hex "
+					   "digits) or a PEM public key file");
+		ctx->status = COFFER__V1__STATUS__STATUS_REFUSED;
+		return (rv);
+	}
+	bool already = false;
+	rv = coord_agents_enroll_runner(ctx->cat, ctx->key, ctx->actor, services, owners, n, agent,
+	    pub, &already, &ctx->err);
+	if (rv == 0) {
+		char fp[COFFER_SIGN_FINGERPRINT_HEX];
+		coffer_sign_fingerprint(pub, fp);
+		cJSON_AddStringToObject(ctx->result, "agent", agent);
+		cJSON_AddStringToObject(ctx->result, "role", "drill_runner");
+		cJSON *arr = cJSON_AddArrayToObject(ctx->result, "drills");
+		for (size_t i = 0; arr != NULL && i < n; i++) {
+			cJSON_AddItemToArray(arr, cJSON_CreateString(services[i]));
+		}
+		cJSON_AddStringToObject(ctx->result, "service", service_list);
+		cJSON_AddStringToObject(ctx->result, "fingerprint", fp);
+		cJSON_AddBoolToObject(ctx->result, "already", already);
+	}
+	coffer_sign_pubkey_free(pub);
+	return (rv == 0 ? 0 : fail_with(ctx, rv));
+}
+
 static int
 cmd_agents_enroll(admin_ctx *ctx)
 {
@@ -480,6 +546,10 @@ cmd_agents_enroll(admin_ctx *ctx)
 		return (rv);
 	}
 	printable(ctx->subject, sizeof(ctx->subject), agent);
+	const char *runner = arg(ctx, "drill_runner");
+	if (runner != NULL && strcmp(runner, "true") == 0) {
+		return (enroll_runner(ctx, service, agent, pubkey));
+	}
 	const char *owner = service_owner(ctx, service);
 	if (owner == NULL) {
 		return (unknown_service(ctx, service));
@@ -824,13 +894,55 @@ cmd_alerts_list(admin_ctx *ctx)
 	return (0);
 }
 
+/* --- drills ------------------------------------------------------------------ */
+
+static int
+cmd_drill_run(admin_ctx *ctx)
+{
+	const char *service;
+	int rv;
+	if ((rv = need_arg(ctx, "service", &service)) != 0)
+		return (rv);
+	if (service_owner(ctx, service) == NULL)
+		return (unknown_service(ctx, service));
+	snprintf(ctx->subject, sizeof(ctx->subject), "%s", service);
+	int64_t id = 0;
+	rv = coord_drills_start(ctx->cat, ctx->key, ctx->cfg, service, ctx->actor, ctx->now_ms, &id,
+	    ctx->result, &ctx->err);
+	return (rv == 0 ? 0 : fail_with(ctx, rv));
+}
+
+static int
+cmd_drill_list(admin_ctx *ctx)
+{
+	long limit;
+	int rv;
+	if ((rv = limit_arg(ctx, &limit)) != 0)
+		return (rv);
+	const char *service = arg(ctx, "service");
+	if (service != NULL) {
+		if (service_owner(ctx, service) == NULL)
+			return (unknown_service(ctx, service));
+		snprintf(ctx->subject, sizeof(ctx->subject), "%s", service);
+	}
+	cJSON *list = NULL;
+	rv = coord_drills_list(ctx->cat, service, (int)limit, &list, &ctx->err);
+	if (rv != 0)
+		return (fail_with(ctx, rv));
+	if (!cJSON_AddItemToObject(ctx->result, "drills", list)) {
+		cJSON_Delete(list);
+		return (out_of_memory(ctx));
+	}
+	return (0);
+}
+
 static const admin_command commands[] = {
 	{ "status", false, " service ", cmd_status },
 	{ "backups.list", false, " service limit ", cmd_backups_list },
 	{ "agents.list", false, " ", cmd_agents_list },
 	{ "audit.list", false, " since limit ", cmd_audit_list },
 	{ "audit.verify", false, " ", cmd_audit_verify },
-	{ "agents.enroll", true, " service agent pubkey ", cmd_agents_enroll },
+	{ "agents.enroll", true, " service agent pubkey drill_runner ", cmd_agents_enroll },
 	{ "agents.revoke", true, " agent ", cmd_agents_revoke },
 	{ "backup.run", true, " service kind ", cmd_backup_run },
 	{ "holds.list", false, " service ", cmd_holds_list },
@@ -838,6 +950,8 @@ static const admin_command commands[] = {
 	{ "hold.remove", true, " backup ", cmd_hold_remove },
 	{ "retention.plan", false, " service ", cmd_retention_plan },
 	{ "alerts.list", false, " limit ", cmd_alerts_list },
+	{ "drill.run", true, " service ", cmd_drill_run },
+	{ "drill.list", false, " service limit ", cmd_drill_list },
 	{ NULL, false, NULL, NULL },
 };
 

@@ -12,9 +12,9 @@
  *   have been seen (table admin_nonces, migration 3; pruned after twice the
  *   skew window, when no request carrying it could pass the time check).
  * - Roles: `auditor` may run only the read commands (status, backups.list,
- *   agents.list, audit.list, audit.verify); `operator` may also run
- *   agents.enroll, agents.revoke and backup.run. Anything else is refused
- *   with STATUS_UNAUTHORIZED.
+ *   agents.list, audit.list, audit.verify, drill.list, ...); `operator` may
+ *   also run agents.enroll, agents.revoke, backup.run and drill.run.
+ *   Anything else is refused with STATUS_UNAUTHORIZED.
  * - Every request, served or refused, leaves one audit row with actor
  *   "operator:NAME" (the claimed name, made printable, when it was never
  *   verified): action "admin.<command>" for a command that ran (with its

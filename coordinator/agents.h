@@ -1,7 +1,8 @@
 /*
- * Agents: enrollment in the catalog. Each agent is enrolled for exactly one
- * service with one Ed25519 public key; the intake (coordinator/intake.h)
- * trusts nothing else.
+ * Agents: enrollment in the catalog. Each service agent is enrolled for
+ * exactly one service with one Ed25519 public key; a drill runner
+ * (coordinator/drills.h) for no service of its own and a list of services
+ * it may drill. The intake (coordinator/intake.h) trusts nothing else.
  *
  * What it promises:
  * - Ownership is explicit: an agent name belongs to one service for good.
@@ -37,12 +38,27 @@ int coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const ch
     const char *service, const char *owner, const char *agent, const coffer_sign_pubkey *pub,
     bool *already, coffer_err *err);
 
+/*
+ * Enrolls agent as a drill runner (role drill_runner, no service of its
+ * own) allowed to drill the n services (owners[i] is services[i]'s owner).
+ * Enrolling a runner again with the same key adds services it did not have;
+ * *already is true when nothing was added. Refused (COFFER_EEXIST) when the
+ * name is a service agent, revoked, or enrolled with another key, or the
+ * key is another agent's. Audited as "agent.enroll" with the role and the
+ * services added.
+ */
+int coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const char *actor,
+    const char *const *services, const char *const *owners, size_t n, const char *agent,
+    const coffer_sign_pubkey *pub, bool *already, coffer_err *err);
+
 /* Revokes agent. 0 (and *already true if it was revoked before),
  * COFFER_ENOENT if no such agent, or a catalog error. */
 int coord_agents_revoke(coord_catalog *cat, const coord_audit_key *key, const char *actor,
     const char *agent, bool *already, coffer_err *err);
 
-/* Every enrolled agent as a JSON array of objects (name, service,
+/* Every enrolled agent as a JSON array of objects (name, service (null for
+ * a drill runner), role ("service", "drill_runner"), drills (a runner's
+ * services),
  * fingerprint, enrolled_at, enrolled_by, revoked_at, last_event_seq,
  * last_envelope_seq, last_contact_at), ordered by name; *out is the
  * caller's (cJSON_Delete). */

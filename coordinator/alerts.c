@@ -302,6 +302,27 @@ coord_alerts_set(coord_catalog *cat, const coord_audit_key *key, const coord_con
 	return (rv);
 }
 
+int
+coord_alerts_change(coord_catalog *cat, const coord_config *cfg, const char *service,
+    const char *kind, const char *summary_in, cJSON *details, int64_t at_ms, int64_t now_ms,
+    coffer_err *err)
+{
+	(void)cfg; /* the routing key is added at send time */
+	char dedup[300], summary[SUMMARY_MAX + 1], ts[40], now_text[32];
+	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", service != NULL ? service : GLOBAL_SERVICE,
+	    kind);
+	snprintf(summary, sizeof(summary), "%s", summary_in != NULL ? summary_in : dedup);
+	utf8_cut(summary, SUMMARY_MAX);
+	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
+	cJSON *o = cJSON_CreateObject();
+	cJSON *p = cJSON_AddObjectToObject(o, "payload");
+	cJSON_AddStringToObject(p, "summary", summary);
+	cJSON_AddStringToObject(p, "source", "coffer-coordinator");
+	cJSON_AddStringToObject(p, "timestamp", coffer_time_format(ts, sizeof(ts), at_ms));
+	cJSON_AddItemToObject(p, "custom_details", details != NULL ? details : cJSON_CreateObject());
+	return (enqueue(cat, dedup, "change", "pagerduty", service, o, now_text, err));
+}
+
 /* ---- the checks ---- */
 
 typedef struct svc_ctx {

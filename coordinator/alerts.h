@@ -89,6 +89,17 @@ int coord_alerts_set(coord_catalog *cat, const coord_audit_key *key, const coord
     coffer_err *err);
 
 /*
+ * Enqueues one PagerDuty change event (it never pages) inside the caller's
+ * transaction, as the backup_succeeded ones: dedup key
+ * "coffer/<service>/<kind>" (service NULL: coordinator-wide), summary (cut
+ * at 1024 bytes), the time it happened (at_ms) and custom details
+ * (an object; consumed, may be NULL).
+ */
+int coord_alerts_change(coord_catalog *cat, const coord_config *cfg, const char *service,
+    const char *kind, const char *summary, cJSON *details, int64_t at_ms, int64_t now_ms,
+    coffer_err *err);
+
+/*
  * For `coffer alerts list`: the open conditions first, then the most
  * recently changed, at most limit (1..10000) of them. *out (cJSON_Delete)
  * is a JSON array of { "dedup_key", "service" (null for coordinator-wide),

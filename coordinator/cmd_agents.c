@@ -3,6 +3,8 @@
  * host with its config (the catalog and audit key it names):
  *
  *   agents enroll -c FILE --service S --agent A --pubkey FILE
+ *   agents enroll -c FILE --drill-runner --service S1 [--service S2 ...]
+ *                 --agent A --pubkey FILE
  *   agents list -c FILE [--output json]
  *   agents revoke -c FILE NAME
  *
@@ -65,18 +67,62 @@ close_all(coord_config *cfg, coord_audit_key *key, coord_catalog *cat)
 	coord_config_free(cfg);
 }
 
+/* --drill-runner: every service must be a [service.*] of the config. */
+static int
+enroll_runner(coord_config *cfg, const coord_audit_key *key, coord_catalog *cat, char *list,
+    const char *agent, const coffer_sign_pubkey *pub, coffer_err *err)
+{
+	const char *services[64], *owners[64];
+	size_t n = 0;
+	for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL;
+	     t = strtok_r(NULL, ",", &save)) {
+		char section[96];
+		snprintf(section, sizeof(section), "service.%s", t);
+		if (n == 64) {
+			coffer_err_set(err, COFFER_EINVAL, "too many services for one drill runner");
+			return (coffer_err_hint(err, "enroll at most 64 at a time"));
+		}
+		if (strlen(t) > 63 || !coffer_config_has_section(cfg->ini, section)) {
+			coffer_err_set(err, COFFER_EINVAL, "service %s is not defined in %s", t,
+			    coffer_config_path(cfg->ini));
+			return (coffer_err_hint(err, "add a [service.%s] section with its policy, or "
+						     "check the name", t));
+		}
+		owners[n] = coffer_config_str(cfg->ini, section, "owner");
+		services[n++] = t;
+	}
+	bool already = false;
+	int rv = coord_agents_enroll_runner(cat, key, ACTOR, services, owners, n, agent, pub,
+	    &already, err);
+	if (rv == 0) {
+		char fp[COFFER_SIGN_FINGERPRINT_HEX];
+		coffer_sign_fingerprint(pub, fp);
+		printf("%s drill runner %s (key %s) for:", already ? "already enrolled:" : "enrolled",
+		    agent, fp);
+		for (size_t i = 0; i < n; i++) {
+			printf(" %s", services[i]);
+		}
+		printf("\n");
+	}
+	return (rv);
+}
+
 int
 coord_cmd_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 {
 	static const char prog[] = "coffer-coordinator agents enroll";
 	const char *config = NULL, *service = NULL, *agent = NULL, *pubkey = NULL;
+	bool drill_runner = false;
 	const coffer_opt opts[] = {
 		{ "config", 'c', &config, NULL },
 		{ "service", 0, &service, NULL },
 		{ "agent", 0, &agent, NULL },
 		{ "pubkey", 0, &pubkey, NULL },
+		{ "drill-runner", 0, NULL, &drill_runner },
 		{ NULL, 0, NULL, NULL },
 	};
+	char services[4096];
+	int nservices = coffer_opts_collect(argc, argv, "service", services, sizeof(services));
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
@@ -87,6 +133,13 @@ coord_cmd_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 	}
 	if (config == NULL || service == NULL || agent == NULL || pubkey == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE, --service, --agent and --pubkey are required"));
+	}
+	if (nservices < 0) {
+		return (coffer_cli_usage_error(cmd, "--service takes one service name per option"));
+	}
+	if (nservices > 1 && !drill_runner) {
+		return (coffer_cli_usage_error(cmd, "a service agent belongs to one service; "
+						    "several --service only with --drill-runner"));
 	}
 	coffer_err err;
 	coffer_err_clear(&err);
@@ -106,7 +159,9 @@ coord_cmd_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 	}
 	char section[96];
 	snprintf(section, sizeof(section), "service.%s", service);
-	if (strlen(service) > 63 || !coffer_config_has_section(cfg->ini, section)) {
+	if (drill_runner) {
+		rv = enroll_runner(cfg, &key, cat, services, agent, pub, &err);
+	} else if (strlen(service) > 63 || !coffer_config_has_section(cfg->ini, section)) {
 		coffer_err_set(&err, COFFER_EINVAL, "service %s is not defined in %s", service,
 		    coffer_config_path(cfg->ini));
 		coffer_err_hint(&err, "add a [service.%s] section with its policy, or check the name",
@@ -232,8 +287,17 @@ coord_cmd_agents_list(const coffer_cmd *cmd, int argc, char **argv)
 		const cJSON *o;
 		cJSON_ArrayForEach(o, list)
 		{
+			/* A drill runner has no service: show what it drills. */
+			char drills[256] = "";
+			const cJSON *d;
+			cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(o, "drills"))
+			{
+				size_t n = strlen(drills);
+				snprintf(drills + n, sizeof(drills) - n, "%s%s", n == 0 ? "drills:" : ",",
+				    cJSON_IsString(d) ? d->valuestring : "?");
+			}
 			printf("%-24s %-20s %-10s %-33s %s\n", str_or(o, "name", "?"),
-			    str_or(o, "service", "?"),
+			    drills[0] != '\0' ? drills : str_or(o, "service", "?"),
 			    str_or(o, "revoked_at", NULL) != NULL ? "revoked" : "active",
 			    str_or(o, "fingerprint", "?"), str_or(o, "last_contact_at", "never"));
 		}

@@ -117,6 +117,17 @@ ident_ok(const char *v)
 	return (ok);
 }
 
+static int
+check_ident(const char *v, coffer_err *err)
+{
+	if (ident_ok(v)) {
+		return (0);
+	}
+	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an agent name", v);
+	return (coffer_err_hint(err, "use the name the drill runner was enrolled under (1 to 63 "
+				     "letters, digits, '.', '_' or '-')"));
+}
+
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const repo_types[] = { "posix", "s3", NULL };
 static const char *const roles[] = { "operator", "auditor", NULL };
@@ -124,6 +135,8 @@ static const char *const dr_copies[] = { "none", "all", "daily", "weekly", "mont
 	NULL };
 static const char *const dr_locks[] = { "governance", "compliance", NULL };
 static const char *const compliances[] = { "none", "gdpr", "hipaa", NULL };
+static const char *const drill_backups[] = { "latest", "random", NULL };
+static const char *const drill_repos[] = { "primary", "dr", "alternate", NULL };
 
 static const coffer_config_key coordinator_keys[] = {
 	{ .name = "listen", .type = COFFER_CONFIG_STRING, .required = true, .check = check_listen },
@@ -211,7 +224,38 @@ static const coffer_config_key service_keys[] = {
 	    .max = 100 * YEARS },
 	{ .name = "drill.schedule", .type = COFFER_CONFIG_CRON },
 	{ .name = "drill.rto", .type = COFFER_CONFIG_DURATION, .min = 1 * MINS, .max = 30 * DAYS },
+	/* No defaults below: a default would enter every service's policy
+	 * text and change the policy version of services without drills. */
+	{ .name = "drill.runner", .type = COFFER_CONFIG_STRING, .check = check_ident },
+	{ .name = "drill.backup", .type = COFFER_CONFIG_ENUM, .words = drill_backups },
+	{ .name = "drill.window", .type = COFFER_CONFIG_DURATION, .min = 1 * HOURS,
+	    .max = 10 * YEARS },
+	{ .name = "drill.repository", .type = COFFER_CONFIG_ENUM, .words = drill_repos },
+	{ .name = "drill.freshness_query", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.freshness_max_lag", .type = COFFER_CONFIG_DURATION, .min = 1 * SECS,
+	    .max = 10 * YEARS },
+	{ .name = "drill.assert.1", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.assert.2", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.assert.3", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.assert.4", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.assert.5", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.assert.6", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.assert.7", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.assert.8", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.assert.9", .type = COFFER_CONFIG_STRING },
+	{ .name = "drill.keep_sandbox", .type = COFFER_CONFIG_BOOL },
+	{ .name = "drill.overdue_after", .type = COFFER_CONFIG_DURATION, .min = 1 * SECS,
+	    .max = 30 * DAYS },
 	{ .name = "alerts.routing_key", .type = COFFER_CONFIG_STRING },
+	{ 0 },
+};
+
+/* The integrity sweep (coordinator/drills.c): digests of a sample of
+ * stored backups, checked without restoring. */
+static const coffer_config_key integrity_keys[] = {
+	{ .name = "sweep_interval", .type = COFFER_CONFIG_DURATION, .def = "24h", .min = 1 * SECS,
+	    .max = 30 * DAYS },
+	{ .name = "sample", .type = COFFER_CONFIG_INT, .def = "3", .min = 1, .max = 1000 },
 	{ 0 },
 };
 
@@ -222,6 +266,7 @@ static const coffer_config_section coordinator_sections[] = {
 	{ .name = "alerts", .keys = alerts_keys },
 	{ .name = "operator.*", .keys = operator_keys },
 	{ .name = "service.*", .keys = service_keys },
+	{ .name = "integrity", .keys = integrity_keys },
 	{ 0 },
 };
 
@@ -369,6 +414,80 @@ check_gdpr_max(const coffer_config *ini, const char *section, const coord_servic
 	return (0);
 }
 
+/* drill.*: read into p->drill and checked against the rest of the policy. */
+static int
+read_drill_policy(const coffer_config *ini, const char *section, coord_service_policy *p,
+    coffer_err *err)
+{
+	coord_drill_policy *d = &p->drill;
+	d->schedule = opt_str(ini, section, "drill.schedule");
+	d->runner = opt_str(ini, section, "drill.runner");
+	d->random = coffer_config_has(ini, section, "drill.backup") &&
+	    strcmp(coffer_config_str(ini, section, "drill.backup"), "random") == 0;
+	d->window_ms = coffer_config_has(ini, section, "drill.window") ?
+	    coffer_config_duration_ms(ini, section, "drill.window") :
+	    30 * DAYS;
+	const char *repo = opt_str(ini, section, "drill.repository");
+	d->repository = repo == NULL || strcmp(repo, "primary") == 0 ? COORD_DRILL_PRIMARY :
+	    strcmp(repo, "dr") == 0					  ? COORD_DRILL_DR :
+									    COORD_DRILL_ALTERNATE;
+	d->freshness_query = opt_str(ini, section, "drill.freshness_query");
+	d->freshness_max_lag_ms = coffer_config_has(ini, section, "drill.freshness_max_lag") ?
+	    coffer_config_duration_ms(ini, section, "drill.freshness_max_lag") :
+	    0;
+	for (int i = 1; i <= COORD_DRILL_MAX_ASSERTS; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "drill.assert.%d", i);
+		const char *q = opt_str(ini, section, key);
+		if (q != NULL && q[0] != '\0') {
+			d->asserts[d->n_asserts++] = q;
+		}
+	}
+	d->keep_sandbox = !coffer_config_has(ini, section, "drill.keep_sandbox") ||
+	    coffer_config_bool(ini, section, "drill.keep_sandbox");
+	d->rto_ms = coffer_config_has(ini, section, "drill.rto") ?
+	    coffer_config_duration_ms(ini, section, "drill.rto") :
+	    60 * MINS;
+	d->overdue_after_ms = coffer_config_has(ini, section, "drill.overdue_after") ?
+	    coffer_config_duration_ms(ini, section, "drill.overdue_after") :
+	    1 * HOURS;
+
+	if (d->schedule != NULL && d->runner == NULL) {
+		coffer_config_err_at(ini, section, "drill.schedule", err,
+		    "a drill schedule without drill.runner (rule: a scheduled drill needs the drill "
+		    "runner that restores it)");
+		return (coffer_err_hint(err, "add drill.runner = <agent enrolled with "
+					     "`coffer agents enroll --drill-runner --service %s`>",
+		    p->name));
+	}
+	if (d->repository != COORD_DRILL_PRIMARY &&
+	    strcmp(coffer_config_str(ini, section, "dr.copy"), "none") == 0) {
+		coffer_config_err_at(ini, section, "drill.repository", err,
+		    "%s drills from the DR repository, but dr.copy = none (rule: a DR drill needs "
+		    "DR copies)",
+		    repo);
+		return (coffer_err_hint(err, "set dr.copy (e.g. dr.copy = daily) or drill.repository "
+					     "= primary"));
+	}
+	if ((d->freshness_query != NULL) != (d->freshness_max_lag_ms != 0)) {
+		const char *have = d->freshness_query != NULL ? "drill.freshness_query" :
+								"drill.freshness_max_lag";
+		coffer_config_err_at(ini, section, have, err,
+		    "drill.freshness_query and drill.freshness_max_lag go together (rule: the "
+		    "freshness check compares the newest row with a bound)");
+		return (coffer_err_hint(err, "set both, e.g. drill.freshness_query = SELECT "
+					     "max(created_at) FROM orders and drill.freshness_max_lag "
+					     "= 1h, or neither"));
+	}
+	if (coffer_config_has(ini, section, "drill.window") && !d->random) {
+		coffer_config_err_at(ini, section, "drill.window", err,
+		    "drill.window applies only to drill.backup = random (rule: latest always "
+		    "drills the newest backup)");
+		return (coffer_err_hint(err, "add drill.backup = random, or remove drill.window"));
+	}
+	return (0);
+}
+
 /* Reads and checks one service's policy into *p (strings point into ini). */
 static int
 read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
@@ -475,7 +594,11 @@ read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
 		return (coffer_err_hint(err, "set retention.yearly = %lld (or more, or forever)",
 		    (long long)years));
 	}
-	char text[4096];
+	int drc = read_drill_policy(ini, section, p, err);
+	if (drc != 0) {
+		return (drc);
+	}
+	char text[8192];
 	int len = coord_config_policy_text(ini, name, text, sizeof(text));
 	if (len < 0) {
 		coffer_config_err_at(ini, section, NULL, err,

@@ -52,6 +52,37 @@ typedef enum coord_compliance {
 /* sha256 in hex, plus the terminator. */
 #define COORD_POLICY_VERSION_HEX 65
 
+/* Which repository a drill restores from; alternate flips per drill. */
+typedef enum coord_drill_repo {
+	COORD_DRILL_PRIMARY = 0,
+	COORD_DRILL_DR = 1,
+	COORD_DRILL_ALTERNATE = 2,
+} coord_drill_repo;
+
+/* drill.assert.1 .. drill.assert.9: inih has no lists or multi-line values. */
+#define COORD_DRILL_MAX_ASSERTS 9
+
+/* A service's restore-drill policy (drill.* keys, docs/CONFIGURATION.md).
+ * runner NULL: the service is never drilled. schedule NULL: drills run only
+ * by `coffer drill run`. Checked at load: a schedule needs a runner, a
+ * repository of dr or alternate needs dr.copy, a freshness query needs its
+ * bound and the bound its query, drill.window only with drill.backup =
+ * random. */
+typedef struct coord_drill_policy {
+	const char *schedule;
+	const char *runner;
+	bool random;                /* drill.backup = random (else latest) */
+	int64_t window_ms;          /* random: backups finished within this (30d) */
+	coord_drill_repo repository;
+	const char *freshness_query; /* NULL: no freshness check */
+	int64_t freshness_max_lag_ms;
+	const char *asserts[COORD_DRILL_MAX_ASSERTS];
+	size_t n_asserts;
+	bool keep_sandbox;          /* after a failure (default true) */
+	int64_t rto_ms;             /* drill.rto (60m) */
+	int64_t overdue_after_ms;   /* drill.overdue_after (1h) */
+} coord_drill_policy;
+
 /* One service's policy, read and checked at load. */
 typedef struct coord_service_policy {
 	const char *name;     /* "billing" for [service.billing] */
@@ -69,6 +100,7 @@ typedef struct coord_service_policy {
 	 * section changes meaning; not when only spacing, comments, key order
 	 * or the spelling of a default ("timezone = UTC" or unset) do. */
 	char version[COORD_POLICY_VERSION_HEX];
+	coord_drill_policy drill;
 } coord_service_policy;
 
 typedef struct coord_config {

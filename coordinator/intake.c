@@ -51,6 +51,7 @@
 #include "common/log.h"
 #include "common/sign.h"
 #include "common/wire.h"
+#include "coordinator/drills.h"
 
 #define ACTOR_COORDINATOR "coordinator"
 #define TEXT_MAX 1024 /* bytes kept of any one free-text field from an agent */
@@ -80,6 +81,7 @@ struct coord_intake {
 	 * its transaction, sent only if that transaction commits). */
 	pending_command cmds[INTAKE_MAX_COMMANDS];
 	size_t n_cmds;
+	coord_drill_commands drill_cmds; /* a drill runner's RunDrills */
 };
 
 /* The agent's row, read under its lock. */
@@ -90,6 +92,7 @@ typedef struct agent_row {
 	bool revoked;
 	int64_t last_seq;          /* durable event high-water mark */
 	int64_t last_envelope_seq; /* last accepted envelope */
+	bool drill_runner;         /* role drill_runner: no service of its own */
 } agent_row;
 
 /* A verdict while checking: status and the one-line reason. */
@@ -400,7 +403,7 @@ encode_reply(coord_intake *in, int status, const char *error, uint64_t env_seq, 
 	rep.acked_event_seq = acked;
 	Coffer__V1__Command cmds[INTAKE_MAX_COMMANDS];
 	Coffer__V1__RunBackup runs[INTAKE_MAX_COMMANDS];
-	Coffer__V1__Command *cmd_ptrs[INTAKE_MAX_COMMANDS];
+	Coffer__V1__Command *cmd_ptrs[INTAKE_MAX_COMMANDS + COORD_DRILLS_MAX_COMMANDS];
 	if (status == COFFER__V1__STATUS__STATUS_OK) {
 		for (size_t i = 0; i < in->n_cmds; i++) {
 			coffer__v1__command__init(&cmds[i]);
@@ -413,10 +416,14 @@ encode_reply(coord_intake *in, int status, const char *error, uint64_t env_seq, 
 			cmd_ptrs[i] = &cmds[i];
 		}
 		rep.n_commands = in->n_cmds;
+		for (size_t i = 0; i < in->drill_cmds.n; i++) {
+			cmd_ptrs[rep.n_commands++] = in->drill_cmds.cmds[i];
+		}
 		rep.commands = cmd_ptrs;
 	}
 	int rv = coffer_wire_encode(&rep.base, in->max_msg, out, out_len, err);
 	in->n_cmds = 0;
+	coord_drills_commands_clear(&in->drill_cmds);
 	free(line);
 	return (rv);
 }
@@ -509,7 +516,7 @@ load_agent(coord_intake *in, const char *name, agent_row *ag, bool *found, coffe
 	const char *vals[] = { name };
 	PGresult *res = cat_query(in, "reading the agent's enrollment",
 	    "SELECT service, encode(pubkey, 'hex'), revoked_at IS NOT NULL, last_seq, "
-	    "last_envelope_seq FROM agents WHERE name = $1 FOR UPDATE",
+	    "last_envelope_seq, role = 'drill_runner' FROM agents WHERE name = $1 FOR UPDATE",
 	    1, vals, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -531,6 +538,7 @@ load_agent(coord_intake *in, const char *name, agent_row *ag, bool *found, coffe
 		ag->revoked = PQgetvalue(res, 0, 2)[0] == 't';
 		ag->last_seq = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 		ag->last_envelope_seq = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
+		ag->drill_runner = PQgetvalue(res, 0, 5)[0] == 't';
 	}
 	PQclear(res);
 	return (0);
@@ -1011,6 +1019,9 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		free(reason);
 		return (rv);
 	}
+	case COFFER__V1__EVENT__KIND_DRILL_RESULT:
+	case COFFER__V1__EVENT__KIND_COMMAND_DONE:
+		return (coord_drills_apply(in->cat, &in->key, ag->name, ev, err));
 	default:
 		return (0);
 	}
@@ -1043,7 +1054,7 @@ record_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
 	fmt_i64(at, sizeof(at), ev->occurred_at_ms);
 	const char *type = event_type(ev);
-	const char *vals[] = { ag->name, seq, ag->service, type, ptext,
+	const char *vals[] = { ag->name, seq, ev->service, type, ptext,
 		ms_ok(ev->occurred_at_ms) ? at : NULL };
 	PGresult *res = cat_query(in, "recording an event",
 	    "INSERT INTO events (agent, seq, service, type, payload, sent_at) "
@@ -1064,7 +1075,7 @@ record_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	/* The audit row is a summary: the full payload is in `events`. */
 	const char *id = event_backup_id(ev);
 	cJSON_AddNumberToObject(d, "seq", (double)ev->seq);
-	cJSON_AddStringToObject(d, "service", ag->service);
+	cJSON_AddStringToObject(d, "service", ev->service);
 	cJSON_AddStringToObject(d, "type", type);
 	if (id != NULL && name_ok(id, true)) {
 		cJSON_AddStringToObject(d, "backup_id", id);
@@ -1198,6 +1209,11 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 			return;
 		}
 	}
+	/* A drill runner has no service of its own: coord_drills_check_events
+	 * decides what it may report. */
+	if (ag->drill_runner) {
+		return;
+	}
 	for (size_t i = 0; i < b->n_events; i++) {
 		const Coffer__V1__Event *ev = b->events[i];
 		if (strcmp(ev->service, ag->service) != 0) {
@@ -1226,6 +1242,7 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
     coffer_err *err)
 {
 	in->n_cmds = 0;
+	coord_drills_commands_clear(&in->drill_cmds);
 	if (rq->kind_case == COFFER__V1__REQUEST__KIND_EVENTS) {
 		const Coffer__V1__EventBatch *b = rq->events;
 		for (size_t i = 0; i < b->n_events; i++) {
@@ -1242,6 +1259,9 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 			if (rv != 0)
 				return (rv);
 		}
+	}
+	if (ag->drill_runner) {
+		return (coord_drills_take_commands(in->cat, ag->name, &in->drill_cmds, err));
 	}
 	const char *vals[] = { ag->name, ag->service };
 	int rv = 0;
@@ -1308,6 +1328,12 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		return (0);
 	}
 	int64_t mark = ag->last_seq;
+	if (rq->kind_case == COFFER__V1__REQUEST__KIND_EVENTS &&
+	    ((rv = coord_drills_check_events(in->cat, ag->name, ag->drill_runner, rq->events, mark,
+		  &v->status, v->error, sizeof(v->error), err)) != 0 ||
+		v->status != 0)) {
+		return (rv);
+	}
 	if (rq->kind_case == COFFER__V1__REQUEST__KIND_EVENTS) {
 		const Coffer__V1__EventBatch *b = rq->events;
 		/* Backups first: an event about another service's backup refuses

@@ -10,6 +10,8 @@
  *   envelope seq > agent's last envelope seq   else STATUS_REPLAYED
  *   body decodes, events well formed           else STATUS_MALFORMED
  *   every event about the agent's own service  else STATUS_NOT_OWNER
+ *     (a drill runner: only drill results and command completions for the
+ *     services and drills it was given; coord_drills_check_events)
  *   catalog reachable                          else STATUS_UNAVAILABLE
  *
  * What it promises:

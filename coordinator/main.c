@@ -10,8 +10,11 @@
 static const coffer_cmd coordinator_cmds[] = {
 	{ "run", "-c FILE", "serve agents: apply their events, refuse what is not theirs",
 	    coord_cmd_run },
-	{ "agents enroll", "-c FILE --service S --agent NAME --pubkey FILE",
-	    "enroll an agent's public key for one service", coord_cmd_agents_enroll },
+	{ "agents enroll",
+	    "-c FILE --service S [--drill-runner [--service S2 ...]] --agent NAME --pubkey FILE",
+	    "enroll an agent's public key for one service, or a drill runner for the services "
+	    "it drills",
+	    coord_cmd_agents_enroll },
 	{ "agents list", "-c FILE [--output json]", "list enrolled agents", coord_cmd_agents_list },
 	{ "agents revoke", "-c FILE NAME", "revoke an agent's enrollment", coord_cmd_agents_revoke },
 	{ "migrate", "-c FILE [--output json]", "apply pending catalog schema migrations",

@@ -168,6 +168,7 @@ static const char *const L_SERVICE_CHECK[] = { "service", "check" };
 static const char *const L_SERVICE_AGENT[] = { "service", "agent" };
 static const char *const L_REASON[] = { "reason" };
 static const char *const L_STATE[] = { "state" };
+static const char *const L_SERVICE_RESULT[] = { "service", "result" };
 
 /* Seconds as text with millisecond precision, from a timestamptz. */
 #define EPOCH(x) "round(extract(epoch FROM " x ")::numeric, 3)::text"
@@ -222,8 +223,9 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_agent_last_contact_timestamp_seconds", "gauge",
 		    "Last time an enrolled agent was heard from (Unix seconds).", L_SERVICE_AGENT, 2,
-		    "SELECT service, name, " EPOCH("GREATEST(last_contact_at, heartbeat_at, hello_at)")
-		    " FROM agents WHERE revoked_at IS NULL ORDER BY service, name",
+		    "SELECT COALESCE(service, '_drill_runner'), name, "
+		    EPOCH("GREATEST(last_contact_at, heartbeat_at, hello_at)")
+		    " FROM agents WHERE revoked_at IS NULL ORDER BY 1, name",
 		    0, NULL, err);
 	}
 	if (rv == 0) {
@@ -254,6 +256,39 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 		    "extract(epoch FROM min(created_at)))::numeric, 3)), 0)::text "
 		    "FROM alert_outbox WHERE state = 'pending'",
 		    1, vnow, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_drills_total", "counter",
+		    "Restore drills finished, by service and result (passed, failed).",
+		    L_SERVICE_RESULT, 2,
+		    "SELECT service, status, count(*)::text FROM drills WHERE status <> 'running' "
+		    "GROUP BY service, status ORDER BY service, status",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_drill_restore_seconds", "gauge",
+		    "Restore time measured by the newest finished drill that restored, per service.",
+		    L_SERVICE, 1,
+		    "SELECT DISTINCT ON (service) service, round(restore_ms / 1000.0, 3)::text "
+		    "FROM drills WHERE status <> 'running' AND restore_ms IS NOT NULL "
+		    "ORDER BY service, finished_at DESC, id DESC",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_drill_last_success_timestamp", "gauge",
+		    "Finish time of the newest passed restore drill, per service (Unix seconds).",
+		    L_SERVICE, 1,
+		    "SELECT service, " EPOCH("max(finished_at)") " FROM drills WHERE status = 'passed' "
+		    "GROUP BY service ORDER BY service",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_integrity_checks_total", "counter",
+		    "Stored objects checked by the integrity sweep, by service and result.",
+		    L_SERVICE_RESULT, 2,
+		    "SELECT service, CASE WHEN ok THEN 'passed' ELSE 'failed' END, count(*)::text "
+		    "FROM integrity_checks GROUP BY 1, 2 ORDER BY 1, 2",
+		    0, NULL, err);
 	}
 	if (rv == 0) {
 		family(b, "coffer_services_configured", "gauge",

@@ -17,8 +17,13 @@
  *     coffer_requests_refused_total{reason}
  *     coffer_alert_outbox_rows{state}
  *     coffer_alert_outbox_oldest_pending_age_seconds
+ *     coffer_drills_total{service,result}
+ *     coffer_drill_restore_seconds{service}
+ *     coffer_drill_last_success_timestamp{service}
+ *     coffer_integrity_checks_total{service,result}
  *     coffer_services_configured
- *   The coordinator-wide alerts carry service="_coordinator".
+ *   The coordinator-wide alerts carry service="_coordinator"; drill runners,
+ *   which belong to no service, service="_drill_runner".
  * - Memory is bounded by the catalog's number of services, agents, refusal
  *   reasons and open alerts (all bounded by configuration and by the name
  *   checks), never by the number of backups or events.

@@ -56,6 +56,7 @@
 #include "coordinator/notify.h"
 #include "coordinator/catalog.h"
 #include "coordinator/intake.h"
+#include "coordinator/drills.h"
 #include "coordinator/prune.h"
 
 #define BACKOFF_MIN_MS 250
@@ -109,6 +110,7 @@ typedef struct server {
 
 	/* Catalog thread only (after start). */
 	coord_notify *notify;
+	coord_drills *drills;
 	unsigned ticks;
 	coord_alerts_input audit_state;
 	char audit_problem[256];
@@ -219,6 +221,22 @@ run_alerts(server *s)
 	}
 }
 
+/* Before the alerts: a drill failure or a clean sweep found here is
+ * delivered by the same tick's notify pass. */
+static void
+run_drills(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_drills_stats st;
+	if (coord_drills_tick(s->drills, s->cat, s->key, coffer_clock_now(NULL), &st, &err) != 0)
+		return; /* logged by the drills module, per service */
+	if (st.started || st.objects || st.triggered || st.resolved)
+		coffer_log_info("drills", "started=%d not_started=%d objects_checked=%d corrupt=%d "
+		    "triggered=%d resolved=%d changes=%d", st.started, st.not_started, st.objects,
+		    st.corrupt, st.triggered, st.resolved, st.changes);
+}
+
 static void
 serve_tick(server *s)
 {
@@ -235,6 +253,7 @@ serve_tick(server *s)
 		coffer_log_info("policy loaded", "services=%zu", s->cfg->n_services);
 		s->policy_synced = true;
 	}
+	run_drills(s);
 	if (s->repo == NULL) {
 		run_alerts(s);
 		if (!s->repo_warned) {
@@ -631,6 +650,10 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 			rv = err->code;
 	}
 	if (rv == 0)
+		rv = coord_drills_new(cfg, &s->drills, err);
+	if (rv == 0)
+		rv = coord_drills_background(s->drills, key, err);
+	if (rv == 0)
 		rv = coffer_net_server_start(&s->loop, &ncfg, on_request, s, &s->net, err);
 	if (rv == 0 && cfg->admin_listen != NULL) {
 		coffer_net_server_config acfg = ncfg;
@@ -694,6 +717,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	}
 	coord_intake_free(s->intake);
 	coord_notify_free(s->notify);
+	coord_drills_free(s->drills);
 	coord_catalog_close(s->metrics_cat);
 	pthread_mutex_destroy(&s->metrics_mu);
 	coffer_repo_close(s->repo);

@@ -46,6 +46,8 @@ int coord_cli_hold_remove(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_holds_list(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_retention_plan(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_alerts_list(const coffer_cmd *cmd, int argc, char **argv);
+int coord_cli_drill_run(const coffer_cmd *cmd, int argc, char **argv);
+int coord_cli_drill_list(const coffer_cmd *cmd, int argc, char **argv);
 
 /* -c FILE, else $COFFER_CONFIG, else NULL. */
 const char *coord_cli_config_path(const char *opt);

@@ -1,5 +1,7 @@
 /*
  * coffer agents enroll --service S --agent NAME --pubkey FILE
+ * coffer agents enroll --drill-runner --service S1 [--service S2 ...] --agent NAME
+ *     --pubkey FILE
  * coffer agents list [--output json]
  * coffer agents revoke NAME
  *
@@ -9,6 +11,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/sign.h"
 #include "coordinator/cli/client.h"
@@ -29,14 +32,19 @@ int
 coord_cli_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 {
 	const char *config = NULL, *service = NULL, *agent = NULL, *pubkey = NULL, *output = NULL;
+	bool drill_runner = false;
 	const coffer_opt opts[] = {
 		{ "config", 'c', &config, NULL },
 		{ "service", 0, &service, NULL },
 		{ "agent", 0, &agent, NULL },
 		{ "pubkey", 0, &pubkey, NULL },
+		{ "drill-runner", 0, NULL, &drill_runner },
 		{ "output", 0, &output, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
+	/* A runner may drill several services: every --service counts. */
+	char services[4096];
+	int nservices = coffer_opts_collect(argc, argv, "service", services, sizeof(services));
 	int npos = 0;
 	bool json = false;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
@@ -48,6 +56,13 @@ coord_cli_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 	}
 	if (service == NULL || agent == NULL || pubkey == NULL) {
 		return (coffer_cli_usage_error(cmd, "--service, --agent and --pubkey are required"));
+	}
+	if (nservices < 0) {
+		return (coffer_cli_usage_error(cmd, "--service takes one service name per option"));
+	}
+	if (nservices > 1 && !drill_runner) {
+		return (coffer_cli_usage_error(cmd, "a service agent belongs to one service; "
+						    "several --service only with --drill-runner"));
 	}
 	if (coord_cli_output_json(cmd, output, &json) != 0) {
 		return (2);
@@ -63,19 +78,21 @@ coord_cli_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 	char hex[COFFER_SIGN_PUBKEY_HEX];
 	coffer_sign_pubkey_hex(pub, hex);
 	coffer_sign_pubkey_free(pub);
-	coffer_adminmsg_arg args[] = { { "service", service }, { "agent", agent }, { "pubkey", hex } };
+	coffer_adminmsg_arg args[] = { { "service", drill_runner ? services : service },
+		{ "agent", agent }, { "pubkey", hex }, { "drill_runner", "true" } };
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "agents.enroll", args, 3, &text, &doc,
-	    &err);
+	rv = coord_cli_request(coord_cli_config_path(config), "agents.enroll", args,
+	    drill_runner ? 4 : 3, &text, &doc, &err);
 	if (rv == 0) {
 		if (json) {
 			printf("%s\n", text);
 		} else {
-			printf("%s agent %s for service %s (key %s)\n",
+			printf("%s %s %s for %s %s (key %s)\n",
 			    cJSON_IsTrue(cJSON_GetObjectItem(doc, "already")) ? "already enrolled:"
 									      : "enrolled",
-			    coord_cli_str(doc, "agent"), coord_cli_str(doc, "service"),
+			    drill_runner ? "drill runner" : "agent", coord_cli_str(doc, "agent"),
+			    drill_runner ? "drilling" : "service", coord_cli_str(doc, "service"),
 			    coord_cli_str(doc, "fingerprint"));
 		}
 	}
@@ -119,7 +136,17 @@ coord_cli_agents_list(const coffer_cmd *cmd, int argc, char **argv)
 		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(doc, "agents"))
 		{
 			const cJSON *rev = cJSON_GetObjectItemCaseSensitive(a, "revoked_at");
-			const char *row[] = { coord_cli_str(a, "name"), coord_cli_str(a, "service"),
+			/* A drill runner has no service: show what it drills. */
+			char drills[512] = "";
+			const cJSON *d;
+			cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(a, "drills"))
+			{
+				size_t n = strlen(drills);
+				snprintf(drills + n, sizeof(drills) - n, "%s%s", n == 0 ? "drills:" : ",",
+				    cJSON_IsString(d) ? d->valuestring : "?");
+			}
+			const char *row[] = { coord_cli_str(a, "name"),
+				drills[0] != '\0' ? drills : coord_cli_str(a, "service"),
 				cJSON_IsString(rev) ? "revoked" : "active", coord_cli_str(a, "fingerprint"),
 				coord_cli_str(a, "enrolled_at"), coord_cli_str(a, "last_contact_at") };
 			coord_cli_table_row(t, row);

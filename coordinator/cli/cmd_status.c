@@ -1,13 +1,53 @@
 /*
  * coffer status [--service S] [--output json]: per service, the last
  * successful backup (id, finished, age, size, duration), completed and
- * failed counts, the agents with their last contact, and active legal holds.
+ * failed counts, the agents with their last contact, the last restore
+ * drill (when, result, restore time against the RTO), and active legal
+ * holds.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "coordinator/cli/client.h"
+
+/* The last restore drill of each service that has one: a backup is only as
+ * good as the last restore that proved it. */
+static void
+print_drills(const cJSON *doc)
+{
+	static const char *const headers[] = { "SERVICE", "LAST DRILL", "STARTED", "RESULT",
+		"RESTORE", "RTO", "BACKUP", "REPO", "PROBLEM" };
+	coord_cli_table *t = NULL;
+	const cJSON *s;
+	cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "services"))
+	{
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(s, "last_drill");
+		if (!cJSON_IsObject(d)) {
+			continue;
+		}
+		if (t == NULL) {
+			t = coord_cli_table_new(9, headers);
+		}
+		char id[32], rms[32], rto[32];
+		const char *within = cJSON_IsFalse(cJSON_GetObjectItem(d, "within_rto")) ?
+		    "over RTO" :
+		    "-";
+		const char *status = coord_cli_str(d, "status");
+		const char *row[] = { coord_cli_str(s, "service"), coord_cli_num(d, "id", id, sizeof(id)),
+			coord_cli_str(d, "started_at"), status,
+			coord_cli_ms(d, "restore_ms", rms, sizeof(rms)),
+			coord_cli_ms(d, "rto_ms", rto, sizeof(rto)), coord_cli_str(d, "backup_id"),
+			coord_cli_str(d, "repository"),
+			strcmp(status, "failed") == 0 ? coord_cli_str(d, "failure_reason") : within };
+		coord_cli_table_row(t, row);
+	}
+	if (t != NULL) {
+		printf("\nrestore drills:\n");
+		coord_cli_table_print(t);
+		coord_cli_table_free(t);
+	}
+}
 
 static void
 print_status(const cJSON *doc)
@@ -45,6 +85,7 @@ print_status(const cJSON *doc)
 	}
 	coord_cli_table_print(t);
 	coord_cli_table_free(t);
+	print_drills(doc);
 	const cJSON *holds = cJSON_GetObjectItemCaseSensitive(doc, "holds");
 	if (cJSON_GetArraySize(holds) > 0) {
 		printf("\nlegal holds (retention will not delete these):\n");

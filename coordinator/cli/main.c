@@ -17,8 +17,12 @@ static const coffer_cmd operator_cmds[] = {
 	    "a service's backups, newest first", coord_cli_backups_list },
 	{ "backup run", "[-c FILE] --service S [--kind logical|physical] [--output json]",
 	    "ask the service's agent for a backup now", coord_cli_backup_run },
-	{ "agents enroll", "[-c FILE] --service S --agent NAME --pubkey FILE [--output json]",
-	    "enroll an agent's public key for one service", coord_cli_agents_enroll },
+	{ "agents enroll",
+	    "[-c FILE] --service S [--drill-runner [--service S2 ...]] --agent NAME --pubkey FILE "
+	    "[--output json]",
+	    "enroll an agent's public key for one service, or a drill runner for the services it "
+	    "drills",
+	    coord_cli_agents_enroll },
 	{ "agents list", "[-c FILE] [--output json]", "list enrolled agents",
 	    coord_cli_agents_list },
 	{ "agents revoke", "[-c FILE] NAME [--output json]", "revoke an agent's enrollment",
@@ -39,6 +43,12 @@ static const coffer_cmd operator_cmds[] = {
 	    "what retention would keep, mark or delete next, and why", coord_cli_retention_plan },
 	{ "alerts list", "[-c FILE] [--limit N] [--output json]",
 	    "open and recent alerts with their delivery state", coord_cli_alerts_list },
+	{ "drill run", "[-c FILE] --service S [--output json]",
+	    "start a restore drill of the service now (its drill runner restores and checks it)",
+	    coord_cli_drill_run },
+	{ "drill list", "[-c FILE] [--service S] [--limit N] [--output json]",
+	    "restore drills, newest first: result, restore time against the RTO, failed check",
+	    coord_cli_drill_list },
 	{ NULL, NULL, NULL, NULL },
 };
 

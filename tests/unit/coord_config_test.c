@@ -59,6 +59,7 @@ static const char full_conf[] =
     "compliance = gdpr\n"
     "compliance.max_retention = 400d\n"
     "drill.schedule = 0 4 1 */3 *\n"
+    "drill.runner = drill-1\n"
     "drill.rto = 60m\n";
 
 static const char minimal_conf[] =
