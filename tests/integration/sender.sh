@@ -10,6 +10,9 @@
 # - kill -9 of the coordinator, three times at random moments, while a large
 #   outbox is being flushed: events not acked stay in the outbox, the flush
 #   retries across the restarts, and every event is recorded exactly once;
+# - kill -9 of the agent's flush, three times, while 10,000 events flow: the
+#   next flush resends what was not forgotten, and each event is still
+#   recorded exactly once;
 # - the daemon (`coffer-agent run`) ships new events by itself, says hello
 #   and sends heartbeats (status columns, not events), and stops cleanly on
 #   SIGTERM;
@@ -203,6 +206,47 @@ want=$((total + 10))
 [[ $(q "SELECT count(*) FROM backups WHERE agent = 'billing-1' AND status = 'completed'") == $((5 + total / 2)) ]] ||
 	fail "completed backups: $(q "SELECT status, count(*) FROM backups GROUP BY 1")"
 pass "three kill -9s mid-flush: all $total events recorded exactly once, none left behind"
+
+# --- kill -9 of the agent mid-flush ---------------------------------------------------
+# The other side of exactly-once: the agent dies between sending an envelope and
+# reading its ack (or between the ack and forgetting the events). The next flush
+# resends what it still holds; the coordinator acks the resends and ignores them.
+base_seq=$want
+more=${SENDER_AGENT_KILL_TOTAL:-10000}
+timeout 120 "$drv" emit "$a1" "$more" agentkill >/dev/null || fail "emit for the agent kill"
+start_flush() {
+	rm -f "$T/flush.pid"
+	timeout --foreground 300 bash -c 'echo $$ >"$1"; exec "$2" flush -c "$3" --timeout 240s' _ \
+		"$T/flush.pid" "$agent" "$a1" >"$T/f2.out" 2>"$T/f2.err" &
+	fpid=$!
+	for _ in $(seq 100); do [[ -s $T/flush.pid ]] && return 0; sleep 0.05; done
+	fail "the flush did not start"
+}
+for round in 1 2 3; do
+	start_flush
+	threshold=$((base_seq + (round - 1) * more / 4 + RANDOM % (more / 4)))
+	for _ in $(seq 1500); do
+		(($(applied) >= threshold)) && break
+		kill -0 "$fpid" 2>/dev/null || break
+		sleep 0.02
+	done
+	kill -9 "$(cat "$T/flush.pid")" 2>/dev/null || fail "round $round: the flush had already exited: $(cat "$T/f2.err")"
+	wait "$fpid" 2>/dev/null || true
+	mid=$(applied)
+	left=$(pending "$a1")
+	note "round $round: killed the agent with $((mid - base_seq)) of $more applied, $left in its outbox"
+	((left + mid - base_seq >= more)) || fail "events vanished: $left pending + $((mid - base_seq)) applied < $more"
+done
+start_flush
+rc=0
+wait "$fpid" || rc=$?
+((rc == 0)) || fail "the flush after three agent kills failed: $(cat "$T/f2.err")"
+[[ $(pending "$a1") == 0 ]] || fail "outbox not empty after the agent kills"
+want=$((base_seq + more))
+[[ $(recorded billing-1) == "$want $want" ]] ||
+	fail "after the agent kills the catalog has $(recorded billing-1) (rows, distinct seqs), want $want each"
+[[ $(q "SELECT last_seq FROM agents WHERE name = 'billing-1'") == "$want" ]] || fail "high-water mark after the agent kills"
+pass "three kill -9s of the agent mid-flush: all $more events recorded exactly once, none left behind"
 
 # --- the daemon ----------------------------------------------------------------------
 timeout --foreground 300 "$agent" run -c "$a1" >"$T/d.out" 2>"$T/d.err" &
