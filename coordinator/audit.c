@@ -367,15 +367,129 @@ append_check_args(const char *actor, const char *action, const char *subject,
 	return (0);
 }
 
-int
-coord_audit_append(coord_catalog *cat, const coord_audit_key *key, const char *actor,
-    const char *action, const char *subject, const char *details_json, int64_t *chain_seq,
-    coffer_err *err)
+/* Rows per round trip of a batch, and details bytes: a batch's arrays stay
+ * a few MiB however many rows the caller hands over. */
+#define AUDIT_BATCH_ROWS 256
+#define AUDIT_BATCH_BYTES (1024 * 1024)
+
+enum { COL_SEQ, COL_AT, COL_ACTOR, COL_ACTION, COL_SUBJECT, COL_DETAILS, COL_PREV, COL_MAC, COLS };
+
+/*
+ * Appends rows[0..n) in two statements: one locks the head and has the
+ * database canonicalise every row's details (and stamp its time), one
+ * inserts every row and moves the head. Both are prepared once per
+ * connection. The caller's transaction is open and not failed.
+ */
+static int
+append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_entry *rows,
+    size_t n, coord_pgarray *cols, int64_t *last_seq, coffer_err *err)
 {
-	const char *details = details_json != NULL ? details_json : "{}";
-	int rc = append_check_args(actor, action, subject, details, err);
+	coord_pgarray details = { 0 };
+	for (int c = 0; c < COLS; c++) {
+		coord_pgarray_reset(&cols[c]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!coord_pgarray_add(&details, rows[i].details != NULL ? rows[i].details : "{}")) {
+			free(details.buf);
+			return (coffer_err_set(err, COFFER_ENOMEM, "out of memory appending to the audit log"));
+		}
+	}
+	/* The head's row lock is the chain's mutex: held until the caller's
+	 * transaction ends, so rows commit in chain order or not at all. */
+	const char *p1[] = { coord_pgarray_text(&details) };
+	int rc = 0;
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT h.chain_seq, h.mac, "
+	    "  to_char(clock_timestamp() AT TIME ZONE 'UTC', " AUDIT_TIME_FMT "), d.t::jsonb::text "
+	    "FROM audit_head h, unnest($1::text[]) WITH ORDINALITY AS d(t, n) "
+	    "WHERE h.id = 1 ORDER BY d.n FOR UPDATE OF h",
+	    1, p1, "locking the audit chain head", &rc, err);
+	free(details.buf);
+	if (res == NULL) {
+		return (rc);
+	}
+	coord_audit_row row = { 0 };
+	if ((size_t)PQntuples(res) != n ||
+	    !bytea_parse(PQgetvalue(res, 0, 1), row.prev_mac, COORD_AUDIT_MAC_LEN)) {
+		PQclear(res);
+		rc = coffer_err_set(err, COFFER_ECORRUPT,
+		    "the audit chain head (table audit_head) is missing or damaged");
+		return (coffer_err_hint(err, "run `coffer-coordinator audit-verify` and investigate who "
+					     "changed the catalog"));
+	}
+	row.chain_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		uint8_t mac[COORD_AUDIT_MAC_LEN];
+		char seq_text[24];
+		char prev_hex[2 * COORD_AUDIT_MAC_LEN + 3];
+		char mac_hex[2 * COORD_AUDIT_MAC_LEN + 3];
+		row.chain_seq++;
+		row.at = PQgetvalue(res, (int)i, 2);
+		row.actor = rows[i].actor;
+		row.action = rows[i].action;
+		row.subject = rows[i].subject;
+		row.details = PQgetvalue(res, (int)i, 3);
+		if ((rc = coord_audit_mac(key, &row, mac, err)) != 0) {
+			break;
+		}
+		snprintf(seq_text, sizeof(seq_text), "%" PRId64, row.chain_seq);
+		bytea_format(row.prev_mac, COORD_AUDIT_MAC_LEN, prev_hex);
+		bytea_format(mac, COORD_AUDIT_MAC_LEN, mac_hex);
+		const char *vals[COLS] = { seq_text, row.at, row.actor, row.action, row.subject,
+			row.details, prev_hex, mac_hex };
+		for (int c = 0; c < COLS; c++) {
+			if (!coord_pgarray_add(&cols[c], vals[c])) {
+				rc = coffer_err_set(err, COFFER_ENOMEM,
+				    "out of memory appending to the audit log");
+				break;
+			}
+		}
+		memcpy(row.prev_mac, mac, COORD_AUDIT_MAC_LEN);
+	}
+	PQclear(res);
 	if (rc != 0) {
 		return (rc);
+	}
+	const char *p2[COLS];
+	for (int c = 0; c < COLS; c++) {
+		p2[c] = coord_pgarray_text(&cols[c]);
+	}
+	res = coord_catalog_query(cat,
+	    "WITH ins AS (INSERT INTO audit (chain_seq, at, actor, action, subject, details, "
+	    "prev_mac, mac) SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], "
+	    "$4::text[], $5::text[], $6::jsonb[], $7::bytea[], $8::bytea[]) "
+	    "RETURNING chain_seq, mac) "
+	    "UPDATE audit_head h SET chain_seq = l.chain_seq, mac = l.mac "
+	    "FROM (SELECT chain_seq, mac FROM ins ORDER BY chain_seq DESC LIMIT 1) l "
+	    "WHERE h.id = 1",
+	    COLS, p2, "appending to the audit log", &rc, err);
+	if (res == NULL) {
+		return (rc);
+	}
+	if (strcmp(PQcmdTuples(res), "1") != 0) {
+		PQclear(res);
+		rc = coffer_err_set(err, COFFER_ECORRUPT,
+		    "the audit chain head (table audit_head) did not move with the new rows");
+		return (coffer_err_hint(err, "run `coffer-coordinator audit-verify`"));
+	}
+	PQclear(res);
+	*last_seq = row.chain_seq;
+	return (0);
+}
+
+int
+coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
+    const coord_audit_entry *rows, size_t n, int64_t *chain_seq, coffer_err *err)
+{
+	int rc;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = append_check_args(rows[i].actor, rows[i].action, rows[i].subject,
+			 rows[i].details != NULL ? rows[i].details : "{}", err)) != 0) {
+			return (rc);
+		}
+	}
+	if (n == 0) {
+		return (0);
 	}
 	PGconn *conn = coord_catalog_conn(cat);
 	bool own_tx = false;
@@ -395,86 +509,43 @@ coord_audit_append(coord_catalog *cat, const coord_audit_key *key, const char *a
 	default:
 		return (coord_catalog_pg_error(cat, NULL, "appending to the audit log", err));
 	}
-
-	coord_audit_row row = { .actor = actor, .action = action, .subject = subject };
-	uint8_t mac[COORD_AUDIT_MAC_LEN];
-	char seq_text[24];
-	char at[AUDIT_TIME_MAX];
-	char prev_hex[2 * COORD_AUDIT_MAC_LEN + 3];
-	char mac_hex[2 * COORD_AUDIT_MAC_LEN + 3];
-	char *canon = NULL;
-
-	/* The head's row lock is the chain's mutex: held until the caller's
-	 * transaction ends, so rows commit in chain order or not at all. */
-	const char *p1[] = { details };
-	PGresult *res = PQexecParams(conn,
-	    "SELECT chain_seq, mac, to_char(clock_timestamp() AT TIME ZONE 'UTC', " AUDIT_TIME_FMT
-	    "), $1::jsonb::text FROM audit_head WHERE id = 1 FOR UPDATE",
-	    1, NULL, p1, NULL, NULL, 0);
-	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		rc = coord_catalog_pg_error(cat, res, "locking the audit chain head", err);
-		goto fail;
+	coord_pgarray cols[COLS] = { 0 };
+	int64_t last = 0;
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0;) {
+		size_t k = 0, bytes = 0;
+		while (i + k < n && k < AUDIT_BATCH_ROWS && (k == 0 || bytes < AUDIT_BATCH_BYTES)) {
+			bytes += rows[i + k].details != NULL ? strlen(rows[i + k].details) : 2;
+			k++;
+		}
+		rc = append_chunk(cat, key, rows + i, k, cols, &last, err);
+		i += k;
 	}
-	if (PQntuples(res) != 1 || !bytea_parse(PQgetvalue(res, 0, 1), row.prev_mac,
-				       COORD_AUDIT_MAC_LEN)) {
-		PQclear(res);
-		rc = coffer_err_set(err, COFFER_ECORRUPT,
-		    "the audit chain head (table audit_head) is missing or damaged");
-		coffer_err_hint(err, "run `coffer-coordinator audit-verify` and investigate who "
-				     "changed the catalog");
-		goto fail;
+	for (int c = 0; c < COLS; c++) {
+		free(cols[c].buf);
 	}
-	row.chain_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10) + 1;
-	snprintf(at, sizeof(at), "%s", PQgetvalue(res, 0, 2));
-	canon = strdup(PQgetvalue(res, 0, 3));
-	PQclear(res);
-	if (canon == NULL) {
-		rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory appending to the audit log");
-		goto fail;
+	if (rc != 0) {
+		if (own_tx) {
+			coord_catalog_rollback(cat);
+		}
+		return (rc);
 	}
-	row.at = at;
-	row.details = canon;
-	if ((rc = coord_audit_mac(key, &row, mac, err)) != 0) {
-		goto fail;
-	}
-	snprintf(seq_text, sizeof(seq_text), "%" PRId64, row.chain_seq);
-	bytea_format(row.prev_mac, COORD_AUDIT_MAC_LEN, prev_hex);
-	bytea_format(mac, COORD_AUDIT_MAC_LEN, mac_hex);
-	const char *p2[] = { seq_text, at, actor, action, subject, canon, prev_hex, mac_hex };
-	res = PQexecParams(conn,
-	    "WITH ins AS (INSERT INTO audit (chain_seq, at, actor, action, subject, details, "
-	    "prev_mac, mac) VALUES ($1, $2::timestamptz, $3, $4, $5, $6::jsonb, $7::bytea, "
-	    "$8::bytea) RETURNING chain_seq, mac) "
-	    "UPDATE audit_head h SET chain_seq = ins.chain_seq, mac = ins.mac FROM ins "
-	    "WHERE h.id = 1",
-	    8, NULL, p2, NULL, NULL, 0);
-	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
-		rc = coord_catalog_pg_error(cat, res, "appending to the audit log", err);
-		goto fail;
-	}
-	if (strcmp(PQcmdTuples(res), "1") != 0) {
-		PQclear(res);
-		rc = coffer_err_set(err, COFFER_ECORRUPT,
-		    "the audit chain head (table audit_head) did not move with the new row");
-		coffer_err_hint(err, "run `coffer-coordinator audit-verify`");
-		goto fail;
-	}
-	PQclear(res);
-	free(canon);
-	canon = NULL;
 	if (own_tx && (rc = coord_catalog_commit(cat, err)) != 0) {
 		return (coffer_err_wrap(err, "appending to the audit log"));
 	}
 	if (chain_seq != NULL) {
-		*chain_seq = row.chain_seq;
+		*chain_seq = last;
 	}
 	return (0);
-fail:
-	free(canon);
-	if (own_tx) {
-		coord_catalog_rollback(cat);
-	}
-	return (rc);
+}
+
+int
+coord_audit_append(coord_catalog *cat, const coord_audit_key *key, const char *actor,
+    const char *action, const char *subject, const char *details_json, int64_t *chain_seq,
+    coffer_err *err)
+{
+	coord_audit_entry row = { actor, action, subject, details_json };
+	return (coord_audit_append_many(cat, key, &row, 1, chain_seq, err));
 }
 
 /* Reading state for verify: the previous row's mac and where we are. */

@@ -32,9 +32,15 @@
 #define CAT_TARGET_MAX 256
 #define CAT_CONNECT_TIMEOUT "10"
 
+/* Statements prepared on this connection, by the address of their static
+ * SQL text; PQreset drops them with the session. */
+#define CAT_MAX_PREPARED 96
+
 struct coord_catalog {
 	PGconn *conn;
 	char target[CAT_TARGET_MAX]; /* "host=... port=... dbname=... user=..." */
+	const char *prepared[CAT_MAX_PREPARED];
+	int n_prepared;
 };
 
 /* One applied migration as the catalog records it. */
@@ -204,6 +210,7 @@ coord_catalog_ok(const coord_catalog *cat)
 int
 coord_catalog_reconnect(coord_catalog *cat, coffer_err *err)
 {
+	cat->n_prepared = 0;
 	PQreset(cat->conn);
 	if (PQstatus(cat->conn) != CONNECTION_OK) {
 		char msg[400];
@@ -215,6 +222,128 @@ coord_catalog_reconnect(coord_catalog *cat, coffer_err *err)
 	}
 	PQsetNoticeProcessor(cat->conn, cat_notice, NULL);
 	return (0);
+}
+
+static bool
+pgarray_reserve(coord_pgarray *a, size_t more)
+{
+	if (a->len + more + 2 <= a->cap) {
+		return (true);
+	}
+	size_t cap = a->cap != 0 ? a->cap : 256;
+	while (cap < a->len + more + 2) {
+		cap *= 2;
+	}
+	char *b = realloc(a->buf, cap);
+	if (b == NULL) {
+		return (false);
+	}
+	a->buf = b;
+	a->cap = cap;
+	return (true);
+}
+
+bool
+coord_pgarray_add(coord_pgarray *a, const char *text)
+{
+	size_t n = strlen(text);
+	if (!pgarray_reserve(a, 2 * n + 4)) {
+		return (false);
+	}
+	char sep = a->len == 0 ? '{' : ',';
+	a->buf[a->len++] = sep;
+	a->buf[a->len++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] == '"' || text[i] == '\\') {
+			a->buf[a->len++] = '\\';
+		}
+		a->buf[a->len++] = text[i];
+	}
+	a->buf[a->len++] = '"';
+	a->buf[a->len] = '\0';
+	return (true);
+}
+
+bool
+coord_pgarray_add_null(coord_pgarray *a)
+{
+	if (!pgarray_reserve(a, 6)) {
+		return (false);
+	}
+	char sep = a->len == 0 ? '{' : ',';
+	a->buf[a->len++] = sep;
+	memcpy(a->buf + a->len, "NULL", 5);
+	a->len += 4;
+	return (true);
+}
+
+const char *
+coord_pgarray_text(coord_pgarray *a)
+{
+	if (a->len == 0) {
+		return ("{}");
+	}
+	a->buf[a->len] = '}';
+	a->buf[a->len + 1] = '\0';
+	return (a->buf);
+}
+
+void
+coord_pgarray_reset(coord_pgarray *a)
+{
+	a->len = 0;
+}
+
+void
+coord_pgarray_free(coord_pgarray *a)
+{
+	free(a->buf);
+	*a = (coord_pgarray){ 0 };
+}
+
+PGresult *
+coord_catalog_query(coord_catalog *cat, const char *sql, int n, const char *const *vals,
+    const char *what, int *rv, coffer_err *err)
+{
+	/* PREPARE takes only plannable statements; SAVEPOINT and friends run
+	 * unnamed. */
+	bool plannable = strncmp(sql, "SELECT", 6) == 0 || strncmp(sql, "INSERT", 6) == 0 ||
+	    strncmp(sql, "UPDATE", 6) == 0 || strncmp(sql, "DELETE", 6) == 0 ||
+	    strncmp(sql, "WITH", 4) == 0;
+	int slot = -1;
+	for (int i = 0; plannable && i < cat->n_prepared; i++) {
+		if (cat->prepared[i] == sql) {
+			slot = i;
+			break;
+		}
+	}
+	if (plannable && slot < 0 && cat->n_prepared < CAT_MAX_PREPARED) {
+		char name[24];
+		snprintf(name, sizeof(name), "coffer_%d", cat->n_prepared);
+		PGresult *p = PQprepare(cat->conn, name, sql, n, NULL);
+		if (p == NULL || PQresultStatus(p) != PGRES_COMMAND_OK) {
+			*rv = coord_catalog_pg_error(cat, p, what, err);
+			return (NULL);
+		}
+		PQclear(p);
+		slot = cat->n_prepared++;
+		cat->prepared[slot] = sql;
+	}
+	PGresult *res;
+	if (slot >= 0) {
+		char name[24];
+		snprintf(name, sizeof(name), "coffer_%d", slot);
+		res = PQexecPrepared(cat->conn, name, n, vals, NULL, NULL, 0);
+	} else {
+		res = PQexecParams(cat->conn, sql, n, NULL, vals, NULL, NULL, 0);
+	}
+	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		*rv = 0;
+		return (res);
+	}
+	*rv = coord_catalog_pg_error(cat, res, what, err);
+	return (NULL);
 }
 
 int

@@ -65,6 +65,37 @@ int coord_catalog_begin(coord_catalog *cat, coffer_err *err);
 int coord_catalog_commit(coord_catalog *cat, coffer_err *err);
 void coord_catalog_rollback(coord_catalog *cat);
 
+/*
+ * Runs one statement with text parameters, prepared on first use and
+ * executed by name afterwards: the hot paths (intake, the audit chain) pay
+ * PostgreSQL's parse and plan once per connection, not once per event.
+ * sql MUST have static storage duration (a string literal): the cache is
+ * keyed by its address. Past CAT_MAX_PREPARED distinct statements it falls
+ * back to an unnamed statement. Returns the result when the statement
+ * succeeded (the caller PQclears it), else NULL with *rv and err set as by
+ * coord_catalog_pg_error.
+ */
+PGresult *coord_catalog_query(coord_catalog *cat, const char *sql, int n,
+    const char *const *vals, const char *what, int *rv, coffer_err *err);
+
+/*
+ * A PostgreSQL array literal of text elements, built up for a parameter
+ * such as $1::text[] (every element quoted, " and \\ escaped), so a batch
+ * of rows travels as one prepared statement's few parameters. Start from
+ * { 0 }; add returns false on out of memory; text is valid until the next
+ * add, reset or free ("{}" when empty).
+ */
+typedef struct coord_pgarray {
+	char *buf;
+	size_t len, cap;
+} coord_pgarray;
+
+bool coord_pgarray_add(coord_pgarray *a, const char *text);
+bool coord_pgarray_add_null(coord_pgarray *a);
+const char *coord_pgarray_text(coord_pgarray *a);
+void coord_pgarray_reset(coord_pgarray *a);
+void coord_pgarray_free(coord_pgarray *a);
+
 /* Turns a failed result (or NULL, for a lost connection) into err: the
  * message is "<what>: <PostgreSQL's message> (SQLSTATE xxxxx)" and the hint
  * is PostgreSQL's hint if it gave one. Clears res. Returns COFFER_EUNAVAIL

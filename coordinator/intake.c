@@ -82,6 +82,16 @@ struct coord_intake {
 	pending_command cmds[INTAKE_MAX_COMMANDS];
 	size_t n_cmds;
 	coord_drill_commands drill_cmds; /* a drill runner's RunDrills */
+	/* The audit rows of the envelope being applied, appended together just
+	 * before its transaction commits (one round trip, not one per event).
+	 * details are owned (cJSON_free); the other fields point into the
+	 * request or the agent row, which outlive the append. */
+	coord_audit_entry *audit_rows;
+	size_t n_audit, cap_audit;
+	/* The envelope's durable events went into `events` in one statement
+	 * (insert_events); record_event only applies and audits them. */
+	bool events_inserted;
+	coord_pgarray ev_cols[5];
 };
 
 /* The agent's row, read under its lock. */
@@ -317,21 +327,14 @@ hex_nibble(char c)
 
 /* ---- catalog helpers ---- */
 
-/* PQexecParams with text parameters; returns the result when the statement
- * succeeded, else NULL with err set (COFFER_EPG or COFFER_EUNAVAIL). */
+/* One statement (sql: a literal), prepared once per connection; returns the
+ * result when it succeeded, else NULL with err set (COFFER_EPG or
+ * COFFER_EUNAVAIL). */
 static PGresult *
 cat_query(coord_intake *in, const char *what, const char *sql, int n, const char *const *vals,
     int *rv, coffer_err *err)
 {
-	PGconn *conn = coord_catalog_conn(in->cat);
-	PGresult *res = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
-	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-		*rv = 0;
-		return (res);
-	}
-	*rv = coord_catalog_pg_error(in->cat, res, what, err);
-	return (NULL);
+	return (coord_catalog_query(in->cat, sql, n, vals, what, rv, err));
 }
 
 static int
@@ -341,6 +344,44 @@ cat_exec(coord_intake *in, const char *what, const char *sql, int n, const char 
 	int rv;
 	PGresult *res = cat_query(in, what, sql, n, vals, &rv, err);
 	PQclear(res);
+	return (rv);
+}
+
+/* ---- audit rows of one envelope ---- */
+
+static void
+audit_rows_clear(coord_intake *in)
+{
+	for (size_t i = 0; i < in->n_audit; i++) {
+		cJSON_free((void *)in->audit_rows[i].details);
+	}
+	in->n_audit = 0;
+}
+
+/* Queues a row; takes details (cJSON_free'd later) whatever happens. */
+static int
+audit_rows_add(coord_intake *in, const char *actor, const char *action, const char *subject,
+    char *details, coffer_err *err)
+{
+	if (in->n_audit == in->cap_audit) {
+		size_t cap = in->cap_audit != 0 ? 2 * in->cap_audit : 32;
+		coord_audit_entry *rows = realloc(in->audit_rows, cap * sizeof(*rows));
+		if (rows == NULL) {
+			cJSON_free(details);
+			return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
+		}
+		in->audit_rows = rows;
+		in->cap_audit = cap;
+	}
+	in->audit_rows[in->n_audit++] = (coord_audit_entry){ actor, action, subject, details };
+	return (0);
+}
+
+static int
+audit_rows_flush(coord_intake *in, coffer_err *err)
+{
+	int rv = coord_audit_append_many(in->cat, &in->key, in->audit_rows, in->n_audit, NULL, err);
+	audit_rows_clear(in);
 	return (rv);
 }
 
@@ -382,6 +423,11 @@ coord_intake_free(coord_intake *in)
 	}
 	coffer_wire_arena_fini(&in->env_arena);
 	coffer_wire_arena_fini(&in->body_arena);
+	audit_rows_clear(in);
+	free(in->audit_rows);
+	for (size_t i = 0; i < sizeof(in->ev_cols) / sizeof(in->ev_cols[0]); i++) {
+		coord_pgarray_free(&in->ev_cols[i]);
+	}
 	OPENSSL_cleanse(&in->key, sizeof(in->key));
 	free(in);
 }
@@ -1027,57 +1073,58 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	}
 }
 
-/* Records one durable event (and, when valid, its effect) plus its audit
- * row. *inserted false: (agent, seq) was already in `events`. */
+/* Inserts one durable event into `events`; *inserted false: (agent, seq)
+ * was already there. */
 static int
-record_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
+insert_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
     const char *rejected, bool *inserted, coffer_err *err)
 {
-	cJSON *p = event_payload(ev);
-	char *ptext = NULL, *dtext = NULL;
-	cJSON *d = cJSON_CreateObject();
-	int rv = 0;
 	*inserted = false;
-	if (p == NULL || d == NULL) {
-		rv = coffer_err_set(err, COFFER_ENOMEM, "no memory for an event");
-		goto out;
-	}
-	if (rejected != NULL) {
+	cJSON *p = event_payload(ev);
+	if (p != NULL && rejected != NULL) {
 		cJSON_AddStringToObject(p, "rejected", rejected);
 	}
-	ptext = cJSON_PrintUnformatted(p);
+	char *ptext = p != NULL ? cJSON_PrintUnformatted(p) : NULL;
+	cJSON_Delete(p);
 	if (ptext == NULL) {
-		rv = coffer_err_set(err, COFFER_ENOMEM, "no memory for an event");
-		goto out;
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an event"));
 	}
 	char seq[24], at[24];
 	snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
 	fmt_i64(at, sizeof(at), ev->occurred_at_ms);
-	const char *type = event_type(ev);
-	const char *vals[] = { ag->name, seq, ev->service, type, ptext,
+	const char *vals[] = { ag->name, seq, ev->service, event_type(ev), ptext,
 		ms_ok(ev->occurred_at_ms) ? at : NULL };
+	int rv;
 	PGresult *res = cat_query(in, "recording an event",
 	    "INSERT INTO events (agent, seq, service, type, payload, sent_at) "
 	    "VALUES ($1, $2, $3, $4, $5::jsonb, " TS(6) ") "
 	    "ON CONFLICT (agent, seq) DO NOTHING RETURNING id",
 	    6, vals, &rv, err);
+	cJSON_free(ptext);
 	if (res == NULL) {
-		goto out;
+		return (rv);
 	}
 	*inserted = PQntuples(res) == 1;
 	PQclear(res);
-	if (!*inserted) {
-		goto out;
+	return (0);
+}
+
+/* Queues the event's audit row: a summary, the full payload is in
+ * `events`. */
+static int
+audit_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
+    const char *rejected, coffer_err *err)
+{
+	cJSON *d = cJSON_CreateObject();
+	if (d == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
 	}
-	if (rejected == NULL && (rv = apply_backup(in, ag, ev, err)) != 0) {
-		goto out;
-	}
-	/* The audit row is a summary: the full payload is in `events`. */
 	const char *id = event_backup_id(ev);
+	bool id_ok = id != NULL && name_ok(id, true);
 	cJSON_AddNumberToObject(d, "seq", (double)ev->seq);
 	cJSON_AddStringToObject(d, "service", ev->service);
-	cJSON_AddStringToObject(d, "type", type);
-	if (id != NULL && name_ok(id, true)) {
+	cJSON_AddStringToObject(d, "type", event_type(ev));
+	if (id_ok) {
 		cJSON_AddStringToObject(d, "backup_id", id);
 	}
 	if (rejected != NULL) {
@@ -1085,20 +1132,106 @@ record_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	} else if (ev->kind_case == COFFER__V1__EVENT__KIND_BACKUP_FAILED) {
 		add_text(d, "reason", ev->backup_failed->reason);
 	}
-	dtext = cJSON_PrintUnformatted(d);
-	if (dtext == NULL) {
-		rv = coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row");
-		goto out;
-	}
-	rv = coord_audit_append(in->cat, &in->key, ag->name,
-	    rejected != NULL ? "event.rejected" : type,
-	    id != NULL && name_ok(id, true) ? id : ag->service, dtext, NULL, err);
-out:
-	cJSON_Delete(p);
+	char *dtext = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
-	cJSON_free(ptext);
-	cJSON_free(dtext);
-	return (rv);
+	if (dtext == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
+	}
+	return (audit_rows_add(in, ag->name, rejected != NULL ? "event.rejected" : event_type(ev),
+	    id_ok ? id : ag->service, dtext, err));
+}
+
+/* Records one durable event (unless insert_events already did), its effect
+ * when valid, and its audit row. *inserted false: (agent, seq) was already
+ * in `events`, and nothing else happened. */
+static int
+record_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
+    const char *rejected, bool *inserted, coffer_err *err)
+{
+	int rv;
+	*inserted = true;
+	if (!in->events_inserted &&
+	    ((rv = insert_event(in, ag, ev, rejected, inserted, err)) != 0 || !*inserted)) {
+		return (rv);
+	}
+	if (rejected == NULL && (rv = apply_backup(in, ag, ev, err)) != 0) {
+		return (rv);
+	}
+	return (audit_event(in, ag, ev, rejected, err));
+}
+
+/*
+ * Inserts every durable event above mark into `events` in one statement.
+ * The agent's row is locked, so nobody else inserts its events meanwhile
+ * and every row must be new: a conflict means the catalog disagrees with the
+ * agent's high-water mark, reported as COFFER_EPG so that the envelope is
+ * retried the careful way, one event (and one savepoint) at a time.
+ */
+static int
+insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b,
+    int64_t mark, coffer_err *err)
+{
+	enum { C_SEQ, C_SERVICE, C_TYPE, C_PAYLOAD, C_SENT };
+	coord_pgarray *c = in->ev_cols;
+	for (int i = 0; i < 5; i++) {
+		coord_pgarray_reset(&c[i]);
+	}
+	int want = 0;
+	bool ok = true;
+	for (size_t i = 0; i < b->n_events && ok; i++) {
+		const Coffer__V1__Event *ev = b->events[i];
+		if (ev->seq == 0 || (int64_t)ev->seq <= mark) {
+			continue;
+		}
+		char why[200], seq[24], at[24];
+		const char *rejected = event_valid(ev, why, sizeof(why)) ? NULL : why;
+		cJSON *p = event_payload(ev);
+		if (p != NULL && rejected != NULL) {
+			cJSON_AddStringToObject(p, "rejected", rejected);
+		}
+		char *ptext = p != NULL ? cJSON_PrintUnformatted(p) : NULL;
+		cJSON_Delete(p);
+		snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
+		fmt_i64(at, sizeof(at), ev->occurred_at_ms);
+		ok = ptext != NULL && coord_pgarray_add(&c[C_SEQ], seq) &&
+		    coord_pgarray_add(&c[C_SERVICE], ev->service) &&
+		    coord_pgarray_add(&c[C_TYPE], event_type(ev)) &&
+		    coord_pgarray_add(&c[C_PAYLOAD], ptext) &&
+		    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[C_SENT], at) :
+						 coord_pgarray_add_null(&c[C_SENT]));
+		cJSON_free(ptext);
+		want++;
+	}
+	if (!ok) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an envelope's events"));
+	}
+	if (want == 0) {
+		return (0);
+	}
+	const char *vals[] = { ag->name, coord_pgarray_text(&c[C_SEQ]),
+		coord_pgarray_text(&c[C_SERVICE]), coord_pgarray_text(&c[C_TYPE]),
+		coord_pgarray_text(&c[C_PAYLOAD]), coord_pgarray_text(&c[C_SENT]) };
+	int rv;
+	PGresult *res = cat_query(in, "recording the envelope's events",
+	    "INSERT INTO events (agent, seq, service, type, payload, sent_at) "
+	    "SELECT $1, e.seq, e.service, e.type, e.payload, "
+	    "  timestamptz 'epoch' + e.sent_ms * interval '1 millisecond' "
+	    "FROM unnest($2::bigint[], $3::text[], $4::text[], $5::jsonb[], $6::bigint[]) "
+	    "  AS e(seq, service, type, payload, sent_ms) "
+	    "ON CONFLICT (agent, seq) DO NOTHING",
+	    6, vals, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool all = strtol(PQcmdTuples(res), NULL, 10) == want;
+	PQclear(res);
+	if (!all) {
+		coffer_err_set(err, COFFER_EPG,
+		    "events of agent %s above its high-water mark %" PRId64 " are already recorded",
+		    ag->name, mark);
+		return (COFFER_EPG);
+	}
+	return (0);
 }
 
 /*
@@ -1291,6 +1424,8 @@ static int
 process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_row *ag,
     bool *found, verdict *v, coord_intake_result *res, coffer_err *err)
 {
+	audit_rows_clear(in);
+	in->events_inserted = false;
 	int rv = load_agent(in, env->agent_id, ag, found, err);
 	if (rv != 0) {
 		return (rv);
@@ -1341,6 +1476,10 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		if ((rv = check_backup_owners(in, ag, b, mark, v, err)) != 0 || v->status != 0) {
 			return (rv);
 		}
+		if (!careful && (rv = insert_events(in, ag, b, mark, err)) != 0) {
+			return (rv);
+		}
+		in->events_inserted = !careful;
 		for (size_t i = 0; i < b->n_events; i++) {
 			const Coffer__V1__Event *ev = b->events[i];
 			if (ev->seq == 0) {
@@ -1365,6 +1504,9 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 				return (rv);
 			}
 		}
+	}
+	if ((rv = audit_rows_flush(in, err)) != 0) {
+		return (rv);
 	}
 	char m[24], s[24];
 	fmt_i64(m, sizeof(m), mark);
