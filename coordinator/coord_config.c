@@ -150,6 +150,9 @@ static const coffer_config_key coordinator_keys[] = {
 	    .min = 1000, .max = 3600 * 1000 },
 	{ .name = "insecure", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ .name = "log_level", .type = COFFER_CONFIG_ENUM, .def = "info", .words = log_levels },
+	/* Threads (each with its own catalog connection) applying agents'
+	 * envelopes; admin requests and maintenance have one more of their own. */
+	{ .name = "intake_workers", .type = COFFER_CONFIG_INT, .def = "4", .min = 1, .max = 32 },
 	{ 0 },
 };
 
@@ -751,6 +754,7 @@ finish(coffer_config *ini, coord_config **out, coffer_err *err)
 	c->maintenance_interval_ms =
 	    coffer_config_duration_ms(ini, "coordinator", "maintenance_interval");
 	c->insecure = coffer_config_bool(ini, "coordinator", "insecure");
+	c->intake_workers = (int)coffer_config_int(ini, "coordinator", "intake_workers");
 	if (coffer_log_level_parse(coffer_config_str(ini, "coordinator", "log_level"),
 		&c->log_level) != 0) {
 		c->log_level = COFFER_LOG_INFO;

@@ -113,6 +113,7 @@ typedef struct coord_config {
 	const char *metrics_listen; /* NULL if unset */
 	int64_t maintenance_interval_ms; /* retention, alerts, deliveries */
 	bool insecure;              /* plain tcp:// on a non-loopback address allowed */
+	int intake_workers;         /* threads applying agents' envelopes */
 	coffer_log_level log_level;
 	/* The whole file, for modules that read their own sections. */
 	coffer_config *ini;

@@ -1,20 +1,22 @@
 /*
- * Server: libuv loop + wire server + one catalog thread; see
+ * Server: libuv loop + wire server + catalog lanes; see
  * coordinator/server.h.
  *
  * Design notes.
- * Why one dedicated catalog thread with one connection, and not
- * uv_queue_work with a pool of connections: every request that changes
- * anything (applied events, refusals, enrollments) appends to the audit
- * chain, and audit appenders serialise on audit_head's row lock until their
- * transaction ends. Parallel connections would queue on that lock inside
- * PostgreSQL while each holding a thread-pool slot (libuv's pool is shared
- * with other blocking work, 4 threads by default), so they would buy
- * little throughput and cost deadlock-prone lock waits. A single thread
- * also keeps the libpq rule (one thread per connection) trivially true and
- * gives reconnect-with-backoff one obvious owner. If throughput ever needs
- * it, the unit to parallelise is this thread (one per connection), with
- * requests routed by agent so one agent's envelopes stay in order.
+ * A lane is a thread with its own catalog connection (libpq: one thread
+ * per connection) and its own reconnect-with-backoff. Lane 0 serves
+ * operators' requests and the maintenance tick, in order; lanes 1..N
+ * (`intake_workers`) apply agents' envelopes from a shared queue. Why
+ * dedicated threads and not uv_queue_work: libuv's pool is shared with
+ * other blocking work and a lane keeps its connection for life. Why
+ * several intake lanes although every envelope appends to the audit chain,
+ * whose appenders serialise on audit_head's row lock: intake appends an
+ * envelope's audit rows in one batch just before it commits, so the lock
+ * is held for two statements and a commit while the rest of the work
+ * (decoding, signature checks, inserts, updates) runs in parallel, and a
+ * single connection spends most of its time waiting for round trips. One
+ * agent's envelopes are never applied out of order: the agent sends the
+ * next only after the reply, and intake locks the agent's row first.
  *
  * Hand-off. The handler (loop thread) appends a job to a locked queue and
  * signals the thread; the thread appends the finished job to a done queue
@@ -35,6 +37,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,9 +65,8 @@
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
 
-/* What the catalog thread does with a job. Everything that touches the
- * catalog goes through the one thread, so ordering and the audit chain
- * need no other locks. */
+/* What a lane does with a job: JOB_AGENT on the intake lanes, the others
+ * on lane 0. */
 typedef enum job_kind {
 	JOB_AGENT, /* an agent's envelope: intake */
 	JOB_ADMIN, /* an operator's envelope: admin commands */
@@ -82,7 +84,21 @@ typedef struct job {
 	size_t out_len;
 } job;
 
-typedef struct server {
+typedef struct server server;
+
+typedef struct lane {
+	server *s;
+	int index; /* 0: admin and ticks; 1..: intake */
+	pthread_t thread;
+	bool started;
+	coord_catalog *cat;
+	coord_intake *intake; /* intake lanes */
+	bool down;
+	int64_t backoff_ms;
+	int64_t next_retry_ms; /* monotonic */
+} lane;
+
+struct server {
 	uv_loop_t loop;
 	uv_async_t done_async;
 	uv_signal_t sigterm, sigint;
@@ -94,11 +110,11 @@ typedef struct server {
 	const coord_config *cfg;
 	const coord_audit_key *key;
 
-	pthread_t thread;
-	bool thread_started;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	job *todo_head, *todo_tail; /* mu */
+	pthread_cond_t cv;        /* lane 0's queue */
+	pthread_cond_t intake_cv; /* the intake lanes' queue */
+	job *todo_head, *todo_tail; /* mu: lane 0 */
+	job *intake_head, *intake_tail; /* mu: intake lanes */
 	job *done_head, *done_tail; /* mu */
 	bool stop;                  /* mu */
 
@@ -108,7 +124,13 @@ typedef struct server {
 	pthread_mutex_t metrics_mu;
 	coord_catalog *metrics_cat; /* metrics_mu */
 
-	/* Catalog thread only (after start). */
+	lane *lanes; /* n_lanes: [0] admin and ticks, then intake */
+	int n_lanes;
+	/* Lanes that know the catalog is down: an outage is logged once, by
+	 * the first lane to find it, not once per connection. */
+	atomic_int lanes_down;
+
+	/* Lane 0 only (after start). */
 	coord_notify *notify;
 	coord_drills *drills;
 	unsigned ticks;
@@ -117,12 +139,8 @@ typedef struct server {
 	coffer_repo *repo; /* primary, with delete rights, for retention; NULL if none */
 	bool repo_warned;
 	bool policy_synced;
-	coord_catalog *cat;
-	coord_intake *intake;
-	bool down;
-	int64_t backoff_ms;
-	int64_t next_retry_ms; /* monotonic */
-} server;
+	coord_catalog *cat; /* lanes[0].cat */
+};
 
 static void
 push(job **head, job **tail, job *j)
@@ -139,41 +157,43 @@ push(job **head, job **tail, job *j)
 /* ---- catalog thread ---- */
 
 static void
-mark_down(server *s, const char *why)
+mark_down(lane *l, const char *why)
 {
-	if (!s->down) {
+	if (!l->down) {
 		char q[600];
-		coffer_log_error("catalog unreachable; not acking", "error=%s",
-		    coffer_log_quote(q, sizeof(q), why));
-		s->down = true;
-		s->backoff_ms = BACKOFF_MIN_MS;
-	} else if (s->backoff_ms < BACKOFF_MAX_MS) {
-		s->backoff_ms *= 2;
-		if (s->backoff_ms > BACKOFF_MAX_MS) {
-			s->backoff_ms = BACKOFF_MAX_MS;
+		if (atomic_fetch_add(&l->s->lanes_down, 1) == 0)
+			coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s",
+			    l->index, coffer_log_quote(q, sizeof(q), why));
+		l->down = true;
+		l->backoff_ms = BACKOFF_MIN_MS;
+	} else if (l->backoff_ms < BACKOFF_MAX_MS) {
+		l->backoff_ms *= 2;
+		if (l->backoff_ms > BACKOFF_MAX_MS) {
+			l->backoff_ms = BACKOFF_MAX_MS;
 		}
 	}
-	s->next_retry_ms = coffer_clock_monotonic_ms() + s->backoff_ms;
+	l->next_retry_ms = coffer_clock_monotonic_ms() + l->backoff_ms;
 }
 
 static void
-try_reconnect(server *s)
+try_reconnect(lane *l)
 {
 	coffer_err err;
 	coffer_err_clear(&err);
-	if (coord_catalog_reconnect(s->cat, &err) == 0 && coord_catalog_check(s->cat, &err) == 0) {
-		coffer_log_info("catalog reachable again; acking", NULL);
-		s->down = false;
+	if (coord_catalog_reconnect(l->cat, &err) == 0 && coord_catalog_check(l->cat, &err) == 0) {
+		coffer_log_info("catalog reachable again; acking", "lane=%d", l->index);
+		atomic_fetch_sub(&l->s->lanes_down, 1);
+		l->down = false;
 		return;
 	}
-	mark_down(s, err.msg);
+	mark_down(l, err.msg);
 	/* Once the backoff is at its cap, say why every time (every
 	 * BACKOFF_MAX_MS): a catalog that is up but has the wrong schema
 	 * needs an operator, not patience. */
 	char q[600];
-	coffer_log(s->backoff_ms >= BACKOFF_MAX_MS ? COFFER_LOG_WARN : COFFER_LOG_DEBUG,
-	    "catalog still unreachable", "error=%s retry_ms=%lld",
-	    coffer_log_quote(q, sizeof(q), err.msg), (long long)s->backoff_ms);
+	coffer_log(l->backoff_ms >= BACKOFF_MAX_MS ? COFFER_LOG_WARN : COFFER_LOG_DEBUG,
+	    "catalog still unreachable", "lane=%d error=%s retry_ms=%lld", l->index,
+	    coffer_log_quote(q, sizeof(q), err.msg), (long long)l->backoff_ms);
 }
 
 /* Conditions are re-evaluated every tick and the alert outbox drained; the
@@ -280,30 +300,31 @@ serve_tick(server *s)
 }
 
 static void
-serve_job(server *s, job *j)
+serve_job(lane *l, job *j)
 {
+	server *s = l->s;
 	coffer_err err;
 	coffer_err_clear(&err);
-	if (s->down && coffer_clock_monotonic_ms() >= s->next_retry_ms) {
-		try_reconnect(s);
+	if (l->down && coffer_clock_monotonic_ms() >= l->next_retry_ms) {
+		try_reconnect(l);
 	}
 	if (j->kind == JOB_TICK) {
-		if (!s->down)
+		if (!l->down)
 			serve_tick(s);
 		return;
 	}
 	if (j->kind == JOB_ADMIN) {
 		/* While the catalog is down the admin handler's own queries fail
 		 * and it answers with that error: operators see why. */
-		if (coord_admin_handle(s->cat, s->cfg, s->key, j->req, j->len, &j->out,
+		if (coord_admin_handle(l->cat, s->cfg, s->key, j->req, j->len, &j->out,
 			&j->out_len) != 0)
 			j->out = NULL;
-		if (!coord_catalog_ok(s->cat))
-			mark_down(s, "the connection was lost");
+		if (!coord_catalog_ok(l->cat))
+			mark_down(l, "the connection was lost");
 		return;
 	}
-	if (s->down) {
-		if (coord_intake_reply_status(s->intake, j->req, j->len,
+	if (l->down) {
+		if (coord_intake_reply_status(l->intake, j->req, j->len,
 			COFFER__V1__STATUS__STATUS_UNAVAILABLE,
 			"the catalog is unreachable; keep the events and retry later", &j->out,
 			&j->out_len, &err) != 0) {
@@ -313,26 +334,26 @@ serve_job(server *s, job *j)
 	}
 	coord_intake_result res;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (coord_intake_handle(s->intake, j->req, j->len, j->peer, &j->out, &j->out_len,
+		if (coord_intake_handle(l->intake, j->req, j->len, j->peer, &j->out, &j->out_len,
 			&res, &err) != 0) {
 			char q[600];
 			coffer_log_error("cannot build a reply", "error=%s",
 			    coffer_log_quote(q, sizeof(q), err.msg));
 			j->out = NULL;
 		}
-		if (coord_catalog_ok(s->cat)) {
+		if (coord_catalog_ok(l->cat)) {
 			break;
 		}
-		mark_down(s, res.cause[0] != '\0' ? res.cause : "the connection was lost");
+		mark_down(l, res.cause[0] != '\0' ? res.cause : "the connection was lost");
 		/* A catalog restarted while we were idle: only the first
 		 * statement finds the old connection dead. Nothing of the
 		 * request was applied (its transaction died with the
 		 * connection), so one immediate reconnect and a second try
 		 * spare the agent a retry. */
 		if (attempt == 0) {
-			try_reconnect(s);
+			try_reconnect(l);
 		}
-		if (s->down) {
+		if (l->down) {
 			break;
 		}
 		free(j->out);
@@ -354,19 +375,37 @@ serve_job(server *s, job *j)
 	}
 }
 
-static void *
-catalog_thread(void *arg)
+/* Takes the next job of lane l's queue, or NULL. Called with s->mu held. */
+static job *
+take_job(server *s, lane *l)
 {
-	server *s = arg;
+	job **head = l->index == 0 ? &s->todo_head : &s->intake_head;
+	job **tail = l->index == 0 ? &s->todo_tail : &s->intake_tail;
+	job *j = *head;
+	if (j != NULL) {
+		*head = j->next;
+		if (*head == NULL) {
+			*tail = NULL;
+		}
+	}
+	return (j);
+}
+
+static void *
+lane_thread(void *arg)
+{
+	lane *l = arg;
+	server *s = l->s;
+	pthread_cond_t *cv = l->index == 0 ? &s->cv : &s->intake_cv;
 	pthread_mutex_lock(&s->mu);
 	while (!s->stop) {
-		job *j = s->todo_head;
+		job *j = take_job(s, l);
 		if (j == NULL) {
-			if (s->down) {
-				int64_t wait = s->next_retry_ms - coffer_clock_monotonic_ms();
+			if (l->down) {
+				int64_t wait = l->next_retry_ms - coffer_clock_monotonic_ms();
 				if (wait <= 0) {
 					pthread_mutex_unlock(&s->mu);
-					try_reconnect(s);
+					try_reconnect(l);
 					pthread_mutex_lock(&s->mu);
 					continue;
 				}
@@ -378,18 +417,14 @@ catalog_thread(void *arg)
 					ts.tv_sec++;
 					ts.tv_nsec -= 1000000000L;
 				}
-				pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+				pthread_cond_timedwait(cv, &s->mu, &ts);
 			} else {
-				pthread_cond_wait(&s->cv, &s->mu);
+				pthread_cond_wait(cv, &s->mu);
 			}
 			continue;
 		}
-		s->todo_head = j->next;
-		if (s->todo_head == NULL) {
-			s->todo_tail = NULL;
-		}
 		pthread_mutex_unlock(&s->mu);
-		serve_job(s, j);
+		serve_job(l, j);
 		pthread_mutex_lock(&s->mu);
 		if (j->kind == JOB_TICK)
 			s->tick_queued = false;
@@ -451,8 +486,13 @@ enqueue(server *s, job_kind kind, coffer_net_reply *reply, const uint8_t *req, s
 	j->len = len;
 	snprintf(j->peer, sizeof(j->peer), "%s", peer->addr);
 	pthread_mutex_lock(&s->mu);
-	push(&s->todo_head, &s->todo_tail, j);
-	pthread_cond_signal(&s->cv);
+	if (kind == JOB_AGENT) {
+		push(&s->intake_head, &s->intake_tail, j);
+		pthread_cond_signal(&s->intake_cv);
+	} else {
+		push(&s->todo_head, &s->todo_tail, j);
+		pthread_cond_signal(&s->cv);
+	}
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -525,17 +565,22 @@ shutdown_server(server *s, const char *why)
 	}
 	pthread_mutex_lock(&s->mu);
 	s->stop = true;
-	pthread_cond_signal(&s->cv);
+	pthread_cond_broadcast(&s->cv);
+	pthread_cond_broadcast(&s->intake_cv);
 	pthread_mutex_unlock(&s->mu);
-	/* Waits for at most the request in hand (bounded by libpq's own
-	 * timeouts); the loop has nothing else left to serve. */
-	if (s->thread_started) {
-		pthread_join(s->thread, NULL);
-		s->thread_started = false;
+	/* Waits for at most the request in hand on each lane (bounded by
+	 * libpq's own timeouts); the loop has nothing else left to serve. */
+	for (int i = 0; i < s->n_lanes; i++) {
+		if (s->lanes[i].started) {
+			pthread_join(s->lanes[i].thread, NULL);
+			s->lanes[i].started = false;
+		}
 	}
 	drop_all(s->todo_head);
+	drop_all(s->intake_head);
 	drop_all(s->done_head);
 	s->todo_head = s->todo_tail = s->done_head = s->done_tail = NULL;
+	s->intake_head = s->intake_tail = NULL;
 	uv_close((uv_handle_t *)&s->done_async, NULL);
 	/* The signal handles stay installed, only unref'd, until the loop has
 	 * drained: timeout(1) may deliver SIGTERM twice, and a second one must
@@ -597,6 +642,48 @@ open_primary(const coord_config *cfg, coffer_repo **out, coffer_err *err)
 	return 0;
 }
 
+/* Lane 0 and cfg->intake_workers intake lanes, each connected and its
+ * catalog checked: a coordinator that cannot use every connection it will
+ * need does not start. */
+static int
+open_lanes(server *s, const coord_config *cfg, const coord_audit_key *key, coffer_err *err)
+{
+	int n = 1 + (cfg->intake_workers > 0 ? cfg->intake_workers : 1);
+	s->lanes = calloc((size_t)n, sizeof(*s->lanes));
+	if (s->lanes == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the coordinator"));
+	}
+	for (int i = 0; i < n; i++) {
+		lane *l = &s->lanes[i];
+		l->s = s;
+		l->index = i;
+		s->n_lanes = i + 1;
+		int rv;
+		if ((l->cat = coord_catalog_open(cfg->catalog, err)) == NULL)
+			return (err->code);
+		if ((rv = coord_catalog_check(l->cat, err)) != 0)
+			return (rv);
+		if (i > 0 &&
+		    (rv = coord_intake_new(l->cat, key, COFFER_WIRE_MAX_MSG, &l->intake, err)) != 0)
+			return (rv);
+	}
+	s->cat = s->lanes[0].cat;
+	return (0);
+}
+
+static void
+close_lanes(server *s)
+{
+	for (int i = 0; i < s->n_lanes; i++) {
+		coord_intake_free(s->lanes[i].intake);
+		coord_catalog_close(s->lanes[i].cat);
+	}
+	free(s->lanes);
+	s->lanes = NULL;
+	s->n_lanes = 0;
+	s->cat = NULL;
+}
+
 int
 coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err *err)
 {
@@ -605,15 +692,8 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the coordinator"));
 	}
 	int rv;
-	s->cat = coord_catalog_open(cfg->catalog, err);
-	if (s->cat == NULL) {
-		rv = err->code;
-		free(s);
-		return (rv);
-	}
-	if ((rv = coord_catalog_check(s->cat, err)) != 0 ||
-	    (rv = coord_intake_new(s->cat, key, COFFER_WIRE_MAX_MSG, &s->intake, err)) != 0) {
-		coord_catalog_close(s->cat);
+	if ((rv = open_lanes(s, cfg, key, err)) != 0) {
+		close_lanes(s);
 		free(s);
 		return (rv);
 	}
@@ -623,6 +703,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->cv, &ca);
+	pthread_cond_init(&s->intake_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	uv_loop_init(&s->loop);
 
@@ -690,15 +771,18 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		s->sigterm.data = s->sigint.data = s;
 		uv_signal_start(&s->sigterm, on_signal, SIGTERM);
 		uv_signal_start(&s->sigint, on_signal, SIGINT);
-		int prv = pthread_create(&s->thread, NULL, catalog_thread, s);
+		int prv = 0;
+		for (int i = 0; i < s->n_lanes && prv == 0; i++) {
+			prv = pthread_create(&s->lanes[i].thread, NULL, lane_thread, &s->lanes[i]);
+			s->lanes[i].started = prv == 0;
+		}
 		if (prv != 0) {
-			rv = coffer_err_set(err, COFFER_ENOMEM, "cannot start the catalog thread: %s",
+			rv = coffer_err_set(err, COFFER_ENOMEM, "cannot start a catalog thread: %s",
 			    strerror(prv));
 			shutdown_server(s, "startup failed");
 		} else {
-			s->thread_started = true;
-			coffer_log_info("coordinator listening", "url=%s port=%d", cfg->listen,
-			    coffer_net_server_port(s->net));
+			coffer_log_info("coordinator listening", "url=%s port=%d intake_workers=%d",
+			    cfg->listen, coffer_net_server_port(s->net), s->n_lanes - 1);
 			if (s->admin_net != NULL)
 				coffer_log_info("admin endpoint listening", "url=%s port=%d",
 				    cfg->admin_listen, coffer_net_server_port(s->admin_net));
@@ -715,14 +799,14 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	if (uv_loop_close(&s->loop) != 0) {
 		coffer_log_warn("loop closed with handles still open", NULL);
 	}
-	coord_intake_free(s->intake);
 	coord_notify_free(s->notify);
 	coord_drills_free(s->drills);
 	coord_catalog_close(s->metrics_cat);
 	pthread_mutex_destroy(&s->metrics_mu);
 	coffer_repo_close(s->repo);
-	coord_catalog_close(s->cat);
+	close_lanes(s);
 	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->intake_cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	if (rv == 0) {
