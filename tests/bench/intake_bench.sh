@@ -5,7 +5,10 @@
 #   cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel -j2
 #   COFFER_BIN=$PWD/build-rel/bin tests/bench/intake_bench.sh
 # Prints a markdown table for docs/PERFORMANCE.md, with the coordinator's peak
-# memory (VmHWM) after each run. Plain tcp:// on loopback: the cost of TLS is
+# memory (VmHWM) after each run. COFFER_BASELINE_BIN (optional): the bin
+# directory of another build (an older commit) measured first in the same
+# run, each build against its own fresh catalog database on the same server.
+# Plain tcp:// on loopback: the cost of TLS is
 # per connection, not per event, and is measured by tests/integration/net.sh.
 set -euo pipefail
 : "${COFFER_BIN:?set COFFER_BIN to a Release build bin directory}"
@@ -14,40 +17,50 @@ t_init intake-bench
 coord=$COFFER_BIN/coffer-coordinator
 
 pg_start "$T/pg" "shared_buffers = 256MB" "synchronous_commit = on"
-ci="$PG_CONNINFO dbname=coffer"
-psql_at "$PG_CONNINFO dbname=postgres" -c "create database coffer"
 "$coord" audit-keygen --out "$T/audit.key" >/dev/null
-mkdir -p "$T/state"
-cat >"$T/coordinator.conf" <<CONF
+
+# One coordinator build against a fresh catalog database: its rows of the table.
+bench_build() { # label coordinator-binary
+	local label=$1 bin=$2 db="coffer_$1" cpid port
+	local ci="$PG_CONNINFO dbname=$db"
+	psql_at "$PG_CONNINFO dbname=postgres" -c "create database $db"
+	rm -rf "$T/state-$label"
+	mkdir -p "$T/state-$label"
+	cat >"$T/$label.conf" <<CONF
 [coordinator]
 listen = tcp://127.0.0.1:0
 catalog = $ci
 audit_key = $T/audit.key
-state_dir = $T/state
+state_dir = $T/state-$label
 log_level = info
 [service.bench]
 owner = bench
 schedule = 0 2 * * *
 retention.daily = 7
 CONF
-"$coord" migrate -c "$T/coordinator.conf" >/dev/null 2>&1
-"$coord" run -c "$T/coordinator.conf" 2>"$T/coord.log" &
-cpid=$!
-for _ in $(seq 100); do grep -q 'coordinator listening' "$T/coord.log" && break; sleep 0.1; done
-port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-[[ -n $port ]] || { kill "$cpid"; fail "coordinator did not start: $(cat "$T/coord.log")"; }
-
-echo "| agents | client threads | events per envelope | events | seconds | events/s | p50 ms | p99 ms | failed calls | coordinator VmHWM MiB |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-run() { # agents threads batch envelopes
-	local row
-	row=$("$COFFER_BIN/intake_bench" --catalog "$ci" --audit-key "$T/audit.key" \
-		--url "tcp://127.0.0.1:$port" --agents "$1" --threads "$2" --batch "$3" --envelopes "$4")
-	echo "${row% |} | $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$cpid/status") |"
+	"$bin" migrate -c "$T/$label.conf" >/dev/null 2>&1
+	"$bin" run -c "$T/$label.conf" 2>"$T/coord-$label.log" &
+	cpid=$!
+	for _ in $(seq 100); do grep -q 'coordinator listening' "$T/coord-$label.log" && break; sleep 0.1; done
+	port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord-$label.log")
+	[[ -n $port ]] || { kill "$cpid"; fail "coordinator $label did not start: $(cat "$T/coord-$label.log")"; }
+	run() { # agents threads batch envelopes
+		local row
+		row=$("$COFFER_BIN/intake_bench" --catalog "$ci" --audit-key "$T/audit.key" \
+			--url "tcp://127.0.0.1:$port" --agents "$1" --threads "$2" --batch "$3" --envelopes "$4")
+		echo "| $label ${row% |} | $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$cpid/status") |"
+	}
+	run 1 1 10 300
+	run 100 8 10 5
+	run 1000 16 10 1
+	run 1000 16 50 1
+	kill -TERM "$cpid"
+	wait "$cpid" || true
 }
-run 1 1 10 300
-run 100 8 10 5
-run 1000 16 10 1
-run 1000 16 50 1
-kill -TERM "$cpid"
-wait "$cpid" || true
+
+echo "| build | agents | client threads | events per envelope | events | seconds | events/s | p50 ms | p99 ms | failed calls | coordinator VmHWM MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+if [[ -n ${COFFER_BASELINE_BIN:-} ]]; then
+	bench_build baseline "$COFFER_BASELINE_BIN/coffer-coordinator"
+fi
+bench_build current "$coord"
