@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/archiver.h"
 #include "agent/events.h"
 #include "common/clock.h"
 #include "common/keyring.h"
@@ -638,6 +639,7 @@ typedef struct heartbeat_info {
 	bool backup_running;
 	char last_backup_id[128];
 	int64_t last_backup_at_ms;
+	agent_archiver_status archiver; /* read by the sender thread itself */
 } heartbeat_info;
 
 /* A transient event (seq 0): never in the outbox, never acked. hb NULL
@@ -672,6 +674,18 @@ link_send_transient(sender_link *l, const heartbeat_info *hb_info, coffer_err *e
 		hb.backup_running = hb_info->backup_running;
 		hb.last_backup_id = (char *)hb_info->last_backup_id;
 		hb.last_backup_at_ms = hb_info->last_backup_at_ms;
+		const agent_archiver_status *a = &hb_info->archiver;
+		if (a->archiving) {
+			hb.last_archived_wal = (char *)a->last_archived_wal;
+			hb.last_archived_at_ms = a->last_archived_at_ms;
+			hb.archive_failed_count = a->failed_count;
+			hb.last_failed_wal = (char *)a->last_failed_wal;
+			hb.last_failed_at_ms = a->last_failed_at_ms;
+			hb.wal_ready_count = a->ready_count;
+			hb.current_wal = (char *)a->current_wal;
+			hb.timeline = a->timeline;
+			hb.system_identifier = (char *)a->system_identifier;
+		}
 		ev.kind_case = COFFER__V1__EVENT__KIND_HEARTBEAT;
 		ev.heartbeat = &hb;
 	}
@@ -699,7 +713,32 @@ struct agent_sender {
 	char last_logged[COFFER_ERR_MSG_MAX];
 	uint64_t rng;
 	heartbeat_info hb; /* under mu: written by the daemon's loop */
+	char archiver_error[COFFER_ERR_MSG_MAX]; /* sender thread: last one logged */
 };
+
+/* The archiver's status for a heartbeat. A database that cannot be asked
+ * is worth one warning per distinct reason, not one per heartbeat; the
+ * heartbeat goes out without the fields (the agent is alive either way). */
+static void
+read_archiver(agent_sender *s, agent_archiver_status *st)
+{
+	const char *conninfo = s->link.cfg->conninfo;
+	memset(st, 0, sizeof(*st));
+	if (conninfo == NULL || conninfo[0] == '\0')
+		return;
+	coffer_err err = { 0 };
+	if (agent_archiver_read(conninfo, 3, st, &err) != 0) {
+		if (strcmp(err.msg, s->archiver_error) != 0) {
+			char q[600];
+			coffer_log_warn("archiver status not read", "error=%s",
+			    coffer_log_quote(q, sizeof(q), err.msg));
+			snprintf(s->archiver_error, sizeof(s->archiver_error), "%s", err.msg);
+		}
+		memset(st, 0, sizeof(*st));
+		return;
+	}
+	s->archiver_error[0] = '\0';
+}
 
 const char *
 agent_sender_state_name(agent_sender_state state)
@@ -859,6 +898,7 @@ sender_main(void *arg)
 			pthread_mutex_lock(&s->mu);
 			hb = s->hb;
 			pthread_mutex_unlock(&s->mu);
+			read_archiver(s, &hb.archiver);
 			out = link_send_transient(l, &hb, &err);
 		} else {
 			transient = false;

@@ -216,25 +216,33 @@ file_digest(int fd, const char *path, uint8_t out[COFFER_SHA256_LEN], coffer_err
 }
 
 /* Plaintext SHA-256 of the stored object, read through the whole
- * authenticating chain. */
+ * authenticating chain; and the object's own digest and size, as the
+ * repository holds it (for the wal.archived event). */
 static int
-stored_digest(agent_ctx *ctx, const char *key, uint8_t out[COFFER_SHA256_LEN], coffer_err *err)
+stored_digest(agent_ctx *ctx, const char *key, uint8_t out[COFFER_SHA256_LEN],
+    agent_wal_push_result *res, coffer_err *err)
 {
-	coffer_filter *unseal = coffer_unseal_filter_new(ctx->ring, err);
+	coffer_filter *raw = coffer_sha256_filter_new(err);
+	coffer_filter *count = raw ? coffer_count_filter_new(err) : NULL;
+	coffer_filter *unseal = count ? coffer_unseal_filter_new(ctx->ring, err) : NULL;
 	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
 	coffer_filter *sha = zstd ? coffer_sha256_filter_new(err) : NULL;
 	if (sha == NULL) {
-		coffer_filter_free(unseal);
-		coffer_filter_free(zstd);
+		coffer_filter *parts[] = { raw, count, unseal, zstd };
+		for (size_t i = 0; i < 4; i++)
+			coffer_filter_free(parts[i]);
 		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
 	}
-	coffer_filter_link(unseal, zstd, sha, NULL);
-	int rc = coffer_repo_read(ctx->repo, key, unseal, err);
-	if (rc == 0)
+	coffer_filter_link(raw, count, unseal, zstd, sha, NULL);
+	int rc = coffer_repo_read(ctx->repo, key, raw, err);
+	if (rc == 0) {
 		coffer_sha256_filter_digest(sha, out);
-	else
+		coffer_sha256_filter_digest(raw, res->stored_sha256);
+		res->stored_bytes = coffer_count_filter_bytes(count);
+	} else {
 		coffer_err_wrap(err, "reading the archived %s back", key);
-	coffer_filter_free_chain(unseal);
+	}
+	coffer_filter_free_chain(raw);
 	return rc;
 }
 
@@ -245,7 +253,7 @@ compare_with_stored(agent_ctx *ctx, int fd, const char *path, const char *key,
 	uint8_t mine[COFFER_SHA256_LEN], theirs[COFFER_SHA256_LEN];
 	int rc = file_digest(fd, path, mine, err);
 	if (rc == 0)
-		rc = stored_digest(ctx, key, theirs, err);
+		rc = stored_digest(ctx, key, theirs, res, err);
 	if (rc != 0)
 		return rc;
 	if (memcmp(mine, theirs, sizeof(mine)) == 0) {
@@ -303,13 +311,14 @@ store(agent_ctx *ctx, int fd, const char *path, const char *key, agent_wal_push_
 	coffer_filter *seal = zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) :
 				     NULL;
 	coffer_filter *stored = seal ? coffer_count_filter_new(err) : NULL;
-	if (stored == NULL) {
-		coffer_filter *parts[] = { plain, zstd, seal, sink };
-		for (size_t i = 0; i < 4; i++)
+	coffer_filter *sha = stored ? coffer_sha256_filter_new(err) : NULL;
+	if (sha == NULL) {
+		coffer_filter *parts[] = { plain, zstd, seal, stored, sink };
+		for (size_t i = 0; i < 5; i++)
 			coffer_filter_free(parts[i]);
 		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
 	}
-	coffer_filter_link(plain, zstd, seal, stored, sink, NULL);
+	coffer_filter_link(plain, zstd, seal, stored, sha, sink, NULL);
 	if (lseek(fd, 0, SEEK_SET) != 0)
 		rc = coffer_err_errno(err, errno, "rewinding", path);
 	if (rc == 0)
@@ -319,6 +328,7 @@ store(agent_ctx *ctx, int fd, const char *path, const char *key, agent_wal_push_
 	if (rc == 0) {
 		res->plain_bytes = coffer_count_filter_bytes(plain);
 		res->stored_bytes = coffer_count_filter_bytes(stored);
+		coffer_sha256_filter_digest(sha, res->stored_sha256);
 	}
 	coffer_filter_free_chain(plain);
 	return rc;
@@ -335,12 +345,18 @@ record_event(agent_ctx *ctx, agent_wal_push_result *res, coffer_err *err)
 		snprintf(sysid_text, sizeof(sysid_text), "%" PRIu64, sysid);
 	int64_t now = coffer_clock_now(NULL);
 	char *segs[1] = { res->name };
+	ProtobufCBinaryData shas[1] = { { sizeof(res->stored_sha256), res->stored_sha256 } };
+	uint64_t sizes[1] = { res->stored_bytes };
 	Coffer__V1__WalArchived wa = COFFER__V1__WAL_ARCHIVED__INIT;
 	wa.system_identifier = sysid_text;
 	wa.timeline = res->timeline;
 	wa.n_segments = 1;
 	wa.segments = segs;
 	wa.stored_bytes = res->stored_bytes;
+	wa.n_segment_sha256 = 1;
+	wa.segment_sha256 = shas;
+	wa.n_segment_stored_bytes = 1;
+	wa.segment_stored_bytes = sizes;
 	wa.last_archived_at_ms = now;
 	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
 	ev.kind_case = COFFER__V1__EVENT__KIND_WAL_ARCHIVED;

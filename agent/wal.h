@@ -67,6 +67,7 @@ typedef struct agent_wal_push_result {
 	bool already; /* the same content was stored before */
 	uint64_t plain_bytes;
 	uint64_t stored_bytes;
+	uint8_t stored_sha256[32]; /* of the stored object, as the repository holds it */
 	uint64_t event_seq;
 } agent_wal_push_result;
 

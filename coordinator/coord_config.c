@@ -189,6 +189,9 @@ static const coffer_config_key alerts_keys[] = {
 	{ .name = "refusal_window", .type = COFFER_CONFIG_DURATION, .def = "1h", .min = 1 * MINS,
 	    .max = 30 * DAYS },
 	{ .name = "size_history", .type = COFFER_CONFIG_INT, .def = "10", .min = 2, .max = 1000 },
+	/* WAL segments waiting to be archived before wal_archive_lag pages. */
+	{ .name = "wal_lag_segments", .type = COFFER_CONFIG_INT, .def = "16", .min = 1,
+	    .max = 1000000 },
 	{ .name = "rate_per_minute", .type = COFFER_CONFIG_INT, .def = "100", .min = 1,
 	    .max = 10000 },
 	{ 0 },

@@ -710,6 +710,18 @@ event_payload(const Coffer__V1__Event *ev)
 		cJSON_AddNumberToObject(p, "last_backup_at_ms", (double)h->last_backup_at_ms);
 		cJSON_AddNumberToObject(p, "last_archived_at_ms", (double)h->last_archived_at_ms);
 		cJSON_AddBoolToObject(p, "backup_running", h->backup_running);
+		/* The archiver's own view (agent/archiver.h), for walwatch. */
+		if (ok && (h->current_wal[0] != '\0' || h->archive_failed_count != 0 ||
+			      h->last_archived_wal[0] != '\0')) {
+			cJSON_AddNumberToObject(p, "archive_failed_count",
+			    (double)h->archive_failed_count);
+			ok = add_text(p, "last_failed_wal", h->last_failed_wal) &&
+			    add_text(p, "current_wal", h->current_wal) &&
+			    add_text(p, "system_identifier", h->system_identifier);
+			cJSON_AddNumberToObject(p, "last_failed_at_ms", (double)h->last_failed_at_ms);
+			cJSON_AddNumberToObject(p, "wal_ready_count", h->wal_ready_count);
+			cJSON_AddNumberToObject(p, "timeline", h->timeline);
+		}
 		break;
 	}
 	case COFFER__V1__EVENT__KIND_BACKUP_STARTED: {
@@ -883,6 +895,27 @@ event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 		}
 		break;
 	}
+	case COFFER__V1__EVENT__KIND_WAL_ARCHIVED: {
+		const Coffer__V1__WalArchived *w = ev->wal_archived;
+		bool digests = w->n_segment_sha256 != 0 || w->n_segment_stored_bytes != 0;
+		if (w->timeline == 0 || w->timeline > INT32_MAX) {
+			snprintf(why, size, "timeline is missing or out of range");
+		} else if (digests && (w->n_segment_sha256 != w->n_segments ||
+				    w->n_segment_stored_bytes != w->n_segments)) {
+			snprintf(why, size, "segment digests and sizes do not match the segments");
+		} else {
+			for (size_t i = 0; digests && i < w->n_segments; i++) {
+				if (w->segment_sha256[i].len != 32 ||
+				    w->segment_stored_bytes[i] > INT64_MAX) {
+					snprintf(why, size, "a segment digest is not 32 bytes or its "
+							    "size is out of range");
+					return (false);
+				}
+			}
+			return (true);
+		}
+		return (false);
+	}
 	default:
 		break;
 	}
@@ -953,6 +986,60 @@ static void
 fmt_i64(char *buf, size_t size, int64_t v)
 {
 	snprintf(buf, size, "%" PRId64, v);
+}
+
+/* A WAL segment's file name (not a history or backup-label file), which is
+ * what wal_segments tracks. */
+static bool
+wal_segment_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n != 24 && !(n == 32 && strcmp(s + 24, ".partial") == 0))
+		return (false);
+	for (size_t i = 0; i < 24; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
+			return (false);
+	}
+	return (true);
+}
+
+/* wal.archived: each segment into wal_segments, for continuity, lag and
+ * WAL retention (coordinator/walwatch.c, prune.c). Events from agents that
+ * do not send digests are kept in `events` only. The same segment again
+ * (PostgreSQL retrying after a crash) changes nothing; a segment
+ * re-archived after its row was marked deleted is live again. */
+static int
+apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *w,
+    int64_t occurred_at_ms, coffer_err *err)
+{
+	if (w->n_segment_sha256 != w->n_segments || w->n_segments == 0)
+		return (0);
+	char tl[16], at[24];
+	snprintf(tl, sizeof(tl), "%" PRIu32, w->timeline);
+	fmt_i64(at, sizeof(at), w->last_archived_at_ms != 0 ? w->last_archived_at_ms :
+							     occurred_at_ms);
+	for (size_t i = 0; i < w->n_segments; i++) {
+		if (!wal_segment_name(w->segments[i]))
+			continue;
+		char sha[65], bytes[24];
+		hex_encode(w->segment_sha256[i].data, 32, sha);
+		fmt_i64(bytes, sizeof(bytes), (int64_t)w->segment_stored_bytes[i]);
+		const char *vals[] = { ag->service, tl, w->segments[i], bytes, sha,
+			ms_ok(w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms) ?
+			    at : NULL };
+		int rv = cat_exec(in, "recording an archived WAL segment",
+		    "INSERT INTO wal_segments (service, timeline, segment, stored_bytes, "
+		    "stored_sha256, archived_at) VALUES ($1, $2::integer, $3, $4::bigint, "
+		    "decode($5, 'hex'), COALESCE(" TS(6) ", now())) "
+		    "ON CONFLICT (service, timeline, segment) DO UPDATE SET "
+		    "stored_bytes = EXCLUDED.stored_bytes, stored_sha256 = EXCLUDED.stored_sha256, "
+		    "archived_at = EXCLUDED.archived_at, deleted_at = NULL "
+		    "WHERE wal_segments.deleted_at IS NOT NULL",
+		    6, vals, err);
+		if (rv != 0)
+			return (rv);
+	}
+	return (0);
 }
 
 /* Applies a valid durable event to `backups`. */
@@ -1068,6 +1155,8 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	case COFFER__V1__EVENT__KIND_DRILL_RESULT:
 	case COFFER__V1__EVENT__KIND_COMMAND_DONE:
 		return (coord_drills_apply(in->cat, &in->key, ag->name, ev, err));
+	case COFFER__V1__EVENT__KIND_WAL_ARCHIVED:
+		return (apply_wal(in, ag, ev->wal_archived, ev->occurred_at_ms, err));
 	default:
 		return (0);
 	}

@@ -291,6 +291,38 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 		    0, NULL, err);
 	}
 	if (rv == 0) {
+		rv = emit(cat, b, "coffer_wal_segments", "gauge",
+		    "Archived WAL segments kept in the repository, per service.", L_SERVICE, 1,
+		    "SELECT service, count(*)::text FROM wal_segments WHERE deleted_at IS NULL "
+		    "GROUP BY service ORDER BY service",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_wal_last_archived_timestamp_seconds", "gauge",
+		    "Archive time of the newest WAL segment, per service (Unix seconds).", L_SERVICE,
+		    1,
+		    "SELECT service, " EPOCH("max(archived_at)") " FROM wal_segments "
+		    "GROUP BY service ORDER BY service",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_wal_ready_segments", "gauge",
+		    "WAL segments waiting to be archived, as the agent's last heartbeat saw "
+		    "pg_wal/archive_status.",
+		    L_SERVICE_AGENT, 2,
+		    "SELECT service, name, (heartbeat->>'wal_ready_count') FROM agents "
+		    "WHERE revoked_at IS NULL AND heartbeat ? 'current_wal' ORDER BY service, name",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_wal_archive_failures", "counter",
+		    "pg_stat_archiver.failed_count, as the agent's last heartbeat saw it.",
+		    L_SERVICE_AGENT, 2,
+		    "SELECT service, name, (heartbeat->>'archive_failed_count') FROM agents "
+		    "WHERE revoked_at IS NULL AND heartbeat ? 'current_wal' ORDER BY service, name",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
 		family(b, "coffer_services_configured", "gauge",
 		    "Services in the coordinator's configuration.");
 		sb_printf(b, "coffer_services_configured %zu\n", cfg->n_services);

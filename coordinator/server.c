@@ -61,6 +61,7 @@
 #include "coordinator/intake.h"
 #include "coordinator/drills.h"
 #include "coordinator/prune.h"
+#include "coordinator/walwatch.h"
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
@@ -94,6 +95,7 @@ typedef struct lane {
 	coord_catalog *cat;
 	coord_intake *intake; /* intake lanes */
 	bool down;
+	int64_t last_failed_ms; /* monotonic: the last failure or failed reconnect */
 	int64_t backoff_ms;
 	int64_t next_retry_ms; /* monotonic */
 } lane;
@@ -129,6 +131,10 @@ struct server {
 	/* Lanes that know the catalog is down: an outage is logged once, by
 	 * the first lane to find it, not once per connection. */
 	atomic_int lanes_down;
+	/* When a lane last found the catalog back (monotonic ms): a lane still
+	 * waiting out its backoff retries at once rather than answer
+	 * "unavailable" while its neighbours ack. */
+	atomic_llong recovered_ms;
 
 	/* Lane 0 only (after start). */
 	coord_notify *notify;
@@ -172,7 +178,17 @@ mark_down(lane *l, const char *why)
 			l->backoff_ms = BACKOFF_MAX_MS;
 		}
 	}
-	l->next_retry_ms = coffer_clock_monotonic_ms() + l->backoff_ms;
+	l->last_failed_ms = coffer_clock_monotonic_ms();
+	l->next_retry_ms = l->last_failed_ms + l->backoff_ms;
+}
+
+/* A down lane's turn to try again: its backoff is over, or another lane
+ * found the catalog back since this one last failed. */
+static bool
+retry_due(lane *l)
+{
+	return (l->down && (coffer_clock_monotonic_ms() >= l->next_retry_ms ||
+			       atomic_load(&l->s->recovered_ms) >= l->last_failed_ms));
 }
 
 static void
@@ -183,6 +199,7 @@ try_reconnect(lane *l)
 	if (coord_catalog_reconnect(l->cat, &err) == 0 && coord_catalog_check(l->cat, &err) == 0) {
 		coffer_log_info("catalog reachable again; acking", "lane=%d", l->index);
 		atomic_fetch_sub(&l->s->lanes_down, 1);
+		atomic_store(&l->s->recovered_ms, (long long)coffer_clock_monotonic_ms());
 		l->down = false;
 		return;
 	}
@@ -257,6 +274,21 @@ run_drills(server *s)
 		    st.corrupt, st.triggered, st.resolved, st.changes);
 }
 
+/* Before the alerts, like the drills: a WAL alert raised here is
+ * delivered by the same tick's notify pass. */
+static void
+run_walwatch(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_walwatch_stats st;
+	if (coord_walwatch_tick(s->cat, s->key, s->cfg, coffer_clock_now(NULL), &st, &err) != 0)
+		return; /* logged per service */
+	if (st.changed)
+		coffer_log_info("wal watch", "services=%d gaps=%d failing=%d lagging=%d changes=%d",
+		    st.services, st.gaps, st.failing, st.lagging, st.changed);
+}
+
 static void
 serve_tick(server *s)
 {
@@ -274,6 +306,7 @@ serve_tick(server *s)
 		s->policy_synced = true;
 	}
 	run_drills(s);
+	run_walwatch(s);
 	if (s->repo == NULL) {
 		run_alerts(s);
 		if (!s->repo_warned) {
@@ -305,7 +338,7 @@ serve_job(lane *l, job *j)
 	server *s = l->s;
 	coffer_err err;
 	coffer_err_clear(&err);
-	if (l->down && coffer_clock_monotonic_ms() >= l->next_retry_ms) {
+	if (retry_due(l)) {
 		try_reconnect(l);
 	}
 	if (j->kind == JOB_TICK) {
@@ -403,7 +436,7 @@ lane_thread(void *arg)
 		if (j == NULL) {
 			if (l->down) {
 				int64_t wait = l->next_retry_ms - coffer_clock_monotonic_ms();
-				if (wait <= 0) {
+				if (wait <= 0 || retry_due(l)) {
 					pthread_mutex_unlock(&s->mu);
 					try_reconnect(l);
 					pthread_mutex_lock(&s->mu);

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# WAL archiving watched end to end: a real PostgreSQL whose archive_command is
+# coffer-agent wal-push, the agent's daemon shipping wal.archived events and
+# heartbeats (with pg_stat_archiver's view) over mutual TLS to a real
+# coordinator, and a local receiver standing in for PagerDuty:
+# - every switched segment lands in wal_segments with the stored object's
+#   digest and size, which match the object in the repository; no alert;
+# - a repository that cannot be written: wal-push fails, PostgreSQL keeps the
+#   segments, and the coordinator pages wal_archive_failing and
+#   wal_archive_lag (bound: 4 waiting segments) naming the failing segment;
+#   metrics show the backlog;
+# - the repository fixed: archiving catches up by itself, both alerts
+#   resolve, the segments are continuous;
+# - a segment gone from the middle of the archive (marked removed with
+#   superuser SQL, as a lost event or a wrongly removed object would leave
+#   it): wal_gap pages and names the segments on either side; back, it
+#   resolves.
+# Every wait is bounded by a count of polls, never by a timing assertion.
+source "$(dirname "$0")/lib.sh"
+t_init wal-e2e
+: "${COFFER_SRC:?set COFFER_SRC to the source tree}"
+bg=()
+# The agent runs as postgres under runuser, which does not pass SIGTERM on:
+# it is stopped by its own pid, found by its unique config path, so nothing
+# is left holding ctest's pipe.
+stop_all() {
+	pkill -TERM -f "coffer-agent run -c $T/agent.conf" 2>/dev/null || true
+	for p in "${bg[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	t_cleanup
+}
+trap stop_all EXIT
+coord=$COFFER_BIN/coffer-coordinator
+cli=$COFFER_BIN/coffer
+drv=$COFFER_BIN/drills_itest
+[[ -x $COFFER_BIN/coffer-agent && -x $coord && -x $cli && -x $drv ]] || fail "build the binaries and drills_itest first"
+# PostgreSQL (user postgres) runs the agent as archive_command, and the
+# daemon shares its state directory, so both run as postgres from a copy the
+# user can reach.
+mkdir -p "$T/bin"
+cp "$COFFER_BIN/coffer-agent" "$T/bin/coffer-agent"
+chmod 755 "$T/bin" "$T/bin/coffer-agent"
+agent=$T/bin/coffer-agent
+as_pg() { runuser -u postgres -- "$@"; }
+
+pg_start "$T/catalog"
+cbase="host=$PG_HOST port=$PG_PORT user=postgres"
+psql_at "$cbase dbname=postgres" -c "create database coffer"
+ci="$cbase dbname=coffer"
+cq() { psql_at "$ci" -c "$1"; }
+
+"$drv" receiver "$T/rx.log" "$T/rx.port" >/dev/null 2>&1 &
+bg+=("$!")
+for _ in $(seq 100); do [[ -s $T/rx.port ]] && break; sleep 0.05; done
+rxport=$(cat "$T/rx.port")
+[[ -n $rxport ]] || fail "the receiver did not start"
+
+pki=$T/pki
+"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
+for c in alice billing-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+chmod 644 "$pki"/billing-db-1.key
+"$cli" init --out "$T/alice.key" >"$T/alice.pub"
+"$coord" audit-keygen --out "$T/audit.key" >/dev/null
+mkdir -p "$T/coord-state"
+cat >"$T/coordinator.conf" <<CONF
+[coordinator]
+listen = tls+tcp://127.0.0.1:0
+admin_listen = tls+tcp://127.0.0.1:0
+catalog = $ci
+audit_key = $T/audit.key
+state_dir = $T/coord-state
+maintenance_interval = 1s
+metrics_listen = 127.0.0.1:0
+[tls]
+ca = $pki/ca.crt
+cert = $pki/localhost.crt
+key = $pki/localhost.key
+[alerts]
+pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
+routing_key = wal0123456789abcdef0123456789abc
+wal_lag_segments = 4
+[operator.alice]
+public_key = $T/alice.pub
+role = operator
+[service.billing]
+owner = team-payments
+schedule = 0 2 * * *
+retention.daily = 7
+pitr.window = 1d
+CONF
+"$coord" migrate -c "$T/coordinator.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
+timeout --foreground 300 "$coord" run -c "$T/coordinator.conf" >/dev/null 2>"$T/coord.log" &
+bg+=("$!")
+cpid=$!
+for _ in $(seq 150); do grep -q "admin endpoint listening" "$T/coord.log" && break; sleep 0.1; done
+port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+[[ -n $port && -n $aport && -n $mport ]] || fail "coordinator did not start: $(cat "$T/coord.log")"
+cat >"$T/alice.conf" <<CONF
+[coffer]
+url = tls+tcp://127.0.0.1:$aport
+operator = alice
+key = $T/alice.key
+ca = $pki/ca.crt
+cert = $pki/alice.crt
+key_tls = $pki/alice.key
+server_name = localhost
+CONF
+export COFFER_CONFIG=$T/alice.conf
+
+# The service's own cluster, archiving through the agent.
+conf=$T/agent.conf
+mkdir -p "$T/state" "$T/repo"
+pg_start "$T/svc" "wal_level = replica" "archive_mode = on" \
+	"archive_command = '$agent wal-push -c $conf %p'"
+ci_svc="$PG_CONNINFO dbname=postgres"
+sq() { psql_at "$ci_svc" -c "$1"; }
+cat >"$conf" <<CONF
+[agent]
+name = billing-db-1
+service = billing
+state_dir = $T/state
+signing_key = $T/agent.key
+key_ring = $T/billing.keys
+[postgres]
+conninfo = $ci_svc
+bin_dir = $PG_BINDIR
+[schedule]
+logical = 0 2 1 1 *
+[repository.primary]
+type = posix
+path = $T/repo
+[coordinator]
+url = tls+tcp://localhost:$port
+ca = $pki/ca.crt
+cert = $pki/billing-db-1.crt
+key = $pki/billing-db-1.key
+heartbeat = 1s
+retry_max = 2s
+CONF
+"$agent" keygen --out "$T/billing.keys" --id k1 >/dev/null || fail "keygen"
+"$agent" init -c "$conf" >"$T/agent.pub" || fail "init"
+chown -R postgres: "$T/state" "$T/repo" "$T/billing.keys" "$T/agent.key" "$conf"
+"$cli" agents enroll --service billing --agent billing-db-1 --pubkey "$T/agent.pub" >/dev/null || fail "enroll"
+as_pg timeout --foreground 300 "$agent" run -c "$conf" >"$T/agent.out" 2>"$T/agent.log" &
+bg+=("$!")
+
+# switch N: N new segments, each with a little WAL in it; $switched is the
+# last one completed.
+sq "create table t (x int)" >/dev/null
+switch() {
+	local i
+	for ((i = 0; i < $1; i++)); do
+		sq "insert into t values ($i)" >/dev/null
+		switched=$(sq "select pg_walfile_name(pg_switch_wal())")
+	done
+}
+segments() { cq "select count(*) from wal_segments where service = 'billing' and deleted_at is null"; }
+alert_state() { cq "select coalesce((select state from alerts where dedup_key = 'coffer/billing/$1'), 'none')"; }
+wait_for() { # description, condition (evaluated anew each poll); polls up to 60 s
+	local what=$1
+	for _ in $(seq 600); do eval "$2" && return 0; sleep 0.1; done
+	fail "$what: $(tail -3 "$T/coord.log"); events: $(cq "select string_agg(type || '=' || n, ' ') from (select type, count(*) n from events group by type) x")"
+}
+
+# --- healthy archiving -------------------------------------------------------------------
+switch 5
+last=$switched
+wait_for "archived segments ($last) did not reach the catalog" \
+	'[[ $(cq "select count(*) from wal_segments where segment = '"'$last'"'") == 1 ]]'
+n=$(segments)
+((n >= 5)) || fail "only $n segments recorded"
+# The recorded digest is the stored object's own.
+obj=$(find "$T/repo/services/billing/wal" -name "$last")
+[[ -f $obj ]] || fail "no object for $last"
+want=$(sha256sum "$obj" | cut -d' ' -f1)
+got=$(cq "select encode(stored_sha256, 'hex') || ' ' || stored_bytes from wal_segments where segment = '$last'")
+[[ $got == "$want $(stat -c %s "$obj")" ]] || fail "wal_segments says '$got', the object is $want $(stat -c %s "$obj")"
+sleep 3 # two maintenance ticks: nothing may page for healthy archiving
+for c in wal_gap wal_archive_failing wal_archive_lag; do
+	[[ $(alert_state $c) == none ]] || fail "healthy archiving raised $c"
+done
+pass "$n segments recorded with the stored object's SHA-256 and size; no WAL alert"
+
+# --- a repository that cannot be written ----------------------------------------------------
+mv "$T/repo/services/billing/wal" "$T/wal.saved"
+touch "$T/repo/services/billing/wal" # a file where the directory was: every put fails
+switch 6
+wait_for "the failing archiver did not page" 'grep -q coffer/billing/wal_archive_failing "$T/rx.log"'
+grep 'coffer/billing/wal_archive_failing' "$T/rx.log" | grep '"event_action":"trigger"' |
+	grep -q 'archive_command is failing' || fail "failing page unclear: $(grep wal_archive_failing "$T/rx.log")"
+wait_for "the backlog did not page" 'grep -q coffer/billing/wal_archive_lag "$T/rx.log"'
+grep 'coffer/billing/wal_archive_lag' "$T/rx.log" | grep -q 'WAL segments wait to be archived' ||
+	fail "lag page unclear: $(grep wal_archive_lag "$T/rx.log")"
+metrics=$(curl -sf "http://127.0.0.1:$mport/metrics") || fail "metrics"
+grep -q '^coffer_wal_archive_failures{service="billing",agent="billing-db-1"} [1-9]' <<<"$metrics" ||
+	fail "metrics miss the archive failures: $(grep coffer_wal <<<"$metrics")"
+grep -q '^coffer_alerts_open{service="billing",check="wal_archive_failing"} 1' <<<"$metrics" ||
+	fail "metrics miss the open alert"
+summary=$(cq "select summary from alerts where dedup_key = 'coffer/billing/wal_archive_failing'")
+pass "unwritable repository: paged wal_archive_failing and wal_archive_lag ($summary)"
+
+# --- fixed: archiving catches up and both resolve ------------------------------------------
+rm "$T/repo/services/billing/wal"
+mv "$T/wal.saved" "$T/repo/services/billing/wal"
+sq "select pg_switch_wal()" >/dev/null
+wait_for "wal_archive_failing did not resolve" '[[ $(alert_state wal_archive_failing) == resolved ]]'
+wait_for "wal_archive_lag did not resolve" '[[ $(alert_state wal_archive_lag) == resolved ]]'
+wait_for "the resolve was not delivered" \
+	'grep coffer/billing/wal_archive_failing "$T/rx.log" | grep -q "\"event_action\":\"resolve\""'
+[[ $(alert_state wal_gap) == none ]] || fail "catching up left a gap: $(cq "select summary from alerts where check_name = 'wal_gap'")"
+pass "repository fixed: archiving caught up ($(segments) segments, continuous), both alerts resolved"
+
+# --- a gap ------------------------------------------------------------------------------------
+mid=$(cq "select segment from wal_segments where service = 'billing' and length(segment) = 24 order by segment offset 2 limit 1")
+cq "update wal_segments set deleted_at = now() where segment = '$mid'" >/dev/null
+wait_for "the gap did not page" 'grep -q coffer/billing/wal_gap "$T/rx.log"'
+summary=$(cq "select summary from alerts where dedup_key = 'coffer/billing/wal_gap'")
+grep -q "1 segment(s) missing after" <<<"$summary" || fail "gap summary: $summary"
+cq "update wal_segments set deleted_at = null where segment = '$mid'" >/dev/null
+wait_for "the gap did not resolve" '[[ $(alert_state wal_gap) == resolved ]]'
+pass "a segment gone from the middle: paged wal_gap ($summary); resolved once it is back"
+
+for c in wal_archive_failing wal_archive_lag wal_gap; do
+	[[ $(cq "select count(*) from audit where action = 'alert.triggered' and subject = 'billing' and details::text like '%$c%'") -ge 1 ]] ||
+		fail "$c not audited"
+done
+"$cli" audit verify >/dev/null || fail "audit chain broken"
+pass "WAL alerts audited; audit chain intact"
