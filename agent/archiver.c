@@ -44,7 +44,8 @@ agent_archiver_read(const char *conninfo, int timeout_s, agent_archiver_status *
 	    "  CASE WHEN pg_is_in_recovery() THEN NULL "
 	    "       ELSE pg_walfile_name(pg_current_wal_lsn()) END, "
 	    "  (SELECT timeline_id FROM pg_control_checkpoint()), "
-	    "  (SELECT system_identifier FROM pg_control_system()) "
+	    "  (SELECT system_identifier FROM pg_control_system()), "
+	    "  (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size') "
 	    "FROM pg_stat_archiver a",
 	    0, NULL, &r, err);
 	if (rc == 0) {
@@ -58,6 +59,7 @@ agent_archiver_read(const char *conninfo, int timeout_s, agent_archiver_status *
 			copy_field(r, 6, st->current_wal, sizeof(st->current_wal));
 			st->timeline = (uint32_t)strtoul(PQgetvalue(r, 0, 7), NULL, 10);
 			copy_field(r, 8, st->system_identifier, sizeof(st->system_identifier));
+			st->wal_segment_size = (uint32_t)strtoul(PQgetvalue(r, 0, 9), NULL, 10);
 		}
 		PQclear(r);
 	}

@@ -28,6 +28,7 @@ typedef struct agent_archiver_status {
 	char current_wal[64];       /* the segment being written */
 	uint32_t timeline;
 	char system_identifier[24];
+	uint32_t wal_segment_size; /* bytes */
 } agent_archiver_status;
 
 /*

@@ -685,6 +685,7 @@ link_send_transient(sender_link *l, const heartbeat_info *hb_info, coffer_err *e
 			hb.current_wal = (char *)a->current_wal;
 			hb.timeline = a->timeline;
 			hb.system_identifier = (char *)a->system_identifier;
+			hb.wal_segment_size = a->wal_segment_size;
 		}
 		ev.kind_case = COFFER__V1__EVENT__KIND_HEARTBEAT;
 		ev.heartbeat = &hb;

@@ -721,6 +721,8 @@ event_payload(const Coffer__V1__Event *ev)
 			cJSON_AddNumberToObject(p, "last_failed_at_ms", (double)h->last_failed_at_ms);
 			cJSON_AddNumberToObject(p, "wal_ready_count", h->wal_ready_count);
 			cJSON_AddNumberToObject(p, "timeline", h->timeline);
+			if (h->wal_segment_size != 0)
+				cJSON_AddNumberToObject(p, "wal_segment_size", h->wal_segment_size);
 		}
 		break;
 	}

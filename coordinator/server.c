@@ -61,6 +61,7 @@
 #include "coordinator/intake.h"
 #include "coordinator/drills.h"
 #include "coordinator/prune.h"
+#include "coordinator/walprune.h"
 #include "coordinator/walwatch.h"
 
 #define BACKOFF_MIN_MS 250
@@ -330,6 +331,11 @@ serve_tick(server *s)
 		    "failed=%llu", (unsigned long long)st.marked, (unsigned long long)st.cancelled,
 		    (unsigned long long)st.deleted, (unsigned long long)st.gone,
 		    (unsigned long long)st.failed);
+	/* After the backups' pass: a backup it deleted no longer holds WAL. */
+	coord_walprune_stats wst;
+	if (coord_walprune_pass(s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &wst,
+		&err) != 0)
+		return; /* logged per service */
 }
 
 static void

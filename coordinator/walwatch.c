@@ -50,24 +50,24 @@ query(coord_catalog *cat, const char *what, const char *sql, int n, const char *
 	return (coord_catalog_query(cat, sql, n, vals, what, rv, err));
 }
 
-/* Segments per log for service, from everything it ever archived. */
-static int
-per_log(coord_catalog *cat, const char *service, int64_t *out, coffer_err *err)
+int
+coord_walwatch_per_log(coord_catalog *cat, const char *service, int64_t *out, coffer_err *err)
 {
 	const char *vals[] = { service };
 	int rv;
 	PGresult *r = query(cat, "reading the WAL segment size",
-	    "SELECT max(('x' || substr(segment, 17, 8))::bit(32)::bigint) FROM wal_segments "
-	    "WHERE service = $1 AND length(segment) = 24",
+	    "SELECT (heartbeat->>'wal_segment_size')::bigint FROM agents "
+	    "WHERE service = $1 AND heartbeat ? 'wal_segment_size' "
+	    "ORDER BY heartbeat_at DESC NULLS LAST LIMIT 1",
 	    1, vals, &rv, err);
 	if (r == NULL)
 		return (rv);
 	int64_t per = DEFAULT_PER_LOG;
-	if (!PQgetisnull(r, 0, 0)) {
-		int64_t max = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-		per = 1;
-		while (per <= max && per < ((int64_t)1 << 32))
-			per <<= 1;
+	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
+		int64_t size = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		/* PostgreSQL allows powers of two from 1 MiB to 1 GiB. */
+		if (size >= (1 << 20) && size <= (1 << 30) && (size & (size - 1)) == 0)
+			per = ((int64_t)1 << 32) / size;
 	}
 	PQclear(r);
 	*out = per;
@@ -110,7 +110,10 @@ check_gap(coord_catalog *cat, const coord_audit_key *key, const coord_config *cf
 	    "g AS (SELECT timeline, segment, n, lag(n) OVER w AS pn, lag(segment) OVER w AS pseg "
 	    "  FROM live WINDOW w AS (PARTITION BY timeline ORDER BY n)) "
 	    "SELECT timeline, pseg, segment, n - pn - 1, count(*) OVER () "
-	    "FROM g WHERE n - pn > 1 ORDER BY timeline, n LIMIT 1",
+	    "FROM g WHERE n - pn > 1 AND n - pn - 1 > (SELECT count(*) FROM wal_segments w "
+	    "  WHERE w.service = $1 AND w.timeline = g.timeline AND w.deleted_at IS NOT NULL "
+	    "  AND length(w.segment) = 24 AND w.segment > g.pseg AND w.segment < g.segment) "
+	    "ORDER BY timeline, n LIMIT 1",
 	    2, vals, &rv, err);
 	if (r == NULL)
 		return (rv);
@@ -240,7 +243,7 @@ coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_
 		const char *service = cfg->services[i].name;
 		int64_t per = DEFAULT_PER_LOG;
 		coffer_err e = { 0 };
-		int rv = per_log(cat, service, &per, &e);
+		int rv = coord_walwatch_per_log(cat, service, &per, &e);
 		if (rv == 0)
 			rv = check_gap(cat, key, cfg, service, per, now_ms, st, &e);
 		if (rv == 0)

@@ -4,7 +4,8 @@
  *
  * What it promises, on each maintenance tick, per configured service:
  * - wal_gap (critical): a segment missing between two archived segments of
- *   one timeline in `wal_segments` (live rows: not removed by retention).
+ *   one timeline in `wal_segments`: no row at all (segments WAL retention
+ *   removed keep their rows, marked deleted, and are not gaps).
  *   Recovery cannot cross a gap, so every point after it is lost until the
  *   next base backup. The summary names the timeline, the last segment
  *   before the gap, the first after it and how many are missing.
@@ -20,11 +21,9 @@
  * [alerts] agent_quiet is not trusted (agent_quiet pages for that).
  *
  * Numbering segments: a segment name is timeline, "log" and segment within
- * the log; how many segments make a log depends on the cluster's
- * wal_segment_size (256 for the default 16 MiB). It is taken as the
- * smallest power of two above the highest in-log number the service ever
- * archived, which is exact once the cluster has crossed a log boundary and
- * harmless before (no boundary to cross).
+ * the log; how many segments make a log (4 GiB) depends on the cluster's
+ * wal_segment_size, which the agent reports in its heartbeat (16 MiB, 256
+ * per log, PostgreSQL's default, until one has).
  *
  * Blocking (libpq); runs on the coordinator's lane 0 (maintenance tick).
  */
@@ -56,6 +55,11 @@ typedef struct coord_walwatch_stats {
  * COFFER_EUNAVAIL when the catalog is lost. stats may be NULL. */
 int coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
     int64_t now_ms, coord_walwatch_stats *stats, coffer_err *err);
+
+/* Segments per log for service, from its agents' newest heartbeat that
+ * reports wal_segment_size (256, 16 MiB segments, until one does). */
+int coord_walwatch_per_log(coord_catalog *cat, const char *service, int64_t *per_log,
+    coffer_err *err);
 
 /* Segment number of a 24-hex-digit segment name (timeline ignored) with
  * per_log segments per log; -1 if name is not a segment name. */

@@ -11,10 +11,13 @@
 #   metrics show the backlog;
 # - the repository fixed: archiving catches up by itself, both alerts
 #   resolve, the segments are continuous;
-# - a segment gone from the middle of the archive (marked removed with
-#   superuser SQL, as a lost event or a wrongly removed object would leave
-#   it): wal_gap pages and names the segments on either side; back, it
-#   resolves.
+# - a segment's record missing from the middle (removed with superuser SQL,
+#   as a lost event would leave it): wal_gap pages and names the segments on
+#   either side; back, it resolves;
+# - WAL retention two days on (walprune_itest, injected clock) with two base
+#   backups and pitr.window = 1d: everything before the anchor's start is
+#   removed (objects and rows) except the older backup's own start..stop;
+#   audited; a second pass removes nothing; no gap alert follows.
 # Every wait is bounded by a count of polls, never by a timing assertion.
 source "$(dirname "$0")/lib.sh"
 t_init wal-e2e
@@ -33,7 +36,8 @@ trap stop_all EXIT
 coord=$COFFER_BIN/coffer-coordinator
 cli=$COFFER_BIN/coffer
 drv=$COFFER_BIN/drills_itest
-[[ -x $COFFER_BIN/coffer-agent && -x $coord && -x $cli && -x $drv ]] || fail "build the binaries and drills_itest first"
+[[ -x $COFFER_BIN/coffer-agent && -x $coord && -x $cli && -x $drv && -x $COFFER_BIN/walprune_itest ]] ||
+	fail "build the binaries, drills_itest and walprune_itest first"
 # PostgreSQL (user postgres) runs the agent as archive_command, and the
 # daemon shares its state directory, so both run as postgres from a copy the
 # user can reach.
@@ -61,7 +65,7 @@ for c in alice billing-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c"
 chmod 644 "$pki"/billing-db-1.key
 "$cli" init --out "$T/alice.key" >"$T/alice.pub"
 "$coord" audit-keygen --out "$T/audit.key" >/dev/null
-mkdir -p "$T/coord-state"
+mkdir -p "$T/coord-state" "$T/repo"
 cat >"$T/coordinator.conf" <<CONF
 [coordinator]
 listen = tls+tcp://127.0.0.1:0
@@ -87,6 +91,9 @@ owner = team-payments
 schedule = 0 2 * * *
 retention.daily = 7
 pitr.window = 1d
+[repository.primary]
+type = posix
+path = $T/repo
 CONF
 "$coord" migrate -c "$T/coordinator.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
 timeout --foreground 300 "$coord" run -c "$T/coordinator.conf" >/dev/null 2>"$T/coord.log" &
@@ -214,13 +221,52 @@ pass "repository fixed: archiving caught up ($(segments) segments, continuous), 
 
 # --- a gap ------------------------------------------------------------------------------------
 mid=$(cq "select segment from wal_segments where service = 'billing' and length(segment) = 24 order by segment offset 2 limit 1")
-cq "update wal_segments set deleted_at = now() where segment = '$mid'" >/dev/null
+cq "create table lost as select * from wal_segments where segment = '$mid'; delete from wal_segments where segment = '$mid'" >/dev/null
 wait_for "the gap did not page" 'grep -q coffer/billing/wal_gap "$T/rx.log"'
 summary=$(cq "select summary from alerts where dedup_key = 'coffer/billing/wal_gap'")
 grep -q "1 segment(s) missing after" <<<"$summary" || fail "gap summary: $summary"
-cq "update wal_segments set deleted_at = null where segment = '$mid'" >/dev/null
+cq "insert into wal_segments select * from lost; drop table lost" >/dev/null
 wait_for "the gap did not resolve" '[[ $(alert_state wal_gap) == resolved ]]'
-pass "a segment gone from the middle: paged wal_gap ($summary); resolved once it is back"
+pass "a segment's record missing from the middle: paged wal_gap ($summary); resolved once it is back"
+
+# --- WAL retention by the PITR window and the kept base backups ---------------------------------
+completed() { cq "select count(*) from backups where service = 'billing' and kind = 'physical' and status = 'completed'"; }
+as_pg "$agent" backup -c "$conf" --kind physical >"$T/b1.id" 2>"$T/b1.log" || fail "base backup 1: $(tail -3 "$T/b1.log")"
+switch 3
+as_pg "$agent" backup -c "$conf" --kind physical >"$T/b2.id" 2>"$T/b2.log" || fail "base backup 2: $(tail -3 "$T/b2.log")"
+switch 3
+wait_for "the base backups did not reach the catalog" '[[ $(completed) == 2 ]]'
+b1=$(cat "$T/b1.id") b2=$(cat "$T/b2.id")
+lsn() { cq "select $2::text from backups where id = '$1'"; }
+seg_of() { sq "select pg_walfile_name('$1')"; }
+b1_from=$(seg_of "$(lsn "$b1" start_lsn)") b1_to=$(seg_of "$(lsn "$b1" stop_lsn)")
+b2_from=$(seg_of "$(lsn "$b2" start_lsn)")
+before=$(segments)
+# Two days on, with pitr.window = 1d: both backups finished before the window
+# opened, so b2 is the anchor (all WAL from its start stays) and b1 keeps only
+# its own start..stop.
+later=$(( ($(date +%s) + 2 * 86400) * 1000 ))
+out=$(timeout 120 "$COFFER_BIN/walprune_itest" "$T/coordinator.conf" "$later") || fail "walprune: $out"
+deleted=$(sed -n 's/^deleted=\([0-9]*\) .*/\1/p' <<<"$out")
+((deleted > 0)) || fail "nothing pruned: $out; backups: $(cq "select id || ' ' || coalesce(start_lsn::text, '-') || ' ' || coalesce(stop_lsn::text, '-') || ' ' || finished_at from backups"); b1 $b1_from..$b1_to b2 $b2_from"
+[[ $out == *"failed=0 "* ]] || fail "deletions failed: $out"
+((deleted + $(segments) == before)) || fail "$deleted deleted + $(segments) live != $before before"
+kept_wrong=$(cq "select string_agg(segment, ' ') from wal_segments where service = 'billing' and deleted_at is not null and length(segment) = 24 and (segment >= '$b2_from' or segment between '$b1_from' and '$b1_to')")
+[[ -z $kept_wrong ]] || fail "needed segments were deleted: $kept_wrong"
+gone_wrong=$(cq "select string_agg(segment, ' ') from wal_segments where service = 'billing' and deleted_at is null and length(segment) = 24 and segment < '$b2_from' and segment not between '$b1_from' and '$b1_to'")
+[[ -z $gone_wrong ]] || fail "unneeded segments were kept: $gone_wrong"
+while read -r tl seg dead; do
+	f=$T/repo/services/billing/wal/$(printf %08X "$tl")/$seg
+	if [[ $dead == t ]]; then [[ ! -e $f ]] || fail "$seg is marked deleted but its object is there"
+	else [[ -f $f ]] || fail "$seg is live but its object is gone"; fi
+done < <(psql_at "$ci" -F ' ' -c "select timeline, segment, deleted_at is not null from wal_segments where service = 'billing'")
+[[ $(cq "select count(*) from audit where action = 'wal.pruned' and subject = 'billing' and details->>'anchor_backup' = '$b2'") == 1 ]] ||
+	fail "no wal.pruned audit row naming the anchor $b2"
+again=$(timeout 120 "$COFFER_BIN/walprune_itest" "$T/coordinator.conf" "$later") || fail "walprune again: $again"
+[[ $again == "deleted=0 failed=0 "* ]] || fail "a second pass pruned again: $again"
+sleep 3 # two maintenance ticks: what retention removed is not a gap
+[[ $(alert_state wal_gap) != triggered ]] || fail "retention raised wal_gap: $(cq "select summary from alerts where check_name = 'wal_gap'")"
+pass "WAL retention: $deleted of $before segments pruned (objects and rows); kept $b2_from on (anchor $b2) and $b1_from..$b1_to ($b1); audited; idempotent; no gap alert"
 
 for c in wal_archive_failing wal_archive_lag wal_gap; do
 	[[ $(cq "select count(*) from audit where action = 'alert.triggered' and subject = 'billing' and details::text like '%$c%'") -ge 1 ]] ||
