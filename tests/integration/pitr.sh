@@ -3,7 +3,7 @@
 # PostgreSQL whose archive_command is coffer-agent wal-push:
 # - a base backup (--kind physical) that completes only once its WAL is archived;
 # - rows committed one by one with known commit times after it; a restore to a
-#   time between two of them, into a new data directory started with --start,
+#   time between two of them (while pgbench writes), into a new data directory started with --start,
 #   holds exactly the rows committed before the target;
 # - wal-push idempotency (same content: ok; different content: refused loudly),
 #   a segment of another cluster refused, wal-fetch of a missing file exits 1
@@ -61,7 +61,16 @@ wait_archived() {
 	return 1
 }
 
-# --- base backup -----------------------------------------------------------------------
+# --- base backup, under pgbench load -------------------------------------------------------
+# pgbench (TPC-B-like: each transaction moves a delta into an account, a teller
+# and a branch and logs it in pgbench_history) runs from before the base
+# backup until after the commits below (-T 8: it stops by itself; nothing
+# depends on how far it got).
+as_pg "$PG_BINDIR/pgbench" -h "$PG_HOST" -p "$PG_PORT" -U postgres -i -s 2 -q postgres >"$T/pgbench-init.log" 2>&1 ||
+	fail "pgbench -i: $(tail -3 "$T/pgbench-init.log")"
+as_pg "$PG_BINDIR/pgbench" -h "$PG_HOST" -p "$PG_PORT" -U postgres -n -c 2 -j 1 -T 8 postgres \
+	>"$T/pgbench.log" 2>&1 &
+pgbench_pid=$!
 q "create table ledger (id int primary key, at timestamptz not null default clock_timestamp())"
 q "insert into ledger (id) select g from generate_series(-99, 0) g"
 q "create unlogged table scratch (x int)"
@@ -92,10 +101,12 @@ for i in 1 2 3 4 5 6; do
 done
 target=$(q "select to_char((a3 + (a4 - a3) / 2) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
             from (select (select at from ledger where id = 3) a3, (select at from ledger where id = 4) a4) s")
+wait "$pgbench_pid" || fail "pgbench: $(tail -3 "$T/pgbench.log")"
+tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/pgbench.log" | head -1)
 seg=$(q "select pg_walfile_name(pg_current_wal_lsn())")
 q "select pg_switch_wal()" >/dev/null
 wait_archived "$seg" || fail "segment $seg was not archived"
-pass "6 commits after the backup archived through $seg; target $target"
+pass "6 commits after the backup, under pgbench load ($tps tps), archived through $seg; target $target"
 
 # --- wal-push / wal-fetch rules ------------------------------------------------------------
 mkdir -p "$T/w" && chown postgres: "$T/w"
@@ -125,13 +136,15 @@ rc=0
 as_pg "$agent" wal-push -c "$conf" "$T/w/none-such" 2>"$T/err" || rc=$?
 [[ $rc != 0 ]] || fail "wal-push of a bad name succeeded"
 pass "missing segment: wal-fetch exits 1 quietly; bad names refused"
-printf '1\t0/3000000\tno recovery target specified\n' >"$T/w/00000002.history"
-chown postgres: "$T/w/00000002.history"
-as_pg "$agent" wal-push -c "$conf" "$T/w/00000002.history" 2>"$T/err" || { cat "$T/err"; fail "wal-push of a history file"; }
-[[ -f "$T/repo/services/billing/wal/00000002/00000002.history" ]] || fail "history file not under wal/00000002/"
-if grep -q "no recovery target" "$T/repo/services/billing/wal/00000002/00000002.history"; then fail "history file stored in clear"; fi
-as_pg "$agent" wal-fetch -c "$conf" 00000002.history "$T/w/h" || fail "wal-fetch of the history file"
-cmp -s "$T/w/h" "$T/w/00000002.history" || fail "fetched history file differs"
+# Timeline 10, not 2: recovery with recovery_target_timeline = latest probes
+# 00000002.history, 00000003.history... and must not find this made-up one.
+printf '1\t0/3000000\tno recovery target specified\n' >"$T/w/0000000A.history"
+chown postgres: "$T/w/0000000A.history"
+as_pg "$agent" wal-push -c "$conf" "$T/w/0000000A.history" 2>"$T/err" || { cat "$T/err"; fail "wal-push of a history file"; }
+[[ -f "$T/repo/services/billing/wal/0000000A/0000000A.history" ]] || fail "history file not under wal/0000000A/"
+if grep -q "no recovery target" "$T/repo/services/billing/wal/0000000A/0000000A.history"; then fail "history file stored in clear"; fi
+as_pg "$agent" wal-fetch -c "$conf" 0000000A.history "$T/w/h" || fail "wal-fetch of the history file"
+cmp -s "$T/w/h" "$T/w/0000000A.history" || fail "fetched history file differs"
 pass "history files archived under their timeline and fetched back"
 
 # --- point-in-time restore -------------------------------------------------------------
@@ -161,7 +174,12 @@ n=$(psql_at "$rci" -c "select count(*) from ledger where id <= 0")
 [[ $n == 100 ]] || fail "restored rows from before the backup: $n, want 100"
 [[ $(psql_at "$rci" -c "select count(*) from scratch") == 0 ]] || fail "the restored unlogged table is not empty"
 [[ $(psql_at "$rci" -c "select pg_is_in_recovery()") == f ]] || fail "restored cluster is still in recovery"
-pass "restored to $target: rows 1..3 exist, 4..6 do not ($(cat "$T/restore.out"))"
+# The target fell in the middle of pgbench's run: every transaction is there
+# whole or not at all.
+[[ $(psql_at "$rci" -c "select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) from pgbench_history) and (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) from pgbench_history)") == t ]] ||
+	fail "the restored pgbench tables are not transactionally consistent"
+n_hist=$(psql_at "$rci" -c "select count(*) from pgbench_history")
+pass "restored to $target: rows 1..3 exist, 4..6 do not; pgbench's $n_hist transactions before it are consistent ($(cat "$T/restore.out"))"
 pg_stop "$T/r"
 
 # --- wal-fetch prefetch ------------------------------------------------------------------
