@@ -5,8 +5,13 @@
 
 #include "common/compress.h"
 #include "common/digest.h"
+#include "common/hop.h"
 #include "common/seal.h"
 #include "common/sink.h"
+
+/* Between reading and the caller's chain: 2 MiB in flight. */
+#define HOP_SLOTS 8
+#define HOP_SLOT_SIZE (256 * 1024)
 
 typedef struct id_walk {
 	const char *prefix;
@@ -141,13 +146,19 @@ agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
 	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
 	coffer_filter *plain_sha = zstd ? coffer_sha256_filter_new(err) : NULL;
 	coffer_filter *plain_count = plain_sha ? coffer_count_filter_new(err) : NULL;
-	if (plain_count == NULL) {
-		coffer_filter *parts[] = { stored_sha, stored_count, unseal, zstd, plain_sha };
-		for (size_t i = 0; i < 5; i++)
+	/* The caller's chain (files written and hashed, a dump materialised)
+	 * runs on a thread of its own while this one reads, decrypts and
+	 * decompresses: a restore uses two cores. */
+	coffer_filter *hop = plain_count ? coffer_hop_filter_new(HOP_SLOTS, HOP_SLOT_SIZE, err) :
+					   NULL;
+	if (hop == NULL) {
+		coffer_filter *parts[] = { stored_sha, stored_count, unseal, zstd, plain_sha,
+			plain_count };
+		for (size_t i = 0; i < 6; i++)
 			coffer_filter_free(parts[i]);
 		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
 	}
-	coffer_filter_link(stored_sha, stored_count, unseal, zstd, plain_sha, plain_count, out,
+	coffer_filter_link(stored_sha, stored_count, unseal, zstd, plain_sha, plain_count, hop, out,
 	    NULL);
 	rc = coffer_repo_read(ctx->repo, key, stored_sha, err);
 	if (rc == COFFER_ENOENT)
@@ -170,8 +181,10 @@ agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
 		    (unsigned long long)m->plaintext_bytes);
 	if (rc == 0)
 		rc = compare_digest(plain_sha, m->plaintext_sha256, "plaintext", m->backup_id, err);
-	/* Free our filters, not the caller's chain. */
+	/* Free our filters, not the caller's chain; freeing the hop joins its
+	 * worker, so nothing touches the caller's chain afterwards. */
 	plain_count->next = NULL;
 	coffer_filter_free_chain(stored_sha);
+	coffer_filter_free(hop);
 	return rc;
 }
