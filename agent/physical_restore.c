@@ -21,11 +21,29 @@
 #include "agent/stored.h"
 #include "common/clock.h"
 #include "common/digest.h"
+#include "common/hop.h"
 #include "common/log.h"
 
 #define POLL_MS 200
 
 /* ---- the unpacking filter ---- */
+
+/*
+ * Design note. Writing the files is what bounds a restore (a bare tar -x of
+ * the same data is no faster), so the unpacker only parses the archive and
+ * checks every entry against the manifest, and hands each file to one of
+ * UNPACK_WRITERS writer threads, round robin: each writer is a hop (its own
+ * thread and bounded ring) followed by a file writer that opens, writes,
+ * hashes and verifies the files it is given. A file goes to one writer in
+ * order, so its bytes stay in order; directories are created by the
+ * unpacker before any file in them is handed out. Frames between them have
+ * a fixed 13-byte header: 'O' open (file index, mode), 'D' data (length,
+ * then the bytes), 'C' close.
+ */
+#define UNPACK_WRITERS 2
+#define WRITER_SLOTS 8
+#define WRITER_SLOT_SIZE (256 * 1024)
+#define FRAME_LEN 13
 
 enum { U_HEADER, U_PATH, U_DATA, U_DONE };
 
@@ -45,9 +63,27 @@ typedef struct unpack {
 	uint16_t path_len;
 	uint64_t size, left;
 	size_t next_file;
+	coffer_filter *writers[UNPACK_WRITERS]; /* hop -> file writer */
+	coffer_filter *cur;                     /* the current file's writer */
+} unpack;
+
+enum { W_HEADER, W_DATA };
+
+typedef struct file_writer {
+	coffer_filter base;
+	const coffer_manifest *m;
+	int root_fd;
+	bool do_chown;
+	uid_t uid;
+	gid_t gid;
+	int state;
+	uint8_t frame[FRAME_LEN];
+	size_t have;
+	uint32_t left;
+	size_t idx;
 	int fd;
 	coffer_filter *sha;
-} unpack;
+} file_writer;
 
 static bool
 safe_rel_path(const char *p)
@@ -84,27 +120,159 @@ write_all(int fd, const uint8_t *buf, size_t len, const char *path, coffer_err *
 	return 0;
 }
 
-static int
-file_done(unpack *u, coffer_err *err)
+
+static void
+put_u64(uint8_t *p, uint64_t v)
 {
-	int rc = coffer_filter_finish(u->sha, err);
-	const coffer_manifest_file *mf = &u->m->files[u->next_file];
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t
+get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int
+send_frame(coffer_filter *w, char type, uint64_t a, uint32_t b, coffer_err *err)
+{
+	uint8_t f[FRAME_LEN];
+	f[0] = (uint8_t)type;
+	put_u64(f + 1, a);
+	f[9] = (uint8_t)(b >> 24);
+	f[10] = (uint8_t)(b >> 16);
+	f[11] = (uint8_t)(b >> 8);
+	f[12] = (uint8_t)b;
+	return coffer_filter_write(w, f, sizeof(f), err);
+}
+
+/* ---- the file writer (on its hop's thread) ---- */
+
+static int
+writer_open(file_writer *w, uint64_t idx, uint32_t mode, coffer_err *err)
+{
+	if (idx >= w->m->nfiles || w->fd >= 0)
+		return coffer_err_set(err, COFFER_EINTERNAL, "file writer: bad open frame");
+	w->idx = (size_t)idx;
+	const char *path = w->m->files[w->idx].path;
+	w->fd = openat(w->root_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    (mode & 0777) | 0600);
+	if (w->fd < 0)
+		return coffer_err_errno(err, errno, "creating", path);
+	if (w->do_chown && fchown(w->fd, w->uid, w->gid) != 0)
+		return coffer_err_errno(err, errno, "changing the owner of", path);
+	w->sha = coffer_sha256_filter_new(err);
+	return w->sha != NULL ? 0 : err != NULL ? err->code : COFFER_ENOMEM;
+}
+
+static int
+writer_close(file_writer *w, coffer_err *err)
+{
+	if (w->fd < 0)
+		return coffer_err_set(err, COFFER_EINTERNAL, "file writer: close without open");
+	const coffer_manifest_file *mf = &w->m->files[w->idx];
+	int rc = coffer_filter_finish(w->sha, err);
 	if (rc == 0) {
 		uint8_t d[COFFER_SHA256_LEN];
 		char hex[COFFER_SHA256_HEX_LEN + 1];
-		coffer_sha256_filter_digest(u->sha, d);
+		coffer_sha256_filter_digest(w->sha, d);
 		coffer_hex_encode(d, sizeof(d), hex);
 		if (strcmp(hex, mf->sha256) != 0)
 			rc = coffer_err_set(err, COFFER_ECORRUPT,
-			    "restored %s has SHA-256 %.16s..., the manifest says %.16s...", u->path, hex,
+			    "restored %s has SHA-256 %.16s..., the manifest says %.16s...", mf->path, hex,
 			    mf->sha256),
 			coffer_err_hint(err, "the backup is damaged; restore another one");
 	}
-	coffer_filter_free(u->sha);
-	u->sha = NULL;
-	if (close(u->fd) != 0 && rc == 0)
-		rc = coffer_err_errno(err, errno, "closing", u->path);
-	u->fd = -1;
+	coffer_filter_free(w->sha);
+	w->sha = NULL;
+	if (close(w->fd) != 0 && rc == 0)
+		rc = coffer_err_errno(err, errno, "closing", mf->path);
+	w->fd = -1;
+	return rc;
+}
+
+static int
+writer_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
+{
+	file_writer *w = (file_writer *)f;
+	while (len > 0) {
+		int rc = 0;
+		if (w->state == W_DATA) {
+			size_t n = w->left < len ? w->left : len;
+			rc = write_all(w->fd, buf, n, w->m->files[w->idx].path, err);
+			if (rc == 0)
+				rc = coffer_filter_write(w->sha, buf, n, err);
+			w->left -= (uint32_t)n, buf += n, len -= n;
+			if (w->left == 0)
+				w->state = W_HEADER;
+		} else {
+			size_t n = FRAME_LEN - w->have;
+			n = n < len ? n : len;
+			memcpy(w->frame + w->have, buf, n);
+			w->have += n, buf += n, len -= n;
+			if (w->have < FRAME_LEN)
+				break;
+			w->have = 0;
+			uint64_t a = get_u64(w->frame + 1);
+			uint32_t b = (uint32_t)w->frame[9] << 24 | (uint32_t)w->frame[10] << 16 |
+			    (uint32_t)w->frame[11] << 8 | w->frame[12];
+			switch (w->frame[0]) {
+			case 'O': rc = writer_open(w, a, b, err); break;
+			case 'C': rc = writer_close(w, err); break;
+			case 'D':
+				if (w->fd < 0)
+					rc = coffer_err_set(err, COFFER_EINTERNAL,
+					    "file writer: data without open");
+				w->left = b;
+				w->state = b > 0 ? W_DATA : W_HEADER;
+				break;
+			default:
+				rc = coffer_err_set(err, COFFER_EINTERNAL, "file writer: bad frame");
+			}
+		}
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int
+writer_finish(coffer_filter *f, coffer_err *err)
+{
+	file_writer *w = (file_writer *)f;
+	if (w->fd >= 0 || w->state != W_HEADER || w->have != 0)
+		return coffer_err_set(err, COFFER_EINTERNAL, "file writer: stream ended inside a file");
+	return 0;
+}
+
+static void
+writer_destroy(coffer_filter *f)
+{
+	file_writer *w = (file_writer *)f;
+	if (w->fd >= 0)
+		close(w->fd);
+	coffer_filter_free(w->sha);
+	free(w);
+}
+
+static const coffer_filter_ops writer_ops = {
+	.name = "physical-file-writer",
+	.write = writer_write,
+	.finish = writer_finish,
+	.destroy = writer_destroy,
+};
+
+/* ---- the unpacker (parses and checks; the writers write) ---- */
+
+static int
+file_end(unpack *u, coffer_err *err)
+{
+	int rc = send_frame(u->cur, 'C', 0, 0, err);
+	u->cur = NULL;
 	u->next_file++;
 	u->state = U_HEADER;
 	u->have = 0;
@@ -139,18 +307,13 @@ entry_begin(unpack *u, coffer_err *err)
 		    "physical archive entry %zu is %s (%" PRIu64 " bytes), the manifest says %s "
 		    "(%" PRIu64 " bytes)", u->next_file, u->path, u->size, mf->path, mf->size),
 		       coffer_err_hint(err, "the backup is damaged; restore another one");
-	u->fd = openat(u->root_fd, u->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    (u->mode & 0777) | 0600);
-	if (u->fd < 0)
-		return coffer_err_errno(err, errno, "creating", u->path);
-	if (u->do_chown && fchown(u->fd, u->uid, u->gid) != 0)
-		return coffer_err_errno(err, errno, "changing the owner of", u->path);
-	u->sha = coffer_sha256_filter_new(err);
-	if (u->sha == NULL)
-		return err != NULL ? err->code : COFFER_ENOMEM;
+	u->cur = u->writers[u->next_file % UNPACK_WRITERS];
+	int rc = send_frame(u->cur, 'O', u->next_file, u->mode, err);
+	if (rc != 0)
+		return rc;
 	u->left = u->size;
 	u->state = U_DATA;
-	return u->left == 0 ? file_done(u, err) : 0;
+	return u->left == 0 ? file_end(u, err) : 0;
 }
 
 static int
@@ -186,12 +349,14 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 		}
 		case U_DATA: {
 			size_t n = u->left < len ? (size_t)u->left : len;
-			rc = write_all(u->fd, buf, n, u->path, err);
+			if (n > WRITER_SLOT_SIZE)
+				n = WRITER_SLOT_SIZE;
+			rc = send_frame(u->cur, 'D', 0, (uint32_t)n, err);
 			if (rc == 0)
-				rc = coffer_filter_write(u->sha, buf, n, err);
+				rc = coffer_filter_write(u->cur, buf, n, err);
 			u->left -= n, buf += n, len -= n;
 			if (rc == 0 && u->left == 0)
-				rc = file_done(u, err);
+				rc = file_end(u, err);
 			break;
 		}
 		default:
@@ -209,6 +374,15 @@ static int
 unpack_finish(coffer_filter *f, coffer_err *err)
 {
 	unpack *u = (unpack *)f;
+	int rc = 0;
+	/* Every writer drains and verifies its last file whatever the archive
+	 * says, so that a damaged archive is reported as such, not as a
+	 * writer left half-way. */
+	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++)
+		if (u->state == U_DONE)
+			rc = coffer_filter_finish(u->writers[i], err);
+	if (rc != 0)
+		return rc;
 	if (u->state != U_DONE)
 		return coffer_err_set(err, COFFER_ETRUNC, "physical archive ends before its end entry"),
 		       coffer_err_hint(err, "the backup is damaged; restore another one");
@@ -224,9 +398,8 @@ static void
 unpack_destroy(coffer_filter *f)
 {
 	unpack *u = (unpack *)f;
-	if (u->fd >= 0)
-		close(u->fd);
-	coffer_filter_free(u->sha);
+	for (int i = 0; i < UNPACK_WRITERS; i++)
+		coffer_filter_free_chain(u->writers[i]); /* the hop first: joins its thread */
 	free(u);
 }
 
@@ -252,8 +425,22 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 	u->do_chown = do_chown;
 	u->uid = (uid_t)uid;
 	u->gid = (gid_t)gid;
-	u->fd = -1;
 	u->state = U_HEADER;
+	for (int i = 0; i < UNPACK_WRITERS; i++) {
+		file_writer *w = calloc(1, sizeof(*w));
+		coffer_filter *hop = w != NULL ?
+		    coffer_hop_filter_new(WRITER_SLOTS, WRITER_SLOT_SIZE + 2 * FRAME_LEN, err) : NULL;
+		if (hop == NULL) {
+			free(w);
+			unpack_destroy(&u->base);
+			if (err != NULL && err->code == 0)
+				coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+			return NULL;
+		}
+		*w = (file_writer){ .base = { .ops = &writer_ops }, .m = m, .root_fd = root_fd,
+			.do_chown = do_chown, .uid = (uid_t)uid, .gid = (gid_t)gid, .fd = -1 };
+		u->writers[i] = coffer_filter_link(hop, &w->base, NULL);
+	}
 	return &u->base;
 }
 
