@@ -82,8 +82,13 @@ typedef struct file_writer {
 	uint32_t left;
 	size_t idx;
 	int fd;
+	uint64_t unflushed; /* bytes written since writeback was last started */
 	coffer_filter *sha;
 } file_writer;
+
+/* Writeback is started every this many bytes of a file, so the final sync
+ * finds little left to do (PostgreSQL's own backend_flush_after idea). */
+#define WRITEBACK_EVERY (8u << 20)
 
 static bool
 safe_rel_path(const char *p)
@@ -158,6 +163,7 @@ writer_open(file_writer *w, uint64_t idx, uint32_t mode, coffer_err *err)
 	if (idx >= w->m->nfiles || w->fd >= 0)
 		return coffer_err_set(err, COFFER_EINTERNAL, "file writer: bad open frame");
 	w->idx = (size_t)idx;
+	w->unflushed = 0;
 	const char *path = w->m->files[w->idx].path;
 	w->fd = openat(w->root_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    (mode & 0777) | 0600);
@@ -206,6 +212,13 @@ writer_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			rc = write_all(w->fd, buf, n, w->m->files[w->idx].path, err);
 			if (rc == 0)
 				rc = coffer_filter_write(w->sha, buf, n, err);
+			w->unflushed += n;
+			if (w->unflushed >= WRITEBACK_EVERY) {
+				/* Advisory: a failure here only means the sync at the
+				 * end does more of the work. */
+				(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+				w->unflushed = 0;
+			}
 			w->left -= (uint32_t)n, buf += n, len -= n;
 			if (w->left == 0)
 				w->state = W_HEADER;
