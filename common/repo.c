@@ -183,9 +183,11 @@ coffer_repo_backup_key(char *buf, size_t size, const char *service, const char *
 	    (rc = name_part_check("backup id", backup_id, err)) != 0) {
 		return (rc);
 	}
-	if (name == NULL || (strcmp(name, "data") != 0 && strcmp(name, "manifest.json") != 0)) {
-		return (coffer_err_set(err, COFFER_EINVAL, "a backup holds \"data\" and "
-		    "\"manifest.json\", not \"%s\"", name == NULL ? "(null)" : name));
+	if (name == NULL || (strcmp(name, "data") != 0 && strcmp(name, "manifest.json") != 0 &&
+				strcmp(name, "attestation.json") != 0)) {
+		return (coffer_err_set(err, COFFER_EINVAL, "a backup holds \"data\", "
+		    "\"manifest.json\" and \"attestation.json\", not \"%s\"",
+		    name == NULL ? "(null)" : name));
 	}
 	rc = layout_put(buf, size, err, "services/%s/backups/%s/%s", service, backup_id, name);
 	return (rc != 0 ? rc : coffer_repo_key_check(buf, err));

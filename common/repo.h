@@ -5,7 +5,7 @@
  * a driver to a configuration and to the capabilities its owner may use.
  *
  * Objects are named by keys, '/'-separated like paths:
- *   services/<service>/backups/<backup-id>/{manifest.json,data}
+ *   services/<service>/backups/<backup-id>/{manifest.json,data,attestation.json}
  *   services/<service>/wal/<timeline>/<segment>
  *   audit/<date>/...
  * A key is 1..1024 bytes of visible ASCII (0x21..0x7e) except '\', made of
@@ -164,7 +164,8 @@ int coffer_repo_list(coffer_repo *repo, const char *prefix, coffer_repo_list_cb 
 int coffer_repo_delete(coffer_repo *repo, const char *key, coffer_err *err);
 
 /* Layout helpers: write the key into buf, 0 or COFFER_EINVAL (bad part, or
- * buf too small). name is "data" or "manifest.json". */
+ * buf too small). name is "data", "manifest.json" or "attestation.json"
+ * (the coordinator's, coordinator/attest.h). */
 int coffer_repo_backup_key(char *buf, size_t size, const char *service, const char *backup_id,
     const char *name, coffer_err *err);
 /* services/<service>/backups/ */

@@ -1683,9 +1683,15 @@ struct coffer_s3_upload {
 	bool failed;
 };
 
+/* Headers every new object carries: its lock, and ownership for the
+ * bucket's owner. S3 makes the writer the owner of an object; an agent (or
+ * the coordinator's DR user) writes into a bucket another account owns, and
+ * without bucket-owner-full-control that owner -- the coordinator's
+ * retention, the DR account -- could not read or manage it. */
 static void
 up_lock_headers(const coffer_s3_upload *up, struct s3_req *r, char until[32])
 {
+	req_header(r, "x-amz-acl", "bucket-owner-full-control");
 	if (up->lock_mode[0] != '\0') {
 		iso_format(up->lock_until_ms, until);
 		req_header(r, "x-amz-object-lock-mode", up->lock_mode);

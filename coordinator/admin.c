@@ -45,6 +45,7 @@
 #include "common/sign.h"
 #include "common/wire.h"
 #include "coordinator/agents.h"
+#include "coordinator/drcopy.h"
 #include "coordinator/drills.h"
 
 #define ACTOR_MAX 80
@@ -372,6 +373,10 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 	}
 	/* Restore tested, not theoretical: the last drill beside the last backup. */
 	if ((rv = coord_drills_status(ctx->cat, service, o, &ctx->err)) != 0) {
+		return (fail_with(ctx, rv));
+	}
+	/* Recoverable with production gone: the DR copies. */
+	if ((rv = coord_drcopy_status(ctx->cat, ctx->cfg, service, o, &ctx->err)) != 0) {
 		return (fail_with(ctx, rv));
 	}
 	return (0);

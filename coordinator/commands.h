@@ -20,5 +20,7 @@ int coord_cmd_run(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cmd_agents_enroll(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cmd_agents_list(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cmd_agents_revoke(const coffer_cmd *cmd, int argc, char **argv);
+/* coordinator/cmd_rebuild.c: the catalog's backups from a repository alone. */
+int coord_cmd_rebuild(const coffer_cmd *cmd, int argc, char **argv);
 
 #endif

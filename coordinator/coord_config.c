@@ -265,6 +265,20 @@ static const coffer_config_key integrity_keys[] = {
 	{ 0 },
 };
 
+/* The DR copy (coordinator/drcopy.c). */
+static const coffer_config_key dr_keys[] = {
+	/* A due copy not verified after this pages dr_copy_lag. */
+	{ .name = "copy_lag", .type = COFFER_CONFIG_DURATION, .def = "6h", .min = 1 * SECS,
+	    .max = 30 * DAYS },
+	/* Copies per pass of the copier thread; the next pass follows at once. */
+	{ .name = "copies_per_pass", .type = COFFER_CONFIG_INT, .def = "4", .min = 1,
+	    .max = 1000 },
+	/* A failed copy waits 1 minute, doubling per attempt up to this. */
+	{ .name = "retry_max", .type = COFFER_CONFIG_DURATION, .def = "1h", .min = 1 * SECS,
+	    .max = 7 * DAYS },
+	{ 0 },
+};
+
 static const coffer_config_section coordinator_sections[] = {
 	{ .name = "coordinator", .required = true, .keys = coordinator_keys },
 	{ .name = "tls", .keys = tls_keys },
@@ -273,6 +287,7 @@ static const coffer_config_section coordinator_sections[] = {
 	{ .name = "operator.*", .keys = operator_keys },
 	{ .name = "service.*", .keys = service_keys },
 	{ .name = "integrity", .keys = integrity_keys },
+	{ .name = "dr", .keys = dr_keys },
 	{ 0 },
 };
 
@@ -280,6 +295,30 @@ static const coffer_config_schema coordinator_schema = {
 	.sections = coordinator_sections,
 	.check_cron = check_cron,
 };
+
+int
+coord_config_repo(const coord_config *cfg, const char *name, coffer_repo_config *rc,
+    coffer_err *err)
+{
+	char sec[48];
+	snprintf(sec, sizeof(sec), "repository.%s", name);
+	memset(rc, 0, sizeof(*rc));
+	if (!coffer_config_has_section(cfg->ini, sec)) {
+		coffer_err_set(err, COFFER_ENOENT, "the configuration has no [%s]", sec);
+		return (coffer_err_hint(err, "add [%s] (docs/CONFIGURATION.md)", sec));
+	}
+	rc->type = coffer_config_str(cfg->ini, sec, "type");
+	rc->path = coffer_config_str(cfg->ini, sec, "path");
+	rc->endpoint = coffer_config_str(cfg->ini, sec, "endpoint");
+	rc->region = coffer_config_str(cfg->ini, sec, "region");
+	rc->bucket = coffer_config_str(cfg->ini, sec, "bucket");
+	rc->prefix = coffer_config_str(cfg->ini, sec, "prefix");
+	rc->access_key = coffer_config_str(cfg->ini, sec, "access_key");
+	rc->secret_key = coffer_config_str(cfg->ini, sec, "secret_key");
+	rc->session_token = coffer_config_str(cfg->ini, sec, "session_token");
+	rc->path_style = coffer_config_bool(cfg->ini, sec, "path_style");
+	return (0);
+}
 
 const coffer_config_schema *
 coord_config_schema(void)

@@ -38,6 +38,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/repo.h"
 #include "coordinator/retention.h"
 
 typedef enum coord_compliance {
@@ -134,6 +135,11 @@ const coord_service_policy *coord_config_service(const coord_config *cfg, const 
  * section. Its sha256 is the policy version. */
 int coord_config_policy_text(const coffer_config *ini, const char *service, char *buf,
     size_t size);
+
+/* Fills rc from [repository.<name>] (strings borrowed from cfg).
+ * COFFER_ENOENT, with a hint, when the file has no such section. */
+int coord_config_repo(const coord_config *cfg, const char *name, coffer_repo_config *rc,
+    coffer_err *err);
 
 /* The schema (static), for check-config and for tests. */
 const coffer_config_schema *coord_config_schema(void);

@@ -1322,26 +1322,12 @@ repo_of(coord_drills *d, int which)
 		return (d->repo[which]);
 	}
 	d->tried[which] = true;
-	char sec[32];
-	snprintf(sec, sizeof(sec), "repository.%s", repo_names[which]);
-	const coffer_config *ini = d->cfg->ini;
-	if (!coffer_config_has_section(ini, sec)) {
-		return (NULL);
-	}
-	coffer_repo_config rc = {
-		.type = coffer_config_str(ini, sec, "type"),
-		.path = coffer_config_str(ini, sec, "path"),
-		.endpoint = coffer_config_str(ini, sec, "endpoint"),
-		.region = coffer_config_str(ini, sec, "region"),
-		.bucket = coffer_config_str(ini, sec, "bucket"),
-		.prefix = coffer_config_str(ini, sec, "prefix"),
-		.access_key = coffer_config_str(ini, sec, "access_key"),
-		.secret_key = coffer_config_str(ini, sec, "secret_key"),
-		.session_token = coffer_config_str(ini, sec, "session_token"),
-		.path_style = coffer_config_bool(ini, sec, "path_style"),
-	};
+	coffer_repo_config rc;
 	coffer_err e;
 	coffer_err_clear(&e);
+	if (coord_config_repo(d->cfg, repo_names[which], &rc, &e) != 0) {
+		return (NULL);
+	}
 	/* Read only: the sweep must never be able to repair or remove. */
 	if (coffer_repo_open(&rc, COFFER_REPO_READ, &d->repo[which], &e) != 0) {
 		char q[COFFER_ERR_MSG_MAX + 8];

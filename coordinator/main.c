@@ -25,6 +25,10 @@ static const coffer_cmd coordinator_cmds[] = {
 	{ "audit-verify", "-c FILE [--output json]",
 	    "check the audit log's HMAC chain and name the first broken row",
 	    coord_cmd_audit_verify },
+	{ "rebuild-catalog", "-c FILE --repo primary|dr [--output json]",
+	    "recover the catalog's backups from a repository alone, refusing any that is not "
+	    "attested, signed and intact",
+	    coord_cmd_rebuild },
 	{ "audit-keygen", "--out FILE", "create a new audit HMAC key file (mode 0600)",
 	    coord_cmd_audit_keygen },
 	{ NULL, NULL, NULL, NULL },

@@ -323,6 +323,41 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 		    0, NULL, err);
 	}
 	if (rv == 0) {
+		rv = emit(cat, b, "coffer_dr_copies", "gauge",
+		    "DR copies by service and status (copying, verified, failed).", L_SERVICE_STATUS,
+		    2,
+		    "SELECT b.service, c.status, count(*)::text FROM backup_copies c "
+		    "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' GROUP BY 1, 2 "
+		    "ORDER BY 1, 2",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_dr_copy_failures_total", "counter",
+		    "Failed DR copy attempts, per service.", L_SERVICE, 1,
+		    "SELECT b.service, sum(c.attempts - 1)::text FROM backup_copies c "
+		    "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' GROUP BY 1 ORDER BY 1",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_dr_copied_bytes_total", "counter",
+		    "Bytes of backups verified in the DR repository, per service.", L_SERVICE, 1,
+		    "SELECT b.service, COALESCE(sum(c.stored_bytes), 0)::text FROM backup_copies c "
+		    "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' "
+		    "AND c.status = 'verified' GROUP BY 1 ORDER BY 1",
+		    0, NULL, err);
+	}
+	if (rv == 0) {
+		rv = emit(cat, b, "coffer_dr_copy_lag_seconds", "gauge",
+		    "How long the oldest due DR copy has waited to be verified, per service (0: none "
+		    "waiting).",
+		    L_SERVICE, 1,
+		    "SELECT b.service, COALESCE(GREATEST(0, round((($1::bigint / 1000.0) - "
+		    "extract(epoch FROM min(c.started_at) FILTER (WHERE c.status <> 'verified')))"
+		    "::numeric, 3)), 0)::text FROM backup_copies c JOIN backups b ON b.id = "
+		    "c.backup_id WHERE c.repo = 'dr' GROUP BY 1 ORDER BY 1",
+		    1, vnow, err);
+	}
+	if (rv == 0) {
 		family(b, "coffer_services_configured", "gauge",
 		    "Services in the coordinator's configuration.");
 		sb_printf(b, "coffer_services_configured %zu\n", cfg->n_services);

@@ -449,12 +449,25 @@ static const char migration_7_sql[] =
     "CREATE INDEX integrity_checks_backup ON integrity_checks (backup_id, repo, checked_at DESC);\n"
     "CREATE INDEX integrity_checks_service ON integrity_checks (service, checked_at DESC);\n";
 
-/* Number 6 belongs to the DR copy (coordinator/drcopy.c), which has not
- * landed yet; numbers may not have gaps, so this no-op holds the place.
- * Whoever lands the DR copy's schema replaces this SQL and name with theirs
- * (nothing has shipped with this placeholder; a development catalog that
- * applied it is recreated). */
+/* Number 6 was held for the DR copy while it had not landed; catalogs
+ * have since applied it as a no-op, so it stays one (numbers may not have
+ * gaps) and the DR copy's schema is number 8. */
 static const char migration_6_sql[] = "SELECT 1;\n";
+
+/* The DR copy (coordinator/drcopy.c). backup_copies gets the retry clock
+ * (a failed copy waits next_attempt_at, doubling up to [dr] retry_max), the
+ * bytes copied and the DR object versions; a 'copying' row is a copy that is
+ * due and not yet verified, created when the policy first wants it, so lag
+ * is now - started_at. attested_at marks backups whose coordinator
+ * attestation (coordinator/attest.h) is in the primary repository, which
+ * rebuild-catalog needs to trust the agent's key. */
+static const char migration_8_sql[] =
+    "ALTER TABLE backup_copies ADD COLUMN next_attempt_at timestamptz;\n"
+    "ALTER TABLE backup_copies ADD COLUMN stored_bytes bigint CHECK (stored_bytes >= 0);\n"
+    "ALTER TABLE backup_copies ADD COLUMN versions jsonb;\n"
+    "ALTER TABLE backups ADD COLUMN attested_at timestamptz;\n"
+    "CREATE INDEX backups_unattested ON backups (finished_at)\n"
+    "  WHERE status = 'completed' AND attested_at IS NULL;\n";
 
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
@@ -464,6 +477,7 @@ static const coord_migration migrations[] = {
 	{ 5, "alert outbox", migration_5_sql },
 	{ 6, "reserved for the dr copy", migration_6_sql },
 	{ 7, "drills and integrity", migration_7_sql },
+	{ 8, "dr copy", migration_8_sql },
 };
 
 const coord_migration *

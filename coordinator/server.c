@@ -59,6 +59,7 @@
 #include "coordinator/notify.h"
 #include "coordinator/catalog.h"
 #include "coordinator/intake.h"
+#include "coordinator/drcopy.h"
 #include "coordinator/drills.h"
 #include "coordinator/prune.h"
 #include "coordinator/walprune.h"
@@ -140,6 +141,7 @@ struct server {
 	/* Lane 0 only (after start). */
 	coord_notify *notify;
 	coord_drills *drills;
+	coord_drcopy *drcopy; /* NULL without [repository.primary] */
 	unsigned ticks;
 	coord_alerts_input audit_state;
 	char audit_problem[256];
@@ -290,6 +292,22 @@ run_walwatch(server *s)
 		    st.services, st.gaps, st.failing, st.lagging, st.changed);
 }
 
+/* Before the alerts: a copy failure found here pages in the same tick. */
+static void
+run_drcopy(server *s)
+{
+	if (s->drcopy == NULL)
+		return;
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_drcopy_stats st;
+	if (coord_drcopy_tick(s->drcopy, s->cat, coffer_clock_now(NULL), &st, &err) != 0)
+		return; /* logged per service */
+	if (st.planned || st.triggered || st.resolved)
+		coffer_log_info("dr copy", "planned=%d triggered=%d resolved=%d", st.planned,
+		    st.triggered, st.resolved);
+}
+
 static void
 serve_tick(server *s)
 {
@@ -308,6 +326,7 @@ serve_tick(server *s)
 	}
 	run_drills(s);
 	run_walwatch(s);
+	run_drcopy(s);
 	if (s->repo == NULL) {
 		run_alerts(s);
 		if (!s->repo_warned) {
@@ -662,19 +681,9 @@ render_metrics(void *arg, char **text, size_t *len)
 static int
 open_primary(const coord_config *cfg, coffer_repo **out, coffer_err *err)
 {
-	const char *sec = "repository.primary";
-	coffer_repo_config rc = {
-		.type = coffer_config_str(cfg->ini, sec, "type"),
-		.path = coffer_config_str(cfg->ini, sec, "path"),
-		.endpoint = coffer_config_str(cfg->ini, sec, "endpoint"),
-		.region = coffer_config_str(cfg->ini, sec, "region"),
-		.bucket = coffer_config_str(cfg->ini, sec, "bucket"),
-		.prefix = coffer_config_str(cfg->ini, sec, "prefix"),
-		.access_key = coffer_config_str(cfg->ini, sec, "access_key"),
-		.secret_key = coffer_config_str(cfg->ini, sec, "secret_key"),
-		.session_token = coffer_config_str(cfg->ini, sec, "session_token"),
-		.path_style = coffer_config_bool(cfg->ini, sec, "path_style"),
-	};
+	coffer_repo_config rc;
+	if (coord_config_repo(cfg, "primary", &rc, err) != 0)
+		return (err->code);
 	if (coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, out,
 		err) != 0)
 		return coffer_err_wrap(err, "[repository.primary]");
@@ -769,6 +778,9 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		if (s->notify == NULL)
 			rv = err->code;
 	}
+	if (rv == 0 && (rv = coord_drcopy_new(cfg, key, &s->drcopy, err)) == 0 &&
+	    s->drcopy != NULL)
+		rv = coord_drcopy_background(s->drcopy, err);
 	if (rv == 0)
 		rv = coord_drills_new(cfg, &s->drills, err);
 	if (rv == 0)
@@ -840,6 +852,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	}
 	coord_notify_free(s->notify);
 	coord_drills_free(s->drills);
+	coord_drcopy_free(s->drcopy);
 	coord_catalog_close(s->metrics_cat);
 	pthread_mutex_destroy(&s->metrics_mu);
 	coffer_repo_close(s->repo);

@@ -2,8 +2,8 @@
  * coffer status [--service S] [--output json]: per service, the last
  * successful backup (id, finished, age, size, duration), completed and
  * failed counts, the agents with their last contact, the last restore
- * drill (when, result, restore time against the RTO), and active legal
- * holds.
+ * drill (when, result, restore time against the RTO), the DR copies
+ * (verified, pending, failed), and active legal holds.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +49,39 @@ print_drills(const cJSON *doc)
 	}
 }
 
+/* DR copies of each service that makes them: recoverable with production
+ * gone only as far as they are verified. */
+static void
+print_dr(const cJSON *doc)
+{
+	static const char *const headers[] = { "SERVICE", "DR COPY", "VERIFIED", "PENDING",
+		"FAILED", "LAST VERIFIED", "OLDEST PENDING", "LAST FAILURE" };
+	coord_cli_table *t = NULL;
+	const cJSON *s;
+	cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "services"))
+	{
+		const cJSON *d = cJSON_GetObjectItemCaseSensitive(s, "dr");
+		if (!cJSON_IsObject(d) || strcmp(coord_cli_str(d, "copy"), "none") == 0) {
+			continue;
+		}
+		if (t == NULL) {
+			t = coord_cli_table_new(8, headers);
+		}
+		char v[24], p[24], f[24];
+		const char *row[] = { coord_cli_str(s, "service"), coord_cli_str(d, "copy"),
+			coord_cli_num(d, "verified", v, sizeof(v)),
+			coord_cli_num(d, "pending", p, sizeof(p)),
+			coord_cli_num(d, "failed", f, sizeof(f)), coord_cli_str(d, "last_verified_at"),
+			coord_cli_str(d, "oldest_pending_since"), coord_cli_str(d, "last_failure") };
+		coord_cli_table_row(t, row);
+	}
+	if (t != NULL) {
+		printf("\nDR copies:\n");
+		coord_cli_table_print(t);
+		coord_cli_table_free(t);
+	}
+}
+
 static void
 print_status(const cJSON *doc)
 {
@@ -86,6 +119,7 @@ print_status(const cJSON *doc)
 	coord_cli_table_print(t);
 	coord_cli_table_free(t);
 	print_drills(doc);
+	print_dr(doc);
 	const cJSON *holds = cJSON_GetObjectItemCaseSensitive(doc, "holds");
 	if (cJSON_GetArraySize(holds) > 0) {
 		printf("\nlegal holds (retention will not delete these):\n");

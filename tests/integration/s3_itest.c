@@ -695,6 +695,118 @@ cmd_missing(const char *bucket)
 	return (0);
 }
 
+/* head KEY [VERSION]: what the store says about an object and its lock. */
+static int
+cmd_head(const char *bucket, const char *key, const char *version)
+{
+	coffer_s3_config cfg = s3_cfg(bucket);
+	coffer_s3 *s3 = NULL;
+	coffer_err err = { 0 };
+	coffer_s3_object_info info;
+	memset(&info, 0, sizeof(info));
+	if (coffer_s3_new(&cfg, &s3, &err) != 0 || coffer_s3_head(s3, key, version, &info, &err) != 0) {
+		coffer_s3_free(s3);
+		return (die("head", &err));
+	}
+	coffer_s3_free(s3);
+	printf("ok version=%s lock=%s until=%lld size=%llu\n", info.version_id,
+	    info.lock_mode[0] != '\0' ? info.lock_mode : "-", (long long)info.lock_until_ms,
+	    (unsigned long long)info.size);
+	return (0);
+}
+
+/* sha KEY: the SHA-256 of the object's current version, streamed. */
+static int
+cmd_sha(const char *bucket, const char *key)
+{
+	coffer_s3_config cfg = s3_cfg(bucket);
+	coffer_s3 *s3 = NULL;
+	coffer_err err = { 0 };
+	coffer_filter *sha = coffer_sha256_filter_new(&err);
+	coffer_filter *cnt = coffer_count_filter_new(&err);
+	coffer_filter_link(sha, cnt, NULL);
+	int rc = coffer_s3_new(&cfg, &s3, &err);
+	if (rc == 0) {
+		rc = coffer_s3_get(s3, key, NULL, sha, NULL, &err);
+	}
+	uint8_t md[32];
+	char hex[65];
+	coffer_sha256_filter_digest(sha, md);
+	coffer_hex_encode(md, sizeof(md), hex);
+	uint64_t n = coffer_count_filter_bytes(cnt);
+	coffer_filter_free_chain(sha);
+	coffer_s3_free(s3);
+	if (rc != 0) {
+		return (die("sha", &err));
+	}
+	printf("ok sha=%s bytes=%llu\n", hex, (unsigned long long)n);
+	return (0);
+}
+
+/* put KEY FILE: a plain PUT over whatever is there (a new version in a
+ * versioned bucket), as an account holder could do by hand. */
+static int
+cmd_put(const char *bucket, const char *key, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		fprintf(stderr, "FAIL put: cannot open %s\n", path);
+		return (1);
+	}
+	coffer_s3_config cfg = s3_cfg(bucket);
+	coffer_s3 *s3 = NULL;
+	coffer_s3_upload *up = NULL;
+	coffer_err err = { 0 };
+	coffer_s3_put_opts opts = { .overwrite = 1 };
+	int rc = coffer_s3_new(&cfg, &s3, &err);
+	if (rc == 0) {
+		rc = coffer_s3_upload_begin(s3, key, &opts, &up, &err);
+	}
+	uint8_t buf[65536];
+	size_t n;
+	while (rc == 0 && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		rc = coffer_s3_upload_write(up, buf, n, &err);
+	}
+	coffer_s3_object_info info;
+	memset(&info, 0, sizeof(info));
+	if (rc == 0) {
+		rc = coffer_s3_upload_commit(up, &info, &err);
+	}
+	fclose(f);
+	coffer_s3_upload_free(up);
+	coffer_s3_free(s3);
+	if (rc != 0) {
+		return (die("put", &err));
+	}
+	printf("ok version=%s\n", info.version_id);
+	return (0);
+}
+
+static int
+print_key(const char *key, uint64_t size, int64_t mtime_ms, void *arg)
+{
+	(void)size;
+	(void)mtime_ms;
+	(void)arg;
+	printf("%s\n", key);
+	return (0);
+}
+
+/* list PREFIX: every key, one per line (no "ok" line: the output is data). */
+static int
+cmd_list(const char *bucket, const char *prefix)
+{
+	coffer_s3_config cfg = s3_cfg(bucket);
+	coffer_s3 *s3 = NULL;
+	coffer_err err = { 0 };
+	int rc = coffer_s3_new(&cfg, &s3, &err);
+	if (rc == 0) {
+		rc = coffer_s3_list(s3, prefix, 0, print_key, NULL, &err);
+	}
+	coffer_s3_free(s3);
+	return (rc != 0 ? die("list", &err) : 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -739,7 +851,8 @@ main(int argc, char **argv)
 		coffer_s3_config cfg = s3_cfg(bucket);
 		coffer_s3 *s3 = NULL;
 		coffer_err err = { 0 };
-		if (coffer_s3_new(&cfg, &s3, &err) != 0 || coffer_s3_delete(s3, arg, NULL, &err) != 0) {
+		if (coffer_s3_new(&cfg, &s3, &err) != 0 ||
+		    coffer_s3_delete(s3, arg, argc > 4 ? argv[4] : NULL, &err) != 0) {
 			return (die("delete", &err));
 		}
 		coffer_s3_free(s3);
@@ -778,6 +891,18 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "vhost") == 0 && arg != NULL) {
 		return (cmd_vhost(bucket, arg));
+	}
+	if (strcmp(cmd, "head") == 0 && arg != NULL) {
+		return (cmd_head(bucket, arg, argc > 4 ? argv[4] : NULL));
+	}
+	if (strcmp(cmd, "list") == 0) {
+		return (cmd_list(bucket, arg != NULL ? arg : ""));
+	}
+	if (strcmp(cmd, "sha") == 0 && arg != NULL) {
+		return (cmd_sha(bucket, arg));
+	}
+	if (strcmp(cmd, "put") == 0 && arg != NULL && argc > 4) {
+		return (cmd_put(bucket, arg, argv[4]));
 	}
 	if (strcmp(cmd, "missing") == 0) {
 		return (cmd_missing(bucket));

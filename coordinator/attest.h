@@ -1,0 +1,64 @@
+/*
+ * Attestations: the coordinator's word, stored beside a backup, that the
+ * agent who signed the backup's manifest was enrolled for the backup's
+ * service with a given public key.
+ *
+ * A manifest is signed by its agent, but the agent's public key lives in
+ * the catalog. With the catalog gone, a signature alone proves nothing: a
+ * forger signs with a key of their own. rebuild-catalog therefore trusts a
+ * manifest only through an attestation whose HMAC verifies under the audit
+ * key, which the platform team keeps apart from every repository
+ * credential. The DR copy writes one with every copied backup (object
+ * locked like the copy), and the copier writes one into the primary
+ * repository for every completed backup.
+ *
+ * Object: services/<service>/backups/<id>/attestation.json, one JSON object
+ *   {"attestation": "<body>", "mac": "<64 hex>"}
+ * where body is a JSON text (kept as the exact string that was MACed, so
+ * no canonical form is needed):
+ *   {"format":1,"backup_id":..,"service":..,"agent":..,
+ *    "agent_public_key":"<64 hex>","kind":"logical"|"physical",
+ *    "manifest_sha256":"<64 hex>","stored_sha256":"<64 hex>",
+ *    "stored_bytes":"<decimal>"}
+ * and mac = HMAC-SHA-256(audit key, "coffer-attestation-v1" NUL body).
+ * The content is a pure function of the backup, so writing it twice gives
+ * the same bytes (a retried copy finds an identical object).
+ */
+#ifndef COFFER_COORDINATOR_ATTEST_H
+#define COFFER_COORDINATOR_ATTEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/manifest.h"
+#include "common/sign.h"
+#include "coordinator/audit.h"
+
+#define COORD_ATTEST_OBJECT "attestation.json"
+/* Larger objects are refused before parsing. */
+#define COORD_ATTEST_MAX 8192
+
+typedef struct coord_attestation {
+	char backup_id[COFFER_MANIFEST_ID_SIZE];
+	char service[COFFER_MANIFEST_NAME_MAX];
+	char agent[COFFER_MANIFEST_NAME_MAX];
+	uint8_t agent_pubkey[COFFER_SIGN_PUBKEY_BYTES];
+	char kind[16];
+	char manifest_sha256[65]; /* lower-case hex */
+	char stored_sha256[65];
+	uint64_t stored_bytes;
+} coord_attestation;
+
+/* The object's bytes (malloc'd, NUL-terminated, newline-ended) in *json. */
+int coord_attest_render(const coord_attestation *a, const coord_audit_key *key, char **json,
+    size_t *len, coffer_err *err);
+
+/* Parses and authenticates an attestation object. COFFER_ETOOBIG over
+ * COORD_ATTEST_MAX, COFFER_ECORRUPT for a bad shape (naming the field),
+ * COFFER_EVERSION for an unknown format, COFFER_EAUTH when the MAC does not
+ * verify (another audit key, or altered). */
+int coord_attest_parse(const char *json, size_t len, const coord_audit_key *key,
+    coord_attestation *out, coffer_err *err);
+
+#endif

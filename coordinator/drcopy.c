@@ -1,0 +1,1200 @@
+/*
+ * The DR copy (coordinator/drcopy.h).
+ */
+#include "coordinator/drcopy.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+#include <openssl/sha.h>
+
+#include "common/clock.h"
+#include "common/digest.h"
+#include "common/log.h"
+#include "common/repo.h"
+#include "common/s3.h"
+#include "common/sink.h"
+#include "coordinator/alerts.h"
+#include "coordinator/attest.h"
+#include "coordinator/prune.h"
+
+#define ACTOR "coordinator"
+#define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
+#define MS(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
+#define RFC3339(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+#define MINUTE_MS (60LL * 1000)
+#define DAY_MS (24LL * 3600 * 1000)
+/* A `forever` tier locks for this long: S3 needs a date. */
+#define FOREVER_MS (100LL * 366 * DAY_MS)
+/* Attestations written into the primary repository per pass. */
+#define ATTEST_PER_PASS 50
+
+struct coord_drcopy {
+	const coord_config *cfg;
+	const coord_audit_key *key;
+	coffer_repo *primary; /* read (backups), write (attestations) */
+	coffer_s3 *dr;        /* NULL without [repository.dr] */
+	char dr_prefix[COFFER_REPO_KEY_MAX + 2]; /* "" or "<prefix>/" */
+	atomic_bool stop;
+	bool background;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool pending;        /* mu: a pass was asked for */
+	coord_catalog *own;  /* copier thread only */
+};
+
+/* ---- small helpers ---- */
+
+static const char *
+dr_copy_mode(const coord_config *cfg, const char *service)
+{
+	char sec[96];
+	snprintf(sec, sizeof(sec), "service.%s", service);
+	return (coffer_config_str(cfg->ini, sec, "dr.copy"));
+}
+
+static bool
+copies(const coord_config *cfg, const char *service)
+{
+	return (strcmp(dr_copy_mode(cfg, service), "none") != 0);
+}
+
+static int
+exec(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
+    coffer_err *err)
+{
+	int rv;
+	PQclear(coord_catalog_query(cat, sql, n, vals, what, &rv, err));
+	return (rv);
+}
+
+static void
+fmt_i64(char *buf, size_t size, int64_t v)
+{
+	snprintf(buf, size, "%" PRId64, v);
+}
+
+static const char *
+quoted(char *buf, size_t size, const char *text)
+{
+	return (coffer_log_quote(buf, size, text));
+}
+
+/* ---- opening and refusing ---- */
+
+/* "" or "<prefix>/", as the s3 repository driver places keys. */
+static int
+set_prefix(coord_drcopy *d, const char *prefix, coffer_err *err)
+{
+	const char *p = prefix != NULL ? prefix : "";
+	while (*p == '/') {
+		p++;
+	}
+	size_t n = strlen(p);
+	while (n > 0 && p[n - 1] == '/') {
+		n--;
+	}
+	if (n > 512) {
+		coffer_err_set(err, COFFER_EINVAL, "[repository.dr] prefix is longer than 512 bytes");
+		return (coffer_err_hint(err, "use a shorter prefix"));
+	}
+	memcpy(d->dr_prefix, p, n);
+	d->dr_prefix[n] = '\0';
+	if (n > 0) {
+		int rc = coffer_repo_key_check(d->dr_prefix, err);
+		if (rc != 0) {
+			return (coffer_err_wrap(err, "[repository.dr] prefix"));
+		}
+		d->dr_prefix[n] = '/';
+		d->dr_prefix[n + 1] = '\0';
+	}
+	return (0);
+}
+
+static int
+open_dr(coord_drcopy *d, coffer_err *err)
+{
+	coffer_repo_config rc;
+	if (coord_config_repo(d->cfg, "dr", &rc, err) != 0) {
+		return (err->code);
+	}
+	if (rc.type == NULL || strcmp(rc.type, "s3") != 0) {
+		coffer_err_set(err, COFFER_EINVAL, "[repository.dr] is type = %s: a DR repository "
+		    "must be an object-locked S3 bucket (rule: DR copies cannot be deleted by "
+		    "anyone who holds production credentials, and a directory cannot lock)",
+		    rc.type != NULL ? rc.type : "posix");
+		return (coffer_err_hint(err, "point [repository.dr] at an S3 bucket created with "
+					     "object lock in another account (docs/S3.md, \"DR "
+					     "repository\")"));
+	}
+	int rv = set_prefix(d, rc.prefix, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	coffer_s3_config sc = {
+		.endpoint = rc.endpoint,
+		.region = rc.region,
+		.bucket = rc.bucket,
+		.access_key = rc.access_key,
+		.secret_key = rc.secret_key,
+		.session_token = rc.session_token,
+		.path_style = rc.path_style,
+	};
+	if ((rv = coffer_s3_new(&sc, &d->dr, err)) != 0) {
+		return (coffer_err_wrap(err, "[repository.dr]"));
+	}
+	coffer_s3_lock_config lc;
+	memset(&lc, 0, sizeof(lc));
+	rv = coffer_s3_object_lock_get(d->dr, &lc, err);
+	if (rv == COFFER_EPERM) {
+		coffer_err_set(err, COFFER_EPERM, "the DR credentials may not read bucket %s's object "
+		    "lock configuration, so the coordinator cannot confirm the copies will be locked",
+		    rc.bucket);
+		return (coffer_err_hint(err, "allow s3:GetBucketObjectLockConfiguration on the DR "
+					     "bucket for the coordinator's DR user (docs/S3.md)"));
+	}
+	if (rv != 0) {
+		return (coffer_err_wrap(err, "checking the DR bucket's object lock"));
+	}
+	if (!lc.enabled) {
+		coffer_err_set(err, COFFER_EREFUSED, "DR bucket %s does not have object lock enabled "
+		    "(rule: DR copies must be immutable until they expire)", rc.bucket);
+		return (coffer_err_hint(err, "create the DR bucket with object lock (aws s3api "
+					     "create-bucket --object-lock-enabled-for-bucket), or "
+					     "point [repository.dr] at one that has it"));
+	}
+	return (0);
+}
+
+int
+coord_drcopy_new(const coord_config *cfg, const coord_audit_key *key, coord_drcopy **out,
+    coffer_err *err)
+{
+	*out = NULL;
+	const char *needs = NULL;
+	for (size_t i = 0; i < cfg->n_services && needs == NULL; i++) {
+		if (copies(cfg, cfg->services[i].name)) {
+			needs = cfg->services[i].name;
+		}
+	}
+	bool have_dr = coffer_config_has_section(cfg->ini, "repository.dr");
+	if (needs != NULL && !have_dr) {
+		coffer_err_set(err, COFFER_EINVAL, "service %s sets dr.copy = %s, but there is no "
+		    "[repository.dr] to copy to", needs, dr_copy_mode(cfg, needs));
+		return (coffer_err_hint(err, "add [repository.dr] (an object-locked S3 bucket, "
+					     "docs/S3.md) or set dr.copy = none"));
+	}
+	if (!coffer_config_has_section(cfg->ini, "repository.primary")) {
+		if (needs != NULL) {
+			coffer_err_set(err, COFFER_EINVAL, "service %s sets dr.copy, but there is no "
+			    "[repository.primary] to copy from", needs);
+			return (coffer_err_hint(err, "add [repository.primary] with the coordinator's "
+						     "credentials"));
+		}
+		return (0);
+	}
+	coord_drcopy *d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the DR copier"));
+	}
+	d->cfg = cfg;
+	d->key = key;
+	coffer_repo_config rc;
+	int rv = coord_config_repo(cfg, "primary", &rc, err);
+	if (rv == 0 && (rv = coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE,
+			    &d->primary, err)) != 0) {
+		coffer_err_wrap(err, "[repository.primary]");
+	}
+	if (rv == 0 && have_dr) {
+		rv = open_dr(d, err);
+	}
+	if (rv != 0) {
+		coord_drcopy_free(d);
+		return (rv);
+	}
+	*out = d;
+	return (0);
+}
+
+/* ---- planning (the tick) ---- */
+
+/* Tier names from short to long, as retention names its reasons. */
+static const char *const tier_words[] = { "daily", "weekly", "monthly", "yearly" };
+
+static int
+tier_rank(const char *word)
+{
+	for (int i = 0; i < 4; i++) {
+		if (strcmp(word, tier_words[i]) == 0) {
+			return (i);
+		}
+	}
+	return (-1);
+}
+
+/* Whether the plan's entry b is wanted under mode, and its retain-until. */
+static bool
+wanted(const coord_service_policy *p, const coord_config *cfg, const char *mode,
+    const cJSON *b, int64_t now_ms, int64_t *until_ms)
+{
+	const cJSON *status = cJSON_GetObjectItemCaseSensitive(b, "status");
+	if (!cJSON_IsString(status) || strcmp(status->valuestring, "completed") != 0) {
+		return (false);
+	}
+	int min_rank = tier_rank(mode);
+	bool holds = min_rank < 0; /* "all" */
+	const cJSON *r;
+	cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(b, "reasons"))
+	{
+		if (cJSON_IsString(r) && min_rank >= 0 && tier_rank(r->valuestring) >= min_rank) {
+			holds = true;
+		}
+	}
+	if (!holds) {
+		return (false);
+	}
+	int64_t settled = 0, expires = 0;
+	const cJSON *s = cJSON_GetObjectItemCaseSensitive(b, "settled_at");
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(b, "expires_at");
+	if (!cJSON_IsString(s) || coffer_time_parse(s->valuestring, &settled) != 0) {
+		return (false);
+	}
+	char sec[96];
+	snprintf(sec, sizeof(sec), "service.%s", p->name);
+	if (coffer_config_has(cfg->ini, sec, "dr.retention")) {
+		*until_ms = settled + coffer_config_duration_ms(cfg->ini, sec, "dr.retention");
+	} else if (cJSON_IsString(e) && strcmp(e->valuestring, "never") == 0) {
+		*until_ms = settled + FOREVER_MS;
+	} else if (cJSON_IsString(e) && coffer_time_parse(e->valuestring, &expires) == 0) {
+		*until_ms = expires;
+	} else {
+		*until_ms = now_ms + p->retention.grace_ms;
+	}
+	/* A lock that would already be over protects nothing. */
+	return (*until_ms > now_ms + MINUTE_MS);
+}
+
+static int
+plan_service(coord_catalog *cat, const coord_config *cfg, const coord_service_policy *p,
+    int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
+{
+	const char *v[] = { p->name };
+	int rv;
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT count(*) FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
+	    "AND NOT EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id "
+	    "AND c.repo = 'dr')",
+	    1, v, "counting backups without a DR copy", &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	long uncopied = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (uncopied == 0) {
+		return (0);
+	}
+	cJSON *plan = NULL;
+	if ((rv = coord_retention_plan(cat, cfg, p->name, now_ms, &plan, err)) != 0) {
+		return (rv);
+	}
+	const char *mode = dr_copy_mode(cfg, p->name);
+	char sec[96];
+	snprintf(sec, sizeof(sec), "service.%s", p->name);
+	const char *lock = coffer_config_str(cfg->ini, sec, "dr.lock");
+	const cJSON *b;
+	cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(plan, "backups"))
+	{
+		int64_t until = 0;
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(b, "id");
+		if (!cJSON_IsString(id) || !wanted(p, cfg, mode, b, now_ms, &until)) {
+			continue;
+		}
+		char u[32], n[32];
+		fmt_i64(u, sizeof(u), until);
+		fmt_i64(n, sizeof(n), now_ms);
+		const char *iv[] = { id->valuestring, u, lock, n };
+		res = coord_catalog_query(cat,
+		    "INSERT INTO backup_copies (backup_id, repo, status, retain_until, lock_mode, "
+		    "started_at) VALUES ($1, 'dr', 'copying', " TS(2) ", $3, " TS(4) ") "
+		    "ON CONFLICT (backup_id, repo) DO NOTHING",
+		    4, iv, "planning a DR copy", &rv, err);
+		if (res == NULL) {
+			break;
+		}
+		if (strcmp(PQcmdTuples(res), "1") == 0) {
+			st->planned++;
+		}
+		PQclear(res);
+	}
+	cJSON_Delete(plan);
+	return (rv);
+}
+
+/* ---- alerts ---- */
+
+static int
+set_alert(coord_drcopy *d, coord_catalog *cat, const char *service, const char *check,
+    bool active, const char *summary, cJSON *details, int64_t now_ms, coord_drcopy_stats *st,
+    coffer_err *err)
+{
+	char *text = details != NULL ? cJSON_PrintUnformatted(details) : NULL;
+	cJSON_Delete(details);
+	bool changed = false;
+	int rv = coord_alerts_set(cat, d->key, d->cfg, service, check, active, "error", summary,
+	    text, now_ms, &changed, err);
+	cJSON_free(text);
+	if (rv == 0 && changed) {
+		if (active) {
+			st->triggered++;
+		} else {
+			st->resolved++;
+		}
+	}
+	return (rv);
+}
+
+static int
+eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t now_ms,
+    coord_drcopy_stats *st, coffer_err *err)
+{
+	char n[32], lag[32];
+	int64_t lag_ms = coffer_config_duration_ms(d->cfg->ini, "dr", "copy_lag");
+	fmt_i64(n, sizeof(n), now_ms);
+	fmt_i64(lag, sizeof(lag), lag_ms);
+	const char *v[] = { service, n, lag };
+	int rv;
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT (SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status = 'failed'), "
+	    "(SELECT c.backup_id || ': ' || c.failure_reason || ' (attempt ' || "
+	    "  (c.attempts - 1) || ')' FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status = 'failed' "
+	    "  ORDER BY c.started_at LIMIT 1), "
+	    "(SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status IN ('copying', 'failed') "
+	    "  AND c.started_at < " TS(2) " - $3::bigint * interval '1 millisecond'), "
+	    "(SELECT " MS("min(c.started_at)") " FROM backup_copies c "
+	    "  JOIN backups b ON b.id = c.backup_id WHERE b.service = $1 AND c.repo = 'dr' "
+	    "  AND c.status IN ('copying', 'failed'))",
+	    3, v, "reading DR copy state", &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	long failed = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	long late = strtol(PQgetvalue(res, 0, 2), NULL, 10);
+	char first[600], summary[900] = "", at[40], iv[32];
+	snprintf(first, sizeof(first), "%.590s", PQgetvalue(res, 0, 1));
+	int64_t oldest = PQgetisnull(res, 0, 3) ? 0 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	PQclear(res);
+	cJSON *det = cJSON_CreateObject();
+	if (failed > 0) {
+		snprintf(summary, sizeof(summary), "%ld DR cop%s of service %s failed; first: %s",
+		    failed, failed == 1 ? "y" : "ies", service, first);
+		cJSON_AddNumberToObject(det, "failed", (double)failed);
+		cJSON_AddStringToObject(det, "first", first);
+	}
+	rv = set_alert(d, cat, service, COORD_ALERT_DR_COPY_FAILED, failed > 0, summary, det, now_ms,
+	    st, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	summary[0] = '\0';
+	det = cJSON_CreateObject();
+	if (late > 0) {
+		snprintf(summary, sizeof(summary), "%ld DR cop%s of service %s not verified within "
+		    "[dr] copy_lag = %s; the oldest has been due since %s", late,
+		    late == 1 ? "y" : "ies", service, coffer_duration_format(iv, sizeof(iv), lag_ms),
+		    coffer_time_format(at, sizeof(at), oldest));
+		cJSON_AddNumberToObject(det, "late", (double)late);
+		cJSON_AddStringToObject(det, "oldest_due_since", at);
+	}
+	return (set_alert(d, cat, service, COORD_ALERT_DR_COPY_LAG, late > 0, summary, det, now_ms,
+	    st, err));
+}
+
+static void
+wake(coord_drcopy *d)
+{
+	if (!d->background) {
+		return;
+	}
+	pthread_mutex_lock(&d->mu);
+	d->pending = true;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
+int
+coord_drcopy_tick(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
+    coffer_err *err)
+{
+	coord_drcopy_stats local;
+	if (st == NULL) {
+		st = &local;
+	}
+	memset(st, 0, sizeof(*st));
+	int last = 0;
+	for (size_t i = 0; i < d->cfg->n_services; i++) {
+		const coord_service_policy *p = &d->cfg->services[i];
+		if (!copies(d->cfg, p->name) || d->dr == NULL) {
+			continue;
+		}
+		coffer_err e;
+		coffer_err_clear(&e);
+		int rv = plan_service(cat, d->cfg, p, now_ms, st, &e);
+		if (rv == 0) {
+			rv = eval_alerts(d, cat, p->name, now_ms, st, &e);
+		}
+		if (rv != 0) {
+			char q[COFFER_ERR_MSG_MAX + 8];
+			coffer_log_error("DR copy planning failed", "service=%s error=%s", p->name,
+			    quoted(q, sizeof(q), e.msg));
+			last = rv;
+			*err = e;
+			if (rv == COFFER_EUNAVAIL) {
+				return (rv);
+			}
+		}
+	}
+	wake(d);
+	return (last);
+}
+
+/* ---- copying ---- */
+
+/* The tail of a chain that feeds an S3 upload; fails once the coordinator
+ * is stopping so a long copy does not hold up shutdown. */
+typedef struct upload_sink {
+	coffer_filter base;
+	coffer_s3_upload *up;
+	const atomic_bool *stop;
+} upload_sink;
+
+static int
+upload_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
+{
+	upload_sink *u = (upload_sink *)f;
+	if (atomic_load(u->stop)) {
+		return (coffer_err_set(err, COFFER_ECANCELED, "the DR copy was stopped"));
+	}
+	return (coffer_s3_upload_write(u->up, buf, len, err));
+}
+
+static int
+upload_finish(coffer_filter *f, coffer_err *err)
+{
+	(void)f;
+	(void)err;
+	return (0);
+}
+
+static void
+upload_destroy(coffer_filter *f)
+{
+	free(f);
+}
+
+static const coffer_filter_ops upload_ops = { "dr-upload", upload_write, upload_finish,
+	upload_destroy };
+
+/* A copy's working state. */
+typedef struct copy_job {
+	char id[160];
+	char service[72];
+	char agent[COFFER_MANIFEST_NAME_MAX];
+	char kind[16];
+	char stored_sha[65];
+	int64_t stored_bytes;
+	char manifest_sha[65]; /* "" when the catalog has none */
+	int64_t until_ms;
+	char lock[16];         /* GOVERNANCE / COMPLIANCE */
+	char pubkey_hex[65];
+	int attempts;
+	/* results */
+	char versions[3][COFFER_S3_VERSION_ID_MAX];
+	uint64_t copied_bytes;
+	char detail[1024];
+} copy_job;
+
+static const char *const object_names[3] = { "data", "manifest.json", COORD_ATTEST_OBJECT };
+
+static int
+dr_key(const coord_drcopy *d, const copy_job *j, const char *name, char *out, size_t size,
+    coffer_err *err)
+{
+	char key[COFFER_REPO_KEY_MAX];
+	int rv = coffer_repo_backup_key(key, sizeof(key), j->service, j->id, name, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	if ((size_t)snprintf(out, size, "%s%s", d->dr_prefix, key) >= size) {
+		return (coffer_err_set(err, COFFER_EINVAL, "DR key for %s is too long", key));
+	}
+	return (0);
+}
+
+/*
+ * Streams the primary's object name into a locked DR upload. expect_sha
+ * ("" for none) and expect_bytes (< 0 for none) are checked before the
+ * upload is published. *exists is set when DR already has the key.
+ */
+static int
+copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
+    int64_t expect_bytes, bool *exists, char sha_out[65], coffer_err *err)
+{
+	*exists = false;
+	char src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8];
+	int rv = coffer_repo_backup_key(src, sizeof(src), j->service, j->id, object_names[which],
+	    err);
+	if (rv == 0) {
+		rv = dr_key(d, j, object_names[which], dst, sizeof(dst), err);
+	}
+	if (rv != 0) {
+		return (rv);
+	}
+	coffer_s3_put_opts opts = { .lock_mode = j->lock, .lock_until_ms = j->until_ms };
+	coffer_s3_upload *up = NULL;
+	rv = coffer_s3_upload_begin(d->dr, dst, &opts, &up, err);
+	if (rv == COFFER_EEXIST) {
+		*exists = true;
+		return (0);
+	}
+	if (rv != 0) {
+		return (rv);
+	}
+	upload_sink *sink = calloc(1, sizeof(*sink));
+	coffer_filter *sha = sink != NULL ? coffer_sha256_filter_new(err) : NULL;
+	coffer_filter *cnt = sha != NULL ? coffer_count_filter_new(err) : NULL;
+	if (cnt == NULL) {
+		free(sink);
+		coffer_filter_free(sha);
+		coffer_s3_upload_free(up);
+		return (err->code != 0 ? err->code : COFFER_ENOMEM);
+	}
+	sink->base.ops = &upload_ops;
+	sink->up = up;
+	sink->stop = &d->stop;
+	coffer_filter *chain = coffer_filter_link(sha, cnt, &sink->base, NULL);
+	rv = coffer_repo_read(d->primary, src, chain, err);
+	uint8_t md[COFFER_SHA256_LEN];
+	coffer_sha256_filter_digest(sha, md);
+	coffer_hex_encode(md, sizeof(md), sha_out);
+	uint64_t bytes = coffer_count_filter_bytes(cnt);
+	coffer_filter_free_chain(chain);
+	if (rv == COFFER_ENOENT) {
+		coffer_err_set(err, COFFER_ENOENT, "%s is missing from the primary repository", src);
+		coffer_err_hint(err, "the backup cannot be copied; run `coffer-agent verify` on it "
+				     "and take a new backup");
+	} else if (rv == 0 && expect_bytes >= 0 && (int64_t)bytes != expect_bytes) {
+		rv = coffer_err_set(err, COFFER_ECORRUPT, "%s in the primary repository has %" PRIu64
+		    " bytes, the catalog recorded %" PRId64 "; nothing was published in DR", src,
+		    bytes, expect_bytes);
+	} else if (rv == 0 && expect_sha[0] != '\0' && strcmp(sha_out, expect_sha) != 0) {
+		rv = coffer_err_set(err, COFFER_ECORRUPT, "%s in the primary repository has sha256 "
+		    "%.16s..., the catalog recorded %.16s...; nothing was published in DR", src,
+		    sha_out, expect_sha);
+	}
+	if (rv == COFFER_ECORRUPT) {
+		coffer_err_hint(err, "the primary copy is damaged: the integrity sweep will page "
+				     "for it; take a new backup");
+	}
+	coffer_s3_object_info info;
+	memset(&info, 0, sizeof(info));
+	if (rv == 0) {
+		rv = coffer_s3_upload_commit(up, &info, err);
+	}
+	coffer_s3_upload_free(up); /* aborts an uncommitted upload */
+	if (rv == 0) {
+		snprintf(j->versions[which], sizeof(j->versions[which]), "%s", info.version_id);
+		j->copied_bytes += bytes;
+	}
+	return (rv);
+}
+
+/* Uploads bytes we hold (the attestation) with the copy's lock. */
+static int
+put_small(coord_drcopy *d, copy_job *j, int which, const char *data, size_t len, bool *exists,
+    coffer_err *err)
+{
+	*exists = false;
+	char dst[COFFER_REPO_KEY_MAX + 8];
+	int rv = dr_key(d, j, object_names[which], dst, sizeof(dst), err);
+	if (rv != 0) {
+		return (rv);
+	}
+	coffer_s3_put_opts opts = { .lock_mode = j->lock, .lock_until_ms = j->until_ms };
+	coffer_s3_upload *up = NULL;
+	rv = coffer_s3_upload_begin(d->dr, dst, &opts, &up, err);
+	if (rv == COFFER_EEXIST) {
+		*exists = true;
+		return (0);
+	}
+	coffer_s3_object_info info;
+	memset(&info, 0, sizeof(info));
+	if (rv == 0) {
+		rv = coffer_s3_upload_write(up, (const uint8_t *)data, len, err);
+	}
+	if (rv == 0) {
+		rv = coffer_s3_upload_commit(up, &info, err);
+	}
+	coffer_s3_upload_free(up);
+	if (rv == 0) {
+		snprintf(j->versions[which], sizeof(j->versions[which]), "%s", info.version_id);
+		j->copied_bytes += len;
+	}
+	return (rv);
+}
+
+/* Reads the DR object back (the version written, when known), and checks
+ * its digest and its lock. */
+static int
+verify_object(coord_drcopy *d, copy_job *j, int which, const char *want_sha, coffer_err *err)
+{
+	char dst[COFFER_REPO_KEY_MAX + 8];
+	int rv = dr_key(d, j, object_names[which], dst, sizeof(dst), err);
+	if (rv != 0) {
+		return (rv);
+	}
+	coffer_filter *sha = coffer_sha256_filter_new(err);
+	coffer_filter *sink = sha != NULL ? coffer_discard_sink_new(err) : NULL;
+	if (sink == NULL) {
+		coffer_filter_free(sha);
+		return (err->code != 0 ? err->code : COFFER_ENOMEM);
+	}
+	coffer_filter *chain = coffer_filter_link(sha, sink, NULL);
+	coffer_s3_object_info info;
+	memset(&info, 0, sizeof(info));
+	rv = coffer_s3_get(d->dr, dst, j->versions[which][0] != '\0' ? j->versions[which] : NULL,
+	    chain, &info, err);
+	uint8_t md[COFFER_SHA256_LEN];
+	char got[65];
+	coffer_sha256_filter_digest(sha, md);
+	coffer_hex_encode(md, sizeof(md), got);
+	coffer_filter_free_chain(chain);
+	if (rv != 0) {
+		return (coffer_err_wrap(err, "reading the DR copy back"));
+	}
+	if (j->versions[which][0] == '\0') {
+		snprintf(j->versions[which], sizeof(j->versions[which]), "%s", info.version_id);
+	}
+	if (strcmp(got, want_sha) != 0) {
+		coffer_err_set(err, COFFER_ECORRUPT, "DR object %s reads back with sha256 %.16s..., "
+		    "expected %.16s...", dst, got, want_sha);
+		return (coffer_err_hint(err, "an object of other content holds the key in the DR "
+					     "bucket (it is locked and stays); inspect it with the DR "
+					     "account"));
+	}
+	if (strcasecmp(info.lock_mode, j->lock) != 0 || info.lock_until_ms + 1000 < j->until_ms) {
+		char want[40], have[40];
+		coffer_err_set(err, COFFER_EREFUSED, "DR object %s is locked %s until %s, expected "
+		    "%s until %s", dst, info.lock_mode[0] != '\0' ? info.lock_mode : "(no lock)",
+		    info.lock_until_ms > 0 ? coffer_time_format(have, sizeof(have),
+						info.lock_until_ms) : "-",
+		    j->lock, coffer_time_format(want, sizeof(want), j->until_ms));
+		return (coffer_err_hint(err, "the DR bucket or its store ignored the object lock "
+					     "headers; check that object lock is enabled and "
+					     "supported"));
+	}
+	return (0);
+}
+
+/* The SHA-256 of an object in the primary repository, streamed. */
+static int
+digest_primary(coord_drcopy *d, const char *key, char sha_out[65], coffer_err *err)
+{
+	coffer_filter *sha = coffer_sha256_filter_new(err);
+	coffer_filter *sink = sha != NULL ? coffer_discard_sink_new(err) : NULL;
+	if (sink == NULL) {
+		coffer_filter_free(sha);
+		return (err->code != 0 ? err->code : COFFER_ENOMEM);
+	}
+	coffer_filter *chain = coffer_filter_link(sha, sink, NULL);
+	int rv = coffer_repo_read(d->primary, key, chain, err);
+	if (rv == 0) {
+		uint8_t md[COFFER_SHA256_LEN];
+		coffer_sha256_filter_digest(sha, md);
+		coffer_hex_encode(md, sizeof(md), sha_out);
+	}
+	coffer_filter_free_chain(chain);
+	return (rv);
+}
+
+static int
+attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, char **json,
+    size_t *len, coffer_err *err)
+{
+	coord_attestation a;
+	memset(&a, 0, sizeof(a));
+	if (strlen(j->id) >= sizeof(a.backup_id)) {
+		return (coffer_err_set(err, COFFER_EINVAL, "backup id %s is not a manifest's id",
+		    j->id));
+	}
+	memcpy(a.backup_id, j->id, strlen(j->id) + 1);
+	snprintf(a.service, sizeof(a.service), "%s", j->service);
+	snprintf(a.agent, sizeof(a.agent), "%s", j->agent);
+	snprintf(a.kind, sizeof(a.kind), "%s", j->kind);
+	snprintf(a.manifest_sha256, sizeof(a.manifest_sha256), "%s", manifest_sha);
+	snprintf(a.stored_sha256, sizeof(a.stored_sha256), "%s", j->stored_sha);
+	a.stored_bytes = (uint64_t)j->stored_bytes;
+	if (strlen(j->pubkey_hex) != 64 ||
+	    coffer_hex_decode(j->pubkey_hex, a.agent_pubkey, sizeof(a.agent_pubkey), err) != 0) {
+		coffer_err_set(err, COFFER_EINVAL, "backup %s has no enrolled agent key in the "
+		    "catalog to attest", j->id);
+		return (coffer_err_hint(err, "the backup cannot be attested; take a new backup"));
+	}
+	return (coord_attest_render(&a, d->key, json, len, err));
+}
+
+/* The whole copy of one backup: publish, then prove. */
+static int
+copy_backup(coord_drcopy *d, copy_job *j, coffer_err *err)
+{
+	char sha[3][65];
+	bool exists[3] = { false, false, false };
+	int rv = copy_object(d, j, 0, j->stored_sha, j->stored_bytes, &exists[0], sha[0], err);
+	if (rv == 0) {
+		rv = copy_object(d, j, 1, j->manifest_sha, -1, &exists[1], sha[1], err);
+	}
+	if (rv != 0) {
+		return (rv);
+	}
+	/* An object already in DR was not streamed: its expected digest comes
+	 * from the catalog (data) or the primary (manifest). */
+	if (exists[0]) {
+		snprintf(sha[0], sizeof(sha[0]), "%s", j->stored_sha);
+	}
+	if (exists[1] || j->manifest_sha[0] == '\0') {
+		char key[COFFER_REPO_KEY_MAX];
+		if ((rv = coffer_repo_backup_key(key, sizeof(key), j->service, j->id, "manifest.json",
+			 err)) == 0) {
+			rv = digest_primary(d, key, sha[1], err);
+		}
+		if (rv != 0) {
+			return (rv);
+		}
+		if (j->manifest_sha[0] != '\0' && strcmp(sha[1], j->manifest_sha) != 0) {
+			return (coffer_err_set(err, COFFER_ECORRUPT, "manifest.json of %s in the "
+			    "primary repository does not match the catalog's manifest_sha256", j->id));
+		}
+	}
+	char *att = NULL;
+	size_t alen = 0;
+	if ((rv = attestation_of(d, j, sha[1], &att, &alen, err)) != 0) {
+		return (rv);
+	}
+	uint8_t md[COFFER_SHA256_LEN];
+	SHA256((const unsigned char *)att, alen, md);
+	coffer_hex_encode(md, sizeof(md), sha[2]);
+	rv = put_small(d, j, 2, att, alen, &exists[2], err);
+	free(att);
+	for (int i = 0; i < 3 && rv == 0; i++) {
+		rv = verify_object(d, j, i, sha[i], err);
+	}
+	return (rv);
+}
+
+static int
+record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const coffer_err *e,
+    int64_t started_ms, int64_t now_ms, coffer_err *err)
+{
+	bool ok = result == 0;
+	cJSON *a = cJSON_CreateObject();
+	cJSON *ver = cJSON_CreateObject();
+	char until[40];
+	cJSON_AddStringToObject(a, "service", j->service);
+	cJSON_AddStringToObject(a, "backup_id", j->id);
+	cJSON_AddStringToObject(a, "lock_mode", j->lock);
+	cJSON_AddStringToObject(a, "retain_until", coffer_time_format(until, sizeof(until),
+							  j->until_ms));
+	cJSON_AddNumberToObject(a, "attempt", j->attempts);
+	for (int i = 0; i < 3; i++) {
+		cJSON_AddStringToObject(ver, object_names[i], j->versions[i]);
+	}
+	if (ok) {
+		cJSON_AddNumberToObject(a, "bytes", (double)j->stored_bytes);
+		cJSON_AddStringToObject(a, "stored_sha256", j->stored_sha);
+		cJSON_AddNumberToObject(a, "seconds",
+		    (double)(coffer_clock_monotonic_ms() - started_ms) / 1000.0);
+		cJSON_AddItemToObject(a, "versions", cJSON_Duplicate(ver, true));
+	} else {
+		cJSON_AddStringToObject(a, "problem", e->msg);
+	}
+	char *text = cJSON_PrintUnformatted(a);
+	char *vtext = cJSON_PrintUnformatted(ver);
+	cJSON_Delete(a);
+	cJSON_Delete(ver);
+	int rv = text == NULL || vtext == NULL ?
+	    coffer_err_set(err, COFFER_ENOMEM, "no memory for a DR copy record") :
+	    coord_catalog_begin(cat, err);
+	if (rv == 0) {
+		char n[32], b[32], backoff[32];
+		fmt_i64(n, sizeof(n), now_ms);
+		fmt_i64(b, sizeof(b), j->stored_bytes);
+		/* 1 minute (or retry_max if shorter), doubled per failure,
+		 * capped at retry_max. */
+		int64_t cap = coffer_config_duration_ms(d->cfg->ini, "dr", "retry_max");
+		int64_t wait = MINUTE_MS < cap ? MINUTE_MS : cap;
+		for (int i = 1; i < j->attempts && wait < cap; i++) {
+			wait *= 2;
+		}
+		fmt_i64(backoff, sizeof(backoff), wait < cap ? wait : cap);
+		char reason[1024];
+		if (e->hint[0] != '\0') {
+			snprintf(reason, sizeof(reason), "%s (hint: %s)", e->msg, e->hint);
+		} else {
+			snprintf(reason, sizeof(reason), "%s", e->msg);
+		}
+		const char *v[] = { j->id, j->stored_sha, b, vtext, n, reason, backoff };
+		if (ok) {
+			rv = exec(cat, "recording a verified DR copy",
+			    "UPDATE backup_copies SET status = 'verified', stored_sha256 = decode($2, "
+			    "'hex'), stored_bytes = $3::bigint, versions = $4::jsonb, finished_at = "
+			    TS(5) ", failure_reason = NULL, next_attempt_at = NULL "
+			    "WHERE backup_id = $1 AND repo = 'dr'",
+			    5, v, err);
+		} else {
+			/* A backup gone from the primary cannot be copied later. */
+			const char *vv[] = { j->id, n, reason, backoff,
+				result == COFFER_ENOENT || result == COFFER_ECORRUPT ? "t" : "f" };
+			rv = exec(cat, "recording a failed DR copy",
+			    "UPDATE backup_copies SET status = 'failed', attempts = attempts + 1, "
+			    "failure_reason = $3, next_attempt_at = CASE WHEN $5::boolean "
+			    "THEN 'infinity'::timestamptz ELSE " TS(2) " + $4::bigint * "
+			    "interval '1 millisecond' END WHERE backup_id = $1 AND repo = 'dr'",
+			    5, vv, err);
+		}
+	}
+	if (rv == 0) {
+		rv = coord_audit_append(cat, d->key, ACTOR, ok ? "dr.copy_verified" : "dr.copy_failed",
+		    j->id, text, NULL, err);
+	}
+	if (rv == 0) {
+		rv = coord_catalog_commit(cat, err);
+	} else if (text != NULL && vtext != NULL) {
+		coord_catalog_rollback(cat);
+	}
+	cJSON_free(text);
+	cJSON_free(vtext);
+	return (rv);
+}
+
+static int
+copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
+    coffer_err *err)
+{
+	char n[32], lim[16];
+	fmt_i64(n, sizeof(n), now_ms);
+	snprintf(lim, sizeof(lim), "%lld",
+	    (long long)coffer_config_int(d->cfg->ini, "dr", "copies_per_pass"));
+	const char *v[] = { n, lim };
+	int rv;
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT c.backup_id, b.service, COALESCE(b.agent, ''), b.kind, "
+	    "encode(b.stored_sha256, 'hex'), b.stored_bytes, "
+	    "COALESCE(b.manifest->>'manifest_sha256', ''), " MS("c.retain_until") ", "
+	    "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status "
+	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	    "LEFT JOIN agents a ON a.name = b.agent "
+	    "WHERE c.repo = 'dr' AND c.status IN ('copying', 'failed') "
+	    "AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= " TS(1) ") "
+	    "ORDER BY c.next_attempt_at NULLS FIRST, c.started_at LIMIT $2::integer",
+	    2, v, "reading due DR copies", &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	int rows = PQntuples(res);
+	copy_job *jobs = calloc((size_t)(rows > 0 ? rows : 1), sizeof(*jobs));
+	if (jobs == NULL) {
+		PQclear(res);
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for DR copies"));
+	}
+	bool *gone = calloc((size_t)(rows > 0 ? rows : 1), sizeof(*gone));
+	for (int i = 0; gone != NULL && i < rows; i++) {
+		copy_job *j = &jobs[i];
+		snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(res, i, 0));
+		snprintf(j->service, sizeof(j->service), "%s", PQgetvalue(res, i, 1));
+		snprintf(j->agent, sizeof(j->agent), "%s", PQgetvalue(res, i, 2));
+		snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(res, i, 3));
+		snprintf(j->stored_sha, sizeof(j->stored_sha), "%s", PQgetvalue(res, i, 4));
+		j->stored_bytes = PQgetisnull(res, i, 5) ? -1 : strtoll(PQgetvalue(res, i, 5), NULL, 10);
+		snprintf(j->manifest_sha, sizeof(j->manifest_sha), "%s", PQgetvalue(res, i, 6));
+		j->until_ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+		snprintf(j->lock, sizeof(j->lock), "%s", PQgetvalue(res, i, 8));
+		j->attempts = atoi(PQgetvalue(res, i, 9));
+		snprintf(j->pubkey_hex, sizeof(j->pubkey_hex), "%s", PQgetvalue(res, i, 10));
+		const char *bs = PQgetvalue(res, i, 11);
+		gone[i] = strcmp(bs, "completed") != 0 && strcmp(bs, "pending_delete") != 0;
+	}
+	PQclear(res);
+	if (gone == NULL) {
+		free(jobs);
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for DR copies"));
+	}
+	rv = 0;
+	for (int i = 0; i < rows && rv == 0 && !atomic_load(&d->stop); i++) {
+		copy_job *j = &jobs[i];
+		coffer_err e;
+		coffer_err_clear(&e);
+		int64_t t0 = coffer_clock_monotonic_ms();
+		int cr;
+		if (gone[i]) {
+			cr = coffer_err_set(&e, COFFER_ENOENT, "backup %s was deleted from the primary "
+			    "repository before its DR copy was made", j->id);
+		} else {
+			cr = copy_backup(d, j, &e);
+		}
+		if (cr == COFFER_ECANCELED) {
+			break; /* stopping: the row stays due */
+		}
+		char q[COFFER_ERR_MSG_MAX + 8];
+		if (cr == 0) {
+			st->verified++;
+			coffer_log_info("DR copy verified", "service=%s backup=%s bytes=%" PRId64
+			    " ms=%lld", j->service, j->id, j->stored_bytes,
+			    (long long)(coffer_clock_monotonic_ms() - t0));
+		} else {
+			st->failed++;
+			coffer_log_error("DR copy failed", "service=%s backup=%s attempt=%d error=%s",
+			    j->service, j->id, j->attempts, quoted(q, sizeof(q), e.msg));
+		}
+		rv = record(d, cat, j, cr, &e, t0, coffer_clock_now(NULL) > now_ms ?
+						       coffer_clock_now(NULL) : now_ms, err);
+	}
+	free(gone);
+	free(jobs);
+	return (rv);
+}
+
+/* Attestations into the primary repository for completed backups. */
+static int
+attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coffer_err *err)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", ATTEST_PER_PASS);
+	const char *v[] = { lim };
+	int rv;
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT b.id, b.service, b.agent, b.kind, encode(b.stored_sha256, 'hex'), "
+	    "b.stored_bytes, COALESCE(b.manifest->>'manifest_sha256', ''), encode(a.pubkey, 'hex') "
+	    "FROM backups b JOIN agents a ON a.name = b.agent "
+	    "WHERE b.status = 'completed' AND b.attested_at IS NULL AND b.repo = 'primary' "
+	    "ORDER BY b.finished_at LIMIT $1::integer",
+	    1, v, "reading backups to attest", &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	for (int i = 0; i < PQntuples(res) && rv == 0 && !atomic_load(&d->stop); i++) {
+		copy_job j;
+		memset(&j, 0, sizeof(j));
+		snprintf(j.id, sizeof(j.id), "%s", PQgetvalue(res, i, 0));
+		snprintf(j.service, sizeof(j.service), "%s", PQgetvalue(res, i, 1));
+		snprintf(j.agent, sizeof(j.agent), "%s", PQgetvalue(res, i, 2));
+		snprintf(j.kind, sizeof(j.kind), "%s", PQgetvalue(res, i, 3));
+		snprintf(j.stored_sha, sizeof(j.stored_sha), "%s", PQgetvalue(res, i, 4));
+		j.stored_bytes = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+		snprintf(j.manifest_sha, sizeof(j.manifest_sha), "%s", PQgetvalue(res, i, 6));
+		snprintf(j.pubkey_hex, sizeof(j.pubkey_hex), "%s", PQgetvalue(res, i, 7));
+		coffer_err e;
+		coffer_err_clear(&e);
+		char key[COFFER_REPO_KEY_MAX], msha[65], *att = NULL;
+		size_t alen = 0;
+		int ar = coffer_repo_backup_key(key, sizeof(key), j.service, j.id, "manifest.json", &e);
+		if (ar == 0 && (ar = digest_primary(d, key, msha, &e)) == 0) {
+			if (j.manifest_sha[0] != '\0' && strcmp(msha, j.manifest_sha) != 0) {
+				ar = coffer_err_set(&e, COFFER_ECORRUPT, "manifest.json of %s does not "
+				    "match the catalog's manifest_sha256", j.id);
+			}
+		}
+		if (ar == 0) {
+			ar = attestation_of(d, &j, msha, &att, &alen, &e);
+		}
+		if (ar == 0) {
+			ar = coffer_repo_backup_key(key, sizeof(key), j.service, j.id,
+			    COORD_ATTEST_OBJECT, &e);
+		}
+		coffer_filter *sink = NULL;
+		if (ar == 0 && (ar = coffer_repo_write_begin(d->primary, key, &sink, &e)) == 0) {
+			ar = coffer_filter_write(sink, att, alen, &e);
+			if (ar == 0) {
+				ar = coffer_filter_finish(sink, &e);
+			}
+			if (ar == 0) {
+				ar = coffer_repo_write_commit(sink, &e);
+			}
+			coffer_filter_free(sink);
+		}
+		free(att);
+		if (ar == COFFER_EEXIST) {
+			ar = 0; /* written by an earlier pass that could not record it */
+		}
+		if (ar != 0) {
+			/* Logged, not fatal: the sweep and drills speak for a
+			 * damaged backup; the next pass tries again. */
+			char q[COFFER_ERR_MSG_MAX + 8];
+			coffer_log_warn("attestation not written", "backup=%s error=%s", j.id,
+			    quoted(q, sizeof(q), e.msg));
+			if (ar == COFFER_EUNAVAIL || ar == COFFER_ECANCELED) {
+				break;
+			}
+			continue;
+		}
+		const char *iv[] = { j.id };
+		rv = exec(cat, "recording an attestation",
+		    "UPDATE backups SET attested_at = now() WHERE id = $1", 1, iv, err);
+		if (rv == 0) {
+			st->attested++;
+		}
+	}
+	PQclear(res);
+	return (rv);
+}
+
+int
+coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
+    coffer_err *err)
+{
+	coord_drcopy_stats local;
+	if (st == NULL) {
+		st = &local;
+	}
+	memset(st, 0, sizeof(*st));
+	int rv = attest_primary(d, cat, st, err);
+	if (rv == 0 && d->dr != NULL) {
+		rv = copy_due(d, cat, now_ms, st, err);
+	}
+	return (rv);
+}
+
+/* ---- the copier thread ---- */
+
+static void *
+copier(void *arg)
+{
+	coord_drcopy *d = arg;
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		while (!d->pending && !atomic_load(&d->stop)) {
+			pthread_cond_wait(&d->cv, &d->mu);
+		}
+		if (atomic_load(&d->stop)) {
+			break;
+		}
+		d->pending = false;
+		pthread_mutex_unlock(&d->mu);
+		coffer_err e;
+		coffer_err_clear(&e);
+		int rv = 0;
+		if (d->own == NULL) {
+			d->own = coord_catalog_open(d->cfg->catalog, &e);
+			rv = d->own == NULL ? e.code : 0;
+		} else if (!coord_catalog_ok(d->own)) {
+			rv = coord_catalog_reconnect(d->own, &e);
+		}
+		coord_drcopy_stats st;
+		memset(&st, 0, sizeof(st));
+		if (rv == 0) {
+			rv = coord_drcopy_pass(d, d->own, coffer_clock_now(NULL), &st, &e);
+		}
+		if (rv != 0 && rv != COFFER_ECANCELED) {
+			char q[COFFER_ERR_MSG_MAX + 8];
+			coffer_log_error("DR copy pass failed", "error=%s", quoted(q, sizeof(q), e.msg));
+		}
+		pthread_mutex_lock(&d->mu);
+		/* A full pass may have left more due: go on without a tick. */
+		if (rv == 0 && st.verified + st.failed >=
+				   coffer_config_int(d->cfg->ini, "dr", "copies_per_pass")) {
+			d->pending = true;
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+	return (NULL);
+}
+
+int
+coord_drcopy_background(coord_drcopy *d, coffer_err *err)
+{
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_cond_init(&d->cv, NULL);
+	int prv = pthread_create(&d->thread, NULL, copier, d);
+	if (prv != 0) {
+		pthread_cond_destroy(&d->cv);
+		pthread_mutex_destroy(&d->mu);
+		return (coffer_err_set(err, COFFER_ENOMEM, "cannot start the DR copier: %s",
+		    strerror(prv)));
+	}
+	d->background = true;
+	return (0);
+}
+
+void
+coord_drcopy_free(coord_drcopy *d)
+{
+	if (d == NULL) {
+		return;
+	}
+	atomic_store(&d->stop, true);
+	if (d->background) {
+		pthread_mutex_lock(&d->mu);
+		pthread_cond_signal(&d->cv);
+		pthread_mutex_unlock(&d->mu);
+		pthread_join(d->thread, NULL);
+		pthread_cond_destroy(&d->cv);
+		pthread_mutex_destroy(&d->mu);
+		coord_catalog_close(d->own);
+	}
+	coffer_repo_close(d->primary);
+	coffer_s3_free(d->dr);
+	free(d);
+}
+
+/* ---- status ---- */
+
+int
+coord_drcopy_status(coord_catalog *cat, const coord_config *cfg, const char *service,
+    cJSON *svc, coffer_err *err)
+{
+	const coord_service_policy *p = coord_config_service(cfg, service);
+	const char *v[] = { service };
+	int rv;
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT count(*) FILTER (WHERE c.status = 'verified'), "
+	    "count(*) FILTER (WHERE c.status = 'copying'), "
+	    "count(*) FILTER (WHERE c.status = 'failed'), "
+	    RFC3339("max(c.finished_at) FILTER (WHERE c.status = 'verified')") ", "
+	    RFC3339("min(c.started_at) FILTER (WHERE c.status IN ('copying', 'failed'))") ", "
+	    "(SELECT c2.failure_reason FROM backup_copies c2 JOIN backups b2 ON b2.id = "
+	    "c2.backup_id WHERE b2.service = $1 AND c2.repo = 'dr' AND c2.status = 'failed' "
+	    "ORDER BY c2.started_at LIMIT 1) "
+	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	    "WHERE b.service = $1 AND c.repo = 'dr'",
+	    1, v, "reading DR copy status", &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	cJSON *o = cJSON_AddObjectToObject(svc, "dr");
+	if (o != NULL) {
+		cJSON_AddStringToObject(o, "copy", p != NULL ? dr_copy_mode(cfg, service) : "none");
+		cJSON_AddNumberToObject(o, "verified", strtod(PQgetvalue(res, 0, 0), NULL));
+		cJSON_AddNumberToObject(o, "pending", strtod(PQgetvalue(res, 0, 1), NULL));
+		cJSON_AddNumberToObject(o, "failed", strtod(PQgetvalue(res, 0, 2), NULL));
+		const char *names[] = { "last_verified_at", "oldest_pending_since", "last_failure" };
+		for (int i = 0; i < 3; i++) {
+			if (PQgetisnull(res, 0, 3 + i)) {
+				cJSON_AddNullToObject(o, names[i]);
+			} else {
+				cJSON_AddStringToObject(o, names[i], PQgetvalue(res, 0, 3 + i));
+			}
+		}
+	}
+	PQclear(res);
+	return (0);
+}

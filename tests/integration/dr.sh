@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# Disaster recovery end to end on a real S3 server (Ceph radosgw, lib/rgw.sh)
+# with two accounts: "prod" owns the primary bucket, "dr" owns an
+# object-locked DR bucket in which the coordinator's own DR user may write
+# and read but not delete.
+# - an agent backs up into the primary bucket with credentials that cannot
+#   delete; the coordinator copies the backup to DR: byte-identical objects,
+#   COMPLIANCE lock until finished_at + dr.retention, a verified catalog row,
+#   dr.copy_verified audited, metrics and `coffer status` say so;
+# - deleting the DR copy is refused for every credential the system holds
+#   (the agent's, the coordinator's primary and DR ones) and, the lock being
+#   COMPLIANCE, for the DR account itself;
+# - a DR bucket without object lock, and a posix DR repository: `run`
+#   refuses to start, naming the problem;
+# - the DR user loses write access: copies fail, are retried, page
+#   dr_copy_failed and dr_copy_lag; write access back: verified, resolved;
+# - production gone: the primary bucket emptied and the catalog dropped;
+#   rebuild-catalog --repo dr recovers both backups, refuses a forged one,
+#   and the agent restores from DR alone: same rows;
+# - a DR object corrupted through the DR account: `coffer-agent verify
+#   --repo dr` reports it.
+# Every wait is bounded by a count of polls, never by a timing assertion.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/lib.sh"
+source "$here/lib/rgw.sh"
+t_init dr
+: "${COFFER_SRC:?set COFFER_SRC to the source tree}"
+
+if ! rgw_start "$T/rgw"; then
+	echo "SKIP dr: radosgw could not start (see above); THE DR TESTS DID NOT RUN" >&2
+	exit 77
+fi
+note "radosgw at $RGW_ENDPOINT"
+bg=()
+stop_all() {
+	for p in "${bg[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	_rgw_cleanup
+}
+trap stop_all EXIT
+
+coord=$COFFER_BIN/coffer-coordinator
+cli=$COFFER_BIN/coffer
+agent=$COFFER_BIN/coffer-agent
+s3=$COFFER_BIN/s3_itest
+rx=$COFFER_BIN/drills_itest
+for b in "$coord" "$cli" "$agent" "$s3" "$rx"; do [[ -x $b ]] || fail "build $b first"; done
+
+# s3 AS BUCKET ARGS...: s3_itest with an account's credentials.
+s3as() {
+	local who=$1
+	shift
+	local a s
+	case $who in
+	prod) a=$RGW_SRC_ACCESS s=$RGW_SRC_SECRET ;;
+	dr) a=$RGW_DR_ACCESS s=$RGW_DR_SECRET ;;
+	agent) a=$AG_ACCESS s=$AG_SECRET ;;
+	coord-dr) a=$CD_ACCESS s=$CD_SECRET ;;
+	esac
+	S3_ENDPOINT=$RGW_ENDPOINT S3_ACCESS=$a S3_SECRET=$s "$s3" "$@"
+}
+mkuser() { # uid -> sets ${2}_ACCESS ${2}_SECRET
+	local acc sec
+	acc=$(head -c 200 /dev/urandom | tr -dc 'A-Z0-9' | head -c 20)
+	sec=$(head -c 200 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 40)
+	$RGW_ADMIN user create --uid="$1" --display-name="$1" --access-key="$acc" --secret-key="$sec" \
+		>/dev/null 2>&1 || fail "cannot create user $1"
+	printf -v "${2}_ACCESS" %s "$acc"
+	printf -v "${2}_SECRET" %s "$sec"
+}
+mkuser agent AG
+mkuser coord-dr CD
+s3as prod mkbucket prod >/dev/null || fail "mkbucket prod"
+s3as prod policy prod '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+ "Principal":{"AWS":["arn:aws:iam:::user/agent"]},
+ "Action":["s3:PutObject","s3:GetObject","s3:ListBucket","s3:AbortMultipartUpload"],
+ "Resource":["arn:aws:s3:::prod","arn:aws:s3:::prod/*"]}]}' >/dev/null || fail "policy prod"
+# The coordinator's DR user: write, read back, list, set retention, see the
+# lock configuration; no delete, no bypass (docs/S3.md, "DR repository").
+dr_policy() { # bucket, actions
+	echo '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+ "Principal":{"AWS":["arn:aws:iam:::user/coord-dr"]},
+ "Action":['"$2"'],
+ "Resource":["arn:aws:s3:::'"$1"'","arn:aws:s3:::'"$1"'/*"]}]}'
+}
+DR_ACTIONS='"s3:PutObject","s3:GetObject","s3:ListBucket","s3:AbortMultipartUpload",
+ "s3:PutObjectRetention","s3:GetObjectRetention","s3:GetBucketObjectLockConfiguration"'
+s3as dr mkbucket dr-vault lock >/dev/null || fail "mkbucket dr-vault (object lock)"
+s3as dr mkbucket dr-nolock >/dev/null || fail "mkbucket dr-nolock"
+s3as dr policy dr-vault "$(dr_policy dr-vault "$DR_ACTIONS")" >/dev/null || fail "policy dr-vault"
+s3as dr policy dr-nolock "$(dr_policy dr-nolock "$DR_ACTIONS")" >/dev/null || fail "policy dr-nolock"
+pass "accounts: prod (primary bucket, agent user without delete), dr (object-locked bucket, coordinator user without delete)"
+
+# --- catalog, service database, PagerDuty receiver, certificates --------------------------
+pg_start "$T/pg"
+base="host=$PG_HOST port=$PG_PORT user=postgres"
+psql_at "$base dbname=postgres" -c "create database coffer" >/dev/null
+psql_at "$base dbname=postgres" -c "create database billing" >/dev/null
+ci="$base dbname=coffer"
+cq() { psql_at "$ci" -c "$1"; }
+bq() { psql_at "$base dbname=${2:-billing}" -c "$1"; }
+bq "create table invoices (id int primary key, note text, amount numeric);
+	insert into invoices select g, 'invoice ' || g, g * 1.5 from generate_series(1, 20000) g" >/dev/null
+
+"$rx" receiver "$T/rx.log" "$T/rx.port" >/dev/null 2>&1 &
+bg+=("$!")
+for _ in $(seq 100); do [[ -s $T/rx.port ]] && break; sleep 0.05; done
+rxport=$(cat "$T/rx.port")
+[[ -n $rxport ]] || fail "the receiver did not start"
+
+pki=$T/pki
+"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
+for c in alice billing-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+"$cli" init --out "$T/alice.key" >"$T/alice.pub"
+"$coord" audit-keygen --out "$T/audit.key" >/dev/null
+mkdir -p "$T/coord-state" "$T/state"
+
+write_coord_conf() { # file, dr bucket, dr type
+	local drsec
+	if [[ $3 == posix ]]; then
+		mkdir -p "$T/posix-dr"
+		drsec="type = posix
+path = $T/posix-dr"
+	else
+		drsec="type = s3
+endpoint = $RGW_ENDPOINT
+region = us-east-1
+bucket = $2
+prefix = fleet
+path_style = true
+access_key = $CD_ACCESS
+secret_key = $CD_SECRET"
+	fi
+	cat >"$1" <<CONF
+[coordinator]
+listen = tls+tcp://127.0.0.1:0
+admin_listen = tls+tcp://127.0.0.1:0
+catalog = $ci
+audit_key = $T/audit.key
+state_dir = $T/coord-state
+maintenance_interval = 1s
+metrics_listen = 127.0.0.1:0
+[tls]
+ca = $pki/ca.crt
+cert = $pki/localhost.crt
+key = $pki/localhost.key
+[alerts]
+pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
+routing_key = dr00123456789abcdef0123456789abc
+[dr]
+copy_lag = 5s
+retry_max = 2s
+[operator.alice]
+public_key = $T/alice.pub
+role = operator
+[service.billing]
+owner = team-payments
+schedule = 0 2 * * *
+retention.daily = 7
+dr.copy = all
+dr.lock = compliance
+dr.retention = 2d
+[repository.primary]
+type = s3
+endpoint = $RGW_ENDPOINT
+region = us-east-1
+bucket = prod
+prefix = fleet
+path_style = true
+access_key = $RGW_SRC_ACCESS
+secret_key = $RGW_SRC_SECRET
+[repository.dr]
+$drsec
+CONF
+}
+conf=$T/coordinator.conf
+write_coord_conf "$conf" dr-vault s3
+"$coord" migrate -c "$conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
+
+# --- refusals at start -----------------------------------------------------------------------
+write_coord_conf "$T/nolock.conf" dr-nolock s3
+if timeout 60 "$coord" run -c "$T/nolock.conf" >/dev/null 2>"$T/nolock.err"; then
+	fail "the coordinator started with a DR bucket without object lock"
+fi
+grep -q "does not have object lock enabled" "$T/nolock.err" ||
+	fail "no-lock refusal unclear: $(cat "$T/nolock.err")"
+pass "DR bucket without object lock: $(grep -o 'DR bucket dr-nolock[^(]*' "$T/nolock.err" | head -1)"
+write_coord_conf "$T/posix.conf" dr-vault posix
+if timeout 60 "$coord" run -c "$T/posix.conf" >/dev/null 2>"$T/posix.err"; then
+	fail "the coordinator started with a posix DR repository"
+fi
+grep -q "must be an object-locked S3 bucket" "$T/posix.err" ||
+	fail "posix DR refusal unclear: $(cat "$T/posix.err")"
+pass "posix DR repository refused at start"
+
+# --- the agent backs up into the primary bucket ----------------------------------------------
+start_coord() {
+	: >"$T/coord.log"
+	timeout --foreground 600 "$coord" run -c "$conf" >/dev/null 2>"$T/coord.log" &
+	cpid=$!
+	bg+=("$cpid")
+	for _ in $(seq 300); do grep -q "metrics listening" "$T/coord.log" && grep -q "admin endpoint listening" "$T/coord.log" && break; sleep 0.1; done
+	port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+	aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+	mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+	[[ -n $port && -n $aport && -n $mport ]] || fail "coordinator did not start: $(cat "$T/coord.log")"
+}
+aconf=$T/agent.conf
+write_agent_conf() {
+	cat >"$aconf" <<CONF
+[agent]
+name = billing-db-1
+service = billing
+state_dir = $T/state
+signing_key = $T/agent.key
+key_ring = $T/billing.keys
+[postgres]
+conninfo = $base dbname=billing
+bin_dir = $PG_BINDIR
+[schedule]
+logical = 0 2 * * *
+[repository.primary]
+type = s3
+endpoint = $RGW_ENDPOINT
+region = us-east-1
+bucket = prod
+prefix = fleet
+path_style = true
+access_key = $AG_ACCESS
+secret_key = $AG_SECRET
+[repository.dr]
+type = s3
+endpoint = $RGW_ENDPOINT
+region = us-east-1
+bucket = dr-vault
+prefix = fleet
+path_style = true
+access_key = $RGW_DR_ACCESS
+secret_key = $RGW_DR_SECRET
+[coordinator]
+url = tls+tcp://localhost:$port
+ca = $pki/ca.crt
+cert = $pki/billing-db-1.crt
+key = $pki/billing-db-1.key
+CONF
+}
+"$agent" keygen --out "$T/billing.keys" --id k1 >/dev/null || fail "keygen"
+port=0 write_agent_conf
+"$agent" init -c "$aconf" >"$T/agent.pub" || fail "agent init"
+"$coord" agents enroll -c "$conf" --service billing --agent billing-db-1 --pubkey "$T/agent.pub" >/dev/null ||
+	fail "enroll"
+start_coord
+write_agent_conf
+cat >"$T/alice.conf" <<CONF
+[coffer]
+url = tls+tcp://127.0.0.1:$aport
+operator = alice
+key = $T/alice.key
+ca = $pki/ca.crt
+cert = $pki/alice.crt
+key_tls = $pki/alice.key
+server_name = localhost
+CONF
+export COFFER_CONFIG=$T/alice.conf
+
+backup() {
+	local id
+	id=$("$agent" backup -c "$aconf" 2>"$T/backup.log") || fail "agent backup: $(cat "$T/backup.log")"
+	"$agent" flush -c "$aconf" >/dev/null 2>"$T/flush.log" || fail "flush: $(cat "$T/flush.log")"
+	echo "$id"
+}
+wait_for() { # description, condition; polls up to 60 s
+	for _ in $(seq 600); do eval "$2" && return 0; sleep 0.1; done
+	fail "$1: $(grep -i 'dr copy' "$T/coord.log" | tail -3)"
+}
+copy_status() { cq "select coalesce((select status from backup_copies where backup_id = '$1' and repo = 'dr'), 'none')"; }
+
+b1=$(backup)
+wait_for "the DR copy of $b1 was not verified" '[[ $(copy_status "$b1") == verified ]]'
+for o in data manifest.json; do
+	src=$(s3as prod sha prod "fleet/services/billing/backups/$b1/$o") || fail "read primary $o"
+	dst=$(s3as coord-dr sha dr-vault "fleet/services/billing/backups/$b1/$o") || fail "read DR $o"
+	[[ ${src%% *} == "${dst%% *}" ]] || fail "DR $o differs from the primary: $src vs $dst"
+done
+want=$(cq "select encode(stored_sha256, 'hex') from backups where id = '$b1'")
+[[ $(s3as coord-dr sha dr-vault "fleet/services/billing/backups/$b1/data") == "ok sha=$want "* ]] ||
+	fail "DR data does not hash to the catalog's stored_sha256"
+[[ $(cq "select encode(stored_sha256, 'hex') from backup_copies where backup_id = '$b1'") == "$want" ]] ||
+	fail "backup_copies.stored_sha256 is not the catalog's"
+head=$(s3as dr head dr-vault "fleet/services/billing/backups/$b1/data") || fail "head DR data"
+until_ms=${head#*until=}
+until_ms=${until_ms%% *}
+fin_ms=$(cq "select floor(extract(epoch from finished_at) * 1000)::bigint from backups where id = '$b1'")
+[[ $head == *"lock=COMPLIANCE"* ]] || fail "DR copy is not COMPLIANCE-locked: $head"
+((until_ms >= fin_ms + 2 * 86400000 - 1000 && until_ms <= fin_ms + 2 * 86400000 + 1000)) ||
+	fail "retain-until $until_ms is not finished_at + 2d ($fin_ms + 2d)"
+s3as dr head dr-vault "fleet/services/billing/backups/$b1/attestation.json" | grep -q "lock=COMPLIANCE" ||
+	fail "the DR attestation is not locked"
+[[ $(cq "select count(*) from audit where action = 'dr.copy_verified' and subject = '$b1'") == 1 ]] ||
+	fail "no dr.copy_verified audit row"
+curl -s "http://127.0.0.1:$mport/metrics" >"$T/metrics"
+grep -q '^coffer_dr_copies{service="billing",status="verified"} 1$' "$T/metrics" ||
+	fail "metric coffer_dr_copies verified missing: $(grep coffer_dr "$T/metrics")"
+grep -q '^coffer_dr_copied_bytes_total{service="billing"} [1-9]' "$T/metrics" || fail "no coffer_dr_copied_bytes_total"
+"$cli" status --output json >"$T/status.json" || fail "coffer status"
+python3 - "$T/status.json" <<'PY' || fail "status does not show the DR copy: $(cat "$T/status.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = [x for x in d["services"] if x["service"] == "billing"][0]["dr"]
+assert s["copy"] == "all" and s["verified"] == 1 and s["pending"] == 0 and s["failed"] == 0, s
+assert s["last_verified_at"], s
+PY
+# The attestation in the primary repository too.
+wait_for "no attestation in the primary repository" \
+	'[[ $(cq "select attested_at is not null from backups where id = '"'$b1'"'") == t ]]'
+s3as prod head prod "fleet/services/billing/backups/$b1/attestation.json" >/dev/null ||
+	fail "attestation.json missing in the primary bucket"
+pass "backup $b1 copied to DR: identical digests, COMPLIANCE until finished_at + 2d, verified, audited, in metrics and status"
+
+# --- nobody can delete the DR copy ---------------------------------------------------------
+key="fleet/services/billing/backups/$b1/data"
+ver=$(s3as dr head dr-vault "$key" | sed -n 's/.*version=\([^ ]*\).*/\1/p')
+for who in agent prod coord-dr; do
+	if out=$(s3as $who delete dr-vault "$key" 2>&1); then fail "$who deleted the DR copy"; fi
+	grep -q AccessDenied <<<"$out" || fail "$who delete: no AccessDenied: $out"
+	if out=$(s3as $who delete dr-vault "$key" "$ver" 2>&1); then fail "$who deleted the DR copy's version"; fi
+done
+if out=$(s3as dr delete dr-vault "$key" "$ver" 2>&1); then fail "the DR account deleted a COMPLIANCE-locked version"; fi
+s3as dr sha dr-vault "$key" | grep -q "sha=$want" || fail "the DR copy changed after the delete attempts"
+pass "DR copy delete refused for the agent, the coordinator (primary and DR credentials) and, locked COMPLIANCE, the DR account"
+
+# --- the DR user loses write access: failures, retries, pages; then recovery -------------------
+s3as dr policy dr-vault "$(dr_policy dr-vault '"s3:GetObject","s3:ListBucket","s3:GetBucketObjectLockConfiguration"')" >/dev/null ||
+	fail "narrow the DR policy"
+bq "insert into invoices select g, 'late ' || g, g from generate_series(20001, 20500) g" >/dev/null
+b2=$(backup)
+wait_for "the DR copy of $b2 did not fail" '[[ $(copy_status "$b2") == failed ]]'
+wait_for "the failed copy was not retried" \
+	'(( $(cq "select attempts from backup_copies where backup_id = '"'$b2'"'") >= 3 ))'
+wait_for "dr_copy_failed did not page" 'grep -q "coffer/billing/dr_copy_failed" "$T/rx.log"'
+wait_for "dr_copy_lag did not page" 'grep -q "coffer/billing/dr_copy_lag" "$T/rx.log"'
+grep "coffer/billing/dr_copy_failed" "$T/rx.log" | grep '"event_action":"trigger"' | grep -q "$b2" ||
+	fail "the failure page does not name the backup: $(grep dr_copy_failed "$T/rx.log")"
+reason=$(cq "select failure_reason from backup_copies where backup_id = '$b2'")
+grep -q "AccessDenied" <<<"$reason" || fail "failure reason unclear: $reason"
+[[ $(cq "select count(*) from audit where action = 'dr.copy_failed' and subject = '$b2'") -ge 2 ]] ||
+	fail "failed attempts not audited"
+s3as dr policy dr-vault "$(dr_policy dr-vault "$DR_ACTIONS")" >/dev/null || fail "restore the DR policy"
+wait_for "the DR copy of $b2 did not recover" '[[ $(copy_status "$b2") == verified ]]'
+wait_for "dr_copy_failed did not resolve" \
+	'[[ $(cq "select state from alerts where dedup_key = '"'coffer/billing/dr_copy_failed'"'") == resolved ]]'
+wait_for "dr_copy_lag did not resolve" \
+	'[[ $(cq "select state from alerts where dedup_key = '"'coffer/billing/dr_copy_lag'"'") == resolved ]]'
+pass "DR write denied: $(cq "select attempts - 1 from backup_copies where backup_id = '$b2'") failed attempts audited, dr_copy_failed and dr_copy_lag paged; access back: verified, both resolved"
+
+# --- production gone ----------------------------------------------------------------------
+want_rows=$(bq "select count(*) || ' ' || sum(amount) from invoices")
+kill -TERM "$cpid"
+wait "$cpid" 2>/dev/null || true
+# A forged backup in DR: a real-looking manifest and data, no attestation.
+forged=20990101T000000Z-l-abcdef
+echo "{}" >"$T/forged.json"
+s3as dr put dr-vault "fleet/services/billing/backups/$forged/manifest.json" "$T/forged.json" >/dev/null ||
+	fail "plant the forged manifest"
+# The whole primary bucket emptied (its owner may delete) and the catalog dropped.
+s3as prod list prod "" >"$T/keys" || fail "list the primary bucket"
+n=0
+while read -r k; do
+	s3as prod delete prod "$k" >/dev/null || fail "empty the primary bucket ($k)"
+	n=$((n + 1))
+done <"$T/keys"
+((n >= 6)) || fail "only $n objects in the primary bucket: $(cat "$T/keys")"
+[[ -z $(s3as prod list prod "") ]] || fail "the primary bucket is not empty"
+if "$agent" list -c "$aconf" 2>/dev/null | grep -q "$b1"; then fail "the primary bucket still lists $b1"; fi
+psql_at "$base dbname=postgres" -c "drop database coffer" >/dev/null
+psql_at "$base dbname=postgres" -c "create database coffer" >/dev/null
+"$coord" migrate -c "$conf" >/dev/null 2>&1 || fail "migrate the new catalog"
+pass "production gone: $n primary objects deleted, catalog dropped and recreated empty"
+
+"$coord" rebuild-catalog -c "$conf" --repo dr --output json >"$T/rebuild.json" 2>"$T/rebuild.err" && rc=0 || rc=$?
+[[ $rc == 1 ]] || fail "rebuild-catalog exit $rc (want 1: one refused): $(cat "$T/rebuild.json" "$T/rebuild.err")"
+python3 - "$T/rebuild.json" "$b1" "$b2" "$forged" <<'PY' || fail "rebuild report wrong: $(cat "$T/rebuild.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+r = {b["backup_id"]: b for b in d["backups"]}
+assert d["recovered"] == 2 and d["refused"] == 1, d
+assert r[sys.argv[2]]["result"] == "recovered" and r[sys.argv[3]]["result"] == "recovered", r
+assert r[sys.argv[4]]["result"] == "refused" and "attestation" in r[sys.argv[4]]["problem"], r
+PY
+[[ $(cq "select count(*) from backups where status = 'completed' and repo = 'dr'") == 2 ]] ||
+	fail "the rebuilt catalog does not hold both backups"
+[[ $(cq "select encode(stored_sha256, 'hex') from backups where id = '$b1'") == "$want" ]] ||
+	fail "rebuilt stored_sha256 differs"
+[[ $(cq "select count(*) from audit where action = 'catalog.rebuild_refused' and subject = '$forged'") == 1 ]] ||
+	fail "the refusal is not audited"
+"$coord" audit-verify -c "$conf" >/dev/null 2>&1 || fail "audit chain of the rebuilt catalog does not verify"
+# Again: nothing new, nothing lost.
+"$coord" rebuild-catalog -c "$conf" --repo dr --output json >"$T/rebuild2.json" 2>/dev/null || true
+grep -q '"recovered":0,"present":2,"refused":1' "$T/rebuild2.json" ||
+	fail "second rebuild not idempotent: $(cat "$T/rebuild2.json")"
+pass "rebuild-catalog --repo dr: 2 recovered, the forged one refused (no attestation) and audited; a second run changes nothing"
+
+# A manifest whose signature does not match the attested key: an
+# attestation copied from another backup does not vouch for it either.
+"$agent" verify -c "$aconf" --repo dr --backup "$b2" >/dev/null 2>"$T/verify.err" ||
+	fail "verify --repo dr: $(cat "$T/verify.err")"
+"$agent" restore -c "$aconf" --repo dr --backup "$b2" --target-db billing_dr >/dev/null 2>"$T/restore.err" ||
+	fail "restore --repo dr: $(cat "$T/restore.err")"
+got_rows=$(bq "select count(*) || ' ' || sum(amount) from invoices" billing_dr)
+[[ $got_rows == "$want_rows" ]] || fail "restored from DR: '$got_rows', want '$want_rows'"
+pass "restored $b2 from the DR repository alone: $got_rows (count, sum) as in production"
+
+# --- a DR object corrupted through the DR account ----------------------------------------------
+head -c 4096 /dev/urandom >"$T/junk"
+s3as dr put dr-vault "fleet/services/billing/backups/$b1/data" "$T/junk" >/dev/null || fail "corrupt the DR object"
+if "$agent" verify -c "$aconf" --repo dr --backup "$b1" >"$T/v.out" 2>"$T/v.err"; then
+	fail "verify --repo dr passed a corrupted object"
+fi
+grep -Eqi "sha256|corrupt|authentication|digest|not a sealed stream" "$T/v.err" || fail "verify's report unclear: $(cat "$T/v.err")"
+pass "corrupted DR object: verify --repo dr says $(head -1 "$T/v.err" | cut -c1-160)"
