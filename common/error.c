@@ -103,7 +103,16 @@ coffer_err_errno(coffer_err *err, int errnum, const char *op, const char *path)
 	case ENOMEM: code = COFFER_ENOMEM; break;
 	default: code = COFFER_EIO; break;
 	}
-	coffer_err_set(err, code, "cannot %s %s: %s", op, path, strerror(errnum));
+	/* Callers name the operation as a verb ("open") or a gerund
+	 * ("creating the directory"); both read right. */
+	size_t n = strlen(op);
+	const char *sp = strchr(op, ' ');
+	size_t word = sp != NULL ? (size_t)(sp - op) : n;
+	if (word > 3 && strncmp(op + word - 3, "ing", 3) == 0) {
+		coffer_err_set(err, code, "%s %s failed: %s", op, path, strerror(errnum));
+	} else {
+		coffer_err_set(err, code, "cannot %s %s: %s", op, path, strerror(errnum));
+	}
 	switch (code) {
 	case COFFER_ENOSPC:
 		coffer_err_hint(err, "free space on the file system that holds %s", path);

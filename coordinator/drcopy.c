@@ -24,6 +24,8 @@
 #include "coordinator/alerts.h"
 #include "coordinator/attest.h"
 #include "coordinator/prune.h"
+#include "coordinator/walprune.h"
+#include "coordinator/walwatch.h"
 
 #define ACTOR "coordinator"
 #define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
@@ -519,6 +521,10 @@ typedef struct copy_job {
 	char lock[16];         /* GOVERNANCE / COMPLIANCE */
 	char pubkey_hex[65];
 	int attempts;
+	/* physical: the WAL from start to stop goes with it */
+	int timeline;
+	char start_lsn[32], stop_lsn[32];
+	int wal_segments;
 	/* results */
 	char versions[3][COFFER_S3_VERSION_ID_MAX];
 	uint64_t copied_bytes;
@@ -547,6 +553,10 @@ dr_key(const coord_drcopy *d, const copy_job *j, const char *name, char *out, si
  * ("" for none) and expect_bytes (< 0 for none) are checked before the
  * upload is published. *exists is set when DR already has the key.
  */
+static int stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
+    const char *expect_sha, int64_t expect_bytes, bool *exists, char sha_out[65],
+    char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err);
+
 static int
 copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
     int64_t expect_bytes, bool *exists, char sha_out[65], coffer_err *err)
@@ -561,6 +571,18 @@ copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
 	if (rv != 0) {
 		return (rv);
 	}
+	return (stream_object(d, j, src, dst, expect_sha, expect_bytes, exists, sha_out,
+	    j->versions[which], err));
+}
+
+/* Streams the primary's object src into a locked DR upload at dst. */
+static int
+stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
+    const char *expect_sha, int64_t expect_bytes, bool *exists, char sha_out[65],
+    char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err)
+{
+	*exists = false;
+	int rv;
 	coffer_s3_put_opts opts = { .lock_mode = j->lock, .lock_until_ms = j->until_ms };
 	coffer_s3_upload *up = NULL;
 	rv = coffer_s3_upload_begin(d->dr, dst, &opts, &up, err);
@@ -614,7 +636,7 @@ copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
 	}
 	coffer_s3_upload_free(up); /* aborts an uncommitted upload */
 	if (rv == 0) {
-		snprintf(j->versions[which], sizeof(j->versions[which]), "%s", info.version_id);
+		snprintf(version, COFFER_S3_VERSION_ID_MAX, "%s", info.version_id);
 		j->copied_bytes += bytes;
 	}
 	return (rv);
@@ -656,6 +678,9 @@ put_small(coord_drcopy *d, copy_job *j, int which, const char *data, size_t len,
 
 /* Reads the DR object back (the version written, when known), and checks
  * its digest and its lock. */
+static int verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
+    char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err);
+
 static int
 verify_object(coord_drcopy *d, copy_job *j, int which, const char *want_sha, coffer_err *err)
 {
@@ -664,6 +689,14 @@ verify_object(coord_drcopy *d, copy_job *j, int which, const char *want_sha, cof
 	if (rv != 0) {
 		return (rv);
 	}
+	return (verify_key(d, j, dst, want_sha, j->versions[which], err));
+}
+
+static int
+verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
+    char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err)
+{
+	int rv;
 	coffer_filter *sha = coffer_sha256_filter_new(err);
 	coffer_filter *sink = sha != NULL ? coffer_discard_sink_new(err) : NULL;
 	if (sink == NULL) {
@@ -673,8 +706,7 @@ verify_object(coord_drcopy *d, copy_job *j, int which, const char *want_sha, cof
 	coffer_filter *chain = coffer_filter_link(sha, sink, NULL);
 	coffer_s3_object_info info;
 	memset(&info, 0, sizeof(info));
-	rv = coffer_s3_get(d->dr, dst, j->versions[which][0] != '\0' ? j->versions[which] : NULL,
-	    chain, &info, err);
+	rv = coffer_s3_get(d->dr, dst, version[0] != '\0' ? version : NULL, chain, &info, err);
 	uint8_t md[COFFER_SHA256_LEN];
 	char got[65];
 	coffer_sha256_filter_digest(sha, md);
@@ -683,8 +715,8 @@ verify_object(coord_drcopy *d, copy_job *j, int which, const char *want_sha, cof
 	if (rv != 0) {
 		return (coffer_err_wrap(err, "reading the DR copy back"));
 	}
-	if (j->versions[which][0] == '\0') {
-		snprintf(j->versions[which], sizeof(j->versions[which]), "%s", info.version_id);
+	if (version[0] == '\0') {
+		snprintf(version, COFFER_S3_VERSION_ID_MAX, "%s", info.version_id);
 	}
 	if (strcmp(got, want_sha) != 0) {
 		coffer_err_set(err, COFFER_ECORRUPT, "DR object %s reads back with sha256 %.16s..., "
@@ -754,13 +786,82 @@ attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, cha
 	return (coord_attest_render(&a, d->key, json, len, err));
 }
 
+/*
+ * A physical backup is restorable only with the WAL from its start to its
+ * stop: those segments go to DR with it, locked alike, each checked against
+ * the digest wal-push reported and read back. A segment the catalog does
+ * not know yet (its wal.archived event still on its way) fails the copy,
+ * which is retried.
+ */
+static int
+copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
+{
+	int64_t per = 0;
+	int rv = coord_walwatch_per_log(cat, j->service, &per, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	int64_t from = coord_walprune_lsn_segno(j->start_lsn, per);
+	int64_t to = coord_walprune_lsn_segno(j->stop_lsn, per);
+	if (from < 0 || to < from || j->timeline <= 0) {
+		return (coffer_err_set(err, COFFER_ECORRUPT, "backup %s has no usable timeline and "
+		    "start/stop LSNs (%d, %s..%s)", j->id, j->timeline, j->start_lsn, j->stop_lsn));
+	}
+	for (int64_t n = from; n <= to && rv == 0; n++) {
+		char seg[32], tl[16], src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8];
+		snprintf(seg, sizeof(seg), "%08X%08X%08X", (unsigned)j->timeline,
+		    (unsigned)(n / per), (unsigned)(n % per));
+		snprintf(tl, sizeof(tl), "%d", j->timeline);
+		const char *v[] = { j->service, tl, seg };
+		PGresult *res = coord_catalog_query(cat,
+		    "SELECT encode(stored_sha256, 'hex'), stored_bytes FROM wal_segments "
+		    "WHERE service = $1 AND timeline = $2::integer AND segment = $3",
+		    3, v, "reading a WAL segment's record", &rv, err);
+		if (res == NULL) {
+			return (rv);
+		}
+		if (PQntuples(res) == 0) {
+			PQclear(res);
+			coffer_err_set(err, COFFER_EUNAVAIL, "WAL segment %s, needed by physical backup "
+			    "%s, is not recorded as archived yet", seg, j->id);
+			return (coffer_err_hint(err, "the copy is retried; if it persists, look for "
+						     "wal_gap or wal_archive_failing alerts"));
+		}
+		char want[65];
+		snprintf(want, sizeof(want), "%s", PQgetvalue(res, 0, 0));
+		int64_t bytes = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		PQclear(res);
+		if ((rv = coffer_repo_wal_key(src, sizeof(src), j->service, (uint32_t)j->timeline, seg,
+			 err)) != 0) {
+			return (rv);
+		}
+		if ((size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >= sizeof(dst)) {
+			return (coffer_err_set(err, COFFER_EINVAL, "DR key for %s is too long", src));
+		}
+		char got[65], version[COFFER_S3_VERSION_ID_MAX] = "";
+		bool exists = false;
+		rv = stream_object(d, j, src, dst, want, bytes, &exists, got, version, err);
+		if (rv == 0) {
+			rv = verify_key(d, j, dst, want, version, err);
+		}
+		if (rv == 0) {
+			j->wal_segments++;
+		}
+	}
+	return (rv);
+}
+
 /* The whole copy of one backup: publish, then prove. */
 static int
-copy_backup(coord_drcopy *d, copy_job *j, coffer_err *err)
+copy_backup(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 {
 	char sha[3][65];
 	bool exists[3] = { false, false, false };
-	int rv = copy_object(d, j, 0, j->stored_sha, j->stored_bytes, &exists[0], sha[0], err);
+	/* WAL first: the attestation, last, marks a complete copy. */
+	int rv = strcmp(j->kind, "physical") == 0 ? copy_wal(d, cat, j, err) : 0;
+	if (rv == 0) {
+		rv = copy_object(d, j, 0, j->stored_sha, j->stored_bytes, &exists[0], sha[0], err);
+	}
 	if (rv == 0) {
 		rv = copy_object(d, j, 1, j->manifest_sha, -1, &exists[1], sha[1], err);
 	}
@@ -825,6 +926,9 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 		cJSON_AddNumberToObject(a, "seconds",
 		    (double)(coffer_clock_monotonic_ms() - started_ms) / 1000.0);
 		cJSON_AddItemToObject(a, "versions", cJSON_Duplicate(ver, true));
+		if (j->wal_segments > 0) {
+			cJSON_AddNumberToObject(a, "wal_segments", j->wal_segments);
+		}
 	} else {
 		cJSON_AddStringToObject(a, "problem", e->msg);
 	}
@@ -901,7 +1005,9 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 	    "SELECT c.backup_id, b.service, COALESCE(b.agent, ''), b.kind, "
 	    "encode(b.stored_sha256, 'hex'), b.stored_bytes, "
 	    "COALESCE(b.manifest->>'manifest_sha256', ''), " MS("c.retain_until") ", "
-	    "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status "
+	    "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status, "
+	    "COALESCE(b.timeline, 0), COALESCE(b.start_lsn::text, ''), "
+	    "COALESCE(b.stop_lsn::text, '') "
 	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "LEFT JOIN agents a ON a.name = b.agent "
 	    "WHERE c.repo = 'dr' AND c.status IN ('copying', 'failed') "
@@ -931,6 +1037,9 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 		snprintf(j->lock, sizeof(j->lock), "%s", PQgetvalue(res, i, 8));
 		j->attempts = atoi(PQgetvalue(res, i, 9));
 		snprintf(j->pubkey_hex, sizeof(j->pubkey_hex), "%s", PQgetvalue(res, i, 10));
+		j->timeline = atoi(PQgetvalue(res, i, 12));
+		snprintf(j->start_lsn, sizeof(j->start_lsn), "%s", PQgetvalue(res, i, 13));
+		snprintf(j->stop_lsn, sizeof(j->stop_lsn), "%s", PQgetvalue(res, i, 14));
 		const char *bs = PQgetvalue(res, i, 11);
 		gone[i] = strcmp(bs, "completed") != 0 && strcmp(bs, "pending_delete") != 0;
 	}
@@ -950,7 +1059,7 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 			cr = coffer_err_set(&e, COFFER_ENOENT, "backup %s was deleted from the primary "
 			    "repository before its DR copy was made", j->id);
 		} else {
-			cr = copy_backup(d, j, &e);
+			cr = copy_backup(d, cat, j, &e);
 		}
 		if (cr == COFFER_ECANCELED) {
 			break; /* stopping: the row stays due */

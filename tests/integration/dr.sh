@@ -110,7 +110,7 @@ rxport=$(cat "$T/rx.port")
 
 pki=$T/pki
 "$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+for c in alice billing-db-1 ledger-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
 "$cli" init --out "$T/alice.key" >"$T/alice.pub"
 "$coord" audit-keygen --out "$T/audit.key" >/dev/null
 mkdir -p "$T/coord-state" "$T/state"
@@ -160,6 +160,13 @@ retention.daily = 7
 dr.copy = all
 dr.lock = compliance
 dr.retention = 2d
+[service.ledger]
+owner = team-payments
+schedule = 0 3 * * *
+retention.daily = 7
+pitr.window = 1d
+dr.copy = all
+dr.lock = governance
 [repository.primary]
 type = s3
 endpoint = $RGW_ENDPOINT
@@ -353,6 +360,41 @@ wait_for "dr_copy_lag did not resolve" \
 	'[[ $(cq "select state from alerts where dedup_key = '"'coffer/billing/dr_copy_lag'"'") == resolved ]]'
 pass "DR write denied: $(cq "select attempts - 1 from backup_copies where backup_id = '$b2'") failed attempts audited, dr_copy_failed and dr_copy_lag paged; access back: verified, both resolved"
 
+# --- a physical backup goes to DR with the WAL it needs ----------------------------------------
+# The ledger cluster archives through wal-push into the primary bucket;
+# PostgreSQL runs the agent as postgres, so it gets its own copy of the binary.
+mkdir -p "$T/bin" "$T/lstate"
+cp "$agent" "$T/bin/coffer-agent"
+chmod 755 "$T/bin" "$T/bin/coffer-agent"
+pagent=$T/bin/coffer-agent
+lconf=$T/ledger.conf
+pg_start "$T/lpg" "wal_level = replica" "archive_mode = on" \
+	"archive_command = '$pagent wal-push -c $lconf %p'"
+lci="$PG_CONNINFO dbname=postgres"
+sed -e 's/^name = billing-db-1$/name = ledger-db-1/' -e 's/^service = billing$/service = ledger/' \
+	-e "s|^state_dir = .*|state_dir = $T/lstate|" -e "s|^signing_key = .*|signing_key = $T/ledger.key|" \
+	-e "s|^conninfo = .*|conninfo = $lci|" -e "s|billing-db-1\.|ledger-db-1.|g" \
+	-e "s|^logical = .*|logical = 0 3 * * *|" "$aconf" >"$lconf"
+"$agent" init -c "$lconf" >"$T/ledger.pub" || fail "ledger agent init"
+chown -R postgres: "$T/lstate" "$T/ledger.key" "$lconf" "$T/billing.keys" "$pki"
+"$cli" agents enroll --service ledger --agent ledger-db-1 --pubkey "$T/ledger.pub" >/dev/null ||
+	fail "enroll ledger-db-1"
+lq() { psql_at "$lci" -c "$1"; }
+lq "create table entries (id int primary key, amount numeric)" >/dev/null
+lq "insert into entries select g, g * 2 from generate_series(1, 5000) g" >/dev/null
+p1=$(runuser -u postgres -- "$pagent" backup -c "$lconf" --kind physical 2>"$T/pbackup.log") ||
+	fail "physical backup: $(cat "$T/pbackup.log")"
+runuser -u postgres -- "$pagent" flush -c "$lconf" >/dev/null 2>"$T/pflush.log" ||
+	fail "ledger flush: $(cat "$T/pflush.log")"
+wait_for "the DR copy of physical backup $p1 was not verified" '[[ $(copy_status "$p1") == verified ]]'
+nwal=$(cq "select (details->>'wal_segments')::int from audit where action = 'dr.copy_verified' and subject = '$p1'")
+((nwal >= 1)) || fail "the physical backup's DR copy carries no WAL: $(cq "select details from audit where subject = '$p1' and action like 'dr.%'")"
+s3as coord-dr list dr-vault "fleet/services/ledger/wal/" >"$T/drwal"
+[[ $(wc -l <"$T/drwal") -ge $nwal ]] || fail "DR holds $(wc -l <"$T/drwal") WAL objects, want $nwal"
+s3as dr head dr-vault "$(head -1 "$T/drwal")" | grep -q "lock=GOVERNANCE" || fail "DR WAL is not locked GOVERNANCE"
+pass "physical backup $p1 copied to DR with its $nwal WAL segment(s), GOVERNANCE-locked"
+runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$T/lpg/data" -m fast -w stop >/dev/null
+
 # --- production gone ----------------------------------------------------------------------
 want_rows=$(bq "select count(*) || ' ' || sum(amount) from invoices")
 kill -TERM "$cpid"
@@ -383,12 +425,12 @@ python3 - "$T/rebuild.json" "$b1" "$b2" "$forged" <<'PY' || fail "rebuild report
 import json, sys
 d = json.load(open(sys.argv[1]))
 r = {b["backup_id"]: b for b in d["backups"]}
-assert d["recovered"] == 2 and d["refused"] == 1, d
+assert d["recovered"] == 3 and d["refused"] == 1, d
 assert r[sys.argv[2]]["result"] == "recovered" and r[sys.argv[3]]["result"] == "recovered", r
 assert r[sys.argv[4]]["result"] == "refused" and "attestation" in r[sys.argv[4]]["problem"], r
 PY
-[[ $(cq "select count(*) from backups where status = 'completed' and repo = 'dr'") == 2 ]] ||
-	fail "the rebuilt catalog does not hold both backups"
+[[ $(cq "select count(*) from backups where status = 'completed' and repo = 'dr'") == 3 ]] ||
+	fail "the rebuilt catalog does not hold the three backups"
 [[ $(cq "select encode(stored_sha256, 'hex') from backups where id = '$b1'") == "$want" ]] ||
 	fail "rebuilt stored_sha256 differs"
 [[ $(cq "select count(*) from audit where action = 'catalog.rebuild_refused' and subject = '$forged'") == 1 ]] ||
@@ -396,9 +438,9 @@ PY
 "$coord" audit-verify -c "$conf" >/dev/null 2>&1 || fail "audit chain of the rebuilt catalog does not verify"
 # Again: nothing new, nothing lost.
 "$coord" rebuild-catalog -c "$conf" --repo dr --output json >"$T/rebuild2.json" 2>/dev/null || true
-grep -q '"recovered":0,"present":2,"refused":1' "$T/rebuild2.json" ||
+grep -q '"recovered":0,"present":3,"refused":1' "$T/rebuild2.json" ||
 	fail "second rebuild not idempotent: $(cat "$T/rebuild2.json")"
-pass "rebuild-catalog --repo dr: 2 recovered, the forged one refused (no attestation) and audited; a second run changes nothing"
+pass "rebuild-catalog --repo dr: 3 recovered, the forged one refused (no attestation) and audited; a second run changes nothing"
 
 # A manifest whose signature does not match the attested key: an
 # attestation copied from another backup does not vouch for it either.
@@ -409,6 +451,20 @@ pass "rebuild-catalog --repo dr: 2 recovered, the forged one refused (no attesta
 got_rows=$(bq "select count(*) || ' ' || sum(amount) from invoices" billing_dr)
 [[ $got_rows == "$want_rows" ]] || fail "restored from DR: '$got_rows', want '$want_rows'"
 pass "restored $b2 from the DR repository alone: $got_rows (count, sum) as in production"
+
+# The physical backup from DR alone: its WAL comes from DR too.
+port3=$(_free_port)
+
+mkdir -p "$T/lr/data"
+chown -R postgres: "$T/lr"
+_t_clusters+=("$T/lr")
+"$agent" restore -c "$lconf" --repo dr --physical --backup "$p1" --pgdata "$T/lr/data" \
+	--port "$port3" --start >"$T/prestore.out" 2>"$T/prestore.log" ||
+	fail "physical restore from DR: $(tail -5 "$T/prestore.log"; tail -20 "$T/lr/data/coffer-recovery.log" 2>/dev/null)"
+got=$(psql_at "host=$T/lpg/sock port=$port3 user=postgres dbname=postgres" -c "select count(*) || ' ' || sum(amount) from entries")
+[[ $got == "5000 25005000" ]] || fail "physical restore from DR: '$got', want '5000 25005000'"
+pg_stop "$T/lr"
+pass "physical backup $p1 restored from DR alone (data and WAL): $got"
 
 # --- a DR object corrupted through the DR account ----------------------------------------------
 head -c 4096 /dev/urandom >"$T/junk"
