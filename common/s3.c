@@ -895,6 +895,9 @@ struct s3_req {
 	size_t nheaders;
 	const uint8_t *body;
 	size_t body_len;
+	/* The body's SHA-256 when the caller has it already (a part is hashed
+	 * once, not once per attempt and again for its checksum); NULL: here. */
+	const uint8_t *body_sha256;
 	unsigned flags;
 	coffer_filter *chain;
 };
@@ -1088,7 +1091,11 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 	char payload_hex[65];
 	char sum_b64[48];
 	uint8_t d[32];
-	sha256(r->body != NULL ? (const void *)r->body : "", r->body_len, d);
+	if (r->body_sha256 != NULL) {
+		memcpy(d, r->body_sha256, sizeof(d));
+	} else {
+		sha256(r->body != NULL ? (const void *)r->body : "", r->body_len, d);
+	}
 	hex32(d, payload_hex);
 	base64(d, 32, sum_b64);
 	char date[17];
@@ -1828,8 +1835,10 @@ up_part(coffer_s3_upload *up, coffer_err *err)
 	}
 	char num[16];
 	snprintf(num, sizeof(num), "%u", up->nparts + 1);
+	uint8_t d[32];
+	sha256(up->buf, up->used, d);
 	struct s3_req r = { .op = "UploadPart", .method = "PUT", .key = up->key, .body = up->buf,
-		.body_len = up->used, .flags = REQ_CHECKSUM };
+		.body_len = up->used, .body_sha256 = d, .flags = REQ_CHECKSUM };
 	req_query(&r, "partNumber", num);
 	req_query(&r, "uploadId", up->upload_id);
 	struct s3_resp rs;
@@ -1842,8 +1851,6 @@ up_part(coffer_s3_upload *up, coffer_err *err)
 	if (rc == 0) {
 		struct up_part *p = &up->parts[up->nparts++];
 		snprintf(p->etag, sizeof(p->etag), "%s", rs.info.etag);
-		uint8_t d[32];
-		sha256(up->buf, up->used, d);
 		base64(d, 32, p->sum);
 		up->used = 0;
 	}

@@ -110,7 +110,7 @@ mon allow pool size one = true
 mon warn on pool no redundancy = false
 ms bind msgr1 = false
 osd objectstore = memstore
-memstore device bytes = 1073741824
+memstore device bytes = ${RGW_MEMSTORE_BYTES:-1073741824}
 [mon.a]
 mon data = $dir/mon.a
 [osd.0]
