@@ -15,10 +15,12 @@
 # - the DR user loses write access: copies fail, are retried, page
 #   dr_copy_failed and dr_copy_lag; write access back: verified, resolved;
 # - production gone: the primary bucket emptied and the catalog dropped;
-#   rebuild-catalog --repo dr recovers both backups, refuses a forged one,
-#   and the agent restores from DR alone: same rows;
-# - a DR object corrupted through the DR account: `coffer-agent verify
-#   --repo dr` reports it.
+#   rebuild-catalog --repo dr recovers the three backups, refuses a forged
+#   one, and the agent restores from DR alone: same rows (logical), same
+#   data (physical, its WAL from DR too);
+# - a DR object corrupted and a manifest replaced through the DR account:
+#   `coffer-agent verify --repo dr` reports the first, and a rebuild into an
+#   empty catalog refuses both, naming why.
 # Every wait is bounded by a count of polls, never by a timing assertion.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
@@ -160,6 +162,12 @@ retention.daily = 7
 dr.copy = all
 dr.lock = compliance
 dr.retention = 2d
+[service.archive]
+owner = team-payments
+schedule = 0 4 * * *
+retention.daily = 3
+retention.weekly = 4
+dr.copy = weekly
 [service.ledger]
 owner = team-payments
 schedule = 0 3 * * *
@@ -360,6 +368,46 @@ wait_for "dr_copy_lag did not resolve" \
 	'[[ $(cq "select state from alerts where dedup_key = '"'coffer/billing/dr_copy_lag'"'") == resolved ]]'
 pass "DR write denied: $(cq "select attempts - 1 from backup_copies where backup_id = '$b2'") failed attempts audited, dr_copy_failed and dr_copy_lag paged; access back: verified, both resolved"
 
+# --- dr.copy = weekly: only the weekly tier's holders are due ---------------------------------
+# Ten daily backups recorded straight into the catalog (03:00 UTC, the last
+# ten days; settled then too, as retention buckets by it): the copier plans exactly the newest of each ISO week within
+# the last four, locked until that week's tier expiry (Monday 00:00 UTC four
+# weeks on); their objects do not exist, so the copies then fail for good.
+for d in $(seq 0 9); do
+	cq "insert into backups (id, service, kind, status, started_at, finished_at, settled_at,
+		stored_sha256, stored_bytes, manifest, key_id) select 'archive-$d', 'archive', 'logical',
+		'completed', t, t + interval '5 minutes', t + interval '5 minutes', sha256('x'), 1, '{}', 'k1'
+		from (select date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'
+			- interval '$d days' + interval '3 hours' t) x" >/dev/null
+done
+expect=$(python3 - <<'PY'
+import datetime as dt
+today = dt.datetime.now(dt.timezone.utc).date()
+this_monday = today - dt.timedelta(days=today.weekday())
+weeks = {}
+for d in range(10):
+    day = today - dt.timedelta(days=d)
+    monday = day - dt.timedelta(days=day.weekday())
+    if (this_monday - monday).days // 7 < 4 and monday not in weeks:
+        weeks[monday] = d  # d ascending: the first seen is the newest
+out = []
+for monday, d in sorted(weeks.items()):
+    until = dt.datetime.combine(monday + dt.timedelta(weeks=4), dt.time(), dt.timezone.utc)
+    out.append("archive-%d %d" % (d, until.timestamp() * 1000))
+print(" ".join(sorted(out)))
+PY
+)
+nexp=$(( $(wc -w <<<"$expect") / 2 ))
+wait_for "the weekly holders were not planned" \
+	'(( $(cq "select count(*) from backup_copies c join backups b on b.id = c.backup_id where b.service = '"'archive'"'") >= nexp ))'
+got=$(cq "select string_agg(c.backup_id || ' ' || floor(extract(epoch from c.retain_until) * 1000)::bigint, ' ' order by c.backup_id) from backup_copies c join backups b on b.id = c.backup_id where b.service = 'archive'")
+[[ $got == "$expect" ]] || fail "dr.copy = weekly planned '$got', want '$expect'"
+[[ $(cq "select string_agg(distinct lock_mode, ',') from backup_copies c join backups b on b.id = c.backup_id where b.service = 'archive'") == compliance ]] ||
+	fail "dr.lock default is not compliance"
+wait_for "the copies of missing objects did not fail" \
+	'[[ $(cq "select count(*) from backup_copies c join backups b on b.id = c.backup_id where b.service = '"'archive'"' and c.status = '"'failed'"' and c.next_attempt_at = '"'infinity'"'") == "$nexp" ]]'
+pass "dr.copy = weekly: planned exactly the weekly holders ($nexp of 10), retain-until at each week's tier expiry; missing objects fail for good"
+
 # --- a physical backup goes to DR with the WAL it needs ----------------------------------------
 # The ledger cluster archives through wal-push into the primary bucket;
 # PostgreSQL runs the agent as postgres, so it gets its own copy of the binary.
@@ -474,3 +522,21 @@ if "$agent" verify -c "$aconf" --repo dr --backup "$b1" >"$T/v.out" 2>"$T/v.err"
 fi
 grep -Eqi "sha256|corrupt|authentication|digest|not a sealed stream" "$T/v.err" || fail "verify's report unclear: $(cat "$T/v.err")"
 pass "corrupted DR object: verify --repo dr says $(head -1 "$T/v.err" | cut -c1-160)"
+
+# A manifest replaced by a doctored one (a new version, through the DR
+# account): its digest is no longer the attested one.
+key2="fleet/services/billing/backups/$b2/manifest.json"
+s3as dr get dr-vault "$key2" | sed 's/"rows":"\([0-9]*\)"/"rows":"1\1"/' >"$T/doctored.json"
+cmp -s <(s3as dr get dr-vault "$key2") "$T/doctored.json" && fail "the doctored manifest is unchanged"
+s3as dr put dr-vault "$key2" "$T/doctored.json" >/dev/null || fail "replace the manifest"
+psql_at "$base dbname=postgres" -c "drop database coffer" >/dev/null
+psql_at "$base dbname=postgres" -c "create database coffer" >/dev/null
+"$coord" migrate -c "$conf" >/dev/null 2>&1 || fail "migrate the new catalog"
+"$coord" rebuild-catalog -c "$conf" --repo dr >"$T/rebuild3.out" 2>/dev/null && fail "rebuild accepted damaged backups"
+grep -q "^REFUSED  billing/$b1: the data object .* does not match its manifest" "$T/rebuild3.out" ||
+	fail "corrupted data not refused: $(cat "$T/rebuild3.out")"
+grep -q "^REFUSED  billing/$b2: manifest.json (sha256 .*) is not the attested one" "$T/rebuild3.out" ||
+	fail "doctored manifest not refused: $(cat "$T/rebuild3.out")"
+grep -q "1 recovered, 0 already present, 3 refused" "$T/rebuild3.out" ||
+	fail "rebuild summary: $(tail -1 "$T/rebuild3.out")"
+pass "rebuild into an empty catalog refuses the corrupted data and the doctored manifest, recovers the intact physical backup"

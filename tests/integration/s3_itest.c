@@ -31,6 +31,7 @@
 #include "common/digest.h"
 #include "common/repo.h"
 #include "common/s3.h"
+#include "common/sink.h"
 
 static const char *endpoint;
 static const char *access_key;
@@ -743,6 +744,23 @@ cmd_sha(const char *bucket, const char *key)
 	return (0);
 }
 
+/* get KEY: the object's current version on stdout (no "ok" line). */
+static int
+cmd_get(const char *bucket, const char *key)
+{
+	coffer_s3_config cfg = s3_cfg(bucket);
+	coffer_s3 *s3 = NULL;
+	coffer_err err = { 0 };
+	coffer_filter *out = coffer_fd_sink_new(1, &err);
+	int rc = out != NULL ? coffer_s3_new(&cfg, &s3, &err) : COFFER_ENOMEM;
+	if (rc == 0) {
+		rc = coffer_s3_get(s3, key, NULL, out, NULL, &err);
+	}
+	coffer_filter_free(out);
+	coffer_s3_free(s3);
+	return (rc != 0 ? die("get", &err) : 0);
+}
+
 /* put KEY FILE: a plain PUT over whatever is there (a new version in a
  * versioned bucket), as an account holder could do by hand. */
 static int
@@ -897,6 +915,9 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "list") == 0) {
 		return (cmd_list(bucket, arg != NULL ? arg : ""));
+	}
+	if (strcmp(cmd, "get") == 0 && arg != NULL) {
+		return (cmd_get(bucket, arg));
 	}
 	if (strcmp(cmd, "sha") == 0 && arg != NULL) {
 		return (cmd_sha(bucket, arg));
