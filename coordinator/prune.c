@@ -716,6 +716,22 @@ recheck(service_ctx *c, const char *id, const PGresult *row, int *rv, coffer_err
 	if (strcmp(PQgetvalue(row, 0, 4), "primary") != 0) {
 		return ("other_repository");
 	}
+	/* The DR copy reads from here: a backup whose copy is still due waits
+	 * for it (dr_copy_lag pages meanwhile), unless retrying cannot help. */
+	const char *cv[] = { id };
+	PGresult *cr = query(c->cat, "looking for a due DR copy",
+	    "SELECT 1 FROM backup_copies WHERE backup_id = $1 AND repo = 'dr' "
+	    "AND status IN ('copying', 'failed') "
+	    "AND (next_attempt_at IS NULL OR next_attempt_at <> 'infinity')",
+	    1, cv, rv, err);
+	if (cr == NULL) {
+		return ("catalog_error");
+	}
+	bool copy_due = PQntuples(cr) > 0;
+	PQclear(cr);
+	if (copy_due) {
+		return ("dr_copy_due");
+	}
 	if (col_bool(row, 0, 1)) {
 		return (NULL); /* a failed backup is never anyone's restore point */
 	}
@@ -767,7 +783,8 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 		PQclear(row);
 		goto fail;
 	}
-	if (why != NULL && (strcmp(why, "not_pending") == 0 || strcmp(why, "grace_not_over") == 0)) {
+	if (why != NULL && (strcmp(why, "not_pending") == 0 || strcmp(why, "grace_not_over") == 0 ||
+			       strcmp(why, "dr_copy_due") == 0)) {
 		/* Changed since the marking transaction (a hold, another pass):
 		 * the next evaluation sees it as it is now. */
 		PQclear(row);

@@ -22,7 +22,9 @@
  *   again that the backup is still pending with its grace over, holds no
  *   active hold, and is not the newest restorable backup of its service
  *   (a newer restorable completed backup must exist). A catalog that says
- *   otherwise is refused, audited, and counted, never obeyed.
+ *   otherwise is refused, audited, and counted, never obeyed. A backup
+ *   whose DR copy is still due (coordinator/drcopy.h) waits, unaudited,
+ *   until the copy is verified or fails for good: the copy reads from it.
  * - manifest.json goes first, so an interrupted deletion never leaves
  *   something that looks like a complete backup; then the remaining
  *   objects. Outcomes are distinct: "deleted"; "gone" (nothing was there:

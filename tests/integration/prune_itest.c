@@ -43,6 +43,10 @@
 /* 2026-03-02T00:00:00Z */
 #define T0 1772409600000LL
 #define GRACE_DAYS 3
+/* billing-005's DR copy is due (coordinator/drcopy.c) from the day it
+ * lands until this day: its deletion, due on day 15, waits until then. */
+#define DR_K 5
+#define DR_CLEAR_DAY 18
 
 enum mstate { M_NONE, M_COMPLETED, M_FAILED, M_PENDING, M_DELETED };
 
@@ -245,6 +249,9 @@ model_pass(int day)
 		}
 		if (day < b->pending_day + GRACE_DAYS) {
 			continue;
+		}
+		if (k == DR_K && day < DR_CLEAR_DAY) {
+			continue; /* its DR copy reads from it: waits, uncounted */
 		}
 		if (denied_day(day)) {
 			b->attempts++;
@@ -472,6 +479,19 @@ main(int argc, char **argv)
 		model[day].st = failed ? M_FAILED : M_COMPLETED;
 		model[day].failed = failed;
 		model[day].manifest = model[day].data = !failed;
+		if (day == DR_K) {
+			PQclear(PQexec(conn, "INSERT INTO backup_copies (backup_id, repo, status) "
+						 "VALUES ('billing-005', 'dr', 'copying')"));
+		} else if (day == DR_CLEAR_DAY) {
+			PGresult *r = PQexec(conn, "UPDATE backup_copies SET status = 'verified', "
+						   "stored_sha256 = sha256('x'), finished_at = now() "
+						   "WHERE backup_id = 'billing-005'");
+			if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(r), "1") != 0) {
+				die("cannot mark billing-005's DR copy verified: %s",
+				    PQerrorMessage(conn));
+			}
+			PQclear(r);
+		}
 		if (day == 3) {
 			hold("billing-002", true);
 		} else if (day == 20) {
@@ -519,6 +539,8 @@ main(int argc, char **argv)
 	printf("ok   60 days: every backup's row and objects matched the model after every pass "
 	       "(%d marked, %d cancelled, %d deleted, %d failed attempts)\n",
 	    total_marked, total_cancelled, total_deleted, total_failed_del);
+	printf("ok   billing-%03d waited for its due DR copy: deleted on day %d, not on day 15\n",
+	    DR_K, DR_CLEAR_DAY);
 	if (immut_k >= 0) {
 		printf("ok   billing-%03d: manifest.json deleted first, data refused by the "
 		       "filesystem (EPERM): stayed pending, retried and deleted the next day\n",
