@@ -20,6 +20,7 @@
 #include "coordinator/audit.h"
 #include "coordinator/catalog.h"
 #include "coordinator/commands.h"
+#include "coordinator/auditexport.h"
 #include "coordinator/coord_config.h"
 
 static void
@@ -107,8 +108,8 @@ coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_err_exit_status(rv));
 	}
 	coord_catalog *cat = coord_catalog_open(cfg->catalog, &err);
-	coord_config_free(cfg);
 	if (cat == NULL) {
+		coord_config_free(cfg);
 		coord_audit_key_clear(&key);
 		coffer_err_print(prog, &err);
 		return (coffer_err_exit_status(err.code));
@@ -118,9 +119,36 @@ coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 	if (rv == 0) {
 		rv = coord_audit_verify(cat, &key, &res, &err);
 	}
+	/* The chain verifies even with rows cut from its end: the head
+	 * exported to the DR repository says where it ended. */
+	coord_audit_head head;
+	bool exported = false;
+	if (rv == 0 && coffer_config_has_section(cfg->ini, "repository.dr")) {
+		coffer_repo_config rc;
+		coffer_repo *dr = NULL;
+		rv = coord_config_repo(cfg, "dr", &rc, &err);
+		if (rv == 0 && (rv = coffer_repo_open(&rc, COFFER_REPO_READ, &dr, &err)) != 0) {
+			coffer_err_wrap(&err, "[repository.dr]");
+		}
+		if (rv == 0) {
+			rv = coord_audit_export_check(cat, &key, dr, &head, &exported, &err);
+		}
+		coffer_repo_close(dr);
+		if (rv == COFFER_ECORRUPT || rv == COFFER_EAUTH) {
+			res.intact = false;
+			res.bad_seq = head.chain_seq;
+			snprintf(res.problem, sizeof(res.problem), "%.255s", err.msg);
+		}
+	}
+	coord_config_free(cfg);
 	coord_audit_key_clear(&key);
 	coord_catalog_close(cat);
-	if (rv == COFFER_ECORRUPT && !res.intact && res.problem[0] != '\0') {
+	if (rv == 0 && exported && !json) {
+		printf("exported head in the DR repository: chain_seq %lld (%s) is in the chain\n",
+		    (long long)head.chain_seq, head.key);
+	}
+	if ((rv == COFFER_ECORRUPT || rv == COFFER_EAUTH) && !res.intact &&
+	    res.problem[0] != '\0') {
 		/* The verdict goes to stdout for scripts, the one-line error to
 		 * stderr for people; both name the row. */
 		print_result(&res, json);

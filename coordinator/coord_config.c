@@ -276,6 +276,12 @@ static const coffer_config_key dr_keys[] = {
 	/* A failed copy waits 1 minute, doubling per attempt up to this. */
 	{ .name = "retry_max", .type = COFFER_CONFIG_DURATION, .def = "1h", .min = 1 * SECS,
 	    .max = 7 * DAYS },
+	/* The audit chain's head goes to the DR repository this often... */
+	{ .name = "audit_export_interval", .type = COFFER_CONFIG_DURATION, .def = "1h",
+	    .min = 1 * SECS, .max = 1 * DAYS },
+	/* ...locked COMPLIANCE this long (HIPAA keeps records six years). */
+	{ .name = "audit_retention", .type = COFFER_CONFIG_DURATION, .def = "2190d",
+	    .min = 1 * DAYS, .max = 100 * YEARS },
 	{ 0 },
 };
 

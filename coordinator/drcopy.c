@@ -23,6 +23,7 @@
 #include "common/sink.h"
 #include "coordinator/alerts.h"
 #include "coordinator/attest.h"
+#include "coordinator/auditexport.h"
 #include "coordinator/prune.h"
 #include "coordinator/walprune.h"
 #include "coordinator/walwatch.h"
@@ -52,6 +53,8 @@ struct coord_drcopy {
 	pthread_cond_t cv;
 	bool pending;        /* mu: a pass was asked for */
 	coord_catalog *own;  /* copier thread only */
+	int64_t exported_seq; /* the audit head last exported (copier) */
+	int64_t exported_ms;  /* and when (monotonic) */
 };
 
 /* ---- small helpers ---- */
@@ -1179,6 +1182,20 @@ coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drc
 	int rv = attest_primary(d, cat, st, err);
 	if (rv == 0 && d->dr != NULL) {
 		rv = copy_due(d, cat, now_ms, st, err);
+	}
+	int64_t mono = coffer_clock_monotonic_ms();
+	if (rv == 0 && d->dr != NULL &&
+	    (d->exported_ms == 0 ||
+		mono - d->exported_ms >=
+		    coffer_config_duration_ms(d->cfg->ini, "dr", "audit_export_interval"))) {
+		bool done = false;
+		rv = coord_audit_export(cat, d->key, d->dr, d->dr_prefix, now_ms,
+		    coffer_config_duration_ms(d->cfg->ini, "dr", "audit_retention"), &d->exported_seq,
+		    &done, err);
+		if (rv == 0) {
+			d->exported_ms = mono;
+			st->audit_exported = done;
+		}
 	}
 	return (rv);
 }

@@ -30,7 +30,9 @@
  *   already in DR (a retry after a crash) is verified, not rewritten.
  * The same pass writes attestations into the primary repository for
  * completed backups that have none yet (backups.attested_at), so
- * rebuild-catalog can trust either repository.
+ * rebuild-catalog can trust either repository, and, every [dr]
+ * audit_export_interval, exports the audit chain's head to DR
+ * (coordinator/auditexport.h).
  *
  * Refused at start (coord_drcopy_new, so `run` does not start): a service
  * with dr.copy but no [repository.dr]; a [repository.dr] that is not s3
@@ -67,6 +69,7 @@ typedef struct coord_drcopy_stats {
 	int verified;  /* copies verified */
 	int failed;    /* copy attempts that failed */
 	int attested;  /* attestations written into the primary repository */
+	bool audit_exported; /* the audit head went to DR */
 	int triggered; /* alert transitions */
 	int resolved;
 } coord_drcopy_stats;

@@ -152,6 +152,7 @@ routing_key = dr00123456789abcdef0123456789abc
 [dr]
 copy_lag = 5s
 retry_max = 2s
+audit_export_interval = 2s
 [operator.alice]
 public_key = $T/alice.pub
 role = operator
@@ -447,6 +448,25 @@ runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$T/lpg/data" -m fast -w stop >/de
 want_rows=$(bq "select count(*) || ' ' || sum(amount) from invoices")
 kill -TERM "$cpid"
 wait "$cpid" 2>/dev/null || true
+
+# --- the audit chain's head in DR catches rows cut from its end ------------------------------
+n_exp=$(cq "select count(*) from audit where action = 'audit.head_exported'")
+((n_exp >= 1)) || fail "the audit head was never exported"
+hk=$(cq "select details->>'key' from audit where action = 'audit.head_exported' order by chain_seq desc limit 1")
+hseq=$(cq "select details->>'chain_seq' from audit where action = 'audit.head_exported' order by chain_seq desc limit 1")
+s3as dr head dr-vault "$hk" | grep -q "lock=COMPLIANCE" || fail "exported head $hk is not COMPLIANCE-locked"
+"$coord" audit-verify -c "$conf" >"$T/av.out" 2>&1 || fail "audit-verify before tampering: $(cat "$T/av.out")"
+grep -q "exported head in the DR repository: chain_seq $hseq" "$T/av.out" ||
+	fail "audit-verify did not check the exported head: $(cat "$T/av.out")"
+# A superuser cuts the chain back to before the exported head: the rest
+# still verifies, the exported head does not.
+cq "set session_replication_role = replica;
+	delete from audit where chain_seq >= $hseq;
+	update audit_head set chain_seq = $hseq - 1, mac = (select mac from audit where chain_seq = $hseq - 1)" >/dev/null
+if "$coord" audit-verify -c "$conf" >"$T/av.out" 2>&1; then fail "audit-verify passed a chain cut below its exported head"; fi
+grep -q "the audit chain has no row $hseq, but the DR repository holds it as an exported head" "$T/av.out" ||
+	fail "truncation report unclear: $(cat "$T/av.out")"
+pass "audit head exported to DR (COMPLIANCE); cutting the chain back to row $((hseq - 1)) is caught: $(grep -o 'rows were removed[^(]*' "$T/av.out" | head -1)"
 # A forged backup in DR: a real-looking manifest and data, no attestation.
 forged=20990101T000000Z-l-abcdef
 echo "{}" >"$T/forged.json"

@@ -1,0 +1,64 @@
+/*
+ * Audit head export: the audit chain's head, written regularly into the
+ * DR repository, where nobody holding production credentials can remove
+ * it (COMPLIANCE object lock).
+ *
+ * The HMAC chain (coordinator/audit.h) proves every row up to the head,
+ * but a database superuser can cut rows from the end and move audit_head
+ * back: the shorter chain verifies. An exported head outlives that: if the
+ * catalog no longer has the exported chain_seq, or has it with another
+ * MAC, rows were removed or rewritten, and `coffer-coordinator
+ * audit-verify` says so, naming the exported head.
+ *
+ * Object: audit/<chain>/<YYYY-MM-DD>/head-<chain_seq, 20 digits>.json,
+ * where <chain> is the first 16 hex digits of row 1's MAC (a catalog
+ * rebuilt after a disaster starts a chain of its own, and is checked
+ * against its own heads) and the date is the export's (UTC); the greatest
+ * key under a chain is its newest head:
+ *   {"format":1,"chain_seq":"N","mac":"<64 hex>","at":"<row time>",
+ *    "sig":"<64 hex>"}
+ * sig = HMAC-SHA-256(audit key, "coffer-audit-head-v1" NUL N NUL mac NUL at):
+ * a head planted by someone without the audit key is reported as forged,
+ * not believed.
+ */
+#ifndef COFFER_COORDINATOR_AUDITEXPORT_H
+#define COFFER_COORDINATOR_AUDITEXPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/repo.h"
+#include "common/s3.h"
+#include "coordinator/audit.h"
+#include "coordinator/catalog.h"
+
+typedef struct coord_audit_head {
+	int64_t chain_seq;
+	char mac_hex[65];
+	char at[64];
+	char chain_id[17]; /* the first 16 hex digits of row 1's mac */
+	char key[COFFER_REPO_KEY_MAX];
+} coord_audit_head;
+
+/*
+ * Writes the current head when it moved past *last_seq (updated), locked
+ * COMPLIANCE until now + retention_ms, under prefix ("" or "<prefix>/")
+ * in dr; then audits "audit.head_exported". *exported says whether it
+ * wrote one.
+ */
+int coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3 *dr,
+    const char *prefix, int64_t now_ms, int64_t retention_ms, int64_t *last_seq,
+    bool *exported, coffer_err *err);
+
+/*
+ * Reads the newest exported head from dr (a repository handle on the DR
+ * repository) and checks it against the catalog. *found false: nothing
+ * exported yet (0). COFFER_EAUTH: the newest head is not signed with this
+ * audit key; COFFER_ECORRUPT: the catalog lacks the exported row or has it
+ * with another MAC (err names both). newest gets the head read.
+ */
+int coord_audit_export_check(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
+    coord_audit_head *newest, bool *found, coffer_err *err);
+
+#endif
