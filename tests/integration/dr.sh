@@ -510,15 +510,16 @@ grep -q '"recovered":0,"present":3,"refused":1' "$T/rebuild2.json" ||
 	fail "second rebuild not idempotent: $(cat "$T/rebuild2.json")"
 pass "rebuild-catalog --repo dr: 3 recovered, the forged one refused (no attestation) and audited; a second run changes nothing"
 
-# A manifest whose signature does not match the attested key: an
-# attestation copied from another backup does not vouch for it either.
+# The agent, with its key ring and the DR account's read credentials only.
+"$agent" list -c "$aconf" --repo dr >"$T/list.out" 2>"$T/list.err" || fail "list --repo dr: $(cat "$T/list.err")"
+grep -q "$b1" "$T/list.out" && grep -q "$b2" "$T/list.out" || fail "list --repo dr misses a backup: $(cat "$T/list.out")"
 "$agent" verify -c "$aconf" --repo dr --backup "$b2" >/dev/null 2>"$T/verify.err" ||
 	fail "verify --repo dr: $(cat "$T/verify.err")"
 "$agent" restore -c "$aconf" --repo dr --backup "$b2" --target-db billing_dr >/dev/null 2>"$T/restore.err" ||
 	fail "restore --repo dr: $(cat "$T/restore.err")"
 got_rows=$(bq "select count(*) || ' ' || sum(amount) from invoices" billing_dr)
 [[ $got_rows == "$want_rows" ]] || fail "restored from DR: '$got_rows', want '$want_rows'"
-pass "restored $b2 from the DR repository alone: $got_rows (count, sum) as in production"
+pass "list, verify and restore $b2 from the DR repository alone: $got_rows (count, sum) as in production"
 
 # The physical backup from DR alone: its WAL comes from DR too.
 port3=$(_free_port)
