@@ -89,6 +89,7 @@ check_dump_options(const char *v, coffer_err *err)
 }
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
+static const char *const roles[] = { "service", "drill_runner", NULL };
 static const char *const repo_types[] = { "posix", "s3", NULL };
 
 static const coffer_config_key agent_keys[] = {
@@ -99,6 +100,9 @@ static const coffer_config_key agent_keys[] = {
 	{ .name = "key_ring", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "timezone", .type = COFFER_CONFIG_STRING, .def = "UTC", .check = coffer_config_check_timezone },
 	{ .name = "log_level", .type = COFFER_CONFIG_ENUM, .def = "info", .words = log_levels },
+	/* drill_runner: restores other services' backups into a sandbox
+	 * (agent/drill.h); it has no service, schedule or database of its own. */
+	{ .name = "role", .type = COFFER_CONFIG_ENUM, .def = "service", .words = roles },
 	{ 0 },
 };
 
@@ -158,6 +162,23 @@ static const coffer_config_key coordinator_keys[] = {
 	{ 0 },
 };
 
+/* A drill runner's sandbox: the PostgreSQL server drills restore into. */
+static const coffer_config_key drill_keys[] = {
+	{ .name = "sandbox", .type = COFFER_CONFIG_STRING, .required = true,
+	    .why = "a drill runner restores into a sandbox server of its own" },
+	{ .name = "jobs", .type = COFFER_CONFIG_INT, .def = "2", .min = 1, .max = 64 },
+	{ 0 },
+};
+
+/* [drill.<service>]: what the runner needs to read one service's backups. */
+static const coffer_config_key drill_service_keys[] = {
+	{ .name = "key_ring", .type = COFFER_CONFIG_PATH, .required = true,
+	    .why = "the service's key ring decrypts its backups" },
+	{ .name = "verify_key", .type = COFFER_CONFIG_PATH, .required = true,
+	    .why = "the service agent's public key checks its manifests' signatures" },
+	{ 0 },
+};
+
 static const coffer_config_section agent_sections[] = {
 	{ .name = "agent", .required = true, .keys = agent_keys },
 	{ .name = "postgres", .required = true, .keys = postgres_keys },
@@ -166,12 +187,34 @@ static const coffer_config_section agent_sections[] = {
 	{ .name = "repository.primary", .required = true, .keys = repo_keys },
 	{ .name = "repository.dr", .keys = repo_keys },
 	{ .name = "coordinator", .keys = coordinator_keys },
+	{ .name = "drill", .keys = drill_keys },
+	{ .name = "drill.*", .keys = drill_service_keys },
 	{ 0 },
 };
+
+static bool
+is_runner(const coffer_config *ini)
+{
+	return (strcmp(coffer_config_str(ini, "agent", "role"), "drill_runner") == 0);
+}
+
+/* A drill runner has no service, key ring, database or schedule of its own. */
+static bool
+runner_optional(const coffer_config *ini, const char *section, const char *key)
+{
+	if (!coffer_config_has_section(ini, "agent") || !is_runner(ini)) {
+		return (false);
+	}
+	if (strcmp(section, "agent") == 0) {
+		return (key != NULL && (strcmp(key, "service") == 0 || strcmp(key, "key_ring") == 0));
+	}
+	return (strcmp(section, "postgres") == 0 || strcmp(section, "schedule") == 0);
+}
 
 static const coffer_config_schema agent_schema = {
 	.sections = agent_sections,
 	.check_cron = check_cron,
+	.optional = runner_optional,
 };
 
 const coffer_config_schema *
@@ -286,6 +329,43 @@ coordinator_load(const coffer_config *ini, agent_config *c, coffer_err *err)
 	return (0);
 }
 
+/* The runner's own rules: [drill] it must have; a service agent must not
+ * (a production agent never restores into a sandbox on its own), nor may a
+ * runner set what belongs to a service. */
+static int
+drill_load(const coffer_config *ini, agent_config *c, coffer_err *err)
+{
+	if (!c->drill_runner) {
+		if (coffer_config_has_section(ini, "drill")) {
+			coffer_config_err_at(ini, "drill", NULL, err,
+			    "[drill] is for drill runners, and this agent has role = service");
+			return (coffer_err_hint(err, "remove [drill], or set [agent] role = "
+						     "drill_runner on a separate runner host"));
+		}
+		return (0);
+	}
+	static const char *const service_only[][3] = { { "agent", "service", "service" },
+		{ "agent", "key_ring", "key ring" }, { "postgres", "conninfo", "database" },
+		{ "schedule", "logical", "backup schedule" } };
+	for (size_t i = 0; i < sizeof(service_only) / sizeof(service_only[0]); i++) {
+		if (coffer_config_has(ini, service_only[i][0], service_only[i][1])) {
+			coffer_config_err_at(ini, service_only[i][0], service_only[i][1], err,
+			    "a drill runner has no %s of its own", service_only[i][2]);
+			return (coffer_err_hint(err, "remove it; per-service keys go under "
+						     "[drill.<service>] (key_ring, verify_key)"));
+		}
+	}
+	if (!coffer_config_has_section(ini, "drill")) {
+		coffer_config_err_at(ini, "agent", "role", err,
+		    "role = drill_runner needs a [drill] section with sandbox");
+		return (coffer_err_hint(err, "add [drill] sandbox = host=... user=... (a PostgreSQL "
+					     "server that is no service's production database)"));
+	}
+	c->drill_sandbox = coffer_config_str(ini, "drill", "sandbox");
+	c->drill_jobs = (int)coffer_config_int(ini, "drill", "jobs");
+	return (0);
+}
+
 /* A bare command name is looked up in bin_dir when that is set; a path is
  * taken as written. */
 static int
@@ -313,7 +393,8 @@ fill(struct agent_config_priv *p, coffer_err *err)
 	agent_config *c = &p->pub;
 	const coffer_config *ini = c->ini;
 	c->name = coffer_config_str(ini, "agent", "name");
-	c->service = coffer_config_str(ini, "agent", "service");
+	c->drill_runner = is_runner(ini);
+	c->service = c->drill_runner ? "" : coffer_config_str(ini, "agent", "service");
 	c->state_dir = coffer_config_str(ini, "agent", "state_dir");
 	c->signing_key = coffer_config_str(ini, "agent", "signing_key");
 	c->key_ring = coffer_config_str(ini, "agent", "key_ring");
@@ -348,6 +429,9 @@ fill(struct agent_config_priv *p, coffer_err *err)
 
 	if ((rc = repo_load(ini, "repository.primary", &c->repo_primary, err)) != 0 ||
 	    (rc = repo_load(ini, "repository.dr", &c->repo_dr, err)) != 0) {
+		return (rc);
+	}
+	if ((rc = drill_load(ini, c, err)) != 0) {
 		return (rc);
 	}
 	return (coordinator_load(ini, c, err));

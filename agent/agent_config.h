@@ -15,6 +15,10 @@
  * - name and service are 1..63 of [A-Za-z0-9._-], not starting with '.' or
  *   '-': service becomes a directory in the repository.
  * - timezone is "UTC" or a zone coffer_tz_load can load.
+ * - [agent] role = drill_runner (agent/drill.h): no service, key_ring,
+ *   [postgres] conninfo or [schedule]; [drill] sandbox required, and
+ *   [drill.<service>] key_ring and verify_key per service it drills. A
+ *   service agent may not have [drill].
  *
  * Ownership: every string points into the loaded configuration and lives
  * until agent_config_free; pg_dump, pg_restore and psql are the commands to
@@ -48,7 +52,8 @@ typedef struct agent_repo_config {
 typedef struct agent_config {
 	/* [agent] */
 	const char *name;
-	const char *service;
+	bool drill_runner;      /* [agent] role = drill_runner */
+	const char *service;    /* "" for a drill runner */
 	const char *state_dir;
 	const char *signing_key;
 	const char *key_ring;
@@ -81,6 +86,9 @@ typedef struct agent_config {
 	bool coordinator_insecure;
 	int64_t heartbeat_ms;
 	int64_t retry_max_ms;
+	/* [drill] (drill runners only; [drill.<service>] is read by agent/drill.c) */
+	const char *drill_sandbox;
+	int drill_jobs;
 	/* The parsed file, for callers that report their own findings at the
 	 * right line with coffer_config_err_at. */
 	coffer_config *ini;

@@ -25,6 +25,8 @@ int agent_cmd_verify(const coffer_cmd *cmd, int argc, char **argv);
 int agent_cmd_cat(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd_restore.c: restore into a database. */
 int agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd_drill.c: one restore drill now, on a drill runner. */
+int agent_cmd_drill(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd_events.c: the outbox's contents. */
 int agent_cmd_events(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd_flush.c: send the outbox to the coordinator now. */

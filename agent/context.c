@@ -5,16 +5,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int
-open_repo(agent_ctx *ctx, unsigned needs, coffer_err *err)
+int
+agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned needs,
+    coffer_repo **out, coffer_err *err)
 {
-	const agent_repo_config *rc = strcmp(ctx->repo_name, "dr") == 0 ?
-	    &ctx->cfg->repo_dr : &ctx->cfg->repo_primary;
+	const agent_repo_config *rc = strcmp(repo_name, "dr") == 0 ? &cfg->repo_dr :
+								    &cfg->repo_primary;
 	if (!rc->present)
 		return coffer_err_set(err, COFFER_EINVAL, "%s: no [repository.%s] section",
-		    coffer_config_path(ctx->cfg->ini), ctx->repo_name),
+		    coffer_config_path(cfg->ini), repo_name),
 		       coffer_err_hint(err, "add [repository.%s] to the agent's config, or use "
-					    "--repo primary", ctx->repo_name);
+					    "--repo primary", repo_name);
 	coffer_repo_config repo_cfg = {
 		.type = rc->type == AGENT_REPO_S3 ? "s3" : "posix",
 		.path = rc->path,
@@ -31,9 +32,15 @@ open_repo(agent_ctx *ctx, unsigned needs, coffer_err *err)
 	unsigned caps = COFFER_REPO_READ;
 	if (needs & AGENT_NEED_REPO_WRITE)
 		caps |= COFFER_REPO_WRITE;
-	if (coffer_repo_open(&repo_cfg, caps, &ctx->repo, err) != 0)
-		return coffer_err_wrap(err, "repository %s", ctx->repo_name);
+	if (coffer_repo_open(&repo_cfg, caps, out, err) != 0)
+		return coffer_err_wrap(err, "repository %s", repo_name);
 	return 0;
+}
+
+static int
+open_repo(agent_ctx *ctx, unsigned needs, coffer_err *err)
+{
+	return agent_repo_open(ctx->cfg, ctx->repo_name, needs, &ctx->repo, err);
 }
 
 int

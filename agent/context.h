@@ -35,6 +35,11 @@ typedef struct agent_ctx {
 	agent_outbox *outbox;
 } agent_ctx;
 
+/* Opens [repository.<repo_name>] ("primary" or "dr") of cfg, read-only
+ * or with AGENT_NEED_REPO_WRITE in needs; never with delete. */
+int agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned needs,
+    coffer_repo **out, coffer_err *err);
+
 /* repo_name NULL means "primary". */
 int agent_ctx_open(const char *config_path, const char *repo_name, unsigned needs,
     agent_ctx **out, coffer_err *err);

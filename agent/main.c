@@ -29,6 +29,12 @@ static const coffer_cmd agent_cmds[] = {
 	    "restore into a new database and compare row counts with the manifest; or, with "
 	    "--physical, a data directory recovered to a point in time",
 	    agent_cmd_restore },
+	{ "drill",
+	    "-c FILE --service S [--backup ID|latest] [--repo primary|dr] [--id N] "
+	    "[--assert SQL ...] [--freshness-query SQL --freshness-max-lag D] [--rto D] "
+	    "[--production-system-id ID ...] [--drop-on-failure] [--output json]",
+	    "on a drill runner: restore a service's backup into a sandbox and check it",
+	    agent_cmd_drill },
 	{ "events", "-c FILE [--output json]",
 	    "events waiting in the outbox for the coordinator", agent_cmd_events },
 	{ "flush", "-c FILE [--timeout 30s]",

@@ -295,9 +295,12 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 
 	coffer_log_info("restore started", "service=%s backup=%s target=%s", cfg->service,
 	    m->backup_id, req->target_db);
+	res->stage = AGENT_RESTORE_VERIFY;
 	rc = materialise(ctx, m, req->progress, dump_path, sizeof(dump_path), err);
-	if (rc == 0)
+	if (rc == 0) {
+		res->stage = AGENT_RESTORE_TARGET;
 		rc = prepare_target(req, server, target_ci, err);
+	}
 	if (rc != 0)
 		goto out;
 
@@ -318,6 +321,7 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 		.not_found_hint = "install the PostgreSQL client tools or set [postgres] bin_dir",
 	};
 	agent_child_result cres;
+	res->stage = AGENT_RESTORE_PG_RESTORE;
 	int64_t restore_started = coffer_clock_monotonic_ms();
 	rc = agent_child_run(&spec, &cres, err);
 	res->restore_ms = coffer_clock_monotonic_ms() - restore_started;
@@ -326,10 +330,13 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 		goto out;
 
 	agent_pg_tables got = { 0 };
+	res->stage = AGENT_RESTORE_ROW_COUNTS;
 	rc = agent_pg_row_counts(target_ci, CONNECT_TIMEOUT_S, &got, err);
 	if (rc == 0)
 		rc = compare_counts(m, &got, res, err);
 	agent_pg_tables_fini(&got);
+	if (rc == 0)
+		res->stage = AGENT_RESTORE_DONE;
 out:
 	res->duration_ms = coffer_clock_monotonic_ms() - started;
 	if (m != NULL && rc != COFFER_EREFUSED)

@@ -25,7 +25,18 @@ typedef struct agent_restore_request {
 	agent_cancel *cancel;
 } agent_restore_request;
 
+/* How far a restore got: the step that failed, or AGENT_RESTORE_DONE. */
+typedef enum agent_restore_stage {
+	AGENT_RESTORE_MANIFEST = 0, /* finding and authenticating the manifest */
+	AGENT_RESTORE_VERIFY,       /* reading and checking the stored data */
+	AGENT_RESTORE_TARGET,       /* the target database */
+	AGENT_RESTORE_PG_RESTORE,
+	AGENT_RESTORE_ROW_COUNTS,
+	AGENT_RESTORE_DONE,
+} agent_restore_stage;
+
 typedef struct agent_restore_result {
+	agent_restore_stage stage;
 	char backup_id[32];
 	int64_t duration_ms;
 	int64_t restore_ms; /* pg_restore alone */

@@ -784,7 +784,8 @@ check_required(struct parse_ctx *ctx)
 	coffer_config *cfg = ctx->cfg;
 	char req[COFFER_ERR_MSG_MAX];
 	for (const coffer_config_section *s = cfg->schema->sections; s->name != NULL; s++) {
-		if (!s->required || is_pattern(s)) {
+		if (!s->required || is_pattern(s) ||
+		    (cfg->schema->optional != NULL && cfg->schema->optional(cfg, s->name, NULL))) {
 			continue;
 		}
 		bool found = false;
@@ -806,7 +807,9 @@ check_required(struct parse_ctx *ctx)
 	for (size_t i = 0; i < cfg->nsecs; i++) {
 		struct cfg_section *sec = &cfg->secs[i];
 		for (const coffer_config_key *k = sec->spec->keys; k->name != NULL; k++) {
-			if (k->required && section_value(cfg, sec, k->name) == NULL) {
+			if (k->required && section_value(cfg, sec, k->name) == NULL &&
+			    (cfg->schema->optional == NULL ||
+				!cfg->schema->optional(cfg, sec->name, k->name))) {
 				char exp[256];
 				describe(k, exp, sizeof(exp));
 				ctx_fail(ctx, sec->line, COFFER_EINVAL, "[%s] missing required key '%s'",

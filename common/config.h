@@ -86,9 +86,15 @@ typedef struct coffer_config_section {
 	const coffer_config_key *keys; /* terminated by an entry with name == NULL */
 } coffer_config_section;
 
+struct coffer_config;
+
 typedef struct coffer_config_schema {
 	const coffer_config_section *sections; /* terminated by name == NULL */
 	coffer_config_check_fn check_cron;     /* for every CRON key; may be NULL */
+	/* May be NULL. Asked, once the whole file is read, about each required
+	 * section (key NULL) and key: true lets this file leave it out (an
+	 * agent.conf for a drill runner has no [schedule]). */
+	bool (*optional)(const struct coffer_config *cfg, const char *section, const char *key);
 } coffer_config_schema;
 
 typedef struct coffer_config coffer_config;

@@ -459,6 +459,44 @@ test_load_string(void **state)
 	assert_non_null(agent_config_schema()->sections);
 }
 
+#define RUNNER_MIN \
+	"[agent]\n" \
+	"name = drill-1\n" \
+	"role = drill_runner\n" \
+	"state_dir = /var/lib/coffer-runner\n" \
+	"signing_key = /etc/coffer/runner.key\n"
+
+/* A drill runner: no service, key ring, database or schedule of its own;
+ * a sandbox it must have; a service agent may not have one. */
+static void
+test_runner_rules(void **state)
+{
+	struct fixture *f = *state;
+	write_text(f->path, RUNNER_MIN REPO_MIN "[drill]\nsandbox = host=/tmp port=5999\n"
+					       "[drill.billing]\nkey_ring = /k\nverify_key = /v\n");
+	agent_config *c = NULL;
+	coffer_err err = { 0 };
+	assert_int_equal(agent_config_load(f->path, &c, &err), 0);
+	assert_true(c->drill_runner);
+	assert_string_equal(c->service, "");
+	assert_string_equal(c->drill_sandbox, "host=/tmp port=5999");
+	assert_int_equal(c->drill_jobs, 2);
+	agent_config_free(c);
+	expect_fail(f, RUNNER_MIN REPO_MIN, 3, "role = drill_runner needs a [drill] section",
+	    NULL);
+	assert_non_null(strstr(last_hint, "sandbox"));
+	expect_fail(f, RUNNER_MIN "service = billing\n" REPO_MIN "[drill]\nsandbox = x\n", 6,
+	    "a drill runner has no service of its own", NULL);
+	expect_fail(f, RUNNER_MIN REPO_MIN SCHEDULE_MIN "[drill]\nsandbox = x\n", 10,
+	    "a drill runner has no backup schedule of its own", NULL);
+	expect_fail(f, RUNNER_MIN REPO_MIN "[drill]\njobs = 2\n", 9,
+	    "[drill] missing required key 'sandbox'", NULL);
+	expect_fail(f, RUNNER_MIN REPO_MIN "[drill]\nsandbox = x\n[drill.billing]\nkey_ring = /k\n",
+	    11, "[drill.billing] missing required key 'verify_key'", NULL);
+	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[drill]\nsandbox = x\n",
+	    NEXT_LINE, "[drill] is for drill runners", NULL);
+}
+
 int
 main(void)
 {
@@ -472,6 +510,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_repository_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_coordinator_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_string, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_runner_rules, setup, teardown),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
