@@ -1,8 +1,10 @@
 /*
- * coffer-agent run -c FILE: the daemon (see agent/daemon.h).
+ * coffer-agent run -c FILE: the daemon (see agent/daemon.h), or a drill
+ * runner's (agent/runner.h) when [agent] role = drill_runner.
  */
 #include "agent/commands.h"
 #include "agent/daemon.h"
+#include "agent/runner.h"
 #include "common/log.h"
 
 int
@@ -22,13 +24,21 @@ agent_cmd_run(const coffer_cmd *cmd, int argc, char **argv)
 	if (config == NULL)
 		return coffer_cli_usage_error(cmd, "-c FILE is required");
 	coffer_err err = { 0 };
+	/* A drill runner has no key ring and never writes backups. */
+	agent_config *peek = NULL;
+	rv = agent_config_load(config, &peek, &err);
+	bool runner = rv == 0 && peek->drill_runner;
+	agent_config_free(peek);
 	agent_ctx *ctx = NULL;
-	rv = agent_ctx_open(config, NULL,
-	    AGENT_NEED_KEYRING | AGENT_NEED_SIGN | AGENT_NEED_REPO_WRITE | AGENT_NEED_OUTBOX, &ctx,
-	    &err);
+	if (rv == 0)
+		rv = agent_ctx_open(config, NULL,
+		    runner ? AGENT_NEED_SIGN | AGENT_NEED_OUTBOX :
+			     AGENT_NEED_KEYRING | AGENT_NEED_SIGN | AGENT_NEED_REPO_WRITE |
+				 AGENT_NEED_OUTBOX,
+		    &ctx, &err);
 	if (rv == 0) {
 		coffer_log_init("coffer-agent", ctx->cfg->log_level);
-		rv = agent_daemon_run(ctx, &err);
+		rv = runner ? agent_runner_run(ctx, &err) : agent_daemon_run(ctx, &err);
 	}
 	agent_ctx_close(ctx);
 	if (rv != 0) {

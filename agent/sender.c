@@ -360,6 +360,8 @@ typedef struct sender_link {
 	pthread_mutex_t *cmd_mu;
 	agent_sender_command_cb on_command;
 	void *on_command_arg;
+	agent_sender_drill_cb on_drill;
+	void *on_drill_arg;
 	uint64_t command_seen; /* highest command id passed on */
 } sender_link;
 
@@ -473,11 +475,23 @@ take_commands(sender_link *l, const Coffer__V1__Reply *reply)
 	pthread_mutex_lock(l->cmd_mu);
 	agent_sender_command_cb cb = l->on_command;
 	void *arg = l->on_command_arg;
+	agent_sender_drill_cb dcb = l->on_drill;
+	void *darg = l->on_drill_arg;
 	pthread_mutex_unlock(l->cmd_mu);
-	for (size_t i = 0; cb != NULL && i < reply->n_commands; i++) {
+	for (size_t i = 0; i < reply->n_commands; i++) {
 		const Coffer__V1__Command *c = reply->commands[i];
 		/* Redelivered until reported done: pass each id on once. */
-		if (c->id <= l->command_seen || c->kind_case != COFFER__V1__COMMAND__KIND_RUN_BACKUP ||
+		if (c->id <= l->command_seen)
+			continue;
+		if (dcb != NULL && c->kind_case == COFFER__V1__COMMAND__KIND_RUN_DRILL &&
+		    c->run_drill != NULL) {
+			l->command_seen = c->id;
+			coffer_log_info("command received", "command=%" PRIu64 " kind=run_drill "
+			    "drill=%" PRIu64, c->id, c->run_drill->drill_id);
+			dcb(darg, c->id, c->run_drill);
+			continue;
+		}
+		if (cb == NULL || c->kind_case != COFFER__V1__COMMAND__KIND_RUN_BACKUP ||
 		    c->run_backup == NULL)
 			continue;
 		l->command_seen = c->id;
@@ -963,6 +977,15 @@ sender_main(void *arg)
 	pthread_mutex_unlock(&s->mu);
 	coffer_log_info("sender stopped", "acked=%" PRIu64, l->acked_seq);
 	return (NULL);
+}
+
+void
+agent_sender_set_drill_cb(agent_sender *s, agent_sender_drill_cb cb, void *arg)
+{
+	pthread_mutex_lock(&s->mu);
+	s->link.on_drill = cb;
+	s->link.on_drill_arg = arg;
+	pthread_mutex_unlock(&s->mu);
 }
 
 void

@@ -157,6 +157,12 @@ int agent_sender_flush(agent_ctx *ctx, int64_t timeout_ms, uint64_t *acked, coff
 typedef void (*agent_sender_command_cb)(void *arg, uint64_t command_id,
     Coffer__V1__BackupKind kind, const char *requested_by);
 
+/* A RunDrill command (drill runners): the same rules; rd is valid only
+ * during the call, so the callee copies what it keeps. */
+typedef void (*agent_sender_drill_cb)(void *arg, uint64_t command_id,
+    const Coffer__V1__RunDrill *rd);
+void agent_sender_set_drill_cb(agent_sender *s, agent_sender_drill_cb cb, void *arg);
+
 /* Sets the command callback; call before agent_sender_start's thread can
  * receive replies, i.e. right after start (replies before it are polled
  * again). */

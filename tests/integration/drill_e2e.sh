@@ -15,7 +15,7 @@
 #   coffer/billing/integrity_failed through the receiver;
 # - with no runner polling, the drill is overdue after drill.rto +
 #   drill.overdue_after and coffer/billing/drill_overdue pages.
-# The drill's restore by a real runner is agent/drill.c's (drill_agent.sh);
+# The drill's restore by a real runner is in drill_runner.sh and drill_agent.sh;
 # the intake of results, ownership refusals and every alert transition are
 # in drills.sh.
 source "$(dirname "$0")/lib.sh"
