@@ -6,6 +6,8 @@
  */
 #include "agent/agent_config.h"
 
+#include "common/manifest.h"
+
 #include "agent/dump.h"
 
 #include <ctype.h>
@@ -88,6 +90,18 @@ check_dump_options(const char *v, coffer_err *err)
 	return (rc);
 }
 
+static int
+check_schema_query(const char *v, coffer_err *err)
+{
+	if (strlen(v) > COFFER_MANIFEST_SCHEMA_QUERY_MAX) {
+		coffer_err_set(err, COFFER_EINVAL, "is longer than %d bytes",
+		    COFFER_MANIFEST_SCHEMA_QUERY_MAX);
+		return (coffer_err_hint(err, "use a short query, e.g. SELECT max(version) FROM "
+					     "schema_migrations"));
+	}
+	return (0);
+}
+
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const roles[] = { "service", "drill_runner", NULL };
 static const char *const repo_types[] = { "posix", "s3", NULL };
@@ -131,6 +145,8 @@ static const coffer_config_key backup_keys[] = {
 	{ .name = "compress_workers", .type = COFFER_CONFIG_INT, .def = "2", .min = 0, .max = 64 },
 	{ .name = "chunk_size", .type = COFFER_CONFIG_SIZE, .def = "1MiB", .min = 64 * 1024,
 	    .max = 16 * 1024 * 1024 },
+	/* Recorded in each manifest with its result; drills compare. */
+	{ .name = "schema_query", .type = COFFER_CONFIG_STRING, .check = check_schema_query },
 	{ 0 },
 };
 
@@ -426,6 +442,7 @@ fill(struct agent_config_priv *p, coffer_err *err)
 	c->compress_level = (int)coffer_config_int(ini, "backup", "compress_level");
 	c->compress_workers = (int)coffer_config_int(ini, "backup", "compress_workers");
 	c->chunk_size = (size_t)coffer_config_size(ini, "backup", "chunk_size");
+	c->schema_query = opt_str(ini, "backup", "schema_query");
 
 	if ((rc = repo_load(ini, "repository.primary", &c->repo_primary, err)) != 0 ||
 	    (rc = repo_load(ini, "repository.dr", &c->repo_dr, err)) != 0) {

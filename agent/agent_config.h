@@ -74,6 +74,7 @@ typedef struct agent_config {
 	int compress_level;
 	int compress_workers;
 	size_t chunk_size;
+	const char *schema_query; /* NULL if unset */
 	/* [repository.primary], [repository.dr] */
 	agent_repo_config repo_primary;
 	agent_repo_config repo_dr;

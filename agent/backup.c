@@ -81,8 +81,8 @@ agent_stream_hex(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX])
 
 static int
 build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished,
-    const agent_pg_snapshot *snap, const agent_stream *s, char **json, size_t *len,
-    coffer_err *err)
+    const agent_pg_snapshot *snap, const char *schema_version, const agent_stream *s,
+    char **json, size_t *len, coffer_err *err)
 {
 	const agent_pg_meta *meta = agent_pg_snapshot_meta(snap);
 	const agent_pg_tables *tables = agent_pg_snapshot_tables(snap);
@@ -107,6 +107,10 @@ build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished
 	agent_stream_hex(s->stored_sha, m->stored_sha256);
 	snprintf(m->key_id, sizeof(m->key_id), "%s", coffer_seal_filter_key_id(s->seal));
 	m->chunk_size = (uint32_t)ctx->cfg->chunk_size;
+	if (ctx->cfg->schema_query != NULL) {
+		snprintf(m->schema_query, sizeof(m->schema_query), "%s", ctx->cfg->schema_query);
+		snprintf(m->schema_version, sizeof(m->schema_version), "%s", schema_version);
+	}
 	for (size_t i = 0; rc == 0 && i < tables->n; i++)
 		rc = coffer_manifest_add_table(m, tables->v[i].schema, tables->v[i].name,
 		    (uint64_t)tables->v[i].rows, err);
@@ -338,6 +342,15 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 		    "manifest.json", err);
 	if (rc == 0)
 		rc = agent_pg_snapshot_export(cfg->conninfo, CONNECT_TIMEOUT_S, &snap, err);
+	/* In the dump's own snapshot: the version of exactly what is dumped. */
+	char schema_version[COFFER_MANIFEST_SCHEMA_VERSION_MAX + 1] = "";
+	if (rc == 0 && cfg->schema_query != NULL &&
+	    (rc = agent_pg_snapshot_value(snap, cfg->schema_query, schema_version,
+		 sizeof(schema_version), err)) != 0) {
+		coffer_err_wrap(err, "[backup] schema_query");
+		coffer_err_hint(err, "fix the query in the agent's config (one row, one column), or "
+				     "remove it");
+	}
 	if (rc == 0) {
 		stage = "dump";
 		rc = agent_dump_argv(cfg->pg_dump, agent_pg_snapshot_id(snap), cfg->conninfo,
@@ -383,7 +396,8 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 	uint8_t manifest_sha[COFFER_SHA256_LEN] = { 0 };
 	if (rc == 0) {
 		stage = "publish";
-		rc = build_manifest(ctx, id, started, finished, snap, &s, &json, &json_len, err);
+		rc = build_manifest(ctx, id, started, finished, snap, schema_version, &s, &json,
+		    &json_len, err);
 	}
 	if (rc == 0)
 		rc = agent_backup_publish(ctx, manifest_key, json, json_len, manifest_sha, err);

@@ -192,8 +192,21 @@ sql_checks(const agent_config *cfg, const agent_drill_request *req, const coffer
 	}
 	/* The checks only look: a policy's query cannot change the sandbox. */
 	PQclear(PQexec(conn, "SET default_transaction_read_only = on"));
-	char v[256];
+	char v[COFFER_MANIFEST_SCHEMA_VERSION_MAX + 1];
 	bool null = false;
+	/* The service's own query, recorded with its answer at backup time. */
+	if (m->schema_query[0] != '\0') {
+		coffer_err_clear(&e);
+		if (one_value(conn, m->schema_query, v, sizeof(v), &null, &e) != 0) {
+			add_check(res, "schema_version", false, "%.200s failed: %s", m->schema_query,
+			    e.msg);
+		} else {
+			bool same = strcmp(null ? "" : v, m->schema_version) == 0;
+			add_check(res, "schema_version", same, "%.100s returned \"%.100s\"%s\"%.100s\"",
+			    m->schema_query, null ? "" : v,
+			    same ? ", as recorded: " : ", the backup recorded ", m->schema_version);
+		}
+	}
 	if (req->freshness_query != NULL && req->freshness_query[0] != '\0') {
 		coffer_err_clear(&e);
 		char sql[8192];

@@ -9,6 +9,8 @@
  * - restore: a fresh database coffer_drill_<service>_<drill id> created on
  *   the sandbox server and pg_restore'd into;
  * - row_counts: every table's rows equal the manifest's;
+ * - schema_version: when the service's agent has [backup] schema_query,
+ *   that query run on the sandbox returns what the manifest recorded;
  * - freshness: the policy's query returns the newest row's time, which
  *   must be at most freshness_max_lag before the backup finished;
  * - assertion:<n>: each query returns true;

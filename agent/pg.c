@@ -477,6 +477,36 @@ agent_pg_snapshot_count(agent_pg_snapshot *snap, coffer_err *err)
 	return (tables_count(snap->conn, &snap->tables, err));
 }
 
+int
+agent_pg_snapshot_value(agent_pg_snapshot *snap, const char *sql, char *out, size_t size,
+    coffer_err *err)
+{
+	/* A savepoint: a failing query must not abort the snapshot's
+	 * transaction, which pg_dump is importing. */
+	PGresult *r = PQexec(snap->conn, "SAVEPOINT coffer_value");
+	PQclear(r);
+	r = PQexec(snap->conn, sql);
+	int rc = 0;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		rc = coffer_err_set(err, COFFER_EPG, "%s", PQresultErrorMessage(r));
+		size_t n = strlen(err->msg);
+		while (n > 0 && (err->msg[n - 1] == '\n' || err->msg[n - 1] == ' '))
+			err->msg[--n] = '\0';
+	} else if (PQntuples(r) != 1 || PQnfields(r) != 1) {
+		rc = coffer_err_set(err, COFFER_EINVAL, "returned %d row(s) of %d column(s), not one "
+		    "value", PQntuples(r), PQnfields(r));
+	} else if (strlen(PQgetvalue(r, 0, 0)) >= size) {
+		rc = coffer_err_set(err, COFFER_ETOOBIG, "returned %zu bytes, over the %zu allowed",
+		    strlen(PQgetvalue(r, 0, 0)), size - 1);
+	} else {
+		snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
+	}
+	PQclear(r);
+	PQclear(PQexec(snap->conn, rc == 0 ? "RELEASE SAVEPOINT coffer_value" :
+					     "ROLLBACK TO SAVEPOINT coffer_value"));
+	return (rc);
+}
+
 void
 agent_pg_snapshot_cancel(agent_pg_snapshot *snap)
 {

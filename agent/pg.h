@@ -97,6 +97,14 @@ int agent_pg_snapshot_export(const char *conninfo, int connect_timeout_s,
  * it wait: agent_pg_snapshot_cancel ends the wait (COFFER_EPG). */
 int agent_pg_snapshot_count(agent_pg_snapshot *snap, coffer_err *err);
 
+/* Runs sql (one row, one column) in the snapshot's transaction, read only,
+ * before counting starts: [backup] schema_query, so what it returns is what
+ * the dump holds. The value (NULL as "") goes into out; COFFER_EPG with
+ * PostgreSQL's message, COFFER_EINVAL for another shape, COFFER_ETOOBIG
+ * for a value over size - 1 bytes. */
+int agent_pg_snapshot_value(agent_pg_snapshot *snap, const char *sql, char *out, size_t size,
+    coffer_err *err);
+
 /* Asks the server to cancel whatever the snapshot's connection is running.
  * Safe from any thread while another thread is inside
  * agent_pg_snapshot_count. */

@@ -57,6 +57,8 @@ enum mf_field {
 	F_COMPRESSION,
 	F_CHUNK_SIZE,
 	F_PG_DUMP_OPTIONS,
+	F_SCHEMA_QUERY,   /* format 2 */
+	F_SCHEMA_VERSION, /* format 2 */
 	F_FILES,
 	F_SIGNATURE,
 	F_COUNT
@@ -66,8 +68,8 @@ static const char *const mf_names[F_COUNT] = {
 	"format_version", "backup_id", "service", "agent", "kind", "started_at", "finished_at",
 	"pg_version", "system_identifier", "database", "database_size", "lsn_start", "lsn_stop",
 	"timeline", "tables", "plaintext_bytes", "stored_bytes", "plaintext_sha256",
-	"stored_sha256", "key_id", "compression", "chunk_size", "pg_dump_options", "files",
-	"signature",
+	"stored_sha256", "key_id", "compression", "chunk_size", "pg_dump_options", "schema_query",
+	"schema_version", "files", "signature",
 };
 
 static const char hexdig[] = "0123456789abcdef";
@@ -419,12 +421,17 @@ static int
 check_fields(const coffer_manifest *m, coffer_err *err)
 {
 	coffer_manifest_kind id_kind;
-	if (m->format_version != COFFER_MANIFEST_FORMAT_VERSION) {
+	if (m->format_version < COFFER_MANIFEST_FORMAT_MIN ||
+	    m->format_version > COFFER_MANIFEST_FORMAT_VERSION) {
 		coffer_err_set(err, COFFER_EVERSION, "manifest format_version %d is not one this "
-		    "program knows (it knows %d)", m->format_version, COFFER_MANIFEST_FORMAT_VERSION);
+		    "program knows (it knows %d to %d)", m->format_version, COFFER_MANIFEST_FORMAT_MIN,
+		    COFFER_MANIFEST_FORMAT_VERSION);
 		coffer_err_hint(err, "use a coffer release at least as new as the agent "
 		    "that wrote the backup");
 		return (COFFER_EVERSION);
+	}
+	if (m->format_version == 1 && (m->schema_query[0] != '\0' || m->schema_version[0] != '\0')) {
+		return (corrupt(err, "schema_query", "is not a field of format version 1%s", ""));
 	}
 	if (coffer_manifest_id_check(m->backup_id, &id_kind, NULL) != 0) {
 		return (corrupt(err, "backup_id", "is not a backup id: \"%.40s\"", m->backup_id));
@@ -596,6 +603,10 @@ build_tree(const coffer_manifest *m)
 	cJSON *opts = add(&b, root, mf_names[F_PG_DUMP_OPTIONS], cJSON_CreateArray());
 	for (size_t i = 0; i < m->npg_dump_options && !b.failed; i++) {
 		add_str(&b, opts, NULL, m->pg_dump_options[i]);
+	}
+	if (m->format_version >= 2) {
+		add_str(&b, root, mf_names[F_SCHEMA_QUERY], m->schema_query);
+		add_str(&b, root, mf_names[F_SCHEMA_VERSION], m->schema_version);
 	}
 	cJSON *files = add(&b, root, mf_names[F_FILES], cJSON_CreateArray());
 	for (size_t i = 0; i < m->nfiles && !b.failed; i++) {
@@ -785,7 +796,7 @@ only_known(const cJSON *obj, const char *where, const char *const *names, size_t
 			char field[160];
 			snprintf(field, sizeof(field), "%s%.100s", where, c->string != NULL ?
 			    c->string : "");
-			return (corrupt(err, field, "is not a field of format version 1%s", ""));
+			return (corrupt(err, field, "is not a manifest field%s", ""));
 		}
 		if ((seen & (1u << i)) != 0) {
 			char field[160];
@@ -995,7 +1006,17 @@ parse_fields(const cJSON *root, coffer_manifest *m, coffer_err *err)
 		return (rc);
 	}
 	m->chunk_size = (uint32_t)d;
-	if ((rc = parse_options(root, m, err)) != 0 || (rc = parse_files(root, m, err)) != 0) {
+	if ((rc = parse_options(root, m, err)) != 0) {
+		return (rc);
+	}
+	if (m->format_version >= 2 &&
+	    ((rc = get_str(root, "schema_query", "schema_query", m->schema_query,
+		  sizeof(m->schema_query), err)) != 0 ||
+		(rc = get_str(root, "schema_version", "schema_version", m->schema_version,
+		    sizeof(m->schema_version), err)) != 0)) {
+		return (rc);
+	}
+	if ((rc = parse_files(root, m, err)) != 0) {
 		return (rc);
 	}
 	char sig[2 * COFFER_SIGN_BYTES + 2];
@@ -1080,11 +1101,21 @@ coffer_manifest_parse(const char *json, size_t len, const coffer_sign_pubkey *pu
 		goto out;
 	}
 	m->format_version = (int)v;
-	if (m->format_version != COFFER_MANIFEST_FORMAT_VERSION) {
+	if (m->format_version < COFFER_MANIFEST_FORMAT_MIN ||
+	    m->format_version > COFFER_MANIFEST_FORMAT_VERSION) {
 		rc = check_fields(m, err);
 		goto out;
 	}
-	if ((rc = only_known(root, "", mf_names, F_COUNT, err)) != 0 ||
+	/* Format 1 had no schema fields: they are unknown keys there. */
+	const char *v1_names[F_COUNT];
+	size_t nv1 = 0;
+	for (size_t i = 0; i < F_COUNT; i++) {
+		if (i != F_SCHEMA_QUERY && i != F_SCHEMA_VERSION) {
+			v1_names[nv1++] = mf_names[i];
+		}
+	}
+	if ((rc = m->format_version == 1 ? only_known(root, "", v1_names, nv1, err) :
+					   only_known(root, "", mf_names, F_COUNT, err)) != 0 ||
 	    (rc = parse_fields(root, m, err)) != 0 || (rc = check_fields(m, err)) != 0) {
 		goto out;
 	}

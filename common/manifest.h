@@ -30,7 +30,11 @@
 #include "common/error.h"
 #include "common/sign.h"
 
-#define COFFER_MANIFEST_FORMAT_VERSION 1
+/* Written: 2 (adds schema_query and schema_version). Read: 1 and 2. */
+#define COFFER_MANIFEST_FORMAT_VERSION 2
+#define COFFER_MANIFEST_FORMAT_MIN 1
+#define COFFER_MANIFEST_SCHEMA_QUERY_MAX 4096
+#define COFFER_MANIFEST_SCHEMA_VERSION_MAX 1024
 #define COFFER_MANIFEST_MAX_BYTES (64u * 1024 * 1024)
 #define COFFER_MANIFEST_MAX_VALUES (4u * 1024 * 1024)
 
@@ -85,6 +89,11 @@ typedef struct coffer_manifest {
 	uint32_t chunk_size;  /* sealed stream chunk size */
 	char **pg_dump_options;
 	size_t npg_dump_options;
+	/* Format 2: the service's [backup] schema_query and what it returned in
+	 * the backup's snapshot; both "" when none is configured. A drill runs
+	 * the query on the restored database and compares. */
+	char schema_query[COFFER_MANIFEST_SCHEMA_QUERY_MAX + 1];
+	char schema_version[COFFER_MANIFEST_SCHEMA_VERSION_MAX + 1];
 	coffer_manifest_file *files; /* physical only; may be empty */
 	size_t nfiles;
 	uint8_t signature[COFFER_SIGN_BYTES];

@@ -20,7 +20,9 @@ agent=$COFFER_BIN/coffer-agent
 pg_start "$T/prod"
 prod="$PG_CONNINFO"
 psql_at "$prod dbname=postgres" -c "create database billing" >/dev/null
-psql_at "$prod dbname=billing" -c "create table invoices (id int primary key, at timestamptz not null);
+psql_at "$prod dbname=billing" -c "create table schema_migrations (version text);
+	insert into schema_migrations values ('20261101'), ('20261115');
+	create table invoices (id int primary key, at timestamptz not null);
 	insert into invoices select g, now() - interval '1 hour' + g * interval '1 second'
 	from generate_series(1, 3000) g" >/dev/null
 pg_start "$T/sandbox"
@@ -39,6 +41,8 @@ conninfo = $prod dbname=billing
 bin_dir = $PG_BINDIR
 [schedule]
 logical = 0 2 * * *
+[backup]
+schema_query = SELECT max(version) FROM schema_migrations
 [repository.primary]
 type = posix
 path = $T/repo
@@ -79,13 +83,15 @@ drill --id 1 --assert "SELECT count(*) = 3000 FROM invoices" \
 [[ $(field "$T/d1.json" 'd["ok"]') == True ]] || fail "not ok: $(cat "$T/d1.json")"
 [[ $(field "$T/d1.json" 'd["backup_id"]') == "$bid" ]] || fail "drilled another backup"
 [[ $(field "$T/d1.json" '",".join(c["name"] for c in d["checks"] if c["ok"])') == \
-	"verify,restore,row_counts,freshness,assertion:1,assertion:2,rto" ]] ||
+	"verify,restore,row_counts,schema_version,freshness,assertion:1,assertion:2,rto" ]] ||
 	fail "checks: $(field "$T/d1.json" 'd["checks"]')"
 ms=$(field "$T/d1.json" 'd["restore_ms"]')
 ((ms > 0)) || fail "no restore time"
 [[ $(sq "select count(*) from pg_database where datname = 'coffer_drill_billing_1'") == 0 ]] ||
 	fail "the passed drill's sandbox was not dropped"
-pass "good backup: 7 checks pass, restored in ${ms} ms, sandbox dropped"
+field "$T/d1.json" '[c["detail"] for c in d["checks"] if c["name"] == "schema_version"][0]' |
+	grep -q 'returned "20261115", as recorded' || fail "schema check detail: $(cat "$T/d1.json")"
+pass "good backup: 8 checks pass (schema_version as recorded), restored in ${ms} ms, sandbox dropped"
 
 # --- failures, each a named check -----------------------------------------------------------
 if drill --id 2 --assert "SELECT true" --assert "SELECT count(*) > 5000 FROM invoices" >"$T/d2.json" 2>/dev/null; then
@@ -145,3 +151,20 @@ fi
 grep -q "no \[drill.ledger\]" "$T/d8.err" && grep -q "add \[drill.ledger\] with key_ring" "$T/d8.err" ||
 	fail "unclear: $(cat "$T/d8.err")"
 pass "a service without [drill.<service>]: $(head -1 "$T/d8.err" | cut -c1-120)"
+
+# --- a schema the restore does not reproduce ----------------------------------------------------
+# current_database() answers "billing" in production and the sandbox's
+# name after a restore: an honest way to record a value the drill cannot
+# get back.
+sed 's/^schema_query = .*/schema_query = SELECT current_database()/' "$T/agent.conf" >"$T/agent2.conf"
+b2=$("$agent" backup -c "$T/agent2.conf" 2>"$T/backup2.log") || fail "backup: $(cat "$T/backup2.log")"
+grep -q '"schema_version":"billing"' "$T/repo/services/billing/backups/$b2/manifest.json" ||
+	fail "the manifest does not record the schema query's answer"
+if drill --id 9 --backup "$b2" >"$T/d9.json" 2>/dev/null; then fail "a schema mismatch passed"; fi
+field "$T/d9.json" 'd["failure"]' | grep -q '^schema_version: SELECT current_database() returned "coffer_drill_billing_9", the backup recorded "billing"' ||
+	fail "schema mismatch: $(field "$T/d9.json" 'd["failure"]')"
+pass "schema_version recorded at backup time and not reproduced by the restore: fails schema_version"
+sed 's/^schema_query = .*/schema_query = SELECT nosuchcolumn FROM invoices/' "$T/agent.conf" >"$T/agent3.conf"
+if "$agent" backup -c "$T/agent3.conf" >/dev/null 2>"$T/backup3.log"; then fail "a backup with a broken schema_query succeeded"; fi
+grep -q "\[backup\] schema_query" "$T/backup3.log" || fail "unclear: $(cat "$T/backup3.log")"
+pass "a broken schema_query fails the backup naming it: $(grep -o 'schema_query.*' "$T/backup3.log" | head -1 | cut -c1-100)"

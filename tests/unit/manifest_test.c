@@ -86,6 +86,8 @@ sample(coffer_manifest_kind kind)
 	snprintf(m->stored_sha256, sizeof(m->stored_sha256), "%s", sha_b);
 	snprintf(m->key_id, sizeof(m->key_id), "k2026-11");
 	m->chunk_size = 65536;
+	snprintf(m->schema_query, sizeof(m->schema_query), "SELECT max(version) FROM schema_migrations");
+	snprintf(m->schema_version, sizeof(m->schema_version), "20261101");
 	assert_int_equal(coffer_manifest_add_dump_option(m, "--no-owner", &err), 0);
 	assert_int_equal(coffer_manifest_add_dump_option(m, "--exclude-table=tmp_*", &err), 0);
 	if (kind == COFFER_MANIFEST_PHYSICAL) {
@@ -112,6 +114,8 @@ static void
 assert_same(const coffer_manifest *a, const coffer_manifest *b)
 {
 	assert_int_equal(a->format_version, b->format_version);
+	assert_string_equal(a->schema_query, b->schema_query);
+	assert_string_equal(a->schema_version, b->schema_version);
 	assert_string_equal(a->backup_id, b->backup_id);
 	assert_string_equal(a->service, b->service);
 	assert_string_equal(a->agent, b->agent);
@@ -334,27 +338,63 @@ test_wrong_key(void **state)
 	coffer_manifest_free(m);
 }
 
+/* Format 1 (before schema_query/schema_version) still reads, signature
+ * and all; the schema fields are unknown there. */
+static void
+test_format_1(void **state)
+{
+	struct fixture *f = *state;
+	coffer_manifest *m = sample(COFFER_MANIFEST_LOGICAL);
+	coffer_err err = { 0 };
+	m->format_version = 1;
+	char *json = NULL;
+	/* Version 1 cannot carry the schema fields: refused, not dropped. */
+	assert_int_equal(coffer_manifest_to_json(m, f->key, &json, NULL, &err), COFFER_ECORRUPT);
+	assert_non_null(strstr(err.msg, "schema_query"));
+	m->schema_query[0] = m->schema_version[0] = '\0';
+	json = signed_json(f, m);
+	assert_null(strstr(json, "schema_"));
+	coffer_manifest *back = NULL;
+	assert_int_equal(coffer_manifest_parse(json, strlen(json), f->pub, &back, &err), 0);
+	assert_int_equal(back->format_version, 1);
+	assert_string_equal(back->schema_query, "");
+	coffer_manifest_free(back);
+	/* A version-1 manifest with a schema field is not version 1. */
+	char *p = strstr(json, "\"files\"");
+	assert_non_null(p);
+	size_t at = (size_t)(p - json);
+	char *bad = malloc(strlen(json) + 64);
+	memcpy(bad, json, at);
+	strcpy(bad + at, "\"schema_query\":\"\",");
+	strcat(bad, json + at);
+	assert_int_equal(parse_text(bad, NULL, &err), COFFER_ECORRUPT);
+	assert_non_null(strstr(err.msg, "schema_query"));
+	free(bad);
+	free(json);
+	coffer_manifest_free(m);
+}
+
 static void
 test_unknown_version(void **state)
 {
 	struct fixture *f = *state;
 	coffer_err err = { 0 };
 	/* A future manifest: other fields, no signature we understand. */
-	static const char v2[] = "{\"format_version\":2,\"something_new\":[1,2,3]}";
-	assert_int_equal(parse_text(v2, f->pub, &err), COFFER_EVERSION);
-	assert_non_null(strstr(err.msg, "format_version 2"));
+	static const char v3[] = "{\"format_version\":3,\"something_new\":[1,2,3]}";
+	assert_int_equal(parse_text(v3, f->pub, &err), COFFER_EVERSION);
+	assert_non_null(strstr(err.msg, "format_version 3"));
 	assert_true(err.hint[0] != '\0');
 	assert_int_equal(parse_text("{\"format_version\":0}", NULL, &err), COFFER_EVERSION);
 
 	coffer_manifest *m = sample(COFFER_MANIFEST_LOGICAL);
 	char *json = signed_json(f, m);
-	char *p = strstr(json, "\"format_version\":1");
+	char *p = strstr(json, "\"format_version\":2");
 	assert_non_null(p);
 	p[strlen("\"format_version\":")] = '7';
 	assert_int_equal(parse_text(json, f->pub, &err), COFFER_EVERSION);
 	free(json);
 	/* to_json refuses to write a version it does not know. */
-	m->format_version = 2;
+	m->format_version = 3;
 	json = NULL;
 	assert_int_equal(coffer_manifest_to_json(m, f->key, &json, NULL, &err), COFFER_EVERSION);
 	assert_null(json);
@@ -644,6 +684,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tamper_every_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format_1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_and_ill_typed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unknown_repeated_and_garbage, setup, teardown),
