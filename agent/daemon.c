@@ -44,6 +44,7 @@ typedef struct agent_daemon {
 	uv_mutex_t cmd_mu;
 	bool cmd_closed;             /* cmd_mu */
 	uint64_t cmd_queue[16];      /* cmd_mu: received, not yet started */
+	bool cmd_physical[16];       /* cmd_mu: the kind each asked for */
 	size_t cmd_n;                /* cmd_mu */
 } agent_daemon;
 
@@ -143,11 +144,9 @@ on_command(void *arg, uint64_t command_id, Coffer__V1__BackupKind kind, const ch
 {
 	agent_daemon *d = arg;
 	(void)requested_by;
-	if (kind == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL)
-		coffer_log_warn("physical backup requested; taking a logical one", "command=%" PRIu64,
-		    command_id);
 	uv_mutex_lock(&d->cmd_mu);
 	if (!d->cmd_closed && d->cmd_n < sizeof(d->cmd_queue) / sizeof(d->cmd_queue[0])) {
+		d->cmd_physical[d->cmd_n] = kind == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL;
 		d->cmd_queue[d->cmd_n++] = command_id;
 		uv_async_send(&d->cmd_async);
 	}
@@ -161,21 +160,25 @@ start_queued_command(agent_daemon *d)
 		return;
 	uv_mutex_lock(&d->cmd_mu);
 	uint64_t id = 0;
+	bool physical = false;
 	if (d->cmd_n > 0) {
 		id = d->cmd_queue[0];
+		physical = d->cmd_physical[0];
 		memmove(d->cmd_queue, d->cmd_queue + 1, (d->cmd_n - 1) * sizeof(d->cmd_queue[0]));
+		memmove(d->cmd_physical, d->cmd_physical + 1,
+		    (d->cmd_n - 1) * sizeof(d->cmd_physical[0]));
 		d->cmd_n--;
 	}
 	uv_mutex_unlock(&d->cmd_mu);
 	if (id == 0)
 		return;
-	coffer_log_info("backup requested by the coordinator", "service=%s command=%" PRIu64,
-	    d->ctx->cfg->service, id);
+	coffer_log_info("backup requested by the coordinator", "service=%s command=%" PRIu64
+	    " kind=%s", d->ctx->cfg->service, id, physical ? "physical" : "logical");
 	memset(&d->req, 0, sizeof(d->req));
 	d->req.trigger = COFFER__V1__TRIGGER__TRIGGER_COMMAND;
 	d->req.command_id = id;
 	d->req.cancel = d->cancel;
-	d->job_physical = false;
+	d->job_physical = physical;
 	d->running = true;
 	agent_sender_note_backup(d->sender, true, NULL, 0);
 	d->work.data = d;

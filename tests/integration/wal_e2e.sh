@@ -272,5 +272,14 @@ for c in wal_archive_failing wal_archive_lag wal_gap; do
 	[[ $(cq "select count(*) from audit where action = 'alert.triggered' and subject = 'billing' and details::text like '%$c%'") -ge 1 ]] ||
 		fail "$c not audited"
 done
+# The coordinator asks for a base backup: the daemon takes a physical one.
+n_before=$(completed)
+"$cli" backup run --service billing --kind physical >"$T/run.out" 2>&1 || fail "backup run --kind physical: $(cat "$T/run.out")"
+for _ in $(seq 600); do (( $(completed) > n_before )) && break; sleep 0.1; done
+(( $(completed) > n_before )) || fail "no physical backup after backup run --kind physical: $(tail -5 "$T/agent.log")"
+pid_=$(cq "select id from backups where service = 'billing' and kind = 'physical' and status = 'completed' order by finished_at desc limit 1")
+[[ $pid_ == *-p-* ]] || fail "the requested backup is not physical: $pid_"
+pass "coffer backup run --kind physical: the daemon took physical backup $pid_"
+
 "$cli" audit verify >/dev/null || fail "audit chain broken"
 pass "WAL alerts audited; audit chain intact"
