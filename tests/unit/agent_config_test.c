@@ -289,6 +289,14 @@ test_example_loads(void **state)
 	assert_int_equal(rc, 0);
 	assert_string_equal(c->service, "billing");
 	agent_config_free(c);
+	snprintf(slash, sizeof(path) - (size_t)(slash - path), "/deploy/examples/runner.conf");
+	rc = agent_config_load(path, &c, &err);
+	if (rc != 0) {
+		print_error("%s (hint: %s)\n", err.msg, err.hint);
+	}
+	assert_int_equal(rc, 0);
+	assert_true(c->drill_runner);
+	agent_config_free(c);
 }
 
 static void
