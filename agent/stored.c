@@ -146,9 +146,10 @@ agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
 	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
 	coffer_filter *plain_sha = zstd ? coffer_sha256_filter_new(err) : NULL;
 	coffer_filter *plain_count = plain_sha ? coffer_count_filter_new(err) : NULL;
-	/* The caller's chain (files written and hashed, a dump materialised)
-	 * runs on a thread of its own while this one reads, decrypts and
-	 * decompresses: a restore uses two cores. */
+	/* The plaintext digest and the caller's chain (files written and
+	 * hashed, a dump materialised) run on a thread of its own while this
+	 * one reads, hashes the stored bytes, decrypts and decompresses: a
+	 * restore uses two cores, with the two hashes on different ones. */
 	coffer_filter *hop = plain_count ? coffer_hop_filter_new(HOP_SLOTS, HOP_SLOT_SIZE, err) :
 					   NULL;
 	if (hop == NULL) {
@@ -158,7 +159,7 @@ agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
 			coffer_filter_free(parts[i]);
 		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
 	}
-	coffer_filter_link(stored_sha, stored_count, unseal, zstd, plain_sha, plain_count, hop, out,
+	coffer_filter_link(stored_sha, stored_count, unseal, zstd, hop, plain_sha, plain_count, out,
 	    NULL);
 	rc = coffer_repo_read(ctx->repo, key, stored_sha, err);
 	if (rc == COFFER_ENOENT)
@@ -182,9 +183,12 @@ agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
 	if (rc == 0)
 		rc = compare_digest(plain_sha, m->plaintext_sha256, "plaintext", m->backup_id, err);
 	/* Free our filters, not the caller's chain; freeing the hop joins its
-	 * worker, so nothing touches the caller's chain afterwards. */
-	plain_count->next = NULL;
+	 * worker first, so nothing touches the filters after it afterwards. */
+	zstd->next = NULL;
 	coffer_filter_free_chain(stored_sha);
 	coffer_filter_free(hop);
+	plain_count->next = NULL;
+	coffer_filter_free(plain_sha);
+	coffer_filter_free(plain_count);
 	return rc;
 }
