@@ -379,13 +379,16 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	int rv;
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT (SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
-	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status = 'failed'), "
+	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status = 'failed' "
+	    "  AND b.status <> 'deleted'), "
 	    "(SELECT c.backup_id || ': ' || c.failure_reason || ' (attempt ' || "
 	    "  (c.attempts - 1) || ')' FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status = 'failed' "
+	    "  AND b.status <> 'deleted' "
 	    "  ORDER BY c.started_at LIMIT 1), "
 	    "(SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status IN ('copying', 'failed') "
+	    "  AND b.status <> 'deleted' "
 	    "  AND c.started_at < " TS(2) " - $3::bigint * interval '1 millisecond'), "
 	    "(SELECT " MS("min(c.started_at)") " FROM backup_copies c "
 	    "  JOIN backups b ON b.id = c.backup_id WHERE b.service = $1 AND c.repo = 'dr' "

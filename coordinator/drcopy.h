@@ -39,9 +39,10 @@
  * (a directory cannot lock); a DR bucket without object lock, or whose lock
  * configuration the credentials may not read.
  *
- * Alerts (coordinator/alerts.h), per service: dr_copy_failed while the
- * service has a failed copy; dr_copy_lag while a due copy is older than
- * [dr] copy_lag.
+ * Alerts (coordinator/alerts.h), per service: dr_copy_failed while a
+ * backup still in the catalog has a failed copy; dr_copy_lag while a due
+ * copy of one is older than [dr] copy_lag. Once retention has deleted the
+ * backup there is nothing left to copy, and they resolve.
  *
  * Memory: one upload part (8 MiB) and the filter buffers per copy; at
  * most [dr] copies_per_pass rows per pass. Threads: coord_drcopy_tick on
