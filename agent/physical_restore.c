@@ -6,7 +6,9 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,22 +32,42 @@
 
 /*
  * Design note. Writing the files is what bounds a restore (a bare tar -x of
- * the same data is no faster), so the unpacker only parses the archive and
- * checks every entry against the manifest, and hands each file to one of
- * UNPACK_WRITERS writer threads, round robin: each writer is a hop (its own
- * thread and bounded ring) followed by a file writer that opens, writes,
- * hashes and verifies the files it is given. A file goes to one writer in
- * order, so its bytes stay in order; directories are created by the
- * unpacker before any file in them is handed out. Frames between them have
- * a fixed 13-byte header: 'O' open (file index, mode), 'D' data (length,
- * then the bytes), 'C' close.
+ * the same data is no faster), and one file can be most of a data directory
+ * (a 1 GB relation segment), so files are written in chunks by
+ * UNPACK_WRITERS writer threads at once. The unpacker parses the archive,
+ * checks every entry against the manifest, creates the directories and
+ * files, and hashes each file's bytes in order itself (a digest cannot be
+ * split); it hands each chunk of up to CHUNK bytes to the next writer,
+ * round robin, which pwrite()s it at its offset. Each writer is a hop (its
+ * own thread and bounded ring) followed by a chunk writer. Frames have a
+ * fixed 21-byte header: 'W' (file, offset, length, then the bytes) and 'R'
+ * (the writer will get no more of this file). A file's descriptor is
+ * closed by whoever lets go of it last: the unpacker when the file ends,
+ * each writer that got a chunk on its 'R'.
  */
 #define UNPACK_WRITERS 2
 #define WRITER_SLOTS 8
-#define WRITER_SLOT_SIZE (256 * 1024)
-#define FRAME_LEN 13
+#define CHUNK (256 * 1024)
+#define FRAME_LEN 21
 
 enum { U_HEADER, U_PATH, U_DATA, U_DONE };
+
+/* One file being written; shared by the unpacker and the writers. */
+typedef struct out_file {
+	int fd;
+	int refs;         /* live->mu */
+	size_t idx;       /* in the manifest */
+	int close_errno;  /* live->mu: the first failed close */
+	struct out_file *prev, *next; /* live->mu: files not yet closed */
+} out_file;
+
+/* Files not yet closed, so a restore stopped half-way closes them all. */
+typedef struct live_files {
+	pthread_mutex_t mu;
+	out_file *head;
+	int close_errno;  /* mu: a close that failed, reported at the end */
+	size_t failed_idx;
+} live_files;
 
 typedef struct unpack {
 	coffer_filter base;
@@ -61,33 +83,33 @@ typedef struct unpack {
 	char type;
 	uint32_t mode;
 	uint16_t path_len;
-	uint64_t size, left;
+	uint64_t size, left, offset;
 	size_t next_file;
-	coffer_filter *writers[UNPACK_WRITERS]; /* hop -> file writer */
-	coffer_filter *cur;                     /* the current file's writer */
+	coffer_filter *writers[UNPACK_WRITERS]; /* hop -> chunk writer */
+	unsigned rr;                            /* the next chunk's writer */
+	out_file *cur;
+	bool sent[UNPACK_WRITERS];              /* cur has chunks at writer i */
+	coffer_filter *sha;                     /* cur's digest */
+	live_files live;
 } unpack;
 
 enum { W_HEADER, W_DATA };
 
-typedef struct file_writer {
+typedef struct chunk_writer {
 	coffer_filter base;
+	live_files *live;
 	const coffer_manifest *m;
-	int root_fd;
-	bool do_chown;
-	uid_t uid;
-	gid_t gid;
 	int state;
 	uint8_t frame[FRAME_LEN];
 	size_t have;
+	out_file *f;
+	uint64_t off;
 	uint32_t left;
-	size_t idx;
-	int fd;
 	uint64_t unflushed; /* bytes written since writeback was last started */
-	coffer_filter *sha;
-} file_writer;
+} chunk_writer;
 
-/* Writeback is started every this many bytes of a file, so the final sync
- * finds little left to do (PostgreSQL's own backend_flush_after idea). */
+/* Writeback is started every this many bytes a writer writes, so the final
+ * sync finds little left to do (PostgreSQL's own backend_flush_after idea). */
 #define WRITEBACK_EVERY (8u << 20)
 
 static bool
@@ -125,7 +147,6 @@ write_all(int fd, const uint8_t *buf, size_t len, const char *path, coffer_err *
 	return 0;
 }
 
-
 static void
 put_u64(uint8_t *p, uint64_t v)
 {
@@ -143,112 +164,90 @@ get_u64(const uint8_t *p)
 }
 
 static int
-send_frame(coffer_filter *w, char type, uint64_t a, uint32_t b, coffer_err *err)
+send_frame(coffer_filter *w, char type, const out_file *f, uint64_t off, uint32_t len,
+    coffer_err *err)
 {
-	uint8_t f[FRAME_LEN];
-	f[0] = (uint8_t)type;
-	put_u64(f + 1, a);
-	f[9] = (uint8_t)(b >> 24);
-	f[10] = (uint8_t)(b >> 16);
-	f[11] = (uint8_t)(b >> 8);
-	f[12] = (uint8_t)b;
-	return coffer_filter_write(w, f, sizeof(f), err);
+	uint8_t fr[FRAME_LEN];
+	fr[0] = (uint8_t)type;
+	put_u64(fr + 1, (uint64_t)(uintptr_t)f);
+	put_u64(fr + 9, off);
+	fr[17] = (uint8_t)(len >> 24);
+	fr[18] = (uint8_t)(len >> 16);
+	fr[19] = (uint8_t)(len >> 8);
+	fr[20] = (uint8_t)len;
+	return coffer_filter_write(w, fr, sizeof(fr), err);
 }
 
-/* ---- the file writer (on its hop's thread) ---- */
-
-static int
-writer_open(file_writer *w, uint64_t idx, uint32_t mode, coffer_err *err)
+/* Drops one reference; the last closes the file (any thread). */
+static void
+file_release(live_files *live, out_file *f)
 {
-	if (idx >= w->m->nfiles || w->fd >= 0)
-		return coffer_err_set(err, COFFER_EINTERNAL, "file writer: bad open frame");
-	w->idx = (size_t)idx;
-	w->unflushed = 0;
-	const char *path = w->m->files[w->idx].path;
-	w->fd = openat(w->root_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    (mode & 0777) | 0600);
-	if (w->fd < 0)
-		return coffer_err_errno(err, errno, "creating", path);
-	if (w->do_chown && fchown(w->fd, w->uid, w->gid) != 0)
-		return coffer_err_errno(err, errno, "changing the owner of", path);
-	w->sha = coffer_sha256_filter_new(err);
-	return w->sha != NULL ? 0 : err != NULL ? err->code : COFFER_ENOMEM;
-}
-
-static int
-writer_close(file_writer *w, coffer_err *err)
-{
-	if (w->fd < 0)
-		return coffer_err_set(err, COFFER_EINTERNAL, "file writer: close without open");
-	const coffer_manifest_file *mf = &w->m->files[w->idx];
-	int rc = coffer_filter_finish(w->sha, err);
-	if (rc == 0) {
-		uint8_t d[COFFER_SHA256_LEN];
-		char hex[COFFER_SHA256_HEX_LEN + 1];
-		coffer_sha256_filter_digest(w->sha, d);
-		coffer_hex_encode(d, sizeof(d), hex);
-		if (strcmp(hex, mf->sha256) != 0)
-			rc = coffer_err_set(err, COFFER_ECORRUPT,
-			    "restored %s has SHA-256 %.16s..., the manifest says %.16s...", mf->path, hex,
-			    mf->sha256),
-			coffer_err_hint(err, "the backup is damaged; restore another one");
+	pthread_mutex_lock(&live->mu);
+	if (--f->refs > 0) {
+		pthread_mutex_unlock(&live->mu);
+		return;
 	}
-	coffer_filter_free(w->sha);
-	w->sha = NULL;
-	if (close(w->fd) != 0 && rc == 0)
-		rc = coffer_err_errno(err, errno, "closing", mf->path);
-	w->fd = -1;
-	return rc;
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		live->head = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+	if (close(f->fd) != 0 && live->close_errno == 0) {
+		live->close_errno = errno;
+		live->failed_idx = f->idx;
+	}
+	pthread_mutex_unlock(&live->mu);
+	free(f);
 }
 
+/* ---- the chunk writer (on its hop's thread) ---- */
+
 static int
-writer_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
+writer_write(coffer_filter *fl, const uint8_t *buf, size_t len, coffer_err *err)
 {
-	file_writer *w = (file_writer *)f;
+	chunk_writer *w = (chunk_writer *)fl;
 	while (len > 0) {
-		int rc = 0;
 		if (w->state == W_DATA) {
 			size_t n = w->left < len ? w->left : len;
-			rc = write_all(w->fd, buf, n, w->m->files[w->idx].path, err);
-			if (rc == 0)
-				rc = coffer_filter_write(w->sha, buf, n, err);
-			w->unflushed += n;
+			ssize_t k = pwrite(w->f->fd, buf, n, (off_t)w->off);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0)
+				return coffer_err_errno(err, k < 0 ? errno : EIO, "writing",
+				    w->m->files[w->f->idx].path);
+			w->unflushed += (size_t)k;
 			if (w->unflushed >= WRITEBACK_EVERY) {
 				/* Advisory: a failure here only means the sync at the
 				 * end does more of the work. */
-				(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+				(void)sync_file_range(w->f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 				w->unflushed = 0;
 			}
-			w->left -= (uint32_t)n, buf += n, len -= n;
+			w->off += (uint64_t)k, w->left -= (uint32_t)k, buf += k, len -= (size_t)k;
 			if (w->left == 0)
 				w->state = W_HEADER;
-		} else {
-			size_t n = FRAME_LEN - w->have;
-			n = n < len ? n : len;
-			memcpy(w->frame + w->have, buf, n);
-			w->have += n, buf += n, len -= n;
-			if (w->have < FRAME_LEN)
-				break;
-			w->have = 0;
-			uint64_t a = get_u64(w->frame + 1);
-			uint32_t b = (uint32_t)w->frame[9] << 24 | (uint32_t)w->frame[10] << 16 |
-			    (uint32_t)w->frame[11] << 8 | w->frame[12];
-			switch (w->frame[0]) {
-			case 'O': rc = writer_open(w, a, b, err); break;
-			case 'C': rc = writer_close(w, err); break;
-			case 'D':
-				if (w->fd < 0)
-					rc = coffer_err_set(err, COFFER_EINTERNAL,
-					    "file writer: data without open");
-				w->left = b;
-				w->state = b > 0 ? W_DATA : W_HEADER;
-				break;
-			default:
-				rc = coffer_err_set(err, COFFER_EINTERNAL, "file writer: bad frame");
-			}
+			continue;
 		}
-		if (rc != 0)
-			return rc;
+		size_t n = FRAME_LEN - w->have;
+		n = n < len ? n : len;
+		memcpy(w->frame + w->have, buf, n);
+		w->have += n, buf += n, len -= n;
+		if (w->have < FRAME_LEN)
+			break;
+		w->have = 0;
+		out_file *f = (out_file *)(uintptr_t)get_u64(w->frame + 1);
+		uint32_t l = (uint32_t)w->frame[17] << 24 | (uint32_t)w->frame[18] << 16 |
+		    (uint32_t)w->frame[19] << 8 | w->frame[20];
+		if (w->frame[0] == 'W') {
+			w->f = f;
+			w->off = get_u64(w->frame + 9);
+			w->left = l;
+			w->state = l > 0 ? W_DATA : W_HEADER;
+		} else if (w->frame[0] == 'R') {
+			file_release(w->live, f);
+		} else {
+			return coffer_err_set(err, COFFER_EINTERNAL, "chunk writer: bad frame");
+		}
 	}
 	return 0;
 }
@@ -256,40 +255,89 @@ writer_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 static int
 writer_finish(coffer_filter *f, coffer_err *err)
 {
-	file_writer *w = (file_writer *)f;
-	if (w->fd >= 0 || w->state != W_HEADER || w->have != 0)
-		return coffer_err_set(err, COFFER_EINTERNAL, "file writer: stream ended inside a file");
+	chunk_writer *w = (chunk_writer *)f;
+	if (w->state != W_HEADER || w->have != 0)
+		return coffer_err_set(err, COFFER_EINTERNAL, "chunk writer: stream ended inside a chunk");
 	return 0;
 }
 
 static void
 writer_destroy(coffer_filter *f)
 {
-	file_writer *w = (file_writer *)f;
-	if (w->fd >= 0)
-		close(w->fd);
-	coffer_filter_free(w->sha);
-	free(w);
+	free(f);
 }
 
 static const coffer_filter_ops writer_ops = {
-	.name = "physical-file-writer",
+	.name = "physical-chunk-writer",
 	.write = writer_write,
 	.finish = writer_finish,
 	.destroy = writer_destroy,
 };
 
-/* ---- the unpacker (parses and checks; the writers write) ---- */
+/* ---- the unpacker (parses, checks, hashes; the writers write) ---- */
 
 static int
 file_end(unpack *u, coffer_err *err)
 {
-	int rc = send_frame(u->cur, 'C', 0, 0, err);
+	const coffer_manifest_file *mf = &u->m->files[u->cur->idx];
+	int rc = coffer_filter_finish(u->sha, err);
+	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++)
+		if (u->sent[i])
+			rc = send_frame(u->writers[i], 'R', u->cur, 0, 0, err);
+	if (rc == 0) {
+		uint8_t d[COFFER_SHA256_LEN];
+		char hex[COFFER_SHA256_HEX_LEN + 1];
+		coffer_sha256_filter_digest(u->sha, d);
+		coffer_hex_encode(d, sizeof(d), hex);
+		if (strcmp(hex, mf->sha256) != 0)
+			rc = coffer_err_set(err, COFFER_ECORRUPT,
+			    "restored %s has SHA-256 %.16s..., the manifest says %.16s...", mf->path, hex,
+			    mf->sha256),
+			coffer_err_hint(err, "the backup is damaged; restore another one");
+	}
+	coffer_filter_free(u->sha);
+	u->sha = NULL;
+	file_release(&u->live, u->cur);
 	u->cur = NULL;
 	u->next_file++;
 	u->state = U_HEADER;
 	u->have = 0;
 	return rc;
+}
+
+static int
+file_begin(unpack *u, coffer_err *err)
+{
+	const char *path = u->m->files[u->next_file].path;
+	int fd = openat(u->root_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	    (u->mode & 0777) | 0600);
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "creating", path);
+	if (u->do_chown && fchown(fd, u->uid, u->gid) != 0) {
+		int e = errno;
+		close(fd);
+		return coffer_err_errno(err, e, "changing the owner of", path);
+	}
+	out_file *f = calloc(1, sizeof(*f));
+	u->sha = f != NULL ? coffer_sha256_filter_new(err) : NULL;
+	if (u->sha == NULL) {
+		free(f);
+		close(fd);
+		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
+	}
+	f->fd = fd;
+	f->idx = u->next_file;
+	f->refs = 1; /* the unpacker's, until the file ends */
+	pthread_mutex_lock(&u->live.mu);
+	f->next = u->live.head;
+	if (f->next != NULL)
+		f->next->prev = f;
+	u->live.head = f;
+	pthread_mutex_unlock(&u->live.mu);
+	u->cur = f;
+	memset(u->sent, 0, sizeof(u->sent));
+	u->offset = 0;
+	return 0;
 }
 
 static int
@@ -320,8 +368,7 @@ entry_begin(unpack *u, coffer_err *err)
 		    "physical archive entry %zu is %s (%" PRIu64 " bytes), the manifest says %s "
 		    "(%" PRIu64 " bytes)", u->next_file, u->path, u->size, mf->path, mf->size),
 		       coffer_err_hint(err, "the backup is damaged; restore another one");
-	u->cur = u->writers[u->next_file % UNPACK_WRITERS];
-	int rc = send_frame(u->cur, 'O', u->next_file, u->mode, err);
+	int rc = file_begin(u, err);
 	if (rc != 0)
 		return rc;
 	u->left = u->size;
@@ -362,12 +409,21 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 		}
 		case U_DATA: {
 			size_t n = u->left < len ? (size_t)u->left : len;
-			if (n > WRITER_SLOT_SIZE)
-				n = WRITER_SLOT_SIZE;
-			rc = send_frame(u->cur, 'D', 0, (uint32_t)n, err);
+			if (n > CHUNK)
+				n = CHUNK;
+			unsigned i = u->rr++ % UNPACK_WRITERS;
+			if (!u->sent[i]) {
+				pthread_mutex_lock(&u->live.mu);
+				u->cur->refs++;
+				pthread_mutex_unlock(&u->live.mu);
+				u->sent[i] = true;
+			}
+			rc = send_frame(u->writers[i], 'W', u->cur, u->offset, (uint32_t)n, err);
 			if (rc == 0)
-				rc = coffer_filter_write(u->cur, buf, n, err);
-			u->left -= n, buf += n, len -= n;
+				rc = coffer_filter_write(u->writers[i], buf, n, err);
+			if (rc == 0)
+				rc = coffer_filter_write(u->sha, buf, n, err);
+			u->offset += n, u->left -= n, buf += n, len -= n;
 			if (rc == 0 && u->left == 0)
 				rc = file_end(u, err);
 			break;
@@ -388,9 +444,8 @@ unpack_finish(coffer_filter *f, coffer_err *err)
 {
 	unpack *u = (unpack *)f;
 	int rc = 0;
-	/* Every writer drains and verifies its last file whatever the archive
-	 * says, so that a damaged archive is reported as such, not as a
-	 * writer left half-way. */
+	/* Every writer drains whatever the archive says, so that a damaged
+	 * archive is reported as such, not as a writer left half-way. */
 	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++)
 		if (u->state == U_DONE)
 			rc = coffer_filter_finish(u->writers[i], err);
@@ -404,6 +459,12 @@ unpack_finish(coffer_filter *f, coffer_err *err)
 		    "physical archive holds %zu files, its manifest lists %zu", u->next_file,
 		    u->m->nfiles),
 		       coffer_err_hint(err, "the backup is damaged; restore another one");
+	pthread_mutex_lock(&u->live.mu);
+	int e = u->live.close_errno;
+	size_t idx = u->live.failed_idx;
+	pthread_mutex_unlock(&u->live.mu);
+	if (e != 0)
+		return coffer_err_errno(err, e, "closing", u->m->files[idx].path);
 	return 0;
 }
 
@@ -413,6 +474,14 @@ unpack_destroy(coffer_filter *f)
 	unpack *u = (unpack *)f;
 	for (int i = 0; i < UNPACK_WRITERS; i++)
 		coffer_filter_free_chain(u->writers[i]); /* the hop first: joins its thread */
+	/* A restore stopped half-way: nobody will release these any more. */
+	for (out_file *o = u->live.head, *next; o != NULL; o = next) {
+		next = o->next;
+		close(o->fd);
+		free(o);
+	}
+	coffer_filter_free(u->sha);
+	pthread_mutex_destroy(&u->live.mu);
 	free(u);
 }
 
@@ -439,10 +508,11 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 	u->uid = (uid_t)uid;
 	u->gid = (gid_t)gid;
 	u->state = U_HEADER;
+	pthread_mutex_init(&u->live.mu, NULL);
 	for (int i = 0; i < UNPACK_WRITERS; i++) {
-		file_writer *w = calloc(1, sizeof(*w));
+		chunk_writer *w = calloc(1, sizeof(*w));
 		coffer_filter *hop = w != NULL ?
-		    coffer_hop_filter_new(WRITER_SLOTS, WRITER_SLOT_SIZE + 2 * FRAME_LEN, err) : NULL;
+		    coffer_hop_filter_new(WRITER_SLOTS, CHUNK + 2 * FRAME_LEN, err) : NULL;
 		if (hop == NULL) {
 			free(w);
 			unpack_destroy(&u->base);
@@ -450,8 +520,7 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 				coffer_err_set(err, COFFER_ENOMEM, "out of memory");
 			return NULL;
 		}
-		*w = (file_writer){ .base = { .ops = &writer_ops }, .m = m, .root_fd = root_fd,
-			.do_chown = do_chown, .uid = (uid_t)uid, .gid = (gid_t)gid, .fd = -1 };
+		*w = (chunk_writer){ .base = { .ops = &writer_ops }, .live = &u->live, .m = m };
 		u->writers[i] = coffer_filter_link(hop, &w->base, NULL);
 	}
 	return &u->base;
@@ -814,7 +883,7 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 			rc = err != NULL ? err->code : COFFER_ENOMEM;
 	}
 	if (rc == 0)
-		rc = agent_stored_read(ctx, m, unpacker, err);
+		rc = agent_stored_read_flags(ctx, m, unpacker, AGENT_STORED_FILES_PROVE, err);
 	coffer_filter_free(unpacker);
 	if (rc == 0 && syncfs(root_fd) != 0)
 		rc = coffer_err_errno(err, errno, "syncing", req->pgdata);

@@ -136,6 +136,13 @@ int
 agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
     coffer_err *err)
 {
+	return agent_stored_read_flags(ctx, m, out, 0, err);
+}
+
+int
+agent_stored_read_flags(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
+    unsigned flags, coffer_err *err)
+{
 	char key[COFFER_REPO_KEY_MAX];
 	int rc = coffer_repo_backup_key(key, sizeof(key), m->service, m->backup_id, "data", err);
 	if (rc != 0)
@@ -144,7 +151,11 @@ agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
 	coffer_filter *stored_count = stored_sha ? coffer_count_filter_new(err) : NULL;
 	coffer_filter *unseal = stored_count ? coffer_unseal_filter_new(ctx->ring, err) : NULL;
 	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
-	coffer_filter *plain_sha = zstd ? coffer_sha256_filter_new(err) : NULL;
+	/* Without the plaintext digest its place in the chain is a second
+	 * counter, so the chain keeps one shape. */
+	bool plain_digest = (flags & AGENT_STORED_FILES_PROVE) == 0;
+	coffer_filter *plain_sha = zstd ? (plain_digest ? coffer_sha256_filter_new(err) :
+						       coffer_count_filter_new(err)) : NULL;
 	coffer_filter *plain_count = plain_sha ? coffer_count_filter_new(err) : NULL;
 	/* The plaintext digest and the caller's chain (files written and
 	 * hashed, a dump materialised) run on a thread of its own while this
@@ -180,7 +191,7 @@ agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
 		    "backup %s: plaintext is %llu bytes, the manifest says %llu", m->backup_id,
 		    (unsigned long long)coffer_count_filter_bytes(plain_count),
 		    (unsigned long long)m->plaintext_bytes);
-	if (rc == 0)
+	if (rc == 0 && plain_digest)
 		rc = compare_digest(plain_sha, m->plaintext_sha256, "plaintext", m->backup_id, err);
 	/* Free our filters, not the caller's chain; freeing the hop joins its
 	 * worker first, so nothing touches the filters after it afterwards. */

@@ -32,4 +32,13 @@ int agent_stored_manifest(agent_ctx *ctx, const char *id_or_latest, coffer_manif
 int agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
     coffer_err *err);
 
+/* The same; AGENT_STORED_FILES_PROVE skips the whole-plaintext digest for
+ * a caller that proves every byte itself: the physical unpacker checks
+ * each entry's path and size against the signed manifest and each file's
+ * own SHA-256, and the sealed chunks are authenticated either way. The
+ * stored-object digest and the plaintext size are still checked. */
+#define AGENT_STORED_FILES_PROVE 0x1u
+int agent_stored_read_flags(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
+    unsigned flags, coffer_err *err);
+
 #endif
