@@ -375,7 +375,10 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	int64_t lag_ms = coffer_config_duration_ms(d->cfg->ini, "dr", "copy_lag");
 	fmt_i64(n, sizeof(n), now_ms);
 	fmt_i64(lag, sizeof(lag), lag_ms);
-	const char *v[] = { service, n, lag };
+	const coord_service_policy *p = coord_config_service(d->cfg, service);
+	char win[32];
+	fmt_i64(win, sizeof(win), p != NULL ? p->pitr_window_ms : 0);
+	const char *v[] = { service, n, lag, p != NULL && p->pitr_window_ms > 0 ? "t" : "f", win };
 	int rv;
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT (SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
@@ -392,8 +395,12 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	    "  AND c.started_at < " TS(2) " - $3::bigint * interval '1 millisecond'), "
 	    "(SELECT " MS("min(c.started_at)") " FROM backup_copies c "
 	    "  JOIN backups b ON b.id = c.backup_id WHERE b.service = $1 AND c.repo = 'dr' "
-	    "  AND c.status IN ('copying', 'failed'))",
-	    3, v, "reading DR copy state", &rv, err);
+	    "  AND c.status IN ('copying', 'failed')), "
+	    "(SELECT count(*) FROM wal_segments w WHERE w.service = $1 AND $4::boolean "
+	    "  AND w.dr_copied_at IS NULL AND w.deleted_at IS NULL "
+	    "  AND w.archived_at < " TS(2) " - $3::bigint * interval '1 millisecond' "
+	    "  AND w.archived_at > " TS(2) " - $5::bigint * interval '1 millisecond')",
+	    5, v, "reading DR copy state", &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}
@@ -402,6 +409,7 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	char first[600], summary[900] = "", at[40], iv[32];
 	snprintf(first, sizeof(first), "%.590s", PQgetvalue(res, 0, 1));
 	int64_t oldest = PQgetisnull(res, 0, 3) ? 0 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	long wal_late = strtol(PQgetvalue(res, 0, 4), NULL, 10);
 	PQclear(res);
 	cJSON *det = cJSON_CreateObject();
 	if (failed > 0) {
@@ -424,9 +432,17 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 		    coffer_time_format(at, sizeof(at), oldest));
 		cJSON_AddNumberToObject(det, "late", (double)late);
 		cJSON_AddStringToObject(det, "oldest_due_since", at);
+	} else if (wal_late > 0) {
+		snprintf(summary, sizeof(summary), "%ld WAL segment%s of service %s not copied to DR "
+		    "within [dr] copy_lag = %s: point-in-time recovery from DR stops before them",
+		    wal_late, wal_late == 1 ? "" : "s", service,
+		    coffer_duration_format(iv, sizeof(iv), lag_ms));
 	}
-	return (set_alert(d, cat, service, COORD_ALERT_DR_COPY_LAG, late > 0, summary, det, now_ms,
-	    st, err));
+	if (wal_late > 0) {
+		cJSON_AddNumberToObject(det, "wal_segments_late", (double)wal_late);
+	}
+	return (set_alert(d, cat, service, COORD_ALERT_DR_COPY_LAG, late > 0 || wal_late > 0,
+	    summary, det, now_ms, st, err));
 }
 
 static void
@@ -792,6 +808,19 @@ attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, cha
 	return (coord_attest_render(&a, d->key, json, len, err));
 }
 
+static int
+wal_copied(coord_catalog *cat, const char *service, int timeline, const char *segment,
+    coffer_err *err)
+{
+	char tl[16];
+	snprintf(tl, sizeof(tl), "%d", timeline);
+	const char *v[] = { service, tl, segment };
+	return (exec(cat, "recording a WAL segment's DR copy",
+	    "UPDATE wal_segments SET dr_copied_at = now() WHERE service = $1 "
+	    "AND timeline = $2::integer AND segment = $3 AND dr_copied_at IS NULL",
+	    3, v, err));
+}
+
 /*
  * A physical backup is restorable only with the WAL from its start to its
  * stop: those segments go to DR with it, locked alike, each checked against
@@ -852,6 +881,7 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		}
 		if (rv == 0) {
 			j->wal_segments++;
+			rv = wal_copied(cat, j->service, j->timeline, seg, err);
 		}
 	}
 	return (rv);
@@ -1173,6 +1203,87 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 	return (rv);
 }
 
+/* WAL segments copied per service and pass, at most. */
+#define WAL_PER_PASS 64
+
+/*
+ * Point-in-time recovery from DR alone needs the WAL too: for a service
+ * that copies to DR and has a PITR window, every archived segment inside
+ * the window goes to DR, oldest first, locked (dr.lock) until it leaves
+ * the window, checked against the digest wal-push reported and read back.
+ * A failure stops the service's pass (DR is likely down); what is left is
+ * retried next pass and, once older than [dr] copy_lag, pages dr_copy_lag.
+ */
+static int
+copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
+    coffer_err *err)
+{
+	int rv = 0;
+	for (size_t i = 0; i < d->cfg->n_services && rv == 0 && !atomic_load(&d->stop); i++) {
+		const coord_service_policy *p = &d->cfg->services[i];
+		if (!copies(d->cfg, p->name) || p->pitr_window_ms <= 0) {
+			continue;
+		}
+		char n[32], w[32], lim[16], sec[96];
+		fmt_i64(n, sizeof(n), now_ms);
+		fmt_i64(w, sizeof(w), p->pitr_window_ms);
+		snprintf(lim, sizeof(lim), "%d", WAL_PER_PASS);
+		snprintf(sec, sizeof(sec), "service.%s", p->name);
+		const char *v[] = { p->name, n, w, lim };
+		PGresult *res = coord_catalog_query(cat,
+		    "SELECT timeline, segment, encode(stored_sha256, 'hex'), stored_bytes, "
+		    MS("archived_at") " FROM wal_segments WHERE service = $1 AND dr_copied_at IS NULL "
+		    "AND deleted_at IS NULL AND archived_at > " TS(2) " - $3::bigint * "
+		    "interval '1 millisecond' ORDER BY archived_at, segment LIMIT $4::integer",
+		    4, v, "reading WAL to copy to DR", &rv, err);
+		if (res == NULL) {
+			break;
+		}
+		copy_job j;
+		memset(&j, 0, sizeof(j));
+		snprintf(j.service, sizeof(j.service), "%s", p->name);
+		snprintf(j.lock, sizeof(j.lock), "%s", coffer_config_str(d->cfg->ini, sec, "dr.lock"));
+		for (char *c = j.lock; *c != '\0'; c++) {
+			*c = (char)toupper((unsigned char)*c);
+		}
+		for (int r = 0; r < PQntuples(res) && rv == 0 && !atomic_load(&d->stop); r++) {
+			int tl = atoi(PQgetvalue(res, r, 0));
+			const char *seg = PQgetvalue(res, r, 1);
+			const char *want = PQgetvalue(res, r, 2);
+			int64_t bytes = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+			j.until_ms = strtoll(PQgetvalue(res, r, 4), NULL, 10) + p->pitr_window_ms;
+			char src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8], got[65];
+			char version[COFFER_S3_VERSION_ID_MAX] = "";
+			bool exists = false;
+			coffer_err e;
+			coffer_err_clear(&e);
+			int cr = coffer_repo_wal_key(src, sizeof(src), p->name, (uint32_t)tl, seg, &e);
+			if (cr == 0 && (size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >=
+					   sizeof(dst)) {
+				cr = coffer_err_set(&e, COFFER_EINVAL, "DR key for %s is too long", src);
+			}
+			if (cr == 0) {
+				cr = stream_object(d, &j, src, dst, want, bytes, &exists, got, version, &e);
+			}
+			if (cr == 0) {
+				cr = verify_key(d, &j, dst, want, version, &e);
+			}
+			if (cr != 0) {
+				char q[COFFER_ERR_MSG_MAX + 8];
+				coffer_log_warn("WAL not copied to DR", "service=%s segment=%s error=%s",
+				    p->name, seg, quoted(q, sizeof(q), e.msg));
+				break;
+			}
+			rv = wal_copied(cat, p->name, tl, seg, err);
+			if (rv == 0) {
+				st->wal_copied++;
+			}
+		}
+		PQclear(res);
+	}
+	return (rv);
+}
+
 int
 coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
     coffer_err *err)
@@ -1185,6 +1296,9 @@ coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drc
 	int rv = attest_primary(d, cat, st, err);
 	if (rv == 0 && d->dr != NULL) {
 		rv = copy_due(d, cat, now_ms, st, err);
+	}
+	if (rv == 0 && d->dr != NULL) {
+		rv = copy_wal_stream(d, cat, now_ms, st, err);
 	}
 	int64_t mono = coffer_clock_monotonic_ms();
 	if (rv == 0 && d->dr != NULL &&
@@ -1239,8 +1353,9 @@ copier(void *arg)
 		}
 		pthread_mutex_lock(&d->mu);
 		/* A full pass may have left more due: go on without a tick. */
-		if (rv == 0 && st.verified + st.failed >=
-				   coffer_config_int(d->cfg->ini, "dr", "copies_per_pass")) {
+		if (rv == 0 && (st.verified + st.failed >=
+				       coffer_config_int(d->cfg->ini, "dr", "copies_per_pass") ||
+				   st.wal_copied >= WAL_PER_PASS)) {
 			d->pending = true;
 		}
 	}

@@ -460,12 +460,16 @@ static const char migration_6_sql[] = "SELECT 1;\n";
  * due and not yet verified, created when the policy first wants it, so lag
  * is now - started_at. attested_at marks backups whose coordinator
  * attestation (coordinator/attest.h) is in the primary repository, which
- * rebuild-catalog needs to trust the agent's key. */
+ * rebuild-catalog needs to trust the agent's key. wal_segments.dr_copied_at
+ * marks WAL verified in the DR repository (point-in-time recovery from DR). */
 static const char migration_8_sql[] =
     "ALTER TABLE backup_copies ADD COLUMN next_attempt_at timestamptz;\n"
     "ALTER TABLE backup_copies ADD COLUMN stored_bytes bigint CHECK (stored_bytes >= 0);\n"
     "ALTER TABLE backup_copies ADD COLUMN versions jsonb;\n"
     "ALTER TABLE backups ADD COLUMN attested_at timestamptz;\n"
+    "ALTER TABLE wal_segments ADD COLUMN dr_copied_at timestamptz;\n"
+    "CREATE INDEX wal_segments_dr_due ON wal_segments (archived_at)\n"
+    "  WHERE dr_copied_at IS NULL AND deleted_at IS NULL;\n"
     "CREATE INDEX backups_unattested ON backups (finished_at)\n"
     "  WHERE status = 'completed' AND attested_at IS NULL;\n";
 

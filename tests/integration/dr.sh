@@ -442,6 +442,22 @@ s3as coord-dr list dr-vault "fleet/services/ledger/wal/" >"$T/drwal"
 [[ $(wc -l <"$T/drwal") -ge $nwal ]] || fail "DR holds $(wc -l <"$T/drwal") WAL objects, want $nwal"
 s3as dr head dr-vault "$(head -1 "$T/drwal")" | grep -q "lock=GOVERNANCE" || fail "DR WAL is not locked GOVERNANCE"
 pass "physical backup $p1 copied to DR with its $nwal WAL segment(s), GOVERNANCE-locked"
+# Point-in-time recovery from DR: WAL archived after the backup follows it.
+lq "insert into entries select g, g * 2 from generate_series(5001, 5100) g" >/dev/null
+lastseg=$(lq "select pg_walfile_name(pg_switch_wal())")
+for _ in $(seq 300); do
+	[[ $(lq "select coalesce(last_archived_wal, '') >= '$lastseg' from pg_stat_archiver") == t ]] && break
+	sleep 0.1
+done
+runuser -u postgres -- "$pagent" flush -c "$lconf" >/dev/null 2>"$T/pflush2.log" ||
+	fail "ledger flush: $(cat "$T/pflush2.log")"
+wait_for "WAL archived after the backup was not copied to DR" \
+	'[[ $(cq "select count(*) from wal_segments where service = '"'ledger'"' and segment = '"'$lastseg'"' and dr_copied_at is not null") == 1 ]]'
+[[ $(cq "select count(*) from wal_segments where service = 'ledger' and dr_copied_at is null") == 0 ]] ||
+	fail "ledger WAL left behind: $(cq "select string_agg(segment, ' ') from wal_segments where service = 'ledger' and dr_copied_at is null")"
+s3as dr head dr-vault "fleet/services/ledger/wal/00000001/$lastseg" | grep -q "lock=GOVERNANCE" ||
+	fail "$lastseg is not in DR, locked"
+pass "WAL archived after the backup ($lastseg) copied to DR and locked: point-in-time recovery from DR"
 runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$T/lpg/data" -m fast -w stop >/dev/null
 
 # --- production gone ----------------------------------------------------------------------
@@ -531,9 +547,9 @@ _t_clusters+=("$T/lr")
 	--port "$port3" --start >"$T/prestore.out" 2>"$T/prestore.log" ||
 	fail "physical restore from DR: $(tail -5 "$T/prestore.log"; tail -20 "$T/lr/data/coffer-recovery.log" 2>/dev/null)"
 got=$(psql_at "host=$T/lpg/sock port=$port3 user=postgres dbname=postgres" -c "select count(*) || ' ' || sum(amount) from entries")
-[[ $got == "5000 25005000" ]] || fail "physical restore from DR: '$got', want '5000 25005000'"
+[[ $got == "5100 26015100" ]] || fail "physical restore from DR: '$got', want '5100 26015100' (the backup and the rows after it)"
 pg_stop "$T/lr"
-pass "physical backup $p1 restored from DR alone (data and WAL): $got"
+pass "physical backup $p1 restored from DR alone, recovered through the WAL after it: $got"
 
 # --- a DR object corrupted through the DR account ----------------------------------------------
 head -c 4096 /dev/urandom >"$T/junk"
