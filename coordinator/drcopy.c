@@ -5,7 +5,6 @@
 
 #include <ctype.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include "coordinator/prune.h"
 #include "coordinator/walprune.h"
 #include "coordinator/walwatch.h"
+#include "coordinator/worker.h"
 
 #define ACTOR "coordinator"
 #define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
@@ -47,12 +47,7 @@ struct coord_drcopy {
 	coffer_s3 *dr;        /* NULL without [repository.dr] */
 	char dr_prefix[COFFER_REPO_KEY_MAX + 2]; /* "" or "<prefix>/" */
 	atomic_bool stop;
-	bool background;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool pending;        /* mu: a pass was asked for */
-	coord_catalog *own;  /* copier thread only */
+	coord_worker *worker; /* the copier thread; NULL: passes run on the caller's */
 	int64_t exported_seq; /* the audit head last exported (copier) */
 	int64_t exported_ms;  /* and when (monotonic) */
 };
@@ -448,13 +443,9 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 static void
 wake(coord_drcopy *d)
 {
-	if (!d->background) {
-		return;
+	if (d->worker != NULL) {
+		coord_worker_kick(d->worker, coffer_clock_now(NULL));
 	}
-	pthread_mutex_lock(&d->mu);
-	d->pending = true;
-	pthread_cond_signal(&d->cv);
-	pthread_mutex_unlock(&d->mu);
 }
 
 int
@@ -1319,64 +1310,22 @@ coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drc
 
 /* ---- the copier thread ---- */
 
-static void *
-copier(void *arg)
+static int
+copy_run(void *arg, coord_catalog *cat, int64_t now_ms, bool *again, coffer_err *err)
 {
 	coord_drcopy *d = arg;
-	pthread_mutex_lock(&d->mu);
-	for (;;) {
-		while (!d->pending && !atomic_load(&d->stop)) {
-			pthread_cond_wait(&d->cv, &d->mu);
-		}
-		if (atomic_load(&d->stop)) {
-			break;
-		}
-		d->pending = false;
-		pthread_mutex_unlock(&d->mu);
-		coffer_err e;
-		coffer_err_clear(&e);
-		int rv = 0;
-		if (d->own == NULL) {
-			d->own = coord_catalog_open(d->cfg->catalog, &e);
-			rv = d->own == NULL ? e.code : 0;
-		} else if (!coord_catalog_ok(d->own)) {
-			rv = coord_catalog_reconnect(d->own, &e);
-		}
-		coord_drcopy_stats st;
-		memset(&st, 0, sizeof(st));
-		if (rv == 0) {
-			rv = coord_drcopy_pass(d, d->own, coffer_clock_now(NULL), &st, &e);
-		}
-		if (rv != 0 && rv != COFFER_ECANCELED) {
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_error("DR copy pass failed", "error=%s", quoted(q, sizeof(q), e.msg));
-		}
-		pthread_mutex_lock(&d->mu);
-		/* A full pass may have left more due: go on without a tick. */
-		if (rv == 0 && (st.verified + st.failed >=
-				       coffer_config_int(d->cfg->ini, "dr", "copies_per_pass") ||
-				   st.wal_copied >= WAL_PER_PASS)) {
-			d->pending = true;
-		}
-	}
-	pthread_mutex_unlock(&d->mu);
-	return (NULL);
+	coord_drcopy_stats st;
+	int rv = coord_drcopy_pass(d, cat, now_ms, &st, err);
+	/* A full pass may have left more due: go on without a tick. */
+	*again = st.verified + st.failed >= coffer_config_int(d->cfg->ini, "dr", "copies_per_pass") ||
+	    st.wal_copied >= WAL_PER_PASS;
+	return (rv);
 }
 
 int
 coord_drcopy_background(coord_drcopy *d, coffer_err *err)
 {
-	pthread_mutex_init(&d->mu, NULL);
-	pthread_cond_init(&d->cv, NULL);
-	int prv = pthread_create(&d->thread, NULL, copier, d);
-	if (prv != 0) {
-		pthread_cond_destroy(&d->cv);
-		pthread_mutex_destroy(&d->mu);
-		return (coffer_err_set(err, COFFER_ENOMEM, "cannot start the DR copier: %s",
-		    strerror(prv)));
-	}
-	d->background = true;
-	return (0);
+	return (coord_worker_start("DR copy", d->cfg->catalog, copy_run, d, &d->worker, err));
 }
 
 void
@@ -1386,15 +1335,7 @@ coord_drcopy_free(coord_drcopy *d)
 		return;
 	}
 	atomic_store(&d->stop, true);
-	if (d->background) {
-		pthread_mutex_lock(&d->mu);
-		pthread_cond_signal(&d->cv);
-		pthread_mutex_unlock(&d->mu);
-		pthread_join(d->thread, NULL);
-		pthread_cond_destroy(&d->cv);
-		pthread_mutex_destroy(&d->mu);
-		coord_catalog_close(d->own);
-	}
+	coord_worker_stop(d->worker);
 	coffer_repo_close(d->primary);
 	coffer_s3_free(d->dr);
 	free(d);

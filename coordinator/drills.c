@@ -30,7 +30,6 @@
 #include "coordinator/drills.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -48,6 +47,7 @@
 #include "common/sink.h"
 #include "common/tz.h"
 #include "coordinator/alerts.h"
+#include "coordinator/worker.h"
 
 #define ACTOR "coordinator"
 #define TEXT_MAX 1024
@@ -67,15 +67,8 @@ struct coord_drills {
 	/* Background sweeps (coord_drills_background): their own thread and
 	 * catalog connection, so reading a large object never holds up the
 	 * catalog thread and with it every agent's request. */
-	bool background;
 	const coord_audit_key *key;
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool pending;        /* mu: a sweep was asked for */
-	bool busy;           /* mu: a sweep is running */
-	int64_t pending_now; /* mu */
-	coord_catalog *own;  /* sweeper thread only */
+	coord_worker *worker; /* NULL: the tick sweeps on its own thread */
 };
 
 static const char *const repo_names[2] = { "primary", "dr" };
@@ -1657,65 +1650,24 @@ coord_drills_new(const coord_config *cfg, coord_drills **out, coffer_err *err)
 	return (0);
 }
 
-static void *
-sweeper(void *arg)
+/* The sweep's times are the tick's that asked for it: a sweep of an hour
+ * is recorded as the sweep of that tick. */
+static int
+sweep_run(void *arg, coord_catalog *cat, int64_t now_ms, bool *again, coffer_err *err)
 {
 	coord_drills *d = arg;
-	pthread_mutex_lock(&d->mu);
-	for (;;) {
-		while (!d->pending && !atomic_load(&d->stop)) {
-			pthread_cond_wait(&d->cv, &d->mu);
-		}
-		if (atomic_load(&d->stop)) {
-			break;
-		}
-		int64_t now = d->pending_now;
-		d->pending = false;
-		d->busy = true;
-		pthread_mutex_unlock(&d->mu);
-		coffer_err e;
-		coffer_err_clear(&e);
-		int rv = 0;
-		if (d->own == NULL) {
-			d->own = coord_catalog_open(d->cfg->catalog, &e);
-			rv = d->own == NULL ? e.code : 0;
-		} else if (!coord_catalog_ok(d->own)) {
-			rv = coord_catalog_reconnect(d->own, &e);
-		}
-		coord_drills_stats st;
-		memset(&st, 0, sizeof(st));
-		if (rv == 0) {
-			/* The sweep's times are the tick's that asked for it: a sweep
-			 * of an hour is recorded as the sweep of that tick. */
-			rv = coord_drills_sweep(d, d->own, d->key, now, &st, &e);
-		}
-		if (rv != 0 && rv != COFFER_ECANCELED) {
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_error("integrity sweep failed", "error=%s",
-			    coffer_log_quote(q, sizeof(q), e.msg));
-		}
-		pthread_mutex_lock(&d->mu);
-		d->busy = false;
-	}
-	pthread_mutex_unlock(&d->mu);
-	return (NULL);
+	coord_drills_stats st;
+	memset(&st, 0, sizeof(st));
+	*again = false;
+	return (coord_drills_sweep(d, cat, d->key, now_ms, &st, err));
 }
 
 int
 coord_drills_background(coord_drills *d, const coord_audit_key *key, coffer_err *err)
 {
 	d->key = key;
-	pthread_mutex_init(&d->mu, NULL);
-	pthread_cond_init(&d->cv, NULL);
-	int prv = pthread_create(&d->thread, NULL, sweeper, d);
-	if (prv != 0) {
-		pthread_cond_destroy(&d->cv);
-		pthread_mutex_destroy(&d->mu);
-		return (coffer_err_set(err, COFFER_ENOMEM, "cannot start the integrity sweeper: %s",
-		    strerror(prv)));
-	}
-	d->background = true;
-	return (0);
+	return (coord_worker_start("integrity sweep", d->cfg->catalog, sweep_run, d, &d->worker,
+	    err));
 }
 
 void
@@ -1725,15 +1677,7 @@ coord_drills_free(coord_drills *d)
 		return;
 	}
 	atomic_store(&d->stop, true);
-	if (d->background) {
-		pthread_mutex_lock(&d->mu);
-		pthread_cond_signal(&d->cv);
-		pthread_mutex_unlock(&d->mu);
-		pthread_join(d->thread, NULL);
-		pthread_cond_destroy(&d->cv);
-		pthread_mutex_destroy(&d->mu);
-		coord_catalog_close(d->own);
-	}
+	coord_worker_stop(d->worker);
 	for (int i = 0; i < 2; i++) {
 		coffer_repo_close(d->repo[i]);
 	}
@@ -1776,14 +1720,8 @@ coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *ke
 	bool due = false;
 	coffer_err_clear(&e);
 	int rv = sweep_due(cat, cfg, now_ms, &due, &e);
-	if (rv == 0 && due && d->background) {
-		pthread_mutex_lock(&d->mu);
-		if (!d->busy && !d->pending) {
-			d->pending = true;
-			d->pending_now = now_ms;
-			pthread_cond_signal(&d->cv);
-		}
-		pthread_mutex_unlock(&d->mu);
+	if (rv == 0 && due && d->worker != NULL) {
+		coord_worker_kick(d->worker, now_ms);
 	} else if (rv == 0 && due) {
 		rv = coord_drills_sweep(d, cat, key, now_ms, st, &e);
 	}
