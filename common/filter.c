@@ -1,6 +1,7 @@
 #include "common/filter.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 
 coffer_filter *
 coffer_filter_link(coffer_filter *first, ...)
@@ -67,4 +68,50 @@ coffer_filter_free_chain(coffer_filter *head)
 		coffer_filter_free(head);
 		head = next;
 	}
+}
+
+typedef struct stop_filter {
+	coffer_filter base;
+	const atomic_bool *stop;
+	const char *what;
+} stop_filter;
+
+static int
+stop_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
+{
+	stop_filter *s = (stop_filter *)f;
+	if (atomic_load(s->stop)) {
+		return (coffer_err_set(err, COFFER_ECANCELED, "%s was stopped", s->what));
+	}
+	return (coffer_filter_write(f->next, buf, len, err));
+}
+
+static int
+stop_finish(coffer_filter *f, coffer_err *err)
+{
+	(void)f;
+	(void)err;
+	return (0);
+}
+
+static void
+stop_destroy(coffer_filter *f)
+{
+	free(f);
+}
+
+static const coffer_filter_ops stop_ops = { "stop", stop_write, stop_finish, stop_destroy };
+
+coffer_filter *
+coffer_stop_filter_new(const atomic_bool *stop, const char *what, coffer_err *err)
+{
+	stop_filter *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		return (NULL);
+	}
+	s->base.ops = &stop_ops;
+	s->stop = stop;
+	s->what = what;
+	return (&s->base);
 }

@@ -22,6 +22,7 @@
 #define COFFER_COMMON_FILTER_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "common/error.h"
@@ -52,6 +53,12 @@ int coffer_filter_write(coffer_filter *f, const void *buf, size_t len, coffer_er
 
 /* Flushes f, then each filter after it, in order. */
 int coffer_filter_finish(coffer_filter *f, coffer_err *err);
+
+/* A pass-through that fails with COFFER_ECANCELED ("<what> was stopped")
+ * once *stop is set, so a long stream (a sweep, a DR copy) ends between
+ * buffers when its owner is shutting down. stop is borrowed. */
+coffer_filter *coffer_stop_filter_new(const atomic_bool *stop, const char *what,
+    coffer_err *err);
 
 void coffer_filter_free(coffer_filter *f);
 void coffer_filter_free_chain(coffer_filter *head);

@@ -486,22 +486,16 @@ coord_drcopy_tick(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drc
 
 /* ---- copying ---- */
 
-/* The tail of a chain that feeds an S3 upload; fails once the coordinator
- * is stopping so a long copy does not hold up shutdown. */
+/* The tail of a chain that feeds an S3 upload. */
 typedef struct upload_sink {
 	coffer_filter base;
 	coffer_s3_upload *up;
-	const atomic_bool *stop;
 } upload_sink;
 
 static int
 upload_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 {
-	upload_sink *u = (upload_sink *)f;
-	if (atomic_load(u->stop)) {
-		return (coffer_err_set(err, COFFER_ECANCELED, "the DR copy was stopped"));
-	}
-	return (coffer_s3_upload_write(u->up, buf, len, err));
+	return (coffer_s3_upload_write(((upload_sink *)f)->up, buf, len, err));
 }
 
 static int
@@ -606,19 +600,22 @@ stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
 	if (rv != 0) {
 		return (rv);
 	}
+	/* The stop filter ends a long copy when the coordinator is stopping. */
 	upload_sink *sink = calloc(1, sizeof(*sink));
-	coffer_filter *sha = sink != NULL ? coffer_sha256_filter_new(err) : NULL;
+	coffer_filter *stop = sink != NULL ? coffer_stop_filter_new(&d->stop, "the DR copy", err) :
+					     NULL;
+	coffer_filter *sha = stop != NULL ? coffer_sha256_filter_new(err) : NULL;
 	coffer_filter *cnt = sha != NULL ? coffer_count_filter_new(err) : NULL;
 	if (cnt == NULL) {
 		free(sink);
+		coffer_filter_free(stop);
 		coffer_filter_free(sha);
 		coffer_s3_upload_free(up);
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
 	sink->base.ops = &upload_ops;
 	sink->up = up;
-	sink->stop = &d->stop;
-	coffer_filter *chain = coffer_filter_link(sha, cnt, &sink->base, NULL);
+	coffer_filter *chain = coffer_filter_link(stop, sha, cnt, &sink->base, NULL);
 	rv = coffer_repo_read(d->primary, src, chain, err);
 	uint8_t md[COFFER_SHA256_LEN];
 	coffer_sha256_filter_digest(sha, md);

@@ -1332,56 +1332,24 @@ repo_of(coord_drills *d, int which)
 	return (d->repo[which]);
 }
 
-/* A pass-through that fails once the coordinator is stopping, so a sweep
- * in the middle of a large object does not hold up shutdown. */
-typedef struct stop_filter {
-	coffer_filter base;
-	const atomic_bool *stop;
-} stop_filter;
-
-static int
-stop_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
-{
-	if (atomic_load(((stop_filter *)f)->stop)) {
-		return (coffer_err_set(err, COFFER_ECANCELED, "the integrity sweep was stopped"));
-	}
-	return (coffer_filter_write(f->next, buf, len, err));
-}
-
-static int
-stop_finish(coffer_filter *f, coffer_err *err)
-{
-	(void)f;
-	(void)err;
-	return (0);
-}
-
-static void
-stop_destroy(coffer_filter *f)
-{
-	free(f);
-}
-
-static const coffer_filter_ops stop_ops = { "stop", stop_write, stop_finish, stop_destroy };
-
 /* Streams key through sha256 and a byte count into nothing. */
 static int
 digest_object(coord_drills *d, coffer_repo *repo, const char *key, char sha_hex[65],
     uint64_t *bytes, coffer_err *err)
 {
-	stop_filter *stop = calloc(1, sizeof(*stop));
+	/* Fails once the coordinator is stopping: a sweep in the middle of a
+	 * large object does not hold up shutdown. */
+	coffer_filter *stop = coffer_stop_filter_new(&d->stop, "the integrity sweep", err);
 	coffer_filter *sha = stop != NULL ? coffer_sha256_filter_new(err) : NULL;
 	coffer_filter *cnt = sha != NULL ? coffer_count_filter_new(err) : NULL;
 	coffer_filter *sink = cnt != NULL ? coffer_discard_sink_new(err) : NULL;
 	if (sink == NULL) {
-		free(stop);
+		coffer_filter_free(stop);
 		coffer_filter_free(sha);
 		coffer_filter_free(cnt);
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	stop->base.ops = &stop_ops;
-	stop->stop = &d->stop;
-	coffer_filter *chain = coffer_filter_link(&stop->base, sha, cnt, sink, NULL);
+	coffer_filter *chain = coffer_filter_link(stop, sha, cnt, sink, NULL);
 	int rv = coffer_repo_read(repo, key, chain, err);
 	if (rv == 0) {
 		uint8_t md[COFFER_SHA256_LEN];

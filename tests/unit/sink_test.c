@@ -438,10 +438,35 @@ test_pump_nonblocking_pipe(void **state)
 	free(data);
 }
 
+/* The stop filter passes bytes through until its flag is set, then
+ * refuses with COFFER_ECANCELED naming what was stopped. */
+static void
+test_stop_filter(void **state)
+{
+	(void)state;
+	atomic_bool stop = false;
+	coffer_err err = { 0 };
+	coffer_filter *f = coffer_stop_filter_new(&stop, "the test copy", &err);
+	coffer_filter *buf = coffer_buffer_sink_new(64, &err);
+	assert_non_null(f);
+	assert_non_null(buf);
+	coffer_filter_link(f, buf, NULL);
+	assert_int_equal(coffer_filter_write(f, "abc", 3, &err), 0);
+	atomic_store(&stop, true);
+	assert_int_equal(coffer_filter_write(f, "def", 3, &err), COFFER_ECANCELED);
+	assert_string_equal(err.msg, "the test copy was stopped");
+	size_t len = 0;
+	const uint8_t *data = coffer_buffer_sink_data(buf, &len);
+	assert_int_equal(len, 3);
+	assert_memory_equal(data, "abc", 3);
+	coffer_filter_free_chain(f);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stop_filter),
 		cmocka_unit_test_setup_teardown(test_fd_sink_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fd_sink_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fd_sink_dev_full, setup, teardown),
