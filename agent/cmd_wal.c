@@ -1,6 +1,7 @@
 /*
  * coffer-agent wal-push -c FILE PATH      (archive_command ... %p)
- * coffer-agent wal-fetch -c FILE [--repo primary|dr] NAME PATH (restore_command ... %f %p)
+ * coffer-agent wal-fetch -c FILE [--repo primary|dr] [--system-identifier ID] NAME PATH
+ *                                          (restore_command ... %f %p)
  * PostgreSQL runs these, reads only the exit status and copies stderr into
  * its log: every failure exits non-zero (so the archiver retries and
  * pg_stat_archiver counts it) and says why on one line. A file that is not
@@ -11,6 +12,8 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,13 +24,15 @@
 
 static int
 parse(const coffer_cmd *cmd, int argc, char **argv, int want, const char **config,
-    const char **repo)
+    const char **repo, const char **sysid)
 {
 	*config = NULL;
-	/* --repo only for fetching: the agent never writes to the DR repository. */
+	/* --repo and --system-identifier only for fetching: the agent never
+	 * writes to the DR repository, and pushes only its own cluster's WAL. */
 	const coffer_opt opts[] = {
 		{ "config", 'c', config, NULL },
 		{ repo != NULL ? "repo" : NULL, 0, repo, NULL },
+		{ sysid != NULL ? "system-identifier" : NULL, 0, sysid, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
 	int npos = 0;
@@ -46,7 +51,7 @@ int
 agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
 {
 	const char *config = NULL;
-	int rv = parse(cmd, argc, argv, 1, &config, NULL);
+	int rv = parse(cmd, argc, argv, 1, &config, NULL, NULL);
 	if (rv != 0)
 		return rv < 0 ? 0 : rv;
 	coffer_err err = { 0 };
@@ -72,7 +77,8 @@ agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
  * holds no pipe of the server's. Failure here is never the fetch's failure:
  * recovery just asks for the segment itself. */
 static void
-start_prefetch(const char *config, const char *repo, const char *name, const char *dest)
+start_prefetch(const char *config, const char *repo, uint64_t sysid, const char *name,
+    const char *dest)
 {
 	struct stat st;
 	agent_wal_kind kind;
@@ -101,7 +107,8 @@ start_prefetch(const char *config, const char *repo, const char *name, const cha
 	agent_ctx *ctx = NULL;
 	coffer_err err = { 0 };
 	if (agent_ctx_open(config, repo, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err) == 0) {
-		(void)agent_wal_prefetch(ctx, name, (uint64_t)st.st_size, AGENT_WAL_PREFETCH, &err);
+		(void)agent_wal_prefetch(ctx, sysid, name, (uint64_t)st.st_size, AGENT_WAL_PREFETCH,
+		    &err);
 		agent_ctx_close(ctx);
 	}
 	_exit(0);
@@ -110,21 +117,35 @@ start_prefetch(const char *config, const char *repo, const char *name, const cha
 int
 agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 {
-	const char *config = NULL, *repo = NULL;
-	int rv = parse(cmd, argc, argv, 2, &config, &repo);
+	const char *config = NULL, *repo = NULL, *sysid_text = NULL;
+	int rv = parse(cmd, argc, argv, 2, &config, &repo, &sysid_text);
 	if (rv != 0)
 		return rv < 0 ? 0 : rv;
+	uint64_t sysid = 0;
+	if (sysid_text != NULL) {
+		char *end = NULL;
+		errno = 0;
+		sysid = strtoull(sysid_text, &end, 10);
+		if (sysid_text[0] < '1' || sysid_text[0] > '9' || *end != '\0' || errno != 0)
+			return coffer_cli_usage_error(cmd, "--system-identifier '%s' is not a "
+			    "cluster's system identifier (a positive decimal number)", sysid_text);
+	}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, repo, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err);
 	bool opened = rv == 0;
 	if (opened) {
 		coffer_log_init("coffer-agent", ctx->cfg->log_level);
-		rv = agent_wal_fetch(ctx, argv[0], argv[1], &err);
+		/* Without --system-identifier: the cluster this agent serves (a
+		 * standby of it, say). A restore names the backup's own. */
+		if (sysid == 0)
+			rv = agent_wal_system_identifier(ctx->cfg, &sysid, &err);
+		if (rv == 0)
+			rv = agent_wal_fetch(ctx, sysid, argv[0], argv[1], &err);
 	}
 	agent_ctx_close(ctx);
 	if (rv == 0)
-		start_prefetch(config, repo, argv[0], argv[1]);
+		start_prefetch(config, repo, sysid, argv[0], argv[1]);
 	if (rv == COFFER_ENOENT && opened)
 		return 1;
 	if (rv != 0) {

@@ -42,7 +42,7 @@ static const coffer_cmd agent_cmds[] = {
 	    agent_cmd_flush },
 	{ "wal-push", "-c FILE PATH", "archive one WAL file (archive_command = '... %p')",
 	    agent_cmd_wal_push },
-	{ "wal-fetch", "-c FILE [--repo primary|dr] NAME PATH",
+	{ "wal-fetch", "-c FILE [--repo primary|dr] [--system-identifier ID] NAME PATH",
 	    "fetch one archived WAL file to PATH (restore_command = '... %f %p')",
 	    agent_cmd_wal_fetch },
 	{ "keygen", "--out FILE [--id ID]",

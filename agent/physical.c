@@ -381,7 +381,7 @@ wait_archived(phys *p, PGconn *conn, const char *segment, int64_t deadline, coff
 {
 	for (;;) {
 		bool there = false;
-		int rc = agent_wal_exists(p->ctx, segment, &there, err);
+		int rc = agent_wal_exists(p->ctx, p->m->system_identifier, segment, &there, err);
 		if (rc != 0)
 			return rc;
 		if (there)

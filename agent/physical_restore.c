@@ -692,13 +692,13 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 	char text[PATH_MAX * 2 + 1024];
 	int len = snprintf(text, sizeof(text),
 	    "\n# Written by coffer-agent restore --physical from backup %s.\n"
-	    "restore_command = '%s wal-fetch -c %s%s %%f %%p'\n"
+	    "restore_command = '%s wal-fetch -c %s%s --system-identifier %" PRIu64 " %%f %%p'\n"
 	    "%s%s%s"
 	    "recovery_target_action = 'promote'\n"
 	    "# A restored copy must not archive into its source's WAL; enable on purpose.\n"
 	    "archive_mode = 'off'\n"
 	    "%s%s%s",
-	    m->backup_id, exe, conf, repo_opt, target >= 0 ? "recovery_target_time = '" : "", tt,
+	    m->backup_id, exe, conf, repo_opt, m->system_identifier, target >= 0 ? "recovery_target_time = '" : "", tt,
 	    target >= 0 ? "'\n" : "", req->port != NULL ? "port = " : "",
 	    req->port != NULL ? req->port : "", req->port != NULL ? "\n" : "");
 	int fd = openat(root_fd, "postgresql.auto.conf", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,

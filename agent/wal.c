@@ -274,25 +274,25 @@ compare_with_stored(agent_ctx *ctx, int fd, const char *path, const char *key,
 }
 
 static int
-check_segment_owner(agent_ctx *ctx, int fd, const char *path, coffer_err *err)
+check_segment_owner(const agent_config *cfg, int fd, const char *path, uint64_t want,
+    coffer_err *err)
 {
 	uint8_t head[AGENT_WAL_LONG_HEADER_LEN];
 	ssize_t got = pread(fd, head, sizeof(head), 0);
 	if (got < 0)
 		return coffer_err_errno(err, errno, "reading", path);
-	uint64_t seg_sysid = 0, want = 0;
+	uint64_t seg_sysid = 0;
 	int rc = agent_wal_header_sysid(head, (size_t)got, &seg_sysid, err);
 	if (rc != 0)
 		return coffer_err_wrap(err, "%s", path);
-	rc = agent_wal_system_identifier(ctx->cfg, &want, err);
-	if (rc != 0)
-		return rc;
 	if (seg_sysid != want)
 		return coffer_err_set(err, COFFER_EREFUSED,
 		    "%s belongs to the cluster with system identifier %" PRIu64 ", not this "
 		    "service's %" PRIu64, path, seg_sysid, want),
 		       coffer_err_hint(err, "archive_command of another cluster uses this agent's "
-					    "config; give that cluster its own service");
+					    "config: give that cluster its own service; or, if it "
+					    "replaced the old cluster on purpose (initdb, pg_upgrade), "
+					    "remove %s/system_identifier", cfg->state_dir);
 	return 0;
 }
 
@@ -337,12 +337,8 @@ store(agent_ctx *ctx, int fd, const char *path, const char *key, agent_wal_push_
 static int
 record_event(agent_ctx *ctx, agent_wal_push_result *res, coffer_err *err)
 {
-	uint64_t sysid = 0;
-	char sysid_text[24] = "";
-	coffer_err ignored = { 0 };
-	bool found = false;
-	if (sysid_read_cache(ctx->cfg, &sysid, &found, &ignored) == 0 && found)
-		snprintf(sysid_text, sizeof(sysid_text), "%" PRIu64, sysid);
+	char sysid_text[24];
+	snprintf(sysid_text, sizeof(sysid_text), "%" PRIu64, res->system_identifier);
 	int64_t now = coffer_clock_now(NULL);
 	char *segs[1] = { res->name };
 	ProtobufCBinaryData shas[1] = { { sizeof(res->stored_sha256), res->stored_sha256 } };
@@ -380,8 +376,11 @@ agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, cof
 	if (rc != 0)
 		return rc;
 	snprintf(res->name, sizeof(res->name), "%s", name);
+	rc = agent_wal_system_identifier(ctx->cfg, &res->system_identifier, err);
 	char key[COFFER_REPO_KEY_MAX];
-	rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, res->timeline, name, err);
+	if (rc == 0)
+		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, res->system_identifier,
+		    res->timeline, name, err);
 	if (rc != 0)
 		return rc;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -394,7 +393,7 @@ agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, cof
 		rc = coffer_err_set(err, COFFER_EINVAL, "%s is not a regular file", path),
 		coffer_err_hint(err, "archive_command must pass %%p");
 	if (rc == 0 && (kind == AGENT_WAL_SEGMENT || kind == AGENT_WAL_PARTIAL))
-		rc = check_segment_owner(ctx, fd, path, err);
+		rc = check_segment_owner(ctx->cfg, fd, path, res->system_identifier, err);
 	if (rc == 0) {
 		rc = store(ctx, fd, path, key, res, err);
 		/* Stored before (begin), or by a concurrent push (commit). */
@@ -417,7 +416,8 @@ agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, cof
 }
 
 int
-agent_wal_exists(agent_ctx *ctx, const char *name, bool *exists, coffer_err *err)
+agent_wal_exists(agent_ctx *ctx, uint64_t sysid, const char *name, bool *exists,
+    coffer_err *err)
 {
 	*exists = false;
 	agent_wal_kind kind;
@@ -425,7 +425,7 @@ agent_wal_exists(agent_ctx *ctx, const char *name, bool *exists, coffer_err *err
 	int rc = agent_wal_name_parse(name, &kind, &tl, err);
 	char key[COFFER_REPO_KEY_MAX];
 	if (rc == 0)
-		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, tl, name, err);
+		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, sysid, tl, name, err);
 	if (rc != 0)
 		return rc;
 	coffer_repo_info info;
@@ -440,20 +440,31 @@ agent_wal_exists(agent_ctx *ctx, const char *name, bool *exists, coffer_err *err
 }
 
 static void
-spool_path(const agent_config *cfg, const char *name, char *buf, size_t size)
+spool_path(const agent_config *cfg, char *buf, size_t size)
 {
-	snprintf(buf, size, "%s/wal-prefetch%s%s", cfg->state_dir, name ? "/" : "", name ? name : "");
+	snprintf(buf, size, "%s/wal-prefetch", cfg->state_dir);
+}
+
+/* A spooled segment's file name: the cluster's identifier, then the WAL
+ * file's, so a restore of another cluster of the service never takes it. */
+static void
+spool_name(uint64_t sysid, const char *name, char *buf, size_t size)
+{
+	snprintf(buf, size, "%" PRIu64 "-%s", sysid, name);
 }
 
 /* Moves a prefetched segment to dest: a rename when both are on one file
  * system, else a copy (fsync'd, then renamed into place). */
 static int
-take_prefetched(agent_ctx *ctx, const char *name, const char *dest, bool *taken,
+take_prefetched(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest, bool *taken,
     coffer_err *err)
 {
 	*taken = false;
-	char src[4096], tmp[4096];
-	spool_path(ctx->cfg, name, src, sizeof(src));
+	char src[4096], tmp[4096], file[128];
+	spool_path(ctx->cfg, src, sizeof(src));
+	spool_name(sysid, name, file, sizeof(file));
+	size_t used = strlen(src);
+	snprintf(src + used, sizeof(src) - used, "/%s", file);
 	if (rename(src, dest) == 0) {
 		*taken = true;
 		return 0;
@@ -494,10 +505,12 @@ take_prefetched(agent_ctx *ctx, const char *name, const char *dest, bool *taken,
 	return 0;
 }
 
-static int fetch_direct(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err);
+static int fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
+    coffer_err *err);
 
 int
-agent_wal_fetch(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err)
+agent_wal_fetch(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
+    coffer_err *err)
 {
 	agent_wal_kind kind;
 	uint32_t tl;
@@ -506,11 +519,11 @@ agent_wal_fetch(agent_ctx *ctx, const char *name, const char *dest, coffer_err *
 		return rc;
 	if (kind == AGENT_WAL_SEGMENT) {
 		bool taken = false;
-		rc = take_prefetched(ctx, name, dest, &taken, err);
+		rc = take_prefetched(ctx, sysid, name, dest, &taken, err);
 		if (rc != 0 || taken)
 			return rc;
 	}
-	return fetch_direct(ctx, name, dest, err);
+	return fetch_direct(ctx, sysid, name, dest, err);
 }
 
 int
@@ -546,11 +559,11 @@ agent_wal_next_segment(const char *name, uint64_t seg_size, char next[25], coffe
 }
 
 int
-agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int count,
-    coffer_err *err)
+agent_wal_prefetch(agent_ctx *ctx, uint64_t sysid, const char *name, uint64_t seg_size,
+    int count, coffer_err *err)
 {
 	char dir[4096], lock[4200];
-	spool_path(ctx->cfg, NULL, dir, sizeof(dir));
+	spool_path(ctx->cfg, dir, sizeof(dir));
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
 		return coffer_err_errno(err, errno, "creating", dir);
 	snprintf(lock, sizeof(lock), "%s/.lock", dir);
@@ -561,7 +574,7 @@ agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int coun
 		close(lfd); /* another prefetcher is at work */
 		return 0;
 	}
-	char window[AGENT_WAL_PREFETCH][25];
+	char window[AGENT_WAL_PREFETCH][25], spooled[AGENT_WAL_PREFETCH][128];
 	int n = 0;
 	const char *prev = name;
 	int rc = 0;
@@ -569,6 +582,7 @@ agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int coun
 		rc = agent_wal_next_segment(prev, seg_size, window[n], err);
 		if (rc != 0)
 			break;
+		spool_name(sysid, window[n], spooled[n], sizeof(spooled[n]));
 		prev = window[n];
 	}
 	/* Whatever is not in the window is spent or stale (and temporaries are
@@ -581,7 +595,7 @@ agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int coun
 			continue;
 		bool keep = false;
 		for (int i = 0; i < n; i++)
-			keep = keep || strcmp(de->d_name, window[i]) == 0;
+			keep = keep || strcmp(de->d_name, spooled[i]) == 0;
 		if (!keep)
 			unlinkat(dirfd(d), de->d_name, 0);
 	}
@@ -590,10 +604,10 @@ agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int coun
 	for (int i = 0; rc == 0 && i < n; i++) {
 		char dest[4200];
 		struct stat st;
-		spool_path(ctx->cfg, window[i], dest, sizeof(dest));
+		snprintf(dest, sizeof(dest), "%s/%s", dir, spooled[i]);
 		if (stat(dest, &st) == 0)
 			continue;
-		rc = fetch_direct(ctx, window[i], dest, err);
+		rc = fetch_direct(ctx, sysid, window[i], dest, err);
 		if (rc == COFFER_ENOENT) {
 			coffer_err_clear(err);
 			rc = 0;
@@ -605,14 +619,15 @@ agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int coun
 }
 
 static int
-fetch_direct(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err)
+fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
+    coffer_err *err)
 {
 	agent_wal_kind kind;
 	uint32_t tl;
 	int rc = agent_wal_name_parse(name, &kind, &tl, err);
 	char key[COFFER_REPO_KEY_MAX];
 	if (rc == 0)
-		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, tl, name, err);
+		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, sysid, tl, name, err);
 	if (rc != 0)
 		return rc;
 	char tmp[4096];

@@ -2,7 +2,7 @@
  * WAL archiving: what PostgreSQL's archive_command and restore_command run.
  *
  * wal-push stores one WAL file (a segment, a .partial, a .backup label or a
- * .history file) as services/<service>/wal/<timeline>/<name>: sha256 ->
+ * .history file) as services/<service>/wal/<sysid>/<timeline>/<name>: sha256 ->
  * zstd -> AES-256-GCM sealed stream, the same chain as backups, published
  * atomically. Pushing is idempotent the way PostgreSQL needs it: an archiver
  * that crashed after storing retries the same file, and that succeeds when
@@ -16,7 +16,10 @@
  * Segments (and .partial files) carry the cluster's system identifier in
  * their first page header; a push refuses a segment of another cluster. The
  * expected identifier is read once from the server (pg_control_system()) and
- * cached in <state_dir>/system_identifier.
+ * cached in <state_dir>/system_identifier. Every WAL key carries it: a
+ * cluster rebuilt for the same service (after the operator removed the cache
+ * on purpose) starts a new line of WAL beside the old one, whose backups
+ * still restore through their own.
  *
  * Memory: the filters' fixed buffers (one sealed chunk, one zstd window);
  * nothing grows with the segment size.
@@ -63,6 +66,7 @@ int agent_wal_system_identifier_save(const agent_config *cfg, uint64_t sysid, co
 
 typedef struct agent_wal_push_result {
 	char name[64];
+	uint64_t system_identifier;
 	uint32_t timeline;
 	bool already; /* the same content was stored before */
 	uint64_t plain_bytes;
@@ -78,11 +82,13 @@ typedef struct agent_wal_push_result {
 int agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res,
     coffer_err *err);
 
-/* Fetches name into dest (written as dest.coffer-tmp, fsync'd, renamed), after
- * authenticating and decompressing it. COFFER_ENOENT, without a message
- * worth printing, when the repository has no such file: PostgreSQL probes for
- * files that do not exist. ctx needs AGENT_NEED_KEYRING | AGENT_NEED_REPO. */
-int agent_wal_fetch(agent_ctx *ctx, const char *name, const char *dest, coffer_err *err);
+/* Fetches name of the cluster sysid into dest (written as dest.coffer-tmp,
+ * fsync'd, renamed), after authenticating and decompressing it.
+ * COFFER_ENOENT, without a message worth printing, when the repository has
+ * no such file: PostgreSQL probes for files that do not exist. ctx needs
+ * AGENT_NEED_KEYRING | AGENT_NEED_REPO. */
+int agent_wal_fetch(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
+    coffer_err *err);
 
 /* Prefetch: recovery asks for segments one at a time, each a round trip to
  * the repository. After fetching segment name, agent_wal_prefetch fetches
@@ -92,14 +98,15 @@ int agent_wal_fetch(agent_ctx *ctx, const char *name, const char *dest, coffer_e
  * seg_size is the fetched segment's size (PostgreSQL's wal_segment_size).
  * Stops quietly at the first segment not archived yet. */
 #define AGENT_WAL_PREFETCH 4
-int agent_wal_prefetch(agent_ctx *ctx, const char *name, uint64_t seg_size, int count,
-    coffer_err *err);
+int agent_wal_prefetch(agent_ctx *ctx, uint64_t sysid, const char *name, uint64_t seg_size,
+    int count, coffer_err *err);
 
 /* The segment after name for segments of seg_size bytes, into next (25
  * bytes). COFFER_EINVAL for a name that is not a segment or a bad size. */
 int agent_wal_next_segment(const char *name, uint64_t seg_size, char next[25], coffer_err *err);
 
-/* Whether name is archived in ctx's repository. */
-int agent_wal_exists(agent_ctx *ctx, const char *name, bool *exists, coffer_err *err);
+/* Whether name of the cluster sysid is archived in ctx's repository. */
+int agent_wal_exists(agent_ctx *ctx, uint64_t sysid, const char *name, bool *exists,
+    coffer_err *err);
 
 #endif

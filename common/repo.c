@@ -28,6 +28,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -205,8 +206,8 @@ coffer_repo_backups_prefix(char *buf, size_t size, const char *service, coffer_e
 }
 
 int
-coffer_repo_wal_key(char *buf, size_t size, const char *service, uint32_t timeline,
-    const char *segment, coffer_err *err)
+coffer_repo_wal_key(char *buf, size_t size, const char *service, uint64_t system_identifier,
+    uint32_t timeline, const char *segment, coffer_err *err)
 {
 	int rc;
 	if ((rc = name_part_check("service", service, err)) != 0 ||
@@ -217,8 +218,12 @@ coffer_repo_wal_key(char *buf, size_t size, const char *service, uint32_t timeli
 		return (coffer_err_set(err, COFFER_EINVAL, "wal timeline 0 does not exist; "
 		    "timelines start at 1"));
 	}
-	rc = layout_put(buf, size, err, "services/%s/wal/%08X/%s", service, (unsigned)timeline,
-	    segment);
+	if (system_identifier == 0) {
+		return (coffer_err_set(err, COFFER_EINVAL, "system identifier 0 names no cluster; "
+		    "PostgreSQL's are never 0"));
+	}
+	rc = layout_put(buf, size, err, "services/%s/wal/%" PRIu64 "/%08X/%s", service,
+	    system_identifier, (unsigned)timeline, segment);
 	return (rc != 0 ? rc : coffer_repo_key_check(buf, err));
 }
 

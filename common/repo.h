@@ -6,7 +6,7 @@
  *
  * Objects are named by keys, '/'-separated like paths:
  *   services/<service>/backups/<backup-id>/{manifest.json,data,attestation.json}
- *   services/<service>/wal/<timeline>/<segment>
+ *   services/<service>/wal/<system-identifier>/<timeline>/<segment>
  *   audit/<date>/...
  * A key is 1..1024 bytes of visible ASCII (0x21..0x7e) except '\', made of
  * non-empty segments of at most 200 bytes that do not start with '.' (so no
@@ -170,10 +170,13 @@ int coffer_repo_backup_key(char *buf, size_t size, const char *service, const ch
     const char *name, coffer_err *err);
 /* services/<service>/backups/ */
 int coffer_repo_backups_prefix(char *buf, size_t size, const char *service, coffer_err *err);
-/* services/<service>/wal/<timeline as 8 upper-case hex digits>/<segment>;
- * segment is a WAL file name (000000010000000000000001, 00000002.history,
- * ...partial, ...backup). */
-int coffer_repo_wal_key(char *buf, size_t size, const char *service, uint32_t timeline,
-    const char *segment, coffer_err *err);
+/* services/<service>/wal/<system identifier, decimal>/<timeline as 8
+ * upper-case hex digits>/<segment>; segment is a WAL file name
+ * (000000010000000000000001, 00000002.history, ...partial, ...backup). The
+ * system identifier is part of the key because a rebuilt cluster (initdb,
+ * pg_upgrade) starts again at the same segment names: its WAL is another
+ * line of history, never the old one's continuation. */
+int coffer_repo_wal_key(char *buf, size_t size, const char *service, uint64_t system_identifier,
+    uint32_t timeline, const char *segment, coffer_err *err);
 
 #endif

@@ -530,6 +530,7 @@ typedef struct copy_job {
 	int attempts;
 	/* physical: the WAL from start to stop goes with it */
 	int timeline;
+	char sysid[24]; /* the cluster's system identifier, decimal; "" if unknown */
 	char start_lsn[32], stop_lsn[32];
 	int wal_segments;
 	/* results */
@@ -797,16 +798,17 @@ attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, cha
 }
 
 static int
-wal_copied(coord_catalog *cat, const char *service, int timeline, const char *segment,
-    coffer_err *err)
+wal_copied(coord_catalog *cat, const char *service, const char *sysid, int timeline,
+    const char *segment, coffer_err *err)
 {
 	char tl[16];
 	snprintf(tl, sizeof(tl), "%d", timeline);
-	const char *v[] = { service, tl, segment };
+	const char *v[] = { service, tl, segment, sysid };
 	return (exec(cat, "recording a WAL segment's DR copy",
 	    "UPDATE wal_segments SET dr_copied_at = now() WHERE service = $1 "
-	    "AND timeline = $2::integer AND segment = $3 AND dr_copied_at IS NULL",
-	    3, v, err));
+	    "AND system_identifier = $4::numeric AND timeline = $2::integer AND segment = $3 "
+	    "AND dr_copied_at IS NULL",
+	    4, v, err));
 }
 
 /*
@@ -826,20 +828,23 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 	}
 	int64_t from = coord_walprune_lsn_segno(j->start_lsn, per);
 	int64_t to = coord_walprune_lsn_segno(j->stop_lsn, per);
-	if (from < 0 || to < from || j->timeline <= 0) {
-		return (coffer_err_set(err, COFFER_ECORRUPT, "backup %s has no usable timeline and "
-		    "start/stop LSNs (%d, %s..%s)", j->id, j->timeline, j->start_lsn, j->stop_lsn));
+	uint64_t sysid = strtoull(j->sysid, NULL, 10);
+	if (from < 0 || to < from || j->timeline <= 0 || sysid == 0) {
+		return (coffer_err_set(err, COFFER_ECORRUPT, "backup %s has no usable system "
+		    "identifier, timeline and start/stop LSNs ('%s', %d, %s..%s)", j->id, j->sysid,
+		    j->timeline, j->start_lsn, j->stop_lsn));
 	}
 	for (int64_t n = from; n <= to && rv == 0; n++) {
 		char seg[32], tl[16], src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8];
 		snprintf(seg, sizeof(seg), "%08X%08X%08X", (unsigned)j->timeline,
 		    (unsigned)(n / per), (unsigned)(n % per));
 		snprintf(tl, sizeof(tl), "%d", j->timeline);
-		const char *v[] = { j->service, tl, seg };
+		const char *v[] = { j->service, tl, seg, j->sysid };
 		PGresult *res = coord_catalog_query(cat,
 		    "SELECT encode(stored_sha256, 'hex'), stored_bytes FROM wal_segments "
-		    "WHERE service = $1 AND timeline = $2::integer AND segment = $3",
-		    3, v, "reading a WAL segment's record", &rv, err);
+		    "WHERE service = $1 AND system_identifier = $4::numeric "
+		    "AND timeline = $2::integer AND segment = $3",
+		    4, v, "reading a WAL segment's record", &rv, err);
 		if (res == NULL) {
 			return (rv);
 		}
@@ -854,8 +859,8 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		snprintf(want, sizeof(want), "%s", PQgetvalue(res, 0, 0));
 		int64_t bytes = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 		PQclear(res);
-		if ((rv = coffer_repo_wal_key(src, sizeof(src), j->service, (uint32_t)j->timeline, seg,
-			 err)) != 0) {
+		if ((rv = coffer_repo_wal_key(src, sizeof(src), j->service, sysid,
+			 (uint32_t)j->timeline, seg, err)) != 0) {
 			return (rv);
 		}
 		if ((size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >= sizeof(dst)) {
@@ -869,7 +874,7 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		}
 		if (rv == 0) {
 			j->wal_segments++;
-			rv = wal_copied(cat, j->service, j->timeline, seg, err);
+			rv = wal_copied(cat, j->service, j->sysid, j->timeline, seg, err);
 		}
 	}
 	return (rv);
@@ -1031,7 +1036,7 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 	    "COALESCE(b.manifest->>'manifest_sha256', ''), " MS("c.retain_until") ", "
 	    "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status, "
 	    "COALESCE(b.timeline, 0), COALESCE(b.start_lsn::text, ''), "
-	    "COALESCE(b.stop_lsn::text, '') "
+	    "COALESCE(b.stop_lsn::text, ''), COALESCE(b.system_identifier::text, '') "
 	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "LEFT JOIN agents a ON a.name = b.agent "
 	    "WHERE c.repo = 'dr' AND c.status IN ('copying', 'failed') "
@@ -1064,6 +1069,7 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 		j->timeline = atoi(PQgetvalue(res, i, 12));
 		snprintf(j->start_lsn, sizeof(j->start_lsn), "%s", PQgetvalue(res, i, 13));
 		snprintf(j->stop_lsn, sizeof(j->stop_lsn), "%s", PQgetvalue(res, i, 14));
+		snprintf(j->sysid, sizeof(j->sysid), "%s", PQgetvalue(res, i, 15));
 		const char *bs = PQgetvalue(res, i, 11);
 		gone[i] = strcmp(bs, "completed") != 0 && strcmp(bs, "pending_delete") != 0;
 	}
@@ -1220,7 +1226,8 @@ copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcop
 		const char *v[] = { p->name, n, w, lim };
 		PGresult *res = coord_catalog_query(cat,
 		    "SELECT timeline, segment, encode(stored_sha256, 'hex'), stored_bytes, "
-		    MS("archived_at") " FROM wal_segments WHERE service = $1 AND dr_copied_at IS NULL "
+		    MS("archived_at") ", system_identifier::text "
+		    "FROM wal_segments WHERE service = $1 AND dr_copied_at IS NULL "
 		    "AND deleted_at IS NULL AND archived_at > " TS(2) " - $3::bigint * "
 		    "interval '1 millisecond' ORDER BY archived_at, segment LIMIT $4::integer",
 		    4, v, "reading WAL to copy to DR", &rv, err);
@@ -1239,13 +1246,15 @@ copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcop
 			const char *seg = PQgetvalue(res, r, 1);
 			const char *want = PQgetvalue(res, r, 2);
 			int64_t bytes = strtoll(PQgetvalue(res, r, 3), NULL, 10);
+			const char *sysid = PQgetvalue(res, r, 5);
 			j.until_ms = strtoll(PQgetvalue(res, r, 4), NULL, 10) + p->pitr_window_ms;
 			char src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8], got[65];
 			char version[COFFER_S3_VERSION_ID_MAX] = "";
 			bool exists = false;
 			coffer_err e;
 			coffer_err_clear(&e);
-			int cr = coffer_repo_wal_key(src, sizeof(src), p->name, (uint32_t)tl, seg, &e);
+			int cr = coffer_repo_wal_key(src, sizeof(src), p->name,
+			    strtoull(sysid, NULL, 10), (uint32_t)tl, seg, &e);
 			if (cr == 0 && (size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >=
 					   sizeof(dst)) {
 				cr = coffer_err_set(&e, COFFER_EINVAL, "DR key for %s is too long", src);
@@ -1262,7 +1271,7 @@ copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcop
 				    p->name, seg, quoted(q, sizeof(q), e.msg));
 				break;
 			}
-			rv = wal_copied(cat, p->name, tl, seg, err);
+			rv = wal_copied(cat, p->name, sysid, tl, seg, err);
 			if (rv == 0) {
 				st->wal_copied++;
 			}

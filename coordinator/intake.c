@@ -1006,16 +1006,24 @@ wal_segment_name(const char *s)
 }
 
 /* wal.archived: each segment into wal_segments, for continuity, lag and
- * WAL retention (coordinator/walwatch.c, prune.c). Events from agents that
- * do not send digests are kept in `events` only. The same segment again
- * (PostgreSQL retrying after a crash) changes nothing; a segment
- * re-archived after its row was marked deleted is live again. */
+ * WAL retention (coordinator/walwatch.c, prune.c), keyed by the cluster's
+ * system identifier as the repository is. Events from agents that do not
+ * send digests or the identifier are kept in `events` only (and the gap they
+ * leave is reported by the WAL watch). The same segment again (PostgreSQL
+ * retrying after a crash) changes nothing; a segment re-archived after its
+ * row was marked deleted is live again. */
 static int
 apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *w,
     int64_t occurred_at_ms, coffer_err *err)
 {
 	if (w->n_segment_sha256 != w->n_segments || w->n_segments == 0)
 		return (0);
+	if (!digits_ok(w->system_identifier, 20) ||
+	    strspn(w->system_identifier, "0") == strlen(w->system_identifier)) {
+		coffer_log_warn("wal.archived without a system identifier, not tracked",
+		    "agent=%s service=%s", ag->name, ag->service);
+		return (0);
+	}
 	char tl[16], at[24];
 	snprintf(tl, sizeof(tl), "%" PRIu32, w->timeline);
 	fmt_i64(at, sizeof(at), w->last_archived_at_ms != 0 ? w->last_archived_at_ms :
@@ -1028,16 +1036,17 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 		fmt_i64(bytes, sizeof(bytes), (int64_t)w->segment_stored_bytes[i]);
 		const char *vals[] = { ag->service, tl, w->segments[i], bytes, sha,
 			ms_ok(w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms) ?
-			    at : NULL };
+			    at : NULL,
+			w->system_identifier };
 		int rv = cat_exec(in, "recording an archived WAL segment",
-		    "INSERT INTO wal_segments (service, timeline, segment, stored_bytes, "
-		    "stored_sha256, archived_at) VALUES ($1, $2::integer, $3, $4::bigint, "
-		    "decode($5, 'hex'), COALESCE(" TS(6) ", now())) "
-		    "ON CONFLICT (service, timeline, segment) DO UPDATE SET "
+		    "INSERT INTO wal_segments (service, system_identifier, timeline, segment, "
+		    "stored_bytes, stored_sha256, archived_at) VALUES ($1, $7::numeric, $2::integer, "
+		    "$3, $4::bigint, decode($5, 'hex'), COALESCE(" TS(6) ", now())) "
+		    "ON CONFLICT (service, system_identifier, timeline, segment) DO UPDATE SET "
 		    "stored_bytes = EXCLUDED.stored_bytes, stored_sha256 = EXCLUDED.stored_sha256, "
 		    "archived_at = EXCLUDED.archived_at, deleted_at = NULL "
 		    "WHERE wal_segments.deleted_at IS NOT NULL",
-		    6, vals, err);
+		    7, vals, err);
 		if (rv != 0)
 			return (rv);
 	}

@@ -473,6 +473,26 @@ static const char migration_8_sql[] =
     "CREATE INDEX backups_unattested ON backups (finished_at)\n"
     "  WHERE status = 'completed' AND attested_at IS NULL;\n";
 
+/* WAL continuity per cluster: a service whose cluster was rebuilt (initdb,
+ * pg_upgrade) archives the same segment names again under a new system
+ * identifier, so the identifier joins the key (and the repository key,
+ * common/repo.h). Rows recorded before take the identifier of the service's
+ * newest backup that names one, else of its agent's hello; 0 where neither
+ * says (development catalogs only: no release recorded WAL without it). */
+static const char migration_9_sql[] =
+    "ALTER TABLE wal_segments ADD COLUMN system_identifier numeric(20, 0)\n"
+    "  CHECK (system_identifier >= 0);\n"
+    "UPDATE wal_segments w SET system_identifier = COALESCE(\n"
+    "  (SELECT b.system_identifier FROM backups b WHERE b.service = w.service\n"
+    "     AND b.system_identifier IS NOT NULL ORDER BY b.finished_at DESC NULLS LAST LIMIT 1),\n"
+    "  (SELECT (a.hello->>'system_identifier')::numeric FROM agents a\n"
+    "     WHERE a.service = w.service AND a.hello->>'system_identifier' ~ '^[0-9]{1,20}$'\n"
+    "     ORDER BY a.name LIMIT 1),\n"
+    "  0);\n"
+    "ALTER TABLE wal_segments ALTER COLUMN system_identifier SET NOT NULL;\n"
+    "ALTER TABLE wal_segments DROP CONSTRAINT wal_segments_pkey;\n"
+    "ALTER TABLE wal_segments ADD PRIMARY KEY (service, system_identifier, timeline, segment);\n";
+
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
 	{ 2, "agent intake", migration_2_sql },
@@ -482,6 +502,7 @@ static const coord_migration migrations[] = {
 	{ 6, "reserved for the dr copy", migration_6_sql },
 	{ 7, "drills and integrity", migration_7_sql },
 	{ 8, "dr copy", migration_8_sql },
+	{ 9, "wal per cluster", migration_9_sql },
 };
 
 const coord_migration *

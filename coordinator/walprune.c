@@ -9,6 +9,9 @@
  * marked deleted in its own short statement right after its object is
  * removed: a crash between the two leaves a live row whose object is gone,
  * which the next pass deletes again ("gone") and marks.
+ * Each cluster of a service (system identifier) is its own line of WAL,
+ * kept by its own backups: segment numbers of a rebuilt cluster start again
+ * and say nothing about the old one's.
  */
 #include "coordinator/walprune.h"
 
@@ -65,28 +68,41 @@ kept(const keep_set *k, int64_t n)
 	return (false);
 }
 
-/* The keep set of service; *none when it has no completed physical backup
- * (then nothing may be deleted). */
+/* The keep set of one cluster of service; *none when nothing of it may be
+ * deleted: it never had a completed physical backup (the first one may be on
+ * its way). A cluster whose backups have all been deleted keeps nothing
+ * (anchor_from past every segment): its WAL has nothing left to replay onto
+ * and only the PITR window holds it. */
 static int
-keep_set_load(coord_catalog *cat, const char *service, int64_t per, int64_t window_ms,
-    int64_t now_ms, keep_set *k, bool *none, coffer_err *err)
+keep_set_load(coord_catalog *cat, const char *service, const char *sysid, int64_t per,
+    int64_t window_ms, int64_t now_ms, keep_set *k, bool *none, coffer_err *err)
 {
 	memset(k, 0, sizeof(*k));
 	*none = true;
-	const char *vals[] = { service };
+	const char *vals[] = { service, sysid };
 	int rv;
 	PGresult *r = coord_catalog_query(cat,
 	    "SELECT id, start_lsn::text, stop_lsn::text, "
-	    "  (extract(epoch FROM finished_at) * 1000)::bigint FROM backups "
-	    "WHERE service = $1 AND kind = 'physical' AND status IN ('completed', 'pending_delete') "
+	    "  (extract(epoch FROM finished_at) * 1000)::bigint, status FROM backups "
+	    "WHERE service = $1 AND kind = 'physical' AND system_identifier = $2::numeric "
+	    "  AND status IN ('completed', 'pending_delete', 'deleted') "
 	    "  AND start_lsn IS NOT NULL AND stop_lsn IS NOT NULL "
-	    "ORDER BY finished_at, id",
-	    1, vals, "reading the service's physical backups", &rv, err);
+	    "ORDER BY status = 'deleted' DESC, finished_at, id",
+	    2, vals, "reading the cluster's physical backups", &rv, err);
 	if (r == NULL)
 		return (rv);
-	int n = PQntuples(r);
-	if (n == 0) {
+	/* Deleted backups sort first: the live ones are the tail. */
+	int all = PQntuples(r), skip = 0;
+	while (skip < all && strcmp(PQgetvalue(r, skip, 4), "deleted") == 0)
+		skip++;
+	int n = all - skip;
+	if (n <= 0) {
 		PQclear(r);
+		if (skip > 0) {
+			k->anchor_from = INT64_MAX;
+			snprintf(k->anchor_id, sizeof(k->anchor_id), "none");
+			*none = false;
+		}
 		return (0);
 	}
 	k->r = calloc((size_t)n, sizeof(*k->r));
@@ -98,16 +114,16 @@ keep_set_load(coord_catalog *cat, const char *service, int64_t per, int64_t wind
 	 * the oldest. */
 	int anchor = 0;
 	for (int i = 0; i < n; i++) {
-		if (strtoll(PQgetvalue(r, i, 3), NULL, 10) <= now_ms - window_ms)
+		if (strtoll(PQgetvalue(r, skip + i, 3), NULL, 10) <= now_ms - window_ms)
 			anchor = i;
 	}
 	for (int i = 0; i < n; i++) {
-		int64_t from = coord_walprune_lsn_segno(PQgetvalue(r, i, 1), per);
-		int64_t to = coord_walprune_lsn_segno(PQgetvalue(r, i, 2), per);
+		int64_t from = coord_walprune_lsn_segno(PQgetvalue(r, skip + i, 1), per);
+		int64_t to = coord_walprune_lsn_segno(PQgetvalue(r, skip + i, 2), per);
 		if (from < 0 || to < from) {
 			rv = coffer_err_set(err, COFFER_ECORRUPT,
-			    "backup %s has start/stop LSNs %s..%s that do not parse", PQgetvalue(r, i, 0),
-			    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+			    "backup %s has start/stop LSNs %s..%s that do not parse", PQgetvalue(r, skip + i, 0),
+			    PQgetvalue(r, skip + i, 1), PQgetvalue(r, skip + i, 2));
 			PQclear(r);
 			free(k->r);
 			k->r = NULL;
@@ -115,7 +131,7 @@ keep_set_load(coord_catalog *cat, const char *service, int64_t per, int64_t wind
 		}
 		if (i == anchor) {
 			k->anchor_from = from;
-			snprintf(k->anchor_id, sizeof(k->anchor_id), "%s", PQgetvalue(r, i, 0));
+			snprintf(k->anchor_id, sizeof(k->anchor_id), "%s", PQgetvalue(r, skip + i, 0));
 		} else if (i < anchor) {
 			k->r[k->n++] = (keep_range){ from, to };
 		}
@@ -127,32 +143,31 @@ keep_set_load(coord_catalog *cat, const char *service, int64_t per, int64_t wind
 }
 
 static int
-mark_deleted(coord_catalog *cat, const char *service, const char *tl, const char *segment,
-    coffer_err *err)
+mark_deleted(coord_catalog *cat, const char *service, const char *sysid, const char *tl,
+    const char *segment, coffer_err *err)
 {
-	const char *vals[] = { service, tl, segment };
+	const char *vals[] = { service, tl, segment, sysid };
 	int rv;
 	PGresult *r = coord_catalog_query(cat,
 	    "UPDATE wal_segments SET deleted_at = now() "
-	    "WHERE service = $1 AND timeline = $2::integer AND segment = $3 AND deleted_at IS NULL",
-	    3, vals, "marking a WAL segment deleted", &rv, err);
+	    "WHERE service = $1 AND system_identifier = $4::numeric AND timeline = $2::integer "
+	    "AND segment = $3 AND deleted_at IS NULL",
+	    4, vals, "marking a WAL segment deleted", &rv, err);
 	PQclear(r);
 	return (rv);
 }
 
 static int
-prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_service_policy *p,
-    coffer_repo *repo, int64_t now_ms, coord_walprune_stats *st, coffer_err *err)
+prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_service_policy *p,
+    const char *sysid, int64_t per, coffer_repo *repo, int64_t now_ms, coord_walprune_stats *st,
+    coffer_err *err)
 {
-	int64_t per;
-	int rv = coord_walwatch_per_log(cat, p->name, &per, err);
-	if (rv != 0)
-		return (rv);
 	keep_set k;
 	bool none;
-	if ((rv = keep_set_load(cat, p->name, per, p->pitr_window_ms, now_ms, &k, &none, err)) != 0 ||
-	    none)
+	int rv = keep_set_load(cat, p->name, sysid, per, p->pitr_window_ms, now_ms, &k, &none, err);
+	if (rv != 0 || none)
 		return (rv);
+	uint64_t sysid_n = strtoull(sysid, NULL, 10);
 	char per_text[24], before[24];
 	snprintf(per_text, sizeof(per_text), "%" PRId64, per);
 	snprintf(before, sizeof(before), "%" PRId64, now_ms - p->pitr_window_ms);
@@ -167,15 +182,15 @@ prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 		snprintf(after_text, sizeof(after_text), "%" PRId64, after);
 		char anchor_text[24];
 		snprintf(anchor_text, sizeof(anchor_text), "%" PRId64, k.anchor_from);
-		const char *vals[] = { p->name, per_text, anchor_text, before, after_text };
+		const char *vals[] = { p->name, per_text, anchor_text, before, after_text, sysid };
 		PGresult *r = coord_catalog_query(cat,
 		    "SELECT timeline::text, segment, n FROM (SELECT timeline, segment, "
 		    "  ('x' || substr(segment, 9, 8))::bit(32)::bigint * $2::bigint "
 		    "  + ('x' || substr(segment, 17, 8))::bit(32)::bigint AS n "
-		    "  FROM wal_segments WHERE service = $1 AND deleted_at IS NULL "
-		    "  AND archived_at < to_timestamp($4::bigint / 1000.0)) s "
+		    "  FROM wal_segments WHERE service = $1 AND system_identifier = $6::numeric "
+		    "  AND deleted_at IS NULL AND archived_at < to_timestamp($4::bigint / 1000.0)) s "
 		    "WHERE n < $3::bigint AND n > $5::bigint ORDER BY n, timeline, segment LIMIT 1000",
-		    5, vals, "listing WAL segments past retention", &rv, err);
+		    6, vals, "listing WAL segments past retention", &rv, err);
 		if (r == NULL)
 			break;
 		int rows = PQntuples(r);
@@ -187,13 +202,13 @@ prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 			const char *tl = PQgetvalue(r, i, 0), *seg = PQgetvalue(r, i, 1);
 			char okey[COFFER_REPO_KEY_MAX];
 			coffer_err e = { 0 };
-			int drc = coffer_repo_wal_key(okey, sizeof(okey), p->name,
+			int drc = coffer_repo_wal_key(okey, sizeof(okey), p->name, sysid_n,
 			    (uint32_t)strtoul(tl, NULL, 10), seg, &e);
 			if (drc == 0)
 				drc = coffer_repo_delete(repo, okey, &e);
 			coord_prune_outcome o = coord_prune_classify(drc, &e);
 			if (o == COORD_PRUNE_DELETED || o == COORD_PRUNE_GONE) {
-				if ((rv = mark_deleted(cat, p->name, tl, seg, err)) != 0)
+				if ((rv = mark_deleted(cat, p->name, sysid, tl, seg, err)) != 0)
 					break;
 				deleted++;
 				if (first[0] == '\0')
@@ -202,9 +217,9 @@ prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 			} else {
 				failed++;
 				char q[600];
-				coffer_log_warn("WAL segment not deleted", "service=%s segment=%s outcome=%s "
-				    "error=%s", p->name, seg, coord_prune_outcome_name(o),
-				    coffer_log_quote(q, sizeof(q), e.msg));
+				coffer_log_warn("WAL segment not deleted", "service=%s system_identifier=%s "
+				    "segment=%s outcome=%s error=%s", p->name, sysid, seg,
+				    coord_prune_outcome_name(o), coffer_log_quote(q, sizeof(q), e.msg));
 			}
 		}
 		PQclear(r);
@@ -217,6 +232,7 @@ prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 	if (rv != 0 || (deleted == 0 && failed == 0))
 		return (rv);
 	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "system_identifier", sysid);
 	cJSON_AddNumberToObject(d, "deleted", (double)deleted);
 	cJSON_AddNumberToObject(d, "failed", (double)failed);
 	cJSON_AddStringToObject(d, "first", first);
@@ -230,8 +246,31 @@ prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 	rv = coord_audit_append(cat, key, "coordinator", "wal.pruned", p->name, text, NULL, err);
 	cJSON_free(text);
 	if (rv == 0)
-		coffer_log_info("WAL pruned", "service=%s deleted=%" PRId64 " failed=%" PRId64
-		    " first=%s last=%s anchor=%s", p->name, deleted, failed, first, last, k.anchor_id);
+		coffer_log_info("WAL pruned", "service=%s system_identifier=%s deleted=%" PRId64
+		    " failed=%" PRId64 " first=%s last=%s anchor=%s", p->name, sysid, deleted, failed,
+		    first, last, k.anchor_id);
+	return (rv);
+}
+
+static int
+prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_service_policy *p,
+    coffer_repo *repo, int64_t now_ms, coord_walprune_stats *st, coffer_err *err)
+{
+	int64_t per;
+	int rv = coord_walwatch_per_log(cat, p->name, &per, err);
+	if (rv != 0)
+		return (rv);
+	/* A service has one cluster, or a few once it was rebuilt: one row each. */
+	const char *vals[] = { p->name };
+	PGresult *r = coord_catalog_query(cat,
+	    "SELECT DISTINCT system_identifier::text FROM wal_segments "
+	    "WHERE service = $1 AND deleted_at IS NULL ORDER BY 1",
+	    1, vals, "listing the service's clusters", &rv, err);
+	if (r == NULL)
+		return (rv);
+	for (int i = 0; rv == 0 && i < PQntuples(r); i++)
+		rv = prune_cluster(cat, key, p, PQgetvalue(r, i, 0), per, repo, now_ms, st, err);
+	PQclear(r);
 	return (rv);
 }
 

@@ -102,18 +102,21 @@ check_gap(coord_catalog *cat, const coord_audit_key *key, const coord_config *cf
 	const char *vals[] = { service, per_text };
 	int rv;
 	PGresult *r = query(cat, "looking for gaps in the archived WAL",
-	    "WITH live AS (SELECT timeline, segment, "
+	    "WITH live AS (SELECT system_identifier, timeline, segment, "
 	    "    ('x' || substr(segment, 9, 8))::bit(32)::bigint * $2::bigint "
 	    "    + ('x' || substr(segment, 17, 8))::bit(32)::bigint AS n "
 	    "  FROM wal_segments WHERE service = $1 AND deleted_at IS NULL "
 	    "  AND length(segment) = 24), "
-	    "g AS (SELECT timeline, segment, n, lag(n) OVER w AS pn, lag(segment) OVER w AS pseg "
-	    "  FROM live WINDOW w AS (PARTITION BY timeline ORDER BY n)) "
-	    "SELECT timeline, pseg, segment, n - pn - 1, count(*) OVER () "
+	    "g AS (SELECT system_identifier, timeline, segment, n, lag(n) OVER w AS pn, "
+	    "  lag(segment) OVER w AS pseg "
+	    "  FROM live WINDOW w AS (PARTITION BY system_identifier, timeline ORDER BY n)) "
+	    "SELECT timeline, pseg, segment, n - pn - 1, count(*) OVER (), "
+	    "  system_identifier::text "
 	    "FROM g WHERE n - pn > 1 AND n - pn - 1 > (SELECT count(*) FROM wal_segments w "
-	    "  WHERE w.service = $1 AND w.timeline = g.timeline AND w.deleted_at IS NOT NULL "
+	    "  WHERE w.service = $1 AND w.system_identifier = g.system_identifier "
+	    "  AND w.timeline = g.timeline AND w.deleted_at IS NOT NULL "
 	    "  AND length(w.segment) = 24 AND w.segment > g.pseg AND w.segment < g.segment) "
-	    "ORDER BY timeline, n LIMIT 1",
+	    "ORDER BY system_identifier, timeline, n LIMIT 1",
 	    2, vals, &rv, err);
 	if (r == NULL)
 		return (rv);
@@ -123,12 +126,13 @@ check_gap(coord_catalog *cat, const coord_audit_key *key, const coord_config *cf
 	if (gap) {
 		st->gaps++;
 		snprintf(summary, sizeof(summary),
-		    "service %s: archived WAL has %s gap(s); first on timeline %s: %s segment(s) "
-		    "missing after %s (next archived: %s); point-in-time recovery cannot cross it, "
-		    "take a base backup now",
-		    service, PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 3),
-		    PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
+		    "service %s: archived WAL has %s gap(s); first on timeline %s of cluster %s: "
+		    "%s segment(s) missing after %s (next archived: %s); point-in-time recovery "
+		    "cannot cross it, take a base backup now",
+		    service, PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 5),
+		    PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
 		d = cJSON_CreateObject();
+		cJSON_AddStringToObject(d, "system_identifier", PQgetvalue(r, 0, 5));
 		cJSON_AddStringToObject(d, "timeline", PQgetvalue(r, 0, 0));
 		cJSON_AddStringToObject(d, "after", PQgetvalue(r, 0, 1));
 		cJSON_AddStringToObject(d, "next", PQgetvalue(r, 0, 2));

@@ -455,7 +455,7 @@ wait_for "WAL archived after the backup was not copied to DR" \
 	'[[ $(cq "select count(*) from wal_segments where service = '"'ledger'"' and segment = '"'$lastseg'"' and dr_copied_at is not null") == 1 ]]'
 [[ $(cq "select count(*) from wal_segments where service = 'ledger' and dr_copied_at is null") == 0 ]] ||
 	fail "ledger WAL left behind: $(cq "select string_agg(segment, ' ') from wal_segments where service = 'ledger' and dr_copied_at is null")"
-s3as dr head dr-vault "fleet/services/ledger/wal/00000001/$lastseg" | grep -q "lock=GOVERNANCE" ||
+s3as dr head dr-vault "fleet/services/ledger/wal/$(lq "select system_identifier from pg_control_system()")/00000001/$lastseg" | grep -q "lock=GOVERNANCE" ||
 	fail "$lastseg is not in DR, locked"
 pass "WAL archived after the backup ($lastseg) copied to DR and locked: point-in-time recovery from DR"
 runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$T/lpg/data" -m fast -w stop >/dev/null

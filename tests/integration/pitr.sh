@@ -10,7 +10,12 @@
 #   quietly, a non-empty --pgdata refused;
 # - a repository that cannot be written makes wal-push fail (pg_stat_archiver's
 #   failed_count rises, PostgreSQL keeps the segment) and archiving catches up
-#   once it is fixed.
+#   once it is fixed;
+# - the cluster rebuilt for the same service (initdb again): its segments are
+#   refused until the operator removes the cached system identifier, then
+#   archived beside the old cluster's same-named ones; a backup of the old
+#   cluster still restores through the old cluster's WAL, and the new one
+#   backs up.
 # The server runs as postgres, so the agent's config, keys, state and
 # repository belong to postgres; backups run as postgres, the restore as root
 # (it hands the restored files to the directory's owner).
@@ -51,6 +56,9 @@ CONF
 chown -R postgres: "$T/state" "$T/repo" "$T/billing.keys" "$T/agent.key" "$conf"
 ci="$PG_CONNINFO dbname=postgres"
 q() { psql_at "$ci" -c "$1"; }
+# WAL is kept per cluster: services/<service>/wal/<system identifier>/.
+sysid=$(q "select system_identifier from pg_control_system()")
+wal=$T/repo/services/billing/wal/$sysid
 
 # Waits (bounded, not timed) until pg_stat_archiver shows $1 archived.
 wait_archived() {
@@ -88,7 +96,7 @@ if grep -q '"path":"postmaster.pid"' "$man"; then fail "postmaster.pid was backe
 if grep -q '"path":"pg_wal/0' "$man"; then fail "pg_wal contents were backed up"; fi
 if grep -q "\"path\":\"$scratch_path\"" "$man"; then fail "the unlogged table's main fork was backed up"; fi
 grep -q "\"path\":\"${scratch_path}_init\"" "$man" || fail "the unlogged table's init fork is missing"
-ls "$T/repo/services/billing/wal/00000001/" | grep -q '\.backup$' ||
+ls "$wal/00000001/" | grep -q '\.backup$' ||
 	fail "the backup history file was not archived"
 as_pg "$agent" verify -c "$conf" --backup "$id" >/dev/null 2>"$T/err" || { cat "$T/err"; fail "verify $id"; }
 as_pg "$agent" list -c "$conf" | grep -q "$id" || fail "list does not show $id"
@@ -126,7 +134,7 @@ if as_pg "$agent" wal-push -c "$conf" "$T/w/o/000000010000000000000F00" 2>"$T/er
 	fail "a segment of another cluster was archived"
 fi
 grep -q "system identifier" "$T/err" || { cat "$T/err"; fail "foreign segment refusal does not name the system identifier"; }
-[[ ! -e "$T/repo/services/billing/wal/00000001/000000010000000000000F00" ]] || fail "foreign segment stored"
+[[ ! -e "$wal/00000001/000000010000000000000F00" ]] || fail "foreign segment stored"
 pass "segment of another cluster refused"
 rc=0
 as_pg "$agent" wal-fetch -c "$conf" 000000010000000000000F01 "$T/w/none" 2>"$T/err" || rc=$?
@@ -141,8 +149,8 @@ pass "missing segment: wal-fetch exits 1 quietly; bad names refused"
 printf '1\t0/3000000\tno recovery target specified\n' >"$T/w/0000000A.history"
 chown postgres: "$T/w/0000000A.history"
 as_pg "$agent" wal-push -c "$conf" "$T/w/0000000A.history" 2>"$T/err" || { cat "$T/err"; fail "wal-push of a history file"; }
-[[ -f "$T/repo/services/billing/wal/0000000A/0000000A.history" ]] || fail "history file not under wal/0000000A/"
-if grep -q "no recovery target" "$T/repo/services/billing/wal/0000000A/0000000A.history"; then fail "history file stored in clear"; fi
+[[ -f "$wal/0000000A/0000000A.history" ]] || fail "history file not under wal/0000000A/"
+if grep -q "no recovery target" "$wal/0000000A/0000000A.history"; then fail "history file stored in clear"; fi
 as_pg "$agent" wal-fetch -c "$conf" 0000000A.history "$T/w/h" || fail "wal-fetch of the history file"
 cmp -s "$T/w/h" "$T/w/0000000A.history" || fail "fetched history file differs"
 pass "history files archived under their timeline and fetched back"
@@ -189,14 +197,14 @@ spool=$T/state/wal-prefetch
 s1=000000010000000000000001 s2=000000010000000000000002
 rm -rf "$spool"
 as_pg "$agent" wal-fetch -c "$conf" $s1 "$T/w/p1" || fail "wal-fetch $s1"
-for _ in $(seq 600); do [[ -f $spool/$s2 ]] && break; sleep 0.1; done
-[[ -f $spool/$s2 ]] || fail "$s2 was not prefetched"
+for _ in $(seq 600); do [[ -f $spool/$sysid-$s2 ]] && break; sleep 0.1; done
+[[ -f $spool/$sysid-$s2 ]] || fail "$s2 was not prefetched"
 flock -w 120 "$spool/.lock" true || fail "the prefetcher did not finish"
 (($(ls "$spool" | wc -l) <= 4)) || fail "the prefetch spool holds more than 4 segments"
-mv "$T/repo/services/billing/wal/00000001/$s2" "$T/w/aside"
+mv "$wal/00000001/$s2" "$T/w/aside"
 as_pg "$agent" wal-fetch -c "$conf" $s2 "$T/w/p2" || fail "prefetched $s2 was not served"
-mv "$T/w/aside" "$T/repo/services/billing/wal/00000001/$s2"
-[[ ! -e $spool/$s2 ]] || fail "served segment left in the spool"
+mv "$T/w/aside" "$wal/00000001/$s2"
+[[ ! -e $spool/$sysid-$s2 ]] || fail "served segment left in the spool"
 as_pg "$agent" wal-fetch -c "$conf" $s2 "$T/w/p2b" || fail "wal-fetch $s2 from the repository"
 cmp -s "$T/w/p2" "$T/w/p2b" || fail "prefetched $s2 differs from the archived one"
 pass "prefetch: $s2 served from the spool, identical to the archive"
@@ -204,7 +212,7 @@ pass "prefetch: $s2 served from the spool, identical to the archive"
 # --- a failing repository, then catching up --------------------------------------------
 fails0=$(q "select failed_count from pg_stat_archiver")
 # Read-only, not unreadable: the agent can still see what is archived.
-chmod 550 "$T/repo/services/billing/wal/00000001"
+chmod 550 "$wal/00000001"
 q "insert into ledger (id) values (100)"
 seg=$(q "select pg_walfile_name(pg_current_wal_lsn())")
 q "select pg_switch_wal()" >/dev/null
@@ -231,12 +239,12 @@ grep -q "failed_count=" "$T/err" || { cat "$T/err"; fail "backup failure does no
 	fail "the failed backup published a manifest"
 as_pg "$agent" events -c "$conf" --output json | grep -q "backup.failed" || fail "no backup.failed event"
 pass "physical backup with unarchivable WAL fails: $(grep -o 'was not archived.*' "$T/err" | head -c 100)"
-chmod 750 "$T/repo/services/billing/wal/00000001"
+chmod 750 "$wal/00000001"
 # After three failures in a row the archiver rests for a minute; a reload
 # wakes it, as an operator fixing the repository would.
 q "select pg_reload_conf()" >/dev/null
 wait_archived "$seg" || fail "archiving did not catch up after the repository was fixed"
-[[ -f "$T/repo/services/billing/wal/00000001/$seg" ]] || fail "$seg not in the repository"
+[[ -f "$wal/00000001/$seg" ]] || fail "$seg not in the repository"
 pass "archiving caught up: $seg archived"
 
 # --- events ---------------------------------------------------------------------------
@@ -255,3 +263,54 @@ q "insert into ledger (id) values (200)"
 q "select pg_switch_wal()" >/dev/null
 wait_archived "$seg" || fail "archiving stopped after a backup run as root"
 pass "backup $id2 as root; archiving goes on"
+
+# --- the cluster rebuilt for the same service --------------------------------------------
+# As after pg_upgrade or a rebuild from scratch: a new system identifier, and
+# WAL that starts again at the same segment names.
+pg_stop "$T/pg"
+pg_start "$T/pg2" "wal_level = replica" "archive_mode = on" \
+	"archive_command = '$agent wal-push -c $conf %p'"
+ci="$PG_CONNINFO dbname=postgres"
+sed -i "s#^conninfo = .*#conninfo = $ci#" "$conf"
+new_sysid=$(q "select system_identifier from pg_control_system()")
+[[ $new_sysid != "$sysid" ]] || fail "initdb gave the same system identifier"
+q "create table after_rebuild (id int)"
+nseg=$(q "select pg_walfile_name(pg_current_wal_lsn())")
+q "select pg_switch_wal()" >/dev/null
+for _ in $(seq 600); do
+	(($(q "select failed_count from pg_stat_archiver") > 0)) && break
+	sleep 0.1
+done
+(($(q "select failed_count from pg_stat_archiver") > 0)) || fail "the rebuilt cluster's WAL was not refused"
+grep -q "remove $T/state/system_identifier" "$T/pg2/server.log" ||
+	{ grep coffer "$T/pg2/server.log" | tail -3; fail "the refusal does not say how to accept a rebuilt cluster"; }
+pass "the rebuilt cluster ($new_sysid) is refused until the operator says so"
+rm "$T/state/system_identifier"
+q "select pg_reload_conf()" >/dev/null
+wait_archived "$nseg" || fail "the rebuilt cluster's $nseg was not archived"
+[[ -f "$T/repo/services/billing/wal/$new_sysid/00000001/$nseg" && -f "$wal/00000001/$nseg" ]] ||
+	fail "$nseg is not stored for both clusters"
+cmp -s "$T/repo/services/billing/wal/$new_sysid/00000001/$nseg" "$wal/00000001/$nseg" &&
+	fail "both clusters' $nseg are the same object"
+pass "$nseg archived for the new cluster beside the old cluster's $nseg"
+# The old cluster's newest backup ($id2), recovered to the end of its WAL:
+# row 200 came after that backup, so it is there only if recovery replayed
+# the old cluster's segments, not the new one's of the same names.
+port3=$(_free_port)
+mkdir -p "$T/r3/data" && chown -R postgres: "$T/r3"
+_t_clusters+=("$T/r3")
+"$agent" restore -c "$conf" --physical --backup "$id2" --pgdata "$T/r3/data" --port "$port3" --start \
+	>"$T/restore3.out" 2>"$T/restore3.log" ||
+	{ cat "$T/restore3.log"; tail -20 "$T/r3/data/coffer-recovery.log" 2>/dev/null; fail "restore of the old cluster's backup"; }
+grep -q -- "--system-identifier $sysid" "$T/r3/data/postgresql.auto.conf" ||
+	fail "restore_command does not name the backup's cluster"
+r3="host=$T/pg/sock port=$port3 user=postgres dbname=postgres"
+[[ $(psql_at "$r3" -c "select count(*) from ledger where id = 200") == 1 ]] ||
+	fail "the old cluster's backup did not recover through its own WAL"
+[[ $(psql_at "$r3" -c "select system_identifier from pg_control_system()") == "$sysid" ]] ||
+	fail "the restored cluster is not the old one"
+pg_stop "$T/r3"
+id3=$(as_pg "$agent" backup -c "$conf" --kind physical 2>"$T/err") || { cat "$T/err"; fail "backup of the rebuilt cluster"; }
+grep -q "\"system_identifier\":\"$new_sysid\"" "$T/repo/services/billing/backups/$id3/manifest.json" ||
+	fail "backup $id3 does not name the new cluster"
+pass "old cluster's backup $id2 restored through its own WAL (row 200 there); rebuilt cluster backed up as $id3"

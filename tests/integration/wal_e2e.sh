@@ -17,7 +17,11 @@
 # - WAL retention two days on (walprune_itest, injected clock) with two base
 #   backups and pitr.window = 1d: everything before the anchor's start is
 #   removed (objects and rows) except the older backup's own start..stop;
-#   audited; a second pass removes nothing; no gap alert follows.
+#   audited; a second pass removes nothing; no gap alert follows;
+# - the cluster rebuilt for the same service (initdb again, same port): once
+#   the operator accepts it, its segments are recorded beside the old
+#   cluster's same-named ones, the step back in numbers is no gap, and WAL
+#   retention keeps each cluster by its own backups.
 # Every wait is bounded by a count of polls, never by a timing assertion.
 source "$(dirname "$0")/lib.sh"
 t_init wal-e2e
@@ -257,11 +261,11 @@ kept_wrong=$(cq "select string_agg(segment, ' ') from wal_segments where service
 [[ -z $kept_wrong ]] || fail "needed segments were deleted: $kept_wrong"
 gone_wrong=$(cq "select string_agg(segment, ' ') from wal_segments where service = 'billing' and deleted_at is null and length(segment) = 24 and segment < '$b2_from' and segment not between '$b1_from' and '$b1_to'")
 [[ -z $gone_wrong ]] || fail "unneeded segments were kept: $gone_wrong"
-while read -r tl seg dead; do
-	f=$T/repo/services/billing/wal/$(printf %08X "$tl")/$seg
+while read -r sid tl seg dead; do
+	f=$T/repo/services/billing/wal/$sid/$(printf %08X "$tl")/$seg
 	if [[ $dead == t ]]; then [[ ! -e $f ]] || fail "$seg is marked deleted but its object is there"
 	else [[ -f $f ]] || fail "$seg is live but its object is gone"; fi
-done < <(psql_at "$ci" -F ' ' -c "select timeline, segment, deleted_at is not null from wal_segments where service = 'billing'")
+done < <(psql_at "$ci" -F ' ' -c "select system_identifier, timeline, segment, deleted_at is not null from wal_segments where service = 'billing'")
 [[ $(cq "select count(*) from audit where action = 'wal.pruned' and subject = 'billing' and details->>'anchor_backup' = '$b2'") == 1 ]] ||
 	fail "no wal.pruned audit row naming the anchor $b2"
 again=$(timeout 120 "$COFFER_BIN/walprune_itest" "$T/coordinator.conf" "$later") || fail "walprune again: $again"
@@ -282,6 +286,41 @@ for _ in $(seq 600); do (( $(completed) > n_before )) && break; sleep 0.1; done
 pid_=$(cq "select id from backups where service = 'billing' and kind = 'physical' and status = 'completed' order by finished_at desc limit 1")
 [[ $pid_ == *-p-* ]] || fail "the requested backup is not physical: $pid_"
 pass "coffer backup run --kind physical: the daemon took physical backup $pid_"
+
+# --- the cluster rebuilt for the same service -------------------------------------------------
+old_sysid=$(sq "select system_identifier from pg_control_system()")
+old_rows=$(cq "select count(*) from wal_segments where service = 'billing' and system_identifier = $old_sysid")
+pg_stop "$T/svc"
+mv "$T/svc/data" "$T/svc/data.old"
+as_pg "$PG_BINDIR/initdb" -D "$T/svc/data" -U postgres --auth-local=trust -E UTF8 --locale=C.UTF-8 \
+	>"$T/initdb2.log" 2>&1 || fail "initdb: $(tail -3 "$T/initdb2.log")"
+grep -E "^(listen_addresses|unix_socket_directories|fsync|max_connections|logging_collector|wal_level|archive_mode|archive_command) " \
+	"$T/svc/data.old/postgresql.conf" >>"$T/svc/data/postgresql.conf"
+as_pg "$PG_BINDIR/pg_ctl" -D "$T/svc/data" -o "-p $PG_PORT" -l "$T/svc/server2.log" -w -t 60 start >/dev/null ||
+	fail "the rebuilt cluster did not start: $(tail -3 "$T/svc/server2.log")"
+new_sysid=$(sq "select system_identifier from pg_control_system()")
+[[ $new_sysid != "$old_sysid" ]] || fail "initdb gave the same system identifier"
+sq "create table t (x int)" >/dev/null
+switch 3
+for _ in $(seq 600); do grep -q "remove $T/state/system_identifier" "$T/svc/server2.log" && break; sleep 0.1; done
+grep -q "remove $T/state/system_identifier" "$T/svc/server2.log" || fail "the rebuilt cluster's WAL was not refused"
+rm "$T/state/system_identifier"
+sq "select pg_reload_conf()" >/dev/null
+wait_for "the rebuilt cluster's $switched did not reach the catalog" \
+	'[[ $(cq "select count(*) from wal_segments where system_identifier = $new_sysid and segment = '"'$switched'"'") == 1 ]]'
+same=$(cq "select count(*) from wal_segments n join wal_segments o using (service, timeline, segment) where n.system_identifier = $new_sysid and o.system_identifier = $old_sysid")
+((same >= 3)) || fail "only $same segment names are recorded for both clusters"
+[[ $(cq "select count(*) from wal_segments where service = 'billing' and system_identifier = $old_sysid") == "$old_rows" ]] ||
+	fail "the old cluster's rows changed"
+for _ in $(seq 600); do [[ $(alert_state wal_archive_failing) != triggered ]] && break; sleep 0.1; done
+sleep 3 # two maintenance ticks
+[[ $(alert_state wal_gap) != triggered ]] || fail "a rebuilt cluster raised wal_gap: $(cq "select summary from alerts where check_name = 'wal_gap'")"
+later2=$(( ($(date +%s) + 3 * 86400) * 1000 ))
+out=$(timeout 120 "$COFFER_BIN/walprune_itest" "$T/coordinator.conf" "$later2") || fail "walprune: $out"
+[[ $out == *"failed=0 "* ]] || fail "deletions failed: $out"
+[[ $(cq "select count(*) from wal_segments where system_identifier = $new_sysid and deleted_at is not null") == 0 ]] ||
+	fail "WAL of the rebuilt cluster, which has no backup yet, was pruned"
+pass "rebuilt cluster $new_sysid: $same segment names recorded for both clusters, no gap alert; retention three days on ($out) kept the new cluster's WAL, which has no backup yet"
 
 "$cli" audit verify >/dev/null || fail "audit chain broken"
 pass "WAL alerts audited; audit chain intact"

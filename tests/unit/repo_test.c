@@ -633,13 +633,17 @@ test_layout_helpers(void **state)
 	assert_int_equal(coffer_repo_backup_key(buf, 20, "billing", "id", "data", &err),
 	    COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "does not fit"));
-	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 0x1c,
-	    "0000001C000000A2000000FF", &err), 0);
-	assert_string_equal(buf, "services/billing/wal/0000001C/0000001C000000A2000000FF");
-	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 0, "x", &err),
+	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 7312345678901234567ull,
+	    0x1c, "0000001C000000A2000000FF", &err), 0);
+	assert_string_equal(buf,
+	    "services/billing/wal/7312345678901234567/0000001C/0000001C000000A2000000FF");
+	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 7, 0, "x", &err),
 	    COFFER_EINVAL);
-	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 1, "", &err),
+	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 7, 1, "", &err),
 	    COFFER_EINVAL);
+	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 0, 1,
+	    "000000010000000000000001", &err), COFFER_EINVAL);
+	assert_non_null(strstr(err.msg, "system identifier"));
 	assert_int_equal(coffer_repo_backups_prefix(buf, sizeof(buf), "billing", &err), 0);
 	assert_string_equal(buf, "services/billing/backups/");
 }
