@@ -92,6 +92,13 @@ struct coord_intake {
 	 * (insert_events); record_event only applies and audits them. */
 	bool events_inserted;
 	coord_pgarray ev_cols[5];
+	/* backup.started events waiting to become `backups` rows in one
+	 * statement (started_flush), in envelope order: flushed before any
+	 * other effect of the envelope, so a later event about the same backup
+	 * finds its row. Only outside careful mode, where a refusal fails the
+	 * envelope and it is retried one event at a time. */
+	coord_pgarray started_cols[3];
+	size_t n_started;
 };
 
 /* The agent's row, read under its lock. */
@@ -427,6 +434,9 @@ coord_intake_free(coord_intake *in)
 	free(in->audit_rows);
 	for (size_t i = 0; i < sizeof(in->ev_cols) / sizeof(in->ev_cols[0]); i++) {
 		coord_pgarray_free(&in->ev_cols[i]);
+	}
+	for (size_t i = 0; i < sizeof(in->started_cols) / sizeof(in->started_cols[0]); i++) {
+		coord_pgarray_free(&in->started_cols[i]);
 	}
 	OPENSSL_cleanse(&in->key, sizeof(in->key));
 	free(in);
@@ -1053,10 +1063,64 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 	return (0);
 }
 
+/* Inserts the queued backup.started events' rows, one statement for all:
+ * per-statement work (constraint expressions, the round trip) is most of a
+ * row's cost. Duplicate ids are fine with DO NOTHING: the first wins, as
+ * one statement each would have it. */
+static int
+started_flush(coord_intake *in, const agent_row *ag, coffer_err *err)
+{
+	if (in->n_started == 0) {
+		return (0);
+	}
+	coord_pgarray *c = in->started_cols;
+	const char *vals[] = { ag->service, ag->name, coord_pgarray_text(&c[0]),
+		coord_pgarray_text(&c[1]), coord_pgarray_text(&c[2]) };
+	in->n_started = 0;
+	return (cat_exec(in, "recording started backups",
+	    "INSERT INTO backups (id, service, agent, kind, status, started_at) "
+	    "SELECT s.id, $1, $2, s.kind, 'running', "
+	    "  COALESCE(to_timestamp(s.ms / 1000.0), now()) "
+	    "FROM unnest($3::text[], $4::text[], $5::bigint[]) AS s(id, kind, ms) "
+	    "ON CONFLICT (id) DO NOTHING",
+	    5, vals, err));
+}
+
+static int
+started_queue(coord_intake *in, const Coffer__V1__Event *ev, coffer_err *err)
+{
+	coord_pgarray *c = in->started_cols;
+	if (in->n_started == 0) {
+		for (size_t i = 0; i < 3; i++) {
+			coord_pgarray_reset(&c[i]);
+		}
+	}
+	char at[24];
+	fmt_i64(at, sizeof(at), ev->occurred_at_ms);
+	bool ok = coord_pgarray_add(&c[0], ev->backup_started->backup_id) &&
+	    coord_pgarray_add(&c[1], kind_text(ev->backup_started->kind)) &&
+	    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[2], at) :
+					 coord_pgarray_add_null(&c[2]));
+	if (!ok) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an envelope's backups"));
+	}
+	in->n_started++;
+	return (0);
+}
+
 /* Applies a valid durable event to `backups`. */
 static int
 apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev, coffer_err *err)
 {
+	/* Outside careful mode (see started_cols), a backup.started joins the
+	 * queue; anything else first lets the queue in. */
+	if (in->events_inserted && ev->kind_case == COFFER__V1__EVENT__KIND_BACKUP_STARTED) {
+		return (started_queue(in, ev, err));
+	}
+	int qrv = started_flush(in, ag, err);
+	if (qrv != 0) {
+		return (qrv);
+	}
 	char a[8][32];
 	switch (ev->kind_case) {
 	case COFFER__V1__EVENT__KIND_BACKUP_STARTED: {
@@ -1526,6 +1590,7 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 {
 	audit_rows_clear(in);
 	in->events_inserted = false;
+	in->n_started = 0;
 	int rv = load_agent(in, env->agent_id, ag, found, err);
 	if (rv != 0) {
 		return (rv);
@@ -1605,7 +1670,7 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 			}
 		}
 	}
-	if ((rv = audit_rows_flush(in, err)) != 0) {
+	if ((rv = started_flush(in, ag, err)) != 0 || (rv = audit_rows_flush(in, err)) != 0) {
 		return (rv);
 	}
 	char m[24], s[24];

@@ -28,6 +28,9 @@
 #include "coordinator/audit.h"
 #include "coordinator/catalog.h"
 
+/* Events per envelope at most: the agent sender's own ceiling (agent/sender.h). */
+#define BATCH_MAX 256
+
 typedef struct sim_agent {
 	char name[32];
 	coffer_sign_key *key;
@@ -49,9 +52,9 @@ typedef struct worker {
 static int
 call_once(coffer_net_client *cl, sim_agent *a, int batch, int64_t *lat_us)
 {
-	Coffer__V1__Event evs[64], *evp[64];
-	Coffer__V1__BackupStarted bs[64];
-	char ids[64][COFFER_MANIFEST_ID_SIZE];
+	Coffer__V1__Event evs[BATCH_MAX], *evp[BATCH_MAX];
+	Coffer__V1__BackupStarted bs[BATCH_MAX];
+	char ids[BATCH_MAX][COFFER_MANIFEST_ID_SIZE];
 	int64_t now = coffer_clock_now(NULL);
 	for (int i = 0; i < batch; i++) {
 		coffer__v1__event__init(&evs[i]);
@@ -153,9 +156,9 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
 	}
 	if (catalog == NULL || audit_key == NULL || url == NULL || n_agents < 1 || batch < 1 ||
-	    batch > 64 || threads < 1 || envelopes < 1) {
+	    batch > BATCH_MAX || threads < 1 || envelopes < 1) {
 		fprintf(stderr, "usage: intake_bench --catalog CI --audit-key FILE --url URL "
-				"[--agents N] [--envelopes E] [--batch 1..64] [--threads T]\n");
+				"[--agents N] [--envelopes E] [--batch 1..256] [--threads T]\n");
 		return 2;
 	}
 	coffer_err err = { 0 };

@@ -10,13 +10,20 @@
 # from PostgreSQL marking it ready (the mtime of its archive_status file,
 # which the .ready -> .done rename keeps) to its object being durable in the
 # repository (the object's mtime; the posix driver fsyncs, then renames).
+# Fairness: on a VM whose host backs guest memory lazily (Firecracker here),
+# the first program to fill the page cache with gigabytes pays for the host
+# faulting that memory in (a restore measured 11 s cold, 4 s warm). So the
+# page cache is warmed first with a neutral file of twice the cluster's size,
+# and Coffer and pgBackRest then alternate which goes first, ROUNDS times
+# each; every round is printed, and the medians.
 # Needs a Release build and pgBackRest (apt-get install pgbackrest):
 #   cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release && cmake --build build-rel -j2
-#   COFFER_BIN=$PWD/build-rel/bin tests/bench/physical_bench.sh [PGBENCH_SCALE] [LOAD_SECONDS]
+#   COFFER_BIN=$PWD/build-rel/bin tests/bench/physical_bench.sh [PGBENCH_SCALE] [LOAD_SECONDS] [ROUNDS]
 set -euo pipefail
 : "${COFFER_BIN:?set COFFER_BIN to a Release build bin directory}"
 scale=${1:-150}
 load_s=${2:-60}
+rounds=${3:-3}
 command -v pgbackrest >/dev/null || { echo "install pgbackrest first" >&2; exit 1; }
 source "$(dirname "$0")/../integration/lib.sh"
 t_init physbench
@@ -81,38 +88,66 @@ psql_at "$ci" -c "checkpoint" >/dev/null
 size=$(psql_at "$ci" -c "select pg_size_pretty(sum(pg_database_size(datname))) from pg_database")
 pgbr stanza-create >/dev/null
 
-row() { # label, command; prints a table row, leaves the wall time in $wall
-	local stat
+stat_of() { # command; prints "wall cpu maxrss status"
 	sync
-	stat=$("$runstat" "$2" 2>&1 >/dev/null | tail -1)
-	wall=$(sed -E 's/wall_s=([^ ]+) .*/\1/' <<<"$stat")
-	echo "| $1 | $(sed -E 's/wall_s=([^ ]+) cpu_s=([^ ]+) maxrss_mib=([^ ]+) status=([^ ]+)/\1 | \2 | \3 | \4/' <<<"$stat") | ${3:-} |"
+	"$runstat" "$1" 2>&1 >/dev/null | tail -1 |
+		sed -E 's/wall_s=([^ ]+) cpu_s=([^ ]+) maxrss_mib=([^ ]+) status=([^ ]+)/\1 \2 \3 \4/'
 }
-echo "cluster: pgbench scale $scale, $size; $(nproc) CPUs; pgBackRest $(pgbackrest version | cut -d' ' -f2)"
-echo
-echo "| case | wall s | CPU s | peak RSS MiB | exit | stored bytes |"
-echo "|---|---:|---:|---:|---:|---:|"
-row '`coffer-agent backup --kind physical`' "runuser -u postgres -- $agent backup -c $conf --kind physical"
-coffer_bytes=$(du -sb "$T/repo/services/bench/backups" | cut -f1)
-echo "| (coffer stored) | | | | | $coffer_bytes |"
-row '`pgbackrest backup --type=full` (zst, process-max=2, aes-256-cbc)' \
-	"runuser -u postgres -- pgbackrest --config=$T/pgbr.conf --stanza=bench backup --type=full"
-pgbr_bytes=$(du -sb "$T/pgbr/backup" | cut -f1)
-echo "| (pgBackRest stored) | | | | | $pgbr_bytes |"
-mkdir -p "$T/bb" && chown postgres: "$T/bb"
-row '`pg_basebackup -Ft -Z client-zstd:3 -X fetch`' \
-	"runuser -u postgres -- $PG_BINDIR/pg_basebackup -h $PG_HOST -p $PG_PORT -U postgres -D $T/bb/tar -Ft -Z client-zstd:3 -X fetch -c fast"
-bb_bytes=$(du -sb "$T/bb/tar" | cut -f1)
-echo "| (pg_basebackup stored) | | | | | $bb_bytes |"
+fresh() { rm -rf "$T/$1"; mkdir -p "$T/$1" && chown postgres: "$T/$1" && chmod 700 "$T/$1"; }
+coffer_backup="runuser -u postgres -- $agent backup -c $conf --kind physical"
+pgbr_backup="runuser -u postgres -- pgbackrest --config=$T/pgbr.conf --stanza=bench backup --type=full"
+coffer_restore="runuser -u postgres -- $agent restore -c $conf --physical --pgdata $T/rx/data"
+pgbr_restore="runuser -u postgres -- pgbackrest --config=$T/pgbr.conf --stanza=bench restore --pg1-path=$T/rx/data"
 
-for d in r-coffer r-pgbr r-bb; do mkdir -p "$T/$d" && chown postgres: "$T/$d" && chmod 700 "$T/$d"; done
-row '`coffer-agent restore --physical` (verify every file, lay out, recovery settings)' \
-	"runuser -u postgres -- $agent restore -c $conf --physical --pgdata $T/r-coffer/data"
-row '`pgbackrest restore`' \
-	"runuser -u postgres -- pgbackrest --config=$T/pgbr.conf --stanza=bench restore --pg1-path=$T/r-pgbr/data"
-row '`tar -I zstd -xf base.tar.zst` (pg_basebackup)' \
-	"mkdir -p $T/r-bb/data && tar -I zstd -xf $T/bb/tar/base.tar.zst -C $T/r-bb/data"
-rm -rf "$T/r-coffer" "$T/r-pgbr" "$T/r-bb" "$T/bb"
+# Neutral warm-up: write and delete a file twice the cluster's size.
+data_mb=$(du -sm "$T/pg/data" | cut -f1)
+dd if=/dev/zero of="$T/warm" bs=1M count=$((2 * data_mb)) status=none
+rm -f "$T/warm"
+
+echo "cluster: pgbench scale $scale, $size; $(nproc) CPUs; pgBackRest $(pgbackrest version | cut -d' ' -f2); $rounds rounds, page cache warmed"
+echo
+echo "| round | case | wall s | CPU s | peak RSS MiB | exit |"
+echo "|---:|---|---:|---:|---:|---:|"
+declare -A walls
+one() { # round, label, key, command [, dir to empty first]
+	[[ -n ${5:-} ]] && fresh "$5"
+	local st
+	st=$(stat_of "$4")
+	local s_wall s_cpu s_rss s_exit
+	read -r s_wall s_cpu s_rss s_exit <<<"$st"
+	echo "| $1 | $2 | $s_wall | $s_cpu | $s_rss | $s_exit |"
+	walls[$3]+="$s_wall "
+	[[ -n ${5:-} ]] && rm -rf "${T:?}/$5"
+	return 0
+}
+for ((r = 1; r <= rounds; r++)); do
+	if ((r % 2)); then
+		one "$r" "coffer backup" cb "$coffer_backup"
+		one "$r" "pgBackRest backup" pb "$pgbr_backup"
+		one "$r" "coffer restore" cr "$coffer_restore" rx
+		one "$r" "pgBackRest restore" pr "$pgbr_restore" rx
+	else
+		one "$r" "pgBackRest backup" pb "$pgbr_backup"
+		one "$r" "coffer backup" cb "$coffer_backup"
+		one "$r" "pgBackRest restore" pr "$pgbr_restore" rx
+		one "$r" "coffer restore" cr "$coffer_restore" rx
+	fi
+done
+mkdir -p "$T/bb" && chown postgres: "$T/bb"
+one 1 "pg_basebackup -Ft -Z client-zstd:3 -X fetch" bb \
+	"runuser -u postgres -- $PG_BINDIR/pg_basebackup -h $PG_HOST -p $PG_PORT -U postgres -D $T/bb/tar -Ft -Z client-zstd:3 -X fetch -c fast"
+one 1 "tar -I zstd -xf base.tar.zst (pg_basebackup's)" bt \
+	"mkdir -p $T/rx/data && tar -I zstd -xf $T/bb/tar/base.tar.zst -C $T/rx/data" rx
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+one_backup=$(ls -t "$T/repo/services/bench/backups" | head -1)
+coffer_bytes=$(du -sb "$T/repo/services/bench/backups/$one_backup" | cut -f1)
+pgbr_bytes=$(du -sb "$(ls -td "$T"/pgbr/backup/bench/*F | head -1)" | cut -f1)
+echo
+echo "medians over $rounds rounds: backup coffer $(median "${walls[cb]}") s, pgBackRest $(median "${walls[pb]}") s;" \
+	"restore coffer $(median "${walls[cr]}") s, pgBackRest $(median "${walls[pr]}") s;" \
+	"pg_basebackup $(median "${walls[bb]}") s, tar -x $(median "${walls[bt]}") s"
+echo "stored bytes of one backup: coffer $coffer_bytes, pgBackRest $pgbr_bytes, pg_basebackup $(du -sb "$T/bb/tar" | cut -f1)"
+rm -rf "$T/bb"
 
 # --- archive lag under load -----------------------------------------------------------------
 before=$(psql_at "$ci" -c "select pg_walfile_name(pg_current_wal_lsn())")

@@ -280,6 +280,16 @@ expect malformed
 [[ $(q "SELECT count(*) FROM events WHERE agent = 'billing-1' AND seq >= 9") == 0 ]] ||
 	fail "an out-of-order batch was applied"
 pass "durable events out of outbox order are refused: $R"
+# backup.started events of one envelope become rows in one statement; an
+# event after them about the same backup still finds its row, and a second
+# started for it changes nothing.
+send billing-1 102 --service billing --events "started:9:b-10,started:10:b-11,started:11:b-10,completed:12:b-10,started:13:b-12"
+expect ok
+[[ $(q "SELECT string_agg(id || '=' || status, ' ' ORDER BY id) FROM backups WHERE id IN ('b-10', 'b-11', 'b-12')") == "b-10=completed b-11=running b-12=running" ]] ||
+	fail "started events in one envelope: $(q "SELECT string_agg(id || '=' || status, ' ' ORDER BY id) FROM backups WHERE id LIKE 'b-1_'")"
+[[ $(q "SELECT count(*) FROM audit WHERE action = 'backup.started' AND subject IN ('b-10', 'b-11', 'b-12')") == 4 ]] ||
+	fail "each started event is not audited once"
+pass "backup.started events applied together, in order with what follows them"
 
 # --- clean stop -----------------------------------------------------------------
 kill -TERM "$cpid"
