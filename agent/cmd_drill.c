@@ -22,46 +22,6 @@
 
 #define MAX_PROD 64
 
-/* Takes every "--name VALUE" / "--name=VALUE" out of argv (the generic
- * parser takes each option once). */
-static int
-take_repeated(int *argc, char **argv, const char *name, const char **out, size_t max,
-    size_t *n)
-{
-	size_t len = strlen(name);
-	int w = 0;
-	for (int r = 0; r < *argc; r++) {
-		const char *a = argv[r];
-		const char *v = NULL;
-		if (strcmp(a, "--") == 0) {
-			while (r < *argc) {
-				argv[w++] = argv[r++];
-			}
-			break;
-		}
-		if (strncmp(a, name, len) == 0 && a[len] == '=') {
-			v = a + len + 1;
-		} else if (strcmp(a, name) == 0) {
-			if (r + 1 >= *argc) {
-				fprintf(stderr, "coffer-agent drill: %s needs a value\n", name);
-				return (-1);
-			}
-			v = argv[++r];
-		}
-		if (v == NULL) {
-			argv[w++] = argv[r];
-			continue;
-		}
-		if (*n >= max) {
-			fprintf(stderr, "coffer-agent drill: at most %zu %s\n", max, name);
-			return (-1);
-		}
-		out[(*n)++] = v;
-	}
-	*argc = w;
-	return (0);
-}
-
 static void
 print_text(const agent_drill_request *req, const agent_drill_result *res)
 {
@@ -115,9 +75,9 @@ agent_cmd_drill(const coffer_cmd *cmd, int argc, char **argv)
 	agent_drill_request req;
 	memset(&req, 0, sizeof(req));
 	const char *prod[MAX_PROD];
-	if (take_repeated(&argc, argv, "--assert", req.asserts, AGENT_DRILL_MAX_ASSERTS,
+	if (coffer_opts_take("coffer-agent drill", &argc, argv, "--assert", req.asserts, AGENT_DRILL_MAX_ASSERTS,
 		&req.n_asserts) != 0 ||
-	    take_repeated(&argc, argv, "--production-system-id", prod, MAX_PROD,
+	    coffer_opts_take("coffer-agent drill", &argc, argv, "--production-system-id", prod, MAX_PROD,
 		&req.n_production) != 0) {
 		return (2);
 	}

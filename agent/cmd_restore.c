@@ -26,6 +26,9 @@ on_stop_signal(int sig)
 		agent_cancel_trigger(running_cancel);
 }
 
+/* Tablespaces one --physical restore may move. */
+#define AGENT_RESTORE_MAX_TABLESPACES 64
+
 int
 agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv)
 {
@@ -48,19 +51,27 @@ agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv)
 		{ "start", 0, NULL, &start },    /* physical: start it and wait for recovery */
 		{ NULL, 0, NULL, NULL },
 	};
+	/* Paths may hold anything, so --tablespace-map is taken out first. */
+	const char *ts_map[AGENT_RESTORE_MAX_TABLESPACES];
+	size_t n_ts_map = 0;
+	if (coffer_opts_take("coffer-agent restore", &argc, argv, "--tablespace-map", ts_map,
+		AGENT_RESTORE_MAX_TABLESPACES, &n_ts_map) != 0)
+		return 2;
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0)
 		return rv > 0 ? 0 : 2;
 	if (npos > 0)
 		return coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]);
+	if (n_ts_map > 0 && !physical && pgdata == NULL)
+		return coffer_cli_usage_error(cmd, "--tablespace-map is for --physical restores");
 	if (config == NULL)
 		return coffer_cli_usage_error(cmd, "-c FILE is required");
 	coffer_err err = { 0 };
 	/* --physical: lay out a data directory (agent/physical_restore.c). */
 	if (physical || target_time != NULL || pgdata != NULL)
 		return agent_cmd_restore_physical(config, repo, backup, target_time, pgdata, port,
-		    start);
+		    ts_map, n_ts_map, start);
 	if (backup == NULL || target_db == NULL)
 		return coffer_cli_usage_error(cmd, "--backup ID|latest and --target-db NAME are required");
 	long njobs = 1;

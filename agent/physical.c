@@ -69,6 +69,10 @@ agent_physical_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type
 	case AGENT_PHYS_FILE:
 		ok = *path_len > 0 && *path_len <= AGENT_PHYS_PATH_MAX && (*mode & ~07777u) == 0;
 		break;
+	case AGENT_PHYS_TABLESPACE:
+		ok = *path_len > 0 && *path_len <= AGENT_PHYS_PATH_MAX && *size > 0 &&
+		    *size <= AGENT_PHYS_TABLESPACE_MAX && *mode == 0;
+		break;
 	case AGENT_PHYS_DIR:
 		ok = *path_len > 0 && *path_len <= AGENT_PHYS_PATH_MAX && *size == 0 &&
 		    (*mode & ~07777u) == 0;
@@ -143,15 +147,16 @@ put_entry(phys *p, char type, uint32_t mode, const char *rel, uint64_t size, cof
 	return rc;
 }
 
-/* Adds a file whose content is in memory (backup_label, tablespace_map). */
+/* Adds an entry whose content is in memory: a file (backup_label,
+ * tablespace_map) or a tablespace's location. */
 static int
-put_text(phys *p, const char *rel, const char *text, coffer_err *err)
+put_text(phys *p, char type, const char *rel, const char *text, coffer_err *err)
 {
 	size_t len = strlen(text);
 	coffer_filter *sha = coffer_sha256_filter_new(err);
 	if (sha == NULL)
 		return err != NULL ? err->code : COFFER_ENOMEM;
-	int rc = put_entry(p, AGENT_PHYS_FILE, 0600, rel, len, err);
+	int rc = put_entry(p, type, type == AGENT_PHYS_FILE ? 0600 : 0, rel, len, err);
 	if (rc == 0)
 		rc = coffer_filter_write(p->st.head, text, len, err);
 	if (rc == 0)
@@ -305,11 +310,25 @@ unlogged_non_init(const relset *set, const char *name)
 	return false;
 }
 
-static int
-walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
+/* Whether rel is a database's directory, where relation files live:
+ * base/<oid>, or pg_tblspc/<oid>/<version dir>/<oid> in a tablespace. */
+static bool
+database_dir(const char *rel)
 {
-	char abs[4096];
-	snprintf(abs, sizeof(abs), "%s%s%s", p->root, rel_dir[0] ? "/" : "", rel_dir);
+	if (strncmp(rel, "base/", 5) == 0)
+		return strchr(rel + 5, '/') == NULL;
+	if (strncmp(rel, "pg_tblspc/", 10) != 0)
+		return false;
+	int slashes = 0;
+	for (const char *c = rel + 10; *c != '\0'; c++)
+		slashes += *c == '/';
+	return slashes == 2;
+}
+
+/* Copies the directory abs as rel_dir (its entry already written). */
+static int
+walk(phys *p, const char *rel_dir, const char *abs, int depth, coffer_err *err)
+{
 	if (depth > MAX_DEPTH)
 		return coffer_err_set(err, COFFER_ETOOBIG, "%s is nested more than %d levels deep",
 		    abs, MAX_DEPTH),
@@ -323,8 +342,7 @@ walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
 	}
 	relset unlogged = { 0 };
 	int rc = 0;
-	/* base/<database oid>: where relation files live. */
-	if (strncmp(rel_dir, "base/", 5) == 0 && strchr(rel_dir + 5, '/') == NULL)
+	if (database_dir(rel_dir))
 		rc = collect_init_forks(abs, &unlogged, err);
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
@@ -350,17 +368,14 @@ walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
 		if (S_ISLNK(st.st_mode) && strcmp(rel, "pg_wal") == 0) {
 			/* pg_wal elsewhere (initdb -X): its contents are never copied. */
 			rc = put_entry(p, AGENT_PHYS_DIR, 0700, rel, 0, err);
-		} else if (S_ISLNK(st.st_mode) && strcmp(rel_dir, "pg_tblspc") == 0) {
-			rc = coffer_err_set(err, COFFER_EREFUSED,
-			    "the cluster has a tablespace outside its data directory (%s)", rel);
-			coffer_err_hint(err, "physical backups of clusters with tablespaces are not "
-					     "supported yet; use logical backups");
+		} else if (strcmp(rel, "pg_tblspc") == 0) {
+			continue; /* copied first, by walk_tablespaces */
 		} else if (S_ISDIR(st.st_mode)) {
 			if (agent_physical_skip(rel, true, &keep) && !keep)
 				continue;
 			rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, rel, 0, err);
 			if (rc == 0 && !keep)
-				rc = walk(p, rel, depth + 1, err);
+				rc = walk(p, rel, path, depth + 1, err);
 		} else if (S_ISREG(st.st_mode)) {
 			if (!agent_physical_skip(rel, false, &keep))
 				rc = put_file(p, rel, path, err);
@@ -370,6 +385,69 @@ walk(phys *p, const char *rel_dir, int depth, coffer_err *err)
 	}
 	closedir(d);
 	free(unlogged.v);
+	return rc;
+}
+
+/* pg_tblspc and every tablespace in it: the tablespace's location (what its
+ * symlink points at) as its own entry, then its files under
+ * pg_tblspc/<oid>/. A directory there instead of a symlink is an in-place
+ * tablespace (allow_in_place_tablespaces), copied as it is. */
+static int
+walk_tablespaces(phys *p, coffer_err *err)
+{
+	char abs[4096];
+	snprintf(abs, sizeof(abs), "%s/pg_tblspc", p->root);
+	struct stat st;
+	if (lstat(abs, &st) != 0)
+		return errno == ENOENT ? 0 : coffer_err_errno(err, errno, "reading", abs);
+	int rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, "pg_tblspc", 0, err);
+	DIR *d = rc == 0 ? opendir(abs) : NULL;
+	if (rc == 0 && d == NULL)
+		return coffer_err_errno(err, errno, "reading the directory", abs);
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char rel[4096], path[8192], target[AGENT_PHYS_TABLESPACE_MAX + 1];
+		snprintf(rel, sizeof(rel), "pg_tblspc/%s", de->d_name);
+		snprintf(path, sizeof(path), "%s/%s", abs, de->d_name);
+		if (lstat(path, &st) != 0) {
+			if (errno == ENOENT)
+				continue; /* dropped meanwhile: WAL replay agrees */
+			rc = coffer_err_errno(err, errno, "reading", path);
+			break;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, rel, 0, err);
+			if (rc == 0)
+				rc = walk(p, rel, path, 1, err);
+			continue;
+		}
+		if (!S_ISLNK(st.st_mode)) {
+			coffer_log_warn("not a tablespace link, not backed up", "path=%s", rel);
+			continue;
+		}
+		ssize_t n = readlink(path, target, sizeof(target) - 1);
+		if (n < 0 && errno == ENOENT)
+			continue;
+		if (n < 0) {
+			rc = coffer_err_errno(err, errno, "reading the link", path);
+			break;
+		}
+		if (n == 0 || (size_t)n >= sizeof(target) - 1 || target[0] != '/') {
+			rc = coffer_err_set(err, COFFER_EREFUSED, "tablespace %s points at '%.*s', not "
+			    "an absolute path of at most %d bytes", rel, (int)(n > 0 ? n : 0), target,
+			    AGENT_PHYS_TABLESPACE_MAX - 1);
+			coffer_err_hint(err, "PostgreSQL made no such link; repair pg_tblspc");
+			break;
+		}
+		target[n] = '\0';
+		rc = put_text(p, AGENT_PHYS_TABLESPACE, rel, target, err);
+		if (rc == 0)
+			rc = walk(p, rel, target, 1, err);
+	}
+	if (d != NULL)
+		closedir(d);
 	return rc;
 }
 
@@ -528,7 +606,9 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		rc = agent_stream_open(ctx, data_key, NULL, 0, &p.st, err);
 	}
 	if (rc == 0)
-		rc = walk(&p, "", 0, err);
+		rc = walk_tablespaces(&p, err);
+	if (rc == 0)
+		rc = walk(&p, "", p.root, 0, err);
 	if (rc == 0) {
 		stage = "stop";
 		rc = agent_pgq_row(conn, "pg_backup_stop",
@@ -538,9 +618,9 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	if (rc == 0) {
 		stage = "copy";
 		snprintf(p.m->lsn_stop, sizeof(p.m->lsn_stop), "%s", PQgetvalue(stop, 0, 0));
-		rc = put_text(&p, "backup_label", PQgetvalue(stop, 0, 1), err);
+		rc = put_text(&p, AGENT_PHYS_FILE, "backup_label", PQgetvalue(stop, 0, 1), err);
 		if (rc == 0 && PQgetvalue(stop, 0, 2)[0] != '\0')
-			rc = put_text(&p, "tablespace_map", PQgetvalue(stop, 0, 2), err);
+			rc = put_text(&p, AGENT_PHYS_FILE, "tablespace_map", PQgetvalue(stop, 0, 2), err);
 	}
 	if (rc == 0)
 		rc = put_entry(&p, AGENT_PHYS_END, 0, "", 0, err);

@@ -41,6 +41,12 @@
 #define AGENT_PHYS_DIR 'd'
 #define AGENT_PHYS_FILE 'f'
 #define AGENT_PHYS_END 'z'
+/* A tablespace: path pg_tblspc/<oid>, content the directory its symlink
+ * pointed at (a file entry's checks: size and digest in the manifest). Its
+ * files follow as pg_tblspc/<oid>/...; tablespaces come first in the archive,
+ * so a restore settles where they go before writing anything large. */
+#define AGENT_PHYS_TABLESPACE 't'
+#define AGENT_PHYS_TABLESPACE_MAX 1024 /* bytes of a tablespace's location */
 
 /* Encodes one entry header into out (AGENT_PHYS_HEADER_LEN bytes). */
 void agent_physical_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode,

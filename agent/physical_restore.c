@@ -50,7 +50,7 @@
 #define CHUNK (256 * 1024)
 #define FRAME_LEN 21
 
-enum { U_HEADER, U_PATH, U_DATA, U_DONE };
+enum { U_HEADER, U_PATH, U_DATA, U_TABLESPACE, U_DONE };
 
 /* One file being written; shared by the unpacker and the writers. */
 typedef struct out_file {
@@ -91,6 +91,10 @@ typedef struct unpack {
 	bool sent[UNPACK_WRITERS];              /* cur has chunks at writer i */
 	coffer_filter *sha;                     /* cur's digest */
 	live_files live;
+	const char *const *ts_map;              /* "OLD=NEW" */
+	size_t n_ts_map;
+	char ts_location[AGENT_PHYS_TABLESPACE_MAX + 1];
+	size_t tablespaces;                     /* placed so far */
 } unpack;
 
 enum { W_HEADER, W_DATA };
@@ -340,6 +344,92 @@ file_begin(unpack *u, coffer_err *err)
 	return 0;
 }
 
+/* Where the tablespace that was at location goes: its --tablespace-map
+ * NEW, else where it was. */
+static const char *
+tablespace_target(const unpack *u, const char *location, size_t *len)
+{
+	size_t n = strlen(location);
+	for (size_t i = 0; i < u->n_ts_map; i++) {
+		const char *eq = strchr(u->ts_map[i], '=');
+		if (eq != NULL && (size_t)(eq - u->ts_map[i]) == n &&
+		    strncmp(u->ts_map[i], location, n) == 0) {
+			*len = strlen(eq + 1);
+			return eq + 1;
+		}
+	}
+	*len = n;
+	return location;
+}
+
+/* A tablespace's location is read and proven (its digest in the signed
+ * manifest): its directory is made (or must be empty) and pg_tblspc/<oid>
+ * points at it, so the files that follow land there. */
+static int
+tablespace_place(unpack *u, coffer_err *err)
+{
+	const coffer_manifest_file *mf = &u->m->files[u->next_file];
+	int rc = coffer_filter_finish(u->sha, err);
+	uint8_t d[COFFER_SHA256_LEN];
+	char hex[COFFER_SHA256_HEX_LEN + 1];
+	coffer_sha256_filter_digest(u->sha, d);
+	coffer_hex_encode(d, sizeof(d), hex);
+	coffer_filter_free(u->sha);
+	u->sha = NULL;
+	if (rc != 0)
+		return rc;
+	if (strcmp(hex, mf->sha256) != 0)
+		return coffer_err_set(err, COFFER_ECORRUPT, "tablespace %s's location does not match "
+		    "the manifest", mf->path),
+		       coffer_err_hint(err, "the backup is damaged; restore another one");
+	u->ts_location[u->size] = '\0';
+	size_t len;
+	const char *target = tablespace_target(u, u->ts_location, &len);
+	if (strlen(u->ts_location) != u->size || u->ts_location[0] != '/')
+		return coffer_err_set(err, COFFER_ECORRUPT, "tablespace %s has no absolute "
+		    "location", mf->path),
+		       coffer_err_hint(err, "the backup is damaged or forged; do not restore it");
+	if (target[0] != '/' || len == 0)
+		return coffer_err_set(err, COFFER_EINVAL, "--tablespace-map for %s names '%s', not "
+		    "an absolute path", u->ts_location, target),
+		       coffer_err_hint(err, "write it as --tablespace-map OLD=NEW with both absolute");
+	int fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT) {
+		if (mkdir(target, 0700) != 0)
+			return coffer_err_errno(err, errno, "creating the tablespace directory", target),
+			       coffer_err_hint(err, "create its parent, or map it elsewhere with "
+						    "--tablespace-map %s=DIR", u->ts_location);
+		fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (fd < 0)
+		return coffer_err_errno(err, errno, "opening the tablespace directory", target);
+	DIR *dir = fdopendir(fd);
+	bool empty = dir != NULL;
+	struct dirent *de;
+	while (empty && (de = readdir(dir)) != NULL)
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	if (dir != NULL)
+		closedir(dir);
+	else
+		close(fd);
+	if (!empty)
+		return coffer_err_set(err, COFFER_EEXIST, "tablespace directory %s is not empty",
+		    target),
+		       coffer_err_hint(err, "restore it elsewhere with --tablespace-map %s=DIR (a new "
+					    "or empty directory); nothing in %s was changed",
+			   u->ts_location, target);
+	if ((u->do_chown && chown(target, u->uid, u->gid) != 0) ||
+	    symlinkat(target, u->root_fd, mf->path) != 0 ||
+	    (u->do_chown && fchownat(u->root_fd, mf->path, u->uid, u->gid, AT_SYMLINK_NOFOLLOW) != 0))
+		return coffer_err_errno(err, errno, "linking the tablespace", mf->path);
+	coffer_log_info("tablespace restored", "link=%s location=%s", mf->path, target);
+	u->tablespaces++;
+	u->next_file++;
+	u->state = U_HEADER;
+	u->have = 0;
+	return 0;
+}
+
 static int
 entry_begin(unpack *u, coffer_err *err)
 {
@@ -368,6 +458,19 @@ entry_begin(unpack *u, coffer_err *err)
 		    "physical archive entry %zu is %s (%" PRIu64 " bytes), the manifest says %s "
 		    "(%" PRIu64 " bytes)", u->next_file, u->path, u->size, mf->path, mf->size),
 		       coffer_err_hint(err, "the backup is damaged; restore another one");
+	if (u->type == AGENT_PHYS_TABLESPACE) {
+		if (strncmp(u->path, "pg_tblspc/", 10) != 0 || strchr(u->path + 10, '/') != NULL)
+			return coffer_err_set(err, COFFER_ECORRUPT,
+			    "physical archive names a tablespace outside pg_tblspc: \"%.80s\"", u->path),
+			       coffer_err_hint(err, "the backup is damaged or forged; do not restore it");
+		u->sha = coffer_sha256_filter_new(err);
+		if (u->sha == NULL)
+			return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
+		u->left = u->size;
+		u->have = 0;
+		u->state = U_TABLESPACE;
+		return 0;
+	}
 	int rc = file_begin(u, err);
 	if (rc != 0)
 		return rc;
@@ -428,6 +531,15 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 				rc = file_end(u, err);
 			break;
 		}
+		case U_TABLESPACE: {
+			size_t n = u->left < len ? (size_t)u->left : len;
+			memcpy(u->ts_location + u->have, buf, n);
+			rc = coffer_filter_write(u->sha, buf, n, err);
+			u->have += n, u->left -= n, buf += n, len -= n;
+			if (rc == 0 && u->left == 0)
+				rc = tablespace_place(u, err);
+			break;
+		}
 		default:
 			return coffer_err_set(err, COFFER_ECORRUPT,
 			    "physical archive has data after its end entry"),
@@ -465,6 +577,11 @@ unpack_finish(coffer_filter *f, coffer_err *err)
 	pthread_mutex_unlock(&u->live.mu);
 	if (e != 0)
 		return coffer_err_errno(err, e, "closing", u->m->files[idx].path);
+	/* The links made above say where each tablespace is now; left in
+	 * place, tablespace_map would make recovery point them back where
+	 * they were (pg_basebackup's plain format leaves it out too). */
+	if (u->tablespaces > 0 && unlinkat(u->root_fd, "tablespace_map", 0) != 0 && errno != ENOENT)
+		return coffer_err_errno(err, errno, "removing", "tablespace_map");
 	return 0;
 }
 
@@ -494,7 +611,7 @@ static const coffer_filter_ops unpack_ops = {
 
 coffer_filter *
 agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown, unsigned uid,
-    unsigned gid, coffer_err *err)
+    unsigned gid, const char *const *tablespace_map, size_t n_tablespace_map, coffer_err *err)
 {
 	unpack *u = calloc(1, sizeof(*u));
 	if (u == NULL) {
@@ -508,6 +625,8 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 	u->uid = (uid_t)uid;
 	u->gid = (gid_t)gid;
 	u->state = U_HEADER;
+	u->ts_map = tablespace_map;
+	u->n_ts_map = n_tablespace_map;
 	pthread_mutex_init(&u->live.mu, NULL);
 	for (int i = 0; i < UNPACK_WRITERS; i++) {
 		chunk_writer *w = calloc(1, sizeof(*w));
@@ -878,7 +997,8 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 		coffer_err_hint(err, "run the restore as the directory's owner or as root");
 	coffer_filter *unpacker = NULL;
 	if (rc == 0) {
-		unpacker = agent_physical_restore_unpack_new(root_fd, m, do_chown, st.st_uid, st.st_gid, err);
+		unpacker = agent_physical_restore_unpack_new(root_fd, m, do_chown, st.st_uid, st.st_gid,
+		    req->tablespace_map, req->n_tablespace_map, err);
 		if (unpacker == NULL)
 			rc = err != NULL ? err->code : COFFER_ENOMEM;
 	}
@@ -959,9 +1079,20 @@ on_stop_signal(int sig)
 
 int
 agent_cmd_restore_physical(const char *config, const char *repo, const char *backup,
-    const char *target_time, const char *pgdata, const char *port, bool start)
+    const char *target_time, const char *pgdata, const char *port,
+    const char *const *tablespace_map, size_t n_tablespace_map, bool start)
 {
 	coffer_err err = { 0 };
+	for (size_t i = 0; i < n_tablespace_map; i++) {
+		const char *eq = strchr(tablespace_map[i], '=');
+		if (tablespace_map[i][0] != '/' || eq == NULL || eq[1] != '/') {
+			coffer_err_set(&err, COFFER_EINVAL, "--tablespace-map '%s' is not OLD=NEW with "
+			    "two absolute paths", tablespace_map[i]);
+			coffer_err_hint(&err, "e.g. --tablespace-map /srv/ts1=/restore/ts1");
+			coffer_err_print("coffer-agent restore", &err);
+			return 2;
+		}
+	}
 	if (pgdata == NULL) {
 		coffer_err_set(&err, COFFER_EINVAL, "--pgdata DIR is required for a physical restore");
 		coffer_err_hint(&err, "name a new or empty directory for the restored cluster");
@@ -989,6 +1120,8 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 			.pgdata = pgdata,
 			.config_path = config,
 			.port = port,
+			.tablespace_map = tablespace_map,
+			.n_tablespace_map = n_tablespace_map,
 			.start = start,
 			.cancel = cancel,
 		};

@@ -27,6 +27,11 @@ typedef struct agent_physical_restore_request {
 	const char *pgdata;      /* must be missing or empty */
 	const char *config_path; /* this agent's config, for restore_command */
 	const char *port;        /* NULL: as the backup's configuration says */
+	/* "OLD=NEW": a tablespace that was at OLD is restored to NEW (both
+	 * absolute); the others go where they were, which must be missing or
+	 * empty. */
+	const char *const *tablespace_map;
+	size_t n_tablespace_map;
 	bool start;
 	agent_cancel *cancel;    /* may be NULL */
 } agent_physical_restore_request;
@@ -50,10 +55,12 @@ int agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request 
  * everything it creates is given to uid:gid. finish fails unless the end
  * entry came and every manifest file was written. */
 coffer_filter *agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown,
-    unsigned uid, unsigned gid, coffer_err *err);
+    unsigned uid, unsigned gid, const char *const *tablespace_map, size_t n_tablespace_map,
+    coffer_err *err);
 
 /* coffer-agent restore --physical ...: called by agent/cmd_restore.c. */
 int agent_cmd_restore_physical(const char *config, const char *repo, const char *backup,
-    const char *target_time, const char *pgdata, const char *port, bool start);
+    const char *target_time, const char *pgdata, const char *port,
+    const char *const *tablespace_map, size_t n_tablespace_map, bool start);
 
 #endif

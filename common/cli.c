@@ -241,3 +241,41 @@ coffer_opts_parse(const coffer_cli *cli, const coffer_cmd *cmd, const coffer_opt
 	*npos = pos;
 	return (0);
 }
+
+int
+coffer_opts_take(const char *prog, int *argc, char **argv, const char *name, const char **out,
+    size_t max, size_t *n)
+{
+	size_t len = strlen(name);
+	int w = 0;
+	for (int r = 0; r < *argc; r++) {
+		const char *a = argv[r];
+		const char *v = NULL;
+		if (strcmp(a, "--") == 0) {
+			while (r < *argc) {
+				argv[w++] = argv[r++];
+			}
+			break;
+		}
+		if (strncmp(a, name, len) == 0 && a[len] == '=') {
+			v = a + len + 1;
+		} else if (strcmp(a, name) == 0) {
+			if (r + 1 >= *argc) {
+				fprintf(stderr, "%s: %s needs a value\n", prog, name);
+				return (-1);
+			}
+			v = argv[++r];
+		}
+		if (v == NULL) {
+			argv[w++] = argv[r];
+			continue;
+		}
+		if (*n >= max) {
+			fprintf(stderr, "%s: at most %zu %s\n", prog, max, name);
+			return (-1);
+		}
+		out[(*n)++] = v;
+	}
+	*argc = w;
+	return (0);
+}

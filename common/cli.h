@@ -49,6 +49,14 @@ int coffer_opts_parse(const coffer_cli *cli, const coffer_cmd *cmd,
  * empty or holds a comma. coffer_opts_parse then sees only the last. */
 int coffer_opts_collect(int argc, char **argv, const char *name, char *buf, size_t size);
 
+/* For an option whose values may hold anything (paths): takes every
+ * "--name VALUE" and "--name=VALUE" before a "--" out of argv into out
+ * (up to max; *n counts them), so coffer_opts_parse never sees them.
+ * -1 after one line on stderr (prog: what is wrong) for a missing value or
+ * more than max. */
+int coffer_opts_take(const char *prog, int *argc, char **argv, const char *name, const char **out,
+    size_t max, size_t *n);
+
 /* Prints "usage: prog name args" for one command. */
 void coffer_cli_usage(const coffer_cli *cli, const coffer_cmd *cmd);
 

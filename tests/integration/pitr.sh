@@ -5,6 +5,8 @@
 # - rows committed one by one with known commit times after it; a restore to a
 #   time between two of them (while pgbench writes), into a new data directory started with --start,
 #   holds exactly the rows committed before the target;
+# - a tablespace outside the data directory: backed up with its files,
+#   restored where --tablespace-map says (its old, non-empty place refused);
 # - wal-push idempotency (same content: ok; different content: refused loudly),
 #   a segment of another cluster refused, wal-fetch of a missing file exits 1
 #   quietly, a non-empty --pgdata refused;
@@ -84,6 +86,12 @@ q "insert into ledger (id) select g from generate_series(-99, 0) g"
 q "create unlogged table scratch (x int)"
 q "insert into scratch select generate_series(1, 1000)"
 scratch_path=$(q "select pg_relation_filepath('scratch')")
+# A tablespace outside the data directory, with a table in it.
+mkdir -p "$T/ts1" && chown postgres: "$T/ts1" && chmod 700 "$T/ts1"
+q "create tablespace ts1 location '$T/ts1'"
+q "create table in_ts (id int) tablespace ts1"
+q "insert into in_ts select generate_series(1, 500)"
+ts_oid=$(q "select oid from pg_tablespace where spcname = 'ts1'")
 id=$(as_pg "$agent" backup -c "$conf" --kind physical 2>"$T/backup.log") ||
 	{ cat "$T/backup.log"; fail "physical backup"; }
 [[ $id == *-p-* ]] || fail "backup printed '$id', not a physical backup id"
@@ -96,6 +104,7 @@ if grep -q '"path":"postmaster.pid"' "$man"; then fail "postmaster.pid was backe
 if grep -q '"path":"pg_wal/0' "$man"; then fail "pg_wal contents were backed up"; fi
 if grep -q "\"path\":\"$scratch_path\"" "$man"; then fail "the unlogged table's main fork was backed up"; fi
 grep -q "\"path\":\"${scratch_path}_init\"" "$man" || fail "the unlogged table's init fork is missing"
+grep -q "\"path\":\"pg_tblspc/$ts_oid/PG_15_[0-9]*/" "$man" || fail "the tablespace's files are not in the manifest"
 ls "$wal/00000001/" | grep -q '\.backup$' ||
 	fail "the backup history file was not archived"
 as_pg "$agent" verify -c "$conf" --backup "$id" >/dev/null 2>"$T/err" || { cat "$T/err"; fail "verify $id"; }
@@ -168,10 +177,18 @@ fi
 grep -q "refuses to run as root" "$T/err" || { cat "$T/err"; fail "root-owned --pgdata refusal does not say why"; }
 [[ -z $(ls -A "$T/rootdir") ]] || fail "the refused restore wrote into $T/rootdir"
 pass "non-empty --pgdata refused; --start into a root-owned directory refused before writing"
+mkdir -p "$T/r0/data" && chown -R postgres: "$T/r0"
+if "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/r0/data" 2>"$T/err"; then
+	fail "a restore over the live cluster's tablespace directory was allowed"
+fi
+grep -q "tablespace directory $T/ts1 is not empty" "$T/err" || { cat "$T/err"; fail "the tablespace refusal does not say so"; }
+grep -q -- "--tablespace-map $T/ts1=DIR" "$T/err" || { cat "$T/err"; fail "the tablespace refusal does not name --tablespace-map"; }
+[[ -z $(ls -A "$T/ts1/PG_15_"*/ 2>/dev/null | grep -v '^[0-9]*$') ]] || fail "the refused restore wrote into $T/ts1"
+pass "restore refuses to put a tablespace into its live, non-empty directory and says how to map it"
 port2=$(_free_port)
 _t_clusters+=("$T/r")
 "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/r/data" \
-	--port "$port2" --start >"$T/restore.out" 2>"$T/restore.log" ||
+	--tablespace-map "$T/ts1=$T/r/ts1" --port "$port2" --start >"$T/restore.out" 2>"$T/restore.log" ||
 	{ cat "$T/restore.log"; cat "$T/r/data/coffer-recovery.log" 2>/dev/null | tail -20; fail "physical restore"; }
 grep -q "restored backup $id" "$T/restore.out" || { cat "$T/restore.out"; fail "restore report"; }
 [[ $(stat -c %U "$T/r/data/global/pg_control") == postgres ]] || fail "restored files are not postgres's"
@@ -181,13 +198,17 @@ got=$(psql_at "$rci" -c "select string_agg(id::text, ',' order by id) from ledge
 n=$(psql_at "$rci" -c "select count(*) from ledger where id <= 0")
 [[ $n == 100 ]] || fail "restored rows from before the backup: $n, want 100"
 [[ $(psql_at "$rci" -c "select count(*) from scratch") == 0 ]] || fail "the restored unlogged table is not empty"
+[[ $(psql_at "$rci" -c "select count(*) from in_ts") == 500 ]] || fail "the table in the tablespace did not come back"
+[[ $(psql_at "$rci" -c "select pg_tablespace_location($ts_oid)") == "$T/r/ts1" ]] ||
+	fail "the restored tablespace is at $(psql_at "$rci" -c "select pg_tablespace_location($ts_oid)"), not $T/r/ts1"
+[[ ! -e $T/r/data/tablespace_map ]] || fail "tablespace_map was left to point recovery at the old location"
 [[ $(psql_at "$rci" -c "select pg_is_in_recovery()") == f ]] || fail "restored cluster is still in recovery"
 # The target fell in the middle of pgbench's run: every transaction is there
 # whole or not at all.
 [[ $(psql_at "$rci" -c "select (select sum(abalance) from pgbench_accounts) = (select coalesce(sum(delta), 0) from pgbench_history) and (select sum(bbalance) from pgbench_branches) = (select coalesce(sum(delta), 0) from pgbench_history)") == t ]] ||
 	fail "the restored pgbench tables are not transactionally consistent"
 n_hist=$(psql_at "$rci" -c "select count(*) from pgbench_history")
-pass "restored to $target: rows 1..3 exist, 4..6 do not; pgbench's $n_hist transactions before it are consistent ($(cat "$T/restore.out"))"
+pass "restored to $target (tablespace ts1 mapped to $T/r/ts1, its 500 rows there): rows 1..3 exist, 4..6 do not; pgbench's $n_hist transactions before it are consistent ($(cat "$T/restore.out"))"
 pg_stop "$T/r"
 
 # --- wal-fetch prefetch ------------------------------------------------------------------
@@ -300,6 +321,7 @@ port3=$(_free_port)
 mkdir -p "$T/r3/data" && chown -R postgres: "$T/r3"
 _t_clusters+=("$T/r3")
 "$agent" restore -c "$conf" --physical --backup "$id2" --pgdata "$T/r3/data" --port "$port3" --start \
+	--tablespace-map "$T/ts1=$T/r3/ts1" \
 	>"$T/restore3.out" 2>"$T/restore3.log" ||
 	{ cat "$T/restore3.log"; tail -20 "$T/r3/data/coffer-recovery.log" 2>/dev/null; fail "restore of the old cluster's backup"; }
 grep -q -- "--system-identifier $sysid" "$T/r3/data/postgresql.auto.conf" ||

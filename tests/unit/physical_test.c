@@ -127,9 +127,10 @@ sample(fx *f)
 /* Feeds the archive (whole, or in steps of `step` bytes) and finishes;
  * returns the first error. */
 static int
-feed(fx *f, size_t step, coffer_err *err)
+feed_mapped(fx *f, size_t step, const char *const *map, size_t nmap, coffer_err *err)
 {
-	coffer_filter *u = agent_physical_restore_unpack_new(f->fd, f->m, false, 0, 0, err);
+	coffer_filter *u = agent_physical_restore_unpack_new(f->fd, f->m, false, 0, 0, map, nmap,
+	    err);
 	assert_non_null(u);
 	int rc = 0;
 	for (size_t off = 0; rc == 0 && off < f->len; off += step) {
@@ -140,6 +141,12 @@ feed(fx *f, size_t step, coffer_err *err)
 		rc = coffer_filter_finish(u, err);
 	coffer_filter_free(u);
 	return rc;
+}
+
+static int
+feed(fx *f, size_t step, coffer_err *err)
+{
+	return feed_mapped(f, step, NULL, 0, err);
 }
 
 static void
@@ -181,6 +188,89 @@ test_roundtrip(void **state)
 	snprintf(path, sizeof(path), "%s/pgdata/PG_VERSION", f->dir);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+/* A tablespace entry (its location) and its manifest line, then one file
+ * in it. */
+static void
+tablespace(fx *f, const char *link, const char *location)
+{
+	entry(f, AGENT_PHYS_TABLESPACE, 0, link, location);
+	uint8_t d[SHA256_DIGEST_LENGTH];
+	SHA256((const uint8_t *)location, strlen(location), d);
+	char hex[65], dir[300], rel[320];
+	coffer_hex_encode(d, sizeof(d), hex);
+	assert_int_equal(coffer_manifest_add_file(f->m, link, strlen(location), hex, NULL), 0);
+	snprintf(dir, sizeof(dir), "%s/PG_15_202209061", link);
+	entry(f, AGENT_PHYS_DIR, 0700, dir, NULL);
+	snprintf(rel, sizeof(rel), "%s/16384", dir);
+	file(f, rel, "tablespace bytes", NULL);
+}
+
+static void
+test_tablespace(void **state)
+{
+	fx *f = *state;
+	char orig[300], moved[300], map[620], link[700], target[300] = "";
+	snprintf(orig, sizeof(orig), "%s/ts-orig", f->dir);
+	snprintf(moved, sizeof(moved), "%s/ts-moved", f->dir);
+	snprintf(map, sizeof(map), "%s=%s", orig, moved);
+	entry(f, AGENT_PHYS_DIR, 0700, "pg_tblspc", NULL);
+	tablespace(f, "pg_tblspc/16390", orig);
+	file(f, "tablespace_map", "16390 /somewhere\n", NULL);
+	end(f);
+	/* Where it was, that directory holding something: refused. */
+	assert_int_equal(mkdir(orig, 0700), 0);
+	char stray[400];
+	snprintf(stray, sizeof(stray), "%s/stray", orig);
+	assert_int_equal(mkdir(stray, 0700), 0);
+	coffer_err err = { 0 };
+	assert_int_equal(feed(f, f->len, &err), COFFER_EEXIST);
+	assert_non_null(strstr(err.msg, "not empty"));
+	assert_non_null(strstr(err.hint, "--tablespace-map"));
+	assert_false(exists(f, "pgdata/pg_tblspc/16390"));
+	/* Mapped elsewhere: linked there, its files inside, tablespace_map gone. */
+	rmdir(stray);
+	assert_int_equal(unlinkat(f->fd, "pg_tblspc", AT_REMOVEDIR), 0);
+	const char *maps[] = { map };
+	coffer_err_clear(&err);
+	assert_int_equal(feed_mapped(f, 7, maps, 1, &err), 0);
+	snprintf(link, sizeof(link), "%s/pgdata/pg_tblspc/16390", f->dir);
+	assert_true(readlink(link, target, sizeof(target) - 1) > 0);
+	assert_string_equal(target, moved);
+	assert_true(exists(f, "ts-moved/PG_15_202209061/16384"));
+	assert_file(f, "pg_tblspc/16390/PG_15_202209061/16384", "tablespace bytes");
+	assert_false(exists(f, "pgdata/tablespace_map"));
+}
+
+static void
+test_tablespace_forged(void **state)
+{
+	fx *f = *state;
+	/* A tablespace entry outside pg_tblspc, and one whose location does
+	 * not match the manifest: both refused before anything is linked. */
+	char loc[300];
+	snprintf(loc, sizeof(loc), "%s/ts", f->dir);
+	tablespace(f, "base/16390", loc);
+	end(f);
+	coffer_err err = { 0 };
+	assert_int_equal(feed(f, f->len, &err), COFFER_ECORRUPT);
+	assert_non_null(strstr(err.msg, "outside pg_tblspc"));
+	coffer_manifest_free(f->m);
+	assert_int_equal(coffer_manifest_new(&f->m, NULL), 0);
+	f->len = 0;
+	entry(f, AGENT_PHYS_DIR, 0700, "pg_tblspc", NULL);
+	entry(f, AGENT_PHYS_TABLESPACE, 0, "pg_tblspc/1", "/etc");
+	uint8_t d[SHA256_DIGEST_LENGTH];
+	SHA256((const uint8_t *)"/tmp", 4, d);
+	char hex[65];
+	coffer_hex_encode(d, sizeof(d), hex);
+	assert_int_equal(coffer_manifest_add_file(f->m, "pg_tblspc/1", 4, hex, NULL), 0);
+	end(f);
+	coffer_err_clear(&err);
+	assert_int_equal(feed(f, f->len, &err), COFFER_ECORRUPT);
+	assert_non_null(strstr(err.msg, "does not match the manifest"));
+	assert_false(exists(f, "pgdata/pg_tblspc/1"));
 }
 
 static void
@@ -377,6 +467,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_byte_at_a_time, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tablespace, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tablespace_forged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_digest_mismatch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_path_escape, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
