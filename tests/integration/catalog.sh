@@ -137,6 +137,21 @@ done
 "$coord" audit-verify -c "$conf" >/dev/null || fail "verify after refused tampering failed"
 pass "UPDATE, DELETE and TRUNCATE refused by the database, for the owner and other roles"
 
+# Agents and services are never removed or renamed (events and backups name
+# them without a foreign key: migration 10).
+psql_at "$ci" -c "INSERT INTO services (name, owner) VALUES ('kept', 'x');
+	INSERT INTO agents (name, service, pubkey, enrolled_by) VALUES ('kept-1', 'kept', sha256('k'), 'test')" >/dev/null
+for sql in "DELETE FROM agents WHERE name = 'kept-1'" "UPDATE agents SET name = 'other' WHERE name = 'kept-1'" \
+	"TRUNCATE agents CASCADE" "DELETE FROM services WHERE name = 'kept'" \
+	"UPDATE services SET name = 'other' WHERE name = 'kept'" "TRUNCATE services CASCADE"; do
+	if psql_at "$ci" -c "$sql" 2>"$T/err"; then
+		fail "the database allowed: $sql"
+	fi
+	grep -q "never removed or renamed" "$T/err" || fail "$sql failed for another reason: $(cat "$T/err")"
+done
+[[ $(psql_at "$ci" -c "SELECT count(*) FROM agents WHERE name = 'kept-1'") == 1 ]] || fail "the agent is gone"
+pass "agents and services: DELETE, TRUNCATE and renaming refused by the database"
+
 out=$("$drv" atomic "$ci" "$T/audit.key") || fail "audit rows and their transaction: $out"
 out=$("$drv" concurrent "$ci" "$T/audit.key" 4 50) || fail "concurrent appenders: $out"
 "$coord" audit-verify -c "$conf" >"$T/v2" || fail "verify after concurrent appends: $(cat "$T/err")"
