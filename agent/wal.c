@@ -602,7 +602,7 @@ agent_wal_prefetch(agent_ctx *ctx, uint64_t sysid, const char *name, uint64_t se
 	if (d != NULL)
 		closedir(d);
 	for (int i = 0; rc == 0 && i < n; i++) {
-		char dest[4200];
+		char dest[4096 + 132];
 		struct stat st;
 		snprintf(dest, sizeof(dest), "%s/%s", dir, spooled[i]);
 		if (stat(dest, &st) == 0)
