@@ -16,20 +16,6 @@
 
 #include <libpq-fe.h>
 
-static PGresult *
-query(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    int *rv, coffer_err *err)
-{
-	PGresult *res = PQexecParams(coord_catalog_conn(cat), sql, n, NULL, vals, NULL, NULL, 0);
-	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-		*rv = 0;
-		return (res);
-	}
-	*rv = coord_catalog_pg_error(cat, res, what, err);
-	return (NULL);
-}
-
 static bool
 name_ok(const char *s)
 {
@@ -94,7 +80,7 @@ coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const char *
 	}
 	PGresult *res = NULL;
 	const char *svals[] = { service, owner };
-	res = query(cat, "recording the service",
+	res = coord_catalog_adhoc(cat, "recording the service",
 	    "INSERT INTO services (name, owner) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
 	    "SET owner = EXCLUDED.owner, updated_at = now() WHERE services.owner <> EXCLUDED.owner",
 	    2, svals, &rv, err);
@@ -103,7 +89,7 @@ coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const char *
 	}
 	PQclear(res);
 	const char *avals[] = { agent };
-	res = query(cat, "reading the agent",
+	res = coord_catalog_adhoc(cat, "reading the agent",
 	    "SELECT service, encode(pubkey, 'hex'), revoked_at IS NOT NULL FROM agents "
 	    "WHERE name = $1 FOR UPDATE",
 	    1, avals, &rv, err);
@@ -139,7 +125,7 @@ coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const char *
 	}
 	PQclear(res);
 	const char *kvals[] = { hex };
-	res = query(cat, "checking the key", "SELECT name FROM agents WHERE pubkey = decode($1, 'hex')",
+	res = coord_catalog_adhoc(cat, "checking the key", "SELECT name FROM agents WHERE pubkey = decode($1, 'hex')",
 	    1, kvals, &rv, err);
 	if (res == NULL) {
 		goto fail;
@@ -154,7 +140,7 @@ coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const char *
 	}
 	PQclear(res);
 	const char *ivals[] = { agent, service, hex, actor };
-	res = query(cat, "enrolling the agent",
+	res = coord_catalog_adhoc(cat, "enrolling the agent",
 	    "INSERT INTO agents (name, service, pubkey, enrolled_by) "
 	    "VALUES ($1, $2, decode($3, 'hex'), $4)",
 	    4, ivals, &rv, err);
@@ -184,7 +170,7 @@ coord_agents_revoke(coord_catalog *cat, const coord_audit_key *key, const char *
 		return (rv);
 	}
 	const char *vals[] = { agent };
-	PGresult *res = query(cat, "reading the agent",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the agent",
 	    "SELECT service, revoked_at IS NOT NULL FROM agents WHERE name = $1 FOR UPDATE", 1, vals,
 	    &rv, err);
 	if (res == NULL) {
@@ -205,7 +191,7 @@ coord_agents_revoke(coord_catalog *cat, const coord_audit_key *key, const char *
 		return (0);
 	}
 	const char *uvals[] = { agent, actor };
-	res = query(cat, "revoking the agent",
+	res = coord_catalog_adhoc(cat, "revoking the agent",
 	    "UPDATE agents SET revoked_at = now(), revoked_by = $2 WHERE name = $1", 2, uvals, &rv,
 	    err);
 	if (res == NULL) {
@@ -229,7 +215,7 @@ coord_agents_list(coord_catalog *cat, cJSON **out, coffer_err *err)
 {
 	*out = NULL;
 	int rv;
-	PGresult *res = query(cat, "listing agents",
+	PGresult *res = coord_catalog_adhoc(cat, "listing agents",
 	    "SELECT name, service, encode(pubkey, 'hex'), "
 	    "to_char(enrolled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), enrolled_by, "
 	    "to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), last_seq, "
@@ -330,7 +316,7 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 	PGresult *res = NULL;
 	for (size_t i = 0; i < n; i++) {
 		const char *svals[] = { services[i], owners[i] };
-		res = query(cat, "recording the service",
+		res = coord_catalog_adhoc(cat, "recording the service",
 		    "INSERT INTO services (name, owner) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
 		    "SET owner = EXCLUDED.owner, updated_at = now() WHERE services.owner <> "
 		    "EXCLUDED.owner",
@@ -341,7 +327,7 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 		PQclear(res);
 	}
 	const char *avals[] = { agent };
-	res = query(cat, "reading the agent",
+	res = coord_catalog_adhoc(cat, "reading the agent",
 	    "SELECT role, encode(pubkey, 'hex'), revoked_at IS NOT NULL, COALESCE(service, '') "
 	    "FROM agents WHERE name = $1 FOR UPDATE",
 	    1, avals, &rv, err);
@@ -375,7 +361,7 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 	} else {
 		PQclear(res);
 		const char *kvals[] = { hex };
-		res = query(cat, "checking the key",
+		res = coord_catalog_adhoc(cat, "checking the key",
 		    "SELECT name FROM agents WHERE pubkey = decode($1, 'hex')", 1, kvals, &rv, err);
 		if (res == NULL) {
 			goto fail;
@@ -391,7 +377,7 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 		}
 		PQclear(res);
 		const char *ivals[] = { agent, hex, actor };
-		res = query(cat, "enrolling the drill runner",
+		res = coord_catalog_adhoc(cat, "enrolling the drill runner",
 		    "INSERT INTO agents (name, service, role, pubkey, enrolled_by) "
 		    "VALUES ($1, NULL, 'drill_runner', decode($2, 'hex'), $3)",
 		    3, ivals, &rv, err);
@@ -405,7 +391,7 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 	cJSON *list = cJSON_AddArrayToObject(d, "services");
 	for (size_t i = 0; i < n; i++) {
 		const char *dvals[] = { agent, services[i], actor };
-		res = query(cat, "recording the services the runner drills",
+		res = coord_catalog_adhoc(cat, "recording the services the runner drills",
 		    "INSERT INTO drill_runner_services (agent, service, added_by) VALUES ($1, $2, $3) "
 		    "ON CONFLICT DO NOTHING",
 		    3, dvals, &rv, err);

@@ -44,30 +44,6 @@
 #define COORD_ACTOR "coordinator"
 #define GLOBAL_SERVICE "_coordinator"
 
-static PGresult *
-query(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    int *rv, coffer_err *err)
-{
-	PGresult *res = PQexecParams(coord_catalog_conn(cat), sql, n, NULL, vals, NULL, NULL, 0);
-	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-		*rv = 0;
-		return (res);
-	}
-	*rv = coord_catalog_pg_error(cat, res, what, err);
-	return (NULL);
-}
-
-static int
-exec(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    coffer_err *err)
-{
-	int rv;
-	PGresult *res = query(cat, what, sql, n, vals, &rv, err);
-	PQclear(res);
-	return (rv);
-}
-
 /* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
 static void
 utf8_cut(char *s, size_t max)
@@ -101,7 +77,7 @@ enqueue(coord_catalog *cat, const char *dedup_key, const char *action, const cha
 		return (coffer_err_set(err, COFFER_ENOMEM, "building an alert payload: out of memory"));
 	}
 	const char *vals[] = { dedup_key, action, target, text, service, now_ms_text };
-	int rv = exec(cat, "queueing an alert",
+	int rv = coord_catalog_adhoc_exec(cat, "queueing an alert",
 	    "INSERT INTO alert_outbox (dedup_key, action, target, payload, service, created_at, "
 	    "next_attempt_at) VALUES ($1, $2, $3, $4::jsonb, $5, "
 	    "to_timestamp($6::bigint / 1000.0), to_timestamp($6::bigint / 1000.0))",
@@ -194,7 +170,7 @@ set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
 	}
 	int rv;
 	const char *v1[] = { dedup };
-	PGresult *res = query(cat, "reading an alert's state",
+	PGresult *res = coord_catalog_adhoc(cat, "reading an alert's state",
 	    "SELECT state FROM alerts WHERE dedup_key = $1 FOR UPDATE", 1, v1, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -212,7 +188,7 @@ set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
 	}
 	if (active) {
 		const char *v[] = { dedup, service, check, severity, summary, dtext, now_text };
-		rv = exec(cat, "recording a triggered alert",
+		rv = coord_catalog_adhoc_exec(cat, "recording a triggered alert",
 		    "INSERT INTO alerts (dedup_key, service, check_name, state, severity, summary, "
 		    "details, first_triggered_at, last_changed_at, resolved_at) VALUES ($1, $2, $3, "
 		    "'triggered', $4, $5, $6::jsonb, to_timestamp($7::bigint / 1000.0), "
@@ -223,7 +199,7 @@ set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
 		    7, v, err);
 	} else {
 		const char *v[] = { dedup, now_text };
-		rv = exec(cat, "recording a resolved alert",
+		rv = coord_catalog_adhoc_exec(cat, "recording a resolved alert",
 		    "UPDATE alerts SET state = 'resolved', last_changed_at = "
 		    "to_timestamp($2::bigint / 1000.0), resolved_at = to_timestamp($2::bigint / 1000.0) "
 		    "WHERE dedup_key = $1",
@@ -273,7 +249,7 @@ lock_tx(coord_catalog *cat, coffer_err *err)
 	char k[32];
 	snprintf(k, sizeof(k), "%lld", (long long)COORD_ALERTS_LOCK);
 	const char *v[] = { k };
-	return (exec(cat, "taking the alerts lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, v,
+	return (coord_catalog_adhoc_exec(cat, "taking the alerts lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, v,
 	    err));
 }
 
@@ -360,7 +336,7 @@ check_failed(svc_ctx *c, coffer_err *err)
 {
 	int rv;
 	const char *v[] = { c->p->name, c->now_text };
-	PGresult *res = query(c->cat, "reading the latest backup",
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the latest backup",
 	    "SELECT id, status, COALESCE(failure_reason, '') FROM backups WHERE service = $1 "
 	    "AND status IN ('completed', 'failed') AND finished_at IS NOT NULL "
 	    "AND finished_at <= to_timestamp($2::bigint / 1000.0) "
@@ -412,7 +388,7 @@ check_missed(svc_ctx *c, coffer_err *err)
 	/* A slot before the coordinator knew the service was never its to
 	 * miss: a new service must not page for the night before it existed. */
 	const char *v[] = { c->p->name, slot_text, c->now_text };
-	PGresult *res = query(c->cat, "looking for a backup after the scheduled run",
+	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a backup after the scheduled run",
 	    "SELECT (SELECT created_at > to_timestamp($2::bigint / 1000.0) FROM services "
 	    "WHERE name = $1), EXISTS (SELECT 1 FROM backups WHERE service = $1 "
 	    "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
@@ -447,7 +423,7 @@ check_quiet(svc_ctx *c, coffer_err *err)
 	int64_t quiet = coffer_config_duration_ms(c->cfg->ini, "alerts", "agent_quiet");
 	int rv;
 	const char *v[] = { c->p->name };
-	PGresult *res = query(c->cat, "reading the service's agents' last contact",
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the service's agents' last contact",
 	    "SELECT count(*), COALESCE(floor(extract(epoch FROM max(GREATEST(last_contact_at, "
 	    "heartbeat_at, hello_at, enrolled_at))) * 1000)::bigint, 0), "
 	    "COALESCE(string_agg(name, ',' ORDER BY name), '') FROM agents "
@@ -482,7 +458,7 @@ check_size(svc_ctx *c, coffer_err *err)
 	snprintf(lim, sizeof(lim), "%" PRId64, hist + 1);
 	int rv;
 	const char *v[] = { c->p->name, lim, c->now_text };
-	PGresult *res = query(c->cat, "reading recent backup sizes",
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading recent backup sizes",
 	    "SELECT stored_bytes, id FROM backups WHERE service = $1 AND status = 'completed' "
 	    "AND stored_bytes IS NOT NULL AND finished_at <= to_timestamp($3::bigint / 1000.0) "
 	    "ORDER BY finished_at DESC, started_at DESC LIMIT $2::int",
@@ -539,7 +515,7 @@ check_refused(svc_ctx *c, coffer_err *err)
 	snprintf(from, sizeof(from), "%" PRId64, c->now_ms - win);
 	int rv;
 	const char *v[] = { c->p->name, from, c->now_text };
-	PGresult *res = query(c->cat, "reading refused requests",
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading refused requests",
 	    "SELECT count(*), COALESCE(sum(r.count), 0), "
 	    "COALESCE(string_agg(DISTINCT r.reason, ','), '') FROM refusals r "
 	    "JOIN agents a ON a.name = r.agent WHERE a.service = $1 "
@@ -570,7 +546,7 @@ changes_run(svc_ctx *c, coffer_err *err)
 {
 	int rv;
 	const char *v1[] = { c->p->name };
-	PGresult *res = query(c->cat, "reading the success mark",
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the success mark",
 	    "SELECT alerts_success_mark FROM services WHERE name = $1 FOR UPDATE", 1, v1, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -586,7 +562,7 @@ changes_run(svc_ctx *c, coffer_err *err)
 	/* On the first evaluation only the latest success is announced:
 	 * history is not news. */
 	const char *v2[] = { c->p->name, mark, c->now_text };
-	res = query(c->cat, "reading new successful backups",
+	res = coord_catalog_adhoc(c->cat, "reading new successful backups",
 	    first ?
 		"SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
 		"COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
@@ -627,7 +603,7 @@ changes_run(svc_ctx *c, coffer_err *err)
 	}
 	if (rv == 0 && n > 0) {
 		const char *v3[] = { c->p->name, PQgetvalue(res, n - 1, 1) };
-		rv = exec(c->cat, "moving the success mark",
+		rv = coord_catalog_adhoc_exec(c->cat, "moving the success mark",
 		    "UPDATE services SET alerts_success_mark = $2::timestamptz WHERE name = $1", 2,
 		    v3, err);
 	}
@@ -672,7 +648,7 @@ static int
 count_open(coord_catalog *cat, coord_alerts_stats *st, int last, coffer_err *err)
 {
 	int rv;
-	PGresult *res = query(cat, "counting open alerts",
+	PGresult *res = coord_catalog_adhoc(cat, "counting open alerts",
 	    "SELECT count(*) FROM alerts WHERE state = 'triggered'", 0, NULL, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -781,7 +757,7 @@ coord_alerts_list(coord_catalog *cat, int limit, cJSON **out, coffer_err *err)
 	snprintf(lim, sizeof(lim), "%d", limit);
 	const char *v[] = { lim };
 	int rv;
-	PGresult *res = query(cat, "listing alerts",
+	PGresult *res = coord_catalog_adhoc(cat, "listing alerts",
 	    "SELECT a.dedup_key, a.service, a.check_name, a.state, a.severity, a.summary, "
 	    RFC3339("a.first_triggered_at") ", " RFC3339("a.last_changed_at") ", "
 	    RFC3339("a.resolved_at") ", o.action, o.state, o.attempts, o.last_error, "

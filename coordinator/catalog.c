@@ -394,6 +394,38 @@ coord_catalog_exec(coord_catalog *cat, const char *sql, const char *what, coffer
 }
 
 int
+coord_catalog_query_exec(coord_catalog *cat, const char *sql, int n, const char *const *vals,
+    const char *what, coffer_err *err)
+{
+	int rv;
+	PQclear(coord_catalog_query(cat, sql, n, vals, what, &rv, err));
+	return (rv);
+}
+
+PGresult *
+coord_catalog_adhoc(coord_catalog *cat, const char *what, const char *sql, int n,
+    const char *const *vals, int *rv, coffer_err *err)
+{
+	PGresult *res = PQexecParams(cat->conn, sql, n, NULL, vals, NULL, NULL, 0);
+	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		*rv = 0;
+		return (res);
+	}
+	*rv = coord_catalog_pg_error(cat, res, what, err);
+	return (NULL);
+}
+
+int
+coord_catalog_adhoc_exec(coord_catalog *cat, const char *what, const char *sql, int n,
+    const char *const *vals, coffer_err *err)
+{
+	int rv;
+	PQclear(coord_catalog_adhoc(cat, what, sql, n, vals, &rv, err));
+	return (rv);
+}
+
+int
 coord_catalog_begin(coord_catalog *cat, coffer_err *err)
 {
 	return (coord_catalog_exec(cat, "BEGIN", "starting a catalog transaction", err));

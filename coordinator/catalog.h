@@ -78,6 +78,23 @@ void coord_catalog_rollback(coord_catalog *cat);
 PGresult *coord_catalog_query(coord_catalog *cat, const char *sql, int n,
     const char *const *vals, const char *what, int *rv, coffer_err *err);
 
+/* coord_catalog_query for a statement whose result is not needed: 0 or the
+ * error. sql must be a string literal, as there. */
+int coord_catalog_query_exec(coord_catalog *cat, const char *sql, int n, const char *const *vals,
+    const char *what, coffer_err *err);
+
+/*
+ * One statement with text parameters, never prepared: for statements run
+ * rarely (maintenance passes, operator commands) or whose text is built at
+ * run time. what names the step in the error message. Returns the result
+ * (the caller PQclears it), else NULL with *rv and err set as by
+ * coord_catalog_pg_error; adhoc_exec discards the result.
+ */
+PGresult *coord_catalog_adhoc(coord_catalog *cat, const char *what, const char *sql, int n,
+    const char *const *vals, int *rv, coffer_err *err);
+int coord_catalog_adhoc_exec(coord_catalog *cat, const char *what, const char *sql, int n,
+    const char *const *vals, coffer_err *err);
+
 /*
  * A PostgreSQL array literal of text elements, built up for a parameter
  * such as $1::text[] (every element quoted, " and \\ escaped), so a batch

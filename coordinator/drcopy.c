@@ -68,15 +68,6 @@ copies(const coord_config *cfg, const char *service)
 	return (strcmp(dr_copy_mode(cfg, service), "none") != 0);
 }
 
-static int
-exec(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    coffer_err *err)
-{
-	int rv;
-	PQclear(coord_catalog_query(cat, sql, n, vals, what, &rv, err));
-	return (rv);
-}
-
 static void
 fmt_i64(char *buf, size_t size, int64_t v)
 {
@@ -804,11 +795,11 @@ wal_copied(coord_catalog *cat, const char *service, const char *sysid, int timel
 	char tl[16];
 	snprintf(tl, sizeof(tl), "%d", timeline);
 	const char *v[] = { service, tl, segment, sysid };
-	return (exec(cat, "recording a WAL segment's DR copy",
+	return (coord_catalog_query_exec(cat,
 	    "UPDATE wal_segments SET dr_copied_at = now() WHERE service = $1 "
 	    "AND system_identifier = $4::numeric AND timeline = $2::integer AND segment = $3 "
 	    "AND dr_copied_at IS NULL",
-	    4, v, err));
+	    4, v, "recording a WAL segment's DR copy", err));
 }
 
 /*
@@ -988,22 +979,22 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 		}
 		const char *v[] = { j->id, j->stored_sha, b, vtext, n, reason, backoff };
 		if (ok) {
-			rv = exec(cat, "recording a verified DR copy",
+			rv = coord_catalog_query_exec(cat,
 			    "UPDATE backup_copies SET status = 'verified', stored_sha256 = decode($2, "
 			    "'hex'), stored_bytes = $3::bigint, versions = $4::jsonb, finished_at = "
 			    TS(5) ", failure_reason = NULL, next_attempt_at = NULL "
 			    "WHERE backup_id = $1 AND repo = 'dr'",
-			    5, v, err);
+			    5, v, "recording a verified DR copy", err);
 		} else {
 			/* A backup gone from the primary cannot be copied later. */
 			const char *vv[] = { j->id, n, reason, backoff,
 				result == COFFER_ENOENT || result == COFFER_ECORRUPT ? "t" : "f" };
-			rv = exec(cat, "recording a failed DR copy",
+			rv = coord_catalog_query_exec(cat,
 			    "UPDATE backup_copies SET status = 'failed', attempts = attempts + 1, "
 			    "failure_reason = $3, next_attempt_at = CASE WHEN $5::boolean "
 			    "THEN 'infinity'::timestamptz ELSE " TS(2) " + $4::bigint * "
 			    "interval '1 millisecond' END WHERE backup_id = $1 AND repo = 'dr'",
-			    5, vv, err);
+			    5, vv, "recording a failed DR copy", err);
 		}
 	}
 	if (rv == 0) {
@@ -1187,8 +1178,8 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 			continue;
 		}
 		const char *iv[] = { j.id };
-		rv = exec(cat, "recording an attestation",
-		    "UPDATE backups SET attested_at = now() WHERE id = $1", 1, iv, err);
+		rv = coord_catalog_query_exec(cat, "UPDATE backups SET attested_at = now() WHERE id = $1",
+		    1, iv, "recording an attestation", err);
 		if (rv == 0) {
 			st->attested++;
 		}

@@ -75,30 +75,6 @@ static const char *const repo_names[2] = { "primary", "dr" };
 
 /* ---- catalog helpers ---- */
 
-static PGresult *
-query(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    int *rv, coffer_err *err)
-{
-	PGresult *res = PQexecParams(coord_catalog_conn(cat), sql, n, NULL, vals, NULL, NULL, 0);
-	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-		*rv = 0;
-		return (res);
-	}
-	*rv = coord_catalog_pg_error(cat, res, what, err);
-	return (NULL);
-}
-
-static int
-exec(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    coffer_err *err)
-{
-	int rv;
-	PGresult *res = query(cat, what, sql, n, vals, &rv, err);
-	PQclear(res);
-	return (rv);
-}
-
 static void
 fmt_i64(char *buf, size_t size, int64_t v)
 {
@@ -218,7 +194,7 @@ static int
 add_production_ids(coord_catalog *cat, cJSON *arr, coffer_err *err)
 {
 	int rv;
-	PGresult *res = query(cat, "reading production system identifiers",
+	PGresult *res = coord_catalog_adhoc(cat, "reading production system identifiers",
 	    "SELECT DISTINCT hello->>'system_identifier' FROM agents WHERE role = 'service' "
 	    "AND hello ? 'system_identifier' AND hello->>'system_identifier' ~ '^[0-9]{1,20}$' "
 	    "ORDER BY 1 LIMIT " "256", /* PROD_IDS_MAX */
@@ -239,7 +215,7 @@ check_runner(coord_catalog *cat, const char *service, const char *runner, coffer
 {
 	int rv;
 	const char *v[] = { runner, service };
-	PGresult *res = query(cat, "reading the drill runner's enrollment",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the drill runner's enrollment",
 	    "SELECT a.role, a.revoked_at IS NOT NULL, EXISTS (SELECT 1 FROM drill_runner_services s "
 	    "WHERE s.agent = a.name AND s.service = $2) FROM agents a WHERE a.name = $1",
 	    2, v, &rv, err);
@@ -285,7 +261,7 @@ pick_backup(coord_catalog *cat, const coord_service_policy *p, const char *repo,
 	const char *v[] = { p->name, since, repo };
 	int rv;
 	/* Logical backups only: the runner restores with pg_restore. */
-	PGresult *res = query(cat, "choosing the backup to drill",
+	PGresult *res = coord_catalog_adhoc(cat, "choosing the backup to drill",
 	    p->drill.random ?
 		"SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
 		"AND b.kind = 'logical' AND b.finished_at >= " TS(2) " AND ($3 = 'primary' OR "
@@ -356,7 +332,7 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	int rv;
 	const char *sv[] = { p->name };
 	/* The service row serialises drill starts of one service. */
-	PGresult *res = query(cat, "locking the service", "SELECT 1 FROM services WHERE name = $1 "
+	PGresult *res = coord_catalog_adhoc(cat, "locking the service", "SELECT 1 FROM services WHERE name = $1 "
 							  "AND removed_at IS NULL FOR UPDATE",
 	    1, sv, &rv, err);
 	if (res == NULL) {
@@ -371,7 +347,7 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	if ((rv = check_runner(cat, p->name, p->drill.runner, err)) != 0) {
 		return (rv);
 	}
-	res = query(cat, "reading the service's drills",
+	res = coord_catalog_adhoc(cat, "reading the service's drills",
 	    "SELECT (SELECT id FROM drills WHERE service = $1 AND status = 'running' ORDER BY id "
 	    "LIMIT 1), (SELECT repo FROM drills WHERE service = $1 ORDER BY id DESC LIMIT 1)",
 	    1, sv, &rv, err);
@@ -411,7 +387,7 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	fmt_i64(now, sizeof(now), now_ms);
 	fmt_i64(rto, sizeof(rto), p->drill.rto_ms);
 	const char *iv[] = { p->name, backup_id, now, rto, p->drill.runner, repo, requested_by };
-	res = query(cat, "recording the drill",
+	res = coord_catalog_adhoc(cat, "recording the drill",
 	    "INSERT INTO drills (service, backup_id, status, started_at, rto_ms, runner, repo, "
 	    "requested_by) VALUES ($1, $2, 'running', " TS(3) ", $4, $5, $6, $7) RETURNING id",
 	    7, iv, &rv, err);
@@ -437,7 +413,7 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	char id[32];
 	fmt_i64(id, sizeof(id), *drill_id);
 	const char *cv[] = { p->name, atext, requested_by, id };
-	res = query(cat, "queueing the drill command",
+	res = coord_catalog_adhoc(cat, "queueing the drill command",
 	    "WITH c AS (INSERT INTO agent_commands (service, kind, args, requested_by) "
 	    "VALUES ($1, 'drill', $2::jsonb, $3) RETURNING id) "
 	    "UPDATE drills SET command_id = (SELECT id FROM c) WHERE id = $4 RETURNING command_id",
@@ -533,7 +509,7 @@ due_of(coord_catalog *cat, const coord_service_policy *p, int64_t now_ms, int64_
 	const char *v[] = { p->name, p->drill.schedule, now };
 	/* A new or changed schedule starts counting from now: history under
 	 * another schedule does not make a drill overdue. */
-	rv = exec(cat, "recording the drill schedule",
+	rv = coord_catalog_adhoc_exec(cat, "recording the drill schedule",
 	    "INSERT INTO drill_schedules (service, schedule, since) VALUES ($1, $2, " TS(3) ") "
 	    "ON CONFLICT (service) DO UPDATE SET schedule = EXCLUDED.schedule, since = "
 	    "EXCLUDED.since WHERE drill_schedules.schedule <> EXCLUDED.schedule",
@@ -542,7 +518,7 @@ due_of(coord_catalog *cat, const coord_service_policy *p, int64_t now_ms, int64_
 		return (rv);
 	}
 	const char *v1[] = { p->name };
-	PGresult *res = query(cat, "reading the last drill",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the last drill",
 	    "SELECT " MS("GREATEST(s.since, (SELECT max(started_at) FROM drills d "
 			 "WHERE d.service = s.service))") ", "
 	    "(SELECT " MS("min(started_at)") " FROM drills d WHERE d.service = s.service "
@@ -634,7 +610,7 @@ coord_drills_check_events(coord_catalog *cat, const char *agent, bool runner,
 	}
 	int rv;
 	const char *v[] = { agent };
-	PGresult *res = query(cat, "reading the runner's services",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the runner's services",
 	    "SELECT service FROM drill_runner_services WHERE agent = $1 ORDER BY service", 1, v, &rv,
 	    err);
 	if (res == NULL) {
@@ -683,7 +659,7 @@ coord_drills_check_events(coord_catalog *cat, const char *agent, bool runner,
 			char id[32];
 			snprintf(id, sizeof(id), "%" PRIu64, ev->drill_result->drill_id);
 			const char *dv[] = { id, ev->service, agent };
-			PGresult *d = query(cat, "reading the reported drill",
+			PGresult *d = coord_catalog_adhoc(cat, "reading the reported drill",
 			    "SELECT 1 FROM drills WHERE id = $1::bigint AND service = $2 AND runner = $3 "
 			    "FOR UPDATE",
 			    3, dv, &rv, err);
@@ -761,7 +737,7 @@ apply_result(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 	snprintf(id, sizeof(id), "%" PRIu64, r->drill_id);
 	const char *v[] = { id, ev->service, agent };
 	int rv;
-	PGresult *res = query(cat, "reading the drill",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the drill",
 	    "SELECT backup_id, repo, COALESCE(rto_ms, 0) FROM drills WHERE id = $1::bigint "
 	    "AND service = $2 AND runner = $3 AND status = 'running' FOR UPDATE",
 	    3, v, &rv, err);
@@ -838,7 +814,7 @@ apply_result(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 	fmt_i64(total, sizeof(total), r->total_ms > 0 ? r->total_ms : 0);
 	const char *uv[] = { id, ok ? "passed" : "failed", restore, total, ctext,
 		ok ? NULL : failure, sandbox };
-	rv = exec(cat, "recording the drill result",
+	rv = coord_catalog_adhoc_exec(cat, "recording the drill result",
 	    "UPDATE drills SET status = $2, finished_at = GREATEST(now(), started_at), "
 	    "received_at = now(), restore_ms = $3, total_ms = $4, checks = $5::jsonb, "
 	    "failure_reason = $6, sandbox = NULLIF($7, '') WHERE id = $1::bigint",
@@ -871,7 +847,7 @@ apply_done(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 	}
 	const char *v[] = { id, agent, detail };
 	int rv;
-	PGresult *res = query(cat, "failing the drill",
+	PGresult *res = coord_catalog_adhoc(cat, "failing the drill",
 	    "UPDATE drills SET status = 'failed', finished_at = GREATEST(now(), started_at), "
 	    "received_at = now(), failure_reason = $3 WHERE command_id = $1::bigint AND runner = $2 "
 	    "AND status = 'running' RETURNING id, service, backup_id, repo, COALESCE(rto_ms, 0)",
@@ -1007,7 +983,7 @@ coord_drills_take_commands(coord_catalog *cat, const char *runner, coord_drill_c
 {
 	int rv;
 	const char *v[] = { runner };
-	PGresult *res = query(cat, "handing out drill commands",
+	PGresult *res = coord_catalog_adhoc(cat, "handing out drill commands",
 	    "UPDATE agent_commands SET delivered_to = $1, delivered_at = coalesce(delivered_at, "
 	    "now()) WHERE id IN (SELECT id FROM agent_commands WHERE kind = 'drill' "
 	    "AND done_at IS NULL AND args->>'runner' = $1 AND (delivered_to IS NULL OR "
@@ -1070,7 +1046,7 @@ eval_drill_failed(coord_catalog *cat, const coord_audit_key *key, const coord_co
 {
 	int rv;
 	const char *v[] = { p->name };
-	PGresult *res = query(cat, "reading the last finished drill",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the last finished drill",
 	    "SELECT id, status, backup_id, repo, COALESCE(failure_reason, ''), "
 	    RFC3339("finished_at") " FROM drills WHERE service = $1 AND status <> 'running' "
 	    "ORDER BY finished_at DESC, id DESC LIMIT 1",
@@ -1123,7 +1099,7 @@ eval_drill_overdue(coord_catalog *cat, const coord_audit_key *key, const coord_c
 	}
 	if (!active) {
 		const char *v[] = { p->name };
-		PGresult *res = query(cat, "reading running drills",
+		PGresult *res = coord_catalog_adhoc(cat, "reading running drills",
 		    "SELECT id, " MS("started_at") ", COALESCE(rto_ms, 0), COALESCE(runner, '') "
 		    "FROM drills WHERE service = $1 AND status = 'running' ORDER BY started_at LIMIT 1",
 		    1, v, &rv, err);
@@ -1163,7 +1139,7 @@ drill_changes(coord_catalog *cat, const coord_config *cfg, int64_t now_ms,
 	if (rv != 0) {
 		return (rv);
 	}
-	PGresult *res = query(cat, "reading passed drills",
+	PGresult *res = coord_catalog_adhoc(cat, "reading passed drills",
 	    "SELECT id, service, backup_id, repo, COALESCE(restore_ms, 0), COALESCE(rto_ms, 0), "
 	    MS("finished_at") " FROM drills WHERE status = 'passed' AND announced_at IS NULL "
 	    "ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED", /* CHANGE_BATCH */
@@ -1190,7 +1166,7 @@ drill_changes(coord_catalog *cat, const coord_config *cfg, int64_t now_ms,
 		    strtoll(PQgetvalue(res, i, 6), NULL, 10), now_ms, err);
 		if (rv == 0) {
 			const char *v[] = { PQgetvalue(res, i, 0) };
-			rv = exec(cat, "marking the drill announced",
+			rv = coord_catalog_adhoc_exec(cat, "marking the drill announced",
 			    "UPDATE drills SET announced_at = now() WHERE id = $1::bigint", 1, v, err);
 		}
 		if (rv == 0) {
@@ -1212,7 +1188,7 @@ eval_integrity_failed(coord_catalog *cat, const coord_audit_key *key, const coor
 	int rv;
 	const char *v[] = { p->name };
 	/* The latest check of each object of a backup still kept. */
-	PGresult *res = query(cat, "reading integrity checks",
+	PGresult *res = coord_catalog_adhoc(cat, "reading integrity checks",
 	    "SELECT count(*), min(backup_id || ' ' || object || ' in ' || repo || ': ' || "
 	    "COALESCE(detail, '')) FROM (SELECT DISTINCT ON (c.backup_id, c.repo, c.object) "
 	    "c.backup_id, c.repo, c.object, c.ok, c.detail FROM integrity_checks c JOIN backups b "
@@ -1243,7 +1219,7 @@ eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *c
 {
 	int64_t interval = coffer_config_duration_ms(cfg->ini, "integrity", "sweep_interval");
 	int rv;
-	PGresult *res = query(cat, "reading the last sweep",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the last sweep",
 	    "SELECT " MS("max(finished_at)") " FROM integrity_sweeps", 0, NULL, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -1273,7 +1249,7 @@ eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *c
 	if ((rv = coord_catalog_begin(cat, err)) != 0) {
 		return (rv);
 	}
-	res = query(cat, "reading clean sweeps",
+	res = coord_catalog_adhoc(cat, "reading clean sweeps",
 	    "SELECT id, checked, " MS("finished_at") " FROM integrity_sweeps WHERE finished_at "
 	    "IS NOT NULL AND failed = 0 AND checked > 0 AND announced_at IS NULL ORDER BY id "
 	    "LIMIT 5 FOR UPDATE SKIP LOCKED",
@@ -1290,7 +1266,7 @@ eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *c
 		    strtoll(PQgetvalue(res, i, 2), NULL, 10), now_ms, err);
 		if (rv == 0) {
 			const char *v[] = { PQgetvalue(res, i, 0) };
-			rv = exec(cat, "marking the sweep announced",
+			rv = coord_catalog_adhoc_exec(cat, "marking the sweep announced",
 			    "UPDATE integrity_sweeps SET announced_at = now() WHERE id = $1::bigint", 1,
 			    v, err);
 		}
@@ -1426,7 +1402,7 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	if ((rv = coord_catalog_begin(cat, err)) != 0) {
 		return (rv);
 	}
-	rv = exec(cat, "recording an integrity check",
+	rv = coord_catalog_adhoc_exec(cat, "recording an integrity check",
 	    "INSERT INTO integrity_checks (sweep_id, backup_id, service, repo, object, ok, "
 	    "expected_sha256, actual_sha256, expected_bytes, actual_bytes, detail, checked_at) "
 	    "VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, decode($7, 'hex'), decode($8, 'hex'), "
@@ -1434,7 +1410,7 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	    12, v, err);
 	if (rv == 0) {
 		const char *sv[] = { sweep_id, ok ? "0" : "1" };
-		rv = exec(cat, "counting an integrity check",
+		rv = coord_catalog_adhoc_exec(cat, "counting an integrity check",
 		    "UPDATE integrity_sweeps SET checked = checked + 1, failed = failed + $2::integer "
 		    "WHERE id = $1::bigint",
 		    2, sv, err);
@@ -1492,7 +1468,7 @@ sweep_service(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, i
 	const char *v[] = { service, repo_names[which], sample };
 	int rv;
 	/* Failed last time first, then never checked, then at random. */
-	PGresult *res = query(cat, "sampling backups to check",
+	PGresult *res = coord_catalog_adhoc(cat, "sampling backups to check",
 	    "SELECT b.id, encode(CASE WHEN $2 = 'dr' THEN COALESCE(c.stored_sha256, "
 	    "b.stored_sha256) ELSE b.stored_sha256 END, 'hex'), "
 	    "b.stored_bytes, COALESCE(b.manifest->>'manifest_sha256', '') FROM backups b "
@@ -1550,7 +1526,7 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 	fmt_i64(now, sizeof(now), now_ms);
 	const char *v[] = { now };
 	int rv;
-	PGresult *res = query(cat, "starting a sweep",
+	PGresult *res = coord_catalog_adhoc(cat, "starting a sweep",
 	    "INSERT INTO integrity_sweeps (started_at) VALUES (" TS(1) ") RETURNING id", 1, v, &rv,
 	    err);
 	if (res == NULL) {
@@ -1576,7 +1552,7 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 		return (rv);
 	}
 	const char *fv[] = { sweep_id, now };
-	rv = exec(cat, "finishing the sweep",
+	rv = coord_catalog_adhoc_exec(cat, "finishing the sweep",
 	    "UPDATE integrity_sweeps SET finished_at = GREATEST(" TS(2) ", started_at) "
 	    "WHERE id = $1::bigint",
 	    2, fv, err);
@@ -1592,7 +1568,7 @@ sweep_due(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, bool *due
     coffer_err *err)
 {
 	int rv;
-	PGresult *res = query(cat, "reading the last sweep",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the last sweep",
 	    "SELECT " MS("max(started_at)") " FROM integrity_sweeps", 0, NULL, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -1791,7 +1767,7 @@ coord_drills_list(coord_catalog *cat, const char *service, int limit, cJSON **ou
 	snprintf(lim, sizeof(lim), "%d", limit < 1 ? 1 : limit > 1000 ? 1000 : limit);
 	const char *v[] = { service, lim };
 	int rv;
-	PGresult *res = query(cat, "listing drills",
+	PGresult *res = coord_catalog_adhoc(cat, "listing drills",
 	    "SELECT " DRILL_COLS " FROM drills WHERE ($1::text IS NULL OR service = $1) "
 	    "ORDER BY started_at DESC, id DESC LIMIT $2::integer",
 	    2, v, &rv, err);
@@ -1821,7 +1797,7 @@ coord_drills_status(coord_catalog *cat, const char *service, cJSON *o, coffer_er
 {
 	const char *v[] = { service };
 	int rv;
-	PGresult *res = query(cat, "reading the last drill",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the last drill",
 	    "SELECT " DRILL_COLS " FROM drills WHERE service = $1 ORDER BY started_at DESC, id DESC "
 	    "LIMIT 1",
 	    1, v, &rv, err);

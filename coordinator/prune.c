@@ -74,37 +74,13 @@
  * delete. */
 #define MAX_OBJECTS_PER_BACKUP 10000
 
-static PGresult *
-query(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    int *rv, coffer_err *err)
-{
-	PGresult *res = PQexecParams(coord_catalog_conn(cat), sql, n, NULL, vals, NULL, NULL, 0);
-	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-		*rv = 0;
-		return (res);
-	}
-	*rv = coord_catalog_pg_error(cat, res, what, err);
-	return (NULL);
-}
-
-static int
-exec(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    coffer_err *err)
-{
-	int rv;
-	PGresult *res = query(cat, what, sql, n, vals, &rv, err);
-	PQclear(res);
-	return (rv);
-}
-
 /* As exec; *affected is the number of rows the statement changed. */
 static int
 exec_count(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
     long *affected, coffer_err *err)
 {
 	int rv;
-	PGresult *res = query(cat, what, sql, n, vals, &rv, err);
+	PGresult *res = coord_catalog_adhoc(cat, what, sql, n, vals, &rv, err);
 	*affected = res != NULL ? strtol(PQcmdTuples(res), NULL, 10) : 0;
 	PQclear(res);
 	return (rv);
@@ -255,7 +231,7 @@ sync_one(coord_catalog *cat, const coord_audit_key *key, const char *actor,
 		return (rv);
 	}
 	const char *sv[] = { p->name };
-	PGresult *res = query(cat, "reading the service's policy",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the service's policy",
 	    "SELECT policy_version, COALESCE(encode(policy_sha256, 'hex'), ''), "
 	    "removed_at IS NOT NULL FROM services WHERE name = $1 FOR UPDATE",
 	    1, sv, &rv, err);
@@ -271,7 +247,7 @@ sync_one(coord_catalog *cat, const coord_audit_key *key, const char *actor,
 	PQclear(res);
 	const char *uv[] = { p->name, owner, p->version };
 	if (exists && strcmp(old_hex, p->version) == 0 && !removed) {
-		rv = exec(cat, "updating the service's owner",
+		rv = coord_catalog_adhoc_exec(cat, "updating the service's owner",
 		    "UPDATE services SET owner = $2, updated_at = now() "
 		    "WHERE name = $1 AND owner <> $2",
 		    2, uv, err);
@@ -280,7 +256,7 @@ sync_one(coord_catalog *cat, const coord_audit_key *key, const char *actor,
 		}
 		return (coord_catalog_commit(cat, err));
 	}
-	res = query(cat, "recording the service's policy",
+	res = coord_catalog_adhoc(cat, "recording the service's policy",
 	    "INSERT INTO services (name, owner, policy_version, policy_sha256) "
 	    "VALUES ($1, $2, 1, decode($3, 'hex')) ON CONFLICT (name) DO UPDATE "
 	    "SET owner = EXCLUDED.owner, policy_version = services.policy_version + 1, "
@@ -314,7 +290,7 @@ remove_one(coord_catalog *cat, const coord_audit_key *key, const char *actor, co
 		return (rv);
 	}
 	const char *v[] = { name };
-	PGresult *res = query(cat, "marking the service's policy removed",
+	PGresult *res = coord_catalog_adhoc(cat, "marking the service's policy removed",
 	    "UPDATE services SET removed_at = now(), updated_at = now() "
 	    "WHERE name = $1 AND removed_at IS NULL AND policy_sha256 IS NOT NULL "
 	    "RETURNING policy_version, encode(policy_sha256, 'hex'), "
@@ -361,7 +337,7 @@ coord_policy_sync(coord_catalog *cat, const coord_audit_key *key, const char *ac
 		}
 	}
 	int rv;
-	PGresult *res = query(cat, "listing the catalog's services",
+	PGresult *res = coord_catalog_adhoc(cat, "listing the catalog's services",
 	    "SELECT name FROM services WHERE removed_at IS NULL AND policy_sha256 IS NOT NULL "
 	    "ORDER BY name",
 	    0, NULL, &rv, err);
@@ -416,7 +392,7 @@ view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *
 	fmt_i64(limit, sizeof(limit), (int64_t)COORD_PRUNE_MAX_BACKUPS + 1);
 	const char *vals[] = { service, limit };
 	int rv;
-	PGresult *res = query(cat, "reading the service's backups",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the service's backups",
 	    "SELECT b.id, b.status, " MS(SETTLED) ", b.failure_reason IS NOT NULL, "
 	    "b.verify_failed_at IS NULL, " ACTIVE_HOLD ", " MS("b.pending_since") ", "
 	    "b.repo, " MS("b.delete_after") " FROM backups b "
@@ -512,7 +488,7 @@ lock_service(service_ctx *c, coffer_err *err)
 {
 	const char *v[] = { c->p->name };
 	int rv;
-	PGresult *res = query(c->cat, "locking the service",
+	PGresult *res = coord_catalog_adhoc(c->cat, "locking the service",
 	    "SELECT policy_version, COALESCE(encode(policy_sha256, 'hex'), '') FROM services "
 	    "WHERE name = $1 FOR UPDATE",
 	    1, v, &rv, err);
@@ -719,7 +695,7 @@ recheck(service_ctx *c, const char *id, const PGresult *row, int *rv, coffer_err
 	/* The DR copy reads from here: a backup whose copy is still due waits
 	 * for it (dr_copy_lag pages meanwhile), unless retrying cannot help. */
 	const char *cv[] = { id };
-	PGresult *cr = query(c->cat, "looking for a due DR copy",
+	PGresult *cr = coord_catalog_adhoc(c->cat, "looking for a due DR copy",
 	    "SELECT 1 FROM backup_copies WHERE backup_id = $1 AND repo = 'dr' "
 	    "AND status IN ('copying', 'failed') "
 	    "AND (next_attempt_at IS NULL OR next_attempt_at <> 'infinity')",
@@ -740,7 +716,7 @@ recheck(service_ctx *c, const char *id, const PGresult *row, int *rv, coffer_err
 	const char *v[] = { c->p->name, id, settled };
 	/* FOR SHARE keeps that newer backup from being marked or deleted until
 	 * this transaction ends. */
-	PGresult *res = query(c->cat, "looking for a newer restorable backup",
+	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a newer restorable backup",
 	    "SELECT b.id FROM backups b WHERE b.service = $1 AND b.id <> $2 "
 	    "AND b.status = 'completed' AND b.verify_failed_at IS NULL "
 	    "AND " SETTLED " >= " TS(3) " ORDER BY " SETTLED " DESC LIMIT 1 FOR SHARE OF b",
@@ -764,7 +740,7 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 		goto fail;
 	}
 	const char *v[] = { id };
-	PGresult *row = query(c->cat, "locking the backup",
+	PGresult *row = coord_catalog_adhoc(c->cat, "locking the backup",
 	    "SELECT b.status, b.failure_reason IS NOT NULL, " MS("b.pending_since") ", "
 	    MS(SETTLED) ", b.repo, " ACTIVE_HOLD ", b.delete_attempts, b.delete_policy_version, "
 	    "b.delete_reason FROM backups b WHERE b.id = $1 FOR UPDATE OF b",
@@ -840,7 +816,7 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 	fmt_i64(now, sizeof(now), c->now_ms);
 	if (o == COORD_PRUNE_DELETED || o == COORD_PRUNE_GONE) {
 		const char *tv[] = { id, now, coord_prune_outcome_name(o) };
-		rv = exec(c->cat, "tombstoning the backup",
+		rv = coord_catalog_adhoc_exec(c->cat, "tombstoning the backup",
 		    "UPDATE backups SET status = 'deleted', deleted_at = " TS(2) ", "
 		    "delete_outcome = $3, delete_error = NULL, updated_at = now() WHERE id = $1",
 		    3, tv, err);
@@ -854,7 +830,7 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 		snprintf(msg, sizeof(msg), "%s%s%s%s", e.msg, e.hint[0] != '\0' ? " (hint: " : "",
 		    e.hint, e.hint[0] != '\0' ? ")" : "");
 		const char *fv[] = { id, msg };
-		rv = exec(c->cat, "recording a failed deletion",
+		rv = coord_catalog_adhoc_exec(c->cat, "recording a failed deletion",
 		    "UPDATE backups SET delete_attempts = delete_attempts + 1, "
 		    "delete_error = left($2, 1024), updated_at = now() WHERE id = $1",
 		    2, fv, err);
@@ -1035,7 +1011,7 @@ coord_retention_plan(coord_catalog *cat, const coord_config *cfg, const char *se
 	cJSON *o = NULL;
 	const char *sv[] = { service };
 	int rv;
-	PGresult *res = query(cat, "reading the service's policy",
+	PGresult *res = coord_catalog_adhoc(cat, "reading the service's policy",
 	    "SELECT policy_version, COALESCE(encode(policy_sha256, 'hex'), '') FROM services "
 	    "WHERE name = $1",
 	    1, sv, &rv, err);
@@ -1110,7 +1086,7 @@ lock_backup(coord_catalog *cat, const char *backup_id, char *service, size_t ssi
 {
 	const char *v[] = { backup_id };
 	int rv;
-	PGresult *res = query(cat, "locking the backup",
+	PGresult *res = coord_catalog_adhoc(cat, "locking the backup",
 	    "SELECT service, status FROM backups WHERE id = $1 FOR UPDATE", 1, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -1172,7 +1148,7 @@ coord_hold_add(coord_catalog *cat, const coord_audit_key *key, const char *actor
 					     "list --repo dr)"));
 	}
 	const char *v[] = { backup_id };
-	PGresult *res = query(cat, "looking for an active hold",
+	PGresult *res = coord_catalog_adhoc(cat, "looking for an active hold",
 	    "SELECT placed_by, reason FROM holds WHERE backup_id = $1 AND released_at IS NULL", 1,
 	    v, &rv, err);
 	if (res == NULL) {
@@ -1188,7 +1164,7 @@ coord_hold_add(coord_catalog *cat, const coord_audit_key *key, const char *actor
 	}
 	PQclear(res);
 	const char *iv[] = { backup_id, reason, actor };
-	res = query(cat, "placing the hold",
+	res = coord_catalog_adhoc(cat, "placing the hold",
 	    "INSERT INTO holds (backup_id, reason, placed_by) VALUES ($1, $2, $3) RETURNING id",
 	    3, iv, &rv, err);
 	if (res == NULL) {
@@ -1231,7 +1207,7 @@ coord_hold_remove(coord_catalog *cat, const coord_audit_key *key, const char *ac
 		goto fail;
 	}
 	const char *v[] = { backup_id, actor };
-	PGresult *res = query(cat, "releasing the hold",
+	PGresult *res = coord_catalog_adhoc(cat, "releasing the hold",
 	    "UPDATE holds SET released_at = GREATEST(now(), placed_at), released_by = $2 "
 	    "WHERE backup_id = $1 AND released_at IS NULL RETURNING id, reason, placed_by",
 	    2, v, &rv, err);
@@ -1276,7 +1252,7 @@ coord_holds_list(coord_catalog *cat, const char *service, int limit, cJSON **out
 	snprintf(lim, sizeof(lim), "%d", limit);
 	const char *v[] = { service, lim };
 	int rv;
-	PGresult *res = query(cat, "listing holds",
+	PGresult *res = coord_catalog_adhoc(cat, "listing holds",
 	    "SELECT h.backup_id, b.service, h.reason, h.placed_by, " MS("h.placed_at") " "
 	    "FROM holds h JOIN backups b ON b.id = h.backup_id "
 	    "WHERE h.released_at IS NULL AND ($1::text IS NULL OR b.service = $1) "

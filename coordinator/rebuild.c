@@ -162,15 +162,6 @@ prove(rebuild *r, const char *service, const char *id, coord_attestation *att,
 }
 
 static int
-exec(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    coffer_err *err)
-{
-	int rv;
-	PQclear(coord_catalog_query(cat, sql, n, vals, what, &rv, err));
-	return (rv);
-}
-
-static int
 record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
     const char *manifest_sha, bool *present, coffer_err *err)
 {
@@ -207,10 +198,10 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
 		/* The attestation is the coordinator's own record of the
 		 * enrollment; an agent it names comes back as it was. */
 		const char *v[] = { m->agent, m->service, pub };
-		rv = exec(r->cat, "recording an attested agent",
+		rv = coord_catalog_query_exec(r->cat,
 		    "INSERT INTO agents (name, service, pubkey, enrolled_by) VALUES ($1, $2, "
 		    "decode($3, 'hex'), '" ACTOR "') ON CONFLICT DO NOTHING",
-		    3, v, err);
+		    3, v, "recording an attested agent", err);
 	}
 	char a[6][32];
 	snprintf(a[0], sizeof(a[0]), "%" PRId64, m->started_at);
@@ -231,7 +222,7 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
 			m->lsn_start[0] != '\0' ? m->lsn_start : NULL,
 			m->lsn_stop[0] != '\0' ? m->lsn_stop : NULL, summary,
 			strcmp(r->repo_name, "primary") == 0 ? "t" : "f" };
-		rv = exec(r->cat, "recording a rebuilt backup",
+		rv = coord_catalog_query_exec(r->cat,
 		    "INSERT INTO backups (id, service, agent, kind, status, repo, started_at, "
 		    "finished_at, plain_bytes, stored_bytes, plain_sha256, stored_sha256, key_id, "
 		    "pg_version, system_identifier, timeline, start_lsn, stop_lsn, manifest, "
@@ -239,15 +230,15 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
 		    "$8::bigint, $9::bigint, decode($10, 'hex'), decode($11, 'hex'), $12, "
 		    "$13::integer, $14::numeric, $15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb, "
 		    "CASE WHEN $19::boolean THEN now() END)",
-		    19, v, err);
+		    19, v, "recording a rebuilt backup", err);
 	}
 	if (rv == 0 && !*present && strcmp(r->repo_name, "dr") == 0) {
 		const char *v[] = { m->backup_id, m->stored_sha256, a[3] };
-		rv = exec(r->cat, "recording a rebuilt DR copy",
+		rv = coord_catalog_query_exec(r->cat,
 		    "INSERT INTO backup_copies (backup_id, repo, status, stored_sha256, stored_bytes, "
 		    "finished_at) VALUES ($1, 'dr', 'verified', decode($2, 'hex'), $3::bigint, now()) "
 		    "ON CONFLICT DO NOTHING",
-		    3, v, err);
+		    3, v, "recording a rebuilt DR copy", err);
 	}
 	if (rv == 0 && !*present) {
 		cJSON *d = cJSON_CreateObject();
