@@ -104,11 +104,7 @@ bq() { psql_at "$base dbname=${2:-billing}" -c "$1"; }
 bq "create table invoices (id int primary key, note text, amount numeric);
 	insert into invoices select g, 'invoice ' || g, g * 1.5 from generate_series(1, 20000) g" >/dev/null
 
-"$rx" receiver "$T/rx.log" "$T/rx.port" >/dev/null 2>&1 &
-bg+=("$!")
-for _ in $(seq 100); do [[ -s $T/rx.port ]] && break; sleep 0.05; done
-rxport=$(cat "$T/rx.port")
-[[ -n $rxport ]] || fail "the receiver did not start"
+receiver_start
 
 pki=$T/pki
 "$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
@@ -210,17 +206,7 @@ grep -q "must be an object-locked S3 bucket" "$T/posix.err" ||
 pass "posix DR repository refused at start"
 
 # --- the agent backs up into the primary bucket ----------------------------------------------
-start_coord() {
-	: >"$T/coord.log"
-	timeout --foreground 600 "$coord" run -c "$conf" >/dev/null 2>"$T/coord.log" &
-	cpid=$!
-	bg+=("$cpid")
-	for _ in $(seq 300); do grep -q "metrics listening" "$T/coord.log" && grep -q "admin endpoint listening" "$T/coord.log" && break; sleep 0.1; done
-	port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-	aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-	mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-	[[ -n $port && -n $aport && -n $mport ]] || fail "coordinator did not start: $(cat "$T/coord.log")"
-}
+start_coord() { coord_start "$conf"; }
 aconf=$T/agent.conf
 write_agent_conf() {
 	cat >"$aconf" <<CONF
@@ -267,16 +253,7 @@ port=0 write_agent_conf
 	fail "enroll"
 start_coord
 write_agent_conf
-cat >"$T/alice.conf" <<CONF
-[coffer]
-url = tls+tcp://127.0.0.1:$aport
-operator = alice
-key = $T/alice.key
-ca = $pki/ca.crt
-cert = $pki/alice.crt
-key_tls = $pki/alice.key
-server_name = localhost
-CONF
+operator_conf alice
 export COFFER_CONFIG=$T/alice.conf
 
 backup() {

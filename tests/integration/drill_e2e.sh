@@ -36,12 +36,7 @@ for db in coffer billing; do psql_at "$base dbname=postgres" -c "create database
 psql_at "$base dbname=billing" -c "create table invoices (id int, at timestamptz default now()); insert into invoices select generate_series(1, 5000)"
 ci="$base dbname=coffer"
 
-"$drv" receiver "$T/rx.log" "$T/rx.port" &
-rxpid=$!
-bg+=("$rxpid")
-for _ in $(seq 100); do [[ -s $T/rx.port ]] && break; sleep 0.05; done
-rxport=$(cat "$T/rx.port")
-[[ -n $rxport ]] || fail "the receiver did not start"
+receiver_start
 
 pki=$T/pki
 "$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
@@ -89,27 +84,9 @@ drill.assert.1 = SELECT count(*) = 5000 FROM invoices
 CONF
 "$coord" migrate -c "$T/coordinator.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
 grep -q "drills and integrity" "$T/migrate.out" || fail "the drills migration was not applied: $(cat "$T/migrate.out")"
-timeout --foreground 600 "$coord" run -c "$T/coordinator.conf" 2>"$T/coord.log" &
-cpid=$!
-bg+=("$cpid")
-for _ in $(seq 150); do grep -q "admin endpoint listening" "$T/coord.log" && break; sleep 0.1; done
-port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-[[ -n $port && -n $aport ]] || fail "coordinator did not start: $(cat "$T/coord.log")"
-clicfg() { # operator
-	cat >"$T/$1.conf" <<CONF
-[coffer]
-url = tls+tcp://127.0.0.1:$aport
-operator = $1
-key = $T/$1.key
-ca = $pki/ca.crt
-cert = $pki/$1.crt
-key_tls = $pki/$1.key
-server_name = localhost
-CONF
-}
-clicfg alice
-clicfg audrey
+coord_start "$T/coordinator.conf" 600
+operator_conf alice
+operator_conf audrey
 export COFFER_CONFIG=$T/alice.conf
 
 mkdir -p "$T/billing-state"

@@ -30,11 +30,7 @@ ci="$base dbname=coffer"
 pg_start "$T/sandbox"
 sandbox="host=$PG_HOST port=$PG_PORT user=postgres"
 
-"$drv" receiver "$T/rx.log" "$T/rx.port" >/dev/null 2>&1 &
-bg+=("$!")
-for _ in $(seq 100); do [[ -s $T/rx.port ]] && break; sleep 0.05; done
-rxport=$(cat "$T/rx.port")
-[[ -n $rxport ]] || fail "the receiver did not start"
+receiver_start
 
 pki=$T/pki
 "$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
@@ -74,22 +70,8 @@ drill.freshness_max_lag = 1h
 drill.assert.1 = SELECT count(*) = 5000 FROM invoices
 CONF
 "$coord" migrate -c "$T/coordinator.conf" >/dev/null 2>&1 || fail "migrate"
-timeout --foreground 300 "$coord" run -c "$T/coordinator.conf" 2>"$T/coord.log" &
-bg+=("$!")
-for _ in $(seq 150); do grep -q "admin endpoint listening" "$T/coord.log" && break; sleep 0.1; done
-port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-[[ -n $port && -n $aport ]] || fail "coordinator did not start: $(cat "$T/coord.log")"
-cat >"$T/alice.conf" <<CONF
-[coffer]
-url = tls+tcp://127.0.0.1:$aport
-operator = alice
-key = $T/alice.key
-ca = $pki/ca.crt
-cert = $pki/alice.crt
-key_tls = $pki/alice.key
-server_name = localhost
-CONF
+coord_start "$T/coordinator.conf" 300
+operator_conf alice
 export COFFER_CONFIG=$T/alice.conf
 
 coordsec() { # agent name

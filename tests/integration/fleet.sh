@@ -53,22 +53,8 @@ schedule = 0 3 * * *
 retention.daily = 7
 CONF
 "$coord" migrate -c "$T/coordinator.conf" >/dev/null || fail "migrate"
-timeout --foreground 600 "$coord" run -c "$T/coordinator.conf" 2>"$T/coord.log" &
-cpid=$!
-for _ in $(seq 150); do grep -q "admin endpoint listening" "$T/coord.log" && break; sleep 0.1; done
-port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-[[ -n $port && -n $aport ]] || fail "coordinator did not start: $(cat "$T/coord.log")"
-cat >"$T/cli.conf" <<CONF
-[coffer]
-url = tls+tcp://127.0.0.1:$aport
-operator = alice
-key = $T/alice.key
-ca = $pki/ca.crt
-cert = $pki/alice.crt
-key_tls = $pki/alice.key
-server_name = localhost
-CONF
+coord_start "$T/coordinator.conf" 600
+operator_conf alice "$T/cli.conf"
 export COFFER_CONFIG=$T/cli.conf
 
 agent_conf() { # service

@@ -11,6 +11,11 @@
 #   pg_stop DIR            fast shutdown of one cluster
 #   psql_at CONNINFO ARGS  psql that stops on the first error, quiet, unaligned
 #   fail MSG / pass MSG    report
+#   receiver_start         the PagerDuty stand-in; sets rxpid, rxport
+#   coord_start CONF [S]   coffer-coordinator run, endpoints up; sets cpid,
+#                          port, aport, mport
+#   operator_conf NAME [F] the operator CLI's config for NAME at $aport
+# The background ones add their pid to the script's bg array when it has one.
 set -euo pipefail
 
 : "${COFFER_BIN:?run through ctest: set COFFER_BIN to the bin directory of a build}"
@@ -108,4 +113,61 @@ psql_at() {
 	local ci=$1
 	shift
 	"$PG_BINDIR/psql" -X -q -A -t -v ON_ERROR_STOP=1 "$ci" "$@"
+}
+
+_bg_add() {
+	if declare -p bg >/dev/null 2>&1; then bg+=("$1"); fi
+}
+
+# The PagerDuty stand-in (drills_itest receiver), logging what it gets to
+# $T/rx.log.
+receiver_start() {
+	"$COFFER_BIN/drills_itest" receiver "$T/rx.log" "$T/rx.port" >/dev/null 2>&1 &
+	rxpid=$!
+	_bg_add "$rxpid"
+	for _ in $(seq 100); do [[ -s $T/rx.port ]] && break; sleep 0.05; done
+	rxport=$(cat "$T/rx.port" 2>/dev/null || true)
+	[[ -n $rxport ]] || fail "the receiver did not start"
+}
+
+# coffer-coordinator run -c CONF in the background (its log in
+# $T/coord.log, stopped by timeout after S seconds, 600 by default), then
+# waits until it listens: its agent, admin and (with metrics_listen)
+# metrics endpoints.
+coord_start() {
+	local conf=$1 secs=${2:-600} metrics=false
+	grep -q '^metrics_listen' "$conf" && metrics=true
+	: >"$T/coord.log"
+	timeout --foreground "$secs" "$COFFER_BIN/coffer-coordinator" run -c "$conf" \
+		>/dev/null 2>"$T/coord.log" &
+	cpid=$!
+	_bg_add "$cpid"
+	for _ in $(seq 300); do
+		if grep -q "admin endpoint listening" "$T/coord.log" &&
+			{ ! $metrics || grep -q "metrics listening" "$T/coord.log"; }; then
+			break
+		fi
+		sleep 0.1
+	done
+	port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+	aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+	mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
+	[[ -n $port && -n $aport ]] && { ! $metrics || [[ -n $mport ]]; } ||
+		fail "coordinator did not start: $(cat "$T/coord.log")"
+}
+
+# The operator CLI's config for operator NAME (key $T/NAME.key, TLS
+# certificate $pki/NAME.crt) against the admin endpoint on $aport, written
+# to F ($T/NAME.conf by default).
+operator_conf() {
+	cat >"${2:-$T/$1.conf}" <<CONF
+[coffer]
+url = tls+tcp://127.0.0.1:$aport
+operator = $1
+key = $T/$1.key
+ca = $pki/ca.crt
+cert = $pki/$1.crt
+key_tls = $pki/$1.key
+server_name = localhost
+CONF
 }

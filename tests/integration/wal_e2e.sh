@@ -57,11 +57,7 @@ psql_at "$cbase dbname=postgres" -c "create database coffer"
 ci="$cbase dbname=coffer"
 cq() { psql_at "$ci" -c "$1"; }
 
-"$drv" receiver "$T/rx.log" "$T/rx.port" >/dev/null 2>&1 &
-bg+=("$!")
-for _ in $(seq 100); do [[ -s $T/rx.port ]] && break; sleep 0.05; done
-rxport=$(cat "$T/rx.port")
-[[ -n $rxport ]] || fail "the receiver did not start"
+receiver_start
 
 pki=$T/pki
 "$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
@@ -100,24 +96,8 @@ type = posix
 path = $T/repo
 CONF
 "$coord" migrate -c "$T/coordinator.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
-timeout --foreground 300 "$coord" run -c "$T/coordinator.conf" >/dev/null 2>"$T/coord.log" &
-bg+=("$!")
-cpid=$!
-for _ in $(seq 150); do grep -q "admin endpoint listening" "$T/coord.log" && break; sleep 0.1; done
-port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-aport=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
-[[ -n $port && -n $aport && -n $mport ]] || fail "coordinator did not start: $(cat "$T/coord.log")"
-cat >"$T/alice.conf" <<CONF
-[coffer]
-url = tls+tcp://127.0.0.1:$aport
-operator = alice
-key = $T/alice.key
-ca = $pki/ca.crt
-cert = $pki/alice.crt
-key_tls = $pki/alice.key
-server_name = localhost
-CONF
+coord_start "$T/coordinator.conf" 300
+operator_conf alice
 export COFFER_CONFIG=$T/alice.conf
 
 # The service's own cluster, archiving through the agent.
