@@ -45,6 +45,7 @@
 #include "common/sign.h"
 #include "common/wire.h"
 #include "coordinator/agents.h"
+#include "coordinator/auditexport.h"
 #include "coordinator/drcopy.h"
 #include "coordinator/drills.h"
 
@@ -707,8 +708,10 @@ cmd_audit_verify(admin_ctx *ctx)
 	memset(&res, 0, sizeof(res));
 	coffer_err verr;
 	coffer_err_clear(&verr);
-	int rv = coord_audit_verify(ctx->cat, ctx->key, &res, &verr);
-	if (rv != 0 && rv != COFFER_ECORRUPT) {
+	coord_audit_head head;
+	bool exported = false;
+	int rv = coord_audit_verify_all(ctx->cat, ctx->key, ctx->cfg, &res, &head, &exported, &verr);
+	if (rv != 0 && rv != COFFER_ECORRUPT && rv != COFFER_EAUTH) {
 		ctx->err = verr;
 		return (fail_with(ctx, rv));
 	}
@@ -726,6 +729,11 @@ cmd_audit_verify(admin_ctx *ctx)
 	} else {
 		cJSON_AddNumberToObject(ctx->result, "bad_seq", (double)res.bad_seq);
 		cJSON_AddStringToObject(ctx->result, "problem", res.problem);
+	}
+	if (exported) {
+		cJSON *h = cJSON_AddObjectToObject(ctx->result, "exported_head");
+		cJSON_AddNumberToObject(h, "chain_seq", (double)head.chain_seq);
+		cJSON_AddStringToObject(h, "key", head.key);
 	}
 	return (0);
 }

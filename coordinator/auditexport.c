@@ -42,7 +42,7 @@ head_sig(const coord_audit_key *key, const coord_audit_head *h, char out[65], co
 
 int
 coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3 *dr,
-    const char *prefix, int64_t now_ms, int64_t retention_ms, int64_t *last_seq,
+    const char *prefix, int64_t now_ms, int64_t retention_ms, coord_audit_head *last,
     bool *exported, coffer_err *err)
 {
 	*exported = false;
@@ -64,8 +64,30 @@ coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3 *dr
 		snprintf(h.chain_id, sizeof(h.chain_id), "%s", PQgetvalue(res, 0, 3));
 	}
 	PQclear(res);
-	if (h.chain_seq == 0 || h.chain_seq <= *last_seq) {
+	if (h.chain_seq == 0 || h.chain_seq <= last->chain_seq) {
 		return (0);
+	}
+	if (last->chain_seq > 0) {
+		char seq_text[24];
+		snprintf(seq_text, sizeof(seq_text), "%" PRId64, last->chain_seq);
+		const char *v[] = { seq_text };
+		res = coord_catalog_query(cat,
+		    "SELECT encode(mac, 'hex') FROM audit WHERE chain_seq = $1::bigint", 1, v,
+		    "reading the last exported audit row", &rv, err);
+		if (res == NULL) {
+			return (rv);
+		}
+		bool present = PQntuples(res) == 1;
+		bool same = present && strcmp(PQgetvalue(res, 0, 0), last->mac_hex) == 0;
+		PQclear(res);
+		if (!same) {
+			coffer_err_set(err, COFFER_ECORRUPT, "the audit chain was rewritten: row %" PRId64
+			    ", exported to the DR repository as %s, is %s now", last->chain_seq, last->key,
+			    present ? "different" : "gone");
+			return (coffer_err_hint(err, "no newer head is exported until an operator has "
+						     "looked: compare coffer audit list with the exported "
+						     "heads, then restart the coordinator"));
+		}
 	}
 	char sig[65], seq[24];
 	if ((rv = head_sig(key, &h, sig, err)) != 0) {
@@ -122,7 +144,7 @@ coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3 *dr
 				 "dr", dtext, NULL, err);
 	cJSON_free(dtext);
 	if (rv == 0) {
-		*last_seq = h.chain_seq;
+		*last = h;
 		*exported = true;
 	}
 	return (rv);
@@ -231,5 +253,34 @@ coord_audit_export_check(coord_catalog *cat, const coord_audit_key *key, coffer_
 				     "and find who had superuser access to it");
 	}
 	PQclear(res);
+	return (rv);
+}
+
+int
+coord_audit_verify_all(coord_catalog *cat, const coord_audit_key *key,
+    const coord_config *cfg, coord_audit_result *res, coord_audit_head *head, bool *exported,
+    coffer_err *err)
+{
+	*exported = false;
+	memset(head, 0, sizeof(*head));
+	int rv = coord_audit_verify(cat, key, res, err);
+	if (rv != 0 || !coffer_config_has_section(cfg->ini, "repository.dr")) {
+		return (rv);
+	}
+	coffer_repo_config rc;
+	coffer_repo *dr = NULL;
+	rv = coord_config_repo(cfg, "dr", &rc, err);
+	if (rv == 0 && (rv = coffer_repo_open(&rc, COFFER_REPO_READ, &dr, err)) != 0) {
+		coffer_err_wrap(err, "[repository.dr]");
+	}
+	if (rv == 0) {
+		rv = coord_audit_export_check(cat, key, dr, head, exported, err);
+	}
+	coffer_repo_close(dr);
+	if (rv == COFFER_ECORRUPT || rv == COFFER_EAUTH) {
+		res->intact = false;
+		res->bad_seq = head->chain_seq;
+		snprintf(res->problem, sizeof(res->problem), "%.255s", err->msg);
+	}
 	return (rv);
 }

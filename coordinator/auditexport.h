@@ -32,6 +32,7 @@
 #include "common/s3.h"
 #include "coordinator/audit.h"
 #include "coordinator/catalog.h"
+#include "coordinator/coord_config.h"
 
 typedef struct coord_audit_head {
 	int64_t chain_seq;
@@ -42,13 +43,17 @@ typedef struct coord_audit_head {
 } coord_audit_head;
 
 /*
- * Writes the current head when it moved past *last_seq (updated), locked
- * COMPLIANCE until now + retention_ms, under prefix ("" or "<prefix>/")
- * in dr; then audits "audit.head_exported". *exported says whether it
- * wrote one.
+ * Writes the current head when it moved past last (updated; chain_seq 0:
+ * none known), locked COMPLIANCE until now + retention_ms, under prefix
+ * ("" or "<prefix>/") in dr; then audits "audit.head_exported". *exported
+ * says whether it wrote one. Before writing, the row last names must still
+ * be in the catalog with the MAC that was exported: otherwise the chain was
+ * rewritten below an exported head, and COFFER_ECORRUPT says so and nothing
+ * is written (a newer head would hide the rewrite from
+ * coord_audit_export_check, which reads the newest).
  */
 int coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3 *dr,
-    const char *prefix, int64_t now_ms, int64_t retention_ms, int64_t *last_seq,
+    const char *prefix, int64_t now_ms, int64_t retention_ms, coord_audit_head *last,
     bool *exported, coffer_err *err);
 
 /*
@@ -60,5 +65,19 @@ int coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3
  */
 int coord_audit_export_check(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
     coord_audit_head *newest, bool *found, coffer_err *err);
+
+/*
+ * The whole verdict on the chain, for `audit-verify` and the admin
+ * endpoint's audit.verify alike: coord_audit_verify, then, when cfg has a
+ * DR repository, the newest head exported there (the HMAC chain alone
+ * verifies with rows cut from its end; the exported head says where it
+ * ended). A head that does not check fails like a broken row: res is not
+ * intact, bad_seq is the head's chain_seq, and the return is
+ * COFFER_ECORRUPT or COFFER_EAUTH with err naming it. *exported and head:
+ * whether a head was read, and which.
+ */
+int coord_audit_verify_all(coord_catalog *cat, const coord_audit_key *key,
+    const coord_config *cfg, coord_audit_result *res, coord_audit_head *head, bool *exported,
+    coffer_err *err);
 
 #endif

@@ -116,29 +116,10 @@ coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 	}
 	coord_audit_result res = { 0 };
 	rv = coord_catalog_check(cat, &err);
-	if (rv == 0) {
-		rv = coord_audit_verify(cat, &key, &res, &err);
-	}
-	/* The chain verifies even with rows cut from its end: the head
-	 * exported to the DR repository says where it ended. */
 	coord_audit_head head;
 	bool exported = false;
-	if (rv == 0 && coffer_config_has_section(cfg->ini, "repository.dr")) {
-		coffer_repo_config rc;
-		coffer_repo *dr = NULL;
-		rv = coord_config_repo(cfg, "dr", &rc, &err);
-		if (rv == 0 && (rv = coffer_repo_open(&rc, COFFER_REPO_READ, &dr, &err)) != 0) {
-			coffer_err_wrap(&err, "[repository.dr]");
-		}
-		if (rv == 0) {
-			rv = coord_audit_export_check(cat, &key, dr, &head, &exported, &err);
-		}
-		coffer_repo_close(dr);
-		if (rv == COFFER_ECORRUPT || rv == COFFER_EAUTH) {
-			res.intact = false;
-			res.bad_seq = head.chain_seq;
-			snprintf(res.problem, sizeof(res.problem), "%.255s", err.msg);
-		}
+	if (rv == 0) {
+		rv = coord_audit_verify_all(cat, &key, cfg, &res, &head, &exported, &err);
 	}
 	coord_config_free(cfg);
 	coord_audit_key_clear(&key);

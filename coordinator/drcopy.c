@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,8 +49,15 @@ struct coord_drcopy {
 	char dr_prefix[COFFER_REPO_KEY_MAX + 2]; /* "" or "<prefix>/" */
 	atomic_bool stop;
 	coord_worker *worker; /* the copier thread; NULL: passes run on the caller's */
-	int64_t exported_seq; /* the audit head last exported (copier) */
-	int64_t exported_ms;  /* and when (monotonic) */
+	/* The audit head last exported (copier thread), and when
+	 * (monotonic); seeded from DR's newest at the first export. */
+	coord_audit_head exported;
+	bool exported_seeded;
+	int64_t exported_ms;
+	/* Set, for good, when the chain no longer holds an exported head:
+	 * read by the maintenance tick for the audit_chain_broken alert. */
+	pthread_mutex_t audit_mu;
+	char audit_problem[256]; /* "" while none */
 };
 
 /* ---- small helpers ---- */
@@ -197,6 +205,7 @@ coord_drcopy_new(const coord_config *cfg, const coord_audit_key *key, coord_drco
 	if (d == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the DR copier"));
 	}
+	pthread_mutex_init(&d->audit_mu, NULL);
 	d->cfg = cfg;
 	d->key = key;
 	coffer_repo_config rc;
@@ -1272,6 +1281,84 @@ copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcop
 	return (rv);
 }
 
+/* Records, once, that the chain no longer holds a head exported to DR:
+ * logged, audited, and from the next tick paged as audit_chain_broken;
+ * no newer head is exported meanwhile. */
+static void
+audit_broken(coord_drcopy *d, coord_catalog *cat, const coffer_err *why)
+{
+	pthread_mutex_lock(&d->audit_mu);
+	bool first = d->audit_problem[0] == '\0';
+	snprintf(d->audit_problem, sizeof(d->audit_problem), "%.255s", why->msg);
+	pthread_mutex_unlock(&d->audit_mu);
+	if (!first) {
+		return;
+	}
+	char q[COFFER_ERR_MSG_MAX + 8];
+	coffer_log_error("audit head export stopped", "error=%s", quoted(q, sizeof(q), why->msg));
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "problem", why->msg);
+	char *text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	coffer_err e;
+	coffer_err_clear(&e);
+	if (text == NULL || coord_audit_append(cat, d->key, "coordinator", "audit.export_refused",
+				"dr", text, NULL, &e) != 0) {
+		coffer_log_error("audit row not written", "action=audit.export_refused error=%s",
+		    quoted(q, sizeof(q), e.msg));
+	}
+	cJSON_free(text);
+}
+
+/* The head, after checking that what was exported before still holds. The
+ * first export of a process reads DR's newest head (one listing) to know
+ * what was exported before it started. */
+static int
+export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t mono,
+    coord_drcopy_stats *st, coffer_err *err)
+{
+	char problem[sizeof(d->audit_problem)];
+	if (coord_drcopy_audit_problem(d, problem, sizeof(problem))) {
+		return (0);
+	}
+	int rv = 0;
+	if (!d->exported_seeded) {
+		coffer_repo_config rc;
+		coffer_repo *dr = NULL;
+		bool found = false;
+		rv = coord_config_repo(d->cfg, "dr", &rc, err);
+		if (rv == 0) {
+			rv = coffer_repo_open(&rc, COFFER_REPO_READ, &dr, err);
+		}
+		if (rv == 0) {
+			rv = coord_audit_export_check(cat, d->key, dr, &d->exported, &found, err);
+		}
+		coffer_repo_close(dr);
+		if (rv == 0) {
+			d->exported_seeded = true;
+			if (!found) {
+				memset(&d->exported, 0, sizeof(d->exported));
+			}
+		}
+	}
+	bool done = false;
+	if (rv == 0) {
+		rv = coord_audit_export(cat, d->key, d->dr, d->dr_prefix, now_ms,
+		    coffer_config_duration_ms(d->cfg->ini, "dr", "audit_retention"), &d->exported,
+		    &done, err);
+	}
+	if (rv == COFFER_ECORRUPT || rv == COFFER_EAUTH) {
+		audit_broken(d, cat, err);
+		coffer_err_clear(err);
+		return (0);
+	}
+	if (rv == 0) {
+		d->exported_ms = mono;
+		st->audit_exported = done;
+	}
+	return (rv);
+}
+
 int
 coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
     coffer_err *err)
@@ -1293,14 +1380,7 @@ coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drc
 	    (d->exported_ms == 0 ||
 		mono - d->exported_ms >=
 		    coffer_config_duration_ms(d->cfg->ini, "dr", "audit_export_interval"))) {
-		bool done = false;
-		rv = coord_audit_export(cat, d->key, d->dr, d->dr_prefix, now_ms,
-		    coffer_config_duration_ms(d->cfg->ini, "dr", "audit_retention"), &d->exported_seq,
-		    &done, err);
-		if (rv == 0) {
-			d->exported_ms = mono;
-			st->audit_exported = done;
-		}
+		rv = export_audit_head(d, cat, now_ms, mono, st, err);
 	}
 	return (rv);
 }
@@ -1335,7 +1415,23 @@ coord_drcopy_free(coord_drcopy *d)
 	coord_worker_stop(d->worker);
 	coffer_repo_close(d->primary);
 	coffer_s3_free(d->dr);
+	pthread_mutex_destroy(&d->audit_mu);
 	free(d);
+}
+
+bool
+coord_drcopy_audit_problem(coord_drcopy *d, char *buf, size_t size)
+{
+	pthread_mutex_lock(&d->audit_mu);
+	bool broken = d->audit_problem[0] != '\0';
+	size_t n = strlen(d->audit_problem);
+	if (size > 0) {
+		n = n < size ? n : size - 1;
+		memcpy(buf, d->audit_problem, n);
+		buf[n] = '\0';
+	}
+	pthread_mutex_unlock(&d->audit_mu);
+	return (broken);
 }
 
 /* ---- status ---- */

@@ -91,6 +91,12 @@ int coord_drcopy_background(coord_drcopy *d, coffer_err *err);
  * upload aborted) and frees. NULL is fine. */
 void coord_drcopy_free(coord_drcopy *d);
 
+/* Whether the copier found the audit chain rewritten below a head it had
+ * exported (or DR's newest head not holding); buf gets the problem. It
+ * stays set until the coordinator restarts, and no newer head is exported
+ * meanwhile. Any thread. */
+bool coord_drcopy_audit_problem(coord_drcopy *d, char *buf, size_t size);
+
 /* The maintenance tick: plans due copies, evaluates the two alerts, and
  * wakes the copier. Catalog only. */
 int coord_drcopy_tick(coord_drcopy *d, coord_catalog *cat, int64_t now_ms,

@@ -239,6 +239,15 @@ run_alerts(server *s)
 		}
 		coffer_err_clear(&err);
 	}
+	/* Rows cut from the chain's end verify as a shorter chain: the DR
+	 * copier's check of the heads it exported is what catches them. */
+	char dr_problem[256];
+	if (s->drcopy != NULL &&
+	    coord_drcopy_audit_problem(s->drcopy, dr_problem, sizeof(dr_problem))) {
+		s->audit_state.audit_chain_broken = true;
+		snprintf(s->audit_problem, sizeof(s->audit_problem), "%s", dr_problem);
+		s->audit_state.audit_problem = s->audit_problem;
+	}
 	coord_alerts_stats ast;
 	memset(&ast, 0, sizeof(ast));
 	if (coord_alerts_evaluate(s->cat, s->key, s->cfg, &s->audit_state, now, &ast, &err) != 0) {

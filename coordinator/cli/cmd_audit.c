@@ -133,6 +133,11 @@ coord_cli_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 		printf("audit chain intact: %s rows, head chain_seq %s mac %s\n",
 		    coord_cli_num(doc, "rows", a, sizeof(a)), coord_cli_num(doc, "head_seq", b, sizeof(b)),
 		    coord_cli_str(doc, "head_mac"));
+		const cJSON *h = cJSON_GetObjectItem(doc, "exported_head");
+		if (cJSON_IsObject(h)) {
+			printf("exported head in the DR repository: chain_seq %s (%s) is in the chain\n",
+			    coord_cli_num(h, "chain_seq", a, sizeof(a)), coord_cli_str(h, "key"));
+		}
 	} else {
 		printf("audit chain broken at chain_seq %s: %s\n",
 		    coord_cli_num(doc, "bad_seq", a, sizeof(a)), coord_cli_str(doc, "problem"));

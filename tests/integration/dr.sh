@@ -460,6 +460,23 @@ if "$coord" audit-verify -c "$conf" >"$T/av.out" 2>&1; then fail "audit-verify p
 grep -q "the audit chain has no row $hseq, but the DR repository holds it as an exported head" "$T/av.out" ||
 	fail "truncation report unclear: $(cat "$T/av.out")"
 pass "audit head exported to DR (COMPLIANCE); cutting the chain back to row $((hseq - 1)) is caught: $(grep -o 'rows were removed[^(]*' "$T/av.out" | head -1)"
+# The coordinator started on the cut chain: its own rows land where the cut
+# ones were, but the DR copier finds the exported head no longer there,
+# exports nothing newer (that would hide the cut) and pages; the operator's
+# `coffer audit verify` names the head as well.
+start_coord
+operator_conf alice
+wait_for "audit_chain_broken did not page" 'grep -q "audit_chain_broken" "$T/rx.log"'
+[[ $(cq "select count(*) from audit where action = 'audit.export_refused'") == 1 ]] ||
+	fail "the refused export is not audited once"
+sleep 3 # past audit_export_interval: still nothing newer exported
+[[ $(cq "select count(*) from audit where action = 'audit.head_exported' and chain_seq > $hseq") == 0 ]] ||
+	fail "a head was exported over the cut chain"
+if "$cli" audit verify >"$T/cav.out" 2>&1; then fail "coffer audit verify passed the cut chain: $(cat "$T/cav.out")"; fi
+grep -q "audit chain broken at chain_seq $hseq" "$T/cav.out" || fail "coffer audit verify: $(cat "$T/cav.out")"
+kill -TERM "$cpid"
+wait "$cpid" 2>/dev/null || true
+pass "coordinator on the cut chain: audit_chain_broken paged, no newer head exported, coffer audit verify names row $hseq"
 # A forged backup in DR: a real-looking manifest and data, no attestation.
 forged=20990101T000000Z-l-abcdef
 echo "{}" >"$T/forged.json"
