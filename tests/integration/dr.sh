@@ -108,7 +108,7 @@ receiver_start
 
 pki=$T/pki
 "$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1 ledger-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+for c in alice billing-db-1 ledger-db-1 runner-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
 "$cli" init --out "$T/alice.key" >"$T/alice.pub"
 "$coord" audit-keygen --out "$T/audit.key" >/dev/null
 mkdir -p "$T/coord-state" "$T/state"
@@ -159,6 +159,9 @@ retention.daily = 7
 dr.copy = all
 dr.lock = compliance
 dr.retention = 2d
+drill.runner = runner-1
+drill.repository = dr
+drill.assert.1 = SELECT count(*) = 20000 FROM invoices
 [service.archive]
 owner = team-payments
 schedule = 0 4 * * *
@@ -309,6 +312,48 @@ wait_for "no attestation in the primary repository" \
 s3as prod head prod "fleet/services/billing/backups/$b1/attestation.json" >/dev/null ||
 	fail "attestation.json missing in the primary bucket"
 pass "backup $b1 copied to DR: identical digests, COMPLIANCE until finished_at + 2d, verified, audited, in metrics and status"
+
+# --- a restore drill from the DR repository, by a real runner --------------------------------
+pg_start "$T/sandbox"
+sandbox="host=$PG_HOST port=$PG_PORT user=postgres"
+cat >"$T/runner.conf" <<CONF
+[agent]
+name = runner-1
+role = drill_runner
+state_dir = $T/runner-state
+signing_key = $T/runner.sign
+[postgres]
+bin_dir = $PG_BINDIR
+$(sed -n '/^\[repository.primary\]/,/^\[coordinator\]/p' "$aconf" | sed '$d')
+[drill]
+sandbox = $sandbox
+[drill.billing]
+key_ring = $T/billing.keys
+verify_key = $T/agent.pub
+[coordinator]
+url = tls+tcp://localhost:$port
+ca = $pki/ca.crt
+cert = $pki/runner-1.crt
+key = $pki/runner-1.key
+CONF
+"$agent" init -c "$T/runner.conf" >"$T/runner.pub" || fail "runner init"
+"$cli" agents enroll --drill-runner --service billing --agent runner-1 --pubkey "$T/runner.pub" >/dev/null ||
+	fail "enroll the runner"
+"$agent" run -c "$T/runner.conf" 2>"$T/runner.log" &
+rpid=$!
+bg+=("$rpid")
+"$cli" drill run --service billing >"$T/drill.out" 2>"$T/drill.err" || fail "drill run: $(cat "$T/drill.err")"
+did=$(sed -n 's/^drill \([0-9]*\) .*/\1/p' "$T/drill.out")
+[[ -n $did ]] || fail "drill run printed: $(cat "$T/drill.out")"
+wait_for "DR drill $did did not finish: $(tail -3 "$T/runner.log")" \
+	'[[ $(cq "select status from drills where id = $did") != running ]]'
+[[ $(cq "select status || ' ' || repo || ' ' || backup_id from drills where id = $did") == "passed dr $b1" ]] ||
+	fail "DR drill $did: $(cq "select status, repo, backup_id, failure_reason from drills where id = $did"); $(tail -5 "$T/runner.log")"
+grep -q "repo=dr\|repository=dr" "$T/runner.log" || fail "the runner's log does not say it read DR: $(tail -5 "$T/runner.log")"
+kill -TERM "$rpid" 2>/dev/null || true
+wait "$rpid" 2>/dev/null || true
+pg_stop "$T/sandbox"
+pass "restore drill $did of $b1 from the DR repository by runner-1: passed (verify, restore into a sandbox, the row-count assertion)"
 
 # --- nobody can delete the DR copy ---------------------------------------------------------
 key="fleet/services/billing/backups/$b1/data"
