@@ -20,6 +20,7 @@
  */
 #include "coordinator/catalog.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,16 +33,31 @@
 #define CAT_TARGET_MAX 256
 #define CAT_CONNECT_TIMEOUT "10"
 
-/* Statements prepared on this connection, by the address of their static
- * SQL text; PQreset drops them with the session. */
+/* Statements prepared on this connection, found by the address of their
+ * SQL text and confirmed by a hash of it, so a buffer reused for another
+ * statement is never taken for the one prepared from it; PQreset drops
+ * them with the session. */
 #define CAT_MAX_PREPARED 96
 
 struct coord_catalog {
 	PGconn *conn;
 	char target[CAT_TARGET_MAX]; /* "host=... port=... dbname=... user=..." */
 	const char *prepared[CAT_MAX_PREPARED];
+	uint64_t prepared_hash[CAT_MAX_PREPARED];
 	int n_prepared;
 };
+
+/* FNV-1a: a cheap check that the text at a known address is still the
+ * text that was prepared. */
+static uint64_t
+sql_hash(const char *sql)
+{
+	uint64_t h = 14695981039346656037ull;
+	for (const unsigned char *c = (const unsigned char *)sql; *c != '\0'; c++) {
+		h = (h ^ *c) * 1099511628211ull;
+	}
+	return (h);
+}
 
 /* One applied migration as the catalog records it. */
 struct cat_applied {
@@ -311,8 +327,9 @@ coord_catalog_query(coord_catalog *cat, const char *sql, int n, const char *cons
 	    strncmp(sql, "UPDATE", 6) == 0 || strncmp(sql, "DELETE", 6) == 0 ||
 	    strncmp(sql, "WITH", 4) == 0;
 	int slot = -1;
+	uint64_t hash = plannable ? sql_hash(sql) : 0;
 	for (int i = 0; plannable && i < cat->n_prepared; i++) {
-		if (cat->prepared[i] == sql) {
+		if (cat->prepared[i] == sql && cat->prepared_hash[i] == hash) {
 			slot = i;
 			break;
 		}
@@ -328,6 +345,7 @@ coord_catalog_query(coord_catalog *cat, const char *sql, int n, const char *cons
 		PQclear(p);
 		slot = cat->n_prepared++;
 		cat->prepared[slot] = sql;
+		cat->prepared_hash[slot] = hash;
 	}
 	PGresult *res;
 	if (slot >= 0) {

@@ -69,8 +69,10 @@ void coord_catalog_rollback(coord_catalog *cat);
  * Runs one statement with text parameters, prepared on first use and
  * executed by name afterwards: the hot paths (intake, the audit chain) pay
  * PostgreSQL's parse and plan once per connection, not once per event.
- * sql MUST have static storage duration (a string literal): the cache is
- * keyed by its address. Past CAT_MAX_PREPARED distinct statements it falls
+ * The cache is keyed by sql's address and checked against a hash of its
+ * text, so a string literal is prepared once and text built at run time is
+ * still run as written (prepared anew per distinct text; prefer
+ * coord_catalog_adhoc for it). Past CAT_MAX_PREPARED statements it falls
  * back to an unnamed statement. Returns the result when the statement
  * succeeded (the caller PQclears it), else NULL with *rv and err set as by
  * coord_catalog_pg_error.

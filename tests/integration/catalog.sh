@@ -152,6 +152,9 @@ done
 [[ $(psql_at "$ci" -c "SELECT count(*) FROM agents WHERE name = 'kept-1'") == 1 ]] || fail "the agent is gone"
 pass "agents and services: DELETE, TRUNCATE and renaming refused by the database"
 
+out=$("$drv" prepared-reuse "$ci") || fail "prepared-reuse: $out"
+[[ $out == "41 42" ]] || fail "one buffer, two statements through the prepared cache: got '$out', want '41 42'"
+pass "the prepared-statement cache runs the text it is given, even from a reused buffer"
 out=$("$drv" atomic "$ci" "$T/audit.key") || fail "audit rows and their transaction: $out"
 out=$("$drv" concurrent "$ci" "$T/audit.key" 4 50) || fail "concurrent appenders: $out"
 "$coord" audit-verify -c "$conf" >"$T/v2" || fail "verify after concurrent appends: $(cat "$T/err")"

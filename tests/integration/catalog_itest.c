@@ -337,6 +337,34 @@ run_verify(const char *conninfo, const char *keyfile)
 	return (0);
 }
 
+/* The prepared-statement cache with one buffer holding two statements in
+ * turn: each call must run the text it was given. Prints the two answers. */
+static int
+run_prepared_reuse(const char *ci)
+{
+	coffer_err err = { 0 };
+	coord_catalog *cat = coord_catalog_open(ci, &err);
+	if (cat == NULL) {
+		return (die(&err));
+	}
+	char sql[64];
+	char got[2][16] = { "", "" };
+	for (int i = 0; i < 2; i++) {
+		snprintf(sql, sizeof(sql), "SELECT %d + 40", i + 1);
+		int rv;
+		PGresult *r = coord_catalog_query(cat, sql, 0, NULL, "prepared reuse", &rv, &err);
+		if (r == NULL) {
+			coord_catalog_close(cat);
+			return (die(&err));
+		}
+		snprintf(got[i], sizeof(got[i]), "%s", PQgetvalue(r, 0, 0));
+		PQclear(r);
+	}
+	coord_catalog_close(cat);
+	printf("%s %s\n", got[0], got[1]);
+	return (0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -356,6 +384,9 @@ main(int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "verify") == 0) {
 		return (run_verify(argv[2], argv[3]));
 	}
-	fprintf(stderr, "usage: " PROG " append|atomic|concurrent|migrate-race|verify ...\n");
+	if (argc == 3 && strcmp(argv[1], "prepared-reuse") == 0) {
+		return (run_prepared_reuse(argv[2]));
+	}
+	fprintf(stderr, "usage: " PROG " append|atomic|concurrent|migrate-race|verify|prepared-reuse ...\n");
 	return (2);
 }
