@@ -6,7 +6,14 @@
  * waits for the ack before its next envelope, exactly as the real sender.
  *
  *   intake_bench --catalog CI --audit-key FILE --url tcp://127.0.0.1:PORT
- *                --agents N --envelopes E --batch B --threads T
+ *                --agents N --envelopes E --batch B --threads T [--rate R]
+ *
+ * Without --rate every thread sends as fast as acks come back (closed
+ * loop: the rate is the most the coordinator takes, the latency what that
+ * many in flight costs). With --rate R the threads together offer R events
+ * a second, each envelope at its scheduled time, and an envelope's latency
+ * counts from that time, so a thread held up by a slow ack is charged for
+ * the wait (no coordinated omission): the latency agents see at that load.
  *
  * Agents are enrolled directly in the catalog (coord_agents_enroll) for the
  * service "bench", which the coordinator's config must declare. Prints one
@@ -17,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent/sender.h"
 #include "common/clock.h"
@@ -43,6 +51,9 @@ typedef struct worker {
 	sim_agent *agents;
 	size_t first, step, n_agents;
 	int envelopes, batch;
+	int index, threads;
+	double interval_us; /* --rate: between one thread's envelopes; 0: closed loop */
+	int64_t t0_us;
 	int64_t *lat_us; /* one per call */
 	size_t n_lat;
 	uint64_t events;
@@ -109,6 +120,14 @@ call_once(coffer_net_client *cl, sim_agent *a, int batch, int64_t *lat_us)
 	return rc;
 }
 
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void *
 work(void *arg)
 {
@@ -121,12 +140,29 @@ work(void *arg)
 		w->failures++;
 		return NULL;
 	}
+	int64_t k = 0; /* this thread's envelopes so far */
 	for (int e = 0; e < w->envelopes; e++)
-		for (size_t i = w->first; i < w->n_agents; i += w->step) {
+		for (size_t i = w->first; i < w->n_agents; i += w->step, k++) {
+			int64_t late_us = 0;
+			if (w->interval_us > 0) {
+				/* Threads interleave evenly: thread t's k-th envelope is
+				 * due at t0 + (k + t / threads) * interval. */
+				int64_t due = w->t0_us + (int64_t)(((double)k +
+				    (double)w->index / (double)w->threads) * w->interval_us);
+				int64_t now = now_us();
+				if (now < due) {
+					struct timespec ts = { (time_t)((due - now) / 1000000),
+						(long)((due - now) % 1000000) * 1000 };
+					nanosleep(&ts, NULL);
+				} else {
+					late_us = now - due;
+				}
+			}
 			if (call_once(cl, &w->agents[i], w->batch, &w->lat_us[w->n_lat]) != 0) {
 				w->failures++;
 				continue;
 			}
+			w->lat_us[w->n_lat] += late_us;
 			w->n_lat++;
 			w->events += (uint64_t)w->batch;
 		}
@@ -146,6 +182,7 @@ main(int argc, char **argv)
 {
 	const char *catalog = NULL, *audit_key = NULL, *url = NULL;
 	int n_agents = 1, envelopes = 100, batch = 10, threads = 4;
+	double rate = 0;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--catalog") == 0) catalog = argv[i + 1];
 		else if (strcmp(argv[i], "--audit-key") == 0) audit_key = argv[i + 1];
@@ -154,11 +191,13 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--envelopes") == 0) envelopes = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--batch") == 0) batch = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--rate") == 0) rate = atof(argv[i + 1]);
 	}
 	if (catalog == NULL || audit_key == NULL || url == NULL || n_agents < 1 || batch < 1 ||
-	    batch > BATCH_MAX || threads < 1 || envelopes < 1) {
+	    batch > BATCH_MAX || threads < 1 || envelopes < 1 || rate < 0) {
 		fprintf(stderr, "usage: intake_bench --catalog CI --audit-key FILE --url URL "
-				"[--agents N] [--envelopes E] [--batch 1..256] [--threads T]\n");
+				"[--agents N] [--envelopes E] [--batch 1..256] [--threads T] "
+				"[--rate EVENTS_PER_S]\n");
 		return 2;
 	}
 	coffer_err err = { 0 };
@@ -191,10 +230,14 @@ main(int argc, char **argv)
 	worker *ws = calloc((size_t)threads, sizeof(*ws));
 	size_t per = (size_t)envelopes * ((size_t)n_agents / (size_t)threads + 1);
 	int64_t t0 = coffer_clock_monotonic_ms();
+	/* The first envelopes are due a little after the threads start. */
+	int64_t t0_us = now_us() + 100000;
+	double interval_us = rate > 0 ? (double)threads * (double)batch * 1e6 / rate : 0;
 	for (int t = 0; t < threads; t++) {
 		ws[t] = (worker){ .url = url, .agents = agents, .first = (size_t)t,
 			.step = (size_t)threads, .n_agents = (size_t)n_agents, .envelopes = envelopes,
-			.batch = batch, .lat_us = calloc(per, sizeof(int64_t)) };
+			.batch = batch, .index = t, .threads = threads, .interval_us = interval_us,
+			.t0_us = t0_us, .lat_us = calloc(per, sizeof(int64_t)) };
 		pthread_create(&ws[t].th, NULL, work, &ws[t]);
 	}
 	uint64_t events = 0;

@@ -44,11 +44,13 @@ CONF
 	for _ in $(seq 100); do grep -q 'coordinator listening' "$T/coord-$label.log" && break; sleep 0.1; done
 	port=$(sed -n 's/.*msg="coordinator listening".* port=\([0-9]*\).*/\1/p' "$T/coord-$label.log")
 	[[ -n $port ]] || { kill "$cpid"; fail "coordinator $label did not start: $(cat "$T/coord-$label.log")"; }
-	run() { # agents threads batch envelopes
-		local row
+	run() { # agents threads batch envelopes [offered events/s]
+		local row tag=$label
 		row=$("$COFFER_BIN/intake_bench" --catalog "$ci" --audit-key "$T/audit.key" \
-			--url "tcp://127.0.0.1:$port" --agents "$1" --threads "$2" --batch "$3" --envelopes "$4")
-		echo "| $label ${row% |} | $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$cpid/status") |"
+			--url "tcp://127.0.0.1:$port" --agents "$1" --threads "$2" --batch "$3" --envelopes "$4" \
+			${5:+--rate "$5"})
+		[[ -n ${5:-} ]] && tag="$label, offered $5/s"
+		echo "| $tag ${row% |} | $(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$cpid/status") |"
 	}
 	run 1 1 10 300
 	run 100 8 10 5
@@ -61,6 +63,9 @@ CONF
 	# intake workers: by Little's law the ack latency at a given rate is
 	# what is in flight divided by that rate.
 	run 1000 4 128 1
+	# Open loop: 20,000 events/s offered by 1,000 agents on 16 threads,
+	# each envelope's latency counted from when it was due.
+	run 1000 16 128 2 20000
 	kill -TERM "$cpid"
 	wait "$cpid" || true
 }
