@@ -229,10 +229,15 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 		    0, NULL, err);
 	}
 	if (rv == 0) {
+		/* An agent's high-water mark counts its durable events, every
+		 * one recorded (seq starts at 1 and has no holes): a scrape
+		 * reads the agents, never the whole event history. */
 		rv = emit(cat, b, "coffer_events_applied_total", "counter",
-		    "Agent events applied to the catalog, per service.", L_SERVICE, 1,
-		    "SELECT service, count(*)::text FROM events GROUP BY service ORDER BY service", 0,
-		    NULL, err);
+		    "Agent events applied to the catalog, per service (drill runners: _drill_runner).",
+		    L_SERVICE, 1,
+		    "SELECT COALESCE(service, '_drill_runner'), sum(last_seq)::text FROM agents "
+		    "GROUP BY 1 ORDER BY 1",
+		    0, NULL, err);
 	}
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_requests_refused_total", "counter",

@@ -524,6 +524,13 @@ static const char migration_10_sql[] =
     "ALTER TABLE backups DROP CONSTRAINT backups_agent_fkey,\n"
     "  DROP CONSTRAINT backups_service_fkey;\n";
 
+/* No statement reads `events` by time (the metrics count per agent's
+ * high-water mark instead of scanning it), and every event pays for each
+ * index on it: the two time indexes go. */
+static const char migration_11_sql[] =
+    "DROP INDEX events_service_received;\n"
+    "DROP INDEX events_received;\n";
+
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
 	{ 2, "agent intake", migration_2_sql },
@@ -535,6 +542,7 @@ static const coord_migration migrations[] = {
 	{ 8, "dr copy", migration_8_sql },
 	{ 9, "wal per cluster", migration_9_sql },
 	{ 10, "agents and services kept", migration_10_sql },
+	{ 11, "events without time indexes", migration_11_sql },
 };
 
 const coord_migration *

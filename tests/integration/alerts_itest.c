@@ -920,6 +920,7 @@ metrics_phase(coord *c, int64_t now)
 	/* Something in every family. */
 	sql1("INSERT INTO events (agent, seq, service, type) VALUES ('billing-db-1', 1, 'billing', "
 	     "'backup.completed'), ('billing-db-1', 2, 'billing', 'backup.completed')");
+	sql1("UPDATE agents SET last_seq = 2 WHERE name = 'billing-db-1'"); /* as the intake does */
 	sql1("INSERT INTO refusals (reason, agent, count) VALUES ('not_owner', 'mallory', 2)");
 
 	char *text = NULL;
