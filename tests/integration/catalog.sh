@@ -152,6 +152,39 @@ done
 [[ $(psql_at "$ci" -c "SELECT count(*) FROM agents WHERE name = 'kept-1'") == 1 ]] || fail "the agent is gone"
 pass "agents and services: DELETE, TRUNCATE and renaming refused by the database"
 
+# The name checks (migration 12: a length and an unbounded class instead of
+# a bounded repetition) keep their exact bounds.
+rep() { printf "%${2}s" "" | tr ' ' "$1"; }
+check_value() { # accepted|refused table column value
+	local sql
+	case $2.$3 in
+	events.type) sql="INSERT INTO events (agent, seq, service, type) VALUES ('kept-1', nextval('events_id_seq'), 'kept', '$4')" ;;
+	backups.id) sql="INSERT INTO backups (id, service, agent, kind, status, started_at) VALUES ('$4', 'kept', 'kept-1', 'logical', 'running', now())" ;;
+	wal_segments.segment) sql="INSERT INTO wal_segments (service, system_identifier, timeline, segment, stored_bytes, stored_sha256, archived_at) VALUES ('kept', 1, 1, '$4', 1, sha256('x'), now())" ;;
+	esac
+	if psql_at "$ci" -c "BEGIN; $sql; ROLLBACK" >/dev/null 2>"$T/err"; then
+		[[ $1 == accepted ]] || fail "$2.$3 accepted '$4'"
+	else
+		[[ $1 == refused ]] || fail "$2.$3 refused '$4': $(cat "$T/err")"
+		grep -q "violates check constraint \"$2_$3_check\"" "$T/err" || fail "$2.$3 '$4': $(cat "$T/err")"
+	fi
+}
+check_value accepted events type "b$(rep a 63)"
+check_value refused events type "b$(rep a 64)"
+check_value refused events type "Backup.started"
+check_value refused events type "backup-started"
+check_value accepted backups id "B$(rep : 127)"
+check_value refused backups id "B$(rep : 128)"
+check_value refused backups id ":b"
+check_value refused backups id "b/c"
+check_value accepted wal_segments segment "$(rep F 24)"
+check_value accepted wal_segments segment "$(rep 0 24).partial"
+check_value refused wal_segments segment "$(rep 0 23)"
+check_value refused wal_segments segment "$(rep 0 32)"
+check_value refused wal_segments segment "$(rep 0 24).partiaX"
+check_value refused wal_segments segment "$(rep a 24)"
+pass "name checks keep their bounds: 64-byte types, 128-byte backup ids, 24-digit segments"
+
 out=$("$drv" prepared-reuse "$ci") || fail "prepared-reuse: $out"
 [[ $out == "41 42" ]] || fail "one buffer, two statements through the prepared cache: got '$out', want '41 42'"
 pass "the prepared-statement cache runs the text it is given, even from a reused buffer"
