@@ -375,10 +375,15 @@ append_check_args(const char *actor, const char *action, const char *subject,
 enum { COL_SEQ, COL_AT, COL_ACTOR, COL_ACTION, COL_SUBJECT, COL_DETAILS, COL_PREV, COL_MAC, COLS };
 
 /*
- * Appends rows[0..n) in two statements: one locks the head and has the
- * database canonicalise every row's details (and stamp its time), one
- * inserts every row and moves the head. Both are prepared once per
- * connection. The caller's transaction is open and not failed.
+ * Appends rows[0..n) in three statements, each prepared once per
+ * connection: the database canonicalises every row's details; the head's
+ * row is locked and the time stamped; every row is inserted and the head
+ * moved. The head's row lock is the chain's mutex, held until the caller's
+ * transaction ends so that rows commit in chain order or not at all: all
+ * that can be done before it is, and the lock is taken on one row by one
+ * statement (a statement that locked it once per joined row re-checked it
+ * for each, and every appender queued behind that). The caller's
+ * transaction is open and not failed.
  */
 static int
 append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_entry *rows,
@@ -394,24 +399,33 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 			return (coffer_err_set(err, COFFER_ENOMEM, "out of memory appending to the audit log"));
 		}
 	}
-	/* The head's row lock is the chain's mutex: held until the caller's
-	 * transaction ends, so rows commit in chain order or not at all. */
 	const char *p1[] = { coord_pgarray_text(&details) };
 	int rc = 0;
-	PGresult *res = coord_catalog_query(cat,
-	    "SELECT h.chain_seq, h.mac, "
-	    "  to_char(clock_timestamp() AT TIME ZONE 'UTC', " AUDIT_TIME_FMT "), d.t::jsonb::text "
-	    "FROM audit_head h, unnest($1::text[]) WITH ORDINALITY AS d(t, n) "
-	    "WHERE h.id = 1 ORDER BY d.n FOR UPDATE OF h",
-	    1, p1, "locking the audit chain head", &rc, err);
+	PGresult *canon = coord_catalog_query(cat,
+	    "SELECT d.t::jsonb::text FROM unnest($1::text[]) WITH ORDINALITY AS d(t, n) ORDER BY d.n",
+	    1, p1, "canonicalising audit details", &rc, err);
 	free(details.buf);
+	if (canon == NULL) {
+		return (rc);
+	}
+	if ((size_t)PQntuples(canon) != n) {
+		PQclear(canon);
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "the catalog returned %zu audit details for %zu rows", (size_t)PQntuples(canon), n));
+	}
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT chain_seq, mac, to_char(clock_timestamp() AT TIME ZONE 'UTC', " AUDIT_TIME_FMT ") "
+	    "FROM audit_head WHERE id = 1 FOR UPDATE",
+	    0, NULL, "locking the audit chain head", &rc, err);
 	if (res == NULL) {
+		PQclear(canon);
 		return (rc);
 	}
 	coord_audit_row row = { 0 };
-	if ((size_t)PQntuples(res) != n ||
+	if (PQntuples(res) != 1 ||
 	    !bytea_parse(PQgetvalue(res, 0, 1), row.prev_mac, COORD_AUDIT_MAC_LEN)) {
 		PQclear(res);
+		PQclear(canon);
 		rc = coffer_err_set(err, COFFER_ECORRUPT,
 		    "the audit chain head (table audit_head) is missing or damaged");
 		return (coffer_err_hint(err, "run `coffer-coordinator audit-verify` and investigate who "
@@ -424,11 +438,11 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 		char prev_hex[2 * COORD_AUDIT_MAC_LEN + 3];
 		char mac_hex[2 * COORD_AUDIT_MAC_LEN + 3];
 		row.chain_seq++;
-		row.at = PQgetvalue(res, (int)i, 2);
+		row.at = PQgetvalue(res, 0, 2);
 		row.actor = rows[i].actor;
 		row.action = rows[i].action;
 		row.subject = rows[i].subject;
-		row.details = PQgetvalue(res, (int)i, 3);
+		row.details = PQgetvalue(canon, (int)i, 0);
 		if ((rc = coord_audit_mac(key, &row, mac, err)) != 0) {
 			break;
 		}
@@ -447,6 +461,7 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 		memcpy(row.prev_mac, mac, COORD_AUDIT_MAC_LEN);
 	}
 	PQclear(res);
+	PQclear(canon);
 	if (rc != 0) {
 		return (rc);
 	}

@@ -1670,7 +1670,7 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 			}
 		}
 	}
-	if ((rv = started_flush(in, ag, err)) != 0 || (rv = audit_rows_flush(in, err)) != 0) {
+	if ((rv = started_flush(in, ag, err)) != 0) {
 		return (rv);
 	}
 	char m[24], s[24];
@@ -1686,7 +1686,9 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		res->acked_event_seq = (uint64_t)mark;
 		rv = take_commands(in, ag, rq, err);
 	}
-	return (rv);
+	/* Last: from here to the commit every other envelope waits for the
+	 * audit chain's head. */
+	return (rv != 0 ? rv : audit_rows_flush(in, err));
 }
 
 int
