@@ -61,4 +61,36 @@ int coord_attest_render(const coord_attestation *a, const coord_audit_key *key, 
 int coord_attest_parse(const char *json, size_t len, const coord_audit_key *key,
     coord_attestation *out, coffer_err *err);
 
+/*
+ * Revocations: the coordinator's word that an agent's key was revoked, so
+ * that a catalog rebuilt from a repository (rebuild-catalog) does not bring
+ * back as active an agent that an operator had revoked. The DR copier
+ * writes one per revoked agent into the primary repository and, object
+ * locked, into the DR repository.
+ *
+ * Object: agents/<agent>/revoked-<first 16 hex digits of the key>.json,
+ *   {"revocation": "<body>", "mac": "<64 hex>"}, body
+ *   {"format":1,"agent":..,"agent_public_key":"<64 hex>",
+ *    "revoked_at_ms":"<decimal>","revoked_by":..}
+ * and mac = HMAC-SHA-256(audit key, "coffer-revocation-v1" NUL body).
+ */
+#define COORD_REVOCATIONS_PREFIX "agents/"
+
+typedef struct coord_revocation {
+	char agent[COFFER_MANIFEST_NAME_MAX];
+	uint8_t agent_pubkey[COFFER_SIGN_PUBKEY_BYTES];
+	int64_t revoked_at_ms;
+	char revoked_by[COFFER_MANIFEST_NAME_MAX];
+} coord_revocation;
+
+/* prefix: the repository's key prefix ("" for a coffer_repo, which adds
+ * its own). */
+int coord_revocation_key(char *buf, size_t size, const char *prefix, const char *agent,
+    const uint8_t pubkey[COFFER_SIGN_PUBKEY_BYTES], coffer_err *err);
+int coord_revocation_render(const coord_revocation *r, const coord_audit_key *key, char **json,
+    size_t *len, coffer_err *err);
+/* As coord_attest_parse, for a revocation. */
+int coord_revocation_parse(const char *json, size_t len, const coord_audit_key *key,
+    coord_revocation *out, coffer_err *err);
+
 #endif

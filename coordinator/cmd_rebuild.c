@@ -39,8 +39,9 @@ print_text(const cJSON *report, const coord_rebuild_stats *st, const char *repo)
 			    cJSON_GetStringValue(cJSON_GetObjectItem(o, "backup_id")));
 		}
 	}
-	printf("rebuilt from the %s repository: %d recovered, %d already present, %d refused\n",
-	    repo, st->recovered, st->present, st->refused);
+	printf("rebuilt from the %s repository: %d recovered, %d already present, %d refused, "
+	       "%d agents revoked again\n",
+	    repo, st->recovered, st->present, st->refused, st->revoked);
 }
 
 int
@@ -110,6 +111,7 @@ coord_cmd_rebuild(const coffer_cmd *cmd, int argc, char **argv)
 		cJSON_AddNumberToObject(doc, "recovered", st.recovered);
 		cJSON_AddNumberToObject(doc, "present", st.present);
 		cJSON_AddNumberToObject(doc, "refused", st.refused);
+		cJSON_AddNumberToObject(doc, "revoked", st.revoked);
 		cJSON_AddItemToObject(doc, "backups", report);
 		char *text = cJSON_PrintUnformatted(doc);
 		if (text != NULL) {

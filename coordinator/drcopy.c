@@ -1113,6 +1113,27 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 	return (rv);
 }
 
+/* A small object written whole into the primary repository; COFFER_EEXIST
+ * when it is there already. */
+static int
+put_primary(coord_drcopy *d, const char *key, const char *data, size_t len, coffer_err *err)
+{
+	coffer_filter *sink = NULL;
+	int rv = coffer_repo_write_begin(d->primary, key, &sink, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	rv = coffer_filter_write(sink, data, len, err);
+	if (rv == 0) {
+		rv = coffer_filter_finish(sink, err);
+	}
+	if (rv == 0) {
+		rv = coffer_repo_write_commit(sink, err);
+	}
+	coffer_filter_free(sink);
+	return (rv);
+}
+
 /* Attestations into the primary repository for completed backups. */
 static int
 attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coffer_err *err)
@@ -1160,16 +1181,8 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 			ar = coffer_repo_backup_key(key, sizeof(key), j.service, j.id,
 			    COORD_ATTEST_OBJECT, &e);
 		}
-		coffer_filter *sink = NULL;
-		if (ar == 0 && (ar = coffer_repo_write_begin(d->primary, key, &sink, &e)) == 0) {
-			ar = coffer_filter_write(sink, att, alen, &e);
-			if (ar == 0) {
-				ar = coffer_filter_finish(sink, &e);
-			}
-			if (ar == 0) {
-				ar = coffer_repo_write_commit(sink, &e);
-			}
-			coffer_filter_free(sink);
+		if (ar == 0) {
+			ar = put_primary(d, key, att, alen, &e);
 		}
 		free(att);
 		if (ar == COFFER_EEXIST) {
@@ -1191,6 +1204,122 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 		    1, iv, "recording an attestation", err);
 		if (rv == 0) {
 			st->attested++;
+		}
+	}
+	PQclear(res);
+	return (rv);
+}
+
+/* Revocations written per pass, at most. */
+#define REVOKE_PER_PASS 64
+
+/* One revocation into the primary repository and, object locked like the
+ * audit heads, into DR. An object already there (a pass that could not
+ * record it) is the same bytes. */
+static int
+write_revocation(coord_drcopy *d, const coord_revocation *rev, int64_t now_ms, coffer_err *err)
+{
+	char *json = NULL, key[COFFER_REPO_KEY_MAX];
+	size_t len = 0;
+	int rv = coord_revocation_render(rev, d->key, &json, &len, err);
+	if (rv == 0) {
+		rv = coord_revocation_key(key, sizeof(key), "", rev->agent, rev->agent_pubkey, err);
+	}
+	if (rv == 0) {
+		rv = put_primary(d, key, json, len, err);
+	}
+	if (rv == COFFER_EEXIST) {
+		coffer_err_clear(err);
+		rv = 0;
+	}
+	if (rv == 0 && d->dr != NULL &&
+	    (rv = coord_revocation_key(key, sizeof(key), d->dr_prefix, rev->agent, rev->agent_pubkey,
+		 err)) == 0) {
+		coffer_s3_put_opts opts = { .lock_mode = "COMPLIANCE",
+			.lock_until_ms = now_ms +
+			    coffer_config_duration_ms(d->cfg->ini, "dr", "audit_retention") };
+		coffer_s3_upload *up = NULL;
+		coffer_s3_object_info info;
+		rv = coffer_s3_upload_begin(d->dr, key, &opts, &up, err);
+		if (rv == 0) {
+			rv = coffer_s3_upload_write(up, (const uint8_t *)json, len, err);
+		}
+		if (rv == 0) {
+			rv = coffer_s3_upload_commit(up, &info, err);
+		}
+		coffer_s3_upload_free(up);
+		if (rv == COFFER_EEXIST) {
+			coffer_err_clear(err);
+			rv = 0;
+		}
+	}
+	free(json);
+	return (rv);
+}
+
+/* Agents revoked in the catalog whose revocation is not yet in the
+ * repositories: without it, rebuild-catalog would bring them back active
+ * from their backups' attestations. */
+static int
+export_revocations(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
+    coffer_err *err)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", REVOKE_PER_PASS);
+	const char *v[] = { lim };
+	int rv;
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT name, encode(pubkey, 'hex'), "
+	    "  (extract(epoch FROM revoked_at) * 1000)::bigint, revoked_by "
+	    "FROM agents WHERE revoked_at IS NOT NULL AND revocation_exported_at IS NULL "
+	    "ORDER BY revoked_at LIMIT $1::integer",
+	    1, v, "reading revocations to export", &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	for (int i = 0; i < PQntuples(res) && rv == 0 && !atomic_load(&d->stop); i++) {
+		coord_revocation rev;
+		memset(&rev, 0, sizeof(rev));
+		snprintf(rev.agent, sizeof(rev.agent), "%s", PQgetvalue(res, i, 0));
+		rev.revoked_at_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		snprintf(rev.revoked_by, sizeof(rev.revoked_by), "%s", PQgetvalue(res, i, 3));
+		coffer_err e;
+		coffer_err_clear(&e);
+		int wr = coffer_hex_decode(PQgetvalue(res, i, 1), rev.agent_pubkey,
+		    sizeof(rev.agent_pubkey), &e);
+		if (wr == 0) {
+			wr = write_revocation(d, &rev, now_ms, &e);
+		}
+		if (wr != 0) {
+			/* Logged, not fatal: the next pass tries again. */
+			char q[COFFER_ERR_MSG_MAX + 8];
+			coffer_log_warn("revocation not exported", "agent=%s error=%s", rev.agent,
+			    quoted(q, sizeof(q), e.msg));
+			if (wr == COFFER_EUNAVAIL || wr == COFFER_ECANCELED) {
+				break;
+			}
+			continue;
+		}
+		const char *av[] = { rev.agent };
+		char details[64];
+		snprintf(details, sizeof(details), "{\"dr\":%s}", d->dr != NULL ? "true" : "false");
+		rv = coord_catalog_begin(cat, err);
+		if (rv == 0) {
+			rv = coord_catalog_query_exec(cat,
+			    "UPDATE agents SET revocation_exported_at = now() WHERE name = $1", 1, av,
+			    "recording an exported revocation", err);
+		}
+		if (rv == 0) {
+			rv = coord_audit_append(cat, d->key, "coordinator", "agent.revocation_exported",
+			    rev.agent, details, NULL, err);
+		}
+		if (rv == 0) {
+			rv = coord_catalog_commit(cat, err);
+		} else {
+			coord_catalog_rollback(cat);
+		}
+		if (rv == 0) {
+			st->revocations++;
 		}
 	}
 	PQclear(res);
@@ -1369,6 +1498,9 @@ coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drc
 	}
 	memset(st, 0, sizeof(*st));
 	int rv = attest_primary(d, cat, st, err);
+	if (rv == 0) {
+		rv = export_revocations(d, cat, now_ms, st, err);
+	}
 	if (rv == 0 && d->dr != NULL) {
 		rv = copy_due(d, cat, now_ms, st, err);
 	}

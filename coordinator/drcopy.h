@@ -70,6 +70,7 @@ typedef struct coord_drcopy_stats {
 	int verified;  /* copies verified */
 	int failed;    /* copy attempts that failed */
 	int attested;  /* attestations written into the primary repository */
+	int revocations; /* revocations written into the repositories */
 	int wal_copied; /* WAL segments verified in DR (point-in-time recovery) */
 	bool audit_exported; /* the audit head went to DR */
 	int triggered; /* alert transitions */

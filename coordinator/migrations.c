@@ -564,6 +564,15 @@ static const char migration_12_sql[] =
     "  WHEN (NEW.status IN ('completed', 'failed') AND NEW.settled_at IS NULL)\n"
     "  EXECUTE FUNCTION backups_stamp_settled();\n";
 
+/* A revoked agent's revocation, once written to the repositories
+ * (coordinator/attest.h), so that a catalog rebuilt from them keeps it
+ * revoked. */
+static const char migration_13_sql[] =
+    "ALTER TABLE agents ADD COLUMN revocation_exported_at timestamptz\n"
+    "  CHECK (revocation_exported_at IS NULL OR revoked_at IS NOT NULL);\n"
+    "CREATE INDEX agents_revocation_due ON agents (revoked_at)\n"
+    "  WHERE revoked_at IS NOT NULL AND revocation_exported_at IS NULL;\n";
+
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
 	{ 2, "agent intake", migration_2_sql },
@@ -577,6 +586,7 @@ static const coord_migration migrations[] = {
 	{ 10, "agents and services kept", migration_10_sql },
 	{ 11, "events without time indexes", migration_11_sql },
 	{ 12, "cheaper per-row checks", migration_12_sql },
+	{ 13, "revocations exported", migration_13_sql },
 };
 
 const coord_migration *

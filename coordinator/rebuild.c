@@ -366,6 +366,72 @@ on_key(const char *key, const coffer_repo_info *info, void *arg)
 	return (0);
 }
 
+/* agents/<agent>/revoked-<key>.json: the agent, if a backup's attestation
+ * brought it back, is revoked again (only with the key that was revoked). A
+ * revocation that does not authenticate is refused like a backup. */
+static int
+on_revocation(const char *key, const coffer_repo_info *info, void *arg)
+{
+	(void)info;
+	rebuild *r = arg;
+	const char *base = strrchr(key, '/');
+	if (base == NULL || strncmp(base, "/revoked-", 9) != 0) {
+		return (0);
+	}
+	coffer_err e;
+	coffer_err_clear(&e);
+	coffer_filter *sink = NULL;
+	coord_revocation rev;
+	int rv = read_whole(r->repo, key, COORD_ATTEST_MAX + 1, &sink, &e);
+	if (rv == 0) {
+		size_t len = 0;
+		const uint8_t *b = coffer_buffer_sink_data(sink, &len);
+		rv = coord_revocation_parse((const char *)b, len, r->key, &rev, &e);
+	}
+	coffer_filter_free(sink);
+	if (rv == COFFER_EUNAVAIL || rv == COFFER_ENOMEM) {
+		*r->err = e;
+		r->fatal = rv;
+		return (-1);
+	}
+	if (rv != 0) {
+		return ((r->fatal = refuse(r, "-", key, &e)) != 0 ? -1 : 0);
+	}
+	char pub[COFFER_SIGN_PUBKEY_HEX], at[24];
+	coffer_hex_encode(rev.agent_pubkey, sizeof(rev.agent_pubkey), pub);
+	snprintf(at, sizeof(at), "%" PRId64, rev.revoked_at_ms);
+	const char *v[] = { rev.agent, pub, at, rev.revoked_by };
+	/* A rebuilt agent was enrolled just now: its revocation cannot be
+	 * dated before that (a CHECK); the original time goes to the audit. */
+	PGresult *res = coord_catalog_query(r->cat,
+	    "UPDATE agents SET revoked_at = GREATEST(" TS(3) ", enrolled_at), revoked_by = $4 "
+	    "WHERE name = $1 AND pubkey = decode($2, 'hex') AND revoked_at IS NULL RETURNING name",
+	    4, v, "recording a revocation", &rv, &e);
+	if (res == NULL) {
+		*r->err = e;
+		r->fatal = rv;
+		return (-1);
+	}
+	bool changed = PQntuples(res) == 1;
+	PQclear(res);
+	if (!changed) {
+		return (0);
+	}
+	r->st->revoked++;
+	coffer_log_info("agent revoked again", "agent=%s revoked_by=%s", rev.agent, rev.revoked_by);
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "repository", r->repo_name);
+	cJSON_AddStringToObject(d, "revoked_by", rev.revoked_by);
+	cJSON_AddStringToObject(d, "revoked_at_ms", at);
+	char *text = cJSON_PrintUnformatted(d);
+	cJSON_Delete(d);
+	rv = text == NULL ? coffer_err_set(r->err, COFFER_ENOMEM, "no memory for an audit row") :
+			    coord_audit_append(r->cat, r->key, ACTOR, "agent.revoke_rebuilt", rev.agent,
+				text, NULL, r->err);
+	cJSON_free(text);
+	return ((r->fatal = rv) != 0 ? -1 : 0);
+}
+
 int
 coord_rebuild(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
     const char *repo, cJSON *report_arr, coord_rebuild_stats *st, coffer_err *err)
@@ -392,6 +458,10 @@ coord_rebuild(coord_catalog *cat, const coord_audit_key *key, const coord_config
 	rebuild rb = { .cat = cat, .key = key, .cfg = cfg, .repo_name = repo, .repo = r,
 		.report = report_arr, .st = st, .err = err };
 	rv = coffer_repo_list(r, "services/", on_key, &rb, err);
+	/* After the backups, whose attestations bring their agents back. */
+	if (rv == 0 && rb.fatal == 0) {
+		rv = coffer_repo_list(r, COORD_REVOCATIONS_PREFIX, on_revocation, &rb, err);
+	}
 	if (rb.fatal != 0) {
 		rv = rb.fatal;
 	}
@@ -401,7 +471,8 @@ coord_rebuild(coord_catalog *cat, const coord_audit_key *key, const coord_config
 	}
 	char text[256];
 	snprintf(text, sizeof(text),
-	    "{\"repository\":\"%s\",\"recovered\":%d,\"present\":%d,\"refused\":%d}", repo,
-	    st->recovered, st->present, st->refused);
+	    "{\"repository\":\"%s\",\"recovered\":%d,\"present\":%d,\"refused\":%d,"
+	    "\"revoked\":%d}",
+	    repo, st->recovered, st->present, st->refused, st->revoked);
 	return (coord_audit_append(cat, key, ACTOR, "catalog.rebuilt", repo, text, NULL, err));
 }

@@ -480,6 +480,17 @@ wait_for "WAL archived after the backup was not copied to DR" \
 s3as dr head dr-vault "fleet/services/ledger/wal/$(lq "select system_identifier from pg_control_system()")/00000001/$lastseg" | grep -q "lock=GOVERNANCE" ||
 	fail "$lastseg is not in DR, locked"
 pass "WAL archived after the backup ($lastseg) copied to DR and locked: point-in-time recovery from DR"
+# ledger-db-1 revoked: the copier writes the revocation into both
+# repositories, so the rebuilt catalog below keeps it revoked.
+"$cli" agents revoke ledger-db-1 >/dev/null || fail "revoke ledger-db-1"
+wait_for "the revocation of ledger-db-1 was not exported" \
+	'[[ $(cq "select revocation_exported_at is not null from agents where name = '"'ledger-db-1'"'") == t ]]'
+rk=$(s3as coord-dr list dr-vault "fleet/agents/ledger-db-1/")
+[[ $rk == fleet/agents/ledger-db-1/revoked-*.json ]] || fail "no revocation in DR: '$rk'"
+s3as dr head dr-vault "$rk" | grep -q "lock=COMPLIANCE" || fail "the revocation in DR is not COMPLIANCE-locked"
+[[ $(cq "select count(*) from audit where action = 'agent.revocation_exported' and subject = 'ledger-db-1'") == 1 ]] ||
+	fail "the exported revocation is not audited once"
+pass "revoked ledger-db-1: revocation written to the primary and, COMPLIANCE-locked, to DR ($rk)"
 runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$T/lpg/data" -m fast -w stop >/dev/null
 
 # --- production gone ----------------------------------------------------------------------
@@ -559,11 +570,16 @@ PY
 [[ $(cq "select count(*) from audit where action = 'catalog.rebuild_refused' and subject = '$forged'") == 1 ]] ||
 	fail "the refusal is not audited"
 "$coord" audit-verify -c "$conf" >/dev/null 2>&1 || fail "audit chain of the rebuilt catalog does not verify"
+grep -q '"revoked":1' "$T/rebuild.json" || fail "the rebuild did not revoke ledger-db-1: $(head -c 300 "$T/rebuild.json")"
+[[ $(cq "select string_agg(name || '=' || (revoked_at is not null)::text, ' ' order by name) from agents") == "billing-db-1=false ledger-db-1=true" ]] ||
+	fail "rebuilt agents: $(cq "select string_agg(name || '=' || (revoked_at is not null)::text, ' ' order by name) from agents")"
+[[ $(cq "select count(*) from audit where action = 'agent.revoke_rebuilt' and subject = 'ledger-db-1'") == 1 ]] ||
+	fail "the rebuilt revocation is not audited"
 # Again: nothing new, nothing lost.
 "$coord" rebuild-catalog -c "$conf" --repo dr --output json >"$T/rebuild2.json" 2>/dev/null || true
-grep -q '"recovered":0,"present":3,"refused":1' "$T/rebuild2.json" ||
+grep -q '"recovered":0,"present":3,"refused":1,"revoked":0' "$T/rebuild2.json" ||
 	fail "second rebuild not idempotent: $(cat "$T/rebuild2.json")"
-pass "rebuild-catalog --repo dr: 3 recovered, the forged one refused (no attestation) and audited; a second run changes nothing"
+pass "rebuild-catalog --repo dr: 3 recovered, the forged one refused (no attestation) and audited, ledger-db-1 revoked again from its revocation; a second run changes nothing"
 
 # The agent, with its key ring and the DR account's read credentials only.
 "$agent" list -c "$aconf" --repo dr >"$T/list.out" 2>"$T/list.err" || fail "list --repo dr: $(cat "$T/list.err")"
