@@ -647,14 +647,21 @@ coffer_net_reply_drop(coffer_net_reply *reply)
 struct coffer_net_client {
 	nng_socket sock;
 	nng_dialer dialer;
+	nng_tls_config *tcfg; /* NULL for plain tcp and ipc; kept for a new dialer */
 	size_t max_msg;
 	char url[512];
+	unsigned reconnect_min_ms, reconnect_max_ms;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	unsigned pipes;  /* connected pipes */
 	unsigned active; /* calls in progress */
 	bool closing;
+	uint64_t down_since_ms; /* monotonic: since when there has been no pipe */
+	bool redialing;         /* a call is replacing the dialer */
+	unsigned redials;       /* dialers replaced */
 };
+
+static uint64_t cli_now_ms(void);
 
 static void
 cli_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
@@ -666,36 +673,72 @@ cli_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 		c->pipes++;
 	} else if (ev == NNG_PIPE_EV_REM_POST && c->pipes > 0) {
 		c->pipes--;
+		if (c->pipes == 0) {
+			c->down_since_ms = cli_now_ms();
+		}
 	}
 	pthread_cond_broadcast(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 }
 
 static int
-cli_dialer(coffer_net_client *c, const coffer_net_client_config *cfg, nng_tls_config *tcfg,
-    coffer_err *err)
+cli_dialer(coffer_net_client *c, coffer_err *err)
 {
-	unsigned rmin = cfg->reconnect_min_ms > 0 ? cfg->reconnect_min_ms : 100;
-	unsigned rmax = cfg->reconnect_max_ms > 0 ? cfg->reconnect_max_ms : 30000;
-	int nrv = nng_dialer_create(&c->dialer, c->sock, cfg->url);
+	int nrv = nng_dialer_create(&c->dialer, c->sock, c->url);
 	if (nrv == 0) {
 		nrv = nng_dialer_set_size(c->dialer, NNG_OPT_RECVMAXSZ, c->max_msg);
 	}
 	if (nrv == 0) {
-		nrv = nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMINT, (nng_duration)rmin);
+		nrv = nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMINT,
+		    (nng_duration)c->reconnect_min_ms);
 	}
 	if (nrv == 0) {
-		nrv = nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMAXT, (nng_duration)rmax);
+		nrv = nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMAXT,
+		    (nng_duration)c->reconnect_max_ms);
 	}
-	if (nrv == 0 && tcfg != NULL) {
-		nrv = nng_dialer_set_ptr(c->dialer, NNG_OPT_TLS_CONFIG, tcfg);
+	if (nrv == 0 && c->tcfg != NULL) {
+		nrv = nng_dialer_set_ptr(c->dialer, NNG_OPT_TLS_CONFIG, c->tcfg);
 	}
 	if (nrv != 0) {
 		coffer_err_set(err, nrv == NNG_ENOMEM ? COFFER_ENOMEM : COFFER_EINVAL,
-		    "cannot set up a connection to %s: %s", cfg->url, nng_strerror(nrv));
+		    "cannot set up a connection to %s: %s", c->url, nng_strerror(nrv));
 		return (coffer_err_hint(err, "write the url as tls+tcp://HOST:PORT"));
 	}
 	return (0);
+}
+
+/*
+ * NNG 1.5.2's dialer redials after most failed attempts, but after one that
+ * ends in NNG_ECLOSED or NNG_ECANCELED it takes "no further action"
+ * (dialer.c, dialer_connect_cb), for good; a TLS handshake that the peer
+ * cuts (a coordinator killed or restarting) can end that way. The client
+ * would then never reconnect (seen in tests/integration/sender.sh: an agent
+ * with no connection, and no attempt, for minutes after a coordinator
+ * restart). So a call that finds no pipe for twice the longest backoff
+ * replaces the dialer with a fresh one; only one call does it at a time.
+ */
+static void
+cli_replace_dialer(coffer_net_client *c, uint64_t down_ms)
+{
+	coffer_log_warn("no connection for a while: dialing afresh", "url=%s down_ms=%llu", c->url,
+	    (unsigned long long)down_ms);
+	nng_dialer_close(c->dialer);
+	coffer_err err;
+	coffer_err_clear(&err);
+	int nrv = 0;
+	if (cli_dialer(c, &err) == 0 && (nrv = nng_dialer_start(c->dialer, NNG_FLAG_NONBLOCK)) != 0) {
+		coffer_err_set(&err, COFFER_EUNAVAIL, "cannot start dialing: %s", nng_strerror(nrv));
+	}
+	if (err.code != 0) {
+		char q[COFFER_ERR_MSG_MAX + 8];
+		coffer_log_error("dialing afresh failed", "url=%s error=%s", c->url,
+		    coffer_log_quote(q, sizeof(q), err.msg));
+	}
+	pthread_mutex_lock(&c->mu);
+	c->redialing = false;
+	c->redials++;
+	c->down_since_ms = cli_now_ms();
+	pthread_mutex_unlock(&c->mu);
 }
 
 static int
@@ -758,6 +801,9 @@ coffer_net_client_open(const coffer_net_client_config *cfg, coffer_net_client **
 	}
 	snprintf(c->url, sizeof(c->url), "%s", cfg->url);
 	c->max_msg = cfg->max_msg > 0 ? cfg->max_msg : COFFER_WIRE_MAX_MSG;
+	c->reconnect_min_ms = cfg->reconnect_min_ms > 0 ? cfg->reconnect_min_ms : 100;
+	c->reconnect_max_ms = cfg->reconnect_max_ms > 0 ? cfg->reconnect_max_ms : 30000;
+	c->down_since_ms = cli_now_ms();
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -782,7 +828,8 @@ coffer_net_client_open(const coffer_net_client_config *cfg, coffer_net_client **
 	}
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, cli_pipe_cb, c);
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_REM_POST, cli_pipe_cb, c);
-	rv = cli_dialer(c, cfg, tcfg, err);
+	c->tcfg = tcfg;
+	rv = cli_dialer(c, err);
 	if (rv != 0) {
 		goto fail_sock;
 	}
@@ -799,7 +846,7 @@ coffer_net_client_open(const coffer_net_client_config *cfg, coffer_net_client **
 		/* A fresh dialer rather than restarting one whose first start
 		 * failed: 1.5.2 had races around dialer reuse (#1657). */
 		nng_dialer_close(c->dialer);
-		rv = cli_dialer(c, cfg, tcfg, err);
+		rv = cli_dialer(c, err);
 		if (rv != 0) {
 			goto fail_sock;
 		}
@@ -810,9 +857,6 @@ coffer_net_client_open(const coffer_net_client_config *cfg, coffer_net_client **
 			coffer_err_hint(err, "check the url");
 			goto fail_sock;
 		}
-	}
-	if (tcfg != NULL) {
-		nng_tls_config_free(tcfg);
 	}
 	*out = c;
 	return (0);
@@ -900,7 +944,16 @@ coffer_net_client_call(coffer_net_client *c, const uint8_t *req, size_t len, uin
 	c->active++;
 	bool up = cli_wait_connected(c, deadline);
 	bool closing = c->closing;
+	uint64_t down_ms = up ? 0 : cli_now_ms() - c->down_since_ms;
+	bool replace = !up && !closing && !c->redialing && c->pipes == 0 &&
+	    down_ms >= 2 * (uint64_t)c->reconnect_max_ms;
+	if (replace) {
+		c->redialing = true;
+	}
 	pthread_mutex_unlock(&c->mu);
+	if (replace) {
+		cli_replace_dialer(c, down_ms);
+	}
 
 	int rv = 0;
 	nng_ctx ctx = NNG_CTX_INITIALIZER;
@@ -999,7 +1052,25 @@ coffer_net_client_close(coffer_net_client *c)
 		pthread_cond_wait(&c->cv, &c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);
+	if (c->tcfg != NULL) {
+		nng_tls_config_free(c->tcfg);
+	}
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
+}
+
+unsigned
+coffer_net_client_redials(coffer_net_client *c)
+{
+	pthread_mutex_lock(&c->mu);
+	unsigned n = c->redials;
+	pthread_mutex_unlock(&c->mu);
+	return (n);
+}
+
+void
+coffer_net_client_drop_dialer(coffer_net_client *c)
+{
+	nng_dialer_close(c->dialer);
 }

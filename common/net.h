@@ -128,4 +128,12 @@ int coffer_net_client_call(coffer_net_client *client, const uint8_t *req, size_t
  * may start after close has begun. NULL is ignored. */
 void coffer_net_client_close(coffer_net_client *client);
 
+/* How many times a call found no connection for twice reconnect_max and
+ * replaced the dialer (NNG 1.5.2 stops redialing after some failures). */
+unsigned coffer_net_client_redials(coffer_net_client *client);
+
+/* For tests: closes the dialer as NNG 1.5.2 abandons one, so that the
+ * replacement can be exercised. */
+void coffer_net_client_drop_dialer(coffer_net_client *client);
+
 #endif

@@ -312,6 +312,83 @@ test_server_down(void **state)
 	assert_int_equal(coffer_net_client_open(&cc, &c, &err), COFFER_EPERM);
 }
 
+/* A dialer abandoned as NNG 1.5.2 abandons one (after a failed attempt
+ * that ended in NNG_ECLOSED): the next call to find no connection for twice
+ * reconnect_max replaces it, and calls work again. */
+struct redial {
+	char url[600];
+	uv_loop_t loop;
+	uv_async_t done;
+	coffer_net_server *srv;
+	int rv_before, rv_after;
+	unsigned redials;
+	int calls;
+};
+
+static void
+r_handler(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
+    const coffer_net_peer *peer)
+{
+	(void)arg;
+	(void)peer;
+	coffer_err err = { 0 };
+	coffer_net_reply_send(reply, req, len, &err);
+}
+
+static void *
+r_client(void *arg)
+{
+	struct redial *r = arg;
+	coffer_err err = { 0 };
+	coffer_net_client *c = NULL;
+	coffer_net_client_config cc = { .url = r->url, .max_msg = SMALL_MAX,
+		.reconnect_min_ms = 10, .reconnect_max_ms = 50 };
+	if (coffer_net_client_open(&cc, &c, &err) == 0) {
+		r->rv_before = w_call(c, "one", 3, 5000, NULL);
+		coffer_net_client_drop_dialer(c);
+		r->rv_after = -1;
+		for (r->calls = 0; r->calls < 100 && r->rv_after != 0; r->calls++) {
+			r->rv_after = w_call(c, "two", 3, 100, NULL);
+		}
+		r->redials = coffer_net_client_redials(c);
+		coffer_net_client_close(c);
+	}
+	uv_async_send(&r->done);
+	return (NULL);
+}
+
+static void
+r_done(uv_async_t *h)
+{
+	struct redial *r = h->data;
+	coffer_net_server_stop(r->srv);
+	uv_close((uv_handle_t *)h, NULL);
+}
+
+static void
+test_dialer_replaced(void **state)
+{
+	(void)state;
+	struct redial r = { 0 };
+	coffer_err err = { 0 };
+	snprintf(r.url, sizeof(r.url), "ipc://%s/redial.ipc", tmpdir);
+	uv_loop_init(&r.loop);
+	coffer_net_server_config sc = { .url = r.url, .workers = 1, .max_inflight = 1,
+		.max_msg = SMALL_MAX };
+	assert_int_equal(coffer_net_server_start(&r.loop, &sc, r_handler, &r, &r.srv, &err), 0);
+	uv_async_init(&r.loop, &r.done, r_done);
+	r.done.data = &r;
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, r_client, &r), 0);
+	assert_int_equal(uv_run(&r.loop, UV_RUN_DEFAULT), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(uv_loop_close(&r.loop), 0);
+	assert_int_equal(r.rv_before, 0);
+	assert_int_equal(r.rv_after, 0);
+	assert_true(r.redials >= 1);
+	assert_true(r.calls >= 2); /* the first calls after the drop found no connection */
+}
+
 int
 main(void)
 {
@@ -331,6 +408,7 @@ main(void)
 		cmocka_unit_test(test_tls_file_errors),
 		cmocka_unit_test(test_server_client),
 		cmocka_unit_test(test_server_down),
+		cmocka_unit_test(test_dialer_replaced),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[700];

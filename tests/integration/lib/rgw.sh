@@ -61,10 +61,15 @@ _rgw_fail() {
 	return 1
 }
 
+# Below the kernel's ephemeral range: a port taken there by any outgoing
+# connection of a test running beside this one made the monitor's bind
+# fail ("Address already in use").
 _rgw_port() {
-	local p
+	local p low=32768 high
+	read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	((low > 12000)) || low=32768
 	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (low - 10000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
@@ -78,7 +83,21 @@ _rgw_key() {
 	head -c 200 /dev/urandom | tr -dc "$1" | head -c "$2"
 }
 
+# A port can still be taken between choosing it and binding it: up to three
+# attempts, each with new ports and a clean directory.
 rgw_start() {
+	local dir=$1 attempt
+	for attempt in 1 2 3; do
+		rm -rf "$dir"
+		_rgw_start_once "$dir" && return 0
+		grep -qs "Address already in use" "$dir/log/mon.a.log" "$dir/log/client.rgw.a.log" ||
+			return 1
+		echo "rgw_start: a port was taken (attempt $attempt); again with others" >&2
+	done
+	return 1
+}
+
+_rgw_start_once() {
 	local dir=$1 c
 	_rgw_dir=$dir
 	for c in ceph-mon ceph-osd radosgw radosgw-admin ceph ceph-authtool monmaptool uuidgen curl; do
