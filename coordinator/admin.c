@@ -734,7 +734,34 @@ cmd_audit_verify(admin_ctx *ctx)
 		cJSON *h = cJSON_AddObjectToObject(ctx->result, "exported_head");
 		cJSON_AddNumberToObject(h, "chain_seq", (double)head.chain_seq);
 		cJSON_AddStringToObject(h, "key", head.key);
+		if (head.resumed_by > 0) {
+			cJSON_AddNumberToObject(h, "resumed_by", (double)head.resumed_by);
+		}
 	}
+	return (0);
+}
+
+/* An operator who has looked at a head that no longer holds lets the
+ * export go on (coord_audit_export_resume audits it with the reason). */
+static int
+cmd_audit_resume_export(admin_ctx *ctx)
+{
+	const char *reason;
+	int rv;
+	if ((rv = need_arg(ctx, "reason", &reason)) != 0) {
+		return (rv);
+	}
+	snprintf(ctx->subject, sizeof(ctx->subject), "dr");
+	coord_audit_head head;
+	rv = coord_audit_export_resume(ctx->cat, ctx->key, ctx->cfg, ctx->actor, reason, &head,
+	    &ctx->err);
+	if (rv != 0) {
+		return (fail_with(ctx, rv));
+	}
+	cJSON *h = cJSON_AddObjectToObject(ctx->result, "acknowledged_head");
+	cJSON_AddNumberToObject(h, "chain_seq", (double)head.chain_seq);
+	cJSON_AddStringToObject(h, "key", head.key);
+	cJSON_AddNumberToObject(ctx->result, "audit_row", (double)head.resumed_by);
 	return (0);
 }
 
@@ -955,6 +982,7 @@ static const admin_command commands[] = {
 	{ "agents.list", false, " ", cmd_agents_list },
 	{ "audit.list", false, " since limit ", cmd_audit_list },
 	{ "audit.verify", false, " ", cmd_audit_verify },
+	{ "audit.resume_export", true, " reason ", cmd_audit_resume_export },
 	{ "agents.enroll", true, " service agent pubkey drill_runner ", cmd_agents_enroll },
 	{ "agents.revoke", true, " agent ", cmd_agents_revoke },
 	{ "backup.run", true, " service kind ", cmd_backup_run },

@@ -643,6 +643,47 @@ verify_row(struct verify_state *vs, PGresult *r, coffer_err *err)
 	return (0);
 }
 
+int
+coord_audit_find(coord_catalog *cat, const coord_audit_key *key, const char *action,
+    const char *k1, const char *v1, const char *k2, const char *v2, int64_t *chain_seq,
+    coffer_err *err)
+{
+	*chain_seq = 0;
+	const char *vals[] = { action, k1, v1, k2, v2 };
+	int rc;
+	PGresult *r = coord_catalog_query(cat,
+	    "SELECT chain_seq, to_char(at AT TIME ZONE 'UTC', " AUDIT_TIME_FMT "), actor, action, "
+	    "subject, details::text, prev_mac, mac FROM audit "
+	    "WHERE action = $1 AND details->>$2 = $3 AND details->>$4 = $5 "
+	    "ORDER BY chain_seq DESC LIMIT 8",
+	    5, vals, "looking for an audit row", &rc, err);
+	if (r == NULL) {
+		return (rc);
+	}
+	for (int i = 0; i < PQntuples(r) && *chain_seq == 0; i++) {
+		coord_audit_row row;
+		uint8_t mac[COORD_AUDIT_MAC_LEN], want[COORD_AUDIT_MAC_LEN];
+		row.chain_seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		row.at = PQgetvalue(r, i, 1);
+		row.actor = PQgetvalue(r, i, 2);
+		row.action = PQgetvalue(r, i, 3);
+		row.subject = PQgetvalue(r, i, 4);
+		row.details = PQgetvalue(r, i, 5);
+		if (!bytea_parse(PQgetvalue(r, i, 6), row.prev_mac, COORD_AUDIT_MAC_LEN) ||
+		    !bytea_parse(PQgetvalue(r, i, 7), mac, COORD_AUDIT_MAC_LEN)) {
+			continue;
+		}
+		if ((rc = coord_audit_mac(key, &row, want, err)) != 0) {
+			break;
+		}
+		if (CRYPTO_memcmp(want, mac, COORD_AUDIT_MAC_LEN) == 0) {
+			*chain_seq = row.chain_seq;
+		}
+	}
+	PQclear(r);
+	return (rc);
+}
+
 /* Reads audit_head inside the verify snapshot. */
 static int
 verify_head(coord_catalog *cat, coord_audit_result *res, bool *ok, coffer_err *err)

@@ -139,4 +139,15 @@ typedef struct coord_audit_row {
 int coord_audit_mac(const coord_audit_key *key, const coord_audit_row *row,
     uint8_t out[COORD_AUDIT_MAC_LEN], coffer_err *err);
 
+/*
+ * The newest row of action whose details hold the text values v1 and v2
+ * under k1 and k2, and whose MAC verifies over its own content and
+ * prev_mac: a row a coordinator wrote, not one inserted by hand (that the
+ * chain around it holds is coord_audit_verify's to say). *chain_seq 0: none.
+ * Scans the table: for rare decisions, not for every request.
+ */
+int coord_audit_find(coord_catalog *cat, const coord_audit_key *key, const char *action,
+    const char *k1, const char *v1, const char *k2, const char *v2, int64_t *chain_seq,
+    coffer_err *err);
+
 #endif

@@ -19,6 +19,7 @@
 
 #define HEAD_DOMAIN "coffer-audit-head-v1"
 #define HEAD_MAX 4096
+#define RESUMED_ACTION "audit.export_resumed"
 
 static int
 head_sig(const coord_audit_key *key, const coord_audit_head *h, char out[65], coffer_err *err)
@@ -173,8 +174,8 @@ str_of(const cJSON *o, const char *name, char *out, size_t size, coffer_err *err
 	return (0);
 }
 
-int
-coord_audit_export_check(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
+static int
+check_newest(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
     coord_audit_head *h, bool *found, coffer_err *err)
 {
 	*found = false;
@@ -253,6 +254,91 @@ coord_audit_export_check(coord_catalog *cat, const coord_audit_key *key, coffer_
 				     "and find who had superuser access to it");
 	}
 	PQclear(res);
+	return (rv);
+}
+
+int
+coord_audit_export_check(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
+    coord_audit_head *h, bool *found, coffer_err *err)
+{
+	int rv = check_newest(cat, key, dr, h, found, err);
+	if (rv != COFFER_ECORRUPT && rv != COFFER_EAUTH) {
+		return (rv);
+	}
+	/* An operator who looked may have resumed the export past this head
+	 * (coord_audit_export_resume): then it is history, not a problem. */
+	coffer_err e;
+	coffer_err_clear(&e);
+	int frv = coord_audit_find(cat, key, RESUMED_ACTION, "from_key", h->key, "from_mac",
+	    h->mac_hex, &h->resumed_by, &e);
+	if (frv != 0) {
+		*err = e;
+		return (frv);
+	}
+	if (h->resumed_by == 0) {
+		return (rv);
+	}
+	coffer_err_clear(err);
+	return (0);
+}
+
+int
+coord_audit_export_resume(coord_catalog *cat, const coord_audit_key *key,
+    const coord_config *cfg, const char *actor, const char *reason, coord_audit_head *h,
+    coffer_err *err)
+{
+	memset(h, 0, sizeof(*h));
+	if (!coffer_config_has_section(cfg->ini, "repository.dr")) {
+		coffer_err_set(err, COFFER_EREFUSED, "there is no DR repository, so no audit head "
+		    "export to resume");
+		return (coffer_err_hint(err, "configure [repository.dr] first"));
+	}
+	if (reason == NULL || reason[0] == '\0' || strlen(reason) > 1000) {
+		coffer_err_set(err, COFFER_EINVAL, "resuming the audit head export needs a reason of "
+		    "1 to 1000 bytes");
+		return (coffer_err_hint(err, "say what was found and who looked, e.g. --reason "
+					     "\"INC-4711: rows cut by a restore from an old dump\""));
+	}
+	coffer_repo_config rc;
+	coffer_repo *dr = NULL;
+	bool found = false;
+	int rv = coord_config_repo(cfg, "dr", &rc, err);
+	if (rv == 0 && (rv = coffer_repo_open(&rc, COFFER_REPO_READ, &dr, err)) != 0) {
+		coffer_err_wrap(err, "[repository.dr]");
+	}
+	coffer_err why;
+	coffer_err_clear(&why);
+	if (rv == 0) {
+		rv = check_newest(cat, key, dr, h, &found, &why);
+	}
+	coffer_repo_close(dr);
+	if (rv == 0) {
+		coffer_err_set(err, COFFER_EREFUSED, "the audit head export is not stopped: %s",
+		    found ? "the newest exported head still holds" : "nothing was exported yet");
+		return (coffer_err_hint(err, "there is nothing to resume; coffer audit verify "
+					     "shows the chain and the exported head"));
+	}
+	if (rv != COFFER_ECORRUPT && rv != COFFER_EAUTH) {
+		if (why.code != 0) {
+			*err = why;
+		}
+		return (rv);
+	}
+	char seq[24];
+	snprintf(seq, sizeof(seq), "%" PRId64, h->chain_seq);
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "from_key", h->key);
+	cJSON_AddStringToObject(d, "from_mac", h->mac_hex);
+	cJSON_AddStringToObject(d, "from_seq", seq);
+	cJSON_AddStringToObject(d, "problem", why.msg);
+	cJSON_AddStringToObject(d, "reason", reason);
+	char *text = cJSON_PrintUnformatted(d);
+	cJSON_Delete(d);
+	if (text == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
+	}
+	rv = coord_audit_append(cat, key, actor, RESUMED_ACTION, "dr", text, &h->resumed_by, err);
+	cJSON_free(text);
 	return (rv);
 }
 

@@ -40,6 +40,9 @@ typedef struct coord_audit_head {
 	char at[64];
 	char chain_id[17]; /* the first 16 hex digits of row 1's mac */
 	char key[COFFER_REPO_KEY_MAX];
+	/* The audit.export_resumed row that acknowledged this head as no
+	 * longer holding; 0: none. */
+	int64_t resumed_by;
 } coord_audit_head;
 
 /*
@@ -65,6 +68,21 @@ int coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3
  */
 int coord_audit_export_check(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
     coord_audit_head *newest, bool *found, coffer_err *err);
+
+/*
+ * An operator's answer to a head that no longer holds: once they have
+ * looked (the chain cannot be mended, and the heads in DR stay as the
+ * evidence), the export goes on from the chain as it is. Checks that DR's
+ * newest head indeed does not hold (COFFER_EREFUSED otherwise), then
+ * audits "audit.export_resumed" by actor with the head's key, MAC and
+ * sequence, the problem and the reason. From then on
+ * coord_audit_export_check accepts that head (setting resumed_by: only a
+ * row whose own MAC verifies counts), and the DR copier exports the current
+ * head again. head gets the head acknowledged.
+ */
+int coord_audit_export_resume(coord_catalog *cat, const coord_audit_key *key,
+    const coord_config *cfg, const char *actor, const char *reason, coord_audit_head *head,
+    coffer_err *err);
 
 /*
  * The whole verdict on the chain, for `audit-verify` and the admin

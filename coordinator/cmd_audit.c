@@ -124,7 +124,11 @@ coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 	coord_config_free(cfg);
 	coord_audit_key_clear(&key);
 	coord_catalog_close(cat);
-	if (rv == 0 && exported && !json) {
+	if (rv == 0 && exported && !json && head.resumed_by > 0) {
+		printf("exported head in the DR repository: chain_seq %lld (%s) no longer holds; an "
+		       "operator resumed the export past it (audit row %lld)\n",
+		    (long long)head.chain_seq, head.key, (long long)head.resumed_by);
+	} else if (rv == 0 && exported && !json) {
 		printf("exported head in the DR repository: chain_seq %lld (%s) is in the chain\n",
 		    (long long)head.chain_seq, head.key);
 	}

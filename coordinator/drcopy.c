@@ -1447,8 +1447,11 @@ export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t m
     coord_drcopy_stats *st, coffer_err *err)
 {
 	char problem[sizeof(d->audit_problem)];
-	if (coord_drcopy_audit_problem(d, problem, sizeof(problem))) {
-		return (0);
+	bool stopped = coord_drcopy_audit_problem(d, problem, sizeof(problem));
+	if (stopped) {
+		/* Look again, once an interval: an operator may have resumed
+		 * the export past the head that no longer holds. */
+		d->exported_seeded = false;
 	}
 	int rv = 0;
 	if (!d->exported_seeded) {
@@ -1465,9 +1468,18 @@ export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t m
 		coffer_repo_close(dr);
 		if (rv == 0) {
 			d->exported_seeded = true;
-			if (!found) {
+			if (d->exported.resumed_by > 0) {
+				char q[COFFER_ERR_MSG_MAX + 8];
+				coffer_log_warn("audit head export resumed", "head=%s resumed_by=%" PRId64
+				    " problem=%s", d->exported.key, d->exported.resumed_by,
+				    quoted(q, sizeof(q), problem));
+			}
+			if (!found || d->exported.resumed_by > 0) {
 				memset(&d->exported, 0, sizeof(d->exported));
 			}
+			pthread_mutex_lock(&d->audit_mu);
+			d->audit_problem[0] = '\0';
+			pthread_mutex_unlock(&d->audit_mu);
 		}
 	}
 	bool done = false;
@@ -1479,6 +1491,7 @@ export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t m
 	if (rv == COFFER_ECORRUPT || rv == COFFER_EAUTH) {
 		audit_broken(d, cat, err);
 		coffer_err_clear(err);
+		d->exported_ms = mono;
 		return (0);
 	}
 	if (rv == 0) {

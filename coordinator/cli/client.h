@@ -41,6 +41,7 @@ int coord_cli_agents_list(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_agents_revoke(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_audit_list(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_audit_verify(const coffer_cmd *cmd, int argc, char **argv);
+int coord_cli_audit_resume_export(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_hold_add(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_hold_remove(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cli_holds_list(const coffer_cmd *cmd, int argc, char **argv);

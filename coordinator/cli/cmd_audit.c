@@ -5,6 +5,10 @@
  * coffer audit verify [--output json]
  *	the coordinator walks its HMAC chain; exits 1 when it is broken,
  *	naming the first broken or missing row.
+ * coffer audit resume-export --reason TEXT [--output json]
+ *	after the DR copier stopped exporting audit heads (a head exported
+ *	before no longer holds) and an operator has looked: export again
+ *	from the chain as it is, audited with the reason.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,7 +138,12 @@ coord_cli_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 		    coord_cli_num(doc, "rows", a, sizeof(a)), coord_cli_num(doc, "head_seq", b, sizeof(b)),
 		    coord_cli_str(doc, "head_mac"));
 		const cJSON *h = cJSON_GetObjectItem(doc, "exported_head");
-		if (cJSON_IsObject(h)) {
+		if (cJSON_IsObject(h) && cJSON_IsNumber(cJSON_GetObjectItem(h, "resumed_by"))) {
+			printf("exported head in the DR repository: chain_seq %s (%s) no longer holds; "
+			       "an operator resumed the export past it (audit row %s)\n",
+			    coord_cli_num(h, "chain_seq", a, sizeof(a)), coord_cli_str(h, "key"),
+			    coord_cli_num(h, "resumed_by", b, sizeof(b)));
+		} else if (cJSON_IsObject(h)) {
 			printf("exported head in the DR repository: chain_seq %s (%s) is in the chain\n",
 			    coord_cli_num(h, "chain_seq", a, sizeof(a)), coord_cli_str(h, "key"));
 		}
@@ -148,4 +157,54 @@ coord_cli_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 		return (1);
 	}
 	return (intact ? 0 : 1);
+}
+
+int
+coord_cli_audit_resume_export(const coffer_cmd *cmd, int argc, char **argv)
+{
+	const char *config = NULL, *reason = NULL, *output = NULL;
+	const coffer_opt opts[] = {
+		{ "config", 'c', &config, NULL },
+		{ "reason", 0, &reason, NULL },
+		{ "output", 0, &output, NULL },
+		{ NULL, 0, NULL, NULL },
+	};
+	int npos = 0;
+	bool json = false;
+	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+	}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	}
+	if (reason == NULL || reason[0] == '\0') {
+		return (coffer_cli_usage_error(cmd, "--reason is required: say what was found and "
+						    "who looked"));
+	}
+	if (coord_cli_output_json(cmd, output, &json) != 0) {
+		return (2);
+	}
+	coffer_adminmsg_arg args[] = { { "reason", reason } };
+	coffer_err err;
+	coffer_err_clear(&err);
+	char *text = NULL;
+	cJSON *doc = NULL;
+	rv = coord_cli_request(coord_cli_config_path(config), "audit.resume_export", args, 1, &text,
+	    &doc, &err);
+	if (rv != 0) {
+		return (coord_cli_fail(cmd, &err));
+	}
+	char a[32], b[32];
+	const cJSON *h = cJSON_GetObjectItem(doc, "acknowledged_head");
+	if (json) {
+		printf("%s\n", text);
+	} else {
+		printf("audit head export resumed past chain_seq %s (%s); audit row %s records it\n",
+		    coord_cli_num(h, "chain_seq", a, sizeof(a)), coord_cli_str(h, "key"),
+		    coord_cli_num(doc, "audit_row", b, sizeof(b)));
+	}
+	free(text);
+	cJSON_Delete(doc);
+	return (fflush(stdout) == 0 ? 0 : 1);
 }

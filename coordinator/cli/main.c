@@ -33,6 +33,10 @@ static const coffer_cmd operator_cmds[] = {
 	{ "audit verify", "[-c FILE] [--output json]",
 	    "check the audit log's HMAC chain; exit 1 naming the first broken row",
 	    coord_cli_audit_verify },
+	{ "audit resume-export", "[-c FILE] --reason TEXT [--output json]",
+	    "after an exported audit head stopped holding and you have looked: export again from "
+	    "the chain as it is (audited with the reason)",
+	    coord_cli_audit_resume_export },
 	{ "hold add", "[-c FILE] --backup ID --reason TEXT",
 	    "place a legal hold: retention never deletes the backup while it holds",
 	    coord_cli_hold_add },

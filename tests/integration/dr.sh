@@ -530,9 +530,40 @@ sleep 3 # past audit_export_interval: still nothing newer exported
 	fail "a head was exported over the cut chain"
 if "$cli" audit verify >"$T/cav.out" 2>&1; then fail "coffer audit verify passed the cut chain: $(cat "$T/cav.out")"; fi
 grep -q "audit chain broken at chain_seq $hseq" "$T/cav.out" || fail "coffer audit verify: $(cat "$T/cav.out")"
+pass "coordinator on the cut chain: audit_chain_broken paged, no newer head exported, coffer audit verify names row $hseq"
+# A resume row inserted by hand (a superuser without the audit key) is not
+# an operator's acknowledgement: its MAC does not verify, the export stays
+# stopped.
+hmac=$(s3as dr get dr-vault "$hk" | python3 -c 'import json, sys; print(json.load(sys.stdin)["mac"])')
+[[ $hmac =~ ^[0-9a-f]{64}$ ]] || fail "no mac for the exported head $hseq: '$hmac'"
+cq "set session_replication_role = replica;
+	insert into audit (chain_seq, at, actor, action, subject, details, prev_mac, mac)
+	values (1000000, now(), 'mallory', 'audit.export_resumed', 'dr',
+	jsonb_build_object('from_key', '${hk#fleet/}', 'from_mac', '$hmac'), sha256('p'), sha256('m'))" >/dev/null
+sleep 3
+[[ $(cq "select count(*) from audit where action = 'audit.head_exported' and chain_seq > $hseq") == 0 ]] ||
+	fail "a hand-inserted resume row restarted the export"
+cq "set session_replication_role = replica; delete from audit where chain_seq = 1000000" >/dev/null
+# The operator's answer: the export goes on from the chain as it is.
+if "$cli" audit resume-export >"$T/res.out" 2>&1; then fail "resume-export without a reason was accepted"; fi
+grep -q "reason" "$T/res.out" || fail "resume-export without a reason: $(cat "$T/res.out")"
+"$cli" audit resume-export --reason "INC-1: rows cut by hand in dr.sh" >"$T/res.out" 2>&1 ||
+	fail "resume-export: $(cat "$T/res.out")"
+grep -q "audit head export resumed past chain_seq $hseq" "$T/res.out" || fail "resume-export said: $(cat "$T/res.out")"
+rrow=$(sed -n 's/.*audit row \([0-9]*\) records it.*/\1/p' "$T/res.out")
+[[ $(cq "select actor || ' ' || (details->>'from_seq') || ' ' || (details->>'reason') from audit where chain_seq = $rrow and action = 'audit.export_resumed'") == "operator:alice $hseq INC-1: rows cut by hand in dr.sh" ]] ||
+	fail "the resume row: $(cq "select actor, details from audit where chain_seq = $rrow")"
+wait_for "no head exported after the resume" \
+	'[[ $(cq "select count(*) from audit where action = '"'audit.head_exported'"' and chain_seq > $rrow") -ge 1 ]]'
+wait_for "audit_chain_broken did not resolve" \
+	'[[ $(cq "select state from alerts where check_name = '"'audit_chain_broken'"'") == resolved ]]'
+"$cli" audit verify >"$T/cav2.out" 2>&1 || fail "coffer audit verify after the resume: $(cat "$T/cav2.out")"
+grep -q "is in the chain" "$T/cav2.out" || fail "coffer audit verify after the resume: $(cat "$T/cav2.out")"
+if "$cli" audit resume-export --reason "again" >"$T/res2.out" 2>&1; then fail "a second resume was accepted"; fi
+grep -q "not stopped" "$T/res2.out" || fail "a second resume: $(cat "$T/res2.out")"
 kill -TERM "$cpid"
 wait "$cpid" 2>/dev/null || true
-pass "coordinator on the cut chain: audit_chain_broken paged, no newer head exported, coffer audit verify names row $hseq"
+pass "export resumed by the operator (audit row $rrow, with the reason), a new head exported, the page resolved; a hand-made resume row counts for nothing"
 # A forged backup in DR: a real-looking manifest and data, no attestation.
 forged=20990101T000000Z-l-abcdef
 echo "{}" >"$T/forged.json"
