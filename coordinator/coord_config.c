@@ -262,6 +262,10 @@ static const coffer_config_key integrity_keys[] = {
 	{ .name = "sweep_interval", .type = COFFER_CONFIG_DURATION, .def = "24h", .min = 1 * SECS,
 	    .max = 30 * DAYS },
 	{ .name = "sample", .type = COFFER_CONFIG_INT, .def = "3", .min = 1, .max = 1000 },
+	/* Checks older than this are deleted once a newer check of the same
+	 * object exists; each is also an audit row. */
+	{ .name = "keep_checks", .type = COFFER_CONFIG_DURATION, .def = "90d", .min = 1 * DAYS,
+	    .max = 3660 * DAYS },
 	{ 0 },
 };
 

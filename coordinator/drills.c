@@ -1416,6 +1416,13 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 		    2, sv, err);
 	}
 	if (rv == 0) {
+		const char *tv[] = { b->service, ok ? "passed" : "failed" };
+		rv = coord_catalog_adhoc_exec(cat, "counting an integrity check",
+		    "INSERT INTO integrity_totals (service, result, count) VALUES ($1, $2, 1) "
+		    "ON CONFLICT (service, result) DO UPDATE SET count = integrity_totals.count + 1",
+		    2, tv, err);
+	}
+	if (rv == 0) {
 		cJSON *a = cJSON_CreateObject();
 		cJSON_AddStringToObject(a, "service", b->service);
 		cJSON_AddStringToObject(a, "backup_id", b->id);
@@ -1510,6 +1517,64 @@ sweep_service(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, i
 	return (rv);
 }
 
+/* Rows deleted per statement, and statements per sweep, when pruning. */
+#define PRUNE_BATCH 5000
+#define PRUNE_BATCHES 40
+
+/*
+ * After a finished sweep: checks older than [integrity] keep_checks whose
+ * object has a newer check. The newest check of every object stays (the
+ * sampling and integrity_failed read it), each check is also an audit row,
+ * and integrity_totals keeps the counts: what goes is history the audit log
+ * already holds. One audit row for the rows deleted.
+ */
+static int
+prune_checks(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, int64_t now_ms,
+    coord_drills_stats *st, coffer_err *err)
+{
+	char before[32], lim[16];
+	fmt_i64(before, sizeof(before),
+	    now_ms - coffer_config_duration_ms(d->cfg->ini, "integrity", "keep_checks"));
+	snprintf(lim, sizeof(lim), "%d", PRUNE_BATCH);
+	const char *v[] = { before, lim };
+	int rv = 0;
+	long total = 0;
+	for (int batch = 0; batch < PRUNE_BATCHES && rv == 0 && !atomic_load(&d->stop); batch++) {
+		PGresult *res = coord_catalog_adhoc(cat, "pruning integrity checks",
+		    "DELETE FROM integrity_checks WHERE id IN (SELECT c.id FROM integrity_checks c "
+		    "WHERE c.checked_at < " TS(1) " AND EXISTS (SELECT 1 FROM integrity_checks n "
+		    "WHERE n.backup_id = c.backup_id AND n.repo = c.repo AND n.object = c.object "
+		    "AND (n.checked_at, n.id) > (c.checked_at, c.id)) LIMIT $2::integer)",
+		    2, v, &rv, err);
+		if (res == NULL) {
+			break;
+		}
+		long n = strtol(PQcmdTuples(res), NULL, 10);
+		PQclear(res);
+		total += n;
+		if (n < PRUNE_BATCH) {
+			break;
+		}
+	}
+	if (total == 0) {
+		return (rv);
+	}
+	st->checks_pruned += (int)total;
+	coffer_log_info("integrity checks pruned", "deleted=%ld", total);
+	char details[96];
+	snprintf(details, sizeof(details), "{\"deleted\":%ld,\"checked_before_ms\":%s}", total,
+	    before);
+	coffer_err e;
+	coffer_err_clear(&e);
+	int arv = coord_audit_append(cat, key, "coordinator", "integrity.checks_pruned", "integrity",
+	    details, NULL, &e);
+	if (rv == 0 && arv != 0) {
+		*err = e;
+		rv = arv;
+	}
+	return (rv);
+}
+
 int
 coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *key,
     int64_t now_ms, coord_drills_stats *st, coffer_err *err)
@@ -1559,6 +1624,7 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 	if (rv == 0) {
 		coffer_log_info("integrity sweep", "sweep=%s objects=%d failed=%d", sweep_id,
 		    st->objects - o0, st->corrupt - c0);
+		rv = prune_checks(d, cat, key, now_ms, st, err);
 	}
 	return (rv);
 }

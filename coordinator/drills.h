@@ -86,6 +86,7 @@ typedef struct coord_drills_stats {
 	int changes;       /* change events enqueued */
 	int objects;       /* objects checked by a sweep */
 	int corrupt;       /* of which failed */
+	int checks_pruned; /* old integrity checks deleted after a sweep */
 } coord_drills_stats;
 
 /*

@@ -291,8 +291,7 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 		rv = emit(cat, b, "coffer_integrity_checks_total", "counter",
 		    "Stored objects checked by the integrity sweep, by service and result.",
 		    L_SERVICE_RESULT, 2,
-		    "SELECT service, CASE WHEN ok THEN 'passed' ELSE 'failed' END, count(*)::text "
-		    "FROM integrity_checks GROUP BY 1, 2 ORDER BY 1, 2",
+		    "SELECT service, result, count::text FROM integrity_totals ORDER BY 1, 2",
 		    0, NULL, err);
 	}
 	if (rv == 0) {

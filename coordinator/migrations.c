@@ -573,6 +573,21 @@ static const char migration_13_sql[] =
     "CREATE INDEX agents_revocation_due ON agents (revoked_at)\n"
     "  WHERE revoked_at IS NOT NULL AND revocation_exported_at IS NULL;\n";
 
+/* Integrity checks are pruned (coordinator/drills.c: every check is also
+ * an audit row, and the newest check of each object is kept), so the
+ * counter of checks ever made lives in a table of its own. */
+static const char migration_14_sql[] =
+    "CREATE TABLE integrity_totals (\n"
+    "  service text NOT NULL REFERENCES services (name),\n"
+    "  result text NOT NULL CHECK (result IN ('passed', 'failed')),\n"
+    "  count bigint NOT NULL CHECK (count >= 0),\n"
+    "  PRIMARY KEY (service, result)\n"
+    ");\n"
+    "INSERT INTO integrity_totals (service, result, count)\n"
+    "  SELECT service, CASE WHEN ok THEN 'passed' ELSE 'failed' END, count(*)\n"
+    "  FROM integrity_checks GROUP BY 1, 2;\n"
+    "CREATE INDEX integrity_checks_checked ON integrity_checks (checked_at);\n";
+
 static const coord_migration migrations[] = {
 	{ 1, "initial schema", migration_1_sql },
 	{ 2, "agent intake", migration_2_sql },
@@ -587,6 +602,7 @@ static const coord_migration migrations[] = {
 	{ 11, "events without time indexes", migration_11_sql },
 	{ 12, "cheaper per-row checks", migration_12_sql },
 	{ 13, "revocations exported", migration_13_sql },
+	{ 14, "integrity totals", migration_14_sql },
 };
 
 const coord_migration *

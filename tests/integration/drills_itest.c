@@ -1177,6 +1177,60 @@ cmd_run(int argc, char **argv)
 	   "change event; a corrupted data object found (audited with object and repository), "
 	   "paged, and kept failing");
 
+	/* ---- old checks pruned ---- */
+	long objects = qn("SELECT count(DISTINCT (backup_id, repo, object)) FROM integrity_checks");
+	long rows = qn("SELECT count(*) FROM integrity_checks");
+	if (qn("SELECT sum(count) FROM integrity_totals") != rows) {
+		die("integrity_totals does not count every check");
+	}
+	long counted = rows;
+	/* The three sweeps above, made older than [integrity] keep_checks, and
+	 * two old checks of an object no sweep samples (a DR copy of a backup
+	 * with none): the newer of the two must stay. */
+	if (qn("WITH u AS (UPDATE integrity_checks SET checked_at = checked_at - interval "
+	       "'100 days' RETURNING 1) SELECT count(*) FROM u") != rows ||
+	    qn("WITH b AS (SELECT backup_id, service, sweep_id FROM integrity_checks c WHERE "
+	       "NOT EXISTS (SELECT 1 FROM integrity_checks d WHERE d.backup_id = c.backup_id AND "
+	       "d.repo = 'dr') LIMIT 1), i AS (INSERT INTO integrity_checks (sweep_id, backup_id, "
+	       "service, repo, object, ok, checked_at) SELECT sweep_id, backup_id, service, 'dr', "
+	       "'data', true, now() - d * interval '1 day' FROM b, (VALUES (200), (150)) v(d) "
+	       "RETURNING 1) SELECT count(*) FROM i") != 2) {
+		die("aging the checks");
+	}
+	rows += 2;
+	objects++;
+	st = (coord_drills_stats){ 0 };
+	if (coord_drills_sweep(drills, cat, &akey, slot + 24 * MINS + 30000, &st, &err) != 0) {
+		die("sweep: %s", err.msg);
+	}
+	long now_rows = qn("SELECT count(*) FROM integrity_checks");
+	if (st.checks_pruned <= 0 || now_rows != rows + st.objects - st.checks_pruned ||
+	    qn("SELECT count(*) FROM integrity_checks c WHERE checked_at < now() - interval "
+	       "'90 days' AND EXISTS (SELECT 1 FROM integrity_checks n WHERE n.backup_id = "
+	       "c.backup_id AND n.repo = c.repo AND n.object = c.object AND n.checked_at > "
+	       "c.checked_at)") != 0 ||
+	    qn("SELECT count(DISTINCT (backup_id, repo, object)) FROM integrity_checks") < objects ||
+	    qn("SELECT count(*) FROM integrity_checks WHERE repo = 'dr' AND checked_at BETWEEN "
+	       "now() - interval '151 days' AND now() - interval '149 days'") != 1 ||
+	    qn("SELECT count(*) FROM integrity_checks WHERE checked_at < now() - interval "
+	       "'199 days'") != 0 ||
+	    qn("SELECT sum(count) FROM integrity_totals") != counted + st.objects ||
+	    qn("SELECT (details->>'deleted')::int FROM audit WHERE action = "
+	       "'integrity.checks_pruned' ORDER BY chain_seq DESC LIMIT 1") != st.checks_pruned) {
+		die("pruning: pruned=%d objects=%d rows %ld -> %ld", st.checks_pruned, st.objects,
+		    rows, now_rows);
+	}
+	int pruned = st.checks_pruned;
+	st = tick(slot + 24 * MINS + 40000);
+	if (qn("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/integrity_failed' "
+	       "AND state = 'triggered'") != 1) {
+		die("integrity_failed resolved after pruning");
+	}
+	ok("integrity checks older than keep_checks pruned (%d of %ld) once a newer check of the "
+	   "object exists; every object keeps its newest, the totals and the page stay, one "
+	   "audit row",
+	    pruned, rows);
+
 	/* ---- the sweep overdue ---- */
 	int64_t interval = coffer_config_duration_ms(cfg->ini, "integrity", "sweep_interval");
 	/* A tick would sweep (due); run the evaluation at a time when the last
