@@ -223,6 +223,23 @@ coord_cli_output_json(const coffer_cmd *cmd, const char *output, bool *json)
 	return (-1);
 }
 
+bool
+coord_cli_flags(const coffer_cmd *cmd, const coffer_opt *opts, int argc, char **argv,
+    int *status)
+{
+	int npos = 0;
+	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
+	if (rv != 0) {
+		*status = rv > 0 ? 0 : 2;
+		return (false);
+	}
+	if (npos > 0) {
+		*status = coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]);
+		return (false);
+	}
+	return (true);
+}
+
 /* --- tables ---------------------------------------------------------------- */
 
 struct coord_cli_table {

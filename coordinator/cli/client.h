@@ -73,6 +73,12 @@ int coord_cli_fail(const coffer_cmd *cmd, const coffer_err *err);
  * usage error (the caller returns 2). */
 int coord_cli_output_json(const coffer_cmd *cmd, const char *output, bool *json);
 
+/* Parses a command that takes options only: false when the command is
+ * over (--help printed, or a usage error said), with its exit status in
+ * *status. */
+bool coord_cli_flags(const coffer_cmd *cmd, const coffer_opt *opts, int argc, char **argv,
+    int *status);
+
 /* An aligned text table: rows are buffered (bounded by the listing limits
  * of the coordinator) and printed with each column as wide as its widest
  * cell. */

@@ -45,14 +45,10 @@ coord_cli_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 	/* A runner may drill several services: every --service counts. */
 	char services[4096];
 	int nservices = coffer_opts_collect(argc, argv, "service", services, sizeof(services));
-	int npos = 0;
 	bool json = false;
-	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0) {
-		return (rv > 0 ? 0 : 2);
-	}
-	if (npos > 0) {
-		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	int rv = 0;
+	if (!coord_cli_flags(cmd, opts, argc, argv, &rv)) {
+		return (rv);
 	}
 	if (service == NULL || agent == NULL || pubkey == NULL) {
 		return (coffer_cli_usage_error(cmd, "--service, --agent and --pubkey are required"));
@@ -108,14 +104,10 @@ coord_cli_agents_list(const coffer_cmd *cmd, int argc, char **argv)
 		{ "output", 0, &output, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
-	int npos = 0;
 	bool json = false;
-	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0) {
-		return (rv > 0 ? 0 : 2);
-	}
-	if (npos > 0) {
-		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	int rv = 0;
+	if (!coord_cli_flags(cmd, opts, argc, argv, &rv)) {
+		return (rv);
 	}
 	if (coord_cli_output_json(cmd, output, &json) != 0) {
 		return (2);

@@ -63,14 +63,10 @@ coord_cli_drill_list(const coffer_cmd *cmd, int argc, char **argv)
 		{ "output", 0, &output, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
-	int npos = 0;
 	bool json = false;
-	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0) {
-		return (rv > 0 ? 0 : 2);
-	}
-	if (npos > 0) {
-		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	int rv = 0;
+	if (!coord_cli_flags(cmd, opts, argc, argv, &rv)) {
+		return (rv);
 	}
 	if (coord_cli_output_json(cmd, output, &json) != 0) {
 		return (2);
@@ -112,14 +108,10 @@ coord_cli_drill_run(const coffer_cmd *cmd, int argc, char **argv)
 		{ "output", 0, &output, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
-	int npos = 0;
 	bool json = false;
-	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0) {
-		return (rv > 0 ? 0 : 2);
-	}
-	if (npos > 0) {
-		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	int rv = 0;
+	if (!coord_cli_flags(cmd, opts, argc, argv, &rv)) {
+		return (rv);
 	}
 	if (service == NULL) {
 		return (coffer_cli_usage_error(cmd, "--service is required"));

@@ -16,13 +16,9 @@ coord_cli_init(const coffer_cmd *cmd, int argc, char **argv)
 		{ "out", 0, &out, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
-	int npos = 0;
-	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0) {
-		return (rv > 0 ? 0 : 2);
-	}
-	if (npos > 0) {
-		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	int rv = 0;
+	if (!coord_cli_flags(cmd, opts, argc, argv, &rv)) {
+		return (rv);
 	}
 	if (out == NULL) {
 		return (coffer_cli_usage_error(cmd, "--out KEYFILE is required"));
