@@ -252,6 +252,45 @@ prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 	return (rv);
 }
 
+/*
+ * The rows of pruned segments (deleted_at set) stay only while they can
+ * matter: the gap check counts them between two live segments of a line of
+ * WAL to tell pruned from lost. A row with no live segment below it in its
+ * line can never be between two, so it goes: the catalog keeps what is in
+ * the repository, and the audit log ("wal.pruned") what was removed.
+ */
+static int
+purge_rows(coord_catalog *cat, const char *service, coord_walprune_stats *st, coffer_err *err)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", COORD_WALPRUNE_BATCH);
+	const char *vals[] = { service, lim };
+	int rv = 0;
+	int64_t purged = 0;
+	for (;;) {
+		PGresult *r = coord_catalog_query(cat,
+		    "DELETE FROM wal_segments WHERE (service, system_identifier, timeline, segment) IN "
+		    "(SELECT t.service, t.system_identifier, t.timeline, t.segment FROM wal_segments t "
+		    "WHERE t.service = $1 AND t.deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+		    "wal_segments l WHERE l.service = t.service AND l.system_identifier = "
+		    "t.system_identifier AND l.timeline = t.timeline AND l.deleted_at IS NULL "
+		    "AND l.segment < t.segment) LIMIT $2::integer)",
+		    2, vals, "dropping rows of pruned WAL", &rv, err);
+		if (r == NULL)
+			break;
+		int64_t n = strtoll(PQcmdTuples(r), NULL, 10);
+		PQclear(r);
+		purged += n;
+		if (n < COORD_WALPRUNE_BATCH)
+			break;
+	}
+	st->purged += purged;
+	if (purged > 0)
+		coffer_log_info("rows of pruned WAL dropped", "service=%s rows=%" PRId64, service,
+		    purged);
+	return (rv);
+}
+
 static int
 prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_service_policy *p,
     coffer_repo *repo, int64_t now_ms, coord_walprune_stats *st, coffer_err *err)
@@ -271,7 +310,7 @@ prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 	for (int i = 0; rv == 0 && i < PQntuples(r); i++)
 		rv = prune_cluster(cat, key, p, PQgetvalue(r, i, 0), per, repo, now_ms, st, err);
 	PQclear(r);
-	return (rv);
+	return (rv != 0 ? rv : purge_rows(cat, p->name, st, err));
 }
 
 int

@@ -43,6 +43,7 @@ typedef struct coord_walprune_stats {
 	int64_t deleted; /* segments removed (or found gone) and marked deleted */
 	int64_t failed;  /* deletions refused or failed: retried next pass */
 	int errors;      /* services that could not be evaluated */
+	int64_t purged;  /* rows of pruned segments dropped from the catalog */
 } coord_walprune_stats;
 
 /* One pass over every configured service at now_ms, deleting through repo

@@ -2,7 +2,8 @@
  * Driver for tests/integration/wal_e2e.sh: one WAL retention pass
  * (coordinator/walprune.c) against the real catalog and the primary
  * repository of a coordinator config, at an injected time, so the script
- * need not wait out a PITR window. Prints "deleted=N failed=N services=N".
+ * need not wait out a PITR window. Prints "deleted=N failed=N services=N
+ * purged=N".
  *
  *   walprune_itest CONF NOW_MS
  */
@@ -44,8 +45,8 @@ main(int argc, char **argv)
 	}
 	coord_walprune_stats st;
 	int rc2 = coord_walprune_pass(cat, &key, cfg, repo, strtoll(argv[2], NULL, 10), &st, &err);
-	printf("deleted=%" PRId64 " failed=%" PRId64 " services=%d\n", st.deleted, st.failed,
-	    st.services);
+	printf("deleted=%" PRId64 " failed=%" PRId64 " services=%d purged=%" PRId64 "\n",
+	    st.deleted, st.failed, st.services, st.purged);
 	if (rc2 != 0)
 		fprintf(stderr, "walprune_itest: %s\n", err.msg);
 	coffer_repo_close(repo);
