@@ -858,6 +858,12 @@ run_pg_ctl(const agent_config *cfg, const char *pgdata, bool drop, uid_t uid, gi
 	if (pid == 0) {
 		if (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
 			_exit(126);
+		/* Our working directory may be closed to the cluster's owner (a
+		 * root shell in a 0700 directory), and PostgreSQL then refuses to
+		 * start ("could not change directory"); the data directory is
+		 * always the owner's. */
+		if (drop && pgdata[0] == '/' && chdir(pgdata) != 0)
+			_exit(126);
 		dup2(STDERR_FILENO, STDOUT_FILENO); /* our stdout is the report */
 		execlp(pg_ctl, pg_ctl, "-D", pgdata, "-l", log, "-w", "-t", secs, "start",
 		    (char *)NULL);

@@ -187,10 +187,15 @@ grep -q -- "--tablespace-map $T/ts1=DIR" "$T/err" || { cat "$T/err"; fail "the t
 pass "restore refuses to put a tablespace into its live, non-empty directory and says how to map it"
 port2=$(_free_port)
 _t_clusters+=("$T/r")
-"$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/r/data" \
-	--tablespace-map "$T/ts1=$T/r/ts1" --port "$port2" --start >"$T/restore.out" 2>"$T/restore.log" ||
+# Run from a directory closed to postgres (root's 0700 working directory):
+# the server it starts must not depend on our working directory.
+mkdir -m 0700 "$T/closed"
+(cd "$T/closed" && "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/r/data" \
+	--tablespace-map "$T/ts1=$T/r/ts1" --port "$port2" --start) >"$T/restore.out" 2>"$T/restore.log" ||
 	{ cat "$T/restore.log"; cat "$T/r/data/coffer-recovery.log" 2>/dev/null | tail -20; fail "physical restore"; }
 grep -q "restored backup $id" "$T/restore.out" || { cat "$T/restore.out"; fail "restore report"; }
+! grep -q "could not change directory" "$T/restore.log" "$T/r/data/coffer-recovery.log" ||
+	fail "the server was started in our working directory: $(grep -h "could not change directory" "$T/restore.log" "$T/r/data/coffer-recovery.log")"
 [[ $(stat -c %U "$T/r/data/global/pg_control") == postgres ]] || fail "restored files are not postgres's"
 rci="host=$T/pg/sock port=$port2 user=postgres dbname=postgres"
 got=$(psql_at "$rci" -c "select string_agg(id::text, ',' order by id) from ledger where id > 0")
