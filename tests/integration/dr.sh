@@ -629,7 +629,9 @@ port3=$(_free_port)
 mkdir -p "$T/lr/data"
 chown -R postgres: "$T/lr"
 _t_clusters+=("$T/lr")
-"$agent" restore -c "$lconf" --repo dr --physical --backup "$p1" --pgdata "$T/lr/data" \
+# The copy postgres can run: the restored server's restore_command names
+# the binary that wrote it.
+"$pagent" restore -c "$lconf" --repo dr --physical --backup "$p1" --pgdata "$T/lr/data" \
 	--port "$port3" --start >"$T/prestore.out" 2>"$T/prestore.log" ||
 	fail "physical restore from DR: $(tail -5 "$T/prestore.log"; tail -20 "$T/lr/data/coffer-recovery.log" 2>/dev/null)"
 got=$(psql_at "host=$T/lpg/sock port=$port3 user=postgres dbname=postgres" -c "select count(*) || ' ' || sum(amount) from entries")
