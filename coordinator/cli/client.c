@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/clock.h"
-#include "common/config.h"
-#include "common/log.h"
-#include "common/net.h"
-#include "common/sign.h"
-#include "common/wire.h"
+#include "common/base/clock.h"
+#include "common/conf/config.h"
+#include "common/base/log.h"
+#include "common/wire/net.h"
+#include "common/crypto/sign.h"
+#include "common/wire/wire.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
 

@@ -1,7 +1,7 @@
 /*
  * The `coffer` CLI's shared pieces: cli.conf, one signed admin request and
  * its reply, and aligned text tables. The CLI links only coffer_common: it
- * builds AdminEnvelopes itself (common/adminmsg.h) and never includes the
+ * builds AdminEnvelopes itself (common/wire/adminmsg.h) and never includes the
  * coordinator's modules.
  *
  * cli.conf:
@@ -24,9 +24,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "common/adminmsg.h"
-#include "common/cli.h"
-#include "common/error.h"
+#include "common/wire/adminmsg.h"
+#include "common/base/cli.h"
+#include "common/base/error.h"
 
 /* The program name for error lines. */
 #define COORD_CLI_PROG "coffer"

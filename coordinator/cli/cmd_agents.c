@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/sign.h"
+#include "common/crypto/sign.h"
 #include "coordinator/cli/client.h"
 
 /* The common tail of every command here: prints json or text. */

@@ -5,7 +5,7 @@
  */
 #include <stdio.h>
 
-#include "common/sign.h"
+#include "common/crypto/sign.h"
 #include "coordinator/cli/client.h"
 
 int

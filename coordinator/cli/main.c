@@ -4,7 +4,7 @@
  */
 #include <stdlib.h>
 
-#include "common/cli.h"
+#include "common/base/cli.h"
 #include "coordinator/cli/client.h"
 
 static const coffer_cmd operator_cmds[] = {

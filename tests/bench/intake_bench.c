@@ -26,17 +26,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/sender.h"
-#include "common/clock.h"
-#include "common/manifest.h"
-#include "common/net.h"
-#include "common/sign.h"
-#include "common/wire.h"
-#include "coordinator/agents.h"
-#include "coordinator/audit.h"
-#include "coordinator/catalog.h"
+#include "agent/report/sender.h"
+#include "common/base/clock.h"
+#include "common/crypto/manifest.h"
+#include "common/wire/net.h"
+#include "common/crypto/sign.h"
+#include "common/wire/wire.h"
+#include "coordinator/catalog/agents.h"
+#include "coordinator/catalog/audit.h"
+#include "coordinator/catalog/catalog.h"
 
-/* Events per envelope at most: the agent sender's own ceiling (agent/sender.h). */
+/* Events per envelope at most: the agent sender's own ceiling (agent/report/sender.h). */
 #define BATCH_MAX 256
 
 typedef struct sim_agent {

@@ -56,7 +56,7 @@ CONF
 	run 100 8 10 5
 	run 1000 16 10 1
 	run 1000 16 50 1
-	# 256 is the agent sender's ceiling per envelope (agent/sender.h): the
+	# 256 is the agent sender's ceiling per envelope (agent/report/sender.h): the
 	# size of envelopes while agents drain what they kept through an outage.
 	run 1000 16 256 1
 	# The same, with as many envelopes in flight as the coordinator has

@@ -28,13 +28,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/compress.h"
-#include "common/digest.h"
-#include "common/sink.h"
+#include "common/stream/compress.h"
+#include "common/stream/digest.h"
+#include "common/stream/sink.h"
 
-#if __has_include("common/seal.h")
-#include "common/keyring.h"
-#include "common/seal.h"
+#if __has_include("common/crypto/seal.h")
+#include "common/crypto/keyring.h"
+#include "common/crypto/seal.h"
 #define HAVE_SEAL 1
 #else
 #define HAVE_SEAL 0

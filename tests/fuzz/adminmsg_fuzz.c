@@ -3,7 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/adminmsg.h"
+#include "common/wire/adminmsg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/agent_config.h"
+#include "agent/context/agent_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

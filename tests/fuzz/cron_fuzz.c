@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/cron.h"
-#include "common/tz.h"
+#include "common/conf/cron.h"
+#include "common/conf/tz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

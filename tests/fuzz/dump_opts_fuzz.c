@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/dump.h"
+#include "agent/pg/dump.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -14,8 +14,8 @@
 
 #include <openssl/evp.h>
 
-#include "agent/outbox.h"
-#include "common/log.h"
+#include "agent/outbox/outbox.h"
+#include "common/base/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

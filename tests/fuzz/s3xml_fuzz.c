@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/s3.h"
+#include "common/repo/s3.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

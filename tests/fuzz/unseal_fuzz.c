@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/keyring.h"
-#include "common/seal.h"
-#include "common/sink.h"
+#include "common/crypto/keyring.h"
+#include "common/crypto/seal.h"
+#include "common/stream/sink.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

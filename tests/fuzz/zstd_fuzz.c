@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "common/compress.h"
-#include "common/digest.h"
+#include "common/stream/compress.h"
+#include "common/stream/digest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

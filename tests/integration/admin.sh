@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The coordinator's admin endpoint (coordinator/admin.c) against a real
+# The coordinator's admin endpoint (coordinator/serve/admin.c) against a real
 # catalog, through coord_admin_handle (driver admin_itest) with envelopes
 # signed by operator keys made by the real `coffer init`:
 # - every command works for role operator, with the figures the catalog
@@ -273,7 +273,7 @@ expect_rc 2 "public key" "enroll checks the agent's key file before sending" \
 
 # --- end to end: the real `coffer` over mutual TLS ----------------------------------------
 # coffer-coordinator run does not serve [coordinator] admin_listen yet, so the
-# driver's `serve` stands in for it: the real wire server (common/net.h) with
+# driver's `serve` stands in for it: the real wire server (common/wire/net.h) with
 # coord_admin_handle behind it on the thread pool.
 : "${COFFER_SRC:?set COFFER_SRC to the source tree}"
 pki="$T/pki"

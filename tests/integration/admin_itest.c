@@ -16,7 +16,7 @@
  *   admin_itest serve -c COORDINATOR_CONF --url URL --ca F --cert F --key F
  *	--port-file F [--seconds N]
  *	a stand-in admin listener until `coffer-coordinator run` serves
- *	[coordinator] admin_listen: the real wire server (common/net.h, mutual
+ *	[coordinator] admin_listen: the real wire server (common/wire/net.h, mutual
  *	TLS) whose requests go to coord_admin_handle on the libuv thread pool,
  *	one at a time (one catalog connection), as the coordinator's catalog
  *	worker would. Writes the port to --port-file once listening; stops on
@@ -35,15 +35,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/adminmsg.h"
-#include "common/clock.h"
-#include "common/error.h"
-#include "common/net.h"
-#include "common/sign.h"
-#include "coordinator/admin.h"
-#include "coordinator/audit.h"
-#include "coordinator/catalog.h"
-#include "coordinator/coord_config.h"
+#include "common/wire/adminmsg.h"
+#include "common/base/clock.h"
+#include "common/base/error.h"
+#include "common/wire/net.h"
+#include "common/crypto/sign.h"
+#include "coordinator/serve/admin.h"
+#include "coordinator/catalog/audit.h"
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/policy/coord_config.h"
 
 static int
 usage(const char *why)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Alerts (coordinator/alerts.c, notify.c) against a real PostgreSQL catalog
+# Alerts (coordinator/watch/alerts.c, notify.c) against a real PostgreSQL catalog
 # and a local HTTP receiver standing in for PagerDuty, with an injected
 # clock (driver: tests/integration/alerts_itest.c): a missed backup and a
 # failed backup each trigger once and resolve; a receiver answering 500

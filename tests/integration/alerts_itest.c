@@ -41,17 +41,17 @@
 #include <curl/curl.h>
 #include <libpq-fe.h>
 
-#include "common/clock.h"
-#include "common/error.h"
-#include "common/log.h"
-#include "coordinator/alerts.h"
-#include "coordinator/audit.h"
-#include "coordinator/catalog.h"
-#include "coordinator/coord_config.h"
-#include "coordinator/http.h"
-#include "coordinator/metrics.h"
-#include "coordinator/notify.h"
-#include "coordinator/prune.h"
+#include "common/base/clock.h"
+#include "common/base/error.h"
+#include "common/base/log.h"
+#include "coordinator/watch/alerts.h"
+#include "coordinator/catalog/audit.h"
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/policy/coord_config.h"
+#include "coordinator/serve/http.h"
+#include "coordinator/serve/metrics.h"
+#include "coordinator/watch/notify.h"
+#include "coordinator/policy/prune.h"
 
 #define MIN_MS (60LL * 1000)
 #define HOUR_MS (60 * MIN_MS)

@@ -24,10 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/log.h"
-#include "coordinator/audit.h"
-#include "coordinator/catalog.h"
-#include "coordinator/migrations.h"
+#include "common/base/log.h"
+#include "coordinator/catalog/audit.h"
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/catalog/migrations.h"
 
 #define PROG "catalog_itest"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The drill runner alone (`coffer-agent drill`, agent/drill.c) against real
+# The drill runner alone (`coffer-agent drill`, agent/restore/drill.c) against real
 # PostgreSQL: a production cluster whose service agent backs up, and the
 # runner's own sandbox cluster.
 # - a good backup passes every check (verify, restore, row_counts,

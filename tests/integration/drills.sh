@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Restore drills and integrity sweeps, the coordinator's side
-# (coordinator/drills.c), against a real PostgreSQL catalog, a real posix
+# (coordinator/drill/drills.c), against a real PostgreSQL catalog, a real posix
 # repository and a local HTTP receiver standing in for PagerDuty, with an
 # injected clock (driver: tests/integration/drills_itest.c). The service
 # agent and the drill runner are played with signed envelopes through the

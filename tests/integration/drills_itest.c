@@ -1,6 +1,6 @@
 /*
  * Driver for tests/integration/drills.sh: the coordinator's side of restore
- * drills and integrity sweeps (coordinator/drills.c) against a real
+ * drills and integrity sweeps (coordinator/drill/drills.c) against a real
  * PostgreSQL catalog, a real posix repository and a real HTTP receiver
  * standing in for PagerDuty, with an injected clock. The drill runner and
  * the service agent are played with signed envelopes through the real
@@ -45,23 +45,23 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
-#include "common/clock.h"
-#include "common/digest.h"
-#include "common/filter.h"
-#include "common/log.h"
-#include "common/repo.h"
-#include "common/sign.h"
-#include "common/wire.h"
-#include "coordinator/agents.h"
-#include "coordinator/alerts.h"
-#include "coordinator/audit.h"
-#include "coordinator/catalog.h"
-#include "coordinator/coord_config.h"
-#include "coordinator/drills.h"
-#include "coordinator/intake.h"
-#include "coordinator/metrics.h"
-#include "coordinator/notify.h"
-#include "coordinator/prune.h"
+#include "common/base/clock.h"
+#include "common/stream/digest.h"
+#include "common/stream/filter.h"
+#include "common/base/log.h"
+#include "common/repo/repo.h"
+#include "common/crypto/sign.h"
+#include "common/wire/wire.h"
+#include "coordinator/catalog/agents.h"
+#include "coordinator/watch/alerts.h"
+#include "coordinator/catalog/audit.h"
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/policy/coord_config.h"
+#include "coordinator/drill/drills.h"
+#include "coordinator/intake/intake.h"
+#include "coordinator/serve/metrics.h"
+#include "coordinator/watch/notify.h"
+#include "coordinator/policy/prune.h"
 
 #define MINS (60 * 1000LL)
 #define HOURS (60 * MINS)

@@ -1,6 +1,6 @@
 /*
  * Driver for tests/integration/intake.sh: plays an agent against a real
- * coffer-coordinator over the real wire (common/net.h, mutual TLS).
+ * coffer-coordinator over the real wire (common/wire/net.h, mutual TLS).
  *
  *   intake_itest keygen PATH
  *	creates an Ed25519 signing key at PATH and prints its public key (hex).
@@ -26,11 +26,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "common/error.h"
-#include "common/net.h"
-#include "common/sign.h"
-#include "common/wire.h"
-#include "coordinator/intake.h"
+#include "common/base/error.h"
+#include "common/wire/net.h"
+#include "common/crypto/sign.h"
+#include "common/wire/wire.h"
+#include "coordinator/intake/intake.h"
 
 #define MAX_EVENTS 64
 

@@ -29,8 +29,8 @@
 
 #include <uv.h>
 
-#include "common/log.h"
-#include "common/net.h"
+#include "common/base/log.h"
+#include "common/wire/net.h"
 
 struct opts {
 	const char *url;

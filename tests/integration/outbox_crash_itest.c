@@ -20,8 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "agent/outbox.h"
-#include "common/log.h"
+#include "agent/outbox/outbox.h"
+#include "common/base/log.h"
 
 static const agent_outbox_limits crash_limits = {
 	.max_record = 1024,

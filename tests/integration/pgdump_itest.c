@@ -34,12 +34,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/child.h"
-#include "agent/dump.h"
-#include "agent/pg.h"
-#include "common/clock.h"
-#include "common/digest.h"
-#include "common/sink.h"
+#include "agent/pg/child.h"
+#include "agent/pg/dump.h"
+#include "agent/pg/pg.h"
+#include "common/base/clock.h"
+#include "common/stream/digest.h"
+#include "common/stream/sink.h"
 
 static agent_cancel *the_cancel;
 

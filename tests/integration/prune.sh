@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Retention's catalog side (coordinator/prune.c) against a real PostgreSQL
+# Retention's catalog side (coordinator/policy/prune.c) against a real PostgreSQL
 # catalog and a real posix repository: 60 simulated days of backups, passes
 # day by day with an injected clock, checked against a model in the driver
 # (tests/integration/prune_itest.c): pending, grace, deletion and

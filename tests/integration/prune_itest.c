@@ -13,7 +13,7 @@
  * Every day one billing backup lands at 02:00 UTC (objects manifest.json
  * and data written through coffer_repo; days 10, 26 and 44 fail and write
  * nothing), then a pass runs at 12:00 with the injected time. A small model
- * written here, independent of coordinator/retention.c (daily tier, floor of
+ * written here, independent of coordinator/policy/retention.c (daily tier, floor of
  * the newest two successful, holds, grace, one backup a day, UTC), says
  * what each backup's row and objects must be after each pass, and what the
  * pass must count; the driver compares every backup every day. Then:
@@ -30,12 +30,12 @@
 #include <cJSON.h>
 #include <libpq-fe.h>
 
-#include "common/error.h"
-#include "common/repo.h"
-#include "coordinator/audit.h"
-#include "coordinator/catalog.h"
-#include "coordinator/coord_config.h"
-#include "coordinator/prune.h"
+#include "common/base/error.h"
+#include "common/repo/repo.h"
+#include "coordinator/catalog/audit.h"
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/policy/coord_config.h"
+#include "coordinator/policy/prune.h"
 
 #define NDAYS 60
 #define DAY_MS (24LL * 3600 * 1000)
@@ -43,7 +43,7 @@
 /* 2026-03-02T00:00:00Z */
 #define T0 1772409600000LL
 #define GRACE_DAYS 3
-/* billing-005's DR copy is due (coordinator/drcopy.c) from the day it
+/* billing-005's DR copy is due (coordinator/dr/drcopy.c) from the day it
  * lands until this day: its deletion, due on day 15, waits until then. */
 #define DR_K 5
 #define DR_CLEAR_DAY 18

@@ -58,7 +58,7 @@ pass "cross-account write refused: AccessDenied"
 
 # --- coffer-agent backs up into S3 with credentials that cannot delete ------------
 # A third user, "agent", gets read/write/list on its bucket through a bucket
-# policy that grants no delete: what DESIGN.md gives agents.
+# policy that grants no delete: what the design gives agents (docs/S3.md).
 AG_ACCESS=AGENT$(head -c 64 /dev/urandom | tr -dc 'A-Z0-9' | head -c 15)
 AG_SECRET=$(head -c 200 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 40)
 $RGW_ADMIN user create --uid=agent --display-name=agent --access-key="$AG_ACCESS" \

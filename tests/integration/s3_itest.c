@@ -1,5 +1,5 @@
 /* Driver for tests/integration/s3.sh: exercises the s3 repository driver and
- * common/s3.h against a live S3 server (radosgw). Each subcommand is one
+ * common/repo/s3.h against a live S3 server (radosgw). Each subcommand is one
  * check; it prints "ok <what>" and exits 0, or prints the failure and exits 1.
  *
  * Environment: S3_ENDPOINT, S3_ACCESS, S3_SECRET (a user of that server).
@@ -27,11 +27,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/clock.h"
-#include "common/digest.h"
-#include "common/repo.h"
-#include "common/s3.h"
-#include "common/sink.h"
+#include "common/base/clock.h"
+#include "common/stream/digest.h"
+#include "common/repo/repo.h"
+#include "common/repo/s3.h"
+#include "common/stream/sink.h"
 
 static const char *endpoint;
 static const char *access_key;

@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/agent_config.h"
-#include "agent/events.h"
-#include "agent/outbox.h"
-#include "common/clock.h"
-#include "common/log.h"
+#include "agent/context/agent_config.h"
+#include "agent/outbox/events.h"
+#include "agent/outbox/outbox.h"
+#include "common/base/clock.h"
+#include "common/base/log.h"
 
 static int
 emit_one(agent_outbox *ob, const agent_config *cfg, const char *id, bool completed,

@@ -1,6 +1,6 @@
 /*
  * Driver for tests/integration/wal_e2e.sh: one WAL retention pass
- * (coordinator/walprune.c) against the real catalog and the primary
+ * (coordinator/wal/walprune.c) against the real catalog and the primary
  * repository of a coordinator config, at an injected time, so the script
  * need not wait out a PITR window. Prints "deleted=N failed=N services=N
  * purged=N".
@@ -11,12 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "common/config.h"
-#include "common/repo.h"
-#include "coordinator/audit.h"
-#include "coordinator/catalog.h"
-#include "coordinator/coord_config.h"
-#include "coordinator/walprune.h"
+#include "common/conf/config.h"
+#include "common/repo/repo.h"
+#include "coordinator/catalog/audit.h"
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/policy/coord_config.h"
+#include "coordinator/wal/walprune.h"
 
 int
 main(int argc, char **argv)

@@ -1,0 +1,66 @@
+/*
+ * Physical restore: a base backup laid out into an empty data directory,
+ * every file checked against the manifest's SHA-256 as it is written, the
+ * recovery settings written (restore_command = this binary's wal-fetch,
+ * recovery_target_time, recovery_target_action = 'promote', and
+ * recovery.signal), and with start, PostgreSQL started as the owner of the
+ * directory and watched until recovery ends, reporting what it reached.
+ *
+ * The restored cluster gets archive_mode = off: it has the source's system
+ * identifier and would otherwise archive a new timeline into the source's
+ * WAL; turn archiving back on once it is meant to replace the source.
+ */
+#ifndef COFFER_AGENT_RESTORE_PHYSICAL_RESTORE_H
+#define COFFER_AGENT_RESTORE_PHYSICAL_RESTORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/pg/child.h"
+#include "agent/context/context.h"
+#include "common/base/cli.h"
+#include "common/crypto/manifest.h"
+
+typedef struct agent_physical_restore_request {
+	const char *backup;      /* id or "latest" (NULL: latest) */
+	const char *target_time; /* NULL: recover to the end of the archived WAL */
+	const char *pgdata;      /* must be missing or empty */
+	const char *config_path; /* this agent's config, for restore_command */
+	const char *port;        /* NULL: as the backup's configuration says */
+	/* "OLD=NEW": a tablespace that was at OLD is restored to NEW (both
+	 * absolute); the others go where they were, which must be missing or
+	 * empty. */
+	const char *const *tablespace_map;
+	size_t n_tablespace_map;
+	bool start;
+	agent_cancel *cancel;    /* may be NULL */
+} agent_physical_restore_request;
+
+typedef struct agent_physical_restore_result {
+	char backup_id[COFFER_MANIFEST_ID_SIZE];
+	uint64_t files;
+	uint64_t bytes;
+	bool started;
+	char reached_lsn[32];   /* pg_current_wal_lsn() once promoted */
+	char reached_time[64];  /* pg_last_xact_replay_timestamp(); "" if none */
+	int64_t duration_ms;
+} agent_physical_restore_result;
+
+/* ctx needs AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO. */
+int agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req,
+    agent_physical_restore_result *res, coffer_err *err);
+
+/* The unpacking filter alone (tests): writes the archive's entries under
+ * root_fd, checking each file against m->files in order; with do_chown,
+ * everything it creates is given to uid:gid. finish fails unless the end
+ * entry came and every manifest file was written. */
+coffer_filter *agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown,
+    unsigned uid, unsigned gid, const char *const *tablespace_map, size_t n_tablespace_map,
+    coffer_err *err);
+
+/* coffer-agent restore --physical ...: called by agent/cmd/cmd_restore.c. */
+int agent_cmd_restore_physical(const char *config, const char *repo, const char *backup,
+    const char *target_time, const char *pgdata, const char *port,
+    const char *const *tablespace_map, size_t n_tablespace_map, bool start);
+
+#endif

@@ -1,0 +1,238 @@
+/*
+ * The s3 repository driver. See common/repo/repo_s3.h.
+ *
+ * Design notes.
+ * This file only maps the driver table onto common/repo/s3.h and the repository
+ * prefix onto object keys; everything about HTTP, signing and retries lives
+ * in s3.c. List hides objects whose names are not valid repository keys
+ * (someone else's files in a shared bucket), as posix hides temporaries.
+ */
+#include "common/repo/repo_s3.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/repo/s3.h"
+
+struct s3_repo {
+	coffer_s3 *s3;
+	char *prefix; /* "" or "<prefix>/" */
+};
+
+static int
+rs3_open(const coffer_repo_config *cfg, unsigned caps, void **state, coffer_err *err)
+{
+	(void)caps;
+	*state = NULL;
+	const char *p = cfg->prefix != NULL ? cfg->prefix : "";
+	while (*p == '/') {
+		p++;
+	}
+	size_t n = strlen(p);
+	while (n > 0 && p[n - 1] == '/') {
+		n--;
+	}
+	char pfx[COFFER_REPO_KEY_MAX + 1];
+	if (n > 512) {
+		coffer_err_set(err, COFFER_EINVAL, "s3 repository prefix is longer than 512 bytes");
+		coffer_err_hint(err, "use a shorter prefix =");
+		return (COFFER_EINVAL);
+	}
+	memcpy(pfx, p, n);
+	pfx[n] = '\0';
+	if (n > 0) {
+		int rc = coffer_repo_key_check(pfx, err);
+		if (rc != 0) {
+			coffer_err_wrap(err, "s3 repository prefix");
+			return (rc);
+		}
+	}
+	struct s3_repo *r = calloc(1, sizeof(*r));
+	if (r == NULL || (r->prefix = malloc(n + 2)) == NULL) {
+		free(r);
+		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory opening an s3 repository"));
+	}
+	memcpy(r->prefix, pfx, n);
+	if (n > 0) {
+		r->prefix[n++] = '/';
+	}
+	r->prefix[n] = '\0';
+	coffer_s3_config sc = {
+		.endpoint = cfg->endpoint,
+		.region = cfg->region,
+		.bucket = cfg->bucket,
+		.access_key = cfg->access_key,
+		.secret_key = cfg->secret_key,
+		.session_token = cfg->session_token,
+		.path_style = cfg->path_style,
+	};
+	int rc = coffer_s3_new(&sc, &r->s3, err);
+	if (rc != 0) {
+		free(r->prefix);
+		free(r);
+		return (rc);
+	}
+	*state = r;
+	return (0);
+}
+
+static void
+rs3_close(void *state)
+{
+	struct s3_repo *r = state;
+	coffer_s3_free(r->s3);
+	free(r->prefix);
+	free(r);
+}
+
+static int
+rs3_key(const struct s3_repo *r, const char *key, char *buf, size_t size, coffer_err *err)
+{
+	int n = snprintf(buf, size, "%s%s", r->prefix, key);
+	if (n < 0 || (size_t)n >= size) {
+		return (coffer_err_set(err, COFFER_EINVAL, "s3 key for %.200s is too long with the "
+		    "repository prefix", key));
+	}
+	return (0);
+}
+
+#define RS3_KEY_MAX (COFFER_REPO_KEY_MAX + 520)
+
+static int
+rs3_write_open(void *state, const char *key, unsigned flags, void **w, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	char full[RS3_KEY_MAX];
+	int rc = rs3_key(r, key, full, sizeof(full), err);
+	if (rc != 0) {
+		return (rc);
+	}
+	coffer_s3_put_opts opts = { .overwrite = (flags & COFFER_REPO_OVERWRITE) != 0 };
+	return (coffer_s3_upload_begin(r->s3, full, &opts, (coffer_s3_upload **)w, err));
+}
+
+static int
+rs3_write(void *w, const uint8_t *buf, size_t len, coffer_err *err)
+{
+	return (coffer_s3_upload_write(w, buf, len, err));
+}
+
+static int
+rs3_write_commit(void *w, coffer_err *err)
+{
+	return (coffer_s3_upload_commit(w, NULL, err));
+}
+
+static void
+rs3_write_abort(void *w)
+{
+	coffer_s3_upload_abort(w);
+}
+
+static void
+rs3_write_free(void *w)
+{
+	coffer_s3_upload_free(w);
+}
+
+static int
+rs3_read(void *state, const char *key, coffer_filter *chain, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	char full[RS3_KEY_MAX];
+	int rc = rs3_key(r, key, full, sizeof(full), err);
+	return (rc != 0 ? rc : coffer_s3_get(r->s3, full, NULL, chain, NULL, err));
+}
+
+static int
+rs3_stat(void *state, const char *key, coffer_repo_info *info, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	char full[RS3_KEY_MAX];
+	int rc = rs3_key(r, key, full, sizeof(full), err);
+	if (rc != 0) {
+		return (rc);
+	}
+	coffer_s3_object_info oi;
+	rc = coffer_s3_head(r->s3, full, NULL, &oi, err);
+	if (rc == 0) {
+		info->size = oi.size;
+		info->mtime_ms = oi.mtime_ms;
+	}
+	return (rc);
+}
+
+struct rs3_list {
+	const struct s3_repo *r;
+	coffer_repo_list_cb cb;
+	void *arg;
+	int user_rc; /* what the caller's cb returned, to tell it from ours */
+};
+
+static int
+rs3_list_one(const char *key, uint64_t size, int64_t mtime_ms, void *arg)
+{
+	struct rs3_list *l = arg;
+	size_t pl = strlen(l->r->prefix);
+	if (strncmp(key, l->r->prefix, pl) != 0) {
+		return (0);
+	}
+	const char *rel = key + pl;
+	if (coffer_repo_key_check(rel, NULL) != 0) {
+		return (0);
+	}
+	coffer_repo_info info = { .size = size, .mtime_ms = mtime_ms };
+	l->user_rc = l->cb(rel, &info, l->arg);
+	return (l->user_rc);
+}
+
+static int
+rs3_list(void *state, const char *prefix, coffer_repo_list_cb cb, void *arg, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	char full[RS3_KEY_MAX];
+	int rc = rs3_key(r, prefix, full, sizeof(full), err);
+	if (rc != 0) {
+		return (rc);
+	}
+	struct rs3_list l = { .r = r, .cb = cb, .arg = arg };
+	rc = coffer_s3_list(r->s3, full, 0, rs3_list_one, &l, err);
+	if (rc < 0 && rc == l.user_rc && err != NULL && err->msg[0] == '\0') {
+		coffer_err_set(err, rc, "listing the s3 repository stopped: %s",
+		    coffer_strerror(rc));
+	}
+	return (rc);
+}
+
+static int
+rs3_remove(void *state, const char *key, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	char full[RS3_KEY_MAX];
+	int rc = rs3_key(r, key, full, sizeof(full), err);
+	if (rc != 0) {
+		return (rc);
+	}
+	/* S3 answers 204 for a key that does not exist; the repository contract
+	 * says ENOENT, which retention relies on to notice drift. */
+	rc = coffer_s3_head(r->s3, full, NULL, NULL, err);
+	return (rc != 0 ? rc : coffer_s3_delete(r->s3, full, NULL, err));
+}
+
+const coffer_repo_driver coffer_repo_s3_driver = {
+	.type = "s3",
+	.features = 0,
+	.open = rs3_open,
+	.close = rs3_close,
+	.write_open = rs3_write_open,
+	.write = rs3_write,
+	.write_commit = rs3_write_commit,
+	.write_abort = rs3_write_abort,
+	.write_free = rs3_write_free,
+	.read = rs3_read,
+	.stat = rs3_stat,
+	.list = rs3_list,
+	.remove = rs3_remove,
+};

@@ -1,0 +1,47 @@
+/*
+ * Digests and counters as filters, and hex text for digests.
+ *
+ * The SHA-256 and count filters are pass-throughs: every byte written to
+ * them is hashed or counted and then pushed unchanged to f->next. A
+ * pass-through with no next (f->next == NULL) drops the bytes after
+ * accounting for them, so a lone SHA-256 filter is a "hash and discard"
+ * sink. Results are read after coffer_filter_finish; the filters hold no
+ * buffer, so their memory is constant.
+ *
+ * Accessors check the filter's type: passing another kind of filter is a
+ * bug and is reported as COFFER_EINTERNAL (or a zero count), never a crash.
+ */
+#ifndef COFFER_COMMON_STREAM_DIGEST_H
+#define COFFER_COMMON_STREAM_DIGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/base/error.h"
+#include "common/stream/filter.h"
+
+#define COFFER_SHA256_LEN 32
+#define COFFER_SHA256_HEX_LEN 64
+
+/* A SHA-256 pass-through. Returns NULL (and fills err) on failure. */
+coffer_filter *coffer_sha256_filter_new(coffer_err *err);
+
+/* Copies the digest of everything written. Valid only after the filter was
+ * finished successfully; before that returns COFFER_EINTERNAL. */
+int coffer_sha256_filter_digest(const coffer_filter *f, uint8_t out[COFFER_SHA256_LEN]);
+
+/* A byte-counting pass-through. Returns NULL (and fills err) on failure. */
+coffer_filter *coffer_count_filter_new(coffer_err *err);
+
+/* Bytes written so far (readable at any time); 0 for another filter type. */
+uint64_t coffer_count_filter_bytes(const coffer_filter *f);
+
+/* Writes 2 * len lowercase hex digits and a NUL into out (2 * len + 1 bytes). */
+void coffer_hex_encode(const uint8_t *in, size_t len, char *out);
+
+/* Decodes exactly outlen bytes from hex, which must be exactly 2 * outlen
+ * hex digits (either case) and nothing else. Returns 0, or COFFER_EINVAL with
+ * out left unspecified. */
+int coffer_hex_decode(const char *hex, uint8_t *out, size_t outlen, coffer_err *err);
+
+#endif

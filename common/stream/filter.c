@@ -1,0 +1,117 @@
+#include "common/stream/filter.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+
+coffer_filter *
+coffer_filter_link(coffer_filter *first, ...)
+{
+	va_list ap;
+	va_start(ap, first);
+	coffer_filter *prev = first;
+	coffer_filter *f;
+	while ((f = va_arg(ap, coffer_filter *)) != NULL) {
+		prev->next = f;
+		prev = f;
+	}
+	va_end(ap);
+	return (first);
+}
+
+int
+coffer_filter_write(coffer_filter *f, const void *buf, size_t len, coffer_err *err)
+{
+	if (f->failed) {
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "filter %s used after it failed", f->ops->name));
+	}
+	if (len == 0) {
+		return (0);
+	}
+	int rv = f->ops->write(f, buf, len, err);
+	if (rv != 0) {
+		f->failed = 1;
+	}
+	return (rv);
+}
+
+int
+coffer_filter_finish(coffer_filter *f, coffer_err *err)
+{
+	for (; f != NULL; f = f->next) {
+		if (f->failed) {
+			return (coffer_err_set(err, COFFER_EINTERNAL,
+			    "filter %s finished after it failed", f->ops->name));
+		}
+		int rv = f->ops->finish(f, err);
+		if (rv != 0) {
+			f->failed = 1;
+			return (rv);
+		}
+	}
+	return (0);
+}
+
+void
+coffer_filter_free(coffer_filter *f)
+{
+	if (f != NULL) {
+		f->ops->destroy(f);
+	}
+}
+
+void
+coffer_filter_free_chain(coffer_filter *head)
+{
+	while (head != NULL) {
+		coffer_filter *next = head->next;
+		coffer_filter_free(head);
+		head = next;
+	}
+}
+
+typedef struct stop_filter {
+	coffer_filter base;
+	const atomic_bool *stop;
+	const char *what;
+} stop_filter;
+
+static int
+stop_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
+{
+	stop_filter *s = (stop_filter *)f;
+	if (atomic_load(s->stop)) {
+		return (coffer_err_set(err, COFFER_ECANCELED, "%s was stopped", s->what));
+	}
+	return (coffer_filter_write(f->next, buf, len, err));
+}
+
+static int
+stop_finish(coffer_filter *f, coffer_err *err)
+{
+	(void)f;
+	(void)err;
+	return (0);
+}
+
+static void
+stop_destroy(coffer_filter *f)
+{
+	free(f);
+}
+
+static const coffer_filter_ops stop_ops = { "stop", stop_write, stop_finish, stop_destroy };
+
+coffer_filter *
+coffer_stop_filter_new(const atomic_bool *stop, const char *what, coffer_err *err)
+{
+	stop_filter *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		return (NULL);
+	}
+	s->base.ops = &stop_ops;
+	s->stop = stop;
+	s->what = what;
+	return (&s->base);
+}

@@ -1,0 +1,66 @@
+/*
+ * Filter chain: the one streaming pass every backup, restore, WAL segment and
+ * copy goes through (pgBackRest's IoFilter idea in plain C).
+ *
+ * A source pushes bytes into the first filter with coffer_filter_write; each
+ * filter transforms them and pushes its output into f->next; the last filter
+ * is a sink (a file, a repository object, a pipe). coffer_filter_finish
+ * flushes every filter in order, so end-of-stream work (the zstd epilogue,
+ * the final sealed chunk, a digest) happens exactly once. Each filter holds a
+ * fixed-size buffer at most, so memory is bounded by configuration, never by
+ * the size of the data.
+ *
+ * Results (digests, byte counts) are read from the filter object after
+ * finish, through the filter's own accessor.
+ *
+ * Ownership: a chain is built with coffer_filter_link; coffer_filter_free
+ * frees one filter, coffer_filter_free_chain a filter and all after it. A
+ * failed write or finish leaves the chain unusable except for freeing; sinks
+ * never publish anything on free (see common/repo/repo.h for publishing).
+ */
+#ifndef COFFER_COMMON_STREAM_FILTER_H
+#define COFFER_COMMON_STREAM_FILTER_H
+
+#include <stddef.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/base/error.h"
+
+typedef struct coffer_filter coffer_filter;
+
+typedef struct coffer_filter_ops {
+	const char *name;
+	/* Consumes len bytes, pushing any output to f->next. */
+	int (*write)(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err);
+	/* Flushes everything buffered into f->next. Does not finish f->next. */
+	int (*finish)(coffer_filter *f, coffer_err *err);
+	/* Releases the filter's resources and the filter itself. */
+	void (*destroy)(coffer_filter *f);
+} coffer_filter_ops;
+
+struct coffer_filter {
+	const coffer_filter_ops *ops;
+	coffer_filter *next;
+	int failed; /* set after a failed write/finish: later calls are refused */
+};
+
+/* Links filters in the order given, NULL-terminated; returns the first. */
+coffer_filter *coffer_filter_link(coffer_filter *first, ...);
+
+/* Pushes bytes into f (and through the rest of its chain). */
+int coffer_filter_write(coffer_filter *f, const void *buf, size_t len, coffer_err *err);
+
+/* Flushes f, then each filter after it, in order. */
+int coffer_filter_finish(coffer_filter *f, coffer_err *err);
+
+/* A pass-through that fails with COFFER_ECANCELED ("<what> was stopped")
+ * once *stop is set, so a long stream (a sweep, a DR copy) ends between
+ * buffers when its owner is shutting down. stop is borrowed. */
+coffer_filter *coffer_stop_filter_new(const atomic_bool *stop, const char *what,
+    coffer_err *err);
+
+void coffer_filter_free(coffer_filter *f);
+void coffer_filter_free_chain(coffer_filter *head);
+
+#endif

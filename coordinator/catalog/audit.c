@@ -1,0 +1,793 @@
+/*
+ * Audit log: key files, chained appends and verification. See
+ * coordinator/catalog/audit.h for the MAC construction and the promises.
+ *
+ * Design notes.
+ * The row's time and the canonical text of its details are taken from the
+ * database in the same statement that locks the chain head, so the bytes
+ * the MAC covers are exactly what the database will hand back to verify:
+ * `at` is formatted by to_char at microsecond precision (timestamptz's own)
+ * and details by jsonb's output function, which is deterministic. Reading
+ * the clock after the lock also makes `at` non-decreasing along the chain.
+ *
+ * JSON is checked with cJSON before any statement runs, so the common
+ * mistake (a bad details string) does not abort the caller's transaction.
+ *
+ * Verify streams rows in libpq's single-row mode: memory is one row however
+ * long the chain. After the first problem it keeps draining (libpq requires
+ * it) but only counts.
+ */
+#include "coordinator/catalog/audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include "common/base/log.h"
+
+#define AUDIT_DOMAIN "coffer-audit-v1"
+#define AUDIT_KEY_HEX (2 * COORD_AUDIT_KEY_LEN)
+#define AUDIT_TIME_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
+#define AUDIT_TIME_MAX 40
+
+static int
+hex_nibble(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return (c - '0');
+	}
+	if (c >= 'a' && c <= 'f') {
+		return (c - 'a' + 10);
+	}
+	if (c >= 'A' && c <= 'F') {
+		return (c - 'A' + 10);
+	}
+	return (-1);
+}
+
+/* Exactly 2 * n hex digits into n bytes; false on anything else. */
+static bool
+hex_to_bytes(const char *hex, size_t hexlen, uint8_t *out, size_t n)
+{
+	if (hexlen != 2 * n) {
+		return (false);
+	}
+	for (size_t i = 0; i < n; i++) {
+		int hi = hex_nibble(hex[2 * i]);
+		int lo = hex_nibble(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			return (false);
+		}
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return (true);
+}
+
+static void
+bytes_to_hex(const uint8_t *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+/* bytea in PostgreSQL's hex output ("\x0a1b...") of exactly n bytes. */
+static bool
+bytea_parse(const char *text, uint8_t *out, size_t n)
+{
+	if (text[0] != '\\' || text[1] != 'x') {
+		return (false);
+	}
+	return (hex_to_bytes(text + 2, strlen(text + 2), out, n));
+}
+
+/* "\x" + hex, for a bytea parameter in text format. */
+static void
+bytea_format(const uint8_t *in, size_t n, char *out)
+{
+	out[0] = '\\';
+	out[1] = 'x';
+	bytes_to_hex(in, n, out + 2);
+}
+
+void
+coord_audit_key_clear(coord_audit_key *key)
+{
+	OPENSSL_cleanse(key->bytes, sizeof(key->bytes));
+}
+
+int
+coord_audit_key_load(const char *path, coord_audit_key *key, coffer_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		int e = errno;
+		coffer_err_errno(err, e, "open the audit key", path);
+		if (e == ENOENT) {
+			coffer_err_hint(err, "create it with `coffer-coordinator audit-keygen "
+					     "--out %s`, or fix [coordinator] audit_key",
+			    path);
+		} else if (e == ELOOP) {
+			coffer_err_set(err, COFFER_EPERM, "the audit key %s is a symbolic link", path);
+			coffer_err_hint(err, "point [coordinator] audit_key at the key file itself");
+		}
+		return (err != NULL ? err->code : COFFER_EIO);
+	}
+	struct stat st;
+	char buf[AUDIT_KEY_HEX + 4];
+	ssize_t got = -1;
+	int rc = 0;
+	if (fstat(fd, &st) != 0) {
+		rc = coffer_err_errno(err, errno, "stat the audit key", path);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = coffer_err_set(err, COFFER_EINVAL, "the audit key %s is not a regular file", path);
+		coffer_err_hint(err, "point [coordinator] audit_key at the key file");
+		goto out;
+	}
+	if ((st.st_mode & 077) != 0) {
+		/* A key others can read lets them forge audit rows that verify. */
+		rc = coffer_err_set(err, COFFER_EPERM,
+		    "the audit key %s has mode %04o; group and others must have no access", path,
+		    (unsigned)(st.st_mode & 07777));
+		coffer_err_hint(err, "run `chmod 600 %s` (and check who could have read it)", path);
+		goto out;
+	}
+	do {
+		got = read(fd, buf, sizeof(buf));
+	} while (got < 0 && errno == EINTR);
+	if (got < 0) {
+		rc = coffer_err_errno(err, errno, "read the audit key", path);
+		goto out;
+	}
+	size_t len = (size_t)got;
+	if (len > 0 && buf[len - 1] == '\n') {
+		len--;
+	}
+	if (!hex_to_bytes(buf, len, key->bytes, COORD_AUDIT_KEY_LEN)) {
+		rc = coffer_err_set(err, COFFER_EINVAL,
+		    "the audit key %s is not %d hex digits (a 32-byte key)", path, AUDIT_KEY_HEX);
+		coffer_err_hint(err, "restore the key file from your secret store; a new key "
+				     "cannot verify rows written with the old one");
+		coord_audit_key_clear(key);
+	}
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	close(fd);
+	return (rc);
+}
+
+static int
+fsync_parent(const char *path, coffer_err *err)
+{
+	char copy[PATH_MAX];
+	if (snprintf(copy, sizeof(copy), "%s", path) >= (int)sizeof(copy)) {
+		return (coffer_err_set(err, COFFER_EINVAL, "path too long: %s", path));
+	}
+	const char *dir = dirname(copy);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "open directory", dir));
+	}
+	int rc = 0;
+	if (fsync(fd) != 0) {
+		rc = coffer_err_errno(err, errno, "fsync directory", dir);
+	}
+	close(fd);
+	return (rc);
+}
+
+int
+coord_audit_key_generate(const char *path, coord_audit_key *key, coffer_err *err)
+{
+	if (RAND_bytes(key->bytes, COORD_AUDIT_KEY_LEN) != 1) {
+		return (coffer_err_openssl(err, COFFER_EINTERNAL,
+		    "cannot get random bytes for the audit key"));
+	}
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		int e = errno;
+		coffer_err_errno(err, e, "create the audit key", path);
+		if (e == EEXIST) {
+			coffer_err_hint(err, "a key is never overwritten: rows signed with it could "
+					     "no longer be verified; choose another path");
+		}
+		coord_audit_key_clear(key);
+		return (err != NULL ? err->code : COFFER_EIO);
+	}
+	char hex[AUDIT_KEY_HEX + 2];
+	bytes_to_hex(key->bytes, COORD_AUDIT_KEY_LEN, hex);
+	hex[AUDIT_KEY_HEX] = '\n';
+	hex[AUDIT_KEY_HEX + 1] = '\0';
+	int rc = 0;
+	size_t off = 0;
+	while (off < AUDIT_KEY_HEX + 1) {
+		ssize_t w = write(fd, hex + off, AUDIT_KEY_HEX + 1 - off);
+		if (w < 0 && errno == EINTR) {
+			continue;
+		}
+		if (w < 0) {
+			rc = coffer_err_errno(err, errno, "write the audit key", path);
+			break;
+		}
+		off += (size_t)w;
+	}
+	/* The key must be durable before anything is signed with it. */
+	if (rc == 0 && fsync(fd) != 0) {
+		rc = coffer_err_errno(err, errno, "fsync the audit key", path);
+	}
+	OPENSSL_cleanse(hex, sizeof(hex));
+	close(fd);
+	if (rc == 0) {
+		rc = fsync_parent(path, err);
+	}
+	if (rc != 0) {
+		unlink(path);
+		coord_audit_key_clear(key);
+	}
+	return (rc);
+}
+
+
+static void
+put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static int
+mac_lp(EVP_MAC_CTX *ctx, const char *s)
+{
+	size_t n = strlen(s);
+	uint8_t len[4];
+	if (n > UINT32_MAX) {
+		return (0);
+	}
+	put_be32(len, (uint32_t)n);
+	return (EVP_MAC_update(ctx, len, 4) == 1 &&
+	    (n == 0 || EVP_MAC_update(ctx, (const uint8_t *)s, n) == 1));
+}
+
+/* Fetching the HMAC implementation searches OpenSSL's providers under a
+ * lock; it is done once and the result, which is immutable and reference
+ * counted, is shared by every thread for the life of the process. */
+static EVP_MAC *audit_hmac;
+static pthread_once_t audit_hmac_once = PTHREAD_ONCE_INIT;
+
+static void
+audit_hmac_fetch(void)
+{
+	audit_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+}
+
+int
+coord_audit_mac(const coord_audit_key *key, const coord_audit_row *row,
+    uint8_t out[COORD_AUDIT_MAC_LEN], coffer_err *err)
+{
+	pthread_once(&audit_hmac_once, audit_hmac_fetch);
+	EVP_MAC_CTX *ctx = audit_hmac != NULL ? EVP_MAC_CTX_new(audit_hmac) : NULL;
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	uint8_t seq[8];
+	uint64_t s = (uint64_t)row->chain_seq;
+	put_be32(seq, (uint32_t)(s >> 32));
+	put_be32(seq + 4, (uint32_t)s);
+	size_t outlen = 0;
+	int ok = ctx != NULL && EVP_MAC_init(ctx, key->bytes, COORD_AUDIT_KEY_LEN, params) == 1 &&
+	    EVP_MAC_update(ctx, (const uint8_t *)AUDIT_DOMAIN, sizeof(AUDIT_DOMAIN)) == 1 &&
+	    EVP_MAC_update(ctx, seq, sizeof(seq)) == 1 && mac_lp(ctx, row->at) &&
+	    mac_lp(ctx, row->actor) && mac_lp(ctx, row->action) && mac_lp(ctx, row->subject) &&
+	    mac_lp(ctx, row->details) &&
+	    EVP_MAC_update(ctx, row->prev_mac, COORD_AUDIT_MAC_LEN) == 1 &&
+	    EVP_MAC_final(ctx, out, &outlen, COORD_AUDIT_MAC_LEN) == 1 &&
+	    outlen == COORD_AUDIT_MAC_LEN;
+	EVP_MAC_CTX_free(ctx);
+	if (!ok) {
+		return (coffer_err_openssl(err, COFFER_EINTERNAL, "cannot compute an audit hmac"));
+	}
+	return (0);
+}
+
+static bool
+action_valid(const char *action)
+{
+	size_t n = strlen(action);
+	if (n < 1 || n > 64 || action[0] < 'a' || action[0] > 'z') {
+		return (false);
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = action[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.')) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+static int
+append_check_args(const char *actor, const char *action, const char *subject,
+    const char *details, coffer_err *err)
+{
+	if (actor == NULL || actor[0] == '\0' || strlen(actor) > COORD_AUDIT_MAX_NAME) {
+		coffer_err_set(err, COFFER_EINVAL, "audit actor must be 1 to %d bytes",
+		    COORD_AUDIT_MAX_NAME);
+		return (coffer_err_hint(err, "name the agent, operator or \"coordinator\""));
+	}
+	if (action == NULL || !action_valid(action)) {
+		coffer_err_set(err, COFFER_EINVAL, "audit action \"%.64s\" is not a lowercase "
+						   "dotted name of at most 64 bytes",
+		    action != NULL ? action : "");
+		return (coffer_err_hint(err, "use names like \"agent.enroll\" or "
+					     "\"request.refused\""));
+	}
+	if (subject == NULL || strlen(subject) > COORD_AUDIT_MAX_NAME) {
+		coffer_err_set(err, COFFER_EINVAL, "audit subject must be 0 to %d bytes",
+		    COORD_AUDIT_MAX_NAME);
+		return (coffer_err_hint(err, "name the service, agent or backup acted on"));
+	}
+	size_t dlen = strlen(details);
+	if (dlen > COORD_AUDIT_MAX_DETAILS) {
+		coffer_err_set(err, COFFER_ETOOBIG, "audit details are %zu bytes, over the %d limit",
+		    dlen, COORD_AUDIT_MAX_DETAILS);
+		return (coffer_err_hint(err, "record a summary and a reference instead of the "
+					     "whole document"));
+	}
+	cJSON *doc = cJSON_ParseWithOpts(details, NULL, 1);
+	if (doc == NULL) {
+		coffer_err_set(err, COFFER_EINVAL, "audit details are not valid JSON");
+		return (coffer_err_hint(err, "pass a JSON object such as {\"reason\":\"...\"}"));
+	}
+	cJSON_Delete(doc);
+	return (0);
+}
+
+/* Rows per round trip of a batch, and details bytes: a batch's arrays stay
+ * a few MiB however many rows the caller hands over. */
+#define AUDIT_BATCH_ROWS 256
+#define AUDIT_BATCH_BYTES (1024 * 1024)
+
+enum { COL_SEQ, COL_AT, COL_ACTOR, COL_ACTION, COL_SUBJECT, COL_DETAILS, COL_PREV, COL_MAC, COLS };
+
+/*
+ * Appends rows[0..n) in three statements, each prepared once per
+ * connection: the database canonicalises every row's details; the head's
+ * row is locked and the time stamped; every row is inserted and the head
+ * moved. The head's row lock is the chain's mutex, held until the caller's
+ * transaction ends so that rows commit in chain order or not at all: all
+ * that can be done before it is, and the lock is taken on one row by one
+ * statement (a statement that locked it once per joined row re-checked it
+ * for each, and every appender queued behind that). The caller's
+ * transaction is open and not failed.
+ */
+static int
+append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_entry *rows,
+    size_t n, coord_pgarray *cols, int64_t *last_seq, coffer_err *err)
+{
+	coord_pgarray details = { 0 };
+	for (int c = 0; c < COLS; c++) {
+		coord_pgarray_reset(&cols[c]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!coord_pgarray_add(&details, rows[i].details != NULL ? rows[i].details : "{}")) {
+			free(details.buf);
+			return (coffer_err_set(err, COFFER_ENOMEM, "out of memory appending to the audit log"));
+		}
+	}
+	const char *p1[] = { coord_pgarray_text(&details) };
+	int rc = 0;
+	PGresult *canon = coord_catalog_query(cat,
+	    "SELECT d.t::jsonb::text FROM unnest($1::text[]) WITH ORDINALITY AS d(t, n) ORDER BY d.n",
+	    1, p1, "canonicalising audit details", &rc, err);
+	free(details.buf);
+	if (canon == NULL) {
+		return (rc);
+	}
+	if ((size_t)PQntuples(canon) != n) {
+		PQclear(canon);
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "the catalog returned %zu audit details for %zu rows", (size_t)PQntuples(canon), n));
+	}
+	PGresult *res = coord_catalog_query(cat,
+	    "SELECT chain_seq, mac, to_char(clock_timestamp() AT TIME ZONE 'UTC', " AUDIT_TIME_FMT ") "
+	    "FROM audit_head WHERE id = 1 FOR UPDATE",
+	    0, NULL, "locking the audit chain head", &rc, err);
+	if (res == NULL) {
+		PQclear(canon);
+		return (rc);
+	}
+	coord_audit_row row = { 0 };
+	if (PQntuples(res) != 1 ||
+	    !bytea_parse(PQgetvalue(res, 0, 1), row.prev_mac, COORD_AUDIT_MAC_LEN)) {
+		PQclear(res);
+		PQclear(canon);
+		rc = coffer_err_set(err, COFFER_ECORRUPT,
+		    "the audit chain head (table audit_head) is missing or damaged");
+		return (coffer_err_hint(err, "run `coffer-coordinator audit-verify` and investigate who "
+					     "changed the catalog"));
+	}
+	row.chain_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		uint8_t mac[COORD_AUDIT_MAC_LEN];
+		char seq_text[24];
+		char prev_hex[2 * COORD_AUDIT_MAC_LEN + 3];
+		char mac_hex[2 * COORD_AUDIT_MAC_LEN + 3];
+		row.chain_seq++;
+		row.at = PQgetvalue(res, 0, 2);
+		row.actor = rows[i].actor;
+		row.action = rows[i].action;
+		row.subject = rows[i].subject;
+		row.details = PQgetvalue(canon, (int)i, 0);
+		if ((rc = coord_audit_mac(key, &row, mac, err)) != 0) {
+			break;
+		}
+		snprintf(seq_text, sizeof(seq_text), "%" PRId64, row.chain_seq);
+		bytea_format(row.prev_mac, COORD_AUDIT_MAC_LEN, prev_hex);
+		bytea_format(mac, COORD_AUDIT_MAC_LEN, mac_hex);
+		const char *vals[COLS] = { seq_text, row.at, row.actor, row.action, row.subject,
+			row.details, prev_hex, mac_hex };
+		for (int c = 0; c < COLS; c++) {
+			if (!coord_pgarray_add(&cols[c], vals[c])) {
+				rc = coffer_err_set(err, COFFER_ENOMEM,
+				    "out of memory appending to the audit log");
+				break;
+			}
+		}
+		memcpy(row.prev_mac, mac, COORD_AUDIT_MAC_LEN);
+	}
+	PQclear(res);
+	PQclear(canon);
+	if (rc != 0) {
+		return (rc);
+	}
+	const char *p2[COLS];
+	for (int c = 0; c < COLS; c++) {
+		p2[c] = coord_pgarray_text(&cols[c]);
+	}
+	res = coord_catalog_query(cat,
+	    "WITH ins AS (INSERT INTO audit (chain_seq, at, actor, action, subject, details, "
+	    "prev_mac, mac) SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], "
+	    "$4::text[], $5::text[], $6::jsonb[], $7::bytea[], $8::bytea[]) "
+	    "RETURNING chain_seq, mac) "
+	    "UPDATE audit_head h SET chain_seq = l.chain_seq, mac = l.mac "
+	    "FROM (SELECT chain_seq, mac FROM ins ORDER BY chain_seq DESC LIMIT 1) l "
+	    "WHERE h.id = 1",
+	    COLS, p2, "appending to the audit log", &rc, err);
+	if (res == NULL) {
+		return (rc);
+	}
+	if (strcmp(PQcmdTuples(res), "1") != 0) {
+		PQclear(res);
+		rc = coffer_err_set(err, COFFER_ECORRUPT,
+		    "the audit chain head (table audit_head) did not move with the new rows");
+		return (coffer_err_hint(err, "run `coffer-coordinator audit-verify`"));
+	}
+	PQclear(res);
+	*last_seq = row.chain_seq;
+	return (0);
+}
+
+int
+coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
+    const coord_audit_entry *rows, size_t n, int64_t *chain_seq, coffer_err *err)
+{
+	int rc;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = append_check_args(rows[i].actor, rows[i].action, rows[i].subject,
+			 rows[i].details != NULL ? rows[i].details : "{}", err)) != 0) {
+			return (rc);
+		}
+	}
+	if (n == 0) {
+		return (0);
+	}
+	PGconn *conn = coord_catalog_conn(cat);
+	bool own_tx = false;
+	switch (PQtransactionStatus(conn)) {
+	case PQTRANS_IDLE:
+		if ((rc = coord_catalog_begin(cat, err)) != 0) {
+			return (coffer_err_wrap(err, "appending to the audit log"));
+		}
+		own_tx = true;
+		break;
+	case PQTRANS_INTRANS:
+		break;
+	case PQTRANS_INERROR:
+		coffer_err_set(err, COFFER_EINTERNAL,
+		    "appending to the audit log inside a transaction that already failed");
+		return (coffer_err_hint(err, "roll the transaction back first; this is a bug"));
+	default:
+		return (coord_catalog_pg_error(cat, NULL, "appending to the audit log", err));
+	}
+	coord_pgarray cols[COLS] = { 0 };
+	int64_t last = 0;
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0;) {
+		size_t k = 0, bytes = 0;
+		while (i + k < n && k < AUDIT_BATCH_ROWS && (k == 0 || bytes < AUDIT_BATCH_BYTES)) {
+			bytes += rows[i + k].details != NULL ? strlen(rows[i + k].details) : 2;
+			k++;
+		}
+		rc = append_chunk(cat, key, rows + i, k, cols, &last, err);
+		i += k;
+	}
+	for (int c = 0; c < COLS; c++) {
+		free(cols[c].buf);
+	}
+	if (rc != 0) {
+		if (own_tx) {
+			coord_catalog_rollback(cat);
+		}
+		return (rc);
+	}
+	if (own_tx && (rc = coord_catalog_commit(cat, err)) != 0) {
+		return (coffer_err_wrap(err, "appending to the audit log"));
+	}
+	if (chain_seq != NULL) {
+		*chain_seq = last;
+	}
+	return (0);
+}
+
+int
+coord_audit_append(coord_catalog *cat, const coord_audit_key *key, const char *actor,
+    const char *action, const char *subject, const char *details_json, int64_t *chain_seq,
+    coffer_err *err)
+{
+	coord_audit_entry row = { actor, action, subject, details_json };
+	return (coord_audit_append_many(cat, key, &row, 1, chain_seq, err));
+}
+
+/* Reading state for verify: the previous row's mac and where we are. */
+struct verify_state {
+	const coord_audit_key *key;
+	coord_audit_result *res;
+	int64_t expect;
+	uint8_t prev_mac[COORD_AUDIT_MAC_LEN];
+	bool broken;
+};
+
+static void
+verify_break(struct verify_state *vs, int64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+verify_break(struct verify_state *vs, int64_t seq, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(vs->res->problem, sizeof(vs->res->problem), fmt, ap);
+	va_end(ap);
+	vs->res->bad_seq = seq;
+	vs->broken = true;
+}
+
+/* Checks one row; returns an error only when the check itself failed. */
+static int
+verify_row(struct verify_state *vs, PGresult *r, coffer_err *err)
+{
+	coord_audit_row row;
+	uint8_t mac[COORD_AUDIT_MAC_LEN];
+	uint8_t want[COORD_AUDIT_MAC_LEN];
+	row.chain_seq = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	row.at = PQgetvalue(r, 0, 1);
+	row.actor = PQgetvalue(r, 0, 2);
+	row.action = PQgetvalue(r, 0, 3);
+	row.subject = PQgetvalue(r, 0, 4);
+	row.details = PQgetvalue(r, 0, 5);
+	if (row.chain_seq != vs->expect) {
+		if (row.chain_seq > vs->expect) {
+			verify_break(vs, vs->expect,
+			    "row %" PRId64 " is missing (the chain jumps from %" PRId64 " to %" PRId64
+			    ")",
+			    vs->expect, vs->expect - 1, row.chain_seq);
+		} else {
+			verify_break(vs, row.chain_seq,
+			    "row %" PRId64 " is out of sequence (expected %" PRId64 ")", row.chain_seq,
+			    vs->expect);
+		}
+		return (0);
+	}
+	if (!bytea_parse(PQgetvalue(r, 0, 6), row.prev_mac, COORD_AUDIT_MAC_LEN) ||
+	    !bytea_parse(PQgetvalue(r, 0, 7), mac, COORD_AUDIT_MAC_LEN)) {
+		verify_break(vs, row.chain_seq, "row %" PRId64 " has a malformed mac or prev_mac",
+		    row.chain_seq);
+		return (0);
+	}
+	if (CRYPTO_memcmp(row.prev_mac, vs->prev_mac, COORD_AUDIT_MAC_LEN) != 0) {
+		verify_break(vs, row.chain_seq,
+		    "row %" PRId64 " does not follow row %" PRId64
+		    " (prev_mac mismatch: a row before it was inserted, removed or replaced)",
+		    row.chain_seq, row.chain_seq - 1);
+		return (0);
+	}
+	int rc = coord_audit_mac(vs->key, &row, want, err);
+	if (rc != 0) {
+		return (rc);
+	}
+	if (CRYPTO_memcmp(want, mac, COORD_AUDIT_MAC_LEN) != 0) {
+		verify_break(vs, row.chain_seq,
+		    "row %" PRId64 " was altered (mac mismatch: its content is not what was "
+		    "written, or the audit key is wrong)",
+		    row.chain_seq);
+		return (0);
+	}
+	memcpy(vs->prev_mac, mac, COORD_AUDIT_MAC_LEN);
+	vs->res->last_good = row.chain_seq;
+	vs->expect = row.chain_seq + 1;
+	return (0);
+}
+
+int
+coord_audit_find(coord_catalog *cat, const coord_audit_key *key, const char *action,
+    const char *k1, const char *v1, const char *k2, const char *v2, int64_t *chain_seq,
+    coffer_err *err)
+{
+	*chain_seq = 0;
+	const char *vals[] = { action, k1, v1, k2, v2 };
+	int rc;
+	PGresult *r = coord_catalog_query(cat,
+	    "SELECT chain_seq, to_char(at AT TIME ZONE 'UTC', " AUDIT_TIME_FMT "), actor, action, "
+	    "subject, details::text, prev_mac, mac FROM audit "
+	    "WHERE action = $1 AND details->>$2 = $3 AND details->>$4 = $5 "
+	    "ORDER BY chain_seq DESC LIMIT 8",
+	    5, vals, "looking for an audit row", &rc, err);
+	if (r == NULL) {
+		return (rc);
+	}
+	for (int i = 0; i < PQntuples(r) && *chain_seq == 0; i++) {
+		coord_audit_row row;
+		uint8_t mac[COORD_AUDIT_MAC_LEN], want[COORD_AUDIT_MAC_LEN];
+		row.chain_seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+		row.at = PQgetvalue(r, i, 1);
+		row.actor = PQgetvalue(r, i, 2);
+		row.action = PQgetvalue(r, i, 3);
+		row.subject = PQgetvalue(r, i, 4);
+		row.details = PQgetvalue(r, i, 5);
+		if (!bytea_parse(PQgetvalue(r, i, 6), row.prev_mac, COORD_AUDIT_MAC_LEN) ||
+		    !bytea_parse(PQgetvalue(r, i, 7), mac, COORD_AUDIT_MAC_LEN)) {
+			continue;
+		}
+		if ((rc = coord_audit_mac(key, &row, want, err)) != 0) {
+			break;
+		}
+		if (CRYPTO_memcmp(want, mac, COORD_AUDIT_MAC_LEN) == 0) {
+			*chain_seq = row.chain_seq;
+		}
+	}
+	PQclear(r);
+	return (rc);
+}
+
+/* Reads audit_head inside the verify snapshot. */
+static int
+verify_head(coord_catalog *cat, coord_audit_result *res, bool *ok, coffer_err *err)
+{
+	PGresult *r = PQexec(coord_catalog_conn(cat), "SELECT chain_seq, mac FROM audit_head WHERE id = 1");
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		return (coord_catalog_pg_error(cat, r, "reading the audit chain head", err));
+	}
+	*ok = PQntuples(r) == 1 && bytea_parse(PQgetvalue(r, 0, 1), res->head_mac,
+				       COORD_AUDIT_MAC_LEN);
+	res->head_seq = *ok ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+	PQclear(r);
+	return (0);
+}
+
+int
+coord_audit_verify(coord_catalog *cat, const coord_audit_key *key, coord_audit_result *res,
+    coffer_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	PGconn *conn = coord_catalog_conn(cat);
+	struct verify_state vs = { .key = key, .res = res, .expect = 1 };
+	int rc = coord_catalog_exec(cat, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	    "starting the audit verification", err);
+	if (rc != 0) {
+		return (rc);
+	}
+	bool head_ok = false;
+	uint8_t head_mac[COORD_AUDIT_MAC_LEN];
+	if ((rc = verify_head(cat, res, &head_ok, err)) != 0) {
+		goto out;
+	}
+	memcpy(head_mac, res->head_mac, sizeof(head_mac));
+	/* Rows with any chain_seq are read, even ones a CHECK should have kept
+	 * out, so a row smuggled in with chain_seq 0 is still seen. */
+	if (PQsendQuery(conn, "SELECT chain_seq, to_char(at AT TIME ZONE 'UTC', " AUDIT_TIME_FMT
+			      "), actor, action, subject, details::text, prev_mac, mac "
+			      "FROM audit ORDER BY chain_seq") != 1) {
+		rc = coord_catalog_pg_error(cat, NULL, "reading the audit log", err);
+		goto out;
+	}
+	PGresult *r;
+	int failed = 0;
+	if (PQsetSingleRowMode(conn) != 1) {
+		/* Without single-row mode the whole table would arrive at once:
+		 * refuse rather than let memory follow the table's size. */
+		failed = coffer_err_set(err, COFFER_EINTERNAL,
+		    "reading the audit log: libpq refused single-row mode");
+		coffer_err_hint(err, "this is a bug; please report it");
+	}
+	while ((r = PQgetResult(conn)) != NULL) {
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_SINGLE_TUPLE) {
+			res->rows++;
+			if (!vs.broken && failed == 0) {
+				failed = verify_row(&vs, r, err);
+			}
+			PQclear(r);
+		} else if (st == PGRES_TUPLES_OK) {
+			PQclear(r);
+		} else {
+			if (failed == 0) {
+				failed = coord_catalog_pg_error(cat, r, "reading the audit log", err);
+			} else {
+				PQclear(r);
+			}
+		}
+	}
+	if (failed != 0) {
+		rc = failed;
+		goto out;
+	}
+	if (!vs.broken) {
+		if (!head_ok) {
+			verify_break(&vs, res->last_good + 1,
+			    "the chain head (table audit_head) is missing or damaged");
+		} else if (res->head_seq > res->last_good) {
+			verify_break(&vs, res->last_good + 1,
+			    "rows %" PRId64 " to %" PRId64 " are missing from the end of the chain "
+			    "(audit_head says the chain reaches %" PRId64 ")",
+			    res->last_good + 1, res->head_seq, res->head_seq);
+		} else if (res->head_seq < res->last_good) {
+			verify_break(&vs, res->head_seq + 1,
+			    "rows after %" PRId64 " were added without moving the chain head "
+			    "(audit_head)",
+			    res->head_seq);
+		} else if (CRYPTO_memcmp(head_mac, vs.prev_mac, COORD_AUDIT_MAC_LEN) != 0) {
+			verify_break(&vs, res->head_seq,
+			    "the chain head (audit_head) does not match row %" PRId64, res->head_seq);
+		}
+	}
+	if (vs.broken) {
+		res->intact = false;
+		rc = coffer_err_set(err, COFFER_ECORRUPT, "audit chain broken at chain_seq %" PRId64
+							  ": %s",
+		    res->bad_seq, res->problem);
+		coffer_err_hint(err, "the audit table was changed outside Coffer: compare with the "
+				     "chain head exported to the DR repository and find who had "
+				     "owner or superuser access");
+	} else {
+		res->intact = true;
+		memcpy(res->head_mac, vs.prev_mac, sizeof(res->head_mac));
+	}
+out:
+	coord_catalog_rollback(cat);
+	return (rc);
+}

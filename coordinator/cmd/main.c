@@ -1,0 +1,50 @@
+/*
+ * coffer-coordinator: owns policy for the fleet. This file only dispatches;
+ * each command lives in its own coordinator/cmd/cmd_<name>.c.
+ */
+#include <stdlib.h>
+
+#include "coordinator/cmd/commands.h"
+#include "common/base/log.h"
+
+static const coffer_cmd coordinator_cmds[] = {
+	{ "run", "-c FILE", "serve agents: apply their events, refuse what is not theirs",
+	    coord_cmd_run },
+	{ "agents enroll",
+	    "-c FILE --service S [--drill-runner [--service S2 ...]] --agent NAME --pubkey FILE",
+	    "enroll an agent's public key for one service, or a drill runner for the services "
+	    "it drills",
+	    coord_cmd_agents_enroll },
+	{ "agents list", "-c FILE [--output json]", "list enrolled agents", coord_cmd_agents_list },
+	{ "agents revoke", "-c FILE NAME", "revoke an agent's enrollment", coord_cmd_agents_revoke },
+	{ "migrate", "-c FILE [--output json]", "apply pending catalog schema migrations",
+	    coord_cmd_migrate },
+	{ "check-config", "-c FILE [--output json]",
+	    "validate the config and every service's policy without starting",
+	    coord_cmd_check_config },
+	{ "audit-verify", "-c FILE [--output json]",
+	    "check the audit log's HMAC chain and name the first broken row",
+	    coord_cmd_audit_verify },
+	{ "rebuild-catalog", "-c FILE --repo primary|dr [--output json]",
+	    "recover the catalog's backups from a repository alone, refusing any that is not "
+	    "attested, signed and intact",
+	    coord_cmd_rebuild },
+	{ "audit-keygen", "--out FILE", "create a new audit HMAC key file (mode 0600)",
+	    coord_cmd_audit_keygen },
+	{ NULL, NULL, NULL, NULL },
+};
+
+static const coffer_cli coordinator_cli = {
+	.prog = "coffer-coordinator",
+	.purpose = "enforces backup policy, ownership, retention, DR copies and alerts for a fleet",
+	.cmds = coordinator_cmds,
+	.footer = "Every command takes -c FILE for its config; see docs/CONFIGURATION.md.\n",
+};
+
+int
+main(int argc, char **argv)
+{
+	/* Until a command reads its config's log_level. */
+	coffer_log_init("coffer-coordinator", COFFER_LOG_INFO);
+	return (coffer_cli_main(&coordinator_cli, argc, argv));
+}

@@ -1,0 +1,422 @@
+/*
+ * HTTP: /metrics and /healthz on the libuv loop. See coordinator/serve/http.h.
+ *
+ * Design notes.
+ * One request per connection, read into a fixed buffer of
+ * COORD_HTTP_MAX_REQUEST bytes: the head is all we read (a GET has no
+ * body), so a client that sends more than that without finishing its head
+ * gets 431 and is closed, and memory per connection is fixed whatever it
+ * sends. A timer per connection bounds how long a silent client holds its
+ * slot.
+ *
+ * Rendering blocks on the catalog, so it runs as uv_queue_work. The
+ * connection may be closed while its render runs (timeout, stop); the
+ * connection's memory therefore lives until both its handles have closed
+ * and its work has completed, whichever is last, and the render's output
+ * is dropped if nobody is left to receive it.
+ */
+#include "coordinator/serve/http.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/base/log.h"
+#include "coordinator/serve/metrics.h"
+
+typedef struct conn conn;
+
+struct coord_http {
+	uv_loop_t *loop;
+	uv_tcp_t server;
+	coord_http_render_fn render;
+	void *arg;
+	int port;
+	int nconns;
+	bool stopping, server_closed;
+	void (*done)(void *);
+	void *done_arg;
+	conn *head;
+};
+
+struct conn {
+	coord_http *h;
+	conn *prev, *next;
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	uv_write_t wr;
+	uv_work_t work;
+	int handles_open;
+	bool closing, work_pending, responded, head_only;
+	int render_rc;
+	char *text; /* the render's output */
+	size_t text_len;
+	char *resp; /* the whole response, while it is written */
+	size_t len;
+	char buf[COORD_HTTP_MAX_REQUEST + 1];
+};
+
+static void http_maybe_done(coord_http *h);
+
+static void
+conn_maybe_free(conn *c)
+{
+	if (c->handles_open > 0 || c->work_pending) {
+		return;
+	}
+	coord_http *h = c->h;
+	if (c->prev != NULL) {
+		c->prev->next = c->next;
+	} else {
+		h->head = c->next;
+	}
+	if (c->next != NULL) {
+		c->next->prev = c->prev;
+	}
+	free(c->text);
+	free(c->resp);
+	free(c);
+	h->nconns--;
+	http_maybe_done(h);
+}
+
+static void
+on_conn_handle_closed(uv_handle_t *handle)
+{
+	conn *c = handle->data;
+	c->handles_open--;
+	conn_maybe_free(c);
+}
+
+static void
+conn_close(conn *c)
+{
+	if (c->closing) {
+		return;
+	}
+	c->closing = true;
+	uv_timer_stop(&c->timer);
+	uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+	uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+static void
+on_written(uv_write_t *req, int status)
+{
+	(void)status;
+	conn_close(req->data);
+}
+
+static const char *
+reason(int status)
+{
+	switch (status) {
+	case 200:
+		return ("OK");
+	case 400:
+		return ("Bad Request");
+	case 404:
+		return ("Not Found");
+	case 405:
+		return ("Method Not Allowed");
+	case 431:
+		return ("Request Header Fields Too Large");
+	default:
+		return ("Service Unavailable");
+	}
+}
+
+static void
+respond(conn *c, int status, const char *type, const char *body, size_t body_len)
+{
+	if (c->responded || c->closing) {
+		return;
+	}
+	c->responded = true;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	    "Connection: close\r\n%s\r\n",
+	    status, reason(status), type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+	size_t send_body = c->head_only ? 0 : body_len;
+	c->resp = malloc((size_t)n + send_body);
+	if (c->resp == NULL) {
+		conn_close(c);
+		return;
+	}
+	memcpy(c->resp, head, (size_t)n);
+	if (send_body > 0) {
+		memcpy(c->resp + n, body, send_body);
+	}
+	uv_buf_t b = uv_buf_init(c->resp, (unsigned int)((size_t)n + send_body));
+	c->wr.data = c;
+	if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+		conn_close(c);
+	}
+}
+
+static void
+respond_text(conn *c, int status, const char *text)
+{
+	respond(c, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static void
+work_render(uv_work_t *req)
+{
+	conn *c = req->data;
+	c->render_rc = c->h->render(c->h->arg, &c->text, &c->text_len);
+	if (c->render_rc == 0 && c->text == NULL) {
+		c->render_rc = COFFER_EINTERNAL;
+	}
+}
+
+static void
+work_done(uv_work_t *req, int status)
+{
+	conn *c = req->data;
+	c->work_pending = false;
+	if (status == 0 && c->render_rc == 0 && !c->closing) {
+		respond(c, 200, COORD_METRICS_CONTENT_TYPE, c->text, c->text_len);
+	} else if (!c->closing) {
+		coffer_log_warn("metrics render failed", "error=\"%s\"",
+		    coffer_strerror(status != 0 ? COFFER_ECANCELED : c->render_rc));
+		respond_text(c, 503, "metrics are unavailable: the catalog could not be read\n");
+	}
+	conn_maybe_free(c);
+}
+
+static void
+handle_request(conn *c)
+{
+	char method[16], target[256], version[16];
+	/* The request line ends at the first CR or LF. */
+	size_t line = strcspn(c->buf, "\r\n");
+	c->buf[line] = '\0';
+	if (sscanf(c->buf, "%15s %255s %15s", method, target, version) != 3 ||
+	    strncmp(version, "HTTP/1.", 7) != 0 || target[0] != '/') {
+		respond_text(c, 400, "bad request\n");
+		return;
+	}
+	target[strcspn(target, "?")] = '\0';
+	bool get = strcmp(method, "GET") == 0;
+	c->head_only = strcmp(method, "HEAD") == 0;
+	if (!get && !c->head_only) {
+		respond_text(c, 405, "only GET and HEAD are served\n");
+		return;
+	}
+	if (strcmp(target, "/healthz") == 0) {
+		respond_text(c, 200, "ok\n");
+	} else if (strcmp(target, "/metrics") == 0) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->work.data = c;
+		if (uv_queue_work(c->h->loop, &c->work, work_render, work_done) != 0) {
+			respond_text(c, 503, "metrics are unavailable\n");
+			return;
+		}
+		c->work_pending = true;
+	} else {
+		respond_text(c, 404, "not found: try /metrics or /healthz\n");
+	}
+}
+
+static void
+on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	(void)suggested;
+	conn *c = handle->data;
+	*buf = uv_buf_init(c->buf + c->len, (unsigned int)(COORD_HTTP_MAX_REQUEST - c->len));
+}
+
+static void
+on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	(void)buf;
+	conn *c = stream->data;
+	if (nread < 0) {
+		conn_close(c);
+		return;
+	}
+	c->len += (size_t)nread;
+	c->buf[c->len] = '\0';
+	if (strstr(c->buf, "\r\n\r\n") != NULL || strstr(c->buf, "\n\n") != NULL) {
+		handle_request(c);
+	} else if (c->len >= COORD_HTTP_MAX_REQUEST) {
+		respond_text(c, 431, "request head too large\n");
+	}
+}
+
+static void
+on_timeout(uv_timer_t *t)
+{
+	conn_close(t->data);
+}
+
+static void
+on_refused_closed(uv_handle_t *handle)
+{
+	free(handle);
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+	coord_http *h = server->data;
+	if (status < 0 || h->stopping) {
+		return;
+	}
+	if (h->nconns >= COORD_HTTP_MAX_CONNS) {
+		uv_tcp_t *t = malloc(sizeof(*t));
+		if (t == NULL || uv_tcp_init(h->loop, t) != 0) {
+			free(t);
+			return;
+		}
+		if (uv_accept(server, (uv_stream_t *)t) == 0) {
+			coffer_log_warn("metrics connection refused: too many open", "limit=%d",
+			    COORD_HTTP_MAX_CONNS);
+		}
+		uv_close((uv_handle_t *)t, on_refused_closed);
+		return;
+	}
+	conn *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		return;
+	}
+	c->h = h;
+	uv_tcp_init(h->loop, &c->tcp);
+	uv_timer_init(h->loop, &c->timer);
+	c->tcp.data = c;
+	c->timer.data = c;
+	c->handles_open = 2;
+	c->next = h->head;
+	if (h->head != NULL) {
+		h->head->prev = c;
+	}
+	h->head = c;
+	h->nconns++;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+		conn_close(c);
+		return;
+	}
+	uv_timer_start(&c->timer, on_timeout, COORD_HTTP_TIMEOUT_MS, 0);
+}
+
+static int
+parse_listen(const char *listen, struct sockaddr_storage *ss, coffer_err *err)
+{
+	char host[128];
+	const char *colon;
+	if (listen[0] == '[') {
+		const char *rb = strchr(listen, ']');
+		if (rb == NULL || rb[1] != ':' || (size_t)(rb - listen - 1) >= sizeof(host)) {
+			goto bad;
+		}
+		memcpy(host, listen + 1, (size_t)(rb - listen - 1));
+		host[rb - listen - 1] = '\0';
+		colon = rb + 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (colon == NULL || (size_t)(colon - listen) >= sizeof(host)) {
+			goto bad;
+		}
+		memcpy(host, listen, (size_t)(colon - listen));
+		host[colon - listen] = '\0';
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || port < 0 || port > 65535) {
+		goto bad;
+	}
+	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0 ||
+	    uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0) {
+		return (0);
+	}
+bad:
+	coffer_err_set(err, COFFER_EINVAL, "metrics_listen '%.64s' is not an address:port", listen);
+	return (coffer_err_hint(err, "write [coordinator] metrics_listen = 127.0.0.1:9187"));
+}
+
+coord_http *
+coord_http_start(uv_loop_t *loop, const char *listen, coord_http_render_fn render, void *arg,
+    coffer_err *err)
+{
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	if (parse_listen(listen, &ss, err) != 0) {
+		return (NULL);
+	}
+	coord_http *h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		coffer_err_set(err, COFFER_ENOMEM, "starting the metrics endpoint: out of memory");
+		return (NULL);
+	}
+	h->loop = loop;
+	h->render = render;
+	h->arg = arg;
+	uv_tcp_init(loop, &h->server);
+	h->server.data = h;
+	int rc = uv_tcp_bind(&h->server, (const struct sockaddr *)&ss, 0);
+	if (rc == 0) {
+		rc = uv_listen((uv_stream_t *)&h->server, 64, on_connection);
+	}
+	if (rc != 0) {
+		coffer_err_set(err, COFFER_EUNAVAIL, "metrics endpoint cannot listen on %.64s: %s",
+		    listen, uv_strerror(rc));
+		coffer_err_hint(err, "pick a free port for [coordinator] metrics_listen");
+		/* The handle must close before h is freed; nothing else runs. */
+		h->stopping = true;
+		coord_http_stop(h, NULL, NULL);
+		return (NULL);
+	}
+	struct sockaddr_storage bound;
+	int blen = sizeof(bound);
+	if (uv_tcp_getsockname(&h->server, (struct sockaddr *)&bound, &blen) == 0) {
+		h->port = bound.ss_family == AF_INET6 ?
+		    ntohs(((struct sockaddr_in6 *)&bound)->sin6_port) :
+		    ntohs(((struct sockaddr_in *)&bound)->sin_port);
+	}
+	return (h);
+}
+
+int
+coord_http_port(const coord_http *h)
+{
+	return (h->port);
+}
+
+static void
+http_maybe_done(coord_http *h)
+{
+	if (!h->stopping || !h->server_closed || h->nconns > 0) {
+		return;
+	}
+	void (*done)(void *) = h->done;
+	void *done_arg = h->done_arg;
+	free(h);
+	if (done != NULL) {
+		done(done_arg);
+	}
+}
+
+static void
+on_server_closed(uv_handle_t *handle)
+{
+	coord_http *h = handle->data;
+	h->server_closed = true;
+	http_maybe_done(h);
+}
+
+void
+coord_http_stop(coord_http *h, void (*done)(void *arg), void *done_arg)
+{
+	h->stopping = true;
+	h->done = done;
+	h->done_arg = done_arg;
+	uv_close((uv_handle_t *)&h->server, on_server_closed);
+	for (conn *c = h->head; c != NULL; c = c->next) {
+		conn_close(c);
+	}
+}

@@ -1,0 +1,55 @@
+/*
+ * HTTP: the coordinator's tiny HTTP/1.1 endpoint for monitoring, on the
+ * daemon's libuv loop ([coordinator] metrics_listen, "host:port").
+ *
+ * What it promises:
+ * - GET (or HEAD) /metrics answers 200 with the text the render callback
+ *   produced (COORD_METRICS_CONTENT_TYPE), or 503 if it failed;
+ *   GET /healthz answers 200 "ok"; any other path 404; any other method
+ *   405; a request whose head exceeds COORD_HTTP_MAX_REQUEST bytes 431; a
+ *   request that does not parse 400. Every connection is closed after one
+ *   response (no keep-alive: scrapers reconnect, and no state outlives a
+ *   request).
+ * - At most COORD_HTTP_MAX_CONNS connections at once (more are closed at
+ *   accept) and each gets COORD_HTTP_TIMEOUT_MS to send its request, so a
+ *   slow or hostile client holds a bounded amount of memory and time.
+ * - The render callback runs on the libuv thread pool (uv_queue_work),
+ *   never on the loop thread: it may block (libpq). It must be
+ *   thread-safe with respect to whatever else it touches, and return a
+ *   malloc'd buffer (taken over and freed here) or a negative COFFER_E*.
+ * - Everything else runs on the loop thread: start, stop and all
+ *   callbacks. Handles are freed only in their close callbacks.
+ */
+#ifndef COFFER_COORDINATOR_SERVE_HTTP_H
+#define COFFER_COORDINATOR_SERVE_HTTP_H
+
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "common/base/error.h"
+
+#define COORD_HTTP_MAX_REQUEST 8192
+#define COORD_HTTP_MAX_CONNS 64
+#define COORD_HTTP_TIMEOUT_MS 10000
+
+/* Produces the /metrics body. Runs on a thread-pool thread. */
+typedef int (*coord_http_render_fn)(void *arg, char **text, size_t *len);
+
+typedef struct coord_http coord_http;
+
+/* Listens on listen ("127.0.0.1:9187", "[::1]:9187"; port 0 picks a free
+ * one, see coord_http_port). Returns NULL with err on failure: COFFER_EINVAL
+ * (address does not parse), COFFER_EUNAVAIL (cannot bind or listen). */
+coord_http *coord_http_start(uv_loop_t *loop, const char *listen, coord_http_render_fn render,
+    void *arg, coffer_err *err);
+
+/* The port actually bound. */
+int coord_http_port(const coord_http *h);
+
+/* Stops listening and closes every connection; h is freed once the last
+ * handle has closed and no render is still running (the loop must keep
+ * running until then). done (may be NULL) is called at that point. */
+void coord_http_stop(coord_http *h, void (*done)(void *arg), void *done_arg);
+
+#endif

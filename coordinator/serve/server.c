@@ -1,0 +1,877 @@
+/*
+ * Server: libuv loop + wire server + catalog lanes; see
+ * coordinator/serve/server.h.
+ *
+ * Design notes.
+ * A lane is a thread with its own catalog connection (libpq: one thread
+ * per connection) and its own reconnect-with-backoff. Lane 0 serves
+ * operators' requests and the maintenance tick, in order; lanes 1..N
+ * (`intake_workers`) apply agents' envelopes from a shared queue. Why
+ * dedicated threads and not uv_queue_work: libuv's pool is shared with
+ * other blocking work and a lane keeps its connection for life. Why
+ * several intake lanes although every envelope appends to the audit chain,
+ * whose appenders serialise on audit_head's row lock: intake appends an
+ * envelope's audit rows in one batch just before it commits, so the lock
+ * is held for two statements and a commit while the rest of the work
+ * (decoding, signature checks, inserts, updates) runs in parallel, and a
+ * single connection spends most of its time waiting for round trips. One
+ * agent's envelopes are never applied out of order: the agent sends the
+ * next only after the reply, and intake locks the agent's row first.
+ *
+ * Hand-off. The handler (loop thread) appends a job to a locked queue and
+ * signals the thread; the thread appends the finished job to a done queue
+ * and wakes the loop with uv_async_send, called under the same lock that
+ * stop takes before closing the async handle, so the thread never pokes a
+ * handle that is closing (the same rule as common/wire/net.c). The request
+ * bytes are not copied: the wire server keeps them valid until the reply is
+ * finished, which only happens on the loop thread after the thread is done
+ * with the job.
+ *
+ * Outage. While the catalog is marked down the thread answers
+ * STATUS_UNAVAILABLE without touching libpq, and retries the connection
+ * when the backoff expires (also when idle, via a timed wait), re-running
+ * coord_catalog_check after each reconnect: a catalog restored from an
+ * older backup must not be written to by a newer schema's code.
+ */
+#include "coordinator/serve/server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uv.h>
+
+#include "common/base/clock.h"
+#include "common/base/log.h"
+#include "common/wire/net.h"
+#include "common/wire/wire.h"
+#include "common/repo/repo.h"
+#include "coordinator/serve/admin.h"
+#include "coordinator/watch/alerts.h"
+#include "coordinator/catalog/audit.h"
+#include "coordinator/serve/http.h"
+#include "coordinator/serve/metrics.h"
+#include "coordinator/watch/notify.h"
+#include "coordinator/catalog/catalog.h"
+#include "coordinator/intake/intake.h"
+#include "coordinator/dr/drcopy.h"
+#include "coordinator/drill/drills.h"
+#include "coordinator/policy/prune.h"
+#include "coordinator/wal/walprune.h"
+#include "coordinator/wal/walwatch.h"
+
+#define BACKOFF_MIN_MS 250
+#define BACKOFF_MAX_MS 10000
+
+/* What a lane does with a job: JOB_AGENT on the intake lanes, the others
+ * on lane 0. */
+typedef enum job_kind {
+	JOB_AGENT, /* an agent's envelope: intake */
+	JOB_ADMIN, /* an operator's envelope: admin commands */
+	JOB_TICK,  /* periodic: policy sync, retention */
+} job_kind;
+
+typedef struct job {
+	struct job *next;
+	job_kind kind;
+	coffer_net_reply *reply;
+	const uint8_t *req;
+	size_t len;
+	char peer[COFFER_NET_PEER_ADDR_MAX];
+	uint8_t *out;
+	size_t out_len;
+} job;
+
+typedef struct server server;
+
+typedef struct lane {
+	server *s;
+	int index; /* 0: admin and ticks; 1..: intake */
+	pthread_t thread;
+	bool started;
+	coord_catalog *cat;
+	coord_intake *intake; /* intake lanes */
+	bool down;
+	int64_t last_failed_ms; /* monotonic: the last failure or failed reconnect */
+	int64_t backoff_ms;
+	int64_t next_retry_ms; /* monotonic */
+} lane;
+
+struct server {
+	uv_loop_t loop;
+	uv_async_t done_async;
+	uv_signal_t sigterm, sigint;
+	coffer_net_server *net;
+	coffer_net_server *admin_net; /* NULL without admin_listen */
+	uv_timer_t tick_timer;
+	bool tick_queued; /* mu: at most one tick waits */
+	bool stopping; /* loop thread */
+	const coord_config *cfg;
+	const coord_audit_key *key;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;        /* lane 0's queue */
+	pthread_cond_t intake_cv; /* the intake lanes' queue */
+	job *todo_head, *todo_tail; /* mu: lane 0 */
+	job *intake_head, *intake_tail; /* mu: intake lanes */
+	job *done_head, *done_tail; /* mu */
+	bool stop;                  /* mu */
+
+	/* /metrics: rendered on libuv's thread pool with its own connection,
+	 * so a scrape never waits behind the request queue. */
+	coord_http *http;
+	pthread_mutex_t metrics_mu;
+	coord_catalog *metrics_cat; /* metrics_mu */
+
+	lane *lanes; /* n_lanes: [0] admin and ticks, then intake */
+	int n_lanes;
+	/* Lanes that know the catalog is down: an outage is logged once, by
+	 * the first lane to find it, not once per connection. */
+	atomic_int lanes_down;
+	/* When a lane last found the catalog back (monotonic ms): a lane still
+	 * waiting out its backoff retries at once rather than answer
+	 * "unavailable" while its neighbours ack. */
+	atomic_llong recovered_ms;
+
+	/* Lane 0 only (after start). */
+	coord_notify *notify;
+	coord_drills *drills;
+	coord_drcopy *drcopy; /* NULL without [repository.primary] */
+	unsigned ticks;
+	coord_alerts_input audit_state;
+	char audit_problem[256];
+	coffer_repo *repo; /* primary, with delete rights, for retention; NULL if none */
+	bool repo_warned;
+	bool policy_synced;
+	coord_catalog *cat; /* lanes[0].cat */
+};
+
+static void
+push(job **head, job **tail, job *j)
+{
+	j->next = NULL;
+	if (*tail != NULL) {
+		(*tail)->next = j;
+	} else {
+		*head = j;
+	}
+	*tail = j;
+}
+
+/* ---- catalog thread ---- */
+
+static void
+mark_down(lane *l, const char *why)
+{
+	if (!l->down) {
+		char q[600];
+		if (atomic_fetch_add(&l->s->lanes_down, 1) == 0)
+			coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s",
+			    l->index, coffer_log_quote(q, sizeof(q), why));
+		l->down = true;
+		l->backoff_ms = BACKOFF_MIN_MS;
+	} else if (l->backoff_ms < BACKOFF_MAX_MS) {
+		l->backoff_ms *= 2;
+		if (l->backoff_ms > BACKOFF_MAX_MS) {
+			l->backoff_ms = BACKOFF_MAX_MS;
+		}
+	}
+	l->last_failed_ms = coffer_clock_monotonic_ms();
+	l->next_retry_ms = l->last_failed_ms + l->backoff_ms;
+}
+
+/* A down lane's turn to try again: its backoff is over, or another lane
+ * found the catalog back since this one last failed. */
+static bool
+retry_due(lane *l)
+{
+	return (l->down && (coffer_clock_monotonic_ms() >= l->next_retry_ms ||
+			       atomic_load(&l->s->recovered_ms) >= l->last_failed_ms));
+}
+
+static void
+try_reconnect(lane *l)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (coord_catalog_reconnect(l->cat, &err) == 0 && coord_catalog_check(l->cat, &err) == 0) {
+		coffer_log_info("catalog reachable again; acking", "lane=%d", l->index);
+		atomic_fetch_sub(&l->s->lanes_down, 1);
+		atomic_store(&l->s->recovered_ms, (long long)coffer_clock_monotonic_ms());
+		l->down = false;
+		return;
+	}
+	mark_down(l, err.msg);
+	/* Once the backoff is at its cap, say why every time (every
+	 * BACKOFF_MAX_MS): a catalog that is up but has the wrong schema
+	 * needs an operator, not patience. */
+	char q[600];
+	coffer_log(l->backoff_ms >= BACKOFF_MAX_MS ? COFFER_LOG_WARN : COFFER_LOG_DEBUG,
+	    "catalog still unreachable", "lane=%d error=%s retry_ms=%lld", l->index,
+	    coffer_log_quote(q, sizeof(q), err.msg), (long long)l->backoff_ms);
+}
+
+/* Conditions are re-evaluated every tick and the alert outbox drained; the
+ * audit chain is walked every tenth tick (it grows with history), and a
+ * broken chain is itself an alert. */
+static void
+run_alerts(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	int64_t now = coffer_clock_now(NULL);
+	if (s->ticks++ % 10 == 0) {
+		coord_audit_result ar;
+		memset(&ar, 0, sizeof(ar));
+		int rc = coord_audit_verify(s->cat, s->key, &ar, &err);
+		if (rc == 0 || rc == COFFER_ECORRUPT) {
+			s->audit_state.audit_chain_broken = !ar.intact;
+			snprintf(s->audit_problem, sizeof(s->audit_problem), "%s", ar.problem);
+			s->audit_state.audit_problem = s->audit_problem;
+			if (!ar.intact)
+				coffer_log_error("audit chain broken", "chain_seq=%lld problem=\"%s\"",
+				    (long long)ar.bad_seq, ar.problem);
+		}
+		coffer_err_clear(&err);
+	}
+	/* Rows cut from the chain's end verify as a shorter chain: the DR
+	 * copier's check of the heads it exported is what catches them. */
+	char dr_problem[256];
+	if (s->drcopy != NULL &&
+	    coord_drcopy_audit_problem(s->drcopy, dr_problem, sizeof(dr_problem))) {
+		s->audit_state.audit_chain_broken = true;
+		snprintf(s->audit_problem, sizeof(s->audit_problem), "%s", dr_problem);
+		s->audit_state.audit_problem = s->audit_problem;
+	}
+	coord_alerts_stats ast;
+	memset(&ast, 0, sizeof(ast));
+	if (coord_alerts_evaluate(s->cat, s->key, s->cfg, &s->audit_state, now, &ast, &err) != 0) {
+		char q[600];
+		coffer_log_error("alert evaluation failed", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_err_clear(&err);
+	} else if (ast.triggered || ast.resolved) {
+		coffer_log_info("alerts", "triggered=%d resolved=%d open=%d", ast.triggered,
+		    ast.resolved, ast.open);
+	}
+	if (s->notify != NULL) {
+		coord_notify_stats nst;
+		memset(&nst, 0, sizeof(nst));
+		if (coord_notify_deliver_due(s->notify, s->cat, now, &nst, &err) != 0) {
+			char q[600];
+			coffer_log_error("alert delivery failed", "error=%s",
+			    coffer_log_quote(q, sizeof(q), err.msg));
+		}
+	}
+}
+
+/* Before the alerts: a drill failure or a clean sweep found here is
+ * delivered by the same tick's notify pass. */
+static void
+run_drills(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_drills_stats st;
+	if (coord_drills_tick(s->drills, s->cat, s->key, coffer_clock_now(NULL), &st, &err) != 0)
+		return; /* logged by the drills module, per service */
+	if (st.started || st.objects || st.triggered || st.resolved)
+		coffer_log_info("drills", "started=%d not_started=%d objects_checked=%d corrupt=%d "
+		    "triggered=%d resolved=%d changes=%d", st.started, st.not_started, st.objects,
+		    st.corrupt, st.triggered, st.resolved, st.changes);
+}
+
+/* Before the alerts, like the drills: a WAL alert raised here is
+ * delivered by the same tick's notify pass. */
+static void
+run_walwatch(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_walwatch_stats st;
+	if (coord_walwatch_tick(s->cat, s->key, s->cfg, coffer_clock_now(NULL), &st, &err) != 0)
+		return; /* logged per service */
+	if (st.changed)
+		coffer_log_info("wal watch", "services=%d gaps=%d failing=%d lagging=%d changes=%d",
+		    st.services, st.gaps, st.failing, st.lagging, st.changed);
+}
+
+/* Before the alerts: a copy failure found here pages in the same tick. */
+static void
+run_drcopy(server *s)
+{
+	if (s->drcopy == NULL)
+		return;
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_drcopy_stats st;
+	if (coord_drcopy_tick(s->drcopy, s->cat, coffer_clock_now(NULL), &st, &err) != 0)
+		return; /* logged per service */
+	if (st.planned || st.triggered || st.resolved)
+		coffer_log_info("dr copy", "planned=%d triggered=%d resolved=%d", st.planned,
+		    st.triggered, st.resolved);
+}
+
+static void
+serve_tick(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	/* Every policy load is audited before anything is decided under it. */
+	if (coord_policy_sync(s->cat, s->key, "coordinator", s->cfg, &err) != 0) {
+		char q[600];
+		coffer_log_error("policy sync failed", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+		return;
+	}
+	if (!s->policy_synced) {
+		coffer_log_info("policy loaded", "services=%zu", s->cfg->n_services);
+		s->policy_synced = true;
+	}
+	run_drills(s);
+	run_walwatch(s);
+	run_drcopy(s);
+	if (s->repo == NULL) {
+		run_alerts(s);
+		if (!s->repo_warned) {
+			coffer_log_warn("retention not running: no [repository.primary]", NULL);
+			s->repo_warned = true;
+		}
+		return;
+	}
+	run_alerts(s);
+	coord_prune_stats st;
+	memset(&st, 0, sizeof(st));
+	if (coord_retention_pass(s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &st,
+		&err) != 0) {
+		char q[600];
+		coffer_log_error("retention pass failed", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+		return;
+	}
+	if (st.marked || st.cancelled || st.deleted || st.gone || st.failed)
+		coffer_log_info("retention pass", "marked=%llu cancelled=%llu deleted=%llu gone=%llu "
+		    "failed=%llu", (unsigned long long)st.marked, (unsigned long long)st.cancelled,
+		    (unsigned long long)st.deleted, (unsigned long long)st.gone,
+		    (unsigned long long)st.failed);
+	/* After the backups' pass: a backup it deleted no longer holds WAL. */
+	coord_walprune_stats wst;
+	if (coord_walprune_pass(s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &wst,
+		&err) != 0)
+		return; /* logged per service */
+}
+
+static void
+serve_job(lane *l, job *j)
+{
+	server *s = l->s;
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (retry_due(l)) {
+		try_reconnect(l);
+	}
+	if (j->kind == JOB_TICK) {
+		if (!l->down)
+			serve_tick(s);
+		return;
+	}
+	if (j->kind == JOB_ADMIN) {
+		/* While the catalog is down the admin handler's own queries fail
+		 * and it answers with that error: operators see why. */
+		if (coord_admin_handle(l->cat, s->cfg, s->key, j->req, j->len, &j->out,
+			&j->out_len) != 0)
+			j->out = NULL;
+		if (!coord_catalog_ok(l->cat))
+			mark_down(l, "the connection was lost");
+		return;
+	}
+	if (l->down) {
+		if (coord_intake_reply_status(l->intake, j->req, j->len,
+			COFFER__V1__STATUS__STATUS_UNAVAILABLE,
+			"the catalog is unreachable; keep the events and retry later", &j->out,
+			&j->out_len, &err) != 0) {
+			j->out = NULL;
+		}
+		return;
+	}
+	coord_intake_result res;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (coord_intake_handle(l->intake, j->req, j->len, j->peer, &j->out, &j->out_len,
+			&res, &err) != 0) {
+			char q[600];
+			coffer_log_error("cannot build a reply", "error=%s",
+			    coffer_log_quote(q, sizeof(q), err.msg));
+			j->out = NULL;
+		}
+		if (coord_catalog_ok(l->cat)) {
+			break;
+		}
+		mark_down(l, res.cause[0] != '\0' ? res.cause : "the connection was lost");
+		/* A catalog restarted while we were idle: only the first
+		 * statement finds the old connection dead. Nothing of the
+		 * request was applied (its transaction died with the
+		 * connection), so one immediate reconnect and a second try
+		 * spare the agent a retry. */
+		if (attempt == 0) {
+			try_reconnect(l);
+		}
+		if (l->down) {
+			break;
+		}
+		free(j->out);
+		j->out = NULL;
+	}
+	char agent[160];
+	coffer_log_quote(agent, sizeof(agent), res.agent[0] != '\0' ? res.agent : "-");
+	if (res.status == COFFER__V1__STATUS__STATUS_OK) {
+		coffer_log_debug("request applied",
+		    "agent=%s seq=%llu applied=%u resent=%u rejected=%u acked=%llu", agent,
+		    (unsigned long long)res.envelope_seq, res.applied, res.resent, res.rejected,
+		    (unsigned long long)res.acked_event_seq);
+	} else if (res.status != COFFER__V1__STATUS__STATUS_UNAVAILABLE) {
+		char q[300];
+		coffer_log_warn("request refused", "agent=%s seq=%llu reason=%s peer=%s error=%s",
+		    agent, (unsigned long long)res.envelope_seq,
+		    coord_intake_reason(res.status), j->peer[0] != '\0' ? j->peer : "-",
+		    coffer_log_quote(q, sizeof(q), res.error));
+	}
+}
+
+/* Takes the next job of lane l's queue, or NULL. Called with s->mu held. */
+static job *
+take_job(server *s, lane *l)
+{
+	job **head = l->index == 0 ? &s->todo_head : &s->intake_head;
+	job **tail = l->index == 0 ? &s->todo_tail : &s->intake_tail;
+	job *j = *head;
+	if (j != NULL) {
+		*head = j->next;
+		if (*head == NULL) {
+			*tail = NULL;
+		}
+	}
+	return (j);
+}
+
+static void *
+lane_thread(void *arg)
+{
+	lane *l = arg;
+	server *s = l->s;
+	pthread_cond_t *cv = l->index == 0 ? &s->cv : &s->intake_cv;
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop) {
+		job *j = take_job(s, l);
+		if (j == NULL) {
+			if (l->down) {
+				int64_t wait = l->next_retry_ms - coffer_clock_monotonic_ms();
+				if (wait <= 0 || retry_due(l)) {
+					pthread_mutex_unlock(&s->mu);
+					try_reconnect(l);
+					pthread_mutex_lock(&s->mu);
+					continue;
+				}
+				struct timespec ts;
+				clock_gettime(CLOCK_MONOTONIC, &ts);
+				ts.tv_sec += wait / 1000;
+				ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+				if (ts.tv_nsec >= 1000000000L) {
+					ts.tv_sec++;
+					ts.tv_nsec -= 1000000000L;
+				}
+				pthread_cond_timedwait(cv, &s->mu, &ts);
+			} else {
+				pthread_cond_wait(cv, &s->mu);
+			}
+			continue;
+		}
+		pthread_mutex_unlock(&s->mu);
+		serve_job(l, j);
+		pthread_mutex_lock(&s->mu);
+		if (j->kind == JOB_TICK)
+			s->tick_queued = false;
+		push(&s->done_head, &s->done_tail, j);
+		if (!s->stop) {
+			uv_async_send(&s->done_async);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return (NULL);
+}
+
+/* ---- loop thread ---- */
+
+static void
+on_done(uv_async_t *h)
+{
+	server *s = h->data;
+	pthread_mutex_lock(&s->mu);
+	job *j = s->done_head;
+	s->done_head = s->done_tail = NULL;
+	pthread_mutex_unlock(&s->mu);
+	while (j != NULL) {
+		job *next = j->next;
+		if (j->kind == JOB_TICK) {
+			free(j);
+			j = next;
+			continue;
+		}
+		if (j->out != NULL) {
+			coffer_err err;
+			if (coffer_net_reply_send(j->reply, j->out, j->out_len, &err) != 0 &&
+			    err.code != COFFER_ECANCELED) {
+				char q[600];
+				coffer_log_warn("reply not sent", "error=%s",
+				    coffer_log_quote(q, sizeof(q), err.msg));
+			}
+		} else {
+			coffer_net_reply_drop(j->reply);
+		}
+		free(j->out);
+		free(j);
+		j = next;
+	}
+}
+
+static void
+enqueue(server *s, job_kind kind, coffer_net_reply *reply, const uint8_t *req, size_t len,
+    const coffer_net_peer *peer)
+{
+	job *j = s->stopping ? NULL : calloc(1, sizeof(*j));
+	if (j == NULL) {
+		coffer_net_reply_drop(reply);
+		return;
+	}
+	j->kind = kind;
+	j->reply = reply;
+	j->req = req;
+	j->len = len;
+	snprintf(j->peer, sizeof(j->peer), "%s", peer->addr);
+	pthread_mutex_lock(&s->mu);
+	if (kind == JOB_AGENT) {
+		push(&s->intake_head, &s->intake_tail, j);
+		pthread_cond_signal(&s->intake_cv);
+	} else {
+		push(&s->todo_head, &s->todo_tail, j);
+		pthread_cond_signal(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
+    const coffer_net_peer *peer)
+{
+	enqueue(arg, JOB_AGENT, reply, req, len, peer);
+}
+
+static void
+on_admin_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
+    const coffer_net_peer *peer)
+{
+	enqueue(arg, JOB_ADMIN, reply, req, len, peer);
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+	server *s = t->data;
+	if (s->stopping)
+		return;
+	job *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return;
+	j->kind = JOB_TICK;
+	pthread_mutex_lock(&s->mu);
+	/* A slow pass is not stacked up behind itself. */
+	if (s->tick_queued) {
+		pthread_mutex_unlock(&s->mu);
+		free(j);
+		return;
+	}
+	s->tick_queued = true;
+	push(&s->todo_head, &s->todo_tail, j);
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+drop_all(job *j)
+{
+	while (j != NULL) {
+		job *next = j->next;
+		if (j->reply != NULL)
+			coffer_net_reply_drop(j->reply);
+		free(j->out);
+		free(j);
+		j = next;
+	}
+}
+
+static void
+shutdown_server(server *s, const char *why)
+{
+	if (s->stopping) {
+		return;
+	}
+	s->stopping = true;
+	coffer_log_info("coordinator stopping", "why=%s", why);
+	uv_timer_stop(&s->tick_timer);
+	uv_close((uv_handle_t *)&s->tick_timer, NULL);
+	coffer_net_server_stop(s->net);
+	if (s->admin_net != NULL)
+		coffer_net_server_stop(s->admin_net);
+	if (s->http != NULL) {
+		coord_http_stop(s->http, NULL, NULL);
+		s->http = NULL;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_cond_broadcast(&s->intake_cv);
+	pthread_mutex_unlock(&s->mu);
+	/* Waits for at most the request in hand on each lane (bounded by
+	 * libpq's own timeouts); the loop has nothing else left to serve. */
+	for (int i = 0; i < s->n_lanes; i++) {
+		if (s->lanes[i].started) {
+			pthread_join(s->lanes[i].thread, NULL);
+			s->lanes[i].started = false;
+		}
+	}
+	drop_all(s->todo_head);
+	drop_all(s->intake_head);
+	drop_all(s->done_head);
+	s->todo_head = s->todo_tail = s->done_head = s->done_tail = NULL;
+	s->intake_head = s->intake_tail = NULL;
+	uv_close((uv_handle_t *)&s->done_async, NULL);
+	/* The signal handles stay installed, only unref'd, until the loop has
+	 * drained: timeout(1) may deliver SIGTERM twice, and a second one must
+	 * not meet the default action. */
+	uv_unref((uv_handle_t *)&s->sigterm);
+	uv_unref((uv_handle_t *)&s->sigint);
+}
+
+static void
+on_signal(uv_signal_t *h, int signum)
+{
+	shutdown_server(h->data, signum == SIGTERM ? "sigterm" : "sigint");
+}
+
+static int
+render_metrics(void *arg, char **text, size_t *len)
+{
+	server *s = arg;
+	coffer_err err;
+	coffer_err_clear(&err);
+	pthread_mutex_lock(&s->metrics_mu);
+	if (s->metrics_cat == NULL)
+		s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
+	else if (!coord_catalog_ok(s->metrics_cat))
+		(void)coord_catalog_reconnect(s->metrics_cat, &err);
+	int rc = s->metrics_cat != NULL ?
+	    coord_metrics_render(s->metrics_cat, s->cfg, coffer_clock_now(NULL), text, len, &err) :
+	    err.code;
+	pthread_mutex_unlock(&s->metrics_mu);
+	if (rc != 0) {
+		char q[600];
+		coffer_log_warn("metrics not rendered", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+	}
+	return rc;
+}
+
+/* The coordinator's handle on the primary repository has the delete
+ * capability the agents' handles lack: retention is its job alone. */
+static int
+open_primary(const coord_config *cfg, coffer_repo **out, coffer_err *err)
+{
+	coffer_repo_config rc;
+	if (coord_config_repo(cfg, "primary", &rc, err) != 0)
+		return (err->code);
+	if (coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, out,
+		err) != 0)
+		return coffer_err_wrap(err, "[repository.primary]");
+	return 0;
+}
+
+/* Lane 0 and cfg->intake_workers intake lanes, each connected and its
+ * catalog checked: a coordinator that cannot use every connection it will
+ * need does not start. */
+static int
+open_lanes(server *s, const coord_config *cfg, const coord_audit_key *key, coffer_err *err)
+{
+	int n = 1 + (cfg->intake_workers > 0 ? cfg->intake_workers : 1);
+	s->lanes = calloc((size_t)n, sizeof(*s->lanes));
+	if (s->lanes == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the coordinator"));
+	}
+	for (int i = 0; i < n; i++) {
+		lane *l = &s->lanes[i];
+		l->s = s;
+		l->index = i;
+		s->n_lanes = i + 1;
+		int rv;
+		if ((l->cat = coord_catalog_open(cfg->catalog, err)) == NULL)
+			return (err->code);
+		if ((rv = coord_catalog_check(l->cat, err)) != 0)
+			return (rv);
+		if (i > 0 &&
+		    (rv = coord_intake_new(l->cat, key, COFFER_WIRE_MAX_MSG, &l->intake, err)) != 0)
+			return (rv);
+	}
+	s->cat = s->lanes[0].cat;
+	return (0);
+}
+
+static void
+close_lanes(server *s)
+{
+	for (int i = 0; i < s->n_lanes; i++) {
+		coord_intake_free(s->lanes[i].intake);
+		coord_catalog_close(s->lanes[i].cat);
+	}
+	free(s->lanes);
+	s->lanes = NULL;
+	s->n_lanes = 0;
+	s->cat = NULL;
+}
+
+int
+coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err *err)
+{
+	server *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the coordinator"));
+	}
+	int rv;
+	if ((rv = open_lanes(s, cfg, key, err)) != 0) {
+		close_lanes(s);
+		free(s);
+		return (rv);
+	}
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->metrics_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_cond_init(&s->intake_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	uv_loop_init(&s->loop);
+
+	coffer_net_server_config ncfg = {
+		.url = cfg->listen,
+		.tls = {
+		    .ca = coffer_config_str(cfg->ini, "tls", "ca"),
+		    .cert = coffer_config_str(cfg->ini, "tls", "cert"),
+		    .key = coffer_config_str(cfg->ini, "tls", "key"),
+		},
+		.insecure = cfg->insecure,
+		.max_msg = COFFER_WIRE_MAX_MSG,
+	};
+	s->cfg = cfg;
+	s->key = key;
+	/* Everything that can fail on bad configuration first, the listeners
+	 * last, so a failed start has only the listeners to undo. */
+	if (coffer_config_has_section(cfg->ini, "repository.primary"))
+		rv = open_primary(cfg, &s->repo, err);
+	else
+		rv = 0;
+	if (rv == 0) {
+		s->notify = coord_notify_new(cfg, key, err);
+		if (s->notify == NULL)
+			rv = err->code;
+	}
+	if (rv == 0 && (rv = coord_drcopy_new(cfg, key, &s->drcopy, err)) == 0 &&
+	    s->drcopy != NULL)
+		rv = coord_drcopy_background(s->drcopy, err);
+	if (rv == 0)
+		rv = coord_drills_new(cfg, &s->drills, err);
+	if (rv == 0)
+		rv = coord_drills_background(s->drills, key, err);
+	if (rv == 0)
+		rv = coffer_net_server_start(&s->loop, &ncfg, on_request, s, &s->net, err);
+	if (rv == 0 && cfg->admin_listen != NULL) {
+		coffer_net_server_config acfg = ncfg;
+		acfg.url = cfg->admin_listen;
+		rv = coffer_net_server_start(&s->loop, &acfg, on_admin_request, s, &s->admin_net, err);
+		if (rv != 0)
+			coffer_err_wrap(err, "admin_listen");
+	}
+	if (rv == 0 && cfg->metrics_listen != NULL) {
+		s->http = coord_http_start(&s->loop, cfg->metrics_listen, render_metrics, s, err);
+		if (s->http == NULL) {
+			rv = err->code;
+			coffer_err_wrap(err, "metrics_listen");
+		} else {
+			coffer_log_info("metrics listening", "addr=%s port=%d", cfg->metrics_listen,
+			    coord_http_port(s->http));
+		}
+	}
+	if (rv != 0) {
+		if (s->admin_net != NULL)
+			coffer_net_server_stop(s->admin_net);
+		if (s->net != NULL)
+			coffer_net_server_stop(s->net);
+	}
+	if (rv == 0) {
+		uv_timer_init(&s->loop, &s->tick_timer);
+		s->tick_timer.data = s;
+		/* The first pass runs at once: policy changes are audited at start. */
+		uv_timer_start(&s->tick_timer, on_tick, 0, (uint64_t)cfg->maintenance_interval_ms);
+		uv_async_init(&s->loop, &s->done_async, on_done);
+		s->done_async.data = s;
+		uv_signal_init(&s->loop, &s->sigterm);
+		uv_signal_init(&s->loop, &s->sigint);
+		s->sigterm.data = s->sigint.data = s;
+		uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+		uv_signal_start(&s->sigint, on_signal, SIGINT);
+		int prv = 0;
+		for (int i = 0; i < s->n_lanes && prv == 0; i++) {
+			prv = pthread_create(&s->lanes[i].thread, NULL, lane_thread, &s->lanes[i]);
+			s->lanes[i].started = prv == 0;
+		}
+		if (prv != 0) {
+			rv = coffer_err_set(err, COFFER_ENOMEM, "cannot start a catalog thread: %s",
+			    strerror(prv));
+			shutdown_server(s, "startup failed");
+		} else {
+			coffer_log_info("coordinator listening", "url=%s port=%d intake_workers=%d",
+			    cfg->listen, coffer_net_server_port(s->net), s->n_lanes - 1);
+			if (s->admin_net != NULL)
+				coffer_log_info("admin endpoint listening", "url=%s port=%d",
+				    cfg->admin_listen, coffer_net_server_port(s->admin_net));
+		}
+	}
+	/* Runs until shutdown_server; on a failed start it only lets the wire
+	 * server's close callbacks finish. */
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	if (rv == 0 || s->stopping) {
+		uv_close((uv_handle_t *)&s->sigterm, NULL);
+		uv_close((uv_handle_t *)&s->sigint, NULL);
+		uv_run(&s->loop, UV_RUN_DEFAULT);
+	}
+	if (uv_loop_close(&s->loop) != 0) {
+		coffer_log_warn("loop closed with handles still open", NULL);
+	}
+	coord_notify_free(s->notify);
+	coord_drills_free(s->drills);
+	coord_drcopy_free(s->drcopy);
+	coord_catalog_close(s->metrics_cat);
+	pthread_mutex_destroy(&s->metrics_mu);
+	coffer_repo_close(s->repo);
+	close_lanes(s);
+	pthread_cond_destroy(&s->cv);
+	pthread_cond_destroy(&s->intake_cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	if (rv == 0) {
+		coffer_log_info("coordinator stopped", NULL);
+	}
+	return (rv);
+}

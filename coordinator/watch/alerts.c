@@ -1,0 +1,807 @@
+/*
+ * Alerts: conditions, their state in the catalog, and the alert outbox.
+ * See coordinator/watch/alerts.h for what it promises.
+ *
+ * Design notes.
+ * The state machine is one row per dedup_key in `alerts`, read FOR UPDATE
+ * and changed only on a transition, so a condition that stays true across
+ * a hundred evaluations (or a coordinator restart) pages once. Evaluators
+ * take one advisory transaction lock per transaction: without it, two
+ * coordinators could both see "resolved" for a key that has no row yet
+ * (FOR UPDATE locks nothing that does not exist) and both enqueue a
+ * trigger.
+ *
+ * Each service is evaluated in its own transaction, so a service whose
+ * schedule no longer parses, or whose rows trip a bug, cannot keep the
+ * others from paging. Every check reads the catalog with the injected time
+ * as a parameter and never calls now(), so tests drive time and a
+ * coordinator whose catalog clock drifts still agrees with itself.
+ *
+ * The outbox payload is the PagerDuty body without routing_key: the key is
+ * a credential and is added by the sender from the configuration, which is
+ * also what lets an operator rotate it without rewriting queued rows.
+ *
+ * Memory: the size check reads at most [alerts] size_history + 1 rows; the
+ * change events at most CHANGE_BATCH rows per service per evaluation (the
+ * next evaluation continues from the mark); nothing grows with the catalog.
+ */
+#include "coordinator/watch/alerts.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "common/base/clock.h"
+#include "common/conf/cron.h"
+#include "common/base/log.h"
+#include "common/conf/tz.h"
+
+#define SUMMARY_MAX 1024
+#define COORD_ACTOR "coordinator"
+#define GLOBAL_SERVICE "_coordinator"
+
+/* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
+static void
+utf8_cut(char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n <= max) {
+		return;
+	}
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
+		n--;
+	}
+	s[n] = '\0';
+}
+
+static const char *
+owner_of(const coord_config *cfg, const char *service)
+{
+	const coord_service_policy *p = service != NULL ? coord_config_service(cfg, service) : NULL;
+	return (p != NULL && p->owner != NULL ? p->owner : "platform");
+}
+
+/* Appends one outbox row; payload is consumed. */
+static int
+enqueue(coord_catalog *cat, const char *dedup_key, const char *action, const char *target,
+    const char *service, cJSON *payload, const char *now_ms_text, coffer_err *err)
+{
+	char *text = cJSON_PrintUnformatted(payload);
+	cJSON_Delete(payload);
+	if (text == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "building an alert payload: out of memory"));
+	}
+	const char *vals[] = { dedup_key, action, target, text, service, now_ms_text };
+	int rv = coord_catalog_adhoc_exec(cat, "queueing an alert",
+	    "INSERT INTO alert_outbox (dedup_key, action, target, payload, service, created_at, "
+	    "next_attempt_at) VALUES ($1, $2, $3, $4::jsonb, $5, "
+	    "to_timestamp($6::bigint / 1000.0), to_timestamp($6::bigint / 1000.0))",
+	    6, vals, err);
+	free(text);
+	return (rv);
+}
+
+static cJSON *
+details_parse(const char *details_json)
+{
+	cJSON *d = details_json != NULL ? cJSON_Parse(details_json) : NULL;
+	if (d == NULL || !cJSON_IsObject(d)) {
+		cJSON_Delete(d);
+		d = cJSON_CreateObject();
+	}
+	return (d);
+}
+
+/* The PagerDuty body (without routing_key) for a trigger or resolve. */
+static cJSON *
+pd_event(const coord_config *cfg, const char *dedup_key, const char *service, const char *check,
+    bool trigger, const char *severity, const char *summary, const char *details_json,
+    int64_t now_ms)
+{
+	char ts[40];
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event_action", trigger ? "trigger" : "resolve");
+	cJSON_AddStringToObject(o, "dedup_key", dedup_key);
+	cJSON_AddStringToObject(o, "client", "coffer");
+	if (trigger) {
+		cJSON *p = cJSON_AddObjectToObject(o, "payload");
+		cJSON_AddStringToObject(p, "summary", summary);
+		cJSON_AddStringToObject(p, "source", "coffer-coordinator");
+		cJSON_AddStringToObject(p, "severity", severity);
+		cJSON_AddStringToObject(p, "timestamp", coffer_time_format(ts, sizeof(ts), now_ms));
+		cJSON_AddStringToObject(p, "component", service != NULL ? service : "coordinator");
+		cJSON_AddStringToObject(p, "group", owner_of(cfg, service));
+		cJSON_AddStringToObject(p, "class", check);
+		cJSON_AddItemToObject(p, "custom_details", details_parse(details_json));
+	}
+	return (o);
+}
+
+static cJSON *
+webhook_event(const char *dedup_key, const char *service, const char *check, const char *event,
+    const char *severity, const char *summary, int64_t now_ms)
+{
+	char ts[40];
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "event", event);
+	cJSON_AddStringToObject(o, "dedup_key", dedup_key);
+	if (service != NULL) {
+		cJSON_AddStringToObject(o, "service", service);
+	} else {
+		cJSON_AddNullToObject(o, "service");
+	}
+	cJSON_AddStringToObject(o, "check", check);
+	cJSON_AddStringToObject(o, "severity", severity);
+	cJSON_AddStringToObject(o, "summary", summary);
+	cJSON_AddStringToObject(o, "at", coffer_time_format(ts, sizeof(ts), now_ms));
+	cJSON_AddStringToObject(o, "text", summary);
+	return (o);
+}
+
+static bool
+webhook_on(const coord_config *cfg)
+{
+	const char *w = coffer_config_str(cfg->ini, "alerts", "webhook_url");
+	return (w != NULL && w[0] != '\0');
+}
+
+/* One condition's transition, inside the caller's transaction (which holds
+ * COORD_ALERTS_LOCK). */
+static int
+set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const char *service, const char *check, bool active, const char *severity,
+    const char *summary_in, const char *details_json, int64_t now_ms, bool *changed,
+    coffer_err *err)
+{
+	char dedup[300], now_text[32], summary[SUMMARY_MAX + 1];
+	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", service != NULL ? service : GLOBAL_SERVICE,
+	    check);
+	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
+	snprintf(summary, sizeof(summary), "%s", summary_in != NULL && summary_in[0] != '\0' ?
+		summary_in : dedup);
+	utf8_cut(summary, SUMMARY_MAX);
+	if (changed != NULL) {
+		*changed = false;
+	}
+	int rv;
+	const char *v1[] = { dedup };
+	PGresult *res = coord_catalog_adhoc(cat, "reading an alert's state",
+	    "SELECT state FROM alerts WHERE dedup_key = $1 FOR UPDATE", 1, v1, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool was = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "triggered") == 0;
+	PQclear(res);
+	if (was == active) {
+		return (0);
+	}
+	cJSON *d = details_parse(details_json);
+	char *dtext = cJSON_PrintUnformatted(d);
+	cJSON_Delete(d);
+	if (dtext == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "building alert details: out of memory"));
+	}
+	if (active) {
+		const char *v[] = { dedup, service, check, severity, summary, dtext, now_text };
+		rv = coord_catalog_adhoc_exec(cat, "recording a triggered alert",
+		    "INSERT INTO alerts (dedup_key, service, check_name, state, severity, summary, "
+		    "details, first_triggered_at, last_changed_at, resolved_at) VALUES ($1, $2, $3, "
+		    "'triggered', $4, $5, $6::jsonb, to_timestamp($7::bigint / 1000.0), "
+		    "to_timestamp($7::bigint / 1000.0), NULL) ON CONFLICT (dedup_key) DO UPDATE SET "
+		    "state = 'triggered', severity = EXCLUDED.severity, summary = EXCLUDED.summary, "
+		    "details = EXCLUDED.details, first_triggered_at = EXCLUDED.first_triggered_at, "
+		    "last_changed_at = EXCLUDED.last_changed_at, resolved_at = NULL",
+		    7, v, err);
+	} else {
+		const char *v[] = { dedup, now_text };
+		rv = coord_catalog_adhoc_exec(cat, "recording a resolved alert",
+		    "UPDATE alerts SET state = 'resolved', last_changed_at = "
+		    "to_timestamp($2::bigint / 1000.0), resolved_at = to_timestamp($2::bigint / 1000.0) "
+		    "WHERE dedup_key = $1",
+		    2, v, err);
+	}
+	if (rv == 0) {
+		rv = enqueue(cat, dedup, active ? "trigger" : "resolve", "pagerduty", service,
+		    pd_event(cfg, dedup, service, check, active, severity, summary, dtext, now_ms),
+		    now_text, err);
+	}
+	if (rv == 0 && webhook_on(cfg)) {
+		rv = enqueue(cat, dedup, active ? "trigger" : "resolve", "webhook", service,
+		    webhook_event(dedup, service, check, active ? "triggered" : "resolved", severity,
+			summary, now_ms),
+		    now_text, err);
+	}
+	if (rv == 0) {
+		cJSON *a = cJSON_CreateObject();
+		cJSON_AddStringToObject(a, "dedup_key", dedup);
+		cJSON_AddStringToObject(a, "check", check);
+		cJSON_AddStringToObject(a, "severity", severity);
+		cJSON_AddStringToObject(a, "summary", summary);
+		cJSON_AddItemToObject(a, "details", details_parse(dtext));
+		char *atext = cJSON_PrintUnformatted(a);
+		cJSON_Delete(a);
+		rv = atext == NULL ?
+		    coffer_err_set(err, COFFER_ENOMEM, "building an audit row: out of memory") :
+		    coord_audit_append(cat, key, COORD_ACTOR,
+			active ? "alert.triggered" : "alert.resolved",
+			service != NULL ? service : GLOBAL_SERVICE, atext, NULL, err);
+		free(atext);
+	}
+	free(dtext);
+	if (rv == 0) {
+		if (changed != NULL) {
+			*changed = true;
+		}
+		coffer_log(active ? COFFER_LOG_WARN : COFFER_LOG_INFO,
+		    active ? "alert triggered" : "alert resolved", "dedup_key=%s", dedup);
+	}
+	return (rv);
+}
+
+static int
+lock_tx(coord_catalog *cat, coffer_err *err)
+{
+	char k[32];
+	snprintf(k, sizeof(k), "%lld", (long long)COORD_ALERTS_LOCK);
+	const char *v[] = { k };
+	return (coord_catalog_adhoc_exec(cat, "taking the alerts lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, v,
+	    err));
+}
+
+int
+coord_alerts_set(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const char *service, const char *check, bool active, const char *severity,
+    const char *summary, const char *details_json, int64_t now_ms, bool *changed,
+    coffer_err *err)
+{
+	int rv = coord_catalog_begin(cat, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	rv = lock_tx(cat, err);
+	if (rv == 0) {
+		rv = set_tx(cat, key, cfg, service, check, active, severity, summary, details_json,
+		    now_ms, changed, err);
+	}
+	if (rv == 0) {
+		return (coord_catalog_commit(cat, err));
+	}
+	coord_catalog_rollback(cat);
+	if (changed != NULL) {
+		*changed = false;
+	}
+	return (rv);
+}
+
+int
+coord_alerts_change(coord_catalog *cat, const coord_config *cfg, const char *service,
+    const char *kind, const char *summary_in, cJSON *details, int64_t at_ms, int64_t now_ms,
+    coffer_err *err)
+{
+	(void)cfg; /* the routing key is added at send time */
+	char dedup[300], summary[SUMMARY_MAX + 1], ts[40], now_text[32];
+	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", service != NULL ? service : GLOBAL_SERVICE,
+	    kind);
+	snprintf(summary, sizeof(summary), "%s", summary_in != NULL ? summary_in : dedup);
+	utf8_cut(summary, SUMMARY_MAX);
+	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
+	cJSON *o = cJSON_CreateObject();
+	cJSON *p = cJSON_AddObjectToObject(o, "payload");
+	cJSON_AddStringToObject(p, "summary", summary);
+	cJSON_AddStringToObject(p, "source", "coffer-coordinator");
+	cJSON_AddStringToObject(p, "timestamp", coffer_time_format(ts, sizeof(ts), at_ms));
+	cJSON_AddItemToObject(p, "custom_details", details != NULL ? details : cJSON_CreateObject());
+	return (enqueue(cat, dedup, "change", "pagerduty", service, o, now_text, err));
+}
+
+/* ---- the checks ---- */
+
+typedef struct svc_ctx {
+	coord_catalog *cat;
+	const coord_audit_key *key;
+	const coord_config *cfg;
+	const coord_service_policy *p;
+	int64_t now_ms;
+	char now_text[32];
+	coord_alerts_stats *st;
+} svc_ctx;
+
+static int
+apply(svc_ctx *c, const char *check, bool active, const char *severity, const char *summary,
+    cJSON *details, coffer_err *err)
+{
+	char *dtext = details != NULL ? cJSON_PrintUnformatted(details) : NULL;
+	cJSON_Delete(details);
+	bool changed = false;
+	int rv = set_tx(c->cat, c->key, c->cfg, c->p->name, check, active, severity, summary, dtext,
+	    c->now_ms, &changed, err);
+	free(dtext);
+	if (rv == 0 && changed) {
+		if (active) {
+			c->st->triggered++;
+		} else {
+			c->st->resolved++;
+		}
+	}
+	return (rv);
+}
+
+static int
+check_failed(svc_ctx *c, coffer_err *err)
+{
+	int rv;
+	const char *v[] = { c->p->name, c->now_text };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the latest backup",
+	    "SELECT id, status, COALESCE(failure_reason, '') FROM backups WHERE service = $1 "
+	    "AND status IN ('completed', 'failed') AND finished_at IS NOT NULL "
+	    "AND finished_at <= to_timestamp($2::bigint / 1000.0) "
+	    "ORDER BY finished_at DESC, started_at DESC LIMIT 1",
+	    2, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool active = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "failed") == 0;
+	char summary[SUMMARY_MAX + 1] = "";
+	cJSON *d = cJSON_CreateObject();
+	if (active) {
+		snprintf(summary, sizeof(summary), "%s: backup %s failed: %s", c->p->name,
+		    PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2));
+		cJSON_AddStringToObject(d, "backup_id", PQgetvalue(res, 0, 0));
+		cJSON_AddStringToObject(d, "failure_reason", PQgetvalue(res, 0, 2));
+	}
+	PQclear(res);
+	return (apply(c, COORD_ALERT_BACKUP_FAILED, active, "error", summary, d, err));
+}
+
+static int
+check_missed(svc_ctx *c, coffer_err *err)
+{
+	int64_t window = coffer_config_duration_ms(c->cfg->ini, "alerts", "completion_window");
+	coffer_cron *cron = coffer_cron_parse(c->p->schedule, err);
+	if (cron == NULL) {
+		return (coffer_err_wrap(err, "service %s: schedule", c->p->name));
+	}
+	coffer_tz *tz = coffer_tz_load(c->p->timezone != NULL ? c->p->timezone : "UTC", err);
+	if (tz == NULL) {
+		coffer_cron_free(cron);
+		return (coffer_err_wrap(err, "service %s: timezone", c->p->name));
+	}
+	int64_t at_s = (c->now_ms - window) / 1000, slot_s = 0;
+	int rv = coffer_cron_prev(cron, tz, at_s, &slot_s, err);
+	coffer_cron_free(cron);
+	coffer_tz_free(tz);
+	if (rv == COFFER_ENOENT) {
+		/* No slot within the horizon: nothing can have been missed. */
+		coffer_err_clear(err);
+		return (apply(c, COORD_ALERT_BACKUP_MISSED, false, "error", NULL, NULL, err));
+	}
+	if (rv != 0) {
+		return (coffer_err_wrap(err, "service %s: previous scheduled run", c->p->name));
+	}
+	char slot_text[32];
+	snprintf(slot_text, sizeof(slot_text), "%" PRId64, slot_s * 1000);
+	/* A slot before the coordinator knew the service was never its to
+	 * miss: a new service must not page for the night before it existed. */
+	const char *v[] = { c->p->name, slot_text, c->now_text };
+	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a backup after the scheduled run",
+	    "SELECT (SELECT created_at > to_timestamp($2::bigint / 1000.0) FROM services "
+	    "WHERE name = $1), EXISTS (SELECT 1 FROM backups WHERE service = $1 "
+	    "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
+	    "AND finished_at >= to_timestamp($2::bigint / 1000.0) "
+	    "AND finished_at <= to_timestamp($3::bigint / 1000.0))",
+	    3, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool young = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	bool done = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	PQclear(res);
+	bool active = !young && !done;
+	char summary[SUMMARY_MAX + 1] = "", slot[40], win[32];
+	cJSON *d = cJSON_CreateObject();
+	if (active) {
+		coffer_time_format(slot, sizeof(slot), slot_s * 1000);
+		coffer_duration_format(win, sizeof(win), window);
+		snprintf(summary, sizeof(summary),
+		    "%s: the backup scheduled for %s did not complete within %s", c->p->name, slot,
+		    win);
+		cJSON_AddStringToObject(d, "scheduled_at", slot);
+		cJSON_AddStringToObject(d, "completion_window", win);
+		cJSON_AddStringToObject(d, "schedule", c->p->schedule);
+	}
+	return (apply(c, COORD_ALERT_BACKUP_MISSED, active, "critical", summary, d, err));
+}
+
+static int
+check_quiet(svc_ctx *c, coffer_err *err)
+{
+	int64_t quiet = coffer_config_duration_ms(c->cfg->ini, "alerts", "agent_quiet");
+	int rv;
+	const char *v[] = { c->p->name };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the service's agents' last contact",
+	    "SELECT count(*), COALESCE(floor(extract(epoch FROM max(GREATEST(last_contact_at, "
+	    "heartbeat_at, hello_at, enrolled_at))) * 1000)::bigint, 0), "
+	    "COALESCE(string_agg(name, ',' ORDER BY name), '') FROM agents "
+	    "WHERE service = $1 AND revoked_at IS NULL",
+	    1, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	long long n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	int64_t last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	bool active = n > 0 && last < c->now_ms - quiet;
+	char summary[SUMMARY_MAX + 1] = "", at[40], q[32];
+	cJSON *d = cJSON_CreateObject();
+	if (active) {
+		coffer_time_format(at, sizeof(at), last);
+		coffer_duration_format(q, sizeof(q), quiet);
+		snprintf(summary, sizeof(summary),
+		    "%s: no agent has been heard from for more than %s (last contact %s)", c->p->name,
+		    q, at);
+		cJSON_AddStringToObject(d, "last_contact", at);
+		cJSON_AddStringToObject(d, "agents", PQgetvalue(res, 0, 2));
+	}
+	PQclear(res);
+	return (apply(c, COORD_ALERT_AGENT_QUIET, active, "error", summary, d, err));
+}
+
+static int
+check_size(svc_ctx *c, coffer_err *err)
+{
+	int64_t hist = coffer_config_int(c->cfg->ini, "alerts", "size_history");
+	char lim[32];
+	snprintf(lim, sizeof(lim), "%" PRId64, hist + 1);
+	int rv;
+	const char *v[] = { c->p->name, lim, c->now_text };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading recent backup sizes",
+	    "SELECT stored_bytes, id FROM backups WHERE service = $1 AND status = 'completed' "
+	    "AND stored_bytes IS NOT NULL AND finished_at <= to_timestamp($3::bigint / 1000.0) "
+	    "ORDER BY finished_at DESC, started_at DESC LIMIT $2::int",
+	    3, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	int n = PQntuples(res);
+	bool active = false;
+	char summary[SUMMARY_MAX + 1] = "";
+	cJSON *d = cJSON_CreateObject();
+	if (n >= 2) {
+		double latest = strtod(PQgetvalue(res, 0, 0), NULL);
+		double prev = strtod(PQgetvalue(res, 1, 0), NULL);
+		double sum = 0, sq = 0;
+		int m = n - 1;
+		for (int i = 1; i < n; i++) {
+			sum += strtod(PQgetvalue(res, i, 0), NULL);
+		}
+		double mean = sum / m;
+		for (int i = 1; i < n; i++) {
+			double x = strtod(PQgetvalue(res, i, 0), NULL) - mean;
+			sq += x * x;
+		}
+		/* A deviation needs a history to deviate from: three earlier
+		 * backups at least, else one odd size would set the bar. */
+		double sd = m >= 3 ? sqrt(sq / (m - 1)) : 0;
+		bool halved = latest < prev / 2;
+		bool outlier = m >= 3 && sd > 0 && fabs(latest - mean) > 3 * sd;
+		active = halved || outlier;
+		if (active) {
+			snprintf(summary, sizeof(summary),
+			    "%s: backup %s is %.0f bytes, against %.0f for the previous one and a mean "
+			    "of %.0f (stddev %.0f) over the last %d",
+			    c->p->name, PQgetvalue(res, 0, 1), latest, prev, mean, sd, m);
+			cJSON_AddStringToObject(d, "backup_id", PQgetvalue(res, 0, 1));
+			cJSON_AddNumberToObject(d, "stored_bytes", latest);
+			cJSON_AddNumberToObject(d, "previous_bytes", prev);
+			cJSON_AddNumberToObject(d, "mean_bytes", mean);
+			cJSON_AddNumberToObject(d, "stddev_bytes", sd);
+			cJSON_AddStringToObject(d, "rule", halved ? "less than half of the previous" :
+								    "more than 3 stddev from the mean");
+		}
+	}
+	PQclear(res);
+	return (apply(c, COORD_ALERT_SIZE_ANOMALY, active, "warning", summary, d, err));
+}
+
+static int
+check_refused(svc_ctx *c, coffer_err *err)
+{
+	int64_t win = coffer_config_duration_ms(c->cfg->ini, "alerts", "refusal_window");
+	char from[32];
+	snprintf(from, sizeof(from), "%" PRId64, c->now_ms - win);
+	int rv;
+	const char *v[] = { c->p->name, from, c->now_text };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading refused requests",
+	    "SELECT count(*), COALESCE(sum(r.count), 0), "
+	    "COALESCE(string_agg(DISTINCT r.reason, ','), '') FROM refusals r "
+	    "JOIN agents a ON a.name = r.agent WHERE a.service = $1 "
+	    "AND r.last_at >= to_timestamp($2::bigint / 1000.0) "
+	    "AND r.last_at <= to_timestamp($3::bigint / 1000.0)",
+	    3, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool active = strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0;
+	char summary[SUMMARY_MAX + 1] = "", w[32];
+	cJSON *d = cJSON_CreateObject();
+	if (active) {
+		coffer_duration_format(w, sizeof(w), win);
+		snprintf(summary, sizeof(summary),
+		    "%s: requests from its agents were refused in the last %s (%s)", c->p->name, w,
+		    PQgetvalue(res, 0, 2));
+		cJSON_AddStringToObject(d, "reasons", PQgetvalue(res, 0, 2));
+		cJSON_AddNumberToObject(d, "refusals_total", strtod(PQgetvalue(res, 0, 1), NULL));
+	}
+	PQclear(res);
+	return (apply(c, COORD_ALERT_REQUESTS_REFUSED, active, "critical", summary, d, err));
+}
+
+/* Change events for completed backups newer than services.alerts_success_mark. */
+static int
+changes_run(svc_ctx *c, coffer_err *err)
+{
+	int rv;
+	const char *v1[] = { c->p->name };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the success mark",
+	    "SELECT alerts_success_mark FROM services WHERE name = $1 FOR UPDATE", 1, v1, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return (0); /* not synced yet: nothing to announce */
+	}
+	bool first = PQgetisnull(res, 0, 0);
+	char mark[64];
+	snprintf(mark, sizeof(mark), "%s", first ? "-infinity" : PQgetvalue(res, 0, 0));
+	PQclear(res);
+	/* On the first evaluation only the latest success is announced:
+	 * history is not news. */
+	const char *v2[] = { c->p->name, mark, c->now_text };
+	res = coord_catalog_adhoc(c->cat, "reading new successful backups",
+	    first ?
+		"SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
+		"COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
+		"AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
+		"AND finished_at > $2::timestamptz AND finished_at <= to_timestamp($3::bigint / 1000.0) "
+		"ORDER BY finished_at DESC LIMIT 1" :
+		"SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
+		"COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
+		"AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
+		"AND finished_at > $2::timestamptz AND finished_at <= to_timestamp($3::bigint / 1000.0) "
+		"ORDER BY finished_at LIMIT 20", /* CHANGE_BATCH */
+	    3, v2, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	int n = PQntuples(res);
+	for (int i = 0; rv == 0 && i < n; i++) {
+		char dedup[300], summary[SUMMARY_MAX + 1], ts[40];
+		int64_t fin = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+		snprintf(dedup, sizeof(dedup), "coffer/%s/backup_succeeded", c->p->name);
+		snprintf(summary, sizeof(summary), "%s: %s backup %s completed (%s bytes stored)",
+		    c->p->name, PQgetvalue(res, i, 4), PQgetvalue(res, i, 0), PQgetvalue(res, i, 3));
+		utf8_cut(summary, SUMMARY_MAX);
+		cJSON *o = cJSON_CreateObject();
+		cJSON *p = cJSON_AddObjectToObject(o, "payload");
+		cJSON_AddStringToObject(p, "summary", summary);
+		cJSON_AddStringToObject(p, "source", "coffer-coordinator");
+		cJSON_AddStringToObject(p, "timestamp", coffer_time_format(ts, sizeof(ts), fin));
+		cJSON *cd = cJSON_AddObjectToObject(p, "custom_details");
+		cJSON_AddStringToObject(cd, "service", c->p->name);
+		cJSON_AddStringToObject(cd, "backup_id", PQgetvalue(res, i, 0));
+		cJSON_AddStringToObject(cd, "kind", PQgetvalue(res, i, 4));
+		cJSON_AddNumberToObject(cd, "stored_bytes", strtod(PQgetvalue(res, i, 3), NULL));
+		rv = enqueue(c->cat, dedup, "change", "pagerduty", c->p->name, o, c->now_text, err);
+		if (rv == 0) {
+			c->st->changes++;
+		}
+	}
+	if (rv == 0 && n > 0) {
+		const char *v3[] = { c->p->name, PQgetvalue(res, n - 1, 1) };
+		rv = coord_catalog_adhoc_exec(c->cat, "moving the success mark",
+		    "UPDATE services SET alerts_success_mark = $2::timestamptz WHERE name = $1", 2,
+		    v3, err);
+	}
+	PQclear(res);
+	return (rv);
+}
+
+static int
+eval_service(svc_ctx *c, coffer_err *err)
+{
+	int rv = coord_catalog_begin(c->cat, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	rv = lock_tx(c->cat, err);
+	if (rv == 0) {
+		rv = check_failed(c, err);
+	}
+	if (rv == 0) {
+		rv = check_missed(c, err);
+	}
+	if (rv == 0) {
+		rv = check_quiet(c, err);
+	}
+	if (rv == 0) {
+		rv = check_size(c, err);
+	}
+	if (rv == 0) {
+		rv = check_refused(c, err);
+	}
+	if (rv == 0) {
+		rv = changes_run(c, err);
+	}
+	if (rv == 0) {
+		return (coord_catalog_commit(c->cat, err));
+	}
+	coord_catalog_rollback(c->cat);
+	return (rv);
+}
+
+static int
+count_open(coord_catalog *cat, coord_alerts_stats *st, int last, coffer_err *err)
+{
+	int rv;
+	PGresult *res = coord_catalog_adhoc(cat, "counting open alerts",
+	    "SELECT count(*) FROM alerts WHERE state = 'triggered'", 0, NULL, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	st->open = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return (last);
+}
+
+int
+coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const coord_alerts_input *in, int64_t now_ms, coord_alerts_stats *stats, coffer_err *err)
+{
+	coord_alerts_stats local;
+	coord_alerts_stats *st = stats != NULL ? stats : &local;
+	memset(st, 0, sizeof(*st));
+	int last = 0;
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		svc_ctx c = { .cat = cat, .key = key, .cfg = cfg, .p = &cfg->services[i],
+			.now_ms = now_ms, .st = st };
+		snprintf(c.now_text, sizeof(c.now_text), "%" PRId64, now_ms);
+		coffer_err e;
+		coffer_err_clear(&e);
+		int t0 = st->triggered, r0 = st->resolved, c0 = st->changes;
+		int rv = eval_service(&c, &e);
+		if (rv != 0) {
+			/* Rolled back: the counts of this service did not happen. */
+			st->triggered = t0;
+			st->resolved = r0;
+			st->changes = c0;
+			st->errors++;
+			char q[COFFER_ERR_MSG_MAX + 8];
+			coffer_log_error("alert evaluation failed", "service=%s error=%s",
+			    c.p->name, coffer_log_quote(q, sizeof(q), e.msg));
+			last = rv;
+			if (err != NULL) {
+				*err = e;
+			}
+			if (rv == COFFER_EUNAVAIL) {
+				return (rv);
+			}
+			continue;
+		}
+		st->services++;
+	}
+	/* No input: the caller has not verified the chain since it started,
+	 * and "not known to be broken" must not resolve a page. */
+	if (in == NULL) {
+		return (count_open(cat, st, last, err));
+	}
+	bool broken = in->audit_chain_broken;
+	char summary[SUMMARY_MAX + 1];
+	snprintf(summary, sizeof(summary), "the audit chain does not verify: %s",
+	    in->audit_problem != NULL ? in->audit_problem : "see coffer audit verify");
+	cJSON *d = cJSON_CreateObject();
+	if (broken && in->audit_problem != NULL) {
+		cJSON_AddStringToObject(d, "problem", in->audit_problem);
+	}
+	char *dtext = cJSON_PrintUnformatted(d);
+	cJSON_Delete(d);
+	bool changed = false;
+	coffer_err e;
+	coffer_err_clear(&e);
+	int rv = coord_alerts_set(cat, key, cfg, NULL, COORD_ALERT_AUDIT_CHAIN, broken, "critical",
+	    summary, dtext, now_ms, &changed, &e);
+	free(dtext);
+	if (rv != 0) {
+		if (err != NULL) {
+			*err = e;
+		}
+		return (rv);
+	}
+	if (changed) {
+		if (broken) {
+			st->triggered++;
+		} else {
+			st->resolved++;
+		}
+	}
+	return (count_open(cat, st, last, err));
+}
+
+/* ---- listing ---- */
+
+static void
+add_str_or_null(cJSON *o, const char *k, const PGresult *res, int row, int col)
+{
+	if (PQgetisnull(res, row, col)) {
+		cJSON_AddNullToObject(o, k);
+	} else {
+		cJSON_AddStringToObject(o, k, PQgetvalue(res, row, col));
+	}
+}
+
+#define RFC3339(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+int
+coord_alerts_list(coord_catalog *cat, int limit, cJSON **out, coffer_err *err)
+{
+	*out = NULL;
+	if (limit < 1 || limit > 10000) {
+		coffer_err_set(err, COFFER_EINVAL, "alert list limit %d is out of range", limit);
+		return (coffer_err_hint(err, "ask for 1 to 10000 alerts"));
+	}
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", limit);
+	const char *v[] = { lim };
+	int rv;
+	PGresult *res = coord_catalog_adhoc(cat, "listing alerts",
+	    "SELECT a.dedup_key, a.service, a.check_name, a.state, a.severity, a.summary, "
+	    RFC3339("a.first_triggered_at") ", " RFC3339("a.last_changed_at") ", "
+	    RFC3339("a.resolved_at") ", o.action, o.state, o.attempts, o.last_error, "
+	    RFC3339("o.sent_at") ", " RFC3339("o.next_attempt_at") ", o.id IS NOT NULL "
+	    "FROM alerts a LEFT JOIN LATERAL (SELECT * FROM alert_outbox x "
+	    "WHERE x.dedup_key = a.dedup_key AND x.target = 'pagerduty' "
+	    "ORDER BY x.id DESC LIMIT 1) o ON true "
+	    "ORDER BY a.state = 'triggered' DESC, a.last_changed_at DESC, a.dedup_key "
+	    "LIMIT $1::int",
+	    1, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	cJSON *arr = cJSON_CreateArray();
+	for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
+		cJSON *o = cJSON_CreateObject();
+		if (o == NULL) {
+			cJSON_Delete(arr);
+			arr = NULL;
+			break;
+		}
+		cJSON_AddItemToArray(arr, o);
+		static const char *const keys[] = { "dedup_key", "service", "check", "state",
+			"severity", "summary", "first_triggered_at", "last_changed_at",
+			"resolved_at" };
+		for (int k = 0; k < 9; k++) {
+			add_str_or_null(o, keys[k], res, i, k);
+		}
+		if (strcmp(PQgetvalue(res, i, 15), "t") != 0) {
+			cJSON_AddNullToObject(o, "delivery");
+			continue;
+		}
+		cJSON *d = cJSON_AddObjectToObject(o, "delivery");
+		add_str_or_null(d, "action", res, i, 9);
+		add_str_or_null(d, "state", res, i, 10);
+		cJSON_AddNumberToObject(d, "attempts", strtod(PQgetvalue(res, i, 11), NULL));
+		add_str_or_null(d, "last_error", res, i, 12);
+		add_str_or_null(d, "sent_at", res, i, 13);
+		add_str_or_null(d, "next_attempt_at", res, i, 14);
+	}
+	PQclear(res);
+	if (arr == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "listing alerts: out of memory"));
+	}
+	*out = arr;
+	return (0);
+}

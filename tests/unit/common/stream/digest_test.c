@@ -1,0 +1,230 @@
+/* Digest filters and hex: SHA-256 against the FIPS 180-2 vectors however the
+ * input is split, bytes passed through unchanged, discard when there is no
+ * next, misuse refused (early digest, write after finish, wrong filter
+ * type), downstream failures surfacing, and strict hex decoding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/stream/digest.h"
+#include "common/stream/sink.h"
+
+struct vector {
+	const char *input;
+	size_t repeat; /* input written this many times */
+	const char *hex;
+};
+
+static const struct vector vectors[] = {
+	{ "", 1, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" },
+	{ "abc", 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" },
+	{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+	    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
+	{ "a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0" },
+};
+
+/* Writes the vector's input in pieces of `piece` bytes (0: all at once). */
+static void
+hash_vector(const struct vector *v, size_t piece, char hex[COFFER_SHA256_HEX_LEN + 1])
+{
+	size_t one = strlen(v->input);
+	size_t total = one * v->repeat;
+	uint8_t *all = malloc(total + 1);
+	assert_non_null(all);
+	for (size_t i = 0; i < v->repeat; i++) {
+		memcpy(all + i * one, v->input, one);
+	}
+	coffer_err err = { 0 };
+	coffer_filter *f = coffer_sha256_filter_new(&err);
+	assert_non_null(f);
+	size_t step = piece == 0 ? (total == 0 ? 1 : total) : piece;
+	for (size_t off = 0; off < total; off += step) {
+		size_t n = total - off < step ? total - off : step;
+		assert_int_equal(coffer_filter_write(f, all + off, n, &err), 0);
+	}
+	assert_int_equal(coffer_filter_finish(f, &err), 0);
+	uint8_t md[COFFER_SHA256_LEN];
+	assert_int_equal(coffer_sha256_filter_digest(f, md), 0);
+	coffer_hex_encode(md, sizeof(md), hex);
+	coffer_filter_free(f);
+	free(all);
+}
+
+static void
+test_sha256_vectors(void **state)
+{
+	(void)state;
+	static const size_t pieces[] = { 0, 1, 3, 63, 64, 65, 4096 };
+	for (size_t i = 0; i < sizeof(vectors) / sizeof(vectors[0]); i++) {
+		for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
+			if (vectors[i].repeat > 1 && pieces[p] > 0 && pieces[p] < 64) {
+				continue; /* a million 1-byte writes add nothing */
+			}
+			char hex[COFFER_SHA256_HEX_LEN + 1];
+			hash_vector(&vectors[i], pieces[p], hex);
+			assert_string_equal(hex, vectors[i].hex);
+		}
+	}
+}
+
+static void
+test_sha256_passes_bytes_through(void **state)
+{
+	(void)state;
+	coffer_err err = { 0 };
+	coffer_filter *sha = coffer_sha256_filter_new(&err);
+	coffer_filter *cnt = coffer_count_filter_new(&err);
+	coffer_filter *buf = coffer_buffer_sink_new(1024, &err);
+	assert_non_null(sha);
+	assert_non_null(cnt);
+	assert_non_null(buf);
+	coffer_filter *chain = coffer_filter_link(cnt, sha, buf, NULL);
+	uint8_t data[300];
+	for (size_t i = 0; i < sizeof(data); i++) {
+		data[i] = (uint8_t)(i * 7 + 1);
+	}
+	assert_int_equal(coffer_filter_write(chain, data, 100, &err), 0);
+	assert_int_equal(coffer_filter_write(chain, data + 100, 0, &err), 0);
+	assert_int_equal(coffer_filter_write(chain, data + 100, 200, &err), 0);
+	assert_int_equal(coffer_count_filter_bytes(cnt), 300);
+	assert_int_equal(coffer_filter_finish(chain, &err), 0);
+	size_t len = 0;
+	const uint8_t *out = coffer_buffer_sink_data(buf, &len);
+	assert_int_equal(len, sizeof(data));
+	assert_memory_equal(out, data, sizeof(data));
+
+	/* The same bytes hashed by a lone filter (no next: discard) agree. */
+	coffer_filter *lone = coffer_sha256_filter_new(&err);
+	assert_int_equal(coffer_filter_write(lone, data, sizeof(data), &err), 0);
+	assert_int_equal(coffer_filter_finish(lone, &err), 0);
+	uint8_t a[32], b[32];
+	assert_int_equal(coffer_sha256_filter_digest(sha, a), 0);
+	assert_int_equal(coffer_sha256_filter_digest(lone, b), 0);
+	assert_memory_equal(a, b, 32);
+	coffer_filter_free(lone);
+	coffer_filter_free_chain(chain);
+}
+
+static void
+test_sha256_misuse(void **state)
+{
+	(void)state;
+	coffer_err err = { 0 };
+	coffer_filter *sha = coffer_sha256_filter_new(&err);
+	coffer_filter *cnt = coffer_count_filter_new(&err);
+	uint8_t md[32];
+	assert_int_equal(coffer_filter_write(sha, "x", 1, &err), 0);
+	/* No digest before finish: a half-stream digest must never be
+	 * mistaken for the digest of the object. */
+	assert_int_equal(coffer_sha256_filter_digest(sha, md), COFFER_EINTERNAL);
+	assert_int_equal(coffer_sha256_filter_digest(cnt, md), COFFER_EINTERNAL);
+	assert_int_equal(coffer_sha256_filter_digest(NULL, md), COFFER_EINTERNAL);
+	assert_int_equal(coffer_count_filter_bytes(sha), 0);
+	assert_int_equal(coffer_count_filter_bytes(NULL), 0);
+	assert_int_equal(coffer_filter_finish(sha, &err), 0);
+	assert_int_equal(coffer_filter_write(sha, "y", 1, &err), COFFER_EINTERNAL);
+	assert_non_null(strstr(err.msg, "after it was finished"));
+	/* The failed write poisoned the filter: it is refused from now on. */
+	assert_int_equal(coffer_filter_finish(sha, &err), COFFER_EINTERNAL);
+	coffer_filter_free(sha);
+	coffer_filter_free(cnt);
+	coffer_filter_free(NULL);
+}
+
+static void
+test_downstream_failure_surfaces(void **state)
+{
+	(void)state;
+	coffer_err err = { 0 };
+	coffer_filter *sha = coffer_sha256_filter_new(&err);
+	coffer_filter *cnt = coffer_count_filter_new(&err);
+	coffer_filter *buf = coffer_buffer_sink_new(10, &err);
+	coffer_filter *chain = coffer_filter_link(sha, cnt, buf, NULL);
+	assert_int_equal(coffer_filter_write(chain, "0123456789", 10, &err), 0);
+	assert_int_equal(coffer_filter_write(chain, "a", 1, &err), COFFER_ETOOBIG);
+	assert_int_equal(err.code, COFFER_ETOOBIG);
+	assert_non_null(strstr(err.msg, "10 bytes"));
+	assert_true(err.hint[0] != '\0');
+	assert_int_equal(coffer_filter_write(chain, "a", 1, &err), COFFER_EINTERNAL);
+	assert_int_equal(coffer_filter_finish(chain, &err), COFFER_EINTERNAL);
+	coffer_filter_free_chain(chain);
+}
+
+static void
+test_hex_round_trip(void **state)
+{
+	(void)state;
+	uint8_t in[256], back[256];
+	for (size_t i = 0; i < sizeof(in); i++) {
+		in[i] = (uint8_t)i;
+	}
+	char hex[2 * sizeof(in) + 1];
+	coffer_hex_encode(in, sizeof(in), hex);
+	assert_int_equal(strlen(hex), 512);
+	assert_memory_equal(hex, "000102030405060708090a0b0c0d0e0f10", 34);
+	assert_string_equal(hex + 500, "fafbfcfdfeff");
+	coffer_err err = { 0 };
+	assert_int_equal(coffer_hex_decode(hex, back, sizeof(back), &err), 0);
+	assert_memory_equal(in, back, sizeof(in));
+
+	uint8_t two[2];
+	assert_int_equal(coffer_hex_decode("aBcD", two, 2, &err), 0);
+	assert_int_equal(two[0], 0xab);
+	assert_int_equal(two[1], 0xcd);
+	char empty[1];
+	coffer_hex_encode(in, 0, empty);
+	assert_string_equal(empty, "");
+	assert_int_equal(coffer_hex_decode("", two, 0, &err), 0);
+}
+
+static void
+test_hex_decode_strict(void **state)
+{
+	(void)state;
+	uint8_t out[4];
+	coffer_err err = { 0 };
+	static const char *const bad[] = {
+		"",           /* empty */
+		"0011223",    /* one digit short */
+		"001122334",  /* one digit long */
+		"0011223344", /* one byte long */
+		"00112g33",   /* not hex */
+		"0x112233",   /* prefix */
+		" 0112233",   /* space */
+		"00112233\n", /* trailing newline */
+		"0011-233",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		coffer_err_clear(&err);
+		assert_int_equal(coffer_hex_decode(bad[i], out, sizeof(out), &err), COFFER_EINVAL);
+		assert_int_equal(err.code, COFFER_EINVAL);
+		assert_true(err.msg[0] != '\0');
+		assert_true(err.hint[0] != '\0');
+	}
+	assert_int_equal(coffer_hex_decode("00112g33", out, 4, &err), COFFER_EINVAL);
+	assert_non_null(strstr(err.msg, "position 6"));
+	assert_int_equal(coffer_hex_decode("0011223", out, 4, &err), COFFER_EINVAL);
+	assert_non_null(strstr(err.msg, "7 digits"));
+	assert_int_equal(coffer_hex_decode(NULL, out, 4, &err), COFFER_EINVAL);
+	/* err may be NULL: the code alone still comes back. */
+	assert_int_equal(coffer_hex_decode("zz", out, 1, NULL), COFFER_EINVAL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sha256_vectors),
+		cmocka_unit_test(test_sha256_passes_bytes_through),
+		cmocka_unit_test(test_sha256_misuse),
+		cmocka_unit_test(test_downstream_failure_surfaces),
+		cmocka_unit_test(test_hex_round_trip),
+		cmocka_unit_test(test_hex_decode_strict),
+	};
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
