@@ -27,8 +27,9 @@
 void
 agent_stream_close(agent_stream *s)
 {
-	if (s->sink != NULL)
+	if (s->sink != NULL) {
 		coffer_repo_write_abort(s->sink); /* harmless once committed */
+}
 	coffer_filter_free_chain(s->head);
 	memset(s, 0, sizeof(*s));
 }
@@ -42,33 +43,37 @@ agent_stream_open(agent_ctx *ctx, const char *data_key, const char *progress, ui
 	coffer_filter *prog = NULL, *zstd = NULL;
 	s->plain_sha = coffer_sha256_filter_new(err);
 	s->plain_count = s->plain_sha ? coffer_count_filter_new(err) : NULL;
-	if (progress != NULL && s->plain_count)
+	if (progress != NULL && s->plain_count) {
 		prog = coffer_progress_filter_new(progress, expected, err);
+}
 	zstd = s->plain_count && (progress == NULL || prog) ?
 	    coffer_zstd_compress_new(cfg->compress_level, cfg->compress_workers, err) : NULL;
 	s->seal = zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) : NULL;
 	s->stored_sha = s->seal ? coffer_sha256_filter_new(err) : NULL;
 	s->stored_count = s->stored_sha ? coffer_count_filter_new(err) : NULL;
 	int rc = 0;
-	if (s->stored_count == NULL)
+	if (s->stored_count == NULL) {
 		rc = err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
-	else
+	} else {
 		rc = coffer_repo_write_begin(ctx->repo, data_key, &s->sink, err);
+}
 	if (rc != 0) {
 		coffer_filter *parts[] = { s->plain_sha, s->plain_count, prog, zstd, s->seal,
 			s->stored_sha, s->stored_count };
-		for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
 			coffer_filter_free(parts[i]);
+}
 		memset(s, 0, sizeof(*s));
-		return rc;
+		return (rc);
 	}
-	if (prog != NULL)
+	if (prog != NULL) {
 		s->head = coffer_filter_link(s->plain_sha, s->plain_count, prog, zstd, s->seal,
 		    s->stored_sha, s->stored_count, s->sink, NULL);
-	else
+	} else {
 		s->head = coffer_filter_link(s->plain_sha, s->plain_count, zstd, s->seal,
 		    s->stored_sha, s->stored_count, s->sink, NULL);
-	return 0;
+}
+	return (0);
 }
 
 void
@@ -88,8 +93,9 @@ build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished
 	const agent_pg_tables *tables = agent_pg_snapshot_tables(snap);
 	coffer_manifest *m = NULL;
 	int rc = coffer_manifest_new(&m, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	snprintf(m->backup_id, sizeof(m->backup_id), "%s", id);
 	snprintf(m->service, sizeof(m->service), "%s", ctx->cfg->service);
 	snprintf(m->agent, sizeof(m->agent), "%s", ctx->cfg->name);
@@ -111,21 +117,26 @@ build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished
 		snprintf(m->schema_query, sizeof(m->schema_query), "%s", ctx->cfg->schema_query);
 		snprintf(m->schema_version, sizeof(m->schema_version), "%s", schema_version);
 	}
-	for (size_t i = 0; rc == 0 && i < tables->n; i++)
+	for (size_t i = 0; rc == 0 && i < tables->n; i++) {
 		rc = coffer_manifest_add_table(m, tables->v[i].schema, tables->v[i].name,
 		    (uint64_t)tables->v[i].rows, err);
+}
 	char **argv = NULL;
-	if (rc == 0)
+	if (rc == 0) {
 		rc = agent_dump_argv("pg_dump", "-", "-", ctx->cfg->dump_options, &argv, err);
+}
 	/* Record the options that shape the dump, not the connection string. */
-	for (size_t i = 1; rc == 0 && argv[i] != NULL; i++)
-		if (strncmp(argv[i], "--snapshot", 10) != 0 && strncmp(argv[i], "--dbname", 8) != 0)
+	for (size_t i = 1; rc == 0 && argv[i] != NULL; i++) {
+		if (strncmp(argv[i], "--snapshot", 10) != 0 && strncmp(argv[i], "--dbname", 8) != 0) {
 			rc = coffer_manifest_add_dump_option(m, argv[i], err);
+}
+}
 	agent_dump_argv_free(argv);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_manifest_to_json(m, ctx->sign_key, json, len, err);
+}
 	coffer_manifest_free(m);
-	return rc;
+	return (rc);
 }
 
 int
@@ -134,25 +145,29 @@ agent_backup_publish(agent_ctx *ctx, const char *key, const char *json, size_t l
 {
 	coffer_filter *sink = NULL;
 	int rc = coffer_repo_write_begin(ctx->repo, key, &sink, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	coffer_filter *sha = coffer_sha256_filter_new(err);
 	if (sha == NULL) {
 		coffer_repo_write_abort(sink);
-		return err != NULL ? err->code : COFFER_ENOMEM;
+		return (err != NULL ? err->code : COFFER_ENOMEM);
 	}
 	sha->next = sink;
 	rc = coffer_filter_write(sha, json, len, err);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_filter_finish(sha, err);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = coffer_repo_write_commit(sink, err);
-	if (rc != 0)
+}
+	if (rc != 0) {
 		coffer_repo_write_abort(sink);
-	else
+	} else {
 		coffer_sha256_filter_digest(sha, digest);
+}
 	coffer_filter_free_chain(sha);
-	return rc;
+	return (rc);
 }
 
 uint64_t
@@ -160,10 +175,11 @@ agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1__BackupKi
     int64_t started, const char *stage, const coffer_err *why)
 {
 	char reason[COFFER_ERR_MSG_MAX + COFFER_ERR_HINT_MAX + 16];
-	if (why->hint[0] != '\0')
+	if (why->hint[0] != '\0') {
 		snprintf(reason, sizeof(reason), "%s (hint: %s)", why->msg, why->hint);
-	else
+	} else {
 		snprintf(reason, sizeof(reason), "%s", why->msg);
+}
 	Coffer__V1__BackupFailed failed = COFFER__V1__BACKUP_FAILED__INIT;
 	failed.backup_id = (char *)id;
 	failed.kind = kind;
@@ -177,17 +193,18 @@ agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1__BackupKi
 	coffer_err eerr = { 0 };
 	uint64_t seq = 0;
 	if (agent_events_emit(ctx->outbox, ctx->cfg->service, failed.failed_at_ms, &ev, &seq,
-		&eerr) != 0)
+		&eerr) != 0) {
 		/* Nothing else can be done here; the caller still reports the
 		 * failure itself, and the missing event shows up as a missed
 		 * backup at the coordinator. */
 		coffer_log_error("failed backup not recorded", "backup=%s error=\"%s\"", id,
 		    eerr.msg);
+}
 	coffer_log_error("backup failed", "service=%s backup=%s kind=%s stage=%s reason=\"%s\"",
 	    ctx->cfg->service, id,
 	    kind == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL ? "physical" : "logical", stage,
 	    why->msg);
-	return seq;
+	return (seq);
 }
 
 /* Row counting runs beside pg_dump, on the snapshot's own connection, so a
@@ -220,27 +237,32 @@ finish_count(row_counter *rcnt, const agent_backup_request *req, int64_t deadlin
 {
 	int stopped = 0;
 	while (!atomic_load(&rcnt->done)) {
-		if (stopped == 0 && req->cancel != NULL && agent_cancel_requested(req->cancel))
+		if (stopped == 0 && req->cancel != NULL && agent_cancel_requested(req->cancel)) {
 			stopped = COFFER_ECANCELED;
-		if (stopped == 0 && coffer_clock_now(NULL) >= deadline_wall)
+}
+		if (stopped == 0 && coffer_clock_now(NULL) >= deadline_wall) {
 			stopped = COFFER_ETIMEDOUT;
-		if (stopped != 0)
+}
+		if (stopped != 0) {
 			agent_pg_snapshot_cancel(rcnt->snap);
+}
 		uv_sleep(20);
 	}
 	uv_thread_join(&rcnt->thread);
-	if (stopped == COFFER_ECANCELED)
-		return coffer_err_set(err, COFFER_ECANCELED, "cancelled while counting rows");
-	if (stopped == COFFER_ETIMEDOUT)
-		return coffer_err_set(err, COFFER_ETIMEDOUT,
+	if (stopped == COFFER_ECANCELED) {
+		return (coffer_err_set(err, COFFER_ECANCELED, "cancelled while counting rows"));
+}
+	if (stopped == COFFER_ETIMEDOUT) {
+		return (coffer_err_set(err, COFFER_ETIMEDOUT,
 		    "the completion window (%s) passed while counting rows", window),
 		       coffer_err_hint(err, "a long lock on a table blocks the backup; find it in "
-					    "pg_locks, or widen [schedule] completion_window");
+					    "pg_locks, or widen [schedule] completion_window"));
+}
 	if (rcnt->rc != 0 && err != NULL) {
 		*err = rcnt->err;
 		coffer_err_wrap(err, "counting rows in the snapshot");
 	}
-	return rcnt->rc;
+	return (rcnt->rc);
 }
 
 int
@@ -249,8 +271,9 @@ agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
     agent_backup_result *res, coffer_err *err)
 {
 	int rc = coffer_manifest_id_new(id, started, kind, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", id);
 	Coffer__V1__BackupStarted bs = COFFER__V1__BACKUP_STARTED__INIT;
 	bs.backup_id = id;
@@ -262,11 +285,12 @@ agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
 	ev.kind_case = COFFER__V1__EVENT__KIND_BACKUP_STARTED;
 	ev.backup_started = &bs;
 	rc = agent_events_emit(ctx->outbox, ctx->cfg->service, started, &ev, NULL, err);
-	if (rc != 0)
-		return coffer_err_wrap(err, "not starting backup %s", id);
+	if (rc != 0) {
+		return (coffer_err_wrap(err, "not starting backup %s", id));
+}
 	coffer_log_info("backup started", "service=%s backup=%s kind=%s", ctx->cfg->service, id,
 	    coffer_manifest_kind_name(kind));
-	return 0;
+	return (0);
 }
 
 /* Two backups at once would double the load on the database for no gain. */
@@ -275,22 +299,25 @@ agent_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/backup.lock", cfg->state_dir);
-	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST)
-		return coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir);
+	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
+		return (coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir));
+}
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return coffer_err_errno(err, errno, "opening the backup lock", path);
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "opening the backup lock", path));
+}
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;
 		close(fd);
-		if (e == EWOULDBLOCK)
-			return coffer_err_set(err, COFFER_EEXIST,
+		if (e == EWOULDBLOCK) {
+			return (coffer_err_set(err, COFFER_EEXIST,
 			    "another backup of service %s is running on this host", cfg->service),
-			       coffer_err_hint(err, "wait for it to finish; see the agent's log");
-		return coffer_err_errno(err, e, "locking", path);
+			       coffer_err_hint(err, "wait for it to finish; see the agent's log"));
+}
+		return (coffer_err_errno(err, e, "locking", path));
 	}
 	*fd_out = fd;
-	return 0;
+	return (0);
 }
 
 static int backup_locked(agent_ctx *ctx, const agent_backup_request *req,
@@ -303,11 +330,12 @@ agent_backup_logical(agent_ctx *ctx, const agent_backup_request *req,
 	memset(res, 0, sizeof(*res));
 	int lock_fd = -1;
 	int rc = agent_backup_lock(ctx->cfg, &lock_fd, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	rc = backup_locked(ctx, req, res, err);
 	close(lock_fd);
-	return rc;
+	return (rc);
 }
 
 static int
@@ -322,8 +350,9 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 	    started + cfg->completion_window_ms;
 	char id[COFFER_MANIFEST_ID_SIZE];
 	int rc = agent_backup_record_started(ctx, req, COFFER_MANIFEST_LOGICAL, started, id, res, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 
 	const char *stage = "connect";
 	agent_pg_snapshot *snap = NULL;
@@ -337,11 +366,13 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 	snprintf(deadline_what, sizeof(deadline_what), "the completion window (%s)", window);
 
 	rc = coffer_repo_backup_key(data_key, sizeof(data_key), cfg->service, id, "data", err);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_repo_backup_key(manifest_key, sizeof(manifest_key), cfg->service, id,
 		    "manifest.json", err);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = agent_pg_snapshot_export(cfg->conninfo, CONNECT_TIMEOUT_S, &snap, err);
+}
 	/* In the dump's own snapshot: the version of exactly what is dumped. */
 	char schema_version[COFFER_MANIFEST_SCHEMA_VERSION_MAX + 1] = "";
 	if (rc == 0 && cfg->schema_query != NULL &&
@@ -356,9 +387,10 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 		rc = agent_dump_argv(cfg->pg_dump, agent_pg_snapshot_id(snap), cfg->conninfo,
 		    cfg->dump_options, &argv, err);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = agent_stream_open(ctx, data_key, req->progress ? "dumping" : NULL,
 		    (uint64_t)agent_pg_snapshot_meta(snap)->database_size, &s, err);
+}
 	if (rc == 0) {
 		int64_t now = coffer_clock_now(NULL);
 		agent_child_spec spec = {
@@ -399,8 +431,9 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 		rc = build_manifest(ctx, id, started, finished, snap, schema_version, &s, &json,
 		    &json_len, err);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = agent_backup_publish(ctx, manifest_key, json, json_len, manifest_sha, err);
+}
 	if (rc != 0) {
 		if (req->cancel != NULL && agent_cancel_requested(req->cancel) &&
 		    rc != COFFER_ECANCELED) {
@@ -455,5 +488,5 @@ out:
 	agent_dump_argv_free(argv);
 	agent_stream_close(&s);
 	agent_pg_snapshot_close(snap);
-	return rc;
+	return (rc);
 }

@@ -29,17 +29,19 @@
 static void
 put_be(uint8_t *p, uint64_t v, int n)
 {
-	for (int i = n - 1; i >= 0; i--, v >>= 8)
+	for (int i = n - 1; i >= 0; i--, v >>= 8) {
 		p[i] = (uint8_t)(v & 0xff);
+}
 }
 
 static uint64_t
 get_be(const uint8_t *p, int n)
 {
 	uint64_t v = 0;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		v = (v << 8) | p[i];
-	return v;
+}
+	return (v);
 }
 
 void
@@ -57,9 +59,10 @@ int
 agent_physical_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type,
     uint32_t *mode, uint16_t *path_len, uint64_t *size, coffer_err *err)
 {
-	if (memcmp(in, AGENT_PHYS_MAGIC, 4) != 0)
-		return coffer_err_set(err, COFFER_ECORRUPT, "physical archive: bad entry magic"),
-		       coffer_err_hint(err, "the backup's data is not a coffer physical archive");
+	if (memcmp(in, AGENT_PHYS_MAGIC, 4) != 0) {
+		return (coffer_err_set(err, COFFER_ECORRUPT, "physical archive: bad entry magic"),
+		       coffer_err_hint(err, "the backup's data is not a coffer physical archive"));
+}
 	*type = (char)in[4];
 	*mode = (uint32_t)get_be(in + 5, 4);
 	*path_len = (uint16_t)get_be(in + 9, 2);
@@ -83,12 +86,13 @@ agent_physical_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type
 	default:
 		break;
 	}
-	if (!ok)
-		return coffer_err_set(err, COFFER_ECORRUPT,
+	if (!ok) {
+		return (coffer_err_set(err, COFFER_ECORRUPT,
 		    "physical archive: malformed entry header (type 0x%02x, path length %u)",
 		    (unsigned)(uint8_t)*type, (unsigned)*path_len),
-		       coffer_err_hint(err, "the backup is damaged; restore another one");
-	return 0;
+		       coffer_err_hint(err, "the backup is damaged; restore another one"));
+}
+	return (0);
 }
 
 static const char *const skip_content_dirs[] = { "pg_wal", "pg_replslot", "pg_dynshmem",
@@ -104,22 +108,27 @@ agent_physical_skip(const char *rel, bool is_dir, bool *keep_dir)
 	const char *slash = strrchr(rel, '/');
 	const char *base = slash != NULL ? slash + 1 : rel;
 	bool top = slash == NULL;
-	if (strncmp(base, "pgsql_tmp", 9) == 0)
-		return true;
+	if (strncmp(base, "pgsql_tmp", 9) == 0) {
+		return (true);
+}
 	if (is_dir) {
-		for (size_t i = 0; top && skip_content_dirs[i] != NULL; i++)
+		for (size_t i = 0; top && skip_content_dirs[i] != NULL; i++) {
 			if (strcmp(rel, skip_content_dirs[i]) == 0) {
 				*keep_dir = true;
-				return true;
+				return (true);
 			}
-		return false;
+}
+		return (false);
 	}
-	if (strncmp(base, "pg_internal.init", 16) == 0)
-		return true;
-	for (size_t i = 0; top && skip_top_files[i] != NULL; i++)
-		if (strcmp(rel, skip_top_files[i]) == 0)
-			return true;
-	return false;
+	if (strncmp(base, "pg_internal.init", 16) == 0) {
+		return (true);
+}
+	for (size_t i = 0; top && skip_top_files[i] != NULL; i++) {
+		if (strcmp(rel, skip_top_files[i]) == 0) {
+			return (true);
+}
+}
+	return (false);
 }
 
 typedef struct phys {
@@ -135,16 +144,18 @@ static int
 put_entry(phys *p, char type, uint32_t mode, const char *rel, uint64_t size, coffer_err *err)
 {
 	size_t len = strlen(rel);
-	if (len > AGENT_PHYS_PATH_MAX)
-		return coffer_err_set(err, COFFER_ETOOBIG, "path in the data directory is over %d "
+	if (len > AGENT_PHYS_PATH_MAX) {
+		return (coffer_err_set(err, COFFER_ETOOBIG, "path in the data directory is over %d "
 		    "bytes: %.80s...", AGENT_PHYS_PATH_MAX, rel),
-		       coffer_err_hint(err, "rename it; PostgreSQL itself never makes such paths");
+		       coffer_err_hint(err, "rename it; PostgreSQL itself never makes such paths"));
+}
 	uint8_t h[AGENT_PHYS_HEADER_LEN];
 	agent_physical_header_encode(h, type, mode & 07777u, (uint16_t)len, size);
 	int rc = coffer_filter_write(p->st.head, h, sizeof(h), err);
-	if (rc == 0 && len > 0)
+	if (rc == 0 && len > 0) {
 		rc = coffer_filter_write(p->st.head, rel, len, err);
-	return rc;
+}
+	return (rc);
 }
 
 /* Adds an entry whose content is in memory: a file (backup_label,
@@ -154,15 +165,19 @@ put_text(phys *p, char type, const char *rel, const char *text, coffer_err *err)
 {
 	size_t len = strlen(text);
 	coffer_filter *sha = coffer_sha256_filter_new(err);
-	if (sha == NULL)
-		return err != NULL ? err->code : COFFER_ENOMEM;
+	if (sha == NULL) {
+		return (err != NULL ? err->code : COFFER_ENOMEM);
+}
 	int rc = put_entry(p, type, type == AGENT_PHYS_FILE ? 0600 : 0, rel, len, err);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_filter_write(p->st.head, text, len, err);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = coffer_filter_write(sha, text, len, err);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = coffer_filter_finish(sha, err);
+}
 	if (rc == 0) {
 		uint8_t d[COFFER_SHA256_LEN];
 		char hex[COFFER_SHA256_HEX_LEN + 1];
@@ -171,7 +186,7 @@ put_text(phys *p, char type, const char *rel, const char *text, coffer_err *err)
 		rc = coffer_manifest_add_file(p->m, rel, len, hex, err);
 	}
 	coffer_filter_free(sha);
-	return rc;
+	return (rc);
 }
 
 /* A relation file may grow, shrink or vanish while it is read: WAL replay
@@ -183,15 +198,16 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 {
 	int fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0; /* dropped meanwhile */
-		return coffer_err_errno(err, errno, "opening", abs);
+		if (errno == ENOENT) {
+			return (0); /* dropped meanwhile */
+}
+		return (coffer_err_errno(err, errno, "opening", abs));
 	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
 		int e = errno;
 		close(fd);
-		return coffer_err_errno(err, e, "reading", abs);
+		return (coffer_err_errno(err, e, "reading", abs));
 	}
 	uint64_t size = (uint64_t)st.st_size, done = 0;
 	coffer_filter *sha = coffer_sha256_filter_new(err);
@@ -203,8 +219,9 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 		ssize_t got = 0;
 		if (!eof) {
 			got = read(fd, p->buf, want);
-			if (got < 0 && errno == EINTR)
+			if (got < 0 && errno == EINTR) {
 				continue;
+}
 			if (got < 0) {
 				rc = coffer_err_errno(err, errno, "reading", abs);
 				break;
@@ -216,13 +233,15 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 			got = (ssize_t)want;
 		}
 		rc = coffer_filter_write(p->st.head, p->buf, (size_t)got, err);
-		if (rc == 0)
+		if (rc == 0) {
 			rc = coffer_filter_write(sha, p->buf, (size_t)got, err);
+}
 		done += (uint64_t)got;
 	}
 	close(fd);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_filter_finish(sha, err);
+}
 	if (rc == 0) {
 		uint8_t d[COFFER_SHA256_LEN];
 		char hex[COFFER_SHA256_HEX_LEN + 1];
@@ -231,7 +250,7 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 		rc = coffer_manifest_add_file(p->m, rel, size, hex, err);
 	}
 	coffer_filter_free(sha);
-	return rc;
+	return (rc);
 }
 
 /* Unlogged relations: only their init fork is copied, as pg_basebackup
@@ -250,37 +269,42 @@ static bool
 rel_file(const char *name, char digits[11], bool *init)
 {
 	size_t d = strspn(name, "0123456789");
-	if (d == 0 || d > 10)
-		return false;
+	if (d == 0 || d > 10) {
+		return (false);
+}
 	memcpy(digits, name, d);
 	digits[d] = '\0';
 	const char *rest = name + d;
 	*init = false;
 	if (*rest == '_') {
 		size_t f = strcspn(rest + 1, ".");
-		if (f == 0)
-			return false;
+		if (f == 0) {
+			return (false);
+}
 		*init = f == 4 && strncmp(rest + 1, "init", 4) == 0;
 		rest += 1 + f;
 	}
-	if (*rest == '.')
-		return rest[1] != '\0' && strspn(rest + 1, "0123456789") == strlen(rest + 1);
-	return *rest == '\0';
+	if (*rest == '.') {
+		return (rest[1] != '\0' && strspn(rest + 1, "0123456789") == strlen(rest + 1));
+}
+	return (*rest == '\0');
 }
 
 static int
 collect_init_forks(const char *abs, relset *set, coffer_err *err)
 {
 	DIR *d = opendir(abs);
-	if (d == NULL)
-		return errno == ENOENT ? 0 : coffer_err_errno(err, errno, "reading the directory", abs);
+	if (d == NULL) {
+		return (errno == ENOENT ? 0 : coffer_err_errno(err, errno, "reading the directory", abs));
+}
 	struct dirent *de;
 	int rc = 0;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		char digits[11];
 		bool init = false;
-		if (!rel_file(de->d_name, digits, &init) || !init || strchr(de->d_name, '.') != NULL)
+		if (!rel_file(de->d_name, digits, &init) || !init || strchr(de->d_name, '.') != NULL) {
 			continue;
+}
 		if (set->n == set->cap) {
 			size_t cap = set->cap ? set->cap * 2 : 16;
 			void *v = realloc(set->v, cap * sizeof(*set->v));
@@ -294,7 +318,7 @@ collect_init_forks(const char *abs, relset *set, coffer_err *err)
 		memcpy(set->v[set->n++], digits, sizeof(digits));
 	}
 	closedir(d);
-	return rc;
+	return (rc);
 }
 
 static bool
@@ -302,12 +326,15 @@ unlogged_non_init(const relset *set, const char *name)
 {
 	char digits[11];
 	bool init = false;
-	if (set->n == 0 || !rel_file(name, digits, &init) || init)
-		return false;
-	for (size_t i = 0; i < set->n; i++)
-		if (strcmp(set->v[i], digits) == 0)
-			return true;
-	return false;
+	if (set->n == 0 || !rel_file(name, digits, &init) || init) {
+		return (false);
+}
+	for (size_t i = 0; i < set->n; i++) {
+		if (strcmp(set->v[i], digits) == 0) {
+			return (true);
+}
+}
+	return (false);
 }
 
 /* Whether rel is a database's directory, where relation files live:
@@ -315,41 +342,49 @@ unlogged_non_init(const relset *set, const char *name)
 static bool
 database_dir(const char *rel)
 {
-	if (strncmp(rel, "base/", 5) == 0)
-		return strchr(rel + 5, '/') == NULL;
-	if (strncmp(rel, "pg_tblspc/", 10) != 0)
-		return false;
+	if (strncmp(rel, "base/", 5) == 0) {
+		return (strchr(rel + 5, '/') == NULL);
+}
+	if (strncmp(rel, "pg_tblspc/", 10) != 0) {
+		return (false);
+}
 	int slashes = 0;
-	for (const char *c = rel + 10; *c != '\0'; c++)
+	for (const char *c = rel + 10; *c != '\0'; c++) {
 		slashes += *c == '/';
-	return slashes == 2;
+}
+	return (slashes == 2);
 }
 
 /* Copies the directory abs as rel_dir (its entry already written). */
 static int
 walk(phys *p, const char *rel_dir, const char *abs, int depth, coffer_err *err)
 {
-	if (depth > MAX_DEPTH)
-		return coffer_err_set(err, COFFER_ETOOBIG, "%s is nested more than %d levels deep",
+	if (depth > MAX_DEPTH) {
+		return (coffer_err_set(err, COFFER_ETOOBIG, "%s is nested more than %d levels deep",
 		    abs, MAX_DEPTH),
 		       coffer_err_hint(err, "the data directory holds something PostgreSQL did not "
-					    "put there; move it out");
+					    "put there; move it out"));
+}
 	DIR *d = opendir(abs);
 	if (d == NULL) {
-		if (errno == ENOENT && depth > 0)
-			return 0;
-		return coffer_err_errno(err, errno, "reading the directory", abs);
+		if (errno == ENOENT && depth > 0) {
+			return (0);
+}
+		return (coffer_err_errno(err, errno, "reading the directory", abs));
 	}
 	relset unlogged = { 0 };
 	int rc = 0;
-	if (database_dir(rel_dir))
+	if (database_dir(rel_dir)) {
 		rc = collect_init_forks(abs, &unlogged, err);
+}
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
 			continue;
-		if (unlogged_non_init(&unlogged, de->d_name))
+}
+		if (unlogged_non_init(&unlogged, de->d_name)) {
 			continue;
+}
 		if (p->cancel != NULL && agent_cancel_requested(p->cancel)) {
 			rc = coffer_err_set(err, COFFER_ECANCELED, "cancelled while copying files");
 			break;
@@ -359,8 +394,9 @@ walk(phys *p, const char *rel_dir, const char *abs, int depth, coffer_err *err)
 		snprintf(path, sizeof(path), "%s/%s", abs, de->d_name);
 		struct stat st;
 		if (lstat(path, &st) != 0) {
-			if (errno == ENOENT)
+			if (errno == ENOENT) {
 				continue;
+}
 			rc = coffer_err_errno(err, errno, "reading", path);
 			break;
 		}
@@ -371,21 +407,24 @@ walk(phys *p, const char *rel_dir, const char *abs, int depth, coffer_err *err)
 		} else if (strcmp(rel, "pg_tblspc") == 0) {
 			continue; /* copied first, by walk_tablespaces */
 		} else if (S_ISDIR(st.st_mode)) {
-			if (agent_physical_skip(rel, true, &keep) && !keep)
+			if (agent_physical_skip(rel, true, &keep) && !keep) {
 				continue;
+}
 			rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, rel, 0, err);
-			if (rc == 0 && !keep)
+			if (rc == 0 && !keep) {
 				rc = walk(p, rel, path, depth + 1, err);
+}
 		} else if (S_ISREG(st.st_mode)) {
-			if (!agent_physical_skip(rel, false, &keep))
+			if (!agent_physical_skip(rel, false, &keep)) {
 				rc = put_file(p, rel, path, err);
+}
 		} else {
 			coffer_log_warn("not a file or directory, not backed up", "path=%s", rel);
 		}
 	}
 	closedir(d);
 	free(unlogged.v);
-	return rc;
+	return (rc);
 }
 
 /* pg_tblspc and every tablespace in it: the tablespace's location (what its
@@ -398,29 +437,34 @@ walk_tablespaces(phys *p, coffer_err *err)
 	char abs[4096];
 	snprintf(abs, sizeof(abs), "%s/pg_tblspc", p->root);
 	struct stat st;
-	if (lstat(abs, &st) != 0)
-		return errno == ENOENT ? 0 : coffer_err_errno(err, errno, "reading", abs);
+	if (lstat(abs, &st) != 0) {
+		return (errno == ENOENT ? 0 : coffer_err_errno(err, errno, "reading", abs));
+}
 	int rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, "pg_tblspc", 0, err);
 	DIR *d = rc == 0 ? opendir(abs) : NULL;
-	if (rc == 0 && d == NULL)
-		return coffer_err_errno(err, errno, "reading the directory", abs);
+	if (rc == 0 && d == NULL) {
+		return (coffer_err_errno(err, errno, "reading the directory", abs));
+}
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
+		if (de->d_name[0] == '.') {
 			continue;
+}
 		char rel[4096], path[8192], target[AGENT_PHYS_TABLESPACE_MAX + 1];
 		snprintf(rel, sizeof(rel), "pg_tblspc/%s", de->d_name);
 		snprintf(path, sizeof(path), "%s/%s", abs, de->d_name);
 		if (lstat(path, &st) != 0) {
-			if (errno == ENOENT)
+			if (errno == ENOENT) {
 				continue; /* dropped meanwhile: WAL replay agrees */
+}
 			rc = coffer_err_errno(err, errno, "reading", path);
 			break;
 		}
 		if (S_ISDIR(st.st_mode)) {
 			rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, rel, 0, err);
-			if (rc == 0)
+			if (rc == 0) {
 				rc = walk(p, rel, path, 1, err);
+}
 			continue;
 		}
 		if (!S_ISLNK(st.st_mode)) {
@@ -428,8 +472,9 @@ walk_tablespaces(phys *p, coffer_err *err)
 			continue;
 		}
 		ssize_t n = readlink(path, target, sizeof(target) - 1);
-		if (n < 0 && errno == ENOENT)
+		if (n < 0 && errno == ENOENT) {
 			continue;
+}
 		if (n < 0) {
 			rc = coffer_err_errno(err, errno, "reading the link", path);
 			break;
@@ -443,12 +488,14 @@ walk_tablespaces(phys *p, coffer_err *err)
 		}
 		target[n] = '\0';
 		rc = put_text(p, AGENT_PHYS_TABLESPACE, rel, target, err);
-		if (rc == 0)
+		if (rc == 0) {
 			rc = walk(p, rel, target, 1, err);
+}
 	}
-	if (d != NULL)
+	if (d != NULL) {
 		closedir(d);
-	return rc;
+}
+	return (rc);
 }
 
 /* The stop segment reaches the repository through PostgreSQL's archiver and
@@ -460,15 +507,19 @@ wait_archived(phys *p, PGconn *conn, const char *segment, int64_t deadline, coff
 	for (;;) {
 		bool there = false;
 		int rc = agent_wal_exists(p->ctx, p->m->system_identifier, segment, &there, err);
-		if (rc != 0)
-			return rc;
-		if (there)
-			return 0;
-		if (p->cancel != NULL && agent_cancel_requested(p->cancel))
-			return coffer_err_set(err, COFFER_ECANCELED,
-			    "cancelled while waiting for WAL segment %s to be archived", segment);
-		if (coffer_clock_now(NULL) >= deadline)
+		if (rc != 0) {
+			return (rc);
+}
+		if (there) {
+			return (0);
+}
+		if (p->cancel != NULL && agent_cancel_requested(p->cancel)) {
+			return (coffer_err_set(err, COFFER_ECANCELED,
+			    "cancelled while waiting for WAL segment %s to be archived", segment));
+}
+		if (coffer_clock_now(NULL) >= deadline) {
 			break;
+}
 		uv_sleep(ARCHIVE_POLL_MS);
 	}
 	PGresult *res = NULL;
@@ -486,8 +537,8 @@ wait_archived(phys *p, PGconn *conn, const char *segment, int64_t deadline, coff
 	coffer_err_set(err, COFFER_ETIMEDOUT,
 	    "WAL segment %s, needed to make the backup consistent, was not archived in time (%s)",
 	    segment, why);
-	return coffer_err_hint(err, "check archive_command = 'coffer-agent wal-push -c ... %%p' and "
-				    "the server log; or widen [schedule] completion_window");
+	return (coffer_err_hint(err, "check archive_command = 'coffer-agent wal-push -c ... %%p' and "
+				    "the server log; or widen [schedule] completion_window"));
 }
 
 static int backup_locked(agent_ctx *ctx, const agent_backup_request *req,
@@ -500,11 +551,12 @@ agent_physical_backup(agent_ctx *ctx, const agent_backup_request *req,
 	memset(res, 0, sizeof(*res));
 	int lock_fd = -1;
 	int rc = agent_backup_lock(ctx->cfg, &lock_fd, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	rc = backup_locked(ctx, req, res, err);
 	close(lock_fd);
-	return rc;
+	return (rc);
 }
 
 static void
@@ -525,8 +577,9 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	    started + cfg->completion_window_ms;
 	char id[COFFER_MANIFEST_ID_SIZE];
 	int rc = agent_backup_record_started(ctx, req, COFFER_MANIFEST_PHYSICAL, started, id, res, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 
 	const char *stage = "connect";
 	phys p = { .ctx = ctx, .cancel = req->cancel };
@@ -539,21 +592,25 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	uint8_t manifest_sha[COFFER_SHA256_LEN] = { 0 };
 
 	rc = coffer_repo_backup_key(data_key, sizeof(data_key), cfg->service, id, "data", err);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_repo_backup_key(manifest_key, sizeof(manifest_key), cfg->service, id,
 		    "manifest.json", err);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = coffer_manifest_new(&p.m, err);
-	if (rc == 0 && (p.buf = malloc(READ_BUF)) == NULL)
+}
+	if (rc == 0 && (p.buf = malloc(READ_BUF)) == NULL) {
 		rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = agent_pgq_connect(cfg->conninfo, NULL, NULL, NULL, CONNECT_TIMEOUT_S, &conn, err);
+}
 	if (rc == 0) {
 		PQsetNoticeProcessor(conn, quiet_notice, NULL);
 		rc = agent_pgq_command(conn, "preparing the session",
 		    "SET statement_timeout = 0", err);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = agent_pgq_row(conn, "reading the server's settings",
 		    "SELECT current_setting('data_directory'), "
 		    "current_setting('server_version_num')::int, "
@@ -561,33 +618,36 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		    "pg_database_size(current_database())::text, pg_is_in_recovery()::text, "
 		    "current_setting('archive_mode'), current_setting('wal_level')",
 		    0, NULL, &info, err);
+}
 	if (rc == 0) {
 		snprintf(p.root, sizeof(p.root), "%s", PQgetvalue(info, 0, 0));
 		p.m->pg_version = atoi(PQgetvalue(info, 0, 1));
 		p.m->system_identifier = strtoull(PQgetvalue(info, 0, 2), NULL, 10);
 		snprintf(p.m->database, sizeof(p.m->database), "%s", PQgetvalue(info, 0, 3));
 		p.m->database_size = strtoull(PQgetvalue(info, 0, 4), NULL, 10);
-		if (p.m->pg_version < 150000)
+		if (p.m->pg_version < 150000) {
 			rc = coffer_err_set(err, COFFER_EREFUSED,
 			    "physical backups need PostgreSQL 15 or newer; the server is %d",
 			    p.m->pg_version),
 			coffer_err_hint(err, "use logical backups for this server");
-		else if (strcmp(PQgetvalue(info, 0, 5), "true") == 0)
+		} else if (strcmp(PQgetvalue(info, 0, 5), "true") == 0) {
 			rc = coffer_err_set(err, COFFER_EREFUSED,
 			    "the server is a standby; physical backups are taken from the primary"),
 			coffer_err_hint(err, "point [postgres] conninfo at the primary");
-		else if (strcmp(PQgetvalue(info, 0, 6), "off") == 0)
+		} else if (strcmp(PQgetvalue(info, 0, 6), "off") == 0) {
 			rc = coffer_err_set(err, COFFER_EREFUSED,
 			    "archive_mode is off, so the WAL this backup needs would never be archived"),
 			coffer_err_hint(err, "set archive_mode = on and archive_command = "
 					     "'coffer-agent wal-push -c %s %%p', then restart "
 					     "PostgreSQL", coffer_config_path(cfg->ini));
-		else if (strcmp(PQgetvalue(info, 0, 7), "minimal") == 0)
+		} else if (strcmp(PQgetvalue(info, 0, 7), "minimal") == 0) {
 			rc = coffer_err_set(err, COFFER_EREFUSED, "wal_level is minimal"),
 			coffer_err_hint(err, "set wal_level = replica and restart PostgreSQL");
+}
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = agent_wal_system_identifier_save(cfg, p.m->system_identifier, err);
+}
 	if (rc == 0) {
 		stage = "start";
 		char label[64];
@@ -605,10 +665,12 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		stage = "copy";
 		rc = agent_stream_open(ctx, data_key, NULL, 0, &p.st, err);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = walk_tablespaces(&p, err);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = walk(&p, "", p.root, 0, err);
+}
 	if (rc == 0) {
 		stage = "stop";
 		rc = agent_pgq_row(conn, "pg_backup_stop",
@@ -619,13 +681,16 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		stage = "copy";
 		snprintf(p.m->lsn_stop, sizeof(p.m->lsn_stop), "%s", PQgetvalue(stop, 0, 0));
 		rc = put_text(&p, AGENT_PHYS_FILE, "backup_label", PQgetvalue(stop, 0, 1), err);
-		if (rc == 0 && PQgetvalue(stop, 0, 2)[0] != '\0')
+		if (rc == 0 && PQgetvalue(stop, 0, 2)[0] != '\0') {
 			rc = put_text(&p, AGENT_PHYS_FILE, "tablespace_map", PQgetvalue(stop, 0, 2), err);
+}
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = put_entry(&p, AGENT_PHYS_END, 0, "", 0, err);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = coffer_filter_finish(p.st.head, err);
+}
 	if (rc == 0) {
 		stage = "store";
 		rc = coffer_repo_write_commit(p.st.sink, err);
@@ -656,12 +721,14 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		 * files than its size limits allow) would make the backup look
 		 * restorable when it is not: read it back before publishing. */
 		coffer_manifest *back = NULL;
-		if (rc == 0 && coffer_manifest_parse(json, json_len, ctx->sign_pub, &back, err) != 0)
+		if (rc == 0 && coffer_manifest_parse(json, json_len, ctx->sign_pub, &back, err) != 0) {
 			rc = coffer_err_wrap(err, "the manifest of %zu files would not be readable",
 			    m->nfiles);
+}
 		coffer_manifest_free(back);
-		if (rc == 0)
+		if (rc == 0) {
 			rc = agent_backup_publish(ctx, manifest_key, json, json_len, manifest_sha, err);
+}
 	}
 	if (rc != 0) {
 		res->event_seq = agent_backup_record_failure(ctx, id,
@@ -713,15 +780,19 @@ out:
 	agent_stream_close(&p.st);
 	coffer_manifest_free(p.m);
 	free(p.buf);
-	if (info != NULL)
+	if (info != NULL) {
 		PQclear(info);
-	if (start != NULL)
+}
+	if (start != NULL) {
 		PQclear(start);
-	if (stop != NULL)
+}
+	if (stop != NULL) {
 		PQclear(stop);
+}
 	/* Ends a backup still in progress too: non-exclusive backups end with
 	 * their session. */
-	if (conn != NULL)
+	if (conn != NULL) {
 		PQfinish(conn);
-	return rc;
+}
+	return (rc);
 }

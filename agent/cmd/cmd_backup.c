@@ -23,8 +23,9 @@ static void
 on_stop_signal(int sig)
 {
 	(void)sig;
-	if (running_cancel != NULL)
+	if (running_cancel != NULL) {
 		agent_cancel_trigger(running_cancel);
+}
 }
 
 int
@@ -38,14 +39,18 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 	};
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0)
-		return rv > 0 ? 0 : 2;
-	if (npos > 0)
-		return coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]);
-	if (config == NULL)
-		return coffer_cli_usage_error(cmd, "-c FILE is required");
-	if (strcmp(kind, "logical") != 0 && strcmp(kind, "physical") != 0)
-		return coffer_cli_usage_error(cmd, "--kind must be logical or physical, not '%s'", kind);
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+}
+	if (config == NULL) {
+		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
+}
+	if (strcmp(kind, "logical") != 0 && strcmp(kind, "physical") != 0) {
+		return (coffer_cli_usage_error(cmd, "--kind must be logical or physical, not '%s'", kind));
+}
 
 	coffer_err err = { 0 };
 	/* --kind physical: a base backup (agent/backup/physical.c), same request and result. */
@@ -56,7 +61,7 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 	    &err);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent backup", &err);
-		return coffer_err_exit_status(rv);
+		return (coffer_err_exit_status(rv));
 	}
 	coffer_log_init("coffer-agent", ctx->cfg->log_level);
 	agent_cancel *cancel = NULL;
@@ -80,14 +85,15 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;
-		if (rv == 0)
+		if (rv == 0) {
 			printf("%s\n", res.backup_id);
+}
 	}
 	agent_cancel_free(cancel);
 	agent_ctx_close(ctx);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent backup", &err);
-		return coffer_err_exit_status(rv);
+		return (coffer_err_exit_status(rv));
 	}
-	return fflush(stdout) == 0 ? 0 : 1;
+	return (fflush(stdout) == 0 ? 0 : 1);
 }

@@ -25,8 +25,9 @@ print_event(uint64_t seq, const uint8_t *data, size_t len, void *arg)
 	Coffer__V1__Event *ev = coffer__v1__event__unpack(NULL, len, data);
 	const char *type = ev != NULL ? agent_events_type_name(ev) : "undecodable";
 	char at[40] = "-";
-	if (ev != NULL)
+	if (ev != NULL) {
 		coffer_time_format(at, sizeof(at), ev->occurred_at_ms);
+}
 	const char *backup = "";
 	const char *detail = "";
 	if (ev != NULL) {
@@ -59,7 +60,7 @@ print_event(uint64_t seq, const uint8_t *data, size_t len, void *arg)
 		printf("%-8llu %-24s %-18s %-28s %s\n", (unsigned long long)seq, at, type, backup, detail);
 	}
 	coffer__v1__event__free_unpacked(ev, NULL);
-	return 0;
+	return (0);
 }
 
 int
@@ -73,28 +74,34 @@ agent_cmd_events(const coffer_cmd *cmd, int argc, char **argv)
 	};
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0)
-		return rv > 0 ? 0 : 2;
-	if (npos > 0)
-		return coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]);
-	if (config == NULL)
-		return coffer_cli_usage_error(cmd, "-c FILE is required");
-	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0)
-		return coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output);
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+}
+	if (config == NULL) {
+		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
+}
+	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
+		return (coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output));
+}
 	coffer_err err = { 0 };
 	agent_config *cfg = NULL;
 	agent_outbox *ob = NULL;
 	rv = agent_config_load(config, &cfg, &err);
-	if (rv == 0)
+	if (rv == 0) {
 		rv = agent_outbox_open(cfg->state_dir, NULL, &ob, &err);
+}
 	print_state st = { output != NULL && strcmp(output, "json") == 0 };
-	if (rv == 0)
+	if (rv == 0) {
 		rv = agent_outbox_foreach(ob, 0, SIZE_MAX, SIZE_MAX, print_event, &st, NULL, &err);
+}
 	agent_outbox_close(ob);
 	agent_config_free(cfg);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent events", &err);
-		return coffer_err_exit_status(rv);
+		return (coffer_err_exit_status(rv));
 	}
-	return fflush(stdout) == 0 ? 0 : 1;
+	return (fflush(stdout) == 0 ? 0 : 1);
 }

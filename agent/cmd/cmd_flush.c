@@ -24,23 +24,27 @@ agent_cmd_flush(const coffer_cmd *cmd, int argc, char **argv)
 	};
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0)
-		return rv > 0 ? 0 : 2;
-	if (npos > 0)
-		return coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]);
-	if (config == NULL)
-		return coffer_cli_usage_error(cmd, "-c FILE is required");
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+}
+	if (config == NULL) {
+		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
+}
 	int64_t timeout_ms = 0;
-	if (coffer_duration_parse(timeout, 0, &timeout_ms) != 0 || timeout_ms <= 0)
-		return coffer_cli_usage_error(cmd, "--timeout must be a duration like 30s or 5m, not '%s'",
-		    timeout);
+	if (coffer_duration_parse(timeout, 0, &timeout_ms) != 0 || timeout_ms <= 0) {
+		return (coffer_cli_usage_error(cmd, "--timeout must be a duration like 30s or 5m, not '%s'",
+		    timeout));
+}
 
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, NULL, AGENT_NEED_SIGN | AGENT_NEED_OUTBOX, &ctx, &err);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent flush", &err);
-		return coffer_err_exit_status(rv);
+		return (coffer_err_exit_status(rv));
 	}
 	/* A one-shot reports its outcome in one line; retries in between are
 	 * noise unless the operator asked for debug. */
@@ -51,8 +55,8 @@ agent_cmd_flush(const coffer_cmd *cmd, int argc, char **argv)
 	agent_ctx_close(ctx);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent flush", &err);
-		return rv == COFFER_EINVAL ? 2 : 1;
+		return (rv == COFFER_EINVAL ? 2 : 1);
 	}
 	printf("%" PRIu64 " events acked; outbox flushed\n", acked);
-	return fflush(stdout) == 0 ? 0 : 1;
+	return (fflush(stdout) == 0 ? 0 : 1);
 }

@@ -19,15 +19,16 @@ static int
 fail(const char *prog, int rv, const coffer_err *err)
 {
 	coffer_err_print(prog, err);
-	return coffer_err_exit_status(rv);
+	return (coffer_err_exit_status(rv));
 }
 
 static int
 check_output(const coffer_cmd *cmd, const char *output)
 {
-	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0)
-		return coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output);
-	return 0;
+	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
+		return (coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output));
+}
+	return (0);
 }
 
 typedef struct list_state {
@@ -45,8 +46,9 @@ list_one(const char *id, void *arg)
 	coffer_err err = { 0 };
 	int rc = agent_stored_manifest(st->ctx, id, &m, &err);
 	char started[40] = "-";
-	if (rc == 0)
+	if (rc == 0) {
 		coffer_time_format(started, sizeof(started), m->started_at);
+}
 	if (st->array != NULL) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "id", id);
@@ -73,7 +75,7 @@ list_one(const char *id, void *arg)
 	}
 	st->count++;
 	coffer_manifest_free(m);
-	return 0;
+	return (0);
 }
 
 int
@@ -88,24 +90,30 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 	};
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0)
-		return rv > 0 ? 0 : 2;
-	if (npos > 0)
-		return coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]);
-	if (config == NULL)
-		return coffer_cli_usage_error(cmd, "-c FILE is required");
-	if ((rv = check_output(cmd, output)) != 0)
-		return rv;
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+}
+	if (config == NULL) {
+		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
+}
+	if ((rv = check_output(cmd, output)) != 0) {
+		return (rv);
+}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, repo, AGENT_NEED_VERIFY | AGENT_NEED_REPO, &ctx, &err);
-	if (rv != 0)
-		return fail("coffer-agent list", rv, &err);
+	if (rv != 0) {
+		return (fail("coffer-agent list", rv, &err));
+}
 	bool json = output != NULL && strcmp(output, "json") == 0;
 	list_state st = { ctx, json ? cJSON_CreateArray() : NULL, 0, &err };
-	if (!json)
+	if (!json) {
 		printf("%-28s %-8s %-24s %14s %14s %s\n", "ID", "KIND", "STARTED", "PLAIN_BYTES",
 		    "STORED_BYTES", "KEY");
+}
 	rv = agent_stored_ids(ctx, list_one, &st, &err);
 	if (rv == 0 && json) {
 		char *text = cJSON_PrintUnformatted(st.array);
@@ -114,9 +122,10 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 	}
 	cJSON_Delete(st.array);
 	agent_ctx_close(ctx);
-	if (rv != 0)
-		return fail("coffer-agent list", rv, &err);
-	return fflush(stdout) == 0 ? 0 : 1;
+	if (rv != 0) {
+		return (fail("coffer-agent list", rv, &err));
+}
+	return (fflush(stdout) == 0 ? 0 : 1);
 }
 
 /* verify and cat differ only in where the plaintext goes. */
@@ -134,33 +143,41 @@ read_backup(const coffer_cmd *cmd, int argc, char **argv, bool to_stdout)
 	};
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0)
-		return rv > 0 ? 0 : 2;
-	if (npos > 0)
-		return coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]);
-	if (config == NULL || backup == NULL)
-		return coffer_cli_usage_error(cmd, "-c FILE and --backup ID|latest are required");
-	if ((rv = check_output(cmd, output)) != 0)
-		return rv;
-	if (to_stdout && isatty(STDOUT_FILENO) == 1)
-		return coffer_cli_usage_error(cmd, "refusing to write a dump to a terminal; pipe it "
-						   "into pg_restore or a file");
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+}
+	if (config == NULL || backup == NULL) {
+		return (coffer_cli_usage_error(cmd, "-c FILE and --backup ID|latest are required"));
+}
+	if ((rv = check_output(cmd, output)) != 0) {
+		return (rv);
+}
+	if (to_stdout && isatty(STDOUT_FILENO) == 1) {
+		return (coffer_cli_usage_error(cmd, "refusing to write a dump to a terminal; pipe it "
+						   "into pg_restore or a file"));
+}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, repo, AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO,
 	    &ctx, &err);
-	if (rv != 0)
-		return fail(prog, rv, &err);
+	if (rv != 0) {
+		return (fail(prog, rv, &err));
+}
 	coffer_manifest *m = NULL;
 	rv = agent_stored_manifest(ctx, backup, &m, &err);
 	coffer_filter *sink = NULL, *prog_filter = NULL;
 	int64_t started = coffer_clock_monotonic_ms();
 	if (rv == 0) {
 		sink = to_stdout ? coffer_fd_sink_new(STDOUT_FILENO, &err) : coffer_discard_sink_new(&err);
-		if (sink != NULL && !to_stdout && isatty(STDERR_FILENO) == 1)
+		if (sink != NULL && !to_stdout && isatty(STDERR_FILENO) == 1) {
 			prog_filter = coffer_progress_filter_new("verifying", m->plaintext_bytes, &err);
-		if (sink == NULL)
+}
+		if (sink == NULL) {
 			rv = err.code;
+}
 	}
 	if (rv == 0) {
 		coffer_filter *head = prog_filter != NULL ?
@@ -170,32 +187,34 @@ read_backup(const coffer_cmd *cmd, int argc, char **argv, bool to_stdout)
 	}
 	if (rv == 0 && !to_stdout) {
 		int64_t ms = coffer_clock_monotonic_ms() - started;
-		if (output != NULL && strcmp(output, "json") == 0)
+		if (output != NULL && strcmp(output, "json") == 0) {
 			printf("{\"backup\":\"%s\",\"ok\":true,\"plaintext_bytes\":%llu,"
 			       "\"stored_bytes\":%llu,\"tables\":%zu,\"duration_ms\":%lld}\n",
 			    m->backup_id, (unsigned long long)m->plaintext_bytes,
 			    (unsigned long long)m->stored_bytes, m->ntables, (long long)ms);
-		else
+		} else {
 			printf("backup %s verified: signature, %llu stored bytes and %llu plaintext "
 			       "bytes match the manifest (%lld ms)\n",
 			    m->backup_id, (unsigned long long)m->stored_bytes,
 			    (unsigned long long)m->plaintext_bytes, (long long)ms);
+}
 	}
 	coffer_manifest_free(m);
 	agent_ctx_close(ctx);
-	if (rv != 0)
-		return fail(prog, rv, &err);
-	return fflush(stdout) == 0 ? 0 : 1;
+	if (rv != 0) {
+		return (fail(prog, rv, &err));
+}
+	return (fflush(stdout) == 0 ? 0 : 1);
 }
 
 int
 agent_cmd_verify(const coffer_cmd *cmd, int argc, char **argv)
 {
-	return read_backup(cmd, argc, argv, false);
+	return (read_backup(cmd, argc, argv, false));
 }
 
 int
 agent_cmd_cat(const coffer_cmd *cmd, int argc, char **argv)
 {
-	return read_backup(cmd, argc, argv, true);
+	return (read_backup(cmd, argc, argv, true));
 }

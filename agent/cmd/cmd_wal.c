@@ -37,14 +37,17 @@ parse(const coffer_cmd *cmd, int argc, char **argv, int want, const char **confi
 	};
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
-	if (rv != 0)
-		return rv > 0 ? -1 : 2;
-	if (*config == NULL)
-		return coffer_cli_usage_error(cmd, "-c FILE is required");
-	if (npos != want)
-		return coffer_cli_usage_error(cmd, "expected %d argument%s, got %d", want,
-		    want == 1 ? "" : "s", npos);
-	return 0;
+	if (rv != 0) {
+		return (rv > 0 ? -1 : 2);
+}
+	if (*config == NULL) {
+		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
+}
+	if (npos != want) {
+		return (coffer_cli_usage_error(cmd, "expected %d argument%s, got %d", want,
+		    want == 1 ? "" : "s", npos));
+}
+	return (0);
 }
 
 int
@@ -52,8 +55,9 @@ agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
 {
 	const char *config = NULL;
 	int rv = parse(cmd, argc, argv, 1, &config, NULL, NULL);
-	if (rv != 0)
-		return rv < 0 ? 0 : rv;
+	if (rv != 0) {
+		return (rv < 0 ? 0 : rv);
+}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, NULL,
@@ -66,9 +70,9 @@ agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
 	agent_ctx_close(ctx);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent wal-push", &err);
-		return coffer_err_exit_status(rv) != 0 ? coffer_err_exit_status(rv) : 1;
+		return (coffer_err_exit_status(rv) != 0 ? coffer_err_exit_status(rv) : 1);
 	}
-	return 0;
+	return (0);
 }
 
 /* Fetches the next segments in a detached process, so recovery replays
@@ -84,19 +88,23 @@ start_prefetch(const char *config, const char *repo, uint64_t sysid, const char 
 	agent_wal_kind kind;
 	uint32_t tl;
 	if (agent_wal_name_parse(name, &kind, &tl, NULL) != 0 || kind != AGENT_WAL_SEGMENT ||
-	    stat(dest, &st) != 0)
+	    stat(dest, &st) != 0) {
 		return;
+}
 	fflush(NULL);
 	pid_t pid = fork();
-	if (pid < 0)
+	if (pid < 0) {
 		return;
+}
 	if (pid > 0) {
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
 			;
+}
 		return;
 	}
-	if (fork() != 0)
+	if (fork() != 0) {
 		_exit(0);
+}
 	setsid();
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
@@ -119,16 +127,18 @@ agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 {
 	const char *config = NULL, *repo = NULL, *sysid_text = NULL;
 	int rv = parse(cmd, argc, argv, 2, &config, &repo, &sysid_text);
-	if (rv != 0)
-		return rv < 0 ? 0 : rv;
+	if (rv != 0) {
+		return (rv < 0 ? 0 : rv);
+}
 	uint64_t sysid = 0;
 	if (sysid_text != NULL) {
 		char *end = NULL;
 		errno = 0;
 		sysid = strtoull(sysid_text, &end, 10);
-		if (sysid_text[0] < '1' || sysid_text[0] > '9' || *end != '\0' || errno != 0)
-			return coffer_cli_usage_error(cmd, "--system-identifier '%s' is not a "
-			    "cluster's system identifier (a positive decimal number)", sysid_text);
+		if (sysid_text[0] < '1' || sysid_text[0] > '9' || *end != '\0' || errno != 0) {
+			return (coffer_cli_usage_error(cmd, "--system-identifier '%s' is not a "
+			    "cluster's system identifier (a positive decimal number)", sysid_text));
+}
 	}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
@@ -138,19 +148,23 @@ agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 		coffer_log_init("coffer-agent", ctx->cfg->log_level);
 		/* Without --system-identifier: the cluster this agent serves (a
 		 * standby of it, say). A restore names the backup's own. */
-		if (sysid == 0)
+		if (sysid == 0) {
 			rv = agent_wal_system_identifier(ctx->cfg, &sysid, &err);
-		if (rv == 0)
+}
+		if (rv == 0) {
 			rv = agent_wal_fetch(ctx, sysid, argv[0], argv[1], &err);
+}
 	}
 	agent_ctx_close(ctx);
-	if (rv == 0)
+	if (rv == 0) {
 		start_prefetch(config, repo, sysid, argv[0], argv[1]);
-	if (rv == COFFER_ENOENT && opened)
-		return 1;
+}
+	if (rv == COFFER_ENOENT && opened) {
+		return (1);
+}
 	if (rv != 0) {
 		coffer_err_print("coffer-agent wal-fetch", &err);
-		return coffer_err_exit_status(rv) != 0 ? coffer_err_exit_status(rv) : 1;
+		return (coffer_err_exit_status(rv) != 0 ? coffer_err_exit_status(rv) : 1);
 	}
-	return 0;
+	return (0);
 }

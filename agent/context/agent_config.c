@@ -85,8 +85,9 @@ check_dump_options(const char *v, coffer_err *err)
 	agent_dump_argv_free(argv);
 	/* The loader names the section and key already. */
 	static const char prefix[] = "[postgres] dump_options: ";
-	if (rc != 0 && err != NULL && strncmp(err->msg, prefix, sizeof(prefix) - 1) == 0)
+	if (rc != 0 && err != NULL && strncmp(err->msg, prefix, sizeof(prefix) - 1) == 0) {
 		memmove(err->msg, err->msg + sizeof(prefix) - 1, strlen(err->msg) - sizeof(prefix) + 2);
+}
 	return (rc);
 }
 

@@ -59,8 +59,9 @@ backup_work(uv_work_t *w)
 	d->job_rc = d->job_physical ?
 	    agent_physical_backup(d->ctx, &d->req, &d->res, &d->job_err) :
 	    agent_backup_logical(d->ctx, &d->req, &d->res, &d->job_err);
-	if (d->req.command_id == 0)
+	if (d->req.command_id == 0) {
 		return;
+}
 	/* The coordinator keeps handing a command out until it hears it is
 	 * done; this event (durable, like every outcome) says so. */
 	Coffer__V1__CommandDone done = COFFER__V1__COMMAND_DONE__INIT;
@@ -73,9 +74,10 @@ backup_work(uv_work_t *w)
 	ev.command_done = &done;
 	coffer_err err = { 0 };
 	if (agent_events_emit(d->ctx->outbox, d->ctx->cfg->service, coffer_clock_now(NULL), &ev,
-		NULL, &err) != 0)
+		NULL, &err) != 0) {
 		coffer_log_error("command outcome not recorded", "command=%" PRIu64 " error=\"%s\"",
 		    d->req.command_id, err.msg);
+}
 }
 
 static void
@@ -101,10 +103,11 @@ backup_done(uv_work_t *w, int status)
 	agent_sender_note_backup(d->sender, false, d->job_rc == 0 ? d->res.backup_id : NULL,
 	    coffer_clock_now(NULL));
 	agent_sender_kick(d->sender);
-	if (d->job_rc != 0)
+	if (d->job_rc != 0) {
 		/* backup.c already logged and recorded it; this names the schedule slot. */
 		coffer_log_warn("scheduled backup failed", "service=%s backup=%s error=\"%s\"",
 		    d->ctx->cfg->service, d->res.backup_id, d->job_err.msg);
+}
 	if (d->stopping) {
 		stop_handles(d);
 		return;
@@ -156,8 +159,9 @@ on_command(void *arg, uint64_t command_id, Coffer__V1__BackupKind kind, const ch
 static void
 start_queued_command(agent_daemon *d)
 {
-	if (d->running || d->stopping)
+	if (d->running || d->stopping) {
 		return;
+}
 	uv_mutex_lock(&d->cmd_mu);
 	uint64_t id = 0;
 	bool physical = false;
@@ -170,8 +174,9 @@ start_queued_command(agent_daemon *d)
 		d->cmd_n--;
 	}
 	uv_mutex_unlock(&d->cmd_mu);
-	if (id == 0)
+	if (id == 0) {
 		return;
+}
 	coffer_log_info("backup requested by the coordinator", "service=%s command=%" PRIu64
 	    " kind=%s", d->ctx->cfg->service, id, physical ? "physical" : "logical");
 	memset(&d->req, 0, sizeof(d->req));
@@ -226,17 +231,21 @@ on_timer(uv_timer_t *t)
 static void
 arm(agent_daemon *d)
 {
-	if (d->stopping)
+	if (d->stopping) {
 		return;
+}
 	int64_t now_ms = coffer_clock_now(NULL);
 	int64_t next_s = d->next_run_s;
-	if (d->pcron != NULL && d->pnext_run_s < next_s)
+	if (d->pcron != NULL && d->pnext_run_s < next_s) {
 		next_s = d->pnext_run_s;
+}
 	int64_t wait = next_s * 1000 - now_ms;
-	if (wait < 0)
+	if (wait < 0) {
 		wait = 0;
-	if (wait > MAX_SLEEP_MS)
+}
+	if (wait > MAX_SLEEP_MS) {
 		wait = MAX_SLEEP_MS;
+}
 	uv_timer_start(&d->timer, on_timer, (uint64_t)wait, 0);
 }
 
@@ -244,8 +253,9 @@ static void
 on_signal(uv_signal_t *s, int signum)
 {
 	agent_daemon *d = s->data;
-	if (d->stopping)
+	if (d->stopping) {
 		return;
+}
 	d->stopping = true;
 	coffer_log_info("stopping", "signal=%d backup_running=%s", signum, d->running ? "yes" : "no");
 	if (d->running) {
@@ -266,30 +276,33 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	d.ctx = ctx;
 	int rc = 0;
 	d.cron = coffer_cron_parse(ctx->cfg->schedule_logical, err);
-	if (d.cron == NULL)
-		return err->code;
+	if (d.cron == NULL) {
+		return (err->code);
+}
 	d.tz = coffer_tz_load(ctx->cfg->timezone, err);
 	if (d.tz == NULL) {
 		coffer_cron_free(d.cron);
-		return err->code;
+		return (err->code);
 	}
 	rc = agent_cancel_new(&d.cancel, err);
 	int64_t now_s = coffer_clock_now(NULL) / 1000;
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_cron_next(d.cron, d.tz, now_s, &d.next_run_s, err);
+}
 	if (rc == 0 && ctx->cfg->schedule_physical != NULL) {
 		d.pcron = coffer_cron_parse(ctx->cfg->schedule_physical, err);
 		rc = d.pcron == NULL ? err->code :
 		    coffer_cron_next(d.pcron, d.tz, now_s, &d.pnext_run_s, err);
 	}
-	if (rc == 0 && uv_loop_init(&d.loop) != 0)
+	if (rc == 0 && uv_loop_init(&d.loop) != 0) {
 		rc = coffer_err_set(err, COFFER_ENOMEM, "cannot start the event loop");
+}
 	if (rc != 0) {
 		agent_cancel_free(d.cancel);
 		coffer_tz_free(d.tz);
 		coffer_cron_free(d.pcron);
 		coffer_cron_free(d.cron);
-		return rc;
+		return (rc);
 	}
 	/* Events go to the coordinator from their own thread, so a slow or
 	 * absent coordinator never delays the schedule. */
@@ -299,13 +312,14 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 		coffer_tz_free(d.tz);
 		coffer_cron_free(d.pcron);
 		coffer_cron_free(d.cron);
-		return err->code;
+		return (err->code);
 	}
 	uv_mutex_init(&d.cmd_mu);
 	uv_async_init(&d.loop, &d.cmd_async, on_cmd_async);
 	d.cmd_async.data = &d;
-	if (d.sender != NULL)
+	if (d.sender != NULL) {
 		agent_sender_set_command_cb(d.sender, on_command, &d);
+}
 	uv_timer_init(&d.loop, &d.timer);
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
@@ -327,5 +341,5 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	coffer_cron_free(d.pcron);
 	coffer_cron_free(d.cron);
 	coffer_log_info("agent stopped", "service=%s", ctx->cfg->service);
-	return 0;
+	return (0);
 }

@@ -490,8 +490,9 @@ agent_pg_snapshot_value(agent_pg_snapshot *snap, const char *sql, char *out, siz
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		rc = coffer_err_set(err, COFFER_EPG, "%s", PQresultErrorMessage(r));
 		size_t n = strlen(err->msg);
-		while (n > 0 && (err->msg[n - 1] == '\n' || err->msg[n - 1] == ' '))
+		while (n > 0 && (err->msg[n - 1] == '\n' || err->msg[n - 1] == ' ')) {
 			err->msg[--n] = '\0';
+}
 	} else if (PQntuples(r) != 1 || PQnfields(r) != 1) {
 		rc = coffer_err_set(err, COFFER_EINVAL, "returned %d row(s) of %d column(s), not one "
 		    "value", PQntuples(r), PQnfields(r));

@@ -24,7 +24,7 @@ copy_field(PGresult *r, int col, char *out, size_t size)
 static int64_t
 ms_field(PGresult *r, int col)
 {
-	return PQgetisnull(r, 0, col) ? 0 : strtoll(PQgetvalue(r, 0, col), NULL, 10);
+	return (PQgetisnull(r, 0, col) ? 0 : strtoll(PQgetvalue(r, 0, col), NULL, 10));
 }
 
 int
@@ -34,8 +34,9 @@ agent_archiver_read(const char *conninfo, int timeout_s, agent_archiver_status *
 	memset(st, 0, sizeof(*st));
 	PGconn *conn = NULL;
 	int rc = agent_pgq_connect(conninfo, NULL, NULL, NULL, timeout_s, &conn, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	PGresult *r = NULL;
 	rc = agent_pgq_row(conn, "reading pg_stat_archiver",
 	    "SELECT current_setting('archive_mode') <> 'off', a.failed_count, a.last_failed_wal, "
@@ -74,5 +75,5 @@ agent_archiver_read(const char *conninfo, int timeout_s, agent_archiver_status *
 		}
 	}
 	PQfinish(conn);
-	return rc;
+	return (rc);
 }

@@ -470,8 +470,9 @@ refusal_hint(const sender_link *l, Coffer__V1__Status st, coffer_err *err)
 static void
 take_commands(sender_link *l, const Coffer__V1__Reply *reply)
 {
-	if (l->cmd_mu == NULL)
+	if (l->cmd_mu == NULL) {
 		return; /* flush: commands are the daemon's business */
+}
 	pthread_mutex_lock(l->cmd_mu);
 	agent_sender_command_cb cb = l->on_command;
 	void *arg = l->on_command_arg;
@@ -481,8 +482,9 @@ take_commands(sender_link *l, const Coffer__V1__Reply *reply)
 	for (size_t i = 0; i < reply->n_commands; i++) {
 		const Coffer__V1__Command *c = reply->commands[i];
 		/* Redelivered until reported done: pass each id on once. */
-		if (c->id <= l->command_seen)
+		if (c->id <= l->command_seen) {
 			continue;
+}
 		if (dcb != NULL && c->kind_case == COFFER__V1__COMMAND__KIND_RUN_DRILL &&
 		    c->run_drill != NULL) {
 			l->command_seen = c->id;
@@ -492,8 +494,9 @@ take_commands(sender_link *l, const Coffer__V1__Reply *reply)
 			continue;
 		}
 		if (cb == NULL || c->kind_case != COFFER__V1__COMMAND__KIND_RUN_BACKUP ||
-		    c->run_backup == NULL)
+		    c->run_backup == NULL) {
 			continue;
+}
 		l->command_seen = c->id;
 		coffer_log_info("command received", "command=%" PRIu64 " kind=run_backup by=%s", c->id,
 		    c->run_backup->requested_by != NULL && c->run_backup->requested_by[0] != '\0' ?
@@ -739,8 +742,9 @@ read_archiver(agent_sender *s, agent_archiver_status *st)
 {
 	const char *conninfo = s->link.cfg->conninfo;
 	memset(st, 0, sizeof(*st));
-	if (conninfo == NULL || conninfo[0] == '\0')
+	if (conninfo == NULL || conninfo[0] == '\0') {
 		return;
+}
 	coffer_err err = { 0 };
 	if (agent_archiver_read(conninfo, 3, st, &err) != 0) {
 		if (strcmp(err.msg, s->archiver_error) != 0) {
@@ -935,17 +939,20 @@ sender_main(void *arg)
 			}
 			set_state(s, AGENT_SENDER_IDLE, NULL);
 			delay = next_hb - coffer_clock_monotonic_ms();
-			if (delay > AGENT_SENDER_POLL_MS)
+			if (delay > AGENT_SENDER_POLL_MS) {
 				delay = AGENT_SENDER_POLL_MS;
-			if (wait_for(s, delay > 0 ? delay : 0, true))
+}
+			if (wait_for(s, delay > 0 ? delay : 0, true)) {
 				break;
+}
 			/* Nothing to send and nobody kicked: ask for commands. */
 			if (!is_stopping(s) && coffer_clock_monotonic_ms() < next_hb) {
 				agent_sender_batch none;
 				memset(&none, 0, sizeof(none));
 				coffer_err perr = { 0 };
-				if (link_call(l, &none, NULL, 0, &perr) != CALL_OK)
+				if (link_call(l, &none, NULL, 0, &perr) != CALL_OK) {
 					coffer_log_debug("poll failed", "error=\"%s\"", perr.msg);
+}
 			}
 			break;
 		case CALL_RETRY:

@@ -119,19 +119,24 @@ typedef struct chunk_writer {
 static bool
 safe_rel_path(const char *p)
 {
-	if (p[0] == '\0' || p[0] == '/')
-		return false;
+	if (p[0] == '\0' || p[0] == '/') {
+		return (false);
+}
 	const char *seg = p;
 	for (;;) {
 		const char *end = strchr(seg, '/');
 		size_t n = end != NULL ? (size_t)(end - seg) : strlen(seg);
-		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-			return false;
-		for (size_t i = 0; i < n; i++)
-			if ((unsigned char)seg[i] < 0x20)
-				return false;
-		if (end == NULL)
-			return true;
+		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) {
+			return (false);
+}
+		for (size_t i = 0; i < n; i++) {
+			if ((unsigned char)seg[i] < 0x20) {
+				return (false);
+}
+}
+		if (end == NULL) {
+			return (true);
+}
 		seg = end + 1;
 	}
 }
@@ -141,30 +146,34 @@ write_all(int fd, const uint8_t *buf, size_t len, const char *path, coffer_err *
 {
 	while (len > 0) {
 		ssize_t n = write(fd, buf, len);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR) {
 			continue;
-		if (n < 0)
-			return coffer_err_errno(err, errno, "writing", path);
+}
+		if (n < 0) {
+			return (coffer_err_errno(err, errno, "writing", path));
+}
 		buf += n;
 		len -= (size_t)n;
 	}
-	return 0;
+	return (0);
 }
 
 static void
 put_u64(uint8_t *p, uint64_t v)
 {
-	for (int i = 7; i >= 0; i--, v >>= 8)
+	for (int i = 7; i >= 0; i--, v >>= 8) {
 		p[i] = (uint8_t)v;
+}
 }
 
 static uint64_t
 get_u64(const uint8_t *p)
 {
 	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 8; i++) {
 		v = v << 8 | p[i];
-	return v;
+}
+	return (v);
 }
 
 static int
@@ -179,7 +188,7 @@ send_frame(coffer_filter *w, char type, const out_file *f, uint64_t off, uint32_
 	fr[18] = (uint8_t)(len >> 16);
 	fr[19] = (uint8_t)(len >> 8);
 	fr[20] = (uint8_t)len;
-	return coffer_filter_write(w, fr, sizeof(fr), err);
+	return (coffer_filter_write(w, fr, sizeof(fr), err));
 }
 
 /* Drops one reference; the last closes the file (any thread). */
@@ -191,12 +200,14 @@ file_release(live_files *live, out_file *f)
 		pthread_mutex_unlock(&live->mu);
 		return;
 	}
-	if (f->prev != NULL)
+	if (f->prev != NULL) {
 		f->prev->next = f->next;
-	else
+	} else {
 		live->head = f->next;
-	if (f->next != NULL)
+}
+	if (f->next != NULL) {
 		f->next->prev = f->prev;
+}
 	if (close(f->fd) != 0 && live->close_errno == 0) {
 		live->close_errno = errno;
 		live->failed_idx = f->idx;
@@ -215,11 +226,13 @@ writer_write(coffer_filter *fl, const uint8_t *buf, size_t len, coffer_err *err)
 		if (w->state == W_DATA) {
 			size_t n = w->left < len ? w->left : len;
 			ssize_t k = pwrite(w->f->fd, buf, n, (off_t)w->off);
-			if (k < 0 && errno == EINTR)
+			if (k < 0 && errno == EINTR) {
 				continue;
-			if (k <= 0)
-				return coffer_err_errno(err, k < 0 ? errno : EIO, "writing",
-				    w->m->files[w->f->idx].path);
+}
+			if (k <= 0) {
+				return (coffer_err_errno(err, k < 0 ? errno : EIO, "writing",
+				    w->m->files[w->f->idx].path));
+}
 			w->unflushed += (size_t)k;
 			if (w->unflushed >= WRITEBACK_EVERY) {
 				/* Advisory: a failure here only means the sync at the
@@ -228,16 +241,18 @@ writer_write(coffer_filter *fl, const uint8_t *buf, size_t len, coffer_err *err)
 				w->unflushed = 0;
 			}
 			w->off += (uint64_t)k, w->left -= (uint32_t)k, buf += k, len -= (size_t)k;
-			if (w->left == 0)
+			if (w->left == 0) {
 				w->state = W_HEADER;
+}
 			continue;
 		}
 		size_t n = FRAME_LEN - w->have;
 		n = n < len ? n : len;
 		memcpy(w->frame + w->have, buf, n);
 		w->have += n, buf += n, len -= n;
-		if (w->have < FRAME_LEN)
+		if (w->have < FRAME_LEN) {
 			break;
+}
 		w->have = 0;
 		out_file *f = (out_file *)(uintptr_t)get_u64(w->frame + 1);
 		uint32_t l = (uint32_t)w->frame[17] << 24 | (uint32_t)w->frame[18] << 16 |
@@ -250,19 +265,20 @@ writer_write(coffer_filter *fl, const uint8_t *buf, size_t len, coffer_err *err)
 		} else if (w->frame[0] == 'R') {
 			file_release(w->live, f);
 		} else {
-			return coffer_err_set(err, COFFER_EINTERNAL, "chunk writer: bad frame");
+			return (coffer_err_set(err, COFFER_EINTERNAL, "chunk writer: bad frame"));
 		}
 	}
-	return 0;
+	return (0);
 }
 
 static int
 writer_finish(coffer_filter *f, coffer_err *err)
 {
 	chunk_writer *w = (chunk_writer *)f;
-	if (w->state != W_HEADER || w->have != 0)
-		return coffer_err_set(err, COFFER_EINTERNAL, "chunk writer: stream ended inside a chunk");
-	return 0;
+	if (w->state != W_HEADER || w->have != 0) {
+		return (coffer_err_set(err, COFFER_EINTERNAL, "chunk writer: stream ended inside a chunk"));
+}
+	return (0);
 }
 
 static void
@@ -285,19 +301,22 @@ file_end(unpack *u, coffer_err *err)
 {
 	const coffer_manifest_file *mf = &u->m->files[u->cur->idx];
 	int rc = coffer_filter_finish(u->sha, err);
-	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++)
-		if (u->sent[i])
+	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++) {
+		if (u->sent[i]) {
 			rc = send_frame(u->writers[i], 'R', u->cur, 0, 0, err);
+}
+}
 	if (rc == 0) {
 		uint8_t d[COFFER_SHA256_LEN];
 		char hex[COFFER_SHA256_HEX_LEN + 1];
 		coffer_sha256_filter_digest(u->sha, d);
 		coffer_hex_encode(d, sizeof(d), hex);
-		if (strcmp(hex, mf->sha256) != 0)
+		if (strcmp(hex, mf->sha256) != 0) {
 			rc = coffer_err_set(err, COFFER_ECORRUPT,
 			    "restored %s has SHA-256 %.16s..., the manifest says %.16s...", mf->path, hex,
 			    mf->sha256),
 			coffer_err_hint(err, "the backup is damaged; restore another one");
+}
 	}
 	coffer_filter_free(u->sha);
 	u->sha = NULL;
@@ -306,7 +325,7 @@ file_end(unpack *u, coffer_err *err)
 	u->next_file++;
 	u->state = U_HEADER;
 	u->have = 0;
-	return rc;
+	return (rc);
 }
 
 static int
@@ -315,33 +334,35 @@ file_begin(unpack *u, coffer_err *err)
 	const char *path = u->m->files[u->next_file].path;
 	int fd = openat(u->root_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    (u->mode & 0777) | 0600);
-	if (fd < 0)
-		return coffer_err_errno(err, errno, "creating", path);
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "creating", path));
+}
 	if (u->do_chown && fchown(fd, u->uid, u->gid) != 0) {
 		int e = errno;
 		close(fd);
-		return coffer_err_errno(err, e, "changing the owner of", path);
+		return (coffer_err_errno(err, e, "changing the owner of", path));
 	}
 	out_file *f = calloc(1, sizeof(*f));
 	u->sha = f != NULL ? coffer_sha256_filter_new(err) : NULL;
 	if (u->sha == NULL) {
 		free(f);
 		close(fd);
-		return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
+		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
 	f->fd = fd;
 	f->idx = u->next_file;
 	f->refs = 1; /* the unpacker's, until the file ends */
 	pthread_mutex_lock(&u->live.mu);
 	f->next = u->live.head;
-	if (f->next != NULL)
+	if (f->next != NULL) {
 		f->next->prev = f;
+}
 	u->live.head = f;
 	pthread_mutex_unlock(&u->live.mu);
 	u->cur = f;
 	memset(u->sent, 0, sizeof(u->sent));
 	u->offset = 0;
-	return 0;
+	return (0);
 }
 
 /* Where the tablespace that was at location goes: its --tablespace-map
@@ -355,11 +376,11 @@ tablespace_target(const unpack *u, const char *location, size_t *len)
 		if (eq != NULL && (size_t)(eq - u->ts_map[i]) == n &&
 		    strncmp(u->ts_map[i], location, n) == 0) {
 			*len = strlen(eq + 1);
-			return eq + 1;
+			return (eq + 1);
 		}
 	}
 	*len = n;
-	return location;
+	return (location);
 }
 
 /* A tablespace's location is read and proven (its digest in the signed
@@ -376,107 +397,125 @@ tablespace_place(unpack *u, coffer_err *err)
 	coffer_hex_encode(d, sizeof(d), hex);
 	coffer_filter_free(u->sha);
 	u->sha = NULL;
-	if (rc != 0)
-		return rc;
-	if (strcmp(hex, mf->sha256) != 0)
-		return coffer_err_set(err, COFFER_ECORRUPT, "tablespace %s's location does not match "
+	if (rc != 0) {
+		return (rc);
+}
+	if (strcmp(hex, mf->sha256) != 0) {
+		return (coffer_err_set(err, COFFER_ECORRUPT, "tablespace %s's location does not match "
 		    "the manifest", mf->path),
-		       coffer_err_hint(err, "the backup is damaged; restore another one");
+		       coffer_err_hint(err, "the backup is damaged; restore another one"));
+}
 	u->ts_location[u->size] = '\0';
 	size_t len;
 	const char *target = tablespace_target(u, u->ts_location, &len);
-	if (strlen(u->ts_location) != u->size || u->ts_location[0] != '/')
-		return coffer_err_set(err, COFFER_ECORRUPT, "tablespace %s has no absolute "
+	if (strlen(u->ts_location) != u->size || u->ts_location[0] != '/') {
+		return (coffer_err_set(err, COFFER_ECORRUPT, "tablespace %s has no absolute "
 		    "location", mf->path),
-		       coffer_err_hint(err, "the backup is damaged or forged; do not restore it");
-	if (target[0] != '/' || len == 0)
-		return coffer_err_set(err, COFFER_EINVAL, "--tablespace-map for %s names '%s', not "
+		       coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
+}
+	if (target[0] != '/' || len == 0) {
+		return (coffer_err_set(err, COFFER_EINVAL, "--tablespace-map for %s names '%s', not "
 		    "an absolute path", u->ts_location, target),
-		       coffer_err_hint(err, "write it as --tablespace-map OLD=NEW with both absolute");
+		       coffer_err_hint(err, "write it as --tablespace-map OLD=NEW with both absolute"));
+}
 	int fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT) {
-		if (mkdir(target, 0700) != 0)
-			return coffer_err_errno(err, errno, "creating the tablespace directory", target),
+		if (mkdir(target, 0700) != 0) {
+			return (coffer_err_errno(err, errno, "creating the tablespace directory", target),
 			       coffer_err_hint(err, "create its parent, or map it elsewhere with "
-						    "--tablespace-map %s=DIR", u->ts_location);
+						    "--tablespace-map %s=DIR", u->ts_location));
+}
 		fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	}
-	if (fd < 0)
-		return coffer_err_errno(err, errno, "opening the tablespace directory", target);
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "opening the tablespace directory", target));
+}
 	DIR *dir = fdopendir(fd);
 	bool empty = dir != NULL;
 	struct dirent *de;
-	while (empty && (de = readdir(dir)) != NULL)
+	while (empty && (de = readdir(dir)) != NULL) {
 		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
-	if (dir != NULL)
+}
+	if (dir != NULL) {
 		closedir(dir);
-	else
+	} else {
 		close(fd);
-	if (!empty)
-		return coffer_err_set(err, COFFER_EEXIST, "tablespace directory %s is not empty",
+}
+	if (!empty) {
+		return (coffer_err_set(err, COFFER_EEXIST, "tablespace directory %s is not empty",
 		    target),
 		       coffer_err_hint(err, "restore it elsewhere with --tablespace-map %s=DIR (a new "
 					    "or empty directory); nothing in %s was changed",
-			   u->ts_location, target);
+			   u->ts_location, target));
+}
 	if ((u->do_chown && chown(target, u->uid, u->gid) != 0) ||
 	    symlinkat(target, u->root_fd, mf->path) != 0 ||
-	    (u->do_chown && fchownat(u->root_fd, mf->path, u->uid, u->gid, AT_SYMLINK_NOFOLLOW) != 0))
-		return coffer_err_errno(err, errno, "linking the tablespace", mf->path);
+	    (u->do_chown && fchownat(u->root_fd, mf->path, u->uid, u->gid, AT_SYMLINK_NOFOLLOW) != 0)) {
+		return (coffer_err_errno(err, errno, "linking the tablespace", mf->path));
+}
 	coffer_log_info("tablespace restored", "link=%s location=%s", mf->path, target);
 	u->tablespaces++;
 	u->next_file++;
 	u->state = U_HEADER;
 	u->have = 0;
-	return 0;
+	return (0);
 }
 
 static int
 entry_begin(unpack *u, coffer_err *err)
 {
 	u->path[u->path_len] = '\0';
-	if (strlen(u->path) != u->path_len || !safe_rel_path(u->path))
-		return coffer_err_set(err, COFFER_ECORRUPT,
+	if (strlen(u->path) != u->path_len || !safe_rel_path(u->path)) {
+		return (coffer_err_set(err, COFFER_ECORRUPT,
 		    "physical archive names a path outside the data directory: \"%.80s\"", u->path),
-		       coffer_err_hint(err, "the backup is damaged or forged; do not restore it");
+		       coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
+}
 	if (u->type == AGENT_PHYS_DIR) {
-		if (mkdirat(u->root_fd, u->path, (u->mode & 0777) | 0700) != 0 && errno != EEXIST)
-			return coffer_err_errno(err, errno, "creating the directory", u->path);
+		if (mkdirat(u->root_fd, u->path, (u->mode & 0777) | 0700) != 0 && errno != EEXIST) {
+			return (coffer_err_errno(err, errno, "creating the directory", u->path));
+}
 		if (u->do_chown && fchownat(u->root_fd, u->path, u->uid, u->gid,
-				       AT_SYMLINK_NOFOLLOW) != 0)
-			return coffer_err_errno(err, errno, "changing the owner of", u->path);
+				       AT_SYMLINK_NOFOLLOW) != 0) {
+			return (coffer_err_errno(err, errno, "changing the owner of", u->path));
+}
 		u->state = U_HEADER;
 		u->have = 0;
-		return 0;
+		return (0);
 	}
-	if (u->next_file >= u->m->nfiles)
-		return coffer_err_set(err, COFFER_ECORRUPT,
+	if (u->next_file >= u->m->nfiles) {
+		return (coffer_err_set(err, COFFER_ECORRUPT,
 		    "physical archive holds more files than its manifest lists (%s)", u->path),
-		       coffer_err_hint(err, "the backup is damaged; restore another one");
+		       coffer_err_hint(err, "the backup is damaged; restore another one"));
+}
 	const coffer_manifest_file *mf = &u->m->files[u->next_file];
-	if (strcmp(mf->path, u->path) != 0 || mf->size != u->size)
-		return coffer_err_set(err, COFFER_ECORRUPT,
+	if (strcmp(mf->path, u->path) != 0 || mf->size != u->size) {
+		return (coffer_err_set(err, COFFER_ECORRUPT,
 		    "physical archive entry %zu is %s (%" PRIu64 " bytes), the manifest says %s "
 		    "(%" PRIu64 " bytes)", u->next_file, u->path, u->size, mf->path, mf->size),
-		       coffer_err_hint(err, "the backup is damaged; restore another one");
+		       coffer_err_hint(err, "the backup is damaged; restore another one"));
+}
 	if (u->type == AGENT_PHYS_TABLESPACE) {
-		if (strncmp(u->path, "pg_tblspc/", 10) != 0 || strchr(u->path + 10, '/') != NULL)
-			return coffer_err_set(err, COFFER_ECORRUPT,
+		if (strncmp(u->path, "pg_tblspc/", 10) != 0 || strchr(u->path + 10, '/') != NULL) {
+			return (coffer_err_set(err, COFFER_ECORRUPT,
 			    "physical archive names a tablespace outside pg_tblspc: \"%.80s\"", u->path),
-			       coffer_err_hint(err, "the backup is damaged or forged; do not restore it");
+			       coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
+}
 		u->sha = coffer_sha256_filter_new(err);
-		if (u->sha == NULL)
-			return err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
+		if (u->sha == NULL) {
+			return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
+}
 		u->left = u->size;
 		u->have = 0;
 		u->state = U_TABLESPACE;
-		return 0;
+		return (0);
 	}
 	int rc = file_begin(u, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	u->left = u->size;
 	u->state = U_DATA;
-	return u->left == 0 ? file_end(u, err) : 0;
+	return (u->left == 0 ? file_end(u, err) : 0);
 }
 
 static int
@@ -491,12 +530,14 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			n = n < len ? n : len;
 			memcpy(u->hdr + u->have, buf, n);
 			u->have += n, buf += n, len -= n;
-			if (u->have < AGENT_PHYS_HEADER_LEN)
+			if (u->have < AGENT_PHYS_HEADER_LEN) {
 				break;
+}
 			rc = agent_physical_header_decode(u->hdr, &u->type, &u->mode, &u->path_len,
 			    &u->size, err);
-			if (rc != 0)
-				return rc;
+			if (rc != 0) {
+				return (rc);
+}
 			u->have = 0;
 			u->state = u->type == AGENT_PHYS_END ? U_DONE : U_PATH;
 			break;
@@ -506,14 +547,16 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			n = n < len ? n : len;
 			memcpy(u->path + u->have, buf, n);
 			u->have += n, buf += n, len -= n;
-			if (u->have == u->path_len)
+			if (u->have == u->path_len) {
 				rc = entry_begin(u, err);
+}
 			break;
 		}
 		case U_DATA: {
 			size_t n = u->left < len ? (size_t)u->left : len;
-			if (n > CHUNK)
+			if (n > CHUNK) {
 				n = CHUNK;
+}
 			unsigned i = u->rr++ % UNPACK_WRITERS;
 			if (!u->sent[i]) {
 				pthread_mutex_lock(&u->live.mu);
@@ -522,13 +565,16 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 				u->sent[i] = true;
 			}
 			rc = send_frame(u->writers[i], 'W', u->cur, u->offset, (uint32_t)n, err);
-			if (rc == 0)
+			if (rc == 0) {
 				rc = coffer_filter_write(u->writers[i], buf, n, err);
-			if (rc == 0)
+}
+			if (rc == 0) {
 				rc = coffer_filter_write(u->sha, buf, n, err);
+}
 			u->offset += n, u->left -= n, buf += n, len -= n;
-			if (rc == 0 && u->left == 0)
+			if (rc == 0 && u->left == 0) {
 				rc = file_end(u, err);
+}
 			break;
 		}
 		case U_TABLESPACE: {
@@ -536,19 +582,21 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			memcpy(u->ts_location + u->have, buf, n);
 			rc = coffer_filter_write(u->sha, buf, n, err);
 			u->have += n, u->left -= n, buf += n, len -= n;
-			if (rc == 0 && u->left == 0)
+			if (rc == 0 && u->left == 0) {
 				rc = tablespace_place(u, err);
+}
 			break;
 		}
 		default:
-			return coffer_err_set(err, COFFER_ECORRUPT,
+			return (coffer_err_set(err, COFFER_ECORRUPT,
 			    "physical archive has data after its end entry"),
-			       coffer_err_hint(err, "the backup is damaged; restore another one");
+			       coffer_err_hint(err, "the backup is damaged; restore another one"));
 		}
-		if (rc != 0)
-			return rc;
+		if (rc != 0) {
+			return (rc);
+}
 	}
-	return 0;
+	return (0);
 }
 
 static int
@@ -558,39 +606,47 @@ unpack_finish(coffer_filter *f, coffer_err *err)
 	int rc = 0;
 	/* Every writer drains whatever the archive says, so that a damaged
 	 * archive is reported as such, not as a writer left half-way. */
-	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++)
-		if (u->state == U_DONE)
+	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++) {
+		if (u->state == U_DONE) {
 			rc = coffer_filter_finish(u->writers[i], err);
-	if (rc != 0)
-		return rc;
-	if (u->state != U_DONE)
-		return coffer_err_set(err, COFFER_ETRUNC, "physical archive ends before its end entry"),
-		       coffer_err_hint(err, "the backup is damaged; restore another one");
-	if (u->next_file != u->m->nfiles)
-		return coffer_err_set(err, COFFER_ECORRUPT,
+}
+}
+	if (rc != 0) {
+		return (rc);
+}
+	if (u->state != U_DONE) {
+		return (coffer_err_set(err, COFFER_ETRUNC, "physical archive ends before its end entry"),
+		       coffer_err_hint(err, "the backup is damaged; restore another one"));
+}
+	if (u->next_file != u->m->nfiles) {
+		return (coffer_err_set(err, COFFER_ECORRUPT,
 		    "physical archive holds %zu files, its manifest lists %zu", u->next_file,
 		    u->m->nfiles),
-		       coffer_err_hint(err, "the backup is damaged; restore another one");
+		       coffer_err_hint(err, "the backup is damaged; restore another one"));
+}
 	pthread_mutex_lock(&u->live.mu);
 	int e = u->live.close_errno;
 	size_t idx = u->live.failed_idx;
 	pthread_mutex_unlock(&u->live.mu);
-	if (e != 0)
-		return coffer_err_errno(err, e, "closing", u->m->files[idx].path);
+	if (e != 0) {
+		return (coffer_err_errno(err, e, "closing", u->m->files[idx].path));
+}
 	/* The links made above say where each tablespace is now; left in
 	 * place, tablespace_map would make recovery point them back where
 	 * they were (pg_basebackup's plain format leaves it out too). */
-	if (u->tablespaces > 0 && unlinkat(u->root_fd, "tablespace_map", 0) != 0 && errno != ENOENT)
-		return coffer_err_errno(err, errno, "removing", "tablespace_map");
-	return 0;
+	if (u->tablespaces > 0 && unlinkat(u->root_fd, "tablespace_map", 0) != 0 && errno != ENOENT) {
+		return (coffer_err_errno(err, errno, "removing", "tablespace_map"));
+}
+	return (0);
 }
 
 static void
 unpack_destroy(coffer_filter *f)
 {
 	unpack *u = (unpack *)f;
-	for (int i = 0; i < UNPACK_WRITERS; i++)
+	for (int i = 0; i < UNPACK_WRITERS; i++) {
 		coffer_filter_free_chain(u->writers[i]); /* the hop first: joins its thread */
+}
 	/* A restore stopped half-way: nobody will release these any more. */
 	for (out_file *o = u->live.head, *next; o != NULL; o = next) {
 		next = o->next;
@@ -616,7 +672,7 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 	unpack *u = calloc(1, sizeof(*u));
 	if (u == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
-		return NULL;
+		return (NULL);
 	}
 	u->base.ops = &unpack_ops;
 	u->m = m;
@@ -635,14 +691,15 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 		if (hop == NULL) {
 			free(w);
 			unpack_destroy(&u->base);
-			if (err != NULL && err->code == 0)
+			if (err != NULL && err->code == 0) {
 				coffer_err_set(err, COFFER_ENOMEM, "out of memory");
-			return NULL;
+}
+			return (NULL);
 		}
 		*w = (chunk_writer){ .base = { .ops = &writer_ops }, .live = &u->live, .m = m };
 		u->writers[i] = coffer_filter_link(hop, &w->base, NULL);
 	}
-	return &u->base;
+	return (&u->base);
 }
 
 /* ---- choosing the backup ---- */
@@ -659,7 +716,7 @@ id_time(const char *id)
 	snprintf(text, sizeof(text), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2sZ", id, id + 4, id + 6, id + 9,
 	    id + 11, id + 13);
 	int64_t t = 0;
-	return coffer_time_parse(text, &t) == 0 ? t : INT64_MAX;
+	return (coffer_time_parse(text, &t) == 0 ? t : INT64_MAX);
 }
 
 static int
@@ -667,12 +724,14 @@ pick_cb(const char *id, void *arg)
 {
 	pick *p = arg;
 	coffer_manifest_kind kind;
-	if (coffer_manifest_id_check(id, &kind, NULL) != 0 || kind != COFFER_MANIFEST_PHYSICAL)
-		return 0;
-	if (p->target >= 0 && id_time(id) > p->target)
-		return 0;
+	if (coffer_manifest_id_check(id, &kind, NULL) != 0 || kind != COFFER_MANIFEST_PHYSICAL) {
+		return (0);
+}
+	if (p->target >= 0 && id_time(id) > p->target) {
+		return (0);
+}
 	snprintf(p->id, sizeof(p->id), "%s", id);
-	return 0;
+	return (0);
 }
 
 static int
@@ -684,39 +743,42 @@ choose_backup(agent_ctx *ctx, const char *backup, int64_t target, coffer_manifes
 	pick p = { .target = target };
 	if (backup == NULL || strcmp(backup, "latest") == 0) {
 		int rc = agent_stored_ids(ctx, pick_cb, &p, err);
-		if (rc != 0)
-			return rc;
+		if (rc != 0) {
+			return (rc);
+}
 		if (p.id[0] == '\0') {
 			char when[40] = "";
-			if (target >= 0)
+			if (target >= 0) {
 				coffer_time_format(when, sizeof(when), target);
-			return coffer_err_set(err, COFFER_ENOENT,
+}
+			return (coffer_err_set(err, COFFER_ENOENT,
 			    "no physical backup of service %s %s%s in repository %s", ctx->cfg->service,
 			    target >= 0 ? "started before " : "", when, ctx->repo_name),
-			       coffer_err_hint(err, "take one with `coffer-agent backup --kind physical`");
+			       coffer_err_hint(err, "take one with `coffer-agent backup --kind physical`"));
 		}
 		id = p.id;
 	}
 	coffer_manifest *m = NULL;
 	int rc = agent_stored_manifest(ctx, id, &m, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	if (m->kind != COFFER_MANIFEST_PHYSICAL) {
 		coffer_manifest_free(m);
-		return coffer_err_set(err, COFFER_EINVAL, "backup %s is a logical backup", id),
+		return (coffer_err_set(err, COFFER_EINVAL, "backup %s is a logical backup", id),
 		       coffer_err_hint(err, "restore it with --backup %s --target-db NAME, or pick a "
-					    "physical backup", id);
+					    "physical backup", id));
 	}
 	if (target >= 0 && m->finished_at > target) {
 		char fin[40];
 		coffer_time_format(fin, sizeof(fin), m->finished_at);
 		coffer_manifest_free(m);
-		return coffer_err_set(err, COFFER_EINVAL,
+		return (coffer_err_set(err, COFFER_EINVAL,
 		    "backup %s finished at %s, after the target time", id, fin),
-		       coffer_err_hint(err, "pick a later target time or an older backup with --backup");
+		       coffer_err_hint(err, "pick a later target time or an older backup with --backup"));
 	}
 	*out = m;
-	return 0;
+	return (0);
 }
 
 /* ---- the data directory ---- */
@@ -724,56 +786,64 @@ choose_backup(agent_ctx *ctx, const char *backup, int64_t target, coffer_manifes
 static int
 prepare_dir(const char *pgdata, int *fd_out, struct stat *st, coffer_err *err)
 {
-	if (mkdir(pgdata, 0700) != 0 && errno != EEXIST)
-		return coffer_err_errno(err, errno, "creating", pgdata);
+	if (mkdir(pgdata, 0700) != 0 && errno != EEXIST) {
+		return (coffer_err_errno(err, errno, "creating", pgdata));
+}
 	int fd = open(pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return coffer_err_errno(err, errno, "opening", pgdata);
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "opening", pgdata));
+}
 	DIR *d = fdopendir(dup(fd));
 	if (d == NULL) {
 		int e = errno;
 		close(fd);
-		return coffer_err_errno(err, e, "reading", pgdata);
+		return (coffer_err_errno(err, e, "reading", pgdata));
 	}
 	struct dirent *de;
 	bool empty = true;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
 			empty = false;
+}
+}
 	closedir(d);
 	if (!empty) {
 		close(fd);
-		return coffer_err_set(err, COFFER_EEXIST, "%s is not empty", pgdata),
+		return (coffer_err_set(err, COFFER_EEXIST, "%s is not empty", pgdata),
 		       coffer_err_hint(err, "restore into a new or empty directory; nothing in %s was "
-					    "touched", pgdata);
+					    "touched", pgdata));
 	}
 	if (fstat(fd, st) != 0 || fchmod(fd, 0700) != 0) {
 		int e = errno;
 		close(fd);
-		return coffer_err_errno(err, e, "preparing", pgdata);
+		return (coffer_err_errno(err, e, "preparing", pgdata));
 	}
 	*fd_out = fd;
-	return 0;
+	return (0);
 }
 
 /* Single-quoted for postgresql.conf; refuses what would need more. */
 static bool
 conf_safe(const char *s)
 {
-	for (; *s != '\0'; s++)
-		if (*s == '\'' || *s == '\\' || (unsigned char)*s < 0x20)
-			return false;
-	return true;
+	for (; *s != '\0'; s++) {
+		if (*s == '\'' || *s == '\\' || (unsigned char)*s < 0x20) {
+			return (false);
+}
+}
+	return (true);
 }
 
 static bool
 shell_plain(const char *s)
 {
-	for (; *s != '\0'; s++)
+	for (; *s != '\0'; s++) {
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-			*s == '/' || *s == '.' || *s == '_' || *s == '-' || *s == '+'))
-			return false;
-	return true;
+			*s == '/' || *s == '.' || *s == '_' || *s == '-' || *s == '+')) {
+			return (false);
+}
+}
+	return (true);
 }
 
 static int
@@ -785,29 +855,35 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 	const char *repo_opt = strcmp(repo_name, "dr") == 0 ? " --repo dr" : "";
 	char exe[PATH_MAX], conf[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return coffer_err_errno(err, errno, "finding this program's path", "/proc/self/exe");
+	if (n <= 0) {
+		return (coffer_err_errno(err, errno, "finding this program's path", "/proc/self/exe"));
+}
 	exe[n] = '\0';
-	if (realpath(req->config_path, conf) == NULL)
-		return coffer_err_errno(err, errno, "resolving", req->config_path);
-	if (!shell_plain(exe) || !shell_plain(conf))
-		return coffer_err_set(err, COFFER_EINVAL,
+	if (realpath(req->config_path, conf) == NULL) {
+		return (coffer_err_errno(err, errno, "resolving", req->config_path));
+}
+	if (!shell_plain(exe) || !shell_plain(conf)) {
+		return (coffer_err_set(err, COFFER_EINVAL,
 		    "the agent or its config lives at a path with spaces or quotes (%s)", conf),
-		       coffer_err_hint(err, "move it to a plain path; restore_command runs in a shell");
+		       coffer_err_hint(err, "move it to a plain path; restore_command runs in a shell"));
+}
 	char tt[40] = "";
 	if (target >= 0) {
 		/* PostgreSQL's recovery_target_time check refuses "T...Z";
 		 * "2026-11-24 17:13:08.905+00" is what it takes. */
 		coffer_time_format(tt, sizeof(tt), target);
 		char *t = strchr(tt, 'T'), *z = strchr(tt, 'Z');
-		if (t != NULL)
+		if (t != NULL) {
 			*t = ' ';
-		if (z != NULL && (size_t)(z - tt) + 4 <= sizeof(tt))
+}
+		if (z != NULL && (size_t)(z - tt) + 4 <= sizeof(tt)) {
 			memcpy(z, "+00", 4);
+}
 	}
-	if (req->port != NULL && !conf_safe(req->port))
-		return coffer_err_set(err, COFFER_EINVAL, "--port '%s' is not a port", req->port),
-		       coffer_err_hint(err, "pass a number");
+	if (req->port != NULL && !conf_safe(req->port)) {
+		return (coffer_err_set(err, COFFER_EINVAL, "--port '%s' is not a port", req->port),
+		       coffer_err_hint(err, "pass a number"));
+}
 	char text[PATH_MAX * 2 + 1024];
 	int len = snprintf(text, sizeof(text),
 	    "\n# Written by coffer-agent restore --physical from backup %s.\n"
@@ -822,21 +898,26 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 	    req->port != NULL ? req->port : "", req->port != NULL ? "\n" : "");
 	int fd = openat(root_fd, "postgresql.auto.conf", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
 	    0600);
-	if (fd < 0)
-		return coffer_err_errno(err, errno, "opening postgresql.auto.conf in", pgdata);
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "opening postgresql.auto.conf in", pgdata));
+}
 	int rc = write_all(fd, (const uint8_t *)text, (size_t)len, "postgresql.auto.conf", err);
-	if (rc == 0 && do_chown && fchown(fd, uid, gid) != 0)
+	if (rc == 0 && do_chown && fchown(fd, uid, gid) != 0) {
 		rc = coffer_err_errno(err, errno, "changing the owner of", "postgresql.auto.conf");
+}
 	close(fd);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	fd = openat(root_fd, "recovery.signal", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return coffer_err_errno(err, errno, "creating recovery.signal in", pgdata);
-	if (do_chown && fchown(fd, uid, gid) != 0)
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "creating recovery.signal in", pgdata));
+}
+	if (do_chown && fchown(fd, uid, gid) != 0) {
 		rc = coffer_err_errno(err, errno, "changing the owner of", "recovery.signal");
+}
 	close(fd);
-	return rc;
+	return (rc);
 }
 
 /* ---- starting and watching PostgreSQL ---- */
@@ -846,38 +927,44 @@ run_pg_ctl(const agent_config *cfg, const char *pgdata, bool drop, uid_t uid, gi
     int64_t timeout_ms, coffer_err *err)
 {
 	char pg_ctl[PATH_MAX], log[PATH_MAX], secs[32];
-	if (cfg->bin_dir != NULL)
+	if (cfg->bin_dir != NULL) {
 		snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", cfg->bin_dir);
-	else
+	} else {
 		snprintf(pg_ctl, sizeof(pg_ctl), "pg_ctl");
+}
 	snprintf(log, sizeof(log), "%s/coffer-recovery.log", pgdata);
 	snprintf(secs, sizeof(secs), "%lld", (long long)(timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1));
 	pid_t pid = fork();
-	if (pid < 0)
-		return coffer_err_errno(err, errno, "starting", pg_ctl);
+	if (pid < 0) {
+		return (coffer_err_errno(err, errno, "starting", pg_ctl));
+}
 	if (pid == 0) {
-		if (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
+		if (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
 			_exit(126);
+}
 		/* Our working directory may be closed to the cluster's owner (a
 		 * root shell in a 0700 directory), and PostgreSQL then refuses to
 		 * start ("could not change directory"); the data directory is
 		 * always the owner's. */
-		if (drop && pgdata[0] == '/' && chdir(pgdata) != 0)
+		if (drop && pgdata[0] == '/' && chdir(pgdata) != 0) {
 			_exit(126);
+}
 		dup2(STDERR_FILENO, STDOUT_FILENO); /* our stdout is the report */
 		execlp(pg_ctl, pg_ctl, "-D", pgdata, "-l", log, "-w", "-t", secs, "start",
 		    (char *)NULL);
 		_exit(127);
 	}
 	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
 		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-		return 0;
+}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		return (0);
+}
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	coffer_err_set(err, COFFER_ECHILD, "pg_ctl start for %s exited with status %d%s", pgdata,
 	    code, code == 127 ? " (pg_ctl not found)" : code == 126 ? " (cannot switch user)" : "");
-	return coffer_err_hint(err, "see %s; set [postgres] bin_dir if pg_ctl is not on PATH", log);
+	return (coffer_err_hint(err, "see %s; set [postgres] bin_dir if pg_ctl is not on PATH", log));
 }
 
 /* Reads port and socket directory from postmaster.pid (lines 4 and 5). */
@@ -896,8 +983,9 @@ read_pid_file(const char *pgdata, char *port, size_t psize, char *host, size_t h
 	char path[PATH_MAX];
 	snprintf(path, sizeof(path), "%s/postmaster.pid", pgdata);
 	FILE *f = fopen(path, "re");
-	if (f == NULL)
-		return false;
+	if (f == NULL) {
+		return (false);
+}
 	char line[1024];
 	int i = 0;
 	bool ok = false;
@@ -915,7 +1003,7 @@ read_pid_file(const char *pgdata, char *port, size_t psize, char *host, size_t h
 		}
 	}
 	fclose(f);
-	return ok;
+	return (ok);
 }
 
 static int
@@ -924,13 +1012,15 @@ watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline,
 {
 	char port[32] = "", host[PATH_MAX] = "";
 	for (;;) {
-		if (cancel != NULL && agent_cancel_requested(cancel))
-			return coffer_err_set(err, COFFER_ECANCELED, "cancelled while recovery ran");
-		if (!read_pid_file(pgdata, port, sizeof(port), host, sizeof(host)))
-			return coffer_err_set(err, COFFER_ECHILD,
+		if (cancel != NULL && agent_cancel_requested(cancel)) {
+			return (coffer_err_set(err, COFFER_ECANCELED, "cancelled while recovery ran"));
+}
+		if (!read_pid_file(pgdata, port, sizeof(port), host, sizeof(host))) {
+			return (coffer_err_set(err, COFFER_ECHILD,
 			    "PostgreSQL stopped during recovery of %s", pgdata),
 			       coffer_err_hint(err, "see %s/coffer-recovery.log (a target time beyond "
-						    "the archived WAL stops recovery)", pgdata);
+						    "the archived WAL stops recovery)", pgdata));
+}
 		PGconn *conn = NULL;
 		coffer_err cerr = { 0 };
 		if (agent_pgq_connect(cfg->conninfo, host[0] ? host : NULL, port, "postgres", 5, &conn,
@@ -949,18 +1039,20 @@ watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline,
 				    PQgetvalue(r, 0, 2));
 				PQclear(r);
 				PQfinish(conn);
-				return 0;
+				return (0);
 			}
-			if (r != NULL)
+			if (r != NULL) {
 				PQclear(r);
+}
 			PQfinish(conn);
 		}
-		if (coffer_clock_now(NULL) >= deadline)
-			return coffer_err_set(err, COFFER_ETIMEDOUT,
+		if (coffer_clock_now(NULL) >= deadline) {
+			return (coffer_err_set(err, COFFER_ETIMEDOUT,
 			    "recovery of %s did not finish within the completion window", pgdata),
 			       coffer_err_hint(err, "PostgreSQL is still running; see "
 						    "%s/coffer-recovery.log and widen [schedule] "
-						    "completion_window", pgdata);
+						    "completion_window", pgdata));
+}
 		uv_sleep(POLL_MS);
 	}
 }
@@ -972,50 +1064,57 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 	memset(res, 0, sizeof(*res));
 	int64_t t0 = coffer_clock_monotonic_ms();
 	int64_t target = -1;
-	if (req->target_time != NULL && coffer_time_parse(req->target_time, &target) != 0)
-		return coffer_err_set(err, COFFER_EINVAL, "--target-time '%s' is not a time",
+	if (req->target_time != NULL && coffer_time_parse(req->target_time, &target) != 0) {
+		return (coffer_err_set(err, COFFER_EINVAL, "--target-time '%s' is not a time",
 		    req->target_time),
 		       coffer_err_hint(err, "write it like 2026-11-24T17:05:00Z or "
-					    "2026-11-24 18:05:00+01");
+					    "2026-11-24 18:05:00+01"));
+}
 	coffer_manifest *m = NULL;
 	int rc = choose_backup(ctx, req->backup, target, &m, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", m->backup_id);
 	int root_fd = -1;
 	struct stat st;
 	rc = prepare_dir(req->pgdata, &root_fd, &st, err);
 	if (rc != 0) {
 		coffer_manifest_free(m);
-		return rc;
+		return (rc);
 	}
 	/* Run as root: give everything to the directory's owner, who runs
 	 * PostgreSQL. Anyone else can only make files of their own. */
 	bool do_chown = geteuid() == 0 && st.st_uid != 0;
-	if (req->start && st.st_uid == 0)
+	if (req->start && st.st_uid == 0) {
 		rc = coffer_err_set(err, COFFER_EPERM,
 		    "%s belongs to root, and PostgreSQL refuses to run as root", req->pgdata),
 		coffer_err_hint(err, "create it empty, owned by the database user (chown postgres "
 				     "%s), then restore again", req->pgdata);
-	else if (geteuid() != 0 && geteuid() != st.st_uid)
+	} else if (geteuid() != 0 && geteuid() != st.st_uid) {
 		rc = coffer_err_set(err, COFFER_EPERM, "%s belongs to uid %u, not to this user",
 		    req->pgdata, (unsigned)st.st_uid),
 		coffer_err_hint(err, "run the restore as the directory's owner or as root");
+}
 	coffer_filter *unpacker = NULL;
 	if (rc == 0) {
 		unpacker = agent_physical_restore_unpack_new(root_fd, m, do_chown, st.st_uid, st.st_gid,
 		    req->tablespace_map, req->n_tablespace_map, err);
-		if (unpacker == NULL)
+		if (unpacker == NULL) {
 			rc = err != NULL ? err->code : COFFER_ENOMEM;
+}
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = agent_stored_read_flags(ctx, m, unpacker, AGENT_STORED_FILES_PROVE, err);
+}
 	coffer_filter_free(unpacker);
-	if (rc == 0 && syncfs(root_fd) != 0)
+	if (rc == 0 && syncfs(root_fd) != 0) {
 		rc = coffer_err_errno(err, errno, "syncing", req->pgdata);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		rc = write_recovery(root_fd, req->pgdata, req, m, target, ctx->repo_name, do_chown,
 		    st.st_uid, st.st_gid, err);
+}
 	if (rc == 0) {
 		res->files = m->nfiles;
 		res->bytes = m->plaintext_bytes;
@@ -1036,7 +1135,7 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 		}
 	}
 	res->duration_ms = coffer_clock_monotonic_ms() - t0;
-	return rc;
+	return (rc);
 }
 
 /* The outcome goes to the outbox when there is one, so the coordinator
@@ -1045,17 +1144,19 @@ static void
 record_outcome(agent_ctx *ctx, const agent_physical_restore_request *req,
     const agent_physical_restore_result *res, int rc, const coffer_err *err)
 {
-	if (ctx->outbox == NULL || res->backup_id[0] == '\0')
+	if (ctx->outbox == NULL || res->backup_id[0] == '\0') {
 		return;
+}
 	char detail[COFFER_ERR_MSG_MAX + 160];
-	if (rc != 0)
+	if (rc != 0) {
 		snprintf(detail, sizeof(detail), "%s", err->msg);
-	else if (res->started)
+	} else if (res->started) {
 		snprintf(detail, sizeof(detail), "physical; recovered to lsn %s, last commit %s",
 		    res->reached_lsn, res->reached_time[0] ? res->reached_time : "none");
-	else
+	} else {
 		snprintf(detail, sizeof(detail), "physical; %" PRIu64 " files laid out, not started",
 		    res->files);
+}
 	Coffer__V1__RestoreCompleted rcm = COFFER__V1__RESTORE_COMPLETED__INIT;
 	rcm.backup_id = (char *)res->backup_id;
 	rcm.target = (char *)req->pgdata;
@@ -1067,8 +1168,9 @@ record_outcome(agent_ctx *ctx, const agent_physical_restore_request *req,
 	ev.restore_completed = &rcm;
 	coffer_err eerr = { 0 };
 	if (agent_events_emit(ctx->outbox, ctx->cfg->service, coffer_clock_now(NULL), &ev, NULL,
-		&eerr) != 0)
+		&eerr) != 0) {
 		coffer_log_error("restore outcome not recorded", "error=\"%s\"", eerr.msg);
+}
 }
 
 /* ---- the command ---- */
@@ -1079,8 +1181,9 @@ static void
 on_stop_signal(int sig)
 {
 	(void)sig;
-	if (running_cancel != NULL)
+	if (running_cancel != NULL) {
 		agent_cancel_trigger(running_cancel);
+}
 }
 
 int
@@ -1096,14 +1199,14 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 			    "two absolute paths", tablespace_map[i]);
 			coffer_err_hint(&err, "e.g. --tablespace-map /srv/ts1=/restore/ts1");
 			coffer_err_print("coffer-agent restore", &err);
-			return 2;
+			return (2);
 		}
 	}
 	if (pgdata == NULL) {
 		coffer_err_set(&err, COFFER_EINVAL, "--pgdata DIR is required for a physical restore");
 		coffer_err_hint(&err, "name a new or empty directory for the restored cluster");
 		coffer_err_print("coffer-agent restore", &err);
-		return 2;
+		return (2);
 	}
 	agent_ctx *ctx = NULL;
 	int rv = agent_ctx_open(config, repo,
@@ -1111,7 +1214,7 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 	    &err);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent restore", &err);
-		return coffer_err_exit_status(rv);
+		return (coffer_err_exit_status(rv));
 	}
 	coffer_log_init("coffer-agent", ctx->cfg->log_level);
 	agent_cancel *cancel = NULL;
@@ -1137,23 +1240,24 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;
-		if (rv == 0 && res.started)
+		if (rv == 0 && res.started) {
 			printf("restored backup %s into %s (%" PRIu64 " files) and recovered: reached "
 			       "lsn %s, last replayed commit %s (%lld ms)\n",
 			    res.backup_id, pgdata, res.files, res.reached_lsn,
 			    res.reached_time[0] ? res.reached_time : "none",
 			    (long long)res.duration_ms);
-		else if (rv == 0)
+		} else if (rv == 0) {
 			printf("restored backup %s into %s (%" PRIu64 " files); start PostgreSQL on it "
 			       "to recover%s%s\n",
 			    res.backup_id, pgdata, res.files, target_time ? " to " : "",
 			    target_time ? target_time : "");
+}
 	}
 	agent_cancel_free(cancel);
 	agent_ctx_close(ctx);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent restore", &err);
-		return coffer_err_exit_status(rv);
+		return (coffer_err_exit_status(rv));
 	}
-	return fflush(stdout) == 0 ? 0 : 1;
+	return (fflush(stdout) == 0 ? 0 : 1);
 }

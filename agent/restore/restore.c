@@ -27,18 +27,20 @@ agent_conninfo_with_db(const char *conninfo, const char *dbname, coffer_err *err
 		coffer_err_set(err, COFFER_EINVAL, "not a valid libpq connection string: %s",
 		    perr != NULL ? perr : "out of memory");
 		PQfreemem(perr);
-		return NULL;
+		return (NULL);
 	}
 	/* Rebuilt as key='value' pairs so a URI works as well as a key=value string. */
 	size_t cap = 64 + 2 * strlen(conninfo) + 2 * strlen(dbname);
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-		if (o->val != NULL)
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val != NULL) {
 			cap += strlen(o->keyword) + 2 * strlen(o->val) + 8;
+}
+}
 	char *out = malloc(cap);
 	if (out == NULL) {
 		PQconninfoFree(opts);
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
-		return NULL;
+		return (NULL);
 	}
 	size_t n = 0;
 	for (PQconninfoOption *o = opts;; o++) {
@@ -47,18 +49,20 @@ agent_conninfo_with_db(const char *conninfo, const char *dbname, coffer_err *err
 		if (val != NULL && (o->keyword == NULL || strcmp(key, "dbname") != 0)) {
 			n += (size_t)snprintf(out + n, cap - n, "%s%s='", n ? " " : "", key);
 			for (const char *p = val; *p; p++) {
-				if (*p == '\'' || *p == '\\')
+				if (*p == '\'' || *p == '\\') {
 					out[n++] = '\\';
+}
 				out[n++] = *p;
 			}
 			out[n++] = '\'';
 			out[n] = '\0';
 		}
-		if (o->keyword == NULL)
+		if (o->keyword == NULL) {
 			break;
+}
 	}
 	PQconninfoFree(opts);
-	return out;
+	return (out);
 }
 
 /* Runs one statement on the server's maintenance database. */
@@ -66,8 +70,9 @@ static int
 admin_exec(const char *server_conninfo, const char *sql, const char *what, coffer_err *err)
 {
 	char *ci = agent_conninfo_with_db(server_conninfo, "postgres", err);
-	if (ci == NULL)
-		return err != NULL ? err->code : COFFER_ENOMEM;
+	if (ci == NULL) {
+		return (err != NULL ? err->code : COFFER_ENOMEM);
+}
 	PGconn *conn = PQconnectdb(ci);
 	free(ci);
 	int rc = 0;
@@ -76,27 +81,30 @@ admin_exec(const char *server_conninfo, const char *sql, const char *what, coffe
 		    PQerrorMessage(conn));
 	} else {
 		PGresult *res = PQexec(conn, sql);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
 			rc = coffer_err_set(err, COFFER_EPG, "%s: %s", what,
 			    PQresultErrorMessage(res));
+}
 		PQclear(res);
 	}
 	PQfinish(conn);
 	/* libpq messages end in a newline; keep errors one line. */
 	if (rc != 0 && err != NULL) {
 		char *nl = strchr(err->msg, '\n');
-		if (nl != NULL)
+		if (nl != NULL) {
 			*nl = '\0';
+}
 	}
-	return rc;
+	return (rc);
 }
 
 static int
 server_identity(const char *server_conninfo, char *sysid, size_t size, coffer_err *err)
 {
 	char *ci = agent_conninfo_with_db(server_conninfo, "postgres", err);
-	if (ci == NULL)
-		return err != NULL ? err->code : COFFER_ENOMEM;
+	if (ci == NULL) {
+		return (err != NULL ? err->code : COFFER_ENOMEM);
+}
 	PGconn *conn = PQconnectdb(ci);
 	free(ci);
 	int rc = 0;
@@ -106,12 +114,13 @@ server_identity(const char *server_conninfo, char *sysid, size_t size, coffer_er
 		    PQerrorMessage(conn));
 	} else {
 		PGresult *res = PQexec(conn, "SELECT system_identifier::text FROM pg_control_system()");
-		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 			snprintf(sysid, size, "%s", PQgetvalue(res, 0, 0));
+}
 		PQclear(res);
 	}
 	PQfinish(conn);
-	return rc;
+	return (rc);
 }
 
 static int
@@ -120,10 +129,11 @@ materialise(agent_ctx *ctx, const coffer_manifest *m, bool progress, char *path,
 {
 	snprintf(path, size, "%s/restore-%s.XXXXXX", ctx->cfg->state_dir, m->backup_id);
 	int fd = mkstemp(path);
-	if (fd < 0)
-		return coffer_err_errno(err, errno, "creating a temporary dump file", path),
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "creating a temporary dump file", path),
 		       coffer_err_hint(err, "check that state_dir is writable and has room for the "
-					    "dump (%llu bytes)", (unsigned long long)m->plaintext_bytes);
+					    "dump (%llu bytes)", (unsigned long long)m->plaintext_bytes));
+}
 	coffer_filter *sink = coffer_fd_sink_new(fd, err);
 	coffer_filter *prog = sink && progress ?
 	    coffer_progress_filter_new("verifying", m->plaintext_bytes, err) : NULL;
@@ -141,9 +151,10 @@ materialise(agent_ctx *ctx, const coffer_manifest *m, bool progress, char *path,
 	coffer_filter_free(prog);
 	coffer_filter_free(sink);
 	close(fd);
-	if (rc != 0)
+	if (rc != 0) {
 		unlink(path);
-	return rc;
+}
+	return (rc);
 }
 
 static int
@@ -155,14 +166,15 @@ compare_counts(const coffer_manifest *m, const agent_pg_tables *got, agent_resto
 	char first[320] = "";
 	while (i < m->ntables || j < got->n) {
 		int cmp;
-		if (i == m->ntables)
+		if (i == m->ntables) {
 			cmp = 1;
-		else if (j == got->n)
+		} else if (j == got->n) {
 			cmp = -1;
-		else {
+		} else {
 			cmp = strcmp(m->tables[i].schema, got->v[j].schema);
-			if (cmp == 0)
+			if (cmp == 0) {
 				cmp = strcmp(m->tables[i].name, got->v[j].name);
+}
 		}
 		if (cmp == 0 && m->tables[i].rows == (uint64_t)got->v[j].rows) {
 			res->rows += m->tables[i].rows;
@@ -170,38 +182,42 @@ compare_counts(const coffer_manifest *m, const agent_pg_tables *got, agent_resto
 			continue;
 		}
 		if (bad++ == 0) {
-			if (cmp == 0)
+			if (cmp == 0) {
 				snprintf(first, sizeof(first), "%.100s.%.100s has %" PRId64 " rows, the backup %" PRIu64,
 				    got->v[j].schema, got->v[j].name, got->v[j].rows, m->tables[i].rows);
-			else if (cmp < 0)
+			} else if (cmp < 0) {
 				snprintf(first, sizeof(first), "%.100s.%.100s is missing", m->tables[i].schema,
 				    m->tables[i].name);
-			else
+			} else {
 				snprintf(first, sizeof(first), "%.100s.%.100s is not in the backup", got->v[j].schema,
 				    got->v[j].name);
+}
 		}
-		if (cmp == 0)
+		if (cmp == 0) {
 			i++, j++;
-		else if (cmp < 0)
+		} else if (cmp < 0) {
 			i++;
-		else
+		} else {
 			j++;
+}
 	}
 	res->tables = m->ntables;
-	if (bad == 0)
-		return 0;
+	if (bad == 0) {
+		return (0);
+}
 	coffer_err_set(err, COFFER_ECORRUPT,
 	    "restored database differs from backup %s in %zu table(s): %s", m->backup_id, bad, first);
-	return coffer_err_hint(err, "the restore is not faithful; keep the target for inspection "
-				    "and report it");
+	return (coffer_err_hint(err, "the restore is not faithful; keep the target for inspection "
+				    "and report it"));
 }
 
 static void
 record_outcome(agent_ctx *ctx, const char *id, const char *target, int rc, const coffer_err *err,
     int64_t duration_ms)
 {
-	if (ctx->outbox == NULL)
+	if (ctx->outbox == NULL) {
 		return;
+}
 	Coffer__V1__RestoreCompleted rcm = COFFER__V1__RESTORE_COMPLETED__INIT;
 	rcm.backup_id = (char *)id;
 	rcm.target = (char *)target;
@@ -213,8 +229,9 @@ record_outcome(agent_ctx *ctx, const char *id, const char *target, int rc, const
 	ev.restore_completed = &rcm;
 	coffer_err eerr = { 0 };
 	if (agent_events_emit(ctx->outbox, ctx->cfg->service, coffer_clock_now(NULL), &ev, NULL,
-		&eerr) != 0)
+		&eerr) != 0) {
 		coffer_log_error("restore outcome not recorded", "error=\"%s\"", eerr.msg);
+}
 }
 
 static int
@@ -223,30 +240,35 @@ prepare_target(const agent_restore_request *req, const char *server, const char 
 {
 	bool exists = false;
 	int rc = agent_pg_database_exists(server, CONNECT_TIMEOUT_S, req->target_db, &exists, err);
-	if (rc != 0 || !exists)
-		return rc != 0 ? rc : agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err);
+	if (rc != 0 || !exists) {
+		return (rc != 0 ? rc : agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err));
+}
 	bool has = false;
 	rc = agent_pg_has_user_tables(target_ci, CONNECT_TIMEOUT_S, &has, err);
-	if (rc != 0 || !has)
-		return rc;
-	if (!req->force)
-		return coffer_err_set(err, COFFER_EREFUSED,
+	if (rc != 0 || !has) {
+		return (rc);
+}
+	if (!req->force) {
+		return (coffer_err_set(err, COFFER_EREFUSED,
 		    "database %s already has tables; refusing to restore over them", req->target_db),
 		       coffer_err_hint(err, "pick a new --target-db, or pass --force to drop and "
-					    "recreate %s", req->target_db);
+					    "recreate %s", req->target_db));
+}
 	PGconn *dummy = PQconnectStart("");
 	char *quoted = dummy != NULL ? PQescapeIdentifier(dummy, req->target_db,
 	    strlen(req->target_db)) : NULL;
 	PQfinish(dummy);
-	if (quoted == NULL)
-		return coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+	if (quoted == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
+}
 	char sql[512];
 	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", quoted);
 	PQfreemem(quoted);
 	rc = admin_exec(server, sql, "dropping the target database for --force", err);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err);
-	return rc;
+}
+	return (rc);
 }
 
 int
@@ -262,8 +284,9 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 	char *target_ci = NULL;
 	char **argv = NULL;
 	int rc = agent_stored_manifest(ctx, req->backup, &m, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0) {
+		return (rc);
+}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", m->backup_id);
 	if (m->kind != COFFER_MANIFEST_LOGICAL) {
 		rc = coffer_err_set(err, COFFER_EINVAL, "backup %s is a physical backup", m->backup_id);
@@ -275,8 +298,9 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 	 * same cluster (system identifier) and the same database name. */
 	char sysid[32];
 	rc = server_identity(server, sysid, sizeof(sysid), err);
-	if (rc != 0)
+	if (rc != 0) {
 		goto out;
+}
 	char want[32];
 	snprintf(want, sizeof(want), "%" PRIu64, m->system_identifier);
 	if (strcmp(sysid, want) == 0 && strcmp(req->target_db, m->database) == 0) {
@@ -301,8 +325,9 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 		res->stage = AGENT_RESTORE_TARGET;
 		rc = prepare_target(req, server, target_ci, err);
 	}
-	if (rc != 0)
+	if (rc != 0) {
 		goto out;
+}
 
 	char jobs[16];
 	snprintf(jobs, sizeof(jobs), "%d", req->jobs > 0 ? req->jobs : 1);
@@ -326,29 +351,35 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 	rc = agent_child_run(&spec, &cres, err);
 	res->restore_ms = coffer_clock_monotonic_ms() - restore_started;
 	free(dbarg);
-	if (rc != 0)
+	if (rc != 0) {
 		goto out;
+}
 
 	agent_pg_tables got = { 0 };
 	res->stage = AGENT_RESTORE_ROW_COUNTS;
 	rc = agent_pg_row_counts(target_ci, CONNECT_TIMEOUT_S, &got, err);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = compare_counts(m, &got, res, err);
+}
 	agent_pg_tables_fini(&got);
-	if (rc == 0)
+	if (rc == 0) {
 		res->stage = AGENT_RESTORE_DONE;
+}
 out:
 	res->duration_ms = coffer_clock_monotonic_ms() - started;
-	if (m != NULL && rc != COFFER_EREFUSED)
+	if (m != NULL && rc != COFFER_EREFUSED) {
 		record_outcome(ctx, m->backup_id, req->target_db, rc, err, res->duration_ms);
-	if (rc == 0)
+}
+	if (rc == 0) {
 		coffer_log_info("restore completed", "service=%s backup=%s target=%s tables=%zu rows=%" PRIu64
 		    " duration_ms=%" PRId64, cfg->service, m->backup_id, req->target_db, res->tables,
 		    res->rows, res->duration_ms);
-	if (dump_path[0] != '\0')
+}
+	if (dump_path[0] != '\0') {
 		unlink(dump_path);
+}
 	free(target_ci);
 	(void)argv;
 	coffer_manifest_free(m);
-	return rc;
+	return (rc);
 }

@@ -11,29 +11,29 @@ const char *
 coffer_strerror(int code)
 {
 	switch (code) {
-	case COFFER_OK: return "success";
-	case COFFER_EINVAL: return "invalid input";
-	case COFFER_ENOMEM: return "out of memory";
-	case COFFER_EIO: return "input/output error";
-	case COFFER_ENOENT: return "not found";
-	case COFFER_EEXIST: return "already exists";
-	case COFFER_EPERM: return "not permitted";
-	case COFFER_ECORRUPT: return "corrupt data";
-	case COFFER_EAUTH: return "authentication failed";
-	case COFFER_ETRUNC: return "truncated input";
-	case COFFER_ETOOBIG: return "too large";
-	case COFFER_EPROTO: return "protocol error";
-	case COFFER_EPG: return "postgresql error";
-	case COFFER_ECHILD: return "child process failed";
-	case COFFER_ECANCELED: return "canceled";
-	case COFFER_ETIMEDOUT: return "timed out";
-	case COFFER_ENOSPC: return "no space left";
-	case COFFER_EUNAVAIL: return "unavailable";
-	case COFFER_EREFUSED: return "refused";
-	case COFFER_EVERSION: return "unsupported version";
-	case COFFER_EINTERNAL: return "internal error";
+	case COFFER_OK: return ("success");
+	case COFFER_EINVAL: return ("invalid input");
+	case COFFER_ENOMEM: return ("out of memory");
+	case COFFER_EIO: return ("input/output error");
+	case COFFER_ENOENT: return ("not found");
+	case COFFER_EEXIST: return ("already exists");
+	case COFFER_EPERM: return ("not permitted");
+	case COFFER_ECORRUPT: return ("corrupt data");
+	case COFFER_EAUTH: return ("authentication failed");
+	case COFFER_ETRUNC: return ("truncated input");
+	case COFFER_ETOOBIG: return ("too large");
+	case COFFER_EPROTO: return ("protocol error");
+	case COFFER_EPG: return ("postgresql error");
+	case COFFER_ECHILD: return ("child process failed");
+	case COFFER_ECANCELED: return ("canceled");
+	case COFFER_ETIMEDOUT: return ("timed out");
+	case COFFER_ENOSPC: return ("no space left");
+	case COFFER_EUNAVAIL: return ("unavailable");
+	case COFFER_EREFUSED: return ("refused");
+	case COFFER_EVERSION: return ("unsupported version");
+	case COFFER_EINTERNAL: return ("internal error");
 	}
-	return "unknown error";
+	return ("unknown error");
 }
 
 int

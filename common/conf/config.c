@@ -105,16 +105,16 @@ static const char *
 type_name(coffer_config_type t)
 {
 	switch (t) {
-	case COFFER_CONFIG_STRING: return "string";
-	case COFFER_CONFIG_PATH: return "path";
-	case COFFER_CONFIG_INT: return "integer";
-	case COFFER_CONFIG_BOOL: return "boolean";
-	case COFFER_CONFIG_DURATION: return "duration";
-	case COFFER_CONFIG_SIZE: return "size";
-	case COFFER_CONFIG_ENUM: return "enum";
-	case COFFER_CONFIG_CRON: return "cron";
+	case COFFER_CONFIG_STRING: return ("string");
+	case COFFER_CONFIG_PATH: return ("path");
+	case COFFER_CONFIG_INT: return ("integer");
+	case COFFER_CONFIG_BOOL: return ("boolean");
+	case COFFER_CONFIG_DURATION: return ("duration");
+	case COFFER_CONFIG_SIZE: return ("size");
+	case COFFER_CONFIG_ENUM: return ("enum");
+	case COFFER_CONFIG_CRON: return ("cron");
 	}
-	return "unknown";
+	return ("unknown");
 }
 
 /* ---- errors ---------------------------------------------------------- */
@@ -1128,9 +1128,10 @@ coffer_config_check_timezone(const char *value, coffer_err *err)
 	coffer_tz *tz = coffer_tz_load(value, err);
 	if (tz == NULL) {
 		int code = err != NULL && err->code != 0 ? err->code : COFFER_EINVAL;
-		if (err != NULL && err->hint[0] == '\0')
+		if (err != NULL && err->hint[0] == '\0') {
 			coffer_err_hint(err, "use UTC or a tz database name such as Europe/Rome; "
 					     "install tzdata if the zone should exist");
+}
 		return (code);
 	}
 	coffer_tz_free(tz);
@@ -1141,8 +1142,9 @@ int
 coffer_config_check_http_url(const char *value, coffer_err *err)
 {
 	if ((strncmp(value, "https://", 8) == 0 && value[8] != '\0') ||
-	    (strncmp(value, "http://", 7) == 0 && value[7] != '\0'))
+	    (strncmp(value, "http://", 7) == 0 && value[7] != '\0')) {
 		return (0);
+}
 	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an http(s) URL", value);
 	return (coffer_err_hint(err, "write https://host[:port][/path]"));
 }

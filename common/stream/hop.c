@@ -43,10 +43,12 @@ hop_main(void *arg)
 	hop *h = arg;
 	pthread_mutex_lock(&h->mu);
 	for (;;) {
-		while (h->count == 0 && !h->stop)
+		while (h->count == 0 && !h->stop) {
 			pthread_cond_wait(&h->work, &h->mu);
-		if (h->count == 0 && h->stop)
+}
+		if (h->count == 0 && h->stop) {
 			break;
+}
 		slot *s = &h->slots[h->head];
 		h->busy = true;
 		bool skip = h->failed;
@@ -72,8 +74,9 @@ static int
 failure(hop *h, coffer_err *err)
 {
 	coffer_err_set(err, h->err.code != 0 ? h->err.code : COFFER_EIO, "%s", h->err.msg);
-	if (h->err.hint[0] != '\0')
+	if (h->err.hint[0] != '\0') {
 		coffer_err_hint(err, "%s", h->err.hint);
+}
 	return (err != NULL ? err->code : COFFER_EIO);
 }
 
@@ -84,8 +87,9 @@ publish(hop *h, coffer_err *err)
 	h->count++;
 	pthread_cond_signal(&h->work);
 	h->fill = (h->fill + 1) % h->nslots;
-	while (h->count == h->nslots && !h->failed)
+	while (h->count == h->nslots && !h->failed) {
 		pthread_cond_wait(&h->room, &h->mu);
+}
 	return (h->failed ? failure(h, err) : 0);
 }
 
@@ -95,13 +99,15 @@ hop_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 	hop *h = (hop *)f;
 	int rv = 0;
 	pthread_mutex_lock(&h->mu);
-	if (h->failed)
+	if (h->failed) {
 		rv = failure(h, err);
+}
 	while (rv == 0 && len > 0) {
 		slot *s = &h->slots[h->fill];
 		size_t n = h->slot_size - s->len;
-		if (n > len)
+		if (n > len) {
 			n = len;
+}
 		/* The slot being filled is never the worker's: it is published
 		 * only when full, so copying needs no lock; holding it is simpler
 		 * and costs nothing measurable at these slot sizes. */
@@ -109,8 +115,9 @@ hop_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 		s->len += n;
 		buf += n;
 		len -= n;
-		if (s->len == h->slot_size)
+		if (s->len == h->slot_size) {
 			rv = publish(h, err);
+}
 	}
 	pthread_mutex_unlock(&h->mu);
 	return (rv);
@@ -127,14 +134,17 @@ hop_finish(coffer_filter *f, coffer_err *err)
 		pthread_cond_signal(&h->work);
 		h->fill = (h->fill + 1) % h->nslots;
 	}
-	while ((h->count > 0 || h->busy) && !h->failed)
+	while ((h->count > 0 || h->busy) && !h->failed) {
 		pthread_cond_wait(&h->room, &h->mu);
+}
 	/* A failure stops the copying, but the worker may still be in a write:
 	 * wait for it so the caller never meets a busy downstream filter. */
-	while (h->busy)
+	while (h->busy) {
 		pthread_cond_wait(&h->room, &h->mu);
-	if (h->failed)
+}
+	if (h->failed) {
 		rv = failure(h, err);
+}
 	pthread_mutex_unlock(&h->mu);
 	return (rv);
 }
@@ -151,8 +161,9 @@ hop_destroy(coffer_filter *f)
 		pthread_mutex_unlock(&h->mu);
 		pthread_join(h->thread, NULL);
 	}
-	for (size_t i = 0; i < h->nslots; i++)
+	for (size_t i = 0; i < h->nslots; i++) {
 		free(h->slots[i].buf);
+}
 	free(h->slots);
 	pthread_cond_destroy(&h->work);
 	pthread_cond_destroy(&h->room);
@@ -188,8 +199,9 @@ coffer_hop_filter_new(size_t slots, size_t slot_size, coffer_err *err)
 	pthread_cond_init(&h->room, NULL);
 	h->slots = calloc(slots, sizeof(*h->slots));
 	bool ok = h->slots != NULL;
-	for (size_t i = 0; ok && i < slots; i++)
+	for (size_t i = 0; ok && i < slots; i++) {
 		ok = (h->slots[i].buf = malloc(slot_size)) != NULL;
+}
 	if (!ok) {
 		hop_destroy(&h->f);
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory for a hop filter");

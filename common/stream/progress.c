@@ -40,8 +40,9 @@ draw(progress_filter *p, int64_t now)
 	human(rate, sizeof(rate), per_s);
 	/* The expected size is an estimate (a dump is not the size of the
 	 * database), so the ETA is only shown while it still makes sense. */
-	if (p->expected > p->bytes && per_s > 0)
+	if (p->expected > p->bytes && per_s > 0) {
 		snprintf(eta, sizeof(eta), ", ~%.0fs left", (double)(p->expected - p->bytes) / per_s);
+}
 	fprintf(stderr, "\r%s: %s, %s/s%s\033[K", p->what, done, rate, eta);
 	fflush(stderr);
 	p->drawn = true;
@@ -55,10 +56,11 @@ progress_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err
 	p->bytes += len;
 	if (p->tty) {
 		int64_t now = coffer_clock_monotonic_ms();
-		if (now - p->drawn_ms >= 1000)
+		if (now - p->drawn_ms >= 1000) {
 			draw(p, now);
+}
 	}
-	return f->next != NULL ? coffer_filter_write(f->next, buf, len, err) : 0;
+	return (f->next != NULL ? coffer_filter_write(f->next, buf, len, err) : 0);
 }
 
 static int
@@ -70,7 +72,7 @@ progress_finish(coffer_filter *f, coffer_err *err)
 		draw(p, coffer_clock_monotonic_ms());
 		fputc('\n', stderr);
 	}
-	return 0;
+	return (0);
 }
 
 static void
@@ -92,7 +94,7 @@ coffer_progress_filter_new(const char *what, uint64_t expected, coffer_err *err)
 	progress_filter *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
-		return NULL;
+		return (NULL);
 	}
 	p->base.ops = &progress_ops;
 	p->what = what;
@@ -100,5 +102,5 @@ coffer_progress_filter_new(const char *what, uint64_t expected, coffer_err *err)
 	p->tty = isatty(STDERR_FILENO) == 1;
 	p->started_ms = coffer_clock_monotonic_ms();
 	p->drawn_ms = p->started_ms;
-	return &p->base;
+	return (&p->base);
 }

@@ -731,8 +731,9 @@ event_payload(const Coffer__V1__Event *ev)
 			cJSON_AddNumberToObject(p, "last_failed_at_ms", (double)h->last_failed_at_ms);
 			cJSON_AddNumberToObject(p, "wal_ready_count", h->wal_ready_count);
 			cJSON_AddNumberToObject(p, "timeline", h->timeline);
-			if (h->wal_segment_size != 0)
+			if (h->wal_segment_size != 0) {
 				cJSON_AddNumberToObject(p, "wal_segment_size", h->wal_segment_size);
+}
 		}
 		break;
 	}
@@ -1006,11 +1007,13 @@ static bool
 wal_segment_name(const char *s)
 {
 	size_t n = strlen(s);
-	if (n != 24 && !(n == 32 && strcmp(s + 24, ".partial") == 0))
+	if (n != 24 && !(n == 32 && strcmp(s + 24, ".partial") == 0)) {
 		return (false);
+}
 	for (size_t i = 0; i < 24; i++) {
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F'))) {
 			return (false);
+}
 	}
 	return (true);
 }
@@ -1026,8 +1029,9 @@ static int
 apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *w,
     int64_t occurred_at_ms, coffer_err *err)
 {
-	if (w->n_segment_sha256 != w->n_segments || w->n_segments == 0)
+	if (w->n_segment_sha256 != w->n_segments || w->n_segments == 0) {
 		return (0);
+}
 	if (!digits_ok(w->system_identifier, 20) ||
 	    strspn(w->system_identifier, "0") == strlen(w->system_identifier)) {
 		coffer_log_warn("wal.archived without a system identifier, not tracked",
@@ -1039,8 +1043,9 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 	fmt_i64(at, sizeof(at), w->last_archived_at_ms != 0 ? w->last_archived_at_ms :
 							     occurred_at_ms);
 	for (size_t i = 0; i < w->n_segments; i++) {
-		if (!wal_segment_name(w->segments[i]))
+		if (!wal_segment_name(w->segments[i])) {
 			continue;
+}
 		char sha[65], bytes[24];
 		hex_encode(w->segment_sha256[i].data, 32, sha);
 		fmt_i64(bytes, sizeof(bytes), (int64_t)w->segment_stored_bytes[i]);
@@ -1057,8 +1062,9 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 		    "archived_at = EXCLUDED.archived_at, deleted_at = NULL "
 		    "WHERE wal_segments.deleted_at IS NOT NULL",
 		    7, vals, err);
-		if (rv != 0)
+		if (rv != 0) {
 			return (rv);
+}
 	}
 	return (0);
 }
@@ -1540,8 +1546,9 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 		const Coffer__V1__EventBatch *b = rq->events;
 		for (size_t i = 0; i < b->n_events; i++) {
 			const Coffer__V1__Event *ev = b->events[i];
-			if (ev->kind_case != COFFER__V1__EVENT__KIND_COMMAND_DONE || ev->command_done == NULL)
+			if (ev->kind_case != COFFER__V1__EVENT__KIND_COMMAND_DONE || ev->command_done == NULL) {
 				continue;
+}
 			char id[24];
 			snprintf(id, sizeof(id), "%" PRIu64, ev->command_done->command_id);
 			const char *vals[] = { id, ag->name };
@@ -1549,8 +1556,9 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 			    "UPDATE agent_commands SET done_at = now() "
 			    "WHERE id = $1 AND delivered_to = $2 AND done_at IS NULL",
 			    2, vals, err);
-			if (rv != 0)
+			if (rv != 0) {
 				return (rv);
+}
 		}
 	}
 	if (ag->drill_runner) {
@@ -1565,8 +1573,9 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 	    "  ORDER BY id LIMIT 8 FOR UPDATE SKIP LOCKED) "
 	    "RETURNING id, coalesce(args->>'kind', 'logical'), requested_by",
 	    2, vals, &rv, err);
-	if (r == NULL)
+	if (r == NULL) {
 		return (rv);
+}
 	int n = PQntuples(r);
 	for (int i = 0; i < n && in->n_cmds < INTAKE_MAX_COMMANDS; i++) {
 		pending_command *c = &in->cmds[in->n_cmds++];

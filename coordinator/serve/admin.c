@@ -853,13 +853,15 @@ cmd_hold_add(admin_ctx *ctx)
 {
 	const char *backup, *reason;
 	int rv;
-	if ((rv = need_arg(ctx, "backup", &backup)) != 0 || (rv = need_arg(ctx, "reason", &reason)) != 0)
+	if ((rv = need_arg(ctx, "backup", &backup)) != 0 || (rv = need_arg(ctx, "reason", &reason)) != 0) {
 		return (rv);
+}
 	printable(ctx->subject, sizeof(ctx->subject), backup);
 	/* coord_hold_add writes its own "hold.added" row with the operator. */
 	rv = coord_hold_add(ctx->cat, ctx->key, ctx->actor, backup, reason, &ctx->err);
-	if (rv != 0)
+	if (rv != 0) {
 		return (fail_with(ctx, rv));
+}
 	cJSON_AddStringToObject(ctx->result, "backup", backup);
 	cJSON_AddStringToObject(ctx->result, "hold", "added");
 	return (0);
@@ -870,12 +872,14 @@ cmd_hold_remove(admin_ctx *ctx)
 {
 	const char *backup;
 	int rv;
-	if ((rv = need_arg(ctx, "backup", &backup)) != 0)
+	if ((rv = need_arg(ctx, "backup", &backup)) != 0) {
 		return (rv);
+}
 	printable(ctx->subject, sizeof(ctx->subject), backup);
 	rv = coord_hold_remove(ctx->cat, ctx->key, ctx->actor, backup, &ctx->err);
-	if (rv != 0)
+	if (rv != 0) {
 		return (fail_with(ctx, rv));
+}
 	cJSON_AddStringToObject(ctx->result, "backup", backup);
 	cJSON_AddStringToObject(ctx->result, "hold", "removed");
 	return (0);
@@ -887,8 +891,9 @@ cmd_holds_list(admin_ctx *ctx)
 	cJSON *list = NULL;
 	int rv = coord_holds_list(ctx->cat, arg(ctx, "service"), COORD_ADMIN_MAX_LIST, &list,
 	    &ctx->err);
-	if (rv != 0)
+	if (rv != 0) {
 		return (fail_with(ctx, rv));
+}
 	if (!cJSON_AddItemToObject(ctx->result, "holds", list)) {
 		cJSON_Delete(list);
 		return (out_of_memory(ctx));
@@ -901,14 +906,17 @@ cmd_retention_plan(admin_ctx *ctx)
 {
 	const char *service;
 	int rv;
-	if ((rv = need_arg(ctx, "service", &service)) != 0)
+	if ((rv = need_arg(ctx, "service", &service)) != 0) {
 		return (rv);
-	if (service_owner(ctx, service) == NULL)
+}
+	if (service_owner(ctx, service) == NULL) {
 		return (unknown_service(ctx, service));
+}
 	cJSON *plan = NULL;
 	rv = coord_retention_plan(ctx->cat, ctx->cfg, service, ctx->now_ms, &plan, &ctx->err);
-	if (rv != 0)
+	if (rv != 0) {
 		return (fail_with(ctx, rv));
+}
 	if (!cJSON_AddItemToObject(ctx->result, "plan", plan)) {
 		cJSON_Delete(plan);
 		return (out_of_memory(ctx));
@@ -921,12 +929,14 @@ cmd_alerts_list(admin_ctx *ctx)
 {
 	long limit;
 	int rv;
-	if ((rv = limit_arg(ctx, &limit)) != 0)
+	if ((rv = limit_arg(ctx, &limit)) != 0) {
 		return (rv);
+}
 	cJSON *list = NULL;
 	rv = coord_alerts_list(ctx->cat, (int)limit, &list, &ctx->err);
-	if (rv != 0)
+	if (rv != 0) {
 		return (fail_with(ctx, rv));
+}
 	if (!cJSON_AddItemToObject(ctx->result, "alerts", list)) {
 		cJSON_Delete(list);
 		return (out_of_memory(ctx));
@@ -941,10 +951,12 @@ cmd_drill_run(admin_ctx *ctx)
 {
 	const char *service;
 	int rv;
-	if ((rv = need_arg(ctx, "service", &service)) != 0)
+	if ((rv = need_arg(ctx, "service", &service)) != 0) {
 		return (rv);
-	if (service_owner(ctx, service) == NULL)
+}
+	if (service_owner(ctx, service) == NULL) {
 		return (unknown_service(ctx, service));
+}
 	snprintf(ctx->subject, sizeof(ctx->subject), "%s", service);
 	int64_t id = 0;
 	rv = coord_drills_start(ctx->cat, ctx->key, ctx->cfg, service, ctx->actor, ctx->now_ms, &id,
@@ -957,18 +969,21 @@ cmd_drill_list(admin_ctx *ctx)
 {
 	long limit;
 	int rv;
-	if ((rv = limit_arg(ctx, &limit)) != 0)
+	if ((rv = limit_arg(ctx, &limit)) != 0) {
 		return (rv);
+}
 	const char *service = arg(ctx, "service");
 	if (service != NULL) {
-		if (service_owner(ctx, service) == NULL)
+		if (service_owner(ctx, service) == NULL) {
 			return (unknown_service(ctx, service));
+}
 		snprintf(ctx->subject, sizeof(ctx->subject), "%s", service);
 	}
 	cJSON *list = NULL;
 	rv = coord_drills_list(ctx->cat, service, (int)limit, &list, &ctx->err);
-	if (rv != 0)
+	if (rv != 0) {
 		return (fail_with(ctx, rv));
+}
 	if (!cJSON_AddItemToObject(ctx->result, "drills", list)) {
 		cJSON_Delete(list);
 		return (out_of_memory(ctx));

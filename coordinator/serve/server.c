@@ -170,9 +170,10 @@ mark_down(lane *l, const char *why)
 {
 	if (!l->down) {
 		char q[600];
-		if (atomic_fetch_add(&l->s->lanes_down, 1) == 0)
+		if (atomic_fetch_add(&l->s->lanes_down, 1) == 0) {
 			coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s",
 			    l->index, coffer_log_quote(q, sizeof(q), why));
+}
 		l->down = true;
 		l->backoff_ms = BACKOFF_MIN_MS;
 	} else if (l->backoff_ms < BACKOFF_MAX_MS) {
@@ -233,9 +234,10 @@ run_alerts(server *s)
 			s->audit_state.audit_chain_broken = !ar.intact;
 			snprintf(s->audit_problem, sizeof(s->audit_problem), "%s", ar.problem);
 			s->audit_state.audit_problem = s->audit_problem;
-			if (!ar.intact)
+			if (!ar.intact) {
 				coffer_log_error("audit chain broken", "chain_seq=%lld problem=\"%s\"",
 				    (long long)ar.bad_seq, ar.problem);
+}
 		}
 		coffer_err_clear(&err);
 	}
@@ -278,12 +280,14 @@ run_drills(server *s)
 	coffer_err err;
 	coffer_err_clear(&err);
 	coord_drills_stats st;
-	if (coord_drills_tick(s->drills, s->cat, s->key, coffer_clock_now(NULL), &st, &err) != 0)
+	if (coord_drills_tick(s->drills, s->cat, s->key, coffer_clock_now(NULL), &st, &err) != 0) {
 		return; /* logged by the drills module, per service */
-	if (st.started || st.objects || st.triggered || st.resolved)
+}
+	if (st.started || st.objects || st.triggered || st.resolved) {
 		coffer_log_info("drills", "started=%d not_started=%d objects_checked=%d corrupt=%d "
 		    "triggered=%d resolved=%d changes=%d", st.started, st.not_started, st.objects,
 		    st.corrupt, st.triggered, st.resolved, st.changes);
+}
 }
 
 /* Before the alerts, like the drills: a WAL alert raised here is
@@ -294,27 +298,32 @@ run_walwatch(server *s)
 	coffer_err err;
 	coffer_err_clear(&err);
 	coord_walwatch_stats st;
-	if (coord_walwatch_tick(s->cat, s->key, s->cfg, coffer_clock_now(NULL), &st, &err) != 0)
+	if (coord_walwatch_tick(s->cat, s->key, s->cfg, coffer_clock_now(NULL), &st, &err) != 0) {
 		return; /* logged per service */
-	if (st.changed)
+}
+	if (st.changed) {
 		coffer_log_info("wal watch", "services=%d gaps=%d failing=%d lagging=%d changes=%d",
 		    st.services, st.gaps, st.failing, st.lagging, st.changed);
+}
 }
 
 /* Before the alerts: a copy failure found here pages in the same tick. */
 static void
 run_drcopy(server *s)
 {
-	if (s->drcopy == NULL)
+	if (s->drcopy == NULL) {
 		return;
+}
 	coffer_err err;
 	coffer_err_clear(&err);
 	coord_drcopy_stats st;
-	if (coord_drcopy_tick(s->drcopy, s->cat, coffer_clock_now(NULL), &st, &err) != 0)
+	if (coord_drcopy_tick(s->drcopy, s->cat, coffer_clock_now(NULL), &st, &err) != 0) {
 		return; /* logged per service */
-	if (st.planned || st.triggered || st.resolved)
+}
+	if (st.planned || st.triggered || st.resolved) {
 		coffer_log_info("dr copy", "planned=%d triggered=%d resolved=%d", st.planned,
 		    st.triggered, st.resolved);
+}
 }
 
 static void
@@ -354,16 +363,18 @@ serve_tick(server *s)
 		    coffer_log_quote(q, sizeof(q), err.msg));
 		return;
 	}
-	if (st.marked || st.cancelled || st.deleted || st.gone || st.failed)
+	if (st.marked || st.cancelled || st.deleted || st.gone || st.failed) {
 		coffer_log_info("retention pass", "marked=%llu cancelled=%llu deleted=%llu gone=%llu "
 		    "failed=%llu", (unsigned long long)st.marked, (unsigned long long)st.cancelled,
 		    (unsigned long long)st.deleted, (unsigned long long)st.gone,
 		    (unsigned long long)st.failed);
+}
 	/* After the backups' pass: a backup it deleted no longer holds WAL. */
 	coord_walprune_stats wst;
 	if (coord_walprune_pass(s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &wst,
-		&err) != 0)
+		&err) != 0) {
 		return; /* logged per service */
+}
 }
 
 static void
@@ -376,18 +387,21 @@ serve_job(lane *l, job *j)
 		try_reconnect(l);
 	}
 	if (j->kind == JOB_TICK) {
-		if (!l->down)
+		if (!l->down) {
 			serve_tick(s);
+}
 		return;
 	}
 	if (j->kind == JOB_ADMIN) {
 		/* While the catalog is down the admin handler's own queries fail
 		 * and it answers with that error: operators see why. */
 		if (coord_admin_handle(l->cat, s->cfg, s->key, j->req, j->len, &j->out,
-			&j->out_len) != 0)
+			&j->out_len) != 0) {
 			j->out = NULL;
-		if (!coord_catalog_ok(l->cat))
+}
+		if (!coord_catalog_ok(l->cat)) {
 			mark_down(l, "the connection was lost");
+}
 		return;
 	}
 	if (l->down) {
@@ -493,8 +507,9 @@ lane_thread(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		serve_job(l, j);
 		pthread_mutex_lock(&s->mu);
-		if (j->kind == JOB_TICK)
+		if (j->kind == JOB_TICK) {
 			s->tick_queued = false;
+}
 		push(&s->done_head, &s->done_tail, j);
 		if (!s->stop) {
 			uv_async_send(&s->done_async);
@@ -581,11 +596,13 @@ static void
 on_tick(uv_timer_t *t)
 {
 	server *s = t->data;
-	if (s->stopping)
+	if (s->stopping) {
 		return;
+}
 	job *j = calloc(1, sizeof(*j));
-	if (j == NULL)
+	if (j == NULL) {
 		return;
+}
 	j->kind = JOB_TICK;
 	pthread_mutex_lock(&s->mu);
 	/* A slow pass is not stacked up behind itself. */
@@ -605,8 +622,9 @@ drop_all(job *j)
 {
 	while (j != NULL) {
 		job *next = j->next;
-		if (j->reply != NULL)
+		if (j->reply != NULL) {
 			coffer_net_reply_drop(j->reply);
+}
 		free(j->out);
 		free(j);
 		j = next;
@@ -624,8 +642,9 @@ shutdown_server(server *s, const char *why)
 	uv_timer_stop(&s->tick_timer);
 	uv_close((uv_handle_t *)&s->tick_timer, NULL);
 	coffer_net_server_stop(s->net);
-	if (s->admin_net != NULL)
+	if (s->admin_net != NULL) {
 		coffer_net_server_stop(s->admin_net);
+}
 	if (s->http != NULL) {
 		coord_http_stop(s->http, NULL, NULL);
 		s->http = NULL;
@@ -669,10 +688,11 @@ render_metrics(void *arg, char **text, size_t *len)
 	coffer_err err;
 	coffer_err_clear(&err);
 	pthread_mutex_lock(&s->metrics_mu);
-	if (s->metrics_cat == NULL)
+	if (s->metrics_cat == NULL) {
 		s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
-	else if (!coord_catalog_ok(s->metrics_cat))
+	} else if (!coord_catalog_ok(s->metrics_cat)) {
 		(void)coord_catalog_reconnect(s->metrics_cat, &err);
+}
 	int rc = s->metrics_cat != NULL ?
 	    coord_metrics_render(s->metrics_cat, s->cfg, coffer_clock_now(NULL), text, len, &err) :
 	    err.code;
@@ -682,7 +702,7 @@ render_metrics(void *arg, char **text, size_t *len)
 		coffer_log_warn("metrics not rendered", "error=%s",
 		    coffer_log_quote(q, sizeof(q), err.msg));
 	}
-	return rc;
+	return (rc);
 }
 
 /* The coordinator's handle on the primary repository has the delete
@@ -691,12 +711,14 @@ static int
 open_primary(const coord_config *cfg, coffer_repo **out, coffer_err *err)
 {
 	coffer_repo_config rc;
-	if (coord_config_repo(cfg, "primary", &rc, err) != 0)
+	if (coord_config_repo(cfg, "primary", &rc, err) != 0) {
 		return (err->code);
+}
 	if (coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, out,
-		err) != 0)
-		return coffer_err_wrap(err, "[repository.primary]");
-	return 0;
+		err) != 0) {
+		return (coffer_err_wrap(err, "[repository.primary]"));
+}
+	return (0);
 }
 
 /* Lane 0 and cfg->intake_workers intake lanes, each connected and its
@@ -716,13 +738,16 @@ open_lanes(server *s, const coord_config *cfg, const coord_audit_key *key, coffe
 		l->index = i;
 		s->n_lanes = i + 1;
 		int rv;
-		if ((l->cat = coord_catalog_open(cfg->catalog, err)) == NULL)
+		if ((l->cat = coord_catalog_open(cfg->catalog, err)) == NULL) {
 			return (err->code);
-		if ((rv = coord_catalog_check(l->cat, err)) != 0)
+}
+		if ((rv = coord_catalog_check(l->cat, err)) != 0) {
 			return (rv);
+}
 		if (i > 0 &&
-		    (rv = coord_intake_new(l->cat, key, COFFER_WIRE_MAX_MSG, &l->intake, err)) != 0)
+		    (rv = coord_intake_new(l->cat, key, COFFER_WIRE_MAX_MSG, &l->intake, err)) != 0) {
 			return (rv);
+}
 	}
 	s->cat = s->lanes[0].cat;
 	return (0);
@@ -778,30 +803,37 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	s->key = key;
 	/* Everything that can fail on bad configuration first, the listeners
 	 * last, so a failed start has only the listeners to undo. */
-	if (coffer_config_has_section(cfg->ini, "repository.primary"))
+	if (coffer_config_has_section(cfg->ini, "repository.primary")) {
 		rv = open_primary(cfg, &s->repo, err);
-	else
+	} else {
 		rv = 0;
+}
 	if (rv == 0) {
 		s->notify = coord_notify_new(cfg, key, err);
-		if (s->notify == NULL)
+		if (s->notify == NULL) {
 			rv = err->code;
+}
 	}
 	if (rv == 0 && (rv = coord_drcopy_new(cfg, key, &s->drcopy, err)) == 0 &&
-	    s->drcopy != NULL)
+	    s->drcopy != NULL) {
 		rv = coord_drcopy_background(s->drcopy, err);
-	if (rv == 0)
+}
+	if (rv == 0) {
 		rv = coord_drills_new(cfg, &s->drills, err);
-	if (rv == 0)
+}
+	if (rv == 0) {
 		rv = coord_drills_background(s->drills, key, err);
-	if (rv == 0)
+}
+	if (rv == 0) {
 		rv = coffer_net_server_start(&s->loop, &ncfg, on_request, s, &s->net, err);
+}
 	if (rv == 0 && cfg->admin_listen != NULL) {
 		coffer_net_server_config acfg = ncfg;
 		acfg.url = cfg->admin_listen;
 		rv = coffer_net_server_start(&s->loop, &acfg, on_admin_request, s, &s->admin_net, err);
-		if (rv != 0)
+		if (rv != 0) {
 			coffer_err_wrap(err, "admin_listen");
+}
 	}
 	if (rv == 0 && cfg->metrics_listen != NULL) {
 		s->http = coord_http_start(&s->loop, cfg->metrics_listen, render_metrics, s, err);
@@ -814,10 +846,12 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		}
 	}
 	if (rv != 0) {
-		if (s->admin_net != NULL)
+		if (s->admin_net != NULL) {
 			coffer_net_server_stop(s->admin_net);
-		if (s->net != NULL)
+}
+		if (s->net != NULL) {
 			coffer_net_server_stop(s->net);
+}
 	}
 	if (rv == 0) {
 		uv_timer_init(&s->loop, &s->tick_timer);
@@ -843,9 +877,10 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		} else {
 			coffer_log_info("coordinator listening", "url=%s port=%d intake_workers=%d",
 			    cfg->listen, coffer_net_server_port(s->net), s->n_lanes - 1);
-			if (s->admin_net != NULL)
+			if (s->admin_net != NULL) {
 				coffer_log_info("admin endpoint listening", "url=%s port=%d",
 				    cfg->admin_listen, coffer_net_server_port(s->admin_net));
+}
 		}
 	}
 	/* Runs until shutdown_server; on a failed start it only lets the wire

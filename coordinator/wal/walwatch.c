@@ -26,20 +26,23 @@
 int64_t
 coord_walwatch_segno(const char *name, int64_t per_log)
 {
-	if (name == NULL || strlen(name) < 24)
+	if (name == NULL || strlen(name) < 24) {
 		return (-1);
+}
 	uint64_t part[2] = { 0, 0 };
 	for (int k = 0; k < 2; k++) {
 		for (int i = 8 + 8 * k; i < 16 + 8 * k; i++) {
 			char c = name[i];
 			int v = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-			if (v < 0)
+			if (v < 0) {
 				return (-1);
+}
 			part[k] = part[k] * 16 + (uint64_t)v;
 		}
 	}
-	if (part[0] > INT64_MAX / (uint64_t)per_log)
+	if (part[0] > INT64_MAX / (uint64_t)per_log) {
 		return (-1);
+}
 	return ((int64_t)(part[0] * (uint64_t)per_log + part[1]));
 }
 
@@ -60,14 +63,16 @@ coord_walwatch_per_log(coord_catalog *cat, const char *service, int64_t *out, co
 	    "WHERE service = $1 AND heartbeat ? 'wal_segment_size' "
 	    "ORDER BY heartbeat_at DESC NULLS LAST LIMIT 1",
 	    1, vals, &rv, err);
-	if (r == NULL)
+	if (r == NULL) {
 		return (rv);
+}
 	int64_t per = DEFAULT_PER_LOG;
 	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
 		int64_t size = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		/* PostgreSQL allows powers of two from 1 MiB to 1 GiB. */
-		if (size >= (1 << 20) && size <= (1 << 30) && (size & (size - 1)) == 0)
+		if (size >= (1 << 20) && size <= (1 << 30) && (size & (size - 1)) == 0) {
 			per = ((int64_t)1 << 32) / size;
+}
 	}
 	PQclear(r);
 	*out = per;
@@ -118,8 +123,9 @@ check_gap(coord_catalog *cat, const coord_audit_key *key, const coord_config *cf
 	    "  AND length(w.segment) = 24 AND w.segment > g.pseg AND w.segment < g.segment) "
 	    "ORDER BY system_identifier, timeline, n LIMIT 1",
 	    2, vals, &rv, err);
-	if (r == NULL)
+	if (r == NULL) {
 		return (rv);
+}
 	bool gap = PQntuples(r) == 1;
 	char summary[512] = "";
 	cJSON *d = NULL;
@@ -174,15 +180,17 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 	    "AND heartbeat ? 'current_wal' "
 	    "AND heartbeat_at >= to_timestamp($2::bigint / 1000.0) ORDER BY name",
 	    2, vals, &rv, err);
-	if (r == NULL)
+	if (r == NULL) {
 		return (rv);
+}
 	bool failing = false, lagging = false;
 	char fail_summary[512] = "", lag_summary[512] = "";
 	cJSON *fd = NULL, *ld = NULL;
 	for (int i = 0; i < PQntuples(r); i++) {
 		cJSON *hb = cJSON_Parse(PQgetvalue(r, i, 1));
-		if (hb == NULL)
+		if (hb == NULL) {
 			continue;
+}
 		const char *agent = PQgetvalue(r, i, 0);
 		double failed_at = num(hb, "last_failed_at_ms");
 		double archived_at = num(hb, "last_archived_at_ms");
@@ -205,8 +213,9 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 		int64_t waiting = (int64_t)num(hb, "wal_ready_count");
 		int64_t cur = coord_walwatch_segno(str(hb, "current_wal"), per);
 		int64_t last = coord_walwatch_segno(str(hb, "last_archived_wal"), per);
-		if (cur >= 0 && last >= 0 && cur - last - 1 > waiting)
+		if (cur >= 0 && last >= 0 && cur - last - 1 > waiting) {
 			waiting = cur - last - 1;
+}
 		if (!lagging && waiting >= lag_max) {
 			lagging = true;
 			snprintf(lag_summary, sizeof(lag_summary),
@@ -227,9 +236,10 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 	st->lagging += lagging;
 	rv = set(cat, key, cfg, service, COORD_ALERT_WAL_FAILING, failing, fail_summary, fd,
 	    now_ms, st, err);
-	if (rv == 0)
+	if (rv == 0) {
 		rv = set(cat, key, cfg, service, COORD_ALERT_WAL_LAG, lagging, lag_summary, ld,
 		    now_ms, st, err);
+}
 	cJSON_Delete(fd);
 	cJSON_Delete(ld);
 	return (rv);
@@ -248,10 +258,12 @@ coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_
 		int64_t per = DEFAULT_PER_LOG;
 		coffer_err e = { 0 };
 		int rv = coord_walwatch_per_log(cat, service, &per, &e);
-		if (rv == 0)
+		if (rv == 0) {
 			rv = check_gap(cat, key, cfg, service, per, now_ms, st, &e);
-		if (rv == 0)
+}
+		if (rv == 0) {
 			rv = check_archiver(cat, key, cfg, service, per, now_ms, st, &e);
+}
 		if (rv == 0) {
 			st->services++;
 			continue;
@@ -262,8 +274,9 @@ coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_
 		coffer_log_error("wal watch failed", "service=%s error=%s", service,
 		    coffer_log_quote(q, sizeof(q), e.msg));
 		*err = e;
-		if (rv == COFFER_EUNAVAIL || !coord_catalog_ok(cat))
+		if (rv == COFFER_EUNAVAIL || !coord_catalog_ok(cat)) {
 			return (rv);
+}
 	}
 	return (last);
 }

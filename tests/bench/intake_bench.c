@@ -91,14 +91,16 @@ call_once(coffer_net_client *cl, sim_agent *a, int batch, int64_t *lat_us)
 	size_t body_len = 0, env_len = 0, rep_len = 0;
 	coffer_err err = { 0 };
 	int rc = coffer_wire_encode(&rq.base, COFFER_WIRE_MAX_MSG, &body, &body_len, &err);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = agent_sender_envelope_build(a->name, a->key, ++a->env_seq, now, body, body_len, &env,
 		    &env_len, &err);
+}
 	int64_t t0 = coffer_clock_monotonic_ms();
 	struct timespec s0, s1;
 	clock_gettime(CLOCK_MONOTONIC, &s0);
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_net_client_call(cl, env, env_len, &rep, &rep_len, 30000, &err);
+}
 	clock_gettime(CLOCK_MONOTONIC, &s1);
 	(void)t0;
 	*lat_us = (int64_t)(s1.tv_sec - s0.tv_sec) * 1000000 + (s1.tv_nsec - s0.tv_nsec) / 1000;
@@ -117,7 +119,7 @@ call_once(coffer_net_client *cl, sim_agent *a, int batch, int64_t *lat_us)
 	free(body);
 	free(env);
 	free(rep);
-	return rc;
+	return (rc);
 }
 
 static int64_t
@@ -125,7 +127,7 @@ now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	return ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 }
 
 static void *
@@ -138,10 +140,10 @@ work(void *arg)
 	if (coffer_net_client_open(&cc, &cl, &err) != 0) {
 		fprintf(stderr, "intake_bench: %s\n", err.msg);
 		w->failures++;
-		return NULL;
+		return (NULL);
 	}
 	int64_t k = 0; /* this thread's envelopes so far */
-	for (int e = 0; e < w->envelopes; e++)
+	for (int e = 0; e < w->envelopes; e++) {
 		for (size_t i = w->first; i < w->n_agents; i += w->step, k++) {
 			int64_t late_us = 0;
 			if (w->interval_us > 0) {
@@ -166,15 +168,16 @@ work(void *arg)
 			w->n_lat++;
 			w->events += (uint64_t)w->batch;
 		}
+}
 	coffer_net_client_close(cl);
-	return NULL;
+	return (NULL);
 }
 
 static int
 cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-	return x < y ? -1 : x > y;
+	return (x < y ? -1 : x > y);
 }
 
 int
@@ -184,21 +187,22 @@ main(int argc, char **argv)
 	int n_agents = 1, envelopes = 100, batch = 10, threads = 4;
 	double rate = 0;
 	for (int i = 1; i + 1 < argc; i += 2) {
-		if (strcmp(argv[i], "--catalog") == 0) catalog = argv[i + 1];
-		else if (strcmp(argv[i], "--audit-key") == 0) audit_key = argv[i + 1];
-		else if (strcmp(argv[i], "--url") == 0) url = argv[i + 1];
-		else if (strcmp(argv[i], "--agents") == 0) n_agents = atoi(argv[i + 1]);
-		else if (strcmp(argv[i], "--envelopes") == 0) envelopes = atoi(argv[i + 1]);
-		else if (strcmp(argv[i], "--batch") == 0) batch = atoi(argv[i + 1]);
-		else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
-		else if (strcmp(argv[i], "--rate") == 0) rate = atof(argv[i + 1]);
+		if (strcmp(argv[i], "--catalog") == 0) { catalog = argv[i + 1];
+		} else if (strcmp(argv[i], "--audit-key") == 0) { audit_key = argv[i + 1];
+		} else if (strcmp(argv[i], "--url") == 0) { url = argv[i + 1];
+		} else if (strcmp(argv[i], "--agents") == 0) { n_agents = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--envelopes") == 0) { envelopes = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--batch") == 0) { batch = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--threads") == 0) { threads = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--rate") == 0) { rate = atof(argv[i + 1]);
+}
 	}
 	if (catalog == NULL || audit_key == NULL || url == NULL || n_agents < 1 || batch < 1 ||
 	    batch > BATCH_MAX || threads < 1 || envelopes < 1 || rate < 0) {
 		fprintf(stderr, "usage: intake_bench --catalog CI --audit-key FILE --url URL "
 				"[--agents N] [--envelopes E] [--batch 1..256] [--threads T] "
 				"[--rate EVENTS_PER_S]\n");
-		return 2;
+		return (2);
 	}
 	coffer_err err = { 0 };
 	coord_audit_key key;
@@ -206,7 +210,7 @@ main(int argc, char **argv)
 	if (coord_audit_key_load(audit_key, &key, &err) != 0 ||
 	    (cat = coord_catalog_open(catalog, &err)) == NULL) {
 		fprintf(stderr, "intake_bench: %s\n", err.msg);
-		return 1;
+		return (1);
 	}
 	static int run_id;
 	run_id = (int)(coffer_clock_now(NULL) % 100000);
@@ -220,13 +224,14 @@ main(int argc, char **argv)
 		    coord_agents_enroll(cat, &key, "bench", "bench", "bench", agents[i].name, pub,
 			&already, &err) != 0) {
 			fprintf(stderr, "intake_bench: enrolling %s: %s\n", agents[i].name, err.msg);
-			return 1;
+			return (1);
 		}
 		coffer_sign_pubkey_free(pub);
 	}
 	coord_catalog_close(cat);
-	if (threads > n_agents)
+	if (threads > n_agents) {
 		threads = n_agents;
+}
 	worker *ws = calloc((size_t)threads, sizeof(*ws));
 	size_t per = (size_t)envelopes * ((size_t)n_agents / (size_t)threads + 1);
 	int64_t t0 = coffer_clock_monotonic_ms();
@@ -263,10 +268,11 @@ main(int argc, char **argv)
 	printf("| %d | %d | %d | %" PRIu64 " | %.2f | %.0f | %.1f | %.1f | %d |\n", n_agents, threads,
 	    batch, events, (double)ms / 1000.0, ms > 0 ? (double)events * 1000.0 / (double)ms : 0.0,
 	    p50, p99, failures);
-	for (int i = 0; i < n_agents; i++)
+	for (int i = 0; i < n_agents; i++) {
 		coffer_sign_key_free(agents[i].key);
+}
 	free(agents);
 	free(ws);
 	free(all);
-	return failures == 0 ? 0 : 1;
+	return (failures == 0 ? 0 : 1);
 }

@@ -17,14 +17,14 @@ main(int argc, char **argv)
 {
 	if (argc < 2) {
 		fprintf(stderr, "usage: runstat 'shell command'\n");
-		return 2;
+		return (2);
 	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pid_t pid = fork();
 	if (pid < 0) {
 		perror("runstat: fork");
-		return 1;
+		return (1);
 	}
 	if (pid == 0) {
 		execl("/bin/sh", "sh", "-c", argv[1], (char *)NULL);
@@ -35,7 +35,7 @@ main(int argc, char **argv)
 	struct rusage ru;
 	if (wait4(pid, &status, 0, &ru) < 0) {
 		perror("runstat: wait4");
-		return 1;
+		return (1);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -44,5 +44,5 @@ main(int argc, char **argv)
 	/* ru_maxrss is the largest single process among the waited-for tree. */
 	fprintf(stderr, "wall_s=%.3f cpu_s=%.3f maxrss_mib=%.1f status=%d\n", wall, cpu,
 	    (double)ru.ru_maxrss / 1024.0, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	return (WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }

@@ -19,7 +19,7 @@ static int
 rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st, (void)flag, (void)ftw;
-	return remove(path);
+	return (remove(path));
 }
 
 static char root[128];
@@ -37,8 +37,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (m == NULL) {
 		snprintf(root, sizeof(root), "/tmp/coffer-unpack-fuzz.%ld", (long)getpid());
 		atexit(cleanup);
-		if (coffer_manifest_new(&m, NULL) != 0)
+		if (coffer_manifest_new(&m, NULL) != 0) {
 			abort();
+		}
 		/* sha256("15\n") and sha256("") */
 		coffer_manifest_add_file(m, "PG_VERSION", 3,
 		    "238903180cc104ec2c5d8b3f20c5bc61b389ec0a967df8cc208cdc7cd454174f", NULL);
@@ -46,11 +47,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", NULL);
 	}
 	nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	if (mkdir(root, 0700) != 0)
+	if (mkdir(root, 0700) != 0) {
 		abort();
+	}
 	int fd = open(root, O_RDONLY | O_DIRECTORY);
-	if (fd < 0)
+	if (fd < 0) {
 		abort();
+	}
 	coffer_filter *u = agent_physical_restore_unpack_new(fd, m, false, 0, 0, NULL, 0, NULL);
 	if (u != NULL) {
 		/* Two writes, so state carried across calls is exercised too. */

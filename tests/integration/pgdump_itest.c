@@ -47,25 +47,25 @@ static const char *
 code_name(int code)
 {
 	switch (code) {
-	case COFFER_EINVAL: return "EINVAL";
-	case COFFER_ENOMEM: return "ENOMEM";
-	case COFFER_EIO: return "EIO";
-	case COFFER_ENOENT: return "ENOENT";
-	case COFFER_EEXIST: return "EEXIST";
-	case COFFER_EPERM: return "EPERM";
-	case COFFER_EAUTH: return "EAUTH";
-	case COFFER_ETOOBIG: return "ETOOBIG";
-	case COFFER_EPROTO: return "EPROTO";
-	case COFFER_EPG: return "EPG";
-	case COFFER_ECHILD: return "ECHILD";
-	case COFFER_ECANCELED: return "ECANCELED";
-	case COFFER_ETIMEDOUT: return "ETIMEDOUT";
-	case COFFER_ENOSPC: return "ENOSPC";
-	case COFFER_EUNAVAIL: return "EUNAVAIL";
-	case COFFER_EVERSION: return "EVERSION";
-	case COFFER_EINTERNAL: return "EINTERNAL";
+	case COFFER_EINVAL: return ("EINVAL");
+	case COFFER_ENOMEM: return ("ENOMEM");
+	case COFFER_EIO: return ("EIO");
+	case COFFER_ENOENT: return ("ENOENT");
+	case COFFER_EEXIST: return ("EEXIST");
+	case COFFER_EPERM: return ("EPERM");
+	case COFFER_EAUTH: return ("EAUTH");
+	case COFFER_ETOOBIG: return ("ETOOBIG");
+	case COFFER_EPROTO: return ("EPROTO");
+	case COFFER_EPG: return ("EPG");
+	case COFFER_ECHILD: return ("ECHILD");
+	case COFFER_ECANCELED: return ("ECANCELED");
+	case COFFER_ETIMEDOUT: return ("ETIMEDOUT");
+	case COFFER_ENOSPC: return ("ENOSPC");
+	case COFFER_EUNAVAIL: return ("EUNAVAIL");
+	case COFFER_EVERSION: return ("EVERSION");
+	case COFFER_EINTERNAL: return ("EINTERNAL");
 	}
-	return "E?";
+	return ("E?");
 }
 
 static int

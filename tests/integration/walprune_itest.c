@@ -47,8 +47,9 @@ main(int argc, char **argv)
 	int rc2 = coord_walprune_pass(cat, &key, cfg, repo, strtoll(argv[2], NULL, 10), &st, &err);
 	printf("deleted=%" PRId64 " failed=%" PRId64 " services=%d purged=%" PRId64 "\n",
 	    st.deleted, st.failed, st.services, st.purged);
-	if (rc2 != 0)
+	if (rc2 != 0) {
 		fprintf(stderr, "walprune_itest: %s\n", err.msg);
+}
 	coffer_repo_close(repo);
 	coord_catalog_close(cat);
 	coord_config_free(cfg);

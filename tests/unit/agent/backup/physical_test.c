@@ -36,7 +36,7 @@ static int
 rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
 	(void)st, (void)flag, (void)ftw;
-	return remove(path);
+	return (remove(path));
 }
 
 static int
@@ -44,17 +44,19 @@ setup(void **state)
 {
 	fx *f = calloc(1, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/coffer-physical-test.XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
-		return -1;
+	if (mkdtemp(f->dir) == NULL) {
+		return (-1);
+}
 	char root[300];
 	snprintf(root, sizeof(root), "%s/pgdata", f->dir);
 	mkdir(root, 0700);
 	f->fd = open(root, O_RDONLY | O_DIRECTORY);
 	coffer_err err = { 0 };
-	if (f->fd < 0 || coffer_manifest_new(&f->m, &err) != 0)
-		return -1;
+	if (f->fd < 0 || coffer_manifest_new(&f->m, &err) != 0) {
+		return (-1);
+}
 	*state = f;
-	return 0;
+	return (0);
 }
 
 static int
@@ -66,7 +68,7 @@ teardown(void **state)
 	free(f->buf);
 	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(f);
-	return 0;
+	return (0);
 }
 
 static void
@@ -89,8 +91,9 @@ entry(fx *f, char type, uint32_t mode, const char *path, const char *data)
 	agent_physical_header_encode(h, type, mode, (uint16_t)strlen(path), n);
 	put(f, h, sizeof(h));
 	put(f, path, strlen(path));
-	if (n > 0)
+	if (n > 0) {
 		put(f, data, n);
+}
 }
 
 /* A file entry and its manifest line; sha_of NULL: the data's own digest. */
@@ -137,16 +140,17 @@ feed_mapped(fx *f, size_t step, const char *const *map, size_t nmap, coffer_err 
 		size_t n = f->len - off < step ? f->len - off : step;
 		rc = coffer_filter_write(u, f->buf + off, n, err);
 	}
-	if (rc == 0)
+	if (rc == 0) {
 		rc = coffer_filter_finish(u, err);
+}
 	coffer_filter_free(u);
-	return rc;
+	return (rc);
 }
 
 static int
 feed(fx *f, size_t step, coffer_err *err)
 {
-	return feed_mapped(f, step, NULL, 0, err);
+	return (feed_mapped(f, step, NULL, 0, err));
 }
 
 static void
@@ -168,7 +172,7 @@ exists(fx *f, const char *rel)
 	char path[600];
 	snprintf(path, sizeof(path), "%s/%s", f->dir, rel);
 	struct stat st;
-	return lstat(path, &st) == 0;
+	return (lstat(path, &st) == 0);
 }
 
 static void
@@ -479,5 +483,5 @@ main(void)
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_skip_rules),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -177,5 +177,5 @@ main(void)
 		cmocka_unit_test(test_sysid_cache),
 		cmocka_unit_test(test_next_segment),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -35,7 +35,7 @@ xorshift(uint64_t *s)
 	*s ^= *s << 13;
 	*s ^= *s >> 7;
 	*s ^= *s << 17;
-	return *s;
+	return (*s);
 }
 
 static void
@@ -136,10 +136,11 @@ setup(void **state)
 {
 	(void)state;
 	const char *base = getenv("COFFER_TEST_TMP");
-	if (base != NULL)
+	if (base != NULL) {
 		mkdir(base, 0700);
+}
 	snprintf(dir, sizeof(dir), "%s/stream-XXXXXX", base != NULL ? base : "/tmp");
-	return mkdtemp(dir) == NULL ? -1 : 0;
+	return (mkdtemp(dir) == NULL ? -1 : 0);
 }
 
 static int
@@ -148,7 +149,7 @@ teardown(void **state)
 	(void)state;
 	char cmd[4200];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd) == 0 ? 0 : -1;
+	return (system(cmd) == 0 ? 0 : -1);
 }
 
 int
@@ -157,5 +158,5 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_200mib_round_trip, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -347,8 +347,9 @@ version_of(const char *extra, char out[COORD_POLICY_VERSION_HEX])
 	const coord_service_policy *p = coord_config_service(c, "billing");
 	assert_non_null(p);
 	/* (the branch tells gcc -O2 what assert_non_null already checked) */
-	if (p != NULL)
+	if (p != NULL) {
 		memcpy(out, p->version, COORD_POLICY_VERSION_HEX);
+}
 	coord_config_free(c);
 }
 
