@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages Coffer builds, tests and demos with.
 # Idempotent: safe to run on a machine that already has them.
 set -eu
-pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev
+pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev clang-format clang-tidy cppcheck gcovr
  libuv1-dev libnng-dev protobuf-c-compiler libprotobuf-c-dev libssl-dev libpq-dev
  libzstd-dev zstd libcurl4-openssl-dev libcjson-dev libxml2-dev libinih-dev libcmocka-dev
  postgresql-15 postgresql-client-15 openssl ca-certificates curl procps util-linux tzdata

@@ -3,24 +3,24 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <stdatomic.h>
-#include <unistd.h>
-#include <uv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
 
-#include "agent/pg/dump.h"
 #include "agent/outbox/events.h"
+#include "agent/pg/dump.h"
 #include "agent/pg/pg.h"
-#include "common/stream/progress.h"
 #include "common/base/clock.h"
-#include "common/stream/compress.h"
-#include "common/stream/digest.h"
 #include "common/base/log.h"
 #include "common/crypto/seal.h"
+#include "common/stream/compress.h"
+#include "common/stream/digest.h"
+#include "common/stream/progress.h"
 
 #define CONNECT_TIMEOUT_S 15
 
@@ -29,7 +29,7 @@ agent_stream_close(agent_stream *s)
 {
 	if (s->sink != NULL) {
 		coffer_repo_write_abort(s->sink); /* harmless once committed */
-}
+	}
 	coffer_filter_free_chain(s->head);
 	memset(s, 0, sizeof(*s));
 }
@@ -45,9 +45,10 @@ agent_stream_open(agent_ctx *ctx, const char *data_key, const char *progress, ui
 	s->plain_count = s->plain_sha ? coffer_count_filter_new(err) : NULL;
 	if (progress != NULL && s->plain_count) {
 		prog = coffer_progress_filter_new(progress, expected, err);
-}
-	zstd = s->plain_count && (progress == NULL || prog) ?
-	    coffer_zstd_compress_new(cfg->compress_level, cfg->compress_workers, err) : NULL;
+	}
+	zstd = s->plain_count && (progress == NULL || prog)
+	    ? coffer_zstd_compress_new(cfg->compress_level, cfg->compress_workers, err)
+	    : NULL;
 	s->seal = zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) : NULL;
 	s->stored_sha = s->seal ? coffer_sha256_filter_new(err) : NULL;
 	s->stored_count = s->stored_sha ? coffer_count_filter_new(err) : NULL;
@@ -56,13 +57,13 @@ agent_stream_open(agent_ctx *ctx, const char *data_key, const char *progress, ui
 		rc = err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
 	} else {
 		rc = coffer_repo_write_begin(ctx->repo, data_key, &s->sink, err);
-}
+	}
 	if (rc != 0) {
 		coffer_filter *parts[] = { s->plain_sha, s->plain_count, prog, zstd, s->seal,
 			s->stored_sha, s->stored_count };
 		for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
 			coffer_filter_free(parts[i]);
-}
+		}
 		memset(s, 0, sizeof(*s));
 		return (rc);
 	}
@@ -72,7 +73,7 @@ agent_stream_open(agent_ctx *ctx, const char *data_key, const char *progress, ui
 	} else {
 		s->head = coffer_filter_link(s->plain_sha, s->plain_count, zstd, s->seal,
 		    s->stored_sha, s->stored_count, s->sink, NULL);
-}
+	}
 	return (0);
 }
 
@@ -86,8 +87,8 @@ agent_stream_hex(const coffer_filter *sha, char out[COFFER_MANIFEST_SHA256_HEX])
 
 static int
 build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished,
-    const agent_pg_snapshot *snap, const char *schema_version, const agent_stream *s,
-    char **json, size_t *len, coffer_err *err)
+    const agent_pg_snapshot *snap, const char *schema_version, const agent_stream *s, char **json,
+    size_t *len, coffer_err *err)
 {
 	const agent_pg_meta *meta = agent_pg_snapshot_meta(snap);
 	const agent_pg_tables *tables = agent_pg_snapshot_tables(snap);
@@ -95,7 +96,7 @@ build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished
 	int rc = coffer_manifest_new(&m, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	snprintf(m->backup_id, sizeof(m->backup_id), "%s", id);
 	snprintf(m->service, sizeof(m->service), "%s", ctx->cfg->service);
 	snprintf(m->agent, sizeof(m->agent), "%s", ctx->cfg->name);
@@ -118,23 +119,24 @@ build_manifest(agent_ctx *ctx, const char *id, int64_t started, int64_t finished
 		snprintf(m->schema_version, sizeof(m->schema_version), "%s", schema_version);
 	}
 	for (size_t i = 0; rc == 0 && i < tables->n; i++) {
-		rc = coffer_manifest_add_table(m, tables->v[i].schema, tables->v[i].name,
-		    (uint64_t)tables->v[i].rows, err);
-}
+		rc = coffer_manifest_add_table(
+		    m, tables->v[i].schema, tables->v[i].name, (uint64_t)tables->v[i].rows, err);
+	}
 	char **argv = NULL;
 	if (rc == 0) {
 		rc = agent_dump_argv("pg_dump", "-", "-", ctx->cfg->dump_options, &argv, err);
-}
+	}
 	/* Record the options that shape the dump, not the connection string. */
 	for (size_t i = 1; rc == 0 && argv[i] != NULL; i++) {
-		if (strncmp(argv[i], "--snapshot", 10) != 0 && strncmp(argv[i], "--dbname", 8) != 0) {
+		if (strncmp(argv[i], "--snapshot", 10) != 0 &&
+		    strncmp(argv[i], "--dbname", 8) != 0) {
 			rc = coffer_manifest_add_dump_option(m, argv[i], err);
-}
-}
+		}
+	}
 	agent_dump_argv_free(argv);
 	if (rc == 0) {
 		rc = coffer_manifest_to_json(m, ctx->sign_key, json, len, err);
-}
+	}
 	coffer_manifest_free(m);
 	return (rc);
 }
@@ -147,7 +149,7 @@ agent_backup_publish(agent_ctx *ctx, const char *key, const char *json, size_t l
 	int rc = coffer_repo_write_begin(ctx->repo, key, &sink, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	coffer_filter *sha = coffer_sha256_filter_new(err);
 	if (sha == NULL) {
 		coffer_repo_write_abort(sink);
@@ -157,15 +159,15 @@ agent_backup_publish(agent_ctx *ctx, const char *key, const char *json, size_t l
 	rc = coffer_filter_write(sha, json, len, err);
 	if (rc == 0) {
 		rc = coffer_filter_finish(sha, err);
-}
+	}
 	if (rc == 0) {
 		rc = coffer_repo_write_commit(sink, err);
-}
+	}
 	if (rc != 0) {
 		coffer_repo_write_abort(sink);
 	} else {
 		coffer_sha256_filter_digest(sha, digest);
-}
+	}
 	coffer_filter_free_chain(sha);
 	return (rc);
 }
@@ -179,7 +181,7 @@ agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1__BackupKi
 		snprintf(reason, sizeof(reason), "%s (hint: %s)", why->msg, why->hint);
 	} else {
 		snprintf(reason, sizeof(reason), "%s", why->msg);
-}
+	}
 	Coffer__V1__BackupFailed failed = COFFER__V1__BACKUP_FAILED__INIT;
 	failed.backup_id = (char *)id;
 	failed.kind = kind;
@@ -192,14 +194,14 @@ agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1__BackupKi
 	ev.backup_failed = &failed;
 	coffer_err eerr = { 0 };
 	uint64_t seq = 0;
-	if (agent_events_emit(ctx->outbox, ctx->cfg->service, failed.failed_at_ms, &ev, &seq,
-		&eerr) != 0) {
+	if (agent_events_emit(
+	        ctx->outbox, ctx->cfg->service, failed.failed_at_ms, &ev, &seq, &eerr) != 0) {
 		/* Nothing else can be done here; the caller still reports the
 		 * failure itself, and the missing event shows up as a missed
 		 * backup at the coordinator. */
-		coffer_log_error("failed backup not recorded", "backup=%s error=\"%s\"", id,
-		    eerr.msg);
-}
+		coffer_log_error(
+		    "failed backup not recorded", "backup=%s error=\"%s\"", id, eerr.msg);
+	}
 	coffer_log_error("backup failed", "service=%s backup=%s kind=%s stage=%s reason=\"%s\"",
 	    ctx->cfg->service, id,
 	    kind == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL ? "physical" : "logical", stage,
@@ -239,25 +241,26 @@ finish_count(row_counter *rcnt, const agent_backup_request *req, int64_t deadlin
 	while (!atomic_load(&rcnt->done)) {
 		if (stopped == 0 && req->cancel != NULL && agent_cancel_requested(req->cancel)) {
 			stopped = COFFER_ECANCELED;
-}
+		}
 		if (stopped == 0 && coffer_clock_now(NULL) >= deadline_wall) {
 			stopped = COFFER_ETIMEDOUT;
-}
+		}
 		if (stopped != 0) {
 			agent_pg_snapshot_cancel(rcnt->snap);
-}
+		}
 		uv_sleep(20);
 	}
 	uv_thread_join(&rcnt->thread);
 	if (stopped == COFFER_ECANCELED) {
 		return (coffer_err_set(err, COFFER_ECANCELED, "cancelled while counting rows"));
-}
+	}
 	if (stopped == COFFER_ETIMEDOUT) {
 		return (coffer_err_set(err, COFFER_ETIMEDOUT,
-		    "the completion window (%s) passed while counting rows", window),
-		       coffer_err_hint(err, "a long lock on a table blocks the backup; find it in "
-					    "pg_locks, or widen [schedule] completion_window"));
-}
+		            "the completion window (%s) passed while counting rows", window),
+		    coffer_err_hint(err,
+		        "a long lock on a table blocks the backup; find it in "
+		        "pg_locks, or widen [schedule] completion_window"));
+	}
 	if (rcnt->rc != 0 && err != NULL) {
 		*err = rcnt->err;
 		coffer_err_wrap(err, "counting rows in the snapshot");
@@ -273,12 +276,12 @@ agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
 	int rc = coffer_manifest_id_new(id, started, kind, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", id);
 	Coffer__V1__BackupStarted bs = COFFER__V1__BACKUP_STARTED__INIT;
 	bs.backup_id = id;
-	bs.kind = kind == COFFER_MANIFEST_PHYSICAL ? COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL :
-						    COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
+	bs.kind = kind == COFFER_MANIFEST_PHYSICAL ? COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL
+	                                           : COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
 	bs.trigger = req->trigger;
 	bs.command_id = req->command_id;
 	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
@@ -287,7 +290,7 @@ agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
 	rc = agent_events_emit(ctx->outbox, ctx->cfg->service, started, &ev, NULL, err);
 	if (rc != 0) {
 		return (coffer_err_wrap(err, "not starting backup %s", id));
-}
+	}
 	coffer_log_info("backup started", "service=%s backup=%s kind=%s", ctx->cfg->service, id,
 	    coffer_manifest_kind_name(kind));
 	return (0);
@@ -301,58 +304,60 @@ agent_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err)
 	snprintf(path, sizeof(path), "%s/backup.lock", cfg->state_dir);
 	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
 		return (coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir));
-}
+	}
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "opening the backup lock", path));
-}
+	}
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;
 		close(fd);
 		if (e == EWOULDBLOCK) {
 			return (coffer_err_set(err, COFFER_EEXIST,
-			    "another backup of service %s is running on this host", cfg->service),
-			       coffer_err_hint(err, "wait for it to finish; see the agent's log"));
-}
+			            "another backup of service %s is running on this host",
+			            cfg->service),
+			    coffer_err_hint(err, "wait for it to finish; see the agent's log"));
+		}
 		return (coffer_err_errno(err, e, "locking", path));
 	}
 	*fd_out = fd;
 	return (0);
 }
 
-static int backup_locked(agent_ctx *ctx, const agent_backup_request *req,
-    agent_backup_result *res, coffer_err *err);
+static int backup_locked(
+    agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res, coffer_err *err);
 
 int
-agent_backup_logical(agent_ctx *ctx, const agent_backup_request *req,
-    agent_backup_result *res, coffer_err *err)
+agent_backup_logical(
+    agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res, coffer_err *err)
 {
 	memset(res, 0, sizeof(*res));
 	int lock_fd = -1;
 	int rc = agent_backup_lock(ctx->cfg, &lock_fd, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	rc = backup_locked(ctx, req, res, err);
 	close(lock_fd);
 	return (rc);
 }
 
 static int
-backup_locked(agent_ctx *ctx, const agent_backup_request *req,
-    agent_backup_result *res, coffer_err *err)
+backup_locked(
+    agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res, coffer_err *err)
 {
 	const agent_config *cfg = ctx->cfg;
 	memset(res, 0, sizeof(*res));
 	int64_t started = coffer_clock_now(NULL);
 	int64_t started_mono = coffer_clock_monotonic_ms();
-	int64_t deadline = req->deadline_ms != 0 ? req->deadline_ms :
-	    started + cfg->completion_window_ms;
+	int64_t deadline =
+	    req->deadline_ms != 0 ? req->deadline_ms : started + cfg->completion_window_ms;
 	char id[COFFER_MANIFEST_ID_SIZE];
-	int rc = agent_backup_record_started(ctx, req, COFFER_MANIFEST_LOGICAL, started, id, res, err);
+	int rc =
+	    agent_backup_record_started(ctx, req, COFFER_MANIFEST_LOGICAL, started, id, res, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 
 	const char *stage = "connect";
 	agent_pg_snapshot *snap = NULL;
@@ -367,20 +372,21 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 
 	rc = coffer_repo_backup_key(data_key, sizeof(data_key), cfg->service, id, "data", err);
 	if (rc == 0) {
-		rc = coffer_repo_backup_key(manifest_key, sizeof(manifest_key), cfg->service, id,
-		    "manifest.json", err);
-}
+		rc = coffer_repo_backup_key(
+		    manifest_key, sizeof(manifest_key), cfg->service, id, "manifest.json", err);
+	}
 	if (rc == 0) {
 		rc = agent_pg_snapshot_export(cfg->conninfo, CONNECT_TIMEOUT_S, &snap, err);
-}
+	}
 	/* In the dump's own snapshot: the version of exactly what is dumped. */
 	char schema_version[COFFER_MANIFEST_SCHEMA_VERSION_MAX + 1] = "";
 	if (rc == 0 && cfg->schema_query != NULL &&
-	    (rc = agent_pg_snapshot_value(snap, cfg->schema_query, schema_version,
-		 sizeof(schema_version), err)) != 0) {
+	    (rc = agent_pg_snapshot_value(
+	         snap, cfg->schema_query, schema_version, sizeof(schema_version), err)) != 0) {
 		coffer_err_wrap(err, "[backup] schema_query");
-		coffer_err_hint(err, "fix the query in the agent's config (one row, one column), or "
-				     "remove it");
+		coffer_err_hint(err,
+		    "fix the query in the agent's config (one row, one column), or "
+		    "remove it");
 	}
 	if (rc == 0) {
 		stage = "dump";
@@ -390,22 +396,25 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 	if (rc == 0) {
 		rc = agent_stream_open(ctx, data_key, req->progress ? "dumping" : NULL,
 		    (uint64_t)agent_pg_snapshot_meta(snap)->database_size, &s, err);
-}
+	}
 	if (rc == 0) {
 		int64_t now = coffer_clock_now(NULL);
 		agent_child_spec spec = {
 			.argv = (const char *const *)argv,
 			.name = "pg_dump",
 			.stdout_chain = s.head,
-			.deadline_ms = coffer_clock_monotonic_ms() + (deadline > now ? deadline - now : 0),
+			.deadline_ms =
+			    coffer_clock_monotonic_ms() + (deadline > now ? deadline - now : 0),
 			.deadline_what = deadline_what,
 			.cancel = req->cancel,
-			.not_found_hint = "install the PostgreSQL client tools or set [postgres] bin_dir",
+			.not_found_hint =
+			    "install the PostgreSQL client tools or set [postgres] bin_dir",
 		};
 		row_counter counter = { .snap = snap };
 		atomic_init(&counter.done, false);
 		if (uv_thread_create(&counter.thread, count_rows, &counter) != 0) {
-			rc = coffer_err_set(err, COFFER_ENOMEM, "cannot start the row-counting thread");
+			rc = coffer_err_set(
+			    err, COFFER_ENOMEM, "cannot start the row-counting thread");
 		} else {
 			agent_child_result cres;
 			rc = agent_child_run(&spec, &cres, err);
@@ -428,19 +437,19 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 	uint8_t manifest_sha[COFFER_SHA256_LEN] = { 0 };
 	if (rc == 0) {
 		stage = "publish";
-		rc = build_manifest(ctx, id, started, finished, snap, schema_version, &s, &json,
-		    &json_len, err);
+		rc = build_manifest(
+		    ctx, id, started, finished, snap, schema_version, &s, &json, &json_len, err);
 	}
 	if (rc == 0) {
 		rc = agent_backup_publish(ctx, manifest_key, json, json_len, manifest_sha, err);
-}
+	}
 	if (rc != 0) {
 		if (req->cancel != NULL && agent_cancel_requested(req->cancel) &&
 		    rc != COFFER_ECANCELED) {
 			coffer_err_wrap(err, "cancelled");
 		}
-		res->event_seq = agent_backup_record_failure(ctx, id,
-		    COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL, started, stage, err);
+		res->event_seq = agent_backup_record_failure(
+		    ctx, id, COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL, started, stage, err);
 		goto out;
 	}
 
@@ -458,11 +467,11 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 	bc.finished_at_ms = finished;
 	bc.plain_bytes = res->plain_bytes;
 	bc.stored_bytes = res->stored_bytes;
-	bc.plain_sha256 = (ProtobufCBinaryData){ sizeof(plain_sha), plain_sha };
-	bc.stored_sha256 = (ProtobufCBinaryData){ sizeof(stored_sha), stored_sha };
+	bc.plain_sha256 = (ProtobufCBinaryData) { sizeof(plain_sha), plain_sha };
+	bc.stored_sha256 = (ProtobufCBinaryData) { sizeof(stored_sha), stored_sha };
 	bc.key_id = (char *)coffer_seal_filter_key_id(s.seal);
 	bc.repository = (char *)ctx->repo_name;
-	bc.manifest_sha256 = (ProtobufCBinaryData){ sizeof(manifest_sha), manifest_sha };
+	bc.manifest_sha256 = (ProtobufCBinaryData) { sizeof(manifest_sha), manifest_sha };
 	char pgv[16];
 	snprintf(pgv, sizeof(pgv), "%d", meta->server_version_num);
 	bc.pg_version = pgv;
@@ -474,8 +483,8 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req,
 	if (rc != 0) {
 		/* The backup is published and restorable; only the report is
 		 * missing. Say so loudly rather than pretend it failed. */
-		coffer_err_wrap(err, "backup %s is stored, but its completion event was not saved",
-		    id);
+		coffer_err_wrap(
+		    err, "backup %s is stored, but its completion event was not saved", id);
 		goto out;
 	}
 	coffer_log_info("backup completed",

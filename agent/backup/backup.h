@@ -17,17 +17,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agent/pg/child.h"
 #include "agent/context/context.h"
+#include "agent/pg/child.h"
 #include "common/crypto/manifest.h"
 #include "proto/coffer.pb-c.h"
 
 typedef struct agent_backup_request {
 	Coffer__V1__Trigger trigger;
-	uint64_t command_id;   /* TRIGGER_COMMAND only */
-	int64_t deadline_ms;   /* wall clock; 0: now + completion_window */
-	agent_cancel *cancel;  /* may be NULL */
-	bool progress;         /* draw progress on a terminal */
+	uint64_t command_id;  /* TRIGGER_COMMAND only */
+	int64_t deadline_ms;  /* wall clock; 0: now + completion_window */
+	agent_cancel *cancel; /* may be NULL */
+	bool progress;        /* draw progress on a terminal */
 } agent_backup_request;
 
 typedef struct agent_backup_result {
@@ -81,7 +81,7 @@ uint64_t agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1_
 /* ctx needs AGENT_NEED_KEYRING | AGENT_NEED_SIGN | AGENT_NEED_REPO_WRITE |
  * AGENT_NEED_OUTBOX. Returns 0 with res filled, or the failure (already
  * recorded as a backup.failed event when a backup id had been assigned). */
-int agent_backup_logical(agent_ctx *ctx, const agent_backup_request *req,
-    agent_backup_result *res, coffer_err *err);
+int agent_backup_logical(
+    agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res, coffer_err *err);
 
 #endif

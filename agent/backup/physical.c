@@ -12,26 +12,26 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent/backup/wal.h"
 #include "agent/outbox/events.h"
 #include "agent/pg/pgq.h"
-#include "agent/backup/wal.h"
 #include "common/base/clock.h"
-#include "common/stream/compress.h"
-#include "common/stream/digest.h"
 #include "common/base/log.h"
 #include "common/crypto/seal.h"
+#include "common/stream/compress.h"
+#include "common/stream/digest.h"
 
 #define CONNECT_TIMEOUT_S 15
-#define READ_BUF (128u * 1024)
-#define MAX_DEPTH 32
-#define ARCHIVE_POLL_MS 200
+#define READ_BUF          (128u * 1024)
+#define MAX_DEPTH         32
+#define ARCHIVE_POLL_MS   200
 
 static void
 put_be(uint8_t *p, uint64_t v, int n)
 {
 	for (int i = n - 1; i >= 0; i--, v >>= 8) {
 		p[i] = (uint8_t)(v & 0xff);
-}
+	}
 }
 
 static uint64_t
@@ -40,13 +40,13 @@ get_be(const uint8_t *p, int n)
 	uint64_t v = 0;
 	for (int i = 0; i < n; i++) {
 		v = (v << 8) | p[i];
-}
+	}
 	return (v);
 }
 
 void
-agent_physical_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode,
-    uint16_t path_len, uint64_t size)
+agent_physical_header_encode(
+    uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode, uint16_t path_len, uint64_t size)
 {
 	memcpy(out, AGENT_PHYS_MAGIC, 4);
 	out[4] = (uint8_t)type;
@@ -56,13 +56,13 @@ agent_physical_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint
 }
 
 int
-agent_physical_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type,
-    uint32_t *mode, uint16_t *path_len, uint64_t *size, coffer_err *err)
+agent_physical_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type, uint32_t *mode,
+    uint16_t *path_len, uint64_t *size, coffer_err *err)
 {
 	if (memcmp(in, AGENT_PHYS_MAGIC, 4) != 0) {
 		return (coffer_err_set(err, COFFER_ECORRUPT, "physical archive: bad entry magic"),
-		       coffer_err_hint(err, "the backup's data is not a coffer physical archive"));
-}
+		    coffer_err_hint(err, "the backup's data is not a coffer physical archive"));
+	}
 	*type = (char)in[4];
 	*mode = (uint32_t)get_be(in + 5, 4);
 	*path_len = (uint16_t)get_be(in + 9, 2);
@@ -87,19 +87,20 @@ agent_physical_header_decode(const uint8_t in[AGENT_PHYS_HEADER_LEN], char *type
 		break;
 	}
 	if (!ok) {
-		return (coffer_err_set(err, COFFER_ECORRUPT,
-		    "physical archive: malformed entry header (type 0x%02x, path length %u)",
-		    (unsigned)(uint8_t)*type, (unsigned)*path_len),
-		       coffer_err_hint(err, "the backup is damaged; restore another one"));
-}
+		return (
+		    coffer_err_set(err, COFFER_ECORRUPT,
+		        "physical archive: malformed entry header (type 0x%02x, path length %u)",
+		        (unsigned)(uint8_t)*type, (unsigned)*path_len),
+		    coffer_err_hint(err, "the backup is damaged; restore another one"));
+	}
 	return (0);
 }
 
 static const char *const skip_content_dirs[] = { "pg_wal", "pg_replslot", "pg_dynshmem",
 	"pg_notify", "pg_serial", "pg_snapshots", "pg_stat_tmp", "pg_subtrans", NULL };
-static const char *const skip_top_files[] = { "postmaster.pid", "postmaster.opts",
-	"backup_label", "tablespace_map", "backup_manifest", "backup_label.old",
-	"current_logfiles.tmp", "postgresql.auto.conf.tmp", NULL };
+static const char *const skip_top_files[] = { "postmaster.pid", "postmaster.opts", "backup_label",
+	"tablespace_map", "backup_manifest", "backup_label.old", "current_logfiles.tmp",
+	"postgresql.auto.conf.tmp", NULL };
 
 bool
 agent_physical_skip(const char *rel, bool is_dir, bool *keep_dir)
@@ -110,24 +111,24 @@ agent_physical_skip(const char *rel, bool is_dir, bool *keep_dir)
 	bool top = slash == NULL;
 	if (strncmp(base, "pgsql_tmp", 9) == 0) {
 		return (true);
-}
+	}
 	if (is_dir) {
 		for (size_t i = 0; top && skip_content_dirs[i] != NULL; i++) {
 			if (strcmp(rel, skip_content_dirs[i]) == 0) {
 				*keep_dir = true;
 				return (true);
 			}
-}
+		}
 		return (false);
 	}
 	if (strncmp(base, "pg_internal.init", 16) == 0) {
 		return (true);
-}
+	}
 	for (size_t i = 0; top && skip_top_files[i] != NULL; i++) {
 		if (strcmp(rel, skip_top_files[i]) == 0) {
 			return (true);
-}
-}
+		}
+	}
 	return (false);
 }
 
@@ -145,16 +146,18 @@ put_entry(phys *p, char type, uint32_t mode, const char *rel, uint64_t size, cof
 {
 	size_t len = strlen(rel);
 	if (len > AGENT_PHYS_PATH_MAX) {
-		return (coffer_err_set(err, COFFER_ETOOBIG, "path in the data directory is over %d "
-		    "bytes: %.80s...", AGENT_PHYS_PATH_MAX, rel),
-		       coffer_err_hint(err, "rename it; PostgreSQL itself never makes such paths"));
-}
+		return (coffer_err_set(err, COFFER_ETOOBIG,
+		            "path in the data directory is over %d "
+		            "bytes: %.80s...",
+		            AGENT_PHYS_PATH_MAX, rel),
+		    coffer_err_hint(err, "rename it; PostgreSQL itself never makes such paths"));
+	}
 	uint8_t h[AGENT_PHYS_HEADER_LEN];
 	agent_physical_header_encode(h, type, mode & 07777u, (uint16_t)len, size);
 	int rc = coffer_filter_write(p->st.head, h, sizeof(h), err);
 	if (rc == 0 && len > 0) {
 		rc = coffer_filter_write(p->st.head, rel, len, err);
-}
+	}
 	return (rc);
 }
 
@@ -167,17 +170,17 @@ put_text(phys *p, char type, const char *rel, const char *text, coffer_err *err)
 	coffer_filter *sha = coffer_sha256_filter_new(err);
 	if (sha == NULL) {
 		return (err != NULL ? err->code : COFFER_ENOMEM);
-}
+	}
 	int rc = put_entry(p, type, type == AGENT_PHYS_FILE ? 0600 : 0, rel, len, err);
 	if (rc == 0) {
 		rc = coffer_filter_write(p->st.head, text, len, err);
-}
+	}
 	if (rc == 0) {
 		rc = coffer_filter_write(sha, text, len, err);
-}
+	}
 	if (rc == 0) {
 		rc = coffer_filter_finish(sha, err);
-}
+	}
 	if (rc == 0) {
 		uint8_t d[COFFER_SHA256_LEN];
 		char hex[COFFER_SHA256_HEX_LEN + 1];
@@ -200,7 +203,7 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 	if (fd < 0) {
 		if (errno == ENOENT) {
 			return (0); /* dropped meanwhile */
-}
+		}
 		return (coffer_err_errno(err, errno, "opening", abs));
 	}
 	struct stat st;
@@ -211,8 +214,8 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 	}
 	uint64_t size = (uint64_t)st.st_size, done = 0;
 	coffer_filter *sha = coffer_sha256_filter_new(err);
-	int rc = sha == NULL ? (err != NULL ? err->code : COFFER_ENOMEM) :
-			       put_entry(p, AGENT_PHYS_FILE, st.st_mode, rel, size, err);
+	int rc = sha == NULL ? (err != NULL ? err->code : COFFER_ENOMEM)
+	                     : put_entry(p, AGENT_PHYS_FILE, st.st_mode, rel, size, err);
 	bool eof = false;
 	while (rc == 0 && done < size) {
 		size_t want = size - done < READ_BUF ? (size_t)(size - done) : READ_BUF;
@@ -221,7 +224,7 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 			got = read(fd, p->buf, want);
 			if (got < 0 && errno == EINTR) {
 				continue;
-}
+			}
 			if (got < 0) {
 				rc = coffer_err_errno(err, errno, "reading", abs);
 				break;
@@ -235,13 +238,13 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 		rc = coffer_filter_write(p->st.head, p->buf, (size_t)got, err);
 		if (rc == 0) {
 			rc = coffer_filter_write(sha, p->buf, (size_t)got, err);
-}
+		}
 		done += (uint64_t)got;
 	}
 	close(fd);
 	if (rc == 0) {
 		rc = coffer_filter_finish(sha, err);
-}
+	}
 	if (rc == 0) {
 		uint8_t d[COFFER_SHA256_LEN];
 		char hex[COFFER_SHA256_HEX_LEN + 1];
@@ -271,7 +274,7 @@ rel_file(const char *name, char digits[11], bool *init)
 	size_t d = strspn(name, "0123456789");
 	if (d == 0 || d > 10) {
 		return (false);
-}
+	}
 	memcpy(digits, name, d);
 	digits[d] = '\0';
 	const char *rest = name + d;
@@ -280,13 +283,13 @@ rel_file(const char *name, char digits[11], bool *init)
 		size_t f = strcspn(rest + 1, ".");
 		if (f == 0) {
 			return (false);
-}
+		}
 		*init = f == 4 && strncmp(rest + 1, "init", 4) == 0;
 		rest += 1 + f;
 	}
 	if (*rest == '.') {
 		return (rest[1] != '\0' && strspn(rest + 1, "0123456789") == strlen(rest + 1));
-}
+	}
 	return (*rest == '\0');
 }
 
@@ -295,16 +298,19 @@ collect_init_forks(const char *abs, relset *set, coffer_err *err)
 {
 	DIR *d = opendir(abs);
 	if (d == NULL) {
-		return (errno == ENOENT ? 0 : coffer_err_errno(err, errno, "reading the directory", abs));
-}
+		return (errno == ENOENT
+		        ? 0
+		        : coffer_err_errno(err, errno, "reading the directory", abs));
+	}
 	struct dirent *de;
 	int rc = 0;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		char digits[11];
 		bool init = false;
-		if (!rel_file(de->d_name, digits, &init) || !init || strchr(de->d_name, '.') != NULL) {
+		if (!rel_file(de->d_name, digits, &init) || !init ||
+		    strchr(de->d_name, '.') != NULL) {
 			continue;
-}
+		}
 		if (set->n == set->cap) {
 			size_t cap = set->cap ? set->cap * 2 : 16;
 			void *v = realloc(set->v, cap * sizeof(*set->v));
@@ -328,12 +334,12 @@ unlogged_non_init(const relset *set, const char *name)
 	bool init = false;
 	if (set->n == 0 || !rel_file(name, digits, &init) || init) {
 		return (false);
-}
+	}
 	for (size_t i = 0; i < set->n; i++) {
 		if (strcmp(set->v[i], digits) == 0) {
 			return (true);
-}
-}
+		}
+	}
 	return (false);
 }
 
@@ -344,14 +350,14 @@ database_dir(const char *rel)
 {
 	if (strncmp(rel, "base/", 5) == 0) {
 		return (strchr(rel + 5, '/') == NULL);
-}
+	}
 	if (strncmp(rel, "pg_tblspc/", 10) != 0) {
 		return (false);
-}
+	}
 	int slashes = 0;
 	for (const char *c = rel + 10; *c != '\0'; c++) {
 		slashes += *c == '/';
-}
+	}
 	return (slashes == 2);
 }
 
@@ -361,30 +367,31 @@ walk(phys *p, const char *rel_dir, const char *abs, int depth, coffer_err *err)
 {
 	if (depth > MAX_DEPTH) {
 		return (coffer_err_set(err, COFFER_ETOOBIG, "%s is nested more than %d levels deep",
-		    abs, MAX_DEPTH),
-		       coffer_err_hint(err, "the data directory holds something PostgreSQL did not "
-					    "put there; move it out"));
-}
+		            abs, MAX_DEPTH),
+		    coffer_err_hint(err,
+		        "the data directory holds something PostgreSQL did not "
+		        "put there; move it out"));
+	}
 	DIR *d = opendir(abs);
 	if (d == NULL) {
 		if (errno == ENOENT && depth > 0) {
 			return (0);
-}
+		}
 		return (coffer_err_errno(err, errno, "reading the directory", abs));
 	}
 	relset unlogged = { 0 };
 	int rc = 0;
 	if (database_dir(rel_dir)) {
 		rc = collect_init_forks(abs, &unlogged, err);
-}
+	}
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
 			continue;
-}
+		}
 		if (unlogged_non_init(&unlogged, de->d_name)) {
 			continue;
-}
+		}
 		if (p->cancel != NULL && agent_cancel_requested(p->cancel)) {
 			rc = coffer_err_set(err, COFFER_ECANCELED, "cancelled while copying files");
 			break;
@@ -396,7 +403,7 @@ walk(phys *p, const char *rel_dir, const char *abs, int depth, coffer_err *err)
 		if (lstat(path, &st) != 0) {
 			if (errno == ENOENT) {
 				continue;
-}
+			}
 			rc = coffer_err_errno(err, errno, "reading", path);
 			break;
 		}
@@ -409,15 +416,15 @@ walk(phys *p, const char *rel_dir, const char *abs, int depth, coffer_err *err)
 		} else if (S_ISDIR(st.st_mode)) {
 			if (agent_physical_skip(rel, true, &keep) && !keep) {
 				continue;
-}
+			}
 			rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, rel, 0, err);
 			if (rc == 0 && !keep) {
 				rc = walk(p, rel, path, depth + 1, err);
-}
+			}
 		} else if (S_ISREG(st.st_mode)) {
 			if (!agent_physical_skip(rel, false, &keep)) {
 				rc = put_file(p, rel, path, err);
-}
+			}
 		} else {
 			coffer_log_warn("not a file or directory, not backed up", "path=%s", rel);
 		}
@@ -439,24 +446,24 @@ walk_tablespaces(phys *p, coffer_err *err)
 	struct stat st;
 	if (lstat(abs, &st) != 0) {
 		return (errno == ENOENT ? 0 : coffer_err_errno(err, errno, "reading", abs));
-}
+	}
 	int rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, "pg_tblspc", 0, err);
 	DIR *d = rc == 0 ? opendir(abs) : NULL;
 	if (rc == 0 && d == NULL) {
 		return (coffer_err_errno(err, errno, "reading the directory", abs));
-}
+	}
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.') {
 			continue;
-}
+		}
 		char rel[4096], path[8192], target[AGENT_PHYS_TABLESPACE_MAX + 1];
 		snprintf(rel, sizeof(rel), "pg_tblspc/%s", de->d_name);
 		snprintf(path, sizeof(path), "%s/%s", abs, de->d_name);
 		if (lstat(path, &st) != 0) {
 			if (errno == ENOENT) {
 				continue; /* dropped meanwhile: WAL replay agrees */
-}
+			}
 			rc = coffer_err_errno(err, errno, "reading", path);
 			break;
 		}
@@ -464,7 +471,7 @@ walk_tablespaces(phys *p, coffer_err *err)
 			rc = put_entry(p, AGENT_PHYS_DIR, st.st_mode, rel, 0, err);
 			if (rc == 0) {
 				rc = walk(p, rel, path, 1, err);
-}
+			}
 			continue;
 		}
 		if (!S_ISLNK(st.st_mode)) {
@@ -474,15 +481,16 @@ walk_tablespaces(phys *p, coffer_err *err)
 		ssize_t n = readlink(path, target, sizeof(target) - 1);
 		if (n < 0 && errno == ENOENT) {
 			continue;
-}
+		}
 		if (n < 0) {
 			rc = coffer_err_errno(err, errno, "reading the link", path);
 			break;
 		}
 		if (n == 0 || (size_t)n >= sizeof(target) - 1 || target[0] != '/') {
-			rc = coffer_err_set(err, COFFER_EREFUSED, "tablespace %s points at '%.*s', not "
-			    "an absolute path of at most %d bytes", rel, (int)(n > 0 ? n : 0), target,
-			    AGENT_PHYS_TABLESPACE_MAX - 1);
+			rc = coffer_err_set(err, COFFER_EREFUSED,
+			    "tablespace %s points at '%.*s', not "
+			    "an absolute path of at most %d bytes",
+			    rel, (int)(n > 0 ? n : 0), target, AGENT_PHYS_TABLESPACE_MAX - 1);
 			coffer_err_hint(err, "PostgreSQL made no such link; repair pg_tblspc");
 			break;
 		}
@@ -490,11 +498,11 @@ walk_tablespaces(phys *p, coffer_err *err)
 		rc = put_text(p, AGENT_PHYS_TABLESPACE, rel, target, err);
 		if (rc == 0) {
 			rc = walk(p, rel, target, 1, err);
-}
+		}
 	}
 	if (d != NULL) {
 		closedir(d);
-}
+	}
 	return (rc);
 }
 
@@ -509,51 +517,53 @@ wait_archived(phys *p, PGconn *conn, const char *segment, int64_t deadline, coff
 		int rc = agent_wal_exists(p->ctx, p->m->system_identifier, segment, &there, err);
 		if (rc != 0) {
 			return (rc);
-}
+		}
 		if (there) {
 			return (0);
-}
+		}
 		if (p->cancel != NULL && agent_cancel_requested(p->cancel)) {
 			return (coffer_err_set(err, COFFER_ECANCELED,
 			    "cancelled while waiting for WAL segment %s to be archived", segment));
-}
+		}
 		if (coffer_clock_now(NULL) >= deadline) {
 			break;
-}
+		}
 		uv_sleep(ARCHIVE_POLL_MS);
 	}
 	PGresult *res = NULL;
 	coffer_err ignored = { 0 };
 	char why[256] = "the archiver reports nothing";
 	if (agent_pgq_row(conn, "reading pg_stat_archiver",
-		"SELECT failed_count::text, coalesce(last_failed_wal, ''), "
-		"coalesce(last_archived_wal, '') FROM pg_stat_archiver", 0, NULL, &res,
-		&ignored) == 0) {
-		snprintf(why, sizeof(why), "pg_stat_archiver: failed_count=%s last_failed_wal=%s "
-		    "last_archived_wal=%s", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
-		    PQgetvalue(res, 0, 2));
+	        "SELECT failed_count::text, coalesce(last_failed_wal, ''), "
+	        "coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+	        0, NULL, &res, &ignored) == 0) {
+		snprintf(why, sizeof(why),
+		    "pg_stat_archiver: failed_count=%s last_failed_wal=%s "
+		    "last_archived_wal=%s",
+		    PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
 		PQclear(res);
 	}
 	coffer_err_set(err, COFFER_ETIMEDOUT,
 	    "WAL segment %s, needed to make the backup consistent, was not archived in time (%s)",
 	    segment, why);
-	return (coffer_err_hint(err, "check archive_command = 'coffer-agent wal-push -c ... %%p' and "
-				    "the server log; or widen [schedule] completion_window"));
+	return (coffer_err_hint(err,
+	    "check archive_command = 'coffer-agent wal-push -c ... %%p' and "
+	    "the server log; or widen [schedule] completion_window"));
 }
 
-static int backup_locked(agent_ctx *ctx, const agent_backup_request *req,
-    agent_backup_result *res, coffer_err *err);
+static int backup_locked(
+    agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res, coffer_err *err);
 
 int
-agent_physical_backup(agent_ctx *ctx, const agent_backup_request *req,
-    agent_backup_result *res, coffer_err *err)
+agent_physical_backup(
+    agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res, coffer_err *err)
 {
 	memset(res, 0, sizeof(*res));
 	int lock_fd = -1;
 	int rc = agent_backup_lock(ctx->cfg, &lock_fd, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	rc = backup_locked(ctx, req, res, err);
 	close(lock_fd);
 	return (rc);
@@ -567,19 +577,20 @@ quiet_notice(void *arg, const char *message)
 }
 
 static int
-backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res,
-    coffer_err *err)
+backup_locked(
+    agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res, coffer_err *err)
 {
 	const agent_config *cfg = ctx->cfg;
 	int64_t started = coffer_clock_now(NULL);
 	int64_t started_mono = coffer_clock_monotonic_ms();
-	int64_t deadline = req->deadline_ms != 0 ? req->deadline_ms :
-	    started + cfg->completion_window_ms;
+	int64_t deadline =
+	    req->deadline_ms != 0 ? req->deadline_ms : started + cfg->completion_window_ms;
 	char id[COFFER_MANIFEST_ID_SIZE];
-	int rc = agent_backup_record_started(ctx, req, COFFER_MANIFEST_PHYSICAL, started, id, res, err);
+	int rc =
+	    agent_backup_record_started(ctx, req, COFFER_MANIFEST_PHYSICAL, started, id, res, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 
 	const char *stage = "connect";
 	phys p = { .ctx = ctx, .cancel = req->cancel };
@@ -593,22 +604,23 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 
 	rc = coffer_repo_backup_key(data_key, sizeof(data_key), cfg->service, id, "data", err);
 	if (rc == 0) {
-		rc = coffer_repo_backup_key(manifest_key, sizeof(manifest_key), cfg->service, id,
-		    "manifest.json", err);
-}
+		rc = coffer_repo_backup_key(
+		    manifest_key, sizeof(manifest_key), cfg->service, id, "manifest.json", err);
+	}
 	if (rc == 0) {
 		rc = coffer_manifest_new(&p.m, err);
-}
+	}
 	if (rc == 0 && (p.buf = malloc(READ_BUF)) == NULL) {
 		rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
-}
+	}
 	if (rc == 0) {
-		rc = agent_pgq_connect(cfg->conninfo, NULL, NULL, NULL, CONNECT_TIMEOUT_S, &conn, err);
-}
+		rc = agent_pgq_connect(
+		    cfg->conninfo, NULL, NULL, NULL, CONNECT_TIMEOUT_S, &conn, err);
+	}
 	if (rc == 0) {
 		PQsetNoticeProcessor(conn, quiet_notice, NULL);
-		rc = agent_pgq_command(conn, "preparing the session",
-		    "SET statement_timeout = 0", err);
+		rc = agent_pgq_command(
+		    conn, "preparing the session", "SET statement_timeout = 0", err);
 	}
 	if (rc == 0) {
 		rc = agent_pgq_row(conn, "reading the server's settings",
@@ -618,7 +630,7 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		    "pg_database_size(current_database())::text, pg_is_in_recovery()::text, "
 		    "current_setting('archive_mode'), current_setting('wal_level')",
 		    0, NULL, &info, err);
-}
+	}
 	if (rc == 0) {
 		snprintf(p.root, sizeof(p.root), "%s", PQgetvalue(info, 0, 0));
 		p.m->pg_version = atoi(PQgetvalue(info, 0, 1));
@@ -637,17 +649,19 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		} else if (strcmp(PQgetvalue(info, 0, 6), "off") == 0) {
 			rc = coffer_err_set(err, COFFER_EREFUSED,
 			    "archive_mode is off, so the WAL this backup needs would never be archived"),
-			coffer_err_hint(err, "set archive_mode = on and archive_command = "
-					     "'coffer-agent wal-push -c %s %%p', then restart "
-					     "PostgreSQL", coffer_config_path(cfg->ini));
+			coffer_err_hint(err,
+			    "set archive_mode = on and archive_command = "
+			    "'coffer-agent wal-push -c %s %%p', then restart "
+			    "PostgreSQL",
+			    coffer_config_path(cfg->ini));
 		} else if (strcmp(PQgetvalue(info, 0, 7), "minimal") == 0) {
 			rc = coffer_err_set(err, COFFER_EREFUSED, "wal_level is minimal"),
 			coffer_err_hint(err, "set wal_level = replica and restart PostgreSQL");
-}
+		}
 	}
 	if (rc == 0) {
 		rc = agent_wal_system_identifier_save(cfg, p.m->system_identifier, err);
-}
+	}
 	if (rc == 0) {
 		stage = "start";
 		char label[64];
@@ -667,30 +681,32 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	}
 	if (rc == 0) {
 		rc = walk_tablespaces(&p, err);
-}
+	}
 	if (rc == 0) {
 		rc = walk(&p, "", p.root, 0, err);
-}
+	}
 	if (rc == 0) {
 		stage = "stop";
 		rc = agent_pgq_row(conn, "pg_backup_stop",
 		    "SELECT s.lsn::text, s.labelfile, coalesce(s.spcmapfile, ''), "
-		    "pg_walfile_name(s.lsn) FROM pg_backup_stop(false) AS s", 0, NULL, &stop, err);
+		    "pg_walfile_name(s.lsn) FROM pg_backup_stop(false) AS s",
+		    0, NULL, &stop, err);
 	}
 	if (rc == 0) {
 		stage = "copy";
 		snprintf(p.m->lsn_stop, sizeof(p.m->lsn_stop), "%s", PQgetvalue(stop, 0, 0));
 		rc = put_text(&p, AGENT_PHYS_FILE, "backup_label", PQgetvalue(stop, 0, 1), err);
 		if (rc == 0 && PQgetvalue(stop, 0, 2)[0] != '\0') {
-			rc = put_text(&p, AGENT_PHYS_FILE, "tablespace_map", PQgetvalue(stop, 0, 2), err);
-}
+			rc = put_text(
+			    &p, AGENT_PHYS_FILE, "tablespace_map", PQgetvalue(stop, 0, 2), err);
+		}
 	}
 	if (rc == 0) {
 		rc = put_entry(&p, AGENT_PHYS_END, 0, "", 0, err);
-}
+	}
 	if (rc == 0) {
 		rc = coffer_filter_finish(p.st.head, err);
-}
+	}
 	if (rc == 0) {
 		stage = "store";
 		rc = coffer_repo_write_commit(p.st.sink, err);
@@ -721,18 +737,20 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 		 * files than its size limits allow) would make the backup look
 		 * restorable when it is not: read it back before publishing. */
 		coffer_manifest *back = NULL;
-		if (rc == 0 && coffer_manifest_parse(json, json_len, ctx->sign_pub, &back, err) != 0) {
-			rc = coffer_err_wrap(err, "the manifest of %zu files would not be readable",
-			    m->nfiles);
-}
+		if (rc == 0 &&
+		    coffer_manifest_parse(json, json_len, ctx->sign_pub, &back, err) != 0) {
+			rc = coffer_err_wrap(
+			    err, "the manifest of %zu files would not be readable", m->nfiles);
+		}
 		coffer_manifest_free(back);
 		if (rc == 0) {
-			rc = agent_backup_publish(ctx, manifest_key, json, json_len, manifest_sha, err);
-}
+			rc = agent_backup_publish(
+			    ctx, manifest_key, json, json_len, manifest_sha, err);
+		}
 	}
 	if (rc != 0) {
-		res->event_seq = agent_backup_record_failure(ctx, id,
-		    COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL, started, stage, err);
+		res->event_seq = agent_backup_record_failure(
+		    ctx, id, COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL, started, stage, err);
 		goto out;
 	}
 	res->plain_bytes = p.m->plaintext_bytes;
@@ -751,11 +769,11 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	bc.finished_at_ms = finished;
 	bc.plain_bytes = res->plain_bytes;
 	bc.stored_bytes = res->stored_bytes;
-	bc.plain_sha256 = (ProtobufCBinaryData){ sizeof(plain_sha), plain_sha };
-	bc.stored_sha256 = (ProtobufCBinaryData){ sizeof(stored_sha), stored_sha };
+	bc.plain_sha256 = (ProtobufCBinaryData) { sizeof(plain_sha), plain_sha };
+	bc.stored_sha256 = (ProtobufCBinaryData) { sizeof(stored_sha), stored_sha };
 	bc.key_id = p.m->key_id;
 	bc.repository = (char *)ctx->repo_name;
-	bc.manifest_sha256 = (ProtobufCBinaryData){ sizeof(manifest_sha), manifest_sha };
+	bc.manifest_sha256 = (ProtobufCBinaryData) { sizeof(manifest_sha), manifest_sha };
 	bc.pg_version = pgv;
 	bc.system_identifier = sysid;
 	bc.start_lsn = p.m->lsn_start;
@@ -766,8 +784,8 @@ backup_locked(agent_ctx *ctx, const agent_backup_request *req, agent_backup_resu
 	cev.backup_completed = &bc;
 	rc = agent_events_emit(ctx->outbox, cfg->service, finished, &cev, &res->event_seq, err);
 	if (rc != 0) {
-		coffer_err_wrap(err, "backup %s is stored, but its completion event was not saved",
-		    id);
+		coffer_err_wrap(
+		    err, "backup %s is stored, but its completion event was not saved", id);
 		goto out;
 	}
 	coffer_log_info("backup completed",
@@ -782,17 +800,17 @@ out:
 	free(p.buf);
 	if (info != NULL) {
 		PQclear(info);
-}
+	}
 	if (start != NULL) {
 		PQclear(start);
-}
+	}
 	if (stop != NULL) {
 		PQclear(stop);
-}
+	}
 	/* Ends a backup still in progress too: non-exclusive backups end with
 	 * their session. */
 	if (conn != NULL) {
 		PQfinish(conn);
-}
+	}
 	return (rc);
 }

@@ -35,22 +35,22 @@
 #include "agent/backup/backup.h"
 
 /* Archive entry header: magic, type, mode, path length, size. */
-#define AGENT_PHYS_MAGIC "CFA1"
+#define AGENT_PHYS_MAGIC      "CFA1"
 #define AGENT_PHYS_HEADER_LEN 19
-#define AGENT_PHYS_PATH_MAX 1024
-#define AGENT_PHYS_DIR 'd'
-#define AGENT_PHYS_FILE 'f'
-#define AGENT_PHYS_END 'z'
+#define AGENT_PHYS_PATH_MAX   1024
+#define AGENT_PHYS_DIR        'd'
+#define AGENT_PHYS_FILE       'f'
+#define AGENT_PHYS_END        'z'
 /* A tablespace: path pg_tblspc/<oid>, content the directory its symlink
  * pointed at (a file entry's checks: size and digest in the manifest). Its
  * files follow as pg_tblspc/<oid>/...; tablespaces come first in the archive,
  * so a restore settles where they go before writing anything large. */
-#define AGENT_PHYS_TABLESPACE 't'
+#define AGENT_PHYS_TABLESPACE     't'
 #define AGENT_PHYS_TABLESPACE_MAX 1024 /* bytes of a tablespace's location */
 
 /* Encodes one entry header into out (AGENT_PHYS_HEADER_LEN bytes). */
-void agent_physical_header_encode(uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode,
-    uint16_t path_len, uint64_t size);
+void agent_physical_header_encode(
+    uint8_t out[AGENT_PHYS_HEADER_LEN], char type, uint32_t mode, uint16_t path_len, uint64_t size);
 
 /* Decodes and checks one header: COFFER_ECORRUPT for a bad magic, type,
  * path length or a non-zero size on a directory or end entry. */
@@ -63,7 +63,7 @@ bool agent_physical_skip(const char *rel, bool is_dir, bool *keep_dir);
 
 /* Takes a physical backup; same request, result, ctx needs and failure
  * rules as agent_backup_logical. */
-int agent_physical_backup(agent_ctx *ctx, const agent_backup_request *req,
-    agent_backup_result *res, coffer_err *err);
+int agent_physical_backup(
+    agent_ctx *ctx, const agent_backup_request *req, agent_backup_result *res, coffer_err *err);
 
 #endif

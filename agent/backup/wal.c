@@ -14,14 +14,14 @@
 #include "agent/outbox/events.h"
 #include "agent/pg/pgq.h"
 #include "common/base/clock.h"
-#include "common/stream/compress.h"
-#include "common/stream/digest.h"
 #include "common/base/log.h"
 #include "common/crypto/seal.h"
+#include "common/stream/compress.h"
+#include "common/stream/digest.h"
 #include "common/stream/sink.h"
 
 #define XLP_LONG_HEADER 0x0002
-#define SYSID_FILE "system_identifier"
+#define SYSID_FILE      "system_identifier"
 
 static bool
 all_hex(const char *s, size_t n)
@@ -29,14 +29,13 @@ all_hex(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F'))) {
 			return (false);
-}
-}
+		}
+	}
 	return (true);
 }
 
 int
-agent_wal_name_parse(const char *name, agent_wal_kind *kind, uint32_t *timeline,
-    coffer_err *err)
+agent_wal_name_parse(const char *name, agent_wal_kind *kind, uint32_t *timeline, coffer_err *err)
 {
 	size_t n = strlen(name);
 	agent_wal_kind k = 0;
@@ -49,21 +48,22 @@ agent_wal_name_parse(const char *name, agent_wal_kind *kind, uint32_t *timeline,
 		k = AGENT_WAL_BACKUP;
 	} else if (n == 16 && all_hex(name, 8) && strcmp(name + 8, ".history") == 0) {
 		k = AGENT_WAL_HISTORY;
-}
+	}
 	if (k == 0) {
 		return (coffer_err_set(err, COFFER_EINVAL, "'%.80s' is not a WAL file name", name),
-		       coffer_err_hint(err, "pass %%p (archive_command) or %%f (restore_command) as "
-					    "PostgreSQL gives it: 24 hex digits, .partial, .backup or "
-					    "<timeline>.history"));
-}
+		    coffer_err_hint(err,
+		        "pass %%p (archive_command) or %%f (restore_command) as "
+		        "PostgreSQL gives it: 24 hex digits, .partial, .backup or "
+		        "<timeline>.history"));
+	}
 	char tl[9];
 	memcpy(tl, name, 8);
 	tl[8] = '\0';
 	uint32_t t = (uint32_t)strtoul(tl, NULL, 16);
 	if (t == 0) {
 		return (coffer_err_set(err, COFFER_EINVAL, "'%.80s' names timeline 0", name),
-		       coffer_err_hint(err, "PostgreSQL timelines start at 1; this is not its file"));
-}
+		    coffer_err_hint(err, "PostgreSQL timelines start at 1; this is not its file"));
+	}
 	*kind = k;
 	*timeline = t;
 	return (0);
@@ -74,16 +74,17 @@ agent_wal_header_sysid(const uint8_t *buf, size_t len, uint64_t *sysid, coffer_e
 {
 	if (len < AGENT_WAL_LONG_HEADER_LEN) {
 		return (coffer_err_set(err, COFFER_ECORRUPT,
-		    "the WAL file is %zu bytes, too short for a segment header", len),
-		       coffer_err_hint(err, "it is not a WAL segment; check the archive_command's %%p"));
-}
+		            "the WAL file is %zu bytes, too short for a segment header", len),
+		    coffer_err_hint(
+		        err, "it is not a WAL segment; check the archive_command's %%p"));
+	}
 	uint16_t info;
 	memcpy(&info, buf + 2, sizeof(info));
 	if ((info & XLP_LONG_HEADER) == 0) {
 		return (coffer_err_set(err, COFFER_ECORRUPT,
-		    "the WAL file's first page has no long header (xlp_info 0x%04x)", info),
-		       coffer_err_hint(err, "it is not the start of a WAL segment; check pg_wal"));
-}
+		            "the WAL file's first page has no long header (xlp_info 0x%04x)", info),
+		    coffer_err_hint(err, "it is not the start of a WAL segment; check pg_wal"));
+	}
 	memcpy(sysid, buf + 24, sizeof(*sysid));
 	return (0);
 }
@@ -104,7 +105,7 @@ sysid_read_cache(const agent_config *cfg, uint64_t *out, bool *found, coffer_err
 	if (f == NULL) {
 		if (errno == ENOENT) {
 			return (0);
-}
+		}
 		return (coffer_err_errno(err, errno, "opening", path));
 	}
 	char line[64] = "";
@@ -114,10 +115,10 @@ sysid_read_cache(const agent_config *cfg, uint64_t *out, bool *found, coffer_err
 	errno = 0;
 	unsigned long long v = ok ? strtoull(line, &end, 10) : 0;
 	if (!ok || errno != 0 || end == line || (*end != '\n' && *end != '\0') || v == 0) {
-		return (coffer_err_set(err, COFFER_ECORRUPT, "%s does not hold a system identifier",
-		    path),
-		       coffer_err_hint(err, "remove it; the next wal-push asks the server again"));
-}
+		return (coffer_err_set(
+		            err, COFFER_ECORRUPT, "%s does not hold a system identifier", path),
+		    coffer_err_hint(err, "remove it; the next wal-push asks the server again"));
+	}
 	*out = v;
 	*found = true;
 	return (0);
@@ -131,28 +132,30 @@ agent_wal_system_identifier_save(const agent_config *cfg, uint64_t sysid, coffer
 	int rc = sysid_read_cache(cfg, &cached, &found, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	char path[4096];
 	sysid_path(cfg, path, sizeof(path));
 	if (found && cached == sysid) {
 		return (0);
-}
+	}
 	if (found) {
 		return (coffer_err_set(err, COFFER_EREFUSED,
-		    "the server's system identifier is %" PRIu64 ", but %s says %" PRIu64, sysid,
-		    path, cached),
-		       coffer_err_hint(err, "this agent's config serves another cluster; if the "
-					    "cluster was rebuilt on purpose, remove %s", path));
-}
+		            "the server's system identifier is %" PRIu64 ", but %s says %" PRIu64,
+		            sysid, path, cached),
+		    coffer_err_hint(err,
+		        "this agent's config serves another cluster; if the "
+		        "cluster was rebuilt on purpose, remove %s",
+		        path));
+	}
 	char tmp[4200];
 	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
 	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
 		return (coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir));
-}
+	}
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "creating", tmp));
-}
+	}
 	char text[32];
 	int n = snprintf(text, sizeof(text), "%" PRIu64 "\n", sysid);
 	if (write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
@@ -188,14 +191,14 @@ agent_wal_system_identifier(const agent_config *cfg, uint64_t *out, coffer_err *
 	int rc = sysid_read_cache(cfg, out, &found, err);
 	if (rc != 0 || found) {
 		return (rc);
-}
+	}
 	PGconn *conn = NULL;
 	rc = agent_pgq_connect(cfg->conninfo, NULL, NULL, NULL, 10, &conn, err);
 	PGresult *res = NULL;
 	if (rc == 0) {
 		rc = agent_pgq_row(conn, "reading the system identifier",
 		    "SELECT system_identifier FROM pg_control_system()", 0, NULL, &res, err);
-}
+	}
 	if (rc == 0) {
 		*out = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 		PQclear(res);
@@ -203,10 +206,10 @@ agent_wal_system_identifier(const agent_config *cfg, uint64_t *out, coffer_err *
 	}
 	if (conn != NULL) {
 		PQfinish(conn);
-}
+	}
 	if (rc != 0) {
 		coffer_err_wrap(err, "the cluster's system identifier is not known yet");
-}
+	}
 	return (rc);
 }
 
@@ -223,15 +226,15 @@ file_digest(int fd, const char *path, uint8_t out[COFFER_SHA256_LEN], coffer_err
 {
 	if (lseek(fd, 0, SEEK_SET) != 0) {
 		return (coffer_err_errno(err, errno, "rewinding", path));
-}
+	}
 	coffer_filter *sha = coffer_sha256_filter_new(err);
 	if (sha == NULL) {
 		return (err != NULL ? err->code : COFFER_ENOMEM);
-}
+	}
 	int rc = coffer_filter_pump_fd(fd, sha, 0, err);
 	if (rc == 0) {
 		coffer_sha256_filter_digest(sha, out);
-}
+	}
 	coffer_filter_free(sha);
 	return (rc);
 }
@@ -252,7 +255,7 @@ stored_digest(agent_ctx *ctx, const char *key, uint8_t out[COFFER_SHA256_LEN],
 		coffer_filter *parts[] = { raw, count, unseal, zstd };
 		for (size_t i = 0; i < 4; i++) {
 			coffer_filter_free(parts[i]);
-}
+		}
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
 	coffer_filter_link(raw, count, unseal, zstd, sha, NULL);
@@ -276,10 +279,10 @@ compare_with_stored(agent_ctx *ctx, int fd, const char *path, const char *key,
 	int rc = file_digest(fd, path, mine, err);
 	if (rc == 0) {
 		rc = stored_digest(ctx, key, theirs, res, err);
-}
+	}
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	if (memcmp(mine, theirs, sizeof(mine)) == 0) {
 		res->already = true;
 		return (0);
@@ -291,35 +294,41 @@ compare_with_stored(agent_ctx *ctx, int fd, const char *path, const char *key,
 	    "name=%s key=%s local_sha256=%s archived_sha256=%s", res->name, key, a, b);
 	coffer_err_set(err, COFFER_EEXIST,
 	    "%s is already archived with different content (local SHA-256 %.16s..., archived "
-	    "%.16s...)", res->name, a, b);
-	return (coffer_err_hint(err, "two clusters may be archiving into service %s, or pg_wal is "
-				    "damaged; stop and investigate before anything is overwritten",
+	    "%.16s...)",
+	    res->name, a, b);
+	return (coffer_err_hint(err,
+	    "two clusters may be archiving into service %s, or pg_wal is "
+	    "damaged; stop and investigate before anything is overwritten",
 	    ctx->cfg->service));
 }
 
 static int
-check_segment_owner(const agent_config *cfg, int fd, const char *path, uint64_t want,
-    coffer_err *err)
+check_segment_owner(
+    const agent_config *cfg, int fd, const char *path, uint64_t want, coffer_err *err)
 {
 	uint8_t head[AGENT_WAL_LONG_HEADER_LEN];
 	ssize_t got = pread(fd, head, sizeof(head), 0);
 	if (got < 0) {
 		return (coffer_err_errno(err, errno, "reading", path));
-}
+	}
 	uint64_t seg_sysid = 0;
 	int rc = agent_wal_header_sysid(head, (size_t)got, &seg_sysid, err);
 	if (rc != 0) {
 		return (coffer_err_wrap(err, "%s", path));
-}
+	}
 	if (seg_sysid != want) {
-		return (coffer_err_set(err, COFFER_EREFUSED,
-		    "%s belongs to the cluster with system identifier %" PRIu64 ", not this "
-		    "service's %" PRIu64, path, seg_sysid, want),
-		       coffer_err_hint(err, "archive_command of another cluster uses this agent's "
-					    "config: give that cluster its own service; or, if it "
-					    "replaced the old cluster on purpose (initdb, pg_upgrade), "
-					    "remove %s/system_identifier", cfg->state_dir));
-}
+		return (
+		    coffer_err_set(err, COFFER_EREFUSED,
+		        "%s belongs to the cluster with system identifier %" PRIu64 ", not this "
+		        "service's %" PRIu64,
+		        path, seg_sysid, want),
+		    coffer_err_hint(err,
+		        "archive_command of another cluster uses this agent's "
+		        "config: give that cluster its own service; or, if it "
+		        "replaced the old cluster on purpose (initdb, pg_upgrade), "
+		        "remove %s/system_identifier",
+		        cfg->state_dir));
+	}
 	return (0);
 }
 
@@ -332,31 +341,31 @@ store(agent_ctx *ctx, int fd, const char *path, const char *key, agent_wal_push_
 	int rc = coffer_repo_write_begin(ctx->repo, key, &sink, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	coffer_filter *plain = coffer_count_filter_new(err);
 	/* One segment is small: compress on this thread, no pool to start. */
 	coffer_filter *zstd = plain ? coffer_zstd_compress_new(cfg->compress_level, 0, err) : NULL;
-	coffer_filter *seal = zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) :
-				     NULL;
+	coffer_filter *seal =
+	    zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) : NULL;
 	coffer_filter *stored = seal ? coffer_count_filter_new(err) : NULL;
 	coffer_filter *sha = stored ? coffer_sha256_filter_new(err) : NULL;
 	if (sha == NULL) {
 		coffer_filter *parts[] = { plain, zstd, seal, stored, sink };
 		for (size_t i = 0; i < 5; i++) {
 			coffer_filter_free(parts[i]);
-}
+		}
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
 	coffer_filter_link(plain, zstd, seal, stored, sha, sink, NULL);
 	if (lseek(fd, 0, SEEK_SET) != 0) {
 		rc = coffer_err_errno(err, errno, "rewinding", path);
-}
+	}
 	if (rc == 0) {
 		rc = coffer_filter_pump_fd(fd, plain, 0, err);
-}
+	}
 	if (rc == 0) {
 		rc = coffer_repo_write_commit(sink, err);
-}
+	}
 	if (rc == 0) {
 		res->plain_bytes = coffer_count_filter_bytes(plain);
 		res->stored_bytes = coffer_count_filter_bytes(stored);
@@ -393,9 +402,9 @@ record_event(agent_ctx *ctx, agent_wal_push_result *res, coffer_err *err)
 	if (rc != 0) {
 		/* Failing makes PostgreSQL retry; the retry finds the object stored
 		 * and records the event then, so the coordinator never misses it. */
-		coffer_err_wrap(err, "%s is stored, but its wal.archived event was not saved",
-		    res->name);
-}
+		coffer_err_wrap(
+		    err, "%s is stored, but its wal.archived event was not saved", res->name);
+	}
 	return (rc);
 }
 
@@ -408,31 +417,31 @@ agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, cof
 	int rc = agent_wal_name_parse(name, &kind, &res->timeline, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	snprintf(res->name, sizeof(res->name), "%s", name);
 	rc = agent_wal_system_identifier(ctx->cfg, &res->system_identifier, err);
 	char key[COFFER_REPO_KEY_MAX];
 	if (rc == 0) {
-		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, res->system_identifier,
-		    res->timeline, name, err);
-}
+		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service,
+		    res->system_identifier, res->timeline, name, err);
+	}
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "opening the WAL file", path));
-}
+	}
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
 		rc = coffer_err_errno(err, errno, "reading", path);
 	} else if (!S_ISREG(st.st_mode)) {
 		rc = coffer_err_set(err, COFFER_EINVAL, "%s is not a regular file", path),
 		coffer_err_hint(err, "archive_command must pass %%p");
-}
+	}
 	if (rc == 0 && (kind == AGENT_WAL_SEGMENT || kind == AGENT_WAL_PARTIAL)) {
 		rc = check_segment_owner(ctx->cfg, fd, path, res->system_identifier, err);
-}
+	}
 	if (rc == 0) {
 		rc = store(ctx, fd, path, key, res, err);
 		/* Stored before (begin), or by a concurrent push (commit). */
@@ -441,25 +450,26 @@ agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, cof
 			rc = compare_with_stored(ctx, fd, path, key, res, err);
 			if (rc == 0) {
 				res->plain_bytes = (uint64_t)st.st_size;
-}
+			}
 		}
 	}
 	close(fd);
 	if (rc == 0) {
 		rc = record_event(ctx, res, err);
-}
+	}
 	if (rc == 0) {
-		coffer_log_info(res->already ? "WAL file was already archived" : "WAL file archived",
+		coffer_log_info(
+		    res->already ? "WAL file was already archived" : "WAL file archived",
 		    "service=%s name=%s timeline=%" PRIu32 " plain_bytes=%" PRIu64
 		    " stored_bytes=%" PRIu64,
-		    ctx->cfg->service, res->name, res->timeline, res->plain_bytes, res->stored_bytes);
-}
+		    ctx->cfg->service, res->name, res->timeline, res->plain_bytes,
+		    res->stored_bytes);
+	}
 	return (rc);
 }
 
 int
-agent_wal_exists(agent_ctx *ctx, uint64_t sysid, const char *name, bool *exists,
-    coffer_err *err)
+agent_wal_exists(agent_ctx *ctx, uint64_t sysid, const char *name, bool *exists, coffer_err *err)
 {
 	*exists = false;
 	agent_wal_kind kind;
@@ -468,10 +478,10 @@ agent_wal_exists(agent_ctx *ctx, uint64_t sysid, const char *name, bool *exists,
 	char key[COFFER_REPO_KEY_MAX];
 	if (rc == 0) {
 		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, sysid, tl, name, err);
-}
+	}
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	coffer_repo_info info;
 	rc = coffer_repo_stat(ctx->repo, key, &info, err);
 	if (rc == COFFER_ENOENT) {
@@ -480,7 +490,7 @@ agent_wal_exists(agent_ctx *ctx, uint64_t sysid, const char *name, bool *exists,
 	}
 	if (rc == 0) {
 		*exists = true;
-}
+	}
 	return (rc);
 }
 
@@ -516,14 +526,14 @@ take_prefetched(agent_ctx *ctx, uint64_t sysid, const char *name, const char *de
 	}
 	if (errno == ENOENT) {
 		return (0);
-}
+	}
 	if (errno != EXDEV) {
 		return (coffer_err_errno(err, errno, "moving the prefetched segment", src));
-}
+	}
 	int in = open(src, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
 		return (errno == ENOENT ? 0 : coffer_err_errno(err, errno, "opening", src));
-}
+	}
 	snprintf(tmp, sizeof(tmp), "%s.coffer-tmp", dest);
 	int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (out < 0) {
@@ -542,10 +552,10 @@ take_prefetched(agent_ctx *ctx, uint64_t sysid, const char *name, const char *de
 	close(in);
 	if (close(out) != 0 && rc == 0) {
 		rc = coffer_err_errno(err, errno, "closing", tmp);
-}
+	}
 	if (rc == 0 && rename(tmp, dest) != 0) {
 		rc = coffer_err_errno(err, errno, "renaming into place", dest);
-}
+	}
 	if (rc != 0) {
 		unlink(tmp);
 		return (rc);
@@ -555,25 +565,24 @@ take_prefetched(agent_ctx *ctx, uint64_t sysid, const char *name, const char *de
 	return (0);
 }
 
-static int fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
-    coffer_err *err);
+static int fetch_direct(
+    agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest, coffer_err *err);
 
 int
-agent_wal_fetch(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
-    coffer_err *err)
+agent_wal_fetch(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest, coffer_err *err)
 {
 	agent_wal_kind kind;
 	uint32_t tl;
 	int rc = agent_wal_name_parse(name, &kind, &tl, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	if (kind == AGENT_WAL_SEGMENT) {
 		bool taken = false;
 		rc = take_prefetched(ctx, sysid, name, dest, &taken, err);
 		if (rc != 0 || taken) {
 			return (rc);
-}
+		}
 	}
 	return (fetch_direct(ctx, sysid, name, dest, err));
 }
@@ -586,15 +595,15 @@ agent_wal_next_segment(const char *name, uint64_t seg_size, char next[25], coffe
 	int rc = agent_wal_name_parse(name, &kind, &tl, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	/* PostgreSQL's sizes: a power of two from 1 MiB to 1 GiB. */
 	if (kind != AGENT_WAL_SEGMENT || seg_size < (1u << 20) || seg_size > (1u << 30) ||
 	    (seg_size & (seg_size - 1)) != 0) {
 		return (coffer_err_set(err, COFFER_EINVAL,
-		    "cannot tell the segment after %s (%llu bytes)", name,
-		    (unsigned long long)seg_size),
-		       coffer_err_hint(err, "only whole WAL segments are prefetched"));
-}
+		            "cannot tell the segment after %s (%llu bytes)", name,
+		            (unsigned long long)seg_size),
+		    coffer_err_hint(err, "only whole WAL segments are prefetched"));
+	}
 	char part[9];
 	memcpy(part, name + 8, 8);
 	part[8] = '\0';
@@ -606,27 +615,28 @@ agent_wal_next_segment(const char *name, uint64_t seg_size, char next[25], coffe
 		log++;
 	}
 	if (log > 0xffffffffu) {
-		return (coffer_err_set(err, COFFER_EINVAL, "%s is the last WAL segment there is", name),
-		       coffer_err_hint(err, "nothing follows it"));
-}
+		return (
+		    coffer_err_set(err, COFFER_EINVAL, "%s is the last WAL segment there is", name),
+		    coffer_err_hint(err, "nothing follows it"));
+	}
 	snprintf(next, 25, "%08X%08X%08X", tl, (unsigned)log, (unsigned)seg);
 	return (0);
 }
 
 int
-agent_wal_prefetch(agent_ctx *ctx, uint64_t sysid, const char *name, uint64_t seg_size,
-    int count, coffer_err *err)
+agent_wal_prefetch(
+    agent_ctx *ctx, uint64_t sysid, const char *name, uint64_t seg_size, int count, coffer_err *err)
 {
 	char dir[4096], lock[4200];
 	spool_path(ctx->cfg, dir, sizeof(dir));
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		return (coffer_err_errno(err, errno, "creating", dir));
-}
+	}
 	snprintf(lock, sizeof(lock), "%s/.lock", dir);
 	int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lfd < 0) {
 		return (coffer_err_errno(err, errno, "opening", lock));
-}
+	}
 	if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
 		close(lfd); /* another prefetcher is at work */
 		return (0);
@@ -639,7 +649,7 @@ agent_wal_prefetch(agent_ctx *ctx, uint64_t sysid, const char *name, uint64_t se
 		rc = agent_wal_next_segment(prev, seg_size, window[n], err);
 		if (rc != 0) {
 			break;
-}
+		}
 		spool_name(sysid, window[n], spooled[n], sizeof(spooled[n]));
 		prev = window[n];
 	}
@@ -651,25 +661,25 @@ agent_wal_prefetch(agent_ctx *ctx, uint64_t sysid, const char *name, uint64_t se
 	while (d != NULL && (de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.') {
 			continue;
-}
+		}
 		bool keep = false;
 		for (int i = 0; i < n; i++) {
 			keep = keep || strcmp(de->d_name, spooled[i]) == 0;
-}
+		}
 		if (!keep) {
 			unlinkat(dirfd(d), de->d_name, 0);
-}
+		}
 	}
 	if (d != NULL) {
 		closedir(d);
-}
+	}
 	for (int i = 0; rc == 0 && i < n; i++) {
 		char dest[4096 + 132];
 		struct stat st;
 		snprintf(dest, sizeof(dest), "%s/%s", dir, spooled[i]);
 		if (stat(dest, &st) == 0) {
 			continue;
-}
+		}
 		rc = fetch_direct(ctx, sysid, window[i], dest, err);
 		if (rc == COFFER_ENOENT) {
 			coffer_err_clear(err);
@@ -682,8 +692,7 @@ agent_wal_prefetch(agent_ctx *ctx, uint64_t sysid, const char *name, uint64_t se
 }
 
 static int
-fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
-    coffer_err *err)
+fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest, coffer_err *err)
 {
 	agent_wal_kind kind;
 	uint32_t tl;
@@ -691,19 +700,19 @@ fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
 	char key[COFFER_REPO_KEY_MAX];
 	if (rc == 0) {
 		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, sysid, tl, name, err);
-}
+	}
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	char tmp[4096];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.coffer-tmp", dest) >= sizeof(tmp)) {
 		return (coffer_err_set(err, COFFER_EINVAL, "destination path is too long"),
-		       coffer_err_hint(err, "restore_command must pass %%p"));
-}
+		    coffer_err_hint(err, "restore_command must pass %%p"));
+	}
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "creating", tmp));
-}
+	}
 	coffer_filter *unseal = coffer_unseal_filter_new(ctx->ring, err);
 	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
 	coffer_filter *out = zstd ? coffer_fd_sink_new(fd, err) : NULL;
@@ -723,15 +732,15 @@ fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
 	coffer_filter_free_chain(unseal);
 	if (close(fd) != 0 && rc == 0) {
 		rc = coffer_err_errno(err, errno, "closing", tmp);
-}
+	}
 	if (rc == 0 && rename(tmp, dest) != 0) {
 		rc = coffer_err_errno(err, errno, "renaming into place", dest);
-}
+	}
 	if (rc != 0) {
 		unlink(tmp);
 		if (rc != COFFER_ENOENT) {
 			coffer_err_wrap(err, "fetching %s", name);
-}
+		}
 	}
 	return (rc);
 }

@@ -47,8 +47,8 @@ typedef enum agent_wal_kind {
 /* Checks that name is a WAL file name PostgreSQL archives, and gives its kind
  * and timeline. COFFER_EINVAL otherwise (anything else could name a key
  * outside the WAL layout). */
-int agent_wal_name_parse(const char *name, agent_wal_kind *kind, uint32_t *timeline,
-    coffer_err *err);
+int agent_wal_name_parse(
+    const char *name, agent_wal_kind *kind, uint32_t *timeline, coffer_err *err);
 
 /* The system identifier in a segment's first page (XLogLongPageHeaderData:
  * xlp_info at offset 2 must have XLP_LONG_HEADER, xlp_sysid at offset 24,
@@ -79,16 +79,15 @@ typedef struct agent_wal_push_result {
  * AGENT_NEED_REPO_WRITE | AGENT_NEED_OUTBOX. COFFER_EEXIST when different
  * content is stored under the name, COFFER_EREFUSED for a segment of
  * another cluster. Records a wal.archived event. */
-int agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res,
-    coffer_err *err);
+int agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, coffer_err *err);
 
 /* Fetches name of the cluster sysid into dest (written as dest.coffer-tmp,
  * fsync'd, renamed), after authenticating and decompressing it.
  * COFFER_ENOENT, without a message worth printing, when the repository has
  * no such file: PostgreSQL probes for files that do not exist. ctx needs
  * AGENT_NEED_KEYRING | AGENT_NEED_REPO. */
-int agent_wal_fetch(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
-    coffer_err *err);
+int agent_wal_fetch(
+    agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest, coffer_err *err);
 
 /* Prefetch: recovery asks for segments one at a time, each a round trip to
  * the repository. After fetching segment name, agent_wal_prefetch fetches
@@ -106,7 +105,7 @@ int agent_wal_prefetch(agent_ctx *ctx, uint64_t sysid, const char *name, uint64_
 int agent_wal_next_segment(const char *name, uint64_t seg_size, char next[25], coffer_err *err);
 
 /* Whether name of the cluster sysid is archived in ctx's repository. */
-int agent_wal_exists(agent_ctx *ctx, uint64_t sysid, const char *name, bool *exists,
-    coffer_err *err);
+int agent_wal_exists(
+    agent_ctx *ctx, uint64_t sysid, const char *name, bool *exists, coffer_err *err);
 
 #endif

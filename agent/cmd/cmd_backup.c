@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "agent/backup/backup.h"
-#include "agent/cmd/commands.h"
 #include "agent/backup/physical.h"
+#include "agent/cmd/commands.h"
 #include "common/base/log.h"
 
 static agent_cancel *running_cancel;
@@ -25,7 +25,7 @@ on_stop_signal(int sig)
 	(void)sig;
 	if (running_cancel != NULL) {
 		agent_cancel_trigger(running_cancel);
-}
+	}
 }
 
 int
@@ -41,16 +41,17 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? 0 : 2);
-}
+	}
 	if (npos > 0) {
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
-}
+	}
 	if (config == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
-}
+	}
 	if (strcmp(kind, "logical") != 0 && strcmp(kind, "physical") != 0) {
-		return (coffer_cli_usage_error(cmd, "--kind must be logical or physical, not '%s'", kind));
-}
+		return (coffer_cli_usage_error(
+		    cmd, "--kind must be logical or physical, not '%s'", kind));
+	}
 
 	coffer_err err = { 0 };
 	/* --kind physical: a base backup (agent/backup/physical.c), same request and result. */
@@ -80,14 +81,14 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 			.progress = isatty(STDERR_FILENO) == 1,
 		};
 		agent_backup_result res;
-		rv = physical ? agent_physical_backup(ctx, &req, &res, &err) :
-				agent_backup_logical(ctx, &req, &res, &err);
+		rv = physical ? agent_physical_backup(ctx, &req, &res, &err)
+		              : agent_backup_logical(ctx, &req, &res, &err);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;
 		if (rv == 0) {
 			printf("%s\n", res.backup_id);
-}
+		}
 	}
 	agent_cancel_free(cancel);
 	agent_ctx_close(ctx);

@@ -75,10 +75,10 @@ agent_cmd_drill(const coffer_cmd *cmd, int argc, char **argv)
 	agent_drill_request req;
 	memset(&req, 0, sizeof(req));
 	const char *prod[MAX_PROD];
-	if (coffer_opts_take("coffer-agent drill", &argc, argv, "--assert", req.asserts, AGENT_DRILL_MAX_ASSERTS,
-		&req.n_asserts) != 0 ||
-	    coffer_opts_take("coffer-agent drill", &argc, argv, "--production-system-id", prod, MAX_PROD,
-		&req.n_production) != 0) {
+	if (coffer_opts_take("coffer-agent drill", &argc, argv, "--assert", req.asserts,
+	        AGENT_DRILL_MAX_ASSERTS, &req.n_asserts) != 0 ||
+	    coffer_opts_take("coffer-agent drill", &argc, argv, "--production-system-id", prod,
+	        MAX_PROD, &req.n_production) != 0) {
 		return (2);
 	}
 	req.production_system_ids = prod;
@@ -113,23 +113,27 @@ agent_cmd_drill(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_cli_usage_error(cmd, "--repo must be primary or dr, not %s", repo));
 	}
 	if ((fq == NULL) != (flag == NULL)) {
-		return (coffer_cli_usage_error(cmd, "--freshness-query and --freshness-max-lag go "
-						    "together"));
+		return (coffer_cli_usage_error(cmd,
+		    "--freshness-query and --freshness-max-lag go "
+		    "together"));
 	}
 	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
-		return (coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
+		return (
+		    coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
 	}
 	if (flag != NULL && coffer_duration_parse(flag, 0, &req.freshness_max_lag_ms) != 0) {
-		return (coffer_cli_usage_error(cmd, "--freshness-max-lag %s is not a duration (1h, "
-						    "30m)", flag));
+		return (coffer_cli_usage_error(cmd,
+		    "--freshness-max-lag %s is not a duration (1h, "
+		    "30m)",
+		    flag));
 	}
 	if (rto != NULL && coffer_duration_parse(rto, 0, &req.rto_ms) != 0) {
 		return (coffer_cli_usage_error(cmd, "--rto %s is not a duration (30m)", rto));
 	}
 	char *end = NULL;
 	/* Without --id, the time makes the sandbox name unique. */
-	req.drill_id = id != NULL ? strtoull(id, &end, 10) :
-				    (uint64_t)(coffer_clock_now(NULL) / 1000);
+	req.drill_id =
+	    id != NULL ? strtoull(id, &end, 10) : (uint64_t)(coffer_clock_now(NULL) / 1000);
 	if (id != NULL && (end == id || *end != '\0')) {
 		return (coffer_cli_usage_error(cmd, "--id %s is not a number", id));
 	}

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/context/agent_config.h"
 #include "agent/cmd/commands.h"
+#include "agent/context/agent_config.h"
 #include "agent/outbox/events.h"
 #include "agent/outbox/outbox.h"
 #include "common/base/clock.h"
@@ -27,13 +27,17 @@ print_event(uint64_t seq, const uint8_t *data, size_t len, void *arg)
 	char at[40] = "-";
 	if (ev != NULL) {
 		coffer_time_format(at, sizeof(at), ev->occurred_at_ms);
-}
+	}
 	const char *backup = "";
 	const char *detail = "";
 	if (ev != NULL) {
 		switch (ev->kind_case) {
-		case COFFER__V1__EVENT__KIND_BACKUP_STARTED: backup = ev->backup_started->backup_id; break;
-		case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED: backup = ev->backup_completed->backup_id; break;
+		case COFFER__V1__EVENT__KIND_BACKUP_STARTED:
+			backup = ev->backup_started->backup_id;
+			break;
+		case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED:
+			backup = ev->backup_completed->backup_id;
+			break;
 		case COFFER__V1__EVENT__KIND_BACKUP_FAILED:
 			backup = ev->backup_failed->backup_id;
 			detail = ev->backup_failed->reason;
@@ -42,7 +46,8 @@ print_event(uint64_t seq, const uint8_t *data, size_t len, void *arg)
 			backup = ev->restore_completed->backup_id;
 			detail = ev->restore_completed->detail;
 			break;
-		default: break;
+		default:
+			break;
 		}
 	}
 	if (st->json) {
@@ -57,7 +62,8 @@ print_event(uint64_t seq, const uint8_t *data, size_t len, void *arg)
 		free(text);
 		cJSON_Delete(o);
 	} else {
-		printf("%-8llu %-24s %-18s %-28s %s\n", (unsigned long long)seq, at, type, backup, detail);
+		printf("%-8llu %-24s %-18s %-28s %s\n", (unsigned long long)seq, at, type, backup,
+		    detail);
 	}
 	coffer__v1__event__free_unpacked(ev, NULL);
 	return (0);
@@ -76,27 +82,28 @@ agent_cmd_events(const coffer_cmd *cmd, int argc, char **argv)
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? 0 : 2);
-}
+	}
 	if (npos > 0) {
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
-}
+	}
 	if (config == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
-}
+	}
 	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
-		return (coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output));
-}
+		return (
+		    coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output));
+	}
 	coffer_err err = { 0 };
 	agent_config *cfg = NULL;
 	agent_outbox *ob = NULL;
 	rv = agent_config_load(config, &cfg, &err);
 	if (rv == 0) {
 		rv = agent_outbox_open(cfg->state_dir, NULL, &ob, &err);
-}
+	}
 	print_state st = { output != NULL && strcmp(output, "json") == 0 };
 	if (rv == 0) {
 		rv = agent_outbox_foreach(ob, 0, SIZE_MAX, SIZE_MAX, print_event, &st, NULL, &err);
-}
+	}
 	agent_outbox_close(ob);
 	agent_config_free(cfg);
 	if (rv != 0) {

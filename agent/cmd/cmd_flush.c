@@ -26,18 +26,18 @@ agent_cmd_flush(const coffer_cmd *cmd, int argc, char **argv)
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? 0 : 2);
-}
+	}
 	if (npos > 0) {
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
-}
+	}
 	if (config == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
-}
+	}
 	int64_t timeout_ms = 0;
 	if (coffer_duration_parse(timeout, 0, &timeout_ms) != 0 || timeout_ms <= 0) {
-		return (coffer_cli_usage_error(cmd, "--timeout must be a duration like 30s or 5m, not '%s'",
-		    timeout));
-}
+		return (coffer_cli_usage_error(
+		    cmd, "--timeout must be a duration like 30s or 5m, not '%s'", timeout));
+	}
 
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;

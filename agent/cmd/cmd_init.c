@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "agent/context/agent_config.h"
 #include "agent/cmd/commands.h"
+#include "agent/context/agent_config.h"
 #include "common/crypto/sign.h"
 
 int
@@ -22,23 +22,23 @@ agent_cmd_init(const coffer_cmd *cmd, int argc, char **argv)
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? 0 : 2);
-}
+	}
 	if (npos > 0) {
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
-}
+	}
 	if (config == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
-}
+	}
 	coffer_err err = { 0 };
 	agent_config *cfg = NULL;
 	rv = agent_config_load(config, &cfg, &err);
 	char pub[COFFER_SIGN_PUBKEY_HEX];
 	if (rv == 0) {
 		rv = coffer_sign_keygen(cfg->signing_key, pub, &err);
-}
+	}
 	if (rv == 0) {
 		printf("%s\n", pub);
-}
+	}
 	agent_config_free(cfg);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent init", &err);

@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "agent/cmd/commands.h"
-#include "common/stream/progress.h"
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
+#include "common/stream/progress.h"
 #include "common/stream/sink.h"
 
 static int
@@ -26,8 +26,9 @@ static int
 check_output(const coffer_cmd *cmd, const char *output)
 {
 	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
-		return (coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output));
-}
+		return (
+		    coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output));
+	}
 	return (0);
 }
 
@@ -48,14 +49,15 @@ list_one(const char *id, void *arg)
 	char started[40] = "-";
 	if (rc == 0) {
 		coffer_time_format(started, sizeof(started), m->started_at);
-}
+	}
 	if (st->array != NULL) {
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "id", id);
 		if (rc == 0) {
 			cJSON_AddStringToObject(o, "kind", coffer_manifest_kind_name(m->kind));
 			cJSON_AddStringToObject(o, "started_at", started);
-			cJSON_AddNumberToObject(o, "duration_ms", (double)(m->finished_at - m->started_at));
+			cJSON_AddNumberToObject(
+			    o, "duration_ms", (double)(m->finished_at - m->started_at));
 			cJSON_AddNumberToObject(o, "plaintext_bytes", (double)m->plaintext_bytes);
 			cJSON_AddNumberToObject(o, "stored_bytes", (double)m->stored_bytes);
 			cJSON_AddStringToObject(o, "key_id", m->key_id);
@@ -67,9 +69,10 @@ list_one(const char *id, void *arg)
 		}
 		cJSON_AddItemToArray(st->array, o);
 	} else if (rc == 0) {
-		printf("%-28s %-8s %-24s %14llu %14llu %s\n", id, coffer_manifest_kind_name(m->kind),
-		    started, (unsigned long long)m->plaintext_bytes,
-		    (unsigned long long)m->stored_bytes, m->key_id);
+		printf("%-28s %-8s %-24s %14llu %14llu %s\n", id,
+		    coffer_manifest_kind_name(m->kind), started,
+		    (unsigned long long)m->plaintext_bytes, (unsigned long long)m->stored_bytes,
+		    m->key_id);
 	} else {
 		printf("%-28s INVALID  %s\n", id, err.msg);
 	}
@@ -92,28 +95,28 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? 0 : 2);
-}
+	}
 	if (npos > 0) {
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
-}
+	}
 	if (config == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
-}
+	}
 	if ((rv = check_output(cmd, output)) != 0) {
 		return (rv);
-}
+	}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, repo, AGENT_NEED_VERIFY | AGENT_NEED_REPO, &ctx, &err);
 	if (rv != 0) {
 		return (fail("coffer-agent list", rv, &err));
-}
+	}
 	bool json = output != NULL && strcmp(output, "json") == 0;
 	list_state st = { ctx, json ? cJSON_CreateArray() : NULL, 0, &err };
 	if (!json) {
 		printf("%-28s %-8s %-24s %14s %14s %s\n", "ID", "KIND", "STARTED", "PLAIN_BYTES",
 		    "STORED_BYTES", "KEY");
-}
+	}
 	rv = agent_stored_ids(ctx, list_one, &st, &err);
 	if (rv == 0 && json) {
 		char *text = cJSON_PrintUnformatted(st.array);
@@ -124,7 +127,7 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 	agent_ctx_close(ctx);
 	if (rv != 0) {
 		return (fail("coffer-agent list", rv, &err));
-}
+	}
 	return (fflush(stdout) == 0 ? 0 : 1);
 }
 
@@ -145,43 +148,46 @@ read_backup(const coffer_cmd *cmd, int argc, char **argv, bool to_stdout)
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? 0 : 2);
-}
+	}
 	if (npos > 0) {
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
-}
+	}
 	if (config == NULL || backup == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE and --backup ID|latest are required"));
-}
+	}
 	if ((rv = check_output(cmd, output)) != 0) {
 		return (rv);
-}
+	}
 	if (to_stdout && isatty(STDOUT_FILENO) == 1) {
-		return (coffer_cli_usage_error(cmd, "refusing to write a dump to a terminal; pipe it "
-						   "into pg_restore or a file"));
-}
+		return (coffer_cli_usage_error(cmd,
+		    "refusing to write a dump to a terminal; pipe it "
+		    "into pg_restore or a file"));
+	}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
-	rv = agent_ctx_open(config, repo, AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO,
-	    &ctx, &err);
+	rv = agent_ctx_open(
+	    config, repo, AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO, &ctx, &err);
 	if (rv != 0) {
 		return (fail(prog, rv, &err));
-}
+	}
 	coffer_manifest *m = NULL;
 	rv = agent_stored_manifest(ctx, backup, &m, &err);
 	coffer_filter *sink = NULL, *prog_filter = NULL;
 	int64_t started = coffer_clock_monotonic_ms();
 	if (rv == 0) {
-		sink = to_stdout ? coffer_fd_sink_new(STDOUT_FILENO, &err) : coffer_discard_sink_new(&err);
+		sink = to_stdout ? coffer_fd_sink_new(STDOUT_FILENO, &err)
+		                 : coffer_discard_sink_new(&err);
 		if (sink != NULL && !to_stdout && isatty(STDERR_FILENO) == 1) {
-			prog_filter = coffer_progress_filter_new("verifying", m->plaintext_bytes, &err);
-}
+			prog_filter =
+			    coffer_progress_filter_new("verifying", m->plaintext_bytes, &err);
+		}
 		if (sink == NULL) {
 			rv = err.code;
-}
+		}
 	}
 	if (rv == 0) {
-		coffer_filter *head = prog_filter != NULL ?
-		    coffer_filter_link(prog_filter, sink, NULL) : sink;
+		coffer_filter *head =
+		    prog_filter != NULL ? coffer_filter_link(prog_filter, sink, NULL) : sink;
 		rv = agent_stored_read(ctx, m, head, &err);
 		coffer_filter_free_chain(head);
 	}
@@ -193,17 +199,18 @@ read_backup(const coffer_cmd *cmd, int argc, char **argv, bool to_stdout)
 			    m->backup_id, (unsigned long long)m->plaintext_bytes,
 			    (unsigned long long)m->stored_bytes, m->ntables, (long long)ms);
 		} else {
-			printf("backup %s verified: signature, %llu stored bytes and %llu plaintext "
-			       "bytes match the manifest (%lld ms)\n",
+			printf(
+			    "backup %s verified: signature, %llu stored bytes and %llu plaintext "
+			    "bytes match the manifest (%lld ms)\n",
 			    m->backup_id, (unsigned long long)m->stored_bytes,
 			    (unsigned long long)m->plaintext_bytes, (long long)ms);
-}
+		}
 	}
 	coffer_manifest_free(m);
 	agent_ctx_close(ctx);
 	if (rv != 0) {
 		return (fail(prog, rv, &err));
-}
+	}
 	return (fflush(stdout) == 0 ? 0 : 1);
 }
 

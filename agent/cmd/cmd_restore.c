@@ -24,7 +24,7 @@ on_stop_signal(int sig)
 	(void)sig;
 	if (running_cancel != NULL) {
 		agent_cancel_trigger(running_cancel);
-}
+	}
 }
 
 /* Tablespaces one --physical restore may move. */
@@ -48,52 +48,54 @@ agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv)
 		{ "physical", 0, NULL, &physical },
 		{ "target-time", 0, &target_time, NULL },
 		{ "pgdata", 0, &pgdata, NULL },
-		{ "port", 0, &port, NULL },      /* physical: the restored server's port */
-		{ "start", 0, NULL, &start },    /* physical: start it and wait for recovery */
+		{ "port", 0, &port, NULL },   /* physical: the restored server's port */
+		{ "start", 0, NULL, &start }, /* physical: start it and wait for recovery */
 		{ NULL, 0, NULL, NULL },
 	};
 	/* Paths may hold anything, so --tablespace-map is taken out first. */
 	const char *ts_map[AGENT_RESTORE_MAX_TABLESPACES];
 	size_t n_ts_map = 0;
 	if (coffer_opts_take("coffer-agent restore", &argc, argv, "--tablespace-map", ts_map,
-		AGENT_RESTORE_MAX_TABLESPACES, &n_ts_map) != 0) {
+	        AGENT_RESTORE_MAX_TABLESPACES, &n_ts_map) != 0) {
 		return (2);
-}
+	}
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? 0 : 2);
-}
+	}
 	if (npos > 0) {
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
-}
+	}
 	if (n_ts_map > 0 && !physical && pgdata == NULL) {
 		return (coffer_cli_usage_error(cmd, "--tablespace-map is for --physical restores"));
-}
+	}
 	if (config == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
-}
+	}
 	coffer_err err = { 0 };
 	/* --physical: lay out a data directory (agent/restore/physical_restore.c). */
 	if (physical || target_time != NULL || pgdata != NULL) {
-		return (agent_cmd_restore_physical(config, repo, backup, target_time, pgdata, port,
-		    ts_map, n_ts_map, start));
-}
+		return (agent_cmd_restore_physical(
+		    config, repo, backup, target_time, pgdata, port, ts_map, n_ts_map, start));
+	}
 	if (backup == NULL || target_db == NULL) {
-		return (coffer_cli_usage_error(cmd, "--backup ID|latest and --target-db NAME are required"));
-}
+		return (coffer_cli_usage_error(
+		    cmd, "--backup ID|latest and --target-db NAME are required"));
+	}
 	long njobs = 1;
 	if (jobs != NULL) {
 		char *end = NULL;
 		njobs = strtol(jobs, &end, 10);
 		if (*jobs == '\0' || *end != '\0' || njobs < 1 || njobs > 64) {
-			return (coffer_cli_usage_error(cmd, "--jobs must be a number from 1 to 64, not '%s'",
-			    jobs));
-}
+			return (coffer_cli_usage_error(
+			    cmd, "--jobs must be a number from 1 to 64, not '%s'", jobs));
+		}
 	}
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, repo,
-	    AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO | AGENT_NEED_OUTBOX, &ctx, &err);
+	    AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO | AGENT_NEED_OUTBOX, &ctx,
+	    &err);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent restore", &err);
 		return (coffer_err_exit_status(rv));
@@ -120,11 +122,12 @@ agent_cmd_restore(const coffer_cmd *cmd, int argc, char **argv)
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;
 		if (rv == 0) {
-			printf("restored backup %s into %s: %zu tables, %llu rows, counts match the "
-			       "manifest (pg_restore %lld ms, total %lld ms)\n",
+			printf(
+			    "restored backup %s into %s: %zu tables, %llu rows, counts match the "
+			    "manifest (pg_restore %lld ms, total %lld ms)\n",
 			    res.backup_id, target_db, res.tables, (unsigned long long)res.rows,
 			    (long long)res.restore_ms, (long long)res.duration_ms);
-}
+		}
 	}
 	agent_cancel_free(cancel);
 	agent_ctx_close(ctx);

@@ -96,18 +96,19 @@ agent_cmd_seal(const coffer_cmd *cmd, int argc, char **argv)
 		return (rv > 0 ? 0 : 2);
 	}
 	if (npos > 0) {
-		return (coffer_cli_usage_error(cmd, "unexpected argument %s (input is stdin)",
-		    argv[0]));
+		return (coffer_cli_usage_error(
+		    cmd, "unexpected argument %s (input is stdin)", argv[0]));
 	}
 	if (keyring == NULL) {
 		return (coffer_cli_usage_error(cmd, "--keyring FILE is required"));
 	}
 	size_t chunk = 0;
-	if (chunk_text != NULL && (seal_parse_size(chunk_text, &chunk) != 0 ||
-	    chunk < COFFER_SEAL_CHUNK_MIN)) {
-		return (coffer_cli_usage_error(cmd, "--chunk-size %s is not a size from %zu to %zu "
-		    "bytes (suffixes k and m allowed)", chunk_text, COFFER_SEAL_CHUNK_MIN,
-		    COFFER_SEAL_CHUNK_MAX));
+	if (chunk_text != NULL &&
+	    (seal_parse_size(chunk_text, &chunk) != 0 || chunk < COFFER_SEAL_CHUNK_MIN)) {
+		return (coffer_cli_usage_error(cmd,
+		    "--chunk-size %s is not a size from %zu to %zu "
+		    "bytes (suffixes k and m allowed)",
+		    chunk_text, COFFER_SEAL_CHUNK_MIN, COFFER_SEAL_CHUNK_MAX));
 	}
 	const char *prog = "coffer-agent seal";
 	coffer_err err;
@@ -139,8 +140,8 @@ agent_cmd_unseal(const coffer_cmd *cmd, int argc, char **argv)
 		return (rv > 0 ? 0 : 2);
 	}
 	if (npos > 0) {
-		return (coffer_cli_usage_error(cmd, "unexpected argument %s (input is stdin)",
-		    argv[0]));
+		return (coffer_cli_usage_error(
+		    cmd, "unexpected argument %s (input is stdin)", argv[0]));
 	}
 	if (keyring == NULL) {
 		return (coffer_cli_usage_error(cmd, "--keyring FILE is required"));

@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/cmd/commands.h"
 #include "agent/backup/wal.h"
+#include "agent/cmd/commands.h"
 #include "common/base/log.h"
 
 static int
@@ -39,14 +39,14 @@ parse(const coffer_cmd *cmd, int argc, char **argv, int want, const char **confi
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? -1 : 2);
-}
+	}
 	if (*config == NULL) {
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
-}
+	}
 	if (npos != want) {
-		return (coffer_cli_usage_error(cmd, "expected %d argument%s, got %d", want,
-		    want == 1 ? "" : "s", npos));
-}
+		return (coffer_cli_usage_error(
+		    cmd, "expected %d argument%s, got %d", want, want == 1 ? "" : "s", npos));
+	}
 	return (0);
 }
 
@@ -57,7 +57,7 @@ agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
 	int rv = parse(cmd, argc, argv, 1, &config, NULL, NULL);
 	if (rv != 0) {
 		return (rv < 0 ? 0 : rv);
-}
+	}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, NULL,
@@ -81,8 +81,8 @@ agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv)
  * holds no pipe of the server's. Failure here is never the fetch's failure:
  * recovery just asks for the segment itself. */
 static void
-start_prefetch(const char *config, const char *repo, uint64_t sysid, const char *name,
-    const char *dest)
+start_prefetch(
+    const char *config, const char *repo, uint64_t sysid, const char *name, const char *dest)
 {
 	struct stat st;
 	agent_wal_kind kind;
@@ -90,21 +90,21 @@ start_prefetch(const char *config, const char *repo, uint64_t sysid, const char 
 	if (agent_wal_name_parse(name, &kind, &tl, NULL) != 0 || kind != AGENT_WAL_SEGMENT ||
 	    stat(dest, &st) != 0) {
 		return;
-}
+	}
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid < 0) {
 		return;
-}
+	}
 	if (pid > 0) {
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
 			;
-}
+		}
 		return;
 	}
 	if (fork() != 0) {
 		_exit(0);
-}
+	}
 	setsid();
 	int null = open("/dev/null", O_RDWR);
 	if (null >= 0) {
@@ -115,8 +115,8 @@ start_prefetch(const char *config, const char *repo, uint64_t sysid, const char 
 	agent_ctx *ctx = NULL;
 	coffer_err err = { 0 };
 	if (agent_ctx_open(config, repo, AGENT_NEED_KEYRING | AGENT_NEED_REPO, &ctx, &err) == 0) {
-		(void)agent_wal_prefetch(ctx, sysid, name, (uint64_t)st.st_size, AGENT_WAL_PREFETCH,
-		    &err);
+		(void)agent_wal_prefetch(
+		    ctx, sysid, name, (uint64_t)st.st_size, AGENT_WAL_PREFETCH, &err);
 		agent_ctx_close(ctx);
 	}
 	_exit(0);
@@ -129,16 +129,18 @@ agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 	int rv = parse(cmd, argc, argv, 2, &config, &repo, &sysid_text);
 	if (rv != 0) {
 		return (rv < 0 ? 0 : rv);
-}
+	}
 	uint64_t sysid = 0;
 	if (sysid_text != NULL) {
 		char *end = NULL;
 		errno = 0;
 		sysid = strtoull(sysid_text, &end, 10);
 		if (sysid_text[0] < '1' || sysid_text[0] > '9' || *end != '\0' || errno != 0) {
-			return (coffer_cli_usage_error(cmd, "--system-identifier '%s' is not a "
-			    "cluster's system identifier (a positive decimal number)", sysid_text));
-}
+			return (coffer_cli_usage_error(cmd,
+			    "--system-identifier '%s' is not a "
+			    "cluster's system identifier (a positive decimal number)",
+			    sysid_text));
+		}
 	}
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
@@ -150,18 +152,18 @@ agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv)
 		 * standby of it, say). A restore names the backup's own. */
 		if (sysid == 0) {
 			rv = agent_wal_system_identifier(ctx->cfg, &sysid, &err);
-}
+		}
 		if (rv == 0) {
 			rv = agent_wal_fetch(ctx, sysid, argv[0], argv[1], &err);
-}
+		}
 	}
 	agent_ctx_close(ctx);
 	if (rv == 0) {
 		start_prefetch(config, repo, sysid, argv[0], argv[1]);
-}
+	}
 	if (rv == COFFER_ENOENT && opened) {
 		return (1);
-}
+	}
 	if (rv != 0) {
 		coffer_err_print("coffer-agent wal-fetch", &err);
 		return (coffer_err_exit_status(rv) != 0 ? coffer_err_exit_status(rv) : 1);

@@ -35,8 +35,8 @@ static const coffer_cmd agent_cmds[] = {
 	    "[--production-system-id ID ...] [--drop-on-failure] [--output json]",
 	    "on a drill runner: restore a service's backup into a sandbox and check it",
 	    agent_cmd_drill },
-	{ "events", "-c FILE [--output json]",
-	    "events waiting in the outbox for the coordinator", agent_cmd_events },
+	{ "events", "-c FILE [--output json]", "events waiting in the outbox for the coordinator",
+	    agent_cmd_events },
 	{ "flush", "-c FILE [--timeout 30s]",
 	    "send the outbox to the coordinator now; exit 0 once every event is acked",
 	    agent_cmd_flush },
@@ -51,8 +51,8 @@ static const coffer_cmd agent_cmds[] = {
 	{ "seal", "--keyring FILE [--key-id ID] [--chunk-size N]",
 	    "encrypt stdin to stdout as a sealed stream (newest key unless --key-id)",
 	    agent_cmd_seal },
-	{ "unseal", "--keyring FILE",
-	    "check and decrypt a sealed stream from stdin to stdout", agent_cmd_unseal },
+	{ "unseal", "--keyring FILE", "check and decrypt a sealed stream from stdin to stdout",
+	    agent_cmd_unseal },
 	{ NULL, NULL, NULL, NULL },
 };
 

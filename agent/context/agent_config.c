@@ -18,10 +18,10 @@
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
 
-#define SECS 1000LL
-#define MINS (60 * SECS)
+#define SECS  1000LL
+#define MINS  (60 * SECS)
 #define HOURS (60 * MINS)
-#define DAYS (24 * HOURS)
+#define DAYS  (24 * HOURS)
 
 struct agent_config_priv {
 	agent_config pub; /* first: agent_config_free casts back */
@@ -53,7 +53,8 @@ check_ident(const char *v, coffer_err *err)
 	}
 	if (!ok) {
 		coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not a valid name", v);
-		return (coffer_err_hint(err, "use 1 to 63 letters, digits, '.', '_' or '-', "
+		return (coffer_err_hint(err,
+		    "use 1 to 63 letters, digits, '.', '_' or '-', "
 		    "not starting with '.' or '-'"));
 	}
 	return (0);
@@ -70,7 +71,8 @@ check_url(const char *v, coffer_err *err)
 		}
 	}
 	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not a coordinator address", v);
-	return (coffer_err_hint(err, "write tls+tcp://host:port (tcp:// and ipc:// only for "
+	return (coffer_err_hint(err,
+	    "write tls+tcp://host:port (tcp:// and ipc:// only for "
 	    "tests and single-host setups)"));
 }
 
@@ -86,8 +88,9 @@ check_dump_options(const char *v, coffer_err *err)
 	/* The loader names the section and key already. */
 	static const char prefix[] = "[postgres] dump_options: ";
 	if (rc != 0 && err != NULL && strncmp(err->msg, prefix, sizeof(prefix) - 1) == 0) {
-		memmove(err->msg, err->msg + sizeof(prefix) - 1, strlen(err->msg) - sizeof(prefix) + 2);
-}
+		memmove(
+		    err->msg, err->msg + sizeof(prefix) - 1, strlen(err->msg) - sizeof(prefix) + 2);
+	}
 	return (rc);
 }
 
@@ -97,8 +100,9 @@ check_schema_query(const char *v, coffer_err *err)
 	if (strlen(v) > COFFER_MANIFEST_SCHEMA_QUERY_MAX) {
 		coffer_err_set(err, COFFER_EINVAL, "is longer than %d bytes",
 		    COFFER_MANIFEST_SCHEMA_QUERY_MAX);
-		return (coffer_err_hint(err, "use a short query, e.g. SELECT max(version) FROM "
-					     "schema_migrations"));
+		return (coffer_err_hint(err,
+		    "use a short query, e.g. SELECT max(version) FROM "
+		    "schema_migrations"));
 	}
 	return (0);
 }
@@ -113,7 +117,10 @@ static const coffer_config_key agent_keys[] = {
 	{ .name = "state_dir", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "signing_key", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "key_ring", .type = COFFER_CONFIG_PATH, .required = true },
-	{ .name = "timezone", .type = COFFER_CONFIG_STRING, .def = "UTC", .check = coffer_config_check_timezone },
+	{ .name = "timezone",
+	    .type = COFFER_CONFIG_STRING,
+	    .def = "UTC",
+	    .check = coffer_config_check_timezone },
 	{ .name = "log_level", .type = COFFER_CONFIG_ENUM, .def = "info", .words = log_levels },
 	/* drill_runner: restores other services' backups into a sandbox
 	 * (agent/restore/drill.h); it has no service, schedule or database of its own. */
@@ -126,25 +133,35 @@ static const coffer_config_key postgres_keys[] = {
 	{ .name = "pg_dump", .type = COFFER_CONFIG_PATH, .def = "pg_dump" },
 	{ .name = "pg_restore", .type = COFFER_CONFIG_PATH, .def = "pg_restore" },
 	{ .name = "psql", .type = COFFER_CONFIG_PATH, .def = "psql" },
-	{ .name = "dump_options", .type = COFFER_CONFIG_STRING, .def = "",
+	{ .name = "dump_options",
+	    .type = COFFER_CONFIG_STRING,
+	    .def = "",
 	    .check = check_dump_options },
 	{ .name = "bin_dir", .type = COFFER_CONFIG_PATH },
 	{ 0 },
 };
 
 static const coffer_config_key schedule_keys[] = {
-	{ .name = "logical", .type = COFFER_CONFIG_CRON, .required = true,
+	{ .name = "logical",
+	    .type = COFFER_CONFIG_CRON,
+	    .required = true,
 	    .why = "every service needs a backup schedule; manual-only backups are not allowed" },
 	{ .name = "physical", .type = COFFER_CONFIG_CRON },
-	{ .name = "completion_window", .type = COFFER_CONFIG_DURATION, .def = "2h",
-	    .min = 1000, .max = 7 * DAYS },
+	{ .name = "completion_window",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "2h",
+	    .min = 1000,
+	    .max = 7 * DAYS },
 	{ 0 },
 };
 
 static const coffer_config_key backup_keys[] = {
 	{ .name = "compress_level", .type = COFFER_CONFIG_INT, .def = "3", .min = 1, .max = 19 },
 	{ .name = "compress_workers", .type = COFFER_CONFIG_INT, .def = "2", .min = 0, .max = 64 },
-	{ .name = "chunk_size", .type = COFFER_CONFIG_SIZE, .def = "1MiB", .min = 64 * 1024,
+	{ .name = "chunk_size",
+	    .type = COFFER_CONFIG_SIZE,
+	    .def = "1MiB",
+	    .min = 64 * 1024,
 	    .max = 16 * 1024 * 1024 },
 	/* Recorded in each manifest with its result; drills compare. */
 	{ .name = "schema_query", .type = COFFER_CONFIG_STRING, .check = check_schema_query },
@@ -152,7 +169,10 @@ static const coffer_config_key backup_keys[] = {
 };
 
 static const coffer_config_key repo_keys[] = {
-	{ .name = "type", .type = COFFER_CONFIG_ENUM, .required = true, .words = repo_types,
+	{ .name = "type",
+	    .type = COFFER_CONFIG_ENUM,
+	    .required = true,
+	    .words = repo_types,
 	    .why = "the repository is where backups are written" },
 	{ .name = "path", .type = COFFER_CONFIG_PATH },
 	{ .name = "endpoint", .type = COFFER_CONFIG_STRING, .check = coffer_config_check_http_url },
@@ -172,16 +192,24 @@ static const coffer_config_key coordinator_keys[] = {
 	{ .name = "cert", .type = COFFER_CONFIG_PATH },
 	{ .name = "key", .type = COFFER_CONFIG_PATH },
 	{ .name = "insecure", .type = COFFER_CONFIG_BOOL, .def = "false" },
-	{ .name = "heartbeat", .type = COFFER_CONFIG_DURATION, .def = "60s", .min = 1 * SECS,
+	{ .name = "heartbeat",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "60s",
+	    .min = 1 * SECS,
 	    .max = 1 * HOURS },
-	{ .name = "retry_max", .type = COFFER_CONFIG_DURATION, .def = "5m", .min = 1 * SECS,
+	{ .name = "retry_max",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "5m",
+	    .min = 1 * SECS,
 	    .max = 1 * DAYS },
 	{ 0 },
 };
 
 /* A drill runner's sandbox: the PostgreSQL server drills restore into. */
 static const coffer_config_key drill_keys[] = {
-	{ .name = "sandbox", .type = COFFER_CONFIG_STRING, .required = true,
+	{ .name = "sandbox",
+	    .type = COFFER_CONFIG_STRING,
+	    .required = true,
 	    .why = "a drill runner restores into a sandbox server of its own" },
 	{ .name = "jobs", .type = COFFER_CONFIG_INT, .def = "2", .min = 1, .max = 64 },
 	{ 0 },
@@ -189,9 +217,13 @@ static const coffer_config_key drill_keys[] = {
 
 /* [drill.<service>]: what the runner needs to read one service's backups. */
 static const coffer_config_key drill_service_keys[] = {
-	{ .name = "key_ring", .type = COFFER_CONFIG_PATH, .required = true,
+	{ .name = "key_ring",
+	    .type = COFFER_CONFIG_PATH,
+	    .required = true,
 	    .why = "the service's key ring decrypts its backups" },
-	{ .name = "verify_key", .type = COFFER_CONFIG_PATH, .required = true,
+	{ .name = "verify_key",
+	    .type = COFFER_CONFIG_PATH,
+	    .required = true,
 	    .why = "the service agent's public key checks its manifests' signatures" },
 	{ 0 },
 };
@@ -223,7 +255,8 @@ runner_optional(const coffer_config *ini, const char *section, const char *key)
 		return (false);
 	}
 	if (strcmp(section, "agent") == 0) {
-		return (key != NULL && (strcmp(key, "service") == 0 || strcmp(key, "key_ring") == 0));
+		return (
+		    key != NULL && (strcmp(key, "service") == 0 || strcmp(key, "key_ring") == 0));
 	}
 	return (strcmp(section, "postgres") == 0 || strcmp(section, "schedule") == 0);
 }
@@ -258,8 +291,8 @@ repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, c
 		return (0);
 	}
 	r->present = true;
-	r->type = strcmp(coffer_config_str(ini, section, "type"), "s3") == 0 ? AGENT_REPO_S3 :
-									     AGENT_REPO_POSIX;
+	r->type = strcmp(coffer_config_str(ini, section, "type"), "s3") == 0 ? AGENT_REPO_S3
+	                                                                     : AGENT_REPO_POSIX;
 	r->path = opt_str(ini, section, "path");
 	r->endpoint = opt_str(ini, section, "endpoint");
 	r->region = opt_str(ini, section, "region");
@@ -273,14 +306,17 @@ repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, c
 		if (r->path == NULL) {
 			coffer_config_err_at(ini, section, "type", err,
 			    "type = posix needs 'path', which is missing");
-			return (coffer_err_hint(err, "add 'path = /srv/coffer' (the repository's "
-			    "directory) under [%s]", section));
+			return (coffer_err_hint(err,
+			    "add 'path = /srv/coffer' (the repository's "
+			    "directory) under [%s]",
+			    section));
 		}
 		for (size_t i = 0; i < sizeof(s3_only) / sizeof(s3_only[0]); i++) {
 			if (coffer_config_has(ini, section, s3_only[i])) {
 				coffer_config_err_at(ini, section, s3_only[i], err,
 				    "applies only to type = s3, and this repository is posix");
-				return (coffer_err_hint(err, "remove %s, or set type = s3", s3_only[i]));
+				return (coffer_err_hint(
+				    err, "remove %s, or set type = s3", s3_only[i]));
 			}
 		}
 		return (0);
@@ -294,21 +330,23 @@ repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, c
 		if (!coffer_config_has(ini, section, s3_needs[i])) {
 			coffer_config_err_at(ini, section, "type", err,
 			    "type = s3 needs '%s', which is missing", s3_needs[i]);
-			return (coffer_err_hint(err, "add endpoint, region and bucket under [%s]",
-			    section));
+			return (coffer_err_hint(
+			    err, "add endpoint, region and bucket under [%s]", section));
 		}
 	}
 	if ((r->access_key == NULL) != (r->secret_key == NULL)) {
 		const char *set = r->access_key != NULL ? "access_key" : "secret_key";
-		coffer_config_err_at(ini, section, set, err,
-		    "access_key and secret_key must be set together");
-		return (coffer_err_hint(err, "set both, or neither to use the environment's "
+		coffer_config_err_at(
+		    ini, section, set, err, "access_key and secret_key must be set together");
+		return (coffer_err_hint(err,
+		    "set both, or neither to use the environment's "
 		    "credentials"));
 	}
 	if (r->session_token != NULL && r->access_key == NULL) {
 		coffer_config_err_at(ini, section, "session_token", err,
 		    "session_token needs access_key and secret_key");
-		return (coffer_err_hint(err, "add the temporary access_key and secret_key that "
+		return (coffer_err_hint(err,
+		    "add the temporary access_key and secret_key that "
 		    "go with the token"));
 	}
 	return (0);
@@ -333,14 +371,15 @@ coordinator_load(const coffer_config *ini, agent_config *c, coffer_err *err)
 	}
 	/* Mutual TLS: the coordinator refuses an agent without a client
 	 * certificate, so fail here rather than at every connection. */
-	const char *missing = c->coordinator_cert == NULL ? "cert" :
-	    c->coordinator_key == NULL			  ? "key" :
-	    c->coordinator_ca == NULL && !c->coordinator_insecure ? "ca" :
-								    NULL;
+	const char *missing = c->coordinator_cert == NULL           ? "cert"
+	    : c->coordinator_key == NULL                            ? "key"
+	    : c->coordinator_ca == NULL && !c->coordinator_insecure ? "ca"
+	                                                            : NULL;
 	if (missing != NULL) {
 		coffer_config_err_at(ini, "coordinator", "url", err,
 		    "a tls+tcp:// coordinator needs '%s', which is missing", missing);
-		return (coffer_err_hint(err, "add ca, cert and key (the platform CA, this agent's "
+		return (coffer_err_hint(err,
+		    "add ca, cert and key (the platform CA, this agent's "
 		    "certificate and its private key) under [coordinator]"));
 	}
 	return (0);
@@ -356,8 +395,9 @@ drill_load(const coffer_config *ini, agent_config *c, coffer_err *err)
 		if (coffer_config_has_section(ini, "drill")) {
 			coffer_config_err_at(ini, "drill", NULL, err,
 			    "[drill] is for drill runners, and this agent has role = service");
-			return (coffer_err_hint(err, "remove [drill], or set [agent] role = "
-						     "drill_runner on a separate runner host"));
+			return (coffer_err_hint(err,
+			    "remove [drill], or set [agent] role = "
+			    "drill_runner on a separate runner host"));
 		}
 		return (0);
 	}
@@ -368,15 +408,17 @@ drill_load(const coffer_config *ini, agent_config *c, coffer_err *err)
 		if (coffer_config_has(ini, service_only[i][0], service_only[i][1])) {
 			coffer_config_err_at(ini, service_only[i][0], service_only[i][1], err,
 			    "a drill runner has no %s of its own", service_only[i][2]);
-			return (coffer_err_hint(err, "remove it; per-service keys go under "
-						     "[drill.<service>] (key_ring, verify_key)"));
+			return (coffer_err_hint(err,
+			    "remove it; per-service keys go under "
+			    "[drill.<service>] (key_ring, verify_key)"));
 		}
 	}
 	if (!coffer_config_has_section(ini, "drill")) {
 		coffer_config_err_at(ini, "agent", "role", err,
 		    "role = drill_runner needs a [drill] section with sandbox");
-		return (coffer_err_hint(err, "add [drill] sandbox = host=... user=... (a PostgreSQL "
-					     "server that is no service's production database)"));
+		return (coffer_err_hint(err,
+		    "add [drill] sandbox = host=... user=... (a PostgreSQL "
+		    "server that is no service's production database)"));
 	}
 	c->drill_sandbox = coffer_config_str(ini, "drill", "sandbox");
 	c->drill_jobs = (int)coffer_config_int(ini, "drill", "jobs");
@@ -416,7 +458,8 @@ fill(struct agent_config_priv *p, coffer_err *err)
 	c->signing_key = coffer_config_str(ini, "agent", "signing_key");
 	c->key_ring = coffer_config_str(ini, "agent", "key_ring");
 	c->timezone = coffer_config_str(ini, "agent", "timezone");
-	if (coffer_log_level_parse(coffer_config_str(ini, "agent", "log_level"), &c->log_level) != 0) {
+	if (coffer_log_level_parse(coffer_config_str(ini, "agent", "log_level"), &c->log_level) !=
+	    0) {
 		c->log_level = COFFER_LOG_INFO; /* unreachable: the enum matches the parser */
 	}
 
@@ -425,11 +468,11 @@ fill(struct agent_config_priv *p, coffer_err *err)
 	c->bin_dir = opt_str(ini, "postgres", "bin_dir");
 	int rc;
 	if ((rc = resolve_bin(c->bin_dir, coffer_config_str(ini, "postgres", "pg_dump"),
-		 &p->pg_dump, err)) != 0 ||
+	         &p->pg_dump, err)) != 0 ||
 	    (rc = resolve_bin(c->bin_dir, coffer_config_str(ini, "postgres", "pg_restore"),
-		 &p->pg_restore, err)) != 0 ||
-	    (rc = resolve_bin(c->bin_dir, coffer_config_str(ini, "postgres", "psql"), &p->psql,
-		 err)) != 0) {
+	         &p->pg_restore, err)) != 0 ||
+	    (rc = resolve_bin(
+	         c->bin_dir, coffer_config_str(ini, "postgres", "psql"), &p->psql, err)) != 0) {
 		return (rc);
 	}
 	c->pg_dump = p->pg_dump;
@@ -486,8 +529,7 @@ agent_config_load(const char *path, agent_config **out, coffer_err *err)
 }
 
 int
-agent_config_load_string(const char *text, const char *name, agent_config **out,
-    coffer_err *err)
+agent_config_load_string(const char *text, const char *name, agent_config **out, coffer_err *err)
 {
 	*out = NULL;
 	coffer_config *ini;

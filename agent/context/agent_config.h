@@ -31,9 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/conf/config.h"
 #include "common/base/error.h"
 #include "common/base/log.h"
+#include "common/conf/config.h"
 
 typedef enum agent_repo_type {
 	AGENT_REPO_POSIX = 0,
@@ -41,10 +41,10 @@ typedef enum agent_repo_type {
 } agent_repo_type;
 
 typedef struct agent_repo_config {
-	bool present;       /* the section is in the file */
+	bool present; /* the section is in the file */
 	agent_repo_type type;
-	const char *path;   /* posix */
-	const char *endpoint, *region, *bucket, *prefix; /* s3; prefix may be "" */
+	const char *path;                                    /* posix */
+	const char *endpoint, *region, *bucket, *prefix;     /* s3; prefix may be "" */
 	const char *access_key, *secret_key, *session_token; /* s3; NULL if unset */
 	bool path_style;
 } agent_repo_config;
@@ -52,20 +52,20 @@ typedef struct agent_repo_config {
 typedef struct agent_config {
 	/* [agent] */
 	const char *name;
-	bool drill_runner;      /* [agent] role = drill_runner */
-	const char *service;    /* "" for a drill runner */
+	bool drill_runner;   /* [agent] role = drill_runner */
+	const char *service; /* "" for a drill runner */
 	const char *state_dir;
 	const char *signing_key;
 	const char *key_ring;
-	const char *timezone;   /* default "UTC" */
+	const char *timezone;       /* default "UTC" */
 	coffer_log_level log_level; /* default info */
 	/* [postgres] */
 	const char *conninfo;
-	const char *pg_dump;    /* resolved against bin_dir */
+	const char *pg_dump; /* resolved against bin_dir */
 	const char *pg_restore;
 	const char *psql;
 	const char *dump_options; /* extra pg_dump arguments, split on spaces; "" if none */
-	const char *bin_dir;    /* NULL if unset */
+	const char *bin_dir;      /* NULL if unset */
 	/* [schedule] */
 	const char *schedule_logical;
 	const char *schedule_physical; /* NULL if unset */
@@ -81,7 +81,7 @@ typedef struct agent_config {
 	/* [coordinator] */
 	bool coordinator_present;
 	const char *coordinator_url;
-	const char *coordinator_ca;   /* NULL if unset */
+	const char *coordinator_ca; /* NULL if unset */
 	const char *coordinator_cert;
 	const char *coordinator_key;
 	bool coordinator_insecure;
@@ -104,8 +104,8 @@ const coffer_config_schema *agent_config_schema(void);
 int agent_config_load(const char *path, agent_config **out, coffer_err *err);
 
 /* The same from text; name stands in for the path in messages (tests). */
-int agent_config_load_string(const char *text, const char *name, agent_config **out,
-    coffer_err *err);
+int agent_config_load_string(
+    const char *text, const char *name, agent_config **out, coffer_err *err);
 
 void agent_config_free(agent_config *cfg);
 

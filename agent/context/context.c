@@ -6,17 +6,19 @@
 #include <sys/stat.h>
 
 int
-agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned needs,
-    coffer_repo **out, coffer_err *err)
+agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned needs, coffer_repo **out,
+    coffer_err *err)
 {
-	const agent_repo_config *rc = strcmp(repo_name, "dr") == 0 ? &cfg->repo_dr :
-								    &cfg->repo_primary;
+	const agent_repo_config *rc =
+	    strcmp(repo_name, "dr") == 0 ? &cfg->repo_dr : &cfg->repo_primary;
 	if (!rc->present) {
 		return (coffer_err_set(err, COFFER_EINVAL, "%s: no [repository.%s] section",
-		    coffer_config_path(cfg->ini), repo_name),
-		       coffer_err_hint(err, "add [repository.%s] to the agent's config, or use "
-					    "--repo primary", repo_name));
-}
+		            coffer_config_path(cfg->ini), repo_name),
+		    coffer_err_hint(err,
+		        "add [repository.%s] to the agent's config, or use "
+		        "--repo primary",
+		        repo_name));
+	}
 	coffer_repo_config repo_cfg = {
 		.type = rc->type == AGENT_REPO_S3 ? "s3" : "posix",
 		.path = rc->path,
@@ -33,10 +35,10 @@ agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned needs,
 	unsigned caps = COFFER_REPO_READ;
 	if (needs & AGENT_NEED_REPO_WRITE) {
 		caps |= COFFER_REPO_WRITE;
-}
+	}
 	if (coffer_repo_open(&repo_cfg, caps, out, err) != 0) {
 		return (coffer_err_wrap(err, "repository %s", repo_name));
-}
+	}
 	return (0);
 }
 
@@ -47,45 +49,47 @@ open_repo(agent_ctx *ctx, unsigned needs, coffer_err *err)
 }
 
 int
-agent_ctx_open(const char *config_path, const char *repo_name, unsigned needs,
-    agent_ctx **out, coffer_err *err)
+agent_ctx_open(const char *config_path, const char *repo_name, unsigned needs, agent_ctx **out,
+    coffer_err *err)
 {
 	*out = NULL;
 	if (repo_name == NULL) {
 		repo_name = "primary";
-}
+	}
 	if (strcmp(repo_name, "primary") != 0 && strcmp(repo_name, "dr") != 0) {
 		return (coffer_err_set(err, COFFER_EINVAL, "unknown repository '%s'", repo_name),
-		       coffer_err_hint(err, "use --repo primary or --repo dr"));
-}
+		    coffer_err_hint(err, "use --repo primary or --repo dr"));
+	}
 	agent_ctx *ctx = calloc(1, sizeof(*ctx));
 	if (ctx == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
-}
+	}
 	ctx->repo_name = repo_name;
 	int rc = agent_config_load(config_path, &ctx->cfg, err);
 	if (rc == 0 && (needs & AGENT_NEED_KEYRING)) {
 		rc = coffer_keyring_load(ctx->cfg->key_ring, &ctx->ring, err);
-}
+	}
 	if (rc == 0 && (needs & (AGENT_NEED_SIGN | AGENT_NEED_VERIFY))) {
 		rc = coffer_sign_key_load(ctx->cfg->signing_key, &ctx->sign_key, err);
 		if (rc == COFFER_ENOENT) {
-			coffer_err_hint(err, "create it with `coffer-agent init -c %s`", config_path);
-}
+			coffer_err_hint(
+			    err, "create it with `coffer-agent init -c %s`", config_path);
+		}
 		if (rc == 0) {
 			rc = coffer_sign_key_public(ctx->sign_key, &ctx->sign_pub, err);
-}
+		}
 	}
 	if (rc == 0 && (needs & (AGENT_NEED_REPO | AGENT_NEED_REPO_WRITE))) {
 		rc = open_repo(ctx, needs, err);
-}
+	}
 	if (rc == 0 && (needs & AGENT_NEED_OUTBOX)) {
 		if (mkdir(ctx->cfg->state_dir, 0700) != 0 && errno != EEXIST) {
-			rc = coffer_err_errno(err, errno, "creating state_dir", ctx->cfg->state_dir);
-}
+			rc =
+			    coffer_err_errno(err, errno, "creating state_dir", ctx->cfg->state_dir);
+		}
 		if (rc == 0) {
 			rc = agent_outbox_open(ctx->cfg->state_dir, NULL, &ctx->outbox, err);
-}
+		}
 	}
 	if (rc != 0) {
 		agent_ctx_close(ctx);
@@ -100,7 +104,7 @@ agent_ctx_close(agent_ctx *ctx)
 {
 	if (ctx == NULL) {
 		return;
-}
+	}
 	agent_outbox_close(ctx->outbox);
 	coffer_repo_close(ctx->repo);
 	coffer_sign_pubkey_free(ctx->sign_pub);

@@ -13,8 +13,8 @@
 #include "agent/outbox/outbox.h"
 #include "common/base/error.h"
 #include "common/crypto/keyring.h"
-#include "common/repo/repo.h"
 #include "common/crypto/sign.h"
+#include "common/repo/repo.h"
 
 enum {
 	AGENT_NEED_KEYRING = 0x01, /* encrypt or decrypt */
@@ -41,8 +41,8 @@ int agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned nee
     coffer_repo **out, coffer_err *err);
 
 /* repo_name NULL means "primary". */
-int agent_ctx_open(const char *config_path, const char *repo_name, unsigned needs,
-    agent_ctx **out, coffer_err *err);
+int agent_ctx_open(const char *config_path, const char *repo_name, unsigned needs, agent_ctx **out,
+    coffer_err *err);
 void agent_ctx_close(agent_ctx *ctx);
 
 #endif

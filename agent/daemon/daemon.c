@@ -6,12 +6,12 @@
 #include <uv.h>
 
 #include "agent/backup/backup.h"
-#include "agent/outbox/events.h"
 #include "agent/backup/physical.h"
+#include "agent/outbox/events.h"
 #include "agent/report/sender.h"
 #include "common/base/clock.h"
-#include "common/conf/cron.h"
 #include "common/base/log.h"
+#include "common/conf/cron.h"
 #include "common/conf/tz.h"
 
 /* The schedule is re-read from the clock at least this often, so a clock
@@ -26,11 +26,11 @@ typedef struct agent_daemon {
 	uv_work_t work;
 	coffer_cron *cron;
 	coffer_tz *tz;
-	int64_t next_run_s;      /* the next scheduled instant */
-	coffer_cron *pcron;      /* [schedule] physical; NULL if unset */
-	int64_t pnext_run_s;     /* its next instant */
-	bool job_physical;       /* the running backup's kind */
-	int64_t running_for_s;   /* the scheduled instant the running backup is for */
+	int64_t next_run_s;    /* the next scheduled instant */
+	coffer_cron *pcron;    /* [schedule] physical; NULL if unset */
+	int64_t pnext_run_s;   /* its next instant */
+	bool job_physical;     /* the running backup's kind */
+	int64_t running_for_s; /* the scheduled instant the running backup is for */
 	bool running;
 	bool stopping;
 	agent_cancel *cancel;
@@ -42,10 +42,10 @@ typedef struct agent_daemon {
 	/* Commands from the coordinator, handed over by the sender thread. */
 	uv_async_t cmd_async;
 	uv_mutex_t cmd_mu;
-	bool cmd_closed;             /* cmd_mu */
-	uint64_t cmd_queue[16];      /* cmd_mu: received, not yet started */
-	bool cmd_physical[16];       /* cmd_mu: the kind each asked for */
-	size_t cmd_n;                /* cmd_mu */
+	bool cmd_closed;        /* cmd_mu */
+	uint64_t cmd_queue[16]; /* cmd_mu: received, not yet started */
+	bool cmd_physical[16];  /* cmd_mu: the kind each asked for */
+	size_t cmd_n;           /* cmd_mu */
 } agent_daemon;
 
 static void arm(agent_daemon *d);
@@ -56,12 +56,11 @@ backup_work(uv_work_t *w)
 {
 	agent_daemon *d = w->data;
 	coffer_err_clear(&d->job_err);
-	d->job_rc = d->job_physical ?
-	    agent_physical_backup(d->ctx, &d->req, &d->res, &d->job_err) :
-	    agent_backup_logical(d->ctx, &d->req, &d->res, &d->job_err);
+	d->job_rc = d->job_physical ? agent_physical_backup(d->ctx, &d->req, &d->res, &d->job_err)
+	                            : agent_backup_logical(d->ctx, &d->req, &d->res, &d->job_err);
 	if (d->req.command_id == 0) {
 		return;
-}
+	}
 	/* The coordinator keeps handing a command out until it hears it is
 	 * done; this event (durable, like every outcome) says so. */
 	Coffer__V1__CommandDone done = COFFER__V1__COMMAND_DONE__INIT;
@@ -74,10 +73,10 @@ backup_work(uv_work_t *w)
 	ev.command_done = &done;
 	coffer_err err = { 0 };
 	if (agent_events_emit(d->ctx->outbox, d->ctx->cfg->service, coffer_clock_now(NULL), &ev,
-		NULL, &err) != 0) {
+	        NULL, &err) != 0) {
 		coffer_log_error("command outcome not recorded", "command=%" PRIu64 " error=\"%s\"",
 		    d->req.command_id, err.msg);
-}
+	}
 }
 
 static void
@@ -100,14 +99,14 @@ backup_done(uv_work_t *w, int status)
 	(void)status;
 	d->running = false;
 	/* The backup's events are in the outbox now: ship them at once. */
-	agent_sender_note_backup(d->sender, false, d->job_rc == 0 ? d->res.backup_id : NULL,
-	    coffer_clock_now(NULL));
+	agent_sender_note_backup(
+	    d->sender, false, d->job_rc == 0 ? d->res.backup_id : NULL, coffer_clock_now(NULL));
 	agent_sender_kick(d->sender);
 	if (d->job_rc != 0) {
 		/* backup.c already logged and recorded it; this names the schedule slot. */
 		coffer_log_warn("scheduled backup failed", "service=%s backup=%s error=\"%s\"",
 		    d->ctx->cfg->service, d->res.backup_id, d->job_err.msg);
-}
+	}
 	if (d->stopping) {
 		stop_handles(d);
 		return;
@@ -161,7 +160,7 @@ start_queued_command(agent_daemon *d)
 {
 	if (d->running || d->stopping) {
 		return;
-}
+	}
 	uv_mutex_lock(&d->cmd_mu);
 	uint64_t id = 0;
 	bool physical = false;
@@ -176,9 +175,10 @@ start_queued_command(agent_daemon *d)
 	uv_mutex_unlock(&d->cmd_mu);
 	if (id == 0) {
 		return;
-}
-	coffer_log_info("backup requested by the coordinator", "service=%s command=%" PRIu64
-	    " kind=%s", d->ctx->cfg->service, id, physical ? "physical" : "logical");
+	}
+	coffer_log_info("backup requested by the coordinator",
+	    "service=%s command=%" PRIu64 " kind=%s", d->ctx->cfg->service, id,
+	    physical ? "physical" : "logical");
 	memset(&d->req, 0, sizeof(d->req));
 	d->req.trigger = COFFER__V1__TRIGGER__TRIGGER_COMMAND;
 	d->req.command_id = id;
@@ -203,8 +203,8 @@ on_timer(uv_timer_t *t)
 	int64_t now_s = coffer_clock_now(NULL) / 1000;
 	if (now_s >= d->next_run_s) {
 		int64_t slot = d->next_run_s;
-		coffer_log_info("scheduled backup due", "service=%s slot=%" PRId64, d->ctx->cfg->service,
-		    slot);
+		coffer_log_info(
+		    "scheduled backup due", "service=%s slot=%" PRId64, d->ctx->cfg->service, slot);
 		start_backup(d, slot, false);
 		coffer_err err = { 0 };
 		if (coffer_cron_next(d->cron, d->tz, now_s, &d->next_run_s, &err) != 0) {
@@ -233,19 +233,19 @@ arm(agent_daemon *d)
 {
 	if (d->stopping) {
 		return;
-}
+	}
 	int64_t now_ms = coffer_clock_now(NULL);
 	int64_t next_s = d->next_run_s;
 	if (d->pcron != NULL && d->pnext_run_s < next_s) {
 		next_s = d->pnext_run_s;
-}
+	}
 	int64_t wait = next_s * 1000 - now_ms;
 	if (wait < 0) {
 		wait = 0;
-}
+	}
 	if (wait > MAX_SLEEP_MS) {
 		wait = MAX_SLEEP_MS;
-}
+	}
 	uv_timer_start(&d->timer, on_timer, (uint64_t)wait, 0);
 }
 
@@ -255,9 +255,10 @@ on_signal(uv_signal_t *s, int signum)
 	agent_daemon *d = s->data;
 	if (d->stopping) {
 		return;
-}
+	}
 	d->stopping = true;
-	coffer_log_info("stopping", "signal=%d backup_running=%s", signum, d->running ? "yes" : "no");
+	coffer_log_info(
+	    "stopping", "signal=%d backup_running=%s", signum, d->running ? "yes" : "no");
 	if (d->running) {
 		/* backup_done closes the handles once the cancelled backup has
 		 * been recorded as failed. */
@@ -278,7 +279,7 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	d.cron = coffer_cron_parse(ctx->cfg->schedule_logical, err);
 	if (d.cron == NULL) {
 		return (err->code);
-}
+	}
 	d.tz = coffer_tz_load(ctx->cfg->timezone, err);
 	if (d.tz == NULL) {
 		coffer_cron_free(d.cron);
@@ -288,15 +289,15 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	int64_t now_s = coffer_clock_now(NULL) / 1000;
 	if (rc == 0) {
 		rc = coffer_cron_next(d.cron, d.tz, now_s, &d.next_run_s, err);
-}
+	}
 	if (rc == 0 && ctx->cfg->schedule_physical != NULL) {
 		d.pcron = coffer_cron_parse(ctx->cfg->schedule_physical, err);
-		rc = d.pcron == NULL ? err->code :
-		    coffer_cron_next(d.pcron, d.tz, now_s, &d.pnext_run_s, err);
+		rc = d.pcron == NULL ? err->code
+		                     : coffer_cron_next(d.pcron, d.tz, now_s, &d.pnext_run_s, err);
 	}
 	if (rc == 0 && uv_loop_init(&d.loop) != 0) {
 		rc = coffer_err_set(err, COFFER_ENOMEM, "cannot start the event loop");
-}
+	}
 	if (rc != 0) {
 		agent_cancel_free(d.cancel);
 		coffer_tz_free(d.tz);
@@ -319,7 +320,7 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	d.cmd_async.data = &d;
 	if (d.sender != NULL) {
 		agent_sender_set_command_cb(d.sender, on_command, &d);
-}
+	}
 	uv_timer_init(&d.loop, &d.timer);
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
@@ -328,8 +329,9 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 	char next[40];
 	coffer_time_format(next, sizeof(next), d.next_run_s * 1000);
-	coffer_log_info("agent started", "service=%s agent=%s schedule=\"%s\" timezone=%s next_run=%s",
-	    ctx->cfg->service, ctx->cfg->name, ctx->cfg->schedule_logical, ctx->cfg->timezone, next);
+	coffer_log_info("agent started",
+	    "service=%s agent=%s schedule=\"%s\" timezone=%s next_run=%s", ctx->cfg->service,
+	    ctx->cfg->name, ctx->cfg->schedule_logical, ctx->cfg->timezone, next);
 	arm(&d);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	/* After the signal and any cancelled backup: waits for at most one call. */

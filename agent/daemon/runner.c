@@ -9,14 +9,14 @@
 #include <string.h>
 #include <uv.h>
 
-#include "agent/restore/drill.h"
 #include "agent/outbox/events.h"
 #include "agent/report/sender.h"
+#include "agent/restore/drill.h"
 #include "common/base/clock.h"
 #include "common/base/log.h"
 
 #define QUEUE_MAX 16
-#define MAX_PROD 256
+#define MAX_PROD  256
 
 /* One RunDrill, copied out of the reply that carried it. */
 typedef struct drill_job {
@@ -86,8 +86,8 @@ on_drill(void *arg, uint64_t command_id, const Coffer__V1__RunDrill *rd)
 	q->drill_id = rd->drill_id;
 	q->service = keep(j, rd->service);
 	q->backup = keep(j, rd->backup_id);
-	q->repository = keep(j, rd->repository != NULL && rd->repository[0] != '\0' ?
-		rd->repository : "primary");
+	q->repository = keep(
+	    j, rd->repository != NULL && rd->repository[0] != '\0' ? rd->repository : "primary");
 	q->rto_ms = (int64_t)rd->rto_minutes * 60 * 1000;
 	q->freshness_query = keep(j, rd->freshness_query);
 	q->freshness_max_lag_ms = rd->freshness_max_lag_s * 1000;
@@ -143,8 +143,8 @@ report(runner *r, drill_job *j)
 	coffer_err err = { 0 };
 	int64_t now = coffer_clock_now(NULL);
 	/* A drill that could not be judged has no result, only its reason. */
-	if (j->rc == 0 && agent_events_emit(r->ctx->outbox, j->req.service, now, &ev, NULL,
-			      &err) != 0) {
+	if (j->rc == 0 &&
+	    agent_events_emit(r->ctx->outbox, j->req.service, now, &ev, NULL, &err) != 0) {
 		coffer_log_error("drill result not recorded", "drill=%" PRIu64 " error=\"%s\"",
 		    j->req.drill_id, err.msg);
 	}
@@ -241,7 +241,8 @@ on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	r->stopping = true;
-	coffer_log_info("stopping", "signal=%d drill_running=%s", signum, r->running ? "yes" : "no");
+	coffer_log_info(
+	    "stopping", "signal=%d drill_running=%s", signum, r->running ? "yes" : "no");
 	if (r->running) {
 		/* The drill is cancelled between steps; its command stays owed
 		 * and the coordinator hands it out again. */
@@ -255,10 +256,13 @@ int
 agent_runner_run(agent_ctx *ctx, coffer_err *err)
 {
 	if (!ctx->cfg->coordinator_present) {
-		coffer_err_set(err, COFFER_EINVAL, "%s: a drill runner takes its drills from the "
-		    "coordinator, and there is no [coordinator]", coffer_config_path(ctx->cfg->ini));
-		return (coffer_err_hint(err, "add [coordinator], or run one drill by hand with "
-					     "`coffer-agent drill`"));
+		coffer_err_set(err, COFFER_EINVAL,
+		    "%s: a drill runner takes its drills from the "
+		    "coordinator, and there is no [coordinator]",
+		    coffer_config_path(ctx->cfg->ini));
+		return (coffer_err_hint(err,
+		    "add [coordinator], or run one drill by hand with "
+		    "`coffer-agent drill`"));
 	}
 	runner r;
 	memset(&r, 0, sizeof(r));

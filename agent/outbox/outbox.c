@@ -29,19 +29,19 @@
 
 #include "common/base/log.h"
 
-#define OB_VERSION 1
-#define OB_SEG_MAGIC "CFOUTBOX"
-#define OB_STATE_MAGIC "CFOBSTAT"
-#define OB_STATE_NAME "state"
-#define OB_STATE_TMP "state.tmp"
-#define OB_LOCK_NAME "lock"
-#define OB_STATE_SIZE 40
-#define OB_REC_CHECK 16 /* truncated SHA-256 in a record header */
-#define OB_HDR_CHECK 8  /* truncated SHA-256 in segment and state headers */
-#define OB_IO_CHUNK 65536
-#define OB_SEG_DIGITS 20
-#define OB_SEG_SUFFIX ".seg"
-#define OB_TMP_SUFFIX ".tmp"
+#define OB_VERSION      1
+#define OB_SEG_MAGIC    "CFOUTBOX"
+#define OB_STATE_MAGIC  "CFOBSTAT"
+#define OB_STATE_NAME   "state"
+#define OB_STATE_TMP    "state.tmp"
+#define OB_LOCK_NAME    "lock"
+#define OB_STATE_SIZE   40
+#define OB_REC_CHECK    16 /* truncated SHA-256 in a record header */
+#define OB_HDR_CHECK    8  /* truncated SHA-256 in segment and state headers */
+#define OB_IO_CHUNK     65536
+#define OB_SEG_DIGITS   20
+#define OB_SEG_SUFFIX   ".seg"
+#define OB_TMP_SUFFIX   ".tmp"
 #define OB_MIN_SEGMENTS 256
 
 static const uint8_t ob_rec_magic[4] = { 0xc0, 0xfe, 0x0b, 0x01 };
@@ -140,8 +140,8 @@ seg_name(uint64_t first_seq, char *buf, size_t size)
 	snprintf(buf, size, "%0*" PRIu64 OB_SEG_SUFFIX, OB_SEG_DIGITS, first_seq);
 }
 
-static int seg_err(agent_outbox *ob, coffer_err *err, int code, uint64_t first_seq,
-    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int seg_err(agent_outbox *ob, coffer_err *err, int code, uint64_t first_seq, const char *fmt,
+    ...) __attribute__((format(printf, 5, 6)));
 
 /* "outbox segment <path> <what>": every complaint about a segment names it. */
 static int
@@ -155,8 +155,8 @@ seg_err(agent_outbox *ob, coffer_err *err, int code, uint64_t first_seq, const c
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	seg_name(first_seq, name, sizeof(name));
-	return (coffer_err_set(err, code, "outbox segment %s %s",
-	    ob_path(ob, name, path, sizeof(path)), what));
+	return (coffer_err_set(
+	    err, code, "outbox segment %s %s", ob_path(ob, name, path, sizeof(path)), what));
 }
 
 static int
@@ -231,8 +231,8 @@ ob_lock(agent_outbox *ob, coffer_err *err)
 	while (flock(ob->lock_fd, LOCK_EX) != 0) {
 		if (errno != EINTR) {
 			char path[PATH_MAX];
-			return (coffer_err_errno(err, errno, "lock",
-			    ob_path(ob, OB_LOCK_NAME, path, sizeof(path))));
+			return (coffer_err_errno(
+			    err, errno, "lock", ob_path(ob, OB_LOCK_NAME, path, sizeof(path))));
 		}
 	}
 	return (0);
@@ -247,9 +247,11 @@ ob_unlock(agent_outbox *ob)
 static void
 corrupt_hint(agent_outbox *ob, coffer_err *err)
 {
-	coffer_err_hint(err, "the file changed after it was saved (disk or file system fault); "
+	coffer_err_hint(err,
+	    "the file changed after it was saved (disk or file system fault); "
 	    "stop coffer-agent, keep a copy of %s and repair it by hand, never delete it: "
-	    "event sequence numbers continue from it", ob->dir);
+	    "event sequence numbers continue from it",
+	    ob->dir);
 }
 
 /* ---- state file ---- */
@@ -275,15 +277,19 @@ state_read(agent_outbox *ob, coffer_err *err)
 		return (coffer_err_errno(err, saved, "read", path));
 	}
 	if (n != OB_STATE_SIZE || memcmp(buf, OB_STATE_MAGIC, 8) != 0) {
-		coffer_err_set(err, COFFER_ECORRUPT, "outbox state file %s is not a state file "
-		    "(%zd bytes)", path, n);
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "outbox state file %s is not a state file "
+		    "(%zd bytes)",
+		    path, n);
 		corrupt_hint(ob, err);
 		return (COFFER_ECORRUPT);
 	}
 	if (get_be32(buf + 8) != OB_VERSION) {
-		coffer_err_set(err, COFFER_EVERSION, "outbox state file %s has format version %" PRIu32
-		    ", this agent knows %d", path, get_be32(buf + 8), OB_VERSION);
-		return (coffer_err_hint(err, "run the coffer-agent version that wrote it, or newer"));
+		coffer_err_set(err, COFFER_EVERSION,
+		    "outbox state file %s has format version %" PRIu32 ", this agent knows %d",
+		    path, get_be32(buf + 8), OB_VERSION);
+		return (
+		    coffer_err_hint(err, "run the coffer-agent version that wrote it, or newer"));
 	}
 	uint8_t check[OB_HDR_CHECK];
 	int rc = ob_digest(ob, buf, 32, NULL, 0, check, sizeof(check), err);
@@ -291,14 +297,16 @@ state_read(agent_outbox *ob, coffer_err *err)
 		return (rc);
 	}
 	if (memcmp(check, buf + 32, sizeof(check)) != 0) {
-		coffer_err_set(err, COFFER_ECORRUPT, "outbox state file %s fails its checksum", path);
+		coffer_err_set(
+		    err, COFFER_ECORRUPT, "outbox state file %s fails its checksum", path);
 		corrupt_hint(ob, err);
 		return (COFFER_ECORRUPT);
 	}
 	uint64_t acked = get_be64(buf + 16);
 	if (acked < ob->acked) {
-		coffer_err_set(err, COFFER_ECORRUPT, "outbox state file %s went back from acked seq %"
-		    PRIu64 " to %" PRIu64, path, ob->acked, acked);
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "outbox state file %s went back from acked seq %" PRIu64 " to %" PRIu64, path,
+		    ob->acked, acked);
 		corrupt_hint(ob, err);
 		return (COFFER_ECORRUPT);
 	}
@@ -388,17 +396,21 @@ seg_open(agent_outbox *ob, uint64_t first_seq, int flags, int *fd_out, coffer_er
 	int rc = 0;
 	uint8_t want[AGENT_OUTBOX_SEGMENT_HEADER];
 	if (n != (ssize_t)sizeof(hdr) || memcmp(hdr, OB_SEG_MAGIC, 8) != 0) {
-		rc = coffer_err_set(err, COFFER_ECORRUPT, "outbox segment %s has no valid header", path);
+		rc = coffer_err_set(
+		    err, COFFER_ECORRUPT, "outbox segment %s has no valid header", path);
 		corrupt_hint(ob, err);
 	} else if (get_be32(hdr + 8) != OB_VERSION) {
-		rc = coffer_err_set(err, COFFER_EVERSION, "outbox segment %s has format version %"
-		    PRIu32 ", this agent knows %d", path, get_be32(hdr + 8), OB_VERSION);
+		rc = coffer_err_set(err, COFFER_EVERSION,
+		    "outbox segment %s has format version %" PRIu32 ", this agent knows %d", path,
+		    get_be32(hdr + 8), OB_VERSION);
 		coffer_err_hint(err, "run the coffer-agent version that wrote it, or newer");
 	} else if ((rc = seg_header_build(ob, first_seq, want, err)) != 0) {
 		/* err is set */
 	} else if (memcmp(hdr, want, sizeof(want)) != 0) {
-		rc = coffer_err_set(err, COFFER_ECORRUPT, "outbox segment %s has a header that fails "
-		    "its checksum or names another first seq", path);
+		rc = coffer_err_set(err, COFFER_ECORRUPT,
+		    "outbox segment %s has a header that fails "
+		    "its checksum or names another first seq",
+		    path);
 		corrupt_hint(ob, err);
 	}
 	if (rc != 0) {
@@ -511,8 +523,7 @@ ob_forget_positions(agent_outbox *ob)
  * segment is sealed only after its tail was repaired); anything else is
  * damage, refused so that no event disappears without a person deciding. */
 static int
-bad_record(agent_outbox *ob, size_t i, int fd, off_t off, off_t end, bool is_last,
-    coffer_err *err)
+bad_record(agent_outbox *ob, size_t i, int fd, off_t off, off_t end, bool is_last, coffer_err *err)
 {
 	struct ob_seg *s = &ob->segs[i];
 	if (!is_last) {
@@ -542,8 +553,7 @@ bad_record(agent_outbox *ob, size_t i, int fd, off_t off, off_t end, bool is_las
 	/* Its writer died before fdatasync returned, so the record was never
 	 * reported saved and nobody read it: cutting it off loses nothing. */
 	coffer_log_warn("outbox torn tail truncated", "file=%s offset=%lld dropped_bytes=%lld",
-	    coffer_log_quote(quoted, sizeof(quoted), path), (long long)off,
-	    (long long)(end - off));
+	    coffer_log_quote(quoted, sizeof(quoted), path), (long long)off, (long long)(end - off));
 	if (ftruncate(fd, off) != 0) {
 		return (coffer_err_errno(err, errno, "truncate", path));
 	}
@@ -556,8 +566,7 @@ bad_record(agent_outbox *ob, size_t i, int fd, off_t off, off_t end, bool is_las
 
 /* Verifies the records of segment i between from and end. */
 static int
-seg_scan(agent_outbox *ob, size_t i, int fd, off_t from, off_t end, bool is_last,
-    coffer_err *err)
+seg_scan(agent_outbox *ob, size_t i, int fd, off_t from, off_t end, bool is_last, coffer_err *err)
 {
 	struct ob_seg *s = &ob->segs[i];
 	uint64_t lo = s->nrec > 0 ? s->last_seq + 1 : s->first_seq;
@@ -668,8 +677,10 @@ seg_list(agent_outbox *ob, size_t *count, coffer_err *err)
 		if (n == ob->max_segs) {
 			rc = coffer_err_set(err, COFFER_ETOOBIG,
 			    "outbox %s holds more than %zu segment files", ob->dir, ob->max_segs);
-			coffer_err_hint(err, "raise the outbox segment size, or find out why so many "
-			    "files are in %s", ob->dir);
+			coffer_err_hint(err,
+			    "raise the outbox segment size, or find out why so many "
+			    "files are in %s",
+			    ob->dir);
 			break;
 		}
 		ob->names[n++] = first;
@@ -764,7 +775,8 @@ ob_refresh(agent_outbox *ob, coffer_err *err)
 		}
 		struct stat st;
 		if ((fd >= 0 ? fstat(fd, &st) : fstatat(ob->dir_fd, name, &st, 0)) != 0) {
-			rc = coffer_err_errno(err, errno, "stat", ob_path(ob, name, path, sizeof(path)));
+			rc = coffer_err_errno(
+			    err, errno, "stat", ob_path(ob, name, path, sizeof(path)));
 			goto next_seg;
 		}
 		if (s->size == 0) {
@@ -833,9 +845,11 @@ ob_compact(agent_outbox *ob)
 			char path[PATH_MAX];
 			char quoted[PATH_MAX + 16];
 			/* Not fatal: the ack is durable and the next compaction retries. */
-			coffer_log_warn("cannot remove acked outbox segment", "file=%s error=\"%s\"",
-			    coffer_log_quote(quoted, sizeof(quoted),
-				ob_path(ob, name, path, sizeof(path))), strerror(errno));
+			coffer_log_warn("cannot remove acked outbox segment",
+			    "file=%s error=\"%s\"",
+			    coffer_log_quote(
+			        quoted, sizeof(quoted), ob_path(ob, name, path, sizeof(path))),
+			    strerror(errno));
 			break;
 		}
 		k++;
@@ -874,8 +888,10 @@ seg_create(agent_outbox *ob, uint64_t first_seq, coffer_err *err)
 	char path[PATH_MAX];
 	uint8_t hdr[AGENT_OUTBOX_SEGMENT_HEADER];
 	if (ob->nsegs == ob->max_segs) {
-		coffer_err_set(err, COFFER_ETOOBIG, "outbox %s holds %zu segment files, the most "
-		    "it may", ob->dir, ob->max_segs);
+		coffer_err_set(err, COFFER_ETOOBIG,
+		    "outbox %s holds %zu segment files, the most "
+		    "it may",
+		    ob->dir, ob->max_segs);
 		return (coffer_err_hint(err, "raise the outbox segment size"));
 	}
 	int rc = seg_header_build(ob, first_seq, hdr, err);
@@ -941,28 +957,35 @@ limits_resolve(const agent_outbox_limits *in, agent_outbox_limits *out, coffer_e
 		l.max_bytes = AGENT_OUTBOX_DEFAULT_MAX_BYTES;
 	}
 	if (l.max_record > AGENT_OUTBOX_FORMAT_MAX_RECORD) {
-		coffer_err_set(err, COFFER_EINVAL, "outbox record limit of %zu bytes exceeds the "
-		    "format's %u", l.max_record, AGENT_OUTBOX_FORMAT_MAX_RECORD);
+		coffer_err_set(err, COFFER_EINVAL,
+		    "outbox record limit of %zu bytes exceeds the "
+		    "format's %u",
+		    l.max_record, AGENT_OUTBOX_FORMAT_MAX_RECORD);
 		return (coffer_err_hint(err, "lower the outbox record limit"));
 	}
 	size_t need = AGENT_OUTBOX_SEGMENT_HEADER + AGENT_OUTBOX_RECORD_HEADER + l.max_record;
 	if (l.segment_bytes < need) {
-		coffer_err_set(err, COFFER_EINVAL, "outbox segment size of %zu bytes cannot hold a "
-		    "record of %zu bytes", l.segment_bytes, l.max_record);
+		coffer_err_set(err, COFFER_EINVAL,
+		    "outbox segment size of %zu bytes cannot hold a "
+		    "record of %zu bytes",
+		    l.segment_bytes, l.max_record);
 		return (coffer_err_hint(err, "make the segment size at least %zu bytes", need));
 	}
 	if (l.max_bytes < l.segment_bytes) {
-		coffer_err_set(err, COFFER_EINVAL, "outbox size limit of %" PRIu64 " bytes is smaller "
-		    "than one segment of %zu bytes", l.max_bytes, l.segment_bytes);
-		return (coffer_err_hint(err, "raise the outbox size limit or lower the segment size"));
+		coffer_err_set(err, COFFER_EINVAL,
+		    "outbox size limit of %" PRIu64 " bytes is smaller "
+		    "than one segment of %zu bytes",
+		    l.max_bytes, l.segment_bytes);
+		return (
+		    coffer_err_hint(err, "raise the outbox size limit or lower the segment size"));
 	}
 	*out = l;
 	return (0);
 }
 
 int
-agent_outbox_open(const char *state_dir, const agent_outbox_limits *limits,
-    agent_outbox **out, coffer_err *err)
+agent_outbox_open(
+    const char *state_dir, const agent_outbox_limits *limits, agent_outbox **out, coffer_err *err)
 {
 	*out = NULL;
 	agent_outbox_limits lim;
@@ -979,7 +1002,8 @@ agent_outbox_open(const char *state_dir, const agent_outbox_limits *limits,
 		return (rc);
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		coffer_err_set(err, COFFER_EINVAL, "state directory %s is not a directory", state_dir);
+		coffer_err_set(
+		    err, COFFER_EINVAL, "state directory %s is not a directory", state_dir);
 		return (coffer_err_hint(err, "set [agent] state_dir to a directory"));
 	}
 
@@ -1036,7 +1060,8 @@ agent_outbox_open(const char *state_dir, const agent_outbox_limits *limits,
 	ob->lock_fd = openat(ob->dir_fd, OB_LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (ob->lock_fd < 0) {
 		char path[PATH_MAX];
-		rc = coffer_err_errno(err, errno, "open", ob_path(ob, OB_LOCK_NAME, path, sizeof(path)));
+		rc = coffer_err_errno(
+		    err, errno, "open", ob_path(ob, OB_LOCK_NAME, path, sizeof(path)));
 		goto fail;
 	}
 	rc = ob_lock(ob, err);
@@ -1061,17 +1086,19 @@ fail:
 }
 
 int
-agent_outbox_append(agent_outbox *ob, const void *payload, size_t len, uint64_t *seq_out,
-    coffer_err *err)
+agent_outbox_append(
+    agent_outbox *ob, const void *payload, size_t len, uint64_t *seq_out, coffer_err *err)
 {
 	if (len > ob->lim.max_record) {
-		coffer_err_set(err, COFFER_ETOOBIG, "event of %zu bytes exceeds the outbox record "
-		    "limit of %zu bytes", len, ob->lim.max_record);
+		coffer_err_set(err, COFFER_ETOOBIG,
+		    "event of %zu bytes exceeds the outbox record "
+		    "limit of %zu bytes",
+		    len, ob->lim.max_record);
 		return (coffer_err_hint(err, "this is a bug in whatever built so large an event"));
 	}
 	if (len > 0 && payload == NULL) {
-		return (coffer_err_set(err, COFFER_EINVAL, "outbox append of %zu bytes without data",
-		    len));
+		return (coffer_err_set(
+		    err, COFFER_EINVAL, "outbox append of %zu bytes without data", len));
 	}
 	int rc = ob_lock(ob, err);
 	if (rc != 0) {
@@ -1083,8 +1110,8 @@ agent_outbox_append(agent_outbox *ob, const void *payload, size_t len, uint64_t 
 	}
 	uint64_t seq = ob->next_seq;
 	if (seq == UINT64_MAX) {
-		rc = coffer_err_set(err, COFFER_EINTERNAL, "outbox %s has run out of sequence numbers",
-		    ob->dir);
+		rc = coffer_err_set(
+		    err, COFFER_EINTERNAL, "outbox %s has run out of sequence numbers", ob->dir);
 		goto out;
 	}
 	size_t rec_len = AGENT_OUTBOX_RECORD_HEADER + len;
@@ -1098,9 +1125,12 @@ agent_outbox_append(agent_outbox *ob, const void *payload, size_t len, uint64_t 
 		used -= (uint64_t)last->size;
 	}
 	if (used + want > ob->lim.max_bytes) {
-		coffer_err_set(err, COFFER_ENOSPC, "outbox %s is full: %" PRIu64 " of %" PRIu64
-		    " bytes in use, event of %zu bytes refused", ob->dir, used, ob->lim.max_bytes, len);
-		coffer_err_hint(err, "events leave the outbox only when the coordinator acks them: "
+		coffer_err_set(err, COFFER_ENOSPC,
+		    "outbox %s is full: %" PRIu64 " of %" PRIu64
+		    " bytes in use, event of %zu bytes refused",
+		    ob->dir, used, ob->lim.max_bytes, len);
+		coffer_err_hint(err,
+		    "events leave the outbox only when the coordinator acks them: "
 		    "check that this agent reaches the coordinator, or raise the outbox size limit");
 		rc = COFFER_ENOSPC;
 		goto out;
@@ -1166,8 +1196,8 @@ out:
 }
 
 static int
-read_hdr(agent_outbox *ob, int fd, const struct ob_seg *s, off_t off, struct ob_hdr *h,
-    coffer_err *err)
+read_hdr(
+    agent_outbox *ob, int fd, const struct ob_seg *s, off_t off, struct ob_hdr *h, coffer_err *err)
 {
 	uint8_t hdr[AGENT_OUTBOX_RECORD_HEADER];
 	ssize_t n = read_at(fd, hdr, sizeof(hdr), off);
@@ -1190,9 +1220,8 @@ read_hdr(agent_outbox *ob, int fd, const struct ob_seg *s, off_t off, struct ob_
 }
 
 int
-agent_outbox_foreach(agent_outbox *ob, uint64_t after_seq, size_t max_count,
-    size_t max_bytes, agent_outbox_record_cb cb, void *arg, size_t *delivered,
-    coffer_err *err)
+agent_outbox_foreach(agent_outbox *ob, uint64_t after_seq, size_t max_count, size_t max_bytes,
+    agent_outbox_record_cb cb, void *arg, size_t *delivered, coffer_err *err)
 {
 	size_t count = 0;
 	uint64_t bytes = 0;
@@ -1246,11 +1275,14 @@ agent_outbox_foreach(agent_outbox *ob, uint64_t after_seq, size_t max_count,
 				break;
 			}
 			if (h.len > ob->lim.max_record) {
-				rc = coffer_err_set(err, COFFER_ETOOBIG, "outbox record seq %" PRIu64
-				    " is %" PRIu32 " bytes, over the record limit of %zu bytes",
+				rc = coffer_err_set(err, COFFER_ETOOBIG,
+				    "outbox record seq %" PRIu64 " is %" PRIu32
+				    " bytes, over the record limit of %zu bytes",
 				    h.seq, h.len, ob->lim.max_record);
-				coffer_err_hint(err, "raise the outbox record limit to at least %" PRIu32
-				    " bytes, the limit of the agent that wrote it", h.len);
+				coffer_err_hint(err,
+				    "raise the outbox record limit to at least %" PRIu32
+				    " bytes, the limit of the agent that wrote it",
+				    h.len);
 				break;
 			}
 			uint8_t *p = ob->rec;
@@ -1263,8 +1295,8 @@ agent_outbox_foreach(agent_outbox *ob, uint64_t after_seq, size_t max_count,
 			if ((size_t)n != AGENT_OUTBOX_RECORD_HEADER + h.len) {
 				rc = COFFER_ECORRUPT;
 			} else {
-				rc = ob_digest(ob, p, 16, p + AGENT_OUTBOX_RECORD_HEADER, h.len, check,
-				    sizeof(check), err);
+				rc = ob_digest(ob, p, 16, p + AGENT_OUTBOX_RECORD_HEADER, h.len,
+				    check, sizeof(check), err);
 				if (rc != 0) {
 					break;
 				}
@@ -1287,8 +1319,9 @@ agent_outbox_foreach(agent_outbox *ob, uint64_t after_seq, size_t max_count,
 			bytes += h.len;
 			int cbrc = cb(h.seq, p + AGENT_OUTBOX_RECORD_HEADER, h.len, arg);
 			if (cbrc < 0) {
-				rc = coffer_err_set(err, cbrc, "outbox reader stopped at seq %" PRIu64
-				    ": %s", h.seq, coffer_strerror(cbrc));
+				rc = coffer_err_set(err, cbrc,
+				    "outbox reader stopped at seq %" PRIu64 ": %s", h.seq,
+				    coffer_strerror(cbrc));
 				break;
 			}
 			if (cbrc > 0) {
@@ -1323,9 +1356,12 @@ agent_outbox_ack(agent_outbox *ob, uint64_t seq, coffer_err *err)
 		goto out;
 	}
 	if (seq >= ob->next_seq) {
-		rc = coffer_err_set(err, COFFER_EINVAL, "cannot ack seq %" PRIu64 ": outbox %s has "
-		    "handed out seqs only up to %" PRIu64, seq, ob->dir, ob->next_seq - 1);
-		coffer_err_hint(err, "the coordinator acked an event this agent never sent; check "
+		rc = coffer_err_set(err, COFFER_EINVAL,
+		    "cannot ack seq %" PRIu64 ": outbox %s has "
+		    "handed out seqs only up to %" PRIu64,
+		    seq, ob->dir, ob->next_seq - 1);
+		coffer_err_hint(err,
+		    "the coordinator acked an event this agent never sent; check "
 		    "that two agents do not share one name");
 		goto out;
 	}
@@ -1345,8 +1381,8 @@ out:
 /* Counts the acked records of the one segment that holds both acked and
  * unacked ones, walking its headers (already verified, so not hashed). */
 static int
-split_count(agent_outbox *ob, const struct ob_seg *s, uint64_t *count, uint64_t *bytes,
-    coffer_err *err)
+split_count(
+    agent_outbox *ob, const struct ob_seg *s, uint64_t *count, uint64_t *bytes, coffer_err *err)
 {
 	if (ob->split_valid && ob->split_seg == s->first_seq && ob->split_acked == ob->acked &&
 	    ob->split_nrec == s->nrec) {

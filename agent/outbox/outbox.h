@@ -61,13 +61,13 @@
 
 #include "common/base/error.h"
 
-#define AGENT_OUTBOX_DEFAULT_MAX_RECORD (256u * 1024)
+#define AGENT_OUTBOX_DEFAULT_MAX_RECORD    (256u * 1024)
 #define AGENT_OUTBOX_DEFAULT_SEGMENT_BYTES (4u * 1024 * 1024)
-#define AGENT_OUTBOX_DEFAULT_MAX_BYTES (256ull * 1024 * 1024)
+#define AGENT_OUTBOX_DEFAULT_MAX_BYTES     (256ull * 1024 * 1024)
 /* The format's own ceiling on one record; max_record may not exceed it. */
 #define AGENT_OUTBOX_FORMAT_MAX_RECORD (64u * 1024 * 1024)
 /* Bytes of framing per record and per segment (see docs/FORMAT.md). */
-#define AGENT_OUTBOX_RECORD_HEADER 32u
+#define AGENT_OUTBOX_RECORD_HEADER  32u
 #define AGENT_OUTBOX_SEGMENT_HEADER 32u
 
 /* Zero in any field means its default. */
@@ -99,14 +99,14 @@ typedef int (*agent_outbox_record_cb)(uint64_t seq, const uint8_t *data, size_t 
  * limits may be NULL. On success *out is a new handle for agent_outbox_close.
  * COFFER_ECORRUPT / COFFER_EVERSION if the files are damaged or from a
  * newer agent; COFFER_EINVAL if limits are inconsistent. */
-int agent_outbox_open(const char *state_dir, const agent_outbox_limits *limits,
-    agent_outbox **out, coffer_err *err);
+int agent_outbox_open(
+    const char *state_dir, const agent_outbox_limits *limits, agent_outbox **out, coffer_err *err);
 
 /* Appends one record durably and sets *seq_out (may be NULL) to its seq.
  * COFFER_ETOOBIG if len > max_record, COFFER_ENOSPC if the outbox is full;
  * nothing is written then. The payload is copied; the caller keeps it. */
-int agent_outbox_append(agent_outbox *ob, const void *payload, size_t len, uint64_t *seq_out,
-    coffer_err *err);
+int agent_outbox_append(
+    agent_outbox *ob, const void *payload, size_t len, uint64_t *seq_out, coffer_err *err);
 
 /* Calls cb for unacked records with seq > after_seq, oldest first, at most
  * max_count of them and at most max_bytes of payload (the first record is
@@ -114,9 +114,8 @@ int agent_outbox_append(agent_outbox *ob, const void *payload, size_t len, uint6
  * to start from the oldest unacked; pass the last seq sent to pipeline
  * batches without waiting for acks. *delivered (may be NULL) counts the
  * records passed to cb; 0 means nothing is pending. */
-int agent_outbox_foreach(agent_outbox *ob, uint64_t after_seq, size_t max_count,
-    size_t max_bytes, agent_outbox_record_cb cb, void *arg, size_t *delivered,
-    coffer_err *err);
+int agent_outbox_foreach(agent_outbox *ob, uint64_t after_seq, size_t max_count, size_t max_bytes,
+    agent_outbox_record_cb cb, void *arg, size_t *delivered, coffer_err *err);
 
 /* Records durably that every record with seq <= seq is acked, then deletes
  * segments that hold only acked records. Acking an already acked seq does

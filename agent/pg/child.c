@@ -33,7 +33,7 @@
 #include "common/base/clock.h"
 
 #define CHILD_READ_BUF 65536
-#define CHILD_EXCERPT 320
+#define CHILD_EXCERPT  320
 
 extern char **environ;
 
@@ -370,7 +370,8 @@ env_build(const char *const *add)
 		for (size_t a = 0; a < nadd && !replaced; a++) {
 			const char *eq = strchr(add[a], '=');
 			size_t klen = eq != NULL ? (size_t)(eq - add[a]) : strlen(add[a]);
-			replaced = strncmp(environ[i], add[a], klen) == 0 && environ[i][klen] == '=';
+			replaced =
+			    strncmp(environ[i], add[a], klen) == 0 && environ[i][klen] == '=';
 		}
 		if (!replaced) {
 			env[k++] = environ[i];
@@ -408,22 +409,25 @@ verdict(struct child_run *r, const char *name, int64_t window_ms, coffer_err *er
 		}
 		return (coffer_err_wrap(err, "writing %s output", name));
 	case STOP_READ:
-		coffer_err_set(err, COFFER_EIO, "reading %s output: %s", name,
-		    uv_strerror(r->read_errno));
+		coffer_err_set(
+		    err, COFFER_EIO, "reading %s output: %s", name, uv_strerror(r->read_errno));
 		return (coffer_err_hint(err, "the pipe from the child failed; retry the run"));
 	case STOP_CANCEL:
-		coffer_err_set(err, COFFER_ECANCELED, "%s was stopped: the run was cancelled", name);
-		return (coffer_err_hint(err,
-		    "a shutdown or an operator stopped it; its output was not kept"));
+		coffer_err_set(
+		    err, COFFER_ECANCELED, "%s was stopped: the run was cancelled", name);
+		return (coffer_err_hint(
+		    err, "a shutdown or an operator stopped it; its output was not kept"));
 	case STOP_DEADLINE: {
 		char dur[32];
 		if (spec->deadline_what != NULL) {
 			coffer_err_set(err, COFFER_ETIMEDOUT,
-			    "%s did not finish within %s and was stopped", name, spec->deadline_what);
+			    "%s did not finish within %s and was stopped", name,
+			    spec->deadline_what);
 		} else {
 			coffer_err_set(err, COFFER_ETIMEDOUT,
 			    "%s did not finish within its %s deadline and was stopped", name,
-			    coffer_duration_format(dur, sizeof(dur), window_ms > 0 ? window_ms : 0));
+			    coffer_duration_format(
+			        dur, sizeof(dur), window_ms > 0 ? window_ms : 0));
 		}
 		return (coffer_err_hint(err,
 		    "widen the window, or find what slows %s down (waiting on a lock? see "
@@ -443,8 +447,8 @@ verdict(struct child_run *r, const char *name, int64_t window_ms, coffer_err *er
 	if (!res->exited || res->exit_status != 0) {
 		coffer_err_set(err, COFFER_ECHILD, "%s exited with status %d: %s", name,
 		    res->exit_status, excerpt);
-		return (coffer_err_hint(err, "see %s's message above; its options and the server log",
-		    name));
+		return (coffer_err_hint(
+		    err, "see %s's message above; its options and the server log", name));
 	}
 	return (0);
 }
@@ -463,13 +467,15 @@ agent_child_run(const agent_child_spec *spec, agent_child_result *res, coffer_er
 	const char *name = child_name(spec);
 	int64_t start = coffer_clock_monotonic_ms();
 	if (agent_cancel_requested(spec->cancel)) {
-		coffer_err_set(err, COFFER_ECANCELED, "%s was not started: the run was cancelled", name);
+		coffer_err_set(
+		    err, COFFER_ECANCELED, "%s was not started: the run was cancelled", name);
 		return (coffer_err_hint(err, "a shutdown or an operator stopped the run"));
 	}
 	if (spec->deadline_ms > 0 && start >= spec->deadline_ms) {
 		coffer_err_set(err, COFFER_ETIMEDOUT, "%s was not started: %s had already passed",
 		    name, spec->deadline_what != NULL ? spec->deadline_what : "its deadline");
-		return (coffer_err_hint(err, "widen the window; the steps before it took all of it"));
+		return (
+		    coffer_err_hint(err, "widen the window; the steps before it took all of it"));
 	}
 
 	struct child_run *r = calloc(1, sizeof(*r));
@@ -488,8 +494,8 @@ agent_child_run(const agent_child_spec *spec, agent_child_result *res, coffer_er
 	if (uvrv != 0) {
 		free(env);
 		free(r);
-		return (coffer_err_set(err, COFFER_EIO, "starting %s: event loop: %s", name,
-		    uv_strerror(uvrv)));
+		return (coffer_err_set(
+		    err, COFFER_EIO, "starting %s: event loop: %s", name, uv_strerror(uvrv)));
 	}
 	uv_pipe_init(&r->loop, &r->out, 0);
 	uv_pipe_init(&r->loop, &r->errp, 0);
@@ -526,14 +532,15 @@ agent_child_run(const agent_child_spec *spec, agent_child_result *res, coffer_er
 		/* maybe_done closes the rest once both pipes are closed. */
 		uv_run(&r->loop, UV_RUN_DEFAULT);
 		if (uvrv == UV_ENOENT) {
-			coffer_err_set(err, COFFER_ENOENT, "cannot run %s: %s not found", name,
-			    spec->argv[0]);
-			coffer_err_hint(err, "%s", spec->not_found_hint != NULL ? spec->not_found_hint
-			    : "install it, or give its full path");
+			coffer_err_set(
+			    err, COFFER_ENOENT, "cannot run %s: %s not found", name, spec->argv[0]);
+			coffer_err_hint(err, "%s",
+			    spec->not_found_hint != NULL ? spec->not_found_hint
+			                                 : "install it, or give its full path");
 			rv = COFFER_ENOENT;
 		} else if (uvrv == UV_EACCES) {
-			coffer_err_set(err, COFFER_EPERM, "cannot run %s: %s is not executable", name,
-			    spec->argv[0]);
+			coffer_err_set(err, COFFER_EPERM, "cannot run %s: %s is not executable",
+			    name, spec->argv[0]);
 			coffer_err_hint(err, "check the file's mode and the directories above it");
 			rv = COFFER_EPERM;
 		} else {

@@ -35,7 +35,7 @@
 #include "common/base/error.h"
 #include "common/stream/filter.h"
 
-#define AGENT_CHILD_STDERR_MAX 8192
+#define AGENT_CHILD_STDERR_MAX       8192
 #define AGENT_CHILD_DEFAULT_GRACE_MS 5000
 
 /* A cancel switch shared between the thread running a child and whoever may
@@ -78,9 +78,9 @@ typedef struct agent_child_spec {
 } agent_child_spec;
 
 typedef struct agent_child_result {
-	bool exited;          /* ended by exit(): exit_status is valid */
+	bool exited; /* ended by exit(): exit_status is valid */
 	int exit_status;
-	int term_signal;      /* ended by this signal; 0 if it exited */
+	int term_signal;       /* ended by this signal; 0 if it exited */
 	uint64_t stdout_bytes; /* read from stdout (pushed into the chain, or discarded) */
 	int64_t wall_ms;
 	char stderr_tail[AGENT_CHILD_STDERR_MAX + 1]; /* last bytes of stderr, NUL-terminated */

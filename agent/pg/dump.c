@@ -25,18 +25,41 @@ static const char short_with_value[] = "deEfFhjnNpStTUZ";
 
 /* Long options that take a value in the next word when no "=" is given. */
 static const char *const long_with_value[] = {
-	"compress", "dbname", "encoding", "exclude-schema", "exclude-table",
-	"exclude-table-data", "exclude-table-and-children", "exclude-table-data-and-children",
-	"extension", "exclude-extension", "extra-float-digits", "file", "filter", "format",
-	"host", "include-foreign-data", "jobs", "lock-wait-timeout", "port", "role",
-	"rows-per-insert", "schema", "section", "snapshot", "superuser", "table",
-	"table-and-children", "username", NULL,
+	"compress",
+	"dbname",
+	"encoding",
+	"exclude-schema",
+	"exclude-table",
+	"exclude-table-data",
+	"exclude-table-and-children",
+	"exclude-table-data-and-children",
+	"extension",
+	"exclude-extension",
+	"extra-float-digits",
+	"file",
+	"filter",
+	"format",
+	"host",
+	"include-foreign-data",
+	"jobs",
+	"lock-wait-timeout",
+	"port",
+	"role",
+	"rows-per-insert",
+	"schema",
+	"section",
+	"snapshot",
+	"superuser",
+	"table",
+	"table-and-children",
+	"username",
+	NULL,
 };
 
 /* The manifest's row counts cover every table, and restore checks them: a
  * dump that leaves tables, their data or their definitions out would fail
  * that check (or pass it wrongly), so it is refused up front. */
-#define PARTIAL \
+#define PARTIAL                                                                           \
 	"the manifest counts the rows of every table and restore checks them; a partial " \
 	"dump cannot pass that check"
 
@@ -104,8 +127,8 @@ check_value(coffer_err *err, const char *word, const char *opt, const char *valu
 		    "the agent stores pg_dump's custom format (-Fc) only, so pg_restore can read it"));
 	}
 	if (strcmp(opt, "compress") == 0 && !compress_ok(value)) {
-		return (refuse(err, word,
-		    "the backup stream compresses (zstd); pg_dump must not (-Z0)"));
+		return (refuse(
+		    err, word, "the backup stream compresses (zstd); pg_dump must not (-Z0)"));
 	}
 	return (0);
 }
@@ -164,7 +187,8 @@ check_short(coffer_err *err, const char *word, const char *next, bool *takes_nex
 		char one[3] = { '-', c, '\0' };
 		switch (c) {
 		case 'f':
-			return (refuse(err, one, "the agent reads the dump from pg_dump's standard output"));
+			return (refuse(
+			    err, one, "the agent reads the dump from pg_dump's standard output"));
 		case 'd':
 		case 'h':
 		case 'p':
@@ -178,7 +202,8 @@ check_short(coffer_err *err, const char *word, const char *next, bool *takes_nex
 		case 'N':
 			return (refuse(err, one, PARTIAL));
 		case 'W':
-			return (refuse(err, one, "nobody is there to type a password; use a passfile"));
+			return (
+			    refuse(err, one, "nobody is there to type a password; use a passfile"));
 		case 'V':
 		case '?':
 			return (refuse(err, one, "pg_dump would print and produce no dump"));
@@ -245,7 +270,8 @@ agent_dump_argv(const char *pg_dump, const char *snapshot_id, const char *connin
 		free(copy);
 		free(words);
 		free(argv);
-		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory building pg_dump's arguments"));
+		return (coffer_err_set(
+		    err, COFFER_ENOMEM, "out of memory building pg_dump's arguments"));
 	}
 	size_t nw = 0;
 	for (char *p = copy; *p != '\0';) {
@@ -286,7 +312,8 @@ agent_dump_argv(const char *pg_dump, const char *snapshot_id, const char *connin
 	if (rv == 0) {
 		char snap[128];
 		snprintf(snap, sizeof(snap), "--snapshot=%s", snapshot_id);
-		const char *fixed[] = { pg_dump, "-Fc", "-Z0", snap, "--no-owner", "--no-privileges" };
+		const char *fixed[] = { pg_dump, "-Fc", "-Z0", snap, "--no-owner",
+			"--no-privileges" };
 		for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
 			argv[argc++] = strdup(fixed[i]);
 		}

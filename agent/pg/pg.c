@@ -26,7 +26,7 @@
 
 #include <libpq-fe.h>
 
-#define PG_NAME_MAX 63 /* NAMEDATALEN - 1: longer identifiers are cut by the server */
+#define PG_NAME_MAX    63 /* NAMEDATALEN - 1: longer identifiers are cut by the server */
 #define PG_MIN_VERSION 100000
 
 struct agent_pg_snapshot {
@@ -40,8 +40,7 @@ struct agent_pg_snapshot {
 /* Never print the conninfo: it may hold a password. The hint says where. */
 static const char *const hint_conninfo = "[postgres] conninfo";
 
-static const char user_rel_filter[] =
-    "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'";
+static const char user_rel_filter[] = "n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'";
 
 /* libpq's messages span lines ("...failed: FATAL:  ...\n\tIs the server..."):
  * fold them into one line for coffer_err. */
@@ -88,8 +87,8 @@ connect_error(PGconn *conn, coffer_err *err)
 	}
 	if (strstr(msg, "database \"") != NULL && strstr(msg, "does not exist") != NULL) {
 		coffer_err_set(err, COFFER_ENOENT, "connecting to PostgreSQL: %s", msg);
-		return (coffer_err_hint(err, "check dbname in %s, or create the database",
-		    hint_conninfo));
+		return (coffer_err_hint(
+		    err, "check dbname in %s, or create the database", hint_conninfo));
 	}
 	if (strstr(msg, "FATAL:") != NULL && strstr(msg, "the database system is") == NULL &&
 	    strstr(msg, "too many clients") == NULL) {
@@ -144,7 +143,8 @@ pg_connect(const char *conninfo, int timeout_s, PGconn **out, coffer_err *err)
 
 	PGconn *conn = PQconnectdbParams(keys, vals, 1);
 	if (conn == NULL) {
-		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory connecting to PostgreSQL"));
+		return (
+		    coffer_err_set(err, COFFER_ENOMEM, "out of memory connecting to PostgreSQL"));
 	}
 	if (PQstatus(conn) != CONNECTION_OK) {
 		int rv = connect_error(conn, err);
@@ -183,14 +183,15 @@ sqlstate_code(const char *state)
 /* Runs one statement; on success *out (if not NULL) holds the result for the
  * caller to PQclear. `what` names the step for the message. */
 static int
-pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params,
-    ExecStatusType want, PGresult **out, const char *what, coffer_err *err)
+pg_query(PGconn *conn, const char *sql, int nparams, const char *const *params, ExecStatusType want,
+    PGresult **out, const char *what, coffer_err *err)
 {
 	if (out != NULL) {
 		*out = NULL;
 	}
-	PGresult *res = nparams == 0 ? PQexec(conn, sql)
-				     : PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	PGresult *res = nparams == 0
+	    ? PQexec(conn, sql)
+	    : PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
 	if (res != NULL && PQresultStatus(res) == want) {
 		if (out != NULL) {
 			*out = res;
@@ -280,8 +281,8 @@ tables_count(PGconn *conn, agent_pg_tables *out, coffer_err *err)
 	int n = PQntuples(res);
 	if (n > AGENT_PG_MAX_TABLES) {
 		PQclear(res);
-		coffer_err_set(err, COFFER_ETOOBIG, "the database has %d tables, more than %d",
-		    n, AGENT_PG_MAX_TABLES);
+		coffer_err_set(err, COFFER_ETOOBIG, "the database has %d tables, more than %d", n,
+		    AGENT_PG_MAX_TABLES);
 		return (coffer_err_hint(err,
 		    "back up this database with pg_dump directly, or raise AGENT_PG_MAX_TABLES"));
 	}
@@ -313,15 +314,17 @@ tables_count(PGconn *conn, agent_pg_tables *out, coffer_err *err)
 		char csql[1024];
 		int len = -1;
 		if (qs != NULL && qn != NULL) {
-			len = snprintf(csql, sizeof(csql), "SELECT count(*) FROM ONLY %s.%s", qs, qn);
+			len =
+			    snprintf(csql, sizeof(csql), "SELECT count(*) FROM ONLY %s.%s", qs, qn);
 		}
 		char what[300];
-		snprintf(what, sizeof(what), "counting rows of %s.%s", qs ? qs : schema,
-		    qn ? qn : name);
+		snprintf(
+		    what, sizeof(what), "counting rows of %s.%s", qs ? qs : schema, qn ? qn : name);
 		PQfreemem(qs);
 		PQfreemem(qn);
 		if (len < 0 || (size_t)len >= sizeof(csql)) {
-			rv = coffer_err_set(err, COFFER_EINTERNAL, "%s: cannot quote the name", what);
+			rv = coffer_err_set(
+			    err, COFFER_EINTERNAL, "%s: cannot quote the name", what);
 			break;
 		}
 		PGresult *cres;
@@ -352,13 +355,14 @@ session_prepare(PGconn *conn, coffer_err *err)
 {
 	int v = PQserverVersion(conn);
 	if (v < PG_MIN_VERSION) {
-		coffer_err_set(err, COFFER_EVERSION,
-		    "the PostgreSQL server is version %d, older than 10", v);
-		return (coffer_err_hint(err, "upgrade the server; Coffer needs PostgreSQL 10 or later"));
+		coffer_err_set(
+		    err, COFFER_EVERSION, "the PostgreSQL server is version %d, older than 10", v);
+		return (coffer_err_hint(
+		    err, "upgrade the server; Coffer needs PostgreSQL 10 or later"));
 	}
-	return (pg_query(conn,
-	    "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0", 0, NULL,
-	    PGRES_COMMAND_OK, NULL, "preparing the session", err));
+	return (
+	    pg_query(conn, "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0",
+	        0, NULL, PGRES_COMMAND_OK, NULL, "preparing the session", err));
 }
 
 static void
@@ -382,7 +386,8 @@ read_meta(PGconn *conn, agent_pg_meta *m, coffer_err *err)
 	    "WHEN has_function_privilege('pg_catalog.pg_current_wal_lsn()', 'EXECUTE') "
 	    "THEN pg_catalog.pg_current_wal_lsn()::text END";
 	PGresult *res;
-	int rv = pg_query(conn, sql, 0, NULL, PGRES_TUPLES_OK, &res, "reading server metadata", err);
+	int rv =
+	    pg_query(conn, sql, 0, NULL, PGRES_TUPLES_OK, &res, "reading server metadata", err);
 	if (rv != 0) {
 		return (rv);
 	}
@@ -391,8 +396,8 @@ read_meta(PGconn *conn, agent_pg_meta *m, coffer_err *err)
 	    parse_i64(PQgetvalue(res, 0, 0), &v) != 0 ||
 	    parse_i64(PQgetvalue(res, 0, 4), &m->database_size) != 0) {
 		PQclear(res);
-		return (coffer_err_set(err, COFFER_EPROTO,
-		    "reading server metadata: unexpected result shape"));
+		return (coffer_err_set(
+		    err, COFFER_EPROTO, "reading server metadata: unexpected result shape"));
 	}
 	m->server_version_num = (int)v;
 	copy_text(m->server_version, sizeof(m->server_version), PQgetvalue(res, 0, 1));
@@ -405,8 +410,8 @@ read_meta(PGconn *conn, agent_pg_meta *m, coffer_err *err)
 }
 
 int
-agent_pg_snapshot_export(const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out,
-    coffer_err *err)
+agent_pg_snapshot_export(
+    const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out, coffer_err *err)
 {
 	*out = NULL;
 	agent_pg_snapshot *s = calloc(1, sizeof(*s));
@@ -427,8 +432,7 @@ agent_pg_snapshot_export(const char *conninfo, int connect_timeout_s, agent_pg_s
 		rv = pg_query(s->conn, "SELECT pg_catalog.pg_export_snapshot()", 0, NULL,
 		    PGRES_TUPLES_OK, &res, "exporting the snapshot", err);
 		if (rv == 0) {
-			if (PQntuples(res) != 1 ||
-			    strlen(PQgetvalue(res, 0, 0)) >= sizeof(s->id) ||
+			if (PQntuples(res) != 1 || strlen(PQgetvalue(res, 0, 0)) >= sizeof(s->id) ||
 			    PQgetvalue(res, 0, 0)[0] == '\0') {
 				rv = coffer_err_set(err, COFFER_EPROTO,
 				    "exporting the snapshot: unexpected result");
@@ -456,8 +460,8 @@ agent_pg_snapshot_export(const char *conninfo, int connect_timeout_s, agent_pg_s
 }
 
 int
-agent_pg_snapshot_open(const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out,
-    coffer_err *err)
+agent_pg_snapshot_open(
+    const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out, coffer_err *err)
 {
 	int rv = agent_pg_snapshot_export(conninfo, connect_timeout_s, out, err);
 	if (rv == 0) {
@@ -478,8 +482,8 @@ agent_pg_snapshot_count(agent_pg_snapshot *snap, coffer_err *err)
 }
 
 int
-agent_pg_snapshot_value(agent_pg_snapshot *snap, const char *sql, char *out, size_t size,
-    coffer_err *err)
+agent_pg_snapshot_value(
+    agent_pg_snapshot *snap, const char *sql, char *out, size_t size, coffer_err *err)
 {
 	/* A savepoint: a failing query must not abort the snapshot's
 	 * transaction, which pg_dump is importing. */
@@ -492,10 +496,12 @@ agent_pg_snapshot_value(agent_pg_snapshot *snap, const char *sql, char *out, siz
 		size_t n = strlen(err->msg);
 		while (n > 0 && (err->msg[n - 1] == '\n' || err->msg[n - 1] == ' ')) {
 			err->msg[--n] = '\0';
-}
+		}
 	} else if (PQntuples(r) != 1 || PQnfields(r) != 1) {
-		rc = coffer_err_set(err, COFFER_EINVAL, "returned %d row(s) of %d column(s), not one "
-		    "value", PQntuples(r), PQnfields(r));
+		rc = coffer_err_set(err, COFFER_EINVAL,
+		    "returned %d row(s) of %d column(s), not one "
+		    "value",
+		    PQntuples(r), PQnfields(r));
 	} else if (strlen(PQgetvalue(r, 0, 0)) >= size) {
 		rc = coffer_err_set(err, COFFER_ETOOBIG, "returned %zu bytes, over the %zu allowed",
 		    strlen(PQgetvalue(r, 0, 0)), size - 1);
@@ -503,8 +509,8 @@ agent_pg_snapshot_value(agent_pg_snapshot *snap, const char *sql, char *out, siz
 		snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
 	}
 	PQclear(r);
-	PQclear(PQexec(snap->conn, rc == 0 ? "RELEASE SAVEPOINT coffer_value" :
-					     "ROLLBACK TO SAVEPOINT coffer_value"));
+	PQclear(PQexec(snap->conn,
+	    rc == 0 ? "RELEASE SAVEPOINT coffer_value" : "ROLLBACK TO SAVEPOINT coffer_value"));
 	return (rc);
 }
 
@@ -555,8 +561,8 @@ agent_pg_snapshot_close(agent_pg_snapshot *snap)
 }
 
 int
-agent_pg_row_counts(const char *conninfo, int connect_timeout_s, agent_pg_tables *out,
-    coffer_err *err)
+agent_pg_row_counts(
+    const char *conninfo, int connect_timeout_s, agent_pg_tables *out, coffer_err *err)
 {
 	out->v = NULL;
 	out->n = 0;
@@ -584,15 +590,15 @@ check_dbname(const char *name, coffer_err *err)
 	if (len == 0 || len > PG_NAME_MAX) {
 		coffer_err_set(err, COFFER_EINVAL,
 		    "database name of %zu bytes: it must have 1 to %d bytes", len, PG_NAME_MAX);
-		return (coffer_err_hint(err,
-		    "choose a shorter --target-db (PostgreSQL would silently cut it)"));
+		return (coffer_err_hint(
+		    err, "choose a shorter --target-db (PostgreSQL would silently cut it)"));
 	}
 	return (0);
 }
 
 int
-agent_pg_database_exists(const char *conninfo, int connect_timeout_s, const char *name,
-    bool *exists, coffer_err *err)
+agent_pg_database_exists(
+    const char *conninfo, int connect_timeout_s, const char *name, bool *exists, coffer_err *err)
 {
 	*exists = false;
 	int rv = check_dbname(name, err);
@@ -617,8 +623,8 @@ agent_pg_database_exists(const char *conninfo, int connect_timeout_s, const char
 }
 
 int
-agent_pg_database_create(const char *conninfo, int connect_timeout_s, const char *name,
-    coffer_err *err)
+agent_pg_database_create(
+    const char *conninfo, int connect_timeout_s, const char *name, coffer_err *err)
 {
 	int rv = check_dbname(name, err);
 	if (rv != 0) {
@@ -654,8 +660,7 @@ agent_pg_database_create(const char *conninfo, int connect_timeout_s, const char
 }
 
 int
-agent_pg_has_user_tables(const char *conninfo, int connect_timeout_s, bool *has,
-    coffer_err *err)
+agent_pg_has_user_tables(const char *conninfo, int connect_timeout_s, bool *has, coffer_err *err)
 {
 	*has = false;
 	PGconn *conn;

@@ -66,13 +66,13 @@ typedef struct agent_pg_tables {
 } agent_pg_tables;
 
 typedef struct agent_pg_meta {
-	int server_version_num;    /* 150004 */
-	char server_version[256];  /* version(), cut to fit */
+	int server_version_num;     /* 150004 */
+	char server_version[256];   /* version(), cut to fit */
 	char system_identifier[24]; /* decimal; "" if pg_control_system() is not allowed */
-	char database[64];         /* current_database() */
-	int64_t database_size;     /* pg_database_size(), bytes */
-	bool in_recovery;          /* a standby */
-	char lsn[24];              /* "0/16B3748": current WAL LSN, or last replayed on a
+	char database[64];          /* current_database() */
+	int64_t database_size;      /* pg_database_size(), bytes */
+	bool in_recovery;           /* a standby */
+	char lsn[24];               /* "0/16B3748": current WAL LSN, or last replayed on a
 				      standby; "" if neither is available */
 } agent_pg_meta;
 
@@ -82,14 +82,14 @@ typedef struct agent_pg_snapshot agent_pg_snapshot;
  * applies unless conninfo sets connect_timeout; 0 = libpq's default), opens
  * the transaction, exports its snapshot, reads metadata and row counts.
  * On success *out is a new snapshot for agent_pg_snapshot_close. */
-int agent_pg_snapshot_open(const char *conninfo, int connect_timeout_s,
-    agent_pg_snapshot **out, coffer_err *err);
+int agent_pg_snapshot_open(
+    const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out, coffer_err *err);
 
 /* The same without counting rows: the snapshot is exported and the
  * metadata read; agent_pg_snapshot_count does the counting, so a backup can
  * count on this connection while pg_dump reads on its own. */
-int agent_pg_snapshot_export(const char *conninfo, int connect_timeout_s,
-    agent_pg_snapshot **out, coffer_err *err);
+int agent_pg_snapshot_export(
+    const char *conninfo, int connect_timeout_s, agent_pg_snapshot **out, coffer_err *err);
 
 /* Counts every table's rows in the snapshot (replacing any earlier
  * counts). Blocking; uses the snapshot's connection, so nothing else may use
@@ -102,8 +102,8 @@ int agent_pg_snapshot_count(agent_pg_snapshot *snap, coffer_err *err);
  * the dump holds. The value (NULL as "") goes into out; COFFER_EPG with
  * PostgreSQL's message, COFFER_EINVAL for another shape, COFFER_ETOOBIG
  * for a value over size - 1 bytes. */
-int agent_pg_snapshot_value(agent_pg_snapshot *snap, const char *sql, char *out, size_t size,
-    coffer_err *err);
+int agent_pg_snapshot_value(
+    agent_pg_snapshot *snap, const char *sql, char *out, size_t size, coffer_err *err);
 
 /* Asks the server to cancel whatever the snapshot's connection is running.
  * Safe from any thread while another thread is inside
@@ -122,26 +122,26 @@ void agent_pg_snapshot_close(agent_pg_snapshot *snap);
 /* Exact row counts of the same set of tables in the database conninfo names,
  * in one REPEATABLE READ transaction: for comparing a restored database with
  * a manifest. On success out holds the tables; free with agent_pg_tables_fini. */
-int agent_pg_row_counts(const char *conninfo, int connect_timeout_s, agent_pg_tables *out,
-    coffer_err *err);
+int agent_pg_row_counts(
+    const char *conninfo, int connect_timeout_s, agent_pg_tables *out, coffer_err *err);
 
 /* Frees the names and the array; leaves t empty. */
 void agent_pg_tables_fini(agent_pg_tables *t);
 
 /* Whether database name exists on the server conninfo connects to (any
  * database there, usually "postgres"). */
-int agent_pg_database_exists(const char *conninfo, int connect_timeout_s, const char *name,
-    bool *exists, coffer_err *err);
+int agent_pg_database_exists(
+    const char *conninfo, int connect_timeout_s, const char *name, bool *exists, coffer_err *err);
 
 /* CREATE DATABASE name TEMPLATE template0 on the server conninfo connects to.
  * COFFER_EEXIST if it exists already, COFFER_EPERM if the role may not. */
-int agent_pg_database_create(const char *conninfo, int connect_timeout_s, const char *name,
-    coffer_err *err);
+int agent_pg_database_create(
+    const char *conninfo, int connect_timeout_s, const char *name, coffer_err *err);
 
 /* Whether the database conninfo names holds any user relation (table,
  * partitioned table, view, materialized view, sequence, foreign table)
  * outside the system schemas: a restore into it would collide. */
-int agent_pg_has_user_tables(const char *conninfo, int connect_timeout_s, bool *has,
-    coffer_err *err);
+int agent_pg_has_user_tables(
+    const char *conninfo, int connect_timeout_s, bool *has, coffer_err *err);
 
 #endif

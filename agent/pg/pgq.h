@@ -17,8 +17,8 @@
 /* Connects with conninfo; host, port, dbname (each may be NULL) override
  * what it says. COFFER_EUNAVAIL when the server cannot be reached,
  * COFFER_EPG when it refuses, COFFER_EINVAL for a malformed conninfo. */
-int agent_pgq_connect(const char *conninfo, const char *host, const char *port,
-    const char *dbname, int timeout_s, PGconn **out, coffer_err *err);
+int agent_pgq_connect(const char *conninfo, const char *host, const char *port, const char *dbname,
+    int timeout_s, PGconn **out, coffer_err *err);
 
 /* Runs sql with nparams text parameters and expects exactly one row; *out
  * is the result (PQclear it). what names the step in messages. */

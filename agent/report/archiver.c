@@ -28,15 +28,14 @@ ms_field(PGresult *r, int col)
 }
 
 int
-agent_archiver_read(const char *conninfo, int timeout_s, agent_archiver_status *st,
-    coffer_err *err)
+agent_archiver_read(const char *conninfo, int timeout_s, agent_archiver_status *st, coffer_err *err)
 {
 	memset(st, 0, sizeof(*st));
 	PGconn *conn = NULL;
 	int rc = agent_pgq_connect(conninfo, NULL, NULL, NULL, timeout_s, &conn, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	PGresult *r = NULL;
 	rc = agent_pgq_row(conn, "reading pg_stat_archiver",
 	    "SELECT current_setting('archive_mode') <> 'off', a.failed_count, a.last_failed_wal, "
@@ -67,8 +66,8 @@ agent_archiver_read(const char *conninfo, int timeout_s, agent_archiver_status *
 	if (rc == 0 && st->archiving) {
 		coffer_err ignored = { 0 };
 		if (agent_pgq_row(conn, "counting segments waiting to be archived",
-			"SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'", 0,
-			NULL, &r, &ignored) == 0) {
+		        "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'",
+		        0, NULL, &r, &ignored) == 0) {
 			st->ready_count = (uint32_t)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
 			st->ready_known = true;
 			PQclear(r);

@@ -17,15 +17,15 @@
 #include "common/base/error.h"
 
 typedef struct agent_archiver_status {
-	bool archiving;             /* archive_mode is on (else the rest is zero) */
-	uint64_t failed_count;      /* pg_stat_archiver.failed_count */
+	bool archiving;        /* archive_mode is on (else the rest is zero) */
+	uint64_t failed_count; /* pg_stat_archiver.failed_count */
 	char last_failed_wal[64];
-	int64_t last_failed_at_ms;  /* 0: never */
+	int64_t last_failed_at_ms; /* 0: never */
 	char last_archived_wal[64];
 	int64_t last_archived_at_ms; /* 0: never */
-	uint32_t ready_count;       /* .ready files in pg_wal/archive_status */
-	bool ready_known;           /* false without the right to list archive_status */
-	char current_wal[64];       /* the segment being written */
+	uint32_t ready_count;        /* .ready files in pg_wal/archive_status */
+	bool ready_known;            /* false without the right to list archive_status */
+	char current_wal[64];        /* the segment being written */
 	uint32_t timeline;
 	char system_identifier[24];
 	uint32_t wal_segment_size; /* bytes */
@@ -37,7 +37,7 @@ typedef struct agent_archiver_status {
  * PostgreSQL grants to superusers and members of pg_monitor: without it
  * ready_known is false and the rest is still filled.
  */
-int agent_archiver_read(const char *conninfo, int timeout_s, agent_archiver_status *st,
-    coffer_err *err);
+int agent_archiver_read(
+    const char *conninfo, int timeout_s, agent_archiver_status *st, coffer_err *err);
 
 #endif

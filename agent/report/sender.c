@@ -13,18 +13,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agent/report/archiver.h"
 #include "agent/outbox/events.h"
+#include "agent/report/archiver.h"
 #include "common/base/clock.h"
-#include "common/crypto/keyring.h"
 #include "common/base/log.h"
+#include "common/crypto/keyring.h"
 #include "common/wire/net.h"
 #include "common/wire/wire.h"
 
 /* Room an Envelope needs around its body: agent id (<= 64), two fixed
  * integers, the signature and the field tags, with a wide margin. */
 #define ENVELOPE_OVERHEAD 1024u
-#define BODY_MAX (COFFER_WIRE_MAX_MSG - ENVELOPE_OVERHEAD)
+#define BODY_MAX          (COFFER_WIRE_MAX_MSG - ENVELOPE_OVERHEAD)
 /* A sane ceiling on records per batch, whatever a caller asks for: it sizes
  * two small arrays allocated up front. */
 #define BATCH_MAX_COUNT 65536u
@@ -65,19 +65,19 @@ envseq_read(const char *path, uint64_t *last, coffer_err *err)
 	}
 	bool tail_ok = buf[i] == '\0' || (buf[i] == '\n' && buf[i + 1] == '\0');
 	if (i == 0 || overflow || !tail_ok) {
-		coffer_err_set(err, COFFER_ECORRUPT, "%s does not hold an envelope sequence number",
-		    path);
-		return (coffer_err_hint(err, "it records the last request sent to the coordinator; "
-					     "write a number at least as large as the agent's last "
-					     "envelope seq there, or remove it if the clock is right"));
+		coffer_err_set(
+		    err, COFFER_ECORRUPT, "%s does not hold an envelope sequence number", path);
+		return (coffer_err_hint(err,
+		    "it records the last request sent to the coordinator; "
+		    "write a number at least as large as the agent's last "
+		    "envelope seq there, or remove it if the clock is right"));
 	}
 	*last = v;
 	return (0);
 }
 
 static int
-envseq_write(const char *state_dir, const char *path, const char *tmp, uint64_t v,
-    coffer_err *err)
+envseq_write(const char *state_dir, const char *path, const char *tmp, uint64_t v, coffer_err *err)
 {
 	char text[32];
 	int len = snprintf(text, sizeof(text), "%" PRIu64 "\n", v);
@@ -116,11 +116,11 @@ agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, c
 {
 	char lock_path[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
 	if ((size_t)snprintf(lock_path, sizeof(lock_path), "%s/envelope.lock", state_dir) >=
-		sizeof(lock_path) ||
+	        sizeof(lock_path) ||
 	    (size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, AGENT_SENDER_ENVSEQ_FILE) >=
-		sizeof(path) ||
+	        sizeof(path) ||
 	    (size_t)snprintf(tmp, sizeof(tmp), "%s/%s.tmp", state_dir, AGENT_SENDER_ENVSEQ_FILE) >=
-		sizeof(tmp)) {
+	        sizeof(tmp)) {
 		coffer_err_set(err, COFFER_EINVAL, "state_dir '%.200s' is too long", state_dir);
 		return (coffer_err_hint(err, "use a shorter [agent] state_dir"));
 	}
@@ -140,17 +140,19 @@ agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, c
 	uint64_t last = 0;
 	int rc = envseq_read(path, &last, err);
 	if (rc == 0 && last == UINT64_MAX) {
-		rc = coffer_err_set(err, COFFER_ECORRUPT, "%s is at the largest sequence number",
-		    path);
-		coffer_err_hint(err, "the file was damaged; write the agent's last envelope seq there");
+		rc = coffer_err_set(
+		    err, COFFER_ECORRUPT, "%s is at the largest sequence number", path);
+		coffer_err_hint(
+		    err, "the file was damaged; write the agent's last envelope seq there");
 	}
 	uint64_t next = 0;
 	if (rc == 0) {
 		/* The clock term lets a lost envelope.seq (new disk, restored
 		 * state_dir) still start above everything sent before, as long as
 		 * the clock was right; the file term survives clock steps. */
-		uint64_t from_clock = now_ms > 0 && (uint64_t)now_ms < UINT64_MAX / 1000 ?
-		    (uint64_t)now_ms * 1000 : 0;
+		uint64_t from_clock = now_ms > 0 && (uint64_t)now_ms < UINT64_MAX / 1000
+		    ? (uint64_t)now_ms * 1000
+		    : 0;
 		next = last + 1 > from_clock ? last + 1 : from_clock;
 		rc = envseq_write(state_dir, path, tmp, next, err);
 	}
@@ -173,7 +175,8 @@ agent_sender_envelope_build(const char *agent_id, const coffer_sign_key *key, ui
 	*out = NULL;
 	*out_len = 0;
 	size_t tbs_len = 0;
-	uint8_t *tbs = coffer_wire_envelope_tbs(agent_id, seq, sent_at_ms, body, body_len, &tbs_len);
+	uint8_t *tbs =
+	    coffer_wire_envelope_tbs(agent_id, seq, sent_at_ms, body, body_len, &tbs_len);
 	if (tbs == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory signing an envelope"));
 	}
@@ -247,8 +250,8 @@ agent_sender_batch_free(agent_sender_batch *b)
 }
 
 int
-agent_sender_batch_read(agent_outbox *ob, size_t max_count, size_t max_bytes,
-    agent_sender_batch *b, coffer_err *err)
+agent_sender_batch_read(
+    agent_outbox *ob, size_t max_count, size_t max_bytes, agent_sender_batch *b, coffer_err *err)
 {
 	memset(b, 0, sizeof(*b));
 	if (max_count == 0 || max_count > BATCH_MAX_COUNT) {
@@ -263,8 +266,8 @@ agent_sender_batch_read(agent_outbox *ob, size_t max_count, size_t max_bytes,
 	}
 	size_t delivered = 0;
 	if (rc == 0) {
-		rc = agent_outbox_foreach(ob, 0, max_count, max_bytes, copy_record, &cs, &delivered,
-		    err);
+		rc = agent_outbox_foreach(
+		    ob, 0, max_count, max_bytes, copy_record, &cs, &delivered, err);
 		if (rc == COFFER_ENOMEM) {
 			coffer_err_set(err, rc, "out of memory copying outbox records");
 		}
@@ -272,7 +275,8 @@ agent_sender_batch_read(agent_outbox *ob, size_t max_count, size_t max_bytes,
 	if (rc == 0 && cs.n > 0) {
 		b->events = calloc(cs.n, sizeof(*b->events));
 		if (b->events == NULL) {
-			rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory decoding outbox records");
+			rc = coffer_err_set(
+			    err, COFFER_ENOMEM, "out of memory decoding outbox records");
 		}
 	}
 	size_t off = 0;
@@ -281,10 +285,11 @@ agent_sender_batch_read(agent_outbox *ob, size_t max_count, size_t max_bytes,
 		off += cs.lens[i];
 		if (ev == NULL) {
 			rc = coffer_err_set(err, COFFER_ECORRUPT,
-			    "outbox record %" PRIu64 " (%zu bytes) is not a valid event", cs.seqs[i],
-			    cs.lens[i]);
-			coffer_err_hint(err, "this is a bug: the record stays in the outbox and sending "
-					     "stops; report it with `coffer-agent events --output json`");
+			    "outbox record %" PRIu64 " (%zu bytes) is not a valid event",
+			    cs.seqs[i], cs.lens[i]);
+			coffer_err_hint(err,
+			    "this is a bug: the record stays in the outbox and sending "
+			    "stops; report it with `coffer-agent events --output json`");
 			break;
 		}
 		ev->seq = cs.seqs[i];
@@ -305,8 +310,8 @@ agent_sender_batch_read(agent_outbox *ob, size_t max_count, size_t max_bytes,
 }
 
 int
-agent_sender_request_pack(const agent_sender_batch *b, Coffer__V1__Event **extra,
-    size_t n_extra, uint8_t **body, size_t *body_len, coffer_err *err)
+agent_sender_request_pack(const agent_sender_batch *b, Coffer__V1__Event **extra, size_t n_extra,
+    uint8_t **body, size_t *body_len, coffer_err *err)
 {
 	*body = NULL;
 	*body_len = 0;
@@ -377,7 +382,8 @@ link_init(sender_link *l, agent_ctx *ctx, coffer_err *err)
 	if (!ctx->cfg->coordinator_present) {
 		coffer_err_set(err, COFFER_EINVAL, "%s has no [coordinator] section",
 		    coffer_config_path(ctx->cfg->ini));
-		return (coffer_err_hint(err, "add [coordinator] url, ca, cert and key to send events"));
+		return (
+		    coffer_err_hint(err, "add [coordinator] url, ca, cert and key to send events"));
 	}
 	if (ctx->sign_key == NULL) {
 		return (coffer_err_set(err, COFFER_EINTERNAL, "the sender needs the signing key"));
@@ -417,7 +423,8 @@ link_connect(sender_link *l, coffer_err *err)
 	}
 	coffer_net_client_config cc = {
 		.url = l->cfg->coordinator_url,
-		.tls = { .ca = l->cfg->coordinator_ca, .cert = l->cfg->coordinator_cert,
+		.tls = { .ca = l->cfg->coordinator_ca,
+		    .cert = l->cfg->coordinator_cert,
 		    .key = l->cfg->coordinator_key },
 		.insecure = l->cfg->coordinator_insecure,
 	};
@@ -442,25 +449,30 @@ refusal_hint(const sender_link *l, Coffer__V1__Status st, coffer_err *err)
 {
 	switch (st) {
 	case COFFER__V1__STATUS__STATUS_UNKNOWN_AGENT:
-		coffer_err_hint(err, "enroll this agent: coffer agents enroll --service %s --agent %s "
-				     "--pubkey FILE (the key `coffer-agent init` printed)",
+		coffer_err_hint(err,
+		    "enroll this agent: coffer agents enroll --service %s --agent %s "
+		    "--pubkey FILE (the key `coffer-agent init` printed)",
 		    l->cfg->service, l->cfg->name);
 		break;
 	case COFFER__V1__STATUS__STATUS_REVOKED:
-		coffer_err_hint(err, "agent %s was revoked; an operator must enroll it again",
-		    l->cfg->name);
+		coffer_err_hint(
+		    err, "agent %s was revoked; an operator must enroll it again", l->cfg->name);
 		break;
 	case COFFER__V1__STATUS__STATUS_BAD_SIGNATURE:
-		coffer_err_hint(err, "the key in [agent] signing_key is not the one enrolled for %s; "
-				     "re-enroll its public key", l->cfg->name);
+		coffer_err_hint(err,
+		    "the key in [agent] signing_key is not the one enrolled for %s; "
+		    "re-enroll its public key",
+		    l->cfg->name);
 		break;
 	case COFFER__V1__STATUS__STATUS_NOT_OWNER:
-		coffer_err_hint(err, "agent %s is enrolled for another service than '%s'; fix "
-				     "[agent] service or re-enroll the agent", l->cfg->name,
-		    l->cfg->service);
+		coffer_err_hint(err,
+		    "agent %s is enrolled for another service than '%s'; fix "
+		    "[agent] service or re-enroll the agent",
+		    l->cfg->name, l->cfg->service);
 		break;
 	default:
-		coffer_err_hint(err, "check that agent and coordinator run the same Coffer version");
+		coffer_err_hint(
+		    err, "check that agent and coordinator run the same Coffer version");
 		break;
 	}
 }
@@ -472,7 +484,7 @@ take_commands(sender_link *l, const Coffer__V1__Reply *reply)
 {
 	if (l->cmd_mu == NULL) {
 		return; /* flush: commands are the daemon's business */
-}
+	}
 	pthread_mutex_lock(l->cmd_mu);
 	agent_sender_command_cb cb = l->on_command;
 	void *arg = l->on_command_arg;
@@ -484,30 +496,34 @@ take_commands(sender_link *l, const Coffer__V1__Reply *reply)
 		/* Redelivered until reported done: pass each id on once. */
 		if (c->id <= l->command_seen) {
 			continue;
-}
+		}
 		if (dcb != NULL && c->kind_case == COFFER__V1__COMMAND__KIND_RUN_DRILL &&
 		    c->run_drill != NULL) {
 			l->command_seen = c->id;
-			coffer_log_info("command received", "command=%" PRIu64 " kind=run_drill "
-			    "drill=%" PRIu64, c->id, c->run_drill->drill_id);
+			coffer_log_info("command received",
+			    "command=%" PRIu64 " kind=run_drill "
+			    "drill=%" PRIu64,
+			    c->id, c->run_drill->drill_id);
 			dcb(darg, c->id, c->run_drill);
 			continue;
 		}
 		if (cb == NULL || c->kind_case != COFFER__V1__COMMAND__KIND_RUN_BACKUP ||
 		    c->run_backup == NULL) {
 			continue;
-}
+		}
 		l->command_seen = c->id;
-		coffer_log_info("command received", "command=%" PRIu64 " kind=run_backup by=%s", c->id,
-		    c->run_backup->requested_by != NULL && c->run_backup->requested_by[0] != '\0' ?
-			c->run_backup->requested_by : "-");
+		coffer_log_info("command received", "command=%" PRIu64 " kind=run_backup by=%s",
+		    c->id,
+		    c->run_backup->requested_by != NULL && c->run_backup->requested_by[0] != '\0'
+		        ? c->run_backup->requested_by
+		        : "-");
 		cb(arg, c->id, c->run_backup->kind, c->run_backup->requested_by);
 	}
 }
 
 static call_outcome
-link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra,
-    size_t n_extra, coffer_err *err)
+link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra, size_t n_extra,
+    coffer_err *err)
 {
 	uint8_t *body = NULL, *env = NULL, *rbuf = NULL;
 	size_t body_len = 0, env_len = 0, rlen = 0;
@@ -520,8 +536,8 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 	 * be handed out again, even if we crash right after. */
 	int rc = agent_sender_envseq_next(l->cfg->state_dir, now, &eseq, err);
 	if (rc == 0) {
-		rc = agent_sender_envelope_build(l->cfg->name, l->key, eseq, now, body, body_len, &env,
-		    &env_len, err);
+		rc = agent_sender_envelope_build(
+		    l->cfg->name, l->key, eseq, now, body, body_len, &env, &env_len, err);
 	}
 	free(body);
 	if (rc != 0) {
@@ -570,8 +586,8 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 		return (CALL_REFUSED);
 	}
 	if (reply->envelope_seq != eseq) {
-		coffer_err_set(err, COFFER_EPROTO, "reply answers envelope %" PRIu64 ", not %" PRIu64,
-		    reply->envelope_seq, eseq);
+		coffer_err_set(err, COFFER_EPROTO,
+		    "reply answers envelope %" PRIu64 ", not %" PRIu64, reply->envelope_seq, eseq);
 		return (CALL_RETRY);
 	}
 	l->last_contact_ms = now;
@@ -583,7 +599,8 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 	if (ack < b->first_seq) {
 		coffer_err_set(err, COFFER_EPROTO,
 		    "coordinator acked events up to %" PRIu64 ", below the batch sent (%" PRIu64
-		    "..%" PRIu64 ")", ack, b->first_seq, b->last_seq);
+		    "..%" PRIu64 ")",
+		    ack, b->first_seq, b->last_seq);
 		coffer_err_hint(err, "the events stay in the outbox and are sent again");
 		return (CALL_RETRY);
 	}
@@ -603,7 +620,8 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 			coffer_log_error("coordinator is ahead of the outbox",
 			    "acked=%" PRIu64 " outbox_newest=%" PRIu64
 			    " hint=\"was state_dir reset? events up to acked will be ignored by the "
-			    "coordinator\"", ack, newest);
+			    "coordinator\"",
+			    ack, newest);
 			ack = newest;
 		}
 	}
@@ -622,8 +640,8 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 	if (ack > l->acked_seq) {
 		l->acked_seq = ack;
 	}
-	coffer_log_debug("events acked", "acked=%" PRIu64 " batch=%zu envelope=%" PRIu64, ack,
-	    b->count, eseq);
+	coffer_log_debug(
+	    "events acked", "acked=%" PRIu64 " batch=%zu envelope=%" PRIu64, ack, b->count, eseq);
 	return (CALL_OK);
 }
 
@@ -634,8 +652,8 @@ link_send_batch(sender_link *l, size_t *sent, coffer_err *err)
 {
 	*sent = 0;
 	agent_sender_batch b;
-	int rc = agent_sender_batch_read(l->ob, AGENT_SENDER_MAX_EVENTS, AGENT_SENDER_MAX_BYTES, &b,
-	    err);
+	int rc = agent_sender_batch_read(
+	    l->ob, AGENT_SENDER_MAX_EVENTS, AGENT_SENDER_MAX_BYTES, &b, err);
 	if (rc == COFFER_ECORRUPT) {
 		return (CALL_BROKEN);
 	}
@@ -730,7 +748,7 @@ struct agent_sender {
 	agent_sender_status st;
 	char last_logged[COFFER_ERR_MSG_MAX];
 	uint64_t rng;
-	heartbeat_info hb; /* under mu: written by the daemon's loop */
+	heartbeat_info hb;                       /* under mu: written by the daemon's loop */
 	char archiver_error[COFFER_ERR_MSG_MAX]; /* sender thread: last one logged */
 };
 
@@ -744,7 +762,7 @@ read_archiver(agent_sender *s, agent_archiver_status *st)
 	memset(st, 0, sizeof(*st));
 	if (conninfo == NULL || conninfo[0] == '\0') {
 		return;
-}
+	}
 	coffer_err err = { 0 };
 	if (agent_archiver_read(conninfo, 3, st, &err) != 0) {
 		if (strcmp(err.msg, s->archiver_error) != 0) {
@@ -763,13 +781,20 @@ const char *
 agent_sender_state_name(agent_sender_state state)
 {
 	switch (state) {
-	case AGENT_SENDER_STARTING: return ("starting");
-	case AGENT_SENDER_IDLE: return ("idle");
-	case AGENT_SENDER_SENDING: return ("sending");
-	case AGENT_SENDER_BACKOFF: return ("backoff");
-	case AGENT_SENDER_REFUSED: return ("refused");
-	case AGENT_SENDER_BROKEN: return ("broken");
-	case AGENT_SENDER_STOPPED: return ("stopped");
+	case AGENT_SENDER_STARTING:
+		return ("starting");
+	case AGENT_SENDER_IDLE:
+		return ("idle");
+	case AGENT_SENDER_SENDING:
+		return ("sending");
+	case AGENT_SENDER_BACKOFF:
+		return ("backoff");
+	case AGENT_SENDER_REFUSED:
+		return ("refused");
+	case AGENT_SENDER_BROKEN:
+		return ("broken");
+	case AGENT_SENDER_STOPPED:
+		return ("stopped");
 	}
 	return ("unknown");
 }
@@ -849,8 +874,8 @@ log_once(agent_sender *s, coffer_log_level level, const char *what, const coffer
 		level = COFFER_LOG_DEBUG;
 	}
 	snprintf(s->last_logged, sizeof(s->last_logged), "%s", err->msg);
-	coffer_log(level, what, "coordinator=%s error=%s hint=%s", s->link.cfg->coordinator_url, msg,
-	    hint);
+	coffer_log(level, what, "coordinator=%s error=%s hint=%s", s->link.cfg->coordinator_url,
+	    msg, hint);
 }
 
 /* Waits up to ms (forever if < 0), or until stopped, or -- if kick_wakes --
@@ -870,8 +895,8 @@ wait_for(agent_sender *s, int64_t ms, bool kick_wakes)
 	}
 	pthread_mutex_lock(&s->mu);
 	while (!s->stopping && !(kick_wakes && s->kicked)) {
-		int rc = ms >= 0 ? pthread_cond_timedwait(&s->cv, &s->mu, &until) :
-		    pthread_cond_wait(&s->cv, &s->mu);
+		int rc = ms >= 0 ? pthread_cond_timedwait(&s->cv, &s->mu, &until)
+		                 : pthread_cond_wait(&s->cv, &s->mu);
 		if (rc == ETIMEDOUT) {
 			break;
 		}
@@ -900,8 +925,8 @@ sender_main(void *arg)
 	sender_link *l = &s->link;
 	unsigned attempt = 0;
 	int64_t next_hb = coffer_clock_monotonic_ms() + s->heartbeat_ms;
-	coffer_log_info("sender started", "coordinator=%s agent=%s", l->cfg->coordinator_url,
-	    l->cfg->name);
+	coffer_log_info(
+	    "sender started", "coordinator=%s agent=%s", l->cfg->coordinator_url, l->cfg->name);
 	while (!is_stopping(s)) {
 		coffer_err err = { 0 };
 		size_t sent = 0;
@@ -928,8 +953,9 @@ sender_main(void *arg)
 		switch (out) {
 		case CALL_OK:
 			if (attempt > 0 || was_hello) {
-				coffer_log_info("connected to coordinator", "coordinator=%s acked=%" PRIu64,
-				    l->cfg->coordinator_url, l->acked_seq);
+				coffer_log_info("connected to coordinator",
+				    "coordinator=%s acked=%" PRIu64, l->cfg->coordinator_url,
+				    l->acked_seq);
 			}
 			attempt = 0;
 			s->last_logged[0] = '\0';
@@ -941,10 +967,10 @@ sender_main(void *arg)
 			delay = next_hb - coffer_clock_monotonic_ms();
 			if (delay > AGENT_SENDER_POLL_MS) {
 				delay = AGENT_SENDER_POLL_MS;
-}
+			}
 			if (wait_for(s, delay > 0 ? delay : 0, true)) {
 				break;
-}
+			}
 			/* Nothing to send and nobody kicked: ask for commands. */
 			if (!is_stopping(s) && coffer_clock_monotonic_ms() < next_hb) {
 				agent_sender_batch none;
@@ -952,7 +978,7 @@ sender_main(void *arg)
 				coffer_err perr = { 0 };
 				if (link_call(l, &none, NULL, 0, &perr) != CALL_OK) {
 					coffer_log_debug("poll failed", "error=\"%s\"", perr.msg);
-}
+				}
 			}
 			break;
 		case CALL_RETRY:
@@ -972,8 +998,10 @@ sender_main(void *arg)
 			wait_for(s, jitter(&s->rng, s->retry_max_ms), false);
 			break;
 		case CALL_BROKEN:
-			log_once(s, COFFER_LOG_ERROR, "undecodable outbox record; sending stopped until "
-						      "restart", &err);
+			log_once(s, COFFER_LOG_ERROR,
+			    "undecodable outbox record; sending stopped until "
+			    "restart",
+			    &err);
 			set_state(s, AGENT_SENDER_BROKEN, &err);
 			wait_for(s, -1, false);
 			break;
@@ -1018,8 +1046,9 @@ agent_sender_start(agent_ctx *ctx, agent_sender **out, coffer_err *err)
 		return (rc);
 	}
 	s->heartbeat_ms = ctx->cfg->heartbeat_ms > 0 ? ctx->cfg->heartbeat_ms : 60000;
-	s->retry_max_ms = ctx->cfg->retry_max_ms >= AGENT_SENDER_RETRY_MIN_MS ?
-	    ctx->cfg->retry_max_ms : AGENT_SENDER_RETRY_MIN_MS;
+	s->retry_max_ms = ctx->cfg->retry_max_ms >= AGENT_SENDER_RETRY_MIN_MS
+	    ? ctx->cfg->retry_max_ms
+	    : AGENT_SENDER_RETRY_MIN_MS;
 	s->rng = rng_seed();
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -1054,8 +1083,8 @@ agent_sender_kick(agent_sender *s)
 }
 
 void
-agent_sender_note_backup(agent_sender *s, bool running, const char *completed_id,
-    int64_t completed_at_ms)
+agent_sender_note_backup(
+    agent_sender *s, bool running, const char *completed_id, int64_t completed_at_ms)
 {
 	if (s == NULL) {
 		return;
@@ -1132,18 +1161,22 @@ agent_sender_flush(agent_ctx *ctx, int64_t timeout_ms, uint64_t *acked, coffer_e
 			coffer_err tmo = *err;
 			rc = coffer_err_set(err, COFFER_ETIMEDOUT,
 			    "%" PRIu64 " events still in the outbox after %" PRId64 " ms%s%.300s",
-			    st.count, timeout_ms, tmo.msg[0] != '\0' ? "; last error: " : "", tmo.msg);
-			coffer_err_hint(err, "%s", tmo.hint[0] != '\0' ? tmo.hint :
-			    "check that the coordinator runs and is reachable; the events stay in the "
-			    "outbox");
+			    st.count, timeout_ms, tmo.msg[0] != '\0' ? "; last error: " : "",
+			    tmo.msg);
+			coffer_err_hint(err, "%s",
+			    tmo.hint[0] != '\0'
+			        ? tmo.hint
+			        : "check that the coordinator runs and is reachable; the events stay in the "
+			          "outbox");
 			break;
 		}
-		l.call_timeout_ms = left < AGENT_SENDER_CALL_TIMEOUT_MS ?
-		    (unsigned)(left > 100 ? left : 100) : AGENT_SENDER_CALL_TIMEOUT_MS;
+		l.call_timeout_ms = left < AGENT_SENDER_CALL_TIMEOUT_MS
+		    ? (unsigned)(left > 100 ? left : 100)
+		    : AGENT_SENDER_CALL_TIMEOUT_MS;
 		coffer_err cerr = { 0 };
 		size_t sent = 0;
-		call_outcome out = l.need_hello ? link_send_transient(&l, NULL, &cerr) :
-		    link_send_batch(&l, &sent, &cerr);
+		call_outcome out = l.need_hello ? link_send_transient(&l, NULL, &cerr)
+		                                : link_send_batch(&l, &sent, &cerr);
 		switch (out) {
 		case CALL_OK:
 			attempt = 0;
@@ -1154,7 +1187,8 @@ agent_sender_flush(agent_ctx *ctx, int64_t timeout_ms, uint64_t *acked, coffer_e
 			*err = cerr;
 			int64_t d = backoff_ms(&rng, ++attempt, ctx->cfg->retry_max_ms);
 			left = deadline - coffer_clock_monotonic_ms();
-			coffer_log_debug("flush retrying", "error=\"%s\" delay_ms=%" PRId64, cerr.msg, d);
+			coffer_log_debug(
+			    "flush retrying", "error=\"%s\" delay_ms=%" PRId64, cerr.msg, d);
 			sleep_ms(d < left ? d : (left > 0 ? left : 0));
 			break;
 		}

@@ -40,7 +40,7 @@
 /* One batch: at most this many events and this many payload bytes (the first
  * record always goes, whatever its size), well under COFFER_WIRE_MAX_MSG. */
 #define AGENT_SENDER_MAX_EVENTS 256u
-#define AGENT_SENDER_MAX_BYTES (512u * 1024)
+#define AGENT_SENDER_MAX_BYTES  (512u * 1024)
 /* The longest one request waits for its reply. A late reply is dropped and
  * the batch resent with a new envelope seq, which the coordinator dedups. */
 #define AGENT_SENDER_CALL_TIMEOUT_MS 5000u
@@ -50,7 +50,7 @@
 #define AGENT_SENDER_HELLO_TIMEOUT_MS 2000u
 /* The first retry delay after a network failure; doubles up to retry_max. */
 #define AGENT_SENDER_RETRY_MIN_MS 1000
-#define AGENT_SENDER_ENVSEQ_FILE "envelope.seq"
+#define AGENT_SENDER_ENVSEQ_FILE  "envelope.seq"
 /* How often an idle sender asks the coordinator for commands: the bound on
  * how long `coffer backup run` waits before the agent starts. */
 #define AGENT_SENDER_POLL_MS 3000
@@ -61,8 +61,7 @@
  * state_dir, max(last + 1, now_ms * 1000), after recording it durably (tmp,
  * fsync, rename, fsync dir) under an flock on <state_dir>/envelope.lock.
  * COFFER_ECORRUPT if envelope.seq holds anything but a number. */
-int agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq,
-    coffer_err *err);
+int agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, coffer_err *err);
 
 /* Packs a signed Envelope{version 1, agent_id, seq, sent_at_ms, body,
  * Ed25519 over coffer_wire_envelope_tbs(...)} into a malloc'd *out. */
@@ -83,8 +82,8 @@ typedef struct agent_sender_batch {
  * agent_outbox_foreach) into b. The records are copied out under the outbox
  * lock and decoded after it is released. A record that does not decode as
  * an Event is COFFER_ECORRUPT naming its seq; b is then empty. */
-int agent_sender_batch_read(agent_outbox *ob, size_t max_count, size_t max_bytes,
-    agent_sender_batch *b, coffer_err *err);
+int agent_sender_batch_read(
+    agent_outbox *ob, size_t max_count, size_t max_bytes, agent_sender_batch *b, coffer_err *err);
 
 /* Packs Request{events: b's events, then the n_extra transient events} into a
  * malloc'd *body no larger than fits an envelope of COFFER_WIRE_MAX_MSG. */
@@ -97,19 +96,19 @@ void agent_sender_batch_free(agent_sender_batch *b);
 
 typedef enum agent_sender_state {
 	AGENT_SENDER_STARTING = 0,
-	AGENT_SENDER_IDLE,     /* outbox empty, connected */
+	AGENT_SENDER_IDLE, /* outbox empty, connected */
 	AGENT_SENDER_SENDING,
-	AGENT_SENDER_BACKOFF,  /* coordinator unreachable or unavailable: retrying */
-	AGENT_SENDER_REFUSED,  /* the coordinator refused us: retrying at retry_max */
-	AGENT_SENDER_BROKEN,   /* an undecodable outbox record: stopped until restart */
+	AGENT_SENDER_BACKOFF, /* coordinator unreachable or unavailable: retrying */
+	AGENT_SENDER_REFUSED, /* the coordinator refused us: retrying at retry_max */
+	AGENT_SENDER_BROKEN,  /* an undecodable outbox record: stopped until restart */
 	AGENT_SENDER_STOPPED,
 } agent_sender_state;
 
 typedef struct agent_sender_status {
 	agent_sender_state state;
-	uint64_t acked_seq;      /* highest event seq the coordinator acked */
-	uint64_t events_sent;    /* durable events acked since start */
-	int64_t last_contact_ms; /* last OK reply, wall clock; 0: none yet */
+	uint64_t acked_seq;                  /* highest event seq the coordinator acked */
+	uint64_t events_sent;                /* durable events acked since start */
+	int64_t last_contact_ms;             /* last OK reply, wall clock; 0: none yet */
 	char last_error[COFFER_ERR_MSG_MAX]; /* why the last attempt failed; "" if none */
 } agent_sender_status;
 
@@ -129,8 +128,8 @@ void agent_sender_kick(agent_sender *s);
 /* What the next heartbeats report about backups: whether one runs now and,
  * when completed_id is not NULL, the newest one that completed (at
  * completed_at_ms). Thread-safe, never blocks; s may be NULL. */
-void agent_sender_note_backup(agent_sender *s, bool running, const char *completed_id,
-    int64_t completed_at_ms);
+void agent_sender_note_backup(
+    agent_sender *s, bool running, const char *completed_id, int64_t completed_at_ms);
 
 /* A copy of the sender's state, thread-safe. */
 void agent_sender_status_get(agent_sender *s, agent_sender_status *out);
@@ -154,13 +153,13 @@ int agent_sender_flush(agent_ctx *ctx, int64_t timeout_ms, uint64_t *acked, coff
  * thread, once per command id (ids the sender already passed on are not
  * repeated while it runs); the callee hands it to its own thread and
  * reports the outcome later as a CommandDone event. */
-typedef void (*agent_sender_command_cb)(void *arg, uint64_t command_id,
-    Coffer__V1__BackupKind kind, const char *requested_by);
+typedef void (*agent_sender_command_cb)(
+    void *arg, uint64_t command_id, Coffer__V1__BackupKind kind, const char *requested_by);
 
 /* A RunDrill command (drill runners): the same rules; rd is valid only
  * during the call, so the callee copies what it keeps. */
-typedef void (*agent_sender_drill_cb)(void *arg, uint64_t command_id,
-    const Coffer__V1__RunDrill *rd);
+typedef void (*agent_sender_drill_cb)(
+    void *arg, uint64_t command_id, const Coffer__V1__RunDrill *rd);
 void agent_sender_set_drill_cb(agent_sender *s, agent_sender_drill_cb cb, void *arg);
 
 /* Sets the command callback; call before agent_sender_start's thread can

@@ -15,16 +15,15 @@
 #include "agent/restore/restore.h"
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
-#include "common/crypto/keyring.h"
 #include "common/base/log.h"
+#include "common/crypto/keyring.h"
 #include "common/crypto/manifest.h"
 #include "common/crypto/sign.h"
 
 #define CONNECT_TIMEOUT "15"
 
-static agent_drill_check *
-add_check(agent_drill_result *res, const char *name, bool ok, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static agent_drill_check *add_check(agent_drill_result *res, const char *name, bool ok,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static agent_drill_check *
 add_check(agent_drill_result *res, const char *name, bool ok, const char *fmt, ...)
@@ -74,8 +73,10 @@ one_value(PGconn *conn, const char *sql, char *out, size_t size, bool *null, cof
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		rc = coffer_err_set(err, COFFER_EPG, "%s", PQresultErrorMessage(r));
 	} else if (PQntuples(r) != 1 || PQnfields(r) != 1) {
-		rc = coffer_err_set(err, COFFER_EINVAL, "returned %d row(s) of %d column(s), not one "
-		    "value", PQntuples(r), PQnfields(r));
+		rc = coffer_err_set(err, COFFER_EINVAL,
+		    "returned %d row(s) of %d column(s), not one "
+		    "value",
+		    PQntuples(r), PQnfields(r));
 	} else {
 		*null = PQgetisnull(r, 0, 0);
 		snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
@@ -118,8 +119,8 @@ sandbox_name(const agent_drill_request *req, char *out, size_t size)
 
 /* Refuses a sandbox that is a production cluster, or a database that exists. */
 static int
-sandbox_check(const agent_config *cfg, const agent_drill_request *req,
-    const coffer_manifest *m, const char *db, coffer_err *err)
+sandbox_check(const agent_config *cfg, const agent_drill_request *req, const coffer_manifest *m,
+    const char *db, coffer_err *err)
 {
 	PGconn *conn = sandbox_connect(cfg, NULL, err);
 	if (conn == NULL) {
@@ -136,10 +137,13 @@ sandbox_check(const agent_config *cfg, const agent_drill_request *req,
 		production = strcmp(sysid, req->production_system_ids[i]) == 0;
 	}
 	if (production) {
-		rc = coffer_err_set(err, COFFER_EREFUSED, "the sandbox server (system identifier %s) "
-		    "is a production cluster: refusing to drill into it", sysid);
-		coffer_err_hint(err, "point [drill] sandbox at a PostgreSQL server of the runner's "
-				     "own, never at a service's database");
+		rc = coffer_err_set(err, COFFER_EREFUSED,
+		    "the sandbox server (system identifier %s) "
+		    "is a production cluster: refusing to drill into it",
+		    sysid);
+		coffer_err_hint(err,
+		    "point [drill] sandbox at a PostgreSQL server of the runner's "
+		    "own, never at a service's database");
 	}
 	if (rc == 0) {
 		const char *params[] = { db };
@@ -149,9 +153,12 @@ sandbox_check(const agent_config *cfg, const agent_drill_request *req,
 			rc = coffer_err_set(err, COFFER_EPG, "looking for the sandbox database: %s",
 			    PQresultErrorMessage(r));
 		} else if (PQntuples(r) > 0) {
-			rc = coffer_err_set(err, COFFER_EEXIST, "sandbox database %s exists already", db);
-			coffer_err_hint(err, "a drill never restores over a database: drop %s after "
-					     "inspecting it", db);
+			rc = coffer_err_set(
+			    err, COFFER_EEXIST, "sandbox database %s exists already", db);
+			coffer_err_hint(err,
+			    "a drill never restores over a database: drop %s after "
+			    "inspecting it",
+			    db);
 		}
 		PQclear(r);
 	}
@@ -172,8 +179,10 @@ sandbox_drop(const agent_config *cfg, const char *db, coffer_err *err)
 	char sql[200];
 	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
 	PGresult *r = PQexec(conn, sql);
-	int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 :
-	    coffer_err_set(err, COFFER_EPG, "dropping sandbox %s: %s", db, PQresultErrorMessage(r));
+	int rc = PQresultStatus(r) == PGRES_COMMAND_OK
+	    ? 0
+	    : coffer_err_set(
+	          err, COFFER_EPG, "dropping sandbox %s: %s", db, PQresultErrorMessage(r));
 	PQclear(r);
 	PQfinish(conn);
 	return (rc);
@@ -198,24 +207,26 @@ sql_checks(const agent_config *cfg, const agent_drill_request *req, const coffer
 	if (m->schema_query[0] != '\0') {
 		coffer_err_clear(&e);
 		if (one_value(conn, m->schema_query, v, sizeof(v), &null, &e) != 0) {
-			add_check(res, "schema_version", false, "%.200s failed: %s", m->schema_query,
-			    e.msg);
+			add_check(res, "schema_version", false, "%.200s failed: %s",
+			    m->schema_query, e.msg);
 		} else {
 			bool same = strcmp(null ? "" : v, m->schema_version) == 0;
-			add_check(res, "schema_version", same, "%.100s returned \"%.100s\"%s\"%.100s\"",
-			    m->schema_query, null ? "" : v,
-			    same ? ", as recorded: " : ", the backup recorded ", m->schema_version);
+			add_check(res, "schema_version", same,
+			    "%.100s returned \"%.100s\"%s\"%.100s\"", m->schema_query,
+			    null ? "" : v, same ? ", as recorded: " : ", the backup recorded ",
+			    m->schema_version);
 		}
 	}
 	if (req->freshness_query != NULL && req->freshness_query[0] != '\0') {
 		coffer_err_clear(&e);
 		char sql[8192];
-		snprintf(sql, sizeof(sql),
-		    "SELECT floor(extract(epoch FROM (%s)) * 1000)::bigint", req->freshness_query);
+		snprintf(sql, sizeof(sql), "SELECT floor(extract(epoch FROM (%s)) * 1000)::bigint",
+		    req->freshness_query);
 		if (one_value(conn, sql, v, sizeof(v), &null, &e) != 0) {
 			add_check(res, "freshness", false, "the freshness query failed: %s", e.msg);
 		} else if (null) {
-			add_check(res, "freshness", false, "the freshness query returned NULL: the "
+			add_check(res, "freshness", false,
+			    "the freshness query returned NULL: the "
 			    "restored table has no rows");
 		} else {
 			int64_t newest = strtoll(v, NULL, 10);
@@ -252,10 +263,14 @@ service_ctx(const agent_config *cfg, const agent_drill_request *req, agent_confi
 	char sec[96];
 	snprintf(sec, sizeof(sec), "drill.%s", req->service);
 	if (!coffer_config_has_section(cfg->ini, sec)) {
-		coffer_err_set(err, COFFER_EINVAL, "%s: no [%s]: this runner has no keys for service "
-		    "%s", coffer_config_path(cfg->ini), sec, req->service);
-		return (coffer_err_hint(err, "add [%s] with key_ring (the service's key ring) and "
-					     "verify_key (its agent's public key)", sec));
+		coffer_err_set(err, COFFER_EINVAL,
+		    "%s: no [%s]: this runner has no keys for service "
+		    "%s",
+		    coffer_config_path(cfg->ini), sec, req->service);
+		return (coffer_err_hint(err,
+		    "add [%s] with key_ring (the service's key ring) and "
+		    "verify_key (its agent's public key)",
+		    sec));
 	}
 	*view = *cfg;
 	view->service = req->service;
@@ -264,8 +279,8 @@ service_ctx(const agent_config *cfg, const agent_drill_request *req, agent_confi
 	ctx->repo_name = req->repository;
 	int rc = coffer_keyring_load(coffer_config_str(cfg->ini, sec, "key_ring"), &ctx->ring, err);
 	if (rc == 0) {
-		rc = coffer_sign_pubkey_load(coffer_config_str(cfg->ini, sec, "verify_key"),
-		    &ctx->sign_pub, err);
+		rc = coffer_sign_pubkey_load(
+		    coffer_config_str(cfg->ini, sec, "verify_key"), &ctx->sign_pub, err);
 	}
 	if (rc == 0) {
 		rc = agent_repo_open(cfg, req->repository, 0, &ctx->repo, err);
@@ -285,16 +300,17 @@ service_ctx_close(agent_ctx *ctx)
 }
 
 int
-agent_drill_run(const agent_config *cfg, const agent_drill_request *req,
-    agent_drill_result *res, coffer_err *err)
+agent_drill_run(const agent_config *cfg, const agent_drill_request *req, agent_drill_result *res,
+    coffer_err *err)
 {
 	memset(res, 0, sizeof(*res));
 	int64_t t0 = coffer_clock_monotonic_ms();
 	if (!cfg->drill_runner) {
 		coffer_err_set(err, COFFER_EINVAL, "%s: this agent is not a drill runner",
 		    coffer_config_path(cfg->ini));
-		return (coffer_err_hint(err, "drills run on an agent with [agent] role = "
-					     "drill_runner and a [drill] sandbox"));
+		return (coffer_err_hint(err,
+		    "drills run on an agent with [agent] role = "
+		    "drill_runner and a [drill] sandbox"));
 	}
 	agent_config view;
 	agent_ctx ctx;
@@ -317,8 +333,10 @@ agent_drill_run(const agent_config *cfg, const agent_drill_request *req,
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", m->backup_id);
 	res->backup_finished_at_ms = m->finished_at;
 	if (m->kind != COFFER_MANIFEST_LOGICAL) {
-		add_check(res, "restore", false, "backup %s is physical; drills restore logical "
-		    "backups", m->backup_id);
+		add_check(res, "restore", false,
+		    "backup %s is physical; drills restore logical "
+		    "backups",
+		    m->backup_id);
 		goto done;
 	}
 	coffer_err_clear(&e);
@@ -335,8 +353,10 @@ agent_drill_run(const agent_config *cfg, const agent_drill_request *req,
 	};
 	agent_restore_result rres;
 	coffer_err_clear(&e);
-	coffer_log_info("drill started", "drill=%" PRIu64 " service=%s backup=%s repository=%s "
-	    "sandbox=%s", req->drill_id, req->service, m->backup_id, req->repository, db);
+	coffer_log_info("drill started",
+	    "drill=%" PRIu64 " service=%s backup=%s repository=%s "
+	    "sandbox=%s",
+	    req->drill_id, req->service, m->backup_id, req->repository, db);
 	int rr_rc = agent_restore_logical(&ctx, &rr, &rres, &e);
 	res->restore_ms = rres.duration_ms;
 	created = rres.stage >= AGENT_RESTORE_PG_RESTORE;
@@ -366,14 +386,15 @@ agent_drill_run(const agent_config *cfg, const agent_drill_request *req,
 	case AGENT_RESTORE_DONE:
 		add_check(res, "verify", true, "signature, chunks and digests check");
 		add_check(res, "restore", true, "pg_restore into %s", db);
-		add_check(res, "row_counts", true, "%zu tables, %" PRIu64 " rows as in the manifest",
-		    rres.tables, rres.rows);
+		add_check(res, "row_counts", true,
+		    "%zu tables, %" PRIu64 " rows as in the manifest", rres.tables, rres.rows);
 		break;
 	}
 	sql_checks(cfg, req, m, db, res);
 	if (req->rto_ms > 0) {
 		char a[32], b[32];
-		add_check(res, "rto", res->restore_ms <= req->rto_ms, "restored in %s, objective %s",
+		add_check(res, "rto", res->restore_ms <= req->rto_ms,
+		    "restored in %s, objective %s",
 		    coffer_duration_format(a, sizeof(a), res->restore_ms),
 		    coffer_duration_format(b, sizeof(b), req->rto_ms));
 	}
@@ -385,7 +406,8 @@ done:
 	if (created && (res->ok || req->drop_on_failure)) {
 		coffer_err_clear(&e);
 		if (sandbox_drop(cfg, db, &e) != 0) {
-			coffer_log_warn("sandbox not dropped", "sandbox=%s error=\"%s\"", db, e.msg);
+			coffer_log_warn(
+			    "sandbox not dropped", "sandbox=%s error=\"%s\"", db, e.msg);
 			res->sandbox_kept = true;
 		}
 	} else {

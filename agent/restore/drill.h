@@ -40,16 +40,16 @@
 #include "agent/pg/child.h"
 #include "common/base/error.h"
 
-#define AGENT_DRILL_MAX_CHECKS 16
+#define AGENT_DRILL_MAX_CHECKS  16
 #define AGENT_DRILL_MAX_ASSERTS 9
-#define AGENT_DRILL_DETAIL_MAX 512
+#define AGENT_DRILL_DETAIL_MAX  512
 
 typedef struct agent_drill_request {
 	uint64_t drill_id;
 	const char *service;
-	const char *backup;      /* id or "latest" */
-	const char *repository;  /* "primary" or "dr" */
-	int64_t rto_ms;          /* 0: no rto check */
+	const char *backup;          /* id or "latest" */
+	const char *repository;      /* "primary" or "dr" */
+	int64_t rto_ms;              /* 0: no rto check */
 	const char *freshness_query; /* NULL or "": none */
 	int64_t freshness_max_lag_ms;
 	const char *asserts[AGENT_DRILL_MAX_ASSERTS];
@@ -57,7 +57,7 @@ typedef struct agent_drill_request {
 	bool drop_on_failure;
 	const char *const *production_system_ids;
 	size_t n_production;
-	agent_cancel *cancel;    /* may be NULL */
+	agent_cancel *cancel; /* may be NULL */
 } agent_drill_request;
 
 typedef struct agent_drill_check {
@@ -69,7 +69,7 @@ typedef struct agent_drill_check {
 typedef struct agent_drill_result {
 	bool ok;
 	char backup_id[32];
-	char sandbox[128];       /* the database, "" if none was created */
+	char sandbox[128]; /* the database, "" if none was created */
 	bool sandbox_kept;
 	int64_t restore_ms;
 	int64_t total_ms;

@@ -17,14 +17,14 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "agent/outbox/events.h"
 #include "agent/backup/physical.h"
+#include "agent/outbox/events.h"
 #include "agent/pg/pgq.h"
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
+#include "common/base/log.h"
 #include "common/stream/digest.h"
 #include "common/stream/hop.h"
-#include "common/base/log.h"
 
 #define POLL_MS 200
 
@@ -46,18 +46,24 @@
  * each writer that got a chunk on its 'R'.
  */
 #define UNPACK_WRITERS 2
-#define WRITER_SLOTS 8
-#define CHUNK (256 * 1024)
-#define FRAME_LEN 21
+#define WRITER_SLOTS   8
+#define CHUNK          (256 * 1024)
+#define FRAME_LEN      21
 
-enum { U_HEADER, U_PATH, U_DATA, U_TABLESPACE, U_DONE };
+enum {
+	U_HEADER,
+	U_PATH,
+	U_DATA,
+	U_TABLESPACE,
+	U_DONE
+};
 
 /* One file being written; shared by the unpacker and the writers. */
 typedef struct out_file {
 	int fd;
-	int refs;         /* live->mu */
-	size_t idx;       /* in the manifest */
-	int close_errno;  /* live->mu: the first failed close */
+	int refs;                     /* live->mu */
+	size_t idx;                   /* in the manifest */
+	int close_errno;              /* live->mu: the first failed close */
 	struct out_file *prev, *next; /* live->mu: files not yet closed */
 } out_file;
 
@@ -65,7 +71,7 @@ typedef struct out_file {
 typedef struct live_files {
 	pthread_mutex_t mu;
 	out_file *head;
-	int close_errno;  /* mu: a close that failed, reported at the end */
+	int close_errno; /* mu: a close that failed, reported at the end */
 	size_t failed_idx;
 } live_files;
 
@@ -88,16 +94,19 @@ typedef struct unpack {
 	coffer_filter *writers[UNPACK_WRITERS]; /* hop -> chunk writer */
 	unsigned rr;                            /* the next chunk's writer */
 	out_file *cur;
-	bool sent[UNPACK_WRITERS];              /* cur has chunks at writer i */
-	coffer_filter *sha;                     /* cur's digest */
+	bool sent[UNPACK_WRITERS]; /* cur has chunks at writer i */
+	coffer_filter *sha;        /* cur's digest */
 	live_files live;
-	const char *const *ts_map;              /* "OLD=NEW" */
+	const char *const *ts_map; /* "OLD=NEW" */
 	size_t n_ts_map;
 	char ts_location[AGENT_PHYS_TABLESPACE_MAX + 1];
-	size_t tablespaces;                     /* placed so far */
+	size_t tablespaces; /* placed so far */
 } unpack;
 
-enum { W_HEADER, W_DATA };
+enum {
+	W_HEADER,
+	W_DATA
+};
 
 typedef struct chunk_writer {
 	coffer_filter base;
@@ -121,22 +130,23 @@ safe_rel_path(const char *p)
 {
 	if (p[0] == '\0' || p[0] == '/') {
 		return (false);
-}
+	}
 	const char *seg = p;
 	for (;;) {
 		const char *end = strchr(seg, '/');
 		size_t n = end != NULL ? (size_t)(end - seg) : strlen(seg);
-		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.')) {
+		if (n == 0 || (n == 1 && seg[0] == '.') ||
+		    (n == 2 && seg[0] == '.' && seg[1] == '.')) {
 			return (false);
-}
+		}
 		for (size_t i = 0; i < n; i++) {
 			if ((unsigned char)seg[i] < 0x20) {
 				return (false);
-}
-}
+			}
+		}
 		if (end == NULL) {
 			return (true);
-}
+		}
 		seg = end + 1;
 	}
 }
@@ -148,10 +158,10 @@ write_all(int fd, const uint8_t *buf, size_t len, const char *path, coffer_err *
 		ssize_t n = write(fd, buf, len);
 		if (n < 0 && errno == EINTR) {
 			continue;
-}
+		}
 		if (n < 0) {
 			return (coffer_err_errno(err, errno, "writing", path));
-}
+		}
 		buf += n;
 		len -= (size_t)n;
 	}
@@ -163,7 +173,7 @@ put_u64(uint8_t *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--, v >>= 8) {
 		p[i] = (uint8_t)v;
-}
+	}
 }
 
 static uint64_t
@@ -172,13 +182,13 @@ get_u64(const uint8_t *p)
 	uint64_t v = 0;
 	for (int i = 0; i < 8; i++) {
 		v = v << 8 | p[i];
-}
+	}
 	return (v);
 }
 
 static int
-send_frame(coffer_filter *w, char type, const out_file *f, uint64_t off, uint32_t len,
-    coffer_err *err)
+send_frame(
+    coffer_filter *w, char type, const out_file *f, uint64_t off, uint32_t len, coffer_err *err)
 {
 	uint8_t fr[FRAME_LEN];
 	fr[0] = (uint8_t)type;
@@ -204,10 +214,10 @@ file_release(live_files *live, out_file *f)
 		f->prev->next = f->next;
 	} else {
 		live->head = f->next;
-}
+	}
 	if (f->next != NULL) {
 		f->next->prev = f->prev;
-}
+	}
 	if (close(f->fd) != 0 && live->close_errno == 0) {
 		live->close_errno = errno;
 		live->failed_idx = f->idx;
@@ -228,11 +238,11 @@ writer_write(coffer_filter *fl, const uint8_t *buf, size_t len, coffer_err *err)
 			ssize_t k = pwrite(w->f->fd, buf, n, (off_t)w->off);
 			if (k < 0 && errno == EINTR) {
 				continue;
-}
+			}
 			if (k <= 0) {
 				return (coffer_err_errno(err, k < 0 ? errno : EIO, "writing",
 				    w->m->files[w->f->idx].path));
-}
+			}
 			w->unflushed += (size_t)k;
 			if (w->unflushed >= WRITEBACK_EVERY) {
 				/* Advisory: a failure here only means the sync at the
@@ -243,7 +253,7 @@ writer_write(coffer_filter *fl, const uint8_t *buf, size_t len, coffer_err *err)
 			w->off += (uint64_t)k, w->left -= (uint32_t)k, buf += k, len -= (size_t)k;
 			if (w->left == 0) {
 				w->state = W_HEADER;
-}
+			}
 			continue;
 		}
 		size_t n = FRAME_LEN - w->have;
@@ -252,7 +262,7 @@ writer_write(coffer_filter *fl, const uint8_t *buf, size_t len, coffer_err *err)
 		w->have += n, buf += n, len -= n;
 		if (w->have < FRAME_LEN) {
 			break;
-}
+		}
 		w->have = 0;
 		out_file *f = (out_file *)(uintptr_t)get_u64(w->frame + 1);
 		uint32_t l = (uint32_t)w->frame[17] << 24 | (uint32_t)w->frame[18] << 16 |
@@ -276,8 +286,9 @@ writer_finish(coffer_filter *f, coffer_err *err)
 {
 	chunk_writer *w = (chunk_writer *)f;
 	if (w->state != W_HEADER || w->have != 0) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "chunk writer: stream ended inside a chunk"));
-}
+		return (coffer_err_set(
+		    err, COFFER_EINTERNAL, "chunk writer: stream ended inside a chunk"));
+	}
 	return (0);
 }
 
@@ -304,8 +315,8 @@ file_end(unpack *u, coffer_err *err)
 	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++) {
 		if (u->sent[i]) {
 			rc = send_frame(u->writers[i], 'R', u->cur, 0, 0, err);
-}
-}
+		}
+	}
 	if (rc == 0) {
 		uint8_t d[COFFER_SHA256_LEN];
 		char hex[COFFER_SHA256_HEX_LEN + 1];
@@ -313,10 +324,10 @@ file_end(unpack *u, coffer_err *err)
 		coffer_hex_encode(d, sizeof(d), hex);
 		if (strcmp(hex, mf->sha256) != 0) {
 			rc = coffer_err_set(err, COFFER_ECORRUPT,
-			    "restored %s has SHA-256 %.16s..., the manifest says %.16s...", mf->path, hex,
-			    mf->sha256),
+			    "restored %s has SHA-256 %.16s..., the manifest says %.16s...",
+			    mf->path, hex, mf->sha256),
 			coffer_err_hint(err, "the backup is damaged; restore another one");
-}
+		}
 	}
 	coffer_filter_free(u->sha);
 	u->sha = NULL;
@@ -336,7 +347,7 @@ file_begin(unpack *u, coffer_err *err)
 	    (u->mode & 0777) | 0600);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "creating", path));
-}
+	}
 	if (u->do_chown && fchown(fd, u->uid, u->gid) != 0) {
 		int e = errno;
 		close(fd);
@@ -356,7 +367,7 @@ file_begin(unpack *u, coffer_err *err)
 	f->next = u->live.head;
 	if (f->next != NULL) {
 		f->next->prev = f;
-}
+	}
 	u->live.head = f;
 	pthread_mutex_unlock(&u->live.mu);
 	u->cur = f;
@@ -399,60 +410,72 @@ tablespace_place(unpack *u, coffer_err *err)
 	u->sha = NULL;
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	if (strcmp(hex, mf->sha256) != 0) {
-		return (coffer_err_set(err, COFFER_ECORRUPT, "tablespace %s's location does not match "
-		    "the manifest", mf->path),
-		       coffer_err_hint(err, "the backup is damaged; restore another one"));
-}
+		return (coffer_err_set(err, COFFER_ECORRUPT,
+		            "tablespace %s's location does not match "
+		            "the manifest",
+		            mf->path),
+		    coffer_err_hint(err, "the backup is damaged; restore another one"));
+	}
 	u->ts_location[u->size] = '\0';
 	size_t len;
 	const char *target = tablespace_target(u, u->ts_location, &len);
 	if (strlen(u->ts_location) != u->size || u->ts_location[0] != '/') {
-		return (coffer_err_set(err, COFFER_ECORRUPT, "tablespace %s has no absolute "
-		    "location", mf->path),
-		       coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
-}
+		return (coffer_err_set(err, COFFER_ECORRUPT,
+		            "tablespace %s has no absolute "
+		            "location",
+		            mf->path),
+		    coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
+	}
 	if (target[0] != '/' || len == 0) {
-		return (coffer_err_set(err, COFFER_EINVAL, "--tablespace-map for %s names '%s', not "
-		    "an absolute path", u->ts_location, target),
-		       coffer_err_hint(err, "write it as --tablespace-map OLD=NEW with both absolute"));
-}
+		return (coffer_err_set(err, COFFER_EINVAL,
+		            "--tablespace-map for %s names '%s', not "
+		            "an absolute path",
+		            u->ts_location, target),
+		    coffer_err_hint(
+		        err, "write it as --tablespace-map OLD=NEW with both absolute"));
+	}
 	int fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0 && errno == ENOENT) {
 		if (mkdir(target, 0700) != 0) {
-			return (coffer_err_errno(err, errno, "creating the tablespace directory", target),
-			       coffer_err_hint(err, "create its parent, or map it elsewhere with "
-						    "--tablespace-map %s=DIR", u->ts_location));
-}
+			return (coffer_err_errno(
+			            err, errno, "creating the tablespace directory", target),
+			    coffer_err_hint(err,
+			        "create its parent, or map it elsewhere with "
+			        "--tablespace-map %s=DIR",
+			        u->ts_location));
+		}
 		fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "opening the tablespace directory", target));
-}
+	}
 	DIR *dir = fdopendir(fd);
 	bool empty = dir != NULL;
 	struct dirent *de;
 	while (empty && (de = readdir(dir)) != NULL) {
 		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
-}
+	}
 	if (dir != NULL) {
 		closedir(dir);
 	} else {
 		close(fd);
-}
+	}
 	if (!empty) {
-		return (coffer_err_set(err, COFFER_EEXIST, "tablespace directory %s is not empty",
-		    target),
-		       coffer_err_hint(err, "restore it elsewhere with --tablespace-map %s=DIR (a new "
-					    "or empty directory); nothing in %s was changed",
-			   u->ts_location, target));
-}
+		return (coffer_err_set(
+		            err, COFFER_EEXIST, "tablespace directory %s is not empty", target),
+		    coffer_err_hint(err,
+		        "restore it elsewhere with --tablespace-map %s=DIR (a new "
+		        "or empty directory); nothing in %s was changed",
+		        u->ts_location, target));
+	}
 	if ((u->do_chown && chown(target, u->uid, u->gid) != 0) ||
 	    symlinkat(target, u->root_fd, mf->path) != 0 ||
-	    (u->do_chown && fchownat(u->root_fd, mf->path, u->uid, u->gid, AT_SYMLINK_NOFOLLOW) != 0)) {
+	    (u->do_chown &&
+	        fchownat(u->root_fd, mf->path, u->uid, u->gid, AT_SYMLINK_NOFOLLOW) != 0)) {
 		return (coffer_err_errno(err, errno, "linking the tablespace", mf->path));
-}
+	}
 	coffer_log_info("tablespace restored", "link=%s location=%s", mf->path, target);
 	u->tablespaces++;
 	u->next_file++;
@@ -467,43 +490,50 @@ entry_begin(unpack *u, coffer_err *err)
 	u->path[u->path_len] = '\0';
 	if (strlen(u->path) != u->path_len || !safe_rel_path(u->path)) {
 		return (coffer_err_set(err, COFFER_ECORRUPT,
-		    "physical archive names a path outside the data directory: \"%.80s\"", u->path),
-		       coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
-}
+		            "physical archive names a path outside the data directory: \"%.80s\"",
+		            u->path),
+		    coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
+	}
 	if (u->type == AGENT_PHYS_DIR) {
 		if (mkdirat(u->root_fd, u->path, (u->mode & 0777) | 0700) != 0 && errno != EEXIST) {
 			return (coffer_err_errno(err, errno, "creating the directory", u->path));
-}
-		if (u->do_chown && fchownat(u->root_fd, u->path, u->uid, u->gid,
-				       AT_SYMLINK_NOFOLLOW) != 0) {
+		}
+		if (u->do_chown &&
+		    fchownat(u->root_fd, u->path, u->uid, u->gid, AT_SYMLINK_NOFOLLOW) != 0) {
 			return (coffer_err_errno(err, errno, "changing the owner of", u->path));
-}
+		}
 		u->state = U_HEADER;
 		u->have = 0;
 		return (0);
 	}
 	if (u->next_file >= u->m->nfiles) {
-		return (coffer_err_set(err, COFFER_ECORRUPT,
-		    "physical archive holds more files than its manifest lists (%s)", u->path),
-		       coffer_err_hint(err, "the backup is damaged; restore another one"));
-}
+		return (
+		    coffer_err_set(err, COFFER_ECORRUPT,
+		        "physical archive holds more files than its manifest lists (%s)", u->path),
+		    coffer_err_hint(err, "the backup is damaged; restore another one"));
+	}
 	const coffer_manifest_file *mf = &u->m->files[u->next_file];
 	if (strcmp(mf->path, u->path) != 0 || mf->size != u->size) {
 		return (coffer_err_set(err, COFFER_ECORRUPT,
-		    "physical archive entry %zu is %s (%" PRIu64 " bytes), the manifest says %s "
-		    "(%" PRIu64 " bytes)", u->next_file, u->path, u->size, mf->path, mf->size),
-		       coffer_err_hint(err, "the backup is damaged; restore another one"));
-}
+		            "physical archive entry %zu is %s (%" PRIu64
+		            " bytes), the manifest says %s "
+		            "(%" PRIu64 " bytes)",
+		            u->next_file, u->path, u->size, mf->path, mf->size),
+		    coffer_err_hint(err, "the backup is damaged; restore another one"));
+	}
 	if (u->type == AGENT_PHYS_TABLESPACE) {
 		if (strncmp(u->path, "pg_tblspc/", 10) != 0 || strchr(u->path + 10, '/') != NULL) {
-			return (coffer_err_set(err, COFFER_ECORRUPT,
-			    "physical archive names a tablespace outside pg_tblspc: \"%.80s\"", u->path),
-			       coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
-}
+			return (
+			    coffer_err_set(err, COFFER_ECORRUPT,
+			        "physical archive names a tablespace outside pg_tblspc: \"%.80s\"",
+			        u->path),
+			    coffer_err_hint(
+			        err, "the backup is damaged or forged; do not restore it"));
+		}
 		u->sha = coffer_sha256_filter_new(err);
 		if (u->sha == NULL) {
 			return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
-}
+		}
 		u->left = u->size;
 		u->have = 0;
 		u->state = U_TABLESPACE;
@@ -512,7 +542,7 @@ entry_begin(unpack *u, coffer_err *err)
 	int rc = file_begin(u, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	u->left = u->size;
 	u->state = U_DATA;
 	return (u->left == 0 ? file_end(u, err) : 0);
@@ -532,12 +562,12 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			u->have += n, buf += n, len -= n;
 			if (u->have < AGENT_PHYS_HEADER_LEN) {
 				break;
-}
-			rc = agent_physical_header_decode(u->hdr, &u->type, &u->mode, &u->path_len,
-			    &u->size, err);
+			}
+			rc = agent_physical_header_decode(
+			    u->hdr, &u->type, &u->mode, &u->path_len, &u->size, err);
 			if (rc != 0) {
 				return (rc);
-}
+			}
 			u->have = 0;
 			u->state = u->type == AGENT_PHYS_END ? U_DONE : U_PATH;
 			break;
@@ -549,14 +579,14 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			u->have += n, buf += n, len -= n;
 			if (u->have == u->path_len) {
 				rc = entry_begin(u, err);
-}
+			}
 			break;
 		}
 		case U_DATA: {
 			size_t n = u->left < len ? (size_t)u->left : len;
 			if (n > CHUNK) {
 				n = CHUNK;
-}
+			}
 			unsigned i = u->rr++ % UNPACK_WRITERS;
 			if (!u->sent[i]) {
 				pthread_mutex_lock(&u->live.mu);
@@ -567,14 +597,14 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			rc = send_frame(u->writers[i], 'W', u->cur, u->offset, (uint32_t)n, err);
 			if (rc == 0) {
 				rc = coffer_filter_write(u->writers[i], buf, n, err);
-}
+			}
 			if (rc == 0) {
 				rc = coffer_filter_write(u->sha, buf, n, err);
-}
+			}
 			u->offset += n, u->left -= n, buf += n, len -= n;
 			if (rc == 0 && u->left == 0) {
 				rc = file_end(u, err);
-}
+			}
 			break;
 		}
 		case U_TABLESPACE: {
@@ -584,17 +614,17 @@ unpack_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			u->have += n, u->left -= n, buf += n, len -= n;
 			if (rc == 0 && u->left == 0) {
 				rc = tablespace_place(u, err);
-}
+			}
 			break;
 		}
 		default:
 			return (coffer_err_set(err, COFFER_ECORRUPT,
-			    "physical archive has data after its end entry"),
-			       coffer_err_hint(err, "the backup is damaged; restore another one"));
+			            "physical archive has data after its end entry"),
+			    coffer_err_hint(err, "the backup is damaged; restore another one"));
 		}
 		if (rc != 0) {
 			return (rc);
-}
+		}
 	}
 	return (0);
 }
@@ -609,34 +639,36 @@ unpack_finish(coffer_filter *f, coffer_err *err)
 	for (int i = 0; i < UNPACK_WRITERS && rc == 0; i++) {
 		if (u->state == U_DONE) {
 			rc = coffer_filter_finish(u->writers[i], err);
-}
-}
+		}
+	}
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	if (u->state != U_DONE) {
-		return (coffer_err_set(err, COFFER_ETRUNC, "physical archive ends before its end entry"),
-		       coffer_err_hint(err, "the backup is damaged; restore another one"));
-}
+		return (coffer_err_set(
+		            err, COFFER_ETRUNC, "physical archive ends before its end entry"),
+		    coffer_err_hint(err, "the backup is damaged; restore another one"));
+	}
 	if (u->next_file != u->m->nfiles) {
 		return (coffer_err_set(err, COFFER_ECORRUPT,
-		    "physical archive holds %zu files, its manifest lists %zu", u->next_file,
-		    u->m->nfiles),
-		       coffer_err_hint(err, "the backup is damaged; restore another one"));
-}
+		            "physical archive holds %zu files, its manifest lists %zu",
+		            u->next_file, u->m->nfiles),
+		    coffer_err_hint(err, "the backup is damaged; restore another one"));
+	}
 	pthread_mutex_lock(&u->live.mu);
 	int e = u->live.close_errno;
 	size_t idx = u->live.failed_idx;
 	pthread_mutex_unlock(&u->live.mu);
 	if (e != 0) {
 		return (coffer_err_errno(err, e, "closing", u->m->files[idx].path));
-}
+	}
 	/* The links made above say where each tablespace is now; left in
 	 * place, tablespace_map would make recovery point them back where
 	 * they were (pg_basebackup's plain format leaves it out too). */
-	if (u->tablespaces > 0 && unlinkat(u->root_fd, "tablespace_map", 0) != 0 && errno != ENOENT) {
+	if (u->tablespaces > 0 && unlinkat(u->root_fd, "tablespace_map", 0) != 0 &&
+	    errno != ENOENT) {
 		return (coffer_err_errno(err, errno, "removing", "tablespace_map"));
-}
+	}
 	return (0);
 }
 
@@ -646,7 +678,7 @@ unpack_destroy(coffer_filter *f)
 	unpack *u = (unpack *)f;
 	for (int i = 0; i < UNPACK_WRITERS; i++) {
 		coffer_filter_free_chain(u->writers[i]); /* the hop first: joins its thread */
-}
+	}
 	/* A restore stopped half-way: nobody will release these any more. */
 	for (out_file *o = u->live.head, *next; o != NULL; o = next) {
 		next = o->next;
@@ -666,8 +698,9 @@ static const coffer_filter_ops unpack_ops = {
 };
 
 coffer_filter *
-agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown, unsigned uid,
-    unsigned gid, const char *const *tablespace_map, size_t n_tablespace_map, coffer_err *err)
+agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown,
+    unsigned uid, unsigned gid, const char *const *tablespace_map, size_t n_tablespace_map,
+    coffer_err *err)
 {
 	unpack *u = calloc(1, sizeof(*u));
 	if (u == NULL) {
@@ -686,17 +719,18 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 	pthread_mutex_init(&u->live.mu, NULL);
 	for (int i = 0; i < UNPACK_WRITERS; i++) {
 		chunk_writer *w = calloc(1, sizeof(*w));
-		coffer_filter *hop = w != NULL ?
-		    coffer_hop_filter_new(WRITER_SLOTS, CHUNK + 2 * FRAME_LEN, err) : NULL;
+		coffer_filter *hop = w != NULL
+		    ? coffer_hop_filter_new(WRITER_SLOTS, CHUNK + 2 * FRAME_LEN, err)
+		    : NULL;
 		if (hop == NULL) {
 			free(w);
 			unpack_destroy(&u->base);
 			if (err != NULL && err->code == 0) {
 				coffer_err_set(err, COFFER_ENOMEM, "out of memory");
-}
+			}
 			return (NULL);
 		}
-		*w = (chunk_writer){ .base = { .ops = &writer_ops }, .live = &u->live, .m = m };
+		*w = (chunk_writer) { .base = { .ops = &writer_ops }, .live = &u->live, .m = m };
 		u->writers[i] = coffer_filter_link(hop, &w->base, NULL);
 	}
 	return (&u->base);
@@ -726,17 +760,17 @@ pick_cb(const char *id, void *arg)
 	coffer_manifest_kind kind;
 	if (coffer_manifest_id_check(id, &kind, NULL) != 0 || kind != COFFER_MANIFEST_PHYSICAL) {
 		return (0);
-}
+	}
 	if (p->target >= 0 && id_time(id) > p->target) {
 		return (0);
-}
+	}
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	return (0);
 }
 
 static int
-choose_backup(agent_ctx *ctx, const char *backup, int64_t target, coffer_manifest **out,
-    coffer_err *err)
+choose_backup(
+    agent_ctx *ctx, const char *backup, int64_t target, coffer_manifest **out, coffer_err *err)
 {
 	*out = NULL;
 	const char *id = backup;
@@ -745,16 +779,18 @@ choose_backup(agent_ctx *ctx, const char *backup, int64_t target, coffer_manifes
 		int rc = agent_stored_ids(ctx, pick_cb, &p, err);
 		if (rc != 0) {
 			return (rc);
-}
+		}
 		if (p.id[0] == '\0') {
 			char when[40] = "";
 			if (target >= 0) {
 				coffer_time_format(when, sizeof(when), target);
-}
+			}
 			return (coffer_err_set(err, COFFER_ENOENT,
-			    "no physical backup of service %s %s%s in repository %s", ctx->cfg->service,
-			    target >= 0 ? "started before " : "", when, ctx->repo_name),
-			       coffer_err_hint(err, "take one with `coffer-agent backup --kind physical`"));
+			            "no physical backup of service %s %s%s in repository %s",
+			            ctx->cfg->service, target >= 0 ? "started before " : "", when,
+			            ctx->repo_name),
+			    coffer_err_hint(
+			        err, "take one with `coffer-agent backup --kind physical`"));
 		}
 		id = p.id;
 	}
@@ -762,20 +798,23 @@ choose_backup(agent_ctx *ctx, const char *backup, int64_t target, coffer_manifes
 	int rc = agent_stored_manifest(ctx, id, &m, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	if (m->kind != COFFER_MANIFEST_PHYSICAL) {
 		coffer_manifest_free(m);
 		return (coffer_err_set(err, COFFER_EINVAL, "backup %s is a logical backup", id),
-		       coffer_err_hint(err, "restore it with --backup %s --target-db NAME, or pick a "
-					    "physical backup", id));
+		    coffer_err_hint(err,
+		        "restore it with --backup %s --target-db NAME, or pick a "
+		        "physical backup",
+		        id));
 	}
 	if (target >= 0 && m->finished_at > target) {
 		char fin[40];
 		coffer_time_format(fin, sizeof(fin), m->finished_at);
 		coffer_manifest_free(m);
 		return (coffer_err_set(err, COFFER_EINVAL,
-		    "backup %s finished at %s, after the target time", id, fin),
-		       coffer_err_hint(err, "pick a later target time or an older backup with --backup"));
+		            "backup %s finished at %s, after the target time", id, fin),
+		    coffer_err_hint(
+		        err, "pick a later target time or an older backup with --backup"));
 	}
 	*out = m;
 	return (0);
@@ -788,11 +827,11 @@ prepare_dir(const char *pgdata, int *fd_out, struct stat *st, coffer_err *err)
 {
 	if (mkdir(pgdata, 0700) != 0 && errno != EEXIST) {
 		return (coffer_err_errno(err, errno, "creating", pgdata));
-}
+	}
 	int fd = open(pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "opening", pgdata));
-}
+	}
 	DIR *d = fdopendir(dup(fd));
 	if (d == NULL) {
 		int e = errno;
@@ -804,14 +843,16 @@ prepare_dir(const char *pgdata, int *fd_out, struct stat *st, coffer_err *err)
 	while ((de = readdir(d)) != NULL) {
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
 			empty = false;
-}
-}
+		}
+	}
 	closedir(d);
 	if (!empty) {
 		close(fd);
 		return (coffer_err_set(err, COFFER_EEXIST, "%s is not empty", pgdata),
-		       coffer_err_hint(err, "restore into a new or empty directory; nothing in %s was "
-					    "touched", pgdata));
+		    coffer_err_hint(err,
+		        "restore into a new or empty directory; nothing in %s was "
+		        "touched",
+		        pgdata));
 	}
 	if (fstat(fd, st) != 0 || fchmod(fd, 0700) != 0) {
 		int e = errno;
@@ -829,8 +870,8 @@ conf_safe(const char *s)
 	for (; *s != '\0'; s++) {
 		if (*s == '\'' || *s == '\\' || (unsigned char)*s < 0x20) {
 			return (false);
-}
-}
+		}
+	}
 	return (true);
 }
 
@@ -838,11 +879,12 @@ static bool
 shell_plain(const char *s)
 {
 	for (; *s != '\0'; s++) {
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-			*s == '/' || *s == '.' || *s == '_' || *s == '-' || *s == '+')) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		        (*s >= '0' && *s <= '9') || *s == '/' || *s == '.' || *s == '_' ||
+		        *s == '-' || *s == '+')) {
 			return (false);
-}
-}
+		}
+	}
 	return (true);
 }
 
@@ -856,17 +898,20 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 	char exe[PATH_MAX], conf[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n <= 0) {
-		return (coffer_err_errno(err, errno, "finding this program's path", "/proc/self/exe"));
-}
+		return (
+		    coffer_err_errno(err, errno, "finding this program's path", "/proc/self/exe"));
+	}
 	exe[n] = '\0';
 	if (realpath(req->config_path, conf) == NULL) {
 		return (coffer_err_errno(err, errno, "resolving", req->config_path));
-}
+	}
 	if (!shell_plain(exe) || !shell_plain(conf)) {
-		return (coffer_err_set(err, COFFER_EINVAL,
-		    "the agent or its config lives at a path with spaces or quotes (%s)", conf),
-		       coffer_err_hint(err, "move it to a plain path; restore_command runs in a shell"));
-}
+		return (
+		    coffer_err_set(err, COFFER_EINVAL,
+		        "the agent or its config lives at a path with spaces or quotes (%s)", conf),
+		    coffer_err_hint(
+		        err, "move it to a plain path; restore_command runs in a shell"));
+	}
 	char tt[40] = "";
 	if (target >= 0) {
 		/* PostgreSQL's recovery_target_time check refuses "T...Z";
@@ -875,15 +920,15 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 		char *t = strchr(tt, 'T'), *z = strchr(tt, 'Z');
 		if (t != NULL) {
 			*t = ' ';
-}
+		}
 		if (z != NULL && (size_t)(z - tt) + 4 <= sizeof(tt)) {
 			memcpy(z, "+00", 4);
-}
+		}
 	}
 	if (req->port != NULL && !conf_safe(req->port)) {
 		return (coffer_err_set(err, COFFER_EINVAL, "--port '%s' is not a port", req->port),
-		       coffer_err_hint(err, "pass a number"));
-}
+		    coffer_err_hint(err, "pass a number"));
+	}
 	char text[PATH_MAX * 2 + 1024];
 	int len = snprintf(text, sizeof(text),
 	    "\n# Written by coffer-agent restore --physical from backup %s.\n"
@@ -893,29 +938,30 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 	    "# A restored copy must not archive into its source's WAL; enable on purpose.\n"
 	    "archive_mode = 'off'\n"
 	    "%s%s%s",
-	    m->backup_id, exe, conf, repo_opt, m->system_identifier, target >= 0 ? "recovery_target_time = '" : "", tt,
-	    target >= 0 ? "'\n" : "", req->port != NULL ? "port = " : "",
-	    req->port != NULL ? req->port : "", req->port != NULL ? "\n" : "");
-	int fd = openat(root_fd, "postgresql.auto.conf", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-	    0600);
+	    m->backup_id, exe, conf, repo_opt, m->system_identifier,
+	    target >= 0 ? "recovery_target_time = '" : "", tt, target >= 0 ? "'\n" : "",
+	    req->port != NULL ? "port = " : "", req->port != NULL ? req->port : "",
+	    req->port != NULL ? "\n" : "");
+	int fd = openat(
+	    root_fd, "postgresql.auto.conf", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "opening postgresql.auto.conf in", pgdata));
-}
+	}
 	int rc = write_all(fd, (const uint8_t *)text, (size_t)len, "postgresql.auto.conf", err);
 	if (rc == 0 && do_chown && fchown(fd, uid, gid) != 0) {
 		rc = coffer_err_errno(err, errno, "changing the owner of", "postgresql.auto.conf");
-}
+	}
 	close(fd);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	fd = openat(root_fd, "recovery.signal", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "creating recovery.signal in", pgdata));
-}
+	}
 	if (do_chown && fchown(fd, uid, gid) != 0) {
 		rc = coffer_err_errno(err, errno, "changing the owner of", "recovery.signal");
-}
+	}
 	close(fd);
 	return (rc);
 }
@@ -931,24 +977,25 @@ run_pg_ctl(const agent_config *cfg, const char *pgdata, bool drop, uid_t uid, gi
 		snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", cfg->bin_dir);
 	} else {
 		snprintf(pg_ctl, sizeof(pg_ctl), "pg_ctl");
-}
+	}
 	snprintf(log, sizeof(log), "%s/coffer-recovery.log", pgdata);
-	snprintf(secs, sizeof(secs), "%lld", (long long)(timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1));
+	snprintf(
+	    secs, sizeof(secs), "%lld", (long long)(timeout_ms / 1000 > 0 ? timeout_ms / 1000 : 1));
 	pid_t pid = fork();
 	if (pid < 0) {
 		return (coffer_err_errno(err, errno, "starting", pg_ctl));
-}
+	}
 	if (pid == 0) {
 		if (drop && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
 			_exit(126);
-}
+		}
 		/* Our working directory may be closed to the cluster's owner (a
 		 * root shell in a 0700 directory), and PostgreSQL then refuses to
 		 * start ("could not change directory"); the data directory is
 		 * always the owner's. */
 		if (drop && pgdata[0] == '/' && chdir(pgdata) != 0) {
 			_exit(126);
-}
+		}
 		dup2(STDERR_FILENO, STDOUT_FILENO); /* our stdout is the report */
 		execlp(pg_ctl, pg_ctl, "-D", pgdata, "-l", log, "-w", "-t", secs, "start",
 		    (char *)NULL);
@@ -957,14 +1004,18 @@ run_pg_ctl(const agent_config *cfg, const char *pgdata, bool drop, uid_t uid, gi
 	int status = 0;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
 		;
-}
+	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
 		return (0);
-}
+	}
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	coffer_err_set(err, COFFER_ECHILD, "pg_ctl start for %s exited with status %d%s", pgdata,
-	    code, code == 127 ? " (pg_ctl not found)" : code == 126 ? " (cannot switch user)" : "");
-	return (coffer_err_hint(err, "see %s; set [postgres] bin_dir if pg_ctl is not on PATH", log));
+	    code,
+	    code == 127       ? " (pg_ctl not found)"
+	        : code == 126 ? " (cannot switch user)"
+	                      : "");
+	return (
+	    coffer_err_hint(err, "see %s; set [postgres] bin_dir if pg_ctl is not on PATH", log));
 }
 
 /* Reads port and socket directory from postmaster.pid (lines 4 and 5). */
@@ -985,7 +1036,7 @@ read_pid_file(const char *pgdata, char *port, size_t psize, char *host, size_t h
 	FILE *f = fopen(path, "re");
 	if (f == NULL) {
 		return (false);
-}
+	}
 	char line[1024];
 	int i = 0;
 	bool ok = false;
@@ -1007,24 +1058,27 @@ read_pid_file(const char *pgdata, char *port, size_t psize, char *host, size_t h
 }
 
 static int
-watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline,
-    agent_cancel *cancel, agent_physical_restore_result *res, coffer_err *err)
+watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline, agent_cancel *cancel,
+    agent_physical_restore_result *res, coffer_err *err)
 {
 	char port[32] = "", host[PATH_MAX] = "";
 	for (;;) {
 		if (cancel != NULL && agent_cancel_requested(cancel)) {
-			return (coffer_err_set(err, COFFER_ECANCELED, "cancelled while recovery ran"));
-}
+			return (
+			    coffer_err_set(err, COFFER_ECANCELED, "cancelled while recovery ran"));
+		}
 		if (!read_pid_file(pgdata, port, sizeof(port), host, sizeof(host))) {
 			return (coffer_err_set(err, COFFER_ECHILD,
-			    "PostgreSQL stopped during recovery of %s", pgdata),
-			       coffer_err_hint(err, "see %s/coffer-recovery.log (a target time beyond "
-						    "the archived WAL stops recovery)", pgdata));
-}
+			            "PostgreSQL stopped during recovery of %s", pgdata),
+			    coffer_err_hint(err,
+			        "see %s/coffer-recovery.log (a target time beyond "
+			        "the archived WAL stops recovery)",
+			        pgdata));
+		}
 		PGconn *conn = NULL;
 		coffer_err cerr = { 0 };
-		if (agent_pgq_connect(cfg->conninfo, host[0] ? host : NULL, port, "postgres", 5, &conn,
-			&cerr) == 0) {
+		if (agent_pgq_connect(cfg->conninfo, host[0] ? host : NULL, port, "postgres", 5,
+		        &conn, &cerr) == 0) {
 			PGresult *r = NULL;
 			int rc = agent_pgq_row(conn, "checking recovery",
 			    "SELECT pg_is_in_recovery()::text, pg_current_wal_lsn()::text, "
@@ -1043,16 +1097,19 @@ watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline,
 			}
 			if (r != NULL) {
 				PQclear(r);
-}
+			}
 			PQfinish(conn);
 		}
 		if (coffer_clock_now(NULL) >= deadline) {
 			return (coffer_err_set(err, COFFER_ETIMEDOUT,
-			    "recovery of %s did not finish within the completion window", pgdata),
-			       coffer_err_hint(err, "PostgreSQL is still running; see "
-						    "%s/coffer-recovery.log and widen [schedule] "
-						    "completion_window", pgdata));
-}
+			            "recovery of %s did not finish within the completion window",
+			            pgdata),
+			    coffer_err_hint(err,
+			        "PostgreSQL is still running; see "
+			        "%s/coffer-recovery.log and widen [schedule] "
+			        "completion_window",
+			        pgdata));
+		}
 		uv_sleep(POLL_MS);
 	}
 }
@@ -1066,15 +1123,16 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 	int64_t target = -1;
 	if (req->target_time != NULL && coffer_time_parse(req->target_time, &target) != 0) {
 		return (coffer_err_set(err, COFFER_EINVAL, "--target-time '%s' is not a time",
-		    req->target_time),
-		       coffer_err_hint(err, "write it like 2026-11-24T17:05:00Z or "
-					    "2026-11-24 18:05:00+01"));
-}
+		            req->target_time),
+		    coffer_err_hint(err,
+		        "write it like 2026-11-24T17:05:00Z or "
+		        "2026-11-24 18:05:00+01"));
+	}
 	coffer_manifest *m = NULL;
 	int rc = choose_backup(ctx, req->backup, target, &m, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", m->backup_id);
 	int root_fd = -1;
 	struct stat st;
@@ -1089,32 +1147,34 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 	if (req->start && st.st_uid == 0) {
 		rc = coffer_err_set(err, COFFER_EPERM,
 		    "%s belongs to root, and PostgreSQL refuses to run as root", req->pgdata),
-		coffer_err_hint(err, "create it empty, owned by the database user (chown postgres "
-				     "%s), then restore again", req->pgdata);
+		coffer_err_hint(err,
+		    "create it empty, owned by the database user (chown postgres "
+		    "%s), then restore again",
+		    req->pgdata);
 	} else if (geteuid() != 0 && geteuid() != st.st_uid) {
 		rc = coffer_err_set(err, COFFER_EPERM, "%s belongs to uid %u, not to this user",
 		    req->pgdata, (unsigned)st.st_uid),
 		coffer_err_hint(err, "run the restore as the directory's owner or as root");
-}
+	}
 	coffer_filter *unpacker = NULL;
 	if (rc == 0) {
-		unpacker = agent_physical_restore_unpack_new(root_fd, m, do_chown, st.st_uid, st.st_gid,
-		    req->tablespace_map, req->n_tablespace_map, err);
+		unpacker = agent_physical_restore_unpack_new(root_fd, m, do_chown, st.st_uid,
+		    st.st_gid, req->tablespace_map, req->n_tablespace_map, err);
 		if (unpacker == NULL) {
 			rc = err != NULL ? err->code : COFFER_ENOMEM;
-}
+		}
 	}
 	if (rc == 0) {
 		rc = agent_stored_read_flags(ctx, m, unpacker, AGENT_STORED_FILES_PROVE, err);
-}
+	}
 	coffer_filter_free(unpacker);
 	if (rc == 0 && syncfs(root_fd) != 0) {
 		rc = coffer_err_errno(err, errno, "syncing", req->pgdata);
-}
+	}
 	if (rc == 0) {
 		rc = write_recovery(root_fd, req->pgdata, req, m, target, ctx->repo_name, do_chown,
 		    st.st_uid, st.st_gid, err);
-}
+	}
 	if (rc == 0) {
 		res->files = m->nfiles;
 		res->bytes = m->plaintext_bytes;
@@ -1146,7 +1206,7 @@ record_outcome(agent_ctx *ctx, const agent_physical_restore_request *req,
 {
 	if (ctx->outbox == NULL || res->backup_id[0] == '\0') {
 		return;
-}
+	}
 	char detail[COFFER_ERR_MSG_MAX + 160];
 	if (rc != 0) {
 		snprintf(detail, sizeof(detail), "%s", err->msg);
@@ -1154,9 +1214,9 @@ record_outcome(agent_ctx *ctx, const agent_physical_restore_request *req,
 		snprintf(detail, sizeof(detail), "physical; recovered to lsn %s, last commit %s",
 		    res->reached_lsn, res->reached_time[0] ? res->reached_time : "none");
 	} else {
-		snprintf(detail, sizeof(detail), "physical; %" PRIu64 " files laid out, not started",
-		    res->files);
-}
+		snprintf(detail, sizeof(detail),
+		    "physical; %" PRIu64 " files laid out, not started", res->files);
+	}
 	Coffer__V1__RestoreCompleted rcm = COFFER__V1__RESTORE_COMPLETED__INIT;
 	rcm.backup_id = (char *)res->backup_id;
 	rcm.target = (char *)req->pgdata;
@@ -1167,10 +1227,10 @@ record_outcome(agent_ctx *ctx, const agent_physical_restore_request *req,
 	ev.kind_case = COFFER__V1__EVENT__KIND_RESTORE_COMPLETED;
 	ev.restore_completed = &rcm;
 	coffer_err eerr = { 0 };
-	if (agent_events_emit(ctx->outbox, ctx->cfg->service, coffer_clock_now(NULL), &ev, NULL,
-		&eerr) != 0) {
+	if (agent_events_emit(
+	        ctx->outbox, ctx->cfg->service, coffer_clock_now(NULL), &ev, NULL, &eerr) != 0) {
 		coffer_log_error("restore outcome not recorded", "error=\"%s\"", eerr.msg);
-}
+	}
 }
 
 /* ---- the command ---- */
@@ -1183,7 +1243,7 @@ on_stop_signal(int sig)
 	(void)sig;
 	if (running_cancel != NULL) {
 		agent_cancel_trigger(running_cancel);
-}
+	}
 }
 
 int
@@ -1195,15 +1255,18 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 	for (size_t i = 0; i < n_tablespace_map; i++) {
 		const char *eq = strchr(tablespace_map[i], '=');
 		if (tablespace_map[i][0] != '/' || eq == NULL || eq[1] != '/') {
-			coffer_err_set(&err, COFFER_EINVAL, "--tablespace-map '%s' is not OLD=NEW with "
-			    "two absolute paths", tablespace_map[i]);
+			coffer_err_set(&err, COFFER_EINVAL,
+			    "--tablespace-map '%s' is not OLD=NEW with "
+			    "two absolute paths",
+			    tablespace_map[i]);
 			coffer_err_hint(&err, "e.g. --tablespace-map /srv/ts1=/restore/ts1");
 			coffer_err_print("coffer-agent restore", &err);
 			return (2);
 		}
 	}
 	if (pgdata == NULL) {
-		coffer_err_set(&err, COFFER_EINVAL, "--pgdata DIR is required for a physical restore");
+		coffer_err_set(
+		    &err, COFFER_EINVAL, "--pgdata DIR is required for a physical restore");
 		coffer_err_hint(&err, "name a new or empty directory for the restored cluster");
 		coffer_err_print("coffer-agent restore", &err);
 		return (2);
@@ -1241,17 +1304,19 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;
 		if (rv == 0 && res.started) {
-			printf("restored backup %s into %s (%" PRIu64 " files) and recovered: reached "
+			printf("restored backup %s into %s (%" PRIu64
+			       " files) and recovered: reached "
 			       "lsn %s, last replayed commit %s (%lld ms)\n",
 			    res.backup_id, pgdata, res.files, res.reached_lsn,
 			    res.reached_time[0] ? res.reached_time : "none",
 			    (long long)res.duration_ms);
 		} else if (rv == 0) {
-			printf("restored backup %s into %s (%" PRIu64 " files); start PostgreSQL on it "
+			printf("restored backup %s into %s (%" PRIu64
+			       " files); start PostgreSQL on it "
 			       "to recover%s%s\n",
 			    res.backup_id, pgdata, res.files, target_time ? " to " : "",
 			    target_time ? target_time : "");
-}
+		}
 	}
 	agent_cancel_free(cancel);
 	agent_ctx_close(ctx);

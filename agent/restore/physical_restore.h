@@ -16,8 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agent/pg/child.h"
 #include "agent/context/context.h"
+#include "agent/pg/child.h"
 #include "common/base/cli.h"
 #include "common/crypto/manifest.h"
 
@@ -33,7 +33,7 @@ typedef struct agent_physical_restore_request {
 	const char *const *tablespace_map;
 	size_t n_tablespace_map;
 	bool start;
-	agent_cancel *cancel;    /* may be NULL */
+	agent_cancel *cancel; /* may be NULL */
 } agent_physical_restore_request;
 
 typedef struct agent_physical_restore_result {
@@ -41,8 +41,8 @@ typedef struct agent_physical_restore_result {
 	uint64_t files;
 	uint64_t bytes;
 	bool started;
-	char reached_lsn[32];   /* pg_current_wal_lsn() once promoted */
-	char reached_time[64];  /* pg_last_xact_replay_timestamp(); "" if none */
+	char reached_lsn[32];  /* pg_current_wal_lsn() once promoted */
+	char reached_time[64]; /* pg_last_xact_replay_timestamp(); "" if none */
 	int64_t duration_ms;
 } agent_physical_restore_result;
 
@@ -54,9 +54,9 @@ int agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request 
  * root_fd, checking each file against m->files in order; with do_chown,
  * everything it creates is given to uid:gid. finish fails unless the end
  * entry came and every manifest file was written. */
-coffer_filter *agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown,
-    unsigned uid, unsigned gid, const char *const *tablespace_map, size_t n_tablespace_map,
-    coffer_err *err);
+coffer_filter *agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m,
+    bool do_chown, unsigned uid, unsigned gid, const char *const *tablespace_map,
+    size_t n_tablespace_map, coffer_err *err);
 
 /* coffer-agent restore --physical ...: called by agent/cmd/cmd_restore.c. */
 int agent_cmd_restore_physical(const char *config, const char *repo, const char *backup,

@@ -10,10 +10,10 @@
 
 #include "agent/outbox/events.h"
 #include "agent/pg/pg.h"
-#include "common/stream/progress.h"
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
 #include "common/base/log.h"
+#include "common/stream/progress.h"
 #include "common/stream/sink.h"
 
 #define CONNECT_TIMEOUT_S 15
@@ -34,8 +34,8 @@ agent_conninfo_with_db(const char *conninfo, const char *dbname, coffer_err *err
 	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
 		if (o->val != NULL) {
 			cap += strlen(o->keyword) + 2 * strlen(o->val) + 8;
-}
-}
+		}
+	}
 	char *out = malloc(cap);
 	if (out == NULL) {
 		PQconninfoFree(opts);
@@ -51,7 +51,7 @@ agent_conninfo_with_db(const char *conninfo, const char *dbname, coffer_err *err
 			for (const char *p = val; *p; p++) {
 				if (*p == '\'' || *p == '\\') {
 					out[n++] = '\\';
-}
+				}
 				out[n++] = *p;
 			}
 			out[n++] = '\'';
@@ -59,7 +59,7 @@ agent_conninfo_with_db(const char *conninfo, const char *dbname, coffer_err *err
 		}
 		if (o->keyword == NULL) {
 			break;
-}
+		}
 	}
 	PQconninfoFree(opts);
 	return (out);
@@ -72,19 +72,20 @@ admin_exec(const char *server_conninfo, const char *sql, const char *what, coffe
 	char *ci = agent_conninfo_with_db(server_conninfo, "postgres", err);
 	if (ci == NULL) {
 		return (err != NULL ? err->code : COFFER_ENOMEM);
-}
+	}
 	PGconn *conn = PQconnectdb(ci);
 	free(ci);
 	int rc = 0;
 	if (PQstatus(conn) != CONNECTION_OK) {
-		rc = coffer_err_set(err, COFFER_EPG, "%s: cannot connect: %s", what,
-		    PQerrorMessage(conn));
+		rc = coffer_err_set(
+		    err, COFFER_EPG, "%s: cannot connect: %s", what, PQerrorMessage(conn));
 	} else {
 		PGresult *res = PQexec(conn, sql);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-			rc = coffer_err_set(err, COFFER_EPG, "%s: %s", what,
-			    PQresultErrorMessage(res));
-}
+		if (PQresultStatus(res) != PGRES_COMMAND_OK &&
+		    PQresultStatus(res) != PGRES_TUPLES_OK) {
+			rc = coffer_err_set(
+			    err, COFFER_EPG, "%s: %s", what, PQresultErrorMessage(res));
+		}
 		PQclear(res);
 	}
 	PQfinish(conn);
@@ -93,7 +94,7 @@ admin_exec(const char *server_conninfo, const char *sql, const char *what, coffe
 		char *nl = strchr(err->msg, '\n');
 		if (nl != NULL) {
 			*nl = '\0';
-}
+		}
 	}
 	return (rc);
 }
@@ -104,7 +105,7 @@ server_identity(const char *server_conninfo, char *sysid, size_t size, coffer_er
 	char *ci = agent_conninfo_with_db(server_conninfo, "postgres", err);
 	if (ci == NULL) {
 		return (err != NULL ? err->code : COFFER_ENOMEM);
-}
+	}
 	PGconn *conn = PQconnectdb(ci);
 	free(ci);
 	int rc = 0;
@@ -113,10 +114,11 @@ server_identity(const char *server_conninfo, char *sysid, size_t size, coffer_er
 		rc = coffer_err_set(err, COFFER_EPG, "cannot connect to the restore target: %s",
 		    PQerrorMessage(conn));
 	} else {
-		PGresult *res = PQexec(conn, "SELECT system_identifier::text FROM pg_control_system()");
+		PGresult *res =
+		    PQexec(conn, "SELECT system_identifier::text FROM pg_control_system()");
 		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
 			snprintf(sysid, size, "%s", PQgetvalue(res, 0, 0));
-}
+		}
 		PQclear(res);
 	}
 	PQfinish(conn);
@@ -131,12 +133,15 @@ materialise(agent_ctx *ctx, const coffer_manifest *m, bool progress, char *path,
 	int fd = mkstemp(path);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "creating a temporary dump file", path),
-		       coffer_err_hint(err, "check that state_dir is writable and has room for the "
-					    "dump (%llu bytes)", (unsigned long long)m->plaintext_bytes));
-}
+		    coffer_err_hint(err,
+		        "check that state_dir is writable and has room for the "
+		        "dump (%llu bytes)",
+		        (unsigned long long)m->plaintext_bytes));
+	}
 	coffer_filter *sink = coffer_fd_sink_new(fd, err);
-	coffer_filter *prog = sink && progress ?
-	    coffer_progress_filter_new("verifying", m->plaintext_bytes, err) : NULL;
+	coffer_filter *prog = sink && progress
+	    ? coffer_progress_filter_new("verifying", m->plaintext_bytes, err)
+	    : NULL;
 	int rc;
 	if (sink == NULL || (progress && prog == NULL)) {
 		rc = err != NULL ? err->code : COFFER_ENOMEM;
@@ -153,7 +158,7 @@ materialise(agent_ctx *ctx, const coffer_manifest *m, bool progress, char *path,
 	close(fd);
 	if (rc != 0) {
 		unlink(path);
-}
+	}
 	return (rc);
 }
 
@@ -174,7 +179,7 @@ compare_counts(const coffer_manifest *m, const agent_pg_tables *got, agent_resto
 			cmp = strcmp(m->tables[i].schema, got->v[j].schema);
 			if (cmp == 0) {
 				cmp = strcmp(m->tables[i].name, got->v[j].name);
-}
+			}
 		}
 		if (cmp == 0 && m->tables[i].rows == (uint64_t)got->v[j].rows) {
 			res->rows += m->tables[i].rows;
@@ -183,15 +188,17 @@ compare_counts(const coffer_manifest *m, const agent_pg_tables *got, agent_resto
 		}
 		if (bad++ == 0) {
 			if (cmp == 0) {
-				snprintf(first, sizeof(first), "%.100s.%.100s has %" PRId64 " rows, the backup %" PRIu64,
-				    got->v[j].schema, got->v[j].name, got->v[j].rows, m->tables[i].rows);
+				snprintf(first, sizeof(first),
+				    "%.100s.%.100s has %" PRId64 " rows, the backup %" PRIu64,
+				    got->v[j].schema, got->v[j].name, got->v[j].rows,
+				    m->tables[i].rows);
 			} else if (cmp < 0) {
-				snprintf(first, sizeof(first), "%.100s.%.100s is missing", m->tables[i].schema,
-				    m->tables[i].name);
+				snprintf(first, sizeof(first), "%.100s.%.100s is missing",
+				    m->tables[i].schema, m->tables[i].name);
 			} else {
-				snprintf(first, sizeof(first), "%.100s.%.100s is not in the backup", got->v[j].schema,
-				    got->v[j].name);
-}
+				snprintf(first, sizeof(first), "%.100s.%.100s is not in the backup",
+				    got->v[j].schema, got->v[j].name);
+			}
 		}
 		if (cmp == 0) {
 			i++, j++;
@@ -199,16 +206,18 @@ compare_counts(const coffer_manifest *m, const agent_pg_tables *got, agent_resto
 			i++;
 		} else {
 			j++;
-}
+		}
 	}
 	res->tables = m->ntables;
 	if (bad == 0) {
 		return (0);
-}
+	}
 	coffer_err_set(err, COFFER_ECORRUPT,
-	    "restored database differs from backup %s in %zu table(s): %s", m->backup_id, bad, first);
-	return (coffer_err_hint(err, "the restore is not faithful; keep the target for inspection "
-				    "and report it"));
+	    "restored database differs from backup %s in %zu table(s): %s", m->backup_id, bad,
+	    first);
+	return (coffer_err_hint(err,
+	    "the restore is not faithful; keep the target for inspection "
+	    "and report it"));
 }
 
 static void
@@ -217,7 +226,7 @@ record_outcome(agent_ctx *ctx, const char *id, const char *target, int rc, const
 {
 	if (ctx->outbox == NULL) {
 		return;
-}
+	}
 	Coffer__V1__RestoreCompleted rcm = COFFER__V1__RESTORE_COMPLETED__INIT;
 	rcm.backup_id = (char *)id;
 	rcm.target = (char *)target;
@@ -228,52 +237,58 @@ record_outcome(agent_ctx *ctx, const char *id, const char *target, int rc, const
 	ev.kind_case = COFFER__V1__EVENT__KIND_RESTORE_COMPLETED;
 	ev.restore_completed = &rcm;
 	coffer_err eerr = { 0 };
-	if (agent_events_emit(ctx->outbox, ctx->cfg->service, coffer_clock_now(NULL), &ev, NULL,
-		&eerr) != 0) {
+	if (agent_events_emit(
+	        ctx->outbox, ctx->cfg->service, coffer_clock_now(NULL), &ev, NULL, &eerr) != 0) {
 		coffer_log_error("restore outcome not recorded", "error=\"%s\"", eerr.msg);
-}
+	}
 }
 
 static int
-prepare_target(const agent_restore_request *req, const char *server, const char *target_ci,
-    coffer_err *err)
+prepare_target(
+    const agent_restore_request *req, const char *server, const char *target_ci, coffer_err *err)
 {
 	bool exists = false;
 	int rc = agent_pg_database_exists(server, CONNECT_TIMEOUT_S, req->target_db, &exists, err);
 	if (rc != 0 || !exists) {
-		return (rc != 0 ? rc : agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err));
-}
+		return (rc != 0
+		        ? rc
+		        : agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err));
+	}
 	bool has = false;
 	rc = agent_pg_has_user_tables(target_ci, CONNECT_TIMEOUT_S, &has, err);
 	if (rc != 0 || !has) {
 		return (rc);
-}
+	}
 	if (!req->force) {
 		return (coffer_err_set(err, COFFER_EREFUSED,
-		    "database %s already has tables; refusing to restore over them", req->target_db),
-		       coffer_err_hint(err, "pick a new --target-db, or pass --force to drop and "
-					    "recreate %s", req->target_db));
-}
+		            "database %s already has tables; refusing to restore over them",
+		            req->target_db),
+		    coffer_err_hint(err,
+		        "pick a new --target-db, or pass --force to drop and "
+		        "recreate %s",
+		        req->target_db));
+	}
 	PGconn *dummy = PQconnectStart("");
-	char *quoted = dummy != NULL ? PQescapeIdentifier(dummy, req->target_db,
-	    strlen(req->target_db)) : NULL;
+	char *quoted = dummy != NULL
+	    ? PQescapeIdentifier(dummy, req->target_db, strlen(req->target_db))
+	    : NULL;
 	PQfinish(dummy);
 	if (quoted == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
-}
+	}
 	char sql[512];
 	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", quoted);
 	PQfreemem(quoted);
 	rc = admin_exec(server, sql, "dropping the target database for --force", err);
 	if (rc == 0) {
 		rc = agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err);
-}
+	}
 	return (rc);
 }
 
 int
-agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
-    agent_restore_result *res, coffer_err *err)
+agent_restore_logical(
+    agent_ctx *ctx, const agent_restore_request *req, agent_restore_result *res, coffer_err *err)
 {
 	memset(res, 0, sizeof(*res));
 	int64_t started = coffer_clock_monotonic_ms();
@@ -286,10 +301,11 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 	int rc = agent_stored_manifest(ctx, req->backup, &m, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", m->backup_id);
 	if (m->kind != COFFER_MANIFEST_LOGICAL) {
-		rc = coffer_err_set(err, COFFER_EINVAL, "backup %s is a physical backup", m->backup_id);
+		rc = coffer_err_set(
+		    err, COFFER_EINVAL, "backup %s is a physical backup", m->backup_id);
 		coffer_err_hint(err, "restore it with --physical --pgdata DIR");
 		goto out;
 	}
@@ -300,15 +316,16 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 	rc = server_identity(server, sysid, sizeof(sysid), err);
 	if (rc != 0) {
 		goto out;
-}
+	}
 	char want[32];
 	snprintf(want, sizeof(want), "%" PRIu64, m->system_identifier);
 	if (strcmp(sysid, want) == 0 && strcmp(req->target_db, m->database) == 0) {
 		rc = coffer_err_set(err, COFFER_EREFUSED,
 		    "refusing to restore over %s: it is the source database of service %s",
 		    req->target_db, cfg->service);
-		coffer_err_hint(err, "restore into a new database (--target-db NAME) and switch over "
-				     "deliberately");
+		coffer_err_hint(err,
+		    "restore into a new database (--target-db NAME) and switch over "
+		    "deliberately");
 		goto out;
 	}
 	target_ci = agent_conninfo_with_db(server, req->target_db, err);
@@ -327,7 +344,7 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 	}
 	if (rc != 0) {
 		goto out;
-}
+	}
 
 	char jobs[16];
 	snprintf(jobs, sizeof(jobs), "%d", req->jobs > 0 ? req->jobs : 1);
@@ -353,31 +370,33 @@ agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
 	free(dbarg);
 	if (rc != 0) {
 		goto out;
-}
+	}
 
 	agent_pg_tables got = { 0 };
 	res->stage = AGENT_RESTORE_ROW_COUNTS;
 	rc = agent_pg_row_counts(target_ci, CONNECT_TIMEOUT_S, &got, err);
 	if (rc == 0) {
 		rc = compare_counts(m, &got, res, err);
-}
+	}
 	agent_pg_tables_fini(&got);
 	if (rc == 0) {
 		res->stage = AGENT_RESTORE_DONE;
-}
+	}
 out:
 	res->duration_ms = coffer_clock_monotonic_ms() - started;
 	if (m != NULL && rc != COFFER_EREFUSED) {
 		record_outcome(ctx, m->backup_id, req->target_db, rc, err, res->duration_ms);
-}
+	}
 	if (rc == 0) {
-		coffer_log_info("restore completed", "service=%s backup=%s target=%s tables=%zu rows=%" PRIu64
-		    " duration_ms=%" PRId64, cfg->service, m->backup_id, req->target_db, res->tables,
-		    res->rows, res->duration_ms);
-}
+		coffer_log_info("restore completed",
+		    "service=%s backup=%s target=%s tables=%zu rows=%" PRIu64
+		    " duration_ms=%" PRId64,
+		    cfg->service, m->backup_id, req->target_db, res->tables, res->rows,
+		    res->duration_ms);
+	}
 	if (dump_path[0] != '\0') {
 		unlink(dump_path);
-}
+	}
 	free(target_ci);
 	(void)argv;
 	coffer_manifest_free(m);

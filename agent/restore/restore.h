@@ -12,11 +12,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "agent/pg/child.h"
 #include "agent/context/context.h"
+#include "agent/pg/child.h"
 
 typedef struct agent_restore_request {
-	const char *backup;          /* id or "latest" */
+	const char *backup; /* id or "latest" */
 	const char *target_db;
 	const char *target_conninfo; /* server to restore to; NULL: the service's own */
 	int jobs;                    /* pg_restore -j */
@@ -46,8 +46,8 @@ typedef struct agent_restore_result {
 
 /* ctx needs AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO, and
  * AGENT_NEED_OUTBOX to record the outcome as an event. */
-int agent_restore_logical(agent_ctx *ctx, const agent_restore_request *req,
-    agent_restore_result *res, coffer_err *err);
+int agent_restore_logical(
+    agent_ctx *ctx, const agent_restore_request *req, agent_restore_result *res, coffer_err *err);
 
 /* conninfo with its database replaced by dbname (a new string to free). */
 char *agent_conninfo_with_db(const char *conninfo, const char *dbname, coffer_err *err);

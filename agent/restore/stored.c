@@ -3,14 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/crypto/seal.h"
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
 #include "common/stream/hop.h"
-#include "common/crypto/seal.h"
 #include "common/stream/sink.h"
 
 /* Between reading and the caller's chain: 2 MiB in flight. */
-#define HOP_SLOTS 8
+#define HOP_SLOTS     8
 #define HOP_SLOT_SIZE (256 * 1024)
 
 typedef struct id_walk {
@@ -30,17 +30,17 @@ on_key(const char *key, const coffer_repo_info *info, void *arg)
 	const char *slash = strchr(rest, '/');
 	if (slash == NULL || strcmp(slash, "/manifest.json") != 0) {
 		return (0);
-}
+	}
 	char id[COFFER_MANIFEST_ID_SIZE];
 	size_t n = (size_t)(slash - rest);
 	if (n >= sizeof(id)) {
 		return (0);
-}
+	}
 	memcpy(id, rest, n);
 	id[n] = '\0';
 	if (coffer_manifest_id_check(id, NULL, NULL) != 0) {
 		return (0);
-}
+	}
 	return (w->cb(id, w->arg));
 }
 
@@ -51,7 +51,7 @@ agent_stored_ids(agent_ctx *ctx, agent_stored_id_cb cb, void *arg, coffer_err *e
 	int rc = coffer_repo_backups_prefix(prefix, sizeof(prefix), ctx->cfg->service, err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	id_walk w = { prefix, strlen(prefix), cb, arg };
 	/* Keys come in bytewise order and ids sort by time: oldest first. */
 	return (coffer_repo_list(ctx->repo, prefix, on_key, &w, err));
@@ -65,8 +65,8 @@ keep_last(const char *id, void *arg)
 }
 
 int
-agent_stored_manifest(agent_ctx *ctx, const char *id_or_latest, coffer_manifest **out,
-    coffer_err *err)
+agent_stored_manifest(
+    agent_ctx *ctx, const char *id_or_latest, coffer_manifest **out, coffer_err *err)
 {
 	*out = NULL;
 	char id[COFFER_MANIFEST_ID_SIZE] = "";
@@ -75,35 +75,37 @@ agent_stored_manifest(agent_ctx *ctx, const char *id_or_latest, coffer_manifest 
 		rc = agent_stored_ids(ctx, keep_last, id, err);
 		if (rc != 0) {
 			return (rc);
-}
+		}
 		if (id[0] == '\0') {
 			return (coffer_err_set(err, COFFER_ENOENT,
-			    "no published backup of service %s in repository %s", ctx->cfg->service,
-			    ctx->repo_name),
-			       coffer_err_hint(err, "take one with `coffer-agent backup`"));
-}
+			            "no published backup of service %s in repository %s",
+			            ctx->cfg->service, ctx->repo_name),
+			    coffer_err_hint(err, "take one with `coffer-agent backup`"));
+		}
 	} else {
 		rc = coffer_manifest_id_check(id_or_latest, NULL, err);
 		if (rc != 0) {
-			return (coffer_err_hint(err, "pass a backup id from `coffer-agent list`, or latest"));
-}
+			return (coffer_err_hint(
+			    err, "pass a backup id from `coffer-agent list`, or latest"));
+		}
 		snprintf(id, sizeof(id), "%s", id_or_latest);
 	}
 	char key[COFFER_REPO_KEY_MAX];
 	rc = coffer_repo_backup_key(key, sizeof(key), ctx->cfg->service, id, "manifest.json", err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	coffer_filter *buf = coffer_buffer_sink_new(COFFER_MANIFEST_MAX_BYTES, err);
 	if (buf == NULL) {
 		return (err != NULL ? err->code : COFFER_ENOMEM);
-}
+	}
 	rc = coffer_repo_read(ctx->repo, key, buf, err);
 	if (rc == COFFER_ENOENT) {
-		coffer_err_set(err, COFFER_ENOENT, "backup %s of service %s is not in repository %s",
-		    id, ctx->cfg->service, ctx->repo_name),
+		coffer_err_set(err, COFFER_ENOENT,
+		    "backup %s of service %s is not in repository %s", id, ctx->cfg->service,
+		    ctx->repo_name),
 		    coffer_err_hint(err, "list what is there with `coffer-agent list`");
-}
+	}
 	coffer_manifest *m = NULL;
 	if (rc == 0) {
 		size_t len = 0;
@@ -111,13 +113,16 @@ agent_stored_manifest(agent_ctx *ctx, const char *id_or_latest, coffer_manifest 
 		rc = coffer_manifest_parse((const char *)data, len, ctx->sign_pub, &m, err);
 		if (rc != 0) {
 			(void)0;
-}
+		}
 	}
 	coffer_filter_free(buf);
-	if (rc == 0 && (strcmp(m->service, ctx->cfg->service) != 0 || strcmp(m->backup_id, id) != 0)) {
+	if (rc == 0 &&
+	    (strcmp(m->service, ctx->cfg->service) != 0 || strcmp(m->backup_id, id) != 0)) {
 		rc = coffer_err_set(err, COFFER_ECORRUPT,
-		    "manifest at %s describes backup %s of service %s", key, m->backup_id, m->service);
-		coffer_err_hint(err, "the repository was tampered with or mixed up; do not restore it");
+		    "manifest at %s describes backup %s of service %s", key, m->backup_id,
+		    m->service);
+		coffer_err_hint(
+		    err, "the repository was tampered with or mixed up; do not restore it");
 	}
 	if (rc != 0) {
 		coffer_manifest_free(m);
@@ -128,8 +133,8 @@ agent_stored_manifest(agent_ctx *ctx, const char *id_or_latest, coffer_manifest 
 }
 
 static int
-compare_digest(const coffer_filter *sha, const char *want_hex, const char *what,
-    const char *id, coffer_err *err)
+compare_digest(const coffer_filter *sha, const char *want_hex, const char *what, const char *id,
+    coffer_err *err)
 {
 	uint8_t d[COFFER_SHA256_LEN];
 	char got[COFFER_SHA256_LEN * 2 + 1];
@@ -137,29 +142,29 @@ compare_digest(const coffer_filter *sha, const char *want_hex, const char *what,
 	coffer_hex_encode(d, sizeof(d), got);
 	if (strcmp(got, want_hex) == 0) {
 		return (0);
-}
+	}
 	coffer_err_set(err, COFFER_ECORRUPT, "backup %s: %s SHA-256 is %s, the manifest says %s",
 	    id, what, got, want_hex);
-	return (coffer_err_hint(err, "the stored object is not the one that was backed up; "
-				    "restore another backup and investigate the repository"));
+	return (coffer_err_hint(err,
+	    "the stored object is not the one that was backed up; "
+	    "restore another backup and investigate the repository"));
 }
 
 int
-agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
-    coffer_err *err)
+agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out, coffer_err *err)
 {
 	return (agent_stored_read_flags(ctx, m, out, 0, err));
 }
 
 int
-agent_stored_read_flags(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
-    unsigned flags, coffer_err *err)
+agent_stored_read_flags(
+    agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out, unsigned flags, coffer_err *err)
 {
 	char key[COFFER_REPO_KEY_MAX];
 	int rc = coffer_repo_backup_key(key, sizeof(key), m->service, m->backup_id, "data", err);
 	if (rc != 0) {
 		return (rc);
-}
+	}
 	coffer_filter *stored_sha = coffer_sha256_filter_new(err);
 	coffer_filter *stored_count = stored_sha ? coffer_count_filter_new(err) : NULL;
 	coffer_filter *unseal = stored_count ? coffer_unseal_filter_new(ctx->ring, err) : NULL;
@@ -167,25 +172,26 @@ agent_stored_read_flags(agent_ctx *ctx, const coffer_manifest *m, coffer_filter 
 	/* Without the plaintext digest its place in the chain is a second
 	 * counter, so the chain keeps one shape. */
 	bool plain_digest = (flags & AGENT_STORED_FILES_PROVE) == 0;
-	coffer_filter *plain_sha = zstd ? (plain_digest ? coffer_sha256_filter_new(err) :
-						       coffer_count_filter_new(err)) : NULL;
+	coffer_filter *plain_sha = zstd
+	    ? (plain_digest ? coffer_sha256_filter_new(err) : coffer_count_filter_new(err))
+	    : NULL;
 	coffer_filter *plain_count = plain_sha ? coffer_count_filter_new(err) : NULL;
 	/* The plaintext digest and the caller's chain (files written and
 	 * hashed, a dump materialised) run on a thread of its own while this
 	 * one reads, hashes the stored bytes, decrypts and decompresses: a
 	 * restore uses two cores, with the two hashes on different ones. */
-	coffer_filter *hop = plain_count ? coffer_hop_filter_new(HOP_SLOTS, HOP_SLOT_SIZE, err) :
-					   NULL;
+	coffer_filter *hop =
+	    plain_count ? coffer_hop_filter_new(HOP_SLOTS, HOP_SLOT_SIZE, err) : NULL;
 	if (hop == NULL) {
 		coffer_filter *parts[] = { stored_sha, stored_count, unseal, zstd, plain_sha,
 			plain_count };
 		for (size_t i = 0; i < 6; i++) {
 			coffer_filter_free(parts[i]);
-}
+		}
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_filter_link(stored_sha, stored_count, unseal, zstd, hop, plain_sha, plain_count, out,
-	    NULL);
+	coffer_filter_link(
+	    stored_sha, stored_count, unseal, zstd, hop, plain_sha, plain_count, out, NULL);
 	rc = coffer_repo_read(ctx->repo, key, stored_sha, err);
 	if (rc == COFFER_ENOENT) {
 		coffer_err_set(err, COFFER_ECORRUPT,
@@ -193,25 +199,25 @@ agent_stored_read_flags(agent_ctx *ctx, const coffer_manifest *m, coffer_filter 
 		    coffer_err_hint(err, "the repository lost the object; restore another backup");
 	} else if (rc != 0) {
 		coffer_err_wrap(err, "reading backup %s", m->backup_id);
-}
+	}
 	if (rc == 0 && coffer_count_filter_bytes(stored_count) != m->stored_bytes) {
 		rc = coffer_err_set(err, COFFER_ECORRUPT,
 		    "backup %s: stored object is %llu bytes, the manifest says %llu", m->backup_id,
 		    (unsigned long long)coffer_count_filter_bytes(stored_count),
 		    (unsigned long long)m->stored_bytes);
-}
+	}
 	if (rc == 0) {
 		rc = compare_digest(stored_sha, m->stored_sha256, "stored", m->backup_id, err);
-}
+	}
 	if (rc == 0 && coffer_count_filter_bytes(plain_count) != m->plaintext_bytes) {
 		rc = coffer_err_set(err, COFFER_ECORRUPT,
 		    "backup %s: plaintext is %llu bytes, the manifest says %llu", m->backup_id,
 		    (unsigned long long)coffer_count_filter_bytes(plain_count),
 		    (unsigned long long)m->plaintext_bytes);
-}
+	}
 	if (rc == 0 && plain_digest) {
 		rc = compare_digest(plain_sha, m->plaintext_sha256, "plaintext", m->backup_id, err);
-}
+	}
 	/* Free our filters, not the caller's chain; freeing the hop joins its
 	 * worker first, so nothing touches the filters after it afterwards. */
 	zstd->next = NULL;

@@ -10,8 +10,8 @@
 #define COFFER_AGENT_RESTORE_STORED_H
 
 #include "agent/context/context.h"
-#include "common/stream/filter.h"
 #include "common/crypto/manifest.h"
+#include "common/stream/filter.h"
 
 /* Calls cb with every published backup of the service (one that has a
  * manifest.json), oldest first. Manifests are not read. */
@@ -21,16 +21,16 @@ int agent_stored_ids(agent_ctx *ctx, agent_stored_id_cb cb, void *arg, coffer_er
 /* Resolves "latest" (the newest published backup) or checks an id, reads
  * its manifest and checks the signature (ctx needs AGENT_NEED_VERIFY), the
  * format version and that it belongs to this service. */
-int agent_stored_manifest(agent_ctx *ctx, const char *id_or_latest, coffer_manifest **out,
-    coffer_err *err);
+int agent_stored_manifest(
+    agent_ctx *ctx, const char *id_or_latest, coffer_manifest **out, coffer_err *err);
 
 /* Streams the plaintext into out (a chain the caller owns and which this
  * finishes), then compares sizes and digests with m: COFFER_ECORRUPT names
  * which one differs. Sealed chunks are authenticated before anything
  * reaches out, so out never sees forged bytes; a digest mismatch at the end
  * means a whole, authentic object that is not the one the manifest names. */
-int agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
-    coffer_err *err);
+int agent_stored_read(
+    agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out, coffer_err *err);
 
 /* The same; AGENT_STORED_FILES_PROVE skips the whole-plaintext digest for
  * a caller that proves every byte itself: the physical unpacker checks
@@ -38,7 +38,7 @@ int agent_stored_read(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *o
  * own SHA-256, and the sealed chunks are authenticated either way. The
  * stored-object digest and the plaintext size are still checked. */
 #define AGENT_STORED_FILES_PROVE 0x1u
-int agent_stored_read_flags(agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out,
-    unsigned flags, coffer_err *err);
+int agent_stored_read_flags(
+    agent_ctx *ctx, const coffer_manifest *m, coffer_filter *out, unsigned flags, coffer_err *err);
 
 #endif

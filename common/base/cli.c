@@ -16,14 +16,15 @@ coffer_cli_current(void)
 void
 coffer_cli_usage(const coffer_cli *cli, const coffer_cmd *cmd)
 {
-	fprintf(stderr, "usage: %s %s%s%s\n", cli->prog, cmd->name,
-	    cmd->args[0] != '\0' ? " " : "", cmd->args);
+	fprintf(stderr, "usage: %s %s%s%s\n", cli->prog, cmd->name, cmd->args[0] != '\0' ? " " : "",
+	    cmd->args);
 }
 
 static void
 cli_help(const coffer_cli *cli, FILE *out)
 {
-	fprintf(out, "%s: %s\n\nusage: %s COMMAND [OPTIONS]\n       %s --help | --version\n\ncommands:\n",
+	fprintf(out,
+	    "%s: %s\n\nusage: %s COMMAND [OPTIONS]\n       %s --help | --version\n\ncommands:\n",
 	    cli->prog, cli->purpose, cli->prog, cli->prog);
 	for (const coffer_cmd *c = cli->cmds; c->name != NULL; c++) {
 		fprintf(out, "  %s %s\n      %s\n", c->name, c->args, c->summary);
@@ -185,8 +186,8 @@ opts_find_short(const coffer_opt *opts, char c)
 }
 
 int
-coffer_opts_parse(const coffer_cli *cli, const coffer_cmd *cmd, const coffer_opt *opts,
-    int argc, char **argv, int *npos)
+coffer_opts_parse(const coffer_cli *cli, const coffer_cmd *cmd, const coffer_opt *opts, int argc,
+    char **argv, int *npos)
 {
 	int pos = 0;
 	bool only_positional = false;
@@ -201,7 +202,8 @@ coffer_opts_parse(const coffer_cli *cli, const coffer_cmd *cmd, const coffer_opt
 			continue;
 		}
 		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-			printf("usage: %s %s %s\n  %s\n", cli->prog, cmd->name, cmd->args, cmd->summary);
+			printf("usage: %s %s %s\n  %s\n", cli->prog, cmd->name, cmd->args,
+			    cmd->summary);
 			return (1);
 		}
 		const coffer_opt *o;

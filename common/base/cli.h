@@ -18,10 +18,10 @@ typedef struct coffer_cmd {
 } coffer_cmd;
 
 typedef struct coffer_cli {
-	const char *prog;     /* "coffer-agent" */
-	const char *purpose;  /* one sentence for --help */
+	const char *prog;       /* "coffer-agent" */
+	const char *purpose;    /* one sentence for --help */
 	const coffer_cmd *cmds; /* terminated by an entry with name == NULL */
-	const char *footer;   /* extra --help text, may be NULL */
+	const char *footer;     /* extra --help text, may be NULL */
 } coffer_cli;
 
 /* Runs the subcommand named by argv; returns the process exit status. The
@@ -29,10 +29,10 @@ typedef struct coffer_cli {
 int coffer_cli_main(const coffer_cli *cli, int argc, char **argv);
 
 typedef struct coffer_opt {
-	const char *name;    /* long name without dashes: "config" */
-	char short_name;     /* 'c', or 0 */
-	const char **value;  /* set for options with an argument, else NULL */
-	bool *flag;          /* set to true for flags, else NULL */
+	const char *name;   /* long name without dashes: "config" */
+	char short_name;    /* 'c', or 0 */
+	const char **value; /* set for options with an argument, else NULL */
+	bool *flag;         /* set to true for flags, else NULL */
 } coffer_opt;
 
 /* Parses options for cmd; positional arguments are moved to the front of argv
@@ -40,8 +40,8 @@ typedef struct coffer_opt {
  * one line and the command's usage to stderr and returns -1 (exit 2). Accepts
  * "--name value", "--name=value", "-c value"; "--help" prints the command's
  * usage and returns 1 (exit 0). */
-int coffer_opts_parse(const coffer_cli *cli, const coffer_cmd *cmd,
-    const coffer_opt *opts, int argc, char **argv, int *npos);
+int coffer_opts_parse(const coffer_cli *cli, const coffer_cmd *cmd, const coffer_opt *opts,
+    int argc, char **argv, int *npos);
 
 /* For an option that may be given more than once (--service A --service B):
  * joins every value of --name in argv (before a "--") with commas into buf.

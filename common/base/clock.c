@@ -67,8 +67,8 @@ coffer_time_format(char *buf, size_t size, int64_t unix_ms)
 	int ms = (int)(unix_ms - (int64_t)secs * 1000);
 	struct tm tm;
 	gmtime_r(&secs, &tm);
-	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 	return (buf);
 }
 
@@ -92,8 +92,8 @@ coffer_time_parse(const char *text, int64_t *unix_ms)
 {
 	const char *p = text;
 	int year, mon, day, hour = 0, min = 0, sec = 0, ms = 0;
-	if (parse_digits(&p, 4, &year) || *p++ != '-' || parse_digits(&p, 2, &mon) ||
-	    *p++ != '-' || parse_digits(&p, 2, &day)) {
+	if (parse_digits(&p, 4, &year) || *p++ != '-' || parse_digits(&p, 2, &mon) || *p++ != '-' ||
+	    parse_digits(&p, 2, &day)) {
 		return (COFFER_EINVAL);
 	}
 	if (*p == 'T' || *p == ' ') {
@@ -140,8 +140,8 @@ coffer_time_parse(const char *text, int64_t *unix_ms)
 	} else if (*p != '\0') {
 		return (COFFER_EINVAL);
 	}
-	if (*p != '\0' || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 ||
-	    min > 59 || sec > 60) {
+	if (*p != '\0' || mon < 1 || mon > 12 || day < 1 || day > 31 || hour > 23 || min > 59 ||
+	    sec > 60) {
 		return (COFFER_EINVAL);
 	}
 	struct tm tm = { 0 };

@@ -11,27 +11,48 @@ const char *
 coffer_strerror(int code)
 {
 	switch (code) {
-	case COFFER_OK: return ("success");
-	case COFFER_EINVAL: return ("invalid input");
-	case COFFER_ENOMEM: return ("out of memory");
-	case COFFER_EIO: return ("input/output error");
-	case COFFER_ENOENT: return ("not found");
-	case COFFER_EEXIST: return ("already exists");
-	case COFFER_EPERM: return ("not permitted");
-	case COFFER_ECORRUPT: return ("corrupt data");
-	case COFFER_EAUTH: return ("authentication failed");
-	case COFFER_ETRUNC: return ("truncated input");
-	case COFFER_ETOOBIG: return ("too large");
-	case COFFER_EPROTO: return ("protocol error");
-	case COFFER_EPG: return ("postgresql error");
-	case COFFER_ECHILD: return ("child process failed");
-	case COFFER_ECANCELED: return ("canceled");
-	case COFFER_ETIMEDOUT: return ("timed out");
-	case COFFER_ENOSPC: return ("no space left");
-	case COFFER_EUNAVAIL: return ("unavailable");
-	case COFFER_EREFUSED: return ("refused");
-	case COFFER_EVERSION: return ("unsupported version");
-	case COFFER_EINTERNAL: return ("internal error");
+	case COFFER_OK:
+		return ("success");
+	case COFFER_EINVAL:
+		return ("invalid input");
+	case COFFER_ENOMEM:
+		return ("out of memory");
+	case COFFER_EIO:
+		return ("input/output error");
+	case COFFER_ENOENT:
+		return ("not found");
+	case COFFER_EEXIST:
+		return ("already exists");
+	case COFFER_EPERM:
+		return ("not permitted");
+	case COFFER_ECORRUPT:
+		return ("corrupt data");
+	case COFFER_EAUTH:
+		return ("authentication failed");
+	case COFFER_ETRUNC:
+		return ("truncated input");
+	case COFFER_ETOOBIG:
+		return ("too large");
+	case COFFER_EPROTO:
+		return ("protocol error");
+	case COFFER_EPG:
+		return ("postgresql error");
+	case COFFER_ECHILD:
+		return ("child process failed");
+	case COFFER_ECANCELED:
+		return ("canceled");
+	case COFFER_ETIMEDOUT:
+		return ("timed out");
+	case COFFER_ENOSPC:
+		return ("no space left");
+	case COFFER_EUNAVAIL:
+		return ("unavailable");
+	case COFFER_EREFUSED:
+		return ("refused");
+	case COFFER_EVERSION:
+		return ("unsupported version");
+	case COFFER_EINTERNAL:
+		return ("internal error");
 	}
 	return ("unknown error");
 }
@@ -93,15 +114,27 @@ coffer_err_errno(coffer_err *err, int errnum, const char *op, const char *path)
 {
 	int code;
 	switch (errnum) {
-	case ENOENT: code = COFFER_ENOENT; break;
-	case EEXIST: code = COFFER_EEXIST; break;
+	case ENOENT:
+		code = COFFER_ENOENT;
+		break;
+	case EEXIST:
+		code = COFFER_EEXIST;
+		break;
 	case EACCES:
 	case EPERM:
-	case EROFS: code = COFFER_EPERM; break;
+	case EROFS:
+		code = COFFER_EPERM;
+		break;
 	case ENOSPC:
-	case EDQUOT: code = COFFER_ENOSPC; break;
-	case ENOMEM: code = COFFER_ENOMEM; break;
-	default: code = COFFER_EIO; break;
+	case EDQUOT:
+		code = COFFER_ENOSPC;
+		break;
+	case ENOMEM:
+		code = COFFER_ENOMEM;
+		break;
+	default:
+		code = COFFER_EIO;
+		break;
 	}
 	/* Callers name the operation as a verb ("open") or a gerund
 	 * ("creating the directory"); both read right. */

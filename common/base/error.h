@@ -11,7 +11,7 @@
 
 enum {
 	COFFER_OK = 0,
-	COFFER_EINVAL = -1,     /* bad input: config, command line, arguments */
+	COFFER_EINVAL = -1, /* bad input: config, command line, arguments */
 	COFFER_ENOMEM = -2,
 	COFFER_EIO = -3,        /* read, write, fsync failed */
 	COFFER_ENOENT = -4,     /* no such file, object, key, backup */
@@ -33,7 +33,7 @@ enum {
 	COFFER_EINTERNAL = -20, /* a bug: an invariant did not hold */
 };
 
-#define COFFER_ERR_MSG_MAX 512
+#define COFFER_ERR_MSG_MAX  512
 #define COFFER_ERR_HINT_MAX 256
 
 typedef struct coffer_err {
@@ -51,12 +51,10 @@ int coffer_err_set(coffer_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Adds the "what to do" line. Returns err->code (or COFFER_EINTERNAL if err is NULL). */
-int coffer_err_hint(coffer_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int coffer_err_hint(coffer_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefixes the message with context ("reading manifest: ..."). Returns err->code. */
-int coffer_err_wrap(coffer_err *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int coffer_err_wrap(coffer_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Sets the error from errno, naming the operation and path. */
 int coffer_err_errno(coffer_err *err, int errnum, const char *op, const char *path);

@@ -92,10 +92,9 @@ coffer_log(coffer_log_level level, const char *msg, const char *fields, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	int n = snprintf(line, sizeof(line),
-	    "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s prog=%s msg=%s",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, ts.tv_nsec / 1000000, log_level_names[level], log_prog,
-	    coffer_log_quote(quoted, sizeof(quoted), msg));
+	    "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s prog=%s msg=%s", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+	    log_level_names[level], log_prog, coffer_log_quote(quoted, sizeof(quoted), msg));
 	if (fields != NULL && fields[0] != '\0' && n > 0 && (size_t)n < sizeof(line) - 2) {
 		line[n++] = ' ';
 		va_list ap;

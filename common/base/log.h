@@ -33,8 +33,8 @@ void coffer_log(coffer_log_level level, const char *msg, const char *fields, ...
     __attribute__((format(printf, 3, 4)));
 
 #define coffer_log_debug(...) coffer_log(COFFER_LOG_DEBUG, __VA_ARGS__)
-#define coffer_log_info(...) coffer_log(COFFER_LOG_INFO, __VA_ARGS__)
-#define coffer_log_warn(...) coffer_log(COFFER_LOG_WARN, __VA_ARGS__)
+#define coffer_log_info(...)  coffer_log(COFFER_LOG_INFO, __VA_ARGS__)
+#define coffer_log_warn(...)  coffer_log(COFFER_LOG_WARN, __VA_ARGS__)
 #define coffer_log_error(...) coffer_log(COFFER_LOG_ERROR, __VA_ARGS__)
 
 /* Writes value into buf as a logfmt value: bare if it needs no quoting, else

@@ -105,14 +105,22 @@ static const char *
 type_name(coffer_config_type t)
 {
 	switch (t) {
-	case COFFER_CONFIG_STRING: return ("string");
-	case COFFER_CONFIG_PATH: return ("path");
-	case COFFER_CONFIG_INT: return ("integer");
-	case COFFER_CONFIG_BOOL: return ("boolean");
-	case COFFER_CONFIG_DURATION: return ("duration");
-	case COFFER_CONFIG_SIZE: return ("size");
-	case COFFER_CONFIG_ENUM: return ("enum");
-	case COFFER_CONFIG_CRON: return ("cron");
+	case COFFER_CONFIG_STRING:
+		return ("string");
+	case COFFER_CONFIG_PATH:
+		return ("path");
+	case COFFER_CONFIG_INT:
+		return ("integer");
+	case COFFER_CONFIG_BOOL:
+		return ("boolean");
+	case COFFER_CONFIG_DURATION:
+		return ("duration");
+	case COFFER_CONFIG_SIZE:
+		return ("size");
+	case COFFER_CONFIG_ENUM:
+		return ("enum");
+	case COFFER_CONFIG_CRON:
+		return ("cron");
 	}
 	return ("unknown");
 }
@@ -153,8 +161,8 @@ ctx_fail(struct parse_ctx *ctx, int line, int code, const char *fmt, ...)
 	return (code);
 }
 
-static int
-ctx_hint(struct parse_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int ctx_hint(struct parse_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static int
 ctx_hint(struct parse_ctx *ctx, const char *fmt, ...)
@@ -212,7 +220,8 @@ list_sections(const coffer_config_schema *schema, char *buf, size_t size)
 {
 	size_t off = 0;
 	buf[0] = '\0';
-	for (const coffer_config_section *s = schema->sections; s->name != NULL && off < size; s++) {
+	for (const coffer_config_section *s = schema->sections; s->name != NULL && off < size;
+	     s++) {
 		int n;
 		if (is_pattern(s)) {
 			n = snprintf(buf + off, size - off, "%s[%.*s.<name>]", off ? ", " : "",
@@ -250,8 +259,12 @@ static const struct {
 	const char *suffix;
 	uint64_t mult;
 } size_units[] = {
-	{ "", 1 }, { "B", 1 }, { "KiB", 1ull << 10 }, { "MiB", 1ull << 20 },
-	{ "GiB", 1ull << 30 }, { "TiB", 1ull << 40 },
+	{ "", 1 },
+	{ "B", 1 },
+	{ "KiB", 1ull << 10 },
+	{ "MiB", 1ull << 20 },
+	{ "GiB", 1ull << 30 },
+	{ "TiB", 1ull << 40 },
 };
 
 static int
@@ -346,17 +359,20 @@ describe(const coffer_config_key *k, char *buf, size_t size)
 	switch (k->type) {
 	case COFFER_CONFIG_STRING:
 	case COFFER_CONFIG_PATH:
-		snprintf(buf, size, "a non-empty %s", k->type == COFFER_CONFIG_PATH ? "path" : "value");
+		snprintf(
+		    buf, size, "a non-empty %s", k->type == COFFER_CONFIG_PATH ? "path" : "value");
 		return;
 	case COFFER_CONFIG_CRON:
-		snprintf(buf, size, "a cron expression of five fields (minute hour day month weekday)");
+		snprintf(
+		    buf, size, "a cron expression of five fields (minute hour day month weekday)");
 		return;
 	case COFFER_CONFIG_BOOL:
 		snprintf(buf, size, "true or false (or yes/no, on/off, 1/0)");
 		return;
 	case COFFER_CONFIG_INT:
 		if (has_range(k)) {
-			snprintf(buf, size, "an integer from %" PRId64 " to %" PRId64, k->min, k->max);
+			snprintf(
+			    buf, size, "an integer from %" PRId64 " to %" PRId64, k->min, k->max);
 		} else {
 			snprintf(buf, size, "an integer");
 		}
@@ -365,8 +381,9 @@ describe(const coffer_config_key *k, char *buf, size_t size)
 		if (has_range(k)) {
 			coffer_duration_format(lo, sizeof(lo), k->min);
 			coffer_duration_format(hi, sizeof(hi), k->max);
-			snprintf(buf, size, "a duration such as 90s, 15m, 2h or 7d, from %s to %s%s", lo,
-			    hi, k->allow_forever ? ", or forever" : "");
+			snprintf(buf, size,
+			    "a duration such as 90s, 15m, 2h or 7d, from %s to %s%s", lo, hi,
+			    k->allow_forever ? ", or forever" : "");
 		} else {
 			snprintf(buf, size, "a duration such as 90s, 15m, 2h or 7d%s",
 			    k->allow_forever ? ", or forever" : "");
@@ -376,8 +393,9 @@ describe(const coffer_config_key *k, char *buf, size_t size)
 		if (has_range(k)) {
 			format_size(lo, sizeof(lo), (uint64_t)k->min);
 			format_size(hi, sizeof(hi), (uint64_t)k->max);
-			snprintf(buf, size, "a size in bytes or KiB, MiB, GiB (such as 64MiB), from %s to %s",
-			    lo, hi);
+			snprintf(buf, size,
+			    "a size in bytes or KiB, MiB, GiB (such as 64MiB), from %s to %s", lo,
+			    hi);
 		} else {
 			snprintf(buf, size, "a size in bytes or KiB, MiB, GiB (such as 64MiB)");
 		}
@@ -385,7 +403,8 @@ describe(const coffer_config_key *k, char *buf, size_t size)
 	case COFFER_CONFIG_ENUM: {
 		size_t off = (size_t)snprintf(buf, size, "one of ");
 		for (const char *const *w = k->words; w != NULL && *w != NULL && off < size; w++) {
-			int n = snprintf(buf + off, size - off, "%s%s", w == k->words ? "" : ", ", *w);
+			int n =
+			    snprintf(buf + off, size - off, "%s%s", w == k->words ? "" : ", ", *w);
 			if (n < 0) {
 				break;
 			}
@@ -497,8 +516,8 @@ note_section(struct parse_ctx *ctx, const char *line)
 			break;
 		}
 		if (!isspace((unsigned char)*q)) {
-			ctx_fail(ctx, ctx->lineno, COFFER_EINVAL, "text after section header [%.*s]",
-			    (int)len, name);
+			ctx_fail(ctx, ctx->lineno, COFFER_EINVAL,
+			    "text after section header [%.*s]", (int)len, name);
 			ctx_hint(ctx, "put the section header alone on its line");
 			return;
 		}
@@ -521,8 +540,8 @@ note_section(struct parse_ctx *ctx, const char *line)
 	if (spec == NULL) {
 		char allowed[COFFER_ERR_MSG_MAX];
 		list_sections(cfg->schema, allowed, sizeof(allowed));
-		ctx_fail(ctx, ctx->lineno, COFFER_EINVAL, "unknown section [%s] (allowed: %s)", sname,
-		    allowed);
+		ctx_fail(ctx, ctx->lineno, COFFER_EINVAL, "unknown section [%s] (allowed: %s)",
+		    sname, allowed);
 		ctx_hint(ctx, "rename the section to one of the allowed ones or remove it");
 		return;
 	}
@@ -549,8 +568,9 @@ note_section(struct parse_ctx *ctx, const char *line)
 		ctx->oom = true;
 		return;
 	}
-	cfg->secs[cfg->nsecs] = (struct cfg_section){ .name = dup, .line = ctx->lineno,
-		.spec = spec, .first = cfg->nvals };
+	cfg->secs[cfg->nsecs] = (struct cfg_section) {
+		.name = dup, .line = ctx->lineno, .spec = spec, .first = cfg->nvals
+	};
 	ctx->cur = (long)cfg->nsecs++;
 }
 
@@ -571,7 +591,8 @@ reader(char *str, int num, void *stream)
 		if (++ctx->bytes > COFFER_CONFIG_MAX_BYTES) {
 			ctx_fail(ctx, ctx->lineno + 1, COFFER_ETOOBIG,
 			    "config file is larger than %d bytes", COFFER_CONFIG_MAX_BYTES);
-			ctx_hint(ctx, "a configuration this large is a mistake: check that "
+			ctx_hint(ctx,
+			    "a configuration this large is a mistake: check that "
 			    "the path names the right file");
 			return (NULL);
 		}
@@ -653,8 +674,8 @@ find_value(const coffer_config *cfg, const char *section, const char *key)
 
 /* Runs the caller's hooks; the message they give follows the prefix. */
 static int
-run_check(struct parse_ctx *ctx, const char *section, const coffer_config_key *k,
-    const char *value, int line)
+run_check(struct parse_ctx *ctx, const char *section, const coffer_config_key *k, const char *value,
+    int line)
 {
 	coffer_config_check_fn fn = k->check;
 	if (fn == NULL && k->type == COFFER_CONFIG_CRON) {
@@ -751,8 +772,12 @@ handler(void *user, const char *section, const char *name, const char *value)
 		ctx->oom = true;
 		return (1);
 	}
-	cfg->vals[cfg->nvals++] = (struct cfg_value){ .sec = (size_t)ctx->cur, .key = kdup,
-		.text = vdup, .line = line, .num = num, .spec = k };
+	cfg->vals[cfg->nvals++] = (struct cfg_value) { .sec = (size_t)ctx->cur,
+		.key = kdup,
+		.text = vdup,
+		.line = line,
+		.num = num,
+		.spec = k };
 	sec->count++;
 	return (1);
 }
@@ -769,9 +794,10 @@ check_defaults(const coffer_config_schema *schema, coffer_err *err)
 			int64_t num;
 			if (k->def != NULL && parse_value(k, k->def, &num) != 0) {
 				coffer_err_set(err, COFFER_EINTERNAL,
-				    "config schema: default '%s' of [%s] %s is not a valid %s", k->def,
-				    s->name, k->name, type_name(k->type));
-				return (coffer_err_hint(err, "this is a bug in Coffer; please report it"));
+				    "config schema: default '%s' of [%s] %s is not a valid %s",
+				    k->def, s->name, k->name, type_name(k->type));
+				return (coffer_err_hint(
+				    err, "this is a bug in Coffer; please report it"));
 			}
 		}
 	}
@@ -798,8 +824,8 @@ check_required(struct parse_ctx *ctx)
 				why = k->required ? k->why : NULL;
 			}
 			list_keys(s, true, req, sizeof(req));
-			ctx_fail(ctx, 0, COFFER_EINVAL, "missing required section [%s]%s%s%s", s->name,
-			    req[0] ? " (it must set " : "", req, req[0] ? ")" : "");
+			ctx_fail(ctx, 0, COFFER_EINVAL, "missing required section [%s]%s%s%s",
+			    s->name, req[0] ? " (it must set " : "", req, req[0] ? ")" : "");
 			return (ctx_hint(ctx, "add a [%s] section%s%s; see docs/CONFIGURATION.md",
 			    s->name, why ? ": " : "", why ? why : ""));
 		}
@@ -809,13 +835,13 @@ check_required(struct parse_ctx *ctx)
 		for (const coffer_config_key *k = sec->spec->keys; k->name != NULL; k++) {
 			if (k->required && section_value(cfg, sec, k->name) == NULL &&
 			    (cfg->schema->optional == NULL ||
-				!cfg->schema->optional(cfg, sec->name, k->name))) {
+			        !cfg->schema->optional(cfg, sec->name, k->name))) {
 				char exp[256];
 				describe(k, exp, sizeof(exp));
-				ctx_fail(ctx, sec->line, COFFER_EINVAL, "[%s] missing required key '%s'",
-				    sec->name, k->name);
-				return (ctx_hint(ctx, "add '%s = ...' (%s) under [%s]%s%s", k->name, exp,
-				    sec->name, k->why ? ": " : "", k->why ? k->why : ""));
+				ctx_fail(ctx, sec->line, COFFER_EINVAL,
+				    "[%s] missing required key '%s'", sec->name, k->name);
+				return (ctx_hint(ctx, "add '%s = ...' (%s) under [%s]%s%s", k->name,
+				    exp, sec->name, k->why ? ": " : "", k->why ? k->why : ""));
 			}
 		}
 	}
@@ -859,32 +885,35 @@ load(struct parse_ctx *ctx)
 	pthread_once(&ini_once, ini_setup);
 	int rc = ini_parse_stream(reader, ctx, handler, ctx);
 	if (ctx->oom) {
-		return (coffer_err_set(ctx->err, COFFER_ENOMEM, "%s: out of memory reading config",
-		    ctx->cfg->path));
+		return (coffer_err_set(
+		    ctx->err, COFFER_ENOMEM, "%s: out of memory reading config", ctx->cfg->path));
 	}
 	if (rc == -2) {
-		return (coffer_err_set(ctx->err, COFFER_ENOMEM, "%s: out of memory in inih",
-		    ctx->cfg->path));
+		return (coffer_err_set(
+		    ctx->err, COFFER_ENOMEM, "%s: out of memory in inih", ctx->cfg->path));
 	}
 	if (rc > 0 && (ctx->err_line == 0 || rc < ctx->err_line)) {
 		ctx->err_line = 0;
 		ctx_fail(ctx, rc, COFFER_EINVAL,
 		    "syntax error: expected '[section]', 'key = value' or a comment");
-		return (ctx_hint(ctx, "fix line %d: a section header is '[name]' and a setting is "
-		    "'key = value'", rc));
+		return (ctx_hint(ctx,
+		    "fix line %d: a section header is '[name]' and a setting is "
+		    "'key = value'",
+		    rc));
 	}
 	if (ctx->err_line != 0) {
 		return (ctx->err_code);
 	}
 	if (rc != 0) {
-		return (coffer_err_set(ctx->err, COFFER_EIO, "%s: cannot read config", ctx->cfg->path));
+		return (
+		    coffer_err_set(ctx->err, COFFER_EIO, "%s: cannot read config", ctx->cfg->path));
 	}
 	if (check_required(ctx) != 0) {
 		return (ctx->err_code);
 	}
 	if (build_patterns(ctx->cfg) != 0) {
-		return (coffer_err_set(ctx->err, COFFER_ENOMEM, "%s: out of memory reading config",
-		    ctx->cfg->path));
+		return (coffer_err_set(
+		    ctx->err, COFFER_ENOMEM, "%s: out of memory reading config", ctx->cfg->path));
 	}
 	return (0);
 }
@@ -901,7 +930,8 @@ load_common(const char *path, FILE *fp, const char *text, const coffer_config_sc
 	coffer_config *cfg = calloc(1, sizeof(*cfg));
 	if (cfg == NULL || (cfg->path = strdup(path)) == NULL) {
 		free(cfg);
-		return (coffer_err_set(err, COFFER_ENOMEM, "%s: out of memory reading config", path));
+		return (
+		    coffer_err_set(err, COFFER_ENOMEM, "%s: out of memory reading config", path));
 	}
 	cfg->schema = schema;
 	struct parse_ctx ctx = { .cfg = cfg, .err = err, .fp = fp, .text = text, .cur = -1 };
@@ -915,22 +945,24 @@ load_common(const char *path, FILE *fp, const char *text, const coffer_config_sc
 }
 
 int
-coffer_config_load(const char *path, const coffer_config_schema *schema, coffer_config **out,
-    coffer_err *err)
+coffer_config_load(
+    const char *path, const coffer_config_schema *schema, coffer_config **out, coffer_err *err)
 {
 	*out = NULL;
 	FILE *fp = fopen(path, "r");
 	if (fp == NULL) {
 		int e = errno;
-		int code = e == ENOENT || e == ENOTDIR ? COFFER_ENOENT :
-		    e == EACCES || e == EPERM	       ? COFFER_EPERM :
-							 COFFER_EIO;
+		int code = e == ENOENT || e == ENOTDIR ? COFFER_ENOENT
+		    : e == EACCES || e == EPERM        ? COFFER_EPERM
+		                                       : COFFER_EIO;
 		coffer_err_set(err, code, "cannot open config file %s: %s", path, strerror(e));
 		if (code == COFFER_EPERM) {
-			return (coffer_err_hint(err, "make the file readable by this user "
+			return (coffer_err_hint(err,
+			    "make the file readable by this user "
 			    "(it holds no secrets itself, but should not be world-writable)"));
 		}
-		return (coffer_err_hint(err, "pass the right path with -c, or create the file "
+		return (coffer_err_hint(err,
+		    "pass the right path with -c, or create the file "
 		    "(deploy/examples/ has a commented example)"));
 	}
 	struct stat st;
@@ -1072,8 +1104,8 @@ coffer_config_has_section(const coffer_config *cfg, const char *section)
 }
 
 int
-coffer_config_sections(const coffer_config *cfg, const char *pattern, const char *const **names,
-    size_t *n)
+coffer_config_sections(
+    const coffer_config *cfg, const char *pattern, const char *const **names, size_t *n)
 {
 	size_t plen = strlen(pattern);
 	if (plen >= 2 && strcmp(pattern + plen - 2, ".*") == 0) {
@@ -1117,7 +1149,8 @@ coffer_config_err_at(const coffer_config *cfg, const char *section, const char *
 	va_end(ap);
 	where(cfg, coffer_config_line(cfg, section, key), pre, sizeof(pre));
 	if (key != NULL) {
-		return (coffer_err_set(err, COFFER_EINVAL, "%s[%s] %s: %s", pre, section, key, msg));
+		return (
+		    coffer_err_set(err, COFFER_EINVAL, "%s[%s] %s: %s", pre, section, key, msg));
 	}
 	return (coffer_err_set(err, COFFER_EINVAL, "%s[%s] %s", pre, section, msg));
 }
@@ -1129,9 +1162,10 @@ coffer_config_check_timezone(const char *value, coffer_err *err)
 	if (tz == NULL) {
 		int code = err != NULL && err->code != 0 ? err->code : COFFER_EINVAL;
 		if (err != NULL && err->hint[0] == '\0') {
-			coffer_err_hint(err, "use UTC or a tz database name such as Europe/Rome; "
-					     "install tzdata if the zone should exist");
-}
+			coffer_err_hint(err,
+			    "use UTC or a tz database name such as Europe/Rome; "
+			    "install tzdata if the zone should exist");
+		}
 		return (code);
 	}
 	coffer_tz_free(tz);
@@ -1144,7 +1178,7 @@ coffer_config_check_http_url(const char *value, coffer_err *err)
 	if ((strncmp(value, "https://", 8) == 0 && value[8] != '\0') ||
 	    (strncmp(value, "http://", 7) == 0 && value[7] != '\0')) {
 		return (0);
-}
+	}
 	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an http(s) URL", value);
 	return (coffer_err_hint(err, "write https://host[:port][/path]"));
 }

@@ -49,9 +49,9 @@
 
 #include "common/base/error.h"
 
-#define COFFER_CONFIG_MAX_LINE 4096              /* a line is at most this - 1 bytes, newline apart */
-#define COFFER_CONFIG_MAX_BYTES (1024 * 1024)    /* bytes per file */
-#define COFFER_CONFIG_MAX_NAME 48                /* bytes in a section or key name */
+#define COFFER_CONFIG_MAX_LINE  4096          /* a line is at most this - 1 bytes, newline apart */
+#define COFFER_CONFIG_MAX_BYTES (1024 * 1024) /* bytes per file */
+#define COFFER_CONFIG_MAX_NAME  48            /* bytes in a section or key name */
 
 typedef enum coffer_config_type {
 	COFFER_CONFIG_STRING,   /* any text; a required one must not be empty */
@@ -72,17 +72,17 @@ typedef struct coffer_config_key {
 	const char *name;
 	coffer_config_type type;
 	bool required;
-	const char *def;           /* default, written as in a file; NULL: none */
-	int64_t min, max;          /* int, duration (ms), size (bytes); ignored if both 0 */
-	bool allow_forever;        /* duration: "forever" (read back as -1) */
-	const char *const *words;  /* enum: NULL-terminated */
+	const char *def;              /* default, written as in a file; NULL: none */
+	int64_t min, max;             /* int, duration (ms), size (bytes); ignored if both 0 */
+	bool allow_forever;           /* duration: "forever" (read back as -1) */
+	const char *const *words;     /* enum: NULL-terminated */
 	coffer_config_check_fn check; /* optional, after the type check */
-	const char *why;           /* required keys: why, shown when missing; may be NULL */
+	const char *why;              /* required keys: why, shown when missing; may be NULL */
 } coffer_config_key;
 
 typedef struct coffer_config_section {
-	const char *name;           /* "agent", or "service.*" for instances */
-	bool required;              /* exact sections only */
+	const char *name;              /* "agent", or "service.*" for instances */
+	bool required;                 /* exact sections only */
 	const coffer_config_key *keys; /* terminated by an entry with name == NULL */
 } coffer_config_section;
 
@@ -104,8 +104,8 @@ typedef struct coffer_config coffer_config;
  * (no such file), COFFER_EPERM (not readable), COFFER_EIO, COFFER_ETOOBIG
  * (file or line too long), COFFER_EINVAL (anything in the text),
  * COFFER_EINTERNAL (the schema's own default does not parse). */
-int coffer_config_load(const char *path, const coffer_config_schema *schema,
-    coffer_config **out, coffer_err *err);
+int coffer_config_load(
+    const char *path, const coffer_config_schema *schema, coffer_config **out, coffer_err *err);
 
 /* The same from text in memory; name stands in for the path in messages. */
 int coffer_config_load_string(const char *text, const char *name,
@@ -139,8 +139,8 @@ bool coffer_config_has_section(const coffer_config *cfg, const char *section);
  * "service.*") and [service.billing], [service.ledger], names is
  * {"billing", "ledger"}. The array is owned by cfg. COFFER_EINVAL if the
  * schema has no such pattern. */
-int coffer_config_sections(const coffer_config *cfg, const char *pattern,
-    const char *const **names, size_t *n);
+int coffer_config_sections(
+    const coffer_config *cfg, const char *pattern, const char *const **names, size_t *n);
 
 /* Line of key in section (or of the section header when key is NULL or not
  * set); 0 if neither is in the file. */

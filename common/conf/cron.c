@@ -28,10 +28,16 @@
 
 #include "common/base/clock.h"
 
-#define CRON_DAY 86400
+#define CRON_DAY     86400
 #define CRON_NFIELDS 5
 
-enum { F_MIN, F_HOUR, F_DOM, F_MON, F_DOW };
+enum {
+	F_MIN,
+	F_HOUR,
+	F_DOM,
+	F_MON,
+	F_DOW
+};
 
 struct coffer_cron {
 	uint64_t bits[CRON_NFIELDS];
@@ -39,8 +45,8 @@ struct coffer_cron {
 	char text[COFFER_CRON_TEXT_MAX + 1];
 };
 
-static const char *const mon_names[] = { "jan", "feb", "mar", "apr", "may", "jun", "jul",
-	"aug", "sep", "oct", "nov", "dec" };
+static const char *const mon_names[] = { "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug",
+	"sep", "oct", "nov", "dec" };
 static const char *const dow_names[] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat" };
 
 static const struct field_def {
@@ -75,8 +81,9 @@ field_err(coffer_err *err, int f, const char *item, size_t len, const char *why)
 {
 	coffer_err_set(err, COFFER_EINVAL, "cron field %s: \"%.*s\" %s (allowed %s)",
 	    fields[f].name, (int)(len > 64 ? 64 : len), item, why, fields[f].allowed);
-	coffer_err_hint(err, "write %s as %s, a list (1,5), a range (1-5) or a step "
-			     "(*/5, 1-10/2)",
+	coffer_err_hint(err,
+	    "write %s as %s, a list (1,5), a range (1-5) or a step "
+	    "(*/5, 1-10/2)",
 	    fields[f].name, fields[f].allowed);
 	return (COFFER_EINVAL);
 }
@@ -133,7 +140,8 @@ parse_item(int f, const char *item, const char *end, uint64_t *bits, coffer_err 
 	} else {
 		if (!parse_value(f, &p, end, &lo)) {
 			return (field_err(err, f, item, len,
-			    isdigit((unsigned char)*p) ? "is out of range" : "is not a number or name"));
+			    isdigit((unsigned char)*p) ? "is out of range"
+			                               : "is not a number or name"));
 		}
 		hi = lo;
 		single = true;
@@ -221,10 +229,11 @@ parse_fields(coffer_cron *c, const char *expr, coffer_err *err)
 		n++;
 	}
 	if (n != CRON_NFIELDS) {
-		coffer_err_set(err, COFFER_EINVAL,
-		    "cron schedule \"%s\" has %d fields, expected 5", expr, n);
-		coffer_err_hint(err, "write minute hour day-of-month month day-of-week, "
-				     "e.g. \"30 2 * * *\", or a macro such as @daily");
+		coffer_err_set(
+		    err, COFFER_EINVAL, "cron schedule \"%s\" has %d fields, expected 5", expr, n);
+		coffer_err_hint(err,
+		    "write minute hour day-of-month month day-of-week, "
+		    "e.g. \"30 2 * * *\", or a macro such as @daily");
 		return (COFFER_EINVAL);
 	}
 	for (int f = 0; f < CRON_NFIELDS; f++) {
@@ -248,8 +257,9 @@ coffer_cron_parse(const char *expr, coffer_err *err)
 		expr++;
 	}
 	size_t len = strlen(expr);
-	while (len > 0 && (expr[len - 1] == ' ' || expr[len - 1] == '\t' ||
-	                      expr[len - 1] == '\n' || expr[len - 1] == '\r')) {
+	while (len > 0 &&
+	    (expr[len - 1] == ' ' || expr[len - 1] == '\t' || expr[len - 1] == '\n' ||
+	        expr[len - 1] == '\r')) {
 		len--;
 	}
 	if (len == 0) {
@@ -282,15 +292,17 @@ coffer_cron_parse(const char *expr, coffer_err *err)
 			coffer_err_set(err, COFFER_EINVAL,
 			    "cron schedule @reboot names no time, so backups could not be "
 			    "scheduled or checked for lateness");
-			coffer_err_hint(err, "use a time-based schedule such as @daily or "
-					     "\"30 2 * * *\"");
+			coffer_err_hint(err,
+			    "use a time-based schedule such as @daily or "
+			    "\"30 2 * * *\"");
 			free(c);
 			return (NULL);
 		}
 		if (body == NULL) {
 			coffer_err_set(err, COFFER_EINVAL, "unknown cron macro \"%s\"", c->text);
-			coffer_err_hint(err, "use @hourly, @daily, @weekly, @monthly or @yearly, "
-					     "or five fields");
+			coffer_err_hint(err,
+			    "use @hourly, @daily, @weekly, @monthly or @yearly, "
+			    "or five fields");
 			free(c);
 			return (NULL);
 		}
@@ -351,8 +363,7 @@ run_at(const coffer_tz *tz, int64_t local, int64_t *at)
 }
 
 static int
-check_args(const coffer_cron *c, const coffer_tz *tz, int64_t t, const char *what,
-    coffer_err *err)
+check_args(const coffer_cron *c, const coffer_tz *tz, int64_t t, const char *what, coffer_err *err)
 {
 	if (c == NULL || tz == NULL) {
 		coffer_err_set(err, COFFER_EINVAL, "cron %s: no schedule or no time zone", what);
@@ -369,22 +380,22 @@ check_args(const coffer_cron *c, const coffer_tz *tz, int64_t t, const char *wha
 }
 
 static int
-never_fires(const coffer_cron *c, const coffer_tz *tz, int64_t t, const char *dir,
-    coffer_err *err)
+never_fires(const coffer_cron *c, const coffer_tz *tz, int64_t t, const char *dir, coffer_err *err)
 {
 	char when[40];
 	coffer_time_format(when, sizeof(when), t * 1000);
 	coffer_err_set(err, COFFER_ENOENT,
 	    "cron schedule \"%s\" has no run in the %d years %s %s (zone %s)", c->text,
 	    COFFER_CRON_HORIZON_DAYS / 365, dir, when, coffer_tz_name(tz));
-	coffer_err_hint(err, "check that the day-of-month exists in the chosen months "
-			     "(\"0 0 30 2 *\" never runs)");
+	coffer_err_hint(err,
+	    "check that the day-of-month exists in the chosen months "
+	    "(\"0 0 30 2 *\" never runs)");
 	return (COFFER_ENOENT);
 }
 
 int
-coffer_cron_next(const coffer_cron *c, const coffer_tz *tz, int64_t after_s,
-    int64_t *next_s, coffer_err *err)
+coffer_cron_next(
+    const coffer_cron *c, const coffer_tz *tz, int64_t after_s, int64_t *next_s, coffer_err *err)
 {
 	int rc = check_args(c, tz, after_s, "next", err);
 	if (rc != 0) {
@@ -432,8 +443,8 @@ coffer_cron_next(const coffer_cron *c, const coffer_tz *tz, int64_t after_s,
 }
 
 int
-coffer_cron_prev(const coffer_cron *c, const coffer_tz *tz, int64_t at_or_before_s,
-    int64_t *prev_s, coffer_err *err)
+coffer_cron_prev(const coffer_cron *c, const coffer_tz *tz, int64_t at_or_before_s, int64_t *prev_s,
+    coffer_err *err)
 {
 	int rc = check_args(c, tz, at_or_before_s, "prev", err);
 	if (rc != 0) {

@@ -38,7 +38,7 @@
 
 typedef struct coffer_cron coffer_cron;
 
-#define COFFER_CRON_TEXT_MAX 256
+#define COFFER_CRON_TEXT_MAX     256
 #define COFFER_CRON_HORIZON_DAYS 4018 /* 11 years */
 
 /* Parses expr. Returns NULL and fills err (COFFER_EINVAL naming the field,
@@ -54,8 +54,8 @@ const char *coffer_cron_text(const coffer_cron *c);
 /* The first scheduled instant strictly after after_s, in *next_s.
  * Returns 0; COFFER_ENOENT if the schedule does not fire within the horizon;
  * COFFER_EINVAL if after_s is outside the years 1..9999. */
-int coffer_cron_next(const coffer_cron *c, const coffer_tz *tz, int64_t after_s,
-    int64_t *next_s, coffer_err *err);
+int coffer_cron_next(
+    const coffer_cron *c, const coffer_tz *tz, int64_t after_s, int64_t *next_s, coffer_err *err);
 
 /* The latest scheduled instant <= at_or_before_s, in *prev_s (for spotting a
  * missed run: compare it with the last run that happened). Same returns as

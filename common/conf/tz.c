@@ -24,20 +24,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stddef.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TZ_FILE_MAX (256 * 1024)
-#define TZ_NAME_MAX 255
-#define TZ_DEFAULT_DIR "/usr/share/zoneinfo"
-#define TZ_OFF_MIN (-89999) /* RFC 8536: offsets stay within (-25h, +26h) */
-#define TZ_OFF_MAX 93599
-#define TZ_DAY 86400
+#define TZ_FILE_MAX      (256 * 1024)
+#define TZ_NAME_MAX      255
+#define TZ_DEFAULT_DIR   "/usr/share/zoneinfo"
+#define TZ_OFF_MIN       (-89999) /* RFC 8536: offsets stay within (-25h, +26h) */
+#define TZ_OFF_MAX       93599
+#define TZ_DAY           86400
 #define TZ_RESOLVE_STEPS 64
 
 struct tz_type {
@@ -337,8 +337,8 @@ posix_parse(const char *s, struct tz_posix *out)
 			return (false);
 		}
 	}
-	if (out->std_off < TZ_OFF_MIN || out->std_off > TZ_OFF_MAX ||
-	    out->dst_off < TZ_OFF_MIN || out->dst_off > TZ_OFF_MAX) {
+	if (out->std_off < TZ_OFF_MIN || out->std_off > TZ_OFF_MAX || out->dst_off < TZ_OFF_MIN ||
+	    out->dst_off > TZ_OFF_MAX) {
 		return (false);
 	}
 	out->valid = true;
@@ -573,10 +573,9 @@ coffer_tz_resolve(const coffer_tz *tz, int64_t local_s, coffer_tz_local *out)
 int
 coffer_tz_from_local(const coffer_tz *tz, const coffer_tm *tm, coffer_tz_local *out)
 {
-	if (tm->year < 1 || tm->year > 9999 || tm->month < 1 || tm->month > 12 ||
-	    tm->day < 1 || tm->day > coffer_tz_month_days(tm->year, tm->month) ||
-	    tm->hour < 0 || tm->hour > 23 || tm->minute < 0 || tm->minute > 59 ||
-	    tm->second < 0 || tm->second > 59) {
+	if (tm->year < 1 || tm->year > 9999 || tm->month < 1 || tm->month > 12 || tm->day < 1 ||
+	    tm->day > coffer_tz_month_days(tm->year, tm->month) || tm->hour < 0 || tm->hour > 23 ||
+	    tm->minute < 0 || tm->minute > 59 || tm->second < 0 || tm->second > 59) {
 		return (COFFER_EINVAL);
 	}
 	int64_t local = coffer_tz_days_from_civil(tm->year, tm->month, tm->day) * TZ_DAY +
@@ -660,8 +659,9 @@ static int
 tzif_bad(coffer_err *err, const char *path, const char *why)
 {
 	coffer_err_set(err, COFFER_ECORRUPT, "time zone file %s is not valid TZif: %s", path, why);
-	coffer_err_hint(err, "reinstall the zone data (apt-get install --reinstall tzdata) "
-			     "or check $TZDIR");
+	coffer_err_hint(err,
+	    "reinstall the zone data (apt-get install --reinstall tzdata) "
+	    "or check $TZDIR");
 	return (COFFER_ECORRUPT);
 }
 
@@ -765,8 +765,8 @@ name_ok(const char *name)
 	}
 	for (const char *p = name; *p != '\0'; p++) {
 		bool ok = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
-		    (*p >= '0' && *p <= '9') || *p == '/' || *p == '_' || *p == '+' ||
-		    *p == '-' || *p == '.';
+		    (*p >= '0' && *p <= '9') || *p == '/' || *p == '_' || *p == '+' || *p == '-' ||
+		    *p == '.';
 		if (!ok) {
 			return (false);
 		}
@@ -783,8 +783,9 @@ read_file(const char *name, const char *path, uint8_t **out, size_t *outlen, cof
 		if (e == ENOENT || e == ENOTDIR) {
 			coffer_err_set(err, COFFER_ENOENT, "unknown time zone \"%s\" (no file %s)",
 			    name, path);
-			coffer_err_hint(err, "use an IANA name such as Europe/Rome or UTC, and "
-					     "install tzdata (apt-get install tzdata)");
+			coffer_err_hint(err,
+			    "use an IANA name such as Europe/Rome or UTC, and "
+			    "install tzdata (apt-get install tzdata)");
 			return (COFFER_ENOENT);
 		}
 		coffer_err_errno(err, e, "open time zone file", path);
@@ -793,8 +794,8 @@ read_file(const char *name, const char *path, uint8_t **out, size_t *outlen, cof
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		coffer_err_set(err, COFFER_EINVAL, "time zone \"%s\" is not a zone file (%s)",
-		    name, path);
+		coffer_err_set(
+		    err, COFFER_EINVAL, "time zone \"%s\" is not a zone file (%s)", name, path);
 		coffer_err_hint(err, "name a zone, such as Europe/Rome, not a directory");
 		return (COFFER_EINVAL);
 	}
@@ -855,8 +856,9 @@ coffer_tz_load(const char *name, coffer_err *err)
 	if (name == NULL || !name_ok(name)) {
 		coffer_err_set(err, COFFER_EINVAL, "invalid time zone name \"%s\"",
 		    name != NULL ? name : "(null)");
-		coffer_err_hint(err, "use an IANA name such as Europe/Rome: relative, without "
-				     "\"..\", letters, digits and /_+-.");
+		coffer_err_hint(err,
+		    "use an IANA name such as Europe/Rome: relative, without "
+		    "\"..\", letters, digits and /_+-.");
 		return (NULL);
 	}
 	coffer_tz *tz = calloc(1, sizeof(*tz));

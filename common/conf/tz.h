@@ -23,14 +23,14 @@ typedef struct coffer_tz coffer_tz;
 
 /* Broken-down local time. */
 typedef struct coffer_tm {
-	int year;   /* proleptic Gregorian, e.g. 2026 */
-	int month;  /* 1..12 */
-	int day;    /* 1..31 */
-	int hour;   /* 0..23 */
-	int minute; /* 0..59 */
-	int second; /* 0..59 */
-	int wday;   /* 0..6, 0 = Sunday */
-	int yday;   /* 0..365 */
+	int year;           /* proleptic Gregorian, e.g. 2026 */
+	int month;          /* 1..12 */
+	int day;            /* 1..31 */
+	int hour;           /* 0..23 */
+	int minute;         /* 0..59 */
+	int second;         /* 0..59 */
+	int wday;           /* 0..6, 0 = Sunday */
+	int yday;           /* 0..365 */
 	int32_t utc_offset; /* seconds east of UTC at this instant */
 	int is_dst;
 } coffer_tm;

@@ -26,7 +26,7 @@
 
 #include "common/base/clock.h"
 
-#define KR_HEADER "coffer-keyring v1"
+#define KR_HEADER        "coffer-keyring v1"
 #define KR_HEADER_PREFIX "coffer-keyring v"
 /* A line is at most id + key + a long timestamp; the file is bounded so a
  * wrong path (a disk image, /dev/zero) cannot make us allocate without end. */
@@ -64,8 +64,10 @@ coffer_keyring_id_check(const char *id, coffer_err *err)
 	}
 	for (size_t i = 0; i < len; i++) {
 		if (!kr_id_char(id[i])) {
-			coffer_err_set(err, COFFER_EINVAL, "key id \"%s\" has a character other "
-			    "than letters, digits, '.', '_' and '-'", id);
+			coffer_err_set(err, COFFER_EINVAL,
+			    "key id \"%s\" has a character other "
+			    "than letters, digits, '.', '_' and '-'",
+			    id);
 			return (coffer_err_hint(err, "choose an id such as svc-2026-11"));
 		}
 	}
@@ -145,25 +147,30 @@ kr_check_mode(int fd, const char *path, struct stat *st, coffer_err *err)
 	}
 	if (!S_ISREG(st->st_mode)) {
 		coffer_err_set(err, COFFER_EINVAL, "key ring %s is not a regular file", path);
-		return (coffer_err_hint(err, "give the path of a file made by coffer-agent keygen"));
+		return (
+		    coffer_err_hint(err, "give the path of a file made by coffer-agent keygen"));
 	}
 	if ((st->st_mode & 077) != 0) {
-		coffer_err_set(err, COFFER_EPERM, "key ring %s has mode %04o: group or other "
-		    "may access its keys", path, (unsigned)(st->st_mode & 07777));
+		coffer_err_set(err, COFFER_EPERM,
+		    "key ring %s has mode %04o: group or other "
+		    "may access its keys",
+		    path, (unsigned)(st->st_mode & 07777));
 		return (coffer_err_hint(err, "chmod 600 %s", path));
 	}
 	return (0);
 }
 
 static int
-kr_read_all(int fd, const char *path, const struct stat *st, char **out, size_t *len,
-    coffer_err *err)
+kr_read_all(
+    int fd, const char *path, const struct stat *st, char **out, size_t *len, coffer_err *err)
 {
 	if ((size_t)st->st_size > KR_FILE_MAX) {
-		coffer_err_set(err, COFFER_ETOOBIG, "key ring %s is %lld bytes, over the %zu-byte "
-		    "limit", path, (long long)st->st_size, KR_FILE_MAX);
-		return (coffer_err_hint(err, "check that %s is a key ring made by coffer-agent keygen",
-		    path));
+		coffer_err_set(err, COFFER_ETOOBIG,
+		    "key ring %s is %lld bytes, over the %zu-byte "
+		    "limit",
+		    path, (long long)st->st_size, KR_FILE_MAX);
+		return (coffer_err_hint(
+		    err, "check that %s is a key ring made by coffer-agent keygen", path));
 	}
 	size_t cap = (size_t)st->st_size + 1;
 	char *buf = malloc(cap);
@@ -236,9 +243,12 @@ kr_parse_line(coffer_keyring *ring, char *line, int lineno, coffer_err *err)
 			break;
 		}
 		if (nf == 3) {
-			coffer_err_set(err, COFFER_ECORRUPT, "key ring %s line %d: more than three "
-			    "fields", path, lineno);
-			return (coffer_err_hint(err, "each line is \"<id> <64 hex digits> <created>\"; "
+			coffer_err_set(err, COFFER_ECORRUPT,
+			    "key ring %s line %d: more than three "
+			    "fields",
+			    path, lineno);
+			return (coffer_err_hint(err,
+			    "each line is \"<id> <64 hex digits> <created>\"; "
 			    "see docs/FORMAT.md"));
 		}
 		fields[nf++] = p;
@@ -247,9 +257,12 @@ kr_parse_line(coffer_keyring *ring, char *line, int lineno, coffer_err *err)
 		}
 	}
 	if (nf != 3) {
-		coffer_err_set(err, COFFER_ECORRUPT, "key ring %s line %d: %d fields where three "
-		    "are expected", path, lineno, nf);
-		return (coffer_err_hint(err, "each line is \"<id> <64 hex digits> <created>\"; "
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "key ring %s line %d: %d fields where three "
+		    "are expected",
+		    path, lineno, nf);
+		return (coffer_err_hint(err,
+		    "each line is \"<id> <64 hex digits> <created>\"; "
 		    "see docs/FORMAT.md"));
 	}
 	coffer_err iderr;
@@ -260,8 +273,10 @@ kr_parse_line(coffer_keyring *ring, char *line, int lineno, coffer_err *err)
 	}
 	memcpy(e.id, fields[0], strlen(fields[0]) + 1);
 	if (strlen(fields[1]) != 2 * COFFER_KEYRING_KEY_LEN) {
-		coffer_err_set(err, COFFER_ECORRUPT, "key ring %s line %d: key %s is %zu hex digits, "
-		    "not %d", path, lineno, e.id, strlen(fields[1]), 2 * COFFER_KEYRING_KEY_LEN);
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "key ring %s line %d: key %s is %zu hex digits, "
+		    "not %d",
+		    path, lineno, e.id, strlen(fields[1]), 2 * COFFER_KEYRING_KEY_LEN);
 		return (coffer_err_hint(err, "restore the key ring from its backup copy"));
 	}
 	for (size_t i = 0; i < COFFER_KEYRING_KEY_LEN; i++) {
@@ -269,16 +284,20 @@ kr_parse_line(coffer_keyring *ring, char *line, int lineno, coffer_err *err)
 		int lo = kr_hexval(fields[1][2 * i + 1]);
 		if (hi < 0 || lo < 0) {
 			OPENSSL_cleanse(&e, sizeof(e));
-			coffer_err_set(err, COFFER_ECORRUPT, "key ring %s line %d: key %s has a "
-			    "character that is not a hex digit", path, lineno, fields[0]);
+			coffer_err_set(err, COFFER_ECORRUPT,
+			    "key ring %s line %d: key %s has a "
+			    "character that is not a hex digit",
+			    path, lineno, fields[0]);
 			return (coffer_err_hint(err, "restore the key ring from its backup copy"));
 		}
 		e.key[i] = (uint8_t)(hi << 4 | lo);
 	}
 	if (coffer_time_parse(fields[2], &e.created_ms) != 0) {
 		OPENSSL_cleanse(&e, sizeof(e));
-		coffer_err_set(err, COFFER_ECORRUPT, "key ring %s line %d: \"%s\" is not an RFC 3339 "
-		    "time", path, lineno, fields[2]);
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "key ring %s line %d: \"%s\" is not an RFC 3339 "
+		    "time",
+		    path, lineno, fields[2]);
 		return (coffer_err_hint(err, "write the creation time as 2026-11-24T15:56:03Z"));
 	}
 	if (coffer_keyring_find(ring, e.id) != NULL) {
@@ -304,8 +323,8 @@ kr_parse(coffer_keyring *ring, char *buf, size_t len, coffer_err *err)
 	const char *path = ring->path;
 	if (memchr(buf, '\0', len) != NULL) {
 		coffer_err_set(err, COFFER_ECORRUPT, "key ring %s holds a NUL byte", path);
-		return (coffer_err_hint(err, "check that %s is a key ring made by coffer-agent keygen",
-		    path));
+		return (coffer_err_hint(
+		    err, "check that %s is a key ring made by coffer-agent keygen", path));
 	}
 	char *p = buf;
 	int lineno = 0;
@@ -321,10 +340,13 @@ kr_parse(coffer_keyring *ring, char *buf, size_t len, coffer_err *err)
 			p[--ll] = '\0';
 		}
 		if (ll >= KR_LINE_MAX) {
-			coffer_err_set(err, COFFER_ECORRUPT, "key ring %s line %d is longer than %d bytes",
-			    path, lineno, KR_LINE_MAX - 1);
-			return (coffer_err_hint(err, "check that %s is a key ring made by coffer-agent "
-			    "keygen", path));
+			coffer_err_set(err, COFFER_ECORRUPT,
+			    "key ring %s line %d is longer than %d bytes", path, lineno,
+			    KR_LINE_MAX - 1);
+			return (coffer_err_hint(err,
+			    "check that %s is a key ring made by coffer-agent "
+			    "keygen",
+			    path));
 		}
 		if (lineno == 1) {
 			if (strcmp(p, KR_HEADER) == 0) {
@@ -332,13 +354,19 @@ kr_parse(coffer_keyring *ring, char *buf, size_t len, coffer_err *err)
 				continue;
 			}
 			if (strncmp(p, KR_HEADER_PREFIX, strlen(KR_HEADER_PREFIX)) == 0) {
-				coffer_err_set(err, COFFER_EVERSION, "key ring %s is format \"%s\"; this "
-				    "build reads \"%s\" only", path, p, KR_HEADER);
-				return (coffer_err_hint(err, "use the coffer version that wrote the ring"));
+				coffer_err_set(err, COFFER_EVERSION,
+				    "key ring %s is format \"%s\"; this "
+				    "build reads \"%s\" only",
+				    path, p, KR_HEADER);
+				return (coffer_err_hint(
+				    err, "use the coffer version that wrote the ring"));
 			}
-			coffer_err_set(err, COFFER_ECORRUPT, "%s is not a key ring: line 1 is not "
-			    "\"%s\"", path, KR_HEADER);
-			return (coffer_err_hint(err, "give the path of a file made by coffer-agent keygen"));
+			coffer_err_set(err, COFFER_ECORRUPT,
+			    "%s is not a key ring: line 1 is not "
+			    "\"%s\"",
+			    path, KR_HEADER);
+			return (coffer_err_hint(
+			    err, "give the path of a file made by coffer-agent keygen"));
 		}
 		if (ll > 0 && p[0] != '#') {
 			int rv = kr_parse_line(ring, p, lineno, err);
@@ -493,8 +521,8 @@ kr_format_line(const char *id, int64_t now_ms, char *line, size_t size, coffer_e
  * reader (or concurrent keygen) ever sees a ring without its first key.
  * Returns 0, 1 if path exists after all (append instead), or an error. */
 static int
-kr_generate_new(const char *path, const char *id, int64_t now_ms, char *id_out,
-    size_t id_out_size, coffer_err *err)
+kr_generate_new(const char *path, const char *id, int64_t now_ms, char *id_out, size_t id_out_size,
+    coffer_err *err)
 {
 	struct stat st;
 	if (stat(path, &st) == 0) {
@@ -567,9 +595,10 @@ kr_generate_append(const char *path, const char *id, int64_t now_ms, char *id_ou
 		kr_generated_id(ring, now_ms, idbuf, sizeof(idbuf));
 		id = idbuf;
 	} else if (coffer_keyring_find(ring, id) != NULL) {
-		rv = coffer_err_set(err, COFFER_EEXIST, "key ring %s already has a key named %s",
-		    path, id);
-		coffer_err_hint(err, "choose another --id, or leave it out to name the key by date");
+		rv = coffer_err_set(
+		    err, COFFER_EEXIST, "key ring %s already has a key named %s", path, id);
+		coffer_err_hint(
+		    err, "choose another --id, or leave it out to name the key by date");
 		goto done;
 	}
 	/* A ring edited by hand may lack the final newline; do not glue lines. */
@@ -600,12 +629,12 @@ done:
 }
 
 int
-coffer_keyring_generate(const char *path, const char *id, char *id_out, size_t id_out_size,
-    coffer_err *err)
+coffer_keyring_generate(
+    const char *path, const char *id, char *id_out, size_t id_out_size, coffer_err *err)
 {
 	if (id_out_size < COFFER_KEYRING_ID_MAX + 1) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "id buffer of %zu bytes is too small",
-		    id_out_size));
+		return (coffer_err_set(
+		    err, COFFER_EINTERNAL, "id buffer of %zu bytes is too small", id_out_size));
 	}
 	if (id != NULL) {
 		int rv = coffer_keyring_id_check(id, err);

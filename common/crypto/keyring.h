@@ -18,8 +18,8 @@
 
 #include "common/base/error.h"
 
-#define COFFER_KEYRING_KEY_LEN 32
-#define COFFER_KEYRING_ID_MAX 64 /* characters, [A-Za-z0-9._-] */
+#define COFFER_KEYRING_KEY_LEN  32
+#define COFFER_KEYRING_ID_MAX   64 /* characters, [A-Za-z0-9._-] */
 #define COFFER_KEYRING_MAX_KEYS 1024
 
 typedef struct coffer_keyring coffer_keyring;
@@ -56,7 +56,7 @@ int coffer_keyring_id_check(const char *id, coffer_err *err);
  * ("k20261124T155603Z", "-2" etc. on a collision). The file and, for a new
  * file, its directory are fsynced before returning. The id used is copied
  * into id_out (size >= COFFER_KEYRING_ID_MAX + 1). */
-int coffer_keyring_generate(const char *path, const char *id, char *id_out,
-    size_t id_out_size, coffer_err *err);
+int coffer_keyring_generate(
+    const char *path, const char *id, char *id_out, size_t id_out_size, coffer_err *err);
 
 #endif

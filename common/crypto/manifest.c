@@ -28,9 +28,9 @@
 #include <cjson/cJSON.h>
 #include <openssl/rand.h>
 
-#define MF_PATH_MAX 4096
+#define MF_PATH_MAX   4096
 #define MF_OPTION_MAX 4096
-#define MF_CHUNK_MAX (1u << 30)
+#define MF_CHUNK_MAX  (1u << 30)
 
 /* Canonical key order; the "signature" key always comes last. */
 enum mf_field {
@@ -65,11 +65,33 @@ enum mf_field {
 };
 
 static const char *const mf_names[F_COUNT] = {
-	"format_version", "backup_id", "service", "agent", "kind", "started_at", "finished_at",
-	"pg_version", "system_identifier", "database", "database_size", "lsn_start", "lsn_stop",
-	"timeline", "tables", "plaintext_bytes", "stored_bytes", "plaintext_sha256",
-	"stored_sha256", "key_id", "compression", "chunk_size", "pg_dump_options", "schema_query",
-	"schema_version", "files", "signature",
+	"format_version",
+	"backup_id",
+	"service",
+	"agent",
+	"kind",
+	"started_at",
+	"finished_at",
+	"pg_version",
+	"system_identifier",
+	"database",
+	"database_size",
+	"lsn_start",
+	"lsn_stop",
+	"timeline",
+	"tables",
+	"plaintext_bytes",
+	"stored_bytes",
+	"plaintext_sha256",
+	"stored_sha256",
+	"key_id",
+	"compression",
+	"chunk_size",
+	"pg_dump_options",
+	"schema_query",
+	"schema_version",
+	"files",
+	"signature",
 };
 
 static const char hexdig[] = "0123456789abcdef";
@@ -86,7 +108,8 @@ corrupt(coffer_err *err, const char *field, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	coffer_err_set(err, COFFER_ECORRUPT, "manifest field \"%s\" %s", field, what);
-	coffer_err_hint(err, "the manifest was damaged or written by a faulty agent; "
+	coffer_err_hint(err,
+	    "the manifest was damaged or written by a faulty agent; "
 	    "verify the backup and use another one");
 	return (COFFER_ECORRUPT);
 }
@@ -97,8 +120,10 @@ const char *
 coffer_manifest_kind_name(coffer_manifest_kind kind)
 {
 	switch (kind) {
-	case COFFER_MANIFEST_LOGICAL: return ("logical");
-	case COFFER_MANIFEST_PHYSICAL: return ("physical");
+	case COFFER_MANIFEST_LOGICAL:
+		return ("logical");
+	case COFFER_MANIFEST_PHYSICAL:
+		return ("physical");
 	}
 	return ("unknown");
 }
@@ -124,19 +149,19 @@ kind_letter(coffer_manifest_kind kind)
 }
 
 int
-coffer_manifest_id_new(char id[COFFER_MANIFEST_ID_SIZE], int64_t now_ms,
-    coffer_manifest_kind kind, coffer_err *err)
+coffer_manifest_id_new(
+    char id[COFFER_MANIFEST_ID_SIZE], int64_t now_ms, coffer_manifest_kind kind, coffer_err *err)
 {
 	id[0] = '\0';
 	if (kind != COFFER_MANIFEST_LOGICAL && kind != COFFER_MANIFEST_PHYSICAL) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "backup id for unknown kind %d",
-		    (int)kind));
+		return (coffer_err_set(
+		    err, COFFER_EINTERNAL, "backup id for unknown kind %d", (int)kind));
 	}
 	time_t secs = (time_t)(now_ms / 1000);
 	struct tm tm;
 	if (now_ms < 0 || gmtime_r(&secs, &tm) == NULL || tm.tm_year + 1900 > 9999) {
-		return (coffer_err_set(err, COFFER_EINVAL, "cannot make a backup id for time %" PRId64
-		    " ms", now_ms));
+		return (coffer_err_set(
+		    err, COFFER_EINVAL, "cannot make a backup id for time %" PRId64 " ms", now_ms));
 	}
 	uint8_t rnd[3];
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -147,7 +172,8 @@ coffer_manifest_id_new(char id[COFFER_MANIFEST_ID_SIZE], int64_t now_ms,
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 	    kind_letter(kind), rnd[0], rnd[1], rnd[2]);
 	if (n != COFFER_MANIFEST_ID_LEN) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "backup id came out %d bytes long", n));
+		return (
+		    coffer_err_set(err, COFFER_EINTERNAL, "backup id came out %d bytes long", n));
 	}
 	memcpy(id, buf, COFFER_MANIFEST_ID_SIZE);
 	return (0);
@@ -157,7 +183,8 @@ static int
 id_fail(coffer_err *err, const char *id, const char *why)
 {
 	coffer_err_set(err, COFFER_EINVAL, "\"%.40s\" is not a backup id: %s", id, why);
-	coffer_err_hint(err, "a backup id looks like 20261124T155603Z-l-3fa2c1; list "
+	coffer_err_hint(err,
+	    "a backup id looks like 20261124T155603Z-l-3fa2c1; list "
 	    "the backups to find one");
 	return (COFFER_EINVAL);
 }
@@ -262,16 +289,18 @@ copy_name(char *dst, size_t size, const char *src, const char *what, coffer_err 
 {
 	size_t n = strnlen(src, size);
 	if (n == 0 || n >= size) {
-		return (coffer_err_set(err, COFFER_EINVAL, "manifest %s \"%.60s\" must be 1 to %zu "
-		    "bytes", what, src, size - 1));
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "manifest %s \"%.60s\" must be 1 to %zu "
+		    "bytes",
+		    what, src, size - 1));
 	}
 	memcpy(dst, src, n + 1);
 	return (0);
 }
 
 int
-coffer_manifest_add_table(coffer_manifest *m, const char *schema, const char *name,
-    uint64_t rows, coffer_err *err)
+coffer_manifest_add_table(
+    coffer_manifest *m, const char *schema, const char *name, uint64_t rows, coffer_err *err)
 {
 	int rc = grow((void **)&m->tables, &m->cap_tables, m->ntables, sizeof(*m->tables), err);
 	if (rc != 0) {
@@ -288,16 +317,16 @@ coffer_manifest_add_table(coffer_manifest *m, const char *schema, const char *na
 }
 
 int
-coffer_manifest_add_file(coffer_manifest *m, const char *path, uint64_t size,
-    const char *sha256_hex, coffer_err *err)
+coffer_manifest_add_file(
+    coffer_manifest *m, const char *path, uint64_t size, const char *sha256_hex, coffer_err *err)
 {
 	int rc = grow((void **)&m->files, &m->cap_files, m->nfiles, sizeof(*m->files), err);
 	if (rc != 0) {
 		return (rc);
 	}
 	if (strnlen(sha256_hex, COFFER_MANIFEST_SHA256_HEX) != COFFER_MANIFEST_SHA256_HEX - 1) {
-		return (coffer_err_set(err, COFFER_EINVAL, "sha-256 of %s must be 64 hex digits",
-		    path));
+		return (coffer_err_set(
+		    err, COFFER_EINVAL, "sha-256 of %s must be 64 hex digits", path));
 	}
 	coffer_manifest_file *f = &m->files[m->nfiles];
 	f->path = strndup(path, MF_PATH_MAX + 1);
@@ -338,7 +367,7 @@ check_ident(const char *field, const char *v, size_t max)
 	for (size_t i = 0; i < n; i++) {
 		char c = v[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '_' || c == '.')) {
+		        c == '-' || c == '_' || c == '.')) {
 			return (-1);
 		}
 	}
@@ -423,14 +452,17 @@ check_fields(const coffer_manifest *m, coffer_err *err)
 	coffer_manifest_kind id_kind;
 	if (m->format_version < COFFER_MANIFEST_FORMAT_MIN ||
 	    m->format_version > COFFER_MANIFEST_FORMAT_VERSION) {
-		coffer_err_set(err, COFFER_EVERSION, "manifest format_version %d is not one this "
-		    "program knows (it knows %d to %d)", m->format_version, COFFER_MANIFEST_FORMAT_MIN,
-		    COFFER_MANIFEST_FORMAT_VERSION);
-		coffer_err_hint(err, "use a coffer release at least as new as the agent "
+		coffer_err_set(err, COFFER_EVERSION,
+		    "manifest format_version %d is not one this "
+		    "program knows (it knows %d to %d)",
+		    m->format_version, COFFER_MANIFEST_FORMAT_MIN, COFFER_MANIFEST_FORMAT_VERSION);
+		coffer_err_hint(err,
+		    "use a coffer release at least as new as the agent "
 		    "that wrote the backup");
 		return (COFFER_EVERSION);
 	}
-	if (m->format_version == 1 && (m->schema_query[0] != '\0' || m->schema_version[0] != '\0')) {
+	if (m->format_version == 1 &&
+	    (m->schema_query[0] != '\0' || m->schema_version[0] != '\0')) {
 		return (corrupt(err, "schema_query", "is not a field of format version 1%s", ""));
 	}
 	if (coffer_manifest_id_check(m->backup_id, &id_kind, NULL) != 0) {
@@ -440,16 +472,18 @@ check_fields(const coffer_manifest *m, coffer_err *err)
 		return (corrupt(err, "kind", "must be logical or physical%s", ""));
 	}
 	if (id_kind != m->kind) {
-		return (corrupt(err, "kind", "does not match the kind letter of backup_id %s",
-		    m->backup_id));
+		return (corrupt(
+		    err, "kind", "does not match the kind letter of backup_id %s", m->backup_id));
 	}
 	if (check_ident("service", m->service, 63) != 0) {
-		return (corrupt(err, "service", "must be 1-63 letters, digits, '-', '_' or '.': "
-		    "\"%.70s\"", m->service));
+		return (corrupt(err, "service",
+		    "must be 1-63 letters, digits, '-', '_' or '.': "
+		    "\"%.70s\"",
+		    m->service));
 	}
 	if (check_ident("agent", m->agent, COFFER_MANIFEST_NAME_MAX - 1) != 0) {
-		return (corrupt(err, "agent", "must be letters, digits, '-', '_' or '.': \"%.70s\"",
-		    m->agent));
+		return (corrupt(
+		    err, "agent", "must be letters, digits, '-', '_' or '.': \"%.70s\"", m->agent));
 	}
 	if (m->started_at < 0) {
 		return (corrupt(err, "started_at", "is before 1970%s", ""));
@@ -461,28 +495,33 @@ check_fields(const coffer_manifest *m, coffer_err *err)
 		return (corrupt(err, "pg_version", "is negative%s", ""));
 	}
 	if (check_text(m->database) != 0) {
-		return (corrupt(err, "database", "must be a non-empty name without control "
-		    "characters%s", ""));
+		return (corrupt(err, "database",
+		    "must be a non-empty name without control "
+		    "characters%s",
+		    ""));
 	}
 	if (check_lsn(m->lsn_start) != 0) {
-		return (corrupt(err, "lsn_start", "is not an LSN like 0/1A2B3C4D: \"%.20s\"",
-		    m->lsn_start));
+		return (corrupt(
+		    err, "lsn_start", "is not an LSN like 0/1A2B3C4D: \"%.20s\"", m->lsn_start));
 	}
 	if (check_lsn(m->lsn_stop) != 0) {
-		return (corrupt(err, "lsn_stop", "is not an LSN like 0/1A2B3C4D: \"%.20s\"",
-		    m->lsn_stop));
+		return (corrupt(
+		    err, "lsn_stop", "is not an LSN like 0/1A2B3C4D: \"%.20s\"", m->lsn_stop));
 	}
 	if (m->kind == COFFER_MANIFEST_PHYSICAL &&
 	    (m->lsn_start[0] == '\0' || m->lsn_stop[0] == '\0' || m->timeline == 0)) {
-		return (corrupt(err, "lsn_start", "%s", "lsn_start, lsn_stop and timeline are "
+		return (corrupt(err, "lsn_start", "%s",
+		    "lsn_start, lsn_stop and timeline are "
 		    "required for a physical backup"));
 	}
 	for (size_t i = 0; i < m->ntables; i++) {
 		if (check_text(m->tables[i].schema) != 0 || check_text(m->tables[i].name) != 0) {
 			char field[48];
 			snprintf(field, sizeof(field), "tables[%zu]", i);
-			return (corrupt(err, field, "needs a schema and a name without control "
-			    "characters%s", ""));
+			return (corrupt(err, field,
+			    "needs a schema and a name without control "
+			    "characters%s",
+			    ""));
 		}
 	}
 	if (check_sha256(m->plaintext_sha256) != 0) {
@@ -503,7 +542,8 @@ check_fields(const coffer_manifest *m, coffer_err *err)
 	}
 	for (size_t i = 0; i < m->npg_dump_options; i++) {
 		if (strlen(m->pg_dump_options[i]) > MF_OPTION_MAX) {
-			return (corrupt(err, "pg_dump_options", "has an option over 4096 bytes%s", ""));
+			return (
+			    corrupt(err, "pg_dump_options", "has an option over 4096 bytes%s", ""));
 		}
 	}
 	if (m->kind == COFFER_MANIFEST_LOGICAL && m->nfiles > 0) {
@@ -513,12 +553,16 @@ check_fields(const coffer_manifest *m, coffer_err *err)
 		char field[48];
 		snprintf(field, sizeof(field), "files[%zu]", i);
 		if (check_rel_path(m->files[i].path) != 0) {
-			return (corrupt(err, field, "has a path that is not relative to PGDATA: "
-			    "\"%.80s\"", m->files[i].path));
+			return (corrupt(err, field,
+			    "has a path that is not relative to PGDATA: "
+			    "\"%.80s\"",
+			    m->files[i].path));
 		}
 		if (check_sha256(m->files[i].sha256) != 0) {
-			return (corrupt(err, field, "has a sha256 that is not 64 lower-case hex "
-			    "digits%s", ""));
+			return (corrupt(err, field,
+			    "has a sha256 that is not 64 lower-case hex "
+			    "digits%s",
+			    ""));
 		}
 	}
 	return (0);
@@ -646,8 +690,8 @@ sig_hex(const uint8_t *sig, char *out)
 }
 
 int
-coffer_manifest_to_json(coffer_manifest *m, const coffer_sign_key *key, char **json,
-    size_t *len, coffer_err *err)
+coffer_manifest_to_json(
+    coffer_manifest *m, const coffer_sign_key *key, char **json, size_t *len, coffer_err *err)
 {
 	*json = NULL;
 	int rc = check_fields(m, err);
@@ -714,8 +758,8 @@ count_values(const char *s, size_t len)
 }
 
 static int
-get_str(const cJSON *obj, const char *field, const char *name, char *dst, size_t size,
-    coffer_err *err)
+get_str(
+    const cJSON *obj, const char *field, const char *name, char *dst, size_t size, coffer_err *err)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
 	if (it == NULL) {
@@ -763,8 +807,8 @@ get_u64(const cJSON *obj, const char *field, const char *name, uint64_t max, uin
 }
 
 static int
-get_int(const cJSON *obj, const char *field, const char *name, double min, double max,
-    double *out, coffer_err *err)
+get_int(const cJSON *obj, const char *field, const char *name, double min, double max, double *out,
+    coffer_err *err)
 {
 	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
 	if (it == NULL) {
@@ -783,8 +827,7 @@ get_int(const cJSON *obj, const char *field, const char *name, double min, doubl
 
 /* Refuses keys outside names[0..n) and repeated keys. */
 static int
-only_known(const cJSON *obj, const char *where, const char *const *names, size_t n,
-    coffer_err *err)
+only_known(const cJSON *obj, const char *where, const char *const *names, size_t n, coffer_err *err)
 {
 	uint32_t seen = 0;
 	for (const cJSON *c = obj->child; c != NULL; c = c->next) {
@@ -794,8 +837,8 @@ only_known(const cJSON *obj, const char *where, const char *const *names, size_t
 		}
 		if (i == n) {
 			char field[160];
-			snprintf(field, sizeof(field), "%s%.100s", where, c->string != NULL ?
-			    c->string : "");
+			snprintf(field, sizeof(field), "%s%.100s", where,
+			    c->string != NULL ? c->string : "");
 			return (corrupt(err, field, "is not a manifest field%s", ""));
 		}
 		if ((seen & (1u << i)) != 0) {
@@ -950,8 +993,8 @@ parse_fields(const cJSON *root, coffer_manifest *m, coffer_err *err)
 	double d;
 	char kind[16];
 	uint64_t u;
-	if ((rc = get_str(root, "backup_id", "backup_id", m->backup_id, sizeof(m->backup_id),
-	    err)) != 0 ||
+	if ((rc = get_str(
+	         root, "backup_id", "backup_id", m->backup_id, sizeof(m->backup_id), err)) != 0 ||
 	    (rc = get_str(root, "service", "service", m->service, sizeof(m->service), err)) != 0 ||
 	    (rc = get_str(root, "agent", "agent", m->agent, sizeof(m->agent), err)) != 0 ||
 	    (rc = get_str(root, "kind", "kind", kind, sizeof(kind), err)) != 0) {
@@ -973,15 +1016,15 @@ parse_fields(const cJSON *root, coffer_manifest *m, coffer_err *err)
 	}
 	m->pg_version = (int)d;
 	if ((rc = get_u64(root, "system_identifier", "system_identifier", UINT64_MAX,
-	    &m->system_identifier, err)) != 0 ||
-	    (rc = get_str(root, "database", "database", m->database, sizeof(m->database),
-	    err)) != 0 ||
+	         &m->system_identifier, err)) != 0 ||
+	    (rc = get_str(root, "database", "database", m->database, sizeof(m->database), err)) !=
+	        0 ||
 	    (rc = get_u64(root, "database_size", "database_size", UINT64_MAX, &m->database_size,
-	    err)) != 0 ||
-	    (rc = get_str(root, "lsn_start", "lsn_start", m->lsn_start, sizeof(m->lsn_start),
-	    err)) != 0 ||
-	    (rc = get_str(root, "lsn_stop", "lsn_stop", m->lsn_stop, sizeof(m->lsn_stop),
-	    err)) != 0) {
+	         err)) != 0 ||
+	    (rc = get_str(
+	         root, "lsn_start", "lsn_start", m->lsn_start, sizeof(m->lsn_start), err)) != 0 ||
+	    (rc = get_str(root, "lsn_stop", "lsn_stop", m->lsn_stop, sizeof(m->lsn_stop), err)) !=
+	        0) {
 		return (rc);
 	}
 	if ((rc = get_int(root, "timeline", "timeline", 0, 4294967295.0, &d, err)) != 0) {
@@ -990,16 +1033,16 @@ parse_fields(const cJSON *root, coffer_manifest *m, coffer_err *err)
 	m->timeline = (uint32_t)d;
 	if ((rc = parse_tables(root, m, err)) != 0 ||
 	    (rc = get_u64(root, "plaintext_bytes", "plaintext_bytes", UINT64_MAX,
-	    &m->plaintext_bytes, err)) != 0 ||
-	    (rc = get_u64(root, "stored_bytes", "stored_bytes", UINT64_MAX, &m->stored_bytes,
-	    err)) != 0 ||
+	         &m->plaintext_bytes, err)) != 0 ||
+	    (rc = get_u64(
+	         root, "stored_bytes", "stored_bytes", UINT64_MAX, &m->stored_bytes, err)) != 0 ||
 	    (rc = get_str(root, "plaintext_sha256", "plaintext_sha256", m->plaintext_sha256,
-	    sizeof(m->plaintext_sha256), err)) != 0 ||
+	         sizeof(m->plaintext_sha256), err)) != 0 ||
 	    (rc = get_str(root, "stored_sha256", "stored_sha256", m->stored_sha256,
-	    sizeof(m->stored_sha256), err)) != 0 ||
+	         sizeof(m->stored_sha256), err)) != 0 ||
 	    (rc = get_str(root, "key_id", "key_id", m->key_id, sizeof(m->key_id), err)) != 0 ||
 	    (rc = get_str(root, "compression", "compression", m->compression,
-	    sizeof(m->compression), err)) != 0) {
+	         sizeof(m->compression), err)) != 0) {
 		return (rc);
 	}
 	if ((rc = get_int(root, "chunk_size", "chunk_size", 0, 4294967295.0, &d, err)) != 0) {
@@ -1011,9 +1054,9 @@ parse_fields(const cJSON *root, coffer_manifest *m, coffer_err *err)
 	}
 	if (m->format_version >= 2 &&
 	    ((rc = get_str(root, "schema_query", "schema_query", m->schema_query,
-		  sizeof(m->schema_query), err)) != 0 ||
-		(rc = get_str(root, "schema_version", "schema_version", m->schema_version,
-		    sizeof(m->schema_version), err)) != 0)) {
+	          sizeof(m->schema_query), err)) != 0 ||
+	        (rc = get_str(root, "schema_version", "schema_version", m->schema_version,
+	             sizeof(m->schema_version), err)) != 0)) {
 		return (rc);
 	}
 	if ((rc = parse_files(root, m, err)) != 0) {
@@ -1030,7 +1073,8 @@ parse_fields(const cJSON *root, coffer_manifest *m, coffer_err *err)
 		int hi = hex_nibble(sig[2 * i]);
 		int lo = hex_nibble(sig[2 * i + 1]);
 		if (hi < 0 || lo < 0) {
-			return (corrupt(err, "signature", "must be 128 lower-case hex digits%s", ""));
+			return (
+			    corrupt(err, "signature", "must be 128 lower-case hex digits%s", ""));
 		}
 		m->signature[i] = (uint8_t)(hi << 4 | lo);
 	}
@@ -1060,15 +1104,19 @@ coffer_manifest_parse(const char *json, size_t len, const coffer_sign_pubkey *pu
 	if (root != NULL) {
 		/* One object and nothing after it but blank space. */
 		size_t off = (size_t)(end - json);
-		while (off < len && (json[off] == ' ' || json[off] == '\t' || json[off] == '\n' ||
-		    json[off] == '\r')) {
+		while (off < len &&
+		    (json[off] == ' ' || json[off] == '\t' || json[off] == '\n' ||
+		        json[off] == '\r')) {
 			off++;
 		}
 		if (off < len) {
 			cJSON_Delete(root);
-			coffer_err_set(err, COFFER_ECORRUPT, "manifest has bytes after its JSON object "
-			    "(at byte %zu)", off);
-			coffer_err_hint(err, "the manifest was damaged; verify the backup and use "
+			coffer_err_set(err, COFFER_ECORRUPT,
+			    "manifest has bytes after its JSON object "
+			    "(at byte %zu)",
+			    off);
+			coffer_err_hint(err,
+			    "the manifest was damaged; verify the backup and use "
 			    "another one");
 			return (COFFER_ECORRUPT);
 		}
@@ -1076,9 +1124,10 @@ coffer_manifest_parse(const char *json, size_t len, const coffer_sign_pubkey *pu
 	if (root == NULL) {
 		const char *at = cJSON_GetErrorPtr();
 		size_t off = at != NULL && at >= json && at <= json + len ? (size_t)(at - json) : 0;
-		coffer_err_set(err, COFFER_ECORRUPT, "manifest is not valid JSON (near byte %zu)",
-		    off);
-		coffer_err_hint(err, "the manifest was damaged; verify the backup and use "
+		coffer_err_set(
+		    err, COFFER_ECORRUPT, "manifest is not valid JSON (near byte %zu)", off);
+		coffer_err_hint(err,
+		    "the manifest was damaged; verify the backup and use "
 		    "another one");
 		return (COFFER_ECORRUPT);
 	}
@@ -1086,7 +1135,8 @@ coffer_manifest_parse(const char *json, size_t len, const coffer_sign_pubkey *pu
 	int rc;
 	if (!cJSON_IsObject(root)) {
 		rc = coffer_err_set(err, COFFER_ECORRUPT, "manifest is not a JSON object");
-		coffer_err_hint(err, "the manifest was damaged; verify the backup and use another "
+		coffer_err_hint(err,
+		    "the manifest was damaged; verify the backup and use another "
 		    "one");
 		goto out;
 	}
@@ -1114,8 +1164,8 @@ coffer_manifest_parse(const char *json, size_t len, const coffer_sign_pubkey *pu
 			v1_names[nv1++] = mf_names[i];
 		}
 	}
-	if ((rc = m->format_version == 1 ? only_known(root, "", v1_names, nv1, err) :
-					   only_known(root, "", mf_names, F_COUNT, err)) != 0 ||
+	if ((rc = m->format_version == 1 ? only_known(root, "", v1_names, nv1, err)
+	                                 : only_known(root, "", mf_names, F_COUNT, err)) != 0 ||
 	    (rc = parse_fields(root, m, err)) != 0 || (rc = check_fields(m, err)) != 0) {
 		goto out;
 	}
@@ -1129,7 +1179,8 @@ coffer_manifest_parse(const char *json, size_t len, const coffer_sign_pubkey *pu
 		free(canon);
 		if (rc != 0) {
 			coffer_err_wrap(err, "manifest of backup %s", m->backup_id);
-			coffer_err_hint(err, "the manifest was changed after the agent signed it, or "
+			coffer_err_hint(err,
+			    "the manifest was changed after the agent signed it, or "
 			    "it was signed by another key; do not restore from it");
 			goto out;
 		}

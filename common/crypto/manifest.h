@@ -31,19 +31,19 @@
 #include "common/crypto/sign.h"
 
 /* Written: 2 (adds schema_query and schema_version). Read: 1 and 2. */
-#define COFFER_MANIFEST_FORMAT_VERSION 2
-#define COFFER_MANIFEST_FORMAT_MIN 1
-#define COFFER_MANIFEST_SCHEMA_QUERY_MAX 4096
+#define COFFER_MANIFEST_FORMAT_VERSION     2
+#define COFFER_MANIFEST_FORMAT_MIN         1
+#define COFFER_MANIFEST_SCHEMA_QUERY_MAX   4096
 #define COFFER_MANIFEST_SCHEMA_VERSION_MAX 1024
-#define COFFER_MANIFEST_MAX_BYTES (64u * 1024 * 1024)
-#define COFFER_MANIFEST_MAX_VALUES (4u * 1024 * 1024)
+#define COFFER_MANIFEST_MAX_BYTES          (64u * 1024 * 1024)
+#define COFFER_MANIFEST_MAX_VALUES         (4u * 1024 * 1024)
 
 /* "20261124T155603Z-l-3fa2c1" and a NUL. */
-#define COFFER_MANIFEST_ID_LEN 25
+#define COFFER_MANIFEST_ID_LEN  25
 #define COFFER_MANIFEST_ID_SIZE 26
 
-#define COFFER_MANIFEST_NAME_MAX 128 /* service, agent, database, key id, schema, table */
-#define COFFER_MANIFEST_LSN_MAX 18   /* "FFFFFFFF/FFFFFFFF" */
+#define COFFER_MANIFEST_NAME_MAX   128 /* service, agent, database, key id, schema, table */
+#define COFFER_MANIFEST_LSN_MAX    18  /* "FFFFFFFF/FFFFFFFF" */
 #define COFFER_MANIFEST_SHA256_HEX 65
 
 typedef enum coffer_manifest_kind {
@@ -109,18 +109,18 @@ int coffer_manifest_new(coffer_manifest **out, coffer_err *err);
 void coffer_manifest_free(coffer_manifest *m);
 
 /* Appending copies the strings. COFFER_EINVAL if one is too long. */
-int coffer_manifest_add_table(coffer_manifest *m, const char *schema, const char *name,
-    uint64_t rows, coffer_err *err);
-int coffer_manifest_add_file(coffer_manifest *m, const char *path, uint64_t size,
-    const char *sha256_hex, coffer_err *err);
+int coffer_manifest_add_table(
+    coffer_manifest *m, const char *schema, const char *name, uint64_t rows, coffer_err *err);
+int coffer_manifest_add_file(
+    coffer_manifest *m, const char *path, uint64_t size, const char *sha256_hex, coffer_err *err);
 int coffer_manifest_add_dump_option(coffer_manifest *m, const char *option, coffer_err *err);
 
 /* Checks every field (the same rules parse applies), signs the canonical
  * JSON with key, stores the signature in m and returns the signed JSON in
  * *json (malloc'd, NUL-terminated, ends in a newline; the caller frees it)
  * and its length in *len (may be NULL). */
-int coffer_manifest_to_json(coffer_manifest *m, const coffer_sign_key *key, char **json,
-    size_t *len, coffer_err *err);
+int coffer_manifest_to_json(
+    coffer_manifest *m, const coffer_sign_key *key, char **json, size_t *len, coffer_err *err);
 
 /* Parses and checks a manifest. pub NULL skips the signature check (only for
  * listing; never before trusting contents). COFFER_ETOOBIG over the size
@@ -132,8 +132,8 @@ int coffer_manifest_parse(const char *json, size_t len, const coffer_sign_pubkey
 
 /* Backup ids: "<UTC yyyymmddThhmmssZ>-<l|p>-<6 random hex>", sortable by
  * time. now_ms is the start time (pass coffer_clock_now). */
-int coffer_manifest_id_new(char id[COFFER_MANIFEST_ID_SIZE], int64_t now_ms,
-    coffer_manifest_kind kind, coffer_err *err);
+int coffer_manifest_id_new(
+    char id[COFFER_MANIFEST_ID_SIZE], int64_t now_ms, coffer_manifest_kind kind, coffer_err *err);
 
 /* 0 if id is a well-formed backup id (*kind set when kind != NULL), else
  * COFFER_EINVAL saying what is wrong. */

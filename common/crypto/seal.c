@@ -33,16 +33,18 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
-#define SEAL_MAGIC "\x89" "CFSEAL\n"
-#define SEAL_MAGIC_LEN 8
-#define SEAL_FIXED_LEN 10 /* magic, version, key id length */
+#define SEAL_MAGIC \
+	"\x89"     \
+	"CFSEAL\n"
+#define SEAL_MAGIC_LEN  8
+#define SEAL_FIXED_LEN  10 /* magic, version, key id length */
 #define SEAL_PREFIX_LEN 4
-#define SEAL_NONCE_LEN 12
-#define SEAL_KEY_LEN 32
-#define SEAL_HASH_LEN 32
+#define SEAL_NONCE_LEN  12
+#define SEAL_KEY_LEN    32
+#define SEAL_HASH_LEN   32
 /* After the key id: chunk size, nonce prefix, wrap nonce, wrapped key, tag. */
-#define SEAL_TAIL_LEN (4 + SEAL_PREFIX_LEN + SEAL_NONCE_LEN + SEAL_KEY_LEN + COFFER_SEAL_TAG_LEN)
-#define SEAL_HDR_MAX (SEAL_FIXED_LEN + COFFER_KEYRING_ID_MAX + SEAL_TAIL_LEN)
+#define SEAL_TAIL_LEN  (4 + SEAL_PREFIX_LEN + SEAL_NONCE_LEN + SEAL_KEY_LEN + COFFER_SEAL_TAG_LEN)
+#define SEAL_HDR_MAX   (SEAL_FIXED_LEN + COFFER_KEYRING_ID_MAX + SEAL_TAIL_LEN)
 #define SEAL_FINAL_BIT 0x80000000u
 
 static void
@@ -78,8 +80,8 @@ gcm_run(EVP_CIPHER_CTX *ctx, int enc, const uint8_t *key, const uint8_t nonce[SE
     uint8_t tag[COFFER_SEAL_TAG_LEN])
 {
 	int outl = 0;
-	if (EVP_CipherInit_ex(ctx, key != NULL ? EVP_aes_256_gcm() : NULL, NULL, key, nonce,
-	    enc) != 1) {
+	if (EVP_CipherInit_ex(ctx, key != NULL ? EVP_aes_256_gcm() : NULL, NULL, key, nonce, enc) !=
+	    1) {
 		return (0);
 	}
 	if (EVP_CipherUpdate(ctx, NULL, &outl, ad, (int)ad_len) != 1) {
@@ -88,15 +90,13 @@ gcm_run(EVP_CIPHER_CTX *ctx, int enc, const uint8_t *key, const uint8_t nonce[SE
 	if (len > 0 && EVP_CipherUpdate(ctx, out, &outl, in, (int)len) != 1) {
 		return (0);
 	}
-	if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, COFFER_SEAL_TAG_LEN,
-	    tag) != 1) {
+	if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, COFFER_SEAL_TAG_LEN, tag) != 1) {
 		return (0);
 	}
 	if (EVP_CipherFinal_ex(ctx, out + len, &outl) != 1) {
 		return (0);
 	}
-	if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, COFFER_SEAL_TAG_LEN,
-	    tag) != 1) {
+	if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, COFFER_SEAL_TAG_LEN, tag) != 1) {
 		return (0);
 	}
 	return (1);
@@ -148,8 +148,8 @@ seal_emit_chunk(seal_filter *s, bool final, coffer_err *err)
 	uint8_t nonce[SEAL_NONCE_LEN];
 	chunk_nonce(nonce, s->prefix, s->index);
 	uint8_t *ct = s->out + COFFER_SEAL_FRAME_LEN;
-	if (!gcm_run(s->ctx, 1, NULL, nonce, ad, sizeof(ad), s->pt, s->pt_len, ct,
-	    ct + s->pt_len)) {
+	if (!gcm_run(
+	        s->ctx, 1, NULL, nonce, ad, sizeof(ad), s->pt, s->pt_len, ct, ct + s->pt_len)) {
 		return (coffer_err_openssl(err, COFFER_EINTERNAL, "cannot seal a chunk"));
 	}
 	s->index++;
@@ -214,8 +214,8 @@ static const coffer_filter_ops seal_ops = {
 };
 
 coffer_filter *
-coffer_seal_filter_new(const coffer_keyring *ring, const char *key_id, size_t chunk_size,
-    coffer_err *err)
+coffer_seal_filter_new(
+    const coffer_keyring *ring, const char *key_id, size_t chunk_size, coffer_err *err)
 {
 	if (key_id == NULL) {
 		key_id = coffer_keyring_newest_id(ring);
@@ -233,9 +233,10 @@ coffer_seal_filter_new(const coffer_keyring *ring, const char *key_id, size_t ch
 	if (kek == NULL) {
 		coffer_err_set(err, COFFER_ENOENT, "key ring %s has no key named %s",
 		    coffer_keyring_path(ring), key_id);
-		coffer_err_hint(err, "pick an id listed in %s, or create the key with coffer-agent "
-		    "keygen --out %s --id %s", coffer_keyring_path(ring), coffer_keyring_path(ring),
-		    key_id);
+		coffer_err_hint(err,
+		    "pick an id listed in %s, or create the key with coffer-agent "
+		    "keygen --out %s --id %s",
+		    coffer_keyring_path(ring), coffer_keyring_path(ring), key_id);
 		return (NULL);
 	}
 	seal_filter *s = calloc(1, sizeof(*s));
@@ -250,14 +251,16 @@ coffer_seal_filter_new(const coffer_keyring *ring, const char *key_id, size_t ch
 	s->pt = malloc(chunk_size);
 	s->out = malloc(COFFER_SEAL_FRAME_LEN + chunk_size + COFFER_SEAL_TAG_LEN);
 	if (s->ctx == NULL || s->pt == NULL || s->out == NULL) {
-		coffer_err_set(err, COFFER_ENOMEM, "no memory for a %zu-byte seal chunk", chunk_size);
+		coffer_err_set(
+		    err, COFFER_ENOMEM, "no memory for a %zu-byte seal chunk", chunk_size);
 		goto fail;
 	}
 	uint8_t wrap_nonce[SEAL_NONCE_LEN];
 	if (RAND_bytes(s->dek, sizeof(s->dek)) != 1 ||
 	    RAND_bytes(s->prefix, sizeof(s->prefix)) != 1 ||
 	    RAND_bytes(wrap_nonce, sizeof(wrap_nonce)) != 1) {
-		coffer_err_openssl(err, COFFER_EINTERNAL, "cannot draw random bytes for a data key");
+		coffer_err_openssl(
+		    err, COFFER_EINTERNAL, "cannot draw random bytes for a data key");
 		goto fail;
 	}
 	size_t idlen = strlen(key_id);
@@ -276,7 +279,7 @@ coffer_seal_filter_new(const coffer_keyring *ring, const char *key_id, size_t ch
 	p += SEAL_NONCE_LEN;
 	size_t ad_len = (size_t)(p - s->hdr);
 	if (!gcm_run(s->ctx, 1, kek, wrap_nonce, s->hdr, ad_len, s->dek, SEAL_KEY_LEN, p,
-	    p + SEAL_KEY_LEN)) {
+	        p + SEAL_KEY_LEN)) {
 		coffer_err_openssl(err, COFFER_EINTERNAL, "cannot wrap the data key");
 		goto fail;
 	}
@@ -337,21 +340,28 @@ static int
 unseal_header_fixed(unseal_filter *u, coffer_err *err)
 {
 	if (memcmp(u->hdr, SEAL_MAGIC, SEAL_MAGIC_LEN) != 0) {
-		coffer_err_set(err, COFFER_ECORRUPT, "not a sealed stream: the first bytes are not "
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "not a sealed stream: the first bytes are not "
 		    "coffer's seal magic");
-		return (coffer_err_hint(err, "give the unseal command an object written by "
+		return (coffer_err_hint(err,
+		    "give the unseal command an object written by "
 		    "coffer-agent seal or a coffer backup's data file"));
 	}
 	if (u->hdr[SEAL_MAGIC_LEN] != COFFER_SEAL_VERSION) {
-		coffer_err_set(err, COFFER_EVERSION, "sealed stream is format version %u; this "
-		    "build reads version %d", u->hdr[SEAL_MAGIC_LEN], COFFER_SEAL_VERSION);
-		return (coffer_err_hint(err, "unseal it with the coffer release that wrote it, or "
+		coffer_err_set(err, COFFER_EVERSION,
+		    "sealed stream is format version %u; this "
+		    "build reads version %d",
+		    u->hdr[SEAL_MAGIC_LEN], COFFER_SEAL_VERSION);
+		return (coffer_err_hint(err,
+		    "unseal it with the coffer release that wrote it, or "
 		    "a newer one"));
 	}
 	size_t idlen = u->hdr[SEAL_MAGIC_LEN + 1];
 	if (idlen == 0 || idlen > COFFER_KEYRING_ID_MAX) {
-		coffer_err_set(err, COFFER_ECORRUPT, "sealed stream header is damaged: key id "
-		    "length %zu is outside 1..%d", idlen, COFFER_KEYRING_ID_MAX);
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "sealed stream header is damaged: key id "
+		    "length %zu is outside 1..%d",
+		    idlen, COFFER_KEYRING_ID_MAX);
 		return (coffer_err_hint(err, "restore the object from another copy"));
 	}
 	u->hdr_need = SEAL_FIXED_LEN + idlen + SEAL_TAIL_LEN;
@@ -367,15 +377,18 @@ unseal_header_rest(unseal_filter *u, coffer_err *err)
 	memcpy(id, u->hdr + SEAL_FIXED_LEN, idlen);
 	id[idlen] = '\0';
 	if (strlen(id) != idlen || coffer_keyring_id_check(id, NULL) != 0) {
-		coffer_err_set(err, COFFER_ECORRUPT, "sealed stream header is damaged: the key id "
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "sealed stream header is damaged: the key id "
 		    "has bytes outside [A-Za-z0-9._-]");
 		return (coffer_err_hint(err, "restore the object from another copy"));
 	}
 	const uint8_t *p = u->hdr + SEAL_FIXED_LEN + idlen;
 	uint32_t chunk = get_be32(p);
 	if (chunk < COFFER_SEAL_CHUNK_MIN || chunk > COFFER_SEAL_CHUNK_MAX) {
-		coffer_err_set(err, COFFER_ECORRUPT, "sealed stream header is damaged: chunk size "
-		    "%u is outside %zu..%zu", chunk, COFFER_SEAL_CHUNK_MIN, COFFER_SEAL_CHUNK_MAX);
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "sealed stream header is damaged: chunk size "
+		    "%u is outside %zu..%zu",
+		    chunk, COFFER_SEAL_CHUNK_MIN, COFFER_SEAL_CHUNK_MAX);
 		return (coffer_err_hint(err, "restore the object from another copy"));
 	}
 	p += 4;
@@ -385,26 +398,33 @@ unseal_header_rest(unseal_filter *u, coffer_err *err)
 	p += SEAL_NONCE_LEN;
 	const uint8_t *kek = coffer_keyring_find(u->ring, id);
 	if (kek == NULL) {
-		coffer_err_set(err, COFFER_ENOENT, "sealed with key %s, which key ring %s does not "
-		    "hold", id, coffer_keyring_path(u->ring));
-		return (coffer_err_hint(err, "unseal with the key ring that holds key %s (an older "
-		    "copy of the ring, or another service's)", id));
+		coffer_err_set(err, COFFER_ENOENT,
+		    "sealed with key %s, which key ring %s does not "
+		    "hold",
+		    id, coffer_keyring_path(u->ring));
+		return (coffer_err_hint(err,
+		    "unseal with the key ring that holds key %s (an older "
+		    "copy of the ring, or another service's)",
+		    id));
 	}
 	uint8_t dek[SEAL_KEY_LEN];
 	uint8_t tag[COFFER_SEAL_TAG_LEN];
 	memcpy(tag, p + SEAL_KEY_LEN, sizeof(tag));
-	int ok = gcm_run(u->ctx, 0, kek, wrap_nonce, u->hdr, (size_t)(p - u->hdr), p,
-	    SEAL_KEY_LEN, dek, tag);
+	int ok = gcm_run(
+	    u->ctx, 0, kek, wrap_nonce, u->hdr, (size_t)(p - u->hdr), p, SEAL_KEY_LEN, dek, tag);
 	if (ok) {
 		ok = EVP_CipherInit_ex(u->ctx, EVP_aes_256_gcm(), NULL, dek, NULL, 0);
 	}
 	OPENSSL_cleanse(dek, sizeof(dek));
 	if (!ok) {
 		ERR_clear_error();
-		coffer_err_set(err, COFFER_EAUTH, "cannot unwrap the data key with key %s of key "
+		coffer_err_set(err, COFFER_EAUTH,
+		    "cannot unwrap the data key with key %s of key "
 		    "ring %s: it is not the key this object was sealed with, or the header was "
-		    "altered", id, coffer_keyring_path(u->ring));
-		return (coffer_err_hint(err, "check that %s is the key ring the object was sealed "
+		    "altered",
+		    id, coffer_keyring_path(u->ring));
+		return (coffer_err_hint(err,
+		    "check that %s is the key ring the object was sealed "
 		    "with; if it is, restore the object from another copy",
 		    coffer_keyring_path(u->ring)));
 	}
@@ -430,7 +450,8 @@ unseal_frame(unseal_filter *u, coffer_err *err)
 	uint32_t n = u->word & ~SEAL_FINAL_BIT;
 	bool final = (u->word & SEAL_FINAL_BIT) != 0;
 	if (n > u->chunk || (!final && n != u->chunk)) {
-		coffer_err_set(err, COFFER_ECORRUPT, "sealed stream chunk %llu is damaged: its frame "
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "sealed stream chunk %llu is damaged: its frame "
 		    "says %s chunk of %u bytes, the chunk size is %u",
 		    (unsigned long long)u->index, final ? "a final" : "a non-final", n, u->chunk);
 		return (coffer_err_hint(err, "restore the object from another copy"));
@@ -457,7 +478,8 @@ unseal_body(unseal_filter *u, coffer_err *err)
 		/* The unverified plaintext must not linger, let alone move on. */
 		OPENSSL_cleanse(u->pt, n);
 		ERR_clear_error();
-		coffer_err_set(err, COFFER_EAUTH, "sealed stream chunk %llu%s failed "
+		coffer_err_set(err, COFFER_EAUTH,
+		    "sealed stream chunk %llu%s failed "
 		    "authentication: it was altered, moved or taken from another object",
 		    (unsigned long long)u->index, final ? " (final)" : "");
 		return (coffer_err_hint(err, "restore the object from another copy"));
@@ -495,7 +517,7 @@ unseal_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 				rv = unseal_header_fixed(u, err);
 			} else if (u->hdr_len == need) {
 				rv = u->state == UNSEAL_FIXED ? unseal_header_fixed(u, err)
-							      : unseal_header_rest(u, err);
+				                              : unseal_header_rest(u, err);
 			}
 			break;
 		}
@@ -505,14 +527,18 @@ unseal_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			memcpy(u->in + u->in_len, buf, take);
 			u->in_len += take;
 			if (u->in_len == u->in_need) {
-				rv = u->state == UNSEAL_FRAME ? unseal_frame(u, err) : unseal_body(u, err);
+				rv = u->state == UNSEAL_FRAME ? unseal_frame(u, err)
+				                              : unseal_body(u, err);
 			}
 			break;
 		case UNSEAL_DONE:
 		default:
-			coffer_err_set(err, COFFER_ECORRUPT, "sealed stream has data after its final "
-			    "chunk (chunk %llu)", (unsigned long long)(u->index - 1));
-			return (coffer_err_hint(err, "the object was altered or two objects were "
+			coffer_err_set(err, COFFER_ECORRUPT,
+			    "sealed stream has data after its final "
+			    "chunk (chunk %llu)",
+			    (unsigned long long)(u->index - 1));
+			return (coffer_err_hint(err,
+			    "the object was altered or two objects were "
 			    "joined; restore it from another copy"));
 		}
 		if (rv != 0) {
@@ -535,31 +561,42 @@ unseal_finish(coffer_filter *f, coffer_err *err)
 	case UNSEAL_REST:
 		if (u->hdr_len == 0) {
 			coffer_err_set(err, COFFER_ETRUNC, "sealed stream is empty");
-			return (coffer_err_hint(err, "check that the object was copied completely"));
+			return (
+			    coffer_err_hint(err, "check that the object was copied completely"));
 		}
-		coffer_err_set(err, COFFER_ETRUNC, "sealed stream ends inside its header, after "
-		    "%zu bytes", u->hdr_len);
-		return (coffer_err_hint(err, "the object was cut short; restore it from another "
+		coffer_err_set(err, COFFER_ETRUNC,
+		    "sealed stream ends inside its header, after "
+		    "%zu bytes",
+		    u->hdr_len);
+		return (coffer_err_hint(err,
+		    "the object was cut short; restore it from another "
 		    "copy"));
 	case UNSEAL_FRAME:
 		if (u->in_len == 0) {
 			if (u->index == 0) {
-				coffer_err_set(err, COFFER_ETRUNC, "sealed stream ends after its "
+				coffer_err_set(err, COFFER_ETRUNC,
+				    "sealed stream ends after its "
 				    "header, before any chunk");
 			} else {
-				coffer_err_set(err, COFFER_ETRUNC, "sealed stream ends after chunk "
-				    "%llu without a final chunk", (unsigned long long)(u->index - 1));
+				coffer_err_set(err, COFFER_ETRUNC,
+				    "sealed stream ends after chunk "
+				    "%llu without a final chunk",
+				    (unsigned long long)(u->index - 1));
 			}
-			return (coffer_err_hint(err, "the object was cut short; restore it from "
+			return (coffer_err_hint(err,
+			    "the object was cut short; restore it from "
 			    "another copy"));
 		}
 		/* fall through */
 	case UNSEAL_BODY:
 	default:
-		coffer_err_set(err, COFFER_ETRUNC, "sealed stream ends inside chunk %llu, after "
-		    "%zu of its %zu bytes", (unsigned long long)u->index, u->in_len,
+		coffer_err_set(err, COFFER_ETRUNC,
+		    "sealed stream ends inside chunk %llu, after "
+		    "%zu of its %zu bytes",
+		    (unsigned long long)u->index, u->in_len,
 		    u->state == UNSEAL_BODY ? u->in_need : (size_t)COFFER_SEAL_FRAME_LEN);
-		return (coffer_err_hint(err, "the object was cut short; restore it from another "
+		return (coffer_err_hint(err,
+		    "the object was cut short; restore it from another "
 		    "copy"));
 	}
 }

@@ -37,15 +37,15 @@
 #include <stdint.h>
 
 #include "common/base/error.h"
-#include "common/stream/filter.h"
 #include "common/crypto/keyring.h"
+#include "common/stream/filter.h"
 
-#define COFFER_SEAL_VERSION 1
+#define COFFER_SEAL_VERSION       1
 #define COFFER_SEAL_CHUNK_DEFAULT ((size_t)64 * 1024)
-#define COFFER_SEAL_CHUNK_MIN ((size_t)16)
-#define COFFER_SEAL_CHUNK_MAX ((size_t)16 * 1024 * 1024)
-#define COFFER_SEAL_TAG_LEN 16
-#define COFFER_SEAL_FRAME_LEN 4 /* the flag + length word before each chunk */
+#define COFFER_SEAL_CHUNK_MIN     ((size_t)16)
+#define COFFER_SEAL_CHUNK_MAX     ((size_t)16 * 1024 * 1024)
+#define COFFER_SEAL_TAG_LEN       16
+#define COFFER_SEAL_FRAME_LEN     4 /* the flag + length word before each chunk */
 
 /* A filter that seals what is written into it and pushes the sealed stream
  * to its next filter. key_id NULL uses the ring's newest key; chunk_size 0
@@ -53,8 +53,8 @@
  * key is used at creation only: the ring may be freed afterwards. Returns
  * NULL and fills err (COFFER_ENOENT for an unknown key id, COFFER_EINVAL for
  * a bad chunk size). Created unlinked; link with coffer_filter_link. */
-coffer_filter *coffer_seal_filter_new(const coffer_keyring *ring, const char *key_id,
-    size_t chunk_size, coffer_err *err);
+coffer_filter *coffer_seal_filter_new(
+    const coffer_keyring *ring, const char *key_id, size_t chunk_size, coffer_err *err);
 
 /* A filter that checks and opens a sealed stream written into it and pushes
  * the plaintext to its next filter. ring is borrowed and must outlive the

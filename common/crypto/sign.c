@@ -60,8 +60,8 @@ hex_val(char c)
 
 /* Reads a whole small file into buf (NUL-terminated); *st gets its stat. */
 static int
-read_small(const char *path, const char *what, char *buf, size_t size, size_t *len,
-    struct stat *st, coffer_err *err)
+read_small(const char *path, const char *what, char *buf, size_t size, size_t *len, struct stat *st,
+    coffer_err *err)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -100,8 +100,10 @@ read_small(const char *path, const char *what, char *buf, size_t size, size_t *l
 		got += (size_t)r;
 		if (got == size - 1) {
 			close(fd);
-			coffer_err_set(err, COFFER_EINVAL, "%s %s is larger than %zu bytes, so it is "
-			    "not a key", what, path, size - 2);
+			coffer_err_set(err, COFFER_EINVAL,
+			    "%s %s is larger than %zu bytes, so it is "
+			    "not a key",
+			    what, path, size - 2);
 			coffer_err_hint(err, "check that the config names the right file");
 			return (COFFER_EINVAL);
 		}
@@ -146,12 +148,14 @@ pub_from_pkey(EVP_PKEY *pkey, coffer_sign_pubkey **out, coffer_err *err)
 	size_t n = sizeof(pub->raw);
 	if (EVP_PKEY_get_raw_public_key(pkey, pub->raw, &n) != 1 || n != sizeof(pub->raw)) {
 		free(pub);
-		return (coffer_err_openssl(err, COFFER_EINVAL, "cannot read an ed25519 public key"));
+		return (
+		    coffer_err_openssl(err, COFFER_EINVAL, "cannot read an ed25519 public key"));
 	}
 	pub->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub->raw, n);
 	if (pub->pkey == NULL) {
 		free(pub);
-		return (coffer_err_openssl(err, COFFER_EINVAL, "cannot make an ed25519 public key"));
+		return (
+		    coffer_err_openssl(err, COFFER_EINVAL, "cannot make an ed25519 public key"));
 	}
 	*out = pub;
 	return (0);
@@ -164,7 +168,8 @@ new_pkey(EVP_PKEY **out, coffer_err *err)
 	EVP_PKEY *pkey = NULL;
 	if (ctx == NULL || EVP_PKEY_keygen_init(ctx) != 1 || EVP_PKEY_keygen(ctx, &pkey) != 1) {
 		EVP_PKEY_CTX_free(ctx);
-		return (coffer_err_openssl(err, COFFER_EINTERNAL, "cannot generate an ed25519 key"));
+		return (
+		    coffer_err_openssl(err, COFFER_EINTERNAL, "cannot generate an ed25519 key"));
 	}
 	EVP_PKEY_CTX_free(ctx);
 	*out = pkey;
@@ -212,7 +217,8 @@ coffer_sign_keygen(const char *path, char pub_hex[COFFER_SIGN_PUBKEY_HEX], coffe
 		rc = coffer_err_errno(err, e, "create", path);
 		if (e == EEXIST) {
 			coffer_err_set(err, COFFER_EEXIST, "signing key %s already exists", path);
-			coffer_err_hint(err, "keep the existing key, or move it away first if you "
+			coffer_err_hint(err,
+			    "keep the existing key, or move it away first if you "
 			    "really mean to replace it (its public key must then be re-enrolled)");
 		}
 		goto out;
@@ -248,7 +254,8 @@ coffer_sign_keygen(const char *path, char pub_hex[COFFER_SIGN_PUBKEY_HEX], coffe
 		uint8_t raw[COFFER_SIGN_PUBKEY_BYTES];
 		size_t n = sizeof(raw);
 		if (EVP_PKEY_get_raw_public_key(pkey, raw, &n) != 1) {
-			rc = coffer_err_openssl(err, COFFER_EINTERNAL, "cannot read the public key");
+			rc =
+			    coffer_err_openssl(err, COFFER_EINTERNAL, "cannot read the public key");
 			goto out;
 		}
 		to_hex(raw, sizeof(raw), pub_hex);
@@ -282,10 +289,14 @@ coffer_sign_key_load(const char *path, coffer_sign_key **out, coffer_err *err)
 		goto out;
 	}
 	if ((st.st_mode & 077) != 0) {
-		rc = coffer_err_set(err, COFFER_EPERM, "signing key %s has mode %03o: group or "
-		    "others may access it", path, (unsigned)(st.st_mode & 0777));
-		coffer_err_hint(err, "chmod 600 %s (and consider the key exposed if others "
-		    "could read it)", path);
+		rc = coffer_err_set(err, COFFER_EPERM,
+		    "signing key %s has mode %03o: group or "
+		    "others may access it",
+		    path, (unsigned)(st.st_mode & 0777));
+		coffer_err_hint(err,
+		    "chmod 600 %s (and consider the key exposed if others "
+		    "could read it)",
+		    path);
 		goto out;
 	}
 	BIO *bio = BIO_new_mem_buf(buf, (int)len);
@@ -294,8 +305,8 @@ coffer_sign_key_load(const char *path, coffer_sign_key **out, coffer_err *err)
 	if (pkey == NULL || EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519) {
 		EVP_PKEY_free(pkey);
 		ERR_clear_error();
-		rc = coffer_err_set(err, COFFER_EINVAL, "%s is not an ed25519 private key in PEM",
-		    path);
+		rc = coffer_err_set(
+		    err, COFFER_EINVAL, "%s is not an ed25519 private key in PEM", path);
 		coffer_err_hint(err, "create one with `coffer-agent init` (or `coffer init`)");
 		goto out;
 	}
@@ -314,8 +325,8 @@ out:
 }
 
 int
-coffer_sign_pubkey_from_raw(const uint8_t raw[COFFER_SIGN_PUBKEY_BYTES],
-    coffer_sign_pubkey **out, coffer_err *err)
+coffer_sign_pubkey_from_raw(
+    const uint8_t raw[COFFER_SIGN_PUBKEY_BYTES], coffer_sign_pubkey **out, coffer_err *err)
 {
 	*out = NULL;
 	coffer_sign_pubkey *pub = calloc(1, sizeof(*pub));
@@ -323,8 +334,8 @@ coffer_sign_pubkey_from_raw(const uint8_t raw[COFFER_SIGN_PUBKEY_BYTES],
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory for a public key"));
 	}
 	memcpy(pub->raw, raw, sizeof(pub->raw));
-	pub->pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw,
-	    COFFER_SIGN_PUBKEY_BYTES);
+	pub->pkey =
+	    EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw, COFFER_SIGN_PUBKEY_BYTES);
 	if (pub->pkey == NULL) {
 		free(pub);
 		return (coffer_err_openssl(err, COFFER_EINVAL, "not an ed25519 public key"));
@@ -334,8 +345,7 @@ coffer_sign_pubkey_from_raw(const uint8_t raw[COFFER_SIGN_PUBKEY_BYTES],
 }
 
 int
-coffer_sign_pubkey_parse(const char *text, size_t len, coffer_sign_pubkey **out,
-    coffer_err *err)
+coffer_sign_pubkey_parse(const char *text, size_t len, coffer_sign_pubkey **out, coffer_err *err)
 {
 	*out = NULL;
 	size_t a = 0;
@@ -343,8 +353,9 @@ coffer_sign_pubkey_parse(const char *text, size_t len, coffer_sign_pubkey **out,
 	while (a < b && (text[a] == ' ' || text[a] == '\t' || text[a] == '\n' || text[a] == '\r')) {
 		a++;
 	}
-	while (b > a && (text[b - 1] == ' ' || text[b - 1] == '\t' || text[b - 1] == '\n' ||
-	    text[b - 1] == '\r')) {
+	while (b > a &&
+	    (text[b - 1] == ' ' || text[b - 1] == '\t' || text[b - 1] == '\n' ||
+	        text[b - 1] == '\r')) {
 		b--;
 	}
 	static const char pem_tag[] = "-----BEGIN PUBLIC KEY-----";
@@ -358,7 +369,8 @@ coffer_sign_pubkey_parse(const char *text, size_t len, coffer_sign_pubkey **out,
 		if (pkey == NULL || EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519) {
 			EVP_PKEY_free(pkey);
 			ERR_clear_error();
-			coffer_err_set(err, COFFER_EINVAL, "the PEM public key is not an ed25519 key");
+			coffer_err_set(
+			    err, COFFER_EINVAL, "the PEM public key is not an ed25519 key");
 			coffer_err_hint(err, "use the key printed by `coffer-agent init`");
 			return (COFFER_EINVAL);
 		}
@@ -367,8 +379,10 @@ coffer_sign_pubkey_parse(const char *text, size_t len, coffer_sign_pubkey **out,
 		return (rc);
 	}
 	if (b - a != 2 * COFFER_SIGN_PUBKEY_BYTES) {
-		coffer_err_set(err, COFFER_EINVAL, "a public key must be 64 hex digits or a PEM "
-		    "block; found %zu characters", b - a);
+		coffer_err_set(err, COFFER_EINVAL,
+		    "a public key must be 64 hex digits or a PEM "
+		    "block; found %zu characters",
+		    b - a);
 		coffer_err_hint(err, "use the key printed by `coffer-agent init`");
 		return (COFFER_EINVAL);
 	}
@@ -377,8 +391,10 @@ coffer_sign_pubkey_parse(const char *text, size_t len, coffer_sign_pubkey **out,
 		int hi = hex_val(text[a + 2 * i]);
 		int lo = hex_val(text[a + 2 * i + 1]);
 		if (hi < 0 || lo < 0) {
-			coffer_err_set(err, COFFER_EINVAL, "a public key must be 64 hex digits; "
-			    "character %zu is not one", 2 * i + (hi < 0 ? 1 : 2));
+			coffer_err_set(err, COFFER_EINVAL,
+			    "a public key must be 64 hex digits; "
+			    "character %zu is not one",
+			    2 * i + (hi < 0 ? 1 : 2));
 			coffer_err_hint(err, "use the key printed by `coffer-agent init`");
 			return (COFFER_EINVAL);
 		}
@@ -471,8 +487,8 @@ coffer_sign_verify(const coffer_sign_pubkey *pub, const void *data, size_t len,
 	if (ok != 1) {
 		char fp[COFFER_SIGN_FINGERPRINT_HEX];
 		coffer_sign_fingerprint(pub, fp);
-		return (coffer_err_set(err, COFFER_EAUTH, "ed25519 signature does not match key %s",
-		    fp));
+		return (coffer_err_set(
+		    err, COFFER_EAUTH, "ed25519 signature does not match key %s", fp));
 	}
 	return (0);
 }

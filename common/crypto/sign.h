@@ -26,9 +26,9 @@
 
 #include "common/base/error.h"
 
-#define COFFER_SIGN_BYTES 64        /* an Ed25519 signature */
-#define COFFER_SIGN_PUBKEY_BYTES 32 /* a raw Ed25519 public key */
-#define COFFER_SIGN_PUBKEY_HEX 65   /* 64 hex digits and a NUL */
+#define COFFER_SIGN_BYTES           64 /* an Ed25519 signature */
+#define COFFER_SIGN_PUBKEY_BYTES    32 /* a raw Ed25519 public key */
+#define COFFER_SIGN_PUBKEY_HEX      65 /* 64 hex digits and a NUL */
 #define COFFER_SIGN_FINGERPRINT_HEX 33
 
 typedef struct coffer_sign_key coffer_sign_key;       /* private (can sign) */
@@ -50,21 +50,19 @@ int coffer_sign_key_load(const char *path, coffer_sign_key **out, coffer_err *er
 int coffer_sign_pubkey_load(const char *path, coffer_sign_pubkey **out, coffer_err *err);
 
 /* The same from text in memory (len bytes, no NUL needed). */
-int coffer_sign_pubkey_parse(const char *text, size_t len, coffer_sign_pubkey **out,
-    coffer_err *err);
+int coffer_sign_pubkey_parse(
+    const char *text, size_t len, coffer_sign_pubkey **out, coffer_err *err);
 
 /* From the raw 32 bytes (as carried on the wire). */
-int coffer_sign_pubkey_from_raw(const uint8_t raw[COFFER_SIGN_PUBKEY_BYTES],
-    coffer_sign_pubkey **out, coffer_err *err);
+int coffer_sign_pubkey_from_raw(
+    const uint8_t raw[COFFER_SIGN_PUBKEY_BYTES], coffer_sign_pubkey **out, coffer_err *err);
 
 /* The public half of a private key, as a new object. */
-int coffer_sign_key_public(const coffer_sign_key *key, coffer_sign_pubkey **out,
-    coffer_err *err);
+int coffer_sign_key_public(const coffer_sign_key *key, coffer_sign_pubkey **out, coffer_err *err);
 
 void coffer_sign_pubkey_raw(const coffer_sign_pubkey *pub, uint8_t raw[COFFER_SIGN_PUBKEY_BYTES]);
 void coffer_sign_pubkey_hex(const coffer_sign_pubkey *pub, char out[COFFER_SIGN_PUBKEY_HEX]);
-void coffer_sign_fingerprint(const coffer_sign_pubkey *pub,
-    char out[COFFER_SIGN_FINGERPRINT_HEX]);
+void coffer_sign_fingerprint(const coffer_sign_pubkey *pub, char out[COFFER_SIGN_FINGERPRINT_HEX]);
 
 /* Signs len bytes of data. */
 int coffer_sign(const coffer_sign_key *key, const void *data, size_t len,

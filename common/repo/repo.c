@@ -42,8 +42,8 @@
 
 #include "common/repo/repo_s3.h"
 
-#define REPO_IO_CHUNK 65536
-#define REPO_MAX_DEPTH 64
+#define REPO_IO_CHUNK      65536
+#define REPO_MAX_DEPTH     64
 #define REPO_SETUP_RETRIES 5
 
 struct coffer_repo {
@@ -60,7 +60,8 @@ static int
 key_fail(coffer_err *err, const char *key, const char *why)
 {
 	coffer_err_set(err, COFFER_EINVAL, "invalid repository key \"%.200s\": %s", key, why);
-	coffer_err_hint(err, "keys are '/'-separated segments of visible ASCII "
+	coffer_err_hint(err,
+	    "keys are '/'-separated segments of visible ASCII "
 	    "(no spaces or '\\'), none empty or starting with '.'");
 	return (COFFER_EINVAL);
 }
@@ -76,14 +77,17 @@ segments_check(const char *key, size_t len, coffer_err *err)
 		if (c == '/') {
 			size_t seg_len = i - seg_start;
 			if (seg_len == 0) {
-				return (key_fail(err, key, i == 0 ? "it starts with '/'" :
-				    (i == len ? "it ends with '/'" : "it has an empty segment")));
+				return (key_fail(err, key,
+				    i == 0 ? "it starts with '/'"
+				           : (i == len ? "it ends with '/'"
+				                       : "it has an empty segment")));
 			}
 			if (seg_len > COFFER_REPO_SEGMENT_MAX) {
 				return (key_fail(err, key, "a segment is longer than 200 bytes"));
 			}
 			if (key[seg_start] == '.') {
-				return (key_fail(err, key, "a segment starts with '.' (\".\" and \"..\" "
+				return (key_fail(err, key,
+				    "a segment starts with '.' (\".\" and \"..\" "
 				    "are not allowed)"));
 			}
 			if (++nseg > REPO_MAX_DEPTH) {
@@ -134,7 +138,8 @@ prefix_check(const char *prefix, coffer_err *err)
 	for (size_t i = slash != NULL ? dir_len + 1 : 0; i < len; i++) {
 		unsigned char c = (unsigned char)prefix[i];
 		if (c < 0x21 || c > 0x7e || c == '\\') {
-			return (key_fail(err, prefix, "it has a character that is not visible ASCII"));
+			return (
+			    key_fail(err, prefix, "it has a character that is not visible ASCII"));
 		}
 	}
 	return (0);
@@ -154,8 +159,7 @@ name_part_check(const char *what, const char *value, coffer_err *err)
 	return (0);
 }
 
-static int
-layout_put(char *buf, size_t size, coffer_err *err, const char *fmt, ...)
+static int layout_put(char *buf, size_t size, coffer_err *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static int
@@ -169,8 +173,10 @@ layout_put(char *buf, size_t size, coffer_err *err, const char *fmt, ...)
 		if (size > 0) {
 			buf[0] = '\0';
 		}
-		return (coffer_err_set(err, COFFER_EINVAL, "repository key does not fit in %zu "
-		    "bytes", size));
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "repository key does not fit in %zu "
+		    "bytes",
+		    size));
 	}
 	return (0);
 }
@@ -184,9 +190,11 @@ coffer_repo_backup_key(char *buf, size_t size, const char *service, const char *
 	    (rc = name_part_check("backup id", backup_id, err)) != 0) {
 		return (rc);
 	}
-	if (name == NULL || (strcmp(name, "data") != 0 && strcmp(name, "manifest.json") != 0 &&
-				strcmp(name, "attestation.json") != 0)) {
-		return (coffer_err_set(err, COFFER_EINVAL, "a backup holds \"data\", "
+	if (name == NULL ||
+	    (strcmp(name, "data") != 0 && strcmp(name, "manifest.json") != 0 &&
+	        strcmp(name, "attestation.json") != 0)) {
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "a backup holds \"data\", "
 		    "\"manifest.json\" and \"attestation.json\", not \"%s\"",
 		    name == NULL ? "(null)" : name));
 	}
@@ -215,11 +223,13 @@ coffer_repo_wal_key(char *buf, size_t size, const char *service, uint64_t system
 		return (rc);
 	}
 	if (timeline == 0) {
-		return (coffer_err_set(err, COFFER_EINVAL, "wal timeline 0 does not exist; "
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "wal timeline 0 does not exist; "
 		    "timelines start at 1"));
 	}
 	if (system_identifier == 0) {
-		return (coffer_err_set(err, COFFER_EINVAL, "system identifier 0 names no cluster; "
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "system identifier 0 names no cluster; "
 		    "PostgreSQL's are never 0"));
 	}
 	rc = layout_put(buf, size, err, "services/%s/wal/%" PRIu64 "/%08X/%s", service,
@@ -238,14 +248,15 @@ static const struct {
 };
 
 int
-coffer_repo_open(const coffer_repo_config *cfg, unsigned caps, coffer_repo **out,
-    coffer_err *err)
+coffer_repo_open(const coffer_repo_config *cfg, unsigned caps, coffer_repo **out, coffer_err *err)
 {
 	*out = NULL;
 	const unsigned all = COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE;
 	if (caps == 0 || (caps & ~all) != 0) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "repository opened with capabilities "
-		    "0x%x; expected a non-empty set of READ, WRITE, DELETE", caps));
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "repository opened with capabilities "
+		    "0x%x; expected a non-empty set of READ, WRITE, DELETE",
+		    caps));
 	}
 	const char *type = cfg->type != NULL && cfg->type[0] != '\0' ? cfg->type : "posix";
 	const coffer_repo_driver *drv = NULL;
@@ -308,13 +319,17 @@ coffer_repo_features(const coffer_repo *repo)
 static int
 cap_fail(coffer_err *err, const char *op, const char *cap)
 {
-	coffer_err_set(err, COFFER_EPERM, "cannot %s: this repository handle was opened without "
-	    "the %s capability", op, cap);
+	coffer_err_set(err, COFFER_EPERM,
+	    "cannot %s: this repository handle was opened without "
+	    "the %s capability",
+	    op, cap);
 	if (strcmp(cap, "delete") == 0) {
-		coffer_err_hint(err, "only the coordinator's retention deletes or replaces objects; "
+		coffer_err_hint(err,
+		    "only the coordinator's retention deletes or replaces objects; "
 		    "agents write new objects only");
 	} else if (strcmp(cap, "read") == 0) {
-		coffer_err_hint(err, "this handle is write-only (as for a DR repository); use one "
+		coffer_err_hint(err,
+		    "this handle is write-only (as for a DR repository); use one "
 		    "opened for reading");
 	} else {
 		coffer_err_hint(err, "this handle is read-only; use one opened for writing");
@@ -324,7 +339,11 @@ cap_fail(coffer_err *err, const char *op, const char *cap)
 
 /* ---- write sink ---- */
 
-enum sink_state { SINK_OPEN, SINK_COMMITTED, SINK_ABORTED };
+enum sink_state {
+	SINK_OPEN,
+	SINK_COMMITTED,
+	SINK_ABORTED
+};
 
 struct repo_sink {
 	coffer_filter base;
@@ -352,8 +371,10 @@ sink_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 {
 	struct repo_sink *s = (struct repo_sink *)f;
 	if (s->state != SINK_OPEN) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "write to repository object %s after "
-		    "it was %s", s->key, s->state == SINK_COMMITTED ? "committed" : "aborted"));
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "write to repository object %s after "
+		    "it was %s",
+		    s->key, s->state == SINK_COMMITTED ? "committed" : "aborted"));
 	}
 	if (s->used == 0 && len >= REPO_IO_CHUNK) {
 		return (s->repo->drv->write(s->w, buf, len, err));
@@ -413,8 +434,8 @@ static const coffer_filter_ops sink_ops = {
 };
 
 int
-coffer_repo_write_begin_flags(coffer_repo *repo, const char *key, unsigned flags,
-    coffer_filter **sink, coffer_err *err)
+coffer_repo_write_begin_flags(
+    coffer_repo *repo, const char *key, unsigned flags, coffer_filter **sink, coffer_err *err)
 {
 	*sink = NULL;
 	if ((repo->caps & COFFER_REPO_WRITE) == 0) {
@@ -452,8 +473,7 @@ coffer_repo_write_begin_flags(coffer_repo *repo, const char *key, unsigned flags
 }
 
 int
-coffer_repo_write_begin(coffer_repo *repo, const char *key, coffer_filter **sink,
-    coffer_err *err)
+coffer_repo_write_begin(coffer_repo *repo, const char *key, coffer_filter **sink, coffer_err *err)
 {
 	return (coffer_repo_write_begin_flags(repo, key, 0, sink, err));
 }
@@ -462,7 +482,8 @@ int
 coffer_repo_write_commit(coffer_filter *sink, coffer_err *err)
 {
 	if (sink == NULL || sink->ops != &sink_ops) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "coffer_repo_write_commit given a "
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "coffer_repo_write_commit given a "
 		    "filter that is not a repository sink"));
 	}
 	struct repo_sink *s = (struct repo_sink *)sink;
@@ -472,8 +493,10 @@ coffer_repo_write_commit(coffer_filter *sink, coffer_err *err)
 	}
 	if (sink->failed) {
 		sink_abort(s);
-		coffer_err_set(err, COFFER_EIO, "repository object %s is not published: an earlier "
-		    "write to it failed", s->key);
+		coffer_err_set(err, COFFER_EIO,
+		    "repository object %s is not published: an earlier "
+		    "write to it failed",
+		    s->key);
 		coffer_err_hint(err, "see the earlier error; the write must start again");
 		return (COFFER_EIO);
 	}
@@ -505,8 +528,10 @@ coffer_repo_read(coffer_repo *repo, const char *key, coffer_filter *chain, coffe
 		return (cap_fail(err, "read", "read"));
 	}
 	if (chain == NULL) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "coffer_repo_read of %s without a "
-		    "filter chain", key));
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "coffer_repo_read of %s without a "
+		    "filter chain",
+		    key));
 	}
 	int rc = coffer_repo_key_check(key, err);
 	return (rc != 0 ? rc : repo->drv->read(repo->state, key, chain, err));
@@ -522,8 +547,8 @@ coffer_repo_stat(coffer_repo *repo, const char *key, coffer_repo_info *info, cof
 }
 
 int
-coffer_repo_list(coffer_repo *repo, const char *prefix, coffer_repo_list_cb cb, void *arg,
-    coffer_err *err)
+coffer_repo_list(
+    coffer_repo *repo, const char *prefix, coffer_repo_list_cb cb, void *arg, coffer_err *err)
 {
 	if ((repo->caps & COFFER_REPO_READ) == 0) {
 		return (cap_fail(err, "list", "read"));
@@ -584,7 +609,8 @@ px_open(const coffer_repo_config *cfg, unsigned caps, void **state, coffer_err *
 	(void)caps;
 	if (cfg->path == NULL || cfg->path[0] == '\0') {
 		coffer_err_set(err, COFFER_EINVAL, "posix repository has no path");
-		coffer_err_hint(err, "set path = /srv/coffer (an existing directory) in the "
+		coffer_err_hint(err,
+		    "set path = /srv/coffer (an existing directory) in the "
 		    "[repository.*] section");
 		return (COFFER_EINVAL);
 	}
@@ -602,8 +628,10 @@ px_open(const coffer_repo_config *cfg, unsigned caps, void **state, coffer_err *
 		int e = errno;
 		int code = coffer_err_errno(err, e, "open repository", r->root);
 		if (e == ENOENT) {
-			coffer_err_hint(err, "create the directory (mkdir -p %s) or fix the "
-			    "repository path", r->root);
+			coffer_err_hint(err,
+			    "create the directory (mkdir -p %s) or fix the "
+			    "repository path",
+			    r->root);
 		} else if (e == ENOTDIR) {
 			coffer_err_hint(err, "the repository path must be a directory");
 		}
@@ -669,9 +697,12 @@ px_make_dirs(struct px_repo *r, const char *key, int *dir_fd, coffer_err *err)
 			int e = errno;
 			close(cur);
 			if (e == ENOTDIR) {
-				coffer_err_set(err, COFFER_EEXIST, "cannot write %s: %s is an object, "
-				    "not a directory", key, part);
-				coffer_err_hint(err, "an object's key cannot be the start of "
+				coffer_err_set(err, COFFER_EEXIST,
+				    "cannot write %s: %s is an object, "
+				    "not a directory",
+				    key, part);
+				coffer_err_hint(err,
+				    "an object's key cannot be the start of "
 				    "another key; choose another key");
 				return (COFFER_EEXIST);
 			}
@@ -689,7 +720,8 @@ static int
 px_exists_fail(coffer_err *err, const char *key)
 {
 	coffer_err_set(err, COFFER_EEXIST, "repository object %s already exists", key);
-	coffer_err_hint(err, "objects are never replaced; write under a new key (a new "
+	coffer_err_hint(err,
+	    "objects are never replaced; write under a new key (a new "
 	    "backup id)");
 	return (COFFER_EEXIST);
 }
@@ -726,12 +758,13 @@ px_write_open(void *state, const char *key, unsigned flags, void **out, coffer_e
 		}
 		uint8_t rnd[8];
 		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-			rc = coffer_err_set(err, COFFER_EINTERNAL, "no random bytes for a temporary "
+			rc = coffer_err_set(err, COFFER_EINTERNAL,
+			    "no random bytes for a temporary "
 			    "name");
 			goto fail;
 		}
-		snprintf(w->tmp, sizeof(w->tmp), ".%s.%02x%02x%02x%02x%02x%02x%02x%02x.tmp", w->name,
-		    rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+		snprintf(w->tmp, sizeof(w->tmp), ".%s.%02x%02x%02x%02x%02x%02x%02x%02x.tmp",
+		    w->name, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 		w->fd = openat(w->dir_fd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 		if (w->fd >= 0) {
 			w->tmp_exists = true;
@@ -822,7 +855,8 @@ px_write_commit(void *wp, coffer_err *err)
 	w->tmp_exists = false;
 	if (fsync(w->dir_fd) != 0) {
 		int code = px_errno(w->r, err, errno, "fsync the directory of", w->key);
-		coffer_err_hint(err, "the object is in place but may not survive a crash; "
+		coffer_err_hint(err,
+		    "the object is in place but may not survive a crash; "
 		    "check the file system, then verify the backup");
 		return (code);
 	}
@@ -855,15 +889,14 @@ px_write_free(void *wp)
 }
 
 static int
-px_open_object(struct px_repo *r, const char *key, int *fd_out, struct stat *st,
-    coffer_err *err)
+px_open_object(struct px_repo *r, const char *key, int *fd_out, struct stat *st, coffer_err *err)
 {
 	int fd = openat(r->root_fd, key, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		int e = errno;
 		if (e == ENOENT || e == ENOTDIR || e == ELOOP) {
-			coffer_err_set(err, COFFER_ENOENT, "repository object %s does not exist in %s",
-			    key, r->root);
+			coffer_err_set(err, COFFER_ENOENT,
+			    "repository object %s does not exist in %s", key, r->root);
 			coffer_err_hint(err, "list the repository to see what it holds");
 			return (COFFER_ENOENT);
 		}
@@ -876,8 +909,8 @@ px_open_object(struct px_repo *r, const char *key, int *fd_out, struct stat *st,
 	}
 	if (!S_ISREG(st->st_mode)) {
 		close(fd);
-		coffer_err_set(err, COFFER_ENOENT, "repository key %s is a directory, not an object",
-		    key);
+		coffer_err_set(
+		    err, COFFER_ENOENT, "repository key %s is a directory, not an object", key);
 		coffer_err_hint(err, "list with this key as a prefix to see what is below");
 		return (COFFER_ENOENT);
 	}
@@ -977,8 +1010,8 @@ entries_free(struct px_entry *e, size_t n)
 
 /* Reads the visible children of dir_fd (objects and directories). */
 static int
-px_read_dir(struct px_list *l, int dir_fd, const char *where, struct px_entry **out,
-    size_t *count, coffer_err *err)
+px_read_dir(struct px_list *l, int dir_fd, const char *where, struct px_entry **out, size_t *count,
+    coffer_err *err)
 {
 	*out = NULL;
 	*count = 0;
@@ -1026,7 +1059,8 @@ px_read_dir(struct px_list *l, int dir_fd, const char *where, struct px_entry **
 			size_t ncap = cap == 0 ? 64 : cap * 2;
 			struct px_entry *ne = realloc(e, ncap * sizeof(*e));
 			if (ne == NULL) {
-				rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory listing %s", where);
+				rc = coffer_err_set(
+				    err, COFFER_ENOMEM, "out of memory listing %s", where);
 				break;
 			}
 			e = ne;
@@ -1093,8 +1127,8 @@ px_walk(struct px_list *l, int dir_fd, int depth, coffer_err *err)
 			continue;
 		}
 		l->key[klen - 1] = '\0';
-		int sub = openat(dir_fd, l->key + base, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
-		    O_NOFOLLOW);
+		int sub =
+		    openat(dir_fd, l->key + base, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 		l->key[klen - 1] = '/';
 		if (sub < 0) {
 			if (errno == ENOENT) {
@@ -1115,8 +1149,9 @@ static int
 px_list(void *state, const char *prefix, coffer_repo_list_cb cb, void *arg, coffer_err *err)
 {
 	struct px_repo *r = state;
-	struct px_list l = { .r = r, .prefix = prefix, .prefix_len = strlen(prefix), .cb = cb,
-		.arg = arg };
+	struct px_list l = {
+		.r = r, .prefix = prefix, .prefix_len = strlen(prefix), .cb = cb, .arg = arg
+	};
 	/* Start at the deepest directory the prefix names in full. */
 	const char *slash = strrchr(prefix, '/');
 	size_t dir_len = slash != NULL ? (size_t)(slash - prefix) + 1 : 0;
@@ -1152,8 +1187,10 @@ px_remove(void *state, const char *key, coffer_err *err)
 	char dir[COFFER_REPO_KEY_MAX + 1];
 	struct stat st;
 	if (fstatat(r->root_fd, key, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
-		coffer_err_set(err, COFFER_ENOENT, "cannot delete repository object %s: it does not "
-		    "exist in %s", key, r->root);
+		coffer_err_set(err, COFFER_ENOENT,
+		    "cannot delete repository object %s: it does not "
+		    "exist in %s",
+		    key, r->root);
 		coffer_err_hint(err, "list the repository to see what it holds");
 		return (COFFER_ENOENT);
 	}

@@ -43,12 +43,12 @@
 #include "common/base/error.h"
 #include "common/stream/filter.h"
 
-#define COFFER_REPO_KEY_MAX 1024
+#define COFFER_REPO_KEY_MAX     1024
 #define COFFER_REPO_SEGMENT_MAX 200
 
 /* Capabilities requested at open. */
-#define COFFER_REPO_READ 0x1u
-#define COFFER_REPO_WRITE 0x2u
+#define COFFER_REPO_READ   0x1u
+#define COFFER_REPO_WRITE  0x2u
 #define COFFER_REPO_DELETE 0x4u
 
 /* Flags for coffer_repo_write_begin_flags. */
@@ -96,12 +96,12 @@ typedef struct coffer_repo_driver {
 	int (*write_open)(void *state, const char *key, unsigned flags, void **w, coffer_err *err);
 	int (*write)(void *w, const uint8_t *buf, size_t len, coffer_err *err);
 	int (*write_commit)(void *w, coffer_err *err);
-	void (*write_abort)(void *w);      /* discards the temporary; w stays valid */
-	void (*write_free)(void *w);       /* releases w (after commit or abort) */
+	void (*write_abort)(void *w); /* discards the temporary; w stays valid */
+	void (*write_free)(void *w);  /* releases w (after commit or abort) */
 	int (*read)(void *state, const char *key, coffer_filter *chain, coffer_err *err);
 	int (*stat)(void *state, const char *key, coffer_repo_info *info, coffer_err *err);
-	int (*list)(void *state, const char *prefix, coffer_repo_list_cb cb, void *arg,
-	    coffer_err *err);
+	int (*list)(
+	    void *state, const char *prefix, coffer_repo_list_cb cb, void *arg, coffer_err *err);
 	int (*remove)(void *state, const char *key, coffer_err *err);
 } coffer_repo_driver;
 
@@ -112,8 +112,8 @@ typedef struct coffer_repo coffer_repo;
 /* Opens a repository with the given capabilities (at least one of READ,
  * WRITE, DELETE). COFFER_EINVAL for a bad configuration, COFFER_ENOENT if a
  * posix root does not exist. */
-int coffer_repo_open(const coffer_repo_config *cfg, unsigned caps, coffer_repo **out,
-    coffer_err *err);
+int coffer_repo_open(
+    const coffer_repo_config *cfg, unsigned caps, coffer_repo **out, coffer_err *err);
 
 void coffer_repo_close(coffer_repo *repo);
 
@@ -129,10 +129,10 @@ int coffer_repo_key_check(const char *key, coffer_err *err);
  * coffer_repo_write_commit. COFFER_EEXIST if key exists, COFFER_EPERM
  * without the WRITE capability. The sink is the caller's: free it with
  * coffer_filter_free (or with its chain); freeing it uncommitted aborts. */
-int coffer_repo_write_begin(coffer_repo *repo, const char *key, coffer_filter **sink,
-    coffer_err *err);
-int coffer_repo_write_begin_flags(coffer_repo *repo, const char *key, unsigned flags,
-    coffer_filter **sink, coffer_err *err);
+int coffer_repo_write_begin(
+    coffer_repo *repo, const char *key, coffer_filter **sink, coffer_err *err);
+int coffer_repo_write_begin_flags(
+    coffer_repo *repo, const char *key, unsigned flags, coffer_filter **sink, coffer_err *err);
 
 /* Publishes the object atomically and durably. Call it after
  * coffer_filter_finish on the whole chain: commit flushes only the sink's
@@ -150,14 +150,13 @@ void coffer_repo_write_abort(coffer_filter *sink);
  * chain is returned as is. The chain stays the caller's. */
 int coffer_repo_read(coffer_repo *repo, const char *key, coffer_filter *chain, coffer_err *err);
 
-int coffer_repo_stat(coffer_repo *repo, const char *key, coffer_repo_info *info,
-    coffer_err *err);
+int coffer_repo_stat(coffer_repo *repo, const char *key, coffer_repo_info *info, coffer_err *err);
 
 /* Calls cb for every object whose key starts with prefix (any string; ""
  * lists everything), in bytewise order. A prefix that matches nothing is not
  * an error. Temporaries of unfinished writes are never shown. */
-int coffer_repo_list(coffer_repo *repo, const char *prefix, coffer_repo_list_cb cb, void *arg,
-    coffer_err *err);
+int coffer_repo_list(
+    coffer_repo *repo, const char *prefix, coffer_repo_list_cb cb, void *arg, coffer_err *err);
 
 /* Deletes the object at key. COFFER_EPERM on a handle without DELETE,
  * COFFER_ENOENT if it does not exist. */

@@ -52,7 +52,8 @@ rs3_open(const coffer_repo_config *cfg, unsigned caps, void **state, coffer_err 
 	struct s3_repo *r = calloc(1, sizeof(*r));
 	if (r == NULL || (r->prefix = malloc(n + 2)) == NULL) {
 		free(r);
-		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory opening an s3 repository"));
+		return (
+		    coffer_err_set(err, COFFER_ENOMEM, "out of memory opening an s3 repository"));
 	}
 	memcpy(r->prefix, pfx, n);
 	if (n > 0) {
@@ -92,8 +93,10 @@ rs3_key(const struct s3_repo *r, const char *key, char *buf, size_t size, coffer
 {
 	int n = snprintf(buf, size, "%s%s", r->prefix, key);
 	if (n < 0 || (size_t)n >= size) {
-		return (coffer_err_set(err, COFFER_EINVAL, "s3 key for %.200s is too long with the "
-		    "repository prefix", key));
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "s3 key for %.200s is too long with the "
+		    "repository prefix",
+		    key));
 	}
 	return (0);
 }
@@ -200,8 +203,8 @@ rs3_list(void *state, const char *prefix, coffer_repo_list_cb cb, void *arg, cof
 	struct rs3_list l = { .r = r, .cb = cb, .arg = arg };
 	rc = coffer_s3_list(r->s3, full, 0, rs3_list_one, &l, err);
 	if (rc < 0 && rc == l.user_rc && err != NULL && err->msg[0] == '\0') {
-		coffer_err_set(err, rc, "listing the s3 repository stopped: %s",
-		    coffer_strerror(rc));
+		coffer_err_set(
+		    err, rc, "listing the s3 repository stopped: %s", coffer_strerror(rc));
 	}
 	return (rc);
 }

@@ -52,21 +52,21 @@
 
 #include "common/base/log.h"
 
-#define S3_BODY_MAX (4u * 1024 * 1024)
-#define S3_ERR_BODY_MAX 65536
+#define S3_BODY_MAX       (4u * 1024 * 1024)
+#define S3_ERR_BODY_MAX   65536
 #define S3_BACKOFF_CAP_MS 5000
-#define S3_MAX_QUERY 6
-#define S3_MAX_HEADERS 16
-#define S3_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define S3_MAX_QUERY      6
+#define S3_MAX_HEADERS    16
+#define S3_EMPTY_SHA256   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct coffer_s3 {
-	char *scheme;    /* "http" or "https" */
-	char *host;      /* endpoint host[:port], as in the Host header */
+	char *scheme; /* "http" or "https" */
+	char *host;   /* endpoint host[:port], as in the Host header */
 	char *bucket;
 	char *region;
 	char *access_key;
 	char *secret_key;
-	char *token;     /* NULL without a session token */
+	char *token; /* NULL without a session token */
 	int path_style;
 	size_t part_size;
 	int max_attempts;
@@ -113,8 +113,7 @@ sb_put(struct sb *b, const char *s)
 	sb_putn(b, s, strlen(s));
 }
 
-static void
-sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 sb_printf(struct sb *b, const char *fmt, ...)
@@ -160,11 +159,21 @@ sb_xml_escape(struct sb *b, const char *s)
 {
 	for (; *s != '\0'; s++) {
 		switch (*s) {
-		case '&': sb_put(b, "&amp;"); break;
-		case '<': sb_put(b, "&lt;"); break;
-		case '>': sb_put(b, "&gt;"); break;
-		case '"': sb_put(b, "&quot;"); break;
-		default: sb_putn(b, s, 1); break;
+		case '&':
+			sb_put(b, "&amp;");
+			break;
+		case '<':
+			sb_put(b, "&lt;");
+			break;
+		case '>':
+			sb_put(b, "&gt;");
+			break;
+		case '"':
+			sb_put(b, "&quot;");
+			break;
+		default:
+			sb_putn(b, s, 1);
+			break;
 		}
 	}
 }
@@ -259,7 +268,8 @@ static int
 canonical_build(const coffer_s3_sign_input *in, struct sb *cr, struct sb *sh, coffer_err *err)
 {
 	if (in->nheaders + 1 > S3_MAX_HEADERS + 8 || in->nquery > S3_MAX_QUERY + 4) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "s3 request with too many headers "
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "s3 request with too many headers "
 		    "or query parameters"));
 	}
 	struct hdr_ref h[S3_MAX_HEADERS + 9];
@@ -269,8 +279,8 @@ canonical_build(const coffer_s3_sign_input *in, struct sb *cr, struct sb *sh, co
 	for (size_t i = 0; i < in->nheaders; i++) {
 		size_t n = strlen(in->headers[i].name);
 		if (n == 0 || n >= sizeof(h[nh].name)) {
-			return (coffer_err_set(err, COFFER_EINTERNAL, "s3 header name of %zu bytes",
-			    n));
+			return (coffer_err_set(
+			    err, COFFER_EINTERNAL, "s3 header name of %zu bytes", n));
 		}
 		for (size_t j = 0; j <= n; j++) {
 			h[nh].name[j] = (char)tolower((unsigned char)in->headers[i].name[j]);
@@ -340,15 +350,16 @@ canonical_build(const coffer_s3_sign_input *in, struct sb *cr, struct sb *sh, co
 }
 
 int
-coffer_s3_canonical_request(const coffer_s3_sign_input *in, char *buf, size_t size,
-    coffer_err *err)
+coffer_s3_canonical_request(const coffer_s3_sign_input *in, char *buf, size_t size, coffer_err *err)
 {
 	struct sb cr = { 0 };
 	struct sb sh = { 0 };
 	int rc = canonical_build(in, &cr, &sh, err);
 	if (rc == 0 && cr.len + 1 > size) {
-		rc = coffer_err_set(err, COFFER_ETOOBIG, "s3 canonical request of %zu bytes does "
-		    "not fit in %zu", cr.len, size);
+		rc = coffer_err_set(err, COFFER_ETOOBIG,
+		    "s3 canonical request of %zu bytes does "
+		    "not fit in %zu",
+		    cr.len, size);
 	}
 	if (rc == 0) {
 		memcpy(buf, cr.p, cr.len + 1);
@@ -359,8 +370,8 @@ coffer_s3_canonical_request(const coffer_s3_sign_input *in, char *buf, size_t si
 }
 
 int
-coffer_s3_sign(const coffer_s3_sign_input *in, char *auth, size_t size, char sig[65],
-    coffer_err *err)
+coffer_s3_sign(
+    const coffer_s3_sign_input *in, char *auth, size_t size, char sig[65], coffer_err *err)
 {
 	if (in->amz_date == NULL || strlen(in->amz_date) != 16) {
 		return (coffer_err_set(err, COFFER_EINTERNAL, "s3 signing without an x-amz-date"));
@@ -412,13 +423,17 @@ coffer_s3_sign(const coffer_s3_sign_input *in, char *auth, size_t size, char sig
 	if (sig != NULL) {
 		memcpy(sig, s_hex, 65);
 	}
-	int n = snprintf(auth, size, "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
-	    "Signature=%s", in->access_key, scope, sh.p, s_hex);
+	int n = snprintf(auth, size,
+	    "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
+	    "Signature=%s",
+	    in->access_key, scope, sh.p, s_hex);
 	sb_free(&cr);
 	sb_free(&sh);
 	if (n < 0 || (size_t)n >= size) {
-		return (coffer_err_set(err, COFFER_ETOOBIG, "s3 authorization header does not fit "
-		    "in %zu bytes", size));
+		return (coffer_err_set(err, COFFER_ETOOBIG,
+		    "s3 authorization header does not fit "
+		    "in %zu bytes",
+		    size));
 	}
 	return (0);
 }
@@ -452,8 +467,8 @@ xml_read(const char *body, size_t len)
 }
 
 int
-coffer_s3_error_parse(const char *body, size_t len, char *code, size_t code_size,
-    char *message, size_t message_size)
+coffer_s3_error_parse(
+    const char *body, size_t len, char *code, size_t code_size, char *message, size_t message_size)
 {
 	if (code_size > 0) {
 		code[0] = '\0';
@@ -517,8 +532,8 @@ url_decode(char *s)
 }
 
 int
-coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *arg,
-    int *truncated, char *token, size_t token_size, coffer_err *err)
+coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *arg, int *truncated,
+    char *token, size_t token_size, coffer_err *err)
 {
 	*truncated = 0;
 	if (token_size > 0) {
@@ -528,9 +543,11 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 	xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
 	if (root == NULL || !xml_is(root, "ListBucketResult")) {
 		xmlFreeDoc(doc);
-		coffer_err_set(err, COFFER_EPROTO, "s3 list response is not a ListBucketResult "
+		coffer_err_set(err, COFFER_EPROTO,
+		    "s3 list response is not a ListBucketResult "
 		    "document");
-		coffer_err_hint(err, "check that endpoint points at an S3 API, not a web site or "
+		coffer_err_hint(err,
+		    "check that endpoint points at an S3 API, not a web site or "
 		    "proxy page");
 		return (COFFER_EPROTO);
 	}
@@ -553,8 +570,10 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 			xmlChar *t = xmlNodeGetContent(c);
 			size_t n = t != NULL ? strlen((const char *)t) : 0;
 			if (n >= token_size) {
-				rc = coffer_err_set(err, COFFER_EPROTO, "s3 continuation token of %zu "
-				    "bytes is longer than %zu", n, token_size - 1);
+				rc = coffer_err_set(err, COFFER_EPROTO,
+				    "s3 continuation token of %zu "
+				    "bytes is longer than %zu",
+				    n, token_size - 1);
 			} else {
 				snprintf(token, token_size, "%s", t != NULL ? (const char *)t : "");
 			}
@@ -577,8 +596,10 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 					memcpy(key, t != NULL ? (const char *)t : "", n + 1);
 					have_key = true;
 				} else {
-					rc = coffer_err_set(err, COFFER_EPROTO, "s3 list response has a key "
-					    "of %zu bytes", n);
+					rc = coffer_err_set(err, COFFER_EPROTO,
+					    "s3 list response has a key "
+					    "of %zu bytes",
+					    n);
 				}
 				xmlFree(t);
 			} else if (xml_is(f, "Size")) {
@@ -591,12 +612,15 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 			break;
 		}
 		if (url && have_key && !url_decode(key)) {
-			rc = coffer_err_set(err, COFFER_EPROTO, "s3 list response has a badly "
-			    "url-encoded key \"%.200s\"", key);
+			rc = coffer_err_set(err, COFFER_EPROTO,
+			    "s3 list response has a badly "
+			    "url-encoded key \"%.200s\"",
+			    key);
 			break;
 		}
 		if (!have_key || key[0] == '\0') {
-			rc = coffer_err_set(err, COFFER_EPROTO, "s3 list response has an entry "
+			rc = coffer_err_set(err, COFFER_EPROTO,
+			    "s3 list response has an entry "
 			    "without a key");
 			break;
 		}
@@ -604,14 +628,17 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 		errno = 0;
 		unsigned long long size = strtoull(num, &end, 10);
 		if (num[0] == '\0' || *end != '\0' || errno != 0) {
-			rc = coffer_err_set(err, COFFER_EPROTO, "s3 list response gives object "
-			    "%.200s the size \"%.30s\"", key, num);
+			rc = coffer_err_set(err, COFFER_EPROTO,
+			    "s3 list response gives object "
+			    "%.200s the size \"%.30s\"",
+			    key, num);
 			break;
 		}
 		rc = cb(key, (uint64_t)size, iso_ms(when), arg);
 	}
 	if (rc == 0 && *truncated && (token_size == 0 || token[0] == '\0')) {
-		rc = coffer_err_set(err, COFFER_EPROTO, "s3 list response is truncated but has "
+		rc = coffer_err_set(err, COFFER_EPROTO,
+		    "s3 list response is truncated but has "
 		    "no NextContinuationToken");
 	}
 	xmlFreeDoc(doc);
@@ -621,8 +648,8 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 /* ---- errors ---- */
 
 int
-coffer_s3_error_set(coffer_err *err, const char *op, const char *key, long status,
-    const char *code, const char *message)
+coffer_s3_error_set(coffer_err *err, const char *op, const char *key, long status, const char *code,
+    const char *message)
 {
 	struct map {
 		const char *code;
@@ -630,56 +657,78 @@ coffer_s3_error_set(coffer_err *err, const char *op, const char *key, long statu
 		const char *hint;
 	};
 	static const struct map m[] = {
-		{ "AccessDenied", COFFER_EPERM, "check that access_key and secret_key belong to a "
+		{ "AccessDenied", COFFER_EPERM,
+		    "check that access_key and secret_key belong to a "
 		    "user that the bucket policy allows this operation" },
-		{ "AllAccessDisabled", COFFER_EPERM, "access to this bucket is disabled; ask its "
+		{ "AllAccessDisabled", COFFER_EPERM,
+		    "access to this bucket is disabled; ask its "
 		    "owner" },
-		{ "NoSuchBucket", COFFER_EINVAL, "create the bucket, or fix bucket = (and "
+		{ "NoSuchBucket", COFFER_EINVAL,
+		    "create the bucket, or fix bucket = (and "
 		    "endpoint, region) in the repository's configuration" },
-		{ "NoSuchKey", COFFER_ENOENT, "check the key: the object does not exist (or "
+		{ "NoSuchKey", COFFER_ENOENT,
+		    "check the key: the object does not exist (or "
 		    "retention deleted it)" },
-		{ "NoSuchVersion", COFFER_ENOENT, "check the versionId: that version does not "
+		{ "NoSuchVersion", COFFER_ENOENT,
+		    "check the versionId: that version does not "
 		    "exist" },
-		{ "NoSuchUpload", COFFER_EIO, "the multipart upload was aborted or expired; write "
+		{ "NoSuchUpload", COFFER_EIO,
+		    "the multipart upload was aborted or expired; write "
 		    "the object again" },
-		{ "SignatureDoesNotMatch", COFFER_EAUTH, "check secret_key (or "
+		{ "SignatureDoesNotMatch", COFFER_EAUTH,
+		    "check secret_key (or "
 		    "AWS_SECRET_ACCESS_KEY), and that this host's clock is right: SigV4 "
 		    "signatures include the time" },
-		{ "InvalidAccessKeyId", COFFER_EAUTH, "check access_key (or AWS_ACCESS_KEY_ID): "
+		{ "InvalidAccessKeyId", COFFER_EAUTH,
+		    "check access_key (or AWS_ACCESS_KEY_ID): "
 		    "the store knows no such key" },
-		{ "RequestTimeTooSkewed", COFFER_EAUTH, "fix this host's clock (run NTP): it "
+		{ "RequestTimeTooSkewed", COFFER_EAUTH,
+		    "fix this host's clock (run NTP): it "
 		    "differs too much from the store's" },
-		{ "ExpiredToken", COFFER_EAUTH, "the session token expired; refresh "
+		{ "ExpiredToken", COFFER_EAUTH,
+		    "the session token expired; refresh "
 		    "session_token (or AWS_SESSION_TOKEN)" },
 		{ "InvalidToken", COFFER_EAUTH, "check session_token (or AWS_SESSION_TOKEN)" },
-		{ "BadDigest", COFFER_EIO, "the data changed in transit; retry, and check "
+		{ "BadDigest", COFFER_EIO,
+		    "the data changed in transit; retry, and check "
 		    "proxies and memory if it persists" },
-		{ "XAmzContentSHA256Mismatch", COFFER_EIO, "the data changed in transit; retry, "
+		{ "XAmzContentSHA256Mismatch", COFFER_EIO,
+		    "the data changed in transit; retry, "
 		    "and check proxies and memory if it persists" },
 		{ "InvalidDigest", COFFER_EIO, "the data changed in transit; retry" },
-		{ "PreconditionFailed", COFFER_EEXIST, "an object with this key exists; "
+		{ "PreconditionFailed", COFFER_EEXIST,
+		    "an object with this key exists; "
 		    "repository objects are never replaced" },
 		{ "BucketAlreadyExists", COFFER_EEXIST, "bucket names are global; choose another" },
 		{ "BucketAlreadyOwnedByYou", COFFER_EEXIST, "the bucket exists already" },
 		{ "InvalidBucketName", COFFER_EINVAL, "fix bucket = in the configuration" },
-		{ "SlowDown", COFFER_EUNAVAIL, "the store is throttling requests; lower the "
+		{ "SlowDown", COFFER_EUNAVAIL,
+		    "the store is throttling requests; lower the "
 		    "number of concurrent jobs or retry later" },
-		{ "InternalError", COFFER_EUNAVAIL, "the store failed; retry later and check its "
+		{ "InternalError", COFFER_EUNAVAIL,
+		    "the store failed; retry later and check its "
 		    "health" },
 		{ "ServiceUnavailable", COFFER_EUNAVAIL, "the store is unavailable; retry later" },
-		{ "RequestTimeout", COFFER_EUNAVAIL, "the connection to the store was too slow; "
+		{ "RequestTimeout", COFFER_EUNAVAIL,
+		    "the connection to the store was too slow; "
 		    "check the network" },
-		{ "NotImplemented", COFFER_EINVAL, "this store does not support the request; "
+		{ "NotImplemented", COFFER_EINVAL,
+		    "this store does not support the request; "
 		    "use an S3 store with full API support" },
-		{ "InvalidRequest", COFFER_EINVAL, "see the store's message; check the "
+		{ "InvalidRequest", COFFER_EINVAL,
+		    "see the store's message; check the "
 		    "repository's configuration" },
-		{ "EntityTooSmall", COFFER_EINTERNAL, "a multipart part was below the store's "
+		{ "EntityTooSmall", COFFER_EINTERNAL,
+		    "a multipart part was below the store's "
 		    "minimum; this is a bug: report it" },
-		{ "InvalidPart", COFFER_EIO, "a part went missing on the store; write the object "
+		{ "InvalidPart", COFFER_EIO,
+		    "a part went missing on the store; write the object "
 		    "again" },
-		{ "AuthorizationHeaderMalformed", COFFER_EINVAL, "check region = in the "
+		{ "AuthorizationHeaderMalformed", COFFER_EINVAL,
+		    "check region = in the "
 		    "configuration: the bucket may live in another region" },
-		{ "PermanentRedirect", COFFER_EINVAL, "the bucket lives elsewhere; fix endpoint "
+		{ "PermanentRedirect", COFFER_EINVAL,
+		    "the bucket lives elsewhere; fix endpoint "
 		    "and region" },
 	};
 	const char *c = code != NULL && code[0] != '\0' ? code : NULL;
@@ -700,7 +749,8 @@ coffer_s3_error_set(coffer_err *err, const char *op, const char *key, long statu
 			hint = "check the credentials and the bucket policy";
 		} else if (status == 412) {
 			rc = COFFER_EEXIST;
-			hint = "an object with this key exists; repository objects are never replaced";
+			hint =
+			    "an object with this key exists; repository objects are never replaced";
 		} else if (status >= 500 || status == 429) {
 			rc = COFFER_EUNAVAIL;
 			hint = "the store failed; retry later and check its health";
@@ -710,8 +760,8 @@ coffer_s3_error_set(coffer_err *err, const char *op, const char *key, long statu
 	}
 	coffer_err_set(err, rc, "s3 %s %.300s: %s%s%.200s (HTTP %ld)", op,
 	    key != NULL && key[0] != '\0' ? key : "(bucket)", c != NULL ? c : "error",
-	    message != NULL && message[0] != '\0' ? ": " : "",
-	    message != NULL ? message : "", status);
+	    message != NULL && message[0] != '\0' ? ": " : "", message != NULL ? message : "",
+	    status);
 	coffer_err_hint(err, "%s", hint);
 	return (rc);
 }
@@ -773,7 +823,7 @@ bucket_name_ok(const char *b)
 	for (size_t i = 0; i < n; i++) {
 		char c = b[i];
 		if (!(islower((unsigned char)c) || isdigit((unsigned char)c) || c == '-' ||
-		    c == '.' || c == '_')) {
+		        c == '.' || c == '_')) {
 			return (false);
 		}
 	}
@@ -791,12 +841,14 @@ coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err)
 	if (cfg->bucket == NULL || !bucket_name_ok(cfg->bucket)) {
 		coffer_err_set(err, COFFER_EINVAL, "s3 bucket name \"%s\" is not valid",
 		    cfg->bucket != NULL ? cfg->bucket : "");
-		coffer_err_hint(err, "set bucket = to 3..63 lower-case letters, digits, '-' or '.'");
+		coffer_err_hint(
+		    err, "set bucket = to 3..63 lower-case letters, digits, '-' or '.'");
 		return (COFFER_EINVAL);
 	}
 	size_t part = cfg->part_size != 0 ? cfg->part_size : COFFER_S3_PART_DEFAULT;
 	if (part < COFFER_S3_PART_MIN || part > COFFER_S3_PART_MAX) {
-		coffer_err_set(err, COFFER_EINVAL, "s3 part size %zu is outside 5 MiB..512 MiB", part);
+		coffer_err_set(
+		    err, COFFER_EINVAL, "s3 part size %zu is outside 5 MiB..512 MiB", part);
 		coffer_err_hint(err, "S3 refuses parts under 5 MiB; pick a size between the two");
 		return (COFFER_EINVAL);
 	}
@@ -804,8 +856,8 @@ coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err)
 	if (s3 == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory opening s3"));
 	}
-	s3->region = strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region :
-	    "us-east-1");
+	s3->region =
+	    strdup(cfg->region != NULL && cfg->region[0] != '\0' ? cfg->region : "us-east-1");
 	s3->bucket = strdup(cfg->bucket);
 	s3->path_style = cfg->path_style;
 	s3->part_size = part;
@@ -816,10 +868,14 @@ coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err)
 	/* Never mix a configured key id with a secret from the environment: a
 	 * half-configured repository should fail, not borrow someone's secret. */
 	bool from_cfg = cfg->access_key != NULL && cfg->access_key[0] != '\0';
-	s3->secret_key = from_cfg ? (cfg->secret_key != NULL && cfg->secret_key[0] != '\0' ?
-	    strdup(cfg->secret_key) : NULL) : dup_or_env(NULL, "AWS_SECRET_ACCESS_KEY");
-	s3->token = from_cfg ? (cfg->session_token != NULL && cfg->session_token[0] != '\0' ?
-	    strdup(cfg->session_token) : NULL) : dup_or_env(NULL, "AWS_SESSION_TOKEN");
+	s3->secret_key = from_cfg
+	    ? (cfg->secret_key != NULL && cfg->secret_key[0] != '\0' ? strdup(cfg->secret_key)
+	                                                             : NULL)
+	    : dup_or_env(NULL, "AWS_SECRET_ACCESS_KEY");
+	s3->token = from_cfg ? (cfg->session_token != NULL && cfg->session_token[0] != '\0'
+	                               ? strdup(cfg->session_token)
+	                               : NULL)
+	                     : dup_or_env(NULL, "AWS_SESSION_TOKEN");
 	if (s3->region == NULL || s3->bucket == NULL) {
 		coffer_s3_free(s3);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory opening s3"));
@@ -827,7 +883,8 @@ coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err)
 	if (s3->access_key == NULL || s3->secret_key == NULL) {
 		coffer_s3_free(s3);
 		coffer_err_set(err, COFFER_EINVAL, "no s3 credentials for bucket %s", cfg->bucket);
-		coffer_err_hint(err, "set access_key and secret_key in the repository's section, "
+		coffer_err_hint(err,
+		    "set access_key and secret_key in the repository's section, "
 		    "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment");
 		return (COFFER_EINVAL);
 	}
@@ -849,9 +906,12 @@ coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err)
 	bool tail_ok = rest != NULL && (rest[hl] == '\0' || strcmp(rest + hl, "/") == 0);
 	if (rest == NULL || hl == 0 || !tail_ok || strpbrk(rest, "@?# ") != NULL) {
 		coffer_s3_free(s3);
-		coffer_err_set(err, COFFER_EINVAL, "s3 endpoint \"%.200s\" is not a URL of the form "
-		    "http[s]://host[:port]", ep);
-		coffer_err_hint(err, "set endpoint = https://s3.<region>.amazonaws.com or your "
+		coffer_err_set(err, COFFER_EINVAL,
+		    "s3 endpoint \"%.200s\" is not a URL of the form "
+		    "http[s]://host[:port]",
+		    ep);
+		coffer_err_hint(err,
+		    "set endpoint = https://s3.<region>.amazonaws.com or your "
 		    "store's base URL, without a path");
 		return (COFFER_EINVAL);
 	}
@@ -869,8 +929,10 @@ coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err)
 	if (!s3->path_style && strchr(s3->bucket, '.') != NULL &&
 	    strcmp(s3->scheme, "https") == 0) {
 		coffer_s3_free(s3);
-		coffer_err_set(err, COFFER_EINVAL, "s3 bucket %s has a '.', which breaks TLS "
-		    "certificate checks with virtual-hosted addressing", cfg->bucket);
+		coffer_err_set(err, COFFER_EINVAL,
+		    "s3 bucket %s has a '.', which breaks TLS "
+		    "certificate checks with virtual-hosted addressing",
+		    cfg->bucket);
 		coffer_err_hint(err, "set path_style = true for this repository");
 		return (COFFER_EINVAL);
 	}
@@ -881,9 +943,9 @@ coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err)
 /* ---- requests ---- */
 
 #define REQ_ERROR_IN_200 0x1u /* a 200 may carry an <Error> body */
-#define REQ_STREAM 0x2u       /* a successful body goes to req->chain */
-#define REQ_CAPTURE 0x4u      /* keep a successful body (XML) */
-#define REQ_CHECKSUM 0x8u     /* object data: send x-amz-checksum-sha256 */
+#define REQ_STREAM       0x2u /* a successful body goes to req->chain */
+#define REQ_CAPTURE      0x4u /* keep a successful body (XML) */
+#define REQ_CHECKSUM     0x8u /* object data: send x-amz-checksum-sha256 */
 
 struct s3_req {
 	const char *op; /* for messages: "PUT", "CompleteMultipartUpload" */
@@ -1217,7 +1279,8 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
 	} else if (strcmp(r->method, "POST") == 0) {
 		curl_easy_setopt(c, CURLOPT_POST, 1L);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body != NULL ? (const char *)r->body : "");
+		curl_easy_setopt(
+		    c, CURLOPT_POSTFIELDS, r->body != NULL ? (const char *)r->body : "");
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 	} else if (strcmp(r->method, "HEAD") == 0) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -1234,8 +1297,8 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 			}
 		} else {
 			coffer_err_set(err, COFFER_EUNAVAIL, "s3 %s %.300s: %s", r->op,
-			    r->key != NULL ? r->key : "(bucket)", ebuf[0] != '\0' ? ebuf :
-			    curl_easy_strerror(cc));
+			    r->key != NULL ? r->key : "(bucket)",
+			    ebuf[0] != '\0' ? ebuf : curl_easy_strerror(cc));
 			coffer_err_hint(err, "check that endpoint (%s://%s) is right and reachable",
 			    s3->scheme, s3->host);
 			rc = (int)cc;
@@ -1306,8 +1369,8 @@ resp_init(struct s3_resp *rs, const struct s3_req *r)
 {
 	memset(rs, 0, sizeof(*rs));
 	rs->req = r;
-	rs->body_max = (r->flags & (REQ_CAPTURE | REQ_ERROR_IN_200)) != 0 ? S3_BODY_MAX :
-	    S3_ERR_BODY_MAX;
+	rs->body_max =
+	    (r->flags & (REQ_CAPTURE | REQ_ERROR_IN_200)) != 0 ? S3_BODY_MAX : S3_ERR_BODY_MAX;
 }
 
 static void
@@ -1356,12 +1419,15 @@ s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err
 		}
 		if (resuming && rs->status == 200) {
 			/* The store ignored our Range: the bytes would repeat. */
-			return (coffer_err_set(err, COFFER_EIO, "s3 %s %.300s: resuming at byte %"
-			    PRIu64 " got the whole object again", r->op, r->key, delivered));
+			return (coffer_err_set(err, COFFER_EIO,
+			    "s3 %s %.300s: resuming at byte %" PRIu64 " got the whole object again",
+			    r->op, r->key, delivered));
 		}
 		if (resuming && rs->status == 412) {
-			coffer_err_set(err, COFFER_EIO, "s3 %s %.300s: the object changed while it "
-			    "was being read", r->op, r->key);
+			coffer_err_set(err, COFFER_EIO,
+			    "s3 %s %.300s: the object changed while it "
+			    "was being read",
+			    r->op, r->key);
 			coffer_err_hint(err, "read it again");
 			return (COFFER_EIO);
 		}
@@ -1369,23 +1435,27 @@ s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err
 		char msg[512] = "";
 		bool ok = rs->status >= 200 && rs->status < 300;
 		if (ok && (r->flags & REQ_ERROR_IN_200) != 0 &&
-		    coffer_s3_error_parse(rs->body.p, rs->body.len, code, sizeof(code), msg,
-		    sizeof(msg)) == 1) {
+		    coffer_s3_error_parse(
+		        rs->body.p, rs->body.len, code, sizeof(code), msg, sizeof(msg)) == 1) {
 			ok = false;
 		} else if (!ok) {
-			coffer_s3_error_parse(rs->body.p, rs->body.len, code, sizeof(code), msg,
-			    sizeof(msg));
+			coffer_s3_error_parse(
+			    rs->body.p, rs->body.len, code, sizeof(code), msg, sizeof(msg));
 		}
 		if (ok) {
 			if (rs->body_over) {
-				return (coffer_err_set(err, COFFER_ETOOBIG, "s3 %s response is over %u "
-				    "bytes", r->op, S3_BODY_MAX));
+				return (coffer_err_set(err, COFFER_ETOOBIG,
+				    "s3 %s response is over %u "
+				    "bytes",
+				    r->op, S3_BODY_MAX));
 			}
 			return (0);
 		}
 		if (s3_retryable(rs->status, code) && attempt < s3->max_attempts) {
-			coffer_log_warn("s3 request failed, retrying", "op=%s attempt=%d status=%ld "
-			    "code=%s", r->op, attempt, rs->status, code[0] != '\0' ? code : "none");
+			coffer_log_warn("s3 request failed, retrying",
+			    "op=%s attempt=%d status=%ld "
+			    "code=%s",
+			    r->op, attempt, rs->status, code[0] != '\0' ? code : "none");
 			backoff(s3, attempt);
 			continue;
 		}
@@ -1400,8 +1470,8 @@ s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err
 /* ---- object calls ---- */
 
 int
-coffer_s3_head(coffer_s3 *s3, const char *key, const char *version_id,
-    coffer_s3_object_info *info, coffer_err *err)
+coffer_s3_head(coffer_s3 *s3, const char *key, const char *version_id, coffer_s3_object_info *info,
+    coffer_err *err)
 {
 	struct s3_req r = { .op = "HEAD", .method = "HEAD", .key = key };
 	if (version_id != NULL && version_id[0] != '\0') {
@@ -1422,8 +1492,9 @@ int
 coffer_s3_get(coffer_s3 *s3, const char *key, const char *version_id, coffer_filter *chain,
     coffer_s3_object_info *info, coffer_err *err)
 {
-	struct s3_req r = { .op = "GET", .method = "GET", .key = key, .flags = REQ_STREAM,
-		.chain = chain };
+	struct s3_req r = {
+		.op = "GET", .method = "GET", .key = key, .flags = REQ_STREAM, .chain = chain
+	};
 	if (version_id != NULL && version_id[0] != '\0') {
 		req_query(&r, "versionId", version_id);
 	}
@@ -1481,8 +1552,8 @@ coffer_s3_list(coffer_s3 *s3, const char *prefix, unsigned page_size, coffer_s3_
 		int rc = s3_do(s3, &r, &rs, err);
 		int truncated = 0;
 		if (rc == 0) {
-			rc = coffer_s3_list_parse(rs.body.p, rs.body.len, cb, arg, &truncated, next,
-			    sizeof(next), err);
+			rc = coffer_s3_list_parse(
+			    rs.body.p, rs.body.len, cb, arg, &truncated, next, sizeof(next), err);
 		}
 		resp_fini(&rs);
 		if (rc > 0) {
@@ -1492,7 +1563,8 @@ coffer_s3_list(coffer_s3 *s3, const char *prefix, unsigned page_size, coffer_s3_
 			return (rc);
 		}
 		if (strcmp(next, token) == 0) {
-			return (coffer_err_set(err, COFFER_EPROTO, "s3 listing returned the same "
+			return (coffer_err_set(err, COFFER_EPROTO,
+			    "s3 listing returned the same "
 			    "continuation token twice"));
 		}
 		memcpy(token, next, sizeof(token));
@@ -1505,9 +1577,11 @@ coffer_s3_bucket_create(coffer_s3 *s3, int object_lock, coffer_err *err)
 	struct s3_req r = { .op = "CreateBucket", .method = "PUT" };
 	struct sb body = { 0 };
 	if (strcmp(s3->region, "us-east-1") != 0) {
-		sb_printf(&body, "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/"
+		sb_printf(&body,
+		    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/"
 		    "2006-03-01/\"><LocationConstraint>%s</LocationConstraint>"
-		    "</CreateBucketConfiguration>", s3->region);
+		    "</CreateBucketConfiguration>",
+		    s3->region);
 		r.body = (const uint8_t *)body.p;
 		r.body_len = body.len;
 	}
@@ -1525,8 +1599,10 @@ coffer_s3_bucket_create(coffer_s3 *s3, int object_lock, coffer_err *err)
 int
 coffer_s3_bucket_policy_put(coffer_s3 *s3, const char *json, coffer_err *err)
 {
-	struct s3_req r = { .op = "PutBucketPolicy", .method = "PUT",
-		.body = (const uint8_t *)json, .body_len = strlen(json) };
+	struct s3_req r = { .op = "PutBucketPolicy",
+		.method = "PUT",
+		.body = (const uint8_t *)json,
+		.body_len = strlen(json) };
 	req_query(&r, "policy", "");
 	struct s3_resp rs;
 	resp_init(&rs, &r);
@@ -1557,8 +1633,10 @@ static int
 lock_mode_check(const char *mode, coffer_err *err)
 {
 	if (mode == NULL || (strcmp(mode, "GOVERNANCE") != 0 && strcmp(mode, "COMPLIANCE") != 0)) {
-		coffer_err_set(err, COFFER_EINVAL, "object lock mode \"%s\" is not GOVERNANCE or "
-		    "COMPLIANCE", mode != NULL ? mode : "");
+		coffer_err_set(err, COFFER_EINVAL,
+		    "object lock mode \"%s\" is not GOVERNANCE or "
+		    "COMPLIANCE",
+		    mode != NULL ? mode : "");
 		coffer_err_hint(err, "use governance or compliance");
 		return (COFFER_EINVAL);
 	}
@@ -1566,8 +1644,8 @@ lock_mode_check(const char *mode, coffer_err *err)
 }
 
 int
-coffer_s3_put_retention(coffer_s3 *s3, const char *key, const char *version_id,
-    const char *mode, int64_t until_ms, coffer_err *err)
+coffer_s3_put_retention(coffer_s3 *s3, const char *key, const char *version_id, const char *mode,
+    int64_t until_ms, coffer_err *err)
 {
 	int rc = lock_mode_check(mode, err);
 	if (rc != 0) {
@@ -1576,14 +1654,19 @@ coffer_s3_put_retention(coffer_s3 *s3, const char *key, const char *version_id,
 	char until[32];
 	iso_format(until_ms, until);
 	struct sb body = { 0 };
-	sb_printf(&body, "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-	    "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>", mode, until);
+	sb_printf(&body,
+	    "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+	    "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
+	    mode, until);
 	if (body.oom) {
 		sb_free(&body);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
 	}
-	struct s3_req r = { .op = "PutObjectRetention", .method = "PUT", .key = key,
-		.body = (const uint8_t *)body.p, .body_len = body.len };
+	struct s3_req r = { .op = "PutObjectRetention",
+		.method = "PUT",
+		.key = key,
+		.body = (const uint8_t *)body.p,
+		.body_len = body.len };
 	req_query(&r, "retention", "");
 	if (version_id != NULL && version_id[0] != '\0') {
 		req_query(&r, "versionId", version_id);
@@ -1604,15 +1687,16 @@ int
 coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	struct s3_req r = { .op = "GetObjectLockConfiguration", .method = "GET",
-		.flags = REQ_CAPTURE };
+	struct s3_req r = {
+		.op = "GetObjectLockConfiguration", .method = "GET", .flags = REQ_CAPTURE
+	};
 	req_query(&r, "object-lock", "");
 	struct s3_resp rs;
 	resp_init(&rs, &r);
 	coffer_err e = { 0 };
 	int rc = s3_do(s3, &r, &rs, &e);
-	if (rc == COFFER_ENOENT || (rc != 0 && strstr(e.msg, "ObjectLockConfigurationNotFound") !=
-	    NULL)) {
+	if (rc == COFFER_ENOENT ||
+	    (rc != 0 && strstr(e.msg, "ObjectLockConfigurationNotFound") != NULL)) {
 		resp_fini(&rs);
 		return (0); /* no configuration: object lock is off */
 	}
@@ -1622,7 +1706,8 @@ coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err 
 			*err = e;
 		}
 		if (rc == COFFER_EPERM) {
-			coffer_err_hint(err, "these credentials may not read the bucket's object lock "
+			coffer_err_hint(err,
+			    "these credentials may not read the bucket's object lock "
 			    "configuration, so it cannot be verified; allow "
 			    "s3:GetBucketObjectLockConfiguration");
 		}
@@ -1633,8 +1718,10 @@ coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err 
 	if (root == NULL || !xml_is(root, "ObjectLockConfiguration")) {
 		xmlFreeDoc(doc);
 		resp_fini(&rs);
-		return (coffer_err_set(err, COFFER_EPROTO, "s3 object lock configuration of bucket "
-		    "%s is not an ObjectLockConfiguration document", s3->bucket));
+		return (coffer_err_set(err, COFFER_EPROTO,
+		    "s3 object lock configuration of bucket "
+		    "%s is not an ObjectLockConfiguration document",
+		    s3->bucket));
 	}
 	char t[32];
 	for (xmlNode *c = root->children; c != NULL; c = c->next) {
@@ -1666,7 +1753,11 @@ coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err 
 
 /* ---- uploads ---- */
 
-enum up_state { UP_OPEN, UP_COMMITTED, UP_ABORTED };
+enum up_state {
+	UP_OPEN,
+	UP_COMMITTED,
+	UP_ABORTED
+};
 
 struct up_part {
 	char etag[COFFER_S3_ETAG_MAX];
@@ -1744,8 +1835,10 @@ coffer_s3_upload_begin(coffer_s3 *s3, const char *key, const coffer_s3_put_opts 
 			return (rc);
 		}
 		if (opts->lock_until_ms <= 0) {
-			coffer_err_set(err, COFFER_EINVAL, "object lock mode %s without a retain-until "
-			    "date", opts->lock_mode);
+			coffer_err_set(err, COFFER_EINVAL,
+			    "object lock mode %s without a retain-until "
+			    "date",
+			    opts->lock_mode);
 			coffer_err_hint(err, "give both, or neither");
 			return (COFFER_EINVAL);
 		}
@@ -1779,7 +1872,9 @@ coffer_s3_upload_begin(coffer_s3 *s3, const char *key, const coffer_s3_put_opts 
 static int
 up_create(coffer_s3_upload *up, coffer_err *err)
 {
-	struct s3_req r = { .op = "CreateMultipartUpload", .method = "POST", .key = up->key,
+	struct s3_req r = { .op = "CreateMultipartUpload",
+		.method = "POST",
+		.key = up->key,
 		.flags = REQ_CAPTURE };
 	req_query(&r, "uploads", "");
 	req_header(&r, "x-amz-checksum-algorithm", "SHA256");
@@ -1799,8 +1894,10 @@ up_create(coffer_s3_upload *up, coffer_err *err)
 		}
 		xmlFreeDoc(doc);
 		if (id[0] == '\0') {
-			rc = coffer_err_set(err, COFFER_EPROTO, "s3 CreateMultipartUpload %.300s: the "
-			    "response has no UploadId", up->key);
+			rc = coffer_err_set(err, COFFER_EPROTO,
+			    "s3 CreateMultipartUpload %.300s: the "
+			    "response has no UploadId",
+			    up->key);
 		} else if ((up->upload_id = strdup(id)) == NULL) {
 			rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
 		}
@@ -1819,8 +1916,10 @@ up_part(coffer_s3_upload *up, coffer_err *err)
 		}
 	}
 	if (up->nparts >= COFFER_S3_MAX_PARTS) {
-		coffer_err_set(err, COFFER_ETOOBIG, "s3 object %.300s needs more than %d parts of "
-		    "%zu bytes", up->key, COFFER_S3_MAX_PARTS, up->s3->part_size);
+		coffer_err_set(err, COFFER_ETOOBIG,
+		    "s3 object %.300s needs more than %d parts of "
+		    "%zu bytes",
+		    up->key, COFFER_S3_MAX_PARTS, up->s3->part_size);
 		coffer_err_hint(err, "raise the repository's part size");
 		return (COFFER_ETOOBIG);
 	}
@@ -1837,16 +1936,23 @@ up_part(coffer_s3_upload *up, coffer_err *err)
 	snprintf(num, sizeof(num), "%u", up->nparts + 1);
 	uint8_t d[32];
 	sha256(up->buf, up->used, d);
-	struct s3_req r = { .op = "UploadPart", .method = "PUT", .key = up->key, .body = up->buf,
-		.body_len = up->used, .body_sha256 = d, .flags = REQ_CHECKSUM };
+	struct s3_req r = { .op = "UploadPart",
+		.method = "PUT",
+		.key = up->key,
+		.body = up->buf,
+		.body_len = up->used,
+		.body_sha256 = d,
+		.flags = REQ_CHECKSUM };
 	req_query(&r, "partNumber", num);
 	req_query(&r, "uploadId", up->upload_id);
 	struct s3_resp rs;
 	resp_init(&rs, &r);
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == 0 && rs.info.etag[0] == '\0') {
-		rc = coffer_err_set(err, COFFER_EPROTO, "s3 UploadPart %.300s: no ETag in the "
-		    "response", up->key);
+		rc = coffer_err_set(err, COFFER_EPROTO,
+		    "s3 UploadPart %.300s: no ETag in the "
+		    "response",
+		    up->key);
 	}
 	if (rc == 0) {
 		struct up_part *p = &up->parts[up->nparts++];
@@ -1862,15 +1968,19 @@ int
 coffer_s3_upload_write(coffer_s3_upload *up, const uint8_t *buf, size_t len, coffer_err *err)
 {
 	if (up->state != UP_OPEN || up->failed) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "write to s3 object %.300s after it "
-		    "was %s", up->key, up->failed ? "failed" : "closed"));
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "write to s3 object %.300s after it "
+		    "was %s",
+		    up->key, up->failed ? "failed" : "closed"));
 	}
 	size_t part = up->s3->part_size;
 	if (up->buf == NULL && len > 0) {
 		up->buf = malloc(part);
 		if (up->buf == NULL) {
-			return (coffer_err_set(err, COFFER_ENOMEM, "out of memory for an s3 part of "
-			    "%zu bytes", part));
+			return (coffer_err_set(err, COFFER_ENOMEM,
+			    "out of memory for an s3 part of "
+			    "%zu bytes",
+			    part));
 		}
 	}
 	while (len > 0) {
@@ -1894,8 +2004,12 @@ coffer_s3_upload_write(coffer_s3_upload *up, const uint8_t *buf, size_t len, cof
 static int
 up_put_single(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 {
-	struct s3_req r = { .op = "PUT", .method = "PUT", .key = up->key, .body = up->buf,
-		.body_len = up->used, .flags = REQ_CHECKSUM };
+	struct s3_req r = { .op = "PUT",
+		.method = "PUT",
+		.key = up->key,
+		.body = up->buf,
+		.body_len = up->used,
+		.flags = REQ_CHECKSUM };
 	req_header(&r, "x-amz-sdk-checksum-algorithm", "SHA256");
 	if (!up->overwrite) {
 		req_header(&r, "if-none-match", "*");
@@ -1921,7 +2035,8 @@ static int
 up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 {
 	struct sb body = { 0 };
-	sb_put(&body, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+	sb_put(
+	    &body, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
 	for (unsigned i = 0; i < up->nparts; i++) {
 		sb_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>", i + 1);
 		sb_xml_escape(&body, up->parts[i].etag);
@@ -1934,8 +2049,12 @@ up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 		sb_free(&body);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
 	}
-	struct s3_req r = { .op = "CompleteMultipartUpload", .method = "POST", .key = up->key,
-		.body = (const uint8_t *)body.p, .body_len = body.len, .flags = REQ_ERROR_IN_200 };
+	struct s3_req r = { .op = "CompleteMultipartUpload",
+		.method = "POST",
+		.key = up->key,
+		.body = (const uint8_t *)body.p,
+		.body_len = body.len,
+		.flags = REQ_ERROR_IN_200 };
 	req_query(&r, "uploadId", up->upload_id);
 	struct s3_resp rs;
 	resp_init(&rs, &r);
@@ -1944,8 +2063,10 @@ up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 		xmlDoc *doc = xml_read(rs.body.p, rs.body.len);
 		xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
 		if (root == NULL || !xml_is(root, "CompleteMultipartUploadResult")) {
-			rc = coffer_err_set(err, COFFER_EPROTO, "s3 CompleteMultipartUpload %.300s: "
-			    "the response is not a CompleteMultipartUploadResult", up->key);
+			rc = coffer_err_set(err, COFFER_EPROTO,
+			    "s3 CompleteMultipartUpload %.300s: "
+			    "the response is not a CompleteMultipartUploadResult",
+			    up->key);
 		}
 		for (xmlNode *c = root != NULL ? root->children : NULL; c != NULL; c = c->next) {
 			if (xml_is(c, "ETag")) {
@@ -1971,8 +2092,10 @@ coffer_s3_upload_commit(coffer_s3_upload *up, coffer_s3_object_info *info, coffe
 	}
 	if (up->failed) {
 		coffer_s3_upload_abort(up);
-		coffer_err_set(err, COFFER_EIO, "s3 object %.300s is not published: an earlier "
-		    "write to it failed", up->key);
+		coffer_err_set(err, COFFER_EIO,
+		    "s3 object %.300s is not published: an earlier "
+		    "write to it failed",
+		    up->key);
 		coffer_err_hint(err, "see the earlier error; the write must start again");
 		return (COFFER_EIO);
 	}
@@ -2002,11 +2125,11 @@ coffer_s3_upload_commit(coffer_s3_upload *up, coffer_s3_object_info *info, coffe
 			if (info != NULL) {
 				*info = tmp;
 			}
-			rc = coffer_s3_put_retention(up->s3, up->key, tmp.version_id, up->lock_mode,
-			    up->lock_until_ms, err);
+			rc = coffer_s3_put_retention(
+			    up->s3, up->key, tmp.version_id, up->lock_mode, up->lock_until_ms, err);
 			if (rc != 0) {
-				coffer_err_wrap(err, "s3 object %.300s is published but not locked",
-				    up->key);
+				coffer_err_wrap(
+				    err, "s3 object %.300s is published but not locked", up->key);
 			}
 			return (rc);
 		}
@@ -2033,8 +2156,9 @@ coffer_s3_upload_abort(coffer_s3_upload *up)
 	}
 	up->state = UP_ABORTED;
 	if (up->upload_id != NULL) {
-		struct s3_req r = { .op = "AbortMultipartUpload", .method = "DELETE",
-			.key = up->key };
+		struct s3_req r = {
+			.op = "AbortMultipartUpload", .method = "DELETE", .key = up->key
+		};
 		req_query(&r, "uploadId", up->upload_id);
 		struct s3_resp rs;
 		resp_init(&rs, &r);

@@ -34,13 +34,13 @@
 #include "common/base/error.h"
 #include "common/stream/filter.h"
 
-#define COFFER_S3_PART_MIN (5u * 1024 * 1024)
-#define COFFER_S3_PART_DEFAULT (8u * 1024 * 1024)
-#define COFFER_S3_PART_MAX (512u * 1024 * 1024)
-#define COFFER_S3_MAX_PARTS 10000
+#define COFFER_S3_PART_MIN         (5u * 1024 * 1024)
+#define COFFER_S3_PART_DEFAULT     (8u * 1024 * 1024)
+#define COFFER_S3_PART_MAX         (512u * 1024 * 1024)
+#define COFFER_S3_MAX_PARTS        10000
 #define COFFER_S3_ATTEMPTS_DEFAULT 5
-#define COFFER_S3_VERSION_ID_MAX 256
-#define COFFER_S3_ETAG_MAX 128
+#define COFFER_S3_VERSION_ID_MAX   256
+#define COFFER_S3_ETAG_MAX         128
 
 /* Strings are borrowed for the duration of coffer_s3_new only. */
 typedef struct coffer_s3_config {
@@ -71,7 +71,7 @@ void coffer_s3_free(coffer_s3 *s3);
 
 typedef struct coffer_s3_object_info {
 	uint64_t size;
-	int64_t mtime_ms; /* Unix ms, from Last-Modified */
+	int64_t mtime_ms;                          /* Unix ms, from Last-Modified */
 	char etag[COFFER_S3_ETAG_MAX];             /* with its quotes, as sent */
 	char version_id[COFFER_S3_VERSION_ID_MAX]; /* "" when unversioned */
 	char lock_mode[16];                        /* "" or GOVERNANCE / COMPLIANCE */
@@ -80,10 +80,10 @@ typedef struct coffer_s3_object_info {
 
 /* Object lock and other options for one upload. */
 typedef struct coffer_s3_put_opts {
-	const char *lock_mode;   /* NULL, "GOVERNANCE" or "COMPLIANCE" */
-	int64_t lock_until_ms;   /* required with lock_mode: retain-until, Unix ms */
-	int legal_hold;          /* 1: x-amz-object-lock-legal-hold: ON */
-	int overwrite;           /* 0: fail with COFFER_EEXIST if the key exists */
+	const char *lock_mode; /* NULL, "GOVERNANCE" or "COMPLIANCE" */
+	int64_t lock_until_ms; /* required with lock_mode: retain-until, Unix ms */
+	int legal_hold;        /* 1: x-amz-object-lock-legal-hold: ON */
+	int overwrite;         /* 0: fail with COFFER_EEXIST if the key exists */
 } coffer_s3_put_opts;
 
 typedef struct coffer_s3_upload coffer_s3_upload;
@@ -96,14 +96,12 @@ int coffer_s3_upload_begin(coffer_s3 *s3, const char *key, const coffer_s3_put_o
     coffer_s3_upload **out, coffer_err *err);
 
 /* Buffers bytes; each full part is uploaded before this returns. */
-int coffer_s3_upload_write(coffer_s3_upload *up, const uint8_t *buf, size_t len,
-    coffer_err *err);
+int coffer_s3_upload_write(coffer_s3_upload *up, const uint8_t *buf, size_t len, coffer_err *err);
 
 /* Uploads what is buffered and publishes the object. On failure the
  * multipart upload is aborted and nothing is published. info (may be NULL)
  * gets the new object's ETag and versionId. */
-int coffer_s3_upload_commit(coffer_s3_upload *up, coffer_s3_object_info *info,
-    coffer_err *err);
+int coffer_s3_upload_commit(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err);
 
 /* Aborts an uncommitted upload (AbortMultipartUpload, best effort). Harmless
  * after commit or a second time. */
@@ -122,8 +120,8 @@ size_t coffer_s3_upload_memory(const coffer_s3_upload *up);
  * from the byte reached with a Range request pinned to the same ETag. info
  * (may be NULL) gets the object's metadata. COFFER_ENOENT if there is no
  * such object or version. */
-int coffer_s3_get(coffer_s3 *s3, const char *key, const char *version_id,
-    coffer_filter *chain, coffer_s3_object_info *info, coffer_err *err);
+int coffer_s3_get(coffer_s3 *s3, const char *key, const char *version_id, coffer_filter *chain,
+    coffer_s3_object_info *info, coffer_err *err);
 
 /* HEAD. COFFER_ENOENT if there is no such object or version. */
 int coffer_s3_head(coffer_s3 *s3, const char *key, const char *version_id,
@@ -135,8 +133,8 @@ typedef int (*coffer_s3_list_cb)(const char *key, uint64_t size, int64_t mtime_m
 
 /* Lists every key starting with prefix, following continuation tokens.
  * page_size 0 means 1000 (the S3 maximum). */
-int coffer_s3_list(coffer_s3 *s3, const char *prefix, unsigned page_size,
-    coffer_s3_list_cb cb, void *arg, coffer_err *err);
+int coffer_s3_list(coffer_s3 *s3, const char *prefix, unsigned page_size, coffer_s3_list_cb cb,
+    void *arg, coffer_err *err);
 
 /* DELETE. Without version_id this removes the object of an unversioned
  * bucket, or adds a delete marker in a versioned one; with it, it removes
@@ -158,9 +156,9 @@ int coffer_s3_put_retention(coffer_s3 *s3, const char *key, const char *version_
     const char *mode, int64_t until_ms, coffer_err *err);
 
 typedef struct coffer_s3_lock_config {
-	int enabled;        /* ObjectLockEnabled = Enabled */
-	char mode[16];      /* default retention mode, "" if none */
-	unsigned days;      /* default retention, 0 if none or given in years */
+	int enabled;   /* ObjectLockEnabled = Enabled */
+	char mode[16]; /* default retention mode, "" if none */
+	unsigned days; /* default retention, 0 if none or given in years */
 	unsigned years;
 } coffer_s3_lock_config;
 
@@ -178,8 +176,8 @@ typedef struct coffer_s3_kv {
 
 typedef struct coffer_s3_sign_input {
 	const char *method;
-	const char *host;  /* the Host header, with :port if not the default */
-	const char *path;  /* the unencoded path, starting with '/' */
+	const char *host;          /* the Host header, with :port if not the default */
+	const char *path;          /* the unencoded path, starting with '/' */
 	const coffer_s3_kv *query; /* unencoded names and values, any order */
 	size_t nquery;
 	const coffer_s3_kv *headers; /* besides host; names in any case */
@@ -193,18 +191,18 @@ typedef struct coffer_s3_sign_input {
 
 /* The canonical request (step 1 of SigV4) into buf. COFFER_ETOOBIG if it
  * does not fit. */
-int coffer_s3_canonical_request(const coffer_s3_sign_input *in, char *buf, size_t size,
-    coffer_err *err);
+int coffer_s3_canonical_request(
+    const coffer_s3_sign_input *in, char *buf, size_t size, coffer_err *err);
 
 /* The Authorization header's value into buf; sig (65 bytes, may be NULL)
  * gets the hex signature alone. */
-int coffer_s3_sign(const coffer_s3_sign_input *in, char *auth, size_t size,
-    char sig[65], coffer_err *err);
+int coffer_s3_sign(
+    const coffer_s3_sign_input *in, char *auth, size_t size, char sig[65], coffer_err *err);
 
 /* If body is an S3 <Error> document, fills code and message (truncated to
  * the sizes) and returns 1; else 0. Namespace-agnostic. */
-int coffer_s3_error_parse(const char *body, size_t len, char *code, size_t code_size,
-    char *message, size_t message_size);
+int coffer_s3_error_parse(
+    const char *body, size_t len, char *code, size_t code_size, char *message, size_t message_size);
 
 /* Parses one ListObjectsV2 page: cb per <Contents>; *truncated and token
  * (NextContinuationToken) for the next page. COFFER_EPROTO on a body that

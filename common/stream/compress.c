@@ -49,9 +49,9 @@ static int
 compress_error(coffer_err *err, size_t ret, const char *when)
 {
 	int code = ZSTD_getErrorCode(ret) == ZSTD_error_memory_allocation ? COFFER_ENOMEM
-									    : COFFER_EINTERNAL;
-	coffer_err_set(err, code, "zstd compression failed while %s: %s", when,
-	    ZSTD_getErrorName(ret));
+	                                                                  : COFFER_EINTERNAL;
+	coffer_err_set(
+	    err, code, "zstd compression failed while %s: %s", when, ZSTD_getErrorName(ret));
 	if (code == COFFER_ENOMEM) {
 		coffer_err_hint(err, "lower the compression level or the number of workers");
 	}
@@ -63,8 +63,8 @@ compress_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err
 {
 	struct zstd_filter *z = (struct zstd_filter *)f;
 	if (z->finished) {
-		return (coffer_err_set(err, COFFER_EINTERNAL,
-		    "zstd compressor written to after it was finished"));
+		return (coffer_err_set(
+		    err, COFFER_EINTERNAL, "zstd compressor written to after it was finished"));
 	}
 	ZSTD_inBuffer in = { buf, len, 0 };
 	/* With workers, zstd may return before taking all input (its job
@@ -137,8 +137,7 @@ auto_workers(void)
 }
 
 static int
-set_cparam(struct zstd_filter *z, ZSTD_cParameter p, int value, const char *what,
-    coffer_err *err)
+set_cparam(struct zstd_filter *z, ZSTD_cParameter p, int value, const char *what, coffer_err *err)
 {
 	size_t ret = ZSTD_CCtx_setParameter(z->cctx, p, value);
 	if (ZSTD_isError(ret)) {
@@ -156,10 +155,10 @@ coffer_filter *
 coffer_zstd_compress_new(int level, int workers, coffer_err *err)
 {
 	if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
-		coffer_err_set(err, COFFER_EINVAL, "zstd compression level %d is out of range",
-		    level);
-		coffer_err_hint(err, "use a level from 1 (fastest) to %d (smallest)",
-		    ZSTD_maxCLevel());
+		coffer_err_set(
+		    err, COFFER_EINVAL, "zstd compression level %d is out of range", level);
+		coffer_err_hint(
+		    err, "use a level from 1 (fastest) to %d (smallest)", ZSTD_maxCLevel());
 		return (NULL);
 	}
 	ZSTD_bounds wb = ZSTD_cParam_getBounds(ZSTD_c_nbWorkers);
@@ -167,8 +166,7 @@ coffer_zstd_compress_new(int level, int workers, coffer_err *err)
 		workers = auto_workers();
 	}
 	if (workers < 0 || (!ZSTD_isError(wb.error) && workers > wb.upperBound)) {
-		coffer_err_set(err, COFFER_EINVAL, "zstd worker count %d is out of range",
-		    workers);
+		coffer_err_set(err, COFFER_EINVAL, "zstd worker count %d is out of range", workers);
 		coffer_err_hint(err, "use 0 (no threads) up to %d, about one per CPU",
 		    ZSTD_isError(wb.error) ? 0 : wb.upperBound);
 		return (NULL);
@@ -213,8 +211,9 @@ decompress_error(coffer_err *err, size_t ret)
 		coffer_err_set(err, COFFER_ETOOBIG,
 		    "zstd frame needs a window larger than the %u MiB limit",
 		    (1u << COFFER_ZSTD_WINDOW_LOG_MAX) >> 20);
-		coffer_err_hint(err, "the data was not written by coffer or is damaged; "
-				     "check where it came from");
+		coffer_err_hint(err,
+		    "the data was not written by coffer or is damaged; "
+		    "check where it came from");
 		return (COFFER_ETOOBIG);
 	case ZSTD_error_memory_allocation:
 		coffer_err_set(err, COFFER_ENOMEM, "zstd decompression ran out of memory");
@@ -222,17 +221,18 @@ decompress_error(coffer_err *err, size_t ret)
 		return (COFFER_ENOMEM);
 	case ZSTD_error_prefix_unknown:
 		coffer_err_set(err, COFFER_ECORRUPT, "data is not a zstd frame (bad magic number)");
-		coffer_err_hint(err, "check that this object is a coffer compressed stream and "
-				     "that it was decrypted first");
+		coffer_err_hint(err,
+		    "check that this object is a coffer compressed stream and "
+		    "that it was decrypted first");
 		return (COFFER_ECORRUPT);
 	case ZSTD_error_checksum_wrong:
-		coffer_err_set(err, COFFER_ECORRUPT,
-		    "zstd frame checksum does not match its contents");
+		coffer_err_set(
+		    err, COFFER_ECORRUPT, "zstd frame checksum does not match its contents");
 		coffer_err_hint(err, "the stored data is damaged; restore from another copy");
 		return (COFFER_ECORRUPT);
 	default:
-		coffer_err_set(err, COFFER_ECORRUPT, "zstd frame is corrupt: %s",
-		    ZSTD_getErrorName(ret));
+		coffer_err_set(
+		    err, COFFER_ECORRUPT, "zstd frame is corrupt: %s", ZSTD_getErrorName(ret));
 		coffer_err_hint(err, "the stored data is damaged; restore from another copy");
 		return (COFFER_ECORRUPT);
 	}
@@ -243,8 +243,8 @@ decompress_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *e
 {
 	struct zstd_filter *z = (struct zstd_filter *)f;
 	if (z->finished) {
-		return (coffer_err_set(err, COFFER_EINTERNAL,
-		    "zstd decompressor written to after it was finished"));
+		return (coffer_err_set(
+		    err, COFFER_EINTERNAL, "zstd decompressor written to after it was finished"));
 	}
 	ZSTD_inBuffer in = { buf, len, 0 };
 	while (in.pos < in.size) {
@@ -252,8 +252,9 @@ decompress_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *e
 			coffer_err_set(err, COFFER_ECORRUPT,
 			    "%zu unexpected bytes after the end of the zstd frame",
 			    in.size - in.pos);
-			coffer_err_hint(err, "the stored object has trailing garbage; "
-					     "check it against its manifest digest");
+			coffer_err_hint(err,
+			    "the stored object has trailing garbage; "
+			    "check it against its manifest digest");
 			return (COFFER_ECORRUPT);
 		}
 		ZSTD_outBuffer out = { z->out, z->out_size, 0 };
@@ -299,12 +300,12 @@ decompress_finish(coffer_filter *f, coffer_err *err)
 		if (ret == 0) {
 			z->frame_done = true;
 		} else if (out.pos == 0) {
-			coffer_err_set(err, COFFER_ETRUNC,
-			    "zstd stream ended %s after %llu bytes",
+			coffer_err_set(err, COFFER_ETRUNC, "zstd stream ended %s after %llu bytes",
 			    z->bytes_in == 0 ? "before its first frame" : "inside its frame",
 			    (unsigned long long)z->bytes_in);
-			coffer_err_hint(err, "the object is incomplete; it may still be uploading "
-					     "or was cut short, restore from another copy");
+			coffer_err_hint(err,
+			    "the object is incomplete; it may still be uploading "
+			    "or was cut short, restore from another copy");
 			return (COFFER_ETRUNC);
 		}
 	}
@@ -335,8 +336,8 @@ coffer_zstd_decompress_new(coffer_err *err)
 		coffer_err_set(err, COFFER_ENOMEM, "cannot allocate a zstd decompressor");
 		goto fail;
 	}
-	size_t ret = ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax,
-	    COFFER_ZSTD_WINDOW_LOG_MAX);
+	size_t ret =
+	    ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax, COFFER_ZSTD_WINDOW_LOG_MAX);
 	if (ZSTD_isError(ret)) {
 		coffer_err_set(err, COFFER_EINTERNAL, "zstd refused the window limit: %s",
 		    ZSTD_getErrorName(ret));

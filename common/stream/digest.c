@@ -41,8 +41,8 @@ sha256_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 {
 	struct sha256_filter *s = (struct sha256_filter *)f;
 	if (s->finished) {
-		return (coffer_err_set(err, COFFER_EINTERNAL,
-		    "sha256 filter written to after it was finished"));
+		return (coffer_err_set(
+		    err, COFFER_EINTERNAL, "sha256 filter written to after it was finished"));
 	}
 	if (EVP_DigestUpdate(s->md, buf, len) != 1) {
 		return (coffer_err_openssl(err, COFFER_EINTERNAL, "sha256 update"));
@@ -204,8 +204,8 @@ coffer_hex_decode(const char *hex, uint8_t *out, size_t outlen, coffer_err *err)
 		    "hex value has %s%zu digits, expected exactly %zu",
 		    n > 2 * outlen ? "more than " : "", n > 2 * outlen ? 2 * outlen : n,
 		    2 * outlen);
-		coffer_err_hint(err, "give the full value as %zu hex digits (%zu bytes)",
-		    2 * outlen, outlen);
+		coffer_err_hint(
+		    err, "give the full value as %zu hex digits (%zu bytes)", 2 * outlen, outlen);
 		return (COFFER_EINVAL);
 	}
 	for (size_t i = 0; i < outlen; i++) {
@@ -215,8 +215,8 @@ coffer_hex_decode(const char *hex, uint8_t *out, size_t outlen, coffer_err *err)
 			size_t at = hi < 0 ? 2 * i : 2 * i + 1;
 			unsigned char bad = (unsigned char)hex[at];
 			coffer_err_set(err, COFFER_EINVAL,
-			    "hex value has a non-hex character (0x%02x) at position %zu",
-			    bad, at + 1);
+			    "hex value has a non-hex character (0x%02x) at position %zu", bad,
+			    at + 1);
 			coffer_err_hint(err, "use only the digits 0-9 and a-f (or A-F)");
 			return (COFFER_EINVAL);
 		}

@@ -20,7 +20,7 @@
 #include "common/base/error.h"
 #include "common/stream/filter.h"
 
-#define COFFER_SHA256_LEN 32
+#define COFFER_SHA256_LEN     32
 #define COFFER_SHA256_HEX_LEN 64
 
 /* A SHA-256 pass-through. Returns NULL (and fills err) on failure. */

@@ -22,8 +22,8 @@ int
 coffer_filter_write(coffer_filter *f, const void *buf, size_t len, coffer_err *err)
 {
 	if (f->failed) {
-		return (coffer_err_set(err, COFFER_EINTERNAL,
-		    "filter %s used after it failed", f->ops->name));
+		return (coffer_err_set(
+		    err, COFFER_EINTERNAL, "filter %s used after it failed", f->ops->name));
 	}
 	if (len == 0) {
 		return (0);

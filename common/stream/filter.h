@@ -21,8 +21,8 @@
 #ifndef COFFER_COMMON_STREAM_FILTER_H
 #define COFFER_COMMON_STREAM_FILTER_H
 
-#include <stddef.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/base/error.h"
@@ -57,8 +57,7 @@ int coffer_filter_finish(coffer_filter *f, coffer_err *err);
 /* A pass-through that fails with COFFER_ECANCELED ("<what> was stopped")
  * once *stop is set, so a long stream (a sweep, a DR copy) ends between
  * buffers when its owner is shutting down. stop is borrowed. */
-coffer_filter *coffer_stop_filter_new(const atomic_bool *stop, const char *what,
-    coffer_err *err);
+coffer_filter *coffer_stop_filter_new(const atomic_bool *stop, const char *what, coffer_err *err);
 
 void coffer_filter_free(coffer_filter *f);
 void coffer_filter_free_chain(coffer_filter *head);

@@ -24,12 +24,12 @@ typedef struct hop {
 	coffer_filter f;
 	slot *slots;
 	size_t nslots, slot_size;
-	size_t head;   /* next slot the worker writes (mu) */
-	size_t count;  /* published slots not yet written (mu) */
-	size_t fill;   /* slot the writer fills; not published */
-	bool busy;     /* the worker is writing a slot downstream (mu) */
-	bool stop;     /* mu */
-	bool failed;   /* mu: a downstream write failed; err holds why */
+	size_t head;  /* next slot the worker writes (mu) */
+	size_t count; /* published slots not yet written (mu) */
+	size_t fill;  /* slot the writer fills; not published */
+	bool busy;    /* the worker is writing a slot downstream (mu) */
+	bool stop;    /* mu */
+	bool failed;  /* mu: a downstream write failed; err holds why */
 	coffer_err err;
 	pthread_mutex_t mu;
 	pthread_cond_t work, room;
@@ -45,10 +45,10 @@ hop_main(void *arg)
 	for (;;) {
 		while (h->count == 0 && !h->stop) {
 			pthread_cond_wait(&h->work, &h->mu);
-}
+		}
 		if (h->count == 0 && h->stop) {
 			break;
-}
+		}
 		slot *s = &h->slots[h->head];
 		h->busy = true;
 		bool skip = h->failed;
@@ -76,7 +76,7 @@ failure(hop *h, coffer_err *err)
 	coffer_err_set(err, h->err.code != 0 ? h->err.code : COFFER_EIO, "%s", h->err.msg);
 	if (h->err.hint[0] != '\0') {
 		coffer_err_hint(err, "%s", h->err.hint);
-}
+	}
 	return (err != NULL ? err->code : COFFER_EIO);
 }
 
@@ -89,7 +89,7 @@ publish(hop *h, coffer_err *err)
 	h->fill = (h->fill + 1) % h->nslots;
 	while (h->count == h->nslots && !h->failed) {
 		pthread_cond_wait(&h->room, &h->mu);
-}
+	}
 	return (h->failed ? failure(h, err) : 0);
 }
 
@@ -101,13 +101,13 @@ hop_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 	pthread_mutex_lock(&h->mu);
 	if (h->failed) {
 		rv = failure(h, err);
-}
+	}
 	while (rv == 0 && len > 0) {
 		slot *s = &h->slots[h->fill];
 		size_t n = h->slot_size - s->len;
 		if (n > len) {
 			n = len;
-}
+		}
 		/* The slot being filled is never the worker's: it is published
 		 * only when full, so copying needs no lock; holding it is simpler
 		 * and costs nothing measurable at these slot sizes. */
@@ -117,7 +117,7 @@ hop_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 		len -= n;
 		if (s->len == h->slot_size) {
 			rv = publish(h, err);
-}
+		}
 	}
 	pthread_mutex_unlock(&h->mu);
 	return (rv);
@@ -136,15 +136,15 @@ hop_finish(coffer_filter *f, coffer_err *err)
 	}
 	while ((h->count > 0 || h->busy) && !h->failed) {
 		pthread_cond_wait(&h->room, &h->mu);
-}
+	}
 	/* A failure stops the copying, but the worker may still be in a write:
 	 * wait for it so the caller never meets a busy downstream filter. */
 	while (h->busy) {
 		pthread_cond_wait(&h->room, &h->mu);
-}
+	}
 	if (h->failed) {
 		rv = failure(h, err);
-}
+	}
 	pthread_mutex_unlock(&h->mu);
 	return (rv);
 }
@@ -163,7 +163,7 @@ hop_destroy(coffer_filter *f)
 	}
 	for (size_t i = 0; i < h->nslots; i++) {
 		free(h->slots[i].buf);
-}
+	}
 	free(h->slots);
 	pthread_cond_destroy(&h->work);
 	pthread_cond_destroy(&h->room);
@@ -201,7 +201,7 @@ coffer_hop_filter_new(size_t slots, size_t slot_size, coffer_err *err)
 	bool ok = h->slots != NULL;
 	for (size_t i = 0; ok && i < slots; i++) {
 		ok = (h->slots[i].buf = malloc(slot_size)) != NULL;
-}
+	}
 	if (!ok) {
 		hop_destroy(&h->f);
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory for a hop filter");

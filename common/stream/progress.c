@@ -41,8 +41,9 @@ draw(progress_filter *p, int64_t now)
 	/* The expected size is an estimate (a dump is not the size of the
 	 * database), so the ETA is only shown while it still makes sense. */
 	if (p->expected > p->bytes && per_s > 0) {
-		snprintf(eta, sizeof(eta), ", ~%.0fs left", (double)(p->expected - p->bytes) / per_s);
-}
+		snprintf(
+		    eta, sizeof(eta), ", ~%.0fs left", (double)(p->expected - p->bytes) / per_s);
+	}
 	fprintf(stderr, "\r%s: %s, %s/s%s\033[K", p->what, done, rate, eta);
 	fflush(stderr);
 	p->drawn = true;
@@ -58,7 +59,7 @@ progress_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err
 		int64_t now = coffer_clock_monotonic_ms();
 		if (now - p->drawn_ms >= 1000) {
 			draw(p, now);
-}
+		}
 	}
 	return (f->next != NULL ? coffer_filter_write(f->next, buf, len, err) : 0);
 }

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #define PUMP_DEFAULT_BUF (128 * 1024)
-#define BUFFER_SINK_MIN 4096
+#define BUFFER_SINK_MIN  4096
 
 struct fd_sink {
 	coffer_filter base; /* first: the chain sees only this */
@@ -74,15 +74,16 @@ fd_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 			    "cannot write %s: the reading end was closed (broken pipe) after %llu "
 			    "bytes",
 			    s->name, (unsigned long long)s->bytes);
-			coffer_err_hint(err, "check why the process reading the output exited "
-					     "early; its own error says more");
+			coffer_err_hint(err,
+			    "check why the process reading the output exited "
+			    "early; its own error says more");
 			return (COFFER_EIO);
 		}
 		if (n == 0) {
 			/* write(2) returning 0 for a non-zero length is not an
 			 * error errno describes; refuse it rather than spin. */
-			return (coffer_err_set(err, COFFER_EIO,
-			    "cannot write %s: it accepted no bytes", s->name));
+			return (coffer_err_set(
+			    err, COFFER_EIO, "cannot write %s: it accepted no bytes", s->name));
 		}
 		return (coffer_err_errno(err, errno, "write", s->name));
 	}
@@ -122,8 +123,8 @@ coffer_filter *
 coffer_fd_sink_new(int fd, coffer_err *err)
 {
 	if (fd < 0) {
-		coffer_err_set(err, COFFER_EINTERNAL, "fd sink given the invalid descriptor %d",
-		    fd);
+		coffer_err_set(
+		    err, COFFER_EINTERNAL, "fd sink given the invalid descriptor %d", fd);
 		return (NULL);
 	}
 	struct fd_sink *s = calloc(1, sizeof(*s));
@@ -170,8 +171,9 @@ buffer_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 	if (len > b->max - b->len) {
 		coffer_err_set(err, COFFER_ETOOBIG,
 		    "output is larger than the in-memory limit of %zu bytes", b->max);
-		coffer_err_hint(err, "this object is unexpectedly large; check its source, or "
-				     "stream it to a file instead");
+		coffer_err_hint(err,
+		    "this object is unexpectedly large; check its source, or "
+		    "stream it to a file instead");
 		return (COFFER_ETOOBIG);
 	}
 	size_t need = b->len + len + 1;
@@ -304,8 +306,8 @@ coffer_filter_pump_fd(int fd, coffer_filter *chain, size_t bufsize, coffer_err *
 	}
 	uint8_t *buf = malloc(bufsize);
 	if (buf == NULL) {
-		return (coffer_err_set(err, COFFER_ENOMEM,
-		    "cannot allocate a %zu-byte read buffer", bufsize));
+		return (coffer_err_set(
+		    err, COFFER_ENOMEM, "cannot allocate a %zu-byte read buffer", bufsize));
 	}
 	int rv = 0;
 	for (;;) {

@@ -17,15 +17,15 @@
 #include "common/wire/wire.h"
 
 int
-coffer_adminmsg_build(const coffer_sign_key *key, const char *operator_name,
-    const char *command, const coffer_adminmsg_arg *args, size_t nargs, int64_t sent_at_ms,
-    const uint8_t *nonce, uint8_t **out, size_t *out_len, coffer_err *err)
+coffer_adminmsg_build(const coffer_sign_key *key, const char *operator_name, const char *command,
+    const coffer_adminmsg_arg *args, size_t nargs, int64_t sent_at_ms, const uint8_t *nonce,
+    uint8_t **out, size_t *out_len, coffer_err *err)
 {
 	*out = NULL;
 	*out_len = 0;
 	if (nargs > COFFER_ADMINMSG_MAX_ARGS) {
-		return (coffer_err_set(err, COFFER_EINVAL, "%zu arguments for %s; at most %d", nargs,
-		    command, COFFER_ADMINMSG_MAX_ARGS));
+		return (coffer_err_set(err, COFFER_EINVAL, "%zu arguments for %s; at most %d",
+		    nargs, command, COFFER_ADMINMSG_MAX_ARGS));
 	}
 	Coffer__V1__AdminRequest req;
 	coffer__v1__admin_request__init(&req);
@@ -53,10 +53,11 @@ coffer_adminmsg_build(const coffer_sign_key *key, const char *operator_name,
 		rv = coffer_err_openssl(err, COFFER_EINTERNAL, "drawing a request nonce");
 		goto done;
 	}
-	tbs = coffer_wire_admin_tbs(operator_name, nonce_buf, sizeof(nonce_buf), sent_at_ms, body,
-	    body_len, &tbs_len);
+	tbs = coffer_wire_admin_tbs(
+	    operator_name, nonce_buf, sizeof(nonce_buf), sent_at_ms, body, body_len, &tbs_len);
 	if (tbs == NULL) {
-		rv = coffer_err_set(err, COFFER_ENOMEM, "no memory to sign the %s request", command);
+		rv =
+		    coffer_err_set(err, COFFER_ENOMEM, "no memory to sign the %s request", command);
 		goto done;
 	}
 	uint8_t sig[COFFER_SIGN_BYTES];
@@ -82,13 +83,13 @@ done:
 }
 
 int
-coffer_adminmsg_reply_decode(const uint8_t *buf, size_t len, coffer_adminmsg_reply *out,
-    coffer_err *err)
+coffer_adminmsg_reply_decode(
+    const uint8_t *buf, size_t len, coffer_adminmsg_reply *out, coffer_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	if (len > COFFER_WIRE_MAX_MSG) {
-		return (coffer_err_set(err, COFFER_ETOOBIG, "admin reply of %zu bytes is over %u", len,
-		    COFFER_WIRE_MAX_MSG));
+		return (coffer_err_set(err, COFFER_ETOOBIG, "admin reply of %zu bytes is over %u",
+		    len, COFFER_WIRE_MAX_MSG));
 	}
 	coffer_wire_arena arena;
 	int rv = coffer_wire_arena_init(&arena, len, err);
@@ -100,8 +101,9 @@ coffer_adminmsg_reply_decode(const uint8_t *buf, size_t len, coffer_adminmsg_rep
 	if (r == NULL) {
 		coffer_wire_arena_fini(&arena);
 		coffer_err_wrap(err, "the coordinator's admin reply");
-		return (coffer_err_hint(err, "check that [coffer] url names the coordinator's "
-					     "admin_listen address, not its agent listener"));
+		return (coffer_err_hint(err,
+		    "check that [coffer] url names the coordinator's "
+		    "admin_listen address, not its agent listener"));
 	}
 	out->status = (int)r->status;
 	out->error = strdup(r->error != NULL ? r->error : "");

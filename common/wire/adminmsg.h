@@ -25,7 +25,7 @@
 #include "common/crypto/sign.h"
 
 #define COFFER_ADMINMSG_NONCE_BYTES 16
-#define COFFER_ADMINMSG_MAX_ARGS 16
+#define COFFER_ADMINMSG_MAX_ARGS    16
 
 typedef struct coffer_adminmsg_arg {
 	const char *key;
@@ -47,8 +47,8 @@ typedef struct coffer_adminmsg_reply {
 
 /* Decodes an AdminReply into *out (owned strings; release with _fini).
  * COFFER_EPROTO for bytes that are not an AdminReply. */
-int coffer_adminmsg_reply_decode(const uint8_t *buf, size_t len, coffer_adminmsg_reply *out,
-    coffer_err *err);
+int coffer_adminmsg_reply_decode(
+    const uint8_t *buf, size_t len, coffer_adminmsg_reply *out, coffer_err *err);
 
 void coffer_adminmsg_reply_fini(coffer_adminmsg_reply *reply);
 

@@ -328,7 +328,8 @@ srv_dispatch(coffer_net_server *srv, struct coffer_net_reply *op)
 			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED || srv->stopping) {
 				return;
 			}
-			coffer_log_warn("receiving a request failed", "error=\"%s\"", nng_strerror(rv));
+			coffer_log_warn(
+			    "receiving a request failed", "error=\"%s\"", nng_strerror(rv));
 			op_recv(op);
 			return;
 		}
@@ -345,8 +346,8 @@ srv_dispatch(coffer_net_server *srv, struct coffer_net_reply *op)
 			nng_msg_free(nng_aio_get_msg(op->aio));
 			nng_aio_set_msg(op->aio, NULL);
 			if (rv != NNG_ECLOSED && rv != NNG_ECANCELED) {
-				coffer_log_debug("sending a reply failed", "error=\"%s\"",
-				    nng_strerror(rv));
+				coffer_log_debug(
+				    "sending a reply failed", "error=\"%s\"", nng_strerror(rv));
 			}
 		}
 		if (srv->stopping) {
@@ -356,8 +357,8 @@ srv_dispatch(coffer_net_server *srv, struct coffer_net_reply *op)
 		op_rest(op);
 		return;
 	default:
-		coffer_log_error("net op completed in an unexpected state", "state=%d",
-		    (int)op->state);
+		coffer_log_error(
+		    "net op completed in an unexpected state", "state=%d", (int)op->state);
 		return;
 	}
 }
@@ -419,9 +420,9 @@ static int
 srv_nng_err(coffer_err *err, int nrv, const char *what, const char *url)
 {
 	int code = nrv == NNG_ENOMEM ? COFFER_ENOMEM
-	    : nrv == NNG_EADDRINUSE   ? COFFER_EEXIST
-	    : nrv == NNG_EPERM	      ? COFFER_EPERM
-				      : COFFER_EINVAL;
+	    : nrv == NNG_EADDRINUSE  ? COFFER_EEXIST
+	    : nrv == NNG_EPERM       ? COFFER_EPERM
+	                             : COFFER_EINVAL;
 	coffer_err_set(err, code, "%s %s: %s", what, url, nng_strerror(nrv));
 	if (nrv == NNG_EADDRINUSE) {
 		coffer_err_hint(err, "another process listens there; stop it or change the port");
@@ -438,7 +439,8 @@ coffer_net_server_start(uv_loop_t *loop, const coffer_net_server_config *cfg,
     coffer_net_handler handler, void *arg, coffer_net_server **out, coffer_err *err)
 {
 	if (cfg->url == NULL || handler == NULL) {
-		return (coffer_err_set(err, COFFER_EINVAL, "wire server needs a url and a handler"));
+		return (
+		    coffer_err_set(err, COFFER_EINVAL, "wire server needs a url and a handler"));
 	}
 	coffer_tlsconf_kind kind;
 	int rv = coffer_tlsconf_check_url(cfg->url, cfg->insecure, &kind, err);
@@ -518,13 +520,15 @@ coffer_net_server_start(uv_loop_t *loop, const coffer_net_server_config *cfg,
 			/* Nothing was received yet, so stop has nothing to lose. */
 			coffer_net_server_stop(srv);
 			return (coffer_err_set(err, COFFER_ENOMEM,
-			    "cannot open %u request contexts: %s", srv->workers, nng_strerror(nrv)));
+			    "cannot open %u request contexts: %s", srv->workers,
+			    nng_strerror(nrv)));
 		}
 		op_recv(op);
 	}
-	coffer_log_info("wire server listening", "url=%s port=%d workers=%u max_inflight=%u "
-	    "max_msg=%zu tls=%s", cfg->url, srv->port, srv->workers, inflight, srv->max_msg,
-	    srv->tls ? "mutual" : "off");
+	coffer_log_info("wire server listening",
+	    "url=%s port=%d workers=%u max_inflight=%u "
+	    "max_msg=%zu tls=%s",
+	    cfg->url, srv->port, srv->workers, inflight, srv->max_msg, srv->tls ? "mutual" : "off");
 	*out = srv;
 	return (0);
 }
@@ -689,12 +693,12 @@ cli_dialer(coffer_net_client *c, coffer_err *err)
 		nrv = nng_dialer_set_size(c->dialer, NNG_OPT_RECVMAXSZ, c->max_msg);
 	}
 	if (nrv == 0) {
-		nrv = nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMINT,
-		    (nng_duration)c->reconnect_min_ms);
+		nrv = nng_dialer_set_ms(
+		    c->dialer, NNG_OPT_RECONNMINT, (nng_duration)c->reconnect_min_ms);
 	}
 	if (nrv == 0) {
-		nrv = nng_dialer_set_ms(c->dialer, NNG_OPT_RECONNMAXT,
-		    (nng_duration)c->reconnect_max_ms);
+		nrv = nng_dialer_set_ms(
+		    c->dialer, NNG_OPT_RECONNMAXT, (nng_duration)c->reconnect_max_ms);
 	}
 	if (nrv == 0 && c->tcfg != NULL) {
 		nrv = nng_dialer_set_ptr(c->dialer, NNG_OPT_TLS_CONFIG, c->tcfg);
@@ -726,8 +730,10 @@ cli_replace_dialer(coffer_net_client *c, uint64_t down_ms)
 	coffer_err err;
 	coffer_err_clear(&err);
 	int nrv = 0;
-	if (cli_dialer(c, &err) == 0 && (nrv = nng_dialer_start(c->dialer, NNG_FLAG_NONBLOCK)) != 0) {
-		coffer_err_set(&err, COFFER_EUNAVAIL, "cannot start dialing: %s", nng_strerror(nrv));
+	if (cli_dialer(c, &err) == 0 &&
+	    (nrv = nng_dialer_start(c->dialer, NNG_FLAG_NONBLOCK)) != 0) {
+		coffer_err_set(
+		    &err, COFFER_EUNAVAIL, "cannot start dialing: %s", nng_strerror(nrv));
 	}
 	if (err.code != 0) {
 		char q[COFFER_ERR_MSG_MAX + 8];
@@ -747,7 +753,8 @@ cli_dial_error(const char *url, const char *server_name, bool tls, int nrv, coff
 	if (nrv == NNG_EPEERAUTH) {
 		coffer_err_set(err, COFFER_EAUTH,
 		    "the server at %s failed TLS authentication: its certificate is not signed by "
-		    "our CA or does not carry the name \"%s\"", url, server_name);
+		    "our CA or does not carry the name \"%s\"",
+		    url, server_name);
 		return (coffer_err_hint(err,
 		    "check the ca file, and the url host (or server name) against the server "
 		    "certificate's subjectAltName"));
@@ -757,16 +764,18 @@ cli_dial_error(const char *url, const char *server_name, bool tls, int nrv, coff
 		 * refused client certificate alike. */
 		coffer_err_set(err, COFFER_EAUTH,
 		    "the TLS handshake with %s failed (%s): the server's certificate is not from "
-		    "our CA or does not name \"%s\", or the server refused our certificate", url,
-		    nng_strerror(nrv), server_name);
+		    "our CA or does not name \"%s\", or the server refused our certificate",
+		    url, nng_strerror(nrv), server_name);
 		return (coffer_err_hint(err,
 		    "use certificates from one CA (deploy/certs.sh) whose server subjectAltName "
-		    "lists \"%s\" as a DNS name (NNG 1.5.2 ignores IP entries)", server_name));
+		    "lists \"%s\" as a DNS name (NNG 1.5.2 ignores IP entries)",
+		    server_name));
 	}
 	if (tls && (nrv == NNG_ECONNSHUT || nrv == NNG_ECONNRESET || nrv == NNG_ECLOSED)) {
 		coffer_err_set(err, COFFER_EAUTH,
 		    "the server at %s closed the connection during the TLS handshake (%s): it "
-		    "probably refused our client certificate", url, nng_strerror(nrv));
+		    "probably refused our client certificate",
+		    url, nng_strerror(nrv));
 		return (coffer_err_hint(err,
 		    "configure cert and key issued by the server's CA (deploy/certs.sh DIR client NAME)"));
 	}
@@ -778,8 +787,8 @@ cli_dial_error(const char *url, const char *server_name, bool tls, int nrv, coff
 }
 
 int
-coffer_net_client_open(const coffer_net_client_config *cfg, coffer_net_client **out,
-    coffer_err *err)
+coffer_net_client_open(
+    const coffer_net_client_config *cfg, coffer_net_client **out, coffer_err *err)
 {
 	coffer_tlsconf_kind kind;
 	int rv = coffer_tlsconf_check_url(cfg->url, cfg->insecure, &kind, err);
@@ -822,8 +831,8 @@ coffer_net_client_open(const coffer_net_client_config *cfg, coffer_net_client **
 	}
 	int nrv = nng_req0_open(&c->sock);
 	if (nrv != 0) {
-		rv = coffer_err_set(err, COFFER_ENOMEM, "cannot open a request socket: %s",
-		    nng_strerror(nrv));
+		rv = coffer_err_set(
+		    err, COFFER_ENOMEM, "cannot open a request socket: %s", nng_strerror(nrv));
 		goto fail_sync;
 	}
 	nng_pipe_notify(c->sock, NNG_PIPE_EV_ADD_POST, cli_pipe_cb, c);
@@ -897,19 +906,20 @@ cli_wait_connected(coffer_net_client *c, uint64_t deadline)
 }
 
 static int
-cli_call_error(coffer_net_client *c, int nrv, const char *phase, unsigned timeout_ms,
-    coffer_err *err)
+cli_call_error(
+    coffer_net_client *c, int nrv, const char *phase, unsigned timeout_ms, coffer_err *err)
 {
 	switch (nrv) {
 	case NNG_ETIMEDOUT:
-		coffer_err_set(err, COFFER_EUNAVAIL, "no reply from %s within %u ms", c->url,
-		    timeout_ms);
-		return (coffer_err_hint(err, "check that the coordinator is running and not "
-					     "overloaded; the request may be retried"));
+		coffer_err_set(
+		    err, COFFER_EUNAVAIL, "no reply from %s within %u ms", c->url, timeout_ms);
+		return (coffer_err_hint(err,
+		    "check that the coordinator is running and not "
+		    "overloaded; the request may be retried"));
 	case NNG_ECLOSED:
 	case NNG_ECANCELED:
-		return (coffer_err_set(err, COFFER_ECANCELED, "call to %s canceled: client closing",
-		    c->url));
+		return (coffer_err_set(
+		    err, COFFER_ECANCELED, "call to %s canceled: client closing", c->url));
 	case NNG_EPROTO:
 		coffer_err_set(err, COFFER_EPROTO, "%s %s: protocol error", phase, c->url);
 		return (coffer_err_hint(err, "the peer is not a Coffer coordinator"));
@@ -920,7 +930,8 @@ cli_call_error(coffer_net_client *c, int nrv, const char *phase, unsigned timeou
 		return (coffer_err_set(err, COFFER_ENOMEM, "%s %s: out of memory", phase, c->url));
 	default:
 		coffer_err_set(err, COFFER_EUNAVAIL, "%s %s: %s", phase, c->url, nng_strerror(nrv));
-		return (coffer_err_hint(err, "the connection was lost; the request may be retried"));
+		return (
+		    coffer_err_hint(err, "the connection was lost; the request may be retried"));
 	}
 }
 
@@ -931,8 +942,8 @@ coffer_net_client_call(coffer_net_client *c, const uint8_t *req, size_t len, uin
 	*reply = NULL;
 	*reply_len = 0;
 	if (len > c->max_msg) {
-		coffer_err_set(err, COFFER_ETOOBIG, "request of %zu bytes is over the %zu byte limit",
-		    len, c->max_msg);
+		coffer_err_set(err, COFFER_ETOOBIG,
+		    "request of %zu bytes is over the %zu byte limit", len, c->max_msg);
 		return (coffer_err_hint(err, "send less per request"));
 	}
 	uint64_t deadline = cli_now_ms() + timeout_ms;
@@ -963,8 +974,9 @@ coffer_net_client_call(coffer_net_client *c, const uint8_t *req, size_t len, uin
 	if (!up) {
 		rv = coffer_err_set(err, closing ? COFFER_ECANCELED : COFFER_EUNAVAIL,
 		    "no connection to %s within %u ms", c->url, timeout_ms);
-		coffer_err_hint(err, "check that the coordinator runs and is reachable, and that "
-				     "both sides' certificates come from the same CA");
+		coffer_err_hint(err,
+		    "check that the coordinator runs and is reachable, and that "
+		    "both sides' certificates come from the same CA");
 		goto done;
 	}
 	int nrv = nng_ctx_open(&ctx, c->sock);

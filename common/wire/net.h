@@ -38,8 +38,8 @@
 #include "common/wire/tlsconf.h"
 
 #define COFFER_NET_DEFAULT_WORKERS 16
-#define COFFER_NET_PEER_ADDR_MAX 64
-#define COFFER_NET_PEER_CN_MAX 256
+#define COFFER_NET_PEER_ADDR_MAX   64
+#define COFFER_NET_PEER_CN_MAX     256
 
 typedef struct coffer_net_server coffer_net_server;
 typedef struct coffer_net_reply coffer_net_reply;
@@ -47,10 +47,10 @@ typedef struct coffer_net_client coffer_net_client;
 
 /* Who sent a request (or opened a connection). */
 typedef struct coffer_net_peer {
-	uint32_t pipe_id;                   /* NNG's connection id; 0 if gone */
-	bool tls;                           /* arrived over TLS */
-	bool verified;                      /* TLS peer certificate chained to our CA */
-	char cn[COFFER_NET_PEER_CN_MAX];    /* certificate CN; "" when NNG cannot say (1.5.2) */
+	uint32_t pipe_id;                    /* NNG's connection id; 0 if gone */
+	bool tls;                            /* arrived over TLS */
+	bool verified;                       /* TLS peer certificate chained to our CA */
+	char cn[COFFER_NET_PEER_CN_MAX];     /* certificate CN; "" when NNG cannot say (1.5.2) */
 	char addr[COFFER_NET_PEER_ADDR_MAX]; /* "127.0.0.1:40000", "[::1]:40000"; "" if unknown */
 } coffer_net_peer;
 
@@ -63,12 +63,12 @@ typedef void (*coffer_net_handler)(void *arg, coffer_net_reply *reply, const uin
 typedef void (*coffer_net_pipe_cb)(void *arg, bool up, const coffer_net_peer *peer);
 
 typedef struct coffer_net_server_config {
-	const char *url;        /* tls+tcp://0.0.0.0:7443; port 0 picks a free one */
-	coffer_tls_files tls;   /* required for tls+tcp:// */
-	bool insecure;          /* allow plain tcp:// on a non-loopback address */
-	unsigned workers;       /* contexts kept receiving; 0: COFFER_NET_DEFAULT_WORKERS */
-	unsigned max_inflight;  /* requests held by handlers at once; 0: 4 * workers */
-	size_t max_msg;         /* largest request and reply; 0: COFFER_WIRE_MAX_MSG */
+	const char *url;            /* tls+tcp://0.0.0.0:7443; port 0 picks a free one */
+	coffer_tls_files tls;       /* required for tls+tcp:// */
+	bool insecure;              /* allow plain tcp:// on a non-loopback address */
+	unsigned workers;           /* contexts kept receiving; 0: COFFER_NET_DEFAULT_WORKERS */
+	unsigned max_inflight;      /* requests held by handlers at once; 0: 4 * workers */
+	size_t max_msg;             /* largest request and reply; 0: COFFER_WIRE_MAX_MSG */
 	coffer_net_pipe_cb on_pipe; /* may be NULL; gets the handler's arg */
 } coffer_net_server_config;
 
@@ -92,18 +92,17 @@ void coffer_net_server_stop(coffer_net_server *srv);
 /* Answers a request with len bytes (copied), from the loop thread. Returns 0,
  * COFFER_ETOOBIG (over max_msg: the request is then dropped), or
  * COFFER_ECANCELED (the server was stopped). reply is finished either way. */
-int coffer_net_reply_send(coffer_net_reply *reply, const uint8_t *buf, size_t len,
-    coffer_err *err);
+int coffer_net_reply_send(coffer_net_reply *reply, const uint8_t *buf, size_t len, coffer_err *err);
 
 /* Finishes a request without answering; the client's call times out. */
 void coffer_net_reply_drop(coffer_net_reply *reply);
 
 typedef struct coffer_net_client_config {
-	const char *url;         /* tls+tcp://coordinator.internal:7443 */
-	coffer_tls_files tls;    /* ca required for TLS; cert+key both set, or both NULL */
-	const char *server_name; /* name the server certificate must carry; NULL: url host */
-	bool insecure;           /* allow plain tcp:// to a non-loopback address */
-	size_t max_msg;          /* largest request and reply; 0: COFFER_WIRE_MAX_MSG */
+	const char *url;           /* tls+tcp://coordinator.internal:7443 */
+	coffer_tls_files tls;      /* ca required for TLS; cert+key both set, or both NULL */
+	const char *server_name;   /* name the server certificate must carry; NULL: url host */
+	bool insecure;             /* allow plain tcp:// to a non-loopback address */
+	size_t max_msg;            /* largest request and reply; 0: COFFER_WIRE_MAX_MSG */
 	unsigned reconnect_min_ms; /* 0: 100 */
 	unsigned reconnect_max_ms; /* 0: 30000 */
 } coffer_net_client_config;
@@ -113,8 +112,8 @@ typedef struct coffer_net_client_config {
  * COFFER_EAUTH. A server that is merely down is not an error: the client
  * keeps dialing in the background and calls fail with COFFER_EUNAVAIL until
  * it is up. */
-int coffer_net_client_open(const coffer_net_client_config *cfg, coffer_net_client **out,
-    coffer_err *err);
+int coffer_net_client_open(
+    const coffer_net_client_config *cfg, coffer_net_client **out, coffer_err *err);
 
 /* Sends len bytes and waits up to timeout_ms for the answer, which is returned
  * in a malloc'd buffer the caller frees. Errors: COFFER_EUNAVAIL (no

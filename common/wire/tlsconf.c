@@ -33,8 +33,8 @@ tls_read_file(const char *what, const char *path, char **out, size_t *out_len, c
 {
 	if (path == NULL || path[0] == '\0') {
 		coffer_err_set(err, COFFER_EINVAL, "no %s file configured", what);
-		return (coffer_err_hint(err, "set the %s key to a PEM file (deploy/certs.sh makes one)",
-		    what));
+		return (coffer_err_hint(
+		    err, "set the %s key to a PEM file (deploy/certs.sh makes one)", what));
 	}
 	FILE *f = fopen(path, "rb");
 	if (f == NULL) {
@@ -51,9 +51,9 @@ tls_read_file(const char *what, const char *path, char **out, size_t *out_len, c
 	    (unsigned long long)st.st_size > COFFER_TLSCONF_MAX_FILE) {
 		fclose(f);
 		coffer_err_set(err, COFFER_EINVAL, "%s file %s is %s", what, path,
-		    !S_ISREG(st.st_mode) ? "not a regular file"
-		    : st.st_size <= 0    ? "empty"
-					 : "larger than 1 MiB");
+		    !S_ISREG(st.st_mode)  ? "not a regular file"
+		        : st.st_size <= 0 ? "empty"
+		                          : "larger than 1 MiB");
 		return (coffer_err_hint(err, "point the %s key at a PEM file", what));
 	}
 	size_t len = (size_t)st.st_size;
@@ -74,7 +74,8 @@ tls_read_file(const char *what, const char *path, char **out, size_t *out_len, c
 	if (strlen(buf) != len) {
 		free(buf);
 		coffer_err_set(err, COFFER_EINVAL, "%s file %s contains NUL bytes", what, path);
-		return (coffer_err_hint(err, "convert it to PEM (openssl x509 -inform DER -out ...)"));
+		return (
+		    coffer_err_hint(err, "convert it to PEM (openssl x509 -inform DER -out ...)"));
 	}
 	*out = buf;
 	*out_len = len;
@@ -127,15 +128,16 @@ tls_check_key_type(const char *what, const char *path, EVP_PKEY *pk, coffer_err 
 	}
 	if (id == EVP_PKEY_RSA) {
 		if (EVP_PKEY_get_bits(pk) < 2048) {
-			coffer_err_set(err, COFFER_EINVAL, "%s in %s is RSA with %d bits", what, path,
-			    EVP_PKEY_get_bits(pk));
-			return (coffer_err_hint(err, "use a P-256 key or RSA of at least 2048 bits"));
+			coffer_err_set(err, COFFER_EINVAL, "%s in %s is RSA with %d bits", what,
+			    path, EVP_PKEY_get_bits(pk));
+			return (
+			    coffer_err_hint(err, "use a P-256 key or RSA of at least 2048 bits"));
 		}
 		return (0);
 	}
 	const char *name = id == EVP_PKEY_ED25519 ? "Ed25519"
-	    : id == EVP_PKEY_ED448		  ? "Ed448"
-						  : OBJ_nid2sn(id);
+	    : id == EVP_PKEY_ED448                ? "Ed448"
+	                                          : OBJ_nid2sn(id);
 	coffer_err_set(err, COFFER_EINVAL,
 	    "%s in %s is an %s key, which NNG's TLS engine (mbedTLS) cannot use", what, path,
 	    name != NULL ? name : "unknown");
@@ -156,13 +158,14 @@ tls_load_ca(nng_tls_config *cfg, const char *path, coffer_err *err)
 	if (tls_parse_certs(pem, len, NULL) == 0) {
 		free(pem);
 		coffer_err_set(err, COFFER_EINVAL, "CA file %s holds no PEM certificate", path);
-		return (coffer_err_hint(err, "the ca key names the CA certificate (ca.crt), not a key"));
+		return (coffer_err_hint(
+		    err, "the ca key names the CA certificate (ca.crt), not a key"));
 	}
 	int nrv = nng_tls_config_ca_chain(cfg, pem, NULL);
 	free(pem);
 	if (nrv != 0) {
-		coffer_err_set(err, COFFER_EINVAL, "NNG's TLS engine cannot load CA file %s: %s", path,
-		    nng_strerror(nrv));
+		coffer_err_set(err, COFFER_EINVAL, "NNG's TLS engine cannot load CA file %s: %s",
+		    path, nng_strerror(nrv));
 		return (coffer_err_hint(err, "use P-256 or RSA CA certificates (not Ed25519)"));
 	}
 	return (0);
@@ -185,9 +188,10 @@ tls_load_own(nng_tls_config *cfg, const char *cert_path, const char *key_path, c
 		goto done;
 	}
 	if (tls_parse_certs(cert, cert_len, &x) == 0) {
-		rv = coffer_err_set(err, COFFER_EINVAL, "certificate file %s holds no PEM certificate",
-		    cert_path);
-		coffer_err_hint(err, "the cert key names a certificate (NAME.crt), the key key its key");
+		rv = coffer_err_set(
+		    err, COFFER_EINVAL, "certificate file %s holds no PEM certificate", cert_path);
+		coffer_err_hint(
+		    err, "the cert key names a certificate (NAME.crt), the key key its key");
 		goto done;
 	}
 	bio = BIO_new_mem_buf(key, (int)key_len);
@@ -198,9 +202,10 @@ tls_load_own(nng_tls_config *cfg, const char *cert_path, const char *key_path, c
 		ERR_clear_error();
 		rv = coffer_err_set(err, COFFER_EINVAL,
 		    "private key file %s holds no usable PEM private key", key_path);
-		coffer_err_hint(err, strstr(key, "ENCRYPTED") != NULL
-			? "the key is encrypted; store it unencrypted with mode 0600"
-			: "the key key names the private key (NAME.key) made with the certificate");
+		coffer_err_hint(err,
+		    strstr(key, "ENCRYPTED") != NULL
+		        ? "the key is encrypted; store it unencrypted with mode 0600"
+		        : "the key key names the private key (NAME.key) made with the certificate");
 		goto done;
 	}
 	rv = tls_check_key_type("private key", key_path, pk, err);
@@ -222,8 +227,8 @@ tls_load_own(nng_tls_config *cfg, const char *cert_path, const char *key_path, c
 	int nrv = nng_tls_config_own_cert(cfg, cert, key, NULL);
 	if (nrv != 0) {
 		rv = coffer_err_set(err, COFFER_EINVAL,
-		    "NNG's TLS engine cannot load certificate %s with key %s: %s", cert_path, key_path,
-		    nng_strerror(nrv));
+		    "NNG's TLS engine cannot load certificate %s with key %s: %s", cert_path,
+		    key_path, nng_strerror(nrv));
 		coffer_err_hint(err, "use a P-256 or RSA certificate in PEM (deploy/certs.sh)");
 		goto done;
 	}
@@ -251,8 +256,8 @@ coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **out, c
 	nrv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_REQUIRED);
 	if (nrv != 0) {
 		nng_tls_config_free(cfg);
-		return (coffer_err_set(err, COFFER_EINTERNAL, "cannot require client certificates: %s",
-		    nng_strerror(nrv)));
+		return (coffer_err_set(err, COFFER_EINTERNAL,
+		    "cannot require client certificates: %s", nng_strerror(nrv)));
 	}
 	int rv = tls_load_ca(cfg, files->ca, err);
 	if (rv == 0) {
@@ -267,11 +272,12 @@ coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **out, c
 }
 
 int
-coffer_tlsconf_client_new(const coffer_tls_files *files, const char *server_name,
-    nng_tls_config **out, coffer_err *err)
+coffer_tlsconf_client_new(
+    const coffer_tls_files *files, const char *server_name, nng_tls_config **out, coffer_err *err)
 {
 	if (server_name == NULL || server_name[0] == '\0') {
-		coffer_err_set(err, COFFER_EINVAL, "no TLS server name to verify the server against");
+		coffer_err_set(
+		    err, COFFER_EINVAL, "no TLS server name to verify the server against");
 		return (coffer_err_hint(err, "use a host name or address in the url"));
 	}
 	nng_tls_config *cfg = NULL;
@@ -338,7 +344,8 @@ coffer_tlsconf_url_host(const char *url, char *buf, size_t size, coffer_err *err
 	size_t n = (size_t)(end - h);
 	if (n >= size) {
 		coffer_err_set(err, COFFER_EINVAL, "the host in url \"%s\" is too long", url);
-		return (coffer_err_hint(err, "use a host name of at most %zu characters", size - 1));
+		return (
+		    coffer_err_hint(err, "use a host name of at most %zu characters", size - 1));
 	}
 	memcpy(buf, h, n);
 	buf[n] = '\0';
@@ -358,15 +365,14 @@ tls_is_loopback(const char *host)
 	if (inet_pton(AF_INET6, host, a) == 1) {
 		static const unsigned char v6_loop[16] = { [15] = 1 };
 		static const unsigned char v4_mapped[12] = { [10] = 0xff, [11] = 0xff };
-		return (memcmp(a, v6_loop, 16) == 0 ||
-		    (memcmp(a, v4_mapped, 12) == 0 && a[12] == 127));
+		return (
+		    memcmp(a, v6_loop, 16) == 0 || (memcmp(a, v4_mapped, 12) == 0 && a[12] == 127));
 	}
 	return (false);
 }
 
 int
-coffer_tlsconf_check_url(const char *url, bool insecure, coffer_tlsconf_kind *kind,
-    coffer_err *err)
+coffer_tlsconf_check_url(const char *url, bool insecure, coffer_tlsconf_kind *kind, coffer_err *err)
 {
 	static const char *const tls_schemes[] = { "tls+tcp://", "tls+tcp4://", "tls+tcp6://" };
 	static const char *const tcp_schemes[] = { "tcp://", "tcp4://", "tcp6://" };
@@ -389,7 +395,8 @@ coffer_tlsconf_check_url(const char *url, bool insecure, coffer_tlsconf_kind *ki
 		if (strncmp(url, tcp_schemes[i], strlen(tcp_schemes[i])) == 0) {
 			if (!insecure && !tls_is_loopback(host)) {
 				coffer_err_set(err, COFFER_EPERM,
-				    "refusing plain tcp on non-loopback address \"%s\" (%s)", host, url);
+				    "refusing plain tcp on non-loopback address \"%s\" (%s)", host,
+				    url);
 				return (coffer_err_hint(err,
 				    "use tls+tcp:// with certificates, or set the insecure flag if the "
 				    "network is trusted"));

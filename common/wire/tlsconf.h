@@ -51,20 +51,19 @@ typedef enum coffer_tlsconf_kind {
  * Plain TCP is refused (COFFER_EPERM) unless the host is a loopback address
  * (127.0.0.0/8, ::1, "localhost") or insecure is true; other schemes (ws://,
  * zt://, ...) are refused with COFFER_EINVAL. */
-int coffer_tlsconf_check_url(const char *url, bool insecure, coffer_tlsconf_kind *kind,
-    coffer_err *err);
+int coffer_tlsconf_check_url(
+    const char *url, bool insecure, coffer_tlsconf_kind *kind, coffer_err *err);
 
 /* A listener's config: own cert + key and the CA client certificates must
  * chain to; client certificates are required. Sets *out on success. */
-int coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **out,
-    coffer_err *err);
+int coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **out, coffer_err *err);
 
 /* A dialer's config: the CA the server's certificate must chain to, the name
  * it must carry (server_name: required, normally the URL's host), and own
  * cert + key (both NULL: connect without a client certificate, which a
  * Coffer server refuses; only tests want that). */
-int coffer_tlsconf_client_new(const coffer_tls_files *files, const char *server_name,
-    nng_tls_config **out, coffer_err *err);
+int coffer_tlsconf_client_new(
+    const coffer_tls_files *files, const char *server_name, nng_tls_config **out, coffer_err *err);
 
 /* The host part of url ("127.0.0.1", "::1", "coordinator.internal") into buf,
  * without brackets; "" for ipc:// and inproc://. Returns 0 or COFFER_EINVAL. */

@@ -58,24 +58,25 @@ coffer_wire_decode(const ProtobufCMessageDescriptor *desc, coffer_wire_arena *ar
     const uint8_t *buf, size_t len, size_t max_len, coffer_err *err)
 {
 	if (len > max_len) {
-		coffer_err_set(err, COFFER_ETOOBIG, "%s message of %zu bytes exceeds the %zu byte limit",
-		    desc->short_name, len, max_len);
+		coffer_err_set(err, COFFER_ETOOBIG,
+		    "%s message of %zu bytes exceeds the %zu byte limit", desc->short_name, len,
+		    max_len);
 		return (NULL);
 	}
 	coffer_wire_arena_reset(arena);
 	ProtobufCAllocator alloc = { arena_alloc, arena_free, arena };
 	ProtobufCMessage *msg = protobuf_c_message_unpack(desc, &alloc, len, buf);
 	if (msg == NULL) {
-		coffer_err_set(err, COFFER_EPROTO, "malformed %s message (%zu bytes)",
-		    desc->short_name, len);
+		coffer_err_set(
+		    err, COFFER_EPROTO, "malformed %s message (%zu bytes)", desc->short_name, len);
 		return (NULL);
 	}
 	return (msg);
 }
 
 int
-coffer_wire_encode(const ProtobufCMessage *msg, size_t max_len, uint8_t **out,
-    size_t *out_len, coffer_err *err)
+coffer_wire_encode(
+    const ProtobufCMessage *msg, size_t max_len, uint8_t **out, size_t *out_len, coffer_err *err)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
 	if (n > max_len) {
@@ -86,8 +87,8 @@ coffer_wire_encode(const ProtobufCMessage *msg, size_t max_len, uint8_t **out,
 	/* malloc(0) may return NULL; an empty message is legal. */
 	uint8_t *buf = malloc(n > 0 ? n : 1);
 	if (buf == NULL) {
-		return (coffer_err_set(err, COFFER_ENOMEM, "cannot encode %s message",
-		    msg->descriptor->short_name));
+		return (coffer_err_set(
+		    err, COFFER_ENOMEM, "cannot encode %s message", msg->descriptor->short_name));
 	}
 	protobuf_c_message_pack(msg, buf);
 	*out = buf;
@@ -143,8 +144,8 @@ coffer_wire_envelope_tbs(const char *agent_id, uint64_t seq, int64_t sent_at_ms,
     const uint8_t *body, size_t body_len, size_t *out_len)
 {
 	static const char domain[] = "coffer-envelope-v1";
-	return (tbs_build(domain, sizeof(domain), agent_id, NULL, 0, seq, 1, sent_at_ms,
-	    body, body_len, out_len));
+	return (tbs_build(domain, sizeof(domain), agent_id, NULL, 0, seq, 1, sent_at_ms, body,
+	    body_len, out_len));
 }
 
 uint8_t *
@@ -152,8 +153,8 @@ coffer_wire_admin_tbs(const char *operator_name, const uint8_t *nonce, size_t no
     int64_t sent_at_ms, const uint8_t *body, size_t body_len, size_t *out_len)
 {
 	static const char domain[] = "coffer-admin-v1";
-	return (tbs_build(domain, sizeof(domain), operator_name, nonce, nonce_len, 0, 0,
-	    sent_at_ms, body, body_len, out_len));
+	return (tbs_build(domain, sizeof(domain), operator_name, nonce, nonce_len, 0, 0, sent_at_ms,
+	    body, body_len, out_len));
 }
 
 int
@@ -161,11 +162,13 @@ coffer_wire_check_envelope(const Coffer__V1__Envelope *env, coffer_err *err)
 {
 	if (env->version != 1) {
 		return (coffer_err_set(err, COFFER_EVERSION,
-		    "envelope version %u is not supported (this coordinator speaks 1)", env->version));
+		    "envelope version %u is not supported (this coordinator speaks 1)",
+		    env->version));
 	}
 	size_t id_len = env->agent_id != NULL ? strlen(env->agent_id) : 0;
 	if (id_len == 0 || id_len > 64) {
-		return (coffer_err_set(err, COFFER_EPROTO, "envelope agent id is empty or too long"));
+		return (
+		    coffer_err_set(err, COFFER_EPROTO, "envelope agent id is empty or too long"));
 	}
 	if (env->seq == 0) {
 		return (coffer_err_set(err, COFFER_EPROTO, "envelope seq must start at 1"));

@@ -25,7 +25,7 @@
 #define COFFER_WIRE_MAX_MSG (1u << 20)
 /* Decoding may allocate at most this many times the wire size (+ slack). */
 #define COFFER_WIRE_ARENA_FACTOR 4
-#define COFFER_WIRE_ARENA_SLACK 4096
+#define COFFER_WIRE_ARENA_SLACK  4096
 
 typedef struct coffer_wire_arena {
 	uint8_t *base;
@@ -43,13 +43,12 @@ void coffer_wire_arena_fini(coffer_wire_arena *arena);
  * Refuses buf larger than max_len (COFFER_ETOOBIG) and anything protobuf-c
  * cannot parse within the arena's cap (COFFER_EPROTO). Returns NULL on error. */
 ProtobufCMessage *coffer_wire_decode(const ProtobufCMessageDescriptor *desc,
-    coffer_wire_arena *arena, const uint8_t *buf, size_t len, size_t max_len,
-    coffer_err *err);
+    coffer_wire_arena *arena, const uint8_t *buf, size_t len, size_t max_len, coffer_err *err);
 
 /* Encodes msg into a new malloc'd buffer; refuses results over max_len.
  * The caller frees *out. */
-int coffer_wire_encode(const ProtobufCMessage *msg, size_t max_len, uint8_t **out,
-    size_t *out_len, coffer_err *err);
+int coffer_wire_encode(
+    const ProtobufCMessage *msg, size_t max_len, uint8_t **out, size_t *out_len, coffer_err *err);
 
 /* Checks the shape of a decoded envelope before any lookup or signature
  * work: version 1, a plausible agent id, seq > 0, a body, a 64-byte signature. */
@@ -61,8 +60,7 @@ uint8_t *coffer_wire_envelope_tbs(const char *agent_id, uint64_t seq, int64_t se
     const uint8_t *body, size_t body_len, size_t *out_len);
 
 /* The exact bytes an operator signs for an admin envelope. */
-uint8_t *coffer_wire_admin_tbs(const char *operator_name, const uint8_t *nonce,
-    size_t nonce_len, int64_t sent_at_ms, const uint8_t *body, size_t body_len,
-    size_t *out_len);
+uint8_t *coffer_wire_admin_tbs(const char *operator_name, const uint8_t *nonce, size_t nonce_len,
+    int64_t sent_at_ms, const uint8_t *body, size_t body_len, size_t *out_len);
 
 #endif

@@ -25,7 +25,8 @@ name_ok(const char *s)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		bool alnum =
+		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-'))) {
 			return (false);
 		}
@@ -64,8 +65,9 @@ coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const char *
 	*already = false;
 	if (!name_ok(agent)) {
 		coffer_err_set(err, COFFER_EINVAL, "agent name \"%s\" is not valid", agent);
-		return (coffer_err_hint(err, "use 1-64 of letters, digits, '_', '.', '-', starting "
-					     "with a letter or digit"));
+		return (coffer_err_hint(err,
+		    "use 1-64 of letters, digits, '_', '.', '-', starting "
+		    "with a letter or digit"));
 	}
 	if (!name_ok(service)) {
 		coffer_err_set(err, COFFER_EINVAL, "service name \"%s\" is not valid", service);
@@ -102,19 +104,22 @@ coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const char *
 			coffer_err_set(err, COFFER_EEXIST,
 			    "agent %s is enrolled as a drill runner; a runner is no service's agent",
 			    agent);
-			coffer_err_hint(err, "enroll the service's agent under another name and key");
+			coffer_err_hint(
+			    err, "enroll the service's agent under another name and key");
 		} else if (strcmp(was, service) != 0) {
 			coffer_err_set(err, COFFER_EEXIST,
-			    "agent %s is enrolled for service %s; an agent belongs to one service", agent,
-			    was);
+			    "agent %s is enrolled for service %s; an agent belongs to one service",
+			    agent, was);
 			coffer_err_hint(err, "enroll the agent for %s under a new name", service);
 		} else if (PQgetvalue(res, 0, 2)[0] == 't') {
 			coffer_err_set(err, COFFER_EEXIST, "agent %s was revoked", agent);
-			coffer_err_hint(err, "a revoked name stays revoked; enroll under a new name");
+			coffer_err_hint(
+			    err, "a revoked name stays revoked; enroll under a new name");
 		} else if (strcmp(PQgetvalue(res, 0, 1), hex) != 0) {
-			coffer_err_set(err, COFFER_EEXIST, "agent %s is enrolled with another key", agent);
-			coffer_err_hint(err, "to replace its key, revoke %s and enroll under a new name",
-			    agent);
+			coffer_err_set(
+			    err, COFFER_EEXIST, "agent %s is enrolled with another key", agent);
+			coffer_err_hint(err,
+			    "to replace its key, revoke %s and enroll under a new name", agent);
 		} else {
 			*already = true;
 		}
@@ -125,15 +130,16 @@ coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const char *
 	}
 	PQclear(res);
 	const char *kvals[] = { hex };
-	res = coord_catalog_adhoc(cat, "checking the key", "SELECT name FROM agents WHERE pubkey = decode($1, 'hex')",
-	    1, kvals, &rv, err);
+	res = coord_catalog_adhoc(cat, "checking the key",
+	    "SELECT name FROM agents WHERE pubkey = decode($1, 'hex')", 1, kvals, &rv, err);
 	if (res == NULL) {
 		goto fail;
 	}
 	if (PQntuples(res) == 1) {
 		coffer_err_set(err, COFFER_EEXIST, "key %s is already enrolled as agent %s", fp,
 		    PQgetvalue(res, 0, 0));
-		coffer_err_hint(err, "every agent needs its own key: run `coffer-agent init` on it");
+		coffer_err_hint(
+		    err, "every agent needs its own key: run `coffer-agent init` on it");
 		PQclear(res);
 		coord_catalog_rollback(cat);
 		return (COFFER_EEXIST);
@@ -171,8 +177,8 @@ coord_agents_revoke(coord_catalog *cat, const coord_audit_key *key, const char *
 	}
 	const char *vals[] = { agent };
 	PGresult *res = coord_catalog_adhoc(cat, "reading the agent",
-	    "SELECT service, revoked_at IS NOT NULL FROM agents WHERE name = $1 FOR UPDATE", 1, vals,
-	    &rv, err);
+	    "SELECT service, revoked_at IS NOT NULL FROM agents WHERE name = $1 FOR UPDATE", 1,
+	    vals, &rv, err);
 	if (res == NULL) {
 		goto fail;
 	}
@@ -251,8 +257,8 @@ coord_agents_list(coord_catalog *cat, cJSON **out, coffer_err *err)
 			cJSON *ds = cJSON_AddArrayToObject(o, "drills");
 			char list[2048];
 			snprintf(list, sizeof(list), "%s", PQgetvalue(res, i, 10));
-			for (char *save = NULL, *t = strtok_r(list, ",", &save); ds != NULL && t != NULL;
-			     t = strtok_r(NULL, ",", &save)) {
+			for (char *save = NULL, *t = strtok_r(list, ",", &save);
+			     ds != NULL && t != NULL; t = strtok_r(NULL, ",", &save)) {
 				cJSON_AddItemToArray(ds, cJSON_CreateString(t));
 			}
 		}
@@ -272,7 +278,8 @@ coord_agents_list(coord_catalog *cat, cJSON **out, coffer_err *err)
 			cJSON_AddStringToObject(o, "revoked_at", PQgetvalue(res, i, 5));
 		}
 		cJSON_AddNumberToObject(o, "last_event_seq", strtod(PQgetvalue(res, i, 6), NULL));
-		cJSON_AddNumberToObject(o, "last_envelope_seq", strtod(PQgetvalue(res, i, 7), NULL));
+		cJSON_AddNumberToObject(
+		    o, "last_envelope_seq", strtod(PQgetvalue(res, i, 7), NULL));
 		if (PQgetisnull(res, i, 8)) {
 			cJSON_AddNullToObject(o, "last_contact_at");
 		} else {
@@ -292,17 +299,19 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 	*already = false;
 	if (!name_ok(agent)) {
 		coffer_err_set(err, COFFER_EINVAL, "agent name \"%s\" is not valid", agent);
-		return (coffer_err_hint(err, "use 1-64 of letters, digits, '_', '.', '-', starting "
-					     "with a letter or digit"));
+		return (coffer_err_hint(err,
+		    "use 1-64 of letters, digits, '_', '.', '-', starting "
+		    "with a letter or digit"));
 	}
 	if (n == 0) {
-		coffer_err_set(err, COFFER_EINVAL, "a drill runner needs at least one service to drill");
+		coffer_err_set(
+		    err, COFFER_EINVAL, "a drill runner needs at least one service to drill");
 		return (coffer_err_hint(err, "pass --service S (once per service)"));
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (!name_ok(services[i])) {
-			coffer_err_set(err, COFFER_EINVAL, "service name \"%s\" is not valid",
-			    services[i]);
+			coffer_err_set(
+			    err, COFFER_EINVAL, "service name \"%s\" is not valid", services[i]);
 			return (coffer_err_hint(err, "use the name of a [service.NAME] section"));
 		}
 	}
@@ -345,11 +354,13 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 			coffer_err_hint(err, "enroll the runner under its own name and key");
 		} else if (PQgetvalue(res, 0, 2)[0] == 't') {
 			coffer_err_set(err, COFFER_EEXIST, "agent %s was revoked", agent);
-			coffer_err_hint(err, "a revoked name stays revoked; enroll under a new name");
+			coffer_err_hint(
+			    err, "a revoked name stays revoked; enroll under a new name");
 		} else if (strcmp(PQgetvalue(res, 0, 1), hex) != 0) {
-			coffer_err_set(err, COFFER_EEXIST, "agent %s is enrolled with another key", agent);
-			coffer_err_hint(err, "to replace its key, revoke %s and enroll under a new name",
-			    agent);
+			coffer_err_set(
+			    err, COFFER_EEXIST, "agent %s is enrolled with another key", agent);
+			coffer_err_hint(err,
+			    "to replace its key, revoke %s and enroll under a new name", agent);
 		} else {
 			rv = 0;
 		}
@@ -367,10 +378,11 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 			goto fail;
 		}
 		if (PQntuples(res) == 1) {
-			coffer_err_set(err, COFFER_EEXIST, "key %s is already enrolled as agent %s", fp,
-			    PQgetvalue(res, 0, 0));
-			coffer_err_hint(err, "every agent needs its own key: run `coffer-agent init` on "
-					     "it");
+			coffer_err_set(err, COFFER_EEXIST, "key %s is already enrolled as agent %s",
+			    fp, PQgetvalue(res, 0, 0));
+			coffer_err_hint(err,
+			    "every agent needs its own key: run `coffer-agent init` on "
+			    "it");
 			PQclear(res);
 			coord_catalog_rollback(cat);
 			return (COFFER_EEXIST);

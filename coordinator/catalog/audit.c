@@ -41,8 +41,8 @@
 
 #include "common/base/log.h"
 
-#define AUDIT_DOMAIN "coffer-audit-v1"
-#define AUDIT_KEY_HEX (2 * COORD_AUDIT_KEY_LEN)
+#define AUDIT_DOMAIN   "coffer-audit-v1"
+#define AUDIT_KEY_HEX  (2 * COORD_AUDIT_KEY_LEN)
 #define AUDIT_TIME_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 #define AUDIT_TIME_MAX 40
 
@@ -123,12 +123,15 @@ coord_audit_key_load(const char *path, coord_audit_key *key, coffer_err *err)
 		int e = errno;
 		coffer_err_errno(err, e, "open the audit key", path);
 		if (e == ENOENT) {
-			coffer_err_hint(err, "create it with `coffer-coordinator audit-keygen "
-					     "--out %s`, or fix [coordinator] audit_key",
+			coffer_err_hint(err,
+			    "create it with `coffer-coordinator audit-keygen "
+			    "--out %s`, or fix [coordinator] audit_key",
 			    path);
 		} else if (e == ELOOP) {
-			coffer_err_set(err, COFFER_EPERM, "the audit key %s is a symbolic link", path);
-			coffer_err_hint(err, "point [coordinator] audit_key at the key file itself");
+			coffer_err_set(
+			    err, COFFER_EPERM, "the audit key %s is a symbolic link", path);
+			coffer_err_hint(
+			    err, "point [coordinator] audit_key at the key file itself");
 		}
 		return (err != NULL ? err->code : COFFER_EIO);
 	}
@@ -141,7 +144,8 @@ coord_audit_key_load(const char *path, coord_audit_key *key, coffer_err *err)
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		rc = coffer_err_set(err, COFFER_EINVAL, "the audit key %s is not a regular file", path);
+		rc = coffer_err_set(
+		    err, COFFER_EINVAL, "the audit key %s is not a regular file", path);
 		coffer_err_hint(err, "point [coordinator] audit_key at the key file");
 		goto out;
 	}
@@ -167,8 +171,9 @@ coord_audit_key_load(const char *path, coord_audit_key *key, coffer_err *err)
 	if (!hex_to_bytes(buf, len, key->bytes, COORD_AUDIT_KEY_LEN)) {
 		rc = coffer_err_set(err, COFFER_EINVAL,
 		    "the audit key %s is not %d hex digits (a 32-byte key)", path, AUDIT_KEY_HEX);
-		coffer_err_hint(err, "restore the key file from your secret store; a new key "
-				     "cannot verify rows written with the old one");
+		coffer_err_hint(err,
+		    "restore the key file from your secret store; a new key "
+		    "cannot verify rows written with the old one");
 		coord_audit_key_clear(key);
 	}
 out:
@@ -201,16 +206,17 @@ int
 coord_audit_key_generate(const char *path, coord_audit_key *key, coffer_err *err)
 {
 	if (RAND_bytes(key->bytes, COORD_AUDIT_KEY_LEN) != 1) {
-		return (coffer_err_openssl(err, COFFER_EINTERNAL,
-		    "cannot get random bytes for the audit key"));
+		return (coffer_err_openssl(
+		    err, COFFER_EINTERNAL, "cannot get random bytes for the audit key"));
 	}
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
 		int e = errno;
 		coffer_err_errno(err, e, "create the audit key", path);
 		if (e == EEXIST) {
-			coffer_err_hint(err, "a key is never overwritten: rows signed with it could "
-					     "no longer be verified; choose another path");
+			coffer_err_hint(err,
+			    "a key is never overwritten: rows signed with it could "
+			    "no longer be verified; choose another path");
 		}
 		coord_audit_key_clear(key);
 		return (err != NULL ? err->code : COFFER_EIO);
@@ -247,7 +253,6 @@ coord_audit_key_generate(const char *path, coord_audit_key *key, coffer_err *err
 	}
 	return (rc);
 }
-
 
 static void
 put_be32(uint8_t *p, uint32_t v)
@@ -331,20 +336,22 @@ action_valid(const char *action)
 }
 
 static int
-append_check_args(const char *actor, const char *action, const char *subject,
-    const char *details, coffer_err *err)
+append_check_args(const char *actor, const char *action, const char *subject, const char *details,
+    coffer_err *err)
 {
 	if (actor == NULL || actor[0] == '\0' || strlen(actor) > COORD_AUDIT_MAX_NAME) {
-		coffer_err_set(err, COFFER_EINVAL, "audit actor must be 1 to %d bytes",
-		    COORD_AUDIT_MAX_NAME);
+		coffer_err_set(
+		    err, COFFER_EINVAL, "audit actor must be 1 to %d bytes", COORD_AUDIT_MAX_NAME);
 		return (coffer_err_hint(err, "name the agent, operator or \"coordinator\""));
 	}
 	if (action == NULL || !action_valid(action)) {
-		coffer_err_set(err, COFFER_EINVAL, "audit action \"%.64s\" is not a lowercase "
-						   "dotted name of at most 64 bytes",
+		coffer_err_set(err, COFFER_EINVAL,
+		    "audit action \"%.64s\" is not a lowercase "
+		    "dotted name of at most 64 bytes",
 		    action != NULL ? action : "");
-		return (coffer_err_hint(err, "use names like \"agent.enroll\" or "
-					     "\"request.refused\""));
+		return (coffer_err_hint(err,
+		    "use names like \"agent.enroll\" or "
+		    "\"request.refused\""));
 	}
 	if (subject == NULL || strlen(subject) > COORD_AUDIT_MAX_NAME) {
 		coffer_err_set(err, COFFER_EINVAL, "audit subject must be 0 to %d bytes",
@@ -353,10 +360,12 @@ append_check_args(const char *actor, const char *action, const char *subject,
 	}
 	size_t dlen = strlen(details);
 	if (dlen > COORD_AUDIT_MAX_DETAILS) {
-		coffer_err_set(err, COFFER_ETOOBIG, "audit details are %zu bytes, over the %d limit",
-		    dlen, COORD_AUDIT_MAX_DETAILS);
-		return (coffer_err_hint(err, "record a summary and a reference instead of the "
-					     "whole document"));
+		coffer_err_set(err, COFFER_ETOOBIG,
+		    "audit details are %zu bytes, over the %d limit", dlen,
+		    COORD_AUDIT_MAX_DETAILS);
+		return (coffer_err_hint(err,
+		    "record a summary and a reference instead of the "
+		    "whole document"));
 	}
 	cJSON *doc = cJSON_ParseWithOpts(details, NULL, 1);
 	if (doc == NULL) {
@@ -369,10 +378,20 @@ append_check_args(const char *actor, const char *action, const char *subject,
 
 /* Rows per round trip of a batch, and details bytes: a batch's arrays stay
  * a few MiB however many rows the caller hands over. */
-#define AUDIT_BATCH_ROWS 256
+#define AUDIT_BATCH_ROWS  256
 #define AUDIT_BATCH_BYTES (1024 * 1024)
 
-enum { COL_SEQ, COL_AT, COL_ACTOR, COL_ACTION, COL_SUBJECT, COL_DETAILS, COL_PREV, COL_MAC, COLS };
+enum {
+	COL_SEQ,
+	COL_AT,
+	COL_ACTOR,
+	COL_ACTION,
+	COL_SUBJECT,
+	COL_DETAILS,
+	COL_PREV,
+	COL_MAC,
+	COLS
+};
 
 /*
  * Appends rows[0..n) in three statements, each prepared once per
@@ -394,9 +413,11 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 		coord_pgarray_reset(&cols[c]);
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!coord_pgarray_add(&details, rows[i].details != NULL ? rows[i].details : "{}")) {
+		if (!coord_pgarray_add(
+		        &details, rows[i].details != NULL ? rows[i].details : "{}")) {
 			free(details.buf);
-			return (coffer_err_set(err, COFFER_ENOMEM, "out of memory appending to the audit log"));
+			return (coffer_err_set(
+			    err, COFFER_ENOMEM, "out of memory appending to the audit log"));
 		}
 	}
 	const char *p1[] = { coord_pgarray_text(&details) };
@@ -411,10 +432,12 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 	if ((size_t)PQntuples(canon) != n) {
 		PQclear(canon);
 		return (coffer_err_set(err, COFFER_EINTERNAL,
-		    "the catalog returned %zu audit details for %zu rows", (size_t)PQntuples(canon), n));
+		    "the catalog returned %zu audit details for %zu rows", (size_t)PQntuples(canon),
+		    n));
 	}
 	PGresult *res = coord_catalog_query(cat,
-	    "SELECT chain_seq, mac, to_char(clock_timestamp() AT TIME ZONE 'UTC', " AUDIT_TIME_FMT ") "
+	    "SELECT chain_seq, mac, to_char(clock_timestamp() AT TIME ZONE 'UTC', " AUDIT_TIME_FMT
+	    ") "
 	    "FROM audit_head WHERE id = 1 FOR UPDATE",
 	    0, NULL, "locking the audit chain head", &rc, err);
 	if (res == NULL) {
@@ -428,8 +451,9 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 		PQclear(canon);
 		rc = coffer_err_set(err, COFFER_ECORRUPT,
 		    "the audit chain head (table audit_head) is missing or damaged");
-		return (coffer_err_hint(err, "run `coffer-coordinator audit-verify` and investigate who "
-					     "changed the catalog"));
+		return (coffer_err_hint(err,
+		    "run `coffer-coordinator audit-verify` and investigate who "
+		    "changed the catalog"));
 	}
 	row.chain_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	for (size_t i = 0; i < n && rc == 0; i++) {
@@ -453,8 +477,8 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 			row.details, prev_hex, mac_hex };
 		for (int c = 0; c < COLS; c++) {
 			if (!coord_pgarray_add(&cols[c], vals[c])) {
-				rc = coffer_err_set(err, COFFER_ENOMEM,
-				    "out of memory appending to the audit log");
+				rc = coffer_err_set(
+				    err, COFFER_ENOMEM, "out of memory appending to the audit log");
 				break;
 			}
 		}
@@ -499,7 +523,7 @@ coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
 	int rc;
 	for (size_t i = 0; i < n; i++) {
 		if ((rc = append_check_args(rows[i].actor, rows[i].action, rows[i].subject,
-			 rows[i].details != NULL ? rows[i].details : "{}", err)) != 0) {
+		         rows[i].details != NULL ? rows[i].details : "{}", err)) != 0) {
 			return (rc);
 		}
 	}
@@ -572,8 +596,7 @@ struct verify_state {
 	bool broken;
 };
 
-static void
-verify_break(struct verify_state *vs, int64_t seq, const char *fmt, ...)
+static void verify_break(struct verify_state *vs, int64_t seq, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -603,13 +626,13 @@ verify_row(struct verify_state *vs, PGresult *r, coffer_err *err)
 	if (row.chain_seq != vs->expect) {
 		if (row.chain_seq > vs->expect) {
 			verify_break(vs, vs->expect,
-			    "row %" PRId64 " is missing (the chain jumps from %" PRId64 " to %" PRId64
-			    ")",
+			    "row %" PRId64 " is missing (the chain jumps from %" PRId64
+			    " to %" PRId64 ")",
 			    vs->expect, vs->expect - 1, row.chain_seq);
 		} else {
 			verify_break(vs, row.chain_seq,
-			    "row %" PRId64 " is out of sequence (expected %" PRId64 ")", row.chain_seq,
-			    vs->expect);
+			    "row %" PRId64 " is out of sequence (expected %" PRId64 ")",
+			    row.chain_seq, vs->expect);
 		}
 		return (0);
 	}
@@ -644,9 +667,8 @@ verify_row(struct verify_state *vs, PGresult *r, coffer_err *err)
 }
 
 int
-coord_audit_find(coord_catalog *cat, const coord_audit_key *key, const char *action,
-    const char *k1, const char *v1, const char *k2, const char *v2, int64_t *chain_seq,
-    coffer_err *err)
+coord_audit_find(coord_catalog *cat, const coord_audit_key *key, const char *action, const char *k1,
+    const char *v1, const char *k2, const char *v2, int64_t *chain_seq, coffer_err *err)
 {
 	*chain_seq = 0;
 	const char *vals[] = { action, k1, v1, k2, v2 };
@@ -688,20 +710,21 @@ coord_audit_find(coord_catalog *cat, const coord_audit_key *key, const char *act
 static int
 verify_head(coord_catalog *cat, coord_audit_result *res, bool *ok, coffer_err *err)
 {
-	PGresult *r = PQexec(coord_catalog_conn(cat), "SELECT chain_seq, mac FROM audit_head WHERE id = 1");
+	PGresult *r =
+	    PQexec(coord_catalog_conn(cat), "SELECT chain_seq, mac FROM audit_head WHERE id = 1");
 	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
 		return (coord_catalog_pg_error(cat, r, "reading the audit chain head", err));
 	}
-	*ok = PQntuples(r) == 1 && bytea_parse(PQgetvalue(r, 0, 1), res->head_mac,
-				       COORD_AUDIT_MAC_LEN);
+	*ok = PQntuples(r) == 1 &&
+	    bytea_parse(PQgetvalue(r, 0, 1), res->head_mac, COORD_AUDIT_MAC_LEN);
 	res->head_seq = *ok ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
 	PQclear(r);
 	return (0);
 }
 
 int
-coord_audit_verify(coord_catalog *cat, const coord_audit_key *key, coord_audit_result *res,
-    coffer_err *err)
+coord_audit_verify(
+    coord_catalog *cat, const coord_audit_key *key, coord_audit_result *res, coffer_err *err)
 {
 	memset(res, 0, sizeof(*res));
 	PGconn *conn = coord_catalog_conn(cat);
@@ -719,9 +742,10 @@ coord_audit_verify(coord_catalog *cat, const coord_audit_key *key, coord_audit_r
 	memcpy(head_mac, res->head_mac, sizeof(head_mac));
 	/* Rows with any chain_seq are read, even ones a CHECK should have kept
 	 * out, so a row smuggled in with chain_seq 0 is still seen. */
-	if (PQsendQuery(conn, "SELECT chain_seq, to_char(at AT TIME ZONE 'UTC', " AUDIT_TIME_FMT
-			      "), actor, action, subject, details::text, prev_mac, mac "
-			      "FROM audit ORDER BY chain_seq") != 1) {
+	if (PQsendQuery(conn,
+	        "SELECT chain_seq, to_char(at AT TIME ZONE 'UTC', " AUDIT_TIME_FMT
+	        "), actor, action, subject, details::text, prev_mac, mac "
+	        "FROM audit ORDER BY chain_seq") != 1) {
 		rc = coord_catalog_pg_error(cat, NULL, "reading the audit log", err);
 		goto out;
 	}
@@ -730,8 +754,8 @@ coord_audit_verify(coord_catalog *cat, const coord_audit_key *key, coord_audit_r
 	if (PQsetSingleRowMode(conn) != 1) {
 		/* Without single-row mode the whole table would arrive at once:
 		 * refuse rather than let memory follow the table's size. */
-		failed = coffer_err_set(err, COFFER_EINTERNAL,
-		    "reading the audit log: libpq refused single-row mode");
+		failed = coffer_err_set(
+		    err, COFFER_EINTERNAL, "reading the audit log: libpq refused single-row mode");
 		coffer_err_hint(err, "this is a bug; please report it");
 	}
 	while ((r = PQgetResult(conn)) != NULL) {
@@ -746,7 +770,8 @@ coord_audit_verify(coord_catalog *cat, const coord_audit_key *key, coord_audit_r
 			PQclear(r);
 		} else {
 			if (failed == 0) {
-				failed = coord_catalog_pg_error(cat, r, "reading the audit log", err);
+				failed =
+				    coord_catalog_pg_error(cat, r, "reading the audit log", err);
 			} else {
 				PQclear(r);
 			}
@@ -772,17 +797,18 @@ coord_audit_verify(coord_catalog *cat, const coord_audit_key *key, coord_audit_r
 			    res->head_seq);
 		} else if (CRYPTO_memcmp(head_mac, vs.prev_mac, COORD_AUDIT_MAC_LEN) != 0) {
 			verify_break(&vs, res->head_seq,
-			    "the chain head (audit_head) does not match row %" PRId64, res->head_seq);
+			    "the chain head (audit_head) does not match row %" PRId64,
+			    res->head_seq);
 		}
 	}
 	if (vs.broken) {
 		res->intact = false;
-		rc = coffer_err_set(err, COFFER_ECORRUPT, "audit chain broken at chain_seq %" PRId64
-							  ": %s",
-		    res->bad_seq, res->problem);
-		coffer_err_hint(err, "the audit table was changed outside Coffer: compare with the "
-				     "chain head exported to the DR repository and find who had "
-				     "owner or superuser access");
+		rc = coffer_err_set(err, COFFER_ECORRUPT,
+		    "audit chain broken at chain_seq %" PRId64 ": %s", res->bad_seq, res->problem);
+		coffer_err_hint(err,
+		    "the audit table was changed outside Coffer: compare with the "
+		    "chain head exported to the DR repository and find who had "
+		    "owner or superuser access");
 	} else {
 		res->intact = true;
 		memcpy(res->head_mac, vs.prev_mac, sizeof(res->head_mac));

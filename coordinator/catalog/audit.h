@@ -35,9 +35,9 @@
 #include "common/base/error.h"
 #include "coordinator/catalog/catalog.h"
 
-#define COORD_AUDIT_KEY_LEN 32
-#define COORD_AUDIT_MAC_LEN 32
-#define COORD_AUDIT_MAX_NAME 256         /* actor, subject */
+#define COORD_AUDIT_KEY_LEN     32
+#define COORD_AUDIT_MAC_LEN     32
+#define COORD_AUDIT_MAX_NAME    256         /* actor, subject */
 #define COORD_AUDIT_MAX_DETAILS (64 * 1024) /* details JSON, bytes */
 
 typedef struct coord_audit_key {
@@ -100,12 +100,12 @@ int coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
 
 typedef struct coord_audit_result {
 	bool intact;
-	int64_t rows;       /* rows read */
-	int64_t last_good;  /* chain_seq of the last row that verified */
-	int64_t head_seq;   /* audit_head's chain_seq */
+	int64_t rows;                          /* rows read */
+	int64_t last_good;                     /* chain_seq of the last row that verified */
+	int64_t head_seq;                      /* audit_head's chain_seq */
 	uint8_t head_mac[COORD_AUDIT_MAC_LEN]; /* the verified head, for export */
-	int64_t bad_seq;    /* first broken or missing chain_seq; 0 if intact */
-	char problem[256];  /* what is wrong with bad_seq */
+	int64_t bad_seq;                       /* first broken or missing chain_seq; 0 if intact */
+	char problem[256];                     /* what is wrong with bad_seq */
 } coord_audit_result;
 
 /*
@@ -120,8 +120,8 @@ typedef struct coord_audit_result {
  * first broken chain_seq and res->bad_seq / res->problem filled, or another
  * code when the catalog could not be read.
  */
-int coord_audit_verify(coord_catalog *cat, const coord_audit_key *key, coord_audit_result *res,
-    coffer_err *err);
+int coord_audit_verify(
+    coord_catalog *cat, const coord_audit_key *key, coord_audit_result *res, coffer_err *err);
 
 /* One row as the MAC sees it; at and details are PostgreSQL's own text
  * output, so the verifier recomputes exactly what the appender computed. */

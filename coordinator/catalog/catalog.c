@@ -30,7 +30,7 @@
 #include "common/base/log.h"
 #include "coordinator/catalog/migrations.h"
 
-#define CAT_TARGET_MAX 256
+#define CAT_TARGET_MAX      256
 #define CAT_CONNECT_TIMEOUT "10"
 
 /* Statements prepared on this connection, found by the address of their
@@ -98,7 +98,8 @@ cat_describe(const char *conninfo, char *out, size_t size)
 	size_t used = 0;
 	for (size_t k = 0; shown[k] != NULL; k++) {
 		for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-			if (strcmp(o->keyword, shown[k]) != 0 || o->val == NULL || o->val[0] == '\0') {
+			if (strcmp(o->keyword, shown[k]) != 0 || o->val == NULL ||
+			    o->val[0] == '\0') {
 				continue;
 			}
 			int w = snprintf(out + used, size - used, "%s%s=%s", used > 0 ? " " : "",
@@ -142,8 +143,9 @@ coord_catalog_open(const char *conninfo, coffer_err *err)
 {
 	if (conninfo == NULL || conninfo[0] == '\0') {
 		coffer_err_set(err, COFFER_EINVAL, "no catalog connection string configured");
-		coffer_err_hint(err, "set [coordinator] catalog to a libpq conninfo, e.g. "
-				     "\"host=/run/postgresql dbname=coffer user=coffer\"");
+		coffer_err_hint(err,
+		    "set [coordinator] catalog to a libpq conninfo, e.g. "
+		    "\"host=/run/postgresql dbname=coffer user=coffer\"");
 		return (NULL);
 	}
 	char *perr = NULL;
@@ -154,8 +156,9 @@ coord_catalog_open(const char *conninfo, coffer_err *err)
 		PQfreemem(perr);
 		coffer_err_set(err, COFFER_EINVAL,
 		    "the catalog connection string is not valid libpq conninfo");
-		coffer_err_hint(err, "write [coordinator] catalog as key=value pairs "
-				     "(host=... dbname=... user=...) or a postgresql:// URI");
+		coffer_err_hint(err,
+		    "write [coordinator] catalog as key=value pairs "
+		    "(host=... dbname=... user=...) or a postgresql:// URI");
 		return (NULL);
 	}
 	PQconninfoFree(parsed);
@@ -184,8 +187,9 @@ coord_catalog_open(const char *conninfo, coffer_err *err)
 		one_line(PQerrorMessage(cat->conn), msg, sizeof(msg));
 		coffer_err_set(err, COFFER_EUNAVAIL, "cannot connect to the catalog (%s): %s",
 		    cat->target, msg);
-		coffer_err_hint(err, "check that PostgreSQL is running and reachable and that "
-				     "[coordinator] catalog names the right server, database and user");
+		coffer_err_hint(err,
+		    "check that PostgreSQL is running and reachable and that "
+		    "[coordinator] catalog names the right server, database and user");
 		coord_catalog_close(cat);
 		return (NULL);
 	}
@@ -233,8 +237,9 @@ coord_catalog_reconnect(coord_catalog *cat, coffer_err *err)
 		one_line(PQerrorMessage(cat->conn), msg, sizeof(msg));
 		coffer_err_set(err, COFFER_EUNAVAIL, "cannot reconnect to the catalog (%s): %s",
 		    cat->target, msg);
-		return (coffer_err_hint(err, "check that the catalog's PostgreSQL is running and "
-					     "reachable; the coordinator keeps retrying"));
+		return (coffer_err_hint(err,
+		    "check that the catalog's PostgreSQL is running and "
+		    "reachable; the coordinator keeps retrying"));
 	}
 	PQsetNoticeProcessor(cat->conn, cat_notice, NULL);
 	return (0);
@@ -314,7 +319,7 @@ void
 coord_pgarray_free(coord_pgarray *a)
 {
 	free(a->buf);
-	*a = (coord_pgarray){ 0 };
+	*a = (coord_pgarray) { 0 };
 }
 
 PGresult *
@@ -371,10 +376,11 @@ coord_catalog_pg_error(coord_catalog *cat, PGresult *res, const char *what, coff
 	if (res == NULL || PQstatus(cat->conn) != CONNECTION_OK) {
 		one_line(PQerrorMessage(cat->conn), msg, sizeof(msg));
 		PQclear(res);
-		coffer_err_set(err, COFFER_EUNAVAIL, "%s: lost the connection to the catalog (%s): %s",
-		    what, cat->target, msg);
-		return (coffer_err_hint(err, "check that the catalog's PostgreSQL is running and "
-					     "reachable, then retry"));
+		coffer_err_set(err, COFFER_EUNAVAIL,
+		    "%s: lost the connection to the catalog (%s): %s", what, cat->target, msg);
+		return (coffer_err_hint(err,
+		    "check that the catalog's PostgreSQL is running and "
+		    "reachable, then retry"));
 	}
 	const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -476,8 +482,8 @@ sql_sha256_hex(const char *sql, char out[65], coffer_err *err)
 	uint8_t md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
 	if (EVP_Digest(sql, strlen(sql), md, &n, EVP_sha256(), NULL) != 1 || n != 32) {
-		return (coffer_err_openssl(err, COFFER_EINTERNAL,
-		    "cannot compute the sha-256 of a migration"));
+		return (coffer_err_openssl(
+		    err, COFFER_EINTERNAL, "cannot compute the sha-256 of a migration"));
 	}
 	for (unsigned int i = 0; i < n; i++) {
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
@@ -501,7 +507,8 @@ cat_has_version_table(coord_catalog *cat, bool *has, coffer_err *err)
 	    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
 	    "WHERE c.relname = 'schema_version' AND n.nspname = current_schema())");
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		return (coord_catalog_pg_error(cat, res, "reading the catalog's schema version", err));
+		return (
+		    coord_catalog_pg_error(cat, res, "reading the catalog's schema version", err));
 	}
 	*has = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
 	PQclear(res);
@@ -537,7 +544,8 @@ cat_read_and_compare(coord_catalog *cat, int *version, coffer_err *err)
 	    "SELECT (SELECT coalesce(max(number), 0) FROM schema_version), "
 	    "(SELECT count(*) FROM schema_version)");
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		return (coord_catalog_pg_error(cat, res, "reading the catalog's schema version", err));
+		return (
+		    coord_catalog_pg_error(cat, res, "reading the catalog's schema version", err));
 	}
 	long max = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	long count = strtol(PQgetvalue(res, 0, 1), NULL, 10);
@@ -547,8 +555,9 @@ cat_read_and_compare(coord_catalog *cat, int *version, coffer_err *err)
 		coffer_err_set(err, COFFER_EVERSION,
 		    "catalog schema is at version %ld, this coordinator knows up to %d", max,
 		    known_max);
-		return (coffer_err_hint(err, "upgrade coffer-coordinator to a release that knows "
-					     "schema version %ld",
+		return (coffer_err_hint(err,
+		    "upgrade coffer-coordinator to a release that knows "
+		    "schema version %ld",
 		    max));
 	}
 	if (count != max) {
@@ -556,13 +565,15 @@ cat_read_and_compare(coord_catalog *cat, int *version, coffer_err *err)
 		    "the catalog records %ld migrations but claims version %ld: its schema_version "
 		    "table has gaps or was edited",
 		    count, max);
-		return (coffer_err_hint(err, "restore the catalog from a backup, or rebuild it "
-					     "with `coffer-coordinator rebuild-catalog`"));
+		return (coffer_err_hint(err,
+		    "restore the catalog from a backup, or rebuild it "
+		    "with `coffer-coordinator rebuild-catalog`"));
 	}
 
 	res = PQexec(cat->conn, "SELECT number, name, sha256 FROM schema_version ORDER BY number");
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		return (coord_catalog_pg_error(cat, res, "reading the catalog's schema version", err));
+		return (
+		    coord_catalog_pg_error(cat, res, "reading the catalog's schema version", err));
 	}
 	int nrows = PQntuples(res);
 	for (int r = 0; r < nrows && (size_t)r < nknown; r++) {
@@ -580,8 +591,9 @@ cat_read_and_compare(coord_catalog *cat, int *version, coffer_err *err)
 			    "the catalog's schema_version lists migration %d where %d was expected",
 			    number, m->number);
 			PQclear(res);
-			return (coffer_err_hint(err, "restore the catalog from a backup, or rebuild "
-						     "it with `coffer-coordinator rebuild-catalog`"));
+			return (coffer_err_hint(err,
+			    "restore the catalog from a backup, or rebuild "
+			    "it with `coffer-coordinator rebuild-catalog`"));
 		}
 		if (strcmp(sha, want) != 0 || strcmp(name, m->name) != 0) {
 			coffer_err_set(err, COFFER_ECORRUPT,
@@ -590,9 +602,10 @@ cat_read_and_compare(coord_catalog *cat, int *version, coffer_err *err)
 			    "edited after it shipped",
 			    number, name, sha, m->number, m->name, want);
 			PQclear(res);
-			return (coffer_err_hint(err, "run the coffer-coordinator release that built "
-						     "this catalog; never edit a released migration, "
-						     "add a new one"));
+			return (coffer_err_hint(err,
+			    "run the coffer-coordinator release that built "
+			    "this catalog; never edit a released migration, "
+			    "add a new one"));
 		}
 	}
 	PQclear(res);
@@ -610,7 +623,8 @@ coord_catalog_version(coord_catalog *cat, int *version, coffer_err *err)
 	}
 	PGresult *res = PQexec(cat->conn, "SELECT coalesce(max(number), 0) FROM schema_version");
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		return (coord_catalog_pg_error(cat, res, "reading the catalog's schema version", err));
+		return (
+		    coord_catalog_pg_error(cat, res, "reading the catalog's schema version", err));
 	}
 	*version = atoi(PQgetvalue(res, 0, 0));
 	PQclear(res);
@@ -664,15 +678,17 @@ cat_migrate_step(coord_catalog *cat, bool *applied, int *version, coffer_err *er
 	char lock_sql[96];
 	snprintf(lock_sql, sizeof(lock_sql), "SELECT pg_advisory_xact_lock(%lld)",
 	    (long long)COORD_CATALOG_LOCK_MIGRATE);
-	if ((rc = coord_catalog_exec(cat, lock_sql, "locking the catalog for migration", err)) != 0) {
+	if ((rc = coord_catalog_exec(cat, lock_sql, "locking the catalog for migration", err)) !=
+	    0) {
 		goto fail;
 	}
 	bool has = false;
 	if ((rc = cat_has_version_table(cat, &has, err)) != 0) {
 		goto fail;
 	}
-	if (!has && (rc = coord_catalog_exec(cat, cat_version_table_sql,
-			 "creating the schema_version table", err)) != 0) {
+	if (!has &&
+	    (rc = coord_catalog_exec(
+	         cat, cat_version_table_sql, "creating the schema_version table", err)) != 0) {
 		goto fail;
 	}
 	if ((rc = cat_read_and_compare(cat, version, err)) != 0) {

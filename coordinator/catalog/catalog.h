@@ -77,8 +77,8 @@ void coord_catalog_rollback(coord_catalog *cat);
  * succeeded (the caller PQclears it), else NULL with *rv and err set as by
  * coord_catalog_pg_error.
  */
-PGresult *coord_catalog_query(coord_catalog *cat, const char *sql, int n,
-    const char *const *vals, const char *what, int *rv, coffer_err *err);
+PGresult *coord_catalog_query(coord_catalog *cat, const char *sql, int n, const char *const *vals,
+    const char *what, int *rv, coffer_err *err);
 
 /* coord_catalog_query for a statement whose result is not needed: 0 or the
  * error. sql must be a string literal, as there. */

@@ -90,8 +90,8 @@ coord_worker_start(const char *name, const char *conninfo, coord_worker_fn fn, v
 		pthread_cond_destroy(&w->cv);
 		pthread_mutex_destroy(&w->mu);
 		free(w);
-		return (coffer_err_set(err, COFFER_ENOMEM, "cannot start the %s: %s", name,
-		    strerror(prv)));
+		return (coffer_err_set(
+		    err, COFFER_ENOMEM, "cannot start the %s: %s", name, strerror(prv)));
 	}
 	*out = w;
 	return (0);

@@ -23,8 +23,8 @@
 /* One run at now_ms (the tick's time that asked for it). Return 0 or an
  * error (logged by the worker as "<name> failed" unless COFFER_ECANCELED);
  * set *again to run once more without waiting for a tick. */
-typedef int (*coord_worker_fn)(void *arg, coord_catalog *cat, int64_t now_ms, bool *again,
-    coffer_err *err);
+typedef int (*coord_worker_fn)(
+    void *arg, coord_catalog *cat, int64_t now_ms, bool *again, coffer_err *err);
 
 typedef struct coord_worker coord_worker;
 

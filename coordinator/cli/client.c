@@ -14,26 +14,35 @@
 #include <string.h>
 
 #include "common/base/clock.h"
-#include "common/conf/config.h"
 #include "common/base/log.h"
-#include "common/wire/net.h"
+#include "common/conf/config.h"
 #include "common/crypto/sign.h"
+#include "common/wire/net.h"
 #include "common/wire/wire.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
 
 static const coffer_config_key coffer_keys[] = {
-	{ .name = "url", .type = COFFER_CONFIG_STRING, .required = true,
+	{ .name = "url",
+	    .type = COFFER_CONFIG_STRING,
+	    .required = true,
 	    .why = "the coordinator's admin_listen address" },
-	{ .name = "operator", .type = COFFER_CONFIG_STRING, .required = true,
+	{ .name = "operator",
+	    .type = COFFER_CONFIG_STRING,
+	    .required = true,
 	    .why = "the [operator.NAME] this key belongs to in coordinator.conf" },
-	{ .name = "key", .type = COFFER_CONFIG_PATH, .required = true,
+	{ .name = "key",
+	    .type = COFFER_CONFIG_PATH,
+	    .required = true,
 	    .why = "the operator key from `coffer init`" },
 	{ .name = "ca", .type = COFFER_CONFIG_PATH },
 	{ .name = "cert", .type = COFFER_CONFIG_PATH },
 	{ .name = "key_tls", .type = COFFER_CONFIG_PATH },
 	{ .name = "server_name", .type = COFFER_CONFIG_STRING },
-	{ .name = "timeout", .type = COFFER_CONFIG_DURATION, .def = "30s", .min = 1000,
+	{ .name = "timeout",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "30s",
+	    .min = 1000,
 	    .max = 3600 * 1000 },
 	{ .name = "insecure", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ 0 },
@@ -81,7 +90,8 @@ set_remote_error(coffer_err *err, int code, const char *line)
 		coffer_err_set(err, code, "%.*s", (int)(h - line), line);
 		return (coffer_err_hint(err, "%.*s", (int)(line + n - 1 - (h + 8)), h + 8));
 	}
-	return (coffer_err_set(err, code, "%s", line[0] != '\0' ? line : "the coordinator refused"));
+	return (
+	    coffer_err_set(err, code, "%s", line[0] != '\0' ? line : "the coordinator refused"));
 }
 
 static int
@@ -106,9 +116,8 @@ code_of_status(int status)
 }
 
 int
-coord_cli_request(const char *config_path, const char *command,
-    const coffer_adminmsg_arg *args, size_t nargs, char **json_text, cJSON **result,
-    coffer_err *err)
+coord_cli_request(const char *config_path, const char *command, const coffer_adminmsg_arg *args,
+    size_t nargs, char **json_text, cJSON **result, coffer_err *err)
 {
 	*json_text = NULL;
 	if (result != NULL) {
@@ -134,8 +143,8 @@ coord_cli_request(const char *config_path, const char *command,
 	ncfg.url = coffer_config_str(ini, "coffer", "url");
 	ncfg.tls.ca = expand(coffer_config_str(ini, "coffer", "ca"), cabuf, sizeof(cabuf));
 	ncfg.tls.cert = expand(coffer_config_str(ini, "coffer", "cert"), certbuf, sizeof(certbuf));
-	ncfg.tls.key = expand(coffer_config_str(ini, "coffer", "key_tls"), tlskeybuf,
-	    sizeof(tlskeybuf));
+	ncfg.tls.key =
+	    expand(coffer_config_str(ini, "coffer", "key_tls"), tlskeybuf, sizeof(tlskeybuf));
 	ncfg.server_name = coffer_config_str(ini, "coffer", "server_name");
 	ncfg.insecure = coffer_config_bool(ini, "coffer", "insecure");
 	unsigned timeout_ms = (unsigned)coffer_config_duration_ms(ini, "coffer", "timeout");
@@ -148,13 +157,14 @@ coord_cli_request(const char *config_path, const char *command,
 	if ((rv = coffer_sign_key_load(keypath, &key, err)) != 0) {
 		coffer_err_wrap(err, "operator key %s", keypath);
 		if (err->hint[0] == '\0') {
-			coffer_err_hint(err, "create one with `coffer init --out FILE` and set [coffer] "
-					     "key");
+			coffer_err_hint(err,
+			    "create one with `coffer init --out FILE` and set [coffer] "
+			    "key");
 		}
 		goto done;
 	}
-	rv = coffer_adminmsg_build(key, op, command, args, nargs, coffer_clock_now(NULL), NULL, &req,
-	    &req_len, err);
+	rv = coffer_adminmsg_build(
+	    key, op, command, args, nargs, coffer_clock_now(NULL), NULL, &req, &req_len, err);
 	if (rv != 0) {
 		goto done;
 	}
@@ -166,8 +176,9 @@ coord_cli_request(const char *config_path, const char *command,
 	if (rv != 0) {
 		coffer_err_wrap(err, "asking %s", ncfg.url);
 		if (rv == COFFER_EUNAVAIL) {
-			coffer_err_hint(err, "check [coffer] url (the coordinator's admin_listen) and "
-					     "that coffer-coordinator is running");
+			coffer_err_hint(err,
+			    "check [coffer] url (the coordinator's admin_listen) and "
+			    "that coffer-coordinator is running");
 		}
 		goto done;
 	}
@@ -181,9 +192,11 @@ coord_cli_request(const char *config_path, const char *command,
 	if (result != NULL) {
 		*result = cJSON_Parse(reply.json);
 		if (*result == NULL) {
-			rv = coffer_err_set(err, COFFER_EPROTO, "the coordinator's reply is not JSON");
-			coffer_err_hint(err, "check that coffer and coffer-coordinator are the same "
-					     "version");
+			rv = coffer_err_set(
+			    err, COFFER_EPROTO, "the coordinator's reply is not JSON");
+			coffer_err_hint(err,
+			    "check that coffer and coffer-coordinator are the same "
+			    "version");
 			goto done;
 		}
 	}
@@ -224,8 +237,7 @@ coord_cli_output_json(const coffer_cmd *cmd, const char *output, bool *json)
 }
 
 bool
-coord_cli_flags(const coffer_cmd *cmd, const coffer_opt *opts, int argc, char **argv,
-    int *status)
+coord_cli_flags(const coffer_cmd *cmd, const coffer_opt *opts, int argc, char **argv, int *status)
 {
 	int npos = 0;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);

@@ -24,9 +24,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "common/wire/adminmsg.h"
 #include "common/base/cli.h"
 #include "common/base/error.h"
+#include "common/wire/adminmsg.h"
 
 /* The program name for error lines. */
 #define COORD_CLI_PROG "coffer"
@@ -61,9 +61,8 @@ const char *coord_cli_config_path(const char *opt);
  * identity problem, COFFER_EUNAVAIL for a catalog outage) with err holding
  * the coordinator's line; a transport failure is COFFER_EUNAVAIL.
  */
-int coord_cli_request(const char *config_path, const char *command,
-    const coffer_adminmsg_arg *args, size_t nargs, char **json_text, cJSON **result,
-    coffer_err *err);
+int coord_cli_request(const char *config_path, const char *command, const coffer_adminmsg_arg *args,
+    size_t nargs, char **json_text, cJSON **result, coffer_err *err);
 
 /* Prints err as one line on stderr ("coffer <cmd>: ...") and returns the
  * exit status (1, or 2 for configuration problems). */
@@ -76,8 +75,8 @@ int coord_cli_output_json(const coffer_cmd *cmd, const char *output, bool *json)
 /* Parses a command that takes options only: false when the command is
  * over (--help printed, or a usage error said), with its exit status in
  * *status. */
-bool coord_cli_flags(const coffer_cmd *cmd, const coffer_opt *opts, int argc, char **argv,
-    int *status);
+bool coord_cli_flags(
+    const coffer_cmd *cmd, const coffer_opt *opts, int argc, char **argv, int *status);
 
 /* An aligned text table: rows are buffered (bounded by the listing limits
  * of the coordinator) and printed with each column as wide as its widest

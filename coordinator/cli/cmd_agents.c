@@ -51,14 +51,16 @@ coord_cli_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 		return (rv);
 	}
 	if (service == NULL || agent == NULL || pubkey == NULL) {
-		return (coffer_cli_usage_error(cmd, "--service, --agent and --pubkey are required"));
+		return (
+		    coffer_cli_usage_error(cmd, "--service, --agent and --pubkey are required"));
 	}
 	if (nservices < 0) {
 		return (coffer_cli_usage_error(cmd, "--service takes one service name per option"));
 	}
 	if (nservices > 1 && !drill_runner) {
-		return (coffer_cli_usage_error(cmd, "a service agent belongs to one service; "
-						    "several --service only with --drill-runner"));
+		return (coffer_cli_usage_error(cmd,
+		    "a service agent belongs to one service; "
+		    "several --service only with --drill-runner"));
 	}
 	if (coord_cli_output_json(cmd, output, &json) != 0) {
 		return (2);
@@ -67,8 +69,9 @@ coord_cli_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	coffer_sign_pubkey *pub = NULL;
 	if ((rv = coffer_sign_pubkey_load(pubkey, &pub, &err)) != 0) {
-		coffer_err_hint(&err, "give the public key `coffer-agent init` printed (64 hex digits) "
-				      "or a PEM public key file");
+		coffer_err_hint(&err,
+		    "give the public key `coffer-agent init` printed (64 hex digits) "
+		    "or a PEM public key file");
 		return (coord_cli_fail(cmd, &err));
 	}
 	char hex[COFFER_SIGN_PUBKEY_HEX];
@@ -86,7 +89,7 @@ coord_cli_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 		} else {
 			printf("%s %s %s for %s %s (key %s)\n",
 			    cJSON_IsTrue(cJSON_GetObjectItem(doc, "already")) ? "already enrolled:"
-									      : "enrolled",
+			                                                      : "enrolled",
 			    drill_runner ? "drill runner" : "agent", coord_cli_str(doc, "agent"),
 			    drill_runner ? "drilling" : "service", coord_cli_str(doc, "service"),
 			    coord_cli_str(doc, "fingerprint"));
@@ -116,8 +119,8 @@ coord_cli_agents_list(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "agents.list", NULL, 0, &text, &doc,
-	    &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "agents.list", NULL, 0, &text, &doc, &err);
 	if (rv == 0 && json) {
 		printf("%s\n", text);
 	} else if (rv == 0) {
@@ -134,13 +137,15 @@ coord_cli_agents_list(const coffer_cmd *cmd, int argc, char **argv)
 			cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(a, "drills"))
 			{
 				size_t n = strlen(drills);
-				snprintf(drills + n, sizeof(drills) - n, "%s%s", n == 0 ? "drills:" : ",",
+				snprintf(drills + n, sizeof(drills) - n, "%s%s",
+				    n == 0 ? "drills:" : ",",
 				    cJSON_IsString(d) ? d->valuestring : "?");
 			}
 			const char *row[] = { coord_cli_str(a, "name"),
 				drills[0] != '\0' ? drills : coord_cli_str(a, "service"),
-				cJSON_IsString(rev) ? "revoked" : "active", coord_cli_str(a, "fingerprint"),
-				coord_cli_str(a, "enrolled_at"), coord_cli_str(a, "last_contact_at") };
+				cJSON_IsString(rev) ? "revoked" : "active",
+				coord_cli_str(a, "fingerprint"), coord_cli_str(a, "enrolled_at"),
+				coord_cli_str(a, "last_contact_at") };
 			coord_cli_table_row(t, row);
 		}
 		coord_cli_table_print(t);
@@ -175,13 +180,14 @@ coord_cli_agents_revoke(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "agents.revoke", args, 1, &text, &doc,
-	    &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "agents.revoke", args, 1, &text, &doc, &err);
 	if (rv == 0 && json) {
 		printf("%s\n", text);
 	} else if (rv == 0) {
 		printf("%s agent %s\n",
-		    cJSON_IsTrue(cJSON_GetObjectItem(doc, "already")) ? "already revoked:" : "revoked",
+		    cJSON_IsTrue(cJSON_GetObjectItem(doc, "already")) ? "already revoked:"
+		                                                      : "revoked",
 		    coord_cli_str(doc, "agent"));
 	}
 	return (finish(cmd, rv, &err, text, doc));

@@ -61,8 +61,8 @@ coord_cli_audit_list(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "audit.list", args, nargs, &text, &doc,
-	    &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "audit.list", args, nargs, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
 	}
@@ -78,16 +78,17 @@ coord_cli_audit_list(const coffer_cmd *cmd, int argc, char **argv)
 			char seq[32];
 			char *details = cJSON_PrintUnformatted(cJSON_GetObjectItem(r, "details"));
 			const char *row[] = { coord_cli_num(r, "chain_seq", seq, sizeof(seq)),
-				coord_cli_str(r, "at"), coord_cli_str(r, "actor"), coord_cli_str(r, "action"),
-				coord_cli_str(r, "subject"), details };
+				coord_cli_str(r, "at"), coord_cli_str(r, "actor"),
+				coord_cli_str(r, "action"), coord_cli_str(r, "subject"), details };
 			coord_cli_table_row(t, row);
 			cJSON_free(details);
 		}
 		coord_cli_table_print(t);
 		coord_cli_table_free(t);
 		if (cJSON_IsTrue(cJSON_GetObjectItem(doc, "truncated"))) {
-			fprintf(stderr, "coffer audit list: more rows than one reply holds; narrow "
-					"with --since or --limit\n");
+			fprintf(stderr,
+			    "coffer audit list: more rows than one reply holds; narrow "
+			    "with --since or --limit\n");
 		}
 	}
 	free(text);
@@ -116,8 +117,8 @@ coord_cli_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "audit.verify", NULL, 0, &text, &doc,
-	    &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "audit.verify", NULL, 0, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
 	}
@@ -127,16 +128,18 @@ coord_cli_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 		printf("%s\n", text);
 	} else if (intact) {
 		printf("audit chain intact: %s rows, head chain_seq %s mac %s\n",
-		    coord_cli_num(doc, "rows", a, sizeof(a)), coord_cli_num(doc, "head_seq", b, sizeof(b)),
-		    coord_cli_str(doc, "head_mac"));
+		    coord_cli_num(doc, "rows", a, sizeof(a)),
+		    coord_cli_num(doc, "head_seq", b, sizeof(b)), coord_cli_str(doc, "head_mac"));
 		const cJSON *h = cJSON_GetObjectItem(doc, "exported_head");
 		if (cJSON_IsObject(h) && cJSON_IsNumber(cJSON_GetObjectItem(h, "resumed_by"))) {
-			printf("exported head in the DR repository: chain_seq %s (%s) no longer holds; "
-			       "an operator resumed the export past it (audit row %s)\n",
+			printf(
+			    "exported head in the DR repository: chain_seq %s (%s) no longer holds; "
+			    "an operator resumed the export past it (audit row %s)\n",
 			    coord_cli_num(h, "chain_seq", a, sizeof(a)), coord_cli_str(h, "key"),
 			    coord_cli_num(h, "resumed_by", b, sizeof(b)));
 		} else if (cJSON_IsObject(h)) {
-			printf("exported head in the DR repository: chain_seq %s (%s) is in the chain\n",
+			printf(
+			    "exported head in the DR repository: chain_seq %s (%s) is in the chain\n",
 			    coord_cli_num(h, "chain_seq", a, sizeof(a)), coord_cli_str(h, "key"));
 		}
 	} else {
@@ -167,8 +170,9 @@ coord_cli_audit_resume_export(const coffer_cmd *cmd, int argc, char **argv)
 		return (rv);
 	}
 	if (reason == NULL || reason[0] == '\0') {
-		return (coffer_cli_usage_error(cmd, "--reason is required: say what was found and "
-						    "who looked"));
+		return (coffer_cli_usage_error(cmd,
+		    "--reason is required: say what was found and "
+		    "who looked"));
 	}
 	if (coord_cli_output_json(cmd, output, &json) != 0) {
 		return (2);
@@ -178,8 +182,8 @@ coord_cli_audit_resume_export(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "audit.resume_export", args, 1, &text,
-	    &doc, &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "audit.resume_export", args, 1, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
 	}
@@ -188,7 +192,8 @@ coord_cli_audit_resume_export(const coffer_cmd *cmd, int argc, char **argv)
 	if (json) {
 		printf("%s\n", text);
 	} else {
-		printf("audit head export resumed past chain_seq %s (%s); audit row %s records it\n",
+		printf(
+		    "audit head export resumed past chain_seq %s (%s); audit row %s records it\n",
 		    coord_cli_num(h, "chain_seq", a, sizeof(a)), coord_cli_str(h, "key"),
 		    coord_cli_num(doc, "audit_row", b, sizeof(b)));
 	}

@@ -22,8 +22,10 @@ print_backups(const cJSON *doc)
 		char dur[32], size[32];
 		const char *row[] = { coord_cli_str(b, "id"), coord_cli_str(b, "kind"),
 			coord_cli_str(b, "status"), coord_cli_str(b, "started_at"),
-			coord_cli_str(b, "finished_at"), coord_cli_ms(b, "duration_ms", dur, sizeof(dur)),
-			coord_cli_bytes(b, "stored_bytes", size, sizeof(size)), coord_cli_str(b, "agent") };
+			coord_cli_str(b, "finished_at"),
+			coord_cli_ms(b, "duration_ms", dur, sizeof(dur)),
+			coord_cli_bytes(b, "stored_bytes", size, sizeof(size)),
+			coord_cli_str(b, "agent") };
 		coord_cli_table_row(t, row);
 	}
 	coord_cli_table_print(t);
@@ -57,8 +59,8 @@ coord_cli_backups_list(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "backups.list", args, limit ? 2 : 1,
-	    &text, &doc, &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "backups.list", args, limit ? 2 : 1, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
 	}
@@ -99,8 +101,8 @@ coord_cli_backup_run(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "backup.run", args, kind ? 2 : 1,
-	    &text, &doc, &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "backup.run", args, kind ? 2 : 1, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
 	}

@@ -21,7 +21,8 @@ first_failure(const cJSON *d, char *buf, size_t size)
 	cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(d, "checks"))
 	{
 		if (!cJSON_IsTrue(cJSON_GetObjectItem(c, "ok"))) {
-			snprintf(buf, size, "%s: %s", coord_cli_str(c, "name"), coord_cli_str(c, "detail"));
+			snprintf(buf, size, "%s: %s", coord_cli_str(c, "name"),
+			    coord_cli_str(c, "detail"));
 			return (buf);
 		}
 	}
@@ -41,11 +42,12 @@ print_drills(const cJSON *doc)
 		const char *row[] = { coord_cli_num(d, "id", id, sizeof(id)),
 			coord_cli_str(d, "service"), coord_cli_str(d, "status"),
 			coord_cli_str(d, "backup_id"), coord_cli_str(d, "repository"),
-			coord_cli_str(d, "started_at"), coord_cli_ms(d, "restore_ms", restore, sizeof(restore)),
+			coord_cli_str(d, "started_at"),
+			coord_cli_ms(d, "restore_ms", restore, sizeof(restore)),
 			coord_cli_ms(d, "rto_ms", rto, sizeof(rto)), coord_cli_str(d, "runner"),
-			strcmp(coord_cli_str(d, "status"), "failed") == 0 ?
-			    first_failure(d, problem, sizeof(problem)) :
-			    "-" };
+			strcmp(coord_cli_str(d, "status"), "failed") == 0
+			    ? first_failure(d, problem, sizeof(problem))
+			    : "-" };
 		coord_cli_table_row(t, row);
 	}
 	coord_cli_table_print(t);
@@ -74,17 +76,17 @@ coord_cli_drill_list(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_adminmsg_arg args[2];
 	size_t nargs = 0;
 	if (service != NULL) {
-		args[nargs++] = (coffer_adminmsg_arg){ "service", service };
+		args[nargs++] = (coffer_adminmsg_arg) { "service", service };
 	}
 	if (limit != NULL) {
-		args[nargs++] = (coffer_adminmsg_arg){ "limit", limit };
+		args[nargs++] = (coffer_adminmsg_arg) { "limit", limit };
 	}
 	coffer_err err;
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "drill.list", args, nargs, &text, &doc,
-	    &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "drill.list", args, nargs, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
 	}
@@ -124,8 +126,8 @@ coord_cli_drill_run(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "drill.run", args, 1, &text, &doc,
-	    &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "drill.run", args, 1, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
 	}
@@ -133,7 +135,8 @@ coord_cli_drill_run(const coffer_cmd *cmd, int argc, char **argv)
 		printf("%s\n", text);
 	} else {
 		char id[32];
-		printf("drill %s started for service %s: backup %s from the %s repository (runner %s)\n",
+		printf(
+		    "drill %s started for service %s: backup %s from the %s repository (runner %s)\n",
 		    coord_cli_num(doc, "drill_id", id, sizeof(id)), coord_cli_str(doc, "service"),
 		    coord_cli_str(doc, "backup_id"), coord_cli_str(doc, "repository"),
 		    coord_cli_str(doc, "runner"));

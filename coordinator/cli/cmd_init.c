@@ -30,8 +30,9 @@ coord_cli_init(const coffer_cmd *cmd, int argc, char **argv)
 		return (coord_cli_fail(cmd, &err));
 	}
 	printf("%s\n", pub);
-	fprintf(stderr, "operator key written to %s; give the line above to the coordinator's "
-			"administrator for [operator.NAME] public_key\n",
+	fprintf(stderr,
+	    "operator key written to %s; give the line above to the coordinator's "
+	    "administrator for [operator.NAME] public_key\n",
 	    out);
 	return (fflush(stdout) == 0 ? 0 : 1);
 }

@@ -29,20 +29,21 @@ print_value(const cJSON *v)
 	} else if (cJSON_IsArray(v)) {
 		const cJSON *e;
 		bool first = true;
-		cJSON_ArrayForEach(e, v) {
+		cJSON_ArrayForEach(e, v)
+		{
 			if (!first) {
 				putchar(',');
-}
+			}
 			first = false;
 			if (cJSON_IsString(e)) {
 				printf("%s", e->valuestring);
 			} else {
 				printf("?");
-}
+			}
 		}
 		if (first) {
 			printf("-");
-}
+		}
 	} else {
 		char *t = cJSON_PrintUnformatted(v);
 		printf("%s", t != NULL ? t : "?");
@@ -56,10 +57,12 @@ print_items(const cJSON *doc, const char *field)
 	const cJSON *list = cJSON_GetObjectItem(doc, field);
 	const cJSON *item;
 	size_t n = 0;
-	cJSON_ArrayForEach(item, list) {
+	cJSON_ArrayForEach(item, list)
+	{
 		const cJSON *kv;
 		bool first = true;
-		cJSON_ArrayForEach(kv, item) {
+		cJSON_ArrayForEach(kv, item)
+		{
 			printf("%s%s=", first ? "" : " ", kv->string);
 			print_value(kv);
 			first = false;
@@ -69,7 +72,7 @@ print_items(const cJSON *doc, const char *field)
 	}
 	if (n == 0) {
 		printf("(no %s)\n", field);
-}
+	}
 }
 
 /* One request with up to three --name value options mapped to arguments. */
@@ -82,51 +85,52 @@ simple(const coffer_cmd *cmd, int argc, char **argv, const char *command, const 
 	const char *values[3] = { NULL, NULL, NULL };
 	coffer_opt opts[6];
 	size_t k = 0;
-	opts[k++] = (coffer_opt){ "config", 'c', &config, NULL };
-	opts[k++] = (coffer_opt){ "output", 0, &output, NULL };
+	opts[k++] = (coffer_opt) { "config", 'c', &config, NULL };
+	opts[k++] = (coffer_opt) { "output", 0, &output, NULL };
 	for (size_t i = 0; i < nnames; i++) {
-		opts[k++] = (coffer_opt){ names[i], 0, &values[i], NULL };
-}
-	opts[k] = (coffer_opt){ NULL, 0, NULL, NULL };
+		opts[k++] = (coffer_opt) { names[i], 0, &values[i], NULL };
+	}
+	opts[k] = (coffer_opt) { NULL, 0, NULL, NULL };
 	int npos = 0;
 	bool json = false;
 	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
 	if (rv != 0) {
 		return (rv > 0 ? 0 : 2);
-}
+	}
 	if (npos > 0) {
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
-}
+	}
 	for (size_t i = 0; i < nrequired; i++) {
 		if (values[i] == NULL) {
 			return (coffer_cli_usage_error(cmd, "--%s is required", names[i]));
-}
-}
+		}
+	}
 	if (coord_cli_output_json(cmd, output, &json) != 0) {
 		return (2);
-}
+	}
 	coffer_adminmsg_arg args[3];
 	size_t nargs = 0;
 	for (size_t i = 0; i < nnames; i++) {
 		if (values[i] != NULL) {
-			args[nargs++] = (coffer_adminmsg_arg){ names[i], values[i] };
-}
-}
+			args[nargs++] = (coffer_adminmsg_arg) { names[i], values[i] };
+		}
+	}
 	coffer_err err;
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), command, args, nargs, &text, &doc, &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), command, args, nargs, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
-}
+	}
 	if (json) {
 		printf("%s\n", text);
 	} else if (list_field != NULL) {
 		print_items(doc, list_field);
 	} else {
 		printf("%s%s%s\n", done_prefix, values[0], done_suffix);
-}
+	}
 	free(text);
 	cJSON_Delete(doc);
 	return (fflush(stdout) == 0 ? 0 : 1);
@@ -144,8 +148,8 @@ int
 coord_cli_hold_remove(const coffer_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "backup" };
-	return (simple(cmd, argc, argv, "hold.remove", names, 1, 1, NULL, "hold removed from backup ",
-	    ": retention decides its fate again"));
+	return (simple(cmd, argc, argv, "hold.remove", names, 1, 1, NULL,
+	    "hold removed from backup ", ": retention decides its fate again"));
 }
 
 int

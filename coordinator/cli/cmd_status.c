@@ -30,16 +30,16 @@ print_drills(const cJSON *doc)
 			t = coord_cli_table_new(9, headers);
 		}
 		char id[32], rms[32], rto[32];
-		const char *within = cJSON_IsFalse(cJSON_GetObjectItem(d, "within_rto")) ?
-		    "over RTO" :
-		    "-";
+		const char *within =
+		    cJSON_IsFalse(cJSON_GetObjectItem(d, "within_rto")) ? "over RTO" : "-";
 		const char *status = coord_cli_str(d, "status");
-		const char *row[] = { coord_cli_str(s, "service"), coord_cli_num(d, "id", id, sizeof(id)),
-			coord_cli_str(d, "started_at"), status,
-			coord_cli_ms(d, "restore_ms", rms, sizeof(rms)),
+		const char *row[] = { coord_cli_str(s, "service"),
+			coord_cli_num(d, "id", id, sizeof(id)), coord_cli_str(d, "started_at"),
+			status, coord_cli_ms(d, "restore_ms", rms, sizeof(rms)),
 			coord_cli_ms(d, "rto_ms", rto, sizeof(rto)), coord_cli_str(d, "backup_id"),
 			coord_cli_str(d, "repository"),
-			strcmp(status, "failed") == 0 ? coord_cli_str(d, "failure_reason") : within };
+			strcmp(status, "failed") == 0 ? coord_cli_str(d, "failure_reason")
+			                              : within };
 		coord_cli_table_row(t, row);
 	}
 	if (t != NULL) {
@@ -71,8 +71,10 @@ print_dr(const cJSON *doc)
 		const char *row[] = { coord_cli_str(s, "service"), coord_cli_str(d, "copy"),
 			coord_cli_num(d, "verified", v, sizeof(v)),
 			coord_cli_num(d, "pending", p, sizeof(p)),
-			coord_cli_num(d, "failed", f, sizeof(f)), coord_cli_str(d, "last_verified_at"),
-			coord_cli_str(d, "oldest_pending_since"), coord_cli_str(d, "last_failure") };
+			coord_cli_num(d, "failed", f, sizeof(f)),
+			coord_cli_str(d, "last_verified_at"),
+			coord_cli_str(d, "oldest_pending_since"),
+			coord_cli_str(d, "last_failure") };
 		coord_cli_table_row(t, row);
 	}
 	if (t != NULL) {
@@ -92,23 +94,25 @@ print_status(const cJSON *doc)
 	cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "services"))
 	{
 		const cJSON *b = cJSON_GetObjectItemCaseSensitive(s, "last_backup");
-		char age[32], size[32], dur[32], ok[24], failed[24], names[256] = "", contact[64] = "-";
+		char age[32], size[32], dur[32], ok[24], failed[24], names[256] = "",
+		                                                     contact[64] = "-";
 		const cJSON *a;
 		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(s, "agents"))
 		{
 			size_t n = strlen(names);
 			snprintf(names + n, sizeof(names) - n, "%s%s%s", n > 0 ? "," : "",
-			    coord_cli_str(a, "name"), cJSON_IsTrue(cJSON_GetObjectItem(a, "revoked"))
-				? "(revoked)"
-				: "");
+			    coord_cli_str(a, "name"),
+			    cJSON_IsTrue(cJSON_GetObjectItem(a, "revoked")) ? "(revoked)" : "");
 			const char *lc = coord_cli_str(a, "last_contact_at");
 			/* RFC 3339 text sorts by time, so the greatest is the latest. */
-			if (strcmp(lc, "-") != 0 && (strcmp(contact, "-") == 0 || strcmp(lc, contact) > 0)) {
+			if (strcmp(lc, "-") != 0 &&
+			    (strcmp(contact, "-") == 0 || strcmp(lc, contact) > 0)) {
 				snprintf(contact, sizeof(contact), "%s", lc);
 			}
 		}
 		const char *row[] = { coord_cli_str(s, "service"), coord_cli_str(b, "id"),
-			coord_cli_str(b, "finished_at"), coord_cli_age(b, "age_seconds", age, sizeof(age)),
+			coord_cli_str(b, "finished_at"),
+			coord_cli_age(b, "age_seconds", age, sizeof(age)),
 			coord_cli_bytes(b, "stored_bytes", size, sizeof(size)),
 			coord_cli_ms(b, "duration_ms", dur, sizeof(dur)),
 			coord_cli_num(s, "completed", ok, sizeof(ok)),
@@ -156,8 +160,8 @@ coord_cli_status(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	char *text = NULL;
 	cJSON *doc = NULL;
-	rv = coord_cli_request(coord_cli_config_path(config), "status", args, service ? 1 : 0, &text,
-	    &doc, &err);
+	rv = coord_cli_request(
+	    coord_cli_config_path(config), "status", args, service ? 1 : 0, &text, &doc, &err);
 	if (rv != 0) {
 		return (coord_cli_fail(cmd, &err));
 	}

@@ -79,26 +79,29 @@ enroll_runner(coord_config *cfg, const coord_audit_key *key, coord_catalog *cat,
 		char section[96];
 		snprintf(section, sizeof(section), "service.%s", t);
 		if (n == 64) {
-			coffer_err_set(err, COFFER_EINVAL, "too many services for one drill runner");
+			coffer_err_set(
+			    err, COFFER_EINVAL, "too many services for one drill runner");
 			return (coffer_err_hint(err, "enroll at most 64 at a time"));
 		}
 		if (strlen(t) > 63 || !coffer_config_has_section(cfg->ini, section)) {
 			coffer_err_set(err, COFFER_EINVAL, "service %s is not defined in %s", t,
 			    coffer_config_path(cfg->ini));
-			return (coffer_err_hint(err, "add a [service.%s] section with its policy, or "
-						     "check the name", t));
+			return (coffer_err_hint(err,
+			    "add a [service.%s] section with its policy, or "
+			    "check the name",
+			    t));
 		}
 		owners[n] = coffer_config_str(cfg->ini, section, "owner");
 		services[n++] = t;
 	}
 	bool already = false;
-	int rv = coord_agents_enroll_runner(cat, key, ACTOR, services, owners, n, agent, pub,
-	    &already, err);
+	int rv = coord_agents_enroll_runner(
+	    cat, key, ACTOR, services, owners, n, agent, pub, &already, err);
 	if (rv == 0) {
 		char fp[COFFER_SIGN_FINGERPRINT_HEX];
 		coffer_sign_fingerprint(pub, fp);
-		printf("%s drill runner %s (key %s) for:", already ? "already enrolled:" : "enrolled",
-		    agent, fp);
+		printf("%s drill runner %s (key %s) for:",
+		    already ? "already enrolled:" : "enrolled", agent, fp);
 		for (size_t i = 0; i < n; i++) {
 			printf(" %s", services[i]);
 		}
@@ -132,21 +135,24 @@ coord_cmd_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
 	}
 	if (config == NULL || service == NULL || agent == NULL || pubkey == NULL) {
-		return (coffer_cli_usage_error(cmd, "-c FILE, --service, --agent and --pubkey are required"));
+		return (coffer_cli_usage_error(
+		    cmd, "-c FILE, --service, --agent and --pubkey are required"));
 	}
 	if (nservices < 0) {
 		return (coffer_cli_usage_error(cmd, "--service takes one service name per option"));
 	}
 	if (nservices > 1 && !drill_runner) {
-		return (coffer_cli_usage_error(cmd, "a service agent belongs to one service; "
-						    "several --service only with --drill-runner"));
+		return (coffer_cli_usage_error(cmd,
+		    "a service agent belongs to one service; "
+		    "several --service only with --drill-runner"));
 	}
 	coffer_err err;
 	coffer_err_clear(&err);
 	coffer_sign_pubkey *pub = NULL;
 	if ((rv = coffer_sign_pubkey_load(pubkey, &pub, &err)) != 0) {
-		coffer_err_hint(&err, "give the public key `coffer-agent init` printed (64 hex digits) "
-				      "or a PEM public key file");
+		coffer_err_hint(&err,
+		    "give the public key `coffer-agent init` printed (64 hex digits) "
+		    "or a PEM public key file");
 		coffer_err_print(prog, &err);
 		return (coffer_err_exit_status(rv));
 	}
@@ -164,13 +170,14 @@ coord_cmd_agents_enroll(const coffer_cmd *cmd, int argc, char **argv)
 	} else if (strlen(service) > 63 || !coffer_config_has_section(cfg->ini, section)) {
 		coffer_err_set(&err, COFFER_EINVAL, "service %s is not defined in %s", service,
 		    coffer_config_path(cfg->ini));
-		coffer_err_hint(&err, "add a [service.%s] section with its policy, or check the name",
-		    service);
+		coffer_err_hint(
+		    &err, "add a [service.%s] section with its policy, or check the name", service);
 		rv = COFFER_EINVAL;
 	} else {
 		bool already = false;
 		const char *owner = coffer_config_str(cfg->ini, section, "owner");
-		rv = coord_agents_enroll(cat, &key, ACTOR, service, owner, agent, pub, &already, &err);
+		rv = coord_agents_enroll(
+		    cat, &key, ACTOR, service, owner, agent, pub, &already, &err);
 		if (rv == 0) {
 			char fp[COFFER_SIGN_FINGERPRINT_HEX];
 			coffer_sign_fingerprint(pub, fp);
@@ -255,7 +262,8 @@ coord_cmd_agents_list(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
 	}
 	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
-		return (coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
+		return (
+		    coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
 	}
 	coord_config *cfg = NULL;
 	coord_audit_key key;
@@ -293,7 +301,8 @@ coord_cmd_agents_list(const coffer_cmd *cmd, int argc, char **argv)
 			cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(o, "drills"))
 			{
 				size_t n = strlen(drills);
-				snprintf(drills + n, sizeof(drills) - n, "%s%s", n == 0 ? "drills:" : ",",
+				snprintf(drills + n, sizeof(drills) - n, "%s%s",
+				    n == 0 ? "drills:" : ",",
 				    cJSON_IsString(d) ? d->valuestring : "?");
 			}
 			printf("%-24s %-20s %-10s %-33s %s\n", str_or(o, "name", "?"),

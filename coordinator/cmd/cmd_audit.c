@@ -41,8 +41,8 @@ print_result(const coord_audit_result *res, bool json)
 			printf("audit chain intact: %lld rows, head chain_seq %lld mac %s\n",
 			    (long long)res->rows, (long long)res->head_seq, mac);
 		} else {
-			printf("audit chain broken at chain_seq %lld: %s\n", (long long)res->bad_seq,
-			    res->problem);
+			printf("audit chain broken at chain_seq %lld: %s\n",
+			    (long long)res->bad_seq, res->problem);
 		}
 		return;
 	}
@@ -91,7 +91,8 @@ coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
 	}
 	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
-		return (coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
+		return (
+		    coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
 	}
 	bool json = output != NULL && strcmp(output, "json") == 0;
 	coffer_err err;
@@ -125,8 +126,9 @@ coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 	coord_audit_key_clear(&key);
 	coord_catalog_close(cat);
 	if (rv == 0 && exported && !json && head.resumed_by > 0) {
-		printf("exported head in the DR repository: chain_seq %lld (%s) no longer holds; an "
-		       "operator resumed the export past it (audit row %lld)\n",
+		printf(
+		    "exported head in the DR repository: chain_seq %lld (%s) no longer holds; an "
+		    "operator resumed the export past it (audit row %lld)\n",
 		    (long long)head.chain_seq, head.key, (long long)head.resumed_by);
 	} else if (rv == 0 && exported && !json) {
 		printf("exported head in the DR repository: chain_seq %lld (%s) is in the chain\n",

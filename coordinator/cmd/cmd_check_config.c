@@ -79,7 +79,8 @@ coord_cmd_check_config(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_cli_usage_error(cmd, "-c FILE is required"));
 	}
 	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
-		return (coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
+		return (
+		    coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
 	}
 	bool json = output != NULL && strcmp(output, "json") == 0;
 	coffer_err err;

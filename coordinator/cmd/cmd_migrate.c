@@ -11,9 +11,9 @@
 
 #include "common/base/error.h"
 #include "coordinator/catalog/catalog.h"
+#include "coordinator/catalog/migrations.h"
 #include "coordinator/cmd/commands.h"
 #include "coordinator/policy/coord_config.h"
-#include "coordinator/catalog/migrations.h"
 
 #define PROG "coffer-coordinator migrate"
 
@@ -97,8 +97,8 @@ coord_cmd_migrate(const coffer_cmd *cmd, int argc, char **argv)
 	bool json = false;
 	if (output != NULL) {
 		if (strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
-			return (coffer_cli_usage_error(cmd, "--output must be text or json, not %s",
-			    output));
+			return (coffer_cli_usage_error(
+			    cmd, "--output must be text or json, not %s", output));
 		}
 		json = strcmp(output, "json") == 0;
 	}

@@ -16,8 +16,8 @@
 #include "common/base/error.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/cmd/commands.h"
-#include "coordinator/policy/coord_config.h"
 #include "coordinator/dr/rebuild.h"
+#include "coordinator/policy/coord_config.h"
 
 #define PROG "coffer-coordinator rebuild-catalog"
 
@@ -69,7 +69,8 @@ coord_cmd_rebuild(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_cli_usage_error(cmd, "--repo must be primary or dr, not %s", repo));
 	}
 	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
-		return (coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
+		return (
+		    coffer_cli_usage_error(cmd, "--output must be text or json, not %s", output));
 	}
 	bool json = output != NULL && strcmp(output, "json") == 0;
 	coffer_err err;

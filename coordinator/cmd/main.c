@@ -4,8 +4,8 @@
  */
 #include <stdlib.h>
 
-#include "coordinator/cmd/commands.h"
 #include "common/base/log.h"
+#include "coordinator/cmd/commands.h"
 
 static const coffer_cmd coordinator_cmds[] = {
 	{ "run", "-c FILE", "serve agents: apply their events, refuse what is not theirs",
@@ -16,7 +16,8 @@ static const coffer_cmd coordinator_cmds[] = {
 	    "it drills",
 	    coord_cmd_agents_enroll },
 	{ "agents list", "-c FILE [--output json]", "list enrolled agents", coord_cmd_agents_list },
-	{ "agents revoke", "-c FILE NAME", "revoke an agent's enrollment", coord_cmd_agents_revoke },
+	{ "agents revoke", "-c FILE NAME", "revoke an agent's enrollment",
+	    coord_cmd_agents_revoke },
 	{ "migrate", "-c FILE [--output json]", "apply pending catalog schema migrations",
 	    coord_cmd_migrate },
 	{ "check-config", "-c FILE [--output json]",

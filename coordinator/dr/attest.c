@@ -32,11 +32,12 @@ attest_mac(const coord_audit_key *key, const char *domain, const char *body, uin
 	memcpy(msg, domain, dlen);
 	memcpy(msg + dlen, body, blen);
 	size_t outlen = 0;
-	uint8_t *r = EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key->bytes,
-	    COORD_AUDIT_KEY_LEN, msg, n, out, 32, &outlen);
+	uint8_t *r = EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key->bytes, COORD_AUDIT_KEY_LEN,
+	    msg, n, out, 32, &outlen);
 	free(msg);
 	if (r == NULL || outlen != 32) {
-		return (coffer_err_set(err, COFFER_EINTERNAL, "cannot compute an attestation hmac"));
+		return (
+		    coffer_err_set(err, COFFER_EINTERNAL, "cannot compute an attestation hmac"));
 	}
 	return (0);
 }
@@ -147,10 +148,11 @@ unseal(const char *json, size_t len, const coord_audit_key *key, const char *dom
 {
 	*body = NULL;
 	if (len > COORD_ATTEST_MAX) {
-		coffer_err_set(err, COFFER_ETOOBIG, "%s is %zu bytes, over the %d allowed", field, len,
-		    COORD_ATTEST_MAX);
-		return (coffer_err_hint(err, "it was not written by a coordinator: remove it, or "
-					     "rebuild without it"));
+		coffer_err_set(err, COFFER_ETOOBIG, "%s is %zu bytes, over the %d allowed", field,
+		    len, COORD_ATTEST_MAX);
+		return (coffer_err_hint(err,
+		    "it was not written by a coordinator: remove it, or "
+		    "rebuild without it"));
 	}
 	cJSON *o = cJSON_ParseWithLength(json, len);
 	int rv;
@@ -173,11 +175,12 @@ unseal(const char *json, size_t len, const coord_audit_key *key, const char *dom
 		goto out;
 	}
 	if (CRYPTO_memcmp(want, got, sizeof(got)) != 0) {
-		rv = coffer_err_set(err, COFFER_EAUTH, "%s's hmac does not verify under the audit key",
-		    field);
-		coffer_err_hint(err, "it was altered, or written by a coordinator with another "
-				     "audit_key; configure the audit key that was in use when it "
-				     "was written");
+		rv = coffer_err_set(
+		    err, COFFER_EAUTH, "%s's hmac does not verify under the audit key", field);
+		coffer_err_hint(err,
+		    "it was altered, or written by a coordinator with another "
+		    "audit_key; configure the audit key that was in use when it "
+		    "was written");
 		goto out;
 	}
 	cJSON *b = cJSON_Parse(text->valuestring);
@@ -189,8 +192,10 @@ unseal(const char *json, size_t len, const coord_audit_key *key, const char *dom
 	}
 	if (fmt->valuedouble != ATTEST_FORMAT) {
 		cJSON_Delete(b);
-		rv = coffer_err_set(err, COFFER_EVERSION, "%s format %g is not known here "
-		    "(this build reads %d)", field, fmt->valuedouble, ATTEST_FORMAT);
+		rv = coffer_err_set(err, COFFER_EVERSION,
+		    "%s format %g is not known here "
+		    "(this build reads %d)",
+		    field, fmt->valuedouble, ATTEST_FORMAT);
 		goto out;
 	}
 	*body = b;
@@ -201,8 +206,8 @@ out:
 }
 
 int
-coord_attest_parse(const char *json, size_t len, const coord_audit_key *key,
-    coord_attestation *out, coffer_err *err)
+coord_attest_parse(const char *json, size_t len, const coord_audit_key *key, coord_attestation *out,
+    coffer_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	cJSON *b = NULL;
@@ -221,13 +226,13 @@ coord_attest_parse(const char *json, size_t len, const coord_audit_key *key,
 	    (rv = str_field(b, "stored_bytes", bytes, sizeof(bytes), err)) != 0) {
 		goto out;
 	}
-	if ((rv = coffer_hex_decode(pub, out->agent_pubkey, sizeof(out->agent_pubkey), err)) !=
-	    0) {
+	if ((rv = coffer_hex_decode(pub, out->agent_pubkey, sizeof(out->agent_pubkey), err)) != 0) {
 		goto out;
 	}
 	char *end = NULL;
 	if (strspn(bytes, "0123456789") != strlen(bytes)) {
-		rv = coffer_err_set(err, COFFER_ECORRUPT, "attestation stored_bytes is not a count");
+		rv =
+		    coffer_err_set(err, COFFER_ECORRUPT, "attestation stored_bytes is not a count");
 		goto out;
 	}
 	out->stored_bytes = strtoull(bytes, &end, 10);
@@ -235,8 +240,9 @@ coord_attest_parse(const char *json, size_t len, const coord_audit_key *key,
 out:
 	if (rv != 0 && rv != COFFER_EAUTH && rv != COFFER_ENOMEM && rv != COFFER_EINTERNAL &&
 	    err->hint[0] == '\0') {
-		coffer_err_hint(err, "the attestation is damaged; the backup cannot be trusted "
-				     "without one written by the coordinator");
+		coffer_err_hint(err,
+		    "the attestation is damaged; the backup cannot be trusted "
+		    "without one written by the coordinator");
 	}
 	cJSON_Delete(b);
 	return (rv);
@@ -250,11 +256,13 @@ coord_revocation_key(char *buf, size_t size, const char *prefix, const char *age
 {
 	char pub[COFFER_SIGN_PUBKEY_HEX];
 	coffer_hex_encode(pubkey, COFFER_SIGN_PUBKEY_BYTES, pub);
-	int n = snprintf(buf, size, "%s" COORD_REVOCATIONS_PREFIX "%s/revoked-%.16s.json", prefix,
-	    agent, pub);
+	int n = snprintf(
+	    buf, size, "%s" COORD_REVOCATIONS_PREFIX "%s/revoked-%.16s.json", prefix, agent, pub);
 	if (n < 0 || (size_t)n >= size || strchr(agent, '/') != NULL || agent[0] == '\0') {
-		return (coffer_err_set(err, COFFER_EINVAL, "agent name \"%.64s\" makes no "
-		    "revocation key", agent));
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "agent name \"%.64s\" makes no "
+		    "revocation key",
+		    agent));
 	}
 	return (0);
 }
@@ -295,12 +303,12 @@ coord_revocation_parse(const char *json, size_t len, const coord_audit_key *key,
 	int rv = unseal(json, len, key, REVOKE_DOMAIN, "revocation", &b, err);
 	if (rv == 0 &&
 	    ((rv = str_field(b, "agent", out->agent, sizeof(out->agent), err)) != 0 ||
-		(rv = sha_field(b, "agent_public_key", pub, err)) != 0 ||
-		(rv = str_field(b, "revoked_at_ms", at, sizeof(at), err)) != 0 ||
-		(rv = str_field(b, "revoked_by", out->revoked_by, sizeof(out->revoked_by), err)) !=
-		    0 ||
-		(rv = coffer_hex_decode(pub, out->agent_pubkey, sizeof(out->agent_pubkey), err)) !=
-		    0)) {
+	        (rv = sha_field(b, "agent_public_key", pub, err)) != 0 ||
+	        (rv = str_field(b, "revoked_at_ms", at, sizeof(at), err)) != 0 ||
+	        (rv = str_field(b, "revoked_by", out->revoked_by, sizeof(out->revoked_by), err)) !=
+	            0 ||
+	        (rv = coffer_hex_decode(pub, out->agent_pubkey, sizeof(out->agent_pubkey), err)) !=
+	            0)) {
 		cJSON_Delete(b);
 		return (rv);
 	}

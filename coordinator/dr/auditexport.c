@@ -17,8 +17,8 @@
 #include "common/stream/digest.h"
 #include "common/stream/sink.h"
 
-#define HEAD_DOMAIN "coffer-audit-head-v1"
-#define HEAD_MAX 4096
+#define HEAD_DOMAIN    "coffer-audit-head-v1"
+#define HEAD_MAX       4096
 #define RESUMED_ACTION "audit.export_resumed"
 
 static int
@@ -33,7 +33,7 @@ head_sig(const coord_audit_key *key, const coord_audit_head *h, char out[65], co
 	uint8_t mac[32];
 	size_t len = 0;
 	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key->bytes, COORD_AUDIT_KEY_LEN,
-		(const uint8_t *)msg, (size_t)n, mac, sizeof(mac), &len) == NULL ||
+	        (const uint8_t *)msg, (size_t)n, mac, sizeof(mac), &len) == NULL ||
 	    len != sizeof(mac)) {
 		return (coffer_err_set(err, COFFER_EINTERNAL, "cannot sign the audit head"));
 	}
@@ -82,12 +82,14 @@ coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3 *dr
 		bool same = present && strcmp(PQgetvalue(res, 0, 0), last->mac_hex) == 0;
 		PQclear(res);
 		if (!same) {
-			coffer_err_set(err, COFFER_ECORRUPT, "the audit chain was rewritten: row %" PRId64
-			    ", exported to the DR repository as %s, is %s now", last->chain_seq, last->key,
-			    present ? "different" : "gone");
-			return (coffer_err_hint(err, "no newer head is exported until an operator has "
-						     "looked: compare coffer audit list with the exported "
-						     "heads, then restart the coordinator"));
+			coffer_err_set(err, COFFER_ECORRUPT,
+			    "the audit chain was rewritten: row %" PRId64
+			    ", exported to the DR repository as %s, is %s now",
+			    last->chain_seq, last->key, present ? "different" : "gone");
+			return (coffer_err_hint(err,
+			    "no newer head is exported until an operator has "
+			    "looked: compare coffer audit list with the exported "
+			    "heads, then restart the coordinator"));
 		}
 	}
 	char sig[65], seq[24];
@@ -100,8 +102,8 @@ coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3 *dr
 	gmtime_r(&t, &tm);
 	char day[16];
 	strftime(day, sizeof(day), "%Y-%m-%d", &tm);
-	snprintf(h.key, sizeof(h.key), "%saudit/%s/%s/head-%020" PRId64 ".json", prefix,
-	    h.chain_id, day, h.chain_seq);
+	snprintf(h.key, sizeof(h.key), "%saudit/%s/%s/head-%020" PRId64 ".json", prefix, h.chain_id,
+	    day, h.chain_seq);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddNumberToObject(o, "format", 1);
 	cJSON_AddStringToObject(o, "chain_seq", seq);
@@ -140,9 +142,9 @@ coord_audit_export(coord_catalog *cat, const coord_audit_key *key, coffer_s3 *dr
 	cJSON_AddStringToObject(d, "version_id", info.version_id);
 	char *dtext = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
-	rv = dtext == NULL ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row") :
-			     coord_audit_append(cat, key, "coordinator", "audit.head_exported",
-				 "dr", dtext, NULL, err);
+	rv = dtext == NULL ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
+	                   : coord_audit_append(cat, key, "coordinator", "audit.head_exported",
+	                         "dr", dtext, NULL, err);
 	cJSON_free(dtext);
 	if (rv == 0) {
 		*last = h;
@@ -167,16 +169,18 @@ str_of(const cJSON *o, const char *name, char *out, size_t size, coffer_err *err
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (!cJSON_IsString(v) || strlen(v->valuestring) >= size) {
-		return (coffer_err_set(err, COFFER_ECORRUPT, "exported audit head field %s is "
-		    "missing or too long", name));
+		return (coffer_err_set(err, COFFER_ECORRUPT,
+		    "exported audit head field %s is "
+		    "missing or too long",
+		    name));
 	}
 	memcpy(out, v->valuestring, strlen(v->valuestring) + 1);
 	return (0);
 }
 
 static int
-check_newest(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
-    coord_audit_head *h, bool *found, coffer_err *err)
+check_newest(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr, coord_audit_head *h,
+    bool *found, coffer_err *err)
 {
 	*found = false;
 	memset(h, 0, sizeof(*h));
@@ -214,18 +218,22 @@ check_newest(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
 	coffer_filter_free(buf);
 	char seq[24], sig[65], want[65];
 	if (!cJSON_IsObject(o)) {
-		rv = coffer_err_set(err, COFFER_ECORRUPT, "exported audit head %s is not JSON", h->key);
+		rv = coffer_err_set(
+		    err, COFFER_ECORRUPT, "exported audit head %s is not JSON", h->key);
 	} else if ((rv = str_of(o, "chain_seq", seq, sizeof(seq), err)) == 0 &&
-		   (rv = str_of(o, "mac", h->mac_hex, sizeof(h->mac_hex), err)) == 0 &&
-		   (rv = str_of(o, "at", h->at, sizeof(h->at), err)) == 0 &&
-		   (rv = str_of(o, "sig", sig, sizeof(sig), err)) == 0) {
+	    (rv = str_of(o, "mac", h->mac_hex, sizeof(h->mac_hex), err)) == 0 &&
+	    (rv = str_of(o, "at", h->at, sizeof(h->at), err)) == 0 &&
+	    (rv = str_of(o, "sig", sig, sizeof(sig), err)) == 0) {
 		h->chain_seq = strtoll(seq, NULL, 10);
 		rv = head_sig(key, h, want, err);
 		if (rv == 0 && CRYPTO_memcmp(want, sig, 64) != 0) {
-			rv = coffer_err_set(err, COFFER_EAUTH, "exported audit head %s is not signed "
-			    "with this audit key: it is forged, or the key changed", h->key);
-			coffer_err_hint(err, "the DR account can list who wrote it; the chain itself "
-					     "was checked without it");
+			rv = coffer_err_set(err, COFFER_EAUTH,
+			    "exported audit head %s is not signed "
+			    "with this audit key: it is forged, or the key changed",
+			    h->key);
+			coffer_err_hint(err,
+			    "the DR account can list who wrote it; the chain itself "
+			    "was checked without it");
 		}
 	}
 	cJSON_Delete(o);
@@ -241,17 +249,22 @@ check_newest(coord_catalog *cat, const coord_audit_key *key, coffer_repo *dr,
 		return (rv);
 	}
 	if (PQntuples(res) == 0) {
-		rv = coffer_err_set(err, COFFER_ECORRUPT, "the audit chain has no row %" PRId64 ", but "
+		rv = coffer_err_set(err, COFFER_ECORRUPT,
+		    "the audit chain has no row %" PRId64 ", but "
 		    "the DR repository holds it as an exported head (%s, written at %s): rows were "
-		    "removed from the end of the chain", h->chain_seq, h->key, h->at);
+		    "removed from the end of the chain",
+		    h->chain_seq, h->key, h->at);
 	} else if (strcmp(PQgetvalue(res, 0, 0), h->mac_hex) != 0) {
-		rv = coffer_err_set(err, COFFER_ECORRUPT, "audit row %" PRId64 " has mac %.16s..., "
+		rv = coffer_err_set(err, COFFER_ECORRUPT,
+		    "audit row %" PRId64 " has mac %.16s..., "
 		    "the head exported to the DR repository (%s) has %.16s...: the chain was "
-		    "rewritten", h->chain_seq, PQgetvalue(res, 0, 0), h->key, h->mac_hex);
+		    "rewritten",
+		    h->chain_seq, PQgetvalue(res, 0, 0), h->key, h->mac_hex);
 	}
 	if (rv != 0) {
-		coffer_err_hint(err, "restore the catalog from a backup taken before the tampering "
-				     "and find who had superuser access to it");
+		coffer_err_hint(err,
+		    "restore the catalog from a backup taken before the tampering "
+		    "and find who had superuser access to it");
 	}
 	PQclear(res);
 	return (rv);
@@ -283,21 +296,23 @@ coord_audit_export_check(coord_catalog *cat, const coord_audit_key *key, coffer_
 }
 
 int
-coord_audit_export_resume(coord_catalog *cat, const coord_audit_key *key,
-    const coord_config *cfg, const char *actor, const char *reason, coord_audit_head *h,
-    coffer_err *err)
+coord_audit_export_resume(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const char *actor, const char *reason, coord_audit_head *h, coffer_err *err)
 {
 	memset(h, 0, sizeof(*h));
 	if (!coffer_config_has_section(cfg->ini, "repository.dr")) {
-		coffer_err_set(err, COFFER_EREFUSED, "there is no DR repository, so no audit head "
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "there is no DR repository, so no audit head "
 		    "export to resume");
 		return (coffer_err_hint(err, "configure [repository.dr] first"));
 	}
 	if (reason == NULL || reason[0] == '\0' || strlen(reason) > 1000) {
-		coffer_err_set(err, COFFER_EINVAL, "resuming the audit head export needs a reason of "
+		coffer_err_set(err, COFFER_EINVAL,
+		    "resuming the audit head export needs a reason of "
 		    "1 to 1000 bytes");
-		return (coffer_err_hint(err, "say what was found and who looked, e.g. --reason "
-					     "\"INC-4711: rows cut by a restore from an old dump\""));
+		return (coffer_err_hint(err,
+		    "say what was found and who looked, e.g. --reason "
+		    "\"INC-4711: rows cut by a restore from an old dump\""));
 	}
 	coffer_repo_config rc;
 	coffer_repo *dr = NULL;
@@ -315,8 +330,9 @@ coord_audit_export_resume(coord_catalog *cat, const coord_audit_key *key,
 	if (rv == 0) {
 		coffer_err_set(err, COFFER_EREFUSED, "the audit head export is not stopped: %s",
 		    found ? "the newest exported head still holds" : "nothing was exported yet");
-		return (coffer_err_hint(err, "there is nothing to resume; coffer audit verify "
-					     "shows the chain and the exported head"));
+		return (coffer_err_hint(err,
+		    "there is nothing to resume; coffer audit verify "
+		    "shows the chain and the exported head"));
 	}
 	if (rv != COFFER_ECORRUPT && rv != COFFER_EAUTH) {
 		if (why.code != 0) {
@@ -343,9 +359,8 @@ coord_audit_export_resume(coord_catalog *cat, const coord_audit_key *key,
 }
 
 int
-coord_audit_verify_all(coord_catalog *cat, const coord_audit_key *key,
-    const coord_config *cfg, coord_audit_result *res, coord_audit_head *head, bool *exported,
-    coffer_err *err)
+coord_audit_verify_all(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    coord_audit_result *res, coord_audit_head *head, bool *exported, coffer_err *err)
 {
 	*exported = false;
 	memset(head, 0, sizeof(*head));

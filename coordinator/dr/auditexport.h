@@ -94,8 +94,7 @@ int coord_audit_export_resume(coord_catalog *cat, const coord_audit_key *key,
  * COFFER_ECORRUPT or COFFER_EAUTH with err naming it. *exported and head:
  * whether a head was read, and which.
  */
-int coord_audit_verify_all(coord_catalog *cat, const coord_audit_key *key,
-    const coord_config *cfg, coord_audit_result *res, coord_audit_head *head, bool *exported,
-    coffer_err *err);
+int coord_audit_verify_all(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    coord_audit_result *res, coord_audit_head *head, bool *exported, coffer_err *err);
 
 #endif

@@ -16,26 +16,26 @@
 #include <openssl/sha.h>
 
 #include "common/base/clock.h"
-#include "common/stream/digest.h"
 #include "common/base/log.h"
 #include "common/repo/repo.h"
 #include "common/repo/s3.h"
+#include "common/stream/digest.h"
 #include "common/stream/sink.h"
-#include "coordinator/watch/alerts.h"
+#include "coordinator/catalog/worker.h"
 #include "coordinator/dr/attest.h"
 #include "coordinator/dr/auditexport.h"
 #include "coordinator/policy/prune.h"
 #include "coordinator/wal/walprune.h"
 #include "coordinator/wal/walwatch.h"
-#include "coordinator/catalog/worker.h"
+#include "coordinator/watch/alerts.h"
 
-#define ACTOR "coordinator"
-#define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
-#define MS(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
+#define ACTOR      "coordinator"
+#define TS(n)      "to_timestamp($" #n "::bigint / 1000.0)"
+#define MS(x)      "floor(extract(epoch FROM " x ") * 1000)::bigint"
 #define RFC3339(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 #define MINUTE_MS (60LL * 1000)
-#define DAY_MS (24LL * 3600 * 1000)
+#define DAY_MS    (24LL * 3600 * 1000)
 /* A `forever` tier locks for this long: S3 needs a date. */
 #define FOREVER_MS (100LL * 366 * DAY_MS)
 /* Attestations written into the primary repository per pass. */
@@ -44,8 +44,8 @@
 struct coord_drcopy {
 	const coord_config *cfg;
 	const coord_audit_key *key;
-	coffer_repo *primary; /* read (backups), write (attestations) */
-	coffer_s3 *dr;        /* NULL without [repository.dr] */
+	coffer_repo *primary;                    /* read (backups), write (attestations) */
+	coffer_s3 *dr;                           /* NULL without [repository.dr] */
 	char dr_prefix[COFFER_REPO_KEY_MAX + 2]; /* "" or "<prefix>/" */
 	atomic_bool stop;
 	coord_worker *worker; /* the copier thread; NULL: passes run on the caller's */
@@ -103,7 +103,8 @@ set_prefix(coord_drcopy *d, const char *prefix, coffer_err *err)
 		n--;
 	}
 	if (n > 512) {
-		coffer_err_set(err, COFFER_EINVAL, "[repository.dr] prefix is longer than 512 bytes");
+		coffer_err_set(
+		    err, COFFER_EINVAL, "[repository.dr] prefix is longer than 512 bytes");
 		return (coffer_err_hint(err, "use a shorter prefix"));
 	}
 	memcpy(d->dr_prefix, p, n);
@@ -127,13 +128,15 @@ open_dr(coord_drcopy *d, coffer_err *err)
 		return (err->code);
 	}
 	if (rc.type == NULL || strcmp(rc.type, "s3") != 0) {
-		coffer_err_set(err, COFFER_EINVAL, "[repository.dr] is type = %s: a DR repository "
+		coffer_err_set(err, COFFER_EINVAL,
+		    "[repository.dr] is type = %s: a DR repository "
 		    "must be an object-locked S3 bucket (rule: DR copies cannot be deleted by "
 		    "anyone who holds production credentials, and a directory cannot lock)",
 		    rc.type != NULL ? rc.type : "posix");
-		return (coffer_err_hint(err, "point [repository.dr] at an S3 bucket created with "
-					     "object lock in another account (docs/S3.md, \"DR "
-					     "repository\")"));
+		return (coffer_err_hint(err,
+		    "point [repository.dr] at an S3 bucket created with "
+		    "object lock in another account (docs/S3.md, \"DR "
+		    "repository\")"));
 	}
 	int rv = set_prefix(d, rc.prefix, err);
 	if (rv != 0) {
@@ -155,28 +158,33 @@ open_dr(coord_drcopy *d, coffer_err *err)
 	memset(&lc, 0, sizeof(lc));
 	rv = coffer_s3_object_lock_get(d->dr, &lc, err);
 	if (rv == COFFER_EPERM) {
-		coffer_err_set(err, COFFER_EPERM, "the DR credentials may not read bucket %s's object "
+		coffer_err_set(err, COFFER_EPERM,
+		    "the DR credentials may not read bucket %s's object "
 		    "lock configuration, so the coordinator cannot confirm the copies will be locked",
 		    rc.bucket);
-		return (coffer_err_hint(err, "allow s3:GetBucketObjectLockConfiguration on the DR "
-					     "bucket for the coordinator's DR user (docs/S3.md)"));
+		return (coffer_err_hint(err,
+		    "allow s3:GetBucketObjectLockConfiguration on the DR "
+		    "bucket for the coordinator's DR user (docs/S3.md)"));
 	}
 	if (rv != 0) {
 		return (coffer_err_wrap(err, "checking the DR bucket's object lock"));
 	}
 	if (!lc.enabled) {
-		coffer_err_set(err, COFFER_EREFUSED, "DR bucket %s does not have object lock enabled "
-		    "(rule: DR copies must be immutable until they expire)", rc.bucket);
-		return (coffer_err_hint(err, "create the DR bucket with object lock (aws s3api "
-					     "create-bucket --object-lock-enabled-for-bucket), or "
-					     "point [repository.dr] at one that has it"));
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "DR bucket %s does not have object lock enabled "
+		    "(rule: DR copies must be immutable until they expire)",
+		    rc.bucket);
+		return (coffer_err_hint(err,
+		    "create the DR bucket with object lock (aws s3api "
+		    "create-bucket --object-lock-enabled-for-bucket), or "
+		    "point [repository.dr] at one that has it"));
 	}
 	return (0);
 }
 
 int
-coord_drcopy_new(const coord_config *cfg, const coord_audit_key *key, coord_drcopy **out,
-    coffer_err *err)
+coord_drcopy_new(
+    const coord_config *cfg, const coord_audit_key *key, coord_drcopy **out, coffer_err *err)
 {
 	*out = NULL;
 	const char *needs = NULL;
@@ -187,17 +195,23 @@ coord_drcopy_new(const coord_config *cfg, const coord_audit_key *key, coord_drco
 	}
 	bool have_dr = coffer_config_has_section(cfg->ini, "repository.dr");
 	if (needs != NULL && !have_dr) {
-		coffer_err_set(err, COFFER_EINVAL, "service %s sets dr.copy = %s, but there is no "
-		    "[repository.dr] to copy to", needs, dr_copy_mode(cfg, needs));
-		return (coffer_err_hint(err, "add [repository.dr] (an object-locked S3 bucket, "
-					     "docs/S3.md) or set dr.copy = none"));
+		coffer_err_set(err, COFFER_EINVAL,
+		    "service %s sets dr.copy = %s, but there is no "
+		    "[repository.dr] to copy to",
+		    needs, dr_copy_mode(cfg, needs));
+		return (coffer_err_hint(err,
+		    "add [repository.dr] (an object-locked S3 bucket, "
+		    "docs/S3.md) or set dr.copy = none"));
 	}
 	if (!coffer_config_has_section(cfg->ini, "repository.primary")) {
 		if (needs != NULL) {
-			coffer_err_set(err, COFFER_EINVAL, "service %s sets dr.copy, but there is no "
-			    "[repository.primary] to copy from", needs);
-			return (coffer_err_hint(err, "add [repository.primary] with the coordinator's "
-						     "credentials"));
+			coffer_err_set(err, COFFER_EINVAL,
+			    "service %s sets dr.copy, but there is no "
+			    "[repository.primary] to copy from",
+			    needs);
+			return (coffer_err_hint(err,
+			    "add [repository.primary] with the coordinator's "
+			    "credentials"));
 		}
 		return (0);
 	}
@@ -210,8 +224,9 @@ coord_drcopy_new(const coord_config *cfg, const coord_audit_key *key, coord_drco
 	d->key = key;
 	coffer_repo_config rc;
 	int rv = coord_config_repo(cfg, "primary", &rc, err);
-	if (rv == 0 && (rv = coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE,
-			    &d->primary, err)) != 0) {
+	if (rv == 0 &&
+	    (rv = coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE, &d->primary, err)) !=
+	        0) {
 		coffer_err_wrap(err, "[repository.primary]");
 	}
 	if (rv == 0 && have_dr) {
@@ -243,8 +258,8 @@ tier_rank(const char *word)
 
 /* Whether the plan's entry b is wanted under mode, and its retain-until. */
 static bool
-wanted(const coord_service_policy *p, const coord_config *cfg, const char *mode,
-    const cJSON *b, int64_t now_ms, int64_t *until_ms)
+wanted(const coord_service_policy *p, const coord_config *cfg, const char *mode, const cJSON *b,
+    int64_t now_ms, int64_t *until_ms)
 {
 	const cJSON *status = cJSON_GetObjectItemCaseSensitive(b, "status");
 	if (!cJSON_IsString(status) || strcmp(status->valuestring, "completed") != 0) {
@@ -324,8 +339,9 @@ plan_service(coord_catalog *cat, const coord_config *cfg, const coord_service_po
 		const char *iv[] = { id->valuestring, u, lock, n };
 		res = coord_catalog_query(cat,
 		    "INSERT INTO backup_copies (backup_id, repo, status, retain_until, lock_mode, "
-		    "started_at) VALUES ($1, 'dr', 'copying', " TS(2) ", $3, " TS(4) ") "
-		    "ON CONFLICT (backup_id, repo) DO NOTHING",
+		    "started_at) VALUES ($1, 'dr', 'copying', " TS(2) ", $3, " TS(
+		        4) ") "
+		           "ON CONFLICT (backup_id, repo) DO NOTHING",
 		    4, iv, "planning a DR copy", &rv, err);
 		if (res == NULL) {
 			break;
@@ -342,9 +358,8 @@ plan_service(coord_catalog *cat, const coord_config *cfg, const coord_service_po
 /* ---- alerts ---- */
 
 static int
-set_alert(coord_drcopy *d, coord_catalog *cat, const char *service, const char *check,
-    bool active, const char *summary, cJSON *details, int64_t now_ms, coord_drcopy_stats *st,
-    coffer_err *err)
+set_alert(coord_drcopy *d, coord_catalog *cat, const char *service, const char *check, bool active,
+    const char *summary, cJSON *details, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	char *text = details != NULL ? cJSON_PrintUnformatted(details) : NULL;
 	cJSON_Delete(details);
@@ -387,14 +402,18 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	    "(SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status IN ('copying', 'failed') "
 	    "  AND b.status <> 'deleted' "
-	    "  AND c.started_at < " TS(2) " - $3::bigint * interval '1 millisecond'), "
-	    "(SELECT " MS("min(c.started_at)") " FROM backup_copies c "
-	    "  JOIN backups b ON b.id = c.backup_id WHERE b.service = $1 AND c.repo = 'dr' "
-	    "  AND c.status IN ('copying', 'failed')), "
-	    "(SELECT count(*) FROM wal_segments w WHERE w.service = $1 AND $4::boolean "
-	    "  AND w.dr_copied_at IS NULL AND w.deleted_at IS NULL "
-	    "  AND w.archived_at < " TS(2) " - $3::bigint * interval '1 millisecond' "
-	    "  AND w.archived_at > " TS(2) " - $5::bigint * interval '1 millisecond')",
+	    "  AND c.started_at < " TS(
+	        2) " - $3::bigint * interval '1 millisecond'), "
+	           "(SELECT " MS(
+	               "min(c.started_at)") " FROM backup_copies c "
+	                                    "  JOIN backups b ON b.id = c.backup_id WHERE b.service = $1 AND c.repo = 'dr' "
+	                                    "  AND c.status IN ('copying', 'failed')), "
+	                                    "(SELECT count(*) FROM wal_segments w WHERE w.service = $1 AND $4::boolean "
+	                                    "  AND w.dr_copied_at IS NULL AND w.deleted_at IS NULL "
+	                                    "  AND w.archived_at < " TS(
+	                                        2) " - $3::bigint * interval '1 millisecond' "
+	                                           "  AND w.archived_at > " TS(
+	                                               2) " - $5::bigint * interval '1 millisecond')",
 	    5, v, "reading DR copy state", &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -413,22 +432,25 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 		cJSON_AddNumberToObject(det, "failed", (double)failed);
 		cJSON_AddStringToObject(det, "first", first);
 	}
-	rv = set_alert(d, cat, service, COORD_ALERT_DR_COPY_FAILED, failed > 0, summary, det, now_ms,
-	    st, err);
+	rv = set_alert(
+	    d, cat, service, COORD_ALERT_DR_COPY_FAILED, failed > 0, summary, det, now_ms, st, err);
 	if (rv != 0) {
 		return (rv);
 	}
 	summary[0] = '\0';
 	det = cJSON_CreateObject();
 	if (late > 0) {
-		snprintf(summary, sizeof(summary), "%ld DR cop%s of service %s not verified within "
-		    "[dr] copy_lag = %s; the oldest has been due since %s", late,
-		    late == 1 ? "y" : "ies", service, coffer_duration_format(iv, sizeof(iv), lag_ms),
+		snprintf(summary, sizeof(summary),
+		    "%ld DR cop%s of service %s not verified within "
+		    "[dr] copy_lag = %s; the oldest has been due since %s",
+		    late, late == 1 ? "y" : "ies", service,
+		    coffer_duration_format(iv, sizeof(iv), lag_ms),
 		    coffer_time_format(at, sizeof(at), oldest));
 		cJSON_AddNumberToObject(det, "late", (double)late);
 		cJSON_AddStringToObject(det, "oldest_due_since", at);
 	} else if (wal_late > 0) {
-		snprintf(summary, sizeof(summary), "%ld WAL segment%s of service %s not copied to DR "
+		snprintf(summary, sizeof(summary),
+		    "%ld WAL segment%s of service %s not copied to DR "
 		    "within [dr] copy_lag = %s: point-in-time recovery from DR stops before them",
 		    wal_late, wal_late == 1 ? "" : "s", service,
 		    coffer_duration_format(iv, sizeof(iv), lag_ms));
@@ -449,8 +471,8 @@ wake(coord_drcopy *d)
 }
 
 int
-coord_drcopy_tick(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
-    coffer_err *err)
+coord_drcopy_tick(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	coord_drcopy_stats local;
 	if (st == NULL) {
@@ -525,7 +547,7 @@ typedef struct copy_job {
 	int64_t stored_bytes;
 	char manifest_sha[65]; /* "" when the catalog has none */
 	int64_t until_ms;
-	char lock[16];         /* GOVERNANCE / COMPLIANCE */
+	char lock[16]; /* GOVERNANCE / COMPLIANCE */
 	char pubkey_hex[65];
 	int attempts;
 	/* physical: the WAL from start to stop goes with it */
@@ -566,21 +588,21 @@ static int stream_object(coord_drcopy *d, copy_job *j, const char *src, const ch
     char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err);
 
 static int
-copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
-    int64_t expect_bytes, bool *exists, char sha_out[65], coffer_err *err)
+copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha, int64_t expect_bytes,
+    bool *exists, char sha_out[65], coffer_err *err)
 {
 	*exists = false;
 	char src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8];
-	int rv = coffer_repo_backup_key(src, sizeof(src), j->service, j->id, object_names[which],
-	    err);
+	int rv =
+	    coffer_repo_backup_key(src, sizeof(src), j->service, j->id, object_names[which], err);
 	if (rv == 0) {
 		rv = dr_key(d, j, object_names[which], dst, sizeof(dst), err);
 	}
 	if (rv != 0) {
 		return (rv);
 	}
-	return (stream_object(d, j, src, dst, expect_sha, expect_bytes, exists, sha_out,
-	    j->versions[which], err));
+	return (stream_object(
+	    d, j, src, dst, expect_sha, expect_bytes, exists, sha_out, j->versions[which], err));
 }
 
 /* Streams the primary's object src into a locked DR upload at dst. */
@@ -603,8 +625,8 @@ stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
 	}
 	/* The stop filter ends a long copy when the coordinator is stopping. */
 	upload_sink *sink = calloc(1, sizeof(*sink));
-	coffer_filter *stop = sink != NULL ? coffer_stop_filter_new(&d->stop, "the DR copy", err) :
-					     NULL;
+	coffer_filter *stop =
+	    sink != NULL ? coffer_stop_filter_new(&d->stop, "the DR copy", err) : NULL;
 	coffer_filter *sha = stop != NULL ? coffer_sha256_filter_new(err) : NULL;
 	coffer_filter *cnt = sha != NULL ? coffer_count_filter_new(err) : NULL;
 	if (cnt == NULL) {
@@ -624,21 +646,26 @@ stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
 	uint64_t bytes = coffer_count_filter_bytes(cnt);
 	coffer_filter_free_chain(chain);
 	if (rv == COFFER_ENOENT) {
-		coffer_err_set(err, COFFER_ENOENT, "%s is missing from the primary repository", src);
-		coffer_err_hint(err, "the backup cannot be copied; run `coffer-agent verify` on it "
-				     "and take a new backup");
+		coffer_err_set(
+		    err, COFFER_ENOENT, "%s is missing from the primary repository", src);
+		coffer_err_hint(err,
+		    "the backup cannot be copied; run `coffer-agent verify` on it "
+		    "and take a new backup");
 	} else if (rv == 0 && expect_bytes >= 0 && (int64_t)bytes != expect_bytes) {
-		rv = coffer_err_set(err, COFFER_ECORRUPT, "%s in the primary repository has %" PRIu64
-		    " bytes, the catalog recorded %" PRId64 "; nothing was published in DR", src,
-		    bytes, expect_bytes);
+		rv = coffer_err_set(err, COFFER_ECORRUPT,
+		    "%s in the primary repository has %" PRIu64
+		    " bytes, the catalog recorded %" PRId64 "; nothing was published in DR",
+		    src, bytes, expect_bytes);
 	} else if (rv == 0 && expect_sha[0] != '\0' && strcmp(sha_out, expect_sha) != 0) {
-		rv = coffer_err_set(err, COFFER_ECORRUPT, "%s in the primary repository has sha256 "
-		    "%.16s..., the catalog recorded %.16s...; nothing was published in DR", src,
-		    sha_out, expect_sha);
+		rv = coffer_err_set(err, COFFER_ECORRUPT,
+		    "%s in the primary repository has sha256 "
+		    "%.16s..., the catalog recorded %.16s...; nothing was published in DR",
+		    src, sha_out, expect_sha);
 	}
 	if (rv == COFFER_ECORRUPT) {
-		coffer_err_hint(err, "the primary copy is damaged: the integrity sweep will page "
-				     "for it; take a new backup");
+		coffer_err_hint(err,
+		    "the primary copy is damaged: the integrity sweep will page "
+		    "for it; take a new backup");
 	}
 	coffer_s3_object_info info;
 	memset(&info, 0, sizeof(info));
@@ -730,22 +757,29 @@ verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
 		snprintf(version, COFFER_S3_VERSION_ID_MAX, "%s", info.version_id);
 	}
 	if (strcmp(got, want_sha) != 0) {
-		coffer_err_set(err, COFFER_ECORRUPT, "DR object %s reads back with sha256 %.16s..., "
-		    "expected %.16s...", dst, got, want_sha);
-		return (coffer_err_hint(err, "an object of other content holds the key in the DR "
-					     "bucket (it is locked and stays); inspect it with the DR "
-					     "account"));
+		coffer_err_set(err, COFFER_ECORRUPT,
+		    "DR object %s reads back with sha256 %.16s..., "
+		    "expected %.16s...",
+		    dst, got, want_sha);
+		return (coffer_err_hint(err,
+		    "an object of other content holds the key in the DR "
+		    "bucket (it is locked and stays); inspect it with the DR "
+		    "account"));
 	}
 	if (strcasecmp(info.lock_mode, j->lock) != 0 || info.lock_until_ms + 1000 < j->until_ms) {
 		char want[40], have[40];
-		coffer_err_set(err, COFFER_EREFUSED, "DR object %s is locked %s until %s, expected "
-		    "%s until %s", dst, info.lock_mode[0] != '\0' ? info.lock_mode : "(no lock)",
-		    info.lock_until_ms > 0 ? coffer_time_format(have, sizeof(have),
-						info.lock_until_ms) : "-",
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "DR object %s is locked %s until %s, expected "
+		    "%s until %s",
+		    dst, info.lock_mode[0] != '\0' ? info.lock_mode : "(no lock)",
+		    info.lock_until_ms > 0
+		        ? coffer_time_format(have, sizeof(have), info.lock_until_ms)
+		        : "-",
 		    j->lock, coffer_time_format(want, sizeof(want), j->until_ms));
-		return (coffer_err_hint(err, "the DR bucket or its store ignored the object lock "
-					     "headers; check that object lock is enabled and "
-					     "supported"));
+		return (coffer_err_hint(err,
+		    "the DR bucket or its store ignored the object lock "
+		    "headers; check that object lock is enabled and "
+		    "supported"));
 	}
 	return (0);
 }
@@ -778,8 +812,8 @@ attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, cha
 	coord_attestation a;
 	memset(&a, 0, sizeof(a));
 	if (strlen(j->id) >= sizeof(a.backup_id)) {
-		return (coffer_err_set(err, COFFER_EINVAL, "backup id %s is not a manifest's id",
-		    j->id));
+		return (coffer_err_set(
+		    err, COFFER_EINVAL, "backup id %s is not a manifest's id", j->id));
 	}
 	memcpy(a.backup_id, j->id, strlen(j->id) + 1);
 	snprintf(a.service, sizeof(a.service), "%s", j->service);
@@ -790,8 +824,10 @@ attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, cha
 	a.stored_bytes = (uint64_t)j->stored_bytes;
 	if (strlen(j->pubkey_hex) != 64 ||
 	    coffer_hex_decode(j->pubkey_hex, a.agent_pubkey, sizeof(a.agent_pubkey), err) != 0) {
-		coffer_err_set(err, COFFER_EINVAL, "backup %s has no enrolled agent key in the "
-		    "catalog to attest", j->id);
+		coffer_err_set(err, COFFER_EINVAL,
+		    "backup %s has no enrolled agent key in the "
+		    "catalog to attest",
+		    j->id);
 		return (coffer_err_hint(err, "the backup cannot be attested; take a new backup"));
 	}
 	return (coord_attest_render(&a, d->key, json, len, err));
@@ -830,9 +866,10 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 	int64_t to = coord_walprune_lsn_segno(j->stop_lsn, per);
 	uint64_t sysid = strtoull(j->sysid, NULL, 10);
 	if (from < 0 || to < from || j->timeline <= 0 || sysid == 0) {
-		return (coffer_err_set(err, COFFER_ECORRUPT, "backup %s has no usable system "
-		    "identifier, timeline and start/stop LSNs ('%s', %d, %s..%s)", j->id, j->sysid,
-		    j->timeline, j->start_lsn, j->stop_lsn));
+		return (coffer_err_set(err, COFFER_ECORRUPT,
+		    "backup %s has no usable system "
+		    "identifier, timeline and start/stop LSNs ('%s', %d, %s..%s)",
+		    j->id, j->sysid, j->timeline, j->start_lsn, j->stop_lsn));
 	}
 	for (int64_t n = from; n <= to && rv == 0; n++) {
 		char seg[32], tl[16], src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8];
@@ -850,21 +887,25 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		}
 		if (PQntuples(res) == 0) {
 			PQclear(res);
-			coffer_err_set(err, COFFER_EUNAVAIL, "WAL segment %s, needed by physical backup "
-			    "%s, is not recorded as archived yet", seg, j->id);
-			return (coffer_err_hint(err, "the copy is retried; if it persists, look for "
-						     "wal_gap or wal_archive_failing alerts"));
+			coffer_err_set(err, COFFER_EUNAVAIL,
+			    "WAL segment %s, needed by physical backup "
+			    "%s, is not recorded as archived yet",
+			    seg, j->id);
+			return (coffer_err_hint(err,
+			    "the copy is retried; if it persists, look for "
+			    "wal_gap or wal_archive_failing alerts"));
 		}
 		char want[65];
 		snprintf(want, sizeof(want), "%s", PQgetvalue(res, 0, 0));
 		int64_t bytes = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
 		PQclear(res);
 		if ((rv = coffer_repo_wal_key(src, sizeof(src), j->service, sysid,
-			 (uint32_t)j->timeline, seg, err)) != 0) {
+		         (uint32_t)j->timeline, seg, err)) != 0) {
 			return (rv);
 		}
 		if ((size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >= sizeof(dst)) {
-			return (coffer_err_set(err, COFFER_EINVAL, "DR key for %s is too long", src));
+			return (
+			    coffer_err_set(err, COFFER_EINVAL, "DR key for %s is too long", src));
 		}
 		char got[65], version[COFFER_S3_VERSION_ID_MAX] = "";
 		bool exists = false;
@@ -904,16 +945,18 @@ copy_backup(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 	}
 	if (exists[1] || j->manifest_sha[0] == '\0') {
 		char key[COFFER_REPO_KEY_MAX];
-		if ((rv = coffer_repo_backup_key(key, sizeof(key), j->service, j->id, "manifest.json",
-			 err)) == 0) {
+		if ((rv = coffer_repo_backup_key(
+		         key, sizeof(key), j->service, j->id, "manifest.json", err)) == 0) {
 			rv = digest_primary(d, key, sha[1], err);
 		}
 		if (rv != 0) {
 			return (rv);
 		}
 		if (j->manifest_sha[0] != '\0' && strcmp(sha[1], j->manifest_sha) != 0) {
-			return (coffer_err_set(err, COFFER_ECORRUPT, "manifest.json of %s in the "
-			    "primary repository does not match the catalog's manifest_sha256", j->id));
+			return (coffer_err_set(err, COFFER_ECORRUPT,
+			    "manifest.json of %s in the "
+			    "primary repository does not match the catalog's manifest_sha256",
+			    j->id));
 		}
 	}
 	char *att = NULL;
@@ -943,8 +986,8 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 	cJSON_AddStringToObject(a, "service", j->service);
 	cJSON_AddStringToObject(a, "backup_id", j->id);
 	cJSON_AddStringToObject(a, "lock_mode", j->lock);
-	cJSON_AddStringToObject(a, "retain_until", coffer_time_format(until, sizeof(until),
-							  j->until_ms));
+	cJSON_AddStringToObject(
+	    a, "retain_until", coffer_time_format(until, sizeof(until), j->until_ms));
 	cJSON_AddNumberToObject(a, "attempt", j->attempts);
 	for (int i = 0; i < 3; i++) {
 		cJSON_AddStringToObject(ver, object_names[i], j->versions[i]);
@@ -952,8 +995,8 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 	if (ok) {
 		cJSON_AddNumberToObject(a, "bytes", (double)j->stored_bytes);
 		cJSON_AddStringToObject(a, "stored_sha256", j->stored_sha);
-		cJSON_AddNumberToObject(a, "seconds",
-		    (double)(coffer_clock_monotonic_ms() - started_ms) / 1000.0);
+		cJSON_AddNumberToObject(
+		    a, "seconds", (double)(coffer_clock_monotonic_ms() - started_ms) / 1000.0);
 		cJSON_AddItemToObject(a, "versions", cJSON_Duplicate(ver, true));
 		if (j->wal_segments > 0) {
 			cJSON_AddNumberToObject(a, "wal_segments", j->wal_segments);
@@ -965,9 +1008,9 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 	char *vtext = cJSON_PrintUnformatted(ver);
 	cJSON_Delete(a);
 	cJSON_Delete(ver);
-	int rv = text == NULL || vtext == NULL ?
-	    coffer_err_set(err, COFFER_ENOMEM, "no memory for a DR copy record") :
-	    coord_catalog_begin(cat, err);
+	int rv = text == NULL || vtext == NULL
+	    ? coffer_err_set(err, COFFER_ENOMEM, "no memory for a DR copy record")
+	    : coord_catalog_begin(cat, err);
 	if (rv == 0) {
 		char n[32], b[32], backoff[32];
 		fmt_i64(n, sizeof(n), now_ms);
@@ -990,9 +1033,9 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 		if (ok) {
 			rv = coord_catalog_query_exec(cat,
 			    "UPDATE backup_copies SET status = 'verified', stored_sha256 = decode($2, "
-			    "'hex'), stored_bytes = $3::bigint, versions = $4::jsonb, finished_at = "
-			    TS(5) ", failure_reason = NULL, next_attempt_at = NULL "
-			    "WHERE backup_id = $1 AND repo = 'dr'",
+			    "'hex'), stored_bytes = $3::bigint, versions = $4::jsonb, finished_at = " TS(
+			        5) ", failure_reason = NULL, next_attempt_at = NULL "
+			           "WHERE backup_id = $1 AND repo = 'dr'",
 			    5, v, "recording a verified DR copy", err);
 		} else {
 			/* A backup gone from the primary cannot be copied later. */
@@ -1001,14 +1044,15 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 			rv = coord_catalog_query_exec(cat,
 			    "UPDATE backup_copies SET status = 'failed', attempts = attempts + 1, "
 			    "failure_reason = $3, next_attempt_at = CASE WHEN $5::boolean "
-			    "THEN 'infinity'::timestamptz ELSE " TS(2) " + $4::bigint * "
-			    "interval '1 millisecond' END WHERE backup_id = $1 AND repo = 'dr'",
+			    "THEN 'infinity'::timestamptz ELSE " TS(
+			        2) " + $4::bigint * "
+			           "interval '1 millisecond' END WHERE backup_id = $1 AND repo = 'dr'",
 			    5, vv, "recording a failed DR copy", err);
 		}
 	}
 	if (rv == 0) {
-		rv = coord_audit_append(cat, d->key, ACTOR, ok ? "dr.copy_verified" : "dr.copy_failed",
-		    j->id, text, NULL, err);
+		rv = coord_audit_append(cat, d->key, ACTOR,
+		    ok ? "dr.copy_verified" : "dr.copy_failed", j->id, text, NULL, err);
 	}
 	if (rv == 0) {
 		rv = coord_catalog_commit(cat, err);
@@ -1021,8 +1065,8 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 }
 
 static int
-copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
-    coffer_err *err)
+copy_due(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	char n[32], lim[16];
 	fmt_i64(n, sizeof(n), now_ms);
@@ -1033,15 +1077,17 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT c.backup_id, b.service, COALESCE(b.agent, ''), b.kind, "
 	    "encode(b.stored_sha256, 'hex'), b.stored_bytes, "
-	    "COALESCE(b.manifest->>'manifest_sha256', ''), " MS("c.retain_until") ", "
-	    "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status, "
-	    "COALESCE(b.timeline, 0), COALESCE(b.start_lsn::text, ''), "
-	    "COALESCE(b.stop_lsn::text, ''), COALESCE(b.system_identifier::text, '') "
-	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
-	    "LEFT JOIN agents a ON a.name = b.agent "
-	    "WHERE c.repo = 'dr' AND c.status IN ('copying', 'failed') "
-	    "AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= " TS(1) ") "
-	    "ORDER BY c.next_attempt_at NULLS FIRST, c.started_at LIMIT $2::integer",
+	    "COALESCE(b.manifest->>'manifest_sha256', ''), " MS(
+	        "c.retain_until") ", "
+	                          "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status, "
+	                          "COALESCE(b.timeline, 0), COALESCE(b.start_lsn::text, ''), "
+	                          "COALESCE(b.stop_lsn::text, ''), COALESCE(b.system_identifier::text, '') "
+	                          "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	                          "LEFT JOIN agents a ON a.name = b.agent "
+	                          "WHERE c.repo = 'dr' AND c.status IN ('copying', 'failed') "
+	                          "AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= " TS(
+	                              1) ") "
+	                                 "ORDER BY c.next_attempt_at NULLS FIRST, c.started_at LIMIT $2::integer",
 	    2, v, "reading due DR copies", &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -1060,7 +1106,8 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 		snprintf(j->agent, sizeof(j->agent), "%s", PQgetvalue(res, i, 2));
 		snprintf(j->kind, sizeof(j->kind), "%s", PQgetvalue(res, i, 3));
 		snprintf(j->stored_sha, sizeof(j->stored_sha), "%s", PQgetvalue(res, i, 4));
-		j->stored_bytes = PQgetisnull(res, i, 5) ? -1 : strtoll(PQgetvalue(res, i, 5), NULL, 10);
+		j->stored_bytes =
+		    PQgetisnull(res, i, 5) ? -1 : strtoll(PQgetvalue(res, i, 5), NULL, 10);
 		snprintf(j->manifest_sha, sizeof(j->manifest_sha), "%s", PQgetvalue(res, i, 6));
 		j->until_ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
 		snprintf(j->lock, sizeof(j->lock), "%s", PQgetvalue(res, i, 8));
@@ -1086,8 +1133,10 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 		int64_t t0 = coffer_clock_monotonic_ms();
 		int cr;
 		if (gone[i]) {
-			cr = coffer_err_set(&e, COFFER_ENOENT, "backup %s was deleted from the primary "
-			    "repository before its DR copy was made", j->id);
+			cr = coffer_err_set(&e, COFFER_ENOENT,
+			    "backup %s was deleted from the primary "
+			    "repository before its DR copy was made",
+			    j->id);
 		} else {
 			cr = copy_backup(d, cat, j, &e);
 		}
@@ -1097,16 +1146,17 @@ copy_due(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats
 		char q[COFFER_ERR_MSG_MAX + 8];
 		if (cr == 0) {
 			st->verified++;
-			coffer_log_info("DR copy verified", "service=%s backup=%s bytes=%" PRId64
-			    " ms=%lld", j->service, j->id, j->stored_bytes,
-			    (long long)(coffer_clock_monotonic_ms() - t0));
+			coffer_log_info("DR copy verified",
+			    "service=%s backup=%s bytes=%" PRId64 " ms=%lld", j->service, j->id,
+			    j->stored_bytes, (long long)(coffer_clock_monotonic_ms() - t0));
 		} else {
 			st->failed++;
-			coffer_log_error("DR copy failed", "service=%s backup=%s attempt=%d error=%s",
-			    j->service, j->id, j->attempts, quoted(q, sizeof(q), e.msg));
+			coffer_log_error("DR copy failed",
+			    "service=%s backup=%s attempt=%d error=%s", j->service, j->id,
+			    j->attempts, quoted(q, sizeof(q), e.msg));
 		}
-		rv = record(d, cat, j, cr, &e, t0, coffer_clock_now(NULL) > now_ms ?
-						       coffer_clock_now(NULL) : now_ms, err);
+		rv = record(d, cat, j, cr, &e, t0,
+		    coffer_clock_now(NULL) > now_ms ? coffer_clock_now(NULL) : now_ms, err);
 	}
 	free(gone);
 	free(jobs);
@@ -1167,19 +1217,22 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 		coffer_err_clear(&e);
 		char key[COFFER_REPO_KEY_MAX], msha[65], *att = NULL;
 		size_t alen = 0;
-		int ar = coffer_repo_backup_key(key, sizeof(key), j.service, j.id, "manifest.json", &e);
+		int ar =
+		    coffer_repo_backup_key(key, sizeof(key), j.service, j.id, "manifest.json", &e);
 		if (ar == 0 && (ar = digest_primary(d, key, msha, &e)) == 0) {
 			if (j.manifest_sha[0] != '\0' && strcmp(msha, j.manifest_sha) != 0) {
-				ar = coffer_err_set(&e, COFFER_ECORRUPT, "manifest.json of %s does not "
-				    "match the catalog's manifest_sha256", j.id);
+				ar = coffer_err_set(&e, COFFER_ECORRUPT,
+				    "manifest.json of %s does not "
+				    "match the catalog's manifest_sha256",
+				    j.id);
 			}
 		}
 		if (ar == 0) {
 			ar = attestation_of(d, &j, msha, &att, &alen, &e);
 		}
 		if (ar == 0) {
-			ar = coffer_repo_backup_key(key, sizeof(key), j.service, j.id,
-			    COORD_ATTEST_OBJECT, &e);
+			ar = coffer_repo_backup_key(
+			    key, sizeof(key), j.service, j.id, COORD_ATTEST_OBJECT, &e);
 		}
 		if (ar == 0) {
 			ar = put_primary(d, key, att, alen, &e);
@@ -1200,8 +1253,9 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 			continue;
 		}
 		const char *iv[] = { j.id };
-		rv = coord_catalog_query_exec(cat, "UPDATE backups SET attested_at = now() WHERE id = $1",
-		    1, iv, "recording an attestation", err);
+		rv = coord_catalog_query_exec(cat,
+		    "UPDATE backups SET attested_at = now() WHERE id = $1", 1, iv,
+		    "recording an attestation", err);
 		if (rv == 0) {
 			st->attested++;
 		}
@@ -1233,8 +1287,8 @@ write_revocation(coord_drcopy *d, const coord_revocation *rev, int64_t now_ms, c
 		rv = 0;
 	}
 	if (rv == 0 && d->dr != NULL &&
-	    (rv = coord_revocation_key(key, sizeof(key), d->dr_prefix, rev->agent, rev->agent_pubkey,
-		 err)) == 0) {
+	    (rv = coord_revocation_key(
+	         key, sizeof(key), d->dr_prefix, rev->agent, rev->agent_pubkey, err)) == 0) {
 		coffer_s3_put_opts opts = { .lock_mode = "COMPLIANCE",
 			.lock_until_ms = now_ms +
 			    coffer_config_duration_ms(d->cfg->ini, "dr", "audit_retention") };
@@ -1261,8 +1315,8 @@ write_revocation(coord_drcopy *d, const coord_revocation *rev, int64_t now_ms, c
  * repositories: without it, rebuild-catalog would bring them back active
  * from their backups' attestations. */
 static int
-export_revocations(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
-    coffer_err *err)
+export_revocations(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	char lim[16];
 	snprintf(lim, sizeof(lim), "%d", REVOKE_PER_PASS);
@@ -1285,8 +1339,8 @@ export_revocations(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_dr
 		snprintf(rev.revoked_by, sizeof(rev.revoked_by), "%s", PQgetvalue(res, i, 3));
 		coffer_err e;
 		coffer_err_clear(&e);
-		int wr = coffer_hex_decode(PQgetvalue(res, i, 1), rev.agent_pubkey,
-		    sizeof(rev.agent_pubkey), &e);
+		int wr = coffer_hex_decode(
+		    PQgetvalue(res, i, 1), rev.agent_pubkey, sizeof(rev.agent_pubkey), &e);
 		if (wr == 0) {
 			wr = write_revocation(d, &rev, now_ms, &e);
 		}
@@ -1306,12 +1360,12 @@ export_revocations(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_dr
 		rv = coord_catalog_begin(cat, err);
 		if (rv == 0) {
 			rv = coord_catalog_query_exec(cat,
-			    "UPDATE agents SET revocation_exported_at = now() WHERE name = $1", 1, av,
-			    "recording an exported revocation", err);
+			    "UPDATE agents SET revocation_exported_at = now() WHERE name = $1", 1,
+			    av, "recording an exported revocation", err);
 		}
 		if (rv == 0) {
-			rv = coord_audit_append(cat, d->key, "coordinator", "agent.revocation_exported",
-			    rev.agent, details, NULL, err);
+			rv = coord_audit_append(cat, d->key, "coordinator",
+			    "agent.revocation_exported", rev.agent, details, NULL, err);
 		}
 		if (rv == 0) {
 			rv = coord_catalog_commit(cat, err);
@@ -1338,8 +1392,8 @@ export_revocations(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_dr
  * retried next pass and, once older than [dr] copy_lag, pages dr_copy_lag.
  */
 static int
-copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
-    coffer_err *err)
+copy_wal_stream(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	int rv = 0;
 	for (size_t i = 0; i < d->cfg->n_services && rv == 0 && !atomic_load(&d->stop); i++) {
@@ -1354,11 +1408,12 @@ copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcop
 		snprintf(sec, sizeof(sec), "service.%s", p->name);
 		const char *v[] = { p->name, n, w, lim };
 		PGresult *res = coord_catalog_query(cat,
-		    "SELECT timeline, segment, encode(stored_sha256, 'hex'), stored_bytes, "
-		    MS("archived_at") ", system_identifier::text "
-		    "FROM wal_segments WHERE service = $1 AND dr_copied_at IS NULL "
-		    "AND deleted_at IS NULL AND archived_at > " TS(2) " - $3::bigint * "
-		    "interval '1 millisecond' ORDER BY archived_at, segment LIMIT $4::integer",
+		    "SELECT timeline, segment, encode(stored_sha256, 'hex'), stored_bytes, " MS(
+		        "archived_at") ", system_identifier::text "
+		                       "FROM wal_segments WHERE service = $1 AND dr_copied_at IS NULL "
+		                       "AND deleted_at IS NULL AND archived_at > " TS(
+		                           2) " - $3::bigint * "
+		                              "interval '1 millisecond' ORDER BY archived_at, segment LIMIT $4::integer",
 		    4, v, "reading WAL to copy to DR", &rv, err);
 		if (res == NULL) {
 			break;
@@ -1366,7 +1421,8 @@ copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcop
 		copy_job j;
 		memset(&j, 0, sizeof(j));
 		snprintf(j.service, sizeof(j.service), "%s", p->name);
-		snprintf(j.lock, sizeof(j.lock), "%s", coffer_config_str(d->cfg->ini, sec, "dr.lock"));
+		snprintf(
+		    j.lock, sizeof(j.lock), "%s", coffer_config_str(d->cfg->ini, sec, "dr.lock"));
 		for (char *c = j.lock; *c != '\0'; c++) {
 			*c = (char)toupper((unsigned char)*c);
 		}
@@ -1384,20 +1440,24 @@ copy_wal_stream(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcop
 			coffer_err_clear(&e);
 			int cr = coffer_repo_wal_key(src, sizeof(src), p->name,
 			    strtoull(sysid, NULL, 10), (uint32_t)tl, seg, &e);
-			if (cr == 0 && (size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >=
-					   sizeof(dst)) {
-				cr = coffer_err_set(&e, COFFER_EINVAL, "DR key for %s is too long", src);
+			if (cr == 0 &&
+			    (size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >=
+			        sizeof(dst)) {
+				cr = coffer_err_set(
+				    &e, COFFER_EINVAL, "DR key for %s is too long", src);
 			}
 			if (cr == 0) {
-				cr = stream_object(d, &j, src, dst, want, bytes, &exists, got, version, &e);
+				cr = stream_object(
+				    d, &j, src, dst, want, bytes, &exists, got, version, &e);
 			}
 			if (cr == 0) {
 				cr = verify_key(d, &j, dst, want, version, &e);
 			}
 			if (cr != 0) {
 				char q[COFFER_ERR_MSG_MAX + 8];
-				coffer_log_warn("WAL not copied to DR", "service=%s segment=%s error=%s",
-				    p->name, seg, quoted(q, sizeof(q), e.msg));
+				coffer_log_warn("WAL not copied to DR",
+				    "service=%s segment=%s error=%s", p->name, seg,
+				    quoted(q, sizeof(q), e.msg));
 				break;
 			}
 			rv = wal_copied(cat, p->name, sysid, tl, seg, err);
@@ -1431,8 +1491,9 @@ audit_broken(coord_drcopy *d, coord_catalog *cat, const coffer_err *why)
 	cJSON_Delete(o);
 	coffer_err e;
 	coffer_err_clear(&e);
-	if (text == NULL || coord_audit_append(cat, d->key, "coordinator", "audit.export_refused",
-				"dr", text, NULL, &e) != 0) {
+	if (text == NULL ||
+	    coord_audit_append(
+	        cat, d->key, "coordinator", "audit.export_refused", "dr", text, NULL, &e) != 0) {
 		coffer_log_error("audit row not written", "action=audit.export_refused error=%s",
 		    quoted(q, sizeof(q), e.msg));
 	}
@@ -1470,9 +1531,9 @@ export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t m
 			d->exported_seeded = true;
 			if (d->exported.resumed_by > 0) {
 				char q[COFFER_ERR_MSG_MAX + 8];
-				coffer_log_warn("audit head export resumed", "head=%s resumed_by=%" PRId64
-				    " problem=%s", d->exported.key, d->exported.resumed_by,
-				    quoted(q, sizeof(q), problem));
+				coffer_log_warn("audit head export resumed",
+				    "head=%s resumed_by=%" PRId64 " problem=%s", d->exported.key,
+				    d->exported.resumed_by, quoted(q, sizeof(q), problem));
 			}
 			if (!found || d->exported.resumed_by > 0) {
 				memset(&d->exported, 0, sizeof(d->exported));
@@ -1502,8 +1563,8 @@ export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t m
 }
 
 int
-coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st,
-    coffer_err *err)
+coord_drcopy_pass(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	coord_drcopy_stats local;
 	if (st == NULL) {
@@ -1523,8 +1584,8 @@ coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drc
 	int64_t mono = coffer_clock_monotonic_ms();
 	if (rv == 0 && d->dr != NULL &&
 	    (d->exported_ms == 0 ||
-		mono - d->exported_ms >=
-		    coffer_config_duration_ms(d->cfg->ini, "dr", "audit_export_interval"))) {
+	        mono - d->exported_ms >=
+	            coffer_config_duration_ms(d->cfg->ini, "dr", "audit_export_interval"))) {
 		rv = export_audit_head(d, cat, now_ms, mono, st, err);
 	}
 	return (rv);
@@ -1539,7 +1600,8 @@ copy_run(void *arg, coord_catalog *cat, int64_t now_ms, bool *again, coffer_err 
 	coord_drcopy_stats st;
 	int rv = coord_drcopy_pass(d, cat, now_ms, &st, err);
 	/* A full pass may have left more due: go on without a tick. */
-	*again = st.verified + st.failed >= coffer_config_int(d->cfg->ini, "dr", "copies_per_pass") ||
+	*again =
+	    st.verified + st.failed >= coffer_config_int(d->cfg->ini, "dr", "copies_per_pass") ||
 	    st.wal_copied >= WAL_PER_PASS;
 	return (rv);
 }
@@ -1582,8 +1644,8 @@ coord_drcopy_audit_problem(coord_drcopy *d, char *buf, size_t size)
 /* ---- status ---- */
 
 int
-coord_drcopy_status(coord_catalog *cat, const coord_config *cfg, const char *service,
-    cJSON *svc, coffer_err *err)
+coord_drcopy_status(
+    coord_catalog *cat, const coord_config *cfg, const char *service, cJSON *svc, coffer_err *err)
 {
 	const coord_service_policy *p = coord_config_service(cfg, service);
 	const char *v[] = { service };
@@ -1591,14 +1653,13 @@ coord_drcopy_status(coord_catalog *cat, const coord_config *cfg, const char *ser
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT count(*) FILTER (WHERE c.status = 'verified'), "
 	    "count(*) FILTER (WHERE c.status = 'copying'), "
-	    "count(*) FILTER (WHERE c.status = 'failed'), "
-	    RFC3339("max(c.finished_at) FILTER (WHERE c.status = 'verified')") ", "
-	    RFC3339("min(c.started_at) FILTER (WHERE c.status IN ('copying', 'failed'))") ", "
-	    "(SELECT c2.failure_reason FROM backup_copies c2 JOIN backups b2 ON b2.id = "
-	    "c2.backup_id WHERE b2.service = $1 AND c2.repo = 'dr' AND c2.status = 'failed' "
-	    "ORDER BY c2.started_at LIMIT 1) "
-	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
-	    "WHERE b.service = $1 AND c.repo = 'dr'",
+	    "count(*) FILTER (WHERE c.status = 'failed'), " RFC3339("max(c.finished_at) FILTER (WHERE c.status = 'verified')") ", " RFC3339(
+	        "min(c.started_at) FILTER (WHERE c.status IN ('copying', 'failed'))") ", "
+	                                                                              "(SELECT c2.failure_reason FROM backup_copies c2 JOIN backups b2 ON b2.id = "
+	                                                                              "c2.backup_id WHERE b2.service = $1 AND c2.repo = 'dr' AND c2.status = 'failed' "
+	                                                                              "ORDER BY c2.started_at LIMIT 1) "
+	                                                                              "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	                                                                              "WHERE b.service = $1 AND c.repo = 'dr'",
 	    1, v, "reading DR copy status", &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -1609,7 +1670,8 @@ coord_drcopy_status(coord_catalog *cat, const coord_config *cfg, const char *ser
 		cJSON_AddNumberToObject(o, "verified", strtod(PQgetvalue(res, 0, 0), NULL));
 		cJSON_AddNumberToObject(o, "pending", strtod(PQgetvalue(res, 0, 1), NULL));
 		cJSON_AddNumberToObject(o, "failed", strtod(PQgetvalue(res, 0, 2), NULL));
-		const char *names[] = { "last_verified_at", "oldest_pending_since", "last_failure" };
+		const char *names[] = { "last_verified_at", "oldest_pending_since",
+			"last_failure" };
 		for (int i = 0; i < 3; i++) {
 			if (PQgetisnull(res, 0, 3 + i)) {
 				cJSON_AddNullToObject(o, names[i]);

@@ -61,19 +61,19 @@
 #include "coordinator/policy/coord_config.h"
 
 #define COORD_ALERT_DR_COPY_FAILED "dr_copy_failed"
-#define COORD_ALERT_DR_COPY_LAG "dr_copy_lag"
+#define COORD_ALERT_DR_COPY_LAG    "dr_copy_lag"
 
 typedef struct coord_drcopy coord_drcopy;
 
 typedef struct coord_drcopy_stats {
-	int planned;   /* copies that became due */
-	int verified;  /* copies verified */
-	int failed;    /* copy attempts that failed */
-	int attested;  /* attestations written into the primary repository */
-	int revocations; /* revocations written into the repositories */
-	int wal_copied; /* WAL segments verified in DR (point-in-time recovery) */
+	int planned;         /* copies that became due */
+	int verified;        /* copies verified */
+	int failed;          /* copy attempts that failed */
+	int attested;        /* attestations written into the primary repository */
+	int revocations;     /* revocations written into the repositories */
+	int wal_copied;      /* WAL segments verified in DR (point-in-time recovery) */
 	bool audit_exported; /* the audit head went to DR */
-	int triggered; /* alert transitions */
+	int triggered;       /* alert transitions */
 	int resolved;
 } coord_drcopy_stats;
 
@@ -82,8 +82,8 @@ typedef struct coord_drcopy_stats {
  * (above). *out stays NULL, and 0 is returned, when there is nothing to do
  * (no [repository.primary]). cfg and key are borrowed.
  */
-int coord_drcopy_new(const coord_config *cfg, const coord_audit_key *key, coord_drcopy **out,
-    coffer_err *err);
+int coord_drcopy_new(
+    const coord_config *cfg, const coord_audit_key *key, coord_drcopy **out, coffer_err *err);
 
 /* Starts the copier thread (its own catalog connection, from cfg). */
 int coord_drcopy_background(coord_drcopy *d, coffer_err *err);
@@ -100,19 +100,19 @@ bool coord_drcopy_audit_problem(coord_drcopy *d, char *buf, size_t size);
 
 /* The maintenance tick: plans due copies, evaluates the two alerts, and
  * wakes the copier. Catalog only. */
-int coord_drcopy_tick(coord_drcopy *d, coord_catalog *cat, int64_t now_ms,
-    coord_drcopy_stats *st, coffer_err *err);
+int coord_drcopy_tick(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
 /* One pass of the copier now on the calling thread: attestations, then at
  * most [dr] copies_per_pass due copies. */
-int coord_drcopy_pass(coord_drcopy *d, coord_catalog *cat, int64_t now_ms,
-    coord_drcopy_stats *st, coffer_err *err);
+int coord_drcopy_pass(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
 /* For `coffer status`: adds "dr" to svc (a service's object):
  * { "copy": dr.copy, "verified", "pending", "failed" (counts),
  *   "last_verified_at", "oldest_pending_since" (RFC 3339 or null),
  *   "last_failure" (text or null) }. */
-int coord_drcopy_status(coord_catalog *cat, const coord_config *cfg, const char *service,
-    cJSON *svc, coffer_err *err);
+int coord_drcopy_status(
+    coord_catalog *cat, const coord_config *cfg, const char *service, cJSON *svc, coffer_err *err);
 
 #endif

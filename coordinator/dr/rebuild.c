@@ -11,11 +11,11 @@
 #include <libpq-fe.h>
 #include <openssl/sha.h>
 
-#include "common/stream/digest.h"
 #include "common/base/log.h"
 #include "common/crypto/manifest.h"
-#include "common/repo/repo.h"
 #include "common/crypto/sign.h"
+#include "common/repo/repo.h"
+#include "common/stream/digest.h"
 #include "common/stream/sink.h"
 #include "coordinator/dr/attest.h"
 #include "coordinator/policy/prune.h"
@@ -31,15 +31,14 @@ typedef struct rebuild {
 	coffer_repo *repo;
 	cJSON *report;
 	coord_rebuild_stats *st;
-	int fatal;        /* a catalog or repository error that stops the run */
-	coffer_err *err;  /* for fatal */
+	int fatal;       /* a catalog or repository error that stops the run */
+	coffer_err *err; /* for fatal */
 } rebuild;
 
 /* Reads a whole object (at most max bytes) into a buffer sink; *sink is
  * the caller's to free. */
 static int
-read_whole(coffer_repo *repo, const char *key, size_t max, coffer_filter **sink,
-    coffer_err *err)
+read_whole(coffer_repo *repo, const char *key, size_t max, coffer_filter **sink, coffer_err *err)
 {
 	*sink = coffer_buffer_sink_new(max, err);
 	if (*sink == NULL) {
@@ -75,9 +74,11 @@ check_data(coffer_repo *repo, const char *key, const coffer_manifest *m, coffer_
 		return (rv);
 	}
 	if (bytes != m->stored_bytes || strcmp(got, m->stored_sha256) != 0) {
-		return (coffer_err_set(err, COFFER_ECORRUPT, "the data object (%" PRIu64 " bytes, "
+		return (coffer_err_set(err, COFFER_ECORRUPT,
+		    "the data object (%" PRIu64 " bytes, "
 		    "sha256 %.16s...) does not match its manifest (%" PRIu64 " bytes, sha256 "
-		    "%.16s...)", bytes, got, m->stored_bytes, m->stored_sha256));
+		    "%.16s...)",
+		    bytes, got, m->stored_bytes, m->stored_sha256));
 	}
 	return (0);
 }
@@ -85,8 +86,8 @@ check_data(coffer_repo *repo, const char *key, const coffer_manifest *m, coffer_
 /* Proves one backup; *m gets its manifest. 0, or the reason it is refused
  * (a COFFER_EUNAVAIL or COFFER_ENOMEM stops the run). */
 static int
-prove(rebuild *r, const char *service, const char *id, coord_attestation *att,
-    coffer_manifest **m, char manifest_sha[65], coffer_err *err)
+prove(rebuild *r, const char *service, const char *id, coord_attestation *att, coffer_manifest **m,
+    char manifest_sha[65], coffer_err *err)
 {
 	*m = NULL;
 	char key[COFFER_REPO_KEY_MAX];
@@ -95,14 +96,17 @@ prove(rebuild *r, const char *service, const char *id, coord_attestation *att,
 	if (rv == 0) {
 		rv = read_whole(r->repo, key, COORD_ATTEST_MAX, &buf, err);
 		if (rv == COFFER_ENOENT) {
-			coffer_err_set(err, COFFER_EAUTH, "no attestation: nothing proves which agent "
+			coffer_err_set(err, COFFER_EAUTH,
+			    "no attestation: nothing proves which agent "
 			    "key may sign this manifest");
-			coffer_err_hint(err, "a backup the coordinator never attested cannot be "
-					     "trusted; restore it by hand with `coffer-agent restore "
-					     "--backup %s` if you know it is genuine", id);
+			coffer_err_hint(err,
+			    "a backup the coordinator never attested cannot be "
+			    "trusted; restore it by hand with `coffer-agent restore "
+			    "--backup %s` if you know it is genuine",
+			    id);
 		} else if (rv == COFFER_ETOOBIG) {
-			coffer_err_set(err, COFFER_ECORRUPT, "the attestation is larger than %d bytes",
-			    COORD_ATTEST_MAX);
+			coffer_err_set(err, COFFER_ECORRUPT,
+			    "the attestation is larger than %d bytes", COORD_ATTEST_MAX);
 		}
 	}
 	if (rv == 0) {
@@ -116,8 +120,10 @@ prove(rebuild *r, const char *service, const char *id, coord_attestation *att,
 		return (rv);
 	}
 	if (strcmp(att->service, service) != 0 || strcmp(att->backup_id, id) != 0) {
-		return (coffer_err_set(err, COFFER_EAUTH, "the attestation is for backup %s of "
-		    "service %s, not for this one", att->backup_id, att->service));
+		return (coffer_err_set(err, COFFER_EAUTH,
+		    "the attestation is for backup %s of "
+		    "service %s, not for this one",
+		    att->backup_id, att->service));
 	}
 	if ((rv = coffer_repo_backup_key(key, sizeof(key), service, id, "manifest.json", err)) !=
 	    0) {
@@ -132,8 +138,10 @@ prove(rebuild *r, const char *service, const char *id, coord_attestation *att,
 		SHA256(text, len, md);
 		coffer_hex_encode(md, sizeof(md), manifest_sha);
 		if (strcmp(manifest_sha, att->manifest_sha256) != 0) {
-			rv = coffer_err_set(err, COFFER_ECORRUPT, "manifest.json (sha256 %.16s...) is "
-			    "not the attested one (%.16s...)", manifest_sha, att->manifest_sha256);
+			rv = coffer_err_set(err, COFFER_ECORRUPT,
+			    "manifest.json (sha256 %.16s...) is "
+			    "not the attested one (%.16s...)",
+			    manifest_sha, att->manifest_sha256);
 		}
 		if (rv == 0) {
 			rv = coffer_sign_pubkey_from_raw(att->agent_pubkey, &pub, err);
@@ -149,11 +157,13 @@ prove(rebuild *r, const char *service, const char *id, coord_attestation *att,
 	}
 	const coffer_manifest *mf = *m;
 	if (strcmp(mf->service, service) != 0 || strcmp(mf->backup_id, id) != 0 ||
-	    strcmp(mf->agent, att->agent) != 0 || strcmp(mf->stored_sha256, att->stored_sha256) != 0 ||
+	    strcmp(mf->agent, att->agent) != 0 ||
+	    strcmp(mf->stored_sha256, att->stored_sha256) != 0 ||
 	    mf->stored_bytes != att->stored_bytes) {
-		return (coffer_err_set(err, COFFER_EAUTH, "the manifest (service %s, id %s, agent %s) "
-		    "does not match its attestation and its place in the repository", mf->service,
-		    mf->backup_id, mf->agent));
+		return (coffer_err_set(err, COFFER_EAUTH,
+		    "the manifest (service %s, id %s, agent %s) "
+		    "does not match its attestation and its place in the repository",
+		    mf->service, mf->backup_id, mf->agent));
 	}
 	if ((rv = coffer_repo_backup_key(key, sizeof(key), service, id, "data", err)) != 0) {
 		return (rv);
@@ -162,8 +172,8 @@ prove(rebuild *r, const char *service, const char *id, coord_attestation *att,
 }
 
 static int
-record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
-    const char *manifest_sha, bool *present, coffer_err *err)
+record(rebuild *r, const coord_attestation *att, const coffer_manifest *m, const char *manifest_sha,
+    bool *present, coffer_err *err)
 {
 	*present = false;
 	char pub[COFFER_SIGN_PUBKEY_HEX];
@@ -173,23 +183,27 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
 		return (rv);
 	}
 	const char *iv[] = { m->backup_id };
-	PGresult *res = coord_catalog_query(r->cat,
-	    "SELECT 1 FROM backups WHERE id = $1 FOR UPDATE", 1, iv, "looking up a backup", &rv,
-	    err);
+	PGresult *res =
+	    coord_catalog_query(r->cat, "SELECT 1 FROM backups WHERE id = $1 FOR UPDATE", 1, iv,
+	        "looking up a backup", &rv, err);
 	if (res != NULL) {
 		*present = PQntuples(res) > 0;
 		PQclear(res);
 	}
 	const char *av[] = { m->agent };
 	if (rv == 0 && !*present) {
-		res = coord_catalog_query(r->cat, "SELECT service FROM agents WHERE name = $1", 1, av,
-		    "looking up an agent", &rv, err);
+		res = coord_catalog_query(r->cat, "SELECT service FROM agents WHERE name = $1", 1,
+		    av, "looking up an agent", &rv, err);
 		if (res != NULL) {
-			if (PQntuples(res) > 0 && (PQgetisnull(res, 0, 0) ||
-						      strcmp(PQgetvalue(res, 0, 0), m->service) != 0)) {
-				rv = coffer_err_set(err, COFFER_EREFUSED, "agent %s is enrolled in the "
-				    "catalog for %s, not for %s", m->agent,
-				    PQgetisnull(res, 0, 0) ? "drills" : PQgetvalue(res, 0, 0), m->service);
+			if (PQntuples(res) > 0 &&
+			    (PQgetisnull(res, 0, 0) ||
+			        strcmp(PQgetvalue(res, 0, 0), m->service) != 0)) {
+				rv = coffer_err_set(err, COFFER_EREFUSED,
+				    "agent %s is enrolled in the "
+				    "catalog for %s, not for %s",
+				    m->agent,
+				    PQgetisnull(res, 0, 0) ? "drills" : PQgetvalue(res, 0, 0),
+				    m->service);
 			}
 			PQclear(res);
 		}
@@ -217,8 +231,8 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
 	if (rv == 0 && !*present) {
 		const char *v[] = { m->backup_id, m->service, m->agent,
 			m->kind == COFFER_MANIFEST_PHYSICAL ? "physical" : "logical", r->repo_name,
-			a[0], a[1], a[2], a[3], m->plaintext_sha256, m->stored_sha256, m->key_id, pgv,
-			a[5], m->timeline > 0 ? a[4] : NULL,
+			a[0], a[1], a[2], a[3], m->plaintext_sha256, m->stored_sha256, m->key_id,
+			pgv, a[5], m->timeline > 0 ? a[4] : NULL,
 			m->lsn_start[0] != '\0' ? m->lsn_start : NULL,
 			m->lsn_stop[0] != '\0' ? m->lsn_stop : NULL, summary,
 			strcmp(r->repo_name, "primary") == 0 ? "t" : "f" };
@@ -226,10 +240,11 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
 		    "INSERT INTO backups (id, service, agent, kind, status, repo, started_at, "
 		    "finished_at, plain_bytes, stored_bytes, plain_sha256, stored_sha256, key_id, "
 		    "pg_version, system_identifier, timeline, start_lsn, stop_lsn, manifest, "
-		    "attested_at) VALUES ($1, $2, $3, $4, 'completed', $5, " TS(6) ", " TS(7) ", "
-		    "$8::bigint, $9::bigint, decode($10, 'hex'), decode($11, 'hex'), $12, "
-		    "$13::integer, $14::numeric, $15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb, "
-		    "CASE WHEN $19::boolean THEN now() END)",
+		    "attested_at) VALUES ($1, $2, $3, $4, 'completed', $5, " TS(6) ", " TS(
+		        7) ", "
+		           "$8::bigint, $9::bigint, decode($10, 'hex'), decode($11, 'hex'), $12, "
+		           "$13::integer, $14::numeric, $15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb, "
+		           "CASE WHEN $19::boolean THEN now() END)",
 		    19, v, "recording a rebuilt backup", err);
 	}
 	if (rv == 0 && !*present && strcmp(r->repo_name, "dr") == 0) {
@@ -250,9 +265,9 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m,
 		cJSON_AddNumberToObject(d, "stored_bytes", (double)m->stored_bytes);
 		char *text = cJSON_PrintUnformatted(d);
 		cJSON_Delete(d);
-		rv = text == NULL ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row") :
-				    coord_audit_append(r->cat, r->key, ACTOR, "backup.rebuilt",
-					m->backup_id, text, NULL, err);
+		rv = text == NULL ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
+		                  : coord_audit_append(r->cat, r->key, ACTOR, "backup.rebuilt",
+		                        m->backup_id, text, NULL, err);
 		cJSON_free(text);
 	}
 	if (rv == 0) {
@@ -300,9 +315,9 @@ refuse(rebuild *r, const char *service, const char *id, const coffer_err *why)
 	cJSON_AddStringToObject(d, "problem", problem);
 	char *text = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
-	int rv = text == NULL ? coffer_err_set(r->err, COFFER_ENOMEM, "no memory for an audit row") :
-				coord_audit_append(r->cat, r->key, ACTOR, "catalog.rebuild_refused", id,
-				    text, NULL, r->err);
+	int rv = text == NULL ? coffer_err_set(r->err, COFFER_ENOMEM, "no memory for an audit row")
+	                      : coord_audit_append(r->cat, r->key, ACTOR, "catalog.rebuild_refused",
+	                            id, text, NULL, r->err);
 	cJSON_free(text);
 	return (rv);
 }
@@ -334,7 +349,8 @@ on_key(const char *key, const coffer_repo_info *info, void *arg)
 	coffer_err e;
 	coffer_err_clear(&e);
 	if (coord_config_service(r->cfg, service) == NULL) {
-		coffer_err_set(&e, COFFER_EREFUSED, "service %s is not in the configuration", service);
+		coffer_err_set(
+		    &e, COFFER_EREFUSED, "service %s is not in the configuration", service);
 		coffer_err_hint(&e, "add [service.%s] with its policy and rebuild again", service);
 		return ((r->fatal = refuse(r, service, id, &e)) != 0 ? -1 : 0);
 	}
@@ -404,8 +420,9 @@ on_revocation(const char *key, const coffer_repo_info *info, void *arg)
 	/* A rebuilt agent was enrolled just now: its revocation cannot be
 	 * dated before that (a CHECK); the original time goes to the audit. */
 	PGresult *res = coord_catalog_query(r->cat,
-	    "UPDATE agents SET revoked_at = GREATEST(" TS(3) ", enrolled_at), revoked_by = $4 "
-	    "WHERE name = $1 AND pubkey = decode($2, 'hex') AND revoked_at IS NULL RETURNING name",
+	    "UPDATE agents SET revoked_at = GREATEST(" TS(
+	        3) ", enrolled_at), revoked_by = $4 "
+	           "WHERE name = $1 AND pubkey = decode($2, 'hex') AND revoked_at IS NULL RETURNING name",
 	    4, v, "recording a revocation", &rv, &e);
 	if (res == NULL) {
 		*r->err = e;
@@ -425,9 +442,9 @@ on_revocation(const char *key, const coffer_repo_info *info, void *arg)
 	cJSON_AddStringToObject(d, "revoked_at_ms", at);
 	char *text = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
-	rv = text == NULL ? coffer_err_set(r->err, COFFER_ENOMEM, "no memory for an audit row") :
-			    coord_audit_append(r->cat, r->key, ACTOR, "agent.revoke_rebuilt", rev.agent,
-				text, NULL, r->err);
+	rv = text == NULL ? coffer_err_set(r->err, COFFER_ENOMEM, "no memory for an audit row")
+	                  : coord_audit_append(r->cat, r->key, ACTOR, "agent.revoke_rebuilt",
+	                        rev.agent, text, NULL, r->err);
 	cJSON_free(text);
 	return ((r->fatal = rv) != 0 ? -1 : 0);
 }
@@ -455,8 +472,14 @@ coord_rebuild(coord_catalog *cat, const coord_audit_key *key, const coord_config
 		coffer_repo_close(r);
 		return (rv);
 	}
-	rebuild rb = { .cat = cat, .key = key, .cfg = cfg, .repo_name = repo, .repo = r,
-		.report = report_arr, .st = st, .err = err };
+	rebuild rb = { .cat = cat,
+		.key = key,
+		.cfg = cfg,
+		.repo_name = repo,
+		.repo = r,
+		.report = report_arr,
+		.st = st,
+		.err = err };
 	rv = coffer_repo_list(r, "services/", on_key, &rb, err);
 	/* After the backups, whose attestations bring their agents back. */
 	if (rv == 0 && rb.fatal == 0) {

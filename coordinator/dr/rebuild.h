@@ -40,7 +40,7 @@ typedef struct coord_rebuild_stats {
 	int recovered; /* recorded by this run */
 	int present;   /* already in the catalog */
 	int refused;
-	int revoked;   /* agents revoked again from a revocation record */
+	int revoked; /* agents revoked again from a revocation record */
 } coord_rebuild_stats;
 
 /* Rebuilds from [repository.<repo>] ("primary" or "dr"). report (may be

@@ -39,31 +39,31 @@
 #include <libpq-fe.h>
 
 #include "common/base/clock.h"
+#include "common/base/log.h"
 #include "common/conf/cron.h"
+#include "common/conf/tz.h"
+#include "common/repo/repo.h"
 #include "common/stream/digest.h"
 #include "common/stream/filter.h"
-#include "common/base/log.h"
-#include "common/repo/repo.h"
 #include "common/stream/sink.h"
-#include "common/conf/tz.h"
-#include "coordinator/watch/alerts.h"
 #include "coordinator/catalog/worker.h"
+#include "coordinator/watch/alerts.h"
 
-#define ACTOR "coordinator"
-#define TEXT_MAX 1024
-#define CHECKS_MAX 64
+#define ACTOR        "coordinator"
+#define TEXT_MAX     1024
+#define CHECKS_MAX   64
 #define PROD_IDS_MAX 256
 #define CHANGE_BATCH 20
 /* timestamptz from Unix ms in parameter n. */
-#define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
-#define MS(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
+#define TS(n)      "to_timestamp($" #n "::bigint / 1000.0)"
+#define MS(x)      "floor(extract(epoch FROM " x ") * 1000)::bigint"
 #define RFC3339(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 struct coord_drills {
 	const coord_config *cfg;
 	coffer_repo *repo[2]; /* primary, dr: opened on first use (the sweeping thread) */
 	bool tried[2];
-	atomic_bool stop;     /* ends a sweep between reads of a chunk */
+	atomic_bool stop; /* ends a sweep between reads of a chunk */
 	/* Background sweeps (coord_drills_background): their own thread and
 	 * catalog connection, so reading a large object never holds up the
 	 * catalog thread and with it every agent's request. */
@@ -97,15 +97,18 @@ clean(const char *in, size_t max)
 	const unsigned char *s = (const unsigned char *)in;
 	size_t o = 0;
 	for (size_t i = 0; i < n;) {
-		size_t len = s[i] < 0x80 ? 1 : (s[i] & 0xe0) == 0xc0 ? 2 : (s[i] & 0xf0) == 0xe0 ? 3 :
-		    (s[i] & 0xf8) == 0xf0					     ? 4 :
-											       0;
+		size_t len = s[i] < 0x80    ? 1
+		    : (s[i] & 0xe0) == 0xc0 ? 2
+		    : (s[i] & 0xf0) == 0xe0 ? 3
+		    : (s[i] & 0xf8) == 0xf0 ? 4
+		                            : 0;
 		bool ok = len > 0 && i + len <= n;
 		for (size_t k = 1; ok && k < len; k++) {
 			ok = (s[i + k] & 0xc0) == 0x80;
 		}
 		/* Overlong 2-byte forms and control characters are replaced too. */
-		if (!ok || (len == 1 && (s[i] < 0x20 || s[i] == 0x7f)) || (len == 2 && s[i] < 0xc2)) {
+		if (!ok || (len == 1 && (s[i] < 0x20 || s[i] == 0x7f)) ||
+		    (len == 2 && s[i] < 0xc2)) {
 			out[o++] = '?';
 			i++;
 			continue;
@@ -143,8 +146,8 @@ coord_drills_pick_repo(const coord_drill_policy *p, const char *last)
 }
 
 int
-coord_drills_next_due(const char *schedule, const char *tz, int64_t base_ms, int64_t *due_ms,
-    coffer_err *err)
+coord_drills_next_due(
+    const char *schedule, const char *tz, int64_t base_ms, int64_t *due_ms, coffer_err *err)
 {
 	coffer_cron *c = coffer_cron_parse(schedule, err);
 	if (c == NULL) {
@@ -169,8 +172,7 @@ coord_drills_next_due(const char *schedule, const char *tz, int64_t base_ms, int
 
 /* ---- starting a drill ---- */
 
-static int
-refuse(coffer_err *err, int code, const char *hint, const char *fmt, ...)
+static int refuse(coffer_err *err, int code, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static int
@@ -197,7 +199,8 @@ add_production_ids(coord_catalog *cat, cJSON *arr, coffer_err *err)
 	PGresult *res = coord_catalog_adhoc(cat, "reading production system identifiers",
 	    "SELECT DISTINCT hello->>'system_identifier' FROM agents WHERE role = 'service' "
 	    "AND hello ? 'system_identifier' AND hello->>'system_identifier' ~ '^[0-9]{1,20}$' "
-	    "ORDER BY 1 LIMIT " "256", /* PROD_IDS_MAX */
+	    "ORDER BY 1 LIMIT "
+	    "256", /* PROD_IDS_MAX */
 	    0, NULL, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -241,8 +244,9 @@ check_runner(coord_catalog *cat, const char *service, const char *runner, coffer
 		    "agent %s is a service agent, not a drill runner", runner));
 	}
 	if (revoked) {
-		return (refuse(err, COFFER_ENOENT, "enroll a new runner and point drill.runner at it",
-		    "drill runner %s was revoked", runner));
+		return (
+		    refuse(err, COFFER_ENOENT, "enroll a new runner and point drill.runner at it",
+		        "drill runner %s was revoked", runner));
 	}
 	if (!may) {
 		return (refuse(err, COFFER_ENOENT, hint,
@@ -262,15 +266,16 @@ pick_backup(coord_catalog *cat, const coord_service_policy *p, const char *repo,
 	int rv;
 	/* Logical backups only: the runner restores with pg_restore. */
 	PGresult *res = coord_catalog_adhoc(cat, "choosing the backup to drill",
-	    p->drill.random ?
-		"SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
-		"AND b.kind = 'logical' AND b.finished_at >= " TS(2) " AND ($3 = 'primary' OR "
-		"EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
-		"AND c.status = 'verified')) ORDER BY random() LIMIT 1" :
-		"SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
-		"AND b.kind = 'logical' AND $2::bigint >= 0 AND ($3 = 'primary' OR "
-		"EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
-		"AND c.status = 'verified')) ORDER BY b.finished_at DESC, b.id DESC LIMIT 1",
+	    p->drill.random
+	        ? "SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
+	          "AND b.kind = 'logical' AND b.finished_at >= " TS(
+	              2) " AND ($3 = 'primary' OR "
+	                 "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
+	                 "AND c.status = 'verified')) ORDER BY random() LIMIT 1"
+	        : "SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
+	          "AND b.kind = 'logical' AND $2::bigint >= 0 AND ($3 = 'primary' OR "
+	          "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
+	          "AND c.status = 'verified')) ORDER BY b.finished_at DESC, b.id DESC LIMIT 1",
 	    3, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -283,14 +288,16 @@ pick_backup(coord_catalog *cat, const coord_service_policy *p, const char *repo,
 			    "wait for a DR copy to be verified, or set drill.repository = primary",
 			    "service %s has no completed logical backup with a verified DR copy%s%s",
 			    p->name, p->drill.random ? " within drill.window = " : "",
-			    p->drill.random ? coffer_duration_format(w, sizeof(w), p->drill.window_ms) :
-					      ""));
+			    p->drill.random
+			        ? coffer_duration_format(w, sizeof(w), p->drill.window_ms)
+			        : ""));
 		}
 		return (refuse(err, COFFER_ENOENT,
 		    "run `coffer backup run --service NAME` first, or widen drill.window",
 		    "service %s has no completed logical backup to drill%s%s", p->name,
 		    p->drill.random ? " within drill.window = " : "",
-		    p->drill.random ? coffer_duration_format(w, sizeof(w), p->drill.window_ms) : ""));
+		    p->drill.random ? coffer_duration_format(w, sizeof(w), p->drill.window_ms)
+		                    : ""));
 	}
 	snprintf(id, idsize, "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
@@ -299,8 +306,7 @@ pick_backup(coord_catalog *cat, const coord_service_policy *p, const char *repo,
 
 /* The RunDrill as JSON (agent_commands.args), frozen at start. */
 static cJSON *
-run_args(const coord_service_policy *p, int64_t drill_id, const char *backup_id,
-    const char *repo)
+run_args(const coord_service_policy *p, int64_t drill_id, const char *backup_id, const char *repo)
 {
 	const coord_drill_policy *d = &p->drill;
 	cJSON *a = cJSON_CreateObject();
@@ -313,8 +319,8 @@ run_args(const coord_service_policy *p, int64_t drill_id, const char *backup_id,
 	cJSON_AddStringToObject(a, "backup_id", backup_id);
 	cJSON_AddStringToObject(a, "repository", repo);
 	cJSON_AddNumberToObject(a, "rto_minutes", (double)((d->rto_ms + 59999) / 60000));
-	cJSON_AddStringToObject(a, "freshness_query",
-	    d->freshness_query != NULL ? d->freshness_query : "");
+	cJSON_AddStringToObject(
+	    a, "freshness_query", d->freshness_query != NULL ? d->freshness_query : "");
 	cJSON_AddNumberToObject(a, "freshness_max_lag_s", (double)(d->freshness_max_lag_ms / 1000));
 	cJSON *as = cJSON_AddArrayToObject(a, "assertions");
 	for (size_t i = 0; as != NULL && i < d->n_asserts; i++) {
@@ -332,8 +338,9 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	int rv;
 	const char *sv[] = { p->name };
 	/* The service row serialises drill starts of one service. */
-	PGresult *res = coord_catalog_adhoc(cat, "locking the service", "SELECT 1 FROM services WHERE name = $1 "
-							  "AND removed_at IS NULL FOR UPDATE",
+	PGresult *res = coord_catalog_adhoc(cat, "locking the service",
+	    "SELECT 1 FROM services WHERE name = $1 "
+	    "AND removed_at IS NULL FOR UPDATE",
 	    1, sv, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -341,8 +348,9 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	bool known = PQntuples(res) == 1;
 	PQclear(res);
 	if (!known) {
-		return (refuse(err, COFFER_ENOENT, "wait for the coordinator's next maintenance tick",
-		    "service %s is not in the catalog yet", p->name));
+		return (
+		    refuse(err, COFFER_ENOENT, "wait for the coordinator's next maintenance tick",
+		        "service %s is not in the catalog yet", p->name));
 	}
 	if ((rv = check_runner(cat, p->name, p->drill.runner, err)) != 0) {
 		return (rv);
@@ -361,8 +369,8 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 		return (refuse(err, COFFER_EEXIST,
 		    "wait for its result (coffer drill list), or for drill_overdue if the runner is "
 		    "gone",
-		    "drill %s of service %s is still running; one drill at a time per service", running,
-		    p->name));
+		    "drill %s of service %s is still running; one drill at a time per service",
+		    running, p->name));
 	}
 	char last[16] = "";
 	if (!PQgetisnull(res, 0, 1)) {
@@ -400,8 +408,8 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	if (args == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a drill command"));
 	}
-	if ((rv = add_production_ids(cat, cJSON_GetObjectItem(args, "production_system_ids"),
-		 err)) != 0) {
+	if ((rv = add_production_ids(
+	         cat, cJSON_GetObjectItem(args, "production_system_ids"), err)) != 0) {
 		cJSON_Delete(args);
 		return (rv);
 	}
@@ -444,8 +452,8 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	if (dtext == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
 	}
-	rv = coord_audit_append(cat, key, requested_by, "backup.drill_started", backup_id, dtext,
-	    NULL, err);
+	rv = coord_audit_append(
+	    cat, key, requested_by, "backup.drill_started", backup_id, dtext, NULL, err);
 	cJSON_free(dtext);
 	if (rv == 0 && info != NULL) {
 		cJSON_AddNumberToObject(info, "drill_id", (double)*drill_id);
@@ -460,8 +468,8 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 
 int
 coord_drills_start(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
-    const char *service, const char *requested_by, int64_t now_ms, int64_t *drill_id,
-    cJSON *info, coffer_err *err)
+    const char *service, const char *requested_by, int64_t now_ms, int64_t *drill_id, cJSON *info,
+    coffer_err *err)
 {
 	*drill_id = 0;
 	const coord_service_policy *p = coord_config_service(cfg, service);
@@ -474,7 +482,8 @@ coord_drills_start(coord_catalog *cat, const coord_audit_key *key, const coord_c
 		snprintf(hint, sizeof(hint),
 		    "set drill.runner in [service.%s] to an agent enrolled with --drill-runner",
 		    service);
-		return (refuse(err, COFFER_EINVAL, hint, "service %s has no drill.runner", service));
+		return (
+		    refuse(err, COFFER_EINVAL, hint, "service %s has no drill.runner", service));
 	}
 	int rv = coord_catalog_begin(cat, err);
 	if (rv != 0) {
@@ -510,19 +519,22 @@ due_of(coord_catalog *cat, const coord_service_policy *p, int64_t now_ms, int64_
 	/* A new or changed schedule starts counting from now: history under
 	 * another schedule does not make a drill overdue. */
 	rv = coord_catalog_adhoc_exec(cat, "recording the drill schedule",
-	    "INSERT INTO drill_schedules (service, schedule, since) VALUES ($1, $2, " TS(3) ") "
-	    "ON CONFLICT (service) DO UPDATE SET schedule = EXCLUDED.schedule, since = "
-	    "EXCLUDED.since WHERE drill_schedules.schedule <> EXCLUDED.schedule",
+	    "INSERT INTO drill_schedules (service, schedule, since) VALUES ($1, $2, " TS(
+	        3) ") "
+	           "ON CONFLICT (service) DO UPDATE SET schedule = EXCLUDED.schedule, since = "
+	           "EXCLUDED.since WHERE drill_schedules.schedule <> EXCLUDED.schedule",
 	    3, v, err);
 	if (rv != 0) {
 		return (rv);
 	}
 	const char *v1[] = { p->name };
 	PGresult *res = coord_catalog_adhoc(cat, "reading the last drill",
-	    "SELECT " MS("GREATEST(s.since, (SELECT max(started_at) FROM drills d "
-			 "WHERE d.service = s.service))") ", "
-	    "(SELECT " MS("min(started_at)") " FROM drills d WHERE d.service = s.service "
-	    "AND d.status = 'running') FROM drill_schedules s WHERE s.service = $1",
+	    "SELECT " MS(
+	        "GREATEST(s.since, (SELECT max(started_at) FROM drills d "
+	        "WHERE d.service = s.service))") ", "
+	                                         "(SELECT " MS(
+	                                             "min(started_at)") " FROM drills d WHERE d.service = s.service "
+	                                                                "AND d.status = 'running') FROM drill_schedules s WHERE s.service = $1",
 	    1, v1, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -551,16 +563,17 @@ schedule_pass(coord_catalog *cat, const coord_audit_key *key, const coord_config
 		int rv = due_of(cat, p, now_ms, &due, &running, &since, &e);
 		if (rv == 0 && due <= now_ms && !running) {
 			int64_t id = 0;
-			rv = coord_drills_start(cat, key, cfg, p->name, "schedule", now_ms, &id, NULL,
-			    &e);
+			rv = coord_drills_start(
+			    cat, key, cfg, p->name, "schedule", now_ms, &id, NULL, &e);
 			if (rv == 0) {
 				st->started++;
 			} else if (rv != COFFER_EUNAVAIL && rv != COFFER_EPG) {
 				/* Not started: drill_overdue pages if this lasts. */
 				st->not_started++;
 				char q[COFFER_ERR_MSG_MAX + 8];
-				coffer_log_warn("scheduled drill not started", "service=%s error=%s",
-				    p->name, coffer_log_quote(q, sizeof(q), e.msg));
+				coffer_log_warn("scheduled drill not started",
+				    "service=%s error=%s", p->name,
+				    coffer_log_quote(q, sizeof(q), e.msg));
 				rv = 0;
 			}
 		}
@@ -600,7 +613,8 @@ coord_drills_check_events(coord_catalog *cat, const char *agent, bool runner,
 			    event_is(ev, COFFER__V1__EVENT__KIND_DRILL_RESULT)) {
 				*status = COFFER__V1__STATUS__STATUS_NOT_OWNER;
 				snprintf(why, size,
-				    "event seq %" PRIu64 " is a drill result; agent %s is a service agent, "
+				    "event seq %" PRIu64
+				    " is a drill result; agent %s is a service agent, "
 				    "and only a drill runner enrolled for the service may report drills",
 				    ev->seq, agent);
 				return (0);
@@ -611,8 +625,8 @@ coord_drills_check_events(coord_catalog *cat, const char *agent, bool runner,
 	int rv;
 	const char *v[] = { agent };
 	PGresult *res = coord_catalog_adhoc(cat, "reading the runner's services",
-	    "SELECT service FROM drill_runner_services WHERE agent = $1 ORDER BY service", 1, v, &rv,
-	    err);
+	    "SELECT service FROM drill_runner_services WHERE agent = $1 ORDER BY service", 1, v,
+	    &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}
@@ -627,7 +641,8 @@ coord_drills_check_events(coord_catalog *cat, const char *agent, bool runner,
 		    !event_is(ev, COFFER__V1__EVENT__KIND_COMMAND_DONE)) {
 			*status = COFFER__V1__STATUS__STATUS_NOT_OWNER;
 			snprintf(why, size,
-			    "event seq %" PRIu64 " is not a drill result; agent %s is a drill runner and "
+			    "event seq %" PRIu64
+			    " is not a drill result; agent %s is a drill runner and "
 			    "may report only drill results and command completions",
 			    ev->seq, agent);
 			break;
@@ -649,10 +664,11 @@ coord_drills_check_events(coord_catalog *cat, const char *agent, bool runner,
 			    ev->seq, s, agent);
 			break;
 		}
-		if (event_is(ev, COFFER__V1__EVENT__KIND_DRILL_RESULT) && ev->drill_result == NULL) {
+		if (event_is(ev, COFFER__V1__EVENT__KIND_DRILL_RESULT) &&
+		    ev->drill_result == NULL) {
 			*status = COFFER__V1__STATUS__STATUS_MALFORMED;
-			snprintf(why, size, "event seq %" PRIu64 " is a drill result without its content",
-			    ev->seq);
+			snprintf(why, size,
+			    "event seq %" PRIu64 " is a drill result without its content", ev->seq);
 			break;
 		}
 		if (event_is(ev, COFFER__V1__EVENT__KIND_DRILL_RESULT)) {
@@ -670,7 +686,8 @@ coord_drills_check_events(coord_catalog *cat, const char *agent, bool runner,
 			if (PQntuples(d) == 0) {
 				*status = COFFER__V1__STATUS__STATUS_NOT_OWNER;
 				snprintf(why, size,
-				    "event seq %" PRIu64 " reports drill %s, which was not handed to "
+				    "event seq %" PRIu64
+				    " reports drill %s, which was not handed to "
 				    "runner %s for that service",
 				    ev->seq, id, agent);
 			}
@@ -683,8 +700,8 @@ coord_drills_check_events(coord_catalog *cat, const char *agent, bool runner,
 
 /* The audit row of a finished drill. */
 static int
-audit_result(coord_catalog *cat, const coord_audit_key *key, const char *actor,
-    const char *service, int64_t drill_id, const char *backup_id, const char *repo, bool ok,
+audit_result(coord_catalog *cat, const coord_audit_key *key, const char *actor, const char *service,
+    int64_t drill_id, const char *backup_id, const char *repo, bool ok,
     const Coffer__V1__DrillResult *r, int64_t rto_ms, const char *failure, coffer_err *err)
 {
 	cJSON *d = cJSON_CreateObject();
@@ -704,7 +721,8 @@ audit_result(coord_catalog *cat, const coord_audit_key *key, const char *actor,
 		cJSON_AddBoolToObject(d, "within_rto", r->restore_ms <= rto_ms);
 		mem = add_clean(d, "sandbox", r->sandbox, 128);
 		cJSON *checks = cJSON_AddArrayToObject(d, "checks");
-		for (size_t i = 0; mem && checks != NULL && i < r->n_checks && i < CHECKS_MAX; i++) {
+		for (size_t i = 0; mem && checks != NULL && i < r->n_checks && i < CHECKS_MAX;
+		     i++) {
 			cJSON *c = cJSON_CreateObject();
 			mem = c != NULL && add_clean(c, "name", r->checks[i]->name, 64) &&
 			    add_clean(c, "detail", r->checks[i]->detail, 256);
@@ -722,8 +740,8 @@ audit_result(coord_catalog *cat, const coord_audit_key *key, const char *actor,
 	if (text == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
 	}
-	int rv = coord_audit_append(cat, key, actor, "backup.drill_completed", backup_id, text, NULL,
-	    err);
+	int rv = coord_audit_append(
+	    cat, key, actor, "backup.drill_completed", backup_id, text, NULL, err);
 	cJSON_free(text);
 	return (rv);
 }
@@ -789,8 +807,8 @@ apply_result(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 		    r->backup_id, backup_id);
 	}
 	if (!ok && failure[0] == '\0') {
-		char *f = clean(r->failure[0] != '\0' ? r->failure : "the runner reported no checks",
-		    500);
+		char *f = clean(
+		    r->failure[0] != '\0' ? r->failure : "the runner reported no checks", 500);
 		snprintf(failure, sizeof(failure), "%s", f != NULL ? f : "failed");
 		free(f);
 	} else if (!ok && r->failure[0] != '\0') {
@@ -822,8 +840,8 @@ apply_result(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 	cJSON_free(ctext);
 	free(sandbox);
 	if (rv == 0) {
-		rv = audit_result(cat, key, agent, ev->service, (int64_t)r->drill_id, backup_id, repo,
-		    ok, r, rto_ms, ok ? NULL : failure, err);
+		rv = audit_result(cat, key, agent, ev->service, (int64_t)r->drill_id, backup_id,
+		    repo, ok, r, rto_ms, ok ? NULL : failure, err);
 	}
 	return (rv);
 }
@@ -840,8 +858,8 @@ apply_done(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 	}
 	char id[32];
 	snprintf(id, sizeof(id), "%" PRIu64, c->command_id);
-	char *detail = clean(c->detail[0] != '\0' ? c->detail : "the runner gave up on the drill",
-	    500);
+	char *detail =
+	    clean(c->detail[0] != '\0' ? c->detail : "the runner gave up on the drill", 500);
 	if (detail == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a drill row"));
 	}
@@ -970,7 +988,8 @@ command_build(uint64_t id, const char *args_text)
 	    json_strs(a, "production_system_ids", &d->n_production_system_ids);
 	cJSON_Delete(a);
 	if (d->service == NULL || d->backup_id == NULL || d->repository == NULL ||
-	    d->freshness_query == NULL || d->assertions == NULL || d->production_system_ids == NULL) {
+	    d->freshness_query == NULL || d->assertions == NULL ||
+	    d->production_system_ids == NULL) {
 		command_free(c);
 		return (NULL);
 	}
@@ -978,8 +997,8 @@ command_build(uint64_t id, const char *args_text)
 }
 
 int
-coord_drills_take_commands(coord_catalog *cat, const char *runner, coord_drill_commands *out,
-    coffer_err *err)
+coord_drills_take_commands(
+    coord_catalog *cat, const char *runner, coord_drill_commands *out, coffer_err *err)
 {
 	int rv;
 	const char *v[] = { runner };
@@ -999,7 +1018,8 @@ coord_drills_take_commands(coord_catalog *cat, const char *runner, coord_drill_c
 		if (c == NULL) {
 			PQclear(res);
 			coord_drills_commands_clear(out);
-			return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a drill command"));
+			return (
+			    coffer_err_set(err, COFFER_ENOMEM, "no memory for a drill command"));
 		}
 		out->cmds[out->n++] = c;
 	}
@@ -1021,14 +1041,14 @@ coord_drills_commands_clear(coord_drill_commands *out)
 
 static int
 set_alert(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
-    const char *service, const char *check, bool active, const char *severity,
-    const char *summary, cJSON *details, int64_t now_ms, coord_drills_stats *st, coffer_err *err)
+    const char *service, const char *check, bool active, const char *severity, const char *summary,
+    cJSON *details, int64_t now_ms, coord_drills_stats *st, coffer_err *err)
 {
 	char *dtext = details != NULL ? cJSON_PrintUnformatted(details) : NULL;
 	cJSON_Delete(details);
 	bool changed = false;
-	int rv = coord_alerts_set(cat, key, cfg, service, check, active, severity, summary, dtext,
-	    now_ms, &changed, err);
+	int rv = coord_alerts_set(
+	    cat, key, cfg, service, check, active, severity, summary, dtext, now_ms, &changed, err);
 	free(dtext);
 	if (rv == 0 && changed) {
 		if (active) {
@@ -1047,9 +1067,9 @@ eval_drill_failed(coord_catalog *cat, const coord_audit_key *key, const coord_co
 	int rv;
 	const char *v[] = { p->name };
 	PGresult *res = coord_catalog_adhoc(cat, "reading the last finished drill",
-	    "SELECT id, status, backup_id, repo, COALESCE(failure_reason, ''), "
-	    RFC3339("finished_at") " FROM drills WHERE service = $1 AND status <> 'running' "
-	    "ORDER BY finished_at DESC, id DESC LIMIT 1",
+	    "SELECT id, status, backup_id, repo, COALESCE(failure_reason, ''), " RFC3339(
+	        "finished_at") " FROM drills WHERE service = $1 AND status <> 'running' "
+	                       "ORDER BY finished_at DESC, id DESC LIMIT 1",
 	    1, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -1058,8 +1078,9 @@ eval_drill_failed(coord_catalog *cat, const coord_audit_key *key, const coord_co
 	char summary[1100] = "";
 	cJSON *d = cJSON_CreateObject();
 	if (active) {
-		snprintf(summary, sizeof(summary), "%s: restore drill %s of backup %s (%s) failed: %s",
-		    p->name, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
+		snprintf(summary, sizeof(summary),
+		    "%s: restore drill %s of backup %s (%s) failed: %s", p->name,
+		    PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
 		    PQgetvalue(res, 0, 4));
 		cJSON_AddNumberToObject(d, "drill_id", strtod(PQgetvalue(res, 0, 0), NULL));
 		cJSON_AddStringToObject(d, "backup_id", PQgetvalue(res, 0, 2));
@@ -1100,8 +1121,9 @@ eval_drill_overdue(coord_catalog *cat, const coord_audit_key *key, const coord_c
 	if (!active) {
 		const char *v[] = { p->name };
 		PGresult *res = coord_catalog_adhoc(cat, "reading running drills",
-		    "SELECT id, " MS("started_at") ", COALESCE(rto_ms, 0), COALESCE(runner, '') "
-		    "FROM drills WHERE service = $1 AND status = 'running' ORDER BY started_at LIMIT 1",
+		    "SELECT id, " MS(
+		        "started_at") ", COALESCE(rto_ms, 0), COALESCE(runner, '') "
+		                      "FROM drills WHERE service = $1 AND status = 'running' ORDER BY started_at LIMIT 1",
 		    1, v, &rv, err);
 		if (res == NULL) {
 			cJSON_Delete(d);
@@ -1117,9 +1139,11 @@ eval_drill_overdue(coord_catalog *cat, const coord_audit_key *key, const coord_c
 				    "+ drill.overdue_after (%s); is drill runner %s running?",
 				    p->name, PQgetvalue(res, 0, 0),
 				    coffer_time_format(at, sizeof(at), started),
-				    coffer_duration_format(lim, sizeof(lim), rto + dp->overdue_after_ms),
+				    coffer_duration_format(
+				        lim, sizeof(lim), rto + dp->overdue_after_ms),
 				    PQgetvalue(res, 0, 3));
-				cJSON_AddNumberToObject(d, "drill_id", strtod(PQgetvalue(res, 0, 0), NULL));
+				cJSON_AddNumberToObject(
+				    d, "drill_id", strtod(PQgetvalue(res, 0, 0), NULL));
 				cJSON_AddStringToObject(d, "started_at", at);
 				cJSON_AddStringToObject(d, "runner", PQgetvalue(res, 0, 3));
 			}
@@ -1132,17 +1156,17 @@ eval_drill_overdue(coord_catalog *cat, const coord_audit_key *key, const coord_c
 
 /* One change event per passed drill not yet announced. */
 static int
-drill_changes(coord_catalog *cat, const coord_config *cfg, int64_t now_ms,
-    coord_drills_stats *st, coffer_err *err)
+drill_changes(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, coord_drills_stats *st,
+    coffer_err *err)
 {
 	int rv = coord_catalog_begin(cat, err);
 	if (rv != 0) {
 		return (rv);
 	}
 	PGresult *res = coord_catalog_adhoc(cat, "reading passed drills",
-	    "SELECT id, service, backup_id, repo, COALESCE(restore_ms, 0), COALESCE(rto_ms, 0), "
-	    MS("finished_at") " FROM drills WHERE status = 'passed' AND announced_at IS NULL "
-	    "ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED", /* CHANGE_BATCH */
+	    "SELECT id, service, backup_id, repo, COALESCE(restore_ms, 0), COALESCE(rto_ms, 0), " MS(
+	        "finished_at") " FROM drills WHERE status = 'passed' AND announced_at IS NULL "
+	                       "ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED", /* CHANGE_BATCH */
 	    0, NULL, &rv, err);
 	for (int i = 0; res != NULL && rv == 0 && i < PQntuples(res); i++) {
 		const char *service = PQgetvalue(res, i, 1);
@@ -1150,8 +1174,8 @@ drill_changes(coord_catalog *cat, const coord_config *cfg, int64_t now_ms,
 		int64_t restore = strtoll(PQgetvalue(res, i, 4), NULL, 10);
 		int64_t rto = strtoll(PQgetvalue(res, i, 5), NULL, 10);
 		snprintf(summary, sizeof(summary),
-		    "%s: restore drill %s of backup %s (%s) passed; restore took %s (RTO %s)", service,
-		    PQgetvalue(res, i, 0), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+		    "%s: restore drill %s of backup %s (%s) passed; restore took %s (RTO %s)",
+		    service, PQgetvalue(res, i, 0), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
 		    coffer_duration_format(r, sizeof(r), restore),
 		    coffer_duration_format(o, sizeof(o), rto));
 		cJSON *d = cJSON_CreateObject();
@@ -1161,13 +1185,14 @@ drill_changes(coord_catalog *cat, const coord_config *cfg, int64_t now_ms,
 		cJSON_AddStringToObject(d, "repository", PQgetvalue(res, i, 3));
 		cJSON_AddNumberToObject(d, "restore_ms", (double)restore);
 		cJSON_AddNumberToObject(d, "rto_ms", (double)rto);
-		rv = coord_alerts_change(cat, cfg, coord_config_service(cfg, service) != NULL ?
-			service : NULL, "drill_passed", summary, d,
-		    strtoll(PQgetvalue(res, i, 6), NULL, 10), now_ms, err);
+		rv = coord_alerts_change(cat, cfg,
+		    coord_config_service(cfg, service) != NULL ? service : NULL, "drill_passed",
+		    summary, d, strtoll(PQgetvalue(res, i, 6), NULL, 10), now_ms, err);
 		if (rv == 0) {
 			const char *v[] = { PQgetvalue(res, i, 0) };
 			rv = coord_catalog_adhoc_exec(cat, "marking the drill announced",
-			    "UPDATE drills SET announced_at = now() WHERE id = $1::bigint", 1, v, err);
+			    "UPDATE drills SET announced_at = now() WHERE id = $1::bigint", 1, v,
+			    err);
 		}
 		if (rv == 0) {
 			st->changes++;
@@ -1214,8 +1239,8 @@ eval_integrity_failed(coord_catalog *cat, const coord_audit_key *key, const coor
 }
 
 static int
-eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
-    int64_t now_ms, bool can_sweep, coord_drills_stats *st, coffer_err *err)
+eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg, int64_t now_ms,
+    bool can_sweep, coord_drills_stats *st, coffer_err *err)
 {
 	int64_t interval = coffer_config_duration_ms(cfg->ini, "integrity", "sweep_interval");
 	int rv;
@@ -1242,7 +1267,7 @@ eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *c
 		cJSON_AddStringToObject(d, "last_finished_at", at);
 	}
 	if ((rv = set_alert(cat, key, cfg, NULL, COORD_ALERT_INTEGRITY_OVERDUE, active, "error",
-		 summary, d, now_ms, st, err)) != 0) {
+	         summary, d, now_ms, st, err)) != 0) {
 		return (rv);
 	}
 	/* A clean sweep is news once. */
@@ -1250,9 +1275,10 @@ eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *c
 		return (rv);
 	}
 	res = coord_catalog_adhoc(cat, "reading clean sweeps",
-	    "SELECT id, checked, " MS("finished_at") " FROM integrity_sweeps WHERE finished_at "
-	    "IS NOT NULL AND failed = 0 AND checked > 0 AND announced_at IS NULL ORDER BY id "
-	    "LIMIT 5 FOR UPDATE SKIP LOCKED",
+	    "SELECT id, checked, " MS(
+	        "finished_at") " FROM integrity_sweeps WHERE finished_at "
+	                       "IS NOT NULL AND failed = 0 AND checked > 0 AND announced_at IS NULL ORDER BY id "
+	                       "LIMIT 5 FOR UPDATE SKIP LOCKED",
 	    0, NULL, &rv, err);
 	for (int i = 0; res != NULL && rv == 0 && i < PQntuples(res); i++) {
 		char summary2[300];
@@ -1267,8 +1293,8 @@ eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *c
 		if (rv == 0) {
 			const char *v[] = { PQgetvalue(res, i, 0) };
 			rv = coord_catalog_adhoc_exec(cat, "marking the sweep announced",
-			    "UPDATE integrity_sweeps SET announced_at = now() WHERE id = $1::bigint", 1,
-			    v, err);
+			    "UPDATE integrity_sweeps SET announced_at = now() WHERE id = $1::bigint",
+			    1, v, err);
 		}
 		if (rv == 0) {
 			st->changes++;
@@ -1300,8 +1326,9 @@ repo_of(coord_drills *d, int which)
 	/* Read only: the sweep must never be able to repair or remove. */
 	if (coffer_repo_open(&rc, COFFER_REPO_READ, &d->repo[which], &e) != 0) {
 		char q[COFFER_ERR_MSG_MAX + 8];
-		coffer_log_error("integrity sweep cannot open a repository", "repository=%s error=%s",
-		    repo_names[which], coffer_log_quote(q, sizeof(q), e.msg));
+		coffer_log_error("integrity sweep cannot open a repository",
+		    "repository=%s error=%s", repo_names[which],
+		    coffer_log_quote(q, sizeof(q), e.msg));
 		d->repo[which] = NULL;
 		d->tried[which] = false; /* try again next sweep */
 	}
@@ -1367,11 +1394,13 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 		snprintf(detail, sizeof(detail), "%.300s is missing from the %s repository", okey,
 		    repo_names[which]);
 	} else if (rv != 0) {
-		snprintf(detail, sizeof(detail), "%.300s could not be read from the %s repository: %.200s",
-		    okey, repo_names[which], e.msg);
+		snprintf(detail, sizeof(detail),
+		    "%.300s could not be read from the %s repository: %.200s", okey,
+		    repo_names[which], e.msg);
 	} else if (is_data && (int64_t)bytes != b->stored_bytes) {
 		snprintf(detail, sizeof(detail),
-		    "%.300s in the %s repository has %" PRIu64 " bytes, the catalog recorded %" PRId64,
+		    "%.300s in the %s repository has %" PRIu64
+		    " bytes, the catalog recorded %" PRId64,
 		    okey, repo_names[which], bytes, b->stored_bytes);
 	} else if (expect_sha[0] != '\0' && strcmp(actual, expect_sha) != 0) {
 		snprintf(detail, sizeof(detail),
@@ -1383,8 +1412,9 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	if (rv == COFFER_ECANCELED) {
 		return (rv);
 	}
-	if (rv == COFFER_EUNAVAIL || (rv != 0 && rv != COFFER_ENOENT && rv != COFFER_ECORRUPT &&
-					 rv != COFFER_EIO && rv != COFFER_EPERM)) {
+	if (rv == COFFER_EUNAVAIL ||
+	    (rv != 0 && rv != COFFER_ENOENT && rv != COFFER_ECORRUPT && rv != COFFER_EIO &&
+	        rv != COFFER_EPERM)) {
 		/* A storage outage is not corruption: skip, and let the sweep's
 		 * overdue alert speak if it lasts. */
 		char q[COFFER_ERR_MSG_MAX + 8];
@@ -1441,11 +1471,11 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 		}
 		char *text = cJSON_PrintUnformatted(a);
 		cJSON_Delete(a);
-		rv = text == NULL ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row") :
-				    coord_audit_append(cat, key, ACTOR,
-					ok ? "backup.integrity_check_passed" :
-					     "backup.integrity_check_failed",
-					b->id, text, NULL, err);
+		rv = text == NULL
+		    ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
+		    : coord_audit_append(cat, key, ACTOR,
+		          ok ? "backup.integrity_check_passed" : "backup.integrity_check_failed",
+		          b->id, text, NULL, err);
 		cJSON_free(text);
 	}
 	if (rv == 0) {
@@ -1457,8 +1487,9 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 		st->objects++;
 		if (!ok) {
 			st->corrupt++;
-			coffer_log_error("integrity check failed", "backup=%s repository=%s problem=\"%s\"",
-			    b->id, repo_names[which], detail);
+			coffer_log_error("integrity check failed",
+			    "backup=%s repository=%s problem=\"%s\"", b->id, repo_names[which],
+			    detail);
 		}
 	}
 	return (rv);
@@ -1500,7 +1531,8 @@ sweep_service(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, i
 	for (int i = 0; i < n; i++) {
 		snprintf(rows[i].id, sizeof(rows[i].id), "%s", PQgetvalue(res, i, 0));
 		snprintf(rows[i].service, sizeof(rows[i].service), "%s", service);
-		snprintf(rows[i].stored_sha, sizeof(rows[i].stored_sha), "%s", PQgetvalue(res, i, 1));
+		snprintf(
+		    rows[i].stored_sha, sizeof(rows[i].stored_sha), "%s", PQgetvalue(res, i, 1));
 		rows[i].stored_bytes = strtoll(PQgetvalue(res, i, 2), &end, 10);
 		snprintf(rows[i].manifest_sha, sizeof(rows[i].manifest_sha), "%s",
 		    PQgetvalue(res, i, 3));
@@ -1518,7 +1550,7 @@ sweep_service(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, i
 }
 
 /* Rows deleted per statement, and statements per sweep, when pruning. */
-#define PRUNE_BATCH 5000
+#define PRUNE_BATCH   5000
 #define PRUNE_BATCHES 40
 
 /*
@@ -1542,9 +1574,10 @@ prune_checks(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	for (int batch = 0; batch < PRUNE_BATCHES && rv == 0 && !atomic_load(&d->stop); batch++) {
 		PGresult *res = coord_catalog_adhoc(cat, "pruning integrity checks",
 		    "DELETE FROM integrity_checks WHERE id IN (SELECT c.id FROM integrity_checks c "
-		    "WHERE c.checked_at < " TS(1) " AND EXISTS (SELECT 1 FROM integrity_checks n "
-		    "WHERE n.backup_id = c.backup_id AND n.repo = c.repo AND n.object = c.object "
-		    "AND (n.checked_at, n.id) > (c.checked_at, c.id)) LIMIT $2::integer)",
+		    "WHERE c.checked_at < " TS(
+		        1) " AND EXISTS (SELECT 1 FROM integrity_checks n "
+		           "WHERE n.backup_id = c.backup_id AND n.repo = c.repo AND n.object = c.object "
+		           "AND (n.checked_at, n.id) > (c.checked_at, c.id)) LIMIT $2::integer)",
 		    2, v, &rv, err);
 		if (res == NULL) {
 			break;
@@ -1562,12 +1595,12 @@ prune_checks(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	st->checks_pruned += (int)total;
 	coffer_log_info("integrity checks pruned", "deleted=%ld", total);
 	char details[96];
-	snprintf(details, sizeof(details), "{\"deleted\":%ld,\"checked_before_ms\":%s}", total,
-	    before);
+	snprintf(
+	    details, sizeof(details), "{\"deleted\":%ld,\"checked_before_ms\":%s}", total, before);
 	coffer_err e;
 	coffer_err_clear(&e);
-	int arv = coord_audit_append(cat, key, "coordinator", "integrity.checks_pruned", "integrity",
-	    details, NULL, &e);
+	int arv = coord_audit_append(
+	    cat, key, "coordinator", "integrity.checks_pruned", "integrity", details, NULL, &e);
 	if (rv == 0 && arv != 0) {
 		*err = e;
 		rv = arv;
@@ -1576,8 +1609,8 @@ prune_checks(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 }
 
 int
-coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *key,
-    int64_t now_ms, coord_drills_stats *st, coffer_err *err)
+coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, int64_t now_ms,
+    coord_drills_stats *st, coffer_err *err)
 {
 	coord_drills_stats local;
 	if (st == NULL) {
@@ -1619,7 +1652,7 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 	const char *fv[] = { sweep_id, now };
 	rv = coord_catalog_adhoc_exec(cat, "finishing the sweep",
 	    "UPDATE integrity_sweeps SET finished_at = GREATEST(" TS(2) ", started_at) "
-	    "WHERE id = $1::bigint",
+	                                                                "WHERE id = $1::bigint",
 	    2, fv, err);
 	if (rv == 0) {
 		coffer_log_info("integrity sweep", "sweep=%s objects=%d failed=%d", sweep_id,
@@ -1630,8 +1663,7 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 }
 
 static int
-sweep_due(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, bool *due,
-    coffer_err *err)
+sweep_due(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, bool *due, coffer_err *err)
 {
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "reading the last sweep",
@@ -1640,8 +1672,8 @@ sweep_due(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, bool *due
 		return (rv);
 	}
 	int64_t interval = coffer_config_duration_ms(cfg->ini, "integrity", "sweep_interval");
-	*due = PQgetisnull(res, 0, 0) ||
-	    strtoll(PQgetvalue(res, 0, 0), NULL, 10) + interval <= now_ms;
+	*due =
+	    PQgetisnull(res, 0, 0) || strtoll(PQgetvalue(res, 0, 0), NULL, 10) + interval <= now_ms;
 	PQclear(res);
 	return (0);
 }
@@ -1676,8 +1708,8 @@ int
 coord_drills_background(coord_drills *d, const coord_audit_key *key, coffer_err *err)
 {
 	d->key = key;
-	return (coord_worker_start("integrity sweep", d->cfg->catalog, sweep_run, d, &d->worker,
-	    err));
+	return (
+	    coord_worker_start("integrity sweep", d->cfg->catalog, sweep_run, d, &d->worker, err));
 }
 
 void
@@ -1711,8 +1743,8 @@ note(int rv, const char *what, const coffer_err *e, int *last, coffer_err *err)
 }
 
 int
-coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *key,
-    int64_t now_ms, coord_drills_stats *st, coffer_err *err)
+coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, int64_t now_ms,
+    coord_drills_stats *st, coffer_err *err)
 {
 	coord_drills_stats local;
 	if (st == NULL) {
@@ -1724,7 +1756,7 @@ coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *ke
 	coffer_err e;
 	coffer_err_clear(&e);
 	if (note(schedule_pass(cat, key, cfg, now_ms, st, &e), "drill schedule failed", &e, &last,
-		err) == COFFER_EUNAVAIL) {
+	        err) == COFFER_EUNAVAIL) {
 		return (last);
 	}
 	bool due = false;
@@ -1787,11 +1819,11 @@ add_nullable_num(cJSON *o, const char *k, const PGresult *res, int row, int col)
 	}
 }
 
-#define DRILL_COLS                                                                             \
-	"id, service, backup_id, repo, status, runner, requested_by, " RFC3339("started_at") ", " \
-	RFC3339("finished_at") ", restore_ms, total_ms, rto_ms, "                                 \
-	"CASE WHEN restore_ms IS NULL OR rto_ms IS NULL THEN NULL ELSE restore_ms <= rto_ms END, " \
-	"sandbox, failure_reason, checks::text"
+#define DRILL_COLS                                                                                                    \
+	"id, service, backup_id, repo, status, runner, requested_by, " RFC3339("started_at") ", " RFC3339(            \
+	    "finished_at") ", restore_ms, total_ms, rto_ms, "                                                         \
+	                   "CASE WHEN restore_ms IS NULL OR rto_ms IS NULL THEN NULL ELSE restore_ms <= rto_ms END, " \
+	                   "sandbox, failure_reason, checks::text"
 
 static cJSON *
 drill_object(const PGresult *res, int i)
@@ -1825,8 +1857,7 @@ drill_object(const PGresult *res, int i)
 }
 
 int
-coord_drills_list(coord_catalog *cat, const char *service, int limit, cJSON **out,
-    coffer_err *err)
+coord_drills_list(coord_catalog *cat, const char *service, int limit, cJSON **out, coffer_err *err)
 {
 	*out = NULL;
 	char lim[16];
@@ -1864,7 +1895,8 @@ coord_drills_status(coord_catalog *cat, const char *service, cJSON *o, coffer_er
 	const char *v[] = { service };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "reading the last drill",
-	    "SELECT " DRILL_COLS " FROM drills WHERE service = $1 ORDER BY started_at DESC, id DESC "
+	    "SELECT " DRILL_COLS
+	    " FROM drills WHERE service = $1 ORDER BY started_at DESC, id DESC "
 	    "LIMIT 1",
 	    1, v, &rv, err);
 	if (res == NULL) {

@@ -53,9 +53,9 @@
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/policy/coord_config.h"
 
-#define COORD_ALERT_DRILL_FAILED "drill_failed"
-#define COORD_ALERT_DRILL_OVERDUE "drill_overdue"
-#define COORD_ALERT_INTEGRITY_FAILED "integrity_failed"
+#define COORD_ALERT_DRILL_FAILED      "drill_failed"
+#define COORD_ALERT_DRILL_OVERDUE     "drill_overdue"
+#define COORD_ALERT_INTEGRITY_FAILED  "integrity_failed"
 #define COORD_ALERT_INTEGRITY_OVERDUE "integrity_overdue"
 
 /* RunDrill commands handed to one runner in one reply, at most. */
@@ -79,9 +79,9 @@ int coord_drills_background(coord_drills *d, const coord_audit_key *key, coffer_
 void coord_drills_free(coord_drills *d);
 
 typedef struct coord_drills_stats {
-	int started;       /* drills started by their schedule */
-	int not_started;   /* due, but refused (no backup, no runner) */
-	int triggered;     /* alert transitions */
+	int started;     /* drills started by their schedule */
+	int not_started; /* due, but refused (no backup, no runner) */
+	int triggered;   /* alert transitions */
 	int resolved;
 	int changes;       /* change events enqueued */
 	int objects;       /* objects checked by a sweep */
@@ -117,8 +117,8 @@ int coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_ke
  * hint; or a catalog error.
  */
 int coord_drills_start(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
-    const char *service, const char *requested_by, int64_t now_ms, int64_t *drill_id,
-    cJSON *info, coffer_err *err);
+    const char *service, const char *requested_by, int64_t now_ms, int64_t *drill_id, cJSON *info,
+    coffer_err *err);
 
 /* Which repository the next drill uses: primary or dr as configured;
  * alternate flips from last ("primary", "dr" or NULL for none yet). */
@@ -130,8 +130,8 @@ const char *coord_drills_pick_repo(const coord_drill_policy *p, const char *last
  * the schedule appeared). *due_ms gets it; COFFER_ENOENT if it never fires,
  * COFFER_EINVAL for a bad schedule or zone.
  */
-int coord_drills_next_due(const char *schedule, const char *tz, int64_t base_ms,
-    int64_t *due_ms, coffer_err *err);
+int coord_drills_next_due(
+    const char *schedule, const char *tz, int64_t base_ms, int64_t *due_ms, coffer_err *err);
 
 /* ---- intake hooks (coordinator/intake/intake.c, inside the agent's transaction) ---- */
 
@@ -159,8 +159,8 @@ typedef struct coord_drill_commands {
 
 /* Hands runner's undone drill commands to it (marks them delivered) into
  * out, which must be empty. */
-int coord_drills_take_commands(coord_catalog *cat, const char *runner,
-    coord_drill_commands *out, coffer_err *err);
+int coord_drills_take_commands(
+    coord_catalog *cat, const char *runner, coord_drill_commands *out, coffer_err *err);
 
 /* Frees what take_commands built; out is empty afterwards. */
 void coord_drills_commands_clear(coord_drill_commands *out);
@@ -171,8 +171,8 @@ void coord_drills_commands_clear(coord_drill_commands *out);
  * *out (cJSON_Delete) is an array of { id, service, backup_id, repository,
  * status, runner, requested_by, started_at, finished_at, restore_ms,
  * total_ms, rto_ms, within_rto, sandbox, failure_reason, checks }. */
-int coord_drills_list(coord_catalog *cat, const char *service, int limit, cJSON **out,
-    coffer_err *err);
+int coord_drills_list(
+    coord_catalog *cat, const char *service, int limit, cJSON **out, coffer_err *err);
 
 /* Adds "last_drill" (that object, or null) to status object o. */
 int coord_drills_status(coord_catalog *cat, const char *service, cJSON *o, coffer_err *err);

@@ -54,8 +54,8 @@
 #include "coordinator/drill/drills.h"
 
 #define ACTOR_COORDINATOR "coordinator"
-#define TEXT_MAX 1024 /* bytes kept of any one free-text field from an agent */
-#define LIST_MAX 256  /* entries kept of any list (WAL segments, drill checks) */
+#define TEXT_MAX          1024 /* bytes kept of any one free-text field from an agent */
+#define LIST_MAX          256  /* entries kept of any list (WAL segments, drill checks) */
 /* Unix ms of 9999-12-31: anything later (or <= 0) is not a time. */
 #define MS_MAX INT64_C(253402300799999)
 
@@ -257,8 +257,10 @@ name_ok(const char *s, bool colon_ok)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-' && !(colon_ok && c == ':')))) {
+		bool alnum =
+		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum &&
+		    (i == 0 || (c != '_' && c != '.' && c != '-' && !(colon_ok && c == ':')))) {
 			return (false);
 		}
 	}
@@ -380,7 +382,7 @@ audit_rows_add(coord_intake *in, const char *actor, const char *action, const ch
 		in->audit_rows = rows;
 		in->cap_audit = cap;
 	}
-	in->audit_rows[in->n_audit++] = (coord_audit_entry){ actor, action, subject, details };
+	in->audit_rows[in->n_audit++] = (coord_audit_entry) { actor, action, subject, details };
 	return (0);
 }
 
@@ -395,8 +397,8 @@ audit_rows_flush(coord_intake *in, coffer_err *err)
 /* ---- lifecycle ---- */
 
 int
-coord_intake_new(coord_catalog *cat, const coord_audit_key *key, size_t max_msg,
-    coord_intake **out, coffer_err *err)
+coord_intake_new(coord_catalog *cat, const coord_audit_key *key, size_t max_msg, coord_intake **out,
+    coffer_err *err)
 {
 	*out = NULL;
 	coord_intake *in = calloc(1, sizeof(*in));
@@ -601,8 +603,7 @@ load_agent(coord_intake *in, const char *name, agent_row *ag, bool *found, coffe
 }
 
 static int
-check_signature(const agent_row *ag, const Coffer__V1__Envelope *env, verdict *v,
-    coffer_err *err)
+check_signature(const agent_row *ag, const Coffer__V1__Envelope *env, verdict *v, coffer_err *err)
 {
 	coffer_sign_pubkey *pub = NULL;
 	coffer_err e2;
@@ -612,8 +613,8 @@ check_signature(const agent_row *ag, const Coffer__V1__Envelope *env, verdict *v
 		    "agent %s's enrolled public key does not load: %s", ag->name, e2.msg));
 	}
 	size_t tbs_len;
-	uint8_t *tbs = coffer_wire_envelope_tbs(env->agent_id, env->seq, env->sent_at_ms,
-	    env->body.data, env->body.len, &tbs_len);
+	uint8_t *tbs = coffer_wire_envelope_tbs(
+	    env->agent_id, env->seq, env->sent_at_ms, env->body.data, env->body.len, &tbs_len);
 	if (tbs == NULL) {
 		coffer_sign_pubkey_free(pub);
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory to check a signature"));
@@ -665,9 +666,9 @@ event_type(const Coffer__V1__Event *ev)
 static const char *
 kind_text(Coffer__V1__BackupKind k)
 {
-	return (k == COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL	 ? "logical"
-		: k == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL ? "physical"
-								     : NULL);
+	return (k == COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL    ? "logical"
+	        : k == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL ? "physical"
+	                                                             : NULL);
 }
 
 /* Adds a cleaned string; false on allocation failure. */
@@ -707,7 +708,8 @@ event_payload(const Coffer__V1__Event *ev)
 	switch (ev->kind_case) {
 	case COFFER__V1__EVENT__KIND_HELLO: {
 		const Coffer__V1__AgentHello *h = ev->hello;
-		ok = add_text(p, "version", h->version) && add_text(p, "pg_version", h->pg_version) &&
+		ok = add_text(p, "version", h->version) &&
+		    add_text(p, "pg_version", h->pg_version) &&
 		    add_text(p, "system_identifier", h->system_identifier) &&
 		    add_text(p, "hostname", h->hostname) && add_text(p, "key_id", h->key_id);
 		break;
@@ -721,19 +723,21 @@ event_payload(const Coffer__V1__Event *ev)
 		cJSON_AddNumberToObject(p, "last_archived_at_ms", (double)h->last_archived_at_ms);
 		cJSON_AddBoolToObject(p, "backup_running", h->backup_running);
 		/* The archiver's own view (agent/report/archiver.h), for walwatch. */
-		if (ok && (h->current_wal[0] != '\0' || h->archive_failed_count != 0 ||
-			      h->last_archived_wal[0] != '\0')) {
-			cJSON_AddNumberToObject(p, "archive_failed_count",
-			    (double)h->archive_failed_count);
+		if (ok &&
+		    (h->current_wal[0] != '\0' || h->archive_failed_count != 0 ||
+		        h->last_archived_wal[0] != '\0')) {
+			cJSON_AddNumberToObject(
+			    p, "archive_failed_count", (double)h->archive_failed_count);
 			ok = add_text(p, "last_failed_wal", h->last_failed_wal) &&
 			    add_text(p, "current_wal", h->current_wal) &&
 			    add_text(p, "system_identifier", h->system_identifier);
-			cJSON_AddNumberToObject(p, "last_failed_at_ms", (double)h->last_failed_at_ms);
+			cJSON_AddNumberToObject(
+			    p, "last_failed_at_ms", (double)h->last_failed_at_ms);
 			cJSON_AddNumberToObject(p, "wal_ready_count", h->wal_ready_count);
 			cJSON_AddNumberToObject(p, "timeline", h->timeline);
 			if (h->wal_segment_size != 0) {
 				cJSON_AddNumberToObject(p, "wal_segment_size", h->wal_segment_size);
-}
+			}
 		}
 		break;
 	}
@@ -913,15 +917,17 @@ event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 		bool digests = w->n_segment_sha256 != 0 || w->n_segment_stored_bytes != 0;
 		if (w->timeline == 0 || w->timeline > INT32_MAX) {
 			snprintf(why, size, "timeline is missing or out of range");
-		} else if (digests && (w->n_segment_sha256 != w->n_segments ||
-				    w->n_segment_stored_bytes != w->n_segments)) {
+		} else if (digests &&
+		    (w->n_segment_sha256 != w->n_segments ||
+		        w->n_segment_stored_bytes != w->n_segments)) {
 			snprintf(why, size, "segment digests and sizes do not match the segments");
 		} else {
 			for (size_t i = 0; digests && i < w->n_segments; i++) {
 				if (w->segment_sha256[i].len != 32 ||
 				    w->segment_stored_bytes[i] > INT64_MAX) {
-					snprintf(why, size, "a segment digest is not 32 bytes or its "
-							    "size is out of range");
+					snprintf(why, size,
+					    "a segment digest is not 32 bytes or its "
+					    "size is out of range");
 					return (false);
 				}
 			}
@@ -1009,11 +1015,11 @@ wal_segment_name(const char *s)
 	size_t n = strlen(s);
 	if (n != 24 && !(n == 32 && strcmp(s + 24, ".partial") == 0)) {
 		return (false);
-}
+	}
 	for (size_t i = 0; i < 24; i++) {
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F'))) {
 			return (false);
-}
+		}
 	}
 	return (true);
 }
@@ -1031,7 +1037,7 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 {
 	if (w->n_segment_sha256 != w->n_segments || w->n_segments == 0) {
 		return (0);
-}
+	}
 	if (!digits_ok(w->system_identifier, 20) ||
 	    strspn(w->system_identifier, "0") == strlen(w->system_identifier)) {
 		coffer_log_warn("wal.archived without a system identifier, not tracked",
@@ -1040,31 +1046,33 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 	}
 	char tl[16], at[24];
 	snprintf(tl, sizeof(tl), "%" PRIu32, w->timeline);
-	fmt_i64(at, sizeof(at), w->last_archived_at_ms != 0 ? w->last_archived_at_ms :
-							     occurred_at_ms);
+	fmt_i64(
+	    at, sizeof(at), w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms);
 	for (size_t i = 0; i < w->n_segments; i++) {
 		if (!wal_segment_name(w->segments[i])) {
 			continue;
-}
+		}
 		char sha[65], bytes[24];
 		hex_encode(w->segment_sha256[i].data, 32, sha);
 		fmt_i64(bytes, sizeof(bytes), (int64_t)w->segment_stored_bytes[i]);
 		const char *vals[] = { ag->service, tl, w->segments[i], bytes, sha,
-			ms_ok(w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms) ?
-			    at : NULL,
+			ms_ok(w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms)
+			    ? at
+			    : NULL,
 			w->system_identifier };
 		int rv = cat_exec(in, "recording an archived WAL segment",
 		    "INSERT INTO wal_segments (service, system_identifier, timeline, segment, "
 		    "stored_bytes, stored_sha256, archived_at) VALUES ($1, $7::numeric, $2::integer, "
-		    "$3, $4::bigint, decode($5, 'hex'), COALESCE(" TS(6) ", now())) "
-		    "ON CONFLICT (service, system_identifier, timeline, segment) DO UPDATE SET "
-		    "stored_bytes = EXCLUDED.stored_bytes, stored_sha256 = EXCLUDED.stored_sha256, "
-		    "archived_at = EXCLUDED.archived_at, deleted_at = NULL "
-		    "WHERE wal_segments.deleted_at IS NOT NULL",
+		    "$3, $4::bigint, decode($5, 'hex'), COALESCE(" TS(
+		        6) ", now())) "
+		           "ON CONFLICT (service, system_identifier, timeline, segment) DO UPDATE SET "
+		           "stored_bytes = EXCLUDED.stored_bytes, stored_sha256 = EXCLUDED.stored_sha256, "
+		           "archived_at = EXCLUDED.archived_at, deleted_at = NULL "
+		           "WHERE wal_segments.deleted_at IS NOT NULL",
 		    7, vals, err);
 		if (rv != 0) {
 			return (rv);
-}
+		}
 	}
 	return (0);
 }
@@ -1105,8 +1113,8 @@ started_queue(coord_intake *in, const Coffer__V1__Event *ev, coffer_err *err)
 	fmt_i64(at, sizeof(at), ev->occurred_at_ms);
 	bool ok = coord_pgarray_add(&c[0], ev->backup_started->backup_id) &&
 	    coord_pgarray_add(&c[1], kind_text(ev->backup_started->kind)) &&
-	    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[2], at) :
-					 coord_pgarray_add_null(&c[2]));
+	    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[2], at)
+	                               : coord_pgarray_add_null(&c[2]));
 	if (!ok) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an envelope's backups"));
 	}
@@ -1138,8 +1146,9 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		 * outbox order, but cheap to tolerate) changes nothing. */
 		return (cat_exec(in, "recording a started backup",
 		    "INSERT INTO backups (id, service, agent, kind, status, started_at) "
-		    "VALUES ($1, $2, $3, $4, 'running', COALESCE(" TS(5) ", now())) "
-		    "ON CONFLICT (id) DO NOTHING",
+		    "VALUES ($1, $2, $3, $4, 'running', COALESCE(" TS(
+		        5) ", now())) "
+		           "ON CONFLICT (id) DO NOTHING",
 		    5, vals, err));
 	}
 	case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED: {
@@ -1154,7 +1163,8 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		}
 		cJSON *m = cJSON_CreateObject();
 		if (m == NULL) {
-			return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a manifest summary"));
+			return (
+			    coffer_err_set(err, COFFER_ENOMEM, "no memory for a manifest summary"));
 		}
 		/* The event carries the manifest's digest, not the manifest: the
 		 * catalog keeps what it was told, and the manifest in the
@@ -1176,32 +1186,32 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		fmt_i64(a[2], sizeof(a[2]), (int64_t)b->plain_bytes);
 		fmt_i64(a[3], sizeof(a[3]), (int64_t)b->stored_bytes);
 		fmt_i64(a[4], sizeof(a[4]), b->timeline);
-		const char *vals[] = {
-			b->backup_id, ag->service, ag->name, kind_text(b->kind),
-			b->repository[0] != '\0' ? b->repository : "primary", a[0], a[1], a[2], a[3],
-			plain[0] != '\0' ? plain : NULL, stored, key_id,
+		const char *vals[] = { b->backup_id, ag->service, ag->name, kind_text(b->kind),
+			b->repository[0] != '\0' ? b->repository : "primary", a[0], a[1], a[2],
+			a[3], plain[0] != '\0' ? plain : NULL, stored, key_id,
 			digits_ok(b->pg_version, 9) ? b->pg_version : NULL,
 			digits_ok(b->system_identifier, 20) ? b->system_identifier : NULL,
-			b->timeline > 0 ? a[4] : NULL, b->start_lsn[0] != '\0' ? b->start_lsn : NULL,
-			b->stop_lsn[0] != '\0' ? b->stop_lsn : NULL, mtext
-		};
+			b->timeline > 0 ? a[4] : NULL,
+			b->start_lsn[0] != '\0' ? b->start_lsn : NULL,
+			b->stop_lsn[0] != '\0' ? b->stop_lsn : NULL, mtext };
 		int rv = cat_exec(in, "recording a completed backup",
 		    "INSERT INTO backups (id, service, agent, kind, status, repo, started_at, "
 		    "finished_at, plain_bytes, stored_bytes, plain_sha256, stored_sha256, key_id, "
 		    "pg_version, system_identifier, timeline, start_lsn, stop_lsn, manifest) "
-		    "VALUES ($1, $2, $3, $4, 'completed', $5, " TS(6) ", " TS(7) ", $8, $9, "
-		    "decode($10, 'hex'), decode($11, 'hex'), $12, $13::integer, $14::numeric, "
-		    "$15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb) "
-		    "ON CONFLICT (id) DO UPDATE SET status = 'completed', kind = EXCLUDED.kind, "
-		    "repo = EXCLUDED.repo, started_at = EXCLUDED.started_at, "
-		    "finished_at = EXCLUDED.finished_at, plain_bytes = EXCLUDED.plain_bytes, "
-		    "stored_bytes = EXCLUDED.stored_bytes, plain_sha256 = EXCLUDED.plain_sha256, "
-		    "stored_sha256 = EXCLUDED.stored_sha256, key_id = EXCLUDED.key_id, "
-		    "pg_version = EXCLUDED.pg_version, "
-		    "system_identifier = EXCLUDED.system_identifier, timeline = EXCLUDED.timeline, "
-		    "start_lsn = EXCLUDED.start_lsn, stop_lsn = EXCLUDED.stop_lsn, "
-		    "manifest = EXCLUDED.manifest, updated_at = now() "
-		    "WHERE backups.status = 'running'",
+		    "VALUES ($1, $2, $3, $4, 'completed', $5, " TS(6) ", " TS(
+		        7) ", $8, $9, "
+		           "decode($10, 'hex'), decode($11, 'hex'), $12, $13::integer, $14::numeric, "
+		           "$15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb) "
+		           "ON CONFLICT (id) DO UPDATE SET status = 'completed', kind = EXCLUDED.kind, "
+		           "repo = EXCLUDED.repo, started_at = EXCLUDED.started_at, "
+		           "finished_at = EXCLUDED.finished_at, plain_bytes = EXCLUDED.plain_bytes, "
+		           "stored_bytes = EXCLUDED.stored_bytes, plain_sha256 = EXCLUDED.plain_sha256, "
+		           "stored_sha256 = EXCLUDED.stored_sha256, key_id = EXCLUDED.key_id, "
+		           "pg_version = EXCLUDED.pg_version, "
+		           "system_identifier = EXCLUDED.system_identifier, timeline = EXCLUDED.timeline, "
+		           "start_lsn = EXCLUDED.start_lsn, stop_lsn = EXCLUDED.stop_lsn, "
+		           "manifest = EXCLUDED.manifest, updated_at = now() "
+		           "WHERE backups.status = 'running'",
 		    18, vals, err);
 		cJSON_free(mtext);
 		free(key_id);
@@ -1213,7 +1223,8 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		int64_t started = b->started_at_ms != 0 ? b->started_at_ms : failed;
 		fmt_i64(a[0], sizeof(a[0]), started);
 		fmt_i64(a[1], sizeof(a[1]), failed);
-		char *reason = clean_text(b->reason[0] != '\0' ? b->reason : "no reason given", TEXT_MAX);
+		char *reason =
+		    clean_text(b->reason[0] != '\0' ? b->reason : "no reason given", TEXT_MAX);
 		if (reason == NULL) {
 			return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a backup row"));
 		}
@@ -1223,12 +1234,14 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		 * finish is kept no earlier than the recorded start. */
 		int rv = cat_exec(in, "recording a failed backup",
 		    "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, "
-		    "failure_reason) VALUES ($1, $2, $3, $4, 'failed', COALESCE(" TS(5) ", now()), "
-		    "GREATEST(COALESCE(" TS(6) ", now()), COALESCE(" TS(5) ", now())), $7) "
-		    "ON CONFLICT (id) DO UPDATE SET status = 'failed', "
-		    "finished_at = GREATEST(EXCLUDED.finished_at, backups.started_at), "
-		    "failure_reason = EXCLUDED.failure_reason, updated_at = now() "
-		    "WHERE backups.status = 'running'",
+		    "failure_reason) VALUES ($1, $2, $3, $4, 'failed', COALESCE(" TS(
+		        5) ", now()), "
+		           "GREATEST(COALESCE(" TS(6) ", now()), COALESCE(" TS(
+		               5) ", now())), $7) "
+		                  "ON CONFLICT (id) DO UPDATE SET status = 'failed', "
+		                  "finished_at = GREATEST(EXCLUDED.finished_at, backups.started_at), "
+		                  "failure_reason = EXCLUDED.failure_reason, updated_at = now() "
+		                  "WHERE backups.status = 'running'",
 		    7, vals, err);
 		free(reason);
 		return (rv);
@@ -1267,8 +1280,9 @@ insert_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	int rv;
 	PGresult *res = cat_query(in, "recording an event",
 	    "INSERT INTO events (agent, seq, service, type, payload, sent_at) "
-	    "VALUES ($1, $2, $3, $4, $5::jsonb, " TS(6) ") "
-	    "ON CONFLICT (agent, seq) DO NOTHING RETURNING id",
+	    "VALUES ($1, $2, $3, $4, $5::jsonb, " TS(
+	        6) ") "
+	           "ON CONFLICT (agent, seq) DO NOTHING RETURNING id",
 	    6, vals, &rv, err);
 	cJSON_free(ptext);
 	if (res == NULL) {
@@ -1340,10 +1354,16 @@ record_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
  * probe of the index before its insert.
  */
 static int
-insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b,
-    int64_t mark, coffer_err *err)
+insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b, int64_t mark,
+    coffer_err *err)
 {
-	enum { C_SEQ, C_SERVICE, C_TYPE, C_PAYLOAD, C_SENT };
+	enum {
+		C_SEQ,
+		C_SERVICE,
+		C_TYPE,
+		C_PAYLOAD,
+		C_SENT
+	};
 	coord_pgarray *c = in->ev_cols;
 	for (int i = 0; i < 5; i++) {
 		coord_pgarray_reset(&c[i]);
@@ -1369,8 +1389,8 @@ insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatc
 		    coord_pgarray_add(&c[C_SERVICE], ev->service) &&
 		    coord_pgarray_add(&c[C_TYPE], event_type(ev)) &&
 		    coord_pgarray_add(&c[C_PAYLOAD], ptext) &&
-		    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[C_SENT], at) :
-						 coord_pgarray_add_null(&c[C_SENT]));
+		    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[C_SENT], at)
+		                               : coord_pgarray_add_null(&c[C_SENT]));
 		cJSON_free(ptext);
 		want++;
 	}
@@ -1392,8 +1412,8 @@ insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatc
 	    "  AS e(seq, service, type, payload, sent_ms)",
 	    6, vals, &rv, err);
 	if (res == NULL) {
-		coffer_err_wrap(err, "events of agent %s above its high-water mark %" PRId64,
-		    ag->name, mark);
+		coffer_err_wrap(
+		    err, "events of agent %s above its high-water mark %" PRId64, ag->name, mark);
 		return (rv);
 	}
 	PQclear(res);
@@ -1428,11 +1448,11 @@ apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev
 	if (rv == COFFER_EPG && rejected == NULL) {
 		snprintf(why, sizeof(why), "the catalog refused it: %.150s", err->msg);
 		rejected = why;
-		coffer_log_warn("event rejected", "agent=%s seq=%" PRIu64 " type=%s", ag->name, ev->seq,
-		    event_type(ev));
+		coffer_log_warn("event rejected", "agent=%s seq=%" PRIu64 " type=%s", ag->name,
+		    ev->seq, event_type(ev));
 		coffer_err_clear(err);
-		if ((rv = cat_exec(in, "rolling back an event", "ROLLBACK TO SAVEPOINT coffer_event", 0,
-			 NULL, err)) != 0) {
+		if ((rv = cat_exec(in, "rolling back an event",
+		         "ROLLBACK TO SAVEPOINT coffer_event", 0, NULL, err)) != 0) {
 			return (rv);
 		}
 		rv = record_event(in, ag, ev, rejected, &inserted, err);
@@ -1441,14 +1461,13 @@ apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev
 		return (rv);
 	}
 	*outcome = !inserted ? 1 : rejected != NULL ? 2 : 0;
-	return (cat_exec(in, "releasing an event savepoint", "RELEASE SAVEPOINT coffer_event", 0,
-	    NULL, err));
+	return (cat_exec(
+	    in, "releasing an event savepoint", "RELEASE SAVEPOINT coffer_event", 0, NULL, err));
 }
 
 /* Transient hello and heartbeat: the agent's status columns. */
 static int
-apply_transient(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
-    coffer_err *err)
+apply_transient(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev, coffer_err *err)
 {
 	cJSON *p = event_payload(ev);
 	if (p == NULL) {
@@ -1462,8 +1481,8 @@ apply_transient(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *
 	const char *vals[] = { ag->name, text };
 	int rv = cat_exec(in, "recording the agent's status",
 	    ev->kind_case == COFFER__V1__EVENT__KIND_HELLO
-		? "UPDATE agents SET hello = $2::jsonb, hello_at = now() WHERE name = $1"
-		: "UPDATE agents SET heartbeat = $2::jsonb, heartbeat_at = now() WHERE name = $1",
+	        ? "UPDATE agents SET hello = $2::jsonb, hello_at = now() WHERE name = $1"
+	        : "UPDATE agents SET heartbeat = $2::jsonb, heartbeat_at = now() WHERE name = $1",
 	    2, vals, err);
 	cJSON_free(text);
 	return (rv);
@@ -1519,7 +1538,8 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 			char s[72];
 			printable(ev->service, s, sizeof(s));
 			verdict_set(v, COFFER__V1__STATUS__STATUS_NOT_OWNER,
-			    "event seq %" PRIu64 " is about service \"%s\"; agent %s is enrolled for %s",
+			    "event seq %" PRIu64
+			    " is about service \"%s\"; agent %s is enrolled for %s",
 			    ev->seq, s, ag->name, ag->service);
 			return;
 		}
@@ -1537,8 +1557,7 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
  * that agent reports it done, so a reply lost on the way is made good by
  * the next one; the agent ignores ids it has already started. */
 static int
-take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *rq,
-    coffer_err *err)
+take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *rq, coffer_err *err)
 {
 	in->n_cmds = 0;
 	coord_drills_commands_clear(&in->drill_cmds);
@@ -1546,9 +1565,10 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 		const Coffer__V1__EventBatch *b = rq->events;
 		for (size_t i = 0; i < b->n_events; i++) {
 			const Coffer__V1__Event *ev = b->events[i];
-			if (ev->kind_case != COFFER__V1__EVENT__KIND_COMMAND_DONE || ev->command_done == NULL) {
+			if (ev->kind_case != COFFER__V1__EVENT__KIND_COMMAND_DONE ||
+			    ev->command_done == NULL) {
 				continue;
-}
+			}
 			char id[24];
 			snprintf(id, sizeof(id), "%" PRIu64, ev->command_done->command_id);
 			const char *vals[] = { id, ag->name };
@@ -1558,7 +1578,7 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 			    2, vals, err);
 			if (rv != 0) {
 				return (rv);
-}
+			}
 		}
 	}
 	if (ag->drill_runner) {
@@ -1575,14 +1595,14 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 	    2, vals, &rv, err);
 	if (r == NULL) {
 		return (rv);
-}
+	}
 	int n = PQntuples(r);
 	for (int i = 0; i < n && in->n_cmds < INTAKE_MAX_COMMANDS; i++) {
 		pending_command *c = &in->cmds[in->n_cmds++];
 		c->id = strtoull(PQgetvalue(r, i, 0), NULL, 10);
-		c->kind = strcmp(PQgetvalue(r, i, 1), "physical") == 0 ?
-		    COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL :
-		    COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
+		c->kind = strcmp(PQgetvalue(r, i, 1), "physical") == 0
+		    ? COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL
+		    : COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL;
 		snprintf(c->requested_by, sizeof(c->requested_by), "%s", PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
@@ -1590,8 +1610,8 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 }
 
 static int
-process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_row *ag,
-    bool *found, verdict *v, coord_intake_result *res, coffer_err *err)
+process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_row *ag, bool *found,
+    verdict *v, coord_intake_result *res, coffer_err *err)
 {
 	audit_rows_clear(in);
 	in->events_inserted = false;
@@ -1621,9 +1641,9 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		return (0);
 	}
 	coffer_err derr;
-	const Coffer__V1__Request *rq = (const Coffer__V1__Request *)coffer_wire_decode(
-	    &coffer__v1__request__descriptor, &in->body_arena, env->body.data, env->body.len,
-	    in->max_msg, &derr);
+	const Coffer__V1__Request *rq =
+	    (const Coffer__V1__Request *)coffer_wire_decode(&coffer__v1__request__descriptor,
+	        &in->body_arena, env->body.data, env->body.len, in->max_msg, &derr);
 	if (rq == NULL) {
 		verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED, "request body: %s", derr.msg);
 		return (0);
@@ -1635,8 +1655,8 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 	int64_t mark = ag->last_seq;
 	if (rq->kind_case == COFFER__V1__REQUEST__KIND_EVENTS &&
 	    ((rv = coord_drills_check_events(in->cat, ag->name, ag->drill_runner, rq->events, mark,
-		  &v->status, v->error, sizeof(v->error), err)) != 0 ||
-		v->status != 0)) {
+	          &v->status, v->error, sizeof(v->error), err)) != 0 ||
+	        v->status != 0)) {
 		return (rv);
 	}
 	if (rq->kind_case == COFFER__V1__REQUEST__KIND_EVENTS) {
@@ -1717,7 +1737,8 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 	if (!coord_catalog_ok(in->cat)) {
 		verdict_set(&v, COFFER__V1__STATUS__STATUS_UNAVAILABLE,
 		    "the catalog is unreachable; keep the events and retry later");
-		rv = coord_intake_reply_status(in, req, len, v.status, v.error, reply, reply_len, err);
+		rv = coord_intake_reply_status(
+		    in, req, len, v.status, v.error, reply, reply_len, err);
 		res->status = v.status;
 		snprintf(res->error, sizeof(res->error), "%s", v.error);
 		return (rv);
@@ -1732,7 +1753,8 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		res->envelope_seq = env->seq;
 		printable(env->agent_id, res->agent, sizeof(res->agent));
 		if (coffer_wire_check_envelope(env, &derr) != 0) {
-			verdict_set(&v, COFFER__V1__STATUS__STATUS_MALFORMED, "envelope: %s", derr.msg);
+			verdict_set(
+			    &v, COFFER__V1__STATUS__STATUS_MALFORMED, "envelope: %s", derr.msg);
 		} else if (!name_ok(env->agent_id, false)) {
 			/* No such name can be enrolled (the catalog's name rule). */
 			verdict_set(&v, COFFER__V1__STATUS__STATUS_UNKNOWN_AGENT,

@@ -15,13 +15,13 @@
 
 #include "common/base/clock.h"
 #include "common/conf/cron.h"
-#include "common/stream/digest.h"
 #include "common/conf/tz.h"
+#include "common/stream/digest.h"
 
-#define SECS 1000LL
-#define MINS (60 * SECS)
+#define SECS  1000LL
+#define MINS  (60 * SECS)
 #define HOURS (60 * MINS)
-#define DAYS (24 * HOURS)
+#define DAYS  (24 * HOURS)
 #define YEARS (366 * DAYS)
 
 static int
@@ -46,8 +46,9 @@ check_listen(const char *v, coffer_err *err)
 		}
 	}
 	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not a listen address", v);
-	return (coffer_err_hint(err, "write tls+tcp://host:port (tcp:// and ipc:// only for "
-				     "tests and single-host setups)"));
+	return (coffer_err_hint(err,
+	    "write tls+tcp://host:port (tcp:// and ipc:// only for "
+	    "tests and single-host setups)"));
 }
 
 /* The service's backup schedule: a cron that fires. A service that is only
@@ -56,15 +57,16 @@ check_listen(const char *v, coffer_err *err)
 static int
 check_schedule(const char *v, coffer_err *err)
 {
-	static const char *const manual[] = { "manual", "none", "never", "off", "disabled",
-		"no", NULL };
+	static const char *const manual[] = { "manual", "none", "never", "off", "disabled", "no",
+		NULL };
 	for (size_t i = 0; manual[i] != NULL; i++) {
 		if (strcasecmp(v, manual[i]) == 0) {
 			coffer_err_set(err, COFFER_EINVAL,
 			    "a manual-only schedule is refused (rule: every service is backed up on a "
 			    "schedule)");
-			return (coffer_err_hint(err, "write a cron schedule such as 0 2 * * *; "
-						     "`coffer backup run` still runs extra backups by hand"));
+			return (coffer_err_hint(err,
+			    "write a cron schedule such as 0 2 * * *; "
+			    "`coffer backup run` still runs extra backups by hand"));
 		}
 	}
 	coffer_cron *c = coffer_cron_parse(v, err);
@@ -82,8 +84,9 @@ check_schedule(const char *v, coffer_err *err)
 		coffer_err_set(err, COFFER_EINVAL,
 		    "the schedule never fires, which makes the service manual-only (rule: every "
 		    "service is backed up on a schedule)");
-		return (coffer_err_hint(err, "check the day and month fields (is it a date that "
-					     "does not exist?)"));
+		return (coffer_err_hint(err,
+		    "check the day and month fields (is it a date that "
+		    "does not exist?)"));
 	}
 	return (0);
 }
@@ -124,8 +127,9 @@ check_ident(const char *v, coffer_err *err)
 		return (0);
 	}
 	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an agent name", v);
-	return (coffer_err_hint(err, "use the name the drill runner was enrolled under (1 to 63 "
-				     "letters, digits, '.', '_' or '-')"));
+	return (coffer_err_hint(err,
+	    "use the name the drill runner was enrolled under (1 to 63 "
+	    "letters, digits, '.', '_' or '-')"));
 }
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
@@ -146,8 +150,11 @@ static const coffer_config_key coordinator_keys[] = {
 	{ .name = "state_dir", .type = COFFER_CONFIG_PATH, .def = "/var/lib/coffer-coordinator" },
 	{ .name = "metrics_listen", .type = COFFER_CONFIG_STRING },
 	/* How often retention, alerts and deliveries are re-evaluated. */
-	{ .name = "maintenance_interval", .type = COFFER_CONFIG_DURATION, .def = "60s",
-	    .min = 1000, .max = 3600 * 1000 },
+	{ .name = "maintenance_interval",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "60s",
+	    .min = 1000,
+	    .max = 3600 * 1000 },
 	{ .name = "insecure", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ .name = "log_level", .type = COFFER_CONFIG_ENUM, .def = "info", .words = log_levels },
 	/* Threads (each with its own catalog connection) applying agents'
@@ -178,21 +185,40 @@ static const coffer_config_key repo_keys[] = {
 };
 
 static const coffer_config_key alerts_keys[] = {
-	{ .name = "pagerduty_url", .type = COFFER_CONFIG_STRING,
-	    .def = "https://events.pagerduty.com/v2/enqueue", .check = coffer_config_check_http_url },
+	{ .name = "pagerduty_url",
+	    .type = COFFER_CONFIG_STRING,
+	    .def = "https://events.pagerduty.com/v2/enqueue",
+	    .check = coffer_config_check_http_url },
 	{ .name = "routing_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "webhook_url", .type = COFFER_CONFIG_STRING, .check = coffer_config_check_http_url },
-	{ .name = "agent_quiet", .type = COFFER_CONFIG_DURATION, .def = "10m", .min = 1 * MINS,
+	{ .name = "webhook_url",
+	    .type = COFFER_CONFIG_STRING,
+	    .check = coffer_config_check_http_url },
+	{ .name = "agent_quiet",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "10m",
+	    .min = 1 * MINS,
 	    .max = 30 * DAYS },
-	{ .name = "completion_window", .type = COFFER_CONFIG_DURATION, .def = "2h",
-	    .min = 1 * MINS, .max = 30 * DAYS },
-	{ .name = "refusal_window", .type = COFFER_CONFIG_DURATION, .def = "1h", .min = 1 * MINS,
+	{ .name = "completion_window",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "2h",
+	    .min = 1 * MINS,
+	    .max = 30 * DAYS },
+	{ .name = "refusal_window",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "1h",
+	    .min = 1 * MINS,
 	    .max = 30 * DAYS },
 	{ .name = "size_history", .type = COFFER_CONFIG_INT, .def = "10", .min = 2, .max = 1000 },
 	/* WAL segments waiting to be archived before wal_archive_lag pages. */
-	{ .name = "wal_lag_segments", .type = COFFER_CONFIG_INT, .def = "16", .min = 1,
+	{ .name = "wal_lag_segments",
+	    .type = COFFER_CONFIG_INT,
+	    .def = "16",
+	    .min = 1,
 	    .max = 1000000 },
-	{ .name = "rate_per_minute", .type = COFFER_CONFIG_INT, .def = "100", .min = 1,
+	{ .name = "rate_per_minute",
+	    .type = COFFER_CONFIG_INT,
+	    .def = "100",
+	    .min = 1,
 	    .max = 10000 },
 	{ 0 },
 };
@@ -205,28 +231,56 @@ static const coffer_config_key operator_keys[] = {
 
 static const coffer_config_key service_keys[] = {
 	{ .name = "owner", .type = COFFER_CONFIG_STRING, .required = true },
-	{ .name = "schedule", .type = COFFER_CONFIG_CRON, .required = true, .check = check_schedule,
+	{ .name = "schedule",
+	    .type = COFFER_CONFIG_CRON,
+	    .required = true,
+	    .check = check_schedule,
 	    .why = "every service is backed up on a schedule (cron, in the service's timezone)" },
-	{ .name = "timezone", .type = COFFER_CONFIG_STRING, .def = "UTC", .check = coffer_config_check_timezone },
-	{ .name = "retention.daily", .type = COFFER_CONFIG_STRING, .check = check_count_or_forever },
-	{ .name = "retention.weekly", .type = COFFER_CONFIG_STRING, .check = check_count_or_forever },
-	{ .name = "retention.monthly", .type = COFFER_CONFIG_STRING,
+	{ .name = "timezone",
+	    .type = COFFER_CONFIG_STRING,
+	    .def = "UTC",
+	    .check = coffer_config_check_timezone },
+	{ .name = "retention.daily",
+	    .type = COFFER_CONFIG_STRING,
 	    .check = check_count_or_forever },
-	{ .name = "retention.yearly", .type = COFFER_CONFIG_STRING, .check = check_count_or_forever },
-	{ .name = "retention.min_redundancy", .type = COFFER_CONFIG_INT, .def = "1", .min = 1,
+	{ .name = "retention.weekly",
+	    .type = COFFER_CONFIG_STRING,
+	    .check = check_count_or_forever },
+	{ .name = "retention.monthly",
+	    .type = COFFER_CONFIG_STRING,
+	    .check = check_count_or_forever },
+	{ .name = "retention.yearly",
+	    .type = COFFER_CONFIG_STRING,
+	    .check = check_count_or_forever },
+	{ .name = "retention.min_redundancy",
+	    .type = COFFER_CONFIG_INT,
+	    .def = "1",
+	    .min = 1,
 	    .max = 1000 },
-	{ .name = "retention.grace", .type = COFFER_CONFIG_DURATION, .def = "7d", .min = 1 * HOURS,
+	{ .name = "retention.grace",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "7d",
+	    .min = 1 * HOURS,
 	    .max = 365 * DAYS },
-	{ .name = "pitr.window", .type = COFFER_CONFIG_DURATION, .min = 1 * MINS,
+	{ .name = "pitr.window",
+	    .type = COFFER_CONFIG_DURATION,
+	    .min = 1 * MINS,
 	    .max = 10 * YEARS },
 	{ .name = "dr.copy", .type = COFFER_CONFIG_ENUM, .def = "none", .words = dr_copies },
 	{ .name = "dr.lock", .type = COFFER_CONFIG_ENUM, .def = "compliance", .words = dr_locks },
-	{ .name = "dr.retention", .type = COFFER_CONFIG_DURATION, .min = 1 * DAYS,
+	{ .name = "dr.retention",
+	    .type = COFFER_CONFIG_DURATION,
+	    .min = 1 * DAYS,
 	    .max = 100 * YEARS },
 	{ .name = "compliance", .type = COFFER_CONFIG_ENUM, .def = "none", .words = compliances },
-	{ .name = "compliance.max_retention", .type = COFFER_CONFIG_DURATION, .min = 1 * DAYS,
-	    .max = 100 * YEARS, .allow_forever = true },
-	{ .name = "compliance.min_retention", .type = COFFER_CONFIG_DURATION, .min = 1 * DAYS,
+	{ .name = "compliance.max_retention",
+	    .type = COFFER_CONFIG_DURATION,
+	    .min = 1 * DAYS,
+	    .max = 100 * YEARS,
+	    .allow_forever = true },
+	{ .name = "compliance.min_retention",
+	    .type = COFFER_CONFIG_DURATION,
+	    .min = 1 * DAYS,
 	    .max = 100 * YEARS },
 	{ .name = "drill.schedule", .type = COFFER_CONFIG_CRON },
 	{ .name = "drill.rto", .type = COFFER_CONFIG_DURATION, .min = 1 * MINS, .max = 30 * DAYS },
@@ -234,11 +288,15 @@ static const coffer_config_key service_keys[] = {
 	 * text and change the policy version of services without drills. */
 	{ .name = "drill.runner", .type = COFFER_CONFIG_STRING, .check = check_ident },
 	{ .name = "drill.backup", .type = COFFER_CONFIG_ENUM, .words = drill_backups },
-	{ .name = "drill.window", .type = COFFER_CONFIG_DURATION, .min = 1 * HOURS,
+	{ .name = "drill.window",
+	    .type = COFFER_CONFIG_DURATION,
+	    .min = 1 * HOURS,
 	    .max = 10 * YEARS },
 	{ .name = "drill.repository", .type = COFFER_CONFIG_ENUM, .words = drill_repos },
 	{ .name = "drill.freshness_query", .type = COFFER_CONFIG_STRING },
-	{ .name = "drill.freshness_max_lag", .type = COFFER_CONFIG_DURATION, .min = 1 * SECS,
+	{ .name = "drill.freshness_max_lag",
+	    .type = COFFER_CONFIG_DURATION,
+	    .min = 1 * SECS,
 	    .max = 10 * YEARS },
 	{ .name = "drill.assert.1", .type = COFFER_CONFIG_STRING },
 	{ .name = "drill.assert.2", .type = COFFER_CONFIG_STRING },
@@ -250,7 +308,9 @@ static const coffer_config_key service_keys[] = {
 	{ .name = "drill.assert.8", .type = COFFER_CONFIG_STRING },
 	{ .name = "drill.assert.9", .type = COFFER_CONFIG_STRING },
 	{ .name = "drill.keep_sandbox", .type = COFFER_CONFIG_BOOL },
-	{ .name = "drill.overdue_after", .type = COFFER_CONFIG_DURATION, .min = 1 * SECS,
+	{ .name = "drill.overdue_after",
+	    .type = COFFER_CONFIG_DURATION,
+	    .min = 1 * SECS,
 	    .max = 30 * DAYS },
 	{ .name = "alerts.routing_key", .type = COFFER_CONFIG_STRING },
 	{ 0 },
@@ -259,12 +319,18 @@ static const coffer_config_key service_keys[] = {
 /* The integrity sweep (coordinator/drill/drills.c): digests of a sample of
  * stored backups, checked without restoring. */
 static const coffer_config_key integrity_keys[] = {
-	{ .name = "sweep_interval", .type = COFFER_CONFIG_DURATION, .def = "24h", .min = 1 * SECS,
+	{ .name = "sweep_interval",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "24h",
+	    .min = 1 * SECS,
 	    .max = 30 * DAYS },
 	{ .name = "sample", .type = COFFER_CONFIG_INT, .def = "3", .min = 1, .max = 1000 },
 	/* Checks older than this are deleted once a newer check of the same
 	 * object exists; each is also an audit row. */
-	{ .name = "keep_checks", .type = COFFER_CONFIG_DURATION, .def = "90d", .min = 1 * DAYS,
+	{ .name = "keep_checks",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "90d",
+	    .min = 1 * DAYS,
 	    .max = 3660 * DAYS },
 	{ 0 },
 };
@@ -272,20 +338,31 @@ static const coffer_config_key integrity_keys[] = {
 /* The DR copy (coordinator/dr/drcopy.c). */
 static const coffer_config_key dr_keys[] = {
 	/* A due copy not verified after this pages dr_copy_lag. */
-	{ .name = "copy_lag", .type = COFFER_CONFIG_DURATION, .def = "6h", .min = 1 * SECS,
+	{ .name = "copy_lag",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "6h",
+	    .min = 1 * SECS,
 	    .max = 30 * DAYS },
 	/* Copies per pass of the copier thread; the next pass follows at once. */
-	{ .name = "copies_per_pass", .type = COFFER_CONFIG_INT, .def = "4", .min = 1,
-	    .max = 1000 },
+	{ .name = "copies_per_pass", .type = COFFER_CONFIG_INT, .def = "4", .min = 1, .max = 1000 },
 	/* A failed copy waits 1 minute, doubling per attempt up to this. */
-	{ .name = "retry_max", .type = COFFER_CONFIG_DURATION, .def = "1h", .min = 1 * SECS,
+	{ .name = "retry_max",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "1h",
+	    .min = 1 * SECS,
 	    .max = 7 * DAYS },
 	/* The audit chain's head goes to the DR repository this often... */
-	{ .name = "audit_export_interval", .type = COFFER_CONFIG_DURATION, .def = "1h",
-	    .min = 1 * SECS, .max = 1 * DAYS },
+	{ .name = "audit_export_interval",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "1h",
+	    .min = 1 * SECS,
+	    .max = 1 * DAYS },
 	/* ...locked COMPLIANCE this long (HIPAA keeps records six years). */
-	{ .name = "audit_retention", .type = COFFER_CONFIG_DURATION, .def = "2190d",
-	    .min = 1 * DAYS, .max = 100 * YEARS },
+	{ .name = "audit_retention",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "2190d",
+	    .min = 1 * DAYS,
+	    .max = 100 * YEARS },
 	{ 0 },
 };
 
@@ -307,8 +384,8 @@ static const coffer_config_schema coordinator_schema = {
 };
 
 int
-coord_config_repo(const coord_config *cfg, const char *name, coffer_repo_config *rc,
-    coffer_err *err)
+coord_config_repo(
+    const coord_config *cfg, const char *name, coffer_repo_config *rc, coffer_err *err)
 {
 	char sec[48];
 	snprintf(sec, sizeof(sec), "repository.%s", name);
@@ -356,8 +433,9 @@ check_instances(const coffer_config *ini, const char *pattern, coffer_err *err)
 			snprintf(section, sizeof(section), "%s.%s", pattern, names[i]);
 			coffer_config_err_at(ini, section, NULL, err, "'%s' is not a valid %s name",
 			    names[i], pattern);
-			return (coffer_err_hint(err, "use 1 to 63 letters, digits, '.', '_' or '-', "
-						     "not starting with '.' or '-'"));
+			return (coffer_err_hint(err,
+			    "use 1 to 63 letters, digits, '.', '_' or '-', "
+			    "not starting with '.' or '-'"));
 		}
 	}
 	return (0);
@@ -366,12 +444,14 @@ check_instances(const coffer_config *ini, const char *pattern, coffer_err *err)
 /* ---- policy rules ---- */
 
 static const char *const tier_keys[COORD_TIER_COUNT] = {
-	"retention.daily", "retention.weekly", "retention.monthly", "retention.yearly",
+	"retention.daily",
+	"retention.weekly",
+	"retention.monthly",
+	"retention.yearly",
 };
 /* The longest a period can last: a backup made at the very start of a
  * period stays in an N-period tier at most N of these. */
-static const int64_t tier_unit_ms[COORD_TIER_COUNT] = { 1 * DAYS, 7 * DAYS, 31 * DAYS,
-	366 * DAYS };
+static const int64_t tier_unit_ms[COORD_TIER_COUNT] = { 1 * DAYS, 7 * DAYS, 31 * DAYS, 366 * DAYS };
 static const char *const tier_unit_names[COORD_TIER_COUNT] = { "1d per day", "7d per week",
 	"31d per month", "366d per year" };
 
@@ -420,8 +500,8 @@ fmt_span(char *buf, size_t size, int64_t ms)
 static const char *const compliance_names[] = { "policy", "gdpr", "hipaa" };
 
 static int
-check_gdpr_max(const coffer_config *ini, const char *section, const coord_service_policy *p,
-    coffer_err *err)
+check_gdpr_max(
+    const coffer_config *ini, const char *section, const coord_service_policy *p, coffer_err *err)
 {
 	char a[32], b[32];
 	int64_t max = p->max_retention_ms;
@@ -439,8 +519,9 @@ check_gdpr_max(const coffer_config *ini, const char *section, const coord_servic
 			    "%s, longer than compliance.max_retention = %s (rule: %s: no tier may keep "
 			    "data longer than the declared maximum)",
 			    what, fmt_span(b, sizeof(b), max), compliance_names[p->compliance]);
-			return (coffer_err_hint(err, "lower %s to at most %lld, or raise "
-						     "compliance.max_retention if the law allows it",
+			return (coffer_err_hint(err,
+			    "lower %s to at most %lld, or raise "
+			    "compliance.max_retention if the law allows it",
 			    tier_keys[t], (long long)(max / tier_unit_ms[t])));
 		}
 	}
@@ -450,8 +531,8 @@ check_gdpr_max(const coffer_config *ini, const char *section, const coord_servic
 		    "same data as the backups)",
 		    fmt_span(a, sizeof(a), p->pitr_window_ms), fmt_span(b, sizeof(b), max),
 		    compliance_names[p->compliance]);
-		return (coffer_err_hint(err, "shorten pitr.window to at most %s",
-		    fmt_span(b, sizeof(b), max)));
+		return (coffer_err_hint(
+		    err, "shorten pitr.window to at most %s", fmt_span(b, sizeof(b), max)));
 	}
 	if (coffer_config_has(ini, section, "dr.retention") &&
 	    strcmp(coffer_config_str(ini, section, "dr.copy"), "none") != 0) {
@@ -462,8 +543,8 @@ check_gdpr_max(const coffer_config *ini, const char *section, const coord_servic
 			    "an object lock cannot be lifted early)",
 			    fmt_span(a, sizeof(a), dr), fmt_span(b, sizeof(b), max),
 			    compliance_names[p->compliance]);
-			return (coffer_err_hint(err, "set dr.retention to at most %s",
-			    fmt_span(b, sizeof(b), max)));
+			return (coffer_err_hint(
+			    err, "set dr.retention to at most %s", fmt_span(b, sizeof(b), max)));
 		}
 	}
 	return (0);
@@ -471,25 +552,25 @@ check_gdpr_max(const coffer_config *ini, const char *section, const coord_servic
 
 /* drill.*: read into p->drill and checked against the rest of the policy. */
 static int
-read_drill_policy(const coffer_config *ini, const char *section, coord_service_policy *p,
-    coffer_err *err)
+read_drill_policy(
+    const coffer_config *ini, const char *section, coord_service_policy *p, coffer_err *err)
 {
 	coord_drill_policy *d = &p->drill;
 	d->schedule = opt_str(ini, section, "drill.schedule");
 	d->runner = opt_str(ini, section, "drill.runner");
 	d->random = coffer_config_has(ini, section, "drill.backup") &&
 	    strcmp(coffer_config_str(ini, section, "drill.backup"), "random") == 0;
-	d->window_ms = coffer_config_has(ini, section, "drill.window") ?
-	    coffer_config_duration_ms(ini, section, "drill.window") :
-	    30 * DAYS;
+	d->window_ms = coffer_config_has(ini, section, "drill.window")
+	    ? coffer_config_duration_ms(ini, section, "drill.window")
+	    : 30 * DAYS;
 	const char *repo = opt_str(ini, section, "drill.repository");
-	d->repository = repo == NULL || strcmp(repo, "primary") == 0 ? COORD_DRILL_PRIMARY :
-	    strcmp(repo, "dr") == 0					  ? COORD_DRILL_DR :
-									    COORD_DRILL_ALTERNATE;
+	d->repository = repo == NULL || strcmp(repo, "primary") == 0 ? COORD_DRILL_PRIMARY
+	    : strcmp(repo, "dr") == 0                                ? COORD_DRILL_DR
+	                                                             : COORD_DRILL_ALTERNATE;
 	d->freshness_query = opt_str(ini, section, "drill.freshness_query");
-	d->freshness_max_lag_ms = coffer_config_has(ini, section, "drill.freshness_max_lag") ?
-	    coffer_config_duration_ms(ini, section, "drill.freshness_max_lag") :
-	    0;
+	d->freshness_max_lag_ms = coffer_config_has(ini, section, "drill.freshness_max_lag")
+	    ? coffer_config_duration_ms(ini, section, "drill.freshness_max_lag")
+	    : 0;
 	for (int i = 1; i <= COORD_DRILL_MAX_ASSERTS; i++) {
 		char key[32];
 		snprintf(key, sizeof(key), "drill.assert.%d", i);
@@ -500,19 +581,20 @@ read_drill_policy(const coffer_config *ini, const char *section, coord_service_p
 	}
 	d->keep_sandbox = !coffer_config_has(ini, section, "drill.keep_sandbox") ||
 	    coffer_config_bool(ini, section, "drill.keep_sandbox");
-	d->rto_ms = coffer_config_has(ini, section, "drill.rto") ?
-	    coffer_config_duration_ms(ini, section, "drill.rto") :
-	    60 * MINS;
-	d->overdue_after_ms = coffer_config_has(ini, section, "drill.overdue_after") ?
-	    coffer_config_duration_ms(ini, section, "drill.overdue_after") :
-	    1 * HOURS;
+	d->rto_ms = coffer_config_has(ini, section, "drill.rto")
+	    ? coffer_config_duration_ms(ini, section, "drill.rto")
+	    : 60 * MINS;
+	d->overdue_after_ms = coffer_config_has(ini, section, "drill.overdue_after")
+	    ? coffer_config_duration_ms(ini, section, "drill.overdue_after")
+	    : 1 * HOURS;
 
 	if (d->schedule != NULL && d->runner == NULL) {
 		coffer_config_err_at(ini, section, "drill.schedule", err,
 		    "a drill schedule without drill.runner (rule: a scheduled drill needs the drill "
 		    "runner that restores it)");
-		return (coffer_err_hint(err, "add drill.runner = <agent enrolled with "
-					     "`coffer agents enroll --drill-runner --service %s`>",
+		return (coffer_err_hint(err,
+		    "add drill.runner = <agent enrolled with "
+		    "`coffer agents enroll --drill-runner --service %s`>",
 		    p->name));
 	}
 	if (d->repository != COORD_DRILL_PRIMARY &&
@@ -521,18 +603,20 @@ read_drill_policy(const coffer_config *ini, const char *section, coord_service_p
 		    "%s drills from the DR repository, but dr.copy = none (rule: a DR drill needs "
 		    "DR copies)",
 		    repo);
-		return (coffer_err_hint(err, "set dr.copy (e.g. dr.copy = daily) or drill.repository "
-					     "= primary"));
+		return (coffer_err_hint(err,
+		    "set dr.copy (e.g. dr.copy = daily) or drill.repository "
+		    "= primary"));
 	}
 	if ((d->freshness_query != NULL) != (d->freshness_max_lag_ms != 0)) {
-		const char *have = d->freshness_query != NULL ? "drill.freshness_query" :
-								"drill.freshness_max_lag";
+		const char *have = d->freshness_query != NULL ? "drill.freshness_query"
+		                                              : "drill.freshness_max_lag";
 		coffer_config_err_at(ini, section, have, err,
 		    "drill.freshness_query and drill.freshness_max_lag go together (rule: the "
 		    "freshness check compares the newest row with a bound)");
-		return (coffer_err_hint(err, "set both, e.g. drill.freshness_query = SELECT "
-					     "max(created_at) FROM orders and drill.freshness_max_lag "
-					     "= 1h, or neither"));
+		return (coffer_err_hint(err,
+		    "set both, e.g. drill.freshness_query = SELECT "
+		    "max(created_at) FROM orders and drill.freshness_max_lag "
+		    "= 1h, or neither"));
 	}
 	if (coffer_config_has(ini, section, "drill.window") && !d->random) {
 		coffer_config_err_at(ini, section, "drill.window", err,
@@ -545,13 +629,12 @@ read_drill_policy(const coffer_config *ini, const char *section, coord_service_p
 
 /* Reads and checks one service's policy into *p (strings point into ini). */
 static int
-read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
-    coffer_err *err)
+read_policy(const coffer_config *ini, const char *name, coord_service_policy *p, coffer_err *err)
 {
 	char section[COFFER_CONFIG_MAX_NAME + 16];
 	char a[32], b[32];
 	snprintf(section, sizeof(section), "service.%s", name);
-	*p = (coord_service_policy){ 0 };
+	*p = (coord_service_policy) { 0 };
 	p->name = name;
 	p->owner = coffer_config_str(ini, section, "owner");
 	p->schedule = coffer_config_str(ini, section, "schedule");
@@ -574,21 +657,19 @@ read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
 	p->retention.min_redundancy =
 	    (int32_t)coffer_config_int(ini, section, "retention.min_redundancy");
 	p->retention.grace_ms = coffer_config_duration_ms(ini, section, "retention.grace");
-	p->pitr_window_ms = coffer_config_has(ini, section, "pitr.window") ?
-	    coffer_config_duration_ms(ini, section, "pitr.window") :
-	    0;
+	p->pitr_window_ms = coffer_config_has(ini, section, "pitr.window")
+	    ? coffer_config_duration_ms(ini, section, "pitr.window")
+	    : 0;
 	const char *mode = coffer_config_str(ini, section, "compliance");
-	p->compliance = strcmp(mode, "gdpr") == 0 ? COORD_COMPLIANCE_GDPR :
-	    strcmp(mode, "hipaa") == 0            ? COORD_COMPLIANCE_HIPAA :
-						    COORD_COMPLIANCE_NONE;
+	p->compliance = strcmp(mode, "gdpr") == 0 ? COORD_COMPLIANCE_GDPR
+	    : strcmp(mode, "hipaa") == 0          ? COORD_COMPLIANCE_HIPAA
+	                                          : COORD_COMPLIANCE_NONE;
 	bool has_max = coffer_config_has(ini, section, "compliance.max_retention");
 	bool has_min = coffer_config_has(ini, section, "compliance.min_retention");
-	p->max_retention_ms = has_max ?
-	    coffer_config_duration_ms(ini, section, "compliance.max_retention") :
-	    0;
-	p->min_retention_ms = has_min ?
-	    coffer_config_duration_ms(ini, section, "compliance.min_retention") :
-	    0;
+	p->max_retention_ms =
+	    has_max ? coffer_config_duration_ms(ini, section, "compliance.max_retention") : 0;
+	p->min_retention_ms =
+	    has_min ? coffer_config_duration_ms(ini, section, "compliance.min_retention") : 0;
 
 	if (!any) {
 		coffer_config_err_at(ini, section, NULL, err,
@@ -596,15 +677,17 @@ read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
 		    "retention.monthly and retention.yearly are all 0 or unset (rule: a service "
 		    "must have retention)",
 		    name);
-		return (coffer_err_hint(err, "set at least one tier, e.g. retention.daily = 7 and "
-					     "retention.monthly = 12"));
+		return (coffer_err_hint(err,
+		    "set at least one tier, e.g. retention.daily = 7 and "
+		    "retention.monthly = 12"));
 	}
 	if (p->compliance == COORD_COMPLIANCE_GDPR && !has_max) {
 		coffer_config_err_at(ini, section, "compliance", err,
 		    "gdpr requires compliance.max_retention (rule: gdpr: personal data is kept no "
 		    "longer than a declared maximum)");
-		return (coffer_err_hint(err, "add compliance.max_retention = 400d (or the period "
-					     "your records of processing state)"));
+		return (coffer_err_hint(err,
+		    "add compliance.max_retention = 400d (or the period "
+		    "your records of processing state)"));
 	}
 	if (p->compliance == COORD_COMPLIANCE_GDPR && p->max_retention_ms == -1) {
 		coffer_config_err_at(ini, section, "compliance.max_retention", err,
@@ -620,8 +703,9 @@ read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
 			    "%s is shorter than hipaa's six years (rule: hipaa: audit-relevant "
 			    "records are kept at least 2190d)",
 			    fmt_span(a, sizeof(a), p->min_retention_ms));
-			return (coffer_err_hint(err, "set compliance.min_retention to 2190d or more, or "
-						     "remove it to use 2190d"));
+			return (coffer_err_hint(err,
+			    "set compliance.min_retention to 2190d or more, or "
+			    "remove it to use 2190d"));
 		}
 	}
 	if (has_max && p->max_retention_ms != -1 && p->min_retention_ms > p->max_retention_ms) {
@@ -646,8 +730,8 @@ read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
 		    fmt_span(a, sizeof(a), p->longest_ms),
 		    fmt_span(b, sizeof(b), p->min_retention_ms), compliance_names[p->compliance]);
 		int64_t years = (p->min_retention_ms + 366 * DAYS - 1) / (366 * DAYS);
-		return (coffer_err_hint(err, "set retention.yearly = %lld (or more, or forever)",
-		    (long long)years));
+		return (coffer_err_hint(
+		    err, "set retention.yearly = %lld (or more, or forever)", (long long)years));
 	}
 	int drc = read_drill_policy(ini, section, p, err);
 	if (drc != 0) {
@@ -679,7 +763,8 @@ read_policies(coord_config *c, coffer_err *err)
 	}
 	c->services = calloc(n, sizeof(*c->services));
 	if (c->services == NULL) {
-		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory reading service policies"));
+		return (
+		    coffer_err_set(err, COFFER_ENOMEM, "out of memory reading service policies"));
 	}
 	for (size_t i = 0; i < n; i++) {
 		int rc = read_policy(c->ini, names[i], &c->services[i], err);
@@ -730,7 +815,8 @@ coord_config_policy_text(const coffer_config *ini, const char *service, char *bu
 		return (COFFER_ENOENT);
 	}
 	size_t used = 0;
-	if (!put(buf, size, &used, "coffer-policy", "1") || !put(buf, size, &used, "service", service)) {
+	if (!put(buf, size, &used, "coffer-policy", "1") ||
+	    !put(buf, size, &used, "service", service)) {
 		return (COFFER_ETOOBIG);
 	}
 	for (const coffer_config_key *k = service_keys; k->name != NULL; k++) {
@@ -794,7 +880,8 @@ finish(coffer_config *ini, coord_config **out, coffer_err *err)
 	coord_config *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		coffer_config_free(ini);
-		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory reading coordinator config"));
+		return (
+		    coffer_err_set(err, COFFER_ENOMEM, "out of memory reading coordinator config"));
 	}
 	c->ini = ini;
 	c->listen = coffer_config_str(ini, "coordinator", "listen");
@@ -807,8 +894,8 @@ finish(coffer_config *ini, coord_config **out, coffer_err *err)
 	    coffer_config_duration_ms(ini, "coordinator", "maintenance_interval");
 	c->insecure = coffer_config_bool(ini, "coordinator", "insecure");
 	c->intake_workers = (int)coffer_config_int(ini, "coordinator", "intake_workers");
-	if (coffer_log_level_parse(coffer_config_str(ini, "coordinator", "log_level"),
-		&c->log_level) != 0) {
+	if (coffer_log_level_parse(
+	        coffer_config_str(ini, "coordinator", "log_level"), &c->log_level) != 0) {
 		c->log_level = COFFER_LOG_INFO;
 	}
 	if ((rc = read_policies(c, err)) != 0) {
@@ -831,8 +918,7 @@ coord_config_load(const char *path, coord_config **out, coffer_err *err)
 }
 
 int
-coord_config_load_string(const char *text, const char *name, coord_config **out,
-    coffer_err *err)
+coord_config_load_string(const char *text, const char *name, coord_config **out, coffer_err *err)
 {
 	coffer_config *ini = NULL;
 	int rc = coffer_config_load_string(text, name, &coordinator_schema, &ini, err);

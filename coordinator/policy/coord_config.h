@@ -35,9 +35,9 @@
 
 #include <stdbool.h>
 
-#include "common/conf/config.h"
 #include "common/base/error.h"
 #include "common/base/log.h"
+#include "common/conf/config.h"
 #include "common/repo/repo.h"
 #include "coordinator/policy/retention.h"
 
@@ -72,30 +72,30 @@ typedef enum coord_drill_repo {
 typedef struct coord_drill_policy {
 	const char *schedule;
 	const char *runner;
-	bool random;                /* drill.backup = random (else latest) */
-	int64_t window_ms;          /* random: backups finished within this (30d) */
+	bool random;       /* drill.backup = random (else latest) */
+	int64_t window_ms; /* random: backups finished within this (30d) */
 	coord_drill_repo repository;
 	const char *freshness_query; /* NULL: no freshness check */
 	int64_t freshness_max_lag_ms;
 	const char *asserts[COORD_DRILL_MAX_ASSERTS];
 	size_t n_asserts;
-	bool keep_sandbox;          /* after a failure (default true) */
-	int64_t rto_ms;             /* drill.rto (60m) */
-	int64_t overdue_after_ms;   /* drill.overdue_after (1h) */
+	bool keep_sandbox;        /* after a failure (default true) */
+	int64_t rto_ms;           /* drill.rto (60m) */
+	int64_t overdue_after_ms; /* drill.overdue_after (1h) */
 } coord_drill_policy;
 
 /* One service's policy, read and checked at load. */
 typedef struct coord_service_policy {
-	const char *name;     /* "billing" for [service.billing] */
+	const char *name; /* "billing" for [service.billing] */
 	const char *owner;
-	const char *schedule; /* cron text, in timezone */
-	const char *timezone; /* IANA name; "UTC" by default */
+	const char *schedule;             /* cron text, in timezone */
+	const char *timezone;             /* IANA name; "UTC" by default */
 	coord_retention_policy retention; /* tiers, min_redundancy, grace */
-	int64_t pitr_window_ms;     /* 0: not set */
+	int64_t pitr_window_ms;           /* 0: not set */
 	coord_compliance compliance;
-	int64_t max_retention_ms;   /* 0: none declared */
-	int64_t min_retention_ms;   /* 0: none (hipaa: at least COORD_HIPAA_MIN_RETENTION_MS) */
-	int64_t longest_ms;         /* the longest span over the tiers; -1 for forever */
+	int64_t max_retention_ms; /* 0: none declared */
+	int64_t min_retention_ms; /* 0: none (hipaa: at least COORD_HIPAA_MIN_RETENTION_MS) */
+	int64_t longest_ms;       /* the longest span over the tiers; -1 for forever */
 	/* sha256 of coord_config_policy_text: the "policy version" that audit
 	 * rows and retention decisions name. Changes when any key of the
 	 * section changes meaning; not when only spacing, comments, key order
@@ -107,14 +107,14 @@ typedef struct coord_service_policy {
 typedef struct coord_config {
 	/* [coordinator] */
 	const char *listen;
-	const char *admin_listen;   /* NULL if unset */
-	const char *catalog;        /* libpq conninfo; may hold a password: never log it */
-	const char *audit_key;      /* path */
+	const char *admin_listen; /* NULL if unset */
+	const char *catalog;      /* libpq conninfo; may hold a password: never log it */
+	const char *audit_key;    /* path */
 	const char *state_dir;
-	const char *metrics_listen; /* NULL if unset */
+	const char *metrics_listen;      /* NULL if unset */
 	int64_t maintenance_interval_ms; /* retention, alerts, deliveries */
-	bool insecure;              /* plain tcp:// on a non-loopback address allowed */
-	int intake_workers;         /* threads applying agents' envelopes */
+	bool insecure;                   /* plain tcp:// on a non-loopback address allowed */
+	int intake_workers;              /* threads applying agents' envelopes */
 	coffer_log_level log_level;
 	/* The whole file, for modules that read their own sections. */
 	coffer_config *ini;
@@ -133,13 +133,12 @@ const coord_service_policy *coord_config_service(const coord_config *cfg, const 
  * single-spaced). Written into buf (NUL-terminated); returns its length,
  * or COFFER_ETOOBIG if size is too small, COFFER_ENOENT if no such
  * section. Its sha256 is the policy version. */
-int coord_config_policy_text(const coffer_config *ini, const char *service, char *buf,
-    size_t size);
+int coord_config_policy_text(const coffer_config *ini, const char *service, char *buf, size_t size);
 
 /* Fills rc from [repository.<name>] (strings borrowed from cfg).
  * COFFER_ENOENT, with a hint, when the file has no such section. */
-int coord_config_repo(const coord_config *cfg, const char *name, coffer_repo_config *rc,
-    coffer_err *err);
+int coord_config_repo(
+    const coord_config *cfg, const char *name, coffer_repo_config *rc, coffer_err *err);
 
 /* The schema (static), for check-config and for tests. */
 const coffer_config_schema *coord_config_schema(void);
@@ -149,8 +148,8 @@ const coffer_config_schema *coord_config_schema(void);
 int coord_config_load(const char *path, coord_config **out, coffer_err *err);
 
 /* The same from text; name stands in for the path in messages. */
-int coord_config_load_string(const char *text, const char *name, coord_config **out,
-    coffer_err *err);
+int coord_config_load_string(
+    const char *text, const char *name, coord_config **out, coffer_err *err);
 
 void coord_config_free(coord_config *cfg);
 

@@ -140,7 +140,8 @@ audit(coord_catalog *cat, const coord_audit_key *key, const char *actor, const c
 	char *text = d != NULL ? cJSON_PrintUnformatted(d) : NULL;
 	cJSON_Delete(d);
 	if (text == NULL) {
-		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the %s audit row", action));
+		return (
+		    coffer_err_set(err, COFFER_ENOMEM, "no memory for the %s audit row", action));
 	}
 	int rv = coord_audit_append(cat, key, actor, action, subject, text, NULL, err);
 	cJSON_free(text);
@@ -198,8 +199,8 @@ coord_prune_outcome_name(coord_prune_outcome o)
 /* ---- policy sync ---- */
 
 static cJSON *
-policy_details(const coffer_config *ini, const coord_service_policy *p, const char *old_hex,
-    int64_t serial)
+policy_details(
+    const coffer_config *ini, const coord_service_policy *p, const char *old_hex, int64_t serial)
 {
 	cJSON *d = cJSON_CreateObject();
 	if (d == NULL) {
@@ -222,8 +223,8 @@ policy_details(const coffer_config *ini, const coord_service_policy *p, const ch
 }
 
 static int
-sync_one(coord_catalog *cat, const coord_audit_key *key, const char *actor,
-    const coord_config *cfg, const coord_service_policy *p, coffer_err *err)
+sync_one(coord_catalog *cat, const coord_audit_key *key, const char *actor, const coord_config *cfg,
+    const coord_service_policy *p, coffer_err *err)
 {
 	const char *owner = p->owner != NULL && p->owner[0] != '\0' ? p->owner : "unknown";
 	int rv = coord_catalog_begin(cat, err);
@@ -310,7 +311,8 @@ remove_one(coord_catalog *cat, const coord_audit_key *key, const char *actor, co
 		cJSON_AddStringToObject(d, "old_version", PQgetvalue(res, 0, 1));
 		cJSON_AddNumberToObject(d, "policy_serial", (double)col_i64(res, 0, 0));
 		cJSON_AddNumberToObject(d, "backups_kept", (double)col_i64(res, 0, 2));
-		cJSON_AddStringToObject(d, "note", "backups are kept: a service leaving the "
+		cJSON_AddStringToObject(d, "note",
+		    "backups are kept: a service leaving the "
 		    "configuration never deletes anything");
 	}
 	PQclear(res);
@@ -393,11 +395,15 @@ view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *
 	const char *vals[] = { service, limit };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "reading the service's backups",
-	    "SELECT b.id, b.status, " MS(SETTLED) ", b.failure_reason IS NOT NULL, "
-	    "b.verify_failed_at IS NULL, " ACTIVE_HOLD ", " MS("b.pending_since") ", "
-	    "b.repo, " MS("b.delete_after") " FROM backups b "
-	    "WHERE b.service = $1 AND b.status <> 'deleted' "
-	    "ORDER BY " SETTLED " DESC, b.id LIMIT $2",
+	    "SELECT b.id, b.status, " MS(
+	        SETTLED) ", b.failure_reason IS NOT NULL, "
+	                 "b.verify_failed_at IS NULL, " ACTIVE_HOLD ", " MS(
+	                     "b.pending_since") ", "
+	                                        "b.repo, " MS(
+	                                            "b.delete_after") " FROM backups b "
+	                                                              "WHERE b.service = $1 AND b.status <> 'deleted' "
+	                                                              "ORDER BY " SETTLED
+	                                                              " DESC, b.id LIMIT $2",
 	    2, vals, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -405,10 +411,13 @@ view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *
 	size_t n = (size_t)PQntuples(res);
 	if (n > COORD_PRUNE_MAX_BACKUPS) {
 		PQclear(res);
-		coffer_err_set(err, COFFER_ETOOBIG, "service %s has more than %d live backups; "
-		    "retention refuses to decide on a partial view", service, COORD_PRUNE_MAX_BACKUPS);
-		return (coffer_err_hint(err, "find why backups accumulate (holds, failures) and "
-					     "remove what is not needed by hand"));
+		coffer_err_set(err, COFFER_ETOOBIG,
+		    "service %s has more than %d live backups; "
+		    "retention refuses to decide on a partial view",
+		    service, COORD_PRUNE_MAX_BACKUPS);
+		return (coffer_err_hint(err,
+		    "find why backups accumulate (holds, failures) and "
+		    "remove what is not needed by hand"));
 	}
 	memset(v, 0, sizeof(*v));
 	size_t alloc = n > 0 ? n : 1;
@@ -450,10 +459,13 @@ view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *
 			in->status = COORD_BACKUP_FAILED;
 		} else {
 			PQclear(res);
-			coffer_err_set(err, COFFER_EINTERNAL, "backup %s has status \"%s\", which "
-			    "retention does not know", b->id, b->status);
+			coffer_err_set(err, COFFER_EINTERNAL,
+			    "backup %s has status \"%s\", which "
+			    "retention does not know",
+			    b->id, b->status);
 			view_free(v);
-			return (coffer_err_hint(err, "upgrade the coordinator, or check the catalog"));
+			return (
+			    coffer_err_hint(err, "upgrade the coordinator, or check the catalog"));
 		}
 		if (strcmp(b->status, "pending_delete") != 0) {
 			/* Only a pending_delete row is pending, whatever a column says. */
@@ -497,10 +509,13 @@ lock_service(service_ctx *c, coffer_err *err)
 	}
 	if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 1), c->p->version) != 0) {
 		PQclear(res);
-		coffer_err_set(err, COFFER_EREFUSED, "the catalog's policy for service %s is not "
-		    "this coordinator's (version %.12s)", c->p->name, c->p->version);
-		return (coffer_err_hint(err, "another coordinator with a different configuration "
-					     "shares this catalog; run one coordinator per catalog"));
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "the catalog's policy for service %s is not "
+		    "this coordinator's (version %.12s)",
+		    c->p->name, c->p->version);
+		return (coffer_err_hint(err,
+		    "another coordinator with a different configuration "
+		    "shares this catalog; run one coordinator per catalog"));
 	}
 	c->serial = col_i64(res, 0, 0);
 	PQclear(res);
@@ -526,9 +541,9 @@ mark_pending(service_ctx *c, const live_backup *b, const coord_retention_backup 
     const coord_retention_decision *dec, bool *done, coffer_err *err)
 {
 	const char *why = in->status == COORD_BACKUP_FAILED
-			      ? "failed backup: never counts toward retention"
-			      : "obsolete: kept by no tier, not in the floor, not the newest "
-				"restorable, not held";
+	    ? "failed backup: never counts toward retention"
+	    : "obsolete: kept by no tier, not in the floor, not the newest "
+	      "restorable, not held";
 	char now[24], at[24], serial[24];
 	fmt_i64(now, sizeof(now), c->now_ms);
 	fmt_i64(at, sizeof(at), dec->delete_at_ms);
@@ -536,10 +551,12 @@ mark_pending(service_ctx *c, const live_backup *b, const coord_retention_backup 
 	const char *v[] = { b->id, now, at, serial, why, b->status };
 	long n = 0;
 	int rv = exec_count(c->cat, "marking a backup pending deletion",
-	    "UPDATE backups SET status = 'pending_delete', pending_since = " TS(2) ", "
-	    "delete_after = " TS(3) ", delete_policy_version = $4, delete_reason = $5, "
-	    "delete_error = NULL, updated_at = now() WHERE id = $1 AND status = $6 "
-	    "AND NOT " ACTIVE_HOLD_ID,
+	    "UPDATE backups SET status = 'pending_delete', pending_since = " TS(
+	        2) ", "
+	           "delete_after = " TS(
+	               3) ", delete_policy_version = $4, delete_reason = $5, "
+	                  "delete_error = NULL, updated_at = now() WHERE id = $1 AND status = $6 "
+	                  "AND NOT " ACTIVE_HOLD_ID,
 	    6, v, &n, err);
 	*done = n == 1;
 	if (rv != 0 || !*done) {
@@ -548,9 +565,8 @@ mark_pending(service_ctx *c, const live_backup *b, const coord_retention_backup 
 	cJSON *d = decision_details(c);
 	if (d != NULL) {
 		cJSON *r = cJSON_AddArrayToObject(d, "reasons");
-		cJSON_AddItemToArray(r, cJSON_CreateString(in->status == COORD_BACKUP_FAILED
-								? "failed"
-								: "obsolete"));
+		cJSON_AddItemToArray(r,
+		    cJSON_CreateString(in->status == COORD_BACKUP_FAILED ? "failed" : "obsolete"));
 		cJSON_AddStringToObject(d, "reason", why);
 		cJSON_AddStringToObject(d, "was", b->status);
 		add_time(d, "settled_at", in->finished_at_ms);
@@ -586,8 +602,8 @@ cancel_pending(service_ctx *c, const live_backup *b, const coord_retention_backu
 			add_time(d, "expires_at", dec->expires_at_ms);
 		}
 	}
-	return (audit(c->cat, c->key, COORD_PRUNE_ACTOR, "backup.pending_cancelled", b->id, d,
-	    err));
+	return (
+	    audit(c->cat, c->key, COORD_PRUNE_ACTOR, "backup.pending_cancelled", b->id, d, err));
 }
 
 /* Remembers the first key a list shows. */
@@ -610,8 +626,8 @@ first_cb(const char *key, const coffer_repo_info *info, void *arg)
  * counts the objects this call removed. Returns the outcome; e holds the
  * error of a failed one. */
 static coord_prune_outcome
-remove_objects(coffer_repo *repo, const char *service, const char *id, size_t *removed,
-    coffer_err *e)
+remove_objects(
+    coffer_repo *repo, const char *service, const char *id, size_t *removed, coffer_err *e)
 {
 	char mkey[COFFER_REPO_KEY_MAX + 1], prefix[COFFER_REPO_KEY_MAX + 1];
 	*removed = 0;
@@ -646,8 +662,9 @@ remove_objects(coffer_repo *repo, const char *service, const char *id, size_t *r
 		rc = coffer_repo_list(repo, prefix, first_cb, &f, e);
 		if (rc != 0) {
 			coffer_err_wrap(e, "listing %s", prefix);
-			return (coord_prune_classify(rc, e) == COORD_PRUNE_GONE ? COORD_PRUNE_ERROR
-										 : coord_prune_classify(rc, e));
+			return (coord_prune_classify(rc, e) == COORD_PRUNE_GONE
+			        ? COORD_PRUNE_ERROR
+			        : coord_prune_classify(rc, e));
 		}
 		if (!f.found) {
 			return (*removed > 0 ? COORD_PRUNE_DELETED : COORD_PRUNE_GONE);
@@ -660,8 +677,10 @@ remove_objects(coffer_repo *repo, const char *service, const char *id, size_t *r
 			/* Listed, then gone: someone else removed it; look again. */
 			snprintf(last_gone, sizeof(last_gone), "%s", f.key);
 		} else if (o == COORD_PRUNE_GONE) {
-			coffer_err_set(e, COFFER_EIO, "repository object %s is listed but cannot be "
-			    "deleted (not a regular object?)", f.key);
+			coffer_err_set(e, COFFER_EIO,
+			    "repository object %s is listed but cannot be "
+			    "deleted (not a regular object?)",
+			    f.key);
 			coffer_err_hint(e, "inspect it in the repository and remove it by hand");
 			return (COORD_PRUNE_ERROR);
 		} else {
@@ -741,9 +760,9 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 	}
 	const char *v[] = { id };
 	PGresult *row = coord_catalog_adhoc(c->cat, "locking the backup",
-	    "SELECT b.status, b.failure_reason IS NOT NULL, " MS("b.pending_since") ", "
-	    MS(SETTLED) ", b.repo, " ACTIVE_HOLD ", b.delete_attempts, b.delete_policy_version, "
-	    "b.delete_reason FROM backups b WHERE b.id = $1 FOR UPDATE OF b",
+	    "SELECT b.status, b.failure_reason IS NOT NULL, " MS("b.pending_since") ", " MS(
+	        SETTLED) ", b.repo, " ACTIVE_HOLD ", b.delete_attempts, b.delete_policy_version, "
+	                 "b.delete_reason FROM backups b WHERE b.id = $1 FOR UPDATE OF b",
 	    1, v, &rv, err);
 	if (row == NULL) {
 		goto fail;
@@ -759,8 +778,9 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 		PQclear(row);
 		goto fail;
 	}
-	if (why != NULL && (strcmp(why, "not_pending") == 0 || strcmp(why, "grace_not_over") == 0 ||
-			       strcmp(why, "dr_copy_due") == 0)) {
+	if (why != NULL &&
+	    (strcmp(why, "not_pending") == 0 || strcmp(why, "grace_not_over") == 0 ||
+	        strcmp(why, "dr_copy_due") == 0)) {
 		/* Changed since the marking transaction (a hold, another pass):
 		 * the next evaluation sees it as it is now. */
 		PQclear(row);
@@ -785,7 +805,7 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 			cJSON_AddStringToObject(d, "refused", why);
 		}
 		if ((rv = audit(c->cat, c->key, COORD_PRUNE_ACTOR, "backup.delete_refused", id, d,
-			 err)) != 0 ||
+		         err)) != 0 ||
 		    (rv = coord_catalog_commit(c->cat, err)) != 0) {
 			goto fail;
 		}
@@ -797,10 +817,12 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 	size_t removed = 0;
 	coord_prune_outcome o;
 	if (other_repo) {
-		coffer_err_set(&e, COFFER_EINVAL, "backup %s is recorded in repository %s, and "
-		    "retention deletes through the primary repository only", id, repo_name);
-		coffer_err_hint(&e, "remove it from %s by hand, then its row stays pending",
-		    repo_name);
+		coffer_err_set(&e, COFFER_EINVAL,
+		    "backup %s is recorded in repository %s, and "
+		    "retention deletes through the primary repository only",
+		    id, repo_name);
+		coffer_err_hint(
+		    &e, "remove it from %s by hand, then its row stays pending", repo_name);
 		o = COORD_PRUNE_ERROR;
 	} else {
 		o = remove_objects(c->repo, c->p->name, id, &removed, &e);
@@ -817,8 +839,9 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 	if (o == COORD_PRUNE_DELETED || o == COORD_PRUNE_GONE) {
 		const char *tv[] = { id, now, coord_prune_outcome_name(o) };
 		rv = coord_catalog_adhoc_exec(c->cat, "tombstoning the backup",
-		    "UPDATE backups SET status = 'deleted', deleted_at = " TS(2) ", "
-		    "delete_outcome = $3, delete_error = NULL, updated_at = now() WHERE id = $1",
+		    "UPDATE backups SET status = 'deleted', deleted_at = " TS(
+		        2) ", "
+		           "delete_outcome = $3, delete_error = NULL, updated_at = now() WHERE id = $1",
 		    3, tv, err);
 		if (rv != 0) {
 			cJSON_Delete(d);
@@ -888,7 +911,8 @@ prune_service(service_ctx *c, coffer_err *err)
 	if (rv != 0) {
 		goto out;
 	}
-	if ((rv = lock_service(c, err)) != 0 || (rv = view_load(c->cat, c->p->name, &v, err)) != 0) {
+	if ((rv = lock_service(c, err)) != 0 ||
+	    (rv = view_load(c->cat, c->p->name, &v, err)) != 0) {
 		goto rollback;
 	}
 	rv = coord_retention_evaluate(&c->p->retention, tz, c->now_ms, v.in, v.n, v.out, err);
@@ -966,8 +990,12 @@ coord_retention_pass(coord_catalog *cat, const coord_audit_key *key, const coord
 	int rv = coord_policy_sync(cat, key, COORD_PRUNE_ACTOR, cfg, err);
 	int last = 0;
 	for (size_t i = 0; rv == 0 && i < cfg->n_services; i++) {
-		service_ctx c = { .cat = cat, .key = key, .p = &cfg->services[i], .now_ms = now_ms,
-			.repo = repo, .st = &st };
+		service_ctx c = { .cat = cat,
+			.key = key,
+			.p = &cfg->services[i],
+			.now_ms = now_ms,
+			.repo = repo,
+			.st = &st };
 		coffer_err e;
 		coffer_err_clear(&e);
 		int r = prune_service(&c, &e);
@@ -999,9 +1027,10 @@ coord_retention_plan(coord_catalog *cat, const coord_config *cfg, const char *se
 	*out = NULL;
 	const coord_service_policy *p = coord_config_service(cfg, service);
 	if (p == NULL) {
-		coffer_err_set(err, COFFER_ENOENT, "no service named %s in the configuration",
-		    service);
-		return (coffer_err_hint(err, "see `coffer status` for the services and their names"));
+		coffer_err_set(
+		    err, COFFER_ENOENT, "no service named %s in the configuration", service);
+		return (
+		    coffer_err_hint(err, "see `coffer status` for the services and their names"));
 	}
 	coffer_tz *tz = coffer_tz_load(p->timezone, err);
 	if (tz == NULL) {
@@ -1022,7 +1051,8 @@ coord_retention_plan(coord_catalog *cat, const coord_config *cfg, const char *se
 	bool synced = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), p->version) == 0;
 	PQclear(res);
 	if ((rv = view_load(cat, service, &v, err)) != 0 ||
-	    (rv = coord_retention_evaluate(&p->retention, tz, now_ms, v.in, v.n, v.out, err)) != 0) {
+	    (rv = coord_retention_evaluate(&p->retention, tz, now_ms, v.in, v.n, v.out, err)) !=
+	        0) {
 		goto out;
 	}
 	o = cJSON_CreateObject();
@@ -1056,9 +1086,8 @@ coord_retention_plan(coord_catalog *cat, const coord_config *cfg, const char *se
 		cJSON_AddStringToObject(b, "action", action);
 		cJSON_AddItemToObject(b, "reasons", reasons_array(dec->reasons));
 		if (dec->action == COORD_RETENTION_EXPIRE_NOW) {
-			cJSON_AddStringToObject(b, "why", v.in[i].status == COORD_BACKUP_FAILED
-							      ? "failed"
-							      : "obsolete");
+			cJSON_AddStringToObject(b, "why",
+			    v.in[i].status == COORD_BACKUP_FAILED ? "failed" : "obsolete");
 		}
 		if (dec->expires_at_ms == COORD_RETENTION_NEVER) {
 			cJSON_AddStringToObject(b, "expires_at", "never");
@@ -1081,8 +1110,8 @@ out:
 
 /* Locks the backup's row; fills service and status. */
 static int
-lock_backup(coord_catalog *cat, const char *backup_id, char *service, size_t ssize,
-    char *status, size_t stsize, coffer_err *err)
+lock_backup(coord_catalog *cat, const char *backup_id, char *service, size_t ssize, char *status,
+    size_t stsize, coffer_err *err)
 {
 	const char *v[] = { backup_id };
 	int rv;
@@ -1093,7 +1122,8 @@ lock_backup(coord_catalog *cat, const char *backup_id, char *service, size_t ssi
 	}
 	if (PQntuples(res) != 1) {
 		PQclear(res);
-		coffer_err_set(err, COFFER_ENOENT, "no backup with id %s in the catalog", backup_id);
+		coffer_err_set(
+		    err, COFFER_ENOENT, "no backup with id %s in the catalog", backup_id);
 		return (coffer_err_hint(err, "see `coffer backups list --service S` for the ids"));
 	}
 	snprintf(service, ssize, "%s", PQgetvalue(res, 0, 0));
@@ -1119,8 +1149,9 @@ coord_hold_add(coord_catalog *cat, const coord_audit_key *key, const char *actor
 {
 	if (reason == NULL || blank(reason)) {
 		coffer_err_set(err, COFFER_EINVAL, "a hold needs a reason");
-		return (coffer_err_hint(err, "say why the backup must be kept (--reason \"case "
-					     "4711, legal\")"));
+		return (coffer_err_hint(err,
+		    "say why the backup must be kept (--reason \"case "
+		    "4711, legal\")"));
 	}
 	if (strlen(reason) > COORD_HOLD_REASON_MAX) {
 		coffer_err_set(err, COFFER_EINVAL, "the hold reason is %zu bytes, more than %d",
@@ -1136,16 +1167,19 @@ coord_hold_add(coord_catalog *cat, const coord_audit_key *key, const char *actor
 	if (rv != 0) {
 		return (rv);
 	}
-	if ((rv = lock_backup(cat, backup_id, service, sizeof(service), status, sizeof(status),
-		 err)) != 0) {
+	if ((rv = lock_backup(
+	         cat, backup_id, service, sizeof(service), status, sizeof(status), err)) != 0) {
 		goto fail;
 	}
 	if (strcmp(status, "deleted") == 0) {
 		coord_catalog_rollback(cat);
-		coffer_err_set(err, COFFER_EREFUSED, "backup %s was already deleted by retention; "
-		    "there is nothing left to hold", backup_id);
-		return (coffer_err_hint(err, "look for a copy in the DR repository (coffer-agent "
-					     "list --repo dr)"));
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "backup %s was already deleted by retention; "
+		    "there is nothing left to hold",
+		    backup_id);
+		return (coffer_err_hint(err,
+		    "look for a copy in the DR repository (coffer-agent "
+		    "list --repo dr)"));
 	}
 	const char *v[] = { backup_id };
 	PGresult *res = coord_catalog_adhoc(cat, "looking for an active hold",
@@ -1155,18 +1189,21 @@ coord_hold_add(coord_catalog *cat, const coord_audit_key *key, const char *actor
 		goto fail;
 	}
 	if (PQntuples(res) > 0) {
-		coffer_err_set(err, COFFER_EEXIST, "backup %s already has an active hold (placed by "
-		    "%s: %s)", backup_id, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+		coffer_err_set(err, COFFER_EEXIST,
+		    "backup %s already has an active hold (placed by "
+		    "%s: %s)",
+		    backup_id, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
 		PQclear(res);
 		coord_catalog_rollback(cat);
-		return (coffer_err_hint(err, "one hold is enough; remove it first to change its "
-					     "reason"));
+		return (coffer_err_hint(err,
+		    "one hold is enough; remove it first to change its "
+		    "reason"));
 	}
 	PQclear(res);
 	const char *iv[] = { backup_id, reason, actor };
 	res = coord_catalog_adhoc(cat, "placing the hold",
-	    "INSERT INTO holds (backup_id, reason, placed_by) VALUES ($1, $2, $3) RETURNING id",
-	    3, iv, &rv, err);
+	    "INSERT INTO holds (backup_id, reason, placed_by) VALUES ($1, $2, $3) RETURNING id", 3,
+	    iv, &rv, err);
 	if (res == NULL) {
 		goto fail;
 	}
@@ -1194,7 +1231,8 @@ coord_hold_remove(coord_catalog *cat, const coord_audit_key *key, const char *ac
     const char *backup_id, coffer_err *err)
 {
 	if (actor == NULL || actor[0] == '\0' || backup_id == NULL || backup_id[0] == '\0') {
-		coffer_err_set(err, COFFER_EINVAL, "removing a hold needs a backup id and an actor");
+		coffer_err_set(
+		    err, COFFER_EINVAL, "removing a hold needs a backup id and an actor");
 		return (coffer_err_hint(err, "pass --backup ID"));
 	}
 	char service[72], status[24];
@@ -1202,8 +1240,8 @@ coord_hold_remove(coord_catalog *cat, const coord_audit_key *key, const char *ac
 	if (rv != 0) {
 		return (rv);
 	}
-	if ((rv = lock_backup(cat, backup_id, service, sizeof(service), status, sizeof(status),
-		 err)) != 0) {
+	if ((rv = lock_backup(
+	         cat, backup_id, service, sizeof(service), status, sizeof(status), err)) != 0) {
 		goto fail;
 	}
 	const char *v[] = { backup_id, actor };
@@ -1240,8 +1278,7 @@ fail:
 }
 
 int
-coord_holds_list(coord_catalog *cat, const char *service, int limit, cJSON **out,
-    coffer_err *err)
+coord_holds_list(coord_catalog *cat, const char *service, int limit, cJSON **out, coffer_err *err)
 {
 	*out = NULL;
 	if (limit < 1 || limit > 10000) {
@@ -1253,10 +1290,11 @@ coord_holds_list(coord_catalog *cat, const char *service, int limit, cJSON **out
 	const char *v[] = { service, lim };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "listing holds",
-	    "SELECT h.backup_id, b.service, h.reason, h.placed_by, " MS("h.placed_at") " "
-	    "FROM holds h JOIN backups b ON b.id = h.backup_id "
-	    "WHERE h.released_at IS NULL AND ($1::text IS NULL OR b.service = $1) "
-	    "ORDER BY h.placed_at, h.id LIMIT $2::integer",
+	    "SELECT h.backup_id, b.service, h.reason, h.placed_by, " MS(
+	        "h.placed_at") " "
+	                       "FROM holds h JOIN backups b ON b.id = h.backup_id "
+	                       "WHERE h.released_at IS NULL AND ($1::text IS NULL OR b.service = $1) "
+	                       "ORDER BY h.placed_at, h.id LIMIT $2::integer",
 	    2, v, &rv, err);
 	if (res == NULL) {
 		return (rv);

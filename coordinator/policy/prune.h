@@ -65,19 +65,19 @@
 #define COORD_PRUNE_ACTOR "coordinator"
 
 typedef struct coord_prune_stats {
-	size_t services;  /* services evaluated */
-	size_t backups;   /* live backups evaluated */
-	size_t kept;      /* kept by the rule (including cancelled) */
-	size_t marked;    /* became pending this pass */
-	size_t cancelled; /* were pending, kept again: back to their status */
-	size_t pending;   /* pending, grace not over */
-	size_t deleted;   /* objects removed, tombstoned */
-	size_t gone;      /* no object was left: tombstoned as gone */
-	size_t failed;    /* deletions that did not happen: the sum of the next four */
-	size_t denied;    /* permission refused */
-	size_t locked;    /* object lock */
-	size_t errors;    /* other repository errors */
-	size_t refused;   /* the re-check refused (held, newest restorable, ...) */
+	size_t services;       /* services evaluated */
+	size_t backups;        /* live backups evaluated */
+	size_t kept;           /* kept by the rule (including cancelled) */
+	size_t marked;         /* became pending this pass */
+	size_t cancelled;      /* were pending, kept again: back to their status */
+	size_t pending;        /* pending, grace not over */
+	size_t deleted;        /* objects removed, tombstoned */
+	size_t gone;           /* no object was left: tombstoned as gone */
+	size_t failed;         /* deletions that did not happen: the sum of the next four */
+	size_t denied;         /* permission refused */
+	size_t locked;         /* object lock */
+	size_t errors;         /* other repository errors */
+	size_t refused;        /* the re-check refused (held, newest restorable, ...) */
 	size_t service_errors; /* services that could not be evaluated */
 } coord_prune_stats;
 
@@ -167,7 +167,7 @@ int coord_hold_remove(coord_catalog *cat, const coord_audit_key *key, const char
 /* The active holds, oldest first, of service (NULL: every service), at
  * most limit (1..10000) of them: *out is a JSON array of { "backup_id",
  * "service", "reason", "placed_by", "placed_at" } for cJSON_Delete. */
-int coord_holds_list(coord_catalog *cat, const char *service, int limit, cJSON **out,
-    coffer_err *err);
+int coord_holds_list(
+    coord_catalog *cat, const char *service, int limit, cJSON **out, coffer_err *err);
 
 #endif

@@ -140,7 +140,10 @@ newest_first(const void *pa, const void *pb)
 }
 
 static const char *const tier_keys[COORD_TIER_COUNT] = {
-	"retention.daily", "retention.weekly", "retention.monthly", "retention.yearly",
+	"retention.daily",
+	"retention.weekly",
+	"retention.monthly",
+	"retention.yearly",
 };
 
 static int
@@ -149,10 +152,10 @@ check_policy(const coord_retention_policy *p, coffer_err *err)
 	for (int t = 0; t < COORD_TIER_COUNT; t++) {
 		int32_t c = p->tiers[t];
 		if (c != COORD_RETENTION_FOREVER && (c < 0 || c > COORD_RETENTION_MAX_COUNT)) {
-			coffer_err_set(err, COFFER_EINVAL, "retention policy: %s = %d is out of range",
-			    tier_keys[t], (int)c);
-			return (coffer_err_hint(err, "use 0 to %d, or forever",
-			    COORD_RETENTION_MAX_COUNT));
+			coffer_err_set(err, COFFER_EINVAL,
+			    "retention policy: %s = %d is out of range", tier_keys[t], (int)c);
+			return (coffer_err_hint(
+			    err, "use 0 to %d, or forever", COORD_RETENTION_MAX_COUNT));
 		}
 	}
 	if (p->min_redundancy < 0 || p->grace_ms < 0) {
@@ -174,9 +177,8 @@ add_sat(int64_t a, int64_t b)
 }
 
 int
-coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *tz,
-    int64_t now_ms, const coord_retention_backup *backups, size_t n,
-    coord_retention_decision *out, coffer_err *err)
+coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *tz, int64_t now_ms,
+    const coord_retention_backup *backups, size_t n, coord_retention_decision *out, coffer_err *err)
 {
 	int rc = check_policy(policy, err);
 	if (rc != 0) {
@@ -187,8 +189,8 @@ coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *
 		int64_t y;
 		int m, d;
 		if (local_date(tz, now_ms, &y, &m, &d) != 0) {
-			coffer_err_set(err, COFFER_EINVAL, "retention: now (%lld ms) is out of range",
-			    (long long)now_ms);
+			coffer_err_set(err, COFFER_EINVAL,
+			    "retention: now (%lld ms) is out of range", (long long)now_ms);
 			return (coffer_err_hint(err, "check the coordinator's clock"));
 		}
 		for (int t = 0; t < COORD_TIER_COUNT; t++) {
@@ -196,7 +198,7 @@ coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		out[i] = (coord_retention_decision){ 0 };
+		out[i] = (coord_retention_decision) { 0 };
 	}
 	size_t nc = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -237,8 +239,9 @@ coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *
 			coffer_err_set(err, COFFER_EINVAL,
 			    "retention: backup %s has finished_at %lld ms, outside the years 1..9999",
 			    b->id != NULL ? b->id : "(no id)", (long long)b->finished_at_ms);
-			return (coffer_err_hint(err, "fix the catalog row; nothing was decided for "
-						     "this service"));
+			return (coffer_err_hint(err,
+			    "fix the catalog row; nothing was decided for "
+			    "this service"));
 		}
 		for (int t = 0; t < COORD_TIER_COUNT; t++) {
 			int32_t count = policy->tiers[t];
@@ -251,9 +254,9 @@ coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *
 			if (count != COORD_RETENTION_FOREVER && cur[t] - p >= count) {
 				continue; /* its period is out of the window */
 			}
-			int64_t exp = count == COORD_RETENTION_FOREVER ?
-			    COORD_RETENTION_NEVER :
-			    period_start_ms(tz, (coord_retention_tier)t, p + count);
+			int64_t exp = count == COORD_RETENTION_FOREVER
+			    ? COORD_RETENTION_NEVER
+			    : period_start_ms(tz, (coord_retention_tier)t, p + count);
 			if ((o->reasons & COORD_KEEP_TIERS) == 0 || exp > o->expires_at_ms) {
 				o->expires_at_ms = exp;
 			}
@@ -288,8 +291,8 @@ coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *
 			o->delete_at_ms = add_sat(now_ms, policy->grace_ms);
 		} else {
 			o->delete_at_ms = add_sat(b->pending_since_ms, policy->grace_ms);
-			o->action = now_ms >= o->delete_at_ms ? COORD_RETENTION_DELETE :
-								COORD_RETENTION_PENDING;
+			o->action = now_ms >= o->delete_at_ms ? COORD_RETENTION_DELETE
+			                                      : COORD_RETENTION_PENDING;
 		}
 	}
 	return (0);
@@ -336,7 +339,8 @@ coord_retention_reasons_format(unsigned reasons, char *buf, size_t size)
 		if (len >= size - used) {
 			break; /* whole names only, so a short buffer never shows half a reason */
 		}
-		snprintf(buf + used, size - used, "%s%s", used > 0 ? "," : "", reason_names[i].name);
+		snprintf(
+		    buf + used, size - used, "%s%s", used > 0 ? "," : "", reason_names[i].name);
 		used += len;
 	}
 	return (buf);
@@ -346,10 +350,14 @@ const char *
 coord_retention_action_name(coord_retention_action a)
 {
 	switch (a) {
-	case COORD_RETENTION_KEEP: return ("keep");
-	case COORD_RETENTION_EXPIRE_NOW: return ("expire_now");
-	case COORD_RETENTION_PENDING: return ("pending");
-	case COORD_RETENTION_DELETE: return ("delete");
+	case COORD_RETENTION_KEEP:
+		return ("keep");
+	case COORD_RETENTION_EXPIRE_NOW:
+		return ("expire_now");
+	case COORD_RETENTION_PENDING:
+		return ("pending");
+	case COORD_RETENTION_DELETE:
+		return ("delete");
 	}
 	return ("unknown");
 }

@@ -50,7 +50,7 @@
 
 typedef enum coord_retention_tier {
 	COORD_TIER_DAILY = 0,
-	COORD_TIER_WEEKLY = 1,   /* ISO 8601 weeks, Monday to Sunday */
+	COORD_TIER_WEEKLY = 1, /* ISO 8601 weeks, Monday to Sunday */
 	COORD_TIER_MONTHLY = 2,
 	COORD_TIER_YEARLY = 3,
 	COORD_TIER_COUNT = 4,
@@ -69,8 +69,8 @@ typedef enum coord_backup_status {
 } coord_backup_status;
 
 typedef struct coord_retention_backup {
-	const char *id;           /* for messages only; may be NULL */
-	int64_t finished_at_ms;   /* coordinator-stamped; ignored for running backups */
+	const char *id;         /* for messages only; may be NULL */
+	int64_t finished_at_ms; /* coordinator-stamped; ignored for running backups */
 	coord_backup_status status;
 	bool restorable;          /* completed and known restorable (verified, not corrupt) */
 	bool held;                /* a legal hold is on it */
@@ -91,15 +91,17 @@ enum {
 	COORD_KEEP_MONTHLY = 1u << COORD_TIER_MONTHLY,
 	COORD_KEEP_YEARLY = 1u << COORD_TIER_YEARLY,
 	COORD_KEEP_MIN_REDUNDANCY = 1u << 4,
-	COORD_KEEP_NEWEST = 1u << 5,  /* the newest restorable backup */
+	COORD_KEEP_NEWEST = 1u << 5, /* the newest restorable backup */
 	COORD_KEEP_HOLD = 1u << 6,
 	COORD_KEEP_RUNNING = 1u << 7,
 };
-#define COORD_KEEP_TIERS (COORD_KEEP_DAILY | COORD_KEEP_WEEKLY | COORD_KEEP_MONTHLY | COORD_KEEP_YEARLY)
+#define COORD_KEEP_TIERS \
+	(COORD_KEEP_DAILY | COORD_KEEP_WEEKLY | COORD_KEEP_MONTHLY | COORD_KEEP_YEARLY)
 
 /* expires_at_ms values besides a time. */
-#define COORD_RETENTION_NO_EXPIRY 0         /* held by no tier (floor, newest, hold, running, or not kept) */
-#define COORD_RETENTION_NEVER INT64_MAX     /* held by a "forever" tier */
+#define COORD_RETENTION_NO_EXPIRY \
+	0 /* held by no tier (floor, newest, hold, running, or not kept) */
+#define COORD_RETENTION_NEVER INT64_MAX /* held by a "forever" tier */
 
 typedef struct coord_retention_decision {
 	coord_retention_action action;
@@ -114,8 +116,8 @@ typedef struct coord_retention_decision {
  * the years 1..9999, or a completed backup whose finished_at is -- then
  * nothing is decided, so nothing is deleted on bad input; COFFER_ENOMEM. */
 int coord_retention_evaluate(const coord_retention_policy *policy, const coffer_tz *tz,
-    int64_t now_ms, const coord_retention_backup *backups, size_t n,
-    coord_retention_decision *out, coffer_err *err);
+    int64_t now_ms, const coord_retention_backup *backups, size_t n, coord_retention_decision *out,
+    coffer_err *err);
 
 /* "daily", "weekly", ..., "min_redundancy", "newest", "hold", "running" for
  * one COORD_KEEP_* bit; NULL for anything else. */

@@ -27,8 +27,8 @@
  */
 #include "coordinator/serve/admin.h"
 
-#include "coordinator/watch/alerts.h"
 #include "coordinator/policy/prune.h"
+#include "coordinator/watch/alerts.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -40,9 +40,9 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
-#include "common/wire/adminmsg.h"
 #include "common/base/log.h"
 #include "common/crypto/sign.h"
+#include "common/wire/adminmsg.h"
 #include "common/wire/wire.h"
 #include "coordinator/catalog/agents.h"
 #include "coordinator/dr/auditexport.h"
@@ -62,12 +62,12 @@ typedef struct admin_ctx {
 	const coord_audit_key *key;
 	int64_t now_ms;
 	char actor[ACTOR_MAX];
-	char op[64];                        /* verified operator, "" before */
+	char op[64];                         /* verified operator, "" before */
 	const Coffer__V1__AdminRequest *req; /* NULL until the body decoded */
-	int status;                         /* Coffer__V1__Status */
+	int status;                          /* Coffer__V1__Status */
 	coffer_err err;
 	cJSON *result;
-	bool audited;                       /* the command wrote its own row */
+	bool audited; /* the command wrote its own row */
 	char subject[COORD_AUDIT_MAX_NAME];
 } admin_ctx;
 
@@ -91,7 +91,8 @@ name_ok(const char *s)
 	}
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		bool alnum =
+		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 		if (!alnum && c != '_' && c != '.' && c != '-') {
 			return (false);
 		}
@@ -112,8 +113,7 @@ printable(char *out, size_t size, const char *in)
 	out[j] = '\0';
 }
 
-static int
-refuse(admin_ctx *ctx, int status, int code, const char *fmt, ...)
+static int refuse(admin_ctx *ctx, int status, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static int
@@ -151,7 +151,8 @@ fail_with(admin_ctx *ctx, int code)
 {
 	ctx->status = status_of(code);
 	if (ctx->status == COFFER__V1__STATUS__STATUS_UNAVAILABLE && ctx->err.hint[0] == '\0') {
-		coffer_err_hint(&ctx->err, "the coordinator's catalog is unreachable; retry shortly");
+		coffer_err_hint(
+		    &ctx->err, "the coordinator's catalog is unreachable; retry shortly");
 	}
 	return (code);
 }
@@ -195,8 +196,8 @@ limit_arg(admin_ctx *ctx, long *limit)
 		printable(shown, sizeof(shown), s);
 		refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
 		    "limit \"%s\" is not a number from 1 to %d", shown, COORD_ADMIN_MAX_LIST);
-		return (coffer_err_hint(&ctx->err, "pass --limit N with N from 1 to %d",
-		    COORD_ADMIN_MAX_LIST));
+		return (coffer_err_hint(
+		    &ctx->err, "pass --limit N with N from 1 to %d", COORD_ADMIN_MAX_LIST));
 	}
 	*limit = v;
 	return (0);
@@ -205,7 +206,8 @@ limit_arg(admin_ctx *ctx, long *limit)
 static PGresult *
 query(admin_ctx *ctx, const char *what, const char *sql, int n, const char *const *vals, int *rv)
 {
-	PGresult *res = PQexecParams(coord_catalog_conn(ctx->cat), sql, n, NULL, vals, NULL, NULL, 0);
+	PGresult *res =
+	    PQexecParams(coord_catalog_conn(ctx->cat), sql, n, NULL, vals, NULL, NULL, 0);
 	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
 		*rv = 0;
@@ -236,7 +238,8 @@ add_time(cJSON *o, const char *name, const PGresult *res, int row, int col)
 		return;
 	}
 	char buf[40];
-	cJSON_AddStringToObject(o, name, coffer_time_format(buf, sizeof(buf), int_at(res, row, col)));
+	cJSON_AddStringToObject(
+	    o, name, coffer_time_format(buf, sizeof(buf), int_at(res, row, col)));
 }
 
 static void
@@ -399,8 +402,8 @@ cmd_status(admin_ctx *ctx)
 		snprintf(ctx->subject, sizeof(ctx->subject), "%s", only);
 	}
 	char buf[40];
-	cJSON_AddStringToObject(ctx->result, "generated_at",
-	    coffer_time_format(buf, sizeof(buf), ctx->now_ms));
+	cJSON_AddStringToObject(
+	    ctx->result, "generated_at", coffer_time_format(buf, sizeof(buf), ctx->now_ms));
 	cJSON *list = cJSON_AddArrayToObject(ctx->result, "services");
 	if (list == NULL) {
 		return (out_of_memory(ctx));
@@ -488,13 +491,15 @@ cmd_backups_list(admin_ctx *ctx)
 static int
 enroll_runner(admin_ctx *ctx, const char *service_list, const char *agent, const char *pubkey)
 {
-	enum { MAX_SERVICES = 64 };
+	enum {
+		MAX_SERVICES = 64
+	};
 	char list[MAX_SERVICES * 64 + 1];
 	if (strlen(service_list) >= sizeof(list)) {
 		refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
 		    "too many services for one drill runner");
-		return (coffer_err_hint(&ctx->err, "enroll at most %d services at a time",
-		    MAX_SERVICES));
+		return (coffer_err_hint(
+		    &ctx->err, "enroll at most %d services at a time", MAX_SERVICES));
 	}
 	snprintf(list, sizeof(list), "%s", service_list);
 	const char *services[MAX_SERVICES], *owners[MAX_SERVICES];
@@ -504,8 +509,8 @@ enroll_runner(admin_ctx *ctx, const char *service_list, const char *agent, const
 		if (n == MAX_SERVICES) {
 			refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
 			    "too many services for one drill runner");
-			return (coffer_err_hint(&ctx->err, "enroll at most %d services at a time",
-			    MAX_SERVICES));
+			return (coffer_err_hint(
+			    &ctx->err, "enroll at most %d services at a time", MAX_SERVICES));
 		}
 		if ((owners[n] = service_owner(ctx, t)) == NULL) {
 			return (unknown_service(ctx, t));
@@ -516,14 +521,15 @@ enroll_runner(admin_ctx *ctx, const char *service_list, const char *agent, const
 	int rv;
 	if ((rv = coffer_sign_pubkey_parse(pubkey, strlen(pubkey), &pub, &ctx->err)) != 0) {
 		coffer_err_wrap(&ctx->err, "the drill runner's public key");
-		coffer_err_hint(&ctx->err, "give the public key `coffer-agent init` printed (64 hex "
-					   "digits) or a PEM public key file");
+		coffer_err_hint(&ctx->err,
+		    "give the public key `coffer-agent init` printed (64 hex "
+		    "digits) or a PEM public key file");
 		ctx->status = COFFER__V1__STATUS__STATUS_REFUSED;
 		return (rv);
 	}
 	bool already = false;
-	rv = coord_agents_enroll_runner(ctx->cat, ctx->key, ctx->actor, services, owners, n, agent,
-	    pub, &already, &ctx->err);
+	rv = coord_agents_enroll_runner(
+	    ctx->cat, ctx->key, ctx->actor, services, owners, n, agent, pub, &already, &ctx->err);
 	if (rv == 0) {
 		char fp[COFFER_SIGN_FINGERPRINT_HEX];
 		coffer_sign_fingerprint(pub, fp);
@@ -563,14 +569,15 @@ cmd_agents_enroll(admin_ctx *ctx)
 	coffer_sign_pubkey *pub = NULL;
 	if ((rv = coffer_sign_pubkey_parse(pubkey, strlen(pubkey), &pub, &ctx->err)) != 0) {
 		coffer_err_wrap(&ctx->err, "the agent's public key");
-		coffer_err_hint(&ctx->err, "give the public key `coffer-agent init` printed (64 hex "
-					   "digits) or a PEM public key file");
+		coffer_err_hint(&ctx->err,
+		    "give the public key `coffer-agent init` printed (64 hex "
+		    "digits) or a PEM public key file");
 		ctx->status = COFFER__V1__STATUS__STATUS_REFUSED;
 		return (rv);
 	}
 	bool already = false;
-	rv = coord_agents_enroll(ctx->cat, ctx->key, ctx->actor, service, owner, agent, pub, &already,
-	    &ctx->err);
+	rv = coord_agents_enroll(
+	    ctx->cat, ctx->key, ctx->actor, service, owner, agent, pub, &already, &ctx->err);
 	if (rv == 0) {
 		char fp[COFFER_SIGN_FINGERPRINT_HEX];
 		coffer_sign_fingerprint(pub, fp);
@@ -634,7 +641,8 @@ cmd_audit_list(admin_ctx *ctx)
 		printable(shown, sizeof(shown), since);
 		refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
 		    "since \"%s\" is not a time", shown);
-		return (coffer_err_hint(&ctx->err, "write it as RFC 3339, e.g. 2026-11-23T02:00:00Z"));
+		return (
+		    coffer_err_hint(&ctx->err, "write it as RFC 3339, e.g. 2026-11-23T02:00:00Z"));
 	}
 	char lim[24], ms[24], cap[24];
 	snprintf(lim, sizeof(lim), "%ld", limit);
@@ -650,20 +658,20 @@ cmd_audit_list(admin_ctx *ctx)
 	 */
 	PGresult *res = query(ctx, "listing the audit log",
 	    since != NULL
-		? "SELECT chain_seq, at_ms, actor, action, subject, "
-		  "CASE WHEN run <= $3::bigint THEN details END, run > $3::bigint FROM ("
-		  "SELECT chain_seq, (extract(epoch FROM at) * 1000)::bigint AS at_ms, actor, action, "
-		  "subject, details::text AS details, sum(octet_length(details::text) + "
-		  "octet_length(actor) + octet_length(subject) + 128) OVER (ORDER BY chain_seq) AS run "
-		  "FROM audit WHERE at >= to_timestamp($2::bigint / 1000.0) "
-		  "ORDER BY chain_seq LIMIT $1::integer) t ORDER BY chain_seq"
-		: "SELECT chain_seq, at_ms, actor, action, subject, "
-		  "CASE WHEN run <= $3::bigint THEN details END, run > $3::bigint FROM ("
-		  "SELECT chain_seq, (extract(epoch FROM at) * 1000)::bigint AS at_ms, actor, action, "
-		  "subject, details::text AS details, sum(octet_length(details::text) + "
-		  "octet_length(actor) + octet_length(subject) + 128) OVER (ORDER BY chain_seq DESC) "
-		  "AS run FROM audit WHERE $2::bigint = 0 "
-		  "ORDER BY chain_seq DESC LIMIT $1::integer) t ORDER BY chain_seq",
+	        ? "SELECT chain_seq, at_ms, actor, action, subject, "
+	          "CASE WHEN run <= $3::bigint THEN details END, run > $3::bigint FROM ("
+	          "SELECT chain_seq, (extract(epoch FROM at) * 1000)::bigint AS at_ms, actor, action, "
+	          "subject, details::text AS details, sum(octet_length(details::text) + "
+	          "octet_length(actor) + octet_length(subject) + 128) OVER (ORDER BY chain_seq) AS run "
+	          "FROM audit WHERE at >= to_timestamp($2::bigint / 1000.0) "
+	          "ORDER BY chain_seq LIMIT $1::integer) t ORDER BY chain_seq"
+	        : "SELECT chain_seq, at_ms, actor, action, subject, "
+	          "CASE WHEN run <= $3::bigint THEN details END, run > $3::bigint FROM ("
+	          "SELECT chain_seq, (extract(epoch FROM at) * 1000)::bigint AS at_ms, actor, action, "
+	          "subject, details::text AS details, sum(octet_length(details::text) + "
+	          "octet_length(actor) + octet_length(subject) + 128) OVER (ORDER BY chain_seq DESC) "
+	          "AS run FROM audit WHERE $2::bigint = 0 "
+	          "ORDER BY chain_seq DESC LIMIT $1::integer) t ORDER BY chain_seq",
 	    3, vals, &rv);
 	if (res == NULL) {
 		return (rv);
@@ -710,7 +718,8 @@ cmd_audit_verify(admin_ctx *ctx)
 	coffer_err_clear(&verr);
 	coord_audit_head head;
 	bool exported = false;
-	int rv = coord_audit_verify_all(ctx->cat, ctx->key, ctx->cfg, &res, &head, &exported, &verr);
+	int rv =
+	    coord_audit_verify_all(ctx->cat, ctx->key, ctx->cfg, &res, &head, &exported, &verr);
 	if (rv != 0 && rv != COFFER_ECORRUPT && rv != COFFER_EAUTH) {
 		ctx->err = verr;
 		return (fail_with(ctx, rv));
@@ -753,8 +762,8 @@ cmd_audit_resume_export(admin_ctx *ctx)
 	}
 	snprintf(ctx->subject, sizeof(ctx->subject), "dr");
 	coord_audit_head head;
-	rv = coord_audit_export_resume(ctx->cat, ctx->key, ctx->cfg, ctx->actor, reason, &head,
-	    &ctx->err);
+	rv = coord_audit_export_resume(
+	    ctx->cat, ctx->key, ctx->cfg, ctx->actor, reason, &head, &ctx->err);
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
 	}
@@ -804,8 +813,8 @@ cmd_backup_run(admin_ctx *ctx)
 		PQclear(res);
 		refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_ENOENT,
 		    "service %s has no enrolled agent to run the backup", service);
-		coffer_err_hint(&ctx->err, "enroll one with `coffer agents enroll --service %s`",
-		    service);
+		coffer_err_hint(
+		    &ctx->err, "enroll one with `coffer agents enroll --service %s`", service);
 		rv = COFFER_ENOENT;
 		goto fail;
 	}
@@ -853,15 +862,16 @@ cmd_hold_add(admin_ctx *ctx)
 {
 	const char *backup, *reason;
 	int rv;
-	if ((rv = need_arg(ctx, "backup", &backup)) != 0 || (rv = need_arg(ctx, "reason", &reason)) != 0) {
+	if ((rv = need_arg(ctx, "backup", &backup)) != 0 ||
+	    (rv = need_arg(ctx, "reason", &reason)) != 0) {
 		return (rv);
-}
+	}
 	printable(ctx->subject, sizeof(ctx->subject), backup);
 	/* coord_hold_add writes its own "hold.added" row with the operator. */
 	rv = coord_hold_add(ctx->cat, ctx->key, ctx->actor, backup, reason, &ctx->err);
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
-}
+	}
 	cJSON_AddStringToObject(ctx->result, "backup", backup);
 	cJSON_AddStringToObject(ctx->result, "hold", "added");
 	return (0);
@@ -874,12 +884,12 @@ cmd_hold_remove(admin_ctx *ctx)
 	int rv;
 	if ((rv = need_arg(ctx, "backup", &backup)) != 0) {
 		return (rv);
-}
+	}
 	printable(ctx->subject, sizeof(ctx->subject), backup);
 	rv = coord_hold_remove(ctx->cat, ctx->key, ctx->actor, backup, &ctx->err);
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
-}
+	}
 	cJSON_AddStringToObject(ctx->result, "backup", backup);
 	cJSON_AddStringToObject(ctx->result, "hold", "removed");
 	return (0);
@@ -889,11 +899,11 @@ static int
 cmd_holds_list(admin_ctx *ctx)
 {
 	cJSON *list = NULL;
-	int rv = coord_holds_list(ctx->cat, arg(ctx, "service"), COORD_ADMIN_MAX_LIST, &list,
-	    &ctx->err);
+	int rv =
+	    coord_holds_list(ctx->cat, arg(ctx, "service"), COORD_ADMIN_MAX_LIST, &list, &ctx->err);
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
-}
+	}
 	if (!cJSON_AddItemToObject(ctx->result, "holds", list)) {
 		cJSON_Delete(list);
 		return (out_of_memory(ctx));
@@ -908,15 +918,15 @@ cmd_retention_plan(admin_ctx *ctx)
 	int rv;
 	if ((rv = need_arg(ctx, "service", &service)) != 0) {
 		return (rv);
-}
+	}
 	if (service_owner(ctx, service) == NULL) {
 		return (unknown_service(ctx, service));
-}
+	}
 	cJSON *plan = NULL;
 	rv = coord_retention_plan(ctx->cat, ctx->cfg, service, ctx->now_ms, &plan, &ctx->err);
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
-}
+	}
 	if (!cJSON_AddItemToObject(ctx->result, "plan", plan)) {
 		cJSON_Delete(plan);
 		return (out_of_memory(ctx));
@@ -931,12 +941,12 @@ cmd_alerts_list(admin_ctx *ctx)
 	int rv;
 	if ((rv = limit_arg(ctx, &limit)) != 0) {
 		return (rv);
-}
+	}
 	cJSON *list = NULL;
 	rv = coord_alerts_list(ctx->cat, (int)limit, &list, &ctx->err);
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
-}
+	}
 	if (!cJSON_AddItemToObject(ctx->result, "alerts", list)) {
 		cJSON_Delete(list);
 		return (out_of_memory(ctx));
@@ -953,10 +963,10 @@ cmd_drill_run(admin_ctx *ctx)
 	int rv;
 	if ((rv = need_arg(ctx, "service", &service)) != 0) {
 		return (rv);
-}
+	}
 	if (service_owner(ctx, service) == NULL) {
 		return (unknown_service(ctx, service));
-}
+	}
 	snprintf(ctx->subject, sizeof(ctx->subject), "%s", service);
 	int64_t id = 0;
 	rv = coord_drills_start(ctx->cat, ctx->key, ctx->cfg, service, ctx->actor, ctx->now_ms, &id,
@@ -971,19 +981,19 @@ cmd_drill_list(admin_ctx *ctx)
 	int rv;
 	if ((rv = limit_arg(ctx, &limit)) != 0) {
 		return (rv);
-}
+	}
 	const char *service = arg(ctx, "service");
 	if (service != NULL) {
 		if (service_owner(ctx, service) == NULL) {
 			return (unknown_service(ctx, service));
-}
+		}
 		snprintf(ctx->subject, sizeof(ctx->subject), "%s", service);
 	}
 	cJSON *list = NULL;
 	rv = coord_drills_list(ctx->cat, service, (int)limit, &list, &ctx->err);
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
-}
+	}
 	if (!cJSON_AddItemToObject(ctx->result, "drills", list)) {
 		cJSON_Delete(list);
 		return (out_of_memory(ctx));
@@ -1063,8 +1073,8 @@ audit_request(admin_ctx *ctx, const char *action)
 	}
 	coffer_err aerr;
 	coffer_err_clear(&aerr);
-	int rv = coord_audit_append(ctx->cat, ctx->key, ctx->actor, action, ctx->subject, text, NULL,
-	    &aerr);
+	int rv = coord_audit_append(
+	    ctx->cat, ctx->key, ctx->actor, action, ctx->subject, text, NULL, &aerr);
 	cJSON_free(text);
 	if (rv != 0) {
 		ctx->err = aerr;
@@ -1084,8 +1094,8 @@ audit_refusal(admin_ctx *ctx, const char *reason)
 	coffer_err aerr;
 	coffer_err_clear(&aerr);
 	int rv = text != NULL ? coord_audit_append(ctx->cat, ctx->key, ctx->actor, "admin.refused",
-				    ctx->subject, text, NULL, &aerr)
-			      : coffer_err_set(&aerr, COFFER_ENOMEM, "no memory for the audit row");
+	                            ctx->subject, text, NULL, &aerr)
+	                      : coffer_err_set(&aerr, COFFER_ENOMEM, "no memory for the audit row");
 	cJSON_free(text);
 	if (rv != 0) {
 		char q[COFFER_ERR_MSG_MAX + 8];
@@ -1125,7 +1135,7 @@ encode_reply(admin_ctx *ctx, uint8_t **reply, size_t *reply_len)
 		/* Listings are capped well below the limit; this is the last guard. */
 		r.status = COFFER__V1__STATUS__STATUS_INTERNAL;
 		r.error = "the result is larger than a reply may be (hint: ask for fewer rows with "
-			  "--limit or --since)";
+		          "--limit or --since)";
 		r.json = "";
 		rv = coffer_wire_encode(&r.base, COFFER_WIRE_MAX_MSG, reply, reply_len, &eerr);
 	}
@@ -1175,7 +1185,8 @@ authenticate(admin_ctx *ctx, const Coffer__V1__AdminEnvelope *env, const char **
 		    "operator %s is not known to this coordinator", op);
 		return (coffer_err_hint(&ctx->err,
 		    "add [operator.%s] with public_key and role to coordinator.conf, or fix "
-		    "[coffer] operator in cli.conf", op));
+		    "[coffer] operator in cli.conf",
+		    op));
 	}
 	const char *path = coffer_config_str(ctx->cfg->ini, section, "public_key");
 	coffer_sign_pubkey *pub = NULL;
@@ -1193,7 +1204,7 @@ authenticate(admin_ctx *ctx, const Coffer__V1__AdminEnvelope *env, const char **
 	uint8_t *tbs = coffer_wire_admin_tbs(op, env->nonce.data, env->nonce.len, env->sent_at_ms,
 	    env->body.data, env->body.len, &tbs_len);
 	int rv = tbs == NULL ? COFFER_ENOMEM
-			     : coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &kerr);
+	                     : coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &kerr);
 	free(tbs);
 	coffer_sign_pubkey_free(pub);
 	if (rv == COFFER_ENOMEM) {
@@ -1204,8 +1215,9 @@ authenticate(admin_ctx *ctx, const Coffer__V1__AdminEnvelope *env, const char **
 		*reason = "bad_signature";
 		refuse(ctx, COFFER__V1__STATUS__STATUS_BAD_SIGNATURE, COFFER_EAUTH,
 		    "the request's signature does not verify with operator %s's public key", op);
-		return (coffer_err_hint(&ctx->err, "check that [coffer] key in cli.conf is the key "
-						   "whose public half is in [%s] public_key",
+		return (coffer_err_hint(&ctx->err,
+		    "check that [coffer] key in cli.conf is the key "
+		    "whose public half is in [%s] public_key",
 		    section));
 	}
 	int64_t skew = ctx->now_ms - env->sent_at_ms;
@@ -1216,8 +1228,9 @@ authenticate(admin_ctx *ctx, const Coffer__V1__AdminEnvelope *env, const char **
 		    "are allowed",
 		    (skew > 0 ? skew : -skew) / 1000, skew > 0 ? "behind" : "ahead of",
 		    COORD_ADMIN_SKEW_MS / 1000);
-		return (coffer_err_hint(&ctx->err, "synchronise this machine's clock (NTP) and "
-						   "send a new request"));
+		return (coffer_err_hint(&ctx->err,
+		    "synchronise this machine's clock (NTP) and "
+		    "send a new request"));
 	}
 	snprintf(ctx->op, sizeof(ctx->op), "%s", op);
 
@@ -1254,16 +1267,16 @@ authenticate(admin_ctx *ctx, const Coffer__V1__AdminEnvelope *env, const char **
 		*reason = "replayed";
 		refuse(ctx, COFFER__V1__STATUS__STATUS_REPLAYED, COFFER_EAUTH,
 		    "this request (nonce %.16s...) was already served; a request runs once", hex);
-		return (coffer_err_hint(&ctx->err, "send a new request; `coffer` draws a new nonce "
-						   "for each"));
+		return (coffer_err_hint(&ctx->err,
+		    "send a new request; `coffer` draws a new nonce "
+		    "for each"));
 	}
 	return (0);
 }
 
 int
 coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_audit_key *key,
-    const coffer_clock *clock, const uint8_t *req, size_t len, uint8_t **reply,
-    size_t *reply_len)
+    const coffer_clock *clock, const uint8_t *req, size_t len, uint8_t **reply, size_t *reply_len)
 {
 	*reply = NULL;
 	*reply_len = 0;
@@ -1289,14 +1302,15 @@ coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_a
 	} else if (len > COFFER_WIRE_MAX_MSG) {
 		reason = "malformed";
 		refuse(&ctx, COFFER__V1__STATUS__STATUS_MALFORMED, COFFER_ETOOBIG,
-		    "admin request of %zu bytes is over the %u byte limit", len, COFFER_WIRE_MAX_MSG);
+		    "admin request of %zu bytes is over the %u byte limit", len,
+		    COFFER_WIRE_MAX_MSG);
 	} else if (coffer_wire_arena_init(&env_arena, len, &ctx.err) != 0 ||
 	    coffer_wire_arena_init(&body_arena, len, &ctx.err) != 0) {
 		reason = "internal";
 		ctx.status = COFFER__V1__STATUS__STATUS_INTERNAL;
 	} else if ((env = (const Coffer__V1__AdminEnvelope *)coffer_wire_decode(
-			&coffer__v1__admin_envelope__descriptor, &env_arena, req, len,
-			COFFER_WIRE_MAX_MSG, &ctx.err)) == NULL) {
+	                &coffer__v1__admin_envelope__descriptor, &env_arena, req, len,
+	                COFFER_WIRE_MAX_MSG, &ctx.err)) == NULL) {
 		reason = "malformed";
 		ctx.status = COFFER__V1__STATUS__STATUS_MALFORMED;
 		coffer_err_wrap(&ctx.err, "admin request");
@@ -1308,11 +1322,13 @@ coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_a
 		if (ctx.req == NULL || ctx.req->command == NULL || ctx.req->command[0] == '\0') {
 			reason = "malformed";
 			if (ctx.req != NULL) {
-				coffer_err_set(&ctx.err, COFFER_EPROTO, "admin request names no command");
+				coffer_err_set(
+				    &ctx.err, COFFER_EPROTO, "admin request names no command");
 			}
 			ctx.req = NULL;
 			ctx.status = COFFER__V1__STATUS__STATUS_MALFORMED;
-			coffer_err_hint(&ctx.err, "send an AdminRequest (use the `coffer` command line)");
+			coffer_err_hint(
+			    &ctx.err, "send an AdminRequest (use the `coffer` command line)");
 		}
 	}
 
@@ -1328,15 +1344,18 @@ coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_a
 			reason = "unknown_command";
 			refuse(&ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
 			    "unknown admin command \"%s\"", shown);
-			coffer_err_hint(&ctx.err, "upgrade the coordinator, or see `coffer --help` for "
-						  "the commands it serves");
+			coffer_err_hint(&ctx.err,
+			    "upgrade the coordinator, or see `coffer --help` for "
+			    "the commands it serves");
 		} else if (cmd->changes && (role == NULL || strcmp(role, "operator") != 0)) {
 			reason = "unauthorized";
 			refuse(&ctx, COFFER__V1__STATUS__STATUS_UNAUTHORIZED, COFFER_EPERM,
 			    "operator %s has role %s, which may not run %s", ctx.op,
 			    role != NULL ? role : "(none)", cmd->name);
-			coffer_err_hint(&ctx.err, "ask the coordinator's administrator for role = "
-						  "operator in [%s]", section);
+			coffer_err_hint(&ctx.err,
+			    "ask the coordinator's administrator for role = "
+			    "operator in [%s]",
+			    section);
 		} else {
 			for (size_t i = 0; i < ctx.req->n_args && reason == NULL; i++) {
 				const char *k = ctx.req->args[i]->key;
@@ -1347,8 +1366,9 @@ coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_a
 					char shown[64];
 					printable(shown, sizeof(shown), k);
 					reason = "unknown_argument";
-					refuse(&ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
-					    "%s takes no argument \"%s\"", cmd->name, shown);
+					refuse(&ctx, COFFER__V1__STATUS__STATUS_REFUSED,
+					    COFFER_EINVAL, "%s takes no argument \"%s\"", cmd->name,
+					    shown);
 					coffer_err_hint(&ctx.err, "it takes:%s", cmd->args);
 				}
 			}
@@ -1372,8 +1392,8 @@ coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_a
 				ctx.status = status;
 			}
 		}
-		coffer_log_info("admin request", "actor=%s command=%s status=%s", ctx.actor, cmd->name,
-		    coffer_adminmsg_status_name(ctx.status));
+		coffer_log_info("admin request", "actor=%s command=%s status=%s", ctx.actor,
+		    cmd->name, coffer_adminmsg_status_name(ctx.status));
 	}
 	int rv = encode_reply(&ctx, reply, reply_len);
 	cJSON_Delete(ctx.result);

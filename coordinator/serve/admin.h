@@ -41,7 +41,7 @@
 /* How far an operator's clock may be from the coordinator's. */
 #define COORD_ADMIN_SKEW_MS (5 * 60 * 1000)
 /* Listings return at most this many rows per request (args "limit"). */
-#define COORD_ADMIN_MAX_LIST 1000
+#define COORD_ADMIN_MAX_LIST     1000
 #define COORD_ADMIN_DEFAULT_LIST 100
 
 /*
@@ -54,8 +54,7 @@ int coord_admin_handle(coord_catalog *cat, const coord_config *cfg, const coord_
     const uint8_t *req, size_t len, uint8_t **reply, size_t *reply_len);
 
 /* The same with an injectable clock (NULL: the system clock), for tests. */
-int coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg,
-    const coord_audit_key *key, const coffer_clock *clock, const uint8_t *req, size_t len,
-    uint8_t **reply, size_t *reply_len);
+int coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_audit_key *key,
+    const coffer_clock *clock, const uint8_t *req, size_t len, uint8_t **reply, size_t *reply_len);
 
 #endif

@@ -340,8 +340,8 @@ bad:
 }
 
 coord_http *
-coord_http_start(uv_loop_t *loop, const char *listen, coord_http_render_fn render, void *arg,
-    coffer_err *err)
+coord_http_start(
+    uv_loop_t *loop, const char *listen, coord_http_render_fn render, void *arg, coffer_err *err)
 {
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof(ss));
@@ -374,9 +374,9 @@ coord_http_start(uv_loop_t *loop, const char *listen, coord_http_render_fn rende
 	struct sockaddr_storage bound;
 	int blen = sizeof(bound);
 	if (uv_tcp_getsockname(&h->server, (struct sockaddr *)&bound, &blen) == 0) {
-		h->port = bound.ss_family == AF_INET6 ?
-		    ntohs(((struct sockaddr_in6 *)&bound)->sin6_port) :
-		    ntohs(((struct sockaddr_in *)&bound)->sin_port);
+		h->port = bound.ss_family == AF_INET6
+		    ? ntohs(((struct sockaddr_in6 *)&bound)->sin6_port)
+		    : ntohs(((struct sockaddr_in *)&bound)->sin_port);
 	}
 	return (h);
 }

@@ -30,8 +30,8 @@
 #include "common/base/error.h"
 
 #define COORD_HTTP_MAX_REQUEST 8192
-#define COORD_HTTP_MAX_CONNS 64
-#define COORD_HTTP_TIMEOUT_MS 10000
+#define COORD_HTTP_MAX_CONNS   64
+#define COORD_HTTP_TIMEOUT_MS  10000
 
 /* Produces the /metrics body. Runs on a thread-pool thread. */
 typedef int (*coord_http_render_fn)(void *arg, char **text, size_t *len);
@@ -41,8 +41,8 @@ typedef struct coord_http coord_http;
 /* Listens on listen ("127.0.0.1:9187", "[::1]:9187"; port 0 picks a free
  * one, see coord_http_port). Returns NULL with err on failure: COFFER_EINVAL
  * (address does not parse), COFFER_EUNAVAIL (cannot bind or listen). */
-coord_http *coord_http_start(uv_loop_t *loop, const char *listen, coord_http_render_fn render,
-    void *arg, coffer_err *err);
+coord_http *coord_http_start(
+    uv_loop_t *loop, const char *listen, coord_http_render_fn render, void *arg, coffer_err *err);
 
 /* The port actually bound. */
 int coord_http_port(const coord_http *h);

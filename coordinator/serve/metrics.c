@@ -29,8 +29,7 @@ typedef struct sb {
 	bool oom;
 } sb;
 
-static void
-sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 sb_printf(sb *b, const char *fmt, ...)
@@ -121,8 +120,8 @@ family(sb *b, const char *name, const char *type, const char *help)
 }
 
 static PGresult *
-q(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals,
-    int *rv, coffer_err *err)
+q(coord_catalog *cat, const char *what, const char *sql, int n, const char *const *vals, int *rv,
+    coffer_err *err)
 {
 	PGresult *res = PQexecParams(coord_catalog_conn(cat), sql, n, NULL, vals, NULL, NULL, 0);
 	if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
@@ -181,18 +180,19 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 	const char *vnow[] = { now };
 	int rv = emit(cat, b, "coffer_backup_last_success_timestamp_seconds", "gauge",
 	    "Finish time of the newest completed backup, per service (Unix seconds).", L_SERVICE, 1,
-	    "SELECT DISTINCT ON (service) service, " EPOCH("finished_at") " FROM backups "
-	    "WHERE status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	    "AND finished_at IS NOT NULL ORDER BY service, finished_at DESC",
+	    "SELECT DISTINCT ON (service) service, " EPOCH(
+	        "finished_at") " FROM backups "
+	                       "WHERE status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
+	                       "AND finished_at IS NOT NULL ORDER BY service, finished_at DESC",
 	    0, NULL, err);
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_backup_last_duration_seconds", "gauge",
 		    "Duration of the newest completed backup, per service.", L_SERVICE, 1,
-		    "SELECT DISTINCT ON (service) service, "
-		    EPOCH("finished_at - started_at") " FROM backups "
-		    "WHERE status IN ('completed', 'pending_delete', 'deleted') "
-		    "AND failure_reason IS NULL AND finished_at IS NOT NULL "
-		    "ORDER BY service, finished_at DESC",
+		    "SELECT DISTINCT ON (service) service, " EPOCH(
+		        "finished_at - started_at") " FROM backups "
+		                                    "WHERE status IN ('completed', 'pending_delete', 'deleted') "
+		                                    "AND failure_reason IS NULL AND finished_at IS NOT NULL "
+		                                    "ORDER BY service, finished_at DESC",
 		    0, NULL, err);
 	}
 	if (rv == 0) {
@@ -222,10 +222,10 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 	}
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_agent_last_contact_timestamp_seconds", "gauge",
-		    "Last time an enrolled agent was heard from (Unix seconds).", L_SERVICE_AGENT, 2,
-		    "SELECT COALESCE(service, '_drill_runner'), name, "
-		    EPOCH("GREATEST(last_contact_at, heartbeat_at, hello_at)")
-		    " FROM agents WHERE revoked_at IS NULL ORDER BY 1, name",
+		    "Last time an enrolled agent was heard from (Unix seconds).", L_SERVICE_AGENT,
+		    2,
+		    "SELECT COALESCE(service, '_drill_runner'), name, " EPOCH(
+		        "GREATEST(last_contact_at, heartbeat_at, hello_at)") " FROM agents WHERE revoked_at IS NULL ORDER BY 1, name",
 		    0, NULL, err);
 	}
 	if (rv == 0) {
@@ -244,8 +244,8 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 		    "Requests refused (bad signature, not enrolled, not the owner, replay...), by "
 		    "reason.",
 		    L_REASON, 1,
-		    "SELECT reason, sum(count)::text FROM refusals GROUP BY reason ORDER BY reason", 0,
-		    NULL, err);
+		    "SELECT reason, sum(count)::text FROM refusals GROUP BY reason ORDER BY reason",
+		    0, NULL, err);
 	}
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_alert_outbox_rows", "gauge",
@@ -283,16 +283,17 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 		rv = emit(cat, b, "coffer_drill_last_success_timestamp", "gauge",
 		    "Finish time of the newest passed restore drill, per service (Unix seconds).",
 		    L_SERVICE, 1,
-		    "SELECT service, " EPOCH("max(finished_at)") " FROM drills WHERE status = 'passed' "
-		    "GROUP BY service ORDER BY service",
+		    "SELECT service, " EPOCH(
+		        "max(finished_at)") " FROM drills WHERE status = 'passed' "
+		                            "GROUP BY service ORDER BY service",
 		    0, NULL, err);
 	}
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_integrity_checks_total", "counter",
 		    "Stored objects checked by the integrity sweep, by service and result.",
 		    L_SERVICE_RESULT, 2,
-		    "SELECT service, result, count::text FROM integrity_totals ORDER BY 1, 2",
-		    0, NULL, err);
+		    "SELECT service, result, count::text FROM integrity_totals ORDER BY 1, 2", 0,
+		    NULL, err);
 	}
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_wal_segments", "gauge",
@@ -303,10 +304,11 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 	}
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_wal_last_archived_timestamp_seconds", "gauge",
-		    "Archive time of the newest WAL segment, per service (Unix seconds).", L_SERVICE,
-		    1,
-		    "SELECT service, " EPOCH("max(archived_at)") " FROM wal_segments "
-		    "GROUP BY service ORDER BY service",
+		    "Archive time of the newest WAL segment, per service (Unix seconds).",
+		    L_SERVICE, 1,
+		    "SELECT service, " EPOCH(
+		        "max(archived_at)") " FROM wal_segments "
+		                            "GROUP BY service ORDER BY service",
 		    0, NULL, err);
 	}
 	if (rv == 0) {
@@ -328,8 +330,8 @@ render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffe
 	}
 	if (rv == 0) {
 		rv = emit(cat, b, "coffer_dr_copies", "gauge",
-		    "DR copies by service and status (copying, verified, failed).", L_SERVICE_STATUS,
-		    2,
+		    "DR copies by service and status (copying, verified, failed).",
+		    L_SERVICE_STATUS, 2,
 		    "SELECT b.service, c.status, count(*)::text FROM backup_copies c "
 		    "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' GROUP BY 1, 2 "
 		    "ORDER BY 1, 2",

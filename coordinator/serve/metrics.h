@@ -49,8 +49,8 @@
  * REPEATABLE READ read-only transaction, so the numbers agree with each
  * other. Returns 0 or a catalog error (nothing allocated).
  */
-int coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms,
-    char **text, size_t *len, coffer_err *err);
+int coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, char **text,
+    size_t *len, coffer_err *err);
 
 /* Writes value into out as a label value: \ " and newline escaped.
  * Always NUL-terminates; returns the length it needed (like snprintf). */

@@ -48,22 +48,22 @@
 
 #include "common/base/clock.h"
 #include "common/base/log.h"
+#include "common/repo/repo.h"
 #include "common/wire/net.h"
 #include "common/wire/wire.h"
-#include "common/repo/repo.h"
-#include "coordinator/serve/admin.h"
-#include "coordinator/watch/alerts.h"
 #include "coordinator/catalog/audit.h"
-#include "coordinator/serve/http.h"
-#include "coordinator/serve/metrics.h"
-#include "coordinator/watch/notify.h"
 #include "coordinator/catalog/catalog.h"
-#include "coordinator/intake/intake.h"
 #include "coordinator/dr/drcopy.h"
 #include "coordinator/drill/drills.h"
+#include "coordinator/intake/intake.h"
 #include "coordinator/policy/prune.h"
+#include "coordinator/serve/admin.h"
+#include "coordinator/serve/http.h"
+#include "coordinator/serve/metrics.h"
 #include "coordinator/wal/walprune.h"
 #include "coordinator/wal/walwatch.h"
+#include "coordinator/watch/alerts.h"
+#include "coordinator/watch/notify.h"
 
 #define BACKOFF_MIN_MS 250
 #define BACKOFF_MAX_MS 10000
@@ -110,17 +110,17 @@ struct server {
 	coffer_net_server *admin_net; /* NULL without admin_listen */
 	uv_timer_t tick_timer;
 	bool tick_queued; /* mu: at most one tick waits */
-	bool stopping; /* loop thread */
+	bool stopping;    /* loop thread */
 	const coord_config *cfg;
 	const coord_audit_key *key;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;        /* lane 0's queue */
-	pthread_cond_t intake_cv; /* the intake lanes' queue */
-	job *todo_head, *todo_tail; /* mu: lane 0 */
+	pthread_cond_t cv;              /* lane 0's queue */
+	pthread_cond_t intake_cv;       /* the intake lanes' queue */
+	job *todo_head, *todo_tail;     /* mu: lane 0 */
 	job *intake_head, *intake_tail; /* mu: intake lanes */
-	job *done_head, *done_tail; /* mu */
-	bool stop;                  /* mu */
+	job *done_head, *done_tail;     /* mu */
+	bool stop;                      /* mu */
 
 	/* /metrics: rendered on libuv's thread pool with its own connection,
 	 * so a scrape never waits behind the request queue. */
@@ -173,7 +173,7 @@ mark_down(lane *l, const char *why)
 		if (atomic_fetch_add(&l->s->lanes_down, 1) == 0) {
 			coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s",
 			    l->index, coffer_log_quote(q, sizeof(q), why));
-}
+		}
 		l->down = true;
 		l->backoff_ms = BACKOFF_MIN_MS;
 	} else if (l->backoff_ms < BACKOFF_MAX_MS) {
@@ -191,8 +191,9 @@ mark_down(lane *l, const char *why)
 static bool
 retry_due(lane *l)
 {
-	return (l->down && (coffer_clock_monotonic_ms() >= l->next_retry_ms ||
-			       atomic_load(&l->s->recovered_ms) >= l->last_failed_ms));
+	return (l->down &&
+	    (coffer_clock_monotonic_ms() >= l->next_retry_ms ||
+	        atomic_load(&l->s->recovered_ms) >= l->last_failed_ms));
 }
 
 static void
@@ -235,9 +236,10 @@ run_alerts(server *s)
 			snprintf(s->audit_problem, sizeof(s->audit_problem), "%s", ar.problem);
 			s->audit_state.audit_problem = s->audit_problem;
 			if (!ar.intact) {
-				coffer_log_error("audit chain broken", "chain_seq=%lld problem=\"%s\"",
-				    (long long)ar.bad_seq, ar.problem);
-}
+				coffer_log_error("audit chain broken",
+				    "chain_seq=%lld problem=\"%s\"", (long long)ar.bad_seq,
+				    ar.problem);
+			}
 		}
 		coffer_err_clear(&err);
 	}
@@ -254,8 +256,8 @@ run_alerts(server *s)
 	memset(&ast, 0, sizeof(ast));
 	if (coord_alerts_evaluate(s->cat, s->key, s->cfg, &s->audit_state, now, &ast, &err) != 0) {
 		char q[600];
-		coffer_log_error("alert evaluation failed", "error=%s",
-		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error(
+		    "alert evaluation failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
 		coffer_err_clear(&err);
 	} else if (ast.triggered || ast.resolved) {
 		coffer_log_info("alerts", "triggered=%d resolved=%d open=%d", ast.triggered,
@@ -282,12 +284,14 @@ run_drills(server *s)
 	coord_drills_stats st;
 	if (coord_drills_tick(s->drills, s->cat, s->key, coffer_clock_now(NULL), &st, &err) != 0) {
 		return; /* logged by the drills module, per service */
-}
+	}
 	if (st.started || st.objects || st.triggered || st.resolved) {
-		coffer_log_info("drills", "started=%d not_started=%d objects_checked=%d corrupt=%d "
-		    "triggered=%d resolved=%d changes=%d", st.started, st.not_started, st.objects,
-		    st.corrupt, st.triggered, st.resolved, st.changes);
-}
+		coffer_log_info("drills",
+		    "started=%d not_started=%d objects_checked=%d corrupt=%d "
+		    "triggered=%d resolved=%d changes=%d",
+		    st.started, st.not_started, st.objects, st.corrupt, st.triggered, st.resolved,
+		    st.changes);
+	}
 }
 
 /* Before the alerts, like the drills: a WAL alert raised here is
@@ -300,11 +304,11 @@ run_walwatch(server *s)
 	coord_walwatch_stats st;
 	if (coord_walwatch_tick(s->cat, s->key, s->cfg, coffer_clock_now(NULL), &st, &err) != 0) {
 		return; /* logged per service */
-}
+	}
 	if (st.changed) {
 		coffer_log_info("wal watch", "services=%d gaps=%d failing=%d lagging=%d changes=%d",
 		    st.services, st.gaps, st.failing, st.lagging, st.changed);
-}
+	}
 }
 
 /* Before the alerts: a copy failure found here pages in the same tick. */
@@ -313,17 +317,17 @@ run_drcopy(server *s)
 {
 	if (s->drcopy == NULL) {
 		return;
-}
+	}
 	coffer_err err;
 	coffer_err_clear(&err);
 	coord_drcopy_stats st;
 	if (coord_drcopy_tick(s->drcopy, s->cat, coffer_clock_now(NULL), &st, &err) != 0) {
 		return; /* logged per service */
-}
+	}
 	if (st.planned || st.triggered || st.resolved) {
 		coffer_log_info("dr copy", "planned=%d triggered=%d resolved=%d", st.planned,
 		    st.triggered, st.resolved);
-}
+	}
 }
 
 static void
@@ -334,8 +338,8 @@ serve_tick(server *s)
 	/* Every policy load is audited before anything is decided under it. */
 	if (coord_policy_sync(s->cat, s->key, "coordinator", s->cfg, &err) != 0) {
 		char q[600];
-		coffer_log_error("policy sync failed", "error=%s",
-		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error(
+		    "policy sync failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
 		return;
 	}
 	if (!s->policy_synced) {
@@ -356,25 +360,27 @@ serve_tick(server *s)
 	run_alerts(s);
 	coord_prune_stats st;
 	memset(&st, 0, sizeof(st));
-	if (coord_retention_pass(s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &st,
-		&err) != 0) {
+	if (coord_retention_pass(
+	        s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &st, &err) != 0) {
 		char q[600];
-		coffer_log_error("retention pass failed", "error=%s",
-		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error(
+		    "retention pass failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
 		return;
 	}
 	if (st.marked || st.cancelled || st.deleted || st.gone || st.failed) {
-		coffer_log_info("retention pass", "marked=%llu cancelled=%llu deleted=%llu gone=%llu "
-		    "failed=%llu", (unsigned long long)st.marked, (unsigned long long)st.cancelled,
+		coffer_log_info("retention pass",
+		    "marked=%llu cancelled=%llu deleted=%llu gone=%llu "
+		    "failed=%llu",
+		    (unsigned long long)st.marked, (unsigned long long)st.cancelled,
 		    (unsigned long long)st.deleted, (unsigned long long)st.gone,
 		    (unsigned long long)st.failed);
-}
+	}
 	/* After the backups' pass: a backup it deleted no longer holds WAL. */
 	coord_walprune_stats wst;
-	if (coord_walprune_pass(s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &wst,
-		&err) != 0) {
+	if (coord_walprune_pass(
+	        s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &wst, &err) != 0) {
 		return; /* logged per service */
-}
+	}
 }
 
 static void
@@ -389,26 +395,26 @@ serve_job(lane *l, job *j)
 	if (j->kind == JOB_TICK) {
 		if (!l->down) {
 			serve_tick(s);
-}
+		}
 		return;
 	}
 	if (j->kind == JOB_ADMIN) {
 		/* While the catalog is down the admin handler's own queries fail
 		 * and it answers with that error: operators see why. */
-		if (coord_admin_handle(l->cat, s->cfg, s->key, j->req, j->len, &j->out,
-			&j->out_len) != 0) {
+		if (coord_admin_handle(
+		        l->cat, s->cfg, s->key, j->req, j->len, &j->out, &j->out_len) != 0) {
 			j->out = NULL;
-}
+		}
 		if (!coord_catalog_ok(l->cat)) {
 			mark_down(l, "the connection was lost");
-}
+		}
 		return;
 	}
 	if (l->down) {
 		if (coord_intake_reply_status(l->intake, j->req, j->len,
-			COFFER__V1__STATUS__STATUS_UNAVAILABLE,
-			"the catalog is unreachable; keep the events and retry later", &j->out,
-			&j->out_len, &err) != 0) {
+		        COFFER__V1__STATUS__STATUS_UNAVAILABLE,
+		        "the catalog is unreachable; keep the events and retry later", &j->out,
+		        &j->out_len, &err) != 0) {
 			j->out = NULL;
 		}
 		return;
@@ -416,7 +422,7 @@ serve_job(lane *l, job *j)
 	coord_intake_result res;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (coord_intake_handle(l->intake, j->req, j->len, j->peer, &j->out, &j->out_len,
-			&res, &err) != 0) {
+		        &res, &err) != 0) {
 			char q[600];
 			coffer_log_error("cannot build a reply", "error=%s",
 			    coffer_log_quote(q, sizeof(q), err.msg));
@@ -450,9 +456,8 @@ serve_job(lane *l, job *j)
 	} else if (res.status != COFFER__V1__STATUS__STATUS_UNAVAILABLE) {
 		char q[300];
 		coffer_log_warn("request refused", "agent=%s seq=%llu reason=%s peer=%s error=%s",
-		    agent, (unsigned long long)res.envelope_seq,
-		    coord_intake_reason(res.status), j->peer[0] != '\0' ? j->peer : "-",
-		    coffer_log_quote(q, sizeof(q), res.error));
+		    agent, (unsigned long long)res.envelope_seq, coord_intake_reason(res.status),
+		    j->peer[0] != '\0' ? j->peer : "-", coffer_log_quote(q, sizeof(q), res.error));
 	}
 }
 
@@ -509,7 +514,7 @@ lane_thread(void *arg)
 		pthread_mutex_lock(&s->mu);
 		if (j->kind == JOB_TICK) {
 			s->tick_queued = false;
-}
+		}
 		push(&s->done_head, &s->done_tail, j);
 		if (!s->stop) {
 			uv_async_send(&s->done_async);
@@ -579,15 +584,15 @@ enqueue(server *s, job_kind kind, coffer_net_reply *reply, const uint8_t *req, s
 }
 
 static void
-on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
-    const coffer_net_peer *peer)
+on_request(
+    void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len, const coffer_net_peer *peer)
 {
 	enqueue(arg, JOB_AGENT, reply, req, len, peer);
 }
 
 static void
-on_admin_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
-    const coffer_net_peer *peer)
+on_admin_request(
+    void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len, const coffer_net_peer *peer)
 {
 	enqueue(arg, JOB_ADMIN, reply, req, len, peer);
 }
@@ -598,11 +603,11 @@ on_tick(uv_timer_t *t)
 	server *s = t->data;
 	if (s->stopping) {
 		return;
-}
+	}
 	job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
 		return;
-}
+	}
 	j->kind = JOB_TICK;
 	pthread_mutex_lock(&s->mu);
 	/* A slow pass is not stacked up behind itself. */
@@ -624,7 +629,7 @@ drop_all(job *j)
 		job *next = j->next;
 		if (j->reply != NULL) {
 			coffer_net_reply_drop(j->reply);
-}
+		}
 		free(j->out);
 		free(j);
 		j = next;
@@ -644,7 +649,7 @@ shutdown_server(server *s, const char *why)
 	coffer_net_server_stop(s->net);
 	if (s->admin_net != NULL) {
 		coffer_net_server_stop(s->admin_net);
-}
+	}
 	if (s->http != NULL) {
 		coord_http_stop(s->http, NULL, NULL);
 		s->http = NULL;
@@ -692,15 +697,15 @@ render_metrics(void *arg, char **text, size_t *len)
 		s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
 	} else if (!coord_catalog_ok(s->metrics_cat)) {
 		(void)coord_catalog_reconnect(s->metrics_cat, &err);
-}
-	int rc = s->metrics_cat != NULL ?
-	    coord_metrics_render(s->metrics_cat, s->cfg, coffer_clock_now(NULL), text, len, &err) :
-	    err.code;
+	}
+	int rc = s->metrics_cat != NULL
+	    ? coord_metrics_render(s->metrics_cat, s->cfg, coffer_clock_now(NULL), text, len, &err)
+	    : err.code;
 	pthread_mutex_unlock(&s->metrics_mu);
 	if (rc != 0) {
 		char q[600];
-		coffer_log_warn("metrics not rendered", "error=%s",
-		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_warn(
+		    "metrics not rendered", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
 	}
 	return (rc);
 }
@@ -713,11 +718,11 @@ open_primary(const coord_config *cfg, coffer_repo **out, coffer_err *err)
 	coffer_repo_config rc;
 	if (coord_config_repo(cfg, "primary", &rc, err) != 0) {
 		return (err->code);
-}
-	if (coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, out,
-		err) != 0) {
+	}
+	if (coffer_repo_open(
+	        &rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, out, err) != 0) {
 		return (coffer_err_wrap(err, "[repository.primary]"));
-}
+	}
 	return (0);
 }
 
@@ -740,14 +745,15 @@ open_lanes(server *s, const coord_config *cfg, const coord_audit_key *key, coffe
 		int rv;
 		if ((l->cat = coord_catalog_open(cfg->catalog, err)) == NULL) {
 			return (err->code);
-}
+		}
 		if ((rv = coord_catalog_check(l->cat, err)) != 0) {
 			return (rv);
-}
+		}
 		if (i > 0 &&
-		    (rv = coord_intake_new(l->cat, key, COFFER_WIRE_MAX_MSG, &l->intake, err)) != 0) {
+		    (rv = coord_intake_new(l->cat, key, COFFER_WIRE_MAX_MSG, &l->intake, err)) !=
+		        0) {
 			return (rv);
-}
+		}
 	}
 	s->cat = s->lanes[0].cat;
 	return (0);
@@ -807,33 +813,34 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		rv = open_primary(cfg, &s->repo, err);
 	} else {
 		rv = 0;
-}
+	}
 	if (rv == 0) {
 		s->notify = coord_notify_new(cfg, key, err);
 		if (s->notify == NULL) {
 			rv = err->code;
-}
+		}
 	}
 	if (rv == 0 && (rv = coord_drcopy_new(cfg, key, &s->drcopy, err)) == 0 &&
 	    s->drcopy != NULL) {
 		rv = coord_drcopy_background(s->drcopy, err);
-}
+	}
 	if (rv == 0) {
 		rv = coord_drills_new(cfg, &s->drills, err);
-}
+	}
 	if (rv == 0) {
 		rv = coord_drills_background(s->drills, key, err);
-}
+	}
 	if (rv == 0) {
 		rv = coffer_net_server_start(&s->loop, &ncfg, on_request, s, &s->net, err);
-}
+	}
 	if (rv == 0 && cfg->admin_listen != NULL) {
 		coffer_net_server_config acfg = ncfg;
 		acfg.url = cfg->admin_listen;
-		rv = coffer_net_server_start(&s->loop, &acfg, on_admin_request, s, &s->admin_net, err);
+		rv = coffer_net_server_start(
+		    &s->loop, &acfg, on_admin_request, s, &s->admin_net, err);
 		if (rv != 0) {
 			coffer_err_wrap(err, "admin_listen");
-}
+		}
 	}
 	if (rv == 0 && cfg->metrics_listen != NULL) {
 		s->http = coord_http_start(&s->loop, cfg->metrics_listen, render_metrics, s, err);
@@ -848,10 +855,10 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	if (rv != 0) {
 		if (s->admin_net != NULL) {
 			coffer_net_server_stop(s->admin_net);
-}
+		}
 		if (s->net != NULL) {
 			coffer_net_server_stop(s->net);
-}
+		}
 	}
 	if (rv == 0) {
 		uv_timer_init(&s->loop, &s->tick_timer);
@@ -871,8 +878,8 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 			s->lanes[i].started = prv == 0;
 		}
 		if (prv != 0) {
-			rv = coffer_err_set(err, COFFER_ENOMEM, "cannot start a catalog thread: %s",
-			    strerror(prv));
+			rv = coffer_err_set(
+			    err, COFFER_ENOMEM, "cannot start a catalog thread: %s", strerror(prv));
 			shutdown_server(s, "startup failed");
 		} else {
 			coffer_log_info("coordinator listening", "url=%s port=%d intake_workers=%d",
@@ -880,7 +887,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 			if (s->admin_net != NULL) {
 				coffer_log_info("admin endpoint listening", "url=%s port=%d",
 				    cfg->admin_listen, coffer_net_server_port(s->admin_net));
-}
+			}
 		}
 	}
 	/* Runs until shutdown_server; on a failed start it only lets the wire

@@ -33,16 +33,16 @@ coord_walprune_lsn_segno(const char *lsn, int64_t per_log)
 	char *end;
 	if (lsn == NULL || per_log <= 0) {
 		return (-1);
-}
+	}
 	unsigned long long hi = strtoull(lsn, &end, 16);
 	if (end == lsn || *end != '/' || hi > 0xFFFFFFFFull) {
 		return (-1);
-}
+	}
 	const char *lo_text = end + 1;
 	unsigned long long lo = strtoull(lo_text, &end, 16);
 	if (end == lo_text || *end != '\0' || lo > 0xFFFFFFFFull) {
 		return (-1);
-}
+	}
 	uint64_t seg_size = ((uint64_t)1 << 32) / (uint64_t)per_log;
 	return ((int64_t)(hi * (uint64_t)per_log + lo / seg_size));
 }
@@ -64,11 +64,11 @@ kept(const keep_set *k, int64_t n)
 {
 	if (n >= k->anchor_from) {
 		return (true);
-}
+	}
 	for (size_t i = 0; i < k->n; i++) {
 		if (n >= k->r[i].from && n <= k->r[i].to) {
 			return (true);
-}
+		}
 	}
 	return (false);
 }
@@ -96,12 +96,12 @@ keep_set_load(coord_catalog *cat, const char *service, const char *sysid, int64_
 	    2, vals, "reading the cluster's physical backups", &rv, err);
 	if (r == NULL) {
 		return (rv);
-}
+	}
 	/* Deleted backups sort first: the live ones are the tail. */
 	int all = PQntuples(r), skip = 0;
 	while (skip < all && strcmp(PQgetvalue(r, skip, 4), "deleted") == 0) {
 		skip++;
-}
+	}
 	int n = all - skip;
 	if (n <= 0) {
 		PQclear(r);
@@ -123,15 +123,16 @@ keep_set_load(coord_catalog *cat, const char *service, const char *sysid, int64_
 	for (int i = 0; i < n; i++) {
 		if (strtoll(PQgetvalue(r, skip + i, 3), NULL, 10) <= now_ms - window_ms) {
 			anchor = i;
-}
+		}
 	}
 	for (int i = 0; i < n; i++) {
 		int64_t from = coord_walprune_lsn_segno(PQgetvalue(r, skip + i, 1), per);
 		int64_t to = coord_walprune_lsn_segno(PQgetvalue(r, skip + i, 2), per);
 		if (from < 0 || to < from) {
 			rv = coffer_err_set(err, COFFER_ECORRUPT,
-			    "backup %s has start/stop LSNs %s..%s that do not parse", PQgetvalue(r, skip + i, 0),
-			    PQgetvalue(r, skip + i, 1), PQgetvalue(r, skip + i, 2));
+			    "backup %s has start/stop LSNs %s..%s that do not parse",
+			    PQgetvalue(r, skip + i, 0), PQgetvalue(r, skip + i, 1),
+			    PQgetvalue(r, skip + i, 2));
 			PQclear(r);
 			free(k->r);
 			k->r = NULL;
@@ -139,9 +140,10 @@ keep_set_load(coord_catalog *cat, const char *service, const char *sysid, int64_
 		}
 		if (i == anchor) {
 			k->anchor_from = from;
-			snprintf(k->anchor_id, sizeof(k->anchor_id), "%s", PQgetvalue(r, skip + i, 0));
+			snprintf(
+			    k->anchor_id, sizeof(k->anchor_id), "%s", PQgetvalue(r, skip + i, 0));
 		} else if (i < anchor) {
-			k->r[k->n++] = (keep_range){ from, to };
+			k->r[k->n++] = (keep_range) { from, to };
 		}
 	}
 	/* A backup newer than the anchor starts after it: already kept. */
@@ -175,7 +177,7 @@ prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 	int rv = keep_set_load(cat, p->name, sysid, per, p->pitr_window_ms, now_ms, &k, &none, err);
 	if (rv != 0 || none) {
 		return (rv);
-}
+	}
 	uint64_t sysid_n = strtoull(sysid, NULL, 10);
 	char per_text[24], before[24];
 	snprintf(per_text, sizeof(per_text), "%" PRId64, per);
@@ -202,14 +204,14 @@ prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 		    6, vals, "listing WAL segments past retention", &rv, err);
 		if (r == NULL) {
 			break;
-}
+		}
 		int rows = PQntuples(r);
 		for (int i = 0; i < rows && rv == 0; i++) {
 			int64_t n = strtoll(PQgetvalue(r, i, 2), NULL, 10);
 			after = n;
 			if (kept(&k, n)) {
 				continue;
-}
+			}
 			const char *tl = PQgetvalue(r, i, 0), *seg = PQgetvalue(r, i, 1);
 			char okey[COFFER_REPO_KEY_MAX];
 			coffer_err e = { 0 };
@@ -217,36 +219,38 @@ prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 			    (uint32_t)strtoul(tl, NULL, 10), seg, &e);
 			if (drc == 0) {
 				drc = coffer_repo_delete(repo, okey, &e);
-}
+			}
 			coord_prune_outcome o = coord_prune_classify(drc, &e);
 			if (o == COORD_PRUNE_DELETED || o == COORD_PRUNE_GONE) {
 				if ((rv = mark_deleted(cat, p->name, sysid, tl, seg, err)) != 0) {
 					break;
-}
+				}
 				deleted++;
 				if (first[0] == '\0') {
 					snprintf(first, sizeof(first), "%s", seg);
-}
+				}
 				snprintf(last, sizeof(last), "%s", seg);
 			} else {
 				failed++;
 				char q[600];
-				coffer_log_warn("WAL segment not deleted", "service=%s system_identifier=%s "
-				    "segment=%s outcome=%s error=%s", p->name, sysid, seg,
-				    coord_prune_outcome_name(o), coffer_log_quote(q, sizeof(q), e.msg));
+				coffer_log_warn("WAL segment not deleted",
+				    "service=%s system_identifier=%s "
+				    "segment=%s outcome=%s error=%s",
+				    p->name, sysid, seg, coord_prune_outcome_name(o),
+				    coffer_log_quote(q, sizeof(q), e.msg));
 			}
 		}
 		PQclear(r);
 		if (rv != 0 || rows < COORD_WALPRUNE_BATCH) {
 			break;
-}
+		}
 	}
 	free(k.r);
 	st->deleted += deleted;
 	st->failed += failed;
 	if (rv != 0 || (deleted == 0 && failed == 0)) {
 		return (rv);
-}
+	}
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "system_identifier", sysid);
 	cJSON_AddNumberToObject(d, "deleted", (double)deleted);
@@ -259,14 +263,15 @@ prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 	cJSON_Delete(d);
 	if (text == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
-}
+	}
 	rv = coord_audit_append(cat, key, "coordinator", "wal.pruned", p->name, text, NULL, err);
 	cJSON_free(text);
 	if (rv == 0) {
-		coffer_log_info("WAL pruned", "service=%s system_identifier=%s deleted=%" PRId64
-		    " failed=%" PRId64 " first=%s last=%s anchor=%s", p->name, sysid, deleted, failed,
-		    first, last, k.anchor_id);
-}
+		coffer_log_info("WAL pruned",
+		    "service=%s system_identifier=%s deleted=%" PRId64 " failed=%" PRId64
+		    " first=%s last=%s anchor=%s",
+		    p->name, sysid, deleted, failed, first, last, k.anchor_id);
+	}
 	return (rv);
 }
 
@@ -296,19 +301,19 @@ purge_rows(coord_catalog *cat, const char *service, coord_walprune_stats *st, co
 		    2, vals, "dropping rows of pruned WAL", &rv, err);
 		if (r == NULL) {
 			break;
-}
+		}
 		int64_t n = strtoll(PQcmdTuples(r), NULL, 10);
 		PQclear(r);
 		purged += n;
 		if (n < COORD_WALPRUNE_BATCH) {
 			break;
-}
+		}
 	}
 	st->purged += purged;
 	if (purged > 0) {
-		coffer_log_info("rows of pruned WAL dropped", "service=%s rows=%" PRId64, service,
-		    purged);
-}
+		coffer_log_info(
+		    "rows of pruned WAL dropped", "service=%s rows=%" PRId64, service, purged);
+	}
 	return (rv);
 }
 
@@ -320,7 +325,7 @@ prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 	int rv = coord_walwatch_per_log(cat, p->name, &per, err);
 	if (rv != 0) {
 		return (rv);
-}
+	}
 	/* A service has one cluster, or a few once it was rebuilt: one row each. */
 	const char *vals[] = { p->name };
 	PGresult *r = coord_catalog_query(cat,
@@ -329,10 +334,10 @@ prune_service(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 	    1, vals, "listing the service's clusters", &rv, err);
 	if (r == NULL) {
 		return (rv);
-}
+	}
 	for (int i = 0; rv == 0 && i < PQntuples(r); i++) {
 		rv = prune_cluster(cat, key, p, PQgetvalue(r, i, 0), per, repo, now_ms, st, err);
-}
+	}
 	PQclear(r);
 	return (rv != 0 ? rv : purge_rows(cat, p->name, st, err));
 }
@@ -355,12 +360,12 @@ coord_walprune_pass(coord_catalog *cat, const coord_audit_key *key, const coord_
 		st->errors++;
 		last = rv;
 		char q[600];
-		coffer_log_error("WAL retention failed", "service=%s error=%s", cfg->services[i].name,
-		    coffer_log_quote(q, sizeof(q), e.msg));
+		coffer_log_error("WAL retention failed", "service=%s error=%s",
+		    cfg->services[i].name, coffer_log_quote(q, sizeof(q), e.msg));
 		*err = e;
 		if (rv == COFFER_EUNAVAIL || !coord_catalog_ok(cat)) {
 			return (rv);
-}
+		}
 	}
 	return (last);
 }

@@ -39,7 +39,7 @@
 #define COORD_WALPRUNE_BATCH 1000
 
 typedef struct coord_walprune_stats {
-	int services; /* evaluated */
+	int services;    /* evaluated */
 	int64_t deleted; /* segments removed (or found gone) and marked deleted */
 	int64_t failed;  /* deletions refused or failed: retried next pass */
 	int errors;      /* services that could not be evaluated */

@@ -28,21 +28,23 @@ coord_walwatch_segno(const char *name, int64_t per_log)
 {
 	if (name == NULL || strlen(name) < 24) {
 		return (-1);
-}
+	}
 	uint64_t part[2] = { 0, 0 };
 	for (int k = 0; k < 2; k++) {
 		for (int i = 8 + 8 * k; i < 16 + 8 * k; i++) {
 			char c = name[i];
-			int v = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+			int v = c >= '0' && c <= '9' ? c - '0'
+			    : c >= 'A' && c <= 'F'   ? c - 'A' + 10
+			                             : -1;
 			if (v < 0) {
 				return (-1);
-}
+			}
 			part[k] = part[k] * 16 + (uint64_t)v;
 		}
 	}
 	if (part[0] > INT64_MAX / (uint64_t)per_log) {
 		return (-1);
-}
+	}
 	return ((int64_t)(part[0] * (uint64_t)per_log + part[1]));
 }
 
@@ -65,14 +67,14 @@ coord_walwatch_per_log(coord_catalog *cat, const char *service, int64_t *out, co
 	    1, vals, &rv, err);
 	if (r == NULL) {
 		return (rv);
-}
+	}
 	int64_t per = DEFAULT_PER_LOG;
 	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
 		int64_t size = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 		/* PostgreSQL allows powers of two from 1 MiB to 1 GiB. */
 		if (size >= (1 << 20) && size <= (1 << 30) && (size & (size - 1)) == 0) {
 			per = ((int64_t)1 << 32) / size;
-}
+		}
 	}
 	PQclear(r);
 	*out = per;
@@ -80,14 +82,14 @@ coord_walwatch_per_log(coord_catalog *cat, const char *service, int64_t *out, co
 }
 
 static int
-set(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
-    const char *service, const char *check, bool active, const char *summary, cJSON *details,
-    int64_t now_ms, coord_walwatch_stats *st, coffer_err *err)
+set(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg, const char *service,
+    const char *check, bool active, const char *summary, cJSON *details, int64_t now_ms,
+    coord_walwatch_stats *st, coffer_err *err)
 {
 	char *dtext = details != NULL ? cJSON_PrintUnformatted(details) : NULL;
 	bool changed = false;
-	int rv = coord_alerts_set(cat, key, cfg, service, check, active, "critical", summary,
-	    dtext, now_ms, &changed, err);
+	int rv = coord_alerts_set(cat, key, cfg, service, check, active, "critical", summary, dtext,
+	    now_ms, &changed, err);
 	cJSON_free(dtext);
 	if (rv == 0 && changed) {
 		st->changed++;
@@ -125,7 +127,7 @@ check_gap(coord_catalog *cat, const coord_audit_key *key, const coord_config *cf
 	    2, vals, &rv, err);
 	if (r == NULL) {
 		return (rv);
-}
+	}
 	bool gap = PQntuples(r) == 1;
 	char summary[512] = "";
 	cJSON *d = NULL;
@@ -182,7 +184,7 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 	    2, vals, &rv, err);
 	if (r == NULL) {
 		return (rv);
-}
+	}
 	bool failing = false, lagging = false;
 	char fail_summary[512] = "", lag_summary[512] = "";
 	cJSON *fd = NULL, *ld = NULL;
@@ -190,7 +192,7 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 		cJSON *hb = cJSON_Parse(PQgetvalue(r, i, 1));
 		if (hb == NULL) {
 			continue;
-}
+		}
 		const char *agent = PQgetvalue(r, i, 0);
 		double failed_at = num(hb, "last_failed_at_ms");
 		double archived_at = num(hb, "last_archived_at_ms");
@@ -199,13 +201,15 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 			snprintf(fail_summary, sizeof(fail_summary),
 			    "service %s: archive_command is failing (agent %s: %.0f failures, last on "
 			    "%s; last success %s); PostgreSQL keeps the WAL in pg_wal until it works",
-			    service, agent, num(hb, "archive_failed_count"), str(hb, "last_failed_wal"),
-			    str(hb, "last_archived_wal")[0] != '\0' ? str(hb, "last_archived_wal") :
-								     "never");
+			    service, agent, num(hb, "archive_failed_count"),
+			    str(hb, "last_failed_wal"),
+			    str(hb, "last_archived_wal")[0] != '\0' ? str(hb, "last_archived_wal")
+			                                            : "never");
 			fd = cJSON_CreateObject();
 			cJSON_AddStringToObject(fd, "agent", agent);
 			cJSON_AddStringToObject(fd, "last_failed_wal", str(hb, "last_failed_wal"));
-			cJSON_AddNumberToObject(fd, "failed_count", num(hb, "archive_failed_count"));
+			cJSON_AddNumberToObject(
+			    fd, "failed_count", num(hb, "archive_failed_count"));
 		}
 		/* Waiting segments: the archiver's own count when the agent may
 		 * list archive_status, else the distance between the segment
@@ -215,15 +219,16 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 		int64_t last = coord_walwatch_segno(str(hb, "last_archived_wal"), per);
 		if (cur >= 0 && last >= 0 && cur - last - 1 > waiting) {
 			waiting = cur - last - 1;
-}
+		}
 		if (!lagging && waiting >= lag_max) {
 			lagging = true;
 			snprintf(lag_summary, sizeof(lag_summary),
 			    "service %s: %" PRId64 " WAL segments wait to be archived (agent %s, "
 			    "writing %s, last archived %s; bound %" PRId64 ")",
 			    service, waiting, agent, str(hb, "current_wal"),
-			    str(hb, "last_archived_wal")[0] != '\0' ? str(hb, "last_archived_wal") :
-								     "none", lag_max);
+			    str(hb, "last_archived_wal")[0] != '\0' ? str(hb, "last_archived_wal")
+			                                            : "none",
+			    lag_max);
 			ld = cJSON_CreateObject();
 			cJSON_AddStringToObject(ld, "agent", agent);
 			cJSON_AddNumberToObject(ld, "waiting_segments", (double)waiting);
@@ -234,12 +239,12 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 	PQclear(r);
 	st->failing += failing;
 	st->lagging += lagging;
-	rv = set(cat, key, cfg, service, COORD_ALERT_WAL_FAILING, failing, fail_summary, fd,
-	    now_ms, st, err);
+	rv = set(cat, key, cfg, service, COORD_ALERT_WAL_FAILING, failing, fail_summary, fd, now_ms,
+	    st, err);
 	if (rv == 0) {
 		rv = set(cat, key, cfg, service, COORD_ALERT_WAL_LAG, lagging, lag_summary, ld,
 		    now_ms, st, err);
-}
+	}
 	cJSON_Delete(fd);
 	cJSON_Delete(ld);
 	return (rv);
@@ -260,10 +265,10 @@ coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_
 		int rv = coord_walwatch_per_log(cat, service, &per, &e);
 		if (rv == 0) {
 			rv = check_gap(cat, key, cfg, service, per, now_ms, st, &e);
-}
+		}
 		if (rv == 0) {
 			rv = check_archiver(cat, key, cfg, service, per, now_ms, st, &e);
-}
+		}
 		if (rv == 0) {
 			st->services++;
 			continue;
@@ -276,7 +281,7 @@ coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_
 		*err = e;
 		if (rv == COFFER_EUNAVAIL || !coord_catalog_ok(cat)) {
 			return (rv);
-}
+		}
 	}
 	return (last);
 }

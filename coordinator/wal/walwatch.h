@@ -37,17 +37,17 @@
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/policy/coord_config.h"
 
-#define COORD_ALERT_WAL_GAP "wal_gap"
+#define COORD_ALERT_WAL_GAP     "wal_gap"
 #define COORD_ALERT_WAL_FAILING "wal_archive_failing"
-#define COORD_ALERT_WAL_LAG "wal_archive_lag"
+#define COORD_ALERT_WAL_LAG     "wal_archive_lag"
 
 typedef struct coord_walwatch_stats {
-	int services;  /* evaluated */
-	int gaps;      /* services with a gap */
-	int failing;   /* services whose archiver fails */
-	int lagging;   /* services over the lag bound */
-	int changed;   /* alert transitions made */
-	int errors;    /* services that could not be evaluated */
+	int services; /* evaluated */
+	int gaps;     /* services with a gap */
+	int failing;  /* services whose archiver fails */
+	int lagging;  /* services over the lag bound */
+	int changed;  /* alert transitions made */
+	int errors;   /* services that could not be evaluated */
 } coord_walwatch_stats;
 
 /* Evaluates every configured service at now_ms. Returns 0, or the last
@@ -58,8 +58,8 @@ int coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const co
 
 /* Segments per log for service, from its agents' newest heartbeat that
  * reports wal_segment_size (256, 16 MiB segments, until one does). */
-int coord_walwatch_per_log(coord_catalog *cat, const char *service, int64_t *per_log,
-    coffer_err *err);
+int coord_walwatch_per_log(
+    coord_catalog *cat, const char *service, int64_t *per_log, coffer_err *err);
 
 /* Segment number of a 24-hex-digit segment name (timeline ignored) with
  * per_log segments per log; -1 if name is not a segment name. */

@@ -36,12 +36,12 @@
 #include <cJSON.h>
 
 #include "common/base/clock.h"
-#include "common/conf/cron.h"
 #include "common/base/log.h"
+#include "common/conf/cron.h"
 #include "common/conf/tz.h"
 
-#define SUMMARY_MAX 1024
-#define COORD_ACTOR "coordinator"
+#define SUMMARY_MAX    1024
+#define COORD_ACTOR    "coordinator"
 #define GLOBAL_SERVICE "_coordinator"
 
 /* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
@@ -74,7 +74,8 @@ enqueue(coord_catalog *cat, const char *dedup_key, const char *action, const cha
 	char *text = cJSON_PrintUnformatted(payload);
 	cJSON_Delete(payload);
 	if (text == NULL) {
-		return (coffer_err_set(err, COFFER_ENOMEM, "building an alert payload: out of memory"));
+		return (
+		    coffer_err_set(err, COFFER_ENOMEM, "building an alert payload: out of memory"));
 	}
 	const char *vals[] = { dedup_key, action, target, text, service, now_ms_text };
 	int rv = coord_catalog_adhoc_exec(cat, "queueing an alert",
@@ -153,17 +154,16 @@ webhook_on(const coord_config *cfg)
 /* One condition's transition, inside the caller's transaction (which holds
  * COORD_ALERTS_LOCK). */
 static int
-set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
-    const char *service, const char *check, bool active, const char *severity,
-    const char *summary_in, const char *details_json, int64_t now_ms, bool *changed,
-    coffer_err *err)
+set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg, const char *service,
+    const char *check, bool active, const char *severity, const char *summary_in,
+    const char *details_json, int64_t now_ms, bool *changed, coffer_err *err)
 {
 	char dedup[300], now_text[32], summary[SUMMARY_MAX + 1];
 	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", service != NULL ? service : GLOBAL_SERVICE,
 	    check);
 	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
-	snprintf(summary, sizeof(summary), "%s", summary_in != NULL && summary_in[0] != '\0' ?
-		summary_in : dedup);
+	snprintf(summary, sizeof(summary), "%s",
+	    summary_in != NULL && summary_in[0] != '\0' ? summary_in : dedup);
 	utf8_cut(summary, SUMMARY_MAX);
 	if (changed != NULL) {
 		*changed = false;
@@ -184,7 +184,8 @@ set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
 	char *dtext = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
 	if (dtext == NULL) {
-		return (coffer_err_set(err, COFFER_ENOMEM, "building alert details: out of memory"));
+		return (
+		    coffer_err_set(err, COFFER_ENOMEM, "building alert details: out of memory"));
 	}
 	if (active) {
 		const char *v[] = { dedup, service, check, severity, summary, dtext, now_text };
@@ -212,8 +213,8 @@ set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
 	}
 	if (rv == 0 && webhook_on(cfg)) {
 		rv = enqueue(cat, dedup, active ? "trigger" : "resolve", "webhook", service,
-		    webhook_event(dedup, service, check, active ? "triggered" : "resolved", severity,
-			summary, now_ms),
+		    webhook_event(dedup, service, check, active ? "triggered" : "resolved",
+		        severity, summary, now_ms),
 		    now_text, err);
 	}
 	if (rv == 0) {
@@ -225,11 +226,11 @@ set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
 		cJSON_AddItemToObject(a, "details", details_parse(dtext));
 		char *atext = cJSON_PrintUnformatted(a);
 		cJSON_Delete(a);
-		rv = atext == NULL ?
-		    coffer_err_set(err, COFFER_ENOMEM, "building an audit row: out of memory") :
-		    coord_audit_append(cat, key, COORD_ACTOR,
-			active ? "alert.triggered" : "alert.resolved",
-			service != NULL ? service : GLOBAL_SERVICE, atext, NULL, err);
+		rv = atext == NULL
+		    ? coffer_err_set(err, COFFER_ENOMEM, "building an audit row: out of memory")
+		    : coord_audit_append(cat, key, COORD_ACTOR,
+		          active ? "alert.triggered" : "alert.resolved",
+		          service != NULL ? service : GLOBAL_SERVICE, atext, NULL, err);
 		free(atext);
 	}
 	free(dtext);
@@ -249,15 +250,14 @@ lock_tx(coord_catalog *cat, coffer_err *err)
 	char k[32];
 	snprintf(k, sizeof(k), "%lld", (long long)COORD_ALERTS_LOCK);
 	const char *v[] = { k };
-	return (coord_catalog_adhoc_exec(cat, "taking the alerts lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, v,
-	    err));
+	return (coord_catalog_adhoc_exec(
+	    cat, "taking the alerts lock", "SELECT pg_advisory_xact_lock($1::bigint)", 1, v, err));
 }
 
 int
 coord_alerts_set(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
-    const char *service, const char *check, bool active, const char *severity,
-    const char *summary, const char *details_json, int64_t now_ms, bool *changed,
-    coffer_err *err)
+    const char *service, const char *check, bool active, const char *severity, const char *summary,
+    const char *details_json, int64_t now_ms, bool *changed, coffer_err *err)
 {
 	int rv = coord_catalog_begin(cat, err);
 	if (rv != 0) {
@@ -285,8 +285,8 @@ coord_alerts_change(coord_catalog *cat, const coord_config *cfg, const char *ser
 {
 	(void)cfg; /* the routing key is added at send time */
 	char dedup[300], summary[SUMMARY_MAX + 1], ts[40], now_text[32];
-	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", service != NULL ? service : GLOBAL_SERVICE,
-	    kind);
+	snprintf(
+	    dedup, sizeof(dedup), "coffer/%s/%s", service != NULL ? service : GLOBAL_SERVICE, kind);
 	snprintf(summary, sizeof(summary), "%s", summary_in != NULL ? summary_in : dedup);
 	utf8_cut(summary, SUMMARY_MAX);
 	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
@@ -295,7 +295,8 @@ coord_alerts_change(coord_catalog *cat, const coord_config *cfg, const char *ser
 	cJSON_AddStringToObject(p, "summary", summary);
 	cJSON_AddStringToObject(p, "source", "coffer-coordinator");
 	cJSON_AddStringToObject(p, "timestamp", coffer_time_format(ts, sizeof(ts), at_ms));
-	cJSON_AddItemToObject(p, "custom_details", details != NULL ? details : cJSON_CreateObject());
+	cJSON_AddItemToObject(
+	    p, "custom_details", details != NULL ? details : cJSON_CreateObject());
 	return (enqueue(cat, dedup, "change", "pagerduty", service, o, now_text, err));
 }
 
@@ -441,8 +442,8 @@ check_quiet(svc_ctx *c, coffer_err *err)
 		coffer_time_format(at, sizeof(at), last);
 		coffer_duration_format(q, sizeof(q), quiet);
 		snprintf(summary, sizeof(summary),
-		    "%s: no agent has been heard from for more than %s (last contact %s)", c->p->name,
-		    q, at);
+		    "%s: no agent has been heard from for more than %s (last contact %s)",
+		    c->p->name, q, at);
 		cJSON_AddStringToObject(d, "last_contact", at);
 		cJSON_AddStringToObject(d, "agents", PQgetvalue(res, 0, 2));
 	}
@@ -499,8 +500,9 @@ check_size(svc_ctx *c, coffer_err *err)
 			cJSON_AddNumberToObject(d, "previous_bytes", prev);
 			cJSON_AddNumberToObject(d, "mean_bytes", mean);
 			cJSON_AddNumberToObject(d, "stddev_bytes", sd);
-			cJSON_AddStringToObject(d, "rule", halved ? "less than half of the previous" :
-								    "more than 3 stddev from the mean");
+			cJSON_AddStringToObject(d, "rule",
+			    halved ? "less than half of the previous"
+			           : "more than 3 stddev from the mean");
 		}
 	}
 	PQclear(res);
@@ -563,17 +565,17 @@ changes_run(svc_ctx *c, coffer_err *err)
 	 * history is not news. */
 	const char *v2[] = { c->p->name, mark, c->now_text };
 	res = coord_catalog_adhoc(c->cat, "reading new successful backups",
-	    first ?
-		"SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
-		"COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
-		"AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-		"AND finished_at > $2::timestamptz AND finished_at <= to_timestamp($3::bigint / 1000.0) "
-		"ORDER BY finished_at DESC LIMIT 1" :
-		"SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
-		"COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
-		"AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-		"AND finished_at > $2::timestamptz AND finished_at <= to_timestamp($3::bigint / 1000.0) "
-		"ORDER BY finished_at LIMIT 20", /* CHANGE_BATCH */
+	    first
+	        ? "SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
+	          "COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
+	          "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
+	          "AND finished_at > $2::timestamptz AND finished_at <= to_timestamp($3::bigint / 1000.0) "
+	          "ORDER BY finished_at DESC LIMIT 1"
+	        : "SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
+	          "COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
+	          "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
+	          "AND finished_at > $2::timestamptz AND finished_at <= to_timestamp($3::bigint / 1000.0) "
+	          "ORDER BY finished_at LIMIT 20", /* CHANGE_BATCH */
 	    3, v2, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -584,7 +586,8 @@ changes_run(svc_ctx *c, coffer_err *err)
 		int64_t fin = strtoll(PQgetvalue(res, i, 2), NULL, 10);
 		snprintf(dedup, sizeof(dedup), "coffer/%s/backup_succeeded", c->p->name);
 		snprintf(summary, sizeof(summary), "%s: %s backup %s completed (%s bytes stored)",
-		    c->p->name, PQgetvalue(res, i, 4), PQgetvalue(res, i, 0), PQgetvalue(res, i, 3));
+		    c->p->name, PQgetvalue(res, i, 4), PQgetvalue(res, i, 0),
+		    PQgetvalue(res, i, 3));
 		utf8_cut(summary, SUMMARY_MAX);
 		cJSON *o = cJSON_CreateObject();
 		cJSON *p = cJSON_AddObjectToObject(o, "payload");
@@ -667,8 +670,12 @@ coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coor
 	memset(st, 0, sizeof(*st));
 	int last = 0;
 	for (size_t i = 0; i < cfg->n_services; i++) {
-		svc_ctx c = { .cat = cat, .key = key, .cfg = cfg, .p = &cfg->services[i],
-			.now_ms = now_ms, .st = st };
+		svc_ctx c = { .cat = cat,
+			.key = key,
+			.cfg = cfg,
+			.p = &cfg->services[i],
+			.now_ms = now_ms,
+			.st = st };
 		snprintf(c.now_text, sizeof(c.now_text), "%" PRId64, now_ms);
 		coffer_err e;
 		coffer_err_clear(&e);
@@ -758,15 +765,13 @@ coord_alerts_list(coord_catalog *cat, int limit, cJSON **out, coffer_err *err)
 	const char *v[] = { lim };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "listing alerts",
-	    "SELECT a.dedup_key, a.service, a.check_name, a.state, a.severity, a.summary, "
-	    RFC3339("a.first_triggered_at") ", " RFC3339("a.last_changed_at") ", "
-	    RFC3339("a.resolved_at") ", o.action, o.state, o.attempts, o.last_error, "
-	    RFC3339("o.sent_at") ", " RFC3339("o.next_attempt_at") ", o.id IS NOT NULL "
-	    "FROM alerts a LEFT JOIN LATERAL (SELECT * FROM alert_outbox x "
-	    "WHERE x.dedup_key = a.dedup_key AND x.target = 'pagerduty' "
-	    "ORDER BY x.id DESC LIMIT 1) o ON true "
-	    "ORDER BY a.state = 'triggered' DESC, a.last_changed_at DESC, a.dedup_key "
-	    "LIMIT $1::int",
+	    "SELECT a.dedup_key, a.service, a.check_name, a.state, a.severity, a.summary, " RFC3339("a.first_triggered_at") ", " RFC3339("a.last_changed_at") ", " RFC3339(
+	        "a.resolved_at") ", o.action, o.state, o.attempts, o.last_error, " RFC3339("o.sent_at") ", " RFC3339("o.next_attempt_at") ", o.id IS NOT NULL "
+	                                                                                                                                  "FROM alerts a LEFT JOIN LATERAL (SELECT * FROM alert_outbox x "
+	                                                                                                                                  "WHERE x.dedup_key = a.dedup_key AND x.target = 'pagerduty' "
+	                                                                                                                                  "ORDER BY x.id DESC LIMIT 1) o ON true "
+	                                                                                                                                  "ORDER BY a.state = 'triggered' DESC, a.last_changed_at DESC, a.dedup_key "
+	                                                                                                                                  "LIMIT $1::int",
 	    1, v, &rv, err);
 	if (res == NULL) {
 		return (rv);

@@ -40,12 +40,12 @@
 #define COORD_ALERTS_LOCK 0x436f666665720005LL
 
 /* The checks, as they appear in dedup keys and in `alerts.check_name`. */
-#define COORD_ALERT_BACKUP_FAILED "backup_failed"
-#define COORD_ALERT_BACKUP_MISSED "backup_missed"
-#define COORD_ALERT_AGENT_QUIET "agent_quiet"
-#define COORD_ALERT_SIZE_ANOMALY "size_anomaly"
+#define COORD_ALERT_BACKUP_FAILED    "backup_failed"
+#define COORD_ALERT_BACKUP_MISSED    "backup_missed"
+#define COORD_ALERT_AGENT_QUIET      "agent_quiet"
+#define COORD_ALERT_SIZE_ANOMALY     "size_anomaly"
 #define COORD_ALERT_REQUESTS_REFUSED "requests_refused"
-#define COORD_ALERT_AUDIT_CHAIN "audit_chain_broken"
+#define COORD_ALERT_AUDIT_CHAIN      "audit_chain_broken"
 
 /* What the caller knows that the catalog cannot say about itself. */
 typedef struct coord_alerts_input {
@@ -54,12 +54,12 @@ typedef struct coord_alerts_input {
 } coord_alerts_input;
 
 typedef struct coord_alerts_stats {
-	int services;   /* evaluated */
-	int triggered;  /* transitions to triggered in this call */
-	int resolved;   /* and to resolved */
-	int changes;    /* change events enqueued */
-	int open;       /* conditions triggered after this call */
-	int errors;     /* services that could not be evaluated (skipped) */
+	int services;  /* evaluated */
+	int triggered; /* transitions to triggered in this call */
+	int resolved;  /* and to resolved */
+	int changes;   /* change events enqueued */
+	int open;      /* conditions triggered after this call */
+	int errors;    /* services that could not be evaluated (skipped) */
 } coord_alerts_stats;
 
 /*
@@ -71,9 +71,8 @@ typedef struct coord_alerts_stats {
  * stats->errors, logged, and skipped; the others go on. Returns 0, or the
  * last error met, or at once COFFER_EUNAVAIL when the catalog is lost.
  */
-int coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key,
-    const coord_config *cfg, const coord_alerts_input *in, int64_t now_ms,
-    coord_alerts_stats *stats, coffer_err *err);
+int coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const coord_alerts_input *in, int64_t now_ms, coord_alerts_stats *stats, coffer_err *err);
 
 /*
  * Sets one condition's state as the evaluator does (for checks evaluated
@@ -84,9 +83,8 @@ int coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key,
  * its own transaction.
  */
 int coord_alerts_set(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
-    const char *service, const char *check, bool active, const char *severity,
-    const char *summary, const char *details_json, int64_t now_ms, bool *changed,
-    coffer_err *err);
+    const char *service, const char *check, bool active, const char *severity, const char *summary,
+    const char *details_json, int64_t now_ms, bool *changed, coffer_err *err);
 
 /*
  * Enqueues one PagerDuty change event (it never pages) inside the caller's

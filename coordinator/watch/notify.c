@@ -37,11 +37,11 @@
 #include "common/base/clock.h"
 #include "common/base/log.h"
 
-#define BATCH 200
-#define RESP_MAX 4096
+#define BATCH           200
+#define RESP_MAX        4096
 #define BACKOFF_BASE_MS 30000LL
-#define BACKOFF_CAP_MS 600000LL
-#define BACKOFF_429_MS 60000LL
+#define BACKOFF_CAP_MS  600000LL
+#define BACKOFF_429_MS  60000LL
 #define NO_KEY_RETRY_MS 600000LL
 
 typedef struct bucket {
@@ -100,7 +100,8 @@ coord_notify_free(coord_notify *n)
 	}
 	for (size_t i = 0; i < n->n_buckets; i++) {
 		if (n->buckets[i].routing_key != NULL) {
-			OPENSSL_cleanse(n->buckets[i].routing_key, strlen(n->buckets[i].routing_key));
+			OPENSSL_cleanse(
+			    n->buckets[i].routing_key, strlen(n->buckets[i].routing_key));
 			free(n->buckets[i].routing_key);
 		}
 	}
@@ -199,8 +200,8 @@ on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 /* Posts body; *status is the HTTP status or 0 on a network error, whose
  * text goes into neterr. */
 static void
-post(coord_notify *n, const char *url, const char *body, long *status, resp_buf *resp,
-    char *neterr, size_t neterr_size)
+post(coord_notify *n, const char *url, const char *body, long *status, resp_buf *resp, char *neterr,
+    size_t neterr_size)
 {
 	CURL *c = n->curl;
 	curl_easy_reset(c);
@@ -225,7 +226,8 @@ post(coord_notify *n, const char *url, const char *body, long *status, resp_buf 
 	if (rc == CURLE_OK) {
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	} else {
-		snprintf(neterr, neterr_size, "%s", errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
+		snprintf(
+		    neterr, neterr_size, "%s", errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
 	}
 	curl_slist_free_all(h);
 }
@@ -248,8 +250,8 @@ peer_message(const resp_buf *r, char *out, size_t size)
 		cJSON_ArrayForEach(it, e)
 		{
 			if (cJSON_IsString(it) && o < size) {
-				o += (size_t)snprintf(out + o, size - o, "%s%s", o > 0 ? "; " : "",
-				    it->valuestring);
+				o += (size_t)snprintf(
+				    out + o, size - o, "%s%s", o > 0 ? "; " : "", it->valuestring);
 			}
 		}
 		cJSON_Delete(j);
@@ -287,8 +289,8 @@ backoff_ms(int attempts, bool rate_limited)
 }
 
 static int
-exec_params(coord_catalog *cat, const char *what, const char *sql, int np,
-    const char *const *vals, coffer_err *err)
+exec_params(coord_catalog *cat, const char *what, const char *sql, int np, const char *const *vals,
+    coffer_err *err)
 {
 	PGresult *res = PQexecParams(coord_catalog_conn(cat), sql, np, NULL, vals, NULL, NULL, 0);
 	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
@@ -347,9 +349,9 @@ mark_failed(coord_notify *n, coord_catalog *cat, const char *id, const char *ded
 		cJSON_AddStringToObject(d, "message", message);
 		char *t = cJSON_PrintUnformatted(d);
 		cJSON_Delete(d);
-		rv = t == NULL ? coffer_err_set(err, COFFER_ENOMEM, "out of memory") :
-				 coord_audit_append(cat, n->key, "coordinator",
-				     "alert.undeliverable", dedup_key, t, NULL, err);
+		rv = t == NULL ? coffer_err_set(err, COFFER_ENOMEM, "out of memory")
+		               : coord_audit_append(cat, n->key, "coordinator",
+		                     "alert.undeliverable", dedup_key, t, NULL, err);
 		free(t);
 	}
 	if (rv == 0) {
@@ -397,8 +399,8 @@ lock_try(coord_catalog *cat, bool take, bool *got, coffer_err *err)
 	snprintf(k, sizeof(k), "%lld", (long long)COORD_NOTIFY_LOCK);
 	const char *v[] = { k };
 	PGresult *res = PQexecParams(coord_catalog_conn(cat),
-	    take ? "SELECT pg_try_advisory_lock($1::bigint)" :
-		   "SELECT pg_advisory_unlock($1::bigint)",
+	    take ? "SELECT pg_try_advisory_lock($1::bigint)"
+	         : "SELECT pg_advisory_unlock($1::bigint)",
 	    1, NULL, v, NULL, NULL, 0);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
 		return (coord_catalog_pg_error(cat, res, "taking the alert sender lock", err));
@@ -411,8 +413,8 @@ lock_try(coord_catalog *cat, bool take, bool *got, coffer_err *err)
 }
 
 static int
-deliver_rows(coord_notify *n, coord_catalog *cat, int64_t now_ms, coord_notify_stats *st,
-    coffer_err *err)
+deliver_rows(
+    coord_notify *n, coord_catalog *cat, int64_t now_ms, coord_notify_stats *st, coffer_err *err)
 {
 	char now[32], lim[16];
 	snprintf(now, sizeof(now), "%" PRId64, now_ms);
@@ -531,8 +533,8 @@ deliver_rows(coord_notify *n, coord_catalog *cat, int64_t now_ms, coord_notify_s
 }
 
 int
-coord_notify_deliver_due(coord_notify *n, coord_catalog *cat, int64_t now_ms,
-    coord_notify_stats *stats, coffer_err *err)
+coord_notify_deliver_due(
+    coord_notify *n, coord_catalog *cat, int64_t now_ms, coord_notify_stats *stats, coffer_err *err)
 {
 	coord_notify_stats local;
 	coord_notify_stats *st = stats != NULL ? stats : &local;

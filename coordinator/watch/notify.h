@@ -51,8 +51,8 @@ typedef struct coord_notify_stats {
 
 /* A deliverer for cfg (which must outlive it); key audits refusals.
  * Returns NULL with err on failure (COFFER_ENOMEM). */
-coord_notify *coord_notify_new(const coord_config *cfg, const coord_audit_key *key,
-    coffer_err *err);
+coord_notify *coord_notify_new(
+    const coord_config *cfg, const coord_audit_key *key, coffer_err *err);
 
 void coord_notify_free(coord_notify *n);
 
@@ -61,7 +61,7 @@ void coord_notify_free(coord_notify *n);
  * limit allows. st may be NULL. Returns 0 (whatever the receivers said:
  * their answers are in the rows and st), or a catalog error.
  */
-int coord_notify_deliver_due(coord_notify *n, coord_catalog *cat, int64_t now_ms,
-    coord_notify_stats *st, coffer_err *err);
+int coord_notify_deliver_due(
+    coord_notify *n, coord_catalog *cat, int64_t now_ms, coord_notify_stats *st, coffer_err *err);
 
 #endif

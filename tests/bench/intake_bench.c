@@ -29,8 +29,8 @@
 #include "agent/report/sender.h"
 #include "common/base/clock.h"
 #include "common/crypto/manifest.h"
-#include "common/wire/net.h"
 #include "common/crypto/sign.h"
+#include "common/wire/net.h"
 #include "common/wire/wire.h"
 #include "coordinator/catalog/agents.h"
 #include "coordinator/catalog/audit.h"
@@ -92,15 +92,15 @@ call_once(coffer_net_client *cl, sim_agent *a, int batch, int64_t *lat_us)
 	coffer_err err = { 0 };
 	int rc = coffer_wire_encode(&rq.base, COFFER_WIRE_MAX_MSG, &body, &body_len, &err);
 	if (rc == 0) {
-		rc = agent_sender_envelope_build(a->name, a->key, ++a->env_seq, now, body, body_len, &env,
-		    &env_len, &err);
-}
+		rc = agent_sender_envelope_build(
+		    a->name, a->key, ++a->env_seq, now, body, body_len, &env, &env_len, &err);
+	}
 	int64_t t0 = coffer_clock_monotonic_ms();
 	struct timespec s0, s1;
 	clock_gettime(CLOCK_MONOTONIC, &s0);
 	if (rc == 0) {
 		rc = coffer_net_client_call(cl, env, env_len, &rep, &rep_len, 30000, &err);
-}
+	}
 	clock_gettime(CLOCK_MONOTONIC, &s1);
 	(void)t0;
 	*lat_us = (int64_t)(s1.tv_sec - s0.tv_sec) * 1000000 + (s1.tv_nsec - s0.tv_nsec) / 1000;
@@ -149,8 +149,9 @@ work(void *arg)
 			if (w->interval_us > 0) {
 				/* Threads interleave evenly: thread t's k-th envelope is
 				 * due at t0 + (k + t / threads) * interval. */
-				int64_t due = w->t0_us + (int64_t)(((double)k +
-				    (double)w->index / (double)w->threads) * w->interval_us);
+				int64_t due = w->t0_us +
+				    (int64_t)(((double)k + (double)w->index / (double)w->threads) *
+				        w->interval_us);
 				int64_t now = now_us();
 				if (now < due) {
 					struct timespec ts = { (time_t)((due - now) / 1000000),
@@ -168,7 +169,7 @@ work(void *arg)
 			w->n_lat++;
 			w->events += (uint64_t)w->batch;
 		}
-}
+	}
 	coffer_net_client_close(cl);
 	return (NULL);
 }
@@ -187,21 +188,30 @@ main(int argc, char **argv)
 	int n_agents = 1, envelopes = 100, batch = 10, threads = 4;
 	double rate = 0;
 	for (int i = 1; i + 1 < argc; i += 2) {
-		if (strcmp(argv[i], "--catalog") == 0) { catalog = argv[i + 1];
-		} else if (strcmp(argv[i], "--audit-key") == 0) { audit_key = argv[i + 1];
-		} else if (strcmp(argv[i], "--url") == 0) { url = argv[i + 1];
-		} else if (strcmp(argv[i], "--agents") == 0) { n_agents = atoi(argv[i + 1]);
-		} else if (strcmp(argv[i], "--envelopes") == 0) { envelopes = atoi(argv[i + 1]);
-		} else if (strcmp(argv[i], "--batch") == 0) { batch = atoi(argv[i + 1]);
-		} else if (strcmp(argv[i], "--threads") == 0) { threads = atoi(argv[i + 1]);
-		} else if (strcmp(argv[i], "--rate") == 0) { rate = atof(argv[i + 1]);
-}
+		if (strcmp(argv[i], "--catalog") == 0) {
+			catalog = argv[i + 1];
+		} else if (strcmp(argv[i], "--audit-key") == 0) {
+			audit_key = argv[i + 1];
+		} else if (strcmp(argv[i], "--url") == 0) {
+			url = argv[i + 1];
+		} else if (strcmp(argv[i], "--agents") == 0) {
+			n_agents = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--envelopes") == 0) {
+			envelopes = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--batch") == 0) {
+			batch = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--threads") == 0) {
+			threads = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--rate") == 0) {
+			rate = atof(argv[i + 1]);
+		}
 	}
 	if (catalog == NULL || audit_key == NULL || url == NULL || n_agents < 1 || batch < 1 ||
 	    batch > BATCH_MAX || threads < 1 || envelopes < 1 || rate < 0) {
-		fprintf(stderr, "usage: intake_bench --catalog CI --audit-key FILE --url URL "
-				"[--agents N] [--envelopes E] [--batch 1..256] [--threads T] "
-				"[--rate EVENTS_PER_S]\n");
+		fprintf(stderr,
+		    "usage: intake_bench --catalog CI --audit-key FILE --url URL "
+		    "[--agents N] [--envelopes E] [--batch 1..256] [--threads T] "
+		    "[--rate EVENTS_PER_S]\n");
 		return (2);
 	}
 	coffer_err err = { 0 };
@@ -222,8 +232,9 @@ main(int argc, char **argv)
 		if (coffer_sign_key_generate(&agents[i].key, &err) != 0 ||
 		    coffer_sign_key_public(agents[i].key, &pub, &err) != 0 ||
 		    coord_agents_enroll(cat, &key, "bench", "bench", "bench", agents[i].name, pub,
-			&already, &err) != 0) {
-			fprintf(stderr, "intake_bench: enrolling %s: %s\n", agents[i].name, err.msg);
+		        &already, &err) != 0) {
+			fprintf(
+			    stderr, "intake_bench: enrolling %s: %s\n", agents[i].name, err.msg);
 			return (1);
 		}
 		coffer_sign_pubkey_free(pub);
@@ -231,7 +242,7 @@ main(int argc, char **argv)
 	coord_catalog_close(cat);
 	if (threads > n_agents) {
 		threads = n_agents;
-}
+	}
 	worker *ws = calloc((size_t)threads, sizeof(*ws));
 	size_t per = (size_t)envelopes * ((size_t)n_agents / (size_t)threads + 1);
 	int64_t t0 = coffer_clock_monotonic_ms();
@@ -239,10 +250,18 @@ main(int argc, char **argv)
 	int64_t t0_us = now_us() + 100000;
 	double interval_us = rate > 0 ? (double)threads * (double)batch * 1e6 / rate : 0;
 	for (int t = 0; t < threads; t++) {
-		ws[t] = (worker){ .url = url, .agents = agents, .first = (size_t)t,
-			.step = (size_t)threads, .n_agents = (size_t)n_agents, .envelopes = envelopes,
-			.batch = batch, .index = t, .threads = threads, .interval_us = interval_us,
-			.t0_us = t0_us, .lat_us = calloc(per, sizeof(int64_t)) };
+		ws[t] = (worker) { .url = url,
+			.agents = agents,
+			.first = (size_t)t,
+			.step = (size_t)threads,
+			.n_agents = (size_t)n_agents,
+			.envelopes = envelopes,
+			.batch = batch,
+			.index = t,
+			.threads = threads,
+			.interval_us = interval_us,
+			.t0_us = t0_us,
+			.lat_us = calloc(per, sizeof(int64_t)) };
 		pthread_create(&ws[t].th, NULL, work, &ws[t]);
 	}
 	uint64_t events = 0;
@@ -265,12 +284,12 @@ main(int argc, char **argv)
 	qsort(all, n_lat, sizeof(int64_t), cmp_i64);
 	double p50 = n_lat ? (double)all[n_lat / 2] / 1000.0 : 0;
 	double p99 = n_lat ? (double)all[(n_lat * 99) / 100] / 1000.0 : 0;
-	printf("| %d | %d | %d | %" PRIu64 " | %.2f | %.0f | %.1f | %.1f | %d |\n", n_agents, threads,
-	    batch, events, (double)ms / 1000.0, ms > 0 ? (double)events * 1000.0 / (double)ms : 0.0,
-	    p50, p99, failures);
+	printf("| %d | %d | %d | %" PRIu64 " | %.2f | %.0f | %.1f | %.1f | %d |\n", n_agents,
+	    threads, batch, events, (double)ms / 1000.0,
+	    ms > 0 ? (double)events * 1000.0 / (double)ms : 0.0, p50, p99, failures);
 	for (int i = 0; i < n_agents; i++) {
 		coffer_sign_key_free(agents[i].key);
-}
+	}
 	free(agents);
 	free(ws);
 	free(all);

@@ -43,6 +43,7 @@ main(int argc, char **argv)
 	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 	/* ru_maxrss is the largest single process among the waited-for tree. */
 	fprintf(stderr, "wall_s=%.3f cpu_s=%.3f maxrss_mib=%.1f status=%d\n", wall, cpu,
-	    (double)ru.ru_maxrss / 1024.0, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	    (double)ru.ru_maxrss / 1024.0,
+	    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 	return (WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }

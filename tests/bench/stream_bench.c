@@ -42,12 +42,24 @@
 
 #define PUMP_BUF (256 * 1024)
 
-enum kind { K_TOOL, K_PUMP, K_SHA, K_ZSTD, K_CHAIN, K_UNZSTD, K_RESTORE };
+enum kind {
+	K_TOOL,
+	K_PUMP,
+	K_SHA,
+	K_ZSTD,
+	K_CHAIN,
+	K_UNZSTD,
+	K_RESTORE
+};
 
 /* What a case reads: the plain input, or that input compressed (zstd -3) or
  * compressed and sealed, made once by prepare(). Throughput is always
  * counted in plain bytes, so restore cases compare with backup cases. */
-enum source { SRC_PLAIN, SRC_ZST, SRC_SEALED };
+enum source {
+	SRC_PLAIN,
+	SRC_ZST,
+	SRC_SEALED
+};
 
 struct bench_case {
 	const char *name;
@@ -82,10 +94,10 @@ static const struct bench_case cases[] = {
 };
 
 struct result {
-	double wall;     /* seconds */
-	double cpu;      /* user + sys seconds, all threads and children */
-	long maxrss_kb;  /* peak resident set of the case's process */
-	uint64_t out;    /* bytes produced (compressed / sealed), 0 if n/a */
+	double wall;    /* seconds */
+	double cpu;     /* user + sys seconds, all threads and children */
+	long maxrss_kb; /* peak resident set of the case's process */
+	uint64_t out;   /* bytes produced (compressed / sealed), 0 if n/a */
 	bool ok;
 };
 
@@ -156,12 +168,12 @@ gen_random(const char *path, uint64_t size)
 static int
 gen_text(const char *path, uint64_t size)
 {
-	static const char *const first[] = { "anna", "bruno", "chiara", "diego", "elena",
-		"fabio", "giulia", "hugo", "irene", "jonas", "karin", "luca", "marta", "nils" };
+	static const char *const first[] = { "anna", "bruno", "chiara", "diego", "elena", "fabio",
+		"giulia", "hugo", "irene", "jonas", "karin", "luca", "marta", "nils" };
 	static const char *const last[] = { "rossi", "muller", "dubois", "garcia", "smith",
 		"kowalski", "jansen", "novak", "silva", "berg", "costa", "weber" };
-	static const char *const status[] = { "paid", "pending", "refunded", "failed",
-		"shipped", "cancelled" };
+	static const char *const status[] = { "paid", "pending", "refunded", "failed", "shipped",
+		"cancelled" };
 	static const char *const plan[] = { "free", "team", "pro", "enterprise" };
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0) {
@@ -189,7 +201,8 @@ gen_text(const char *path, uint64_t size)
 		const char *ln = last[rng_next() % 12];
 		uint64_t cust = 1000 + rng_next() % 50000;
 		used += (size_t)snprintf(buf + used, 512,
-		    "%" PRIu64 "\t%" PRIu64 "\t%s %s\t%s.%s%" PRIu64 "@example.com\t%s\t%s\t%" PRIu64
+		    "%" PRIu64 "\t%" PRIu64 "\t%s %s\t%s.%s%" PRIu64
+		    "@example.com\t%s\t%s\t%" PRIu64
 		    ".%02u\tEUR\t{\"plan\": \"%s\", \"seats\": %u, \"trial\": %s}\n",
 		    row + 1, cust, fn, ln, fn, ln, cust % 100, status[rng_next() % 6], when,
 		    rng_next() % 5000, (unsigned)(rng_next() % 100), plan[rng_next() % 4],
@@ -282,7 +295,7 @@ run_filters(const struct bench_case *c, int in_fd, int out_fd)
 	uint64_t out = 0;
 	if (measured != NULL) {
 		out = c->kind == K_ZSTD ? coffer_zstd_bytes_out(measured)
-					: coffer_count_filter_bytes(measured);
+		                        : coffer_count_filter_bytes(measured);
 	}
 	int rv = write_all(out_fd, &out, sizeof(out)) == 0 ? 0 : 1;
 	coffer_filter_free_chain(chain);
@@ -388,7 +401,7 @@ prepare(const char *plain, const char *zst, const char *sealed)
 			rv = -1;
 		} else {
 			coffer_filter *chain = k == 0 ? coffer_filter_link(z, sink, NULL)
-						      : coffer_filter_link(z, seal, sink, NULL);
+			                              : coffer_filter_link(z, seal, sink, NULL);
 			z = seal = sink = NULL;
 			rv = coffer_filter_pump_fd(in, chain, PUMP_BUF, &err);
 			coffer_filter_free_chain(chain);
@@ -414,11 +427,12 @@ prepare(const char *plain, const char *zst, const char *sealed)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: stream_bench [--mib N] [--dir DIR] [--repeat R] [--only TEXT]\n"
-			"  --mib N     size of each input in MiB (default 256)\n"
-			"  --dir DIR   where to write the inputs (default $TMPDIR or /tmp)\n"
-			"  --repeat R  runs per case; the fastest is reported (default 1)\n"
-			"  --only TEXT run only the cases whose name contains TEXT\n");
+	fprintf(stderr,
+	    "usage: stream_bench [--mib N] [--dir DIR] [--repeat R] [--only TEXT]\n"
+	    "  --mib N     size of each input in MiB (default 256)\n"
+	    "  --dir DIR   where to write the inputs (default $TMPDIR or /tmp)\n"
+	    "  --repeat R  runs per case; the fastest is reported (default 1)\n"
+	    "  --only TEXT run only the cases whose name contains TEXT\n");
 }
 
 int
@@ -449,8 +463,9 @@ main(int argc, char **argv)
 	char dir[1024], rnd[1100], txt[1100];
 	snprintf(dir, sizeof(dir), "%s/stream-bench-XXXXXX", base);
 	if (mkdtemp(dir) == NULL) {
-		fprintf(stderr, "stream_bench: cannot create a directory in %s: %s "
-				"(hint: pass --dir with a writable directory)\n",
+		fprintf(stderr,
+		    "stream_bench: cannot create a directory in %s: %s "
+		    "(hint: pass --dir with a writable directory)\n",
 		    base, strerror(errno));
 		return (1);
 	}
@@ -460,8 +475,9 @@ main(int argc, char **argv)
 	uint64_t size = mib << 20;
 	fprintf(stderr, "stream_bench: generating 2 x %" PRIu64 " MiB in %s\n", mib, dir);
 	if (gen_random(rnd, size) != 0 || gen_text(txt, size) != 0) {
-		fprintf(stderr, "stream_bench: cannot write the inputs in %s: %s "
-				"(hint: it needs %" PRIu64 " MiB free)\n",
+		fprintf(stderr,
+		    "stream_bench: cannot write the inputs in %s: %s "
+		    "(hint: it needs %" PRIu64 " MiB free)\n",
 		    dir, strerror(errno), 2 * mib);
 		return (1);
 	}
@@ -492,8 +508,8 @@ main(int argc, char **argv)
 			_exit(prepare(inputs[in], zst, sealed) == 0 ? 0 : 1);
 		}
 		int st = 0;
-		have_packed = pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
-		    WEXITSTATUS(st) == 0;
+		have_packed =
+		    pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
 		warm(zst);
 		warm(sealed);
 #endif
@@ -506,8 +522,8 @@ main(int argc, char **argv)
 				continue;
 			}
 			const char *src = c->src == SRC_PLAIN ? inputs[in]
-			    : c->src == SRC_ZST		      ? zst
-							      : sealed;
+			    : c->src == SRC_ZST               ? zst
+			                                      : sealed;
 			struct result best = { 0 };
 			for (int k = 0; k < repeat; k++) {
 				struct result r = run_case(c, src);
@@ -522,7 +538,8 @@ main(int argc, char **argv)
 			}
 			char ratio[32] = "";
 			if (best.out > 0) {
-				snprintf(ratio, sizeof(ratio), "%.4f", (double)best.out / (double)size);
+				snprintf(
+				    ratio, sizeof(ratio), "%.4f", (double)best.out / (double)size);
 			}
 			/* Bytes per CPU second is what survives a busy machine:
 			 * wall-clock rates fall when other work shares the cores. */

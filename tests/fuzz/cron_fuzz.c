@@ -13,8 +13,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const zones[] = { "UTC", "Europe/Rome", "America/New_York",
-	"Australia/Sydney", "Asia/Kolkata", "Australia/Lord_Howe" };
+static const char *const zones[] = { "UTC", "Europe/Rome", "America/New_York", "Australia/Sydney",
+	"Asia/Kolkata", "Australia/Lord_Howe" };
 #define NZONES (sizeof(zones) / sizeof(zones[0]))
 
 int

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent/restore/physical_restore.h"
 #include "agent/backup/wal.h"
+#include "agent/restore/physical_restore.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -30,8 +30,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	unsigned n = 0;
 	int truncated = 0;
 	coffer_err err = { 0 };
-	int rc = coffer_s3_list_parse((const char *)data, size, count_cb, &n, &truncated, token,
-	    sizeof(token), &err);
+	int rc = coffer_s3_list_parse(
+	    (const char *)data, size, count_cb, &n, &truncated, token, sizeof(token), &err);
 	if (rc < 0 && err.msg[0] == '\0') {
 		abort(); /* every refusal must say why */
 	}

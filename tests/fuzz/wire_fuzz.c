@@ -24,8 +24,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		&coffer__v1__admin_request__descriptor,
 	};
 	for (size_t i = 0; i < sizeof(descs) / sizeof(descs[0]); i++) {
-		ProtobufCMessage *msg = coffer_wire_decode(descs[i], &arena, data, size,
-		    COFFER_WIRE_MAX_MSG, NULL);
+		ProtobufCMessage *msg =
+		    coffer_wire_decode(descs[i], &arena, data, size, COFFER_WIRE_MAX_MSG, NULL);
 		if (msg != NULL && descs[i] == &coffer__v1__envelope__descriptor) {
 			(void)coffer_wire_check_envelope((Coffer__V1__Envelope *)msg, NULL);
 		}

@@ -35,15 +35,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/wire/adminmsg.h"
 #include "common/base/clock.h"
 #include "common/base/error.h"
-#include "common/wire/net.h"
 #include "common/crypto/sign.h"
-#include "coordinator/serve/admin.h"
+#include "common/wire/adminmsg.h"
+#include "common/wire/net.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/policy/coord_config.h"
+#include "coordinator/serve/admin.h"
 
 static int
 usage(const char *why)
@@ -88,8 +88,8 @@ job_work(uv_work_t *w)
 {
 	job *j = w->data;
 	pthread_mutex_lock(&j->st->lock);
-	j->rv = coord_admin_handle(j->st->cat, j->st->cfg, &j->st->key, j->req, j->req_len, &j->rep,
-	    &j->rep_len);
+	j->rv = coord_admin_handle(
+	    j->st->cat, j->st->cfg, &j->st->key, j->req, j->req_len, &j->rep, &j->rep_len);
 	pthread_mutex_unlock(&j->st->lock);
 }
 
@@ -111,8 +111,8 @@ job_done(uv_work_t *w, int status)
 }
 
 static void
-on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
-    const coffer_net_peer *peer)
+on_request(
+    void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len, const coffer_net_peer *peer)
 {
 	serve_state *st = arg;
 	(void)peer;
@@ -255,8 +255,8 @@ append_big(int argc, char **argv)
 	memcpy(details + 10 + fill, "\"}", 3);
 	int rc = 0;
 	for (long i = 0; i < strtol(argv[4], NULL, 10) && rc == 0; i++) {
-		if (coord_audit_append(cat, &key, "admin_itest", "test.big", "", details, NULL, &err) !=
-		    0) {
+		if (coord_audit_append(
+		        cat, &key, "admin_itest", "test.big", "", details, NULL, &err) != 0) {
 			rc = die(&err);
 		}
 	}
@@ -277,7 +277,8 @@ main(int argc, char **argv)
 		return (serve(argc, argv));
 	}
 	if (argc < 2 || strcmp(argv[1], "call") != 0) {
-		return (usage("usage: admin_itest call -c CONF --key F --operator NAME --command C"));
+		return (
+		    usage("usage: admin_itest call -c CONF --key F --operator NAME --command C"));
 	}
 	const char *conf = NULL, *keyfile = NULL, *op = NULL, *command = NULL;
 	coffer_adminmsg_arg args[COFFER_ADMINMSG_MAX_ARGS];
@@ -342,8 +343,8 @@ main(int argc, char **argv)
 	}
 	uint8_t *req = NULL;
 	size_t req_len = 0;
-	if (coffer_adminmsg_build(skey, op, command, args, nargs, coffer_clock_now(NULL) + skew, NULL,
-		&req, &req_len, &err) != 0) {
+	if (coffer_adminmsg_build(skey, op, command, args, nargs, coffer_clock_now(NULL) + skew,
+	        NULL, &req, &req_len, &err) != 0) {
 		return (die(&err));
 	}
 	if (garbage) {
@@ -369,8 +370,8 @@ main(int argc, char **argv)
 			rc = die(&err);
 			continue;
 		}
-		printf("status=%s\terror=%s\tjson=%s\n", coffer_adminmsg_status_name(r.status), r.error,
-		    r.json);
+		printf("status=%s\terror=%s\tjson=%s\n", coffer_adminmsg_status_name(r.status),
+		    r.error, r.json);
 		coffer_adminmsg_reply_fini(&r);
 		free(rep);
 	}

@@ -24,13 +24,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -44,19 +44,19 @@
 #include "common/base/clock.h"
 #include "common/base/error.h"
 #include "common/base/log.h"
-#include "coordinator/watch/alerts.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/policy/coord_config.h"
+#include "coordinator/policy/prune.h"
 #include "coordinator/serve/http.h"
 #include "coordinator/serve/metrics.h"
+#include "coordinator/watch/alerts.h"
 #include "coordinator/watch/notify.h"
-#include "coordinator/policy/prune.h"
 
-#define MIN_MS (60LL * 1000)
+#define MIN_MS  (60LL * 1000)
 #define HOUR_MS (60 * MIN_MS)
-#define DAY_MS (24 * HOUR_MS)
-#define FLOOD 1000
+#define DAY_MS  (24 * HOUR_MS)
+#define FLOOD   1000
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -93,9 +93,12 @@ static size_t script_head, script_len;
 static void
 rx_respond(int fd, int status, const char *body)
 {
-	const char *reason = status == 202 ? "Accepted" : status == 200 ? "OK" :
-	    status == 400 ? "Bad Request" : status == 429 ? "Too Many Requests" :
-	    status == 404 ? "Not Found" : "Internal Server Error";
+	const char *reason = status == 202 ? "Accepted"
+	    : status == 200                ? "OK"
+	    : status == 400                ? "Bad Request"
+	    : status == 429                ? "Too Many Requests"
+	    : status == 404                ? "Not Found"
+	                                   : "Internal Server Error";
 	char head[256];
 	int n = snprintf(head, sizeof(head),
 	    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
@@ -168,12 +171,14 @@ rx_serve(int fd, FILE *log)
 		rx_respond(fd, 202, "{\"status\":\"success\",\"message\":\"Event processed\"}");
 		break;
 	case 400:
-		rx_respond(fd, 400, "{\"status\":\"invalid event\",\"message\":\"Event object is "
-				    "invalid\",\"errors\":[\"'payload.severity' is invalid\"]}");
+		rx_respond(fd, 400,
+		    "{\"status\":\"invalid event\",\"message\":\"Event object is "
+		    "invalid\",\"errors\":[\"'payload.severity' is invalid\"]}");
 		break;
 	case 429:
-		rx_respond(fd, 429, "{\"status\":\"throttle event\",\"message\":\"Requests for "
-				    "this service are arriving too quickly\"}");
+		rx_respond(fd, 429,
+		    "{\"status\":\"throttle event\",\"message\":\"Requests for "
+		    "this service are arriving too quickly\"}");
 		break;
 	default:
 		rx_respond(fd, status, "{\"status\":\"error\",\"message\":\"internal error\"}");
@@ -237,7 +242,8 @@ rx_reload(void)
 		}
 		rx_req *r = &reqs[n_reqs];
 		int off = 0;
-		if (sscanf(line, "%" SCNd64 " %d %63s %n", &r->at, &r->status, r->path, &off) != 3) {
+		if (sscanf(line, "%" SCNd64 " %d %63s %n", &r->at, &r->status, r->path, &off) !=
+		    3) {
 			die("bad receiver log line: %s", line);
 		}
 		r->body = cJSON_Parse(line + off);
@@ -383,8 +389,7 @@ drain(coord *c, int64_t now)
 
 static PGconn *conn;
 
-static char *
-sql1(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *sql1(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Runs one statement; returns the first value of the first row (static
  * buffer) or "". */
@@ -409,8 +414,7 @@ sql1(const char *fmt, ...)
 	return (out);
 }
 
-static long
-sqln(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long sqln(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static long
 sqln(const char *fmt, ...)
@@ -452,7 +456,7 @@ expect_int(long got, long want, const char *what)
 /* ---- a strict parser of the Prometheus text format (0.0.4) ---- */
 
 #define PM_MAX_FAMILIES 256
-#define PM_MAX_SERIES 8192
+#define PM_MAX_SERIES   8192
 
 typedef struct pm_family {
 	char name[128];
@@ -668,7 +672,8 @@ pm_parse(const char *text, pm_result *r)
 				q += ln + 2;
 				while (*q != '"') {
 					if (*q == '\0') {
-						return (pm_fail(r, lineno, "unterminated label value"));
+						return (
+						    pm_fail(r, lineno, "unterminated label value"));
 					}
 					if (*q == '\\') {
 						if (q[1] != '\\' && q[1] != '"' && q[1] != 'n') {
@@ -683,7 +688,8 @@ pm_parse(const char *text, pm_result *r)
 				if (*q == ',') {
 					q++;
 				} else if (*q != '}') {
-					return (pm_fail(r, lineno, "expected , or } after a label"));
+					return (
+					    pm_fail(r, lineno, "expected , or } after a label"));
 				}
 			}
 			q++;
@@ -908,7 +914,8 @@ metrics_phase(coord *c, int64_t now)
 			die("the metrics parser accepted bad input #%zu", i);
 		}
 	}
-	if (pm_parse("# HELP x h \\\\ \\n\n# TYPE x gauge\nx{a=\"q\\\"\\\\\\n\"} +Inf 17\n", &pr) != 0) {
+	if (pm_parse("# HELP x h \\\\ \\n\n# TYPE x gauge\nx{a=\"q\\\"\\\\\\n\"} +Inf 17\n", &pr) !=
+	    0) {
 		die("the metrics parser refused good input: %s", pr.problem);
 	}
 	char esc[64];
@@ -936,9 +943,10 @@ metrics_phase(coord *c, int64_t now)
 	}
 	static const char *const families[] = { "coffer_backup_last_success_timestamp_seconds",
 		"coffer_backup_last_duration_seconds", "coffer_backup_last_size_bytes",
-		"coffer_backups", "coffer_alerts_open", "coffer_agent_last_contact_timestamp_seconds",
-		"coffer_events_applied_total", "coffer_requests_refused_total",
-		"coffer_alert_outbox_rows", "coffer_alert_outbox_oldest_pending_age_seconds" };
+		"coffer_backups", "coffer_alerts_open",
+		"coffer_agent_last_contact_timestamp_seconds", "coffer_events_applied_total",
+		"coffer_requests_refused_total", "coffer_alert_outbox_rows",
+		"coffer_alert_outbox_oldest_pending_age_seconds" };
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
 		bool found = false;
 		for (int k = 0; k < pr.n_fam; k++) {
@@ -1113,8 +1121,9 @@ main(int argc, char **argv)
 	int64_t now = d0 + 4 * HOUR_MS + 30 * MIN_MS; /* 02:00 run + 2h window passed */
 	coord_alerts_stats as = evaluate(&c, now, NULL);
 	expect_int(as.triggered, 1, "transitions when the 02:00 backup is missing");
-	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/backup_missed' "
-			"AND state = 'triggered'"),
+	expect_int(
+	    sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/backup_missed' "
+	         "AND state = 'triggered'"),
 	    1, "backup_missed open");
 	coord_notify_stats ns = deliver(&c, now);
 	expect_int(ns.delivered, 2, "rows delivered (pagerduty + webhook)");
@@ -1125,7 +1134,8 @@ main(int argc, char **argv)
 	    "webhook posts for backup_missed");
 	for (size_t i = 0; i < n_reqs; i++) {
 		if (strcmp(reqs[i].path, "/v2/enqueue") == 0 &&
-		    strcmp(jstr(reqs[i].body, "routing_key"), "billing0123456789abcdef0123456789") != 0) {
+		    strcmp(jstr(reqs[i].body, "routing_key"),
+		        "billing0123456789abcdef0123456789") != 0) {
 			die("the trigger was not sent with billing's own routing key");
 		}
 		if (strcmp(reqs[i].path, "/hook") == 0 &&
@@ -1149,22 +1159,23 @@ main(int argc, char **argv)
 	       "none repeated\n");
 
 	size_t mark = n_reqs;
-	add_backup("billing-1", "completed", d0 + 4 * HOUR_MS, d0 + 4 * HOUR_MS + 45 * MIN_MS,
-	    1000000);
+	add_backup(
+	    "billing-1", "completed", d0 + 4 * HOUR_MS, d0 + 4 * HOUR_MS + 45 * MIN_MS, 1000000);
 	now = d0 + 4 * HOUR_MS + 50 * MIN_MS;
 	as = evaluate(&c, now, NULL);
 	expect_int(as.resolved, 1, "resolutions once the late backup completed");
 	expect_int(as.changes, 1, "change events for the success");
 	ns = deliver(&c, now);
 	rx_reload();
-	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_missed", "resolve", true), 1,
-	    "resolves received for backup_missed");
-	expect_int(rx_count(mark, "/v2/change/enqueue", NULL, NULL, true), 1, "change events received");
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_missed", "resolve", true),
+	    1, "resolves received for backup_missed");
+	expect_int(
+	    rx_count(mark, "/v2/change/enqueue", NULL, NULL, true), 1, "change events received");
 	expect_int(sqln("SELECT count(*) FROM audit WHERE action = 'alert.triggered' "
-			"AND subject = 'billing'"),
+	                "AND subject = 'billing'"),
 	    1, "alert.triggered audit rows");
 	expect_int(sqln("SELECT count(*) FROM audit WHERE action = 'alert.resolved' "
-			"AND subject = 'billing'"),
+	                "AND subject = 'billing'"),
 	    1, "alert.resolved audit rows");
 	printf("ok missed backup resolves when a completed backup appears; change event sent; "
 	       "both audited\n");
@@ -1192,14 +1203,14 @@ main(int argc, char **argv)
 	rx_reload();
 	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "trigger", false),
 	    4, "trigger attempts (500, 500, 500, 202)");
-	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "trigger", true), 1,
-	    "triggers accepted");
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "trigger", true),
+	    1, "triggers accepted");
 	expect_int(sqln("SELECT count(*) FROM alert_outbox WHERE dedup_key = "
-			"'coffer/billing/backup_failed' AND state = 'pending'"),
+	                "'coffer/billing/backup_failed' AND state = 'pending'"),
 	    0, "rows still pending");
 	expect_int(sqln("SELECT attempts FROM alert_outbox WHERE dedup_key = "
-			"'coffer/billing/backup_failed' AND target = 'pagerduty' "
-			"AND action = 'trigger'"),
+	                "'coffer/billing/backup_failed' AND target = 'pagerduty' "
+	                "AND action = 'trigger'"),
 	    4, "attempts recorded on the trigger row");
 	/* Later calls send nothing more. */
 	now += HOUR_MS;
@@ -1216,8 +1227,8 @@ main(int argc, char **argv)
 	expect_int(as.resolved, 1, "resolutions after the next success");
 	drain(&c, now);
 	rx_reload();
-	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "resolve", true), 1,
-	    "resolves received for backup_failed");
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "resolve", true),
+	    1, "resolves received for backup_failed");
 	printf("ok failing backup resolves on the next success\n");
 
 	/* ---- size anomaly: less than half of the previous ---- */
@@ -1227,8 +1238,9 @@ main(int argc, char **argv)
 	now = d0 + 3 * DAY_MS + 2 * HOUR_MS + 20 * MIN_MS;
 	as = evaluate(&c, now, NULL);
 	expect_int(as.triggered, 1, "transitions after a backup half the size");
-	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/size_anomaly' "
-			"AND state = 'triggered'"),
+	expect_int(
+	    sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/size_anomaly' "
+	         "AND state = 'triggered'"),
 	    1, "size_anomaly open");
 	add_backup("billing-5", "completed", d0 + 4 * DAY_MS + 2 * HOUR_MS,
 	    d0 + 4 * DAY_MS + 2 * HOUR_MS + 10 * MIN_MS, 410000);
@@ -1247,8 +1259,9 @@ main(int argc, char **argv)
 	expect_int(as.triggered, 0, "transitions with an agent heard from 5 minutes ago");
 	as = evaluate(&c, now + 11 * MIN_MS, NULL);
 	expect_int(as.triggered, 1, "transitions with an agent quiet for 16 minutes");
-	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/agent_quiet' "
-			"AND state = 'triggered'"),
+	expect_int(
+	    sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/agent_quiet' "
+	         "AND state = 'triggered'"),
 	    1, "agent_quiet open");
 	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0)",
 	    (int64_t)(now + 12 * MIN_MS));
@@ -1261,14 +1274,14 @@ main(int argc, char **argv)
 	as = evaluate(&c, now + 15 * MIN_MS, NULL);
 	expect_int(as.triggered, 1, "transitions after refused requests");
 	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = "
-			"'coffer/billing/requests_refused' AND state = 'triggered' "
-			"AND summary LIKE '%%bad_signature%%'"),
+	                "'coffer/billing/requests_refused' AND state = 'triggered' "
+	                "AND summary LIKE '%%bad_signature%%'"),
 	    1, "requests_refused open, naming the reason");
 	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0)",
 	    (int64_t)(now + 75 * MIN_MS));
 	evaluate(&c, now + 76 * MIN_MS, NULL);
 	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = "
-			"'coffer/billing/requests_refused' AND state = 'resolved'"),
+	                "'coffer/billing/requests_refused' AND state = 'resolved'"),
 	    1, "requests_refused resolved once the refusals are older than refusal_window");
 	drain(&c, now + 76 * MIN_MS);
 	now += 2 * HOUR_MS;
@@ -1279,7 +1292,7 @@ main(int argc, char **argv)
 	rx_script(base, "400");
 	bool changed = false;
 	check_ok(coord_alerts_set(c.cat, &c.key, c.cfg, NULL, COORD_ALERT_AUDIT_CHAIN, true,
-		     "critical", "test: chain broken at 17", "{\"bad_seq\":17}", now, &changed, &e),
+	             "critical", "test: chain broken at 17", "{\"bad_seq\":17}", now, &changed, &e),
 	    &e, "setting a condition");
 	if (!changed) {
 		die("setting a new condition made no transition");
@@ -1287,24 +1300,24 @@ main(int argc, char **argv)
 	ns = deliver(&c, now);
 	expect_int(ns.failed, 1, "rows refused for good");
 	rx_reload();
-	expect_int(rx_count(mark, "/v2/enqueue", "coffer/_coordinator/audit_chain_broken", "trigger",
-		       false),
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/_coordinator/audit_chain_broken",
+	               "trigger", false),
 	    1, "requests for the refused trigger");
 	expect_int(sqln("SELECT count(*) FROM alert_outbox WHERE dedup_key = "
-			"'coffer/_coordinator/audit_chain_broken' AND target = 'pagerduty' "
-			"AND state = 'failed' AND last_error LIKE '%%Event object is invalid%%'"),
+	                "'coffer/_coordinator/audit_chain_broken' AND target = 'pagerduty' "
+	                "AND state = 'failed' AND last_error LIKE '%%Event object is invalid%%'"),
 	    1, "failed row with PagerDuty's message");
 	expect_int(sqln("SELECT count(*) FROM audit WHERE action = 'alert.undeliverable' "
-			"AND subject = 'coffer/_coordinator/audit_chain_broken' "
-			"AND details->>'message' LIKE 'Event object is invalid%%'"),
+	                "AND subject = 'coffer/_coordinator/audit_chain_broken' "
+	                "AND details->>'message' LIKE 'Event object is invalid%%'"),
 	    1, "alert.undeliverable audit rows");
 	for (int i = 1; i <= 3; i++) {
 		deliver(&c, now + i * HOUR_MS);
 	}
 	rx_reload();
-	expect_int(rx_count(mark, "/v2/enqueue", "coffer/_coordinator/audit_chain_broken", NULL,
-		       false),
-	    1, "requests for the refused trigger after 3 more hours");
+	expect_int(
+	    rx_count(mark, "/v2/enqueue", "coffer/_coordinator/audit_chain_broken", NULL, false), 1,
+	    "requests for the refused trigger after 3 more hours");
 	/* The evaluator with an intact chain resolves it. */
 	coord_alerts_input in = { .audit_chain_broken = false };
 	as = evaluate(&c, now + 3 * HOUR_MS, &in);
@@ -1321,7 +1334,7 @@ main(int argc, char **argv)
 		char check[32];
 		snprintf(check, sizeof(check), "flood_%04d", i);
 		check_ok(coord_alerts_set(c.cat, &c.key, c.cfg, NULL, check, true, "warning",
-			     "test flood", NULL, now, NULL, &e),
+		             "test flood", NULL, now, NULL, &e),
 		    &e, "flooding");
 	}
 	rx_script(base, "429 500");
@@ -1353,8 +1366,9 @@ main(int argc, char **argv)
 			first = reqs[i].at;
 		}
 		last = reqs[i].at;
-		while (lo < i && (strcmp(reqs[lo].path, "/v2/enqueue") != 0 ||
-				     reqs[lo].at <= reqs[i].at - 1000)) {
+		while (lo < i &&
+		    (strcmp(reqs[lo].path, "/v2/enqueue") != 0 ||
+		        reqs[lo].at <= reqs[i].at - 1000)) {
 			lo++;
 		}
 		int in_window = 0;
@@ -1391,15 +1405,15 @@ main(int argc, char **argv)
 	waitpid(receiver_pid, NULL, 0);
 	receiver_pid = 0;
 	check_ok(coord_alerts_set(c.cat, &c.key, c.cfg, NULL, "net_check", true, "error",
-		     "test: receiver down", NULL, now, NULL, &e),
+	             "test: receiver down", NULL, now, NULL, &e),
 	    &e, "setting a condition");
 	ns = deliver(&c, now);
 	expect_int(ns.retrying, 2, "rows rescheduled after a network error (pagerduty, webhook)");
 	expect_int(sqln("SELECT count(*) FROM alert_outbox WHERE dedup_key = "
-			"'coffer/_coordinator/net_check' AND state = 'pending' AND attempts = 1 "
-			"AND next_attempt_at > to_timestamp(%" PRId64 " / 1000.0) "
-			"AND last_error LIKE 'network error%%'",
-		    now),
+	                "'coffer/_coordinator/net_check' AND state = 'pending' AND attempts = 1 "
+	                "AND next_attempt_at > to_timestamp(%" PRId64 " / 1000.0) "
+	                "AND last_error LIKE 'network error%%'",
+	               now),
 	    2, "pending rows with the network error and a later attempt time");
 	printf("ok a network error is retried later\n");
 

@@ -75,8 +75,8 @@ run_append(const char *conninfo, const char *keyfile, long n)
 		snprintf(details, sizeof(details),
 		    "{ \"zeta\": %ld, \"alpha\": \"row %ld\", \"nested\": {\"b\": [1, 2.50], \"a\": null} }",
 		    i, i);
-		if (coord_audit_append(cat, &key, "catalog_itest", "test.append", "billing", details,
-			&seq, &err) != 0) {
+		if (coord_audit_append(cat, &key, "catalog_itest", "test.append", "billing",
+		        details, &seq, &err) != 0) {
 			coord_catalog_close(cat);
 			return (die(&err));
 		}
@@ -110,14 +110,14 @@ count_where(coord_catalog *cat, const char *sql)
 	return (v);
 }
 
-#define CHECK(cond, ...)                                                                    \
-	do {                                                                                \
-		if (!(cond)) {                                                              \
-			fprintf(stderr, PROG " atomic: " __VA_ARGS__);                       \
-			fprintf(stderr, " (%s)\n", err.msg);                                \
-			coord_catalog_close(cat);                                           \
-			return (1);                                                         \
-		}                                                                           \
+#define CHECK(cond, ...)                                               \
+	do {                                                           \
+		if (!(cond)) {                                         \
+			fprintf(stderr, PROG " atomic: " __VA_ARGS__); \
+			fprintf(stderr, " (%s)\n", err.msg);           \
+			coord_catalog_close(cat);                      \
+			return (1);                                    \
+		}                                                      \
 	} while (0)
 
 static int
@@ -134,11 +134,11 @@ run_atomic(const char *conninfo, const char *keyfile)
 	/* Rolled back together: no row, no service, head unmoved. */
 	CHECK(coord_catalog_begin(cat, &err) == 0, "begin failed");
 	CHECK(coord_catalog_exec(cat,
-		  "INSERT INTO services (name, owner) VALUES ('atomic-svc', 'team-test')",
-		  "inserting a service", &err) == 0,
+	          "INSERT INTO services (name, owner) VALUES ('atomic-svc', 'team-test')",
+	          "inserting a service", &err) == 0,
 	    "insert failed");
 	CHECK(coord_audit_append(cat, &key, "operator-alice", "service.create", "atomic-svc",
-		  "{\"why\":\"rolled back\"}", &seq, &err) == 0,
+	          "{\"why\":\"rolled back\"}", &seq, &err) == 0,
 	    "append in caller's transaction failed");
 	CHECK(seq == before + 1, "chain_seq %" PRId64 " after head %" PRId64, seq, before);
 	coord_catalog_rollback(cat);
@@ -150,10 +150,10 @@ run_atomic(const char *conninfo, const char *keyfile)
 	 * transaction is still usable afterwards. */
 	CHECK(coord_catalog_begin(cat, &err) == 0, "begin failed");
 	CHECK(coord_audit_append(cat, &key, "a", "test.bad", "", "{not json", NULL, &err) ==
-		  COFFER_EINVAL,
+	        COFFER_EINVAL,
 	    "invalid JSON was not refused with COFFER_EINVAL");
-	CHECK(coord_audit_append(cat, &key, "a", "Bad Action", "", NULL, NULL, &err) ==
-		  COFFER_EINVAL,
+	CHECK(
+	    coord_audit_append(cat, &key, "a", "Bad Action", "", NULL, NULL, &err) == COFFER_EINVAL,
 	    "a bad action name was not refused");
 	CHECK(coord_audit_append(cat, &key, "", "test.bad", "", NULL, NULL, &err) == COFFER_EINVAL,
 	    "an empty actor was not refused");
@@ -167,11 +167,11 @@ run_atomic(const char *conninfo, const char *keyfile)
 	free(huge);
 	CHECK(rc == COFFER_ETOOBIG, "oversized details were not refused with COFFER_ETOOBIG");
 	CHECK(coord_catalog_exec(cat,
-		  "INSERT INTO services (name, owner) VALUES ('atomic-svc', 'team-test')",
-		  "inserting a service", &err) == 0,
+	          "INSERT INTO services (name, owner) VALUES ('atomic-svc', 'team-test')",
+	          "inserting a service", &err) == 0,
 	    "the caller's transaction broke after refused arguments");
-	CHECK(coord_audit_append(cat, &key, "operator-alice", "service.create", "atomic-svc",
-		  NULL, &seq, &err) == 0,
+	CHECK(coord_audit_append(cat, &key, "operator-alice", "service.create", "atomic-svc", NULL,
+	          &seq, &err) == 0,
 	    "append failed");
 	CHECK(coord_catalog_commit(cat, &err) == 0, "commit failed");
 	CHECK(seq == before + 1 && head_seq(cat) == before + 1, "committed row not at the head");
@@ -184,7 +184,7 @@ run_atomic(const char *conninfo, const char *keyfile)
 	CHECK(coord_catalog_exec(cat, "SELECT 1/0", "dividing", &err) == COFFER_EPG,
 	    "division by zero did not fail");
 	CHECK(coord_audit_append(cat, &key, "a", "test.bad", "", NULL, NULL, &err) ==
-		  COFFER_EINTERNAL,
+	        COFFER_EINTERNAL,
 	    "append inside an aborted transaction was not refused");
 	coord_catalog_rollback(cat);
 	CHECK(head_seq(cat) == before + 1, "head moved after an aborted transaction");
@@ -215,8 +215,8 @@ append_worker(void *arg)
 	char actor[32];
 	snprintf(actor, sizeof(actor), "worker-%d", w->id);
 	for (long i = 0; i < w->n && w->rc == 0; i++) {
-		w->rc = coord_audit_append(cat, w->key, actor, "test.concurrent", "billing", NULL,
-		    NULL, &w->err);
+		w->rc = coord_audit_append(
+		    cat, w->key, actor, "test.concurrent", "billing", NULL, NULL, &w->err);
 	}
 	coord_catalog_close(cat);
 	return (NULL);
@@ -234,7 +234,7 @@ run_concurrent(const char *conninfo, const char *keyfile, int threads, long n)
 		return (2);
 	}
 	for (int i = 0; i < threads; i++) {
-		w[i] = (struct worker){ .conninfo = conninfo, .key = &key, .n = n, .id = i };
+		w[i] = (struct worker) { .conninfo = conninfo, .key = &key, .n = n, .id = i };
 		if (pthread_create(&t[i], NULL, append_worker, &w[i]) != 0) {
 			fprintf(stderr, PROG ": cannot start a thread\n");
 			return (1);
@@ -288,7 +288,7 @@ run_migrate_race(const char *conninfo, int threads)
 		return (2);
 	}
 	for (int i = 0; i < threads; i++) {
-		m[i] = (struct migrator){ .conninfo = conninfo };
+		m[i] = (struct migrator) { .conninfo = conninfo };
 		if (pthread_create(&t[i], NULL, migrate_worker, &m[i]) != 0) {
 			fprintf(stderr, PROG ": cannot start a thread\n");
 			return (1);
@@ -387,6 +387,7 @@ main(int argc, char **argv)
 	if (argc == 3 && strcmp(argv[1], "prepared-reuse") == 0) {
 		return (run_prepared_reuse(argv[2]));
 	}
-	fprintf(stderr, "usage: " PROG " append|atomic|concurrent|migrate-race|verify|prepared-reuse ...\n");
+	fprintf(stderr,
+	    "usage: " PROG " append|atomic|concurrent|migrate-race|verify|prepared-reuse ...\n");
 	return (2);
 }

@@ -46,26 +46,26 @@
 #include <libpq-fe.h>
 
 #include "common/base/clock.h"
+#include "common/base/log.h"
+#include "common/crypto/sign.h"
+#include "common/repo/repo.h"
 #include "common/stream/digest.h"
 #include "common/stream/filter.h"
-#include "common/base/log.h"
-#include "common/repo/repo.h"
-#include "common/crypto/sign.h"
 #include "common/wire/wire.h"
 #include "coordinator/catalog/agents.h"
-#include "coordinator/watch/alerts.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
-#include "coordinator/policy/coord_config.h"
 #include "coordinator/drill/drills.h"
 #include "coordinator/intake/intake.h"
-#include "coordinator/serve/metrics.h"
-#include "coordinator/watch/notify.h"
+#include "coordinator/policy/coord_config.h"
 #include "coordinator/policy/prune.h"
+#include "coordinator/serve/metrics.h"
+#include "coordinator/watch/alerts.h"
+#include "coordinator/watch/notify.h"
 
-#define MINS (60 * 1000LL)
+#define MINS  (60 * 1000LL)
 #define HOURS (60 * MINS)
-#define DAYS (24 * HOURS)
+#define DAYS  (24 * HOURS)
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -87,8 +87,7 @@ die(const char *fmt, ...)
 	_exit(1);
 }
 
-static void
-ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
 ok(const char *fmt, ...)
@@ -144,8 +143,8 @@ rx_serve(int fd, FILE *log)
 	fprintf(log, "%s %s\n", path, body);
 	fflush(log);
 	static const char ans[] = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
-				  "Content-Length: 20\r\nConnection: close\r\n\r\n"
-				  "{\"status\":\"success\"}";
+	                          "Content-Length: 20\r\nConnection: close\r\n\r\n"
+	                          "{\"status\":\"success\"}";
 	if (write(fd, ans, sizeof(ans) - 1) < 0) {
 		return;
 	}
@@ -244,8 +243,7 @@ static agent runner_1 = { .name = "runner-1" };
 static agent runner_2 = { .name = "runner-2" };
 
 /* The first cell of sql on the check connection, malloc'd ("" for NULL). */
-static char *
-qv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *qv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static char *
 qv(const char *fmt, ...)
@@ -264,8 +262,7 @@ qv(const char *fmt, ...)
 	return (v);
 }
 
-static long
-qn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long qn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static long
 qn(const char *fmt, ...)
@@ -317,8 +314,8 @@ send_events(agent *a, Coffer__V1__Event **evs, size_t n, coord_intake_result *re
 	env.body.len = body_len;
 	uint8_t sig[COFFER_SIGN_BYTES];
 	size_t tbs_len;
-	uint8_t *tbs = coffer_wire_envelope_tbs(env.agent_id, env.seq, env.sent_at_ms, body,
-	    body_len, &tbs_len);
+	uint8_t *tbs = coffer_wire_envelope_tbs(
+	    env.agent_id, env.seq, env.sent_at_ms, body, body_len, &tbs_len);
 	if (tbs == NULL || coffer_sign(a->key, tbs, tbs_len, sig, &err) != 0) {
 		die("sign");
 	}
@@ -329,8 +326,8 @@ send_events(agent *a, Coffer__V1__Event **evs, size_t n, coord_intake_result *re
 		die("encode envelope: %s", err.msg);
 	}
 	free(body);
-	if (coord_intake_handle(intake, env_bytes, env_len, "127.0.0.1:1", &reply, &reply_len, res,
-		&err) != 0) {
+	if (coord_intake_handle(
+	        intake, env_bytes, env_len, "127.0.0.1:1", &reply, &reply_len, res, &err) != 0) {
 		die("intake: %s", err.msg);
 	}
 	free(env_bytes);
@@ -486,7 +483,7 @@ ev_result(agent *a, const char *service, uint64_t drill_id, const char *backup_i
 		c->detail = tstrdup(detail != NULL ? detail + 1 : "fine");
 		r->checks[r->n_checks++] = c;
 	}
-	
+
 	e->kind_case = COFFER__V1__EVENT__KIND_DRILL_RESULT;
 	e->drill_result = r;
 	return (e);
@@ -526,8 +523,8 @@ expect_status(agent *a, Coffer__V1__Event **evs, size_t n, int want, const char 
 
 /* Writes an object into the repository; digest and size out. */
 static void
-put_object(const char *service, const char *id, const char *name, const char *text,
-    uint8_t sha[32], uint64_t *bytes)
+put_object(const char *service, const char *id, const char *name, const char *text, uint8_t sha[32],
+    uint64_t *bytes)
 {
 	coffer_err err;
 	char key[COFFER_REPO_KEY_MAX];
@@ -588,7 +585,8 @@ make_backup(const char *id, int64_t finished_ms)
 	put_object("billing", id, "data", "sealed bytes of a dump ", data_sha, &data_bytes);
 	put_object("billing", id, "manifest.json", "{\"manifest\":1}", man_sha, &man_bytes);
 	Coffer__V1__Event *evs[] = { ev_started(&billing_1, "billing", id),
-		ev_completed(&billing_1, "billing", id, data_sha, data_bytes, man_sha, finished_ms) };
+		ev_completed(
+		    &billing_1, "billing", id, data_sha, data_bytes, man_sha, finished_ms) };
 	expect_status(&billing_1, evs, 2, COFFER__V1__STATUS__STATUS_OK, "a backup", NULL);
 }
 
@@ -739,33 +737,34 @@ cmd_run(int argc, char **argv)
 	const char *billing[] = { "billing" }, *ledger[] = { "ledger" };
 	const char *owners[] = { "team-payments" }, *lowners[] = { "team-ledger" };
 	if (coord_agents_enroll(cat, &akey, "test", "billing", "team-payments", "billing-1",
-		billing_1.pub, &already, &err) != 0 ||
+	        billing_1.pub, &already, &err) != 0 ||
 	    coord_agents_enroll_runner(cat, &akey, "test", billing, owners, 1, "runner-1",
-		runner_1.pub, &already, &err) != 0 ||
+	        runner_1.pub, &already, &err) != 0 ||
 	    coord_agents_enroll_runner(cat, &akey, "test", ledger, lowners, 1, "runner-2",
-		runner_2.pub, &already, &err) != 0) {
+	        runner_2.pub, &already, &err) != 0) {
 		die("enroll: %s", err.msg);
 	}
 	/* A runner is no service's agent, and a service agent no runner. */
 	if (coord_agents_enroll_runner(cat, &akey, "test", billing, owners, 1, "billing-1",
-		billing_1.pub, &already, &err) != COFFER_EEXIST ||
+	        billing_1.pub, &already, &err) != COFFER_EEXIST ||
 	    strstr(err.msg, "service agent cannot be a drill runner") == NULL) {
 		die("a service agent was enrolled as a drill runner: %s", err.msg);
 	}
 	if (coord_agents_enroll(cat, &akey, "test", "billing", "team-payments", "runner-1",
-		runner_1.pub, &already, &err) != COFFER_EEXIST) {
+	        runner_1.pub, &already, &err) != COFFER_EEXIST) {
 		die("a drill runner was enrolled as a service agent");
 	}
 	/* Enrolling again with the same key adds services. */
 	const char *both[] = { "billing", "ledger" };
 	const char *bowners[] = { "team-payments", "team-ledger" };
 	if (coord_agents_enroll_runner(cat, &akey, "test", both, bowners, 2, "runner-2",
-		runner_2.pub, &already, &err) != 0 || already) {
+	        runner_2.pub, &already, &err) != 0 ||
+	    already) {
 		die("adding a service to a runner: %s", err.msg);
 	}
 	const char *ledger_only[] = { "ledger" };
-	coord_agents_enroll_runner(cat, &akey, "test", ledger_only, lowners, 1, "runner-2",
-	    runner_2.pub, &already, &err);
+	coord_agents_enroll_runner(
+	    cat, &akey, "test", ledger_only, lowners, 1, "runner-2", runner_2.pub, &already, &err);
 	if (!already) {
 		die("re-enrolling a runner for a service it has was not a no-op");
 	}
@@ -791,28 +790,28 @@ cmd_run(int argc, char **argv)
 	/* ---- nothing to drill yet ---- */
 	int64_t id = 0;
 	if (coord_drills_start(cat, &akey, cfg, "billing", "operator:alice", t0, &id, NULL, &err) !=
-		COFFER_ENOENT ||
+	        COFFER_ENOENT ||
 	    strstr(err.msg, "no completed logical backup") == NULL || err.hint[0] == '\0') {
 		die("a drill without backups: %s", err.msg);
 	}
 	if (coord_drills_start(cat, &akey, cfg, "ledger", "operator:alice", t0, &id, NULL, &err) !=
-		COFFER_ENOENT ||
+	        COFFER_ENOENT ||
 	    strstr(err.msg, "within drill.window = 1h") == NULL) {
 		die("a random drill without backups in its window: %s", err.msg);
 	}
 	if (coord_drills_start(cat, &akey, cfg, "shop", "operator:alice", t0, &id, NULL, &err) !=
-		COFFER_EINVAL ||
+	        COFFER_EINVAL ||
 	    strstr(err.msg, "no drill.runner") == NULL) {
 		die("a drill of a service without a runner: %s", err.msg);
 	}
 	if (coord_drills_start(cat, &akey, cfg, "orders", "operator:alice", t0, &id, NULL, &err) !=
-		COFFER_ENOENT ||
+	        COFFER_ENOENT ||
 	    strstr(err.msg, "runner-1 is not enrolled to drill service orders") == NULL ||
 	    strstr(err.hint, "--drill-runner --service orders") == NULL) {
 		die("a runner not enrolled for the service: %s (%s)", err.msg, err.hint);
 	}
 	if (coord_drills_start(cat, &akey, cfg, "crm", "operator:alice", t0, &id, NULL, &err) !=
-		COFFER_ENOENT ||
+	        COFFER_ENOENT ||
 	    strstr(err.msg, "billing-1 is a service agent") == NULL) {
 		die("a service agent as drill.runner: %s", err.msg);
 	}
@@ -837,7 +836,7 @@ cmd_run(int argc, char **argv)
 	free(itext);
 	cJSON_Delete(info);
 	if (coord_drills_start(cat, &akey, cfg, "billing", "operator:alice", t0, &id, NULL, &err) !=
-		COFFER_EEXIST ||
+	        COFFER_EEXIST ||
 	    strstr(err.msg, "still running") == NULL) {
 		die("a second drill while one runs: %s", err.msg);
 	}
@@ -889,9 +888,9 @@ cmd_run(int argc, char **argv)
 	if (qn("SELECT count(*) FROM drills WHERE id = %" PRId64 " AND status = 'passed' AND "
 	       "restore_ms = 4200 AND total_ms = 5700 AND jsonb_array_length(checks) = 8 AND "
 	       "sandbox = 'coffer_drill_billing_%" PRId64 "'",
-		d1, d1) != 1 ||
+	        d1, d1) != 1 ||
 	    qn("SELECT count(*) FROM agent_commands WHERE id = %" PRIu64 " AND done_at IS NOT NULL",
-		c1) != 1) {
+	        c1) != 1) {
 		die("the passed drill was not recorded");
 	}
 	if (qn("SELECT count(*) FROM audit WHERE action = 'backup.drill_completed' AND actor = "
@@ -902,7 +901,8 @@ cmd_run(int argc, char **argv)
 	}
 	coord_drills_stats st = tick(t0 + 1000);
 	deliver(t0 + 1000);
-	if (st.changes < 1 || !received("/v2/change/enqueue", "passed; restore took 4200ms (RTO 5m)")) {
+	if (st.changes < 1 ||
+	    !received("/v2/change/enqueue", "passed; restore took 4200ms (RTO 5m)")) {
 		die("no change event for the passed drill (changes=%d)", st.changes);
 	}
 	cJSON *list = NULL;
@@ -923,7 +923,7 @@ cmd_run(int argc, char **argv)
 		die("metrics: %s", err.msg);
 	}
 	if (strstr(metrics, "coffer_drills_total{service=\"billing\",result=\"passed\"} 1") ==
-		NULL ||
+	        NULL ||
 	    strstr(metrics, "coffer_drill_restore_seconds{service=\"billing\"} 4.200") == NULL ||
 	    strstr(metrics, "coffer_drill_last_success_timestamp{service=\"billing\"}") == NULL ||
 	    strstr(metrics, "service=\"_drill_runner\",agent=\"runner-1\"") == NULL) {
@@ -942,10 +942,11 @@ cmd_run(int argc, char **argv)
 	}
 
 	/* ---- ownership refusals ---- */
-	long refused0 = qn("SELECT COALESCE(sum(count), 0) FROM refusals WHERE reason = 'not_owner'");
+	long refused0 =
+	    qn("SELECT COALESCE(sum(count), 0) FROM refusals WHERE reason = 'not_owner'");
 	int64_t d2 = start("operator:alice", t0 + 2000, NULL);
-	Coffer__V1__Event *own1[] = { ev_result(&billing_1, "billing", (uint64_t)d2, "b-new", true,
-		"verify=1", 10, NULL) };
+	Coffer__V1__Event *own1[] = { ev_result(
+	    &billing_1, "billing", (uint64_t)d2, "b-new", true, "verify=1", 10, NULL) };
 	expect_status(&billing_1, own1, 1, COFFER__V1__STATUS__STATUS_NOT_OWNER,
 	    "a service agent's drill result", NULL);
 	billing_1.ev_seq--; /* refused: nothing was applied */
@@ -953,19 +954,19 @@ cmd_run(int argc, char **argv)
 	expect_status(&runner_1, own2, 1, COFFER__V1__STATUS__STATUS_NOT_OWNER,
 	    "a runner's backup event", NULL);
 	runner_1.ev_seq--;
-	Coffer__V1__Event *own3[] = { ev_result(&runner_2, "billing", (uint64_t)d2, "b-new", true,
-		"verify=1", 10, NULL) };
+	Coffer__V1__Event *own3[] = { ev_result(
+	    &runner_2, "billing", (uint64_t)d2, "b-new", true, "verify=1", 10, NULL) };
 	/* runner-2 is enrolled for billing now too, but the drill was not
 	 * handed to it. */
 	expect_status(&runner_2, own3, 1, COFFER__V1__STATUS__STATUS_NOT_OWNER,
 	    "another runner's drill", NULL);
 	runner_2.ev_seq--;
 	if (qn("SELECT COALESCE(sum(count), 0) FROM refusals WHERE reason = 'not_owner'") !=
-		refused0 + 3 ||
+	        refused0 + 3 ||
 	    qn("SELECT count(*) FROM audit WHERE action = 'request.refused' AND details->>'error' "
 	       "LIKE '%%service agent, and only a drill runner%%'") != 1 ||
 	    qn("SELECT count(*) FROM drills WHERE id = %" PRId64 " AND status = 'running'", d2) !=
-		1) {
+	        1) {
 		die("ownership refusals were not counted and audited, or changed the drill");
 	}
 	ok("refused (not_owner, counted, audited): a service agent's drill result, a runner's "
@@ -978,8 +979,8 @@ cmd_run(int argc, char **argv)
 		die("drill %" PRId64 " not handed out", d2);
 	}
 	uint64_t c2 = cmd2->id;
-	if (strcmp(cmd2->run_drill->repository, "dr") != 0 || strcmp(cmd2->run_drill->backup_id,
-								 "b-new") != 0) {
+	if (strcmp(cmd2->run_drill->repository, "dr") != 0 ||
+	    strcmp(cmd2->run_drill->backup_id, "b-new") != 0) {
 		die("drill.repository = alternate: drill 2 is from %s, want dr",
 		    cmd2->run_drill->repository);
 	}
@@ -996,7 +997,7 @@ cmd_run(int argc, char **argv)
 	deliver(t0 + 3000);
 	if (qn("SELECT count(*) FROM drills WHERE id = %" PRId64 " AND status = 'failed' AND "
 	       "failure_reason LIKE 'verify%%'",
-		d2) != 1 ||
+	        d2) != 1 ||
 	    qn("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/drill_failed' AND "
 	       "state = 'triggered'") != 1 ||
 	    !received("\"event_action\":\"trigger\"", "coffer/billing/drill_failed")) {
@@ -1012,18 +1013,18 @@ cmd_run(int argc, char **argv)
 	coffer__v1__reply__free_unpacked(rep2, NULL);
 	Coffer__V1__Event *res3[] = {
 		ev_result(&runner_1, "billing", (uint64_t)d3, "b-new", true,
-		    "verify=1,restore=1,row_counts=1,assertion:1=1,assertion:2=0:returned false", 900,
-		    NULL),
+		    "verify=1,restore=1,row_counts=1,assertion:1=1,assertion:2=0:returned false",
+		    900, NULL),
 		ev_done(&runner_1, "billing", c3, true, ""),
 	};
 	expect_status(&runner_1, res3, 2, COFFER__V1__STATUS__STATUS_OK, "an assertion", NULL);
 	if (qn("SELECT count(*) FROM drills WHERE id = %" PRId64 " AND status = 'failed' AND "
 	       "failure_reason = 'assertion:2: returned false'",
-		d3) != 1) {
+	        d3) != 1) {
 		die("a false assertion did not fail the drill: %s",
 		    qv("SELECT status || ' ' || COALESCE(failure_reason, '') FROM drills WHERE id = "
 		       "%" PRId64,
-			d3));
+		        d3));
 	}
 	ok("a false assertion fails the drill (failure: assertion:2: returned false)");
 
@@ -1033,14 +1034,14 @@ cmd_run(int argc, char **argv)
 	uint64_t c4 = cmd4 != NULL ? cmd4->id : 0;
 	coffer__v1__reply__free_unpacked(rep2, NULL);
 	Coffer__V1__Event *res4[] = { ev_done(&runner_1, "billing", c4, false,
-		"refused: the sandbox cluster 7301234567890123456 is a production cluster") };
+	    "refused: the sandbox cluster 7301234567890123456 is a production cluster") };
 	expect_status(&runner_1, res4, 1, COFFER__V1__STATUS__STATUS_OK, "a refusal", NULL);
 	if (qn("SELECT count(*) FROM drills WHERE id = %" PRId64 " AND status = 'failed' AND "
 	       "failure_reason LIKE 'refused: the sandbox%%'",
-		d4) != 1 ||
+	        d4) != 1 ||
 	    qn("SELECT count(*) FROM audit WHERE action = 'backup.drill_completed' AND "
 	       "(details->>'drill_id')::bigint = %" PRId64 " AND details->>'result' = 'failed'",
-		d4) != 1) {
+	        d4) != 1) {
 		die("a runner's refusal did not fail the drill");
 	}
 	ok("a runner refusing the drill (sandbox is production) fails it, audited");
@@ -1051,8 +1052,8 @@ cmd_run(int argc, char **argv)
 	uint64_t c5 = cmd5 != NULL ? cmd5->id : 0;
 	coffer__v1__reply__free_unpacked(rep2, NULL);
 	Coffer__V1__Event *res5[] = {
-		ev_result(&runner_1, "billing", (uint64_t)d5, "b-new", true, "verify=1,restore=1", 800,
-		    NULL),
+		ev_result(&runner_1, "billing", (uint64_t)d5, "b-new", true, "verify=1,restore=1",
+		    800, NULL),
 		ev_done(&runner_1, "billing", c5, true, ""),
 	};
 	expect_status(&runner_1, res5, 2, COFFER__V1__STATUS__STATUS_OK, "a passing drill", NULL);
@@ -1082,8 +1083,8 @@ cmd_run(int argc, char **argv)
 	uint64_t c6 = cmd6 != NULL ? cmd6->id : 0;
 	coffer__v1__reply__free_unpacked(rep2, NULL);
 	Coffer__V1__Event *res6[] = {
-		ev_result(&runner_1, "billing", (uint64_t)d6, "b-new", true, "verify=1,restore=1", 700,
-		    NULL),
+		ev_result(&runner_1, "billing", (uint64_t)d6, "b-new", true, "verify=1,restore=1",
+		    700, NULL),
 		ev_done(&runner_1, "billing", c6, true, ""),
 	};
 	expect_status(&runner_1, res6, 2, COFFER__V1__STATUS__STATUS_OK, "a late drill", NULL);
@@ -1102,7 +1103,7 @@ cmd_run(int argc, char **argv)
 	 * fell inside the minutes simulated above. */
 	int64_t slot = 0;
 	if (coord_drills_next_due(coord_config_service(cfg, "billing")->drill.schedule, "UTC",
-		t0 + 8000, &slot, &err) != 0 ||
+	        t0 + 8000, &slot, &err) != 0 ||
 	    slot < t0 + 2 * HOURS) {
 		die("the schedule's next slot is too close to now for this test");
 	}
@@ -1130,7 +1131,7 @@ cmd_run(int argc, char **argv)
 
 	/* ---- the integrity sweep ---- */
 	coffer_err_clear(&err);
-	st = (coord_drills_stats){ 0 };
+	st = (coord_drills_stats) { 0 };
 	if (coord_drills_sweep(drills, cat, &akey, slot + 20 * MINS, &st, &err) != 0) {
 		die("sweep: %s", err.msg);
 	}
@@ -1146,7 +1147,7 @@ cmd_run(int argc, char **argv)
 		die("no change event for the clean sweep");
 	}
 	corrupt("b-old");
-	st = (coord_drills_stats){ 0 };
+	st = (coord_drills_stats) { 0 };
 	if (coord_drills_sweep(drills, cat, &akey, slot + 22 * MINS, &st, &err) != 0) {
 		die("sweep: %s", err.msg);
 	}
@@ -1199,7 +1200,7 @@ cmd_run(int argc, char **argv)
 	}
 	rows += 2;
 	objects++;
-	st = (coord_drills_stats){ 0 };
+	st = (coord_drills_stats) { 0 };
 	if (coord_drills_sweep(drills, cat, &akey, slot + 24 * MINS + 30000, &st, &err) != 0) {
 		die("sweep: %s", err.msg);
 	}
@@ -1209,7 +1210,8 @@ cmd_run(int argc, char **argv)
 	       "'90 days' AND EXISTS (SELECT 1 FROM integrity_checks n WHERE n.backup_id = "
 	       "c.backup_id AND n.repo = c.repo AND n.object = c.object AND n.checked_at > "
 	       "c.checked_at)") != 0 ||
-	    qn("SELECT count(DISTINCT (backup_id, repo, object)) FROM integrity_checks") < objects ||
+	    qn("SELECT count(DISTINCT (backup_id, repo, object)) FROM integrity_checks") <
+	        objects ||
 	    qn("SELECT count(*) FROM integrity_checks WHERE repo = 'dr' AND checked_at BETWEEN "
 	       "now() - interval '151 days' AND now() - interval '149 days'") != 1 ||
 	    qn("SELECT count(*) FROM integrity_checks WHERE checked_at < now() - interval "

@@ -27,8 +27,8 @@
 #include <time.h>
 
 #include "common/base/error.h"
-#include "common/wire/net.h"
 #include "common/crypto/sign.h"
+#include "common/wire/net.h"
 #include "common/wire/wire.h"
 #include "coordinator/intake/intake.h"
 
@@ -83,7 +83,8 @@ parse_events(const char *spec, const char *service, batch *b)
 	}
 	int64_t t = now_ms();
 	char *save = NULL;
-	for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+	for (char *tok = strtok_r(copy, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
 		if (b->n == MAX_EVENTS) {
 			free(copy);
 			return (-1);
@@ -302,8 +303,8 @@ build(const opts *o, uint8_t **out, size_t *out_len)
 	env.body.len = body_len;
 	uint8_t sig[COFFER_SIGN_BYTES];
 	size_t tbs_len;
-	uint8_t *tbs = coffer_wire_envelope_tbs(env.agent_id, env.seq, env.sent_at_ms, body,
-	    body_len, &tbs_len);
+	uint8_t *tbs = coffer_wire_envelope_tbs(
+	    env.agent_id, env.seq, env.sent_at_ms, body, body_len, &tbs_len);
 	int rv = tbs != NULL ? coffer_sign(key, tbs, tbs_len, sig, &err) : -1;
 	free(tbs);
 	coffer_sign_key_free(key);
@@ -332,7 +333,7 @@ cmd_send(int argc, char **argv)
 	opts o;
 	if (argc < 3 || parse_send(argc, argv, &o) != 0) {
 		return (usage("send URL --ca F --cert F --key F --agent NAME --signkey F --seq N "
-			      "[--service S] [--events SPEC] [--poll] [--bad-sig] [--garbage]"));
+		              "[--service S] [--events SPEC] [--poll] [--bad-sig] [--garbage]"));
 	}
 	uint8_t *req = NULL;
 	size_t req_len = 0;

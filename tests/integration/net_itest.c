@@ -156,12 +156,13 @@ job_done(uv_work_t *w, int status)
 }
 
 static void
-on_request(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
-    const coffer_net_peer *peer)
+on_request(
+    void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len, const coffer_net_peer *peer)
 {
 	struct srv_state *st = arg;
 	if (peer->tls && !peer->verified) {
-		fprintf(stderr, "net_itest server: unverified TLS peer %s got through\n", peer->addr);
+		fprintf(
+		    stderr, "net_itest server: unverified TLS peer %s got through\n", peer->addr);
 		exit(1);
 	}
 	if (len == 4 && memcmp(req, "drop", 4) == 0) {
@@ -322,8 +323,8 @@ cli_run(void *arg)
 		return (NULL);
 	}
 	for (unsigned i = 0; i < o->calls; i++) {
-		int n = snprintf((char *)req, cap, "%st%u-c%u-%ld-", o->prefix, t->id, i,
-		    (long)random());
+		int n = snprintf(
+		    (char *)req, cap, "%st%u-c%u-%ld-", o->prefix, t->id, i, (long)random());
 		size_t len = (size_t)n;
 		while (len < o->size) {
 			req[len] = (uint8_t)('a' + len % 26);
@@ -332,8 +333,8 @@ cli_run(void *arg)
 		uint8_t *rep = NULL;
 		size_t rep_len = 0;
 		coffer_err err = { 0 };
-		int rv = coffer_net_client_call(cs->client, req, len, &rep, &rep_len, o->timeout_ms,
-		    &err);
+		int rv = coffer_net_client_call(
+		    cs->client, req, len, &rep, &rep_len, o->timeout_ms, &err);
 		if (rv != 0) {
 			if (o->allow_unavail && (rv == COFFER_EUNAVAIL || rv == COFFER_ECANCELED)) {
 				atomic_fetch_add(&cs->unavail, 1);
@@ -348,7 +349,8 @@ cli_run(void *arg)
 		}
 		free(rep);
 		if (!good) {
-			fprintf(stderr, "net_itest client: thread %u call %u: wrong answer (%zu bytes)\n",
+			fprintf(stderr,
+			    "net_itest client: thread %u call %u: wrong answer (%zu bytes)\n",
 			    t->id, i, rep_len);
 			pthread_mutex_lock(&cs->mu);
 			cs->wrong = true;

@@ -130,7 +130,8 @@ run_check(const char *state_dir)
 	struct check_state cs = { .prev = st.acked_seq };
 	for (;;) {
 		size_t got = 0;
-		if (agent_outbox_foreach(ob, cs.prev, 256, 1 << 20, check_cb, &cs, &got, &err) != 0) {
+		if (agent_outbox_foreach(ob, cs.prev, 256, 1 << 20, check_cb, &cs, &got, &err) !=
+		    0) {
 			coffer_err_print("outbox_crash_itest", &err);
 			agent_outbox_close(ob);
 			return (1);
@@ -140,12 +141,14 @@ run_check(const char *state_dir)
 		}
 	}
 	if (cs.n != st.count) {
-		fprintf(stderr, "outbox_crash_itest: depth says %" PRIu64 " records, read %" PRIu64
-		    "\n", st.count, cs.n);
+		fprintf(stderr,
+		    "outbox_crash_itest: depth says %" PRIu64 " records, read %" PRIu64 "\n",
+		    st.count, cs.n);
 		cs.bad = 1;
 	}
 	if (cs.prev >= st.next_seq) {
-		fprintf(stderr, "outbox_crash_itest: next seq %" PRIu64 " is not past %" PRIu64 "\n",
+		fprintf(stderr,
+		    "outbox_crash_itest: next seq %" PRIu64 " is not past %" PRIu64 "\n",
 		    st.next_seq, cs.prev);
 		cs.bad = 1;
 	}
@@ -158,12 +161,14 @@ main(int argc, char **argv)
 {
 	coffer_log_init("outbox_crash_itest", COFFER_LOG_INFO);
 	if (argc == 5 && strcmp(argv[1], "append") == 0) {
-		return (run_append(argv[2], strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10)));
+		return (
+		    run_append(argv[2], strtoul(argv[3], NULL, 10), strtoul(argv[4], NULL, 10)));
 	}
 	if (argc == 3 && strcmp(argv[1], "check") == 0) {
 		return (run_check(argv[2]));
 	}
-	fprintf(stderr, "usage: outbox_crash_itest append STATE_DIR COUNT ACK_LAG\n"
+	fprintf(stderr,
+	    "usage: outbox_crash_itest append STATE_DIR COUNT ACK_LAG\n"
 	    "       outbox_crash_itest check STATE_DIR\n");
 	return (2);
 }

@@ -47,23 +47,40 @@ static const char *
 code_name(int code)
 {
 	switch (code) {
-	case COFFER_EINVAL: return ("EINVAL");
-	case COFFER_ENOMEM: return ("ENOMEM");
-	case COFFER_EIO: return ("EIO");
-	case COFFER_ENOENT: return ("ENOENT");
-	case COFFER_EEXIST: return ("EEXIST");
-	case COFFER_EPERM: return ("EPERM");
-	case COFFER_EAUTH: return ("EAUTH");
-	case COFFER_ETOOBIG: return ("ETOOBIG");
-	case COFFER_EPROTO: return ("EPROTO");
-	case COFFER_EPG: return ("EPG");
-	case COFFER_ECHILD: return ("ECHILD");
-	case COFFER_ECANCELED: return ("ECANCELED");
-	case COFFER_ETIMEDOUT: return ("ETIMEDOUT");
-	case COFFER_ENOSPC: return ("ENOSPC");
-	case COFFER_EUNAVAIL: return ("EUNAVAIL");
-	case COFFER_EVERSION: return ("EVERSION");
-	case COFFER_EINTERNAL: return ("EINTERNAL");
+	case COFFER_EINVAL:
+		return ("EINVAL");
+	case COFFER_ENOMEM:
+		return ("ENOMEM");
+	case COFFER_EIO:
+		return ("EIO");
+	case COFFER_ENOENT:
+		return ("ENOENT");
+	case COFFER_EEXIST:
+		return ("EEXIST");
+	case COFFER_EPERM:
+		return ("EPERM");
+	case COFFER_EAUTH:
+		return ("EAUTH");
+	case COFFER_ETOOBIG:
+		return ("ETOOBIG");
+	case COFFER_EPROTO:
+		return ("EPROTO");
+	case COFFER_EPG:
+		return ("EPG");
+	case COFFER_ECHILD:
+		return ("ECHILD");
+	case COFFER_ECANCELED:
+		return ("ECANCELED");
+	case COFFER_ETIMEDOUT:
+		return ("ETIMEDOUT");
+	case COFFER_ENOSPC:
+		return ("ENOSPC");
+	case COFFER_EUNAVAIL:
+		return ("EUNAVAIL");
+	case COFFER_EVERSION:
+		return ("EVERSION");
+	case COFFER_EINTERNAL:
+		return ("EINTERNAL");
 	}
 	return ("E?");
 }
@@ -81,8 +98,9 @@ report(const coffer_err *err)
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: pgdump_itest snapshot|dump|rowcounts|dbexists|createdb|hastables "
-			"CONNINFO ... (see the source)\n");
+	fprintf(stderr,
+	    "usage: pgdump_itest snapshot|dump|rowcounts|dbexists|createdb|hastables "
+	    "CONNINFO ... (see the source)\n");
 	return (2);
 }
 
@@ -207,8 +225,8 @@ run_dump(int argc, char **argv)
 		}
 	}
 	if (rv == 0) {
-		rv = agent_dump_argv(pg_dump, agent_pg_snapshot_id(snap), conninfo, extra, &dargv,
-		    &err);
+		rv = agent_dump_argv(
+		    pg_dump, agent_pg_snapshot_id(snap), conninfo, extra, &dargv, &err);
 	}
 	if (rv == 0) {
 		fd = open(outfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -237,12 +255,14 @@ run_dump(int argc, char **argv)
 			.argv = (const char *const *)dargv,
 			.name = "pg_dump",
 			.stdout_chain = hash,
-			.deadline_ms = deadline_ms > 0 ? coffer_clock_monotonic_ms() + deadline_ms : 0,
+			.deadline_ms =
+			    deadline_ms > 0 ? coffer_clock_monotonic_ms() + deadline_ms : 0,
 			.deadline_what = window,
 			.kill_grace_ms = grace_ms,
 			.cancel = the_cancel,
-			.not_found_hint = "install the PostgreSQL client, or set [postgres] bin_dir to "
-					  "the directory that holds pg_dump",
+			.not_found_hint =
+			    "install the PostgreSQL client, or set [postgres] bin_dir to "
+			    "the directory that holds pg_dump",
 		};
 		rv = agent_child_run(&spec, &res, &err);
 		printf("stdout_bytes %" PRIu64 "\n", res.stdout_bytes);

@@ -37,22 +37,28 @@
 #include "coordinator/policy/coord_config.h"
 #include "coordinator/policy/prune.h"
 
-#define NDAYS 60
-#define DAY_MS (24LL * 3600 * 1000)
+#define NDAYS   60
+#define DAY_MS  (24LL * 3600 * 1000)
 #define HOUR_MS (3600LL * 1000)
 /* 2026-03-02T00:00:00Z */
-#define T0 1772409600000LL
+#define T0         1772409600000LL
 #define GRACE_DAYS 3
 /* billing-005's DR copy is due (coordinator/dr/drcopy.c) from the day it
  * lands until this day: its deletion, due on day 15, waits until then. */
-#define DR_K 5
+#define DR_K         5
 #define DR_CLEAR_DAY 18
 
-enum mstate { M_NONE, M_COMPLETED, M_FAILED, M_PENDING, M_DELETED };
+enum mstate {
+	M_NONE,
+	M_COMPLETED,
+	M_FAILED,
+	M_PENDING,
+	M_DELETED
+};
 
 typedef struct mbackup {
 	enum mstate st;
-	bool failed;     /* a failed backup */
+	bool failed; /* a failed backup */
 	bool held;
 	bool manifest;   /* its manifest.json is in the repository */
 	bool data;       /* and its data */
@@ -76,8 +82,7 @@ static int immut_k = -1;
 
 static int total_marked, total_cancelled, total_deleted, total_failed_del, marked_under_c;
 
-static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 #include <stdarg.h>
 
@@ -165,20 +170,21 @@ insert_backup(const char *service, int k, int64_t at_ms, bool failed)
 	snprintf(start, sizeof(start), "%" PRId64, at_ms - 10 * 60 * 1000);
 	const char *v[] = { id, service, start, at };
 	if (failed) {
-		PQclear(sql("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-			    "settled_at, failure_reason) VALUES ($1, $2, 'logical', 'failed', "
-			    "timestamptz 'epoch' + $3::bigint * interval '1 ms', "
-			    "timestamptz 'epoch' + $4::bigint * interval '1 ms', "
-			    "timestamptz 'epoch' + $4::bigint * interval '1 ms', 'pg_dump exited 1')",
-		    4, v));
+		PQclear(
+		    sql("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
+		        "settled_at, failure_reason) VALUES ($1, $2, 'logical', 'failed', "
+		        "timestamptz 'epoch' + $3::bigint * interval '1 ms', "
+		        "timestamptz 'epoch' + $4::bigint * interval '1 ms', "
+		        "timestamptz 'epoch' + $4::bigint * interval '1 ms', 'pg_dump exited 1')",
+		        4, v));
 		return;
 	}
 	PQclear(sql("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-		    "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ($1, $2, "
-		    "'logical', 'completed', timestamptz 'epoch' + $3::bigint * interval '1 ms', "
-		    "timestamptz 'epoch' + $4::bigint * interval '1 ms', "
-		    "timestamptz 'epoch' + $4::bigint * interval '1 ms', 4, "
-		    "decode(repeat('ab', 32), 'hex'), '{}', 'k1')",
+	            "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ($1, $2, "
+	            "'logical', 'completed', timestamptz 'epoch' + $3::bigint * interval '1 ms', "
+	            "timestamptz 'epoch' + $4::bigint * interval '1 ms', "
+	            "timestamptz 'epoch' + $4::bigint * interval '1 ms', 4, "
+	            "decode(repeat('ab', 32), 'hex'), '{}', 'k1')",
 	    4, v));
 	put_object(service, id, "data", "data");
 	put_object(service, id, "manifest.json", "{\"service\":\"x\"}");
@@ -306,7 +312,7 @@ compare(int day)
 {
 	const char *v[] = { "billing" };
 	PGresult *r = sql("SELECT id, status, COALESCE(delete_outcome, ''), delete_attempts, "
-			  "pending_since IS NOT NULL FROM backups WHERE service = $1 ORDER BY id",
+	                  "pending_since IS NOT NULL FROM backups WHERE service = $1 ORDER BY id",
 	    1, v);
 	if (PQntuples(r) != day + 1) {
 		die("day %d: %d billing rows, want %d", day, PQntuples(r), day + 1);
@@ -322,14 +328,14 @@ compare(int day)
 			    PQgetvalue(r, k, 2), b->outcome);
 		}
 		if (atoi(PQgetvalue(r, k, 3)) != b->attempts) {
-			die("day %d: %s has %s failed deletion attempts, the model says %d", day, id,
-			    PQgetvalue(r, k, 3), b->attempts);
+			die("day %d: %s has %s failed deletion attempts, the model says %d", day,
+			    id, PQgetvalue(r, k, 3), b->attempts);
 		}
 		bool m = has_object("billing", id, "manifest.json");
 		bool d = has_object("billing", id, "data");
 		if (m != b->manifest || d != b->data) {
-			die("day %d: %s objects manifest=%d data=%d, the model says %d %d", day, id, m,
-			    d, b->manifest, b->data);
+			die("day %d: %s objects manifest=%d data=%d, the model says %d %d", day, id,
+			    m, d, b->manifest, b->data);
 		}
 	}
 	PQclear(r);
@@ -340,7 +346,7 @@ hold(const char *id, bool add)
 {
 	coffer_err e;
 	int rc = add ? coord_hold_add(cat, &akey, "alice", id, "case 4711", &e)
-		     : coord_hold_remove(cat, &akey, "alice", id, &e);
+	             : coord_hold_remove(cat, &akey, "alice", id, &e);
 	check_rc(rc, &e, add ? "hold add" : "hold remove");
 	int k = atoi(strchr(id, '-') + 1);
 	model[k].held = add;
@@ -385,8 +391,9 @@ immutable_pick(const char *repo_dir, bool set)
 	static int k = -1;
 	if (set) {
 		for (int i = 0; i < NDAYS && k < 0; i++) {
-			if (model[i].st == M_PENDING && model[i].pending_day + GRACE_DAYS == IMMUT_DAY &&
-			    model[i].data && !model[i].held) {
+			if (model[i].st == M_PENDING &&
+			    model[i].pending_day + GRACE_DAYS == IMMUT_DAY && model[i].data &&
+			    !model[i].held) {
 				k = i;
 			}
 		}
@@ -395,8 +402,10 @@ immutable_pick(const char *repo_dir, bool set)
 		}
 	}
 	char cmd[1024];
-	snprintf(cmd, sizeof(cmd), "chattr %ci '%s/services/billing/backups/billing-%03d/data' "
-	    "2>/dev/null", set ? '+' : '-', repo_dir, k);
+	snprintf(cmd, sizeof(cmd),
+	    "chattr %ci '%s/services/billing/backups/billing-%03d/data' "
+	    "2>/dev/null",
+	    set ? '+' : '-', repo_dir, k);
 	if (system(cmd) != 0) {
 		if (set) {
 			printf("--   this filesystem has no immutable flag: the partial deletion "
@@ -412,7 +421,8 @@ static void
 classify_checks(void)
 {
 	coffer_err e;
-	coffer_err_set(&e, COFFER_EPERM, "s3 DeleteObject: AccessDenied: Access Denied because "
+	coffer_err_set(&e, COFFER_EPERM,
+	    "s3 DeleteObject: AccessDenied: Access Denied because "
 	    "object protected by object lock");
 	if (coord_prune_classify(COFFER_EPERM, &e) != COORD_PRUNE_LOCKED) {
 		die("an object-lock refusal is not classified as locked");
@@ -446,11 +456,11 @@ main(int argc, char **argv)
 	conn = coord_catalog_conn(cat);
 	check_rc(coord_audit_key_load(conf[0]->audit_key, &akey, &e), &e, "audit key");
 	coffer_repo_config rc = { .type = "posix", .path = argv[5] };
-	check_rc(coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE,
-		     &repo_rw, &e),
+	check_rc(coffer_repo_open(
+	             &rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, &repo_rw, &e),
 	    &e, "repo");
-	check_rc(coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE, &repo_nodelete, &e), &e,
-	    "repo without delete");
+	check_rc(coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE, &repo_nodelete, &e),
+	    &e, "repo without delete");
 	const coord_service_policy *pb = coord_config_service(conf[1], "billing");
 	const coord_service_policy *pc = coord_config_service(conf[2], "billing");
 	if (pb == NULL || pc == NULL || strcmp(pb->version, pc->version) == 0 ||
@@ -480,13 +490,16 @@ main(int argc, char **argv)
 		model[day].failed = failed;
 		model[day].manifest = model[day].data = !failed;
 		if (day == DR_K) {
-			PQclear(PQexec(conn, "INSERT INTO backup_copies (backup_id, repo, status) "
-						 "VALUES ('billing-005', 'dr', 'copying')"));
+			PQclear(PQexec(conn,
+			    "INSERT INTO backup_copies (backup_id, repo, status) "
+			    "VALUES ('billing-005', 'dr', 'copying')"));
 		} else if (day == DR_CLEAR_DAY) {
-			PGresult *r = PQexec(conn, "UPDATE backup_copies SET status = 'verified', "
-						   "stored_sha256 = sha256('x'), finished_at = now() "
-						   "WHERE backup_id = 'billing-005'");
-			if (PQresultStatus(r) != PGRES_COMMAND_OK || strcmp(PQcmdTuples(r), "1") != 0) {
+			PGresult *r = PQexec(conn,
+			    "UPDATE backup_copies SET status = 'verified', "
+			    "stored_sha256 = sha256('x'), finished_at = now() "
+			    "WHERE backup_id = 'billing-005'");
+			if (PQresultStatus(r) != PGRES_COMMAND_OK ||
+			    strcmp(PQcmdTuples(r), "1") != 0) {
 				die("cannot mark billing-005's DR copy verified: %s",
 				    PQerrorMessage(conn));
 			}
@@ -503,10 +516,12 @@ main(int argc, char **argv)
 			 * nothing and is recorded as gone. */
 			char key[COFFER_REPO_KEY_MAX];
 			check_rc(coffer_repo_backup_key(key, sizeof(key), "billing", "billing-020",
-				     "manifest.json", &e), &e, "key");
+			             "manifest.json", &e),
+			    &e, "key");
 			check_rc(coffer_repo_delete(repo_rw, key, &e), &e, "delete by hand");
-			check_rc(coffer_repo_backup_key(key, sizeof(key), "billing", "billing-020",
-				     "data", &e), &e, "key");
+			check_rc(coffer_repo_backup_key(
+			             key, sizeof(key), "billing", "billing-020", "data", &e),
+			    &e, "key");
 			check_rc(coffer_repo_delete(repo_rw, key, &e), &e, "delete by hand");
 			model[20].manifest = model[20].data = false;
 		} else if (day == 30) {
@@ -521,9 +536,9 @@ main(int argc, char **argv)
 			want.marked += 2; /* the ledger's two older backups */
 		}
 		coord_prune_stats st;
-		int rv = coord_retention_pass(cat, &akey, cfg,
-		    denied_day(day) ? repo_nodelete : repo_rw, T0 + day * DAY_MS + 12 * HOUR_MS, &st,
-		    &e);
+		int rv =
+		    coord_retention_pass(cat, &akey, cfg, denied_day(day) ? repo_nodelete : repo_rw,
+		        T0 + day * DAY_MS + 12 * HOUR_MS, &st, &e);
 		check_rc(rv, &e, "retention pass");
 		if ((int)st.marked != want.marked || (int)st.cancelled != want.cancelled ||
 		    (int)st.deleted != want.deleted || (int)st.gone != want.gone ||
@@ -556,21 +571,22 @@ main(int argc, char **argv)
 	    audit_count("backup.pending_cancelled", "") != total_cancelled ||
 	    audit_count("backup.deleted", "") != total_deleted ||
 	    audit_count("backup.delete_failed", "AND details->>'outcome' = 'denied'") !=
-		total_failed_del) {
+	        total_failed_del) {
 		die("audit rows differ from the model: pending %lld/%d cancelled %lld/%d deleted "
 		    "%lld/%d failed %lld/%d",
-		    audit_count("backup.pending_delete", "AND subject LIKE 'billing-%'"), total_marked,
-		    audit_count("backup.pending_cancelled", ""), total_cancelled,
+		    audit_count("backup.pending_delete", "AND subject LIKE 'billing-%'"),
+		    total_marked, audit_count("backup.pending_cancelled", ""), total_cancelled,
 		    audit_count("backup.deleted", ""), total_deleted,
 		    audit_count("backup.delete_failed", ""), total_failed_del);
 	}
 	char extra[512];
-	snprintf(extra, sizeof(extra), "AND subject LIKE 'billing-%%' AND details->>'policy_version' = '%s'",
-	    pc->version);
+	snprintf(extra, sizeof(extra),
+	    "AND subject LIKE 'billing-%%' AND details->>'policy_version' = '%s'", pc->version);
 	if (audit_count("backup.pending_delete", extra) != marked_under_c) {
 		die("pending marks made under policy C do not name its version");
 	}
-	snprintf(extra, sizeof(extra), "AND subject LIKE 'billing-%%' AND details->>'policy_version' NOT IN ('%s', '%s')",
+	snprintf(extra, sizeof(extra),
+	    "AND subject LIKE 'billing-%%' AND details->>'policy_version' NOT IN ('%s', '%s')",
 	    pb->version, pc->version);
 	if (audit_count("backup.pending_delete", extra) != 0 ||
 	    audit_count("backup.deleted", extra) != 0 ||
@@ -589,7 +605,8 @@ main(int argc, char **argv)
 		    audit_count("policy.changed", "AND subject = 'ledger'"),
 		    audit_count("policy.removed", "AND subject = 'ledger'"));
 	}
-	snprintf(extra, sizeof(extra), "AND subject = 'billing' AND details->>'old_version' = '%s' "
+	snprintf(extra, sizeof(extra),
+	    "AND subject = 'billing' AND details->>'old_version' = '%s' "
 	    "AND details->>'new_version' = '%s' AND details->>'policy' LIKE '%%retention.daily=14%%'",
 	    pb->version, pc->version);
 	if (audit_count("policy.changed", extra) != 1) {
@@ -606,9 +623,9 @@ main(int argc, char **argv)
 	 * that were pending: nothing is deleted because a section vanished. */
 	const char *lv[] = { "ledger" };
 	if (sql_int("SELECT count(*) FROM backups WHERE service = $1 AND status = 'pending_delete'",
-		1, lv) != 2 ||
+	        1, lv) != 2 ||
 	    sql_int("SELECT count(*) FROM backups WHERE service = $1 AND status = 'deleted'", 1,
-		lv) != 0 ||
+	        lv) != 0 ||
 	    !has_object("ledger", "ledger-000", "manifest.json")) {
 		die("ledger's backups were touched after its section was removed");
 	}
@@ -632,7 +649,8 @@ main(int argc, char **argv)
 	{
 		const char *a = cJSON_GetStringValue(cJSON_GetObjectItem(b, "action"));
 		int nreasons = cJSON_GetArraySize(cJSON_GetObjectItem(b, "reasons"));
-		if (strcmp(a, "delete") == 0 && cJSON_IsString(cJSON_GetObjectItem(b, "delete_at"))) {
+		if (strcmp(a, "delete") == 0 &&
+		    cJSON_IsString(cJSON_GetObjectItem(b, "delete_at"))) {
 			got_del++;
 		} else if (strcmp(a, "keep") == 0 && nreasons > 0) {
 			got_keep++;
@@ -663,16 +681,16 @@ main(int argc, char **argv)
 	    "hold with an empty reason is refused");
 	expect_code(coord_hold_add(cat, &akey, "alice", "billing-000", "late", &e), COFFER_EREFUSED,
 	    &e, "hold on a deleted backup is refused");
-	check_rc(coord_hold_add(cat, &akey, "alice", "billing-058", "audit 2026", &e), &e,
-	    "hold add");
-	expect_code(coord_hold_add(cat, &akey, "bob", "billing-058", "again", &e), COFFER_EEXIST, &e,
-	    "a second active hold is refused");
+	check_rc(
+	    coord_hold_add(cat, &akey, "alice", "billing-058", "audit 2026", &e), &e, "hold add");
+	expect_code(coord_hold_add(cat, &akey, "bob", "billing-058", "again", &e), COFFER_EEXIST,
+	    &e, "a second active hold is refused");
 	cJSON *holds = NULL;
 	check_rc(coord_holds_list(cat, "billing", 100, &holds, &e), &e, "holds list");
 	if (cJSON_GetArraySize(holds) != 1 ||
-	    strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(holds, 0),
-			   "backup_id")),
-		"billing-058") != 0) {
+	    strcmp(cJSON_GetStringValue(
+	               cJSON_GetObjectItem(cJSON_GetArrayItem(holds, 0), "backup_id")),
+	        "billing-058") != 0) {
 		die("holds list: %s", cJSON_PrintUnformatted(holds));
 	}
 	cJSON_Delete(holds);
@@ -692,21 +710,21 @@ main(int argc, char **argv)
 	 * (day 61). Both deletions must be refused and audited, the objects
 	 * kept. */
 	PQclear(sql("CREATE FUNCTION test_race() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-		    "IF NEW.action = 'backup.pending_delete' AND NEW.subject = 'billing-053' THEN "
-		    "INSERT INTO holds (backup_id, reason, placed_by) VALUES ('billing-050', "
-		    "'raced', 'test'); END IF; "
-		    "IF NEW.action = 'backup.pending_delete' AND NEW.subject = 'billing-054' THEN "
-		    "UPDATE backups SET verify_failed_at = now() WHERE service = 'billing' AND "
-		    "id > 'billing-051' AND status = 'completed'; END IF; RETURN NULL; END $$",
+	            "IF NEW.action = 'backup.pending_delete' AND NEW.subject = 'billing-053' THEN "
+	            "INSERT INTO holds (backup_id, reason, placed_by) VALUES ('billing-050', "
+	            "'raced', 'test'); END IF; "
+	            "IF NEW.action = 'backup.pending_delete' AND NEW.subject = 'billing-054' THEN "
+	            "UPDATE backups SET verify_failed_at = now() WHERE service = 'billing' AND "
+	            "id > 'billing-051' AND status = 'completed'; END IF; RETURN NULL; END $$",
 	    0, NULL));
 	PQclear(sql("CREATE TRIGGER test_race AFTER INSERT ON audit FOR EACH ROW "
-		    "EXECUTE FUNCTION test_race()",
+	            "EXECUTE FUNCTION test_race()",
 	    0, NULL));
 	const char *want_refused[] = { "held", "newest_restorable" };
 	for (int day = NDAYS; day < NDAYS + 2; day++) {
 		coord_prune_stats st;
 		check_rc(coord_retention_pass(cat, &akey, conf[1], repo_rw,
-			     T0 + day * DAY_MS + 12 * HOUR_MS, &st, &e),
+		             T0 + day * DAY_MS + 12 * HOUR_MS, &st, &e),
 		    &e, "retention pass");
 		char id[32], q[256];
 		snprintf(id, sizeof(id), "billing-%03d", day - 10);
@@ -716,9 +734,10 @@ main(int argc, char **argv)
 		if (st.refused != 1 || st.deleted != 0 ||
 		    audit_count("backup.delete_refused", q) != 1 ||
 		    sql_int("SELECT count(*) FROM backups WHERE id = $1 AND status = "
-			    "'pending_delete'",
-			1, iv) != 1 ||
-		    !has_object("billing", id, "manifest.json") || !has_object("billing", id, "data")) {
+		            "'pending_delete'",
+		        1, iv) != 1 ||
+		    !has_object("billing", id, "manifest.json") ||
+		    !has_object("billing", id, "data")) {
 			die("day %d: the deletion of %s was not refused for %s (refused %zu, deleted "
 			    "%zu)",
 			    day, id, want_refused[day - NDAYS], st.refused, st.deleted);
@@ -732,10 +751,11 @@ main(int argc, char **argv)
 	/* A time the rule cannot place stops the service's evaluation: nothing
 	 * is marked or deleted on a partial view, and the pass says why. */
 	long long before = sql_int("SELECT count(*) FROM audit", 0, NULL);
-	PQclear(sql("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-		    "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ('billing-bad', "
-		    "'billing', 'logical', 'completed', '0050-01-01 BC', '0050-01-01 BC', '0050-01-01 BC', "
-		    "4, decode(repeat('ab', 32), 'hex'), '{}', 'k1')",
+	PQclear(sql(
+	    "INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
+	    "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ('billing-bad', "
+	    "'billing', 'logical', 'completed', '0050-01-01 BC', '0050-01-01 BC', '0050-01-01 BC', "
+	    "4, decode(repeat('ab', 32), 'hex'), '{}', 'k1')",
 	    0, NULL));
 	coord_prune_stats st;
 	int rv = coord_retention_pass(cat, &akey, conf[1], repo_rw, T0 + 70 * DAY_MS, &st, &e);

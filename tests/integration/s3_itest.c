@@ -28,9 +28,9 @@
 #include <string.h>
 
 #include "common/base/clock.h"
-#include "common/stream/digest.h"
 #include "common/repo/repo.h"
 #include "common/repo/s3.h"
+#include "common/stream/digest.h"
 #include "common/stream/sink.h"
 
 static const char *endpoint;
@@ -89,8 +89,8 @@ fill(uint8_t *buf, size_t len, uint64_t *state)
 }
 
 static int
-write_object(coffer_repo *repo, const char *key, uint64_t size, uint64_t seed,
-    uint8_t digest[32], coffer_err *err)
+write_object(coffer_repo *repo, const char *key, uint64_t size, uint64_t seed, uint8_t digest[32],
+    coffer_err *err)
 {
 	coffer_filter *sink = NULL;
 	int rc = coffer_repo_write_begin(repo, key, &sink, err);
@@ -123,8 +123,7 @@ write_object(coffer_repo *repo, const char *key, uint64_t size, uint64_t seed,
 }
 
 static int
-read_digest(coffer_repo *repo, const char *key, uint8_t digest[32], uint64_t *size,
-    coffer_err *err)
+read_digest(coffer_repo *repo, const char *key, uint8_t digest[32], uint64_t *size, coffer_err *err)
 {
 	coffer_filter *sha = coffer_sha256_filter_new(err);
 	coffer_filter *cnt = coffer_count_filter_new(err);
@@ -158,8 +157,9 @@ cmd_roundtrip(const char *bucket, uint64_t size)
 		return (die("read", &err));
 	}
 	if (memcmp(w, r, 32) != 0 || got != size) {
-		fprintf(stderr, "FAIL roundtrip: read %" PRIu64 " bytes, wrote %" PRIu64
-		    ", digests %s\n", got, size, memcmp(w, r, 32) == 0 ? "equal" : "differ");
+		fprintf(stderr,
+		    "FAIL roundtrip: read %" PRIu64 " bytes, wrote %" PRIu64 ", digests %s\n", got,
+		    size, memcmp(w, r, 32) == 0 ? "equal" : "differ");
 		return (1);
 	}
 	coffer_repo_info info;
@@ -353,8 +353,8 @@ cmd_nodelete(const char *bucket)
 	coffer_repo *rw = NULL, *all = NULL;
 	coffer_err err = { 0 };
 	if (coffer_repo_open(&cfg, COFFER_REPO_READ | COFFER_REPO_WRITE, &rw, &err) != 0 ||
-	    coffer_repo_open(&cfg, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE,
-	    &all, &err) != 0) {
+	    coffer_repo_open(
+	        &cfg, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, &all, &err) != 0) {
 		return (die("open", &err));
 	}
 	const char *key = "services/billing/backups/del/data";
@@ -401,7 +401,8 @@ cmd_badsecret(const char *bucket)
 	int rc = write_object(repo, "services/billing/backups/bad/data", 10, 1, NULL, &err);
 	if (rc != COFFER_EAUTH || strstr(err.msg, "SignatureDoesNotMatch") == NULL ||
 	    strstr(err.hint, "secret_key") == NULL || strstr(err.hint, "clock") == NULL) {
-		fprintf(stderr, "FAIL wrong secret gave %d: %s (hint: %s)\n", rc, err.msg, err.hint);
+		fprintf(
+		    stderr, "FAIL wrong secret gave %d: %s (hint: %s)\n", rc, err.msg, err.hint);
 		return (1);
 	}
 	if (strstr(err.msg, cfg.secret_key) != NULL || strstr(err.msg, access_key) != NULL) {
@@ -542,8 +543,8 @@ cmd_versions(const char *bucket)
 		return (die("put", &err));
 	}
 	if (v1.version_id[0] == '\0' || strcmp(v1.version_id, v2.version_id) == 0) {
-		fprintf(stderr, "FAIL version ids \"%s\" and \"%s\"\n", v1.version_id,
-		    v2.version_id);
+		fprintf(
+		    stderr, "FAIL version ids \"%s\" and \"%s\"\n", v1.version_id, v2.version_id);
 		return (1);
 	}
 	struct text_sink t = { .base.ops = &ts_ops };
@@ -594,7 +595,8 @@ cmd_lock(const char *bucket)
 			return (die("write", &err));
 		}
 		if (coffer_s3_upload_memory(up) > COFFER_S3_PART_DEFAULT) {
-			fprintf(stderr, "FAIL upload holds %zu bytes\n", coffer_s3_upload_memory(up));
+			fprintf(
+			    stderr, "FAIL upload holds %zu bytes\n", coffer_s3_upload_memory(up));
 			return (1);
 		}
 	}
@@ -612,7 +614,8 @@ cmd_lock(const char *bucket)
 	if (coffer_s3_head(s3, "locked/big", info.version_id, &head, &err) != 0) {
 		return (die("head", &err));
 	}
-	if (strcmp(head.lock_mode, "COMPLIANCE") != 0 || head.lock_until_ms / 1000 != until / 1000) {
+	if (strcmp(head.lock_mode, "COMPLIANCE") != 0 ||
+	    head.lock_until_ms / 1000 != until / 1000) {
 		fprintf(stderr, "FAIL lock \"%s\" until %" PRId64 " (wanted %" PRId64 ")\n",
 		    head.lock_mode, head.lock_until_ms, until);
 		return (1);
@@ -705,7 +708,8 @@ cmd_head(const char *bucket, const char *key, const char *version)
 	coffer_err err = { 0 };
 	coffer_s3_object_info info;
 	memset(&info, 0, sizeof(info));
-	if (coffer_s3_new(&cfg, &s3, &err) != 0 || coffer_s3_head(s3, key, version, &info, &err) != 0) {
+	if (coffer_s3_new(&cfg, &s3, &err) != 0 ||
+	    coffer_s3_head(s3, key, version, &info, &err) != 0) {
 		coffer_s3_free(s3);
 		return (die("head", &err));
 	}
@@ -832,8 +836,10 @@ main(int argc, char **argv)
 	access_key = getenv("S3_ACCESS");
 	secret_key = getenv("S3_SECRET");
 	if (argc < 3 || endpoint == NULL || access_key == NULL || secret_key == NULL) {
-		fprintf(stderr, "usage: S3_ENDPOINT=... S3_ACCESS=... S3_SECRET=... %s CMD BUCKET "
-		    "[ARG]\n", argv[0]);
+		fprintf(stderr,
+		    "usage: S3_ENDPOINT=... S3_ACCESS=... S3_SECRET=... %s CMD BUCKET "
+		    "[ARG]\n",
+		    argv[0]);
 		return (2);
 	}
 	const char *cmd = argv[1];
@@ -844,7 +850,8 @@ main(int argc, char **argv)
 		coffer_s3 *s3 = NULL;
 		coffer_err err = { 0 };
 		if (coffer_s3_new(&cfg, &s3, &err) != 0 ||
-		    coffer_s3_bucket_create(s3, arg != NULL && strcmp(arg, "lock") == 0, &err) != 0) {
+		    coffer_s3_bucket_create(s3, arg != NULL && strcmp(arg, "lock") == 0, &err) !=
+		        0) {
 			return (die("mkbucket", &err));
 		}
 		coffer_s3_free(s3);

@@ -23,8 +23,8 @@
 #include "common/base/log.h"
 
 static int
-emit_one(agent_outbox *ob, const agent_config *cfg, const char *id, bool completed,
-    uint64_t *seq, coffer_err *err)
+emit_one(agent_outbox *ob, const agent_config *cfg, const char *id, bool completed, uint64_t *seq,
+    coffer_err *err)
 {
 	int64_t now = coffer_clock_now(NULL);
 	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;

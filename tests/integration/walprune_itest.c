@@ -38,8 +38,8 @@ main(int argc, char **argv)
 		.path = coffer_config_str(cfg->ini, "repository.primary", "path") };
 	if (coord_audit_key_load(cfg->audit_key, &key, &err) != 0 ||
 	    (cat = coord_catalog_open(cfg->catalog, &err)) == NULL ||
-	    coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, &repo,
-		&err) != 0) {
+	    coffer_repo_open(
+	        &rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, &repo, &err) != 0) {
 		fprintf(stderr, "walprune_itest: setup: %s\n", err.msg);
 		return (1);
 	}
@@ -49,7 +49,7 @@ main(int argc, char **argv)
 	    st.deleted, st.failed, st.services, st.purged);
 	if (rc2 != 0) {
 		fprintf(stderr, "walprune_itest: %s\n", err.msg);
-}
+	}
 	coffer_repo_close(repo);
 	coord_catalog_close(cat);
 	coord_config_free(cfg);

@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <openssl/sha.h>
+#include <cmocka.h>
 
 #include "agent/backup/physical.h"
 #include "agent/restore/physical_restore.h"
@@ -46,7 +46,7 @@ setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "/tmp/coffer-physical-test.XXXXXX");
 	if (mkdtemp(f->dir) == NULL) {
 		return (-1);
-}
+	}
 	char root[300];
 	snprintf(root, sizeof(root), "%s/pgdata", f->dir);
 	mkdir(root, 0700);
@@ -54,7 +54,7 @@ setup(void **state)
 	coffer_err err = { 0 };
 	if (f->fd < 0 || coffer_manifest_new(&f->m, &err) != 0) {
 		return (-1);
-}
+	}
 	*state = f;
 	return (0);
 }
@@ -93,7 +93,7 @@ entry(fx *f, char type, uint32_t mode, const char *path, const char *data)
 	put(f, path, strlen(path));
 	if (n > 0) {
 		put(f, data, n);
-}
+	}
 }
 
 /* A file entry and its manifest line; sha_of NULL: the data's own digest. */
@@ -132,8 +132,8 @@ sample(fx *f)
 static int
 feed_mapped(fx *f, size_t step, const char *const *map, size_t nmap, coffer_err *err)
 {
-	coffer_filter *u = agent_physical_restore_unpack_new(f->fd, f->m, false, 0, 0, map, nmap,
-	    err);
+	coffer_filter *u =
+	    agent_physical_restore_unpack_new(f->fd, f->m, false, 0, 0, map, nmap, err);
 	assert_non_null(u);
 	int rc = 0;
 	for (size_t off = 0; rc == 0 && off < f->len; off += step) {
@@ -142,7 +142,7 @@ feed_mapped(fx *f, size_t step, const char *const *map, size_t nmap, coffer_err 
 	}
 	if (rc == 0) {
 		rc = coffer_filter_finish(u, err);
-}
+	}
 	coffer_filter_free(u);
 	return (rc);
 }
@@ -356,8 +356,9 @@ test_file_count_mismatch(void **state)
 	sample(f);
 	end(f);
 	/* The manifest lists one more file than the archive holds. */
-	assert_int_equal(coffer_manifest_add_file(f->m, "extra", 0,
-			     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", NULL),
+	assert_int_equal(
+	    coffer_manifest_add_file(f->m, "extra", 0,
+	        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", NULL),
 	    0);
 	coffer_err err = { 0 };
 	assert_int_equal(feed(f, f->len, &err), COFFER_ECORRUPT);
@@ -423,23 +424,23 @@ test_headers(void **state)
 	assert_true(size == 1ULL << 40);
 
 	memcpy(h, "XXXX", 4);
-	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
-	    COFFER_ECORRUPT);
+	assert_int_equal(
+	    agent_physical_header_decode(h, &type, &mode, &plen, &size, &err), COFFER_ECORRUPT);
 	agent_physical_header_encode(h, 'q', 0600, 1, 0);
-	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
-	    COFFER_ECORRUPT);
+	assert_int_equal(
+	    agent_physical_header_decode(h, &type, &mode, &plen, &size, &err), COFFER_ECORRUPT);
 	agent_physical_header_encode(h, AGENT_PHYS_DIR, 0700, 1, 5); /* a directory with bytes */
-	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
-	    COFFER_ECORRUPT);
+	assert_int_equal(
+	    agent_physical_header_decode(h, &type, &mode, &plen, &size, &err), COFFER_ECORRUPT);
 	agent_physical_header_encode(h, AGENT_PHYS_FILE, 0600, 0, 0); /* no name */
-	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
-	    COFFER_ECORRUPT);
+	assert_int_equal(
+	    agent_physical_header_decode(h, &type, &mode, &plen, &size, &err), COFFER_ECORRUPT);
 	agent_physical_header_encode(h, AGENT_PHYS_FILE, 0600, AGENT_PHYS_PATH_MAX + 1, 0);
-	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
-	    COFFER_ECORRUPT);
+	assert_int_equal(
+	    agent_physical_header_decode(h, &type, &mode, &plen, &size, &err), COFFER_ECORRUPT);
 	agent_physical_header_encode(h, AGENT_PHYS_END, 0, 2, 0);
-	assert_int_equal(agent_physical_header_decode(h, &type, &mode, &plen, &size, &err),
-	    COFFER_ECORRUPT);
+	assert_int_equal(
+	    agent_physical_header_decode(h, &type, &mode, &plen, &size, &err), COFFER_ECORRUPT);
 }
 
 static void
@@ -458,7 +459,8 @@ test_skip_rules(void **state)
 	assert_true(agent_physical_skip("pg_replslot", true, &keep));
 	assert_true(keep);
 	assert_false(agent_physical_skip("global/pg_control", false, &keep));
-	assert_false(agent_physical_skip("base/1/postmaster.pid", false, &keep)); /* top level only */
+	assert_false(
+	    agent_physical_skip("base/1/postmaster.pid", false, &keep)); /* top level only */
 	assert_false(agent_physical_skip("base", true, &keep));
 	assert_false(keep);
 	assert_false(agent_physical_skip("pg_xact", true, &keep));

@@ -25,7 +25,8 @@ test_names(void **state)
 	assert_int_equal(agent_wal_name_parse("000000010000000000000001", &k, &tl, &err), 0);
 	assert_int_equal(k, AGENT_WAL_SEGMENT);
 	assert_int_equal(tl, 1);
-	assert_int_equal(agent_wal_name_parse("0000000A00000003000000FF.partial", &k, &tl, &err), 0);
+	assert_int_equal(
+	    agent_wal_name_parse("0000000A00000003000000FF.partial", &k, &tl, &err), 0);
 	assert_int_equal(k, AGENT_WAL_PARTIAL);
 	assert_int_equal(tl, 10);
 	assert_int_equal(
@@ -43,10 +44,10 @@ test_bad_names(void **state)
 	(void)state;
 	const char *bad[] = {
 		"",
-		"00000001000000000000001",           /* 23 digits */
-		"0000000100000000000000011",         /* 25 */
-		"00000001000000000000000a",          /* lower case: PostgreSQL never writes it */
-		"000000000000000000000001",          /* timeline 0 */
+		"00000001000000000000001",   /* 23 digits */
+		"0000000100000000000000011", /* 25 */
+		"00000001000000000000000a",  /* lower case: PostgreSQL never writes it */
+		"000000000000000000000001",  /* timeline 0 */
 		"../../../etc/passwd",
 		"000000010000000000000001/x",
 		"000000010000000000000001.partia",
@@ -98,21 +99,24 @@ test_next_segment(void **state)
 	(void)state;
 	char next[25];
 	coffer_err err = { 0 };
-	assert_int_equal(agent_wal_next_segment("000000010000000000000001", 16u << 20, next, &err), 0);
+	assert_int_equal(
+	    agent_wal_next_segment("000000010000000000000001", 16u << 20, next, &err), 0);
 	assert_string_equal(next, "000000010000000000000002");
 	/* 16 MiB segments: 256 per 4 GiB "log", so ...FF is followed by the next log. */
-	assert_int_equal(agent_wal_next_segment("0000000200000003000000FF", 16u << 20, next, &err), 0);
+	assert_int_equal(
+	    agent_wal_next_segment("0000000200000003000000FF", 16u << 20, next, &err), 0);
 	assert_string_equal(next, "000000020000000400000000");
 	/* 1 GiB segments: 4 per log. */
-	assert_int_equal(agent_wal_next_segment("000000010000000000000003", 1u << 30, next, &err), 0);
+	assert_int_equal(
+	    agent_wal_next_segment("000000010000000000000003", 1u << 30, next, &err), 0);
 	assert_string_equal(next, "000000010000000100000000");
 	/* Not a power of two, too small, not a segment, the very last one. */
 	assert_int_equal(agent_wal_next_segment("000000010000000000000001", 3u << 20, next, &err),
 	    COFFER_EINVAL);
-	assert_int_equal(agent_wal_next_segment("000000010000000000000001", 4096, next, &err),
-	    COFFER_EINVAL);
-	assert_int_equal(agent_wal_next_segment("00000001.history", 16u << 20, next, &err),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    agent_wal_next_segment("000000010000000000000001", 4096, next, &err), COFFER_EINVAL);
+	assert_int_equal(
+	    agent_wal_next_segment("00000001.history", 16u << 20, next, &err), COFFER_EINVAL);
 	assert_int_equal(agent_wal_next_segment("00000001FFFFFFFF000000FF", 16u << 20, next, &err),
 	    COFFER_EINVAL);
 }

@@ -20,22 +20,22 @@ struct fixture {
 	char path[600];
 };
 
-#define AGENT_MIN \
-	"[agent]\n" \
-	"name = billing-db-1\n" \
-	"service = billing\n" \
-	"state_dir = /var/lib/coffer-agent\n" \
+#define AGENT_MIN                               \
+	"[agent]\n"                             \
+	"name = billing-db-1\n"                 \
+	"service = billing\n"                   \
+	"state_dir = /var/lib/coffer-agent\n"   \
 	"signing_key = /etc/coffer/agent.key\n" \
 	"key_ring = /etc/coffer/billing.keys\n"
-#define POSTGRES_MIN \
+#define POSTGRES_MIN   \
 	"[postgres]\n" \
 	"conninfo = host=/run/postgresql dbname=billing user=coffer\n"
-#define SCHEDULE_MIN \
+#define SCHEDULE_MIN   \
 	"[schedule]\n" \
 	"logical = 0 2 * * *\n"
-#define REPO_MIN \
+#define REPO_MIN                 \
 	"[repository.primary]\n" \
-	"type = posix\n" \
+	"type = posix\n"         \
 	"path = /srv/coffer\n"
 /* 6 + 2 + 2 + 3 lines: the first line after the minimal file. */
 #define NEXT_LINE 14
@@ -229,8 +229,8 @@ test_full_file(void **state)
 	    "heartbeat = 15s\n"
 	    "retry_max = 1h\n");
 	assert_int_equal(c->log_level, COFFER_LOG_DEBUG);
-	assert_string_equal(c->conninfo,
-	    "host=db port=5433 dbname=billing user=coffer sslmode=verify-full");
+	assert_string_equal(
+	    c->conninfo, "host=db port=5433 dbname=billing user=coffer sslmode=verify-full");
 	assert_string_equal(c->bin_dir, "/usr/lib/postgresql/15/bin/");
 	assert_string_equal(c->pg_dump, "/usr/lib/postgresql/15/bin/pg_dump");
 	assert_string_equal(c->pg_restore, "/opt/pg/bin/pg_restore");
@@ -330,8 +330,8 @@ test_schedule_rules(void **state)
 	    AGENT_MIN POSTGRES_MIN "[schedule]\nlogical = 0 2 * * *\nphysical = @reboot\n" REPO_MIN,
 	    11, "[schedule] physical = '@reboot'", NULL);
 	expect_fail(f,
-	    AGENT_MIN POSTGRES_MIN "[schedule]\nlogical = 0 2 * * *\ncompletion_window = 0s\n"
-				   REPO_MIN,
+	    AGENT_MIN POSTGRES_MIN
+	    "[schedule]\nlogical = 0 2 * * *\ncompletion_window = 0s\n" REPO_MIN,
 	    11, "completion_window = '0s'", "from 1s to 7d", NULL);
 }
 
@@ -340,15 +340,16 @@ test_agent_rules(void **state)
 {
 	struct fixture *f = *state;
 	expect_fail(f,
-	    "[agent]\nname = a\nservice = ../etc\nstate_dir = /s\nsigning_key = /k\nkey_ring = /r\n"
-	    POSTGRES_MIN SCHEDULE_MIN REPO_MIN,
+	    "[agent]\nname = a\nservice = ../etc\nstate_dir = /s\nsigning_key = /k\nkey_ring = /r\n" POSTGRES_MIN
+	        SCHEDULE_MIN REPO_MIN,
 	    3, "[agent] service: '../etc' is not a valid name", NULL);
 	expect_fail(f,
-	    "[agent]\nname = -x\nservice = s\nstate_dir = /s\nsigning_key = /k\nkey_ring = /r\n"
-	    POSTGRES_MIN SCHEDULE_MIN REPO_MIN,
+	    "[agent]\nname = -x\nservice = s\nstate_dir = /s\nsigning_key = /k\nkey_ring = /r\n" POSTGRES_MIN
+	        SCHEDULE_MIN REPO_MIN,
 	    2, "[agent] name:", NULL);
-	expect_fail(f, AGENT_MIN "timezone = Mars/Olympus_Mons\n" POSTGRES_MIN SCHEDULE_MIN REPO_MIN,
-	    7, "[agent] timezone:", NULL);
+	expect_fail(f,
+	    AGENT_MIN "timezone = Mars/Olympus_Mons\n" POSTGRES_MIN SCHEDULE_MIN REPO_MIN, 7,
+	    "[agent] timezone:", NULL);
 	expect_fail(f, AGENT_MIN "log_level = verbose\n" POSTGRES_MIN SCHEDULE_MIN REPO_MIN, 7,
 	    "log_level = 'verbose': expected one of debug, info, warn, error", NULL);
 	expect_fail(f, AGENT_MIN "nme = x\n" POSTGRES_MIN SCHEDULE_MIN REPO_MIN, 7,
@@ -357,16 +358,20 @@ test_agent_rules(void **state)
 	    "[agent] missing required key 'state_dir'", NULL);
 	expect_fail(f, AGENT_MIN "[postgres]\nconninfo =\n" SCHEDULE_MIN REPO_MIN, 8,
 	    "[postgres] conninfo = ''", NULL);
-	expect_fail(f, AGENT_MIN POSTGRES_MIN "dump_options = --no-owner -Fp\n" SCHEDULE_MIN REPO_MIN,
-	    9, "[postgres] dump_options: -Fp is not allowed", NULL);
+	expect_fail(f,
+	    AGENT_MIN POSTGRES_MIN "dump_options = --no-owner -Fp\n" SCHEDULE_MIN REPO_MIN, 9,
+	    "[postgres] dump_options: -Fp is not allowed", NULL);
 	expect_fail(f,
 	    AGENT_MIN POSTGRES_MIN "dump_options = --file=/tmp/x\n" SCHEDULE_MIN REPO_MIN, 9,
 	    "--file=/tmp/x is not allowed", NULL);
-	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backup]\ncompress_level = 20\n",
+	expect_fail(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backup]\ncompress_level = 20\n",
 	    NEXT_LINE + 1, "compress_level = '20': expected an integer from 1 to 19", NULL);
-	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backup]\ncompress_workers = 65\n",
+	expect_fail(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backup]\ncompress_workers = 65\n",
 	    NEXT_LINE + 1, "from 0 to 64", NULL);
-	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backup]\nchunk_size = 32KiB\n",
+	expect_fail(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backup]\nchunk_size = 32KiB\n",
 	    NEXT_LINE + 1, "chunk_size = '32KiB'", "from 64KiB to 16MiB", NULL);
 	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[backups]\n", NEXT_LINE,
 	    "unknown section [backups]", NULL);
@@ -378,8 +383,8 @@ test_repository_rules(void **state)
 	struct fixture *f = *state;
 	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN, 0,
 	    "missing required section [repository.primary]", "type", NULL);
-	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN "[repository.primary]\ntype = posix\n", 12,
-	    "[repository.primary] type: type = posix needs 'path'", NULL);
+	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN "[repository.primary]\ntype = posix\n",
+	    12, "[repository.primary] type: type = posix needs 'path'", NULL);
 	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN "[repository.primary]\ntype = nfs\n", 12,
 	    "type = 'nfs': expected one of posix, s3", NULL);
 	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "bucket = b\n", NEXT_LINE,
@@ -434,16 +439,18 @@ test_coordinator_rules(void **state)
 	    NEXT_LINE + 1, "needs 'ca'", NULL);
 	expect_fail(f,
 	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[coordinator]\nurl = tcp://c:1\n"
-	    "heartbeat = forever\n",
+	                                                 "heartbeat = forever\n",
 	    NEXT_LINE + 2, "heartbeat = 'forever'", "from 1s to 1h", NULL);
 
 	/* insecure drops only the CA; plain tcp needs no TLS files. */
-	agent_config *c = load_ok(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN
+	agent_config *c = load_ok(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN
 	    "[coordinator]\nurl = tls+tcp://c:7443\ncert = /c\nkey = /k\ninsecure = yes\n");
 	assert_true(c->coordinator_insecure);
 	assert_null(c->coordinator_ca);
 	agent_config_free(c);
-	c = load_ok(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN
+	c = load_ok(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN
 	    "[coordinator]\nurl = tcp://127.0.0.1:7443\n");
 	assert_true(c->coordinator_present);
 	assert_string_equal(c->coordinator_url, "tcp://127.0.0.1:7443");
@@ -456,8 +463,8 @@ test_load_string(void **state)
 	(void)state;
 	agent_config *c = NULL;
 	coffer_err err = { 0 };
-	assert_int_equal(agent_config_load_string(AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN,
-			     "inline", &c, &err),
+	assert_int_equal(agent_config_load_string(
+	                     AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN, "inline", &c, &err),
 	    0);
 	assert_string_equal(coffer_config_path(c->ini), "inline");
 	agent_config_free(c);
@@ -467,10 +474,10 @@ test_load_string(void **state)
 	assert_non_null(agent_config_schema()->sections);
 }
 
-#define RUNNER_MIN \
-	"[agent]\n" \
-	"name = drill-1\n" \
-	"role = drill_runner\n" \
+#define RUNNER_MIN                             \
+	"[agent]\n"                            \
+	"name = drill-1\n"                     \
+	"role = drill_runner\n"                \
 	"state_dir = /var/lib/coffer-runner\n" \
 	"signing_key = /etc/coffer/runner.key\n"
 
@@ -480,8 +487,9 @@ static void
 test_runner_rules(void **state)
 {
 	struct fixture *f = *state;
-	write_text(f->path, RUNNER_MIN REPO_MIN "[drill]\nsandbox = host=/tmp port=5999\n"
-					       "[drill.billing]\nkey_ring = /k\nverify_key = /v\n");
+	write_text(f->path,
+	    RUNNER_MIN REPO_MIN "[drill]\nsandbox = host=/tmp port=5999\n"
+	                        "[drill.billing]\nkey_ring = /k\nverify_key = /v\n");
 	agent_config *c = NULL;
 	coffer_err err = { 0 };
 	assert_int_equal(agent_config_load(f->path, &c, &err), 0);
@@ -490,8 +498,7 @@ test_runner_rules(void **state)
 	assert_string_equal(c->drill_sandbox, "host=/tmp port=5999");
 	assert_int_equal(c->drill_jobs, 2);
 	agent_config_free(c);
-	expect_fail(f, RUNNER_MIN REPO_MIN, 3, "role = drill_runner needs a [drill] section",
-	    NULL);
+	expect_fail(f, RUNNER_MIN REPO_MIN, 3, "role = drill_runner needs a [drill] section", NULL);
 	assert_non_null(strstr(last_hint, "sandbox"));
 	expect_fail(f, RUNNER_MIN "service = billing\n" REPO_MIN "[drill]\nsandbox = x\n", 6,
 	    "a drill runner has no service of its own", NULL);

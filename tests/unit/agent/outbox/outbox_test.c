@@ -130,7 +130,8 @@ read_all(agent_outbox *ob, struct collected *c)
 		size_t got = 0;
 		coffer_err err = { 0 };
 		size_t before = c->n;
-		assert_int_equal(agent_outbox_foreach(ob, after, 7, 1 << 20, collect_cb, c, &got, &err), 0);
+		assert_int_equal(
+		    agent_outbox_foreach(ob, after, 7, 1 << 20, collect_cb, c, &got, &err), 0);
 		assert_int_equal(got, c->n - before);
 		if (got == 0) {
 			break;
@@ -273,8 +274,8 @@ test_batch_bounds(void **state)
 	assert_records(c, 6, 5, 2);
 	memset(c, 0, sizeof(*c));
 	c->stop_after = -1;
-	assert_int_equal(agent_outbox_foreach(ob, 0, 100, 1 << 20, collect_cb, c, &got, &err),
-	    COFFER_EPROTO);
+	assert_int_equal(
+	    agent_outbox_foreach(ob, 0, 100, 1 << 20, collect_cb, c, &got, &err), COFFER_EPROTO);
 	assert_int_equal(got, 1);
 
 	/* after_seq below the acked seq starts after the acked seq. */
@@ -696,8 +697,8 @@ test_two_processes(void **state)
 	for (;;) {
 		struct collected *c = calloc(1, sizeof(*c));
 		size_t got = 0;
-		assert_int_equal(agent_outbox_foreach(ob, after, 500, 1 << 20, collect_cb, c, &got,
-		    &err), 0);
+		assert_int_equal(
+		    agent_outbox_foreach(ob, after, 500, 1 << 20, collect_cb, c, &got, &err), 0);
 		for (size_t k = 0; k < got; k++) {
 			/* Distinct, gapless seqs; each child's records in its order. */
 			assert_int_equal(c->seqs[k], want_seq++);

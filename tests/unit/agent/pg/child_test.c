@@ -5,9 +5,9 @@
  * cancel (before and during), SIGKILL after the grace period, a failing
  * chain, and the bounded stderr tail.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <cmocka.h>
 
 #include <fcntl.h>
@@ -285,8 +285,8 @@ test_stderr_tail_bounded(void **state)
 	(void)state;
 	agent_child_result res;
 	coffer_err err = { 0 };
-	int rv = run_sh("head -c 20000 /dev/zero | tr '\\0' x >&2; printf END >&2; exit 1", NULL,
-	    &res, &err);
+	int rv = run_sh(
+	    "head -c 20000 /dev/zero | tr '\\0' x >&2; printf END >&2; exit 1", NULL, &res, &err);
 	assert_int_equal(rv, COFFER_ECHILD);
 	assert_int_equal(res.stderr_len, AGENT_CHILD_STDERR_MAX);
 	assert_true(res.stderr_cut);
@@ -304,8 +304,8 @@ test_env_add(void **state)
 	setenv("COFFER_CHILD_T", "old", 1);
 	struct chain c;
 	chain_new(&c, 1024);
-	const char *argv[] = { "/bin/sh", "-c", "printf '%s/%s' \"$COFFER_CHILD_T\" \"$COFFER_CHILD_U\"",
-		NULL };
+	const char *argv[] = { "/bin/sh", "-c",
+		"printf '%s/%s' \"$COFFER_CHILD_T\" \"$COFFER_CHILD_U\"", NULL };
 	const char *env[] = { "COFFER_CHILD_T=new", "COFFER_CHILD_U=u", NULL };
 	agent_child_spec spec = { .argv = argv, .env_add = env, .stdout_chain = c.hash };
 	coffer_err err = { 0 };

@@ -3,9 +3,9 @@
  * that would break the agent's contract with pg_dump, written each way
  * getopt_long would accept it (bundled, glued, separate, abbreviated).
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -20,7 +20,8 @@ test_fixed_arguments(void **state)
 	char **argv;
 	coffer_err err = { 0 };
 	assert_int_equal(agent_dump_argv("/usr/bin/pg_dump", "00000003-0000001B-1",
-	    "host=/run/postgresql dbname=billing", NULL, &argv, &err), 0);
+	                     "host=/run/postgresql dbname=billing", NULL, &argv, &err),
+	    0);
 	const char *want[] = { "/usr/bin/pg_dump", "-Fc", "-Z0", "--snapshot=00000003-0000001B-1",
 		"--no-owner", "--no-privileges", "--dbname=host=/run/postgresql dbname=billing",
 		NULL };
@@ -45,9 +46,10 @@ test_extra_options_kept_in_order(void **state)
 	char **argv;
 	coffer_err err = { 0 };
 	assert_int_equal(agent_dump_argv("pg_dump", "S", "dbname=x",
-	    "  -v --lock-wait-timeout 60s\t-E \"Odd\" --role=a.b  ", &argv, &err), 0);
-	const char *want[] = { "-v", "--lock-wait-timeout", "60s", "-E", "\"Odd\"",
-		"--role=a.b", "--dbname=dbname=x", NULL };
+	                     "  -v --lock-wait-timeout 60s\t-E \"Odd\" --role=a.b  ", &argv, &err),
+	    0);
+	const char *want[] = { "-v", "--lock-wait-timeout", "60s", "-E", "\"Odd\"", "--role=a.b",
+		"--dbname=dbname=x", NULL };
 	for (size_t i = 0; want[i] != NULL; i++) {
 		assert_non_null(argv[6 + i]);
 		assert_string_equal(argv[6 + i], want[i]);
@@ -92,11 +94,33 @@ test_allowed(void **state)
 {
 	(void)state;
 	const char *ok[] = {
-		"-v", "-Fc", "-F c", "-FC", "--format=custom", "--format c", "--format=C", "-Z0",
-		"-Z 0", "-vZ0", "--compress=0", "--compress 0", "--compress=none",
-		"--encoding UTF8", "-E UTF8", "-EUTF8", "-E -f", /* -f is the encoding here */
-		"-j 2", "--jobs=2", "--no-password", "-w", "--role=backup", "--no-comments",
-		"--extension=pgcrypto", "-e pgcrypto", "--include-foreign-data=srv", "-vx",
+		"-v",
+		"-Fc",
+		"-F c",
+		"-FC",
+		"--format=custom",
+		"--format c",
+		"--format=C",
+		"-Z0",
+		"-Z 0",
+		"-vZ0",
+		"--compress=0",
+		"--compress 0",
+		"--compress=none",
+		"--encoding UTF8",
+		"-E UTF8",
+		"-EUTF8",
+		"-E -f", /* -f is the encoding here */
+		"-j 2",
+		"--jobs=2",
+		"--no-password",
+		"-w",
+		"--role=backup",
+		"--no-comments",
+		"--extension=pgcrypto",
+		"-e pgcrypto",
+		"--include-foreign-data=srv",
+		"-vx",
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		expect_ok(ok[i]);

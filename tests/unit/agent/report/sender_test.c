@@ -30,10 +30,10 @@
 #include "common/wire/wire.h"
 
 struct fixture {
-	char dir[512];     /* scratch root */
-	char state[600];   /* state_dir */
-	char conf[600];    /* agent.conf */
-	char key[600];     /* signing key */
+	char dir[512];   /* scratch root */
+	char state[600]; /* state_dir */
+	char conf[600];  /* agent.conf */
+	char key[600];   /* signing key */
 };
 
 static int
@@ -110,7 +110,8 @@ write_config(struct fixture *f, bool coordinator)
 	    "%s",
 	    f->state, f->key, f->dir, f->dir,
 	    coordinator ? "[coordinator]\nurl = tcp://127.0.0.1:1\nheartbeat = 1s\n"
-			  "retry_max = 1s\n" : "");
+	                  "retry_max = 1s\n"
+	                : "");
 	write_file(f->conf, text);
 	if (access(f->key, F_OK) != 0) {
 		coffer_err err = { 0 };
@@ -181,7 +182,8 @@ test_envseq_damage_refused(void **state)
 		write_file(path, bad[i]);
 		uint64_t seq = 7;
 		coffer_err err = { 0 };
-		assert_int_equal(agent_sender_envseq_next(f->state, 1000, &seq, &err), COFFER_ECORRUPT);
+		assert_int_equal(
+		    agent_sender_envseq_next(f->state, 1000, &seq, &err), COFFER_ECORRUPT);
 		assert_int_equal(seq, 7);
 		assert_non_null(strstr(err.msg, AGENT_SENDER_ENVSEQ_FILE));
 		assert_true(err.hint[0] != '\0');
@@ -205,7 +207,10 @@ static void
 test_envseq_concurrent_processes(void **state)
 {
 	struct fixture *f = *state;
-	enum { KIDS = 4, EACH = 40 };
+	enum {
+		KIDS = 4,
+		EACH = 40
+	};
 	int fds[2];
 	assert_int_equal(pipe(fds), 0);
 	for (int k = 0; k < KIDS; k++) {
@@ -265,7 +270,8 @@ test_envelope_signed_and_verifiable(void **state)
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	assert_int_equal(agent_sender_envelope_build("billing-db-1", key, 42, 1764000000123, body,
-	    sizeof(body), &buf, &len, &err), 0);
+	                     sizeof(body), &buf, &len, &err),
+	    0);
 
 	/* Decode it exactly as the coordinator does. */
 	coffer_wire_arena arena;
@@ -283,37 +289,37 @@ test_envelope_signed_and_verifiable(void **state)
 	assert_int_equal(env->signature.len, COFFER_SIGN_BYTES);
 
 	size_t tbs_len = 0;
-	uint8_t *tbs = coffer_wire_envelope_tbs(env->agent_id, env->seq, env->sent_at_ms,
-	    env->body.data, env->body.len, &tbs_len);
+	uint8_t *tbs = coffer_wire_envelope_tbs(
+	    env->agent_id, env->seq, env->sent_at_ms, env->body.data, env->body.len, &tbs_len);
 	assert_non_null(tbs);
 	assert_int_equal(coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err), 0);
 	/* Another agent's key does not verify it. */
-	assert_int_equal(coffer_sign_verify(other_pub, tbs, tbs_len, env->signature.data, &err),
-	    COFFER_EAUTH);
+	assert_int_equal(
+	    coffer_sign_verify(other_pub, tbs, tbs_len, env->signature.data, &err), COFFER_EAUTH);
 	free(tbs);
 	/* Every signed field is covered: change one, the signature fails. */
-	tbs = coffer_wire_envelope_tbs(env->agent_id, env->seq + 1, env->sent_at_ms, env->body.data,
-	    env->body.len, &tbs_len);
-	assert_int_equal(coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err),
-	    COFFER_EAUTH);
+	tbs = coffer_wire_envelope_tbs(
+	    env->agent_id, env->seq + 1, env->sent_at_ms, env->body.data, env->body.len, &tbs_len);
+	assert_int_equal(
+	    coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err), COFFER_EAUTH);
 	free(tbs);
-	tbs = coffer_wire_envelope_tbs("billing-db-2", env->seq, env->sent_at_ms, env->body.data,
-	    env->body.len, &tbs_len);
-	assert_int_equal(coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err),
-	    COFFER_EAUTH);
+	tbs = coffer_wire_envelope_tbs(
+	    "billing-db-2", env->seq, env->sent_at_ms, env->body.data, env->body.len, &tbs_len);
+	assert_int_equal(
+	    coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err), COFFER_EAUTH);
 	free(tbs);
-	tbs = coffer_wire_envelope_tbs(env->agent_id, env->seq, env->sent_at_ms + 1, env->body.data,
-	    env->body.len, &tbs_len);
-	assert_int_equal(coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err),
-	    COFFER_EAUTH);
+	tbs = coffer_wire_envelope_tbs(
+	    env->agent_id, env->seq, env->sent_at_ms + 1, env->body.data, env->body.len, &tbs_len);
+	assert_int_equal(
+	    coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err), COFFER_EAUTH);
 	free(tbs);
 	uint8_t body2[sizeof(body)];
 	memcpy(body2, body, sizeof(body));
 	body2[4] ^= 1;
-	tbs = coffer_wire_envelope_tbs(env->agent_id, env->seq, env->sent_at_ms, body2,
-	    sizeof(body2), &tbs_len);
-	assert_int_equal(coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err),
-	    COFFER_EAUTH);
+	tbs = coffer_wire_envelope_tbs(
+	    env->agent_id, env->seq, env->sent_at_ms, body2, sizeof(body2), &tbs_len);
+	assert_int_equal(
+	    coffer_sign_verify(pub, tbs, tbs_len, env->signature.data, &err), COFFER_EAUTH);
 	free(tbs);
 
 	/* A body too large for the wire is refused, not sent. */
@@ -322,8 +328,9 @@ test_envelope_signed_and_verifiable(void **state)
 	assert_non_null(big);
 	uint8_t *out = NULL;
 	size_t out_len = 0;
-	assert_int_equal(agent_sender_envelope_build("billing-db-1", key, 43, 0, big, big_len, &out,
-	    &out_len, &err), COFFER_ETOOBIG);
+	assert_int_equal(agent_sender_envelope_build(
+	                     "billing-db-1", key, 43, 0, big, big_len, &out, &out_len, &err),
+	    COFFER_ETOOBIG);
 	assert_null(out);
 	free(big);
 
@@ -469,8 +476,8 @@ test_flush_needs_coordinator_section(void **state)
 	write_config(f, false);
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
-	assert_int_equal(agent_ctx_open(f->conf, NULL, AGENT_NEED_SIGN | AGENT_NEED_OUTBOX, &ctx,
-	    &err), 0);
+	assert_int_equal(
+	    agent_ctx_open(f->conf, NULL, AGENT_NEED_SIGN | AGENT_NEED_OUTBOX, &ctx, &err), 0);
 	uint64_t acked = 9;
 	assert_int_equal(agent_sender_flush(ctx, 1000, &acked, &err), COFFER_EINVAL);
 	assert_int_equal(acked, 0);
@@ -491,8 +498,8 @@ test_flush_unreachable_keeps_events(void **state)
 	write_config(f, true);
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
-	assert_int_equal(agent_ctx_open(f->conf, NULL, AGENT_NEED_SIGN | AGENT_NEED_OUTBOX, &ctx,
-	    &err), 0);
+	assert_int_equal(
+	    agent_ctx_open(f->conf, NULL, AGENT_NEED_SIGN | AGENT_NEED_OUTBOX, &ctx, &err), 0);
 	/* Nothing to send: done at once, whether or not anyone listens. */
 	uint64_t acked = 9;
 	assert_int_equal(agent_sender_flush(ctx, 60000, &acked, &err), 0);
@@ -524,8 +531,8 @@ test_thread_backs_off_and_stops(void **state)
 	write_config(f, true);
 	coffer_err err = { 0 };
 	agent_ctx *ctx = NULL;
-	assert_int_equal(agent_ctx_open(f->conf, NULL, AGENT_NEED_SIGN | AGENT_NEED_OUTBOX, &ctx,
-	    &err), 0);
+	assert_int_equal(
+	    agent_ctx_open(f->conf, NULL, AGENT_NEED_SIGN | AGENT_NEED_OUTBOX, &ctx, &err), 0);
 	emit_backup_started(ctx->outbox, "b-1", NULL);
 	agent_sender *s = NULL;
 	assert_int_equal(agent_sender_start(ctx, &s, &err), 0);
@@ -563,11 +570,15 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_envseq_monotonic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_envseq_damage_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_envseq_concurrent_processes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_envelope_signed_and_verifiable, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_envelope_signed_and_verifiable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_batch_from_outbox, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_batch_undecodable_record_kept, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flush_needs_coordinator_section, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flush_unreachable_keeps_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_batch_undecodable_record_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_flush_needs_coordinator_section, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_flush_unreachable_keeps_events, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_thread_backs_off_and_stops, setup, teardown),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));

@@ -4,13 +4,13 @@
 #include <errno.h>
 #include <ftw.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,10 +56,16 @@ static const coffer_config_key main_keys[] = {
 	{ .name = "level", .type = COFFER_CONFIG_INT, .def = "3", .min = 1, .max = 19 },
 	{ .name = "count", .type = COFFER_CONFIG_INT },
 	{ .name = "enabled", .type = COFFER_CONFIG_BOOL, .def = "false" },
-	{ .name = "window", .type = COFFER_CONFIG_DURATION, .def = "2h", .min = 60000,
+	{ .name = "window",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "2h",
+	    .min = 60000,
 	    .max = 7 * 86400000LL },
 	{ .name = "keep", .type = COFFER_CONFIG_DURATION, .allow_forever = true, .def = "7d" },
-	{ .name = "chunk", .type = COFFER_CONFIG_SIZE, .def = "1MiB", .min = 65536,
+	{ .name = "chunk",
+	    .type = COFFER_CONFIG_SIZE,
+	    .def = "1MiB",
+	    .min = 65536,
 	    .max = 16 << 20 },
 	{ .name = "color", .type = COFFER_CONFIG_ENUM, .def = "green", .words = colors },
 	{ .name = "when", .type = COFFER_CONFIG_CRON },
@@ -176,29 +182,28 @@ expect_fail(struct fixture *f, const char *text, int code, int line, ...)
 	assert_null(strchr(err.msg, '\n'));
 }
 
-static const char *full_text =
-    "# a comment\n"
-    "; another comment\n"
-    "[main]\n"
-    "name = alpha beta   # inline comment\n"
-    "level = 19\n"
-    "count = -42\n"
-    "enabled = Yes\n"
-    "window = 90m\n"
-    "keep = forever\n"
-    "chunk = 64KiB\n"
-    "color = blue\n"
-    "when = 0 2 * * *\n"
-    "token = good ; trailing\n"
-    "\n"
-    "[service.billing]\n"
-    "owner = team-payments\n"
-    "retention.daily = 30\n"
-    "pitr.window = 7d\n"
-    "[service.ledger]\n"
-    "  owner = team-ledger\n"
-    "[optional]\n"
-    "url = tcp://127.0.0.1:1\n";
+static const char *full_text = "# a comment\n"
+                               "; another comment\n"
+                               "[main]\n"
+                               "name = alpha beta   # inline comment\n"
+                               "level = 19\n"
+                               "count = -42\n"
+                               "enabled = Yes\n"
+                               "window = 90m\n"
+                               "keep = forever\n"
+                               "chunk = 64KiB\n"
+                               "color = blue\n"
+                               "when = 0 2 * * *\n"
+                               "token = good ; trailing\n"
+                               "\n"
+                               "[service.billing]\n"
+                               "owner = team-payments\n"
+                               "retention.daily = 30\n"
+                               "pitr.window = 7d\n"
+                               "[service.ledger]\n"
+                               "  owner = team-ledger\n"
+                               "[optional]\n"
+                               "url = tcp://127.0.0.1:1\n";
 
 static void
 test_full_file(void **state)
@@ -225,8 +230,8 @@ test_full_file(void **state)
 
 	assert_string_equal(coffer_config_str(cfg, "service.billing", "owner"), "team-payments");
 	assert_int_equal(coffer_config_int(cfg, "service.billing", "retention.daily"), 30);
-	assert_int_equal(coffer_config_duration_ms(cfg, "service.billing", "pitr.window"),
-	    7 * 86400000LL);
+	assert_int_equal(
+	    coffer_config_duration_ms(cfg, "service.billing", "pitr.window"), 7 * 86400000LL);
 	/* The indented line is a key of its own, not a continuation. */
 	assert_string_equal(coffer_config_str(cfg, "service.ledger", "owner"), "team-ledger");
 	assert_int_equal(coffer_config_int(cfg, "service.ledger", "retention.daily"), 7);
@@ -255,7 +260,7 @@ test_full_file(void **state)
 	assert_int_equal(coffer_config_line(cfg, "service.none", "owner"), 0);
 
 	assert_int_equal(coffer_config_err_at(cfg, "service.billing", "retention.daily", &err,
-			     "%d is below the %s minimum of %d", 30, "gdpr", 90),
+	                     "%d is below the %s minimum of %d", 30, "gdpr", 90),
 	    COFFER_EINVAL);
 	char expect[800];
 	snprintf(expect, sizeof(expect),
@@ -364,15 +369,15 @@ test_syntax_errors(void **state)
 	expect_fail(f, "[main]\nname = x\njust words\n", COFFER_EINVAL, 3, "syntax error", NULL);
 	expect_fail(f, "[main\nname = x\n", COFFER_EINVAL, 1, "syntax error", NULL);
 	/* The first bad line wins, whoever finds it. */
-	expect_fail(f, "[main]\nname = x\noops\nnope = 1\n", COFFER_EINVAL, 3, "syntax error",
-	    NULL);
+	expect_fail(
+	    f, "[main]\nname = x\noops\nnope = 1\n", COFFER_EINVAL, 3, "syntax error", NULL);
 	expect_fail(f, "[main]\nnope = 1\noops\n", COFFER_EINVAL, 2, "unknown key 'nope'", NULL);
-	expect_fail(f, "name = x\n[main]\n", COFFER_EINVAL, 1, "key 'name' outside any section",
-	    NULL);
-	expect_fail(f, "[main] extra\nname = x\n", COFFER_EINVAL, 1, "text after section header",
-	    NULL);
-	expect_fail(f, "[main]\nname = x\n[bad name]\n", COFFER_EINVAL, 3, "bad section name",
-	    NULL);
+	expect_fail(
+	    f, "name = x\n[main]\n", COFFER_EINVAL, 1, "key 'name' outside any section", NULL);
+	expect_fail(
+	    f, "[main] extra\nname = x\n", COFFER_EINVAL, 1, "text after section header", NULL);
+	expect_fail(
+	    f, "[main]\nname = x\n[bad name]\n", COFFER_EINVAL, 3, "bad section name", NULL);
 	expect_fail(f, "[main]\nname = x\n[]\n", COFFER_EINVAL, 3, "bad section name", NULL);
 }
 
@@ -405,11 +410,11 @@ test_required(void **state)
 	expect_fail(f, "# c\n[main]\nlevel = 3\n", COFFER_EINVAL, 2,
 	    "[main] missing required key 'name'", NULL);
 	/* A required string may not be empty. */
-	expect_fail(f, "[main]\nname =\n", COFFER_EINVAL, 2, "[main] name = '': expected a non-empty",
-	    NULL);
+	expect_fail(f, "[main]\nname =\n", COFFER_EINVAL, 2,
+	    "[main] name = '': expected a non-empty", NULL);
 	/* An empty pattern instance is still checked. */
-	expect_fail(f, "[main]\nname = x\n[service.a]\n[service.b]\nowner = o\n", COFFER_EINVAL,
-	    3, "[service.a] missing required key 'owner'", NULL);
+	expect_fail(f, "[main]\nname = x\n[service.a]\n[service.b]\nowner = o\n", COFFER_EINVAL, 3,
+	    "[service.a] missing required key 'owner'", NULL);
 	/* Optional section: absent is fine (test_defaults), present needs its keys. */
 	expect_fail(f, "[main]\nname = x\n[optional]\n# nothing\n", COFFER_EINVAL, 3,
 	    "[optional] missing required key 'url'", NULL);
@@ -435,14 +440,14 @@ test_bad_values(void **state)
 	expect_fail(f, "[main]\nname = x\nkeep = never\n", COFFER_EINVAL, 3, "or forever", NULL);
 	expect_fail(f, "[main]\nname = x\nchunk = 1MB\n", COFFER_EINVAL, 3,
 	    "chunk = '1MB': expected a size", "from 64KiB to 16MiB", NULL);
-	expect_fail(f, "[main]\nname = x\nchunk = 32MiB\n", COFFER_EINVAL, 3, "from 64KiB to 16MiB",
-	    NULL);
+	expect_fail(
+	    f, "[main]\nname = x\nchunk = 32MiB\n", COFFER_EINVAL, 3, "from 64KiB to 16MiB", NULL);
 	expect_fail(f, "[main]\nname = x\nchunk = 99999999999TiB\n", COFFER_EINVAL, 3,
 	    "expected a size", NULL);
 	expect_fail(f, "[main]\nname = x\ncolor = Red\n", COFFER_EINVAL, 3,
 	    "color = 'Red': expected one of red, green, blue", NULL);
-	expect_fail(f, "[main]\nname = x\ndir =\n", COFFER_EINVAL, 3, "expected a non-empty path",
-	    NULL);
+	expect_fail(
+	    f, "[main]\nname = x\ndir =\n", COFFER_EINVAL, 3, "expected a non-empty path", NULL);
 	expect_fail(f, "[main]\nname = x\n[service.a]\nowner = o\npitr.window = 7 days\n",
 	    COFFER_EINVAL, 5, "[service.a] pitr.window = '7 days'", NULL);
 }
@@ -493,7 +498,8 @@ test_limits(void **state)
 			int rc = coffer_config_load_string(t, "mem", &schema, &c, &e);
 			assert_int_equal(rc, extra ? COFFER_ETOOBIG : 0);
 			if (!extra) {
-				assert_int_equal(strlen(coffer_config_str(c, "main", "name")), len - 7);
+				assert_int_equal(
+				    strlen(coffer_config_str(c, "main", "name")), len - 7);
 			}
 			coffer_config_free(c);
 			free(t);
@@ -537,8 +543,8 @@ test_bad_schema_default(void **state)
 	(void)state;
 	coffer_config *cfg;
 	coffer_err err = { 0 };
-	assert_int_equal(coffer_config_load_string("[main]\n", "mem", &bad_default_schema, &cfg,
-			     &err),
+	assert_int_equal(
+	    coffer_config_load_string("[main]\n", "mem", &bad_default_schema, &cfg, &err),
 	    COFFER_EINTERNAL);
 	assert_non_null(strstr(err.msg, "default '40' of [main] level"));
 }
@@ -556,10 +562,18 @@ expect_abort(const coffer_config *cfg, int which)
 			_exit(3);
 		}
 		switch (which) {
-		case 0: (void)coffer_config_int(cfg, "main", "name"); break;
-		case 1: (void)coffer_config_str(cfg, "main", "nokey"); break;
-		case 2: (void)coffer_config_bool(cfg, "nosection", "enabled"); break;
-		case 3: (void)coffer_config_size(cfg, "main", "window"); break;
+		case 0:
+			(void)coffer_config_int(cfg, "main", "name");
+			break;
+		case 1:
+			(void)coffer_config_str(cfg, "main", "nokey");
+			break;
+		case 2:
+			(void)coffer_config_bool(cfg, "nosection", "enabled");
+			break;
+		case 3:
+			(void)coffer_config_size(cfg, "main", "window");
+			break;
 		}
 		_exit(0);
 	}
@@ -575,8 +589,8 @@ test_accessor_misuse(void **state)
 	(void)state;
 	coffer_config *cfg = NULL;
 	coffer_err err = { 0 };
-	assert_int_equal(coffer_config_load_string("[main]\nname = x\n", "mem", &schema, &cfg, &err),
-	    0);
+	assert_int_equal(
+	    coffer_config_load_string("[main]\nname = x\n", "mem", &schema, &cfg, &err), 0);
 	for (int i = 0; i < 4; i++) {
 		expect_abort(cfg, i);
 	}

@@ -86,11 +86,28 @@ test_parse_good(void **state)
 {
 	(void)state;
 	static const char *const good[] = {
-		"* * * * *", "0 0 1 1 *", "*/15 * * * *", "1-10/2 * * * *", "5/15 * * * *",
-		"0,30 8-18 * * mon-fri", "0 0 * JAN,jul SUN", "0 0 * * 7", "0 0 * * 0-7",
-		"59 23 31 12 6", "0 0 1-31/10 1-12/3 *", "\t 0  0 *\t* *  \n", "@hourly",
-		"@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually", "@DAILY",
-		"*/59 */23 */31 */12 */7", "0 0 29 2 *",
+		"* * * * *",
+		"0 0 1 1 *",
+		"*/15 * * * *",
+		"1-10/2 * * * *",
+		"5/15 * * * *",
+		"0,30 8-18 * * mon-fri",
+		"0 0 * JAN,jul SUN",
+		"0 0 * * 7",
+		"0 0 * * 0-7",
+		"59 23 31 12 6",
+		"0 0 1-31/10 1-12/3 *",
+		"\t 0  0 *\t* *  \n",
+		"@hourly",
+		"@daily",
+		"@midnight",
+		"@weekly",
+		"@monthly",
+		"@yearly",
+		"@annually",
+		"@DAILY",
+		"*/59 */23 */31 */12 */7",
+		"0 0 29 2 *",
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		coffer_cron *c = must_parse(good[i]);
@@ -180,17 +197,17 @@ test_utc_next_prev(void **state)
 	const int64_t t = utc(2026, 1, 15, 12, 7); /* a Thursday */
 	assert_int_equal(next_of("*/15 * * * *", "UTC", t), utc(2026, 1, 15, 12, 15));
 	/* Strictly after, and at-or-before. */
-	assert_int_equal(next_of("*/15 * * * *", "UTC", utc(2026, 1, 15, 12, 15)),
-	    utc(2026, 1, 15, 12, 30));
-	assert_int_equal(prev_of("*/15 * * * *", "UTC", utc(2026, 1, 15, 12, 15)),
-	    utc(2026, 1, 15, 12, 15));
-	assert_int_equal(prev_of("*/15 * * * *", "UTC", utc(2026, 1, 15, 12, 15) - 1),
-	    utc(2026, 1, 15, 12, 0));
+	assert_int_equal(
+	    next_of("*/15 * * * *", "UTC", utc(2026, 1, 15, 12, 15)), utc(2026, 1, 15, 12, 30));
+	assert_int_equal(
+	    prev_of("*/15 * * * *", "UTC", utc(2026, 1, 15, 12, 15)), utc(2026, 1, 15, 12, 15));
+	assert_int_equal(
+	    prev_of("*/15 * * * *", "UTC", utc(2026, 1, 15, 12, 15) - 1), utc(2026, 1, 15, 12, 0));
 	assert_int_equal(next_of("5/20 * * * *", "UTC", t), utc(2026, 1, 15, 12, 25));
-	assert_int_equal(next_of("1-10/3 * * * *", "UTC", utc(2026, 1, 15, 12, 4)),
-	    utc(2026, 1, 15, 12, 7));
-	assert_int_equal(next_of("1-10/3 * * * *", "UTC", utc(2026, 1, 15, 12, 10)),
-	    utc(2026, 1, 15, 13, 1));
+	assert_int_equal(
+	    next_of("1-10/3 * * * *", "UTC", utc(2026, 1, 15, 12, 4)), utc(2026, 1, 15, 12, 7));
+	assert_int_equal(
+	    next_of("1-10/3 * * * *", "UTC", utc(2026, 1, 15, 12, 10)), utc(2026, 1, 15, 13, 1));
 	assert_int_equal(next_of("@hourly", "UTC", t), utc(2026, 1, 15, 13, 0));
 	assert_int_equal(next_of("@daily", "UTC", t), utc(2026, 1, 16, 0, 0));
 	assert_int_equal(next_of("@weekly", "UTC", t), utc(2026, 1, 18, 0, 0));
@@ -201,8 +218,8 @@ test_utc_next_prev(void **state)
 	/* Weekdays, names, and 7 as Sunday. */
 	const int64_t fri = utc(2026, 1, 16, 10, 0);
 	assert_int_equal(next_of("0 9 * * mon-fri", "UTC", fri), utc(2026, 1, 19, 9, 0));
-	assert_int_equal(prev_of("0 9 * * mon-fri", "UTC", utc(2026, 1, 18, 23, 0)),
-	    utc(2026, 1, 16, 9, 0));
+	assert_int_equal(
+	    prev_of("0 9 * * mon-fri", "UTC", utc(2026, 1, 18, 23, 0)), utc(2026, 1, 16, 9, 0));
 	assert_int_equal(next_of("0 0 * * 7", "UTC", t), utc(2026, 1, 18, 0, 0));
 	assert_int_equal(next_of("0 0 * * sun", "UTC", t), utc(2026, 1, 18, 0, 0));
 	assert_int_equal(next_of("0 0 * * 5-7", "UTC", t), utc(2026, 1, 16, 0, 0));
@@ -242,7 +259,8 @@ test_dom_dow_or(void **state)
 	/* A field starting with '*' is unrestricted: AND (odd days that are Fridays). */
 	assert_int_equal(next_of("0 0 */2 * 5", "UTC", start), utc(2026, 1, 9, 0, 0));
 	assert_int_equal(next_of("0 0 13 * */1", "UTC", start), utc(2026, 1, 13, 0, 0));
-	assert_int_equal(next_of("0 0 13 * */7", "UTC", start), utc(2026, 9, 13, 0, 0)); /* AND Sunday */
+	assert_int_equal(
+	    next_of("0 0 13 * */7", "UTC", start), utc(2026, 9, 13, 0, 0)); /* AND Sunday */
 	/* OR inside a restricted month. */
 	assert_int_equal(next_of("0 0 13 3 5", "UTC", start), utc(2026, 3, 6, 0, 0));
 	assert_int_equal(prev_of("0 0 13 3 5", "UTC", start), utc(2025, 3, 28, 0, 0));
@@ -259,10 +277,10 @@ test_leap_and_never(void **state)
 	/* 2100 is not a leap year: the longest wait, eight years. */
 	assert_int_equal(next_of(feb29, "UTC", utc(2096, 3, 1, 0, 0)), utc(2104, 2, 29, 0, 0));
 	assert_int_equal(prev_of(feb29, "UTC", utc(2104, 2, 28, 0, 0)), utc(2096, 2, 29, 0, 0));
-	assert_int_equal(next_of(feb29, "Europe/Rome", utc(2026, 1, 1, 0, 0)),
-	    utc(2028, 2, 28, 23, 0));
-	assert_int_equal(next_of("0 12 28-31 2 *", "UTC", utc(2028, 2, 28, 12, 0)),
-	    utc(2028, 2, 29, 12, 0));
+	assert_int_equal(
+	    next_of(feb29, "Europe/Rome", utc(2026, 1, 1, 0, 0)), utc(2028, 2, 28, 23, 0));
+	assert_int_equal(
+	    next_of("0 12 28-31 2 *", "UTC", utc(2028, 2, 28, 12, 0)), utc(2028, 2, 29, 12, 0));
 
 	static const char *const never[] = { "0 0 30 2 *", "0 0 31 2 *", "0 0 31 4,6,9,11 *",
 		"* * 30-31 2 *" };
@@ -271,15 +289,15 @@ test_leap_and_never(void **state)
 		coffer_cron *c = must_parse(never[i]);
 		coffer_err err = { 0 };
 		int64_t out = 12345;
-		assert_int_equal(coffer_cron_next(c, tz, utc(2026, 1, 1, 0, 0), &out, &err),
-		    COFFER_ENOENT);
+		assert_int_equal(
+		    coffer_cron_next(c, tz, utc(2026, 1, 1, 0, 0), &out, &err), COFFER_ENOENT);
 		assert_int_equal(out, 12345);
 		assert_non_null(strstr(err.msg, never[i]));
 		assert_true(strlen(err.hint) > 0);
-		assert_int_equal(coffer_cron_prev(c, tz, utc(2026, 1, 1, 0, 0), &out, &err),
-		    COFFER_ENOENT);
-		assert_int_equal(coffer_cron_next(c, tz, utc(2026, 1, 1, 0, 0), &out, NULL),
-		    COFFER_ENOENT);
+		assert_int_equal(
+		    coffer_cron_prev(c, tz, utc(2026, 1, 1, 0, 0), &out, &err), COFFER_ENOENT);
+		assert_int_equal(
+		    coffer_cron_next(c, tz, utc(2026, 1, 1, 0, 0), &out, NULL), COFFER_ENOENT);
 		coffer_cron_free(c);
 	}
 	/* Out-of-range times are refused, not searched. */
@@ -289,16 +307,16 @@ test_leap_and_never(void **state)
 	assert_int_equal(coffer_cron_next(c, tz, INT64_MAX, &out, &err), COFFER_EINVAL);
 	assert_true(strlen(err.hint) > 0);
 	assert_int_equal(coffer_cron_prev(c, tz, INT64_MIN, &out, &err), COFFER_EINVAL);
-	assert_int_equal(coffer_cron_next(c, tz, utc(2026, 1, 1, 0, 0) * 1000, &out, &err),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    coffer_cron_next(c, tz, utc(2026, 1, 1, 0, 0) * 1000, &out, &err), COFFER_EINVAL);
 	assert_int_equal(coffer_cron_next(NULL, tz, 0, &out, &err), COFFER_EINVAL);
 	assert_int_equal(coffer_cron_next(c, NULL, 0, &out, &err), COFFER_EINVAL);
 	/* Near the end of the range the search stops cleanly. */
 	assert_int_equal(coffer_cron_next(c, tz, COFFER_TZ_MAX_S - 3 * 86400, &out, &err), 0);
 	coffer_cron_free(c);
 	c = must_parse(feb29);
-	assert_int_equal(coffer_cron_next(c, tz, COFFER_TZ_MAX_S - 3 * 86400, &out, &err),
-	    COFFER_ENOENT);
+	assert_int_equal(
+	    coffer_cron_next(c, tz, COFFER_TZ_MAX_S - 3 * 86400, &out, &err), COFFER_ENOENT);
 	coffer_cron_free(c);
 	coffer_tz_free(tz);
 }
@@ -358,34 +376,33 @@ test_southern_and_half_hour(void **state)
 {
 	(void)state;
 	/* Sydney: clocks go back on April 5, forward on October 4. */
-	assert_int_equal(next_of("30 2 * * *", "Australia/Sydney", utc(2026, 4, 4, 0, 0)),
-	    1775316600);
-	assert_int_equal(next_of("30 2 * * *", "Australia/Sydney", 1775316600),
-	    utc(2026, 4, 5, 16, 30));
-	assert_int_equal(next_of("30 2 * * *", "Australia/Sydney", utc(2026, 10, 3, 0, 0)),
-	    1791043200);
+	assert_int_equal(
+	    next_of("30 2 * * *", "Australia/Sydney", utc(2026, 4, 4, 0, 0)), 1775316600);
+	assert_int_equal(
+	    next_of("30 2 * * *", "Australia/Sydney", 1775316600), utc(2026, 4, 5, 16, 30));
+	assert_int_equal(
+	    next_of("30 2 * * *", "Australia/Sydney", utc(2026, 10, 3, 0, 0)), 1791043200);
 	assert_int_equal(next_of("0 0 1 1 *", "Australia/Sydney", utc(2026, 6, 1, 0, 0)),
 	    utc(2026, 12, 31, 13, 0));
 	assert_int_equal(prev_of("0 0 1 7 *", "Australia/Sydney", utc(2026, 8, 1, 0, 0)),
 	    utc(2026, 6, 30, 14, 0));
 	/* Half-hour zones. */
-	assert_int_equal(next_of("0 0 * * *", "Asia/Kolkata", utc(2026, 6, 1, 0, 0)),
-	    utc(2026, 6, 1, 18, 30));
-	assert_int_equal(prev_of("0 0 * * *", "Asia/Kolkata", utc(2026, 6, 1, 0, 0)),
-	    utc(2026, 5, 31, 18, 30));
+	assert_int_equal(
+	    next_of("0 0 * * *", "Asia/Kolkata", utc(2026, 6, 1, 0, 0)), utc(2026, 6, 1, 18, 30));
+	assert_int_equal(
+	    prev_of("0 0 * * *", "Asia/Kolkata", utc(2026, 6, 1, 0, 0)), utc(2026, 5, 31, 18, 30));
 	assert_int_equal(next_of("*/45 * * * *", "Asia/Kolkata", utc(2026, 6, 1, 0, 0)),
 	    utc(2026, 6, 1, 0, 15)); /* 05:45 IST */
-	assert_int_equal(next_of("30 2 * * *", "Australia/Adelaide", utc(2026, 10, 3, 0, 0)),
-	    1791045000);
-	assert_int_equal(next_of("30 2 * * *", "Australia/Adelaide", utc(2026, 4, 4, 0, 0)),
-	    1775318400);
-	assert_int_equal(next_of("30 2 * * *", "Australia/Adelaide", 1775318400),
-	    utc(2026, 4, 5, 17, 0));
+	assert_int_equal(
+	    next_of("30 2 * * *", "Australia/Adelaide", utc(2026, 10, 3, 0, 0)), 1791045000);
+	assert_int_equal(
+	    next_of("30 2 * * *", "Australia/Adelaide", utc(2026, 4, 4, 0, 0)), 1775318400);
+	assert_int_equal(
+	    next_of("30 2 * * *", "Australia/Adelaide", 1775318400), utc(2026, 4, 5, 17, 0));
 	/* Far future: the footer rule, Europe, 2050. */
-	assert_int_equal(next_of("30 2 * * *", "Europe/Rome", utc(2050, 3, 26, 12, 0)),
-	    2531955600);
-	assert_int_equal(next_of("30 2 * * *", "Europe/Rome", utc(2050, 10, 29, 12, 0)),
-	    2550704400 - 1800);
+	assert_int_equal(next_of("30 2 * * *", "Europe/Rome", utc(2050, 3, 26, 12, 0)), 2531955600);
+	assert_int_equal(
+	    next_of("30 2 * * *", "Europe/Rome", utc(2050, 10, 29, 12, 0)), 2550704400 - 1800);
 }
 
 /* ---- oracle ---- */

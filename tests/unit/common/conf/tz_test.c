@@ -86,10 +86,14 @@ test_iso_week(void **state)
 		int64_t iy;
 		int iw;
 	} cases[] = {
-		{ 2026, 1, 1, 2026, 1 },   { 2027, 1, 1, 2026, 53 },
-		{ 2024, 12, 30, 2025, 1 }, { 2021, 1, 3, 2020, 53 },
-		{ 2020, 12, 31, 2020, 53 }, { 2026, 12, 31, 2026, 53 },
-		{ 2008, 12, 29, 2009, 1 }, { 2026, 6, 15, 2026, 25 },
+		{ 2026, 1, 1, 2026, 1 },
+		{ 2027, 1, 1, 2026, 53 },
+		{ 2024, 12, 30, 2025, 1 },
+		{ 2021, 1, 3, 2020, 53 },
+		{ 2020, 12, 31, 2020, 53 },
+		{ 2026, 12, 31, 2026, 53 },
+		{ 2008, 12, 29, 2009, 1 },
+		{ 2026, 6, 15, 2026, 25 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int64_t iy;
@@ -130,8 +134,7 @@ test_utc(void **state)
 }
 
 static void
-expect_local(const coffer_tz *tz, int64_t t, int y, int mo, int d, int h, int mi, int off,
-    int dst)
+expect_local(const coffer_tz *tz, int64_t t, int y, int mo, int d, int h, int mi, int off, int dst)
 {
 	coffer_tm tm;
 	assert_int_equal(coffer_tz_to_local(tz, t, &tm), 0);
@@ -167,18 +170,17 @@ test_rome(void **state)
 	expect_local(tz, 1774746000, 2026, 3, 29, 3, 0, 7200, 1);
 	expect_resolve(tz, 2026, 3, 29, 2, 30, COFFER_TZ_GAP, 1774746000, 1774746000);
 	expect_resolve(tz, 2026, 3, 29, 2, 0, COFFER_TZ_GAP, 1774746000, 1774746000);
-	expect_resolve(tz, 2026, 3, 29, 1, 59, COFFER_TZ_UNIQUE, 1774746000 - 60,
-	    1774746000 - 60);
+	expect_resolve(tz, 2026, 3, 29, 1, 59, COFFER_TZ_UNIQUE, 1774746000 - 60, 1774746000 - 60);
 	expect_resolve(tz, 2026, 3, 29, 3, 0, COFFER_TZ_UNIQUE, 1774746000, 1774746000);
 	/* Autumn: 03:00 CEST becomes 02:00 CET at 01:00 UTC. */
 	expect_local(tz, 1792890000 - 1, 2026, 10, 25, 2, 59, 7200, 1);
 	expect_local(tz, 1792890000, 2026, 10, 25, 2, 0, 3600, 0);
 	expect_resolve(tz, 2026, 10, 25, 2, 30, COFFER_TZ_FOLD, 1792888200, 1792891800);
 	expect_resolve(tz, 2026, 10, 25, 2, 0, COFFER_TZ_FOLD, 1792890000 - 3600, 1792890000);
-	expect_resolve(tz, 2026, 10, 25, 3, 0, COFFER_TZ_UNIQUE, 1792890000 + 3600,
-	    1792890000 + 3600);
-	expect_resolve(tz, 2026, 10, 25, 1, 59, COFFER_TZ_UNIQUE, 1792890000 - 3660,
-	    1792890000 - 3660);
+	expect_resolve(
+	    tz, 2026, 10, 25, 3, 0, COFFER_TZ_UNIQUE, 1792890000 + 3600, 1792890000 + 3600);
+	expect_resolve(
+	    tz, 2026, 10, 25, 1, 59, COFFER_TZ_UNIQUE, 1792890000 - 3660, 1792890000 - 3660);
 	/* Past the table (2037 in "fat" files, earlier in "slim" ones) the
 	 * footer rule CET-1CEST,M3.5.0,M10.5.0/3 decides. */
 	expect_local(tz, 2531955600 - 1, 2050, 3, 27, 1, 59, 3600, 0);
@@ -186,12 +188,12 @@ test_rome(void **state)
 	expect_local(tz, 2550704400 - 1, 2050, 10, 30, 2, 59, 7200, 1);
 	expect_local(tz, 2550704400, 2050, 10, 30, 2, 0, 3600, 0);
 	expect_resolve(tz, 2050, 3, 27, 2, 30, COFFER_TZ_GAP, 2531955600, 2531955600);
-	expect_resolve(tz, 2050, 10, 30, 2, 30, COFFER_TZ_FOLD, 2550704400 - 1800,
-	    2550704400 + 1800);
+	expect_resolve(
+	    tz, 2050, 10, 30, 2, 30, COFFER_TZ_FOLD, 2550704400 - 1800, 2550704400 + 1800);
 	/* Winter and summer far ahead, and before the first transition (LMT). */
-	assert_int_equal(coffer_tz_offset(tz, 7258118400), 3600);        /* 2200-01-01 */
+	assert_int_equal(coffer_tz_offset(tz, 7258118400), 3600); /* 2200-01-01 */
 	assert_int_equal(coffer_tz_offset(tz, 7258118400 + 182 * 86400), 7200);
-	assert_int_equal(coffer_tz_offset(tz, -5000000000), 2996);        /* Rome LMT */
+	assert_int_equal(coffer_tz_offset(tz, -5000000000), 2996); /* Rome LMT */
 	int32_t lo, hi;
 	coffer_tz_offset_range(tz, &lo, &hi);
 	assert_true(lo <= 2996 && hi >= 7200);
@@ -209,8 +211,8 @@ test_new_york(void **state)
 	expect_local(tz, 1793512800 - 1, 2026, 11, 1, 1, 59, -14400, 1);
 	expect_local(tz, 1793512800, 2026, 11, 1, 1, 0, -18000, 0);
 	expect_resolve(tz, 2026, 11, 1, 1, 30, COFFER_TZ_FOLD, 1793511000, 1793514600);
-	expect_resolve(tz, 2026, 11, 1, 2, 30, COFFER_TZ_UNIQUE, 1793514600 + 3600,
-	    1793514600 + 3600);
+	expect_resolve(
+	    tz, 2026, 11, 1, 2, 30, COFFER_TZ_UNIQUE, 1793514600 + 3600, 1793514600 + 3600);
 	coffer_tz_free(tz);
 }
 

@@ -20,7 +20,7 @@
 
 #define KEY_A "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define KEY_B "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
-#define T0 "2026-11-24T15:56:03Z"
+#define T0    "2026-11-24T15:56:03Z"
 
 struct fixture {
 	char dir[512];
@@ -131,16 +131,15 @@ test_generate_new_and_append(void **state)
 	assert_int_equal(coffer_keyring_count(ring), 4);
 	assert_string_equal(coffer_keyring_newest_id(ring), id);
 	assert_memory_equal(coffer_keyring_find(ring, "first"), first_key, sizeof(first_key));
-	assert_memory_not_equal(coffer_keyring_find(ring, "second"), first_key,
-	    sizeof(first_key));
+	assert_memory_not_equal(coffer_keyring_find(ring, "second"), first_key, sizeof(first_key));
 	assert_null(coffer_keyring_find(ring, "third"));
 	coffer_keyring_free(ring);
 
 	/* An id already present is refused and the file is left alone. */
 	assert_int_equal(stat(f->ring, &st), 0);
 	off_t size = st.st_size;
-	assert_int_equal(coffer_keyring_generate(f->ring, "second", id, sizeof(id), &err),
-	    COFFER_EEXIST);
+	assert_int_equal(
+	    coffer_keyring_generate(f->ring, "second", id, sizeof(id), &err), COFFER_EEXIST);
 	assert_non_null(strstr(err.msg, "second"));
 	assert_int_equal(stat(f->ring, &st), 0);
 	assert_int_equal(st.st_size, size);
@@ -164,8 +163,8 @@ test_mode_refused(void **state)
 		snprintf(want, sizeof(want), "chmod 600 %s", f->ring);
 		assert_string_equal(err.hint, want);
 		/* Appending to a ring others can read would add a key they can read. */
-		assert_int_equal(coffer_keyring_generate(f->ring, "b", id, sizeof(id), &err),
-		    COFFER_EPERM);
+		assert_int_equal(
+		    coffer_keyring_generate(f->ring, "b", id, sizeof(id), &err), COFFER_EPERM);
 	}
 	/* Stricter than 0600 is fine. */
 	assert_int_equal(chmod(f->ring, 0400), 0);
@@ -187,20 +186,24 @@ test_bad_files(void **state)
 	expect_load(p, "coffer-keyring v1\na " KEY_A "\n", COFFER_ECORRUPT, "line 2: 2 fields");
 	expect_load(p, "coffer-keyring v1\n\na " KEY_A " " T0 " x\n", COFFER_ECORRUPT,
 	    "line 3: more than three");
-	expect_load(p, "coffer-keyring v1\na 0011 " T0 "\n", COFFER_ECORRUPT, "line 2: key a is 4 hex");
+	expect_load(
+	    p, "coffer-keyring v1\na 0011 " T0 "\n", COFFER_ECORRUPT, "line 2: key a is 4 hex");
 	expect_load(p, "coffer-keyring v1\na " KEY_A "0 " T0 "\n", COFFER_ECORRUPT, "65 hex");
-	expect_load(p, "coffer-keyring v1\na "
+	expect_load(p,
+	    "coffer-keyring v1\na "
 	    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeefg " T0 "\n",
 	    COFFER_ECORRUPT, "not a hex digit");
-	expect_load(p, "coffer-keyring v1\nb/ad " KEY_A " " T0 "\n", COFFER_ECORRUPT,
-	    "line 2: bad key id");
-	expect_load(p, "coffer-keyring v1\n"
+	expect_load(
+	    p, "coffer-keyring v1\nb/ad " KEY_A " " T0 "\n", COFFER_ECORRUPT, "line 2: bad key id");
+	expect_load(p,
+	    "coffer-keyring v1\n"
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa " KEY_A " " T0 "\n",
 	    COFFER_ECORRUPT, "bad key id");
 	expect_load(p, "coffer-keyring v1\na " KEY_A " yesterday\n", COFFER_ECORRUPT,
 	    "line 2: \"yesterday\" is not an RFC 3339");
-	expect_load(p, "coffer-keyring v1\na " KEY_A " " T0 "\n# c\nb " KEY_B " " T0 "\na " KEY_B
-	    " " T0 "\n", COFFER_ECORRUPT, "line 5: key id a appears twice");
+	expect_load(p,
+	    "coffer-keyring v1\na " KEY_A " " T0 "\n# c\nb " KEY_B " " T0 "\na " KEY_B " " T0 "\n",
+	    COFFER_ECORRUPT, "line 5: key id a appears twice");
 	char longline[400];
 	memset(longline, 'x', sizeof(longline) - 1);
 	longline[sizeof(longline) - 1] = '\0';
@@ -220,9 +223,11 @@ test_bad_files(void **state)
 	assert_non_null(strstr(nulerr.msg, "NUL byte"));
 
 	/* Comments, blank lines, CRLF, tabs, upper-case hex and no final newline are fine. */
-	expect_load(p, "coffer-keyring v1\r\n# keys\r\n\r\na\t" KEY_A "\t" T0 "\r\n"
+	expect_load(p,
+	    "coffer-keyring v1\r\n# keys\r\n\r\na\t" KEY_A "\t" T0 "\r\n"
 	    "b.2_x-y 00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF "
-	    "2026-11-24T15:56:03.5+01:00", 0, NULL);
+	    "2026-11-24T15:56:03.5+01:00",
+	    0, NULL);
 	coffer_keyring *ring = NULL;
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_keyring_load(p, &ring, &err), 0);
@@ -269,12 +274,12 @@ test_bad_paths_and_ids(void **state)
 		assert_int_equal(stat(f->ring, &st), -1);
 	}
 	char small[8];
-	assert_int_equal(coffer_keyring_generate(f->ring, "a", small, sizeof(small), &err),
-	    COFFER_EINTERNAL);
+	assert_int_equal(
+	    coffer_keyring_generate(f->ring, "a", small, sizeof(small), &err), COFFER_EINTERNAL);
 	char missing_dir[700];
 	snprintf(missing_dir, sizeof(missing_dir), "%s/no/such/ring", f->dir);
-	assert_int_equal(coffer_keyring_generate(missing_dir, "a", id, sizeof(id), &err),
-	    COFFER_ENOENT);
+	assert_int_equal(
+	    coffer_keyring_generate(missing_dir, "a", id, sizeof(id), &err), COFFER_ENOENT);
 }
 
 /* Several processes appending generated keys at once: the flock must keep
@@ -289,7 +294,10 @@ test_concurrent_keygen(void **state)
 	struct stat st;
 	assert_int_equal(stat(f->ring, &st), -1);
 	/* The ring does not exist yet: the creators race too. */
-	enum { PROCS = 4, EACH = 8 };
+	enum {
+		PROCS = 4,
+		EACH = 8
+	};
 	pid_t pids[PROCS];
 	for (int p = 0; p < PROCS; p++) {
 		pids[p] = fork();
@@ -297,7 +305,8 @@ test_concurrent_keygen(void **state)
 		if (pids[p] == 0) {
 			for (int i = 0; i < EACH; i++) {
 				coffer_err cerr = { 0 };
-				if (coffer_keyring_generate(f->ring, NULL, id, sizeof(id), &cerr) != 0) {
+				if (coffer_keyring_generate(f->ring, NULL, id, sizeof(id), &cerr) !=
+				    0) {
 					fprintf(stderr, "child: %s\n", cerr.msg);
 					_exit(1);
 				}

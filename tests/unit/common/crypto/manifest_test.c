@@ -75,25 +75,26 @@ sample(coffer_manifest_kind kind)
 	snprintf(m->lsn_start, sizeof(m->lsn_start), "0/1A2B3C4D");
 	snprintf(m->lsn_stop, sizeof(m->lsn_stop), "1/FF000028");
 	m->timeline = 3;
-	assert_int_equal(coffer_manifest_add_table(m, "public", "invoices", 18446744073709551615ull,
-	    &err), 0);
+	assert_int_equal(
+	    coffer_manifest_add_table(m, "public", "invoices", 18446744073709551615ull, &err), 0);
 	assert_int_equal(coffer_manifest_add_table(m, "public", "customers", 42, &err), 0);
-	assert_int_equal(coffer_manifest_add_table(m, "audit", "événements \"quoted\"", 0, &err),
-	    0);
+	assert_int_equal(
+	    coffer_manifest_add_table(m, "audit", "événements \"quoted\"", 0, &err), 0);
 	m->plaintext_bytes = 9007199254740993ull; /* 2^53 + 1 */
 	m->stored_bytes = 4000000000ull;
 	snprintf(m->plaintext_sha256, sizeof(m->plaintext_sha256), "%s", sha_a);
 	snprintf(m->stored_sha256, sizeof(m->stored_sha256), "%s", sha_b);
 	snprintf(m->key_id, sizeof(m->key_id), "k2026-11");
 	m->chunk_size = 65536;
-	snprintf(m->schema_query, sizeof(m->schema_query), "SELECT max(version) FROM schema_migrations");
+	snprintf(
+	    m->schema_query, sizeof(m->schema_query), "SELECT max(version) FROM schema_migrations");
 	snprintf(m->schema_version, sizeof(m->schema_version), "20261101");
 	assert_int_equal(coffer_manifest_add_dump_option(m, "--no-owner", &err), 0);
 	assert_int_equal(coffer_manifest_add_dump_option(m, "--exclude-table=tmp_*", &err), 0);
 	if (kind == COFFER_MANIFEST_PHYSICAL) {
 		assert_int_equal(coffer_manifest_add_file(m, "base/1/1259", 8192, sha_a, &err), 0);
-		assert_int_equal(coffer_manifest_add_file(m, "global/pg_control", 8192, sha_b, &err),
-		    0);
+		assert_int_equal(
+		    coffer_manifest_add_file(m, "global/pg_control", 8192, sha_b, &err), 0);
 	}
 	return (m);
 }
@@ -261,15 +262,16 @@ test_tamper_every_field(void **state)
 				for (cJSON *e = target->child; e != NULL; e = e->next) {
 					int n = cJSON_IsObject(e) ? cJSON_GetArraySize(e) : 1;
 					if (k < n) {
-						mutate(cJSON_IsObject(e) ? cJSON_GetArrayItem(e, k) : e);
+						mutate(cJSON_IsObject(e) ? cJSON_GetArrayItem(e, k)
+						                         : e);
 						break;
 					}
 					k -= n;
 				}
 			} else if (strcmp(field->string, "compression") == 0) {
 				/* The one other valid value, so the signature is what refuses it. */
-				cJSON_ReplaceItemInObjectCaseSensitive(copy, "compression",
-				    cJSON_CreateString("none"));
+				cJSON_ReplaceItemInObjectCaseSensitive(
+				    copy, "compression", cJSON_CreateString("none"));
 			} else {
 				mutate(target);
 			}
@@ -282,8 +284,8 @@ test_tamper_every_field(void **state)
 				assert_int_equal(rc, COFFER_ECORRUPT);
 			} else {
 				if (rc != COFFER_EAUTH) {
-					print_error("field %s leaf %d: rc %d %s\n", field->string, leaf, rc,
-					    err.msg);
+					print_error("field %s leaf %d: rc %d %s\n", field->string,
+					    leaf, rc, err.msg);
 				}
 				assert_int_equal(rc, COFFER_EAUTH);
 				assert_non_null(strstr(err.msg, "signature does not match"));
@@ -451,8 +453,8 @@ test_missing_and_ill_typed(void **state)
 		"0x10" };
 	for (size_t i = 0; i < sizeof(bad_u64) / sizeof(bad_u64[0]); i++) {
 		copy = cJSON_Duplicate(orig, 1);
-		cJSON_ReplaceItemInObjectCaseSensitive(copy, "database_size",
-		    cJSON_CreateString(bad_u64[i]));
+		cJSON_ReplaceItemInObjectCaseSensitive(
+		    copy, "database_size", cJSON_CreateString(bad_u64[i]));
 		text = cJSON_PrintUnformatted(copy);
 		assert_int_equal(parse_text(text, NULL, &err), COFFER_ECORRUPT);
 		assert_non_null(strstr(err.msg, "\"database_size\""));
@@ -501,8 +503,15 @@ test_unknown_repeated_and_garbage(void **state)
 	free(extra);
 
 	static const char *const garbage[] = {
-		"", "{", "[]", "null", "\"manifest\"", "{\"format_version\":\"1\"}",
-		"{\"format_version\":1}", "{\"format_version\":1.5}", "{\"format_version\":1e400}",
+		"",
+		"{",
+		"[]",
+		"null",
+		"\"manifest\"",
+		"{\"format_version\":\"1\"}",
+		"{\"format_version\":1}",
+		"{\"format_version\":1.5}",
+		"{\"format_version\":1e400}",
 	};
 	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
 		int rc = parse_text(garbage[i], f->pub, &err);
@@ -565,8 +574,8 @@ test_semantic_checks(void **state)
 	for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
 		free(m->files[0].path);
 		m->files[0].path = strdup(bad_paths[i]);
-		assert_int_equal(coffer_manifest_to_json(m, f->key, &json, NULL, &err),
-		    COFFER_ECORRUPT);
+		assert_int_equal(
+		    coffer_manifest_to_json(m, f->key, &json, NULL, &err), COFFER_ECORRUPT);
 		assert_non_null(strstr(err.msg, "files[0]"));
 		assert_null(json);
 	}
@@ -655,10 +664,18 @@ test_backup_ids(void **state)
 	assert_int_equal(kind, COFFER_MANIFEST_PHYSICAL);
 
 	static const char *const bad[] = {
-		"", "latest", "20261130T004603Z-l-3fa2c", "20261130T004603Z-l-3fa2c1x",
-		"20261130T004603Z-x-3fa2c1", "20261130T004603Z-l-3FA2C1", "20261330T004603Z-l-3fa2c1",
-		"20261131T004603Z-l-3fa2c1" /* no Nov 31st */, "20261130T244603Z-l-3fa2c1",
-		"20261130 004603Z-l-3fa2c1", "20261130T004603+l-3fa2c1", "../../../../../etc/passwd",
+		"",
+		"latest",
+		"20261130T004603Z-l-3fa2c",
+		"20261130T004603Z-l-3fa2c1x",
+		"20261130T004603Z-x-3fa2c1",
+		"20261130T004603Z-l-3FA2C1",
+		"20261330T004603Z-l-3fa2c1",
+		"20261131T004603Z-l-3fa2c1" /* no Nov 31st */,
+		"20261130T244603Z-l-3fa2c1",
+		"20261130 004603Z-l-3fa2c1",
+		"20261130T004603+l-3fa2c1",
+		"../../../../../etc/passwd",
 		"19691231T235959Z-l-3fa2c1",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -670,8 +687,8 @@ test_backup_ids(void **state)
 		assert_non_null(strstr(err.msg, "is not a backup id"));
 		assert_int_equal(coffer_manifest_id_check(bad[i], NULL, NULL), COFFER_EINVAL);
 	}
-	assert_int_equal(coffer_manifest_id_new(a, -1, COFFER_MANIFEST_LOGICAL, &err),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    coffer_manifest_id_new(a, -1, COFFER_MANIFEST_LOGICAL, &err), COFFER_EINVAL);
 	assert_string_equal(coffer_manifest_kind_name(COFFER_MANIFEST_PHYSICAL), "physical");
 	assert_int_equal(coffer_manifest_kind_parse("logical", &kind), 0);
 	assert_int_equal(coffer_manifest_kind_parse("Logical", &kind), COFFER_EINVAL);

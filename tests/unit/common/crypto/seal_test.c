@@ -21,10 +21,10 @@
 #include "common/crypto/seal.h"
 #include "common/stream/sink.h"
 
-#define C 64                  /* small chunks so tests cross many boundaries */
-#define FRAME (4 + C + 16)    /* one full sealed chunk */
-#define ID "svc-key.1"
-#define HDR (78 + sizeof(ID) - 1)
+#define C       64           /* small chunks so tests cross many boundaries */
+#define FRAME   (4 + C + 16) /* one full sealed chunk */
+#define ID      "svc-key.1"
+#define HDR     (78 + sizeof(ID) - 1)
 #define MAX_OUT ((size_t)64 << 20)
 
 struct fixture {
@@ -151,8 +151,8 @@ struct unsealed {
 
 /* Unseals in pieces of `piece` bytes (0: all at once). */
 static void
-unseal_bytes(const coffer_keyring *ring, const uint8_t *in, size_t len, size_t piece,
-    struct unsealed *u)
+unseal_bytes(
+    const coffer_keyring *ring, const uint8_t *in, size_t len, size_t piece, struct unsealed *u)
 {
 	memset(u, 0, sizeof(*u));
 	coffer_filter *us = coffer_unseal_filter_new(ring, &u->err);
@@ -195,7 +195,8 @@ expect_refused(const coffer_keyring *ring, const uint8_t *in, size_t len, const 
 	if (code != 0) {
 		ok = ok && u.rv == code;
 	} else {
-		ok = ok && (u.rv == COFFER_EAUTH || u.rv == COFFER_ECORRUPT || u.rv == COFFER_ETRUNC);
+		ok = ok &&
+		    (u.rv == COFFER_EAUTH || u.rv == COFFER_ECORRUPT || u.rv == COFFER_ETRUNC);
 	}
 	if (msg_part != NULL) {
 		ok = ok && strstr(u.err.msg, msg_part) != NULL;
@@ -303,24 +304,25 @@ test_header_damage(void **state)
 		{ 9, 0xff, COFFER_ECORRUPT, "key id length 246" },
 		{ 10, 0x80, COFFER_ECORRUPT, "key id has bytes" },
 		{ 11, 0x01, COFFER_ENOENT, "sealed with key swc-key.1, which key ring" },
-		{ 10 + 9 + 3, 0x01, COFFER_EAUTH, "cannot unwrap the data key" },  /* chunk size */
+		{ 10 + 9 + 3, 0x01, COFFER_EAUTH, "cannot unwrap the data key" }, /* chunk size */
 		{ 10 + 9, 0x80, COFFER_ECORRUPT, "chunk size" },
-		{ 10 + 9 + 4, 0x10, COFFER_EAUTH, "cannot unwrap" },             /* nonce prefix */
-		{ 10 + 9 + 8, 0x10, COFFER_EAUTH, "cannot unwrap" },             /* wrap nonce */
-		{ 10 + 9 + 20, 0x04, COFFER_EAUTH, "cannot unwrap" },            /* wrapped key */
-		{ HDR - 1, 0x40, COFFER_EAUTH, "cannot unwrap" },                /* wrap tag */
+		{ 10 + 9 + 4, 0x10, COFFER_EAUTH, "cannot unwrap" },  /* nonce prefix */
+		{ 10 + 9 + 8, 0x10, COFFER_EAUTH, "cannot unwrap" },  /* wrap nonce */
+		{ 10 + 9 + 20, 0x04, COFFER_EAUTH, "cannot unwrap" }, /* wrapped key */
+		{ HDR - 1, 0x40, COFFER_EAUTH, "cannot unwrap" },     /* wrap tag */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memcpy(bad, sealed, slen);
 		bad[cases[i].off] ^= cases[i].mask;
 		snprintf(what, sizeof(what), "header case %zu", i);
-		expect_refused(f->ring, bad, slen, pt, sizeof(pt), cases[i].code, cases[i].msg, what);
+		expect_refused(
+		    f->ring, bad, slen, pt, sizeof(pt), cases[i].code, cases[i].msg, what);
 	}
 	/* Unknown version, written as a newer release would. */
 	memcpy(bad, sealed, slen);
 	bad[8] = 2;
-	expect_refused(f->ring, bad, slen, pt, sizeof(pt), COFFER_EVERSION, "version 2",
-	    "version 2");
+	expect_refused(
+	    f->ring, bad, slen, pt, sizeof(pt), COFFER_EVERSION, "version 2", "version 2");
 	/* Not a sealed stream at all, however short. */
 	const char *text = "pg_dump output, not sealed";
 	expect_refused(f->ring, (const uint8_t *)text, strlen(text), pt, sizeof(pt),
@@ -396,8 +398,8 @@ test_chunk_damage(void **state)
 				/* Ciphertext and tag: the chunk is named. */
 				snprintf(msg, sizeof(msg), "chunk %zu%s failed authentication", k,
 				    k == 3 ? " (final)" : "");
-				expect_refused(f->ring, bad, slen, pt, sizeof(pt), COFFER_EAUTH, msg,
-				    what);
+				expect_refused(
+				    f->ring, bad, slen, pt, sizeof(pt), COFFER_EAUTH, msg, what);
 			}
 		}
 	}

@@ -104,7 +104,8 @@ test_keygen_load_sign_verify(void **state)
 	assert_int_equal(coffer_sign_verify(pub, msg, sizeof(msg) - 1, sig, &err), COFFER_EAUTH);
 	for (size_t i = 0; i < COFFER_SIGN_BYTES; i += 9) {
 		sig[i] ^= 0x20;
-		assert_int_equal(coffer_sign_verify(pub, msg, sizeof(msg), sig, &err), COFFER_EAUTH);
+		assert_int_equal(
+		    coffer_sign_verify(pub, msg, sizeof(msg), sig, &err), COFFER_EAUTH);
 		sig[i] ^= 0x20;
 	}
 
@@ -166,8 +167,8 @@ test_key_load_refuses_garbage(void **state)
 	struct fixture *f = *state;
 	coffer_err err = { 0 };
 	coffer_sign_key *key = NULL;
-	put_file(f->key, "-----BEGIN PRIVATE KEY-----\nnonsense\n-----END PRIVATE KEY-----\n",
-	    0600);
+	put_file(
+	    f->key, "-----BEGIN PRIVATE KEY-----\nnonsense\n-----END PRIVATE KEY-----\n", 0600);
 	assert_int_equal(coffer_sign_key_load(f->key, &key, &err), COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "not an ed25519 private key"));
 

@@ -56,7 +56,7 @@ setup(void **state)
 	coffer_err err = { 0 };
 	if (coffer_repo_open(&f->cfg, COFFER_REPO_READ | COFFER_REPO_WRITE, &f->rw, &err) != 0 ||
 	    coffer_repo_open(&f->cfg, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE,
-	    &f->all, &err) != 0) {
+	        &f->all, &err) != 0) {
 		return (-1);
 	}
 	*state = f;
@@ -244,7 +244,8 @@ test_round_trip_sizes(void **state)
 		char key[128];
 		coffer_err err = { 0 };
 		assert_int_equal(coffer_repo_backup_key(key, sizeof(key), "billing",
-		    "20261124T155603Z-l-3fa2c1", "data", &err), 0);
+		                     "20261124T155603Z-l-3fa2c1", "data", &err),
+		    0);
 		char k2[160];
 		snprintf(k2, sizeof(k2), "%s-%zu", key, sizes[i]);
 		pattern(data, sizes[i], (unsigned)i);
@@ -299,8 +300,8 @@ test_abort_leaves_nothing(void **state)
 	assert_int_equal(count_files(f->dir, &hidden), 0);
 	struct listed l;
 	assert_int_equal(list_keys(f->rw, "", &l), 0);
-	assert_int_equal(coffer_repo_stat(f->rw, key, &(coffer_repo_info){ 0 }, &err),
-	    COFFER_ENOENT);
+	assert_int_equal(
+	    coffer_repo_stat(f->rw, key, &(coffer_repo_info) { 0 }, &err), COFFER_ENOENT);
 
 	/* A failed write cannot be committed, and leaves nothing behind. */
 	struct collect c;
@@ -333,8 +334,9 @@ test_reader_never_sees_temporary(void **state)
 	assert_int_equal(list_keys(f->rw, "", &l), 0);
 	assert_int_equal(list_keys(f->rw, "services/billing/wal/00000001/", &l), 0);
 	assert_int_equal(list_keys(f->rw, "services/billing/wal/00000001/.", &l), 0);
-	assert_int_equal(coffer_repo_read(f->rw, key, &(struct collect){ .base.ops = &collect_ops }
-	    .base, &err), COFFER_ENOENT);
+	assert_int_equal(
+	    coffer_repo_read(f->rw, key, &(struct collect) { .base.ops = &collect_ops }.base, &err),
+	    COFFER_ENOENT);
 	assert_int_equal(coffer_repo_write_commit(sink, &err), 0);
 	coffer_filter_free(sink);
 	assert_int_equal(list_keys(f->rw, "services/", &l), 1);
@@ -356,10 +358,11 @@ test_overwrite_refused(void **state)
 	assert_true(err.hint[0] != '\0');
 
 	/* Overwrite destroys the old object: it needs the delete capability. */
-	assert_int_equal(coffer_repo_write_begin_flags(f->rw, key, COFFER_REPO_OVERWRITE, &sink,
-	    &err), COFFER_EPERM);
-	assert_int_equal(coffer_repo_write_begin_flags(f->all, key, COFFER_REPO_OVERWRITE, &sink,
-	    &err), 0);
+	assert_int_equal(
+	    coffer_repo_write_begin_flags(f->rw, key, COFFER_REPO_OVERWRITE, &sink, &err),
+	    COFFER_EPERM);
+	assert_int_equal(
+	    coffer_repo_write_begin_flags(f->all, key, COFFER_REPO_OVERWRITE, &sink, &err), 0);
 	assert_int_equal(coffer_filter_write(sink, "second", 6, &err), 0);
 	assert_int_equal(coffer_repo_write_commit(sink, &err), 0);
 	coffer_filter_free(sink);
@@ -390,8 +393,9 @@ test_overwrite_refused(void **state)
 	assert_int_equal(hidden, 0);
 
 	/* An object's key cannot also be a directory on the way to another. */
-	assert_int_equal(coffer_repo_write_begin(f->rw, "services/billing/backups/b2/data/x",
-	    &sink, &err), COFFER_EEXIST);
+	assert_int_equal(
+	    coffer_repo_write_begin(f->rw, "services/billing/backups/b2/data/x", &sink, &err),
+	    COFFER_EEXIST);
 }
 
 static void
@@ -439,13 +443,13 @@ test_delete(void **state)
 	put_object(f->rw, "services/billing/backups/b2/data", (const uint8_t *)"d", 1);
 
 	assert_int_equal(coffer_repo_delete(f->all, "services/billing/backups/b1/data", &err), 0);
-	assert_int_equal(coffer_repo_delete(f->all, "services/billing/backups/b1/data", &err),
-	    COFFER_ENOENT);
+	assert_int_equal(
+	    coffer_repo_delete(f->all, "services/billing/backups/b1/data", &err), COFFER_ENOENT);
 	/* A directory is not an object. */
-	assert_int_equal(coffer_repo_delete(f->all, "services/billing/backups/b1", &err),
-	    COFFER_ENOENT);
-	assert_int_equal(coffer_repo_delete(f->all, "services/billing/backups/b1/manifest.json",
-	    &err), 0);
+	assert_int_equal(
+	    coffer_repo_delete(f->all, "services/billing/backups/b1", &err), COFFER_ENOENT);
+	assert_int_equal(
+	    coffer_repo_delete(f->all, "services/billing/backups/b1/manifest.json", &err), 0);
 	/* The emptied backup directory went with it; its siblings stayed. */
 	char path[1024];
 	struct stat st;
@@ -471,8 +475,22 @@ test_bad_keys(void **state)
 {
 	struct fixture *f = *state;
 	static const char *const bad[] = {
-		"", "/abs", "a//b", "a/", "../x", "a/../b", "a/./b", ".hidden", "a/.tmp",
-		"sp ace", "tab\tkey", "back\\slash", "nl\n", "caf\xc3\xa9", "a/..", "..",
+		"",
+		"/abs",
+		"a//b",
+		"a/",
+		"../x",
+		"a/../b",
+		"a/./b",
+		".hidden",
+		"a/.tmp",
+		"sp ace",
+		"tab\tkey",
+		"back\\slash",
+		"nl\n",
+		"caf\xc3\xa9",
+		"a/..",
+		"..",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		coffer_err err = { 0 };
@@ -480,7 +498,8 @@ test_bad_keys(void **state)
 		assert_int_equal(coffer_repo_key_check(bad[i], &err), COFFER_EINVAL);
 		assert_non_null(strstr(err.msg, "invalid repository key"));
 		assert_true(err.hint[0] != '\0');
-		assert_int_equal(coffer_repo_write_begin(f->all, bad[i], &sink, &err), COFFER_EINVAL);
+		assert_int_equal(
+		    coffer_repo_write_begin(f->all, bad[i], &sink, &err), COFFER_EINVAL);
 		assert_null(sink);
 		struct collect c;
 		collect_init(&c);
@@ -501,7 +520,9 @@ test_bad_keys(void **state)
 	}
 	assert_int_equal(coffer_repo_key_check(deep, NULL), COFFER_EINVAL);
 	assert_int_equal(coffer_repo_key_check("services/billing/wal/00000001/0000000100000000"
-	    "00000002.partial", NULL), 0);
+	                                       "00000002.partial",
+	                     NULL),
+	    0);
 	assert_int_equal(coffer_repo_key_check("audit/2026-11-24/000001", NULL), 0);
 
 	/* List prefixes follow the same rules for their complete segments. */
@@ -519,14 +540,29 @@ test_list_order_and_prefix(void **state)
 	struct fixture *f = *state;
 	/* Bytewise order of whole keys: '-' (0x2d) < '.' < '/' (0x2f) < '0'. */
 	static const char *const keys[] = {
-		"a/y/z", "a-b", "b", "a/x", "a.c", "a0", "a/y-1", "a/y/a", "services/s/backups/1/data",
+		"a/y/z",
+		"a-b",
+		"b",
+		"a/x",
+		"a.c",
+		"a0",
+		"a/y-1",
+		"a/y/a",
+		"services/s/backups/1/data",
 	};
 	size_t n = sizeof(keys) / sizeof(keys[0]);
 	for (size_t i = 0; i < n; i++) {
 		put_object(f->rw, keys[i], (const uint8_t *)keys[i], strlen(keys[i]));
 	}
 	static const char *const sorted[] = {
-		"a-b", "a.c", "a/x", "a/y-1", "a/y/a", "a/y/z", "a0", "b",
+		"a-b",
+		"a.c",
+		"a/x",
+		"a/y-1",
+		"a/y/a",
+		"a/y/z",
+		"a0",
+		"b",
 		"services/s/backups/1/data",
 	};
 	struct listed l;
@@ -622,27 +658,31 @@ test_layout_helpers(void **state)
 	coffer_err err = { 0 };
 	char buf[256];
 	assert_int_equal(coffer_repo_backup_key(buf, sizeof(buf), "billing",
-	    "20261124T155603Z-l-3fa2c1", "manifest.json", &err), 0);
-	assert_string_equal(buf, "services/billing/backups/20261124T155603Z-l-3fa2c1/manifest.json");
+	                     "20261124T155603Z-l-3fa2c1", "manifest.json", &err),
+	    0);
+	assert_string_equal(
+	    buf, "services/billing/backups/20261124T155603Z-l-3fa2c1/manifest.json");
 	assert_int_equal(coffer_repo_backup_key(buf, sizeof(buf), "billing", "id", "other", &err),
 	    COFFER_EINVAL);
 	assert_int_equal(coffer_repo_backup_key(buf, sizeof(buf), "bil/ling", "id", "data", &err),
 	    COFFER_EINVAL);
-	assert_int_equal(coffer_repo_backup_key(buf, sizeof(buf), "..", "id", "data", &err),
-	    COFFER_EINVAL);
-	assert_int_equal(coffer_repo_backup_key(buf, 20, "billing", "id", "data", &err),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    coffer_repo_backup_key(buf, sizeof(buf), "..", "id", "data", &err), COFFER_EINVAL);
+	assert_int_equal(
+	    coffer_repo_backup_key(buf, 20, "billing", "id", "data", &err), COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "does not fit"));
 	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 7312345678901234567ull,
-	    0x1c, "0000001C000000A2000000FF", &err), 0);
-	assert_string_equal(buf,
-	    "services/billing/wal/7312345678901234567/0000001C/0000001C000000A2000000FF");
-	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 7, 0, "x", &err),
+	                     0x1c, "0000001C000000A2000000FF", &err),
+	    0);
+	assert_string_equal(
+	    buf, "services/billing/wal/7312345678901234567/0000001C/0000001C000000A2000000FF");
+	assert_int_equal(
+	    coffer_repo_wal_key(buf, sizeof(buf), "billing", 7, 0, "x", &err), COFFER_EINVAL);
+	assert_int_equal(
+	    coffer_repo_wal_key(buf, sizeof(buf), "billing", 7, 1, "", &err), COFFER_EINVAL);
+	assert_int_equal(coffer_repo_wal_key(
+	                     buf, sizeof(buf), "billing", 0, 1, "000000010000000000000001", &err),
 	    COFFER_EINVAL);
-	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 7, 1, "", &err),
-	    COFFER_EINVAL);
-	assert_int_equal(coffer_repo_wal_key(buf, sizeof(buf), "billing", 0, 1,
-	    "000000010000000000000001", &err), COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "system identifier"));
 	assert_int_equal(coffer_repo_backups_prefix(buf, sizeof(buf), "billing", &err), 0);
 	assert_string_equal(buf, "services/billing/backups/");

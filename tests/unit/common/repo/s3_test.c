@@ -20,14 +20,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <openssl/evp.h>
+#include <cmocka.h>
 
-#include "common/stream/digest.h"
 #include "common/repo/s3.h"
+#include "common/stream/digest.h"
 
-#define EMPTY_SHA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-#define DOC_AKID "AKIAIOSFODNN7EXAMPLE"
+#define EMPTY_SHA  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define DOC_AKID   "AKIAIOSFODNN7EXAMPLE"
 #define DOC_SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
 /* ---- SigV4: the examples of "Signature Calculations for the Authorization
@@ -45,15 +45,22 @@ test_sigv4_get_object(void **state)
 		{ "x-amz-date", "20130524T000000Z" },
 	};
 	coffer_s3_sign_input in = {
-		.method = "GET", .host = "examplebucket.s3.amazonaws.com", .path = "/test.txt",
-		.headers = h, .nheaders = 3, .payload_hash = EMPTY_SHA,
-		.amz_date = "20130524T000000Z", .region = "us-east-1",
-		.access_key = DOC_AKID, .secret_key = DOC_SECRET,
+		.method = "GET",
+		.host = "examplebucket.s3.amazonaws.com",
+		.path = "/test.txt",
+		.headers = h,
+		.nheaders = 3,
+		.payload_hash = EMPTY_SHA,
+		.amz_date = "20130524T000000Z",
+		.region = "us-east-1",
+		.access_key = DOC_AKID,
+		.secret_key = DOC_SECRET,
 	};
 	char cr[1024];
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_s3_canonical_request(&in, cr, sizeof(cr), &err), 0);
-	assert_string_equal(cr, "GET\n/test.txt\n\n"
+	assert_string_equal(cr,
+	    "GET\n/test.txt\n\n"
 	    "host:examplebucket.s3.amazonaws.com\nrange:bytes=0-9\n"
 	    "x-amz-content-sha256:" EMPTY_SHA "\nx-amz-date:20130524T000000Z\n\n"
 	    "host;range;x-amz-content-sha256;x-amz-date\n" EMPTY_SHA);
@@ -62,18 +69,21 @@ test_sigv4_get_object(void **state)
 	unsigned n = 32;
 	EVP_Digest(cr, strlen(cr), d, &n, EVP_sha256(), NULL);
 	coffer_hex_encode(d, 32, hex);
-	assert_string_equal(hex, "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972");
+	assert_string_equal(
+	    hex, "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972");
 	char auth[512], sig[65];
 	assert_int_equal(coffer_s3_sign(&in, auth, sizeof(auth), sig, &err), 0);
-	assert_string_equal(sig, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
-	assert_string_equal(auth, "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/"
+	assert_string_equal(
+	    sig, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+	assert_string_equal(auth,
+	    "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/"
 	    "us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
 	    "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
 	/* A wrong secret must give another signature. */
 	in.secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEZ";
 	assert_int_equal(coffer_s3_sign(&in, auth, sizeof(auth), sig, &err), 0);
-	assert_string_not_equal(sig,
-	    "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
+	assert_string_not_equal(
+	    sig, "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41");
 }
 
 static void
@@ -88,17 +98,26 @@ test_sigv4_list_objects(void **state)
 		{ "x-amz-date", "20130524T000000Z" },
 	};
 	coffer_s3_sign_input in = {
-		.method = "GET", .host = "examplebucket.s3.amazonaws.com", .path = "/",
-		.query = q, .nquery = 2, .headers = h, .nheaders = 2, .payload_hash = EMPTY_SHA,
-		.amz_date = "20130524T000000Z", .region = "us-east-1",
-		.access_key = DOC_AKID, .secret_key = DOC_SECRET,
+		.method = "GET",
+		.host = "examplebucket.s3.amazonaws.com",
+		.path = "/",
+		.query = q,
+		.nquery = 2,
+		.headers = h,
+		.nheaders = 2,
+		.payload_hash = EMPTY_SHA,
+		.amz_date = "20130524T000000Z",
+		.region = "us-east-1",
+		.access_key = DOC_AKID,
+		.secret_key = DOC_SECRET,
 	};
 	char cr[1024], auth[512], sig[65];
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_s3_canonical_request(&in, cr, sizeof(cr), &err), 0);
 	assert_non_null(strstr(cr, "GET\n/\nmax-keys=2&prefix=J\n"));
 	assert_int_equal(coffer_s3_sign(&in, auth, sizeof(auth), sig, &err), 0);
-	assert_string_equal(sig, "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
+	assert_string_equal(
+	    sig, "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
 }
 
 static void
@@ -112,15 +131,24 @@ test_sigv4_get_lifecycle(void **state)
 		{ "x-amz-date", "20130524T000000Z" },
 	};
 	coffer_s3_sign_input in = {
-		.method = "GET", .host = "examplebucket.s3.amazonaws.com", .path = "/",
-		.query = q, .nquery = 1, .headers = h, .nheaders = 2, .payload_hash = EMPTY_SHA,
-		.amz_date = "20130524T000000Z", .region = "us-east-1",
-		.access_key = DOC_AKID, .secret_key = DOC_SECRET,
+		.method = "GET",
+		.host = "examplebucket.s3.amazonaws.com",
+		.path = "/",
+		.query = q,
+		.nquery = 1,
+		.headers = h,
+		.nheaders = 2,
+		.payload_hash = EMPTY_SHA,
+		.amz_date = "20130524T000000Z",
+		.region = "us-east-1",
+		.access_key = DOC_AKID,
+		.secret_key = DOC_SECRET,
 	};
 	char auth[512], sig[65];
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_s3_sign(&in, auth, sizeof(auth), sig, &err), 0);
-	assert_string_equal(sig, "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543");
+	assert_string_equal(
+	    sig, "fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543");
 }
 
 static void
@@ -137,17 +165,24 @@ test_sigv4_put_object(void **state)
 		{ "x-amz-content-sha256", body_sha },
 	};
 	coffer_s3_sign_input in = {
-		.method = "PUT", .host = "examplebucket.s3.amazonaws.com", .path = "/test$file.text",
-		.headers = h, .nheaders = 4, .payload_hash = body_sha,
-		.amz_date = "20130524T000000Z", .region = "us-east-1",
-		.access_key = DOC_AKID, .secret_key = DOC_SECRET,
+		.method = "PUT",
+		.host = "examplebucket.s3.amazonaws.com",
+		.path = "/test$file.text",
+		.headers = h,
+		.nheaders = 4,
+		.payload_hash = body_sha,
+		.amz_date = "20130524T000000Z",
+		.region = "us-east-1",
+		.access_key = DOC_AKID,
+		.secret_key = DOC_SECRET,
 	};
 	char cr[1024], auth[512], sig[65];
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_s3_canonical_request(&in, cr, sizeof(cr), &err), 0);
 	assert_non_null(strstr(cr, "PUT\n/test%24file.text\n\n"));
 	assert_int_equal(coffer_s3_sign(&in, auth, sizeof(auth), sig, &err), 0);
-	assert_string_equal(sig, "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
+	assert_string_equal(
+	    sig, "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd");
 }
 
 static void
@@ -160,20 +195,30 @@ test_canonical_details(void **state)
 		{ "x-amz-date", "20260101T000000Z" },
 	};
 	coffer_s3_sign_input in = {
-		.method = "PUT", .host = "127.0.0.1:7480", .path = "/bucket/a dir/ü~x",
-		.query = q, .nquery = 2, .headers = h, .nheaders = 2, .payload_hash = "UNSIGNED-PAYLOAD",
-		.amz_date = "20260101T000000Z", .region = "eu-west-1",
-		.access_key = "AK", .secret_key = "SK",
+		.method = "PUT",
+		.host = "127.0.0.1:7480",
+		.path = "/bucket/a dir/ü~x",
+		.query = q,
+		.nquery = 2,
+		.headers = h,
+		.nheaders = 2,
+		.payload_hash = "UNSIGNED-PAYLOAD",
+		.amz_date = "20260101T000000Z",
+		.region = "eu-west-1",
+		.access_key = "AK",
+		.secret_key = "SK",
 	};
 	char cr[1024];
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_s3_canonical_request(&in, cr, sizeof(cr), &err), 0);
-	assert_string_equal(cr, "PUT\n/bucket/a%20dir/%C3%BC~x\n"
+	assert_string_equal(cr,
+	    "PUT\n/bucket/a%20dir/%C3%BC~x\n"
 	    "partNumber=10&uploadId=a%20b%2Bc%2Fd\n"
 	    "host:127.0.0.1:7480\nx-amz-date:20260101T000000Z\nx-amz-meta-note:two spaces and tab\n\n"
 	    "host;x-amz-date;x-amz-meta-note\nUNSIGNED-PAYLOAD");
 	char tiny[16];
-	assert_int_equal(coffer_s3_canonical_request(&in, tiny, sizeof(tiny), &err), COFFER_ETOOBIG);
+	assert_int_equal(
+	    coffer_s3_canonical_request(&in, tiny, sizeof(tiny), &err), COFFER_ETOOBIG);
 	char auth[512];
 	in.amz_date = "2026";
 	assert_int_equal(coffer_s3_sign(&in, auth, sizeof(auth), NULL, &err), COFFER_EINTERNAL);
@@ -187,28 +232,29 @@ test_error_parse(void **state)
 	(void)state;
 	char code[64], msg[256];
 	const char *aws = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied"
-	    "</Code><Message>Access Denied</Message><RequestId>1</RequestId></Error>";
-	assert_int_equal(coffer_s3_error_parse(aws, strlen(aws), code, sizeof(code), msg,
-	    sizeof(msg)), 1);
+	                  "</Code><Message>Access Denied</Message><RequestId>1</RequestId></Error>";
+	assert_int_equal(
+	    coffer_s3_error_parse(aws, strlen(aws), code, sizeof(code), msg, sizeof(msg)), 1);
 	assert_string_equal(code, "AccessDenied");
 	assert_string_equal(msg, "Access Denied");
 	/* The 200-with-<Error> body of CompleteMultipartUpload, namespaced. */
-	const char *ns = "<Error xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\n  <Code>"
+	const char *ns =
+	    "<Error xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\n  <Code>"
 	    "InternalError</Code>\n  <Message>We encountered an internal error. Please try "
 	    "again.</Message>\n</Error>";
-	assert_int_equal(coffer_s3_error_parse(ns, strlen(ns), code, sizeof(code), msg,
-	    sizeof(msg)), 1);
+	assert_int_equal(
+	    coffer_s3_error_parse(ns, strlen(ns), code, sizeof(code), msg, sizeof(msg)), 1);
 	assert_string_equal(code, "InternalError");
 	const char *ok = "<CompleteMultipartUploadResult><ETag>\"x-2\"</ETag>"
-	    "</CompleteMultipartUploadResult>";
-	assert_int_equal(coffer_s3_error_parse(ok, strlen(ok), code, sizeof(code), msg,
-	    sizeof(msg)), 0);
+	                 "</CompleteMultipartUploadResult>";
+	assert_int_equal(
+	    coffer_s3_error_parse(ok, strlen(ok), code, sizeof(code), msg, sizeof(msg)), 0);
 	assert_int_equal(coffer_s3_error_parse("<Err", 4, code, sizeof(code), msg, sizeof(msg)), 0);
 	assert_int_equal(coffer_s3_error_parse(NULL, 0, code, sizeof(code), msg, sizeof(msg)), 0);
 	assert_string_equal(code, "");
 	/* An external entity is never fetched or expanded. */
 	const char *xxe = "<?xml version=\"1.0\"?><!DOCTYPE e [<!ENTITY x SYSTEM "
-	    "\"file:///etc/passwd\">]><Error><Code>&x;</Code></Error>";
+	                  "\"file:///etc/passwd\">]><Error><Code>&x;</Code></Error>";
 	coffer_s3_error_parse(xxe, strlen(xxe), code, sizeof(code), msg, sizeof(msg));
 	assert_null(strstr(code, "root:"));
 }
@@ -238,7 +284,8 @@ static void
 test_list_parse(void **state)
 {
 	(void)state;
-	const char *page = "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"http://s3.amazonaws"
+	const char *page =
+	    "<?xml version=\"1.0\"?><ListBucketResult xmlns=\"http://s3.amazonaws"
 	    ".com/doc/2006-03-01/\"><Name>b</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount>"
 	    "<MaxKeys>2</MaxKeys><IsTruncated>true</IsTruncated>"
 	    "<Contents><Key>p/a&amp;b</Key><LastModified>2026-11-24T10:00:00.000Z</LastModified>"
@@ -252,7 +299,8 @@ test_list_parse(void **state)
 	char token[128];
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_s3_list_parse(page, strlen(page), seen_cb, &s, &truncated, token,
-	    sizeof(token), &err), 0);
+	                     sizeof(token), &err),
+	    0);
 	assert_int_equal(s.n, 2);
 	assert_string_equal(s.keys[0], "p/a&b");
 	assert_int_equal(s.sizes[0], 3);
@@ -264,69 +312,82 @@ test_list_parse(void **state)
 	/* A callback that stops early. */
 	struct seen s2 = { .stop_at = 1 };
 	assert_int_equal(coffer_s3_list_parse(page, strlen(page), seen_cb, &s2, &truncated, token,
-	    sizeof(token), &err), 1);
+	                     sizeof(token), &err),
+	    1);
 	assert_int_equal(s2.n, 1);
 
 	/* A token that does not fit is refused, not cut. */
 	char small[8];
 	struct seen s3 = { 0 };
 	assert_int_equal(coffer_s3_list_parse(page, strlen(page), seen_cb, &s3, &truncated, small,
-	    sizeof(small), &err), COFFER_EPROTO);
+	                     sizeof(small), &err),
+	    COFFER_EPROTO);
 
 	const char *no_token = "<ListBucketResult><IsTruncated>true</IsTruncated>"
-	    "</ListBucketResult>";
-	assert_int_equal(coffer_s3_list_parse(no_token, strlen(no_token), seen_cb, &s3,
-	    &truncated, token, sizeof(token), &err), COFFER_EPROTO);
+	                       "</ListBucketResult>";
+	assert_int_equal(coffer_s3_list_parse(no_token, strlen(no_token), seen_cb, &s3, &truncated,
+	                     token, sizeof(token), &err),
+	    COFFER_EPROTO);
 	assert_non_null(strstr(err.msg, "NextContinuationToken"));
 
 	const char *bad_size = "<ListBucketResult><Contents><Key>k</Key><Size>-1x</Size>"
-	    "</Contents></ListBucketResult>";
-	assert_int_equal(coffer_s3_list_parse(bad_size, strlen(bad_size), seen_cb, &s3,
-	    &truncated, token, sizeof(token), &err), COFFER_EPROTO);
+	                       "</Contents></ListBucketResult>";
+	assert_int_equal(coffer_s3_list_parse(bad_size, strlen(bad_size), seen_cb, &s3, &truncated,
+	                     token, sizeof(token), &err),
+	    COFFER_EPROTO);
 	const char *no_key = "<ListBucketResult><Contents><Size>1</Size></Contents>"
-	    "</ListBucketResult>";
-	assert_int_equal(coffer_s3_list_parse(no_key, strlen(no_key), seen_cb, &s3,
-	    &truncated, token, sizeof(token), &err), COFFER_EPROTO);
+	                     "</ListBucketResult>";
+	assert_int_equal(coffer_s3_list_parse(no_key, strlen(no_key), seen_cb, &s3, &truncated,
+	                     token, sizeof(token), &err),
+	    COFFER_EPROTO);
 	const char *html = "<html><body>proxy login</body></html>";
 	assert_int_equal(coffer_s3_list_parse(html, strlen(html), seen_cb, &s3, &truncated, token,
-	    sizeof(token), &err), COFFER_EPROTO);
+	                     sizeof(token), &err),
+	    COFFER_EPROTO);
 	assert_non_null(strstr(err.hint, "endpoint"));
-	assert_int_equal(coffer_s3_list_parse("", 0, seen_cb, &s3, &truncated, token,
-	    sizeof(token), &err), COFFER_EPROTO);
+	assert_int_equal(
+	    coffer_s3_list_parse("", 0, seen_cb, &s3, &truncated, token, sizeof(token), &err),
+	    COFFER_EPROTO);
 
 	/* encoding-type=url: keys come back encoded, '+' standing for a space. */
 	const char *enc = "<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false"
-	    "</IsTruncated><Contents><Key>p/a%2Bb+c%0A</Key><Size>1</Size></Contents>"
-	    "</ListBucketResult>";
+	                  "</IsTruncated><Contents><Key>p/a%2Bb+c%0A</Key><Size>1</Size></Contents>"
+	                  "</ListBucketResult>";
 	struct seen s5 = { 0 };
 	assert_int_equal(coffer_s3_list_parse(enc, strlen(enc), seen_cb, &s5, &truncated, token,
-	    sizeof(token), &err), 0);
+	                     sizeof(token), &err),
+	    0);
 	assert_string_equal(s5.keys[0], "p/a+b c\n");
 	const char *bad_enc = "<ListBucketResult><EncodingType>url</EncodingType><Contents>"
-	    "<Key>p/%zz</Key><Size>1</Size></Contents></ListBucketResult>";
+	                      "<Key>p/%zz</Key><Size>1</Size></Contents></ListBucketResult>";
 	assert_int_equal(coffer_s3_list_parse(bad_enc, strlen(bad_enc), seen_cb, &s5, &truncated,
-	    token, sizeof(token), &err), COFFER_EPROTO);
+	                     token, sizeof(token), &err),
+	    COFFER_EPROTO);
 	const char *nul_enc = "<ListBucketResult><EncodingType>url</EncodingType><Contents>"
-	    "<Key>p/%00</Key><Size>1</Size></Contents></ListBucketResult>";
+	                      "<Key>p/%00</Key><Size>1</Size></Contents></ListBucketResult>";
 	assert_int_equal(coffer_s3_list_parse(nul_enc, strlen(nul_enc), seen_cb, &s5, &truncated,
-	    token, sizeof(token), &err), COFFER_EPROTO);
+	                     token, sizeof(token), &err),
+	    COFFER_EPROTO);
 
 	/* A key longer than any S3 key is refused, never cut short. */
 	char *huge = malloc(8000);
 	int hn = snprintf(huge, 8000, "<ListBucketResult><Contents><Key>");
 	memset(huge + hn, 'k', 4000);
-	snprintf(huge + hn + 4000, 8000 - (size_t)hn - 4000, "</Key><Size>1</Size></Contents>"
+	snprintf(huge + hn + 4000, 8000 - (size_t)hn - 4000,
+	    "</Key><Size>1</Size></Contents>"
 	    "</ListBucketResult>");
 	struct seen s6 = { 0 };
-	assert_int_equal(coffer_s3_list_parse(huge, strlen(huge), seen_cb, &s6, &truncated,
-	    token, sizeof(token), &err), COFFER_EPROTO);
+	assert_int_equal(coffer_s3_list_parse(huge, strlen(huge), seen_cb, &s6, &truncated, token,
+	                     sizeof(token), &err),
+	    COFFER_EPROTO);
 	assert_int_equal(s6.n, 0);
 	free(huge);
 
 	const char *last = "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
 	struct seen s4 = { 0 };
 	assert_int_equal(coffer_s3_list_parse(last, strlen(last), seen_cb, &s4, &truncated, token,
-	    sizeof(token), &err), 0);
+	                     sizeof(token), &err),
+	    0);
 	assert_int_equal(truncated, 0);
 	assert_int_equal(s4.n, 0);
 }
@@ -336,28 +397,30 @@ test_error_mapping(void **state)
 {
 	(void)state;
 	coffer_err err = { 0 };
-	assert_int_equal(coffer_s3_error_set(&err, "PUT", "k", 403, "AccessDenied", "Access Denied"),
+	assert_int_equal(
+	    coffer_s3_error_set(&err, "PUT", "k", 403, "AccessDenied", "Access Denied"),
 	    COFFER_EPERM);
 	assert_non_null(strstr(err.msg, "AccessDenied: Access Denied"));
 	assert_non_null(strstr(err.hint, "bucket policy"));
-	assert_int_equal(coffer_s3_error_set(&err, "PUT", "k", 403, "SignatureDoesNotMatch", ""),
-	    COFFER_EAUTH);
+	assert_int_equal(
+	    coffer_s3_error_set(&err, "PUT", "k", 403, "SignatureDoesNotMatch", ""), COFFER_EAUTH);
 	assert_non_null(strstr(err.hint, "clock"));
 	assert_non_null(strstr(err.hint, "secret_key"));
-	assert_int_equal(coffer_s3_error_set(&err, "GET", NULL, 404, "NoSuchBucket", "x"),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    coffer_s3_error_set(&err, "GET", NULL, 404, "NoSuchBucket", "x"), COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "(bucket)"));
-	assert_int_equal(coffer_s3_error_set(&err, "GET", "k", 404, "NoSuchKey", NULL),
-	    COFFER_ENOENT);
+	assert_int_equal(
+	    coffer_s3_error_set(&err, "GET", "k", 404, "NoSuchKey", NULL), COFFER_ENOENT);
 	assert_int_equal(coffer_s3_error_set(&err, "HEAD", "k", 404, "", NULL), COFFER_ENOENT);
 	assert_int_equal(coffer_s3_error_set(&err, "HEAD", "k", 403, NULL, NULL), COFFER_EPERM);
-	assert_int_equal(coffer_s3_error_set(&err, "PUT", "k", 503, "SlowDown", "Reduce"),
-	    COFFER_EUNAVAIL);
-	assert_int_equal(coffer_s3_error_set(&err, "PUT", "k", 500, "Weird", NULL), COFFER_EUNAVAIL);
+	assert_int_equal(
+	    coffer_s3_error_set(&err, "PUT", "k", 503, "SlowDown", "Reduce"), COFFER_EUNAVAIL);
+	assert_int_equal(
+	    coffer_s3_error_set(&err, "PUT", "k", 500, "Weird", NULL), COFFER_EUNAVAIL);
 	assert_int_equal(coffer_s3_error_set(&err, "PUT", "k", 412, NULL, NULL), COFFER_EEXIST);
 	assert_int_equal(coffer_s3_error_set(&err, "PUT", "k", 400, "BadDigest", NULL), COFFER_EIO);
-	assert_int_equal(coffer_s3_error_set(&err, "PUT", "k", 400, "RequestTimeTooSkewed", NULL),
-	    COFFER_EAUTH);
+	assert_int_equal(
+	    coffer_s3_error_set(&err, "PUT", "k", 400, "RequestTimeTooSkewed", NULL), COFFER_EAUTH);
 	assert_non_null(strstr(err.hint, "NTP"));
 }
 
@@ -370,8 +433,9 @@ test_config_errors(void **state)
 	unsetenv("AWS_ACCESS_KEY_ID");
 	unsetenv("AWS_SECRET_ACCESS_KEY");
 	unsetenv("AWS_SESSION_TOKEN");
-	coffer_s3_config cfg = { .endpoint = "http://127.0.0.1:1", .bucket = "backups",
-		.path_style = 1 };
+	coffer_s3_config cfg = {
+		.endpoint = "http://127.0.0.1:1", .bucket = "backups", .path_style = 1
+	};
 	assert_int_equal(coffer_s3_new(&cfg, &s3, &err), COFFER_EINVAL);
 	assert_non_null(strstr(err.hint, "AWS_ACCESS_KEY_ID"));
 	assert_null(s3);
@@ -387,8 +451,8 @@ test_config_errors(void **state)
 	unsetenv("AWS_ACCESS_KEY_ID");
 	unsetenv("AWS_SECRET_ACCESS_KEY");
 
-	const char *bad_eps[] = { "ftp://x", "http://", "http://h/path", "h:80",
-		"http://user@h", "http://h?x" };
+	const char *bad_eps[] = { "ftp://x", "http://", "http://h/path", "h:80", "http://user@h",
+		"http://h?x" };
 	for (size_t i = 0; i < sizeof(bad_eps) / sizeof(bad_eps[0]); i++) {
 		cfg.endpoint = bad_eps[i];
 		assert_int_equal(coffer_s3_new(&cfg, &s3, &err), COFFER_EINVAL);
@@ -415,7 +479,12 @@ test_config_errors(void **state)
 
 /* ---- a fault-injecting HTTP server on loopback ---- */
 
-enum script { SC_SLOWDOWN, SC_COMPLETE_ERROR, SC_RESUME, SC_MULTIPART };
+enum script {
+	SC_SLOWDOWN,
+	SC_COMPLETE_ERROR,
+	SC_RESUME,
+	SC_MULTIPART
+};
 
 #define OBJ_SIZE 100000
 
@@ -458,8 +527,10 @@ static void
 respond(int fd, int status, const char *extra, const char *body, size_t len)
 {
 	char head[512];
-	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s"
-	    "Connection: close\r\n\r\n", status, len, extra != NULL ? extra : "");
+	int n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s"
+	    "Connection: close\r\n\r\n",
+	    status, len, extra != NULL ? extra : "");
 	send_all(fd, head, (size_t)n);
 	if (len > 0) {
 		send_all(fd, body, len);
@@ -547,12 +618,13 @@ handle(struct server *sv, int fd)
 	}
 
 	static const char slow[] = "<Error><Code>SlowDown</Code><Message>Please reduce your "
-	    "request rate.</Message></Error>";
+	                           "request rate.</Message></Error>";
 	if (sv->script == SC_SLOWDOWN) {
 		if (sv->slowdowns_left-- > 0) {
 			respond(fd, 503, NULL, slow, strlen(slow));
 		} else {
-			static const char list[] = "<ListBucketResult><IsTruncated>false</IsTruncated>"
+			static const char list[] =
+			    "<ListBucketResult><IsTruncated>false</IsTruncated>"
 			    "<Contents><Key>k</Key><Size>1</Size></Contents></ListBucketResult>";
 			respond(fd, 200, NULL, list, strlen(list));
 		}
@@ -560,17 +632,20 @@ handle(struct server *sv, int fd)
 		if (sv->range[0] == '\0') {
 			/* Announce the whole object, send half, hang up. */
 			char h[256];
-			int n = snprintf(h, sizeof(h), "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
-			    "ETag: \"v1\"\r\nConnection: close\r\n\r\n", OBJ_SIZE);
+			int n = snprintf(h, sizeof(h),
+			    "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+			    "ETag: \"v1\"\r\nConnection: close\r\n\r\n",
+			    OBJ_SIZE);
 			send_all(fd, h, (size_t)n);
 			send_all(fd, sv->obj, OBJ_SIZE / 2);
 		} else {
 			size_t from = strtoul(sv->range + 6, NULL, 10);
 			char extra[128];
-			snprintf(extra, sizeof(extra), "ETag: \"v1\"\r\nContent-Range: bytes %zu-%d/%d\r\n",
-			    from, OBJ_SIZE - 1, OBJ_SIZE);
-			respond(fd, from <= OBJ_SIZE ? 206 : 416, extra, (const char *)sv->obj + from,
-			    OBJ_SIZE - from);
+			snprintf(extra, sizeof(extra),
+			    "ETag: \"v1\"\r\nContent-Range: bytes %zu-%d/%d\r\n", from,
+			    OBJ_SIZE - 1, OBJ_SIZE);
+			respond(fd, from <= OBJ_SIZE ? 206 : 416, extra,
+			    (const char *)sv->obj + from, OBJ_SIZE - from);
 		}
 	} else {
 		/* Multipart: initiate, parts, complete; HEAD says "no such key". */
@@ -578,14 +653,15 @@ handle(struct server *sv, int fd)
 			respond(fd, 404, NULL, NULL, 0);
 		} else if (strcmp(method, "POST") == 0 && strstr(target, "?uploads") != NULL) {
 			static const char init[] = "<InitiateMultipartUploadResult><UploadId>UP-1"
-			    "</UploadId></InitiateMultipartUploadResult>";
+			                           "</UploadId></InitiateMultipartUploadResult>";
 			respond(fd, 200, NULL, init, strlen(init));
 		} else if (strcmp(method, "PUT") == 0 && strstr(target, "partNumber=") != NULL &&
 		    sv->drop_parts > 0) {
 			sv->drop_parts--; /* connection dropped mid-part: no answer at all */
 		} else if (strcmp(method, "PUT") == 0 && sv->baddigest_part > 0 &&
 		    atoi(strstr(target, "partNumber=") + 11) == sv->baddigest_part) {
-			static const char bd[] = "<Error><Code>BadDigest</Code><Message>The "
+			static const char bd[] =
+			    "<Error><Code>BadDigest</Code><Message>The "
 			    "Content-MD5 or checksum value that you specified did not match what "
 			    "the server received.</Message></Error>";
 			respond(fd, 400, NULL, bd, strlen(bd));
@@ -595,11 +671,13 @@ handle(struct server *sv, int fd)
 			respond(fd, 200, "ETag: \"part\"\r\n", NULL, 0);
 		} else if (strcmp(method, "POST") == 0 && strstr(target, "uploadId=") != NULL) {
 			if (sv->script == SC_COMPLETE_ERROR) {
-				static const char e[] = "<?xml version=\"1.0\"?>\n<Error><Code>InternalError"
+				static const char e[] =
+				    "<?xml version=\"1.0\"?>\n<Error><Code>InternalError"
 				    "</Code><Message>We encountered an internal error.</Message></Error>";
 				respond(fd, 200, NULL, e, strlen(e));
 			} else {
-				static const char ok[] = "<CompleteMultipartUploadResult><ETag>\"all-3\""
+				static const char ok[] =
+				    "<CompleteMultipartUploadResult><ETag>\"all-3\""
 				    "</ETag></CompleteMultipartUploadResult>";
 				respond(fd, 200, "x-amz-version-id: V3\r\n", ok, strlen(ok));
 			}
@@ -654,7 +732,8 @@ server_stop(struct server *sv)
 	sv->stop = 1;
 	/* Wake accept() with one last connection. */
 	int c = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)sv->port),
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)sv->port),
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	connect(c, (struct sockaddr *)&a, sizeof(a));
 	close(c);
@@ -668,9 +747,14 @@ client_for(const struct server *sv, int attempts, size_t part)
 {
 	char ep[64];
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", sv->port);
-	coffer_s3_config cfg = { .endpoint = ep, .bucket = "test-bucket", .access_key = "AK",
-		.secret_key = "SK", .path_style = 1, .max_attempts = attempts,
-		.backoff_base_ms = 1, .part_size = part };
+	coffer_s3_config cfg = { .endpoint = ep,
+		.bucket = "test-bucket",
+		.access_key = "AK",
+		.secret_key = "SK",
+		.path_style = 1,
+		.max_attempts = attempts,
+		.backoff_base_ms = 1,
+		.part_size = part };
 	coffer_s3 *s3 = NULL;
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_s3_new(&cfg, &s3, &err), 0);
@@ -729,8 +813,8 @@ test_complete_error_in_200(void **state)
 	assert_non_null(strstr(sv->log[sv->nlog - 1], "uploadId=UP-1"));
 	int completes = 0;
 	for (int i = 0; i < sv->nlog; i++) {
-		completes += strncmp(sv->log[i], "POST", 4) == 0 &&
-		    strstr(sv->log[i], "uploadId=") != NULL;
+		completes +=
+		    strncmp(sv->log[i], "POST", 4) == 0 && strstr(sv->log[i], "uploadId=") != NULL;
 	}
 	assert_int_equal(completes, 2); /* InternalError is retried */
 	/* A second commit or abort does nothing more. */
@@ -819,8 +903,8 @@ test_part_faults(void **state)
 	assert_non_null(strstr(err.msg, "not published"));
 	int completes = 0, aborts = 0, bad_puts = 0;
 	for (int i = 0; i < sv->nlog; i++) {
-		completes += strncmp(sv->log[i], "POST", 4) == 0 &&
-		    strstr(sv->log[i], "uploadId=") != NULL;
+		completes +=
+		    strncmp(sv->log[i], "POST", 4) == 0 && strstr(sv->log[i], "uploadId=") != NULL;
 		aborts += strncmp(sv->log[i], "DELETE", 6) == 0;
 		bad_puts += strstr(sv->log[i], "partNumber=2") != NULL;
 	}
@@ -840,8 +924,12 @@ test_session_token(void **state)
 	struct server *sv = server_start(SC_SLOWDOWN);
 	char ep[64];
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", sv->port);
-	coffer_s3_config cfg = { .endpoint = ep, .bucket = "test-bucket", .access_key = "AK",
-		.secret_key = "SK", .session_token = "TOKEN-1", .path_style = 1 };
+	coffer_s3_config cfg = { .endpoint = ep,
+		.bucket = "test-bucket",
+		.access_key = "AK",
+		.secret_key = "SK",
+		.session_token = "TOKEN-1",
+		.path_style = 1 };
 	coffer_s3 *s3 = NULL;
 	coffer_err err = { 0 };
 	assert_int_equal(coffer_s3_new(&cfg, &s3, &err), 0);
@@ -910,8 +998,12 @@ test_unreachable(void **state)
 	close(fd);
 	char ep[64];
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", ntohs(a.sin_port));
-	coffer_s3_config cfg = { .endpoint = ep, .bucket = "test-bucket", .access_key = "AK",
-		.secret_key = "SECRETVALUE", .path_style = 1, .max_attempts = 2,
+	coffer_s3_config cfg = { .endpoint = ep,
+		.bucket = "test-bucket",
+		.access_key = "AK",
+		.secret_key = "SECRETVALUE",
+		.path_style = 1,
+		.max_attempts = 2,
 		.backoff_base_ms = 1 };
 	coffer_s3 *s3 = NULL;
 	coffer_err err = { 0 };

@@ -110,8 +110,8 @@ compress_all(const uint8_t *data, size_t len, int level, int workers, size_t *ou
 /* Decompresses frame in pieces; returns the error code, and on success
  * checks the output equals want. */
 static int
-decompress_check(const uint8_t *frame, size_t len, const uint8_t *want, size_t want_len,
-    coffer_err *err)
+decompress_check(
+    const uint8_t *frame, size_t len, const uint8_t *want, size_t want_len, coffer_err *err)
 {
 	coffer_filter *d = coffer_zstd_decompress_new(err);
 	assert_non_null(d);
@@ -146,15 +146,14 @@ test_round_trips(void **state)
 			for (size_t w = 0; w < 3; w++) {
 				for (size_t l = 0; l < 2; l++) {
 					size_t flen = 0;
-					uint8_t *frame = compress_all(data, sizes[s], levels[l],
-					    workers[w], &flen);
+					uint8_t *frame = compress_all(
+					    data, sizes[s], levels[l], workers[w], &flen);
 					if (kind == 1 && sizes[s] > MiB) {
 						assert_true(flen < sizes[s] / 2);
 					}
 					coffer_err err = { 0 };
-					assert_int_equal(decompress_check(frame, flen, data,
-							     sizes[s], &err),
-					    0);
+					assert_int_equal(
+					    decompress_check(frame, flen, data, sizes[s], &err), 0);
 					free(frame);
 				}
 			}
@@ -214,8 +213,8 @@ test_truncated(void **state)
 		assert_int_equal(decompress_check(small, cut, NULL, 13, &err), COFFER_ETRUNC);
 	}
 	coffer_err err = { 0 };
-	assert_int_equal(decompress_check(small, slen, (const uint8_t *)"hello, coffer", 13, &err),
-	    0);
+	assert_int_equal(
+	    decompress_check(small, slen, (const uint8_t *)"hello, coffer", 13, &err), 0);
 	free(small);
 	free(frame);
 	free(data);
@@ -257,8 +256,8 @@ test_corrupt(void **state)
 	assert_int_equal(decompress_check(frame, flen, text, len, &err), 0);
 
 	static const uint8_t not_zstd[] = "PGDMP\x01\x0e\x00 this is a pg_dump, not zstd";
-	assert_int_equal(decompress_check(not_zstd, sizeof(not_zstd), NULL, 0, &err),
-	    COFFER_ECORRUPT);
+	assert_int_equal(
+	    decompress_check(not_zstd, sizeof(not_zstd), NULL, 0, &err), COFFER_ECORRUPT);
 	free(frame);
 	free(text);
 	free(data);

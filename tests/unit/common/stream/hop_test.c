@@ -29,7 +29,7 @@ rec_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 	recorder *r = (recorder *)f;
 	if (r->len + len > r->fail_after) {
 		return (coffer_err_set(err, COFFER_EIO, "disk full at byte %zu", r->fail_after));
-}
+	}
 	if (r->len + len > r->cap) {
 		r->cap = (r->len + len) * 2;
 		r->got = realloc(r->got, r->cap);
@@ -71,7 +71,7 @@ test_order_and_content(void **state)
 		size_t n = (size_t)rand() % sizeof(buf);
 		for (size_t k = 0; k < n; k++) {
 			buf[k] = (uint8_t)((total + k) * 31 + 7);
-}
+		}
 		assert_int_equal(coffer_filter_write(hop, buf, n, &err), 0);
 		total += n;
 	}
@@ -81,7 +81,7 @@ test_order_and_content(void **state)
 	for (size_t k = 0; k < total; k++) {
 		if (r.got[k] != (uint8_t)(k * 31 + 7)) {
 			fail_msg("byte %zu differs", k);
-}
+		}
 	}
 	coffer_filter_free(hop);
 	free(r.got);
@@ -100,10 +100,10 @@ test_downstream_failure(void **state)
 	int rv = 0;
 	for (int i = 0; i < 1000 && rv == 0; i++) {
 		rv = coffer_filter_write(hop, buf, sizeof(buf), &err);
-}
+	}
 	if (rv == 0) {
 		rv = coffer_filter_finish(hop, &err);
-}
+	}
 	assert_int_equal(rv, COFFER_EIO);
 	assert_non_null(strstr(err.msg, "disk full at byte 100000"));
 	assert_int_equal(r.finished, 0);

@@ -17,14 +17,14 @@
 
 #include <cmocka.h>
 
+#include "common/crypto/keyring.h"
+#include "common/crypto/seal.h"
+#include "common/repo/repo.h"
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
-#include "common/crypto/keyring.h"
-#include "common/repo/repo.h"
-#include "common/crypto/seal.h"
 #include "common/stream/sink.h"
 
-#define BLOCK (1024 * 1024)
+#define BLOCK        (1024 * 1024)
 #define TOTAL_BLOCKS 200
 
 static char dir[4096];
@@ -51,9 +51,11 @@ fill_block(uint8_t *buf, size_t i, uint64_t *rng)
 	size_t n = 0;
 	while (n < BLOCK) {
 		char line[128];
-		int len = snprintf(line, sizeof(line), "%zu\tcustomer-%llu\t2026-11-%02llu\t%llu.%02llu\n",
-		    i * 100000 + n, (unsigned long long)(xorshift(rng) % 5000),
-		    (unsigned long long)(1 + xorshift(rng) % 28), (unsigned long long)(xorshift(rng) % 1000),
+		int len = snprintf(line, sizeof(line),
+		    "%zu\tcustomer-%llu\t2026-11-%02llu\t%llu.%02llu\n", i * 100000 + n,
+		    (unsigned long long)(xorshift(rng) % 5000),
+		    (unsigned long long)(1 + xorshift(rng) % 28),
+		    (unsigned long long)(xorshift(rng) % 1000),
 		    (unsigned long long)(xorshift(rng) % 100));
 		size_t take = (size_t)len < BLOCK - n ? (size_t)len : BLOCK - n;
 		memcpy(buf + n, line, take);
@@ -77,10 +79,12 @@ test_200mib_round_trip(void **state)
 	assert_int_equal(mkdir(repo_path, 0700), 0);
 	coffer_repo_config rc = { .type = "posix", .path = repo_path };
 	coffer_repo *repo = NULL;
-	assert_int_equal(coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE, &repo, &err), 0);
+	assert_int_equal(
+	    coffer_repo_open(&rc, COFFER_REPO_READ | COFFER_REPO_WRITE, &repo, &err), 0);
 
 	coffer_filter *sink = NULL;
-	assert_int_equal(coffer_repo_write_begin(repo, "services/s/backups/x/data", &sink, &err), 0);
+	assert_int_equal(
+	    coffer_repo_write_begin(repo, "services/s/backups/x/data", &sink, &err), 0);
 	coffer_filter *plain_sha = coffer_sha256_filter_new(&err);
 	coffer_filter *zstd = coffer_zstd_compress_new(3, 2, &err);
 	coffer_filter *seal = coffer_seal_filter_new(ring, NULL, 1024 * 1024, &err);
@@ -116,7 +120,8 @@ test_200mib_round_trip(void **state)
 	coffer_filter *r_plain = coffer_sha256_filter_new(&err);
 	coffer_filter *count = coffer_count_filter_new(&err);
 	coffer_filter *discard = coffer_discard_sink_new(&err);
-	coffer_filter *back = coffer_filter_link(r_stored, unseal, unzstd, r_plain, count, discard, NULL);
+	coffer_filter *back =
+	    coffer_filter_link(r_stored, unseal, unzstd, r_plain, count, discard, NULL);
 	assert_int_equal(coffer_repo_read(repo, "services/s/backups/x/data", back, &err), 0);
 	uint8_t got[32];
 	coffer_sha256_filter_digest(r_stored, got);
@@ -138,7 +143,7 @@ setup(void **state)
 	const char *base = getenv("COFFER_TEST_TMP");
 	if (base != NULL) {
 		mkdir(base, 0700);
-}
+	}
 	snprintf(dir, sizeof(dir), "%s/stream-XXXXXX", base != NULL ? base : "/tmp");
 	return (mkdtemp(dir) == NULL ? -1 : 0);
 }

@@ -47,8 +47,9 @@ teardown(void **state)
 static Coffer__V1__AdminEnvelope *
 decode_env(fixture *f, const uint8_t *buf, size_t len)
 {
-	return ((Coffer__V1__AdminEnvelope *)coffer_wire_decode(&coffer__v1__admin_envelope__descriptor,
-	    &f->env_arena, buf, len, COFFER_WIRE_MAX_MSG, NULL));
+	return (
+	    (Coffer__V1__AdminEnvelope *)coffer_wire_decode(&coffer__v1__admin_envelope__descriptor,
+	        &f->env_arena, buf, len, COFFER_WIRE_MAX_MSG, NULL));
 }
 
 /* The coordinator's check, over the bytes as they arrived. */
@@ -72,7 +73,7 @@ test_build_verifies(void **state)
 	uint8_t *buf;
 	size_t len;
 	assert_int_equal(coffer_adminmsg_build(f->key, "alice", "backups.list", args, 2,
-			     1795000000000, NULL, &buf, &len, NULL),
+	                     1795000000000, NULL, &buf, &len, NULL),
 	    0);
 	Coffer__V1__AdminEnvelope *env = decode_env(f, buf, len);
 	assert_non_null(env);
@@ -90,9 +91,9 @@ test_build_verifies(void **state)
 	assert_int_equal(verify(f, env, "alice"), COFFER_EAUTH);
 	env->body.data[env->body.len - 1] ^= 1;
 
-	Coffer__V1__AdminRequest *req = (Coffer__V1__AdminRequest *)coffer_wire_decode(
-	    &coffer__v1__admin_request__descriptor, &f->body_arena, env->body.data, env->body.len,
-	    COFFER_WIRE_MAX_MSG, NULL);
+	Coffer__V1__AdminRequest *req =
+	    (Coffer__V1__AdminRequest *)coffer_wire_decode(&coffer__v1__admin_request__descriptor,
+	        &f->body_arena, env->body.data, env->body.len, COFFER_WIRE_MAX_MSG, NULL);
 	assert_non_null(req);
 	assert_string_equal(req->command, "backups.list");
 	assert_int_equal(req->n_args, 2);
@@ -109,15 +110,12 @@ test_nonces(void **state)
 	size_t alen, blen, clen;
 	uint8_t fixed[COFFER_ADMINMSG_NONCE_BYTES];
 	memset(fixed, 7, sizeof(fixed));
-	assert_int_equal(coffer_adminmsg_build(f->key, "op", "status", NULL, 0, 1, NULL, &a, &alen,
-			     NULL),
-	    0);
-	assert_int_equal(coffer_adminmsg_build(f->key, "op", "status", NULL, 0, 1, NULL, &b, &blen,
-			     NULL),
-	    0);
-	assert_int_equal(coffer_adminmsg_build(f->key, "op", "status", NULL, 0, 1, fixed, &c, &clen,
-			     NULL),
-	    0);
+	assert_int_equal(
+	    coffer_adminmsg_build(f->key, "op", "status", NULL, 0, 1, NULL, &a, &alen, NULL), 0);
+	assert_int_equal(
+	    coffer_adminmsg_build(f->key, "op", "status", NULL, 0, 1, NULL, &b, &blen, NULL), 0);
+	assert_int_equal(
+	    coffer_adminmsg_build(f->key, "op", "status", NULL, 0, 1, fixed, &c, &clen, NULL), 0);
 	uint8_t na[COFFER_ADMINMSG_NONCE_BYTES];
 	memcpy(na, decode_env(f, a, alen)->nonce.data, sizeof(na));
 	assert_memory_not_equal(na, decode_env(f, b, blen)->nonce.data, sizeof(na));
@@ -139,7 +137,7 @@ test_too_many_args(void **state)
 	size_t len = 1;
 	coffer_err err;
 	assert_int_equal(coffer_adminmsg_build(f->key, "op", "status", args,
-			     COFFER_ADMINMSG_MAX_ARGS + 1, 1, NULL, &buf, &len, &err),
+	                     COFFER_ADMINMSG_MAX_ARGS + 1, 1, NULL, &buf, &len, &err),
 	    COFFER_EINVAL);
 	assert_null(buf);
 	assert_non_null(strstr(err.msg, "at most"));
@@ -167,7 +165,8 @@ test_reply_decode(void **state)
 	/* A string whose length runs past the end of the message. */
 	static const uint8_t junk[] = { 0x12, 0x7f, 'x' };
 	coffer_err err;
-	assert_int_equal(coffer_adminmsg_reply_decode(junk, sizeof(junk), &out, &err), COFFER_EPROTO);
+	assert_int_equal(
+	    coffer_adminmsg_reply_decode(junk, sizeof(junk), &out, &err), COFFER_EPROTO);
 	assert_null(out.error);
 	assert_int_equal(coffer_adminmsg_reply_decode(junk, COFFER_WIRE_MAX_MSG + 1, &out, &err),
 	    COFFER_ETOOBIG);

@@ -16,8 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <uv.h>
+#include <cmocka.h>
 
 #include "common/base/log.h"
 #include "common/wire/net.h"
@@ -31,14 +31,15 @@ test_url_rules(void **state)
 	coffer_tlsconf_kind k;
 	assert_int_equal(coffer_tlsconf_check_url("tls+tcp://10.0.0.1:7443", false, &k, &err), 0);
 	assert_int_equal(k, COFFER_TLSCONF_TLS);
-	assert_int_equal(coffer_tlsconf_check_url("tls+tcp://[2001:db8::1]:7443", false, &k, &err),
-	    0);
+	assert_int_equal(
+	    coffer_tlsconf_check_url("tls+tcp://[2001:db8::1]:7443", false, &k, &err), 0);
 	assert_int_equal(k, COFFER_TLSCONF_TLS);
 	assert_int_equal(coffer_tlsconf_check_url("tcp://127.0.0.1:1", false, &k, &err), 0);
 	assert_int_equal(k, COFFER_TLSCONF_PLAIN);
 	assert_int_equal(coffer_tlsconf_check_url("tcp://127.9.8.7:1", false, &k, &err), 0);
 	assert_int_equal(coffer_tlsconf_check_url("tcp://[::1]:1", false, &k, &err), 0);
-	assert_int_equal(coffer_tlsconf_check_url("tcp://[::ffff:127.0.0.1]:1", false, &k, &err), 0);
+	assert_int_equal(
+	    coffer_tlsconf_check_url("tcp://[::ffff:127.0.0.1]:1", false, &k, &err), 0);
 	assert_int_equal(coffer_tlsconf_check_url("tcp://localhost:1", false, &k, &err), 0);
 	assert_int_equal(coffer_tlsconf_check_url("ipc:///tmp/x.ipc", false, &k, &err), 0);
 	assert_int_equal(k, COFFER_TLSCONF_LOCAL);
@@ -49,8 +50,8 @@ test_url_rules(void **state)
 		"tcp://localhost.evil.example:1", "tcp://128.0.0.1:1" };
 	for (size_t i = 0; i < sizeof(open_urls) / sizeof(open_urls[0]); i++) {
 		coffer_err_clear(&err);
-		assert_int_equal(coffer_tlsconf_check_url(open_urls[i], false, &k, &err),
-		    COFFER_EPERM);
+		assert_int_equal(
+		    coffer_tlsconf_check_url(open_urls[i], false, &k, &err), COFFER_EPERM);
 		assert_non_null(strstr(err.msg, "refusing plain tcp"));
 		assert_true(err.hint[0] != '\0');
 		assert_int_equal(coffer_tlsconf_check_url(open_urls[i], true, &k, &err), 0);
@@ -64,8 +65,8 @@ test_url_rules(void **state)
 		assert_true(err.msg[0] != '\0');
 	}
 	char host[64];
-	assert_int_equal(coffer_tlsconf_url_host("tls+tcp://[::1]:7443", host, sizeof(host), &err),
-	    0);
+	assert_int_equal(
+	    coffer_tlsconf_url_host("tls+tcp://[::1]:7443", host, sizeof(host), &err), 0);
 	assert_string_equal(host, "::1");
 	assert_int_equal(coffer_tlsconf_url_host("tls+tcp://a.b:1", host, sizeof(host), &err), 0);
 	assert_string_equal(host, "a.b");
@@ -129,16 +130,16 @@ test_tls_file_errors(void **state)
 	uv_loop_init(&loop);
 	coffer_net_server *srv = NULL;
 	coffer_net_server_config sc = { .url = "tls+tcp://127.0.0.1:0", .tls = f };
-	assert_int_equal(coffer_net_server_start(&loop, &sc, NULL, NULL, &srv, &err),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    coffer_net_server_start(&loop, &sc, NULL, NULL, &srv, &err), COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "handler"));
-	assert_int_equal(coffer_net_server_start(&loop, &sc, w_handler, NULL, &srv, &err),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    coffer_net_server_start(&loop, &sc, w_handler, NULL, &srv, &err), COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "junk.crt"));
 	assert_null(srv);
 	sc.url = "tcp://0.0.0.0:0";
-	assert_int_equal(coffer_net_server_start(&loop, &sc, w_handler, NULL, &srv, &err),
-	    COFFER_EPERM);
+	assert_int_equal(
+	    coffer_net_server_start(&loop, &sc, w_handler, NULL, &srv, &err), COFFER_EPERM);
 	assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
 	assert_int_equal(uv_loop_close(&loop), 0);
 }
@@ -162,8 +163,8 @@ struct world {
 };
 
 static void
-w_handler(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
-    const coffer_net_peer *peer)
+w_handler(
+    void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len, const coffer_net_peer *peer)
 {
 	struct world *w = arg;
 	coffer_err err = { 0 };
@@ -199,8 +200,8 @@ w_call(coffer_net_client *c, const char *msg, size_t len, unsigned timeout_ms, b
 	uint8_t *rep = NULL;
 	size_t rep_len = 0;
 	coffer_err err = { 0 };
-	int rv = coffer_net_client_call(c, (const uint8_t *)msg, len, &rep, &rep_len, timeout_ms,
-	    &err);
+	int rv =
+	    coffer_net_client_call(c, (const uint8_t *)msg, len, &rep, &rep_len, timeout_ms, &err);
 	/* No cmocka asserts here: they cannot jump out of another thread. */
 	if (rv != 0 && (rep != NULL || err.msg[0] == '\0' || err.code != rv)) {
 		rv = COFFER_EINTERNAL;
@@ -243,8 +244,8 @@ w_done(uv_async_t *h)
 	/* The handler still holds one request: it must be finishable after
 	 * stop, and finishing it releases the server's last memory. */
 	assert_non_null(w->held);
-	assert_int_equal(coffer_net_reply_send(w->held, (const uint8_t *)"late", 4, &err),
-	    COFFER_ECANCELED);
+	assert_int_equal(
+	    coffer_net_reply_send(w->held, (const uint8_t *)"late", 4, &err), COFFER_ECANCELED);
 	w->held = NULL;
 	uv_close((uv_handle_t *)h, NULL);
 }
@@ -258,7 +259,10 @@ test_server_client(void **state)
 	snprintf(w.url, sizeof(w.url), "ipc://%s/net.ipc", tmpdir);
 	uv_loop_init(&w.loop);
 	coffer_net_server_config sc = {
-		.url = w.url, .workers = 2, .max_inflight = 2, .max_msg = SMALL_MAX,
+		.url = w.url,
+		.workers = 2,
+		.max_inflight = 2,
+		.max_msg = SMALL_MAX,
 		.on_pipe = w_pipe,
 	};
 	assert_int_equal(coffer_net_server_start(&w.loop, &sc, w_handler, &w, &w.srv, &err), 0);
@@ -298,8 +302,8 @@ test_server_down(void **state)
 	assert_int_equal(coffer_net_client_open(&cc, &c, &err), 0);
 	uint8_t *rep = NULL;
 	size_t rep_len = 0;
-	assert_int_equal(coffer_net_client_call(c, (const uint8_t *)"x", 1, &rep, &rep_len, 200,
-			     &err),
+	assert_int_equal(
+	    coffer_net_client_call(c, (const uint8_t *)"x", 1, &rep, &rep_len, 200, &err),
 	    COFFER_EUNAVAIL);
 	assert_non_null(strstr(err.msg, "no connection"));
 	assert_non_null(strstr(err.msg, "nobody.ipc"));
@@ -326,8 +330,8 @@ struct redial {
 };
 
 static void
-r_handler(void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len,
-    const coffer_net_peer *peer)
+r_handler(
+    void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len, const coffer_net_peer *peer)
 {
 	(void)arg;
 	(void)peer;
@@ -341,8 +345,9 @@ r_client(void *arg)
 	struct redial *r = arg;
 	coffer_err err = { 0 };
 	coffer_net_client *c = NULL;
-	coffer_net_client_config cc = { .url = r->url, .max_msg = SMALL_MAX,
-		.reconnect_min_ms = 10, .reconnect_max_ms = 50 };
+	coffer_net_client_config cc = {
+		.url = r->url, .max_msg = SMALL_MAX, .reconnect_min_ms = 10, .reconnect_max_ms = 50
+	};
 	if (coffer_net_client_open(&cc, &c, &err) == 0) {
 		r->rv_before = w_call(c, "one", 3, 5000, NULL);
 		coffer_net_client_drop_dialer(c);
@@ -373,8 +378,9 @@ test_dialer_replaced(void **state)
 	coffer_err err = { 0 };
 	snprintf(r.url, sizeof(r.url), "ipc://%s/redial.ipc", tmpdir);
 	uv_loop_init(&r.loop);
-	coffer_net_server_config sc = { .url = r.url, .workers = 1, .max_inflight = 1,
-		.max_msg = SMALL_MAX };
+	coffer_net_server_config sc = {
+		.url = r.url, .workers = 1, .max_inflight = 1, .max_msg = SMALL_MAX
+	};
 	assert_int_equal(coffer_net_server_start(&r.loop, &sc, r_handler, &r, &r.srv, &err), 0);
 	uv_async_init(&r.loop, &r.done, r_done);
 	r.done.data = &r;

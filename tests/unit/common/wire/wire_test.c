@@ -33,7 +33,8 @@ pack_envelope(size_t *len)
 
 	uint8_t *body;
 	size_t body_len;
-	assert_int_equal(coffer_wire_encode(&req.base, COFFER_WIRE_MAX_MSG, &body, &body_len, NULL), 0);
+	assert_int_equal(
+	    coffer_wire_encode(&req.base, COFFER_WIRE_MAX_MSG, &body, &body_len, NULL), 0);
 	uint8_t sig[64];
 	memset(sig, 0xab, sizeof(sig));
 	Coffer__V1__Envelope env = COFFER__V1__ENVELOPE__INIT;
@@ -99,8 +100,9 @@ test_truncated_refused(void **state)
 		coffer_err err = { 0 };
 		uint8_t *copy = malloc(cut + 1);
 		memcpy(copy, buf, cut);
-		Coffer__V1__Envelope *env = (Coffer__V1__Envelope *)coffer_wire_decode(
-		    &coffer__v1__envelope__descriptor, &arena, copy, cut, COFFER_WIRE_MAX_MSG, &err);
+		Coffer__V1__Envelope *env =
+		    (Coffer__V1__Envelope *)coffer_wire_decode(&coffer__v1__envelope__descriptor,
+		        &arena, copy, cut, COFFER_WIRE_MAX_MSG, &err);
 		if (env != NULL) {
 			assert_true(coffer_wire_check_envelope(env, &err) < 0);
 		} else {
@@ -122,7 +124,8 @@ test_oversized_refused(void **state)
 	coffer_wire_arena arena;
 	assert_int_equal(coffer_wire_arena_init(&arena, 64, NULL), 0);
 	coffer_err err = { 0 };
-	assert_null(coffer_wire_decode(&coffer__v1__envelope__descriptor, &arena, buf, len, 64, &err));
+	assert_null(
+	    coffer_wire_decode(&coffer__v1__envelope__descriptor, &arena, buf, len, 64, &err));
 	assert_int_equal(err.code, COFFER_ETOOBIG);
 	assert_non_null(strstr(err.msg, "exceeds the 64 byte limit"));
 
@@ -134,7 +137,8 @@ test_oversized_refused(void **state)
 	reply.error = big;
 	uint8_t *out = NULL;
 	size_t out_len;
-	assert_int_equal(coffer_wire_encode(&reply.base, 100, &out, &out_len, &err), COFFER_ETOOBIG);
+	assert_int_equal(
+	    coffer_wire_encode(&reply.base, 100, &out, &out_len, &err), COFFER_ETOOBIG);
 	assert_null(out);
 	free(buf);
 	coffer_wire_arena_fini(&arena);
@@ -155,8 +159,8 @@ test_amplification_refused(void **state)
 	coffer_wire_arena arena;
 	assert_int_equal(coffer_wire_arena_init(&arena, COFFER_WIRE_MAX_MSG, NULL), 0);
 	coffer_err err = { 0 };
-	assert_null(coffer_wire_decode(&coffer__v1__event_batch__descriptor, &arena, buf, n * 2,
-	    COFFER_WIRE_MAX_MSG, &err));
+	assert_null(coffer_wire_decode(
+	    &coffer__v1__event_batch__descriptor, &arena, buf, n * 2, COFFER_WIRE_MAX_MSG, &err));
 	assert_int_equal(err.code, COFFER_EPROTO);
 	free(buf);
 	coffer_wire_arena_fini(&arena);
@@ -170,8 +174,8 @@ test_garbage_refused(void **state)
 	assert_int_equal(coffer_wire_arena_init(&arena, 1024, NULL), 0);
 	uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 };
 	coffer_err err = { 0 };
-	assert_null(coffer_wire_decode(&coffer__v1__envelope__descriptor, &arena, junk,
-	    sizeof(junk), 1024, &err));
+	assert_null(coffer_wire_decode(
+	    &coffer__v1__envelope__descriptor, &arena, junk, sizeof(junk), 1024, &err));
 	/* Wrong version and a short signature are shape errors. */
 	Coffer__V1__Envelope env = COFFER__V1__ENVELOPE__INIT;
 	env.version = 2;

@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cmocka.h>
 #include <openssl/hmac.h>
+#include <cmocka.h>
 
 /* White-box: the static helpers (argument checks, bytea text, conninfo
  * redaction) are tested directly; the static library then supplies nothing
@@ -248,12 +248,13 @@ test_append_arguments(void **state)
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
 	assert_int_equal(append_check_args(longname, "policy.load", "", "{}", &err), COFFER_EINVAL);
-	assert_int_equal(append_check_args("a", "policy.load", longname, "{}", &err), COFFER_EINVAL);
+	assert_int_equal(
+	    append_check_args("a", "policy.load", longname, "{}", &err), COFFER_EINVAL);
 	const char *bad_actions[] = { "", "Policy.load", "1policy", "policy load", "policy-load",
 		"policy.load;drop", NULL };
 	for (size_t i = 0; bad_actions[i] != NULL; i++) {
-		assert_int_equal(append_check_args("a", bad_actions[i], "", "{}", &err),
-		    COFFER_EINVAL);
+		assert_int_equal(
+		    append_check_args("a", bad_actions[i], "", "{}", &err), COFFER_EINVAL);
 	}
 	const char *bad_json[] = { "", "{", "{\"a\":}", "{} {}", "nul", "{\"a\":1,}", NULL };
 	for (size_t i = 0; bad_json[i] != NULL; i++) {
@@ -321,7 +322,7 @@ test_open_refuses_without_leaking(void **state)
 	assert_null(strstr(err.msg, "hunter2"));
 	char desc[256];
 	cat_describe("host=db.internal port=5433 dbname=coffer user=coffer password=hunter2hunter2 "
-		     "sslmode=require",
+	             "sslmode=require",
 	    desc, sizeof(desc));
 	assert_string_equal(desc, "host=db.internal port=5433 dbname=coffer user=coffer");
 	cat_describe("postgresql://coffer:hunter2hunter2@db.internal/coffer", desc, sizeof(desc));

@@ -59,8 +59,8 @@ refused(const char *json, const coord_audit_key *k, int code, const char *words)
 	coffer_err err = { 0 };
 	int rv = coord_attest_parse(json, strlen(json), k, &out, &err);
 	if (rv != code || strstr(err.msg, words) == NULL) {
-		fail_msg("got %d \"%s\", want %d naming \"%s\" for %s", rv, err.msg, code, words,
-		    json);
+		fail_msg(
+		    "got %d \"%s\", want %d naming \"%s\" for %s", rv, err.msg, code, words, json);
 	}
 }
 
@@ -125,12 +125,11 @@ revocation(void **state)
 	assert_int_equal(coord_revocation_parse(json, len, &k, &back, &err), 0);
 	assert_memory_equal(&r, &back, sizeof(r));
 	char key[256];
-	assert_int_equal(coord_revocation_key(key, sizeof(key), "fleet/", r.agent, r.agent_pubkey,
-			     &err),
-	    0);
+	assert_int_equal(
+	    coord_revocation_key(key, sizeof(key), "fleet/", r.agent, r.agent_pubkey, &err), 0);
 	assert_string_equal(key, "fleet/agents/billing-db-1/revoked-01080f161d242b32.json");
-	assert_int_equal(coord_revocation_key(key, sizeof(key), "", "a/b", r.agent_pubkey, &err),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    coord_revocation_key(key, sizeof(key), "", "a/b", r.agent_pubkey, &err), COFFER_EINVAL);
 
 	assert_int_equal(coord_revocation_parse(json, len, &other, &back, &err), COFFER_EAUTH);
 	char *p = strstr(json, "billing-db-1");

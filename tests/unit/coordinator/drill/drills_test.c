@@ -15,22 +15,21 @@
 #include <cmocka.h>
 
 #include "common/base/cli.h"
-#include "coordinator/policy/coord_config.h"
 #include "coordinator/drill/drills.h"
+#include "coordinator/policy/coord_config.h"
 
-#define MINS (60 * 1000LL)
+#define MINS  (60 * 1000LL)
 #define HOURS (60 * MINS)
-#define DAYS (24 * HOURS)
+#define DAYS  (24 * HOURS)
 
-static const char head[] =
-    "[coordinator]\n"
-    "listen = tcp://127.0.0.1:7443\n"
-    "catalog = dbname=coffer\n"
-    "audit_key = /tmp/audit.key\n"
-    "[service.billing]\n"
-    "owner = team-payments\n"
-    "schedule = 0 2 * * *\n"
-    "retention.daily = 7\n";
+static const char head[] = "[coordinator]\n"
+                           "listen = tcp://127.0.0.1:7443\n"
+                           "catalog = dbname=coffer\n"
+                           "audit_key = /tmp/audit.key\n"
+                           "[service.billing]\n"
+                           "owner = team-payments\n"
+                           "schedule = 0 2 * * *\n"
+                           "retention.daily = 7\n";
 
 static coord_config *
 load(const char *extra, coffer_err *err)
@@ -38,7 +37,7 @@ load(const char *extra, coffer_err *err)
 	char text[8192];
 	snprintf(text, sizeof(text), "%s%s", head, extra);
 	coord_config *c = NULL;
-	*err = (coffer_err){ 0 };
+	*err = (coffer_err) { 0 };
 	if (coord_config_load_string(text, "d.conf", &c, err) != 0) {
 		return (NULL);
 	}
@@ -76,18 +75,18 @@ test_policy_read(void **state)
 	(void)state;
 	coffer_err err;
 	coord_config *c = load("drill.schedule = 0 4 * * 1\n"
-			       "drill.runner = drill-1\n"
-			       "drill.backup = random\n"
-			       "drill.window = 14d\n"
-			       "drill.repository = alternate\n"
-			       "dr.copy = daily\n"
-			       "drill.freshness_query = SELECT max(at) FROM invoices\n"
-			       "drill.freshness_max_lag = 2h\n"
-			       "drill.assert.1 = SELECT count(*) > 0 FROM invoices\n"
-			       "drill.assert.3 = SELECT true\n"
-			       "drill.keep_sandbox = false\n"
-			       "drill.rto = 30m\n"
-			       "drill.overdue_after = 15m\n",
+	                       "drill.runner = drill-1\n"
+	                       "drill.backup = random\n"
+	                       "drill.window = 14d\n"
+	                       "drill.repository = alternate\n"
+	                       "dr.copy = daily\n"
+	                       "drill.freshness_query = SELECT max(at) FROM invoices\n"
+	                       "drill.freshness_max_lag = 2h\n"
+	                       "drill.assert.1 = SELECT count(*) > 0 FROM invoices\n"
+	                       "drill.assert.3 = SELECT true\n"
+	                       "drill.keep_sandbox = false\n"
+	                       "drill.rto = 30m\n"
+	                       "drill.overdue_after = 15m\n",
 	    &err);
 	if (c == NULL) {
 		fail_msg("refused: %s (%s)", err.msg, err.hint);
@@ -133,8 +132,8 @@ test_policy_refusals(void **state)
 	(void)state;
 	refused("drill.schedule = 0 4 * * 1\n", "d.conf:9", "[service.billing] drill.schedule",
 	    "drill.runner", "--drill-runner", NULL);
-	refused("drill.runner = drill-1\ndrill.repository = dr\n", "d.conf:10",
-	    "drill.repository", "dr.copy = none", "rule: a DR drill needs DR copies", NULL);
+	refused("drill.runner = drill-1\ndrill.repository = dr\n", "d.conf:10", "drill.repository",
+	    "dr.copy = none", "rule: a DR drill needs DR copies", NULL);
 	refused("drill.runner = drill-1\ndrill.repository = alternate\ndr.copy = none\n",
 	    "drill.repository", "dr.copy", NULL);
 	refused("drill.runner = r\ndrill.freshness_query = SELECT now()\n", "d.conf:10",
@@ -144,8 +143,8 @@ test_policy_refusals(void **state)
 	refused("drill.runner = r\ndrill.window = 7d\n", "d.conf:10", "drill.window",
 	    "drill.backup = random", NULL);
 	refused("drill.runner = r\ndrill.backup = sometimes\n", "drill.backup", "random", NULL);
-	refused("drill.runner = r\ndrill.repository = tape\n", "drill.repository", "alternate",
-	    NULL);
+	refused(
+	    "drill.runner = r\ndrill.repository = tape\n", "drill.repository", "alternate", NULL);
 	refused("drill.runner = ../etc\n", "drill.runner", "not an agent name", NULL);
 	refused("drill.runner = r\ndrill.assert.10 = SELECT true\n", "drill.assert.10", NULL);
 	refused("drill.runner = r\ndrill.schedule = 0 99 * * *\n", "drill.schedule", NULL);
@@ -205,8 +204,8 @@ test_next_due(void **state)
 	assert_int_equal(due, t0 + 3 * HOURS);
 	assert_int_equal(coord_drills_next_due("0 0 30 2 *", "UTC", t0, &due, &err), COFFER_ENOENT);
 	assert_int_equal(coord_drills_next_due("bogus", "UTC", t0, &due, &err), COFFER_EINVAL);
-	assert_int_equal(coord_drills_next_due("0 4 * * *", "Mars/Olympus", t0, &due, &err),
-	    COFFER_EINVAL);
+	assert_int_equal(
+	    coord_drills_next_due("0 4 * * *", "Mars/Olympus", t0, &due, &err), COFFER_EINVAL);
 }
 
 /* `coffer agents enroll --drill-runner --service a --service b`: every

@@ -40,7 +40,8 @@ make_envelope(uint64_t seq, uint8_t **out, size_t *out_len)
 	rq.events = &eb;
 	uint8_t *body;
 	size_t body_len;
-	assert_int_equal(coffer_wire_encode(&rq.base, COFFER_WIRE_MAX_MSG, &body, &body_len, &err), 0);
+	assert_int_equal(
+	    coffer_wire_encode(&rq.base, COFFER_WIRE_MAX_MSG, &body, &body_len, &err), 0);
 	coffer_sign_key *key;
 	assert_int_equal(coffer_sign_key_generate(&key, &err), 0);
 	size_t tbs_len;
@@ -86,8 +87,8 @@ test_unavailable_echoes_seq_and_never_acks(void **state)
 	uint8_t *rep;
 	size_t rep_len;
 	coord_intake_result res;
-	assert_int_equal(coord_intake_handle(in, req, len, "127.0.0.1:1", &rep, &rep_len, &res, &err),
-	    0);
+	assert_int_equal(
+	    coord_intake_handle(in, req, len, "127.0.0.1:1", &rep, &rep_len, &res, &err), 0);
 	assert_int_equal(res.status, COFFER__V1__STATUS__STATUS_UNAVAILABLE);
 	assert_int_equal(res.applied, 0);
 	coffer_wire_arena arena;
@@ -125,8 +126,8 @@ test_untrusted_bytes_always_answered(void **state)
 			uint8_t *rep = NULL;
 			size_t rep_len = 0;
 			coord_intake_result res;
-			assert_int_equal(coord_intake_handle(in, buf, sizes[s], NULL, &rep, &rep_len,
-					     &res, &err),
+			assert_int_equal(coord_intake_handle(
+			                     in, buf, sizes[s], NULL, &rep, &rep_len, &res, &err),
 			    0);
 			Coffer__V1__Reply *r = decode_reply(&arena, rep, rep_len);
 			assert_int_equal(r->status, COFFER__V1__STATUS__STATUS_UNAVAILABLE);
@@ -153,7 +154,7 @@ test_error_is_one_bounded_line(void **state)
 	uint8_t *rep;
 	size_t rep_len;
 	assert_int_equal(coord_intake_reply_status(in, (const uint8_t *)"junk", 4,
-			     COFFER__V1__STATUS__STATUS_REFUSED, error, &rep, &rep_len, &err),
+	                     COFFER__V1__STATUS__STATUS_REFUSED, error, &rep, &rep_len, &err),
 	    0);
 	coffer_wire_arena arena;
 	assert_int_equal(coffer_wire_arena_init(&arena, COFFER_WIRE_MAX_MSG, &err), 0);
@@ -182,8 +183,8 @@ test_reason_words_are_distinct(void **state)
 			assert_string_not_equal(seen[s], seen[t]);
 		}
 	}
-	assert_string_equal(coord_intake_reason(COFFER__V1__STATUS__STATUS_BAD_SIGNATURE),
-	    "bad_signature");
+	assert_string_equal(
+	    coord_intake_reason(COFFER__V1__STATUS__STATUS_BAD_SIGNATURE), "bad_signature");
 	assert_string_equal(coord_intake_reason(COFFER__V1__STATUS__STATUS_NOT_OWNER), "not_owner");
 	assert_string_equal(coord_intake_reason(12345), "internal");
 }

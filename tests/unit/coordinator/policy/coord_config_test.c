@@ -14,59 +14,57 @@
 
 #include "coordinator/policy/coord_config.c" /* white-box: uses its unit constants */
 
-static const char full_conf[] =
-    "[coordinator]\n"
-    "listen = tls+tcp://0.0.0.0:7443\n"
-    "admin_listen = tls+tcp://0.0.0.0:7444\n"
-    "catalog = host=/run/postgresql dbname=coffer user=coffer\n"
-    "audit_key = /etc/coffer/audit.key\n"
-    "state_dir = /var/lib/coffer-coordinator\n"
-    "metrics_listen = 127.0.0.1:9187\n"
-    "[tls]\n"
-    "ca = /etc/coffer/ca.crt\n"
-    "cert = /etc/coffer/coord.crt\n"
-    "key = /etc/coffer/coord.key\n"
-    "[repository.primary]\n"
-    "type = posix\n"
-    "path = /srv/coffer\n"
-    "[repository.dr]\n"
-    "type = s3\n"
-    "endpoint = https://s3.example.net\n"
-    "region = eu-south-1\n"
-    "bucket = coffer-dr\n"
-    "[alerts]\n"
-    "routing_key = abc123\n"
-    "webhook_url = https://chat.example.net/hook\n"
-    "[operator.alice]\n"
-    "public_key = /etc/coffer/operators/alice.pub\n"
-    "role = operator\n"
-    "[operator.bob]\n"
-    "public_key = /etc/coffer/operators/bob.pub\n"
-    "role = auditor\n"
-    "[service.billing]\n"
-    "owner = team-payments\n"
-    "schedule = 0 2 * * *\n"
-    "timezone = UTC\n"
-    "retention.daily = 7\n"
-    "retention.weekly = 4\n"
-    "retention.monthly = 12\n"
-    "retention.yearly = 1\n"
-    "retention.min_redundancy = 2\n"
-    "pitr.window = 7d\n"
-    "dr.copy = weekly\n"
-    "dr.lock = compliance\n"
-    "dr.retention = 365d\n"
-    "compliance = gdpr\n"
-    "compliance.max_retention = 400d\n"
-    "drill.schedule = 0 4 1 */3 *\n"
-    "drill.runner = drill-1\n"
-    "drill.rto = 60m\n";
+static const char full_conf[] = "[coordinator]\n"
+                                "listen = tls+tcp://0.0.0.0:7443\n"
+                                "admin_listen = tls+tcp://0.0.0.0:7444\n"
+                                "catalog = host=/run/postgresql dbname=coffer user=coffer\n"
+                                "audit_key = /etc/coffer/audit.key\n"
+                                "state_dir = /var/lib/coffer-coordinator\n"
+                                "metrics_listen = 127.0.0.1:9187\n"
+                                "[tls]\n"
+                                "ca = /etc/coffer/ca.crt\n"
+                                "cert = /etc/coffer/coord.crt\n"
+                                "key = /etc/coffer/coord.key\n"
+                                "[repository.primary]\n"
+                                "type = posix\n"
+                                "path = /srv/coffer\n"
+                                "[repository.dr]\n"
+                                "type = s3\n"
+                                "endpoint = https://s3.example.net\n"
+                                "region = eu-south-1\n"
+                                "bucket = coffer-dr\n"
+                                "[alerts]\n"
+                                "routing_key = abc123\n"
+                                "webhook_url = https://chat.example.net/hook\n"
+                                "[operator.alice]\n"
+                                "public_key = /etc/coffer/operators/alice.pub\n"
+                                "role = operator\n"
+                                "[operator.bob]\n"
+                                "public_key = /etc/coffer/operators/bob.pub\n"
+                                "role = auditor\n"
+                                "[service.billing]\n"
+                                "owner = team-payments\n"
+                                "schedule = 0 2 * * *\n"
+                                "timezone = UTC\n"
+                                "retention.daily = 7\n"
+                                "retention.weekly = 4\n"
+                                "retention.monthly = 12\n"
+                                "retention.yearly = 1\n"
+                                "retention.min_redundancy = 2\n"
+                                "pitr.window = 7d\n"
+                                "dr.copy = weekly\n"
+                                "dr.lock = compliance\n"
+                                "dr.retention = 365d\n"
+                                "compliance = gdpr\n"
+                                "compliance.max_retention = 400d\n"
+                                "drill.schedule = 0 4 1 */3 *\n"
+                                "drill.runner = drill-1\n"
+                                "drill.rto = 60m\n";
 
-static const char minimal_conf[] =
-    "[coordinator]\n"
-    "listen = tcp://127.0.0.1:7443\n"
-    "catalog = dbname=coffer\n"
-    "audit_key = /tmp/audit.key\n";
+static const char minimal_conf[] = "[coordinator]\n"
+                                   "listen = tcp://127.0.0.1:7443\n"
+                                   "catalog = dbname=coffer\n"
+                                   "audit_key = /tmp/audit.key\n";
 
 static void
 test_full_example(void **state)
@@ -110,10 +108,10 @@ test_full_example(void **state)
 	assert_int_equal(p->max_retention_ms, 400 * DAYS);
 	assert_int_equal(p->longest_ms, 12 * 31 * DAYS);
 	assert_int_equal(strlen(p->version), 64);
-	assert_int_equal(coffer_config_duration_ms(c->ini, "service.billing", "pitr.window"),
-	    7 * DAYS);
-	assert_int_equal(coffer_config_duration_ms(c->ini, "service.billing", "drill.rto"),
-	    60 * MINS);
+	assert_int_equal(
+	    coffer_config_duration_ms(c->ini, "service.billing", "pitr.window"), 7 * DAYS);
+	assert_int_equal(
+	    coffer_config_duration_ms(c->ini, "service.billing", "drill.rto"), 60 * MINS);
 	coord_config_free(c);
 }
 
@@ -168,8 +166,7 @@ test_refusals(void **state)
 	    "bad.conf:8", NULL);
 	refused("[service.billing]\nowner = x\nschedule = 0 2 * * *\ndr.copy = sometimes\n",
 	    "dr.copy", NULL);
-	refused("[service.bill/ing]\nowner = x\nschedule = 0 2 * * *\n", "section name",
-	    NULL);
+	refused("[service.bill/ing]\nowner = x\nschedule = 0 2 * * *\n", "section name", NULL);
 	refused("[service..hidden]\nowner = x\nschedule = 0 2 * * *\n", "not a valid service name",
 	    NULL);
 	refused("[operator.carol]\npublic_key = /k\nrole = admin\n", "role", NULL);
@@ -181,13 +178,13 @@ test_refusals(void **state)
 	coord_config *c = NULL;
 	coffer_err err = { 0 };
 	assert_int_not_equal(coord_config_load_string("[coordinator]\nlisten = tcp://a:1\n"
-						      "audit_key = /k\n",
-				 "nocat.conf", &c, &err),
+	                                              "audit_key = /k\n",
+	                         "nocat.conf", &c, &err),
 	    0);
 	assert_non_null(strstr(err.msg, "catalog"));
 	assert_int_not_equal(coord_config_load_string("[coordinator]\nlisten = http://a:1\n"
-						      "catalog = x\naudit_key = /k\n",
-				 "listen.conf", &c, &err),
+	                                              "catalog = x\naudit_key = /k\n",
+	                         "listen.conf", &c, &err),
 	    0);
 	assert_non_null(strstr(err.msg, "listen address"));
 	assert_int_not_equal(coord_config_load("/nonexistent/coordinator.conf", &c, &err), 0);
@@ -271,20 +268,20 @@ test_policy_refusals(void **state)
 	refused_all(SVC "retention.daily = 7\ncompliance = gdpr\n", "bad.conf:9",
 	    "[service.billing] compliance", "requires compliance.max_retention", "400d", NULL);
 	refused_all(SVC "retention.daily = 7\ncompliance = gdpr\ncompliance.max_retention = "
-			"forever\n",
+	                "forever\n",
 	    "bad.conf:10", "compliance.max_retention", "not a maximum", NULL);
 	refused_all(SVC "retention.daily = 7\nretention.yearly = forever\ncompliance = gdpr\n"
-			"compliance.max_retention = 400d\n",
-	    "bad.conf:9", "[service.billing] retention.yearly", "forever",
-	    "rule: gdpr", "400d", NULL);
+	                "compliance.max_retention = 400d\n",
+	    "bad.conf:9", "[service.billing] retention.yearly", "forever", "rule: gdpr", "400d",
+	    NULL);
 	refused_all(SVC "retention.monthly = 13\ncompliance = gdpr\n"
-			"compliance.max_retention = 400d\n",
+	                "compliance.max_retention = 400d\n",
 	    "bad.conf:8", "retention.monthly", "403d", "at most 12", NULL);
 	refused_all(SVC "retention.daily = 7\npitr.window = 30d\ncompliance = gdpr\n"
-			"compliance.max_retention = 14d\n",
+	                "compliance.max_retention = 14d\n",
 	    "bad.conf:9", "pitr.window", "rule: gdpr", "14d", NULL);
 	refused_all(SVC "retention.daily = 7\ndr.copy = all\ndr.retention = 365d\n"
-			"compliance = gdpr\ncompliance.max_retention = 30d\n",
+	                "compliance = gdpr\ncompliance.max_retention = 30d\n",
 	    "bad.conf:10", "dr.retention", "object lock", NULL);
 	/* a declared maximum binds whatever the mode */
 	refused_all(SVC "retention.weekly = 10\ncompliance.max_retention = 30d\n", "bad.conf:8",
@@ -296,10 +293,10 @@ test_policy_refusals(void **state)
 	refused_all(SVC "retention.monthly = 60\ncompliance = hipaa\n", "bad.conf:8",
 	    "retention.monthly", "rule: hipaa", NULL);
 	refused_all(SVC "retention.yearly = 10\ncompliance = hipaa\n"
-			"compliance.min_retention = 365d\n",
+	                "compliance.min_retention = 365d\n",
 	    "bad.conf:10", "compliance.min_retention", "six years", NULL);
 	refused_all(SVC "retention.yearly = 10\ncompliance.min_retention = 400d\n"
-			"compliance.max_retention = 300d\n",
+	                "compliance.max_retention = 300d\n",
 	    "bad.conf:9", "compliance.min_retention", "cannot exceed", NULL);
 	/* the first bad service is the one named */
 	refused_all(SVC "retention.daily = 7\n[service.ledger]\nowner = y\nschedule = @daily\n",
@@ -323,18 +320,19 @@ test_policy_accepted(void **state)
 	assert_int_equal(p->longest_ms, -1);
 	coord_config_free(c);
 	/* gdpr at exactly the bound: 13 weeks = 91d */
-	c = accepted(SVC "retention.weekly = 13\ncompliance = gdpr\ncompliance.max_retention = 91d\n"
-			 "retention.grace = 1h\n");
+	c = accepted(
+	    SVC "retention.weekly = 13\ncompliance = gdpr\ncompliance.max_retention = 91d\n"
+	        "retention.grace = 1h\n");
 	p = coord_config_service(c, "billing");
 	assert_int_equal(p->retention.grace_ms, 1 * HOURS);
 	assert_int_equal(p->max_retention_ms, 91 * DAYS);
 	coord_config_free(c);
 	/* dr.retention is only bound when copies are made */
 	c = accepted(SVC "retention.daily = 7\ndr.retention = 365d\ncompliance = gdpr\n"
-			 "compliance.max_retention = 30d\n");
+	                 "compliance.max_retention = 30d\n");
 	coord_config_free(c);
 	c = accepted("[service.a]\nowner = x\nschedule = @daily\nretention.daily = 1\n"
-		     "[service.b]\nowner = y\nschedule = 0 3 * * 1\nretention.weekly = 1\n");
+	             "[service.b]\nowner = y\nschedule = 0 3 * * 1\nretention.weekly = 1\n");
 	assert_int_equal(c->n_services, 2);
 	assert_string_equal(c->services[1].name, "b");
 	coord_config_free(c);
@@ -349,7 +347,7 @@ version_of(const char *extra, char out[COORD_POLICY_VERSION_HEX])
 	/* (the branch tells gcc -O2 what assert_non_null already checked) */
 	if (p != NULL) {
 		memcpy(out, p->version, COORD_POLICY_VERSION_HEX);
-}
+	}
 	coord_config_free(c);
 }
 
@@ -363,8 +361,8 @@ test_policy_version(void **state)
 	version_of(SVC "retention.daily = 7\npitr.window = 7d\n", v1);
 	/* spacing, comments, key order, defaults spelled out, units */
 	version_of("[service.billing]\n# the billing db\npitr.window = 1w\n"
-		   "retention.daily = 007\nschedule =  0  2 * * *\nowner = x\ntimezone = UTC\n"
-		   "retention.grace = 168h\nretention.min_redundancy = 1\n",
+	           "retention.daily = 007\nschedule =  0  2 * * *\nowner = x\ntimezone = UTC\n"
+	           "retention.grace = 168h\nretention.min_redundancy = 1\n",
 	    v2);
 	assert_string_equal(v1, v2);
 	const char *changes[] = {
@@ -387,14 +385,15 @@ test_policy_version(void **state)
 	int n = coord_config_policy_text(c->ini, "billing", text, sizeof(text));
 	assert_true(n > 0);
 	assert_int_equal((size_t)n, strlen(text));
-	assert_non_null(strstr(text, "coffer-policy=1\nservice=billing\nowner=x\n"
-				     "schedule=0 2 * * *\ntimezone=UTC\nretention.daily=7\n"
-				     "retention.yearly=forever\nretention.min_redundancy=1\n"
-				     "retention.grace=7d\n"));
+	assert_non_null(strstr(text,
+	    "coffer-policy=1\nservice=billing\nowner=x\n"
+	    "schedule=0 2 * * *\ntimezone=UTC\nretention.daily=7\n"
+	    "retention.yearly=forever\nretention.min_redundancy=1\n"
+	    "retention.grace=7d\n"));
 	assert_null(strstr(text, "pitr.window"));
 	assert_int_equal(coord_config_policy_text(c->ini, "billing", text, 20), COFFER_ETOOBIG);
-	assert_int_equal(coord_config_policy_text(c->ini, "ledger", text, sizeof(text)),
-	    COFFER_ENOENT);
+	assert_int_equal(
+	    coord_config_policy_text(c->ini, "ledger", text, sizeof(text)), COFFER_ENOENT);
 	coord_config_free(c);
 }
 

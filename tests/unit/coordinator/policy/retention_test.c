@@ -24,7 +24,7 @@
 #include "coordinator/policy/retention.h"
 
 #define HOUR_MS (3600LL * 1000)
-#define DAY_MS (24 * HOUR_MS)
+#define DAY_MS  (24 * HOUR_MS)
 
 static coffer_tz *
 must_load(const char *name)
@@ -95,7 +95,7 @@ local_of(const coffer_tz *tz, int64_t ms, int *wday)
 	if (wday != NULL) {
 		*wday = tm.wday;
 	}
-	return ((mdate){ tm.year, tm.month, tm.day });
+	return ((mdate) { tm.year, tm.month, tm.day });
 }
 
 static int64_t
@@ -104,12 +104,15 @@ key_of(int tier, mdate x)
 	int64_t iy;
 	int iw;
 	switch (tier) {
-	case 0: return ((int64_t)x.y * 10000 + x.m * 100 + x.d);
+	case 0:
+		return ((int64_t)x.y * 10000 + x.m * 100 + x.d);
 	case 1:
 		coffer_tz_iso_week(x.y, x.m, x.d, &iy, &iw);
 		return (iy * 100 + iw);
-	case 2: return ((int64_t)x.y * 100 + x.m);
-	default: return (x.y);
+	case 2:
+		return ((int64_t)x.y * 100 + x.m);
+	default:
+		return (x.y);
 	}
 }
 
@@ -141,7 +144,7 @@ window_keys(int tier, mdate today, int n, int64_t *keys)
 			x.d = 1;
 			x = prev_day(x);
 		} else if (tier == 3) {
-			x = (mdate){ x.y - 1, 12, 31 };
+			x = (mdate) { x.y - 1, 12, 31 };
 		}
 	}
 	return ((size_t)n);
@@ -180,7 +183,7 @@ model_expiry(const coffer_tz *tz, int tier, mdate x, int wday, int n)
 		}
 		break;
 	default:
-		x = (mdate){ x.y + n, 1, 1 };
+		x = (mdate) { x.y + n, 1, 1 };
 		break;
 	}
 	return (midnight_ms(tz, x));
@@ -213,7 +216,7 @@ model_decide(const coord_retention_policy *p, const coffer_tz *tz, int64_t now,
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		out[i] = (model_out){ 0 };
+		out[i] = (model_out) { 0 };
 		if (b[i].held) {
 			out[i].reasons |= COORD_KEEP_HOLD;
 		}
@@ -248,7 +251,8 @@ model_decide(const coord_retention_policy *p, const coffer_tz *tz, int64_t now,
 			}
 			if (covered && newest_in[t]) {
 				int64_t e = model_expiry(tz, t, x, wday, p->tiers[t]);
-				if ((out[i].reasons & COORD_KEEP_TIERS) == 0 || e > out[i].expires) {
+				if ((out[i].reasons & COORD_KEEP_TIERS) == 0 ||
+				    e > out[i].expires) {
 					out[i].expires = e;
 				}
 				out[i].reasons |= 1u << t;
@@ -296,8 +300,9 @@ sim_add(sim *s, coord_backup_status st, int64_t at, bool restorable)
 	assert_true(s->n < SIM_MAX);
 	size_t i = s->n++;
 	snprintf(s->ids[i], sizeof(s->ids[i]), "b%04zu", i);
-	s->b[i] = (coord_retention_backup){ .id = s->ids[i], .finished_at_ms = at, .status = st,
-		.restorable = restorable };
+	s->b[i] = (coord_retention_backup) {
+		.id = s->ids[i], .finished_at_ms = at, .status = st, .restorable = restorable
+	};
 	return (i);
 }
 
@@ -330,10 +335,11 @@ sim_run(sim *s)
 	for (size_t i = 0; i < s->n; i++) {
 		if (got[i].reasons != want[i].reasons || got[i].action != want[i].action ||
 		    ((want[i].reasons & COORD_KEEP_TIERS) != 0 &&
-			got[i].expires_at_ms != want[i].expires)) {
+		        got[i].expires_at_ms != want[i].expires)) {
 			char gr[128], wr[128], t[32];
-			fail_msg("at %s backup %s (finished %lld, status %d): got %s [%s] expiry %lld, "
-				 "model %s [%s] expiry %lld",
+			fail_msg(
+			    "at %s backup %s (finished %lld, status %d): got %s [%s] expiry %lld, "
+			    "model %s [%s] expiry %lld",
 			    coffer_time_format(t, sizeof(t), now), s->b[i].id,
 			    (long long)s->b[i].finished_at_ms, (int)s->b[i].status,
 			    coord_retention_action_name(got[i].action),
@@ -399,14 +405,17 @@ test_three_years_against_model(void **state)
 	memset(&s, 0, sizeof(s));
 	coffer_tz *tz = must_load("Europe/Rome");
 	s.tz = tz;
-	const coord_retention_policy first = { .tiers = { 7, 4, 12, 3 }, .min_redundancy = 2,
-		.grace_ms = 5 * DAY_MS };
+	const coord_retention_policy first = {
+		.tiers = { 7, 4, 12, 3 }, .min_redundancy = 2, .grace_ms = 5 * DAY_MS
+	};
 	/* Midway the operator shrinks the policy by mistake and fixes it the
 	 * next day: what went pending in between must come back. */
-	const coord_retention_policy shrunk = { .tiers = { 3, 1, 2, 0 }, .min_redundancy = 1,
-		.grace_ms = 5 * DAY_MS };
+	const coord_retention_policy shrunk = {
+		.tiers = { 3, 1, 2, 0 }, .min_redundancy = 1, .grace_ms = 5 * DAY_MS
+	};
 	const coord_retention_policy second = { .tiers = { 10, 8, 6, COORD_RETENTION_FOREVER },
-		.min_redundancy = 3, .grace_ms = 2 * DAY_MS };
+		.min_redundancy = 3,
+		.grace_ms = 2 * DAY_MS };
 	s.policy = first;
 	coffer_clock_manual_init(&s.clock, utc_ms(2025, 1, 1, 0, 0));
 	const int days = 3 * 365 + 1;
@@ -444,8 +453,8 @@ test_three_years_against_model(void **state)
 		}
 		if (day == 260 || day == 800) {
 			for (size_t i = 0; i < s.n; i++) {
-				if (s.b[i].held && ((day == 260) == (s.b[i].status ==
-								      COORD_BACKUP_FAILED))) {
+				if (s.b[i].held &&
+				    ((day == 260) == (s.b[i].status == COORD_BACKUP_FAILED))) {
 					s.b[i].held = false;
 				}
 			}
@@ -455,7 +464,8 @@ test_three_years_against_model(void **state)
 		 * next local day in summer, so DST moves it between days. */
 		r = s.n - 1;
 		assert_int_equal(s.b[r].status, COORD_BACKUP_RUNNING);
-		s.b[r].status = streak || day % 17 == 8 ? COORD_BACKUP_FAILED : COORD_BACKUP_COMPLETED;
+		s.b[r].status =
+		    streak || day % 17 == 8 ? COORD_BACKUP_FAILED : COORD_BACKUP_COMPLETED;
 		s.b[r].finished_at_ms = midnight + 22 * HOUR_MS + 30 * 60 * 1000;
 		s.b[r].restorable = s.b[r].status == COORD_BACKUP_COMPLETED && day % 31 != 7;
 		coffer_clock_set(&s.clock, midnight + 23 * HOUR_MS + 10 * 60 * 1000);
@@ -495,8 +505,8 @@ test_three_years_against_model(void **state)
 static coord_retention_backup
 done_at(const char *id, int64_t at)
 {
-	return ((coord_retention_backup){ .id = id, .finished_at_ms = at,
-		.status = COORD_BACKUP_COMPLETED, .restorable = true });
+	return ((coord_retention_backup) {
+	    .id = id, .finished_at_ms = at, .status = COORD_BACKUP_COMPLETED, .restorable = true });
 }
 
 static void
@@ -522,8 +532,9 @@ test_ordinary_day(void **state)
 	static coord_retention_backup b[1200];
 	static coord_retention_decision d[1200];
 	static char ids[1200][12];
-	const coord_retention_policy p = { .tiers = { 7, 4, 12, 3 }, .min_redundancy = 2,
-		.grace_ms = 7 * DAY_MS };
+	const coord_retention_policy p = {
+		.tiers = { 7, 4, 12, 3 }, .min_redundancy = 2, .grace_ms = 7 * DAY_MS
+	};
 	int64_t first = coffer_tz_days_from_civil(2023, 6, 1);
 	int64_t last = coffer_tz_days_from_civil(2026, 6, 20);
 	size_t n = 0;
@@ -536,10 +547,10 @@ test_ordinary_day(void **state)
 		n++;
 	}
 	decide(&p, "UTC", utc_ms(2026, 6, 20, 12, 0), b, n, d);
-	static const char *const want[] = { "2026-06-14", "2026-06-15", "2026-06-16",
-		"2026-06-17", "2026-06-18", "2026-06-19", "2026-06-20", "2026-06-07", "2026-05-31",
-		"2026-04-30", "2026-03-31", "2026-02-28", "2026-01-31", "2025-12-31", "2025-11-30",
-		"2025-10-31", "2025-09-30", "2025-08-31", "2025-07-31", "2024-12-31" };
+	static const char *const want[] = { "2026-06-14", "2026-06-15", "2026-06-16", "2026-06-17",
+		"2026-06-18", "2026-06-19", "2026-06-20", "2026-06-07", "2026-05-31", "2026-04-30",
+		"2026-03-31", "2026-02-28", "2026-01-31", "2025-12-31", "2025-11-30", "2025-10-31",
+		"2025-09-30", "2025-08-31", "2025-07-31", "2024-12-31" };
 	size_t kept = 0;
 	for (size_t i = 0; i < n; i++) {
 		bool wanted = false;
@@ -552,11 +563,11 @@ test_ordinary_day(void **state)
 		kept += wanted;
 	}
 	assert_int_equal(kept, 20);
-	assert_int_equal(d[n - 1].reasons, COORD_KEEP_TIERS | COORD_KEEP_MIN_REDUNDANCY |
-		COORD_KEEP_NEWEST);
+	assert_int_equal(
+	    d[n - 1].reasons, COORD_KEEP_TIERS | COORD_KEEP_MIN_REDUNDANCY | COORD_KEEP_NEWEST);
 	assert_int_equal(d[n - 1].expires_at_ms, utc_ms(2029, 1, 1, 0, 0));
 	assert_int_equal(d[n - 7].reasons, COORD_KEEP_DAILY | COORD_KEEP_WEEKLY); /* 14 June */
-	assert_int_equal(d[n - 8].action, COORD_RETENTION_EXPIRE_NOW);       /* 13 June */
+	assert_int_equal(d[n - 8].action, COORD_RETENTION_EXPIRE_NOW);            /* 13 June */
 }
 
 /* Backups stopped ten days ago: daily = 3 covers no backup at all, and the
@@ -565,8 +576,9 @@ static void
 test_floor_wins(void **state)
 {
 	(void)state;
-	const coord_retention_policy p = { .tiers = { 3, 0, 0, 0 }, .min_redundancy = 2,
-		.grace_ms = DAY_MS };
+	const coord_retention_policy p = {
+		.tiers = { 3, 0, 0, 0 }, .min_redundancy = 2, .grace_ms = DAY_MS
+	};
 	int64_t now = utc_ms(2026, 6, 20, 12, 0);
 	coord_retention_backup b[] = {
 		done_at("old", utc_ms(2026, 6, 8, 2, 0)),
@@ -590,14 +602,16 @@ static void
 test_newest_restorable_wins(void **state)
 {
 	(void)state;
-	const coord_retention_policy p = { .tiers = { 1, 0, 0, 0 }, .min_redundancy = 1,
-		.grace_ms = DAY_MS };
+	const coord_retention_policy p = {
+		.tiers = { 1, 0, 0, 0 }, .min_redundancy = 1, .grace_ms = DAY_MS
+	};
 	int64_t now = utc_ms(2026, 6, 20, 12, 0);
 	coord_retention_backup b[] = {
 		done_at("good-old", utc_ms(2026, 6, 1, 2, 0)),
 		done_at("good", utc_ms(2026, 6, 2, 2, 0)),
 		done_at("corrupt", utc_ms(2026, 6, 3, 2, 0)),
-		{ .id = "failed", .finished_at_ms = utc_ms(2026, 6, 20, 2, 0),
+		{ .id = "failed",
+		    .finished_at_ms = utc_ms(2026, 6, 20, 2, 0),
 		    .status = COORD_BACKUP_FAILED },
 	};
 	b[2].restorable = false;
@@ -618,13 +632,15 @@ static void
 test_hold_wins(void **state)
 {
 	(void)state;
-	const coord_retention_policy p = { .tiers = { 1, 0, 0, 0 }, .min_redundancy = 1,
-		.grace_ms = 7 * DAY_MS };
+	const coord_retention_policy p = {
+		.tiers = { 1, 0, 0, 0 }, .min_redundancy = 1, .grace_ms = 7 * DAY_MS
+	};
 	int64_t now = utc_ms(2026, 6, 20, 12, 0);
 	coord_retention_backup b[] = {
 		done_at("ancient", utc_ms(2020, 1, 1, 2, 0)),
 		done_at("pending-long", utc_ms(2026, 5, 1, 2, 0)),
-		{ .id = "failed", .finished_at_ms = utc_ms(2026, 6, 1, 2, 0),
+		{ .id = "failed",
+		    .finished_at_ms = utc_ms(2026, 6, 1, 2, 0),
 		    .status = COORD_BACKUP_FAILED },
 		done_at("today", utc_ms(2026, 6, 20, 2, 0)),
 	};
@@ -638,8 +654,8 @@ test_hold_wins(void **state)
 		assert_int_equal(d[i].action, COORD_RETENTION_KEEP);
 		assert_int_equal(d[i].reasons, COORD_KEEP_HOLD);
 	}
-	assert_int_equal(d[3].reasons, COORD_KEEP_DAILY | COORD_KEEP_MIN_REDUNDANCY |
-		COORD_KEEP_NEWEST);
+	assert_int_equal(
+	    d[3].reasons, COORD_KEEP_DAILY | COORD_KEEP_MIN_REDUNDANCY | COORD_KEEP_NEWEST);
 	/* Released: the caller cleared pending when the hold made it kept. */
 	b[1].pending_since_ms = 0;
 	for (int i = 0; i < 3; i++) {
@@ -658,8 +674,9 @@ static void
 test_grace(void **state)
 {
 	(void)state;
-	coord_retention_policy p = { .tiers = { 1, 0, 0, 0 }, .min_redundancy = 1,
-		.grace_ms = 7 * DAY_MS };
+	coord_retention_policy p = {
+		.tiers = { 1, 0, 0, 0 }, .min_redundancy = 1, .grace_ms = 7 * DAY_MS
+	};
 	int64_t since = utc_ms(2026, 6, 10, 0, 0);
 	coord_retention_backup b[] = {
 		done_at("old", utc_ms(2026, 6, 9, 2, 0)),
@@ -692,13 +709,15 @@ static void
 test_failed_day(void **state)
 {
 	(void)state;
-	const coord_retention_policy p = { .tiers = { 3, 0, 0, 0 }, .min_redundancy = 1,
-		.grace_ms = DAY_MS };
+	const coord_retention_policy p = {
+		.tiers = { 3, 0, 0, 0 }, .min_redundancy = 1, .grace_ms = DAY_MS
+	};
 	int64_t now = utc_ms(2026, 6, 20, 12, 0);
 	coord_retention_backup b[] = {
 		done_at("17th", utc_ms(2026, 6, 17, 2, 0)),
 		done_at("18th", utc_ms(2026, 6, 18, 2, 0)),
-		{ .id = "19th", .finished_at_ms = utc_ms(2026, 6, 19, 2, 0),
+		{ .id = "19th",
+		    .finished_at_ms = utc_ms(2026, 6, 19, 2, 0),
 		    .status = COORD_BACKUP_FAILED },
 		done_at("20th", utc_ms(2026, 6, 20, 2, 0)),
 	};
@@ -721,8 +740,9 @@ static void
 test_dst_days(void **state)
 {
 	(void)state;
-	const coord_retention_policy p = { .tiers = { 2, 0, 0, 0 }, .min_redundancy = 1,
-		.grace_ms = DAY_MS };
+	const coord_retention_policy p = {
+		.tiers = { 2, 0, 0, 0 }, .min_redundancy = 1, .grace_ms = DAY_MS
+	};
 	coord_retention_backup b[] = {
 		done_at("sat", 1792881000000LL), /* 2026-10-24T22:30Z */
 		done_at("sun", 1792967400000LL), /* 2026-10-25T22:30Z */
@@ -730,8 +750,8 @@ test_dst_days(void **state)
 	coord_retention_decision d[2];
 	decide(&p, "Europe/Rome", 1792967400000LL + HOUR_MS / 6, b, 2, d);
 	assert_int_equal(d[0].action, COORD_RETENTION_EXPIRE_NOW);
-	assert_int_equal(d[1].reasons, COORD_KEEP_DAILY | COORD_KEEP_MIN_REDUNDANCY |
-		COORD_KEEP_NEWEST);
+	assert_int_equal(
+	    d[1].reasons, COORD_KEEP_DAILY | COORD_KEEP_MIN_REDUNDANCY | COORD_KEEP_NEWEST);
 	/* 2026-10-27T00:00+01:00: two days after the 25th began. */
 	assert_int_equal(d[1].expires_at_ms, 1792969200000LL + DAY_MS);
 	/* In UTC the same two backups fall on two days and both are kept. */
@@ -739,8 +759,9 @@ test_dst_days(void **state)
 	assert_int_equal(d[0].reasons, COORD_KEEP_DAILY);
 	assert_int_equal(d[0].expires_at_ms, utc_ms(2026, 10, 26, 0, 0));
 
-	const coord_retention_policy one = { .tiers = { 1, 0, 0, 0 }, .min_redundancy = 1,
-		.grace_ms = DAY_MS };
+	const coord_retention_policy one = {
+		.tiers = { 1, 0, 0, 0 }, .min_redundancy = 1, .grace_ms = DAY_MS
+	};
 	coord_retention_backup spring[] = { done_at("spring", 1774740600000LL) };
 	decide(&one, "Europe/Rome", 1774740600000LL + HOUR_MS, spring, 1, d);
 	assert_int_equal(d[0].reasons & COORD_KEEP_DAILY, COORD_KEEP_DAILY);
@@ -757,8 +778,9 @@ static void
 test_week_and_year_boundaries(void **state)
 {
 	(void)state;
-	const coord_retention_policy p = { .tiers = { 0, 2, 2, 1 }, .min_redundancy = 1,
-		.grace_ms = DAY_MS };
+	const coord_retention_policy p = {
+		.tiers = { 0, 2, 2, 1 }, .min_redundancy = 1, .grace_ms = DAY_MS
+	};
 	coord_retention_backup b[] = {
 		done_at("w52-sun", utc_ms(2026, 12, 27, 20, 0)),
 		done_at("w53-thu", utc_ms(2026, 12, 31, 20, 0)),
@@ -773,14 +795,16 @@ test_week_and_year_boundaries(void **state)
 	assert_int_equal(d[1].expires_at_ms, utc_ms(2027, 2, 1, 0, 0));
 	assert_int_equal(d[2].reasons, COORD_KEEP_WEEKLY);
 	assert_int_equal(d[2].expires_at_ms, utc_ms(2027, 1, 11, 0, 0));
-	assert_int_equal(d[3].reasons, COORD_KEEP_WEEKLY | COORD_KEEP_MONTHLY | COORD_KEEP_YEARLY |
-		COORD_KEEP_MIN_REDUNDANCY | COORD_KEEP_NEWEST);
+	assert_int_equal(d[3].reasons,
+	    COORD_KEEP_WEEKLY | COORD_KEEP_MONTHLY | COORD_KEEP_YEARLY | COORD_KEEP_MIN_REDUNDANCY |
+	        COORD_KEEP_NEWEST);
 	/* Latest over its tiers: weekly ends 2027-01-18, monthly 2027-03-01,
 	 * yearly = 1 on 2028-01-01. */
 	assert_int_equal(d[3].expires_at_ms, utc_ms(2028, 1, 1, 0, 0));
 
 	const coord_retention_policy forever = { .tiers = { 0, 0, 0, COORD_RETENTION_FOREVER },
-		.min_redundancy = 1, .grace_ms = DAY_MS };
+		.min_redundancy = 1,
+		.grace_ms = DAY_MS };
 	decide(&forever, "UTC", utc_ms(2027, 1, 4, 12, 0), b, 4, d);
 	assert_int_equal(d[1].reasons, COORD_KEEP_YEARLY);
 	assert_int_equal(d[1].expires_at_ms, COORD_RETENTION_NEVER);
@@ -794,8 +818,9 @@ static void
 test_future_and_running(void **state)
 {
 	(void)state;
-	const coord_retention_policy p = { .tiers = { 1, 0, 0, 0 }, .min_redundancy = 1,
-		.grace_ms = DAY_MS };
+	const coord_retention_policy p = {
+		.tiers = { 1, 0, 0, 0 }, .min_redundancy = 1, .grace_ms = DAY_MS
+	};
 	int64_t now = utc_ms(2026, 6, 20, 12, 0);
 	coord_retention_backup b[] = {
 		done_at("today", utc_ms(2026, 6, 20, 2, 0)),
@@ -805,8 +830,8 @@ test_future_and_running(void **state)
 	coord_retention_decision d[3];
 	decide(&p, "UTC", now, b, 3, d);
 	assert_int_equal(d[0].action, COORD_RETENTION_EXPIRE_NOW);
-	assert_int_equal(d[1].reasons, COORD_KEEP_DAILY | COORD_KEEP_MIN_REDUNDANCY |
-		COORD_KEEP_NEWEST);
+	assert_int_equal(
+	    d[1].reasons, COORD_KEEP_DAILY | COORD_KEEP_MIN_REDUNDANCY | COORD_KEEP_NEWEST);
 	assert_int_equal(d[2].reasons, COORD_KEEP_RUNNING);
 	/* No backups at all is an empty answer, not an error. */
 	decide(&p, "UTC", now, NULL, 0, NULL);
@@ -819,30 +844,30 @@ test_bad_input(void **state)
 	(void)state;
 	coffer_tz *tz = must_load("UTC");
 	coffer_err err = { 0 };
-	coord_retention_policy p = { .tiers = { 1, 0, 0, 0 }, .min_redundancy = 1,
-		.grace_ms = DAY_MS };
+	coord_retention_policy p = {
+		.tiers = { 1, 0, 0, 0 }, .min_redundancy = 1, .grace_ms = DAY_MS
+	};
 	coord_retention_backup b[] = {
 		done_at("ok", utc_ms(2026, 6, 20, 2, 0)),
 		done_at("bogus", INT64_MIN / 2),
 	};
 	coord_retention_decision d[2];
-	assert_int_equal(coord_retention_evaluate(&p, tz, utc_ms(2026, 6, 20, 12, 0), b, 2, d,
-			     &err),
+	assert_int_equal(
+	    coord_retention_evaluate(&p, tz, utc_ms(2026, 6, 20, 12, 0), b, 2, d, &err),
 	    COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "bogus"));
 	assert_non_null(strstr(err.hint, "nothing was decided"));
-	assert_int_equal(coord_retention_evaluate(&p, tz, INT64_MAX, b, 1, d, &err),
-	    COFFER_EINVAL);
+	assert_int_equal(coord_retention_evaluate(&p, tz, INT64_MAX, b, 1, d, &err), COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "now"));
 	p.tiers[2] = -5;
-	assert_int_equal(coord_retention_evaluate(&p, tz, utc_ms(2026, 6, 20, 12, 0), b, 1, d,
-			     &err),
+	assert_int_equal(
+	    coord_retention_evaluate(&p, tz, utc_ms(2026, 6, 20, 12, 0), b, 1, d, &err),
 	    COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "retention.monthly"));
 	p.tiers[2] = 0;
 	p.grace_ms = -1;
-	assert_int_equal(coord_retention_evaluate(&p, tz, utc_ms(2026, 6, 20, 12, 0), b, 1, d,
-			     &err),
+	assert_int_equal(
+	    coord_retention_evaluate(&p, tz, utc_ms(2026, 6, 20, 12, 0), b, 1, d, &err),
 	    COFFER_EINVAL);
 	coffer_tz_free(tz);
 }
@@ -852,16 +877,16 @@ test_names(void **state)
 {
 	(void)state;
 	char buf[128];
-	assert_string_equal(coord_retention_reasons_format(COORD_KEEP_DAILY | COORD_KEEP_HOLD, buf,
-				sizeof(buf)),
+	assert_string_equal(
+	    coord_retention_reasons_format(COORD_KEEP_DAILY | COORD_KEEP_HOLD, buf, sizeof(buf)),
 	    "daily,hold");
 	assert_string_equal(coord_retention_reasons_format(0, buf, sizeof(buf)), "");
 	char small[8];
-	assert_string_equal(coord_retention_reasons_format(COORD_KEEP_DAILY | COORD_KEEP_WEEKLY,
-				small, sizeof(small)),
+	assert_string_equal(coord_retention_reasons_format(
+	                        COORD_KEEP_DAILY | COORD_KEEP_WEEKLY, small, sizeof(small)),
 	    "daily");
-	assert_string_equal(coord_retention_reason_name(COORD_KEEP_MIN_REDUNDANCY),
-	    "min_redundancy");
+	assert_string_equal(
+	    coord_retention_reason_name(COORD_KEEP_MIN_REDUNDANCY), "min_redundancy");
 	assert_null(coord_retention_reason_name(3));
 	assert_string_equal(coord_retention_action_name(COORD_RETENTION_EXPIRE_NOW), "expire_now");
 }

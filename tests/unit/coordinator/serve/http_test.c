@@ -5,9 +5,9 @@
  * tests/integration/alerts.sh). Covers the answers (200, 404, 405, 400,
  * 431, 503), the connection limit, and stopping while a render runs.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <cmocka.h>
 
 #include <arpa/inet.h>
@@ -33,8 +33,8 @@ typedef struct fixture {
 	coord_http *http;
 	pthread_t thread;
 	int port;
-	int fail;           /* render returns this when non-zero */
-	bool block;         /* render waits for `release` */
+	int fail;   /* render returns this when non-zero */
+	bool block; /* render waits for `release` */
 	sem_t started, release;
 	int renders;
 	bool done_called;
