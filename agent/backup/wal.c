@@ -14,6 +14,7 @@
 #include "agent/outbox/events.h"
 #include "agent/pg/pgq.h"
 #include "common/base/clock.h"
+#include "common/base/durable.h"
 #include "common/base/log.h"
 #include "common/crypto/seal.h"
 #include "common/stream/compress.h"
@@ -147,41 +148,22 @@ agent_wal_system_identifier_save(const agent_config *cfg, uint64_t sysid, coffer
 		        "cluster was rebuilt on purpose, remove %s",
 		        path));
 	}
-	char tmp[4200];
-	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
 	if (mkdir(cfg->state_dir, 0700) != 0 && errno != EEXIST) {
 		return (coffer_err_errno(err, errno, "creating state_dir", cfg->state_dir));
 	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "creating", tmp));
-	}
 	char text[32];
 	int n = snprintf(text, sizeof(text), "%" PRIu64 "\n", sysid);
-	if (write(fd, text, (size_t)n) != n || fsync(fd) != 0) {
-		int e = errno;
-		close(fd);
-		unlink(tmp);
-		return (coffer_err_errno(err, e, "writing", tmp));
-	}
 	/* Run as root (a backup started by hand), the cache must still be
 	 * readable by the archive_command, which runs as the database's user:
 	 * give it to whoever owns state_dir. */
+	coffer_durable_opts opts = { .mode = 0600 };
 	struct stat dst;
-	if (geteuid() == 0 && stat(cfg->state_dir, &dst) == 0 && dst.st_uid != 0 &&
-	    fchown(fd, dst.st_uid, dst.st_gid) != 0) {
-		int e = errno;
-		close(fd);
-		unlink(tmp);
-		return (coffer_err_errno(err, e, "changing the owner of", tmp));
+	if (geteuid() == 0 && stat(cfg->state_dir, &dst) == 0 && dst.st_uid != 0) {
+		opts.chown = true;
+		opts.uid = dst.st_uid;
+		opts.gid = dst.st_gid;
 	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
-		int e = errno;
-		unlink(tmp);
-		return (coffer_err_errno(err, e, "renaming into place", path));
-	}
-	return (0);
+	return (coffer_durable_replace(path, text, (size_t)n, &opts, err));
 }
 
 int

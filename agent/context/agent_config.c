@@ -6,6 +6,8 @@
  */
 #include "agent/context/agent_config.h"
 
+#include "common/base/name.h"
+
 #include "common/crypto/manifest.h"
 
 #include "agent/pg/dump.h"
@@ -46,18 +48,7 @@ check_cron(const char *expr, coffer_err *err)
 static int
 check_ident(const char *v, coffer_err *err)
 {
-	size_t n = strlen(v);
-	bool ok = n >= 1 && n <= 63 && v[0] != '.' && v[0] != '-';
-	for (size_t i = 0; ok && i < n; i++) {
-		ok = isalnum((unsigned char)v[i]) || v[i] == '.' || v[i] == '_' || v[i] == '-';
-	}
-	if (!ok) {
-		coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not a valid name", v);
-		return (coffer_err_hint(err,
-		    "use 1 to 63 letters, digits, '.', '_' or '-', "
-		    "not starting with '.' or '-'"));
-	}
-	return (0);
+	return (coffer_name_check(v, "name", err));
 }
 
 static int

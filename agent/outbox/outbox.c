@@ -27,6 +27,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/base/durable.h"
 #include "common/base/log.h"
 
 #define OB_VERSION      1
@@ -315,20 +316,10 @@ state_read(agent_outbox *ob, coffer_err *err)
 	return (0);
 }
 
-static int
-fsync_dir(agent_outbox *ob, coffer_err *err)
-{
-	if (fsync(ob->dir_fd) != 0) {
-		return (coffer_err_errno(err, errno, "fsync directory", ob->dir));
-	}
-	return (0);
-}
-
 /* Replaces the state file atomically: a crash leaves the old or the new one. */
 static int
 state_write(agent_outbox *ob, uint64_t acked, uint64_t next, coffer_err *err)
 {
-	char path[PATH_MAX];
 	uint8_t buf[OB_STATE_SIZE];
 	memcpy(buf, OB_STATE_MAGIC, 8);
 	put_be32(buf + 8, OB_VERSION);
@@ -339,26 +330,9 @@ state_write(agent_outbox *ob, uint64_t acked, uint64_t next, coffer_err *err)
 	if (rc != 0) {
 		return (rc);
 	}
-	ob_path(ob, OB_STATE_TMP, path, sizeof(path));
-	int fd = openat(ob->dir_fd, OB_STATE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "create", path));
-	}
-	if (write_at(fd, buf, sizeof(buf), 0) != 0) {
-		rc = coffer_err_errno(err, errno, "write", path);
-		close(fd);
-		return (rc);
-	}
-	if (fsync(fd) != 0) {
-		rc = coffer_err_errno(err, errno, "fsync", path);
-		close(fd);
-		return (rc);
-	}
-	close(fd);
-	if (renameat(ob->dir_fd, OB_STATE_TMP, ob->dir_fd, OB_STATE_NAME) != 0) {
-		return (coffer_err_errno(err, errno, "rename", path));
-	}
-	return (fsync_dir(ob, err));
+	coffer_durable_opts opts = { .mode = 0600, .tmp = OB_STATE_TMP };
+	return (coffer_durable_replace_at(
+	    ob->dir_fd, ob->dir, OB_STATE_NAME, buf, sizeof(buf), &opts, err));
 }
 
 /* ---- segments ---- */
@@ -918,7 +892,7 @@ seg_create(agent_outbox *ob, uint64_t first_seq, coffer_err *err)
 		rc = coffer_err_errno(err, errno, "rename", path);
 		goto fail;
 	}
-	rc = fsync_dir(ob, err);
+	rc = coffer_durable_fsync_dirfd(ob->dir_fd, ob->dir, err);
 	if (rc != 0) {
 		close(fd);
 		return (rc);

@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "common/base/clock.h"
+#include "common/base/utf8.h"
 
 #define CHILD_READ_BUF 65536
 #define CHILD_EXCERPT  320
@@ -343,9 +344,7 @@ stderr_excerpt(const agent_child_result *res, char *out, size_t size)
 		return;
 	}
 	size_t start = j - (size - 4);
-	while (start < j && ((unsigned char)folded[start] & 0xc0) == 0x80) {
-		start++;
-	}
+	start = coffer_utf8_boundary_after(folded, j, start);
 	snprintf(out, size, "...%s", folded + start);
 }
 

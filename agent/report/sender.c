@@ -16,6 +16,7 @@
 #include "agent/outbox/events.h"
 #include "agent/report/archiver.h"
 #include "common/base/clock.h"
+#include "common/base/durable.h"
 #include "common/base/log.h"
 #include "common/crypto/keyring.h"
 #include "common/wire/net.h"
@@ -77,50 +78,21 @@ envseq_read(const char *path, uint64_t *last, coffer_err *err)
 }
 
 static int
-envseq_write(const char *state_dir, const char *path, const char *tmp, uint64_t v, coffer_err *err)
+envseq_write(const char *path, uint64_t v, coffer_err *err)
 {
 	char text[32];
 	int len = snprintf(text, sizeof(text), "%" PRIu64 "\n", v);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "creating", tmp));
-	}
-	ssize_t n;
-	do {
-		n = write(fd, text, (size_t)len);
-	} while (n < 0 && errno == EINTR);
-	if (n != len || fsync(fd) != 0) {
-		int saved = n < 0 || n == len ? errno : EIO;
-		close(fd);
-		unlink(tmp);
-		return (coffer_err_errno(err, saved, "writing", tmp));
-	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
-		int saved = errno;
-		unlink(tmp);
-		return (coffer_err_errno(err, saved, "renaming to", path));
-	}
-	/* The rename is durable only once the directory is. */
-	int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		return (coffer_err_errno(err, errno, "opening", state_dir));
-	}
-	int rc = fsync(dfd) == 0 ? 0 : coffer_err_errno(err, errno, "syncing", state_dir);
-	close(dfd);
-	return (rc);
+	return (coffer_durable_replace(path, text, (size_t)len, NULL, err));
 }
 
 int
 agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, coffer_err *err)
 {
-	char lock_path[PATH_MAX], path[PATH_MAX], tmp[PATH_MAX];
+	char lock_path[PATH_MAX], path[PATH_MAX];
 	if ((size_t)snprintf(lock_path, sizeof(lock_path), "%s/envelope.lock", state_dir) >=
 	        sizeof(lock_path) ||
 	    (size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, AGENT_SENDER_ENVSEQ_FILE) >=
-	        sizeof(path) ||
-	    (size_t)snprintf(tmp, sizeof(tmp), "%s/%s.tmp", state_dir, AGENT_SENDER_ENVSEQ_FILE) >=
-	        sizeof(tmp)) {
+	        sizeof(path)) {
 		coffer_err_set(err, COFFER_EINVAL, "state_dir '%.200s' is too long", state_dir);
 		return (coffer_err_hint(err, "use a shorter [agent] state_dir"));
 	}
@@ -154,7 +126,7 @@ agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, c
 		    ? (uint64_t)now_ms * 1000
 		    : 0;
 		next = last + 1 > from_clock ? last + 1 : from_clock;
-		rc = envseq_write(state_dir, path, tmp, next, err);
+		rc = envseq_write(path, next, err);
 	}
 	close(lfd);
 	if (rc != 0) {

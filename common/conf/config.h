@@ -48,10 +48,14 @@
 #include <stdint.h>
 
 #include "common/base/error.h"
+#include "common/base/name.h"
 
 #define COFFER_CONFIG_MAX_LINE  4096          /* a line is at most this - 1 bytes, newline apart */
 #define COFFER_CONFIG_MAX_BYTES (1024 * 1024) /* bytes per file */
-#define COFFER_CONFIG_MAX_NAME  48            /* bytes in a section or key name */
+/* Bytes in a section or key name: room for the longest prefix
+ * ("repository.") and a whole name (common/base/name.h), so every name the
+ * rule accepts can have its [service.NAME] or [operator.NAME] section. */
+#define COFFER_CONFIG_MAX_NAME (16 + COFFER_NAME_MAX)
 
 typedef enum coffer_config_type {
 	COFFER_CONFIG_STRING,   /* any text; a required one must not be empty */

@@ -25,6 +25,8 @@
 #include <openssl/rand.h>
 
 #include "common/base/clock.h"
+#include "common/base/durable.h"
+#include "common/base/hex.h"
 
 #define KR_HEADER        "coffer-keyring v1"
 #define KR_HEADER_PREFIX "coffer-keyring v"
@@ -72,21 +74,6 @@ coffer_keyring_id_check(const char *id, coffer_err *err)
 		}
 	}
 	return (0);
-}
-
-static int
-kr_hexval(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return (c - '0');
-	}
-	if (c >= 'a' && c <= 'f') {
-		return (c - 'a' + 10);
-	}
-	if (c >= 'A' && c <= 'F') {
-		return (c - 'A' + 10);
-	}
-	return (-1);
 }
 
 static void
@@ -280,8 +267,8 @@ kr_parse_line(coffer_keyring *ring, char *line, int lineno, coffer_err *err)
 		return (coffer_err_hint(err, "restore the key ring from its backup copy"));
 	}
 	for (size_t i = 0; i < COFFER_KEYRING_KEY_LEN; i++) {
-		int hi = kr_hexval(fields[1][2 * i]);
-		int lo = kr_hexval(fields[1][2 * i + 1]);
+		int hi = coffer_hex_digit(fields[1][2 * i]);
+		int lo = coffer_hex_digit(fields[1][2 * i + 1]);
 		if (hi < 0 || lo < 0) {
 			OPENSSL_cleanse(&e, sizeof(e));
 			coffer_err_set(err, COFFER_ECORRUPT,
@@ -438,47 +425,6 @@ coffer_keyring_load(const char *path, coffer_keyring **out, coffer_err *err)
 	return (rv);
 }
 
-static int
-kr_write_all(int fd, const char *buf, size_t len, const char *path, coffer_err *err)
-{
-	while (len > 0) {
-		ssize_t w = write(fd, buf, len);
-		if (w < 0 && errno == EINTR) {
-			continue;
-		}
-		if (w < 0) {
-			return (coffer_err_errno(err, errno, "write key ring", path));
-		}
-		buf += w;
-		len -= (size_t)w;
-	}
-	return (0);
-}
-
-static int
-kr_fsync_dir(const char *path, coffer_err *err)
-{
-	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	if (slash == NULL) {
-		snprintf(dir, sizeof(dir), ".");
-	} else if (slash == path) {
-		snprintf(dir, sizeof(dir), "/");
-	} else {
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0) {
-		return (coffer_err_errno(err, errno, "open directory", dir));
-	}
-	int rv = 0;
-	if (fsync(dfd) != 0) {
-		rv = coffer_err_errno(err, errno, "fsync directory", dir);
-	}
-	close(dfd);
-	return (rv);
-}
-
 /* "k20261124T155603Z", made unique against ring with a "-N" suffix. */
 static void
 kr_generated_id(const coffer_keyring *ring, int64_t now_ms, char *id, size_t size)
@@ -502,13 +448,8 @@ kr_format_line(const char *id, int64_t now_ms, char *line, size_t size, coffer_e
 	if (RAND_bytes(key, sizeof(key)) != 1) {
 		return (coffer_err_openssl(err, COFFER_EINTERNAL, "cannot draw a random key"));
 	}
-	static const char hex[] = "0123456789abcdef";
 	char keyhex[2 * COFFER_KEYRING_KEY_LEN + 1];
-	for (size_t i = 0; i < sizeof(key); i++) {
-		keyhex[2 * i] = hex[key[i] >> 4];
-		keyhex[2 * i + 1] = hex[key[i] & 15];
-	}
-	keyhex[2 * COFFER_KEYRING_KEY_LEN] = '\0';
+	coffer_hex_encode(key, sizeof(key), keyhex);
 	char created[40];
 	coffer_time_format(created, sizeof(created), now_ms);
 	snprintf(line, size, "%s %s %s\n", id, keyhex, created);
@@ -528,16 +469,6 @@ kr_generate_new(const char *path, const char *id, int64_t now_ms, char *id_out, 
 	if (stat(path, &st) == 0) {
 		return (1);
 	}
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.new-XXXXXX", path) >= (int)sizeof(tmp)) {
-		coffer_err_set(err, COFFER_EINVAL, "key ring path %.64s... is too long", path);
-		return (coffer_err_hint(err, "use a path shorter than 4000 bytes"));
-	}
-	/* mkostemp creates the file 0600: the key never sits in a wider file. */
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "create key ring", path));
-	}
 	char idbuf[COFFER_KEYRING_ID_MAX + 1];
 	if (id == NULL) {
 		kr_generated_id(NULL, now_ms, idbuf, sizeof(idbuf));
@@ -546,24 +477,16 @@ kr_generate_new(const char *path, const char *id, int64_t now_ms, char *id_out, 
 	char text[KR_LINE_MAX + sizeof(KR_HEADER) + 1];
 	int n = snprintf(text, sizeof(text), "%s\n", KR_HEADER);
 	int rv = kr_format_line(id, now_ms, text + n, sizeof(text) - (size_t)n, err);
-	if (rv == 0 && fchmod(fd, 0600) != 0) {
-		rv = coffer_err_errno(err, errno, "chmod key ring", tmp);
-	}
+	/* Mode 0600 before the key is written, and published with link, which
+	 * unlike rename never replaces a ring another keygen just made. */
+	coffer_durable_opts opts = { .mode = 0600, .no_replace = true };
 	if (rv == 0) {
-		rv = kr_write_all(fd, text, strlen(text), tmp, err);
+		rv = coffer_durable_replace(path, text, strlen(text), &opts, err);
 	}
 	OPENSSL_cleanse(text, sizeof(text));
-	if (rv == 0 && fsync(fd) != 0) {
-		rv = coffer_err_errno(err, errno, "fsync key ring", tmp);
-	}
-	close(fd);
-	/* link, unlike rename, never replaces a ring another keygen just made. */
-	if (rv == 0 && link(tmp, path) != 0) {
-		rv = errno == EEXIST ? 1 : coffer_err_errno(err, errno, "create key ring", path);
-	}
-	unlink(tmp);
-	if (rv == 0) {
-		rv = kr_fsync_dir(path, err);
+	if (rv == COFFER_EEXIST) {
+		coffer_err_clear(err);
+		return (1);
 	}
 	if (rv == 0) {
 		snprintf(id_out, id_out_size, "%s", id);
@@ -613,7 +536,8 @@ kr_generate_append(const char *path, const char *id, int64_t now_ms, char *id_ou
 	}
 	rv = kr_format_line(id, now_ms, line + off, sizeof(line) - off, err);
 	if (rv == 0) {
-		rv = kr_write_all(fd, line, strlen(line), path, err);
+		int e = coffer_durable_write_all(fd, line, strlen(line));
+		rv = e == 0 ? 0 : coffer_err_errno(err, e, "write key ring", path);
 	}
 	OPENSSL_cleanse(line, sizeof(line));
 	if (rv == 0 && fsync(fd) != 0) {

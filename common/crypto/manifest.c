@@ -16,6 +16,9 @@
  */
 #include "common/crypto/manifest.h"
 
+#include "common/base/hex.h"
+#include "common/base/name.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -93,8 +96,6 @@ static const char *const mf_names[F_COUNT] = {
 	"files",
 	"signature",
 };
-
-static const char hexdig[] = "0123456789abcdef";
 
 static int corrupt(coffer_err *err, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -223,10 +224,8 @@ coffer_manifest_id_check(const char *id, coffer_manifest_kind *kind, coffer_err 
 	if (id[17] != 'l' && id[17] != 'p') {
 		return (id_fail(err, id, "the kind letter after the time must be l or p"));
 	}
-	for (int i = 19; i < 25; i++) {
-		if (strchr(hexdig, id[i]) == NULL || id[i] == '\0') {
-			return (id_fail(err, id, "it must end in 6 lower-case hex digits"));
-		}
+	if (!coffer_hex_is_lower(id + 19, 6)) {
+		return (id_fail(err, id, "it must end in 6 lower-case hex digits"));
 	}
 	if (kind != NULL) {
 		*kind = id[17] == 'p' ? COFFER_MANIFEST_PHYSICAL : COFFER_MANIFEST_LOGICAL;
@@ -357,24 +356,6 @@ coffer_manifest_add_dump_option(coffer_manifest *m, const char *option, coffer_e
 
 /* ---- checks shared by to_json and parse ---- */
 
-static int
-check_ident(const char *field, const char *v, size_t max)
-{
-	size_t n = strlen(v);
-	if (n == 0 || n > max || v[0] == '.') {
-		return (-1);
-	}
-	for (size_t i = 0; i < n; i++) {
-		char c = v[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		        c == '-' || c == '_' || c == '.')) {
-			return (-1);
-		}
-	}
-	(void)field;
-	return (0);
-}
-
 /* Non-empty, no control characters (names may be any UTF-8 otherwise). */
 static int
 check_text(const char *v)
@@ -396,12 +377,7 @@ check_sha256(const char *v)
 	if (strlen(v) != 64) {
 		return (-1);
 	}
-	for (int i = 0; i < 64; i++) {
-		if (strchr(hexdig, v[i]) == NULL) {
-			return (-1);
-		}
-	}
-	return (0);
+	return (coffer_hex_is_lower(v, 64) ? 0 : -1);
 }
 
 static int
@@ -475,15 +451,12 @@ check_fields(const coffer_manifest *m, coffer_err *err)
 		return (corrupt(
 		    err, "kind", "does not match the kind letter of backup_id %s", m->backup_id));
 	}
-	if (check_ident("service", m->service, 63) != 0) {
-		return (corrupt(err, "service",
-		    "must be 1-63 letters, digits, '-', '_' or '.': "
-		    "\"%.70s\"",
-		    m->service));
+	if (!coffer_name_valid(m->service)) {
+		return (
+		    corrupt(err, "service", "must be " COFFER_NAME_RULE ": \"%.70s\"", m->service));
 	}
-	if (check_ident("agent", m->agent, COFFER_MANIFEST_NAME_MAX - 1) != 0) {
-		return (corrupt(
-		    err, "agent", "must be letters, digits, '-', '_' or '.': \"%.70s\"", m->agent));
+	if (!coffer_name_valid(m->agent)) {
+		return (corrupt(err, "agent", "must be " COFFER_NAME_RULE ": \"%.70s\"", m->agent));
 	}
 	if (m->started_at < 0) {
 		return (corrupt(err, "started_at", "is before 1970%s", ""));
@@ -679,16 +652,6 @@ canonical(const coffer_manifest *m, char **out, coffer_err *err)
 	return (0);
 }
 
-static void
-sig_hex(const uint8_t *sig, char *out)
-{
-	for (int i = 0; i < COFFER_SIGN_BYTES; i++) {
-		out[2 * i] = hexdig[sig[i] >> 4];
-		out[2 * i + 1] = hexdig[sig[i] & 15];
-	}
-	out[2 * COFFER_SIGN_BYTES] = '\0';
-}
-
 int
 coffer_manifest_to_json(
     coffer_manifest *m, const coffer_sign_key *key, char **json, size_t *len, coffer_err *err)
@@ -712,7 +675,7 @@ coffer_manifest_to_json(
 	m->is_signed = true;
 	/* Canonical bytes end in '}': splice the signature in before it. */
 	char hex[2 * COFFER_SIGN_BYTES + 1];
-	sig_hex(m->signature, hex);
+	coffer_hex_encode(m->signature, COFFER_SIGN_BYTES, hex);
 	size_t clen = strlen(canon);
 	size_t total = clen - 1 + strlen(",\"signature\":\"\"}\n") + sizeof(hex) - 1;
 	char *outb = malloc(total + 1);
@@ -980,13 +943,6 @@ parse_options(const cJSON *root, coffer_manifest *m, coffer_err *err)
 }
 
 static int
-hex_nibble(char c)
-{
-	const char *p = strchr(hexdig, c);
-	return (p != NULL && c != '\0' ? (int)(p - hexdig) : -1);
-}
-
-static int
 parse_fields(const cJSON *root, coffer_manifest *m, coffer_err *err)
 {
 	int rc;
@@ -1066,17 +1022,10 @@ parse_fields(const cJSON *root, coffer_manifest *m, coffer_err *err)
 	if ((rc = get_str(root, "signature", "signature", sig, sizeof(sig), err)) != 0) {
 		return (rc);
 	}
-	if (strlen(sig) != 2 * COFFER_SIGN_BYTES) {
+	if (strlen(sig) != 2 * COFFER_SIGN_BYTES ||
+	    !coffer_hex_is_lower(sig, 2 * COFFER_SIGN_BYTES) ||
+	    !coffer_hex_to_bytes(sig, strlen(sig), m->signature, COFFER_SIGN_BYTES)) {
 		return (corrupt(err, "signature", "must be 128 lower-case hex digits%s", ""));
-	}
-	for (int i = 0; i < COFFER_SIGN_BYTES; i++) {
-		int hi = hex_nibble(sig[2 * i]);
-		int lo = hex_nibble(sig[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			return (
-			    corrupt(err, "signature", "must be 128 lower-case hex digits%s", ""));
-		}
-		m->signature[i] = (uint8_t)(hi << 4 | lo);
 	}
 	m->is_signed = true;
 	return (0);

@@ -5,6 +5,9 @@
  */
 #include "common/crypto/sign.h"
 
+#include "common/base/durable.h"
+#include "common/base/hex.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -30,33 +33,6 @@ struct coffer_sign_pubkey {
 	EVP_PKEY *pkey;
 	uint8_t raw[COFFER_SIGN_PUBKEY_BYTES];
 };
-
-static const char hexdig[] = "0123456789abcdef";
-
-static void
-to_hex(const uint8_t *in, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hexdig[in[i] >> 4];
-		out[2 * i + 1] = hexdig[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int
-hex_val(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return (c - '0');
-	}
-	if (c >= 'a' && c <= 'f') {
-		return (c - 'a' + 10);
-	}
-	if (c >= 'A' && c <= 'F') {
-		return (c - 'A' + 10);
-	}
-	return (-1);
-}
 
 /* Reads a whole small file into buf (NUL-terminated); *st gets its stat. */
 static int
@@ -112,30 +88,6 @@ read_small(const char *path, const char *what, char *buf, size_t size, size_t *l
 	buf[got] = '\0';
 	*len = got;
 	return (0);
-}
-
-static int
-fsync_dir_of(const char *path, coffer_err *err)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	if (slash == NULL) {
-		snprintf(dir, sizeof(dir), ".");
-	} else if (slash == path) {
-		snprintf(dir, sizeof(dir), "/");
-	} else {
-		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	}
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "open directory", dir));
-	}
-	int rc = 0;
-	if (fsync(fd) != 0) {
-		rc = coffer_err_errno(err, errno, "fsync directory", dir);
-	}
-	close(fd);
-	return (rc);
 }
 
 static int
@@ -198,7 +150,6 @@ coffer_sign_keygen(const char *path, char pub_hex[COFFER_SIGN_PUBKEY_HEX], coffe
 {
 	EVP_PKEY *pkey = NULL;
 	BIO *bio = NULL;
-	int fd = -1;
 	int rc = new_pkey(&pkey, err);
 	if (rc != 0) {
 		return (rc);
@@ -210,43 +161,16 @@ coffer_sign_keygen(const char *path, char pub_hex[COFFER_SIGN_PUBKEY_HEX], coffe
 	}
 	char *pem = NULL;
 	long pem_len = BIO_get_mem_data(bio, &pem);
-	/* O_EXCL: never replace a key that may already be enrolled somewhere. */
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		int e = errno;
-		rc = coffer_err_errno(err, e, "create", path);
-		if (e == EEXIST) {
-			coffer_err_set(err, COFFER_EEXIST, "signing key %s already exists", path);
-			coffer_err_hint(err,
-			    "keep the existing key, or move it away first if you "
-			    "really mean to replace it (its public key must then be re-enrolled)");
-		}
-		goto out;
+	/* no_replace: never replace a key that may already be enrolled
+	 * somewhere; the key is 0600 before it is written. */
+	coffer_durable_opts opts = { .mode = 0600, .no_replace = true };
+	rc = coffer_durable_replace(path, pem, (size_t)pem_len, &opts, err);
+	if (rc == COFFER_EEXIST) {
+		coffer_err_set(err, COFFER_EEXIST, "signing key %s already exists", path);
+		coffer_err_hint(err,
+		    "keep the existing key, or move it away first if you "
+		    "really mean to replace it (its public key must then be re-enrolled)");
 	}
-	/* The umask may have taken bits away but never adds any; be explicit. */
-	if (fchmod(fd, 0600) != 0) {
-		rc = coffer_err_errno(err, errno, "chmod", path);
-		goto unlink;
-	}
-	size_t done = 0;
-	while (done < (size_t)pem_len) {
-		ssize_t w = write(fd, pem + done, (size_t)pem_len - done);
-		if (w < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			rc = coffer_err_errno(err, errno, "write", path);
-			goto unlink;
-		}
-		done += (size_t)w;
-	}
-	if (fsync(fd) != 0) {
-		rc = coffer_err_errno(err, errno, "fsync", path);
-		goto unlink;
-	}
-	close(fd);
-	fd = -1;
-	rc = fsync_dir_of(path, err);
 	if (rc != 0) {
 		goto out;
 	}
@@ -258,17 +182,9 @@ coffer_sign_keygen(const char *path, char pub_hex[COFFER_SIGN_PUBKEY_HEX], coffe
 			    coffer_err_openssl(err, COFFER_EINTERNAL, "cannot read the public key");
 			goto out;
 		}
-		to_hex(raw, sizeof(raw), pub_hex);
+		coffer_hex_encode(raw, sizeof(raw), pub_hex);
 	}
-	goto out;
-unlink:
-	close(fd);
-	fd = -1;
-	(void)unlink(path);
 out:
-	if (fd >= 0) {
-		close(fd);
-	}
 	BIO_free(bio);
 	EVP_PKEY_free(pkey);
 	return (rc);
@@ -388,8 +304,8 @@ coffer_sign_pubkey_parse(const char *text, size_t len, coffer_sign_pubkey **out,
 	}
 	uint8_t raw[COFFER_SIGN_PUBKEY_BYTES];
 	for (size_t i = 0; i < sizeof(raw); i++) {
-		int hi = hex_val(text[a + 2 * i]);
-		int lo = hex_val(text[a + 2 * i + 1]);
+		int hi = coffer_hex_digit(text[a + 2 * i]);
+		int lo = coffer_hex_digit(text[a + 2 * i + 1]);
 		if (hi < 0 || lo < 0) {
 			coffer_err_set(err, COFFER_EINVAL,
 			    "a public key must be 64 hex digits; "
@@ -440,7 +356,7 @@ coffer_sign_pubkey_raw(const coffer_sign_pubkey *pub, uint8_t raw[COFFER_SIGN_PU
 void
 coffer_sign_pubkey_hex(const coffer_sign_pubkey *pub, char out[COFFER_SIGN_PUBKEY_HEX])
 {
-	to_hex(pub->raw, COFFER_SIGN_PUBKEY_BYTES, out);
+	coffer_hex_encode(pub->raw, COFFER_SIGN_PUBKEY_BYTES, out);
 }
 
 void
@@ -453,7 +369,7 @@ coffer_sign_fingerprint(const coffer_sign_pubkey *pub, char out[COFFER_SIGN_FING
 		memset(md, 0, sizeof(md));
 		ERR_clear_error();
 	}
-	to_hex(md, 16, out);
+	coffer_hex_encode(md, 16, out);
 }
 
 int

@@ -1,5 +1,5 @@
 /*
- * SHA-256 and byte-count pass-through filters, hex encoding. See
+ * SHA-256 and byte-count pass-through filters. See
  * common/stream/digest.h for the promises.
  *
  * SHA-256 goes through OpenSSL's EVP interface, which picks the SHA-NI or
@@ -162,65 +162,4 @@ coffer_count_filter_bytes(const coffer_filter *f)
 		return (0);
 	}
 	return (((const struct count_filter *)f)->bytes);
-}
-
-void
-coffer_hex_encode(const uint8_t *in, size_t len, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 0x0f];
-	}
-	out[2 * len] = '\0';
-}
-
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return (c - '0');
-	}
-	if (c >= 'a' && c <= 'f') {
-		return (c - 'a' + 10);
-	}
-	if (c >= 'A' && c <= 'F') {
-		return (c - 'A' + 10);
-	}
-	return (-1);
-}
-
-int
-coffer_hex_decode(const char *hex, uint8_t *out, size_t outlen, coffer_err *err)
-{
-	if (hex == NULL) {
-		return (coffer_err_set(err, COFFER_EINVAL, "missing hex value"));
-	}
-	/* strnlen bounds the scan, so an unterminated or huge input costs at
-	 * most 2 * outlen + 1 bytes of reading. */
-	size_t n = strnlen(hex, 2 * outlen + 1);
-	if (n != 2 * outlen) {
-		coffer_err_set(err, COFFER_EINVAL,
-		    "hex value has %s%zu digits, expected exactly %zu",
-		    n > 2 * outlen ? "more than " : "", n > 2 * outlen ? 2 * outlen : n,
-		    2 * outlen);
-		coffer_err_hint(
-		    err, "give the full value as %zu hex digits (%zu bytes)", 2 * outlen, outlen);
-		return (COFFER_EINVAL);
-	}
-	for (size_t i = 0; i < outlen; i++) {
-		int hi = hex_value(hex[2 * i]);
-		int lo = hex_value(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			size_t at = hi < 0 ? 2 * i : 2 * i + 1;
-			unsigned char bad = (unsigned char)hex[at];
-			coffer_err_set(err, COFFER_EINVAL,
-			    "hex value has a non-hex character (0x%02x) at position %zu", bad,
-			    at + 1);
-			coffer_err_hint(err, "use only the digits 0-9 and a-f (or A-F)");
-			return (COFFER_EINVAL);
-		}
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return (0);
 }

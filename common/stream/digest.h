@@ -1,5 +1,5 @@
 /*
- * Digests and counters as filters, and hex text for digests.
+ * Digests and counters as filters.
  *
  * The SHA-256 and count filters are pass-throughs: every byte written to
  * them is hashed or counted and then pushed unchanged to f->next. A
@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "common/base/error.h"
+#include "common/base/hex.h" /* digests travel as hex text */
 #include "common/stream/filter.h"
 
 #define COFFER_SHA256_LEN     32
@@ -35,13 +36,5 @@ coffer_filter *coffer_count_filter_new(coffer_err *err);
 
 /* Bytes written so far (readable at any time); 0 for another filter type. */
 uint64_t coffer_count_filter_bytes(const coffer_filter *f);
-
-/* Writes 2 * len lowercase hex digits and a NUL into out (2 * len + 1 bytes). */
-void coffer_hex_encode(const uint8_t *in, size_t len, char *out);
-
-/* Decodes exactly outlen bytes from hex, which must be exactly 2 * outlen
- * hex digits (either case) and nothing else. Returns 0, or COFFER_EINVAL with
- * out left unspecified. */
-int coffer_hex_decode(const char *hex, uint8_t *out, size_t outlen, coffer_err *err);
 
 #endif

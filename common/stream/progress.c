@@ -1,5 +1,7 @@
 #include "common/stream/progress.h"
 
+#include "common/base/fmt.h"
+
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,25 +21,13 @@ typedef struct progress_filter {
 } progress_filter;
 
 static void
-human(char *buf, size_t size, double bytes)
-{
-	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int u = 0;
-	while (bytes >= 1024 && u < 4) {
-		bytes /= 1024;
-		u++;
-	}
-	snprintf(buf, size, "%.1f %s", bytes, units[u]);
-}
-
-static void
 draw(progress_filter *p, int64_t now)
 {
-	char done[32], rate[32], eta[48] = "";
+	char done[COFFER_FMT_BYTES_SIZE], rate[COFFER_FMT_BYTES_SIZE], eta[48] = "";
 	double secs = (double)(now - p->started_ms) / 1000.0;
 	double per_s = secs > 0 ? (double)p->bytes / secs : 0;
-	human(done, sizeof(done), (double)p->bytes);
-	human(rate, sizeof(rate), per_s);
+	coffer_fmt_bytes(done, (double)p->bytes);
+	coffer_fmt_bytes(rate, per_s);
 	/* The expected size is an estimate (a dump is not the size of the
 	 * database), so the ETA is only shown while it still makes sense. */
 	if (p->expected > p->bytes && per_s > 0) {

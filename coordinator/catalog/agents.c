@@ -10,29 +10,13 @@
  */
 #include "coordinator/catalog/agents.h"
 
+#include "common/base/name.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <libpq-fe.h>
-
-static bool
-name_ok(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 64) {
-		return (false);
-	}
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alnum =
-		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-'))) {
-			return (false);
-		}
-	}
-	return (true);
-}
 
 static int
 audit(coord_catalog *cat, const coord_audit_key *key, const char *actor, const char *action,
@@ -63,13 +47,13 @@ coord_agents_enroll(coord_catalog *cat, const coord_audit_key *key, const char *
     bool *already, coffer_err *err)
 {
 	*already = false;
-	if (!name_ok(agent)) {
+	if (!coffer_name_valid(agent)) {
 		coffer_err_set(err, COFFER_EINVAL, "agent name \"%s\" is not valid", agent);
 		return (coffer_err_hint(err,
 		    "use 1-64 of letters, digits, '_', '.', '-', starting "
 		    "with a letter or digit"));
 	}
-	if (!name_ok(service)) {
+	if (!coffer_name_valid(service)) {
 		coffer_err_set(err, COFFER_EINVAL, "service name \"%s\" is not valid", service);
 		return (coffer_err_hint(err, "use the name of a [service.NAME] section"));
 	}
@@ -297,7 +281,7 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
     const coffer_sign_pubkey *pub, bool *already, coffer_err *err)
 {
 	*already = false;
-	if (!name_ok(agent)) {
+	if (!coffer_name_valid(agent)) {
 		coffer_err_set(err, COFFER_EINVAL, "agent name \"%s\" is not valid", agent);
 		return (coffer_err_hint(err,
 		    "use 1-64 of letters, digits, '_', '.', '-', starting "
@@ -309,7 +293,7 @@ coord_agents_enroll_runner(coord_catalog *cat, const coord_audit_key *key, const
 		return (coffer_err_hint(err, "pass --service S (once per service)"));
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!name_ok(services[i])) {
+		if (!coffer_name_valid(services[i])) {
 			coffer_err_set(
 			    err, COFFER_EINVAL, "service name \"%s\" is not valid", services[i]);
 			return (coffer_err_hint(err, "use the name of a [service.NAME] section"));

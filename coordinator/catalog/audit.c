@@ -39,56 +39,14 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
+#include "common/base/durable.h"
+#include "common/base/hex.h"
 #include "common/base/log.h"
 
 #define AUDIT_DOMAIN   "coffer-audit-v1"
 #define AUDIT_KEY_HEX  (2 * COORD_AUDIT_KEY_LEN)
 #define AUDIT_TIME_FMT "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 #define AUDIT_TIME_MAX 40
-
-static int
-hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return (c - '0');
-	}
-	if (c >= 'a' && c <= 'f') {
-		return (c - 'a' + 10);
-	}
-	if (c >= 'A' && c <= 'F') {
-		return (c - 'A' + 10);
-	}
-	return (-1);
-}
-
-/* Exactly 2 * n hex digits into n bytes; false on anything else. */
-static bool
-hex_to_bytes(const char *hex, size_t hexlen, uint8_t *out, size_t n)
-{
-	if (hexlen != 2 * n) {
-		return (false);
-	}
-	for (size_t i = 0; i < n; i++) {
-		int hi = hex_nibble(hex[2 * i]);
-		int lo = hex_nibble(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			return (false);
-		}
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return (true);
-}
-
-static void
-bytes_to_hex(const uint8_t *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
 
 /* bytea in PostgreSQL's hex output ("\x0a1b...") of exactly n bytes. */
 static bool
@@ -97,7 +55,7 @@ bytea_parse(const char *text, uint8_t *out, size_t n)
 	if (text[0] != '\\' || text[1] != 'x') {
 		return (false);
 	}
-	return (hex_to_bytes(text + 2, strlen(text + 2), out, n));
+	return (coffer_hex_to_bytes(text + 2, strlen(text + 2), out, n));
 }
 
 /* "\x" + hex, for a bytea parameter in text format. */
@@ -106,7 +64,7 @@ bytea_format(const uint8_t *in, size_t n, char *out)
 {
 	out[0] = '\\';
 	out[1] = 'x';
-	bytes_to_hex(in, n, out + 2);
+	coffer_hex_encode(in, n, out + 2);
 }
 
 void
@@ -168,7 +126,7 @@ coord_audit_key_load(const char *path, coord_audit_key *key, coffer_err *err)
 	if (len > 0 && buf[len - 1] == '\n') {
 		len--;
 	}
-	if (!hex_to_bytes(buf, len, key->bytes, COORD_AUDIT_KEY_LEN)) {
+	if (!coffer_hex_to_bytes(buf, len, key->bytes, COORD_AUDIT_KEY_LEN)) {
 		rc = coffer_err_set(err, COFFER_EINVAL,
 		    "the audit key %s is not %d hex digits (a 32-byte key)", path, AUDIT_KEY_HEX);
 		coffer_err_hint(err,
@@ -182,26 +140,6 @@ out:
 	return (rc);
 }
 
-static int
-fsync_parent(const char *path, coffer_err *err)
-{
-	char copy[PATH_MAX];
-	if (snprintf(copy, sizeof(copy), "%s", path) >= (int)sizeof(copy)) {
-		return (coffer_err_set(err, COFFER_EINVAL, "path too long: %s", path));
-	}
-	const char *dir = dirname(copy);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "open directory", dir));
-	}
-	int rc = 0;
-	if (fsync(fd) != 0) {
-		rc = coffer_err_errno(err, errno, "fsync directory", dir);
-	}
-	close(fd);
-	return (rc);
-}
-
 int
 coord_audit_key_generate(const char *path, coord_audit_key *key, coffer_err *err)
 {
@@ -209,46 +147,22 @@ coord_audit_key_generate(const char *path, coord_audit_key *key, coffer_err *err
 		return (coffer_err_openssl(
 		    err, COFFER_EINTERNAL, "cannot get random bytes for the audit key"));
 	}
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		int e = errno;
-		coffer_err_errno(err, e, "create the audit key", path);
-		if (e == EEXIST) {
-			coffer_err_hint(err,
-			    "a key is never overwritten: rows signed with it could "
-			    "no longer be verified; choose another path");
-		}
-		coord_audit_key_clear(key);
-		return (err != NULL ? err->code : COFFER_EIO);
-	}
 	char hex[AUDIT_KEY_HEX + 2];
-	bytes_to_hex(key->bytes, COORD_AUDIT_KEY_LEN, hex);
+	coffer_hex_encode(key->bytes, COORD_AUDIT_KEY_LEN, hex);
 	hex[AUDIT_KEY_HEX] = '\n';
 	hex[AUDIT_KEY_HEX + 1] = '\0';
-	int rc = 0;
-	size_t off = 0;
-	while (off < AUDIT_KEY_HEX + 1) {
-		ssize_t w = write(fd, hex + off, AUDIT_KEY_HEX + 1 - off);
-		if (w < 0 && errno == EINTR) {
-			continue;
-		}
-		if (w < 0) {
-			rc = coffer_err_errno(err, errno, "write the audit key", path);
-			break;
-		}
-		off += (size_t)w;
-	}
-	/* The key must be durable before anything is signed with it. */
-	if (rc == 0 && fsync(fd) != 0) {
-		rc = coffer_err_errno(err, errno, "fsync the audit key", path);
-	}
+	/* Durable before anything is signed with it, and never an overwrite:
+	 * rows signed with the old key could no longer be verified. */
+	coffer_durable_opts opts = { .mode = 0600, .no_replace = true };
+	int rc = coffer_durable_replace(path, hex, AUDIT_KEY_HEX + 1, &opts, err);
 	OPENSSL_cleanse(hex, sizeof(hex));
-	close(fd);
-	if (rc == 0) {
-		rc = fsync_parent(path, err);
+	if (rc == COFFER_EEXIST) {
+		coffer_err_set(err, COFFER_EEXIST, "the audit key %s already exists", path);
+		coffer_err_hint(err,
+		    "a key is never overwritten: rows signed with it could "
+		    "no longer be verified; choose another path");
 	}
 	if (rc != 0) {
-		unlink(path);
 		coord_audit_key_clear(key);
 	}
 	return (rc);

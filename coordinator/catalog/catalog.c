@@ -27,6 +27,7 @@
 
 #include <openssl/evp.h>
 
+#include "common/base/hex.h"
 #include "common/base/log.h"
 #include "coordinator/catalog/migrations.h"
 
@@ -485,9 +486,7 @@ sql_sha256_hex(const char *sql, char out[65], coffer_err *err)
 		return (coffer_err_openssl(
 		    err, COFFER_EINTERNAL, "cannot compute the sha-256 of a migration"));
 	}
-	for (unsigned int i = 0; i < n; i++) {
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	}
+	coffer_hex_encode(md, n, out);
 	return (0);
 }
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/base/clock.h"
+#include "common/base/fmt.h"
 #include "common/base/log.h"
 #include "common/conf/config.h"
 #include "common/crypto/sign.h"
@@ -379,21 +380,12 @@ coord_cli_num(const cJSON *o, const char *name, char *buf, size_t size)
 const char *
 coord_cli_bytes(const cJSON *o, const char *name, char *buf, size_t size)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
 	double d;
 	if (!number(o, name, &d)) {
 		return ("-");
 	}
-	size_t u = 0;
-	while (d >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
-		d /= 1024;
-		u++;
-	}
-	if (u == 0) {
-		snprintf(buf, size, "%.0f B", d);
-	} else {
-		snprintf(buf, size, "%.1f %s", d, units[u]);
-	}
+	char text[COFFER_FMT_BYTES_SIZE];
+	snprintf(buf, size, "%s", coffer_fmt_bytes(text, d));
 	return (buf);
 }
 

@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/base/error.h"
+#include "common/base/hex.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/cmd/commands.h"
@@ -24,18 +25,10 @@
 #include "coordinator/policy/coord_config.h"
 
 static void
-hex32(const uint8_t *in, char *out)
-{
-	for (size_t i = 0; i < COORD_AUDIT_MAC_LEN; i++) {
-		snprintf(out + 2 * i, 3, "%02x", in[i]);
-	}
-}
-
-static void
 print_result(const coord_audit_result *res, bool json)
 {
 	char mac[2 * COORD_AUDIT_MAC_LEN + 1];
-	hex32(res->head_mac, mac);
+	coffer_hex_encode(res->head_mac, COORD_AUDIT_MAC_LEN, mac);
 	if (!json) {
 		if (res->intact) {
 			printf("audit chain intact: %lld rows, head chain_seq %lld mac %s\n",

@@ -3,6 +3,8 @@
  */
 #include "coordinator/dr/attest.h"
 
+#include "common/base/hex.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,7 +135,7 @@ sha_field(const cJSON *o, const char *name, char out[65], coffer_err *err)
 	if (rv != 0) {
 		return (rv);
 	}
-	if (strlen(out) != 64 || strspn(out, "0123456789abcdef") != 64) {
+	if (strlen(out) != 64 || !coffer_hex_is_lower(out, 64)) {
 		return (coffer_err_set(err, COFFER_ECORRUPT,
 		    "attestation field %s is not 64 lower-case hex digits", name));
 	}

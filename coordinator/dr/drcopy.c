@@ -16,6 +16,7 @@
 #include <openssl/sha.h>
 
 #include "common/base/clock.h"
+#include "common/base/fmt.h"
 #include "common/base/log.h"
 #include "common/repo/repo.h"
 #include "common/repo/s3.h"
@@ -74,12 +75,6 @@ static bool
 copies(const coord_config *cfg, const char *service)
 {
 	return (strcmp(dr_copy_mode(cfg, service), "none") != 0);
-}
-
-static void
-fmt_i64(char *buf, size_t size, int64_t v)
-{
-	snprintf(buf, size, "%" PRId64, v);
 }
 
 static const char *
@@ -334,8 +329,8 @@ plan_service(coord_catalog *cat, const coord_config *cfg, const coord_service_po
 			continue;
 		}
 		char u[32], n[32];
-		fmt_i64(u, sizeof(u), until);
-		fmt_i64(n, sizeof(n), now_ms);
+		coffer_fmt_i64(u, until);
+		coffer_fmt_i64(n, now_ms);
 		const char *iv[] = { id->valuestring, u, lock, n };
 		res = coord_catalog_query(cat,
 		    "INSERT INTO backup_copies (backup_id, repo, status, retain_until, lock_mode, "
@@ -383,11 +378,11 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 {
 	char n[32], lag[32];
 	int64_t lag_ms = coffer_config_duration_ms(d->cfg->ini, "dr", "copy_lag");
-	fmt_i64(n, sizeof(n), now_ms);
-	fmt_i64(lag, sizeof(lag), lag_ms);
+	coffer_fmt_i64(n, now_ms);
+	coffer_fmt_i64(lag, lag_ms);
 	const coord_service_policy *p = coord_config_service(d->cfg, service);
 	char win[32];
-	fmt_i64(win, sizeof(win), p != NULL ? p->pitr_window_ms : 0);
+	coffer_fmt_i64(win, p != NULL ? p->pitr_window_ms : 0);
 	const char *v[] = { service, n, lag, p != NULL && p->pitr_window_ms > 0 ? "t" : "f", win };
 	int rv;
 	PGresult *res = coord_catalog_query(cat,
@@ -1013,8 +1008,8 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 	    : coord_catalog_begin(cat, err);
 	if (rv == 0) {
 		char n[32], b[32], backoff[32];
-		fmt_i64(n, sizeof(n), now_ms);
-		fmt_i64(b, sizeof(b), j->stored_bytes);
+		coffer_fmt_i64(n, now_ms);
+		coffer_fmt_i64(b, j->stored_bytes);
 		/* 1 minute (or retry_max if shorter), doubled per failure,
 		 * capped at retry_max. */
 		int64_t cap = coffer_config_duration_ms(d->cfg->ini, "dr", "retry_max");
@@ -1022,7 +1017,7 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 		for (int i = 1; i < j->attempts && wait < cap; i++) {
 			wait *= 2;
 		}
-		fmt_i64(backoff, sizeof(backoff), wait < cap ? wait : cap);
+		coffer_fmt_i64(backoff, wait < cap ? wait : cap);
 		char reason[1024];
 		if (e->hint[0] != '\0') {
 			snprintf(reason, sizeof(reason), "%s (hint: %s)", e->msg, e->hint);
@@ -1069,7 +1064,7 @@ copy_due(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	char n[32], lim[16];
-	fmt_i64(n, sizeof(n), now_ms);
+	coffer_fmt_i64(n, now_ms);
 	snprintf(lim, sizeof(lim), "%lld",
 	    (long long)coffer_config_int(d->cfg->ini, "dr", "copies_per_pass"));
 	const char *v[] = { n, lim };
@@ -1402,8 +1397,8 @@ copy_wal_stream(
 			continue;
 		}
 		char n[32], w[32], lim[16], sec[96];
-		fmt_i64(n, sizeof(n), now_ms);
-		fmt_i64(w, sizeof(w), p->pitr_window_ms);
+		coffer_fmt_i64(n, now_ms);
+		coffer_fmt_i64(w, p->pitr_window_ms);
 		snprintf(lim, sizeof(lim), "%d", WAL_PER_PASS);
 		snprintf(sec, sizeof(sec), "service.%s", p->name);
 		const char *v[] = { p->name, n, w, lim };

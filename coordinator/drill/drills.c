@@ -39,7 +39,9 @@
 #include <libpq-fe.h>
 
 #include "common/base/clock.h"
+#include "common/base/fmt.h"
 #include "common/base/log.h"
+#include "common/base/utf8.h"
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
 #include "common/repo/repo.h"
@@ -75,56 +77,10 @@ static const char *const repo_names[2] = { "primary", "dr" };
 
 /* ---- catalog helpers ---- */
 
-static void
-fmt_i64(char *buf, size_t size, int64_t v)
-{
-	snprintf(buf, size, "%" PRId64, v);
-}
-
-/* Valid UTF-8 without control characters, at most max bytes, malloc'd:
- * text from a runner goes into jsonb, which refuses invalid UTF-8. */
-static char *
-clean(const char *in, size_t max)
-{
-	if (in == NULL) {
-		in = "";
-	}
-	size_t n = strnlen(in, max);
-	char *out = malloc(n + 1);
-	if (out == NULL) {
-		return (NULL);
-	}
-	const unsigned char *s = (const unsigned char *)in;
-	size_t o = 0;
-	for (size_t i = 0; i < n;) {
-		size_t len = s[i] < 0x80    ? 1
-		    : (s[i] & 0xe0) == 0xc0 ? 2
-		    : (s[i] & 0xf0) == 0xe0 ? 3
-		    : (s[i] & 0xf8) == 0xf0 ? 4
-		                            : 0;
-		bool ok = len > 0 && i + len <= n;
-		for (size_t k = 1; ok && k < len; k++) {
-			ok = (s[i + k] & 0xc0) == 0x80;
-		}
-		/* Overlong 2-byte forms and control characters are replaced too. */
-		if (!ok || (len == 1 && (s[i] < 0x20 || s[i] == 0x7f)) ||
-		    (len == 2 && s[i] < 0xc2)) {
-			out[o++] = '?';
-			i++;
-			continue;
-		}
-		memcpy(out + o, s + i, len);
-		o += len;
-		i += len;
-	}
-	out[o] = '\0';
-	return (out);
-}
-
 static bool
 add_clean(cJSON *o, const char *key, const char *value, size_t max)
 {
-	char *c = clean(value, max);
+	char *c = coffer_utf8_clean(value, max);
 	bool ok = c != NULL && cJSON_AddStringToObject(o, key, c) != NULL;
 	free(c);
 	return (ok);
@@ -261,7 +217,7 @@ pick_backup(coord_catalog *cat, const coord_service_policy *p, const char *repo,
     char *id, size_t idsize, coffer_err *err)
 {
 	char since[32];
-	fmt_i64(since, sizeof(since), p->drill.random ? now_ms - p->drill.window_ms : 0);
+	coffer_fmt_i64(since, p->drill.random ? now_ms - p->drill.window_ms : 0);
 	const char *v[] = { p->name, since, repo };
 	int rv;
 	/* Logical backups only: the runner restores with pg_restore. */
@@ -392,8 +348,8 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 		return (rv);
 	}
 	char now[32], rto[32];
-	fmt_i64(now, sizeof(now), now_ms);
-	fmt_i64(rto, sizeof(rto), p->drill.rto_ms);
+	coffer_fmt_i64(now, now_ms);
+	coffer_fmt_i64(rto, p->drill.rto_ms);
 	const char *iv[] = { p->name, backup_id, now, rto, p->drill.runner, repo, requested_by };
 	res = coord_catalog_adhoc(cat, "recording the drill",
 	    "INSERT INTO drills (service, backup_id, status, started_at, rto_ms, runner, repo, "
@@ -419,7 +375,7 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a drill command"));
 	}
 	char id[32];
-	fmt_i64(id, sizeof(id), *drill_id);
+	coffer_fmt_i64(id, *drill_id);
 	const char *cv[] = { p->name, atext, requested_by, id };
 	res = coord_catalog_adhoc(cat, "queueing the drill command",
 	    "WITH c AS (INSERT INTO agent_commands (service, kind, args, requested_by) "
@@ -514,7 +470,7 @@ due_of(coord_catalog *cat, const coord_service_policy *p, int64_t now_ms, int64_
 {
 	int rv;
 	char now[32];
-	fmt_i64(now, sizeof(now), now_ms);
+	coffer_fmt_i64(now, now_ms);
 	const char *v[] = { p->name, p->drill.schedule, now };
 	/* A new or changed schedule starts counting from now: history under
 	 * another schedule does not make a drill overdue. */
@@ -794,7 +750,8 @@ apply_result(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 			ok = false;
 		}
 		if (!c->ok && failure[0] == '\0') {
-			char *n = clean(c->name, 64), *dt = clean(c->detail, 400);
+			char *n = coffer_utf8_clean(c->name, 64),
+			     *dt = coffer_utf8_clean(c->detail, 400);
 			snprintf(failure, sizeof(failure), "%s: %s", n != NULL ? n : "?",
 			    dt != NULL ? dt : "");
 			free(n);
@@ -807,13 +764,13 @@ apply_result(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 		    r->backup_id, backup_id);
 	}
 	if (!ok && failure[0] == '\0') {
-		char *f = clean(
+		char *f = coffer_utf8_clean(
 		    r->failure[0] != '\0' ? r->failure : "the runner reported no checks", 500);
 		snprintf(failure, sizeof(failure), "%s", f != NULL ? f : "failed");
 		free(f);
 	} else if (!ok && r->failure[0] != '\0') {
 		/* The runner's own line says it best when it has one. */
-		char *f = clean(r->failure, 500);
+		char *f = coffer_utf8_clean(r->failure, 500);
 		if (f != NULL) {
 			snprintf(failure, sizeof(failure), "%s", f);
 		}
@@ -821,15 +778,15 @@ apply_result(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 	}
 	char *ctext = cJSON_PrintUnformatted(checks);
 	cJSON_Delete(checks);
-	char *sandbox = clean(r->sandbox, 128);
+	char *sandbox = coffer_utf8_clean(r->sandbox, 128);
 	if (ctext == NULL || sandbox == NULL) {
 		cJSON_free(ctext);
 		free(sandbox);
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a drill row"));
 	}
 	char restore[32], total[32];
-	fmt_i64(restore, sizeof(restore), r->restore_ms > 0 ? r->restore_ms : 0);
-	fmt_i64(total, sizeof(total), r->total_ms > 0 ? r->total_ms : 0);
+	coffer_fmt_i64(restore, r->restore_ms > 0 ? r->restore_ms : 0);
+	coffer_fmt_i64(total, r->total_ms > 0 ? r->total_ms : 0);
 	const char *uv[] = { id, ok ? "passed" : "failed", restore, total, ctext,
 		ok ? NULL : failure, sandbox };
 	rv = coord_catalog_adhoc_exec(cat, "recording the drill result",
@@ -858,8 +815,8 @@ apply_done(coord_catalog *cat, const coord_audit_key *key, const char *agent,
 	}
 	char id[32];
 	snprintf(id, sizeof(id), "%" PRIu64, c->command_id);
-	char *detail =
-	    clean(c->detail[0] != '\0' ? c->detail : "the runner gave up on the drill", 500);
+	char *detail = coffer_utf8_clean(
+	    c->detail[0] != '\0' ? c->detail : "the runner gave up on the drill", 500);
 	if (detail == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a drill row"));
 	}
@@ -1423,8 +1380,8 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 		return (0);
 	}
 	char now[32], sb[32], ab[32];
-	fmt_i64(now, sizeof(now), now_ms);
-	fmt_i64(sb, sizeof(sb), b->stored_bytes);
+	coffer_fmt_i64(now, now_ms);
+	coffer_fmt_i64(sb, b->stored_bytes);
 	snprintf(ab, sizeof(ab), "%" PRIu64, bytes);
 	const char *v[] = { sweep_id, b->id, b->service, repo_names[which], object, ok ? "t" : "f",
 		expect_sha[0] != '\0' ? expect_sha : NULL, actual[0] != '\0' ? actual : NULL,
@@ -1565,8 +1522,8 @@ prune_checks(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
     coord_drills_stats *st, coffer_err *err)
 {
 	char before[32], lim[16];
-	fmt_i64(before, sizeof(before),
-	    now_ms - coffer_config_duration_ms(d->cfg->ini, "integrity", "keep_checks"));
+	coffer_fmt_i64(
+	    before, now_ms - coffer_config_duration_ms(d->cfg->ini, "integrity", "keep_checks"));
 	snprintf(lim, sizeof(lim), "%d", PRUNE_BATCH);
 	const char *v[] = { before, lim };
 	int rv = 0;
@@ -1621,7 +1578,7 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 		return (0);
 	}
 	char now[32];
-	fmt_i64(now, sizeof(now), now_ms);
+	coffer_fmt_i64(now, now_ms);
 	const char *v[] = { now };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "starting a sweep",

@@ -48,7 +48,11 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include "common/base/fmt.h"
+#include "common/base/hex.h"
 #include "common/base/log.h"
+#include "common/base/name.h"
+#include "common/base/utf8.h"
 #include "common/crypto/sign.h"
 #include "common/wire/wire.h"
 #include "coordinator/drill/drills.h"
@@ -162,77 +166,6 @@ coord_intake_reason(int status)
 
 /* ---- untrusted text ---- */
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	uint32_t cp;
-	if (c < 0x80) {
-		return (1);
-	} else if ((c & 0xe0) == 0xc0) {
-		len = 2;
-		cp = c & 0x1f;
-	} else if ((c & 0xf0) == 0xe0) {
-		len = 3;
-		cp = c & 0x0f;
-	} else if ((c & 0xf8) == 0xf0) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return (0);
-	}
-	if (len > n) {
-		return (0);
-	}
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80) {
-			return (0);
-		}
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	/* Overlong forms, surrogates and values past Unicode are invalid. */
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
-		return (0);
-	}
-	return (len);
-}
-
-/* Copies at most max bytes of in (NULL is "") to a malloc'd string that is
- * valid UTF-8 with control characters and invalid bytes replaced by '?'. */
-static char *
-clean_text(const char *in, size_t max)
-{
-	if (in == NULL) {
-		in = "";
-	}
-	size_t n = strlen(in);
-	if (n > max) {
-		n = max;
-	}
-	char *out = malloc(n + 1);
-	if (out == NULL) {
-		return (NULL);
-	}
-	const unsigned char *s = (const unsigned char *)in;
-	size_t o = 0;
-	for (size_t i = 0; i < n;) {
-		size_t l = utf8_seq(s + i, n - i);
-		if (l == 0 || (l == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
-			out[o++] = '?';
-			i++;
-			continue;
-		}
-		memcpy(out + o, s + i, l);
-		o += l;
-		i += l;
-	}
-	out[o] = '\0';
-	return (out);
-}
-
 /* Same into a fixed buffer, printable ASCII only (names for logs and keys). */
 static void
 printable(const char *in, char *out, size_t size)
@@ -243,28 +176,6 @@ printable(const char *in, char *out, size_t size)
 		out[o++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
 	}
 	out[o] = '\0';
-}
-
-/* [A-Za-z0-9][A-Za-z0-9_.-]{0,63}, the catalog's name rule; with colon_ok,
- * the backup id rule ([A-Za-z0-9][A-Za-z0-9_.:-]{0,127}). */
-static bool
-name_ok(const char *s, bool colon_ok)
-{
-	size_t max = colon_ok ? 128 : 64;
-	size_t n = s != NULL ? strlen(s) : 0;
-	if (n == 0 || n > max) {
-		return (false);
-	}
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alnum =
-		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum &&
-		    (i == 0 || (c != '_' && c != '.' && c != '-' && !(colon_ok && c == ':')))) {
-			return (false);
-		}
-	}
-	return (true);
 }
 
 static bool
@@ -306,32 +217,6 @@ static bool
 ms_ok(int64_t ms)
 {
 	return (ms > 0 && ms <= MS_MAX);
-}
-
-static void
-hex_encode(const uint8_t *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int
-hex_nibble(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return (c - '0');
-	}
-	if (c >= 'a' && c <= 'f') {
-		return (c - 'a' + 10);
-	}
-	if (c >= 'A' && c <= 'F') {
-		return (c - 'A' + 10);
-	}
-	return (-1);
 }
 
 /* ---- catalog helpers ---- */
@@ -451,7 +336,7 @@ encode_reply(coord_intake *in, int status, const char *error, uint64_t env_seq, 
     uint8_t **out, size_t *out_len, coffer_err *err)
 {
 	Coffer__V1__Reply rep = COFFER__V1__REPLY__INIT;
-	char *line = clean_text(error, 255);
+	char *line = coffer_utf8_clean(error, 255);
 	if (line == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a reply"));
 	}
@@ -516,7 +401,7 @@ record_refusal(coord_intake *in, const verdict *v, const char *agent, uint64_t e
 	const char *reason = coord_intake_reason(v->status);
 	char detail[400];
 	snprintf(detail, sizeof(detail), "%s", v->error);
-	char *clean = clean_text(detail, 1000);
+	char *clean = coffer_utf8_clean(detail, 1000);
 	cJSON *d = cJSON_CreateObject();
 	char *details = NULL;
 	int rv = 0;
@@ -589,9 +474,10 @@ load_agent(coord_intake *in, const char *name, agent_row *ag, bool *found, coffe
 			return (coffer_err_set(err, COFFER_ECORRUPT,
 			    "agent %s has a public key of the wrong length in the catalog", name));
 		}
-		for (size_t i = 0; i < COFFER_SIGN_PUBKEY_BYTES; i++) {
-			int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
-			ag->pubkey[i] = (uint8_t)((hi << 4) | lo);
+		if (!coffer_hex_to_bytes(hex, strlen(hex), ag->pubkey, COFFER_SIGN_PUBKEY_BYTES)) {
+			PQclear(res);
+			return (coffer_err_set(err, COFFER_ECORRUPT,
+			    "agent %s has a public key that is not hex in the catalog", name));
 		}
 		ag->revoked = PQgetvalue(res, 0, 2)[0] == 't';
 		ag->last_seq = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
@@ -675,7 +561,7 @@ kind_text(Coffer__V1__BackupKind k)
 static bool
 add_text(cJSON *obj, const char *key, const char *value)
 {
-	char *c = clean_text(value, TEXT_MAX);
+	char *c = coffer_utf8_clean(value, TEXT_MAX);
 	if (c == NULL) {
 		return (false);
 	}
@@ -691,7 +577,7 @@ add_hex(cJSON *obj, const char *key, const ProtobufCBinaryData *b)
 		return;
 	}
 	char hex[129];
-	hex_encode(b->data, b->len, hex);
+	coffer_hex_encode(b->data, b->len, hex);
 	cJSON_AddStringToObject(obj, key, hex);
 }
 
@@ -785,7 +671,7 @@ event_payload(const Coffer__V1__Event *ev)
 		cJSON_AddNumberToObject(p, "segment_count", (double)w->n_segments);
 		cJSON *segs = cJSON_AddArrayToObject(p, "segments");
 		for (size_t i = 0; ok && segs != NULL && i < w->n_segments && i < LIST_MAX; i++) {
-			char *c = clean_text(w->segments[i], 64);
+			char *c = coffer_utf8_clean(w->segments[i], 64);
 			ok = c != NULL;
 			if (ok) {
 				cJSON_AddItemToArray(segs, cJSON_CreateString(c));
@@ -861,7 +747,7 @@ static bool
 event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 {
 	const char *id = event_backup_id(ev);
-	if (id != NULL && !name_ok(id, true)) {
+	if (id != NULL && !coffer_name_id_valid(id)) {
 		snprintf(why, size, "backup id is not 1-128 of [A-Za-z0-9_.:-]");
 		return (false);
 	}
@@ -885,7 +771,7 @@ event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 			snprintf(why, size, "a SHA-256 digest is missing or not 32 bytes");
 		} else if (b->key_id[0] == '\0' || strlen(b->key_id) > 128) {
 			snprintf(why, size, "key id is missing or too long");
-		} else if (b->repository[0] != '\0' && !name_ok(b->repository, false)) {
+		} else if (b->repository[0] != '\0' && !coffer_name_valid(b->repository)) {
 			snprintf(why, size, "repository name is not 1-64 of [A-Za-z0-9_.-]");
 		} else if (b->plain_bytes > INT64_MAX || b->stored_bytes > INT64_MAX) {
 			snprintf(why, size, "sizes are out of range");
@@ -950,12 +836,12 @@ static int
 check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b,
     int64_t mark, verdict *v, coffer_err *err)
 {
-	/* Ids passed name_ok (no quotes, commas, braces or blanks), so they
+	/* Ids passed coffer_name_id_valid (no quotes, commas, braces or blanks), so they
 	 * go into an array literal as they are. */
 	size_t cap = 3, n = 0;
 	for (size_t i = 0; i < b->n_events; i++) {
 		const char *id = event_backup_id(b->events[i]);
-		if ((int64_t)b->events[i]->seq > mark && id != NULL && name_ok(id, true)) {
+		if ((int64_t)b->events[i]->seq > mark && id != NULL && coffer_name_id_valid(id)) {
 			cap += strlen(id) + 1;
 			n++;
 		}
@@ -971,7 +857,7 @@ check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__Eve
 	arr[o++] = '{';
 	for (size_t i = 0; i < b->n_events; i++) {
 		const char *id = event_backup_id(b->events[i]);
-		if ((int64_t)b->events[i]->seq > mark && id != NULL && name_ok(id, true)) {
+		if ((int64_t)b->events[i]->seq > mark && id != NULL && coffer_name_id_valid(id)) {
 			size_t l = strlen(id);
 			if (o > 1) {
 				arr[o++] = ',';
@@ -999,12 +885,6 @@ check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__Eve
 	}
 	PQclear(res);
 	return (0);
-}
-
-static void
-fmt_i64(char *buf, size_t size, int64_t v)
-{
-	snprintf(buf, size, "%" PRId64, v);
 }
 
 /* A WAL segment's file name (not a history or backup-label file), which is
@@ -1046,15 +926,14 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 	}
 	char tl[16], at[24];
 	snprintf(tl, sizeof(tl), "%" PRIu32, w->timeline);
-	fmt_i64(
-	    at, sizeof(at), w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms);
+	coffer_fmt_i64(at, w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms);
 	for (size_t i = 0; i < w->n_segments; i++) {
 		if (!wal_segment_name(w->segments[i])) {
 			continue;
 		}
 		char sha[65], bytes[24];
-		hex_encode(w->segment_sha256[i].data, 32, sha);
-		fmt_i64(bytes, sizeof(bytes), (int64_t)w->segment_stored_bytes[i]);
+		coffer_hex_encode(w->segment_sha256[i].data, 32, sha);
+		coffer_fmt_i64(bytes, (int64_t)w->segment_stored_bytes[i]);
 		const char *vals[] = { ag->service, tl, w->segments[i], bytes, sha,
 			ms_ok(w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms)
 			    ? at
@@ -1110,7 +989,7 @@ started_queue(coord_intake *in, const Coffer__V1__Event *ev, coffer_err *err)
 		}
 	}
 	char at[24];
-	fmt_i64(at, sizeof(at), ev->occurred_at_ms);
+	coffer_fmt_i64(at, ev->occurred_at_ms);
 	bool ok = coord_pgarray_add(&c[0], ev->backup_started->backup_id) &&
 	    coord_pgarray_add(&c[1], kind_text(ev->backup_started->kind)) &&
 	    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[2], at)
@@ -1139,7 +1018,7 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	switch (ev->kind_case) {
 	case COFFER__V1__EVENT__KIND_BACKUP_STARTED: {
 		const Coffer__V1__BackupStarted *b = ev->backup_started;
-		fmt_i64(a[0], sizeof(a[0]), ev->occurred_at_ms);
+		coffer_fmt_i64(a[0], ev->occurred_at_ms);
 		const char *vals[] = { b->backup_id, ag->service, ag->name, kind_text(b->kind),
 			ms_ok(ev->occurred_at_ms) ? a[0] : NULL };
 		/* A started event that arrives after its completion (never in
@@ -1154,12 +1033,12 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED: {
 		const Coffer__V1__BackupCompleted *b = ev->backup_completed;
 		char plain[65] = "", stored[65], msha[65] = "";
-		hex_encode(b->stored_sha256.data, 32, stored);
+		coffer_hex_encode(b->stored_sha256.data, 32, stored);
 		if (b->plain_sha256.len == 32) {
-			hex_encode(b->plain_sha256.data, 32, plain);
+			coffer_hex_encode(b->plain_sha256.data, 32, plain);
 		}
 		if (b->manifest_sha256.len == 32) {
-			hex_encode(b->manifest_sha256.data, 32, msha);
+			coffer_hex_encode(b->manifest_sha256.data, 32, msha);
 		}
 		cJSON *m = cJSON_CreateObject();
 		if (m == NULL) {
@@ -1175,17 +1054,17 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		cJSON_AddStringToObject(m, "source", "agent event");
 		char *mtext = cJSON_PrintUnformatted(m);
 		cJSON_Delete(m);
-		char *key_id = clean_text(b->key_id, 128);
+		char *key_id = coffer_utf8_clean(b->key_id, 128);
 		if (mtext == NULL || key_id == NULL) {
 			cJSON_free(mtext);
 			free(key_id);
 			return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a backup row"));
 		}
-		fmt_i64(a[0], sizeof(a[0]), b->started_at_ms);
-		fmt_i64(a[1], sizeof(a[1]), b->finished_at_ms);
-		fmt_i64(a[2], sizeof(a[2]), (int64_t)b->plain_bytes);
-		fmt_i64(a[3], sizeof(a[3]), (int64_t)b->stored_bytes);
-		fmt_i64(a[4], sizeof(a[4]), b->timeline);
+		coffer_fmt_i64(a[0], b->started_at_ms);
+		coffer_fmt_i64(a[1], b->finished_at_ms);
+		coffer_fmt_i64(a[2], (int64_t)b->plain_bytes);
+		coffer_fmt_i64(a[3], (int64_t)b->stored_bytes);
+		coffer_fmt_i64(a[4], b->timeline);
 		const char *vals[] = { b->backup_id, ag->service, ag->name, kind_text(b->kind),
 			b->repository[0] != '\0' ? b->repository : "primary", a[0], a[1], a[2],
 			a[3], plain[0] != '\0' ? plain : NULL, stored, key_id,
@@ -1221,10 +1100,10 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		const Coffer__V1__BackupFailed *b = ev->backup_failed;
 		int64_t failed = b->failed_at_ms != 0 ? b->failed_at_ms : ev->occurred_at_ms;
 		int64_t started = b->started_at_ms != 0 ? b->started_at_ms : failed;
-		fmt_i64(a[0], sizeof(a[0]), started);
-		fmt_i64(a[1], sizeof(a[1]), failed);
-		char *reason =
-		    clean_text(b->reason[0] != '\0' ? b->reason : "no reason given", TEXT_MAX);
+		coffer_fmt_i64(a[0], started);
+		coffer_fmt_i64(a[1], failed);
+		char *reason = coffer_utf8_clean(
+		    b->reason[0] != '\0' ? b->reason : "no reason given", TEXT_MAX);
 		if (reason == NULL) {
 			return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a backup row"));
 		}
@@ -1274,7 +1153,7 @@ insert_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	}
 	char seq[24], at[24];
 	snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
-	fmt_i64(at, sizeof(at), ev->occurred_at_ms);
+	coffer_fmt_i64(at, ev->occurred_at_ms);
 	const char *vals[] = { ag->name, seq, ev->service, event_type(ev), ptext,
 		ms_ok(ev->occurred_at_ms) ? at : NULL };
 	int rv;
@@ -1304,7 +1183,7 @@ audit_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
 	}
 	const char *id = event_backup_id(ev);
-	bool id_ok = id != NULL && name_ok(id, true);
+	bool id_ok = id != NULL && coffer_name_id_valid(id);
 	cJSON_AddNumberToObject(d, "seq", (double)ev->seq);
 	cJSON_AddStringToObject(d, "service", ev->service);
 	cJSON_AddStringToObject(d, "type", event_type(ev));
@@ -1384,7 +1263,7 @@ insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatc
 		char *ptext = p != NULL ? cJSON_PrintUnformatted(p) : NULL;
 		cJSON_Delete(p);
 		snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
-		fmt_i64(at, sizeof(at), ev->occurred_at_ms);
+		coffer_fmt_i64(at, ev->occurred_at_ms);
 		ok = ptext != NULL && coord_pgarray_add(&c[C_SEQ], seq) &&
 		    coord_pgarray_add(&c[C_SERVICE], ev->service) &&
 		    coord_pgarray_add(&c[C_TYPE], event_type(ev)) &&
@@ -1699,7 +1578,7 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		return (rv);
 	}
 	char m[24], s[24];
-	fmt_i64(m, sizeof(m), mark);
+	coffer_fmt_i64(m, mark);
 	snprintf(s, sizeof(s), "%" PRIu64, env->seq);
 	const char *vals[] = { ag->name, m, s };
 	rv = cat_exec(in, "advancing the agent's sequence numbers",
@@ -1755,7 +1634,7 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		if (coffer_wire_check_envelope(env, &derr) != 0) {
 			verdict_set(
 			    &v, COFFER__V1__STATUS__STATUS_MALFORMED, "envelope: %s", derr.msg);
-		} else if (!name_ok(env->agent_id, false)) {
+		} else if (!coffer_name_valid(env->agent_id)) {
 			/* No such name can be enrolled (the catalog's name rule). */
 			verdict_set(&v, COFFER__V1__STATUS__STATUS_UNKNOWN_AGENT,
 			    "agent id \"%s\" is not a valid agent name", res->agent);

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "common/base/clock.h"
+#include "common/base/name.h"
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
 #include "common/stream/digest.h"
@@ -107,29 +108,15 @@ check_count_or_forever(const char *v, coffer_err *err)
 	return (coffer_err_hint(err, "write a number from 0 to 10000, or forever"));
 }
 
-/* Section instance names ("service.<name>") end up in repository paths
- * and audit subjects: nothing that climbs out of a directory. */
-static bool
-ident_ok(const char *v)
-{
-	size_t n = strlen(v);
-	bool ok = n >= 1 && n <= 63 && v[0] != '.' && v[0] != '-';
-	for (size_t i = 0; ok && i < n; i++) {
-		ok = isalnum((unsigned char)v[i]) || v[i] == '.' || v[i] == '_' || v[i] == '-';
-	}
-	return (ok);
-}
-
 static int
 check_ident(const char *v, coffer_err *err)
 {
-	if (ident_ok(v)) {
+	if (coffer_name_valid(v)) {
 		return (0);
 	}
 	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not an agent name", v);
-	return (coffer_err_hint(err,
-	    "use the name the drill runner was enrolled under (1 to 63 "
-	    "letters, digits, '.', '_' or '-')"));
+	return (coffer_err_hint(
+	    err, "use the name the drill runner was enrolled under (" COFFER_NAME_RULE ")"));
 }
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
@@ -428,14 +415,14 @@ check_instances(const coffer_config *ini, const char *pattern, coffer_err *err)
 		return (0); /* not a pattern of this schema: nothing to check */
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!ident_ok(names[i])) {
+		/* Instance names ("service.<name>") end up in repository
+		 * paths and audit subjects: one rule with every other name. */
+		if (!coffer_name_valid(names[i])) {
 			char section[COFFER_CONFIG_MAX_NAME + 16];
 			snprintf(section, sizeof(section), "%s.%s", pattern, names[i]);
 			coffer_config_err_at(ini, section, NULL, err, "'%s' is not a valid %s name",
 			    names[i], pattern);
-			return (coffer_err_hint(err,
-			    "use 1 to 63 letters, digits, '.', '_' or '-', "
-			    "not starting with '.' or '-'"));
+			return (coffer_err_hint(err, "use " COFFER_NAME_RULE));
 		}
 	}
 	return (0);

@@ -52,6 +52,7 @@
 #include <libpq-fe.h>
 
 #include "common/base/clock.h"
+#include "common/base/fmt.h"
 #include "common/conf/tz.h"
 #include "coordinator/policy/retention.h"
 
@@ -99,12 +100,6 @@ static bool
 col_bool(const PGresult *res, int row, int col)
 {
 	return (!PQgetisnull(res, row, col) && PQgetvalue(res, row, col)[0] == 't');
-}
-
-static void
-fmt_i64(char *buf, size_t size, int64_t v)
-{
-	snprintf(buf, size, "%" PRId64, v);
 }
 
 /* Adds a time as RFC 3339, or null for 0. */
@@ -391,7 +386,7 @@ static int
 view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *err)
 {
 	char limit[24];
-	fmt_i64(limit, sizeof(limit), (int64_t)COORD_PRUNE_MAX_BACKUPS + 1);
+	coffer_fmt_i64(limit, (int64_t)COORD_PRUNE_MAX_BACKUPS + 1);
 	const char *vals[] = { service, limit };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "reading the service's backups",
@@ -545,9 +540,9 @@ mark_pending(service_ctx *c, const live_backup *b, const coord_retention_backup 
 	    : "obsolete: kept by no tier, not in the floor, not the newest "
 	      "restorable, not held";
 	char now[24], at[24], serial[24];
-	fmt_i64(now, sizeof(now), c->now_ms);
-	fmt_i64(at, sizeof(at), dec->delete_at_ms);
-	fmt_i64(serial, sizeof(serial), c->serial);
+	coffer_fmt_i64(now, c->now_ms);
+	coffer_fmt_i64(at, dec->delete_at_ms);
+	coffer_fmt_i64(serial, c->serial);
 	const char *v[] = { b->id, now, at, serial, why, b->status };
 	long n = 0;
 	int rv = exec_count(c->cat, "marking a backup pending deletion",
@@ -731,7 +726,7 @@ recheck(service_ctx *c, const char *id, const PGresult *row, int *rv, coffer_err
 		return (NULL); /* a failed backup is never anyone's restore point */
 	}
 	char settled[24];
-	fmt_i64(settled, sizeof(settled), col_i64(row, 0, 3));
+	coffer_fmt_i64(settled, col_i64(row, 0, 3));
 	const char *v[] = { c->p->name, id, settled };
 	/* FOR SHARE keeps that newer backup from being marked or deleted until
 	 * this transaction ends. */
@@ -835,7 +830,7 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 		add_time(d, "pending_since", since);
 	}
 	char now[24];
-	fmt_i64(now, sizeof(now), c->now_ms);
+	coffer_fmt_i64(now, c->now_ms);
 	if (o == COORD_PRUNE_DELETED || o == COORD_PRUNE_GONE) {
 		const char *tv[] = { id, now, coord_prune_outcome_name(o) };
 		rv = coord_catalog_adhoc_exec(c->cat, "tombstoning the backup",

@@ -40,7 +40,9 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
+#include "common/base/hex.h"
 #include "common/base/log.h"
+#include "common/base/name.h"
 #include "common/crypto/sign.h"
 #include "common/wire/adminmsg.h"
 #include "common/wire/wire.h"
@@ -81,24 +83,6 @@ typedef struct admin_command {
 } admin_command;
 
 /* --- small helpers ------------------------------------------------------- */
-
-static bool
-name_ok(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 63 || s[0] == '.' || s[0] == '-') {
-		return (false);
-	}
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		bool alnum =
-		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (!alnum && c != '_' && c != '.' && c != '-') {
-			return (false);
-		}
-	}
-	return (true);
-}
 
 /* A claimed name as audit text: printable ASCII only, so a hostile name
  * can neither break jsonb (invalid UTF-8) nor forge log lines. */
@@ -266,7 +250,7 @@ static const char *
 service_owner(const admin_ctx *ctx, const char *service)
 {
 	char section[96];
-	if (!name_ok(service)) {
+	if (!coffer_name_valid(service)) {
 		return (NULL);
 	}
 	snprintf(section, sizeof(section), "service.%s", service);
@@ -726,9 +710,7 @@ cmd_audit_verify(admin_ctx *ctx)
 	}
 	/* A broken chain is the answer, not a failure of the request. */
 	char mac[2 * COORD_AUDIT_MAC_LEN + 1];
-	for (size_t i = 0; i < COORD_AUDIT_MAC_LEN; i++) {
-		snprintf(mac + 2 * i, 3, "%02x", res.head_mac[i]);
-	}
+	coffer_hex_encode(res.head_mac, COORD_AUDIT_MAC_LEN, mac);
 	cJSON_AddBoolToObject(ctx->result, "intact", rv == 0 && res.intact);
 	cJSON_AddNumberToObject(ctx->result, "rows", (double)res.rows);
 	cJSON_AddNumberToObject(ctx->result, "last_good", (double)res.last_good);
@@ -1170,8 +1152,8 @@ authenticate(admin_ctx *ctx, const Coffer__V1__AdminEnvelope *env, const char **
 	char shown[64];
 	printable(shown, sizeof(shown), op);
 	snprintf(ctx->actor, sizeof(ctx->actor), "operator:%s", shown[0] != '\0' ? shown : "?");
-	if (!name_ok(op) || env->nonce.len < COFFER_ADMINMSG_NONCE_BYTES || env->nonce.len > 64 ||
-	    env->signature.len != COFFER_SIGN_BYTES || env->body.len == 0) {
+	if (!coffer_name_valid(op) || env->nonce.len < COFFER_ADMINMSG_NONCE_BYTES ||
+	    env->nonce.len > 64 || env->signature.len != COFFER_SIGN_BYTES || env->body.len == 0) {
 		*reason = "malformed";
 		return (refuse(ctx, COFFER__V1__STATUS__STATUS_MALFORMED, COFFER_EPROTO,
 		    "admin envelope is malformed: it needs an operator name, a 16-64 byte nonce, "
@@ -1248,9 +1230,7 @@ authenticate(admin_ctx *ctx, const Coffer__V1__AdminEnvelope *env, const char **
 	}
 	PQclear(res);
 	char hex[2 * 64 + 1];
-	for (size_t i = 0; i < env->nonce.len; i++) {
-		snprintf(hex + 2 * i, 3, "%02x", env->nonce.data[i]);
-	}
+	coffer_hex_encode(env->nonce.data, env->nonce.len, hex);
 	const char *nvals[] = { hex, op, now };
 	res = query(ctx, "recording the request nonce",
 	    "INSERT INTO admin_nonces (nonce, operator, seen_at) "

@@ -37,27 +37,13 @@
 
 #include "common/base/clock.h"
 #include "common/base/log.h"
+#include "common/base/utf8.h"
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
 
 #define SUMMARY_MAX    1024
 #define COORD_ACTOR    "coordinator"
 #define GLOBAL_SERVICE "_coordinator"
-
-/* Cuts s to at most max bytes without splitting a UTF-8 sequence. */
-static void
-utf8_cut(char *s, size_t max)
-{
-	size_t n = strlen(s);
-	if (n <= max) {
-		return;
-	}
-	n = max;
-	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
-		n--;
-	}
-	s[n] = '\0';
-}
 
 static const char *
 owner_of(const coord_config *cfg, const char *service)
@@ -164,7 +150,7 @@ set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg, 
 	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
 	snprintf(summary, sizeof(summary), "%s",
 	    summary_in != NULL && summary_in[0] != '\0' ? summary_in : dedup);
-	utf8_cut(summary, SUMMARY_MAX);
+	coffer_utf8_cut(summary, SUMMARY_MAX);
 	if (changed != NULL) {
 		*changed = false;
 	}
@@ -288,7 +274,7 @@ coord_alerts_change(coord_catalog *cat, const coord_config *cfg, const char *ser
 	snprintf(
 	    dedup, sizeof(dedup), "coffer/%s/%s", service != NULL ? service : GLOBAL_SERVICE, kind);
 	snprintf(summary, sizeof(summary), "%s", summary_in != NULL ? summary_in : dedup);
-	utf8_cut(summary, SUMMARY_MAX);
+	coffer_utf8_cut(summary, SUMMARY_MAX);
 	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
 	cJSON *o = cJSON_CreateObject();
 	cJSON *p = cJSON_AddObjectToObject(o, "payload");
@@ -588,7 +574,7 @@ changes_run(svc_ctx *c, coffer_err *err)
 		snprintf(summary, sizeof(summary), "%s: %s backup %s completed (%s bytes stored)",
 		    c->p->name, PQgetvalue(res, i, 4), PQgetvalue(res, i, 0),
 		    PQgetvalue(res, i, 3));
-		utf8_cut(summary, SUMMARY_MAX);
+		coffer_utf8_cut(summary, SUMMARY_MAX);
 		cJSON *o = cJSON_CreateObject();
 		cJSON *p = cJSON_AddObjectToObject(o, "payload");
 		cJSON_AddStringToObject(p, "summary", summary);

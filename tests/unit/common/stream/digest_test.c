@@ -1,7 +1,7 @@
-/* Digest filters and hex: SHA-256 against the FIPS 180-2 vectors however the
- * input is split, bytes passed through unchanged, discard when there is no
- * next, misuse refused (early digest, write after finish, wrong filter
- * type), downstream failures surfacing, and strict hex decoding. */
+/* Digest filters: SHA-256 against the FIPS 180-2 vectors however the input
+ * is split, bytes passed through unchanged, discard when there is no next,
+ * misuse refused (early digest, write after finish, wrong filter type), and
+ * downstream failures surfacing. Hex has its own test (common/base). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -155,66 +155,6 @@ test_downstream_failure_surfaces(void **state)
 	coffer_filter_free_chain(chain);
 }
 
-static void
-test_hex_round_trip(void **state)
-{
-	(void)state;
-	uint8_t in[256], back[256];
-	for (size_t i = 0; i < sizeof(in); i++) {
-		in[i] = (uint8_t)i;
-	}
-	char hex[2 * sizeof(in) + 1];
-	coffer_hex_encode(in, sizeof(in), hex);
-	assert_int_equal(strlen(hex), 512);
-	assert_memory_equal(hex, "000102030405060708090a0b0c0d0e0f10", 34);
-	assert_string_equal(hex + 500, "fafbfcfdfeff");
-	coffer_err err = { 0 };
-	assert_int_equal(coffer_hex_decode(hex, back, sizeof(back), &err), 0);
-	assert_memory_equal(in, back, sizeof(in));
-
-	uint8_t two[2];
-	assert_int_equal(coffer_hex_decode("aBcD", two, 2, &err), 0);
-	assert_int_equal(two[0], 0xab);
-	assert_int_equal(two[1], 0xcd);
-	char empty[1];
-	coffer_hex_encode(in, 0, empty);
-	assert_string_equal(empty, "");
-	assert_int_equal(coffer_hex_decode("", two, 0, &err), 0);
-}
-
-static void
-test_hex_decode_strict(void **state)
-{
-	(void)state;
-	uint8_t out[4];
-	coffer_err err = { 0 };
-	static const char *const bad[] = {
-		"",           /* empty */
-		"0011223",    /* one digit short */
-		"001122334",  /* one digit long */
-		"0011223344", /* one byte long */
-		"00112g33",   /* not hex */
-		"0x112233",   /* prefix */
-		" 0112233",   /* space */
-		"00112233\n", /* trailing newline */
-		"0011-233",
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		coffer_err_clear(&err);
-		assert_int_equal(coffer_hex_decode(bad[i], out, sizeof(out), &err), COFFER_EINVAL);
-		assert_int_equal(err.code, COFFER_EINVAL);
-		assert_true(err.msg[0] != '\0');
-		assert_true(err.hint[0] != '\0');
-	}
-	assert_int_equal(coffer_hex_decode("00112g33", out, 4, &err), COFFER_EINVAL);
-	assert_non_null(strstr(err.msg, "position 6"));
-	assert_int_equal(coffer_hex_decode("0011223", out, 4, &err), COFFER_EINVAL);
-	assert_non_null(strstr(err.msg, "7 digits"));
-	assert_int_equal(coffer_hex_decode(NULL, out, 4, &err), COFFER_EINVAL);
-	/* err may be NULL: the code alone still comes back. */
-	assert_int_equal(coffer_hex_decode("zz", out, 1, NULL), COFFER_EINVAL);
-}
-
 int
 main(void)
 {
@@ -223,8 +163,6 @@ main(void)
 		cmocka_unit_test(test_sha256_passes_bytes_through),
 		cmocka_unit_test(test_sha256_misuse),
 		cmocka_unit_test(test_downstream_failure_surfaces),
-		cmocka_unit_test(test_hex_round_trip),
-		cmocka_unit_test(test_hex_decode_strict),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
