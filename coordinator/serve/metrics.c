@@ -13,8 +13,14 @@
  * parser (and a person reading the page) then sees every metric the
  * coordinator can export, and a dashboard's query does not silently break
  * because a service has no backups yet.
+ *
+ * The families are one table (families[]) rendered by one loop: adding a
+ * metric is adding a row with its name, type, help, labels and statement.
  */
 #include "coordinator/serve/metrics.h"
+
+#include "common/base/fmt.h"
+#include "common/base/strbuf.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -22,44 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct sb {
-	char *buf;
-	size_t len, cap;
-	bool oom;
-} sb;
-
-static void sb_printf(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-sb_printf(sb *b, const char *fmt, ...)
-{
-	if (b->oom) {
-		return;
-	}
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->oom = true;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t cap = b->cap * 2 + (size_t)n + 1;
-		char *p = realloc(b->buf, cap);
-		if (p == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->buf = p;
-		b->cap = cap;
-	}
-}
 
 size_t
 coord_metrics_escape_label(char *out, size_t size, const char *value)
@@ -114,9 +82,9 @@ esc(lbl *l, const char *value)
 }
 
 static void
-family(sb *b, const char *name, const char *type, const char *help)
+family(coffer_strbuf *b, const char *name, const char *type, const char *help)
 {
-	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	coffer_strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static PGresult *
@@ -132,30 +100,41 @@ q(coord_catalog *cat, const char *what, const char *sql, int n, const char *cons
 	return (NULL);
 }
 
-/* One family whose rows are (label values..., value); the labels' names
- * are given in order. */
+/* A family: its name, type and help, the names of its labels, and the
+ * statement that yields its samples. */
+typedef struct metric_family {
+	const char *name;
+	const char *type;
+	const char *help;
+	const char *const *labels;
+	int nlabels;
+	const char *sql;
+	bool needs_now;
+} metric_family;
+
+/* One family's HELP, TYPE and samples. */
 static int
-emit(coord_catalog *cat, sb *b, const char *name, const char *type, const char *help,
-    const char *const *labels, int nlabels, const char *sql, int np, const char *const *vals,
+emit(coord_catalog *cat, coffer_strbuf *b, const metric_family *f, const char *const *vals,
     coffer_err *err)
 {
 	int rv;
-	PGresult *res = q(cat, name, sql, np, vals, &rv, err);
+	PGresult *res = q(cat, f->name, f->sql, vals != NULL ? 1 : 0, vals, &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}
-	family(b, name, type, help);
+	family(b, f->name, f->type, f->help);
 	for (int i = 0; i < PQntuples(res); i++) {
-		if (PQgetisnull(res, i, nlabels)) {
+		if (PQgetisnull(res, i, f->nlabels)) {
 			continue;
 		}
-		sb_printf(b, "%s", name);
-		for (int k = 0; k < nlabels; k++) {
+		coffer_strbuf_put(b, f->name);
+		for (int k = 0; k < f->nlabels; k++) {
 			lbl l;
-			sb_printf(b, "%s%s=\"%s\"", k == 0 ? "{" : ",", labels[k],
+			coffer_strbuf_printf(b, "%s%s=\"%s\"", k == 0 ? "{" : ",", f->labels[k],
 			    esc(&l, PQgetvalue(res, i, k)));
 		}
-		sb_printf(b, "%s %s\n", nlabels > 0 ? "}" : "", PQgetvalue(res, i, nlabels));
+		coffer_strbuf_printf(
+		    b, "%s %s\n", f->nlabels > 0 ? "}" : "", PQgetvalue(res, i, f->nlabels));
 	}
 	PQclear(res);
 	return (0);
@@ -169,206 +148,255 @@ static const char *const L_REASON[] = { "reason" };
 static const char *const L_STATE[] = { "state" };
 static const char *const L_SERVICE_RESULT[] = { "service", "result" };
 
-/* Seconds as text with millisecond precision, from a timestamptz. */
-#define EPOCH(x) "round(extract(epoch FROM " x ")::numeric, 3)::text"
-
-static int
-render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, sb *b, coffer_err *err)
-{
-	char now[32];
-	snprintf(now, sizeof(now), "%" PRId64, now_ms);
-	const char *vnow[] = { now };
-	int rv = emit(cat, b, "coffer_backup_last_success_timestamp_seconds", "gauge",
-	    "Finish time of the newest completed backup, per service (Unix seconds).", L_SERVICE, 1,
-	    "SELECT DISTINCT ON (service) service, " EPOCH(
-	        "finished_at") " FROM backups "
-	                       "WHERE status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	                       "AND finished_at IS NOT NULL ORDER BY service, finished_at DESC",
-	    0, NULL, err);
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_backup_last_duration_seconds", "gauge",
-		    "Duration of the newest completed backup, per service.", L_SERVICE, 1,
-		    "SELECT DISTINCT ON (service) service, " EPOCH(
-		        "finished_at - started_at") " FROM backups "
-		                                    "WHERE status IN ('completed', 'pending_delete', 'deleted') "
-		                                    "AND failure_reason IS NULL AND finished_at IS NOT NULL "
-		                                    "ORDER BY service, finished_at DESC",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_backup_last_size_bytes", "gauge",
-		    "Stored (compressed, encrypted) size of the newest completed backup, per service.",
-		    L_SERVICE, 1,
-		    "SELECT DISTINCT ON (service) service, stored_bytes::text FROM backups "
-		    "WHERE status IN ('completed', 'pending_delete', 'deleted') "
-		    "AND failure_reason IS NULL AND finished_at IS NOT NULL "
-		    "ORDER BY service, finished_at DESC",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_backups", "gauge",
-		    "Backups in the catalog by service and status.", L_SERVICE_STATUS, 2,
-		    "SELECT service, status, count(*)::text FROM backups GROUP BY service, status "
-		    "ORDER BY service, status",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_alerts_open", "gauge",
-		    "Alert conditions currently triggered, by service and check.", L_SERVICE_CHECK,
-		    2,
-		    "SELECT COALESCE(service, '_coordinator'), check_name, count(*)::text FROM alerts "
-		    "WHERE state = 'triggered' GROUP BY 1, 2 ORDER BY 1, 2",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_agent_last_contact_timestamp_seconds", "gauge",
-		    "Last time an enrolled agent was heard from (Unix seconds).", L_SERVICE_AGENT,
-		    2,
-		    "SELECT COALESCE(service, '_drill_runner'), name, " EPOCH(
-		        "GREATEST(last_contact_at, heartbeat_at, hello_at)") " FROM agents WHERE revoked_at IS NULL ORDER BY 1, name",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		/* An agent's high-water mark counts its durable events, every
+/* The families, in the order they are rendered. Every statement returns the
+ * label values in order, then the sample value (NULL: no sample); with
+ * needs_now, $1 is the scrape time in Unix milliseconds. */
+static const metric_family families[] = {
+	{
+	    .name = "coffer_backup_last_success_timestamp_seconds",
+	    .type = "gauge",
+	    .help = "Finish time of the newest completed backup, per service (Unix seconds).",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql =
+	        "SELECT DISTINCT ON (service) service, "
+	        "round(extract(epoch FROM finished_at)::numeric, 3)::text FROM backups "
+	        "WHERE status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
+	        "AND finished_at IS NOT NULL ORDER BY service, finished_at DESC",
+	},
+	{
+	    .name = "coffer_backup_last_duration_seconds",
+	    .type = "gauge",
+	    .help = "Duration of the newest completed backup, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql =
+	        "SELECT DISTINCT ON (service) service, "
+	        "round(extract(epoch FROM finished_at - started_at)::numeric, 3)::text FROM backups "
+	        "WHERE status IN ('completed', 'pending_delete', 'deleted') "
+	        "AND failure_reason IS NULL AND finished_at IS NOT NULL "
+	        "ORDER BY service, finished_at DESC",
+	},
+	{
+	    .name = "coffer_backup_last_size_bytes",
+	    .type = "gauge",
+	    .help =
+	        "Stored (compressed, encrypted) size of the newest completed backup, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT DISTINCT ON (service) service, stored_bytes::text FROM backups "
+	           "WHERE status IN ('completed', 'pending_delete', 'deleted') "
+	           "AND failure_reason IS NULL AND finished_at IS NOT NULL "
+	           "ORDER BY service, finished_at DESC",
+	},
+	{
+	    .name = "coffer_backups",
+	    .type = "gauge",
+	    .help = "Backups in the catalog by service and status.",
+	    .labels = L_SERVICE_STATUS,
+	    .nlabels = 2,
+	    .sql = "SELECT service, status, count(*)::text FROM backups GROUP BY service, status "
+	           "ORDER BY service, status",
+	},
+	{
+	    .name = "coffer_alerts_open",
+	    .type = "gauge",
+	    .help = "Alert conditions currently triggered, by service and check.",
+	    .labels = L_SERVICE_CHECK,
+	    .nlabels = 2,
+	    .sql =
+	        "SELECT COALESCE(service, '_coordinator'), check_name, count(*)::text FROM alerts "
+	        "WHERE state = 'triggered' GROUP BY 1, 2 ORDER BY 1, 2",
+	},
+	{
+	    .name = "coffer_agent_last_contact_timestamp_seconds",
+	    .type = "gauge",
+	    .help = "Last time an enrolled agent was heard from (Unix seconds).",
+	    .labels = L_SERVICE_AGENT,
+	    .nlabels = 2,
+	    .sql = "SELECT COALESCE(service, '_drill_runner'), name, "
+	           "round(extract(epoch FROM GREATEST(last_contact_at, heartbeat_at, hello_at))"
+	           "::numeric, 3)::text FROM agents WHERE revoked_at IS NULL ORDER BY 1, name",
+	},
+	{
+	    .name = "coffer_events_applied_total",
+	    .type = "counter",
+	    .help =
+	        "Agent events applied to the catalog, per service (drill runners: _drill_runner).",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    /* An agent's high-water mark counts its durable events, every
 		 * one recorded (seq starts at 1 and has no holes): a scrape
 		 * reads the agents, never the whole event history. */
-		rv = emit(cat, b, "coffer_events_applied_total", "counter",
-		    "Agent events applied to the catalog, per service (drill runners: _drill_runner).",
-		    L_SERVICE, 1,
-		    "SELECT COALESCE(service, '_drill_runner'), sum(last_seq)::text FROM agents "
-		    "GROUP BY 1 ORDER BY 1",
-		    0, NULL, err);
+	    .sql = "SELECT COALESCE(service, '_drill_runner'), sum(last_seq)::text FROM agents "
+	           "GROUP BY 1 ORDER BY 1",
+	},
+	{
+	    .name = "coffer_requests_refused_total",
+	    .type = "counter",
+	    .help = "Requests refused (bad signature, not enrolled, not the owner, replay...), by "
+	            "reason.",
+	    .labels = L_REASON,
+	    .nlabels = 1,
+	    .sql = "SELECT reason, sum(count)::text FROM refusals GROUP BY reason ORDER BY reason",
+	},
+	{
+	    .name = "coffer_alert_outbox_rows",
+	    .type = "gauge",
+	    .help = "Alert notifications in the outbox, by delivery state.",
+	    .labels = L_STATE,
+	    .nlabels = 1,
+	    .sql = "SELECT s, (SELECT count(*) FROM alert_outbox WHERE state = s)::text "
+	           "FROM unnest(ARRAY['pending', 'delivered', 'failed']) AS s",
+	},
+	{
+	    .name = "coffer_alert_outbox_oldest_pending_age_seconds",
+	    .type = "gauge",
+	    .help = "Age of the oldest undelivered alert notification (0 when none).",
+	    .sql = "SELECT COALESCE(GREATEST(0, round((($1::bigint / 1000.0) - "
+	           "extract(epoch FROM min(created_at)))::numeric, 3)), 0)::text "
+	           "FROM alert_outbox WHERE state = 'pending'",
+	    .needs_now = true,
+	},
+	{
+	    .name = "coffer_drills_total",
+	    .type = "counter",
+	    .help = "Restore drills finished, by service and result (passed, failed).",
+	    .labels = L_SERVICE_RESULT,
+	    .nlabels = 2,
+	    .sql = "SELECT service, status, count(*)::text FROM drills WHERE status <> 'running' "
+	           "GROUP BY service, status ORDER BY service, status",
+	},
+	{
+	    .name = "coffer_drill_restore_seconds",
+	    .type = "gauge",
+	    .help =
+	        "Restore time measured by the newest finished drill that restored, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT DISTINCT ON (service) service, round(restore_ms / 1000.0, 3)::text "
+	           "FROM drills WHERE status <> 'running' AND restore_ms IS NOT NULL "
+	           "ORDER BY service, finished_at DESC, id DESC",
+	},
+	{
+	    .name = "coffer_drill_last_success_timestamp",
+	    .type = "gauge",
+	    .help = "Finish time of the newest passed restore drill, per service (Unix seconds).",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT service, "
+	           "round(extract(epoch FROM max(finished_at))::numeric, 3)::text "
+	           "FROM drills WHERE status = 'passed' "
+	           "GROUP BY service ORDER BY service",
+	},
+	{
+	    .name = "coffer_integrity_checks_total",
+	    .type = "counter",
+	    .help = "Stored objects checked by the integrity sweep, by service and result.",
+	    .labels = L_SERVICE_RESULT,
+	    .nlabels = 2,
+	    .sql = "SELECT service, result, count::text FROM integrity_totals ORDER BY 1, 2",
+	},
+	{
+	    .name = "coffer_wal_segments",
+	    .type = "gauge",
+	    .help = "Archived WAL segments kept in the repository, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT service, count(*)::text FROM wal_segments WHERE deleted_at IS NULL "
+	           "GROUP BY service ORDER BY service",
+	},
+	{
+	    .name = "coffer_wal_last_archived_timestamp_seconds",
+	    .type = "gauge",
+	    .help = "Archive time of the newest WAL segment, per service (Unix seconds).",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql =
+	        "SELECT service, "
+	        "round(extract(epoch FROM max(archived_at))::numeric, 3)::text FROM wal_segments "
+	        "GROUP BY service ORDER BY service",
+	},
+	{
+	    .name = "coffer_wal_ready_segments",
+	    .type = "gauge",
+	    .help = "WAL segments waiting to be archived, as the agent's last heartbeat saw "
+	            "pg_wal/archive_status.",
+	    .labels = L_SERVICE_AGENT,
+	    .nlabels = 2,
+	    .sql = "SELECT service, name, (heartbeat->>'wal_ready_count') FROM agents "
+	           "WHERE revoked_at IS NULL AND heartbeat ? 'current_wal' ORDER BY service, name",
+	},
+	{
+	    .name = "coffer_wal_archive_failures",
+	    .type = "counter",
+	    .help = "pg_stat_archiver.failed_count, as the agent's last heartbeat saw it.",
+	    .labels = L_SERVICE_AGENT,
+	    .nlabels = 2,
+	    .sql = "SELECT service, name, (heartbeat->>'archive_failed_count') FROM agents "
+	           "WHERE revoked_at IS NULL AND heartbeat ? 'current_wal' ORDER BY service, name",
+	},
+	{
+	    .name = "coffer_dr_copies",
+	    .type = "gauge",
+	    .help = "DR copies by service and status (copying, verified, failed).",
+	    .labels = L_SERVICE_STATUS,
+	    .nlabels = 2,
+	    .sql = "SELECT b.service, c.status, count(*)::text FROM backup_copies c "
+	           "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' GROUP BY 1, 2 "
+	           "ORDER BY 1, 2",
+	},
+	{
+	    .name = "coffer_dr_copy_failures_total",
+	    .type = "counter",
+	    .help = "Failed DR copy attempts, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT b.service, sum(c.attempts - 1)::text FROM backup_copies c "
+	           "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' GROUP BY 1 ORDER BY 1",
+	},
+	{
+	    .name = "coffer_dr_copied_bytes_total",
+	    .type = "counter",
+	    .help = "Bytes of backups verified in the DR repository, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT b.service, COALESCE(sum(c.stored_bytes), 0)::text FROM backup_copies c "
+	           "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' "
+	           "AND c.status = 'verified' GROUP BY 1 ORDER BY 1",
+	},
+	{
+	    .name = "coffer_dr_copy_lag_seconds",
+	    .type = "gauge",
+	    .help =
+	        "How long the oldest due DR copy has waited to be verified, per service (0: none "
+	        "waiting).",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT b.service, COALESCE(GREATEST(0, round((($1::bigint / 1000.0) - "
+	           "extract(epoch FROM min(c.started_at) FILTER (WHERE c.status <> 'verified')))"
+	           "::numeric, 3)), 0)::text FROM backup_copies c JOIN backups b ON b.id = "
+	           "c.backup_id WHERE c.repo = 'dr' GROUP BY 1 ORDER BY 1",
+	    .needs_now = true,
+	},
+};
+
+static int
+render(
+    coord_catalog *cat, const coord_config *cfg, int64_t now_ms, coffer_strbuf *b, coffer_err *err)
+{
+	char now[COFFER_FMT_INT_SIZE];
+	const char *vnow[] = { coffer_fmt_i64(now, now_ms) };
+	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+		int rv = emit(cat, b, &families[i], families[i].needs_now ? vnow : NULL, err);
+		if (rv != 0) {
+			return (rv);
+		}
 	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_requests_refused_total", "counter",
-		    "Requests refused (bad signature, not enrolled, not the owner, replay...), by "
-		    "reason.",
-		    L_REASON, 1,
-		    "SELECT reason, sum(count)::text FROM refusals GROUP BY reason ORDER BY reason",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_alert_outbox_rows", "gauge",
-		    "Alert notifications in the outbox, by delivery state.", L_STATE, 1,
-		    "SELECT s, (SELECT count(*) FROM alert_outbox WHERE state = s)::text "
-		    "FROM unnest(ARRAY['pending', 'delivered', 'failed']) AS s",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_alert_outbox_oldest_pending_age_seconds", "gauge",
-		    "Age of the oldest undelivered alert notification (0 when none).", NULL, 0,
-		    "SELECT COALESCE(GREATEST(0, round((($1::bigint / 1000.0) - "
-		    "extract(epoch FROM min(created_at)))::numeric, 3)), 0)::text "
-		    "FROM alert_outbox WHERE state = 'pending'",
-		    1, vnow, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_drills_total", "counter",
-		    "Restore drills finished, by service and result (passed, failed).",
-		    L_SERVICE_RESULT, 2,
-		    "SELECT service, status, count(*)::text FROM drills WHERE status <> 'running' "
-		    "GROUP BY service, status ORDER BY service, status",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_drill_restore_seconds", "gauge",
-		    "Restore time measured by the newest finished drill that restored, per service.",
-		    L_SERVICE, 1,
-		    "SELECT DISTINCT ON (service) service, round(restore_ms / 1000.0, 3)::text "
-		    "FROM drills WHERE status <> 'running' AND restore_ms IS NOT NULL "
-		    "ORDER BY service, finished_at DESC, id DESC",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_drill_last_success_timestamp", "gauge",
-		    "Finish time of the newest passed restore drill, per service (Unix seconds).",
-		    L_SERVICE, 1,
-		    "SELECT service, " EPOCH(
-		        "max(finished_at)") " FROM drills WHERE status = 'passed' "
-		                            "GROUP BY service ORDER BY service",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_integrity_checks_total", "counter",
-		    "Stored objects checked by the integrity sweep, by service and result.",
-		    L_SERVICE_RESULT, 2,
-		    "SELECT service, result, count::text FROM integrity_totals ORDER BY 1, 2", 0,
-		    NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_wal_segments", "gauge",
-		    "Archived WAL segments kept in the repository, per service.", L_SERVICE, 1,
-		    "SELECT service, count(*)::text FROM wal_segments WHERE deleted_at IS NULL "
-		    "GROUP BY service ORDER BY service",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_wal_last_archived_timestamp_seconds", "gauge",
-		    "Archive time of the newest WAL segment, per service (Unix seconds).",
-		    L_SERVICE, 1,
-		    "SELECT service, " EPOCH(
-		        "max(archived_at)") " FROM wal_segments "
-		                            "GROUP BY service ORDER BY service",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_wal_ready_segments", "gauge",
-		    "WAL segments waiting to be archived, as the agent's last heartbeat saw "
-		    "pg_wal/archive_status.",
-		    L_SERVICE_AGENT, 2,
-		    "SELECT service, name, (heartbeat->>'wal_ready_count') FROM agents "
-		    "WHERE revoked_at IS NULL AND heartbeat ? 'current_wal' ORDER BY service, name",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_wal_archive_failures", "counter",
-		    "pg_stat_archiver.failed_count, as the agent's last heartbeat saw it.",
-		    L_SERVICE_AGENT, 2,
-		    "SELECT service, name, (heartbeat->>'archive_failed_count') FROM agents "
-		    "WHERE revoked_at IS NULL AND heartbeat ? 'current_wal' ORDER BY service, name",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_dr_copies", "gauge",
-		    "DR copies by service and status (copying, verified, failed).",
-		    L_SERVICE_STATUS, 2,
-		    "SELECT b.service, c.status, count(*)::text FROM backup_copies c "
-		    "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' GROUP BY 1, 2 "
-		    "ORDER BY 1, 2",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_dr_copy_failures_total", "counter",
-		    "Failed DR copy attempts, per service.", L_SERVICE, 1,
-		    "SELECT b.service, sum(c.attempts - 1)::text FROM backup_copies c "
-		    "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' GROUP BY 1 ORDER BY 1",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_dr_copied_bytes_total", "counter",
-		    "Bytes of backups verified in the DR repository, per service.", L_SERVICE, 1,
-		    "SELECT b.service, COALESCE(sum(c.stored_bytes), 0)::text FROM backup_copies c "
-		    "JOIN backups b ON b.id = c.backup_id WHERE c.repo = 'dr' "
-		    "AND c.status = 'verified' GROUP BY 1 ORDER BY 1",
-		    0, NULL, err);
-	}
-	if (rv == 0) {
-		rv = emit(cat, b, "coffer_dr_copy_lag_seconds", "gauge",
-		    "How long the oldest due DR copy has waited to be verified, per service (0: none "
-		    "waiting).",
-		    L_SERVICE, 1,
-		    "SELECT b.service, COALESCE(GREATEST(0, round((($1::bigint / 1000.0) - "
-		    "extract(epoch FROM min(c.started_at) FILTER (WHERE c.status <> 'verified')))"
-		    "::numeric, 3)), 0)::text FROM backup_copies c JOIN backups b ON b.id = "
-		    "c.backup_id WHERE c.repo = 'dr' GROUP BY 1 ORDER BY 1",
-		    1, vnow, err);
-	}
-	if (rv == 0) {
-		family(b, "coffer_services_configured", "gauge",
-		    "Services in the coordinator's configuration.");
-		sb_printf(b, "coffer_services_configured %zu\n", cfg->n_services);
-	}
-	return (rv);
+	family(b, "coffer_services_configured", "gauge",
+	    "Services in the coordinator's configuration.");
+	coffer_strbuf_printf(b, "coffer_services_configured %zu\n", cfg->n_services);
+	return (0);
 }
 
 int
@@ -377,12 +405,7 @@ coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms
 {
 	*text = NULL;
 	*len = 0;
-	sb b = { .cap = 8192 };
-	b.buf = malloc(b.cap);
-	if (b.buf == NULL) {
-		return (coffer_err_set(err, COFFER_ENOMEM, "rendering metrics: out of memory"));
-	}
-	b.buf[0] = '\0';
+	coffer_strbuf b = COFFER_STRBUF_INIT(0);
 	int rv = coord_catalog_exec(cat, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	    "starting the metrics snapshot", err);
 	if (rv == 0) {
@@ -393,14 +416,14 @@ coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms
 			coord_catalog_rollback(cat);
 		}
 	}
-	if (rv == 0 && b.oom) {
+	if (rv == 0 && b.failed) {
 		rv = coffer_err_set(err, COFFER_ENOMEM, "rendering metrics: out of memory");
 	}
 	if (rv != 0) {
-		free(b.buf);
+		coffer_strbuf_free(&b);
 		return (rv);
 	}
-	*text = b.buf;
 	*len = b.len;
+	*text = coffer_strbuf_take(&b);
 	return (0);
 }
