@@ -26,7 +26,6 @@
 
 #include <curl/curl.h>
 #include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -452,40 +451,13 @@ coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err 
 		}
 		return (rc);
 	}
-	xmlDoc *doc = xml_read(rs.body.p, rs.body.len);
-	xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
-	if (root == NULL || !xml_is(root, "ObjectLockConfiguration")) {
-		xmlFreeDoc(doc);
-		resp_fini(&rs);
+	bool ok = s3_lock_config_parse(rs.body.p, rs.body.len, out);
+	resp_fini(&rs);
+	if (!ok) {
 		return (coffer_err_set(err, COFFER_EPROTO,
 		    "s3 object lock configuration of bucket "
 		    "%s is not an ObjectLockConfiguration document",
 		    s3->bucket));
 	}
-	char t[32];
-	for (xmlNode *c = root->children; c != NULL; c = c->next) {
-		if (xml_is(c, "ObjectLockEnabled")) {
-			xml_text(c, t, sizeof(t));
-			out->enabled = strcmp(t, "Enabled") == 0;
-		} else if (xml_is(c, "Rule")) {
-			for (xmlNode *dr = c->children; dr != NULL; dr = dr->next) {
-				if (!xml_is(dr, "DefaultRetention")) {
-					continue;
-				}
-				for (xmlNode *f = dr->children; f != NULL; f = f->next) {
-					xml_text(f, t, sizeof(t));
-					if (xml_is(f, "Mode")) {
-						snprintf(out->mode, sizeof(out->mode), "%.15s", t);
-					} else if (xml_is(f, "Days")) {
-						out->days = (unsigned)strtoul(t, NULL, 10);
-					} else if (xml_is(f, "Years")) {
-						out->years = (unsigned)strtoul(t, NULL, 10);
-					}
-				}
-			}
-		}
-	}
-	xmlFreeDoc(doc);
-	resp_fini(&rs);
 	return (0);
 }

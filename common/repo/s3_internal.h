@@ -17,7 +17,6 @@
 #include <stdint.h>
 
 #include <curl/curl.h>
-#include <libxml/tree.h>
 
 #include "common/base/error.h"
 #include "common/repo/s3.h"
@@ -65,10 +64,20 @@ void base64(const uint8_t *in, size_t len, char *out);
 
 /* ---- XML (s3_xml.c) ---- */
 
-bool xml_is(const xmlNode *n, const char *name);
-void xml_text(const xmlNode *n, char *out, size_t size);
-xmlDoc *xml_read(const char *body, size_t len);
 int64_t iso_ms(const char *text);
+
+/* The UploadId of an InitiateMultipartUploadResult into id; "" when the
+ * body has none, which the caller reports. */
+void s3_initiate_parse(const char *body, size_t len, char *id, size_t id_size);
+
+/* Whether body is a CompleteMultipartUploadResult. Its ETag, when it has
+ * one, replaces etag: a multipart object's ETag is in the body, not in the
+ * response headers. */
+bool s3_complete_parse(const char *body, size_t len, char *etag, size_t etag_size);
+
+/* Fills the fields of out that an ObjectLockConfiguration body gives (out
+ * is zeroed by the caller); false if body is not one. */
+bool s3_lock_config_parse(const char *body, size_t len, coffer_s3_lock_config *out);
 
 /* ---- requests (s3_request.c) ---- */
 

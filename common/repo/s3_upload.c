@@ -24,8 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libxml/tree.h>
-
 #include "common/base/log.h"
 
 enum up_state {
@@ -159,15 +157,8 @@ up_create(coffer_s3_upload *up, coffer_err *err)
 	resp_init(&rs, &r);
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == 0) {
-		xmlDoc *doc = xml_read(rs.body.p, rs.body.len);
-		xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
-		char id[1024] = "";
-		for (xmlNode *c = root != NULL ? root->children : NULL; c != NULL; c = c->next) {
-			if (xml_is(c, "UploadId")) {
-				xml_text(c, id, sizeof(id));
-			}
-		}
-		xmlFreeDoc(doc);
+		char id[1024];
+		s3_initiate_parse(rs.body.p, rs.body.len, id, sizeof(id));
 		if (id[0] == '\0') {
 			rc = coffer_err_set(err, COFFER_EPROTO,
 			    "s3 CreateMultipartUpload %.300s: the "
@@ -335,20 +326,13 @@ up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 	resp_init(&rs, &r);
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == 0) {
-		xmlDoc *doc = xml_read(rs.body.p, rs.body.len);
-		xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
-		if (root == NULL || !xml_is(root, "CompleteMultipartUploadResult")) {
+		if (!s3_complete_parse(
+		        rs.body.p, rs.body.len, rs.info.etag, sizeof(rs.info.etag))) {
 			rc = coffer_err_set(err, COFFER_EPROTO,
 			    "s3 CompleteMultipartUpload %.300s: "
 			    "the response is not a CompleteMultipartUploadResult",
 			    up->key);
 		}
-		for (xmlNode *c = root != NULL ? root->children : NULL; c != NULL; c = c->next) {
-			if (xml_is(c, "ETag")) {
-				xml_text(c, rs.info.etag, sizeof(rs.info.etag));
-			}
-		}
-		xmlFreeDoc(doc);
 	}
 	if (rc == 0 && info != NULL) {
 		*info = rs.info;

@@ -1,8 +1,8 @@
 /*
- * The S3 client's reader of the store's XML answers: <Error> documents and
- * ListObjectsV2 pages, and the helpers the other answers
- * (InitiateMultipartUpload, CompleteMultipartUpload, the object lock
- * configuration) are read with.
+ * The S3 client's reader of the store's XML answers: <Error> documents,
+ * ListObjectsV2 pages, InitiateMultipartUpload and CompleteMultipartUpload
+ * results and the bucket's object lock configuration. It is the only file
+ * of the client that parses XML, so one set of rules covers every answer.
  *
  * These bodies come from the network, so everything here refuses rather
  * than crashes or guesses: libxml2 reads without network access and without
@@ -29,14 +29,14 @@
 
 /* ---- XML ---- */
 
-bool
+static bool
 xml_is(const xmlNode *n, const char *name)
 {
 	/* Local names only: radosgw omits the S3 namespace that AWS sends. */
 	return (n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0);
 }
 
-void
+static void
 xml_text(const xmlNode *n, char *out, size_t size)
 {
 	xmlChar *t = xmlNodeGetContent(n);
@@ -44,7 +44,7 @@ xml_text(const xmlNode *n, char *out, size_t size)
 	xmlFree(t);
 }
 
-xmlDoc *
+static xmlDoc *
 xml_read(const char *body, size_t len)
 {
 	if (body == NULL || len == 0 || len > INT32_MAX) {
@@ -232,4 +232,73 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 	}
 	xmlFreeDoc(doc);
 	return (rc);
+}
+
+/* ---- the answers the upload and object calls read ---- */
+
+void
+s3_initiate_parse(const char *body, size_t len, char *id, size_t id_size)
+{
+	if (id_size > 0) {
+		id[0] = '\0';
+	}
+	xmlDoc *doc = xml_read(body, len);
+	xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+	for (xmlNode *c = root != NULL ? root->children : NULL; c != NULL; c = c->next) {
+		if (xml_is(c, "UploadId")) {
+			xml_text(c, id, id_size);
+		}
+	}
+	xmlFreeDoc(doc);
+}
+
+bool
+s3_complete_parse(const char *body, size_t len, char *etag, size_t etag_size)
+{
+	xmlDoc *doc = xml_read(body, len);
+	xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+	bool ok = root != NULL && xml_is(root, "CompleteMultipartUploadResult");
+	for (xmlNode *c = root != NULL ? root->children : NULL; c != NULL; c = c->next) {
+		if (xml_is(c, "ETag")) {
+			xml_text(c, etag, etag_size);
+		}
+	}
+	xmlFreeDoc(doc);
+	return (ok);
+}
+
+bool
+s3_lock_config_parse(const char *body, size_t len, coffer_s3_lock_config *out)
+{
+	xmlDoc *doc = xml_read(body, len);
+	xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+	if (root == NULL || !xml_is(root, "ObjectLockConfiguration")) {
+		xmlFreeDoc(doc);
+		return (false);
+	}
+	char t[32];
+	for (xmlNode *c = root->children; c != NULL; c = c->next) {
+		if (xml_is(c, "ObjectLockEnabled")) {
+			xml_text(c, t, sizeof(t));
+			out->enabled = strcmp(t, "Enabled") == 0;
+		} else if (xml_is(c, "Rule")) {
+			for (xmlNode *dr = c->children; dr != NULL; dr = dr->next) {
+				if (!xml_is(dr, "DefaultRetention")) {
+					continue;
+				}
+				for (xmlNode *f = dr->children; f != NULL; f = f->next) {
+					xml_text(f, t, sizeof(t));
+					if (xml_is(f, "Mode")) {
+						snprintf(out->mode, sizeof(out->mode), "%.15s", t);
+					} else if (xml_is(f, "Days")) {
+						out->days = (unsigned)strtoul(t, NULL, 10);
+					} else if (xml_is(f, "Years")) {
+						out->years = (unsigned)strtoul(t, NULL, 10);
+					}
+				}
+			}
+		}
+	}
+	xmlFreeDoc(doc);
+	return (true);
 }
