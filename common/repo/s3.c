@@ -213,16 +213,16 @@ coffer_s3_head(coffer_s3 *s3, const char *key, const char *version_id, coffer_s3
 {
 	struct s3_req r = { .op = "HEAD", .method = "HEAD", .key = key };
 	if (version_id != NULL && version_id[0] != '\0') {
-		req_query(&r, "versionId", version_id);
+		s3_req_query(&r, "versionId", version_id);
 	}
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(s3, &r, &rs, err);
 	if (rc == 0 && info != NULL) {
 		*info = rs.info;
 		info->size = rs.content_length;
 	}
-	resp_fini(&rs);
+	s3_resp_fini(&rs);
 	return (rc);
 }
 
@@ -234,10 +234,10 @@ coffer_s3_get(coffer_s3 *s3, const char *key, const char *version_id, coffer_fil
 		.op = "GET", .method = "GET", .key = key, .flags = REQ_STREAM, .chain = chain
 	};
 	if (version_id != NULL && version_id[0] != '\0') {
-		req_query(&r, "versionId", version_id);
+		s3_req_query(&r, "versionId", version_id);
 	}
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(s3, &r, &rs, err);
 	if (rc == 0) {
 		rc = coffer_filter_finish(chain, err);
@@ -246,7 +246,7 @@ coffer_s3_get(coffer_s3 *s3, const char *key, const char *version_id, coffer_fil
 		*info = rs.info;
 		info->size = rs.delivered;
 	}
-	resp_fini(&rs);
+	s3_resp_fini(&rs);
 	return (rc);
 }
 
@@ -255,12 +255,12 @@ coffer_s3_delete(coffer_s3 *s3, const char *key, const char *version_id, coffer_
 {
 	struct s3_req r = { .op = "DELETE", .method = "DELETE", .key = key };
 	if (version_id != NULL && version_id[0] != '\0') {
-		req_query(&r, "versionId", version_id);
+		s3_req_query(&r, "versionId", version_id);
 	}
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(s3, &r, &rs, err);
-	resp_fini(&rs);
+	s3_resp_fini(&rs);
 	return (rc);
 }
 
@@ -274,26 +274,26 @@ coffer_s3_list(coffer_s3 *s3, const char *prefix, unsigned page_size, coffer_s3_
 	snprintf(max, sizeof(max), "%u", page_size == 0 || page_size > 1000 ? 1000 : page_size);
 	for (;;) {
 		struct s3_req r = { .op = "ListObjectsV2", .method = "GET", .flags = REQ_CAPTURE };
-		req_query(&r, "list-type", "2");
+		s3_req_query(&r, "list-type", "2");
 		/* Keys with bytes XML cannot carry come back %-encoded, not as a
 		 * page that fails to parse. */
-		req_query(&r, "encoding-type", "url");
-		req_query(&r, "max-keys", max);
+		s3_req_query(&r, "encoding-type", "url");
+		s3_req_query(&r, "max-keys", max);
 		if (prefix != NULL && prefix[0] != '\0') {
-			req_query(&r, "prefix", prefix);
+			s3_req_query(&r, "prefix", prefix);
 		}
 		if (token[0] != '\0') {
-			req_query(&r, "continuation-token", token);
+			s3_req_query(&r, "continuation-token", token);
 		}
 		struct s3_resp rs;
-		resp_init(&rs, &r);
+		s3_resp_init(&rs, &r);
 		int rc = s3_do(s3, &r, &rs, err);
 		int truncated = 0;
 		if (rc == 0) {
 			rc = coffer_s3_list_parse(
 			    rs.body.p, rs.body.len, cb, arg, &truncated, next, sizeof(next), err);
 		}
-		resp_fini(&rs);
+		s3_resp_fini(&rs);
 		if (rc > 0) {
 			return (0);
 		}
@@ -313,9 +313,9 @@ int
 coffer_s3_bucket_create(coffer_s3 *s3, int object_lock, coffer_err *err)
 {
 	struct s3_req r = { .op = "CreateBucket", .method = "PUT" };
-	struct sb body = { 0 };
+	struct s3_sb body = { 0 };
 	if (strcmp(s3->region, "us-east-1") != 0) {
-		sb_printf(&body,
+		s3_sb_printf(&body,
 		    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/"
 		    "2006-03-01/\"><LocationConstraint>%s</LocationConstraint>"
 		    "</CreateBucketConfiguration>",
@@ -324,13 +324,13 @@ coffer_s3_bucket_create(coffer_s3 *s3, int object_lock, coffer_err *err)
 		r.body_len = body.len;
 	}
 	if (object_lock) {
-		req_header(&r, "x-amz-bucket-object-lock-enabled", "true");
+		s3_req_header(&r, "x-amz-bucket-object-lock-enabled", "true");
 	}
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(s3, &r, &rs, err);
-	resp_fini(&rs);
-	sb_free(&body);
+	s3_resp_fini(&rs);
+	s3_sb_free(&body);
 	return (rc);
 }
 
@@ -341,16 +341,16 @@ coffer_s3_bucket_policy_put(coffer_s3 *s3, const char *json, coffer_err *err)
 		.method = "PUT",
 		.body = (const uint8_t *)json,
 		.body_len = strlen(json) };
-	req_query(&r, "policy", "");
+	s3_req_query(&r, "policy", "");
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(s3, &r, &rs, err);
-	resp_fini(&rs);
+	s3_resp_fini(&rs);
 	return (rc);
 }
 
 void
-iso_format(int64_t ms, char out[32])
+s3_iso_format(int64_t ms, char out[32])
 {
 	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
@@ -364,11 +364,11 @@ content_md5(const void *body, size_t len, char out[32])
 	uint8_t d[16];
 	unsigned int n = 16;
 	EVP_Digest(body, len, d, &n, EVP_md5(), NULL);
-	base64(d, 16, out);
+	s3_base64(d, 16, out);
 }
 
 int
-lock_mode_check(const char *mode, coffer_err *err)
+s3_lock_mode_check(const char *mode, coffer_err *err)
 {
 	if (mode == NULL || (strcmp(mode, "GOVERNANCE") != 0 && strcmp(mode, "COMPLIANCE") != 0)) {
 		coffer_err_set(err, COFFER_EINVAL,
@@ -385,19 +385,19 @@ int
 coffer_s3_put_retention(coffer_s3 *s3, const char *key, const char *version_id, const char *mode,
     int64_t until_ms, coffer_err *err)
 {
-	int rc = lock_mode_check(mode, err);
+	int rc = s3_lock_mode_check(mode, err);
 	if (rc != 0) {
 		return (rc);
 	}
 	char until[32];
-	iso_format(until_ms, until);
-	struct sb body = { 0 };
-	sb_printf(&body,
+	s3_iso_format(until_ms, until);
+	struct s3_sb body = { 0 };
+	s3_sb_printf(&body,
 	    "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
 	    "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
 	    mode, until);
 	if (body.oom) {
-		sb_free(&body);
+		s3_sb_free(&body);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
 	}
 	struct s3_req r = { .op = "PutObjectRetention",
@@ -405,19 +405,19 @@ coffer_s3_put_retention(coffer_s3 *s3, const char *key, const char *version_id, 
 		.key = key,
 		.body = (const uint8_t *)body.p,
 		.body_len = body.len };
-	req_query(&r, "retention", "");
+	s3_req_query(&r, "retention", "");
 	if (version_id != NULL && version_id[0] != '\0') {
-		req_query(&r, "versionId", version_id);
+		s3_req_query(&r, "versionId", version_id);
 	}
 	/* Object lock calls need Content-MD5 (or a checksum) on AWS. */
 	char md5[32];
 	content_md5(body.p, body.len, md5);
-	req_header(&r, "content-md5", md5);
+	s3_req_header(&r, "content-md5", md5);
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	rc = s3_do(s3, &r, &rs, err);
-	resp_fini(&rs);
-	sb_free(&body);
+	s3_resp_fini(&rs);
+	s3_sb_free(&body);
 	return (rc);
 }
 
@@ -428,18 +428,18 @@ coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err 
 	struct s3_req r = {
 		.op = "GetObjectLockConfiguration", .method = "GET", .flags = REQ_CAPTURE
 	};
-	req_query(&r, "object-lock", "");
+	s3_req_query(&r, "object-lock", "");
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	coffer_err e = { 0 };
 	int rc = s3_do(s3, &r, &rs, &e);
 	if (rc == COFFER_ENOENT ||
 	    (rc != 0 && strstr(e.msg, "ObjectLockConfigurationNotFound") != NULL)) {
-		resp_fini(&rs);
+		s3_resp_fini(&rs);
 		return (0); /* no configuration: object lock is off */
 	}
 	if (rc != 0) {
-		resp_fini(&rs);
+		s3_resp_fini(&rs);
 		if (err != NULL) {
 			*err = e;
 		}
@@ -452,7 +452,7 @@ coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err 
 		return (rc);
 	}
 	bool ok = s3_lock_config_parse(rs.body.p, rs.body.len, out);
-	resp_fini(&rs);
+	s3_resp_fini(&rs);
 	if (!ok) {
 		return (coffer_err_set(err, COFFER_EPROTO,
 		    "s3 object lock configuration of bucket "

@@ -7,7 +7,9 @@
  * Everyone else uses common/repo/s3.h. Only the S3 client's own unit tests
  * and fuzzer may include this header, to reach the pieces they test; nothing
  * here is a promise to any other caller, and it may change with the files
- * that share it.
+ * that share it. Its functions are external symbols of the library all the
+ * same, hence the s3_ prefix: it keeps them clear of every other name that
+ * is linked into the same program.
  */
 #ifndef COFFER_COMMON_REPO_S3_INTERNAL_H
 #define COFFER_COMMON_REPO_S3_INTERNAL_H
@@ -42,29 +44,29 @@ struct coffer_s3 {
 
 /* ---- growing strings (s3_strbuf.c) ---- */
 
-struct sb {
+struct s3_sb {
 	char *p;
 	size_t len;
 	size_t cap;
 	bool oom;
 };
 
-void sb_putn(struct sb *b, const char *s, size_t n);
-void sb_put(struct sb *b, const char *s);
-void sb_printf(struct sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_free(struct sb *b);
-void sb_uri_encode(struct sb *b, const char *s, bool keep_slash);
-void sb_xml_escape(struct sb *b, const char *s);
+void s3_sb_putn(struct s3_sb *b, const char *s, size_t n);
+void s3_sb_put(struct s3_sb *b, const char *s);
+void s3_sb_printf(struct s3_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void s3_sb_free(struct s3_sb *b);
+void s3_sb_uri_encode(struct s3_sb *b, const char *s, bool keep_slash);
+void s3_sb_xml_escape(struct s3_sb *b, const char *s);
 
 /* ---- hashing (s3_sign.c) ---- */
 
-void sha256(const void *data, size_t len, uint8_t out[32]);
-void hex32(const uint8_t in[32], char out[65]);
-void base64(const uint8_t *in, size_t len, char *out);
+void s3_sha256(const void *data, size_t len, uint8_t out[32]);
+void s3_hex32(const uint8_t in[32], char out[65]);
+void s3_base64(const uint8_t *in, size_t len, char *out);
 
 /* ---- XML (s3_xml.c) ---- */
 
-int64_t iso_ms(const char *text);
+int64_t s3_iso_ms(const char *text);
 
 /* The UploadId of an InitiateMultipartUploadResult into id; "" when the
  * body has none, which the caller reports. */
@@ -105,7 +107,7 @@ struct s3_req {
 
 struct s3_resp {
 	long status;
-	struct sb body;
+	struct s3_sb body;
 	bool body_over;
 	size_t body_max;
 	coffer_s3_object_info info;
@@ -121,15 +123,15 @@ struct s3_resp {
 	size_t sent;
 };
 
-void req_header(struct s3_req *r, const char *name, const char *value);
-void req_query(struct s3_req *r, const char *name, const char *value);
-void resp_init(struct s3_resp *rs, const struct s3_req *r);
-void resp_fini(struct s3_resp *rs);
+void s3_req_header(struct s3_req *r, const char *name, const char *value);
+void s3_req_query(struct s3_req *r, const char *name, const char *value);
+void s3_resp_init(struct s3_resp *rs, const struct s3_req *r);
+void s3_resp_fini(struct s3_resp *rs);
 int s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err);
 
 /* ---- object calls (s3.c) ---- */
 
-void iso_format(int64_t ms, char out[32]);
-int lock_mode_check(const char *mode, coffer_err *err);
+void s3_iso_format(int64_t ms, char out[32]);
+int s3_lock_mode_check(const char *mode, coffer_err *err);
 
 #endif

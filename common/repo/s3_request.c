@@ -171,7 +171,7 @@ coffer_s3_error_set(coffer_err *err, const char *op, const char *key, long statu
 /* ---- requests ---- */
 
 void
-req_header(struct s3_req *r, const char *name, const char *value)
+s3_req_header(struct s3_req *r, const char *name, const char *value)
 {
 	if (r->nheaders < S3_MAX_HEADERS) {
 		r->headers[r->nheaders].name = name;
@@ -181,7 +181,7 @@ req_header(struct s3_req *r, const char *name, const char *value)
 }
 
 void
-req_query(struct s3_req *r, const char *name, const char *value)
+s3_req_query(struct s3_req *r, const char *name, const char *value)
 {
 	if (r->nquery < S3_MAX_QUERY) {
 		r->query[r->nquery].name = name;
@@ -230,7 +230,7 @@ on_header(char *buf, size_t size, size_t nitems, void *arg)
 	} else if (strcasecmp(line, "x-amz-object-lock-mode") == 0) {
 		snprintf(rs->info.lock_mode, sizeof(rs->info.lock_mode), "%s", v);
 	} else if (strcasecmp(line, "x-amz-object-lock-retain-until-date") == 0) {
-		rs->info.lock_until_ms = iso_ms(v);
+		rs->info.lock_until_ms = s3_iso_ms(v);
 	}
 	return (len);
 }
@@ -256,10 +256,10 @@ on_body(char *buf, size_t size, size_t nmemb, void *arg)
 		 * an over-long error body is only ever shown truncated. */
 		rs->body_over = true;
 		size_t room = rs->body_max - rs->body.len;
-		sb_putn(&rs->body, buf, room);
+		s3_sb_putn(&rs->body, buf, room);
 		return (len);
 	}
-	sb_putn(&rs->body, buf, len);
+	s3_sb_putn(&rs->body, buf, len);
 	return (rs->body.oom ? 0 : len);
 }
 
@@ -300,22 +300,22 @@ amz_date_now(const coffer_s3 *s3, char out[17])
 
 /* The path as signed (unencoded) and the Host header. */
 static int
-req_target(const coffer_s3 *s3, const struct s3_req *r, struct sb *path, struct sb *host)
+req_target(const coffer_s3 *s3, const struct s3_req *r, struct s3_sb *path, struct s3_sb *host)
 {
-	sb_put(path, "/");
+	s3_sb_put(path, "/");
 	if (s3->path_style) {
-		sb_put(path, s3->bucket);
+		s3_sb_put(path, s3->bucket);
 		if (r->key != NULL) {
-			sb_put(path, "/");
+			s3_sb_put(path, "/");
 		}
-		sb_put(host, s3->host);
+		s3_sb_put(host, s3->host);
 	} else {
-		sb_put(host, s3->bucket);
-		sb_put(host, ".");
-		sb_put(host, s3->host);
+		s3_sb_put(host, s3->bucket);
+		s3_sb_put(host, ".");
+		s3_sb_put(host, s3->host);
 	}
 	if (r->key != NULL) {
-		sb_put(path, r->key);
+		s3_sb_put(path, r->key);
 	}
 	return (path->oom || host->oom ? COFFER_ENOMEM : 0);
 }
@@ -326,15 +326,15 @@ static int
 s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *range,
     const char *if_match, coffer_err *err)
 {
-	struct sb path = { 0 };
-	struct sb host = { 0 };
-	struct sb url = { 0 };
+	struct s3_sb path = { 0 };
+	struct s3_sb host = { 0 };
+	struct s3_sb url = { 0 };
 	struct curl_slist *hl = NULL;
 	CURL *c = NULL;
 	int rc = req_target(s3, r, &path, &host);
 	if (rc != 0) {
-		sb_free(&path);
-		sb_free(&host);
+		s3_sb_free(&path);
+		s3_sb_free(&host);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory building an s3 request"));
 	}
 
@@ -344,10 +344,10 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 	if (r->body_sha256 != NULL) {
 		memcpy(d, r->body_sha256, sizeof(d));
 	} else {
-		sha256(r->body != NULL ? (const void *)r->body : "", r->body_len, d);
+		s3_sha256(r->body != NULL ? (const void *)r->body : "", r->body_len, d);
 	}
-	hex32(d, payload_hex);
-	base64(d, 32, sum_b64);
+	s3_hex32(d, payload_hex);
+	s3_base64(d, 32, sum_b64);
 	char date[17];
 	amz_date_now(s3, date);
 
@@ -393,36 +393,36 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 		goto done;
 	}
 
-	sb_put(&url, s3->scheme);
-	sb_put(&url, "://");
-	sb_put(&url, host.p);
-	sb_uri_encode(&url, path.p, true);
+	s3_sb_put(&url, s3->scheme);
+	s3_sb_put(&url, "://");
+	s3_sb_put(&url, host.p);
+	s3_sb_uri_encode(&url, path.p, true);
 	/* The order of the query does not matter on the wire; the signature
 	 * covers the sorted form. */
 	for (size_t i = 0; i < r->nquery; i++) {
-		sb_put(&url, i == 0 ? "?" : "&");
-		sb_uri_encode(&url, r->query[i].name, false);
-		sb_put(&url, "=");
-		sb_uri_encode(&url, r->query[i].value != NULL ? r->query[i].value : "", false);
+		s3_sb_put(&url, i == 0 ? "?" : "&");
+		s3_sb_uri_encode(&url, r->query[i].name, false);
+		s3_sb_put(&url, "=");
+		s3_sb_uri_encode(&url, r->query[i].value != NULL ? r->query[i].value : "", false);
 	}
-	struct sb line = { 0 };
-	sb_printf(&line, "Host: %s", host.p);
+	struct s3_sb line = { 0 };
+	s3_sb_printf(&line, "Host: %s", host.p);
 	hl = curl_slist_append(hl, line.p != NULL ? line.p : "");
 	for (size_t i = 0; i < nh; i++) {
 		line.len = 0;
-		sb_put(&line, h[i].name);
-		sb_put(&line, ": ");
-		sb_put(&line, h[i].value);
+		s3_sb_put(&line, h[i].name);
+		s3_sb_put(&line, ": ");
+		s3_sb_put(&line, h[i].value);
 		hl = curl_slist_append(hl, line.p != NULL ? line.p : "");
 	}
 	line.len = 0;
-	sb_put(&line, "Authorization: ");
-	sb_put(&line, auth);
+	s3_sb_put(&line, "Authorization: ");
+	s3_sb_put(&line, auth);
 	hl = curl_slist_append(hl, line.p != NULL ? line.p : "");
 	if (line.p != NULL) {
 		OPENSSL_cleanse(line.p, line.cap);
 	}
-	sb_free(&line);
+	s3_sb_free(&line);
 	/* No "Expect: 100-continue" round trip, no default Content-Type or
 	 * Accept: nothing unsigned that a proxy could trip over. */
 	hl = curl_slist_append(hl, "Expect:");
@@ -498,9 +498,9 @@ done:
 	}
 	rs->curl = NULL;
 	curl_slist_free_all(hl);
-	sb_free(&url);
-	sb_free(&path);
-	sb_free(&host);
+	s3_sb_free(&url);
+	s3_sb_free(&path);
+	s3_sb_free(&host);
 	return (rc);
 }
 
@@ -553,7 +553,7 @@ backoff(const coffer_s3 *s3, int attempt)
 }
 
 void
-resp_init(struct s3_resp *rs, const struct s3_req *r)
+s3_resp_init(struct s3_resp *rs, const struct s3_req *r)
 {
 	memset(rs, 0, sizeof(*rs));
 	rs->req = r;
@@ -562,9 +562,9 @@ resp_init(struct s3_resp *rs, const struct s3_req *r)
 }
 
 void
-resp_fini(struct s3_resp *rs)
+s3_resp_fini(struct s3_resp *rs)
 {
-	sb_free(&rs->body);
+	s3_sb_free(&rs->body);
 }
 
 /* Runs a request with retries. 0 with rs->status 2xx, or an error in err.
@@ -581,7 +581,7 @@ s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err
 			snprintf(range, sizeof(range), "bytes=%" PRIu64 "-", rs->delivered);
 		}
 		uint64_t delivered = rs->delivered;
-		sb_free(&rs->body);
+		s3_sb_free(&rs->body);
 		rs->body_over = false;
 		rs->status = 0;
 		rc = s3_once(s3, r, rs, resuming ? range : NULL,

@@ -27,14 +27,14 @@
 /* ---- hashing ---- */
 
 void
-sha256(const void *data, size_t len, uint8_t out[32])
+s3_sha256(const void *data, size_t len, uint8_t out[32])
 {
 	unsigned int n = 32;
 	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
 }
 
 void
-hex32(const uint8_t in[32], char out[65])
+s3_hex32(const uint8_t in[32], char out[65])
 {
 	static const char hex[] = "0123456789abcdef";
 	for (int i = 0; i < 32; i++) {
@@ -52,7 +52,7 @@ hmac256(const void *key, size_t key_len, const char *data, uint8_t out[32])
 }
 
 void
-base64(const uint8_t *in, size_t len, char *out)
+s3_base64(const uint8_t *in, size_t len, char *out)
 {
 	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
 }
@@ -85,7 +85,7 @@ q_cmp(const void *a, const void *b)
 }
 
 static void
-sb_header_value(struct sb *b, const char *v)
+sb_header_value(struct s3_sb *b, const char *v)
 {
 	/* Trim, and collapse runs of spaces, as SigV4 asks. */
 	while (*v == ' ' || *v == '\t') {
@@ -102,16 +102,16 @@ sb_header_value(struct sb *b, const char *v)
 			continue;
 		}
 		if (space) {
-			sb_putn(b, " ", 1);
+			s3_sb_putn(b, " ", 1);
 			space = false;
 		}
-		sb_putn(b, v + i, 1);
+		s3_sb_putn(b, v + i, 1);
 	}
 }
 
 /* Builds the canonical request into cr and the signed header list into sh. */
 static int
-canonical_build(const coffer_s3_sign_input *in, struct sb *cr, struct sb *sh, coffer_err *err)
+canonical_build(const coffer_s3_sign_input *in, struct s3_sb *cr, struct s3_sb *sh, coffer_err *err)
 {
 	if (in->nheaders + 1 > S3_MAX_HEADERS + 8 || in->nquery > S3_MAX_QUERY + 4) {
 		return (coffer_err_set(err, COFFER_EINTERNAL,
@@ -139,12 +139,12 @@ canonical_build(const coffer_s3_sign_input *in, struct sb *cr, struct sb *sh, co
 	size_t nq = 0;
 	int rc = 0;
 	for (size_t i = 0; i < in->nquery; i++) {
-		struct sb n = { 0 };
-		struct sb v = { 0 };
-		sb_put(&n, "");
-		sb_put(&v, "");
-		sb_uri_encode(&n, in->query[i].name, false);
-		sb_uri_encode(&v, in->query[i].value != NULL ? in->query[i].value : "", false);
+		struct s3_sb n = { 0 };
+		struct s3_sb v = { 0 };
+		s3_sb_put(&n, "");
+		s3_sb_put(&v, "");
+		s3_sb_uri_encode(&n, in->query[i].name, false);
+		s3_sb_uri_encode(&v, in->query[i].value != NULL ? in->query[i].value : "", false);
 		q[nq].name = n.p;
 		q[nq].value = v.p;
 		nq++;
@@ -154,33 +154,33 @@ canonical_build(const coffer_s3_sign_input *in, struct sb *cr, struct sb *sh, co
 	}
 	if (rc == 0) {
 		qsort(q, nq, sizeof(q[0]), q_cmp);
-		sb_put(cr, in->method);
-		sb_put(cr, "\n");
-		sb_uri_encode(cr, in->path, true);
-		sb_put(cr, "\n");
+		s3_sb_put(cr, in->method);
+		s3_sb_put(cr, "\n");
+		s3_sb_uri_encode(cr, in->path, true);
+		s3_sb_put(cr, "\n");
 		for (size_t i = 0; i < nq; i++) {
 			if (i > 0) {
-				sb_put(cr, "&");
+				s3_sb_put(cr, "&");
 			}
-			sb_put(cr, q[i].name);
-			sb_put(cr, "=");
-			sb_put(cr, q[i].value);
+			s3_sb_put(cr, q[i].name);
+			s3_sb_put(cr, "=");
+			s3_sb_put(cr, q[i].value);
 		}
-		sb_put(cr, "\n");
+		s3_sb_put(cr, "\n");
 		for (size_t i = 0; i < nh; i++) {
-			sb_put(cr, h[i].name);
-			sb_put(cr, ":");
+			s3_sb_put(cr, h[i].name);
+			s3_sb_put(cr, ":");
 			sb_header_value(cr, h[i].value);
-			sb_put(cr, "\n");
+			s3_sb_put(cr, "\n");
 			if (i > 0) {
-				sb_put(sh, ";");
+				s3_sb_put(sh, ";");
 			}
-			sb_put(sh, h[i].name);
+			s3_sb_put(sh, h[i].name);
 		}
-		sb_put(cr, "\n");
-		sb_put(cr, sh->p);
-		sb_put(cr, "\n");
-		sb_put(cr, in->payload_hash);
+		s3_sb_put(cr, "\n");
+		s3_sb_put(cr, sh->p);
+		s3_sb_put(cr, "\n");
+		s3_sb_put(cr, in->payload_hash);
 		if (cr->oom || sh->oom) {
 			rc = COFFER_ENOMEM;
 		}
@@ -198,8 +198,8 @@ canonical_build(const coffer_s3_sign_input *in, struct sb *cr, struct sb *sh, co
 int
 coffer_s3_canonical_request(const coffer_s3_sign_input *in, char *buf, size_t size, coffer_err *err)
 {
-	struct sb cr = { 0 };
-	struct sb sh = { 0 };
+	struct s3_sb cr = { 0 };
+	struct s3_sb sh = { 0 };
 	int rc = canonical_build(in, &cr, &sh, err);
 	if (rc == 0 && cr.len + 1 > size) {
 		rc = coffer_err_set(err, COFFER_ETOOBIG,
@@ -210,8 +210,8 @@ coffer_s3_canonical_request(const coffer_s3_sign_input *in, char *buf, size_t si
 	if (rc == 0) {
 		memcpy(buf, cr.p, cr.len + 1);
 	}
-	sb_free(&cr);
-	sb_free(&sh);
+	s3_sb_free(&cr);
+	s3_sb_free(&sh);
 	return (rc);
 }
 
@@ -222,12 +222,12 @@ coffer_s3_sign(
 	if (in->amz_date == NULL || strlen(in->amz_date) != 16) {
 		return (coffer_err_set(err, COFFER_EINTERNAL, "s3 signing without an x-amz-date"));
 	}
-	struct sb cr = { 0 };
-	struct sb sh = { 0 };
+	struct s3_sb cr = { 0 };
+	struct s3_sb sh = { 0 };
 	int rc = canonical_build(in, &cr, &sh, err);
 	if (rc != 0) {
-		sb_free(&cr);
-		sb_free(&sh);
+		s3_sb_free(&cr);
+		s3_sb_free(&sh);
 		return (rc);
 	}
 	char date[9];
@@ -235,8 +235,8 @@ coffer_s3_sign(
 	date[8] = '\0';
 	uint8_t d[32];
 	char cr_hex[65];
-	sha256(cr.p, cr.len, d);
-	hex32(d, cr_hex);
+	s3_sha256(cr.p, cr.len, d);
+	s3_hex32(d, cr_hex);
 
 	char scope[128];
 	snprintf(scope, sizeof(scope), "%s/%s/s3/aws4_request", date, in->region);
@@ -248,8 +248,8 @@ coffer_s3_sign(
 	size_t slen = strlen(in->secret_key);
 	char *k0 = malloc(slen + 5);
 	if (k0 == NULL) {
-		sb_free(&cr);
-		sb_free(&sh);
+		s3_sb_free(&cr);
+		s3_sb_free(&sh);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory signing an s3 request"));
 	}
 	memcpy(k0, "AWS4", 4);
@@ -265,7 +265,7 @@ coffer_s3_sign(
 	hmac256(k, 32, sts, s);
 	OPENSSL_cleanse(k, sizeof(k));
 	char s_hex[65];
-	hex32(s, s_hex);
+	s3_hex32(s, s_hex);
 	if (sig != NULL) {
 		memcpy(sig, s_hex, 65);
 	}
@@ -273,8 +273,8 @@ coffer_s3_sign(
 	    "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
 	    "Signature=%s",
 	    in->access_key, scope, sh.p, s_hex);
-	sb_free(&cr);
-	sb_free(&sh);
+	s3_sb_free(&cr);
+	s3_sb_free(&sh);
 	if (n < 0 || (size_t)n >= size) {
 		return (coffer_err_set(err, COFFER_ETOOBIG,
 		    "s3 authorization header does not fit "

@@ -5,7 +5,7 @@
  * Why a builder that remembers failure instead of returning it: a request
  * is assembled from dozens of appends, and checking each one would bury the
  * assembly. An allocation failure sets oom, later appends do nothing, and
- * the caller checks once at the end; sb_printf marks oom too rather than
+ * the caller checks once at the end; s3_sb_printf marks oom too rather than
  * truncate, so a string that did not fit is never sent cut short.
  *
  * The encoders are the ones S3 needs: URI encoding exactly as SigV4
@@ -24,7 +24,7 @@
 /* ---- growing strings (bounded by their inputs, which are bounded) ---- */
 
 void
-sb_putn(struct sb *b, const char *s, size_t n)
+s3_sb_putn(struct s3_sb *b, const char *s, size_t n)
 {
 	if (b->oom) {
 		return;
@@ -48,13 +48,13 @@ sb_putn(struct sb *b, const char *s, size_t n)
 }
 
 void
-sb_put(struct sb *b, const char *s)
+s3_sb_put(struct s3_sb *b, const char *s)
 {
-	sb_putn(b, s, strlen(s));
+	s3_sb_putn(b, s, strlen(s));
 }
 
 void
-sb_printf(struct sb *b, const char *fmt, ...)
+s3_sb_printf(struct s3_sb *b, const char *fmt, ...)
 {
 	char tmp[512];
 	va_list ap;
@@ -65,11 +65,11 @@ sb_printf(struct sb *b, const char *fmt, ...)
 		b->oom = true;
 		return;
 	}
-	sb_putn(b, tmp, (size_t)n);
+	s3_sb_putn(b, tmp, (size_t)n);
 }
 
 void
-sb_free(struct sb *b)
+s3_sb_free(struct s3_sb *b)
 {
 	free(b->p);
 	memset(b, 0, sizeof(*b));
@@ -78,39 +78,39 @@ sb_free(struct sb *b)
 /* RFC 3986 encoding as SigV4 wants it: unreserved kept, '/' kept only when
  * asked (paths), everything else %XX with upper-case hex. */
 void
-sb_uri_encode(struct sb *b, const char *s, bool keep_slash)
+s3_sb_uri_encode(struct s3_sb *b, const char *s, bool keep_slash)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
 		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
 		    (keep_slash && *p == '/')) {
-			sb_putn(b, (const char *)p, 1);
+			s3_sb_putn(b, (const char *)p, 1);
 		} else {
 			char e[3] = { '%', hex[*p >> 4], hex[*p & 15] };
-			sb_putn(b, e, 3);
+			s3_sb_putn(b, e, 3);
 		}
 	}
 }
 
 void
-sb_xml_escape(struct sb *b, const char *s)
+s3_sb_xml_escape(struct s3_sb *b, const char *s)
 {
 	for (; *s != '\0'; s++) {
 		switch (*s) {
 		case '&':
-			sb_put(b, "&amp;");
+			s3_sb_put(b, "&amp;");
 			break;
 		case '<':
-			sb_put(b, "&lt;");
+			s3_sb_put(b, "&lt;");
 			break;
 		case '>':
-			sb_put(b, "&gt;");
+			s3_sb_put(b, "&gt;");
 			break;
 		case '"':
-			sb_put(b, "&quot;");
+			s3_sb_put(b, "&quot;");
 			break;
 		default:
-			sb_putn(b, s, 1);
+			s3_sb_putn(b, s, 1);
 			break;
 		}
 	}

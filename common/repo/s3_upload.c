@@ -62,14 +62,14 @@ struct coffer_s3_upload {
 static void
 up_lock_headers(const coffer_s3_upload *up, struct s3_req *r, char until[32])
 {
-	req_header(r, "x-amz-acl", "bucket-owner-full-control");
+	s3_req_header(r, "x-amz-acl", "bucket-owner-full-control");
 	if (up->lock_mode[0] != '\0') {
-		iso_format(up->lock_until_ms, until);
-		req_header(r, "x-amz-object-lock-mode", up->lock_mode);
-		req_header(r, "x-amz-object-lock-retain-until-date", until);
+		s3_iso_format(up->lock_until_ms, until);
+		s3_req_header(r, "x-amz-object-lock-mode", up->lock_mode);
+		s3_req_header(r, "x-amz-object-lock-retain-until-date", until);
 	}
 	if (up->legal_hold) {
-		req_header(r, "x-amz-object-lock-legal-hold", "ON");
+		s3_req_header(r, "x-amz-object-lock-legal-hold", "ON");
 	}
 }
 
@@ -103,7 +103,7 @@ coffer_s3_upload_begin(coffer_s3 *s3, const char *key, const coffer_s3_put_opts 
 		return (coffer_err_set(err, COFFER_EINVAL, "s3 object key must be 1..1024 bytes"));
 	}
 	if (opts != NULL && opts->lock_mode != NULL) {
-		int rc = lock_mode_check(opts->lock_mode, err);
+		int rc = s3_lock_mode_check(opts->lock_mode, err);
 		if (rc != 0) {
 			return (rc);
 		}
@@ -149,12 +149,12 @@ up_create(coffer_s3_upload *up, coffer_err *err)
 		.method = "POST",
 		.key = up->key,
 		.flags = REQ_CAPTURE };
-	req_query(&r, "uploads", "");
-	req_header(&r, "x-amz-checksum-algorithm", "SHA256");
+	s3_req_query(&r, "uploads", "");
+	s3_req_header(&r, "x-amz-checksum-algorithm", "SHA256");
 	char until[32];
 	up_lock_headers(up, &r, until);
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == 0) {
 		char id[1024];
@@ -168,7 +168,7 @@ up_create(coffer_s3_upload *up, coffer_err *err)
 			rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
 		}
 	}
-	resp_fini(&rs);
+	s3_resp_fini(&rs);
 	return (rc);
 }
 
@@ -201,7 +201,7 @@ up_part(coffer_s3_upload *up, coffer_err *err)
 	char num[16];
 	snprintf(num, sizeof(num), "%u", up->nparts + 1);
 	uint8_t d[32];
-	sha256(up->buf, up->used, d);
+	s3_sha256(up->buf, up->used, d);
 	struct s3_req r = { .op = "UploadPart",
 		.method = "PUT",
 		.key = up->key,
@@ -209,10 +209,10 @@ up_part(coffer_s3_upload *up, coffer_err *err)
 		.body_len = up->used,
 		.body_sha256 = d,
 		.flags = REQ_CHECKSUM };
-	req_query(&r, "partNumber", num);
-	req_query(&r, "uploadId", up->upload_id);
+	s3_req_query(&r, "partNumber", num);
+	s3_req_query(&r, "uploadId", up->upload_id);
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == 0 && rs.info.etag[0] == '\0') {
 		rc = coffer_err_set(err, COFFER_EPROTO,
@@ -223,10 +223,10 @@ up_part(coffer_s3_upload *up, coffer_err *err)
 	if (rc == 0) {
 		struct up_part *p = &up->parts[up->nparts++];
 		snprintf(p->etag, sizeof(p->etag), "%s", rs.info.etag);
-		base64(d, 32, p->sum);
+		s3_base64(d, 32, p->sum);
 		up->used = 0;
 	}
-	resp_fini(&rs);
+	s3_resp_fini(&rs);
 	return (rc);
 }
 
@@ -276,14 +276,14 @@ up_put_single(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err
 		.body = up->buf,
 		.body_len = up->used,
 		.flags = REQ_CHECKSUM };
-	req_header(&r, "x-amz-sdk-checksum-algorithm", "SHA256");
+	s3_req_header(&r, "x-amz-sdk-checksum-algorithm", "SHA256");
 	if (!up->overwrite) {
-		req_header(&r, "if-none-match", "*");
+		s3_req_header(&r, "if-none-match", "*");
 	}
 	char until[32];
 	up_lock_headers(up, &r, until);
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == COFFER_EEXIST) {
 		coffer_err_set(err, COFFER_EEXIST, "s3 object %.300s exists already", up->key);
@@ -293,26 +293,26 @@ up_put_single(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err
 		*info = rs.info;
 		info->size = up->used;
 	}
-	resp_fini(&rs);
+	s3_resp_fini(&rs);
 	return (rc);
 }
 
 static int
 up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 {
-	struct sb body = { 0 };
-	sb_put(
+	struct s3_sb body = { 0 };
+	s3_sb_put(
 	    &body, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
 	for (unsigned i = 0; i < up->nparts; i++) {
-		sb_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>", i + 1);
-		sb_xml_escape(&body, up->parts[i].etag);
-		sb_put(&body, "</ETag><ChecksumSHA256>");
-		sb_put(&body, up->parts[i].sum);
-		sb_put(&body, "</ChecksumSHA256></Part>");
+		s3_sb_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>", i + 1);
+		s3_sb_xml_escape(&body, up->parts[i].etag);
+		s3_sb_put(&body, "</ETag><ChecksumSHA256>");
+		s3_sb_put(&body, up->parts[i].sum);
+		s3_sb_put(&body, "</ChecksumSHA256></Part>");
 	}
-	sb_put(&body, "</CompleteMultipartUpload>");
+	s3_sb_put(&body, "</CompleteMultipartUpload>");
 	if (body.oom) {
-		sb_free(&body);
+		s3_sb_free(&body);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
 	}
 	struct s3_req r = { .op = "CompleteMultipartUpload",
@@ -321,9 +321,9 @@ up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 		.body = (const uint8_t *)body.p,
 		.body_len = body.len,
 		.flags = REQ_ERROR_IN_200 };
-	req_query(&r, "uploadId", up->upload_id);
+	s3_req_query(&r, "uploadId", up->upload_id);
 	struct s3_resp rs;
-	resp_init(&rs, &r);
+	s3_resp_init(&rs, &r);
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == 0) {
 		if (!s3_complete_parse(
@@ -337,8 +337,8 @@ up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 	if (rc == 0 && info != NULL) {
 		*info = rs.info;
 	}
-	resp_fini(&rs);
-	sb_free(&body);
+	s3_resp_fini(&rs);
+	s3_sb_free(&body);
 	return (rc);
 }
 
@@ -418,16 +418,16 @@ coffer_s3_upload_abort(coffer_s3_upload *up)
 		struct s3_req r = {
 			.op = "AbortMultipartUpload", .method = "DELETE", .key = up->key
 		};
-		req_query(&r, "uploadId", up->upload_id);
+		s3_req_query(&r, "uploadId", up->upload_id);
 		struct s3_resp rs;
-		resp_init(&rs, &r);
+		s3_resp_init(&rs, &r);
 		coffer_err e = { 0 };
 		if (s3_do(up->s3, &r, &rs, &e) != 0 && rs.status != 404) {
 			/* The parts stay billed until a lifecycle rule aborts them;
 			 * they are never visible as an object. */
 			coffer_log_warn("s3 multipart upload not aborted", "key=%s", up->key);
 		}
-		resp_fini(&rs);
+		s3_resp_fini(&rs);
 	}
 	free(up->buf);
 	up->buf = NULL;

@@ -86,7 +86,7 @@ coffer_s3_error_parse(
 }
 
 int64_t
-iso_ms(const char *text)
+s3_iso_ms(const char *text)
 {
 	int64_t ms = 0;
 	return (coffer_time_parse(text, &ms) == 0 ? ms : 0);
@@ -223,7 +223,7 @@ coffer_s3_list_parse(const char *body, size_t len, coffer_s3_list_cb cb, void *a
 			    key, num);
 			break;
 		}
-		rc = cb(key, (uint64_t)size, iso_ms(when), arg);
+		rc = cb(key, (uint64_t)size, s3_iso_ms(when), arg);
 	}
 	if (rc == 0 && *truncated && (token_size == 0 || token[0] == '\0')) {
 		rc = coffer_err_set(err, COFFER_EPROTO,
