@@ -1,6 +1,7 @@
 /* S3 client, XML answers: <Error> documents (namespaced or not, never
- * expanding external entities) and ListObjectsV2 pages (continuation,
- * url-encoded keys, and the pages that must be refused). Split from
+ * expanding external entities), ListObjectsV2 pages (continuation,
+ * url-encoded keys, and the pages that must be refused), and the answers
+ * uploads and the object lock check read (s3_internal.h). Split from
  * s3_test.c along common/repo/s3_xml.c. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "common/repo/s3.h"
+#include "common/repo/s3_internal.h"
 
 /* ---- XML ---- */
 
@@ -182,12 +184,70 @@ test_list_parse(void **state)
 	assert_int_equal(s4.n, 0);
 }
 
+/* The answers up_create, up_complete and coffer_s3_object_lock_get read:
+ * what each takes from the body, and what it leaves alone when the body
+ * does not say. */
+static void
+test_upload_and_lock_answers(void **state)
+{
+	(void)state;
+	char id[64];
+	const char *init = "<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/"
+	                   "2006-03-01/\"><Bucket>b</Bucket><Key>k</Key><UploadId>2~xyz"
+	                   "</UploadId></InitiateMultipartUploadResult>";
+	s3_initiate_parse(init, strlen(init), id, sizeof(id));
+	assert_string_equal(id, "2~xyz");
+	s3_initiate_parse("<Error/>", 8, id, sizeof(id));
+	assert_string_equal(id, "");
+	s3_initiate_parse(NULL, 0, id, sizeof(id));
+	assert_string_equal(id, "");
+
+	/* The body's ETag replaces the header's; without one the header's stays. */
+	char etag[COFFER_S3_ETAG_MAX] = "\"from-header\"";
+	const char *done = "<CompleteMultipartUploadResult><Key>k</Key><ETag>\"e-2\"</ETag>"
+	                   "</CompleteMultipartUploadResult>";
+	assert_true(s3_complete_parse(done, strlen(done), etag, sizeof(etag)));
+	assert_string_equal(etag, "\"e-2\"");
+	snprintf(etag, sizeof(etag), "\"from-header\"");
+	const char *bare = "<CompleteMultipartUploadResult/>";
+	assert_true(s3_complete_parse(bare, strlen(bare), etag, sizeof(etag)));
+	assert_string_equal(etag, "\"from-header\"");
+	const char *err = "<Error><Code>InternalError</Code></Error>";
+	assert_false(s3_complete_parse(err, strlen(err), etag, sizeof(etag)));
+	assert_false(s3_complete_parse("", 0, etag, sizeof(etag)));
+
+	coffer_s3_lock_config lock;
+	memset(&lock, 0, sizeof(lock));
+	const char *on = "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled>"
+	                 "<Rule><DefaultRetention><Mode>GOVERNANCE</Mode><Days>7</Days>"
+	                 "</DefaultRetention></Rule></ObjectLockConfiguration>";
+	assert_true(s3_lock_config_parse(on, strlen(on), &lock));
+	assert_int_equal(lock.enabled, 1);
+	assert_string_equal(lock.mode, "GOVERNANCE");
+	assert_int_equal(lock.days, 7);
+	assert_int_equal(lock.years, 0);
+	memset(&lock, 0, sizeof(lock));
+	const char *years =
+	    "<ObjectLockConfiguration><ObjectLockEnabled>Enabled</ObjectLockEnabled>"
+	    "<Rule><DefaultRetention><Mode>COMPLIANCE-AND-MUCH-MORE</Mode>"
+	    "<Years>2</Years></DefaultRetention></Rule></ObjectLockConfiguration>";
+	assert_true(s3_lock_config_parse(years, strlen(years), &lock));
+	assert_string_equal(lock.mode, "COMPLIANCE-AND-"); /* cut to the field, terminated */
+	assert_int_equal(lock.years, 2);
+	memset(&lock, 0, sizeof(lock));
+	const char *off = "<ObjectLockConfiguration/>";
+	assert_true(s3_lock_config_parse(off, strlen(off), &lock));
+	assert_int_equal(lock.enabled, 0);
+	assert_false(s3_lock_config_parse(err, strlen(err), &lock));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_error_parse),
 		cmocka_unit_test(test_list_parse),
+		cmocka_unit_test(test_upload_and_lock_answers),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
