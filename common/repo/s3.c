@@ -2,7 +2,7 @@
  * S3 client: its lifecycle (configuration, credentials, the endpoint) and
  * the calls on objects and buckets. See common/repo/s3.h for the promises.
  * The rest of the client is split by job and shares only
- * common/repo/s3_internal.h: s3_strbuf.c builds strings, s3_sign.c signs
+ * common/repo/s3_internal.h: s3_escape.c encodes for URIs and XML, s3_sign.c signs
  * (SigV4), s3_xml.c reads the store's XML answers, s3_request.c sends one
  * request with its retries, s3_upload.c streams uploads.
  *
@@ -291,7 +291,7 @@ coffer_s3_list(coffer_s3 *s3, const char *prefix, unsigned page_size, coffer_s3_
 		int truncated = 0;
 		if (rc == 0) {
 			rc = coffer_s3_list_parse(
-			    rs.body.p, rs.body.len, cb, arg, &truncated, next, sizeof(next), err);
+			    rs.body.buf, rs.body.len, cb, arg, &truncated, next, sizeof(next), err);
 		}
 		s3_resp_fini(&rs);
 		if (rc > 0) {
@@ -313,14 +313,14 @@ int
 coffer_s3_bucket_create(coffer_s3 *s3, int object_lock, coffer_err *err)
 {
 	struct s3_req r = { .op = "CreateBucket", .method = "PUT" };
-	struct s3_sb body = { 0 };
+	coffer_strbuf body = { 0 };
 	if (strcmp(s3->region, "us-east-1") != 0) {
-		s3_sb_printf(&body,
+		coffer_strbuf_printf(&body,
 		    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/"
 		    "2006-03-01/\"><LocationConstraint>%s</LocationConstraint>"
 		    "</CreateBucketConfiguration>",
 		    s3->region);
-		r.body = (const uint8_t *)body.p;
+		r.body = (const uint8_t *)body.buf;
 		r.body_len = body.len;
 	}
 	if (object_lock) {
@@ -330,7 +330,7 @@ coffer_s3_bucket_create(coffer_s3 *s3, int object_lock, coffer_err *err)
 	s3_resp_init(&rs, &r);
 	int rc = s3_do(s3, &r, &rs, err);
 	s3_resp_fini(&rs);
-	s3_sb_free(&body);
+	coffer_strbuf_free(&body);
 	return (rc);
 }
 
@@ -391,19 +391,19 @@ coffer_s3_put_retention(coffer_s3 *s3, const char *key, const char *version_id, 
 	}
 	char until[32];
 	s3_iso_format(until_ms, until);
-	struct s3_sb body = { 0 };
-	s3_sb_printf(&body,
+	coffer_strbuf body = { 0 };
+	coffer_strbuf_printf(&body,
 	    "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
 	    "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
 	    mode, until);
-	if (body.oom) {
-		s3_sb_free(&body);
+	if (body.failed) {
+		coffer_strbuf_free(&body);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
 	}
 	struct s3_req r = { .op = "PutObjectRetention",
 		.method = "PUT",
 		.key = key,
-		.body = (const uint8_t *)body.p,
+		.body = (const uint8_t *)body.buf,
 		.body_len = body.len };
 	s3_req_query(&r, "retention", "");
 	if (version_id != NULL && version_id[0] != '\0') {
@@ -411,13 +411,13 @@ coffer_s3_put_retention(coffer_s3 *s3, const char *key, const char *version_id, 
 	}
 	/* Object lock calls need Content-MD5 (or a checksum) on AWS. */
 	char md5[32];
-	content_md5(body.p, body.len, md5);
+	content_md5(body.buf, body.len, md5);
 	s3_req_header(&r, "content-md5", md5);
 	struct s3_resp rs;
 	s3_resp_init(&rs, &r);
 	rc = s3_do(s3, &r, &rs, err);
 	s3_resp_fini(&rs);
-	s3_sb_free(&body);
+	coffer_strbuf_free(&body);
 	return (rc);
 }
 
@@ -451,7 +451,7 @@ coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err 
 		}
 		return (rc);
 	}
-	bool ok = s3_lock_config_parse(rs.body.p, rs.body.len, out);
+	bool ok = s3_lock_config_parse(rs.body.buf, rs.body.len, out);
 	s3_resp_fini(&rs);
 	if (!ok) {
 		return (coffer_err_set(err, COFFER_EPROTO,

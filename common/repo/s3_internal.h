@@ -1,5 +1,5 @@
 /*
- * What the files of the S3 client (common/repo/s3.c, s3_strbuf.c,
+ * What the files of the S3 client (common/repo/s3.c, s3_escape.c,
  * s3_sign.c, s3_xml.c, s3_request.c, s3_upload.c) share with one another:
  * the client's state, the request and response records s3_do works on, and
  * the helpers more than one of them calls.
@@ -21,6 +21,8 @@
 #include <curl/curl.h>
 
 #include "common/base/error.h"
+#include "common/base/hex.h"
+#include "common/base/strbuf.h"
 #include "common/repo/s3.h"
 #include "common/stream/filter.h"
 
@@ -42,26 +44,14 @@ struct coffer_s3 {
 	const coffer_clock *clock;
 };
 
-/* ---- growing strings (s3_strbuf.c) ---- */
+/* ---- encodings S3 needs (s3_escape.c); strings grow in coffer_strbuf ---- */
 
-struct s3_sb {
-	char *p;
-	size_t len;
-	size_t cap;
-	bool oom;
-};
-
-void s3_sb_putn(struct s3_sb *b, const char *s, size_t n);
-void s3_sb_put(struct s3_sb *b, const char *s);
-void s3_sb_printf(struct s3_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void s3_sb_free(struct s3_sb *b);
-void s3_sb_uri_encode(struct s3_sb *b, const char *s, bool keep_slash);
-void s3_sb_xml_escape(struct s3_sb *b, const char *s);
+void s3_uri_encode(coffer_strbuf *b, const char *s, bool keep_slash);
+void s3_xml_escape(coffer_strbuf *b, const char *s);
 
 /* ---- hashing (s3_sign.c) ---- */
 
 void s3_sha256(const void *data, size_t len, uint8_t out[32]);
-void s3_hex32(const uint8_t in[32], char out[65]);
 void s3_base64(const uint8_t *in, size_t len, char *out);
 
 /* ---- XML (s3_xml.c) ---- */
@@ -107,7 +97,7 @@ struct s3_req {
 
 struct s3_resp {
 	long status;
-	struct s3_sb body;
+	coffer_strbuf body;
 	bool body_over;
 	size_t body_max;
 	coffer_s3_object_info info;

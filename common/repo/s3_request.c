@@ -256,11 +256,11 @@ on_body(char *buf, size_t size, size_t nmemb, void *arg)
 		 * an over-long error body is only ever shown truncated. */
 		rs->body_over = true;
 		size_t room = rs->body_max - rs->body.len;
-		s3_sb_putn(&rs->body, buf, room);
+		coffer_strbuf_putn(&rs->body, buf, room);
 		return (len);
 	}
-	s3_sb_putn(&rs->body, buf, len);
-	return (rs->body.oom ? 0 : len);
+	coffer_strbuf_putn(&rs->body, buf, len);
+	return (rs->body.failed ? 0 : len);
 }
 
 static size_t
@@ -300,24 +300,24 @@ amz_date_now(const coffer_s3 *s3, char out[17])
 
 /* The path as signed (unencoded) and the Host header. */
 static int
-req_target(const coffer_s3 *s3, const struct s3_req *r, struct s3_sb *path, struct s3_sb *host)
+req_target(const coffer_s3 *s3, const struct s3_req *r, coffer_strbuf *path, coffer_strbuf *host)
 {
-	s3_sb_put(path, "/");
+	coffer_strbuf_put(path, "/");
 	if (s3->path_style) {
-		s3_sb_put(path, s3->bucket);
+		coffer_strbuf_put(path, s3->bucket);
 		if (r->key != NULL) {
-			s3_sb_put(path, "/");
+			coffer_strbuf_put(path, "/");
 		}
-		s3_sb_put(host, s3->host);
+		coffer_strbuf_put(host, s3->host);
 	} else {
-		s3_sb_put(host, s3->bucket);
-		s3_sb_put(host, ".");
-		s3_sb_put(host, s3->host);
+		coffer_strbuf_put(host, s3->bucket);
+		coffer_strbuf_put(host, ".");
+		coffer_strbuf_put(host, s3->host);
 	}
 	if (r->key != NULL) {
-		s3_sb_put(path, r->key);
+		coffer_strbuf_put(path, r->key);
 	}
-	return (path->oom || host->oom ? COFFER_ENOMEM : 0);
+	return (path->failed || host->failed ? COFFER_ENOMEM : 0);
 }
 
 /* One attempt. Returns 0 when an HTTP response arrived (any status), or a
@@ -326,15 +326,15 @@ static int
 s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *range,
     const char *if_match, coffer_err *err)
 {
-	struct s3_sb path = { 0 };
-	struct s3_sb host = { 0 };
-	struct s3_sb url = { 0 };
+	coffer_strbuf path = { 0 };
+	coffer_strbuf host = { 0 };
+	coffer_strbuf url = { 0 };
 	struct curl_slist *hl = NULL;
 	CURL *c = NULL;
 	int rc = req_target(s3, r, &path, &host);
 	if (rc != 0) {
-		s3_sb_free(&path);
-		s3_sb_free(&host);
+		coffer_strbuf_free(&path);
+		coffer_strbuf_free(&host);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory building an s3 request"));
 	}
 
@@ -346,7 +346,7 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 	} else {
 		s3_sha256(r->body != NULL ? (const void *)r->body : "", r->body_len, d);
 	}
-	s3_hex32(d, payload_hex);
+	coffer_hex_encode(d, 32, payload_hex);
 	s3_base64(d, 32, sum_b64);
 	char date[17];
 	amz_date_now(s3, date);
@@ -375,8 +375,8 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 	}
 	coffer_s3_sign_input in = {
 		.method = r->method,
-		.host = host.p,
-		.path = path.p,
+		.host = host.buf,
+		.path = path.buf,
 		.query = r->query,
 		.nquery = r->nquery,
 		.headers = h,
@@ -393,36 +393,36 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 		goto done;
 	}
 
-	s3_sb_put(&url, s3->scheme);
-	s3_sb_put(&url, "://");
-	s3_sb_put(&url, host.p);
-	s3_sb_uri_encode(&url, path.p, true);
+	coffer_strbuf_put(&url, s3->scheme);
+	coffer_strbuf_put(&url, "://");
+	coffer_strbuf_put(&url, host.buf);
+	s3_uri_encode(&url, path.buf, true);
 	/* The order of the query does not matter on the wire; the signature
 	 * covers the sorted form. */
 	for (size_t i = 0; i < r->nquery; i++) {
-		s3_sb_put(&url, i == 0 ? "?" : "&");
-		s3_sb_uri_encode(&url, r->query[i].name, false);
-		s3_sb_put(&url, "=");
-		s3_sb_uri_encode(&url, r->query[i].value != NULL ? r->query[i].value : "", false);
+		coffer_strbuf_put(&url, i == 0 ? "?" : "&");
+		s3_uri_encode(&url, r->query[i].name, false);
+		coffer_strbuf_put(&url, "=");
+		s3_uri_encode(&url, r->query[i].value != NULL ? r->query[i].value : "", false);
 	}
-	struct s3_sb line = { 0 };
-	s3_sb_printf(&line, "Host: %s", host.p);
-	hl = curl_slist_append(hl, line.p != NULL ? line.p : "");
+	coffer_strbuf line = { 0 };
+	coffer_strbuf_printf(&line, "Host: %s", host.buf);
+	hl = curl_slist_append(hl, line.buf != NULL ? line.buf : "");
 	for (size_t i = 0; i < nh; i++) {
 		line.len = 0;
-		s3_sb_put(&line, h[i].name);
-		s3_sb_put(&line, ": ");
-		s3_sb_put(&line, h[i].value);
-		hl = curl_slist_append(hl, line.p != NULL ? line.p : "");
+		coffer_strbuf_put(&line, h[i].name);
+		coffer_strbuf_put(&line, ": ");
+		coffer_strbuf_put(&line, h[i].value);
+		hl = curl_slist_append(hl, line.buf != NULL ? line.buf : "");
 	}
 	line.len = 0;
-	s3_sb_put(&line, "Authorization: ");
-	s3_sb_put(&line, auth);
-	hl = curl_slist_append(hl, line.p != NULL ? line.p : "");
-	if (line.p != NULL) {
-		OPENSSL_cleanse(line.p, line.cap);
+	coffer_strbuf_put(&line, "Authorization: ");
+	coffer_strbuf_put(&line, auth);
+	hl = curl_slist_append(hl, line.buf != NULL ? line.buf : "");
+	if (line.buf != NULL) {
+		OPENSSL_cleanse(line.buf, line.cap);
 	}
-	s3_sb_free(&line);
+	coffer_strbuf_free(&line);
 	/* No "Expect: 100-continue" round trip, no default Content-Type or
 	 * Accept: nothing unsigned that a proxy could trip over. */
 	hl = curl_slist_append(hl, "Expect:");
@@ -430,7 +430,7 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 	if (r->body_len > 0 || strcmp(r->method, "POST") == 0) {
 		hl = curl_slist_append(hl, "Content-Type:");
 	}
-	if (url.oom || hl == NULL) {
+	if (url.failed || hl == NULL) {
 		rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory building an s3 request");
 		goto done;
 	}
@@ -444,7 +444,7 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 	rs->req = r;
 	rs->sent = 0;
 	char ebuf[CURL_ERROR_SIZE] = "";
-	curl_easy_setopt(c, CURLOPT_URL, url.p);
+	curl_easy_setopt(c, CURLOPT_URL, url.buf);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -498,9 +498,9 @@ done:
 	}
 	rs->curl = NULL;
 	curl_slist_free_all(hl);
-	s3_sb_free(&url);
-	s3_sb_free(&path);
-	s3_sb_free(&host);
+	coffer_strbuf_free(&url);
+	coffer_strbuf_free(&path);
+	coffer_strbuf_free(&host);
 	return (rc);
 }
 
@@ -564,7 +564,7 @@ s3_resp_init(struct s3_resp *rs, const struct s3_req *r)
 void
 s3_resp_fini(struct s3_resp *rs)
 {
-	s3_sb_free(&rs->body);
+	coffer_strbuf_free(&rs->body);
 }
 
 /* Runs a request with retries. 0 with rs->status 2xx, or an error in err.
@@ -581,7 +581,7 @@ s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err
 			snprintf(range, sizeof(range), "bytes=%" PRIu64 "-", rs->delivered);
 		}
 		uint64_t delivered = rs->delivered;
-		s3_sb_free(&rs->body);
+		coffer_strbuf_free(&rs->body);
 		rs->body_over = false;
 		rs->status = 0;
 		rc = s3_once(s3, r, rs, resuming ? range : NULL,
@@ -624,11 +624,11 @@ s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err
 		bool ok = rs->status >= 200 && rs->status < 300;
 		if (ok && (r->flags & REQ_ERROR_IN_200) != 0 &&
 		    coffer_s3_error_parse(
-		        rs->body.p, rs->body.len, code, sizeof(code), msg, sizeof(msg)) == 1) {
+		        rs->body.buf, rs->body.len, code, sizeof(code), msg, sizeof(msg)) == 1) {
 			ok = false;
 		} else if (!ok) {
 			coffer_s3_error_parse(
-			    rs->body.p, rs->body.len, code, sizeof(code), msg, sizeof(msg));
+			    rs->body.buf, rs->body.len, code, sizeof(code), msg, sizeof(msg));
 		}
 		if (ok) {
 			if (rs->body_over) {

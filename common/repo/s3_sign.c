@@ -33,17 +33,6 @@ s3_sha256(const void *data, size_t len, uint8_t out[32])
 	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
 }
 
-void
-s3_hex32(const uint8_t in[32], char out[65])
-{
-	static const char hex[] = "0123456789abcdef";
-	for (int i = 0; i < 32; i++) {
-		out[2 * i] = hex[in[i] >> 4];
-		out[2 * i + 1] = hex[in[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 static void
 hmac256(const void *key, size_t key_len, const char *data, uint8_t out[32])
 {
@@ -85,7 +74,7 @@ q_cmp(const void *a, const void *b)
 }
 
 static void
-sb_header_value(struct s3_sb *b, const char *v)
+sb_header_value(coffer_strbuf *b, const char *v)
 {
 	/* Trim, and collapse runs of spaces, as SigV4 asks. */
 	while (*v == ' ' || *v == '\t') {
@@ -102,16 +91,17 @@ sb_header_value(struct s3_sb *b, const char *v)
 			continue;
 		}
 		if (space) {
-			s3_sb_putn(b, " ", 1);
+			coffer_strbuf_putn(b, " ", 1);
 			space = false;
 		}
-		s3_sb_putn(b, v + i, 1);
+		coffer_strbuf_putn(b, v + i, 1);
 	}
 }
 
 /* Builds the canonical request into cr and the signed header list into sh. */
 static int
-canonical_build(const coffer_s3_sign_input *in, struct s3_sb *cr, struct s3_sb *sh, coffer_err *err)
+canonical_build(
+    const coffer_s3_sign_input *in, coffer_strbuf *cr, coffer_strbuf *sh, coffer_err *err)
 {
 	if (in->nheaders + 1 > S3_MAX_HEADERS + 8 || in->nquery > S3_MAX_QUERY + 4) {
 		return (coffer_err_set(err, COFFER_EINTERNAL,
@@ -139,49 +129,49 @@ canonical_build(const coffer_s3_sign_input *in, struct s3_sb *cr, struct s3_sb *
 	size_t nq = 0;
 	int rc = 0;
 	for (size_t i = 0; i < in->nquery; i++) {
-		struct s3_sb n = { 0 };
-		struct s3_sb v = { 0 };
-		s3_sb_put(&n, "");
-		s3_sb_put(&v, "");
-		s3_sb_uri_encode(&n, in->query[i].name, false);
-		s3_sb_uri_encode(&v, in->query[i].value != NULL ? in->query[i].value : "", false);
-		q[nq].name = n.p;
-		q[nq].value = v.p;
+		coffer_strbuf n = { 0 };
+		coffer_strbuf v = { 0 };
+		coffer_strbuf_put(&n, "");
+		coffer_strbuf_put(&v, "");
+		s3_uri_encode(&n, in->query[i].name, false);
+		s3_uri_encode(&v, in->query[i].value != NULL ? in->query[i].value : "", false);
+		q[nq].name = n.buf;
+		q[nq].value = v.buf;
 		nq++;
-		if (n.oom || v.oom) {
+		if (n.failed || v.failed) {
 			rc = COFFER_ENOMEM;
 		}
 	}
 	if (rc == 0) {
 		qsort(q, nq, sizeof(q[0]), q_cmp);
-		s3_sb_put(cr, in->method);
-		s3_sb_put(cr, "\n");
-		s3_sb_uri_encode(cr, in->path, true);
-		s3_sb_put(cr, "\n");
+		coffer_strbuf_put(cr, in->method);
+		coffer_strbuf_put(cr, "\n");
+		s3_uri_encode(cr, in->path, true);
+		coffer_strbuf_put(cr, "\n");
 		for (size_t i = 0; i < nq; i++) {
 			if (i > 0) {
-				s3_sb_put(cr, "&");
+				coffer_strbuf_put(cr, "&");
 			}
-			s3_sb_put(cr, q[i].name);
-			s3_sb_put(cr, "=");
-			s3_sb_put(cr, q[i].value);
+			coffer_strbuf_put(cr, q[i].name);
+			coffer_strbuf_put(cr, "=");
+			coffer_strbuf_put(cr, q[i].value);
 		}
-		s3_sb_put(cr, "\n");
+		coffer_strbuf_put(cr, "\n");
 		for (size_t i = 0; i < nh; i++) {
-			s3_sb_put(cr, h[i].name);
-			s3_sb_put(cr, ":");
+			coffer_strbuf_put(cr, h[i].name);
+			coffer_strbuf_put(cr, ":");
 			sb_header_value(cr, h[i].value);
-			s3_sb_put(cr, "\n");
+			coffer_strbuf_put(cr, "\n");
 			if (i > 0) {
-				s3_sb_put(sh, ";");
+				coffer_strbuf_put(sh, ";");
 			}
-			s3_sb_put(sh, h[i].name);
+			coffer_strbuf_put(sh, h[i].name);
 		}
-		s3_sb_put(cr, "\n");
-		s3_sb_put(cr, sh->p);
-		s3_sb_put(cr, "\n");
-		s3_sb_put(cr, in->payload_hash);
-		if (cr->oom || sh->oom) {
+		coffer_strbuf_put(cr, "\n");
+		coffer_strbuf_put(cr, sh->buf);
+		coffer_strbuf_put(cr, "\n");
+		coffer_strbuf_put(cr, in->payload_hash);
+		if (cr->failed || sh->failed) {
 			rc = COFFER_ENOMEM;
 		}
 	}
@@ -198,8 +188,8 @@ canonical_build(const coffer_s3_sign_input *in, struct s3_sb *cr, struct s3_sb *
 int
 coffer_s3_canonical_request(const coffer_s3_sign_input *in, char *buf, size_t size, coffer_err *err)
 {
-	struct s3_sb cr = { 0 };
-	struct s3_sb sh = { 0 };
+	coffer_strbuf cr = { 0 };
+	coffer_strbuf sh = { 0 };
 	int rc = canonical_build(in, &cr, &sh, err);
 	if (rc == 0 && cr.len + 1 > size) {
 		rc = coffer_err_set(err, COFFER_ETOOBIG,
@@ -208,10 +198,10 @@ coffer_s3_canonical_request(const coffer_s3_sign_input *in, char *buf, size_t si
 		    cr.len, size);
 	}
 	if (rc == 0) {
-		memcpy(buf, cr.p, cr.len + 1);
+		memcpy(buf, cr.buf, cr.len + 1);
 	}
-	s3_sb_free(&cr);
-	s3_sb_free(&sh);
+	coffer_strbuf_free(&cr);
+	coffer_strbuf_free(&sh);
 	return (rc);
 }
 
@@ -222,12 +212,12 @@ coffer_s3_sign(
 	if (in->amz_date == NULL || strlen(in->amz_date) != 16) {
 		return (coffer_err_set(err, COFFER_EINTERNAL, "s3 signing without an x-amz-date"));
 	}
-	struct s3_sb cr = { 0 };
-	struct s3_sb sh = { 0 };
+	coffer_strbuf cr = { 0 };
+	coffer_strbuf sh = { 0 };
 	int rc = canonical_build(in, &cr, &sh, err);
 	if (rc != 0) {
-		s3_sb_free(&cr);
-		s3_sb_free(&sh);
+		coffer_strbuf_free(&cr);
+		coffer_strbuf_free(&sh);
 		return (rc);
 	}
 	char date[9];
@@ -235,8 +225,8 @@ coffer_s3_sign(
 	date[8] = '\0';
 	uint8_t d[32];
 	char cr_hex[65];
-	s3_sha256(cr.p, cr.len, d);
-	s3_hex32(d, cr_hex);
+	s3_sha256(cr.buf, cr.len, d);
+	coffer_hex_encode(d, 32, cr_hex);
 
 	char scope[128];
 	snprintf(scope, sizeof(scope), "%s/%s/s3/aws4_request", date, in->region);
@@ -248,8 +238,8 @@ coffer_s3_sign(
 	size_t slen = strlen(in->secret_key);
 	char *k0 = malloc(slen + 5);
 	if (k0 == NULL) {
-		s3_sb_free(&cr);
-		s3_sb_free(&sh);
+		coffer_strbuf_free(&cr);
+		coffer_strbuf_free(&sh);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory signing an s3 request"));
 	}
 	memcpy(k0, "AWS4", 4);
@@ -265,16 +255,16 @@ coffer_s3_sign(
 	hmac256(k, 32, sts, s);
 	OPENSSL_cleanse(k, sizeof(k));
 	char s_hex[65];
-	s3_hex32(s, s_hex);
+	coffer_hex_encode(s, 32, s_hex);
 	if (sig != NULL) {
 		memcpy(sig, s_hex, 65);
 	}
 	int n = snprintf(auth, size,
 	    "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, "
 	    "Signature=%s",
-	    in->access_key, scope, sh.p, s_hex);
-	s3_sb_free(&cr);
-	s3_sb_free(&sh);
+	    in->access_key, scope, sh.buf, s_hex);
+	coffer_strbuf_free(&cr);
+	coffer_strbuf_free(&sh);
 	if (n < 0 || (size_t)n >= size) {
 		return (coffer_err_set(err, COFFER_ETOOBIG,
 		    "s3 authorization header does not fit "

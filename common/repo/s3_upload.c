@@ -158,7 +158,7 @@ up_create(coffer_s3_upload *up, coffer_err *err)
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == 0) {
 		char id[1024];
-		s3_initiate_parse(rs.body.p, rs.body.len, id, sizeof(id));
+		s3_initiate_parse(rs.body.buf, rs.body.len, id, sizeof(id));
 		if (id[0] == '\0') {
 			rc = coffer_err_set(err, COFFER_EPROTO,
 			    "s3 CreateMultipartUpload %.300s: the "
@@ -300,25 +300,25 @@ up_put_single(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err
 static int
 up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 {
-	struct s3_sb body = { 0 };
-	s3_sb_put(
+	coffer_strbuf body = { 0 };
+	coffer_strbuf_put(
 	    &body, "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
 	for (unsigned i = 0; i < up->nparts; i++) {
-		s3_sb_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>", i + 1);
-		s3_sb_xml_escape(&body, up->parts[i].etag);
-		s3_sb_put(&body, "</ETag><ChecksumSHA256>");
-		s3_sb_put(&body, up->parts[i].sum);
-		s3_sb_put(&body, "</ChecksumSHA256></Part>");
+		coffer_strbuf_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>", i + 1);
+		s3_xml_escape(&body, up->parts[i].etag);
+		coffer_strbuf_put(&body, "</ETag><ChecksumSHA256>");
+		coffer_strbuf_put(&body, up->parts[i].sum);
+		coffer_strbuf_put(&body, "</ChecksumSHA256></Part>");
 	}
-	s3_sb_put(&body, "</CompleteMultipartUpload>");
-	if (body.oom) {
-		s3_sb_free(&body);
+	coffer_strbuf_put(&body, "</CompleteMultipartUpload>");
+	if (body.failed) {
+		coffer_strbuf_free(&body);
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
 	}
 	struct s3_req r = { .op = "CompleteMultipartUpload",
 		.method = "POST",
 		.key = up->key,
-		.body = (const uint8_t *)body.p,
+		.body = (const uint8_t *)body.buf,
 		.body_len = body.len,
 		.flags = REQ_ERROR_IN_200 };
 	s3_req_query(&r, "uploadId", up->upload_id);
@@ -327,7 +327,7 @@ up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 	int rc = s3_do(up->s3, &r, &rs, err);
 	if (rc == 0) {
 		if (!s3_complete_parse(
-		        rs.body.p, rs.body.len, rs.info.etag, sizeof(rs.info.etag))) {
+		        rs.body.buf, rs.body.len, rs.info.etag, sizeof(rs.info.etag))) {
 			rc = coffer_err_set(err, COFFER_EPROTO,
 			    "s3 CompleteMultipartUpload %.300s: "
 			    "the response is not a CompleteMultipartUploadResult",
@@ -338,7 +338,7 @@ up_complete(coffer_s3_upload *up, coffer_s3_object_info *info, coffer_err *err)
 		*info = rs.info;
 	}
 	s3_resp_fini(&rs);
-	s3_sb_free(&body);
+	coffer_strbuf_free(&body);
 	return (rc);
 }
 
