@@ -115,3 +115,46 @@ coffer_stop_filter_new(const atomic_bool *stop, const char *what, coffer_err *er
 	s->what = what;
 	return (&s->base);
 }
+
+typedef struct borrow_filter {
+	coffer_filter base;
+	coffer_filter *chain; /* the lender's; never freed here */
+} borrow_filter;
+
+static int
+borrow_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
+{
+	return (coffer_filter_write(((borrow_filter *)f)->chain, buf, len, err));
+}
+
+static int
+borrow_finish(coffer_filter *f, coffer_err *err)
+{
+	return (coffer_filter_finish(((borrow_filter *)f)->chain, err));
+}
+
+static void
+borrow_destroy(coffer_filter *f)
+{
+	free(f);
+}
+
+static const coffer_filter_ops borrow_ops = { "borrow", borrow_write, borrow_finish,
+	borrow_destroy };
+
+coffer_filter *
+coffer_borrow_filter_new(coffer_filter *chain, coffer_err *err)
+{
+	if (chain == NULL) {
+		coffer_err_set(err, COFFER_EINTERNAL, "borrow filter given no chain");
+		return (NULL);
+	}
+	borrow_filter *b = calloc(1, sizeof(*b));
+	if (b == NULL) {
+		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		return (NULL);
+	}
+	b->base.ops = &borrow_ops;
+	b->chain = chain;
+	return (&b->base);
+}

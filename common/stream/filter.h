@@ -59,6 +59,13 @@ int coffer_filter_finish(coffer_filter *f, coffer_err *err);
  * buffers when its owner is shutting down. stop is borrowed. */
 coffer_filter *coffer_stop_filter_new(const atomic_bool *stop, const char *what, coffer_err *err);
 
+/* The last filter of a chain a function builds in front of a chain it was
+ * lent: bytes and finish go on into chain, but freeing the borrow leaves
+ * chain alone, so failing to build, or freeing, the new filters never frees
+ * the lender's. chain is borrowed and must outlive the borrow; NULL is
+ * COFFER_EINTERNAL. */
+coffer_filter *coffer_borrow_filter_new(coffer_filter *chain, coffer_err *err);
+
 void coffer_filter_free(coffer_filter *f);
 void coffer_filter_free_chain(coffer_filter *head);
 
