@@ -1,22 +1,6 @@
 #include "common/stream/filter.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
-
-coffer_filter *
-coffer_filter_link(coffer_filter *first, ...)
-{
-	va_list ap;
-	va_start(ap, first);
-	coffer_filter *prev = first;
-	coffer_filter *f;
-	while ((f = va_arg(ap, coffer_filter *)) != NULL) {
-		prev->next = f;
-		prev = f;
-	}
-	va_end(ap);
-	return (first);
-}
 
 int
 coffer_filter_write(coffer_filter *f, const void *buf, size_t len, coffer_err *err)
@@ -103,14 +87,20 @@ stop_destroy(coffer_filter *f)
 static const coffer_filter_ops stop_ops = { "stop", stop_write, stop_finish, stop_destroy };
 
 coffer_filter *
-coffer_stop_filter_new(const atomic_bool *stop, const char *what, coffer_err *err)
+coffer_stop_filter_new(
+    coffer_filter *next, const atomic_bool *stop, const char *what, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	stop_filter *s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	s->base.ops = &stop_ops;
+	s->base.next = next;
 	s->stop = stop;
 	s->what = what;
 	return (&s->base);
