@@ -40,40 +40,28 @@ agent_stream_open(agent_ctx *ctx, const char *data_key, const char *progress, ui
 {
 	memset(s, 0, sizeof(*s));
 	const agent_config *cfg = ctx->cfg;
-	coffer_filter *prog = NULL, *zstd = NULL;
-	s->plain_sha = coffer_sha256_filter_new(err);
-	s->plain_count = s->plain_sha ? coffer_count_filter_new(err) : NULL;
-	if (progress != NULL && s->plain_count) {
-		prog = coffer_progress_filter_new(progress, expected, err);
-	}
-	zstd = s->plain_count && (progress == NULL || prog)
-	    ? coffer_zstd_compress_new(cfg->compress_level, cfg->compress_workers, err)
-	    : NULL;
-	s->seal = zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) : NULL;
-	s->stored_sha = s->seal ? coffer_sha256_filter_new(err) : NULL;
-	s->stored_count = s->stored_sha ? coffer_count_filter_new(err) : NULL;
-	int rc = 0;
-	if (s->stored_count == NULL) {
-		rc = err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM;
-	} else {
-		rc = coffer_repo_write_begin(ctx->repo, data_key, &s->sink, err);
-	}
+	int rc = coffer_repo_write_begin(ctx->repo, data_key, &s->sink, err);
 	if (rc != 0) {
-		coffer_filter *parts[] = { s->plain_sha, s->plain_count, prog, zstd, s->seal,
-			s->stored_sha, s->stored_count };
-		for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-			coffer_filter_free(parts[i]);
-		}
-		memset(s, 0, sizeof(*s));
 		return (rc);
 	}
-	if (prog != NULL) {
-		s->head = coffer_filter_link(s->plain_sha, s->plain_count, prog, zstd, s->seal,
-		    s->stored_sha, s->stored_count, s->sink, NULL);
-	} else {
-		s->head = coffer_filter_link(s->plain_sha, s->plain_count, zstd, s->seal,
-		    s->stored_sha, s->stored_count, s->sink, NULL);
+	/* Back to front, one step at a time, so that the filters whose results
+	 * go into the manifest keep their names. A failed step frees the sink
+	 * too, which aborts the write. */
+	s->stored_count = coffer_count_filter_new(s->sink, err);
+	s->stored_sha = coffer_sha256_filter_new(s->stored_count, err);
+	s->seal = coffer_seal_filter_new(s->stored_sha, ctx->ring, NULL, cfg->chunk_size, err);
+	coffer_filter *plain_next =
+	    coffer_zstd_compress_new(s->seal, cfg->compress_level, cfg->compress_workers, err);
+	if (progress != NULL) {
+		plain_next = coffer_progress_filter_new(plain_next, progress, expected, err);
 	}
+	s->plain_count = coffer_count_filter_new(plain_next, err);
+	s->plain_sha = coffer_sha256_filter_new(s->plain_count, err);
+	if (s->plain_sha == NULL) {
+		memset(s, 0, sizeof(*s));
+		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
+	}
+	s->head = s->plain_sha;
 	return (0);
 }
 
@@ -150,12 +138,10 @@ agent_backup_publish(agent_ctx *ctx, const char *key, const char *json, size_t l
 	if (rc != 0) {
 		return (rc);
 	}
-	coffer_filter *sha = coffer_sha256_filter_new(err);
+	coffer_filter *sha = coffer_sha256_filter_new(sink, err);
 	if (sha == NULL) {
-		coffer_repo_write_abort(sink);
 		return (err != NULL ? err->code : COFFER_ENOMEM);
 	}
-	sha->next = sink;
 	rc = coffer_filter_write(sha, json, len, err);
 	if (rc == 0) {
 		rc = coffer_filter_finish(sha, err);

@@ -20,6 +20,7 @@
 #include "common/crypto/seal.h"
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
+#include "common/stream/sink.h"
 
 #define CONNECT_TIMEOUT_S 15
 #define READ_BUF          (128u * 1024)
@@ -167,7 +168,7 @@ static int
 put_text(phys *p, char type, const char *rel, const char *text, coffer_err *err)
 {
 	size_t len = strlen(text);
-	coffer_filter *sha = coffer_sha256_filter_new(err);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
 	if (sha == NULL) {
 		return (err != NULL ? err->code : COFFER_ENOMEM);
 	}
@@ -188,7 +189,7 @@ put_text(phys *p, char type, const char *rel, const char *text, coffer_err *err)
 		coffer_hex_encode(d, sizeof(d), hex);
 		rc = coffer_manifest_add_file(p->m, rel, len, hex, err);
 	}
-	coffer_filter_free(sha);
+	coffer_filter_free_chain(sha);
 	return (rc);
 }
 
@@ -213,7 +214,7 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 		return (coffer_err_errno(err, e, "reading", abs));
 	}
 	uint64_t size = (uint64_t)st.st_size, done = 0;
-	coffer_filter *sha = coffer_sha256_filter_new(err);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
 	int rc = sha == NULL ? (err != NULL ? err->code : COFFER_ENOMEM)
 	                     : put_entry(p, AGENT_PHYS_FILE, st.st_mode, rel, size, err);
 	bool eof = false;
@@ -252,7 +253,7 @@ put_file(phys *p, const char *rel, const char *abs, coffer_err *err)
 		coffer_hex_encode(d, sizeof(d), hex);
 		rc = coffer_manifest_add_file(p->m, rel, size, hex, err);
 	}
-	coffer_filter_free(sha);
+	coffer_filter_free_chain(sha);
 	return (rc);
 }
 

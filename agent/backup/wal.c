@@ -209,7 +209,7 @@ file_digest(int fd, const char *path, uint8_t out[COFFER_SHA256_LEN], coffer_err
 	if (lseek(fd, 0, SEEK_SET) != 0) {
 		return (coffer_err_errno(err, errno, "rewinding", path));
 	}
-	coffer_filter *sha = coffer_sha256_filter_new(err);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
 	if (sha == NULL) {
 		return (err != NULL ? err->code : COFFER_ENOMEM);
 	}
@@ -217,7 +217,7 @@ file_digest(int fd, const char *path, uint8_t out[COFFER_SHA256_LEN], coffer_err
 	if (rc == 0) {
 		coffer_sha256_filter_digest(sha, out);
 	}
-	coffer_filter_free(sha);
+	coffer_filter_free_chain(sha);
 	return (rc);
 }
 
@@ -228,19 +228,13 @@ static int
 stored_digest(agent_ctx *ctx, const char *key, uint8_t out[COFFER_SHA256_LEN],
     agent_wal_push_result *res, coffer_err *err)
 {
-	coffer_filter *raw = coffer_sha256_filter_new(err);
-	coffer_filter *count = raw ? coffer_count_filter_new(err) : NULL;
-	coffer_filter *unseal = count ? coffer_unseal_filter_new(ctx->ring, err) : NULL;
-	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
-	coffer_filter *sha = zstd ? coffer_sha256_filter_new(err) : NULL;
-	if (sha == NULL) {
-		coffer_filter *parts[] = { raw, count, unseal, zstd };
-		for (size_t i = 0; i < 4; i++) {
-			coffer_filter_free(parts[i]);
-		}
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
+	coffer_filter *count = coffer_count_filter_new(
+	    coffer_unseal_filter_new(coffer_zstd_decompress_new(sha, err), ctx->ring, err), err);
+	coffer_filter *raw = coffer_sha256_filter_new(count, err);
+	if (raw == NULL) {
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_filter_link(raw, count, unseal, zstd, sha, NULL);
 	int rc = coffer_repo_read(ctx->repo, key, raw, err);
 	if (rc == 0) {
 		coffer_sha256_filter_digest(sha, out);
@@ -324,21 +318,17 @@ store(agent_ctx *ctx, int fd, const char *path, const char *key, agent_wal_push_
 	if (rc != 0) {
 		return (rc);
 	}
-	coffer_filter *plain = coffer_count_filter_new(err);
+	coffer_filter *sha = coffer_sha256_filter_new(sink, err);
+	coffer_filter *stored = coffer_count_filter_new(sha, err);
 	/* One segment is small: compress on this thread, no pool to start. */
-	coffer_filter *zstd = plain ? coffer_zstd_compress_new(cfg->compress_level, 0, err) : NULL;
-	coffer_filter *seal =
-	    zstd ? coffer_seal_filter_new(ctx->ring, NULL, cfg->chunk_size, err) : NULL;
-	coffer_filter *stored = seal ? coffer_count_filter_new(err) : NULL;
-	coffer_filter *sha = stored ? coffer_sha256_filter_new(err) : NULL;
-	if (sha == NULL) {
-		coffer_filter *parts[] = { plain, zstd, seal, stored, sink };
-		for (size_t i = 0; i < 5; i++) {
-			coffer_filter_free(parts[i]);
-		}
+	coffer_filter *plain = coffer_count_filter_new(
+	    coffer_zstd_compress_new(
+	        coffer_seal_filter_new(stored, ctx->ring, NULL, cfg->chunk_size, err),
+	        cfg->compress_level, 0, err),
+	    err);
+	if (plain == NULL) {
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_filter_link(plain, zstd, seal, stored, sha, sink, NULL);
 	if (lseek(fd, 0, SEEK_SET) != 0) {
 		rc = coffer_err_errno(err, errno, "rewinding", path);
 	}
@@ -695,19 +685,18 @@ fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "creating", tmp));
 	}
-	coffer_filter *unseal = coffer_unseal_filter_new(ctx->ring, err);
-	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
-	coffer_filter *out = zstd ? coffer_fd_sink_new(fd, err) : NULL;
-	if (out == NULL) {
-		coffer_filter_free(unseal);
-		coffer_filter_free(zstd);
+	coffer_filter *out = coffer_fd_sink_new(fd, err);
+	if (out != NULL) {
+		coffer_fd_sink_set_name(out, tmp);
+		coffer_fd_sink_set_fsync(out, true);
+	}
+	coffer_filter *unseal =
+	    coffer_unseal_filter_new(coffer_zstd_decompress_new(out, err), ctx->ring, err);
+	if (unseal == NULL) {
 		close(fd);
 		unlink(tmp);
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_fd_sink_set_name(out, tmp);
-	coffer_fd_sink_set_fsync(out, true);
-	coffer_filter_link(unseal, zstd, out, NULL);
 	/* Only a whole, authenticated, checksummed file reaches dest: the
 	 * temporary is renamed after the chain finished without error. */
 	rc = coffer_repo_read(ctx->repo, key, unseal, err);

@@ -172,22 +172,20 @@ read_backup(const coffer_cmd *cmd, int argc, char **argv, bool to_stdout)
 	}
 	coffer_manifest *m = NULL;
 	rv = agent_stored_manifest(ctx, backup, &m, &err);
-	coffer_filter *sink = NULL, *prog_filter = NULL;
+	coffer_filter *head = NULL;
 	int64_t started = coffer_clock_monotonic_ms();
 	if (rv == 0) {
-		sink = to_stdout ? coffer_fd_sink_new(STDOUT_FILENO, &err)
+		head = to_stdout ? coffer_fd_sink_new(STDOUT_FILENO, &err)
 		                 : coffer_discard_sink_new(&err);
-		if (sink != NULL && !to_stdout && isatty(STDERR_FILENO) == 1) {
-			prog_filter =
-			    coffer_progress_filter_new("verifying", m->plaintext_bytes, &err);
+		if (head != NULL && !to_stdout && isatty(STDERR_FILENO) == 1) {
+			head =
+			    coffer_progress_filter_new(head, "verifying", m->plaintext_bytes, &err);
 		}
-		if (sink == NULL) {
+		if (head == NULL) {
 			rv = err.code;
 		}
 	}
 	if (rv == 0) {
-		coffer_filter *head =
-		    prog_filter != NULL ? coffer_filter_link(prog_filter, sink, NULL) : sink;
 		rv = agent_stored_read(ctx, m, head, &err);
 		coffer_filter_free_chain(head);
 	}

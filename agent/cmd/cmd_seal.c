@@ -44,20 +44,28 @@ seal_parse_size(const char *text, size_t *out)
 	return (0);
 }
 
-/* Runs stdin through filter into stdout; takes ownership of filter. */
-static int
-seal_run(const char *prog, coffer_filter *filter, coffer_err *err)
+/* The end of both chains: standard output. */
+static coffer_filter *
+seal_stdout(coffer_err *err)
 {
 	/* A closed stdout must be an error message, not a silent SIGPIPE death. */
 	signal(SIGPIPE, SIG_IGN);
 	coffer_filter *sink = coffer_fd_sink_new(STDOUT_FILENO, err);
-	if (sink == NULL) {
-		coffer_filter_free(filter);
+	if (sink != NULL) {
+		coffer_fd_sink_set_name(sink, "standard output");
+	}
+	return (sink);
+}
+
+/* Runs stdin through chain (NULL: building it failed, err says why), then
+ * frees it. */
+static int
+seal_run(const char *prog, coffer_filter *chain, coffer_err *err)
+{
+	if (chain == NULL) {
 		coffer_err_print(prog, err);
 		return (1);
 	}
-	coffer_fd_sink_set_name(sink, "standard output");
-	coffer_filter *chain = coffer_filter_link(filter, sink, NULL);
 	int rv = coffer_filter_pump_fd(STDIN_FILENO, chain, 0, err);
 	coffer_filter_free_chain(chain);
 	if (rv != 0) {
@@ -117,12 +125,8 @@ agent_cmd_seal(const coffer_cmd *cmd, int argc, char **argv)
 	if (seal_load_ring(prog, keyring, &ring, &err) != 0) {
 		return (1);
 	}
-	coffer_filter *f = coffer_seal_filter_new(ring, key_id, chunk, &err);
+	coffer_filter *f = coffer_seal_filter_new(seal_stdout(&err), ring, key_id, chunk, &err);
 	coffer_keyring_free(ring); /* the seal filter keeps only the data key */
-	if (f == NULL) {
-		coffer_err_print(prog, &err);
-		return (1);
-	}
 	return (seal_run(prog, f, &err));
 }
 
@@ -153,13 +157,7 @@ agent_cmd_unseal(const coffer_cmd *cmd, int argc, char **argv)
 	if (seal_load_ring(prog, keyring, &ring, &err) != 0) {
 		return (1);
 	}
-	coffer_filter *f = coffer_unseal_filter_new(ring, &err);
-	if (f == NULL) {
-		coffer_keyring_free(ring);
-		coffer_err_print(prog, &err);
-		return (1);
-	}
-	rv = seal_run(prog, f, &err);
+	rv = seal_run(prog, coffer_unseal_filter_new(seal_stdout(&err), ring, &err), &err);
 	coffer_keyring_free(ring);
 	return (rv);
 }

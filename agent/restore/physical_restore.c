@@ -25,6 +25,7 @@
 #include "common/base/log.h"
 #include "common/stream/digest.h"
 #include "common/stream/hop.h"
+#include "common/stream/sink.h"
 
 #define POLL_MS 200
 
@@ -329,7 +330,7 @@ file_end(unpack *u, coffer_err *err)
 			coffer_err_hint(err, "the backup is damaged; restore another one");
 		}
 	}
-	coffer_filter_free(u->sha);
+	coffer_filter_free_chain(u->sha);
 	u->sha = NULL;
 	file_release(&u->live, u->cur);
 	u->cur = NULL;
@@ -354,7 +355,9 @@ file_begin(unpack *u, coffer_err *err)
 		return (coffer_err_errno(err, e, "changing the owner of", path));
 	}
 	out_file *f = calloc(1, sizeof(*f));
-	u->sha = f != NULL ? coffer_sha256_filter_new(err) : NULL;
+	if (f != NULL) {
+		u->sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
+	}
 	if (u->sha == NULL) {
 		free(f);
 		close(fd);
@@ -406,7 +409,7 @@ tablespace_place(unpack *u, coffer_err *err)
 	char hex[COFFER_SHA256_HEX_LEN + 1];
 	coffer_sha256_filter_digest(u->sha, d);
 	coffer_hex_encode(d, sizeof(d), hex);
-	coffer_filter_free(u->sha);
+	coffer_filter_free_chain(u->sha);
 	u->sha = NULL;
 	if (rc != 0) {
 		return (rc);
@@ -530,7 +533,7 @@ entry_begin(unpack *u, coffer_err *err)
 			    coffer_err_hint(
 			        err, "the backup is damaged or forged; do not restore it"));
 		}
-		u->sha = coffer_sha256_filter_new(err);
+		u->sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
 		if (u->sha == NULL) {
 			return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 		}
@@ -685,7 +688,7 @@ unpack_destroy(coffer_filter *f)
 		close(o->fd);
 		free(o);
 	}
-	coffer_filter_free(u->sha);
+	coffer_filter_free_chain(u->sha);
 	pthread_mutex_destroy(&u->live.mu);
 	free(u);
 }
@@ -719,19 +722,20 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 	pthread_mutex_init(&u->live.mu, NULL);
 	for (int i = 0; i < UNPACK_WRITERS; i++) {
 		chunk_writer *w = calloc(1, sizeof(*w));
-		coffer_filter *hop = w != NULL
-		    ? coffer_hop_filter_new(WRITER_SLOTS, CHUNK + 2 * FRAME_LEN, err)
-		    : NULL;
-		if (hop == NULL) {
-			free(w);
+		if (w != NULL) {
+			*w = (chunk_writer) {
+				.base = { .ops = &writer_ops }, .live = &u->live, .m = m
+			};
+			u->writers[i] = coffer_hop_filter_new(
+			    &w->base, WRITER_SLOTS, CHUNK + 2 * FRAME_LEN, err);
+		}
+		if (u->writers[i] == NULL) {
 			unpack_destroy(&u->base);
 			if (err != NULL && err->code == 0) {
 				coffer_err_set(err, COFFER_ENOMEM, "out of memory");
 			}
 			return (NULL);
 		}
-		*w = (chunk_writer) { .base = { .ops = &writer_ops }, .live = &u->live, .m = m };
-		u->writers[i] = coffer_filter_link(hop, &w->base, NULL);
 	}
 	return (&u->base);
 }

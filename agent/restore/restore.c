@@ -138,23 +138,20 @@ materialise(agent_ctx *ctx, const coffer_manifest *m, bool progress, char *path,
 		        "dump (%llu bytes)",
 		        (unsigned long long)m->plaintext_bytes));
 	}
-	coffer_filter *sink = coffer_fd_sink_new(fd, err);
-	coffer_filter *prog = sink && progress
-	    ? coffer_progress_filter_new("verifying", m->plaintext_bytes, err)
-	    : NULL;
+	coffer_filter *head = coffer_fd_sink_new(fd, err);
+	if (head != NULL) {
+		coffer_fd_sink_set_name(head, path);
+	}
+	if (progress) {
+		head = coffer_progress_filter_new(head, "verifying", m->plaintext_bytes, err);
+	}
 	int rc;
-	if (sink == NULL || (progress && prog == NULL)) {
+	if (head == NULL) {
 		rc = err != NULL ? err->code : COFFER_ENOMEM;
 	} else {
-		coffer_fd_sink_set_name(sink, path);
-		coffer_filter *head = prog != NULL ? coffer_filter_link(prog, sink, NULL) : sink;
 		rc = agent_stored_read(ctx, m, head, err);
-		prog = NULL;
 		coffer_filter_free_chain(head);
-		sink = NULL;
 	}
-	coffer_filter_free(prog);
-	coffer_filter_free(sink);
 	close(fd);
 	if (rc != 0) {
 		unlink(path);

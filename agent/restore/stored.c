@@ -165,33 +165,25 @@ agent_stored_read_flags(
 	if (rc != 0) {
 		return (rc);
 	}
-	coffer_filter *stored_sha = coffer_sha256_filter_new(err);
-	coffer_filter *stored_count = stored_sha ? coffer_count_filter_new(err) : NULL;
-	coffer_filter *unseal = stored_count ? coffer_unseal_filter_new(ctx->ring, err) : NULL;
-	coffer_filter *zstd = unseal ? coffer_zstd_decompress_new(err) : NULL;
+	/* out stays the caller's: our filters end in a borrow of it. */
+	coffer_filter *plain_count =
+	    coffer_count_filter_new(coffer_borrow_filter_new(out, err), err);
 	/* Without the plaintext digest its place in the chain is a second
 	 * counter, so the chain keeps one shape. */
 	bool plain_digest = (flags & AGENT_STORED_FILES_PROVE) == 0;
-	coffer_filter *plain_sha = zstd
-	    ? (plain_digest ? coffer_sha256_filter_new(err) : coffer_count_filter_new(err))
-	    : NULL;
-	coffer_filter *plain_count = plain_sha ? coffer_count_filter_new(err) : NULL;
+	coffer_filter *plain_sha = plain_digest ? coffer_sha256_filter_new(plain_count, err)
+	                                        : coffer_count_filter_new(plain_count, err);
 	/* The plaintext digest and the caller's chain (files written and
 	 * hashed, a dump materialised) run on a thread of its own while this
 	 * one reads, hashes the stored bytes, decrypts and decompresses: a
 	 * restore uses two cores, with the two hashes on different ones. */
-	coffer_filter *hop =
-	    plain_count ? coffer_hop_filter_new(HOP_SLOTS, HOP_SLOT_SIZE, err) : NULL;
-	if (hop == NULL) {
-		coffer_filter *parts[] = { stored_sha, stored_count, unseal, zstd, plain_sha,
-			plain_count };
-		for (size_t i = 0; i < 6; i++) {
-			coffer_filter_free(parts[i]);
-		}
+	coffer_filter *hop = coffer_hop_filter_new(plain_sha, HOP_SLOTS, HOP_SLOT_SIZE, err);
+	coffer_filter *stored_count = coffer_count_filter_new(
+	    coffer_unseal_filter_new(coffer_zstd_decompress_new(hop, err), ctx->ring, err), err);
+	coffer_filter *stored_sha = coffer_sha256_filter_new(stored_count, err);
+	if (stored_sha == NULL) {
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_filter_link(
-	    stored_sha, stored_count, unseal, zstd, hop, plain_sha, plain_count, out, NULL);
 	rc = coffer_repo_read(ctx->repo, key, stored_sha, err);
 	if (rc == COFFER_ENOENT) {
 		coffer_err_set(err, COFFER_ECORRUPT,
@@ -218,13 +210,8 @@ agent_stored_read_flags(
 	if (rc == 0 && plain_digest) {
 		rc = compare_digest(plain_sha, m->plaintext_sha256, "plaintext", m->backup_id, err);
 	}
-	/* Free our filters, not the caller's chain; freeing the hop joins its
-	 * worker first, so nothing touches the filters after it afterwards. */
-	zstd->next = NULL;
+	/* Front to back: freeing the hop joins its worker before the filters
+	 * after it go; the borrow leaves the caller's chain alone. */
 	coffer_filter_free_chain(stored_sha);
-	coffer_filter_free(hop);
-	plain_count->next = NULL;
-	coffer_filter_free(plain_sha);
-	coffer_filter_free(plain_count);
 	return (rc);
 }

@@ -214,9 +214,12 @@ static const coffer_filter_ops seal_ops = {
 };
 
 coffer_filter *
-coffer_seal_filter_new(
-    const coffer_keyring *ring, const char *key_id, size_t chunk_size, coffer_err *err)
+coffer_seal_filter_new(coffer_filter *next, const coffer_keyring *ring, const char *key_id,
+    size_t chunk_size, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	if (key_id == NULL) {
 		key_id = coffer_keyring_newest_id(ring);
 	}
@@ -227,6 +230,7 @@ coffer_seal_filter_new(
 		coffer_err_set(err, COFFER_EINVAL, "chunk size %zu is outside %zu..%zu bytes",
 		    chunk_size, COFFER_SEAL_CHUNK_MIN, COFFER_SEAL_CHUNK_MAX);
 		coffer_err_hint(err, "leave it out to use %zu", COFFER_SEAL_CHUNK_DEFAULT);
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	const uint8_t *kek = coffer_keyring_find(ring, key_id);
@@ -237,14 +241,17 @@ coffer_seal_filter_new(
 		    "pick an id listed in %s, or create the key with coffer-agent "
 		    "keygen --out %s --id %s",
 		    coffer_keyring_path(ring), coffer_keyring_path(ring), key_id);
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	seal_filter *s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "no memory for a seal filter");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	s->base.ops = &seal_ops;
+	s->base.next = next;
 	s->chunk = (uint32_t)chunk_size;
 	snprintf(s->key_id, sizeof(s->key_id), "%s", key_id);
 	s->ctx = EVP_CIPHER_CTX_new();
@@ -292,7 +299,7 @@ coffer_seal_filter_new(
 	}
 	return (&s->base);
 fail:
-	seal_destroy(&s->base);
+	coffer_filter_free_chain(&s->base);
 	return (NULL);
 }
 
@@ -623,15 +630,20 @@ static const coffer_filter_ops unseal_ops = {
 };
 
 coffer_filter *
-coffer_unseal_filter_new(const coffer_keyring *ring, coffer_err *err)
+coffer_unseal_filter_new(coffer_filter *next, const coffer_keyring *ring, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	unseal_filter *u = calloc(1, sizeof(*u));
 	if (u == NULL || (u->ctx = EVP_CIPHER_CTX_new()) == NULL) {
 		free(u);
 		coffer_err_set(err, COFFER_ENOMEM, "no memory for an unseal filter");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	u->base.ops = &unseal_ops;
+	u->base.next = next;
 	u->ring = ring;
 	u->state = UNSEAL_FIXED;
 	return (&u->base);

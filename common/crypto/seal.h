@@ -48,18 +48,19 @@
 #define COFFER_SEAL_FRAME_LEN     4 /* the flag + length word before each chunk */
 
 /* A filter that seals what is written into it and pushes the sealed stream
- * to its next filter. key_id NULL uses the ring's newest key; chunk_size 0
- * uses COFFER_SEAL_CHUNK_DEFAULT, else it must lie within [MIN, MAX]. The
- * key is used at creation only: the ring may be freed afterwards. Returns
- * NULL and fills err (COFFER_ENOENT for an unknown key id, COFFER_EINVAL for
- * a bad chunk size). Created unlinked; link with coffer_filter_link. */
-coffer_filter *coffer_seal_filter_new(
-    const coffer_keyring *ring, const char *key_id, size_t chunk_size, coffer_err *err);
+ * to next. key_id NULL uses the ring's newest key; chunk_size 0 uses
+ * COFFER_SEAL_CHUNK_DEFAULT, else it must lie within [MIN, MAX]. The key is
+ * used at creation only: the ring may be freed afterwards. Returns NULL and
+ * fills err (COFFER_ENOENT for an unknown key id, COFFER_EINVAL for a bad
+ * chunk size); next is owned as common/stream/filter.h says. */
+coffer_filter *coffer_seal_filter_new(coffer_filter *next, const coffer_keyring *ring,
+    const char *key_id, size_t chunk_size, coffer_err *err);
 
 /* A filter that checks and opens a sealed stream written into it and pushes
- * the plaintext to its next filter. ring is borrowed and must outlive the
- * filter. Returns NULL only when out of memory. */
-coffer_filter *coffer_unseal_filter_new(const coffer_keyring *ring, coffer_err *err);
+ * the plaintext to next. ring is borrowed and must outlive the filter.
+ * Returns NULL only when out of memory (or when next is NULL). */
+coffer_filter *coffer_unseal_filter_new(
+    coffer_filter *next, const coffer_keyring *ring, coffer_err *err);
 
 /* The key id a seal filter uses, or that an unseal filter found in the
  * header (NULL until the header has been read and its data key unwrapped).

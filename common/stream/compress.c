@@ -39,9 +39,6 @@ zstd_push(struct zstd_filter *z, size_t len, coffer_err *err)
 		return (0);
 	}
 	z->bytes_out += len;
-	if (z->base.next == NULL) {
-		return (0);
-	}
 	return (coffer_filter_write(z->base.next, z->out, len, err));
 }
 
@@ -152,13 +149,17 @@ set_cparam(struct zstd_filter *z, ZSTD_cParameter p, int value, const char *what
 }
 
 coffer_filter *
-coffer_zstd_compress_new(int level, int workers, coffer_err *err)
+coffer_zstd_compress_new(coffer_filter *next, int level, int workers, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	if (level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
 		coffer_err_set(
 		    err, COFFER_EINVAL, "zstd compression level %d is out of range", level);
 		coffer_err_hint(
 		    err, "use a level from 1 (fastest) to %d (smallest)", ZSTD_maxCLevel());
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	ZSTD_bounds wb = ZSTD_cParam_getBounds(ZSTD_c_nbWorkers);
@@ -169,14 +170,17 @@ coffer_zstd_compress_new(int level, int workers, coffer_err *err)
 		coffer_err_set(err, COFFER_EINVAL, "zstd worker count %d is out of range", workers);
 		coffer_err_hint(err, "use 0 (no threads) up to %d, about one per CPU",
 		    ZSTD_isError(wb.error) ? 0 : wb.upperBound);
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	struct zstd_filter *z = calloc(1, sizeof(*z));
 	if (z == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "cannot allocate a zstd compressor");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	z->base.ops = &zstd_compress_ops;
+	z->base.next = next;
 	z->out_size = ZSTD_CStreamOutSize();
 	z->cctx = ZSTD_createCCtx();
 	z->out = malloc(z->out_size);
@@ -199,7 +203,7 @@ coffer_zstd_compress_new(int level, int workers, coffer_err *err)
 	}
 	return (&z->base);
 fail:
-	zstd_destroy(&z->base);
+	coffer_filter_free_chain(&z->base);
 	return (NULL);
 }
 
@@ -321,14 +325,19 @@ static const coffer_filter_ops zstd_decompress_ops = {
 };
 
 coffer_filter *
-coffer_zstd_decompress_new(coffer_err *err)
+coffer_zstd_decompress_new(coffer_filter *next, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	struct zstd_filter *z = calloc(1, sizeof(*z));
 	if (z == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "cannot allocate a zstd decompressor");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	z->base.ops = &zstd_decompress_ops;
+	z->base.next = next;
 	z->out_size = ZSTD_DStreamOutSize();
 	z->dctx = ZSTD_createDCtx();
 	z->out = malloc(z->out_size);
@@ -345,7 +354,7 @@ coffer_zstd_decompress_new(coffer_err *err)
 	}
 	return (&z->base);
 fail:
-	zstd_destroy(&z->base);
+	coffer_filter_free_chain(&z->base);
 	return (NULL);
 }
 

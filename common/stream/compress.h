@@ -15,8 +15,9 @@
  * decoder limit, which no compression level exceeds (level 22 uses exactly
  * 2^27), so every frame the compressor writes stays decodable.
  *
- * Like every pass-through, a compressor or decompressor with no next drops
- * its output (useful to test or to measure).
+ * Both push their output into next, which they own (see the ownership rule
+ * in common/stream/filter.h); to measure without keeping the output, put a
+ * discard sink behind them.
  */
 #ifndef COFFER_COMMON_STREAM_COMPRESS_H
 #define COFFER_COMMON_STREAM_COMPRESS_H
@@ -35,15 +36,16 @@
 /* Bytes per multithreaded compression job (zstd's minimum is 512 KiB). */
 #define COFFER_ZSTD_JOB_SIZE (1024 * 1024)
 
-/* level: zstd's levels, 1 (fast) to 22 (small), or 0 for zstd's default (3);
- * negative "fast" levels are accepted too. workers: 0 compresses on the
- * caller's thread, N > 0 on N zstd threads, COFFER_ZSTD_WORKERS_AUTO picks.
- * Returns NULL (and fills err: COFFER_EINVAL for a bad level or worker
- * count) on failure. */
-coffer_filter *coffer_zstd_compress_new(int level, int workers, coffer_err *err);
+/* A compressor in front of next. level: zstd's levels, 1 (fast) to 22
+ * (small), or 0 for zstd's default (3); negative "fast" levels are accepted
+ * too. workers: 0 compresses on the caller's thread, N > 0 on N zstd
+ * threads, COFFER_ZSTD_WORKERS_AUTO picks. Returns NULL (and fills err:
+ * COFFER_EINVAL for a bad level or worker count) on failure. */
+coffer_filter *coffer_zstd_compress_new(
+    coffer_filter *next, int level, int workers, coffer_err *err);
 
-/* A single-frame decompressor; see above for its errors. */
-coffer_filter *coffer_zstd_decompress_new(coffer_err *err);
+/* A single-frame decompressor in front of next; see above for its errors. */
+coffer_filter *coffer_zstd_decompress_new(coffer_filter *next, coffer_err *err);
 
 /* Bytes written into the filter so far, and bytes it pushed to next; 0 for
  * another filter type. */

@@ -26,16 +26,6 @@ struct count_filter {
 	uint64_t bytes;
 };
 
-/* A pass-through's last step: a missing next means "discard". */
-static int
-pass_on(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
-{
-	if (f->next == NULL) {
-		return (0);
-	}
-	return (coffer_filter_write(f->next, buf, len, err));
-}
-
 static int
 sha256_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 {
@@ -47,7 +37,7 @@ sha256_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 	if (EVP_DigestUpdate(s->md, buf, len) != 1) {
 		return (coffer_err_openssl(err, COFFER_EINTERNAL, "sha256 update"));
 	}
-	return (pass_on(f, buf, len, err));
+	return (coffer_filter_write(f->next, buf, len, err));
 }
 
 static int
@@ -81,20 +71,24 @@ static const coffer_filter_ops sha256_ops = {
 };
 
 coffer_filter *
-coffer_sha256_filter_new(coffer_err *err)
+coffer_sha256_filter_new(coffer_filter *next, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	struct sha256_filter *s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "cannot allocate a sha256 filter");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	s->base.ops = &sha256_ops;
+	s->base.next = next;
 	s->md = EVP_MD_CTX_new();
 	if (s->md == NULL || EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
 		coffer_err_openssl(err, COFFER_EINTERNAL, "cannot start sha256");
 		coffer_err_hint(err, "check that the OpenSSL default provider is available");
-		EVP_MD_CTX_free(s->md);
-		free(s);
+		coffer_filter_free_chain(&s->base);
 		return (NULL);
 	}
 	return (&s->base);
@@ -119,7 +113,7 @@ count_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
 {
 	struct count_filter *c = (struct count_filter *)f;
 	c->bytes += len;
-	return (pass_on(f, buf, len, err));
+	return (coffer_filter_write(f->next, buf, len, err));
 }
 
 static int
@@ -144,14 +138,19 @@ static const coffer_filter_ops count_ops = {
 };
 
 coffer_filter *
-coffer_count_filter_new(coffer_err *err)
+coffer_count_filter_new(coffer_filter *next, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	struct count_filter *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "cannot allocate a count filter");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	c->base.ops = &count_ops;
+	c->base.next = next;
 	return (&c->base);
 }
 

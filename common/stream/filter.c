@@ -1,22 +1,6 @@
 #include "common/stream/filter.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
-
-coffer_filter *
-coffer_filter_link(coffer_filter *first, ...)
-{
-	va_list ap;
-	va_start(ap, first);
-	coffer_filter *prev = first;
-	coffer_filter *f;
-	while ((f = va_arg(ap, coffer_filter *)) != NULL) {
-		prev->next = f;
-		prev = f;
-	}
-	va_end(ap);
-	return (first);
-}
 
 int
 coffer_filter_write(coffer_filter *f, const void *buf, size_t len, coffer_err *err)
@@ -103,15 +87,64 @@ stop_destroy(coffer_filter *f)
 static const coffer_filter_ops stop_ops = { "stop", stop_write, stop_finish, stop_destroy };
 
 coffer_filter *
-coffer_stop_filter_new(const atomic_bool *stop, const char *what, coffer_err *err)
+coffer_stop_filter_new(
+    coffer_filter *next, const atomic_bool *stop, const char *what, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	stop_filter *s = calloc(1, sizeof(*s));
 	if (s == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	s->base.ops = &stop_ops;
+	s->base.next = next;
 	s->stop = stop;
 	s->what = what;
 	return (&s->base);
+}
+
+typedef struct borrow_filter {
+	coffer_filter base;
+	coffer_filter *chain; /* the lender's; never freed here */
+} borrow_filter;
+
+static int
+borrow_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err)
+{
+	return (coffer_filter_write(((borrow_filter *)f)->chain, buf, len, err));
+}
+
+static int
+borrow_finish(coffer_filter *f, coffer_err *err)
+{
+	return (coffer_filter_finish(((borrow_filter *)f)->chain, err));
+}
+
+static void
+borrow_destroy(coffer_filter *f)
+{
+	free(f);
+}
+
+static const coffer_filter_ops borrow_ops = { "borrow", borrow_write, borrow_finish,
+	borrow_destroy };
+
+coffer_filter *
+coffer_borrow_filter_new(coffer_filter *chain, coffer_err *err)
+{
+	if (chain == NULL) {
+		coffer_err_set(err, COFFER_EINTERNAL, "borrow filter given no chain");
+		return (NULL);
+	}
+	borrow_filter *b = calloc(1, sizeof(*b));
+	if (b == NULL) {
+		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		return (NULL);
+	}
+	b->base.ops = &borrow_ops;
+	b->chain = chain;
+	return (&b->base);
 }

@@ -179,19 +179,25 @@ static const coffer_filter_ops hop_ops = {
 };
 
 coffer_filter *
-coffer_hop_filter_new(size_t slots, size_t slot_size, coffer_err *err)
+coffer_hop_filter_new(coffer_filter *next, size_t slots, size_t slot_size, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	if (slots < 2 || slots > 64 || slot_size < 4096 || slot_size > (16u << 20)) {
 		coffer_err_set(err, COFFER_EINVAL, "hop: %zu slots of %zu bytes is out of range",
 		    slots, slot_size);
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	hop *h = calloc(1, sizeof(*h));
 	if (h == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory for a hop filter");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	h->f.ops = &hop_ops;
+	h->f.next = next;
 	h->nslots = slots;
 	h->slot_size = slot_size;
 	pthread_mutex_init(&h->mu, NULL);
@@ -203,13 +209,13 @@ coffer_hop_filter_new(size_t slots, size_t slot_size, coffer_err *err)
 		ok = (h->slots[i].buf = malloc(slot_size)) != NULL;
 	}
 	if (!ok) {
-		hop_destroy(&h->f);
+		coffer_filter_free_chain(&h->f);
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory for a hop filter");
 		return (NULL);
 	}
 	int prv = pthread_create(&h->thread, NULL, hop_main, h);
 	if (prv != 0) {
-		hop_destroy(&h->f);
+		coffer_filter_free_chain(&h->f);
 		coffer_err_set(err, COFFER_ENOMEM, "cannot start a hop thread");
 		return (NULL);
 	}

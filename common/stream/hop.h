@@ -15,7 +15,9 @@
  *   the caller's thread, with the worker idle: no filter is ever used by two
  *   threads at once.
  * - destroy stops and joins the worker (after it has finished the write in
- *   hand) before returning; it never frees the filters after it.
+ *   hand) before returning; it never frees the filters after it, so
+ *   coffer_filter_free_chain, which frees front to back, joins the worker
+ *   before anything it writes into is freed.
  */
 #ifndef COFFER_COMMON_STREAM_HOP_H
 #define COFFER_COMMON_STREAM_HOP_H
@@ -25,7 +27,10 @@
 #include "common/base/error.h"
 #include "common/stream/filter.h"
 
-/* slots: 2..64; slot_size: 4 KiB..16 MiB. NULL and err on failure. */
-coffer_filter *coffer_hop_filter_new(size_t slots, size_t slot_size, coffer_err *err);
+/* A hop in front of next; next and the filters after it run on the hop's
+ * worker. slots: 2..64; slot_size: 4 KiB..16 MiB. NULL and err on failure
+ * (with next freed, as filter.h's ownership rule says). */
+coffer_filter *coffer_hop_filter_new(
+    coffer_filter *next, size_t slots, size_t slot_size, coffer_err *err);
 
 #endif

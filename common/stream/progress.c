@@ -51,7 +51,7 @@ progress_write(coffer_filter *f, const uint8_t *buf, size_t len, coffer_err *err
 			draw(p, now);
 		}
 	}
-	return (f->next != NULL ? coffer_filter_write(f->next, buf, len, err) : 0);
+	return (coffer_filter_write(f->next, buf, len, err));
 }
 
 static int
@@ -80,14 +80,20 @@ static const coffer_filter_ops progress_ops = {
 };
 
 coffer_filter *
-coffer_progress_filter_new(const char *what, uint64_t expected, coffer_err *err)
+coffer_progress_filter_new(
+    coffer_filter *next, const char *what, uint64_t expected, coffer_err *err)
 {
+	if (next == NULL) {
+		return (NULL);
+	}
 	progress_filter *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	p->base.ops = &progress_ops;
+	p->base.next = next;
 	p->what = what;
 	p->expected = expected;
 	p->tty = isatty(STDERR_FILENO) == 1;

@@ -11,7 +11,9 @@
 
 #include "common/stream/filter.h"
 
-/* expected: rough total in bytes for the ETA; 0 if unknown. */
-coffer_filter *coffer_progress_filter_new(const char *what, uint64_t expected, coffer_err *err);
+/* A pass-through in front of next. expected: rough total in bytes for the
+ * ETA; 0 if unknown. */
+coffer_filter *coffer_progress_filter_new(
+    coffer_filter *next, const char *what, uint64_t expected, coffer_err *err);
 
 #endif

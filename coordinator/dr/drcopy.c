@@ -532,6 +532,20 @@ upload_destroy(coffer_filter *f)
 static const coffer_filter_ops upload_ops = { "dr-upload", upload_write, upload_finish,
 	upload_destroy };
 
+/* up stays the caller's: committing or aborting it is not the chain's job. */
+static coffer_filter *
+upload_sink_new(coffer_s3_upload *up, coffer_err *err)
+{
+	upload_sink *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		coffer_err_set(err, COFFER_ENOMEM, "out of memory for a DR upload");
+		return (NULL);
+	}
+	s->base.ops = &upload_ops;
+	s->up = up;
+	return (&s->base);
+}
+
 /* A copy's working state. */
 typedef struct copy_job {
 	char id[160];
@@ -618,22 +632,14 @@ stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
 	if (rv != 0) {
 		return (rv);
 	}
+	coffer_filter *cnt = coffer_count_filter_new(upload_sink_new(up, err), err);
+	coffer_filter *sha = coffer_sha256_filter_new(cnt, err);
 	/* The stop filter ends a long copy when the coordinator is stopping. */
-	upload_sink *sink = calloc(1, sizeof(*sink));
-	coffer_filter *stop =
-	    sink != NULL ? coffer_stop_filter_new(&d->stop, "the DR copy", err) : NULL;
-	coffer_filter *sha = stop != NULL ? coffer_sha256_filter_new(err) : NULL;
-	coffer_filter *cnt = sha != NULL ? coffer_count_filter_new(err) : NULL;
-	if (cnt == NULL) {
-		free(sink);
-		coffer_filter_free(stop);
-		coffer_filter_free(sha);
+	coffer_filter *chain = coffer_stop_filter_new(sha, &d->stop, "the DR copy", err);
+	if (chain == NULL) {
 		coffer_s3_upload_free(up);
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	sink->base.ops = &upload_ops;
-	sink->up = up;
-	coffer_filter *chain = coffer_filter_link(stop, sha, cnt, &sink->base, NULL);
 	rv = coffer_repo_read(d->primary, src, chain, err);
 	uint8_t md[COFFER_SHA256_LEN];
 	coffer_sha256_filter_digest(sha, md);
@@ -730,21 +736,18 @@ verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
     char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err)
 {
 	int rv;
-	coffer_filter *sha = coffer_sha256_filter_new(err);
-	coffer_filter *sink = sha != NULL ? coffer_discard_sink_new(err) : NULL;
-	if (sink == NULL) {
-		coffer_filter_free(sha);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
+	if (sha == NULL) {
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_filter *chain = coffer_filter_link(sha, sink, NULL);
 	coffer_s3_object_info info;
 	memset(&info, 0, sizeof(info));
-	rv = coffer_s3_get(d->dr, dst, version[0] != '\0' ? version : NULL, chain, &info, err);
+	rv = coffer_s3_get(d->dr, dst, version[0] != '\0' ? version : NULL, sha, &info, err);
 	uint8_t md[COFFER_SHA256_LEN];
 	char got[65];
 	coffer_sha256_filter_digest(sha, md);
 	coffer_hex_encode(md, sizeof(md), got);
-	coffer_filter_free_chain(chain);
+	coffer_filter_free_chain(sha);
 	if (rv != 0) {
 		return (coffer_err_wrap(err, "reading the DR copy back"));
 	}
@@ -783,20 +786,17 @@ verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
 static int
 digest_primary(coord_drcopy *d, const char *key, char sha_out[65], coffer_err *err)
 {
-	coffer_filter *sha = coffer_sha256_filter_new(err);
-	coffer_filter *sink = sha != NULL ? coffer_discard_sink_new(err) : NULL;
-	if (sink == NULL) {
-		coffer_filter_free(sha);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
+	if (sha == NULL) {
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_filter *chain = coffer_filter_link(sha, sink, NULL);
-	int rv = coffer_repo_read(d->primary, key, chain, err);
+	int rv = coffer_repo_read(d->primary, key, sha, err);
 	if (rv == 0) {
 		uint8_t md[COFFER_SHA256_LEN];
 		coffer_sha256_filter_digest(sha, md);
 		coffer_hex_encode(md, sizeof(md), sha_out);
 	}
-	coffer_filter_free_chain(chain);
+	coffer_filter_free_chain(sha);
 	return (rv);
 }
 

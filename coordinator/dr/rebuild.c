@@ -51,22 +51,18 @@ read_whole(coffer_repo *repo, const char *key, size_t max, coffer_filter **sink,
 static int
 check_data(coffer_repo *repo, const char *key, const coffer_manifest *m, coffer_err *err)
 {
-	coffer_filter *sha = coffer_sha256_filter_new(err);
-	coffer_filter *cnt = sha != NULL ? coffer_count_filter_new(err) : NULL;
-	coffer_filter *sink = cnt != NULL ? coffer_discard_sink_new(err) : NULL;
-	if (sink == NULL) {
-		coffer_filter_free(sha);
-		coffer_filter_free(cnt);
+	coffer_filter *cnt = coffer_count_filter_new(coffer_discard_sink_new(err), err);
+	coffer_filter *sha = coffer_sha256_filter_new(cnt, err);
+	if (sha == NULL) {
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_filter *chain = coffer_filter_link(sha, cnt, sink, NULL);
-	int rv = coffer_repo_read(repo, key, chain, err);
+	int rv = coffer_repo_read(repo, key, sha, err);
 	uint8_t md[COFFER_SHA256_LEN];
 	char got[65];
 	coffer_sha256_filter_digest(sha, md);
 	coffer_hex_encode(md, sizeof(md), got);
 	uint64_t bytes = coffer_count_filter_bytes(cnt);
-	coffer_filter_free_chain(chain);
+	coffer_filter_free_chain(sha);
 	if (rv == COFFER_ENOENT) {
 		return (coffer_err_set(err, COFFER_ENOENT, "the data object is missing"));
 	}

@@ -1299,17 +1299,12 @@ digest_object(coord_drills *d, coffer_repo *repo, const char *key, char sha_hex[
 {
 	/* Fails once the coordinator is stopping: a sweep in the middle of a
 	 * large object does not hold up shutdown. */
-	coffer_filter *stop = coffer_stop_filter_new(&d->stop, "the integrity sweep", err);
-	coffer_filter *sha = stop != NULL ? coffer_sha256_filter_new(err) : NULL;
-	coffer_filter *cnt = sha != NULL ? coffer_count_filter_new(err) : NULL;
-	coffer_filter *sink = cnt != NULL ? coffer_discard_sink_new(err) : NULL;
-	if (sink == NULL) {
-		coffer_filter_free(stop);
-		coffer_filter_free(sha);
-		coffer_filter_free(cnt);
+	coffer_filter *cnt = coffer_count_filter_new(coffer_discard_sink_new(err), err);
+	coffer_filter *sha = coffer_sha256_filter_new(cnt, err);
+	coffer_filter *chain = coffer_stop_filter_new(sha, &d->stop, "the integrity sweep", err);
+	if (chain == NULL) {
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	coffer_filter *chain = coffer_filter_link(stop, sha, cnt, sink, NULL);
 	int rv = coffer_repo_read(repo, key, chain, err);
 	if (rv == 0) {
 		uint8_t md[COFFER_SHA256_LEN];

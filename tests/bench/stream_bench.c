@@ -237,11 +237,11 @@ run_filters(const struct bench_case *c, int in_fd, int out_fd)
 		chain = sink;
 		break;
 	case K_SHA:
-		chain = coffer_filter_link(coffer_sha256_filter_new(&err), sink, NULL);
+		chain = coffer_sha256_filter_new(sink, &err);
 		break;
 	case K_ZSTD:
-		measured = coffer_zstd_compress_new(c->level, c->workers, &err);
-		chain = measured == NULL ? NULL : coffer_filter_link(measured, sink, NULL);
+		measured = coffer_zstd_compress_new(sink, c->level, c->workers, &err);
+		chain = measured;
 		break;
 	case K_CHAIN: {
 #if HAVE_SEAL
@@ -249,20 +249,18 @@ run_filters(const struct bench_case *c, int in_fd, int out_fd)
 		if (coffer_keyring_load(keyring_path, &ring, &err) != 0) {
 			break;
 		}
-		coffer_filter *sha_in = coffer_sha256_filter_new(&err);
-		coffer_filter *z = coffer_zstd_compress_new(c->level, c->workers, &err);
-		coffer_filter *seal = coffer_seal_filter_new(ring, NULL, 0, &err);
-		coffer_filter *sha_out = coffer_sha256_filter_new(&err);
-		measured = coffer_count_filter_new(&err);
+		measured = coffer_count_filter_new(sink, &err);
+		coffer_filter *sha_out = coffer_sha256_filter_new(measured, &err);
+		chain = coffer_sha256_filter_new(
+		    coffer_zstd_compress_new(coffer_seal_filter_new(sha_out, ring, NULL, 0, &err),
+		        c->level, c->workers, &err),
+		    &err);
 		coffer_keyring_free(ring);
-		if (sha_in && z && seal && sha_out && measured) {
-			chain = coffer_filter_link(sha_in, z, seal, sha_out, measured, sink, NULL);
-		}
 #endif
 		break;
 	}
 	case K_UNZSTD:
-		chain = coffer_filter_link(coffer_zstd_decompress_new(&err), sink, NULL);
+		chain = coffer_zstd_decompress_new(sink, &err);
 		break;
 	case K_RESTORE: {
 #if HAVE_SEAL
@@ -272,12 +270,9 @@ run_filters(const struct bench_case *c, int in_fd, int out_fd)
 		if (coffer_keyring_load(keyring_path, &ring, &err) != 0) {
 			break;
 		}
-		coffer_filter *unseal = coffer_unseal_filter_new(ring, &err);
-		coffer_filter *z = coffer_zstd_decompress_new(&err);
-		coffer_filter *sha = coffer_sha256_filter_new(&err);
-		if (unseal && z && sha) {
-			chain = coffer_filter_link(unseal, z, sha, sink, NULL);
-		}
+		chain = coffer_unseal_filter_new(
+		    coffer_zstd_decompress_new(coffer_sha256_filter_new(sink, &err), &err), ring,
+		    &err);
 #endif
 		break;
 	}
@@ -394,21 +389,17 @@ prepare(const char *plain, const char *zst, const char *sealed)
 	for (int k = 0; rv == 0 && k < 2; k++) {
 		int in = open(plain, O_RDONLY);
 		int out = open(k == 0 ? zst : sealed, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		coffer_filter *z = coffer_zstd_compress_new(3, 2, &err);
-		coffer_filter *seal = k == 0 ? NULL : coffer_seal_filter_new(ring, NULL, 0, &err);
-		coffer_filter *sink = out < 0 ? NULL : coffer_fd_sink_new(out, &err);
-		if (in < 0 || z == NULL || sink == NULL || (k == 1 && seal == NULL)) {
+		coffer_filter *chain = out < 0 ? NULL : coffer_fd_sink_new(out, &err);
+		if (k == 1) {
+			chain = coffer_seal_filter_new(chain, ring, NULL, 0, &err);
+		}
+		chain = coffer_zstd_compress_new(chain, 3, 2, &err);
+		if (in < 0 || chain == NULL) {
 			rv = -1;
 		} else {
-			coffer_filter *chain = k == 0 ? coffer_filter_link(z, sink, NULL)
-			                              : coffer_filter_link(z, seal, sink, NULL);
-			z = seal = sink = NULL;
 			rv = coffer_filter_pump_fd(in, chain, PUMP_BUF, &err);
-			coffer_filter_free_chain(chain);
 		}
-		coffer_filter_free(z);
-		coffer_filter_free(seal);
-		coffer_filter_free(sink);
+		coffer_filter_free_chain(chain);
 		if (in >= 0) {
 			close(in);
 		}

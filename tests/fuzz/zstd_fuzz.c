@@ -9,6 +9,7 @@
 
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
+#include "common/stream/sink.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -16,14 +17,14 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	size_t cut = size > 0 ? (size_t)data[0] % (size + 1) : 0;
-	coffer_filter *z = coffer_zstd_decompress_new(NULL);
-	coffer_filter *cnt = coffer_count_filter_new(NULL);
-	if (z == NULL || cnt == NULL) {
+	/* The output is discarded, so only the decompressor's own memory
+	 * counts. */
+	coffer_filter *cnt = coffer_count_filter_new(coffer_discard_sink_new(NULL), NULL);
+	coffer_filter *z = coffer_zstd_decompress_new(cnt, NULL);
+	if (z == NULL) {
 		abort();
 	}
-	/* No sink after the counter: the output is discarded, so only the
-	 * decompressor's own memory counts. */
-	coffer_filter *chain = coffer_filter_link(z, cnt, NULL);
+	coffer_filter *chain = z;
 	int rv = coffer_filter_write(chain, data, cut, NULL);
 	if (rv == 0) {
 		rv = coffer_filter_write(chain, data + cut, size - cut, NULL);

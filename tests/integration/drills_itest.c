@@ -533,9 +533,12 @@ put_object(const char *service, const char *id, const char *name, const char *te
 	    coffer_repo_write_begin(repo, key, &sink, &err) != 0) {
 		die("repo write %s: %s", key, err.msg);
 	}
-	coffer_filter *d = coffer_sha256_filter_new(&err);
-	coffer_filter *c = coffer_count_filter_new(&err);
-	coffer_filter *chain = coffer_filter_link(d, c, sink, NULL);
+	coffer_filter *c = coffer_count_filter_new(sink, &err);
+	coffer_filter *d = coffer_sha256_filter_new(c, &err);
+	if (d == NULL) {
+		die("filters: %s", err.msg);
+	}
+	coffer_filter *chain = d;
 	/* Enough bytes to need several reads of the sweep's stream. */
 	for (int i = 0; i < 4096; i++) {
 		if (coffer_filter_write(chain, text, strlen(text), &err) != 0) {

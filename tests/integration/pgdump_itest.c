@@ -234,18 +234,19 @@ run_dump(int argc, char **argv)
 			rv = coffer_err_errno(&err, errno, "opening", outfile);
 		}
 	}
-	if (rv == 0 && (hash = coffer_sha256_filter_new(&err)) == NULL) {
-		rv = err.code;
-	}
 	if (rv == 0 && (sink = coffer_fd_sink_new(fd, &err)) == NULL) {
 		rv = err.code;
+	}
+	if (rv == 0) {
+		coffer_fd_sink_set_name(sink, outfile);
+		if ((hash = coffer_sha256_filter_new(sink, &err)) == NULL) {
+			rv = err.code; /* and sink is gone with it */
+		}
 	}
 	pthread_t th;
 	bool have_thread = false;
 	agent_child_result res;
 	if (rv == 0) {
-		coffer_fd_sink_set_name(sink, outfile);
-		coffer_filter_link(hash, sink, NULL);
 		if (cancel_ms >= 0) {
 			have_thread = pthread_create(&th, NULL, cancel_later, &cancel_ms) == 0;
 		}

@@ -97,8 +97,10 @@ write_object(coffer_repo *repo, const char *key, uint64_t size, uint64_t seed, u
 	if (rc != 0) {
 		return (rc);
 	}
-	coffer_filter *sha = coffer_sha256_filter_new(err);
-	coffer_filter_link(sha, sink, NULL);
+	coffer_filter *sha = coffer_sha256_filter_new(sink, err);
+	if (sha == NULL) {
+		return (err->code);
+	}
 	/* Odd-sized writes, so parts never line up with the writes. */
 	static uint8_t buf[1000003];
 	uint64_t left = size;
@@ -125,9 +127,11 @@ write_object(coffer_repo *repo, const char *key, uint64_t size, uint64_t seed, u
 static int
 read_digest(coffer_repo *repo, const char *key, uint8_t digest[32], uint64_t *size, coffer_err *err)
 {
-	coffer_filter *sha = coffer_sha256_filter_new(err);
-	coffer_filter *cnt = coffer_count_filter_new(err);
-	coffer_filter_link(sha, cnt, NULL);
+	coffer_filter *cnt = coffer_count_filter_new(coffer_discard_sink_new(err), err);
+	coffer_filter *sha = coffer_sha256_filter_new(cnt, err);
+	if (sha == NULL) {
+		return (err->code);
+	}
 	int rc = coffer_repo_read(repo, key, sha, err);
 	if (rc == 0) {
 		rc = coffer_sha256_filter_digest(sha, digest);
@@ -180,9 +184,9 @@ cmd_roundtrip(const char *bucket, uint64_t size)
 	    COFFER_ENOENT) {
 		return (die("stat of a missing key is not ENOENT", &err));
 	}
-	coffer_filter *sha = coffer_sha256_filter_new(&err);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
 	rc = coffer_repo_read(repo, "services/billing/backups/none/data", sha, &err);
-	coffer_filter_free(sha);
+	coffer_filter_free_chain(sha);
 	if (rc != COFFER_ENOENT || strstr(err.msg, "NoSuchKey") == NULL) {
 		return (die("read of a missing key is not ENOENT/NoSuchKey", &err));
 	}
@@ -727,9 +731,11 @@ cmd_sha(const char *bucket, const char *key)
 	coffer_s3_config cfg = s3_cfg(bucket);
 	coffer_s3 *s3 = NULL;
 	coffer_err err = { 0 };
-	coffer_filter *sha = coffer_sha256_filter_new(&err);
-	coffer_filter *cnt = coffer_count_filter_new(&err);
-	coffer_filter_link(sha, cnt, NULL);
+	coffer_filter *cnt = coffer_count_filter_new(coffer_discard_sink_new(&err), &err);
+	coffer_filter *sha = coffer_sha256_filter_new(cnt, &err);
+	if (sha == NULL) {
+		return (die("filters", &err));
+	}
 	int rc = coffer_s3_new(&cfg, &s3, &err);
 	if (rc == 0) {
 		rc = coffer_s3_get(s3, key, NULL, sha, NULL, &err);

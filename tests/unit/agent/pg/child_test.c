@@ -34,11 +34,9 @@ static void
 chain_new(struct chain *c, size_t max)
 {
 	coffer_err err;
-	c->hash = coffer_sha256_filter_new(&err);
 	c->buf = coffer_buffer_sink_new(max, &err);
+	c->hash = coffer_sha256_filter_new(c->buf, &err);
 	assert_non_null(c->hash);
-	assert_non_null(c->buf);
-	coffer_filter_link(c->hash, c->buf, NULL);
 }
 
 static bool
@@ -99,9 +97,8 @@ test_large_output_streams(void **state)
 {
 	(void)state;
 	coffer_err err = { 0 };
-	coffer_filter *count = coffer_count_filter_new(&err);
-	coffer_filter *drop = coffer_discard_sink_new(&err);
-	coffer_filter_link(count, drop, NULL);
+	coffer_filter *count = coffer_count_filter_new(coffer_discard_sink_new(&err), &err);
+	assert_non_null(count);
 	agent_child_result res;
 	assert_int_equal(run_sh("head -c 5000000 /dev/zero", count, &res, &err), 0);
 	assert_int_equal(coffer_count_filter_bytes(count), 5000000);

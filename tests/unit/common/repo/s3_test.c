@@ -25,6 +25,7 @@
 
 #include "common/repo/s3.h"
 #include "common/stream/digest.h"
+#include "common/stream/sink.h"
 
 static void
 test_error_mapping(void **state)
@@ -595,7 +596,7 @@ test_get_resumes(void **state)
 	struct server *sv = server_start(SC_RESUME);
 	coffer_s3 *s3 = client_for(sv, 3, 0);
 	coffer_err err = { 0 };
-	coffer_filter *sha = coffer_sha256_filter_new(&err);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
 	coffer_s3_object_info info;
 	assert_int_equal(coffer_s3_get(s3, "k/data", NULL, sha, &info, &err), 0);
 	uint8_t got[32], want[32];
@@ -607,13 +608,13 @@ test_get_resumes(void **state)
 	assert_int_equal(sv->requests, 2);
 	assert_string_equal(sv->range, "bytes=50000-");
 	assert_string_equal(sv->if_match, "\"v1\"");
-	coffer_filter_free(sha);
+	coffer_filter_free_chain(sha);
 
 	/* Without retries the cut is an error, not a short object. */
 	coffer_s3 *once = client_for(sv, 1, 0);
-	sha = coffer_sha256_filter_new(&err);
+	sha = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
 	assert_int_equal(coffer_s3_get(once, "k/data", NULL, sha, NULL, &err), COFFER_EUNAVAIL);
-	coffer_filter_free(sha);
+	coffer_filter_free_chain(sha);
 	coffer_s3_free(once);
 	coffer_s3_free(s3);
 	server_stop(sv);

@@ -89,10 +89,10 @@ static uint8_t *
 compress_all(const uint8_t *data, size_t len, int level, int workers, size_t *out_len)
 {
 	coffer_err err = { 0 };
-	coffer_filter *z = coffer_zstd_compress_new(level, workers, &err);
-	assert_non_null(z);
 	coffer_filter *buf = coffer_buffer_sink_new(len + len / 8 + 1024, &err);
-	coffer_filter *chain = coffer_filter_link(z, buf, NULL);
+	coffer_filter *z = coffer_zstd_compress_new(buf, level, workers, &err);
+	assert_non_null(z);
+	coffer_filter *chain = z;
 	assert_int_equal(write_pieces(chain, data, len, &err), 0);
 	assert_int_equal(coffer_filter_finish(chain, &err), 0);
 	assert_int_equal(coffer_zstd_bytes_in(z), len);
@@ -113,10 +113,10 @@ static int
 decompress_check(
     const uint8_t *frame, size_t len, const uint8_t *want, size_t want_len, coffer_err *err)
 {
-	coffer_filter *d = coffer_zstd_decompress_new(err);
-	assert_non_null(d);
 	coffer_filter *buf = coffer_buffer_sink_new(want_len + 1, err);
-	coffer_filter *chain = coffer_filter_link(d, buf, NULL);
+	coffer_filter *d = coffer_zstd_decompress_new(buf, err);
+	assert_non_null(d);
+	coffer_filter *chain = d;
 	int rv = write_pieces(chain, frame, len, err);
 	if (rv == 0) {
 		rv = coffer_filter_finish(chain, err);
@@ -166,16 +166,17 @@ static void
 test_streaming_chain_digests(void **state)
 {
 	(void)state;
-	/* plain -> sha -> zstd(2 workers) -> zstd-d -> sha, with no sink at
-	 * the end: the digests on both sides of the round trip must agree. */
+	/* plain -> sha -> zstd(2 workers) -> zstd-d -> sha -> discard: the
+	 * digests on both sides of the round trip must agree. */
 	size_t len = 3 * MiB + 17;
 	uint8_t *data = text_bytes(len);
 	coffer_err err = { 0 };
-	coffer_filter *sha_in = coffer_sha256_filter_new(&err);
-	coffer_filter *z = coffer_zstd_compress_new(3, 2, &err);
-	coffer_filter *d = coffer_zstd_decompress_new(&err);
-	coffer_filter *sha_out = coffer_sha256_filter_new(&err);
-	coffer_filter *chain = coffer_filter_link(sha_in, z, d, sha_out, NULL);
+	coffer_filter *sha_out = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
+	coffer_filter *d = coffer_zstd_decompress_new(sha_out, &err);
+	coffer_filter *sha_in =
+	    coffer_sha256_filter_new(coffer_zstd_compress_new(d, 3, 2, &err), &err);
+	assert_non_null(sha_in);
+	coffer_filter *chain = sha_in;
 	assert_int_equal(write_pieces(chain, data, len, &err), 0);
 	assert_int_equal(coffer_filter_finish(chain, &err), 0);
 	uint8_t a[32], b[32];
@@ -280,13 +281,13 @@ test_trailing_garbage(void **state)
 	 * the frame) and in one write. */
 	assert_int_equal(decompress_check(more, flen + 1, NULL, len, &err), COFFER_ECORRUPT);
 	assert_non_null(strstr(err.msg, "after the end of the zstd frame"));
-	coffer_filter *d = coffer_zstd_decompress_new(&err);
+	coffer_filter *d = coffer_zstd_decompress_new(coffer_discard_sink_new(&err), &err);
 	assert_int_equal(coffer_filter_write(d, more, flen + 1, &err), COFFER_ECORRUPT);
-	coffer_filter_free(d);
-	d = coffer_zstd_decompress_new(&err);
+	coffer_filter_free_chain(d);
+	d = coffer_zstd_decompress_new(coffer_discard_sink_new(&err), &err);
 	assert_int_equal(coffer_filter_write(d, more, flen, &err), 0);
 	assert_int_equal(coffer_filter_write(d, "\0", 1, &err), COFFER_ECORRUPT);
-	coffer_filter_free(d);
+	coffer_filter_free_chain(d);
 	/* A second, valid frame is garbage too: an object is one frame. */
 	memcpy(more + flen, frame, flen);
 	assert_int_equal(decompress_check(more, 2 * flen, NULL, len, &err), COFFER_ECORRUPT);
@@ -389,34 +390,38 @@ test_bad_arguments(void **state)
 {
 	(void)state;
 	coffer_err err = { 0 };
-	assert_null(coffer_zstd_compress_new(23, 0, &err));
+	/* Each refusal frees the sink it was handed (the leak checker says
+	 * so). */
+	assert_null(coffer_zstd_compress_new(coffer_discard_sink_new(&err), 23, 0, &err));
 	assert_int_equal(err.code, COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "level 23"));
 	assert_true(err.hint[0] != '\0');
-	assert_null(coffer_zstd_compress_new(3, -5, &err));
+	assert_null(coffer_zstd_compress_new(coffer_discard_sink_new(&err), 3, -5, &err));
 	assert_int_equal(err.code, COFFER_EINVAL);
 	assert_non_null(strstr(err.msg, "worker count -5"));
-	assert_null(coffer_zstd_compress_new(3, 100000, &err));
+	assert_null(coffer_zstd_compress_new(coffer_discard_sink_new(&err), 3, 100000, &err));
 	assert_int_equal(err.code, COFFER_EINVAL);
-	assert_null(coffer_zstd_compress_new(99, 0, NULL));
-	coffer_filter *z = coffer_zstd_compress_new(0, COFFER_ZSTD_WORKERS_AUTO, &err);
+	assert_null(coffer_zstd_compress_new(coffer_discard_sink_new(NULL), 99, 0, NULL));
+	coffer_filter *z = coffer_zstd_compress_new(
+	    coffer_discard_sink_new(&err), 0, COFFER_ZSTD_WORKERS_AUTO, &err);
 	assert_non_null(z);
-	coffer_filter_free(z);
-	z = coffer_zstd_compress_new(-5, 0, &err); /* zstd's "fast" levels */
+	coffer_filter_free_chain(z);
+	/* zstd's "fast" levels */
+	z = coffer_zstd_compress_new(coffer_discard_sink_new(&err), -5, 0, &err);
 	assert_non_null(z);
-	coffer_filter_free(z);
+	coffer_filter_free_chain(z);
 
 	/* Accessors on a filter of another type. */
-	coffer_filter *cnt = coffer_count_filter_new(&err);
+	coffer_filter *cnt = coffer_count_filter_new(coffer_discard_sink_new(&err), &err);
 	assert_int_equal(coffer_zstd_bytes_in(cnt), 0);
 	assert_int_equal(coffer_zstd_bytes_out(NULL), 0);
-	coffer_filter_free(cnt);
+	coffer_filter_free_chain(cnt);
 
 	/* Use after finish is refused. */
-	z = coffer_zstd_compress_new(1, 0, &err);
+	z = coffer_zstd_compress_new(coffer_discard_sink_new(&err), 1, 0, &err);
 	assert_int_equal(coffer_filter_finish(z, &err), 0);
 	assert_int_equal(coffer_filter_write(z, "a", 1, &err), COFFER_EINTERNAL);
-	coffer_filter_free(z);
+	coffer_filter_free_chain(z);
 }
 
 static void
@@ -428,9 +433,9 @@ test_downstream_failure(void **state)
 	coffer_err err = { 0 };
 	for (int workers = 0; workers <= 2; workers++) {
 		/* Compressor output bigger than the sink allows. */
-		coffer_filter *z = coffer_zstd_compress_new(1, workers, &err);
-		coffer_filter *buf = coffer_buffer_sink_new(len / 2, &err);
-		coffer_filter *chain = coffer_filter_link(z, buf, NULL);
+		coffer_filter *chain = coffer_zstd_compress_new(
+		    coffer_buffer_sink_new(len / 2, &err), 1, workers, &err);
+		assert_non_null(chain);
 		int rv = write_pieces(chain, data, len, &err);
 		if (rv == 0) {
 			rv = coffer_filter_finish(chain, &err);
@@ -442,9 +447,9 @@ test_downstream_failure(void **state)
 	/* Decompressor output bigger than the sink allows. */
 	size_t flen = 0;
 	uint8_t *frame = compress_all(data, len, 1, 0, &flen);
-	coffer_filter *d = coffer_zstd_decompress_new(&err);
-	coffer_filter *small = coffer_buffer_sink_new(len - 1, &err);
-	coffer_filter *chain = coffer_filter_link(d, small, NULL);
+	coffer_filter *chain =
+	    coffer_zstd_decompress_new(coffer_buffer_sink_new(len - 1, &err), &err);
+	assert_non_null(chain);
 	int rv = write_pieces(chain, frame, flen, &err);
 	if (rv == 0) {
 		rv = coffer_filter_finish(chain, &err);

@@ -40,7 +40,7 @@ hash_vector(const struct vector *v, size_t piece, char hex[COFFER_SHA256_HEX_LEN
 		memcpy(all + i * one, v->input, one);
 	}
 	coffer_err err = { 0 };
-	coffer_filter *f = coffer_sha256_filter_new(&err);
+	coffer_filter *f = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
 	assert_non_null(f);
 	size_t step = piece == 0 ? (total == 0 ? 1 : total) : piece;
 	for (size_t off = 0; off < total; off += step) {
@@ -51,7 +51,7 @@ hash_vector(const struct vector *v, size_t piece, char hex[COFFER_SHA256_HEX_LEN
 	uint8_t md[COFFER_SHA256_LEN];
 	assert_int_equal(coffer_sha256_filter_digest(f, md), 0);
 	coffer_hex_encode(md, sizeof(md), hex);
-	coffer_filter_free(f);
+	coffer_filter_free_chain(f);
 	free(all);
 }
 
@@ -77,13 +77,11 @@ test_sha256_passes_bytes_through(void **state)
 {
 	(void)state;
 	coffer_err err = { 0 };
-	coffer_filter *sha = coffer_sha256_filter_new(&err);
-	coffer_filter *cnt = coffer_count_filter_new(&err);
 	coffer_filter *buf = coffer_buffer_sink_new(1024, &err);
-	assert_non_null(sha);
+	coffer_filter *sha = coffer_sha256_filter_new(buf, &err);
+	coffer_filter *cnt = coffer_count_filter_new(sha, &err);
 	assert_non_null(cnt);
-	assert_non_null(buf);
-	coffer_filter *chain = coffer_filter_link(cnt, sha, buf, NULL);
+	coffer_filter *chain = cnt;
 	uint8_t data[300];
 	for (size_t i = 0; i < sizeof(data); i++) {
 		data[i] = (uint8_t)(i * 7 + 1);
@@ -98,15 +96,15 @@ test_sha256_passes_bytes_through(void **state)
 	assert_int_equal(len, sizeof(data));
 	assert_memory_equal(out, data, sizeof(data));
 
-	/* The same bytes hashed by a lone filter (no next: discard) agree. */
-	coffer_filter *lone = coffer_sha256_filter_new(&err);
+	/* The same bytes hashed in front of a discard sink agree. */
+	coffer_filter *lone = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
 	assert_int_equal(coffer_filter_write(lone, data, sizeof(data), &err), 0);
 	assert_int_equal(coffer_filter_finish(lone, &err), 0);
 	uint8_t a[32], b[32];
 	assert_int_equal(coffer_sha256_filter_digest(sha, a), 0);
 	assert_int_equal(coffer_sha256_filter_digest(lone, b), 0);
 	assert_memory_equal(a, b, 32);
-	coffer_filter_free(lone);
+	coffer_filter_free_chain(lone);
 	coffer_filter_free_chain(chain);
 }
 
@@ -115,8 +113,8 @@ test_sha256_misuse(void **state)
 {
 	(void)state;
 	coffer_err err = { 0 };
-	coffer_filter *sha = coffer_sha256_filter_new(&err);
-	coffer_filter *cnt = coffer_count_filter_new(&err);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
+	coffer_filter *cnt = coffer_count_filter_new(coffer_discard_sink_new(&err), &err);
 	uint8_t md[32];
 	assert_int_equal(coffer_filter_write(sha, "x", 1, &err), 0);
 	/* No digest before finish: a half-stream digest must never be
@@ -131,8 +129,8 @@ test_sha256_misuse(void **state)
 	assert_non_null(strstr(err.msg, "after it was finished"));
 	/* The failed write poisoned the filter: it is refused from now on. */
 	assert_int_equal(coffer_filter_finish(sha, &err), COFFER_EINTERNAL);
-	coffer_filter_free(sha);
-	coffer_filter_free(cnt);
+	coffer_filter_free_chain(sha);
+	coffer_filter_free_chain(cnt);
 	coffer_filter_free(NULL);
 }
 
@@ -141,10 +139,9 @@ test_downstream_failure_surfaces(void **state)
 {
 	(void)state;
 	coffer_err err = { 0 };
-	coffer_filter *sha = coffer_sha256_filter_new(&err);
-	coffer_filter *cnt = coffer_count_filter_new(&err);
-	coffer_filter *buf = coffer_buffer_sink_new(10, &err);
-	coffer_filter *chain = coffer_filter_link(sha, cnt, buf, NULL);
+	coffer_filter *chain = coffer_sha256_filter_new(
+	    coffer_count_filter_new(coffer_buffer_sink_new(10, &err), &err), &err);
+	assert_non_null(chain);
 	assert_int_equal(coffer_filter_write(chain, "0123456789", 10, &err), 0);
 	assert_int_equal(coffer_filter_write(chain, "a", 1, &err), COFFER_ETOOBIG);
 	assert_int_equal(err.code, COFFER_ETOOBIG);

@@ -14,6 +14,7 @@
 
 #include "common/stream/digest.h"
 #include "common/stream/hop.h"
+#include "common/stream/sink.h"
 
 /* A downstream filter that records what it got, and fails after a limit. */
 typedef struct recorder {
@@ -61,9 +62,9 @@ test_order_and_content(void **state)
 	(void)state;
 	recorder r = { .f = { .ops = &rec_ops }, .fail_after = SIZE_MAX };
 	coffer_err err = { 0 };
-	coffer_filter *hop = coffer_hop_filter_new(3, 4096, &err);
+	/* r is on the stack: the hop is freed alone, never with its chain. */
+	coffer_filter *hop = coffer_hop_filter_new(&r.f, 3, 4096, &err);
 	assert_non_null(hop);
-	coffer_filter_link(hop, &r.f, NULL);
 	size_t total = 0;
 	uint8_t buf[20000];
 	srand(7);
@@ -93,9 +94,9 @@ test_downstream_failure(void **state)
 	(void)state;
 	recorder r = { .f = { .ops = &rec_ops }, .fail_after = 100000 };
 	coffer_err err = { 0 };
-	coffer_filter *hop = coffer_hop_filter_new(2, 4096, &err);
+	/* r is on the stack: the hop is freed alone, never with its chain. */
+	coffer_filter *hop = coffer_hop_filter_new(&r.f, 2, 4096, &err);
 	assert_non_null(hop);
-	coffer_filter_link(hop, &r.f, NULL);
 	uint8_t buf[1000] = { 0 };
 	int rv = 0;
 	for (int i = 0; i < 1000 && rv == 0; i++) {
@@ -117,9 +118,9 @@ test_free_mid_stream(void **state)
 	(void)state;
 	recorder r = { .f = { .ops = &rec_ops }, .fail_after = SIZE_MAX };
 	coffer_err err = { 0 };
-	coffer_filter *hop = coffer_hop_filter_new(4, 4096, &err);
+	/* r is on the stack: the hop is freed alone, never with its chain. */
+	coffer_filter *hop = coffer_hop_filter_new(&r.f, 4, 4096, &err);
 	assert_non_null(hop);
-	coffer_filter_link(hop, &r.f, NULL);
 	uint8_t buf[50000] = { 1 };
 	assert_int_equal(coffer_filter_write(hop, buf, sizeof(buf), &err), 0);
 	coffer_filter_free(hop); /* joins the worker; must not hang or crash */
@@ -132,10 +133,10 @@ test_bad_sizes(void **state)
 {
 	(void)state;
 	coffer_err err = { 0 };
-	assert_null(coffer_hop_filter_new(1, 4096, &err));
+	assert_null(coffer_hop_filter_new(coffer_discard_sink_new(&err), 1, 4096, &err));
 	assert_int_equal(err.code, COFFER_EINVAL);
-	assert_null(coffer_hop_filter_new(4, 100, &err));
-	assert_null(coffer_hop_filter_new(65, 4096, &err));
+	assert_null(coffer_hop_filter_new(coffer_discard_sink_new(&err), 4, 100, &err));
+	assert_null(coffer_hop_filter_new(coffer_discard_sink_new(&err), 65, 4096, &err));
 }
 
 int

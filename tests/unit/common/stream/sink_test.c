@@ -80,11 +80,11 @@ static void
 sha256_of(const uint8_t *data, size_t len, uint8_t md[32])
 {
 	coffer_err err = { 0 };
-	coffer_filter *s = coffer_sha256_filter_new(&err);
+	coffer_filter *s = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
 	assert_int_equal(coffer_filter_write(s, data, len, &err), 0);
 	assert_int_equal(coffer_filter_finish(s, &err), 0);
 	assert_int_equal(coffer_sha256_filter_digest(s, md), 0);
-	coffer_filter_free(s);
+	coffer_filter_free_chain(s);
 }
 
 static void
@@ -233,13 +233,13 @@ spawn_hasher(int in, int out, int other)
 	}
 	close(other);
 	coffer_err err = { 0 };
-	coffer_filter *sha = coffer_sha256_filter_new(&err);
+	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
 	uint8_t md[32];
 	if (coffer_filter_pump_fd(in, sha, 777, &err) != 0 ||
 	    coffer_sha256_filter_digest(sha, md) != 0 || write(out, md, 32) != 32) {
 		_exit(1);
 	}
-	coffer_filter_free(sha);
+	coffer_filter_free_chain(sha);
 	_exit(0);
 }
 
@@ -345,9 +345,10 @@ test_pump_file(void **state)
 		}
 		int fd = open(f->path, O_RDONLY);
 		coffer_err err = { 0 };
-		coffer_filter *sha = coffer_sha256_filter_new(&err);
-		coffer_filter *cnt = coffer_count_filter_new(&err);
-		coffer_filter *chain = coffer_filter_link(sha, cnt, NULL);
+		coffer_filter *cnt = coffer_count_filter_new(coffer_discard_sink_new(&err), &err);
+		coffer_filter *sha = coffer_sha256_filter_new(cnt, &err);
+		assert_non_null(sha);
+		coffer_filter *chain = sha;
 		assert_int_equal(coffer_filter_pump_fd(fd, chain, bufsizes[i], &err), 0);
 		uint8_t got[32];
 		/* Finished by the pump: the digest is readable. */
@@ -392,9 +393,9 @@ test_pump_errors(void **state)
 	assert_int_equal(fwrite(cut, 1, sizeof(cut), fp), sizeof(cut));
 	fclose(fp);
 	fd = open(f->path, O_RDONLY);
-	coffer_filter *z = coffer_zstd_decompress_new(&err);
+	coffer_filter *z = coffer_zstd_decompress_new(coffer_discard_sink_new(&err), &err);
 	assert_int_equal(coffer_filter_pump_fd(fd, z, 0, &err), COFFER_ETRUNC);
-	coffer_filter_free(z);
+	coffer_filter_free_chain(z);
 	close(fd);
 }
 
@@ -446,11 +447,9 @@ test_stop_filter(void **state)
 	(void)state;
 	atomic_bool stop = false;
 	coffer_err err = { 0 };
-	coffer_filter *f = coffer_stop_filter_new(&stop, "the test copy", &err);
 	coffer_filter *buf = coffer_buffer_sink_new(64, &err);
+	coffer_filter *f = coffer_stop_filter_new(buf, &stop, "the test copy", &err);
 	assert_non_null(f);
-	assert_non_null(buf);
-	coffer_filter_link(f, buf, NULL);
 	assert_int_equal(coffer_filter_write(f, "abc", 3, &err), 0);
 	atomic_store(&stop, true);
 	assert_int_equal(coffer_filter_write(f, "def", 3, &err), COFFER_ECANCELED);

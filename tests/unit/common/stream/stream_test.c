@@ -85,15 +85,13 @@ test_200mib_round_trip(void **state)
 	coffer_filter *sink = NULL;
 	assert_int_equal(
 	    coffer_repo_write_begin(repo, "services/s/backups/x/data", &sink, &err), 0);
-	coffer_filter *plain_sha = coffer_sha256_filter_new(&err);
-	coffer_filter *zstd = coffer_zstd_compress_new(3, 2, &err);
-	coffer_filter *seal = coffer_seal_filter_new(ring, NULL, 1024 * 1024, &err);
-	coffer_filter *stored_sha = coffer_sha256_filter_new(&err);
+	coffer_filter *stored_sha = coffer_sha256_filter_new(sink, &err);
+	coffer_filter *plain_sha = coffer_sha256_filter_new(
+	    coffer_zstd_compress_new(
+	        coffer_seal_filter_new(stored_sha, ring, NULL, 1024 * 1024, &err), 3, 2, &err),
+	    &err);
 	assert_non_null(plain_sha);
-	assert_non_null(zstd);
-	assert_non_null(seal);
-	assert_non_null(stored_sha);
-	coffer_filter *chain = coffer_filter_link(plain_sha, zstd, seal, stored_sha, sink, NULL);
+	coffer_filter *chain = plain_sha;
 	uint8_t *buf = malloc(BLOCK);
 	assert_non_null(buf);
 	uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -114,14 +112,12 @@ test_200mib_round_trip(void **state)
 	assert_true(info.size < (uint64_t)TOTAL_BLOCKS * BLOCK * 6 / 10);
 	assert_true(info.size > (uint64_t)TOTAL_BLOCKS * BLOCK / 3);
 
-	coffer_filter *r_stored = coffer_sha256_filter_new(&err);
-	coffer_filter *unseal = coffer_unseal_filter_new(ring, &err);
-	coffer_filter *unzstd = coffer_zstd_decompress_new(&err);
-	coffer_filter *r_plain = coffer_sha256_filter_new(&err);
-	coffer_filter *count = coffer_count_filter_new(&err);
-	coffer_filter *discard = coffer_discard_sink_new(&err);
-	coffer_filter *back =
-	    coffer_filter_link(r_stored, unseal, unzstd, r_plain, count, discard, NULL);
+	coffer_filter *count = coffer_count_filter_new(coffer_discard_sink_new(&err), &err);
+	coffer_filter *r_plain = coffer_sha256_filter_new(count, &err);
+	coffer_filter *r_stored = coffer_sha256_filter_new(
+	    coffer_unseal_filter_new(coffer_zstd_decompress_new(r_plain, &err), ring, &err), &err);
+	assert_non_null(r_stored);
+	coffer_filter *back = r_stored;
 	assert_int_equal(coffer_repo_read(repo, "services/s/backups/x/data", back, &err), 0);
 	uint8_t got[32];
 	coffer_sha256_filter_digest(r_stored, got);
