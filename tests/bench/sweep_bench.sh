@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The integrity sweep on large objects (coordinator/drill/drills.c): wall time and
+# The integrity sweep on large objects (coordinator/drill/integrity.c): wall time and
 # peak memory of one sweep over a completed backup whose data object is
 # SIZE_MB MiB of random bytes in a posix repository, for each SIZE_MB given
 # (default 1024 3072). Peak memory must not grow with the object.
