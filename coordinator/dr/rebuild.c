@@ -21,7 +21,6 @@
 #include "coordinator/policy/prune.h"
 
 #define ACTOR "rebuild-catalog"
-#define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
 
 typedef struct rebuild {
 	coord_catalog *cat;
@@ -236,11 +235,10 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m, const
 		    "INSERT INTO backups (id, service, agent, kind, status, repo, started_at, "
 		    "finished_at, plain_bytes, stored_bytes, plain_sha256, stored_sha256, key_id, "
 		    "pg_version, system_identifier, timeline, start_lsn, stop_lsn, manifest, "
-		    "attested_at) VALUES ($1, $2, $3, $4, 'completed', $5, " TS(6) ", " TS(
-		        7) ", "
-		           "$8::bigint, $9::bigint, decode($10, 'hex'), decode($11, 'hex'), $12, "
-		           "$13::integer, $14::numeric, $15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb, "
-		           "CASE WHEN $19::boolean THEN now() END)",
+		    "attested_at) VALUES ($1, $2, $3, $4, 'completed', $5, to_timestamp($6::bigint / 1000.0), to_timestamp($7::bigint / 1000.0), "
+		    "$8::bigint, $9::bigint, decode($10, 'hex'), decode($11, 'hex'), $12, "
+		    "$13::integer, $14::numeric, $15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb, "
+		    "CASE WHEN $19::boolean THEN now() END)",
 		    19, v, "recording a rebuilt backup", err);
 	}
 	if (rv == 0 && !*present && strcmp(r->repo_name, "dr") == 0) {
@@ -416,9 +414,8 @@ on_revocation(const char *key, const coffer_repo_info *info, void *arg)
 	/* A rebuilt agent was enrolled just now: its revocation cannot be
 	 * dated before that (a CHECK); the original time goes to the audit. */
 	PGresult *res = coord_catalog_query(r->cat,
-	    "UPDATE agents SET revoked_at = GREATEST(" TS(
-	        3) ", enrolled_at), revoked_by = $4 "
-	           "WHERE name = $1 AND pubkey = decode($2, 'hex') AND revoked_at IS NULL RETURNING name",
+	    "UPDATE agents SET revoked_at = GREATEST(to_timestamp($3::bigint / 1000.0), enrolled_at), revoked_by = $4 "
+	    "WHERE name = $1 AND pubkey = decode($2, 'hex') AND revoked_at IS NULL RETURNING name",
 	    4, v, "recording a revocation", &rv, &e);
 	if (res == NULL) {
 		*r->err = e;

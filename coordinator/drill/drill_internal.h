@@ -18,10 +18,6 @@
 #include "common/repo/repo.h"
 #include "coordinator/catalog/worker.h"
 
-/* timestamptz from Unix ms in parameter n, and Unix ms from a timestamptz. */
-#define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
-#define MS(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
-
 struct coord_drills {
 	const coord_config *cfg;
 	coffer_repo *repo[2]; /* primary, dr: opened on first use (the sweeping thread) */

@@ -48,7 +48,6 @@
 #define CHECKS_MAX   64
 #define PROD_IDS_MAX 256
 #define CHANGE_BATCH 20
-#define RFC3339(x)   "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* ---- catalog helpers ---- */
 
@@ -199,10 +198,9 @@ pick_backup(coord_catalog *cat, const coord_service_policy *p, const char *repo,
 	PGresult *res = coord_catalog_adhoc(cat, "choosing the backup to drill",
 	    p->drill.random
 	        ? "SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
-	          "AND b.kind = 'logical' AND b.finished_at >= " TS(
-	              2) " AND ($3 = 'primary' OR "
-	                 "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
-	                 "AND c.status = 'verified')) ORDER BY random() LIMIT 1"
+	          "AND b.kind = 'logical' AND b.finished_at >= to_timestamp($2::bigint / 1000.0) AND ($3 = 'primary' OR "
+	          "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
+	          "AND c.status = 'verified')) ORDER BY random() LIMIT 1"
 	        : "SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
 	          "AND b.kind = 'logical' AND $2::bigint >= 0 AND ($3 = 'primary' OR "
 	          "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
@@ -328,7 +326,7 @@ start_tx(coord_catalog *cat, const coord_audit_key *key, const coord_service_pol
 	const char *iv[] = { p->name, backup_id, now, rto, p->drill.runner, repo, requested_by };
 	res = coord_catalog_adhoc(cat, "recording the drill",
 	    "INSERT INTO drills (service, backup_id, status, started_at, rto_ms, runner, repo, "
-	    "requested_by) VALUES ($1, $2, 'running', " TS(3) ", $4, $5, $6, $7) RETURNING id",
+	    "requested_by) VALUES ($1, $2, 'running', to_timestamp($3::bigint / 1000.0), $4, $5, $6, $7) RETURNING id",
 	    7, iv, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -450,22 +448,20 @@ due_of(coord_catalog *cat, const coord_service_policy *p, int64_t now_ms, int64_
 	/* A new or changed schedule starts counting from now: history under
 	 * another schedule does not make a drill overdue. */
 	rv = coord_catalog_adhoc_exec(cat, "recording the drill schedule",
-	    "INSERT INTO drill_schedules (service, schedule, since) VALUES ($1, $2, " TS(
-	        3) ") "
-	           "ON CONFLICT (service) DO UPDATE SET schedule = EXCLUDED.schedule, since = "
-	           "EXCLUDED.since WHERE drill_schedules.schedule <> EXCLUDED.schedule",
+	    "INSERT INTO drill_schedules (service, schedule, since) VALUES ($1, $2, to_timestamp($3::bigint / 1000.0)) "
+	    "ON CONFLICT (service) DO UPDATE SET schedule = EXCLUDED.schedule, since = "
+	    "EXCLUDED.since WHERE drill_schedules.schedule <> EXCLUDED.schedule",
 	    3, v, err);
 	if (rv != 0) {
 		return (rv);
 	}
 	const char *v1[] = { p->name };
 	PGresult *res = coord_catalog_adhoc(cat, "reading the last drill",
-	    "SELECT " MS(
-	        "GREATEST(s.since, (SELECT max(started_at) FROM drills d "
-	        "WHERE d.service = s.service))") ", "
-	                                         "(SELECT " MS(
-	                                             "min(started_at)") " FROM drills d WHERE d.service = s.service "
-	                                                                "AND d.status = 'running') FROM drill_schedules s WHERE s.service = $1",
+	    "SELECT floor(extract(epoch FROM GREATEST(s.since, (SELECT max(started_at) "
+	    "FROM drills d WHERE d.service = s.service))) * 1000)::bigint, "
+	    "(SELECT floor(extract(epoch FROM min(started_at)) * 1000)::bigint FROM drills d "
+	    "WHERE d.service = s.service "
+	    "AND d.status = 'running') FROM drill_schedules s WHERE s.service = $1",
 	    1, v1, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -999,9 +995,8 @@ eval_drill_failed(coord_catalog *cat, const coord_audit_key *key, const coord_co
 	int rv;
 	const char *v[] = { p->name };
 	PGresult *res = coord_catalog_adhoc(cat, "reading the last finished drill",
-	    "SELECT id, status, backup_id, repo, COALESCE(failure_reason, ''), " RFC3339(
-	        "finished_at") " FROM drills WHERE service = $1 AND status <> 'running' "
-	                       "ORDER BY finished_at DESC, id DESC LIMIT 1",
+	    "SELECT id, status, backup_id, repo, COALESCE(failure_reason, ''), to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM drills WHERE service = $1 AND status <> 'running' "
+	    "ORDER BY finished_at DESC, id DESC LIMIT 1",
 	    1, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -1053,9 +1048,8 @@ eval_drill_overdue(coord_catalog *cat, const coord_audit_key *key, const coord_c
 	if (!active) {
 		const char *v[] = { p->name };
 		PGresult *res = coord_catalog_adhoc(cat, "reading running drills",
-		    "SELECT id, " MS(
-		        "started_at") ", COALESCE(rto_ms, 0), COALESCE(runner, '') "
-		                      "FROM drills WHERE service = $1 AND status = 'running' ORDER BY started_at LIMIT 1",
+		    "SELECT id, floor(extract(epoch FROM started_at) * 1000)::bigint, COALESCE(rto_ms, 0), COALESCE(runner, '') "
+		    "FROM drills WHERE service = $1 AND status = 'running' ORDER BY started_at LIMIT 1",
 		    1, v, &rv, err);
 		if (res == NULL) {
 			cJSON_Delete(d);
@@ -1096,9 +1090,8 @@ drill_changes(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, coord
 		return (rv);
 	}
 	PGresult *res = coord_catalog_adhoc(cat, "reading passed drills",
-	    "SELECT id, service, backup_id, repo, COALESCE(restore_ms, 0), COALESCE(rto_ms, 0), " MS(
-	        "finished_at") " FROM drills WHERE status = 'passed' AND announced_at IS NULL "
-	                       "ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED", /* CHANGE_BATCH */
+	    "SELECT id, service, backup_id, repo, COALESCE(restore_ms, 0), COALESCE(rto_ms, 0), floor(extract(epoch FROM finished_at) * 1000)::bigint FROM drills WHERE status = 'passed' AND announced_at IS NULL "
+	    "ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED", /* CHANGE_BATCH */
 	    0, NULL, &rv, err);
 	for (int i = 0; res != NULL && rv == 0 && i < PQntuples(res); i++) {
 		const char *service = PQgetvalue(res, i, 1);
@@ -1259,11 +1252,13 @@ add_nullable_num(cJSON *o, const char *k, const PGresult *res, int row, int col)
 	}
 }
 
-#define DRILL_COLS                                                                                                    \
-	"id, service, backup_id, repo, status, runner, requested_by, " RFC3339("started_at") ", " RFC3339(            \
-	    "finished_at") ", restore_ms, total_ms, rto_ms, "                                                         \
-	                   "CASE WHEN restore_ms IS NULL OR rto_ms IS NULL THEN NULL ELSE restore_ms <= rto_ms END, " \
-	                   "sandbox, failure_reason, checks::text"
+#define DRILL_COLS                                                                                 \
+	"id, service, backup_id, repo, status, runner, requested_by, "                             \
+	"to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "               \
+	"to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "              \
+	"restore_ms, total_ms, rto_ms, "                                                           \
+	"CASE WHEN restore_ms IS NULL OR rto_ms IS NULL THEN NULL ELSE restore_ms <= rto_ms END, " \
+	"sandbox, failure_reason, checks::text"
 
 static cJSON *
 drill_object(const PGresult *res, int i)

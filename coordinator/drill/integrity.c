@@ -97,7 +97,8 @@ integrity_eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord
 	int64_t interval = coffer_config_duration_ms(cfg->ini, "integrity", "sweep_interval");
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "reading the last sweep",
-	    "SELECT " MS("max(finished_at)") " FROM integrity_sweeps", 0, NULL, &rv, err);
+	    "SELECT floor(extract(epoch FROM max(finished_at)) * 1000)::bigint FROM integrity_sweeps",
+	    0, NULL, &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}
@@ -127,10 +128,9 @@ integrity_eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord
 		return (rv);
 	}
 	res = coord_catalog_adhoc(cat, "reading clean sweeps",
-	    "SELECT id, checked, " MS(
-	        "finished_at") " FROM integrity_sweeps WHERE finished_at "
-	                       "IS NOT NULL AND failed = 0 AND checked > 0 AND announced_at IS NULL ORDER BY id "
-	                       "LIMIT 5 FOR UPDATE SKIP LOCKED",
+	    "SELECT id, checked, floor(extract(epoch FROM finished_at) * 1000)::bigint FROM integrity_sweeps WHERE finished_at "
+	    "IS NOT NULL AND failed = 0 AND checked > 0 AND announced_at IS NULL ORDER BY id "
+	    "LIMIT 5 FOR UPDATE SKIP LOCKED",
 	    0, NULL, &rv, err);
 	for (int i = 0; res != NULL && rv == 0 && i < PQntuples(res); i++) {
 		char summary2[300];
@@ -273,7 +273,7 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	    "INSERT INTO integrity_checks (sweep_id, backup_id, service, repo, object, ok, "
 	    "expected_sha256, actual_sha256, expected_bytes, actual_bytes, detail, checked_at) "
 	    "VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, decode($7, 'hex'), decode($8, 'hex'), "
-	    "$9::bigint, $10::bigint, $11, " TS(12) ")",
+	    "$9::bigint, $10::bigint, $11, to_timestamp($12::bigint / 1000.0))",
 	    12, v, err);
 	if (rv == 0) {
 		const char *sv[] = { sweep_id, ok ? "0" : "1" };
@@ -407,10 +407,9 @@ prune_checks(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	for (int batch = 0; batch < PRUNE_BATCHES && rv == 0 && !atomic_load(&d->stop); batch++) {
 		PGresult *res = coord_catalog_adhoc(cat, "pruning integrity checks",
 		    "DELETE FROM integrity_checks WHERE id IN (SELECT c.id FROM integrity_checks c "
-		    "WHERE c.checked_at < " TS(
-		        1) " AND EXISTS (SELECT 1 FROM integrity_checks n "
-		           "WHERE n.backup_id = c.backup_id AND n.repo = c.repo AND n.object = c.object "
-		           "AND (n.checked_at, n.id) > (c.checked_at, c.id)) LIMIT $2::integer)",
+		    "WHERE c.checked_at < to_timestamp($1::bigint / 1000.0) AND EXISTS (SELECT 1 FROM integrity_checks n "
+		    "WHERE n.backup_id = c.backup_id AND n.repo = c.repo AND n.object = c.object "
+		    "AND (n.checked_at, n.id) > (c.checked_at, c.id)) LIMIT $2::integer)",
 		    2, v, &rv, err);
 		if (res == NULL) {
 			break;
@@ -458,8 +457,8 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 	const char *v[] = { now };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "starting a sweep",
-	    "INSERT INTO integrity_sweeps (started_at) VALUES (" TS(1) ") RETURNING id", 1, v, &rv,
-	    err);
+	    "INSERT INTO integrity_sweeps (started_at) VALUES (to_timestamp($1::bigint / 1000.0)) RETURNING id",
+	    1, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}
@@ -484,8 +483,8 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 	}
 	const char *fv[] = { sweep_id, now };
 	rv = coord_catalog_adhoc_exec(cat, "finishing the sweep",
-	    "UPDATE integrity_sweeps SET finished_at = GREATEST(" TS(2) ", started_at) "
-	                                                                "WHERE id = $1::bigint",
+	    "UPDATE integrity_sweeps SET finished_at = GREATEST(to_timestamp($2::bigint / 1000.0), started_at) "
+	    "WHERE id = $1::bigint",
 	    2, fv, err);
 	if (rv == 0) {
 		coffer_log_info("integrity sweep", "sweep=%s objects=%d failed=%d", sweep_id,
@@ -501,7 +500,8 @@ integrity_sweep_due(
 {
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "reading the last sweep",
-	    "SELECT " MS("max(started_at)") " FROM integrity_sweeps", 0, NULL, &rv, err);
+	    "SELECT floor(extract(epoch FROM max(started_at)) * 1000)::bigint FROM integrity_sweeps",
+	    0, NULL, &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}

@@ -56,10 +56,7 @@
 #include "common/conf/tz.h"
 #include "coordinator/policy/retention.h"
 
-/* Milliseconds since the epoch as a timestamptz, exactly (no float). */
-#define TS(n) "(timestamptz 'epoch' + $" #n "::bigint * interval '1 millisecond')"
-/* A timestamptz as milliseconds since the epoch. */
-#define MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
+/* When a backup settled (finished, or was received if older rows lack it). */
 #define SETTLED "COALESCE(b.settled_at, b.received_at)"
 #define ACTIVE_HOLD \
 	"EXISTS (SELECT 1 FROM holds h WHERE h.backup_id = b.id AND h.released_at IS NULL)"
@@ -390,15 +387,13 @@ view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *
 	const char *vals[] = { service, limit };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "reading the service's backups",
-	    "SELECT b.id, b.status, " MS(
-	        SETTLED) ", b.failure_reason IS NOT NULL, "
-	                 "b.verify_failed_at IS NULL, " ACTIVE_HOLD ", " MS(
-	                     "b.pending_since") ", "
-	                                        "b.repo, " MS(
-	                                            "b.delete_after") " FROM backups b "
-	                                                              "WHERE b.service = $1 AND b.status <> 'deleted' "
-	                                                              "ORDER BY " SETTLED
-	                                                              " DESC, b.id LIMIT $2",
+	    "SELECT b.id, b.status, "
+	    "floor(extract(epoch FROM COALESCE(b.settled_at, b.received_at)) * 1000)::bigint, b.failure_reason IS NOT NULL, "
+	    "b.verify_failed_at IS NULL, " ACTIVE_HOLD
+	    ", floor(extract(epoch FROM b.pending_since) * 1000)::bigint, "
+	    "b.repo, floor(extract(epoch FROM b.delete_after) * 1000)::bigint FROM backups b "
+	    "WHERE b.service = $1 AND b.status <> 'deleted' "
+	    "ORDER BY " SETTLED " DESC, b.id LIMIT $2",
 	    2, vals, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -546,12 +541,10 @@ mark_pending(service_ctx *c, const live_backup *b, const coord_retention_backup 
 	const char *v[] = { b->id, now, at, serial, why, b->status };
 	long n = 0;
 	int rv = exec_count(c->cat, "marking a backup pending deletion",
-	    "UPDATE backups SET status = 'pending_delete', pending_since = " TS(
-	        2) ", "
-	           "delete_after = " TS(
-	               3) ", delete_policy_version = $4, delete_reason = $5, "
-	                  "delete_error = NULL, updated_at = now() WHERE id = $1 AND status = $6 "
-	                  "AND NOT " ACTIVE_HOLD_ID,
+	    "UPDATE backups SET status = 'pending_delete', pending_since = (timestamptz 'epoch' + $2::bigint * interval '1 millisecond'), "
+	    "delete_after = (timestamptz 'epoch' + $3::bigint * interval '1 millisecond'), delete_policy_version = $4, delete_reason = $5, "
+	    "delete_error = NULL, updated_at = now() WHERE id = $1 AND status = $6 "
+	    "AND NOT " ACTIVE_HOLD_ID,
 	    6, v, &n, err);
 	*done = n == 1;
 	if (rv != 0 || !*done) {
@@ -733,7 +726,9 @@ recheck(service_ctx *c, const char *id, const PGresult *row, int *rv, coffer_err
 	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a newer restorable backup",
 	    "SELECT b.id FROM backups b WHERE b.service = $1 AND b.id <> $2 "
 	    "AND b.status = 'completed' AND b.verify_failed_at IS NULL "
-	    "AND " SETTLED " >= " TS(3) " ORDER BY " SETTLED " DESC LIMIT 1 FOR SHARE OF b",
+	    "AND " SETTLED
+	    " >= (timestamptz 'epoch' + $3::bigint * interval '1 millisecond') ORDER BY " SETTLED
+	    " DESC LIMIT 1 FOR SHARE OF b",
 	    3, v, rv, err);
 	if (res == NULL) {
 		return ("catalog_error");
@@ -755,9 +750,10 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 	}
 	const char *v[] = { id };
 	PGresult *row = coord_catalog_adhoc(c->cat, "locking the backup",
-	    "SELECT b.status, b.failure_reason IS NOT NULL, " MS("b.pending_since") ", " MS(
-	        SETTLED) ", b.repo, " ACTIVE_HOLD ", b.delete_attempts, b.delete_policy_version, "
-	                 "b.delete_reason FROM backups b WHERE b.id = $1 FOR UPDATE OF b",
+	    "SELECT b.status, b.failure_reason IS NOT NULL, floor(extract(epoch FROM b.pending_since) * 1000)::bigint, "
+	    "floor(extract(epoch FROM COALESCE(b.settled_at, b.received_at)) * 1000)::bigint, b.repo, " ACTIVE_HOLD
+	    ", b.delete_attempts, b.delete_policy_version, "
+	    "b.delete_reason FROM backups b WHERE b.id = $1 FOR UPDATE OF b",
 	    1, v, &rv, err);
 	if (row == NULL) {
 		goto fail;
@@ -834,9 +830,8 @@ delete_one(service_ctx *c, const char *id, coffer_err *err)
 	if (o == COORD_PRUNE_DELETED || o == COORD_PRUNE_GONE) {
 		const char *tv[] = { id, now, coord_prune_outcome_name(o) };
 		rv = coord_catalog_adhoc_exec(c->cat, "tombstoning the backup",
-		    "UPDATE backups SET status = 'deleted', deleted_at = " TS(
-		        2) ", "
-		           "delete_outcome = $3, delete_error = NULL, updated_at = now() WHERE id = $1",
+		    "UPDATE backups SET status = 'deleted', deleted_at = (timestamptz 'epoch' + $2::bigint * interval '1 millisecond'), "
+		    "delete_outcome = $3, delete_error = NULL, updated_at = now() WHERE id = $1",
 		    3, tv, err);
 		if (rv != 0) {
 			cJSON_Delete(d);
@@ -1285,11 +1280,10 @@ coord_holds_list(coord_catalog *cat, const char *service, int limit, cJSON **out
 	const char *v[] = { service, lim };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "listing holds",
-	    "SELECT h.backup_id, b.service, h.reason, h.placed_by, " MS(
-	        "h.placed_at") " "
-	                       "FROM holds h JOIN backups b ON b.id = h.backup_id "
-	                       "WHERE h.released_at IS NULL AND ($1::text IS NULL OR b.service = $1) "
-	                       "ORDER BY h.placed_at, h.id LIMIT $2::integer",
+	    "SELECT h.backup_id, b.service, h.reason, h.placed_by, floor(extract(epoch FROM h.placed_at) * 1000)::bigint "
+	    "FROM holds h JOIN backups b ON b.id = h.backup_id "
+	    "WHERE h.released_at IS NULL AND ($1::text IS NULL OR b.service = $1) "
+	    "ORDER BY h.placed_at, h.id LIMIT $2::integer",
 	    2, v, &rv, err);
 	if (res == NULL) {
 		return (rv);

@@ -736,8 +736,6 @@ add_str_or_null(cJSON *o, const char *k, const PGresult *res, int row, int col)
 	}
 }
 
-#define RFC3339(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
 int
 coord_alerts_list(coord_catalog *cat, int limit, cJSON **out, coffer_err *err)
 {
@@ -751,13 +749,12 @@ coord_alerts_list(coord_catalog *cat, int limit, cJSON **out, coffer_err *err)
 	const char *v[] = { lim };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "listing alerts",
-	    "SELECT a.dedup_key, a.service, a.check_name, a.state, a.severity, a.summary, " RFC3339("a.first_triggered_at") ", " RFC3339("a.last_changed_at") ", " RFC3339(
-	        "a.resolved_at") ", o.action, o.state, o.attempts, o.last_error, " RFC3339("o.sent_at") ", " RFC3339("o.next_attempt_at") ", o.id IS NOT NULL "
-	                                                                                                                                  "FROM alerts a LEFT JOIN LATERAL (SELECT * FROM alert_outbox x "
-	                                                                                                                                  "WHERE x.dedup_key = a.dedup_key AND x.target = 'pagerduty' "
-	                                                                                                                                  "ORDER BY x.id DESC LIMIT 1) o ON true "
-	                                                                                                                                  "ORDER BY a.state = 'triggered' DESC, a.last_changed_at DESC, a.dedup_key "
-	                                                                                                                                  "LIMIT $1::int",
+	    "SELECT a.dedup_key, a.service, a.check_name, a.state, a.severity, a.summary, to_char(a.first_triggered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), to_char(a.last_changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), to_char(a.resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), o.action, o.state, o.attempts, o.last_error, to_char(o.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), to_char(o.next_attempt_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), o.id IS NOT NULL "
+	    "FROM alerts a LEFT JOIN LATERAL (SELECT * FROM alert_outbox x "
+	    "WHERE x.dedup_key = a.dedup_key AND x.target = 'pagerduty' "
+	    "ORDER BY x.id DESC LIMIT 1) o ON true "
+	    "ORDER BY a.state = 'triggered' DESC, a.last_changed_at DESC, a.dedup_key "
+	    "LIMIT $1::int",
 	    1, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
