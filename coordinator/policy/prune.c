@@ -56,7 +56,7 @@
 #include "common/conf/tz.h"
 #include "coordinator/policy/retention.h"
 
-/* When a backup settled (finished, or was received if older rows lack it). */
+/* A backup's settle time: settled_at, else received_at. */
 #define SETTLED "COALESCE(b.settled_at, b.received_at)"
 #define ACTIVE_HOLD \
 	"EXISTS (SELECT 1 FROM holds h WHERE h.backup_id = b.id AND h.released_at IS NULL)"
