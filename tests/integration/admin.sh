@@ -277,8 +277,7 @@ expect_rc 2 "public key" "enroll checks the agent's key file before sending" \
 # coord_admin_handle behind it on the thread pool.
 : "${COFFER_SRC:?set COFFER_SRC to the source tree}"
 pki="$T/pki"
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-"$COFFER_SRC/deploy/certs.sh" "$pki" client alice >/dev/null
+pki_make "$pki" alice
 timeout 180 "$drv" serve -c "$conf" --url "tls+tcp://127.0.0.1:0" --ca "$pki/ca.crt" \
 	--cert "$pki/localhost.crt" --key "$pki/localhost.key" --port-file "$T/port" --seconds 170 \
 	>"$T/serve.out" 2>"$T/serve.err" &

@@ -107,8 +107,7 @@ bq "create table invoices (id int primary key, note text, amount numeric);
 receiver_start
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1 ledger-db-1 runner-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+pki_make "$pki" alice billing-db-1 ledger-db-1 runner-1
 "$cli" init --out "$T/alice.key" >"$T/alice.pub"
 "$coord" audit-keygen --out "$T/audit.key" >/dev/null
 mkdir -p "$T/coord-state" "$T/state"

@@ -39,8 +39,7 @@ ci="$base dbname=coffer"
 receiver_start
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice audrey billing-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+pki_make "$pki" alice audrey billing-db-1
 "$cli" init --out "$T/alice.key" >"$T/alice.pub"
 "$cli" init --out "$T/audrey.key" >"$T/audrey.pub"
 "$coord" audit-keygen --out "$T/audit.key" >/dev/null

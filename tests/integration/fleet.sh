@@ -19,8 +19,7 @@ psql_at "$base dbname=billing" -c "create table invoices (id int); insert into i
 psql_at "$base dbname=shop" -c "create table orders (id int); insert into orders select generate_series(1, 7000)"
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1 shop-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+pki_make "$pki" alice billing-db-1 shop-db-1
 "$cli" init --out "$T/alice.key" >"$T/alice.pub"
 "$coord" audit-keygen --out "$T/audit.key" >/dev/null
 mkdir -p "$T/repo" "$T/coord-state"

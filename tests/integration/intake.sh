@@ -30,8 +30,7 @@ ci="$base dbname=coffer"
 q() { psql_at "$ci" -c "$1"; }
 
 pki="$T/pki"
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-"$COFFER_SRC/deploy/certs.sh" "$pki" client agents >/dev/null
+pki_make "$pki" agents
 tls=(--ca "$pki/ca.crt" --cert "$pki/agents.crt" --key "$pki/agents.key")
 
 # Port 0: the coordinator picks a free port and logs it, so no other test can

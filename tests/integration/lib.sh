@@ -8,6 +8,7 @@
 # and, from the shared fixtures in tests/harness/ (each file says what it
 # promises and its limits):
 #   pg.sh        pg_start, pg_stop, psql_at, _free_port
+#   pki.sh       pki_make, pki_client
 #   receiver.sh  receiver_start (the PagerDuty stand-in)
 #   fleet.sh     coord_start, operator_conf
 # The background ones add their pid to the script's bg array when it has one.
@@ -17,6 +18,8 @@ set -euo pipefail
 _t_harness=$(cd "$(dirname "${BASH_SOURCE[0]}")/../harness" && pwd)
 # shellcheck source=tests/harness/pg.sh
 source "$_t_harness/pg.sh"
+# shellcheck source=tests/harness/pki.sh
+source "$_t_harness/pki.sh"
 # shellcheck source=tests/harness/receiver.sh
 source "$_t_harness/receiver.sh"
 # shellcheck source=tests/harness/fleet.sh

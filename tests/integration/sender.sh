@@ -37,9 +37,7 @@ ci="$base dbname=coffer"
 q() { psql_at "$ci" -c "$1"; }
 
 pki="$T/pki"
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-"$COFFER_SRC/deploy/certs.sh" "$pki" client billing-1 >/dev/null
-"$COFFER_SRC/deploy/certs.sh" "$pki" client stranger >/dev/null
+pki_make "$pki" billing-1 stranger
 
 port=$(_free_port)
 url="tls+tcp://127.0.0.1:$port"

@@ -60,8 +60,7 @@ cq() { psql_at "$ci" -c "$1"; }
 receiver_start
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+pki_make "$pki" alice billing-db-1
 chmod 644 "$pki"/billing-db-1.key
 "$cli" init --out "$T/alice.key" >"$T/alice.pub"
 "$coord" audit-keygen --out "$T/audit.key" >/dev/null
