@@ -12,6 +12,8 @@
 #                          postgresql.conf, started on a free loopback port
 #                          with its socket in DIR/sock; sets PG_HOST,
 #                          PG_PORT, PG_DIR, PG_CONNINFO (user postgres)
+#   pg_restart DIR [LOG]   starts DIR's cluster again on the port pg_start
+#                          gave it (log: DIR/server.log unless LOG)
 #   pg_stop DIR            fast shutdown
 #   psql_at CONNINFO ARGS  psql that stops on the first error: quiet,
 #                          unaligned, tuples only
@@ -73,6 +75,8 @@ pg_start() {
 		port=$(_free_port)
 		if runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$dir/data" -o "-p $port" \
 			-l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
+			# pg_restart starts it here again: clients keep their conninfo.
+			echo "$port" >"$dir/port"
 			PG_HOST=$dir/sock
 			PG_PORT=$port
 			PG_DIR=$dir
@@ -82,6 +86,12 @@ pg_start() {
 	done
 	cat "$dir/server.log" >&2
 	fail "PostgreSQL did not start in $dir"
+}
+
+pg_restart() {
+	local dir=$1 log=${2:-$1/server.log}
+	runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$dir/data" -o "-p $(cat "$dir/port")" \
+		-l "$log" -w -t 60 start >/dev/null || fail "PostgreSQL did not restart in $dir: $(tail -3 "$log")"
 }
 
 pg_stop() {

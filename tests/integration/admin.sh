@@ -19,10 +19,7 @@ cli="$COFFER_BIN/coffer"
 drv="$COFFER_BIN/admin_itest"
 [[ -x "$coord" && -x "$cli" && -x "$drv" ]] || fail "build coffer-coordinator, coffer and admin_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
-ci="$base dbname=coffer"
+catalog_start "$T/pg"
 sql() { psql_at "$ci" -c "$1"; }
 
 # --- keys ---------------------------------------------------------------------
@@ -36,7 +33,7 @@ rc=0
 ((rc == 1)) && grep -q "exists" "$T/err" || fail "init over an existing key: rc=$rc $(cat "$T/err")"
 pass "coffer init makes a 0600 key, prints its public key, never overwrites"
 
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
+catalog_audit_key
 cat >"$T/coordinator.conf" <<EOF
 [coordinator]
 listen = tcp://127.0.0.1:7443
@@ -63,7 +60,7 @@ schedule = 0 4 * * *
 retention.daily = 7
 EOF
 conf="$T/coordinator.conf"
-"$coord" migrate -c "$conf" >/dev/null 2>"$T/err" || fail "migrate: $(cat "$T/err")"
+catalog_migrate "$conf"
 
 # call OPERATOR KEY COMMAND [driver args...]: one request; the reply line in $T/reply.
 call() {

@@ -94,11 +94,7 @@ s3as dr policy dr-nolock "$(dr_policy dr-nolock "$DR_ACTIONS")" >/dev/null || fa
 pass "accounts: prod (primary bucket, agent user without delete), dr (object-locked bucket, coordinator user without delete)"
 
 # --- catalog, service database, PagerDuty receiver, certificates --------------------------
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "create database coffer" >/dev/null
-psql_at "$base dbname=postgres" -c "create database billing" >/dev/null
-ci="$base dbname=coffer"
+catalog_start "$T/pg" billing
 cq() { psql_at "$ci" -c "$1"; }
 bq() { psql_at "$base dbname=${2:-billing}" -c "$1"; }
 bq "create table invoices (id int primary key, note text, amount numeric);
@@ -189,7 +185,7 @@ CONF
 }
 conf=$T/coordinator.conf
 write_coord_conf "$conf" dr-vault s3
-"$coord" migrate -c "$conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
+catalog_migrate "$conf"
 
 # --- refusals at start -----------------------------------------------------------------------
 write_coord_conf "$T/nolock.conf" dr-nolock s3

@@ -30,11 +30,8 @@ cli=$COFFER_BIN/coffer
 drv=$COFFER_BIN/drills_itest
 [[ -x $agent && -x $coord && -x $cli && -x $drv ]] || fail "build the binaries and drills_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-for db in coffer billing; do psql_at "$base dbname=postgres" -c "create database $db"; done
+catalog_start "$T/pg" billing
 psql_at "$base dbname=billing" -c "create table invoices (id int, at timestamptz default now()); insert into invoices select generate_series(1, 5000)"
-ci="$base dbname=coffer"
 
 receiver_start
 

@@ -21,12 +21,9 @@ cli=$COFFER_BIN/coffer
 drv=$COFFER_BIN/drills_itest
 [[ -x $agent && -x $coord && -x $cli && -x $drv ]] || fail "build the binaries and drills_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-for db in coffer billing; do psql_at "$base dbname=postgres" -c "create database $db" >/dev/null; done
+catalog_start "$T/pg" billing
 psql_at "$base dbname=billing" -c "create table invoices (id int primary key, at timestamptz default now());
 	insert into invoices select generate_series(1, 5000)" >/dev/null
-ci="$base dbname=coffer"
 pg_start "$T/sandbox"
 sandbox="host=$PG_HOST port=$PG_PORT user=postgres"
 

@@ -12,9 +12,7 @@ agent=$COFFER_BIN/coffer-agent
 coord=$COFFER_BIN/coffer-coordinator
 cli=$COFFER_BIN/coffer
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-for db in coffer billing shop; do psql_at "$base dbname=postgres" -c "create database $db"; done
+catalog_start "$T/pg" billing shop
 psql_at "$base dbname=billing" -c "create table invoices (id int); insert into invoices select generate_series(1, 5000)"
 psql_at "$base dbname=shop" -c "create table orders (id int); insert into orders select generate_series(1, 7000)"
 

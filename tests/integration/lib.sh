@@ -7,7 +7,8 @@
 #   fail MSG / pass MSG    report (note MSG: a remark)
 # and, from the shared fixtures in tests/harness/ (each file says what it
 # promises and its limits):
-#   pg.sh        pg_start, pg_stop, psql_at, _free_port
+#   pg.sh        pg_start, pg_restart, pg_stop, psql_at, _free_port
+#   catalog.sh   catalog_start, catalog_audit_key, catalog_migrate
 #   pki.sh       pki_make, pki_client
 #   receiver.sh  receiver_start (the PagerDuty stand-in)
 #   fleet.sh     coord_start, operator_conf
@@ -18,6 +19,8 @@ set -euo pipefail
 _t_harness=$(cd "$(dirname "${BASH_SOURCE[0]}")/../harness" && pwd)
 # shellcheck source=tests/harness/pg.sh
 source "$_t_harness/pg.sh"
+# shellcheck source=tests/harness/catalog.sh
+source "$_t_harness/catalog.sh"
 # shellcheck source=tests/harness/pki.sh
 source "$_t_harness/pki.sh"
 # shellcheck source=tests/harness/receiver.sh

@@ -51,10 +51,7 @@ chmod 755 "$T/bin" "$T/bin/coffer-agent"
 agent=$T/bin/coffer-agent
 as_pg() { runuser -u postgres -- "$@"; }
 
-pg_start "$T/catalog"
-cbase="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$cbase dbname=postgres" -c "create database coffer"
-ci="$cbase dbname=coffer"
+catalog_start "$T/catalog"
 cq() { psql_at "$ci" -c "$1"; }
 
 receiver_start
@@ -287,8 +284,7 @@ as_pg "$PG_BINDIR/initdb" -D "$T/svc/data" -U postgres --auth-local=trust -E UTF
 	>"$T/initdb2.log" 2>&1 || fail "initdb: $(tail -3 "$T/initdb2.log")"
 grep -E "^(listen_addresses|unix_socket_directories|fsync|max_connections|logging_collector|wal_level|archive_mode|archive_command) " \
 	"$T/svc/data.old/postgresql.conf" >>"$T/svc/data/postgresql.conf"
-as_pg "$PG_BINDIR/pg_ctl" -D "$T/svc/data" -o "-p $PG_PORT" -l "$T/svc/server2.log" -w -t 60 start >/dev/null ||
-	fail "the rebuilt cluster did not start: $(tail -3 "$T/svc/server2.log")"
+pg_restart "$T/svc" "$T/svc/server2.log"
 new_sysid=$(sq "select system_identifier from pg_control_system()")
 [[ $new_sysid != "$old_sysid" ]] || fail "initdb gave the same system identifier"
 sq "create table t (x int)" >/dev/null
