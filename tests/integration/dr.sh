@@ -104,9 +104,7 @@ receiver_start
 
 pki=$T/pki
 pki_make "$pki" alice billing-db-1 ledger-db-1 runner-1
-"$cli" init --out "$T/alice.key" >"$T/alice.pub"
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
-mkdir -p "$T/coord-state" "$T/state"
+mkdir -p "$T/state"
 
 write_coord_conf() { # file, dr bucket, dr type
 	local drsec
@@ -124,19 +122,7 @@ path_style = true
 access_key = $CD_ACCESS
 secret_key = $CD_SECRET"
 	fi
-	cat >"$1" <<CONF
-[coordinator]
-listen = tls+tcp://127.0.0.1:0
-admin_listen = tls+tcp://127.0.0.1:0
-catalog = $ci
-audit_key = $T/audit.key
-state_dir = $T/coord-state
-maintenance_interval = 1s
-metrics_listen = 127.0.0.1:0
-[tls]
-ca = $pki/ca.crt
-cert = $pki/localhost.crt
-key = $pki/localhost.key
+	fleet_coordinator_conf "$1" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = dr00123456789abcdef0123456789abc
@@ -144,9 +130,6 @@ routing_key = dr00123456789abcdef0123456789abc
 copy_lag = 5s
 retry_max = 2s
 audit_export_interval = 2s
-[operator.alice]
-public_key = $T/alice.pub
-role = operator
 [service.billing]
 owner = team-payments
 schedule = 0 2 * * *
@@ -237,11 +220,7 @@ prefix = fleet
 path_style = true
 access_key = $RGW_DR_ACCESS
 secret_key = $RGW_DR_SECRET
-[coordinator]
-url = tls+tcp://localhost:$port
-ca = $pki/ca.crt
-cert = $pki/billing-db-1.crt
-key = $pki/billing-db-1.key
+$(fleet_agent_link billing-db-1)
 CONF
 }
 "$agent" keygen --out "$T/billing.keys" --id k1 >/dev/null || fail "keygen"
@@ -325,11 +304,7 @@ sandbox = $sandbox
 [drill.billing]
 key_ring = $T/billing.keys
 verify_key = $T/agent.pub
-[coordinator]
-url = tls+tcp://localhost:$port
-ca = $pki/ca.crt
-cert = $pki/runner-1.crt
-key = $pki/runner-1.key
+$(fleet_agent_link runner-1)
 CONF
 "$agent" init -c "$T/runner.conf" >"$T/runner.pub" || fail "runner init"
 "$cli" agents enroll --drill-runner --service billing --agent runner-1 --pubkey "$T/runner.pub" >/dev/null ||

@@ -11,7 +11,8 @@
 #   catalog.sh   catalog_start, catalog_audit_key, catalog_migrate
 #   pki.sh       pki_make, pki_client
 #   receiver.sh  receiver_start (the PagerDuty stand-in)
-#   fleet.sh     coord_start, operator_conf
+#   fleet.sh     fleet_coordinator_conf, fleet_coordinator_up, coord_start,
+#                operator_conf, fleet_agent_link, fleet_agent_enroll
 # The background ones add their pid to the script's bg array when it has one.
 set -euo pipefail
 
