@@ -19,10 +19,7 @@ cli="$COFFER_BIN/coffer"
 drv="$COFFER_BIN/admin_itest"
 [[ -x "$coord" && -x "$cli" && -x "$drv" ]] || fail "build coffer-coordinator, coffer and admin_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
-ci="$base dbname=coffer"
+catalog_start "$T/pg"
 sql() { psql_at "$ci" -c "$1"; }
 
 # --- keys ---------------------------------------------------------------------
@@ -36,7 +33,7 @@ rc=0
 ((rc == 1)) && grep -q "exists" "$T/err" || fail "init over an existing key: rc=$rc $(cat "$T/err")"
 pass "coffer init makes a 0600 key, prints its public key, never overwrites"
 
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
+catalog_audit_key
 cat >"$T/coordinator.conf" <<EOF
 [coordinator]
 listen = tcp://127.0.0.1:7443
@@ -63,7 +60,7 @@ schedule = 0 4 * * *
 retention.daily = 7
 EOF
 conf="$T/coordinator.conf"
-"$coord" migrate -c "$conf" >/dev/null 2>"$T/err" || fail "migrate: $(cat "$T/err")"
+catalog_migrate "$conf"
 
 # call OPERATOR KEY COMMAND [driver args...]: one request; the reply line in $T/reply.
 call() {
@@ -277,8 +274,7 @@ expect_rc 2 "public key" "enroll checks the agent's key file before sending" \
 # coord_admin_handle behind it on the thread pool.
 : "${COFFER_SRC:?set COFFER_SRC to the source tree}"
 pki="$T/pki"
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-"$COFFER_SRC/deploy/certs.sh" "$pki" client alice >/dev/null
+pki_make "$pki" alice
 timeout 180 "$drv" serve -c "$conf" --url "tls+tcp://127.0.0.1:0" --ca "$pki/ca.crt" \
 	--cert "$pki/localhost.crt" --key "$pki/localhost.key" --port-file "$T/port" --seconds 170 \
 	>"$T/serve.out" 2>"$T/serve.err" &

@@ -15,10 +15,7 @@ coord="$COFFER_BIN/coffer-coordinator"
 drv="$COFFER_BIN/alerts_itest"
 [[ -x "$coord" && -x "$drv" ]] || fail "build coffer-coordinator and alerts_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
-ci="$base dbname=coffer"
+catalog_start "$T/pg"
 mkdir -p "$T/state"
 port=$(_free_port) || fail "no free port for the receiver"
 billing_key=billing0123456789abcdef0123456789
@@ -44,9 +41,9 @@ retention.daily = 7
 alerts.routing_key = $billing_key
 EOC
 
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null || fail "audit-keygen failed"
+catalog_audit_key
 "$coord" check-config -c "$T/c.conf" >"$T/check.out" 2>&1 || fail "check-config: $(cat "$T/check.out")"
-"$coord" migrate -c "$T/c.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
+catalog_migrate "$T/c.conf"
 grep -q "alert outbox" "$T/migrate.out" || fail "the alert outbox migration was not applied: $(cat "$T/migrate.out")"
 
 # The first UTC midnight after now: the service is synced before its first

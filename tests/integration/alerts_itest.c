@@ -13,10 +13,10 @@
  * theirs to miss. LOGFILE receives the coordinator's log lines, which the
  * script checks for the routing keys.
  *
- * The receiver answers POST /_script (body: HTTP statuses separated by
- * spaces, used in order for the next requests; 202 when the script is
- * empty) and records every other POST as one line of LOG: monotonic ms,
- * the status it answered, the path and the body.
+ * The receiver is tests/harness/receiver.c: scripted with statuses for
+ * its next PagerDuty requests (202 when the script is empty), it records
+ * every request as one line of LOG.rx: monotonic ms, the status it
+ * answered, the path and the body.
  *
  * Prints "ok ..." lines; exits 1 on the first mismatch.
  */
@@ -52,6 +52,7 @@
 #include "coordinator/serve/metrics.h"
 #include "coordinator/watch/alerts.h"
 #include "coordinator/watch/notify.h"
+#include "tests/harness/receiver.h"
 
 #define MIN_MS  (60LL * 1000)
 #define HOUR_MS (60 * MIN_MS)
@@ -85,127 +86,6 @@ check_ok(int rv, const coffer_err *e, const char *what)
 	}
 }
 
-/* ---- the receiver (a child process) ---- */
-
-static int script[4096];
-static size_t script_head, script_len;
-
-static void
-rx_respond(int fd, int status, const char *body)
-{
-	const char *reason = status == 202 ? "Accepted"
-	    : status == 200                ? "OK"
-	    : status == 400                ? "Bad Request"
-	    : status == 429                ? "Too Many Requests"
-	    : status == 404                ? "Not Found"
-	                                   : "Internal Server Error";
-	char head[256];
-	int n = snprintf(head, sizeof(head),
-	    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-	    "Connection: close\r\n\r\n",
-	    status, reason, strlen(body));
-	if (write(fd, head, (size_t)n) < 0 || write(fd, body, strlen(body)) < 0) {
-		return;
-	}
-}
-
-static void
-rx_serve(int fd, FILE *log)
-{
-	static char buf[1 << 20];
-	size_t len = 0;
-	long clen = -1;
-	char *body = NULL;
-	for (;;) {
-		ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (r <= 0) {
-			return;
-		}
-		len += (size_t)r;
-		buf[len] = '\0';
-		char *end = strstr(buf, "\r\n\r\n");
-		if (end != NULL && clen < 0) {
-			char *cl = strcasestr(buf, "\r\nContent-Length:");
-			clen = cl != NULL && cl < end ? strtol(cl + 17, NULL, 10) : 0;
-			body = end + 4;
-		}
-		if (clen >= 0 && (size_t)(buf + len - body) >= (size_t)clen) {
-			break;
-		}
-		if (len == sizeof(buf) - 1) {
-			return;
-		}
-	}
-	body[clen] = '\0';
-	char method[8] = "", path[256] = "";
-	if (sscanf(buf, "%7s %255s", method, path) != 2 || strcmp(method, "POST") != 0) {
-		rx_respond(fd, 404, "{}");
-		return;
-	}
-	if (strcmp(path, "/_script") == 0) {
-		char *save = NULL;
-		for (char *t = strtok_r(body, " \n", &save); t != NULL;
-		     t = strtok_r(NULL, " \n", &save)) {
-			if (script_head + script_len < sizeof(script) / sizeof(script[0])) {
-				script[script_head + script_len++] = atoi(t);
-			}
-		}
-		rx_respond(fd, 200, "{}");
-		return;
-	}
-	int status = 202;
-	/* Scripted answers are PagerDuty's; the webhook always accepts. */
-	if (script_len > 0 && strncmp(path, "/v2/", 4) == 0) {
-		status = script[script_head++];
-		script_len--;
-	}
-	for (char *p = body; *p != '\0'; p++) {
-		if (*p == '\n' || *p == '\r') {
-			*p = ' ';
-		}
-	}
-	fprintf(log, "%" PRId64 " %d %s %s\n", coffer_clock_monotonic_ms(), status, path, body);
-	fflush(log);
-	switch (status) {
-	case 202:
-		rx_respond(fd, 202, "{\"status\":\"success\",\"message\":\"Event processed\"}");
-		break;
-	case 400:
-		rx_respond(fd, 400,
-		    "{\"status\":\"invalid event\",\"message\":\"Event object is "
-		    "invalid\",\"errors\":[\"'payload.severity' is invalid\"]}");
-		break;
-	case 429:
-		rx_respond(fd, 429,
-		    "{\"status\":\"throttle event\",\"message\":\"Requests for "
-		    "this service are arriving too quickly\"}");
-		break;
-	default:
-		rx_respond(fd, status, "{\"status\":\"error\",\"message\":\"internal error\"}");
-		break;
-	}
-}
-
-static void
-rx_main(int lfd, const char *logpath)
-{
-	FILE *log = fopen(logpath, "w");
-	if (log == NULL) {
-		_exit(1);
-	}
-	for (;;) {
-		int fd = accept(lfd, NULL, NULL);
-		if (fd < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			_exit(1);
-		}
-		rx_serve(fd, log);
-		close(fd);
-	}
-}
-
 /* ---- reading what the receiver saw ---- */
 
 typedef struct rx_req {
@@ -225,34 +105,28 @@ rx_reload(void)
 	for (size_t i = 0; i < n_reqs; i++) {
 		cJSON_Delete(reqs[i].body);
 	}
+	free(reqs);
+	reqs = NULL;
 	n_reqs = 0;
-	FILE *f = fopen(rx_log_path, "r");
-	if (f == NULL) {
-		die("cannot read %s", rx_log_path);
+	harness_receiver_req *got = NULL;
+	size_t n = 0;
+	if (harness_receiver_read(rx_log_path, &got, &n) != 0) {
+		die("cannot read what the receiver logged");
 	}
-	static char line[1 << 20];
-	size_t cap = 0;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (n_reqs == cap) {
-			cap = cap == 0 ? 256 : cap * 2;
-			reqs = realloc(reqs, cap * sizeof(*reqs));
-			if (reqs == NULL) {
-				die("out of memory");
-			}
-		}
+	if (n > 0 && (reqs = calloc(n, sizeof(*reqs))) == NULL) {
+		die("out of memory");
+	}
+	for (; n_reqs < n; n_reqs++) {
 		rx_req *r = &reqs[n_reqs];
-		int off = 0;
-		if (sscanf(line, "%" SCNd64 " %d %63s %n", &r->at, &r->status, r->path, &off) !=
-		    3) {
-			die("bad receiver log line: %s", line);
-		}
-		r->body = cJSON_Parse(line + off);
+		r->at = got[n_reqs].at;
+		r->status = got[n_reqs].status;
+		snprintf(r->path, sizeof(r->path), "%s", got[n_reqs].path);
+		r->body = cJSON_Parse(got[n_reqs].body);
 		if (r->body == NULL) {
-			die("the receiver got a body that is not JSON: %s", line + off);
+			die("the receiver got a body that is not JSON: %s", got[n_reqs].body);
 		}
-		n_reqs++;
 	}
-	fclose(f);
+	harness_receiver_free(got, n);
 }
 
 static const char *
@@ -284,29 +158,13 @@ rx_count(size_t from, const char *path, const char *dedup, const char *action, b
 	return (n);
 }
 
-static size_t
-discard(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	(void)ptr;
-	(void)userdata;
-	return (size * nmemb);
-}
+static int rx_port;
 
 static void
-rx_script(const char *url_base, const char *statuses)
+rx_script(const char *statuses)
 {
-	char url[512];
-	snprintf(url, sizeof(url), "%s/_script", url_base);
-	CURL *c = curl_easy_init();
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, statuses);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-	CURLcode rc = curl_easy_perform(c);
-	curl_easy_cleanup(c);
-	if (rc != CURLE_OK) {
-		die("scripting the receiver: %s", curl_easy_strerror(rc));
+	if (harness_receiver_script(rx_port, statuses) != 0) {
+		die("scripting the receiver with \"%s\"", statuses);
 	}
 }
 
@@ -1094,20 +952,10 @@ main(int argc, char **argv)
 	*v2 = '\0';
 	int port = atoi(strrchr(base, ':') + 1);
 	snprintf(rx_log_path, sizeof(rx_log_path), "%s.rx", argv[4]);
-
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	int one = 1;
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 64) != 0) {
-		die("the receiver cannot listen on port %d: %s", port, strerror(errno));
+	receiver_pid = harness_receiver_start(port, rx_log_path, &rx_port);
+	if (receiver_pid < 0) {
+		die("the receiver did not start");
 	}
-	receiver_pid = fork();
-	if (receiver_pid == 0) {
-		rx_main(lfd, rx_log_path);
-	}
-	close(lfd);
 
 	conn = PQconnectdb(c.cfg->catalog);
 	if (PQstatus(conn) != CONNECTION_OK) {
@@ -1185,7 +1033,7 @@ main(int argc, char **argv)
 	add_backup("billing-2", "failed", d0 + DAY_MS + 2 * HOUR_MS,
 	    d0 + DAY_MS + 2 * HOUR_MS + 10 * MIN_MS, 0);
 	now = d0 + DAY_MS + 2 * HOUR_MS + 20 * MIN_MS;
-	rx_script(base, "500 500 500");
+	rx_script("500 500 500");
 	as = evaluate(&c, now, NULL);
 	expect_int(as.triggered, 1, "transitions after a failed backup");
 	ns = deliver(&c, now); /* the trigger gets 500; the webhook post 202 */
@@ -1289,7 +1137,7 @@ main(int argc, char **argv)
 
 	/* ---- a 400 is not retried, and is audited ---- */
 	mark = n_reqs;
-	rx_script(base, "400");
+	rx_script("400");
 	bool changed = false;
 	check_ok(coord_alerts_set(c.cat, &c.key, c.cfg, NULL, COORD_ALERT_AUDIT_CHAIN, true,
 	             "critical", "test: chain broken at 17", "{\"bad_seq\":17}", now, &changed, &e),
@@ -1337,7 +1185,7 @@ main(int argc, char **argv)
 		             "test flood", NULL, now, NULL, &e),
 		    &e, "flooding");
 	}
-	rx_script(base, "429 500");
+	rx_script("429 500");
 	int guard = 0;
 	while (sqln("SELECT count(*) FROM alert_outbox WHERE state = 'pending'") > 0) {
 		ns = deliver(&c, now);
@@ -1401,8 +1249,7 @@ main(int argc, char **argv)
 	metrics_phase(&c, now);
 
 	/* ---- the receiver is gone: a network error is retried ---- */
-	kill(receiver_pid, SIGTERM);
-	waitpid(receiver_pid, NULL, 0);
+	harness_receiver_stop(receiver_pid);
 	receiver_pid = 0;
 	check_ok(coord_alerts_set(c.cat, &c.key, c.cfg, NULL, "net_check", true, "error",
 	             "test: receiver down", NULL, now, NULL, &e),

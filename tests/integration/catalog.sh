@@ -17,10 +17,7 @@ coord="$COFFER_BIN/coffer-coordinator"
 drv="$COFFER_BIN/catalog_itest"
 [[ -x "$coord" && -x "$drv" ]] || fail "build coffer-coordinator and catalog_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
-ci="$base dbname=coffer"
+catalog_start "$T/pg"
 
 # Writes a coordinator.conf for a catalog conninfo into $1.
 write_conf() {

@@ -94,11 +94,7 @@ s3as dr policy dr-nolock "$(dr_policy dr-nolock "$DR_ACTIONS")" >/dev/null || fa
 pass "accounts: prod (primary bucket, agent user without delete), dr (object-locked bucket, coordinator user without delete)"
 
 # --- catalog, service database, PagerDuty receiver, certificates --------------------------
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "create database coffer" >/dev/null
-psql_at "$base dbname=postgres" -c "create database billing" >/dev/null
-ci="$base dbname=coffer"
+catalog_start "$T/pg" billing
 cq() { psql_at "$ci" -c "$1"; }
 bq() { psql_at "$base dbname=${2:-billing}" -c "$1"; }
 bq "create table invoices (id int primary key, note text, amount numeric);
@@ -107,11 +103,8 @@ bq "create table invoices (id int primary key, note text, amount numeric);
 receiver_start
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1 ledger-db-1 runner-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
-"$cli" init --out "$T/alice.key" >"$T/alice.pub"
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
-mkdir -p "$T/coord-state" "$T/state"
+pki_make "$pki" alice billing-db-1 ledger-db-1 runner-1
+mkdir -p "$T/state"
 
 write_coord_conf() { # file, dr bucket, dr type
 	local drsec
@@ -129,19 +122,7 @@ path_style = true
 access_key = $CD_ACCESS
 secret_key = $CD_SECRET"
 	fi
-	cat >"$1" <<CONF
-[coordinator]
-listen = tls+tcp://127.0.0.1:0
-admin_listen = tls+tcp://127.0.0.1:0
-catalog = $ci
-audit_key = $T/audit.key
-state_dir = $T/coord-state
-maintenance_interval = 1s
-metrics_listen = 127.0.0.1:0
-[tls]
-ca = $pki/ca.crt
-cert = $pki/localhost.crt
-key = $pki/localhost.key
+	fleet_coordinator_conf "$1" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = dr00123456789abcdef0123456789abc
@@ -149,9 +130,6 @@ routing_key = dr00123456789abcdef0123456789abc
 copy_lag = 5s
 retry_max = 2s
 audit_export_interval = 2s
-[operator.alice]
-public_key = $T/alice.pub
-role = operator
 [service.billing]
 owner = team-payments
 schedule = 0 2 * * *
@@ -190,7 +168,7 @@ CONF
 }
 conf=$T/coordinator.conf
 write_coord_conf "$conf" dr-vault s3
-"$coord" migrate -c "$conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
+catalog_migrate "$conf"
 
 # --- refusals at start -----------------------------------------------------------------------
 write_coord_conf "$T/nolock.conf" dr-nolock s3
@@ -242,11 +220,7 @@ prefix = fleet
 path_style = true
 access_key = $RGW_DR_ACCESS
 secret_key = $RGW_DR_SECRET
-[coordinator]
-url = tls+tcp://localhost:$port
-ca = $pki/ca.crt
-cert = $pki/billing-db-1.crt
-key = $pki/billing-db-1.key
+$(fleet_agent_link billing-db-1)
 CONF
 }
 "$agent" keygen --out "$T/billing.keys" --id k1 >/dev/null || fail "keygen"
@@ -330,11 +304,7 @@ sandbox = $sandbox
 [drill.billing]
 key_ring = $T/billing.keys
 verify_key = $T/agent.pub
-[coordinator]
-url = tls+tcp://localhost:$port
-ca = $pki/ca.crt
-cert = $pki/runner-1.crt
-key = $pki/runner-1.key
+$(fleet_agent_link runner-1)
 CONF
 "$agent" init -c "$T/runner.conf" >"$T/runner.pub" || fail "runner init"
 "$cli" agents enroll --drill-runner --service billing --agent runner-1 --pubkey "$T/runner.pub" >/dev/null ||

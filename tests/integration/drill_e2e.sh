@@ -30,34 +30,17 @@ cli=$COFFER_BIN/coffer
 drv=$COFFER_BIN/drills_itest
 [[ -x $agent && -x $coord && -x $cli && -x $drv ]] || fail "build the binaries and drills_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-for db in coffer billing; do psql_at "$base dbname=postgres" -c "create database $db"; done
+catalog_start "$T/pg" billing
 psql_at "$base dbname=billing" -c "create table invoices (id int, at timestamptz default now()); insert into invoices select generate_series(1, 5000)"
-ci="$base dbname=coffer"
 
 receiver_start
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice audrey billing-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
-"$cli" init --out "$T/alice.key" >"$T/alice.pub"
+pki_make "$pki" alice audrey billing-db-1
 "$cli" init --out "$T/audrey.key" >"$T/audrey.pub"
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
-mkdir -p "$T/repo" "$T/coord-state"
+mkdir -p "$T/repo"
 hour=$(( ($(date -u +%-H) + 12) % 24 ))
-cat >"$T/coordinator.conf" <<CONF
-[coordinator]
-listen = tls+tcp://127.0.0.1:0
-admin_listen = tls+tcp://127.0.0.1:0
-catalog = $ci
-audit_key = $T/audit.key
-state_dir = $T/coord-state
-maintenance_interval = 1s
-[tls]
-ca = $pki/ca.crt
-cert = $pki/localhost.crt
-key = $pki/localhost.key
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 1s" <<CONF
 [repository.primary]
 type = posix
 path = $T/repo
@@ -66,9 +49,6 @@ pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = e2e0123456789abcdef0123456789abc
 [integrity]
 sweep_interval = 3s
-[operator.alice]
-public_key = $T/alice.pub
-role = operator
 [operator.audrey]
 public_key = $T/audrey.pub
 role = auditor
@@ -82,40 +62,11 @@ drill.rto = 1m
 drill.overdue_after = 1s
 drill.assert.1 = SELECT count(*) = 5000 FROM invoices
 CONF
-"$coord" migrate -c "$T/coordinator.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
+fleet_coordinator_up "$T/coordinator.conf" 600
 grep -q "drills and integrity" "$T/migrate.out" || fail "the drills migration was not applied: $(cat "$T/migrate.out")"
-coord_start "$T/coordinator.conf" 600
-operator_conf alice
 operator_conf audrey
-export COFFER_CONFIG=$T/alice.conf
 
-mkdir -p "$T/billing-state"
-cat >"$T/billing.conf" <<CONF
-[agent]
-name = billing-db-1
-service = billing
-state_dir = $T/billing-state
-signing_key = $T/billing.sign
-key_ring = $T/billing.keys
-[postgres]
-conninfo = $base dbname=billing
-bin_dir = $PG_BINDIR
-[schedule]
-logical = 0 2 * * *
-[repository.primary]
-type = posix
-path = $T/repo
-[coordinator]
-url = tls+tcp://localhost:$port
-ca = $pki/ca.crt
-cert = $pki/billing-db-1.crt
-key = $pki/billing-db-1.key
-heartbeat = 5s
-retry_max = 5s
-CONF
-"$agent" keygen --out "$T/billing.keys" >/dev/null
-"$agent" init -c "$T/billing.conf" >"$T/billing.pub"
-"$cli" agents enroll --service billing --agent billing-db-1 --pubkey "$T/billing.pub" >/dev/null || fail "enroll billing"
+fleet_agent_enroll billing
 "$agent" run -c "$T/billing.conf" 2>"$T/billing.log" &
 apid=$!
 bg+=("$apid")

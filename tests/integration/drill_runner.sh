@@ -21,44 +21,24 @@ cli=$COFFER_BIN/coffer
 drv=$COFFER_BIN/drills_itest
 [[ -x $agent && -x $coord && -x $cli && -x $drv ]] || fail "build the binaries and drills_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-for db in coffer billing; do psql_at "$base dbname=postgres" -c "create database $db" >/dev/null; done
+catalog_start "$T/pg" billing
 psql_at "$base dbname=billing" -c "create table invoices (id int primary key, at timestamptz default now());
 	insert into invoices select generate_series(1, 5000)" >/dev/null
-ci="$base dbname=coffer"
 pg_start "$T/sandbox"
 sandbox="host=$PG_HOST port=$PG_PORT user=postgres"
 
 receiver_start
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1 runner-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
-"$cli" init --out "$T/alice.key" >"$T/alice.pub"
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
-mkdir -p "$T/repo" "$T/coord-state" "$T/billing-state" "$T/runner-state"
-cat >"$T/coordinator.conf" <<CONF
-[coordinator]
-listen = tls+tcp://127.0.0.1:0
-admin_listen = tls+tcp://127.0.0.1:0
-catalog = $ci
-audit_key = $T/audit.key
-state_dir = $T/coord-state
-maintenance_interval = 1s
-[tls]
-ca = $pki/ca.crt
-cert = $pki/localhost.crt
-key = $pki/localhost.key
+pki_make "$pki" alice billing-db-1 runner-1
+mkdir -p "$T/repo" "$T/runner-state"
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 1s" <<CONF
 [repository.primary]
 type = posix
 path = $T/repo
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = run0123456789abcdef0123456789abc
-[operator.alice]
-public_key = $T/alice.pub
-role = operator
 [service.billing]
 owner = team-payments
 schedule = 0 2 * * *
@@ -69,42 +49,9 @@ drill.freshness_query = SELECT max(at) FROM invoices
 drill.freshness_max_lag = 1h
 drill.assert.1 = SELECT count(*) = 5000 FROM invoices
 CONF
-"$coord" migrate -c "$T/coordinator.conf" >/dev/null 2>&1 || fail "migrate"
-coord_start "$T/coordinator.conf" 300
-operator_conf alice
-export COFFER_CONFIG=$T/alice.conf
+fleet_coordinator_up "$T/coordinator.conf" 300
 
-coordsec() { # agent name
-	cat <<CONF
-[coordinator]
-url = tls+tcp://localhost:$port
-ca = $pki/ca.crt
-cert = $pki/$1.crt
-key = $pki/$1.key
-heartbeat = 1s
-retry_max = 2s
-CONF
-}
-cat >"$T/billing.conf" <<CONF
-[agent]
-name = billing-db-1
-service = billing
-state_dir = $T/billing-state
-signing_key = $T/billing.sign
-key_ring = $T/billing.keys
-[postgres]
-conninfo = $base dbname=billing
-bin_dir = $PG_BINDIR
-[schedule]
-logical = 0 2 * * *
-[repository.primary]
-type = posix
-path = $T/repo
-$(coordsec billing-db-1)
-CONF
-"$agent" keygen --out "$T/billing.keys" >/dev/null
-"$agent" init -c "$T/billing.conf" >"$T/billing.pub"
-"$cli" agents enroll --service billing --agent billing-db-1 --pubkey "$T/billing.pub" >/dev/null || fail "enroll billing"
+fleet_agent_enroll billing 1s 2s
 bid=$("$agent" backup -c "$T/billing.conf" 2>"$T/backup.log") || fail "backup: $(cat "$T/backup.log")"
 "$agent" flush -c "$T/billing.conf" >/dev/null 2>"$T/flush.log" || fail "flush: $(cat "$T/flush.log")"
 
@@ -126,7 +73,7 @@ sandbox = $sandbox
 [drill.billing]
 key_ring = $T/billing.keys
 verify_key = $T/billing.pub
-$(coordsec runner-1)
+$(fleet_agent_link runner-1 1s 2s)
 CONF
 "$agent" init -c "$T/runner.conf" >"$T/runner.pub" || fail "runner init"
 "$cli" agents enroll --drill-runner --service billing --agent runner-1 --pubkey "$T/runner.pub" >/dev/null ||

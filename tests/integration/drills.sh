@@ -25,10 +25,7 @@ coord="$COFFER_BIN/coffer-coordinator"
 drv="$COFFER_BIN/drills_itest"
 [[ -x "$coord" && -x "$drv" ]] || fail "build coffer-coordinator and drills_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
-ci="$base dbname=coffer"
+catalog_start "$T/pg"
 mkdir -p "$T/state" "$T/repo" "$T/dr"
 port=$(_free_port) || fail "no free port for the receiver"
 # A daily drill about 12 hours from now: no slot falls inside the minutes
@@ -100,9 +97,9 @@ retention.daily = 7
 drill.runner = billing-1
 EOC
 
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null || fail "audit-keygen failed"
+catalog_audit_key
 "$coord" check-config -c "$T/c.conf" >"$T/check.out" 2>&1 || fail "check-config: $(cat "$T/check.out")"
-"$coord" migrate -c "$T/c.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
+catalog_migrate "$T/c.conf"
 grep -q "drills and integrity" "$T/migrate.out" || fail "the drills migration was not applied: $(cat "$T/migrate.out")"
 
 timeout --foreground 600 "$drv" run "$T/c.conf" 2>"$T/driver.err" ||

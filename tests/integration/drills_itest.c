@@ -24,8 +24,9 @@
  *	one integrity sweep now against CONF's catalog and repositories;
  *	prints objects, failures and seconds (for measuring the sweep).
  *   drills_itest receiver LOG PORTFILE
- *	only the receiver, for the end-to-end script: writes its port to
- *	PORTFILE and one line per POST to LOG (path and body) until killed.
+ *	only the receiver (tests/harness/receiver.c), for the end-to-end
+ *	scripts: writes its port to PORTFILE and one line per POST to LOG
+ *	(stamp, status, path and body) until killed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,6 +63,7 @@
 #include "coordinator/serve/metrics.h"
 #include "coordinator/watch/alerts.h"
 #include "coordinator/watch/notify.h"
+#include "tests/harness/receiver.h"
 
 #define MINS  (60 * 1000LL)
 #define HOURS (60 * MINS)
@@ -101,95 +103,7 @@ ok(const char *fmt, ...)
 	va_end(ap);
 }
 
-/* ---- the receiver ---- */
-
-static void
-rx_serve(int fd, FILE *log)
-{
-	static char buf[1 << 18];
-	size_t len = 0;
-	long clen = -1;
-	char *body = NULL;
-	for (;;) {
-		ssize_t r = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (r <= 0) {
-			return;
-		}
-		len += (size_t)r;
-		buf[len] = '\0';
-		char *end = strstr(buf, "\r\n\r\n");
-		if (end != NULL && clen < 0) {
-			char *cl = strcasestr(buf, "\r\nContent-Length:");
-			clen = cl != NULL && cl < end ? strtol(cl + 17, NULL, 10) : 0;
-			body = end + 4;
-		}
-		if (clen >= 0 && (size_t)(buf + len - body) >= (size_t)clen) {
-			break;
-		}
-		if (len == sizeof(buf) - 1) {
-			return;
-		}
-	}
-	body[clen] = '\0';
-	char method[8] = "", path[256] = "";
-	if (sscanf(buf, "%7s %255s", method, path) != 2) {
-		return;
-	}
-	for (char *p = body; *p != '\0'; p++) {
-		if (*p == '\n' || *p == '\r') {
-			*p = ' ';
-		}
-	}
-	fprintf(log, "%s %s\n", path, body);
-	fflush(log);
-	static const char ans[] = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
-	                          "Content-Length: 20\r\nConnection: close\r\n\r\n"
-	                          "{\"status\":\"success\"}";
-	if (write(fd, ans, sizeof(ans) - 1) < 0) {
-		return;
-	}
-}
-
-/* Listens on port (0: any) and serves until killed; returns the child. */
-static pid_t
-rx_start(int port, const char *logpath, int *bound)
-{
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	int one = 1;
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(lfd, 16) != 0) {
-		die("the receiver cannot listen on port %d: %s", port, strerror(errno));
-	}
-	socklen_t al = sizeof(a);
-	getsockname(lfd, (struct sockaddr *)&a, &al);
-	*bound = ntohs(a.sin_port);
-	FILE *log = fopen(logpath, "w");
-	if (log == NULL) {
-		die("cannot write %s", logpath);
-	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		/* The driver's parent may go away; the receiver must not outlive
-		 * the test by much: at most an hour. */
-		alarm(3600);
-		for (;;) {
-			int fd = accept(lfd, NULL, NULL);
-			if (fd < 0) {
-				if (errno == EINTR) {
-					continue;
-				}
-				_exit(1);
-			}
-			rx_serve(fd, log);
-			close(fd);
-		}
-	}
-	fclose(log);
-	close(lfd);
-	return (pid);
-}
+/* ---- the receiver (tests/harness/receiver.c) ---- */
 
 static int
 cmd_receiver(int argc, char **argv)
@@ -199,7 +113,10 @@ cmd_receiver(int argc, char **argv)
 		return (2);
 	}
 	int port = 0;
-	pid_t pid = rx_start(0, argv[2], &port);
+	pid_t pid = harness_receiver_start(0, argv[2], &port);
+	if (pid < 0) {
+		die("the receiver did not start");
+	}
 	FILE *f = fopen(argv[3], "w");
 	if (f == NULL || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0) {
 		kill(pid, SIGTERM);
@@ -207,15 +124,13 @@ cmd_receiver(int argc, char **argv)
 	}
 	/* Stay in the foreground so the script's kill reaches the child too. */
 	signal(SIGTERM, SIG_IGN);
-	int st;
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	int sig = 0;
 	sigwait(&set, &sig);
-	kill(pid, SIGTERM);
-	waitpid(pid, &st, 0);
+	harness_receiver_stop(pid);
 	return (0);
 }
 
@@ -620,23 +535,6 @@ deliver(int64_t now_ms)
 	coord_notify_free(n);
 }
 
-/* Whether the receiver saw a request whose line holds both needles. */
-static bool
-received(const char *a, const char *b)
-{
-	FILE *f = fopen(rx_log, "r");
-	if (f == NULL) {
-		return (false);
-	}
-	char line[1 << 16];
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f) != NULL) {
-		found = strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL);
-	}
-	fclose(f);
-	return (found);
-}
-
 /* The drill handed to the runner by its next poll; fails unless exactly
  * one RunDrill for drill_id arrives. */
 static Coffer__V1__Command *
@@ -711,7 +609,10 @@ cmd_run(int argc, char **argv)
 	int port = colon != NULL ? atoi(colon + 1) : 0;
 	snprintf(rx_log, sizeof(rx_log), "%s.rx", argv[2]);
 	int bound = 0;
-	receiver_pid = rx_start(port, rx_log, &bound);
+	receiver_pid = harness_receiver_start(port, rx_log, &bound);
+	if (receiver_pid < 0) {
+		die("the receiver did not start");
+	}
 	snprintf(repo_root, sizeof(repo_root), "%s",
 	    coffer_config_str(cfg->ini, "repository.primary", "path"));
 	coffer_repo_config rc = { .type = "posix", .path = repo_root };
@@ -905,7 +806,8 @@ cmd_run(int argc, char **argv)
 	coord_drills_stats st = tick(t0 + 1000);
 	deliver(t0 + 1000);
 	if (st.changes < 1 ||
-	    !received("/v2/change/enqueue", "passed; restore took 4200ms (RTO 5m)")) {
+	    !harness_receiver_seen(
+	        rx_log, "/v2/change/enqueue", "passed; restore took 4200ms (RTO 5m)")) {
 		die("no change event for the passed drill (changes=%d)", st.changes);
 	}
 	cJSON *list = NULL;
@@ -1003,7 +905,8 @@ cmd_run(int argc, char **argv)
 	        d2) != 1 ||
 	    qn("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/drill_failed' AND "
 	       "state = 'triggered'") != 1 ||
-	    !received("\"event_action\":\"trigger\"", "coffer/billing/drill_failed")) {
+	    !harness_receiver_seen(
+	        rx_log, "\"event_action\":\"trigger\"", "coffer/billing/drill_failed")) {
 		die("a failed verification did not page");
 	}
 	ok("drill failing at verify: drill failed, coffer/billing/drill_failed triggered and "
@@ -1078,7 +981,8 @@ cmd_run(int argc, char **argv)
 	deliver(t0 + 8000 + 16 * MINS);
 	if (qn("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/drill_overdue' "
 	       "AND state = 'triggered' AND summary LIKE '%%runner-1%%'") != 1 ||
-	    !received("\"event_action\":\"trigger\"", "coffer/billing/drill_overdue")) {
+	    !harness_receiver_seen(
+	        rx_log, "\"event_action\":\"trigger\"", "coffer/billing/drill_overdue")) {
 		die("a drill without a result past its RTO did not page");
 	}
 	/* The runner comes back: the drill is still owed to it. */
@@ -1146,7 +1050,8 @@ cmd_run(int argc, char **argv)
 	}
 	st = tick(slot + 21 * MINS);
 	deliver(slot + 21 * MINS);
-	if (!received("/v2/change/enqueue", "stored objects match the catalog's digests")) {
+	if (!harness_receiver_seen(
+	        rx_log, "/v2/change/enqueue", "stored objects match the catalog's digests")) {
 		die("no change event for the clean sweep");
 	}
 	corrupt("b-old");
@@ -1164,7 +1069,8 @@ cmd_run(int argc, char **argv)
 	deliver(slot + 23 * MINS);
 	if (qn("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/integrity_failed' "
 	       "AND state = 'triggered' AND summary LIKE '%%b-old data in primary%%'") != 1 ||
-	    !received("\"event_action\":\"trigger\"", "coffer/billing/integrity_failed")) {
+	    !harness_receiver_seen(
+	        rx_log, "\"event_action\":\"trigger\"", "coffer/billing/integrity_failed")) {
 		die("a corrupted object did not page");
 	}
 	/* Sampling keeps a failed object in the sample (sample = 1 here
@@ -1306,8 +1212,7 @@ cmd_run(int argc, char **argv)
 	PQfinish(pg);
 	coord_config_free(cfg);
 	free_kept();
-	kill(receiver_pid, SIGTERM);
-	waitpid(receiver_pid, NULL, 0);
+	harness_receiver_stop(receiver_pid);
 	return (0);
 }
 

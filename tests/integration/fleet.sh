@@ -9,40 +9,19 @@
 source "$(dirname "$0")/lib.sh"
 t_init fleet
 agent=$COFFER_BIN/coffer-agent
-coord=$COFFER_BIN/coffer-coordinator
 cli=$COFFER_BIN/coffer
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-for db in coffer billing shop; do psql_at "$base dbname=postgres" -c "create database $db"; done
+catalog_start "$T/pg" billing shop
 psql_at "$base dbname=billing" -c "create table invoices (id int); insert into invoices select generate_series(1, 5000)"
 psql_at "$base dbname=shop" -c "create table orders (id int); insert into orders select generate_series(1, 7000)"
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1 shop-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
-"$cli" init --out "$T/alice.key" >"$T/alice.pub"
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
-mkdir -p "$T/repo" "$T/coord-state"
-cat >"$T/coordinator.conf" <<CONF
-[coordinator]
-listen = tls+tcp://127.0.0.1:0
-admin_listen = tls+tcp://127.0.0.1:0
-catalog = $base dbname=coffer
-audit_key = $T/audit.key
-state_dir = $T/coord-state
-maintenance_interval = 2s
-metrics_listen = 127.0.0.1:0
-[tls]
-ca = $pki/ca.crt
-cert = $pki/localhost.crt
-key = $pki/localhost.key
+pki_make "$pki" alice billing-db-1 shop-db-1
+mkdir -p "$T/repo"
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 2s" "metrics_listen = 127.0.0.1:0" <<CONF
 [repository.primary]
 type = posix
 path = $T/repo
-[operator.alice]
-public_key = $T/alice.pub
-role = operator
 [service.billing]
 owner = team-payments
 schedule = 0 2 * * *
@@ -52,44 +31,11 @@ owner = team-shop
 schedule = 0 3 * * *
 retention.daily = 7
 CONF
-"$coord" migrate -c "$T/coordinator.conf" >/dev/null || fail "migrate"
-coord_start "$T/coordinator.conf" 600
-operator_conf alice "$T/cli.conf"
-export COFFER_CONFIG=$T/cli.conf
+fleet_coordinator_up "$T/coordinator.conf" 600
 
-agent_conf() { # service
-	mkdir -p "$T/$1-state"
-	cat >"$T/$1.conf" <<CONF
-[agent]
-name = $1-db-1
-service = $1
-state_dir = $T/$1-state
-signing_key = $T/$1.sign
-key_ring = $T/$1.keys
-[postgres]
-conninfo = $base dbname=$1
-bin_dir = $PG_BINDIR
-[schedule]
-logical = 0 2 * * *
-[repository.primary]
-type = posix
-path = $T/repo
-[coordinator]
-url = tls+tcp://localhost:$port
-ca = $pki/ca.crt
-cert = $pki/$1-db-1.crt
-key = $pki/$1-db-1.key
-heartbeat = 5s
-retry_max = 5s
-CONF
-	"$agent" keygen --out "$T/$1.keys" >/dev/null
-	"$agent" init -c "$T/$1.conf" >"$T/$1.pub"
-	"$cli" agents enroll --service "$1" --agent "$1-db-1" --pubkey "$T/$1.pub" >/dev/null ||
-		fail "enroll $1"
-}
 pids=()
 for svc in billing shop; do
-	agent_conf $svc
+	fleet_agent_enroll $svc
 	"$agent" run -c "$T/$svc.conf" 2>"$T/$svc.log" &
 	pids+=($!)
 done

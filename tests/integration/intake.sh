@@ -23,15 +23,11 @@ coord="$COFFER_BIN/coffer-coordinator"
 drv="$COFFER_BIN/intake_itest"
 [[ -x $coord && -x $drv ]] || fail "build coffer-coordinator and intake_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
-ci="$base dbname=coffer"
+catalog_start "$T/pg"
 q() { psql_at "$ci" -c "$1"; }
 
 pki="$T/pki"
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-"$COFFER_SRC/deploy/certs.sh" "$pki" client agents >/dev/null
+pki_make "$pki" agents
 tls=(--ca "$pki/ca.crt" --cert "$pki/agents.crt" --key "$pki/agents.key")
 
 # Port 0: the coordinator picks a free port and logs it, so no other test can
@@ -57,8 +53,8 @@ owner = team-ledger
 schedule = 0 3 * * *
 retention.daily = 7
 EOF
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
-"$coord" migrate -c "$conf" >/dev/null || fail "migrate failed"
+catalog_audit_key
+catalog_migrate "$conf"
 
 # expect_fail WHAT PATTERN CMD...: CMD exits non-zero with one stderr line matching PATTERN.
 expect_fail() {
@@ -239,8 +235,7 @@ kill -0 "$cpid" 2>/dev/null || fail "the coordinator died with the catalog"
 	fail "want the outage logged once: $(grep -c "catalog unreachable" "$T/coord.err")"
 pass "catalog stopped: $R"
 
-runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$PG_DIR/data" -o "-p $PG_PORT" \
-	-l "$PG_DIR/server.log" -w -t 60 start >/dev/null || fail "PostgreSQL did not restart"
+pg_restart "$PG_DIR"
 seq=12
 for _ in $(seq 60); do
 	send billing-1 $seq --service billing --events "started:5:b-5"
@@ -257,8 +252,7 @@ pass "catalog back: acked again without restarting the coordinator ($R)"
 # A catalog restarted while the coordinator was idle: the old connection is
 # dead but nobody knows yet; the next request must not be the one to pay.
 pg_stop "$PG_DIR"
-runuser -u "$PG_USER" -- "$PG_BINDIR/pg_ctl" -D "$PG_DIR/data" -o "-p $PG_PORT" \
-	-l "$PG_DIR/server.log" -w -t 60 start >/dev/null || fail "PostgreSQL did not restart"
+pg_restart "$PG_DIR"
 send billing-1 90 --poll
 expect ok 5
 pass "a catalog restarted while idle costs the next request nothing: $R"

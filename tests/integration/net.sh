@@ -14,13 +14,11 @@ source "$(dirname "$0")/lib.sh"
 t_init net
 
 bin="$COFFER_BIN/net_itest"
-certs="$COFFER_SRC/deploy/certs.sh"
 [[ -x $bin ]] || fail "$bin is missing: build the net_itest target"
 pki="$T/pki"
 other="$T/other"
-"$certs" "$pki" server localhost >/dev/null
-"$certs" "$pki" client agent-1 >/dev/null
-"$certs" "$other" client rogue >/dev/null
+pki_make "$pki" agent-1
+pki_client "$other" rogue
 srv_tls=(--ca "$pki/ca.crt" --cert "$pki/localhost.crt" --key "$pki/localhost.key")
 cli_tls=(--ca "$pki/ca.crt" --cert "$pki/agent-1.crt" --key "$pki/agent-1.key")
 

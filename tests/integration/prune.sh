@@ -18,10 +18,7 @@ coord="$COFFER_BIN/coffer-coordinator"
 drv="$COFFER_BIN/prune_itest"
 [[ -x "$coord" && -x "$drv" ]] || fail "build coffer-coordinator and prune_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
-ci="$base dbname=coffer"
+catalog_start "$T/pg"
 mkdir -p "$T/repo" "$T/state"
 
 # write_conf FILE DAILY WITH_LEDGER
@@ -59,8 +56,8 @@ write_conf "$T/a.conf" 7 yes
 write_conf "$T/b.conf" 7 no
 write_conf "$T/c.conf" 14 no
 
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null || fail "audit-keygen failed"
-"$coord" migrate -c "$T/a.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
+catalog_audit_key
+catalog_migrate "$T/a.conf"
 grep -q "retention" "$T/migrate.out" || fail "the retention migration was not applied: $(cat "$T/migrate.out")"
 
 "$drv" run "$T/a.conf" "$T/b.conf" "$T/c.conf" "$T/repo" || fail "driver failed"

@@ -30,16 +30,11 @@ agent="$COFFER_BIN/coffer-agent"
 drv="$COFFER_BIN/sender_itest"
 [[ -x $coord && -x $agent && -x $drv ]] || fail "build coffer-coordinator, coffer-agent and sender_itest first"
 
-pg_start "$T/pg"
-base="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$base dbname=postgres" -c "CREATE DATABASE coffer"
-ci="$base dbname=coffer"
+catalog_start "$T/pg"
 q() { psql_at "$ci" -c "$1"; }
 
 pki="$T/pki"
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-"$COFFER_SRC/deploy/certs.sh" "$pki" client billing-1 >/dev/null
-"$COFFER_SRC/deploy/certs.sh" "$pki" client stranger >/dev/null
+pki_make "$pki" billing-1 stranger
 
 port=$(_free_port)
 url="tls+tcp://127.0.0.1:$port"
@@ -59,8 +54,8 @@ owner = team-payments
 schedule = 0 2 * * *
 retention.daily = 7
 EOF
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
-"$coord" migrate -c "$conf" >/dev/null || fail "migrate failed"
+catalog_audit_key
+catalog_migrate "$conf"
 
 # agent_conf NAME: an agent of service billing talking to the coordinator.
 agent_conf() {

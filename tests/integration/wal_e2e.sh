@@ -51,41 +51,20 @@ chmod 755 "$T/bin" "$T/bin/coffer-agent"
 agent=$T/bin/coffer-agent
 as_pg() { runuser -u postgres -- "$@"; }
 
-pg_start "$T/catalog"
-cbase="host=$PG_HOST port=$PG_PORT user=postgres"
-psql_at "$cbase dbname=postgres" -c "create database coffer"
-ci="$cbase dbname=coffer"
+catalog_start "$T/catalog"
 cq() { psql_at "$ci" -c "$1"; }
 
 receiver_start
 
 pki=$T/pki
-"$COFFER_SRC/deploy/certs.sh" "$pki" server localhost >/dev/null
-for c in alice billing-db-1; do "$COFFER_SRC/deploy/certs.sh" "$pki" client "$c" >/dev/null; done
+pki_make "$pki" alice billing-db-1
 chmod 644 "$pki"/billing-db-1.key
-"$cli" init --out "$T/alice.key" >"$T/alice.pub"
-"$coord" audit-keygen --out "$T/audit.key" >/dev/null
-mkdir -p "$T/coord-state" "$T/repo"
-cat >"$T/coordinator.conf" <<CONF
-[coordinator]
-listen = tls+tcp://127.0.0.1:0
-admin_listen = tls+tcp://127.0.0.1:0
-catalog = $ci
-audit_key = $T/audit.key
-state_dir = $T/coord-state
-maintenance_interval = 1s
-metrics_listen = 127.0.0.1:0
-[tls]
-ca = $pki/ca.crt
-cert = $pki/localhost.crt
-key = $pki/localhost.key
+mkdir -p "$T/repo"
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = wal0123456789abcdef0123456789abc
 wal_lag_segments = 4
-[operator.alice]
-public_key = $T/alice.pub
-role = operator
 [service.billing]
 owner = team-payments
 schedule = 0 2 * * *
@@ -95,10 +74,7 @@ pitr.window = 1d
 type = posix
 path = $T/repo
 CONF
-"$coord" migrate -c "$T/coordinator.conf" >"$T/migrate.out" 2>&1 || fail "migrate: $(cat "$T/migrate.out")"
-coord_start "$T/coordinator.conf" 300
-operator_conf alice
-export COFFER_CONFIG=$T/alice.conf
+fleet_coordinator_up "$T/coordinator.conf" 300
 
 # The service's own cluster, archiving through the agent.
 conf=$T/agent.conf
@@ -122,13 +98,7 @@ logical = 0 2 1 1 *
 [repository.primary]
 type = posix
 path = $T/repo
-[coordinator]
-url = tls+tcp://localhost:$port
-ca = $pki/ca.crt
-cert = $pki/billing-db-1.crt
-key = $pki/billing-db-1.key
-heartbeat = 1s
-retry_max = 2s
+$(fleet_agent_link billing-db-1 1s 2s)
 CONF
 "$agent" keygen --out "$T/billing.keys" --id k1 >/dev/null || fail "keygen"
 "$agent" init -c "$conf" >"$T/agent.pub" || fail "init"
@@ -288,8 +258,7 @@ as_pg "$PG_BINDIR/initdb" -D "$T/svc/data" -U postgres --auth-local=trust -E UTF
 	>"$T/initdb2.log" 2>&1 || fail "initdb: $(tail -3 "$T/initdb2.log")"
 grep -E "^(listen_addresses|unix_socket_directories|fsync|max_connections|logging_collector|wal_level|archive_mode|archive_command) " \
 	"$T/svc/data.old/postgresql.conf" >>"$T/svc/data/postgresql.conf"
-as_pg "$PG_BINDIR/pg_ctl" -D "$T/svc/data" -o "-p $PG_PORT" -l "$T/svc/server2.log" -w -t 60 start >/dev/null ||
-	fail "the rebuilt cluster did not start: $(tail -3 "$T/svc/server2.log")"
+pg_restart "$T/svc" "$T/svc/server2.log"
 new_sysid=$(sq "select system_identifier from pg_control_system()")
 [[ $new_sysid != "$old_sysid" ]] || fail "initdb gave the same system identifier"
 sq "create table t (x int)" >/dev/null

@@ -5,7 +5,6 @@
  * the end, and files that exist already; fed whole or one byte at a time. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,6 +22,7 @@
 #include "agent/backup/physical.h"
 #include "agent/restore/physical_restore.h"
 #include "common/stream/digest.h"
+#include "tests/harness/tmpdir.h"
 
 typedef struct fx {
 	char dir[256];
@@ -33,18 +33,10 @@ typedef struct fx {
 } fx;
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return (remove(path));
-}
-
-static int
 setup(void **state)
 {
 	fx *f = calloc(1, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/coffer-physical-test.XXXXXX");
-	if (mkdtemp(f->dir) == NULL) {
+	if (harness_tmpdir_make("physical-test", f->dir, sizeof(f->dir)) != 0) {
 		return (-1);
 	}
 	char root[300];
@@ -66,7 +58,7 @@ teardown(void **state)
 	close(f->fd);
 	coffer_manifest_free(f->m);
 	free(f->buf);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	harness_tmpdir_remove(f->dir);
 	free(f);
 	return (0);
 }
@@ -337,7 +329,7 @@ test_truncated(void **state)
 	for (size_t cut = 0; cut < whole; cut += 5) {
 		char root[600];
 		snprintf(root, sizeof(root), "%s/pgdata", f->dir);
-		nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		harness_tmpdir_remove(root);
 		mkdir(root, 0700);
 		close(f->fd);
 		f->fd = open(root, O_RDONLY | O_DIRECTORY);

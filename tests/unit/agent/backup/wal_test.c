@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "agent/backup/wal.h"
+#include "tests/harness/tmpdir.h"
 
 static void
 test_names(void **state)
@@ -127,9 +128,9 @@ static void
 test_sysid_cache(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/coffer-wal-test.XXXXXX";
-	assert_non_null(mkdtemp(dir));
-	char text[1024];
+	char dir[512];
+	assert_int_equal(harness_tmpdir_make("wal-test", dir, sizeof(dir)), 0);
+	char text[4096];
 	snprintf(text, sizeof(text),
 	    "[agent]\nname = a\nservice = s\nstate_dir = %s/state\nsigning_key = %s/k\n"
 	    "key_ring = %s/r\n[postgres]\nconninfo = host=/nonexistent port=1\n"
@@ -164,10 +165,7 @@ test_sysid_cache(void **state)
 	assert_int_equal(agent_wal_system_identifier(cfg, &id, &err), COFFER_ECORRUPT);
 	assert_non_null(strstr(err.hint, "remove it"));
 
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/state", dir);
-	rmdir(path);
-	rmdir(dir);
+	assert_int_equal(harness_tmpdir_remove(dir), 0);
 	agent_config_free(cfg);
 }
 

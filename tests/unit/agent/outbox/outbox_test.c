@@ -4,7 +4,6 @@
  * several handles and processes sharing one outbox. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +19,7 @@
 
 #include "agent/outbox/outbox.h"
 #include "common/base/log.h"
+#include "tests/harness/tmpdir.h"
 
 #define SEG1 "00000000000000000001.seg"
 
@@ -37,25 +37,10 @@ static const agent_outbox_limits small = {
 };
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
-static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
-	mkdir(base, 0700);
-	snprintf(f->dir, sizeof(f->dir), "%s/outbox-test-XXXXXX", base);
-	if (mkdtemp(f->dir) == NULL) {
+	if (harness_tmpdir_make("outbox-test", f->dir, sizeof(f->dir)) != 0) {
 		free(f);
 		return (-1);
 	}
@@ -68,7 +53,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	harness_tmpdir_remove(f->dir);
 	free(f);
 	return (0);
 }

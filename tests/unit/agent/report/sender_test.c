@@ -6,7 +6,6 @@
  * there: events stay, errors say why, stop is clean. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +27,7 @@
 #include "common/base/log.h"
 #include "common/crypto/sign.h"
 #include "common/wire/wire.h"
+#include "tests/harness/tmpdir.h"
 
 struct fixture {
 	char dir[512];   /* scratch root */
@@ -37,25 +37,10 @@ struct fixture {
 };
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
-static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
-	mkdir(base, 0700);
-	snprintf(f->dir, sizeof(f->dir), "%s/sender-test-XXXXXX", base);
-	if (mkdtemp(f->dir) == NULL) {
+	if (harness_tmpdir_make("sender-test", f->dir, sizeof(f->dir)) != 0) {
 		free(f);
 		return (-1);
 	}
@@ -71,7 +56,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	harness_tmpdir_remove(f->dir);
 	free(f);
 	return (0);
 }

@@ -6,7 +6,6 @@
  * TZDIR). Expected instants were computed independently (Python zoneinfo). */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +19,7 @@
 #include <cmocka.h>
 
 #include "common/conf/tz.h"
+#include "tests/harness/tmpdir.h"
 
 static const char *
 zonedir(void)
@@ -279,25 +279,10 @@ struct tzdir {
 };
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
-static int
 setup_dir(void **state)
 {
 	struct tzdir *f = calloc(1, sizeof(*f));
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
-	mkdir(base, 0700);
-	snprintf(f->path, sizeof(f->path), "%s/tz-test-XXXXXX", base);
-	if (mkdtemp(f->path) == NULL) {
+	if (harness_tmpdir_make("tz-test", f->path, sizeof(f->path)) != 0) {
 		free(f);
 		return (-1);
 	}
@@ -317,7 +302,7 @@ teardown_dir(void **state)
 	} else {
 		unsetenv("TZDIR");
 	}
-	nftw(f->path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	harness_tmpdir_remove(f->path);
 	free(f->saved);
 	free(f);
 	return (0);

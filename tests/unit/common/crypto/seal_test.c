@@ -4,7 +4,6 @@
  * versions) refused with its own error, with no byte of an unauthenticated
  * chunk reaching the next filter. Real key ring files, real filters. */
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +19,7 @@
 #include "common/crypto/keyring.h"
 #include "common/crypto/seal.h"
 #include "common/stream/sink.h"
+#include "tests/harness/tmpdir.h"
 
 #define C       64           /* small chunks so tests cross many boundaries */
 #define FRAME   (4 + C + 16) /* one full sealed chunk */
@@ -36,15 +36,6 @@ struct fixture {
 	coffer_keyring *other;
 	coffer_keyring *empty;
 };
-
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
 
 static coffer_keyring *
 make_ring(const char *path, const char *id)
@@ -63,13 +54,7 @@ static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
-	mkdir(base, 0700);
-	snprintf(f->dir, sizeof(f->dir), "%s/seal-test-XXXXXX", base);
-	if (mkdtemp(f->dir) == NULL) {
+	if (harness_tmpdir_make("seal-test", f->dir, sizeof(f->dir)) != 0) {
 		free(f);
 		return (-1);
 	}
@@ -93,7 +78,7 @@ teardown(void **state)
 	coffer_keyring_free(f->ring);
 	coffer_keyring_free(f->other);
 	coffer_keyring_free(f->empty);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	harness_tmpdir_remove(f->dir);
 	free(f);
 	return (0);
 }

@@ -2,7 +2,6 @@
  * verification must fail. Real key files in a temporary directory. */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +18,7 @@
 #include <openssl/pem.h>
 
 #include "common/crypto/sign.h"
+#include "tests/harness/tmpdir.h"
 
 struct fixture {
 	char dir[512];
@@ -26,25 +26,10 @@ struct fixture {
 };
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
-static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
-	mkdir(base, 0700);
-	snprintf(f->dir, sizeof(f->dir), "%s/sign-test-XXXXXX", base);
-	if (mkdtemp(f->dir) == NULL) {
+	if (harness_tmpdir_make("sign-test", f->dir, sizeof(f->dir)) != 0) {
 		free(f);
 		return (-1);
 	}
@@ -57,7 +42,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	harness_tmpdir_remove(f->dir);
 	free(f);
 	return (0);
 }

@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +19,7 @@
 #include <cmocka.h>
 
 #include "common/repo/repo.h"
+#include "tests/harness/tmpdir.h"
 
 struct fixture {
 	char dir[512];
@@ -29,25 +29,10 @@ struct fixture {
 };
 
 static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return (remove(path));
-}
-
-static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
-	mkdir(base, 0700);
-	snprintf(f->dir, sizeof(f->dir), "%s/repo-test-XXXXXX", base);
-	if (mkdtemp(f->dir) == NULL) {
+	if (harness_tmpdir_make("repo-test", f->dir, sizeof(f->dir)) != 0) {
 		free(f);
 		return (-1);
 	}
@@ -73,7 +58,7 @@ teardown(void **state)
 	char mnt[600];
 	snprintf(mnt, sizeof(mnt), "%s/small", f->dir);
 	(void)umount2(mnt, MNT_DETACH);
-	nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	harness_tmpdir_remove(f->dir);
 	free(f);
 	return (0);
 }

@@ -26,6 +26,7 @@
 #include "common/repo/s3.h"
 #include "common/stream/digest.h"
 #include "common/stream/sink.h"
+#include "tests/harness/s3_server.h"
 
 static void
 test_error_mapping(void **state)
@@ -112,273 +113,8 @@ test_config_errors(void **state)
 	assert_non_null(strstr(err.msg, "part size"));
 }
 
-/* ---- a fault-injecting HTTP server on loopback ---- */
-
-enum script {
-	SC_SLOWDOWN,
-	SC_COMPLETE_ERROR,
-	SC_RESUME,
-	SC_MULTIPART
-};
-
-#define OBJ_SIZE 100000
-
-struct server {
-	int fd;
-	int port;
-	pthread_t thread;
-	enum script script;
-	int requests;
-	int slowdowns_left;
-	char log[64][200]; /* "METHOD /path?query" */
-	int nlog;
-	int bad_checksums;
-	int part_puts;
-	size_t max_part;
-	char range[64];
-	char if_match[64];
-	int drop_parts;     /* part PUTs to answer by hanging up */
-	int baddigest_part; /* part number to refuse with BadDigest */
-	int saw_token;      /* x-amz-security-token present and signed */
-	uint8_t obj[OBJ_SIZE];
-	volatile int stop;
-};
-
-static void
-send_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n <= 0) {
-			return;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-static void
-respond(int fd, int status, const char *extra, const char *body, size_t len)
-{
-	char head[512];
-	int n = snprintf(head, sizeof(head),
-	    "HTTP/1.1 %d X\r\nContent-Length: %zu\r\n%s"
-	    "Connection: close\r\n\r\n",
-	    status, len, extra != NULL ? extra : "");
-	send_all(fd, head, (size_t)n);
-	if (len > 0) {
-		send_all(fd, body, len);
-	}
-}
-
-static char *
-header_value(char *head, const char *name)
-{
-	static char v[256];
-	v[0] = '\0';
-	size_t nl = strlen(name);
-	for (char *p = head; (p = strstr(p, "\r\n")) != NULL; p += 2) {
-		if (strncasecmp(p + 2, name, nl) == 0 && p[2 + nl] == ':') {
-			const char *s = p + 3 + nl;
-			while (*s == ' ') {
-				s++;
-			}
-			size_t l = strcspn(s, "\r");
-			snprintf(v, sizeof(v), "%.*s", (int)l, s);
-			break;
-		}
-	}
-	return (v);
-}
-
-static void
-handle(struct server *sv, int fd)
-{
-	static char head[16384];
-	size_t used = 0;
-	char *end = NULL;
-	while (used < sizeof(head) - 1) {
-		ssize_t n = recv(fd, head + used, sizeof(head) - 1 - used, 0);
-		if (n <= 0) {
-			return;
-		}
-		used += (size_t)n;
-		head[used] = '\0';
-		if ((end = strstr(head, "\r\n\r\n")) != NULL) {
-			break;
-		}
-	}
-	if (end == NULL) {
-		return;
-	}
-	size_t hlen = (size_t)(end + 4 - head);
-	size_t clen = strtoul(header_value(head, "Content-Length"), NULL, 10);
-	uint8_t *body = malloc(clen + 1);
-	size_t have = used - hlen;
-	memcpy(body, head + hlen, have < clen ? have : clen);
-	while (have < clen) {
-		ssize_t n = recv(fd, body + have, clen - have, 0);
-		if (n <= 0) {
-			break;
-		}
-		have += (size_t)n;
-	}
-	*end = '\0';
-	char method[16], target[1024];
-	sscanf(head, "%15s %1023s", method, target);
-	sv->requests++;
-	if (sv->nlog < 64) {
-		snprintf(sv->log[sv->nlog++], sizeof(sv->log[0]), "%s %.150s", method, target);
-	}
-	char sum[64];
-	snprintf(sum, sizeof(sum), "%s", header_value(head, "x-amz-checksum-sha256"));
-	if (strcmp(method, "PUT") == 0 && clen > 0) {
-		uint8_t d[32];
-		unsigned dn = 32;
-		char b64[48];
-		EVP_Digest(body, clen, d, &dn, EVP_sha256(), NULL);
-		EVP_EncodeBlock((unsigned char *)b64, d, 32);
-		if (strcmp(b64, sum) != 0) {
-			sv->bad_checksums++;
-		}
-	}
-	if (strcmp(header_value(head, "x-amz-security-token"), "TOKEN-1") == 0 &&
-	    strstr(header_value(head, "Authorization"), "x-amz-security-token") != NULL) {
-		sv->saw_token++;
-	}
-	snprintf(sv->range, sizeof(sv->range), "%s", header_value(head, "Range"));
-	if (sv->range[0] != '\0') {
-		snprintf(sv->if_match, sizeof(sv->if_match), "%s", header_value(head, "If-Match"));
-	}
-
-	static const char slow[] = "<Error><Code>SlowDown</Code><Message>Please reduce your "
-	                           "request rate.</Message></Error>";
-	if (sv->script == SC_SLOWDOWN) {
-		if (sv->slowdowns_left-- > 0) {
-			respond(fd, 503, NULL, slow, strlen(slow));
-		} else {
-			static const char list[] =
-			    "<ListBucketResult><IsTruncated>false</IsTruncated>"
-			    "<Contents><Key>k</Key><Size>1</Size></Contents></ListBucketResult>";
-			respond(fd, 200, NULL, list, strlen(list));
-		}
-	} else if (sv->script == SC_RESUME) {
-		if (sv->range[0] == '\0') {
-			/* Announce the whole object, send half, hang up. */
-			char h[256];
-			int n = snprintf(h, sizeof(h),
-			    "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
-			    "ETag: \"v1\"\r\nConnection: close\r\n\r\n",
-			    OBJ_SIZE);
-			send_all(fd, h, (size_t)n);
-			send_all(fd, sv->obj, OBJ_SIZE / 2);
-		} else {
-			size_t from = strtoul(sv->range + 6, NULL, 10);
-			char extra[128];
-			snprintf(extra, sizeof(extra),
-			    "ETag: \"v1\"\r\nContent-Range: bytes %zu-%d/%d\r\n", from,
-			    OBJ_SIZE - 1, OBJ_SIZE);
-			respond(fd, from <= OBJ_SIZE ? 206 : 416, extra,
-			    (const char *)sv->obj + from, OBJ_SIZE - from);
-		}
-	} else {
-		/* Multipart: initiate, parts, complete; HEAD says "no such key". */
-		if (strcmp(method, "HEAD") == 0) {
-			respond(fd, 404, NULL, NULL, 0);
-		} else if (strcmp(method, "POST") == 0 && strstr(target, "?uploads") != NULL) {
-			static const char init[] = "<InitiateMultipartUploadResult><UploadId>UP-1"
-			                           "</UploadId></InitiateMultipartUploadResult>";
-			respond(fd, 200, NULL, init, strlen(init));
-		} else if (strcmp(method, "PUT") == 0 && strstr(target, "partNumber=") != NULL &&
-		    sv->drop_parts > 0) {
-			sv->drop_parts--; /* connection dropped mid-part: no answer at all */
-		} else if (strcmp(method, "PUT") == 0 && sv->baddigest_part > 0 &&
-		    atoi(strstr(target, "partNumber=") + 11) == sv->baddigest_part) {
-			static const char bd[] =
-			    "<Error><Code>BadDigest</Code><Message>The "
-			    "Content-MD5 or checksum value that you specified did not match what "
-			    "the server received.</Message></Error>";
-			respond(fd, 400, NULL, bd, strlen(bd));
-		} else if (strcmp(method, "PUT") == 0 && strstr(target, "partNumber=") != NULL) {
-			sv->part_puts++;
-			sv->max_part = clen > sv->max_part ? clen : sv->max_part;
-			respond(fd, 200, "ETag: \"part\"\r\n", NULL, 0);
-		} else if (strcmp(method, "POST") == 0 && strstr(target, "uploadId=") != NULL) {
-			if (sv->script == SC_COMPLETE_ERROR) {
-				static const char e[] =
-				    "<?xml version=\"1.0\"?>\n<Error><Code>InternalError"
-				    "</Code><Message>We encountered an internal error.</Message></Error>";
-				respond(fd, 200, NULL, e, strlen(e));
-			} else {
-				static const char ok[] =
-				    "<CompleteMultipartUploadResult><ETag>\"all-3\""
-				    "</ETag></CompleteMultipartUploadResult>";
-				respond(fd, 200, "x-amz-version-id: V3\r\n", ok, strlen(ok));
-			}
-		} else if (strcmp(method, "DELETE") == 0) {
-			respond(fd, 204, NULL, NULL, 0);
-		} else {
-			respond(fd, 400, NULL, NULL, 0);
-		}
-	}
-	free(body);
-}
-
-static void *
-serve(void *arg)
-{
-	struct server *sv = arg;
-	while (!sv->stop) {
-		int c = accept(sv->fd, NULL, NULL);
-		if (c < 0) {
-			continue;
-		}
-		if (!sv->stop) {
-			handle(sv, c);
-		}
-		close(c);
-	}
-	return (NULL);
-}
-
-static struct server *
-server_start(enum script script)
-{
-	struct server *sv = calloc(1, sizeof(*sv));
-	sv->script = script;
-	for (int i = 0; i < OBJ_SIZE; i++) {
-		sv->obj[i] = (uint8_t)(i * 7 + (i >> 8));
-	}
-	sv->fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	assert_int_equal(bind(sv->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(sv->fd, 16), 0);
-	socklen_t al = sizeof(a);
-	getsockname(sv->fd, (struct sockaddr *)&a, &al);
-	sv->port = ntohs(a.sin_port);
-	pthread_create(&sv->thread, NULL, serve, sv);
-	return (sv);
-}
-
-static void
-server_stop(struct server *sv)
-{
-	sv->stop = 1;
-	/* Wake accept() with one last connection. */
-	int c = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET,
-		.sin_port = htons((uint16_t)sv->port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	connect(c, (struct sockaddr *)&a, sizeof(a));
-	close(c);
-	pthread_join(sv->thread, NULL);
-	close(sv->fd);
-	free(sv);
-}
-
 static coffer_s3 *
-client_for(const struct server *sv, int attempts, size_t part)
+client_for(const struct harness_s3_server *sv, int attempts, size_t part)
 {
 	char ep[64];
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", sv->port);
@@ -410,7 +146,7 @@ static void
 test_retry_slowdown(void **state)
 {
 	(void)state;
-	struct server *sv = server_start(SC_SLOWDOWN);
+	struct harness_s3_server *sv = harness_s3_server_start(HARNESS_S3_SLOWDOWN);
 	sv->slowdowns_left = 2;
 	coffer_s3 *s3 = client_for(sv, 3, 0);
 	coffer_err err = { 0 };
@@ -427,14 +163,14 @@ test_retry_slowdown(void **state)
 	assert_non_null(strstr(err.msg, "after 3 attempts"));
 	assert_non_null(strstr(err.hint, "throttling"));
 	coffer_s3_free(s3);
-	server_stop(sv);
+	harness_s3_server_stop(sv);
 }
 
 static void
 test_complete_error_in_200(void **state)
 {
 	(void)state;
-	struct server *sv = server_start(SC_COMPLETE_ERROR);
+	struct harness_s3_server *sv = harness_s3_server_start(HARNESS_S3_COMPLETE_ERROR);
 	coffer_s3 *s3 = client_for(sv, 2, COFFER_S3_PART_MIN);
 	coffer_err err = { 0 };
 	coffer_s3_upload *up = NULL;
@@ -461,14 +197,14 @@ test_complete_error_in_200(void **state)
 	coffer_s3_upload_free(up);
 	free(buf);
 	coffer_s3_free(s3);
-	server_stop(sv);
+	harness_s3_server_stop(sv);
 }
 
 static void
 test_multipart_bounded(void **state)
 {
 	(void)state;
-	struct server *sv = server_start(SC_MULTIPART);
+	struct harness_s3_server *sv = harness_s3_server_start(HARNESS_S3_MULTIPART);
 	coffer_s3 *s3 = client_for(sv, 1, COFFER_S3_PART_MIN);
 	coffer_err err = { 0 };
 	coffer_s3_upload *up = NULL;
@@ -505,14 +241,14 @@ test_multipart_bounded(void **state)
 	assert_int_equal(coffer_s3_upload_begin(s3, "k/x", &nodate, &up, &err), COFFER_EINVAL);
 	free(buf);
 	coffer_s3_free(s3);
-	server_stop(sv);
+	harness_s3_server_stop(sv);
 }
 
 static void
 test_part_faults(void **state)
 {
 	(void)state;
-	struct server *sv = server_start(SC_MULTIPART);
+	struct harness_s3_server *sv = harness_s3_server_start(HARNESS_S3_MULTIPART);
 	sv->drop_parts = 1;
 	coffer_s3 *s3 = client_for(sv, 3, COFFER_S3_PART_MIN);
 	coffer_err err = { 0 };
@@ -549,14 +285,14 @@ test_part_faults(void **state)
 	coffer_s3_upload_free(up);
 	free(buf);
 	coffer_s3_free(s3);
-	server_stop(sv);
+	harness_s3_server_stop(sv);
 }
 
 static void
 test_session_token(void **state)
 {
 	(void)state;
-	struct server *sv = server_start(SC_SLOWDOWN);
+	struct harness_s3_server *sv = harness_s3_server_start(HARNESS_S3_SLOWDOWN);
 	char ep[64];
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", sv->port);
 	coffer_s3_config cfg = { .endpoint = ep,
@@ -586,14 +322,14 @@ test_session_token(void **state)
 	unsetenv("AWS_SECRET_ACCESS_KEY");
 	unsetenv("AWS_SESSION_TOKEN");
 	coffer_s3_free(s3);
-	server_stop(sv);
+	harness_s3_server_stop(sv);
 }
 
 static void
 test_get_resumes(void **state)
 {
 	(void)state;
-	struct server *sv = server_start(SC_RESUME);
+	struct harness_s3_server *sv = harness_s3_server_start(HARNESS_S3_RESUME);
 	coffer_s3 *s3 = client_for(sv, 3, 0);
 	coffer_err err = { 0 };
 	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(&err), &err);
@@ -602,9 +338,9 @@ test_get_resumes(void **state)
 	uint8_t got[32], want[32];
 	assert_int_equal(coffer_sha256_filter_digest(sha, got), 0);
 	unsigned n = 32;
-	EVP_Digest(sv->obj, OBJ_SIZE, want, &n, EVP_sha256(), NULL);
+	EVP_Digest(sv->obj, HARNESS_S3_OBJ_SIZE, want, &n, EVP_sha256(), NULL);
 	assert_memory_equal(got, want, 32);
-	assert_int_equal(info.size, OBJ_SIZE);
+	assert_int_equal(info.size, HARNESS_S3_OBJ_SIZE);
 	assert_int_equal(sv->requests, 2);
 	assert_string_equal(sv->range, "bytes=50000-");
 	assert_string_equal(sv->if_match, "\"v1\"");
@@ -617,7 +353,7 @@ test_get_resumes(void **state)
 	coffer_filter_free_chain(sha);
 	coffer_s3_free(once);
 	coffer_s3_free(s3);
-	server_stop(sv);
+	harness_s3_server_stop(sv);
 }
 
 static void

@@ -19,6 +19,7 @@
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
 #include "common/stream/sink.h"
+#include "tests/harness/tmpdir.h"
 
 #define MiB (1024 * 1024)
 
@@ -331,16 +332,8 @@ test_zstd_program_interop(void **state)
 	if (run("command -v zstd >/dev/null 2>&1") != 0) {
 		skip();
 	}
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
 	char dir[512], path[600], cmd[2048];
-	snprintf(dir, sizeof(dir), "%s/compress-test-XXXXXX", base);
-	char mk[600];
-	snprintf(mk, sizeof(mk), "mkdir -p %s", base);
-	assert_int_equal(run(mk), 0);
-	assert_non_null(mkdtemp(dir));
+	assert_int_equal(harness_tmpdir_make("compress-test", dir, sizeof(dir)), 0);
 
 	size_t len = MiB + 5;
 	uint8_t *data = text_bytes(len);
@@ -377,8 +370,7 @@ test_zstd_program_interop(void **state)
 	coffer_err err = { 0 };
 	assert_int_equal(decompress_check(theirs, tlen, data, len, &err), 0);
 
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	assert_int_equal(run(cmd), 0);
+	assert_int_equal(harness_tmpdir_remove(dir), 0);
 	free(theirs);
 	free(back);
 	free(frame);

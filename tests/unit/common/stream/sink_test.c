@@ -22,6 +22,7 @@
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
 #include "common/stream/sink.h"
+#include "tests/harness/tmpdir.h"
 
 #define MiB (1024 * 1024)
 
@@ -34,13 +35,7 @@ static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
-	mkdir(base, 0700);
-	snprintf(f->dir, sizeof(f->dir), "%s/sink-test-XXXXXX", base);
-	if (mkdtemp(f->dir) == NULL) {
+	if (harness_tmpdir_make("sink-test", f->dir, sizeof(f->dir)) != 0) {
 		free(f);
 		return (-1);
 	}
@@ -55,8 +50,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	unlink(f->path);
-	rmdir(f->dir);
+	harness_tmpdir_remove(f->dir);
 	free(f);
 	return (0);
 }

@@ -23,6 +23,7 @@
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
 #include "common/stream/sink.h"
+#include "tests/harness/tmpdir.h"
 
 #define BLOCK        (1024 * 1024)
 #define TOTAL_BLOCKS 200
@@ -136,21 +137,14 @@ static int
 setup(void **state)
 {
 	(void)state;
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base != NULL) {
-		mkdir(base, 0700);
-	}
-	snprintf(dir, sizeof(dir), "%s/stream-XXXXXX", base != NULL ? base : "/tmp");
-	return (mkdtemp(dir) == NULL ? -1 : 0);
+	return (harness_tmpdir_make("stream", dir, sizeof(dir)));
 }
 
 static int
 teardown(void **state)
 {
 	(void)state;
-	char cmd[4200];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return (system(cmd) == 0 ? 0 : -1);
+	return (harness_tmpdir_remove(dir));
 }
 
 int

@@ -22,6 +22,7 @@
 #include "common/base/log.h"
 #include "common/wire/net.h"
 #include "common/wire/tlsconf.h"
+#include "tests/harness/tmpdir.h"
 
 static void
 test_url_rules(void **state)
@@ -399,14 +400,8 @@ int
 main(void)
 {
 	coffer_log_init("net_test", COFFER_LOG_WARN);
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL || base[0] == '\0') {
-		base = "/tmp";
-	}
-	mkdir(base, 0700);
-	snprintf(tmpdir, sizeof(tmpdir), "%s/net-test-XXXXXX", base);
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
+	if (harness_tmpdir_make("net-test", tmpdir, sizeof(tmpdir)) != 0) {
+		perror("net_test: a scratch directory");
 		return (1);
 	}
 	const struct CMUnitTest tests[] = {
@@ -417,9 +412,7 @@ main(void)
 		cmocka_unit_test(test_dialer_replaced),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
-	char cmd[700];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0) {
+	if (harness_tmpdir_remove(tmpdir) != 0) {
 		fprintf(stderr, "net_test: could not remove %s\n", tmpdir);
 	}
 	return (rc);

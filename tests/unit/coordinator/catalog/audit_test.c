@@ -23,6 +23,7 @@
 #include "coordinator/catalog/audit.c"
 #include "coordinator/catalog/catalog.c"
 #include "coordinator/catalog/migrations.c"
+#include "tests/harness/tmpdir.h"
 
 struct fixture {
 	char dir[512];
@@ -33,13 +34,7 @@ static int
 setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	const char *base = getenv("COFFER_TEST_TMP");
-	if (base == NULL) {
-		base = "/tmp";
-	}
-	mkdir(base, 0755);
-	snprintf(f->dir, sizeof(f->dir), "%s/audit_test.XXXXXX", base);
-	assert_non_null(mkdtemp(f->dir));
+	assert_int_equal(harness_tmpdir_make("audit-test", f->dir, sizeof(f->dir)), 0);
 	snprintf(f->path, sizeof(f->path), "%s/audit.key", f->dir);
 	*state = f;
 	return (0);
@@ -49,13 +44,7 @@ static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	char p[700];
-	const char *names[] = { "audit.key", "link.key", "other.key", NULL };
-	for (size_t i = 0; names[i] != NULL; i++) {
-		snprintf(p, sizeof(p), "%s/%s", f->dir, names[i]);
-		unlink(p);
-	}
-	rmdir(f->dir);
+	harness_tmpdir_remove(f->dir);
 	free(f);
 	return (0);
 }
