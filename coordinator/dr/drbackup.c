@@ -62,10 +62,11 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		    j->id, j->sysid, j->timeline, j->start_lsn, j->stop_lsn));
 	}
 	for (int64_t n = from; n <= to && rv == 0; n++) {
-		char seg[32], tl[16], src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8];
+		char seg[32], tl[COFFER_FMT_INT_SIZE], src[COFFER_REPO_KEY_MAX],
+		    dst[COFFER_REPO_KEY_MAX + 8];
 		snprintf(seg, sizeof(seg), "%08X%08X%08X", (unsigned)j->timeline,
 		    (unsigned)(n / per), (unsigned)(n % per));
-		snprintf(tl, sizeof(tl), "%d", j->timeline);
+		coffer_fmt_i64(tl, j->timeline);
 		const char *v[] = { j->service, tl, seg, j->sysid };
 		PGresult *res = coord_catalog_query(cat,
 		    "SELECT encode(stored_sha256, 'hex'), stored_bytes FROM wal_segments "
@@ -99,13 +100,13 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		}
 		char got[65], version[COFFER_S3_VERSION_ID_MAX] = "";
 		bool exists = false;
-		rv = stream_object(d, j, src, dst, want, bytes, &exists, got, version, err);
+		rv = drcopy_stream_object(d, j, src, dst, want, bytes, &exists, got, version, err);
 		if (rv == 0) {
-			rv = verify_key(d, j, dst, want, version, err);
+			rv = drcopy_verify_key(d, j, dst, want, version, err);
 		}
 		if (rv == 0) {
 			j->wal_segments++;
-			rv = wal_copied(cat, j->service, j->sysid, j->timeline, seg, err);
+			rv = drcopy_wal_copied(cat, j->service, j->sysid, j->timeline, seg, err);
 		}
 	}
 	return (rv);
@@ -120,10 +121,11 @@ copy_backup(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 	/* WAL first: the attestation, last, marks a complete copy. */
 	int rv = strcmp(j->kind, "physical") == 0 ? copy_wal(d, cat, j, err) : 0;
 	if (rv == 0) {
-		rv = copy_object(d, j, 0, j->stored_sha, j->stored_bytes, &exists[0], sha[0], err);
+		rv = drcopy_copy_object(
+		    d, j, 0, j->stored_sha, j->stored_bytes, &exists[0], sha[0], err);
 	}
 	if (rv == 0) {
-		rv = copy_object(d, j, 1, j->manifest_sha, -1, &exists[1], sha[1], err);
+		rv = drcopy_copy_object(d, j, 1, j->manifest_sha, -1, &exists[1], sha[1], err);
 	}
 	if (rv != 0) {
 		return (rv);
@@ -137,7 +139,7 @@ copy_backup(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		char key[COFFER_REPO_KEY_MAX];
 		if ((rv = coffer_repo_backup_key(
 		         key, sizeof(key), j->service, j->id, "manifest.json", err)) == 0) {
-			rv = digest_primary(d, key, sha[1], err);
+			rv = drcopy_digest_primary(d, key, sha[1], err);
 		}
 		if (rv != 0) {
 			return (rv);
@@ -151,16 +153,16 @@ copy_backup(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 	}
 	char *att = NULL;
 	size_t alen = 0;
-	if ((rv = attestation_of(d, j, sha[1], &att, &alen, err)) != 0) {
+	if ((rv = drcopy_attestation_of(d, j, sha[1], &att, &alen, err)) != 0) {
 		return (rv);
 	}
 	uint8_t md[COFFER_SHA256_LEN];
 	SHA256((const unsigned char *)att, alen, md);
 	coffer_hex_encode(md, sizeof(md), sha[2]);
-	rv = put_small(d, j, 2, att, alen, &exists[2], err);
+	rv = drcopy_put_small(d, j, 2, att, alen, &exists[2], err);
 	free(att);
 	for (int i = 0; i < 3 && rv == 0; i++) {
-		rv = verify_object(d, j, i, sha[i], err);
+		rv = drcopy_verify_object(d, j, i, sha[i], err);
 	}
 	return (rv);
 }
@@ -180,7 +182,7 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 	    a, "retain_until", coffer_time_format(until, sizeof(until), j->until_ms));
 	cJSON_AddNumberToObject(a, "attempt", j->attempts);
 	for (int i = 0; i < 3; i++) {
-		cJSON_AddStringToObject(ver, object_names[i], j->versions[i]);
+		cJSON_AddStringToObject(ver, drcopy_object_names[i], j->versions[i]);
 	}
 	if (ok) {
 		cJSON_AddNumberToObject(a, "bytes", (double)j->stored_bytes);
@@ -255,13 +257,12 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 }
 
 int
-copy_due(
+drcopy_copy_due(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
-	char n[32], lim[16];
+	char n[32], lim[COFFER_FMT_INT_SIZE];
 	coffer_fmt_i64(n, now_ms);
-	snprintf(lim, sizeof(lim), "%lld",
-	    (long long)coffer_config_int(d->cfg->ini, "dr", "copies_per_pass"));
+	coffer_fmt_i64(lim, coffer_config_int(d->cfg->ini, "dr", "copies_per_pass"));
 	const char *v[] = { n, lim };
 	int rv;
 	PGresult *res = coord_catalog_query(cat,
@@ -343,7 +344,7 @@ copy_due(
 			st->failed++;
 			coffer_log_error("DR copy failed",
 			    "service=%s backup=%s attempt=%d error=%s", j->service, j->id,
-			    j->attempts, quoted(q, sizeof(q), e.msg));
+			    j->attempts, coffer_log_quote(q, sizeof(q), e.msg));
 		}
 		rv = record(d, cat, j, cr, &e, t0,
 		    coffer_clock_now(NULL) > now_ms ? coffer_clock_now(NULL) : now_ms, err);

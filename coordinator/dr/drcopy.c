@@ -29,15 +29,8 @@
 #include <libpq-fe.h>
 
 #include "common/base/clock.h"
-#include "common/base/log.h"
 
 #define RFC3339(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
-const char *
-quoted(char *buf, size_t size, const char *text)
-{
-	return (coffer_log_quote(buf, size, text));
-}
 
 /* ---- opening and refusing ---- */
 
@@ -140,7 +133,7 @@ coord_drcopy_new(
 	*out = NULL;
 	const char *needs = NULL;
 	for (size_t i = 0; i < cfg->n_services && needs == NULL; i++) {
-		if (copies(cfg, cfg->services[i].name)) {
+		if (drcopy_copies(cfg, cfg->services[i].name)) {
 			needs = cfg->services[i].name;
 		}
 	}
@@ -149,7 +142,7 @@ coord_drcopy_new(
 		coffer_err_set(err, COFFER_EINVAL,
 		    "service %s sets dr.copy = %s, but there is no "
 		    "[repository.dr] to copy to",
-		    needs, dr_copy_mode(cfg, needs));
+		    needs, drcopy_mode(cfg, needs));
 		return (coffer_err_hint(err,
 		    "add [repository.dr] (an object-locked S3 bucket, "
 		    "docs/S3.md) or set dr.copy = none"));
@@ -200,22 +193,22 @@ coord_drcopy_pass(
 		st = &local;
 	}
 	memset(st, 0, sizeof(*st));
-	int rv = attest_primary(d, cat, st, err);
+	int rv = drcopy_attest_primary(d, cat, st, err);
 	if (rv == 0) {
-		rv = export_revocations(d, cat, now_ms, st, err);
+		rv = drcopy_export_revocations(d, cat, now_ms, st, err);
 	}
 	if (rv == 0 && d->dr != NULL) {
-		rv = copy_due(d, cat, now_ms, st, err);
+		rv = drcopy_copy_due(d, cat, now_ms, st, err);
 	}
 	if (rv == 0 && d->dr != NULL) {
-		rv = copy_wal_stream(d, cat, now_ms, st, err);
+		rv = drcopy_copy_wal_stream(d, cat, now_ms, st, err);
 	}
 	int64_t mono = coffer_clock_monotonic_ms();
 	if (rv == 0 && d->dr != NULL &&
 	    (d->exported_ms == 0 ||
 	        mono - d->exported_ms >=
 	            coffer_config_duration_ms(d->cfg->ini, "dr", "audit_export_interval"))) {
-		rv = export_audit_head(d, cat, now_ms, mono, st, err);
+		rv = drcopy_export_audit_head(d, cat, now_ms, mono, st, err);
 	}
 	return (rv);
 }
@@ -280,7 +273,7 @@ coord_drcopy_status(
 	}
 	cJSON *o = cJSON_AddObjectToObject(svc, "dr");
 	if (o != NULL) {
-		cJSON_AddStringToObject(o, "copy", p != NULL ? dr_copy_mode(cfg, service) : "none");
+		cJSON_AddStringToObject(o, "copy", p != NULL ? drcopy_mode(cfg, service) : "none");
 		cJSON_AddNumberToObject(o, "verified", strtod(PQgetvalue(res, 0, 0), NULL));
 		cJSON_AddNumberToObject(o, "pending", strtod(PQgetvalue(res, 0, 1), NULL));
 		cJSON_AddNumberToObject(o, "failed", strtod(PQgetvalue(res, 0, 2), NULL));

@@ -6,7 +6,9 @@
  *
  * Everyone else uses coordinator/dr/drcopy.h. Only those files include this
  * header; nothing here is a promise to any other caller, and it may change
- * with the files that share it.
+ * with the files that share it. Its functions are external symbols of
+ * coffer_coordinator_dr all the same, hence the drcopy_ prefix: it keeps
+ * them clear of every other name linked into the coordinator.
  */
 #ifndef COFFER_COORDINATOR_DR_DRCOPY_INTERNAL_H
 #define COFFER_COORDINATOR_DR_DRCOPY_INTERNAL_H
@@ -85,22 +87,18 @@ typedef struct copy_job {
 
 /* ---- which services copy (drplan.c) ---- */
 
-const char *dr_copy_mode(const coord_config *cfg, const char *service);
-bool copies(const coord_config *cfg, const char *service);
-
-/* ---- log fields (drcopy.c) ---- */
-
-const char *quoted(char *buf, size_t size, const char *text);
+const char *drcopy_mode(const coord_config *cfg, const char *service);
+bool drcopy_copies(const coord_config *cfg, const char *service);
 
 /* ---- one object into DR, and proving it (drobject.c) ---- */
 
 /* data, manifest.json and the attestation: a copy_job's objects, in the
  * order they are copied, and the index of each in copy_job.versions. */
-extern const char *const object_names[3];
+extern const char *const drcopy_object_names[3];
 
-/* Streams the primary's copy of object_names[which] into a locked DR
- * upload (stream_object), its version into j->versions[which]. */
-int copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
+/* Streams the primary's copy of drcopy_object_names[which] into a locked DR
+ * upload (drcopy_stream_object), its version into j->versions[which]. */
+int drcopy_copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
     int64_t expect_bytes, bool *exists, char sha_out[65], coffer_err *err);
 
 /*
@@ -108,61 +106,63 @@ int copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
  * ("" for none) and expect_bytes (< 0 for none) are checked before the
  * upload is published. *exists is set when DR already has the key.
  */
-int stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
+int drcopy_stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
     const char *expect_sha, int64_t expect_bytes, bool *exists, char sha_out[65],
     char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err);
 
 /* Uploads bytes we hold (the attestation) with the copy's lock. */
-int put_small(coord_drcopy *d, copy_job *j, int which, const char *data, size_t len, bool *exists,
-    coffer_err *err);
+int drcopy_put_small(coord_drcopy *d, copy_job *j, int which, const char *data, size_t len,
+    bool *exists, coffer_err *err);
 
-/* verify_key for object_names[which] and the version written. */
-int verify_object(coord_drcopy *d, copy_job *j, int which, const char *want_sha, coffer_err *err);
+/* drcopy_verify_key for drcopy_object_names[which] and the version written. */
+int drcopy_verify_object(
+    coord_drcopy *d, copy_job *j, int which, const char *want_sha, coffer_err *err);
 
 /* Reads the DR object back (the version written, when known), and checks
  * its digest and its lock. */
-int verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
+int drcopy_verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
     char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err);
 
 /* The SHA-256 of an object in the primary repository, streamed. */
-int digest_primary(coord_drcopy *d, const char *key, char sha_out[65], coffer_err *err);
+int drcopy_digest_primary(coord_drcopy *d, const char *key, char sha_out[65], coffer_err *err);
 
 /* ---- backups (drbackup.c) ---- */
 
 /* At most [dr] copies_per_pass due copies, each made, proven and recorded. */
-int copy_due(
+int drcopy_copy_due(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
 /* ---- WAL (drwal.c) ---- */
 
 /* Records a WAL segment's verified DR copy (the first one only). */
-int wal_copied(coord_catalog *cat, const char *service, const char *sysid, int timeline,
+int drcopy_wal_copied(coord_catalog *cat, const char *service, const char *sysid, int timeline,
     const char *segment, coffer_err *err);
 
 /* The archived WAL inside each copying service's PITR window, into DR. */
-int copy_wal_stream(
+int drcopy_copy_wal_stream(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
 /* ---- what the coordinator vouches for (drexport.c) ---- */
 
 /* The attestation of j's backup with the given manifest digest, rendered
  * and HMAC'd with the audit key; *json is malloc'd. */
-int attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, char **json,
+int drcopy_attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, char **json,
     size_t *len, coffer_err *err);
 
 /* Attestations into the primary repository for completed backups. */
-int attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coffer_err *err);
+int drcopy_attest_primary(
+    coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coffer_err *err);
 
 /* Agents revoked in the catalog whose revocation is not yet in the
  * repositories: without it, rebuild-catalog would bring them back active
  * from their backups' attestations. */
-int export_revocations(
+int drcopy_export_revocations(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
 /* The head, after checking that what was exported before still holds. The
  * first export of a process reads DR's newest head (one listing) to know
  * what was exported before it started. */
-int export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t mono,
+int drcopy_export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t mono,
     coord_drcopy_stats *st, coffer_err *err);
 
 #endif

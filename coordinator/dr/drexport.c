@@ -30,14 +30,16 @@
 
 #include <libpq-fe.h>
 
+#include "common/base/fmt.h"
 #include "common/base/hex.h"
 #include "common/base/log.h"
+#include "common/base/utf8.h"
 
 /* Attestations written into the primary repository per pass. */
 #define ATTEST_PER_PASS 50
 
 int
-attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, char **json,
+drcopy_attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, char **json,
     size_t *len, coffer_err *err)
 {
 	coord_attestation a;
@@ -53,8 +55,7 @@ attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_sha, cha
 	snprintf(a.manifest_sha256, sizeof(a.manifest_sha256), "%s", manifest_sha);
 	snprintf(a.stored_sha256, sizeof(a.stored_sha256), "%s", j->stored_sha);
 	a.stored_bytes = (uint64_t)j->stored_bytes;
-	if (strlen(j->pubkey_hex) != 64 ||
-	    coffer_hex_decode(j->pubkey_hex, a.agent_pubkey, sizeof(a.agent_pubkey), err) != 0) {
+	if (coffer_hex_decode(j->pubkey_hex, a.agent_pubkey, sizeof(a.agent_pubkey), err) != 0) {
 		coffer_err_set(err, COFFER_EINVAL,
 		    "backup %s has no enrolled agent key in the "
 		    "catalog to attest",
@@ -87,10 +88,10 @@ put_primary(coord_drcopy *d, const char *key, const char *data, size_t len, coff
 
 /* Attestations into the primary repository for completed backups. */
 int
-attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coffer_err *err)
+drcopy_attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coffer_err *err)
 {
-	char lim[16];
-	snprintf(lim, sizeof(lim), "%d", ATTEST_PER_PASS);
+	char lim[COFFER_FMT_INT_SIZE];
+	coffer_fmt_i64(lim, ATTEST_PER_PASS);
 	const char *v[] = { lim };
 	int rv;
 	PGresult *res = coord_catalog_query(cat,
@@ -120,7 +121,7 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 		size_t alen = 0;
 		int ar =
 		    coffer_repo_backup_key(key, sizeof(key), j.service, j.id, "manifest.json", &e);
-		if (ar == 0 && (ar = digest_primary(d, key, msha, &e)) == 0) {
+		if (ar == 0 && (ar = drcopy_digest_primary(d, key, msha, &e)) == 0) {
 			if (j.manifest_sha[0] != '\0' && strcmp(msha, j.manifest_sha) != 0) {
 				ar = coffer_err_set(&e, COFFER_ECORRUPT,
 				    "manifest.json of %s does not "
@@ -129,7 +130,7 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 			}
 		}
 		if (ar == 0) {
-			ar = attestation_of(d, &j, msha, &att, &alen, &e);
+			ar = drcopy_attestation_of(d, &j, msha, &att, &alen, &e);
 		}
 		if (ar == 0) {
 			ar = coffer_repo_backup_key(
@@ -147,7 +148,7 @@ attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *st, coff
 			 * damaged backup; the next pass tries again. */
 			char q[COFFER_ERR_MSG_MAX + 8];
 			coffer_log_warn("attestation not written", "backup=%s error=%s", j.id,
-			    quoted(q, sizeof(q), e.msg));
+			    coffer_log_quote(q, sizeof(q), e.msg));
 			if (ar == COFFER_EUNAVAIL || ar == COFFER_ECANCELED) {
 				break;
 			}
@@ -216,11 +217,11 @@ write_revocation(coord_drcopy *d, const coord_revocation *rev, int64_t now_ms, c
  * repositories: without it, rebuild-catalog would bring them back active
  * from their backups' attestations. */
 int
-export_revocations(
+drcopy_export_revocations(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
-	char lim[16];
-	snprintf(lim, sizeof(lim), "%d", REVOKE_PER_PASS);
+	char lim[COFFER_FMT_INT_SIZE];
+	coffer_fmt_i64(lim, REVOKE_PER_PASS);
 	const char *v[] = { lim };
 	int rv;
 	PGresult *res = coord_catalog_query(cat,
@@ -249,7 +250,7 @@ export_revocations(
 			/* Logged, not fatal: the next pass tries again. */
 			char q[COFFER_ERR_MSG_MAX + 8];
 			coffer_log_warn("revocation not exported", "agent=%s error=%s", rev.agent,
-			    quoted(q, sizeof(q), e.msg));
+			    coffer_log_quote(q, sizeof(q), e.msg));
 			if (wr == COFFER_EUNAVAIL || wr == COFFER_ECANCELED) {
 				break;
 			}
@@ -287,15 +288,20 @@ export_revocations(
 static void
 audit_broken(coord_drcopy *d, coord_catalog *cat, const coffer_err *why)
 {
+	/* Whole characters only: the problem becomes an alert's summary. */
+	char problem[COFFER_ERR_MSG_MAX];
+	snprintf(problem, sizeof(problem), "%s", why->msg);
+	coffer_utf8_cut(problem, sizeof(d->audit_problem) - 1);
 	pthread_mutex_lock(&d->audit_mu);
 	bool first = d->audit_problem[0] == '\0';
-	snprintf(d->audit_problem, sizeof(d->audit_problem), "%.255s", why->msg);
+	memcpy(d->audit_problem, problem, strlen(problem) + 1);
 	pthread_mutex_unlock(&d->audit_mu);
 	if (!first) {
 		return;
 	}
 	char q[COFFER_ERR_MSG_MAX + 8];
-	coffer_log_error("audit head export stopped", "error=%s", quoted(q, sizeof(q), why->msg));
+	coffer_log_error(
+	    "audit head export stopped", "error=%s", coffer_log_quote(q, sizeof(q), why->msg));
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "problem", why->msg);
 	char *text = cJSON_PrintUnformatted(o);
@@ -306,7 +312,7 @@ audit_broken(coord_drcopy *d, coord_catalog *cat, const coffer_err *why)
 	    coord_audit_append(
 	        cat, d->key, "coordinator", "audit.export_refused", "dr", text, NULL, &e) != 0) {
 		coffer_log_error("audit row not written", "action=audit.export_refused error=%s",
-		    quoted(q, sizeof(q), e.msg));
+		    coffer_log_quote(q, sizeof(q), e.msg));
 	}
 	cJSON_free(text);
 }
@@ -315,7 +321,7 @@ audit_broken(coord_drcopy *d, coord_catalog *cat, const coffer_err *why)
  * first export of a process reads DR's newest head (one listing) to know
  * what was exported before it started. */
 int
-export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t mono,
+drcopy_export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t mono,
     coord_drcopy_stats *st, coffer_err *err)
 {
 	char problem[sizeof(d->audit_problem)];
@@ -344,7 +350,8 @@ export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t m
 				char q[COFFER_ERR_MSG_MAX + 8];
 				coffer_log_warn("audit head export resumed",
 				    "head=%s resumed_by=%" PRId64 " problem=%s", d->exported.key,
-				    d->exported.resumed_by, quoted(q, sizeof(q), problem));
+				    d->exported.resumed_by,
+				    coffer_log_quote(q, sizeof(q), problem));
 			}
 			if (!found || d->exported.resumed_by > 0) {
 				memset(&d->exported, 0, sizeof(d->exported));
@@ -376,14 +383,15 @@ export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, int64_t m
 bool
 coord_drcopy_audit_problem(coord_drcopy *d, char *buf, size_t size)
 {
+	char problem[sizeof(d->audit_problem)];
 	pthread_mutex_lock(&d->audit_mu);
-	bool broken = d->audit_problem[0] != '\0';
-	size_t n = strlen(d->audit_problem);
-	if (size > 0) {
-		n = n < size ? n : size - 1;
-		memcpy(buf, d->audit_problem, n);
-		buf[n] = '\0';
-	}
+	memcpy(problem, d->audit_problem, sizeof(problem));
 	pthread_mutex_unlock(&d->audit_mu);
+	bool broken = problem[0] != '\0';
+	if (size > 0) {
+		/* A shorter buffer gets whole characters: it feeds an alert. */
+		coffer_utf8_cut(problem, size - 1);
+		memcpy(buf, problem, strlen(problem) + 1);
+	}
 	return (broken);
 }

@@ -76,7 +76,7 @@ upload_sink_new(coffer_s3_upload *up, coffer_err *err)
 	return (&s->base);
 }
 
-const char *const object_names[3] = { "data", "manifest.json", COORD_ATTEST_OBJECT };
+const char *const drcopy_object_names[3] = { "data", "manifest.json", COORD_ATTEST_OBJECT };
 
 static int
 dr_key(const coord_drcopy *d, const copy_job *j, const char *name, char *out, size_t size,
@@ -94,26 +94,26 @@ dr_key(const coord_drcopy *d, const copy_job *j, const char *name, char *out, si
 }
 
 int
-copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha, int64_t expect_bytes,
-    bool *exists, char sha_out[65], coffer_err *err)
+drcopy_copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_sha,
+    int64_t expect_bytes, bool *exists, char sha_out[65], coffer_err *err)
 {
 	*exists = false;
 	char src[COFFER_REPO_KEY_MAX], dst[COFFER_REPO_KEY_MAX + 8];
-	int rv =
-	    coffer_repo_backup_key(src, sizeof(src), j->service, j->id, object_names[which], err);
+	int rv = coffer_repo_backup_key(
+	    src, sizeof(src), j->service, j->id, drcopy_object_names[which], err);
 	if (rv == 0) {
-		rv = dr_key(d, j, object_names[which], dst, sizeof(dst), err);
+		rv = dr_key(d, j, drcopy_object_names[which], dst, sizeof(dst), err);
 	}
 	if (rv != 0) {
 		return (rv);
 	}
-	return (stream_object(
+	return (drcopy_stream_object(
 	    d, j, src, dst, expect_sha, expect_bytes, exists, sha_out, j->versions[which], err));
 }
 
 /* Streams the primary's object src into a locked DR upload at dst. */
 int
-stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
+drcopy_stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
     const char *expect_sha, int64_t expect_bytes, bool *exists, char sha_out[65],
     char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err)
 {
@@ -180,12 +180,12 @@ stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *dst,
 
 /* Uploads bytes we hold (the attestation) with the copy's lock. */
 int
-put_small(coord_drcopy *d, copy_job *j, int which, const char *data, size_t len, bool *exists,
-    coffer_err *err)
+drcopy_put_small(coord_drcopy *d, copy_job *j, int which, const char *data, size_t len,
+    bool *exists, coffer_err *err)
 {
 	*exists = false;
 	char dst[COFFER_REPO_KEY_MAX + 8];
-	int rv = dr_key(d, j, object_names[which], dst, sizeof(dst), err);
+	int rv = dr_key(d, j, drcopy_object_names[which], dst, sizeof(dst), err);
 	if (rv != 0) {
 		return (rv);
 	}
@@ -213,18 +213,18 @@ put_small(coord_drcopy *d, copy_job *j, int which, const char *data, size_t len,
 }
 
 int
-verify_object(coord_drcopy *d, copy_job *j, int which, const char *want_sha, coffer_err *err)
+drcopy_verify_object(coord_drcopy *d, copy_job *j, int which, const char *want_sha, coffer_err *err)
 {
 	char dst[COFFER_REPO_KEY_MAX + 8];
-	int rv = dr_key(d, j, object_names[which], dst, sizeof(dst), err);
+	int rv = dr_key(d, j, drcopy_object_names[which], dst, sizeof(dst), err);
 	if (rv != 0) {
 		return (rv);
 	}
-	return (verify_key(d, j, dst, want_sha, j->versions[which], err));
+	return (drcopy_verify_key(d, j, dst, want_sha, j->versions[which], err));
 }
 
 int
-verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
+drcopy_verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
     char version[COFFER_S3_VERSION_ID_MAX], coffer_err *err)
 {
 	int rv;
@@ -276,7 +276,7 @@ verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *want_sha,
 
 /* The SHA-256 of an object in the primary repository, streamed. */
 int
-digest_primary(coord_drcopy *d, const char *key, char sha_out[65], coffer_err *err)
+drcopy_digest_primary(coord_drcopy *d, const char *key, char sha_out[65], coffer_err *err)
 {
 	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
 	if (sha == NULL) {

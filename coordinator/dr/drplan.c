@@ -28,6 +28,7 @@
 #include "common/base/clock.h"
 #include "common/base/fmt.h"
 #include "common/base/log.h"
+#include "common/base/utf8.h"
 #include "coordinator/policy/prune.h"
 #include "coordinator/watch/alerts.h"
 
@@ -36,7 +37,7 @@
 #define FOREVER_MS (100LL * 366 * DAY_MS)
 
 const char *
-dr_copy_mode(const coord_config *cfg, const char *service)
+drcopy_mode(const coord_config *cfg, const char *service)
 {
 	char sec[96];
 	snprintf(sec, sizeof(sec), "service.%s", service);
@@ -44,9 +45,9 @@ dr_copy_mode(const coord_config *cfg, const char *service)
 }
 
 bool
-copies(const coord_config *cfg, const char *service)
+drcopy_copies(const coord_config *cfg, const char *service)
 {
-	return (strcmp(dr_copy_mode(cfg, service), "none") != 0);
+	return (strcmp(drcopy_mode(cfg, service), "none") != 0);
 }
 
 /* ---- planning (the tick) ---- */
@@ -130,7 +131,7 @@ plan_service(coord_catalog *cat, const coord_config *cfg, const coord_service_po
 	if ((rv = coord_retention_plan(cat, cfg, p->name, now_ms, &plan, err)) != 0) {
 		return (rv);
 	}
-	const char *mode = dr_copy_mode(cfg, p->name);
+	const char *mode = drcopy_mode(cfg, p->name);
 	char sec[96];
 	snprintf(sec, sizeof(sec), "service.%s", p->name);
 	const char *lock = coffer_config_str(cfg->ini, sec, "dr.lock");
@@ -230,7 +231,9 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	long failed = strtol(PQgetvalue(res, 0, 0), NULL, 10);
 	long late = strtol(PQgetvalue(res, 0, 2), NULL, 10);
 	char first[600], summary[900] = "", at[40], iv[32];
-	snprintf(first, sizeof(first), "%.590s", PQgetvalue(res, 0, 1));
+	/* Whole characters only: the catalog's jsonb refuses half of one. */
+	snprintf(first, sizeof(first), "%s", PQgetvalue(res, 0, 1));
+	coffer_utf8_cut(first, 590);
 	int64_t oldest = PQgetisnull(res, 0, 3) ? 0 : strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 	long wal_late = strtol(PQgetvalue(res, 0, 4), NULL, 10);
 	PQclear(res);
@@ -291,7 +294,7 @@ coord_drcopy_tick(
 	int last = 0;
 	for (size_t i = 0; i < d->cfg->n_services; i++) {
 		const coord_service_policy *p = &d->cfg->services[i];
-		if (!copies(d->cfg, p->name) || d->dr == NULL) {
+		if (!drcopy_copies(d->cfg, p->name) || d->dr == NULL) {
 			continue;
 		}
 		coffer_err e;
@@ -303,7 +306,7 @@ coord_drcopy_tick(
 		if (rv != 0) {
 			char q[COFFER_ERR_MSG_MAX + 8];
 			coffer_log_error("DR copy planning failed", "service=%s error=%s", p->name,
-			    quoted(q, sizeof(q), e.msg));
+			    coffer_log_quote(q, sizeof(q), e.msg));
 			last = rv;
 			*err = e;
 			if (rv == COFFER_EUNAVAIL) {

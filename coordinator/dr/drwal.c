@@ -25,11 +25,11 @@
 #include "common/base/log.h"
 
 int
-wal_copied(coord_catalog *cat, const char *service, const char *sysid, int timeline,
+drcopy_wal_copied(coord_catalog *cat, const char *service, const char *sysid, int timeline,
     const char *segment, coffer_err *err)
 {
-	char tl[16];
-	snprintf(tl, sizeof(tl), "%d", timeline);
+	char tl[COFFER_FMT_INT_SIZE];
+	coffer_fmt_i64(tl, timeline);
 	const char *v[] = { service, tl, segment, sysid };
 	return (coord_catalog_query_exec(cat,
 	    "UPDATE wal_segments SET dr_copied_at = now() WHERE service = $1 "
@@ -47,19 +47,19 @@ wal_copied(coord_catalog *cat, const char *service, const char *sysid, int timel
  * retried next pass and, once older than [dr] copy_lag, pages dr_copy_lag.
  */
 int
-copy_wal_stream(
+drcopy_copy_wal_stream(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	int rv = 0;
 	for (size_t i = 0; i < d->cfg->n_services && rv == 0 && !atomic_load(&d->stop); i++) {
 		const coord_service_policy *p = &d->cfg->services[i];
-		if (!copies(d->cfg, p->name) || p->pitr_window_ms <= 0) {
+		if (!drcopy_copies(d->cfg, p->name) || p->pitr_window_ms <= 0) {
 			continue;
 		}
-		char n[32], w[32], lim[16], sec[96];
+		char n[32], w[32], lim[COFFER_FMT_INT_SIZE], sec[96];
 		coffer_fmt_i64(n, now_ms);
 		coffer_fmt_i64(w, p->pitr_window_ms);
-		snprintf(lim, sizeof(lim), "%d", WAL_PER_PASS);
+		coffer_fmt_i64(lim, WAL_PER_PASS);
 		snprintf(sec, sizeof(sec), "service.%s", p->name);
 		const char *v[] = { p->name, n, w, lim };
 		PGresult *res = coord_catalog_query(cat,
@@ -102,20 +102,20 @@ copy_wal_stream(
 				    &e, COFFER_EINVAL, "DR key for %s is too long", src);
 			}
 			if (cr == 0) {
-				cr = stream_object(
+				cr = drcopy_stream_object(
 				    d, &j, src, dst, want, bytes, &exists, got, version, &e);
 			}
 			if (cr == 0) {
-				cr = verify_key(d, &j, dst, want, version, &e);
+				cr = drcopy_verify_key(d, &j, dst, want, version, &e);
 			}
 			if (cr != 0) {
 				char q[COFFER_ERR_MSG_MAX + 8];
 				coffer_log_warn("WAL not copied to DR",
 				    "service=%s segment=%s error=%s", p->name, seg,
-				    quoted(q, sizeof(q), e.msg));
+				    coffer_log_quote(q, sizeof(q), e.msg));
 				break;
 			}
-			rv = wal_copied(cat, p->name, sysid, tl, seg, err);
+			rv = drcopy_wal_copied(cat, p->name, sysid, tl, seg, err);
 			if (rv == 0) {
 				st->wal_copied++;
 			}
