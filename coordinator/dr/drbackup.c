@@ -225,9 +225,8 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 		if (ok) {
 			rv = coord_catalog_query_exec(cat,
 			    "UPDATE backup_copies SET status = 'verified', stored_sha256 = decode($2, "
-			    "'hex'), stored_bytes = $3::bigint, versions = $4::jsonb, finished_at = " TS(
-			        5) ", failure_reason = NULL, next_attempt_at = NULL "
-			           "WHERE backup_id = $1 AND repo = 'dr'",
+			    "'hex'), stored_bytes = $3::bigint, versions = $4::jsonb, finished_at = to_timestamp($5::bigint / 1000.0), failure_reason = NULL, next_attempt_at = NULL "
+			    "WHERE backup_id = $1 AND repo = 'dr'",
 			    5, v, "recording a verified DR copy", err);
 		} else {
 			/* A backup gone from the primary cannot be copied later. */
@@ -236,9 +235,8 @@ record(coord_drcopy *d, coord_catalog *cat, const copy_job *j, int result, const
 			rv = coord_catalog_query_exec(cat,
 			    "UPDATE backup_copies SET status = 'failed', attempts = attempts + 1, "
 			    "failure_reason = $3, next_attempt_at = CASE WHEN $5::boolean "
-			    "THEN 'infinity'::timestamptz ELSE " TS(
-			        2) " + $4::bigint * "
-			           "interval '1 millisecond' END WHERE backup_id = $1 AND repo = 'dr'",
+			    "THEN 'infinity'::timestamptz ELSE to_timestamp($2::bigint / 1000.0) + $4::bigint * "
+			    "interval '1 millisecond' END WHERE backup_id = $1 AND repo = 'dr'",
 			    5, vv, "recording a failed DR copy", err);
 		}
 	}
@@ -268,17 +266,15 @@ drcopy_copy_due(
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT c.backup_id, b.service, COALESCE(b.agent, ''), b.kind, "
 	    "encode(b.stored_sha256, 'hex'), b.stored_bytes, "
-	    "COALESCE(b.manifest->>'manifest_sha256', ''), " MS(
-	        "c.retain_until") ", "
-	                          "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status, "
-	                          "COALESCE(b.timeline, 0), COALESCE(b.start_lsn::text, ''), "
-	                          "COALESCE(b.stop_lsn::text, ''), COALESCE(b.system_identifier::text, '') "
-	                          "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
-	                          "LEFT JOIN agents a ON a.name = b.agent "
-	                          "WHERE c.repo = 'dr' AND c.status IN ('copying', 'failed') "
-	                          "AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= " TS(
-	                              1) ") "
-	                                 "ORDER BY c.next_attempt_at NULLS FIRST, c.started_at LIMIT $2::integer",
+	    "COALESCE(b.manifest->>'manifest_sha256', ''), floor(extract(epoch FROM c.retain_until) * 1000)::bigint, "
+	    "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status, "
+	    "COALESCE(b.timeline, 0), COALESCE(b.start_lsn::text, ''), "
+	    "COALESCE(b.stop_lsn::text, ''), COALESCE(b.system_identifier::text, '') "
+	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	    "LEFT JOIN agents a ON a.name = b.agent "
+	    "WHERE c.repo = 'dr' AND c.status IN ('copying', 'failed') "
+	    "AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= to_timestamp($1::bigint / 1000.0)) "
+	    "ORDER BY c.next_attempt_at NULLS FIRST, c.started_at LIMIT $2::integer",
 	    2, v, "reading due DR copies", &rv, err);
 	if (res == NULL) {
 		return (rv);

@@ -30,8 +30,6 @@
 
 #include "common/base/clock.h"
 
-#define RFC3339(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 /* ---- opening and refusing ---- */
 
 /* "" or "<prefix>/", as the s3 repository driver places keys. */
@@ -260,13 +258,12 @@ coord_drcopy_status(
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT count(*) FILTER (WHERE c.status = 'verified'), "
 	    "count(*) FILTER (WHERE c.status = 'copying'), "
-	    "count(*) FILTER (WHERE c.status = 'failed'), " RFC3339("max(c.finished_at) FILTER (WHERE c.status = 'verified')") ", " RFC3339(
-	        "min(c.started_at) FILTER (WHERE c.status IN ('copying', 'failed'))") ", "
-	                                                                              "(SELECT c2.failure_reason FROM backup_copies c2 JOIN backups b2 ON b2.id = "
-	                                                                              "c2.backup_id WHERE b2.service = $1 AND c2.repo = 'dr' AND c2.status = 'failed' "
-	                                                                              "ORDER BY c2.started_at LIMIT 1) "
-	                                                                              "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
-	                                                                              "WHERE b.service = $1 AND c.repo = 'dr'",
+	    "count(*) FILTER (WHERE c.status = 'failed'), to_char(max(c.finished_at) FILTER (WHERE c.status = 'verified') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), to_char(min(c.started_at) FILTER (WHERE c.status IN ('copying', 'failed')) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+	    "(SELECT c2.failure_reason FROM backup_copies c2 JOIN backups b2 ON b2.id = "
+	    "c2.backup_id WHERE b2.service = $1 AND c2.repo = 'dr' AND c2.status = 'failed' "
+	    "ORDER BY c2.started_at LIMIT 1) "
+	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
+	    "WHERE b.service = $1 AND c.repo = 'dr'",
 	    1, v, "reading DR copy status", &rv, err);
 	if (res == NULL) {
 		return (rv);

@@ -32,11 +32,6 @@
 #include "coordinator/dr/drcopy.h"
 #include "coordinator/policy/coord_config.h"
 
-/* SQL: the bigint parameter $n (ms since the epoch) as a timestamptz, and
- * the timestamptz x as such a bigint. */
-#define TS(n) "to_timestamp($" #n "::bigint / 1000.0)"
-#define MS(x) "floor(extract(epoch FROM " x ") * 1000)::bigint"
-
 #define MINUTE_MS (60LL * 1000)
 
 /* WAL segments copied per service and pass, at most. */

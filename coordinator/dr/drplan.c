@@ -149,9 +149,8 @@ plan_service(coord_catalog *cat, const coord_config *cfg, const coord_service_po
 		const char *iv[] = { id->valuestring, u, lock, n };
 		res = coord_catalog_query(cat,
 		    "INSERT INTO backup_copies (backup_id, repo, status, retain_until, lock_mode, "
-		    "started_at) VALUES ($1, 'dr', 'copying', " TS(2) ", $3, " TS(
-		        4) ") "
-		           "ON CONFLICT (backup_id, repo) DO NOTHING",
+		    "started_at) VALUES ($1, 'dr', 'copying', to_timestamp($2::bigint / 1000.0), $3, to_timestamp($4::bigint / 1000.0)) "
+		    "ON CONFLICT (backup_id, repo) DO NOTHING",
 		    4, iv, "planning a DR copy", &rv, err);
 		if (res == NULL) {
 			break;
@@ -212,18 +211,14 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	    "(SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status IN ('copying', 'failed') "
 	    "  AND b.status <> 'deleted' "
-	    "  AND c.started_at < " TS(
-	        2) " - $3::bigint * interval '1 millisecond'), "
-	           "(SELECT " MS(
-	               "min(c.started_at)") " FROM backup_copies c "
-	                                    "  JOIN backups b ON b.id = c.backup_id WHERE b.service = $1 AND c.repo = 'dr' "
-	                                    "  AND c.status IN ('copying', 'failed')), "
-	                                    "(SELECT count(*) FROM wal_segments w WHERE w.service = $1 AND $4::boolean "
-	                                    "  AND w.dr_copied_at IS NULL AND w.deleted_at IS NULL "
-	                                    "  AND w.archived_at < " TS(
-	                                        2) " - $3::bigint * interval '1 millisecond' "
-	                                           "  AND w.archived_at > " TS(
-	                                               2) " - $5::bigint * interval '1 millisecond')",
+	    "  AND c.started_at < to_timestamp($2::bigint / 1000.0) - $3::bigint * interval '1 millisecond'), "
+	    "(SELECT floor(extract(epoch FROM min(c.started_at)) * 1000)::bigint FROM backup_copies c "
+	    "  JOIN backups b ON b.id = c.backup_id WHERE b.service = $1 AND c.repo = 'dr' "
+	    "  AND c.status IN ('copying', 'failed')), "
+	    "(SELECT count(*) FROM wal_segments w WHERE w.service = $1 AND $4::boolean "
+	    "  AND w.dr_copied_at IS NULL AND w.deleted_at IS NULL "
+	    "  AND w.archived_at < to_timestamp($2::bigint / 1000.0) - $3::bigint * interval '1 millisecond' "
+	    "  AND w.archived_at > to_timestamp($2::bigint / 1000.0) - $5::bigint * interval '1 millisecond')",
 	    5, v, "reading DR copy state", &rv, err);
 	if (res == NULL) {
 		return (rv);

@@ -63,12 +63,10 @@ drcopy_copy_wal_stream(
 		snprintf(sec, sizeof(sec), "service.%s", p->name);
 		const char *v[] = { p->name, n, w, lim };
 		PGresult *res = coord_catalog_query(cat,
-		    "SELECT timeline, segment, encode(stored_sha256, 'hex'), stored_bytes, " MS(
-		        "archived_at") ", system_identifier::text "
-		                       "FROM wal_segments WHERE service = $1 AND dr_copied_at IS NULL "
-		                       "AND deleted_at IS NULL AND archived_at > " TS(
-		                           2) " - $3::bigint * "
-		                              "interval '1 millisecond' ORDER BY archived_at, segment LIMIT $4::integer",
+		    "SELECT timeline, segment, encode(stored_sha256, 'hex'), stored_bytes, floor(extract(epoch FROM archived_at) * 1000)::bigint, system_identifier::text "
+		    "FROM wal_segments WHERE service = $1 AND dr_copied_at IS NULL "
+		    "AND deleted_at IS NULL AND archived_at > to_timestamp($2::bigint / 1000.0) - $3::bigint * "
+		    "interval '1 millisecond' ORDER BY archived_at, segment LIMIT $4::integer",
 		    4, v, "reading WAL to copy to DR", &rv, err);
 		if (res == NULL) {
 			break;
