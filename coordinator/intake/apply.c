@@ -9,18 +9,18 @@
  * What it promises to intake.c:
  * - Everything happens inside the caller's transaction, under the agent's
  *   row lock: nothing here begins, commits or rolls back the transaction
- *   (apply_durable's per-event SAVEPOINT in careful mode aside), so an
+ *   (intake_apply_durable's per-event SAVEPOINT in careful mode aside), so an
  *   envelope's effects land together or not at all.
  * - Meeting a statement again changes nothing: a resent (agent, seq) is not
  *   applied twice, a backup row only ever leaves 'running', and a WAL
  *   segment archived again is untouched unless its row was marked deleted.
  *   So the careful second pass, or an agent's retry after a lost reply, is
  *   always safe.
- * - An event that event_valid refuses, or (careful mode) whose effect
+ * - An event that intake_event_valid refuses, or (careful mode) whose effect
  *   PostgreSQL refuses, is still recorded and audited as rejected, so one
  *   poisoned event never blocks an agent's outbox.
- * - This file's audit rows are queued (audit_rows_add), not written: intake.c
- *   appends them in one statement just before the commit.
+ * - This file's audit rows are queued (intake_audit_rows_add), not
+ *   written: intake.c appends them in one statement just before the commit.
  */
 #include "coordinator/intake/intake_internal.h"
 
@@ -50,14 +50,14 @@
  * rows are locked so their service cannot change before the commit.
  */
 int
-check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b,
+intake_check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b,
     int64_t mark, verdict *v, coffer_err *err)
 {
 	/* Ids passed coffer_name_id_valid (no quotes, commas, braces or blanks), so they
 	 * go into an array literal as they are. */
 	size_t cap = 3, n = 0;
 	for (size_t i = 0; i < b->n_events; i++) {
-		const char *id = event_backup_id(b->events[i]);
+		const char *id = intake_event_backup_id(b->events[i]);
 		if ((int64_t)b->events[i]->seq > mark && id != NULL && coffer_name_id_valid(id)) {
 			cap += strlen(id) + 1;
 			n++;
@@ -73,7 +73,7 @@ check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__Eve
 	size_t o = 0;
 	arr[o++] = '{';
 	for (size_t i = 0; i < b->n_events; i++) {
-		const char *id = event_backup_id(b->events[i]);
+		const char *id = intake_event_backup_id(b->events[i]);
 		if ((int64_t)b->events[i]->seq > mark && id != NULL && coffer_name_id_valid(id)) {
 			size_t l = strlen(id);
 			if (o > 1) {
@@ -87,7 +87,7 @@ check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__Eve
 	arr[o] = '\0';
 	int rv;
 	const char *vals[] = { arr, ag->service };
-	PGresult *res = cat_query(in, "reading backups' services",
+	PGresult *res = intake_cat_query(in, "reading backups' services",
 	    "SELECT id, service FROM backups WHERE id = ANY ($1::text[]) AND service <> $2 "
 	    "ORDER BY id LIMIT 1 FOR UPDATE",
 	    2, vals, &rv, err);
@@ -96,7 +96,7 @@ check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__V1__Eve
 		return (rv);
 	}
 	if (PQntuples(res) == 1) {
-		verdict_set(v, COFFER__V1__STATUS__STATUS_NOT_OWNER,
+		intake_verdict_set(v, COFFER__V1__STATUS__STATUS_NOT_OWNER,
 		    "backup %s belongs to another service; agent %s may only report for %s",
 		    PQgetvalue(res, 0, 0), ag->name, ag->service);
 	}
@@ -118,7 +118,7 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 	if (w->n_segment_sha256 != w->n_segments || w->n_segments == 0) {
 		return (0);
 	}
-	if (!digits_ok(w->system_identifier, 20) ||
+	if (!intake_digits_ok(w->system_identifier, 20) ||
 	    strspn(w->system_identifier, "0") == strlen(w->system_identifier)) {
 		coffer_log_warn("wal.archived without a system identifier, not tracked",
 		    "agent=%s service=%s", ag->name, ag->service);
@@ -128,18 +128,19 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 	snprintf(tl, sizeof(tl), "%" PRIu32, w->timeline);
 	coffer_fmt_i64(at, w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms);
 	for (size_t i = 0; i < w->n_segments; i++) {
-		if (!wal_segment_name(w->segments[i])) {
+		if (!intake_wal_segment_name(w->segments[i])) {
 			continue;
 		}
 		char sha[65], bytes[24];
 		coffer_hex_encode(w->segment_sha256[i].data, 32, sha);
 		coffer_fmt_i64(bytes, (int64_t)w->segment_stored_bytes[i]);
 		const char *vals[] = { ag->service, tl, w->segments[i], bytes, sha,
-			ms_ok(w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms)
+			intake_ms_ok(
+			    w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms)
 			    ? at
 			    : NULL,
 			w->system_identifier };
-		int rv = cat_exec(in, "recording an archived WAL segment",
+		int rv = intake_cat_exec(in, "recording an archived WAL segment",
 		    "INSERT INTO wal_segments (service, system_identifier, timeline, segment, "
 		    "stored_bytes, stored_sha256, archived_at) VALUES ($1, $7::numeric, $2::integer, "
 		    "$3, $4::bigint, decode($5, 'hex'), COALESCE(" TS(
@@ -161,7 +162,7 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
  * row's cost. Duplicate ids are fine with DO NOTHING: the first wins, as
  * one statement each would have it. */
 int
-started_flush(coord_intake *in, const agent_row *ag, coffer_err *err)
+intake_started_flush(coord_intake *in, const agent_row *ag, coffer_err *err)
 {
 	if (in->n_started == 0) {
 		return (0);
@@ -170,7 +171,7 @@ started_flush(coord_intake *in, const agent_row *ag, coffer_err *err)
 	const char *vals[] = { ag->service, ag->name, coord_pgarray_text(&c[0]),
 		coord_pgarray_text(&c[1]), coord_pgarray_text(&c[2]) };
 	in->n_started = 0;
-	return (cat_exec(in, "recording started backups",
+	return (intake_cat_exec(in, "recording started backups",
 	    "INSERT INTO backups (id, service, agent, kind, status, started_at) "
 	    "SELECT s.id, $1, $2, s.kind, 'running', "
 	    "  COALESCE(to_timestamp(s.ms / 1000.0), now()) "
@@ -191,9 +192,9 @@ started_queue(coord_intake *in, const Coffer__V1__Event *ev, coffer_err *err)
 	char at[24];
 	coffer_fmt_i64(at, ev->occurred_at_ms);
 	bool ok = coord_pgarray_add(&c[0], ev->backup_started->backup_id) &&
-	    coord_pgarray_add(&c[1], kind_text(ev->backup_started->kind)) &&
-	    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[2], at)
-	                               : coord_pgarray_add_null(&c[2]));
+	    coord_pgarray_add(&c[1], intake_kind_text(ev->backup_started->kind)) &&
+	    (intake_ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[2], at)
+	                                      : coord_pgarray_add_null(&c[2]));
 	if (!ok) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an envelope's backups"));
 	}
@@ -210,7 +211,7 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	if (in->events_inserted && ev->kind_case == COFFER__V1__EVENT__KIND_BACKUP_STARTED) {
 		return (started_queue(in, ev, err));
 	}
-	int qrv = started_flush(in, ag, err);
+	int qrv = intake_started_flush(in, ag, err);
 	if (qrv != 0) {
 		return (qrv);
 	}
@@ -219,11 +220,11 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	case COFFER__V1__EVENT__KIND_BACKUP_STARTED: {
 		const Coffer__V1__BackupStarted *b = ev->backup_started;
 		coffer_fmt_i64(a[0], ev->occurred_at_ms);
-		const char *vals[] = { b->backup_id, ag->service, ag->name, kind_text(b->kind),
-			ms_ok(ev->occurred_at_ms) ? a[0] : NULL };
+		const char *vals[] = { b->backup_id, ag->service, ag->name,
+			intake_kind_text(b->kind), intake_ms_ok(ev->occurred_at_ms) ? a[0] : NULL };
 		/* A started event that arrives after its completion (never in
 		 * outbox order, but cheap to tolerate) changes nothing. */
-		return (cat_exec(in, "recording a started backup",
+		return (intake_cat_exec(in, "recording a started backup",
 		    "INSERT INTO backups (id, service, agent, kind, status, started_at) "
 		    "VALUES ($1, $2, $3, $4, 'running', COALESCE(" TS(
 		        5) ", now())) "
@@ -265,15 +266,16 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		coffer_fmt_i64(a[2], (int64_t)b->plain_bytes);
 		coffer_fmt_i64(a[3], (int64_t)b->stored_bytes);
 		coffer_fmt_i64(a[4], b->timeline);
-		const char *vals[] = { b->backup_id, ag->service, ag->name, kind_text(b->kind),
+		const char *vals[] = { b->backup_id, ag->service, ag->name,
+			intake_kind_text(b->kind),
 			b->repository[0] != '\0' ? b->repository : "primary", a[0], a[1], a[2],
 			a[3], plain[0] != '\0' ? plain : NULL, stored, key_id,
-			digits_ok(b->pg_version, 9) ? b->pg_version : NULL,
-			digits_ok(b->system_identifier, 20) ? b->system_identifier : NULL,
+			intake_digits_ok(b->pg_version, 9) ? b->pg_version : NULL,
+			intake_digits_ok(b->system_identifier, 20) ? b->system_identifier : NULL,
 			b->timeline > 0 ? a[4] : NULL,
 			b->start_lsn[0] != '\0' ? b->start_lsn : NULL,
 			b->stop_lsn[0] != '\0' ? b->stop_lsn : NULL, mtext };
-		int rv = cat_exec(in, "recording a completed backup",
+		int rv = intake_cat_exec(in, "recording a completed backup",
 		    "INSERT INTO backups (id, service, agent, kind, status, repo, started_at, "
 		    "finished_at, plain_bytes, stored_bytes, plain_sha256, stored_sha256, key_id, "
 		    "pg_version, system_identifier, timeline, start_lsn, stop_lsn, manifest) "
@@ -307,11 +309,12 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		if (reason == NULL) {
 			return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a backup row"));
 		}
-		const char *vals[] = { b->backup_id, ag->service, ag->name, kind_text(b->kind),
-			ms_ok(started) ? a[0] : NULL, ms_ok(failed) ? a[1] : NULL, reason };
+		const char *vals[] = { b->backup_id, ag->service, ag->name,
+			intake_kind_text(b->kind), intake_ms_ok(started) ? a[0] : NULL,
+			intake_ms_ok(failed) ? a[1] : NULL, reason };
 		/* Clocks differ between the started and the failed event, so the
 		 * finish is kept no earlier than the recorded start. */
-		int rv = cat_exec(in, "recording a failed backup",
+		int rv = intake_cat_exec(in, "recording a failed backup",
 		    "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, "
 		    "failure_reason) VALUES ($1, $2, $3, $4, 'failed', COALESCE(" TS(
 		        5) ", now()), "
@@ -342,7 +345,7 @@ insert_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
     const char *rejected, bool *inserted, coffer_err *err)
 {
 	*inserted = false;
-	cJSON *p = event_payload(ev);
+	cJSON *p = intake_event_payload(ev);
 	if (p != NULL && rejected != NULL) {
 		cJSON_AddStringToObject(p, "rejected", rejected);
 	}
@@ -354,10 +357,10 @@ insert_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	char seq[24], at[24];
 	snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
 	coffer_fmt_i64(at, ev->occurred_at_ms);
-	const char *vals[] = { ag->name, seq, ev->service, event_type(ev), ptext,
-		ms_ok(ev->occurred_at_ms) ? at : NULL };
+	const char *vals[] = { ag->name, seq, ev->service, intake_event_type(ev), ptext,
+		intake_ms_ok(ev->occurred_at_ms) ? at : NULL };
 	int rv;
-	PGresult *res = cat_query(in, "recording an event",
+	PGresult *res = intake_cat_query(in, "recording an event",
 	    "INSERT INTO events (agent, seq, service, type, payload, sent_at) "
 	    "VALUES ($1, $2, $3, $4, $5::jsonb, " TS(
 	        6) ") "
@@ -382,31 +385,32 @@ audit_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	if (d == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
 	}
-	const char *id = event_backup_id(ev);
+	const char *id = intake_event_backup_id(ev);
 	bool id_ok = id != NULL && coffer_name_id_valid(id);
 	cJSON_AddNumberToObject(d, "seq", (double)ev->seq);
 	cJSON_AddStringToObject(d, "service", ev->service);
-	cJSON_AddStringToObject(d, "type", event_type(ev));
+	cJSON_AddStringToObject(d, "type", intake_event_type(ev));
 	if (id_ok) {
 		cJSON_AddStringToObject(d, "backup_id", id);
 	}
 	if (rejected != NULL) {
 		cJSON_AddStringToObject(d, "rejected", rejected);
 	} else if (ev->kind_case == COFFER__V1__EVENT__KIND_BACKUP_FAILED) {
-		add_text(d, "reason", ev->backup_failed->reason);
+		intake_add_text(d, "reason", ev->backup_failed->reason);
 	}
 	char *dtext = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
 	if (dtext == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
 	}
-	return (audit_rows_add(in, ag->name, rejected != NULL ? "event.rejected" : event_type(ev),
-	    id_ok ? id : ag->service, dtext, err));
+	return (intake_audit_rows_add(in, ag->name,
+	    rejected != NULL ? "event.rejected" : intake_event_type(ev), id_ok ? id : ag->service,
+	    dtext, err));
 }
 
-/* Records one durable event (unless insert_events already did), its effect
- * when valid, and its audit row. *inserted false: (agent, seq) was already
- * in `events`, and nothing else happened. */
+/* Records one durable event (unless intake_insert_events already did), its
+ * effect when valid, and its audit row. *inserted false: (agent, seq) was
+ * already in `events`, and nothing else happened. */
 static int
 record_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
     const char *rejected, bool *inserted, coffer_err *err)
@@ -433,8 +437,8 @@ record_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
  * probe of the index before its insert.
  */
 int
-insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b, int64_t mark,
-    coffer_err *err)
+intake_insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatch *b,
+    int64_t mark, coffer_err *err)
 {
 	enum {
 		C_SEQ,
@@ -455,8 +459,8 @@ insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatc
 			continue;
 		}
 		char why[200], seq[24], at[24];
-		const char *rejected = event_valid(ev, why, sizeof(why)) ? NULL : why;
-		cJSON *p = event_payload(ev);
+		const char *rejected = intake_event_valid(ev, why, sizeof(why)) ? NULL : why;
+		cJSON *p = intake_event_payload(ev);
 		if (p != NULL && rejected != NULL) {
 			cJSON_AddStringToObject(p, "rejected", rejected);
 		}
@@ -466,10 +470,10 @@ insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatc
 		coffer_fmt_i64(at, ev->occurred_at_ms);
 		ok = ptext != NULL && coord_pgarray_add(&c[C_SEQ], seq) &&
 		    coord_pgarray_add(&c[C_SERVICE], ev->service) &&
-		    coord_pgarray_add(&c[C_TYPE], event_type(ev)) &&
+		    coord_pgarray_add(&c[C_TYPE], intake_event_type(ev)) &&
 		    coord_pgarray_add(&c[C_PAYLOAD], ptext) &&
-		    (ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[C_SENT], at)
-		                               : coord_pgarray_add_null(&c[C_SENT]));
+		    (intake_ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[C_SENT], at)
+		                                      : coord_pgarray_add_null(&c[C_SENT]));
 		cJSON_free(ptext);
 		want++;
 	}
@@ -483,7 +487,7 @@ insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatc
 		coord_pgarray_text(&c[C_SERVICE]), coord_pgarray_text(&c[C_TYPE]),
 		coord_pgarray_text(&c[C_PAYLOAD]), coord_pgarray_text(&c[C_SENT]) };
 	int rv;
-	PGresult *res = cat_query(in, "recording the envelope's events",
+	PGresult *res = intake_cat_query(in, "recording the envelope's events",
 	    "INSERT INTO events (agent, seq, service, type, payload, sent_at) "
 	    "SELECT $1, e.seq, e.service, e.type, e.payload, "
 	    "  timestamptz 'epoch' + e.sent_ms * interval '1 millisecond' "
@@ -505,11 +509,11 @@ insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__EventBatc
  * rejected. *outcome: 0 applied, 1 resend, 2 rejected.
  */
 int
-apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev, bool careful,
-    int *outcome, coffer_err *err)
+intake_apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
+    bool careful, int *outcome, coffer_err *err)
 {
 	char why[200];
-	const char *rejected = event_valid(ev, why, sizeof(why)) ? NULL : why;
+	const char *rejected = intake_event_valid(ev, why, sizeof(why)) ? NULL : why;
 	bool inserted;
 	int rv;
 	if (!careful) {
@@ -519,7 +523,8 @@ apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev
 		}
 		return (rv);
 	}
-	rv = cat_exec(in, "starting an event savepoint", "SAVEPOINT coffer_event", 0, NULL, err);
+	rv = intake_cat_exec(
+	    in, "starting an event savepoint", "SAVEPOINT coffer_event", 0, NULL, err);
 	if (rv != 0) {
 		return (rv);
 	}
@@ -528,9 +533,9 @@ apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev
 		snprintf(why, sizeof(why), "the catalog refused it: %.150s", err->msg);
 		rejected = why;
 		coffer_log_warn("event rejected", "agent=%s seq=%" PRIu64 " type=%s", ag->name,
-		    ev->seq, event_type(ev));
+		    ev->seq, intake_event_type(ev));
 		coffer_err_clear(err);
-		if ((rv = cat_exec(in, "rolling back an event",
+		if ((rv = intake_cat_exec(in, "rolling back an event",
 		         "ROLLBACK TO SAVEPOINT coffer_event", 0, NULL, err)) != 0) {
 			return (rv);
 		}
@@ -540,15 +545,16 @@ apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev
 		return (rv);
 	}
 	*outcome = !inserted ? 1 : rejected != NULL ? 2 : 0;
-	return (cat_exec(
+	return (intake_cat_exec(
 	    in, "releasing an event savepoint", "RELEASE SAVEPOINT coffer_event", 0, NULL, err));
 }
 
 /* Transient hello and heartbeat: the agent's status columns. */
 int
-apply_transient(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev, coffer_err *err)
+intake_apply_transient(
+    coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev, coffer_err *err)
 {
-	cJSON *p = event_payload(ev);
+	cJSON *p = intake_event_payload(ev);
 	if (p == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an agent status"));
 	}
@@ -558,7 +564,7 @@ apply_transient(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an agent status"));
 	}
 	const char *vals[] = { ag->name, text };
-	int rv = cat_exec(in, "recording the agent's status",
+	int rv = intake_cat_exec(in, "recording the agent's status",
 	    ev->kind_case == COFFER__V1__EVENT__KIND_HELLO
 	        ? "UPDATE agents SET hello = $2::jsonb, hello_at = now() WHERE name = $1"
 	        : "UPDATE agents SET heartbeat = $2::jsonb, heartbeat_at = now() WHERE name = $1",

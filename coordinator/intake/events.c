@@ -1,8 +1,8 @@
 /*
  * Intake, one event on its own: whether a decoded Event can be applied
- * (event_valid) and what it says as JSON (event_payload: the `events` row's
- * payload and the agent's status columns). The request these events arrive
- * in is coordinator/intake/intake.h's.
+ * (intake_event_valid) and what it says as JSON (intake_event_payload: the
+ * `events` row's payload and the agent's status columns). The request these
+ * events arrive in is coordinator/intake/intake.h's.
  *
  * Pure functions of the protobuf: no catalog, no I/O, no state. So every
  * rule here is tested without PostgreSQL
@@ -10,16 +10,22 @@
  * one place rather than guessed from which SQL statement would fail.
  *
  * What it promises:
- * - event_valid refuses, with a one-line reason, a durable event that breaks
- *   a rule of the catalog's schema that it can check without the catalog
- *   (ids, kinds, times, digests, sizes, LSNs, timelines). apply.c records
- *   such an event as rejected and acks it, instead of letting PostgreSQL
- *   fail the envelope's optimistic pass and force the slower careful one.
- * - event_payload returns NULL only when memory runs out.
+ * - intake_event_valid refuses, with a one-line reason, a durable event
+ *   that breaks a rule of the catalog's schema that it can check without
+ *   the catalog (ids, kinds, times, digests, sizes, LSNs, timelines).
+ *   apply.c records such an event as rejected and acks it, instead of
+ *   letting PostgreSQL fail the envelope's optimistic pass and force the
+ *   slower careful one.
+ * - Every agent string in a payload is cut to a bound (TEXT_MAX; 64 bytes
+ *   for a WAL segment name) and made valid UTF-8 without control characters
+ *   (coffer_utf8_clean), and lists are cut to LIST_MAX entries: jsonb
+ *   refuses invalid UTF-8, and that refusal would turn one bad string into a
+ *   stuck outbox, while the bounds keep a payload's size the coordinator's
+ *   choice rather than the agent's.
+ * - intake_event_payload returns NULL only when memory runs out.
  */
 #include "coordinator/intake/intake_internal.h"
 
-#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,9 +43,11 @@
 
 /* ---- untrusted text ---- */
 
-/* Same into a fixed buffer, printable ASCII only (names for logs and keys). */
+/* Untrusted text into a fixed buffer, printable ASCII only (names for logs
+ * and keys): every other byte becomes '?', so a claimed name goes into a log
+ * line, a refusal key or a reply as it is. */
 void
-printable(const char *in, char *out, size_t size)
+intake_printable(const char *in, char *out, size_t size)
 {
 	size_t o = 0;
 	for (const char *p = in != NULL ? in : ""; *p != '\0' && o + 1 < size; p++) {
@@ -50,7 +58,7 @@ printable(const char *in, char *out, size_t size)
 }
 
 bool
-digits_ok(const char *s, size_t max)
+intake_digits_ok(const char *s, size_t max)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > max) {
@@ -85,7 +93,7 @@ lsn_ok(const char *s)
 }
 
 bool
-ms_ok(int64_t ms)
+intake_ms_ok(int64_t ms)
 {
 	return (ms > 0 && ms <= MS_MAX);
 }
@@ -93,7 +101,7 @@ ms_ok(int64_t ms)
 /* ---- events ---- */
 
 const char *
-event_type(const Coffer__V1__Event *ev)
+intake_event_type(const Coffer__V1__Event *ev)
 {
 	switch (ev->kind_case) {
 	case COFFER__V1__EVENT__KIND_HELLO:
@@ -122,7 +130,7 @@ event_type(const Coffer__V1__Event *ev)
 }
 
 const char *
-kind_text(Coffer__V1__BackupKind k)
+intake_kind_text(Coffer__V1__BackupKind k)
 {
 	return (k == COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL    ? "logical"
 	        : k == COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL ? "physical"
@@ -131,7 +139,7 @@ kind_text(Coffer__V1__BackupKind k)
 
 /* Adds a cleaned string; false on allocation failure. */
 bool
-add_text(cJSON *obj, const char *key, const char *value)
+intake_add_text(cJSON *obj, const char *key, const char *value)
 {
 	char *c = coffer_utf8_clean(value, TEXT_MAX);
 	if (c == NULL) {
@@ -155,7 +163,7 @@ add_hex(cJSON *obj, const char *key, const ProtobufCBinaryData *b)
 
 /* The event's content as a JSON object (the `payload` column). */
 cJSON *
-event_payload(const Coffer__V1__Event *ev)
+intake_event_payload(const Coffer__V1__Event *ev)
 {
 	cJSON *p = cJSON_CreateObject();
 	if (p == NULL) {
@@ -166,17 +174,18 @@ event_payload(const Coffer__V1__Event *ev)
 	switch (ev->kind_case) {
 	case COFFER__V1__EVENT__KIND_HELLO: {
 		const Coffer__V1__AgentHello *h = ev->hello;
-		ok = add_text(p, "version", h->version) &&
-		    add_text(p, "pg_version", h->pg_version) &&
-		    add_text(p, "system_identifier", h->system_identifier) &&
-		    add_text(p, "hostname", h->hostname) && add_text(p, "key_id", h->key_id);
+		ok = intake_add_text(p, "version", h->version) &&
+		    intake_add_text(p, "pg_version", h->pg_version) &&
+		    intake_add_text(p, "system_identifier", h->system_identifier) &&
+		    intake_add_text(p, "hostname", h->hostname) &&
+		    intake_add_text(p, "key_id", h->key_id);
 		break;
 	}
 	case COFFER__V1__EVENT__KIND_HEARTBEAT: {
 		const Coffer__V1__Heartbeat *h = ev->heartbeat;
 		cJSON_AddNumberToObject(p, "outbox_depth", h->outbox_depth);
-		ok = add_text(p, "last_backup_id", h->last_backup_id) &&
-		    add_text(p, "last_archived_wal", h->last_archived_wal);
+		ok = intake_add_text(p, "last_backup_id", h->last_backup_id) &&
+		    intake_add_text(p, "last_archived_wal", h->last_archived_wal);
 		cJSON_AddNumberToObject(p, "last_backup_at_ms", (double)h->last_backup_at_ms);
 		cJSON_AddNumberToObject(p, "last_archived_at_ms", (double)h->last_archived_at_ms);
 		cJSON_AddBoolToObject(p, "backup_running", h->backup_running);
@@ -186,9 +195,9 @@ event_payload(const Coffer__V1__Event *ev)
 		        h->last_archived_wal[0] != '\0')) {
 			cJSON_AddNumberToObject(
 			    p, "archive_failed_count", (double)h->archive_failed_count);
-			ok = add_text(p, "last_failed_wal", h->last_failed_wal) &&
-			    add_text(p, "current_wal", h->current_wal) &&
-			    add_text(p, "system_identifier", h->system_identifier);
+			ok = intake_add_text(p, "last_failed_wal", h->last_failed_wal) &&
+			    intake_add_text(p, "current_wal", h->current_wal) &&
+			    intake_add_text(p, "system_identifier", h->system_identifier);
 			cJSON_AddNumberToObject(
 			    p, "last_failed_at_ms", (double)h->last_failed_at_ms);
 			cJSON_AddNumberToObject(p, "wal_ready_count", h->wal_ready_count);
@@ -201,7 +210,7 @@ event_payload(const Coffer__V1__Event *ev)
 	}
 	case COFFER__V1__EVENT__KIND_BACKUP_STARTED: {
 		const Coffer__V1__BackupStarted *b = ev->backup_started;
-		ok = add_text(p, "backup_id", b->backup_id);
+		ok = intake_add_text(p, "backup_id", b->backup_id);
 		cJSON_AddNumberToObject(p, "kind", b->kind);
 		cJSON_AddNumberToObject(p, "trigger", b->trigger);
 		cJSON_AddNumberToObject(p, "command_id", (double)b->command_id);
@@ -209,11 +218,13 @@ event_payload(const Coffer__V1__Event *ev)
 	}
 	case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED: {
 		const Coffer__V1__BackupCompleted *b = ev->backup_completed;
-		ok = add_text(p, "backup_id", b->backup_id) && add_text(p, "key_id", b->key_id) &&
-		    add_text(p, "repository", b->repository) &&
-		    add_text(p, "pg_version", b->pg_version) &&
-		    add_text(p, "system_identifier", b->system_identifier) &&
-		    add_text(p, "start_lsn", b->start_lsn) && add_text(p, "stop_lsn", b->stop_lsn);
+		ok = intake_add_text(p, "backup_id", b->backup_id) &&
+		    intake_add_text(p, "key_id", b->key_id) &&
+		    intake_add_text(p, "repository", b->repository) &&
+		    intake_add_text(p, "pg_version", b->pg_version) &&
+		    intake_add_text(p, "system_identifier", b->system_identifier) &&
+		    intake_add_text(p, "start_lsn", b->start_lsn) &&
+		    intake_add_text(p, "stop_lsn", b->stop_lsn);
 		cJSON_AddNumberToObject(p, "kind", b->kind);
 		cJSON_AddNumberToObject(p, "started_at_ms", (double)b->started_at_ms);
 		cJSON_AddNumberToObject(p, "finished_at_ms", (double)b->finished_at_ms);
@@ -227,8 +238,9 @@ event_payload(const Coffer__V1__Event *ev)
 	}
 	case COFFER__V1__EVENT__KIND_BACKUP_FAILED: {
 		const Coffer__V1__BackupFailed *b = ev->backup_failed;
-		ok = add_text(p, "backup_id", b->backup_id) && add_text(p, "reason", b->reason) &&
-		    add_text(p, "stage", b->stage);
+		ok = intake_add_text(p, "backup_id", b->backup_id) &&
+		    intake_add_text(p, "reason", b->reason) &&
+		    intake_add_text(p, "stage", b->stage);
 		cJSON_AddNumberToObject(p, "kind", b->kind);
 		cJSON_AddNumberToObject(p, "started_at_ms", (double)b->started_at_ms);
 		cJSON_AddNumberToObject(p, "failed_at_ms", (double)b->failed_at_ms);
@@ -236,7 +248,7 @@ event_payload(const Coffer__V1__Event *ev)
 	}
 	case COFFER__V1__EVENT__KIND_WAL_ARCHIVED: {
 		const Coffer__V1__WalArchived *w = ev->wal_archived;
-		ok = add_text(p, "system_identifier", w->system_identifier);
+		ok = intake_add_text(p, "system_identifier", w->system_identifier);
 		cJSON_AddNumberToObject(p, "timeline", w->timeline);
 		cJSON_AddNumberToObject(p, "stored_bytes", (double)w->stored_bytes);
 		cJSON_AddNumberToObject(p, "last_archived_at_ms", (double)w->last_archived_at_ms);
@@ -254,16 +266,18 @@ event_payload(const Coffer__V1__Event *ev)
 	}
 	case COFFER__V1__EVENT__KIND_RESTORE_COMPLETED: {
 		const Coffer__V1__RestoreCompleted *r = ev->restore_completed;
-		ok = add_text(p, "backup_id", r->backup_id) && add_text(p, "target", r->target) &&
-		    add_text(p, "detail", r->detail);
+		ok = intake_add_text(p, "backup_id", r->backup_id) &&
+		    intake_add_text(p, "target", r->target) &&
+		    intake_add_text(p, "detail", r->detail);
 		cJSON_AddBoolToObject(p, "ok", r->ok);
 		cJSON_AddNumberToObject(p, "duration_ms", (double)r->duration_ms);
 		break;
 	}
 	case COFFER__V1__EVENT__KIND_DRILL_RESULT: {
 		const Coffer__V1__DrillResult *d = ev->drill_result;
-		ok = add_text(p, "backup_id", d->backup_id) &&
-		    add_text(p, "repository", d->repository) && add_text(p, "sandbox", d->sandbox);
+		ok = intake_add_text(p, "backup_id", d->backup_id) &&
+		    intake_add_text(p, "repository", d->repository) &&
+		    intake_add_text(p, "sandbox", d->sandbox);
 		cJSON_AddNumberToObject(p, "drill_id", (double)d->drill_id);
 		cJSON_AddBoolToObject(p, "ok", d->ok);
 		cJSON_AddNumberToObject(p, "restore_ms", (double)d->restore_ms);
@@ -271,8 +285,8 @@ event_payload(const Coffer__V1__Event *ev)
 		cJSON *checks = cJSON_AddArrayToObject(p, "checks");
 		for (size_t i = 0; ok && checks != NULL && i < d->n_checks && i < LIST_MAX; i++) {
 			cJSON *c = cJSON_CreateObject();
-			ok = c != NULL && add_text(c, "name", d->checks[i]->name) &&
-			    add_text(c, "detail", d->checks[i]->detail);
+			ok = c != NULL && intake_add_text(c, "name", d->checks[i]->name) &&
+			    intake_add_text(c, "detail", d->checks[i]->detail);
 			if (c != NULL) {
 				cJSON_AddBoolToObject(c, "ok", d->checks[i]->ok);
 				cJSON_AddItemToArray(checks, c);
@@ -282,7 +296,8 @@ event_payload(const Coffer__V1__Event *ev)
 	}
 	case COFFER__V1__EVENT__KIND_COMMAND_DONE: {
 		const Coffer__V1__CommandDone *c = ev->command_done;
-		ok = add_text(p, "detail", c->detail) && add_text(p, "backup_id", c->backup_id);
+		ok = intake_add_text(p, "detail", c->detail) &&
+		    intake_add_text(p, "backup_id", c->backup_id);
 		cJSON_AddNumberToObject(p, "command_id", (double)c->command_id);
 		cJSON_AddBoolToObject(p, "ok", c->ok);
 		break;
@@ -299,7 +314,7 @@ event_payload(const Coffer__V1__Event *ev)
 
 /* The backup id an event is about, or NULL. */
 const char *
-event_backup_id(const Coffer__V1__Event *ev)
+intake_event_backup_id(const Coffer__V1__Event *ev)
 {
 	switch (ev->kind_case) {
 	case COFFER__V1__EVENT__KIND_BACKUP_STARTED:
@@ -316,25 +331,25 @@ event_backup_id(const Coffer__V1__Event *ev)
 /* Checks a durable event against what the catalog will accept; fills why
  * and returns false when it cannot be applied. */
 bool
-event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
+intake_event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 {
-	const char *id = event_backup_id(ev);
+	const char *id = intake_event_backup_id(ev);
 	if (id != NULL && !coffer_name_id_valid(id)) {
 		snprintf(why, size, "backup id is not 1-128 of [A-Za-z0-9_.:-]");
 		return (false);
 	}
 	switch (ev->kind_case) {
 	case COFFER__V1__EVENT__KIND_BACKUP_STARTED:
-		if (kind_text(ev->backup_started->kind) == NULL) {
+		if (intake_kind_text(ev->backup_started->kind) == NULL) {
 			snprintf(why, size, "backup kind is not logical or physical");
 			return (false);
 		}
 		break;
 	case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED: {
 		const Coffer__V1__BackupCompleted *b = ev->backup_completed;
-		if (kind_text(b->kind) == NULL) {
+		if (intake_kind_text(b->kind) == NULL) {
 			snprintf(why, size, "backup kind is not logical or physical");
-		} else if (!ms_ok(b->started_at_ms) || !ms_ok(b->finished_at_ms) ||
+		} else if (!intake_ms_ok(b->started_at_ms) || !intake_ms_ok(b->finished_at_ms) ||
 		    b->finished_at_ms < b->started_at_ms) {
 			snprintf(why, size, "start and finish times are missing or out of order");
 		} else if (b->stored_sha256.len != 32 ||
@@ -359,12 +374,12 @@ event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 	}
 	case COFFER__V1__EVENT__KIND_BACKUP_FAILED: {
 		const Coffer__V1__BackupFailed *b = ev->backup_failed;
-		if (kind_text(b->kind) == NULL) {
+		if (intake_kind_text(b->kind) == NULL) {
 			snprintf(why, size, "backup kind is not logical or physical");
 			return (false);
 		}
-		if ((b->started_at_ms != 0 && !ms_ok(b->started_at_ms)) ||
-		    (b->failed_at_ms != 0 && !ms_ok(b->failed_at_ms))) {
+		if ((b->started_at_ms != 0 && !intake_ms_ok(b->started_at_ms)) ||
+		    (b->failed_at_ms != 0 && !intake_ms_ok(b->failed_at_ms))) {
 			snprintf(why, size, "a time is out of range");
 			return (false);
 		}
@@ -402,7 +417,7 @@ event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 /* A WAL segment's file name (not a history or backup-label file), which is
  * what wal_segments tracks. */
 bool
-wal_segment_name(const char *s)
+intake_wal_segment_name(const char *s)
 {
 	size_t n = strlen(s);
 	if (n != 24 && !(n == 32 && strcmp(s + 24, ".partial") == 0)) {

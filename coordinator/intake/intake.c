@@ -1,5 +1,7 @@
 /*
  * Intake: checks and applies one agent envelope; see coordinator/intake/intake.h.
+ * This file is the request and its verdicts; what an event must look like is
+ * events.c's, and what each event does to the catalog is apply.c's.
  *
  * Design notes.
  * The agent's row is locked (SELECT ... FOR UPDATE) at the start of the
@@ -16,12 +18,12 @@
  * no savepoints (each costs two round trips per event). When PostgreSQL
  * refuses a statement (a constraint the C checks did not foresee), the
  * whole transaction is rolled back and the envelope is applied again with
- * every durable event inside its own SAVEPOINT: the event that fails is
- * rolled back to its savepoint and recorded as rejected instead, so the
- * rest of the envelope still commits and the agent still gets its ack.
- * Only a lost connection, or a failure to record even the rejection, aborts
- * the envelope (STATUS_UNAVAILABLE or STATUS_INTERNAL; the agent retries
- * and nothing was applied).
+ * every durable event inside its own SAVEPOINT (intake_apply_durable): the
+ * event that fails is rolled back to its savepoint and recorded as rejected
+ * instead, so the rest of the envelope still commits and the agent still
+ * gets its ack. Only a lost connection, or a failure to record even the
+ * rejection, aborts the envelope (STATUS_UNAVAILABLE or STATUS_INTERNAL;
+ * the agent retries and nothing was applied).
  *
  * Refusals are counted in `refusals` keyed by (reason, claimed agent name),
  * as migration 1 intends, so an operator sees which stranger keeps knocking.
@@ -32,8 +34,9 @@
  *
  * Text from agents is untrusted: every string that reaches PostgreSQL or
  * JSON is cut to a bound and made valid UTF-8 without control characters
- * first (clean_text), since PostgreSQL refuses invalid UTF-8 and a refusal
- * there would turn one bad string into a stuck outbox.
+ * first (coffer_utf8_clean; events.c for an event's fields), since
+ * PostgreSQL refuses invalid UTF-8 and a refusal there would turn one bad
+ * string into a stuck outbox.
  */
 #include "coordinator/intake/intake.h"
 #include "coordinator/intake/intake_internal.h"
@@ -61,7 +64,7 @@
 #define ACTOR_COORDINATOR "coordinator"
 
 void
-verdict_set(verdict *v, int status, const char *fmt, ...)
+intake_verdict_set(verdict *v, int status, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -105,18 +108,18 @@ coord_intake_reason(int status)
  * result when it succeeded, else NULL with err set (COFFER_EPG or
  * COFFER_EUNAVAIL). */
 PGresult *
-cat_query(coord_intake *in, const char *what, const char *sql, int n, const char *const *vals,
-    int *rv, coffer_err *err)
+intake_cat_query(coord_intake *in, const char *what, const char *sql, int n,
+    const char *const *vals, int *rv, coffer_err *err)
 {
 	return (coord_catalog_query(in->cat, sql, n, vals, what, rv, err));
 }
 
 int
-cat_exec(coord_intake *in, const char *what, const char *sql, int n, const char *const *vals,
+intake_cat_exec(coord_intake *in, const char *what, const char *sql, int n, const char *const *vals,
     coffer_err *err)
 {
 	int rv;
-	PGresult *res = cat_query(in, what, sql, n, vals, &rv, err);
+	PGresult *res = intake_cat_query(in, what, sql, n, vals, &rv, err);
 	PQclear(res);
 	return (rv);
 }
@@ -134,7 +137,7 @@ audit_rows_clear(coord_intake *in)
 
 /* Queues a row; takes details (cJSON_free'd later) whatever happens. */
 int
-audit_rows_add(coord_intake *in, const char *actor, const char *action, const char *subject,
+intake_audit_rows_add(coord_intake *in, const char *actor, const char *action, const char *subject,
     char *details, coffer_err *err)
 {
 	if (in->n_audit == in->cap_audit) {
@@ -295,7 +298,7 @@ record_refusal(coord_intake *in, const verdict *v, const char *agent, uint64_t e
 	cJSON_AddNumberToObject(d, "envelope_seq", (double)env_seq);
 	if (peer != NULL && peer[0] != '\0') {
 		char p[80];
-		printable(peer, p, sizeof(p));
+		intake_printable(peer, p, sizeof(p));
 		cJSON_AddStringToObject(d, "peer", p);
 	}
 	details = cJSON_PrintUnformatted(d);
@@ -307,7 +310,7 @@ record_refusal(coord_intake *in, const verdict *v, const char *agent, uint64_t e
 		goto out;
 	}
 	const char *vals[] = { reason, agent, clean };
-	rv = cat_exec(in, "counting a refused request",
+	rv = intake_cat_exec(in, "counting a refused request",
 	    "INSERT INTO refusals (reason, agent, last_detail) VALUES ($1, $2, $3) "
 	    "ON CONFLICT (reason, agent) DO UPDATE SET count = refusals.count + 1, "
 	    "last_at = now(), last_detail = EXCLUDED.last_detail",
@@ -337,7 +340,7 @@ load_agent(coord_intake *in, const char *name, agent_row *ag, bool *found, coffe
 {
 	int rv;
 	const char *vals[] = { name };
-	PGresult *res = cat_query(in, "reading the agent's enrollment",
+	PGresult *res = intake_cat_query(in, "reading the agent's enrollment",
 	    "SELECT service, encode(pubkey, 'hex'), revoked_at IS NOT NULL, last_seq, "
 	    "last_envelope_seq, role = 'drill_runner' FROM agents WHERE name = $1 FOR UPDATE",
 	    1, vals, &rv, err);
@@ -390,7 +393,7 @@ check_signature(const agent_row *ag, const Coffer__V1__Envelope *env, verdict *v
 	if (rv != 0) {
 		char fp[COFFER_SIGN_FINGERPRINT_HEX];
 		coffer_sign_fingerprint(pub, fp);
-		verdict_set(v, COFFER__V1__STATUS__STATUS_BAD_SIGNATURE,
+		intake_verdict_set(v, COFFER__V1__STATUS__STATUS_BAD_SIGNATURE,
 		    "envelope %" PRIu64 " is not signed by agent %s's enrolled key %s", env->seq,
 		    ag->name, fp);
 	}
@@ -414,14 +417,14 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 		bool transient_kind = ev->kind_case == COFFER__V1__EVENT__KIND_HELLO ||
 		    ev->kind_case == COFFER__V1__EVENT__KIND_HEARTBEAT;
 		if (ev->seq > INT64_MAX) {
-			verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
+			intake_verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
 			    "event %zu: seq %" PRIu64 " is out of range", i, ev->seq);
 			return;
 		}
 		if (ev->seq != 0 && ev->seq <= last) {
 			/* Applying 5 then skipping 3 as a "resend" would ack an event
 			 * that was never applied. */
-			verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
+			intake_verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
 			    "event %zu: seq %" PRIu64 " does not follow %" PRIu64
 			    " (durable events must be in outbox order)",
 			    i, ev->seq, last);
@@ -431,9 +434,9 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 			last = ev->seq;
 		}
 		if (ev->seq == 0 && !transient_kind) {
-			verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
+			intake_verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
 			    "event %zu (%s) has seq 0, but only hello and heartbeat may be transient",
-			    i, event_type(ev));
+			    i, intake_event_type(ev));
 			return;
 		}
 	}
@@ -446,8 +449,8 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 		const Coffer__V1__Event *ev = b->events[i];
 		if (strcmp(ev->service, ag->service) != 0) {
 			char s[72];
-			printable(ev->service, s, sizeof(s));
-			verdict_set(v, COFFER__V1__STATUS__STATUS_NOT_OWNER,
+			intake_printable(ev->service, s, sizeof(s));
+			intake_verdict_set(v, COFFER__V1__STATUS__STATUS_NOT_OWNER,
 			    "event seq %" PRIu64
 			    " is about service \"%s\"; agent %s is enrolled for %s",
 			    ev->seq, s, ag->name, ag->service);
@@ -456,11 +459,6 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 	}
 }
 
-/*
- * Inside the agent-locked transaction: checks what needs the agent's row,
- * then applies. On a refusal v is set and nothing was applied (the caller
- * rolls back). *acked gets the high-water mark after the transaction.
- */
 /* Commands ride on replies: an operator's `coffer backup run` waits in
  * agent_commands until the service's agent next talks to us (it polls every
  * few seconds). A command stays owed to the agent it was handed to until
@@ -482,7 +480,7 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 			char id[24];
 			snprintf(id, sizeof(id), "%" PRIu64, ev->command_done->command_id);
 			const char *vals[] = { id, ag->name };
-			int rv = cat_exec(in, "marking a command done",
+			int rv = intake_cat_exec(in, "marking a command done",
 			    "UPDATE agent_commands SET done_at = now() "
 			    "WHERE id = $1 AND delivered_to = $2 AND done_at IS NULL",
 			    2, vals, err);
@@ -496,7 +494,7 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 	}
 	const char *vals[] = { ag->name, ag->service };
 	int rv = 0;
-	PGresult *r = cat_query(in, "handing out commands",
+	PGresult *r = intake_cat_query(in, "handing out commands",
 	    "UPDATE agent_commands SET delivered_to = $1, delivered_at = coalesce(delivered_at, now()) "
 	    "WHERE id IN (SELECT id FROM agent_commands WHERE service = $2 AND done_at IS NULL "
 	    "  AND kind = 'backup' AND (delivered_to IS NULL OR delivered_to = $1) "
@@ -519,6 +517,12 @@ take_commands(coord_intake *in, const agent_row *ag, const Coffer__V1__Request *
 	return (0);
 }
 
+/*
+ * Inside the agent-locked transaction: checks what needs the agent's row,
+ * then applies. On a refusal v is set and nothing was applied (the caller
+ * rolls back). res->acked_event_seq gets the high-water mark after the
+ * transaction.
+ */
 static int
 process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_row *ag, bool *found,
     verdict *v, coord_intake_result *res, coffer_err *err)
@@ -531,13 +535,13 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		return (rv);
 	}
 	if (!*found) {
-		verdict_set(v, COFFER__V1__STATUS__STATUS_UNKNOWN_AGENT,
+		intake_verdict_set(v, COFFER__V1__STATUS__STATUS_UNKNOWN_AGENT,
 		    "agent %s is not enrolled; ask an operator to run `coffer agents enroll`",
 		    res->agent);
 		return (0);
 	}
 	if (ag->revoked) {
-		verdict_set(v, COFFER__V1__STATUS__STATUS_REVOKED,
+		intake_verdict_set(v, COFFER__V1__STATUS__STATUS_REVOKED,
 		    "agent %s's enrollment was revoked; it may not report any more", ag->name);
 		return (0);
 	}
@@ -545,7 +549,7 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		return (rv);
 	}
 	if (env->seq > INT64_MAX || (int64_t)env->seq <= ag->last_envelope_seq) {
-		verdict_set(v, COFFER__V1__STATUS__STATUS_REPLAYED,
+		intake_verdict_set(v, COFFER__V1__STATUS__STATUS_REPLAYED,
 		    "envelope seq %" PRIu64 " is not newer than the last accepted (%" PRId64 ")",
 		    env->seq, ag->last_envelope_seq);
 		return (0);
@@ -555,7 +559,8 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 	    (const Coffer__V1__Request *)coffer_wire_decode(&coffer__v1__request__descriptor,
 	        &in->body_arena, env->body.data, env->body.len, in->max_msg, &derr);
 	if (rq == NULL) {
-		verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED, "request body: %s", derr.msg);
+		intake_verdict_set(
+		    v, COFFER__V1__STATUS__STATUS_MALFORMED, "request body: %s", derr.msg);
 		return (0);
 	}
 	check_events(ag, rq, v);
@@ -573,22 +578,23 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		const Coffer__V1__EventBatch *b = rq->events;
 		/* Backups first: an event about another service's backup refuses
 		 * the whole envelope before anything of it is applied. */
-		if ((rv = check_backup_owners(in, ag, b, mark, v, err)) != 0 || v->status != 0) {
+		if ((rv = intake_check_backup_owners(in, ag, b, mark, v, err)) != 0 ||
+		    v->status != 0) {
 			return (rv);
 		}
-		if (!careful && (rv = insert_events(in, ag, b, mark, err)) != 0) {
+		if (!careful && (rv = intake_insert_events(in, ag, b, mark, err)) != 0) {
 			return (rv);
 		}
 		in->events_inserted = !careful;
 		for (size_t i = 0; i < b->n_events; i++) {
 			const Coffer__V1__Event *ev = b->events[i];
 			if (ev->seq == 0) {
-				rv = apply_transient(in, ag, ev, err);
+				rv = intake_apply_transient(in, ag, ev, err);
 			} else if ((int64_t)ev->seq <= mark) {
 				res->resent++;
 			} else {
 				int outcome = 0;
-				rv = apply_durable(in, ag, ev, careful, &outcome, err);
+				rv = intake_apply_durable(in, ag, ev, careful, &outcome, err);
 				if (rv == 0) {
 					mark = (int64_t)ev->seq;
 					if (outcome == 0) {
@@ -605,14 +611,14 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 			}
 		}
 	}
-	if ((rv = started_flush(in, ag, err)) != 0) {
+	if ((rv = intake_started_flush(in, ag, err)) != 0) {
 		return (rv);
 	}
 	char m[24], s[24];
 	coffer_fmt_i64(m, mark);
 	snprintf(s, sizeof(s), "%" PRIu64, env->seq);
 	const char *vals[] = { ag->name, m, s };
-	rv = cat_exec(in, "advancing the agent's sequence numbers",
+	rv = intake_cat_exec(in, "advancing the agent's sequence numbers",
 	    "UPDATE agents SET last_seq = $2, last_envelope_seq = $3, last_contact_at = now() "
 	    "WHERE name = $1",
 	    3, vals, err);
@@ -645,7 +651,7 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 	int rv = 0;
 
 	if (!coord_catalog_ok(in->cat)) {
-		verdict_set(&v, COFFER__V1__STATUS__STATUS_UNAVAILABLE,
+		intake_verdict_set(&v, COFFER__V1__STATUS__STATUS_UNAVAILABLE,
 		    "the catalog is unreachable; keep the events and retry later");
 		rv = coord_intake_reply_status(
 		    in, req, len, v.status, v.error, reply, reply_len, err);
@@ -658,16 +664,17 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 	const Coffer__V1__Envelope *env = (const Coffer__V1__Envelope *)coffer_wire_decode(
 	    &coffer__v1__envelope__descriptor, &in->env_arena, req, len, in->max_msg, &derr);
 	if (env == NULL) {
-		verdict_set(&v, COFFER__V1__STATUS__STATUS_MALFORMED, "envelope: %s", derr.msg);
+		intake_verdict_set(
+		    &v, COFFER__V1__STATUS__STATUS_MALFORMED, "envelope: %s", derr.msg);
 	} else {
 		res->envelope_seq = env->seq;
-		printable(env->agent_id, res->agent, sizeof(res->agent));
+		intake_printable(env->agent_id, res->agent, sizeof(res->agent));
 		if (coffer_wire_check_envelope(env, &derr) != 0) {
-			verdict_set(
+			intake_verdict_set(
 			    &v, COFFER__V1__STATUS__STATUS_MALFORMED, "envelope: %s", derr.msg);
 		} else if (!coffer_name_valid(env->agent_id)) {
 			/* No such name can be enrolled (the catalog's name rule). */
-			verdict_set(&v, COFFER__V1__STATUS__STATUS_UNKNOWN_AGENT,
+			intake_verdict_set(&v, COFFER__V1__STATUS__STATUS_UNKNOWN_AGENT,
 			    "agent id \"%s\" is not a valid agent name", res->agent);
 		}
 	}
@@ -706,14 +713,14 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		res->acked_event_seq = 0;
 		snprintf(res->cause, sizeof(res->cause), "%.250s", cerr.msg);
 		if (rv == COFFER_EUNAVAIL || !coord_catalog_ok(in->cat)) {
-			verdict_set(&v, COFFER__V1__STATUS__STATUS_UNAVAILABLE,
+			intake_verdict_set(&v, COFFER__V1__STATUS__STATUS_UNAVAILABLE,
 			    "the catalog is unreachable; keep the events and retry later");
 		} else {
 			char q[600];
 			coffer_log_error("request failed", "agent=%s seq=%" PRIu64 " error=%s",
 			    res->agent[0] != '\0' ? res->agent : "-", res->envelope_seq,
 			    coffer_log_quote(q, sizeof(q), cerr.msg));
-			verdict_set(&v, COFFER__V1__STATUS__STATUS_INTERNAL,
+			intake_verdict_set(&v, COFFER__V1__STATUS__STATUS_INTERNAL,
 			    "the coordinator could not apply the request; retry later");
 		}
 	}
