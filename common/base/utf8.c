@@ -80,6 +80,20 @@ coffer_utf8_clean(const char *in, size_t max)
 }
 
 void
+coffer_utf8_printable_ascii(char *out, size_t size, const char *in)
+{
+	if (size == 0) {
+		return;
+	}
+	size_t o = 0;
+	for (const char *p = in != NULL ? in : ""; *p != '\0' && o + 1 < size; p++) {
+		unsigned char c = (unsigned char)*p;
+		out[o++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	out[o] = '\0';
+}
+
+void
 coffer_utf8_cut(char *s, size_t max)
 {
 	size_t n = strnlen(s, max + 1);

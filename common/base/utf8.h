@@ -20,6 +20,12 @@ size_t coffer_utf8_seq_len(const unsigned char *s, size_t n);
  * (including tab and newline) replaced by '?'. NULL on out of memory. */
 char *coffer_utf8_clean(const char *in, size_t max);
 
+/* Copies in (NULL reads as "") into out (size bytes, NUL-terminated, cut
+ * to fit) as printable ASCII: every byte outside 0x20..0x7e becomes '?'.
+ * For names that go into log keys and refusal rows before they are known
+ * to be valid. */
+void coffer_utf8_printable_ascii(char *out, size_t size, const char *in);
+
 /* Cuts s in place to at most max bytes without splitting a character. */
 void coffer_utf8_cut(char *s, size_t max);
 

@@ -41,9 +41,6 @@
 #include "common/wire/wire.h"
 #include "coordinator/drill/drills.h"
 
-/* timestamptz from Unix ms; NULL stays NULL. */
-#define TS(n) "(timestamptz 'epoch' + $" #n "::bigint * interval '1 millisecond')"
-
 /*
  * Fails the envelope with NOT_OWNER when a backup that a new durable event
  * is about belongs to another service. One query for the whole batch; the
@@ -143,12 +140,12 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 		int rv = intake_cat_exec(in, "recording an archived WAL segment",
 		    "INSERT INTO wal_segments (service, system_identifier, timeline, segment, "
 		    "stored_bytes, stored_sha256, archived_at) VALUES ($1, $7::numeric, $2::integer, "
-		    "$3, $4::bigint, decode($5, 'hex'), COALESCE(" TS(
-		        6) ", now())) "
-		           "ON CONFLICT (service, system_identifier, timeline, segment) DO UPDATE SET "
-		           "stored_bytes = EXCLUDED.stored_bytes, stored_sha256 = EXCLUDED.stored_sha256, "
-		           "archived_at = EXCLUDED.archived_at, deleted_at = NULL "
-		           "WHERE wal_segments.deleted_at IS NOT NULL",
+		    "$3, $4::bigint, decode($5, 'hex'), "
+		    "COALESCE((timestamptz 'epoch' + $6::bigint * interval '1 millisecond'), now())) "
+		    "ON CONFLICT (service, system_identifier, timeline, segment) DO UPDATE SET "
+		    "stored_bytes = EXCLUDED.stored_bytes, stored_sha256 = EXCLUDED.stored_sha256, "
+		    "archived_at = EXCLUDED.archived_at, deleted_at = NULL "
+		    "WHERE wal_segments.deleted_at IS NOT NULL",
 		    7, vals, err);
 		if (rv != 0) {
 			return (rv);
@@ -226,9 +223,9 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		 * outbox order, but cheap to tolerate) changes nothing. */
 		return (intake_cat_exec(in, "recording a started backup",
 		    "INSERT INTO backups (id, service, agent, kind, status, started_at) "
-		    "VALUES ($1, $2, $3, $4, 'running', COALESCE(" TS(
-		        5) ", now())) "
-		           "ON CONFLICT (id) DO NOTHING",
+		    "VALUES ($1, $2, $3, $4, 'running', "
+		    "COALESCE((timestamptz 'epoch' + $5::bigint * interval '1 millisecond'), now())) "
+		    "ON CONFLICT (id) DO NOTHING",
 		    5, vals, err));
 	}
 	case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED: {
@@ -279,20 +276,21 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		    "INSERT INTO backups (id, service, agent, kind, status, repo, started_at, "
 		    "finished_at, plain_bytes, stored_bytes, plain_sha256, stored_sha256, key_id, "
 		    "pg_version, system_identifier, timeline, start_lsn, stop_lsn, manifest) "
-		    "VALUES ($1, $2, $3, $4, 'completed', $5, " TS(6) ", " TS(
-		        7) ", $8, $9, "
-		           "decode($10, 'hex'), decode($11, 'hex'), $12, $13::integer, $14::numeric, "
-		           "$15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb) "
-		           "ON CONFLICT (id) DO UPDATE SET status = 'completed', kind = EXCLUDED.kind, "
-		           "repo = EXCLUDED.repo, started_at = EXCLUDED.started_at, "
-		           "finished_at = EXCLUDED.finished_at, plain_bytes = EXCLUDED.plain_bytes, "
-		           "stored_bytes = EXCLUDED.stored_bytes, plain_sha256 = EXCLUDED.plain_sha256, "
-		           "stored_sha256 = EXCLUDED.stored_sha256, key_id = EXCLUDED.key_id, "
-		           "pg_version = EXCLUDED.pg_version, "
-		           "system_identifier = EXCLUDED.system_identifier, timeline = EXCLUDED.timeline, "
-		           "start_lsn = EXCLUDED.start_lsn, stop_lsn = EXCLUDED.stop_lsn, "
-		           "manifest = EXCLUDED.manifest, updated_at = now() "
-		           "WHERE backups.status = 'running'",
+		    "VALUES ($1, $2, $3, $4, 'completed', $5, "
+		    "(timestamptz 'epoch' + $6::bigint * interval '1 millisecond'), "
+		    "(timestamptz 'epoch' + $7::bigint * interval '1 millisecond'), $8, $9, "
+		    "decode($10, 'hex'), decode($11, 'hex'), $12, $13::integer, $14::numeric, "
+		    "$15::integer, $16::pg_lsn, $17::pg_lsn, $18::jsonb) "
+		    "ON CONFLICT (id) DO UPDATE SET status = 'completed', kind = EXCLUDED.kind, "
+		    "repo = EXCLUDED.repo, started_at = EXCLUDED.started_at, "
+		    "finished_at = EXCLUDED.finished_at, plain_bytes = EXCLUDED.plain_bytes, "
+		    "stored_bytes = EXCLUDED.stored_bytes, plain_sha256 = EXCLUDED.plain_sha256, "
+		    "stored_sha256 = EXCLUDED.stored_sha256, key_id = EXCLUDED.key_id, "
+		    "pg_version = EXCLUDED.pg_version, "
+		    "system_identifier = EXCLUDED.system_identifier, timeline = EXCLUDED.timeline, "
+		    "start_lsn = EXCLUDED.start_lsn, stop_lsn = EXCLUDED.stop_lsn, "
+		    "manifest = EXCLUDED.manifest, updated_at = now() "
+		    "WHERE backups.status = 'running'",
 		    18, vals, err);
 		cJSON_free(mtext);
 		free(key_id);
@@ -316,14 +314,14 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		 * finish is kept no earlier than the recorded start. */
 		int rv = intake_cat_exec(in, "recording a failed backup",
 		    "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, "
-		    "failure_reason) VALUES ($1, $2, $3, $4, 'failed', COALESCE(" TS(
-		        5) ", now()), "
-		           "GREATEST(COALESCE(" TS(6) ", now()), COALESCE(" TS(
-		               5) ", now())), $7) "
-		                  "ON CONFLICT (id) DO UPDATE SET status = 'failed', "
-		                  "finished_at = GREATEST(EXCLUDED.finished_at, backups.started_at), "
-		                  "failure_reason = EXCLUDED.failure_reason, updated_at = now() "
-		                  "WHERE backups.status = 'running'",
+		    "failure_reason) VALUES ($1, $2, $3, $4, 'failed', "
+		    "COALESCE((timestamptz 'epoch' + $5::bigint * interval '1 millisecond'), now()), "
+		    "GREATEST(COALESCE((timestamptz 'epoch' + $6::bigint * interval '1 millisecond'), now()), "
+		    "COALESCE((timestamptz 'epoch' + $5::bigint * interval '1 millisecond'), now())), $7) "
+		    "ON CONFLICT (id) DO UPDATE SET status = 'failed', "
+		    "finished_at = GREATEST(EXCLUDED.finished_at, backups.started_at), "
+		    "failure_reason = EXCLUDED.failure_reason, updated_at = now() "
+		    "WHERE backups.status = 'running'",
 		    7, vals, err);
 		free(reason);
 		return (rv);
@@ -362,9 +360,9 @@ insert_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	int rv;
 	PGresult *res = intake_cat_query(in, "recording an event",
 	    "INSERT INTO events (agent, seq, service, type, payload, sent_at) "
-	    "VALUES ($1, $2, $3, $4, $5::jsonb, " TS(
-	        6) ") "
-	           "ON CONFLICT (agent, seq) DO NOTHING RETURNING id",
+	    "VALUES ($1, $2, $3, $4, $5::jsonb, "
+	    "(timestamptz 'epoch' + $6::bigint * interval '1 millisecond')) "
+	    "ON CONFLICT (agent, seq) DO NOTHING RETURNING id",
 	    6, vals, &rv, err);
 	cJSON_free(ptext);
 	if (res == NULL) {

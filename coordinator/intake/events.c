@@ -43,20 +43,6 @@
 
 /* ---- untrusted text ---- */
 
-/* Untrusted text into a fixed buffer, printable ASCII only (names for logs
- * and keys): every other byte becomes '?', so a claimed name goes into a log
- * line, a refusal key or a reply as it is. */
-void
-intake_printable(const char *in, char *out, size_t size)
-{
-	size_t o = 0;
-	for (const char *p = in != NULL ? in : ""; *p != '\0' && o + 1 < size; p++) {
-		unsigned char c = (unsigned char)*p;
-		out[o++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-	}
-	out[o] = '\0';
-}
-
 bool
 intake_digits_ok(const char *s, size_t max)
 {
@@ -359,7 +345,7 @@ intake_event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 		} else if (b->key_id[0] == '\0' || strlen(b->key_id) > 128) {
 			snprintf(why, size, "key id is missing or too long");
 		} else if (b->repository[0] != '\0' && !coffer_name_valid(b->repository)) {
-			snprintf(why, size, "repository name is not 1-64 of [A-Za-z0-9_.-]");
+			snprintf(why, size, "repository name is not " COFFER_NAME_RULE);
 		} else if (b->plain_bytes > INT64_MAX || b->stored_bytes > INT64_MAX) {
 			snprintf(why, size, "sizes are out of range");
 		} else if ((b->start_lsn[0] != '\0' && !lsn_ok(b->start_lsn)) ||

@@ -298,7 +298,7 @@ record_refusal(coord_intake *in, const verdict *v, const char *agent, uint64_t e
 	cJSON_AddNumberToObject(d, "envelope_seq", (double)env_seq);
 	if (peer != NULL && peer[0] != '\0') {
 		char p[80];
-		intake_printable(peer, p, sizeof(p));
+		coffer_utf8_printable_ascii(p, sizeof(p), peer);
 		cJSON_AddStringToObject(d, "peer", p);
 	}
 	details = cJSON_PrintUnformatted(d);
@@ -449,7 +449,7 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 		const Coffer__V1__Event *ev = b->events[i];
 		if (strcmp(ev->service, ag->service) != 0) {
 			char s[72];
-			intake_printable(ev->service, s, sizeof(s));
+			coffer_utf8_printable_ascii(s, sizeof(s), ev->service);
 			intake_verdict_set(v, COFFER__V1__STATUS__STATUS_NOT_OWNER,
 			    "event seq %" PRIu64
 			    " is about service \"%s\"; agent %s is enrolled for %s",
@@ -668,7 +668,7 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		    &v, COFFER__V1__STATUS__STATUS_MALFORMED, "envelope: %s", derr.msg);
 	} else {
 		res->envelope_seq = env->seq;
-		intake_printable(env->agent_id, res->agent, sizeof(res->agent));
+		coffer_utf8_printable_ascii(res->agent, sizeof(res->agent), env->agent_id);
 		if (coffer_wire_check_envelope(env, &derr) != 0) {
 			intake_verdict_set(
 			    &v, COFFER__V1__STATUS__STATUS_MALFORMED, "envelope: %s", derr.msg);

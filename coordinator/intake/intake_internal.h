@@ -102,9 +102,6 @@ int intake_audit_rows_add(coord_intake *in, const char *actor, const char *actio
 
 /* ---- events.c: one event, no catalog ---- */
 
-/* Printable ASCII of in (NULL reads as ""), '?' for any other byte, cut to
- * fit size with its NUL. */
-void intake_printable(const char *in, char *out, size_t size);
 /* 1..max decimal digits and nothing else. */
 bool intake_digits_ok(const char *s, size_t max);
 /* A Unix time in ms the catalog can hold: after 1970, up to 9999-12-31. */

@@ -43,6 +43,7 @@
 #include "common/base/hex.h"
 #include "common/base/log.h"
 #include "common/base/name.h"
+#include "common/base/utf8.h"
 #include "common/crypto/sign.h"
 #include "common/wire/adminmsg.h"
 #include "common/wire/wire.h"
@@ -83,19 +84,6 @@ typedef struct admin_command {
 } admin_command;
 
 /* --- small helpers ------------------------------------------------------- */
-
-/* A claimed name as audit text: printable ASCII only, so a hostile name
- * can neither break jsonb (invalid UTF-8) nor forge log lines. */
-static void
-printable(char *out, size_t size, const char *in)
-{
-	size_t j = 0;
-	for (size_t i = 0; in != NULL && in[i] != '\0' && j + 1 < size; i++) {
-		unsigned char c = (unsigned char)in[i];
-		out[j++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
-	}
-	out[j] = '\0';
-}
 
 static int refuse(admin_ctx *ctx, int status, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -177,7 +165,7 @@ limit_arg(admin_ctx *ctx, long *limit)
 	long v = strtol(s, &end, 10);
 	if (s[0] == '\0' || *end != '\0' || v < 1 || v > COORD_ADMIN_MAX_LIST) {
 		char shown[32];
-		printable(shown, sizeof(shown), s);
+		coffer_utf8_printable_ascii(shown, sizeof(shown), s);
 		refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
 		    "limit \"%s\" is not a number from 1 to %d", shown, COORD_ADMIN_MAX_LIST);
 		return (coffer_err_hint(
@@ -264,7 +252,7 @@ static int
 unknown_service(admin_ctx *ctx, const char *service)
 {
 	char shown[80];
-	printable(shown, sizeof(shown), service);
+	coffer_utf8_printable_ascii(shown, sizeof(shown), service);
 	refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_ENOENT,
 	    "service %s is not defined in the coordinator's configuration", shown);
 	return (coffer_err_hint(&ctx->err,
@@ -541,7 +529,7 @@ cmd_agents_enroll(admin_ctx *ctx)
 	    (rv = need_arg(ctx, "pubkey", &pubkey)) != 0) {
 		return (rv);
 	}
-	printable(ctx->subject, sizeof(ctx->subject), agent);
+	coffer_utf8_printable_ascii(ctx->subject, sizeof(ctx->subject), agent);
 	const char *runner = arg(ctx, "drill_runner");
 	if (runner != NULL && strcmp(runner, "true") == 0) {
 		return (enroll_runner(ctx, service, agent, pubkey));
@@ -582,7 +570,7 @@ cmd_agents_revoke(admin_ctx *ctx)
 	if ((rv = need_arg(ctx, "agent", &agent)) != 0) {
 		return (rv);
 	}
-	printable(ctx->subject, sizeof(ctx->subject), agent);
+	coffer_utf8_printable_ascii(ctx->subject, sizeof(ctx->subject), agent);
 	bool already = false;
 	rv = coord_agents_revoke(ctx->cat, ctx->key, ctx->actor, agent, &already, &ctx->err);
 	if (rv != 0) {
@@ -622,7 +610,7 @@ cmd_audit_list(admin_ctx *ctx)
 	int64_t since_ms = 0;
 	if (since != NULL && coffer_time_parse(since, &since_ms) != 0) {
 		char shown[64];
-		printable(shown, sizeof(shown), since);
+		coffer_utf8_printable_ascii(shown, sizeof(shown), since);
 		refuse(ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
 		    "since \"%s\" is not a time", shown);
 		return (
@@ -848,7 +836,7 @@ cmd_hold_add(admin_ctx *ctx)
 	    (rv = need_arg(ctx, "reason", &reason)) != 0) {
 		return (rv);
 	}
-	printable(ctx->subject, sizeof(ctx->subject), backup);
+	coffer_utf8_printable_ascii(ctx->subject, sizeof(ctx->subject), backup);
 	/* coord_hold_add writes its own "hold.added" row with the operator. */
 	rv = coord_hold_add(ctx->cat, ctx->key, ctx->actor, backup, reason, &ctx->err);
 	if (rv != 0) {
@@ -867,7 +855,7 @@ cmd_hold_remove(admin_ctx *ctx)
 	if ((rv = need_arg(ctx, "backup", &backup)) != 0) {
 		return (rv);
 	}
-	printable(ctx->subject, sizeof(ctx->subject), backup);
+	coffer_utf8_printable_ascii(ctx->subject, sizeof(ctx->subject), backup);
 	rv = coord_hold_remove(ctx->cat, ctx->key, ctx->actor, backup, &ctx->err);
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
@@ -1018,19 +1006,19 @@ audit_details(const admin_ctx *ctx, const char *reason)
 	}
 	if (ctx->status != COFFER__V1__STATUS__STATUS_OK) {
 		char msg[COFFER_ERR_MSG_MAX];
-		printable(msg, sizeof(msg), ctx->err.msg);
+		coffer_utf8_printable_ascii(msg, sizeof(msg), ctx->err.msg);
 		cJSON_AddStringToObject(d, "error", msg);
 	}
 	if (ctx->req != NULL) {
 		char text[ARG_AUDIT_MAX + 1];
-		printable(text, sizeof(text), ctx->req->command);
+		coffer_utf8_printable_ascii(text, sizeof(text), ctx->req->command);
 		cJSON_AddStringToObject(d, "command", text);
 		cJSON *a = cJSON_AddObjectToObject(d, "args");
 		for (size_t i = 0; a != NULL && i < ctx->req->n_args && i < 16; i++) {
 			const Coffer__V1__AdminRequest__ArgsEntry *e = ctx->req->args[i];
 			char k[65];
-			printable(k, sizeof(k), e->key);
-			printable(text, sizeof(text), e->value);
+			coffer_utf8_printable_ascii(k, sizeof(k), e->key);
+			coffer_utf8_printable_ascii(text, sizeof(text), e->value);
 			if (e->value != NULL && strlen(e->value) > ARG_AUDIT_MAX) {
 				snprintf(text, sizeof(text), "(%zu bytes)", strlen(e->value));
 			}
@@ -1150,7 +1138,7 @@ authenticate(admin_ctx *ctx, const Coffer__V1__AdminEnvelope *env, const char **
 	}
 	const char *op = env->operator_ != NULL ? env->operator_ : "";
 	char shown[64];
-	printable(shown, sizeof(shown), op);
+	coffer_utf8_printable_ascii(shown, sizeof(shown), op);
 	snprintf(ctx->actor, sizeof(ctx->actor), "operator:%s", shown[0] != '\0' ? shown : "?");
 	if (!coffer_name_valid(op) || env->nonce.len < COFFER_ADMINMSG_NONCE_BYTES ||
 	    env->nonce.len > 64 || env->signature.len != COFFER_SIGN_BYTES || env->body.len == 0) {
@@ -1320,7 +1308,7 @@ coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_a
 		cmd = find_command(ctx.req->command);
 		if (cmd == NULL) {
 			char shown[64];
-			printable(shown, sizeof(shown), ctx.req->command);
+			coffer_utf8_printable_ascii(shown, sizeof(shown), ctx.req->command);
 			reason = "unknown_command";
 			refuse(&ctx, COFFER__V1__STATUS__STATUS_REFUSED, COFFER_EINVAL,
 			    "unknown admin command \"%s\"", shown);
@@ -1344,7 +1332,7 @@ coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_a
 				if (k == NULL || k[0] == '\0' || strchr(k, ' ') != NULL ||
 				    strstr(cmd->args, pat) == NULL) {
 					char shown[64];
-					printable(shown, sizeof(shown), k);
+					coffer_utf8_printable_ascii(shown, sizeof(shown), k);
 					reason = "unknown_argument";
 					refuse(&ctx, COFFER__V1__STATUS__STATUS_REFUSED,
 					    COFFER_EINVAL, "%s takes no argument \"%s\"", cmd->name,

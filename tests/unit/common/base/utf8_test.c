@@ -109,6 +109,21 @@ test_boundary_after(void **state)
 	assert_int_equal(coffer_utf8_boundary_after("\x80\x80", 2, 0), 2);
 }
 
+static void
+test_printable_ascii(void **state)
+{
+	(void)state;
+	char out[8];
+	coffer_utf8_printable_ascii(out, sizeof(out), NULL);
+	assert_string_equal(out, "");
+	coffer_utf8_printable_ascii(out, sizeof(out), "a\tb\x7f\xc3\xa9");
+	assert_string_equal(out, "a?b???");
+	coffer_utf8_printable_ascii(out, sizeof(out), "abcdefghij");
+	assert_string_equal(out, "abcdefg");
+	coffer_utf8_printable_ascii(out, 1, "abc");
+	assert_string_equal(out, "");
+}
+
 int
 main(void)
 {
@@ -117,6 +132,7 @@ main(void)
 		cmocka_unit_test(test_clean),
 		cmocka_unit_test(test_cut),
 		cmocka_unit_test(test_boundary_after),
+		cmocka_unit_test(test_printable_ascii),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
