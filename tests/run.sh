@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root:
 #   installs the packages, builds with AddressSanitizer + UndefinedBehaviorSanitizer,
-#   runs every unit and integration test with ctest, then builds the libFuzzer
-#   targets with clang and runs each for a short fixed time.
+#   runs every unit and integration test with ctest, runs clang's static
+#   analyzer over the sources (tests/lint/analyze.sh), then builds the
+#   libFuzzer targets with clang and runs each for a short fixed time.
 # .ci/run calls exactly this. Build trees: build-test/ and build-fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,10 @@ cmake --build build-test -j"$jobs"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir build-test --output-on-failure -j"$jobs" -L 'unit|integration'
+
+t=$SECONDS
+tests/lint/analyze.sh build-test
+echo "run.sh: static analysis took $((SECONDS - t)) s"
 
 cmake -S . -B build-fuzz -DCOFFER_FUZZ=ON -DCMAKE_C_COMPILER=clang \
 	-DCOFFER_FUZZ_SECONDS="${COFFER_FUZZ_SECONDS:-10}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
