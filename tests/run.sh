@@ -2,9 +2,11 @@
 # The whole test suite on a fresh Debian 12 machine, as root:
 #   installs the packages, builds with AddressSanitizer + UndefinedBehaviorSanitizer,
 #   runs every unit and integration test with ctest, runs clang's static
-#   analyzer over the sources (tests/lint/analyze.sh), then builds the
-#   libFuzzer targets with clang and runs each for a short fixed time.
-# .ci/run calls exactly this. Build trees: build-test/ and build-fuzz/.
+#   analyzer over the sources (tests/lint/analyze.sh), builds the libFuzzer
+#   targets with clang and runs each for a short fixed time, then runs the
+#   tests once more in a gcc --coverage build and checks the per-folder
+#   floors (tests/coverage.sh).
+# .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-cov/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -27,3 +29,7 @@ cmake -S . -B build-fuzz -DCOFFER_FUZZ=ON -DCMAKE_C_COMPILER=clang \
 	-DCOFFER_FUZZ_SECONDS="${COFFER_FUZZ_SECONDS:-10}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$jobs"
 ctest --test-dir build-fuzz --output-on-failure -L fuzz
+
+t=$SECONDS
+tests/coverage.sh build-cov
+echo "run.sh: coverage took $((SECONDS - t)) s"
