@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root:
 #   installs the packages, builds with AddressSanitizer + UndefinedBehaviorSanitizer,
-#   runs every unit and integration test with ctest, then builds the libFuzzer
-#   targets with clang and runs each for a short fixed time.
-# .ci/run calls exactly this. Build trees: build-test/ and build-fuzz/.
+#   runs every unit and integration test with ctest, runs clang's static
+#   analyzer over the sources (tests/lint/analyze.sh), builds the libFuzzer
+#   targets with clang and runs each for a short fixed time, then runs the
+#   tests once more in a gcc --coverage build and checks the per-folder
+#   floors (tests/coverage.sh).
+# .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-cov/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -18,7 +21,15 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir build-test --output-on-failure -j"$jobs" -L 'unit|integration'
 
+t=$SECONDS
+tests/lint/analyze.sh build-test
+echo "run.sh: static analysis took $((SECONDS - t)) s"
+
 cmake -S . -B build-fuzz -DCOFFER_FUZZ=ON -DCMAKE_C_COMPILER=clang \
 	-DCOFFER_FUZZ_SECONDS="${COFFER_FUZZ_SECONDS:-10}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$jobs"
 ctest --test-dir build-fuzz --output-on-failure -L fuzz
+
+t=$SECONDS
+tests/coverage.sh build-cov
+echo "run.sh: coverage took $((SECONDS - t)) s"

@@ -260,6 +260,8 @@ static int
 service_ctx(const agent_config *cfg, const agent_drill_request *req, agent_config *view,
     agent_ctx *ctx, coffer_err *err)
 {
+	/* Cleared first: the caller closes ctx after any failure, this one too. */
+	memset(ctx, 0, sizeof(*ctx));
 	char sec[96];
 	snprintf(sec, sizeof(sec), "drill.%s", req->service);
 	if (!coffer_config_has_section(cfg->ini, sec)) {
@@ -274,7 +276,6 @@ service_ctx(const agent_config *cfg, const agent_drill_request *req, agent_confi
 	}
 	*view = *cfg;
 	view->service = req->service;
-	memset(ctx, 0, sizeof(*ctx));
 	ctx->cfg = view;
 	ctx->repo_name = req->repository;
 	int rc = coffer_keyring_load(coffer_config_str(cfg->ini, sec, "key_ring"), &ctx->ring, err);

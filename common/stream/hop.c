@@ -161,7 +161,8 @@ hop_destroy(coffer_filter *f)
 		pthread_mutex_unlock(&h->mu);
 		pthread_join(h->thread, NULL);
 	}
-	for (size_t i = 0; i < h->nslots; i++) {
+	/* slots is NULL when coffer_hop_filter_new could not allocate it. */
+	for (size_t i = 0; h->slots != NULL && i < h->nslots; i++) {
 		free(h->slots[i].buf);
 	}
 	free(h->slots);

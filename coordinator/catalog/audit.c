@@ -448,7 +448,7 @@ coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
 	bool own_tx = false;
 	switch (PQtransactionStatus(conn)) {
 	case PQTRANS_IDLE:
-		if ((rc = coord_catalog_begin(cat, err)) != 0) {
+		if (coord_catalog_begin(cat, err) != 0) {
 			return (coffer_err_wrap(err, "appending to the audit log"));
 		}
 		own_tx = true;
@@ -483,7 +483,7 @@ coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
 		}
 		return (rc);
 	}
-	if (own_tx && (rc = coord_catalog_commit(cat, err)) != 0) {
+	if (own_tx && coord_catalog_commit(cat, err) != 0) {
 		return (coffer_err_wrap(err, "appending to the audit log"));
 	}
 	if (chain_seq != NULL) {

@@ -720,7 +720,7 @@ cat_migrate_step(coord_catalog *cat, bool *applied, int *version, coffer_err *er
 		goto fail;
 	}
 	PQclear(res);
-	if ((rc = coord_catalog_commit(cat, err)) != 0) {
+	if (coord_catalog_commit(cat, err) != 0) {
 		return (coffer_err_wrap(err, "%s", what));
 	}
 	*applied = true;

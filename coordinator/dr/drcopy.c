@@ -93,7 +93,7 @@ open_dr(coord_drcopy *d, coffer_err *err)
 		.session_token = rc.session_token,
 		.path_style = rc.path_style,
 	};
-	if ((rv = coffer_s3_new(&sc, &d->dr, err)) != 0) {
+	if (coffer_s3_new(&sc, &d->dr, err) != 0) {
 		return (coffer_err_wrap(err, "[repository.dr]"));
 	}
 	coffer_s3_lock_config lc;
