@@ -355,10 +355,8 @@ file_begin(unpack *u, coffer_err *err)
 		return (coffer_err_errno(err, e, "changing the owner of", path));
 	}
 	out_file *f = calloc(1, sizeof(*f));
-	if (f != NULL) {
-		u->sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
-	}
-	if (u->sha == NULL) {
+	u->sha = f != NULL ? coffer_sha256_filter_new(coffer_discard_sink_new(err), err) : NULL;
+	if (f == NULL || u->sha == NULL) {
 		free(f);
 		close(fd);
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);

@@ -57,12 +57,17 @@ coffer_cli_usage_error(const coffer_cmd *cmd, const char *fmt, ...)
 {
 	const coffer_cli *cli = cli_running;
 	va_list ap;
-	fprintf(stderr, "%s %s: ", cli->prog, cmd->name);
+	/* Outside coffer_cli_main (a test calling a command's parser) there is
+	 * no program to name and no usage to print: the message alone. */
+	fprintf(
+	    stderr, "%s%s%s: ", cli != NULL ? cli->prog : "", cli != NULL ? " " : "", cmd->name);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	coffer_cli_usage(cli, cmd);
+	if (cli != NULL) {
+		coffer_cli_usage(cli, cmd);
+	}
 	return (2);
 }
 

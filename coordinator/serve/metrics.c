@@ -107,8 +107,8 @@ typedef struct metric_family {
 	const char *type;
 	const char *help;
 	const char *const *labels;
-	int nlabels;
 	const char *sql;
+	int nlabels;
 	bool needs_now;
 } metric_family;
 
