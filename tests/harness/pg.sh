@@ -43,7 +43,10 @@ pg_cleanup() {
 _free_port() {
 	local p
 	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 40000))
+		# Below the kernel's ephemeral range (32768-60999 by default):
+		# there, any outgoing connection (libpq, curl, a dialer) may be
+		# given the port between this check and the listen.
+		p=$((10000 + RANDOM % 22000))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0

@@ -132,7 +132,12 @@ as_pg "$agent" wal-fetch -c "$conf" "$seg" "$T/w/$seg" || fail "wal-fetch $seg"
 [[ ! -e "$T/w/$seg.coffer-tmp" ]] || fail "wal-fetch left its temporary"
 as_pg "$agent" wal-push -c "$conf" "$T/w/$seg" 2>"$T/err" || { cat "$T/err"; fail "re-pushing the same segment"; }
 pass "wal-fetch, and wal-push of the same content again succeeds"
-cp "$T/w/$seg" "$T/w/x" && printf 'X' | dd of="$T/w/x" bs=1 seek=100000 conv=notrunc 2>/dev/null
+# Flip every bit of one byte, so the content differs whatever was there
+# (writing a fixed 'X' changed nothing when the byte already was one).
+old_byte=$(dd if="$T/w/$seg" bs=1 skip=100000 count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+cp "$T/w/$seg" "$T/w/x" &&
+	printf "\\$(printf %03o $((old_byte ^ 255)))" | dd of="$T/w/x" bs=1 seek=100000 conv=notrunc 2>/dev/null
+cmp -s "$T/w/$seg" "$T/w/x" && fail "the changed copy of $seg is not different"
 mv "$T/w/x" "$T/w/changed" && mkdir -p "$T/w/c" && mv "$T/w/changed" "$T/w/c/$seg" && chown -R postgres: "$T/w"
 if as_pg "$agent" wal-push -c "$conf" "$T/w/c/$seg" 2>"$T/err"; then fail "different content under $seg was accepted"; fi
 grep -q "different content" "$T/err" || { cat "$T/err"; fail "refusal does not say 'different content'"; }
