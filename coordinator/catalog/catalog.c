@@ -46,6 +46,11 @@ struct coord_catalog {
 	const char *prepared[CAT_MAX_PREPARED];
 	uint64_t prepared_hash[CAT_MAX_PREPARED];
 	int n_prepared;
+	/* Set by coord_catalog_pg_error whenever it decides COFFER_EUNAVAIL,
+	 * cleared by a reconnect: PQstatus alone stays CONNECTION_OK after a
+	 * class 08 or 57P0x error, which callers must treat as lost too. */
+	bool lost;
+	char lost_why[400];
 };
 
 /* FNV-1a: a cheap check that the text at a known address is still the
@@ -225,7 +230,28 @@ coord_catalog_conn(coord_catalog *cat)
 bool
 coord_catalog_ok(const coord_catalog *cat)
 {
-	return (cat != NULL && PQstatus(cat->conn) == CONNECTION_OK);
+	return (cat != NULL && !cat->lost && PQstatus(cat->conn) == CONNECTION_OK);
+}
+
+const char *
+coord_catalog_lost_why(const coord_catalog *cat)
+{
+	if (cat == NULL) {
+		return ("no connection");
+	}
+	if (cat->lost_why[0] != '\0') {
+		return (cat->lost_why);
+	}
+	return (PQstatus(cat->conn) != CONNECTION_OK ? "the connection was lost" : "");
+}
+
+/* Remembers that the connection must be reset before its next use, and
+ * why, for the caller that finds out later (a lane after its job). */
+static void
+cat_mark_lost(coord_catalog *cat, const char *why)
+{
+	cat->lost = true;
+	snprintf(cat->lost_why, sizeof(cat->lost_why), "%s", why);
 }
 
 int
@@ -233,6 +259,10 @@ coord_catalog_reconnect(coord_catalog *cat, coffer_err *err)
 {
 	cat->n_prepared = 0;
 	PQreset(cat->conn);
+	if (PQstatus(cat->conn) == CONNECTION_OK) {
+		cat->lost = false;
+		cat->lost_why[0] = '\0';
+	}
 	if (PQstatus(cat->conn) != CONNECTION_OK) {
 		char msg[400];
 		one_line(PQerrorMessage(cat->conn), msg, sizeof(msg));
@@ -379,6 +409,7 @@ coord_catalog_pg_error(coord_catalog *cat, PGresult *res, const char *what, coff
 		PQclear(res);
 		coffer_err_set(err, COFFER_EUNAVAIL,
 		    "%s: lost the connection to the catalog (%s): %s", what, cat->target, msg);
+		cat_mark_lost(cat, msg);
 		return (coffer_err_hint(err,
 		    "check that the catalog's PostgreSQL is running and "
 		    "reachable, then retry"));
@@ -389,12 +420,25 @@ coord_catalog_pg_error(coord_catalog *cat, PGresult *res, const char *what, coff
 	one_line(primary != NULL ? primary : PQresultErrorMessage(res), msg, sizeof(msg));
 	int code = COFFER_EPG;
 	/* Class 08 is "connection exception": the server is there but the
-	 * session is not usable, which callers treat like a lost connection. */
-	if (state != NULL && strncmp(state, "08", 2) == 0) {
+	 * session is not usable. 57P01..57P03 are the server shutting down,
+	 * crashing or not accepting sessions yet: the session is about to
+	 * end or never worked. An error without a SQLSTATE did not come from
+	 * the server at all but from libpq, and the first statement on a
+	 * connection whose server died is exactly that: "server closed the
+	 * connection unexpectedly", with PQstatus still CONNECTION_OK until
+	 * the next call. Taking it for a statement error (EPG) is what left
+	 * holders on a dead connection. All are a lost connection to the
+	 * caller; a reconnect that was not needed costs one session. */
+	if (state == NULL ||
+	    (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 ||
+	        strcmp(state, "57P02") == 0 || strcmp(state, "57P03") == 0)) {
 		code = COFFER_EUNAVAIL;
 	}
 	coffer_err_set(err, code, "%s: %s (SQLSTATE %s)", what, msg[0] != '\0' ? msg : "no message",
 	    state != NULL ? state : "none");
+	if (code == COFFER_EUNAVAIL) {
+		cat_mark_lost(cat, msg);
+	}
 	if (hint != NULL) {
 		char h[COFFER_ERR_HINT_MAX];
 		one_line(hint, h, sizeof(h));

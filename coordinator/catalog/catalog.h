@@ -49,8 +49,17 @@ void coord_catalog_close(coord_catalog *cat);
  * cat; do not PQfinish it). */
 PGconn *coord_catalog_conn(coord_catalog *cat);
 
-/* True while the connection is usable. */
+/* True while the connection is usable: false once libpq lost it, and
+ * also once any call on it failed with COFFER_EUNAVAIL (a class 08 or
+ * 57P01..57P03 error leaves libpq's status "ok" but the session unusable),
+ * until coord_catalog_reconnect succeeds. Whoever holds a connection
+ * checks this after each piece of work, whatever the work was
+ * (coordinator/catalog/reconnect.h is the rule that acts on it). */
 bool coord_catalog_ok(const coord_catalog *cat);
+
+/* Why coord_catalog_ok is false: the error that found the connection lost
+ * (no conninfo text), or a generic phrase. Never NULL. */
+const char *coord_catalog_lost_why(const coord_catalog *cat);
 
 /* Re-establishes a lost connection (PQreset). Returns 0 or COFFER_EUNAVAIL. */
 int coord_catalog_reconnect(coord_catalog *cat, coffer_err *err);

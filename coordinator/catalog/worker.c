@@ -1,14 +1,24 @@
 /*
  * Background workers (coordinator/catalog/worker.h).
+ *
+ * Design notes.
+ * The connection follows coordinator/catalog/reconnect.h like the lanes'.
+ * A worker whose connection is down waits out its backoff and reconnects
+ * by itself, also when nobody asks for a run, so it neither holds a dead
+ * connection until the next tick nor fails every run in the meantime; a
+ * run asked for while down tries at once (the tick that asked has just
+ * used the catalog, so it is likely back).
  */
 #include "coordinator/catalog/worker.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/base/clock.h"
 #include "common/base/log.h"
+#include "coordinator/catalog/reconnect.h"
 
 struct coord_worker {
 	const char *name;
@@ -23,7 +33,65 @@ struct coord_worker {
 	bool busy;           /* mu */
 	int64_t pending_now; /* mu */
 	coord_catalog *cat;  /* the worker's thread only */
+	coord_reconnect rc;  /* the worker's thread only */
 };
+
+static void
+log_down(coord_worker *w, const char *why)
+{
+	char q[COFFER_ERR_MSG_MAX + 8];
+	coffer_log_warn("background work lost the catalog; reconnecting with backoff",
+	    "work=\"%s\" error=%s", w->name, coffer_log_quote(q, sizeof(q), why));
+}
+
+/* Reconnects a down worker now; true once it has a usable connection. */
+static bool
+revive(coord_worker *w, coffer_err *e)
+{
+	if (w->cat == NULL) {
+		w->cat = coord_catalog_open(w->conninfo, e);
+		if (w->cat == NULL) {
+			(void)coord_reconnect_failed(&w->rc);
+			return (false);
+		}
+		if (coord_catalog_check(w->cat, e) != 0) {
+			(void)coord_reconnect_failed(&w->rc);
+			return (false);
+		}
+		w->rc.down = false;
+		return (true);
+	}
+	if (!w->rc.down) {
+		return (true);
+	}
+	if (coord_reconnect_try(&w->rc, w->cat, e) == COORD_RECONNECT_BACK) {
+		coffer_log_info(
+		    "background work reached the catalog again", "work=\"%s\"", w->name);
+		return (true);
+	}
+	return (false);
+}
+
+/* Waits on cv until a run is asked for, stop, or (when down) the next
+ * reconnect attempt is due. Called with mu held. */
+static void
+wait_for_work(coord_worker *w)
+{
+	int64_t wait = coord_reconnect_wait_ms(&w->rc, coffer_clock_monotonic_ms());
+	if (wait < 0) {
+		pthread_cond_wait(&w->cv, &w->mu);
+		return;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += wait / 1000;
+	ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+}
 
 static void *
 run(void *arg)
@@ -32,7 +100,16 @@ run(void *arg)
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		while (!w->pending && !atomic_load(&w->stop)) {
-			pthread_cond_wait(&w->cv, &w->mu);
+			if (w->rc.down &&
+			    coord_reconnect_wait_ms(&w->rc, coffer_clock_monotonic_ms()) == 0) {
+				pthread_mutex_unlock(&w->mu);
+				coffer_err e;
+				coffer_err_clear(&e);
+				(void)revive(w, &e);
+				pthread_mutex_lock(&w->mu);
+				continue;
+			}
+			wait_for_work(w);
 		}
 		if (atomic_load(&w->stop)) {
 			break;
@@ -44,15 +121,21 @@ run(void *arg)
 		coffer_err e;
 		coffer_err_clear(&e);
 		int rv = 0;
-		if (w->cat == NULL) {
-			w->cat = coord_catalog_open(w->conninfo, &e);
-			rv = w->cat == NULL ? e.code : 0;
-		} else if (!coord_catalog_ok(w->cat)) {
-			rv = coord_catalog_reconnect(w->cat, &e);
+		bool was_down = w->rc.down;
+		if (!revive(w, &e)) {
+			rv = e.code != 0 ? e.code : COFFER_EUNAVAIL;
 		}
 		bool again = false;
 		if (rv == 0) {
 			rv = w->fn(w->arg, w->cat, now, &again, &e);
+			coffer_err rerr;
+			coffer_err_clear(&rerr);
+			if (coord_reconnect_after(&w->rc, w->cat, &rerr) ==
+			    COORD_RECONNECT_WENT_DOWN) {
+				log_down(w, rerr.msg);
+			}
+		} else if (!was_down) {
+			log_down(w, e.msg);
 		}
 		if (rv != 0 && rv != COFFER_ECANCELED) {
 			char q[COFFER_ERR_MSG_MAX + 8];

@@ -207,6 +207,15 @@ static const coffer_config_key alerts_keys[] = {
 	    .def = "100",
 	    .min = 1,
 	    .max = 10000 },
+	/* How long the catalog may be unreachable before the coordinator
+	 * pages catalog_unreachable from its local outbox (watch/outage.h):
+	 * long enough to ride out a PostgreSQL restart or failover, short
+	 * enough that nobody learns of the outage from its consequences. */
+	{ .name = "catalog_unreachable_after",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "60s",
+	    .min = 1 * SECS,
+	    .max = 24 * HOURS },
 	{ 0 },
 };
 

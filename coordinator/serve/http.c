@@ -32,6 +32,8 @@ struct coord_http {
 	uv_tcp_t server;
 	coord_http_render_fn render;
 	void *arg;
+	coord_http_health_fn health; /* NULL: always healthy */
+	void *health_arg;
 	int port;
 	int nconns;
 	bool stopping, server_closed;
@@ -208,7 +210,13 @@ handle_request(conn *c)
 		return;
 	}
 	if (strcmp(target, "/healthz") == 0) {
-		respond_text(c, 200, "ok\n");
+		if (c->h->health == NULL) {
+			respond_text(c, 200, "ok\n");
+		} else {
+			char body[512];
+			int status = c->h->health(c->h->health_arg, body, sizeof(body));
+			respond_text(c, status, body);
+		}
 	} else if (strcmp(target, "/metrics") == 0) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->work.data = c;
@@ -220,6 +228,13 @@ handle_request(conn *c)
 	} else {
 		respond_text(c, 404, "not found: try /metrics or /healthz\n");
 	}
+}
+
+void
+coord_http_set_health(coord_http *h, coord_http_health_fn health, void *arg)
+{
+	h->health = health;
+	h->health_arg = arg;
 }
 
 static void

@@ -5,7 +5,8 @@
  * What it promises:
  * - GET (or HEAD) /metrics answers 200 with the text the render callback
  *   produced (COORD_METRICS_CONTENT_TYPE), or 503 if it failed;
- *   GET /healthz answers 200 "ok"; any other path 404; any other method
+ *   GET /healthz answers what the health callback says (200 "ok" without
+ *   one); any other path 404; any other method
  *   405; a request whose head exceeds COORD_HTTP_MAX_REQUEST bytes 431; a
  *   request that does not parse 400. Every connection is closed after one
  *   response (no keep-alive: scrapers reconnect, and no state outlives a
@@ -43,6 +44,14 @@ typedef struct coord_http coord_http;
  * (address does not parse), COFFER_EUNAVAIL (cannot bind or listen). */
 coord_http *coord_http_start(
     uv_loop_t *loop, const char *listen, coord_http_render_fn render, void *arg, coffer_err *err);
+
+/* Fills body (NUL-terminated text) and returns the HTTP status for
+ * /healthz (200 healthy, 503 not). Runs on the loop thread: must not
+ * block. */
+typedef int (*coord_http_health_fn)(void *arg, char *body, size_t size);
+
+/* Sets /healthz's callback (NULL: always 200 "ok"). Loop thread. */
+void coord_http_set_health(coord_http *h, coord_http_health_fn health, void *arg);
 
 /* The port actually bound. */
 int coord_http_port(const coord_http *h);

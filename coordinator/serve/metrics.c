@@ -427,3 +427,25 @@ coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms
 	*text = coffer_strbuf_take(&b);
 	return (0);
 }
+
+int
+coord_metrics_prepend_catalog_up(bool up, char **text, size_t *len)
+{
+	coffer_strbuf b = COFFER_STRBUF_INIT(0);
+	coffer_strbuf_printf(&b,
+	    "# HELP coffer_catalog_up Whether the coordinator reaches its catalog (1) or not (0).\n"
+	    "# TYPE coffer_catalog_up gauge\n"
+	    "coffer_catalog_up %d\n",
+	    up ? 1 : 0);
+	if (*text != NULL) {
+		coffer_strbuf_putn(&b, *text, *len);
+	}
+	free(*text);
+	*len = b.len;
+	*text = coffer_strbuf_take(&b);
+	if (*text == NULL) {
+		*len = 0;
+		return (COFFER_ENOMEM);
+	}
+	return (0);
+}

@@ -22,6 +22,7 @@
  *     coffer_drill_last_success_timestamp{service}
  *     coffer_integrity_checks_total{service,result}
  *     coffer_services_configured
+ *     coffer_catalog_up (coord_metrics_prepend_catalog_up: needs no catalog)
  *   The coordinator-wide alerts carry service="_coordinator"; drill runners,
  *   which belong to no service, service="_drill_runner".
  * - Memory is bounded by the catalog's number of services, agents, refusal
@@ -33,6 +34,7 @@
 #ifndef COFFER_COORDINATOR_SERVE_METRICS_H
 #define COFFER_COORDINATOR_SERVE_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +53,14 @@
  */
 int coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, char **text,
     size_t *len, coffer_err *err);
+
+/*
+ * Puts the coffer_catalog_up gauge (1 or 0) in front of *text (a render's
+ * output, or NULL when there is none: then the page is the gauge alone),
+ * so a scrape says the catalog is down instead of failing. Takes over
+ * *text; returns 0, or COFFER_ENOMEM (*text freed, NULL).
+ */
+int coord_metrics_prepend_catalog_up(bool up, char **text, size_t *len);
 
 /* Writes value into out as a label value: \ " and newline escaped.
  * Always NUL-terminates; returns the length it needed (like snprintf). */

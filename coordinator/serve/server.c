@@ -27,11 +27,23 @@
  * finished, which only happens on the loop thread after the thread is done
  * with the job.
  *
- * Outage. While the catalog is marked down the thread answers
- * STATUS_UNAVAILABLE without touching libpq, and retries the connection
- * when the backoff expires (also when idle, via a timed wait), re-running
- * coord_catalog_check after each reconnect: a catalog restored from an
- * older backup must not be written to by a newer schema's code.
+ * Outage. Every lane follows coordinator/catalog/reconnect.h after every
+ * job, whatever its kind: a lost connection is reconnected once at once,
+ * and if that fails the lane is down. (Lane 0 used to look at its
+ * connection only after operators' requests, never after its tick, so an
+ * idle coordinator failed every tick on a dead connection after an outage
+ * until an operator's command happened to fail.) While down, a lane
+ * answers agents STATUS_UNAVAILABLE without touching libpq and retries
+ * when its backoff expires (also when idle, via a timed wait) or as soon
+ * as another lane found the catalog back; each reconnect re-runs
+ * coord_catalog_check: a catalog restored from an older backup must not be
+ * written to by a newer schema's code. The lanes report their transitions
+ * to coordinator/watch/outage.h, which knows whether the catalog is down
+ * (for /healthz and /metrics) and pages when it stays down. When the
+ * catalog comes back lane 0 runs a maintenance pass at once, and for a
+ * while after (CATCHUP_MS) every envelope that applied events asks for
+ * another, so what agents held during the outage (a failed backup) pages
+ * within seconds, not at the next natural tick.
  */
 #include "coordinator/serve/server.h"
 
@@ -53,6 +65,7 @@
 #include "common/wire/wire.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
+#include "coordinator/catalog/reconnect.h"
 #include "coordinator/dr/drcopy.h"
 #include "coordinator/drill/drills.h"
 #include "coordinator/intake/intake.h"
@@ -64,9 +77,12 @@
 #include "coordinator/wal/walwatch.h"
 #include "coordinator/watch/alerts.h"
 #include "coordinator/watch/notify.h"
+#include "coordinator/watch/outage.h"
 
-#define BACKOFF_MIN_MS 250
-#define BACKOFF_MAX_MS 10000
+/* After the catalog comes back: how long applied envelopes ask lane 0 for
+ * a prompt maintenance pass. Agents resend what they held within their
+ * retry_max (seconds to a minute), so this covers their catch-up. */
+#define CATCHUP_MS 120000
 
 /* What a lane does with a job: JOB_AGENT on the intake lanes, the others
  * on lane 0. */
@@ -96,10 +112,7 @@ typedef struct lane {
 	bool started;
 	coord_catalog *cat;
 	coord_intake *intake; /* intake lanes */
-	bool down;
-	int64_t last_failed_ms; /* monotonic: the last failure or failed reconnect */
-	int64_t backoff_ms;
-	int64_t next_retry_ms; /* monotonic */
+	coord_reconnect rc;   /* the lane's thread only */
 } lane;
 
 struct server {
@@ -109,8 +122,10 @@ struct server {
 	coffer_net_server *net;
 	coffer_net_server *admin_net; /* NULL without admin_listen */
 	uv_timer_t tick_timer;
-	bool tick_queued; /* mu: at most one tick waits */
-	bool stopping;    /* loop thread */
+	bool tick_queued;  /* mu: at most one tick waits or runs */
+	bool tick_running; /* mu */
+	bool tick_again;   /* mu: one more pass after the running one */
+	bool stopping;     /* loop thread */
 	const coord_config *cfg;
 	const coord_audit_key *key;
 
@@ -130,13 +145,15 @@ struct server {
 
 	lane *lanes; /* n_lanes: [0] admin and ticks, then intake */
 	int n_lanes;
-	/* Lanes that know the catalog is down: an outage is logged once, by
-	 * the first lane to find it, not once per connection. */
-	atomic_int lanes_down;
+	/* Whether the catalog is down, from the lanes' transitions; pages
+	 * when it stays down. Started before the lanes, stopped after. */
+	coord_outage *outage;
 	/* When a lane last found the catalog back (monotonic ms): a lane still
 	 * waiting out its backoff retries at once rather than answer
 	 * "unavailable" while its neighbours ack. */
 	atomic_llong recovered_ms;
+	/* Until when (monotonic ms) applied envelopes ask for a prompt pass. */
+	atomic_llong catchup_until_ms;
 
 	/* Lane 0 only (after start). */
 	coord_notify *notify;
@@ -165,25 +182,61 @@ push(job **head, job **tail, job *j)
 
 /* ---- catalog thread ---- */
 
+/* Queues a maintenance pass on lane 0 unless one waits already; with
+ * again, a pass requested while one runs is run once more after it (it
+ * may have read the catalog before what prompted this). mu held. */
 static void
-mark_down(lane *l, const char *why)
+request_tick_locked(server *s, bool again)
 {
-	if (!l->down) {
-		char q[600];
-		if (atomic_fetch_add(&l->s->lanes_down, 1) == 0) {
-			coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s",
-			    l->index, coffer_log_quote(q, sizeof(q), why));
-		}
-		l->down = true;
-		l->backoff_ms = BACKOFF_MIN_MS;
-	} else if (l->backoff_ms < BACKOFF_MAX_MS) {
-		l->backoff_ms *= 2;
-		if (l->backoff_ms > BACKOFF_MAX_MS) {
-			l->backoff_ms = BACKOFF_MAX_MS;
-		}
+	if (s->stop) {
+		return;
 	}
-	l->last_failed_ms = coffer_clock_monotonic_ms();
-	l->next_retry_ms = l->last_failed_ms + l->backoff_ms;
+	if (s->tick_queued) {
+		if (again && s->tick_running) {
+			s->tick_again = true;
+		}
+		return;
+	}
+	job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		return;
+	}
+	j->kind = JOB_TICK;
+	s->tick_queued = true;
+	push(&s->todo_head, &s->todo_tail, j);
+	pthread_cond_signal(&s->cv);
+}
+
+/* A lane found the catalog unreachable: the reconnect rule's immediate
+ * retry failed too. The outage is logged once, by the first lane. */
+static void
+lane_down(lane *l, const char *why)
+{
+	if (coord_outage_down(l->s->outage, why)) {
+		char q[600];
+		coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s", l->index,
+		    coffer_log_quote(q, sizeof(q), why));
+	}
+}
+
+/* A lane reached the catalog again: the others retry now, and lane 0
+ * evaluates everything at once. */
+static void
+lane_back(lane *l)
+{
+	server *s = l->s;
+	coffer_log_info("catalog reachable again; acking", "lane=%d", l->index);
+	int64_t now = coffer_clock_monotonic_ms();
+	atomic_store(&s->recovered_ms, (long long)now);
+	bool ended = coord_outage_up(s->outage);
+	pthread_mutex_lock(&s->mu);
+	pthread_cond_broadcast(&s->cv);
+	pthread_cond_broadcast(&s->intake_cv);
+	if (ended || l->index == 0) {
+		atomic_store(&s->catchup_until_ms, (long long)(now + CATCHUP_MS));
+		request_tick_locked(s, true);
+	}
+	pthread_mutex_unlock(&s->mu);
 }
 
 /* A down lane's turn to try again: its backoff is over, or another lane
@@ -191,9 +244,8 @@ mark_down(lane *l, const char *why)
 static bool
 retry_due(lane *l)
 {
-	return (l->down &&
-	    (coffer_clock_monotonic_ms() >= l->next_retry_ms ||
-	        atomic_load(&l->s->recovered_ms) >= l->last_failed_ms));
+	return (coord_reconnect_due(
+	    &l->rc, coffer_clock_monotonic_ms(), (int64_t)atomic_load(&l->s->recovered_ms)));
 }
 
 static void
@@ -201,21 +253,36 @@ try_reconnect(lane *l)
 {
 	coffer_err err;
 	coffer_err_clear(&err);
-	if (coord_catalog_reconnect(l->cat, &err) == 0 && coord_catalog_check(l->cat, &err) == 0) {
-		coffer_log_info("catalog reachable again; acking", "lane=%d", l->index);
-		atomic_fetch_sub(&l->s->lanes_down, 1);
-		atomic_store(&l->s->recovered_ms, (long long)coffer_clock_monotonic_ms());
-		l->down = false;
+	if (coord_reconnect_try(&l->rc, l->cat, &err) == COORD_RECONNECT_BACK) {
+		lane_back(l);
 		return;
 	}
-	mark_down(l, err.msg);
 	/* Once the backoff is at its cap, say why every time (every
-	 * BACKOFF_MAX_MS): a catalog that is up but has the wrong schema
-	 * needs an operator, not patience. */
+	 * COORD_RECONNECT_MAX_MS): a catalog that is up but has the wrong
+	 * schema needs an operator, not patience. */
 	char q[600];
-	coffer_log(l->backoff_ms >= BACKOFF_MAX_MS ? COFFER_LOG_WARN : COFFER_LOG_DEBUG,
+	coffer_log(l->rc.backoff_ms >= COORD_RECONNECT_MAX_MS ? COFFER_LOG_WARN : COFFER_LOG_DEBUG,
 	    "catalog still unreachable", "lane=%d error=%s retry_ms=%lld", l->index,
-	    coffer_log_quote(q, sizeof(q), err.msg), (long long)l->backoff_ms);
+	    coffer_log_quote(q, sizeof(q), err.msg), (long long)l->rc.backoff_ms);
+}
+
+/* The reconnect rule, after every job whatever its kind. */
+static coord_reconnect_state
+lane_after(lane *l)
+{
+	char cause[400];
+	snprintf(cause, sizeof(cause), "%s", coord_catalog_lost_why(l->cat));
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_reconnect_state st = coord_reconnect_after(&l->rc, l->cat, &err);
+	char q[600];
+	if (st == COORD_RECONNECT_WENT_DOWN) {
+		lane_down(l, err.msg);
+	} else if (st == COORD_RECONNECT_REVIVED) {
+		coffer_log_info("catalog connection was lost and is back", "lane=%d cause=%s",
+		    l->index, coffer_log_quote(q, sizeof(q), cause));
+	}
+	return (st);
 }
 
 /* Conditions are re-evaluated every tick and the alert outbox drained; the
@@ -346,9 +413,27 @@ serve_tick(server *s)
 		coffer_log_info("policy loaded", "services=%zu", s->cfg->n_services);
 		s->policy_synced = true;
 	}
+	/* Outages the catalog could not hear about while they lasted. */
+	if (coord_outage_audit(s->outage, s->cat, NULL, &err) != 0) {
+		char q[600];
+		coffer_log_error("catalog outage not audited yet", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_err_clear(&err);
+	}
+	/* Every pass below fails at once on a lost connection: stop at the
+	 * first one that finds it, and let the reconnect rule take over. */
 	run_drills(s);
+	if (!coord_catalog_ok(s->cat)) {
+		return;
+	}
 	run_walwatch(s);
+	if (!coord_catalog_ok(s->cat)) {
+		return;
+	}
 	run_drcopy(s);
+	if (!coord_catalog_ok(s->cat)) {
+		return;
+	}
 	if (s->repo == NULL) {
 		run_alerts(s);
 		if (!s->repo_warned) {
@@ -358,6 +443,9 @@ serve_tick(server *s)
 		return;
 	}
 	run_alerts(s);
+	if (!coord_catalog_ok(s->cat)) {
+		return;
+	}
 	coord_prune_stats st;
 	memset(&st, 0, sizeof(st));
 	if (coord_retention_pass(
@@ -393,8 +481,14 @@ serve_job(lane *l, job *j)
 		try_reconnect(l);
 	}
 	if (j->kind == JOB_TICK) {
-		if (!l->down) {
+		/* A pass that found its connection dead (the catalog restarted
+		 * since the last one) stopped early: it runs again at once on
+		 * the new connection rather than at the next tick. */
+		for (int attempt = 0; attempt < 2 && !l->rc.down; attempt++) {
 			serve_tick(s);
+			if (lane_after(l) != COORD_RECONNECT_REVIVED) {
+				break;
+			}
 		}
 		return;
 	}
@@ -405,12 +499,10 @@ serve_job(lane *l, job *j)
 		        l->cat, s->cfg, s->key, j->req, j->len, &j->out, &j->out_len) != 0) {
 			j->out = NULL;
 		}
-		if (!coord_catalog_ok(l->cat)) {
-			mark_down(l, "the connection was lost");
-		}
+		(void)lane_after(l);
 		return;
 	}
-	if (l->down) {
+	if (l->rc.down) {
 		if (coord_intake_reply_status(l->intake, j->req, j->len,
 		        COFFER__V1__STATUS__STATUS_UNAVAILABLE,
 		        "the catalog is unreachable; keep the events and retry later", &j->out,
@@ -428,23 +520,22 @@ serve_job(lane *l, job *j)
 			    coffer_log_quote(q, sizeof(q), err.msg));
 			j->out = NULL;
 		}
-		if (coord_catalog_ok(l->cat)) {
-			break;
-		}
-		mark_down(l, res.cause[0] != '\0' ? res.cause : "the connection was lost");
 		/* A catalog restarted while we were idle: only the first
 		 * statement finds the old connection dead. Nothing of the
 		 * request was applied (its transaction died with the
-		 * connection), so one immediate reconnect and a second try
-		 * spare the agent a retry. */
-		if (attempt == 0) {
-			try_reconnect(l);
-		}
-		if (l->down) {
+		 * connection), so the rule's immediate reconnect and a second
+		 * try spare the agent a retry. */
+		if (lane_after(l) != COORD_RECONNECT_REVIVED || attempt == 1) {
 			break;
 		}
 		free(j->out);
 		j->out = NULL;
+	}
+	if (res.status == COFFER__V1__STATUS__STATUS_OK && res.applied > 0 &&
+	    coffer_clock_monotonic_ms() < (int64_t)atomic_load(&s->catchup_until_ms)) {
+		pthread_mutex_lock(&s->mu);
+		request_tick_locked(s, true);
+		pthread_mutex_unlock(&s->mu);
 	}
 	char agent[160];
 	coffer_log_quote(agent, sizeof(agent), res.agent[0] != '\0' ? res.agent : "-");
@@ -487,8 +578,9 @@ lane_thread(void *arg)
 	while (!s->stop) {
 		job *j = take_job(s, l);
 		if (j == NULL) {
-			if (l->down) {
-				int64_t wait = l->next_retry_ms - coffer_clock_monotonic_ms();
+			if (l->rc.down) {
+				int64_t wait =
+				    coord_reconnect_wait_ms(&l->rc, coffer_clock_monotonic_ms());
 				if (wait <= 0 || retry_due(l)) {
 					pthread_mutex_unlock(&s->mu);
 					try_reconnect(l);
@@ -509,11 +601,19 @@ lane_thread(void *arg)
 			}
 			continue;
 		}
+		if (j->kind == JOB_TICK) {
+			s->tick_running = true;
+		}
 		pthread_mutex_unlock(&s->mu);
 		serve_job(l, j);
 		pthread_mutex_lock(&s->mu);
 		if (j->kind == JOB_TICK) {
 			s->tick_queued = false;
+			s->tick_running = false;
+			if (s->tick_again) {
+				s->tick_again = false;
+				request_tick_locked(s, false);
+			}
 		}
 		push(&s->done_head, &s->done_tail, j);
 		if (!s->stop) {
@@ -604,21 +704,9 @@ on_tick(uv_timer_t *t)
 	if (s->stopping) {
 		return;
 	}
-	job *j = calloc(1, sizeof(*j));
-	if (j == NULL) {
-		return;
-	}
-	j->kind = JOB_TICK;
 	pthread_mutex_lock(&s->mu);
 	/* A slow pass is not stacked up behind itself. */
-	if (s->tick_queued) {
-		pthread_mutex_unlock(&s->mu);
-		free(j);
-		return;
-	}
-	s->tick_queued = true;
-	push(&s->todo_head, &s->todo_tail, j);
-	pthread_cond_signal(&s->cv);
+	request_tick_locked(s, false);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -686,28 +774,70 @@ on_signal(uv_signal_t *h, int signum)
 	shutdown_server(h->data, signum == SIGTERM ? "sigterm" : "sigint");
 }
 
+/* The scrape always answers: coffer_catalog_up comes from the lanes'
+ * view, which needs no catalog, and leads the page; the catalog's own
+ * families follow when they can be read. While the lanes know the catalog
+ * is down the renderer does not try it (a scrape must not sit in connect
+ * timeouts); they are the ones that find it back. */
 static int
 render_metrics(void *arg, char **text, size_t *len)
 {
 	server *s = arg;
 	coffer_err err;
 	coffer_err_clear(&err);
-	pthread_mutex_lock(&s->metrics_mu);
-	if (s->metrics_cat == NULL) {
-		s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
-	} else if (!coord_catalog_ok(s->metrics_cat)) {
-		(void)coord_catalog_reconnect(s->metrics_cat, &err);
+	*text = NULL;
+	*len = 0;
+	bool up = coord_outage_catalog_up(s->outage, NULL);
+	int rc = COFFER_EUNAVAIL;
+	if (up) {
+		pthread_mutex_lock(&s->metrics_mu);
+		if (s->metrics_cat == NULL) {
+			s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
+		} else if (!coord_catalog_ok(s->metrics_cat)) {
+			(void)coord_catalog_reconnect(s->metrics_cat, &err);
+		}
+		rc = s->metrics_cat != NULL ? coord_metrics_render(s->metrics_cat, s->cfg,
+		                                  coffer_clock_now(NULL), text, len, &err)
+		                            : err.code;
+		/* The reconnect rule, as on the lanes: a connection that died
+		 * while nobody scraped is found by this render; one at once. */
+		coord_reconnect rcn = { 0 };
+		if (rc != 0 && s->metrics_cat != NULL &&
+		    coord_reconnect_after(&rcn, s->metrics_cat, &err) == COORD_RECONNECT_REVIVED) {
+			coffer_err_clear(&err);
+			rc = coord_metrics_render(
+			    s->metrics_cat, s->cfg, coffer_clock_now(NULL), text, len, &err);
+		}
+		pthread_mutex_unlock(&s->metrics_mu);
+		if (rc != 0) {
+			char q[600];
+			coffer_log_warn("metrics not rendered", "error=%s",
+			    coffer_log_quote(q, sizeof(q), err.msg));
+		}
 	}
-	int rc = s->metrics_cat != NULL
-	    ? coord_metrics_render(s->metrics_cat, s->cfg, coffer_clock_now(NULL), text, len, &err)
-	    : err.code;
-	pthread_mutex_unlock(&s->metrics_mu);
 	if (rc != 0) {
-		char q[600];
-		coffer_log_warn(
-		    "metrics not rendered", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
+		free(*text);
+		*text = NULL;
+		*len = 0;
 	}
-	return (rc);
+	return (coord_metrics_prepend_catalog_up(up && rc != COFFER_EUNAVAIL, text, len));
+}
+
+/* /healthz, on the loop thread: never blocks. */
+static int
+health(void *arg, char *body, size_t size)
+{
+	server *s = arg;
+	int64_t since = 0;
+	if (coord_outage_catalog_up(s->outage, &since)) {
+		snprintf(body, size, "ok\n");
+		return (200);
+	}
+	char t[40];
+	int64_t now = coffer_clock_now(NULL);
+	snprintf(body, size, "catalog unreachable since %s (%llds): not acking agents\n",
+	    coffer_time_format(t, sizeof(t), since), (long long)((now - since) / 1000));
+	return (503);
 }
 
 /* The coordinator's handle on the primary repository has the delete
@@ -780,7 +910,8 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the coordinator"));
 	}
 	int rv;
-	if ((rv = open_lanes(s, cfg, key, err)) != 0) {
+	if ((rv = open_lanes(s, cfg, key, err)) != 0 ||
+	    (rv = coord_outage_start(cfg, key, &s->outage, err)) != 0) {
 		close_lanes(s);
 		free(s);
 		return (rv);
@@ -848,6 +979,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 			rv = err->code;
 			coffer_err_wrap(err, "metrics_listen");
 		} else {
+			coord_http_set_health(s->http, health, s);
 			coffer_log_info("metrics listening", "addr=%s port=%d", cfg->metrics_listen,
 			    coord_http_port(s->http));
 		}
@@ -908,6 +1040,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	pthread_mutex_destroy(&s->metrics_mu);
 	coffer_repo_close(s->repo);
 	close_lanes(s);
+	coord_outage_stop(s->outage);
 	pthread_cond_destroy(&s->cv);
 	pthread_cond_destroy(&s->intake_cv);
 	pthread_mutex_destroy(&s->mu);

@@ -46,6 +46,9 @@
 #define COORD_ALERT_SIZE_ANOMALY     "size_anomaly"
 #define COORD_ALERT_REQUESTS_REFUSED "requests_refused"
 #define COORD_ALERT_AUDIT_CHAIN      "audit_chain_broken"
+/* Paged by coordinator/watch/outage.c from a local outbox, not from here:
+ * the catalog cannot hold the alert that it is down. */
+#define COORD_ALERT_CATALOG_UNREACHABLE "catalog_unreachable"
 
 /* What the caller knows that the catalog cannot say about itself. */
 typedef struct coord_alerts_input {

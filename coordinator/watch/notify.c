@@ -392,6 +392,72 @@ free_body(char *body)
 	}
 }
 
+/*
+ * One request to url with the payload (plus routing_key rk when not NULL),
+ * paced by rk's bucket. *posted tells whether a request went out: not for
+ * DEFERRED (the bucket is empty) nor for a payload that is not JSON
+ * (REFUSED with *status 0). msg gets the receiver's message for REFUSED and
+ * the reason for RETRY ("network error: ...", "HTTP 503: ...").
+ */
+static coord_notify_outcome
+send_one(coord_notify *n, const char *url, const char *rk, const char *payload, bool *posted,
+    long *status, char *msg, size_t size)
+{
+	*posted = false;
+	*status = 0;
+	msg[0] = '\0';
+	bucket *b = bucket_for(n, rk);
+	if (b != NULL && !bucket_take(n, b)) {
+		return (COORD_NOTIFY_DEFERRED);
+	}
+	char *body = build_body(payload, rk);
+	if (body == NULL) {
+		snprintf(msg, size, "the queued payload is not JSON");
+		return (COORD_NOTIFY_REFUSED);
+	}
+	resp_buf resp;
+	char neterr[CURL_ERROR_SIZE + 1] = "";
+	post(n, url, body, status, &resp, neterr, sizeof(neterr));
+	free_body(body);
+	*posted = true;
+	if (*status >= 200 && *status < 300) {
+		return (COORD_NOTIFY_DELIVERED);
+	}
+	if (*status == 400 || *status == 413) {
+		peer_message(&resp, msg, size);
+		return (COORD_NOTIFY_REFUSED);
+	}
+	if (*status == 0) {
+		snprintf(msg, size, "network error: %s", neterr);
+	} else {
+		char pm[400];
+		peer_message(&resp, pm, sizeof(pm));
+		snprintf(msg, size, "HTTP %ld: %s", *status, pm);
+	}
+	return (COORD_NOTIFY_RETRY);
+}
+
+coord_notify_outcome
+coord_notify_send_pagerduty(coord_notify *n, const char *service, const char *action,
+    const char *payload, long *status, char *msg, size_t size)
+{
+	*status = 0;
+	const char *rk = routing_key_for(n->cfg, service);
+	if (rk == NULL) {
+		snprintf(msg, size, "no routing key configured");
+		return (COORD_NOTIFY_NO_KEY);
+	}
+	char url[1024];
+	const char *pd_url = coffer_config_str(n->cfg->ini, "alerts", "pagerduty_url");
+	if (strcmp(action, "change") == 0) {
+		change_url(pd_url, url, sizeof(url));
+	} else {
+		snprintf(url, sizeof(url), "%s", pd_url);
+	}
+	bool posted;
+	return (send_one(n, url, rk, payload, &posted, status, msg, size));
+}
+
 static int
 lock_try(coord_catalog *cat, bool take, bool *got, coffer_err *err)
 {
@@ -471,36 +537,26 @@ deliver_rows(
 			}
 			url = hook_url;
 		}
-		bucket *b = bucket_for(n, rk);
-		if (b != NULL && !bucket_take(n, b)) {
+		long status = 0;
+		bool posted = false;
+		char msg[600], q[700];
+		coord_notify_outcome out =
+		    send_one(n, url, rk, payload, &posted, &status, msg, sizeof(msg));
+		if (out == COORD_NOTIFY_DEFERRED) {
 			st->deferred++;
 			continue;
 		}
-		char *body = build_body(payload, rk);
-		if (body == NULL) {
-			rv = mark_failed(n, cat, id, dedup, action, target, 0,
-			    "the queued payload is not JSON", err);
+		if (!posted) {
+			rv = mark_failed(n, cat, id, dedup, action, target, 0, msg, err);
 			continue;
 		}
-		long status = 0;
-		resp_buf *resp = malloc(sizeof(*resp));
-		if (resp == NULL) {
-			free_body(body);
-			rv = coffer_err_set(err, COFFER_ENOMEM, "sending an alert: out of memory");
-			break;
-		}
-		char neterr[CURL_ERROR_SIZE + 1] = "";
-		post(n, url, body, &status, resp, neterr, sizeof(neterr));
-		free_body(body);
 		st->sent++;
-		char msg[600], q[700];
-		if (status >= 200 && status < 300) {
+		if (out == COORD_NOTIFY_DELIVERED) {
 			rv = mark_delivered(cat, id, now_ms, err);
 			if (rv == 0) {
 				st->delivered++;
 			}
-		} else if (status == 400 || status == 413) {
-			peer_message(resp, msg, sizeof(msg));
+		} else if (out == COORD_NOTIFY_REFUSED) {
 			coffer_log_error("alert refused by the receiver, not retried",
 			    "dedup_key=%s action=%s target=%s outbox_id=%s status=%ld message=%s",
 			    dedup, action, target, id, status, coffer_log_quote(q, sizeof(q), msg));
@@ -509,13 +565,6 @@ deliver_rows(
 				st->failed++;
 			}
 		} else {
-			if (status == 0) {
-				snprintf(msg, sizeof(msg), "network error: %s", neterr);
-			} else {
-				char pm[400];
-				peer_message(resp, pm, sizeof(pm));
-				snprintf(msg, sizeof(msg), "HTTP %ld: %s", status, pm);
-			}
 			int64_t next = now_ms + backoff_ms(attempts + 1, status == 429);
 			coffer_log_warn("alert delivery failed, will retry",
 			    "dedup_key=%s action=%s target=%s outbox_id=%s attempts=%d error=%s",
@@ -526,7 +575,6 @@ deliver_rows(
 				st->retrying++;
 			}
 		}
-		free(resp);
 	}
 	PQclear(res);
 	return (rv);

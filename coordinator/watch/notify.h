@@ -64,4 +64,27 @@ void coord_notify_free(coord_notify *n);
 int coord_notify_deliver_due(
     coord_notify *n, coord_catalog *cat, int64_t now_ms, coord_notify_stats *st, coffer_err *err);
 
+/* What one direct send came to (coord_notify_send_pagerduty). */
+typedef enum coord_notify_outcome {
+	COORD_NOTIFY_DELIVERED, /* 2xx */
+	COORD_NOTIFY_REFUSED,   /* 400 or 413: the event is wrong, never retry it */
+	COORD_NOTIFY_RETRY,     /* 429, 5xx, another answer, a network error */
+	COORD_NOTIFY_NO_KEY,    /* no routing key configured: nothing was sent */
+	COORD_NOTIFY_DEFERRED,  /* the rate limit: nothing was sent, try later */
+} coord_notify_outcome;
+
+/*
+ * Sends one PagerDuty event now, without the catalog: for what cannot wait
+ * in the alert outbox because the catalog is the problem
+ * (coordinator/watch/outage.h). payload is the Events API v2 body without
+ * routing_key, as text; action "trigger", "resolve" or "change" picks the
+ * endpoint as for outbox rows; service (NULL: coordinator-wide) picks the
+ * routing key. Same timeouts, rate limit and secret handling as the
+ * outbox. *status is the HTTP status (0: none); msg gets PagerDuty's
+ * message (REFUSED) or the reason (RETRY, NO_KEY). Retrying is the
+ * caller's business. Not thread-safe: one caller per coord_notify.
+ */
+coord_notify_outcome coord_notify_send_pagerduty(coord_notify *n, const char *service,
+    const char *action, const char *payload, long *status, char *msg, size_t size);
+
 #endif
