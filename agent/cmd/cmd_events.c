@@ -13,6 +13,7 @@
 #include "agent/outbox/events.h"
 #include "agent/outbox/outbox.h"
 #include "common/base/clock.h"
+#include "common/wire/wire.h"
 
 typedef struct print_state {
 	bool json;
@@ -23,7 +24,7 @@ print_event(uint64_t seq, const uint8_t *data, size_t len, void *arg)
 {
 	print_state *st = arg;
 	Coffer__V1__Event *ev = coffer__v1__event__unpack(NULL, len, data);
-	const char *type = ev != NULL ? agent_events_type_name(ev) : "undecodable";
+	const char *type = ev != NULL ? coffer_wire_event_type(ev) : "undecodable";
 	char at[40] = "-";
 	if (ev != NULL) {
 		coffer_time_format(at, sizeof(at), ev->occurred_at_ms);

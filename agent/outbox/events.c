@@ -3,33 +3,7 @@
 #include <stdlib.h>
 
 #include "common/base/log.h"
-
-const char *
-agent_events_type_name(const Coffer__V1__Event *ev)
-{
-	switch (ev->kind_case) {
-	case COFFER__V1__EVENT__KIND_HELLO:
-		return ("agent.hello");
-	case COFFER__V1__EVENT__KIND_HEARTBEAT:
-		return ("agent.heartbeat");
-	case COFFER__V1__EVENT__KIND_BACKUP_STARTED:
-		return ("backup.started");
-	case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED:
-		return ("backup.completed");
-	case COFFER__V1__EVENT__KIND_BACKUP_FAILED:
-		return ("backup.failed");
-	case COFFER__V1__EVENT__KIND_WAL_ARCHIVED:
-		return ("wal.archived");
-	case COFFER__V1__EVENT__KIND_RESTORE_COMPLETED:
-		return ("restore.completed");
-	case COFFER__V1__EVENT__KIND_DRILL_RESULT:
-		return ("backup.drill_completed");
-	case COFFER__V1__EVENT__KIND_COMMAND_DONE:
-		return ("command.done");
-	default:
-		return ("unknown");
-	}
-}
+#include "common/wire/wire.h"
 
 int
 agent_events_emit(agent_outbox *ob, const char *service, int64_t now_ms, Coffer__V1__Event *ev,
@@ -42,7 +16,7 @@ agent_events_emit(agent_outbox *ob, const char *service, int64_t now_ms, Coffer_
 	size_t len = coffer__v1__event__get_packed_size(ev);
 	if (len > AGENT_EVENT_MAX_BYTES) {
 		return (coffer_err_set(err, COFFER_ETOOBIG,
-		    "event %s is %zu bytes, over the %u-byte limit", agent_events_type_name(ev),
+		    "event %s is %zu bytes, over the %u-byte limit", coffer_wire_event_type(ev),
 		    len, AGENT_EVENT_MAX_BYTES));
 	}
 	uint8_t *buf = malloc(len ? len : 1);
@@ -54,10 +28,10 @@ agent_events_emit(agent_outbox *ob, const char *service, int64_t now_ms, Coffer_
 	int rc = agent_outbox_append(ob, buf, len, &seq, err);
 	free(buf);
 	if (rc != 0) {
-		return (coffer_err_wrap(err, "saving event %s", agent_events_type_name(ev)));
+		return (coffer_err_wrap(err, "saving event %s", coffer_wire_event_type(ev)));
 	}
 	coffer_log_debug(
-	    "event saved", "type=%s seq=%llu", agent_events_type_name(ev), (unsigned long long)seq);
+	    "event saved", "type=%s seq=%llu", coffer_wire_event_type(ev), (unsigned long long)seq);
 	if (seq_out != NULL) {
 		*seq_out = seq;
 	}

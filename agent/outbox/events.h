@@ -22,7 +22,4 @@
 int agent_events_emit(agent_outbox *ob, const char *service, int64_t now_ms, Coffer__V1__Event *ev,
     uint64_t *seq_out, coffer_err *err);
 
-/* The event type as the audit log and metrics name it ("backup.completed"). */
-const char *agent_events_type_name(const Coffer__V1__Event *ev);
-
 #endif

@@ -182,3 +182,32 @@ coffer_wire_check_envelope(const Coffer__V1__Envelope *env, coffer_err *err)
 	}
 	return (0);
 }
+
+const char *
+coffer_wire_event_type(const Coffer__V1__Event *ev)
+{
+	switch (ev->kind_case) {
+	case COFFER__V1__EVENT__KIND_HELLO:
+		return ("agent.hello");
+	case COFFER__V1__EVENT__KIND_HEARTBEAT:
+		return ("agent.heartbeat");
+	case COFFER__V1__EVENT__KIND_BACKUP_STARTED:
+		return ("backup.started");
+	case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED:
+		return ("backup.completed");
+	case COFFER__V1__EVENT__KIND_BACKUP_FAILED:
+		return ("backup.failed");
+	case COFFER__V1__EVENT__KIND_WAL_ARCHIVED:
+		return ("wal.archived");
+	case COFFER__V1__EVENT__KIND_RESTORE_COMPLETED:
+		return ("restore.completed");
+	case COFFER__V1__EVENT__KIND_DRILL_RESULT:
+		return ("drill.result");
+	case COFFER__V1__EVENT__KIND_COMMAND_DONE:
+		return ("command.done");
+	default:
+		/* A newer agent's event kind this coordinator does not know:
+		 * recorded and acked, applied to nothing. */
+		return ("unknown");
+	}
+}

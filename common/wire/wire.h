@@ -52,6 +52,12 @@ int coffer_wire_encode(
 
 /* Checks the shape of a decoded envelope before any lookup or signature
  * work: version 1, a plausible agent id, seq > 0, a body, a 64-byte signature. */
+/* The event's type as the catalog, the audit trail and `coffer-agent events`
+ * name it ("backup.completed", "drill.result", ...; "unknown" for a kind
+ * this build does not know). One table, so the agent and the coordinator
+ * never call the same event by two names. */
+const char *coffer_wire_event_type(const Coffer__V1__Event *ev);
+
 int coffer_wire_check_envelope(const Coffer__V1__Envelope *env, coffer_err *err);
 
 /* The exact bytes an agent signs for an envelope (see proto/coffer.proto).

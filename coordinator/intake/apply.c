@@ -355,7 +355,7 @@ insert_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	char seq[24], at[24];
 	snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
 	coffer_fmt_i64(at, ev->occurred_at_ms);
-	const char *vals[] = { ag->name, seq, ev->service, intake_event_type(ev), ptext,
+	const char *vals[] = { ag->name, seq, ev->service, coffer_wire_event_type(ev), ptext,
 		intake_ms_ok(ev->occurred_at_ms) ? at : NULL };
 	int rv;
 	PGresult *res = intake_cat_query(in, "recording an event",
@@ -387,7 +387,7 @@ audit_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 	bool id_ok = id != NULL && coffer_name_id_valid(id);
 	cJSON_AddNumberToObject(d, "seq", (double)ev->seq);
 	cJSON_AddStringToObject(d, "service", ev->service);
-	cJSON_AddStringToObject(d, "type", intake_event_type(ev));
+	cJSON_AddStringToObject(d, "type", coffer_wire_event_type(ev));
 	if (id_ok) {
 		cJSON_AddStringToObject(d, "backup_id", id);
 	}
@@ -402,8 +402,8 @@ audit_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row"));
 	}
 	return (intake_audit_rows_add(in, ag->name,
-	    rejected != NULL ? "event.rejected" : intake_event_type(ev), id_ok ? id : ag->service,
-	    dtext, err));
+	    rejected != NULL ? "event.rejected" : coffer_wire_event_type(ev),
+	    id_ok ? id : ag->service, dtext, err));
 }
 
 /* Records one durable event (unless intake_insert_events already did), its
@@ -468,7 +468,7 @@ intake_insert_events(coord_intake *in, const agent_row *ag, const Coffer__V1__Ev
 		coffer_fmt_i64(at, ev->occurred_at_ms);
 		ok = ptext != NULL && coord_pgarray_add(&c[C_SEQ], seq) &&
 		    coord_pgarray_add(&c[C_SERVICE], ev->service) &&
-		    coord_pgarray_add(&c[C_TYPE], intake_event_type(ev)) &&
+		    coord_pgarray_add(&c[C_TYPE], coffer_wire_event_type(ev)) &&
 		    coord_pgarray_add(&c[C_PAYLOAD], ptext) &&
 		    (intake_ms_ok(ev->occurred_at_ms) ? coord_pgarray_add(&c[C_SENT], at)
 		                                      : coord_pgarray_add_null(&c[C_SENT]));
@@ -531,7 +531,7 @@ intake_apply_durable(coord_intake *in, const agent_row *ag, const Coffer__V1__Ev
 		snprintf(why, sizeof(why), "the catalog refused it: %.150s", err->msg);
 		rejected = why;
 		coffer_log_warn("event rejected", "agent=%s seq=%" PRIu64 " type=%s", ag->name,
-		    ev->seq, intake_event_type(ev));
+		    ev->seq, coffer_wire_event_type(ev));
 		coffer_err_clear(err);
 		if ((rv = intake_cat_exec(in, "rolling back an event",
 		         "ROLLBACK TO SAVEPOINT coffer_event", 0, NULL, err)) != 0) {

@@ -87,35 +87,6 @@ intake_ms_ok(int64_t ms)
 /* ---- events ---- */
 
 const char *
-intake_event_type(const Coffer__V1__Event *ev)
-{
-	switch (ev->kind_case) {
-	case COFFER__V1__EVENT__KIND_HELLO:
-		return ("agent.hello");
-	case COFFER__V1__EVENT__KIND_HEARTBEAT:
-		return ("agent.heartbeat");
-	case COFFER__V1__EVENT__KIND_BACKUP_STARTED:
-		return ("backup.started");
-	case COFFER__V1__EVENT__KIND_BACKUP_COMPLETED:
-		return ("backup.completed");
-	case COFFER__V1__EVENT__KIND_BACKUP_FAILED:
-		return ("backup.failed");
-	case COFFER__V1__EVENT__KIND_WAL_ARCHIVED:
-		return ("wal.archived");
-	case COFFER__V1__EVENT__KIND_RESTORE_COMPLETED:
-		return ("restore.completed");
-	case COFFER__V1__EVENT__KIND_DRILL_RESULT:
-		return ("drill.result");
-	case COFFER__V1__EVENT__KIND_COMMAND_DONE:
-		return ("command.done");
-	default:
-		/* A newer agent's event kind this coordinator does not know:
-		 * recorded and acked, applied to nothing. */
-		return ("unknown");
-	}
-}
-
-const char *
 intake_kind_text(Coffer__V1__BackupKind k)
 {
 	return (k == COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL    ? "logical"

@@ -436,7 +436,7 @@ check_events(const agent_row *ag, const Coffer__V1__Request *rq, verdict *v)
 		if (ev->seq == 0 && !transient_kind) {
 			intake_verdict_set(v, COFFER__V1__STATUS__STATUS_MALFORMED,
 			    "event %zu (%s) has seq 0, but only hello and heartbeat may be transient",
-			    i, intake_event_type(ev));
+			    i, coffer_wire_event_type(ev));
 			return;
 		}
 	}

@@ -108,7 +108,6 @@ bool intake_digits_ok(const char *s, size_t max);
 bool intake_ms_ok(int64_t ms);
 /* The `events.type` of ev ("backup.completed"; "unknown" for a kind this
  * coordinator does not know). */
-const char *intake_event_type(const Coffer__V1__Event *ev);
 /* "logical" or "physical", NULL for anything else. */
 const char *intake_kind_text(Coffer__V1__BackupKind k);
 /* Adds value cleaned and cut to TEXT_MAX; false when memory runs out. */

@@ -281,6 +281,12 @@ lane_after(lane *l)
 	} else if (st == COORD_RECONNECT_REVIVED) {
 		coffer_log_info("catalog connection was lost and is back", "lane=%d cause=%s",
 		    l->index, coffer_log_quote(q, sizeof(q), cause));
+		/* Another lane may have declared the outage while this one was
+		 * idle: this lane reaching the catalog ends it now, not when
+		 * the down lane's backoff next lets it try. */
+		if (!coord_outage_catalog_up(l->s->outage, NULL)) {
+			lane_back(l);
+		}
 	}
 	return (st);
 }

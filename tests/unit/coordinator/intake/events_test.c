@@ -220,7 +220,7 @@ test_every_kind_valid_with_payload(void **state)
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		fixture_init(&f, kinds[i].kind);
 		expect_valid(&f.ev);
-		assert_string_equal(intake_event_type(&f.ev), kinds[i].type);
+		assert_string_equal(coffer_wire_event_type(&f.ev), kinds[i].type);
 		cJSON *p = intake_event_payload(&f.ev);
 		assert_non_null(p);
 		assert_true(num(p, "occurred_at_ms") == 1700000000000.0);
@@ -279,7 +279,7 @@ test_unknown_kind(void **state)
 	(void)state;
 	fixture f;
 	fixture_init(&f, COFFER__V1__EVENT__KIND__NOT_SET);
-	assert_string_equal(intake_event_type(&f.ev), "unknown");
+	assert_string_equal(coffer_wire_event_type(&f.ev), "unknown");
 	assert_null(intake_event_backup_id(&f.ev));
 	expect_valid(&f.ev);
 	cJSON *p = intake_event_payload(&f.ev);
@@ -287,7 +287,7 @@ test_unknown_kind(void **state)
 	cJSON_Delete(p);
 
 	fixture_init(&f, (Coffer__V1__Event__KindCase)99);
-	assert_string_equal(intake_event_type(&f.ev), "unknown");
+	assert_string_equal(coffer_wire_event_type(&f.ev), "unknown");
 	expect_valid(&f.ev);
 }
 
