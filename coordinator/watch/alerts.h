@@ -7,7 +7,9 @@
  *   "coffer/_coordinator/audit_chain_broken": a service name never starts
  *   with '_'). Its state lives in the catalog's `alerts` table, so a
  *   condition pages once when it starts and resolves once when it clears,
- *   also across coordinator restarts.
+ *   also across coordinator restarts. It clears on a real recovery only:
+ *   bookkeeping (retention retiring backups, a policy change and its sync,
+ *   an enrolment, a restart) leaves an open page open.
  * - A transition, its outbox rows (PagerDuty, and the webhook when
  *   [alerts] webhook_url is set) and its audit row ("alert.triggered",
  *   "alert.resolved") commit in one transaction: nothing is announced that

@@ -3,15 +3,23 @@
  * outbox and its delivery against a real catalog and a real HTTP receiver
  * standing in for PagerDuty, with an injected clock.
  *
- *   alerts_itest run CONF DAY0_MS LOGFILE
+ *   alerts_itest run CONF DAY0_MS LOGFILE REPO RESCHEDULED
  *
  * CONF has [service.billing] (schedule 0 2 * * *, UTC, its own routing
- * key) and [alerts] pointing at http://127.0.0.1:PORT, where PORT is the
+ * key, retention.daily = 7, retention.grace = 1h) and [alerts] pointing at http://127.0.0.1:PORT, where PORT is the
  * receiver this driver forks before anything else (the receiver survives
  * the simulated coordinator restarts below). DAY0_MS is a UTC midnight
  * after the services were first synced, so their first scheduled runs are
  * theirs to miss. LOGFILE receives the coordinator's log lines, which the
- * script checks for the routing keys.
+ * script checks for the routing keys. REPO is an empty directory, the
+ * posix repository retention deletes through. RESCHEDULED is CONF with
+ * billing's schedule changed to 0 0 1 1 * (a policy change).
+ *
+ * Besides triggering and resolving, each check's resolve condition is
+ * held to a real recovery: retention (the real pass, pending_delete and
+ * then deleted), a policy change and sync, a coordinator restart, an
+ * agent enrolled never resolve a page; the recovery the page asks for
+ * does.
  *
  * The receiver is tests/harness/receiver.c: scripted with statuses for
  * its next PagerDuty requests (202 when the script is empty), it records
@@ -285,21 +293,79 @@ sqln(const char *fmt, ...)
 	return (strtol(sql1("%s", q), NULL, 10));
 }
 
+/* A finished backup as intake records it; settled_at (the coordinator's
+ * time for the outcome, which retention buckets by) is its finish on the
+ * injected clock. */
 static void
 add_backup(const char *id, const char *status, int64_t started, int64_t finished, long bytes)
 {
 	if (strcmp(status, "failed") == 0) {
 		sql1("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-		     "failure_reason) VALUES ('%s', 'billing', 'logical', 'failed', "
+		     "settled_at, failure_reason) VALUES ('%s', 'billing', 'logical', 'failed', "
 		     "to_timestamp(%" PRId64 " / 1000.0), to_timestamp(%" PRId64 " / 1000.0), "
-		     "'pg_dump exited with status 1')",
-		    id, started, finished);
+		     "to_timestamp(%" PRId64 " / 1000.0), 'pg_dump exited with status 1')",
+		    id, started, finished, finished);
 	} else {
 		sql1("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-		     "stored_bytes, stored_sha256, manifest, key_id) VALUES ('%s', 'billing', "
-		     "'logical', 'completed', to_timestamp(%" PRId64 " / 1000.0), "
-		     "to_timestamp(%" PRId64 " / 1000.0), %ld, sha256('%s'), '{}', 'k1')",
-		    id, started, finished, bytes, id);
+		     "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ('%s', "
+		     "'billing', 'logical', 'completed', to_timestamp(%" PRId64 " / 1000.0), "
+		     "to_timestamp(%" PRId64 " / 1000.0), to_timestamp(%" PRId64 " / 1000.0), "
+		     "%ld, sha256('%s'), '{}', 'k1')",
+		    id, started, finished, finished, bytes, id);
+	}
+}
+
+static const char *
+alert_state(const char *check)
+{
+	static char out[32];
+	snprintf(out, sizeof(out), "%s",
+	    sql1("SELECT COALESCE((SELECT state FROM alerts WHERE dedup_key = "
+	         "'coffer/billing/%s'), 'none')",
+	        check));
+	return (out);
+}
+
+static void
+expect_state(const char *check, const char *want, const char *when)
+{
+	const char *got = alert_state(check);
+	if (strcmp(got, want) != 0) {
+		die("%s is %s %s, want %s", check, got, when, want);
+	}
+}
+
+static coffer_repo *repo; /* REPO, with delete rights: retention's */
+
+/* The real retention pass (coordinator/policy/prune.c) at now. */
+static coord_prune_stats
+retention(coord *c, int64_t now)
+{
+	coord_prune_stats st;
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_retention_pass(c->cat, &c->key, c->cfg, repo, now, &st, &e), &e,
+	    "the retention pass");
+	if (st.service_errors != 0 || st.failed != 0) {
+		die("retention: %zu service errors, %zu failed deletions", st.service_errors,
+		    st.failed);
+	}
+	return (st);
+}
+
+static const char *
+backup_status(const char *id)
+{
+	static char out[32];
+	snprintf(out, sizeof(out), "%s", sql1("SELECT status FROM backups WHERE id = '%s'", id));
+	return (out);
+}
+
+static void
+expect_status(const char *id, const char *want)
+{
+	if (strcmp(backup_status(id), want) != 0) {
+		die("backup %s is %s, want %s", id, backup_status(id), want);
 	}
 }
 
@@ -817,10 +883,10 @@ metrics_phase(coord *c, int64_t now)
 	static const struct {
 		const char *series, *want;
 	} want[] = {
-		{ "coffer_backup_last_size_bytes{service=\"billing\"}", "410000" },
-		{ "coffer_backup_last_duration_seconds{service=\"billing\"}", "600.000" },
-		{ "coffer_backups{service=\"billing\",status=\"completed\"}", "4" },
-		{ "coffer_backups{service=\"billing\",status=\"failed\"}", "1" },
+		{ "coffer_backup_last_size_bytes{service=\"billing\"}", "420000" },
+		{ "coffer_backup_last_duration_seconds{service=\"billing\"}", "120.000" },
+		{ "coffer_backups{service=\"billing\",status=\"completed\"}", "6" },
+		{ "coffer_backups{service=\"billing\",status=\"deleted\"}", "3" },
 		{ "coffer_alerts_open{service=\"_coordinator\",check=\"flood_0999\"}", "1" },
 		{ "coffer_events_applied_total{service=\"billing\"}", "2" },
 		{ "coffer_requests_refused_total{reason=\"bad_signature\"}", "3" },
@@ -926,8 +992,8 @@ metrics_phase(coord *c, int64_t now)
 int
 main(int argc, char **argv)
 {
-	if (argc != 5 || strcmp(argv[1], "run") != 0) {
-		fprintf(stderr, "usage: alerts_itest run CONF DAY0_MS LOGFILE\n");
+	if (argc != 7 || strcmp(argv[1], "run") != 0) {
+		fprintf(stderr, "usage: alerts_itest run CONF DAY0_MS LOGFILE REPO RESCHEDULED\n");
 		return (2);
 	}
 	conf_path = argv[2];
@@ -964,6 +1030,10 @@ main(int argc, char **argv)
 	coffer_err e;
 	coffer_err_clear(&e);
 	check_ok(coord_policy_sync(c.cat, &c.key, "coordinator", c.cfg, &e), &e, "policy sync");
+	coffer_repo_config rc = { .type = "posix", .path = argv[5] };
+	check_ok(coffer_repo_open(
+	             &rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, &repo, &e),
+	    &e, "opening the repository");
 
 	/* ---- a missed scheduled backup triggers, then resolves ---- */
 	int64_t now = d0 + 4 * HOUR_MS + 30 * MIN_MS; /* 02:00 run + 2h window passed */
@@ -1005,6 +1075,26 @@ main(int argc, char **argv)
 	    "a condition that persists is not announced again");
 	printf("ok missed backup: one trigger (routing key per service, full payload), "
 	       "none repeated\n");
+
+	/* A policy change is no recovery: under the new schedule the slot the
+	 * evaluation looks at moves (here to 1 January, before the service
+	 * existed), yet nothing was backed up since the missed 02:00. Synced,
+	 * and across the restart that loads it, the page stays open. */
+	coord_stop(&c);
+	conf_path = argv[6];
+	coord_start(&c);
+	check_ok(coord_policy_sync(c.cat, &c.key, "coordinator", c.cfg, &e), &e, "policy sync");
+	as = evaluate(&c, now + 15 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions after billing's schedule changed");
+	expect_state("backup_missed", "triggered", "after a policy change");
+	coord_stop(&c);
+	conf_path = argv[2];
+	coord_start(&c);
+	check_ok(coord_policy_sync(c.cat, &c.key, "coordinator", c.cfg, &e), &e, "policy sync");
+	as = evaluate(&c, now + 16 * MIN_MS, NULL);
+	expect_int(as.triggered + as.resolved, 0, "transitions after the schedule came back");
+	printf("ok missed backup: a policy change (synced, across a restart) does not resolve "
+	       "it\n");
 
 	size_t mark = n_reqs;
 	add_backup(
@@ -1098,6 +1188,74 @@ main(int argc, char **argv)
 	drain(&c, now);
 	printf("ok size anomaly triggers and resolves\n");
 
+	/* ---- retention is no recovery ---- */
+	/* Day 5: a failed backup pages; retention marks it pending_delete at
+	 * once and deletes it once retention.grace (1h) is over; neither
+	 * resolves backup_failed, nor does a restart; the next success does. */
+	int64_t d5 = d0 + 5 * DAY_MS;
+	mark = n_reqs;
+	add_backup("billing-6", "failed", d5 + 2 * HOUR_MS, d5 + 2 * HOUR_MS + 5 * MIN_MS, 0);
+	as = evaluate(&c, d5 + 2 * HOUR_MS + 10 * MIN_MS, NULL);
+	expect_int(as.triggered, 1, "transitions after the day 5 failure");
+	expect_state("backup_failed", "triggered", "after a failed backup");
+	coord_prune_stats ps = retention(&c, d5 + 2 * HOUR_MS + 10 * MIN_MS);
+	expect_status("billing-6", "pending_delete");
+	as = evaluate(&c, d5 + 2 * HOUR_MS + 11 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions once retention marked the failure pending");
+	expect_state("backup_failed", "triggered", "with the failure pending deletion");
+	ps = retention(&c, d5 + 3 * HOUR_MS + 15 * MIN_MS);
+	expect_status("billing-6", "deleted");
+	if (ps.gone + ps.deleted < 1) {
+		die("retention deleted nothing");
+	}
+	coord_stop(&c);
+	coord_start(&c);
+	as = evaluate(&c, d5 + 3 * HOUR_MS + 16 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions once retention deleted the failure");
+	expect_state("backup_failed", "triggered", "with the failure deleted, after a restart");
+	add_backup("billing-7", "completed", d5 + 3 * HOUR_MS + 18 * MIN_MS,
+	    d5 + 3 * HOUR_MS + 20 * MIN_MS, 1000000);
+	as = evaluate(&c, d5 + 3 * HOUR_MS + 25 * MIN_MS, NULL);
+	expect_int(as.resolved, 1, "resolutions after the next success");
+	expect_state("backup_failed", "resolved", "after the next success");
+	drain(&c, d5 + 3 * HOUR_MS + 25 * MIN_MS);
+	rx_reload();
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "resolve", true),
+	    1, "resolves received for backup_failed on day 5");
+	printf("ok failed backup: retention (pending_delete, then deleted) and a restart do not "
+	       "resolve it; the next success does, once\n");
+
+	/* Half the size of the previous one: size_anomaly. Retention then
+	 * retires that previous one (billing-8 is the day's newest), which must
+	 * not clear the page. */
+	add_backup("billing-8", "completed", d5 + 3 * HOUR_MS + 38 * MIN_MS,
+	    d5 + 3 * HOUR_MS + 40 * MIN_MS, 400000);
+	as = evaluate(&c, d5 + 3 * HOUR_MS + 45 * MIN_MS, NULL);
+	expect_int(as.triggered, 1, "transitions after a backup half the size of billing-7");
+	expect_state("size_anomaly", "triggered", "after a backup half the size");
+	retention(&c, d5 + 3 * HOUR_MS + 46 * MIN_MS);
+	expect_status("billing-7", "pending_delete");
+	as = evaluate(&c, d5 + 3 * HOUR_MS + 47 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions once retention marked billing-7 pending");
+	expect_state(
+	    "size_anomaly", "triggered", "with the backup it was measured against pending");
+	retention(&c, d5 + 4 * HOUR_MS + 50 * MIN_MS);
+	expect_status("billing-7", "deleted");
+	as = evaluate(&c, d5 + 4 * HOUR_MS + 51 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions once retention deleted billing-7");
+	expect_state(
+	    "size_anomaly", "triggered", "with the backup it was measured against deleted");
+	/* The recovery: a normal-sized backup. */
+	add_backup(
+	    "billing-9", "completed", d5 + 4 * HOUR_MS + 58 * MIN_MS, d5 + 5 * HOUR_MS, 420000);
+	as = evaluate(&c, d5 + 5 * HOUR_MS + 5 * MIN_MS, NULL);
+	expect_int(as.resolved, 1, "resolutions after a normal-sized backup");
+	expect_state("size_anomaly", "resolved", "after a normal-sized backup");
+	drain(&c, d5 + 5 * HOUR_MS + 10 * MIN_MS);
+	now = d5 + 5 * HOUR_MS + 10 * MIN_MS;
+	printf("ok size anomaly: retention retiring the backup it was measured against does not "
+	       "resolve it; a normal-sized backup does\n");
+
 	/* ---- a quiet agent; refused requests ---- */
 	sql1("INSERT INTO agents (name, service, pubkey, enrolled_by, last_contact_at) VALUES "
 	     "('billing-db-1', 'billing', decode(repeat('ab', 32), 'hex'), 'test', "
@@ -1111,7 +1269,17 @@ main(int argc, char **argv)
 	    sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/agent_quiet' "
 	         "AND state = 'triggered'"),
 	    1, "agent_quiet open");
-	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0)",
+	/* Enrolling a replacement is not hearing from an agent: the page stays
+	 * open until one is heard from. */
+	sql1("INSERT INTO agents (name, service, pubkey, enrolled_by, enrolled_at) VALUES "
+	     "('billing-db-2', 'billing', decode(repeat('cd', 32), 'hex'), 'test', "
+	     "to_timestamp(%" PRId64 " / 1000.0))",
+	    (int64_t)(now + 12 * MIN_MS));
+	as = evaluate(&c, now + 12 * MIN_MS + 30000, NULL);
+	expect_int(as.resolved, 0, "resolutions after an agent was enrolled");
+	expect_state("agent_quiet", "triggered", "after an agent was enrolled, none heard from");
+	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0) "
+	     "WHERE name = 'billing-db-1'",
 	    (int64_t)(now + 12 * MIN_MS));
 	as = evaluate(&c, now + 13 * MIN_MS, NULL);
 	expect_int(as.resolved, 1, "agent_quiet resolves when the agent is heard from");
@@ -1125,7 +1293,8 @@ main(int argc, char **argv)
 	                "'coffer/billing/requests_refused' AND state = 'triggered' "
 	                "AND summary LIKE '%%bad_signature%%'"),
 	    1, "requests_refused open, naming the reason");
-	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0)",
+	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0) "
+	     "WHERE name = 'billing-db-1'",
 	    (int64_t)(now + 75 * MIN_MS));
 	evaluate(&c, now + 76 * MIN_MS, NULL);
 	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = "
@@ -1133,7 +1302,8 @@ main(int argc, char **argv)
 	    1, "requests_refused resolved once the refusals are older than refusal_window");
 	drain(&c, now + 76 * MIN_MS);
 	now += 2 * HOUR_MS;
-	printf("ok agent quiet and refused requests trigger and resolve\n");
+	printf("ok agent quiet and refused requests trigger and resolve; enrolling an agent does "
+	       "not resolve agent_quiet\n");
 
 	/* ---- a 400 is not retried, and is audited ---- */
 	mark = n_reqs;
@@ -1304,6 +1474,7 @@ main(int argc, char **argv)
 	}
 	printf("ok alerts list: %d alerts, open first, with their delivery state\n", n_list);
 
+	coffer_repo_close(repo);
 	coord_stop(&c);
 	PQfinish(conn);
 	fclose(clog);
