@@ -9,7 +9,8 @@
 # delivered. A page resolves only on a real recovery: retention (the real
 # pass: pending_delete, then deleted), a policy change, a restart or an
 # enrolment leave backup_failed, backup_missed,
-# size_anomaly and agent_quiet open. Then:
+# size_anomaly, dr_copy_failed, dr_copy_lag and agent_quiet open.
+# Then:
 # the routing keys never reach the coordinator's log, the catalog or the
 # audit log, and the audit chain verifies.
 source "$(dirname "$0")/lib.sh"
@@ -37,6 +38,9 @@ pagerduty_url = http://127.0.0.1:$port/v2/enqueue
 routing_key = $default_key
 webhook_url = http://127.0.0.1:$port/hook
 rate_per_minute = 3000
+
+[dr]
+copy_lag = 10m
 
 [service.billing]
 owner = team-payments

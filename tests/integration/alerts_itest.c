@@ -6,7 +6,8 @@
  *   alerts_itest run CONF DAY0_MS LOGFILE REPO RESCHEDULED
  *
  * CONF has [service.billing] (schedule 0 2 * * *, UTC, its own routing
- * key, retention.daily = 7, retention.grace = 1h) and [alerts] pointing at http://127.0.0.1:PORT, where PORT is the
+ * key, retention.daily = 7, retention.grace = 1h), [dr] copy_lag = 10m
+ * and [alerts] pointing at http://127.0.0.1:PORT, where PORT is the
  * receiver this driver forks before anything else (the receiver survives
  * the simulated coordinator restarts below). DAY0_MS is a UTC midnight
  * after the services were first synced, so their first scheduled runs are
@@ -54,6 +55,7 @@
 #include "common/base/log.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
+#include "coordinator/dr/drcopy.h"
 #include "coordinator/policy/coord_config.h"
 #include "coordinator/policy/prune.h"
 #include "coordinator/serve/http.h"
@@ -367,6 +369,16 @@ expect_status(const char *id, const char *want)
 	if (strcmp(backup_status(id), want) != 0) {
 		die("backup %s is %s, want %s", id, backup_status(id), want);
 	}
+}
+
+/* The DR copy alerts of billing (coordinator/dr/drplan.c) at now. */
+static void
+dr_alerts(coord *c, int64_t now)
+{
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_drcopy_alerts(c->cat, &c->key, c->cfg, "billing", now, NULL, &e), &e,
+	    "evaluating the DR alerts");
 }
 
 static void
@@ -1225,9 +1237,20 @@ main(int argc, char **argv)
 	printf("ok failed backup: retention (pending_delete, then deleted) and a restart do not "
 	       "resolve it; the next success does, once\n");
 
+	/* The DR copy of billing-7 failed for good (its data is gone from the
+	 * primary: no retry can help, so retention need not wait for it). */
+	sql1("INSERT INTO backup_copies (backup_id, repo, status, started_at, attempts, "
+	     "failure_reason, next_attempt_at) VALUES ('billing-7', 'dr', 'failed', "
+	     "to_timestamp(%" PRId64 " / 1000.0), 3, 'data is missing from the primary', "
+	     "'infinity')",
+	    (int64_t)(d5 + 3 * HOUR_MS + 21 * MIN_MS));
+	dr_alerts(&c, d5 + 3 * HOUR_MS + 35 * MIN_MS);
+	expect_state("dr_copy_failed", "triggered", "after a failed DR copy");
+	expect_state("dr_copy_lag", "triggered", "with a copy not verified within copy_lag");
+
 	/* Half the size of the previous one: size_anomaly. Retention then
 	 * retires that previous one (billing-8 is the day's newest), which must
-	 * not clear the page. */
+	 * not clear the page, nor the DR pages of its copy. */
 	add_backup("billing-8", "completed", d5 + 3 * HOUR_MS + 38 * MIN_MS,
 	    d5 + 3 * HOUR_MS + 40 * MIN_MS, 400000);
 	as = evaluate(&c, d5 + 3 * HOUR_MS + 45 * MIN_MS, NULL);
@@ -1245,16 +1268,29 @@ main(int argc, char **argv)
 	expect_int(as.resolved, 0, "resolutions once retention deleted billing-7");
 	expect_state(
 	    "size_anomaly", "triggered", "with the backup it was measured against deleted");
-	/* The recovery: a normal-sized backup. */
+	dr_alerts(&c, d5 + 4 * HOUR_MS + 51 * MIN_MS);
+	expect_state("dr_copy_failed", "triggered", "with the uncopied backup deleted");
+	expect_state("dr_copy_lag", "triggered", "with the uncopied backup deleted");
+	/* The recoveries: a normal-sized backup, and a newer backup copied to
+	 * DR and verified there. */
 	add_backup(
 	    "billing-9", "completed", d5 + 4 * HOUR_MS + 58 * MIN_MS, d5 + 5 * HOUR_MS, 420000);
 	as = evaluate(&c, d5 + 5 * HOUR_MS + 5 * MIN_MS, NULL);
 	expect_int(as.resolved, 1, "resolutions after a normal-sized backup");
 	expect_state("size_anomaly", "resolved", "after a normal-sized backup");
+	dr_alerts(&c, d5 + 5 * HOUR_MS + 5 * MIN_MS);
+	expect_state("dr_copy_failed", "triggered", "before any newer copy is verified");
+	sql1("INSERT INTO backup_copies (backup_id, repo, status, stored_sha256, started_at, "
+	     "finished_at) VALUES ('billing-9', 'dr', 'verified', sha256('billing-9'), "
+	     "to_timestamp(%" PRId64 " / 1000.0), to_timestamp(%" PRId64 " / 1000.0))",
+	    (int64_t)(d5 + 5 * HOUR_MS + 6 * MIN_MS), (int64_t)(d5 + 5 * HOUR_MS + 8 * MIN_MS));
+	dr_alerts(&c, d5 + 5 * HOUR_MS + 10 * MIN_MS);
+	expect_state("dr_copy_failed", "resolved", "once a newer backup's copy is verified");
+	expect_state("dr_copy_lag", "resolved", "once a newer backup's copy is verified");
 	drain(&c, d5 + 5 * HOUR_MS + 10 * MIN_MS);
 	now = d5 + 5 * HOUR_MS + 10 * MIN_MS;
-	printf("ok size anomaly: retention retiring the backup it was measured against does not "
-	       "resolve it; a normal-sized backup does\n");
+	printf("ok size anomaly and DR copy pages: retention retiring the backups they name does "
+	       "not resolve them; a normal-sized backup and a newer verified copy do\n");
 
 	/* ---- a quiet agent; refused requests ---- */
 	sql1("INSERT INTO agents (name, service, pubkey, enrolled_by, last_contact_at) VALUES "
