@@ -100,6 +100,13 @@ void coord_drcopy_free(coord_drcopy *d);
  * meanwhile. Any thread. */
 bool coord_drcopy_audit_problem(coord_drcopy *d, char *buf, size_t size);
 
+/* Whether the copier can vouch for the chain's end: it has no DR repository
+ * (nothing exported to check), or it has checked DR's newest exported head
+ * since the process started. Until then a chain that verifies may still be
+ * one cut short, and audit_chain_broken must not resolve on it. Any
+ * thread. */
+bool coord_drcopy_audit_checked(coord_drcopy *d);
+
 /* The maintenance tick: plans due copies, evaluates the two alerts, and
  * wakes the copier. Catalog only. */
 int coord_drcopy_tick(

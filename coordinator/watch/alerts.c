@@ -791,9 +791,11 @@ coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coor
 		}
 		st->services++;
 	}
-	/* No input: the caller has not verified the chain since it started,
-	 * and "not known to be broken" must not resolve a page. */
-	if (in == NULL) {
+	/* No input, or not verified: the caller has not walked the chain (and
+	 * checked its head in DR) since it started, and "not known to be
+	 * broken" must not resolve a page: a restarted coordinator has
+	 * forgotten what it found, it has not repaired anything. */
+	if (in == NULL || (!in->audit_chain_broken && !in->verified)) {
 		return (count_open(cat, st, last, err));
 	}
 	bool broken = in->audit_chain_broken;

@@ -9,8 +9,8 @@
 # delivered. A page resolves only on a real recovery: retention (the real
 # pass: pending_delete, then deleted), a policy change, a restart or an
 # enrolment leave backup_failed, backup_missed,
-# size_anomaly, dr_copy_failed, dr_copy_lag and agent_quiet open.
-# Then:
+# size_anomaly, dr_copy_failed, dr_copy_lag, agent_quiet and
+# audit_chain_broken open. Then:
 # the routing keys never reach the coordinator's log, the catalog or the
 # audit log, and the audit chain verifies.
 source "$(dirname "$0")/lib.sh"

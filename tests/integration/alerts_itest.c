@@ -1372,8 +1372,17 @@ main(int argc, char **argv)
 	expect_int(
 	    rx_count(mark, "/v2/enqueue", "coffer/_coordinator/audit_chain_broken", NULL, false), 1,
 	    "requests for the refused trigger after 3 more hours");
-	/* The evaluator with an intact chain resolves it. */
+	/* A restarted evaluator that has not walked the chain (nor checked the
+	 * head exported to DR) knows nothing: "not broken" leaves it open. */
+	coord_stop(&c);
+	coord_start(&c);
 	coord_alerts_input in = { .audit_chain_broken = false };
+	evaluate(&c, now + 3 * HOUR_MS, &in);
+	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = "
+	                "'coffer/_coordinator/audit_chain_broken' AND state = 'triggered'"),
+	    1, "audit_chain_broken open after a restart, the chain not yet verified");
+	/* The evaluator with a verified, intact chain resolves it. */
+	in.verified = true;
 	as = evaluate(&c, now + 3 * HOUR_MS, &in);
 	if (as.resolved < 1) {
 		die("an intact chain did not resolve audit_chain_broken");
