@@ -7,10 +7,10 @@
 # trigger; a 400 is not retried and is audited; a flood of 1,000
 # conditions is paced by the per-routing-key rate limit and fully
 # delivered. A page resolves only on a real recovery: retention (the real
-# pass: pending_delete, then deleted), a policy change, a restart or an
-# enrolment leave backup_failed, backup_missed,
-# size_anomaly, dr_copy_failed, dr_copy_lag, agent_quiet and
-# audit_chain_broken open. Then:
+# pass: pending_delete, then deleted), a policy change, a restart, an
+# enrolment or a stale heartbeat leave backup_failed, backup_missed,
+# size_anomaly, dr_copy_failed, dr_copy_lag, agent_quiet,
+# wal_archive_failing, wal_archive_lag and audit_chain_broken open. Then:
 # the routing keys never reach the coordinator's log, the catalog or the
 # audit log, and the audit chain verifies.
 source "$(dirname "$0")/lib.sh"

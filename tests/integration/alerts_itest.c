@@ -19,8 +19,8 @@
  * Besides triggering and resolving, each check's resolve condition is
  * held to a real recovery: retention (the real pass, pending_delete and
  * then deleted), a policy change and sync, a coordinator restart, an
- * agent enrolled never resolve a page; the recovery the page asks for
- * does.
+ * agent enrolled, a heartbeat gone stale, never resolve a page; the
+ * recovery the page asks for does.
  *
  * The receiver is tests/harness/receiver.c: scripted with statuses for
  * its next PagerDuty requests (202 when the script is empty), it records
@@ -60,6 +60,7 @@
 #include "coordinator/policy/prune.h"
 #include "coordinator/serve/http.h"
 #include "coordinator/serve/metrics.h"
+#include "coordinator/wal/walwatch.h"
 #include "coordinator/watch/alerts.h"
 #include "coordinator/watch/notify.h"
 #include "tests/harness/receiver.h"
@@ -379,6 +380,30 @@ dr_alerts(coord *c, int64_t now)
 	coffer_err_clear(&e);
 	check_ok(coord_drcopy_alerts(c->cat, &c->key, c->cfg, "billing", now, NULL, &e), &e,
 	    "evaluating the DR alerts");
+}
+
+/* The WAL watch (coordinator/wal/walwatch.c) at now. */
+static void
+wal_watch(coord *c, int64_t now)
+{
+	coord_walwatch_stats st;
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_walwatch_tick(c->cat, &c->key, c->cfg, now, &st, &e), &e, "the WAL watch");
+}
+
+/* The agent's heartbeat as intake stores it, received at `at`. */
+static void
+heartbeat(const char *agent, int64_t at, int64_t archived_at, int64_t failed_at, int ready)
+{
+	sql1("UPDATE agents SET heartbeat_at = to_timestamp(%" PRId64 " / 1000.0), "
+	     "last_contact_at = to_timestamp(%" PRId64 " / 1000.0), heartbeat = "
+	     "jsonb_build_object('current_wal', '000000010000000000000030', "
+	     "'last_archived_wal', '00000001000000000000002F', 'last_archived_at_ms', %" PRId64
+	     "::bigint, 'last_failed_wal', '000000010000000000000030', 'last_failed_at_ms', "
+	     "%" PRId64 "::bigint, 'archive_failed_count', 3, 'wal_ready_count', %d) "
+	     "WHERE name = '%s'",
+	    at, at, archived_at, failed_at, ready, agent);
 }
 
 static void
@@ -1518,6 +1543,27 @@ main(int argc, char **argv)
 		    seen_net, seen_failed, seen_bad);
 	}
 	printf("ok alerts list: %d alerts, open first, with their delivery state\n", n_list);
+
+	/* ---- WAL archiving: a stale heartbeat is no recovery ---- */
+	/* Last: the receiver is gone (the transitions are queued, not sent),
+	 * and the metrics above were rendered before any agent reported on its
+	 * archiver. */
+	heartbeat("billing-db-1", now, now - 10 * MIN_MS, now - MIN_MS, 20);
+	wal_watch(&c, now + MIN_MS);
+	expect_state(
+	    "wal_archive_failing", "triggered", "after a heartbeat with a failing archiver");
+	expect_state("wal_archive_lag", "triggered", "after a heartbeat with 20 segments waiting");
+	/* No heartbeat for longer than agent_quiet: what the agent last said
+	 * is not trusted, so it cannot say the archiver recovered either. */
+	wal_watch(&c, now + 11 * MIN_MS);
+	expect_state("wal_archive_failing", "triggered", "with the agent's heartbeat stale");
+	expect_state("wal_archive_lag", "triggered", "with the agent's heartbeat stale");
+	heartbeat("billing-db-1", now + 12 * MIN_MS, now + 12 * MIN_MS, now - MIN_MS, 0);
+	wal_watch(&c, now + 12 * MIN_MS + 30000);
+	expect_state("wal_archive_failing", "resolved", "after a fresh heartbeat: archiving works");
+	expect_state("wal_archive_lag", "resolved", "after a fresh heartbeat: nothing waits");
+	printf("ok WAL archiver pages stay open while the heartbeat is stale; a fresh one "
+	       "resolves them\n");
 
 	coffer_repo_close(repo);
 	coord_stop(&c);
