@@ -11,10 +11,11 @@
  *	CONF has [repository.primary] (posix), [alerts] pagerduty_url =
  *	http://127.0.0.1:PORT/v2/enqueue (this driver forks the receiver on
  *	PORT), [repository.dr] (posix), [integrity] sweep_interval = 1h,
- *	[service.billing] with drill.runner = runner-1, drill.repository =
- *	alternate (dr.copy = daily), drill.rto = 5m, drill.overdue_after = 10m,
- *	a daily drill.schedule about 12 hours from now (UTC), the freshness
- *	query and two assertions the driver expects in RunDrill;
+ *	[service.billing] with retention.grace = 1h, drill.runner = runner-1,
+ *	drill.repository = alternate (dr.copy = daily), drill.rto = 5m,
+ *	drill.overdue_after = 10m, a daily drill.schedule about 12 hours from
+ *	now (UTC), the freshness query and two assertions the driver expects
+ *	in RunDrill;
  *	[service.ledger] with drill.runner = runner-2, drill.backup = random,
  *	drill.window = 1h; [service.shop] without drills; [service.orders]
  *	with drill.runner = runner-1 (not enrolled for it); [service.crm] with
@@ -508,16 +509,66 @@ make_backup(const char *id, int64_t finished_ms)
 	expect_status(&billing_1, evs, 2, COFFER__V1__STATUS__STATUS_OK, "a backup", NULL);
 }
 
+/* The maintenance tick of d (its configuration) at now_ms. */
 static coord_drills_stats
-tick(int64_t now_ms)
+tick_of(coord_drills *d, int64_t now_ms)
 {
 	coord_drills_stats st;
 	coffer_err err;
 	coffer_err_clear(&err);
-	if (coord_drills_tick(drills, cat, &akey, now_ms, &st, &err) != 0) {
+	if (coord_drills_tick(d, cat, &akey, now_ms, &st, &err) != 0) {
 		die("tick: %s", err.msg);
 	}
 	return (st);
+}
+
+static coord_drills_stats
+tick(int64_t now_ms)
+{
+	return (tick_of(drills, now_ms));
+}
+
+static const char *
+alert_state(const char *dedup)
+{
+	static char out[32];
+	char *v =
+	    qv("SELECT COALESCE((SELECT state FROM alerts WHERE dedup_key = '%s'), 'none')", dedup);
+	snprintf(out, sizeof(out), "%s", v);
+	free(v);
+	return (out);
+}
+
+static void
+expect_alert(const char *dedup, const char *want, const char *when)
+{
+	if (strcmp(alert_state(dedup), want) != 0) {
+		die("%s is %s %s, want %s", dedup, alert_state(dedup), when, want);
+	}
+}
+
+static void
+expect_backup(const char *id, const char *want)
+{
+	char *got = qv("SELECT status FROM backups WHERE id = '%s'", id);
+	if (strcmp(got, want) != 0) {
+		die("backup %s is %s, want %s", id, got, want);
+	}
+	free(got);
+}
+
+/* The real retention pass (coordinator/policy/prune.c) at now_ms. */
+static void
+retention(coffer_repo *r, int64_t now_ms)
+{
+	coord_prune_stats ps;
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (coord_retention_pass(cat, &akey, cfg, r, now_ms, &ps, &err) != 0 ||
+	    ps.service_errors != 0 || ps.failed != 0) {
+		die("retention: %s (%zu service errors, %zu failed deletions)", err.msg,
+		    ps.service_errors, ps.failed);
+	}
 }
 
 static void
@@ -1142,6 +1193,22 @@ cmd_run(int argc, char **argv)
 	   "audit row",
 	    pruned, rows);
 
+	/* ---- retention is no recovery for a corrupt backup ---- */
+	/* b-old is not the day's newest: retention marks it pending_delete.
+	 * Its object is still stored, corrupt: the page stays. */
+	coffer_repo *repo_del = NULL;
+	coffer_repo_config rdc = { .type = "posix", .path = repo_root };
+	if (coffer_repo_open(&rdc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE,
+	        &repo_del, &err) != 0) {
+		die("repository with delete rights: %s", err.msg);
+	}
+	retention(repo_del, slot + 24 * MINS + 50000);
+	expect_backup("b-old", "pending_delete");
+	st = tick(slot + 24 * MINS + 55000); /* no sweep due: evaluation only */
+	expect_alert("coffer/billing/integrity_failed", "triggered",
+	    "with the corrupt backup pending deletion");
+	ok("a corrupt backup marked pending_delete by retention keeps integrity_failed open");
+
 	/* ---- the sweep overdue ---- */
 	int64_t interval = coffer_config_duration_ms(cfg->ini, "integrity", "sweep_interval");
 	/* A tick would sweep (due); run the evaluation at a time when the last
@@ -1181,6 +1248,33 @@ cmd_run(int argc, char **argv)
 		die("a sweep that cannot run did not become overdue");
 	}
 	ok("a sweep that cannot run (repository gone) pages integrity_overdue after 2 intervals");
+
+	/* Retention deletes b-old (grace is 1h): the corrupt object is gone,
+	 * but nothing has shown the repository sound since. With no sweep
+	 * possible, the page stays open; once a sweep has checked a newer
+	 * backup (b-new) clean there, it resolves. */
+	int64_t tr = slot + 25 * MINS + 3 * interval;
+	retention(repo_del, tr + 1000);
+	expect_backup("b-old", "deleted");
+	st = tick(tr + 2000);
+	expect_alert("coffer/billing/integrity_failed", "triggered",
+	    "with the corrupt backup deleted and no check since");
+	coord_drills *sound = NULL;
+	if (coord_drills_new(cfg, &sound, &err) != 0) {
+		die("drills: %s", err.msg);
+	}
+	st = (coord_drills_stats) { 0 };
+	if (coord_drills_sweep(sound, cat, &akey, tr + 3000, &st, &err) != 0 || st.corrupt != 0) {
+		die("sweep after the deletion: %s (corrupt=%d)", err.msg, st.corrupt);
+	}
+	st = tick_of(sound, tr + 4000);
+	expect_alert(
+	    "coffer/billing/integrity_failed", "resolved", "once a newer backup was checked clean");
+	ok("retention deleting the corrupt backup does not resolve integrity_failed; a newer "
+	   "backup checked clean in that repository does");
+
+	coord_drills_free(sound);
+	coffer_repo_close(repo_del);
 
 	cJSON *o = cJSON_CreateObject();
 	if (coord_drills_status(cat, "billing", o, &err) != 0) {
