@@ -19,7 +19,8 @@
 #   found, audited and paged; a sweep that cannot run becomes overdue;
 # - no resolve without a recovery: retention marking the corrupt backup
 #   pending_delete, then deleting it, leaves integrity_failed open until a
-#   newer backup is checked clean.
+#   newer backup is checked clean; rescheduling a drill leaves drill_overdue
+#   open until a drill starts.
 # Then the CLI's checks of drill options, and the audit chain verifies.
 source "$(dirname "$0")/lib.sh"
 

@@ -157,6 +157,7 @@ typedef struct agent {
 static agent billing_1 = { .name = "billing-1" };
 static agent runner_1 = { .name = "runner-1" };
 static agent runner_2 = { .name = "runner-2" };
+static agent ledger_1 = { .name = "ledger-1" };
 
 /* The first cell of sql on the check connection, malloc'd ("" for NULL). */
 static char *qv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -495,18 +496,24 @@ copy_to_dr(const char *id)
 	coffer_repo_close(dr);
 }
 
-/* A completed backup with real objects in the repository. */
+/* A completed backup of service by agent a, with real objects in the
+ * repository. */
 static void
-make_backup(const char *id, int64_t finished_ms)
+make_backup_of(agent *a, const char *service, const char *id, int64_t finished_ms)
 {
 	uint8_t data_sha[32], man_sha[32];
 	uint64_t data_bytes, man_bytes;
-	put_object("billing", id, "data", "sealed bytes of a dump ", data_sha, &data_bytes);
-	put_object("billing", id, "manifest.json", "{\"manifest\":1}", man_sha, &man_bytes);
-	Coffer__V1__Event *evs[] = { ev_started(&billing_1, "billing", id),
-		ev_completed(
-		    &billing_1, "billing", id, data_sha, data_bytes, man_sha, finished_ms) };
-	expect_status(&billing_1, evs, 2, COFFER__V1__STATUS__STATUS_OK, "a backup", NULL);
+	put_object(service, id, "data", "sealed bytes of a dump ", data_sha, &data_bytes);
+	put_object(service, id, "manifest.json", "{\"manifest\":1}", man_sha, &man_bytes);
+	Coffer__V1__Event *evs[] = { ev_started(a, service, id),
+		ev_completed(a, service, id, data_sha, data_bytes, man_sha, finished_ms) };
+	expect_status(a, evs, 2, COFFER__V1__STATUS__STATUS_OK, "a backup", NULL);
+}
+
+static void
+make_backup(const char *id, int64_t finished_ms)
+{
+	make_backup_of(&billing_1, "billing", id, finished_ms);
 }
 
 /* The maintenance tick of d (its configuration) at now_ms. */
@@ -569,6 +576,32 @@ retention(coffer_repo *r, int64_t now_ms)
 		die("retention: %s (%zu service errors, %zu failed deletions)", err.msg,
 		    ps.service_errors, ps.failed);
 	}
+}
+
+/* cfg's text with from replaced by to (once), as another configuration. */
+static coord_config *
+config_variant(const char *text, const char *from, const char *to)
+{
+	const char *at = strstr(text, from);
+	if (at == NULL) {
+		die("\"%s\" is not in the configuration", from);
+	}
+	size_t head = (size_t)(at - text);
+	char *v = calloc(1, strlen(text) + strlen(to) + 1);
+	if (v == NULL) {
+		die("out of memory");
+	}
+	memcpy(v, text, head);
+	strcat(v, to);
+	strcat(v, at + strlen(from));
+	coord_config *out = NULL;
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (coord_config_load_string(v, "variant.conf", &out, &err) != 0) {
+		die("a configuration variant: %s", err.msg);
+	}
+	free(v);
+	return (out);
 }
 
 static void
@@ -1273,7 +1306,54 @@ cmd_run(int argc, char **argv)
 	ok("retention deleting the corrupt backup does not resolve integrity_failed; a newer "
 	   "backup checked clean in that repository does");
 
+	/* ---- a policy change is no recovery for drill_overdue ---- */
+	/* ledger drills on a schedule; it has no backup, so the due drill
+	 * cannot start and drill_overdue pages. Rescheduling (due_of counts a
+	 * new schedule from the change) must not clear the page: a drill
+	 * starting does. */
+	coord_config *sched_a = config_variant(ctext, "drill.backup = random\ndrill.window = 1h\n",
+	    "drill.schedule = */5 * * * *\ndrill.overdue_after = 10m\n");
+	coord_config *sched_b = config_variant(ctext, "drill.backup = random\ndrill.window = 1h\n",
+	    "drill.schedule = */7 * * * *\ndrill.overdue_after = 10m\n");
+	coord_drills *da = NULL, *db = NULL;
+	if (coord_drills_new(sched_a, &da, &err) != 0 ||
+	    coord_drills_new(sched_b, &db, &err) != 0) {
+		die("drills: %s", err.msg);
+	}
+	int64_t tl = tr + 10 * MINS;
+	tick_of(da, tl);
+	st = tick_of(da, tl + 16 * MINS);
+	if (st.not_started < 1) {
+		die("ledger's due drill started without a backup");
+	}
+	expect_alert("coffer/ledger/drill_overdue", "triggered", "with the due drill not started");
+	tick_of(db, tl + 17 * MINS);
+	expect_alert("coffer/ledger/drill_overdue", "triggered", "after ledger was rescheduled");
+	/* The recovery: a backup to drill, and the next slot starts a drill. */
+	agent_init(&ledger_1);
+	bool enrolled = false;
+	if (coord_agents_enroll(cat, &akey, "test", "ledger", "team-ledger", "ledger-1",
+	        ledger_1.pub, &enrolled, &err) != 0) {
+		die("enroll ledger-1: %s", err.msg);
+	}
+	Coffer__V1__Event *lhello[] = { ev_hello(&ledger_1, "ledger", "7301234567890123457") };
+	expect_status(&ledger_1, lhello, 1, COFFER__V1__STATUS__STATUS_OK, "hello", NULL);
+	make_backup_of(&ledger_1, "ledger", "l-1", coffer_clock_now(NULL) - 1000);
+	int64_t next = 0;
+	if (coord_drills_next_due("*/7 * * * *", "UTC", tl + 17 * MINS, &next, &err) != 0) {
+		die("next slot: %s", err.msg);
+	}
+	st = tick_of(db, next + 1000);
+	if (st.started != 1) {
+		die("ledger's drill did not start at its slot (started=%d)", st.started);
+	}
+	expect_alert("coffer/ledger/drill_overdue", "resolved", "once a drill started");
+	ok("drill_overdue: rescheduling does not resolve it; the next drill starting does");
+	coord_drills_free(da);
+	coord_drills_free(db);
 	coord_drills_free(sound);
+	coord_config_free(sched_a);
+	coord_config_free(sched_b);
 	coffer_repo_close(repo_del);
 
 	cJSON *o = cJSON_CreateObject();
