@@ -9,7 +9,8 @@
  *   condition pages once when it starts and resolves once when it clears,
  *   also across coordinator restarts. It clears on a real recovery only:
  *   bookkeeping (retention retiring backups, a policy change and its sync,
- *   an enrolment, a restart) leaves an open page open.
+ *   an enrolment, a restart) leaves an open page open (docs/OPERATIONS.md
+ *   lists every check with what raises and what clears it).
  * - A transition, its outbox rows (PagerDuty, and the webhook when
  *   [alerts] webhook_url is set) and its audit row ("alert.triggered",
  *   "alert.resolved") commit in one transaction: nothing is announced that
