@@ -40,9 +40,11 @@
  * configuration the credentials may not read.
  *
  * Alerts (coordinator/watch/alerts.h), per service: dr_copy_failed while a
- * backup still in the catalog has a failed copy; dr_copy_lag while a due
- * copy of one is older than [dr] copy_lag. Once retention has deleted the
- * backup there is nothing left to copy, and they resolve.
+ * backup has a failed copy; dr_copy_lag while a due copy of one is older
+ * than [dr] copy_lag. Retention deleting the backup repairs nothing: a
+ * page resolves once the copy is verified, or, for a backup retention has
+ * since deleted, once DR holds a verified copy of a newer backup of the
+ * service (coord_drcopy_alerts).
  *
  * Memory: one upload part (8 MiB) and the filter buffers per copy; at
  * most [dr] copies_per_pass rows per pass. Threads: coord_drcopy_tick on
@@ -98,10 +100,29 @@ void coord_drcopy_free(coord_drcopy *d);
  * meanwhile. Any thread. */
 bool coord_drcopy_audit_problem(coord_drcopy *d, char *buf, size_t size);
 
+/* Whether the copier can vouch for the chain's end: it has no DR repository
+ * (nothing exported to check), or it has checked DR's newest exported head
+ * since the process started. Until then a chain that verifies may still be
+ * one cut short, and audit_chain_broken must not resolve on it. Any
+ * thread. */
+bool coord_drcopy_audit_checked(coord_drcopy *d);
+
 /* The maintenance tick: plans due copies, evaluates the two alerts, and
  * wakes the copier. Catalog only. */
 int coord_drcopy_tick(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
+
+/*
+ * The two alerts of service at now_ms, from the catalog alone (the tick
+ * evaluates them for every service that copies): dr_copy_failed while a
+ * copy of one of its backups failed, dr_copy_lag while one is not verified
+ * within [dr] copy_lag (or WAL inside the PITR window is not copied). A
+ * copy whose backup retention has since deleted keeps counting until DR
+ * holds a verified copy of a newer backup of the service: deleting what
+ * could not be copied is no recovery. st (may be NULL) counts transitions.
+ */
+int coord_drcopy_alerts(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const char *service, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
 /* One pass of the copier now on the calling thread: attestations, then at
  * most [dr] copies_per_pass due copies. */

@@ -54,6 +54,10 @@ struct coord_drcopy {
 	 * read by the maintenance tick for the audit_chain_broken alert. */
 	pthread_mutex_t audit_mu;
 	char audit_problem[256]; /* "" while none */
+	/* Set once DR's newest head has been checked against the chain since
+	 * this process started (found holding or not): until then the
+	 * copier cannot say the chain is intact. */
+	atomic_bool audit_checked;
 };
 
 /* A copy's working state. */

@@ -296,6 +296,7 @@ audit_broken(coord_drcopy *d, coord_catalog *cat, const coffer_err *why)
 	bool first = d->audit_problem[0] == '\0';
 	memcpy(d->audit_problem, problem, strlen(problem) + 1);
 	pthread_mutex_unlock(&d->audit_mu);
+	atomic_store(&d->audit_checked, true);
 	if (!first) {
 		return;
 	}
@@ -374,10 +375,19 @@ drcopy_export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, in
 		return (0);
 	}
 	if (rv == 0) {
+		/* The head in DR held, or there was none: the chain's end is
+		 * where it was, as far as DR can tell. */
+		atomic_store(&d->audit_checked, true);
 		d->exported_ms = mono;
 		st->audit_exported = done;
 	}
 	return (rv);
+}
+
+bool
+coord_drcopy_audit_checked(coord_drcopy *d)
+{
+	return (d->dr == NULL || atomic_load(&d->audit_checked));
 }
 
 bool

@@ -13,8 +13,9 @@
  * when the copy first becomes due, so a later policy change never shortens
  * a lock already asked for; a lock that would be over within a minute
  * protects nothing and is not planned; and the alerts read the catalog
- * only, so they resolve once retention has deleted what could not be
- * copied.
+ * only. A copy that failed, or is late, keeps its page open even after
+ * retention deleted its backup (nothing was copied), until DR holds a
+ * verified copy of a newer backup of the service.
  */
 #include "coordinator/dr/drcopy_internal.h"
 
@@ -167,14 +168,15 @@ plan_service(coord_catalog *cat, const coord_config *cfg, const coord_service_po
 /* ---- alerts ---- */
 
 static int
-set_alert(coord_drcopy *d, coord_catalog *cat, const char *service, const char *check, bool active,
-    const char *summary, cJSON *details, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
+set_alert(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const char *service, const char *check, bool active, const char *summary, cJSON *details,
+    int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
 	char *text = details != NULL ? cJSON_PrintUnformatted(details) : NULL;
 	cJSON_Delete(details);
 	bool changed = false;
-	int rv = coord_alerts_set(cat, d->key, d->cfg, service, check, active, "error", summary,
-	    text, now_ms, &changed, err);
+	int rv = coord_alerts_set(
+	    cat, key, cfg, service, check, active, "error", summary, text, now_ms, &changed, err);
 	cJSON_free(text);
 	if (rv == 0 && changed) {
 		if (active) {
@@ -186,15 +188,32 @@ set_alert(coord_drcopy *d, coord_catalog *cat, const char *service, const char *
 	return (rv);
 }
 
-static int
-eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t now_ms,
-    coord_drcopy_stats *st, coffer_err *err)
+/*
+ * A copy of a backup that retention has since deleted can never be made any
+ * more, and deleting the backup repairs nothing: the copy still counts (as
+ * failed, or as late) until DR holds a verified copy of a newer backup of
+ * the service, which is what the page asks for. The same text for both
+ * checks, after "c" (the copy) and "b" (its backup).
+ */
+#define COPY_STILL_COUNTS                                                                 \
+	"(b.status <> 'deleted' OR NOT EXISTS (SELECT 1 FROM backup_copies v "            \
+	"JOIN backups vb ON vb.id = v.backup_id WHERE vb.service = $1 AND v.repo = 'dr' " \
+	"AND v.status = 'verified' AND vb.finished_at > b.finished_at))"
+
+int
+coord_drcopy_alerts(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const char *service, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err)
 {
+	coord_drcopy_stats local;
+	if (st == NULL) {
+		memset(&local, 0, sizeof(local));
+		st = &local;
+	}
 	char n[32], lag[32];
-	int64_t lag_ms = coffer_config_duration_ms(d->cfg->ini, "dr", "copy_lag");
+	int64_t lag_ms = coffer_config_duration_ms(cfg->ini, "dr", "copy_lag");
 	coffer_fmt_i64(n, now_ms);
 	coffer_fmt_i64(lag, lag_ms);
-	const coord_service_policy *p = coord_config_service(d->cfg, service);
+	const coord_service_policy *p = coord_config_service(cfg, service);
 	char win[32];
 	coffer_fmt_i64(win, p != NULL ? p->pitr_window_ms : 0);
 	const char *v[] = { service, n, lag, p != NULL && p->pitr_window_ms > 0 ? "t" : "f", win };
@@ -202,15 +221,15 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT (SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status = 'failed' "
-	    "  AND b.status <> 'deleted'), "
+	    "  AND " COPY_STILL_COUNTS "), "
 	    "(SELECT c.backup_id || ': ' || c.failure_reason || ' (attempt ' || "
 	    "  (c.attempts - 1) || ')' FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status = 'failed' "
-	    "  AND b.status <> 'deleted' "
+	    "  AND " COPY_STILL_COUNTS " "
 	    "  ORDER BY c.started_at LIMIT 1), "
 	    "(SELECT count(*) FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "  WHERE b.service = $1 AND c.repo = 'dr' AND c.status IN ('copying', 'failed') "
-	    "  AND b.status <> 'deleted' "
+	    "  AND " COPY_STILL_COUNTS " "
 	    "  AND c.started_at < to_timestamp($2::bigint / 1000.0) - $3::bigint * interval '1 millisecond'), "
 	    "(SELECT floor(extract(epoch FROM min(c.started_at)) * 1000)::bigint FROM backup_copies c "
 	    "  JOIN backups b ON b.id = c.backup_id WHERE b.service = $1 AND c.repo = 'dr' "
@@ -239,8 +258,8 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 		cJSON_AddNumberToObject(det, "failed", (double)failed);
 		cJSON_AddStringToObject(det, "first", first);
 	}
-	rv = set_alert(
-	    d, cat, service, COORD_ALERT_DR_COPY_FAILED, failed > 0, summary, det, now_ms, st, err);
+	rv = set_alert(cat, key, cfg, service, COORD_ALERT_DR_COPY_FAILED, failed > 0, summary, det,
+	    now_ms, st, err);
 	if (rv != 0) {
 		return (rv);
 	}
@@ -265,7 +284,7 @@ eval_alerts(coord_drcopy *d, coord_catalog *cat, const char *service, int64_t no
 	if (wal_late > 0) {
 		cJSON_AddNumberToObject(det, "wal_segments_late", (double)wal_late);
 	}
-	return (set_alert(d, cat, service, COORD_ALERT_DR_COPY_LAG, late > 0 || wal_late > 0,
+	return (set_alert(cat, key, cfg, service, COORD_ALERT_DR_COPY_LAG, late > 0 || wal_late > 0,
 	    summary, det, now_ms, st, err));
 }
 
@@ -296,7 +315,7 @@ coord_drcopy_tick(
 		coffer_err_clear(&e);
 		int rv = plan_service(cat, d->cfg, p, now_ms, st, &e);
 		if (rv == 0) {
-			rv = eval_alerts(d, cat, p->name, now_ms, st, &e);
+			rv = coord_drcopy_alerts(cat, d->key, d->cfg, p->name, now_ms, st, &e);
 		}
 		if (rv != 0) {
 			char q[COFFER_ERR_MSG_MAX + 8];

@@ -1020,6 +1020,38 @@ eval_drill_failed(coord_catalog *cat, const coord_audit_key *key, const coord_co
 	    "critical", summary, d, now_ms, st, err));
 }
 
+/*
+ * Whether an open drill_overdue page has seen its recovery: for a due drill
+ * that did not start (details.due_at), a drill of the service started since
+ * that due time; for a drill without a result (details.drill_id), that
+ * drill no longer running. The current evaluation alone is not enough: a
+ * changed drill.schedule counts from the change (due_of), and drill.rto or
+ * drill.overdue_after may change, so a policy sync would otherwise clear
+ * the page with no drill done. *cleared is true when no page is open, or it
+ * names neither (written before it did).
+ */
+static int
+overdue_cleared(coord_catalog *cat, const coord_service_policy *p, bool *cleared, coffer_err *err)
+{
+	char dedup[300];
+	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", p->name, COORD_ALERT_DRILL_OVERDUE);
+	const char *v[] = { dedup, p->name };
+	int rv;
+	PGresult *res = coord_catalog_adhoc(cat, "reading an open drill_overdue page",
+	    "SELECT CASE WHEN a.details ? 'due_at' THEN EXISTS (SELECT 1 FROM drills d "
+	    "  WHERE d.service = $2 AND d.started_at >= (a.details->>'due_at')::timestamptz) "
+	    "WHEN a.details ? 'drill_id' THEN NOT EXISTS (SELECT 1 FROM drills d "
+	    "  WHERE d.id = (a.details->>'drill_id')::bigint AND d.status = 'running') "
+	    "ELSE true END FROM alerts a WHERE a.dedup_key = $1 AND a.state = 'triggered'",
+	    2, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	*cleared = PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return (0);
+}
+
 static int
 eval_drill_overdue(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
     const coord_service_policy *p, int64_t now_ms, coord_drills_stats *st, coffer_err *err)
@@ -1075,6 +1107,14 @@ eval_drill_overdue(coord_catalog *cat, const coord_audit_key *key, const coord_c
 			}
 		}
 		PQclear(res);
+	}
+	if (!active) {
+		bool cleared = true;
+		if ((rv = overdue_cleared(cat, p, &cleared, err)) != 0) {
+			cJSON_Delete(d);
+			return (rv);
+		}
+		active = !cleared; /* held open: no transition, nothing is sent */
 	}
 	return (drill_set_alert(cat, key, cfg, p->name, COORD_ALERT_DRILL_OVERDUE, active, "error",
 	    summary, d, now_ms, st, err));

@@ -26,8 +26,12 @@
  * - Alerts (coordinator/watch/alerts.h): coffer/<service>/drill_failed while the
  *   last finished drill failed; coffer/<service>/drill_overdue while a
  *   drill runs longer than drill.rto + drill.overdue_after without a result
- *   or a due drill has not started within drill.overdue_after;
- *   coffer/<service>/integrity_failed while an object's latest check failed;
+ *   or a due drill has not started within drill.overdue_after, and once
+ *   open until that drill has a result or a drill has started since the
+ *   due time (a changed schedule or RTO is no recovery);
+ *   coffer/<service>/integrity_failed while an object's latest check failed
+ *   (its backup pending deletion or not; once retention deleted it, until a
+ *   newer backup is checked clean in that repository);
  *   coffer/_coordinator/integrity_overdue when no sweep finished within
  *   twice [integrity] sweep_interval. A passed drill or a clean sweep
  *   enqueues one PagerDuty change event.

@@ -64,13 +64,30 @@ integrity_eval_failed(coord_catalog *cat, const coord_audit_key *key, const coor
 {
 	int rv;
 	const char *v[] = { p->name };
-	/* The latest check of each object of a backup still kept. */
+	/*
+	 * The latest check of each object, whatever retention did to its
+	 * backup since. Pending deletion still stores the object (and may be
+	 * cancelled), so its failure counts. Deleting a corrupt backup repairs
+	 * nothing either: its failure counts until a newer backup of the
+	 * service has been checked clean in that repository since, which shows
+	 * a sound restore point there. Otherwise retention would clear the page
+	 * with the corruption never explained.
+	 */
 	PGresult *res = coord_catalog_adhoc(cat, "reading integrity checks",
 	    "SELECT count(*), min(backup_id || ' ' || object || ' in ' || repo || ': ' || "
 	    "COALESCE(detail, '')) FROM (SELECT DISTINCT ON (c.backup_id, c.repo, c.object) "
-	    "c.backup_id, c.repo, c.object, c.ok, c.detail FROM integrity_checks c JOIN backups b "
-	    "ON b.id = c.backup_id WHERE c.service = $1 AND b.status = 'completed' "
-	    "ORDER BY c.backup_id, c.repo, c.object, c.checked_at DESC, c.id DESC) l WHERE NOT ok",
+	    "c.backup_id, c.repo, c.object, c.ok, c.detail, c.checked_at, b.status, b.finished_at "
+	    "FROM integrity_checks c JOIN backups b ON b.id = c.backup_id WHERE c.service = $1 "
+	    "AND b.status IN ('completed', 'pending_delete', 'deleted') "
+	    "ORDER BY c.backup_id, c.repo, c.object, c.checked_at DESC, c.id DESC) l "
+	    "WHERE NOT ok AND (l.status <> 'deleted' OR NOT EXISTS (SELECT 1 FROM backups n "
+	    "WHERE n.service = $1 AND n.finished_at > l.finished_at AND n.failure_reason IS NULL "
+	    "AND n.status IN ('completed', 'pending_delete', 'deleted') "
+	    "AND EXISTS (SELECT 1 FROM integrity_checks p WHERE p.backup_id = n.id "
+	    "AND p.repo = l.repo AND p.object = 'data' AND p.ok AND p.checked_at > l.checked_at) "
+	    "AND NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (q.object) q.ok "
+	    "FROM integrity_checks q WHERE q.backup_id = n.id AND q.repo = l.repo "
+	    "ORDER BY q.object, q.checked_at DESC, q.id DESC) z WHERE NOT z.ok)))",
 	    1, v, &rv, err);
 	if (res == NULL) {
 		return (rv);

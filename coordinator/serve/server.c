@@ -161,6 +161,7 @@ struct server {
 	coord_drcopy *drcopy; /* NULL without [repository.primary] */
 	unsigned ticks;
 	coord_alerts_input audit_state;
+	bool audit_walked; /* a full coord_audit_verify finished since start */
 	char audit_problem[256];
 	coffer_repo *repo; /* primary, with delete rights, for retention; NULL if none */
 	bool repo_warned;
@@ -305,6 +306,7 @@ run_alerts(server *s)
 		memset(&ar, 0, sizeof(ar));
 		int rc = coord_audit_verify(s->cat, s->key, &ar, &err);
 		if (rc == 0 || rc == COFFER_ECORRUPT) {
+			s->audit_walked = true;
 			s->audit_state.audit_chain_broken = !ar.intact;
 			snprintf(s->audit_problem, sizeof(s->audit_problem), "%s", ar.problem);
 			s->audit_state.audit_problem = s->audit_problem;
@@ -325,6 +327,11 @@ run_alerts(server *s)
 		snprintf(s->audit_problem, sizeof(s->audit_problem), "%s", dr_problem);
 		s->audit_state.audit_problem = s->audit_problem;
 	}
+	/* A restart forgets what was found: "intact" resolves a page only once
+	 * this process has walked the chain and the copier has checked the
+	 * head it exported (a chain cut short walks clean). */
+	s->audit_state.verified =
+	    s->audit_walked && (s->drcopy == NULL || coord_drcopy_audit_checked(s->drcopy));
 	coord_alerts_stats ast;
 	memset(&ast, 0, sizeof(ast));
 	if (coord_alerts_evaluate(s->cat, s->key, s->cfg, &s->audit_state, now, &ast, &err) != 0) {

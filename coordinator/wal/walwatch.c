@@ -177,18 +177,28 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 	snprintf(since, sizeof(since), "%" PRId64, now_ms - quiet_ms);
 	const char *vals[] = { service, since };
 	int rv;
+	/* Every agent that reports on its archiver, stale or not: a stale
+	 * heartbeat cannot raise a page, and it cannot clear one either. */
 	PGresult *r = query(cat, "reading the agents' archiver status",
-	    "SELECT name, heartbeat::text FROM agents WHERE service = $1 AND revoked_at IS NULL "
-	    "AND heartbeat ? 'current_wal' "
-	    "AND heartbeat_at >= to_timestamp($2::bigint / 1000.0) ORDER BY name",
+	    "SELECT name, heartbeat::text, "
+	    "heartbeat_at >= to_timestamp($2::bigint / 1000.0) IS TRUE FROM agents "
+	    "WHERE service = $1 AND revoked_at IS NULL AND heartbeat ? 'current_wal' ORDER BY name",
 	    2, vals, &rv, err);
 	if (r == NULL) {
 		return (rv);
 	}
 	bool failing = false, lagging = false;
+	/* Whether every reporting agent said, recently, how its archiver is
+	 * doing: only then can "not failing" clear a page. An agent that went
+	 * quiet may be failing still (agent_quiet pages for the silence). */
+	bool known = PQntuples(r) > 0;
 	char fail_summary[512] = "", lag_summary[512] = "";
 	cJSON *fd = NULL, *ld = NULL;
 	for (int i = 0; i < PQntuples(r); i++) {
+		if (strcmp(PQgetvalue(r, i, 2), "t") != 0) {
+			known = false;
+			continue;
+		}
 		cJSON *hb = cJSON_Parse(PQgetvalue(r, i, 1));
 		if (hb == NULL) {
 			continue;
@@ -239,9 +249,12 @@ check_archiver(coord_catalog *cat, const coord_audit_key *key, const coord_confi
 	PQclear(r);
 	st->failing += failing;
 	st->lagging += lagging;
-	rv = set(cat, key, cfg, service, COORD_ALERT_WAL_FAILING, failing, fail_summary, fd, now_ms,
-	    st, err);
-	if (rv == 0) {
+	rv = 0;
+	if (failing || known) {
+		rv = set(cat, key, cfg, service, COORD_ALERT_WAL_FAILING, failing, fail_summary, fd,
+		    now_ms, st, err);
+	}
+	if (rv == 0 && (lagging || known)) {
 		rv = set(cat, key, cfg, service, COORD_ALERT_WAL_LAG, lagging, lag_summary, ld,
 		    now_ms, st, err);
 	}

@@ -18,7 +18,10 @@
  *   to the one being written) reach [alerts] wal_lag_segments (default 16).
  * Each is raised and resolved through coord_alerts_set, so it pages once,
  * resolves once, and is audited like every alert. A heartbeat older than
- * [alerts] agent_quiet is not trusted (agent_quiet pages for that).
+ * [alerts] agent_quiet is not trusted either way: it raises neither
+ * archiver page, and while any reporting agent's heartbeat is that old
+ * neither is resolved (agent_quiet pages for the silence); they resolve on
+ * fresh heartbeats that say the archiver works and keeps up.
  *
  * Numbering segments: a segment name is timeline, "log" and segment within
  * the log; how many segments make a log (4 GiB) depends on the cluster's

@@ -318,21 +318,58 @@ apply(svc_ctx *c, const char *check, bool active, const char *severity, const ch
 	return (rv);
 }
 
+/*
+ * Whether check's page is open for this service, and the text of one of
+ * its recorded details (detail may be NULL; out gets "" when the page is
+ * not open or has no such detail). Read inside the evaluation's
+ * transaction, under the alerts lock, so it is the state set_tx will see.
+ */
+static int
+open_detail(svc_ctx *c, const char *check, const char *detail, bool *open, char *out, size_t size,
+    coffer_err *err)
+{
+	char dedup[300];
+	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", c->p->name, check);
+	const char *v[] = { dedup, detail != NULL ? detail : "" };
+	int rv;
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading an open alert",
+	    "SELECT COALESCE(details->>$2, '') FROM alerts WHERE dedup_key = $1 "
+	    "AND state = 'triggered'",
+	    2, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	*open = PQntuples(res) == 1;
+	if (out != NULL && size > 0) {
+		snprintf(out, size, "%s", *open ? PQgetvalue(res, 0, 0) : "");
+	}
+	PQclear(res);
+	return (0);
+}
+
+/*
+ * Open while the latest finished backup failed. Retention moves a failed
+ * backup to pending_delete at once and later to deleted, and retires old
+ * successes the same way: that is bookkeeping, not an outcome, so every
+ * finished row counts whatever its status became, and failure_reason (which
+ * retention never clears) tells a failure from a success. Only a later
+ * backup that succeeds resolves the page.
+ */
 static int
 check_failed(svc_ctx *c, coffer_err *err)
 {
 	int rv;
 	const char *v[] = { c->p->name, c->now_text };
 	PGresult *res = coord_catalog_adhoc(c->cat, "reading the latest backup",
-	    "SELECT id, status, COALESCE(failure_reason, '') FROM backups WHERE service = $1 "
-	    "AND status IN ('completed', 'failed') AND finished_at IS NOT NULL "
-	    "AND finished_at <= to_timestamp($2::bigint / 1000.0) "
+	    "SELECT id, failure_reason IS NOT NULL, COALESCE(failure_reason, '') FROM backups "
+	    "WHERE service = $1 AND status IN ('completed', 'failed', 'pending_delete', 'deleted') "
+	    "AND finished_at IS NOT NULL AND finished_at <= to_timestamp($2::bigint / 1000.0) "
 	    "ORDER BY finished_at DESC, started_at DESC LIMIT 1",
 	    2, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}
-	bool active = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "failed") == 0;
+	bool active = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
 	char summary[SUMMARY_MAX + 1] = "";
 	cJSON *d = cJSON_CreateObject();
 	if (active) {
@@ -343,6 +380,40 @@ check_failed(svc_ctx *c, coffer_err *err)
 	}
 	PQclear(res);
 	return (apply(c, COORD_ALERT_BACKUP_FAILED, active, "error", summary, d, err));
+}
+
+/*
+ * A page for a missed slot stays open until a backup has succeeded since
+ * that slot (the one the page named): the slot the current evaluation looks
+ * at moves with the schedule, the time zone and completion_window, so a
+ * policy change, or a slot that no longer exists, would otherwise clear the
+ * page although nothing was backed up. *cleared is true when no page is
+ * open, or an open one names no slot (written before it did).
+ */
+static int
+missed_cleared(svc_ctx *c, bool *cleared, coffer_err *err)
+{
+	bool open = false;
+	char slot[64];
+	*cleared = true;
+	int rv = open_detail(
+	    c, COORD_ALERT_BACKUP_MISSED, "scheduled_at", &open, slot, sizeof(slot), err);
+	if (rv != 0 || !open || slot[0] == '\0') {
+		return (rv);
+	}
+	const char *v[] = { c->p->name, slot, c->now_text };
+	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a backup after the missed run",
+	    "SELECT EXISTS (SELECT 1 FROM backups WHERE service = $1 "
+	    "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
+	    "AND finished_at >= $2::timestamptz "
+	    "AND finished_at <= to_timestamp($3::bigint / 1000.0))",
+	    3, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	*cleared = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return (0);
 }
 
 static int
@@ -362,33 +433,36 @@ check_missed(svc_ctx *c, coffer_err *err)
 	int rv = coffer_cron_prev(cron, tz, at_s, &slot_s, err);
 	coffer_cron_free(cron);
 	coffer_tz_free(tz);
+	bool active = false;
 	if (rv == COFFER_ENOENT) {
 		/* No slot within the horizon: nothing can have been missed. */
 		coffer_err_clear(err);
-		return (apply(c, COORD_ALERT_BACKUP_MISSED, false, "error", NULL, NULL, err));
-	}
-	if (rv != 0) {
+	} else if (rv != 0) {
 		return (coffer_err_wrap(err, "service %s: previous scheduled run", c->p->name));
+	} else {
+		char slot_text[32];
+		snprintf(slot_text, sizeof(slot_text), "%" PRId64, slot_s * 1000);
+		/* A slot before the coordinator knew the service was never its
+		 * to miss: a new service must not page for the night before it
+		 * existed. */
+		const char *v[] = { c->p->name, slot_text, c->now_text };
+		PGresult *res = coord_catalog_adhoc(c->cat,
+		    "looking for a backup after the scheduled run",
+		    "SELECT (SELECT created_at > to_timestamp($2::bigint / 1000.0) FROM services "
+		    "WHERE name = $1), EXISTS (SELECT 1 FROM backups WHERE service = $1 "
+		    "AND status IN ('completed', 'pending_delete', 'deleted') "
+		    "AND failure_reason IS NULL "
+		    "AND finished_at >= to_timestamp($2::bigint / 1000.0) "
+		    "AND finished_at <= to_timestamp($3::bigint / 1000.0))",
+		    3, v, &rv, err);
+		if (res == NULL) {
+			return (rv);
+		}
+		bool young = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		bool done = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+		PQclear(res);
+		active = !young && !done;
 	}
-	char slot_text[32];
-	snprintf(slot_text, sizeof(slot_text), "%" PRId64, slot_s * 1000);
-	/* A slot before the coordinator knew the service was never its to
-	 * miss: a new service must not page for the night before it existed. */
-	const char *v[] = { c->p->name, slot_text, c->now_text };
-	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a backup after the scheduled run",
-	    "SELECT (SELECT created_at > to_timestamp($2::bigint / 1000.0) FROM services "
-	    "WHERE name = $1), EXISTS (SELECT 1 FROM backups WHERE service = $1 "
-	    "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	    "AND finished_at >= to_timestamp($2::bigint / 1000.0) "
-	    "AND finished_at <= to_timestamp($3::bigint / 1000.0))",
-	    3, v, &rv, err);
-	if (res == NULL) {
-		return (rv);
-	}
-	bool young = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-	bool done = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-	PQclear(res);
-	bool active = !young && !done;
 	char summary[SUMMARY_MAX + 1] = "", slot[40], win[32];
 	cJSON *d = cJSON_CreateObject();
 	if (active) {
@@ -400,6 +474,13 @@ check_missed(svc_ctx *c, coffer_err *err)
 		cJSON_AddStringToObject(d, "scheduled_at", slot);
 		cJSON_AddStringToObject(d, "completion_window", win);
 		cJSON_AddStringToObject(d, "schedule", c->p->schedule);
+	} else {
+		bool cleared = true;
+		if ((rv = missed_cleared(c, &cleared, err)) != 0) {
+			cJSON_Delete(d);
+			return (rv);
+		}
+		active = !cleared; /* held open: no transition, nothing is sent */
 	}
 	return (apply(c, COORD_ALERT_BACKUP_MISSED, active, "critical", summary, d, err));
 }
@@ -410,10 +491,14 @@ check_quiet(svc_ctx *c, coffer_err *err)
 	int64_t quiet = coffer_config_duration_ms(c->cfg->ini, "alerts", "agent_quiet");
 	int rv;
 	const char *v[] = { c->p->name };
+	/* Enrolment counts as contact so that a new agent has agent_quiet to
+	 * connect before it pages; the fourth column leaves it out. */
 	PGresult *res = coord_catalog_adhoc(c->cat, "reading the service's agents' last contact",
 	    "SELECT count(*), COALESCE(floor(extract(epoch FROM max(GREATEST(last_contact_at, "
 	    "heartbeat_at, hello_at, enrolled_at))) * 1000)::bigint, 0), "
-	    "COALESCE(string_agg(name, ',' ORDER BY name), '') FROM agents "
+	    "COALESCE(string_agg(name, ',' ORDER BY name), ''), "
+	    "COALESCE(floor(extract(epoch FROM max(GREATEST(last_contact_at, heartbeat_at, "
+	    "hello_at))) * 1000)::bigint, 0) FROM agents "
 	    "WHERE service = $1 AND revoked_at IS NULL",
 	    1, v, &rv, err);
 	if (res == NULL) {
@@ -421,7 +506,22 @@ check_quiet(svc_ctx *c, coffer_err *err)
 	}
 	long long n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	int64_t last = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	int64_t heard = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 	bool active = n > 0 && last < c->now_ms - quiet;
+	if (!active && n > 0 && heard < c->now_ms - quiet) {
+		/* Only enrolment is recent: an open page stays open until an
+		 * agent is heard from. Enrolling a replacement is not its
+		 * recovery. (A page clears when its agents are revoked: the
+		 * operator has retired them, and backup_missed speaks for a
+		 * service left without any.) */
+		bool open = false;
+		if ((rv = open_detail(c, COORD_ALERT_AGENT_QUIET, NULL, &open, NULL, 0, err)) !=
+		    0) {
+			PQclear(res);
+			return (rv);
+		}
+		active = open;
+	}
 	char summary[SUMMARY_MAX + 1] = "", at[40], q[32];
 	cJSON *d = cJSON_CreateObject();
 	if (active) {
@@ -445,8 +545,12 @@ check_size(svc_ctx *c, coffer_err *err)
 	snprintf(lim, sizeof(lim), "%" PRId64, hist + 1);
 	int rv;
 	const char *v[] = { c->p->name, lim, c->now_text };
+	/* The history is every success, whatever retention did to it since:
+	 * retiring the backup an anomaly was measured against must neither
+	 * clear the page nor raise one; only a new backup does. */
 	PGresult *res = coord_catalog_adhoc(c->cat, "reading recent backup sizes",
-	    "SELECT stored_bytes, id FROM backups WHERE service = $1 AND status = 'completed' "
+	    "SELECT stored_bytes, id FROM backups WHERE service = $1 "
+	    "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
 	    "AND stored_bytes IS NOT NULL AND finished_at <= to_timestamp($3::bigint / 1000.0) "
 	    "ORDER BY finished_at DESC, started_at DESC LIMIT $2::int",
 	    3, v, &rv, err);
@@ -687,9 +791,11 @@ coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coor
 		}
 		st->services++;
 	}
-	/* No input: the caller has not verified the chain since it started,
-	 * and "not known to be broken" must not resolve a page. */
-	if (in == NULL) {
+	/* No input, or not verified: the caller has not walked the chain (and
+	 * checked its head in DR) since it started, and "not known to be
+	 * broken" must not resolve a page: a restarted coordinator has
+	 * forgotten what it found, it has not repaired anything. */
+	if (in == NULL || (!in->audit_chain_broken && !in->verified)) {
 		return (count_open(cat, st, last, err));
 	}
 	bool broken = in->audit_chain_broken;

@@ -7,7 +7,10 @@
  *   "coffer/_coordinator/audit_chain_broken": a service name never starts
  *   with '_'). Its state lives in the catalog's `alerts` table, so a
  *   condition pages once when it starts and resolves once when it clears,
- *   also across coordinator restarts.
+ *   also across coordinator restarts. It clears on a real recovery only:
+ *   bookkeeping (retention retiring backups, a policy change and its sync,
+ *   an enrolment, a restart) leaves an open page open (docs/OPERATIONS.md
+ *   lists every check with what raises and what clears it).
  * - A transition, its outbox rows (PagerDuty, and the webhook when
  *   [alerts] webhook_url is set) and its audit row ("alert.triggered",
  *   "alert.resolved") commit in one transaction: nothing is announced that
@@ -54,6 +57,11 @@
 typedef struct coord_alerts_input {
 	bool audit_chain_broken;   /* from the last coord_audit_verify */
 	const char *audit_problem; /* its problem text; may be NULL */
+	/* The caller has, since it started, walked the whole chain and, when
+	 * it exports the chain's head to DR, checked the head there: only then
+	 * does audit_chain_broken false mean intact and resolve the page. A
+	 * broken chain triggers it either way. */
+	bool verified;
 } coord_alerts_input;
 
 typedef struct coord_alerts_stats {
@@ -67,8 +75,9 @@ typedef struct coord_alerts_stats {
 
 /*
  * Evaluates every configured service at now_ms (Unix ms, the injected
- * clock) and, when in is not NULL, the audit chain (in NULL: the chain's
- * state is unknown and its condition is left as it is); records
+ * clock) and, when in is not NULL, the audit chain (in NULL, or intact but
+ * not in->verified: the chain's state is unknown and its condition is left
+ * as it is); records
  * transitions, enqueues them and audits them. stats may be NULL. A service that cannot be
  * evaluated (bad schedule or zone, a statement failing) is counted in
  * stats->errors, logged, and skipped; the others go on. Returns 0, or the

@@ -3,15 +3,24 @@
  * outbox and its delivery against a real catalog and a real HTTP receiver
  * standing in for PagerDuty, with an injected clock.
  *
- *   alerts_itest run CONF DAY0_MS LOGFILE
+ *   alerts_itest run CONF DAY0_MS LOGFILE REPO RESCHEDULED
  *
  * CONF has [service.billing] (schedule 0 2 * * *, UTC, its own routing
- * key) and [alerts] pointing at http://127.0.0.1:PORT, where PORT is the
+ * key, retention.daily = 7, retention.grace = 1h), [dr] copy_lag = 10m
+ * and [alerts] pointing at http://127.0.0.1:PORT, where PORT is the
  * receiver this driver forks before anything else (the receiver survives
  * the simulated coordinator restarts below). DAY0_MS is a UTC midnight
  * after the services were first synced, so their first scheduled runs are
  * theirs to miss. LOGFILE receives the coordinator's log lines, which the
- * script checks for the routing keys.
+ * script checks for the routing keys. REPO is an empty directory, the
+ * posix repository retention deletes through. RESCHEDULED is CONF with
+ * billing's schedule changed to 0 0 1 1 * (a policy change).
+ *
+ * Besides triggering and resolving, each check's resolve condition is
+ * held to a real recovery: retention (the real pass, pending_delete and
+ * then deleted), a policy change and sync, a coordinator restart, an
+ * agent enrolled, a heartbeat gone stale, never resolve a page; the
+ * recovery the page asks for does.
  *
  * The receiver is tests/harness/receiver.c: scripted with statuses for
  * its next PagerDuty requests (202 when the script is empty), it records
@@ -46,10 +55,12 @@
 #include "common/base/log.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
+#include "coordinator/dr/drcopy.h"
 #include "coordinator/policy/coord_config.h"
 #include "coordinator/policy/prune.h"
 #include "coordinator/serve/http.h"
 #include "coordinator/serve/metrics.h"
+#include "coordinator/wal/walwatch.h"
 #include "coordinator/watch/alerts.h"
 #include "coordinator/watch/notify.h"
 #include "tests/harness/receiver.h"
@@ -285,22 +296,114 @@ sqln(const char *fmt, ...)
 	return (strtol(sql1("%s", q), NULL, 10));
 }
 
+/* A finished backup as intake records it; settled_at (the coordinator's
+ * time for the outcome, which retention buckets by) is its finish on the
+ * injected clock. */
 static void
 add_backup(const char *id, const char *status, int64_t started, int64_t finished, long bytes)
 {
 	if (strcmp(status, "failed") == 0) {
 		sql1("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-		     "failure_reason) VALUES ('%s', 'billing', 'logical', 'failed', "
+		     "settled_at, failure_reason) VALUES ('%s', 'billing', 'logical', 'failed', "
 		     "to_timestamp(%" PRId64 " / 1000.0), to_timestamp(%" PRId64 " / 1000.0), "
-		     "'pg_dump exited with status 1')",
-		    id, started, finished);
+		     "to_timestamp(%" PRId64 " / 1000.0), 'pg_dump exited with status 1')",
+		    id, started, finished, finished);
 	} else {
 		sql1("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-		     "stored_bytes, stored_sha256, manifest, key_id) VALUES ('%s', 'billing', "
-		     "'logical', 'completed', to_timestamp(%" PRId64 " / 1000.0), "
-		     "to_timestamp(%" PRId64 " / 1000.0), %ld, sha256('%s'), '{}', 'k1')",
-		    id, started, finished, bytes, id);
+		     "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ('%s', "
+		     "'billing', 'logical', 'completed', to_timestamp(%" PRId64 " / 1000.0), "
+		     "to_timestamp(%" PRId64 " / 1000.0), to_timestamp(%" PRId64 " / 1000.0), "
+		     "%ld, sha256('%s'), '{}', 'k1')",
+		    id, started, finished, finished, bytes, id);
 	}
+}
+
+static const char *
+alert_state(const char *check)
+{
+	static char out[32];
+	snprintf(out, sizeof(out), "%s",
+	    sql1("SELECT COALESCE((SELECT state FROM alerts WHERE dedup_key = "
+	         "'coffer/billing/%s'), 'none')",
+	        check));
+	return (out);
+}
+
+static void
+expect_state(const char *check, const char *want, const char *when)
+{
+	const char *got = alert_state(check);
+	if (strcmp(got, want) != 0) {
+		die("%s is %s %s, want %s", check, got, when, want);
+	}
+}
+
+static coffer_repo *repo; /* REPO, with delete rights: retention's */
+
+/* The real retention pass (coordinator/policy/prune.c) at now. */
+static coord_prune_stats
+retention(coord *c, int64_t now)
+{
+	coord_prune_stats st;
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_retention_pass(c->cat, &c->key, c->cfg, repo, now, &st, &e), &e,
+	    "the retention pass");
+	if (st.service_errors != 0 || st.failed != 0) {
+		die("retention: %zu service errors, %zu failed deletions", st.service_errors,
+		    st.failed);
+	}
+	return (st);
+}
+
+static const char *
+backup_status(const char *id)
+{
+	static char out[32];
+	snprintf(out, sizeof(out), "%s", sql1("SELECT status FROM backups WHERE id = '%s'", id));
+	return (out);
+}
+
+static void
+expect_status(const char *id, const char *want)
+{
+	if (strcmp(backup_status(id), want) != 0) {
+		die("backup %s is %s, want %s", id, backup_status(id), want);
+	}
+}
+
+/* The DR copy alerts of billing (coordinator/dr/drplan.c) at now. */
+static void
+dr_alerts(coord *c, int64_t now)
+{
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_drcopy_alerts(c->cat, &c->key, c->cfg, "billing", now, NULL, &e), &e,
+	    "evaluating the DR alerts");
+}
+
+/* The WAL watch (coordinator/wal/walwatch.c) at now. */
+static void
+wal_watch(coord *c, int64_t now)
+{
+	coord_walwatch_stats st;
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(coord_walwatch_tick(c->cat, &c->key, c->cfg, now, &st, &e), &e, "the WAL watch");
+}
+
+/* The agent's heartbeat as intake stores it, received at `at`. */
+static void
+heartbeat(const char *agent, int64_t at, int64_t archived_at, int64_t failed_at, int ready)
+{
+	sql1("UPDATE agents SET heartbeat_at = to_timestamp(%" PRId64 " / 1000.0), "
+	     "last_contact_at = to_timestamp(%" PRId64 " / 1000.0), heartbeat = "
+	     "jsonb_build_object('current_wal', '000000010000000000000030', "
+	     "'last_archived_wal', '00000001000000000000002F', 'last_archived_at_ms', %" PRId64
+	     "::bigint, 'last_failed_wal', '000000010000000000000030', 'last_failed_at_ms', "
+	     "%" PRId64 "::bigint, 'archive_failed_count', 3, 'wal_ready_count', %d) "
+	     "WHERE name = '%s'",
+	    at, at, archived_at, failed_at, ready, agent);
 }
 
 static void
@@ -817,10 +920,10 @@ metrics_phase(coord *c, int64_t now)
 	static const struct {
 		const char *series, *want;
 	} want[] = {
-		{ "coffer_backup_last_size_bytes{service=\"billing\"}", "410000" },
-		{ "coffer_backup_last_duration_seconds{service=\"billing\"}", "600.000" },
-		{ "coffer_backups{service=\"billing\",status=\"completed\"}", "4" },
-		{ "coffer_backups{service=\"billing\",status=\"failed\"}", "1" },
+		{ "coffer_backup_last_size_bytes{service=\"billing\"}", "420000" },
+		{ "coffer_backup_last_duration_seconds{service=\"billing\"}", "120.000" },
+		{ "coffer_backups{service=\"billing\",status=\"completed\"}", "6" },
+		{ "coffer_backups{service=\"billing\",status=\"deleted\"}", "3" },
 		{ "coffer_alerts_open{service=\"_coordinator\",check=\"flood_0999\"}", "1" },
 		{ "coffer_events_applied_total{service=\"billing\"}", "2" },
 		{ "coffer_requests_refused_total{reason=\"bad_signature\"}", "3" },
@@ -926,8 +1029,8 @@ metrics_phase(coord *c, int64_t now)
 int
 main(int argc, char **argv)
 {
-	if (argc != 5 || strcmp(argv[1], "run") != 0) {
-		fprintf(stderr, "usage: alerts_itest run CONF DAY0_MS LOGFILE\n");
+	if (argc != 7 || strcmp(argv[1], "run") != 0) {
+		fprintf(stderr, "usage: alerts_itest run CONF DAY0_MS LOGFILE REPO RESCHEDULED\n");
 		return (2);
 	}
 	conf_path = argv[2];
@@ -964,6 +1067,10 @@ main(int argc, char **argv)
 	coffer_err e;
 	coffer_err_clear(&e);
 	check_ok(coord_policy_sync(c.cat, &c.key, "coordinator", c.cfg, &e), &e, "policy sync");
+	coffer_repo_config rc = { .type = "posix", .path = argv[5] };
+	check_ok(coffer_repo_open(
+	             &rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, &repo, &e),
+	    &e, "opening the repository");
 
 	/* ---- a missed scheduled backup triggers, then resolves ---- */
 	int64_t now = d0 + 4 * HOUR_MS + 30 * MIN_MS; /* 02:00 run + 2h window passed */
@@ -1005,6 +1112,26 @@ main(int argc, char **argv)
 	    "a condition that persists is not announced again");
 	printf("ok missed backup: one trigger (routing key per service, full payload), "
 	       "none repeated\n");
+
+	/* A policy change is no recovery: under the new schedule the slot the
+	 * evaluation looks at moves (here to 1 January, before the service
+	 * existed), yet nothing was backed up since the missed 02:00. Synced,
+	 * and across the restart that loads it, the page stays open. */
+	coord_stop(&c);
+	conf_path = argv[6];
+	coord_start(&c);
+	check_ok(coord_policy_sync(c.cat, &c.key, "coordinator", c.cfg, &e), &e, "policy sync");
+	as = evaluate(&c, now + 15 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions after billing's schedule changed");
+	expect_state("backup_missed", "triggered", "after a policy change");
+	coord_stop(&c);
+	conf_path = argv[2];
+	coord_start(&c);
+	check_ok(coord_policy_sync(c.cat, &c.key, "coordinator", c.cfg, &e), &e, "policy sync");
+	as = evaluate(&c, now + 16 * MIN_MS, NULL);
+	expect_int(as.triggered + as.resolved, 0, "transitions after the schedule came back");
+	printf("ok missed backup: a policy change (synced, across a restart) does not resolve "
+	       "it\n");
 
 	size_t mark = n_reqs;
 	add_backup(
@@ -1098,6 +1225,98 @@ main(int argc, char **argv)
 	drain(&c, now);
 	printf("ok size anomaly triggers and resolves\n");
 
+	/* ---- retention is no recovery ---- */
+	/* Day 5: a failed backup pages; retention marks it pending_delete at
+	 * once and deletes it once retention.grace (1h) is over; neither
+	 * resolves backup_failed, nor does a restart; the next success does. */
+	int64_t d5 = d0 + 5 * DAY_MS;
+	mark = n_reqs;
+	add_backup("billing-6", "failed", d5 + 2 * HOUR_MS, d5 + 2 * HOUR_MS + 5 * MIN_MS, 0);
+	as = evaluate(&c, d5 + 2 * HOUR_MS + 10 * MIN_MS, NULL);
+	expect_int(as.triggered, 1, "transitions after the day 5 failure");
+	expect_state("backup_failed", "triggered", "after a failed backup");
+	coord_prune_stats ps = retention(&c, d5 + 2 * HOUR_MS + 10 * MIN_MS);
+	expect_status("billing-6", "pending_delete");
+	as = evaluate(&c, d5 + 2 * HOUR_MS + 11 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions once retention marked the failure pending");
+	expect_state("backup_failed", "triggered", "with the failure pending deletion");
+	ps = retention(&c, d5 + 3 * HOUR_MS + 15 * MIN_MS);
+	expect_status("billing-6", "deleted");
+	if (ps.gone + ps.deleted < 1) {
+		die("retention deleted nothing");
+	}
+	coord_stop(&c);
+	coord_start(&c);
+	as = evaluate(&c, d5 + 3 * HOUR_MS + 16 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions once retention deleted the failure");
+	expect_state("backup_failed", "triggered", "with the failure deleted, after a restart");
+	add_backup("billing-7", "completed", d5 + 3 * HOUR_MS + 18 * MIN_MS,
+	    d5 + 3 * HOUR_MS + 20 * MIN_MS, 1000000);
+	as = evaluate(&c, d5 + 3 * HOUR_MS + 25 * MIN_MS, NULL);
+	expect_int(as.resolved, 1, "resolutions after the next success");
+	expect_state("backup_failed", "resolved", "after the next success");
+	drain(&c, d5 + 3 * HOUR_MS + 25 * MIN_MS);
+	rx_reload();
+	expect_int(rx_count(mark, "/v2/enqueue", "coffer/billing/backup_failed", "resolve", true),
+	    1, "resolves received for backup_failed on day 5");
+	printf("ok failed backup: retention (pending_delete, then deleted) and a restart do not "
+	       "resolve it; the next success does, once\n");
+
+	/* The DR copy of billing-7 failed for good (its data is gone from the
+	 * primary: no retry can help, so retention need not wait for it). */
+	sql1("INSERT INTO backup_copies (backup_id, repo, status, started_at, attempts, "
+	     "failure_reason, next_attempt_at) VALUES ('billing-7', 'dr', 'failed', "
+	     "to_timestamp(%" PRId64 " / 1000.0), 3, 'data is missing from the primary', "
+	     "'infinity')",
+	    (int64_t)(d5 + 3 * HOUR_MS + 21 * MIN_MS));
+	dr_alerts(&c, d5 + 3 * HOUR_MS + 35 * MIN_MS);
+	expect_state("dr_copy_failed", "triggered", "after a failed DR copy");
+	expect_state("dr_copy_lag", "triggered", "with a copy not verified within copy_lag");
+
+	/* Half the size of the previous one: size_anomaly. Retention then
+	 * retires that previous one (billing-8 is the day's newest), which must
+	 * not clear the page, nor the DR pages of its copy. */
+	add_backup("billing-8", "completed", d5 + 3 * HOUR_MS + 38 * MIN_MS,
+	    d5 + 3 * HOUR_MS + 40 * MIN_MS, 400000);
+	as = evaluate(&c, d5 + 3 * HOUR_MS + 45 * MIN_MS, NULL);
+	expect_int(as.triggered, 1, "transitions after a backup half the size of billing-7");
+	expect_state("size_anomaly", "triggered", "after a backup half the size");
+	retention(&c, d5 + 3 * HOUR_MS + 46 * MIN_MS);
+	expect_status("billing-7", "pending_delete");
+	as = evaluate(&c, d5 + 3 * HOUR_MS + 47 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions once retention marked billing-7 pending");
+	expect_state(
+	    "size_anomaly", "triggered", "with the backup it was measured against pending");
+	retention(&c, d5 + 4 * HOUR_MS + 50 * MIN_MS);
+	expect_status("billing-7", "deleted");
+	as = evaluate(&c, d5 + 4 * HOUR_MS + 51 * MIN_MS, NULL);
+	expect_int(as.resolved, 0, "resolutions once retention deleted billing-7");
+	expect_state(
+	    "size_anomaly", "triggered", "with the backup it was measured against deleted");
+	dr_alerts(&c, d5 + 4 * HOUR_MS + 51 * MIN_MS);
+	expect_state("dr_copy_failed", "triggered", "with the uncopied backup deleted");
+	expect_state("dr_copy_lag", "triggered", "with the uncopied backup deleted");
+	/* The recoveries: a normal-sized backup, and a newer backup copied to
+	 * DR and verified there. */
+	add_backup(
+	    "billing-9", "completed", d5 + 4 * HOUR_MS + 58 * MIN_MS, d5 + 5 * HOUR_MS, 420000);
+	as = evaluate(&c, d5 + 5 * HOUR_MS + 5 * MIN_MS, NULL);
+	expect_int(as.resolved, 1, "resolutions after a normal-sized backup");
+	expect_state("size_anomaly", "resolved", "after a normal-sized backup");
+	dr_alerts(&c, d5 + 5 * HOUR_MS + 5 * MIN_MS);
+	expect_state("dr_copy_failed", "triggered", "before any newer copy is verified");
+	sql1("INSERT INTO backup_copies (backup_id, repo, status, stored_sha256, started_at, "
+	     "finished_at) VALUES ('billing-9', 'dr', 'verified', sha256('billing-9'), "
+	     "to_timestamp(%" PRId64 " / 1000.0), to_timestamp(%" PRId64 " / 1000.0))",
+	    (int64_t)(d5 + 5 * HOUR_MS + 6 * MIN_MS), (int64_t)(d5 + 5 * HOUR_MS + 8 * MIN_MS));
+	dr_alerts(&c, d5 + 5 * HOUR_MS + 10 * MIN_MS);
+	expect_state("dr_copy_failed", "resolved", "once a newer backup's copy is verified");
+	expect_state("dr_copy_lag", "resolved", "once a newer backup's copy is verified");
+	drain(&c, d5 + 5 * HOUR_MS + 10 * MIN_MS);
+	now = d5 + 5 * HOUR_MS + 10 * MIN_MS;
+	printf("ok size anomaly and DR copy pages: retention retiring the backups they name does "
+	       "not resolve them; a normal-sized backup and a newer verified copy do\n");
+
 	/* ---- a quiet agent; refused requests ---- */
 	sql1("INSERT INTO agents (name, service, pubkey, enrolled_by, last_contact_at) VALUES "
 	     "('billing-db-1', 'billing', decode(repeat('ab', 32), 'hex'), 'test', "
@@ -1111,7 +1330,17 @@ main(int argc, char **argv)
 	    sqln("SELECT count(*) FROM alerts WHERE dedup_key = 'coffer/billing/agent_quiet' "
 	         "AND state = 'triggered'"),
 	    1, "agent_quiet open");
-	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0)",
+	/* Enrolling a replacement is not hearing from an agent: the page stays
+	 * open until one is heard from. */
+	sql1("INSERT INTO agents (name, service, pubkey, enrolled_by, enrolled_at) VALUES "
+	     "('billing-db-2', 'billing', decode(repeat('cd', 32), 'hex'), 'test', "
+	     "to_timestamp(%" PRId64 " / 1000.0))",
+	    (int64_t)(now + 12 * MIN_MS));
+	as = evaluate(&c, now + 12 * MIN_MS + 30000, NULL);
+	expect_int(as.resolved, 0, "resolutions after an agent was enrolled");
+	expect_state("agent_quiet", "triggered", "after an agent was enrolled, none heard from");
+	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0) "
+	     "WHERE name = 'billing-db-1'",
 	    (int64_t)(now + 12 * MIN_MS));
 	as = evaluate(&c, now + 13 * MIN_MS, NULL);
 	expect_int(as.resolved, 1, "agent_quiet resolves when the agent is heard from");
@@ -1125,7 +1354,8 @@ main(int argc, char **argv)
 	                "'coffer/billing/requests_refused' AND state = 'triggered' "
 	                "AND summary LIKE '%%bad_signature%%'"),
 	    1, "requests_refused open, naming the reason");
-	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0)",
+	sql1("UPDATE agents SET last_contact_at = to_timestamp(%" PRId64 " / 1000.0) "
+	     "WHERE name = 'billing-db-1'",
 	    (int64_t)(now + 75 * MIN_MS));
 	evaluate(&c, now + 76 * MIN_MS, NULL);
 	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = "
@@ -1133,7 +1363,8 @@ main(int argc, char **argv)
 	    1, "requests_refused resolved once the refusals are older than refusal_window");
 	drain(&c, now + 76 * MIN_MS);
 	now += 2 * HOUR_MS;
-	printf("ok agent quiet and refused requests trigger and resolve\n");
+	printf("ok agent quiet and refused requests trigger and resolve; enrolling an agent does "
+	       "not resolve agent_quiet\n");
 
 	/* ---- a 400 is not retried, and is audited ---- */
 	mark = n_reqs;
@@ -1166,8 +1397,17 @@ main(int argc, char **argv)
 	expect_int(
 	    rx_count(mark, "/v2/enqueue", "coffer/_coordinator/audit_chain_broken", NULL, false), 1,
 	    "requests for the refused trigger after 3 more hours");
-	/* The evaluator with an intact chain resolves it. */
+	/* A restarted evaluator that has not walked the chain (nor checked the
+	 * head exported to DR) knows nothing: "not broken" leaves it open. */
+	coord_stop(&c);
+	coord_start(&c);
 	coord_alerts_input in = { .audit_chain_broken = false };
+	evaluate(&c, now + 3 * HOUR_MS, &in);
+	expect_int(sqln("SELECT count(*) FROM alerts WHERE dedup_key = "
+	                "'coffer/_coordinator/audit_chain_broken' AND state = 'triggered'"),
+	    1, "audit_chain_broken open after a restart, the chain not yet verified");
+	/* The evaluator with a verified, intact chain resolves it. */
+	in.verified = true;
 	as = evaluate(&c, now + 3 * HOUR_MS, &in);
 	if (as.resolved < 1) {
 		die("an intact chain did not resolve audit_chain_broken");
@@ -1304,6 +1544,28 @@ main(int argc, char **argv)
 	}
 	printf("ok alerts list: %d alerts, open first, with their delivery state\n", n_list);
 
+	/* ---- WAL archiving: a stale heartbeat is no recovery ---- */
+	/* Last: the receiver is gone (the transitions are queued, not sent),
+	 * and the metrics above were rendered before any agent reported on its
+	 * archiver. */
+	heartbeat("billing-db-1", now, now - 10 * MIN_MS, now - MIN_MS, 20);
+	wal_watch(&c, now + MIN_MS);
+	expect_state(
+	    "wal_archive_failing", "triggered", "after a heartbeat with a failing archiver");
+	expect_state("wal_archive_lag", "triggered", "after a heartbeat with 20 segments waiting");
+	/* No heartbeat for longer than agent_quiet: what the agent last said
+	 * is not trusted, so it cannot say the archiver recovered either. */
+	wal_watch(&c, now + 11 * MIN_MS);
+	expect_state("wal_archive_failing", "triggered", "with the agent's heartbeat stale");
+	expect_state("wal_archive_lag", "triggered", "with the agent's heartbeat stale");
+	heartbeat("billing-db-1", now + 12 * MIN_MS, now + 12 * MIN_MS, now - MIN_MS, 0);
+	wal_watch(&c, now + 12 * MIN_MS + 30000);
+	expect_state("wal_archive_failing", "resolved", "after a fresh heartbeat: archiving works");
+	expect_state("wal_archive_lag", "resolved", "after a fresh heartbeat: nothing waits");
+	printf("ok WAL archiver pages stay open while the heartbeat is stale; a fresh one "
+	       "resolves them\n");
+
+	coffer_repo_close(repo);
 	coord_stop(&c);
 	PQfinish(conn);
 	fclose(clog);

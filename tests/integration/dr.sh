@@ -501,6 +501,21 @@ sleep 3 # past audit_export_interval: still nothing newer exported
 if "$cli" audit verify >"$T/cav.out" 2>&1; then fail "coffer audit verify passed the cut chain: $(cat "$T/cav.out")"; fi
 grep -q "audit chain broken at chain_seq $hseq" "$T/cav.out" || fail "coffer audit verify: $(cat "$T/cav.out")"
 pass "coordinator on the cut chain: audit_chain_broken paged, no newer head exported, coffer audit verify names row $hseq"
+# A restart forgets what the copier found and mends nothing: the chain cut
+# short walks clean, so until the new process has checked the head in DR
+# again the page must stay open, not resolve and trigger again.
+kill -TERM "$cpid"
+wait "$cpid" 2>/dev/null || true
+start_coord
+operator_conf alice
+wait_for "the restarted coordinator did not find the cut chain again" \
+	'[[ $(cq "select count(*) from audit where action = '"'audit.export_refused'"'") == 2 ]]'
+sleep 2 # a few more ticks
+! grep "coffer/_coordinator/audit_chain_broken" "$T/rx.log" | grep -q '"event_action":"resolve"' ||
+	fail "a coordinator restart resolved audit_chain_broken"
+[[ $(cq "select state from alerts where check_name = 'audit_chain_broken'") == triggered ]] ||
+	fail "audit_chain_broken is not open after the restart"
+pass "a coordinator restart on the cut chain leaves audit_chain_broken open"
 # A resume row inserted by hand (a superuser without the audit key) is not
 # an operator's acknowledgement: its MAC does not verify, the export stays
 # stopped.

@@ -16,7 +16,11 @@
 # - runner offline: drill_overdue pages, and resolves on the late result;
 #   the schedule starts one drill at its cron slot;
 # - integrity sweep: clean (change event), then a corrupted data object is
-#   found, audited and paged; a sweep that cannot run becomes overdue.
+#   found, audited and paged; a sweep that cannot run becomes overdue;
+# - no resolve without a recovery: retention marking the corrupt backup
+#   pending_delete, then deleting it, leaves integrity_failed open until a
+#   newer backup is checked clean; rescheduling a drill leaves drill_overdue
+#   open until a drill starts.
 # Then the CLI's checks of drill options, and the audit chain verifies.
 source "$(dirname "$0")/lib.sh"
 
@@ -60,6 +64,7 @@ sample = 3
 owner = team-payments
 schedule = 0 2 * * *
 retention.daily = 7
+retention.grace = 1h
 dr.copy = daily
 drill.schedule = 0 $hour * * *
 drill.runner = runner-1

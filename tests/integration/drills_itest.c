@@ -11,10 +11,11 @@
  *	CONF has [repository.primary] (posix), [alerts] pagerduty_url =
  *	http://127.0.0.1:PORT/v2/enqueue (this driver forks the receiver on
  *	PORT), [repository.dr] (posix), [integrity] sweep_interval = 1h,
- *	[service.billing] with drill.runner = runner-1, drill.repository =
- *	alternate (dr.copy = daily), drill.rto = 5m, drill.overdue_after = 10m,
- *	a daily drill.schedule about 12 hours from now (UTC), the freshness
- *	query and two assertions the driver expects in RunDrill;
+ *	[service.billing] with retention.grace = 1h, drill.runner = runner-1,
+ *	drill.repository = alternate (dr.copy = daily), drill.rto = 5m,
+ *	drill.overdue_after = 10m, a daily drill.schedule about 12 hours from
+ *	now (UTC), the freshness query and two assertions the driver expects
+ *	in RunDrill;
  *	[service.ledger] with drill.runner = runner-2, drill.backup = random,
  *	drill.window = 1h; [service.shop] without drills; [service.orders]
  *	with drill.runner = runner-1 (not enrolled for it); [service.crm] with
@@ -156,6 +157,7 @@ typedef struct agent {
 static agent billing_1 = { .name = "billing-1" };
 static agent runner_1 = { .name = "runner-1" };
 static agent runner_2 = { .name = "runner-2" };
+static agent ledger_1 = { .name = "ledger-1" };
 
 /* The first cell of sql on the check connection, malloc'd ("" for NULL). */
 static char *qv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -494,30 +496,112 @@ copy_to_dr(const char *id)
 	coffer_repo_close(dr);
 }
 
-/* A completed backup with real objects in the repository. */
+/* A completed backup of service by agent a, with real objects in the
+ * repository. */
 static void
-make_backup(const char *id, int64_t finished_ms)
+make_backup_of(agent *a, const char *service, const char *id, int64_t finished_ms)
 {
 	uint8_t data_sha[32], man_sha[32];
 	uint64_t data_bytes, man_bytes;
-	put_object("billing", id, "data", "sealed bytes of a dump ", data_sha, &data_bytes);
-	put_object("billing", id, "manifest.json", "{\"manifest\":1}", man_sha, &man_bytes);
-	Coffer__V1__Event *evs[] = { ev_started(&billing_1, "billing", id),
-		ev_completed(
-		    &billing_1, "billing", id, data_sha, data_bytes, man_sha, finished_ms) };
-	expect_status(&billing_1, evs, 2, COFFER__V1__STATUS__STATUS_OK, "a backup", NULL);
+	put_object(service, id, "data", "sealed bytes of a dump ", data_sha, &data_bytes);
+	put_object(service, id, "manifest.json", "{\"manifest\":1}", man_sha, &man_bytes);
+	Coffer__V1__Event *evs[] = { ev_started(a, service, id),
+		ev_completed(a, service, id, data_sha, data_bytes, man_sha, finished_ms) };
+	expect_status(a, evs, 2, COFFER__V1__STATUS__STATUS_OK, "a backup", NULL);
+}
+
+static void
+make_backup(const char *id, int64_t finished_ms)
+{
+	make_backup_of(&billing_1, "billing", id, finished_ms);
+}
+
+/* The maintenance tick of d (its configuration) at now_ms. */
+static coord_drills_stats
+tick_of(coord_drills *d, int64_t now_ms)
+{
+	coord_drills_stats st;
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (coord_drills_tick(d, cat, &akey, now_ms, &st, &err) != 0) {
+		die("tick: %s", err.msg);
+	}
+	return (st);
 }
 
 static coord_drills_stats
 tick(int64_t now_ms)
 {
-	coord_drills_stats st;
+	return (tick_of(drills, now_ms));
+}
+
+static const char *
+alert_state(const char *dedup)
+{
+	static char out[32];
+	char *v =
+	    qv("SELECT COALESCE((SELECT state FROM alerts WHERE dedup_key = '%s'), 'none')", dedup);
+	snprintf(out, sizeof(out), "%s", v);
+	free(v);
+	return (out);
+}
+
+static void
+expect_alert(const char *dedup, const char *want, const char *when)
+{
+	if (strcmp(alert_state(dedup), want) != 0) {
+		die("%s is %s %s, want %s", dedup, alert_state(dedup), when, want);
+	}
+}
+
+static void
+expect_backup(const char *id, const char *want)
+{
+	char *got = qv("SELECT status FROM backups WHERE id = '%s'", id);
+	if (strcmp(got, want) != 0) {
+		die("backup %s is %s, want %s", id, got, want);
+	}
+	free(got);
+}
+
+/* The real retention pass (coordinator/policy/prune.c) at now_ms. */
+static void
+retention(coffer_repo *r, int64_t now_ms)
+{
+	coord_prune_stats ps;
 	coffer_err err;
 	coffer_err_clear(&err);
-	if (coord_drills_tick(drills, cat, &akey, now_ms, &st, &err) != 0) {
-		die("tick: %s", err.msg);
+	if (coord_retention_pass(cat, &akey, cfg, r, now_ms, &ps, &err) != 0 ||
+	    ps.service_errors != 0 || ps.failed != 0) {
+		die("retention: %s (%zu service errors, %zu failed deletions)", err.msg,
+		    ps.service_errors, ps.failed);
 	}
-	return (st);
+}
+
+/* cfg's text with from replaced by to (once), as another configuration. */
+static coord_config *
+config_variant(const char *text, const char *from, const char *to)
+{
+	const char *at = strstr(text, from);
+	if (at == NULL) {
+		die("\"%s\" is not in the configuration", from);
+	}
+	size_t head = (size_t)(at - text);
+	char *v = calloc(1, strlen(text) + strlen(to) + 1);
+	if (v == NULL) {
+		die("out of memory");
+	}
+	memcpy(v, text, head);
+	strcat(v, to);
+	strcat(v, at + strlen(from));
+	coord_config *out = NULL;
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (coord_config_load_string(v, "variant.conf", &out, &err) != 0) {
+		die("a configuration variant: %s", err.msg);
+	}
+	free(v);
+	return (out);
 }
 
 static void
@@ -1142,6 +1226,22 @@ cmd_run(int argc, char **argv)
 	   "audit row",
 	    pruned, rows);
 
+	/* ---- retention is no recovery for a corrupt backup ---- */
+	/* b-old is not the day's newest: retention marks it pending_delete.
+	 * Its object is still stored, corrupt: the page stays. */
+	coffer_repo *repo_del = NULL;
+	coffer_repo_config rdc = { .type = "posix", .path = repo_root };
+	if (coffer_repo_open(&rdc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE,
+	        &repo_del, &err) != 0) {
+		die("repository with delete rights: %s", err.msg);
+	}
+	retention(repo_del, slot + 24 * MINS + 50000);
+	expect_backup("b-old", "pending_delete");
+	st = tick(slot + 24 * MINS + 55000); /* no sweep due: evaluation only */
+	expect_alert("coffer/billing/integrity_failed", "triggered",
+	    "with the corrupt backup pending deletion");
+	ok("a corrupt backup marked pending_delete by retention keeps integrity_failed open");
+
 	/* ---- the sweep overdue ---- */
 	int64_t interval = coffer_config_duration_ms(cfg->ini, "integrity", "sweep_interval");
 	/* A tick would sweep (due); run the evaluation at a time when the last
@@ -1181,6 +1281,80 @@ cmd_run(int argc, char **argv)
 		die("a sweep that cannot run did not become overdue");
 	}
 	ok("a sweep that cannot run (repository gone) pages integrity_overdue after 2 intervals");
+
+	/* Retention deletes b-old (grace is 1h): the corrupt object is gone,
+	 * but nothing has shown the repository sound since. With no sweep
+	 * possible, the page stays open; once a sweep has checked a newer
+	 * backup (b-new) clean there, it resolves. */
+	int64_t tr = slot + 25 * MINS + 3 * interval;
+	retention(repo_del, tr + 1000);
+	expect_backup("b-old", "deleted");
+	st = tick(tr + 2000);
+	expect_alert("coffer/billing/integrity_failed", "triggered",
+	    "with the corrupt backup deleted and no check since");
+	coord_drills *sound = NULL;
+	if (coord_drills_new(cfg, &sound, &err) != 0) {
+		die("drills: %s", err.msg);
+	}
+	st = (coord_drills_stats) { 0 };
+	if (coord_drills_sweep(sound, cat, &akey, tr + 3000, &st, &err) != 0 || st.corrupt != 0) {
+		die("sweep after the deletion: %s (corrupt=%d)", err.msg, st.corrupt);
+	}
+	st = tick_of(sound, tr + 4000);
+	expect_alert(
+	    "coffer/billing/integrity_failed", "resolved", "once a newer backup was checked clean");
+	ok("retention deleting the corrupt backup does not resolve integrity_failed; a newer "
+	   "backup checked clean in that repository does");
+
+	/* ---- a policy change is no recovery for drill_overdue ---- */
+	/* ledger drills on a schedule; it has no backup, so the due drill
+	 * cannot start and drill_overdue pages. Rescheduling (due_of counts a
+	 * new schedule from the change) must not clear the page: a drill
+	 * starting does. */
+	coord_config *sched_a = config_variant(ctext, "drill.backup = random\ndrill.window = 1h\n",
+	    "drill.schedule = */5 * * * *\ndrill.overdue_after = 10m\n");
+	coord_config *sched_b = config_variant(ctext, "drill.backup = random\ndrill.window = 1h\n",
+	    "drill.schedule = */7 * * * *\ndrill.overdue_after = 10m\n");
+	coord_drills *da = NULL, *db = NULL;
+	if (coord_drills_new(sched_a, &da, &err) != 0 ||
+	    coord_drills_new(sched_b, &db, &err) != 0) {
+		die("drills: %s", err.msg);
+	}
+	int64_t tl = tr + 10 * MINS;
+	tick_of(da, tl);
+	st = tick_of(da, tl + 16 * MINS);
+	if (st.not_started < 1) {
+		die("ledger's due drill started without a backup");
+	}
+	expect_alert("coffer/ledger/drill_overdue", "triggered", "with the due drill not started");
+	tick_of(db, tl + 17 * MINS);
+	expect_alert("coffer/ledger/drill_overdue", "triggered", "after ledger was rescheduled");
+	/* The recovery: a backup to drill, and the next slot starts a drill. */
+	agent_init(&ledger_1);
+	bool enrolled = false;
+	if (coord_agents_enroll(cat, &akey, "test", "ledger", "team-ledger", "ledger-1",
+	        ledger_1.pub, &enrolled, &err) != 0) {
+		die("enroll ledger-1: %s", err.msg);
+	}
+	Coffer__V1__Event *lhello[] = { ev_hello(&ledger_1, "ledger", "7301234567890123457") };
+	expect_status(&ledger_1, lhello, 1, COFFER__V1__STATUS__STATUS_OK, "hello", NULL);
+	make_backup_of(&ledger_1, "ledger", "l-1", coffer_clock_now(NULL) - 1000);
+	int64_t next = 0;
+	if (coord_drills_next_due("*/7 * * * *", "UTC", tl + 17 * MINS, &next, &err) != 0) {
+		die("next slot: %s", err.msg);
+	}
+	st = tick_of(db, next + 1000);
+	if (st.started != 1) {
+		die("ledger's drill did not start at its slot (started=%d)", st.started);
+	}
+	expect_alert("coffer/ledger/drill_overdue", "resolved", "once a drill started");
+	ok("drill_overdue: rescheduling does not resolve it; the next drill starting does");
+	coord_drills_free(da);
+	coord_drills_free(db);
+	coord_drills_free(sound);
+	coord_config_free(sched_a);
+	coord_config_free(sched_b);
+	coffer_repo_close(repo_del);
 
 	cJSON *o = cJSON_CreateObject();
 	if (coord_drills_status(cat, "billing", o, &err) != 0) {
