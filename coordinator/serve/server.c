@@ -161,12 +161,12 @@ struct server {
 	coord_drcopy *drcopy; /* NULL without [repository.primary] */
 	unsigned ticks;
 	coord_alerts_input audit_state;
-	bool audit_walked; /* a full coord_audit_verify finished since start */
 	char audit_problem[256];
-	coffer_repo *repo; /* primary, with delete rights, for retention; NULL if none */
+	coffer_repo *repo;  /* primary, with delete rights, for retention; NULL if none */
+	coord_catalog *cat; /* lanes[0].cat */
+	bool audit_walked;  /* a full coord_audit_verify finished since start */
 	bool repo_warned;
 	bool policy_synced;
-	coord_catalog *cat; /* lanes[0].cat */
 };
 
 static void
