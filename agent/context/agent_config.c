@@ -19,6 +19,7 @@
 
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
+#include "common/wire/net.h"
 
 #define SECS  1000LL
 #define MINS  (60 * SECS)
@@ -32,17 +33,6 @@ struct agent_config_priv {
 	char *psql;
 };
 
-static int
-check_cron(const char *expr, coffer_err *err)
-{
-	coffer_cron *c = coffer_cron_parse(expr, err);
-	if (c == NULL) {
-		return (err != NULL && err->code != 0 ? err->code : COFFER_EINVAL);
-	}
-	coffer_cron_free(c);
-	return (0);
-}
-
 /* name and service end up in file names and repository paths, so nothing
  * that could climb out of a directory or hide as a dot file. */
 static int
@@ -54,17 +44,7 @@ check_ident(const char *v, coffer_err *err)
 static int
 check_url(const char *v, coffer_err *err)
 {
-	static const char *const schemes[] = { "tls+tcp://", "tcp://", "ipc://" };
-	for (size_t i = 0; i < 3; i++) {
-		size_t n = strlen(schemes[i]);
-		if (strncmp(v, schemes[i], n) == 0 && v[n] != '\0') {
-			return (0);
-		}
-	}
-	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not a coordinator address", v);
-	return (coffer_err_hint(err,
-	    "write tls+tcp://host:port (tcp:// and ipc:// only for "
-	    "tests and single-host setups)"));
+	return (coffer_net_url_check(v, "coordinator address", err));
 }
 
 /* One rule for what pg_dump may be told, shared with the backup itself
@@ -254,7 +234,7 @@ runner_optional(const coffer_config *ini, const char *section, const char *key)
 
 static const coffer_config_schema agent_schema = {
 	.sections = agent_sections,
-	.check_cron = check_cron,
+	.check_cron = coffer_cron_check,
 	.optional = runner_optional,
 };
 

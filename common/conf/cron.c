@@ -490,3 +490,14 @@ coffer_cron_prev(const coffer_cron *c, const coffer_tz *tz, int64_t at_or_before
 	}
 	return (never_fires(c, tz, at_or_before_s, "up to", err));
 }
+
+int
+coffer_cron_check(const char *expr, coffer_err *err)
+{
+	coffer_cron *c = coffer_cron_parse(expr, err);
+	if (c == NULL) {
+		return (err != NULL && err->code != 0 ? err->code : COFFER_EINVAL);
+	}
+	coffer_cron_free(c);
+	return (0);
+}

@@ -63,4 +63,8 @@ int coffer_cron_next(
 int coffer_cron_prev(const coffer_cron *c, const coffer_tz *tz, int64_t at_or_before_s,
     int64_t *prev_s, coffer_err *err);
 
+/* Whether expr parses as a schedule: 0, or the parser's error (a config
+ * schema's check for every cron-valued key). */
+int coffer_cron_check(const char *expr, coffer_err *err);
+
 #endif

@@ -1086,3 +1086,19 @@ coffer_net_client_drop_dialer(coffer_net_client *c)
 {
 	nng_dialer_close(c->dialer);
 }
+
+int
+coffer_net_url_check(const char *url, const char *what, coffer_err *err)
+{
+	static const char *const schemes[] = { "tls+tcp://", "tcp://", "ipc://" };
+	for (size_t i = 0; url != NULL && i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+		size_t n = strlen(schemes[i]);
+		if (strncmp(url, schemes[i], n) == 0 && url[n] != '\0') {
+			return (0);
+		}
+	}
+	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not a %s", url != NULL ? url : "", what);
+	coffer_err_hint(err,
+	    "write tls+tcp://host:port (tcp:// and ipc:// only for tests and single-host setups)");
+	return (COFFER_EINVAL);
+}

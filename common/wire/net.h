@@ -56,6 +56,11 @@ typedef struct coffer_net_peer {
 
 /* Called on the loop thread for every request. req (len bytes) and peer stay
  * valid until reply is finished with coffer_net_reply_send or _drop. */
+/* Whether url is an address this transport speaks: tls+tcp://HOST:PORT, or
+ * tcp:// and ipc:// (tests and single-host setups). what names the key in
+ * the error ("coordinator address", "listen address"). */
+int coffer_net_url_check(const char *url, const char *what, coffer_err *err);
+
 typedef void (*coffer_net_handler)(void *arg, coffer_net_reply *reply, const uint8_t *req,
     size_t len, const coffer_net_peer *peer);
 

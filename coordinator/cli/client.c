@@ -23,10 +23,19 @@
 
 #define DEFAULT_TIMEOUT_MS 30000
 
+/* The same rule as the agent's [coordinator] url, checked when cli.conf is
+ * read rather than at the first dial. */
+static int
+check_url(const char *v, coffer_err *err)
+{
+	return (coffer_net_url_check(v, "coordinator address", err));
+}
+
 static const coffer_config_key coffer_keys[] = {
 	{ .name = "url",
 	    .type = COFFER_CONFIG_STRING,
 	    .required = true,
+	    .check = check_url,
 	    .why = "the coordinator's admin_listen address" },
 	{ .name = "operator",
 	    .type = COFFER_CONFIG_STRING,

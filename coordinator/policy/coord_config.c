@@ -18,6 +18,7 @@
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
 #include "common/stream/digest.h"
+#include "common/wire/net.h"
 
 #define SECS  1000LL
 #define MINS  (60 * SECS)
@@ -26,30 +27,9 @@
 #define YEARS (366 * DAYS)
 
 static int
-check_cron(const char *expr, coffer_err *err)
-{
-	coffer_cron *c = coffer_cron_parse(expr, err);
-	if (c == NULL) {
-		return (err != NULL && err->code != 0 ? err->code : COFFER_EINVAL);
-	}
-	coffer_cron_free(c);
-	return (0);
-}
-
-static int
 check_listen(const char *v, coffer_err *err)
 {
-	static const char *const schemes[] = { "tls+tcp://", "tcp://", "ipc://" };
-	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
-		size_t n = strlen(schemes[i]);
-		if (strncmp(v, schemes[i], n) == 0 && v[n] != '\0') {
-			return (0);
-		}
-	}
-	coffer_err_set(err, COFFER_EINVAL, "'%.64s' is not a listen address", v);
-	return (coffer_err_hint(err,
-	    "write tls+tcp://host:port (tcp:// and ipc:// only for "
-	    "tests and single-host setups)"));
+	return (coffer_net_url_check(v, "listen address", err));
 }
 
 /* The service's backup schedule: a cron that fires. A service that is only
@@ -376,7 +356,7 @@ static const coffer_config_section coordinator_sections[] = {
 
 static const coffer_config_schema coordinator_schema = {
 	.sections = coordinator_sections,
-	.check_cron = check_cron,
+	.check_cron = coffer_cron_check,
 };
 
 int

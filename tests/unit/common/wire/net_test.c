@@ -396,6 +396,28 @@ test_dialer_replaced(void **state)
 	assert_true(r.calls >= 2); /* the first calls after the drop found no connection */
 }
 
+/* The one address rule the agent's, the coordinator's and the CLI's
+ * configurations share. */
+static void
+test_url_check(void **state)
+{
+	(void)state;
+	coffer_err err = { 0 };
+	assert_int_equal(coffer_net_url_check("tls+tcp://coord:7443", "listen address", &err), 0);
+	assert_int_equal(coffer_net_url_check("tcp://127.0.0.1:1", "listen address", &err), 0);
+	assert_int_equal(coffer_net_url_check("ipc:///run/c.sock", "listen address", &err), 0);
+	static const char *const bad[] = { "http://coord:7443", "tls+tcp://", "coord:7443", "",
+		" tcp://a:1", "TCP://a:1" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		coffer_err_clear(&err);
+		assert_int_equal(
+		    coffer_net_url_check(bad[i], "coordinator address", &err), COFFER_EINVAL);
+		assert_non_null(strstr(err.msg, "is not a coordinator address"));
+		assert_non_null(strstr(err.hint, "tls+tcp://"));
+	}
+	assert_int_equal(coffer_net_url_check(NULL, "listen address", NULL), COFFER_EINVAL);
+}
+
 int
 main(void)
 {
@@ -406,6 +428,7 @@ main(void)
 	}
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_url_rules),
+		cmocka_unit_test(test_url_check),
 		cmocka_unit_test(test_tls_file_errors),
 		cmocka_unit_test(test_server_client),
 		cmocka_unit_test(test_server_down),
