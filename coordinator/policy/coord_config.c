@@ -363,7 +363,7 @@ int
 coord_config_repo(
     const coord_config *cfg, const char *name, coffer_repo_config *rc, coffer_err *err)
 {
-	char sec[48];
+	char sec[COFFER_CONFIG_MAX_NAME + 1];
 	snprintf(sec, sizeof(sec), "repository.%s", name);
 	memset(rc, 0, sizeof(*rc));
 	if (!coffer_config_has_section(cfg->ini, sec)) {
