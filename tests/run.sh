@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root:
 #   installs the packages, builds with AddressSanitizer + UndefinedBehaviorSanitizer,
-#   runs every unit and integration test with ctest, runs clang's static
+#   runs every unit and integration test with ctest, then the fault-injection
+#   suite (tests/fault/faults.sh, one round), runs clang's static
 #   analyzer over the sources (tests/lint/analyze.sh), builds the libFuzzer
 #   targets with clang and runs each for a short fixed time, then runs the
 #   tests once more in a gcc --coverage build and checks the per-folder
@@ -20,6 +21,10 @@ cmake --build build-test -j"$jobs"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir build-test --output-on-failure -j"$jobs" -L 'unit|integration'
+# The fault-injection suite, alone (it measures pages against their bounds,
+# so it does not share the cores); one round of every fault unless
+# COFFER_FAULT_SECONDS asks for longer.
+ctest --test-dir build-test --output-on-failure -L fault
 
 t=$SECONDS
 tests/lint/analyze.sh build-test
