@@ -101,7 +101,7 @@ check_ident(const char *v, coffer_err *err)
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const repo_types[] = { "posix", "s3", NULL };
-static const char *const roles[] = { "operator", "auditor", NULL };
+static const char *const roles[] = { "operator", "auditor", "compliance", NULL };
 static const char *const dr_copies[] = { "none", "all", "daily", "weekly", "monthly", "yearly",
 	NULL };
 static const char *const dr_locks[] = { "governance", "compliance", NULL };

@@ -1238,16 +1238,35 @@ coord_hold_remove(coord_catalog *cat, const coord_audit_key *key, const char *ac
 		goto fail;
 	}
 	const char *v[] = { backup_id, actor };
+	/* The one who placed a hold may not release it: with the role split
+	 * (only role compliance releases), a compliance officer's key alone
+	 * still cannot place a hold and take it away again. */
 	PGresult *res = coord_catalog_adhoc(cat, "releasing the hold",
 	    "UPDATE holds SET released_at = GREATEST(now(), placed_at), released_by = $2 "
-	    "WHERE backup_id = $1 AND released_at IS NULL RETURNING id, reason, placed_by",
+	    "WHERE backup_id = $1 AND released_at IS NULL AND placed_by <> $2 "
+	    "RETURNING id, reason, placed_by",
 	    2, v, &rv, err);
 	if (res == NULL) {
 		goto fail;
 	}
 	if (PQntuples(res) != 1) {
 		PQclear(res);
+		res = coord_catalog_adhoc(cat, "reading the hold",
+		    "SELECT placed_by FROM holds WHERE backup_id = $1 AND released_at IS NULL", 1,
+		    v, &rv, err);
+		if (res == NULL) {
+			goto fail;
+		}
+		bool own = PQntuples(res) == 1;
+		PQclear(res);
 		coord_catalog_rollback(cat);
+		if (own) {
+			coffer_err_set(err, COFFER_EPERM,
+			    "%s placed the hold on backup %s and may not release it", actor,
+			    backup_id);
+			return (coffer_err_hint(err,
+			    "a second person with role compliance releases it (separation of duties)"));
+		}
 		coffer_err_set(err, COFFER_ENOENT, "backup %s has no active hold", backup_id);
 		return (coffer_err_hint(err, "see `coffer status` for the active holds"));
 	}

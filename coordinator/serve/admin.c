@@ -76,14 +76,38 @@ typedef struct admin_ctx {
 
 typedef int (*admin_fn)(admin_ctx *ctx);
 
+/* Which roles may run a command (0: every role; reads). Releasing a legal
+ * hold needs a role that placing one does not, so no single operator key
+ * can both hide data from retention's deletes and later release it
+ * unnoticed: that is the separation of duties the compliance seeds ask for. */
+enum {
+	MAY_OPERATOR = 1u << 0,
+	MAY_COMPLIANCE = 1u << 1,
+};
+
 typedef struct admin_command {
 	const char *name;
-	bool changes;     /* needs role operator */
+	unsigned roles;   /* MAY_* that may run it; 0 for any role */
 	const char *args; /* allowed argument names, space separated, padded */
 	admin_fn fn;
 } admin_command;
 
 /* --- small helpers ------------------------------------------------------- */
+
+static unsigned
+role_bit(const char *role)
+{
+	if (role == NULL) {
+		return (0);
+	}
+	if (strcmp(role, "operator") == 0) {
+		return (MAY_OPERATOR);
+	}
+	if (strcmp(role, "compliance") == 0) {
+		return (MAY_COMPLIANCE);
+	}
+	return (0);
+}
 
 static int refuse(admin_ctx *ctx, int status, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -972,23 +996,23 @@ cmd_drill_list(admin_ctx *ctx)
 }
 
 static const admin_command commands[] = {
-	{ "status", false, " service ", cmd_status },
-	{ "backups.list", false, " service limit ", cmd_backups_list },
-	{ "agents.list", false, " ", cmd_agents_list },
-	{ "audit.list", false, " since limit ", cmd_audit_list },
-	{ "audit.verify", false, " ", cmd_audit_verify },
-	{ "audit.resume_export", true, " reason ", cmd_audit_resume_export },
-	{ "agents.enroll", true, " service agent pubkey drill_runner ", cmd_agents_enroll },
-	{ "agents.revoke", true, " agent ", cmd_agents_revoke },
-	{ "backup.run", true, " service kind ", cmd_backup_run },
-	{ "holds.list", false, " service ", cmd_holds_list },
-	{ "hold.add", true, " backup reason ", cmd_hold_add },
-	{ "hold.remove", true, " backup ", cmd_hold_remove },
-	{ "retention.plan", false, " service ", cmd_retention_plan },
-	{ "alerts.list", false, " limit ", cmd_alerts_list },
-	{ "drill.run", true, " service ", cmd_drill_run },
-	{ "drill.list", false, " service limit ", cmd_drill_list },
-	{ NULL, false, NULL, NULL },
+	{ "status", 0, " service ", cmd_status },
+	{ "backups.list", 0, " service limit ", cmd_backups_list },
+	{ "agents.list", 0, " ", cmd_agents_list },
+	{ "audit.list", 0, " since limit ", cmd_audit_list },
+	{ "audit.verify", 0, " ", cmd_audit_verify },
+	{ "audit.resume_export", MAY_OPERATOR, " reason ", cmd_audit_resume_export },
+	{ "agents.enroll", MAY_OPERATOR, " service agent pubkey drill_runner ", cmd_agents_enroll },
+	{ "agents.revoke", MAY_OPERATOR, " agent ", cmd_agents_revoke },
+	{ "backup.run", MAY_OPERATOR, " service kind ", cmd_backup_run },
+	{ "holds.list", 0, " service ", cmd_holds_list },
+	{ "hold.add", MAY_OPERATOR | MAY_COMPLIANCE, " backup reason ", cmd_hold_add },
+	{ "hold.remove", MAY_COMPLIANCE, " backup ", cmd_hold_remove },
+	{ "retention.plan", 0, " service ", cmd_retention_plan },
+	{ "alerts.list", 0, " limit ", cmd_alerts_list },
+	{ "drill.run", MAY_OPERATOR, " service ", cmd_drill_run },
+	{ "drill.list", 0, " service limit ", cmd_drill_list },
+	{ NULL, 0, NULL, NULL },
 };
 
 /* --- audit and reply ------------------------------------------------------- */
@@ -1315,15 +1339,17 @@ coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_a
 			coffer_err_hint(&ctx.err,
 			    "upgrade the coordinator, or see `coffer --help` for "
 			    "the commands it serves");
-		} else if (cmd->changes && (role == NULL || strcmp(role, "operator") != 0)) {
+		} else if (cmd->roles != 0 && (role_bit(role) & cmd->roles) == 0) {
 			reason = "unauthorized";
 			refuse(&ctx, COFFER__V1__STATUS__STATUS_UNAUTHORIZED, COFFER_EPERM,
 			    "operator %s has role %s, which may not run %s", ctx.op,
 			    role != NULL ? role : "(none)", cmd->name);
 			coffer_err_hint(&ctx.err,
-			    "ask the coordinator's administrator for role = "
-			    "operator in [%s]",
-			    section);
+			    "ask the coordinator's administrator for role = %s in [%s]%s",
+			    (cmd->roles & MAY_OPERATOR) != 0 ? "operator" : "compliance", section,
+			    cmd->roles == MAY_COMPLIANCE
+			        ? " (releasing a legal hold needs a role that placing one does not)"
+			        : "");
 		} else {
 			for (size_t i = 0; i < ctx.req->n_args && reason == NULL; i++) {
 				const char *k = ctx.req->args[i]->key;

@@ -16,8 +16,9 @@ psql_at "$base dbname=billing" -c "create table invoices (id int); insert into i
 psql_at "$base dbname=shop" -c "create table orders (id int); insert into orders select generate_series(1, 7000)"
 
 pki=$T/pki
-pki_make "$pki" alice billing-db-1 shop-db-1
+pki_make "$pki" alice carol billing-db-1 shop-db-1
 mkdir -p "$T/repo"
+"$cli" init --out "$T/carol.key" >"$T/carol.pub" || fail "coffer init carol"
 fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 2s" "metrics_listen = 127.0.0.1:0" <<CONF
 [repository.primary]
 type = posix
@@ -30,10 +31,20 @@ retention.daily = 7
 owner = team-shop
 schedule = 0 3 * * *
 retention.daily = 7
+[operator.carol]
+public_key = $T/carol.pub
+role = compliance
 CONF
 fleet_coordinator_up "$T/coordinator.conf" 600
 
 pids=()
+# On a failure, too: an agent left running keeps ctest waiting on its output.
+stop_agents() {
+	local p
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	t_cleanup
+}
+trap stop_agents EXIT
 for svc in billing shop; do
 	fleet_agent_enroll $svc
 	"$agent" run -c "$T/$svc.conf" 2>"$T/$svc.log" &
@@ -83,11 +94,25 @@ grep -q "$bid" "$T/out" || fail "holds list does not show $bid: $(cat "$T/out")"
 "$cli" retention plan --service billing --output json >"$T/plan" || fail "retention plan"
 grep -q "$bid" "$T/plan" && grep -q '"hold"' "$T/plan" || fail "plan does not keep $bid for its hold: $(cat "$T/plan")"
 if "$cli" hold add --backup "$bid" --reason "again" >/dev/null 2>"$T/err"; then fail "a second hold was accepted"; fi
-"$cli" hold remove --backup "$bid" >/dev/null || fail "hold remove"
+# Separation of duties: an operator places holds but may not release one;
+# role compliance releases it (and may not release a hold it placed).
+if "$cli" hold remove --backup "$bid" >/dev/null 2>"$T/err"; then fail "an operator released a legal hold"; fi
+grep -q "role operator, which may not run hold.remove" "$T/err" && grep -q "role = compliance" "$T/err" ||
+	fail "the operator's hold remove refusal is unclear: $(cat "$T/err")"
+operator_conf carol
+COFFER_CONFIG=$T/carol.conf "$cli" hold remove --backup "$bid" >/dev/null 2>"$T/err" || fail "hold remove by compliance: $(cat "$T/err")"
+COFFER_CONFIG=$T/carol.conf "$cli" hold add --backup "$bid" --reason "carol's own" >/dev/null || fail "hold add by compliance"
+if COFFER_CONFIG=$T/carol.conf "$cli" hold remove --backup "$bid" >/dev/null 2>"$T/err"; then
+	fail "carol released the hold she placed herself"
+fi
+grep -q "carol placed the hold on backup $bid and may not release it" "$T/err" || fail "self-release refusal unclear: $(cat "$T/err")"
+"$cli" hold remove --backup "$bid" >/dev/null 2>&1 && fail "alice released carol's hold with role operator"
 "$cli" alerts list >"$T/alerts" || fail "alerts list"
-[[ $(psql_at "$base dbname=coffer" -c "select count(*) from audit where action in ('hold.added', 'hold.removed')") == 2 ]] ||
-	fail "hold changes not audited"
-pass "hold add/list/remove audited; retention plan keeps the held backup; alerts list: $(head -2 "$T/alerts" | cut -c1-150)"
+[[ $(psql_at "$base dbname=coffer" -c "select count(*) from audit where action in ('hold.added', 'hold.removed')") == 3 ]] ||
+	fail "hold changes not audited: $(psql_at "$base dbname=coffer" -c "select actor, action from audit where action like 'hold%'")"
+[[ $(psql_at "$base dbname=coffer" -c "select count(*) from audit where action = 'admin.refused' and actor = 'operator:alice'") -ge 2 ]] ||
+	fail "alice's refused hold releases are not audited: $(psql_at "$base dbname=coffer" -c "select actor, action from audit where actor in ('alice','carol') order by seq desc limit 6")"
+pass "hold add/list/remove audited; an operator cannot release a hold, compliance can but not its own; retention plan keeps the held backup; alerts list: $(head -2 "$T/alerts" | cut -c1-150)"
 
 mport=$(sed -n 's/.*msg="metrics listening".* port=\([0-9]*\).*/\1/p' "$T/coord.log")
 [[ -n $mport ]] || fail "no metrics port in the log"

@@ -346,7 +346,7 @@ hold(const char *id, bool add)
 {
 	coffer_err e;
 	int rc = add ? coord_hold_add(cat, &akey, "alice", id, "case 4711", &e)
-	             : coord_hold_remove(cat, &akey, "alice", id, &e);
+	             : coord_hold_remove(cat, &akey, "carol", id, &e);
 	check_rc(rc, &e, add ? "hold add" : "hold remove");
 	int k = atoi(strchr(id, '-') + 1);
 	model[k].held = add;
@@ -694,8 +694,10 @@ main(int argc, char **argv)
 		die("holds list: %s", cJSON_PrintUnformatted(holds));
 	}
 	cJSON_Delete(holds);
-	check_rc(coord_hold_remove(cat, &akey, "alice", "billing-058", &e), &e, "hold remove");
-	expect_code(coord_hold_remove(cat, &akey, "alice", "billing-058", &e), COFFER_ENOENT, &e,
+	expect_code(coord_hold_remove(cat, &akey, "alice", "billing-058", &e), COFFER_EPERM, &e,
+	    "whoever placed a hold may not release it");
+	check_rc(coord_hold_remove(cat, &akey, "carol", "billing-058", &e), &e, "hold remove");
+	expect_code(coord_hold_remove(cat, &akey, "carol", "billing-058", &e), COFFER_ENOENT, &e,
 	    "removing a hold that is not there is refused");
 	if (audit_count("hold.added", "") != 3 || audit_count("hold.removed", "") != 3) {
 		die("hold audit rows: added %lld removed %lld, want 3 and 3",
