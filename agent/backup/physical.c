@@ -140,6 +140,9 @@ typedef struct phys {
 	coffer_manifest *m;
 	uint8_t *buf;
 	char root[2048];
+	/* ",oid,oid,": the tablespaces pg_tablespace lists, the only
+	 * pg_tblspc entries followed */
+	char *tablespaces;
 } phys;
 
 static int
@@ -453,9 +456,25 @@ walk_tablespaces(phys *p, coffer_err *err)
 	if (rc == 0 && d == NULL) {
 		return (coffer_err_errno(err, errno, "reading the directory", abs));
 	}
+	struct stat root_st;
+	if (rc == 0 && stat(p->root, &root_st) != 0) {
+		rc = coffer_err_errno(err, errno, "reading", p->root);
+	}
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.') {
+			continue;
+		}
+		char key[300];
+		snprintf(key, sizeof(key), ",%s,", de->d_name);
+		if (strspn(de->d_name, "0123456789") != strlen(de->d_name) ||
+		    strstr(p->tablespaces, key) == NULL) {
+			/* Not a tablespace of this cluster: whoever put it there may
+			 * want a backup to read (and a restore to write) wherever it
+			 * points. Reported, never followed. */
+			coffer_log_warn(
+			    "pg_tblspc entry that pg_tablespace does not list, not backed up",
+			    "path=pg_tblspc/%s", de->d_name);
 			continue;
 		}
 		char rel[4096], path[8192], target[AGENT_PHYS_TABLESPACE_MAX + 1];
@@ -496,6 +515,21 @@ walk_tablespaces(phys *p, coffer_err *err)
 			break;
 		}
 		target[n] = '\0';
+		/* PostgreSQL makes a tablespace's directory its own; one that
+		 * belongs to anyone else means the link was changed after
+		 * CREATE TABLESPACE, to read what the server cannot. */
+		struct stat tst;
+		if (stat(target, &tst) != 0 || !S_ISDIR(tst.st_mode) ||
+		    tst.st_uid != root_st.st_uid) {
+			rc = coffer_err_set(err, COFFER_EREFUSED,
+			    "tablespace %s points at %s, which is not a directory owned by the data "
+			    "directory's owner (uid %u)",
+			    rel, target, (unsigned)root_st.st_uid);
+			coffer_err_hint(err,
+			    "someone changed the pg_tblspc link; point it back at the tablespace's "
+			    "directory (see pg_tablespace_location) and back up again");
+			break;
+		}
 		rc = put_text(p, AGENT_PHYS_TABLESPACE, rel, target, err);
 		if (rc == 0) {
 			rc = walk(p, rel, target, 1, err);
@@ -661,6 +695,19 @@ backup_locked(
 		}
 	}
 	if (rc == 0) {
+		PGresult *ts = NULL;
+		rc = agent_pgq_row(conn, "listing the tablespaces",
+		    "SELECT ',' || coalesce(string_agg(oid::text, ','), '') || ',' "
+		    "FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')",
+		    0, NULL, &ts, err);
+		if (rc == 0 && (p.tablespaces = strdup(PQgetvalue(ts, 0, 0))) == NULL) {
+			rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
+		}
+		if (ts != NULL) {
+			PQclear(ts);
+		}
+	}
+	if (rc == 0) {
 		rc = agent_wal_system_identifier_save(cfg, p.m->system_identifier, err);
 	}
 	if (rc == 0) {
@@ -799,6 +846,7 @@ out:
 	agent_stream_close(&p.st);
 	coffer_manifest_free(p.m);
 	free(p.buf);
+	free(p.tablespaces);
 	if (info != NULL) {
 		PQclear(info);
 	}

@@ -507,7 +507,9 @@ take_prefetched(agent_ctx *ctx, uint64_t sysid, const char *name, const char *de
 		return (errno == ENOENT ? 0 : coffer_err_errno(err, errno, "opening", src));
 	}
 	snprintf(tmp, sizeof(tmp), "%s.coffer-tmp", dest);
-	int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* As wal_fetch's own temporary: never through a link left in pg_wal. */
+	(void)unlink(tmp);
+	int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (out < 0) {
 		int e = errno;
 		close(in);
@@ -681,7 +683,12 @@ fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
 		return (coffer_err_set(err, COFFER_EINVAL, "destination path is too long"),
 		    coffer_err_hint(err, "restore_command must pass %%p"));
 	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* The temporary is made new (O_EXCL, O_NOFOLLOW): a link or a hard
+	 * link left at its name in pg_wal is removed (unlink never follows),
+	 * never written through; rename then replaces dest itself, a link
+	 * there included, without following it. */
+	(void)unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "creating", tmp));
 	}

@@ -25,7 +25,7 @@ static const coffer_cmd agent_cmds[] = {
 	{ "restore",
 	    "-c FILE --backup ID|latest --target-db NAME [--target-conninfo CI] [--jobs N] "
 	    "[--force] [--repo primary|dr] | -c FILE --physical [--backup ID|latest] "
-	    "[--target-time T] --pgdata DIR [--tablespace-map OLD=NEW ...] [--port N] [--start]",
+	    "[--target-time T] --pgdata DIR [--tablespace-map OLD=NEW|OID=NEW ...] [--port N] [--start]",
 	    "restore into a new database and compare row counts with the manifest; or, with "
 	    "--physical, a data directory recovered to a point in time",
 	    agent_cmd_restore },

@@ -20,6 +20,7 @@
 #include "agent/backup/physical.h"
 #include "agent/outbox/events.h"
 #include "agent/pg/pgq.h"
+#include "agent/restore/confined.h"
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
 #include "common/base/log.h"
@@ -76,13 +77,18 @@ typedef struct live_files {
 	size_t failed_idx;
 } live_files;
 
+/* A tablespace placed by this restore: the files the archive names
+ * pg_tblspc/<oid>/... are written beneath its directory's descriptor, never
+ * through the link (which a confined open would refuse to follow). */
+typedef struct placed_ts {
+	char oid[16];
+	int fd;
+} placed_ts;
+
 typedef struct unpack {
 	coffer_filter base;
 	const coffer_manifest *m;
 	int root_fd;
-	bool do_chown;
-	uid_t uid;
-	gid_t gid;
 	int state;
 	uint8_t hdr[AGENT_PHYS_HEADER_LEN];
 	size_t have;
@@ -98,10 +104,11 @@ typedef struct unpack {
 	bool sent[UNPACK_WRITERS]; /* cur has chunks at writer i */
 	coffer_filter *sha;        /* cur's digest */
 	live_files live;
-	const char *const *ts_map; /* "OLD=NEW" */
+	const char *const *ts_map; /* "OLD=NEW" or "OID=NEW" */
 	size_t n_ts_map;
 	char ts_location[AGENT_PHYS_TABLESPACE_MAX + 1];
 	size_t tablespaces; /* placed so far */
+	placed_ts *ts;      /* [tablespaces]: where their files go */
 } unpack;
 
 enum {
@@ -125,32 +132,6 @@ typedef struct chunk_writer {
 /* Writeback is started every this many bytes a writer writes, so the final
  * sync finds little left to do (PostgreSQL's own backend_flush_after idea). */
 #define WRITEBACK_EVERY (8u << 20)
-
-static bool
-safe_rel_path(const char *p)
-{
-	if (p[0] == '\0' || p[0] == '/') {
-		return (false);
-	}
-	const char *seg = p;
-	for (;;) {
-		const char *end = strchr(seg, '/');
-		size_t n = end != NULL ? (size_t)(end - seg) : strlen(seg);
-		if (n == 0 || (n == 1 && seg[0] == '.') ||
-		    (n == 2 && seg[0] == '.' && seg[1] == '.')) {
-			return (false);
-		}
-		for (size_t i = 0; i < n; i++) {
-			if ((unsigned char)seg[i] < 0x20) {
-				return (false);
-			}
-		}
-		if (end == NULL) {
-			return (true);
-		}
-		seg = end + 1;
-	}
-}
 
 static int
 write_all(int fd, const uint8_t *buf, size_t len, const char *path, coffer_err *err)
@@ -340,19 +321,64 @@ file_end(unpack *u, coffer_err *err)
 	return (rc);
 }
 
+/* Where an archive path is written: beneath the directory of the
+ * tablespace it lies in (pg_tblspc/<oid>/...), else beneath the data
+ * directory. */
+static int
+entry_base(const unpack *u, const char *path, const char **rel)
+{
+	*rel = path;
+	if (strncmp(path, "pg_tblspc/", 10) != 0) {
+		return (u->root_fd);
+	}
+	const char *oid = path + 10, *slash = strchr(oid, '/');
+	if (slash == NULL) {
+		return (u->root_fd);
+	}
+	for (size_t i = 0; i < u->tablespaces; i++) {
+		if (strlen(u->ts[i].oid) == (size_t)(slash - oid) &&
+		    strncmp(u->ts[i].oid, oid, (size_t)(slash - oid)) == 0) {
+			*rel = slash + 1;
+			return (u->ts[i].fd);
+		}
+	}
+	return (u->root_fd);
+}
+
+#ifndef NDEBUG
+/* A fault hook, compiled into test builds only (NDEBUG unset; docs/
+ * OPERATIONS.md, "Fault hooks"): COFFER_FAULT_RESTORE_PAUSE_AT=<archive
+ * path> stops the writer (SIGSTOP) just before it creates that file, so a
+ * test can change the target at a known point of a running restore and
+ * send SIGCONT; nothing real can time that without a race. */
+static void
+fault_pause_at(const char *path)
+{
+	const char *at = getenv("COFFER_FAULT_RESTORE_PAUSE_AT");
+	if (at != NULL && strcmp(at, path) == 0) {
+		fprintf(stderr, "coffer-agent: fault hook: restore paused before %s pid=%ld\n",
+		    path, (long)getpid());
+		raise(SIGSTOP);
+	}
+}
+#endif
+
 static int
 file_begin(unpack *u, coffer_err *err)
 {
-	const char *path = u->m->files[u->next_file].path;
-	int fd = openat(u->root_fd, path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    (u->mode & 0777) | 0600);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "creating", path));
-	}
-	if (u->do_chown && fchown(fd, u->uid, u->gid) != 0) {
-		int e = errno;
-		close(fd);
-		return (coffer_err_errno(err, e, "changing the owner of", path));
+	const char *path = u->m->files[u->next_file].path, *rel;
+#ifndef NDEBUG
+	fault_pause_at(path);
+#endif
+	int base = entry_base(u, path, &rel);
+	int fd = -1;
+	int rc = agent_confined_open(
+	    base, rel, O_WRONLY | O_CREAT | O_EXCL, (u->mode & 0777) | 0600, &fd, err);
+	if (rc != 0) {
+		if (rel != path && err != NULL) {
+			coffer_err_wrap(err, "restoring %s", path);
+		}
+		return (rc);
 	}
 	out_file *f = calloc(1, sizeof(*f));
 	u->sha = f != NULL ? coffer_sha256_filter_new(coffer_discard_sink_new(err), err) : NULL;
@@ -377,27 +403,103 @@ file_begin(unpack *u, coffer_err *err)
 	return (0);
 }
 
-/* Where the tablespace that was at location goes: its --tablespace-map
- * NEW, else where it was. */
+/* Where the tablespace at location (pg_tblspc/<oid>) goes: the NEW of its
+ * --tablespace-map OLD=NEW or OID=NEW, else where it was. */
 static const char *
-tablespace_target(const unpack *u, const char *location, size_t *len)
+tablespace_target(const unpack *u, const char *location, const char *oid, bool *mapped)
 {
-	size_t n = strlen(location);
 	for (size_t i = 0; i < u->n_ts_map; i++) {
 		const char *eq = strchr(u->ts_map[i], '=');
-		if (eq != NULL && (size_t)(eq - u->ts_map[i]) == n &&
-		    strncmp(u->ts_map[i], location, n) == 0) {
-			*len = strlen(eq + 1);
+		size_t n = eq != NULL ? (size_t)(eq - u->ts_map[i]) : 0;
+		if (n > 0 &&
+		    ((strlen(location) == n && strncmp(u->ts_map[i], location, n) == 0) ||
+		        (strlen(oid) == n && strncmp(u->ts_map[i], oid, n) == 0))) {
+			*mapped = true;
 			return (eq + 1);
 		}
 	}
-	*len = n;
+	*mapped = false;
 	return (location);
 }
 
+/* Opens the directory a tablespace is placed in. Where the operator mapped
+ * it, it is made if missing. Its recorded location is used only as an
+ * empty directory that already belongs to whoever runs the restore (the
+ * data directory's owner, see agent_physical_restore): the location comes
+ * from the source's pg_tblspc link, and a restore must not create
+ * directories wherever that once pointed. */
+static int
+tablespace_dir(const unpack *u, const char *target, bool mapped, int *fd_out, coffer_err *err)
+{
+	const char *loc = u->ts_location;
+	int fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT && mapped) {
+		if (mkdir(target, 0700) != 0) {
+			return (coffer_err_errno(
+			            err, errno, "creating the tablespace directory", target),
+			    coffer_err_hint(err,
+			        "create it (empty, owned by the data directory's owner), or map "
+			        "%s elsewhere with --tablespace-map %s=DIR",
+			        loc, loc));
+		}
+		fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	}
+	if (fd < 0 && !mapped) {
+		return (coffer_err_set(err, COFFER_EREFUSED,
+		            "tablespace directory %s (the tablespace's recorded location) is not "
+		            "a directory that exists here (%s)",
+		            target, strerror(errno)),
+		    coffer_err_hint(err,
+		        "restore it to a directory of your choice with --tablespace-map %s=DIR, "
+		        "or create %s empty and owned by the data directory's owner",
+		        loc, target));
+	}
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "opening the tablespace directory", target));
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_uid != geteuid()) {
+		unsigned owner = (unsigned)st.st_uid;
+		close(fd);
+		return (
+		    coffer_err_set(err, COFFER_EREFUSED,
+		        "tablespace directory %s belongs to uid %u, not to the data directory's "
+		        "owner (uid %u)",
+		        target, owner, (unsigned)geteuid()),
+		    coffer_err_hint(err,
+		        "restore it elsewhere with --tablespace-map %s=DIR, or chown %s to the "
+		        "data directory's owner",
+		        loc, target));
+	}
+	int dup_fd = dup(fd);
+	DIR *dir = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	bool empty = dir != NULL;
+	struct dirent *de;
+	while (empty && (de = readdir(dir)) != NULL) {
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	}
+	if (dir != NULL) {
+		closedir(dir);
+	} else if (dup_fd >= 0) {
+		close(dup_fd);
+	}
+	if (!empty) {
+		close(fd);
+		return (coffer_err_set(
+		            err, COFFER_EEXIST, "tablespace directory %s is not empty", target),
+		    coffer_err_hint(err,
+		        "restore it elsewhere with --tablespace-map %s=DIR (a new "
+		        "or empty directory); nothing in %s was changed",
+		        loc, target));
+	}
+	*fd_out = fd;
+	return (0);
+}
+
 /* A tablespace's location is read and proven (its digest in the signed
- * manifest): its directory is made (or must be empty) and pg_tblspc/<oid>
- * points at it, so the files that follow land there. */
+ * manifest): its directory is chosen and opened, pg_tblspc/<oid> points at
+ * it for PostgreSQL, and the files that follow are written beneath the
+ * directory's descriptor. */
 static int
 tablespace_place(unpack *u, coffer_err *err)
 {
@@ -420,8 +522,6 @@ tablespace_place(unpack *u, coffer_err *err)
 		    coffer_err_hint(err, "the backup is damaged; restore another one"));
 	}
 	u->ts_location[u->size] = '\0';
-	size_t len;
-	const char *target = tablespace_target(u, u->ts_location, &len);
 	if (strlen(u->ts_location) != u->size || u->ts_location[0] != '/') {
 		return (coffer_err_set(err, COFFER_ECORRUPT,
 		            "tablespace %s has no absolute "
@@ -429,54 +529,41 @@ tablespace_place(unpack *u, coffer_err *err)
 		            mf->path),
 		    coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
 	}
-	if (target[0] != '/' || len == 0) {
+	const char *oid = mf->path + 10;
+	if (oid[0] == '\0' || strlen(oid) >= sizeof(u->ts[0].oid) ||
+	    strspn(oid, "0123456789") != strlen(oid)) {
+		return (coffer_err_set(
+		            err, COFFER_ECORRUPT, "tablespace %s is not named by an oid", mf->path),
+		    coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
+	}
+	bool mapped = false;
+	const char *target = tablespace_target(u, u->ts_location, oid, &mapped);
+	if (target[0] != '/') {
 		return (coffer_err_set(err, COFFER_EINVAL,
 		            "--tablespace-map for %s names '%s', not "
 		            "an absolute path",
 		            u->ts_location, target),
 		    coffer_err_hint(
-		        err, "write it as --tablespace-map OLD=NEW with both absolute"));
+		        err, "write it as --tablespace-map OLD=NEW or OID=NEW, NEW absolute"));
 	}
-	int fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno == ENOENT) {
-		if (mkdir(target, 0700) != 0) {
-			return (coffer_err_errno(
-			            err, errno, "creating the tablespace directory", target),
-			    coffer_err_hint(err,
-			        "create its parent, or map it elsewhere with "
-			        "--tablespace-map %s=DIR",
-			        u->ts_location));
+	placed_ts *grown = realloc(u->ts, (u->tablespaces + 1) * sizeof(*u->ts));
+	if (grown == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
+	}
+	u->ts = grown;
+	int fd = -1;
+	rc = tablespace_dir(u, target, mapped, &fd, err);
+	if (rc == 0) {
+		rc = agent_confined_symlink(u->root_fd, mf->path, target, err);
+		if (rc != 0) {
+			close(fd);
 		}
-		fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	}
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "opening the tablespace directory", target));
+	if (rc != 0) {
+		return (rc);
 	}
-	DIR *dir = fdopendir(fd);
-	bool empty = dir != NULL;
-	struct dirent *de;
-	while (empty && (de = readdir(dir)) != NULL) {
-		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
-	}
-	if (dir != NULL) {
-		closedir(dir);
-	} else {
-		close(fd);
-	}
-	if (!empty) {
-		return (coffer_err_set(
-		            err, COFFER_EEXIST, "tablespace directory %s is not empty", target),
-		    coffer_err_hint(err,
-		        "restore it elsewhere with --tablespace-map %s=DIR (a new "
-		        "or empty directory); nothing in %s was changed",
-		        u->ts_location, target));
-	}
-	if ((u->do_chown && chown(target, u->uid, u->gid) != 0) ||
-	    symlinkat(target, u->root_fd, mf->path) != 0 ||
-	    (u->do_chown &&
-	        fchownat(u->root_fd, mf->path, u->uid, u->gid, AT_SYMLINK_NOFOLLOW) != 0)) {
-		return (coffer_err_errno(err, errno, "linking the tablespace", mf->path));
-	}
+	snprintf(u->ts[u->tablespaces].oid, sizeof(u->ts[0].oid), "%s", oid);
+	u->ts[u->tablespaces].fd = fd;
 	coffer_log_info("tablespace restored", "link=%s location=%s", mf->path, target);
 	u->tablespaces++;
 	u->next_file++;
@@ -489,20 +576,24 @@ static int
 entry_begin(unpack *u, coffer_err *err)
 {
 	u->path[u->path_len] = '\0';
-	if (strlen(u->path) != u->path_len || !safe_rel_path(u->path)) {
+	if (strlen(u->path) != u->path_len || !agent_confined_path_ok(u->path)) {
 		return (coffer_err_set(err, COFFER_ECORRUPT,
 		            "physical archive names a path outside the data directory: \"%.80s\"",
 		            u->path),
 		    coffer_err_hint(err, "the backup is damaged or forged; do not restore it"));
 	}
 	if (u->type == AGENT_PHYS_DIR) {
-		if (mkdirat(u->root_fd, u->path, (u->mode & 0777) | 0700) != 0 && errno != EEXIST) {
-			return (coffer_err_errno(err, errno, "creating the directory", u->path));
+		const char *rel;
+		int base = entry_base(u, u->path, &rel);
+		int fd = -1;
+		int rc = agent_confined_mkdir(base, rel, (u->mode & 0777) | 0700, &fd, err);
+		if (rc != 0) {
+			if (rel != u->path && err != NULL) {
+				coffer_err_wrap(err, "restoring %s", u->path);
+			}
+			return (rc);
 		}
-		if (u->do_chown &&
-		    fchownat(u->root_fd, u->path, u->uid, u->gid, AT_SYMLINK_NOFOLLOW) != 0) {
-			return (coffer_err_errno(err, errno, "changing the owner of", u->path));
-		}
+		close(fd);
 		u->state = U_HEADER;
 		u->have = 0;
 		return (0);
@@ -687,6 +778,10 @@ unpack_destroy(coffer_filter *f)
 		free(o);
 	}
 	coffer_filter_free_chain(u->sha);
+	for (size_t i = 0; i < u->tablespaces; i++) {
+		close(u->ts[i].fd);
+	}
+	free(u->ts);
 	pthread_mutex_destroy(&u->live.mu);
 	free(u);
 }
@@ -699,9 +794,8 @@ static const coffer_filter_ops unpack_ops = {
 };
 
 coffer_filter *
-agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do_chown,
-    unsigned uid, unsigned gid, const char *const *tablespace_map, size_t n_tablespace_map,
-    coffer_err *err)
+agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m,
+    const char *const *tablespace_map, size_t n_tablespace_map, coffer_err *err)
 {
 	unpack *u = calloc(1, sizeof(*u));
 	if (u == NULL) {
@@ -711,9 +805,6 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m, bool do
 	u->base.ops = &unpack_ops;
 	u->m = m;
 	u->root_fd = root_fd;
-	u->do_chown = do_chown;
-	u->uid = (uid_t)uid;
-	u->gid = (gid_t)gid;
 	u->state = U_HEADER;
 	u->ts_map = tablespace_map;
 	u->n_ts_map = n_tablespace_map;
@@ -824,19 +915,78 @@ choose_backup(
 
 /* ---- the data directory ---- */
 
+static int write_recovery(
+    int root_fd, const char *pgdata, const char *text, size_t len, coffer_err *err);
+
+/* What the restore learns of its target before anything is written: who
+ * owns it, and so who writes it. Run as root, the target must exist and
+ * belong to the database user: root picks nobody's identity on a guess
+ * (a parent directory's owner may be anyone), and a restore as root never
+ * writes as root. */
 static int
-prepare_dir(const char *pgdata, int *fd_out, struct stat *st, coffer_err *err)
+check_target(const char *pgdata, struct stat *st, coffer_err *err)
+{
+	bool root = geteuid() == 0;
+	if (lstat(pgdata, st) != 0) {
+		if (errno != ENOENT) {
+			return (coffer_err_errno(err, errno, "reading", pgdata));
+		}
+		if (root) {
+			return (coffer_err_set(err, COFFER_EINVAL,
+			            "%s does not exist; run as root, a restore writes as the data "
+			            "directory's owner, so the directory must exist first",
+			            pgdata),
+			    coffer_err_hint(err,
+			        "create it empty and owned by the database user (install -d -m 700 "
+			        "-o postgres -g postgres %s), then restore again",
+			        pgdata));
+		}
+		st->st_uid = geteuid();
+		st->st_gid = getegid();
+		return (0);
+	}
+	if (!S_ISDIR(st->st_mode)) {
+		return (coffer_err_set(err, COFFER_EINVAL, "%s is not a directory%s", pgdata,
+		            S_ISLNK(st->st_mode) ? " (it is a symbolic link)" : ""),
+		    coffer_err_hint(err, "name the new or empty data directory itself"));
+	}
+	if (root && st->st_uid == 0) {
+		return (coffer_err_set(err, COFFER_EPERM,
+		            "%s belongs to root, and PostgreSQL refuses to run as root; a restore "
+		            "run as root writes as the data directory's owner",
+		            pgdata),
+		    coffer_err_hint(err,
+		        "create it empty, owned by the database user (chown postgres "
+		        "%s), then restore again",
+		        pgdata));
+	}
+	if (!root && st->st_uid != geteuid()) {
+		return (coffer_err_set(err, COFFER_EPERM, "%s belongs to uid %u, not to this user",
+		            pgdata, (unsigned)st->st_uid),
+		    coffer_err_hint(err, "run the restore as the directory's owner or as root"));
+	}
+	return (0);
+}
+
+/* In the writer, as the data directory's owner: makes or opens the target,
+ * which must be empty and ours. */
+static int
+open_target(const char *pgdata, int *fd_out, coffer_err *err)
 {
 	if (mkdir(pgdata, 0700) != 0 && errno != EEXIST) {
 		return (coffer_err_errno(err, errno, "creating", pgdata));
 	}
-	int fd = open(pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(pgdata, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		return (coffer_err_errno(err, errno, "opening", pgdata));
 	}
-	DIR *d = fdopendir(dup(fd));
+	int dup_fd = dup(fd);
+	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
 	if (d == NULL) {
 		int e = errno;
+		if (dup_fd >= 0) {
+			close(dup_fd);
+		}
 		close(fd);
 		return (coffer_err_errno(err, e, "reading", pgdata));
 	}
@@ -856,12 +1006,167 @@ prepare_dir(const char *pgdata, int *fd_out, struct stat *st, coffer_err *err)
 		        "touched",
 		        pgdata));
 	}
-	if (fstat(fd, st) != 0 || fchmod(fd, 0700) != 0) {
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_uid != geteuid()) {
+		close(fd);
+		return (coffer_err_set(
+		            err, COFFER_EREFUSED, "%s changed owner as the restore began", pgdata),
+		    coffer_err_hint(err, "something else changes the target; restore again"));
+	}
+	if (fchmod(fd, 0700) != 0) {
 		int e = errno;
 		close(fd);
 		return (coffer_err_errno(err, e, "preparing", pgdata));
 	}
 	*fd_out = fd;
+	return (0);
+}
+
+/* Writes the data directory, as its owner: the archive (from the
+ * repository in this process, or from in_fd, the pipe from the reading
+ * parent), then sync and the recovery settings. */
+static int
+write_target(agent_ctx *ctx, int in_fd, const agent_physical_restore_request *req,
+    const coffer_manifest *m, const char *text, size_t len, coffer_err *err)
+{
+	int root_fd = -1;
+	int rc = open_target(req->pgdata, &root_fd, err);
+	if (rc != 0) {
+		return (rc);
+	}
+	coffer_filter *unpacker = agent_physical_restore_unpack_new(
+	    root_fd, m, req->tablespace_map, req->n_tablespace_map, err);
+	if (unpacker == NULL) {
+		rc = err != NULL ? err->code : COFFER_ENOMEM;
+	} else if (in_fd >= 0) {
+		rc = coffer_filter_pump_fd(in_fd, unpacker, 0, err);
+	} else {
+		rc = agent_stored_read_flags(ctx, m, unpacker, AGENT_STORED_FILES_PROVE, err);
+	}
+	coffer_filter_free(unpacker);
+	if (rc == 0 && syncfs(root_fd) != 0) {
+		rc = coffer_err_errno(err, errno, "syncing", req->pgdata);
+	}
+	if (rc == 0) {
+		rc = write_recovery(root_fd, req->pgdata, text, len, err);
+	}
+	close(root_fd);
+	return (rc);
+}
+
+/* Reads all of fd (a child's report) into buf; the bytes read. */
+static size_t
+read_report(int fd, void *buf, size_t size)
+{
+	size_t got = 0;
+	while (got < size) {
+		ssize_t n = read(fd, (uint8_t *)buf + got, size - got);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		got += (size_t)n;
+	}
+	return (got);
+}
+
+/*
+ * Design note. Run as root, the restore splits in two processes before
+ * anything is written: this one keeps root to read the repository, the
+ * key ring and the outbox (which may be root's alone), decrypts and checks
+ * the stream, and pipes the plaintext archive to a child that has become
+ * the data directory's owner (setgroups, setgid, setuid) and writes every
+ * entry. Whatever the archive or a concurrent writer of the target does,
+ * no file is then made with more rights than the database user has, and
+ * nothing is chowned: files are born the owner's. The child sends its
+ * coffer_err back through a second pipe.
+ */
+static int
+write_target_as(agent_ctx *ctx, uid_t uid, gid_t gid, const agent_physical_restore_request *req,
+    const coffer_manifest *m, const char *text, size_t len, coffer_err *err)
+{
+	int data[2], report[2];
+	if (pipe2(data, O_CLOEXEC) != 0) {
+		return (coffer_err_errno(err, errno, "creating a pipe for", req->pgdata));
+	}
+	if (pipe2(report, O_CLOEXEC) != 0) {
+		int e = errno;
+		close(data[0]);
+		close(data[1]);
+		return (coffer_err_errno(err, e, "creating a pipe for", req->pgdata));
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		close(data[0]), close(data[1]), close(report[0]), close(report[1]);
+		return (coffer_err_errno(err, e, "starting the writer for", req->pgdata));
+	}
+	if (pid == 0) {
+		close(data[1]);
+		close(report[0]);
+		coffer_err cerr = { 0 };
+		int crc = 0;
+		if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0 ||
+		    setuid(0) == 0) {
+			crc = coffer_err_set(&cerr, COFFER_EPERM,
+			    "cannot become uid %u, the owner of %s", (unsigned)uid, req->pgdata);
+			coffer_err_hint(&cerr, "run the restore as root or as that user");
+		} else {
+			crc = write_target(NULL, data[0], req, m, text, len, &cerr);
+		}
+		if (crc != 0) {
+			(void)!write(report[1], &cerr, sizeof(cerr));
+		}
+		_exit(crc == 0 ? 0 : 1);
+	}
+	close(data[0]);
+	close(report[1]);
+	/* A writer that stopped early closes its end: EPIPE, not death. */
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+	sigaction(SIGPIPE, &ign, &old);
+	coffer_err perr = { 0 };
+	coffer_filter *sink = coffer_fd_sink_new(data[1], &perr);
+	int prc = sink == NULL
+	    ? perr.code
+	    : agent_stored_read_flags(ctx, m, sink, AGENT_STORED_FILES_PROVE, &perr);
+	coffer_filter_free(sink);
+	close(data[1]);
+	coffer_err cerr = { 0 };
+	size_t got = read_report(report[0], &cerr, sizeof(cerr));
+	close(report[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+		;
+	}
+	sigaction(SIGPIPE, &old, NULL);
+	bool child_ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	bool child_said = got == sizeof(cerr) && cerr.code != 0;
+	cerr.msg[sizeof(cerr.msg) - 1] = '\0';
+	cerr.hint[sizeof(cerr.hint) - 1] = '\0';
+	/* The writer's own error is the precise one, unless it only saw the
+	 * stream end because this side found the backup bad. */
+	if (child_said && (prc == 0 || cerr.code != COFFER_ETRUNC)) {
+		if (err != NULL) {
+			*err = cerr;
+		}
+		return (cerr.code);
+	}
+	if (prc != 0) {
+		if (err != NULL) {
+			*err = perr;
+		}
+		return (prc);
+	}
+	if (!child_ok) {
+		return (coffer_err_set(err, COFFER_ECHILD, "the writer of %s ended with status %d",
+		            req->pgdata,
+		            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)),
+		    coffer_err_hint(
+		        err, "see the messages above; restore again into an empty directory"));
+	}
 	return (0);
 }
 
@@ -890,10 +1195,11 @@ shell_plain(const char *s)
 	return (true);
 }
 
+/* The recovery settings appended to postgresql.auto.conf; made before any
+ * privilege is dropped (the config may be readable by root only). */
 static int
-write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_request *req,
-    const coffer_manifest *m, int64_t target, const char *repo_name, bool do_chown, uid_t uid,
-    gid_t gid, coffer_err *err)
+recovery_text(const agent_physical_restore_request *req, const coffer_manifest *m, int64_t target,
+    const char *repo_name, char *text, size_t size, size_t *len_out, coffer_err *err)
 {
 	/* Recovery reads WAL from the repository the backup came from. */
 	const char *repo_opt = strcmp(repo_name, "dr") == 0 ? " --repo dr" : "";
@@ -931,8 +1237,7 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 		return (coffer_err_set(err, COFFER_EINVAL, "--port '%s' is not a port", req->port),
 		    coffer_err_hint(err, "pass a number"));
 	}
-	char text[PATH_MAX * 2 + 1024];
-	int len = snprintf(text, sizeof(text),
+	int len = snprintf(text, size,
 	    "\n# Written by coffer-agent restore --physical from backup %s.\n"
 	    "restore_command = '%s wal-fetch -c %s%s --system-identifier %" PRIu64 " %%f %%p'\n"
 	    "%s%s%s"
@@ -944,28 +1249,49 @@ write_recovery(int root_fd, const char *pgdata, const agent_physical_restore_req
 	    target >= 0 ? "recovery_target_time = '" : "", tt, target >= 0 ? "'\n" : "",
 	    req->port != NULL ? "port = " : "", req->port != NULL ? req->port : "",
 	    req->port != NULL ? "\n" : "");
-	int fd = openat(
-	    root_fd, "postgresql.auto.conf", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "opening postgresql.auto.conf in", pgdata));
+	if (len < 0 || (size_t)len >= size) {
+		return (coffer_err_set(err, COFFER_ETOOBIG, "the recovery settings are too long"),
+		    coffer_err_hint(err, "shorten the agent's or its config's path"));
 	}
-	int rc = write_all(fd, (const uint8_t *)text, (size_t)len, "postgresql.auto.conf", err);
-	if (rc == 0 && do_chown && fchown(fd, uid, gid) != 0) {
-		rc = coffer_err_errno(err, errno, "changing the owner of", "postgresql.auto.conf");
+	*len_out = (size_t)len;
+	return (0);
+}
+
+static int
+write_recovery(int root_fd, const char *pgdata, const char *text, size_t len, coffer_err *err)
+{
+	/* postgresql.auto.conf came from the archive: appended to only if it
+	 * is still the one file this restore wrote (no link followed, no
+	 * second name given to it meanwhile). */
+	int fd = -1;
+	int rc = agent_confined_open(
+	    root_fd, "postgresql.auto.conf", O_WRONLY | O_APPEND | O_CREAT, 0600, &fd, err);
+	if (rc != 0) {
+		return (coffer_err_wrap(err, "writing the recovery settings into %s", pgdata));
 	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    st.st_uid != geteuid()) {
+		close(fd);
+		return (
+		    coffer_err_set(err, COFFER_EREFUSED,
+		        "postgresql.auto.conf in %s was replaced while the restore ran", pgdata),
+		    coffer_err_hint(err,
+		        "something else writes into the target; stop it and restore into a new, "
+		        "empty directory"));
+	}
+	rc = write_all(fd, (const uint8_t *)text, len, "postgresql.auto.conf", err);
 	close(fd);
 	if (rc != 0) {
 		return (rc);
 	}
-	fd = openat(root_fd, "recovery.signal", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "creating recovery.signal in", pgdata));
-	}
-	if (do_chown && fchown(fd, uid, gid) != 0) {
-		rc = coffer_err_errno(err, errno, "changing the owner of", "recovery.signal");
+	rc = agent_confined_open(
+	    root_fd, "recovery.signal", O_WRONLY | O_CREAT | O_EXCL, 0600, &fd, err);
+	if (rc != 0) {
+		return (coffer_err_wrap(err, "writing recovery.signal into %s", pgdata));
 	}
 	close(fd);
-	return (rc);
+	return (0);
 }
 
 /* ---- starting and watching PostgreSQL ---- */
@@ -1136,46 +1462,21 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 		return (rc);
 	}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", m->backup_id);
-	int root_fd = -1;
 	struct stat st;
-	rc = prepare_dir(req->pgdata, &root_fd, &st, err);
-	if (rc != 0) {
-		coffer_manifest_free(m);
-		return (rc);
-	}
-	/* Run as root: give everything to the directory's owner, who runs
-	 * PostgreSQL. Anyone else can only make files of their own. */
-	bool do_chown = geteuid() == 0 && st.st_uid != 0;
-	if (req->start && st.st_uid == 0) {
-		rc = coffer_err_set(err, COFFER_EPERM,
-		    "%s belongs to root, and PostgreSQL refuses to run as root", req->pgdata),
-		coffer_err_hint(err,
-		    "create it empty, owned by the database user (chown postgres "
-		    "%s), then restore again",
-		    req->pgdata);
-	} else if (geteuid() != 0 && geteuid() != st.st_uid) {
-		rc = coffer_err_set(err, COFFER_EPERM, "%s belongs to uid %u, not to this user",
-		    req->pgdata, (unsigned)st.st_uid),
-		coffer_err_hint(err, "run the restore as the directory's owner or as root");
-	}
-	coffer_filter *unpacker = NULL;
+	char text[PATH_MAX * 2 + 1024];
+	size_t text_len = 0;
+	rc = check_target(req->pgdata, &st, err);
 	if (rc == 0) {
-		unpacker = agent_physical_restore_unpack_new(root_fd, m, do_chown, st.st_uid,
-		    st.st_gid, req->tablespace_map, req->n_tablespace_map, err);
-		if (unpacker == NULL) {
-			rc = err != NULL ? err->code : COFFER_ENOMEM;
-		}
+		rc = recovery_text(
+		    req, m, target, ctx->repo_name, text, sizeof(text), &text_len, err);
 	}
-	if (rc == 0) {
-		rc = agent_stored_read_flags(ctx, m, unpacker, AGENT_STORED_FILES_PROVE, err);
-	}
-	coffer_filter_free(unpacker);
-	if (rc == 0 && syncfs(root_fd) != 0) {
-		rc = coffer_err_errno(err, errno, "syncing", req->pgdata);
-	}
-	if (rc == 0) {
-		rc = write_recovery(root_fd, req->pgdata, req, m, target, ctx->repo_name, do_chown,
-		    st.st_uid, st.st_gid, err);
+	/* Run as root: everything is written by the directory's owner, who
+	 * runs PostgreSQL (write_target_as). */
+	bool drop = geteuid() == 0;
+	if (rc == 0 && drop) {
+		rc = write_target_as(ctx, st.st_uid, st.st_gid, req, m, text, text_len, err);
+	} else if (rc == 0) {
+		rc = write_target(ctx, -1, req, m, text, text_len, err);
 	}
 	if (rc == 0) {
 		res->files = m->nfiles;
@@ -1185,11 +1486,10 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 	} else {
 		coffer_err_wrap(err, "restoring backup %s into %s", m->backup_id, req->pgdata);
 	}
-	close(root_fd);
 	coffer_manifest_free(m);
 	if (rc == 0 && req->start) {
 		int64_t deadline = coffer_clock_now(NULL) + ctx->cfg->completion_window_ms;
-		rc = run_pg_ctl(ctx->cfg, req->pgdata, do_chown, st.st_uid, st.st_gid,
+		rc = run_pg_ctl(ctx->cfg, req->pgdata, drop, st.st_uid, st.st_gid,
 		    ctx->cfg->completion_window_ms, err);
 		if (rc == 0) {
 			res->started = true;
@@ -1256,12 +1556,16 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 	coffer_err err = { 0 };
 	for (size_t i = 0; i < n_tablespace_map; i++) {
 		const char *eq = strchr(tablespace_map[i], '=');
-		if (tablespace_map[i][0] != '/' || eq == NULL || eq[1] != '/') {
+		size_t key = eq != NULL ? (size_t)(eq - tablespace_map[i]) : 0;
+		bool oid = key > 0 && strspn(tablespace_map[i], "0123456789") == key;
+		if ((tablespace_map[i][0] != '/' && !oid) || eq == NULL || eq[1] != '/') {
 			coffer_err_set(&err, COFFER_EINVAL,
-			    "--tablespace-map '%s' is not OLD=NEW with "
-			    "two absolute paths",
+			    "--tablespace-map '%s' is not OLD=NEW or OID=NEW with "
+			    "NEW an absolute path",
 			    tablespace_map[i]);
-			coffer_err_hint(&err, "e.g. --tablespace-map /srv/ts1=/restore/ts1");
+			coffer_err_hint(&err,
+			    "e.g. --tablespace-map /srv/ts1=/restore/ts1 or "
+			    "--tablespace-map 16390=/restore/ts1");
 			coffer_err_print("coffer-agent restore", &err);
 			return (2);
 		}

@@ -24,12 +24,13 @@
 typedef struct agent_physical_restore_request {
 	const char *backup;      /* id or "latest" (NULL: latest) */
 	const char *target_time; /* NULL: recover to the end of the archived WAL */
-	const char *pgdata;      /* must be missing or empty */
+	const char *pgdata;      /* empty; as root: must exist, owned by the database user */
 	const char *config_path; /* this agent's config, for restore_command */
 	const char *port;        /* NULL: as the backup's configuration says */
-	/* "OLD=NEW": a tablespace that was at OLD is restored to NEW (both
-	 * absolute); the others go where they were, which must be missing or
-	 * empty. */
+	/* "OLD=NEW" or "OID=NEW": the tablespace that was at OLD (or has
+	 * that oid) is restored to NEW (absolute; made if missing); the others
+	 * go where they were, which must be an empty directory owned by the
+	 * data directory's owner. */
 	const char *const *tablespace_map;
 	size_t n_tablespace_map;
 	bool start;
@@ -50,13 +51,13 @@ typedef struct agent_physical_restore_result {
 int agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req,
     agent_physical_restore_result *res, coffer_err *err);
 
-/* The unpacking filter alone (tests): writes the archive's entries under
- * root_fd, checking each file against m->files in order; with do_chown,
- * everything it creates is given to uid:gid. finish fails unless the end
- * entry came and every manifest file was written. */
+/* The unpacking filter alone (tests): writes the archive's entries beneath
+ * root_fd (agent/restore/confined.h: no link followed, no existing entry
+ * reused), checking each file against m->files in order, as the calling
+ * process's user. finish fails unless the end entry came and every
+ * manifest file was written. */
 coffer_filter *agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m,
-    bool do_chown, unsigned uid, unsigned gid, const char *const *tablespace_map,
-    size_t n_tablespace_map, coffer_err *err);
+    const char *const *tablespace_map, size_t n_tablespace_map, coffer_err *err);
 
 /* coffer-agent restore --physical ...: called by agent/cmd/cmd_restore.c. */
 int agent_cmd_restore_physical(const char *config, const char *repo, const char *backup,

@@ -54,7 +54,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (fd < 0) {
 		abort();
 	}
-	coffer_filter *u = agent_physical_restore_unpack_new(fd, m, false, 0, 0, NULL, 0, NULL);
+	coffer_filter *u = agent_physical_restore_unpack_new(fd, m, NULL, 0, NULL);
 	if (u != NULL) {
 		/* Two writes, so state carried across calls is exercised too. */
 		size_t half = size / 2;

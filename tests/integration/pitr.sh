@@ -176,6 +176,7 @@ if "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/p
 	fail "restore into the live data directory was allowed"
 fi
 grep -q "not empty" "$T/err" || { cat "$T/err"; fail "non-empty refusal does not say so"; }
+mkdir -p "$T/rootdir"
 if "$agent" restore -c "$conf" --physical --target-time "$target" --pgdata "$T/rootdir" --start 2>"$T/err"; then
 	fail "--start into a directory owned by root was allowed"
 fi

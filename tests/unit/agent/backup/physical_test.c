@@ -2,7 +2,7 @@
  * unpacking filter writing real files into a real directory -- checking
  * every file against the manifest in order, refusing paths that leave the
  * directory, damaged digests, truncation, extra or missing files, data after
- * the end, and files that exist already; fed whole or one byte at a time. */
+ * the end, and entries that exist already (corruption); fed whole or one byte at a time. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -124,8 +124,7 @@ sample(fx *f)
 static int
 feed_mapped(fx *f, size_t step, const char *const *map, size_t nmap, coffer_err *err)
 {
-	coffer_filter *u =
-	    agent_physical_restore_unpack_new(f->fd, f->m, false, 0, 0, map, nmap, err);
+	coffer_filter *u = agent_physical_restore_unpack_new(f->fd, f->m, map, nmap, err);
 	assert_non_null(u);
 	int rc = 0;
 	for (size_t off = 0; rc == 0 && off < f->len; off += step) {
@@ -394,8 +393,30 @@ test_existing_file(void **state)
 	file(f, "PG_VERSION", "15\n", NULL);
 	end(f);
 	coffer_err err = { 0 };
-	assert_int_equal(feed(f, f->len, &err), COFFER_EEXIST);
+	/* The target was checked empty: an entry there is corruption. */
+	assert_int_equal(feed(f, f->len, &err), COFFER_ECORRUPT);
+	assert_non_null(strstr(err.msg, "already exists"));
 	assert_file(f, "PG_VERSION", "keep me");
+	/* A directory too, and a symbolic link in the way of a file. */
+	char outside[600];
+	snprintf(outside, sizeof(outside), "%s/outside", f->dir);
+	assert_int_equal(mkdir(outside, 0700), 0);
+	f->len = 0;
+	coffer_manifest_free(f->m);
+	assert_int_equal(coffer_manifest_new(&f->m, NULL), 0);
+	entry(f, AGENT_PHYS_DIR, 0700, "global", NULL);
+	file(f, "global/pg_control", "x", NULL);
+	end(f);
+	assert_int_equal(symlinkat(outside, f->fd, "global"), 0);
+	coffer_err_clear(&err);
+	assert_int_equal(feed(f, f->len, &err), COFFER_ECORRUPT);
+	assert_int_equal(unlinkat(f->fd, "global", 0), 0);
+	assert_int_equal(mkdirat(f->fd, "global", 0700), 0);
+	assert_int_equal(symlinkat(outside, f->fd, "global/pg_control"), 0);
+	coffer_err_clear(&err);
+	/* feed makes "global" first: it exists, refused before the link. */
+	assert_int_equal(feed(f, f->len, &err), COFFER_ECORRUPT);
+	assert_false(exists(f, "outside/pg_control"));
 }
 
 static void
