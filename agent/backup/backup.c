@@ -257,11 +257,25 @@ finish_count(row_counter *rcnt, const agent_backup_request *req, int64_t deadlin
 int
 agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
     coffer_manifest_kind kind, int64_t started, char id[COFFER_MANIFEST_ID_SIZE],
-    agent_backup_result *res, coffer_err *err)
+    agent_backup_result *res, agent_journal *j, coffer_err *err)
 {
+	memset(j, 0, sizeof(*j));
+	/* What an earlier, killed backup left is settled first, so that its
+	 * events precede this one's and its temporaries do not pile up. */
+	coffer_err serr = { 0 };
+	if (agent_backup_settle(ctx, NULL, &serr) != 0) {
+		coffer_log_warn("interrupted backups not all settled; going on",
+		    "service=%s error=\"%s\"", ctx->cfg->service, serr.msg);
+	}
 	int rc = coffer_manifest_id_new(id, started, kind, err);
 	if (rc != 0) {
 		return (rc);
+	}
+	/* The entry comes before backup.started and before any repository
+	 * write: a kill at any later instant leaves something to settle. */
+	rc = agent_journal_begin(j, ctx->cfg, id, kind, started, "connect", err);
+	if (rc != 0) {
+		return (coffer_err_wrap(err, "not starting backup %s", id));
 	}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", id);
 	Coffer__V1__BackupStarted bs = COFFER__V1__BACKUP_STARTED__INIT;
@@ -275,11 +289,21 @@ agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
 	ev.backup_started = &bs;
 	rc = agent_events_emit(ctx->outbox, ctx->cfg->service, started, &ev, NULL, err);
 	if (rc != 0) {
+		/* Nothing was started, so nothing needs settling. */
+		agent_journal_end(j);
 		return (coffer_err_wrap(err, "not starting backup %s", id));
 	}
 	coffer_log_info("backup started", "service=%s backup=%s kind=%s", ctx->cfg->service, id,
 	    coffer_manifest_kind_name(kind));
 	return (0);
+}
+
+void
+agent_backup_record_end(agent_journal *j, uint64_t seq)
+{
+	if (seq != 0) {
+		agent_journal_end(j);
+	}
 }
 
 /* Two backups at once would double the load on the database for no gain. */
@@ -339,8 +363,9 @@ backup_locked(
 	int64_t deadline =
 	    req->deadline_ms != 0 ? req->deadline_ms : started + cfg->completion_window_ms;
 	char id[COFFER_MANIFEST_ID_SIZE];
-	int rc =
-	    agent_backup_record_started(ctx, req, COFFER_MANIFEST_LOGICAL, started, id, res, err);
+	agent_journal jr;
+	int rc = agent_backup_record_started(
+	    ctx, req, COFFER_MANIFEST_LOGICAL, started, id, res, &jr, err);
 	if (rc != 0) {
 		return (rc);
 	}
@@ -375,7 +400,7 @@ backup_locked(
 		    "remove it");
 	}
 	if (rc == 0) {
-		stage = "dump";
+		stage = agent_journal_stage(&jr, "dump");
 		rc = agent_dump_argv(cfg->pg_dump, agent_pg_snapshot_id(snap), cfg->conninfo,
 		    cfg->dump_options, &argv, err);
 	}
@@ -410,19 +435,19 @@ backup_locked(
 				coffer_err ignored = { 0 };
 				(void)finish_count(&counter, req, deadline, window, &ignored);
 			} else {
-				stage = "count";
+				stage = agent_journal_stage(&jr, "count");
 				rc = finish_count(&counter, req, deadline, window, err);
 			}
 		}
 	}
 	if (rc == 0) {
-		stage = "store";
+		stage = agent_journal_stage(&jr, "store");
 		rc = coffer_repo_write_commit(s.sink, err);
 	}
 	int64_t finished = coffer_clock_now(NULL);
 	uint8_t manifest_sha[COFFER_SHA256_LEN] = { 0 };
 	if (rc == 0) {
-		stage = "publish";
+		stage = agent_journal_stage(&jr, "publish");
 		rc = build_manifest(
 		    ctx, id, started, finished, snap, schema_version, &s, &json, &json_len, err);
 	}
@@ -436,6 +461,7 @@ backup_locked(
 		}
 		res->event_seq = agent_backup_record_failure(
 		    ctx, id, COFFER__V1__BACKUP_KIND__BACKUP_KIND_LOGICAL, started, stage, err);
+		agent_backup_record_end(&jr, res->event_seq);
 		goto out;
 	}
 
@@ -468,11 +494,15 @@ backup_locked(
 	rc = agent_events_emit(ctx->outbox, cfg->service, finished, &cev, &res->event_seq, err);
 	if (rc != 0) {
 		/* The backup is published and restorable; only the report is
-		 * missing. Say so loudly rather than pretend it failed. */
-		coffer_err_wrap(
-		    err, "backup %s is stored, but its completion event was not saved", id);
+		 * missing. Say so loudly rather than pretend it failed; the
+		 * journal keeps it, and the next start reports it. */
+		coffer_err_wrap(err,
+		    "backup %s is stored, but its completion event was not saved; the next "
+		    "start of the agent reports it",
+		    id);
 		goto out;
 	}
+	agent_backup_record_end(&jr, res->event_seq);
 	coffer_log_info("backup completed",
 	    "service=%s backup=%s plain_bytes=%" PRIu64 " stored_bytes=%" PRIu64
 	    " duration_ms=%" PRId64 " tables=%zu",

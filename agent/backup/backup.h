@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent/backup/settle.h"
 #include "agent/context/context.h"
 #include "agent/pg/child.h"
 #include "common/crypto/manifest.h"
@@ -67,12 +68,19 @@ int agent_backup_publish(agent_ctx *ctx, const char *key, const char *json, size
  * whoever starts it; the lock dies with the process. */
 int agent_backup_lock(const agent_config *cfg, int *fd_out, coffer_err *err);
 
-/* Assigns the backup its id (into id and res->backup_id) and records
- * backup.started durably; a backup that cannot be recorded is not started,
- * so a later failure can never go unreported. */
+/* Settles what interrupted backups left (agent/backup/settle.h), assigns
+ * the backup its id (into id and res->backup_id), opens its journal entry
+ * in j and records backup.started durably; a backup that cannot be
+ * recorded is not started, so a later failure can never go unreported.
+ * The caller holds the backup lock. */
 int agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
     coffer_manifest_kind kind, int64_t started, char id[COFFER_MANIFEST_ID_SIZE],
-    agent_backup_result *res, coffer_err *err);
+    agent_backup_result *res, agent_journal *j, coffer_err *err);
+
+/* Closes the journal entry j once the backup's final event (seq, 0 when it
+ * was not saved) is in the outbox; with seq 0 the entry stays, and the
+ * next start settles the backup. */
+void agent_backup_record_end(agent_journal *j, uint64_t seq);
 
 /* Records a failed backup as an event (and in the log); returns its seq. */
 uint64_t agent_backup_record_failure(agent_ctx *ctx, const char *id, Coffer__V1__BackupKind kind,

@@ -621,8 +621,9 @@ backup_locked(
 	int64_t deadline =
 	    req->deadline_ms != 0 ? req->deadline_ms : started + cfg->completion_window_ms;
 	char id[COFFER_MANIFEST_ID_SIZE];
-	int rc =
-	    agent_backup_record_started(ctx, req, COFFER_MANIFEST_PHYSICAL, started, id, res, err);
+	agent_journal jr;
+	int rc = agent_backup_record_started(
+	    ctx, req, COFFER_MANIFEST_PHYSICAL, started, id, res, &jr, err);
 	if (rc != 0) {
 		return (rc);
 	}
@@ -711,7 +712,7 @@ backup_locked(
 		rc = agent_wal_system_identifier_save(cfg, p.m->system_identifier, err);
 	}
 	if (rc == 0) {
-		stage = "start";
+		stage = agent_journal_stage(&jr, "start");
 		char label[64];
 		snprintf(label, sizeof(label), "coffer-%s", id);
 		const char *params[1] = { label };
@@ -724,7 +725,7 @@ backup_locked(
 		char tl[9];
 		snprintf(tl, sizeof(tl), "%.8s", PQgetvalue(start, 0, 1));
 		timeline = (uint32_t)strtoul(tl, NULL, 16);
-		stage = "copy";
+		stage = agent_journal_stage(&jr, "copy");
 		rc = agent_stream_open(ctx, data_key, NULL, 0, &p.st, err);
 	}
 	if (rc == 0) {
@@ -734,14 +735,14 @@ backup_locked(
 		rc = walk(&p, "", p.root, 0, err);
 	}
 	if (rc == 0) {
-		stage = "stop";
+		stage = agent_journal_stage(&jr, "stop");
 		rc = agent_pgq_row(conn, "pg_backup_stop",
 		    "SELECT s.lsn::text, s.labelfile, coalesce(s.spcmapfile, ''), "
 		    "pg_walfile_name(s.lsn) FROM pg_backup_stop(false) AS s",
 		    0, NULL, &stop, err);
 	}
 	if (rc == 0) {
-		stage = "copy";
+		stage = agent_journal_stage(&jr, "copy");
 		snprintf(p.m->lsn_stop, sizeof(p.m->lsn_stop), "%s", PQgetvalue(stop, 0, 0));
 		rc = put_text(&p, AGENT_PHYS_FILE, "backup_label", PQgetvalue(stop, 0, 1), err);
 		if (rc == 0 && PQgetvalue(stop, 0, 2)[0] != '\0') {
@@ -756,16 +757,16 @@ backup_locked(
 		rc = coffer_filter_finish(p.st.head, err);
 	}
 	if (rc == 0) {
-		stage = "store";
+		stage = agent_journal_stage(&jr, "store");
 		rc = coffer_repo_write_commit(p.st.sink, err);
 	}
 	if (rc == 0) {
-		stage = "archive";
+		stage = agent_journal_stage(&jr, "archive");
 		rc = wait_archived(&p, conn, PQgetvalue(stop, 0, 3), deadline, err);
 	}
 	int64_t finished = coffer_clock_now(NULL);
 	if (rc == 0) {
-		stage = "publish";
+		stage = agent_journal_stage(&jr, "publish");
 		coffer_manifest *m = p.m;
 		snprintf(m->backup_id, sizeof(m->backup_id), "%s", id);
 		snprintf(m->service, sizeof(m->service), "%s", cfg->service);
@@ -799,6 +800,7 @@ backup_locked(
 	if (rc != 0) {
 		res->event_seq = agent_backup_record_failure(
 		    ctx, id, COFFER__V1__BACKUP_KIND__BACKUP_KIND_PHYSICAL, started, stage, err);
+		agent_backup_record_end(&jr, res->event_seq);
 		goto out;
 	}
 	res->plain_bytes = p.m->plaintext_bytes;
@@ -832,10 +834,13 @@ backup_locked(
 	cev.backup_completed = &bc;
 	rc = agent_events_emit(ctx->outbox, cfg->service, finished, &cev, &res->event_seq, err);
 	if (rc != 0) {
-		coffer_err_wrap(
-		    err, "backup %s is stored, but its completion event was not saved", id);
+		coffer_err_wrap(err,
+		    "backup %s is stored, but its completion event was not saved; the next "
+		    "start of the agent reports it",
+		    id);
 		goto out;
 	}
+	agent_backup_record_end(&jr, res->event_seq);
 	coffer_log_info("backup completed",
 	    "service=%s backup=%s kind=physical files=%zu plain_bytes=%" PRIu64
 	    " stored_bytes=%" PRIu64 " lsn_start=%s lsn_stop=%s duration_ms=%" PRId64,

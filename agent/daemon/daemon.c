@@ -315,6 +315,14 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 		coffer_cron_free(d.cron);
 		return (err->code);
 	}
+	/* Before the first scheduled backup, and while the sender already
+	 * ships: a backup this agent began and never reported (a kill -9, a
+	 * reboot, a full outbox) is reported now, not at the next slot. */
+	coffer_err serr = { 0 };
+	if (agent_backup_settle_now(ctx, NULL, &serr) != 0) {
+		coffer_log_error("interrupted backups not all settled", "service=%s error=\"%s\"",
+		    ctx->cfg->service, serr.msg);
+	}
 	uv_mutex_init(&d.cmd_mu);
 	uv_async_init(&d.loop, &d.cmd_async, on_cmd_async);
 	d.cmd_async.data = &d;

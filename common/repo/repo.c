@@ -570,6 +570,29 @@ coffer_repo_delete(coffer_repo *repo, const char *key, coffer_err *err)
 	return (rc != 0 ? rc : repo->remove(repo->state, key, err));
 }
 
+int
+coffer_repo_purge_temporaries(coffer_repo *repo, const char *prefix, int64_t older_than_ms,
+    coffer_repo_purged *out, coffer_err *err)
+{
+	coffer_repo_purged local = { 0 };
+	coffer_repo_purged *p = out != NULL ? out : &local;
+	memset(p, 0, sizeof(*p));
+	if ((repo->caps & COFFER_REPO_WRITE) == 0) {
+		return (cap_fail(err, "remove temporaries from", "write"));
+	}
+	size_t len = strlen(prefix);
+	if (len == 0 || prefix[len - 1] != '/') {
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "temporaries are purged under a directory prefix ending in '/', not \"%s\"",
+		    prefix));
+	}
+	int rc = prefix_check(prefix, err);
+	if (rc != 0 || repo->drv->purge_temporaries == NULL) {
+		return (rc);
+	}
+	return (repo->drv->purge_temporaries(repo->state, prefix, older_than_ms, p, err));
+}
+
 /* ---- posix driver ---- */
 
 struct px_repo {
@@ -1219,6 +1242,95 @@ px_remove(void *state, const char *key, coffer_err *err)
 	return (px_fsync_fd(r, r->root_fd, ".", err));
 }
 
+/* A temporary of px_write_open: ".<name>.<16 hex>.tmp". */
+static bool
+px_is_temporary(const char *name)
+{
+	size_t len = strlen(name);
+	return (name[0] == '.' && len > 22 && strcmp(name + len - 4, ".tmp") == 0 &&
+	    name[len - 21] == '.');
+}
+
+static int
+px_purge_dir(struct px_repo *r, int dir_fd, const char *where, int depth, int64_t older_than_ms,
+    coffer_repo_purged *out, coffer_err *err)
+{
+	int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		int e = errno;
+		if (fd >= 0) {
+			close(fd);
+		}
+		return (px_errno(r, err, e, "list", where));
+	}
+	int rc = 0;
+	bool removed = false;
+	struct dirent *de;
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+			continue;
+		}
+		struct stat st;
+		if (fstatat(dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			continue; /* gone meanwhile */
+		}
+		if (S_ISDIR(st.st_mode) && de->d_name[0] != '.' && depth + 1 < REPO_MAX_DEPTH) {
+			int sub = openat(
+			    dir_fd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+			if (sub < 0) {
+				continue;
+			}
+			rc = px_purge_dir(r, sub, de->d_name, depth + 1, older_than_ms, out, err);
+			close(sub);
+			continue;
+		}
+		coffer_repo_info info;
+		px_info(&st, &info);
+		if (!S_ISREG(st.st_mode) || !px_is_temporary(de->d_name) ||
+		    info.mtime_ms >= older_than_ms) {
+			continue;
+		}
+		if (unlinkat(dir_fd, de->d_name, 0) != 0) {
+			if (errno != ENOENT) {
+				rc = px_errno(r, err, errno, "remove a temporary in", where);
+			}
+			continue;
+		}
+		out->count++;
+		out->bytes += info.size;
+		removed = true;
+	}
+	closedir(d);
+	if (rc == 0 && removed) {
+		rc = px_fsync_fd(r, dir_fd, where, err);
+	}
+	return (rc);
+}
+
+static int
+px_purge_temporaries(void *state, const char *prefix, int64_t older_than_ms,
+    coffer_repo_purged *out, coffer_err *err)
+{
+	struct px_repo *r = state;
+	char dir[COFFER_REPO_KEY_MAX + 1];
+	snprintf(dir, sizeof(dir), "%.*s", (int)strlen(prefix) - 1, prefix);
+	int fd = openat(r->root_fd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ENOENT || errno == ENOTDIR) {
+			return (0);
+		}
+		return (px_errno(r, err, errno, "open directory", dir));
+	}
+	int depth = 0;
+	for (const char *c = prefix; *c != '\0'; c++) {
+		depth += *c == '/';
+	}
+	int rc = px_purge_dir(r, fd, dir, depth, older_than_ms, out, err);
+	close(fd);
+	return (rc);
+}
+
 const coffer_repo_driver coffer_repo_posix_driver = {
 	.type = "posix",
 	.features = COFFER_REPO_FEATURE_PATH,
@@ -1233,4 +1345,5 @@ const coffer_repo_driver coffer_repo_posix_driver = {
 	.stat = px_stat,
 	.list = px_list,
 	.remove = px_remove,
+	.purge_temporaries = px_purge_temporaries,
 };

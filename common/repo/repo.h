@@ -83,6 +83,12 @@ typedef struct coffer_repo_info {
  * < 0 (a COFFER_E* code) to stop and make list return it. */
 typedef int (*coffer_repo_list_cb)(const char *key, const coffer_repo_info *info, void *arg);
 
+/* What coffer_repo_purge_temporaries removed. */
+typedef struct coffer_repo_purged {
+	uint64_t count;
+	uint64_t bytes;
+} coffer_repo_purged;
+
 /* ---- Driver interface (for driver authors; callers use the handle API) ----
  * state is the driver's per-handle state, w a writer. Keys reaching a driver
  * are already validated. A writer's write/commit/abort are called by the
@@ -103,6 +109,10 @@ typedef struct coffer_repo_driver {
 	int (*list)(
 	    void *state, const char *prefix, coffer_repo_list_cb cb, void *arg, coffer_err *err);
 	int (*remove)(void *state, const char *key, coffer_err *err);
+	/* NULL: the store keeps no temporaries it can see (S3: an interrupted
+	 * multipart upload is the bucket's lifecycle rule's to abort). */
+	int (*purge_temporaries)(void *state, const char *prefix, int64_t older_than_ms,
+	    coffer_repo_purged *out, coffer_err *err);
 } coffer_repo_driver;
 
 extern const coffer_repo_driver coffer_repo_posix_driver;
@@ -161,6 +171,16 @@ int coffer_repo_list(
 /* Deletes the object at key. COFFER_EPERM on a handle without DELETE,
  * COFFER_ENOENT if it does not exist. */
 int coffer_repo_delete(coffer_repo *repo, const char *key, coffer_err *err);
+
+/* Removes the driver's own temporaries (the unpublished writes a killed
+ * process left behind) under prefix, a key prefix ending in '/', whose
+ * last change is before older_than_ms (Unix ms; INT64_MAX: all of them).
+ * Never touches a published object. Needs WRITE, not DELETE: a temporary
+ * is the writer's own unfinished write, never anyone's object, and a
+ * writer that loses one only has to start again. out (may be NULL) counts
+ * what went. A store without visible temporaries (S3) removes nothing. */
+int coffer_repo_purge_temporaries(coffer_repo *repo, const char *prefix, int64_t older_than_ms,
+    coffer_repo_purged *out, coffer_err *err);
 
 /* Layout helpers: write the key into buf, 0 or COFFER_EINVAL (bad part, or
  * buf too small). name is "data", "manifest.json" or "attestation.json"

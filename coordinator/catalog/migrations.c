@@ -591,6 +591,29 @@ static const char migration_14_sql[] =
     "  FROM integrity_checks GROUP BY 1, 2;\n"
     "CREATE INDEX integrity_checks_checked ON integrity_checks (checked_at);\n";
 
+/* Interrupted backups settle (docs/OPERATIONS.md, "A killed backup"): a
+ * backup still running past [alerts] completion_window + abandon_grace
+ * becomes 'abandoned' (coordinator/watch/alerts.c), with the time it was
+ * given up and why; a late completed or failed event still applies. The
+ * failure_reason lets retention treat it as the failed backup it is
+ * (pending_delete needs a digest or a reason). reclaim_totals counts what
+ * retention's orphan sweep removed (coordinator/policy/prune.c), for
+ * /metrics. */
+static const char migration_15_sql[] =
+    "ALTER TABLE backups DROP CONSTRAINT backups_status_check,\n"
+    "  ADD CONSTRAINT backups_status_check CHECK (status IN\n"
+    "    ('running', 'completed', 'failed', 'pending_delete', 'deleted', 'abandoned'));\n"
+    "ALTER TABLE backups ADD COLUMN abandoned_at timestamptz;\n"
+    "ALTER TABLE backups ADD CONSTRAINT backups_abandoned_check CHECK (\n"
+    "  status <> 'abandoned' OR (abandoned_at IS NOT NULL AND failure_reason IS NOT NULL));\n"
+    "CREATE INDEX backups_abandoned ON backups (service) WHERE status = 'abandoned';\n"
+    "CREATE TABLE reclaim_totals (\n"
+    "  service text PRIMARY KEY REFERENCES services (name),\n"
+    "  backups bigint NOT NULL DEFAULT 0 CHECK (backups >= 0),\n"
+    "  objects bigint NOT NULL DEFAULT 0 CHECK (objects >= 0),\n"
+    "  bytes bigint NOT NULL DEFAULT 0 CHECK (bytes >= 0)\n"
+    ");\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -608,6 +631,7 @@ static const coord_migration migrations[] = {
 	{ 12, "cheaper per-row checks", migration_12_sql },
 	{ 13, "revocations exported", migration_13_sql },
 	{ 14, "integrity totals", migration_14_sql },
+	{ 15, "abandoned backups and reclaimed orphans", migration_15_sql },
 };
 
 const coord_migration *

@@ -12,7 +12,9 @@
  *   (intake_apply_durable's per-event SAVEPOINT in careful mode aside), so an
  *   envelope's effects land together or not at all.
  * - Meeting a statement again changes nothing: a resent (agent, seq) is not
- *   applied twice, a backup row only ever leaves 'running', and a WAL
+ *   applied twice, a backup row only ever leaves 'running' (or
+ *   'abandoned': an outcome that arrives after the coordinator gave up on
+ *   the backup still settles it, coordinator/watch/alerts.c), and a WAL
  *   segment archived again is untouched unless its row was marked deleted.
  *   So the careful second pass, or an agent's retry after a lost reply, is
  *   always safe.
@@ -289,8 +291,8 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		    "pg_version = EXCLUDED.pg_version, "
 		    "system_identifier = EXCLUDED.system_identifier, timeline = EXCLUDED.timeline, "
 		    "start_lsn = EXCLUDED.start_lsn, stop_lsn = EXCLUDED.stop_lsn, "
-		    "manifest = EXCLUDED.manifest, updated_at = now() "
-		    "WHERE backups.status = 'running'",
+		    "manifest = EXCLUDED.manifest, failure_reason = NULL, updated_at = now() "
+		    "WHERE backups.status IN ('running', 'abandoned')",
 		    18, vals, err);
 		cJSON_free(mtext);
 		free(key_id);
@@ -321,7 +323,7 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		    "ON CONFLICT (id) DO UPDATE SET status = 'failed', "
 		    "finished_at = GREATEST(EXCLUDED.finished_at, backups.started_at), "
 		    "failure_reason = EXCLUDED.failure_reason, updated_at = now() "
-		    "WHERE backups.status = 'running'",
+		    "WHERE backups.status IN ('running', 'abandoned')",
 		    7, vals, err);
 		free(reason);
 		return (rv);

@@ -170,6 +170,14 @@ static const coffer_config_key alerts_keys[] = {
 	    .def = "2h",
 	    .min = 1 * MINS,
 	    .max = 30 * DAYS },
+	/* A backup still running this long past completion_window is
+	 * abandoned and pages backup_abandoned: an agent's own deadline is its
+	 * [schedule] completion_window, so a live backup reports well before. */
+	{ .name = "abandon_grace",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "1h",
+	    .min = 1 * MINS,
+	    .max = 30 * DAYS },
 	{ .name = "refusal_window",
 	    .type = COFFER_CONFIG_DURATION,
 	    .def = "1h",
@@ -236,6 +244,15 @@ static const coffer_config_key service_keys[] = {
 	{ .name = "retention.grace",
 	    .type = COFFER_CONFIG_DURATION,
 	    .def = "7d",
+	    .min = 1 * HOURS,
+	    .max = 365 * DAYS },
+	/* How old the newest object of an orphan (a backup directory no live
+	 * catalog row owns, without a manifest) must be before retention
+	 * removes it; and how long an abandoned backup waits for its late
+	 * outcome before retention treats it as failed. */
+	{ .name = "retention.orphan_grace",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "1d",
 	    .min = 1 * HOURS,
 	    .max = 365 * DAYS },
 	{ .name = "pitr.window",
@@ -633,6 +650,7 @@ read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
 	p->retention.min_redundancy =
 	    (int32_t)coffer_config_int(ini, section, "retention.min_redundancy");
 	p->retention.grace_ms = coffer_config_duration_ms(ini, section, "retention.grace");
+	p->orphan_grace_ms = coffer_config_duration_ms(ini, section, "retention.orphan_grace");
 	p->pitr_window_ms = coffer_config_has(ini, section, "pitr.window")
 	    ? coffer_config_duration_ms(ini, section, "pitr.window")
 	    : 0;

@@ -92,6 +92,7 @@ typedef struct coord_service_policy {
 	const char *timezone;             /* IANA name; "UTC" by default */
 	coord_retention_policy retention; /* tiers, min_redundancy, grace */
 	int64_t pitr_window_ms;           /* 0: not set */
+	int64_t orphan_grace_ms;          /* retention.orphan_grace (1d) */
 	coord_compliance compliance;
 	int64_t max_retention_ms; /* 0: none declared */
 	int64_t min_retention_ms; /* 0: none (hipaa: at least COORD_HIPAA_MIN_RETENTION_MS) */

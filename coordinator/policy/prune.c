@@ -53,6 +53,7 @@
 
 #include "common/base/clock.h"
 #include "common/base/fmt.h"
+#include "common/base/log.h"
 #include "common/conf/tz.h"
 #include "coordinator/policy/retention.h"
 
@@ -380,10 +381,12 @@ view_free(service_view *v)
 /* Reads the live backups of service, newest first. No row locks: see
  * the marking notes in prune_service. */
 static int
-view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *err)
+view_load(coord_catalog *cat, const coord_service_policy *p, int64_t now_ms, service_view *v,
+    coffer_err *err)
 {
 	char limit[24];
 	coffer_fmt_i64(limit, (int64_t)COORD_PRUNE_MAX_BACKUPS + 1);
+	const char *service = p->name;
 	const char *vals[] = { service, limit };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "reading the service's backups",
@@ -391,7 +394,8 @@ view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *
 	    "floor(extract(epoch FROM COALESCE(b.settled_at, b.received_at)) * 1000)::bigint, b.failure_reason IS NOT NULL, "
 	    "b.verify_failed_at IS NULL, " ACTIVE_HOLD
 	    ", floor(extract(epoch FROM b.pending_since) * 1000)::bigint, "
-	    "b.repo, floor(extract(epoch FROM b.delete_after) * 1000)::bigint FROM backups b "
+	    "b.repo, floor(extract(epoch FROM b.delete_after) * 1000)::bigint, "
+	    "floor(extract(epoch FROM b.abandoned_at) * 1000)::bigint FROM backups b "
 	    "WHERE b.service = $1 AND b.status <> 'deleted' "
 	    "ORDER BY " SETTLED " DESC, b.id LIMIT $2",
 	    2, vals, &rv, err);
@@ -447,6 +451,13 @@ view_load(coord_catalog *cat, const char *service, service_view *v, coffer_err *
 		} else if (strcmp(b->status, "failed") == 0 ||
 		    strcmp(b->status, "pending_delete") == 0) {
 			in->status = COORD_BACKUP_FAILED;
+		} else if (strcmp(b->status, "abandoned") == 0) {
+			/* Its late outcome may still come (intake applies it to an
+			 * abandoned row): kept like a running backup for
+			 * retention.orphan_grace, then the failed backup it is. */
+			in->status = now_ms < col_i64(res, r, 9) + p->orphan_grace_ms
+			    ? COORD_BACKUP_RUNNING
+			    : COORD_BACKUP_FAILED;
 		} else {
 			PQclear(res);
 			coffer_err_set(err, COFFER_EINTERNAL,
@@ -890,6 +901,241 @@ fail:
 	return (rv);
 }
 
+/* ---- orphans ---- */
+
+/* What one pass may reclaim at most per service; the next pass goes on. */
+#define MAX_ORPHANS_PER_PASS 1000
+
+typedef struct orphan {
+	char id[COFFER_REPO_SEGMENT_MAX + 1];
+	size_t objects;
+	uint64_t bytes;
+	int64_t newest_ms;
+} orphan;
+
+/* Groups the listing of services/<service>/backups/ by backup directory and
+ * keeps those without manifest.json whose newest object is older than
+ * before_ms. */
+typedef struct orphan_scan {
+	size_t plen;
+	orphan cur;
+	bool have, manifest;
+	int64_t before_ms;
+	orphan *found;
+	size_t n, cap;
+	bool full;
+} orphan_scan;
+
+static void
+orphan_close(orphan_scan *o)
+{
+	if (o->have && !o->manifest && o->cur.newest_ms < o->before_ms) {
+		if (o->n == o->cap) {
+			o->full = true;
+		} else {
+			o->found[o->n++] = o->cur;
+		}
+	}
+	o->have = false;
+}
+
+static int
+orphan_cb(const char *key, const coffer_repo_info *info, void *arg)
+{
+	orphan_scan *o = arg;
+	const char *rest = key + o->plen;
+	const char *slash = strchr(rest, '/');
+	if (slash == NULL || (size_t)(slash - rest) > COFFER_REPO_SEGMENT_MAX) {
+		return (0); /* not inside a backup's directory: not ours to judge */
+	}
+	size_t idlen = (size_t)(slash - rest);
+	if (!o->have || strlen(o->cur.id) != idlen || memcmp(o->cur.id, rest, idlen) != 0) {
+		orphan_close(o);
+		if (o->full) {
+			return (1);
+		}
+		memset(&o->cur, 0, sizeof(o->cur));
+		memcpy(o->cur.id, rest, idlen);
+		o->have = true;
+		o->manifest = false;
+	}
+	o->cur.objects++;
+	o->cur.bytes += info->size;
+	if (info->mtime_ms > o->cur.newest_ms) {
+		o->cur.newest_ms = info->mtime_ms;
+	}
+	if (strcmp(slash + 1, "manifest.json") == 0) {
+		o->manifest = true;
+	}
+	return (0);
+}
+
+static int
+orphans_list(coffer_repo *repo, const char *prefix, int64_t before_ms, orphan *found, size_t cap,
+    size_t *n, coffer_err *err)
+{
+	orphan_scan o = {
+		.plen = strlen(prefix), .before_ms = before_ms, .found = found, .cap = cap
+	};
+	int rc = coffer_repo_list(repo, prefix, orphan_cb, &o, err);
+	if (rc == 0) {
+		orphan_close(&o);
+	}
+	*n = o.n;
+	return (rc);
+}
+
+/*
+ * Reclaims one orphan in its own transaction, with the service row locked:
+ * re-reads the catalog (no row, or only a tombstone, may own it) and the
+ * repository (still no manifest, still nothing newer than the grace) before
+ * removing anything, then audits what went and adds it to reclaim_totals.
+ */
+static int
+reclaim_one(service_ctx *c, const char *prefix, const orphan *o, int64_t before_ms, coffer_err *err)
+{
+	int rv = coord_catalog_begin(c->cat, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	if ((rv = lock_service(c, err)) != 0) {
+		goto fail;
+	}
+	const char *v[] = { o->id };
+	PGresult *row = coord_catalog_adhoc(c->cat, "looking for the orphan's backup",
+	    "SELECT status FROM backups WHERE id = $1 FOR UPDATE", 1, v, &rv, err);
+	if (row == NULL) {
+		goto fail;
+	}
+	char owner[16] = "none";
+	bool owned = false;
+	if (PQntuples(row) == 1) {
+		snprintf(owner, sizeof(owner), "%s", PQgetvalue(row, 0, 0));
+		owned = strcmp(owner, "deleted") != 0;
+	}
+	PQclear(row);
+	char sub[COFFER_REPO_KEY_MAX + 1];
+	orphan again[1];
+	size_t n = 0;
+	coffer_err e;
+	coffer_err_clear(&e);
+	if (!owned && (size_t)snprintf(sub, sizeof(sub), "%s%s/", prefix, o->id) < sizeof(sub)) {
+		/* A backup directory is listed alone by its own prefix: the
+		 * re-check sees exactly this backup's objects now. */
+		orphan_scan s = {
+			.plen = strlen(prefix), .before_ms = before_ms, .found = again, .cap = 1
+		};
+		rv = coffer_repo_list(c->repo, sub, orphan_cb, &s, &e);
+		if (rv == 0) {
+			orphan_close(&s);
+		}
+		n = s.n;
+		rv = 0;
+	}
+	if (owned || n != 1) {
+		/* Owned meanwhile, published meanwhile or written to again: not
+		 * an orphan (any more). */
+		coord_catalog_rollback(c->cat);
+		return (0);
+	}
+	size_t removed = 0;
+	coord_prune_outcome out = remove_objects(c->repo, c->p->name, o->id, &removed, &e);
+	cJSON *d = cJSON_CreateObject();
+	if (d != NULL) {
+		cJSON_AddStringToObject(d, "service", c->p->name);
+		cJSON_AddStringToObject(d, "reason",
+		    "orphan: no manifest and no live catalog row, newest object older than "
+		    "retention.orphan_grace");
+		cJSON_AddStringToObject(d, "catalog_row", owner);
+		cJSON_AddStringToObject(d, "outcome", coord_prune_outcome_name(out));
+		cJSON_AddNumberToObject(d, "objects", (double)again[0].objects);
+		cJSON_AddNumberToObject(d, "objects_removed", (double)removed);
+		cJSON_AddNumberToObject(d, "bytes", (double)again[0].bytes);
+		add_time(d, "newest_object_at", again[0].newest_ms);
+		cJSON_AddNumberToObject(
+		    d, "orphan_grace_s", (double)(c->p->orphan_grace_ms / 1000));
+		if (out != COORD_PRUNE_DELETED && out != COORD_PRUNE_GONE) {
+			cJSON_AddStringToObject(d, "error", e.msg);
+		}
+	}
+	bool ok = out == COORD_PRUNE_DELETED || out == COORD_PRUNE_GONE;
+	rv = audit(c->cat, c->key, COORD_PRUNE_ACTOR,
+	    ok ? "backup.orphan_reclaimed" : "backup.orphan_reclaim_failed", o->id, d, err);
+	if (rv == 0 && ok) {
+		char objs[24], bytes[24];
+		coffer_fmt_i64(objs, (int64_t)removed);
+		coffer_fmt_i64(bytes, (int64_t)again[0].bytes);
+		const char *tv[] = { c->p->name, objs, bytes };
+		rv = coord_catalog_adhoc_exec(c->cat, "counting reclaimed orphans",
+		    "INSERT INTO reclaim_totals (service, backups, objects, bytes) "
+		    "VALUES ($1, 1, $2::bigint, $3::bigint) ON CONFLICT (service) DO UPDATE SET "
+		    "backups = reclaim_totals.backups + 1, "
+		    "objects = reclaim_totals.objects + EXCLUDED.objects, "
+		    "bytes = reclaim_totals.bytes + EXCLUDED.bytes",
+		    3, tv, err);
+	}
+	if (rv != 0 || (rv = coord_catalog_commit(c->cat, err)) != 0) {
+		goto fail;
+	}
+	if (ok) {
+		c->st->orphans++;
+		c->st->orphan_objects += removed;
+		c->st->orphan_bytes += again[0].bytes;
+	} else {
+		c->st->failed++;
+		c->st->errors++;
+	}
+	return (0);
+fail:
+	coord_catalog_rollback(c->cat);
+	return (rv);
+}
+
+/*
+ * Orphans: backup directories in the primary repository that no live
+ * catalog row owns and that were never published (no manifest.json) -- what
+ * a killed backup leaves when its data was stored but its manifest never
+ * was, or objects that outlived their backup's tombstone. Only after
+ * retention.orphan_grace since their newest object: a backup still being
+ * written (not yet in the catalog: its agent may be offline with the
+ * started event in its outbox) touches its objects as it goes. A directory
+ * with a manifest is never an orphan here, whatever the catalog says: a
+ * published backup the catalog does not know is for rebuild-catalog, not
+ * for deletion. WAL, attestations and other services are never listed.
+ */
+static int
+reclaim_orphans(service_ctx *c, coffer_err *err)
+{
+	if (c->repo == NULL) {
+		return (0);
+	}
+	char prefix[COFFER_REPO_KEY_MAX + 1];
+	int rv = coffer_repo_backups_prefix(prefix, sizeof(prefix), c->p->name, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	orphan *found = calloc(MAX_ORPHANS_PER_PASS, sizeof(*found));
+	if (found == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the orphan list"));
+	}
+	int64_t before = c->now_ms - c->p->orphan_grace_ms;
+	size_t n = 0;
+	coffer_err e;
+	coffer_err_clear(&e);
+	if (orphans_list(c->repo, prefix, before, found, MAX_ORPHANS_PER_PASS, &n, &e) != 0) {
+		/* A listing error is the repository's, not the pass's. */
+		coffer_log_warn(
+		    "orphan sweep skipped", "service=%s error=\"%s\"", c->p->name, e.msg);
+		c->st->errors++;
+		n = 0;
+	}
+	for (size_t i = 0; i < n && rv == 0; i++) {
+		rv = reclaim_one(c, prefix, &found[i], before, err);
+	}
+	free(found);
+	return (rv);
+}
+
 static int
 prune_service(service_ctx *c, coffer_err *err)
 {
@@ -905,7 +1151,7 @@ prune_service(service_ctx *c, coffer_err *err)
 		goto out;
 	}
 	if ((rv = lock_service(c, err)) != 0 ||
-	    (rv = view_load(c->cat, c->p->name, &v, err)) != 0) {
+	    (rv = view_load(c->cat, c->p, c->now_ms, &v, err)) != 0) {
 		goto rollback;
 	}
 	rv = coord_retention_evaluate(&c->p->retention, tz, c->now_ms, v.in, v.n, v.out, err);
@@ -960,6 +1206,9 @@ prune_service(service_ctx *c, coffer_err *err)
 	/* Oldest first: if the pass stops half-way, what is left is newer. */
 	for (size_t k = n_due; k > 0 && rv == 0; k--) {
 		rv = delete_one(c, due[k - 1], err);
+	}
+	if (rv == 0) {
+		rv = reclaim_orphans(c, err);
 	}
 	goto out;
 rollback:
@@ -1043,7 +1292,7 @@ coord_retention_plan(coord_catalog *cat, const coord_config *cfg, const char *se
 	int64_t serial = PQntuples(res) == 1 ? col_i64(res, 0, 0) : 0;
 	bool synced = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), p->version) == 0;
 	PQclear(res);
-	if ((rv = view_load(cat, service, &v, err)) != 0 ||
+	if ((rv = view_load(cat, p, now_ms, &v, err)) != 0 ||
 	    (rv = coord_retention_evaluate(&p->retention, tz, now_ms, v.in, v.n, v.out, err)) !=
 	        0) {
 		goto out;

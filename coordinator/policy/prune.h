@@ -79,6 +79,9 @@ typedef struct coord_prune_stats {
 	size_t errors;         /* other repository errors */
 	size_t refused;        /* the re-check refused (held, newest restorable, ...) */
 	size_t service_errors; /* services that could not be evaluated */
+	size_t orphans;        /* orphan backup directories reclaimed */
+	size_t orphan_objects; /* their objects removed */
+	uint64_t orphan_bytes; /* their bytes */
 } coord_prune_stats;
 
 typedef enum coord_prune_outcome {

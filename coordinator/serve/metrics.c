@@ -199,6 +199,23 @@ static const metric_family families[] = {
 	           "ORDER BY service, status",
 	},
 	{
+	    .name = "coffer_orphans_reclaimed_total",
+	    .type = "counter",
+	    .help = "Orphan backup directories (never published, owned by no live backup) that "
+	            "retention removed, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT service, backups::text FROM reclaim_totals ORDER BY service",
+	},
+	{
+	    .name = "coffer_orphan_bytes_reclaimed_total",
+	    .type = "counter",
+	    .help = "Bytes of the orphan objects retention removed, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT service, bytes::text FROM reclaim_totals ORDER BY service",
+	},
+	{
 	    .name = "coffer_alerts_open",
 	    .type = "gauge",
 	    .help = "Alert conditions currently triggered, by service and check.",

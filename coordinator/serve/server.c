@@ -468,13 +468,14 @@ serve_tick(server *s)
 		    "retention pass failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
 		return;
 	}
-	if (st.marked || st.cancelled || st.deleted || st.gone || st.failed) {
+	if (st.marked || st.cancelled || st.deleted || st.gone || st.failed || st.orphans) {
 		coffer_log_info("retention pass",
 		    "marked=%llu cancelled=%llu deleted=%llu gone=%llu "
-		    "failed=%llu",
+		    "failed=%llu orphans=%llu orphan_objects=%llu orphan_bytes=%llu",
 		    (unsigned long long)st.marked, (unsigned long long)st.cancelled,
 		    (unsigned long long)st.deleted, (unsigned long long)st.gone,
-		    (unsigned long long)st.failed);
+		    (unsigned long long)st.failed, (unsigned long long)st.orphans,
+		    (unsigned long long)st.orphan_objects, (unsigned long long)st.orphan_bytes);
 	}
 	/* After the backups' pass: a backup it deleted no longer holds WAL. */
 	coord_walprune_stats wst;

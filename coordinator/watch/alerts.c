@@ -36,6 +36,7 @@
 #include <cJSON.h>
 
 #include "common/base/clock.h"
+#include "common/base/fmt.h"
 #include "common/base/log.h"
 #include "common/base/utf8.h"
 #include "common/conf/cron.h"
@@ -704,6 +705,102 @@ changes_run(svc_ctx *c, coffer_err *err)
 	return (rv);
 }
 
+/*
+ * A backup still 'running' past [alerts] completion_window + abandon_grace
+ * since the coordinator learned of it (received_at, the coordinator's own
+ * clock) will not report any more: its agent was killed, its host
+ * rebooted, or its outbox is stuck. It becomes 'abandoned' (audited, one
+ * row each) so that nothing waits on it; a late outcome still settles it
+ * (coordinator/intake/apply.c). The page stays open while an abandoned
+ * backup is newer than the service's newest successful one: a later
+ * backup that completes resolves it.
+ */
+static int
+check_abandoned(svc_ctx *c, coffer_err *err)
+{
+	int64_t window = coffer_config_duration_ms(c->cfg->ini, "alerts", "completion_window");
+	int64_t grace = coffer_config_duration_ms(c->cfg->ini, "alerts", "abandon_grace");
+	char win[32], gr[32], limit[24], why[256];
+	coffer_duration_format(win, sizeof(win), window);
+	coffer_duration_format(gr, sizeof(gr), grace);
+	coffer_fmt_i64(limit, window + grace);
+	snprintf(why, sizeof(why),
+	    "abandoned: no outcome reported within [alerts] completion_window (%s) + "
+	    "abandon_grace (%s); the agent was stopped, killed or cut off",
+	    win, gr);
+	const char *v[] = { c->p->name, c->now_text, limit, why };
+	int rv;
+	PGresult *res = coord_catalog_adhoc(c->cat, "abandoning backups that never reported",
+	    "UPDATE backups SET status = 'abandoned', "
+	    "abandoned_at = to_timestamp($2::bigint / 1000.0), "
+	    "finished_at = GREATEST(to_timestamp($2::bigint / 1000.0), started_at), "
+	    "failure_reason = $4, updated_at = now() "
+	    "WHERE service = $1 AND status = 'running' "
+	    "AND received_at < to_timestamp(($2::bigint - $3::bigint) / 1000.0) "
+	    "RETURNING id, COALESCE(agent, ''), "
+	    "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+	    "to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+	    4, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	for (int r = 0; r < PQntuples(res) && rv == 0; r++) {
+		cJSON *d = cJSON_CreateObject();
+		char *text = NULL;
+		if (d != NULL) {
+			cJSON_AddStringToObject(d, "service", c->p->name);
+			cJSON_AddStringToObject(d, "agent", PQgetvalue(res, r, 1));
+			cJSON_AddStringToObject(d, "started_at", PQgetvalue(res, r, 2));
+			cJSON_AddStringToObject(d, "received_at", PQgetvalue(res, r, 3));
+			cJSON_AddStringToObject(d, "completion_window", win);
+			cJSON_AddStringToObject(d, "abandon_grace", gr);
+			text = cJSON_PrintUnformatted(d);
+			cJSON_Delete(d);
+		}
+		if (text == NULL) {
+			rv = coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row");
+			break;
+		}
+		rv = coord_audit_append(c->cat, c->key, COORD_ACTOR, "backup.abandoned",
+		    PQgetvalue(res, r, 0), text, NULL, err);
+		free(text);
+		if (rv == 0) {
+			coffer_log_warn("backup abandoned", "service=%s backup=%s agent=%s",
+			    c->p->name, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
+		}
+	}
+	PQclear(res);
+	if (rv != 0) {
+		return (rv);
+	}
+	const char *v2[] = { c->p->name };
+	res = coord_catalog_adhoc(c->cat, "reading the newest abandoned backup",
+	    "SELECT a.id, COALESCE(a.agent, ''), count(*) OVER () FROM backups a "
+	    "WHERE a.service = $1 AND a.status = 'abandoned' AND NOT EXISTS ("
+	    "  SELECT 1 FROM backups s WHERE s.service = a.service "
+	    "  AND s.status IN ('completed', 'pending_delete', 'deleted') "
+	    "  AND s.failure_reason IS NULL AND s.started_at > a.started_at) "
+	    "ORDER BY a.started_at DESC LIMIT 1",
+	    1, v2, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool active = PQntuples(res) == 1;
+	char summary[SUMMARY_MAX + 1] = "";
+	cJSON *d = cJSON_CreateObject();
+	if (active) {
+		snprintf(summary, sizeof(summary),
+		    "%s: backup %s never reported an outcome and was abandoned (agent %s): "
+		    "check the agent; a backup that completes resolves this",
+		    c->p->name, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+		cJSON_AddStringToObject(d, "backup_id", PQgetvalue(res, 0, 0));
+		cJSON_AddStringToObject(d, "agent", PQgetvalue(res, 0, 1));
+		cJSON_AddNumberToObject(d, "abandoned", atof(PQgetvalue(res, 0, 2)));
+	}
+	PQclear(res);
+	return (apply(c, COORD_ALERT_BACKUP_ABANDONED, active, "error", summary, d, err));
+}
+
 static int
 eval_service(svc_ctx *c, coffer_err *err)
 {
@@ -714,6 +811,9 @@ eval_service(svc_ctx *c, coffer_err *err)
 	rv = lock_tx(c->cat, err);
 	if (rv == 0) {
 		rv = check_failed(c, err);
+	}
+	if (rv == 0) {
+		rv = check_abandoned(c, err);
 	}
 	if (rv == 0) {
 		rv = check_missed(c, err);

@@ -45,6 +45,7 @@
 /* The checks, as they appear in dedup keys and in `alerts.check_name`. */
 #define COORD_ALERT_BACKUP_FAILED    "backup_failed"
 #define COORD_ALERT_BACKUP_MISSED    "backup_missed"
+#define COORD_ALERT_BACKUP_ABANDONED "backup_abandoned"
 #define COORD_ALERT_AGENT_QUIET      "agent_quiet"
 #define COORD_ALERT_SIZE_ANOMALY     "size_anomaly"
 #define COORD_ALERT_REQUESTS_REFUSED "requests_refused"
