@@ -152,9 +152,10 @@ agent_sender_envseq_take(
 int
 agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, coffer_err *err)
 {
-	int rc = agent_sender_envseq_take(state_dir, now_ms, 0, seq, err);
-	if (rc != 0) {
-		*seq = 0;
+	uint64_t taken = 0;
+	int rc = agent_sender_envseq_take(state_dir, now_ms, 0, &taken, err);
+	if (rc == 0) {
+		*seq = taken;
 	}
 	return (rc);
 }

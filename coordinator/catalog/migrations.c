@@ -591,6 +591,21 @@ static const char migration_14_sql[] =
     "  FROM integrity_checks GROUP BY 1, 2;\n"
     "CREATE INDEX integrity_checks_checked ON integrity_checks (checked_at);\n";
 
+/* 15 and 16 are other branches' (held here so that the numbers have no
+ * gap; the merge replaces them with theirs). */
+static const char migration_15_sql[] = "SELECT 1;\n";
+static const char migration_16_sql[] = "SELECT 1;\n";
+
+/* What each agent's newest heartbeat says of its state directory
+ * (agent/outbox/statedir.h), for agent_disk_full and the
+ * coffer_agent_state_free_bytes metric: columns rather than keys of the
+ * heartbeat jsonb so the check reads them without parsing JSON. NULL: the
+ * agent has not reported them (older than the fields, or no heartbeat). */
+static const char migration_17_sql[] =
+    "ALTER TABLE agents ADD COLUMN state_free_bytes bigint CHECK (state_free_bytes >= 0);\n"
+    "ALTER TABLE agents ADD COLUMN state_write_nospace boolean;\n"
+    "ALTER TABLE agents ADD COLUMN state_nospace_since timestamptz;\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -608,6 +623,9 @@ static const coord_migration migrations[] = {
 	{ 12, "cheaper per-row checks", migration_12_sql },
 	{ 13, "revocations exported", migration_13_sql },
 	{ 14, "integrity totals", migration_14_sql },
+	{ 15, "reserved", migration_15_sql },
+	{ 16, "reserved", migration_16_sql },
+	{ 17, "agent state directory", migration_17_sql },
 };
 
 const coord_migration *
