@@ -607,7 +607,7 @@ agent_quiet_one(
  * directory changes nothing (not knowing is not a recovery).
  */
 static int
-agent_disk_one(svc_ctx *c, const PGresult *res, int row, uint64_t free_min, coffer_err *err)
+agent_disk_full_one(svc_ctx *c, const PGresult *res, int row, uint64_t free_min, coffer_err *err)
 {
 	const char *name = PQgetvalue(res, row, 0);
 	bool reported = strcmp(PQgetvalue(res, row, 3), "t") == 0;
@@ -679,7 +679,7 @@ check_agents(svc_ctx *c, coffer_err *err)
 	for (int i = 0; rv == 0 && i < n; i++) {
 		rv = agent_quiet_one(c, res, i, n, quiet, err);
 		if (rv == 0) {
-			rv = agent_disk_one(c, res, i, free_min, err);
+			rv = agent_disk_full_one(c, res, i, free_min, err);
 		}
 	}
 	PQclear(res);
