@@ -560,28 +560,24 @@ check_quiet(svc_ctx *c, coffer_err *err)
 }
 
 /*
- * One agent that has gone silent while the service has others: the
+ * One agent that has gone silent while another of its service talks: the
  * service-wide agent_quiet speaks only when none is heard, so without this
  * a dead replica's agent would go unnoticed as long as the primary's talks.
- * A service's only agent is left to the service-wide page (one silence, one
- * page); a page already open stays open until that agent is heard from,
- * whatever happens to the others.
+ * When no agent of the service is heard the service-wide page says it (one
+ * silence, one page), so this one is not raised then; a page already open
+ * stays open until that agent is heard from, whatever the others do.
  */
 static int
 agent_quiet_one(
-    svc_ctx *c, const PGresult *res, int row, int n_agents, int64_t quiet, coffer_err *err)
+    svc_ctx *c, const PGresult *res, int row, bool another_heard, int64_t quiet, coffer_err *err)
 {
 	const char *name = PQgetvalue(res, row, 0);
 	int64_t last = strtoll(PQgetvalue(res, row, 1), NULL, 10);
 	int64_t heard = strtoll(PQgetvalue(res, row, 2), NULL, 10);
-	bool open = false;
-	int rv = open_detail_of(c, COORD_ALERT_AGENT_QUIET, name, NULL, &open, NULL, 0, err);
-	if (rv != 0) {
-		return (rv);
-	}
+	bool open = strcmp(PQgetvalue(res, row, 7), "t") == 0;
 	/* Enrolment counts as contact for raising (a new agent has agent_quiet
 	 * to connect), not for clearing. */
-	bool active = open ? heard < c->now_ms - quiet : n_agents >= 2 && last < c->now_ms - quiet;
+	bool active = open ? heard < c->now_ms - quiet : another_heard && last < c->now_ms - quiet;
 	char summary[SUMMARY_MAX + 1] = "", at[40] = "never", q[32];
 	cJSON *d = cJSON_CreateObject();
 	if (active) {
@@ -594,6 +590,12 @@ agent_quiet_one(
 		    c->p->name, name, q, at);
 		cJSON_AddStringToObject(d, "agent", name);
 		cJSON_AddStringToObject(d, "last_contact", at);
+	}
+	if (active == open) {
+		/* Nothing to change: with a thousand agents, a tick reads one row
+		 * per agent and writes none. */
+		cJSON_Delete(d);
+		return (0);
 	}
 	return (apply_to(c, COORD_ALERT_AGENT_QUIET, name, active, "error", summary, d, err));
 }
@@ -614,15 +616,10 @@ agent_disk_full_one(svc_ctx *c, const PGresult *res, int row, uint64_t free_min,
 	uint64_t free_bytes = strtoull(PQgetvalue(res, row, 4), NULL, 10);
 	bool nospace = strcmp(PQgetvalue(res, row, 5), "t") == 0;
 	int64_t since = strtoll(PQgetvalue(res, row, 6), NULL, 10);
-	bool active = false;
-	if (!reported) {
-		int rv = open_detail_of(
-		    c, COORD_ALERT_AGENT_DISK_FULL, name, NULL, &active, NULL, 0, err);
-		if (rv != 0) {
-			return (rv);
-		}
-	} else {
-		active = nospace || free_bytes < free_min;
+	bool open = strcmp(PQgetvalue(res, row, 8), "t") == 0;
+	bool active = reported ? nospace || free_bytes < free_min : open;
+	if (active == open) {
+		return (0);
 	}
 	char summary[SUMMARY_MAX + 1] = "", at[40] = "", fb[32], fm[32];
 	cJSON *d = cJSON_CreateObject();
@@ -662,22 +659,33 @@ check_agents(svc_ctx *c, coffer_err *err)
 	int64_t quiet = coffer_config_duration_ms(c->cfg->ini, "alerts", "agent_quiet");
 	uint64_t free_min = coffer_config_size(c->cfg->ini, "alerts", "agent_state_free_min");
 	int rv;
-	const char *v[] = { c->p->name };
+	const char *v[] = { c->p->name, COORD_ALERT_AGENT_QUIET, COORD_ALERT_AGENT_DISK_FULL };
 	PGresult *res = coord_catalog_adhoc(c->cat, "reading the service's agents",
 	    "SELECT name, COALESCE(floor(extract(epoch FROM GREATEST(last_contact_at, "
 	    "heartbeat_at, hello_at, enrolled_at)) * 1000)::bigint, 0), "
 	    "COALESCE(floor(extract(epoch FROM GREATEST(last_contact_at, heartbeat_at, "
 	    "hello_at)) * 1000)::bigint, 0), state_free_bytes IS NOT NULL, "
 	    "COALESCE(state_free_bytes, 0), COALESCE(state_write_nospace, false), "
-	    "COALESCE(floor(extract(epoch FROM state_nospace_since) * 1000)::bigint, 0) "
+	    "COALESCE(floor(extract(epoch FROM state_nospace_since) * 1000)::bigint, 0), "
+	    "EXISTS (SELECT 1 FROM alerts WHERE dedup_key = 'coffer/' || $1 || '/' || $2 || "
+	    "'/' || name AND state = 'triggered'), "
+	    "EXISTS (SELECT 1 FROM alerts WHERE dedup_key = 'coffer/' || $1 || '/' || $3 || "
+	    "'/' || name AND state = 'triggered') "
 	    "FROM agents WHERE service = $1 AND revoked_at IS NULL ORDER BY name",
-	    1, v, &rv, err);
+	    3, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}
 	int n = PQntuples(res);
+	bool any_heard = false;
+	for (int i = 0; i < n; i++) {
+		if (strtoll(PQgetvalue(res, i, 2), NULL, 10) >= c->now_ms - quiet) {
+			any_heard = true;
+		}
+	}
 	for (int i = 0; rv == 0 && i < n; i++) {
-		rv = agent_quiet_one(c, res, i, n, quiet, err);
+		/* A quiet agent is not the one heard: any_heard means another. */
+		rv = agent_quiet_one(c, res, i, any_heard, quiet, err);
 		if (rv == 0) {
 			rv = agent_disk_full_one(c, res, i, free_min, err);
 		}
