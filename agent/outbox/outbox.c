@@ -27,6 +27,7 @@
 
 #include <openssl/evp.h>
 
+#include "agent/outbox/statedir.h"
 #include "common/base/durable.h"
 #include "common/base/log.h"
 
@@ -1079,6 +1080,7 @@ agent_outbox_append(
 		return (coffer_err_set(
 		    err, COFFER_EINVAL, "outbox append of %zu bytes without data", len));
 	}
+	bool wrote = false;
 	int rc = ob_lock(ob, err);
 	if (rc != 0) {
 		return (rc);
@@ -1114,6 +1116,8 @@ agent_outbox_append(
 		rc = COFFER_ENOSPC;
 		goto out;
 	}
+	/* From here on a failure is the disk's: the heartbeat reports it. */
+	wrote = true;
 	if (rotate) {
 		rc = seg_create(ob, seq, err);
 		if (rc != 0) {
@@ -1171,6 +1175,9 @@ agent_outbox_append(
 	}
 out:
 	ob_unlock(ob);
+	if (wrote) {
+		agent_statedir_note(ob->dir, "outbox append", rc);
+	}
 	return (rc);
 }
 
@@ -1345,6 +1352,7 @@ agent_outbox_ack(agent_outbox *ob, uint64_t seq, coffer_err *err)
 		goto out;
 	}
 	rc = state_write(ob, seq, ob->next_seq, err);
+	agent_statedir_note(ob->dir, "outbox ack", rc);
 	if (rc != 0) {
 		goto out;
 	}

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agent/outbox/events.h"
+#include "agent/outbox/statedir.h"
 #include "agent/report/archiver.h"
 #include "common/base/clock.h"
 #include "common/base/durable.h"
@@ -86,8 +87,10 @@ envseq_write(const char *path, uint64_t v, coffer_err *err)
 }
 
 int
-agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, coffer_err *err)
+agent_sender_envseq_take(
+    const char *state_dir, int64_t now_ms, uint64_t floor, uint64_t *seq, coffer_err *err)
 {
+	*seq = 0;
 	char lock_path[PATH_MAX], path[PATH_MAX];
 	if ((size_t)snprintf(lock_path, sizeof(lock_path), "%s/envelope.lock", state_dir) >=
 	        sizeof(lock_path) ||
@@ -96,11 +99,23 @@ agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, c
 		coffer_err_set(err, COFFER_EINVAL, "state_dir '%.200s' is too long", state_dir);
 		return (coffer_err_hint(err, "use a shorter [agent] state_dir"));
 	}
+	/* The clock term lets a lost envelope.seq (new disk, restored
+	 * state_dir) still start above everything sent before, as long as the
+	 * clock was right; the file term survives clock steps; the floor (this
+	 * process's last seq) keeps seqs rising while the file cannot be
+	 * written. */
+	uint64_t from_clock =
+	    now_ms > 0 && (uint64_t)now_ms < UINT64_MAX / 1000 ? (uint64_t)now_ms * 1000 : 0;
+	uint64_t next = floor < UINT64_MAX && floor + 1 > from_clock ? floor + 1 : from_clock;
 	/* The daemon and `coffer-agent flush` may send at the same time; the lock
 	 * makes read-increment-write one step, so no two requests share a seq. */
 	int lfd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (lfd < 0) {
-		return (coffer_err_errno(err, errno, "opening", lock_path));
+		int rc = coffer_err_errno(err, errno, "opening", lock_path);
+		if (rc == COFFER_ENOSPC && next > 0) {
+			*seq = next; /* a full disk with no lock file yet */
+		}
+		return (rc);
 	}
 	while (flock(lfd, LOCK_EX) != 0) {
 		if (errno != EINTR) {
@@ -111,22 +126,20 @@ agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, c
 	}
 	uint64_t last = 0;
 	int rc = envseq_read(path, &last, err);
-	if (rc == 0 && last == UINT64_MAX) {
+	if (rc == 0 && (last == UINT64_MAX || floor == UINT64_MAX)) {
 		rc = coffer_err_set(
 		    err, COFFER_ECORRUPT, "%s is at the largest sequence number", path);
 		coffer_err_hint(
 		    err, "the file was damaged; write the agent's last envelope seq there");
 	}
-	uint64_t next = 0;
 	if (rc == 0) {
-		/* The clock term lets a lost envelope.seq (new disk, restored
-		 * state_dir) still start above everything sent before, as long as
-		 * the clock was right; the file term survives clock steps. */
-		uint64_t from_clock = now_ms > 0 && (uint64_t)now_ms < UINT64_MAX / 1000
-		    ? (uint64_t)now_ms * 1000
-		    : 0;
-		next = last + 1 > from_clock ? last + 1 : from_clock;
+		if (last + 1 > next) {
+			next = last + 1;
+		}
 		rc = envseq_write(path, next, err);
+		if (rc == COFFER_ENOSPC) {
+			*seq = next;
+		}
 	}
 	close(lfd);
 	if (rc != 0) {
@@ -134,6 +147,17 @@ agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, c
 	}
 	*seq = next;
 	return (0);
+}
+
+int
+agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, coffer_err *err)
+{
+	uint64_t taken = 0;
+	int rc = agent_sender_envseq_take(state_dir, now_ms, 0, &taken, err);
+	if (rc == 0) {
+		*seq = taken;
+	}
+	return (rc);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -331,6 +355,7 @@ typedef struct sender_link {
 	bool need_hello;
 	unsigned call_timeout_ms;
 	uint64_t acked_seq;
+	uint64_t envseq_last; /* the last envelope seq this link sent */
 	uint64_t events_acked;
 	int64_t last_contact_ms;
 	/* Commands (set under the sender's mutex, read on its thread). */
@@ -506,8 +531,20 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 	}
 	/* Recorded before sending: a seq that reached the coordinator can never
 	 * be handed out again, even if we crash right after. */
-	int rc = agent_sender_envseq_next(l->cfg->state_dir, now, &eseq, err);
+	int rc = agent_sender_envseq_take(l->cfg->state_dir, now, l->envseq_last, &eseq, err);
+	agent_statedir_note(l->cfg->state_dir, "envelope seq", rc);
+	if (rc == COFFER_ENOSPC && eseq != 0) {
+		/* A full disk must not silence the agent: send with a seq kept in
+		 * memory. It is above every seq this process sent and, by the
+		 * clock term, above those of earlier runs; what the file adds is
+		 * only safety against a clock stepped back across a restart, and
+		 * the worst that does is a REPLAYED answer, which is retried (the
+		 * coordinator keeps nothing of a refused envelope). */
+		coffer_err_clear(err);
+		rc = 0;
+	}
 	if (rc == 0) {
+		l->envseq_last = eseq;
 		rc = agent_sender_envelope_build(
 		    l->cfg->name, l->key, eseq, now, body, body_len, &env, &env_len, err);
 	}
@@ -693,6 +730,16 @@ link_send_transient(sender_link *l, const heartbeat_info *hb_info, coffer_err *e
 			hb.timeline = a->timeline;
 			hb.system_identifier = (char *)a->system_identifier;
 			hb.wal_segment_size = a->wal_segment_size;
+		}
+		/* Read, never written: the report must not need the space it
+		 * reports the lack of. */
+		uint64_t free_bytes = 0;
+		coffer_err ferr = { 0 };
+		if (agent_statedir_free(l->cfg->state_dir, &free_bytes, &ferr) == 0) {
+			hb.state_dir_reported = true;
+			hb.state_dir_free_bytes = free_bytes;
+			hb.state_dir_write_nospace =
+			    agent_statedir_nospace(&hb.state_dir_nospace_since_ms);
 		}
 		ev.kind_case = COFFER__V1__EVENT__KIND_HEARTBEAT;
 		ev.heartbeat = &hb;
@@ -965,9 +1012,18 @@ sender_main(void *arg)
 			wait_for(s, jitter(&s->rng, s->retry_max_ms), false);
 			break;
 		case CALL_LOCAL:
-			log_once(s, COFFER_LOG_ERROR, "cannot send events", &err);
+			/* A full state directory was logged once when it filled
+			 * (agent/outbox/statedir.c); the acks it refuses repeat
+			 * between heartbeats and are not news. */
+			log_once(s, err.code == COFFER_ENOSPC ? COFFER_LOG_DEBUG : COFFER_LOG_ERROR,
+			    "cannot send events", &err);
 			set_state(s, AGENT_SENDER_BACKOFF, &err);
-			wait_for(s, jitter(&s->rng, s->retry_max_ms), false);
+			/* Heartbeats need nothing local: the retry never delays one. */
+			delay = jitter(&s->rng, s->retry_max_ms);
+			if (delay > next_hb - coffer_clock_monotonic_ms()) {
+				delay = next_hb - coffer_clock_monotonic_ms();
+			}
+			wait_for(s, delay > 0 ? delay : 0, false);
 			break;
 		case CALL_BROKEN:
 			log_once(s, COFFER_LOG_ERROR,

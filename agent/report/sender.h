@@ -63,6 +63,14 @@
  * COFFER_ECORRUPT if envelope.seq holds anything but a number. */
 int agent_sender_envseq_next(const char *state_dir, int64_t now_ms, uint64_t *seq, coffer_err *err);
 
+/* The same, but never below floor + 1 (floor: the last seq this process
+ * sent, 0 for none). When envelope.seq cannot be written for lack of space
+ * it returns COFFER_ENOSPC with *seq still set: a seq that is new for this
+ * process, which the caller may send from memory (see link_call). Any
+ * other failure leaves *seq 0. */
+int agent_sender_envseq_take(
+    const char *state_dir, int64_t now_ms, uint64_t floor, uint64_t *seq, coffer_err *err);
+
 /* Packs a signed Envelope{version 1, agent_id, seq, sent_at_ms, body,
  * Ed25519 over coffer_wire_envelope_tbs(...)} into a malloc'd *out. */
 int agent_sender_envelope_build(const char *agent_id, const coffer_sign_key *key, uint64_t seq,

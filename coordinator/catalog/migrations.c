@@ -614,6 +614,16 @@ static const char migration_15_sql[] =
     "  bytes bigint NOT NULL DEFAULT 0 CHECK (bytes >= 0)\n"
     ");\n";
 
+/* What each agent's newest heartbeat says of its state directory
+ * (agent/outbox/statedir.h), for agent_disk_full and the
+ * coffer_agent_state_free_bytes metric: columns rather than keys of the
+ * heartbeat jsonb so the check reads them without parsing JSON. NULL: the
+ * agent has not reported them (older than the fields, or no heartbeat). */
+static const char migration_16_sql[] =
+    "ALTER TABLE agents ADD COLUMN state_free_bytes bigint CHECK (state_free_bytes >= 0);\n"
+    "ALTER TABLE agents ADD COLUMN state_write_nospace boolean;\n"
+    "ALTER TABLE agents ADD COLUMN state_nospace_since timestamptz;\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -632,6 +642,7 @@ static const coord_migration migrations[] = {
 	{ 13, "revocations exported", migration_13_sql },
 	{ 14, "integrity totals", migration_14_sql },
 	{ 15, "abandoned backups and reclaimed orphans", migration_15_sql },
+	{ 16, "agent state directory", migration_16_sql },
 };
 
 const coord_migration *

@@ -563,12 +563,33 @@ intake_apply_transient(
 	if (text == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an agent status"));
 	}
-	const char *vals[] = { ag->name, text };
+	if (ev->kind_case == COFFER__V1__EVENT__KIND_HELLO) {
+		const char *vals[] = { ag->name, text };
+		int rv = intake_cat_exec(in, "recording the agent's status",
+		    "UPDATE agents SET hello = $2::jsonb, hello_at = now() WHERE name = $1", 2,
+		    vals, err);
+		cJSON_free(text);
+		return (rv);
+	}
+	/* The state directory's columns follow every heartbeat, NULL from an
+	 * agent that does not report them, so an old report never outlives a
+	 * downgrade. */
+	const Coffer__V1__Heartbeat *h = ev->heartbeat;
+	char free_text[32], since_text[32];
+	bool reported = h != NULL && h->state_dir_reported;
+	uint64_t free_bytes = reported ? h->state_dir_free_bytes : 0;
+	snprintf(free_text, sizeof(free_text), "%" PRIu64,
+	    free_bytes > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : free_bytes);
+	snprintf(since_text, sizeof(since_text), "%" PRId64,
+	    reported && h->state_dir_write_nospace ? h->state_dir_nospace_since_ms : 0);
+	const char *vals[] = { ag->name, text, reported ? free_text : NULL,
+		reported ? (h->state_dir_write_nospace ? "true" : "false") : NULL, since_text };
 	int rv = intake_cat_exec(in, "recording the agent's status",
-	    ev->kind_case == COFFER__V1__EVENT__KIND_HELLO
-	        ? "UPDATE agents SET hello = $2::jsonb, hello_at = now() WHERE name = $1"
-	        : "UPDATE agents SET heartbeat = $2::jsonb, heartbeat_at = now() WHERE name = $1",
-	    2, vals, err);
+	    "UPDATE agents SET heartbeat = $2::jsonb, heartbeat_at = now(), "
+	    "state_free_bytes = $3::bigint, state_write_nospace = $4::boolean, "
+	    "state_nospace_since = CASE WHEN $4::boolean AND $5::bigint > 0 "
+	    "THEN to_timestamp($5::bigint / 1000.0) END WHERE name = $1",
+	    5, vals, err);
 	cJSON_free(text);
 	return (rv);
 }

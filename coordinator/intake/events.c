@@ -146,6 +146,14 @@ intake_event_payload(const Coffer__V1__Event *ev)
 		cJSON_AddNumberToObject(p, "last_backup_at_ms", (double)h->last_backup_at_ms);
 		cJSON_AddNumberToObject(p, "last_archived_at_ms", (double)h->last_archived_at_ms);
 		cJSON_AddBoolToObject(p, "backup_running", h->backup_running);
+		if (h->state_dir_reported) {
+			cJSON_AddNumberToObject(
+			    p, "state_dir_free_bytes", (double)h->state_dir_free_bytes);
+			cJSON_AddBoolToObject(
+			    p, "state_dir_write_nospace", h->state_dir_write_nospace);
+			cJSON_AddNumberToObject(
+			    p, "state_dir_nospace_since_ms", (double)h->state_dir_nospace_since_ms);
+		}
 		/* The archiver's own view (agent/report/archiver.h), for walwatch. */
 		if (ok &&
 		    (h->current_wal[0] != '\0' || h->archive_failed_count != 0 ||

@@ -165,6 +165,15 @@ static const coffer_config_key alerts_keys[] = {
 	    .def = "10m",
 	    .min = 1 * MINS,
 	    .max = 30 * DAYS },
+	/* Free bytes in an agent's state directory below which agent_disk_full
+	 * pages: 16 outbox segments' worth of events, room to ride out a
+	 * coordinator outage, and less than any sensible dedicated volume.
+	 * 0 pages only when a write has failed. */
+	{ .name = "agent_state_free_min",
+	    .type = COFFER_CONFIG_SIZE,
+	    .def = "64MiB",
+	    .min = 0,
+	    .max = 1024LL * 1024 * 1024 * 1024 },
 	{ .name = "completion_window",
 	    .type = COFFER_CONFIG_DURATION,
 	    .def = "2h",

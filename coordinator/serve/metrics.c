@@ -236,6 +236,17 @@ static const metric_family families[] = {
 	           "::numeric, 3)::text FROM agents WHERE revoked_at IS NULL ORDER BY 1, name",
 	},
 	{
+	    .name = "coffer_agent_state_free_bytes",
+	    .type = "gauge",
+	    .help = "Free bytes in the agent's state directory, as its newest heartbeat reported "
+	            "them (agents that report them).",
+	    .labels = L_SERVICE_AGENT,
+	    .nlabels = 2,
+	    .sql = "SELECT COALESCE(service, '_drill_runner'), name, state_free_bytes::text "
+	           "FROM agents WHERE revoked_at IS NULL AND state_free_bytes IS NOT NULL "
+	           "ORDER BY 1, name",
+	},
+	{
 	    .name = "coffer_events_applied_total",
 	    .type = "counter",
 	    .help =

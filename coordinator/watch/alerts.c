@@ -140,14 +140,22 @@ webhook_on(const coord_config *cfg)
 
 /* One condition's transition, inside the caller's transaction (which holds
  * COORD_ALERTS_LOCK). */
+static void
+dedup_key(char *out, size_t size, const char *service, const char *check, const char *subject)
+{
+	snprintf(out, size, "coffer/%s/%s%s%s", service != NULL ? service : GLOBAL_SERVICE, check,
+	    subject != NULL ? "/" : "", subject != NULL ? subject : "");
+}
+
+/* subject: the agent a per-agent check is about (NULL: the service's). */
 static int
 set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg, const char *service,
-    const char *check, bool active, const char *severity, const char *summary_in,
-    const char *details_json, int64_t now_ms, bool *changed, coffer_err *err)
+    const char *check, const char *subject, bool active, const char *severity,
+    const char *summary_in, const char *details_json, int64_t now_ms, bool *changed,
+    coffer_err *err)
 {
 	char dedup[300], now_text[32], summary[SUMMARY_MAX + 1];
-	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", service != NULL ? service : GLOBAL_SERVICE,
-	    check);
+	dedup_key(dedup, sizeof(dedup), service, check, subject);
 	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
 	snprintf(summary, sizeof(summary), "%s",
 	    summary_in != NULL && summary_in[0] != '\0' ? summary_in : dedup);
@@ -252,8 +260,8 @@ coord_alerts_set(coord_catalog *cat, const coord_audit_key *key, const coord_con
 	}
 	rv = lock_tx(cat, err);
 	if (rv == 0) {
-		rv = set_tx(cat, key, cfg, service, check, active, severity, summary, details_json,
-		    now_ms, changed, err);
+		rv = set_tx(cat, key, cfg, service, check, NULL, active, severity, summary,
+		    details_json, now_ms, changed, err);
 	}
 	if (rv == 0) {
 		return (coord_catalog_commit(cat, err));
@@ -300,14 +308,14 @@ typedef struct svc_ctx {
 } svc_ctx;
 
 static int
-apply(svc_ctx *c, const char *check, bool active, const char *severity, const char *summary,
-    cJSON *details, coffer_err *err)
+apply_to(svc_ctx *c, const char *check, const char *subject, bool active, const char *severity,
+    const char *summary, cJSON *details, coffer_err *err)
 {
 	char *dtext = details != NULL ? cJSON_PrintUnformatted(details) : NULL;
 	cJSON_Delete(details);
 	bool changed = false;
-	int rv = set_tx(c->cat, c->key, c->cfg, c->p->name, check, active, severity, summary, dtext,
-	    c->now_ms, &changed, err);
+	int rv = set_tx(c->cat, c->key, c->cfg, c->p->name, check, subject, active, severity,
+	    summary, dtext, c->now_ms, &changed, err);
 	free(dtext);
 	if (rv == 0 && changed) {
 		if (active) {
@@ -319,6 +327,13 @@ apply(svc_ctx *c, const char *check, bool active, const char *severity, const ch
 	return (rv);
 }
 
+static int
+apply(svc_ctx *c, const char *check, bool active, const char *severity, const char *summary,
+    cJSON *details, coffer_err *err)
+{
+	return (apply_to(c, check, NULL, active, severity, summary, details, err));
+}
+
 /*
  * Whether check's page is open for this service, and the text of one of
  * its recorded details (detail may be NULL; out gets "" when the page is
@@ -326,11 +341,11 @@ apply(svc_ctx *c, const char *check, bool active, const char *severity, const ch
  * transaction, under the alerts lock, so it is the state set_tx will see.
  */
 static int
-open_detail(svc_ctx *c, const char *check, const char *detail, bool *open, char *out, size_t size,
-    coffer_err *err)
+open_detail_of(svc_ctx *c, const char *check, const char *subject, const char *detail, bool *open,
+    char *out, size_t size, coffer_err *err)
 {
 	char dedup[300];
-	snprintf(dedup, sizeof(dedup), "coffer/%s/%s", c->p->name, check);
+	dedup_key(dedup, sizeof(dedup), c->p->name, check, subject);
 	const char *v[] = { dedup, detail != NULL ? detail : "" };
 	int rv;
 	PGresult *res = coord_catalog_adhoc(c->cat, "reading an open alert",
@@ -346,6 +361,13 @@ open_detail(svc_ctx *c, const char *check, const char *detail, bool *open, char 
 	}
 	PQclear(res);
 	return (0);
+}
+
+static int
+open_detail(svc_ctx *c, const char *check, const char *detail, bool *open, char *out, size_t size,
+    coffer_err *err)
+{
+	return (open_detail_of(c, check, NULL, detail, open, out, size, err));
 }
 
 /*
@@ -536,6 +558,159 @@ check_quiet(svc_ctx *c, coffer_err *err)
 	}
 	PQclear(res);
 	return (apply(c, COORD_ALERT_AGENT_QUIET, active, "error", summary, d, err));
+}
+
+/*
+ * One agent that has gone silent while another of its service talks: the
+ * service-wide agent_quiet speaks only when none is heard, so without this
+ * a dead replica's agent would go unnoticed as long as the primary's talks.
+ * When no agent of the service is heard the service-wide page says it (one
+ * silence, one page), so this one is not raised then; a page already open
+ * stays open until that agent is heard from, whatever the others do.
+ */
+static int
+agent_quiet_one(
+    svc_ctx *c, const PGresult *res, int row, bool another_heard, int64_t quiet, coffer_err *err)
+{
+	const char *name = PQgetvalue(res, row, 0);
+	int64_t last = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+	int64_t heard = strtoll(PQgetvalue(res, row, 2), NULL, 10);
+	bool open = strcmp(PQgetvalue(res, row, 7), "t") == 0;
+	/* Enrolment counts as contact for raising (a new agent has agent_quiet
+	 * to connect), not for clearing. */
+	bool active = open ? heard < c->now_ms - quiet : another_heard && last < c->now_ms - quiet;
+	char summary[SUMMARY_MAX + 1] = "", at[40] = "never", q[32];
+	cJSON *d = cJSON_CreateObject();
+	if (active) {
+		if (heard > 0) {
+			coffer_time_format(at, sizeof(at), heard);
+		}
+		coffer_duration_format(q, sizeof(q), quiet);
+		snprintf(summary, sizeof(summary),
+		    "%s: agent %s has not been heard from for more than %s (last contact %s)",
+		    c->p->name, name, q, at);
+		cJSON_AddStringToObject(d, "agent", name);
+		cJSON_AddStringToObject(d, "last_contact", at);
+	}
+	if (active == open) {
+		/* Nothing to change: with a thousand agents, a tick reads one row
+		 * per agent and writes none. */
+		cJSON_Delete(d);
+		return (0);
+	}
+	return (apply_to(c, COORD_ALERT_AGENT_QUIET, name, active, "error", summary, d, err));
+}
+
+/*
+ * An agent whose state directory is full or nearly so, as its newest
+ * heartbeat says: it cannot record a backup's outcome or WAL it archives,
+ * and it would once have gone dark. Raised by a write that failed for lack
+ * of space or free bytes below [alerts] agent_state_free_min; cleared by a
+ * heartbeat that says neither. An agent that does not report its state
+ * directory changes nothing (not knowing is not a recovery).
+ */
+static int
+agent_disk_full_one(svc_ctx *c, const PGresult *res, int row, uint64_t free_min, coffer_err *err)
+{
+	const char *name = PQgetvalue(res, row, 0);
+	bool reported = strcmp(PQgetvalue(res, row, 3), "t") == 0;
+	uint64_t free_bytes = strtoull(PQgetvalue(res, row, 4), NULL, 10);
+	bool nospace = strcmp(PQgetvalue(res, row, 5), "t") == 0;
+	int64_t since = strtoll(PQgetvalue(res, row, 6), NULL, 10);
+	bool open = strcmp(PQgetvalue(res, row, 8), "t") == 0;
+	bool active = reported ? nospace || free_bytes < free_min : open;
+	if (active == open) {
+		return (0);
+	}
+	char summary[SUMMARY_MAX + 1] = "", at[40] = "", fb[32], fm[32];
+	cJSON *d = cJSON_CreateObject();
+	if (active && reported) {
+		snprintf(fb, sizeof(fb), "%" PRIu64, free_bytes);
+		snprintf(fm, sizeof(fm), "%" PRIu64, free_min);
+		if (nospace) {
+			coffer_time_format(at, sizeof(at), since);
+			snprintf(summary, sizeof(summary),
+			    "%s: agent %s's state directory is full: durable writes have failed for "
+			    "lack of space since %s (%s bytes free); events wait until space is freed",
+			    c->p->name, name, at, fb);
+		} else {
+			snprintf(summary, sizeof(summary),
+			    "%s: agent %s's state directory has %s bytes free, below "
+			    "agent_state_free_min (%s bytes)",
+			    c->p->name, name, fb, fm);
+		}
+		cJSON_AddStringToObject(d, "agent", name);
+		cJSON_AddNumberToObject(d, "free_bytes", (double)free_bytes);
+		cJSON_AddNumberToObject(d, "free_min_bytes", (double)free_min);
+		cJSON_AddBoolToObject(d, "write_failed_nospace", nospace);
+		if (nospace) {
+			cJSON_AddStringToObject(d, "failing_since", at);
+		}
+	}
+	return (
+	    apply_to(c, COORD_ALERT_AGENT_DISK_FULL, name, active, "critical", summary, d, err));
+}
+
+/* The per-agent checks, over the service's agents that are not revoked;
+ * then the pages of agents revoked (or gone) since are resolved: the
+ * operator has retired them. */
+static int
+check_agents(svc_ctx *c, coffer_err *err)
+{
+	int64_t quiet = coffer_config_duration_ms(c->cfg->ini, "alerts", "agent_quiet");
+	uint64_t free_min = coffer_config_size(c->cfg->ini, "alerts", "agent_state_free_min");
+	int rv;
+	const char *v[] = { c->p->name, COORD_ALERT_AGENT_QUIET, COORD_ALERT_AGENT_DISK_FULL };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the service's agents",
+	    "SELECT name, COALESCE(floor(extract(epoch FROM GREATEST(last_contact_at, "
+	    "heartbeat_at, hello_at, enrolled_at)) * 1000)::bigint, 0), "
+	    "COALESCE(floor(extract(epoch FROM GREATEST(last_contact_at, heartbeat_at, "
+	    "hello_at)) * 1000)::bigint, 0), state_free_bytes IS NOT NULL, "
+	    "COALESCE(state_free_bytes, 0), COALESCE(state_write_nospace, false), "
+	    "COALESCE(floor(extract(epoch FROM state_nospace_since) * 1000)::bigint, 0), "
+	    "EXISTS (SELECT 1 FROM alerts WHERE dedup_key = 'coffer/' || $1 || '/' || $2 || "
+	    "'/' || name AND state = 'triggered'), "
+	    "EXISTS (SELECT 1 FROM alerts WHERE dedup_key = 'coffer/' || $1 || '/' || $3 || "
+	    "'/' || name AND state = 'triggered') "
+	    "FROM agents WHERE service = $1 AND revoked_at IS NULL ORDER BY name",
+	    3, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	int n = PQntuples(res);
+	bool any_heard = false;
+	for (int i = 0; i < n; i++) {
+		if (strtoll(PQgetvalue(res, i, 2), NULL, 10) >= c->now_ms - quiet) {
+			any_heard = true;
+		}
+	}
+	for (int i = 0; rv == 0 && i < n; i++) {
+		/* A quiet agent is not the one heard: any_heard means another. */
+		rv = agent_quiet_one(c, res, i, any_heard, quiet, err);
+		if (rv == 0) {
+			rv = agent_disk_full_one(c, res, i, free_min, err);
+		}
+	}
+	PQclear(res);
+	if (rv != 0) {
+		return (rv);
+	}
+	const char *v2[] = { c->p->name, COORD_ALERT_AGENT_QUIET, COORD_ALERT_AGENT_DISK_FULL };
+	res = coord_catalog_adhoc(c->cat, "reading the pages of retired agents",
+	    "SELECT check_name, details->>'agent' FROM alerts x WHERE service = $1 "
+	    "AND state = 'triggered' AND check_name IN ($2, $3) AND details ? 'agent' "
+	    "AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.name = x.details->>'agent' "
+	    "AND a.service = $1 AND a.revoked_at IS NULL)",
+	    3, v2, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	for (int i = 0; rv == 0 && i < PQntuples(res); i++) {
+		rv = apply_to(
+		    c, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), false, "error", "", NULL, err);
+	}
+	PQclear(res);
+	return (rv);
 }
 
 static int
@@ -820,6 +995,9 @@ eval_service(svc_ctx *c, coffer_err *err)
 	}
 	if (rv == 0) {
 		rv = check_quiet(c, err);
+	}
+	if (rv == 0) {
+		rv = check_agents(c, err);
 	}
 	if (rv == 0) {
 		rv = check_size(c, err);

@@ -24,8 +24,13 @@
  *   Evaluators serialise on an advisory lock, so two coordinators sharing
  *   a catalog cannot both announce one transition.
  *
+ * - Checks about one agent of a service (agent_quiet for one agent among
+ *   several, agent_disk_full) have the dedup_key
+ *   "coffer/<service>/<check>/<agent>" and name the agent in their summary
+ *   and in details.agent; revoking the agent resolves them.
+ *
  * Thresholds come from [alerts]: agent_quiet (10m), completion_window (2h),
- * refusal_window (1h), size_history (10).
+ * refusal_window (1h), size_history (10), agent_state_free_min (64MiB).
  */
 #ifndef COFFER_COORDINATOR_WATCH_ALERTS_H
 #define COFFER_COORDINATOR_WATCH_ALERTS_H
@@ -50,6 +55,7 @@
 #define COORD_ALERT_SIZE_ANOMALY     "size_anomaly"
 #define COORD_ALERT_REQUESTS_REFUSED "requests_refused"
 #define COORD_ALERT_AUDIT_CHAIN      "audit_chain_broken"
+#define COORD_ALERT_AGENT_DISK_FULL  "agent_disk_full"
 /* Paged by coordinator/watch/outage.c from a local outbox, not from here:
  * the catalog cannot hold the alert that it is down. */
 #define COORD_ALERT_CATALOG_UNREACHABLE "catalog_unreachable"

@@ -155,6 +155,27 @@ test_envseq_monotonic(void **state)
 	assert_int_equal(envseq(f, 2000), 100000000000000000ull);
 }
 
+/* The floor (this process's last seq, what a full disk leaves to go on)
+ * is honoured over both the file and the clock; a seq taken with the disk
+ * writable is recorded as before. */
+static void
+test_envseq_floor(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t seq = 0;
+	coffer_err err = { 0 };
+	assert_int_equal(agent_sender_envseq_take(f->state, 1000, 0, &seq, &err), 0);
+	assert_int_equal(seq, 1000000);
+	assert_int_equal(agent_sender_envseq_take(f->state, 1000, 5000000, &seq, &err), 0);
+	assert_int_equal(seq, 5000001);
+	/* The file now says 5000001: a process without a floor goes on above it. */
+	assert_int_equal(envseq(f, 1000), 5000002);
+	/* A floor at the top is refused, not wrapped. */
+	assert_int_equal(
+	    agent_sender_envseq_take(f->state, 1000, UINT64_MAX, &seq, &err), COFFER_ECORRUPT);
+	assert_int_equal(seq, 0);
+}
+
 static void
 test_envseq_damage_refused(void **state)
 {
@@ -553,6 +574,7 @@ main(void)
 	coffer_log_init("sender_test", COFFER_LOG_ERROR);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_envseq_monotonic, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_envseq_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_envseq_damage_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_envseq_concurrent_processes, setup, teardown),
 		cmocka_unit_test_setup_teardown(
