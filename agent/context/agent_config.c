@@ -19,6 +19,7 @@
 
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
+#include "common/repo/repo_s3.h"
 #include "common/wire/net.h"
 
 #define SECS  1000LL
@@ -154,6 +155,8 @@ static const coffer_config_key repo_keys[] = {
 	{ .name = "secret_key", .type = COFFER_CONFIG_STRING },
 	{ .name = "session_token", .type = COFFER_CONFIG_STRING },
 	{ .name = "path_style", .type = COFFER_CONFIG_BOOL, .def = "false" },
+	/* http:// to another host: the operator's explicit, logged choice. */
+	{ .name = "insecure_http", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ 0 },
 };
 
@@ -255,7 +258,7 @@ static int
 repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, coffer_err *err)
 {
 	static const char *const s3_only[] = { "endpoint", "region", "bucket", "prefix",
-		"access_key", "secret_key", "session_token", "path_style" };
+		"access_key", "secret_key", "session_token", "path_style", "insecure_http" };
 	static const char *const s3_needs[] = { "endpoint", "region", "bucket" };
 	memset(r, 0, sizeof(*r));
 	if (!coffer_config_has_section(ini, section)) {
@@ -273,6 +276,7 @@ repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, c
 	r->secret_key = opt_str(ini, section, "secret_key");
 	r->session_token = opt_str(ini, section, "session_token");
 	r->path_style = coffer_config_bool(ini, section, "path_style");
+	r->insecure_http = coffer_config_bool(ini, section, "insecure_http");
 	if (r->type == AGENT_REPO_POSIX) {
 		if (r->path == NULL) {
 			coffer_config_err_at(ini, section, "type", err,
@@ -304,6 +308,9 @@ repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, c
 			return (coffer_err_hint(
 			    err, "add endpoint, region and bucket under [%s]", section));
 		}
+	}
+	if (coffer_repo_s3_section_check(ini, section, err) != 0) {
+		return (err->code);
 	}
 	if ((r->access_key == NULL) != (r->secret_key == NULL)) {
 		const char *set = r->access_key != NULL ? "access_key" : "secret_key";
