@@ -254,8 +254,9 @@ coffer_repo_s3_section_check(const coffer_config *ini, const char *section, coff
 	}
 	if (!coffer_config_bool(ini, section, "insecure_http")) {
 		coffer_config_err_at(ini, section, "endpoint", err,
-		    "%.200s is plain http to a host that is not this one: anyone on the path "
-		    "could read the requests and forge the answers, object lock included",
+		    "%.200s is plain http to a host that is not this one, refused without "
+		    "insecure_http = true: anyone on the path could read the requests and "
+		    "forge the answers, object lock included",
 		    endpoint);
 		return (coffer_err_hint(err,
 		    "use https://, or, on a network you trust, add insecure_http = true "

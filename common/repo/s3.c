@@ -145,8 +145,9 @@ coffer_s3_endpoint_check(const char *endpoint, int insecure_http, coffer_err *er
 		return (0);
 	}
 	coffer_err_set(err, COFFER_EINVAL,
-	    "s3 endpoint %.200s is plain http to another host: anyone on the path could "
-	    "read the requests and forge the answers (object lock included)",
+	    "s3 endpoint %.200s is plain http to another host, refused without "
+	    "insecure_http = true: anyone on the path could read the requests and forge "
+	    "the answers (object lock included)",
 	    endpoint);
 	return (coffer_err_hint(err,
 	    "use https://, or, on a network you trust, add insecure_http = true to the "

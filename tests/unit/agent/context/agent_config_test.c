@@ -398,6 +398,34 @@ test_repository_rules(void **state)
 	    "[repository.primary]\ntype = s3\nendpoint = https://h\nbucket = b\nregion = r\n"
 	    "session_token = t\n",
 	    16, "session_token needs access_key", NULL);
+	/* Plain http to another host needs the operator's explicit, named
+	 * choice; to this host it does not. */
+	expect_fail(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN
+	    "[repository.primary]\ntype = s3\nendpoint = http://example.com\nbucket = b\n"
+	    "region = r\n",
+	    13, "[repository.primary] endpoint: http://example.com is plain http",
+	    "insecure_http = true", NULL);
+	const char *ok_eps[] = { "http://127.0.0.1:7480", "http://localhost:7480",
+		"http://[::1]:7480" };
+	for (size_t i = 0; i < sizeof(ok_eps) / sizeof(ok_eps[0]); i++) {
+		char text[2048];
+		snprintf(text, sizeof(text),
+		    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN
+		    "[repository.primary]\ntype = s3\nendpoint = %s\nbucket = b\nregion = r\n",
+		    ok_eps[i]);
+		agent_config *cfg = load_ok(f, text);
+		assert_false(cfg->repo_primary.insecure_http);
+		agent_config_free(cfg);
+	}
+	agent_config *insecure = load_ok(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN
+	    "[repository.primary]\ntype = s3\nendpoint = http://example.com\nbucket = b\n"
+	    "region = r\ninsecure_http = true\n");
+	assert_true(insecure->repo_primary.insecure_http);
+	agent_config_free(insecure);
+	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "insecure_http = true\n",
+	    NEXT_LINE, "insecure_http: applies only to type = s3", NULL);
 	/* An empty [repository.dr] is not "no DR": it lacks its type. */
 	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[repository.dr]\n", NEXT_LINE,
 	    "[repository.dr] missing required key 'type'", NULL);
