@@ -101,7 +101,10 @@ static const coffer_config_key agent_keys[] = {
 };
 
 static const coffer_config_key postgres_keys[] = {
-	{ .name = "conninfo", .type = COFFER_CONFIG_STRING, .required = true },
+	{ .name = "conninfo",
+	    .type = COFFER_CONFIG_STRING,
+	    .required = true,
+	    .secret = COFFER_CONFIG_SECRET_IF_PASSWORD },
 	{ .name = "pg_dump", .type = COFFER_CONFIG_PATH, .def = "pg_dump" },
 	{ .name = "pg_restore", .type = COFFER_CONFIG_PATH, .def = "pg_restore" },
 	{ .name = "psql", .type = COFFER_CONFIG_PATH, .def = "psql" },
@@ -152,8 +155,8 @@ static const coffer_config_key repo_keys[] = {
 	{ .name = "bucket", .type = COFFER_CONFIG_STRING },
 	{ .name = "prefix", .type = COFFER_CONFIG_STRING, .def = "" },
 	{ .name = "access_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "secret_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "session_token", .type = COFFER_CONFIG_STRING },
+	{ .name = "secret_key", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
+	{ .name = "session_token", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
 	{ .name = "path_style", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	/* http:// to another host: the operator's explicit, logged choice. */
 	{ .name = "insecure_http", .type = COFFER_CONFIG_BOOL, .def = "false" },

@@ -113,7 +113,10 @@ static const char *const drill_repos[] = { "primary", "dr", "alternate", NULL };
 static const coffer_config_key coordinator_keys[] = {
 	{ .name = "listen", .type = COFFER_CONFIG_STRING, .required = true, .check = check_listen },
 	{ .name = "admin_listen", .type = COFFER_CONFIG_STRING, .check = check_listen },
-	{ .name = "catalog", .type = COFFER_CONFIG_STRING, .required = true },
+	{ .name = "catalog",
+	    .type = COFFER_CONFIG_STRING,
+	    .required = true,
+	    .secret = COFFER_CONFIG_SECRET_IF_PASSWORD },
 	{ .name = "audit_key", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "state_dir", .type = COFFER_CONFIG_PATH, .def = "/var/lib/coffer-coordinator" },
 	{ .name = "metrics_listen", .type = COFFER_CONFIG_STRING },
@@ -146,8 +149,8 @@ static const coffer_config_key repo_keys[] = {
 	{ .name = "bucket", .type = COFFER_CONFIG_STRING },
 	{ .name = "prefix", .type = COFFER_CONFIG_STRING, .def = "" },
 	{ .name = "access_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "secret_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "session_token", .type = COFFER_CONFIG_STRING },
+	{ .name = "secret_key", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
+	{ .name = "session_token", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
 	{ .name = "path_style", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	/* http:// to another host: the operator's explicit, logged choice. */
 	{ .name = "insecure_http", .type = COFFER_CONFIG_BOOL, .def = "false" },
@@ -159,7 +162,7 @@ static const coffer_config_key alerts_keys[] = {
 	    .type = COFFER_CONFIG_STRING,
 	    .def = "https://events.pagerduty.com/v2/enqueue",
 	    .check = coffer_config_check_http_url },
-	{ .name = "routing_key", .type = COFFER_CONFIG_STRING },
+	{ .name = "routing_key", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
 	{ .name = "webhook_url",
 	    .type = COFFER_CONFIG_STRING,
 	    .check = coffer_config_check_http_url },
@@ -291,7 +294,9 @@ static const coffer_config_key service_keys[] = {
 	    .type = COFFER_CONFIG_DURATION,
 	    .min = 1 * SECS,
 	    .max = 30 * DAYS },
-	{ .name = "alerts.routing_key", .type = COFFER_CONFIG_STRING },
+	{ .name = "alerts.routing_key",
+	    .type = COFFER_CONFIG_STRING,
+	    .secret = COFFER_CONFIG_SECRET },
 	{ 0 },
 };
 
