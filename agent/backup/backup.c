@@ -14,6 +14,7 @@
 
 #include "agent/outbox/events.h"
 #include "agent/pg/dump.h"
+#include "agent/pg/passfile.h"
 #include "agent/pg/pg.h"
 #include "common/base/clock.h"
 #include "common/base/log.h"
@@ -374,6 +375,8 @@ backup_locked(
 	agent_pg_snapshot *snap = NULL;
 	agent_stream s = { 0 };
 	char **argv = NULL;
+	agent_passfile pf = { 0 };
+	char *child_ci = NULL;
 	char *json = NULL;
 	size_t json_len = 0;
 	char data_key[COFFER_REPO_KEY_MAX], manifest_key[COFFER_REPO_KEY_MAX];
@@ -401,7 +404,11 @@ backup_locked(
 	}
 	if (rc == 0) {
 		stage = agent_journal_stage(&jr, "dump");
-		rc = agent_dump_argv(cfg->pg_dump, agent_pg_snapshot_id(snap), cfg->conninfo,
+		/* pg_dump's command line is public: its password goes in a passfile. */
+		rc = agent_passfile_conninfo(cfg->conninfo, &pf, &child_ci, err);
+	}
+	if (rc == 0) {
+		rc = agent_dump_argv(cfg->pg_dump, agent_pg_snapshot_id(snap), child_ci,
 		    cfg->dump_options, &argv, err);
 	}
 	if (rc == 0) {
@@ -511,6 +518,8 @@ backup_locked(
 out:
 	free(json);
 	agent_dump_argv_free(argv);
+	agent_passfile_remove(&pf);
+	free(child_ci);
 	agent_stream_close(&s);
 	agent_pg_snapshot_close(snap);
 	return (rc);

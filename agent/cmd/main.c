@@ -7,6 +7,7 @@
 
 #include "agent/cmd/commands.h"
 #include "common/base/log.h"
+#include "common/base/nocore.h"
 
 static const coffer_cmd agent_cmds[] = {
 	{ "run", "-c FILE", "the daemon: scheduled backups, events to the coordinator",
@@ -68,5 +69,12 @@ main(int argc, char **argv)
 {
 	/* Until a command reads its config's log_level. */
 	coffer_log_init("coffer-agent", COFFER_LOG_INFO);
+	/* Every command may hold keys or credentials: no core file, and no
+	 * peeking at this process by others of its user, before any is read. */
+	coffer_err err = { 0 };
+	if (coffer_nocore_apply(&err) != 0) {
+		coffer_log_error("cannot disable core dumps", "error=\"%s\"", err.msg);
+		return (1);
+	}
 	return (coffer_cli_main(&agent_cli, argc, argv));
 }

@@ -19,6 +19,7 @@
 
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
+#include "common/repo/repo_s3.h"
 #include "common/wire/net.h"
 
 #define SECS  1000LL
@@ -100,7 +101,10 @@ static const coffer_config_key agent_keys[] = {
 };
 
 static const coffer_config_key postgres_keys[] = {
-	{ .name = "conninfo", .type = COFFER_CONFIG_STRING, .required = true },
+	{ .name = "conninfo",
+	    .type = COFFER_CONFIG_STRING,
+	    .required = true,
+	    .secret = COFFER_CONFIG_SECRET_IF_PASSWORD },
 	{ .name = "pg_dump", .type = COFFER_CONFIG_PATH, .def = "pg_dump" },
 	{ .name = "pg_restore", .type = COFFER_CONFIG_PATH, .def = "pg_restore" },
 	{ .name = "psql", .type = COFFER_CONFIG_PATH, .def = "psql" },
@@ -151,9 +155,11 @@ static const coffer_config_key repo_keys[] = {
 	{ .name = "bucket", .type = COFFER_CONFIG_STRING },
 	{ .name = "prefix", .type = COFFER_CONFIG_STRING, .def = "" },
 	{ .name = "access_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "secret_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "session_token", .type = COFFER_CONFIG_STRING },
+	{ .name = "secret_key", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
+	{ .name = "session_token", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
 	{ .name = "path_style", .type = COFFER_CONFIG_BOOL, .def = "false" },
+	/* http:// to another host: the operator's explicit, logged choice. */
+	{ .name = "insecure_http", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ 0 },
 };
 
@@ -255,7 +261,7 @@ static int
 repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, coffer_err *err)
 {
 	static const char *const s3_only[] = { "endpoint", "region", "bucket", "prefix",
-		"access_key", "secret_key", "session_token", "path_style" };
+		"access_key", "secret_key", "session_token", "path_style", "insecure_http" };
 	static const char *const s3_needs[] = { "endpoint", "region", "bucket" };
 	memset(r, 0, sizeof(*r));
 	if (!coffer_config_has_section(ini, section)) {
@@ -273,6 +279,7 @@ repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, c
 	r->secret_key = opt_str(ini, section, "secret_key");
 	r->session_token = opt_str(ini, section, "session_token");
 	r->path_style = coffer_config_bool(ini, section, "path_style");
+	r->insecure_http = coffer_config_bool(ini, section, "insecure_http");
 	if (r->type == AGENT_REPO_POSIX) {
 		if (r->path == NULL) {
 			coffer_config_err_at(ini, section, "type", err,
@@ -304,6 +311,9 @@ repo_load(const coffer_config *ini, const char *section, agent_repo_config *r, c
 			return (coffer_err_hint(
 			    err, "add endpoint, region and bucket under [%s]", section));
 		}
+	}
+	if (coffer_repo_s3_section_check(ini, section, err) != 0) {
+		return (err->code);
 	}
 	if ((r->access_key == NULL) != (r->secret_key == NULL)) {
 		const char *set = r->access_key != NULL ? "access_key" : "secret_key";

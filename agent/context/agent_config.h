@@ -47,6 +47,7 @@ typedef struct agent_repo_config {
 	const char *endpoint, *region, *bucket, *prefix;     /* s3; prefix may be "" */
 	const char *access_key, *secret_key, *session_token; /* s3; NULL if unset */
 	bool path_style;
+	bool insecure_http; /* plain http to another host allowed (and warned of) */
 } agent_repo_config;
 
 typedef struct agent_config {

@@ -28,6 +28,7 @@ agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned needs, 
 		.prefix = rc->prefix,
 		.access_key = rc->access_key,
 		.secret_key = rc->secret_key,
+		.insecure_http = rc->insecure_http,
 		.session_token = rc->session_token,
 		.path_style = rc->path_style,
 	};

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "agent/outbox/events.h"
+#include "agent/pg/passfile.h"
 #include "agent/pg/pg.h"
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
@@ -294,6 +295,8 @@ agent_restore_logical(
 	coffer_manifest *m = NULL;
 	char dump_path[4096] = "";
 	char *target_ci = NULL;
+	char *child_ci = NULL;
+	agent_passfile pf = { 0 };
 	char **argv = NULL;
 	int rc = agent_stored_manifest(ctx, req->backup, &m, err);
 	if (rc != 0) {
@@ -345,12 +348,17 @@ agent_restore_logical(
 
 	char jobs[16];
 	snprintf(jobs, sizeof(jobs), "%d", req->jobs > 0 ? req->jobs : 1);
-	char *dbarg = malloc(strlen(target_ci) + 16);
+	/* pg_restore's command line is public: its password goes in a passfile. */
+	rc = agent_passfile_conninfo(target_ci, &pf, &child_ci, err);
+	if (rc != 0) {
+		goto out;
+	}
+	char *dbarg = malloc(strlen(child_ci) + 16);
 	if (dbarg == NULL) {
 		rc = coffer_err_set(err, COFFER_ENOMEM, "out of memory");
 		goto out;
 	}
-	sprintf(dbarg, "--dbname=%s", target_ci);
+	sprintf(dbarg, "--dbname=%s", child_ci);
 	const char *args[] = { cfg->pg_restore, "--no-owner", "--no-privileges", "--exit-on-error",
 		"-j", jobs, dbarg, dump_path, NULL };
 	agent_child_spec spec = {
@@ -380,6 +388,8 @@ agent_restore_logical(
 		res->stage = AGENT_RESTORE_DONE;
 	}
 out:
+	agent_passfile_remove(&pf);
+	free(child_ci);
 	res->duration_ms = coffer_clock_monotonic_ms() - started;
 	if (m != NULL && rc != COFFER_EREFUSED) {
 		record_outcome(ctx, m->backup_id, req->target_db, rc, err, res->duration_ms);

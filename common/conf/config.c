@@ -944,6 +944,43 @@ load_common(const char *path, FILE *fp, const char *text, const coffer_config_sc
 	return (0);
 }
 
+bool
+coffer_config_conninfo_has_password(const char *conninfo)
+{
+	if (strncmp(conninfo, "postgresql://", 13) == 0 ||
+	    strncmp(conninfo, "postgres://", 11) == 0) {
+		const char *auth = strstr(conninfo, "://") + 3;
+		size_t n = strcspn(auth, "/?");
+		const char *at = memchr(auth, '@', n);
+		if (at != NULL && memchr(auth, ':', (size_t)(at - auth)) != NULL) {
+			return (true);
+		}
+	}
+	/* Keyword form, or ?password= in a URI; a word that merely contains
+	 * "password" elsewhere costs a chmod, never a leak. */
+	return (strcasestr(conninfo, "password") != NULL);
+}
+
+/* The first key set in the file whose value is a secret, as "[section]
+ * key" in out; false if none. */
+static bool
+secret_held(const coffer_config *cfg, char *out, size_t size)
+{
+	for (size_t i = 0; i < cfg->nvals; i++) {
+		const struct cfg_value *v = &cfg->vals[i];
+		if (v->spec == NULL) {
+			continue;
+		}
+		if ((v->spec->secret == COFFER_CONFIG_SECRET && v->text[0] != '\0') ||
+		    (v->spec->secret == COFFER_CONFIG_SECRET_IF_PASSWORD &&
+		        coffer_config_conninfo_has_password(v->text))) {
+			snprintf(out, size, "[%s] %s", cfg->secs[v->sec].name, v->key);
+			return (true);
+		}
+	}
+	return (false);
+}
+
 int
 coffer_config_load(
     const char *path, const coffer_config_schema *schema, coffer_config **out, coffer_err *err)
@@ -965,7 +1002,7 @@ coffer_config_load(
 		    "pass the right path with -c, or create the file "
 		    "(deploy/examples/ has a commented example)"));
 	}
-	struct stat st;
+	struct stat st = { 0 };
 	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
 		fclose(fp);
 		coffer_err_set(err, COFFER_EINVAL, "config file %s is a directory", path);
@@ -973,6 +1010,17 @@ coffer_config_load(
 	}
 	int rc = load_common(path, fp, NULL, schema, out, err);
 	fclose(fp);
+	char held[2 * COFFER_CONFIG_MAX_NAME + 8];
+	if (rc == 0 && (st.st_mode & 077) != 0 && secret_held(*out, held, sizeof(held))) {
+		coffer_config_free(*out);
+		*out = NULL;
+		coffer_err_set(err, COFFER_EPERM,
+		    "%s: %s by group or others (mode %04o) and it holds %s", path,
+		    (st.st_mode & 044) != 0 ? "readable" : "writable",
+		    (unsigned)(st.st_mode & 07777), held);
+		return (coffer_err_hint(
+		    err, "run: chmod 600 %s (and consider %s exposed)", path, held));
+	}
 	return (rc);
 }
 

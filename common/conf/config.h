@@ -68,6 +68,15 @@ typedef enum coffer_config_type {
 	COFFER_CONFIG_CRON,     /* text, checked by the schema's check_cron if set */
 } coffer_config_type;
 
+/* Whether a key's value is a secret. A file that holds one (a key set in
+ * it, not a default) must be closed to group and others, or
+ * coffer_config_load refuses it naming the key and the chmod. */
+typedef enum coffer_config_secret {
+	COFFER_CONFIG_PUBLIC = 0,
+	COFFER_CONFIG_SECRET,             /* always: secret_key, routing_key */
+	COFFER_CONFIG_SECRET_IF_PASSWORD, /* a libpq conninfo that has a password in it */
+} coffer_config_secret;
+
 /* A caller's extra check of one value; fills err (message without the
  * file/line prefix, which the loader adds) and returns a COFFER_E* code. */
 typedef int (*coffer_config_check_fn)(const char *value, coffer_err *err);
@@ -85,6 +94,7 @@ typedef struct coffer_config_key {
 	const char *const *words;     /* enum: NULL-terminated */
 	coffer_config_check_fn check; /* optional, after the type check */
 	const char *why;              /* required keys: why, shown when missing; may be NULL */
+	coffer_config_secret secret;
 } coffer_config_key;
 
 typedef struct coffer_config_section {
@@ -110,7 +120,8 @@ typedef struct coffer_config coffer_config;
  * success *out is a new handle for coffer_config_free. Errors: COFFER_ENOENT
  * (no such file), COFFER_EPERM (not readable), COFFER_EIO, COFFER_ETOOBIG
  * (file or line too long), COFFER_EINVAL (anything in the text),
- * COFFER_EINTERNAL (the schema's own default does not parse). */
+ * COFFER_EINTERNAL (the schema's own default does not parse), COFFER_EPERM
+ * (the file sets a secret key and group or others may read or write it). */
 int coffer_config_load(
     const char *path, const coffer_config_schema *schema, coffer_config **out, coffer_err *err);
 
@@ -164,6 +175,10 @@ int coffer_config_err_at(const coffer_config *cfg, const char *section, const ch
  * rather than at the first scheduled run. */
 int coffer_config_check_timezone(const char *value, coffer_err *err);
 /* An http:// or https:// URL with something after the scheme. */
+/* Whether a libpq conninfo ("k=v ..." or a postgres:// URI) carries a
+ * password. */
+bool coffer_config_conninfo_has_password(const char *conninfo);
+
 int coffer_config_check_http_url(const char *value, coffer_err *err);
 
 #endif

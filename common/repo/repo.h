@@ -71,6 +71,7 @@ typedef struct coffer_repo_config {
 	const char *secret_key;
 	const char *session_token;
 	int path_style;
+	int insecure_http; /* allow http:// to a host other than loopback */
 } coffer_repo_config;
 
 typedef struct coffer_repo_info {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base/log.h"
 #include "common/repo/s3.h"
 
 struct s3_repo {
@@ -68,6 +69,7 @@ rs3_open(const coffer_repo_config *cfg, unsigned caps, void **state, coffer_err 
 		.secret_key = cfg->secret_key,
 		.session_token = cfg->session_token,
 		.path_style = cfg->path_style,
+		.insecure_http = cfg->insecure_http,
 	};
 	int rc = coffer_s3_new(&sc, &r->s3, err);
 	if (rc != 0) {
@@ -239,3 +241,29 @@ const coffer_repo_driver coffer_repo_s3_driver = {
 	.list = rs3_list,
 	.remove = rs3_remove,
 };
+
+int
+coffer_repo_s3_section_check(const coffer_config *ini, const char *section, coffer_err *err)
+{
+	if (!coffer_config_has(ini, section, "endpoint")) {
+		return (0);
+	}
+	const char *endpoint = coffer_config_str(ini, section, "endpoint");
+	if (!coffer_s3_endpoint_insecure(endpoint)) {
+		return (0);
+	}
+	if (!coffer_config_bool(ini, section, "insecure_http")) {
+		coffer_config_err_at(ini, section, "endpoint", err,
+		    "%.200s is plain http to a host that is not this one, refused without "
+		    "insecure_http = true: anyone on the path could read the requests and "
+		    "forge the answers, object lock included",
+		    endpoint);
+		return (coffer_err_hint(err,
+		    "use https://, or, on a network you trust, add insecure_http = true "
+		    "under [%s] (object lock is then never trusted)",
+		    section));
+	}
+	coffer_log_warn("repository uses plain http to another host (insecure_http = true)",
+	    "section=%s endpoint=%s", section, endpoint);
+	return (0);
+}

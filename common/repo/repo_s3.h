@@ -13,8 +13,16 @@
 #ifndef COFFER_COMMON_REPO_REPO_S3_H
 #define COFFER_COMMON_REPO_REPO_S3_H
 
+#include "common/conf/config.h"
 #include "common/repo/repo.h"
 
 extern const coffer_repo_driver coffer_repo_s3_driver;
+
+/* The plain-http rule for one [repository.*] section of a config file
+ * (agent.conf and coordinator.conf alike): an endpoint that is http:// to
+ * a host other than loopback is refused at its line, naming insecure_http,
+ * unless the section sets insecure_http = true; then a warning is logged,
+ * once per load, so every start of a daemon says it. */
+int coffer_repo_s3_section_check(const coffer_config *ini, const char *section, coffer_err *err);
 
 #endif

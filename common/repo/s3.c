@@ -16,12 +16,15 @@
  */
 #include "common/repo/s3.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -93,6 +96,68 @@ bucket_name_ok(const char *b)
 		}
 	}
 	return (true);
+}
+
+/* Whether the host of an http[s]://host[:port] endpoint is this machine:
+ * 127.0.0.0/8, ::1 or localhost (which curl resolves to loopback itself,
+ * never through DNS). Nobody on a network path sits between us and it. */
+static bool
+endpoint_loopback(const char *rest)
+{
+	char host[256];
+	size_t n = strcspn(rest, "/");
+	if (n >= sizeof(host)) {
+		return (false);
+	}
+	memcpy(host, rest, n);
+	host[n] = '\0';
+	if (host[0] == '[') {
+		char *close = strchr(host, ']');
+		if (close == NULL) {
+			return (false);
+		}
+		*close = '\0';
+		struct in6_addr a6;
+		return (inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
+	}
+	char *colon = strchr(host, ':');
+	if (colon != NULL) {
+		*colon = '\0';
+	}
+	struct in_addr a4;
+	if (inet_pton(AF_INET, host, &a4) == 1) {
+		return ((ntohl(a4.s_addr) >> 24) == 127);
+	}
+	return (strcasecmp(host, "localhost") == 0);
+}
+
+bool
+coffer_s3_endpoint_insecure(const char *endpoint)
+{
+	return (endpoint != NULL && strncmp(endpoint, "http://", 7) == 0 &&
+	    !endpoint_loopback(endpoint + 7));
+}
+
+int
+coffer_s3_endpoint_check(const char *endpoint, int insecure_http, coffer_err *err)
+{
+	if (!coffer_s3_endpoint_insecure(endpoint) || insecure_http) {
+		return (0);
+	}
+	coffer_err_set(err, COFFER_EINVAL,
+	    "s3 endpoint %.200s is plain http to another host, refused without "
+	    "insecure_http = true: anyone on the path could read the requests and forge "
+	    "the answers (object lock included)",
+	    endpoint);
+	return (coffer_err_hint(err,
+	    "use https://, or, on a network you trust, add insecure_http = true to the "
+	    "repository's section (object lock is then never trusted)"));
+}
+
+bool
+coffer_s3_insecure(const coffer_s3 *s3)
+{
+	return (s3->insecure);
 }
 
 int
@@ -180,6 +245,11 @@ coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err)
 		    "store's base URL, without a path");
 		return (COFFER_EINVAL);
 	}
+	if (coffer_s3_endpoint_check(ep, cfg->insecure_http, err) != 0) {
+		coffer_s3_free(s3);
+		return (COFFER_EINVAL);
+	}
+	s3->insecure = coffer_s3_endpoint_insecure(ep);
 	s3->host = strndup(rest, hl);
 	if (s3->scheme == NULL || s3->host == NULL) {
 		coffer_s3_free(s3);
@@ -425,6 +495,17 @@ int
 coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err *err)
 {
 	memset(out, 0, sizeof(*out));
+	if (s3->insecure) {
+		/* Whoever sits on a plain http path could answer "Enabled" for a
+		 * bucket that locks nothing; a lock we cannot verify is no lock. */
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "s3 bucket %s: object lock cannot be verified over plain http to %s "
+		    "(insecure_http = true)",
+		    s3->bucket, s3->host);
+		return (coffer_err_hint(err,
+		    "use an https:// endpoint for any repository whose object lock "
+		    "matters (the DR repository)"));
+	}
 	struct s3_req r = {
 		.op = "GetObjectLockConfiguration", .method = "GET", .flags = REQ_CAPTURE
 	};

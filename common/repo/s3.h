@@ -27,6 +27,7 @@
 #ifndef COFFER_COMMON_REPO_S3_H
 #define COFFER_COMMON_REPO_S3_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,11 +60,24 @@ typedef struct coffer_s3_config {
 	int max_attempts;          /* 0: COFFER_S3_ATTEMPTS_DEFAULT; 1: no retry */
 	int backoff_base_ms;       /* 0: 100 ms, doubled per attempt, capped at 5 s */
 	const coffer_clock *clock; /* for x-amz-date; NULL: the system clock */
+	/* 1: allow http:// to a host that is not loopback (the operator's
+	 * explicit insecure_http = true); object lock is then never trusted. */
+	int insecure_http;
 } coffer_s3_config;
 
 typedef struct coffer_s3 coffer_s3;
 
-/* COFFER_EINVAL for a bad configuration (no bucket, a bad endpoint, no
+/* Whether endpoint is plain http:// to a host other than loopback
+ * (127.0.0.0/8, ::1, localhost): a path someone else may sit on. */
+bool coffer_s3_endpoint_insecure(const char *endpoint);
+
+/* The plain-http rule, for config readers and coffer_s3_new alike: an
+ * insecure endpoint (above) is COFFER_EINVAL, with a hint naming
+ * insecure_http, unless insecure_http is set. */
+int coffer_s3_endpoint_check(const char *endpoint, int insecure_http, coffer_err *err);
+
+/* COFFER_EINVAL for a bad configuration (no bucket, a bad endpoint, plain
+ * http to another host without insecure_http, no
  * credentials in the config or the environment, a part size outside
  * 5 MiB..512 MiB). */
 int coffer_s3_new(const coffer_s3_config *cfg, coffer_s3 **out, coffer_err *err);
@@ -162,7 +176,12 @@ typedef struct coffer_s3_lock_config {
 	unsigned years;
 } coffer_s3_lock_config;
 
-/* GET /?object-lock. A bucket without object lock gives 0 with
+/* Whether this client talks plain http to a host other than loopback. */
+bool coffer_s3_insecure(const coffer_s3 *s3);
+
+/* GET /?object-lock. COFFER_EREFUSED without asking when the client is
+ * insecure (plain http to another host): its answer could be forged. A
+ * bucket without object lock gives 0 with
  * enabled = 0. COFFER_EPERM when the credentials may not read the
  * configuration (a write-only DR credential): the state is unknown. */
 int coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err *err);

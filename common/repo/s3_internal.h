@@ -38,6 +38,7 @@ struct coffer_s3 {
 	char *secret_key;
 	char *token; /* NULL without a session token */
 	int path_style;
+	bool insecure; /* plain http to a host that is not loopback */
 	size_t part_size;
 	int max_attempts;
 	int backoff_base_ms;
@@ -57,6 +58,11 @@ void s3_base64(const uint8_t *in, size_t len, char *out);
 /* ---- XML (s3_xml.c) ---- */
 
 int64_t s3_iso_ms(const char *text);
+
+/* Whether body declares a DTD (<!DOCTYPE ...>). Every parser here refuses
+ * such a document as if it were not XML; s3_do asks first so that the
+ * refusal gets its own error naming the endpoint. */
+bool s3_xml_doctype(const char *body, size_t len);
 
 /* The UploadId of an InitiateMultipartUploadResult into id; "" when the
  * body has none, which the caller reports. */

@@ -9,9 +9,13 @@
  * the hash we sign is the SHA-256 we also send, base64, as
  * x-amz-checksum-sha256, so a store that checks either catches corruption.
  *
- * Response bodies are captured only up to S3_BODY_MAX (a ListObjectsV2 page
- * of 1000 maximal keys fits), except a successful GET, which streams into
- * the caller's filter chain. A GET that loses its connection mid-body
+ * Response bodies are captured only up to S3_BODY_MAX (4 MiB: a
+ * ListObjectsV2 page of 1000 maximal keys fits) for the XML answers we
+ * read, and S3_ERR_BODY_MAX (64 KiB) for every other body (error
+ * documents); a longer body stops the transfer at the cap, so memory stays
+ * bounded whatever the endpoint sends. A successful GET streams into the
+ * caller's filter chain instead. A captured answer that declares a DTD is
+ * refused before it is parsed (s3_xml.c never reads one either). A GET that loses its connection mid-body
  * resumes with "Range: bytes=<n>-" and "If-Match: <etag>", so the bytes
  * already pushed into the chain are never sent twice and never mixed with
  * another version of the object.
@@ -251,13 +255,20 @@ on_body(char *buf, size_t size, size_t nmemb, void *arg)
 		rs->delivered += len;
 		return (len);
 	}
-	if (rs->body.len + len > rs->body_max) {
-		/* Keep what fits; an over-long success body is reported later,
-		 * an over-long error body is only ever shown truncated. */
+	/* An error document is short whatever the request: only a success
+	 * body of a request that captures XML may reach S3_BODY_MAX. */
+	size_t max = status >= 200 && status < 300 ? rs->body_max : S3_ERR_BODY_MAX;
+	if (max > rs->body_max) {
+		max = rs->body_max;
+	}
+	if (rs->body.len + len > max) {
+		/* Keep what fits and stop the transfer here: an endless or
+		 * gigabyte body from a hostile or broken endpoint costs
+		 * body_max bytes of memory and no more time than that. */
 		rs->body_over = true;
-		size_t room = rs->body_max - rs->body.len;
+		size_t room = max - rs->body.len;
 		coffer_strbuf_putn(&rs->body, buf, room);
-		return (len);
+		return (0); /* makes curl stop with CURLE_WRITE_ERROR */
 	}
 	coffer_strbuf_putn(&rs->body, buf, len);
 	return (rs->body.failed ? 0 : len);
@@ -477,7 +488,10 @@ s3_once(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, const char *r
 	}
 	CURLcode cc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rs->status);
-	if (cc != CURLE_OK) {
+	if (cc == CURLE_WRITE_ERROR && rs->body_over) {
+		/* An answer arrived; s3_do judges its status and its cut body. */
+		rc = 0;
+	} else if (cc != CURLE_OK) {
 		if (rs->chain_rc != 0) {
 			rc = rs->chain_rc;
 			if (err != NULL) {
@@ -622,7 +636,29 @@ s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err
 		char code[128] = "";
 		char msg[512] = "";
 		bool ok = rs->status >= 200 && rs->status < 300;
-		if (ok && (r->flags & REQ_ERROR_IN_200) != 0 &&
+		if (ok && rs->body_over) {
+			coffer_err_set(err, COFFER_ETOOBIG,
+			    "s3 %s at %s://%s: the answer is over %zu bytes; reading stopped there",
+			    r->op, s3->scheme, s3->host, rs->body_max);
+			return (coffer_err_hint(err,
+			    "check that endpoint points at an S3 store: no answer S3 gives "
+			    "to this request is that long"));
+		}
+		if (ok && rs->body.len > 0 && s3_xml_doctype(rs->body.buf, rs->body.len)) {
+			coffer_err_set(err, COFFER_EPROTO,
+			    "s3 %s at %s://%s: the answer declares a DTD (<!DOCTYPE>), which S3 "
+			    "never sends; refused unread",
+			    r->op, s3->scheme, s3->host);
+			return (coffer_err_hint(err,
+			    "check that endpoint points at an S3 store and that nothing "
+			    "on the path rewrites its answers (use https)"));
+		}
+		if (!ok && rs->body.len > 0 && s3_xml_doctype(rs->body.buf, rs->body.len)) {
+			/* An error page with a DTD (a proxy's HTML page, or worse):
+			 * the status alone decides, the body is not read. */
+			snprintf(
+			    msg, sizeof(msg), "the answer's body declares a DTD and was not read");
+		} else if (ok && (r->flags & REQ_ERROR_IN_200) != 0 &&
 		    coffer_s3_error_parse(
 		        rs->body.buf, rs->body.len, code, sizeof(code), msg, sizeof(msg)) == 1) {
 			ok = false;
@@ -631,12 +667,6 @@ s3_do(coffer_s3 *s3, const struct s3_req *r, struct s3_resp *rs, coffer_err *err
 			    rs->body.buf, rs->body.len, code, sizeof(code), msg, sizeof(msg));
 		}
 		if (ok) {
-			if (rs->body_over) {
-				return (coffer_err_set(err, COFFER_ETOOBIG,
-				    "s3 %s response is over %u "
-				    "bytes",
-				    r->op, S3_BODY_MAX));
-			}
 			return (0);
 		}
 		if (s3_retryable(rs->status, code) && attempt < s3->max_attempts) {

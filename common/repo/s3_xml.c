@@ -5,8 +5,9 @@
  * of the client that parses XML, so one set of rules covers every answer.
  *
  * These bodies come from the network, so everything here refuses rather
- * than crashes or guesses: libxml2 reads without network access and without
- * expanding entities; elements are matched by local name only (radosgw
+ * than crashes or guesses: a document with a DOCTYPE is refused before
+ * its DTD is read (no entity is ever declared, expanded or fetched);
+ * libxml2 reads without network access; elements are matched by local name only (radosgw
  * omits the namespace AWS sends); every copy out is bounded by the caller's
  * buffer; and a page that cannot be trusted (an oversized or badly encoded
  * key, a size that is not a number, a truncated page without a token) fails
@@ -44,15 +45,66 @@ xml_text(const xmlNode *n, char *out, size_t size)
 	xmlFree(t);
 }
 
-static xmlDoc *
-xml_read(const char *body, size_t len)
+/* The SAX hook libxml2 calls as soon as it has read "<!DOCTYPE name ...",
+ * before the internal subset's declarations: the parse stops there, so no
+ * entity of a hostile document is ever declared, let alone expanded. */
+static void
+xml_refuse_doctype(
+    void *ctx, const xmlChar *name, const xmlChar *external_id, const xmlChar *system_id)
 {
+	(void)name;
+	(void)external_id;
+	(void)system_id;
+	xmlParserCtxtPtr ctxt = ctx;
+	*(bool *)ctxt->_private = true;
+	xmlStopParser(ctxt);
+}
+
+/* body as a document, or NULL for one that is not XML or that declares a
+ * DTD (*doctype then says so). S3 never sends a DOCTYPE, and a DTD is the
+ * only way to entity expansion ("billion laughs") and external entities,
+ * so any DOCTYPE is refused outright rather than parsed carefully. NONET,
+ * and neither NOENT nor DTDLOAD nor DTDATTR: nothing is fetched, expanded
+ * or defaulted even if the hook were bypassed. No HUGE: libxml2's own
+ * limits on depth and text sizes stay on. */
+static xmlDoc *
+xml_parse(const char *body, size_t len, bool *doctype)
+{
+	*doctype = false;
 	if (body == NULL || len == 0 || len > INT32_MAX) {
 		return (NULL);
 	}
-	/* NONET and no NOENT: never fetch or expand external entities. */
-	return (xmlReadMemory(body, (int)len, "s3.xml", NULL,
-	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+	xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+	if (ctxt == NULL) {
+		return (NULL);
+	}
+	ctxt->sax->internalSubset = xml_refuse_doctype;
+	ctxt->_private = doctype;
+	xmlDoc *doc = xmlCtxtReadMemory(ctxt, body, (int)len, "s3.xml", NULL,
+	    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (*doctype || (doc != NULL && (doc->intSubset != NULL || doc->extSubset != NULL))) {
+		*doctype = true;
+		xmlFreeDoc(doc);
+		doc = NULL;
+	}
+	xmlFreeParserCtxt(ctxt);
+	return (doc);
+}
+
+static xmlDoc *
+xml_read(const char *body, size_t len)
+{
+	bool doctype = false;
+	return (xml_parse(body, len, &doctype));
+}
+
+bool
+s3_xml_doctype(const char *body, size_t len)
+{
+	bool doctype = false;
+	xmlDoc *doc = xml_parse(body, len, &doctype);
+	xmlFreeDoc(doc);
+	return (doctype);
 }
 
 int

@@ -2,9 +2,11 @@
  * coffer: the operator's command line. It holds an operator key and talks to
  * the coordinator's admin endpoint; it never touches a repository.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "common/base/cli.h"
+#include "common/base/nocore.h"
 #include "coordinator/cli/client.h"
 
 static const coffer_cmd operator_cmds[] = {
@@ -66,5 +68,11 @@ static const coffer_cli operator_cli = {
 int
 main(int argc, char **argv)
 {
+	/* The operator key is read by most commands: no core file with it. */
+	coffer_err err = { 0 };
+	if (coffer_nocore_apply(&err) != 0) {
+		fprintf(stderr, "coffer: %s\n", err.msg);
+		return (1);
+	}
 	return (coffer_cli_main(&operator_cli, argc, argv));
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "common/base/log.h"
+#include "common/base/nocore.h"
 #include "coordinator/cmd/commands.h"
 
 static const coffer_cmd coordinator_cmds[] = {
@@ -47,5 +48,12 @@ main(int argc, char **argv)
 {
 	/* Until a command reads its config's log_level. */
 	coffer_log_init("coffer-coordinator", COFFER_LOG_INFO);
+	/* Every command may hold keys or credentials: no core file, and no
+	 * peeking at this process by others of its user, before any is read. */
+	coffer_err err = { 0 };
+	if (coffer_nocore_apply(&err) != 0) {
+		coffer_log_error("cannot disable core dumps", "error=\"%s\"", err.msg);
+		return (1);
+	}
 	return (coffer_cli_main(&coordinator_cli, argc, argv));
 }

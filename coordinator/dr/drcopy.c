@@ -92,6 +92,7 @@ open_dr(coord_drcopy *d, coffer_err *err)
 		.secret_key = rc.secret_key,
 		.session_token = rc.session_token,
 		.path_style = rc.path_style,
+		.insecure_http = rc.insecure_http,
 	};
 	if (coffer_s3_new(&sc, &d->dr, err) != 0) {
 		return (coffer_err_wrap(err, "[repository.dr]"));

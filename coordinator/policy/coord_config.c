@@ -17,6 +17,7 @@
 #include "common/base/name.h"
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
+#include "common/repo/repo_s3.h"
 #include "common/stream/digest.h"
 #include "common/wire/net.h"
 
@@ -112,7 +113,10 @@ static const char *const drill_repos[] = { "primary", "dr", "alternate", NULL };
 static const coffer_config_key coordinator_keys[] = {
 	{ .name = "listen", .type = COFFER_CONFIG_STRING, .required = true, .check = check_listen },
 	{ .name = "admin_listen", .type = COFFER_CONFIG_STRING, .check = check_listen },
-	{ .name = "catalog", .type = COFFER_CONFIG_STRING, .required = true },
+	{ .name = "catalog",
+	    .type = COFFER_CONFIG_STRING,
+	    .required = true,
+	    .secret = COFFER_CONFIG_SECRET_IF_PASSWORD },
 	{ .name = "audit_key", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "state_dir", .type = COFFER_CONFIG_PATH, .def = "/var/lib/coffer-coordinator" },
 	{ .name = "metrics_listen", .type = COFFER_CONFIG_STRING },
@@ -145,9 +149,11 @@ static const coffer_config_key repo_keys[] = {
 	{ .name = "bucket", .type = COFFER_CONFIG_STRING },
 	{ .name = "prefix", .type = COFFER_CONFIG_STRING, .def = "" },
 	{ .name = "access_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "secret_key", .type = COFFER_CONFIG_STRING },
-	{ .name = "session_token", .type = COFFER_CONFIG_STRING },
+	{ .name = "secret_key", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
+	{ .name = "session_token", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
 	{ .name = "path_style", .type = COFFER_CONFIG_BOOL, .def = "false" },
+	/* http:// to another host: the operator's explicit, logged choice. */
+	{ .name = "insecure_http", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ 0 },
 };
 
@@ -156,7 +162,7 @@ static const coffer_config_key alerts_keys[] = {
 	    .type = COFFER_CONFIG_STRING,
 	    .def = "https://events.pagerduty.com/v2/enqueue",
 	    .check = coffer_config_check_http_url },
-	{ .name = "routing_key", .type = COFFER_CONFIG_STRING },
+	{ .name = "routing_key", .type = COFFER_CONFIG_STRING, .secret = COFFER_CONFIG_SECRET },
 	{ .name = "webhook_url",
 	    .type = COFFER_CONFIG_STRING,
 	    .check = coffer_config_check_http_url },
@@ -314,7 +320,9 @@ static const coffer_config_key service_keys[] = {
 	    .type = COFFER_CONFIG_DURATION,
 	    .min = 1 * SECS,
 	    .max = 30 * DAYS },
-	{ .name = "alerts.routing_key", .type = COFFER_CONFIG_STRING },
+	{ .name = "alerts.routing_key",
+	    .type = COFFER_CONFIG_STRING,
+	    .secret = COFFER_CONFIG_SECRET },
 	{ 0 },
 };
 
@@ -406,6 +414,7 @@ coord_config_repo(
 	rc->secret_key = coffer_config_str(cfg->ini, sec, "secret_key");
 	rc->session_token = coffer_config_str(cfg->ini, sec, "session_token");
 	rc->path_style = coffer_config_bool(cfg->ini, sec, "path_style");
+	rc->insecure_http = coffer_config_bool(cfg->ini, sec, "insecure_http");
 	return (0);
 }
 
@@ -871,12 +880,32 @@ coord_config_policy_text(const coffer_config *ini, const char *service, char *bu
 }
 
 static int
+check_repos_http(const coffer_config *ini, coffer_err *err)
+{
+	const char *const *names;
+	size_t n = 0;
+	if (coffer_config_sections(ini, "repository", &names, &n) != 0) {
+		return (0);
+	}
+	for (size_t i = 0; i < n; i++) {
+		char section[COFFER_CONFIG_MAX_NAME + 16];
+		snprintf(section, sizeof(section), "repository.%s", names[i]);
+		int rc = coffer_repo_s3_section_check(ini, section, err);
+		if (rc != 0) {
+			return (rc);
+		}
+	}
+	return (0);
+}
+
+static int
 finish(coffer_config *ini, coord_config **out, coffer_err *err)
 {
 	int rc;
 	if ((rc = check_instances(ini, "service", err)) != 0 ||
 	    (rc = check_instances(ini, "operator", err)) != 0 ||
-	    (rc = check_instances(ini, "repository", err)) != 0) {
+	    (rc = check_instances(ini, "repository", err)) != 0 ||
+	    (rc = check_repos_http(ini, err)) != 0) {
 		coffer_config_free(ini);
 		return (rc);
 	}

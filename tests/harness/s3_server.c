@@ -60,6 +60,69 @@ header_value(const char *head, const char *name, char *v, size_t size)
 	return (v);
 }
 
+/* Announces HARNESS_S3_HUGE bytes and streams them until the client stops
+ * reading: the body is never held, only one buffer repeated. */
+static void
+stream_huge(struct harness_s3_server *sv, int fd, int status)
+{
+	char head[256];
+	int n = snprintf(head, sizeof(head),
+	    "HTTP/1.1 %d X\r\nContent-Length: %llu\r\nConnection: close\r\n\r\n", status,
+	    (unsigned long long)HARNESS_S3_HUGE);
+	send_all(fd, head, (size_t)n);
+	static char chunk[65536];
+	memset(chunk, '<', sizeof(chunk));
+	for (uint64_t sent = 0; sent < HARNESS_S3_HUGE && !sv->stop; sent += sizeof(chunk)) {
+		if (send(fd, chunk, sizeof(chunk), MSG_NOSIGNAL) != (ssize_t)sizeof(chunk)) {
+			break;
+		}
+		sv->huge_sent += sizeof(chunk);
+	}
+}
+
+static void
+hostile(struct harness_s3_server *sv, int fd)
+{
+	/* Ten levels of ten: 10^10 "lol"s, 30 GB if anything expanded it. */
+	static const char laughs[] =
+	    "<?xml version=\"1.0\"?>\n<!DOCTYPE ListBucketResult [\n"
+	    "<!ENTITY l0 \"lol\">\n"
+	    "<!ENTITY l1 \"&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;&l0;\">\n"
+	    "<!ENTITY l2 \"&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;&l1;\">\n"
+	    "<!ENTITY l3 \"&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;&l2;\">\n"
+	    "<!ENTITY l4 \"&l3;&l3;&l3;&l3;&l3;&l3;&l3;&l3;&l3;&l3;\">\n"
+	    "<!ENTITY l5 \"&l4;&l4;&l4;&l4;&l4;&l4;&l4;&l4;&l4;&l4;\">\n"
+	    "<!ENTITY l6 \"&l5;&l5;&l5;&l5;&l5;&l5;&l5;&l5;&l5;&l5;\">\n"
+	    "<!ENTITY l7 \"&l6;&l6;&l6;&l6;&l6;&l6;&l6;&l6;&l6;&l6;\">\n"
+	    "<!ENTITY l8 \"&l7;&l7;&l7;&l7;&l7;&l7;&l7;&l7;&l7;&l7;\">\n"
+	    "<!ENTITY l9 \"&l8;&l8;&l8;&l8;&l8;&l8;&l8;&l8;&l8;&l8;\">\n"
+	    "]>\n<ListBucketResult><IsTruncated>false</IsTruncated><Contents>"
+	    "<Key>&l9;</Key><Size>1</Size></Contents></ListBucketResult>";
+	static const char xxe[] = "<?xml version=\"1.0\"?>\n<!DOCTYPE ListBucketResult [\n"
+	                          "<!ENTITY x SYSTEM \"file:///etc/passwd\">]>\n"
+	                          "<ListBucketResult><IsTruncated>false</IsTruncated><Contents>"
+	                          "<Key>&x;</Key><Size>1</Size></Contents></ListBucketResult>";
+	static const char lock[] = "<ObjectLockConfiguration><ObjectLockEnabled>Enabled"
+	                           "</ObjectLockEnabled></ObjectLockConfiguration>";
+	switch (sv->hostile) {
+	case HARNESS_S3_LAUGHS:
+		respond(fd, 200, NULL, laughs, strlen(laughs));
+		break;
+	case HARNESS_S3_XXE:
+		respond(fd, 200, NULL, xxe, strlen(xxe));
+		break;
+	case HARNESS_S3_HUGE_200:
+		stream_huge(sv, fd, 200);
+		break;
+	case HARNESS_S3_HUGE_ERROR:
+		stream_huge(sv, fd, 500);
+		break;
+	case HARNESS_S3_LOCK_ON:
+		respond(fd, 200, NULL, lock, strlen(lock));
+		break;
+	}
+}
+
 static void
 handle(struct harness_s3_server *sv, int fd)
 {
@@ -124,6 +187,11 @@ handle(struct harness_s3_server *sv, int fd)
 		    header_value(head, "If-Match", hv, sizeof(hv)));
 	}
 
+	if (sv->script == HARNESS_S3_HOSTILE) {
+		hostile(sv, fd);
+		free(body);
+		return;
+	}
 	static const char slow[] = "<Error><Code>SlowDown</Code><Message>Please reduce your "
 	                           "request rate.</Message></Error>";
 	if (sv->script == HARNESS_S3_SLOWDOWN) {

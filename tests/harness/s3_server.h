@@ -19,7 +19,14 @@
  *                              baddigest_part refused with BadDigest),
  *                              complete (ETag "all-3", version V3), DELETE 204;
  *   HARNESS_S3_COMPLETE_ERROR  as MULTIPART, but complete answers 200 with an
- *                              InternalError body.
+ *                              InternalError body;
+ *   HARNESS_S3_HOSTILE         every request gets the answer named by
+ *                              hostile: a "billion laughs" DTD, a DOCTYPE
+ *                              with an external entity (file:///etc/passwd),
+ *                              or a 200 or a 500 announcing HARNESS_S3_HUGE
+ *                              bytes and streaming them from one 64 KiB
+ *                              buffer until the client hangs up (huge_sent
+ *                              counts what went out).
  *
  * Promises: one request per connection (Connection: close); every request
  * counted in requests and, up to 64, logged as "METHOD target" in log; each
@@ -44,8 +51,19 @@ enum harness_s3_script {
 	HARNESS_S3_SLOWDOWN,
 	HARNESS_S3_COMPLETE_ERROR,
 	HARNESS_S3_RESUME,
-	HARNESS_S3_MULTIPART
+	HARNESS_S3_MULTIPART,
+	HARNESS_S3_HOSTILE
 };
+
+enum harness_s3_hostile {
+	HARNESS_S3_LAUGHS,     /* 200, a ListBucketResult behind an entity bomb */
+	HARNESS_S3_XXE,        /* 200, a ListBucketResult with an external entity */
+	HARNESS_S3_HUGE_200,   /* 200 with a multi-GB body */
+	HARNESS_S3_HUGE_ERROR, /* 500 with a multi-GB body */
+	HARNESS_S3_LOCK_ON     /* 200, an ObjectLockConfiguration: Enabled */
+};
+
+#define HARNESS_S3_HUGE (3ull * 1024 * 1024 * 1024)
 
 #define HARNESS_S3_OBJ_SIZE 100000
 
@@ -66,6 +84,8 @@ struct harness_s3_server {
 	int drop_parts;     /* part PUTs to answer by hanging up */
 	int baddigest_part; /* part number to refuse with BadDigest */
 	int saw_token;      /* x-amz-security-token present and signed */
+	enum harness_s3_hostile hostile;
+	uint64_t huge_sent; /* bytes of huge bodies sent before the client hung up */
 	uint8_t obj[HARNESS_S3_OBJ_SIZE];
 	char head[16384]; /* the request being read */
 	volatile int stop;

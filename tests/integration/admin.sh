@@ -371,6 +371,7 @@ for _ in $(seq 150); do
 	sleep 0.1
 done
 if grep -q "admin endpoint listening" "$T/coord.err"; then
+	assert_no_core "$(pgrep -P "$cpid" | head -1)" "coffer-coordinator run"
 	port=$(sed -n 's/.*msg="admin endpoint listening".* port=\([0-9]*\).*/\1/p' "$T/coord.err")
 	[[ $port =~ ^[0-9]+$ && $port != 0 ]] || fail "no admin port in the log: $(cat "$T/coord.err")"
 	tlsconf alice >"$T/alice.conf"

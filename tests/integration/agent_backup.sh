@@ -6,6 +6,8 @@
 # wrong password, pg_dump failing, completion window overrun, SIGTERM), each
 # of which must leave a failed event in the outbox and no published backup.
 source "$(dirname "$0")/lib.sh"
+# Its config files hold secrets: 0600 as an operator is told, else they are refused.
+umask 077
 t_init agent-backup
 agent=$COFFER_BIN/coffer-agent
 

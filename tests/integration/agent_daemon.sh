@@ -42,6 +42,8 @@ wait_log() { # pattern, seconds
 
 "$agent" run -c "$T/agent.conf" 2>"$T/daemon.log" &
 daemon=$!
+sleep 0.5
+assert_no_core "$daemon" "coffer-agent run"
 wait_log 'msg="backup completed"' 75 || { cat "$T/daemon.log" >&2; fail "no scheduled backup within a slot"; }
 grep -q "trigger\|scheduled backup due" "$T/daemon.log" || fail "backup not attributed to the schedule"
 [[ $(find "$T/repo" -name manifest.json | wc -l) == 1 ]] || fail "scheduled backup not published"

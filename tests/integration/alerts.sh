@@ -14,6 +14,8 @@
 # the routing keys never reach the coordinator's log, the catalog or the
 # audit log, and the audit chain verifies.
 source "$(dirname "$0")/lib.sh"
+# Its config files hold secrets: 0600 as an operator is told, else they are refused.
+umask 077
 
 t_init alerts
 coord="$COFFER_BIN/coffer-coordinator"

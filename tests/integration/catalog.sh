@@ -11,6 +11,8 @@
 # - tampering done as superuser (trigger disabled) is detected, and the first
 #   broken or missing chain_seq is named.
 source "$(dirname "$0")/lib.sh"
+# Its config files hold secrets: 0600 as an operator is told, else they are refused.
+umask 077
 
 t_init catalog
 coord="$COFFER_BIN/coffer-coordinator"

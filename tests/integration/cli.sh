@@ -44,6 +44,17 @@ grep -q "bad.conf:2" "$T/err" || fail "unknown key without file:line: $(cat "$T/
 pass "help, version, usage errors and config errors exit as documented"
 
 # The shipped example configs stay valid.
-"$COFFER_BIN/coffer-coordinator" check-config -c "$COFFER_SRC/deploy/examples/coordinator.conf" >/dev/null ||
+# The example holds a routing key: as installed (0644) it is refused naming the
+# chmod, and once the operator has run it, it loads.
+cp "$COFFER_SRC/deploy/examples/coordinator.conf" "$T/example-coordinator.conf"
+chmod 644 "$T/example-coordinator.conf"
+if "$COFFER_BIN/coffer-coordinator" check-config -c "$T/example-coordinator.conf" >/dev/null 2>"$T/mode.err"; then
+	fail "a 0644 coordinator.conf holding a routing key passed check-config"
+fi
+grep -q "readable by group or others (mode 0644) and it holds \[alerts\] routing_key.*chmod 600 $T/example-coordinator.conf" "$T/mode.err" ||
+	fail "the mode refusal does not name the key and the chmod: $(cat "$T/mode.err")"
+pass "a group/world-readable config holding a secret is refused naming the chmod"
+chmod 600 "$T/example-coordinator.conf"
+"$COFFER_BIN/coffer-coordinator" check-config -c "$T/example-coordinator.conf" >/dev/null ||
 	fail "deploy/examples/coordinator.conf does not pass check-config"
-pass "deploy/examples/coordinator.conf passes check-config"
+pass "deploy/examples/coordinator.conf passes check-config (mode 0600)"

@@ -24,6 +24,8 @@
 # Every wait is bounded by a count of polls, never by a timing assertion.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
+# Its config files hold secrets: 0600 as an operator is told, else they are refused.
+umask 077
 source "$here/lib/rgw.sh"
 t_init dr
 : "${COFFER_SRC:?set COFFER_SRC to the source tree}"

@@ -19,6 +19,8 @@
 # the intake of results, ownership refusals and every alert transition are
 # in drills.sh.
 source "$(dirname "$0")/lib.sh"
+# Its config files hold secrets: 0600 as an operator is told, else they are refused.
+umask 077
 t_init drill_e2e
 # Background processes die with the script, however it ends: a failed
 # check must not leave a receiver or an agent holding ctest's pipe open.

@@ -12,6 +12,8 @@
 #   sandbox database was created.
 # Every wait is bounded by a count of polls, never by a timing assertion.
 source "$(dirname "$0")/lib.sh"
+# Its config files hold secrets: 0600 as an operator is told, else they are refused.
+umask 077
 t_init drill_runner
 bg=()
 trap 'for p in "${bg[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null; t_cleanup' EXIT

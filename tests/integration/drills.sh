@@ -23,6 +23,8 @@
 #   open until a drill starts.
 # Then the CLI's checks of drill options, and the audit chain verifies.
 source "$(dirname "$0")/lib.sh"
+# Its config files hold secrets: 0600 as an operator is told, else they are refused.
+umask 077
 
 t_init drills
 coord="$COFFER_BIN/coffer-coordinator"

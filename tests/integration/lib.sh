@@ -50,6 +50,15 @@ fail() {
 	exit 1
 }
 
+# A running Coffer program keeps no core: its soft core limit is 0 (it is also
+# non-dumpable, which /proc shows nobody; tests/unit/common/base/nocore_test.c
+# checks that). $1 = pid, $2 = what it is.
+assert_no_core() {
+	local soft
+	soft=$(awk '/^Max core file size/ {print $5}' "/proc/$1/limits")
+	[[ $soft == 0 ]] || fail "$2 (pid $1) may dump core: $(grep 'core file' "/proc/$1/limits")"
+}
+
 pass() {
 	echo "ok   $_t_name: $*"
 }

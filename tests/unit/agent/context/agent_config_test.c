@@ -69,6 +69,8 @@ write_text(const char *path, const char *text)
 	assert_non_null(fp);
 	assert_int_equal(fwrite(text, 1, strlen(text), fp), strlen(text));
 	assert_int_equal(fclose(fp), 0);
+	/* As an operator is told to: some cases hold secrets. */
+	assert_int_equal(chmod(path, 0600), 0);
 }
 
 static agent_config *
@@ -362,6 +364,57 @@ test_agent_rules(void **state)
 	    "unknown section [backups]", NULL);
 }
 
+/* A file that sets a secret is refused while group or others may open it,
+ * naming the file, its mode, the key and the chmod; one without secrets
+ * may stay 0644. */
+static void
+test_secret_file_mode(void **state)
+{
+	struct fixture *f = *state;
+	static const char s3_secret[] = AGENT_MIN POSTGRES_MIN SCHEDULE_MIN
+	    "[repository.primary]\ntype = s3\nendpoint = https://h\nbucket = b\nregion = r\n"
+	    "access_key = AK\nsecret_key = SK-dont-print\n";
+	static const char pg_password[] = AGENT_MIN
+	    "[postgres]\nconninfo = host=db user=app password=pw-dont-print\n" SCHEDULE_MIN
+	        REPO_MIN;
+	static const char pg_uri[] = AGENT_MIN
+	    "[postgres]\nconninfo = postgresql://app:pw-dont-print@db/shop\n" SCHEDULE_MIN REPO_MIN;
+	const char *texts[] = { s3_secret, pg_password, pg_uri };
+	const char *keys[] = { "[repository.primary] secret_key", "[postgres] conninfo",
+		"[postgres] conninfo" };
+	const mode_t modes[] = { 0644, 0640, 0604, 0620 };
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		agent_config_free(load_ok(f, texts[i]));
+		for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+			assert_int_equal(chmod(f->path, modes[m]), 0);
+			agent_config *cfg = NULL;
+			coffer_err err = { 0 };
+			assert_int_equal(agent_config_load(f->path, &cfg, &err), COFFER_EPERM);
+			assert_null(cfg);
+			char want[64];
+			snprintf(
+			    want, sizeof(want), "(mode %04o) and it holds", (unsigned)modes[m]);
+			assert_non_null(strstr(err.msg, want));
+			assert_non_null(strstr(err.msg, keys[i]));
+			assert_non_null(strstr(err.msg, f->path));
+			assert_non_null(strstr(err.hint, "chmod 600"));
+			assert_null(strstr(err.msg, "dont-print"));
+			assert_null(strstr(err.hint, "dont-print"));
+		}
+	}
+	/* No secret in it: the mode is the operator's business. */
+	write_text(f->path, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN);
+	assert_int_equal(chmod(f->path, 0644), 0);
+	agent_config *cfg = NULL;
+	coffer_err err = { 0 };
+	assert_int_equal(agent_config_load(f->path, &cfg, &err), 0);
+	agent_config_free(cfg);
+	assert_true(coffer_config_conninfo_has_password("dbname=x PASSWORD = y"));
+	assert_true(coffer_config_conninfo_has_password("postgres://u:p@h/db"));
+	assert_false(coffer_config_conninfo_has_password("postgres://u@h/db"));
+	assert_false(coffer_config_conninfo_has_password("host=/run/postgresql dbname=x"));
+}
+
 static void
 test_repository_rules(void **state)
 {
@@ -398,6 +451,34 @@ test_repository_rules(void **state)
 	    "[repository.primary]\ntype = s3\nendpoint = https://h\nbucket = b\nregion = r\n"
 	    "session_token = t\n",
 	    16, "session_token needs access_key", NULL);
+	/* Plain http to another host needs the operator's explicit, named
+	 * choice; to this host it does not. */
+	expect_fail(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN
+	    "[repository.primary]\ntype = s3\nendpoint = http://example.com\nbucket = b\n"
+	    "region = r\n",
+	    13, "[repository.primary] endpoint: http://example.com is plain http",
+	    "insecure_http = true", NULL);
+	const char *ok_eps[] = { "http://127.0.0.1:7480", "http://localhost:7480",
+		"http://[::1]:7480" };
+	for (size_t i = 0; i < sizeof(ok_eps) / sizeof(ok_eps[0]); i++) {
+		char text[2048];
+		snprintf(text, sizeof(text),
+		    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN
+		    "[repository.primary]\ntype = s3\nendpoint = %s\nbucket = b\nregion = r\n",
+		    ok_eps[i]);
+		agent_config *cfg = load_ok(f, text);
+		assert_false(cfg->repo_primary.insecure_http);
+		agent_config_free(cfg);
+	}
+	agent_config *insecure = load_ok(f,
+	    AGENT_MIN POSTGRES_MIN SCHEDULE_MIN
+	    "[repository.primary]\ntype = s3\nendpoint = http://example.com\nbucket = b\n"
+	    "region = r\ninsecure_http = true\n");
+	assert_true(insecure->repo_primary.insecure_http);
+	agent_config_free(insecure);
+	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "insecure_http = true\n",
+	    NEXT_LINE, "insecure_http: applies only to type = s3", NULL);
 	/* An empty [repository.dr] is not "no DR": it lacks its type. */
 	expect_fail(f, AGENT_MIN POSTGRES_MIN SCHEDULE_MIN REPO_MIN "[repository.dr]\n", NEXT_LINE,
 	    "[repository.dr] missing required key 'type'", NULL);
@@ -507,6 +588,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schedule_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_agent_rules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secret_file_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_repository_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_coordinator_rules, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_string, setup, teardown),

@@ -4,7 +4,8 @@
  * CompleteMultipartUpload whose body is an <Error>, a connection dropped
  * mid-part, a part refused with BadDigest, session tokens, a GET that loses
  * its connection mid-body and resumes, bounded memory and per-part
- * checksums of multipart uploads, and an endpoint that refuses connections.
+ * checksums of multipart uploads, an endpoint that refuses connections, the
+ * plain-http rule, and a hostile endpoint (DTDs, endless bodies).
  * SigV4 is s3_sign_test.c, XML parsing s3_xml_test.c; the real-server tests
  * are tests/integration/s3.sh. */
 #include <arpa/inet.h>
@@ -357,6 +358,137 @@ test_get_resumes(void **state)
 }
 
 static void
+test_plain_http_rule(void **state)
+{
+	(void)state;
+	coffer_s3 *s3 = NULL;
+	coffer_err err = { 0 };
+	coffer_s3_config cfg = {
+		.bucket = "backups", .access_key = "AK", .secret_key = "SK", .path_style = 1
+	};
+	const char *local[] = { "http://127.0.0.1:7480", "http://127.9.8.7", "http://[::1]:9000",
+		"http://localhost:7480", "http://LOCALHOST", "https://s3.example.com" };
+	for (size_t i = 0; i < sizeof(local) / sizeof(local[0]); i++) {
+		cfg.endpoint = local[i];
+		assert_int_equal(coffer_s3_new(&cfg, &s3, &err), 0);
+		assert_false(coffer_s3_insecure(s3));
+		coffer_s3_free(s3);
+	}
+	const char *remote[] = { "http://example.com", "http://10.0.0.1:7480", "http://[::2]",
+		"http://128.0.0.1", "http://localhost.example.com", "http://127.0.0.1.nip.io" };
+	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++) {
+		cfg.endpoint = remote[i];
+		assert_int_equal(coffer_s3_new(&cfg, &s3, &err), COFFER_EINVAL);
+		assert_null(s3);
+		assert_non_null(strstr(err.msg, "plain http"));
+		assert_non_null(strstr(err.hint, "insecure_http = true"));
+	}
+	/* The operator's explicit choice: allowed, but object lock is never
+	 * believed, and not even asked (192.0.2.1 is TEST-NET: no request
+	 * could succeed, so a refusal here is the client's own). */
+	cfg.endpoint = "http://192.0.2.1:1";
+	cfg.insecure_http = 1;
+	assert_int_equal(coffer_s3_new(&cfg, &s3, &err), 0);
+	assert_true(coffer_s3_insecure(s3));
+	coffer_s3_lock_config lc = { .enabled = 1 };
+	assert_int_equal(coffer_s3_object_lock_get(s3, &lc, &err), COFFER_EREFUSED);
+	assert_false(lc.enabled);
+	assert_non_null(strstr(err.msg, "object lock cannot be verified over plain http"));
+	assert_non_null(strstr(err.hint, "https://"));
+	coffer_s3_free(s3);
+}
+
+/* A field of /proc/self/status in KiB ("VmHWM", "VmRSS"). */
+static long
+status_kib(const char *field)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	assert_non_null(f);
+	char line[256];
+	long v = -1;
+	size_t n = strlen(field);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, field, n) == 0 && line[n] == ':') {
+			v = strtol(line + n + 1, NULL, 10);
+		}
+	}
+	fclose(f);
+	assert_true(v >= 0);
+	return (v);
+}
+
+/* Resets the peak RSS (VmHWM) to the current RSS, so the peak measured
+ * after is this test's and not an earlier test's; returns the RSS. */
+static long
+peak_reset_kib(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	assert_non_null(f);
+	fputs("5", f);
+	fclose(f);
+	return (status_kib("VmRSS"));
+}
+
+/* A hostile endpoint (here on loopback, standing for whoever sits on a
+ * plain http path): entity bombs, external entities and endless bodies are
+ * refused with one error naming the endpoint, and the client's peak memory
+ * barely moves. */
+static void
+test_hostile_endpoint(void **state)
+{
+	(void)state;
+	struct harness_s3_server *sv = harness_s3_server_start(HARNESS_S3_HOSTILE);
+	coffer_s3 *s3 = client_for(sv, 2, 0);
+	char where[64];
+	snprintf(where, sizeof(where), "http://127.0.0.1:%d", sv->port);
+	long before = peak_reset_kib();
+	coffer_err err = { 0 };
+	int n = 0;
+
+	sv->hostile = HARNESS_S3_LAUGHS;
+	assert_int_equal(coffer_s3_list(s3, "", 0, count_cb, &n, &err), COFFER_EPROTO);
+	assert_non_null(strstr(err.msg, "declares a DTD"));
+	assert_non_null(strstr(err.msg, where));
+	assert_int_equal(sv->requests, 1); /* refused, not retried */
+
+	sv->hostile = HARNESS_S3_XXE;
+	assert_int_equal(coffer_s3_list(s3, "", 0, count_cb, &n, &err), COFFER_EPROTO);
+	assert_non_null(strstr(err.msg, "declares a DTD"));
+	assert_null(strstr(err.msg, "root:"));
+	assert_int_equal(n, 0);
+
+	/* A 3 GiB answer: the transfer stops at the 4 MiB cap. */
+	sv->hostile = HARNESS_S3_HUGE_200;
+	sv->huge_sent = 0;
+	assert_int_equal(coffer_s3_list(s3, "", 0, count_cb, &n, &err), COFFER_ETOOBIG);
+	assert_non_null(strstr(err.msg, "over 4194304 bytes"));
+	assert_non_null(strstr(err.msg, where));
+	assert_true(sv->huge_sent < 64ull * 1024 * 1024);
+
+	/* A 3 GiB error page, twice (retried as a 500): 64 KiB kept each time. */
+	sv->hostile = HARNESS_S3_HUGE_ERROR;
+	sv->huge_sent = 0;
+	sv->requests = 0;
+	assert_int_equal(coffer_s3_list(s3, "", 0, count_cb, &n, &err), COFFER_EUNAVAIL);
+	assert_non_null(strstr(err.msg, "HTTP 500"));
+	assert_int_equal(sv->requests, 2);
+	assert_true(sv->huge_sent < 64ull * 1024 * 1024);
+
+	/* The loopback store's lock answer is believed: the rule is about the
+	 * path, not about plain http on this machine. */
+	sv->hostile = HARNESS_S3_LOCK_ON;
+	coffer_s3_lock_config lc;
+	assert_int_equal(coffer_s3_object_lock_get(s3, &lc, &err), 0);
+	assert_true(lc.enabled);
+
+	long growth_kib = status_kib("VmHWM") - before;
+	print_message("hostile endpoint: peak RSS grew %ld KiB\n", growth_kib);
+	assert_true(growth_kib < 64 * 1024);
+	coffer_s3_free(s3);
+	harness_s3_server_stop(sv);
+}
+
+static void
 test_unreachable(void **state)
 {
 	(void)state;
@@ -400,6 +532,8 @@ main(void)
 		cmocka_unit_test(test_session_token),
 		cmocka_unit_test(test_get_resumes),
 		cmocka_unit_test(test_unreachable),
+		cmocka_unit_test(test_plain_http_rule),
+		cmocka_unit_test(test_hostile_endpoint),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -47,8 +47,17 @@ test_error_parse(void **state)
 	/* An external entity is never fetched or expanded. */
 	const char *xxe = "<?xml version=\"1.0\"?><!DOCTYPE e [<!ENTITY x SYSTEM "
 	                  "\"file:///etc/passwd\">]><Error><Code>&x;</Code></Error>";
-	coffer_s3_error_parse(xxe, strlen(xxe), code, sizeof(code), msg, sizeof(msg));
+	/* Any DOCTYPE at all: the document is not read. */
+	assert_int_equal(
+	    coffer_s3_error_parse(xxe, strlen(xxe), code, sizeof(code), msg, sizeof(msg)), 0);
 	assert_null(strstr(code, "root:"));
+	assert_true(s3_xml_doctype(xxe, strlen(xxe)));
+	const char *bare = "<!DOCTYPE Error><Error><Code>X</Code></Error>";
+	assert_int_equal(
+	    coffer_s3_error_parse(bare, strlen(bare), code, sizeof(code), msg, sizeof(msg)), 0);
+	assert_true(s3_xml_doctype(bare, strlen(bare)));
+	assert_false(s3_xml_doctype(aws, strlen(aws)));
+	assert_false(s3_xml_doctype("<Err", 4));
 }
 
 struct seen {

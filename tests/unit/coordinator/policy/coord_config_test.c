@@ -151,6 +151,8 @@ refused(const char *extra, const char *needle1, const char *needle2)
 	}
 }
 
+static coord_config *accepted(const char *extra);
+
 static void
 test_refusals(void **state)
 {
@@ -174,6 +176,22 @@ test_refusals(void **state)
 	refused("[tls]\nca = /ca\n", "cert", NULL);
 	refused("[alerts]\nwebhook_url = ftp://x\n", "http", NULL);
 	refused("[metrics]\nlisten = 1\n", "metrics", NULL);
+	refused("[repository.dr]\ntype = s3\nendpoint = http://example.com\nregion = r\n"
+	        "bucket = b\n",
+	    "bad.conf:7: [repository.dr] endpoint: http://example.com is plain http",
+	    "insecure_http = true");
+	coord_config *loop =
+	    accepted("[repository.dr]\ntype = s3\nendpoint = http://127.0.0.1:7480\n"
+	             "region = r\nbucket = b\n");
+	coord_config_free(loop);
+	coord_config *insecure = accepted("[repository.dr]\ntype = s3\n"
+	                                  "endpoint = http://example.com\nregion = r\nbucket = b\n"
+	                                  "insecure_http = true\n");
+	coffer_repo_config rc;
+	coffer_err e = { 0 };
+	assert_int_equal(coord_config_repo(insecure, "dr", &rc, &e), 0);
+	assert_int_equal(rc.insecure_http, 1);
+	coord_config_free(insecure);
 
 	coord_config *c = NULL;
 	coffer_err err = { 0 };
