@@ -2,7 +2,8 @@
 # The fault-injection suite: real faults against a running fleet, and the
 # invariants that must hold through all of them.
 #
-#   tests/fault/faults.sh [SECONDS]      (or COFFER_FAULT_SECONDS)
+#   tests/fault/faults.sh [SECONDS]      (or COFFER_FAULT_SECONDS;
+#                                         COFFER_FAULTS="killed disk" for some)
 #
 # Runs every fault once, then keeps cycling through them until SECONDS have
 # passed (0, the default and what CI runs: one round). The fleet is real: a
@@ -16,6 +17,10 @@
 #   backup       a service's database refuses connections; a backup is asked
 #                for and fails; connections allowed again, a backup succeeds
 #   agent        a service's agent stopped (SIGSTOP), continued (SIGCONT)
+#   killed       a backup in flight killed -9 with its agent (pg_dump held
+#                by a lock so the kill lands mid-dump), the agent restarted
+#   disk         the agent's state directory (a real 4 MiB tmpfs) filled up,
+#                then freed
 #
 # Invariants, checked per fault and at the end:
 #   - every failure is paged within its bound (the bound is printed);
@@ -25,6 +30,8 @@
 #     suite injected;
 #   - nothing lost or doubled: each agent's outbox drains, and the catalog
 #     holds each of its event sequence numbers exactly once, with no gap;
+#   - no space left behind: after the agents settle, no repository
+#     temporary and no backup still `running` remains;
 #   - the audit chain verifies.
 # Prints one line per fault with its fault-to-page and recovery-to-resolve
 # times, and a summary table at the end (docs/OPERATIONS.md quotes it).
@@ -39,6 +46,7 @@ agents=()
 cleanup_bg() {
 	local p
 	for p in "${agents[@]}" "${bg[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -TERM "$p" 2>/dev/null || true; done
+	[[ -n ${tmpfs:-} ]] && umount "$tmpfs" 2>/dev/null
 	t_cleanup
 }
 trap cleanup_bg EXIT
@@ -107,6 +115,7 @@ pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = ro0123456789abcdef0123456789abcd
 catalog_unreachable_after = ${CATALOG_BOUND}s
 agent_quiet = ${QUIET}s
+agent_state_free_min = 1MiB
 [repository.primary]
 type = posix
 path = $T/repo
@@ -123,10 +132,23 @@ CONF
 # is killed and restarted.
 sed -i "s|^listen = tls+tcp://127.0.0.1:0|listen = tls+tcp://127.0.0.1:$cport|" "$T/coordinator.conf"
 fleet_coordinator_up "$T/coordinator.conf" 3600
+# billing's state directory is a small real tmpfs, for the full-disk fault.
+tmpfs=
+mkdir -p "$T/billing-state"
+if mount -t tmpfs -o size=4m tmpfs "$T/billing-state" 2>"$T/mount.err"; then
+	tmpfs=$T/billing-state
+else
+	note "cannot mount a tmpfs ($(cat "$T/mount.err")): the disk fault is skipped"
+fi
+start_agent() { # SERVICE: (re)starts its daemon; its pid in agents[0|1]
+	local i=0
+	[[ $1 == orders ]] && i=1
+	"$agent" run -c "$T/$1.conf" 2>>"$T/$1-agent.log" &
+	agents[i]=$!
+}
 for svc in billing orders; do
 	fleet_agent_enroll "$svc" 1s 2s
-	"$agent" run -c "$T/$svc.conf" 2>"$T/$svc-agent.log" &
-	agents+=($!)
+	start_agent "$svc"
 done
 agent_pid() { [[ $1 == billing ]] && echo "${agents[0]}" || echo "${agents[1]}"; }
 heard() { [[ $(psql_at "$ci" -c "select count(*) from agents where heartbeat_at > now() - interval '3 seconds'") == 2 ]]; }
@@ -183,7 +205,7 @@ fault_backup() {
 	psql_at "$base dbname=postgres" -c "alter database orders with allow_connections false" >/dev/null
 	t0=$(now_ms)
 	"$cli" backup run --service orders >/dev/null || fail "backup: backup run"
-	expect_page backup $key 0 "$t0" "$n"
+	expect_page backup $key $((TICK * 2)) "$t0" "$n"
 	page=$paged_ms
 	sleep $((TICK * 2))
 	still_open $key "$r"
@@ -196,7 +218,7 @@ fault_backup() {
 	ok=$(psql_at "$ci" -c "select count(*) from backups where service = 'orders' and status = 'completed'
 		and received_at > now() - interval '70 seconds'")
 	((ok >= 1)) || fail "backup: resolved without a completed backup"
-	record backup $key 0 "$page" "$resolved_ms"
+	record backup $key $((TICK * 2)) "$page" "$resolved_ms"
 }
 
 fault_agent() {
@@ -214,7 +236,68 @@ fault_agent() {
 	record agent $key $QUIET "$page" "$resolved_ms"
 }
 
-faults=(catalog coordinator backup agent)
+fault_killed() {
+	local key=coffer/orders/backup_failed t0 n r page pid id
+	n=$(rx_count $key trigger) r=$(rx_count $key resolve)
+	# A lock pg_dump must wait for: the kill lands while it dumps.
+	psql_at "$base dbname=orders" -c "begin; lock table t in access exclusive mode; select pg_sleep(60); commit;" \
+		>/dev/null 2>&1 &
+	local locker=$!
+	sleep 0.5
+	"$cli" backup run --service orders >/dev/null || fail "killed: backup run"
+	in_dump() { grep -qs " dump$" "$T/orders-state/backups-begun/"* && [[ -n $(find "$T/repo/services/orders" -name '.data.*.tmp') ]]; }
+	wait_for 30 in_dump || fail "killed: the backup never reached its dump: $(tail -3 "$T/orders-agent.log")"
+	id=$(grep -l " dump$" "$T/orders-state/backups-begun/"* | head -1 | xargs basename)
+	pid=$(agent_pid orders)
+	t0=$(now_ms)
+	pkill -9 -P "$pid" 2>/dev/null || true # pg_dump with it, as a host crash would
+	kill -9 "$pid"
+	wait "$pid" 2>/dev/null || true
+	psql_at "$base dbname=postgres" -c "select pg_terminate_backend(pid) from pg_stat_activity
+		where datname = 'orders' and application_name = 'pg_dump'" >/dev/null
+	start_agent orders
+	# The restarted agent settles it (failed, with the stage) and is given
+	# the unfinished command again, whose backup waits on the same lock: the
+	# failure stands until the lock goes.
+	expect_page killed $key $((TICK * 2)) "$t0" "$n"
+	page=$paged_ms
+	# (Retention may already have marked it for deletion: failed backups go.)
+	[[ $(psql_at "$ci" -c "select finished_at is not null and failure_reason like 'interrupted at stage dump%'
+		from backups where id = '$id'") == t ]] ||
+		fail "killed: backup $id not settled as interrupted: $(psql_at "$ci" -c "select status, failure_reason from backups where id = '$id'")"
+	[[ -z $(find "$T/repo/services/orders/backups/$id" -name '.*.tmp') ]] ||
+		fail "killed: temporaries left: $(find "$T/repo/services/orders/backups/$id" -name '.*.tmp')"
+	sleep $((TICK * 2))
+	still_open $key "$r"
+	t0=$(now_ms)
+	kill "$locker" 2>/dev/null || true
+	psql_at "$base dbname=postgres" -c "select pg_terminate_backend(pid) from pg_stat_activity
+		where datname = 'orders' and query like '%pg_sleep(60)%' and pid <> pg_backend_pid()" >/dev/null
+	wait "$locker" 2>/dev/null || true
+	expect_resolve killed $key "$t0" "$r"
+	record killed $key $((TICK * 2)) "$page" "$resolved_ms"
+}
+
+fault_disk() {
+	[[ -n $tmpfs ]] || return 0
+	local key=coffer/billing/agent_disk_full/billing-db-1 t0 n r page
+	n=$(rx_count $key trigger) r=$(rx_count $key resolve)
+	t0=$(now_ms)
+	dd if=/dev/zero of="$tmpfs/fill" bs=64k 2>/dev/null || true
+	expect_page disk $key $((TICK * 2)) "$t0" "$n"
+	page=$paged_ms
+	heard || fail "disk: heartbeats stopped with the state directory full"
+	sleep $((TICK * 2))
+	still_open $key "$r"
+	rm -f "$tmpfs/fill"
+	t0=$(now_ms)
+	expect_resolve disk $key "$t0" "$r"
+	record disk $key $((TICK * 2)) "$page" "$resolved_ms"
+}
+
+faults=(catalog coordinator backup agent killed disk)
+# COFFER_FAULTS="killed disk" runs only those (when chasing one).
+[[ -n ${COFFER_FAULTS:-} ]] && read -r -a faults <<<"$COFFER_FAULTS"
 start=$SECONDS
 round=0
 while :; do
@@ -238,6 +321,11 @@ while read -r key; do
 	printf '%s\n' "${expected_keys[@]}" | grep -qxF "$key" ||
 		fail "false page: $key was triggered and no fault expected it: $(grep -F "$key" "$T/rx.log" | head -1)"
 done < <(grep '"event_action":"trigger"' "$T/rx.log" | sed -n 's/.*"dedup_key":"\([^"]*\)".*/\1/p' | sort -u)
+# No space left behind, nothing unsettled.
+[[ -z $(find "$T/repo" -name '.*.tmp') ]] || fail "repository temporaries left: $(find "$T/repo" -name '.*.tmp')"
+[[ $(psql_at "$ci" -c "select count(*) from backups where status = 'running'") == 0 ]] ||
+	fail "backups still running: $(psql_at "$ci" -c "select id, status from backups where status = 'running'")"
+pass "no repository temporary left, no backup left running"
 pass "no false page: $(grep -c '"event_action":"trigger"' "$T/rx.log") triggers, all expected"
 "$cli" audit verify >/dev/null || fail "the audit chain does not verify after the faults"
 pass "audit chain verifies after $round round(s)"

@@ -74,6 +74,9 @@ role = operator
 CONF
 		[[ -t 0 ]] || cat
 	} >"$file"
+	# It may hold secrets (a routing key, S3 keys): the coordinator refuses
+	# it open to group or others.
+	chmod 600 "$file"
 }
 
 fleet_coordinator_up() {
