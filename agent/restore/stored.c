@@ -155,8 +155,8 @@ choose_latest(agent_ctx *ctx, const id_list *l, char *id, coffer_err *err)
 	}
 	coffer_manifest *m = NULL;
 	int rc = agent_stored_manifest(ctx, newest_id, &m, err);
-	if (rc != 0) {
-		return (rc);
+	if (rc != 0 || m == NULL) {
+		return (rc != 0 ? rc : COFFER_EINTERNAL);
 	}
 	uint64_t system = m->system_identifier, best = 0;
 	bool ordered = consistent_lsn(m, &best);
@@ -169,8 +169,8 @@ choose_latest(agent_ctx *ctx, const id_list *l, char *id, coffer_err *err)
 			coffer_err_clear(err);
 			continue;
 		}
-		if (rc != 0) {
-			return (rc);
+		if (rc != 0 || m == NULL) {
+			return (rc != 0 ? rc : COFFER_EINTERNAL);
 		}
 		uint64_t lsn = 0;
 		if (m->system_identifier == system) {
