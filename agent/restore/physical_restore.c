@@ -846,19 +846,15 @@ id_time(const char *id)
 	return (coffer_time_parse(text, &t) == 0 ? t : INT64_MAX);
 }
 
-static int
-pick_cb(const char *id, void *arg)
+static bool
+pick_keep(const char *id, void *arg)
 {
-	pick *p = arg;
+	const pick *p = arg;
 	coffer_manifest_kind kind;
 	if (coffer_manifest_id_check(id, &kind, NULL) != 0 || kind != COFFER_MANIFEST_PHYSICAL) {
-		return (0);
+		return (false);
 	}
-	if (p->target >= 0 && id_time(id) > p->target) {
-		return (0);
-	}
-	snprintf(p->id, sizeof(p->id), "%s", id);
-	return (0);
+	return (p->target < 0 || id_time(id) <= p->target);
 }
 
 static int
@@ -869,7 +865,7 @@ choose_backup(
 	const char *id = backup;
 	pick p = { .target = target };
 	if (backup == NULL || strcmp(backup, "latest") == 0) {
-		int rc = agent_stored_ids(ctx, pick_cb, &p, err);
+		int rc = agent_stored_latest(ctx, pick_keep, &p, p.id, err);
 		if (rc != 0) {
 			return (rc);
 		}

@@ -1,8 +1,12 @@
 #include "agent/restore/stored.h"
 
+#include <ctype.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base/log.h"
 #include "common/crypto/seal.h"
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
@@ -57,11 +61,151 @@ agent_stored_ids(agent_ctx *ctx, agent_stored_id_cb cb, void *arg, coffer_err *e
 	return (coffer_repo_list(ctx->repo, prefix, on_key, &w, err));
 }
 
+/* ---- "latest" ----
+ *
+ * A backup id starts with the agent's clock, so the last id is the newest
+ * only while every agent's clock was right: a backup taken thirty days
+ * ahead would stay "latest" for thirty days. The database's own clock does
+ * not skew: each manifest records the LSN the backup is consistent at
+ * (logical: lsn_start, the snapshot's; physical: lsn_stop), and within one
+ * cluster (one system_identifier) a later backup never has a smaller one.
+ *
+ * So: the newest id says which cluster is current (LSNs of two clusters
+ * say nothing about each other; a service moved to a new cluster is the
+ * only case where the id's time still decides), and among that cluster's
+ * backups the greatest LSN wins, ties to the greater id (two backups at one
+ * LSN hold the same data). When one of that cluster's backups has no LSN
+ * (taken without the privilege to read it), LSNs cannot order them all and
+ * the newest id wins, as before. Every candidate's manifest is read and
+ * verified: one GET per retained backup. */
+
+typedef struct id_list {
+	agent_stored_keep_cb keep;
+	void *keep_arg;
+	char (*ids)[COFFER_MANIFEST_ID_SIZE];
+	size_t n, cap;
+} id_list;
+
 static int
-keep_last(const char *id, void *arg)
+collect_id(const char *id, void *arg)
 {
-	snprintf(arg, COFFER_MANIFEST_ID_SIZE, "%s", id);
+	id_list *l = arg;
+	if (l->keep != NULL && !l->keep(id, l->keep_arg)) {
+		return (0);
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap != 0 ? l->cap * 2 : 64;
+		void *ids = realloc(l->ids, cap * sizeof(*l->ids));
+		if (ids == NULL) {
+			return (COFFER_ENOMEM);
+		}
+		l->ids = ids;
+		l->cap = cap;
+	}
+	snprintf(l->ids[l->n++], COFFER_MANIFEST_ID_SIZE, "%s", id);
 	return (0);
+}
+
+/* "X/Y" (hex, as PostgreSQL prints an LSN) to a number; false when it is
+ * not one. */
+static bool
+lsn_parse(const char *text, uint64_t *out)
+{
+	const char *slash = strchr(text, '/');
+	if (slash == NULL || slash == text || slash[1] == '\0' || slash - text > 8 ||
+	    strlen(slash + 1) > 8) {
+		return (false);
+	}
+	uint64_t hi = 0, lo = 0;
+	for (const char *c = text; c < slash; c++) {
+		if (!isxdigit((unsigned char)*c)) {
+			return (false);
+		}
+		hi = hi * 16 +
+		    (uint64_t)(isdigit((unsigned char)*c) ? *c - '0' : (tolower(*c) - 'a' + 10));
+	}
+	for (const char *c = slash + 1; *c != '\0'; c++) {
+		if (!isxdigit((unsigned char)*c)) {
+			return (false);
+		}
+		lo = lo * 16 +
+		    (uint64_t)(isdigit((unsigned char)*c) ? *c - '0' : (tolower(*c) - 'a' + 10));
+	}
+	*out = hi << 32 | lo;
+	return (true);
+}
+
+static bool
+consistent_lsn(const coffer_manifest *m, uint64_t *out)
+{
+	const char *text = m->kind == COFFER_MANIFEST_PHYSICAL && m->lsn_stop[0] != '\0'
+	    ? m->lsn_stop
+	    : m->lsn_start;
+	return (lsn_parse(text, out));
+}
+
+/* Chooses among l's ids (oldest id first) by the rule above. */
+static int
+choose_latest(agent_ctx *ctx, const id_list *l, char *id, coffer_err *err)
+{
+	const char *newest_id = l->ids[l->n - 1];
+	snprintf(id, COFFER_MANIFEST_ID_SIZE, "%s", newest_id);
+	if (l->n == 1) {
+		return (0);
+	}
+	coffer_manifest *m = NULL;
+	int rc = agent_stored_manifest(ctx, newest_id, &m, err);
+	if (rc != 0 || m == NULL) {
+		return (rc != 0 ? rc : COFFER_EINTERNAL);
+	}
+	uint64_t system = m->system_identifier, best = 0;
+	bool ordered = consistent_lsn(m, &best);
+	coffer_manifest_free(m);
+	const char *best_id = newest_id;
+	for (size_t i = l->n - 1; ordered && i-- > 0;) {
+		rc = agent_stored_manifest(ctx, l->ids[i], &m, err);
+		if (rc == COFFER_ENOENT) {
+			/* Retention deleted it since the listing. */
+			coffer_err_clear(err);
+			continue;
+		}
+		if (rc != 0 || m == NULL) {
+			return (rc != 0 ? rc : COFFER_EINTERNAL);
+		}
+		uint64_t lsn = 0;
+		if (m->system_identifier == system) {
+			ordered = consistent_lsn(m, &lsn);
+			if (ordered && lsn > best) {
+				best = lsn;
+				best_id = l->ids[i];
+			}
+		}
+		coffer_manifest_free(m);
+	}
+	if (ordered && best_id != newest_id) {
+		snprintf(id, COFFER_MANIFEST_ID_SIZE, "%s", best_id);
+		coffer_log(COFFER_LOG_WARN, "latest backup chosen by lsn, not by id",
+		    "service=%s chosen=%s newest_id=%s hint=%s", ctx->cfg->service, best_id,
+		    newest_id, "an agent's clock was ahead when it named the newer id");
+	}
+	return (0);
+}
+
+int
+agent_stored_latest(
+    agent_ctx *ctx, agent_stored_keep_cb keep, void *keep_arg, char *id, coffer_err *err)
+{
+	id[0] = '\0';
+	id_list l = { .keep = keep, .keep_arg = keep_arg };
+	int rc = agent_stored_ids(ctx, collect_id, &l, err);
+	if (rc == COFFER_ENOMEM && err != NULL && err->code == 0) {
+		coffer_err_set(err, COFFER_ENOMEM, "out of memory listing backups");
+	}
+	if (rc == 0 && l.n > 0) {
+		rc = choose_latest(ctx, &l, id, err);
+	}
+	free(l.ids);
+	return (rc);
 }
 
 int
@@ -72,7 +216,7 @@ agent_stored_manifest(
 	char id[COFFER_MANIFEST_ID_SIZE] = "";
 	int rc;
 	if (strcmp(id_or_latest, "latest") == 0) {
-		rc = agent_stored_ids(ctx, keep_last, id, err);
+		rc = agent_stored_latest(ctx, NULL, NULL, id, err);
 		if (rc != 0) {
 			return (rc);
 		}

@@ -9,6 +9,8 @@
 #ifndef COFFER_AGENT_RESTORE_STORED_H
 #define COFFER_AGENT_RESTORE_STORED_H
 
+#include <stdbool.h>
+
 #include "agent/context/context.h"
 #include "common/crypto/manifest.h"
 #include "common/stream/filter.h"
@@ -18,7 +20,16 @@
 typedef int (*agent_stored_id_cb)(const char *backup_id, void *arg);
 int agent_stored_ids(agent_ctx *ctx, agent_stored_id_cb cb, void *arg, coffer_err *err);
 
-/* Resolves "latest" (the newest published backup) or checks an id, reads
+/* The newest published backup for which keep (NULL: every one) returns
+ * true, by the database's clock, not the agent's: the greatest LSN among
+ * the current cluster's backups (the rule is in stored.c and
+ * docs/OPERATIONS.md, "Clocks"). id (COFFER_MANIFEST_ID_SIZE bytes) gets
+ * "" when there is none. Reads and verifies the candidates' manifests. */
+typedef bool (*agent_stored_keep_cb)(const char *backup_id, void *arg);
+int agent_stored_latest(
+    agent_ctx *ctx, agent_stored_keep_cb keep, void *keep_arg, char *id, coffer_err *err);
+
+/* Resolves "latest" (agent_stored_latest) or checks an id, reads
  * its manifest and checks the signature (ctx needs AGENT_NEED_VERIFY), the
  * format version and that it belongs to this service. */
 int agent_stored_manifest(

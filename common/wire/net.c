@@ -45,7 +45,9 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/tls/tls.h>
 
+#include "common/base/clock.h"
 #include "common/base/log.h"
+#include "common/wire/tlsconf.h"
 #include "common/wire/wire.h"
 
 enum net_op_state {
@@ -663,7 +665,29 @@ struct coffer_net_client {
 	uint64_t down_since_ms; /* monotonic: since when there has been no pipe */
 	bool redialing;         /* a call is replacing the dialer */
 	unsigned redials;       /* dialers replaced */
+	/* The certificate files, for the clock check of a failed handshake. */
+	char ca[512], cert[512];
 };
+
+/* A TLS failure explained by this host's clock, if it is one: the peer's
+ * certificate was issued by our CA at about the time ours was, so a clock
+ * outside our own certificates' validity is almost surely outside the
+ * peer's too, and the engine's "unknown CA" is the clock. */
+static bool
+cli_clock_explains(const char *ca, const char *cert, coffer_err *err)
+{
+	coffer_tls_files files = { .ca = ca[0] != '\0' ? ca : NULL,
+		.cert = cert[0] != '\0' ? cert : NULL };
+	coffer_err e;
+	coffer_err_clear(&e);
+	if (coffer_tlsconf_clock_check(&files, coffer_clock_now(NULL), &e) == 0) {
+		return (false);
+	}
+	if (err != NULL) {
+		*err = e;
+	}
+	return (true);
+}
 
 static uint64_t cli_now_ms(void);
 
@@ -748,8 +772,14 @@ cli_replace_dialer(coffer_net_client *c, uint64_t down_ms)
 }
 
 static int
-cli_dial_error(const char *url, const char *server_name, bool tls, int nrv, coffer_err *err)
+cli_dial_error(const coffer_net_client *c, const char *url, const char *server_name, bool tls,
+    int nrv, coffer_err *err)
 {
+	bool handshake = nrv == NNG_EPEERAUTH || nrv == NNG_ECRYPTO ||
+	    (tls && (nrv == NNG_ECONNSHUT || nrv == NNG_ECONNRESET || nrv == NNG_ECLOSED));
+	if (handshake && cli_clock_explains(c->ca, c->cert, err)) {
+		return (COFFER_EAUTH);
+	}
 	if (nrv == NNG_EPEERAUTH) {
 		coffer_err_set(err, COFFER_EAUTH,
 		    "the server at %s failed TLS authentication: its certificate is not signed by "
@@ -809,6 +839,8 @@ coffer_net_client_open(
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for a wire client"));
 	}
 	snprintf(c->url, sizeof(c->url), "%s", cfg->url);
+	snprintf(c->ca, sizeof(c->ca), "%s", cfg->tls.ca != NULL ? cfg->tls.ca : "");
+	snprintf(c->cert, sizeof(c->cert), "%s", cfg->tls.cert != NULL ? cfg->tls.cert : "");
 	c->max_msg = cfg->max_msg > 0 ? cfg->max_msg : COFFER_WIRE_MAX_MSG;
 	c->reconnect_min_ms = cfg->reconnect_min_ms > 0 ? cfg->reconnect_min_ms : 100;
 	c->reconnect_max_ms = cfg->reconnect_max_ms > 0 ? cfg->reconnect_max_ms : 30000;
@@ -846,7 +878,7 @@ coffer_net_client_open(
 	 * failed. Background redials fail silently. */
 	nrv = nng_dialer_start(c->dialer, 0);
 	if (nrv != 0) {
-		rv = cli_dial_error(cfg->url, server_name, tls, nrv, err);
+		rv = cli_dial_error(c, cfg->url, server_name, tls, nrv, err);
 		if (rv != 0) {
 			goto fail_sock;
 		}
@@ -977,6 +1009,13 @@ coffer_net_client_call(coffer_net_client *c, const uint8_t *req, size_t len, uin
 		coffer_err_hint(err,
 		    "check that the coordinator runs and is reachable, and that "
 		    "both sides' certificates come from the same CA");
+		coffer_err clock;
+		if (!closing && c->tcfg != NULL && cli_clock_explains(c->ca, c->cert, &clock)) {
+			/* Still EUNAVAIL (callers retry); the text names the clock. */
+			coffer_err_set(
+			    err, COFFER_EUNAVAIL, "no connection to %s: %s", c->url, clock.msg);
+			coffer_err_hint(err, "%s", clock.hint);
+		}
 		goto done;
 	}
 	int nrv = nng_ctx_open(&ctx, c->sock);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -25,6 +26,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "common/base/clock.h"
 #include "common/base/log.h"
 
 /* Reads a whole PEM file into a NUL-terminated buffer the caller frees. */
@@ -242,6 +244,93 @@ done:
 	return (rv);
 }
 
+/* ---- the clock against the certificates ---- */
+
+/* "2026-01-31T12:00:00Z" for an ASN1 time, into buf. */
+static const char *
+tls_time_text(const ASN1_TIME *t, char *buf, size_t size)
+{
+	struct tm tm;
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+		snprintf(buf, size, "(unreadable)");
+		return (buf);
+	}
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return (buf);
+}
+
+/* Checks every certificate in the PEM file at path (a missing or unreadable
+ * file is not this check's business: loading reports it). */
+static int
+tls_clock_check_file(const char *what, const char *path, time_t now, coffer_err *err)
+{
+	if (path == NULL) {
+		return (0);
+	}
+	char *pem = NULL;
+	size_t len = 0;
+	coffer_err ignored;
+	if (tls_read_file(what, path, &pem, &len, &ignored) != 0) {
+		return (0);
+	}
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	int rv = 0;
+	for (X509 *x = NULL;
+	     rv == 0 && bio != NULL && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL;
+	     X509_free(x)) {
+		const ASN1_TIME *nb = X509_get0_notBefore(x), *na = X509_get0_notAfter(x);
+		bool early = X509_cmp_time(nb, &now) > 0;
+		bool late = !early && X509_cmp_time(na, &now) < 0;
+		if (!early && !late) {
+			continue;
+		}
+		char clock[40], limit[40];
+		struct tm tm;
+		strftime(clock, sizeof(clock), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+		tls_time_text(early ? nb : na, limit, sizeof(limit));
+		rv = coffer_err_set(err, COFFER_EAUTH,
+		    "this host's clock (UTC %s) is %s the %s certificate's %s %s (%s)", clock,
+		    early ? "before" : "after", what, early ? "notBefore" : "notAfter", limit,
+		    path);
+		coffer_err_hint(err,
+		    early
+		        ? "check NTP on this host (timedatectl, chronyc tracking): the certificate "
+		          "is not yet valid by this clock, so every TLS handshake fails"
+		        : "check NTP on this host (timedatectl, chronyc tracking); if the clock is "
+		          "right, the certificate has expired: issue a new one");
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	free(pem);
+	return (rv);
+}
+
+int
+coffer_tlsconf_clock_check(const coffer_tls_files *files, int64_t now_ms, coffer_err *err)
+{
+	time_t now = (time_t)(now_ms / 1000);
+	int rv = tls_clock_check_file("own", files->cert, now, err);
+	if (rv == 0) {
+		rv = tls_clock_check_file("CA", files->ca, now, err);
+	}
+	return (rv);
+}
+
+/* At load: a clock outside a certificate's validity is logged, not refused
+ * (NTP may step the clock right a moment later), and it is the one message
+ * that explains the handshake failures that follow. */
+static void
+tls_clock_warn(const coffer_tls_files *files)
+{
+	coffer_err e;
+	coffer_err_clear(&e);
+	if (coffer_tlsconf_clock_check(files, coffer_clock_now(NULL), &e) != 0) {
+		char q[COFFER_ERR_MSG_MAX + 8];
+		coffer_log_warn("tls certificate not valid by this host's clock", "error=%s",
+		    coffer_log_quote(q, sizeof(q), e.msg));
+	}
+}
+
 int
 coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **out, coffer_err *err)
 {
@@ -267,6 +356,7 @@ coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **out, c
 		nng_tls_config_free(cfg);
 		return (rv);
 	}
+	tls_clock_warn(files);
 	*out = cfg;
 	return (0);
 }
@@ -309,6 +399,7 @@ coffer_tlsconf_client_new(
 		nng_tls_config_free(cfg);
 		return (rv);
 	}
+	tls_clock_warn(files);
 	*out = cfg;
 	return (0);
 }

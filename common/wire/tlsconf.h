@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <nng/nng.h>
 #include <nng/supplemental/tls/tls.h>
@@ -64,6 +65,16 @@ int coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **ou
  * Coffer server refuses; only tests want that). */
 int coffer_tlsconf_client_new(
     const coffer_tls_files *files, const char *server_name, nng_tls_config **out, coffer_err *err);
+
+/* Whether now_ms (Unix ms, normally this host's clock) lies inside the
+ * validity of the own certificate (files->cert) and of every CA certificate
+ * (files->ca). 0 when it does (or a file cannot be read: loading reports
+ * that); COFFER_EAUTH with a message that names this host's clock, the
+ * certificate's notBefore or notAfter and the file, and a hint to check NTP.
+ * A TLS engine reports a certificate that is not yet valid as an unknown CA
+ * or a failed handshake; this says why. The configs above log the same
+ * at load. */
+int coffer_tlsconf_clock_check(const coffer_tls_files *files, int64_t now_ms, coffer_err *err);
 
 /* The host part of url ("127.0.0.1", "::1", "coordinator.internal") into buf,
  * without brackets; "" for ipc:// and inproc://. Returns 0 or COFFER_EINVAL. */

@@ -624,6 +624,24 @@ static const char migration_16_sql[] =
     "ALTER TABLE agents ADD COLUMN state_write_nospace boolean;\n"
     "ALTER TABLE agents ADD COLUMN state_nospace_since timestamptz;\n";
 
+/* Each agent's clock skew as the intake measures it (coordinator/intake/skew.c):
+ * the estimate in ms (agent minus coordinator; positive is ahead), the start
+ * of the window it was taken in, and when the last sample arrived. NULL
+ * until the agent's first envelope after this migration. */
+static const char migration_17_sql[] =
+    "ALTER TABLE agents ADD COLUMN clock_skew_ms bigint;\n"
+    "ALTER TABLE agents ADD COLUMN clock_skew_since timestamptz;\n"
+    "ALTER TABLE agents ADD COLUMN clock_skew_at timestamptz;\n"
+    "ALTER TABLE agents ADD CONSTRAINT agents_clock_skew_check\n"
+    "  CHECK ((clock_skew_ms IS NULL) = (clock_skew_since IS NULL)\n"
+    "    AND (clock_skew_ms IS NULL) = (clock_skew_at IS NULL));\n"
+    /* "Latest" and "since" are asked of the coordinator's times now
+     * (alerts, status, metrics, drills): the index the agent's finished_at
+     * had, for them. */
+    "CREATE INDEX backups_service_settled ON backups\n"
+    "  (service, (COALESCE(settled_at, received_at)) DESC);\n"
+    "CREATE INDEX backups_service_received ON backups (service, received_at DESC);\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -643,6 +661,7 @@ static const coord_migration migrations[] = {
 	{ 14, "integrity totals", migration_14_sql },
 	{ 15, "abandoned backups and reclaimed orphans", migration_15_sql },
 	{ 16, "agent state directory", migration_16_sql },
+	{ 17, "agent clock skew", migration_17_sql },
 };
 
 const coord_migration *

@@ -52,6 +52,7 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include "common/base/clock.h"
 #include "common/base/fmt.h"
 #include "common/base/hex.h"
 #include "common/base/log.h"
@@ -342,7 +343,9 @@ load_agent(coord_intake *in, const char *name, agent_row *ag, bool *found, coffe
 	const char *vals[] = { name };
 	PGresult *res = intake_cat_query(in, "reading the agent's enrollment",
 	    "SELECT service, encode(pubkey, 'hex'), revoked_at IS NOT NULL, last_seq, "
-	    "last_envelope_seq, role = 'drill_runner' FROM agents WHERE name = $1 FOR UPDATE",
+	    "last_envelope_seq, role = 'drill_runner', clock_skew_ms, "
+	    "floor(extract(epoch FROM clock_skew_since) * 1000)::bigint "
+	    "FROM agents WHERE name = $1 FOR UPDATE",
 	    1, vals, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -366,6 +369,11 @@ load_agent(coord_intake *in, const char *name, agent_row *ag, bool *found, coffe
 		ag->last_seq = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 		ag->last_envelope_seq = strtoll(PQgetvalue(res, 0, 4), NULL, 10);
 		ag->drill_runner = PQgetvalue(res, 0, 5)[0] == 't';
+		ag->skew.known = !PQgetisnull(res, 0, 6) && !PQgetisnull(res, 0, 7);
+		if (ag->skew.known) {
+			ag->skew.skew_ms = strtoll(PQgetvalue(res, 0, 6), NULL, 10);
+			ag->skew.since_ms = strtoll(PQgetvalue(res, 0, 7), NULL, 10);
+		}
 	}
 	PQclear(res);
 	return (0);
@@ -617,14 +625,22 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 	if ((rv = intake_started_flush(in, ag, err)) != 0) {
 		return (rv);
 	}
-	char m[24], s[24];
+	/* The envelope is signed and not a replay, so its sent_at is the
+	 * agent's own word on its clock: one skew sample (skew.c). */
+	ag->skew = coord_skew_update(
+	    ag->skew, coord_skew_sample(env->sent_at_ms, in->received_ms), in->received_ms);
+	char m[24], s[24], sk[24], since[24], at[24];
 	coffer_fmt_i64(m, mark);
 	snprintf(s, sizeof(s), "%" PRIu64, env->seq);
-	const char *vals[] = { ag->name, m, s };
+	coffer_fmt_i64(sk, ag->skew.skew_ms);
+	coffer_fmt_i64(since, ag->skew.since_ms);
+	coffer_fmt_i64(at, in->received_ms);
+	const char *vals[] = { ag->name, m, s, sk, since, at };
 	rv = intake_cat_exec(in, "advancing the agent's sequence numbers",
-	    "UPDATE agents SET last_seq = $2, last_envelope_seq = $3, last_contact_at = now() "
-	    "WHERE name = $1",
-	    3, vals, err);
+	    "UPDATE agents SET last_seq = $2, last_envelope_seq = $3, last_contact_at = now(), "
+	    "clock_skew_ms = $4::bigint, clock_skew_since = to_timestamp($5::bigint / 1000.0), "
+	    "clock_skew_at = to_timestamp($6::bigint / 1000.0) WHERE name = $1",
+	    6, vals, err);
 	if (rv == 0) {
 		ag->last_seq = mark;
 		res->acked_event_seq = (uint64_t)mark;
@@ -644,6 +660,7 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		res = &local;
 	}
 	memset(res, 0, sizeof(*res));
+	in->received_ms = coffer_clock_now(NULL);
 	*reply = NULL;
 	*reply_len = 0;
 	verdict v = { 0 };

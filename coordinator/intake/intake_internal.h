@@ -25,6 +25,7 @@
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/drill/drills.h"
 #include "coordinator/intake/intake.h"
+#include "coordinator/intake/skew.h"
 
 #define TEXT_MAX 1024 /* bytes kept of any one free-text field from an agent */
 
@@ -65,6 +66,9 @@ struct coord_intake {
 	 * the envelope and it is retried one event at a time. */
 	coord_pgarray started_cols[3];
 	size_t n_started;
+	/* Our clock when the request being handled arrived: the other end of
+	 * each clock skew sample (skew.h). */
+	int64_t received_ms;
 };
 
 /* The agent's row, read under its lock. */
@@ -76,6 +80,7 @@ typedef struct agent_row {
 	int64_t last_seq;          /* durable event high-water mark */
 	int64_t last_envelope_seq; /* last accepted envelope */
 	bool drill_runner;         /* role drill_runner: no service of its own */
+	coord_skew skew;           /* its clock skew estimate (skew.h) */
 } agent_row;
 
 /* A verdict while checking: status and the one-line reason. */

@@ -199,6 +199,15 @@ static const coffer_config_key alerts_keys[] = {
 	    .min = 1 * MINS,
 	    .max = 30 * DAYS },
 	{ .name = "size_history", .type = COFFER_CONFIG_INT, .def = "10", .min = 2, .max = 1000 },
+	/* How far an agent's clock may be from ours before agent_clock_skew
+	 * pages. Above the request timeout, since a sample includes transit
+	 * (coordinator/intake/skew.c); below the hours by which a skewed clock
+	 * starts to mislead an operator reading the agent's logs. */
+	{ .name = "agent_clock_skew_max",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "120s",
+	    .min = 10 * SECS,
+	    .max = 24 * HOURS },
 	/* WAL segments waiting to be archived before wal_archive_lag pages. */
 	{ .name = "wal_lag_segments",
 	    .type = COFFER_CONFIG_INT,

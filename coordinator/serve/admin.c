@@ -306,11 +306,16 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 	const char *owner = service_owner(ctx, service);
 	cJSON_AddStringToObject(o, "owner", owner != NULL ? owner : "");
 
+	/* "Last" and "age" by when the coordinator learnt of the backup
+	 * (settled_at), not by the agent's finished_at: a backup from an
+	 * agent thirty days ahead would otherwise stay "last" for thirty days,
+	 * zero seconds old. finished_at is shown as the agent reported it. */
 	PGresult *res = query(ctx, "reading the last backup",
 	    "SELECT id, kind, (extract(epoch FROM finished_at) * 1000)::bigint, stored_bytes, "
-	    "plain_bytes, (extract(epoch FROM finished_at - started_at) * 1000)::bigint, agent "
+	    "plain_bytes, (extract(epoch FROM finished_at - started_at) * 1000)::bigint, agent, "
+	    "(extract(epoch FROM COALESCE(settled_at, received_at)) * 1000)::bigint "
 	    "FROM backups WHERE service = $1 AND status = 'completed' "
-	    "ORDER BY finished_at DESC, id DESC LIMIT 1",
+	    "ORDER BY COALESCE(settled_at, received_at) DESC, id DESC LIMIT 1",
 	    1, vals, &rv);
 	if (res == NULL) {
 		return (rv);
@@ -324,7 +329,8 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 		add_text(b, "id", res, 0, 0);
 		add_text(b, "kind", res, 0, 1);
 		add_time(b, "finished_at", res, 0, 2);
-		int64_t age = (ctx->now_ms - int_at(res, 0, 2)) / 1000;
+		add_time(b, "settled_at", res, 0, 7);
+		int64_t age = (ctx->now_ms - int_at(res, 0, 7)) / 1000;
 		cJSON_AddNumberToObject(b, "age_seconds", (double)(age > 0 ? age : 0));
 		add_int(b, "stored_bytes", res, 0, 3);
 		add_int(b, "plain_bytes", res, 0, 4);
@@ -350,7 +356,8 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 
 	res = query(ctx, "reading the service's agents",
 	    "SELECT name, (extract(epoch FROM last_contact_at) * 1000)::bigint, "
-	    "revoked_at IS NOT NULL FROM agents WHERE service = $1 ORDER BY name LIMIT 100",
+	    "revoked_at IS NOT NULL, clock_skew_ms FROM agents WHERE service = $1 "
+	    "ORDER BY name LIMIT 100",
 	    1, vals, &rv);
 	if (res == NULL) {
 		return (rv);
@@ -366,6 +373,7 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 		add_text(a, "name", res, i, 0);
 		add_time(a, "last_contact_at", res, i, 1);
 		cJSON_AddBoolToObject(a, "revoked", PQgetvalue(res, i, 2)[0] == 't');
+		add_int(a, "clock_skew_ms", res, i, 3);
 	}
 	PQclear(res);
 	if (agents == NULL) {
@@ -449,7 +457,7 @@ cmd_backups_list(admin_ctx *ctx)
 	    "(extract(epoch FROM finished_at) * 1000)::bigint, "
 	    "(extract(epoch FROM finished_at - started_at) * 1000)::bigint, plain_bytes, "
 	    "stored_bytes, key_id, failure_reason FROM backups WHERE service = $1 "
-	    "ORDER BY started_at DESC, id DESC LIMIT $2::integer",
+	    "ORDER BY received_at DESC, id DESC LIMIT $2::integer",
 	    2, vals, &rv);
 	if (res == NULL) {
 		return (rv);

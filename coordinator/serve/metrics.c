@@ -148,6 +148,9 @@ static const char *const L_REASON[] = { "reason" };
 static const char *const L_STATE[] = { "state" };
 static const char *const L_SERVICE_RESULT[] = { "service", "result" };
 
+/* When the coordinator learnt a backup's outcome (see coordinator/watch/alerts.c). */
+#define SETTLED "COALESCE(settled_at, received_at)"
+
 /* The families, in the order they are rendered. Every statement returns the
  * label values in order, then the sample value (NULL: no sample); with
  * needs_now, $1 is the scrape time in Unix milliseconds. */
@@ -155,14 +158,21 @@ static const metric_family families[] = {
 	{
 	    .name = "coffer_backup_last_success_timestamp_seconds",
 	    .type = "gauge",
-	    .help = "Finish time of the newest completed backup, per service (Unix seconds).",
+	    .help = "When the coordinator learnt of the newest completed backup, per service "
+	            "(Unix seconds, the coordinator's clock, never in the future).",
 	    .labels = L_SERVICE,
 	    .nlabels = 1,
-	    .sql =
-	        "SELECT DISTINCT ON (service) service, "
-	        "round(extract(epoch FROM finished_at)::numeric, 3)::text FROM backups "
-	        "WHERE status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	        "AND finished_at IS NOT NULL ORDER BY service, finished_at DESC",
+	    /* The coordinator's time, not the agent's finished_at: an agent
+	     * thirty days ahead would otherwise push this into the future and
+	     * silence every staleness alert built on it. Capped at the scrape
+	     * time against a catalog clock ahead of ours. */
+	    .sql = "SELECT DISTINCT ON (service) service, "
+	           "round(LEAST(extract(epoch FROM " SETTLED
+	           "), $1::bigint / 1000.0)::numeric, 3)::text "
+	           "FROM backups WHERE status IN ('completed', 'pending_delete', 'deleted') "
+	           "AND failure_reason IS NULL AND finished_at IS NOT NULL "
+	           "ORDER BY service, " SETTLED " DESC, id DESC",
+	    .needs_now = true,
 	},
 	{
 	    .name = "coffer_backup_last_duration_seconds",
@@ -175,7 +185,7 @@ static const metric_family families[] = {
 	        "round(extract(epoch FROM finished_at - started_at)::numeric, 3)::text FROM backups "
 	        "WHERE status IN ('completed', 'pending_delete', 'deleted') "
 	        "AND failure_reason IS NULL AND finished_at IS NOT NULL "
-	        "ORDER BY service, finished_at DESC",
+	        "ORDER BY service, " SETTLED " DESC, id DESC",
 	},
 	{
 	    .name = "coffer_backup_last_size_bytes",
@@ -187,7 +197,7 @@ static const metric_family families[] = {
 	    .sql = "SELECT DISTINCT ON (service) service, stored_bytes::text FROM backups "
 	           "WHERE status IN ('completed', 'pending_delete', 'deleted') "
 	           "AND failure_reason IS NULL AND finished_at IS NOT NULL "
-	           "ORDER BY service, finished_at DESC",
+	           "ORDER BY service, " SETTLED " DESC, id DESC",
 	},
 	{
 	    .name = "coffer_backups",
@@ -245,6 +255,17 @@ static const metric_family families[] = {
 	    .sql = "SELECT COALESCE(service, '_drill_runner'), name, state_free_bytes::text "
 	           "FROM agents WHERE revoked_at IS NULL AND state_free_bytes IS NOT NULL "
 	           "ORDER BY 1, name",
+	},
+	{
+	    .name = "coffer_agent_clock_skew_seconds",
+	    .type = "gauge",
+	    .help = "An enrolled agent's clock minus the coordinator's, as measured from its "
+	            "requests (positive: ahead; coordinator/intake/skew.c).",
+	    .labels = L_SERVICE_AGENT,
+	    .nlabels = 2,
+	    .sql = "SELECT COALESCE(service, '_drill_runner'), name, "
+	           "round(clock_skew_ms / 1000.0, 3)::text FROM agents "
+	           "WHERE revoked_at IS NULL AND clock_skew_ms IS NOT NULL ORDER BY 1, name",
 	},
 	{
 	    .name = "coffer_events_applied_total",

@@ -46,6 +46,14 @@
 #define COORD_ACTOR    "coordinator"
 #define GLOBAL_SERVICE "_coordinator"
 
+/* When the coordinator learnt a backup's outcome: settled_at, stamped by a
+ * catalog trigger in our transaction's time; received_at for rows older
+ * than that trigger. finished_at is the agent's clock: an agent a day ahead
+ * would hide its failures from "the latest backup" until tomorrow, and one
+ * three hours behind would seem to have missed its slot. Every check that
+ * asks "when" about a backup uses this instead. */
+#define SETTLED "COALESCE(settled_at, received_at)"
+
 static const char *
 owner_of(const coord_config *cfg, const char *service)
 {
@@ -386,8 +394,8 @@ check_failed(svc_ctx *c, coffer_err *err)
 	PGresult *res = coord_catalog_adhoc(c->cat, "reading the latest backup",
 	    "SELECT id, failure_reason IS NOT NULL, COALESCE(failure_reason, '') FROM backups "
 	    "WHERE service = $1 AND status IN ('completed', 'failed', 'pending_delete', 'deleted') "
-	    "AND finished_at IS NOT NULL AND finished_at <= to_timestamp($2::bigint / 1000.0) "
-	    "ORDER BY finished_at DESC, started_at DESC LIMIT 1",
+	    "AND finished_at IS NOT NULL AND " SETTLED " <= to_timestamp($2::bigint / 1000.0) "
+	    "ORDER BY " SETTLED " DESC, id DESC LIMIT 1",
 	    2, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -428,8 +436,8 @@ missed_cleared(svc_ctx *c, bool *cleared, coffer_err *err)
 	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a backup after the missed run",
 	    "SELECT EXISTS (SELECT 1 FROM backups WHERE service = $1 "
 	    "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	    "AND finished_at >= $2::timestamptz "
-	    "AND finished_at <= to_timestamp($3::bigint / 1000.0))",
+	    "AND " SETTLED " >= $2::timestamptz "
+	    "AND " SETTLED " <= to_timestamp($3::bigint / 1000.0))",
 	    3, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -475,8 +483,8 @@ check_missed(svc_ctx *c, coffer_err *err)
 		    "WHERE name = $1), EXISTS (SELECT 1 FROM backups WHERE service = $1 "
 		    "AND status IN ('completed', 'pending_delete', 'deleted') "
 		    "AND failure_reason IS NULL "
-		    "AND finished_at >= to_timestamp($2::bigint / 1000.0) "
-		    "AND finished_at <= to_timestamp($3::bigint / 1000.0))",
+		    "AND " SETTLED " >= to_timestamp($2::bigint / 1000.0) "
+		    "AND " SETTLED " <= to_timestamp($3::bigint / 1000.0))",
 		    3, v, &rv, err);
 		if (res == NULL) {
 			return (rv);
@@ -713,6 +721,50 @@ check_agents(svc_ctx *c, coffer_err *err)
 	return (rv);
 }
 
+/*
+ * Open while an agent of the service has a clock skew estimate beyond
+ * [alerts] agent_clock_skew_max (coordinator/intake/skew.c). The estimate
+ * changes only when the agent's envelopes are measured, so the page
+ * resolves only when a later measurement is inside the bound (or the agent
+ * is revoked); an agent that falls silent keeps it open, and agent_quiet
+ * speaks for the silence.
+ */
+static int
+check_skew(svc_ctx *c, coffer_err *err)
+{
+	int64_t bound = coffer_config_duration_ms(c->cfg->ini, "alerts", "agent_clock_skew_max");
+	char b[32];
+	snprintf(b, sizeof(b), "%" PRId64, bound);
+	int rv;
+	const char *v[] = { c->p->name, b };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the service's agents' clock skew",
+	    "SELECT count(*), COALESCE(string_agg(name || '=' || clock_skew_ms, ',' ORDER BY name), "
+	    "''), COALESCE((array_agg(clock_skew_ms ORDER BY abs(clock_skew_ms) DESC, name))[1], 0) "
+	    "FROM agents WHERE service = $1 AND revoked_at IS NULL AND clock_skew_ms IS NOT NULL "
+	    "AND abs(clock_skew_ms) > $2::bigint",
+	    2, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool active = strtoll(PQgetvalue(res, 0, 0), NULL, 10) > 0;
+	char summary[SUMMARY_MAX + 1] = "", worst[32], lim[32];
+	cJSON *d = cJSON_CreateObject();
+	if (active) {
+		int64_t w = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		coffer_duration_format(worst, sizeof(worst), w < 0 ? -w : w);
+		coffer_duration_format(lim, sizeof(lim), bound);
+		snprintf(summary, sizeof(summary),
+		    "%s: an agent's clock is %s %s the coordinator's (bound %s; skew in ms: %s); "
+		    "check NTP on the agent's host",
+		    c->p->name, worst, w < 0 ? "behind" : "ahead of", lim, PQgetvalue(res, 0, 1));
+		cJSON_AddStringToObject(d, "agents_skew_ms", PQgetvalue(res, 0, 1));
+		cJSON_AddNumberToObject(d, "worst_skew_ms", (double)w);
+		cJSON_AddStringToObject(d, "bound", lim);
+	}
+	PQclear(res);
+	return (apply(c, COORD_ALERT_AGENT_CLOCK_SKEW, active, "error", summary, d, err));
+}
+
 static int
 check_size(svc_ctx *c, coffer_err *err)
 {
@@ -727,8 +779,8 @@ check_size(svc_ctx *c, coffer_err *err)
 	PGresult *res = coord_catalog_adhoc(c->cat, "reading recent backup sizes",
 	    "SELECT stored_bytes, id FROM backups WHERE service = $1 "
 	    "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	    "AND stored_bytes IS NOT NULL AND finished_at <= to_timestamp($3::bigint / 1000.0) "
-	    "ORDER BY finished_at DESC, started_at DESC LIMIT $2::int",
+	    "AND stored_bytes IS NOT NULL AND " SETTLED " <= to_timestamp($3::bigint / 1000.0) "
+	    "ORDER BY " SETTLED " DESC, id DESC LIMIT $2::int",
 	    3, v, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -832,16 +884,20 @@ changes_run(svc_ctx *c, coffer_err *err)
 	const char *v2[] = { c->p->name, mark, c->now_text };
 	res = coord_catalog_adhoc(c->cat, "reading new successful backups",
 	    first
-	        ? "SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
+	        ? "SELECT id, " SETTLED "::text, floor(extract(epoch FROM " SETTLED
+	          ") * 1000)::bigint, "
 	          "COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
 	          "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	          "AND finished_at > $2::timestamptz AND finished_at <= to_timestamp($3::bigint / 1000.0) "
-	          "ORDER BY finished_at DESC LIMIT 1"
-	        : "SELECT id, finished_at::text, floor(extract(epoch FROM finished_at) * 1000)::bigint, "
+	          "AND " SETTLED " > $2::timestamptz AND " SETTLED
+	          " <= to_timestamp($3::bigint / 1000.0) "
+	          "ORDER BY " SETTLED " DESC LIMIT 1"
+	        : "SELECT id, " SETTLED "::text, floor(extract(epoch FROM " SETTLED
+	          ") * 1000)::bigint, "
 	          "COALESCE(stored_bytes, 0), kind FROM backups WHERE service = $1 "
 	          "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	          "AND finished_at > $2::timestamptz AND finished_at <= to_timestamp($3::bigint / 1000.0) "
-	          "ORDER BY finished_at LIMIT 20", /* CHANGE_BATCH */
+	          "AND " SETTLED " > $2::timestamptz AND " SETTLED
+	          " <= to_timestamp($3::bigint / 1000.0) "
+	          "ORDER BY " SETTLED ", id LIMIT 20", /* CHANGE_BATCH */
 	    3, v2, &rv, err);
 	if (res == NULL) {
 		return (rv);
@@ -998,6 +1054,9 @@ eval_service(svc_ctx *c, coffer_err *err)
 	}
 	if (rv == 0) {
 		rv = check_agents(c, err);
+	}
+	if (rv == 0) {
+		rv = check_skew(c, err);
 	}
 	if (rv == 0) {
 		rv = check_size(c, err);

@@ -54,6 +54,7 @@
 #define COORD_ALERT_AGENT_QUIET      "agent_quiet"
 #define COORD_ALERT_SIZE_ANOMALY     "size_anomaly"
 #define COORD_ALERT_REQUESTS_REFUSED "requests_refused"
+#define COORD_ALERT_AGENT_CLOCK_SKEW "agent_clock_skew"
 #define COORD_ALERT_AUDIT_CHAIN      "audit_chain_broken"
 #define COORD_ALERT_AGENT_DISK_FULL  "agent_disk_full"
 /* Paged by coordinator/watch/outage.c from a local outbox, not from here:

@@ -104,16 +104,22 @@ expect refused 'needs the argument pubkey' "a missing argument is named"
 call alice alice agents.list
 expect ok '"name":"billing-db-1","service":"billing"' "agents.list"
 
-# Backups as the intake would record them.
-sql "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, stored_bytes,
-       plain_bytes, stored_sha256, manifest, key_id)
+# Backups as the intake would record them: received_at when the start was
+# received, settled_at when the outcome was (the coordinator's clock, which
+# "last" and "age" go by).
+sql "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, received_at,
+       settled_at, stored_bytes, plain_bytes, stored_sha256, manifest, key_id)
      VALUES ('b-old', 'billing', 'billing-db-1', 'logical', 'completed', now() - interval '2 days',
+       now() - interval '2 days' + interval '90 seconds', now() - interval '2 days',
        now() - interval '2 days' + interval '90 seconds', 1000, 4000, decode(repeat('ab', 32), 'hex'), '{}', 'k1'),
      ('b-new', 'billing', 'billing-db-1', 'logical', 'completed', now() - interval '1 hour',
+       now() - interval '1 hour' + interval '42 seconds', now() - interval '1 hour',
        now() - interval '1 hour' + interval '42 seconds', 2048, 8192, decode(repeat('cd', 32), 'hex'), '{}', 'k1')"
-sql "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, failure_reason)
+sql "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, received_at,
+       settled_at, failure_reason)
      VALUES ('b-fail', 'billing', 'billing-db-1', 'logical', 'failed', now() - interval '30 minutes',
-       now() - interval '29 minutes', 'pg_dump: connection refused')"
+       now() - interval '29 minutes', now() - interval '30 minutes', now() - interval '29 minutes',
+       'pg_dump: connection refused')"
 sql "UPDATE agents SET last_contact_at = now() - interval '5 minutes' WHERE name = 'billing-db-1'"
 
 call alice alice status --arg service=billing
