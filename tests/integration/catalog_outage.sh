@@ -78,7 +78,10 @@ pass "catalog_unreachable_after = 0s refused at load: $(head -1 "$T/bad.out" | c
 fleet_coordinator_up "$T/coordinator.conf" 300
 fleet_agent_enroll billing 2s 2s
 health_is 200 || fail "/healthz before the outage: $(cat "$T/hz.body")"
-curl -fsS "http://127.0.0.1:$mport/metrics" | grep -q '^coffer_catalog_up 1$' || fail "coffer_catalog_up is not 1 before the outage"
+# (The metrics lane connects on its first scrape; under load that scrape
+# may come before its connection is up.)
+catalog_up() { curl -fsS "http://127.0.0.1:$mport/metrics" | grep -q '^coffer_catalog_up 1$'; }
+wait_for 10 catalog_up || fail "coffer_catalog_up is not 1 before the outage"
 # The first pass has run (policy audited); from now on lane 0 only ticks
 # every $TICK s, so what happens within seconds below is not a natural tick.
 wait_for 20 grep -q 'msg="policy loaded"' "$T/coord.log" || fail "the first maintenance pass did not run"
