@@ -21,6 +21,8 @@
 #                by a lock so the kill lands mid-dump), the agent restarted
 #   disk         the agent's state directory (a real 4 MiB tmpfs) filled up,
 #                then freed
+#   skew         a service's agent restarted with its clock a day ahead
+#                (libfaketime), backing up on time, then on the right clock
 #
 # Invariants, checked per fault and at the end:
 #   - every failure is paged within its bound (the bound is printed);
@@ -54,6 +56,7 @@ trap cleanup_bg EXIT
 TICK=2          # maintenance_interval
 CATALOG_BOUND=5 # catalog_unreachable_after
 QUIET=60        # agent_quiet (its minimum)
+SKEW_WINDOW=60  # coordinator/intake/skew.c's window
 SLACK=20        # what a page may take beyond its bound: ticks, retries, delivery
 
 now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
@@ -140,12 +143,27 @@ if mount -t tmpfs -o size=4m tmpfs "$T/billing-state" 2>"$T/mount.err"; then
 else
 	note "cannot mount a tmpfs ($(cat "$T/mount.err")): the disk fault is skipped"
 fi
-start_agent() { # SERVICE: (re)starts its daemon; its pid in agents[0|1]
-	local i=0
+start_agent() { # SERVICE [OFFSET]: (re)starts its daemon, its clock OFFSET
+	local i=0       # from ours when given (libfaketime); its pid in agents[0|1]
 	[[ $1 == orders ]] && i=1
-	"$agent" run -c "$T/$1.conf" 2>>"$T/$1-agent.log" &
+	if [[ -n ${2:-} ]]; then
+		# ASan binaries refuse an LD_PRELOAD ahead of them unless told.
+		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+			FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_NO_CACHE=1 FAKETIME="$2" \
+			LD_PRELOAD=$libfaketime "$agent" run -c "$T/$1.conf" 2>>"$T/$1-agent.log" &
+	else
+		"$agent" run -c "$T/$1.conf" 2>>"$T/$1-agent.log" &
+	fi
 	agents[i]=$!
 }
+stop_agent() { # SERVICE
+	local pid
+	pid=$(agent_pid "$1")
+	kill -TERM "$pid"
+	wait "$pid" || fail "$1's agent did not stop cleanly: $(tail -2 "$T/$1-agent.log")"
+}
+libfaketime=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
+[[ -r $libfaketime ]] || note "no libfaketime (deploy/install-deps.sh installs it): the skew fault is skipped"
 for svc in billing orders; do
 	fleet_agent_enroll "$svc" 1s 2s
 	start_agent "$svc"
@@ -295,7 +313,39 @@ fault_disk() {
 	record disk $key $((TICK * 2)) "$page" "$resolved_ms"
 }
 
-faults=(catalog coordinator backup agent killed disk)
+fault_skew() {
+	[[ -r $libfaketime ]] || return 0
+	local key=coffer/orders/agent_clock_skew t0 n r page before
+	n=$(rx_count $key trigger) r=$(rx_count $key resolve)
+	stop_agent orders
+	t0=$(now_ms)
+	start_agent orders +1d
+	# The estimate is the smallest sample of a 60 s window
+	# (coordinator/intake/skew.c): a jump shows within the window.
+	expect_page skew $key $((SKEW_WINDOW + TICK * 2)) "$t0" "$n"
+	page=$paged_ms
+	# Backing up on time with a clock a day ahead is no failure and no
+	# missed backup (the end's false-page check holds that), and the
+	# freshness metric is not in the future.
+	before=$(psql_at "$ci" -c "select count(*) from backups where service = 'orders' and status = 'completed'")
+	"$cli" backup run --service orders >/dev/null || fail "skew: backup run"
+	more_done() { (($(psql_at "$ci" -c "select count(*) from backups where service = 'orders' and status = 'completed'") > before)); }
+	wait_for 60 more_done || fail "skew: the backup with the clock ahead did not complete"
+	local fresh now
+	fresh=$(curl -fsS "http://127.0.0.1:$mport/metrics" | sed -n 's/^coffer_backup_last_success_timestamp_seconds{[^}]*service="orders"[^}]*} \([0-9.]*\).*/\1/p' | head -1)
+	now=$(date +%s)
+	[[ -n $fresh ]] && (($(printf '%.0f' "$fresh") <= now + 1)) ||
+		fail "skew: orders' freshness metric is '$fresh', now is $now"
+	sleep $((TICK * 2))
+	still_open $key "$r"
+	stop_agent orders
+	t0=$(now_ms)
+	start_agent orders
+	expect_resolve skew $key "$t0" "$r"
+	record skew $key $((SKEW_WINDOW + TICK * 2)) "$page" "$resolved_ms"
+}
+
+faults=(catalog coordinator backup agent killed disk skew)
 # COFFER_FAULTS="killed disk" runs only those (when chasing one).
 [[ -n ${COFFER_FAULTS:-} ]] && read -r -a faults <<<"$COFFER_FAULTS"
 start=$SECONDS
