@@ -591,6 +591,17 @@ static const char migration_14_sql[] =
     "  FROM integrity_checks GROUP BY 1, 2;\n"
     "CREATE INDEX integrity_checks_checked ON integrity_checks (checked_at);\n";
 
+/* 15 to 18 belong to work merged in parallel (the numbers this branch was
+ * given start at 19; the catalog needs them contiguous). Placeholders only:
+ * the merge replaces them with the real ones. */
+static const char migration_placeholder_sql[] = "SELECT 1;\n";
+
+/* audit verify derives agents' keys and revocations from the chain: an
+ * agents row is checked against its agent's enroll and revoke rows. */
+static const char migration_19_sql[] =
+    "CREATE INDEX audit_agent_rows ON audit (subject, chain_seq)\n"
+    "  WHERE action IN ('agent.enroll', 'agent.revoke', 'agent.revoke_rebuilt');\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -608,6 +619,11 @@ static const coord_migration migrations[] = {
 	{ 12, "cheaper per-row checks", migration_12_sql },
 	{ 13, "revocations exported", migration_13_sql },
 	{ 14, "integrity totals", migration_14_sql },
+	{ 15, "placeholder 15", migration_placeholder_sql },
+	{ 16, "placeholder 16", migration_placeholder_sql },
+	{ 17, "placeholder 17", migration_placeholder_sql },
+	{ 18, "placeholder 18", migration_placeholder_sql },
+	{ 19, "agents checked against the audit log", migration_19_sql },
 };
 
 const coord_migration *

@@ -703,6 +703,8 @@ cmd_audit_verify(admin_ctx *ctx)
 	cJSON_AddNumberToObject(ctx->result, "rows", (double)res.rows);
 	cJSON_AddNumberToObject(ctx->result, "last_good", (double)res.last_good);
 	cJSON_AddNumberToObject(ctx->result, "head_seq", (double)res.head_seq);
+	cJSON_AddNumberToObject(ctx->result, "mark_seq", (double)res.mark_seq);
+	cJSON_AddNumberToObject(ctx->result, "agents", (double)res.agents);
 	if (rv == 0 && res.intact) {
 		cJSON_AddStringToObject(ctx->result, "head_mac", mac);
 	} else {
