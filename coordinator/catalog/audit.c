@@ -189,8 +189,8 @@ static struct {
 } mark = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 static int
-mark_read(const char *path, int64_t *seq, uint8_t mac[COORD_AUDIT_MAC_LEN], bool *found,
-    coffer_err *err)
+mark_read(
+    const char *path, int64_t *seq, uint8_t mac[COORD_AUDIT_MAC_LEN], bool *found, coffer_err *err)
 {
 	*found = false;
 	*seq = 0;
@@ -200,8 +200,8 @@ mark_read(const char *path, int64_t *seq, uint8_t mac[COORD_AUDIT_MAC_LEN], bool
 			return (0);
 		}
 		coffer_err_errno(err, errno, "read the audit high-water mark", path);
-		return (coffer_err_hint(err,
-		    "run this as the user the coordinator runs as, who owns its state_dir"));
+		return (coffer_err_hint(
+		    err, "run this as the user the coordinator runs as, who owns its state_dir"));
 	}
 	char line[256];
 	char hex[2 * COORD_AUDIT_MAC_LEN + 2];
@@ -211,7 +211,8 @@ mark_read(const char *path, int64_t *seq, uint8_t mac[COORD_AUDIT_MAC_LEN], bool
 	    coffer_hex_to_bytes(hex, strlen(hex), mac, COORD_AUDIT_MAC_LEN);
 	fclose(f);
 	if (!ok) {
-		coffer_err_set(err, COFFER_ECORRUPT, "the audit high-water mark %s is damaged", path);
+		coffer_err_set(
+		    err, COFFER_ECORRUPT, "the audit high-water mark %s is damaged", path);
 		return (coffer_err_hint(err,
 		    "it is written only by the coordinator: find who changed it; once the chain "
 		    "is checked otherwise (the heads in DR), remove it and the coordinator writes "
@@ -290,8 +291,8 @@ coord_audit_mark_committed(int64_t seq, const uint8_t mac[COORD_AUDIT_MAC_LEN])
 		pthread_mutex_lock(&mark.mu);
 		if (rc != 0) {
 			/* The mark only lags: the next commit tries again. */
-			coffer_log_error("audit high-water mark not written", "chain_seq=%" PRId64
-			    " error=\"%s\"", s, e.msg);
+			coffer_log_error("audit high-water mark not written",
+			    "chain_seq=%" PRId64 " error=\"%s\"", s, e.msg);
 			break;
 		}
 		mark.done_seq = s;
@@ -820,21 +821,23 @@ verify_agents(coord_catalog *cat, struct verify_state *vs, coffer_err *err)
 	    "  AND x.action IN ('agent.revoke', 'agent.revoke_rebuilt')) "
 	    "FROM agents a ORDER BY a.name");
 	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-		return (coord_catalog_pg_error(cat, r, "checking agents against the audit log", err));
+		return (
+		    coord_catalog_pg_error(cat, r, "checking agents against the audit log", err));
 	}
 	for (int i = 0; i < PQntuples(r) && !vs->broken; i++) {
 		vs->res->agents++;
 		const char *name = PQgetvalue(r, i, 0);
 		bool revoked = PQgetvalue(r, i, 2)[0] == 't';
-		int64_t enrolled = PQgetisnull(r, i, 3) ? 0 : strtoll(PQgetvalue(r, i, 3), NULL, 10);
+		int64_t enrolled =
+		    PQgetisnull(r, i, 3) ? 0 : strtoll(PQgetvalue(r, i, 3), NULL, 10);
 		int64_t revoke = PQgetisnull(r, i, 4) ? 0 : strtoll(PQgetvalue(r, i, 4), NULL, 10);
 		if (enrolled == 0) {
-			verify_break(vs, 0,
+			verify_break(vs, -1,
 			    "agent %.64s has public key %s, which no agent.enroll row names: the "
 			    "agents row was written outside the coordinator",
 			    name, PQgetvalue(r, i, 1));
 		} else if (revoke > enrolled && !revoked) {
-			verify_break(vs, revoke,
+			verify_break(vs, -1,
 			    "agent %.64s was revoked (audit row %" PRId64 ") but its agents row is "
 			    "not: the revocation was undone outside the coordinator",
 			    name, revoke);
@@ -944,12 +947,13 @@ coord_audit_verify(
 	}
 	if (vs.broken) {
 		res->intact = false;
-		if (res->bad_seq > 0) {
+		if (res->bad_seq >= 0) {
 			rc = coffer_err_set(err, COFFER_ECORRUPT,
 			    "audit chain broken at chain_seq %" PRId64 ": %s", res->bad_seq,
 			    res->problem);
 		} else {
-			rc = coffer_err_set(err, COFFER_ECORRUPT, "audit check failed: %s", res->problem);
+			rc = coffer_err_set(
+			    err, COFFER_ECORRUPT, "audit check failed: %s", res->problem);
 		}
 		coffer_err_hint(err,
 		    "the audit table was changed outside Coffer: compare with the "

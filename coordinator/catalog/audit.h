@@ -137,10 +137,10 @@ typedef struct coord_audit_result {
 	int64_t last_good;                     /* chain_seq of the last row that verified */
 	int64_t head_seq;                      /* audit_head's chain_seq */
 	uint8_t head_mac[COORD_AUDIT_MAC_LEN]; /* the verified head, for export */
-	int64_t bad_seq;                       /* first broken or missing chain_seq; 0 if intact */
-	char problem[256];                     /* what is wrong with bad_seq */
-	int64_t mark_seq;                      /* the local high-water mark; 0: none */
-	int64_t agents;                        /* agents rows checked against the chain */
+	int64_t bad_seq;   /* first broken or missing chain_seq; 0 if intact; -1: an agents row */
+	char problem[256]; /* what is wrong with bad_seq */
+	int64_t mark_seq;  /* the local high-water mark; 0: none */
+	int64_t agents;    /* agents rows checked against the chain */
 } coord_audit_result;
 
 /*

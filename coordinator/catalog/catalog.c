@@ -840,7 +840,8 @@ coord_catalog_check_role(coord_catalog *cat, bool development, coffer_err *err)
 	    "FROM pg_roles r, pg_class c WHERE r.rolname = current_user "
 	    "AND c.oid = to_regclass('audit')");
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-		return (coord_catalog_pg_error(cat, res, "reading the catalog role's privileges", err));
+		return (
+		    coord_catalog_pg_error(cat, res, "reading the catalog role's privileges", err));
 	}
 	if (PQntuples(res) != 1) {
 		PQclear(res);
@@ -855,7 +856,8 @@ coord_catalog_check_role(coord_catalog *cat, bool development, coffer_err *err)
 		    "the coordinator connects to the catalog as role %s, which %s: whoever holds "
 		    "its conninfo could rewrite the audit log and disable its triggers",
 		    PQgetvalue(res, 0, 0),
-		    super ? "is a superuser" : "owns the catalog's tables (or is a member of their owner)");
+		    super ? "is a superuser"
+		          : "owns the catalog's tables (or is a member of their owner)");
 		coffer_err_hint(err,
 		    "create a runtime role and point [coordinator] catalog at it, with the owner "
 		    "(%s) in catalog_owner for migrate (docs/CATALOG.md); on a development "
@@ -903,7 +905,8 @@ coord_catalog_grant_runtime(coord_catalog *cat, const char *role, coffer_err *er
 	}
 	if (PQntuples(res) != 1) {
 		PQclear(res);
-		coffer_err_set(err, COFFER_ENOENT, "there is no role %s in the catalog's cluster", role);
+		coffer_err_set(
+		    err, COFFER_ENOENT, "there is no role %s in the catalog's cluster", role);
 		return (coffer_err_hint(err,
 		    "create it first (CREATE ROLE %s LOGIN, docs/CATALOG.md); it is the user of "
 		    "[coordinator] catalog",
@@ -919,7 +922,8 @@ coord_catalog_grant_runtime(coord_catalog *cat, const char *role, coffer_err *er
 		    "give the coordinator a role of its own, or leave catalog_owner unset on a "
 		    "development setup"));
 	}
-	char *schema = PQescapeIdentifier(cat->conn, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
+	char *schema =
+	    PQescapeIdentifier(cat->conn, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
 	PQclear(res);
 	char *who = PQescapeIdentifier(cat->conn, role, strlen(role));
 	int rc = 0;
@@ -931,8 +935,8 @@ coord_catalog_grant_runtime(coord_catalog *cat, const char *role, coffer_err *er
 	}
 	for (size_t i = 0; rc == 0 && i < sizeof(grant_sql) / sizeof(grant_sql[0]); i++) {
 		char sql[512];
-		snprintf(sql, sizeof(sql), "%s %s%s %s %s", grant_sql[i].what, schema, grant_sql[i].object,
-		    grant_sql[i].to, who);
+		snprintf(sql, sizeof(sql), "%s %s%s %s %s", grant_sql[i].what, schema,
+		    grant_sql[i].object, grant_sql[i].to, who);
 		rc = coord_catalog_exec(cat, sql, "granting the runtime role its privileges", err);
 	}
 	if (rc == 0) {

@@ -39,9 +39,10 @@ print_result(const coord_audit_result *res, bool json)
 				    (long long)res->mark_seq);
 			} else {
 				printf("local high-water mark: none (%s)\n",
-				    coord_audit_mark_path() != NULL ? coord_audit_mark_path() : "-");
+				    coord_audit_mark_path() != NULL ? coord_audit_mark_path()
+				                                    : "-");
 			}
-		} else if (res->bad_seq == 0) {
+		} else if (res->bad_seq < 0) {
 			printf("audit check failed: %s\n", res->problem);
 		} else {
 			printf("audit chain broken at chain_seq %lld: %s\n",

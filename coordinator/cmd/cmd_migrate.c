@@ -86,7 +86,8 @@ runtime_role(const char *conninfo, char role[128], coffer_err *err)
 {
 	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
 	if (opts == NULL) {
-		coffer_err_set(err, COFFER_EINVAL, "[coordinator] catalog does not parse as a conninfo");
+		coffer_err_set(
+		    err, COFFER_EINVAL, "[coordinator] catalog does not parse as a conninfo");
 		return (coffer_err_hint(err, "see docs/CATALOG.md for the form"));
 	}
 	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {

@@ -65,10 +65,6 @@ coord_cmd_run(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_err_exit_status(rv));
 	}
 	coffer_log_init("coffer-coordinator", cfg->log_level);
-	if (cfg->catalog_owner != NULL) {
-		coffer_log_warn("[coordinator] catalog_owner is set in the daemon's config",
-		    "hint=\"keep the owner's conninfo only where migrate runs\"");
-	}
 	coord_audit_key key;
 	if ((rv = coord_audit_key_load(cfg->audit_key, &key, &err)) == 0) {
 		rv = check_role(cfg, &err);

@@ -228,9 +228,10 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m, const
 			cJSON_AddStringToObject(d, "source", "rebuild-catalog");
 			char *text = cJSON_PrintUnformatted(d);
 			cJSON_Delete(d);
-			rv = text == NULL ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
-			                  : coord_audit_append(r->cat, r->key, ACTOR, "agent.enroll",
-			                        m->agent, text, NULL, err);
+			rv = text == NULL
+			    ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
+			    : coord_audit_append(
+			          r->cat, r->key, ACTOR, "agent.enroll", m->agent, text, NULL, err);
 			cJSON_free(text);
 		}
 	}
