@@ -182,7 +182,8 @@ static struct {
 	bool on;       /* a path is set */
 	bool writable; /* this process keeps the mark (the daemon) */
 	bool writing;
-	bool frozen; /* the chain's end went behind the mark: never advance */
+	bool frozen;  /* the chain's end went behind the mark: never advance */
+	bool checked; /* the mark's row was seen in the chain since setup */
 	char path[PATH_MAX];
 	int64_t want_seq, done_seq;
 	uint8_t want_mac[COORD_AUDIT_MAC_LEN];
@@ -243,6 +244,7 @@ coord_audit_mark_setup(const char *state_dir, bool writable, coffer_err *err)
 	mark.on = true;
 	mark.writable = writable;
 	mark.frozen = false;
+	mark.checked = false;
 	mark.want_seq = mark.done_seq = seq;
 	if (found) {
 		memcpy(mark.want_mac, mac, sizeof(mac));
@@ -302,24 +304,84 @@ coord_audit_mark_committed(int64_t seq, const uint8_t mac[COORD_AUDIT_MAC_LEN])
 }
 
 /* Under the chain head's lock: the head can never be behind a head this
- * process saw committed. If it is, rows were cut (or the head rewritten)
+ * process saw committed, and the first time after setup that it is ahead
+ * (rows appended while this process was not running), the mark's own row
+ * must still be in the chain. Otherwise rows were cut (or rewritten)
  * outside Coffer; the mark then stays where it is, as the evidence verify
  * names, instead of being overwritten by the rows appended after the cut. */
-static void
-mark_check_head(int64_t head_seq, const uint8_t head_mac[COORD_AUDIT_MAC_LEN])
+static int
+mark_check_head(coord_catalog *cat, int64_t head_seq, const uint8_t head_mac[COORD_AUDIT_MAC_LEN],
+    coffer_err *err)
 {
 	pthread_mutex_lock(&mark.mu);
-	bool behind = mark.on && mark.writable && !mark.frozen && mark.want_seq > 0 &&
-	    (head_seq < mark.want_seq ||
-	        (head_seq == mark.want_seq &&
-	            CRYPTO_memcmp(head_mac, mark.want_mac, COORD_AUDIT_MAC_LEN) != 0));
-	if (behind) {
+	bool active = mark.on && mark.writable && !mark.frozen && mark.want_seq > 0;
+	int64_t want = mark.want_seq;
+	uint8_t want_mac[COORD_AUDIT_MAC_LEN];
+	memcpy(want_mac, mark.want_mac, sizeof(want_mac));
+	bool checked = mark.checked;
+	pthread_mutex_unlock(&mark.mu);
+	if (!active) {
+		return (0);
+	}
+	bool behind = head_seq < want ||
+	    (head_seq == want && CRYPTO_memcmp(head_mac, want_mac, COORD_AUDIT_MAC_LEN) != 0);
+	if (!behind && head_seq > want && !checked) {
+		char seq_text[24];
+		snprintf(seq_text, sizeof(seq_text), "%" PRId64, want);
+		const char *v[] = { seq_text };
+		int rc = 0;
+		PGresult *r =
+		    coord_catalog_query(cat, "SELECT mac FROM audit WHERE chain_seq = $1::bigint",
+		        1, v, "checking the audit high-water mark", &rc, err);
+		if (r == NULL) {
+			return (rc);
+		}
+		uint8_t mac[COORD_AUDIT_MAC_LEN];
+		behind = PQntuples(r) != 1 || !bytea_parse(PQgetvalue(r, 0, 0), mac, sizeof(mac)) ||
+		    CRYPTO_memcmp(mac, want_mac, sizeof(mac)) != 0;
+		PQclear(r);
+	}
+	pthread_mutex_lock(&mark.mu);
+	if (behind && !mark.frozen) {
 		mark.frozen = true;
 		coffer_log_error("audit chain cut: the high-water mark stays as evidence",
-		    "head_seq=%" PRId64 " mark_seq=%" PRId64 " mark=%s", head_seq, mark.want_seq,
-		    mark.path);
+		    "head_seq=%" PRId64 " mark_seq=%" PRId64 " mark=%s", head_seq, want, mark.path);
+	} else if (!behind) {
+		mark.checked = true;
 	}
 	pthread_mutex_unlock(&mark.mu);
+	return (0);
+}
+
+int
+coord_audit_mark_resume(coord_catalog *cat, coffer_err *err)
+{
+	int rc = 0;
+	PGresult *r = coord_catalog_query(cat, "SELECT chain_seq, mac FROM audit_head WHERE id = 1",
+	    0, NULL, "reading the audit chain head", &rc, err);
+	if (r == NULL) {
+		return (rc);
+	}
+	uint8_t mac[COORD_AUDIT_MAC_LEN];
+	bool ok = PQntuples(r) == 1 && bytea_parse(PQgetvalue(r, 0, 1), mac, sizeof(mac));
+	int64_t seq = ok ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	PQclear(r);
+	if (!ok) {
+		return (coffer_err_set(
+		    err, COFFER_ECORRUPT, "the audit chain head is missing or damaged"));
+	}
+	pthread_mutex_lock(&mark.mu);
+	bool on = mark.on && mark.writable;
+	if (on) {
+		mark.frozen = false;
+		mark.checked = true;
+		mark.want_seq = mark.done_seq = 0;
+	}
+	pthread_mutex_unlock(&mark.mu);
+	if (on) {
+		coord_audit_mark_committed(seq, mac);
+	}
+	return (0);
 }
 
 static void
@@ -524,7 +586,11 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 		    "changed the catalog"));
 	}
 	row.chain_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	mark_check_head(row.chain_seq, row.prev_mac);
+	if ((rc = mark_check_head(cat, row.chain_seq, row.prev_mac, err)) != 0) {
+		PQclear(res);
+		PQclear(canon);
+		return (rc);
+	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		uint8_t mac[COORD_AUDIT_MAC_LEN];
 		char seq_text[24];

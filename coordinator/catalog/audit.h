@@ -128,6 +128,11 @@ int coord_audit_mark_setup(const char *state_dir, bool writable, coffer_err *err
 /* The mark's path, or NULL without setup. */
 const char *coord_audit_mark_path(void);
 
+/* An operator has looked at a chain that no longer reaches the mark (the
+ * audited resume of the head export, coordinator/dr/auditexport.h): the
+ * mark moves to the current head (audit_head) and advances again. */
+int coord_audit_mark_resume(coord_catalog *cat, coffer_err *err);
+
 /* Called by coord_catalog_commit with the head of a committed transaction. */
 void coord_audit_mark_committed(int64_t seq, const uint8_t mac[COORD_AUDIT_MAC_LEN]);
 

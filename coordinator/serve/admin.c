@@ -736,6 +736,10 @@ cmd_audit_resume_export(admin_ctx *ctx)
 	coord_audit_head head;
 	rv = coord_audit_export_resume(
 	    ctx->cat, ctx->key, ctx->cfg, ctx->actor, reason, &head, &ctx->err);
+	if (rv == 0) {
+		/* The same look covers the local high-water mark (docs/CATALOG.md). */
+		rv = coord_audit_mark_resume(ctx->cat, &ctx->err);
+	}
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
 	}

@@ -26,8 +26,10 @@ write_conf() {
 	cat >"$1" <<EOF
 [coordinator]
 listen = tcp://127.0.0.1:7443
-catalog = $ci_app
-catalog_owner = $ci_owner
+# The driver installs test triggers (DDL): it runs as the superuser, a
+# development setup.
+catalog = $ci
+development = true
 audit_key = $T/audit.key
 state_dir = $T/state
 
