@@ -47,6 +47,8 @@ cat >"$T/coordinator.conf" <<CONF
 listen = tls+tcp://127.0.0.1:0
 admin_listen = tls+tcp://127.0.0.1:0
 catalog = $PG_CONNINFO dbname=coffer
+# A demo on one superuser; production uses two roles (docs/CATALOG.md).
+development = true
 audit_key = $T/audit.key
 state_dir = $T/coord-state
 [tls]

@@ -168,6 +168,222 @@ coord_audit_key_generate(const char *path, coord_audit_key *key, coffer_err *err
 	return (rc);
 }
 
+/* ---- the local high-water mark ---- */
+
+#define MARK_NAME   "audit-mark"
+#define MARK_HEADER "coffer-audit-mark-v1"
+
+/* One per process: every catalog connection of the daemon reports its
+ * commits here. want is the newest head known committed, done the newest
+ * on disk; one thread writes at a time and writes the newest want, so a
+ * burst of commits costs one fsync per writer pass, not one per commit. */
+static struct {
+	pthread_mutex_t mu;
+	bool on;       /* a path is set */
+	bool writable; /* this process keeps the mark (the daemon) */
+	bool writing;
+	bool frozen;  /* the chain's end went behind the mark: never advance */
+	bool checked; /* the mark's row was seen in the chain since setup */
+	char path[PATH_MAX];
+	int64_t want_seq, done_seq;
+	uint8_t want_mac[COORD_AUDIT_MAC_LEN];
+} mark = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static int
+mark_read(
+    const char *path, int64_t *seq, uint8_t mac[COORD_AUDIT_MAC_LEN], bool *found, coffer_err *err)
+{
+	*found = false;
+	*seq = 0;
+	FILE *f = fopen(path, "re");
+	if (f == NULL) {
+		if (errno == ENOENT) {
+			return (0);
+		}
+		coffer_err_errno(err, errno, "read the audit high-water mark", path);
+		return (coffer_err_hint(
+		    err, "run this as the user the coordinator runs as, who owns its state_dir"));
+	}
+	char line[256];
+	char hex[2 * COORD_AUDIT_MAC_LEN + 2];
+	long long s = 0;
+	bool ok = fgets(line, sizeof(line), f) != NULL &&
+	    sscanf(line, MARK_HEADER " %lld %65s", &s, hex) == 2 && s > 0 &&
+	    coffer_hex_to_bytes(hex, strlen(hex), mac, COORD_AUDIT_MAC_LEN);
+	fclose(f);
+	if (!ok) {
+		coffer_err_set(
+		    err, COFFER_ECORRUPT, "the audit high-water mark %s is damaged", path);
+		return (coffer_err_hint(err,
+		    "it is written only by the coordinator: find who changed it; once the chain "
+		    "is checked otherwise (the heads in DR), remove it and the coordinator writes "
+		    "a new one at its next audit row"));
+	}
+	*seq = (int64_t)s;
+	*found = true;
+	return (0);
+}
+
+int
+coord_audit_mark_setup(const char *state_dir, bool writable, coffer_err *err)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof(path), "%s/" MARK_NAME, state_dir);
+	if (n < 0 || (size_t)n >= sizeof(path)) {
+		return (coffer_err_set(err, COFFER_EINVAL, "state_dir %s is too long", state_dir));
+	}
+	int64_t seq = 0;
+	uint8_t mac[COORD_AUDIT_MAC_LEN];
+	bool found = false;
+	int rc = mark_read(path, &seq, mac, &found, err);
+	if (rc != 0) {
+		return (rc);
+	}
+	pthread_mutex_lock(&mark.mu);
+	memcpy(mark.path, path, (size_t)n + 1);
+	mark.on = true;
+	mark.writable = writable;
+	mark.frozen = false;
+	mark.checked = false;
+	mark.want_seq = mark.done_seq = seq;
+	if (found) {
+		memcpy(mark.want_mac, mac, sizeof(mac));
+	}
+	pthread_mutex_unlock(&mark.mu);
+	return (0);
+}
+
+const char *
+coord_audit_mark_path(void)
+{
+	return (mark.on ? mark.path : NULL);
+}
+
+void
+coord_audit_mark_committed(int64_t seq, const uint8_t mac[COORD_AUDIT_MAC_LEN])
+{
+	pthread_mutex_lock(&mark.mu);
+	if (!mark.on || !mark.writable || mark.frozen) {
+		pthread_mutex_unlock(&mark.mu);
+		return;
+	}
+	if (seq > mark.want_seq) {
+		mark.want_seq = seq;
+		memcpy(mark.want_mac, mac, COORD_AUDIT_MAC_LEN);
+	}
+	if (mark.writing) {
+		pthread_mutex_unlock(&mark.mu); /* the writer takes ours too */
+		return;
+	}
+	mark.writing = true;
+	while (mark.want_seq > mark.done_seq && !mark.frozen) {
+		int64_t s = mark.want_seq;
+		char text[sizeof(MARK_HEADER) + 24 + 2 * COORD_AUDIT_MAC_LEN + 4];
+		int n = snprintf(text, sizeof(text), MARK_HEADER " %" PRId64 " ", s);
+		coffer_hex_encode(mark.want_mac, COORD_AUDIT_MAC_LEN, text + n);
+		n += 2 * COORD_AUDIT_MAC_LEN;
+		text[n++] = '\n';
+		char path[PATH_MAX];
+		memcpy(path, mark.path, sizeof(path));
+		pthread_mutex_unlock(&mark.mu);
+		coffer_err e;
+		coffer_err_clear(&e);
+		coffer_durable_opts opts = { .mode = 0600 };
+		int rc = coffer_durable_replace(path, text, (size_t)n, &opts, &e);
+		pthread_mutex_lock(&mark.mu);
+		if (rc != 0) {
+			/* The mark only lags: the next commit tries again. */
+			coffer_log_error("audit high-water mark not written",
+			    "chain_seq=%" PRId64 " error=\"%s\"", s, e.msg);
+			break;
+		}
+		mark.done_seq = s;
+	}
+	mark.writing = false;
+	pthread_mutex_unlock(&mark.mu);
+}
+
+/* Under the chain head's lock: the head can never be behind a head this
+ * process saw committed, and the first time after setup that it is ahead
+ * (rows appended while this process was not running), the mark's own row
+ * must still be in the chain. Otherwise rows were cut (or rewritten)
+ * outside Coffer; the mark then stays where it is, as the evidence verify
+ * names, instead of being overwritten by the rows appended after the cut. */
+static int
+mark_check_head(coord_catalog *cat, int64_t head_seq, const uint8_t head_mac[COORD_AUDIT_MAC_LEN],
+    coffer_err *err)
+{
+	pthread_mutex_lock(&mark.mu);
+	bool active = mark.on && mark.writable && !mark.frozen && mark.want_seq > 0;
+	int64_t want = mark.want_seq;
+	uint8_t want_mac[COORD_AUDIT_MAC_LEN];
+	memcpy(want_mac, mark.want_mac, sizeof(want_mac));
+	bool checked = mark.checked;
+	pthread_mutex_unlock(&mark.mu);
+	if (!active) {
+		return (0);
+	}
+	bool behind = head_seq < want ||
+	    (head_seq == want && CRYPTO_memcmp(head_mac, want_mac, COORD_AUDIT_MAC_LEN) != 0);
+	if (!behind && head_seq > want && !checked) {
+		char seq_text[24];
+		snprintf(seq_text, sizeof(seq_text), "%" PRId64, want);
+		const char *v[] = { seq_text };
+		int rc = 0;
+		PGresult *r =
+		    coord_catalog_query(cat, "SELECT mac FROM audit WHERE chain_seq = $1::bigint",
+		        1, v, "checking the audit high-water mark", &rc, err);
+		if (r == NULL) {
+			return (rc);
+		}
+		uint8_t mac[COORD_AUDIT_MAC_LEN];
+		behind = PQntuples(r) != 1 || !bytea_parse(PQgetvalue(r, 0, 0), mac, sizeof(mac)) ||
+		    CRYPTO_memcmp(mac, want_mac, sizeof(mac)) != 0;
+		PQclear(r);
+	}
+	pthread_mutex_lock(&mark.mu);
+	if (behind && !mark.frozen) {
+		mark.frozen = true;
+		coffer_log_error("audit chain cut: the high-water mark stays as evidence",
+		    "head_seq=%" PRId64 " mark_seq=%" PRId64 " mark=%s", head_seq, want, mark.path);
+	} else if (!behind) {
+		mark.checked = true;
+	}
+	pthread_mutex_unlock(&mark.mu);
+	return (0);
+}
+
+int
+coord_audit_mark_resume(coord_catalog *cat, coffer_err *err)
+{
+	int rc = 0;
+	PGresult *r = coord_catalog_query(cat, "SELECT chain_seq, mac FROM audit_head WHERE id = 1",
+	    0, NULL, "reading the audit chain head", &rc, err);
+	if (r == NULL) {
+		return (rc);
+	}
+	uint8_t mac[COORD_AUDIT_MAC_LEN];
+	bool ok = PQntuples(r) == 1 && bytea_parse(PQgetvalue(r, 0, 1), mac, sizeof(mac));
+	int64_t seq = ok ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+	PQclear(r);
+	if (!ok) {
+		return (coffer_err_set(
+		    err, COFFER_ECORRUPT, "the audit chain head is missing or damaged"));
+	}
+	pthread_mutex_lock(&mark.mu);
+	bool on = mark.on && mark.writable;
+	if (on) {
+		mark.frozen = false;
+		mark.checked = true;
+		mark.want_seq = mark.done_seq = 0;
+	}
+	pthread_mutex_unlock(&mark.mu);
+	if (on) {
+		coord_audit_mark_committed(seq, mac);
+	}
+	return (0);
+}
+
 static void
 put_be32(uint8_t *p, uint32_t v)
 {
@@ -320,7 +536,7 @@ enum {
  */
 static int
 append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_entry *rows,
-    size_t n, coord_pgarray *cols, int64_t *last_seq, coffer_err *err)
+    size_t n, coord_pgarray *cols, int64_t *last_seq, uint8_t *last_mac, coffer_err *err)
 {
 	coord_pgarray details = { 0 };
 	for (int c = 0; c < COLS; c++) {
@@ -370,6 +586,11 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 		    "changed the catalog"));
 	}
 	row.chain_seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	if ((rc = mark_check_head(cat, row.chain_seq, row.prev_mac, err)) != 0) {
+		PQclear(res);
+		PQclear(canon);
+		return (rc);
+	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		uint8_t mac[COORD_AUDIT_MAC_LEN];
 		char seq_text[24];
@@ -427,6 +648,7 @@ append_chunk(coord_catalog *cat, const coord_audit_key *key, const coord_audit_e
 	}
 	PQclear(res);
 	*last_seq = row.chain_seq;
+	memcpy(last_mac, row.prev_mac, COORD_AUDIT_MAC_LEN);
 	return (0);
 }
 
@@ -464,6 +686,7 @@ coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
 	}
 	coord_pgarray cols[COLS] = { 0 };
 	int64_t last = 0;
+	uint8_t last_mac[COORD_AUDIT_MAC_LEN];
 	rc = 0;
 	for (size_t i = 0; i < n && rc == 0;) {
 		size_t k = 0, bytes = 0;
@@ -471,7 +694,7 @@ coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
 			bytes += rows[i + k].details != NULL ? strlen(rows[i + k].details) : 2;
 			k++;
 		}
-		rc = append_chunk(cat, key, rows + i, k, cols, &last, err);
+		rc = append_chunk(cat, key, rows + i, k, cols, &last, last_mac, err);
 		i += k;
 	}
 	for (int c = 0; c < COLS; c++) {
@@ -483,6 +706,9 @@ coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
 		}
 		return (rc);
 	}
+	/* The mark moves when the transaction holding these rows commits
+	 * (coord_catalog_commit), whoever commits it. */
+	coord_catalog_audit_pending(cat, last, last_mac);
 	if (own_tx && coord_catalog_commit(cat, err) != 0) {
 		return (coffer_err_wrap(err, "appending to the audit log"));
 	}
@@ -508,6 +734,8 @@ struct verify_state {
 	int64_t expect;
 	uint8_t prev_mac[COORD_AUDIT_MAC_LEN];
 	bool broken;
+	int64_t mark_seq; /* 0: no mark */
+	uint8_t mark_mac[COORD_AUDIT_MAC_LEN];
 };
 
 static void verify_break(struct verify_state *vs, int64_t seq, const char *fmt, ...)
@@ -574,6 +802,14 @@ verify_row(struct verify_state *vs, PGresult *r, coffer_err *err)
 		    row.chain_seq);
 		return (0);
 	}
+	if (row.chain_seq == vs->mark_seq &&
+	    CRYPTO_memcmp(mac, vs->mark_mac, COORD_AUDIT_MAC_LEN) != 0) {
+		verify_break(vs, row.chain_seq,
+		    "row %" PRId64 " is not the row the coordinator committed (the local "
+		    "high-water mark has another mac): the chain was rewritten from there",
+		    row.chain_seq);
+		return (0);
+	}
 	memcpy(vs->prev_mac, mac, COORD_AUDIT_MAC_LEN);
 	vs->res->last_good = row.chain_seq;
 	vs->expect = row.chain_seq + 1;
@@ -636,6 +872,47 @@ verify_head(coord_catalog *cat, coord_audit_result *res, bool *ok, coffer_err *e
 	return (0);
 }
 
+/* Agents' keys and revocations, derived from the (verified) chain in the
+ * same snapshot: a key no agent.enroll row names by fingerprint, or an
+ * audited revocation missing from the row, was written outside Coffer. */
+static int
+verify_agents(coord_catalog *cat, struct verify_state *vs, coffer_err *err)
+{
+	PGresult *r = PQexec(coord_catalog_conn(cat),
+	    "SELECT a.name, left(encode(sha256(a.pubkey), 'hex'), 32), a.revoked_at IS NOT NULL, "
+	    "(SELECT max(x.chain_seq) FROM audit x WHERE x.subject = a.name "
+	    "  AND x.action = 'agent.enroll' "
+	    "  AND x.details->>'fingerprint' = left(encode(sha256(a.pubkey), 'hex'), 32)), "
+	    "(SELECT max(x.chain_seq) FROM audit x WHERE x.subject = a.name "
+	    "  AND x.action IN ('agent.revoke', 'agent.revoke_rebuilt')) "
+	    "FROM agents a ORDER BY a.name");
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		return (
+		    coord_catalog_pg_error(cat, r, "checking agents against the audit log", err));
+	}
+	for (int i = 0; i < PQntuples(r) && !vs->broken; i++) {
+		vs->res->agents++;
+		const char *name = PQgetvalue(r, i, 0);
+		bool revoked = PQgetvalue(r, i, 2)[0] == 't';
+		int64_t enrolled =
+		    PQgetisnull(r, i, 3) ? 0 : strtoll(PQgetvalue(r, i, 3), NULL, 10);
+		int64_t revoke = PQgetisnull(r, i, 4) ? 0 : strtoll(PQgetvalue(r, i, 4), NULL, 10);
+		if (enrolled == 0) {
+			verify_break(vs, -1,
+			    "agent %.64s has public key %s, which no agent.enroll row names: the "
+			    "agents row was written outside the coordinator",
+			    name, PQgetvalue(r, i, 1));
+		} else if (revoke > enrolled && !revoked) {
+			verify_break(vs, -1,
+			    "agent %.64s was revoked (audit row %" PRId64 ") but its agents row is "
+			    "not: the revocation was undone outside the coordinator",
+			    name, revoke);
+		}
+	}
+	PQclear(r);
+	return (0);
+}
+
 int
 coord_audit_verify(
     coord_catalog *cat, const coord_audit_key *key, coord_audit_result *res, coffer_err *err)
@@ -643,7 +920,17 @@ coord_audit_verify(
 	memset(res, 0, sizeof(*res));
 	PGconn *conn = coord_catalog_conn(cat);
 	struct verify_state vs = { .key = key, .res = res, .expect = 1 };
-	int rc = coord_catalog_exec(cat, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+	/* The mark is read before the snapshot is taken: it only ever names
+	 * committed rows, so a snapshot taken after it reaches it. */
+	const char *mark_path = coord_audit_mark_path();
+	bool mark_found = false;
+	int rc = 0;
+	if (mark_path != NULL &&
+	    (rc = mark_read(mark_path, &vs.mark_seq, vs.mark_mac, &mark_found, err)) != 0) {
+		return (rc);
+	}
+	res->mark_seq = vs.mark_seq;
+	rc = coord_catalog_exec(cat, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	    "starting the audit verification", err);
 	if (rc != 0) {
 		return (rc);
@@ -695,6 +982,12 @@ coord_audit_verify(
 		rc = failed;
 		goto out;
 	}
+	if (!vs.broken && vs.mark_seq > res->last_good) {
+		verify_break(&vs, res->last_good + 1,
+		    "rows %" PRId64 " to %" PRId64 " are missing from the end of the chain (the "
+		    "local high-water mark says the coordinator committed up to %" PRId64 ")",
+		    res->last_good + 1, vs.mark_seq, vs.mark_seq);
+	}
 	if (!vs.broken) {
 		if (!head_ok) {
 			verify_break(&vs, res->last_good + 1,
@@ -715,10 +1008,19 @@ coord_audit_verify(
 			    res->head_seq);
 		}
 	}
+	if (!vs.broken && (rc = verify_agents(cat, &vs, err)) != 0) {
+		goto out;
+	}
 	if (vs.broken) {
 		res->intact = false;
-		rc = coffer_err_set(err, COFFER_ECORRUPT,
-		    "audit chain broken at chain_seq %" PRId64 ": %s", res->bad_seq, res->problem);
+		if (res->bad_seq >= 0) {
+			rc = coffer_err_set(err, COFFER_ECORRUPT,
+			    "audit chain broken at chain_seq %" PRId64 ": %s", res->bad_seq,
+			    res->problem);
+		} else {
+			rc = coffer_err_set(
+			    err, COFFER_ECORRUPT, "audit check failed: %s", res->problem);
+		}
 		coffer_err_hint(err,
 		    "the audit table was changed outside Coffer: compare with the "
 		    "chain head exported to the DR repository and find who had "

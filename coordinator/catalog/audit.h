@@ -20,8 +20,14 @@
  *   The key never enters the database, so nobody with only database access
  *   can forge a row that verifies.
  * - Rows removed from the end of the chain are caught by audit_head (the
- *   head kept in the catalog) unless that is rewritten too; the chain head
- *   exported to the DR repository catches that last case.
+ *   head kept in the catalog) unless that is rewritten too; two anchors
+ *   outside the catalog catch that case: the local high-water mark (below),
+ *   at most one fsync behind every commit, and the chain head exported to
+ *   the DR repository ([dr] audit_export_interval and at shutdown).
+ * - Security-relevant rows are derived from the chain: every agent's public
+ *   key must be the one an agent.enroll row names (by fingerprint), and an
+ *   agent revoked by an audit row must still be revoked; verify names an
+ *   agents row edited outside the coordinator.
  * - Appenders are serialised by locking audit_head's row until their
  *   transaction ends, so chain_seq has no gaps and no forks.
  * - Blocking (libpq); same thread rules as coordinator/catalog/catalog.h.
@@ -98,14 +104,48 @@ typedef struct coord_audit_entry {
 int coord_audit_append_many(coord_catalog *cat, const coord_audit_key *key,
     const coord_audit_entry *rows, size_t n, int64_t *chain_seq, coffer_err *err);
 
+/*
+ * The local high-water mark: <state_dir>/audit-mark, one line
+ * "coffer-audit-mark-v1 <chain_seq> <mac hex>", the newest chain head this
+ * coordinator saw committed, replaced durably (tmp, fsync, rename, fsync of
+ * the directory) after each commit that appended audit rows (coalesced: a
+ * commit arriving while the mark is written is written by the same writer
+ * right after). Somebody with the catalog but not the coordinator's host
+ * cannot move it back, so coord_audit_verify names a chain that ends before
+ * it (a cut tail) or holds another row at its chain_seq (a rewritten head).
+ * Window: rows whose COMMIT returned but whose mark is not yet on disk (one
+ * fsync, or a crash in between) can be cut undetected by the mark alone.
+ *
+ * setup reads the mark (COFFER_ECORRUPT if damaged) and makes every later
+ * coord_audit_verify of this process check it; writable (the daemon only,
+ * one per state_dir) also makes commits advance it. Without setup nothing
+ * is written or checked. The daemon also stops advancing the mark when an
+ * append finds the head behind it (rows cut while it ran): the mark stays
+ * as the evidence.
+ */
+int coord_audit_mark_setup(const char *state_dir, bool writable, coffer_err *err);
+
+/* The mark's path, or NULL without setup. */
+const char *coord_audit_mark_path(void);
+
+/* An operator has looked at a chain that no longer reaches the mark (the
+ * audited resume of the head export, coordinator/dr/auditexport.h): the
+ * mark moves to the current head (audit_head) and advances again. */
+int coord_audit_mark_resume(coord_catalog *cat, coffer_err *err);
+
+/* Called by coord_catalog_commit with the head of a committed transaction. */
+void coord_audit_mark_committed(int64_t seq, const uint8_t mac[COORD_AUDIT_MAC_LEN]);
+
 typedef struct coord_audit_result {
 	bool intact;
 	int64_t rows;                          /* rows read */
 	int64_t last_good;                     /* chain_seq of the last row that verified */
 	int64_t head_seq;                      /* audit_head's chain_seq */
 	uint8_t head_mac[COORD_AUDIT_MAC_LEN]; /* the verified head, for export */
-	int64_t bad_seq;                       /* first broken or missing chain_seq; 0 if intact */
-	char problem[256];                     /* what is wrong with bad_seq */
+	int64_t bad_seq;   /* first broken or missing chain_seq; 0 if intact; -1: an agents row */
+	char problem[256]; /* what is wrong with bad_seq */
+	int64_t mark_seq;  /* the local high-water mark; 0: none */
+	int64_t agents;    /* agents rows checked against the chain */
 } coord_audit_result;
 
 /*
@@ -114,7 +154,10 @@ typedef struct coord_audit_result {
  * (a gap, or rows missing from the end according to audit_head), a row
  * whose prev_mac is not the previous row's mac (a row inserted, removed and
  * renumbered, or reordered), a row whose mac does not match its content
- * (altered), or audit_head disagreeing with the last row.
+ * (altered), audit_head disagreeing with the last row, the chain ending
+ * before the local high-water mark or holding another row at its chain_seq
+ * (coord_audit_mark_setup), or an agents row whose public key no
+ * agent.enroll row names or whose audited revocation was undone.
  *
  * Returns 0 with res->intact set, or COFFER_ECORRUPT with err naming the
  * first broken chain_seq and res->bad_seq / res->problem filled, or another

@@ -29,6 +29,7 @@
 
 #include "common/base/hex.h"
 #include "common/base/log.h"
+#include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/migrations.h"
 
 #define CAT_TARGET_MAX      256
@@ -51,6 +52,10 @@ struct coord_catalog {
 	 * class 08 or 57P0x error, which callers must treat as lost too. */
 	bool lost;
 	char lost_why[400];
+	/* The audit chain's head as this connection's open transaction left
+	 * it: the local high-water mark moves to it once COMMIT says so. */
+	int64_t audit_seq;
+	uint8_t audit_mac[COORD_AUDIT_MAC_LEN];
 };
 
 /* FNV-1a: a cheap check that the text at a known address is still the
@@ -497,18 +502,40 @@ coord_catalog_adhoc_exec(coord_catalog *cat, const char *what, const char *sql, 
 int
 coord_catalog_begin(coord_catalog *cat, coffer_err *err)
 {
+	cat->audit_seq = 0;
 	return (coord_catalog_exec(cat, "BEGIN", "starting a catalog transaction", err));
+}
+
+void
+coord_catalog_audit_pending(coord_catalog *cat, int64_t seq, const uint8_t *mac)
+{
+	cat->audit_seq = seq;
+	memcpy(cat->audit_mac, mac, COORD_AUDIT_MAC_LEN);
 }
 
 int
 coord_catalog_commit(coord_catalog *cat, coffer_err *err)
 {
-	return (coord_catalog_exec(cat, "COMMIT", "committing a catalog transaction", err));
+	int64_t seq = cat->audit_seq;
+	cat->audit_seq = 0;
+	PGresult *res = PQexec(cat->conn, "COMMIT");
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		return (coord_catalog_pg_error(cat, res, "committing a catalog transaction", err));
+	}
+	/* COMMIT of a failed transaction "succeeds" as ROLLBACK: the rows
+	 * did not land and the mark must not claim them. */
+	bool committed = strcmp(PQcmdStatus(res), "COMMIT") == 0;
+	PQclear(res);
+	if (committed && seq > 0) {
+		coord_audit_mark_committed(seq, cat->audit_mac);
+	}
+	return (0);
 }
 
 void
 coord_catalog_rollback(coord_catalog *cat)
 {
+	cat->audit_seq = 0;
 	PGresult *res = PQexec(cat->conn, "ROLLBACK");
 	PQclear(res);
 }
@@ -802,4 +829,122 @@ coord_catalog_migrate(coord_catalog *cat, coord_migrate_result *res, coffer_err 
 			return (0);
 		}
 	}
+}
+
+int
+coord_catalog_check_role(coord_catalog *cat, bool development, coffer_err *err)
+{
+	PGresult *res = PQexec(cat->conn,
+	    "SELECT current_user, r.rolsuper, "
+	    "pg_has_role(current_user, c.relowner, 'MEMBER'), pg_get_userbyid(c.relowner) "
+	    "FROM pg_roles r, pg_class c WHERE r.rolname = current_user "
+	    "AND c.oid = to_regclass('audit')");
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		return (
+		    coord_catalog_pg_error(cat, res, "reading the catalog role's privileges", err));
+	}
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		coffer_err_set(err, COFFER_EVERSION, "the catalog has no audit table");
+		return (coffer_err_hint(err, "run `coffer-coordinator migrate -c FILE` first"));
+	}
+	bool super = PQgetvalue(res, 0, 1)[0] == 't';
+	bool owner = PQgetvalue(res, 0, 2)[0] == 't';
+	int rc = 0;
+	if ((super || owner) && !development) {
+		rc = coffer_err_set(err, COFFER_EREFUSED,
+		    "the coordinator connects to the catalog as role %s, which %s: whoever holds "
+		    "its conninfo could rewrite the audit log and disable its triggers",
+		    PQgetvalue(res, 0, 0),
+		    super ? "is a superuser"
+		          : "owns the catalog's tables (or is a member of their owner)");
+		coffer_err_hint(err,
+		    "create a runtime role and point [coordinator] catalog at it, with the owner "
+		    "(%s) in catalog_owner for migrate (docs/CATALOG.md); on a development "
+		    "setup set [coordinator] development = true",
+		    PQgetvalue(res, 0, 3));
+	} else if (super || owner) {
+		coffer_log_warn("catalog role has owner or superuser rights (development = true)",
+		    "role=%s superuser=%s", PQgetvalue(res, 0, 0), super ? "yes" : "no");
+	}
+	PQclear(res);
+	return (rc);
+}
+
+/* Privileges the runtime role gets on every table, then what it loses:
+ * the audit log is append-only (no UPDATE, DELETE, TRUNCATE; not owning it,
+ * it can neither disable the triggers that also refuse them), the chain
+ * head's single row can be moved but not removed or duplicated, the schema
+ * version is the owner's, and holds are placed and released, never deleted.
+ * TRUNCATE, REFERENCES and TRIGGER are never granted. */
+static const struct {
+	const char *what;   /* up to the schema */
+	const char *object; /* after it */
+	const char *to;     /* TO or FROM */
+} grant_sql[] = {
+	{ "GRANT USAGE ON SCHEMA", "", "TO" },
+	{ "REVOKE ALL ON ALL TABLES IN SCHEMA", "", "FROM" },
+	{ "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA", "", "TO" },
+	{ "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA", "", "TO" },
+	{ "REVOKE UPDATE, DELETE ON", ".audit", "FROM" },
+	{ "REVOKE INSERT, DELETE ON", ".audit_head", "FROM" },
+	{ "REVOKE INSERT, UPDATE, DELETE ON", ".schema_version", "FROM" },
+	{ "REVOKE DELETE ON", ".holds", "FROM" },
+};
+
+int
+coord_catalog_grant_runtime(coord_catalog *cat, const char *role, coffer_err *err)
+{
+	const char *v[] = { role };
+	PGresult *res = PQexecParams(cat->conn,
+	    "SELECT current_schema(), r.rolsuper, pg_has_role(r.oid, c.relowner, 'MEMBER') "
+	    "FROM pg_roles r, pg_class c WHERE c.oid = to_regclass('audit') AND r.rolname = $1",
+	    1, NULL, v, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+		return (coord_catalog_pg_error(cat, res, "looking up the runtime role", err));
+	}
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		coffer_err_set(
+		    err, COFFER_ENOENT, "there is no role %s in the catalog's cluster", role);
+		return (coffer_err_hint(err,
+		    "create it first (CREATE ROLE %s LOGIN, docs/CATALOG.md); it is the user of "
+		    "[coordinator] catalog",
+		    role));
+	}
+	if (PQgetvalue(res, 0, 1)[0] == 't' || PQgetvalue(res, 0, 2)[0] == 't') {
+		PQclear(res);
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "the runtime role %s (the user of [coordinator] catalog) is a superuser or "
+		    "owns the catalog's tables: there is nothing to grant it",
+		    role);
+		return (coffer_err_hint(err,
+		    "give the coordinator a role of its own, or leave catalog_owner unset on a "
+		    "development setup"));
+	}
+	char *schema =
+	    PQescapeIdentifier(cat->conn, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
+	PQclear(res);
+	char *who = PQescapeIdentifier(cat->conn, role, strlen(role));
+	int rc = 0;
+	if (schema == NULL || who == NULL) {
+		rc = coffer_err_set(err, COFFER_ENOMEM, "no memory for the grants");
+	}
+	if (rc == 0) {
+		rc = coord_catalog_begin(cat, err);
+	}
+	for (size_t i = 0; rc == 0 && i < sizeof(grant_sql) / sizeof(grant_sql[0]); i++) {
+		char sql[512];
+		snprintf(sql, sizeof(sql), "%s %s%s %s %s", grant_sql[i].what, schema,
+		    grant_sql[i].object, grant_sql[i].to, who);
+		rc = coord_catalog_exec(cat, sql, "granting the runtime role its privileges", err);
+	}
+	if (rc == 0) {
+		rc = coord_catalog_commit(cat, err);
+	} else {
+		coord_catalog_rollback(cat);
+	}
+	PQfreemem(schema);
+	PQfreemem(who);
+	return (rc);
 }

@@ -20,6 +20,7 @@
 #define COFFER_COORDINATOR_CATALOG_CATALOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 
@@ -73,6 +74,12 @@ int coord_catalog_exec(coord_catalog *cat, const char *sql, const char *what, co
 int coord_catalog_begin(coord_catalog *cat, coffer_err *err);
 int coord_catalog_commit(coord_catalog *cat, coffer_err *err);
 void coord_catalog_rollback(coord_catalog *cat);
+
+/* Called by the audit log (coordinator/catalog/audit.c) with the chain head
+ * its rows left in this connection's open transaction; coord_catalog_commit
+ * hands it to coord_audit_mark_committed once PostgreSQL reports COMMIT, and
+ * rollback or a new BEGIN forget it. mac is COORD_AUDIT_MAC_LEN bytes. */
+void coord_catalog_audit_pending(coord_catalog *cat, int64_t seq, const uint8_t *mac);
 
 /*
  * Runs one statement with text parameters, prepared on first use and
@@ -166,5 +173,19 @@ int coord_catalog_migrate(coord_catalog *cat, coord_migrate_result *res, coffer_
  * the record has a gap.
  */
 int coord_catalog_check(coord_catalog *cat, coffer_err *err);
+
+/*
+ * The least-privilege rule (docs/CATALOG.md). check_role is what the daemon
+ * runs at start: COFFER_EREFUSED, naming the role and the fix, when its
+ * role is a superuser or a member of the audit table's owner, unless
+ * development (then a warning is logged). grant_runtime, run by migrate as
+ * the owner, gives role exactly the runtime privileges: SELECT, INSERT,
+ * UPDATE, DELETE on the tables except UPDATE or DELETE on audit, INSERT or
+ * DELETE on audit_head, any change to schema_version and DELETE on holds;
+ * never TRUNCATE or TRIGGER. COFFER_ENOENT if role does not exist,
+ * COFFER_EREFUSED if it is a superuser or the owner.
+ */
+int coord_catalog_check_role(coord_catalog *cat, bool development, coffer_err *err);
+int coord_catalog_grant_runtime(coord_catalog *cat, const char *role, coffer_err *err);
 
 #endif

@@ -642,6 +642,12 @@ static const char migration_17_sql[] =
     "  (service, (COALESCE(settled_at, received_at)) DESC);\n"
     "CREATE INDEX backups_service_received ON backups (service, received_at DESC);\n";
 
+/* audit verify derives agents' keys and revocations from the chain: an
+ * agents row is checked against its agent's enroll and revoke rows. */
+static const char migration_18_sql[] =
+    "CREATE INDEX audit_agent_rows ON audit (subject, chain_seq)\n"
+    "  WHERE action IN ('agent.enroll', 'agent.revoke', 'agent.revoke_rebuilt');\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -662,6 +668,7 @@ static const coord_migration migrations[] = {
 	{ 15, "abandoned backups and reclaimed orphans", migration_15_sql },
 	{ 16, "agent state directory", migration_16_sql },
 	{ 17, "agent clock skew", migration_17_sql },
+	{ 18, "agents checked against the audit log", migration_18_sql },
 };
 
 const coord_migration *

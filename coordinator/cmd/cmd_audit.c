@@ -33,6 +33,17 @@ print_result(const coord_audit_result *res, bool json)
 		if (res->intact) {
 			printf("audit chain intact: %lld rows, head chain_seq %lld mac %s\n",
 			    (long long)res->rows, (long long)res->head_seq, mac);
+			printf("agents checked against the chain: %lld\n", (long long)res->agents);
+			if (res->mark_seq > 0) {
+				printf("local high-water mark: chain_seq %lld is in the chain\n",
+				    (long long)res->mark_seq);
+			} else {
+				printf("local high-water mark: none (%s)\n",
+				    coord_audit_mark_path() != NULL ? coord_audit_mark_path()
+				                                    : "-");
+			}
+		} else if (res->bad_seq < 0) {
+			printf("audit check failed: %s\n", res->problem);
 		} else {
 			printf("audit chain broken at chain_seq %lld: %s\n",
 			    (long long)res->bad_seq, res->problem);
@@ -47,6 +58,8 @@ print_result(const coord_audit_result *res, bool json)
 	cJSON_AddNumberToObject(doc, "rows", (double)res->rows);
 	cJSON_AddNumberToObject(doc, "last_good", (double)res->last_good);
 	cJSON_AddNumberToObject(doc, "head_seq", (double)res->head_seq);
+	cJSON_AddNumberToObject(doc, "mark_seq", (double)res->mark_seq);
+	cJSON_AddNumberToObject(doc, "agents", (double)res->agents);
 	if (res->intact) {
 		cJSON_AddStringToObject(doc, "head_mac", mac);
 	} else {
@@ -98,6 +111,14 @@ coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv)
 	coord_audit_key key;
 	if ((rv = coord_audit_key_load(cfg->audit_key, &key, &err)) != 0) {
 		coord_config_free(cfg);
+		coffer_err_print(prog, &err);
+		return (coffer_err_exit_status(rv));
+	}
+	/* The daemon's mark, read-only: a chain cut below it is named here too
+	 * (when this runs where the coordinator's state_dir is). */
+	if ((rv = coord_audit_mark_setup(cfg->state_dir, false, &err)) != 0) {
+		coord_config_free(cfg);
+		coord_audit_key_clear(&key);
 		coffer_err_print(prog, &err);
 		return (coffer_err_exit_status(rv));
 	}

@@ -90,6 +90,16 @@ coord_cmd_check_config(const coffer_cmd *cmd, int argc, char **argv)
 		coffer_err_print(PROG, &err);
 		return (2);
 	}
+	if (!coffer_config_has_section(cfg->ini, "repository.dr")) {
+		/* Not an error (a warning on stderr, exit 0): without DR the audit
+		 * chain's only anchor outside the catalog is the local mark. */
+		fprintf(stderr,
+		    "%s: warning: no [repository.dr]: the audit chain head is exported nowhere, so "
+		    "its only anchor outside the catalog is the high-water mark in %s/audit-mark "
+		    "(a cut tail is caught while that directory survives); configure a DR "
+		    "repository (docs/CONFIGURATION.md, [repository.dr])\n",
+		    PROG, cfg->state_dir);
+	}
 	if (json) {
 		rv = print_json(cfg);
 	} else {

@@ -3,11 +3,18 @@
  * named by [coordinator] catalog up to this binary's schema version and
  * says what it did. Safe to run again (nothing to do) and concurrently with
  * another migrate (the advisory lock makes one wait for the other).
+ *
+ * With [coordinator] catalog_owner set it connects as the tables' owner,
+ * migrates, and grants the runtime role (the user of [coordinator] catalog)
+ * exactly what the daemon needs (coord_catalog_grant_runtime). Without it,
+ * it migrates as the catalog role itself: a development setup, which the
+ * daemon runs on only with development = true.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <libpq-fe.h>
 
 #include "common/base/error.h"
 #include "coordinator/catalog/catalog.h"
@@ -73,6 +80,31 @@ print_text(const coord_migrate_result *res)
 	    res->to_version - res->applied);
 }
 
+/* The runtime role: the user named in [coordinator] catalog. */
+static int
+runtime_role(const char *conninfo, char role[128], coffer_err *err)
+{
+	PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+	if (opts == NULL) {
+		coffer_err_set(
+		    err, COFFER_EINVAL, "[coordinator] catalog does not parse as a conninfo");
+		return (coffer_err_hint(err, "see docs/CATALOG.md for the form"));
+	}
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (strcmp(o->keyword, "user") == 0 && o->val != NULL && strlen(o->val) < 128) {
+			snprintf(role, 128, "%s", o->val);
+		}
+	}
+	PQconninfoFree(opts);
+	if (role[0] == '\0') {
+		coffer_err_set(err, COFFER_EINVAL,
+		    "[coordinator] catalog names no user, so migrate cannot tell which role to "
+		    "grant the runtime privileges to");
+		return (coffer_err_hint(err, "add user=ROLE to [coordinator] catalog"));
+	}
+	return (0);
+}
+
 int
 coord_cmd_migrate(const coffer_cmd *cmd, int argc, char **argv)
 {
@@ -109,7 +141,14 @@ coord_cmd_migrate(const coffer_cmd *cmd, int argc, char **argv)
 		coffer_err_print(PROG, &err);
 		return (coffer_err_exit_status(rv));
 	}
-	coord_catalog *cat = coord_catalog_open(cfg->catalog, &err);
+	char role[128] = "";
+	if (cfg->catalog_owner != NULL && (rv = runtime_role(cfg->catalog, role, &err)) != 0) {
+		coord_config_free(cfg);
+		coffer_err_print(PROG, &err);
+		return (coffer_err_exit_status(rv));
+	}
+	coord_catalog *cat = coord_catalog_open(
+	    cfg->catalog_owner != NULL ? cfg->catalog_owner : cfg->catalog, &err);
 	coord_config_free(cfg);
 	if (cat == NULL) {
 		coffer_err_print(PROG, &err);
@@ -117,6 +156,9 @@ coord_cmd_migrate(const coffer_cmd *cmd, int argc, char **argv)
 	}
 	coord_migrate_result res;
 	rv = coord_catalog_migrate(cat, &res, &err);
+	if (rv == 0 && role[0] != '\0') {
+		rv = coord_catalog_grant_runtime(cat, role, &err);
+	}
 	coord_catalog_close(cat);
 	if (rv != 0) {
 		coffer_err_print(PROG, &err);

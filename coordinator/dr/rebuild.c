@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 #include <openssl/sha.h>
 
+#include "common/base/hex.h"
 #include "common/base/log.h"
 #include "common/crypto/manifest.h"
 #include "common/crypto/sign.h"
@@ -207,10 +208,32 @@ record(rebuild *r, const coord_attestation *att, const coffer_manifest *m, const
 		/* The attestation is the coordinator's own record of the
 		 * enrollment; an agent it names comes back as it was. */
 		const char *v[] = { m->agent, m->service, pub };
-		rv = coord_catalog_query_exec(r->cat,
+		res = coord_catalog_query(r->cat,
 		    "INSERT INTO agents (name, service, pubkey, enrolled_by) VALUES ($1, $2, "
-		    "decode($3, 'hex'), '" ACTOR "') ON CONFLICT DO NOTHING",
-		    3, v, "recording an attested agent", err);
+		    "decode($3, 'hex'), '" ACTOR "') ON CONFLICT DO NOTHING RETURNING name",
+		    3, v, "recording an attested agent", &rv, err);
+		bool enrolled = res != NULL && PQntuples(res) == 1;
+		PQclear(res);
+		if (enrolled) {
+			/* The agents row is derived from the audit log: audit
+			 * verify checks every key against an agent.enroll row. */
+			uint8_t md[SHA256_DIGEST_LENGTH];
+			char fp[COFFER_SIGN_FINGERPRINT_HEX];
+			SHA256(att->agent_pubkey, sizeof(att->agent_pubkey), md);
+			coffer_hex_encode(md, 16, fp); /* coffer_sign_fingerprint's rule */
+			cJSON *d = cJSON_CreateObject();
+			cJSON_AddStringToObject(d, "agent", m->agent);
+			cJSON_AddStringToObject(d, "service", m->service);
+			cJSON_AddStringToObject(d, "fingerprint", fp);
+			cJSON_AddStringToObject(d, "source", "rebuild-catalog");
+			char *text = cJSON_PrintUnformatted(d);
+			cJSON_Delete(d);
+			rv = text == NULL
+			    ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
+			    : coord_audit_append(
+			          r->cat, r->key, ACTOR, "agent.enroll", m->agent, text, NULL, err);
+			cJSON_free(text);
+		}
 	}
 	char a[6][32];
 	snprintf(a[0], sizeof(a[0]), "%" PRId64, m->started_at);

@@ -117,6 +117,13 @@ static const coffer_config_key coordinator_keys[] = {
 	    .type = COFFER_CONFIG_STRING,
 	    .required = true,
 	    .secret = COFFER_CONFIG_SECRET_IF_PASSWORD },
+	/* The tables' owner, for `migrate` only (docs/CATALOG.md): the daemon
+	 * runs as the runtime role named by catalog. */
+	{ .name = "catalog_owner",
+	    .type = COFFER_CONFIG_STRING,
+	    .secret = COFFER_CONFIG_SECRET_IF_PASSWORD },
+	/* Lets the daemon run as the tables' owner or a superuser. */
+	{ .name = "development", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ .name = "audit_key", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "state_dir", .type = COFFER_CONFIG_PATH, .def = "/var/lib/coffer-coordinator" },
 	{ .name = "metrics_listen", .type = COFFER_CONFIG_STRING },
@@ -373,7 +380,7 @@ static const coffer_config_key dr_keys[] = {
 	/* The audit chain's head goes to the DR repository this often... */
 	{ .name = "audit_export_interval",
 	    .type = COFFER_CONFIG_DURATION,
-	    .def = "1h",
+	    .def = "5m",
 	    .min = 1 * SECS,
 	    .max = 1 * DAYS },
 	/* ...locked COMPLIANCE this long (HIPAA keeps records six years). */
@@ -928,6 +935,8 @@ finish(coffer_config *ini, coord_config **out, coffer_err *err)
 	c->listen = coffer_config_str(ini, "coordinator", "listen");
 	c->admin_listen = opt_str(ini, "coordinator", "admin_listen");
 	c->catalog = coffer_config_str(ini, "coordinator", "catalog");
+	c->catalog_owner = opt_str(ini, "coordinator", "catalog_owner");
+	c->development = coffer_config_bool(ini, "coordinator", "development");
 	c->audit_key = coffer_config_str(ini, "coordinator", "audit_key");
 	c->state_dir = coffer_config_str(ini, "coordinator", "state_dir");
 	c->metrics_listen = opt_str(ini, "coordinator", "metrics_listen");

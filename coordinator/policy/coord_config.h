@@ -108,9 +108,11 @@ typedef struct coord_service_policy {
 typedef struct coord_config {
 	/* [coordinator] */
 	const char *listen;
-	const char *admin_listen; /* NULL if unset */
-	const char *catalog;      /* libpq conninfo; may hold a password: never log it */
-	const char *audit_key;    /* path */
+	const char *admin_listen;  /* NULL if unset */
+	const char *catalog;       /* libpq conninfo; may hold a password: never log it */
+	const char *catalog_owner; /* the same for migrate as the tables' owner; NULL if unset */
+	bool development;          /* may run as the tables' owner or a superuser */
+	const char *audit_key;     /* path */
 	const char *state_dir;
 	const char *metrics_listen;      /* NULL if unset */
 	int64_t maintenance_interval_ms; /* retention, alerts, deliveries */

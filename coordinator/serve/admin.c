@@ -735,6 +735,8 @@ cmd_audit_verify(admin_ctx *ctx)
 	cJSON_AddNumberToObject(ctx->result, "rows", (double)res.rows);
 	cJSON_AddNumberToObject(ctx->result, "last_good", (double)res.last_good);
 	cJSON_AddNumberToObject(ctx->result, "head_seq", (double)res.head_seq);
+	cJSON_AddNumberToObject(ctx->result, "mark_seq", (double)res.mark_seq);
+	cJSON_AddNumberToObject(ctx->result, "agents", (double)res.agents);
 	if (rv == 0 && res.intact) {
 		cJSON_AddStringToObject(ctx->result, "head_mac", mac);
 	} else {
@@ -766,6 +768,10 @@ cmd_audit_resume_export(admin_ctx *ctx)
 	coord_audit_head head;
 	rv = coord_audit_export_resume(
 	    ctx->cat, ctx->key, ctx->cfg, ctx->actor, reason, &head, &ctx->err);
+	if (rv == 0) {
+		/* The same look covers the local high-water mark (docs/CATALOG.md). */
+		rv = coord_audit_mark_resume(ctx->cat, &ctx->err);
+	}
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
 	}

@@ -58,7 +58,8 @@ fleet_coordinator_conf() {
 [coordinator]
 listen = tls+tcp://127.0.0.1:0
 admin_listen = tls+tcp://127.0.0.1:0
-catalog = $ci
+catalog = $ci_app
+catalog_owner = $ci_owner
 audit_key = $T/audit.key
 state_dir = $T/coord-state
 CONF

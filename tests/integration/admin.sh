@@ -37,7 +37,8 @@ catalog_audit_key
 cat >"$T/coordinator.conf" <<EOF
 [coordinator]
 listen = tcp://127.0.0.1:7443
-catalog = $ci
+catalog = $ci_app
+catalog_owner = $ci_owner
 audit_key = $T/audit.key
 state_dir = $T/state
 [operator.alice]

@@ -31,7 +31,8 @@ default_key=default0123456789abcdef012345678
 cat >"$T/c.conf" <<EOC
 [coordinator]
 listen = tcp://127.0.0.1:7443
-catalog = $ci
+catalog = $ci_app
+catalog_owner = $ci_owner
 audit_key = $T/audit.key
 state_dir = $T/state
 

@@ -283,6 +283,22 @@ sql1(const char *fmt, ...)
 	return (out);
 }
 
+/* An agents row the test put in by hand gets the agent.enroll row a real
+ * enrollment writes (audit verify derives every key from one). */
+static void
+audit_enroll(coord *c, const char *agent)
+{
+	char details[256];
+	snprintf(details, sizeof(details), "{\"agent\":\"%s\",\"fingerprint\":\"%s\"}", agent,
+	    sql1("SELECT left(encode(sha256(pubkey), 'hex'), 32) FROM agents WHERE name = '%s'",
+	        agent));
+	coffer_err e;
+	coffer_err_clear(&e);
+	check_ok(
+	    coord_audit_append(c->cat, &c->key, "test", "agent.enroll", agent, details, NULL, &e),
+	    &e, "auditing a test enrollment");
+}
+
 static long sqln(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static long
@@ -1322,6 +1338,7 @@ main(int argc, char **argv)
 	     "('billing-db-1', 'billing', decode(repeat('ab', 32), 'hex'), 'test', "
 	     "to_timestamp(%" PRId64 " / 1000.0))",
 	    (int64_t)(now - 5 * MIN_MS));
+	audit_enroll(&c, "billing-db-1");
 	as = evaluate(&c, now, NULL);
 	expect_int(as.triggered, 0, "transitions with an agent heard from 5 minutes ago");
 	as = evaluate(&c, now + 11 * MIN_MS, NULL);
@@ -1336,6 +1353,7 @@ main(int argc, char **argv)
 	     "('billing-db-2', 'billing', decode(repeat('cd', 32), 'hex'), 'test', "
 	     "to_timestamp(%" PRId64 " / 1000.0))",
 	    (int64_t)(now + 12 * MIN_MS));
+	audit_enroll(&c, "billing-db-2");
 	as = evaluate(&c, now + 12 * MIN_MS + 30000, NULL);
 	expect_int(as.resolved, 0, "resolutions after an agent was enrolled");
 	expect_state("agent_quiet", "triggered", "after an agent was enrolled, none heard from");

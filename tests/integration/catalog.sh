@@ -189,8 +189,16 @@ out=$("$drv" prepared-reuse "$ci") || fail "prepared-reuse: $out"
 pass "the prepared-statement cache runs the text it is given, even from a reused buffer"
 out=$("$drv" atomic "$ci" "$T/audit.key") || fail "audit rows and their transaction: $out"
 out=$("$drv" concurrent "$ci" "$T/audit.key" 4 50) || fail "concurrent appenders: $out"
+# The agent put in by hand above is named by verify until its enrollment is
+# in the chain: every key must be one an agent.enroll row names.
+"$coord" audit-verify -c "$conf" >"$T/v2" 2>"$T/err" && fail "a hand-written agents row verified"
+grep -q "agent kept-1 has public key .* which no agent.enroll row names" "$T/err" ||
+	fail "verify does not name the hand-written agent: $(cat "$T/err")"
+fp=$(psql_at "$ci" -c "SELECT left(encode(sha256(pubkey), 'hex'), 32) FROM agents WHERE name = 'kept-1'")
+out=$("$drv" audit-row "$ci" "$T/audit.key" agent.enroll kept-1 "{\"agent\":\"kept-1\",\"fingerprint\":\"$fp\"}") ||
+	fail "audit-row: $out"
 "$coord" audit-verify -c "$conf" >"$T/v2" || fail "verify after concurrent appends: $(cat "$T/err")"
-grep -q "head chain_seq 301" "$T/v2" || fail "after 100 + 1 + 200 rows: $(cat "$T/v2")"
+grep -q "head chain_seq 302" "$T/v2" || fail "after 100 + 1 + 200 + 1 rows: $(cat "$T/v2")"
 pass "audit rows commit and roll back with their caller; 4 concurrent appenders keep one chain"
 
 # --- tampering as superuser -------------------------------------------------
@@ -234,10 +242,10 @@ tamper tail "DELETE FROM audit WHERE chain_seq > 298"
 verify_names tail 299 "missing from the end"
 
 tamper forged "INSERT INTO audit (chain_seq, at, actor, action, subject, details, prev_mac, mac)
-	SELECT 302, now(), 'mallory', 'backup.delete', 'billing', '{}', a.mac, a.mac
-	FROM audit a WHERE chain_seq = 301;
-	UPDATE audit_head SET chain_seq = 302"
-verify_names forged 302 "altered"
+	SELECT 303, now(), 'mallory', 'backup.delete', 'billing', '{}', a.mac, a.mac
+	FROM audit a WHERE chain_seq = 302;
+	UPDATE audit_head SET chain_seq = 303"
+verify_names forged 303 "altered"
 
 tamper seqzero "ALTER TABLE audit DROP CONSTRAINT audit_chain_seq_check;
 	INSERT INTO audit (chain_seq, at, actor, action, subject, details, prev_mac, mac)

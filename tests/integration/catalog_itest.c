@@ -365,6 +365,22 @@ run_prepared_reuse(const char *ci)
 	return (0);
 }
 
+/* One audit row, as a coordinator path would write it (for rows a test put
+ * in by hand, such as an agent whose enrollment verify checks). */
+static int
+run_audit_row(const char *conninfo, const char *keypath, const char *action, const char *subject,
+    const char *details)
+{
+	coord_audit_key key;
+	load_key_or_die(keypath, &key);
+	coord_catalog *cat = open_or_die(conninfo);
+	coffer_err err = { 0 };
+	int rc = coord_audit_append(cat, &key, "test", action, subject, details, NULL, &err);
+	coord_catalog_close(cat);
+	coord_audit_key_clear(&key);
+	return (rc != 0 ? die(&err) : 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -384,10 +400,14 @@ main(int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "verify") == 0) {
 		return (run_verify(argv[2], argv[3]));
 	}
+	if (argc == 7 && strcmp(argv[1], "audit-row") == 0) {
+		return (run_audit_row(argv[2], argv[3], argv[4], argv[5], argv[6]));
+	}
 	if (argc == 3 && strcmp(argv[1], "prepared-reuse") == 0) {
 		return (run_prepared_reuse(argv[2]));
 	}
 	fprintf(stderr,
-	    "usage: " PROG " append|atomic|concurrent|migrate-race|verify|prepared-reuse ...\n");
+	    "usage: " PROG
+	    " append|atomic|concurrent|migrate-race|verify|audit-row|prepared-reuse ...\n");
 	return (2);
 }

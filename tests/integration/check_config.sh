@@ -42,6 +42,9 @@ EOC
 out=$("$coord" check-config -c "$T/good.conf" 2>"$T/err") || fail "good config refused: $(cat "$T/err")"
 [[ $out == "ok: 2 services" ]] || fail "unexpected output: $out"
 pass "a valid config: ok: 2 services, no catalog needed"
+grep -q "warning: no \[repository.dr\]: the audit chain head is exported nowhere" "$T/err" ||
+	fail "no warning about the missing outside anchor: $(cat "$T/err")"
+pass "without a DR repository check-config warns that the local mark is the only outside anchor"
 
 json=$("$coord" check-config -c "$T/good.conf" --output json) || fail "json output failed"
 v1=$(grep -o '"name":"billing","policy_version":"[0-9a-f]\{64\}"' <<<"$json") ||

@@ -485,6 +485,12 @@ cq "set session_replication_role = replica;
 	delete from audit where chain_seq >= $hseq;
 	update audit_head set chain_seq = $hseq - 1, mac = (select mac from audit where chain_seq = $hseq - 1)" >/dev/null
 if "$coord" audit-verify -c "$conf" >"$T/av.out" 2>&1; then fail "audit-verify passed a chain cut below its exported head"; fi
+grep -q "rows $hseq to .* are missing from the end of the chain (the local high-water mark" "$T/av.out" ||
+	fail "cut not named by the local mark: $(cat "$T/av.out")"
+# The DR head alone (as on a host without the coordinator's state_dir):
+mv "$T/coord-state/audit-mark" "$T/audit-mark.saved"
+if "$coord" audit-verify -c "$conf" >"$T/av.out" 2>&1; then fail "audit-verify passed a chain cut below its exported head"; fi
+mv "$T/audit-mark.saved" "$T/coord-state/audit-mark"
 grep -q "the audit chain has no row $hseq, but the DR repository holds it as an exported head" "$T/av.out" ||
 	fail "truncation report unclear: $(cat "$T/av.out")"
 pass "audit head exported to DR (COMPLIANCE); cutting the chain back to row $((hseq - 1)) is caught: $(grep -o 'rows were removed[^(]*' "$T/av.out" | head -1)"
@@ -501,7 +507,12 @@ sleep 3 # past audit_export_interval: still nothing newer exported
 [[ $(cq "select count(*) from audit where action = 'audit.head_exported' and chain_seq > $hseq") == 0 ]] ||
 	fail "a head was exported over the cut chain"
 if "$cli" audit verify >"$T/cav.out" 2>&1; then fail "coffer audit verify passed the cut chain: $(cat "$T/cav.out")"; fi
-grep -q "audit chain broken at chain_seq $hseq" "$T/cav.out" || fail "coffer audit verify: $(cat "$T/cav.out")"
+# Either anchor may be the first to name it: the exported head (row $hseq
+# is not what was exported) or the local mark (the rows appended since the
+# cut end before the mark, or reach it with another row, once the mark
+# stopped moving when the cut was found).
+grep -qE "audit chain broken at chain_seq ($hseq|[0-9]+: rows [0-9]+ to [0-9]+ are missing from the end of the chain \(the local high-water mark|[0-9]+: row [0-9]+ is not the row the coordinator committed)" "$T/cav.out" ||
+	fail "coffer audit verify: $(cat "$T/cav.out")"
 pass "coordinator on the cut chain: audit_chain_broken paged, no newer head exported, coffer audit verify names row $hseq"
 # A restart forgets what the copier found and mends nothing: the chain cut
 # short walks clean, so until the new process has checked the head in DR
@@ -567,7 +578,10 @@ done <"$T/keys"
 [[ -z $(s3as prod list prod "") ]] || fail "the primary bucket is not empty"
 if "$agent" list -c "$aconf" 2>/dev/null | grep -q "$b1"; then fail "the primary bucket still lists $b1"; fi
 psql_at "$base dbname=postgres" -c "drop database coffer" >/dev/null
-psql_at "$base dbname=postgres" -c "create database coffer" >/dev/null
+psql_at "$base dbname=postgres" -c "create database coffer owner coffer_owner" >/dev/null
+# A new catalog starts a new chain: the old one's high-water mark goes with it
+# (docs/CATALOG.md: removed once the restore is understood).
+rm -f "$T/coord-state/audit-mark"
 "$coord" migrate -c "$conf" >/dev/null 2>&1 || fail "migrate the new catalog"
 pass "production gone: $n primary objects deleted, catalog dropped and recreated empty"
 
@@ -642,7 +656,10 @@ s3as dr get dr-vault "$key2" | sed 's/"rows":"\([0-9]*\)"/"rows":"1\1"/' >"$T/do
 cmp -s <(s3as dr get dr-vault "$key2") "$T/doctored.json" && fail "the doctored manifest is unchanged"
 s3as dr put dr-vault "$key2" "$T/doctored.json" >/dev/null || fail "replace the manifest"
 psql_at "$base dbname=postgres" -c "drop database coffer" >/dev/null
-psql_at "$base dbname=postgres" -c "create database coffer" >/dev/null
+psql_at "$base dbname=postgres" -c "create database coffer owner coffer_owner" >/dev/null
+# A new catalog starts a new chain: the old one's high-water mark goes with it
+# (docs/CATALOG.md: removed once the restore is understood).
+rm -f "$T/coord-state/audit-mark"
 "$coord" migrate -c "$conf" >/dev/null 2>&1 || fail "migrate the new catalog"
 "$coord" rebuild-catalog -c "$conf" --repo dr >"$T/rebuild3.out" 2>/dev/null && fail "rebuild accepted damaged backups"
 grep -q "^REFUSED  billing/$b1: the data object .* does not match its manifest" "$T/rebuild3.out" ||

@@ -41,7 +41,8 @@ hour=$(( ($(date -u +%-H) + 12) % 24 ))
 cat >"$T/c.conf" <<EOC
 [coordinator]
 listen = tcp://127.0.0.1:7443
-catalog = $ci
+catalog = $ci_app
+catalog_owner = $ci_owner
 audit_key = $T/audit.key
 state_dir = $T/state
 

@@ -26,7 +26,10 @@ write_conf() {
 	cat >"$1" <<EOF
 [coordinator]
 listen = tcp://127.0.0.1:7443
+# The driver installs test triggers (DDL): it runs as the superuser, a
+# development setup.
 catalog = $ci
+development = true
 audit_key = $T/audit.key
 state_dir = $T/state
 

@@ -42,7 +42,8 @@ conf="$T/coordinator.conf"
 cat >"$conf" <<EOF
 [coordinator]
 listen = $url
-catalog = $ci
+catalog = $ci_app
+catalog_owner = $ci_owner
 audit_key = $T/audit.key
 state_dir = $T/cstate
 [tls]
