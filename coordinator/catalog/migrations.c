@@ -624,6 +624,28 @@ static const char migration_16_sql[] =
     "ALTER TABLE agents ADD COLUMN state_write_nospace boolean;\n"
     "ALTER TABLE agents ADD COLUMN state_nospace_since timestamptz;\n";
 
+/* WAL objects bound to their names (docs/PITR.md, "Objects at the wrong
+ * name"): when a segment's key was taken by an object that is not the
+ * cluster's authentic file, wal-push stores it under an alternate name,
+ * which retention and the DR copy must use (object_name; NULL: the
+ * segment's own name). Each such conflict, of any WAL file, is kept in
+ * wal_conflicts for the wal_object_conflict page and the record. */
+static const char migration_17_sql[] =
+    "ALTER TABLE wal_segments ADD COLUMN object_name text CHECK (object_name ~\n"
+    "  '^[0-9A-F]{24}(\\.partial)?\\.alt-[0-9a-f]{32}$');\n"
+    "CREATE TABLE wal_conflicts (\n"
+    "  id bigserial PRIMARY KEY,\n"
+    "  service text NOT NULL REFERENCES services (name),\n"
+    "  agent text NOT NULL,\n"
+    "  system_identifier numeric(20, 0) NOT NULL,\n"
+    "  timeline integer NOT NULL,\n"
+    "  name text NOT NULL,\n"
+    "  object_name text NOT NULL,\n"
+    "  reason text NOT NULL,\n"
+    "  reported_at timestamptz NOT NULL DEFAULT now()\n"
+    ");\n"
+    "CREATE INDEX wal_conflicts_service ON wal_conflicts (service, reported_at);\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -643,6 +665,7 @@ static const coord_migration migrations[] = {
 	{ 14, "integrity totals", migration_14_sql },
 	{ 15, "abandoned backups and reclaimed orphans", migration_15_sql },
 	{ 16, "agent state directory", migration_16_sql },
+	{ 17, "wal objects at the wrong name", migration_17_sql },
 };
 
 const coord_migration *
