@@ -221,61 +221,210 @@ file_digest(int fd, const char *path, uint8_t out[COFFER_SHA256_LEN], coffer_err
 	return (rc);
 }
 
-/* Plaintext SHA-256 of the stored object, read through the whole
- * authenticating chain; and the object's own digest and size, as the
- * repository holds it (for the wal.archived event). */
+/* What a WAL object is bound to (docs/FORMAT.md, "WAL objects"): its
+ * service, cluster, timeline and file name, so an object moved or copied to
+ * another name, of this service or another, does not open. */
+typedef struct wal_binding {
+	uint8_t bytes[256];
+	size_t len;
+} wal_binding;
+
 static int
-stored_digest(agent_ctx *ctx, const char *key, uint8_t out[COFFER_SHA256_LEN],
-    agent_wal_push_result *res, coffer_err *err)
+binding_make(wal_binding *b, const char *service, uint64_t sysid, uint32_t timeline,
+    const char *name, coffer_err *err)
 {
-	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
+	int n = snprintf((char *)b->bytes, sizeof(b->bytes),
+	    "coffer-wal-v1\n%s\n%" PRIu64 "\n%08X\n%s", service, sysid, (unsigned)timeline, name);
+	if (n < 0 || (size_t)n >= sizeof(b->bytes)) {
+		return (coffer_err_set(err, COFFER_EINVAL, "WAL binding for %s is too long", name));
+	}
+	b->len = (size_t)n;
+	return (0);
+}
+
+/* The alternate object name for name under key key_id: a keyed tag that
+ * only holders of the service's key ring can compute, so nobody who can
+ * merely write the repository can take it before wal-push does. */
+static int
+alternate_name(const agent_ctx *ctx, const char *key_id, const wal_binding *b, const char *name,
+    char *out, size_t size, coffer_err *err)
+{
+	char tag[COFFER_SEAL_NAME_TAG_LEN + 1];
+	int rc = coffer_seal_name_tag(ctx->ring, key_id, b->bytes, b->len, tag, err);
+	if (rc == 0 &&
+	    (size_t)snprintf(out, size, "%s" AGENT_WAL_ALT_INFIX "%s", name, tag) >= size) {
+		rc = coffer_err_set(err, COFFER_EINVAL, "alternate name for %s is too long", name);
+	}
+	return (rc);
+}
+
+typedef struct stored_read {
+	uint8_t plain_sha256[COFFER_SHA256_LEN];
+	uint8_t stored_sha256[COFFER_SHA256_LEN];
+	uint64_t stored_bytes;
+	bool bound; /* format 2, opened with this name's binding */
+} stored_read;
+
+/* Reads key through the whole authenticating chain into next (NULL:
+ * discard), with the plaintext's and the stored object's digests. */
+static int
+read_stored(agent_ctx *ctx, const char *key, const wal_binding *b, unsigned flags,
+    coffer_filter *next, stored_read *out, coffer_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	coffer_filter *unseal = NULL;
+	coffer_filter *sha =
+	    coffer_sha256_filter_new(next != NULL ? next : coffer_discard_sink_new(err), err);
 	coffer_filter *count = coffer_count_filter_new(
-	    coffer_unseal_filter_new(coffer_zstd_decompress_new(sha, err), ctx->ring, err), err);
+	    unseal = coffer_unseal_filter_new_bound(
+	        coffer_zstd_decompress_new(sha, err), ctx->ring, b->bytes, b->len, flags, err),
+	    err);
 	coffer_filter *raw = coffer_sha256_filter_new(count, err);
 	if (raw == NULL) {
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
 	int rc = coffer_repo_read(ctx->repo, key, raw, err);
+	out->stored_bytes = coffer_count_filter_bytes(count);
 	if (rc == 0) {
-		coffer_sha256_filter_digest(sha, out);
-		coffer_sha256_filter_digest(raw, res->stored_sha256);
-		res->stored_bytes = coffer_count_filter_bytes(count);
-	} else {
-		coffer_err_wrap(err, "reading the archived %s back", key);
+		coffer_sha256_filter_digest(sha, out->plain_sha256);
+		coffer_sha256_filter_digest(raw, out->stored_sha256);
+		out->bound = coffer_unseal_filter_bound(unseal);
 	}
 	coffer_filter_free_chain(raw);
 	return (rc);
 }
 
-static int
-compare_with_stored(agent_ctx *ctx, int fd, const char *path, const char *key,
-    agent_wal_push_result *res, coffer_err *err)
+/* Whether a failed read_stored found an object that is there but is not
+ * an authentic sealed stream for the binding (moved, copied, planted,
+ * damaged), as opposed to no object or a failure to reach it. */
+static bool
+not_authentic(int rc, const stored_read *r)
 {
-	uint8_t mine[COFFER_SHA256_LEN], theirs[COFFER_SHA256_LEN];
-	int rc = file_digest(fd, path, mine, err);
-	if (rc == 0) {
-		rc = stored_digest(ctx, key, theirs, res, err);
+	switch (rc) {
+	case COFFER_ENOENT: /* the header's key id is not in the ring, or no object */
+		return (r->stored_bytes > 0);
+	case COFFER_EAUTH:
+	case COFFER_ECORRUPT:
+	case COFFER_EVERSION:
+	case COFFER_ETRUNC:
+		return (true);
+	default:
+		return (false);
 	}
-	if (rc != 0) {
-		return (rc);
-	}
-	if (memcmp(mine, theirs, sizeof(mine)) == 0) {
-		res->already = true;
-		return (0);
-	}
+}
+
+static int
+refuse_different(agent_ctx *ctx, const char *key, const uint8_t mine[COFFER_SHA256_LEN],
+    const uint8_t theirs[COFFER_SHA256_LEN], const char *name, coffer_err *err)
+{
 	char a[COFFER_SHA256_HEX_LEN + 1], b[COFFER_SHA256_HEX_LEN + 1];
-	coffer_hex_encode(mine, sizeof(mine), a);
-	coffer_hex_encode(theirs, sizeof(theirs), b);
+	coffer_hex_encode(mine, COFFER_SHA256_LEN, a);
+	coffer_hex_encode(theirs, COFFER_SHA256_LEN, b);
 	coffer_log_error("WAL file archived before with different content",
-	    "name=%s key=%s local_sha256=%s archived_sha256=%s", res->name, key, a, b);
+	    "name=%s key=%s local_sha256=%s archived_sha256=%s", name, key, a, b);
 	coffer_err_set(err, COFFER_EEXIST,
 	    "%s is already archived with different content (local SHA-256 %.16s..., archived "
 	    "%.16s...)",
-	    res->name, a, b);
+	    name, a, b);
 	return (coffer_err_hint(err,
 	    "two clusters may be archiving into service %s, or pg_wal is "
 	    "damaged; stop and investigate before anything is overwritten",
 	    ctx->cfg->service));
+}
+
+static void
+take_stored(agent_wal_push_result *res, const stored_read *r)
+{
+	res->already = true;
+	res->stored_bytes = r->stored_bytes;
+	memcpy(res->stored_sha256, r->stored_sha256, sizeof(res->stored_sha256));
+}
+
+static int store(agent_ctx *ctx, int fd, const char *path, const char *key, const wal_binding *b,
+    agent_wal_push_result *res, coffer_err *err);
+
+/*
+ * The key is taken by an object that is not this cluster's authentic file
+ * (reason says why). Archiving must go on, or whoever planted it fills
+ * pg_wal: the file goes under its alternate name, bound to its own name as
+ * always, and the event carries the conflict so the coordinator pages.
+ */
+static int
+store_alternate(agent_ctx *ctx, int fd, const char *path, const char *key, const wal_binding *b,
+    const uint8_t mine[COFFER_SHA256_LEN], const char *reason, agent_wal_push_result *res,
+    coffer_err *err)
+{
+	char alt[AGENT_WAL_OBJECT_NAME_MAX], altkey[COFFER_REPO_KEY_MAX];
+	int rc = alternate_name(
+	    ctx, coffer_keyring_newest_id(ctx->ring), b, res->name, alt, sizeof(alt), err);
+	if (rc == 0) {
+		rc = coffer_repo_wal_key(altkey, sizeof(altkey), ctx->cfg->service,
+		    res->system_identifier, res->timeline, alt, err);
+	}
+	if (rc != 0) {
+		return (rc);
+	}
+	snprintf(res->conflict, sizeof(res->conflict),
+	    "%.200s holds an object that is not this cluster's authentic %.63s (%.240s)", key,
+	    res->name, reason);
+	char q[700];
+	coffer_log_error("WAL key taken by a foreign object, archiving under the alternate name",
+	    "service=%s name=%s key=%s alternate=%s reason=%s", ctx->cfg->service, res->name, key,
+	    alt, coffer_log_quote(q, sizeof(q), reason));
+	rc = store(ctx, fd, path, altkey, b, res, err);
+	if (rc == COFFER_EEXIST) {
+		/* A retry: the alternate was stored before. Only this key ring
+		 * can have written it, so it must open, and to the same bytes. */
+		coffer_err_clear(err);
+		stored_read r;
+		rc = read_stored(ctx, altkey, b, 0, NULL, &r, err);
+		if (rc == 0 && memcmp(mine, r.plain_sha256, COFFER_SHA256_LEN) != 0) {
+			rc = refuse_different(ctx, altkey, mine, r.plain_sha256, res->name, err);
+		} else if (rc == 0) {
+			take_stored(res, &r);
+		} else {
+			coffer_err_wrap(err, "reading the alternate %s back", altkey);
+		}
+	}
+	if (rc == 0) {
+		snprintf(res->object_name, sizeof(res->object_name), "%s", alt);
+	}
+	return (rc);
+}
+
+/* The key was taken before (a retry, a concurrent push, or someone else's
+ * object). Same authentic content: done. Authentic other content: this
+ * cluster's own conflict, refused loudly as ever. Anything else: the
+ * alternate name. */
+static int
+settle_taken(agent_ctx *ctx, int fd, const char *path, const char *key, const wal_binding *b,
+    agent_wal_push_result *res, coffer_err *err)
+{
+	uint8_t mine[COFFER_SHA256_LEN];
+	int rc = file_digest(fd, path, mine, err);
+	if (rc != 0) {
+		return (rc);
+	}
+	stored_read r;
+	rc = read_stored(ctx, key, b, COFFER_UNSEAL_ALLOW_UNBOUND, NULL, &r, err);
+	bool same = rc == 0 && memcmp(mine, r.plain_sha256, sizeof(mine)) == 0;
+	/* The same bytes without a binding: this file, archived by an agent
+	 * from before the binding; identical content needs no name to trust. */
+	if (same) {
+		take_stored(res, &r);
+		return (0);
+	}
+	if (rc == 0 && r.bound) {
+		return (refuse_different(ctx, key, mine, r.plain_sha256, res->name, err));
+	}
+	if (rc != 0 && !not_authentic(rc, &r)) {
+		return (coffer_err_wrap(err, "reading the archived %s back", key));
+	}
+	char reason[512];
+	snprintf(reason, sizeof(reason), "%s",
+	    rc == 0 ? "an object without a name binding, with other content" : err->msg);
+	coffer_err_clear(err);
+	return (store_alternate(ctx, fd, path, key, b, mine, reason, res, err));
 }
 
 static int
@@ -309,8 +458,8 @@ check_segment_owner(
 }
 
 static int
-store(agent_ctx *ctx, int fd, const char *path, const char *key, agent_wal_push_result *res,
-    coffer_err *err)
+store(agent_ctx *ctx, int fd, const char *path, const char *key, const wal_binding *b,
+    agent_wal_push_result *res, coffer_err *err)
 {
 	const agent_config *cfg = ctx->cfg;
 	coffer_filter *sink = NULL;
@@ -322,8 +471,8 @@ store(agent_ctx *ctx, int fd, const char *path, const char *key, agent_wal_push_
 	coffer_filter *stored = coffer_count_filter_new(sha, err);
 	/* One segment is small: compress on this thread, no pool to start. */
 	coffer_filter *plain = coffer_count_filter_new(
-	    coffer_zstd_compress_new(
-	        coffer_seal_filter_new(stored, ctx->ring, NULL, cfg->chunk_size, err),
+	    coffer_zstd_compress_new(coffer_seal_filter_new_bound(stored, ctx->ring, NULL,
+	                                 cfg->chunk_size, b->bytes, b->len, err),
 	        cfg->compress_level, 0, err),
 	    err);
 	if (plain == NULL) {
@@ -367,6 +516,14 @@ record_event(agent_ctx *ctx, agent_wal_push_result *res, coffer_err *err)
 	wa.n_segment_stored_bytes = 1;
 	wa.segment_stored_bytes = sizes;
 	wa.last_archived_at_ms = now;
+	char *objects[1] = { res->object_name };
+	char *conflicts[1] = { res->conflict };
+	if (res->object_name[0] != '\0' || res->conflict[0] != '\0') {
+		wa.n_segment_object_names = 1;
+		wa.segment_object_names = objects;
+		wa.n_segment_conflicts = 1;
+		wa.segment_conflicts = conflicts;
+	}
 	Coffer__V1__Event ev = COFFER__V1__EVENT__INIT;
 	ev.kind_case = COFFER__V1__EVENT__KIND_WAL_ARCHIVED;
 	ev.wal_archived = &wa;
@@ -397,6 +554,11 @@ agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, cof
 		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service,
 		    res->system_identifier, res->timeline, name, err);
 	}
+	wal_binding bind;
+	if (rc == 0) {
+		rc = binding_make(
+		    &bind, ctx->cfg->service, res->system_identifier, res->timeline, name, err);
+	}
 	if (rc != 0) {
 		return (rc);
 	}
@@ -415,11 +577,11 @@ agent_wal_push(agent_ctx *ctx, const char *path, agent_wal_push_result *res, cof
 		rc = check_segment_owner(ctx->cfg, fd, path, res->system_identifier, err);
 	}
 	if (rc == 0) {
-		rc = store(ctx, fd, path, key, res, err);
-		/* Stored before (begin), or by a concurrent push (commit). */
+		rc = store(ctx, fd, path, key, &bind, res, err);
+		/* Stored before (begin), by a concurrent push (commit), or taken. */
 		if (rc == COFFER_EEXIST) {
 			coffer_err_clear(err);
-			rc = compare_with_stored(ctx, fd, path, key, res, err);
+			rc = settle_taken(ctx, fd, path, key, &bind, res, err);
 			if (rc == 0) {
 				res->plain_bytes = (uint64_t)st.st_size;
 			}
@@ -665,6 +827,105 @@ agent_wal_prefetch(
 	return (rc);
 }
 
+/* Reads key into a new tmp (O_EXCL, O_NOFOLLOW: a link or a hard link
+ * left at its name in pg_wal is removed, since unlink never follows, and
+ * never written through). tmp is removed again on failure. */
+static int
+fetch_object(agent_ctx *ctx, const char *key, const wal_binding *b, unsigned flags, const char *tmp,
+    stored_read *r, coffer_err *err)
+{
+	(void)unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		memset(r, 0, sizeof(*r));
+		return (coffer_err_errno(err, errno, "creating", tmp));
+	}
+	coffer_filter *out = coffer_fd_sink_new(fd, err);
+	if (out != NULL) {
+		coffer_fd_sink_set_name(out, tmp);
+		coffer_fd_sink_set_fsync(out, true);
+	}
+	int rc = out != NULL ? read_stored(ctx, key, b, flags, out, r, err)
+	                     : (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
+	if (out == NULL) {
+		memset(r, 0, sizeof(*r));
+	}
+	if (close(fd) != 0 && rc == 0) {
+		rc = coffer_err_errno(err, errno, "closing", tmp);
+	}
+	if (rc != 0) {
+		unlink(tmp);
+	}
+	return (rc);
+}
+
+/*
+ * An object sealed before WAL objects were bound to their names (format
+ * 1) carries no name, so what it holds must name itself: a segment's (or
+ * .partial's) first page its cluster and its address, a .backup label its
+ * segment. A history file names nothing that pins its own timeline, and a
+ * moved one would steer recovery onto a wrong timeline, so an unbound one
+ * is refused (docs/PITR.md says how to use one anyway).
+ */
+static int
+legacy_check(
+    const char *tmp, const char *name, agent_wal_kind kind, uint64_t sysid, coffer_err *err)
+{
+	if (kind == AGENT_WAL_HISTORY) {
+		coffer_err_set(err, COFFER_EAUTH,
+		    "%s was archived without a name binding (by an agent older than the "
+		    "binding), and a history file cannot prove its own name",
+		    name);
+		return (coffer_err_hint(err,
+		    "if you trust it, unseal it by hand (coffer-agent unseal --keyring FILE) into "
+		    "the restore's pg_wal; docs/PITR.md, \"Objects at the wrong name\""));
+	}
+	int fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		return (coffer_err_errno(err, errno, "opening", tmp));
+	}
+	char head[4096];
+	ssize_t got = pread(fd, head, sizeof(head) - 1, 0);
+	close(fd);
+	if (got < 0) {
+		return (coffer_err_errno(err, errno, "reading", tmp));
+	}
+	head[got] = '\0';
+	bool ok = false;
+	if (kind == AGENT_WAL_BACKUP) {
+		char want[40];
+		snprintf(want, sizeof(want), "(file %.24s)", name);
+		ok = strstr(head, want) != NULL;
+	} else {
+		uint64_t seg_sysid = 0, pageaddr = 0;
+		uint32_t seg_size = 0;
+		if (got >= AGENT_WAL_LONG_HEADER_LEN &&
+		    agent_wal_header_sysid((const uint8_t *)head, (size_t)got, &seg_sysid, NULL) ==
+		        0) {
+			memcpy(&pageaddr, head + 8, sizeof(pageaddr));
+			memcpy(&seg_size, head + 32, sizeof(seg_size));
+		}
+		char part[9] = "";
+		memcpy(part, name + 8, 8);
+		uint64_t log = strtoull(part, NULL, 16);
+		memcpy(part, name + 16, 8);
+		uint64_t seg = strtoull(part, NULL, 16);
+		ok = seg_sysid == sysid && seg_size >= (1u << 20) && seg_size <= (1u << 30) &&
+		    (seg_size & (seg_size - 1)) == 0 && seg < (UINT64_C(1) << 32) / seg_size &&
+		    pageaddr == (log << 32) + seg * seg_size;
+	}
+	if (!ok) {
+		coffer_err_set(err, COFFER_EAUTH,
+		    "%s holds a WAL file without a name binding whose content is not %s of "
+		    "cluster %" PRIu64 ": it was moved or copied from another name",
+		    name, name, sysid);
+		return (coffer_err_hint(
+		    err, "recovery cannot use it; docs/PITR.md, \"Objects at the wrong name\""));
+	}
+	coffer_log_warn("WAL file without a name binding accepted by its content", "name=%s", name);
+	return (0);
+}
+
 static int
 fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest, coffer_err *err)
 {
@@ -672,8 +933,12 @@ fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
 	uint32_t tl;
 	int rc = agent_wal_name_parse(name, &kind, &tl, err);
 	char key[COFFER_REPO_KEY_MAX];
+	wal_binding bind;
 	if (rc == 0) {
 		rc = coffer_repo_wal_key(key, sizeof(key), ctx->cfg->service, sysid, tl, name, err);
+	}
+	if (rc == 0) {
+		rc = binding_make(&bind, ctx->cfg->service, sysid, tl, name, err);
 	}
 	if (rc != 0) {
 		return (rc);
@@ -683,42 +948,71 @@ fetch_direct(agent_ctx *ctx, uint64_t sysid, const char *name, const char *dest,
 		return (coffer_err_set(err, COFFER_EINVAL, "destination path is too long"),
 		    coffer_err_hint(err, "restore_command must pass %%p"));
 	}
-	/* The temporary is made new (O_EXCL, O_NOFOLLOW): a link or a hard
-	 * link left at its name in pg_wal is removed (unlink never follows),
-	 * never written through; rename then replaces dest itself, a link
-	 * there included, without following it. */
-	(void)unlink(tmp);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		return (coffer_err_errno(err, errno, "creating", tmp));
+	/* Only a whole, authenticated file of this name reaches dest: the
+	 * temporary is renamed after the chain finished without error and the
+	 * binding (or, for an old object, the content) matched. */
+	stored_read r;
+	rc = fetch_object(ctx, key, &bind, COFFER_UNSEAL_ALLOW_UNBOUND, tmp, &r, err);
+	if (rc == 0 && !r.bound) {
+		rc = legacy_check(tmp, name, kind, sysid, err);
+		if (rc != 0) {
+			unlink(tmp);
+			r.stored_bytes = 1; /* there, but not this file */
+		}
 	}
-	coffer_filter *out = coffer_fd_sink_new(fd, err);
-	if (out != NULL) {
-		coffer_fd_sink_set_name(out, tmp);
-		coffer_fd_sink_set_fsync(out, true);
-	}
-	coffer_filter *unseal =
-	    coffer_unseal_filter_new(coffer_zstd_decompress_new(out, err), ctx->ring, err);
-	if (unseal == NULL) {
-		close(fd);
-		unlink(tmp);
-		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
-	}
-	/* Only a whole, authenticated, checksummed file reaches dest: the
-	 * temporary is renamed after the chain finished without error. */
-	rc = coffer_repo_read(ctx->repo, key, unseal, err);
-	coffer_filter_free_chain(unseal);
-	if (close(fd) != 0 && rc == 0) {
-		rc = coffer_err_errno(err, errno, "closing", tmp);
+	bool missing = rc == COFFER_ENOENT && r.stored_bytes == 0;
+	if (rc != 0 && (missing || not_authentic(rc, &r))) {
+		/* wal-push stores the file under an alternate name when its key
+		 * is taken; only this key ring can name or write one. */
+		coffer_err primary = *err;
+		int prc = rc;
+		for (size_t i = 0; i < coffer_keyring_count(ctx->ring); i++) {
+			char alt[AGENT_WAL_OBJECT_NAME_MAX], altkey[COFFER_REPO_KEY_MAX];
+			coffer_err_clear(err);
+			rc = alternate_name(ctx, coffer_keyring_id_at(ctx->ring, i), &bind, name,
+			    alt, sizeof(alt), err);
+			if (rc == 0) {
+				rc = coffer_repo_wal_key(
+				    altkey, sizeof(altkey), ctx->cfg->service, sysid, tl, alt, err);
+			}
+			if (rc == 0) {
+				rc = fetch_object(ctx, altkey, &bind, 0, tmp, &r, err);
+			}
+			if (rc == 0) {
+				coffer_log_warn("WAL file fetched from its alternate name",
+				    "name=%s key=%s", name, altkey);
+				break;
+			}
+			if (rc == COFFER_ENOENT && r.stored_bytes == 0) {
+				continue;
+			}
+			if (!not_authentic(rc, &r)) {
+				return (coffer_err_wrap(err, "fetching %s", name));
+			}
+		}
+		if (rc != 0) {
+			*err = primary;
+			rc = prc;
+			if (!missing) {
+				/* Not "no such file": recovery must not take it for the end. */
+				if (rc == COFFER_ENOENT) {
+					rc = COFFER_EAUTH;
+					err->code = rc;
+				}
+				coffer_err_wrap(err,
+				    "refusing %s: it is not this cluster's authentic %s, and no "
+				    "authentic copy is stored under an alternate name",
+				    key, name);
+			}
+			return (rc);
+		}
 	}
 	if (rc == 0 && rename(tmp, dest) != 0) {
 		rc = coffer_err_errno(err, errno, "renaming into place", dest);
-	}
-	if (rc != 0) {
 		unlink(tmp);
-		if (rc != COFFER_ENOENT) {
-			coffer_err_wrap(err, "fetching %s", name);
-		}
+	}
+	if (rc != 0 && rc != COFFER_ENOENT) {
+		coffer_err_wrap(err, "fetching %s", name);
 	}
 	return (rc);
 }

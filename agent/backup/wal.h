@@ -4,12 +4,18 @@
  * wal-push stores one WAL file (a segment, a .partial, a .backup label or a
  * .history file) as services/<service>/wal/<sysid>/<timeline>/<name>: sha256 ->
  * zstd -> AES-256-GCM sealed stream, the same chain as backups, published
- * atomically. Pushing is idempotent the way PostgreSQL needs it: an archiver
- * that crashed after storing retries the same file, and that succeeds when
- * the stored object decrypts to the same bytes; different bytes under the
- * same name are refused loudly (two clusters writing into one service, or a
- * corrupt pg_wal), and PostgreSQL keeps retrying, so pg_stat_archiver and
- * the server log show it until someone looks. No sidecar digest: the stored
+ * atomically, and bound to its service, cluster, timeline and name (seal
+ * format 2), so an object moved or copied to another name never opens.
+ * Pushing is idempotent the way PostgreSQL needs it: an archiver that
+ * crashed after storing retries the same file, and that succeeds when the
+ * stored object decrypts to the same bytes; different authentic bytes under
+ * the same name are refused loudly (two clusters writing into one service,
+ * or a corrupt pg_wal), and PostgreSQL keeps retrying, so pg_stat_archiver
+ * and the server log show it until someone looks. A key taken by anything
+ * else (an object planted by someone who can write the repository) must not
+ * stop archiving: the file goes under <name>.alt-<keyed tag>, a name only
+ * the key ring can compute, and the event reports the conflict
+ * (docs/PITR.md, "Objects at the wrong name"). No sidecar digest: the stored
  * object's authenticated plaintext is the only truth to compare with, so a
  * crash between two objects can never make them disagree.
  *
@@ -40,6 +46,10 @@ typedef enum agent_wal_kind {
 	AGENT_WAL_BACKUP,      /* 000000010000000000000001.00000028.backup */
 	AGENT_WAL_HISTORY,     /* 00000002.history */
 } agent_wal_kind;
+
+/* An alternate object's name: the file's name, this infix, 32 hex digits. */
+#define AGENT_WAL_ALT_INFIX       ".alt-"
+#define AGENT_WAL_OBJECT_NAME_MAX 96
 
 /* Bytes of a segment's first page that hold its long header. */
 #define AGENT_WAL_LONG_HEADER_LEN 40
@@ -73,6 +83,11 @@ typedef struct agent_wal_push_result {
 	uint64_t stored_bytes;
 	uint8_t stored_sha256[32]; /* of the stored object, as the repository holds it */
 	uint64_t event_seq;
+	/* Set when the file's own key was taken by an object that is not
+	 * this cluster's authentic file: the name it was stored under
+	 * instead, and why (both "" otherwise). */
+	char object_name[AGENT_WAL_OBJECT_NAME_MAX];
+	char conflict[640];
 } agent_wal_push_result;
 
 /* Archives the file at path. ctx needs AGENT_NEED_KEYRING |

@@ -113,6 +113,12 @@ coffer_keyring_find(const coffer_keyring *ring, const char *id)
 	return (NULL);
 }
 
+const char *
+coffer_keyring_id_at(const coffer_keyring *ring, size_t i)
+{
+	return (i < ring->n ? ring->keys[i].id : NULL);
+}
+
 size_t
 coffer_keyring_count(const coffer_keyring *ring)
 {

@@ -41,6 +41,9 @@ const char *coffer_keyring_newest_id(const coffer_keyring *ring);
  * belong to the ring. */
 const uint8_t *coffer_keyring_find(const coffer_keyring *ring, const char *id);
 
+/* The id of the i-th key in file order (0 the oldest), NULL past the end. */
+const char *coffer_keyring_id_at(const coffer_keyring *ring, size_t i);
+
 /* The number of keys, and the path the ring was loaded from (for messages). */
 size_t coffer_keyring_count(const coffer_keyring *ring);
 const char *coffer_keyring_path(const coffer_keyring *ring);

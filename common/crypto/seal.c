@@ -30,6 +30,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -217,7 +218,51 @@ coffer_filter *
 coffer_seal_filter_new(coffer_filter *next, const coffer_keyring *ring, const char *key_id,
     size_t chunk_size, coffer_err *err)
 {
+	return (coffer_seal_filter_new_bound(next, ring, key_id, chunk_size, NULL, 0, err));
+}
+
+/* The header's hash H, with the binding after the header when there is one:
+ * every chunk's tag then depends on the name the object was sealed for. */
+static void
+header_hash(const uint8_t *hdr, size_t hdr_len, const uint8_t *binding, size_t binding_len,
+    uint8_t out[SEAL_HASH_LEN])
+{
+	uint8_t buf[SEAL_HDR_MAX + COFFER_SEAL_BINDING_MAX];
+	memcpy(buf, hdr, hdr_len);
+	if (binding_len > 0) {
+		memcpy(buf + hdr_len, binding, binding_len);
+	}
+	SHA256(buf, hdr_len + binding_len, out);
+}
+
+/* AES-GCM's associated data for the wrapped key: the header before it, and
+ * the binding (version 2). */
+static int
+wrap_ad(uint8_t *buf, size_t size, const uint8_t *hdr, size_t hdr_len, const uint8_t *binding,
+    size_t binding_len, size_t *len)
+{
+	if (hdr_len + binding_len > size) {
+		return (0);
+	}
+	memcpy(buf, hdr, hdr_len);
+	if (binding_len > 0) {
+		memcpy(buf + hdr_len, binding, binding_len);
+	}
+	*len = hdr_len + binding_len;
+	return (1);
+}
+
+coffer_filter *
+coffer_seal_filter_new_bound(coffer_filter *next, const coffer_keyring *ring, const char *key_id,
+    size_t chunk_size, const uint8_t *binding, size_t binding_len, coffer_err *err)
+{
 	if (next == NULL) {
+		return (NULL);
+	}
+	if (binding_len > COFFER_SEAL_BINDING_MAX || (binding_len > 0 && binding == NULL)) {
+		coffer_err_set(err, COFFER_EINVAL, "seal binding of %zu bytes is over %d",
+		    binding_len, COFFER_SEAL_BINDING_MAX);
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	if (key_id == NULL) {
@@ -274,7 +319,7 @@ coffer_seal_filter_new(coffer_filter *next, const coffer_keyring *ring, const ch
 	uint8_t *p = s->hdr;
 	memcpy(p, SEAL_MAGIC, SEAL_MAGIC_LEN);
 	p += SEAL_MAGIC_LEN;
-	*p++ = COFFER_SEAL_VERSION;
+	*p++ = binding_len > 0 ? COFFER_SEAL_VERSION_BOUND : COFFER_SEAL_VERSION;
 	*p++ = (uint8_t)idlen;
 	memcpy(p, key_id, idlen);
 	p += idlen;
@@ -284,14 +329,17 @@ coffer_seal_filter_new(coffer_filter *next, const coffer_keyring *ring, const ch
 	p += SEAL_PREFIX_LEN;
 	memcpy(p, wrap_nonce, SEAL_NONCE_LEN);
 	p += SEAL_NONCE_LEN;
-	size_t ad_len = (size_t)(p - s->hdr);
-	if (!gcm_run(s->ctx, 1, kek, wrap_nonce, s->hdr, ad_len, s->dek, SEAL_KEY_LEN, p,
+	size_t hdr_ad_len = (size_t)(p - s->hdr);
+	uint8_t ad[SEAL_HDR_MAX + COFFER_SEAL_BINDING_MAX];
+	size_t ad_len = 0;
+	if (!wrap_ad(ad, sizeof(ad), s->hdr, hdr_ad_len, binding, binding_len, &ad_len) ||
+	    !gcm_run(s->ctx, 1, kek, wrap_nonce, ad, ad_len, s->dek, SEAL_KEY_LEN, p,
 	        p + SEAL_KEY_LEN)) {
 		coffer_err_openssl(err, COFFER_EINTERNAL, "cannot wrap the data key");
 		goto fail;
 	}
-	s->hdr_len = ad_len + SEAL_KEY_LEN + COFFER_SEAL_TAG_LEN;
-	SHA256(s->hdr, s->hdr_len, s->hash);
+	s->hdr_len = hdr_ad_len + SEAL_KEY_LEN + COFFER_SEAL_TAG_LEN;
+	header_hash(s->hdr, s->hdr_len, binding, binding_len, s->hash);
 	/* The context now holds the data key for the chunks. */
 	if (EVP_CipherInit_ex(s->ctx, EVP_aes_256_gcm(), NULL, s->dek, NULL, 1) != 1) {
 		coffer_err_openssl(err, COFFER_EINTERNAL, "cannot set the data key");
@@ -341,6 +389,11 @@ typedef struct unseal_filter {
 	size_t in_need;
 	uint32_t word;
 	uint8_t *pt;
+	uint8_t binding[COFFER_SEAL_BINDING_MAX];
+	size_t binding_len;
+	bool expect_binding;
+	bool allow_unbound;
+	bool bound; /* the stream is version 2, opened with the binding */
 } unseal_filter;
 
 static int
@@ -354,14 +407,32 @@ unseal_header_fixed(unseal_filter *u, coffer_err *err)
 		    "give the unseal command an object written by "
 		    "coffer-agent seal or a coffer backup's data file"));
 	}
-	if (u->hdr[SEAL_MAGIC_LEN] != COFFER_SEAL_VERSION) {
+	uint8_t version = u->hdr[SEAL_MAGIC_LEN];
+	if (version != COFFER_SEAL_VERSION && version != COFFER_SEAL_VERSION_BOUND) {
 		coffer_err_set(err, COFFER_EVERSION,
 		    "sealed stream is format version %u; this "
-		    "build reads version %d",
-		    u->hdr[SEAL_MAGIC_LEN], COFFER_SEAL_VERSION);
+		    "build reads versions %d and %d",
+		    version, COFFER_SEAL_VERSION, COFFER_SEAL_VERSION_BOUND);
 		return (coffer_err_hint(err,
 		    "unseal it with the coffer release that wrote it, or "
 		    "a newer one"));
+	}
+	if (version == COFFER_SEAL_VERSION_BOUND && !u->expect_binding) {
+		coffer_err_set(err, COFFER_EAUTH,
+		    "sealed stream is bound to the name it was stored under (format %d), and this "
+		    "reader was not told that name",
+		    COFFER_SEAL_VERSION_BOUND);
+		return (coffer_err_hint(
+		    err, "read WAL objects with coffer-agent wal-fetch, which checks the binding"));
+	}
+	if (version == COFFER_SEAL_VERSION && u->expect_binding && !u->allow_unbound) {
+		coffer_err_set(err, COFFER_EAUTH,
+		    "sealed stream carries no name binding (format %d), and this object must be "
+		    "bound to its name",
+		    COFFER_SEAL_VERSION);
+		return (coffer_err_hint(err,
+		    "it was written by an older agent or planted by someone else; see "
+		    "docs/FORMAT.md, \"WAL objects\""));
 	}
 	size_t idlen = u->hdr[SEAL_MAGIC_LEN + 1];
 	if (idlen == 0 || idlen > COFFER_KEYRING_ID_MAX) {
@@ -417,8 +488,15 @@ unseal_header_rest(unseal_filter *u, coffer_err *err)
 	uint8_t dek[SEAL_KEY_LEN];
 	uint8_t tag[COFFER_SEAL_TAG_LEN];
 	memcpy(tag, p + SEAL_KEY_LEN, sizeof(tag));
-	int ok = gcm_run(
-	    u->ctx, 0, kek, wrap_nonce, u->hdr, (size_t)(p - u->hdr), p, SEAL_KEY_LEN, dek, tag);
+	bool bound = u->hdr[SEAL_MAGIC_LEN] == COFFER_SEAL_VERSION_BOUND;
+	size_t binding_len = bound ? u->binding_len : 0;
+	uint8_t ad[SEAL_HDR_MAX + COFFER_SEAL_BINDING_MAX];
+	size_t ad_len = 0;
+	int ok =
+	    wrap_ad(ad, sizeof(ad), u->hdr, (size_t)(p - u->hdr), u->binding, binding_len, &ad_len);
+	if (ok) {
+		ok = gcm_run(u->ctx, 0, kek, wrap_nonce, ad, ad_len, p, SEAL_KEY_LEN, dek, tag);
+	}
 	if (ok) {
 		ok = EVP_CipherInit_ex(u->ctx, EVP_aes_256_gcm(), NULL, dek, NULL, 0);
 	}
@@ -428,8 +506,9 @@ unseal_header_rest(unseal_filter *u, coffer_err *err)
 		coffer_err_set(err, COFFER_EAUTH,
 		    "cannot unwrap the data key with key %s of key "
 		    "ring %s: it is not the key this object was sealed with, or the header was "
-		    "altered",
-		    id, coffer_keyring_path(u->ring));
+		    "altered%s",
+		    id, coffer_keyring_path(u->ring),
+		    bound ? ", or the object was sealed for another name (moved or copied)" : "");
 		return (coffer_err_hint(err,
 		    "check that %s is the key ring the object was sealed "
 		    "with; if it is, restore the object from another copy",
@@ -443,7 +522,8 @@ unseal_header_rest(unseal_filter *u, coffer_err *err)
 	memcpy(u->key_id, id, idlen + 1);
 	u->key_ok = true;
 	u->chunk = chunk;
-	SHA256(u->hdr, u->hdr_need, u->hash);
+	u->bound = bound;
+	header_hash(u->hdr, u->hdr_need, u->binding, binding_len, u->hash);
 	u->state = UNSEAL_FRAME;
 	u->in_len = 0;
 	u->in_need = COFFER_SEAL_FRAME_LEN;
@@ -632,7 +712,20 @@ static const coffer_filter_ops unseal_ops = {
 coffer_filter *
 coffer_unseal_filter_new(coffer_filter *next, const coffer_keyring *ring, coffer_err *err)
 {
+	return (coffer_unseal_filter_new_bound(next, ring, NULL, 0, 0, err));
+}
+
+coffer_filter *
+coffer_unseal_filter_new_bound(coffer_filter *next, const coffer_keyring *ring,
+    const uint8_t *binding, size_t binding_len, unsigned flags, coffer_err *err)
+{
 	if (next == NULL) {
+		return (NULL);
+	}
+	if (binding_len > COFFER_SEAL_BINDING_MAX || (binding_len > 0 && binding == NULL)) {
+		coffer_err_set(err, COFFER_EINVAL, "seal binding of %zu bytes is over %d",
+		    binding_len, COFFER_SEAL_BINDING_MAX);
+		coffer_filter_free_chain(next);
 		return (NULL);
 	}
 	unseal_filter *u = calloc(1, sizeof(*u));
@@ -646,6 +739,12 @@ coffer_unseal_filter_new(coffer_filter *next, const coffer_keyring *ring, coffer
 	u->base.next = next;
 	u->ring = ring;
 	u->state = UNSEAL_FIXED;
+	u->expect_binding = binding_len > 0;
+	u->allow_unbound = (flags & COFFER_UNSEAL_ALLOW_UNBOUND) != 0;
+	if (binding_len > 0) {
+		memcpy(u->binding, binding, binding_len);
+		u->binding_len = binding_len;
+	}
 	return (&u->base);
 }
 
@@ -657,4 +756,42 @@ coffer_unseal_filter_key_id(const coffer_filter *f)
 	}
 	const unseal_filter *u = (const unseal_filter *)f;
 	return (u->key_ok ? u->key_id : NULL);
+}
+
+bool
+coffer_unseal_filter_bound(const coffer_filter *f)
+{
+	if (f == NULL || f->ops != &unseal_ops) {
+		return (false);
+	}
+	return (((const unseal_filter *)f)->bound);
+}
+
+int
+coffer_seal_name_tag(const coffer_keyring *ring, const char *key_id, const uint8_t *binding,
+    size_t binding_len, char out[COFFER_SEAL_NAME_TAG_LEN + 1], coffer_err *err)
+{
+	const uint8_t *kek = coffer_keyring_find(ring, key_id);
+	if (kek == NULL) {
+		return (coffer_err_set(err, COFFER_ENOENT, "key ring %s has no key named %s",
+		    coffer_keyring_path(ring), key_id));
+	}
+	/* A subkey of its own, so the KEK itself never keys anything but the wrap. */
+	static const char label[] = "coffer-seal-name-tag-v1";
+	uint8_t sub[SHA256_DIGEST_LENGTH], mac[SHA256_DIGEST_LENGTH];
+	unsigned int len = 0;
+	int ok = HMAC(EVP_sha256(), kek, SEAL_KEY_LEN, (const uint8_t *)label, sizeof(label) - 1,
+	             sub, &len) != NULL &&
+	    HMAC(EVP_sha256(), sub, sizeof(sub), binding, binding_len, mac, &len) != NULL;
+	OPENSSL_cleanse(sub, sizeof(sub));
+	if (!ok) {
+		return (coffer_err_openssl(err, COFFER_EINTERNAL, "cannot compute a name tag"));
+	}
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < COFFER_SEAL_NAME_TAG_LEN / 2; i++) {
+		out[2 * i] = digits[mac[i] >> 4];
+		out[2 * i + 1] = digits[mac[i] & 15];
+	}
+	out[COFFER_SEAL_NAME_TAG_LEN] = '\0';
+	return (0);
 }

@@ -33,6 +33,7 @@
 #ifndef COFFER_COMMON_CRYPTO_SEAL_H
 #define COFFER_COMMON_CRYPTO_SEAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,9 @@
 #include "common/stream/filter.h"
 
 #define COFFER_SEAL_VERSION       1
+#define COFFER_SEAL_VERSION_BOUND 2 /* the same layout, bound to a name */
+#define COFFER_SEAL_BINDING_MAX   1024
+#define COFFER_SEAL_NAME_TAG_LEN  32 /* hex digits */
 #define COFFER_SEAL_CHUNK_DEFAULT ((size_t)64 * 1024)
 #define COFFER_SEAL_CHUNK_MIN     ((size_t)16)
 #define COFFER_SEAL_CHUNK_MAX     ((size_t)16 * 1024 * 1024)
@@ -61,6 +65,36 @@ coffer_filter *coffer_seal_filter_new(coffer_filter *next, const coffer_keyring 
  * Returns NULL only when out of memory (or when next is NULL). */
 coffer_filter *coffer_unseal_filter_new(
     coffer_filter *next, const coffer_keyring *ring, coffer_err *err);
+
+/* Name binding (format version 2, docs/FORMAT.md): binding (1 ..
+ * COFFER_SEAL_BINDING_MAX bytes, copied) is authenticated with the data key
+ * and every chunk but never stored: a reader opens the stream only when it
+ * supplies the same bytes, so an object moved or copied to another name
+ * fails (COFFER_EAUTH). binding_len 0 writes format 1, as
+ * coffer_seal_filter_new. */
+coffer_filter *coffer_seal_filter_new_bound(coffer_filter *next, const coffer_keyring *ring,
+    const char *key_id, size_t chunk_size, const uint8_t *binding, size_t binding_len,
+    coffer_err *err);
+
+/* Accept a format 1 (unbound) stream too; coffer_unseal_filter_bound then
+ * says false and the caller must check the content some other way. */
+#define COFFER_UNSEAL_ALLOW_UNBOUND 1u
+
+/* An unseal filter that requires format 2 with this binding (unless flags
+ * allow format 1). A plain coffer_unseal_filter_new refuses format 2
+ * (COFFER_EAUTH: it cannot know the name). */
+coffer_filter *coffer_unseal_filter_new_bound(coffer_filter *next, const coffer_keyring *ring,
+    const uint8_t *binding, size_t binding_len, unsigned flags, coffer_err *err);
+
+/* Whether the stream an unseal filter opened was bound (format 2). */
+bool coffer_unseal_filter_bound(const coffer_filter *f);
+
+/* A keyed tag of binding under key key_id of ring (HMAC-SHA-256 with a
+ * subkey of the KEK), as COFFER_SEAL_NAME_TAG_LEN lower-case hex digits: a
+ * name only holders of the key can compute, for objects that must not be
+ * predictable by anyone who can write the repository. */
+int coffer_seal_name_tag(const coffer_keyring *ring, const char *key_id, const uint8_t *binding,
+    size_t binding_len, char out[COFFER_SEAL_NAME_TAG_LEN + 1], coffer_err *err);
 
 /* The key id a seal filter uses, or that an unseal filter found in the
  * header (NULL until the header has been read and its data key unwrapped).

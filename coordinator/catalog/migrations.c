@@ -648,6 +648,28 @@ static const char migration_18_sql[] =
     "CREATE INDEX audit_agent_rows ON audit (subject, chain_seq)\n"
     "  WHERE action IN ('agent.enroll', 'agent.revoke', 'agent.revoke_rebuilt');\n";
 
+/* WAL objects bound to their names (docs/PITR.md, "Objects at the wrong
+ * name"): when a segment's key was taken by an object that is not the
+ * cluster's authentic file, wal-push stores it under an alternate name,
+ * which retention and the DR copy must use (object_name; NULL: the
+ * segment's own name). Each such conflict, of any WAL file, is kept in
+ * wal_conflicts for the wal_object_conflict page and the record. */
+static const char migration_19_sql[] =
+    "ALTER TABLE wal_segments ADD COLUMN object_name text CHECK (object_name ~\n"
+    "  '^[0-9A-F]{24}(\\.partial)?\\.alt-[0-9a-f]{32}$');\n"
+    "CREATE TABLE wal_conflicts (\n"
+    "  id bigserial PRIMARY KEY,\n"
+    "  service text NOT NULL REFERENCES services (name),\n"
+    "  agent text NOT NULL,\n"
+    "  system_identifier numeric(20, 0) NOT NULL,\n"
+    "  timeline integer NOT NULL,\n"
+    "  name text NOT NULL,\n"
+    "  object_name text NOT NULL,\n"
+    "  reason text NOT NULL,\n"
+    "  reported_at timestamptz NOT NULL DEFAULT now()\n"
+    ");\n"
+    "CREATE INDEX wal_conflicts_service ON wal_conflicts (service, reported_at);\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -669,6 +691,7 @@ static const coord_migration migrations[] = {
 	{ 16, "agent state directory", migration_16_sql },
 	{ 17, "agent clock skew", migration_17_sql },
 	{ 18, "agents checked against the audit log", migration_18_sql },
+	{ 19, "wal objects at the wrong name", migration_19_sql },
 };
 
 const coord_migration *

@@ -69,7 +69,8 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		coffer_fmt_i64(tl, j->timeline);
 		const char *v[] = { j->service, tl, seg, j->sysid };
 		PGresult *res = coord_catalog_query(cat,
-		    "SELECT encode(stored_sha256, 'hex'), stored_bytes FROM wal_segments "
+		    "SELECT encode(stored_sha256, 'hex'), stored_bytes, COALESCE(object_name, segment) "
+		    "FROM wal_segments "
 		    "WHERE service = $1 AND system_identifier = $4::numeric "
 		    "AND timeline = $2::integer AND segment = $3",
 		    4, v, "reading a WAL segment's record", &rv, err);
@@ -86,12 +87,13 @@ copy_wal(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 			    "the copy is retried; if it persists, look for "
 			    "wal_gap or wal_archive_failing alerts"));
 		}
-		char want[65];
+		char want[65], object[128];
 		snprintf(want, sizeof(want), "%s", PQgetvalue(res, 0, 0));
 		int64_t bytes = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		snprintf(object, sizeof(object), "%s", PQgetvalue(res, 0, 2));
 		PQclear(res);
 		if ((rv = coffer_repo_wal_key(src, sizeof(src), j->service, sysid,
-		         (uint32_t)j->timeline, seg, err)) != 0) {
+		         (uint32_t)j->timeline, object, err)) != 0) {
 			return (rv);
 		}
 		if ((size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >= sizeof(dst)) {

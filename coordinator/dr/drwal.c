@@ -63,7 +63,7 @@ drcopy_copy_wal_stream(
 		snprintf(sec, sizeof(sec), "service.%s", p->name);
 		const char *v[] = { p->name, n, w, lim };
 		PGresult *res = coord_catalog_query(cat,
-		    "SELECT timeline, segment, encode(stored_sha256, 'hex'), stored_bytes, floor(extract(epoch FROM archived_at) * 1000)::bigint, system_identifier::text "
+		    "SELECT timeline, segment, encode(stored_sha256, 'hex'), stored_bytes, floor(extract(epoch FROM archived_at) * 1000)::bigint, system_identifier::text, COALESCE(object_name, segment) "
 		    "FROM wal_segments WHERE service = $1 AND dr_copied_at IS NULL "
 		    "AND deleted_at IS NULL AND archived_at > to_timestamp($2::bigint / 1000.0) - $3::bigint * "
 		    "interval '1 millisecond' ORDER BY archived_at, segment LIMIT $4::integer",
@@ -92,7 +92,7 @@ drcopy_copy_wal_stream(
 			coffer_err e;
 			coffer_err_clear(&e);
 			int cr = coffer_repo_wal_key(src, sizeof(src), p->name,
-			    strtoull(sysid, NULL, 10), (uint32_t)tl, seg, &e);
+			    strtoull(sysid, NULL, 10), (uint32_t)tl, PQgetvalue(res, r, 6), &e);
 			if (cr == 0 &&
 			    (size_t)snprintf(dst, sizeof(dst), "%s%s", d->dr_prefix, src) >=
 			        sizeof(dst)) {

@@ -103,6 +103,41 @@ intake_check_backup_owners(coord_intake *in, const agent_row *ag, const Coffer__
 	return (0);
 }
 
+/* A WAL file whose key was taken by an object that is not the cluster's
+ * authentic file, any kind of WAL file: one wal_conflicts row each, which
+ * pages wal_object_conflict (coordinator/wal/walwatch.c); the event's
+ * audit row names the conflict too (audit_event). */
+static int
+wal_conflicts_record(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *w,
+    const char *tl, coffer_err *err)
+{
+	for (size_t i = 0; i < w->n_segment_conflicts && i < w->n_segments; i++) {
+		if (w->segment_conflicts[i][0] == '\0') {
+			continue;
+		}
+		char *reason = coffer_utf8_clean(w->segment_conflicts[i], 1024);
+		char *name = coffer_utf8_clean(w->segments[i], 64);
+		int rv = reason == NULL || name == NULL
+		    ? coffer_err_set(err, COFFER_ENOMEM, "no memory for a WAL conflict")
+		    : 0;
+		if (rv == 0) {
+			const char *vals[] = { ag->service, ag->name, w->system_identifier, tl,
+				name, w->segment_object_names[i], reason };
+			rv = intake_cat_exec(in, "recording a WAL object conflict",
+			    "INSERT INTO wal_conflicts (service, agent, system_identifier, timeline, "
+			    "name, object_name, reason) VALUES ($1, $2, $3::numeric, $4::integer, $5, "
+			    "$6, $7)",
+			    7, vals, err);
+		}
+		free(reason);
+		free(name);
+		if (rv != 0) {
+			return (rv);
+		}
+	}
+	return (0);
+}
+
 /* wal.archived: each segment into wal_segments, for continuity, lag and
  * WAL retention (coordinator/wal/walwatch.c, prune.c), keyed by the cluster's
  * system identifier as the repository is. Events from agents that do not
@@ -126,10 +161,18 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 	char tl[16], at[24];
 	snprintf(tl, sizeof(tl), "%" PRIu32, w->timeline);
 	coffer_fmt_i64(at, w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms);
+	int crv = wal_conflicts_record(in, ag, w, tl, err);
+	if (crv != 0) {
+		return (crv);
+	}
 	for (size_t i = 0; i < w->n_segments; i++) {
 		if (!intake_wal_segment_name(w->segments[i])) {
 			continue;
 		}
+		const char *object =
+		    i < w->n_segment_object_names && w->segment_object_names[i][0] != '\0'
+		    ? w->segment_object_names[i]
+		    : NULL;
 		char sha[65], bytes[24];
 		coffer_hex_encode(w->segment_sha256[i].data, 32, sha);
 		coffer_fmt_i64(bytes, (int64_t)w->segment_stored_bytes[i]);
@@ -138,17 +181,19 @@ apply_wal(coord_intake *in, const agent_row *ag, const Coffer__V1__WalArchived *
 			    w->last_archived_at_ms != 0 ? w->last_archived_at_ms : occurred_at_ms)
 			    ? at
 			    : NULL,
-			w->system_identifier };
+			w->system_identifier, object };
 		int rv = intake_cat_exec(in, "recording an archived WAL segment",
 		    "INSERT INTO wal_segments (service, system_identifier, timeline, segment, "
-		    "stored_bytes, stored_sha256, archived_at) VALUES ($1, $7::numeric, $2::integer, "
-		    "$3, $4::bigint, decode($5, 'hex'), "
-		    "COALESCE((timestamptz 'epoch' + $6::bigint * interval '1 millisecond'), now())) "
+		    "stored_bytes, stored_sha256, archived_at, object_name) VALUES ($1, $7::numeric, "
+		    "$2::integer, $3, $4::bigint, decode($5, 'hex'), "
+		    "COALESCE((timestamptz 'epoch' + $6::bigint * interval '1 millisecond'), now()), "
+		    "$8) "
 		    "ON CONFLICT (service, system_identifier, timeline, segment) DO UPDATE SET "
 		    "stored_bytes = EXCLUDED.stored_bytes, stored_sha256 = EXCLUDED.stored_sha256, "
-		    "archived_at = EXCLUDED.archived_at, deleted_at = NULL "
+		    "archived_at = EXCLUDED.archived_at, object_name = EXCLUDED.object_name, "
+		    "deleted_at = NULL "
 		    "WHERE wal_segments.deleted_at IS NOT NULL",
-		    7, vals, err);
+		    8, vals, err);
 		if (rv != 0) {
 			return (rv);
 		}
@@ -397,6 +442,16 @@ audit_event(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		cJSON_AddStringToObject(d, "rejected", rejected);
 	} else if (ev->kind_case == COFFER__V1__EVENT__KIND_BACKUP_FAILED) {
 		intake_add_text(d, "reason", ev->backup_failed->reason);
+	} else if (ev->kind_case == COFFER__V1__EVENT__KIND_WAL_ARCHIVED) {
+		const Coffer__V1__WalArchived *w = ev->wal_archived;
+		for (size_t i = 0; i < w->n_segment_conflicts && i < w->n_segments; i++) {
+			if (w->segment_conflicts[i][0] != '\0') {
+				intake_add_text(d, "wal_file", w->segments[i]);
+				intake_add_text(d, "wal_conflict", w->segment_conflicts[i]);
+				intake_add_text(d, "object_name", w->segment_object_names[i]);
+				break;
+			}
+		}
 	}
 	char *dtext = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);

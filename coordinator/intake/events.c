@@ -227,6 +227,13 @@ intake_event_payload(const Coffer__V1__Event *ev)
 			}
 			free(c);
 		}
+		for (size_t i = 0; ok && i < w->n_segment_conflicts && i < LIST_MAX; i++) {
+			if (w->segment_conflicts[i][0] != '\0') {
+				ok = intake_add_text(p, "conflict", w->segment_conflicts[i]) &&
+				    intake_add_text(p, "object_name", w->segment_object_names[i]);
+				break;
+			}
+		}
 		break;
 	}
 	case COFFER__V1__EVENT__KIND_RESTORE_COMPLETED: {
@@ -359,7 +366,21 @@ intake_event_valid(const Coffer__V1__Event *ev, char *why, size_t size)
 		    (w->n_segment_sha256 != w->n_segments ||
 		        w->n_segment_stored_bytes != w->n_segments)) {
 			snprintf(why, size, "segment digests and sizes do not match the segments");
+		} else if ((w->n_segment_object_names != 0 || w->n_segment_conflicts != 0) &&
+		    (w->n_segment_object_names != w->n_segments ||
+		        w->n_segment_conflicts != w->n_segments)) {
+			snprintf(why, size, "object names and conflicts do not match the segments");
 		} else {
+			for (size_t i = 0; i < w->n_segment_object_names; i++) {
+				if (!intake_wal_object_name(
+				        w->segments[i], w->segment_object_names[i]) ||
+				    strlen(w->segment_conflicts[i]) > 1024) {
+					snprintf(why, size,
+					    "an object name is not the segment's alternate name, "
+					    "or a conflict is over 1024 bytes");
+					return (false);
+				}
+			}
 			for (size_t i = 0; digests && i < w->n_segments; i++) {
 				if (w->segment_sha256[i].len != 32 ||
 				    w->segment_stored_bytes[i] > INT64_MAX) {
@@ -390,6 +411,25 @@ intake_wal_segment_name(const char *s)
 	}
 	for (size_t i = 0; i < 24; i++) {
 		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F'))) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+bool
+intake_wal_object_name(const char *segment, const char *object)
+{
+	if (object[0] == '\0') {
+		return (true);
+	}
+	size_t n = strlen(segment), alt = sizeof(".alt-") - 1;
+	if (n == 0 || n > 40 || strncmp(object, segment, n) != 0 ||
+	    strncmp(object + n, ".alt-", alt) != 0 || strlen(object + n + alt) != 32) {
+		return (false);
+	}
+	for (const char *c = object + n + alt; *c != '\0'; c++) {
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) {
 			return (false);
 		}
 	}

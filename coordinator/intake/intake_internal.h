@@ -107,6 +107,9 @@ int intake_audit_rows_add(coord_intake *in, const char *actor, const char *actio
 
 /* ---- events.c: one event, no catalog ---- */
 
+/* object is "" or segment's alternate name, "<segment>.alt-<32 hex>"
+ * (agent/backup/wal.h). */
+bool intake_wal_object_name(const char *segment, const char *object);
 /* 1..max decimal digits and nothing else. */
 bool intake_digits_ok(const char *s, size_t max);
 /* A Unix time in ms the catalog can hold: after 1970, up to 9999-12-31. */

@@ -195,7 +195,8 @@ prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 		snprintf(anchor_text, sizeof(anchor_text), "%" PRId64, k.anchor_from);
 		const char *vals[] = { p->name, per_text, anchor_text, before, after_text, sysid };
 		PGresult *r = coord_catalog_query(cat,
-		    "SELECT timeline::text, segment, n FROM (SELECT timeline, segment, "
+		    "SELECT timeline::text, segment, n, object FROM (SELECT timeline, segment, "
+		    "  COALESCE(object_name, segment) AS object, "
 		    "  ('x' || substr(segment, 9, 8))::bit(32)::bigint * $2::bigint "
 		    "  + ('x' || substr(segment, 17, 8))::bit(32)::bigint AS n "
 		    "  FROM wal_segments WHERE service = $1 AND system_identifier = $6::numeric "
@@ -216,7 +217,7 @@ prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 			char okey[COFFER_REPO_KEY_MAX];
 			coffer_err e = { 0 };
 			int drc = coffer_repo_wal_key(okey, sizeof(okey), p->name, sysid_n,
-			    (uint32_t)strtoul(tl, NULL, 10), seg, &e);
+			    (uint32_t)strtoul(tl, NULL, 10), PQgetvalue(r, i, 3), &e);
 			if (drc == 0) {
 				drc = coffer_repo_delete(repo, okey, &e);
 			}

@@ -153,6 +153,54 @@ check_gap(coord_catalog *cat, const coord_audit_key *key, const coord_config *cf
 	return (rv);
 }
 
+/* A planted or moved object at a WAL key: wal-push archived the file under
+ * its alternate name and went on, so nothing else would ever say that
+ * someone writes into this service's prefix. Pages while a conflict was
+ * reported within [alerts] refusal_window; the summary names the newest. */
+static int
+check_conflict(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const char *service, int64_t now_ms, coord_walwatch_stats *st, coffer_err *err)
+{
+	int64_t window_ms = coffer_config_duration_ms(cfg->ini, "alerts", "refusal_window");
+	char since[24];
+	snprintf(since, sizeof(since), "%" PRId64, now_ms - window_ms);
+	const char *vals[] = { service, since };
+	int rv;
+	PGresult *r = query(cat, "reading WAL object conflicts",
+	    "SELECT name, object_name, reason, agent, system_identifier::text, "
+	    "  count(*) OVER ()::text FROM wal_conflicts "
+	    "WHERE service = $1 AND reported_at >= to_timestamp($2::bigint / 1000.0) "
+	    "ORDER BY reported_at DESC, id DESC LIMIT 1",
+	    2, vals, &rv, err);
+	if (r == NULL) {
+		return (rv);
+	}
+	bool active = PQntuples(r) == 1;
+	char summary[1024] = "";
+	cJSON *d = NULL;
+	if (active) {
+		st->conflicts++;
+		snprintf(summary, sizeof(summary),
+		    "service %s: %s WAL file(s) found their key taken by an object that is not the "
+		    "cluster's authentic file, newest %s (agent %s): %s; archiving went on under "
+		    "%s, but something else writes into this service's prefix",
+		    service, PQgetvalue(r, 0, 5), PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 3),
+		    PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1));
+		d = cJSON_CreateObject();
+		cJSON_AddStringToObject(d, "name", PQgetvalue(r, 0, 0));
+		cJSON_AddStringToObject(d, "object_name", PQgetvalue(r, 0, 1));
+		cJSON_AddStringToObject(d, "reason", PQgetvalue(r, 0, 2));
+		cJSON_AddStringToObject(d, "agent", PQgetvalue(r, 0, 3));
+		cJSON_AddStringToObject(d, "system_identifier", PQgetvalue(r, 0, 4));
+		cJSON_AddStringToObject(d, "conflicts", PQgetvalue(r, 0, 5));
+	}
+	PQclear(r);
+	rv = set(
+	    cat, key, cfg, service, COORD_ALERT_WAL_CONFLICT, active, summary, d, now_ms, st, err);
+	cJSON_Delete(d);
+	return (rv);
+}
+
 static double
 num(const cJSON *o, const char *k)
 {
@@ -281,6 +329,9 @@ coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_
 		}
 		if (rv == 0) {
 			rv = check_archiver(cat, key, cfg, service, per, now_ms, st, &e);
+		}
+		if (rv == 0) {
+			rv = check_conflict(cat, key, cfg, service, now_ms, st, &e);
 		}
 		if (rv == 0) {
 			st->services++;

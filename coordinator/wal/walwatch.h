@@ -40,17 +40,21 @@
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/policy/coord_config.h"
 
-#define COORD_ALERT_WAL_GAP     "wal_gap"
-#define COORD_ALERT_WAL_FAILING "wal_archive_failing"
-#define COORD_ALERT_WAL_LAG     "wal_archive_lag"
+#define COORD_ALERT_WAL_GAP "wal_gap"
+/* An agent reported a WAL file whose key was taken by an object that is not
+ * its cluster's authentic file, within [alerts] refusal_window. */
+#define COORD_ALERT_WAL_CONFLICT "wal_object_conflict"
+#define COORD_ALERT_WAL_FAILING  "wal_archive_failing"
+#define COORD_ALERT_WAL_LAG      "wal_archive_lag"
 
 typedef struct coord_walwatch_stats {
-	int services; /* evaluated */
-	int gaps;     /* services with a gap */
-	int failing;  /* services whose archiver fails */
-	int lagging;  /* services over the lag bound */
-	int changed;  /* alert transitions made */
-	int errors;   /* services that could not be evaluated */
+	int services;  /* evaluated */
+	int gaps;      /* services with a gap */
+	int failing;   /* services whose archiver fails */
+	int lagging;   /* services over the lag bound */
+	int conflicts; /* services with a recent WAL object conflict */
+	int changed;   /* alert transitions made */
+	int errors;    /* services that could not be evaluated */
 } coord_walwatch_stats;
 
 /* Evaluates every configured service at now_ms. Returns 0, or the last

@@ -74,6 +74,7 @@ pitr.window = 1d
 type = posix
 path = $T/repo
 CONF
+chmod 600 "$T/coordinator.conf" # it holds the routing key
 fleet_coordinator_up "$T/coordinator.conf" 300
 
 # The service's own cluster, archiving through the agent.

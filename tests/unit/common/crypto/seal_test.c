@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -301,9 +302,13 @@ test_header_damage(void **state)
 	}
 	/* Unknown version, written as a newer release would. */
 	memcpy(bad, sealed, slen);
-	bad[8] = 2;
+	bad[8] = 3;
 	expect_refused(
-	    f->ring, bad, slen, pt, sizeof(pt), COFFER_EVERSION, "version 2", "version 2");
+	    f->ring, bad, slen, pt, sizeof(pt), COFFER_EVERSION, "version 3", "version 3");
+	/* Version 2 is bound to a name, which a plain reader does not know. */
+	bad[8] = 2;
+	expect_refused(f->ring, bad, slen, pt, sizeof(pt), COFFER_EAUTH, "bound to the name",
+	    "version 2 without a binding");
 	/* Not a sealed stream at all, however short. */
 	const char *text = "pg_dump output, not sealed";
 	expect_refused(f->ring, (const uint8_t *)text, strlen(text), pt, sizeof(pt),
@@ -530,6 +535,118 @@ test_key_rotation(void **state)
 	coffer_keyring_free(ring);
 }
 
+/* Seals pt bound to binding (NULL: format 1), all at once. */
+static uint8_t *
+seal_bound(
+    const coffer_keyring *ring, const char *binding, const uint8_t *pt, size_t len, size_t *out_len)
+{
+	coffer_err err = { 0 };
+	coffer_filter *sink = coffer_buffer_sink_new(MAX_OUT, &err);
+	coffer_filter *chain = coffer_seal_filter_new_bound(sink, ring, NULL, C,
+	    (const uint8_t *)binding, binding != NULL ? strlen(binding) : 0, &err);
+	assert_non_null(chain);
+	assert_int_equal(coffer_filter_write(chain, pt, len, &err), 0);
+	assert_int_equal(coffer_filter_finish(chain, &err), 0);
+	size_t n = 0;
+	const uint8_t *data = coffer_buffer_sink_data(sink, &n);
+	uint8_t *copy = malloc(n);
+	memcpy(copy, data, n);
+	*out_len = n;
+	coffer_filter_free_chain(chain);
+	return (copy);
+}
+
+/* Opens sealed with binding (NULL: none) and flags; returns the code, and
+ * whether the stream was bound, and checks the plaintext on success. */
+static int
+open_bound(const coffer_keyring *ring, const char *binding, unsigned flags, const uint8_t *sealed,
+    size_t len, const uint8_t *pt, size_t pt_len, bool *bound, coffer_err *err)
+{
+	coffer_filter *sink = coffer_buffer_sink_new(MAX_OUT, err);
+	coffer_filter *chain = coffer_unseal_filter_new_bound(sink, ring, (const uint8_t *)binding,
+	    binding != NULL ? strlen(binding) : 0, flags, err);
+	assert_non_null(chain);
+	int rv = coffer_filter_write(chain, sealed, len, err);
+	if (rv == 0) {
+		rv = coffer_filter_finish(chain, err);
+	}
+	*bound = coffer_unseal_filter_bound(chain);
+	if (rv == 0) {
+		size_t n = 0;
+		const uint8_t *data = coffer_buffer_sink_data(sink, &n);
+		assert_int_equal(n, pt_len);
+		assert_memory_equal(data, pt, pt_len);
+	}
+	coffer_filter_free_chain(chain);
+	return (rv);
+}
+
+/* Format 2: the binding opens the stream and nothing else does; a format 1
+ * stream is refused where a binding is required unless the reader allows
+ * it, and then it says it was unbound. The name tag is keyed: the same
+ * binding under another key gives another tag. */
+static void
+test_binding(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t pt[1000];
+	fill(pt, sizeof(pt), 7);
+	const char *a = "coffer-wal-v1\nbilling\n42\n00000001\n000000010000000000000003";
+	const char *b = "coffer-wal-v1\nbilling\n42\n00000001\n000000010000000000000004";
+	size_t n = 0, n1 = 0;
+	uint8_t *sealed = seal_bound(f->ring, a, pt, sizeof(pt), &n);
+	uint8_t *legacy = seal_bound(f->ring, NULL, pt, sizeof(pt), &n1);
+	assert_int_equal(sealed[8], COFFER_SEAL_VERSION_BOUND);
+	assert_int_equal(legacy[8], COFFER_SEAL_VERSION);
+	coffer_err err = { 0 };
+	bool bound = false;
+	assert_int_equal(open_bound(f->ring, a, 0, sealed, n, pt, sizeof(pt), &bound, &err), 0);
+	assert_true(bound);
+	/* Moved to another name: the data key does not unwrap. */
+	assert_int_equal(
+	    open_bound(f->ring, b, 0, sealed, n, pt, sizeof(pt), &bound, &err), COFFER_EAUTH);
+	assert_non_null(strstr(err.msg, "another name"));
+	assert_int_equal(open_bound(f->ring, b, COFFER_UNSEAL_ALLOW_UNBOUND, sealed, n, pt,
+	                     sizeof(pt), &bound, &err),
+	    COFFER_EAUTH);
+	/* A reader that knows no name cannot open a bound stream. */
+	assert_int_equal(
+	    open_bound(f->ring, NULL, 0, sealed, n, pt, sizeof(pt), &bound, &err), COFFER_EAUTH);
+	assert_non_null(strstr(err.msg, "bound to the name"));
+	/* Format 1 where a binding is required. */
+	assert_int_equal(
+	    open_bound(f->ring, a, 0, legacy, n1, pt, sizeof(pt), &bound, &err), COFFER_EAUTH);
+	assert_non_null(strstr(err.msg, "no name binding"));
+	assert_int_equal(open_bound(f->ring, a, COFFER_UNSEAL_ALLOW_UNBOUND, legacy, n1, pt,
+	                     sizeof(pt), &bound, &err),
+	    0);
+	assert_false(bound);
+	assert_int_equal(open_bound(f->ring, NULL, 0, legacy, n1, pt, sizeof(pt), &bound, &err), 0);
+	/* Every header byte of a bound stream is still authenticated. */
+	for (size_t i = 9; i < HDR; i++) {
+		sealed[i] ^= 1;
+		assert_int_not_equal(
+		    open_bound(f->ring, a, 0, sealed, n, pt, sizeof(pt), &bound, &err), 0);
+		sealed[i] ^= 1;
+	}
+	char t1[COFFER_SEAL_NAME_TAG_LEN + 1], t2[COFFER_SEAL_NAME_TAG_LEN + 1],
+	    t3[COFFER_SEAL_NAME_TAG_LEN + 1];
+	assert_int_equal(
+	    coffer_seal_name_tag(f->ring, ID, (const uint8_t *)a, strlen(a), t1, &err), 0);
+	assert_int_equal(
+	    coffer_seal_name_tag(f->other, ID, (const uint8_t *)a, strlen(a), t2, &err), 0);
+	assert_int_equal(
+	    coffer_seal_name_tag(f->ring, ID, (const uint8_t *)b, strlen(b), t3, &err), 0);
+	assert_int_equal(strlen(t1), COFFER_SEAL_NAME_TAG_LEN);
+	assert_string_not_equal(t1, t2);
+	assert_string_not_equal(t1, t3);
+	assert_int_equal(
+	    coffer_seal_name_tag(f->empty, ID, (const uint8_t *)a, strlen(a), t1, &err),
+	    COFFER_ENOENT);
+	free(sealed);
+	free(legacy);
+}
+
 int
 main(void)
 {
@@ -540,6 +657,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_chunk_damage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_rotation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_binding, setup, teardown),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
