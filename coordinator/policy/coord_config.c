@@ -127,6 +127,17 @@ static const coffer_config_key coordinator_keys[] = {
 	{ .name = "audit_key", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "state_dir", .type = COFFER_CONFIG_PATH, .def = "/var/lib/coffer-coordinator" },
 	{ .name = "metrics_listen", .type = COFFER_CONFIG_STRING },
+	/* How long one rendering of /metrics answers scrapes (0: each scrape
+	 * renders); a render costs a few dozen catalog queries. */
+	{ .name = "metrics_cache",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "5s",
+	    .min = 0,
+	    .max = 5 * MINS },
+	/* A file holding the bearer token /metrics asks for (mode 0600). */
+	{ .name = "metrics_token_file", .type = COFFER_CONFIG_PATH },
+	/* Serve /metrics beyond loopback without a token, knowingly. */
+	{ .name = "metrics_public", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	/* How often retention, alerts and deliveries are re-evaluated. */
 	{ .name = "maintenance_interval",
 	    .type = COFFER_CONFIG_DURATION,
@@ -914,6 +925,32 @@ check_repos_http(const coffer_config *ini, coffer_err *err)
 	return (0);
 }
 
+/* /metrics names every service, its owner and its health: beyond loopback
+ * it needs a token, or the operator's explicit word that it is meant to be
+ * public (behind a firewall or a proxy that authenticates). */
+static int
+check_metrics_exposure(const coord_config *c, coffer_err *err)
+{
+	const char *l = c->metrics_listen;
+	if (l == NULL || c->metrics_token_file != NULL ||
+	    coffer_config_bool(c->ini, "coordinator", "metrics_public")) {
+		return (0);
+	}
+	static const char *const loopback[] = { "127.", "[::1]:", "localhost:", NULL };
+	for (size_t i = 0; loopback[i] != NULL; i++) {
+		if (strncmp(l, loopback[i], strlen(loopback[i])) == 0) {
+			return (0);
+		}
+	}
+	coffer_config_err_at(c->ini, "coordinator", "metrics_listen", err,
+	    "%s is not a loopback address: /metrics (every service, its owner and health) would "
+	    "be open to the network without a token",
+	    l);
+	return (coffer_err_hint(err,
+	    "set metrics_token_file (a bearer token your scraper sends), or metrics_public = true "
+	    "if a firewall or an authenticating proxy guards it"));
+}
+
 static int
 finish(coffer_config *ini, coord_config **out, coffer_err *err)
 {
@@ -948,7 +985,9 @@ finish(coffer_config *ini, coord_config **out, coffer_err *err)
 	        coffer_config_str(ini, "coordinator", "log_level"), &c->log_level) != 0) {
 		c->log_level = COFFER_LOG_INFO;
 	}
-	if ((rc = read_policies(c, err)) != 0) {
+	c->metrics_cache_ms = coffer_config_duration_ms(ini, "coordinator", "metrics_cache");
+	c->metrics_token_file = opt_str(ini, "coordinator", "metrics_token_file");
+	if ((rc = check_metrics_exposure(c, err)) != 0 || (rc = read_policies(c, err)) != 0) {
 		coord_config_free(c);
 		return (rc);
 	}

@@ -115,6 +115,8 @@ typedef struct coord_config {
 	const char *audit_key;     /* path */
 	const char *state_dir;
 	const char *metrics_listen;      /* NULL if unset */
+	int64_t metrics_cache_ms;        /* 0: render every scrape */
+	const char *metrics_token_file;  /* NULL: /metrics needs no token */
 	int64_t maintenance_interval_ms; /* retention, alerts, deliveries */
 	bool insecure;                   /* plain tcp:// on a non-loopback address allowed */
 	int intake_workers;              /* threads applying agents' envelopes */

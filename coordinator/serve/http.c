@@ -7,7 +7,15 @@
  * body), so a client that sends more than that without finishing its head
  * gets 431 and is closed, and memory per connection is fixed whatever it
  * sends. A timer per connection bounds how long a silent client holds its
- * slot.
+ * slot: COORD_HTTP_HEAD_MS for the head, then COORD_HTTP_ANSWER_MS. When
+ * the slots are full (or one address holds its share), the oldest
+ * connection still sending its head is closed for the newcomer: a client
+ * that has asked nothing yet is the only one whose loss costs nothing.
+ *
+ * The /metrics cache lives on the loop thread: a fresh copy answers at
+ * once; otherwise the first request starts the render and later ones
+ * wait for it (awaiting_render), so one render runs at a time and the
+ * thread pool is never filled with renders queued behind each other.
  *
  * Rendering blocks on the catalog, so it runs as uv_queue_work. The
  * connection may be closed while its render runs (timeout, stop); the
@@ -17,10 +25,17 @@
  */
 #include "coordinator/serve/http.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "common/base/log.h"
 #include "coordinator/serve/metrics.h"
@@ -39,7 +54,14 @@ struct coord_http {
 	bool stopping, server_closed;
 	void (*done)(void *);
 	void *done_arg;
-	conn *head;
+	conn *head; /* newest first */
+	int64_t cache_ttl_ms;
+	char *cache; /* the last rendering, NULL before the first */
+	size_t cache_len;
+	uint64_t cache_at; /* uv_now when it was made */
+	bool rendering;
+	uint64_t renders;
+	char *token; /* NULL: /metrics is open */
 };
 
 struct conn {
@@ -50,7 +72,8 @@ struct conn {
 	uv_write_t wr;
 	uv_work_t work;
 	int handles_open;
-	bool closing, work_pending, responded, head_only;
+	bool closing, work_pending, responded, head_only, head_done, awaiting_render;
+	struct sockaddr_storage peer;
 	int render_rc;
 	char *text; /* the render's output */
 	size_t text_len;
@@ -60,6 +83,7 @@ struct conn {
 };
 
 static void http_maybe_done(coord_http *h);
+static void on_timeout(uv_timer_t *t);
 
 static void
 conn_maybe_free(conn *c)
@@ -118,6 +142,8 @@ reason(int status)
 		return ("OK");
 	case 400:
 		return ("Bad Request");
+	case 401:
+		return ("Unauthorized");
 	case 404:
 		return ("Not Found");
 	case 405:
@@ -141,7 +167,10 @@ respond(conn *c, int status, const char *type, const char *body, size_t body_len
 	int n = snprintf(head, sizeof(head),
 	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 	    "Connection: close\r\n%s\r\n",
-	    status, reason(status), type, body_len, status == 405 ? "Allow: GET, HEAD\r\n" : "");
+	    status, reason(status), type, body_len,
+	    status == 405       ? "Allow: GET, HEAD\r\n"
+	        : status == 401 ? "WWW-Authenticate: Bearer\r\n"
+	                        : "");
 	size_t send_body = c->head_only ? 0 : body_len;
 	c->resp = malloc((size_t)n + send_body);
 	if (c->resp == NULL) {
@@ -176,18 +205,101 @@ work_render(uv_work_t *req)
 }
 
 static void
+respond_metrics(conn *c)
+{
+	coord_http *h = c->h;
+	if (h->cache != NULL) {
+		respond(c, 200, COORD_METRICS_CONTENT_TYPE, h->cache, h->cache_len);
+	} else {
+		respond_text(c, 503, "metrics are unavailable: the catalog could not be read\n");
+	}
+}
+
+static void
 work_done(uv_work_t *req, int status)
 {
 	conn *c = req->data;
+	coord_http *h = c->h;
 	c->work_pending = false;
-	if (status == 0 && c->render_rc == 0 && !c->closing) {
-		respond(c, 200, COORD_METRICS_CONTENT_TYPE, c->text, c->text_len);
-	} else if (!c->closing) {
+	h->rendering = false;
+	h->renders++;
+	bool ok = status == 0 && c->render_rc == 0;
+	if (ok) {
+		free(h->cache);
+		h->cache = c->text;
+		h->cache_len = c->text_len;
+		h->cache_at = uv_now(h->loop);
+		c->text = NULL;
+	} else {
 		coffer_log_warn("metrics render failed", "error=\"%s\"",
 		    coffer_strerror(status != 0 ? COFFER_ECANCELED : c->render_rc));
-		respond_text(c, 503, "metrics are unavailable: the catalog could not be read\n");
+	}
+	/* Everyone who asked while it ran gets this rendering (or the 503). */
+	for (conn *w = h->head; w != NULL; w = w->next) {
+		if (w->awaiting_render && !w->closing) {
+			w->awaiting_render = false;
+			if (ok) {
+				respond_metrics(w);
+			} else {
+				respond_text(w, 503,
+				    "metrics are unavailable: the catalog could not be read\n");
+			}
+		}
 	}
 	conn_maybe_free(c);
+}
+
+/* /metrics: from the cache while it is fresh, else after the one render. */
+static void
+serve_metrics(conn *c)
+{
+	coord_http *h = c->h;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	if (h->cache != NULL && h->cache_ttl_ms > 0 &&
+	    uv_now(h->loop) - h->cache_at < (uint64_t)h->cache_ttl_ms) {
+		respond_metrics(c);
+		return;
+	}
+	c->awaiting_render = true;
+	if (h->rendering) {
+		return;
+	}
+	c->work.data = c;
+	if (uv_queue_work(h->loop, &c->work, work_render, work_done) != 0) {
+		c->awaiting_render = false;
+		respond_text(c, 503, "metrics are unavailable\n");
+		return;
+	}
+	h->rendering = true;
+	c->work_pending = true;
+}
+
+/* The bearer token, if one is set, in constant time. */
+static bool
+authorized(const conn *c, const char *headers)
+{
+	const char *want = c->h->token;
+	if (want == NULL) {
+		return (true);
+	}
+	/* Header names are case-insensitive; headers is NUL-terminated text,
+	 * the head after its request line. */
+	for (const char *p = headers; p != NULL; p = strchr(p, '\n')) {
+		p += *p == '\n';
+		if (strncasecmp(p, "Authorization:", 14) != 0) {
+			continue;
+		}
+		p += 14;
+		p += strspn(p, " \t");
+		if (strncasecmp(p, "Bearer ", 7) != 0) {
+			return (false);
+		}
+		p += 7;
+		size_t n = strcspn(p, "\r\n");
+		size_t wn = strlen(want);
+		return (n == wn && CRYPTO_memcmp(p, want, wn) == 0);
+	}
+	return (false);
 }
 
 static void
@@ -196,6 +308,7 @@ handle_request(conn *c)
 	char method[16], target[256], version[16];
 	/* The request line ends at the first CR or LF. */
 	size_t line = strcspn(c->buf, "\r\n");
+	const char *headers = c->buf + line + (c->buf[line] != '\0');
 	c->buf[line] = '\0';
 	if (sscanf(c->buf, "%15s %255s %15s", method, target, version) != 3 ||
 	    strncmp(version, "HTTP/1.", 7) != 0 || target[0] != '/') {
@@ -218,13 +331,11 @@ handle_request(conn *c)
 			respond_text(c, status, body);
 		}
 	} else if (strcmp(target, "/metrics") == 0) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
-		c->work.data = c;
-		if (uv_queue_work(c->h->loop, &c->work, work_render, work_done) != 0) {
-			respond_text(c, 503, "metrics are unavailable\n");
+		if (!authorized(c, headers)) {
+			respond_text(c, 401, "/metrics needs Authorization: Bearer <token>\n");
 			return;
 		}
-		c->work_pending = true;
+		serve_metrics(c);
 	} else {
 		respond_text(c, 404, "not found: try /metrics or /healthz\n");
 	}
@@ -257,6 +368,10 @@ on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	c->len += (size_t)nread;
 	c->buf[c->len] = '\0';
 	if (strstr(c->buf, "\r\n\r\n") != NULL || strstr(c->buf, "\n\n") != NULL) {
+		/* The head is in: no longer evictable, and the answer's own
+		 * deadline (a render may take longer than a head may). */
+		c->head_done = true;
+		uv_timer_start(&c->timer, on_timeout, COORD_HTTP_ANSWER_MS, 0);
 		handle_request(c);
 	} else if (c->len >= COORD_HTTP_MAX_REQUEST) {
 		respond_text(c, 431, "request head too large\n");
@@ -269,10 +384,51 @@ on_timeout(uv_timer_t *t)
 	conn_close(t->data);
 }
 
-static void
-on_refused_closed(uv_handle_t *handle)
+static bool
+same_peer(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-	free(handle);
+	if (a->ss_family != b->ss_family) {
+		return (false);
+	}
+	if (a->ss_family == AF_INET) {
+		return (((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)b)->sin_addr.s_addr);
+	}
+	if (a->ss_family == AF_INET6) {
+		return (memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		            &((const struct sockaddr_in6 *)b)->sin6_addr,
+		            sizeof(struct in6_addr)) == 0);
+	}
+	return (false);
+}
+
+/* Makes room for a newcomer from peer: closes the oldest connection still
+ * sending its head (from peer only, when peer is over its share). false if
+ * there is nothing to evict. */
+static bool
+evict_for(coord_http *h, const struct sockaddr_storage *peer)
+{
+	int from_peer = 0;
+	for (conn *c = h->head; c != NULL; c = c->next) {
+		if (!c->closing && same_peer(&c->peer, peer)) {
+			from_peer++;
+		}
+	}
+	bool peer_full = from_peer >= COORD_HTTP_MAX_PER_PEER;
+	if (!peer_full && h->nconns < COORD_HTTP_MAX_CONNS) {
+		return (true);
+	}
+	conn *oldest = NULL;
+	for (conn *c = h->head; c != NULL; c = c->next) {
+		if (!c->closing && !c->head_done && (!peer_full || same_peer(&c->peer, peer))) {
+			oldest = c; /* the list is newest first */
+		}
+	}
+	if (oldest == NULL) {
+		return (false);
+	}
+	conn_close(oldest);
+	return (true);
 }
 
 static void
@@ -280,19 +436,6 @@ on_connection(uv_stream_t *server, int status)
 {
 	coord_http *h = server->data;
 	if (status < 0 || h->stopping) {
-		return;
-	}
-	if (h->nconns >= COORD_HTTP_MAX_CONNS) {
-		uv_tcp_t *t = malloc(sizeof(*t));
-		if (t == NULL || uv_tcp_init(h->loop, t) != 0) {
-			free(t);
-			return;
-		}
-		if (uv_accept(server, (uv_stream_t *)t) == 0) {
-			coffer_log_warn("metrics connection refused: too many open", "limit=%d",
-			    COORD_HTTP_MAX_CONNS);
-		}
-		uv_close((uv_handle_t *)t, on_refused_closed);
 		return;
 	}
 	conn *c = calloc(1, sizeof(*c));
@@ -311,12 +454,31 @@ on_connection(uv_stream_t *server, int status)
 	}
 	h->head = c;
 	h->nconns++;
-	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-	    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
 		conn_close(c);
 		return;
 	}
-	uv_timer_start(&c->timer, on_timeout, COORD_HTTP_TIMEOUT_MS, 0);
+	int plen = sizeof(c->peer);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen) != 0) {
+		memset(&c->peer, 0, sizeof(c->peer));
+	}
+	/* Counted already: room for it means the others minus one. */
+	h->nconns--;
+	c->closing = true; /* not its own victim, not counted as its peer's */
+	bool room = evict_for(h, &c->peer);
+	c->closing = false;
+	h->nconns++;
+	if (!room) {
+		coffer_log_warn("metrics connection refused: every slot is answering",
+		    "limit=%d per_peer=%d", COORD_HTTP_MAX_CONNS, COORD_HTTP_MAX_PER_PEER);
+		conn_close(c);
+		return;
+	}
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
+		conn_close(c);
+		return;
+	}
+	uv_timer_start(&c->timer, on_timeout, COORD_HTTP_HEAD_MS, 0);
 }
 
 static int
@@ -396,6 +558,81 @@ coord_http_start(
 	return (h);
 }
 
+void
+coord_http_set_cache(coord_http *h, int64_t ttl_ms)
+{
+	h->cache_ttl_ms = ttl_ms > 0 ? ttl_ms : 0;
+}
+
+int
+coord_http_set_token(coord_http *h, const char *token, coffer_err *err)
+{
+	free(h->token);
+	h->token = NULL;
+	if (token == NULL) {
+		return (0);
+	}
+	h->token = strdup(token);
+	if (h->token == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the metrics token"));
+	}
+	return (0);
+}
+
+int
+coord_http_token_load(const char *path, char **out, coffer_err *err)
+{
+	*out = NULL;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		coffer_err_set(
+		    err, COFFER_EINVAL, "metrics_token_file %s: %s", path, strerror(errno));
+		return (coffer_err_hint(err,
+		    "write the token to it (openssl rand -hex 32 > FILE; "
+		    "chmod 600 FILE), or unset metrics_token_file"));
+	}
+	struct stat st;
+	char buf[260];
+	ssize_t n = -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) == 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+	}
+	close(fd);
+	if (n < 0) {
+		coffer_err_set(err, COFFER_EINVAL,
+		    "metrics_token_file %s is not a regular file closed to group and others (mode %04o)",
+		    path, (unsigned)(st.st_mode & 07777));
+		return (coffer_err_hint(err, "run: chmod 600 %s", path));
+	}
+	buf[n] = '\0';
+	size_t len = strcspn(buf, "\r\n");
+	buf[len] = '\0';
+	bool printable = true;
+	for (size_t i = 0; i < len; i++) {
+		printable = printable && buf[i] > ' ' && buf[i] < 0x7f;
+	}
+	if (len < 16 || len > 256 || !printable) {
+		OPENSSL_cleanse(buf, sizeof(buf));
+		coffer_err_set(err, COFFER_EINVAL,
+		    "metrics_token_file %s must hold one line of 16 to 256 printable characters "
+		    "without spaces",
+		    path);
+		return (coffer_err_hint(err, "openssl rand -hex 32 > %s", path));
+	}
+	*out = strdup(buf);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (*out == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the metrics token"));
+	}
+	return (0);
+}
+
+uint64_t
+coord_http_renders(const coord_http *h)
+{
+	return (h->renders);
+}
+
 int
 coord_http_port(const coord_http *h)
 {
@@ -410,6 +647,11 @@ http_maybe_done(coord_http *h)
 	}
 	void (*done)(void *) = h->done;
 	void *done_arg = h->done_arg;
+	free(h->cache);
+	if (h->token != NULL) {
+		OPENSSL_cleanse(h->token, strlen(h->token));
+		free(h->token);
+	}
 	free(h);
 	if (done != NULL) {
 		done(done_arg);

@@ -11,9 +11,18 @@
  *   request that does not parse 400. Every connection is closed after one
  *   response (no keep-alive: scrapers reconnect, and no state outlives a
  *   request).
- * - At most COORD_HTTP_MAX_CONNS connections at once (more are closed at
- *   accept) and each gets COORD_HTTP_TIMEOUT_MS to send its request, so a
- *   slow or hostile client holds a bounded amount of memory and time.
+ * - At most COORD_HTTP_MAX_CONNS connections at once, and at most
+ *   COORD_HTTP_MAX_PER_PEER from one address. A connection that has not
+ *   finished its request head within COORD_HTTP_HEAD_MS is closed, and one
+ *   that is still sending its head is the first to go when a new one needs
+ *   its slot (oldest first): idle sockets cannot starve /healthz, whoever
+ *   holds them. Once the head is in, the answer has COORD_HTTP_ANSWER_MS.
+ * - /metrics renders at most once per cache interval (coord_http_set_cache):
+ *   requests within it get the last rendering, requests during a render
+ *   wait for it, so scrapes cost the catalog one render whatever their rate.
+ * - With a bearer token (coord_http_set_token), /metrics needs
+ *   "Authorization: Bearer TOKEN" (401 otherwise); /healthz stays open, for
+ *   load balancers, and says no more than "ok" or why not.
  * - The render callback runs on the libuv thread pool (uv_queue_work),
  *   never on the loop thread: it may block (libpq). It must be
  *   thread-safe with respect to whatever else it touches, and return a
@@ -25,14 +34,17 @@
 #define COFFER_COORDINATOR_SERVE_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
 #include "common/base/error.h"
 
-#define COORD_HTTP_MAX_REQUEST 8192
-#define COORD_HTTP_MAX_CONNS   64
-#define COORD_HTTP_TIMEOUT_MS  10000
+#define COORD_HTTP_MAX_REQUEST  8192
+#define COORD_HTTP_MAX_CONNS    64
+#define COORD_HTTP_MAX_PER_PEER 16
+#define COORD_HTTP_HEAD_MS      2000
+#define COORD_HTTP_ANSWER_MS    30000
 
 /* Produces the /metrics body. Runs on a thread-pool thread. */
 typedef int (*coord_http_render_fn)(void *arg, char **text, size_t *len);
@@ -52,6 +64,23 @@ typedef int (*coord_http_health_fn)(void *arg, char *body, size_t size);
 
 /* Sets /healthz's callback (NULL: always 200 "ok"). Loop thread. */
 void coord_http_set_health(coord_http *h, coord_http_health_fn health, void *arg);
+
+/* Renders /metrics at most once per ttl_ms (0: every request). Loop
+ * thread, before the first request. */
+void coord_http_set_cache(coord_http *h, int64_t ttl_ms);
+
+/* Requires "Authorization: Bearer token" for /metrics (NULL: none). The
+ * token is copied; compared in constant time. Loop thread. */
+int coord_http_set_token(coord_http *h, const char *token, coffer_err *err);
+
+/* Reads a bearer token from path into *out (malloc'd): one line of 16 to
+ * 256 printable characters, in a regular file (not a link) that group and
+ * others cannot read. Each refusal names the file and the fix. */
+int coord_http_token_load(const char *path, char **out, coffer_err *err);
+
+/* How many times /metrics was rendered (for tests and the endpoint's own
+ * metric). Loop thread. */
+uint64_t coord_http_renders(const coord_http *h);
 
 /* The port actually bound. */
 int coord_http_port(const coord_http *h);

@@ -19,6 +19,7 @@
  */
 #include "coordinator/serve/metrics.h"
 
+#include "common/base/clock.h"
 #include "common/base/fmt.h"
 #include "common/base/strbuf.h"
 
@@ -481,11 +482,18 @@ int
 coord_metrics_prepend_catalog_up(bool up, char **text, size_t *len)
 {
 	coffer_strbuf b = COFFER_STRBUF_INIT(0);
+	/* The render time says how old a cached answer is
+	 * ([coordinator] metrics_cache). */
+	int64_t now = coffer_clock_now(NULL);
 	coffer_strbuf_printf(&b,
 	    "# HELP coffer_catalog_up Whether the coordinator reaches its catalog (1) or not (0).\n"
 	    "# TYPE coffer_catalog_up gauge\n"
-	    "coffer_catalog_up %d\n",
-	    up ? 1 : 0);
+	    "coffer_catalog_up %d\n"
+	    "# HELP coffer_metrics_rendered_timestamp_seconds When this answer was rendered "
+	    "(answers are cached for [coordinator] metrics_cache).\n"
+	    "# TYPE coffer_metrics_rendered_timestamp_seconds gauge\n"
+	    "coffer_metrics_rendered_timestamp_seconds %" PRId64 ".%03" PRId64 "\n",
+	    up ? 1 : 0, now / 1000, now % 1000);
 	if (*text != NULL) {
 		coffer_strbuf_putn(&b, *text, *len);
 	}

@@ -56,6 +56,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "common/base/clock.h"
@@ -994,11 +995,33 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 			coffer_err_wrap(err, "metrics_listen");
 		} else {
 			coord_http_set_health(s->http, health, s);
-			coffer_log_info("metrics listening", "addr=%s port=%d", cfg->metrics_listen,
-			    coord_http_port(s->http));
+			coord_http_set_cache(s->http, cfg->metrics_cache_ms);
+			char *token = NULL;
+			if (cfg->metrics_token_file != NULL &&
+			    ((rv = coord_http_token_load(cfg->metrics_token_file, &token, err)) !=
+			            0 ||
+			        (rv = coord_http_set_token(s->http, token, err)) != 0)) {
+				coffer_err_wrap(err, "metrics_token_file");
+			}
+			if (token != NULL) {
+				OPENSSL_cleanse(token, strlen(token));
+				free(token);
+			}
+			if (rv == 0) {
+				coffer_log_info("metrics listening",
+				    "addr=%s port=%d cache_ms=%lld token=%s", cfg->metrics_listen,
+				    coord_http_port(s->http), (long long)cfg->metrics_cache_ms,
+				    cfg->metrics_token_file != NULL ? "required" : "none");
+			}
 		}
 	}
 	if (rv != 0) {
+		if (s->http != NULL) {
+			/* Started, then its token refused: it must close, or the
+			 * loop below would wait on it for ever. */
+			coord_http_stop(s->http, NULL, NULL);
+			s->http = NULL;
+		}
 		if (s->admin_net != NULL) {
 			coffer_net_server_stop(s->admin_net);
 		}

@@ -48,7 +48,10 @@ agents=()
 cleanup_bg() {
 	local p
 	for p in "${agents[@]}" "${bg[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill -TERM "$p" 2>/dev/null || true; done
-	[[ -n ${tmpfs:-} ]] && umount "$tmpfs" 2>/dev/null
+	# The agent must be gone before its state directory can be unmounted
+	# (and a busy mount would fail the cleanup's rm).
+	for p in "${agents[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [[ -n ${tmpfs:-} ]]; then umount "$tmpfs" 2>/dev/null || umount -l "$tmpfs" 2>/dev/null || true; fi
 	t_cleanup
 }
 trap cleanup_bg EXIT
@@ -112,7 +115,7 @@ pki=$T/pki
 pki_make "$pki" alice billing-db-1 orders-db-1
 mkdir -p "$T/repo"
 cport=$(_free_port)
-fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = ${TICK}s" "metrics_listen = 127.0.0.1:0" <<CONF
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = ${TICK}s" "metrics_listen = 127.0.0.1:0" "metrics_cache = 0s" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = ro0123456789abcdef0123456789abcd

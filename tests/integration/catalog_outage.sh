@@ -54,7 +54,7 @@ receiver_start
 pki=$T/pki
 pki_make "$pki" alice billing-db-1
 mkdir -p "$T/repo"
-fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = ${TICK}s" "metrics_listen = 127.0.0.1:0" <<CONF
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = ${TICK}s" "metrics_listen = 127.0.0.1:0" "metrics_cache = 0s" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = ro0123456789abcdef0123456789abcd

@@ -44,7 +44,7 @@ mkdir -p "$T/repo"
 slot_s=$(( ($(date -u +%s) - 60) / 60 * 60 ))
 slot_min=$(date -u -d "@$slot_s" +%M | sed 's/^0//')
 slot_hour=$(date -u -d "@$slot_s" +%H | sed 's/^0//')
-fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" <<CONF
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" "metrics_cache = 0s" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:9/v2/enqueue
 routing_key = default0123456789abcdef012345678

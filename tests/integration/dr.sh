@@ -124,7 +124,7 @@ path_style = true
 access_key = $CD_ACCESS
 secret_key = $CD_SECRET"
 	fi
-	fleet_coordinator_conf "$1" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" <<CONF
+	fleet_coordinator_conf "$1" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" "metrics_cache = 0s" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = dr00123456789abcdef0123456789abc

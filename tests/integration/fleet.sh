@@ -19,7 +19,7 @@ pki=$T/pki
 pki_make "$pki" alice carol billing-db-1 shop-db-1
 mkdir -p "$T/repo"
 "$cli" init --out "$T/carol.key" >"$T/carol.pub" || fail "coffer init carol"
-fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 2s" "metrics_listen = 127.0.0.1:0" <<CONF
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 2s" "metrics_listen = 127.0.0.1:0" "metrics_cache = 0s" <<CONF
 [repository.primary]
 type = posix
 path = $T/repo

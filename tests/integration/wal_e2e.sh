@@ -60,7 +60,7 @@ pki=$T/pki
 pki_make "$pki" alice billing-db-1
 chmod 644 "$pki"/billing-db-1.key
 mkdir -p "$T/repo"
-fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" <<CONF
+fleet_coordinator_conf "$T/coordinator.conf" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" "metrics_cache = 0s" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = wal0123456789abcdef0123456789abc
