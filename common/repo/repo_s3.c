@@ -194,6 +194,16 @@ rs3_read(void *state, const char *key, coffer_filter *chain, coffer_err *err)
 }
 
 static int
+rs3_read_version(
+    void *state, const char *key, const char *version_id, coffer_filter *chain, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	char full[RS3_KEY_MAX];
+	int rc = rs3_key(r, key, full, sizeof(full), err);
+	return (rc != 0 ? rc : coffer_s3_get(r->s3, full, version_id, chain, NULL, err));
+}
+
+static int
 rs3_stat(void *state, const char *key, coffer_repo_info *info, coffer_err *err)
 {
 	struct s3_repo *r = state;
@@ -207,6 +217,8 @@ rs3_stat(void *state, const char *key, coffer_repo_info *info, coffer_err *err)
 	if (rc == 0) {
 		info->size = oi.size;
 		info->mtime_ms = oi.mtime_ms;
+		snprintf(info->version_id, sizeof(info->version_id), "%s",
+		    strcmp(oi.version_id, "null") == 0 ? "" : oi.version_id);
 	}
 	return (rs3_absent(r, full, rc, err));
 }
@@ -279,6 +291,7 @@ const coffer_repo_driver coffer_repo_s3_driver = {
 	.write_abort = rs3_write_abort,
 	.write_free = rs3_write_free,
 	.read = rs3_read,
+	.read_version = rs3_read_version,
 	.stat = rs3_stat,
 	.list = rs3_list,
 	.remove = rs3_remove,

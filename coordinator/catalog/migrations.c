@@ -624,6 +624,25 @@ static const char migration_16_sql[] =
     "ALTER TABLE agents ADD COLUMN state_write_nospace boolean;\n"
     "ALTER TABLE agents ADD COLUMN state_nospace_since timestamptz;\n";
 
+/* The version of each object of a completed backup in the primary
+ * repository, as the coordinator found it on first seeing the backup
+ * (coordinator/drill/integrity.c): restores of record, the DR copy and the
+ * sweep read that version, and a current version that differs is a
+ * replacement (repository_object_replaced). version_id NULL: the store was
+ * not versioned then. replaced_by: the current version a check found in its
+ * place (NULL: none). */
+static const char migration_17_sql[] =
+    "CREATE TABLE backup_objects (\n"
+    "  backup_id text NOT NULL REFERENCES backups (id),\n"
+    "  object text NOT NULL CHECK (object IN ('data', 'manifest.json')),\n"
+    "  version_id text CHECK (version_id <> '' AND length(version_id) <= 256),\n"
+    "  size bigint NOT NULL CHECK (size >= 0),\n"
+    "  recorded_at timestamptz NOT NULL,\n"
+    "  PRIMARY KEY (backup_id, object)\n"
+    ");\n"
+    "ALTER TABLE integrity_checks ADD COLUMN replaced_by text\n"
+    "  CHECK (length(replaced_by) <= 256);\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -643,6 +662,7 @@ static const coord_migration migrations[] = {
 	{ 14, "integrity totals", migration_14_sql },
 	{ 15, "abandoned backups and reclaimed orphans", migration_15_sql },
 	{ 16, "agent state directory", migration_16_sql },
+	{ 17, "object versions", migration_17_sql },
 };
 
 const coord_migration *

@@ -9,6 +9,11 @@
 # - with those credentials alone the billing agent backs up, lists, verifies
 #   and restores its own service, and wal-fetch of a segment that does not
 #   exist still ends recovery quietly (the 403 of a missing key read as such).
+# - the bucket is versioned: the coordinator records each object's version
+#   when it first sees a completed backup; the backup's manifest replaced
+#   through the bucket owner's credentials (a new current version) is found
+#   by the integrity sweep, which reads the recorded version and pages
+#   repository_object_replaced, audited, with a metric.
 # - a revoked agent: `coffer agents revoke` and `s3-policy --revoked` name the
 #   service principal whose keys are to be disabled.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -79,7 +84,10 @@ psql_at "$base dbname=billing" -c "create table invoices (id int primary key, no
 pki=$T/pki
 pki_make "$pki" alice billing-db-1 billing-db-2
 conf=$T/coordinator.conf
-fleet_coordinator_conf "$conf" "maintenance_interval = 1s" <<CONF
+fleet_coordinator_conf "$conf" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" <<CONF
+[integrity]
+sweep_interval = 2s
+sample = 10
 [service.billing]
 owner = team-billing
 schedule = 0 2 * * *
@@ -221,3 +229,30 @@ d = json.loads(sys.argv[1])["to_disable"]
 assert [(x["agent"], x["principal"]) for x in d] == [("billing-db-2", "arn:aws:iam:::user/billing-agent")], d
 ' "$out" || fail "s3-policy --revoked: $out"
 pass "s3-policy --revoked lists billing-db-2's principal"
+
+# --- a replaced current version is found by the sweep ------------------------------------------
+wait_for() { # description, condition; polls up to 60 s
+	for _ in $(seq 600); do eval "$2" && return 0; sleep 0.1; done
+	fail "$1"
+}
+wait_for "the coordinator did not record the versions of $id" \
+	'[[ $(cq "select count(*) from backup_objects where backup_id = '"'$id'"' and version_id is not null") == 2 ]]'
+mv=$(cq "select version_id from backup_objects where backup_id = '$id' and object = 'manifest.json'")
+pass "versions of $id recorded (manifest.json: $mv), audited: $(cq "select count(*) from audit where action = 'backup.versions_recorded' and subject = '$id'") row"
+# The bucket's owner (the one principal besides billing's that may write
+# there) puts a new current version over the manifest.
+M=fleet/prod/services/billing/backups/$id/manifest.json
+[[ $(raw owner PUT "$M" --data-binary '{"forged":true}') == "200 ok" ]] || fail "owner cannot overwrite the manifest"
+wait_for "repository_object_replaced did not page" \
+	'[[ $(cq "select state from alerts where dedup_key = '"'coffer/billing/repository_object_replaced'"'") == triggered ]]'
+summary=$(cq "select summary from alerts where dedup_key = 'coffer/billing/repository_object_replaced'")
+grep -q "manifest.json" <<<"$summary" || fail "the page does not name the object: $summary"
+pass "repository_object_replaced: $(cut -c1-150 <<<"$summary")..."
+[[ $(cq "select count(*) from audit where action = 'backup.object_replaced' and subject = '$id'") -ge 1 ]] ||
+	fail "the replacement is not audited"
+# The sweep read the recorded version: it still matches the catalog.
+[[ $(cq "select ok from integrity_checks where backup_id = '$id' and object = 'manifest.json' and replaced_by is not null order by id desc limit 1") == t ]] ||
+	fail "the sweep did not read the recorded manifest version"
+curl -s "http://127.0.0.1:$mport/metrics" | grep -q '^coffer_repository_objects_replaced{service="billing"} 1' ||
+	fail "no coffer_repository_objects_replaced metric"
+pass "audited (backup.object_replaced), the recorded version still verifies, metric coffer_repository_objects_replaced 1"
