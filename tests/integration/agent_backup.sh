@@ -79,7 +79,7 @@ svcdir=$T/repo/services/billing
 mode=$(stat -c %a "$svcdir")
 chmod 0777 "$svcdir"
 if "$agent" list -c "$T/agent.conf" >/dev/null 2>"$T/err"; then fail "a world-writable service directory was used"; fi
-grep -q "writable by group or others (mode 0777).*chmod -R go-w $svcdir" "$T/err" ||
+grep -q "writable by others (mode 0777).*chmod -R o-w $svcdir" "$T/err" ||
 	fail "world-writable service directory: unclear error: $(cat "$T/err")"
 chmod "$mode" "$svcdir"
 "$agent" list -c "$T/agent.conf" >/dev/null || fail "list after chmod back"
