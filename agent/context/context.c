@@ -5,6 +5,46 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/*
+ * A posix repository isolates services only through the file system: each
+ * service directory has its own owner and nobody else may write it. One that
+ * others may write (or a services/ directory they may write without the
+ * sticky bit, where they could rename it away) lets another service's agent
+ * plant or replace objects, so the agent refuses to use it. Group write is
+ * the operator's to give, to the coordinator's group alone (retention
+ * deletes there): the agent cannot tell who else is in a group. A service
+ * directory that does not exist yet is created by the first write, 0750.
+ */
+static int
+check_posix_dirs(const char *root, const char *service, coffer_err *err)
+{
+	char dir[4096];
+	struct stat st;
+	snprintf(dir, sizeof(dir), "%s/services", root);
+	if (stat(dir, &st) == 0 && (st.st_mode & 002) != 0 && (st.st_mode & S_ISVTX) == 0) {
+		coffer_err_set(err, COFFER_EPERM,
+		    "repository directory %.3000s is writable by others (mode %04o): "
+		    "anyone who may write it can rename a service's directory away",
+		    dir, (unsigned)(st.st_mode & 07777));
+		return (coffer_err_hint(err,
+		    "chmod o-w %.3000s (or chmod +t), docs/S3.md \"Posix "
+		    "repositories\"",
+		    dir));
+	}
+	snprintf(dir, sizeof(dir), "%s/services/%s", root, service);
+	if (stat(dir, &st) == 0 && (st.st_mode & 002) != 0) {
+		coffer_err_set(err, COFFER_EPERM,
+		    "service directory %.3000s is writable by others (mode %04o): another "
+		    "service's agent could plant or replace its backups and WAL",
+		    dir, (unsigned)(st.st_mode & 07777));
+		return (coffer_err_hint(err,
+		    "chmod -R o-w %.3000s, owned by this service's agent user alone "
+		    "(docs/S3.md \"Posix repositories\")",
+		    dir));
+	}
+	return (0);
+}
+
 int
 agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned needs, coffer_repo **out,
     coffer_err *err)
@@ -32,6 +72,12 @@ agent_repo_open(const agent_config *cfg, const char *repo_name, unsigned needs, 
 		.session_token = rc->session_token,
 		.path_style = rc->path_style,
 	};
+	if (rc->type != AGENT_REPO_S3 && rc->path != NULL && cfg->service != NULL) {
+		int rv = check_posix_dirs(rc->path, cfg->service, err);
+		if (rv != 0) {
+			return (coffer_err_wrap(err, "repository %s", repo_name));
+		}
+	}
 	/* Never COFFER_REPO_DELETE: retention belongs to the coordinator. */
 	unsigned caps = COFFER_REPO_READ;
 	if (needs & AGENT_NEED_REPO_WRITE) {

@@ -538,6 +538,25 @@ coffer_repo_read(coffer_repo *repo, const char *key, coffer_filter *chain, coffe
 }
 
 int
+coffer_repo_read_version(coffer_repo *repo, const char *key, const char *version_id,
+    coffer_filter *chain, coffer_err *err)
+{
+	if (version_id == NULL || version_id[0] == '\0') {
+		return (coffer_repo_read(repo, key, chain, err));
+	}
+	if ((repo->caps & COFFER_REPO_READ) == 0) {
+		return (cap_fail(err, "read", "read"));
+	}
+	if (repo->drv->read_version == NULL) {
+		return (coffer_err_set(err, COFFER_EINVAL,
+		    "a %s repository keeps no versions: cannot read version %.100s of %.300s",
+		    repo->drv->type, version_id, key));
+	}
+	int rc = coffer_repo_key_check(key, err);
+	return (rc != 0 ? rc : repo->drv->read_version(repo->state, key, version_id, chain, err));
+}
+
+int
 coffer_repo_stat(coffer_repo *repo, const char *key, coffer_repo_info *info, coffer_err *err)
 {
 	/* Any handle may stat: a writer checks what it is about to publish. */

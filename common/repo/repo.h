@@ -74,9 +74,14 @@ typedef struct coffer_repo_config {
 	int insecure_http; /* allow http:// to a host other than loopback */
 } coffer_repo_config;
 
+#define COFFER_REPO_VERSION_MAX 256
+
 typedef struct coffer_repo_info {
 	uint64_t size;
 	int64_t mtime_ms; /* Unix ms */
+	/* stat only: the current version's id in a versioned store (S3 with
+	 * versioning or object lock); "" where the store keeps no versions. */
+	char version_id[COFFER_REPO_VERSION_MAX];
 } coffer_repo_info;
 
 /* Called once per object, in bytewise order of keys. key and info are valid
@@ -106,6 +111,9 @@ typedef struct coffer_repo_driver {
 	void (*write_abort)(void *w); /* discards the temporary; w stays valid */
 	void (*write_free)(void *w);  /* releases w (after commit or abort) */
 	int (*read)(void *state, const char *key, coffer_filter *chain, coffer_err *err);
+	/* NULL: the store keeps no versions. */
+	int (*read_version)(void *state, const char *key, const char *version_id,
+	    coffer_filter *chain, coffer_err *err);
 	int (*stat)(void *state, const char *key, coffer_repo_info *info, coffer_err *err);
 	int (*list)(
 	    void *state, const char *prefix, coffer_repo_list_cb cb, void *arg, coffer_err *err);
@@ -160,6 +168,12 @@ void coffer_repo_write_abort(coffer_filter *sink);
  * the chain. COFFER_ENOENT if there is no such object; an error from the
  * chain is returned as is. The chain stays the caller's. */
 int coffer_repo_read(coffer_repo *repo, const char *key, coffer_filter *chain, coffer_err *err);
+
+/* The same for one version of key (a version_id coffer_repo_stat gave);
+ * NULL or "" reads the current one. COFFER_ENOENT if there is no such
+ * version; COFFER_EINVAL, naming the store, where it keeps no versions. */
+int coffer_repo_read_version(coffer_repo *repo, const char *key, const char *version_id,
+    coffer_filter *chain, coffer_err *err);
 
 int coffer_repo_stat(coffer_repo *repo, const char *key, coffer_repo_info *info, coffer_err *err);
 

@@ -143,12 +143,64 @@ rs3_write_free(void *w)
 }
 
 static int
+rs3_seen(const char *key, uint64_t size, int64_t mtime_ms, void *arg)
+{
+	(void)size;
+	(void)mtime_ms;
+	bool *seen = ((void **)arg)[1];
+	*seen = strcmp(key, ((void **)arg)[0]) == 0;
+	return (1);
+}
+
+/*
+ * S3 answers a GET or HEAD of a missing key with 404 only to a caller who
+ * may list the whole bucket; an agent whose listing is limited to its own
+ * prefix (an s3:prefix condition, docs/S3.md) gets 403 instead. Whether a
+ * key it may read exists is then the listing's to say: when the listing of
+ * that very key is allowed and does not show it, the 403 was "no such key"
+ * (so wal-fetch still ends recovery, and wal-push still sees a fresh
+ * segment). Any other 403 stands.
+ */
+static int
+rs3_absent(struct s3_repo *r, const char *full, int rc, coffer_err *err)
+{
+	if (rc != COFFER_EPERM) {
+		return (rc);
+	}
+	bool seen = false;
+	void *arg[2] = { (void *)full, &seen };
+	coffer_err lerr;
+	coffer_err_clear(&lerr);
+	if (coffer_s3_list(r->s3, full, 1, rs3_seen, arg, &lerr) != 0 || seen) {
+		return (rc);
+	}
+	if (err != NULL) {
+		coffer_err_clear(err);
+	}
+	return (coffer_err_set(err, COFFER_ENOENT, "s3 object %.300s does not exist", full));
+}
+
+static int
 rs3_read(void *state, const char *key, coffer_filter *chain, coffer_err *err)
 {
 	struct s3_repo *r = state;
 	char full[RS3_KEY_MAX];
 	int rc = rs3_key(r, key, full, sizeof(full), err);
-	return (rc != 0 ? rc : coffer_s3_get(r->s3, full, NULL, chain, NULL, err));
+	if (rc != 0) {
+		return (rc);
+	}
+	rc = coffer_s3_get(r->s3, full, NULL, chain, NULL, err);
+	return (rs3_absent(r, full, rc, err));
+}
+
+static int
+rs3_read_version(
+    void *state, const char *key, const char *version_id, coffer_filter *chain, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	char full[RS3_KEY_MAX];
+	int rc = rs3_key(r, key, full, sizeof(full), err);
+	return (rc != 0 ? rc : coffer_s3_get(r->s3, full, version_id, chain, NULL, err));
 }
 
 static int
@@ -165,8 +217,10 @@ rs3_stat(void *state, const char *key, coffer_repo_info *info, coffer_err *err)
 	if (rc == 0) {
 		info->size = oi.size;
 		info->mtime_ms = oi.mtime_ms;
+		snprintf(info->version_id, sizeof(info->version_id), "%s",
+		    strcmp(oi.version_id, "null") == 0 ? "" : oi.version_id);
 	}
-	return (rc);
+	return (rs3_absent(r, full, rc, err));
 }
 
 struct rs3_list {
@@ -237,6 +291,7 @@ const coffer_repo_driver coffer_repo_s3_driver = {
 	.write_abort = rs3_write_abort,
 	.write_free = rs3_write_free,
 	.read = rs3_read,
+	.read_version = rs3_read_version,
 	.stat = rs3_stat,
 	.list = rs3_list,
 	.remove = rs3_remove,

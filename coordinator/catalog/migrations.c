@@ -670,6 +670,25 @@ static const char migration_19_sql[] =
     ");\n"
     "CREATE INDEX wal_conflicts_service ON wal_conflicts (service, reported_at);\n";
 
+/* The version of each object of a completed backup in the primary
+ * repository, as the coordinator found it on first seeing the backup
+ * (coordinator/drill/integrity.c): restores of record, the DR copy and the
+ * sweep read that version, and a current version that differs is a
+ * replacement (repository_object_replaced). version_id NULL: the store was
+ * not versioned then. replaced_by: the current version a check found in its
+ * place (NULL: none). */
+static const char migration_20_sql[] =
+    "CREATE TABLE backup_objects (\n"
+    "  backup_id text NOT NULL REFERENCES backups (id),\n"
+    "  object text NOT NULL CHECK (object IN ('data', 'manifest.json')),\n"
+    "  version_id text CHECK (version_id <> '' AND length(version_id) <= 256),\n"
+    "  size bigint NOT NULL CHECK (size >= 0),\n"
+    "  recorded_at timestamptz NOT NULL,\n"
+    "  PRIMARY KEY (backup_id, object)\n"
+    ");\n"
+    "ALTER TABLE integrity_checks ADD COLUMN replaced_by text\n"
+    "  CHECK (length(replaced_by) <= 256);\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -692,6 +711,7 @@ static const coord_migration migrations[] = {
 	{ 17, "agent clock skew", migration_17_sql },
 	{ 18, "agents checked against the audit log", migration_18_sql },
 	{ 19, "wal objects at the wrong name", migration_19_sql },
+	{ 20, "object versions", migration_20_sql },
 };
 
 const coord_migration *

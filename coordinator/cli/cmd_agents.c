@@ -189,6 +189,10 @@ coord_cli_agents_revoke(const coffer_cmd *cmd, int argc, char **argv)
 		    cJSON_IsTrue(cJSON_GetObjectItem(doc, "already")) ? "already revoked:"
 		                                                      : "revoked",
 		    coord_cli_str(doc, "agent"));
+		const cJSON *note = cJSON_GetObjectItemCaseSensitive(doc, "credentials");
+		if (cJSON_IsString(note)) {
+			printf("%s\n", note->valuestring);
+		}
 	}
 	return (finish(cmd, rv, &err, text, doc));
 }

@@ -28,8 +28,11 @@
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/cmd/commands.h"
 #include "coordinator/policy/coord_config.h"
+#include "coordinator/policy/s3policy.h"
 
 #define ACTOR "local-admin"
+
+static const char *str_or(const cJSON *o, const char *k, const char *def);
 
 /* Loads config, audit key and an up-to-date catalog; prints and returns an
  * exit status on failure. */
@@ -224,12 +227,29 @@ coord_cmd_agents_revoke(const coffer_cmd *cmd, int argc, char **argv)
 	coffer_err_clear(&err);
 	bool already = false;
 	rv = coord_agents_revoke(cat, &key, ACTOR, argv[0], &already, &err);
+	char note[1024] = "";
+	cJSON *list = NULL;
+	if (rv == 0 && coord_agents_list(cat, &list, &err) == 0) {
+		const cJSON *a;
+		cJSON_ArrayForEach(a, list)
+		{
+			const char *name = str_or(a, "name", "");
+			const char *service = str_or(a, "service", NULL);
+			if (strcmp(name, argv[0]) == 0 && service != NULL) {
+				coord_s3policy_revoke_note(cfg, service, note, sizeof(note));
+			}
+		}
+	}
+	cJSON_Delete(list);
 	close_all(cfg, &key, cat);
 	if (rv != 0) {
 		coffer_err_print(prog, &err);
 		return (coffer_err_exit_status(rv));
 	}
 	printf("%s agent %s\n", already ? "already revoked:" : "revoked", argv[0]);
+	if (note[0] != '\0') {
+		printf("%s\n", note);
+	}
 	return (fflush(stdout) == 0 ? 0 : 1);
 }
 

@@ -22,5 +22,7 @@ int coord_cmd_agents_list(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cmd_agents_revoke(const coffer_cmd *cmd, int argc, char **argv);
 /* coordinator/cmd/cmd_rebuild.c: the catalog's backups from a repository alone. */
 int coord_cmd_rebuild(const coffer_cmd *cmd, int argc, char **argv);
+/* coordinator/cmd/cmd_s3policy.c: the primary bucket's policy; credentials to disable. */
+int coord_cmd_s3policy(const coffer_cmd *cmd, int argc, char **argv);
 
 #endif

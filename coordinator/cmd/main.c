@@ -31,6 +31,10 @@ static const coffer_cmd coordinator_cmds[] = {
 	    "recover the catalog's backups from a repository alone, refusing any that is not "
 	    "attested, signed and intact",
 	    coord_cmd_rebuild },
+	{ "s3-policy", "-c FILE [--dialect aws|radosgw] | -c FILE --revoked [--output json]",
+	    "print the primary bucket's policy (each service's agents confined to their "
+	    "prefix), or the revoked agents' credentials to disable",
+	    coord_cmd_s3policy },
 	{ "audit-keygen", "--out FILE", "create a new audit HMAC key file (mode 0600)",
 	    coord_cmd_audit_keygen },
 	{ NULL, NULL, NULL, NULL },

@@ -43,6 +43,12 @@ int integrity_sweep_due(
     coord_catalog *cat, const coord_config *cfg, int64_t now_ms, bool *due, coffer_err *err);
 int integrity_eval_failed(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
     const coord_service_policy *p, int64_t now_ms, coord_drills_stats *st, coffer_err *err);
+int integrity_eval_replaced(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const coord_service_policy *p, int64_t now_ms, coord_drills_stats *st, coffer_err *err);
+/* Records the primary repository's version of each object of completed
+ * backups not recorded yet (a bounded batch per call). */
+int integrity_record_versions(coord_drills *d, coord_catalog *cat, const coord_audit_key *key,
+    int64_t now_ms, coffer_err *err);
 int integrity_eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
     int64_t now_ms, bool can_sweep, coord_drills_stats *st, coffer_err *err);
 

@@ -1235,7 +1235,9 @@ coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *ke
 	bool due = false;
 	coffer_err_clear(&e);
 	int rv = integrity_sweep_due(cat, cfg, now_ms, &due, &e);
-	if (rv == 0 && due && d->worker != NULL) {
+	if (rv == 0 && d->worker != NULL) {
+		/* Every tick: the worker records new backups' object versions
+		 * and sweeps when the sweep is due. */
 		coord_worker_kick(d->worker, now_ms);
 	} else if (rv == 0 && due) {
 		rv = coord_drills_sweep(d, cat, key, now_ms, st, &e);
@@ -1255,6 +1257,9 @@ coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *ke
 		}
 		if (rv == 0) {
 			rv = integrity_eval_failed(cat, key, cfg, p, now_ms, st, &e);
+		}
+		if (rv == 0) {
+			rv = integrity_eval_replaced(cat, key, cfg, p, now_ms, st, &e);
 		}
 		if (note(rv, "drill alert evaluation failed", &e, &last, err) == COFFER_EUNAVAIL) {
 			return (last);

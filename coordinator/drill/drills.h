@@ -61,6 +61,7 @@
 #define COORD_ALERT_DRILL_OVERDUE     "drill_overdue"
 #define COORD_ALERT_INTEGRITY_FAILED  "integrity_failed"
 #define COORD_ALERT_INTEGRITY_OVERDUE "integrity_overdue"
+#define COORD_ALERT_OBJECT_REPLACED   "repository_object_replaced"
 
 /* RunDrill commands handed to one runner in one reply, at most. */
 #define COORD_DRILLS_MAX_COMMANDS 4

@@ -52,6 +52,10 @@ typedef struct sample_row {
 	char stored_sha[65];
 	int64_t stored_bytes;
 	char manifest_sha[65];
+	/* primary: the versions recorded when the backup was first seen ("":
+	 * none recorded, or the store is not versioned) */
+	char data_version[COFFER_REPO_VERSION_MAX];
+	char manifest_version[COFFER_REPO_VERSION_MAX];
 } sample_row;
 
 /* Rows deleted per statement, and statements per sweep, when pruning. */
@@ -104,6 +108,43 @@ integrity_eval_failed(coord_catalog *cat, const coord_audit_key *key, const coor
 	}
 	PQclear(res);
 	return (drill_set_alert(cat, key, cfg, p->name, COORD_ALERT_INTEGRITY_FAILED, bad > 0,
+	    "critical", summary, d, now_ms, st, err));
+}
+
+int
+integrity_eval_replaced(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
+    const coord_service_policy *p, int64_t now_ms, coord_drills_stats *st, coffer_err *err)
+{
+	int rv;
+	const char *v[] = { p->name };
+	/* The latest primary check of each object of a backup still kept:
+	 * replaced until a check finds the recorded version current again
+	 * (an operator restored it) or retention removed the backup. */
+	PGresult *res = coord_catalog_adhoc(cat, "reading replaced objects",
+	    "SELECT count(*), min(backup_id || ' ' || object || ': ' || COALESCE(detail, '')) "
+	    "FROM (SELECT DISTINCT ON (c.backup_id, c.object) c.backup_id, c.object, "
+	    "c.replaced_by, c.detail FROM integrity_checks c JOIN backups b ON b.id = c.backup_id "
+	    "WHERE c.service = $1 AND c.repo = 'primary' "
+	    "AND b.status IN ('completed', 'pending_delete') "
+	    "ORDER BY c.backup_id, c.object, c.checked_at DESC, c.id DESC) l "
+	    "WHERE replaced_by IS NOT NULL",
+	    1, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	long bad = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	char summary[1100] = "";
+	cJSON *d = cJSON_CreateObject();
+	if (bad > 0) {
+		snprintf(summary, sizeof(summary),
+		    "%s: %ld stored object%s replaced in the primary repository since the backup "
+		    "completed; first: %s",
+		    p->name, bad, bad == 1 ? "" : "s", PQgetvalue(res, 0, 1));
+		cJSON_AddNumberToObject(d, "objects_replaced", (double)bad);
+		cJSON_AddStringToObject(d, "first", PQgetvalue(res, 0, 1));
+	}
+	PQclear(res);
+	return (drill_set_alert(cat, key, cfg, p->name, COORD_ALERT_OBJECT_REPLACED, bad > 0,
 	    "critical", summary, d, now_ms, st, err));
 }
 
@@ -202,10 +243,111 @@ repo_of(coord_drills *d, int which)
 	return (d->repo[which]);
 }
 
-/* Streams key through sha256 and a byte count into nothing. */
+/* Backups whose versions are recorded per run, at most. */
+#define RECORD_BATCH 32
+
+/* Records one backup's object versions with an audit row. */
 static int
-digest_object(coord_drills *d, coffer_repo *repo, const char *key, char sha_hex[65],
-    uint64_t *bytes, coffer_err *err)
+record_backup(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, const char *id,
+    const char *service, int64_t now_ms, coffer_err *err)
+{
+	static const char *const objects[2] = { "data", "manifest.json" };
+	coffer_repo_info info[2];
+	for (int i = 0; i < 2; i++) {
+		char okey[COFFER_REPO_KEY_MAX];
+		coffer_err e;
+		coffer_err_clear(&e);
+		int rv = coffer_repo_backup_key(okey, sizeof(okey), service, id, objects[i], &e);
+		if (rv == 0) {
+			rv = coffer_repo_stat(d->repo[0], okey, &info[i], &e);
+		}
+		if (rv != 0) {
+			/* Missing or unreadable: the sweep reports it; record later. */
+			char q[COFFER_ERR_MSG_MAX + 8];
+			coffer_log_warn("object version not recorded",
+			    "backup=%s object=%s error=%s", id, objects[i],
+			    coffer_log_quote(q, sizeof(q), e.msg));
+			return (0);
+		}
+	}
+	if (info[0].version_id[0] == '\0' || info[1].version_id[0] == '\0') {
+		coffer_log_warn("the primary repository keeps no object versions: a replaced "
+		                "object cannot be told from the original (enable versioning on the "
+		                "bucket, docs/S3.md)",
+		    "backup=%s", id);
+	}
+	char now[32], sz[2][32];
+	coffer_fmt_i64(now, now_ms);
+	int rv = coord_catalog_begin(cat, err);
+	for (int i = 0; rv == 0 && i < 2; i++) {
+		snprintf(sz[i], sizeof(sz[i]), "%" PRIu64, info[i].size);
+		const char *v[] = { id, objects[i],
+			info[i].version_id[0] != '\0' ? info[i].version_id : NULL, sz[i], now };
+		rv = coord_catalog_adhoc_exec(cat, "recording an object version",
+		    "INSERT INTO backup_objects (backup_id, object, version_id, size, recorded_at) "
+		    "VALUES ($1, $2, $3, $4::bigint, to_timestamp($5::bigint / 1000.0)) "
+		    "ON CONFLICT DO NOTHING",
+		    5, v, err);
+	}
+	if (rv == 0) {
+		cJSON *a = cJSON_CreateObject();
+		cJSON *vs = cJSON_AddObjectToObject(a, "versions");
+		cJSON_AddStringToObject(a, "service", service);
+		for (int i = 0; vs != NULL && i < 2; i++) {
+			cJSON_AddStringToObject(vs, objects[i], info[i].version_id);
+		}
+		char *text = cJSON_PrintUnformatted(a);
+		cJSON_Delete(a);
+		rv = text == NULL ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
+		                  : coord_audit_append(cat, key, ACTOR, "backup.versions_recorded",
+		                        id, text, NULL, err);
+		cJSON_free(text);
+	}
+	if (rv == 0) {
+		return (coord_catalog_commit(cat, err));
+	}
+	coord_catalog_rollback(cat);
+	return (rv);
+}
+
+/*
+ * The versions of completed backups' objects in the primary repository,
+ * recorded the first time the coordinator looks after the agent reported
+ * the backup complete (every tick, not every sweep). The coordinator asks
+ * the store itself rather than believing a version id the agent reports.
+ */
+int
+integrity_record_versions(coord_drills *d, coord_catalog *cat, const coord_audit_key *key,
+    int64_t now_ms, coffer_err *err)
+{
+	if (repo_of(d, 0) == NULL || strcmp(coffer_repo_type(d->repo[0]), "s3") != 0) {
+		return (0);
+	}
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", RECORD_BATCH);
+	const char *v[] = { lim };
+	int rv;
+	PGresult *res = coord_catalog_adhoc(cat, "finding backups without recorded versions",
+	    "SELECT b.id, b.service FROM backups b WHERE b.status = 'completed' "
+	    "AND b.stored_sha256 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM backup_objects o "
+	    "WHERE o.backup_id = b.id) ORDER BY b.finished_at LIMIT $1::integer",
+	    1, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	for (int i = 0; rv == 0 && i < PQntuples(res) && !atomic_load(&d->stop); i++) {
+		rv = record_backup(
+		    d, cat, key, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), now_ms, err);
+	}
+	PQclear(res);
+	return (rv);
+}
+
+/* Streams key (version_id, or the current one when "") through sha256 and
+ * a byte count into nothing. */
+static int
+digest_object(coord_drills *d, coffer_repo *repo, const char *key, const char *version_id,
+    char sha_hex[65], uint64_t *bytes, coffer_err *err)
 {
 	/* Fails once the coordinator is stopping: a sweep in the middle of a
 	 * large object does not hold up shutdown. */
@@ -215,7 +357,7 @@ digest_object(coord_drills *d, coffer_repo *repo, const char *key, char sha_hex[
 	if (chain == NULL) {
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	int rv = coffer_repo_read(repo, key, chain, err);
+	int rv = coffer_repo_read_version(repo, key, version_id, chain, err);
 	if (rv == 0) {
 		uint8_t md[COFFER_SHA256_LEN];
 		coffer_sha256_filter_digest(sha, md);
@@ -234,14 +376,29 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 {
 	coffer_repo *repo = d->repo[which];
 	char okey[COFFER_REPO_KEY_MAX], actual[65] = "", detail[800] = "";
+	char replaced_by[COFFER_REPO_VERSION_MAX] = "";
 	uint64_t bytes = 0;
 	bool is_data = strcmp(object, "data") == 0;
 	const char *expect_sha = is_data ? b->stored_sha : b->manifest_sha;
+	/* The version recorded when the backup completed is the one of record:
+	 * read it, and compare the current one with it. */
+	const char *version = which != 0 ? "" : is_data ? b->data_version : b->manifest_version;
 	coffer_err e;
 	coffer_err_clear(&e);
 	int rv = coffer_repo_backup_key(okey, sizeof(okey), b->service, b->id, object, &e);
+	if (rv == 0 && version[0] != '\0') {
+		coffer_repo_info cur;
+		int srv = coffer_repo_stat(repo, okey, &cur, &e);
+		if (srv == COFFER_ENOENT) {
+			snprintf(replaced_by, sizeof(replaced_by), "(a delete marker)");
+		} else if (srv == 0 && strcmp(cur.version_id, version) != 0) {
+			snprintf(replaced_by, sizeof(replaced_by), "%s",
+			    cur.version_id[0] != '\0' ? cur.version_id : "(unversioned)");
+		}
+		coffer_err_clear(&e);
+	}
 	if (rv == 0) {
-		rv = digest_object(d, repo, okey, actual, &bytes, &e);
+		rv = digest_object(d, repo, okey, version, actual, &bytes, &e);
 	}
 	bool ok = false;
 	if (rv == COFFER_ENOENT) {
@@ -266,6 +423,14 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	if (rv == COFFER_ECANCELED) {
 		return (rv);
 	}
+	if (replaced_by[0] != '\0') {
+		size_t used = strlen(detail);
+		snprintf(detail + used, sizeof(detail) - used,
+		    "%s%.300s in the primary repository was replaced: its current version is %.80s, "
+		    "the catalog recorded %.80s when the backup completed (restores, the DR copy "
+		    "and this sweep read the recorded one)",
+		    used > 0 ? "; " : "", okey, replaced_by, version);
+	}
 	if (rv == COFFER_EUNAVAIL ||
 	    (rv != 0 && rv != COFFER_ENOENT && rv != COFFER_ECORRUPT && rv != COFFER_EIO &&
 	        rv != COFFER_EPERM)) {
@@ -280,18 +445,21 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	coffer_fmt_i64(now, now_ms);
 	coffer_fmt_i64(sb, b->stored_bytes);
 	snprintf(ab, sizeof(ab), "%" PRIu64, bytes);
+	const bool replaced = replaced_by[0] != '\0';
 	const char *v[] = { sweep_id, b->id, b->service, repo_names[which], object, ok ? "t" : "f",
 		expect_sha[0] != '\0' ? expect_sha : NULL, actual[0] != '\0' ? actual : NULL,
-		is_data ? sb : NULL, rv == 0 ? ab : NULL, ok ? NULL : detail, now };
+		is_data ? sb : NULL, rv == 0 ? ab : NULL, ok && !replaced ? NULL : detail, now,
+		replaced ? replaced_by : NULL };
 	if ((rv = coord_catalog_begin(cat, err)) != 0) {
 		return (rv);
 	}
 	rv = coord_catalog_adhoc_exec(cat, "recording an integrity check",
 	    "INSERT INTO integrity_checks (sweep_id, backup_id, service, repo, object, ok, "
-	    "expected_sha256, actual_sha256, expected_bytes, actual_bytes, detail, checked_at) "
+	    "expected_sha256, actual_sha256, expected_bytes, actual_bytes, detail, checked_at, "
+	    "replaced_by) "
 	    "VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean, decode($7, 'hex'), decode($8, 'hex'), "
-	    "$9::bigint, $10::bigint, $11, to_timestamp($12::bigint / 1000.0))",
-	    12, v, err);
+	    "$9::bigint, $10::bigint, $11, to_timestamp($12::bigint / 1000.0), $13)",
+	    13, v, err);
 	if (rv == 0) {
 		const char *sv[] = { sweep_id, ok ? "0" : "1" };
 		rv = coord_catalog_adhoc_exec(cat, "counting an integrity check",
@@ -320,13 +488,22 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 			cJSON_AddStringToObject(a, "actual_sha256", actual);
 			cJSON_AddNumberToObject(a, "bytes", (double)bytes);
 		}
-		if (!ok) {
+		if (!ok || replaced) {
 			cJSON_AddStringToObject(a, "problem", detail);
+		}
+		if (replaced) {
+			cJSON_AddStringToObject(a, "recorded_version", version);
+			cJSON_AddStringToObject(a, "current_version", replaced_by);
 		}
 		char *text = cJSON_PrintUnformatted(a);
 		cJSON_Delete(a);
-		rv = text == NULL
-		    ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
+		if (text != NULL && replaced) {
+			rv = coord_audit_append(
+			    cat, key, ACTOR, "backup.object_replaced", b->id, text, NULL, err);
+		}
+		rv = text == NULL ? coffer_err_set(err, COFFER_ENOMEM, "no memory for an audit row")
+		    : rv != 0
+		    ? rv
 		    : coord_audit_append(cat, key, ACTOR,
 		          ok ? "backup.integrity_check_passed" : "backup.integrity_check_failed",
 		          b->id, text, NULL, err);
@@ -339,6 +516,10 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	}
 	if (rv == 0) {
 		st->objects++;
+		if (replaced) {
+			coffer_log_error(
+			    "stored object replaced", "backup=%s problem=\"%s\"", b->id, detail);
+		}
 		if (!ok) {
 			st->corrupt++;
 			coffer_log_error("integrity check failed",
@@ -363,11 +544,15 @@ sweep_service(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, i
 	PGresult *res = coord_catalog_adhoc(cat, "sampling backups to check",
 	    "SELECT b.id, encode(CASE WHEN $2 = 'dr' THEN COALESCE(c.stored_sha256, "
 	    "b.stored_sha256) ELSE b.stored_sha256 END, 'hex'), "
-	    "b.stored_bytes, COALESCE(b.manifest->>'manifest_sha256', '') FROM backups b "
+	    "b.stored_bytes, COALESCE(b.manifest->>'manifest_sha256', ''), "
+	    "COALESCE((SELECT o.version_id FROM backup_objects o WHERE o.backup_id = b.id "
+	    "AND o.object = 'data' AND $2 = 'primary'), ''), "
+	    "COALESCE((SELECT o.version_id FROM backup_objects o WHERE o.backup_id = b.id "
+	    "AND o.object = 'manifest.json' AND $2 = 'primary'), '') FROM backups b "
 	    "LEFT JOIN backup_copies c ON c.backup_id = b.id AND c.repo = 'dr' "
 	    "AND c.status = 'verified' "
-	    "LEFT JOIN LATERAL (SELECT bool_and(x.ok) AS ok FROM (SELECT DISTINCT ON (i.object) "
-	    "i.ok FROM integrity_checks i WHERE i.backup_id = b.id AND i.repo = $2 "
+	    "LEFT JOIN LATERAL (SELECT bool_and(x.ok AND x.replaced_by IS NULL) AS ok FROM "
+	    "(SELECT DISTINCT ON (i.object) i.ok, i.replaced_by FROM integrity_checks i WHERE i.backup_id = b.id AND i.repo = $2 "
 	    "ORDER BY i.object, i.checked_at DESC, i.id DESC) x) l ON true "
 	    "WHERE b.service = $1 AND b.status = 'completed' AND b.stored_sha256 IS NOT NULL "
 	    "AND ($2 = 'primary' OR c.backup_id IS NOT NULL) "
@@ -390,6 +575,10 @@ sweep_service(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, i
 		rows[i].stored_bytes = strtoll(PQgetvalue(res, i, 2), &end, 10);
 		snprintf(rows[i].manifest_sha, sizeof(rows[i].manifest_sha), "%s",
 		    PQgetvalue(res, i, 3));
+		snprintf(rows[i].data_version, sizeof(rows[i].data_version), "%s",
+		    PQgetvalue(res, i, 4));
+		snprintf(rows[i].manifest_version, sizeof(rows[i].manifest_version), "%s",
+		    PQgetvalue(res, i, 5));
 	}
 	PQclear(res);
 	for (int i = 0; rv == 0 && i < n && !atomic_load(&d->stop); i++) {
@@ -469,10 +658,13 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 	if (repo_of(d, 0) == NULL) {
 		return (0);
 	}
+	int rv = integrity_record_versions(d, cat, key, now_ms, err);
+	if (rv != 0) {
+		return (rv);
+	}
 	char now[32];
 	coffer_fmt_i64(now, now_ms);
 	const char *v[] = { now };
-	int rv;
 	PGresult *res = coord_catalog_adhoc(cat, "starting a sweep",
 	    "INSERT INTO integrity_sweeps (started_at) VALUES (to_timestamp($1::bigint / 1000.0)) RETURNING id",
 	    1, v, &rv, err);
@@ -538,6 +730,16 @@ sweep_run(void *arg, coord_catalog *cat, int64_t now_ms, bool *again, coffer_err
 	coord_drills_stats st;
 	memset(&st, 0, sizeof(st));
 	*again = false;
+	/* Kicked every tick: versions are recorded soon after a backup
+	 * completes; the sweep itself runs when it is due. */
+	bool due = false;
+	int rv = integrity_record_versions(d, cat, d->key, now_ms, err);
+	if (rv == 0) {
+		rv = integrity_sweep_due(cat, d->cfg, now_ms, &due, err);
+	}
+	if (rv != 0 || !due) {
+		return (rv);
+	}
 	return (coord_drills_sweep(d, cat, d->key, now_ms, &st, err));
 }
 

@@ -100,6 +100,26 @@ check_ident(const char *v, coffer_err *err)
 	    err, "use the name the drill runner was enrolled under (" COFFER_NAME_RULE ")"));
 }
 
+/* An IAM principal ARN as bucket policies name it: AWS
+ * (arn:aws:iam::123456789012:user/coffer-billing, a role) or Ceph radosgw
+ * (arn:aws:iam:::user/billing-agent, arn:aws:iam::TENANT:user/UID). It is
+ * pasted into a JSON policy, so nothing that could break out of a string. */
+static int
+check_principal(const char *v, coffer_err *err)
+{
+	bool ok = strncmp(v, "arn:", 4) == 0 && strlen(v) <= 2048 && strchr(v + 4, ':') != NULL;
+	for (const char *c = v; ok && *c != '\0'; c++) {
+		ok = *c > 0x20 && *c < 0x7f && *c != '"' && *c != '\\';
+	}
+	if (ok) {
+		return (0);
+	}
+	coffer_err_set(err, COFFER_EINVAL, "%.200s is not an IAM principal ARN", v);
+	return (coffer_err_hint(err,
+	    "write the ARN the bucket policy names, e.g. arn:aws:iam::123456789012:user/coffer-billing "
+	    "on AWS or arn:aws:iam:::user/billing-agent on Ceph radosgw (docs/S3.md)"));
+}
+
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const repo_types[] = { "posix", "s3", NULL };
 static const char *const roles[] = { "operator", "auditor", "compliance", NULL };
@@ -172,6 +192,8 @@ static const coffer_config_key repo_keys[] = {
 	{ .name = "path_style", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	/* http:// to another host: the operator's explicit, logged choice. */
 	{ .name = "insecure_http", .type = COFFER_CONFIG_BOOL, .def = "false" },
+	/* The principal access_key belongs to, for `coffer-coordinator s3-policy`. */
+	{ .name = "principal", .type = COFFER_CONFIG_STRING, .check = check_principal },
 	{ 0 },
 };
 
@@ -350,6 +372,9 @@ static const coffer_config_key service_keys[] = {
 	{ .name = "alerts.routing_key",
 	    .type = COFFER_CONFIG_STRING,
 	    .secret = COFFER_CONFIG_SECRET },
+	/* Whose credentials the service's agents use: `s3-policy` limits it to
+	 * services/<service>/ in the primary bucket. An identity, not policy. */
+	{ .name = "s3.principal", .type = COFFER_CONFIG_STRING, .check = check_principal },
 	{ 0 },
 };
 
@@ -594,6 +619,7 @@ read_drill_policy(
     const coffer_config *ini, const char *section, coord_service_policy *p, coffer_err *err)
 {
 	coord_drill_policy *d = &p->drill;
+	p->s3_principal = opt_str(ini, section, "s3.principal");
 	d->schedule = opt_str(ini, section, "drill.schedule");
 	d->runner = opt_str(ini, section, "drill.runner");
 	d->random = coffer_config_has(ini, section, "drill.backup") &&
@@ -864,6 +890,11 @@ coord_config_policy_text(const coffer_config *ini, const char *service, char *bu
 		}
 		/* A secret, and not policy: it must never reach an audit row. */
 		if (strcmp(k->name, "alerts.routing_key") == 0) {
+			continue;
+		}
+		/* Who holds the keys is not what the policy is: rotating a
+		 * principal must not make a new policy version. */
+		if (strcmp(k->name, "s3.principal") == 0) {
 			continue;
 		}
 		const char *raw = coffer_config_str(ini, section, k->name);

@@ -103,6 +103,9 @@ typedef struct coord_service_policy {
 	 * or the spelling of a default ("timezone = UTC" or unset) do. */
 	char version[COORD_POLICY_VERSION_HEX];
 	coord_drill_policy drill;
+	/* s3.principal: the IAM principal of the service's agents' credentials;
+	 * NULL when unset (s3-policy then grants the service nothing). */
+	const char *s3_principal;
 } coord_service_policy;
 
 typedef struct coord_config {

@@ -51,6 +51,7 @@
 #include "coordinator/dr/auditexport.h"
 #include "coordinator/dr/drcopy.h"
 #include "coordinator/drill/drills.h"
+#include "coordinator/policy/s3policy.h"
 
 #define ACTOR_MAX 80
 /* Audit details keep an argument's value only up to this many bytes. */
@@ -610,6 +611,26 @@ cmd_agents_revoke(admin_ctx *ctx)
 	}
 	cJSON_AddStringToObject(ctx->result, "agent", agent);
 	cJSON_AddBoolToObject(ctx->result, "already", already);
+	/* The catalog no longer lets the agent report, but its repository
+	 * credentials still open the bucket: say which to disable. */
+	const char *vals[] = { agent };
+	PGresult *res = query(ctx, "reading the revoked agent's service",
+	    "SELECT service FROM agents WHERE name = $1 AND service IS NOT NULL", 1, vals, &rv);
+	if (res == NULL) {
+		return (rv);
+	}
+	if (PQntuples(res) == 1) {
+		const char *service = PQgetvalue(res, 0, 0);
+		const coord_service_policy *p = coord_config_service(ctx->cfg, service);
+		char note[1024];
+		coord_s3policy_revoke_note(ctx->cfg, service, note, sizeof(note));
+		cJSON_AddStringToObject(ctx->result, "service", service);
+		if (p != NULL && p->s3_principal != NULL) {
+			cJSON_AddStringToObject(ctx->result, "principal", p->s3_principal);
+		}
+		cJSON_AddStringToObject(ctx->result, "credentials", note);
+	}
+	PQclear(res);
 	return (0);
 }
 

@@ -348,6 +348,21 @@ static const metric_family families[] = {
 	    .sql = "SELECT service, result, count::text FROM integrity_totals ORDER BY 1, 2",
 	},
 	{
+	    .name = "coffer_repository_objects_replaced",
+	    .type = "gauge",
+	    .help =
+	        "Stored objects of kept backups whose current version in the primary repository "
+	        "is not the one recorded when the backup completed, per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql =
+	        "SELECT service, count(*)::text FROM (SELECT DISTINCT ON (c.backup_id, c.object) "
+	        "c.service, c.replaced_by FROM integrity_checks c JOIN backups b ON b.id = "
+	        "c.backup_id WHERE c.repo = 'primary' AND b.status IN ('completed', "
+	        "'pending_delete') ORDER BY c.backup_id, c.object, c.checked_at DESC, c.id DESC) l "
+	        "WHERE replaced_by IS NOT NULL GROUP BY service ORDER BY service",
+	},
+	{
 	    .name = "coffer_wal_segments",
 	    .type = "gauge",
 	    .help = "Archived WAL segments kept in the repository, per service.",

@@ -73,6 +73,18 @@ grep -q "\"$sha\"" "$T/repo/services/billing/backups/$id/manifest.json" ||
 grep -q "TABLE DATA ledger invoices" "$T/toc" || fail "dump has no ledger.invoices data"
 pass "list, verify, cat"
 
+# A service directory others may write is refused (another service's agent
+# could plant or replace objects there), naming the chmod that fixes it.
+svcdir=$T/repo/services/billing
+mode=$(stat -c %a "$svcdir")
+chmod 0777 "$svcdir"
+if "$agent" list -c "$T/agent.conf" >/dev/null 2>"$T/err"; then fail "a world-writable service directory was used"; fi
+grep -q "writable by others (mode 0777).*chmod -R o-w $svcdir" "$T/err" ||
+	fail "world-writable service directory: unclear error: $(cat "$T/err")"
+chmod "$mode" "$svcdir"
+"$agent" list -c "$T/agent.conf" >/dev/null || fail "list after chmod back"
+pass "world-writable service directory refused: $(head -c 150 "$T/err")..."
+
 "$agent" restore -c "$T/agent.conf" --backup latest --target-db billing_copy --jobs 2 || fail "restore"
 n=$(psql_at "$PG_CONNINFO dbname=billing_copy" -c "select count(*) from ledger.invoices")
 [[ $n == 20000 ]] || fail "restored invoices: $n rows, want 20000"
