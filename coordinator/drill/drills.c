@@ -1193,8 +1193,10 @@ coord_drills_free(coord_drills *d)
 	}
 	atomic_store(&d->stop, true);
 	coord_worker_stop(d->worker);
+	coord_worker_stop(d->vworker);
 	for (int i = 0; i < 2; i++) {
 		coffer_repo_close(d->repo[i]);
+		coffer_repo_close(d->vrepo[i]);
 	}
 	free(d);
 }
@@ -1241,6 +1243,18 @@ coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *ke
 		rv = coord_drills_sweep(d, cat, key, now_ms, st, &e);
 	}
 	if (note(rv, "integrity sweep failed", &e, &last, err) == COFFER_EUNAVAIL) {
+		return (last);
+	}
+	/* Every tick: the run finds nothing cheaply when all is verified. */
+	coffer_err_clear(&e);
+	rv = 0;
+	if (d->vworker != NULL) {
+		coord_worker_kick(d->vworker, now_ms);
+	} else {
+		bool more = false;
+		rv = coord_drills_verify(d, cat, key, &more, &e);
+	}
+	if (note(rv, "backup verification failed", &e, &last, err) == COFFER_EUNAVAIL) {
 		return (last);
 	}
 	for (size_t i = 0; i < cfg->n_services; i++) {
