@@ -198,10 +198,12 @@ pick_backup(coord_catalog *cat, const coord_service_policy *p, const char *repo,
 	PGresult *res = coord_catalog_adhoc(cat, "choosing the backup to drill",
 	    p->drill.random
 	        ? "SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
+	          "AND b.verify_state = 'verified' "
 	          "AND b.kind = 'logical' AND COALESCE(b.settled_at, b.received_at) >= to_timestamp($2::bigint / 1000.0) AND ($3 = 'primary' OR "
 	          "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
 	          "AND c.status = 'verified')) ORDER BY random() LIMIT 1"
 	        : "SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
+	          "AND b.verify_state = 'verified' "
 	          "AND b.kind = 'logical' AND $2::bigint >= 0 AND ($3 = 'primary' OR "
 	          "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
 	          "AND c.status = 'verified')) ORDER BY COALESCE(b.settled_at, b.received_at) DESC, b.id DESC LIMIT 1",
