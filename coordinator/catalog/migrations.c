@@ -689,6 +689,31 @@ static const char migration_20_sql[] =
     "ALTER TABLE integrity_checks ADD COLUMN replaced_by text\n"
     "  CHECK (length(replaced_by) <= 256);\n";
 
+/* A completed backup is a fact only once the coordinator has checked it
+ * (coordinator/drill/verify.c; docs/OPERATIONS.md, "Unverified backups"):
+ * verify_state is 'unverified' from the agent's completed event until the
+ * coordinator read the manifest from the repository, checked its signature
+ * against the agent's enrolled key, its digest and names against the row,
+ * and the data object's size; then 'verified' or 'rejected' (with
+ * verify_reason). Freshness, retention tiers, status, drills and the DR copy
+ * count verified backups only. Backups completed before this migration were
+ * never checked this way and are marked verified with a reason saying so,
+ * so an upgrade neither pages nor empties retention tiers; the integrity
+ * sweep still checks their bytes. */
+static const char migration_21_sql[] =
+    "ALTER TABLE backups ADD COLUMN verify_state text NOT NULL DEFAULT 'unverified'\n"
+    "  CHECK (verify_state IN ('unverified', 'verified', 'rejected'));\n"
+    "ALTER TABLE backups ADD COLUMN verified_at timestamptz;\n"
+    "ALTER TABLE backups ADD COLUMN verify_reason text CHECK (length(verify_reason) <= 1024);\n"
+    "UPDATE backups SET verify_state = 'verified', verified_at = now(),\n"
+    "  verify_reason = 'completed before migration 21: not checked by the coordinator'\n"
+    "  WHERE status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL;\n"
+    "ALTER TABLE backups ADD CONSTRAINT backups_verify_check CHECK (\n"
+    "  (verify_state = 'unverified') = (verified_at IS NULL)\n"
+    "  AND (verify_state <> 'rejected' OR verify_reason IS NOT NULL));\n"
+    "CREATE INDEX backups_unverified ON backups (received_at)\n"
+    "  WHERE status = 'completed' AND verify_state = 'unverified';\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -712,6 +737,7 @@ static const coord_migration migrations[] = {
 	{ 18, "agents checked against the audit log", migration_18_sql },
 	{ 19, "wal objects at the wrong name", migration_19_sql },
 	{ 20, "object versions", migration_20_sql },
+	{ 21, "completed backups verified by the coordinator", migration_21_sql },
 };
 
 const coord_migration *

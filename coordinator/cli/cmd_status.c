@@ -122,6 +122,21 @@ print_status(const cJSON *doc)
 	}
 	coord_cli_table_print(t);
 	coord_cli_table_free(t);
+	/* LAST BACKUP and OK count verified backups only; what the
+	 * coordinator has not verified, or rejected, is said apart. */
+	cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "services"))
+	{
+		double unverified =
+		    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "unverified"));
+		double rejected =
+		    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(s, "rejected"));
+		if (unverified > 0 || rejected > 0) {
+			printf(
+			    "%s: %.0f backup%s not yet verified, %.0f rejected by verification\n",
+			    coord_cli_str(s, "service"), unverified > 0 ? unverified : 0,
+			    unverified == 1 ? "" : "s", rejected > 0 ? rejected : 0);
+		}
+	}
 	print_drills(doc);
 	print_dr(doc);
 	const cJSON *holds = cJSON_GetObjectItemCaseSensitive(doc, "holds");

@@ -76,6 +76,12 @@ wanted(const coord_service_policy *p, const coord_config *cfg, const char *mode,
 	if (!cJSON_IsString(status) || strcmp(status->valuestring, "completed") != 0) {
 		return (false);
 	}
+	/* Only what the coordinator verified is copied: a claim, or a
+	 * rejected backup, must not take a place in DR. */
+	const cJSON *verify = cJSON_GetObjectItemCaseSensitive(b, "verify_state");
+	if (!cJSON_IsString(verify) || strcmp(verify->valuestring, "verified") != 0) {
+		return (false);
+	}
 	int min_rank = tier_rank(mode);
 	bool holds = min_rank < 0; /* "all" */
 	const cJSON *r;
@@ -117,7 +123,7 @@ plan_service(coord_catalog *cat, const coord_config *cfg, const coord_service_po
 	int rv;
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT count(*) FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
-	    "AND NOT EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id "
+	    "AND b.verify_state = 'verified' AND NOT EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id "
 	    "AND c.repo = 'dr')",
 	    1, v, "counting backups without a DR copy", &rv, err);
 	if (res == NULL) {

@@ -28,6 +28,10 @@ struct coord_drills {
 	 * catalog thread and with it every agent's request. */
 	const coord_audit_key *key;
 	coord_worker *worker; /* NULL: the tick sweeps on its own thread */
+	/* Backup verification (verify.c): repository handles of its own (it
+	 * runs on its own thread) and its worker; NULL: the tick verifies. */
+	coffer_repo *vrepo[2];
+	coord_worker *vworker;
 };
 
 /* Sets or clears one alert from a tick (details: consumed), counting a
@@ -51,5 +55,8 @@ int integrity_record_versions(coord_drills *d, coord_catalog *cat, const coord_a
     int64_t now_ms, coffer_err *err);
 int integrity_eval_sweep(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg,
     int64_t now_ms, bool can_sweep, coord_drills_stats *st, coffer_err *err);
+
+/* verify.c: starts the verification worker (coord_drills_background). */
+int drill_verify_start(coord_drills *d, coffer_err *err);
 
 #endif

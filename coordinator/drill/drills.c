@@ -198,10 +198,12 @@ pick_backup(coord_catalog *cat, const coord_service_policy *p, const char *repo,
 	PGresult *res = coord_catalog_adhoc(cat, "choosing the backup to drill",
 	    p->drill.random
 	        ? "SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
+	          "AND b.verify_state = 'verified' "
 	          "AND b.kind = 'logical' AND COALESCE(b.settled_at, b.received_at) >= to_timestamp($2::bigint / 1000.0) AND ($3 = 'primary' OR "
 	          "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
 	          "AND c.status = 'verified')) ORDER BY random() LIMIT 1"
 	        : "SELECT b.id FROM backups b WHERE b.service = $1 AND b.status = 'completed' "
+	          "AND b.verify_state = 'verified' "
 	          "AND b.kind = 'logical' AND $2::bigint >= 0 AND ($3 = 'primary' OR "
 	          "EXISTS (SELECT 1 FROM backup_copies c WHERE c.backup_id = b.id AND c.repo = 'dr' "
 	          "AND c.status = 'verified')) ORDER BY COALESCE(b.settled_at, b.received_at) DESC, b.id DESC LIMIT 1",
@@ -1193,8 +1195,10 @@ coord_drills_free(coord_drills *d)
 	}
 	atomic_store(&d->stop, true);
 	coord_worker_stop(d->worker);
+	coord_worker_stop(d->vworker);
 	for (int i = 0; i < 2; i++) {
 		coffer_repo_close(d->repo[i]);
+		coffer_repo_close(d->vrepo[i]);
 	}
 	free(d);
 }
@@ -1243,6 +1247,18 @@ coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *ke
 		rv = coord_drills_sweep(d, cat, key, now_ms, st, &e);
 	}
 	if (note(rv, "integrity sweep failed", &e, &last, err) == COFFER_EUNAVAIL) {
+		return (last);
+	}
+	/* Every tick: the run finds nothing cheaply when all is verified. */
+	coffer_err_clear(&e);
+	rv = 0;
+	if (d->vworker != NULL) {
+		coord_worker_kick(d->vworker, now_ms);
+	} else {
+		bool more = false;
+		rv = coord_drills_verify(d, cat, key, &more, &e);
+	}
+	if (note(rv, "backup verification failed", &e, &last, err) == COFFER_EUNAVAIL) {
 		return (last);
 	}
 	for (size_t i = 0; i < cfg->n_services; i++) {

@@ -104,6 +104,19 @@ typedef struct coord_drills_stats {
 int coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *key,
     int64_t now_ms, coord_drills_stats *st, coffer_err *err);
 
+/*
+ * Backup verification (coordinator/drill/verify.c): up to a batch of
+ * completed, unverified backups, oldest first, each checked against the
+ * repository (manifest digest, signature with the reporting agent's
+ * enrolled key, names, stored size) and marked verified or rejected with
+ * its audit row ("backup.verified", "backup.rejected"). A backup that
+ * cannot be checked now (repository unavailable) stays unverified. *more
+ * is true when a full batch made progress. The tick runs it on the
+ * verification worker after coord_drills_background, else inline.
+ */
+int coord_drills_verify(
+    coord_drills *d, coord_catalog *cat, const coord_audit_key *key, bool *more, coffer_err *err);
+
 /* The sweep alone, now, whatever the interval (tests, and the tick). */
 int coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *key,
     int64_t now_ms, coord_drills_stats *st, coffer_err *err);

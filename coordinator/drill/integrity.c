@@ -747,6 +747,10 @@ int
 coord_drills_background(coord_drills *d, const coord_audit_key *key, coffer_err *err)
 {
 	d->key = key;
-	return (
-	    coord_worker_start("integrity sweep", d->cfg->catalog, sweep_run, d, &d->worker, err));
+	int rv =
+	    coord_worker_start("integrity sweep", d->cfg->catalog, sweep_run, d, &d->worker, err);
+	if (rv == 0) {
+		rv = drill_verify_start(d, err);
+	}
+	return (rv);
 }

@@ -357,6 +357,7 @@ typedef struct live_backup {
 	char repo[72];
 	bool was_failed; /* has a failure_reason: returns to 'failed' if kept again */
 	int64_t delete_after_ms;
+	char verify_state[16]; /* the coordinator's verification (coordinator/drill/verify.c) */
 } live_backup;
 
 typedef struct service_view {
@@ -395,8 +396,8 @@ view_load(coord_catalog *cat, const coord_service_policy *p, int64_t now_ms, ser
 	    "b.verify_failed_at IS NULL, " ACTIVE_HOLD
 	    ", floor(extract(epoch FROM b.pending_since) * 1000)::bigint, "
 	    "b.repo, floor(extract(epoch FROM b.delete_after) * 1000)::bigint, "
-	    "floor(extract(epoch FROM b.abandoned_at) * 1000)::bigint FROM backups b "
-	    "WHERE b.service = $1 AND b.status <> 'deleted' "
+	    "floor(extract(epoch FROM b.abandoned_at) * 1000)::bigint, b.verify_state "
+	    "FROM backups b WHERE b.service = $1 AND b.status <> 'deleted' "
 	    "ORDER BY " SETTLED " DESC, b.id LIMIT $2",
 	    2, vals, &rv, err);
 	if (res == NULL) {
@@ -442,7 +443,21 @@ view_load(coord_catalog *cat, const coord_service_policy *p, int64_t now_ms, ser
 		in->finished_at_ms = col_i64(res, r, 2);
 		in->held = col_bool(res, r, 5);
 		in->pending_since_ms = col_i64(res, r, 6);
+		const char *verify = PQgetvalue(res, r, 10);
+		snprintf(b->verify_state, sizeof(b->verify_state), "%s", verify);
 		if (strcmp(b->status, "running") == 0) {
+			in->status = COORD_BACKUP_RUNNING;
+		} else if (!b->was_failed && strcmp(verify, "rejected") == 0 &&
+		    (strcmp(b->status, "completed") == 0 ||
+		        strcmp(b->status, "pending_delete") == 0)) {
+			/* Rejected by the coordinator's verification: never a tier's
+			 * backup nor a restore point, so it cannot push a verified
+			 * one out; it expires like a failed backup. */
+			in->status = COORD_BACKUP_FAILED;
+		} else if (!b->was_failed && strcmp(verify, "unverified") == 0 &&
+		    strcmp(b->status, "completed") == 0) {
+			/* Not yet a fact: kept, and not counted toward a tier, until
+			 * verification decides (coordinator/drill/verify.c). */
 			in->status = COORD_BACKUP_RUNNING;
 		} else if (strcmp(b->status, "completed") == 0 ||
 		    (strcmp(b->status, "pending_delete") == 0 && !b->was_failed)) {
@@ -740,6 +755,7 @@ recheck(service_ctx *c, const char *id, const PGresult *row, int *rv, coffer_err
 	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a newer restorable backup",
 	    "SELECT b.id FROM backups b WHERE b.service = $1 AND b.id <> $2 "
 	    "AND b.status = 'completed' AND b.verify_failed_at IS NULL "
+	    "AND b.verify_state = 'verified' "
 	    "AND " SETTLED
 	    " >= (timestamptz 'epoch' + $3::bigint * interval '1 millisecond') ORDER BY " SETTLED
 	    " DESC LIMIT 1 FOR SHARE OF b",
@@ -1318,6 +1334,7 @@ coord_retention_plan(coord_catalog *cat, const coord_config *cfg, const char *se
 		}
 		cJSON_AddStringToObject(b, "id", v.rows[i].id);
 		cJSON_AddStringToObject(b, "status", v.rows[i].status);
+		cJSON_AddStringToObject(b, "verify_state", v.rows[i].verify_state);
 		add_time(b, "settled_at", v.in[i].finished_at_ms);
 		cJSON_AddBoolToObject(b, "held", v.in[i].held);
 		cJSON_AddBoolToObject(b, "restorable", v.in[i].restorable);

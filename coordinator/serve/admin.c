@@ -310,12 +310,15 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 	/* "Last" and "age" by when the coordinator learnt of the backup
 	 * (settled_at), not by the agent's finished_at: a backup from an
 	 * agent thirty days ahead would otherwise stay "last" for thirty days,
-	 * zero seconds old. finished_at is shown as the agent reported it. */
+	 * zero seconds old. finished_at is shown as the agent reported it. Only
+	 * a backup the coordinator verified (coordinator/drill/verify.c) is
+	 * "last": an agent's claim alone is not a restore point. */
 	PGresult *res = query(ctx, "reading the last backup",
 	    "SELECT id, kind, (extract(epoch FROM finished_at) * 1000)::bigint, stored_bytes, "
 	    "plain_bytes, (extract(epoch FROM finished_at - started_at) * 1000)::bigint, agent, "
 	    "(extract(epoch FROM COALESCE(settled_at, received_at)) * 1000)::bigint "
 	    "FROM backups WHERE service = $1 AND status = 'completed' "
+	    "AND verify_state = 'verified' "
 	    "ORDER BY COALESCE(settled_at, received_at) DESC, id DESC LIMIT 1",
 	    1, vals, &rv);
 	if (res == NULL) {
@@ -343,8 +346,10 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 	PQclear(res);
 
 	res = query(ctx, "counting backups",
-	    "SELECT count(*) FILTER (WHERE status = 'completed'), "
-	    "count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'running') "
+	    "SELECT count(*) FILTER (WHERE status = 'completed' AND verify_state = 'verified'), "
+	    "count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'running'), "
+	    "count(*) FILTER (WHERE status = 'completed' AND verify_state = 'unverified'), "
+	    "count(*) FILTER (WHERE verify_state = 'rejected' AND status <> 'deleted') "
 	    "FROM backups WHERE service = $1",
 	    1, vals, &rv);
 	if (res == NULL) {
@@ -353,6 +358,8 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 	add_int(o, "completed", res, 0, 0);
 	add_int(o, "failed", res, 0, 1);
 	add_int(o, "running", res, 0, 2);
+	add_int(o, "unverified", res, 0, 3);
+	add_int(o, "rejected", res, 0, 4);
 	PQclear(res);
 
 	res = query(ctx, "reading the service's agents",

@@ -143,6 +143,7 @@ emit(coord_catalog *cat, coffer_strbuf *b, const metric_family *f, const char *c
 
 static const char *const L_SERVICE[] = { "service" };
 static const char *const L_SERVICE_STATUS[] = { "service", "status" };
+static const char *const L_SERVICE_STATE[] = { "service", "state" };
 static const char *const L_SERVICE_CHECK[] = { "service", "check" };
 static const char *const L_SERVICE_AGENT[] = { "service", "agent" };
 static const char *const L_REASON[] = { "reason" };
@@ -159,7 +160,7 @@ static const metric_family families[] = {
 	{
 	    .name = "coffer_backup_last_success_timestamp_seconds",
 	    .type = "gauge",
-	    .help = "When the coordinator learnt of the newest completed backup, per service "
+	    .help = "When the coordinator learnt of the newest verified backup, per service "
 	            "(Unix seconds, the coordinator's clock, never in the future).",
 	    .labels = L_SERVICE,
 	    .nlabels = 1,
@@ -167,12 +168,13 @@ static const metric_family families[] = {
 	     * thirty days ahead would otherwise push this into the future and
 	     * silence every staleness alert built on it. Capped at the scrape
 	     * time against a catalog clock ahead of ours. */
-	    .sql = "SELECT DISTINCT ON (service) service, "
-	           "round(LEAST(extract(epoch FROM " SETTLED
-	           "), $1::bigint / 1000.0)::numeric, 3)::text "
-	           "FROM backups WHERE status IN ('completed', 'pending_delete', 'deleted') "
-	           "AND failure_reason IS NULL AND finished_at IS NOT NULL "
-	           "ORDER BY service, " SETTLED " DESC, id DESC",
+	    .sql =
+	        "SELECT DISTINCT ON (service) service, "
+	        "round(LEAST(extract(epoch FROM " SETTLED
+	        "), $1::bigint / 1000.0)::numeric, 3)::text "
+	        "FROM backups WHERE status IN ('completed', 'pending_delete', 'deleted') "
+	        "AND failure_reason IS NULL AND finished_at IS NOT NULL AND verify_state = 'verified' "
+	        "ORDER BY service, " SETTLED " DESC, id DESC",
 	    .needs_now = true,
 	},
 	{
@@ -185,7 +187,7 @@ static const metric_family families[] = {
 	        "SELECT DISTINCT ON (service) service, "
 	        "round(extract(epoch FROM finished_at - started_at)::numeric, 3)::text FROM backups "
 	        "WHERE status IN ('completed', 'pending_delete', 'deleted') "
-	        "AND failure_reason IS NULL AND finished_at IS NOT NULL "
+	        "AND failure_reason IS NULL AND finished_at IS NOT NULL AND verify_state = 'verified' "
 	        "ORDER BY service, " SETTLED " DESC, id DESC",
 	},
 	{
@@ -195,10 +197,11 @@ static const metric_family families[] = {
 	        "Stored (compressed, encrypted) size of the newest completed backup, per service.",
 	    .labels = L_SERVICE,
 	    .nlabels = 1,
-	    .sql = "SELECT DISTINCT ON (service) service, stored_bytes::text FROM backups "
-	           "WHERE status IN ('completed', 'pending_delete', 'deleted') "
-	           "AND failure_reason IS NULL AND finished_at IS NOT NULL "
-	           "ORDER BY service, " SETTLED " DESC, id DESC",
+	    .sql =
+	        "SELECT DISTINCT ON (service) service, stored_bytes::text FROM backups "
+	        "WHERE status IN ('completed', 'pending_delete', 'deleted') "
+	        "AND failure_reason IS NULL AND finished_at IS NOT NULL AND verify_state = 'verified' "
+	        "ORDER BY service, " SETTLED " DESC, id DESC",
 	},
 	{
 	    .name = "coffer_backups",
@@ -208,6 +211,17 @@ static const metric_family families[] = {
 	    .nlabels = 2,
 	    .sql = "SELECT service, status, count(*)::text FROM backups GROUP BY service, status "
 	           "ORDER BY service, status",
+	},
+	{
+	    .name = "coffer_backups_verify",
+	    .type = "gauge",
+	    .help = "Completed backups not deleted, by service and the coordinator's verification "
+	            "(unverified, verified, rejected).",
+	    .labels = L_SERVICE_STATE,
+	    .nlabels = 2,
+	    .sql = "SELECT service, verify_state, count(*)::text FROM backups "
+	           "WHERE status IN ('completed', 'pending_delete') AND failure_reason IS NULL "
+	           "GROUP BY service, verify_state ORDER BY service, verify_state",
 	},
 	{
 	    .name = "coffer_orphans_reclaimed_total",

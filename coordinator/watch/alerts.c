@@ -384,7 +384,9 @@ open_detail(svc_ctx *c, const char *check, const char *detail, bool *open, char 
  * successes the same way: that is bookkeeping, not an outcome, so every
  * finished row counts whatever its status became, and failure_reason (which
  * retention never clears) tells a failure from a success. Only a later
- * backup that succeeds resolves the page.
+ * backup that succeeds resolves the page, and a success is one the
+ * coordinator verified (coordinator/drill/verify.c): a completion still
+ * unverified, or rejected, neither resolves nor raises it.
  */
 static int
 check_failed(svc_ctx *c, coffer_err *err)
@@ -394,6 +396,7 @@ check_failed(svc_ctx *c, coffer_err *err)
 	PGresult *res = coord_catalog_adhoc(c->cat, "reading the latest backup",
 	    "SELECT id, failure_reason IS NOT NULL, COALESCE(failure_reason, '') FROM backups "
 	    "WHERE service = $1 AND status IN ('completed', 'failed', 'pending_delete', 'deleted') "
+	    "AND (failure_reason IS NOT NULL OR verify_state = 'verified') "
 	    "AND finished_at IS NOT NULL AND " SETTLED " <= to_timestamp($2::bigint / 1000.0) "
 	    "ORDER BY " SETTLED " DESC, id DESC LIMIT 1",
 	    2, v, &rv, err);
@@ -436,7 +439,7 @@ missed_cleared(svc_ctx *c, bool *cleared, coffer_err *err)
 	PGresult *res = coord_catalog_adhoc(c->cat, "looking for a backup after the missed run",
 	    "SELECT EXISTS (SELECT 1 FROM backups WHERE service = $1 "
 	    "AND status IN ('completed', 'pending_delete', 'deleted') AND failure_reason IS NULL "
-	    "AND " SETTLED " >= $2::timestamptz "
+	    "AND verify_state = 'verified' AND " SETTLED " >= $2::timestamptz "
 	    "AND " SETTLED " <= to_timestamp($3::bigint / 1000.0))",
 	    3, v, &rv, err);
 	if (res == NULL) {
@@ -482,7 +485,7 @@ check_missed(svc_ctx *c, coffer_err *err)
 		    "SELECT (SELECT created_at > to_timestamp($2::bigint / 1000.0) FROM services "
 		    "WHERE name = $1), EXISTS (SELECT 1 FROM backups WHERE service = $1 "
 		    "AND status IN ('completed', 'pending_delete', 'deleted') "
-		    "AND failure_reason IS NULL "
+		    "AND failure_reason IS NULL AND verify_state = 'verified' "
 		    "AND " SETTLED " >= to_timestamp($2::bigint / 1000.0) "
 		    "AND " SETTLED " <= to_timestamp($3::bigint / 1000.0))",
 		    3, v, &rv, err);
@@ -1032,6 +1035,68 @@ check_abandoned(svc_ctx *c, coffer_err *err)
 	return (apply(c, COORD_ALERT_BACKUP_ABANDONED, active, "error", summary, d, err));
 }
 
+/*
+ * A backup the coordinator rejected (coordinator/drill/verify.c), or one
+ * still unverified past [alerts] completion_window (the verifier cannot
+ * read the repository, or is not keeping up), pages until a backup of the
+ * service settled no earlier has been verified. Retention deleting a
+ * rejected backup does not resolve it: nothing was explained.
+ */
+static int
+check_unverifiable(svc_ctx *c, coffer_err *err)
+{
+	int64_t window = coffer_config_duration_ms(c->cfg->ini, "alerts", "completion_window");
+	char before[32];
+	snprintf(before, sizeof(before), "%" PRId64, c->now_ms - window);
+	int rv;
+	const char *v[] = { c->p->name, before };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading unverifiable backups",
+	    "SELECT u.id, u.verify_state, COALESCE(u.verify_reason, ''), count(*) OVER () "
+	    "FROM backups u WHERE u.service = $1 AND u.failure_reason IS NULL "
+	    "AND ((u.verify_state = 'rejected' AND u.status IN ('completed', 'pending_delete', "
+	    "'deleted')) OR (u.verify_state = 'unverified' AND u.status = 'completed' "
+	    "AND " SETTLED " < to_timestamp($2::bigint / 1000.0))) "
+	    "AND NOT EXISTS (SELECT 1 FROM backups n WHERE n.service = u.service "
+	    "AND n.verify_state = 'verified' AND n.failure_reason IS NULL "
+	    "AND n.status IN ('completed', 'pending_delete', 'deleted') "
+	    "AND COALESCE(n.settled_at, n.received_at) >= COALESCE(u.settled_at, u.received_at) "
+	    "AND n.id <> u.id) "
+	    "ORDER BY " SETTLED " DESC, u.id DESC LIMIT 1",
+	    2, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool active = PQntuples(res) == 1;
+	char summary[SUMMARY_MAX + 1] = "";
+	cJSON *d = cJSON_CreateObject();
+	const char *severity = "error";
+	if (active) {
+		bool rejected = strcmp(PQgetvalue(res, 0, 1), "rejected") == 0;
+		char win[32];
+		if (rejected) {
+			severity = "critical";
+			snprintf(summary, sizeof(summary),
+			    "%s: backup %s was rejected by the coordinator's verification: %s",
+			    c->p->name, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 2));
+		} else {
+			snprintf(summary, sizeof(summary),
+			    "%s: backup %s is still unverified more than [alerts] "
+			    "completion_window = %s after it completed; the coordinator cannot "
+			    "check it in the repository",
+			    c->p->name, PQgetvalue(res, 0, 0),
+			    coffer_duration_format(win, sizeof(win), window));
+		}
+		cJSON_AddStringToObject(d, "backup_id", PQgetvalue(res, 0, 0));
+		cJSON_AddStringToObject(d, "verify_state", PQgetvalue(res, 0, 1));
+		if (rejected) {
+			cJSON_AddStringToObject(d, "verify_reason", PQgetvalue(res, 0, 2));
+		}
+		cJSON_AddNumberToObject(d, "backups", strtod(PQgetvalue(res, 0, 3), NULL));
+	}
+	PQclear(res);
+	return (apply(c, COORD_ALERT_BACKUP_UNVERIFIABLE, active, severity, summary, d, err));
+}
+
 static int
 eval_service(svc_ctx *c, coffer_err *err)
 {
@@ -1048,6 +1113,9 @@ eval_service(svc_ctx *c, coffer_err *err)
 	}
 	if (rv == 0) {
 		rv = check_missed(c, err);
+	}
+	if (rv == 0) {
+		rv = check_unverifiable(c, err);
 	}
 	if (rv == 0) {
 		rv = check_quiet(c, err);

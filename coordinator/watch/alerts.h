@@ -48,15 +48,16 @@
 #define COORD_ALERTS_LOCK 0x436f666665720005LL
 
 /* The checks, as they appear in dedup keys and in `alerts.check_name`. */
-#define COORD_ALERT_BACKUP_FAILED    "backup_failed"
-#define COORD_ALERT_BACKUP_MISSED    "backup_missed"
-#define COORD_ALERT_BACKUP_ABANDONED "backup_abandoned"
-#define COORD_ALERT_AGENT_QUIET      "agent_quiet"
-#define COORD_ALERT_SIZE_ANOMALY     "size_anomaly"
-#define COORD_ALERT_REQUESTS_REFUSED "requests_refused"
-#define COORD_ALERT_AGENT_CLOCK_SKEW "agent_clock_skew"
-#define COORD_ALERT_AUDIT_CHAIN      "audit_chain_broken"
-#define COORD_ALERT_AGENT_DISK_FULL  "agent_disk_full"
+#define COORD_ALERT_BACKUP_FAILED       "backup_failed"
+#define COORD_ALERT_BACKUP_MISSED       "backup_missed"
+#define COORD_ALERT_BACKUP_ABANDONED    "backup_abandoned"
+#define COORD_ALERT_AGENT_QUIET         "agent_quiet"
+#define COORD_ALERT_SIZE_ANOMALY        "size_anomaly"
+#define COORD_ALERT_REQUESTS_REFUSED    "requests_refused"
+#define COORD_ALERT_AGENT_CLOCK_SKEW    "agent_clock_skew"
+#define COORD_ALERT_AUDIT_CHAIN         "audit_chain_broken"
+#define COORD_ALERT_AGENT_DISK_FULL     "agent_disk_full"
+#define COORD_ALERT_BACKUP_UNVERIFIABLE "backup_unverifiable"
 /* Paged by coordinator/watch/outage.c from a local outbox, not from here:
  * the catalog cannot hold the alert that it is down. */
 #define COORD_ALERT_CATALOG_UNREACHABLE "catalog_unreachable"

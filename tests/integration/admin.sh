@@ -109,13 +109,13 @@ expect ok '"name":"billing-db-1","service":"billing"' "agents.list"
 # received, settled_at when the outcome was (the coordinator's clock, which
 # "last" and "age" go by).
 sql "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, received_at,
-       settled_at, stored_bytes, plain_bytes, stored_sha256, manifest, key_id)
+       settled_at, stored_bytes, plain_bytes, stored_sha256, manifest, key_id, verify_state, verified_at)
      VALUES ('b-old', 'billing', 'billing-db-1', 'logical', 'completed', now() - interval '2 days',
        now() - interval '2 days' + interval '90 seconds', now() - interval '2 days',
-       now() - interval '2 days' + interval '90 seconds', 1000, 4000, decode(repeat('ab', 32), 'hex'), '{}', 'k1'),
+       now() - interval '2 days' + interval '90 seconds', 1000, 4000, decode(repeat('ab', 32), 'hex'), '{}', 'k1', 'verified', now()),
      ('b-new', 'billing', 'billing-db-1', 'logical', 'completed', now() - interval '1 hour',
        now() - interval '1 hour' + interval '42 seconds', now() - interval '1 hour',
-       now() - interval '1 hour' + interval '42 seconds', 2048, 8192, decode(repeat('cd', 32), 'hex'), '{}', 'k1')"
+       now() - interval '1 hour' + interval '42 seconds', 2048, 8192, decode(repeat('cd', 32), 'hex'), '{}', 'k1', 'verified', now())"
 sql "INSERT INTO backups (id, service, agent, kind, status, started_at, finished_at, received_at,
        settled_at, failure_reason)
      VALUES ('b-fail', 'billing', 'billing-db-1', 'logical', 'failed', now() - interval '30 minutes',

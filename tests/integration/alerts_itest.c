@@ -326,10 +326,11 @@ add_backup(const char *id, const char *status, int64_t started, int64_t finished
 		    id, started, finished, finished);
 	} else {
 		sql1("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-		     "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ('%s', "
+		     "settled_at, stored_bytes, stored_sha256, manifest, key_id, verify_state, "
+		     "verified_at) VALUES ('%s', "
 		     "'billing', 'logical', 'completed', to_timestamp(%" PRId64 " / 1000.0), "
 		     "to_timestamp(%" PRId64 " / 1000.0), to_timestamp(%" PRId64 " / 1000.0), "
-		     "%ld, sha256('%s'), '{}', 'k1')",
+		     "%ld, sha256('%s'), '{}', 'k1', 'verified', now())",
 		    id, started, finished, finished, bytes, id);
 	}
 }

@@ -365,13 +365,15 @@ pass "DR write denied: $(cq "select attempts - 1 from backup_copies where backup
 
 # --- dr.copy = weekly: only the weekly tier's holders are due ---------------------------------
 # Ten daily backups recorded straight into the catalog (03:00 UTC, the last
-# ten days; settled then too, as retention buckets by it): the copier plans exactly the newest of each ISO week within
+# ten days; settled then too, as retention buckets by it; marked verified, as the
+# DR copy takes only what the coordinator verified): the copier plans exactly the newest of each ISO week within
 # the last four, locked until that week's tier expiry (Monday 00:00 UTC four
 # weeks on); their objects do not exist, so the copies then fail for good.
 for d in $(seq 0 9); do
 	cq "insert into backups (id, service, kind, status, started_at, finished_at, settled_at,
-		stored_sha256, stored_bytes, manifest, key_id) select 'archive-$d', 'archive', 'logical',
-		'completed', t, t + interval '5 minutes', t + interval '5 minutes', sha256('x'), 1, '{}', 'k1'
+		stored_sha256, stored_bytes, manifest, key_id, verify_state, verified_at) select 'archive-$d',
+		'archive', 'logical', 'completed', t, t + interval '5 minutes', t + interval '5 minutes',
+		sha256('x'), 1, '{}', 'k1', 'verified', now()
 		from (select date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'
 			- interval '$d days' + interval '3 hours' t) x" >/dev/null
 done

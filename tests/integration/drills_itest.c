@@ -508,6 +508,12 @@ make_backup_of(agent *a, const char *service, const char *id, int64_t finished_m
 	Coffer__V1__Event *evs[] = { ev_started(a, service, id),
 		ev_completed(a, service, id, data_sha, data_bytes, man_sha, finished_ms) };
 	expect_status(a, evs, 2, COFFER__V1__STATUS__STATUS_OK, "a backup", NULL);
+	/* The objects are stand-ins, not a signed manifest: the coordinator's
+	 * verification (verify.sh tests it) is taken as done, since drills
+	 * choose only verified backups. */
+	free(qv("UPDATE backups SET verify_state = 'verified', verified_at = now() WHERE id = '%s' "
+	        "RETURNING id",
+	    id));
 }
 
 static void

@@ -70,10 +70,15 @@ for svc in billing shop; do
 done
 pass "coffer backup run: each agent started its backup within seconds"
 
-"$cli" status --output json >"$T/status.json" || fail "coffer status"
 for svc in billing shop; do
 	id=$("$agent" list -c "$T/$svc.conf" --output json | grep -o '"id":"[^"]*"' | tail -1 | cut -d'"' -f4)
 	stored=$(find "$T/repo/services/$svc/backups/$id" -name data -printf '%s')
+	# Status shows a backup once the coordinator has verified it (a tick or two).
+	for _ in $(seq 100); do
+		"$cli" status --output json >"$T/status.json" || fail "coffer status"
+		grep -q "$id" "$T/status.json" && break
+		sleep 0.1
+	done
 	grep -q "$id" "$T/status.json" || fail "status does not show $svc's backup $id: $(cat "$T/status.json")"
 	grep -q "$stored" "$T/status.json" || fail "status does not show $svc's stored size $stored"
 done

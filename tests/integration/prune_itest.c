@@ -180,11 +180,12 @@ insert_backup(const char *service, int k, int64_t at_ms, bool failed)
 		return;
 	}
 	PQclear(sql("INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-	            "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ($1, $2, "
+	            "settled_at, stored_bytes, stored_sha256, manifest, key_id, verify_state, "
+	            "verified_at) VALUES ($1, $2, "
 	            "'logical', 'completed', timestamptz 'epoch' + $3::bigint * interval '1 ms', "
 	            "timestamptz 'epoch' + $4::bigint * interval '1 ms', "
 	            "timestamptz 'epoch' + $4::bigint * interval '1 ms', 4, "
-	            "decode(repeat('ab', 32), 'hex'), '{}', 'k1')",
+	            "decode(repeat('ab', 32), 'hex'), '{}', 'k1', 'verified', now())",
 	    4, v));
 	put_object(service, id, "data", "data");
 	put_object(service, id, "manifest.json", "{\"service\":\"x\"}");
@@ -755,9 +756,10 @@ main(int argc, char **argv)
 	long long before = sql_int("SELECT count(*) FROM audit", 0, NULL);
 	PQclear(sql(
 	    "INSERT INTO backups (id, service, kind, status, started_at, finished_at, "
-	    "settled_at, stored_bytes, stored_sha256, manifest, key_id) VALUES ('billing-bad', "
+	    "settled_at, stored_bytes, stored_sha256, manifest, key_id, verify_state, verified_at) "
+	    "VALUES ('billing-bad', "
 	    "'billing', 'logical', 'completed', '0050-01-01 BC', '0050-01-01 BC', '0050-01-01 BC', "
-	    "4, decode(repeat('ab', 32), 'hex'), '{}', 'k1')",
+	    "4, decode(repeat('ab', 32), 'hex'), '{}', 'k1', 'verified', now())",
 	    0, NULL));
 	coord_prune_stats st;
 	int rv = coord_retention_pass(cat, &akey, conf[1], repo_rw, T0 + 70 * DAY_MS, &st, &e);

@@ -53,7 +53,7 @@ obj() { # obj ID NAME AGE [BYTES]
 run() { "$drv" "$T/coord.conf" "$1" 2>"$T/drv.err" || fail "driver: $(cat "$T/drv.err")"; }
 q() { psql_at "$ci" -c "$1"; }
 completed_row() { # ID STARTED_AGO
-	q "INSERT INTO backups (id, service, kind, status, started_at, finished_at, stored_bytes, stored_sha256, key_id, manifest) VALUES ('$1', 'billing', 'logical', 'completed', now() - interval '$2', now() - interval '$2' + interval '30 seconds', 1000, decode(repeat('ab', 32), 'hex'), 'k1', '{}')" >/dev/null
+	q "INSERT INTO backups (id, service, kind, status, started_at, finished_at, stored_bytes, stored_sha256, key_id, manifest, verify_state, verified_at) VALUES ('$1', 'billing', 'logical', 'completed', now() - interval '$2', now() - interval '$2' + interval '30 seconds', 1000, decode(repeat('ab', 32), 'hex'), 'k1', '{}', 'verified', now())" >/dev/null
 	# Retention buckets by the coordinator's settle time: when it was backed up.
 	q "UPDATE backups SET settled_at = now() - interval '$2' + interval '30 seconds' WHERE id = '$1'" >/dev/null
 }
