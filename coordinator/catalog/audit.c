@@ -913,6 +913,45 @@ verify_agents(coord_catalog *cat, struct verify_state *vs, coffer_err *err)
 	return (0);
 }
 
+/* Legal holds, derived from the chain the same way: a hold no hold.added
+ * row names was placed outside the coordinator, and a released hold no
+ * hold.removed row names was released outside it (the release that
+ * separation of duties guards: the runtime role may still UPDATE holds). */
+static int
+verify_holds(coord_catalog *cat, struct verify_state *vs, coffer_err *err)
+{
+	PGresult *r = PQexec(coord_catalog_conn(cat),
+	    "SELECT h.id, h.backup_id, h.released_at IS NOT NULL, "
+	    "EXISTS (SELECT 1 FROM audit x WHERE x.action = 'hold.added' "
+	    "  AND x.subject = h.backup_id AND x.details->>'hold_id' = h.id::text), "
+	    "EXISTS (SELECT 1 FROM audit x WHERE x.action = 'hold.removed' "
+	    "  AND x.subject = h.backup_id AND x.details->>'hold_id' = h.id::text) "
+	    "FROM holds h ORDER BY h.id");
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		return (
+		    coord_catalog_pg_error(cat, r, "checking holds against the audit log", err));
+	}
+	for (int i = 0; i < PQntuples(r) && !vs->broken; i++) {
+		const char *id = PQgetvalue(r, i, 0), *backup = PQgetvalue(r, i, 1);
+		bool released = PQgetvalue(r, i, 2)[0] == 't';
+		bool added = PQgetvalue(r, i, 3)[0] == 't';
+		bool removed = PQgetvalue(r, i, 4)[0] == 't';
+		if (!added) {
+			verify_break(vs, -1,
+			    "hold %s on backup %.128s has no hold.added row: it was placed outside "
+			    "the coordinator",
+			    id, backup);
+		} else if (released && !removed) {
+			verify_break(vs, -1,
+			    "hold %s on backup %.128s is released but no hold.removed row says so: "
+			    "it was released outside the coordinator",
+			    id, backup);
+		}
+	}
+	PQclear(r);
+	return (0);
+}
+
 int
 coord_audit_verify(
     coord_catalog *cat, const coord_audit_key *key, coord_audit_result *res, coffer_err *err)
@@ -1009,6 +1048,9 @@ coord_audit_verify(
 		}
 	}
 	if (!vs.broken && (rc = verify_agents(cat, &vs, err)) != 0) {
+		goto out;
+	}
+	if (!vs.broken && (rc = verify_holds(cat, &vs, err)) != 0) {
 		goto out;
 	}
 	if (vs.broken) {

@@ -139,6 +139,11 @@ print_status(const cJSON *doc)
 	}
 	print_drills(doc);
 	print_dr(doc);
+	const char *anchor_warning = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(doc, "audit_anchor"), "warning"));
+	if (anchor_warning != NULL) {
+		printf("\naudit: %s\n", anchor_warning);
+	}
 	const cJSON *holds = cJSON_GetObjectItemCaseSensitive(doc, "holds");
 	if (cJSON_GetArraySize(holds) > 0) {
 		printf("\nlegal holds (retention will not delete these):\n");

@@ -233,6 +233,28 @@ coord_drcopy_background(coord_drcopy *d, coffer_err *err)
 	return (coord_worker_start("DR copy", d->cfg->catalog, copy_run, d, &d->worker, err));
 }
 
+int
+coord_drcopy_export_final(coord_drcopy *d, const char *catalog, coffer_err *err)
+{
+	if (d == NULL || d->dr == NULL) {
+		return (0);
+	}
+	/* The copier thread is stopped first: the export state is its own. */
+	atomic_store(&d->stop, true);
+	coord_worker_stop(d->worker);
+	d->worker = NULL;
+	coord_catalog *cat = coord_catalog_open(catalog, err);
+	if (cat == NULL) {
+		return (err->code);
+	}
+	coord_drcopy_stats st;
+	memset(&st, 0, sizeof(st));
+	int rv = drcopy_export_audit_head(
+	    d, cat, coffer_clock_now(NULL), coffer_clock_monotonic_ms(), &st, err);
+	coord_catalog_close(cat);
+	return (rv);
+}
+
 void
 coord_drcopy_free(coord_drcopy *d)
 {

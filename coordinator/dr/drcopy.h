@@ -92,6 +92,11 @@ int coord_drcopy_background(coord_drcopy *d, coffer_err *err);
 
 /* Stops the copier (a copy in flight is abandoned between reads, its
  * upload aborted) and frees. NULL is fine. */
+/* At shutdown: stops the copier and exports the audit chain's head to DR
+ * once more, on a connection of its own (catalog), so the outside anchor
+ * is as new as the last row the coordinator wrote. 0 without DR. */
+int coord_drcopy_export_final(coord_drcopy *d, const char *catalog, coffer_err *err);
+
 void coord_drcopy_free(coord_drcopy *d);
 
 /* Whether the copier found the audit chain rewritten below a head it had

@@ -429,6 +429,21 @@ cmd_status(admin_ctx *ctx)
 			return (rv);
 		}
 	}
+	/* Where the audit chain is anchored outside the catalog: without DR,
+	 * only the local mark in the state directory stands between whoever
+	 * holds the catalog and a cut tail. */
+	cJSON *anchor = cJSON_AddObjectToObject(ctx->result, "audit_anchor");
+	if (anchor == NULL) {
+		return (out_of_memory(ctx));
+	}
+	bool dr = coffer_config_has_section(ctx->cfg->ini, "repository.dr");
+	cJSON_AddStringToObject(anchor, "local", "state_dir/audit-mark");
+	cJSON_AddStringToObject(anchor, "outside", dr ? "dr" : "none");
+	if (!dr) {
+		cJSON_AddStringToObject(anchor, "warning",
+		    "no outside anchor: the audit chain's head is exported nowhere (configure "
+		    "[repository.dr]); a cut tail is caught only by the local mark");
+	}
 	/* Legal holds belong in the overview: they override retention. */
 	cJSON *holds = NULL;
 	int rv = coord_holds_list(ctx->cat, only, COORD_ADMIN_DEFAULT_LIST, &holds, &ctx->err);

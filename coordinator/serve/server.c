@@ -1072,6 +1072,17 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	}
 	coord_notify_free(s->notify);
 	coord_drills_free(s->drills);
+	if (rv == 0 && s->drcopy != NULL) {
+		coffer_err xerr;
+		coffer_err_clear(&xerr);
+		if (coord_drcopy_export_final(s->drcopy, cfg->catalog, &xerr) == 0) {
+			coffer_log_info("audit head exported at shutdown", NULL);
+		} else {
+			char q[COFFER_ERR_MSG_MAX + 8];
+			coffer_log_warn("audit head not exported at shutdown", "error=%s",
+			    coffer_log_quote(q, sizeof(q), xerr.msg));
+		}
+	}
 	coord_drcopy_free(s->drcopy);
 	coord_catalog_close(s->metrics_cat);
 	pthread_mutex_destroy(&s->metrics_mu);

@@ -83,6 +83,9 @@ for svc in billing shop; do
 	grep -q "$stored" "$T/status.json" || fail "status does not show $svc's stored size $stored"
 done
 "$cli" status >"$T/status.txt"
+# No DR here: status says the audit chain has no outside anchor.
+grep -q "audit: no outside anchor" "$T/status.txt" || fail "status does not say the audit chain lacks an outside anchor: $(tail -3 "$T/status.txt")"
+grep -q '"outside":"none"' "$T/status.json" || fail "status JSON lacks audit_anchor.outside none"
 pass "coffer status shows each service's backup and size: $(tr '\n' ' ' <"$T/status.txt" | cut -c1-300)"
 
 # Ownership refusals (an agent reporting for another service) are covered
@@ -112,6 +115,13 @@ if COFFER_CONFIG=$T/carol.conf "$cli" hold remove --backup "$bid" >/dev/null 2>"
 fi
 grep -q "carol placed the hold on backup $bid and may not release it" "$T/err" || fail "self-release refusal unclear: $(cat "$T/err")"
 "$cli" hold remove --backup "$bid" >/dev/null 2>&1 && fail "alice released carol's hold with role operator"
+# Released behind the coordinator's back (the catalog's own credentials):
+# audit verify names it; put back, the chain verifies again.
+psql_at "$base dbname=coffer" -c "update holds set released_at = now(), released_by = 'mallory' where released_at is null" >/dev/null
+if "$cli" audit verify >"$T/out" 2>"$T/err"; then fail "a hold released in the catalog verified"; fi
+grep -q "is released but no hold.removed row says so" "$T/err" "$T/out" || fail "the edited hold is not named: $(cat "$T/err" "$T/out")"
+psql_at "$base dbname=coffer" -c "update holds set released_at = null, released_by = null where released_by = 'mallory'" >/dev/null
+"$cli" audit verify >/dev/null || fail "the chain does not verify once the hold is put back"
 "$cli" alerts list >"$T/alerts" || fail "alerts list"
 [[ $(psql_at "$base dbname=coffer" -c "select count(*) from audit where action in ('hold.added', 'hold.removed')") == 3 ]] ||
 	fail "hold changes not audited: $(psql_at "$base dbname=coffer" -c "select actor, action from audit where action like 'hold%'")"
