@@ -40,6 +40,7 @@
 struct coord_drcopy {
 	const coord_config *cfg;
 	const coord_audit_key *key;
+	coffer_sign_key *attest_key;             /* [dr] attestation_key; NULL if unset */
 	coffer_repo *primary;                    /* read (backups), write (attestations) */
 	coffer_s3 *dr;                           /* NULL without [repository.dr] */
 	char dr_prefix[COFFER_REPO_KEY_MAX + 2]; /* "" or "<prefix>/" */

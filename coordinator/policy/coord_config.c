@@ -373,6 +373,9 @@ static const coffer_config_key dr_keys[] = {
 	    .def = "2190d",
 	    .min = 1 * DAYS,
 	    .max = 100 * YEARS },
+	/* Ed25519 key that signs attestations, so restore hosts can check
+	 * them with its public half alone. */
+	{ .name = "attestation_key", .type = COFFER_CONFIG_PATH },
 	{ 0 },
 };
 
