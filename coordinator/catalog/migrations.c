@@ -624,6 +624,22 @@ static const char migration_16_sql[] =
     "ALTER TABLE agents ADD COLUMN state_write_nospace boolean;\n"
     "ALTER TABLE agents ADD COLUMN state_nospace_since timestamptz;\n";
 
+/* Escrowed keys (coordinator/dr/drescrow.c): one row per key of a service
+ * whose escrow object the DR copier copied into DR and read back, for the
+ * key_not_escrowed alert and the runbook (docs/OPERATIONS.md, "An agent
+ * host is gone"). key_created_at is the key's creation in its ring. */
+static const char migration_17_sql[] =
+    "CREATE TABLE key_escrows (\n"
+    "  service text NOT NULL REFERENCES services (name),\n"
+    "  key_id text NOT NULL CHECK (key_id ~ '^[A-Za-z0-9._-]{1,64}$'),\n"
+    "  recipient text NOT NULL CHECK (recipient ~ '^[0-9a-f]{32}$'),\n"
+    "  key_created_at timestamptz NOT NULL,\n"
+    "  sha256 bytea NOT NULL CHECK (octet_length(sha256) = 32),\n"
+    "  dr_version text,\n"
+    "  copied_at timestamptz NOT NULL DEFAULT now(),\n"
+    "  PRIMARY KEY (service, key_id)\n"
+    ");\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -643,6 +659,7 @@ static const coord_migration migrations[] = {
 	{ 14, "integrity totals", migration_14_sql },
 	{ 15, "abandoned backups and reclaimed orphans", migration_15_sql },
 	{ 16, "agent state directory", migration_16_sql },
+	{ 17, "escrowed keys", migration_17_sql },
 };
 
 const coord_migration *

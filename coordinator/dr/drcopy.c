@@ -202,6 +202,9 @@ coord_drcopy_pass(
 		rv = drcopy_export_revocations(d, cat, now_ms, st, err);
 	}
 	if (rv == 0 && d->dr != NULL) {
+		rv = drcopy_export_escrows(d, cat, now_ms, st, err);
+	}
+	if (rv == 0 && d->dr != NULL) {
 		rv = drcopy_copy_due(d, cat, now_ms, st, err);
 	}
 	if (rv == 0 && d->dr != NULL) {

@@ -159,6 +159,11 @@ int drcopy_attest_primary(
 int drcopy_export_revocations(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
+/* Escrowed keys (services/<s>/keys/<id>.escrow.json in the primary) into DR,
+ * COMPLIANCE-locked, recorded in key_escrows (drescrow.c). */
+int drcopy_export_escrows(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
+
 /* The head, after checking that what was exported before still holds. The
  * first export of a process reads DR's newest head (one listing) to know
  * what was exported before it started. */

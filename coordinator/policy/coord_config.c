@@ -158,6 +158,13 @@ static const coffer_config_key repo_keys[] = {
 };
 
 static const coffer_config_key alerts_keys[] = {
+	/* The key a service's newest backup is sealed with has had no escrow
+	 * copy in DR this long: key_not_escrowed. */
+	{ .name = "key_escrow_max",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "1d",
+	    .min = 1 * SECS,
+	    .max = 30 * DAYS },
 	{ .name = "pagerduty_url",
 	    .type = COFFER_CONFIG_STRING,
 	    .def = "https://events.pagerduty.com/v2/enqueue",
