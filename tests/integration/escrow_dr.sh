@@ -103,7 +103,7 @@ escrow_fp=$(sed -n 's/^escrow key \([0-9a-f]*\):.*/\1/p' "$T/escrow.out")
 pass "escrow key $escrow_fp made (private 0600, public .pub); coordinator attestation key made"
 
 conf=$T/coordinator.conf
-fleet_coordinator_conf "$conf" "maintenance_interval = 1s" <<CONF
+fleet_coordinator_conf "$conf" "maintenance_interval = 1s" "metrics_listen = 127.0.0.1:0" <<CONF
 [alerts]
 pagerduty_url = http://127.0.0.1:$rxport/v2/enqueue
 routing_key = es00123456789abcdef0123456789abc
@@ -247,6 +247,9 @@ b2=$(backup)
 wait_for "the DR copy of $b2 was not verified" "copied $b2"
 wait_for "k2 was not escrowed by the backup" "escrowed k2"
 [[ $(cq "select agent || ' ' || key_id from backups where id = '$b1'") == "billing-db-1 k1" ]] || fail "b1's agent and key"
+curl -s "http://127.0.0.1:$mport/metrics" >"$T/metrics"
+grep -q '^coffer_keys_escrowed{service="billing"} 2$' "$T/metrics" ||
+	fail "metric coffer_keys_escrowed: $(grep coffer_keys "$T/metrics")"
 [[ $(cq "select agent || ' ' || key_id from backups where id = '$b2'") == "billing-db-2 k2" ]] || fail "b2's agent and key"
 pass "rotated: $b2 signed by billing-db-2 and sealed with k2, which the backup escrowed by itself; both copied to DR"
 kill -TERM "$cpid"
