@@ -143,13 +143,14 @@ verified_manifest(agent_ctx *ctx, const char *id, const uint8_t *data, size_t le
 	}
 	if (ctx->coord_pub == NULL) {
 		if (ctx->sign_pub == NULL) {
-			rc = coffer_err_set(
+			coffer_err_set(
 			    err, COFFER_EAUTH, "no key to check backup %s's manifest with", id);
 		}
-		return (coffer_err_hint(err,
+		coffer_err_hint(err,
 		    "a backup signed by another agent key (a rotated one, or the key of a lost "
 		    "host) is checked through the coordinator's attestation: set [keys] "
-		    "coordinator_public_key"));
+		    "coordinator_public_key");
+		return (COFFER_EAUTH);
 	}
 	coffer_err_clear(err);
 	coffer_attestation att;
