@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent/backup/escrow.h"
 #include "agent/outbox/events.h"
 #include "agent/pg/dump.h"
 #include "agent/pg/passfile.h"
@@ -268,6 +269,10 @@ agent_backup_record_started(agent_ctx *ctx, const agent_backup_request *req,
 		coffer_log_warn("interrupted backups not all settled; going on",
 		    "service=%s error=\"%s\"", ctx->cfg->service, serr.msg);
 	}
+	/* The key that seals this backup leaves the host in escrow before
+	 * the backup does: a backup nobody can decrypt after losing the host
+	 * is no backup. */
+	agent_escrow_newest(ctx);
 	int rc = coffer_manifest_id_new(id, started, kind, err);
 	if (rc != 0) {
 		return (rc);

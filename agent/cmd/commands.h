@@ -13,6 +13,11 @@ int agent_cmd_keygen(const coffer_cmd *cmd, int argc, char **argv);
 int agent_cmd_seal(const coffer_cmd *cmd, int argc, char **argv);
 int agent_cmd_unseal(const coffer_cmd *cmd, int argc, char **argv);
 
+/* agent/cmd/cmd_escrow.c: the escrow key pair; escrowing and recovering a ring. */
+int agent_cmd_escrow_keygen(const coffer_cmd *cmd, int argc, char **argv);
+int agent_cmd_keyring_escrow(const coffer_cmd *cmd, int argc, char **argv);
+int agent_cmd_keyring_recover(const coffer_cmd *cmd, int argc, char **argv);
+
 /* agent/cmd/cmd_run.c: the daemon. */
 int agent_cmd_run(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd/cmd_init.c: create the signing key. */

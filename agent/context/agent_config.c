@@ -182,6 +182,15 @@ static const coffer_config_key coordinator_keys[] = {
 	{ 0 },
 };
 
+/* [keys]: public keys only; what a host needs to escrow its key ring and
+ * to trust manifests signed by keys it does not hold (ARCHITECTURE.md,
+ * "Trust in a manifest"). */
+static const coffer_config_key keys_keys[] = {
+	{ .name = "escrow_public_key", .type = COFFER_CONFIG_PATH },
+	{ .name = "coordinator_public_key", .type = COFFER_CONFIG_PATH },
+	{ 0 },
+};
+
 /* A drill runner's sandbox: the PostgreSQL server drills restore into. */
 static const coffer_config_key drill_keys[] = {
 	{ .name = "sandbox",
@@ -213,6 +222,7 @@ static const coffer_config_section agent_sections[] = {
 	{ .name = "repository.primary", .required = true, .keys = repo_keys },
 	{ .name = "repository.dr", .keys = repo_keys },
 	{ .name = "coordinator", .keys = coordinator_keys },
+	{ .name = "keys", .keys = keys_keys },
 	{ .name = "drill", .keys = drill_keys },
 	{ .name = "drill.*", .keys = drill_service_keys },
 	{ 0 },
@@ -473,6 +483,8 @@ fill(struct agent_config_priv *p, coffer_err *err)
 	    (rc = repo_load(ini, "repository.dr", &c->repo_dr, err)) != 0) {
 		return (rc);
 	}
+	c->escrow_public_key = opt_str(ini, "keys", "escrow_public_key");
+	c->coordinator_public_key = opt_str(ini, "keys", "coordinator_public_key");
 	if ((rc = drill_load(ini, c, err)) != 0) {
 		return (rc);
 	}

@@ -88,6 +88,9 @@ typedef struct agent_config {
 	bool coordinator_insecure;
 	int64_t heartbeat_ms;
 	int64_t retry_max_ms;
+	/* [keys]: NULL if unset */
+	const char *escrow_public_key;      /* each key of the ring is sealed to it */
+	const char *coordinator_public_key; /* verifies the coordinator's attestations */
 	/* [drill] (drill runners only; [drill.<service>] is read by agent/restore/drill.c) */
 	const char *drill_sandbox;
 	int drill_jobs;

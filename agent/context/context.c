@@ -116,13 +116,24 @@ agent_ctx_open(const char *config_path, const char *repo_name, unsigned needs, a
 	if (rc == 0 && (needs & AGENT_NEED_KEYRING)) {
 		rc = coffer_keyring_load(ctx->cfg->key_ring, &ctx->ring, err);
 	}
+	if (rc == 0 && (needs & AGENT_NEED_VERIFY) && ctx->cfg->coordinator_public_key != NULL) {
+		rc =
+		    coffer_sign_pubkey_load(ctx->cfg->coordinator_public_key, &ctx->coord_pub, err);
+		if (rc != 0) {
+			coffer_err_wrap(err, "[keys] coordinator_public_key");
+		}
+	}
 	if (rc == 0 && (needs & (AGENT_NEED_SIGN | AGENT_NEED_VERIFY))) {
 		rc = coffer_sign_key_load(ctx->cfg->signing_key, &ctx->sign_key, err);
-		if (rc == COFFER_ENOENT) {
+		/* A restore host needs no signing key: attestations vouch. */
+		if (rc == COFFER_ENOENT && !(needs & AGENT_NEED_SIGN) && ctx->coord_pub != NULL) {
+			coffer_err_clear(err);
+			rc = 0;
+		} else if (rc == COFFER_ENOENT) {
 			coffer_err_hint(
 			    err, "create it with `coffer-agent init -c %s`", config_path);
 		}
-		if (rc == 0) {
+		if (rc == 0 && ctx->sign_key != NULL) {
 			rc = coffer_sign_key_public(ctx->sign_key, &ctx->sign_pub, err);
 		}
 	}
@@ -155,6 +166,7 @@ agent_ctx_close(agent_ctx *ctx)
 	agent_outbox_close(ctx->outbox);
 	coffer_repo_close(ctx->repo);
 	coffer_sign_pubkey_free(ctx->sign_pub);
+	coffer_sign_pubkey_free(ctx->coord_pub);
 	coffer_sign_key_free(ctx->sign_key);
 	coffer_keyring_free(ctx->ring);
 	agent_config_free(ctx->cfg);

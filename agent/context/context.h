@@ -19,7 +19,9 @@
 enum {
 	AGENT_NEED_KEYRING = 0x01, /* encrypt or decrypt */
 	AGENT_NEED_SIGN = 0x02,    /* sign manifests (implies the public key) */
-	AGENT_NEED_VERIFY = 0x04,  /* check manifest signatures */
+	AGENT_NEED_VERIFY = 0x04,  /* check manifest signatures: the own key's public
+	                            * half if the key is there, and the coordinator's
+	                            * attestations with [keys] coordinator_public_key */
 	AGENT_NEED_REPO = 0x08,    /* read the repository */
 	AGENT_NEED_REPO_WRITE = 0x10,
 	AGENT_NEED_OUTBOX = 0x20,
@@ -30,7 +32,8 @@ typedef struct agent_ctx {
 	const char *repo_name; /* "primary" or "dr" */
 	coffer_keyring *ring;
 	coffer_sign_key *sign_key;
-	coffer_sign_pubkey *sign_pub;
+	coffer_sign_pubkey *sign_pub;  /* NULL when only verifying and no signing key */
+	coffer_sign_pubkey *coord_pub; /* [keys] coordinator_public_key; NULL if unset */
 	coffer_repo *repo;
 	agent_outbox *outbox;
 } agent_ctx;

@@ -245,12 +245,21 @@ static int
 prepare_target(
     const agent_restore_request *req, const char *server, const char *target_ci, coffer_err *err)
 {
+	/* Looked up and created from the maintenance database, as the server's
+	 * identity is: the service's own database may be the one that is gone
+	 * (a new host after a disaster), and [postgres] conninfo names it. */
+	char *maint = agent_conninfo_with_db(server, "postgres", err);
+	if (maint == NULL) {
+		return (err != NULL ? err->code : COFFER_ENOMEM);
+	}
 	bool exists = false;
-	int rc = agent_pg_database_exists(server, CONNECT_TIMEOUT_S, req->target_db, &exists, err);
+	int rc = agent_pg_database_exists(maint, CONNECT_TIMEOUT_S, req->target_db, &exists, err);
+	if (rc == 0 && !exists) {
+		rc = agent_pg_database_create(maint, CONNECT_TIMEOUT_S, req->target_db, err);
+	}
+	free(maint);
 	if (rc != 0 || !exists) {
-		return (rc != 0
-		        ? rc
-		        : agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err));
+		return (rc);
 	}
 	bool has = false;
 	rc = agent_pg_has_user_tables(target_ci, CONNECT_TIMEOUT_S, &has, err);
@@ -278,9 +287,14 @@ prepare_target(
 	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", quoted);
 	PQfreemem(quoted);
 	rc = admin_exec(server, sql, "dropping the target database for --force", err);
-	if (rc == 0) {
-		rc = agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err);
+	maint = rc == 0 ? agent_conninfo_with_db(server, "postgres", err) : NULL;
+	if (rc == 0 && maint == NULL) {
+		rc = err != NULL ? err->code : COFFER_ENOMEM;
 	}
+	if (rc == 0) {
+		rc = agent_pg_database_create(maint, CONNECT_TIMEOUT_S, req->target_db, err);
+	}
+	free(maint);
 	return (rc);
 }
 

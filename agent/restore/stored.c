@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
+#include "common/base/hex.h"
 #include "common/base/log.h"
+#include "common/crypto/attestation.h"
 #include "common/crypto/seal.h"
 #include "common/stream/compress.h"
 #include "common/stream/digest.h"
@@ -191,6 +195,62 @@ choose_latest(agent_ctx *ctx, const id_list *l, char *id, coffer_err *err)
 	return (0);
 }
 
+/* Reads the coordinator's attestation of backup id and checks it with
+ * [keys] coordinator_public_key: it must name this service and backup and
+ * the manifest's exact bytes. */
+static int
+attested_signer(agent_ctx *ctx, const char *id, const uint8_t *manifest, size_t len,
+    coffer_attestation *att, coffer_err *err)
+{
+	char key[COFFER_REPO_KEY_MAX];
+	int rc = coffer_repo_backup_key(
+	    key, sizeof(key), ctx->cfg->service, id, COFFER_ATTESTATION_OBJECT, err);
+	if (rc != 0) {
+		return (rc);
+	}
+	coffer_filter *buf = coffer_buffer_sink_new(COFFER_ATTESTATION_MAX + 1, err);
+	if (buf == NULL) {
+		return (err != NULL ? err->code : COFFER_ENOMEM);
+	}
+	rc = coffer_repo_read(ctx->repo, key, buf, err);
+	if (rc == COFFER_ENOENT) {
+		coffer_err_set(err, COFFER_EAUTH,
+		    "backup %s is signed by a key this host does not hold, and repository %s has "
+		    "no attestation of it",
+		    id, ctx->repo_name);
+		coffer_err_hint(err,
+		    "the coordinator attests each backup soon after it completes, and every DR "
+		    "copy; try --repo dr, or wait for the attestation");
+	}
+	if (rc == 0) {
+		size_t alen = 0;
+		const uint8_t *a = coffer_buffer_sink_data(buf, &alen);
+		rc = coffer_attestation_verify((const char *)a, alen, ctx->coord_pub, att, err);
+	}
+	coffer_filter_free(buf);
+	if (rc != 0) {
+		return (rc);
+	}
+	uint8_t d[EVP_MAX_MD_SIZE];
+	unsigned int dlen = 0;
+	char got[COFFER_SHA256_LEN * 2 + 1];
+	if (EVP_Digest(manifest, len, d, &dlen, EVP_sha256(), NULL) != 1 ||
+	    dlen != COFFER_SHA256_LEN) {
+		return (coffer_err_set(err, COFFER_EINTERNAL, "sha-256 failed"));
+	}
+	coffer_hex_encode(d, COFFER_SHA256_LEN, got);
+	if (strcmp(att->service, ctx->cfg->service) != 0 || strcmp(att->backup_id, id) != 0 ||
+	    strcmp(att->manifest_sha256, got) != 0) {
+		coffer_err_set(err, COFFER_EAUTH,
+		    "the coordinator's attestation at %s does not vouch for this manifest "
+		    "(it names backup %s of service %s, manifest %.16s...)",
+		    key, att->backup_id, att->service, att->manifest_sha256);
+		return (coffer_err_hint(
+		    err, "the repository was tampered with or mixed up; do not restore it"));
+	}
+	return (0);
+}
+
 int
 agent_stored_latest(
     agent_ctx *ctx, agent_stored_keep_cb keep, void *keep_arg, char *id, coffer_err *err)
@@ -205,6 +265,55 @@ agent_stored_latest(
 		rc = choose_latest(ctx, &l, id, err);
 	}
 	free(l.ids);
+	return (rc);
+}
+
+/*
+ * Which key may sign a manifest (docs/ARCHITECTURE.md, "Trust in a
+ * manifest"): this host's own signing key, or the agent key the
+ * coordinator's signed attestation names for exactly these bytes. A
+ * manifest is never parsed without a key: parse skips the check for NULL.
+ */
+static int
+verified_manifest(agent_ctx *ctx, const char *id, const uint8_t *data, size_t len,
+    coffer_manifest **m, coffer_err *err)
+{
+	int rc = COFFER_EAUTH;
+	if (ctx->sign_pub != NULL) {
+		rc = coffer_manifest_parse((const char *)data, len, ctx->sign_pub, m, err);
+		if (rc != COFFER_EAUTH) {
+			return (rc);
+		}
+	}
+	if (ctx->coord_pub == NULL) {
+		if (ctx->sign_pub == NULL) {
+			coffer_err_set(
+			    err, COFFER_EAUTH, "no key to check backup %s's manifest with", id);
+		}
+		coffer_err_hint(err,
+		    "a backup signed by another agent key (a rotated one, or the key of a lost "
+		    "host) is checked through the coordinator's attestation: set [keys] "
+		    "coordinator_public_key");
+		return (COFFER_EAUTH);
+	}
+	coffer_err_clear(err);
+	coffer_attestation att;
+	rc = attested_signer(ctx, id, data, len, &att, err);
+	coffer_sign_pubkey *signer = NULL;
+	if (rc == 0) {
+		rc = coffer_sign_pubkey_from_raw(att.agent_pubkey, &signer, err);
+	}
+	if (rc == 0) {
+		rc = coffer_manifest_parse((const char *)data, len, signer, m, err);
+	}
+	coffer_sign_pubkey_free(signer);
+	if (rc == 0 && strcmp((*m)->agent, att.agent) != 0) {
+		rc = coffer_err_set(err, COFFER_EAUTH,
+		    "manifest of %s names agent %s, its attestation agent %s", id, (*m)->agent,
+		    att.agent);
+		coffer_manifest_free(*m);
+		*m = NULL;
+	}
 	return (rc);
 }
 
@@ -254,10 +363,7 @@ agent_stored_manifest(
 	if (rc == 0) {
 		size_t len = 0;
 		const uint8_t *data = coffer_buffer_sink_data(buf, &len);
-		rc = coffer_manifest_parse((const char *)data, len, ctx->sign_pub, &m, err);
-		if (rc != 0) {
-			(void)0;
-		}
+		rc = verified_manifest(ctx, id, data, len, &m, err);
 	}
 	coffer_filter_free(buf);
 	if (rc == 0 &&

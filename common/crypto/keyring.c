@@ -131,6 +131,21 @@ coffer_keyring_path(const coffer_keyring *ring)
 	return (ring->path);
 }
 
+const char *
+coffer_keyring_at(const coffer_keyring *ring, size_t i, const uint8_t **key, int64_t *created_ms)
+{
+	if (i >= ring->n) {
+		return (NULL);
+	}
+	if (key != NULL) {
+		*key = ring->keys[i].key;
+	}
+	if (created_ms != NULL) {
+		*created_ms = ring->keys[i].created_ms;
+	}
+	return (ring->keys[i].id);
+}
+
 /* Refuses anything but a regular file that only its owner may access. */
 static int
 kr_check_mode(int fd, const char *path, struct stat *st, coffer_err *err)
@@ -578,4 +593,51 @@ coffer_keyring_generate(
 		return (rv);
 	}
 	return (kr_generate_append(path, id, now_ms, id_out, id_out_size, err));
+}
+
+int
+coffer_keyring_create(
+    const char *path, const coffer_keyring_entry *entries, size_t n, coffer_err *err)
+{
+	if (n == 0 || n > COFFER_KEYRING_MAX_KEYS) {
+		return (coffer_err_set(err, COFFER_EINVAL, "a key ring holds 1 to %d keys, not %zu",
+		    COFFER_KEYRING_MAX_KEYS, n));
+	}
+	for (size_t i = 0; i < n; i++) {
+		int rv = coffer_keyring_id_check(entries[i].id, err);
+		if (rv != 0) {
+			return (rv);
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(entries[i].id, entries[j].id) == 0) {
+				return (coffer_err_set(
+				    err, COFFER_EINVAL, "key id %s appears twice", entries[i].id));
+			}
+		}
+	}
+	size_t size = sizeof(KR_HEADER) + 1 + n * KR_LINE_MAX;
+	char *text = malloc(size);
+	if (text == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for key ring %s", path));
+	}
+	size_t off = (size_t)snprintf(text, size, "%s\n", KR_HEADER);
+	for (size_t i = 0; i < n; i++) {
+		char keyhex[2 * COFFER_KEYRING_KEY_LEN + 1], created[40];
+		coffer_hex_encode(entries[i].key, COFFER_KEYRING_KEY_LEN, keyhex);
+		coffer_time_format(created, sizeof(created), entries[i].created_ms);
+		off += (size_t)snprintf(
+		    text + off, size - off, "%s %s %s\n", entries[i].id, keyhex, created);
+		OPENSSL_cleanse(keyhex, sizeof(keyhex));
+	}
+	coffer_durable_opts opts = { .mode = 0600, .no_replace = true };
+	int rv = coffer_durable_replace(path, text, off, &opts, err);
+	OPENSSL_cleanse(text, size);
+	free(text);
+	if (rv == COFFER_EEXIST) {
+		coffer_err_set(err, COFFER_EEXIST, "key ring %s already exists", path);
+		coffer_err_hint(err,
+		    "an existing ring is never replaced; move it away first, or point "
+		    "key_ring at a new path");
+	}
+	return (rv);
 }

@@ -48,6 +48,26 @@ const char *coffer_keyring_id_at(const coffer_keyring *ring, size_t i);
 size_t coffer_keyring_count(const coffer_keyring *ring);
 const char *coffer_keyring_path(const coffer_keyring *ring);
 
+/* The i-th key (0 = oldest, count - 1 = newest): its id and key belong to
+ * the ring; *created_ms is its creation time. NULL past the end. */
+const char *coffer_keyring_at(
+    const coffer_keyring *ring, size_t i, const uint8_t **key, int64_t *created_ms);
+
+/* One key of a ring being written by coffer_keyring_create. */
+typedef struct coffer_keyring_entry {
+	char id[COFFER_KEYRING_ID_MAX + 1];
+	int64_t created_ms;
+	uint8_t key[COFFER_KEYRING_KEY_LEN];
+} coffer_keyring_entry;
+
+/* Writes a new ring holding n keys in the order given (the last is the
+ * newest), as generation does: mode 0600 under a temporary name, linked
+ * into place, so COFFER_EEXIST if path exists (an existing ring is never
+ * replaced). Ids are checked and must be unique. The caller wipes
+ * entries. */
+int coffer_keyring_create(
+    const char *path, const coffer_keyring_entry *entries, size_t n, coffer_err *err);
+
 /* Checks an id against [A-Za-z0-9._-]{1,64}. Returns 0 or COFFER_EINVAL. */
 int coffer_keyring_id_check(const char *id, coffer_err *err);
 

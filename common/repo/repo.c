@@ -214,6 +214,31 @@ coffer_repo_backups_prefix(char *buf, size_t size, const char *service, coffer_e
 }
 
 int
+coffer_repo_escrow_prefix(char *buf, size_t size, const char *service, coffer_err *err)
+{
+	int rc = name_part_check("service", service, err);
+	if (rc != 0) {
+		return (rc);
+	}
+	rc = layout_put(buf, size, err, "services/%s/keys/", service);
+	return (rc != 0 ? rc : prefix_check(buf, err));
+}
+
+int
+coffer_repo_escrow_key(
+    char *buf, size_t size, const char *service, const char *key_id, coffer_err *err)
+{
+	int rc;
+	if ((rc = name_part_check("service", service, err)) != 0 ||
+	    (rc = name_part_check("key id", key_id, err)) != 0) {
+		return (rc);
+	}
+	rc = layout_put(
+	    buf, size, err, "services/%s/keys/%s" COFFER_REPO_ESCROW_SUFFIX, service, key_id);
+	return (rc != 0 ? rc : coffer_repo_key_check(buf, err));
+}
+
+int
 coffer_repo_wal_key(char *buf, size_t size, const char *service, uint64_t system_identifier,
     uint32_t timeline, const char *segment, coffer_err *err)
 {

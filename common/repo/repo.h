@@ -204,6 +204,13 @@ int coffer_repo_backup_key(char *buf, size_t size, const char *service, const ch
     const char *name, coffer_err *err);
 /* services/<service>/backups/ */
 int coffer_repo_backups_prefix(char *buf, size_t size, const char *service, coffer_err *err);
+/* services/<service>/keys/<key id>.escrow.json: one key of the service's
+ * ring sealed to the platform's escrow key (common/crypto/escrow.h); and
+ * the prefix services/<service>/keys/ they share. */
+int coffer_repo_escrow_key(
+    char *buf, size_t size, const char *service, const char *key_id, coffer_err *err);
+int coffer_repo_escrow_prefix(char *buf, size_t size, const char *service, coffer_err *err);
+#define COFFER_REPO_ESCROW_SUFFIX ".escrow.json"
 /* services/<service>/wal/<system identifier, decimal>/<timeline as 8
  * upper-case hex digits>/<segment>; segment is a WAL file name
  * (000000010000000000000001, 00000002.history, ...partial, ...backup). The

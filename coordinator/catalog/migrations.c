@@ -713,6 +713,21 @@ static const char migration_21_sql[] =
     "  AND (verify_state <> 'rejected' OR verify_reason IS NOT NULL));\n"
     "CREATE INDEX backups_unverified ON backups (received_at)\n"
     "  WHERE status = 'completed' AND verify_state = 'unverified';\n";
+/* Escrowed keys (coordinator/dr/drescrow.c): one row per key of a service
+ * whose escrow object the DR copier copied into DR and read back, for the
+ * key_not_escrowed alert and the runbook (docs/OPERATIONS.md, "An agent
+ * host is gone"). key_created_at is the key's creation in its ring. */
+static const char migration_22_sql[] =
+    "CREATE TABLE key_escrows (\n"
+    "  service text NOT NULL REFERENCES services (name),\n"
+    "  key_id text NOT NULL CHECK (key_id ~ '^[A-Za-z0-9._-]{1,64}$'),\n"
+    "  recipient text NOT NULL CHECK (recipient ~ '^[0-9a-f]{32}$'),\n"
+    "  key_created_at timestamptz NOT NULL,\n"
+    "  sha256 bytea NOT NULL CHECK (octet_length(sha256) = 32),\n"
+    "  dr_version text,\n"
+    "  copied_at timestamptz NOT NULL DEFAULT now(),\n"
+    "  PRIMARY KEY (service, key_id)\n"
+    ");\n";
 
 /* clang-format on */
 
@@ -738,6 +753,7 @@ static const coord_migration migrations[] = {
 	{ 19, "wal objects at the wrong name", migration_19_sql },
 	{ 20, "object versions", migration_20_sql },
 	{ 21, "completed backups verified by the coordinator", migration_21_sql },
+	{ 22, "escrowed keys", migration_22_sql },
 };
 
 const coord_migration *

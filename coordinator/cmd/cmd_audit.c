@@ -9,7 +9,12 @@
  *   audit-keygen --out FILE
  *	creates a new audit key file (mode 0600, never overwriting one).
  *
- * Neither prints the key.
+ *   attest-keygen --out FILE
+ *	creates the Ed25519 key that signs attestations ([dr] attestation_key)
+ *	and prints its public key, for restore hosts' [keys]
+ *	coordinator_public_key.
+ *
+ * None prints a private key.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +23,7 @@
 
 #include "common/base/error.h"
 #include "common/base/hex.h"
+#include "common/crypto/sign.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/cmd/commands.h"
@@ -194,5 +200,40 @@ coord_cmd_audit_keygen(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_err_exit_status(rv));
 	}
 	printf("wrote a new audit key to %s\n", out);
+	return (fflush(stdout) == 0 ? 0 : 1);
+}
+
+/* attest-keygen --out FILE: the Ed25519 key that signs attestations ([dr]
+ * attestation_key); prints its public key, which restore hosts pin as
+ * [keys] coordinator_public_key. */
+int
+coord_cmd_attest_keygen(const coffer_cmd *cmd, int argc, char **argv)
+{
+	static const char prog[] = "coffer-coordinator attest-keygen";
+	const char *out = NULL;
+	const coffer_opt opts[] = {
+		{ "out", 'o', &out, NULL },
+		{ NULL, 0, NULL, NULL },
+	};
+	int npos = 0;
+	int rv = coffer_opts_parse(coffer_cli_current(), cmd, opts, argc, argv, &npos);
+	if (rv != 0) {
+		return (rv > 0 ? 0 : 2);
+	}
+	if (npos > 0) {
+		return (coffer_cli_usage_error(cmd, "unexpected argument %s", argv[0]));
+	}
+	if (out == NULL) {
+		return (coffer_cli_usage_error(cmd, "--out FILE is required"));
+	}
+	coffer_err err;
+	coffer_err_clear(&err);
+	char pub[COFFER_SIGN_PUBKEY_HEX];
+	rv = coffer_sign_keygen(out, pub, &err);
+	if (rv != 0) {
+		coffer_err_print(prog, &err);
+		return (coffer_err_exit_status(rv));
+	}
+	printf("%s\n", pub);
 	return (fflush(stdout) == 0 ? 0 : 1);
 }

@@ -12,6 +12,7 @@ int coord_cmd_migrate(const coffer_cmd *cmd, int argc, char **argv);
 /* coordinator/cmd/cmd_audit.c: verify the audit chain; create an audit key. */
 int coord_cmd_audit_verify(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cmd_audit_keygen(const coffer_cmd *cmd, int argc, char **argv);
+int coord_cmd_attest_keygen(const coffer_cmd *cmd, int argc, char **argv);
 /* coordinator/cmd/cmd_check_config.c: validate the config and every service policy. */
 int coord_cmd_check_config(const coffer_cmd *cmd, int argc, char **argv);
 /* coordinator/cmd/cmd_run.c: the daemon. */

@@ -37,6 +37,9 @@ static const coffer_cmd coordinator_cmds[] = {
 	    coord_cmd_s3policy },
 	{ "audit-keygen", "--out FILE", "create a new audit HMAC key file (mode 0600)",
 	    coord_cmd_audit_keygen },
+	{ "attest-keygen", "--out FILE",
+	    "create the Ed25519 attestation key (mode 0600); prints its public key",
+	    coord_cmd_attest_keygen },
 	{ NULL, NULL, NULL, NULL },
 };
 

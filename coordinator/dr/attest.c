@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "common/crypto/attestation.h"
 #include "common/stream/digest.h"
 
 #define ATTEST_DOMAIN "coffer-attestation-v1"
@@ -47,20 +48,25 @@ attest_mac(const coord_audit_key *key, const char *domain, const char *body, uin
 /* The object around a MACed body: {"<field>": "<body>", "mac": "<hex>"}
  * and a newline, in *json (malloc'd, NUL-terminated). */
 static int
-seal(const coord_audit_key *key, const char *domain, const char *field, const char *body,
-    char **json, size_t *len, coffer_err *err)
+seal(const coord_audit_key *key, const coffer_sign_key *sign, const char *domain, const char *field,
+    const char *body, char **json, size_t *len, coffer_err *err)
 {
-	uint8_t mac[32];
-	char mhex[65];
+	uint8_t mac[32], sig[COFFER_SIGN_BYTES];
+	char mhex[65], shex[2 * COFFER_SIGN_BYTES + 1];
 	int rv = attest_mac(key, domain, body, mac, err);
+	if (rv == 0 && sign != NULL) {
+		rv = coffer_attestation_sign(sign, body, sig, err);
+	}
 	if (rv != 0) {
 		return (rv);
 	}
 	coffer_hex_encode(mac, sizeof(mac), mhex);
+	coffer_hex_encode(sig, sizeof(sig), shex);
 	cJSON *o = cJSON_CreateObject();
 	char *text = NULL;
 	if (o == NULL || cJSON_AddStringToObject(o, field, body) == NULL ||
 	    cJSON_AddStringToObject(o, "mac", mhex) == NULL ||
+	    (sign != NULL && cJSON_AddStringToObject(o, "signature", shex) == NULL) ||
 	    (text = cJSON_PrintUnformatted(o)) == NULL) {
 		cJSON_Delete(o);
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for an attestation"));
@@ -87,6 +93,13 @@ int
 coord_attest_render(const coord_attestation *a, const coord_audit_key *key, char **json,
     size_t *len, coffer_err *err)
 {
+	return (coord_attest_render_signed(a, key, NULL, json, len, err));
+}
+
+int
+coord_attest_render_signed(const coord_attestation *a, const coord_audit_key *key,
+    const coffer_sign_key *sign, char **json, size_t *len, coffer_err *err)
+{
 	*json = NULL;
 	char pub[COFFER_SIGN_PUBKEY_HEX], bytes[24];
 	coffer_hex_encode(a->agent_pubkey, sizeof(a->agent_pubkey), pub);
@@ -106,7 +119,7 @@ coord_attest_render(const coord_attestation *a, const coord_audit_key *key, char
 	    (body = cJSON_PrintUnformatted(b)) == NULL) {
 		goto out;
 	}
-	rv = seal(key, ATTEST_DOMAIN, "attestation", body, json, len, err);
+	rv = seal(key, sign, ATTEST_DOMAIN, "attestation", body, json, len, err);
 out:
 	if (rv == COFFER_ENOMEM) {
 		coffer_err_set(err, COFFER_ENOMEM, "no memory for an attestation");
@@ -286,7 +299,7 @@ coord_revocation_render(const coord_revocation *r, const coord_audit_key *key, c
 	    cJSON_AddStringToObject(b, "revoked_at_ms", at) != NULL &&
 	    cJSON_AddStringToObject(b, "revoked_by", r->revoked_by) != NULL &&
 	    (body = cJSON_PrintUnformatted(b)) != NULL) {
-		rv = seal(key, REVOKE_DOMAIN, "revocation", body, json, len, err);
+		rv = seal(key, NULL, REVOKE_DOMAIN, "revocation", body, json, len, err);
 	} else {
 		coffer_err_set(err, COFFER_ENOMEM, "no memory for a revocation");
 	}

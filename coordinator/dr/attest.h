@@ -20,7 +20,10 @@
  *    "agent_public_key":"<64 hex>","kind":"logical"|"physical",
  *    "manifest_sha256":"<64 hex>","stored_sha256":"<64 hex>",
  *    "stored_bytes":"<decimal>"}
- * and mac = HMAC-SHA-256(audit key, "coffer-attestation-v1" NUL body).
+ * and mac = HMAC-SHA-256(audit key, "coffer-attestation-v1" NUL body);
+ * with [dr] attestation_key also "signature": the Ed25519 signature of
+ * the same bytes by that key, which a restore host checks with the
+ * coordinator's public key alone (common/crypto/attestation.h).
  * The content is a pure function of the backup, so writing it twice gives
  * the same bytes (a retried copy finds an identical object).
  */
@@ -53,6 +56,10 @@ typedef struct coord_attestation {
 /* The object's bytes (malloc'd, NUL-terminated, newline-ended) in *json. */
 int coord_attest_render(const coord_attestation *a, const coord_audit_key *key, char **json,
     size_t *len, coffer_err *err);
+
+/* The same, also signed with sign (NULL: no signature). */
+int coord_attest_render_signed(const coord_attestation *a, const coord_audit_key *key,
+    const coffer_sign_key *sign, char **json, size_t *len, coffer_err *err);
 
 /* Parses and authenticates an attestation object. COFFER_ETOOBIG over
  * COORD_ATTEST_MAX, COFFER_ECORRUPT for a bad shape (naming the field),

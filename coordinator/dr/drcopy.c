@@ -175,6 +175,11 @@ coord_drcopy_new(
 	if (rv == 0 && have_dr) {
 		rv = open_dr(d, err);
 	}
+	if (rv == 0 && coffer_config_has(cfg->ini, "dr", "attestation_key") &&
+	    (rv = coffer_sign_key_load(
+	         coffer_config_str(cfg->ini, "dr", "attestation_key"), &d->attest_key, err)) != 0) {
+		coffer_err_wrap(err, "[dr] attestation_key");
+	}
 	if (rv != 0) {
 		coord_drcopy_free(d);
 		return (rv);
@@ -195,6 +200,9 @@ coord_drcopy_pass(
 	int rv = drcopy_attest_primary(d, cat, st, err);
 	if (rv == 0) {
 		rv = drcopy_export_revocations(d, cat, now_ms, st, err);
+	}
+	if (rv == 0 && d->dr != NULL) {
+		rv = drcopy_export_escrows(d, cat, now_ms, st, err);
 	}
 	if (rv == 0 && d->dr != NULL) {
 		rv = drcopy_copy_due(d, cat, now_ms, st, err);
@@ -265,6 +273,7 @@ coord_drcopy_free(coord_drcopy *d)
 	coord_worker_stop(d->worker);
 	coffer_repo_close(d->primary);
 	coffer_s3_free(d->dr);
+	coffer_sign_key_free(d->attest_key);
 	pthread_mutex_destroy(&d->audit_mu);
 	free(d);
 }

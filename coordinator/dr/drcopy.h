@@ -74,6 +74,7 @@ typedef struct coord_drcopy_stats {
 	int attested;        /* attestations written into the primary repository */
 	int revocations;     /* revocations written into the repositories */
 	int wal_copied;      /* WAL segments verified in DR (point-in-time recovery) */
+	int escrowed;        /* escrowed keys copied into DR and recorded */
 	bool audit_exported; /* the audit head went to DR */
 	int triggered;       /* alert transitions */
 	int resolved;

@@ -40,6 +40,7 @@
 struct coord_drcopy {
 	const coord_config *cfg;
 	const coord_audit_key *key;
+	coffer_sign_key *attest_key;             /* [dr] attestation_key; NULL if unset */
 	coffer_repo *primary;                    /* read (backups), write (attestations) */
 	coffer_s3 *dr;                           /* NULL without [repository.dr] */
 	char dr_prefix[COFFER_REPO_KEY_MAX + 2]; /* "" or "<prefix>/" */
@@ -156,6 +157,11 @@ int drcopy_attest_primary(
  * repositories: without it, rebuild-catalog would bring them back active
  * from their backups' attestations. */
 int drcopy_export_revocations(
+    coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
+
+/* Escrowed keys (services/<s>/keys/<id>.escrow.json in the primary) into DR,
+ * COMPLIANCE-locked, recorded in key_escrows (drescrow.c). */
+int drcopy_export_escrows(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
 /* The head, after checking that what was exported before still holds. The

@@ -62,7 +62,7 @@ drcopy_attestation_of(coord_drcopy *d, const copy_job *j, const char *manifest_s
 		    j->id);
 		return (coffer_err_hint(err, "the backup cannot be attested; take a new backup"));
 	}
-	return (coord_attest_render(&a, d->key, json, len, err));
+	return (coord_attest_render_signed(&a, d->key, d->attest_key, json, len, err));
 }
 
 /* A small object written whole into the primary repository; COFFER_EEXIST

@@ -198,6 +198,13 @@ static const coffer_config_key repo_keys[] = {
 };
 
 static const coffer_config_key alerts_keys[] = {
+	/* The key a service's newest backup is sealed with has had no escrow
+	 * copy in DR this long: key_not_escrowed. */
+	{ .name = "key_escrow_max",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "1d",
+	    .min = 1 * SECS,
+	    .max = 30 * DAYS },
 	{ .name = "pagerduty_url",
 	    .type = COFFER_CONFIG_STRING,
 	    .def = "https://events.pagerduty.com/v2/enqueue",
@@ -425,6 +432,9 @@ static const coffer_config_key dr_keys[] = {
 	    .def = "2190d",
 	    .min = 1 * DAYS,
 	    .max = 100 * YEARS },
+	/* Ed25519 key that signs attestations, so restore hosts can check
+	 * them with its public half alone. */
+	{ .name = "attestation_key", .type = COFFER_CONFIG_PATH },
 	{ 0 },
 };
 

@@ -241,6 +241,16 @@ static const metric_family families[] = {
 	    .sql = "SELECT service, bytes::text FROM reclaim_totals ORDER BY service",
 	},
 	{
+	    .name = "coffer_keys_escrowed",
+	    .type = "gauge",
+	    .help = "Keys of a service's key ring whose escrow copy is in the DR repository, "
+	            "per service.",
+	    .labels = L_SERVICE,
+	    .nlabels = 1,
+	    .sql = "SELECT service, count(*)::text FROM key_escrows GROUP BY service "
+	           "ORDER BY service",
+	},
+	{
 	    .name = "coffer_alerts_open",
 	    .type = "gauge",
 	    .help = "Alert conditions currently triggered, by service and check.",

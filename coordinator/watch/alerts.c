@@ -1097,6 +1097,58 @@ check_unverifiable(svc_ctx *c, coffer_err *err)
 	return (apply(c, COORD_ALERT_BACKUP_UNVERIFIABLE, active, severity, summary, d, err));
 }
 
+/*
+ * Open while the key that seals the service's newest backup has been in
+ * use for [alerts] key_escrow_max (since the first backup sealed with it)
+ * and the DR copier has recorded no escrow copy of it in DR: that backup,
+ * and every later one, is lost with the agent's host. Only with
+ * [repository.dr]: escrow copies live there. Resolves once the copy is
+ * recorded, or when a newer key that is escrowed takes over.
+ */
+static int
+check_escrow(svc_ctx *c, coffer_err *err)
+{
+	if (!coffer_config_has_section(c->cfg->ini, "repository.dr")) {
+		return (0);
+	}
+	int64_t max = coffer_config_duration_ms(c->cfg->ini, "alerts", "key_escrow_max");
+	char from[32];
+	snprintf(from, sizeof(from), "%" PRId64, c->now_ms - max);
+	int rv;
+	const char *v[] = { c->p->name, from, c->now_text };
+	PGresult *res = coord_catalog_adhoc(c->cat, "reading the newest backup's key",
+	    "WITH newest AS (SELECT key_id FROM backups WHERE service = $1 "
+	    "  AND status IN ('completed', 'pending_delete', 'deleted') "
+	    "  AND failure_reason IS NULL AND key_id IS NOT NULL "
+	    "  AND COALESCE(settled_at, received_at) <= to_timestamp($3::bigint / 1000.0) "
+	    "  ORDER BY COALESCE(settled_at, received_at) DESC, id DESC LIMIT 1) "
+	    "SELECT n.key_id, (SELECT min(COALESCE(b.settled_at, b.received_at)) FROM backups b WHERE b.service = $1 "
+	    "  AND b.key_id = n.key_id AND b.failure_reason IS NULL) "
+	    "  <= to_timestamp($2::bigint / 1000.0), "
+	    "  EXISTS (SELECT 1 FROM key_escrows e WHERE e.service = $1 AND e.key_id = n.key_id) "
+	    "FROM newest n",
+	    3, v, &rv, err);
+	if (res == NULL) {
+		return (rv);
+	}
+	bool active = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0 &&
+	    strcmp(PQgetvalue(res, 0, 2), "f") == 0;
+	char summary[SUMMARY_MAX + 1] = "", w[32];
+	cJSON *d = cJSON_CreateObject();
+	if (active) {
+		coffer_duration_format(w, sizeof(w), max);
+		snprintf(summary, sizeof(summary),
+		    "%s: key %s seals its newest backup and has had no escrow copy in DR for %s",
+		    c->p->name, PQgetvalue(res, 0, 0), w);
+		cJSON_AddStringToObject(d, "key_id", PQgetvalue(res, 0, 0));
+		cJSON_AddStringToObject(d, "fix",
+		    "set [keys] escrow_public_key on the agent and run `coffer-agent keyring "
+		    "escrow -c agent.conf`");
+	}
+	PQclear(res);
+	return (apply(c, COORD_ALERT_KEY_NOT_ESCROWED, active, "error", summary, d, err));
+}
+
 static int
 eval_service(svc_ctx *c, coffer_err *err)
 {
@@ -1131,6 +1183,9 @@ eval_service(svc_ctx *c, coffer_err *err)
 	}
 	if (rv == 0) {
 		rv = check_refused(c, err);
+	}
+	if (rv == 0) {
+		rv = check_escrow(c, err);
 	}
 	if (rv == 0) {
 		rv = changes_run(c, err);

@@ -58,6 +58,7 @@
 #define COORD_ALERT_AUDIT_CHAIN         "audit_chain_broken"
 #define COORD_ALERT_AGENT_DISK_FULL     "agent_disk_full"
 #define COORD_ALERT_BACKUP_UNVERIFIABLE "backup_unverifiable"
+#define COORD_ALERT_KEY_NOT_ESCROWED    "key_not_escrowed"
 /* Paged by coordinator/watch/outage.c from a local outbox, not from here:
  * the catalog cannot hold the alert that it is down. */
 #define COORD_ALERT_CATALOG_UNREACHABLE "catalog_unreachable"

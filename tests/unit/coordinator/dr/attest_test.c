@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "common/crypto/attestation.h"
 #include "coordinator/dr/attest.h"
 
 static void
@@ -149,11 +150,61 @@ revocation(void **state)
 	free(json);
 }
 
+/* Signed with the coordinator's attestation key: the HMAC still verifies
+ * for rebuild-catalog, and a restore host checks the signature with the
+ * public key alone; altered, another key's, or unsigned: refused. */
+static void
+signed_for_restore_hosts(void **state)
+{
+	(void)state;
+	coord_attestation a, b;
+	coord_audit_key k;
+	sample(&a, &k);
+	coffer_sign_key *sk = NULL, *other = NULL;
+	coffer_sign_pubkey *pk = NULL, *opk = NULL;
+	coffer_err err = { 0 };
+	assert_int_equal(coffer_sign_key_generate(&sk, &err), 0);
+	assert_int_equal(coffer_sign_key_public(sk, &pk, &err), 0);
+	assert_int_equal(coffer_sign_key_generate(&other, &err), 0);
+	assert_int_equal(coffer_sign_key_public(other, &opk, &err), 0);
+	char *json = NULL, *again = NULL, *plain = NULL;
+	size_t len = 0;
+	assert_int_equal(coord_attest_render_signed(&a, &k, sk, &json, &len, &err), 0);
+	assert_int_equal(coord_attest_render_signed(&a, &k, sk, &again, NULL, &err), 0);
+	assert_string_equal(json, again); /* Ed25519 is deterministic */
+	assert_int_equal(coord_attest_parse(json, len, &k, &b, &err), 0);
+	assert_memory_equal(&a, &b, sizeof(a));
+	coffer_attestation v;
+	assert_int_equal(coffer_attestation_verify(json, len, pk, &v, &err), 0);
+	assert_string_equal(v.backup_id, a.backup_id);
+	assert_string_equal(v.service, "billing");
+	assert_string_equal(v.agent, "billing-db-1");
+	assert_memory_equal(v.agent_pubkey, a.agent_pubkey, 32);
+	assert_string_equal(v.manifest_sha256, a.manifest_sha256);
+	assert_int_equal(coffer_attestation_verify(json, len, opk, &v, &err), COFFER_EAUTH);
+	assert_non_null(strstr(err.msg, "coordinator_public_key"));
+	char *p = strstr(json, "billing-db-1");
+	assert_non_null(p);
+	p[11] = '2'; /* another agent named, outside the signature's bytes */
+	assert_int_equal(coffer_attestation_verify(json, len, pk, &v, &err), COFFER_EAUTH);
+	assert_int_equal(coord_attest_render(&a, &k, &plain, &len, &err), 0);
+	assert_int_equal(coffer_attestation_verify(plain, len, pk, &v, &err), COFFER_EAUTH);
+	assert_non_null(strstr(err.msg, "no coordinator signature"));
+	free(json);
+	free(again);
+	free(plain);
+	coffer_sign_pubkey_free(pk);
+	coffer_sign_pubkey_free(opk);
+	coffer_sign_key_free(sk);
+	coffer_sign_key_free(other);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(roundtrip),
+		cmocka_unit_test(signed_for_restore_hosts),
 		cmocka_unit_test(tampered),
 		cmocka_unit_test(malformed),
 		cmocka_unit_test(revocation),
