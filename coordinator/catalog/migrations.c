@@ -624,6 +624,13 @@ static const char migration_16_sql[] =
     "ALTER TABLE agents ADD COLUMN state_write_nospace boolean;\n"
     "ALTER TABLE agents ADD COLUMN state_nospace_since timestamptz;\n";
 
+/* Pruning `events` by age (coordinator/catalog/history.h) needs to find
+ * the oldest rows without the btree migration 11 dropped: a BRIN index is
+ * a few pages for the whole table and costs an insert next to nothing,
+ * since rows arrive in time order. */
+static const char migration_17_sql[] =
+    "CREATE INDEX events_received_brin ON events USING brin (received_at);\n";
+
 /* clang-format on */
 
 static const coord_migration migrations[] = {
@@ -643,6 +650,7 @@ static const coord_migration migrations[] = {
 	{ 14, "integrity totals", migration_14_sql },
 	{ 15, "abandoned backups and reclaimed orphans", migration_15_sql },
 	{ 16, "agent state directory", migration_16_sql },
+	{ 17, "events pruned by age", migration_17_sql },
 };
 
 const coord_migration *
