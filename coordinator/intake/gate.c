@@ -49,7 +49,7 @@
 #define GATE_KEY_MAX        160
 #define GATE_MAX_PEERS      4096 /* addresses with a budget tracked */
 #define GATE_MAX_AGGS       512  /* (peer, reason, period) keys held */
-#define GATE_MAX_REFS       256  /* (reason, name) counters held */
+#define GATE_MAX_REFS       32   /* (reason, name) counters held a period */
 #define GATE_AGENTS_NAMED   8    /* claimed names listed in one audit row */
 #define GATE_REFRESH_MS     1000
 #define GATE_FULL_MS        (10 * 60 * 1000)

@@ -158,6 +158,10 @@ struct server {
 	flow *active_head, *active_tail; /* mu: their round robin */
 	coord_gate *gate;                /* directory, budgets, refusal aggregates */
 	uv_timer_t flush_timer;
+	uv_fs_poll_t crl_poll; /* [tls] crl: a new list re-makes the listeners */
+	bool crl_polling;
+	uv_signal_t sighup; /* the same, on demand */
+	coffer_net_server_config ncfg;
 	bool flush_queued;          /* mu */
 	job *done_head, *done_tail; /* mu */
 	bool stop;                  /* mu */
@@ -920,6 +924,50 @@ on_request(
 	enqueue(s, JOB_AGENT, reply, req, len, peer);
 }
 
+/* A new CRL (or SIGHUP): both listeners get a TLS config built from the
+ * files as they are now. NNG 1.5.2 cannot change a running listener's
+ * config, so each listener is replaced and its connections closed: every
+ * peer handshakes again, and one whose certificate the CRL lists is
+ * refused there. A CRL that does not load keeps the old listeners. */
+static void
+reload_tls(server *s, const char *why)
+{
+	if (s->stopping) {
+		return;
+	}
+	coffer_err err;
+	coffer_err_clear(&err);
+	int rv = coffer_net_server_reload_tls(s->net, &s->ncfg.tls, &err);
+	if (rv == 0 && s->admin_net != NULL) {
+		rv = coffer_net_server_reload_tls(s->admin_net, &s->ncfg.tls, &err);
+	}
+	char q[600];
+	if (rv != 0) {
+		coffer_log_error("tls config not reloaded; the listeners keep the previous one",
+		    "why=%s error=%s", why, coffer_log_quote(q, sizeof(q), err.msg));
+		return;
+	}
+	coffer_log_info("tls config reloaded; connections re-handshake", "why=%s crl=%s", why,
+	    s->ncfg.tls.crl != NULL ? s->ncfg.tls.crl : "-");
+}
+
+static void
+on_crl_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr)
+{
+	(void)prev;
+	(void)curr;
+	if (status == 0) {
+		reload_tls(h->data, "crl changed");
+	}
+}
+
+static void
+on_sighup(uv_signal_t *h, int signum)
+{
+	(void)signum;
+	reload_tls(h->data, "sighup");
+}
+
 static void
 on_flush_timer(uv_timer_t *t)
 {
@@ -986,6 +1034,13 @@ shutdown_server(server *s, const char *why)
 	uv_close((uv_handle_t *)&s->tick_timer, NULL);
 	uv_timer_stop(&s->flush_timer);
 	uv_close((uv_handle_t *)&s->flush_timer, NULL);
+	if (s->crl_polling) {
+		uv_fs_poll_stop(&s->crl_poll);
+		uv_close((uv_handle_t *)&s->crl_poll, NULL);
+		s->crl_polling = false;
+	}
+	uv_signal_stop(&s->sighup);
+	uv_close((uv_handle_t *)&s->sighup, NULL);
 	coffer_net_server_stop(s->net);
 	if (s->admin_net != NULL) {
 		coffer_net_server_stop(s->admin_net);
@@ -1204,12 +1259,14 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		    .ca = coffer_config_str(cfg->ini, "tls", "ca"),
 		    .cert = coffer_config_str(cfg->ini, "tls", "cert"),
 		    .key = coffer_config_str(cfg->ini, "tls", "key"),
+		    .crl = cfg->crl,
 		},
 		.insecure = cfg->insecure,
 		.max_msg = COFFER_WIRE_MAX_MSG,
 	};
 	s->cfg = cfg;
 	s->key = key;
+	s->ncfg = ncfg;
 	/* Everything that can fail on bad configuration first, the listeners
 	 * last, so a failed start has only the listeners to undo. */
 	if (coffer_config_has_section(cfg->ini, "repository.primary")) {
@@ -1275,6 +1332,17 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		uint64_t every = (uint64_t)(cfg->refusal_period_ms / 10);
 		every = every < 1000 ? 1000 : every > 5000 ? 5000 : every;
 		uv_timer_start(&s->flush_timer, on_flush_timer, every, every);
+		/* stat(2) every two seconds: a CRL is replaced by its publisher
+		 * (a rename or a copy) with no notice to us. */
+		if (cfg->crl != NULL && s->net != NULL) {
+			uv_fs_poll_init(&s->loop, &s->crl_poll);
+			s->crl_poll.data = s;
+			s->crl_polling =
+			    uv_fs_poll_start(&s->crl_poll, on_crl_change, cfg->crl, 2000) == 0;
+		}
+		uv_signal_init(&s->loop, &s->sighup);
+		s->sighup.data = s;
+		uv_signal_start(&s->sighup, on_sighup, SIGHUP);
 		uv_async_init(&s->loop, &s->done_async, on_done);
 		s->done_async.data = s;
 		uv_signal_init(&s->loop, &s->sigterm);
