@@ -16,8 +16,8 @@
  *   the agent's row for everything it accepts.
  * - Per-peer refusal budgets: a token bucket per remote address (IP, port
  *   left out). Every refusal spends a token; while a peer has none left it
- *   is muted: its requests are answered "slow down" (STATUS_UNAVAILABLE)
- *   on the spot, without being decoded. Agents behind one address (NAT)
+ *   is muted: its requests are counted and dropped unanswered, without
+ *   being decoded (coordinator/serve/server.c). Agents behind one address (NAT)
  *   share its budget, but only refusals spend it.
  * - Per-agent envelope budgets: a token bucket per enrolled agent, spent
  *   after its signature verified (so nobody can spend another's).
@@ -46,7 +46,7 @@
 
 typedef struct coord_gate coord_gate;
 
-/* The reason counted for requests answered "slow down": a muted peer's, or
+/* The reason counted for requests refused for volume: a muted peer's (dropped), or
  * an agent's over its envelope budget. It spends no refusal budget. */
 #define COORD_GATE_RATE_LIMITED "rate_limited"
 

@@ -656,7 +656,7 @@ static int
 gate_check(coord_intake *in, const Coffer__V1__Envelope *env, const char *peer, verdict *v,
     coord_intake_result *res, coffer_err *err)
 {
-	if (v->status == 0) {
+	if (v->status == 0 && env != NULL) {
 		coord_gate_agent_state st = coord_gate_agent(in->gate, env->agent_id, in->sig_key);
 		if (st == COORD_GATE_UNKNOWN) {
 			int rv = coord_gate_lookup(in->gate, in->cat, env->agent_id, &st, err);

@@ -24,7 +24,9 @@
  *   heartbeat) only update the agent's status.
  * - A refusal changes nothing the envelope asked for; it is counted in
  *   `refusals` and written to the audit log (action "request.refused") in
- *   its own transaction, and the reply names the reason in one line. A
+ *   its own transaction, and the reply names the reason in one line; with
+ *   a gate (coord_intake_set_gate) the refusals that need no catalog are
+ *   counted there and audited once per peer, reason and period instead. A
  *   refusal that cannot be recorded (catalog gone) is answered
  *   STATUS_UNAVAILABLE instead, so the agent retries and it is recorded
  *   later: nothing is refused without a trace.

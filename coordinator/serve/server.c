@@ -147,6 +147,8 @@ struct server {
 	bool tick_running; /* mu */
 	bool tick_again;   /* mu: one more pass after the running one */
 	bool stopping;     /* loop thread */
+	bool flush_queued; /* mu */
+	bool crl_polling;  /* loop thread */
 	const coord_config *cfg;
 	const coord_audit_key *key;
 
@@ -159,10 +161,8 @@ struct server {
 	coord_gate *gate;                /* directory, budgets, refusal aggregates */
 	uv_timer_t flush_timer;
 	uv_fs_poll_t crl_poll; /* [tls] crl: a new list re-makes the listeners */
-	bool crl_polling;
-	uv_signal_t sighup; /* the same, on demand */
+	uv_signal_t sighup;    /* the same, on demand */
 	coffer_net_server_config ncfg;
-	bool flush_queued;          /* mu */
 	job *done_head, *done_tail; /* mu */
 	bool stop;                  /* mu */
 
@@ -909,16 +909,19 @@ on_request(
     void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len, const coffer_net_peer *peer)
 {
 	server *s = arg;
-	/* A peer that spent its refusal budget costs one lookup and one small
-	 * reply per request from here on: nothing is decoded, nothing queued. */
+	/* A peer that spent its refusal budget costs one lookup from here on:
+	 * nothing is decoded, queued or answered. Silence, not "slow down":
+	 * a request-reply client cannot send again on a context until its
+	 * request times out, so a flooder is slowed to its own timeouts
+	 * instead of being served as fast as it asks. Still counted. */
 	if (!s->stopping &&
 	    coord_gate_peer_muted(s->gate, peer->addr, coffer_clock_monotonic_ms())) {
 		char ip[COFFER_NET_PEER_ADDR_MAX], line[200];
 		coord_gate_peer_ip(peer->addr, ip, sizeof(ip));
 		snprintf(line, sizeof(line),
-		    "too many refused requests from %s; slow down, keep the events and retry later",
-		    ip);
-		answer_now(s, reply, peer->addr, line);
+		    "too many refused requests from %s; not answered until its budget refills", ip);
+		coord_gate_refused(s->gate, peer->addr, COORD_GATE_RATE_LIMITED, "", line);
+		coffer_net_reply_drop(reply);
 		return;
 	}
 	enqueue(s, JOB_AGENT, reply, req, len, peer);

@@ -6,8 +6,8 @@
 #   envelopes forging an enrolled agent's name. Meanwhile a real agent on
 #   127.0.0.1 is acked every time. The audit log grows by a few rows for
 #   the whole flood (one per peer, reason and refusal_period), and their
-#   counts add up to every junk request answered: nothing refused without
-#   a trace;
+#   counts cover every junk request answered (and those dropped unanswered
+#   once the peer was muted): nothing refused without a trace;
 # - a revoked agent certificate: the CA's CRL is re-issued with it; the
 #   coordinator notices the file change, re-makes its listener, and the
 #   agent's next handshake is refused (its error says the certificate may
@@ -94,7 +94,9 @@ for _ in $(seq 8); do
 done
 wait "$fpid" || fail "flood_itest: $(cat "$T/flood.out")"
 answered=$(sed -n 's/.*answered=\([0-9]*\).*/\1/p' "$T/flood.out")
-((answered > 100)) || fail "the flood hardly ran: $(cat "$T/flood.out")"
+# A muted peer is not answered: its threads wait out their 5 s timeouts, so
+# what it gets through is the refusal budget's burst (50) and refill (10/s).
+((answered > 50)) || fail "the flood hardly ran: $(cat "$T/flood.out")"
 pass "a real agent acked $acked times during a 10 s junk flood ($(cat "$T/flood.out"))"
 
 # Every junk request answered is counted in some period's row; the last
