@@ -9,6 +9,10 @@
 #                                           matches DNS entries), plus extra "DNS:x" / "IP:y"
 #   deploy/certs.sh DIR client NAME         DIR/NAME.crt + DIR/NAME.key for an agent or
 #                                           operator (CN = NAME, clientAuth)
+#   deploy/certs.sh DIR crl [NAME...]       revokes DIR/NAME.crt (if named) and writes the
+#                                           CA's revocation list DIR/ca.crl (PEM, valid
+#                                           CRL_DAYS, default 30; the coordinator's
+#                                           [tls] crl), replaced atomically
 #
 # The CA is created on first use. Every key is ECDSA P-256: NNG 1.5.2 on
 # Debian does TLS with mbedTLS 2.28, which cannot use Ed25519 certificates.
@@ -18,7 +22,7 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 DIR ca | DIR server NAME [SAN...] | DIR client NAME" >&2
+	echo "usage: $0 DIR ca | DIR server NAME [SAN...] | DIR client NAME | DIR crl [NAME...]" >&2
 	exit 2
 }
 
@@ -33,7 +37,7 @@ kind=$2
 name=${3:-}
 days=${CERTS_DAYS:-825}
 command -v openssl >/dev/null || die "openssl not found (hint: apt-get install openssl)"
-[[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ || $kind == ca ]] ||
+[[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ || $kind == ca || $kind == crl ]] ||
 	die "name \"$name\" must be letters, digits, '.', '_' or '-' (hint: use the agent or host name)"
 
 mkdir -p "$dir"
@@ -107,6 +111,39 @@ client)
 keyUsage=critical,digitalSignature,keyAgreement
 extendedKeyUsage=clientAuth"
 	echo "$dir/$name.crt"
+	;;
+crl)
+	shift 2
+	ensure_ca
+	# openssl ca keeps what it revoked in a text database beside the CA.
+	[[ -f $dir/ca-index.txt ]] || : >"$dir/ca-index.txt"
+	[[ -f $dir/ca-crlnumber ]] || echo 01 >"$dir/ca-crlnumber"
+	tmp=$(mktemp -d)
+	cat >"$tmp/ca.cnf" <<CNF
+[ca]
+default_ca = coffer
+[coffer]
+database = $dir/ca-index.txt
+crlnumber = $dir/ca-crlnumber
+default_md = sha256
+default_crl_days = ${CRL_DAYS:-30}
+CNF
+	for n in "$@"; do
+		[[ $n =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ && -f $dir/$n.crt ]] ||
+			{ rm -rf "$tmp"; die "no certificate $dir/$n.crt to revoke"; }
+		openssl ca -config "$tmp/ca.cnf" -keyfile "$dir/ca.key" -cert "$dir/ca.crt" \
+			-revoke "$dir/$n.crt" 2>"$tmp/err" ||
+			grep -q "already revoked" "$tmp/err" ||
+			{ cat "$tmp/err" >&2; rm -rf "$tmp"; die "cannot revoke $n"; }
+	done
+	openssl ca -config "$tmp/ca.cnf" -keyfile "$dir/ca.key" -cert "$dir/ca.crt" \
+		-gencrl -out "$tmp/ca.crl" 2>"$tmp/err" ||
+		{ cat "$tmp/err" >&2; rm -rf "$tmp"; die "cannot write the CRL"; }
+	chmod 644 "$tmp/ca.crl"
+	# A reader polling the file must never see half of it.
+	mv "$tmp/ca.crl" "$dir/ca.crl.new" && mv "$dir/ca.crl.new" "$dir/ca.crl"
+	rm -rf "$tmp"
+	echo "$dir/ca.crl"
 	;;
 *)
 	usage

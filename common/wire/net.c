@@ -87,6 +87,7 @@ struct coffer_net_server {
 	unsigned max_ops;
 	size_t max_msg;
 	int port;
+	char url[512]; /* as listened on, the bound port filled in */
 
 	pthread_mutex_t mu; /* guards the mailbox fields below */
 	struct coffer_net_reply *mail_head, *mail_tail;
@@ -436,6 +437,79 @@ srv_nng_err(coffer_err *err, int nrv, const char *what, const char *url)
 	return (code);
 }
 
+/* The url with port 0 replaced by the port bound, so that a new listener
+ * (coffer_net_server_reload_tls) takes the same one. */
+static void
+srv_bound_url(coffer_net_server *srv, const char *url)
+{
+	const char *colon = strrchr(url, ':');
+	size_t n = colon != NULL ? (size_t)(colon - url) : 0;
+	if (srv->port > 0 && colon != NULL && strcmp(colon, ":0") == 0 &&
+	    n + 8 < sizeof(srv->url)) {
+		snprintf(srv->url, sizeof(srv->url), "%.*s:%d", (int)n, url, srv->port);
+	} else {
+		snprintf(srv->url, sizeof(srv->url), "%s", url);
+	}
+}
+
+/* A listener on url with the server's limits and tcfg (NULL: plain). */
+static int
+srv_listen(coffer_net_server *srv, const char *url, nng_tls_config *tcfg, nng_listener *out,
+    coffer_err *err)
+{
+	int nrv = nng_listener_create(out, srv->sock, url);
+	if (nrv == 0) {
+		/* NNG's TCP and TLS transports accept any size by default. */
+		nrv = nng_listener_set_size(*out, NNG_OPT_RECVMAXSZ, srv->max_msg);
+	}
+	if (nrv == 0 && tcfg != NULL) {
+		nrv = nng_listener_set_ptr(*out, NNG_OPT_TLS_CONFIG, tcfg);
+	}
+	if (nrv != 0) {
+		return (srv_nng_err(err, nrv, "cannot set up a listener for", url));
+	}
+	nrv = nng_listener_start(*out, 0);
+	if (nrv != 0) {
+		nng_listener_close(*out);
+		return (srv_nng_err(err, nrv, "cannot listen on", url));
+	}
+	return (0);
+}
+
+int
+coffer_net_server_reload_tls(coffer_net_server *srv, const coffer_tls_files *tls, coffer_err *err)
+{
+	if (!srv->tls || srv->stopping) {
+		return (0);
+	}
+	nng_tls_config *tcfg = NULL;
+	int rv = coffer_tlsconf_server_new(tls, &tcfg, err);
+	if (rv != 0) {
+		return (rv); /* the running listener stays as it was */
+	}
+	/* Closing the listener closes every connection it accepted, so each
+	 * peer's certificate is checked again, under the new CRL, when it
+	 * redials (agents do within their reconnect interval). The port is
+	 * free for a moment: a connect in that moment is refused and retried. */
+	nng_listener_close(srv->listener);
+	nng_listener l;
+	rv = COFFER_EINVAL;
+	for (int attempt = 0; attempt < 20 && rv != 0; attempt++) {
+		if (attempt > 0) {
+			struct timespec ts = { 0, 50 * 1000 * 1000 };
+			nanosleep(&ts, NULL);
+			coffer_err_clear(err);
+		}
+		rv = srv_listen(srv, srv->url, tcfg, &l, err);
+	}
+	nng_tls_config_free(tcfg);
+	if (rv != 0) {
+		return (rv);
+	}
+	srv->listener = l;
+	return (0);
+}
+
 int
 coffer_net_server_start(uv_loop_t *loop, const coffer_net_server_config *cfg,
     coffer_net_handler handler, void *arg, coffer_net_server **out, coffer_err *err)
@@ -512,6 +586,7 @@ coffer_net_server_start(uv_loop_t *loop, const coffer_net_server_config *cfg,
 	    nng_listener_get_int(srv->listener, NNG_OPT_TCP_BOUND_PORT, &port) == 0) {
 		srv->port = port;
 	}
+	srv_bound_url(srv, cfg->url);
 
 	uv_async_init(loop, &srv->async, srv_async_cb);
 	srv->async.data = srv;
@@ -794,7 +869,8 @@ cli_dial_error(const coffer_net_client *c, const char *url, const char *server_n
 		 * refused client certificate alike. */
 		coffer_err_set(err, COFFER_EAUTH,
 		    "the TLS handshake with %s failed (%s): the server's certificate is not from "
-		    "our CA or does not name \"%s\", or the server refused our certificate",
+		    "our CA or does not name \"%s\", or the server refused our certificate "
+		    "(revoked on the CA's CRL, expired, or from another CA)",
 		    url, nng_strerror(nrv), server_name);
 		return (coffer_err_hint(err,
 		    "use certificates from one CA (deploy/certs.sh) whose server subjectAltName "
@@ -804,7 +880,8 @@ cli_dial_error(const coffer_net_client *c, const char *url, const char *server_n
 	if (tls && (nrv == NNG_ECONNSHUT || nrv == NNG_ECONNRESET || nrv == NNG_ECLOSED)) {
 		coffer_err_set(err, COFFER_EAUTH,
 		    "the server at %s closed the connection during the TLS handshake (%s): it "
-		    "probably refused our client certificate",
+		    "probably refused our client certificate (revoked on the CA's CRL, expired, or "
+		    "from another CA)",
 		    url, nng_strerror(nrv));
 		return (coffer_err_hint(err,
 		    "configure cert and key issued by the server's CA (deploy/certs.sh DIR client NAME)"));

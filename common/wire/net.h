@@ -82,6 +82,17 @@ typedef struct coffer_net_server_config {
 int coffer_net_server_start(uv_loop_t *loop, const coffer_net_server_config *cfg,
     coffer_net_handler handler, void *arg, coffer_net_server **out, coffer_err *err);
 
+/* Rebuilds the TLS config from tls (a new CRL, certificate or key) and
+ * replaces the listener with one that uses it, on the same address and
+ * port, from the loop thread. NNG 1.5.2 freezes a TLS config once a
+ * listener holds it, so this is the only way to apply a new CRL: every
+ * connection the old listener accepted is closed and its peer must
+ * handshake again. A config that does not load (a bad or expired CRL)
+ * leaves the running listener untouched and is reported. No-op without
+ * TLS. */
+int coffer_net_server_reload_tls(
+    coffer_net_server *srv, const coffer_tls_files *tls, coffer_err *err);
+
 /* The TCP port the server listens on (useful after asking for port 0); 0 for
  * ipc:// and inproc://. */
 int coffer_net_server_port(const coffer_net_server *srv);

@@ -148,11 +148,61 @@ tls_check_key_type(const char *what, const char *path, EVP_PKEY *pk, coffer_err 
 	    "envelope signatures"));
 }
 
+/* Whether the CRL in pem is one mbedTLS will apply without refusing every
+ * client: it parses, one of the CA certificates signed it, and it has not
+ * expired (mbedTLS 2.28 flags an expired CRL as BADCRL_EXPIRED, which fails
+ * the verification of EVERY certificate that CA issued). */
 static int
-tls_load_ca(nng_tls_config *cfg, const char *path, coffer_err *err)
+tls_check_crl(const char *ca_pem, size_t ca_len, const char *crl_pem, size_t crl_len,
+    const char *path, coffer_err *err)
 {
-	char *pem = NULL;
-	size_t len = 0;
+	BIO *bio = BIO_new_mem_buf(crl_pem, (int)crl_len);
+	X509_CRL *crl = bio != NULL ? PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	if (crl == NULL) {
+		ERR_clear_error();
+		coffer_err_set(err, COFFER_EINVAL,
+		    "CRL file %s holds no PEM certificate revocation list", path);
+		return (coffer_err_hint(
+		    err, "write it with `openssl ca -gencrl -out FILE` (PEM, \"BEGIN X509 CRL\")"));
+	}
+	int rv = 0;
+	bool signed_by_ca = false;
+	BIO *cbio = BIO_new_mem_buf(ca_pem, (int)ca_len);
+	X509 *ca;
+	while (cbio != NULL && (ca = PEM_read_bio_X509(cbio, NULL, NULL, NULL)) != NULL) {
+		EVP_PKEY *pk = X509_get0_pubkey(ca);
+		if (X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 &&
+		    pk != NULL && X509_CRL_verify(crl, pk) == 1) {
+			signed_by_ca = true;
+		}
+		X509_free(ca);
+	}
+	ERR_clear_error();
+	BIO_free(cbio);
+	const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+	if (!signed_by_ca) {
+		rv = coffer_err_set(err, COFFER_EINVAL,
+		    "CRL file %s is not signed by a certificate of the CA file", path);
+		coffer_err_hint(
+		    err, "use the revocation list of the CA that issues agent certificates");
+	} else if (next != NULL && X509_cmp_current_time(next) < 0) {
+		rv = coffer_err_set(err, COFFER_EINVAL,
+		    "CRL file %s has expired (its next update is past); NNG's TLS engine would refuse "
+		    "every client with it",
+		    path);
+		coffer_err_hint(
+		    err, "issue a fresh CRL (`openssl ca -gencrl`) and replace the file");
+	}
+	X509_CRL_free(crl);
+	return (rv);
+}
+
+static int
+tls_load_ca(nng_tls_config *cfg, const char *path, const char *crl_path, coffer_err *err)
+{
+	char *pem = NULL, *crl = NULL;
+	size_t len = 0, crl_len = 0;
 	int rv = tls_read_file("CA", path, &pem, &len, err);
 	if (rv != 0) {
 		return (rv);
@@ -163,11 +213,25 @@ tls_load_ca(nng_tls_config *cfg, const char *path, coffer_err *err)
 		return (coffer_err_hint(
 		    err, "the ca key names the CA certificate (ca.crt), not a key"));
 	}
-	int nrv = nng_tls_config_ca_chain(cfg, pem, NULL);
+	if (crl_path != NULL && crl_path[0] != '\0') {
+		rv = tls_read_file("CRL", crl_path, &crl, &crl_len, err);
+		if (rv == 0) {
+			rv = tls_check_crl(pem, len, crl, crl_len, crl_path, err);
+		}
+		if (rv != 0) {
+			free(pem);
+			free(crl);
+			return (rv);
+		}
+	}
+	int nrv = nng_tls_config_ca_chain(cfg, pem, crl);
 	free(pem);
+	free(crl);
 	if (nrv != 0) {
-		coffer_err_set(err, COFFER_EINVAL, "NNG's TLS engine cannot load CA file %s: %s",
-		    path, nng_strerror(nrv));
+		coffer_err_set(err, COFFER_EINVAL,
+		    "NNG's TLS engine cannot load CA file %s%s%s: %s", path,
+		    crl_path != NULL ? " with CRL " : "", crl_path != NULL ? crl_path : "",
+		    nng_strerror(nrv));
 		return (coffer_err_hint(err, "use P-256 or RSA CA certificates (not Ed25519)"));
 	}
 	return (0);
@@ -348,7 +412,7 @@ coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **out, c
 		return (coffer_err_set(err, COFFER_EINTERNAL,
 		    "cannot require client certificates: %s", nng_strerror(nrv)));
 	}
-	int rv = tls_load_ca(cfg, files->ca, err);
+	int rv = tls_load_ca(cfg, files->ca, files->crl, err);
 	if (rv == 0) {
 		rv = tls_load_own(cfg, files->cert, files->key, err);
 	}
@@ -389,7 +453,7 @@ coffer_tlsconf_client_new(
 		return (coffer_err_set(err, COFFER_EINTERNAL, "cannot set up TLS client config: %s",
 		    nng_strerror(nrv)));
 	}
-	int rv = tls_load_ca(cfg, files->ca, err);
+	int rv = tls_load_ca(cfg, files->ca, NULL, err);
 	bool have_cert = files->cert != NULL && files->cert[0] != '\0';
 	bool have_key = files->key != NULL && files->key[0] != '\0';
 	if (rv == 0 && (have_cert || have_key)) {

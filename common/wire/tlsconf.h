@@ -39,6 +39,7 @@ typedef struct coffer_tls_files {
 	const char *ca;   /* PEM bundle of CA certificates that sign peers */
 	const char *cert; /* own certificate (and chain), PEM */
 	const char *key;  /* own private key, PEM, unencrypted: P-256/P-384 or RSA >= 2048 */
+	const char *crl;  /* servers: the CA's revocation list, PEM; NULL for none */
 } coffer_tls_files;
 
 /* What a URL's scheme says about transport security. */
@@ -56,7 +57,9 @@ int coffer_tlsconf_check_url(
     const char *url, bool insecure, coffer_tlsconf_kind *kind, coffer_err *err);
 
 /* A listener's config: own cert + key and the CA client certificates must
- * chain to; client certificates are required. Sets *out on success. */
+ * chain to; client certificates are required, and refused when files->crl
+ * lists them (the CRL must be signed by the CA and not expired: mbedTLS
+ * refuses every client under an expired CRL). Sets *out on success. */
 int coffer_tlsconf_server_new(const coffer_tls_files *files, nng_tls_config **out, coffer_err *err);
 
 /* A dialer's config: the CA the server's certificate must chain to, the name

@@ -61,6 +61,7 @@
 #include "common/crypto/sign.h"
 #include "common/wire/wire.h"
 #include "coordinator/drill/drills.h"
+#include "coordinator/intake/gate.h"
 
 #define ACTOR_COORDINATOR "coordinator"
 
@@ -191,6 +192,12 @@ coord_intake_new(coord_catalog *cat, const coord_audit_key *key, size_t max_msg,
 	}
 	*out = in;
 	return (0);
+}
+
+void
+coord_intake_set_gate(coord_intake *in, coord_gate *gate)
+{
+	in->gate = gate;
 }
 
 void
@@ -556,7 +563,9 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 		    "agent %s's enrollment was revoked; it may not report any more", ag->name);
 		return (0);
 	}
-	if ((rv = check_signature(ag, env, v, err)) != 0 || v->status != 0) {
+	bool verified =
+	    in->sig_verified && memcmp(in->sig_key, ag->pubkey, COFFER_SIGN_PUBKEY_BYTES) == 0;
+	if (!verified && ((rv = check_signature(ag, env, v, err)) != 0 || v->status != 0)) {
 		return (rv);
 	}
 	if (env->seq > INT64_MAX || (int64_t)env->seq <= ag->last_envelope_seq) {
@@ -651,6 +660,64 @@ process(coord_intake *in, const Coffer__V1__Envelope *env, bool careful, agent_r
 	return (rv != 0 ? rv : audit_rows_flush(in, err));
 }
 
+/*
+ * The refusals that need no catalog transaction, decided from the gate's
+ * directory (one single-row lookup for a name it does not know yet, which
+ * the peer's refusal budget pays for when it fails). Sets v and counts the
+ * refusal in the gate; the caller then records nothing. An agent over its
+ * envelope budget is told to retry (UNAVAILABLE), counted as rate_limited.
+ */
+static int
+gate_check(coord_intake *in, const Coffer__V1__Envelope *env, const char *peer, verdict *v,
+    coord_intake_result *res, coffer_err *err)
+{
+	if (v->status == 0 && env != NULL) {
+		coord_gate_agent_state st = coord_gate_agent(in->gate, env->agent_id, in->sig_key);
+		if (st == COORD_GATE_UNKNOWN) {
+			int rv = coord_gate_lookup(in->gate, in->cat, env->agent_id, &st, err);
+			if (rv != 0) {
+				return (rv);
+			}
+			(void)coord_gate_agent(in->gate, env->agent_id, in->sig_key);
+		}
+		if (st == COORD_GATE_UNKNOWN) {
+			intake_verdict_set(v, COFFER__V1__STATUS__STATUS_UNKNOWN_AGENT,
+			    "agent %s is not enrolled; ask an operator to run `coffer agents "
+			    "enroll`",
+			    res->agent);
+		} else if (st == COORD_GATE_REVOKED) {
+			intake_verdict_set(v, COFFER__V1__STATUS__STATUS_REVOKED,
+			    "agent %s's enrollment was revoked; it may not report any more",
+			    res->agent);
+		} else {
+			agent_row ag = { 0 };
+			snprintf(ag.name, sizeof(ag.name), "%s", res->agent);
+			memcpy(ag.pubkey, in->sig_key, COFFER_SIGN_PUBKEY_BYTES);
+			int rv = check_signature(&ag, env, v, err);
+			if (rv != 0) {
+				return (rv);
+			}
+			in->sig_verified = v->status == 0;
+			if (v->status == 0 &&
+			    !coord_gate_agent_allow(
+			        in->gate, env->agent_id, coffer_clock_monotonic_ms())) {
+				intake_verdict_set(v, COFFER__V1__STATUS__STATUS_UNAVAILABLE,
+				    "agent %s sends more envelopes than its budget allows; keep the "
+				    "events and retry later",
+				    res->agent);
+				coord_gate_refused(
+				    in->gate, peer, COORD_GATE_RATE_LIMITED, res->agent, v->error);
+				return (0);
+			}
+		}
+	}
+	if (v->status != 0) {
+		coord_gate_refused(
+		    in->gate, peer, coord_intake_reason(v->status), res->agent, v->error);
+	}
+	return (0);
+}
+
 int
 coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char *peer,
     uint8_t **reply, size_t *reply_len, coord_intake_result *res, coffer_err *err)
@@ -699,7 +766,13 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		}
 	}
 
-	for (int attempt = 0; v.status == 0 && attempt < 2; attempt++) {
+	in->sig_verified = false;
+	bool gated = false;
+	if (in->gate != NULL) {
+		rv = gate_check(in, env, peer, &v, res, &cerr);
+		gated = rv == 0 && v.status != 0;
+	}
+	for (int attempt = 0; rv == 0 && v.status == 0 && attempt < 2; attempt++) {
 		bool careful = attempt == 1;
 		rv = coord_catalog_begin(in->cat, &cerr);
 		if (rv == 0) {
@@ -725,7 +798,7 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		coffer_err_clear(&cerr);
 		rv = 0;
 	}
-	if (rv == 0 && v.status != 0) {
+	if (rv == 0 && v.status != 0 && !gated) {
 		rv = record_refusal(in, &v, res->agent, res->envelope_seq, peer, &cerr);
 	}
 	if (rv != 0) {
@@ -745,6 +818,7 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 		}
 	}
 	res->status = v.status;
+	res->aggregated = gated;
 	snprintf(res->error, sizeof(res->error), "%s", v.error);
 	rv = encode_reply(in, v.status, v.error, res->envelope_seq,
 	    v.status == COFFER__V1__STATUS__STATUS_OK ? res->acked_event_seq : 0, reply, reply_len,

@@ -24,7 +24,9 @@
  *   heartbeat) only update the agent's status.
  * - A refusal changes nothing the envelope asked for; it is counted in
  *   `refusals` and written to the audit log (action "request.refused") in
- *   its own transaction, and the reply names the reason in one line. A
+ *   its own transaction, and the reply names the reason in one line; with
+ *   a gate (coord_intake_set_gate) the refusals that need no catalog are
+ *   counted there and audited once per peer, reason and period instead. A
  *   refusal that cannot be recorded (catalog gone) is answered
  *   STATUS_UNAVAILABLE instead, so the agent retries and it is recorded
  *   later: nothing is refused without a trace.
@@ -58,6 +60,7 @@ typedef struct coord_intake_result {
 	unsigned applied;         /* durable events applied by this request */
 	unsigned resent;          /* durable events ignored as resends */
 	unsigned rejected;        /* durable events recorded as rejected */
+	bool aggregated;          /* a refusal counted by the gate, audited per period */
 	char agent[72];           /* claimed agent id, printable, cut */
 	char error[256];          /* the reply's error line; "" when OK */
 	char cause[256];          /* UNAVAILABLE / INTERNAL: the catalog's own error */
@@ -67,6 +70,15 @@ typedef struct coord_intake_result {
  * (copied). max_msg: the largest request; 0 for COFFER_WIRE_MAX_MSG. */
 int coord_intake_new(coord_catalog *cat, const coord_audit_key *key, size_t max_msg,
     coord_intake **out, coffer_err *err);
+
+/* Routes the refusals that need no catalog (an envelope that does not
+ * decode, an unknown or revoked agent, a bad signature, an agent over its
+ * envelope budget) through gate (borrowed; coordinator/intake/gate.h):
+ * decided from its directory, counted there, audited once per peer,
+ * reason and period, instead of one catalog transaction each. Without a
+ * gate every refusal is recorded at once as before. */
+struct coord_gate;
+void coord_intake_set_gate(coord_intake *in, struct coord_gate *gate);
 
 /* Wipes the key copy and frees the arenas. NULL is fine. */
 void coord_intake_free(coord_intake *in);

@@ -24,6 +24,7 @@
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
 #include "coordinator/drill/drills.h"
+#include "coordinator/intake/gate.h"
 #include "coordinator/intake/intake.h"
 #include "coordinator/intake/skew.h"
 
@@ -40,6 +41,12 @@ typedef struct pending_command {
 
 struct coord_intake {
 	coord_catalog *cat;
+	coord_gate *gate; /* NULL: every refusal recorded at once (tests, tools) */
+	/* The request's signature already verified against the directory's
+	 * key for the agent (coord_gate_agent): process() skips it when the
+	 * row holds the same key. */
+	bool sig_verified;
+	uint8_t sig_key[COFFER_SIGN_PUBKEY_BYTES];
 	coord_audit_key key;
 	size_t max_msg;
 	coffer_wire_arena env_arena;

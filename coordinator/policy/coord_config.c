@@ -169,6 +169,47 @@ static const coffer_config_key coordinator_keys[] = {
 	/* Threads (each with its own catalog connection) applying agents'
 	 * envelopes; admin requests and maintenance have one more of their own. */
 	{ .name = "intake_workers", .type = COFFER_CONFIG_INT, .def = "4", .min = 1, .max = 32 },
+	/* Flood-proof intake (coordinator/intake/gate.h): refusals a peer
+	 * address may cause per second (and at once) before it is muted;
+	 * envelopes an enrolled agent may send per second (and at once). */
+	{ .name = "peer_refusal_rate",
+	    .type = COFFER_CONFIG_INT,
+	    .def = "10",
+	    .min = 1,
+	    .max = 100000 },
+	{ .name = "peer_refusal_burst",
+	    .type = COFFER_CONFIG_INT,
+	    .def = "50",
+	    .min = 1,
+	    .max = 1000000 },
+	{ .name = "agent_envelope_rate",
+	    .type = COFFER_CONFIG_INT,
+	    .def = "100",
+	    .min = 1,
+	    .max = 100000 },
+	{ .name = "agent_envelope_burst",
+	    .type = COFFER_CONFIG_INT,
+	    .def = "200",
+	    .min = 1,
+	    .max = 1000000 },
+	/* Refusals decided without the catalog are audited one row per peer,
+	 * reason and period. */
+	{ .name = "refusal_period",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "60s",
+	    .min = 1 * SECS,
+	    .max = 1 * HOURS },
+	/* How long `events` and `refusals` rows are kept (docs/CATALOG.md). */
+	{ .name = "events_keep",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "90d",
+	    .min = 1 * HOURS,
+	    .max = 100 * YEARS },
+	{ .name = "refusals_keep",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "90d",
+	    .min = 1 * HOURS,
+	    .max = 100 * YEARS },
 	{ 0 },
 };
 
@@ -176,6 +217,8 @@ static const coffer_config_key tls_keys[] = {
 	{ .name = "ca", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "cert", .type = COFFER_CONFIG_PATH, .required = true },
 	{ .name = "key", .type = COFFER_CONFIG_PATH, .required = true },
+	/* The platform CA's revocation list (PEM); re-read when it changes. */
+	{ .name = "crl", .type = COFFER_CONFIG_PATH },
 	{ 0 },
 };
 
@@ -1022,6 +1065,15 @@ finish(coffer_config *ini, coord_config **out, coffer_err *err)
 	    coffer_config_duration_ms(ini, "coordinator", "maintenance_interval");
 	c->insecure = coffer_config_bool(ini, "coordinator", "insecure");
 	c->intake_workers = (int)coffer_config_int(ini, "coordinator", "intake_workers");
+	c->peer_refusal_rate = (int)coffer_config_int(ini, "coordinator", "peer_refusal_rate");
+	c->peer_refusal_burst = (int)coffer_config_int(ini, "coordinator", "peer_refusal_burst");
+	c->agent_envelope_rate = (int)coffer_config_int(ini, "coordinator", "agent_envelope_rate");
+	c->agent_envelope_burst =
+	    (int)coffer_config_int(ini, "coordinator", "agent_envelope_burst");
+	c->refusal_period_ms = coffer_config_duration_ms(ini, "coordinator", "refusal_period");
+	c->events_keep_ms = coffer_config_duration_ms(ini, "coordinator", "events_keep");
+	c->refusals_keep_ms = coffer_config_duration_ms(ini, "coordinator", "refusals_keep");
+	c->crl = opt_str(ini, "tls", "crl");
 	if (coffer_log_level_parse(
 	        coffer_config_str(ini, "coordinator", "log_level"), &c->log_level) != 0) {
 		c->log_level = COFFER_LOG_INFO;

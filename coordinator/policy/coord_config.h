@@ -123,6 +123,14 @@ typedef struct coord_config {
 	int64_t maintenance_interval_ms; /* retention, alerts, deliveries */
 	bool insecure;                   /* plain tcp:// on a non-loopback address allowed */
 	int intake_workers;              /* threads applying agents' envelopes */
+	int peer_refusal_rate;           /* refusals a second a peer address may cause */
+	int peer_refusal_burst;          /* ...and at once */
+	int agent_envelope_rate;         /* envelopes a second an agent may send */
+	int agent_envelope_burst;        /* ...and at once */
+	int64_t refusal_period_ms;       /* refusals audited per peer, reason and period */
+	int64_t events_keep_ms;          /* `events` rows older are pruned */
+	int64_t refusals_keep_ms;        /* `refusals` rows not seen since are pruned */
+	const char *crl;                 /* [tls] crl; NULL if unset */
 	coffer_log_level log_level;
 	/* The whole file, for modules that read their own sections. */
 	coffer_config *ini;

@@ -66,9 +66,11 @@
 #include "common/wire/wire.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
+#include "coordinator/catalog/history.h"
 #include "coordinator/catalog/reconnect.h"
 #include "coordinator/dr/drcopy.h"
 #include "coordinator/drill/drills.h"
+#include "coordinator/intake/gate.h"
 #include "coordinator/intake/intake.h"
 #include "coordinator/policy/prune.h"
 #include "coordinator/serve/admin.h"
@@ -91,11 +93,18 @@ typedef enum job_kind {
 	JOB_AGENT, /* an agent's envelope: intake */
 	JOB_ADMIN, /* an operator's envelope: admin commands */
 	JOB_TICK,  /* periodic: policy sync, retention */
+	JOB_FLUSH, /* periodic: the gate's refusal aggregates into the audit log */
 } job_kind;
+
+/* Requests one connection may have waiting for an intake lane; more are
+ * answered "slow down" at once. An agent has one envelope in flight. */
+#define FLOW_MAX_QUEUED 8
+#define FLOW_HEADS      256
 
 typedef struct job {
 	struct job *next;
 	job_kind kind;
+	uint32_t pipe; /* JOB_AGENT: the connection, its flow */
 	coffer_net_reply *reply;
 	const uint8_t *req;
 	size_t len;
@@ -105,6 +114,18 @@ typedef struct job {
 } job;
 
 typedef struct server server;
+
+/* One connection's requests waiting for an intake lane. Lanes take one
+ * request per flow in turn (round robin over the active flows), so a
+ * connection with a burst waits behind itself, not in front of everyone
+ * (docs/ARCHITECTURE.md, "Flood-proof intake"). */
+typedef struct flow {
+	struct flow *hnext;       /* in flows[pipe % FLOW_HEADS] */
+	struct flow *next_active; /* in the round robin */
+	uint32_t pipe;
+	job *head, *tail;
+	unsigned n;
+} flow;
 
 typedef struct lane {
 	server *s;
@@ -127,16 +148,24 @@ struct server {
 	bool tick_running; /* mu */
 	bool tick_again;   /* mu: one more pass after the running one */
 	bool stopping;     /* loop thread */
+	bool flush_queued; /* mu */
+	bool crl_polling;  /* loop thread */
 	const coord_config *cfg;
 	const coord_audit_key *key;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;              /* lane 0's queue */
-	pthread_cond_t intake_cv;       /* the intake lanes' queue */
-	job *todo_head, *todo_tail;     /* mu: lane 0 */
-	job *intake_head, *intake_tail; /* mu: intake lanes */
-	job *done_head, *done_tail;     /* mu */
-	bool stop;                      /* mu */
+	pthread_cond_t cv;               /* lane 0's queue */
+	pthread_cond_t intake_cv;        /* the intake lanes' queue */
+	job *todo_head, *todo_tail;      /* mu: lane 0 */
+	flow *flows[FLOW_HEADS];         /* mu: flows with requests waiting */
+	flow *active_head, *active_tail; /* mu: their round robin */
+	coord_gate *gate;                /* directory, budgets, refusal aggregates */
+	uv_timer_t flush_timer;
+	uv_fs_poll_t crl_poll; /* [tls] crl: a new list re-makes the listeners */
+	uv_signal_t sighup;    /* the same, on demand */
+	coffer_net_server_config ncfg;
+	job *done_head, *done_tail; /* mu */
+	bool stop;                  /* mu */
 
 	/* /metrics: rendered on libuv's thread pool with its own connection,
 	 * so a scrape never waits behind the request queue. */
@@ -411,6 +440,27 @@ run_drcopy(server *s)
 	}
 }
 
+/* events and refusals older than their keep go, in bounded batches. */
+static void
+run_history(server *s)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_history_stats st;
+	if (coord_history_prune(s->cat, s->key, s->cfg->events_keep_ms, s->cfg->refusals_keep_ms,
+	        coffer_clock_now(NULL), &st, &err) != 0) {
+		char q[600];
+		coffer_log_error(
+		    "history pruning failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
+		return;
+	}
+	if (st.events > 0 || st.refusals > 0) {
+		coffer_log_info("history pruned", "events=%llu refusals=%llu more=%s",
+		    (unsigned long long)st.events, (unsigned long long)st.refusals,
+		    st.more ? "true" : "false");
+	}
+}
+
 static void
 serve_tick(server *s)
 {
@@ -433,6 +483,10 @@ serve_tick(server *s)
 		coffer_log_error("catalog outage not audited yet", "error=%s",
 		    coffer_log_quote(q, sizeof(q), err.msg));
 		coffer_err_clear(&err);
+	}
+	run_history(s);
+	if (!coord_catalog_ok(s->cat)) {
+		return;
 	}
 	/* Every pass below fails at once on a lost connection: stop at the
 	 * first one that finds it, and let the reconnect rule take over. */
@@ -486,6 +540,27 @@ serve_tick(server *s)
 	}
 }
 
+/* Lane 0 (or the loop thread once the lanes stopped): the gate's ended
+ * periods into the audit log, one row per peer and reason. */
+static void
+flush_refusals(server *s, bool all)
+{
+	if (s->gate == NULL || s->cat == NULL || !coord_catalog_ok(s->cat)) {
+		return;
+	}
+	coffer_err err;
+	coffer_err_clear(&err);
+	coord_gate_flush_stats st;
+	if (coord_gate_flush(s->gate, s->cat, s->key, all, &st, &err) != 0) {
+		char q[600];
+		coffer_log_warn("refusals not audited yet; kept for the next pass", "error=%s",
+		    coffer_log_quote(q, sizeof(q), err.msg));
+	} else if (st.audit_rows > 0) {
+		coffer_log_info("refusals audited", "rows=%u refusals=%llu", st.audit_rows,
+		    (unsigned long long)st.refusals);
+	}
+}
+
 static void
 serve_job(lane *l, job *j)
 {
@@ -507,6 +582,13 @@ serve_job(lane *l, job *j)
 		}
 		return;
 	}
+	if (j->kind == JOB_FLUSH) {
+		if (!l->rc.down) {
+			flush_refusals(s, false);
+			(void)lane_after(l);
+		}
+		return;
+	}
 	if (j->kind == JOB_ADMIN) {
 		/* While the catalog is down the admin handler's own queries fail
 		 * and it answers with that error: operators see why. */
@@ -514,6 +596,8 @@ serve_job(lane *l, job *j)
 		        l->cat, s->cfg, s->key, j->req, j->len, &j->out, &j->out_len) != 0) {
 			j->out = NULL;
 		}
+		/* It may have enrolled or revoked an agent. */
+		coord_gate_invalidate(s->gate);
 		(void)lane_after(l);
 		return;
 	}
@@ -561,18 +645,98 @@ serve_job(lane *l, job *j)
 		    (unsigned long long)res.acked_event_seq);
 	} else if (res.status != COFFER__V1__STATUS__STATUS_UNAVAILABLE) {
 		char q[300];
-		coffer_log_warn("request refused", "agent=%s seq=%llu reason=%s peer=%s error=%s",
-		    agent, (unsigned long long)res.envelope_seq, coord_intake_reason(res.status),
+		/* A flood must not become a flood of log lines: refusals the
+		 * gate aggregates are logged once per period with its audit
+		 * rows. */
+		coffer_log(res.aggregated ? COFFER_LOG_DEBUG : COFFER_LOG_WARN, "request refused",
+		    "agent=%s seq=%llu reason=%s peer=%s error=%s", agent,
+		    (unsigned long long)res.envelope_seq, coord_intake_reason(res.status),
 		    j->peer[0] != '\0' ? j->peer : "-", coffer_log_quote(q, sizeof(q), res.error));
 	}
+}
+
+static flow **
+flow_slot(server *s, uint32_t pipe)
+{
+	flow **p = &s->flows[pipe % FLOW_HEADS];
+	while (*p != NULL && (*p)->pipe != pipe) {
+		p = &(*p)->hnext;
+	}
+	return (p);
+}
+
+/* The next intake job in round robin over the flows; mu held. */
+static job *
+take_intake_job(server *s)
+{
+	flow *f = s->active_head;
+	if (f == NULL) {
+		return (NULL);
+	}
+	s->active_head = f->next_active;
+	if (s->active_head == NULL) {
+		s->active_tail = NULL;
+	}
+	job *j = f->head;
+	f->head = j->next;
+	f->n--;
+	if (f->head != NULL) {
+		f->next_active = NULL;
+		if (s->active_tail != NULL) {
+			s->active_tail->next_active = f;
+		} else {
+			s->active_head = f;
+		}
+		s->active_tail = f;
+	} else {
+		flow **slot = flow_slot(s, f->pipe);
+		*slot = f->hnext;
+		free(f);
+	}
+	j->next = NULL;
+	return (j);
+}
+
+/* Queues j on its connection's flow; false when that flow is full (the
+ * caller answers it). mu held. */
+static bool
+put_intake_job(server *s, job *j)
+{
+	flow **slot = flow_slot(s, j->pipe);
+	flow *f = *slot;
+	if (f == NULL) {
+		if ((f = calloc(1, sizeof(*f))) == NULL) {
+			return (false);
+		}
+		f->pipe = j->pipe;
+		*slot = f;
+	} else if (f->n >= FLOW_MAX_QUEUED) {
+		return (false);
+	}
+	bool was_idle = f->head == NULL;
+	push(&f->head, &f->tail, j);
+	f->n++;
+	if (was_idle) {
+		f->next_active = NULL;
+		if (s->active_tail != NULL) {
+			s->active_tail->next_active = f;
+		} else {
+			s->active_head = f;
+		}
+		s->active_tail = f;
+	}
+	return (true);
 }
 
 /* Takes the next job of lane l's queue, or NULL. Called with s->mu held. */
 static job *
 take_job(server *s, lane *l)
 {
-	job **head = l->index == 0 ? &s->todo_head : &s->intake_head;
-	job **tail = l->index == 0 ? &s->todo_tail : &s->intake_tail;
+	if (l->index != 0) {
+		return (take_intake_job(s));
+	}
+	job **head = &s->todo_head;
+	job **tail = &s->todo_tail;
 	job *j = *head;
 	if (j != NULL) {
 		*head = j->next;
@@ -591,6 +755,21 @@ lane_thread(void *arg)
 	pthread_cond_t *cv = l->index == 0 ? &s->cv : &s->intake_cv;
 	pthread_mutex_lock(&s->mu);
 	while (!s->stop) {
+		if (l->index != 0 && !l->rc.down &&
+		    coord_gate_refresh_claim(s->gate, coffer_clock_monotonic_ms())) {
+			pthread_mutex_unlock(&s->mu);
+			coffer_err rerr;
+			coffer_err_clear(&rerr);
+			if (coord_gate_refresh(s->gate, l->cat, &rerr) != 0) {
+				char q[600];
+				coffer_log_debug("agent directory not refreshed",
+				    "lane=%d error=%s", l->index,
+				    coffer_log_quote(q, sizeof(q), rerr.msg));
+			}
+			(void)lane_after(l);
+			pthread_mutex_lock(&s->mu);
+			continue;
+		}
 		job *j = take_job(s, l);
 		if (j == NULL) {
 			if (l->rc.down) {
@@ -622,6 +801,9 @@ lane_thread(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		serve_job(l, j);
 		pthread_mutex_lock(&s->mu);
+		if (j->kind == JOB_FLUSH) {
+			s->flush_queued = false;
+		}
 		if (j->kind == JOB_TICK) {
 			s->tick_queued = false;
 			s->tick_running = false;
@@ -651,7 +833,7 @@ on_done(uv_async_t *h)
 	pthread_mutex_unlock(&s->mu);
 	while (j != NULL) {
 		job *next = j->next;
-		if (j->kind == JOB_TICK) {
+		if (j->kind == JOB_TICK || j->kind == JOB_FLUSH) {
 			free(j);
 			j = next;
 			continue;
@@ -673,6 +855,23 @@ on_done(uv_async_t *h)
 	}
 }
 
+/* Answers a request on the loop thread without a lane: "slow down". */
+static void
+answer_now(server *s, coffer_net_reply *reply, const char *peer, const char *line)
+{
+	coord_gate_refused(s->gate, peer, COORD_GATE_RATE_LIMITED, "", line);
+	uint8_t *out = NULL;
+	size_t out_len = 0;
+	coffer_err err;
+	if (coord_gate_reply(COFFER__V1__STATUS__STATUS_UNAVAILABLE, line, &out, &out_len, &err) !=
+	    0) {
+		coffer_net_reply_drop(reply);
+		return;
+	}
+	(void)coffer_net_reply_send(reply, out, out_len, &err);
+	free(out);
+}
+
 static void
 enqueue(server *s, job_kind kind, coffer_net_reply *reply, const uint8_t *req, size_t len,
     const coffer_net_peer *peer)
@@ -687,9 +886,17 @@ enqueue(server *s, job_kind kind, coffer_net_reply *reply, const uint8_t *req, s
 	j->req = req;
 	j->len = len;
 	snprintf(j->peer, sizeof(j->peer), "%s", peer->addr);
+	j->pipe = peer->pipe_id;
 	pthread_mutex_lock(&s->mu);
 	if (kind == JOB_AGENT) {
-		push(&s->intake_head, &s->intake_tail, j);
+		if (!put_intake_job(s, j)) {
+			pthread_mutex_unlock(&s->mu);
+			answer_now(s, reply, peer->addr,
+			    "too many requests waiting on this connection; keep the events and retry "
+			    "later");
+			free(j);
+			return;
+		}
 		pthread_cond_signal(&s->intake_cv);
 	} else {
 		push(&s->todo_head, &s->todo_tail, j);
@@ -702,7 +909,87 @@ static void
 on_request(
     void *arg, coffer_net_reply *reply, const uint8_t *req, size_t len, const coffer_net_peer *peer)
 {
-	enqueue(arg, JOB_AGENT, reply, req, len, peer);
+	server *s = arg;
+	/* A peer that spent its refusal budget costs one lookup from here on:
+	 * nothing is decoded, queued or answered. Silence, not "slow down":
+	 * a request-reply client cannot send again on a context until its
+	 * request times out, so a flooder is slowed to its own timeouts
+	 * instead of being served as fast as it asks. Still counted. */
+	if (!s->stopping &&
+	    coord_gate_peer_muted(s->gate, peer->addr, coffer_clock_monotonic_ms())) {
+		char ip[COFFER_NET_PEER_ADDR_MAX], line[200];
+		coord_gate_peer_ip(peer->addr, ip, sizeof(ip));
+		snprintf(line, sizeof(line),
+		    "too many refused requests from %s; not answered until its budget refills", ip);
+		coord_gate_refused(s->gate, peer->addr, COORD_GATE_RATE_LIMITED, "", line);
+		coffer_net_reply_drop(reply);
+		return;
+	}
+	enqueue(s, JOB_AGENT, reply, req, len, peer);
+}
+
+/* A new CRL (or SIGHUP): both listeners get a TLS config built from the
+ * files as they are now. NNG 1.5.2 cannot change a running listener's
+ * config, so each listener is replaced and its connections closed: every
+ * peer handshakes again, and one whose certificate the CRL lists is
+ * refused there. A CRL that does not load keeps the old listeners. */
+static void
+reload_tls(server *s, const char *why)
+{
+	if (s->stopping) {
+		return;
+	}
+	coffer_err err;
+	coffer_err_clear(&err);
+	int rv = coffer_net_server_reload_tls(s->net, &s->ncfg.tls, &err);
+	if (rv == 0 && s->admin_net != NULL) {
+		rv = coffer_net_server_reload_tls(s->admin_net, &s->ncfg.tls, &err);
+	}
+	char q[600];
+	if (rv != 0) {
+		coffer_log_error("tls config not reloaded; the listeners keep the previous one",
+		    "why=%s error=%s", why, coffer_log_quote(q, sizeof(q), err.msg));
+		return;
+	}
+	coffer_log_info("tls config reloaded; connections re-handshake", "why=%s crl=%s", why,
+	    s->ncfg.tls.crl != NULL ? s->ncfg.tls.crl : "-");
+}
+
+static void
+on_crl_change(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr)
+{
+	(void)prev;
+	(void)curr;
+	if (status == 0) {
+		reload_tls(h->data, "crl changed");
+	}
+}
+
+static void
+on_sighup(uv_signal_t *h, int signum)
+{
+	(void)signum;
+	reload_tls(h->data, "sighup");
+}
+
+static void
+on_flush_timer(uv_timer_t *t)
+{
+	server *s = t->data;
+	if (s->stopping) {
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (!s->flush_queued && !s->stop) {
+		job *j = calloc(1, sizeof(*j));
+		if (j != NULL) {
+			j->kind = JOB_FLUSH;
+			s->flush_queued = true;
+			push(&s->todo_head, &s->todo_tail, j);
+			pthread_cond_signal(&s->cv);
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void
@@ -749,6 +1036,15 @@ shutdown_server(server *s, const char *why)
 	coffer_log_info("coordinator stopping", "why=%s", why);
 	uv_timer_stop(&s->tick_timer);
 	uv_close((uv_handle_t *)&s->tick_timer, NULL);
+	uv_timer_stop(&s->flush_timer);
+	uv_close((uv_handle_t *)&s->flush_timer, NULL);
+	if (s->crl_polling) {
+		uv_fs_poll_stop(&s->crl_poll);
+		uv_close((uv_handle_t *)&s->crl_poll, NULL);
+		s->crl_polling = false;
+	}
+	uv_signal_stop(&s->sighup);
+	uv_close((uv_handle_t *)&s->sighup, NULL);
 	coffer_net_server_stop(s->net);
 	if (s->admin_net != NULL) {
 		coffer_net_server_stop(s->admin_net);
@@ -771,10 +1067,14 @@ shutdown_server(server *s, const char *why)
 		}
 	}
 	drop_all(s->todo_head);
-	drop_all(s->intake_head);
+	job *j;
+	while ((j = take_intake_job(s)) != NULL) {
+		drop_all(j);
+	}
 	drop_all(s->done_head);
 	s->todo_head = s->todo_tail = s->done_head = s->done_tail = NULL;
-	s->intake_head = s->intake_tail = NULL;
+	/* What the last period refused is written now, not lost. */
+	flush_refusals(s, true);
 	uv_close((uv_handle_t *)&s->done_async, NULL);
 	/* The signal handles stay installed, only unref'd, until the loop has
 	 * drained: timeout(1) may deliver SIGTERM twice, and a second one must
@@ -899,6 +1199,9 @@ open_lanes(server *s, const coord_config *cfg, const coord_audit_key *key, coffe
 		        0) {
 			return (rv);
 		}
+		if (i > 0) {
+			coord_intake_set_gate(l->intake, s->gate);
+		}
 	}
 	s->cat = s->lanes[0].cat;
 	return (0);
@@ -925,9 +1228,22 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the coordinator"));
 	}
 	int rv;
+	coord_gate_limits lim = {
+		.peer_refusals_per_s = (double)cfg->peer_refusal_rate,
+		.peer_refusal_burst = (unsigned)cfg->peer_refusal_burst,
+		.agent_envelopes_per_s = (double)cfg->agent_envelope_rate,
+		.agent_burst = (unsigned)cfg->agent_envelope_burst,
+		.period_ms = cfg->refusal_period_ms,
+	};
+	if ((rv = coord_gate_new(&lim, &s->gate, err)) != 0) {
+		free(s);
+		return (rv);
+	}
 	if ((rv = open_lanes(s, cfg, key, err)) != 0 ||
+	    (rv = coord_gate_refresh(s->gate, s->lanes[1].cat, err)) != 0 ||
 	    (rv = coord_outage_start(cfg, key, &s->outage, err)) != 0) {
 		close_lanes(s);
+		coord_gate_free(s->gate);
 		free(s);
 		return (rv);
 	}
@@ -947,12 +1263,14 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		    .ca = coffer_config_str(cfg->ini, "tls", "ca"),
 		    .cert = coffer_config_str(cfg->ini, "tls", "cert"),
 		    .key = coffer_config_str(cfg->ini, "tls", "key"),
+		    .crl = cfg->crl,
 		},
 		.insecure = cfg->insecure,
 		.max_msg = COFFER_WIRE_MAX_MSG,
 	};
 	s->cfg = cfg;
 	s->key = key;
+	s->ncfg = ncfg;
 	/* Everything that can fail on bad configuration first, the listeners
 	 * last, so a failed start has only the listeners to undo. */
 	if (coffer_config_has_section(cfg->ini, "repository.primary")) {
@@ -1034,6 +1352,23 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		s->tick_timer.data = s;
 		/* The first pass runs at once: policy changes are audited at start. */
 		uv_timer_start(&s->tick_timer, on_tick, 0, (uint64_t)cfg->maintenance_interval_ms);
+		/* A period's refusals are audited within a few seconds of its end. */
+		uv_timer_init(&s->loop, &s->flush_timer);
+		s->flush_timer.data = s;
+		uint64_t every = (uint64_t)(cfg->refusal_period_ms / 10);
+		every = every < 1000 ? 1000 : every > 5000 ? 5000 : every;
+		uv_timer_start(&s->flush_timer, on_flush_timer, every, every);
+		/* stat(2) every two seconds: a CRL is replaced by its publisher
+		 * (a rename or a copy) with no notice to us. */
+		if (cfg->crl != NULL && s->net != NULL) {
+			uv_fs_poll_init(&s->loop, &s->crl_poll);
+			s->crl_poll.data = s;
+			s->crl_polling =
+			    uv_fs_poll_start(&s->crl_poll, on_crl_change, cfg->crl, 2000) == 0;
+		}
+		uv_signal_init(&s->loop, &s->sighup);
+		s->sighup.data = s;
+		uv_signal_start(&s->sighup, on_sighup, SIGHUP);
 		uv_async_init(&s->loop, &s->done_async, on_done);
 		s->done_async.data = s;
 		uv_signal_init(&s->loop, &s->sigterm);
@@ -1088,6 +1423,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	pthread_mutex_destroy(&s->metrics_mu);
 	coffer_repo_close(s->repo);
 	close_lanes(s);
+	coord_gate_free(s->gate);
 	coord_outage_stop(s->outage);
 	pthread_cond_destroy(&s->cv);
 	pthread_cond_destroy(&s->intake_cv);

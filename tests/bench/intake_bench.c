@@ -7,6 +7,7 @@
  *
  *   intake_bench --catalog CI --audit-key FILE --url tcp://127.0.0.1:PORT
  *                --agents N --envelopes E --batch B --threads T [--rate R]
+ *                [--flood J [--flood-addr 127.0.0.2]]
  *
  * Without --rate every thread sends as fast as acks come back (closed
  * loop: the rate is the most the coordinator takes, the latency what that
@@ -14,6 +15,11 @@
  * a second, each envelope at its scheduled time, and an envelope's latency
  * counts from that time, so a thread held up by a slow ack is charged for
  * the wait (no coordinated omission): the latency agents see at that load.
+ *
+ * With --flood J, one more peer (bound to --flood-addr, so that it is a
+ * peer of its own on loopback) sends junk on J threads for the whole run
+ * (tests/bench/junk.h), as fast as answers come back; the row then ends
+ * with the junk requests answered per second.
  *
  * Agents are enrolled directly in the catalog (coord_agents_enroll) for the
  * service "bench", which the coordinator's config must declare. Prints one
@@ -35,6 +41,7 @@
 #include "coordinator/catalog/agents.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
+#include "tests/bench/junk.h"
 
 /* Events per envelope at most: the agent sender's own ceiling (agent/report/sender.h). */
 #define BATCH_MAX 256
@@ -187,6 +194,8 @@ main(int argc, char **argv)
 	const char *catalog = NULL, *audit_key = NULL, *url = NULL;
 	int n_agents = 1, envelopes = 100, batch = 10, threads = 4;
 	double rate = 0;
+	int flood = 0;
+	const char *flood_addr = "127.0.0.2";
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--catalog") == 0) {
 			catalog = argv[i + 1];
@@ -202,6 +211,10 @@ main(int argc, char **argv)
 			batch = atoi(argv[i + 1]);
 		} else if (strcmp(argv[i], "--threads") == 0) {
 			threads = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--flood") == 0) {
+			flood = atoi(argv[i + 1]);
+		} else if (strcmp(argv[i], "--flood-addr") == 0) {
+			flood_addr = argv[i + 1];
 		} else if (strcmp(argv[i], "--rate") == 0) {
 			rate = atof(argv[i + 1]);
 		}
@@ -243,6 +256,10 @@ main(int argc, char **argv)
 	if (threads > n_agents) {
 		threads = n_agents;
 	}
+	junk_flood *jf = NULL;
+	if (flood > 0 && junk_flood_start(url, NULL, flood_addr, flood, agents[0].name, &jf) != 0) {
+		return (1);
+	}
 	worker *ws = calloc((size_t)threads, sizeof(*ws));
 	size_t per = (size_t)envelopes * ((size_t)n_agents / (size_t)threads + 1);
 	int64_t t0 = coffer_clock_monotonic_ms();
@@ -274,6 +291,10 @@ main(int argc, char **argv)
 		failures += ws[t].failures;
 	}
 	int64_t ms = coffer_clock_monotonic_ms() - t0;
+	uint64_t junk = 0;
+	if (jf != NULL) {
+		junk_flood_stop(jf, NULL, &junk);
+	}
 	int64_t *all = calloc(n_lat + 1, sizeof(int64_t));
 	size_t k = 0;
 	for (int t = 0; t < threads; t++) {
@@ -284,9 +305,13 @@ main(int argc, char **argv)
 	qsort(all, n_lat, sizeof(int64_t), cmp_i64);
 	double p50 = n_lat ? (double)all[n_lat / 2] / 1000.0 : 0;
 	double p99 = n_lat ? (double)all[(n_lat * 99) / 100] / 1000.0 : 0;
-	printf("| %d | %d | %d | %" PRIu64 " | %.2f | %.0f | %.1f | %.1f | %d |\n", n_agents,
-	    threads, batch, events, (double)ms / 1000.0,
-	    ms > 0 ? (double)events * 1000.0 / (double)ms : 0.0, p50, p99, failures);
+	printf("| %d | %d | %d | %" PRIu64 " | %.2f | %.0f | %.1f | %.1f | %d |", n_agents, threads,
+	    batch, events, (double)ms / 1000.0, ms > 0 ? (double)events * 1000.0 / (double)ms : 0.0,
+	    p50, p99, failures);
+	if (flood > 0) {
+		printf(" %.0f |", ms > 0 ? (double)junk * 1000.0 / (double)ms : 0.0);
+	}
+	printf("\n");
 	for (int i = 0; i < n_agents; i++) {
 		coffer_sign_key_free(agents[i].key);
 	}

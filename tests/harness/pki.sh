@@ -12,6 +12,8 @@
 #                             certificate per CLIENT (DIR/CLIENT.crt, .key)
 #   pki_client DIR CLIENT...  client certificates only, from DIR's CA (made
 #                             on first use): another PKI, for refusals
+#   pki_crl DIR [CLIENT...]   revokes the CLIENTs' certificates and writes
+#                             DIR/ca.crl (PEM; with no CLIENT an empty list)
 #
 # Limits: ECDSA P-256 keys, mode 0600, owned by whoever runs the script;
 # a script that hands a key to the postgres user changes that itself.
@@ -28,4 +30,10 @@ pki_make() {
 	shift
 	"${COFFER_SRC:?set COFFER_SRC to the source tree}/deploy/certs.sh" "$dir" server localhost >/dev/null || fail "certs.sh: server localhost"
 	pki_client "$dir" "$@"
+}
+
+pki_crl() {
+	local dir=$1
+	shift
+	"${COFFER_SRC:?set COFFER_SRC to the source tree}/deploy/certs.sh" "$dir" crl "$@" >/dev/null || fail "certs.sh: crl $*"
 }
