@@ -328,7 +328,8 @@ agent_restore_logical(
 		    "deliberately");
 		goto out;
 	}
-	target_ci = agent_conninfo_with_db(server, req->target_db, err);
+	target_ci = agent_conninfo_with_db(
+	    req->restore_conninfo != NULL ? req->restore_conninfo : server, req->target_db, err);
 	if (target_ci == NULL) {
 		rc = err->code;
 		goto out;
