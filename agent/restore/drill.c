@@ -370,7 +370,8 @@ role_prepare(PGconn *admin, const char *role, char *password, size_t pwsize, cof
 	}
 	const char *params[] = { role };
 	PGresult *r = PQexecParams(admin,
-	    "SELECT (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid) "
+	    "SELECT (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid) = 0 "
+	    "AND NOT rolsuper AND NOT rolreplication AND NOT rolbypassrls "
 	    "FROM pg_roles r WHERE rolname = $1",
 	    1, NULL, params, NULL, NULL, 0);
 	int rc = 0;
@@ -382,22 +383,21 @@ role_prepare(PGconn *admin, const char *role, char *password, size_t pwsize, cof
 	} else if (PQntuples(r) == 0) {
 		snprintf(sql, sizeof(sql), "CREATE ROLE %s NOLOGIN", q);
 		rc = own_command(admin, sql, "creating the drill role", err);
-	} else if (strcmp(PQgetvalue(r, 0, 0), "0") != 0) {
+	} else if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
 		rc = coffer_err_set(err, COFFER_EREFUSED,
-		    "role %s is a member of other roles: a drill role may hold nothing but its "
-		    "sandbox",
+		    "role %s is a member of other roles, or a superuser, replication or "
+		    "BYPASSRLS role: a drill role may hold nothing but its sandbox",
 		    role);
 		coffer_err_hint(
 		    err, "DROP ROLE %s on the sandbox server (the runner recreates it)", role);
 	}
 	PQclear(r);
 	if (rc == 0) {
-		/* INHERIT: its only membership is the implicit pg_database_owner
-		 * of its sandbox, which is what lets it create in schema public. */
-		snprintf(sql, sizeof(sql),
-		    "ALTER ROLE %s NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS "
-		    "INHERIT",
-		    q);
+		/* SUPERUSER, REPLICATION and BYPASSRLS were checked above: only
+		 * a superuser may name them in ALTER ROLE, and the admin need not
+		 * be one. INHERIT: its only membership is the implicit
+		 * pg_database_owner of its sandbox, which lets it create in public. */
+		snprintf(sql, sizeof(sql), "ALTER ROLE %s NOCREATEDB NOCREATEROLE INHERIT", q);
 		rc = own_command(admin, sql, "restricting the drill role", err);
 	}
 	if (rc == 0) {
