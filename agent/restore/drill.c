@@ -351,8 +351,9 @@ sandbox_mark(PGconn *admin, const char *db, int64_t expires_ms, coffer_err *err)
  * its SCRAM verifier, so no statement log holds it). The admin role is made
  * a member of it so that it can create, mark and drop the role's database.
  */
+/* A fresh random password for one drill, as hex. */
 static int
-role_prepare(PGconn *admin, const char *role, char *password, size_t pwsize, coffer_err *err)
+new_password(char *password, size_t pwsize, coffer_err *err)
 {
 	uint8_t rnd[24];
 	if (pwsize < 2 * sizeof(rnd) + 1 ||
@@ -364,6 +365,12 @@ role_prepare(PGconn *admin, const char *role, char *password, size_t pwsize, cof
 		snprintf(password + 2 * i, 3, "%02x", rnd[i]);
 	}
 	explicit_bzero(rnd, sizeof(rnd));
+	return (0);
+}
+
+static int
+role_prepare(PGconn *admin, const char *role, const char *password, coffer_err *err)
+{
 	char *q = PQescapeIdentifier(admin, role, strlen(role));
 	if (q == NULL) {
 		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory"));
@@ -453,7 +460,8 @@ role_lock(const agent_config *cfg, const char *role)
  * killed mid-drill leaves a sandbox the next sweep removes.
  */
 static int
-sandbox_create(const agent_config *cfg, const char *db, const char *role, coffer_err *err)
+sandbox_create(
+    const agent_config *cfg, const char *db, const char *role, bool *made, coffer_err *err)
 {
 	if (!identifier_ok(db) || !identifier_ok(role)) {
 		return (coffer_err_set(err, COFFER_EINVAL, "sandbox name %s is not plain", db));
@@ -465,6 +473,7 @@ sandbox_create(const agent_config *cfg, const char *db, const char *role, coffer
 	char sql[300];
 	snprintf(sql, sizeof(sql), "CREATE DATABASE %s OWNER %s TEMPLATE template0", db, role);
 	int rc = own_command(admin, sql, "creating the sandbox database", err);
+	*made = rc == 0;
 	if (rc == 0) {
 		snprintf(sql, sizeof(sql), "REVOKE ALL ON DATABASE %s FROM PUBLIC", db);
 		rc = own_command(admin, sql, "closing the sandbox to other roles", err);
@@ -478,6 +487,37 @@ sandbox_create(const agent_config *cfg, const char *db, const char *role, coffer
 	}
 	PQfinish(admin);
 	return (rc);
+}
+
+/* What the restore's target callback needs. */
+typedef struct drill_target {
+	const agent_config *cfg;
+	const char *db;
+	const char *role;
+	const char *password;
+	bool role_touched; /* locked at the end, even if half made */
+	bool created;
+} drill_target;
+
+/* Called by the restore once the dump is verified: nothing is made on the
+ * sandbox server for a backup that does not verify. */
+static int
+create_target(void *arg, coffer_err *err)
+{
+	drill_target *t = arg;
+	PGconn *admin = sandbox_connect(t->cfg, NULL, err);
+	if (admin == NULL) {
+		return (err->code);
+	}
+	t->role_touched = true;
+	int rc = role_prepare(admin, t->role, t->password, err);
+	PQfinish(admin);
+	if (rc != 0) {
+		return (coffer_err_wrap(err, "the drill role %s", t->role));
+	}
+	/* Even a half-made sandbox (created, not yet closed or marked) is ours
+	 * to drop. */
+	return (sandbox_create(t->cfg, t->db, t->role, &t->created, err));
 }
 
 int
@@ -764,7 +804,8 @@ agent_drill_run(const agent_config *cfg, const agent_drill_request *req, agent_d
 	sandbox_name(req, db, sizeof(db));
 	role_name(req->service, role, sizeof(role));
 	char *role_ci = NULL;
-	bool created = false, role_ready = false;
+	bool created = false;
+	drill_target target = { .cfg = cfg, .db = db, .role = role };
 	if (agent_stored_manifest(&ctx, req->backup, &m, &e) != 0) {
 		add_check(res, "verify", false, "%s", e.msg);
 		goto done;
@@ -784,31 +825,22 @@ agent_drill_run(const agent_config *cfg, const agent_drill_request *req, agent_d
 		goto done;
 	}
 	coffer_err_clear(&e);
-	PGconn *admin = sandbox_connect(cfg, NULL, &e);
-	if (admin != NULL) {
-		role_ready = true; /* even half made, it is locked at the end */
-		if (role_prepare(admin, role, password, sizeof(password), &e) == 0) {
-			role_ci = conninfo_as(cfg->drill_sandbox, role, password, &e);
-		}
-		PQfinish(admin);
+	if (new_password(password, sizeof(password), &e) == 0) {
+		role_ci = conninfo_as(cfg->drill_sandbox, role, password, &e);
 	}
-	explicit_bzero(password, sizeof(password));
 	if (role_ci == NULL) {
+		explicit_bzero(password, sizeof(password));
 		add_check(res, "restore", false, "the drill role %s: %s", role, e.msg);
 		goto done;
 	}
-	coffer_err_clear(&e);
-	if (sandbox_create(cfg, db, role, &e) != 0) {
-		add_check(res, "restore", false, "%s", e.msg);
-		goto done;
-	}
-	created = true;
-	snprintf(res->sandbox, sizeof(res->sandbox), "%s", db);
+	target.password = password;
 	agent_restore_request rr = {
 		.backup = m->backup_id,
 		.target_db = db,
 		.target_conninfo = cfg->drill_sandbox,
 		.restore_conninfo = role_ci,
+		.create_target = create_target,
+		.create_target_arg = &target,
 		.jobs = cfg->drill_jobs,
 		.cancel = req->cancel,
 	};
@@ -819,6 +851,11 @@ agent_drill_run(const agent_config *cfg, const agent_drill_request *req, agent_d
 	    "sandbox=%s",
 	    req->drill_id, req->service, m->backup_id, req->repository, db);
 	int rr_rc = agent_restore_logical(&ctx, &rr, &rres, &e);
+	explicit_bzero(password, sizeof(password));
+	created = target.created;
+	if (created) {
+		snprintf(res->sandbox, sizeof(res->sandbox), "%s", db);
+	}
 	res->restore_ms = rres.duration_ms;
 	if (rr_rc == COFFER_ECANCELED) {
 		rc = rr_rc;
@@ -880,7 +917,7 @@ done:
 		}
 		PQfinish(admin2);
 	}
-	if (role_ready) {
+	if (target.role_touched) {
 		role_lock(cfg, role);
 	}
 	conninfo_free(role_ci);

@@ -247,9 +247,12 @@ prepare_target(
 {
 	bool exists = false;
 	int rc = agent_pg_database_exists(server, CONNECT_TIMEOUT_S, req->target_db, &exists, err);
-	if (rc != 0 || !exists) {
-		return (rc != 0
-		        ? rc
+	if (rc != 0) {
+		return (rc);
+	}
+	if (!exists) {
+		return (req->create_target != NULL
+		        ? req->create_target(req->create_target_arg, err)
 		        : agent_pg_database_create(server, CONNECT_TIMEOUT_S, req->target_db, err));
 	}
 	bool has = false;

@@ -136,7 +136,7 @@ pass "refused: the backup's own cluster, a listed production cluster, an existin
 data=$T/repo/services/billing/backups/$bid/data
 size=$(stat -c %s "$data")
 printf '\xff' | dd of="$data" bs=1 seek=$((size / 2)) conv=notrunc status=none
-if drill --id 7 >"$T/d7.json" 2>/dev/null; then fail "a corrupted backup passed its drill"; fi
+if drill --id 7 --keep-sandbox >"$T/d7.json" 2>/dev/null; then fail "a corrupted backup passed its drill"; fi
 [[ $(field "$T/d7.json" 'd["checks"][0]["name"] + " " + str(d["checks"][0]["ok"])') == "verify False" ]] ||
 	fail "corruption not caught at verify: $(cat "$T/d7.json")"
 [[ $(field "$T/d7.json" 'len(d["checks"])') == 1 ]] || fail "checks ran after verify failed"
