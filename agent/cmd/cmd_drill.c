@@ -2,7 +2,7 @@
  * coffer-agent drill -c RUNNER.conf --service S [--backup ID|latest]
  *     [--repo primary|dr] [--id N] [--assert SQL ...]
  *     [--freshness-query SQL --freshness-max-lag DURATION] [--rto DURATION]
- *     [--production-system-id ID ...] [--drop-on-failure] [--output json]
+ *     [--production-system-id ID ...] [--keep-sandbox] [--output json]
  * One restore drill now, on a drill runner, without a coordinator: the same
  * code the daemon runs for a RunDrill command (agent/restore/drill.h). Prints every
  * check and exits 0 when the drill passed, 1 when it failed, and the
@@ -84,7 +84,7 @@ agent_cmd_drill(const coffer_cmd *cmd, int argc, char **argv)
 	req.production_system_ids = prod;
 	const char *config = NULL, *service = NULL, *backup = "latest", *repo = "primary";
 	const char *id = NULL, *fq = NULL, *flag = NULL, *rto = NULL, *output = NULL;
-	bool drop = false;
+	bool keep = false, drop = false;
 	const coffer_opt opts[] = {
 		{ "config", 'c', &config, NULL },
 		{ "service", 0, &service, NULL },
@@ -94,6 +94,8 @@ agent_cmd_drill(const coffer_cmd *cmd, int argc, char **argv)
 		{ "freshness-query", 0, &fq, NULL },
 		{ "freshness-max-lag", 0, &flag, NULL },
 		{ "rto", 0, &rto, NULL },
+		{ "keep-sandbox", 0, NULL, &keep },
+		/* The default now; still accepted so older scripts run. */
 		{ "drop-on-failure", 0, NULL, &drop },
 		{ "output", 0, &output, NULL },
 		{ NULL, 0, NULL, NULL },
@@ -141,7 +143,13 @@ agent_cmd_drill(const coffer_cmd *cmd, int argc, char **argv)
 	req.backup = backup;
 	req.repository = repo;
 	req.freshness_query = fq;
-	req.drop_on_failure = drop;
+	if (keep && drop) {
+		return (
+		    coffer_cli_usage_error(cmd, "--keep-sandbox and --drop-on-failure conflict"));
+	}
+	/* A failed drill's sandbox is a copy of the service's data: dropped
+	 * unless asked for, and then only until [drill] keep_sandbox_for. */
+	req.drop_on_failure = !keep;
 	coffer_err err = { 0 };
 	agent_config *cfg = NULL;
 	if ((rv = agent_config_load(config, &cfg, &err)) != 0) {

@@ -33,7 +33,7 @@ static const coffer_cmd agent_cmds[] = {
 	{ "drill",
 	    "-c FILE --service S [--backup ID|latest] [--repo primary|dr] [--id N] "
 	    "[--assert SQL ...] [--freshness-query SQL --freshness-max-lag D] [--rto D] "
-	    "[--production-system-id ID ...] [--drop-on-failure] [--output json]",
+	    "[--production-system-id ID ...] [--keep-sandbox] [--output json]",
 	    "on a drill runner: restore a service's backup into a sandbox and check it",
 	    agent_cmd_drill },
 	{ "events", "-c FILE [--output json]", "events waiting in the outbox for the coordinator",

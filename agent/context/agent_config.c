@@ -198,6 +198,13 @@ static const coffer_config_key drill_keys[] = {
 	    .required = true,
 	    .why = "a drill runner restores into a sandbox server of its own" },
 	{ .name = "jobs", .type = COFFER_CONFIG_INT, .def = "2", .min = 1, .max = 64 },
+	/* A kept sandbox is a restored copy of a service's data on the host
+	 * that holds every drilled service's key ring: bounded. */
+	{ .name = "keep_sandbox_for",
+	    .type = COFFER_CONFIG_DURATION,
+	    .def = "24h",
+	    .min = 1 * MINS,
+	    .max = 7 * DAYS },
 	{ 0 },
 };
 
@@ -413,6 +420,7 @@ drill_load(const coffer_config *ini, agent_config *c, coffer_err *err)
 	}
 	c->drill_sandbox = coffer_config_str(ini, "drill", "sandbox");
 	c->drill_jobs = (int)coffer_config_int(ini, "drill", "jobs");
+	c->drill_keep_sandbox_ms = coffer_config_duration_ms(ini, "drill", "keep_sandbox_for");
 	return (0);
 }
 

@@ -94,6 +94,7 @@ typedef struct agent_config {
 	/* [drill] (drill runners only; [drill.<service>] is read by agent/restore/drill.c) */
 	const char *drill_sandbox;
 	int drill_jobs;
+	int64_t drill_keep_sandbox_ms; /* a kept sandbox is dropped this long after its drill */
 	/* The parsed file, for callers that report their own findings at the
 	 * right line with coffer_config_err_at. */
 	coffer_config *ini;

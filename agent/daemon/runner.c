@@ -264,6 +264,15 @@ agent_runner_run(agent_ctx *ctx, coffer_err *err)
 		    "add [coordinator], or run one drill by hand with "
 		    "`coffer-agent drill`"));
 	}
+	/* Sandboxes kept past their time go before anything else happens (the
+	 * sender is not started yet, so no drill can race this). */
+	coffer_err sweep_err = { 0 };
+	size_t swept = 0;
+	if (agent_drill_sweep(ctx->cfg, &swept, &sweep_err) != 0) {
+		coffer_log_warn("expired sandboxes not swept", "error=\"%s\"", sweep_err.msg);
+	} else if (swept > 0) {
+		coffer_log_info("expired sandboxes dropped", "count=%zu", swept);
+	}
 	runner r;
 	memset(&r, 0, sizeof(r));
 	r.ctx = ctx;

@@ -22,8 +22,25 @@
  * Refused before anything is created ("restore" fails, nothing touched):
  * a sandbox server whose system identifier is any production cluster's
  * (production_system_ids, and the backup's own cluster); a sandbox database
- * that already exists. The sandbox is dropped after a pass, and kept after
- * a failure unless drop_on_failure.
+ * that already exists. The sandbox is dropped after a pass, and after a
+ * failure unless !drop_on_failure; a kept one is dropped by the sweep once
+ * [drill] keep_sandbox_for has passed (its expiry is a COMMENT on the
+ * database, so it survives the runner).
+ *
+ * Least privilege: the runner's [drill] sandbox role (CREATEDB and
+ * CREATEROLE) only creates, marks and drops. The service's own role,
+ * coffer_drill_<service> (no superuser, CREATEDB, CREATEROLE, replication
+ * or BYPASSRLS, a member of no role), owns the sandbox database, which no
+ * other role may connect to; pg_restore and the row counts run as it, and
+ * so do the service-supplied queries (schema, freshness, assertions): each
+ * one statement (extended protocol) in its own BEGIN READ ONLY ... ROLLBACK
+ * on a session whose transactions default to read only. A query that
+ * writes fails its check with "tried to write" and PostgreSQL's message.
+ * The role logs in with a random password held only in memory (a passfile
+ * for pg_restore) and is set NOLOGIN PASSWORD NULL after the drill. A
+ * separate login rather than SET ROLE on the admin's session: one
+ * statement "RESET ROLE" would give the admin's rights back to the rest of
+ * the drill's queries.
  *
  * Blocking (libpq, child processes, repository reads): run it off the
  * event loop. Memory: the restore's (agent/restore/restore.h), plus the checks'
@@ -43,6 +60,13 @@
 #define AGENT_DRILL_MAX_CHECKS  16
 #define AGENT_DRILL_MAX_ASSERTS 9
 #define AGENT_DRILL_DETAIL_MAX  512
+
+/* coffer_drill_<service>: the role a service's drills run as. */
+#define AGENT_DRILL_ROLE_PREFIX "coffer_drill_"
+
+/* A new sandbox's first expiry is at least this far off, so a sweep by
+ * another drill never drops one that is still being restored or checked. */
+#define AGENT_DRILL_KEEP_FLOOR_MS (24LL * 60 * 60 * 1000)
 
 typedef struct agent_drill_request {
 	uint64_t drill_id;
@@ -88,5 +112,14 @@ typedef struct agent_drill_result {
  */
 int agent_drill_run(const agent_config *cfg, const agent_drill_request *req,
     agent_drill_result *res, coffer_err *err);
+
+/*
+ * Drops every sandbox database (coffer_drill_*) on the sandbox server whose
+ * recorded expiry has passed, and gives one without an expiry (kept before
+ * expiries were recorded) keep_sandbox_for from now. Run at the start of
+ * every drill and when the runner daemon starts. *dropped (may be NULL)
+ * counts the drops; an error only when the server cannot be asked.
+ */
+int agent_drill_sweep(const agent_config *cfg, size_t *dropped, coffer_err *err);
 
 #endif

@@ -255,7 +255,11 @@ prepare_target(
 	bool exists = false;
 	int rc = agent_pg_database_exists(maint, CONNECT_TIMEOUT_S, req->target_db, &exists, err);
 	if (rc == 0 && !exists) {
-		rc = agent_pg_database_create(maint, CONNECT_TIMEOUT_S, req->target_db, err);
+		/* A drill creates its sandbox its own way (owned by the
+		 * service's drill role, agent/restore/drill.c). */
+		rc = req->create_target != NULL
+		    ? req->create_target(req->create_target_arg, err)
+		    : agent_pg_database_create(maint, CONNECT_TIMEOUT_S, req->target_db, err);
 	}
 	free(maint);
 	if (rc != 0 || !exists) {
@@ -342,7 +346,8 @@ agent_restore_logical(
 		    "deliberately");
 		goto out;
 	}
-	target_ci = agent_conninfo_with_db(server, req->target_db, err);
+	target_ci = agent_conninfo_with_db(
+	    req->restore_conninfo != NULL ? req->restore_conninfo : server, req->target_db, err);
 	if (target_ci == NULL) {
 		rc = err->code;
 		goto out;

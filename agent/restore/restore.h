@@ -19,8 +19,16 @@ typedef struct agent_restore_request {
 	const char *backup; /* id or "latest" */
 	const char *target_db;
 	const char *target_conninfo; /* server to restore to; NULL: the service's own */
-	int jobs;                    /* pg_restore -j */
-	bool force;                  /* replace a target database that has tables */
+	/* Who pg_restore and the row counts connect as (its database replaced by
+	 * target_db); NULL: target_conninfo. A drill restores as the service's
+	 * own unprivileged role while its admin role creates the database. */
+	const char *restore_conninfo;
+	/* Creates target_db when it does not exist, once the dump is verified
+	 * (NULL: CREATE DATABASE on target_conninfo). */
+	int (*create_target)(void *arg, coffer_err *err);
+	void *create_target_arg;
+	int jobs;   /* pg_restore -j */
+	bool force; /* replace a target database that has tables */
 	bool progress;
 	agent_cancel *cancel;
 } agent_restore_request;

@@ -696,7 +696,10 @@ read_drill_policy(
 			d->asserts[d->n_asserts++] = q;
 		}
 	}
-	d->keep_sandbox = !coffer_config_has(ini, section, "drill.keep_sandbox") ||
+	/* Off unless asked for: a kept sandbox is a restored copy of the
+	 * service's data on the runner host (the runner drops it after its
+	 * [drill] keep_sandbox_for in any case). */
+	d->keep_sandbox = coffer_config_has(ini, section, "drill.keep_sandbox") &&
 	    coffer_config_bool(ini, section, "drill.keep_sandbox");
 	d->rto_ms = coffer_config_has(ini, section, "drill.rto")
 	    ? coffer_config_duration_ms(ini, section, "drill.rto")

@@ -79,7 +79,7 @@ typedef struct coord_drill_policy {
 	int64_t freshness_max_lag_ms;
 	const char *asserts[COORD_DRILL_MAX_ASSERTS];
 	size_t n_asserts;
-	bool keep_sandbox;        /* after a failure (default true) */
+	bool keep_sandbox;        /* after a failure (default false) */
 	int64_t rto_ms;           /* drill.rto (60m) */
 	int64_t overdue_after_ms; /* drill.overdue_after (1h) */
 } coord_drill_policy;

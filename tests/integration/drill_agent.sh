@@ -5,7 +5,7 @@
 # - a good backup passes every check (verify, restore, row_counts,
 #   freshness, assertions, rto), reports its restore time, and the sandbox
 #   database is dropped;
-# - a false assertion fails "assertion:2", and the sandbox is kept;
+# - a false assertion fails "assertion:2", and with --keep-sandbox the sandbox is kept;
 # - a freshness bound the data cannot meet fails "freshness";
 # - a sandbox that is a production cluster is refused before anything is
 #   created: by the backup's own system identifier, and by one listed as
@@ -94,22 +94,22 @@ field "$T/d1.json" '[c["detail"] for c in d["checks"] if c["name"] == "schema_ve
 pass "good backup: 8 checks pass (schema_version as recorded), restored in ${ms} ms, sandbox dropped"
 
 # --- failures, each a named check -----------------------------------------------------------
-if drill --id 2 --assert "SELECT true" --assert "SELECT count(*) > 5000 FROM invoices" >"$T/d2.json" 2>/dev/null; then
+if drill --id 2 --keep-sandbox --assert "SELECT true" --assert "SELECT count(*) > 5000 FROM invoices" >"$T/d2.json" 2>/dev/null; then
 	fail "a false assertion passed"
 fi
 [[ $(field "$T/d2.json" 'd["failure"]') == "assertion:2: SELECT count(*) > 5000 FROM invoices returned f, not true" ]] ||
 	fail "false assertion: $(field "$T/d2.json" 'd["failure"]')"
 [[ $(sq "select count(*) from pg_database where datname = 'coffer_drill_billing_2'") == 1 ]] ||
 	fail "the failed drill's sandbox was not kept"
-pass "false assertion fails assertion:2; the sandbox is kept for inspection"
+pass "false assertion fails assertion:2; with --keep-sandbox the sandbox is kept for inspection"
 
-if drill --id 3 --drop-on-failure --freshness-query "SELECT max(at) FROM invoices" --freshness-max-lag 10m \
+if drill --id 3 --freshness-query "SELECT max(at) FROM invoices" --freshness-max-lag 10m \
 	>"$T/d3.json" 2>/dev/null; then fail "an unmet freshness bound passed"; fi
 field "$T/d3.json" 'd["failure"]' | grep -q "^freshness: newest row .* before the backup finished (bound 10m)" ||
 	fail "freshness: $(field "$T/d3.json" 'd["failure"]')"
 [[ $(sq "select count(*) from pg_database where datname = 'coffer_drill_billing_3'") == 0 ]] ||
-	fail "--drop-on-failure kept the sandbox"
-pass "freshness bound not met: fails freshness; --drop-on-failure drops the sandbox"
+	fail "a failed drill kept its sandbox without --keep-sandbox"
+pass "freshness bound not met: fails freshness; the sandbox is dropped (the default)"
 
 # --- refusals before anything is created ---------------------------------------------------------
 runner_conf "$T/prodsandbox.conf" "$prod"
@@ -136,7 +136,7 @@ pass "refused: the backup's own cluster, a listed production cluster, an existin
 data=$T/repo/services/billing/backups/$bid/data
 size=$(stat -c %s "$data")
 printf '\xff' | dd of="$data" bs=1 seek=$((size / 2)) conv=notrunc status=none
-if drill --id 7 >"$T/d7.json" 2>/dev/null; then fail "a corrupted backup passed its drill"; fi
+if drill --id 7 --keep-sandbox >"$T/d7.json" 2>/dev/null; then fail "a corrupted backup passed its drill"; fi
 [[ $(field "$T/d7.json" 'd["checks"][0]["name"] + " " + str(d["checks"][0]["ok"])') == "verify False" ]] ||
 	fail "corruption not caught at verify: $(cat "$T/d7.json")"
 [[ $(field "$T/d7.json" 'len(d["checks"])') == 1 ]] || fail "checks ran after verify failed"

@@ -854,7 +854,7 @@ cmd_run(int argc, char **argv)
 	    strcmp(rd->freshness_query, "SELECT max(at) FROM invoices") != 0 ||
 	    rd->freshness_max_lag_s != 7200 || rd->n_assertions != 2 ||
 	    strcmp(rd->assertions[1], "SELECT count(*) > 0 FROM invoices") != 0 ||
-	    rd->drop_sandbox_on_failure || rd->n_production_system_ids != 1 ||
+	    !rd->drop_sandbox_on_failure || rd->n_production_system_ids != 1 ||
 	    strcmp(rd->production_system_ids[0], "7301234567890123456") != 0) {
 		die("RunDrill does not carry the policy: backup %s repo %s rto %u asserts %zu prod %zu",
 		    rd->backup_id, rd->repository, rd->rto_minutes, rd->n_assertions,

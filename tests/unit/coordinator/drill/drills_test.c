@@ -117,7 +117,7 @@ test_policy_read(void **state)
 	assert_false(d->random);
 	assert_int_equal(d->window_ms, 30 * DAYS);
 	assert_int_equal(d->repository, COORD_DRILL_PRIMARY);
-	assert_true(d->keep_sandbox);
+	assert_false(d->keep_sandbox);
 	assert_int_equal(d->rto_ms, 60 * MINS);
 	assert_int_equal(d->overdue_after_ms, 1 * HOURS);
 	coord_config_free(c);
