@@ -97,6 +97,11 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 [[ -n $ok ]] || fail "no completed backup: $(tail -5 "$T/billing.log")"
+# Drills take verified backups only (the coordinator checks each one first).
+for _ in $(seq 300); do
+	[[ $(psql_at "$ci" -c "select count(*) from backups where service = 'billing' and verify_state = 'verified'") -ge 1 ]] && break
+	sleep 0.1
+done
 bid=$("$cli" backups list --service billing --output json | grep -o '"id":"[^"]*"' | head -1 | cut -d'"' -f4)
 
 "$cli" drill run --service billing >"$T/out" 2>"$T/err" || fail "drill run: $(cat "$T/err")"

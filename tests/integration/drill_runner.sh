@@ -86,6 +86,12 @@ bg+=("$rpid")
 
 drill_status() { psql_at "$ci" -c "select coalesce((select status from drills where id = $1), 'none')"; }
 run_drill() {
+	# Drills take verified backups only: wait for the coordinator's check.
+	for _ in $(seq 300); do
+		[[ $(psql_at "$ci" -c "select count(*) from backups where service = 'billing' and status = 'completed'
+			and verify_state <> 'verified'") == 0 ]] && break
+		sleep 0.1
+	done
 	"$cli" drill run --service billing >"$T/out" 2>"$T/err" || fail "drill run: $(cat "$T/err")"
 	did=$(sed -n 's/^drill \([0-9]*\) .*/\1/p' "$T/out")
 	[[ -n $did ]] || fail "drill run output: $(cat "$T/out")"
