@@ -35,7 +35,8 @@ conf="$T/coordinator.conf"
 cat >"$conf" <<CONF
 [coordinator]
 listen = tls+tcp://127.0.0.1:0
-catalog = $ci
+catalog = $ci_app
+catalog_owner = $ci_owner
 audit_key = $T/audit.key
 state_dir = $T/state
 refusal_period = 5s

@@ -65,6 +65,11 @@ grep -q "retention" "$T/migrate.out" || fail "the retention migration was not ap
 
 "$drv" run "$T/a.conf" "$T/b.conf" "$T/c.conf" "$T/repo" || fail "driver failed"
 
+# The driver's race put a hold in behind the coordinator's back (a trigger):
+# audit-verify names exactly that, and nothing once it is gone.
+"$coord" audit-verify -c "$T/b.conf" >"$T/verify.out" 2>&1 && fail "the raced hold, placed outside the coordinator, verified"
+grep -q "hold [0-9]* on backup billing-050 has no hold.added row" "$T/verify.out" || fail "audit-verify: $(cat "$T/verify.out")"
+psql_at "$ci" -c "DELETE FROM holds WHERE placed_by = 'test'" >/dev/null
 "$coord" audit-verify -c "$T/b.conf" >"$T/verify.out" 2>&1 || fail "audit-verify: $(cat "$T/verify.out")"
 pass "audit-verify: $(head -1 "$T/verify.out")"
 

@@ -46,6 +46,8 @@ catalog = $ci_app
 catalog_owner = $ci_owner
 audit_key = $T/audit.key
 state_dir = $T/cstate
+# Refusals are counted per period before they reach the catalog.
+refusal_period = 1s
 [tls]
 ca = $pki/ca.crt
 cert = $pki/localhost.crt
