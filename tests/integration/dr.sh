@@ -408,11 +408,20 @@ cq "select details from audit where action = 'dr.copy_failed' and subject = '$b3
 wait_for "dr_copy_failed did not page for the replaced backup" \
 	'grep "coffer/billing/dr_copy_failed" "$T/rx.log" | grep "\"event_action\":\"trigger\"" | grep -q "$b3"'
 pass "replaced data of $b3 refused by the DR copy: $(cut -c1-150 <<<"$reason")...; audited, dr_copy_failed paged"
-b4=$(backup)
-wait_for "the DR copy of $b4 was not verified" '[[ $(copy_status "$b4") == verified ]]'
-wait_for "dr_copy_failed did not resolve after a newer verified copy" \
+# The owner removes the newer version (the fix the hint names): the retry
+# copies the recorded one, and the page resolves.
+newer=$(curl -s -I --aws-sigv4 "aws:amz:us-east-1:s3" --user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" \
+	"$RGW_ENDPOINT/prod/fleet/services/billing/backups/$b3/data" | sed -n 's/^x-amz-version-id: *\([^[:space:]]*\).*/\1/Ip')
+[[ -n $newer && $newer != "$dv" ]] || fail "no newer version of $b3's data: '$newer'"
+[[ $(curl -s -o /dev/null -w '%{http_code}' -X DELETE --aws-sigv4 "aws:amz:us-east-1:s3" \
+	--user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+	"$RGW_ENDPOINT/prod/fleet/services/billing/backups/$b3/data?versionId=$newer") == 204 ]] ||
+	fail "the owner cannot remove the newer version"
+wait_for "the DR copy of $b3 was not verified once the replacement was removed" '[[ $(copy_status "$b3") == verified ]]'
+wait_for "dr_copy_failed did not resolve" \
 	'[[ $(cq "select state from alerts where dedup_key = '"'coffer/billing/dr_copy_failed'"'") == resolved ]]'
-pass "a newer backup ($b4) copied and verified; dr_copy_failed resolved"
+[[ $(cq "select versions->>'data' <> '' from backup_copies where backup_id = '$b3'") == t ]] || fail "no DR version recorded for $b3"
+pass "the newer version removed by the owner: $b3 copied from its recorded version, verified; dr_copy_failed resolved"
 
 # --- dr.copy = weekly: only the weekly tier's holders are due ---------------------------------
 # Ten daily backups recorded straight into the catalog (03:00 UTC, the last
