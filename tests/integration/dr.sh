@@ -410,8 +410,7 @@ wait_for "dr_copy_failed did not page for the replaced backup" \
 pass "replaced data of $b3 refused by the DR copy: $(cut -c1-150 <<<"$reason")...; audited, dr_copy_failed paged"
 # The owner removes the newer version (the fix the hint names): the retry
 # copies the recorded one, and the page resolves.
-newer=$(curl -s -I --aws-sigv4 "aws:amz:us-east-1:s3" --user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" \
-	"$RGW_ENDPOINT/prod/fleet/services/billing/backups/$b3/data" | sed -n 's/^x-amz-version-id: *\([^[:space:]]*\).*/\1/Ip')
+newer=$(sed -n 's/.*its current version is \([^,]*\),.*/\1/p' <<<"$reason")
 [[ -n $newer && $newer != "$dv" ]] || fail "no newer version of $b3's data: '$newer'"
 [[ $(curl -s -o /dev/null -w '%{http_code}' -X DELETE --aws-sigv4 "aws:amz:us-east-1:s3" \
 	--user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
