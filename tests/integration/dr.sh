@@ -10,6 +10,9 @@
 # - deleting the DR copy is refused for every credential the system holds
 #   (the agent's, the coordinator's primary and DR ones) and, the lock being
 #   COMPLIANCE, for the DR account itself;
+# - an unversioned primary bucket is refused at start, naming the fix; a
+#   backup whose data the bucket's owner replaced is refused by the DR copy
+#   (audited, dr_copy_failed) until the newer version is removed.
 # - a DR bucket without object lock, and a posix DR repository: `run`
 #   refuses to start, naming the problem;
 # - the DR user loses write access: copies fail, are retried, page
