@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -317,6 +318,65 @@ verified_manifest(agent_ctx *ctx, const char *id, const uint8_t *data, size_t le
 	return (rc);
 }
 
+/* Versions of one object looked at, at most (the S3 driver's bound). */
+#define VERSIONS_MAX 64
+
+/*
+ * The version of a backup object to read. The agent wrote it once, with
+ * If-None-Match, at a fresh key: its version is the oldest the key has, and
+ * anything newer was put over it by someone else (docs/S3.md, "No silent
+ * replacement"). So the oldest is read, with a warning naming the newer
+ * one; the signed manifest still checks every byte. "" (the current one)
+ * where the store keeps no versions or the key has one; also, with a
+ * warning, where the credentials may not list versions.
+ */
+static int
+version_of_record(agent_ctx *ctx, const char *id, const char *object, const char *key,
+    char version[COFFER_REPO_VERSION_MAX], coffer_err *err)
+{
+	version[0] = '\0';
+	coffer_repo_version *v = calloc(VERSIONS_MAX, sizeof(*v));
+	if (v == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "out of memory listing versions"));
+	}
+	size_t n = 0;
+	coffer_err e;
+	coffer_err_clear(&e);
+	int rc = coffer_repo_versions(ctx->repo, key, v, VERSIONS_MAX, &n, &e);
+	if (rc == COFFER_EPERM) {
+		char q[COFFER_ERR_MSG_MAX + 8];
+		coffer_log_warn("cannot list the versions of a backup object: reading the current "
+		                "one (allow s3:ListBucketVersions on the service's prefix, "
+		                "coffer-coordinator s3-policy)",
+		    "backup=%s object=%s error=%s", id, object,
+		    coffer_log_quote(q, sizeof(q), e.msg));
+		free(v);
+		return (0);
+	}
+	if (rc != 0) {
+		if (err != NULL) {
+			*err = e;
+		}
+		free(v);
+		return (coffer_err_wrap(err, "listing the versions of %s", key));
+	}
+	size_t oldest = n;
+	for (size_t i = 0; i < n && i < VERSIONS_MAX; i++) {
+		if (!v[i].delete_marker) {
+			oldest = i; /* newest first: the last one wins */
+		}
+	}
+	if (n > 1 && oldest < n) {
+		snprintf(version, COFFER_REPO_VERSION_MAX, "%s", v[oldest].version_id);
+		coffer_log_warn("a backup object was replaced in the repository: reading the "
+		                "oldest version, the one the agent wrote",
+		    "backup=%s object=%s version=%s newer=%s versions=%zu", id, object, version,
+		    v[0].delete_marker ? "(a delete marker)" : v[0].version_id, n);
+	}
+	free(v);
+	return (0);
+}
+
 int
 agent_stored_manifest(
     agent_ctx *ctx, const char *id_or_latest, coffer_manifest **out, coffer_err *err)
@@ -352,7 +412,11 @@ agent_stored_manifest(
 	if (buf == NULL) {
 		return (err != NULL ? err->code : COFFER_ENOMEM);
 	}
-	rc = coffer_repo_read(ctx->repo, key, buf, err);
+	char version[COFFER_REPO_VERSION_MAX];
+	rc = version_of_record(ctx, id, "manifest.json", key, version, err);
+	if (rc == 0) {
+		rc = coffer_repo_read_version(ctx->repo, key, version, buf, err);
+	}
 	if (rc == COFFER_ENOENT) {
 		coffer_err_set(err, COFFER_ENOENT,
 		    "backup %s of service %s is not in repository %s", id, ctx->cfg->service,
@@ -434,7 +498,11 @@ agent_stored_read_flags(
 	if (stored_sha == NULL) {
 		return (err != NULL && err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	rc = coffer_repo_read(ctx->repo, key, stored_sha, err);
+	char version[COFFER_REPO_VERSION_MAX];
+	rc = version_of_record(ctx, m->backup_id, "data", key, version, err);
+	if (rc == 0) {
+		rc = coffer_repo_read_version(ctx->repo, key, version, stored_sha, err);
+	}
 	if (rc == COFFER_ENOENT) {
 		coffer_err_set(err, COFFER_ECORRUPT,
 		    "backup %s has a manifest but no data object at %s", m->backup_id, key),

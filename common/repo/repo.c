@@ -582,6 +582,31 @@ coffer_repo_read_version(coffer_repo *repo, const char *key, const char *version
 }
 
 int
+coffer_repo_versioning_get(coffer_repo *repo, coffer_repo_versioning *out, coffer_err *err)
+{
+	*out = COFFER_REPO_VERSIONING_NONE;
+	if (repo->drv->versioning == NULL) {
+		return (0);
+	}
+	return (repo->drv->versioning(repo->state, out, err));
+}
+
+int
+coffer_repo_versions(coffer_repo *repo, const char *key, coffer_repo_version *out, size_t max,
+    size_t *n, coffer_err *err)
+{
+	*n = 0;
+	if ((repo->caps & COFFER_REPO_READ) == 0) {
+		return (cap_fail(err, "read", "list the versions of"));
+	}
+	if (repo->drv->versions == NULL) {
+		return (0);
+	}
+	int rc = coffer_repo_key_check(key, err);
+	return (rc != 0 ? rc : repo->drv->versions(repo->state, key, out, max, n, err));
+}
+
+int
 coffer_repo_stat(coffer_repo *repo, const char *key, coffer_repo_info *info, coffer_err *err)
 {
 	/* Any handle may stat: a writer checks what it is about to publish. */

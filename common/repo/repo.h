@@ -84,6 +84,22 @@ typedef struct coffer_repo_info {
 	char version_id[COFFER_REPO_VERSION_MAX];
 } coffer_repo_info;
 
+/* A bucket's versioning as the store reports it (repo_s3); NONE for a
+ * store that keeps no versions at all (posix). */
+typedef enum coffer_repo_versioning {
+	COFFER_REPO_VERSIONING_NONE = 0,
+	COFFER_REPO_VERSIONING_OFF,
+	COFFER_REPO_VERSIONING_ENABLED,
+	COFFER_REPO_VERSIONING_SUSPENDED,
+} coffer_repo_versioning;
+
+/* One stored version of a key, as coffer_repo_versions lists them. */
+typedef struct coffer_repo_version {
+	char version_id[COFFER_REPO_VERSION_MAX];
+	int64_t mtime_ms;
+	int delete_marker;
+} coffer_repo_version;
+
 /* Called once per object, in bytewise order of keys. key and info are valid
  * only during the call. Return 0 to go on, > 0 to stop (list returns 0),
  * < 0 (a COFFER_E* code) to stop and make list return it. */
@@ -115,6 +131,10 @@ typedef struct coffer_repo_driver {
 	int (*read_version)(void *state, const char *key, const char *version_id,
 	    coffer_filter *chain, coffer_err *err);
 	int (*stat)(void *state, const char *key, coffer_repo_info *info, coffer_err *err);
+	/* NULL: the store keeps no versions. */
+	int (*versioning)(void *state, coffer_repo_versioning *out, coffer_err *err);
+	int (*versions)(void *state, const char *key, coffer_repo_version *out, size_t max,
+	    size_t *n, coffer_err *err);
 	int (*list)(
 	    void *state, const char *prefix, coffer_repo_list_cb cb, void *arg, coffer_err *err);
 	int (*remove)(void *state, const char *key, coffer_err *err);
@@ -176,6 +196,16 @@ int coffer_repo_read_version(coffer_repo *repo, const char *key, const char *ver
     coffer_filter *chain, coffer_err *err);
 
 int coffer_repo_stat(coffer_repo *repo, const char *key, coffer_repo_info *info, coffer_err *err);
+
+/* Whether the store keeps versions of what it holds (S3: GET ?versioning;
+ * posix: COFFER_REPO_VERSIONING_NONE without asking). */
+int coffer_repo_versioning_get(coffer_repo *repo, coffer_repo_versioning *out, coffer_err *err);
+
+/* The stored versions of exactly key, newest first (delete markers
+ * included), at most max into out; *n gets how many there are. A store
+ * that keeps no versions gives *n = 0. Needs the read capability. */
+int coffer_repo_versions(coffer_repo *repo, const char *key, coffer_repo_version *out, size_t max,
+    size_t *n, coffer_err *err);
 
 /* Calls cb for every object whose key starts with prefix (any string; ""
  * lists everything), in bytewise order. A prefix that matches nothing is not

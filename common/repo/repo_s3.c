@@ -204,6 +204,49 @@ rs3_read_version(
 }
 
 static int
+rs3_versioning(void *state, coffer_repo_versioning *out, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	coffer_s3_versioning v = COFFER_S3_VERSIONING_OFF;
+	int rc = coffer_s3_versioning_get(r->s3, &v, err);
+	*out = v == COFFER_S3_VERSIONING_ENABLED  ? COFFER_REPO_VERSIONING_ENABLED
+	    : v == COFFER_S3_VERSIONING_SUSPENDED ? COFFER_REPO_VERSIONING_SUSPENDED
+	                                          : COFFER_REPO_VERSIONING_OFF;
+	return (rc);
+}
+
+/* Versions listed in one go, at most: a key with more is not ours alone. */
+#define RS3_VERSIONS_MAX 64
+
+static int
+rs3_versions(
+    void *state, const char *key, coffer_repo_version *out, size_t max, size_t *n, coffer_err *err)
+{
+	struct s3_repo *r = state;
+	char full[RS3_KEY_MAX];
+	int rc = rs3_key(r, key, full, sizeof(full), err);
+	if (rc != 0) {
+		return (rc);
+	}
+	coffer_s3_version v[RS3_VERSIONS_MAX];
+	rc = coffer_s3_key_versions(r->s3, full, v, RS3_VERSIONS_MAX, n, err);
+	for (size_t i = 0; rc == 0 && i < *n && i < max && i < RS3_VERSIONS_MAX; i++) {
+		snprintf(out[i].version_id, sizeof(out[i].version_id), "%s", v[i].version_id);
+		out[i].mtime_ms = v[i].mtime_ms;
+		out[i].delete_marker = v[i].delete_marker;
+	}
+	if (rc == 0 && *n > RS3_VERSIONS_MAX) {
+		/* The oldest would be beyond what we hold. */
+		rc = coffer_err_set(err, COFFER_ETOOBIG,
+		    "%s has %zu versions, more than the %d a backup object ever needs", full, *n,
+		    RS3_VERSIONS_MAX);
+		coffer_err_hint(
+		    err, "inspect the key's history with the bucket owner's credentials");
+	}
+	return (rc);
+}
+
+static int
 rs3_stat(void *state, const char *key, coffer_repo_info *info, coffer_err *err)
 {
 	struct s3_repo *r = state;
@@ -293,6 +336,8 @@ const coffer_repo_driver coffer_repo_s3_driver = {
 	.read = rs3_read,
 	.read_version = rs3_read_version,
 	.stat = rs3_stat,
+	.versioning = rs3_versioning,
+	.versions = rs3_versions,
 	.list = rs3_list,
 	.remove = rs3_remove,
 };

@@ -542,3 +542,89 @@ coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err 
 	}
 	return (0);
 }
+
+int
+coffer_s3_versioning_get(coffer_s3 *s3, coffer_s3_versioning *out, coffer_err *err)
+{
+	*out = COFFER_S3_VERSIONING_OFF;
+	if (s3->insecure) {
+		/* As for object lock: a forged "Enabled" would be believed. */
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "s3 bucket %s: versioning cannot be verified over plain http to %s "
+		    "(insecure_http = true)",
+		    s3->bucket, s3->host);
+		return (coffer_err_hint(err,
+		    "use an https:// endpoint for the primary repository, or set "
+		    "unversioned_ok = true in [repository.primary] to run without the check"));
+	}
+	struct s3_req r = { .op = "GetBucketVersioning", .method = "GET", .flags = REQ_CAPTURE };
+	s3_req_query(&r, "versioning", "");
+	struct s3_resp rs;
+	s3_resp_init(&rs, &r);
+	int rc = s3_do(s3, &r, &rs, err);
+	if (rc != 0) {
+		s3_resp_fini(&rs);
+		if (rc == COFFER_EPERM) {
+			coffer_err_hint(err,
+			    "these credentials may not read the bucket's versioning; allow "
+			    "s3:GetBucketVersioning (coffer-coordinator s3-policy prints it)");
+		}
+		return (rc);
+	}
+	bool ok = s3_versioning_parse(rs.body.buf, rs.body.len, out);
+	s3_resp_fini(&rs);
+	if (!ok) {
+		return (coffer_err_set(err, COFFER_EPROTO,
+		    "s3 versioning of bucket %s is not a VersioningConfiguration document",
+		    s3->bucket));
+	}
+	return (0);
+}
+
+int
+coffer_s3_key_versions(
+    coffer_s3 *s3, const char *key, coffer_s3_version *out, size_t max, size_t *n, coffer_err *err)
+{
+	*n = 0;
+	char key_marker[2048] = "", version_marker[COFFER_S3_VERSION_ID_MAX] = "";
+	/* A key has few versions; a bound keeps a hostile endpoint from
+	 * keeping us paging for ever. */
+	for (int page = 0; page < 64; page++) {
+		struct s3_req r = {
+			.op = "ListObjectVersions", .method = "GET", .flags = REQ_CAPTURE
+		};
+		s3_req_query(&r, "versions", "");
+		s3_req_query(&r, "encoding-type", "url");
+		s3_req_query(&r, "prefix", key);
+		if (key_marker[0] != '\0') {
+			s3_req_query(&r, "key-marker", key_marker);
+		}
+		if (version_marker[0] != '\0') {
+			s3_req_query(&r, "version-id-marker", version_marker);
+		}
+		struct s3_resp rs;
+		s3_resp_init(&rs, &r);
+		int rc = s3_do(s3, &r, &rs, err);
+		int truncated = 0;
+		char nk[2048], nv[COFFER_S3_VERSION_ID_MAX];
+		if (rc == 0 &&
+		    !s3_versions_parse(rs.body.buf, rs.body.len, key, out, max, n, &truncated, nk,
+		        sizeof(nk), nv, sizeof(nv))) {
+			rc = coffer_err_set(err, COFFER_EPROTO,
+			    "s3 version listing of %s is not a ListVersionsResult document", key);
+		}
+		s3_resp_fini(&rs);
+		if (rc != 0 || !truncated) {
+			return (rc);
+		}
+		/* Past our key: later keys only start with it. */
+		if (nk[0] == '\0' || strcmp(nk, key) != 0 ||
+		    (strcmp(nk, key_marker) == 0 && strcmp(nv, version_marker) == 0)) {
+			return (0);
+		}
+		snprintf(key_marker, sizeof(key_marker), "%s", nk);
+		snprintf(version_marker, sizeof(version_marker), "%s", nv);
+	}
+	return (coffer_err_set(
+	    err, COFFER_EPROTO, "s3 version listing of %s did not end after 64 pages", key));
+}

@@ -186,6 +186,35 @@ bool coffer_s3_insecure(const coffer_s3 *s3);
  * configuration (a write-only DR credential): the state is unknown. */
 int coffer_s3_object_lock_get(coffer_s3 *s3, coffer_s3_lock_config *out, coffer_err *err);
 
+/* A bucket's versioning: never enabled, enabled, or suspended (new
+ * objects overwrite the "null" version again; older versions stay). */
+typedef enum coffer_s3_versioning {
+	COFFER_S3_VERSIONING_OFF = 0,
+	COFFER_S3_VERSIONING_ENABLED,
+	COFFER_S3_VERSIONING_SUSPENDED,
+} coffer_s3_versioning;
+
+/* GET /?versioning. COFFER_EREFUSED without asking when the client is
+ * insecure (a forged "Enabled" would be believed); COFFER_EPERM when the
+ * credentials may not read it (s3:GetBucketVersioning). */
+int coffer_s3_versioning_get(coffer_s3 *s3, coffer_s3_versioning *out, coffer_err *err);
+
+/* One version of a key (ListObjectVersions), newest first as S3 lists
+ * them. Delete markers are reported with delete_marker = 1. */
+typedef struct coffer_s3_version {
+	char version_id[COFFER_S3_VERSION_ID_MAX];
+	int64_t mtime_ms;
+	uint64_t size;
+	int is_latest;
+	int delete_marker;
+} coffer_s3_version;
+
+/* The versions of exactly key (not of keys it prefixes), newest first, at
+ * most max into out; *n gets how many there are (may exceed max: the
+ * oldest are then not in out). */
+int coffer_s3_key_versions(
+    coffer_s3 *s3, const char *key, coffer_s3_version *out, size_t max, size_t *n, coffer_err *err);
+
 /* ---- pieces exposed for unit tests ---- */
 
 typedef struct coffer_s3_kv {

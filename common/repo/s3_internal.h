@@ -77,6 +77,16 @@ bool s3_complete_parse(const char *body, size_t len, char *etag, size_t etag_siz
  * is zeroed by the caller); false if body is not one. */
 bool s3_lock_config_parse(const char *body, size_t len, coffer_s3_lock_config *out);
 
+/* The Status of a VersioningConfiguration body; false if body is not one. */
+bool s3_versioning_parse(const char *body, size_t len, coffer_s3_versioning *out);
+
+/* One page of a ListVersionsResult: the versions and delete markers of
+ * exactly key appended to out (up to max; *n counts all), *truncated and
+ * the next key and version markers. false if body is not one. */
+bool s3_versions_parse(const char *body, size_t len, const char *key, coffer_s3_version *out,
+    size_t max, size_t *n, int *truncated, char *next_key, size_t next_key_size, char *next_version,
+    size_t next_version_size);
+
 /* ---- requests (s3_request.c) ---- */
 
 #define REQ_ERROR_IN_200 0x1u /* a 200 may carry an <Error> body */

@@ -354,3 +354,86 @@ s3_lock_config_parse(const char *body, size_t len, coffer_s3_lock_config *out)
 	xmlFreeDoc(doc);
 	return (true);
 }
+
+bool
+s3_versioning_parse(const char *body, size_t len, coffer_s3_versioning *out)
+{
+	*out = COFFER_S3_VERSIONING_OFF;
+	xmlDoc *doc = xml_read(body, len);
+	xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+	if (root == NULL || !xml_is(root, "VersioningConfiguration")) {
+		xmlFreeDoc(doc);
+		return (false);
+	}
+	char t[32];
+	for (xmlNode *c = root->children; c != NULL; c = c->next) {
+		if (xml_is(c, "Status")) {
+			xml_text(c, t, sizeof(t));
+			*out = strcmp(t, "Enabled") == 0  ? COFFER_S3_VERSIONING_ENABLED
+			    : strcmp(t, "Suspended") == 0 ? COFFER_S3_VERSIONING_SUSPENDED
+			                                  : COFFER_S3_VERSIONING_OFF;
+		}
+	}
+	xmlFreeDoc(doc);
+	return (true);
+}
+
+bool
+s3_versions_parse(const char *body, size_t len, const char *key, coffer_s3_version *out, size_t max,
+    size_t *n, int *truncated, char *next_key, size_t next_key_size, char *next_version,
+    size_t next_version_size)
+{
+	*truncated = 0;
+	next_key[0] = '\0';
+	next_version[0] = '\0';
+	xmlDoc *doc = xml_read(body, len);
+	xmlNode *root = doc != NULL ? xmlDocGetRootElement(doc) : NULL;
+	if (root == NULL || !xml_is(root, "ListVersionsResult")) {
+		xmlFreeDoc(doc);
+		return (false);
+	}
+	bool ok = true;
+	char t[COFFER_S3_VERSION_ID_MAX + 8];
+	for (xmlNode *c = root->children; c != NULL && ok; c = c->next) {
+		if (xml_is(c, "IsTruncated")) {
+			xml_text(c, t, sizeof(t));
+			*truncated = strcmp(t, "true") == 0;
+		} else if (xml_is(c, "NextKeyMarker")) {
+			xml_text(c, next_key, next_key_size);
+			ok = url_decode(next_key);
+		} else if (xml_is(c, "NextVersionIdMarker")) {
+			xml_text(c, next_version, next_version_size);
+		} else if (xml_is(c, "Version") || xml_is(c, "DeleteMarker")) {
+			coffer_s3_version v;
+			memset(&v, 0, sizeof(v));
+			v.delete_marker = xml_is(c, "DeleteMarker");
+			char k[2048] = "";
+			for (xmlNode *f = c->children; f != NULL; f = f->next) {
+				if (xml_is(f, "Key")) {
+					xml_text(f, k, sizeof(k));
+				} else if (xml_is(f, "VersionId")) {
+					xml_text(f, v.version_id, sizeof(v.version_id));
+				} else if (xml_is(f, "IsLatest")) {
+					xml_text(f, t, sizeof(t));
+					v.is_latest = strcmp(t, "true") == 0;
+				} else if (xml_is(f, "LastModified")) {
+					xml_text(f, t, sizeof(t));
+					v.mtime_ms = s3_iso_ms(t);
+				} else if (xml_is(f, "Size")) {
+					xml_text(f, t, sizeof(t));
+					v.size = strtoull(t, NULL, 10);
+				}
+			}
+			if (!url_decode(k)) {
+				ok = false;
+			} else if (strcmp(k, key) == 0) {
+				if (*n < max) {
+					out[*n] = v;
+				}
+				(*n)++;
+			}
+		}
+	}
+	xmlFreeDoc(doc);
+	return (ok);
+}

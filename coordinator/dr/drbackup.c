@@ -120,8 +120,12 @@ copy_backup(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 {
 	char sha[3][65];
 	bool exists[3] = { false, false, false };
+	/* Nothing of a backup whose objects were replaced goes to DR. */
+	int rv = drcopy_check_replaced(d, j, err);
 	/* WAL first: the attestation, last, marks a complete copy. */
-	int rv = strcmp(j->kind, "physical") == 0 ? copy_wal(d, cat, j, err) : 0;
+	if (rv == 0 && strcmp(j->kind, "physical") == 0) {
+		rv = copy_wal(d, cat, j, err);
+	}
 	if (rv == 0) {
 		rv = drcopy_copy_object(
 		    d, j, 0, j->stored_sha, j->stored_bytes, &exists[0], sha[0], err);
@@ -141,7 +145,7 @@ copy_backup(coord_drcopy *d, coord_catalog *cat, copy_job *j, coffer_err *err)
 		char key[COFFER_REPO_KEY_MAX];
 		if ((rv = coffer_repo_backup_key(
 		         key, sizeof(key), j->service, j->id, "manifest.json", err)) == 0) {
-			rv = drcopy_digest_primary(d, key, sha[1], err);
+			rv = drcopy_digest_primary_version(d, key, j->recorded[1], sha[1], err);
 		}
 		if (rv != 0) {
 			return (rv);
@@ -263,7 +267,7 @@ drcopy_copy_due(
 	char n[32], lim[COFFER_FMT_INT_SIZE];
 	coffer_fmt_i64(n, now_ms);
 	coffer_fmt_i64(lim, coffer_config_int(d->cfg->ini, "dr", "copies_per_pass"));
-	const char *v[] = { n, lim };
+	const char *v[] = { n, lim, strcmp(coffer_repo_type(d->primary), "s3") == 0 ? "t" : "f" };
 	int rv;
 	PGresult *res = coord_catalog_query(cat,
 	    "SELECT c.backup_id, b.service, COALESCE(b.agent, ''), b.kind, "
@@ -271,13 +275,21 @@ drcopy_copy_due(
 	    "COALESCE(b.manifest->>'manifest_sha256', ''), floor(extract(epoch FROM c.retain_until) * 1000)::bigint, "
 	    "upper(c.lock_mode), c.attempts, COALESCE(encode(a.pubkey, 'hex'), ''), b.status, "
 	    "COALESCE(b.timeline, 0), COALESCE(b.start_lsn::text, ''), "
-	    "COALESCE(b.stop_lsn::text, ''), COALESCE(b.system_identifier::text, '') "
+	    "COALESCE(b.stop_lsn::text, ''), COALESCE(b.system_identifier::text, ''), "
+	    "COALESCE((SELECT o.version_id FROM backup_objects o WHERE o.backup_id = b.id "
+	    "AND o.object = 'data'), ''), "
+	    "COALESCE((SELECT o.version_id FROM backup_objects o WHERE o.backup_id = b.id "
+	    "AND o.object = 'manifest.json'), '') "
 	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "LEFT JOIN agents a ON a.name = b.agent "
 	    "WHERE c.repo = 'dr' AND c.status IN ('copying', 'failed') "
 	    "AND (c.next_attempt_at IS NULL OR c.next_attempt_at <= to_timestamp($1::bigint / 1000.0)) "
+	    /* A versioned primary: the versions of record first (the
+	     * integrity worker records them as the backup completes). */
+	    "AND (NOT $3::boolean OR b.status NOT IN ('completed', 'pending_delete') "
+	    "OR EXISTS (SELECT 1 FROM backup_objects o WHERE o.backup_id = b.id)) "
 	    "ORDER BY c.next_attempt_at NULLS FIRST, c.started_at LIMIT $2::integer",
-	    2, v, "reading due DR copies", &rv, err);
+	    3, v, "reading due DR copies", &rv, err);
 	if (res == NULL) {
 		return (rv);
 	}
@@ -306,6 +318,8 @@ drcopy_copy_due(
 		snprintf(j->start_lsn, sizeof(j->start_lsn), "%s", PQgetvalue(res, i, 13));
 		snprintf(j->stop_lsn, sizeof(j->stop_lsn), "%s", PQgetvalue(res, i, 14));
 		snprintf(j->sysid, sizeof(j->sysid), "%s", PQgetvalue(res, i, 15));
+		snprintf(j->recorded[0], sizeof(j->recorded[0]), "%s", PQgetvalue(res, i, 16));
+		snprintf(j->recorded[1], sizeof(j->recorded[1]), "%s", PQgetvalue(res, i, 17));
 		const char *bs = PQgetvalue(res, i, 11);
 		gone[i] = strcmp(bs, "completed") != 0 && strcmp(bs, "pending_delete") != 0;
 	}

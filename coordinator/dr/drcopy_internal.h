@@ -79,6 +79,13 @@ typedef struct copy_job {
 	char sysid[24]; /* the cluster's system identifier, decimal; "" if unknown */
 	char start_lsn[32], stop_lsn[32];
 	int wal_segments;
+	/* The primary's versions of data and manifest.json recorded when the
+	 * backup completed (backup_objects): the ones copied. "" where none is
+	 * recorded (a store without versions). */
+	char recorded[2][COFFER_S3_VERSION_ID_MAX];
+	/* The version of the source drcopy_stream_object reads; NULL: the
+	 * current one (WAL, a store without versions). */
+	const char *src_version;
 	/* results */
 	char versions[3][COFFER_S3_VERSION_ID_MAX];
 	uint64_t copied_bytes;
@@ -125,6 +132,15 @@ int drcopy_verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char 
 
 /* The SHA-256 of an object in the primary repository, streamed. */
 int drcopy_digest_primary(coord_drcopy *d, const char *key, char sha_out[65], coffer_err *err);
+
+/* The same for one version of it (NULL or "": the current one). */
+int drcopy_digest_primary_version(
+    coord_drcopy *d, const char *key, const char *version, char sha_out[65], coffer_err *err);
+
+/* Refuses (COFFER_EREFUSED, naming both versions) when the current version
+ * of data or manifest.json in the primary is not the one recorded when the
+ * backup completed: someone replaced it, and DR must not take either. */
+int drcopy_check_replaced(coord_drcopy *d, const copy_job *j, coffer_err *err);
 
 /* ---- backups (drbackup.c) ---- */
 

@@ -107,8 +107,51 @@ drcopy_copy_object(coord_drcopy *d, copy_job *j, int which, const char *expect_s
 	if (rv != 0) {
 		return (rv);
 	}
-	return (drcopy_stream_object(
-	    d, j, src, dst, expect_sha, expect_bytes, exists, sha_out, j->versions[which], err));
+	/* data and manifest.json: the version recorded at completion. */
+	j->src_version = which < 2 ? j->recorded[which] : NULL;
+	rv = drcopy_stream_object(
+	    d, j, src, dst, expect_sha, expect_bytes, exists, sha_out, j->versions[which], err);
+	j->src_version = NULL;
+	return (rv);
+}
+
+int
+drcopy_check_replaced(coord_drcopy *d, const copy_job *j, coffer_err *err)
+{
+	for (int i = 0; i < 2; i++) {
+		if (j->recorded[i][0] == '\0') {
+			continue; /* nothing recorded: a store without versions */
+		}
+		char src[COFFER_REPO_KEY_MAX];
+		int rv = coffer_repo_backup_key(
+		    src, sizeof(src), j->service, j->id, drcopy_object_names[i], err);
+		if (rv != 0) {
+			return (rv);
+		}
+		coffer_repo_info cur;
+		memset(&cur, 0, sizeof(cur));
+		rv = coffer_repo_stat(d->primary, src, &cur, err);
+		if (rv != 0 && rv != COFFER_ENOENT) {
+			return (rv);
+		}
+		if (rv == 0 && strcmp(cur.version_id, j->recorded[i]) == 0) {
+			continue;
+		}
+		coffer_err_clear(err);
+		coffer_err_set(err, COFFER_EREFUSED,
+		    "%s of backup %s was replaced in the primary repository: its current version is "
+		    "%.80s, the version recorded when the backup completed is %.80s; not copied to DR",
+		    drcopy_object_names[i], j->id,
+		    rv == COFFER_ENOENT             ? "(a delete marker)"
+		        : cur.version_id[0] != '\0' ? cur.version_id
+		                                    : "(unversioned)",
+		    j->recorded[i]);
+		return (coffer_err_hint(err,
+		    "someone with write access to the primary bucket wrote over it "
+		    "(repository_object_replaced pages too); find who in the bucket's access log, "
+		    "then remove the newer version as the bucket's owner (the copy is retried)"));
+	}
+	return (0);
 }
 
 /* Streams the primary's object src into a locked DR upload at dst. */
@@ -137,7 +180,7 @@ drcopy_stream_object(coord_drcopy *d, copy_job *j, const char *src, const char *
 		coffer_s3_upload_free(up);
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	rv = coffer_repo_read(d->primary, src, chain, err);
+	rv = coffer_repo_read_version(d->primary, src, j->src_version, chain, err);
 	uint8_t md[COFFER_SHA256_LEN];
 	coffer_sha256_filter_digest(sha, md);
 	coffer_hex_encode(md, sizeof(md), sha_out);
@@ -278,11 +321,18 @@ drcopy_verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *wan
 int
 drcopy_digest_primary(coord_drcopy *d, const char *key, char sha_out[65], coffer_err *err)
 {
+	return (drcopy_digest_primary_version(d, key, NULL, sha_out, err));
+}
+
+int
+drcopy_digest_primary_version(
+    coord_drcopy *d, const char *key, const char *version, char sha_out[65], coffer_err *err)
+{
 	coffer_filter *sha = coffer_sha256_filter_new(coffer_discard_sink_new(err), err);
 	if (sha == NULL) {
 		return (err->code != 0 ? err->code : COFFER_ENOMEM);
 	}
-	int rv = coffer_repo_read(d->primary, key, sha, err);
+	int rv = coffer_repo_read_version(d->primary, key, version, sha, err);
 	if (rv == 0) {
 		uint8_t md[COFFER_SHA256_LEN];
 		coffer_sha256_filter_digest(sha, md);

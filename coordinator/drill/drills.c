@@ -1219,6 +1219,14 @@ note(int rv, const char *what, const coffer_err *e, int *last, coffer_err *err)
 	return (rv);
 }
 
+void
+coord_drills_record_soon(coord_drills *d, int64_t now_ms)
+{
+	if (d != NULL && d->worker != NULL) {
+		coord_worker_kick(d->worker, now_ms);
+	}
+}
+
 int
 coord_drills_tick(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, int64_t now_ms,
     coord_drills_stats *st, coffer_err *err)

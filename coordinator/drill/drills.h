@@ -80,6 +80,11 @@ int coord_drills_new(const coord_config *cfg, coord_drills **out, coffer_err *er
  * large objects never holds up the caller's thread. key is borrowed. */
 int coord_drills_background(coord_drills *d, const coord_audit_key *key, coffer_err *err);
 
+/* A backup completed: asks the background worker to record its object
+ * versions now rather than at the next tick (a no-op while the worker runs:
+ * a sweep records them between services). Any thread. */
+void coord_drills_record_soon(coord_drills *d, int64_t now_ms);
+
 /* Stops a running sweep (between chunks; it stays unfinished) and frees. */
 void coord_drills_free(coord_drills *d);
 

@@ -261,6 +261,15 @@ record_backup(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, c
 		if (rv == 0) {
 			rv = coffer_repo_stat(d->repo[0], okey, &info[i], &e);
 		}
+		if (rv == COFFER_ENOENT) {
+			/* Missing as the backup completes: recorded without a
+			 * version (the sweep pages for it, and the DR copy fails
+			 * for good instead of waiting for a version). */
+			memset(&info[i], 0, sizeof(info[i]));
+			coffer_log_warn("object missing when its version was to be recorded",
+			    "backup=%s object=%s", id, objects[i]);
+			continue;
+		}
 		if (rv != 0) {
 			/* Missing or unreadable: the sweep reports it; record later. */
 			char q[COFFER_ERR_MSG_MAX + 8];
@@ -676,6 +685,11 @@ coord_drills_sweep(coord_drills *d, coord_catalog *cat, const coord_audit_key *k
 	PQclear(res);
 	int o0 = st->objects, c0 = st->corrupt;
 	for (size_t i = 0; rv == 0 && i < d->cfg->n_services; i++) {
+		/* A long sweep does not hold up the versions of backups that
+		 * completed meanwhile: recorded between services. */
+		if (i > 0) {
+			rv = integrity_record_versions(d, cat, key, now_ms, err);
+		}
 		for (int which = 0; rv == 0 && which < 2; which++) {
 			if (repo_of(d, which) == NULL) {
 				continue;

@@ -341,6 +341,9 @@ apply_backup(coord_intake *in, const agent_row *ag, const Coffer__V1__Event *ev,
 		    18, vals, err);
 		cJSON_free(mtext);
 		free(key_id);
+		if (rv == 0) {
+			in->n_completed++; /* its object versions are recorded next */
+		}
 		return (rv);
 	}
 	case COFFER__V1__EVENT__KIND_BACKUP_FAILED: {

@@ -774,12 +774,14 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 	}
 	for (int attempt = 0; rv == 0 && v.status == 0 && attempt < 2; attempt++) {
 		bool careful = attempt == 1;
+		in->n_completed = 0;
 		rv = coord_catalog_begin(in->cat, &cerr);
 		if (rv == 0) {
 			rv = process(in, env, careful, &ag, &enrolled, &v, res, &cerr);
 		}
 		if (rv == 0 && v.status == 0) {
 			rv = coord_catalog_commit(in->cat, &cerr);
+			res->completed = rv == 0 ? in->n_completed : 0;
 		} else {
 			coord_catalog_rollback(in->cat);
 		}

@@ -61,6 +61,7 @@ typedef struct coord_intake_result {
 	unsigned resent;          /* durable events ignored as resends */
 	unsigned rejected;        /* durable events recorded as rejected */
 	bool aggregated;          /* a refusal counted by the gate, audited per period */
+	unsigned completed;       /* backups recorded complete (committed) */
 	char agent[72];           /* claimed agent id, printable, cut */
 	char error[256];          /* the reply's error line; "" when OK */
 	char cause[256];          /* UNAVAILABLE / INTERNAL: the catalog's own error */

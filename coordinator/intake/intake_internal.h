@@ -65,6 +65,8 @@ struct coord_intake {
 	/* The envelope's durable events went into `events` in one statement
 	 * (intake_insert_events); record_event only applies and audits them. */
 	bool events_inserted;
+	/* Backups recorded complete in the transaction being built. */
+	unsigned n_completed;
 	coord_pgarray ev_cols[5];
 	/* backup.started events waiting to become `backups` rows in one
 	 * statement (intake_started_flush), in envelope order: flushed before

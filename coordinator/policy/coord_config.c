@@ -237,6 +237,9 @@ static const coffer_config_key repo_keys[] = {
 	{ .name = "insecure_http", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	/* The principal access_key belongs to, for `coffer-coordinator s3-policy`. */
 	{ .name = "principal", .type = COFFER_CONFIG_STRING, .check = check_principal },
+	/* [repository.primary]: start although the bucket keeps no versions
+	 * (a replaced object could then not be told from the original). */
+	{ .name = "unversioned_ok", .type = COFFER_CONFIG_BOOL, .def = "false" },
 	{ 0 },
 };
 

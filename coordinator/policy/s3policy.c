@@ -114,7 +114,9 @@ service_statements(cJSON *list, const char *bucket, const char *prefix,
 
 	static const char *const object_actions[] = { "s3:PutObject", "s3:GetObject",
 		"s3:GetObjectVersion", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts" };
-	static const char *const list_actions[] = { "s3:ListBucket" };
+	/* ListBucketVersions: a restore reads the version the agent wrote
+	 * (the oldest) when a newer one replaced it (docs/S3.md). */
+	static const char *const list_actions[] = { "s3:ListBucket", "s3:ListBucketVersions" };
 	static const char *const all_actions[] = { "s3:*" };
 	static const char *const delete_actions[] = { "s3:DeleteObject", "s3:DeleteObjectVersion",
 		"s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:BypassGovernanceRetention",
@@ -164,7 +166,7 @@ service_statements(cJSON *list, const char *bucket, const char *prefix,
 		}
 		/* NotAction on the bucket itself: its policy, versioning,
 		 * lifecycle and lock stay the owner's whatever IAM grants. */
-		static const char *const bucket_ok[] = { "s3:ListBucket" };
+		static const char *const bucket_ok[] = { "s3:ListBucket", "s3:ListBucketVersions" };
 		snprintf(sid, sizeof(sid), "coffer-%s-deny-bucket", p->name);
 		if (!add(list,
 		        statement(sid, "Deny", p->s3_principal, "NotAction", bucket_ok,

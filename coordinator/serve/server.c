@@ -636,6 +636,11 @@ serve_job(lane *l, job *j)
 		request_tick_locked(s, true);
 		pthread_mutex_unlock(&s->mu);
 	}
+	if (res.status == COFFER__V1__STATUS__STATUS_OK && res.completed > 0) {
+		/* The version of record of a new backup's objects is the one
+		 * there now: recorded before anyone else can write over it. */
+		coord_drills_record_soon(s->drills, coffer_clock_now(NULL));
+	}
 	char agent[160];
 	coffer_log_quote(agent, sizeof(agent), res.agent[0] != '\0' ? res.agent : "-");
 	if (res.status == COFFER__V1__STATUS__STATUS_OK) {
@@ -1155,6 +1160,58 @@ health(void *arg, char *body, size_t size)
 	return (503);
 }
 
+/*
+ * The primary bucket must keep versions (docs/S3.md, "No silent
+ * replacement"): without them a principal that may write there can replace
+ * a backup's objects and nothing can tell the original from the
+ * replacement. Refused at start unless the operator says otherwise.
+ */
+static int
+check_versioned(const coord_config *cfg, coffer_repo *repo, const char *bucket, coffer_err *err)
+{
+	coffer_repo_versioning v = COFFER_REPO_VERSIONING_NONE;
+	coffer_err e;
+	coffer_err_clear(&e);
+	int rv = coffer_repo_versioning_get(repo, &v, &e);
+	if (rv == 0 && (v == COFFER_REPO_VERSIONING_NONE || v == COFFER_REPO_VERSIONING_ENABLED)) {
+		return (0); /* posix keeps none and isolates by file modes */
+	}
+	bool ok = coffer_config_bool(cfg->ini, "repository.primary", "unversioned_ok");
+	const char *state = rv != 0                 ? "unknown"
+	    : v == COFFER_REPO_VERSIONING_SUSPENDED ? "suspended"
+	                                            : "never enabled";
+	if (ok) {
+		char q[COFFER_ERR_MSG_MAX + 8];
+		coffer_log_warn(
+		    "the primary bucket keeps no object versions (unversioned_ok = true): "
+		    "a replaced backup object cannot be told from the original",
+		    "bucket=%s versioning=%s error=%s", bucket, state,
+		    coffer_log_quote(q, sizeof(q), rv != 0 ? e.msg : "-"));
+		return (0);
+	}
+	if (rv != 0) {
+		coffer_err_set(err, rv,
+		    "cannot read the versioning of primary bucket %s, so the coordinator cannot tell "
+		    "a replaced backup object from the original: %.300s",
+		    bucket, e.msg);
+		return (coffer_err_hint(err,
+		    "%s; or set unversioned_ok = true in "
+		    "[repository.primary] to start without the check",
+		    e.hint[0] != '\0' ? e.hint : "allow s3:GetBucketVersioning"));
+	}
+	coffer_err_set(err, COFFER_EREFUSED,
+	    "primary bucket %s does not keep object versions (versioning %s): a backup's objects "
+	    "could be replaced without trace (rule: the primary bucket is versioned or "
+	    "object-locked, docs/S3.md)",
+	    bucket, state);
+	return (coffer_err_hint(err,
+	    "enable versioning as the bucket's owner: aws s3api put-bucket-versioning --bucket "
+	    "%s --versioning-configuration Status=Enabled (radosgw: the same call with "
+	    "--endpoint-url); or set unversioned_ok = true in [repository.primary] to accept "
+	    "the risk",
+	    bucket));
+}
+
 /* The coordinator's handle on the primary repository has the delete
  * capability the agents' handles lack: retention is its job alone. */
 static int
@@ -1168,7 +1225,7 @@ open_primary(const coord_config *cfg, coffer_repo **out, coffer_err *err)
 	        &rc, COFFER_REPO_READ | COFFER_REPO_WRITE | COFFER_REPO_DELETE, out, err) != 0) {
 		return (coffer_err_wrap(err, "[repository.primary]"));
 	}
-	return (0);
+	return (check_versioned(cfg, *out, rc.bucket, err));
 }
 
 /* Lane 0 and cfg->intake_workers intake lanes, each connected and its

@@ -10,6 +10,9 @@
 # - deleting the DR copy is refused for every credential the system holds
 #   (the agent's, the coordinator's primary and DR ones) and, the lock being
 #   COMPLIANCE, for the DR account itself;
+# - an unversioned primary bucket is refused at start, naming the fix; a
+#   backup whose data the bucket's owner replaced is refused by the DR copy
+#   (audited, dr_copy_failed) until the newer version is removed.
 # - a DR bucket without object lock, and a posix DR repository: `run`
 #   refuses to start, naming the problem;
 # - the DR user loses write access: copies fail, are retried, page
@@ -173,6 +176,24 @@ write_coord_conf "$conf" dr-vault s3
 catalog_migrate "$conf"
 
 # --- refusals at start -----------------------------------------------------------------------
+# prod_req KEY|?QUERY BODY: a PUT as the primary bucket's owner, past
+# coffer's client (which never overwrites); prints the status code.
+prod_req() {
+	curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
+		--user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+		--data-binary "$2" "$RGW_ENDPOINT/prod$1"
+}
+# The primary bucket keeps no versions yet: refused, naming the fix.
+if timeout 60 "$coord" run -c "$conf" >/dev/null 2>"$T/unversioned.err"; then
+	fail "the coordinator started with an unversioned primary bucket"
+fi
+grep -q "primary bucket prod does not keep object versions" "$T/unversioned.err" &&
+	grep -q "put-bucket-versioning --bucket prod" "$T/unversioned.err" &&
+	grep -q "unversioned_ok = true" "$T/unversioned.err" ||
+	fail "unversioned primary refusal unclear: $(cat "$T/unversioned.err")"
+pass "unversioned primary bucket refused at start: $(grep -o 'primary bucket prod does not keep[^(]*' "$T/unversioned.err" | head -1)"
+[[ $(prod_req "?versioning=" '<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>') == 200 ]] ||
+	fail "cannot enable versioning on the primary bucket"
 write_coord_conf "$T/nolock.conf" dr-nolock s3
 if timeout 60 "$coord" run -c "$T/nolock.conf" >/dev/null 2>"$T/nolock.err"; then
 	fail "the coordinator started with a DR bucket without object lock"
@@ -362,6 +383,47 @@ wait_for "dr_copy_failed did not resolve" \
 wait_for "dr_copy_lag did not resolve" \
 	'[[ $(cq "select state from alerts where dedup_key = '"'coffer/billing/dr_copy_lag'"'") == resolved ]]'
 pass "DR write denied: $(cq "select attempts - 1 from backup_copies where backup_id = '$b2'") failed attempts audited, dr_copy_failed and dr_copy_lag paged; access back: verified, both resolved"
+
+# --- a replaced primary object never goes to DR ------------------------------------------------
+# A backup whose versions are recorded but whose copy has not been made yet
+# (DR write denied again); the bucket's owner writes over its data; with
+# access back, the copier refuses it, pages dr_copy_failed naming the
+# replacement, and audits it. A newer backup's verified copy then resolves.
+s3as dr policy dr-vault "$(dr_policy dr-vault '"s3:GetObject","s3:ListBucket","s3:GetBucketObjectLockConfiguration"')" >/dev/null ||
+	fail "narrow the DR policy"
+b3=$(backup)
+wait_for "the versions of $b3 were not recorded" \
+	'[[ $(cq "select count(*) from backup_objects where backup_id = '"'$b3'"' and version_id is not null") == 2 ]]'
+wait_for "the DR copy of $b3 did not fail" '[[ $(copy_status "$b3") == failed ]]'
+[[ $(prod_req "/fleet/services/billing/backups/$b3/data" "not the backup") == 200 ]] || fail "owner cannot overwrite data"
+s3as dr policy dr-vault "$(dr_policy dr-vault "$DR_ACTIONS")" >/dev/null || fail "restore the DR policy"
+wait_for "the DR copy of $b3 was not refused as replaced" \
+	'cq "select failure_reason from backup_copies where backup_id = '"'$b3'"'" | grep -q "data of backup $b3 was replaced"'
+reason=$(cq "select failure_reason from backup_copies where backup_id = '$b3'")
+dv=$(cq "select version_id from backup_objects where backup_id = '$b3' and object = 'data'")
+grep -q "recorded when the backup completed is $dv" <<<"$reason" || fail "the refusal does not name the recorded version: $reason"
+[[ $(copy_status "$b3") == failed ]] || fail "a replaced backup was copied"
+if s3as coord-dr head dr-vault "fleet/services/billing/backups/$b3/data" >/dev/null 2>&1; then
+	fail "the replaced backup's data reached DR"
+fi
+cq "select details from audit where action = 'dr.copy_failed' and subject = '$b3' order by id desc limit 1" | grep -q "was replaced" ||
+	fail "the refusal is not audited"
+wait_for "dr_copy_failed did not page for the replaced backup" \
+	'grep "coffer/billing/dr_copy_failed" "$T/rx.log" | grep "\"event_action\":\"trigger\"" | grep -q "$b3"'
+pass "replaced data of $b3 refused by the DR copy: $(cut -c1-150 <<<"$reason")...; audited, dr_copy_failed paged"
+# The owner removes the newer version (the fix the hint names): the retry
+# copies the recorded one, and the page resolves.
+newer=$(sed -n 's/.*its current version is \([^,]*\),.*/\1/p' <<<"$reason")
+[[ -n $newer && $newer != "$dv" ]] || fail "no newer version of $b3's data: '$newer'"
+[[ $(curl -s -o /dev/null -w '%{http_code}' -X DELETE --aws-sigv4 "aws:amz:us-east-1:s3" \
+	--user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+	"$RGW_ENDPOINT/prod/fleet/services/billing/backups/$b3/data?versionId=$newer") == 204 ]] ||
+	fail "the owner cannot remove the newer version"
+wait_for "the DR copy of $b3 was not verified once the replacement was removed" '[[ $(copy_status "$b3") == verified ]]'
+wait_for "dr_copy_failed did not resolve" \
+	'[[ $(cq "select state from alerts where dedup_key = '"'coffer/billing/dr_copy_failed'"'") == resolved ]]'
+[[ $(cq "select versions->>'data' <> '' from backup_copies where backup_id = '$b3'") == t ]] || fail "no DR version recorded for $b3"
+pass "the newer version removed by the owner: $b3 copied from its recorded version, verified; dr_copy_failed resolved"
 
 # --- dr.copy = weekly: only the weekly tier's holders are due ---------------------------------
 # Ten daily backups recorded straight into the catalog (03:00 UTC, the last
@@ -593,11 +655,11 @@ python3 - "$T/rebuild.json" "$b1" "$b2" "$forged" <<'PY' || fail "rebuild report
 import json, sys
 d = json.load(open(sys.argv[1]))
 r = {b["backup_id"]: b for b in d["backups"]}
-assert d["recovered"] == 3 and d["refused"] == 1, d
+assert d["recovered"] == 4 and d["refused"] == 1, d
 assert r[sys.argv[2]]["result"] == "recovered" and r[sys.argv[3]]["result"] == "recovered", r
 assert r[sys.argv[4]]["result"] == "refused" and "attestation" in r[sys.argv[4]]["problem"], r
 PY
-[[ $(cq "select count(*) from backups where status = 'completed' and repo = 'dr'") == 3 ]] ||
+[[ $(cq "select count(*) from backups where status = 'completed' and repo = 'dr'") == 4 ]] ||
 	fail "the rebuilt catalog does not hold the three backups"
 [[ $(cq "select encode(stored_sha256, 'hex') from backups where id = '$b1'") == "$want" ]] ||
 	fail "rebuilt stored_sha256 differs"
@@ -611,9 +673,9 @@ grep -q '"revoked":1' "$T/rebuild.json" || fail "the rebuild did not revoke ledg
 	fail "the rebuilt revocation is not audited"
 # Again: nothing new, nothing lost.
 "$coord" rebuild-catalog -c "$conf" --repo dr --output json >"$T/rebuild2.json" 2>/dev/null || true
-grep -q '"recovered":0,"present":3,"refused":1,"revoked":0' "$T/rebuild2.json" ||
+grep -q '"recovered":0,"present":4,"refused":1,"revoked":0' "$T/rebuild2.json" ||
 	fail "second rebuild not idempotent: $(cat "$T/rebuild2.json")"
-pass "rebuild-catalog --repo dr: 3 recovered, the forged one refused (no attestation) and audited, ledger-db-1 revoked again from its revocation; a second run changes nothing"
+pass "rebuild-catalog --repo dr: 4 recovered, the forged one refused (no attestation) and audited, ledger-db-1 revoked again from its revocation; a second run changes nothing"
 
 # The agent, with its key ring and the DR account's read credentials only.
 "$agent" list -c "$aconf" --repo dr >"$T/list.out" 2>"$T/list.err" || fail "list --repo dr: $(cat "$T/list.err")"
@@ -645,11 +707,12 @@ pass "physical backup $p1 restored from DR alone, recovered through the WAL afte
 # --- a DR object corrupted through the DR account ----------------------------------------------
 head -c 4096 /dev/urandom >"$T/junk"
 s3as dr put dr-vault "fleet/services/billing/backups/$b1/data" "$T/junk" >/dev/null || fail "corrupt the DR object"
-if "$agent" verify -c "$aconf" --repo dr --backup "$b1" >"$T/v.out" 2>"$T/v.err"; then
-	fail "verify --repo dr passed a corrupted object"
-fi
-grep -Eqi "sha256|corrupt|authentication|digest|not a sealed stream" "$T/v.err" || fail "verify's report unclear: $(cat "$T/v.err")"
-pass "corrupted DR object: verify --repo dr says $(head -1 "$T/v.err" | cut -c1-160)"
+# The put is a new version over the locked one: the agent reads the version
+# it finds oldest (the copy the coordinator wrote) and names the newer one.
+"$agent" verify -c "$aconf" --repo dr --backup "$b1" >"$T/v.out" 2>"$T/v.err" ||
+	fail "verify --repo dr did not read the locked original: $(cat "$T/v.err")"
+grep "a backup object was replaced" "$T/v.err" | grep -q "object=data" || fail "verify does not warn of the newer version: $(cat "$T/v.err")"
+pass "a new version over a DR object: verify --repo dr reads the locked original, warns: $(grep -o 'object=data.*' "$T/v.err" | head -1 | cut -c1-120)"
 
 # A manifest replaced by a doctored one (a new version, through the DR
 # account): its digest is no longer the attested one.
@@ -668,6 +731,6 @@ grep -q "^REFUSED  billing/$b1: the data object .* does not match its manifest" 
 	fail "corrupted data not refused: $(cat "$T/rebuild3.out")"
 grep -q "^REFUSED  billing/$b2: manifest.json (sha256 .*) is not the attested one" "$T/rebuild3.out" ||
 	fail "doctored manifest not refused: $(cat "$T/rebuild3.out")"
-grep -q "1 recovered, 0 already present, 3 refused" "$T/rebuild3.out" ||
+grep -q "2 recovered, 0 already present, 3 refused" "$T/rebuild3.out" ||
 	fail "rebuild summary: $(tail -1 "$T/rebuild3.out")"
 pass "rebuild into an empty catalog refuses the corrupted data and the doctored manifest, recovers the intact physical backup"

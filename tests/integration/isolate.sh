@@ -13,7 +13,8 @@
 #   when it first sees a completed backup; the backup's manifest replaced
 #   through the bucket owner's credentials (a new current version) is found
 #   by the integrity sweep, which reads the recorded version and pages
-#   repository_object_replaced, audited, with a metric.
+#   repository_object_replaced, audited, with a metric; with data replaced
+#   too, the agent restores the versions it wrote and warns naming the newer.
 # - a revoked agent: `coffer agents revoke` and `s3-policy --revoked` name the
 #   service principal whose keys are to be disabled.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -67,6 +68,15 @@ raw() {
 		--user "$a:$s" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "$RGW_ENDPOINT/$path")
 	code=$(sed -n 's:.*<Code>\([A-Za-z]*\)</Code>.*:\1:p' <<<"$out" | head -1)
 	echo "$(tail -1 <<<"$out") ${code:-ok}"
+}
+raw_headers() { # who, method, path: the response headers
+	local who=$1 method=$2 path=$3 a s
+	case $who in
+	owner) a=$RGW_SRC_ACCESS s=$RGW_SRC_SECRET ;;
+	billing) a=$BA_ACCESS s=$BA_SECRET ;;
+	esac
+	curl -s -I -X "$method" --aws-sigv4 "aws:amz:us-east-1:s3" --user "$a:$s" \
+		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$RGW_ENDPOINT/$path"
 }
 refused() { # description, WHO METHOD PATH [args]
 	local what=$1 got
@@ -256,3 +266,26 @@ pass "repository_object_replaced: $(cut -c1-150 <<<"$summary")..."
 curl -s "http://127.0.0.1:$mport/metrics" | grep -q '^coffer_repository_objects_replaced{service="billing"} 1' ||
 	fail "no coffer_repository_objects_replaced metric"
 pass "audited (backup.object_replaced), the recorded version still verifies, metric coffer_repository_objects_replaced 1"
+
+# --- the agent restores the version it wrote, not the replacement -----------------------------
+# The owner now puts other bytes over data too. The agent lists the key's
+# versions (ListBucketVersions, in the printed policy), reads the oldest
+# (its own: it wrote the key once, with If-None-Match) and warns naming the
+# newer one; the signed manifest still checks every byte.
+D=fleet/prod/services/billing/backups/$id/data
+[[ $(raw owner PUT "$D" --data-binary 'not a backup') == "200 ok" ]] || fail "owner cannot overwrite data"
+newer=$(raw_headers owner HEAD "$D" | sed -n 's/^x-amz-version-id: *\([^[:space:]]*\).*/\1/Ip' | head -1)
+[[ -n $newer ]] || fail "no version id for the replaced data"
+"$agent" verify -c "$aconf" --backup "$id" >/dev/null 2>"$T/verify.err" ||
+	fail "verify after the replacement: $(cat "$T/verify.err")"
+"$agent" restore -c "$aconf" --backup "$id" --target-db billing_copy2 >/dev/null 2>"$T/restore.err" ||
+	fail "restore after the replacement: $(cat "$T/restore.err")"
+[[ $(psql_at "$base dbname=billing_copy2" -c "select count(*) from invoices") == 5000 ]] ||
+	fail "the restore of the original version does not have 5000 rows"
+grep "a backup object was replaced" "$T/restore.err" | grep "object=data" | grep -q "newer=$newer" ||
+	fail "the restore does not warn naming the newer data version $newer: $(cat "$T/restore.err")"
+grep "a backup object was replaced" "$T/restore.err" | grep -q "object=manifest.json" ||
+	fail "the restore does not warn about the replaced manifest: $(cat "$T/restore.err")"
+dv=$(cq "select version_id from backup_objects where backup_id = '$id' and object = 'data'")
+grep "object=data" "$T/restore.err" | grep -q "version=$dv" || fail "the restore did not read the recorded data version $dv"
+pass "restore after data and manifest were replaced: the versions the agent wrote ($dv), 5000 rows, warned: $(grep -o 'object=data.*' "$T/restore.err" | head -1 | cut -c1-120)"

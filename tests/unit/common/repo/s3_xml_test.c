@@ -250,6 +250,64 @@ test_upload_and_lock_answers(void **state)
 	assert_false(s3_lock_config_parse(err, strlen(err), &lock));
 }
 
+/* GET ?versioning and ListObjectVersions: the states, exactly our key
+ * (not the keys it prefixes), delete markers, paging, and a DTD refused. */
+static void
+test_versioning_answers(void **state)
+{
+	(void)state;
+	coffer_s3_versioning v = COFFER_S3_VERSIONING_ENABLED;
+	const char *never =
+	    "<VersioningConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"/>";
+	assert_true(s3_versioning_parse(never, strlen(never), &v));
+	assert_int_equal(v, COFFER_S3_VERSIONING_OFF);
+	const char *on =
+	    "<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>";
+	assert_true(s3_versioning_parse(on, strlen(on), &v));
+	assert_int_equal(v, COFFER_S3_VERSIONING_ENABLED);
+	const char *sus =
+	    "<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>";
+	assert_true(s3_versioning_parse(sus, strlen(sus), &v));
+	assert_int_equal(v, COFFER_S3_VERSIONING_SUSPENDED);
+	const char *dtd = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e \"Enabled\">]>"
+	                  "<VersioningConfiguration><Status>&e;</Status></VersioningConfiguration>";
+	assert_false(s3_versioning_parse(dtd, strlen(dtd), &v));
+	assert_int_equal(v, COFFER_S3_VERSIONING_OFF);
+	assert_false(s3_versioning_parse("<Error/>", 8, &v));
+
+	const char *page =
+	    "<ListVersionsResult><IsTruncated>true</IsTruncated>"
+	    "<NextKeyMarker>p/b/data</NextKeyMarker><NextVersionIdMarker>v1</NextVersionIdMarker>"
+	    "<DeleteMarker><Key>p/b/data</Key><VersionId>dm</VersionId><IsLatest>true</IsLatest>"
+	    "<LastModified>2026-01-02T00:00:00.000Z</LastModified></DeleteMarker>"
+	    "<Version><Key>p/b/data</Key><VersionId>v2</VersionId><IsLatest>false</IsLatest>"
+	    "<Size>7</Size></Version>"
+	    "<Version><Key>p/b/data2</Key><VersionId>x</VersionId></Version>"
+	    "<Version><Key>p/b/%64ata</Key><VersionId>v1</VersionId><Size>5</Size></Version>"
+	    "</ListVersionsResult>";
+	coffer_s3_version out[2];
+	size_t n = 0;
+	int truncated = 0;
+	char nk[64], nv[64];
+	assert_true(s3_versions_parse(page, strlen(page), "p/b/data", out, 2, &n, &truncated, nk,
+	    sizeof(nk), nv, sizeof(nv)));
+	assert_int_equal(n, 3); /* counted past max; data2 is not ours */
+	assert_true(out[0].delete_marker && out[0].is_latest);
+	assert_string_equal(out[1].version_id, "v2");
+	assert_int_equal(out[1].size, 7);
+	assert_true(truncated);
+	assert_string_equal(nk, "p/b/data");
+	assert_string_equal(nv, "v1");
+	const char *bad =
+	    "<ListVersionsResult><Version><Key>%zz</Key></Version></ListVersionsResult>";
+	n = 0;
+	assert_false(s3_versions_parse(
+	    bad, strlen(bad), "k", out, 2, &n, &truncated, nk, sizeof(nk), nv, sizeof(nv)));
+	n = 0;
+	assert_false(s3_versions_parse(
+	    dtd, strlen(dtd), "k", out, 2, &n, &truncated, nk, sizeof(nk), nv, sizeof(nv)));
+}
+
 int
 main(void)
 {
@@ -257,6 +315,7 @@ main(void)
 		cmocka_unit_test(test_error_parse),
 		cmocka_unit_test(test_list_parse),
 		cmocka_unit_test(test_upload_and_lock_answers),
+		cmocka_unit_test(test_versioning_answers),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
