@@ -842,6 +842,11 @@ check_refused(svc_ctx *c, coffer_err *err)
 	    "SELECT count(*), COALESCE(sum(r.count), 0), "
 	    "COALESCE(string_agg(DISTINCT r.reason, ','), '') FROM refusals r "
 	    "JOIN agents a ON a.name = r.agent WHERE a.service = $1 "
+	    /* An agent over its envelope budget keeps its events and retries
+	     * (coordinator/intake/gate.h): throttling an agent draining its
+	     * outbox is flow control, counted in coffer_requests_refused_total, not a
+	     * page. */
+	    "AND r.reason <> 'rate_limited' "
 	    "AND r.last_at >= to_timestamp($2::bigint / 1000.0) "
 	    "AND r.last_at <= to_timestamp($3::bigint / 1000.0)",
 	    3, v, &rv, err);
