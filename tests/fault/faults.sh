@@ -62,17 +62,6 @@ QUIET=60        # agent_quiet (its minimum)
 SKEW_WINDOW=60  # coordinator/intake/skew.c's window
 SLACK=20        # what a page may take beyond its bound: ticks, retries, delivery
 
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
-wait_for() {
-	local secs=$1
-	shift
-	local end=$(($(now_ms) + secs * 1000))
-	while (($(now_ms) < end)); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # rx_count KEY ACTION: how many ACTIONs for dedup KEY the receiver has seen.
 rx_count() { grep -F "\"dedup_key\":\"$1\"" "$T/rx.log" 2>/dev/null | grep -c "\"event_action\":\"$2\"" || true; }
 rx_more() { (($(rx_count "$1" "$2") > $3)); }

@@ -30,17 +30,6 @@ cleanup_bg() {
 trap cleanup_bg EXIT
 
 BOUND=30 # seconds to page or resolve: heartbeat 1s, maintenance 1s
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
-wait_for() {
-	local secs=$1
-	shift
-	local end=$(($(now_ms) + secs * 1000))
-	while (($(now_ms) < end)); do
-		"$@" && return 0
-		sleep 0.2
-	done
-	return 1
-}
 rx_has() { grep -q -- "$1" "$T/rx.log" 2>/dev/null && { [[ -z ${2:-} ]] || grep -- "$1" "$T/rx.log" | grep -q -- "$2"; }; }
 ag() { psql_at "$ci" -F ' ' -c "select $1 from agents where name = 'billing-db-1'"; }
 events_applied() { psql_at "$ci" -c "select count(*) from events where agent = 'billing-db-1'"; }

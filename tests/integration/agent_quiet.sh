@@ -24,17 +24,6 @@ trap cleanup_bg EXIT
 
 QUIET=60 # seconds, [alerts] agent_quiet's minimum
 BOUND=30 # beyond it, to page or resolve (maintenance every second)
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
-wait_for() {
-	local secs=$1
-	shift
-	local end=$(($(now_ms) + secs * 1000))
-	while (($(now_ms) < end)); do
-		"$@" && return 0
-		sleep 0.2
-	done
-	return 1
-}
 rx_has() { grep -q -- "$1" "$T/rx.log" 2>/dev/null && { [[ -z ${2:-} ]] || grep -- "$1" "$T/rx.log" | grep -q -- "$2"; }; }
 
 catalog_start "$T/pg" billing

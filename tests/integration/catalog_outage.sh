@@ -32,18 +32,6 @@ trap cleanup_bg EXIT
 
 BOUND=5      # catalog_unreachable_after, seconds
 TICK=20      # maintenance_interval: longer than the checks below wait
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
-# wait_for SECONDS CMD...: polls CMD every 0.1 s; 1 on timeout.
-wait_for() {
-	local secs=$1
-	shift
-	local end=$(($(now_ms) + secs * 1000))
-	while (($(now_ms) < end)); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 rx_has() { grep -q -- "$1" "$T/rx.log" 2>/dev/null && { [[ -z ${2:-} ]] || grep -- "$1" "$T/rx.log" | grep -q -- "$2"; }; }
 healthz() { curl -s -o "$T/hz.body" -w '%{http_code}' "http://127.0.0.1:$mport/healthz" 2>/dev/null; }
 health_is() { [[ $(healthz) == "$1" ]]; }

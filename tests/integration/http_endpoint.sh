@@ -19,7 +19,6 @@ cleanup_bg() {
 	t_cleanup
 }
 trap cleanup_bg EXIT
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 
 catalog_start "$T/pg"
 pki=$T/pki

@@ -63,6 +63,21 @@ pass() {
 	echo "ok   $_t_name: $*"
 }
 
+# now_ms: the wall clock in milliseconds (bash's own, no fork).
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s; 1 on timeout.
+wait_for() {
+	local secs=$1
+	shift
+	local end=$(($(now_ms) + secs * 1000))
+	while (($(now_ms) < end)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 note() {
 	echo "--   $_t_name: $*"
 }

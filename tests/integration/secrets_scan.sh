@@ -24,17 +24,6 @@ cleanup_bg() {
 	t_cleanup
 }
 trap cleanup_bg EXIT
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
-wait_for() {
-	local secs=$1
-	shift
-	local end=$(($(now_ms) + secs * 1000))
-	while (($(now_ms) < end)); do
-		"$@" && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 APP_PW=CatalogAppPw-7731-q9Zr
 OWNER_PW=CatalogOwnerPw-8842-x1Vb
