@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root:
 #   installs the packages, builds with AddressSanitizer + UndefinedBehaviorSanitizer,
-#   runs every unit and integration test with ctest, then the fault-injection
-#   suite (tests/fault/faults.sh, one round), runs clang's static
-#   analyzer over the sources (tests/lint/analyze.sh), builds the libFuzzer
-#   targets with clang and runs each for a short fixed time, then runs the
+#   runs every unit and integration test with ctest; then, side by side, the
+#   fault-injection suite (tests/fault/faults.sh, one round), clang's static
+#   analyzer over the sources (tests/lint/analyze.sh) and the libFuzzer
+#   targets (built with clang, each run for a short fixed time); then runs the
 #   tests once more in a gcc --coverage build and checks the per-folder
 #   floors (tests/coverage.sh).
 # .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-cov/.
@@ -21,10 +21,14 @@ cmake --build build-test -j"$jobs"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 ctest --test-dir build-test --output-on-failure -j"$jobs" -L 'unit|integration'
-# The fault-injection suite, alone (it measures pages against their bounds,
-# so it does not share the cores); one round of every fault unless
-# COFFER_FAULT_SECONDS asks for longer.
-ctest --test-dir build-test --output-on-failure -L fault
+# The fault-injection suite (one round of every fault unless
+# COFFER_FAULT_SECONDS asks for longer) mostly waits: a minute of an agent's
+# silence, a minute of a skewed clock. It runs beside the static analysis
+# and the fuzzers, its bounds have room for that, and its output is shown
+# once they are done.
+ctest --test-dir build-test --output-on-failure -L fault >build-test/fault.log 2>&1 &
+fault_pid=$!
+trap 'kill "$fault_pid" 2>/dev/null || true' EXIT
 
 t=$SECONDS
 tests/lint/analyze.sh build-test
@@ -34,6 +38,15 @@ cmake -S . -B build-fuzz -DCOFFER_FUZZ=ON -DCMAKE_C_COMPILER=clang \
 	-DCOFFER_FUZZ_SECONDS="${COFFER_FUZZ_SECONDS:-10}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$jobs"
 ctest --test-dir build-fuzz --output-on-failure -L fuzz
+
+fault_rc=0
+wait "$fault_pid" || fault_rc=$?
+trap - EXIT
+cat build-test/fault.log
+if [ "$fault_rc" -ne 0 ]; then
+	echo "run.sh: the fault-injection suite failed (build-test/fault.log)" >&2
+	exit 1
+fi
 
 t=$SECONDS
 tests/coverage.sh build-cov
