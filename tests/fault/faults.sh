@@ -140,8 +140,12 @@ start_agent() { # SERVICE [OFFSET]: (re)starts its daemon, its clock OFFSET
 	[[ $1 == orders ]] && i=1
 	if [[ -n ${2:-} ]]; then
 		# ASan binaries refuse an LD_PRELOAD ahead of them unless told.
+		# The monotonic clock is shifted too: libfaketime moves every
+		# pthread_cond_timedwait deadline by the offset, so with a real
+		# monotonic clock the agent's timed waits would return at once
+		# and it would spin (it did: a false requests_refused page).
 		ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
-			FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_NO_CACHE=1 FAKETIME="$2" \
+			FAKETIME_NO_CACHE=1 FAKETIME="$2" \
 			LD_PRELOAD=$libfaketime "$agent" run -c "$T/$1.conf" 2>>"$T/$1-agent.log" &
 	else
 		"$agent" run -c "$T/$1.conf" 2>>"$T/$1-agent.log" &
