@@ -299,6 +299,28 @@ drcopy_verify_key(coord_drcopy *d, copy_job *j, const char *dst, const char *wan
 		    "bucket (it is locked and stays); inspect it with the DR "
 		    "account"));
 	}
+	if (strcasecmp(info.lock_mode, j->lock) == 0 && info.lock_until_ms > 0 &&
+	    info.lock_until_ms + 1000 < j->until_ms) {
+		/* Locked, but not for as long as this copy needs: a WAL segment
+		 * streamed to DR before the backup that needs it was verified
+		 * (and so before its tier said how long) was locked for the PITR
+		 * window alone. A lock can always be lengthened, never shortened:
+		 * lengthen it, and read the lock back below. */
+		rv =
+		    coffer_s3_put_retention(d->dr, dst, info.version_id, j->lock, j->until_ms, err);
+		if (rv != 0) {
+			return (coffer_err_wrap(err, "lengthening the DR lock of %s", dst));
+		}
+		char have[40], want[40];
+		coffer_log_info("DR lock lengthened", "object=%s from=%s to=%s", dst,
+		    coffer_time_format(have, sizeof(have), info.lock_until_ms),
+		    coffer_time_format(want, sizeof(want), j->until_ms));
+		memset(&info, 0, sizeof(info));
+		rv = coffer_s3_head(d->dr, dst, version[0] != '\0' ? version : NULL, &info, err);
+		if (rv != 0) {
+			return (coffer_err_wrap(err, "reading the DR lock of %s back", dst));
+		}
+	}
 	if (strcasecmp(info.lock_mode, j->lock) != 0 || info.lock_until_ms + 1000 < j->until_ms) {
 		char want[40], have[40];
 		coffer_err_set(err, COFFER_EREFUSED,
