@@ -4,10 +4,11 @@
 #   runs every unit and integration test with ctest; then, side by side, the
 #   fault-injection suite (tests/fault/faults.sh, one round), clang's static
 #   analyzer over the sources (tests/lint/analyze.sh) and the libFuzzer
-#   targets (built with clang, each run for a short fixed time); then runs the
+#   targets (built with clang, each run for a short fixed time), and the
+#   release build (gcc -O2, as the demo builds it); then runs the
 #   tests once more in a gcc --coverage build and checks the per-folder
 #   floors (tests/coverage.sh).
-# .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-cov/.
+# .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-rel/, build-cov/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -38,6 +39,11 @@ cmake -S . -B build-fuzz -DCOFFER_FUZZ=ON -DCMAKE_C_COMPILER=clang \
 	-DCOFFER_FUZZ_SECONDS="${COFFER_FUZZ_SECONDS:-10}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$jobs"
 ctest --test-dir build-fuzz --output-on-failure -L fuzz
+
+# The release build (gcc -O2, what deploy/demo.sh and packages build): some
+# warnings, -Werror ones included, only appear with the optimizer on.
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-rel -j"$jobs" >/dev/null
 
 fault_rc=0
 wait "$fault_pid" || fault_rc=$?
