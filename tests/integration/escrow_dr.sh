@@ -65,6 +65,11 @@ s3as prod policy prod '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
  "Principal":{"AWS":["arn:aws:iam:::user/agent"]},
  "Action":["s3:PutObject","s3:GetObject","s3:ListBucket","s3:AbortMultipartUpload"],
  "Resource":["arn:aws:s3:::prod","arn:aws:s3:::prod/*"]}]}' >/dev/null || fail "policy prod"
+# The coordinator refuses an unversioned primary bucket (docs/S3.md).
+[[ $(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
+	--user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+	--data-binary '<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>' \
+	"$RGW_ENDPOINT/prod?versioning=") == 200 ]] || fail "cannot enable versioning on the primary bucket"
 s3as dr mkbucket dr-vault lock >/dev/null || fail "mkbucket dr-vault (object lock)"
 s3as dr policy dr-vault '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
  "Principal":{"AWS":["arn:aws:iam:::user/coord-dr"]},
