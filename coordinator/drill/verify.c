@@ -63,6 +63,13 @@ typedef struct claim {
 	char manifest_sha[65];
 	char pubkey[65];
 	int64_t stored_bytes;
+	/* The versions the coordinator recorded when the backup completed
+	 * (coordinator/drill/integrity.c; "" when none is recorded yet, or the
+	 * store keeps none): verification reads what the agent wrote, and a
+	 * newer version over it is the sweep's repository_object_replaced. */
+	char manifest_version[COFFER_REPO_VERSION_MAX];
+	char data_version[COFFER_REPO_VERSION_MAX];
+	int64_t data_version_size;
 } claim;
 
 static coffer_repo *
@@ -127,7 +134,9 @@ check_claim(coord_drills *d, const claim *c, int *verdict, char *why, size_t siz
 		snprintf(why, size, "no memory to read the manifest");
 		return (0);
 	}
-	int rv = coffer_repo_read(repo, key, chain, &e);
+	int rv = c->manifest_version[0] != '\0'
+	    ? coffer_repo_read_version(repo, key, c->manifest_version, chain, &e)
+	    : coffer_repo_read(repo, key, chain, &e);
 	if (rv == COFFER_ECANCELED) {
 		coffer_filter_free_chain(chain);
 		return (rv);
@@ -208,7 +217,14 @@ check_claim(coord_drills *d, const claim *c, int *verdict, char *why, size_t siz
 		snprintf(why, size, "no repository key for its data: %s", e.msg);
 		return (0);
 	}
-	rv = coffer_repo_stat(repo, key, &info, &e);
+	if (c->data_version[0] != '\0') {
+		/* Its size as recorded by HEAD of that version. */
+		memset(&info, 0, sizeof(info));
+		info.size = (uint64_t)c->data_version_size;
+		rv = 0;
+	} else {
+		rv = coffer_repo_stat(repo, key, &info, &e);
+	}
 	if (rv == COFFER_ENOENT) {
 		*verdict = -1;
 		snprintf(why, size, "%.300s is missing from the %s repository", key, c->repo);
@@ -295,7 +311,13 @@ coord_drills_verify(
 	    "SELECT b.id, b.service, COALESCE(b.agent, ''), b.kind, b.repo, "
 	    "encode(b.stored_sha256, 'hex'), COALESCE(encode(b.plain_sha256, 'hex'), ''), "
 	    "COALESCE(b.manifest->>'manifest_sha256', ''), "
-	    "COALESCE(encode(a.pubkey, 'hex'), ''), b.stored_bytes FROM backups b "
+	    "COALESCE(encode(a.pubkey, 'hex'), ''), b.stored_bytes, "
+	    "COALESCE((SELECT o.version_id FROM backup_objects o WHERE o.backup_id = b.id "
+	    "  AND o.object = 'manifest.json' AND b.repo = 'primary'), ''), "
+	    "COALESCE((SELECT o.version_id FROM backup_objects o WHERE o.backup_id = b.id "
+	    "  AND o.object = 'data' AND b.repo = 'primary'), ''), "
+	    "COALESCE((SELECT o.size FROM backup_objects o WHERE o.backup_id = b.id "
+	    "  AND o.object = 'data'), 0) FROM backups b "
 	    "LEFT JOIN agents a ON a.name = b.agent "
 	    "WHERE b.status = 'completed' AND b.verify_state = 'unverified' "
 	    "ORDER BY b.received_at, b.id LIMIT $1::integer",
@@ -321,6 +343,10 @@ coord_drills_verify(
 		snprintf(c->manifest_sha, sizeof(c->manifest_sha), "%s", PQgetvalue(res, i, 7));
 		snprintf(c->pubkey, sizeof(c->pubkey), "%s", PQgetvalue(res, i, 8));
 		c->stored_bytes = strtoll(PQgetvalue(res, i, 9), NULL, 10);
+		snprintf(
+		    c->manifest_version, sizeof(c->manifest_version), "%s", PQgetvalue(res, i, 10));
+		snprintf(c->data_version, sizeof(c->data_version), "%s", PQgetvalue(res, i, 11));
+		c->data_version_size = strtoll(PQgetvalue(res, i, 12), NULL, 10);
 	}
 	PQclear(res);
 	int checked = 0;
