@@ -42,9 +42,11 @@
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
 
-#define SUMMARY_MAX    1024
-#define COORD_ACTOR    "coordinator"
-#define GLOBAL_SERVICE "_coordinator"
+#define SUMMARY_MAX 1024
+/* The least share of the mean a size must move by to be an anomaly. */
+#define SIZE_MIN_DEVIATION 0.10
+#define COORD_ACTOR        "coordinator"
+#define GLOBAL_SERVICE     "_coordinator"
 
 /* When the coordinator learnt a backup's outcome: settled_at, stamped by a
  * catalog trigger in our transaction's time; received_at for rows older
@@ -809,7 +811,12 @@ check_size(svc_ctx *c, coffer_err *err)
 		 * backups at least, else one odd size would set the bar. */
 		double sd = m >= 3 ? sqrt(sq / (m - 1)) : 0;
 		bool halved = latest < prev / 2;
-		bool outlier = m >= 3 && sd > 0 && fabs(latest - mean) > 3 * sd;
+		/* ... and a deviation worth a page: a quiet database's backups
+		 * differ by a few bytes of compression noise, so a near-zero
+		 * stddev would make any change "3 stddev" (the fault suite paged
+		 * 4,194 bytes against a mean of 4,201). */
+		bool outlier = m >= 3 && sd > 0 && fabs(latest - mean) > 3 * sd &&
+		    fabs(latest - mean) > SIZE_MIN_DEVIATION * mean;
 		active = halved || outlier;
 		if (active) {
 			snprintf(summary, sizeof(summary),
@@ -823,7 +830,7 @@ check_size(svc_ctx *c, coffer_err *err)
 			cJSON_AddNumberToObject(d, "stddev_bytes", sd);
 			cJSON_AddStringToObject(d, "rule",
 			    halved ? "less than half of the previous"
-			           : "more than 3 stddev from the mean");
+			           : "more than 3 stddev and 10% from the mean");
 		}
 	}
 	PQclear(res);
