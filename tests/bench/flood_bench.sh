@@ -71,4 +71,4 @@ echo "| 1,000 agents, 10 events per envelope, ${ROUNDS} rounds each (medians) | 
 echo "|---|---:|---:|---:|---:|---:|"
 echo "| without flood | $(median "$T/quiet" 7) | $(median "$T/quiet" 8) | $(median "$T/quiet" 9) | $(median "$T/quiet" 10) | - |"
 echo "| with one peer flooding on $FLOOD_THREADS threads | $(median "$T/flood" 7) | $(median "$T/flood" 8) | $(median "$T/flood" 9) | $(median "$T/flood" 10) | $(median "$T/flood" 11) |"
-awk -v r="$rows" -v s="$flood_s" 'BEGIN {m = s > 0 ? r * 60 / s : 0; printf "\nrequest.refused audit rows added: %d over %.0f s of flood (%.1f a minute)\n", r, s, m}'
+awk -v r="$rows" -v s="$flood_s" 'BEGIN {m = (s > 0) ? r * 60 / s : 0; printf "\nrequest.refused audit rows added: %d over %.0f s of flood (%.1f a minute)\n", r, s, m}'
