@@ -7,7 +7,8 @@ pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev clang-format cla
  libzstd-dev zstd libcurl4-openssl-dev libcjson-dev libxml2-dev libinih-dev libcmocka-dev
  postgresql-15 postgresql-client-15 openssl ca-certificates curl procps util-linux tzdata
  python3-cryptography
- ceph-mon ceph-osd radosgw uuid-runtime faketime"
+ ceph-mon ceph-osd radosgw uuid-runtime faketime
+ libsystemd-dev prometheus chromium help2man dpkg-dev fakeroot systemd"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
