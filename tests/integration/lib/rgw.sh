@@ -214,3 +214,84 @@ EOF
 	export RGW_ENDPOINT RGW_VHOST_ENDPOINT RGW_SRC_ACCESS RGW_SRC_SECRET RGW_DR_ACCESS RGW_DR_SECRET RGW_ADMIN
 	return 0
 }
+
+# The repositories most scripts need, after rgw_start:
+#   rgw_user UID VAR        an S3 user; sets VAR_ACCESS and VAR_SECRET
+#   rgw_as prod|dr|VAR ARGS s3_itest ARGS as the production account, the DR
+#                           account, or the user rgw_user made as VAR
+#   rgw_fleet_repos         the layout of docs/S3.md: bucket `prod` in the
+#                           production account, versioned, writable by user
+#                           `agent` (AG_*) without delete; bucket `dr-vault`
+#                           in the DR account, object-locked, writable by
+#                           user `coord-dr` (CD_*) without delete
+#   rgw_coord_repos PREFIX  prints the coordinator's [repository.primary]
+#                           (production account) and [repository.dr] (CD_*)
+#   rgw_agent_repo PREFIX   prints an agent's [repository.primary] (AG_*)
+rgw_user() {
+	local acc sec
+	acc=$(_rgw_key 'A-Z0-9' 20)
+	sec=$(_rgw_key 'A-Za-z0-9' 40)
+	$RGW_ADMIN user create --uid="$1" --display-name="$1" --access-key="$acc" --secret-key="$sec" \
+		>/dev/null 2>&1 || fail "cannot create S3 user $1"
+	printf -v "${2}_ACCESS" %s "$acc"
+	printf -v "${2}_SECRET" %s "$sec"
+}
+
+rgw_as() {
+	local who=$1 a s
+	shift
+	case $who in
+	prod) a=$RGW_SRC_ACCESS s=$RGW_SRC_SECRET ;;
+	dr) a=$RGW_DR_ACCESS s=$RGW_DR_SECRET ;;
+	*)
+		a=${who}_ACCESS s=${who}_SECRET
+		a=${!a} s=${!s}
+		;;
+	esac
+	S3_ENDPOINT=$RGW_ENDPOINT S3_ACCESS=$a S3_SECRET=$s "$COFFER_BIN/s3_itest" "$@"
+}
+
+rgw_fleet_repos() {
+	rgw_user agent AG
+	rgw_user coord-dr CD
+	rgw_as prod mkbucket prod >/dev/null || fail "mkbucket prod"
+	rgw_as prod policy prod '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+ "Principal":{"AWS":["arn:aws:iam:::user/agent"]},
+ "Action":["s3:PutObject","s3:GetObject","s3:GetObjectVersion","s3:ListBucket",
+  "s3:ListBucketVersions","s3:AbortMultipartUpload"],
+ "Resource":["arn:aws:s3:::prod","arn:aws:s3:::prod/*"]}]}' >/dev/null || fail "policy prod"
+	# The coordinator refuses an unversioned primary bucket (docs/S3.md).
+	[[ $(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
+		--user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+		--data-binary '<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>' \
+		"$RGW_ENDPOINT/prod?versioning=") == 200 ]] || fail "cannot enable versioning on bucket prod"
+	rgw_as dr mkbucket dr-vault lock >/dev/null || fail "mkbucket dr-vault (object lock)"
+	rgw_as dr policy dr-vault '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+ "Principal":{"AWS":["arn:aws:iam:::user/coord-dr"]},
+ "Action":["s3:PutObject","s3:GetObject","s3:ListBucket","s3:AbortMultipartUpload",
+ "s3:PutObjectRetention","s3:GetObjectRetention","s3:GetBucketObjectLockConfiguration"],
+ "Resource":["arn:aws:s3:::dr-vault","arn:aws:s3:::dr-vault/*"]}]}' >/dev/null || fail "policy dr-vault"
+}
+
+_rgw_repo_section() { # name bucket prefix access secret
+	cat <<CONF
+[repository.$1]
+type = s3
+endpoint = $RGW_ENDPOINT
+region = us-east-1
+bucket = $2
+prefix = $3
+path_style = true
+access_key = $4
+secret_key = $5
+CONF
+}
+
+rgw_coord_repos() {
+	_rgw_repo_section primary prod "$1" "$RGW_SRC_ACCESS" "$RGW_SRC_SECRET"
+	_rgw_repo_section dr dr-vault "$1" "$CD_ACCESS" "$CD_SECRET"
+}
+
+rgw_agent_repo() {
+	_rgw_repo_section primary prod "$1" "$AG_ACCESS" "$AG_SECRET"
+}
