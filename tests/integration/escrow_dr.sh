@@ -39,43 +39,13 @@ agent=$COFFER_BIN/coffer-agent
 s3=$COFFER_BIN/s3_itest
 for b in "$coord" "$agent" "$s3"; do [[ -x $b ]] || fail "build $b first"; done
 
-s3as() {
-	local who=$1 a s
+rgw_fleet_repos
+s3as() { # prod | dr | coord-dr, then s3_itest's arguments
+	local who=$1
 	shift
-	case $who in
-	prod) a=$RGW_SRC_ACCESS s=$RGW_SRC_SECRET ;;
-	dr) a=$RGW_DR_ACCESS s=$RGW_DR_SECRET ;;
-	coord-dr) a=$CD_ACCESS s=$CD_SECRET ;;
-	esac
-	S3_ENDPOINT=$RGW_ENDPOINT S3_ACCESS=$a S3_SECRET=$s "$s3" "$@"
+	[[ $who == coord-dr ]] && who=CD
+	rgw_as "$who" "$@"
 }
-mkuser() {
-	local acc sec
-	acc=$(head -c 200 /dev/urandom | tr -dc 'A-Z0-9' | head -c 20)
-	sec=$(head -c 200 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 40)
-	$RGW_ADMIN user create --uid="$1" --display-name="$1" --access-key="$acc" --secret-key="$sec" \
-		>/dev/null 2>&1 || fail "cannot create user $1"
-	printf -v "${2}_ACCESS" %s "$acc"
-	printf -v "${2}_SECRET" %s "$sec"
-}
-mkuser agent AG
-mkuser coord-dr CD
-s3as prod mkbucket prod >/dev/null || fail "mkbucket prod"
-s3as prod policy prod '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
- "Principal":{"AWS":["arn:aws:iam:::user/agent"]},
- "Action":["s3:PutObject","s3:GetObject","s3:ListBucket","s3:AbortMultipartUpload"],
- "Resource":["arn:aws:s3:::prod","arn:aws:s3:::prod/*"]}]}' >/dev/null || fail "policy prod"
-# The coordinator refuses an unversioned primary bucket (docs/S3.md).
-[[ $(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
-	--user "$RGW_SRC_ACCESS:$RGW_SRC_SECRET" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-	--data-binary '<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>' \
-	"$RGW_ENDPOINT/prod?versioning=") == 200 ]] || fail "cannot enable versioning on the primary bucket"
-s3as dr mkbucket dr-vault lock >/dev/null || fail "mkbucket dr-vault (object lock)"
-s3as dr policy dr-vault '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
- "Principal":{"AWS":["arn:aws:iam:::user/coord-dr"]},
- "Action":["s3:PutObject","s3:GetObject","s3:ListBucket","s3:AbortMultipartUpload",
- "s3:PutObjectRetention","s3:GetObjectRetention","s3:GetBucketObjectLockConfiguration"],
- "Resource":["arn:aws:s3:::dr-vault","arn:aws:s3:::dr-vault/*"]}]}' >/dev/null || fail "policy dr-vault"
 
 catalog_start "$T/pg" billing
 cq() { psql_at "$ci" -c "$1"; }
@@ -124,24 +94,7 @@ retention.daily = 7
 dr.copy = all
 dr.lock = compliance
 dr.retention = 2d
-[repository.primary]
-type = s3
-endpoint = $RGW_ENDPOINT
-region = us-east-1
-bucket = prod
-prefix = fleet
-path_style = true
-access_key = $RGW_SRC_ACCESS
-secret_key = $RGW_SRC_SECRET
-[repository.dr]
-type = s3
-endpoint = $RGW_ENDPOINT
-region = us-east-1
-bucket = dr-vault
-prefix = fleet
-path_style = true
-access_key = $CD_ACCESS
-secret_key = $CD_SECRET
+$(rgw_coord_repos fleet)
 CONF
 catalog_migrate "$conf"
 
@@ -159,15 +112,7 @@ conninfo = $base dbname=billing
 bin_dir = $PG_BINDIR
 [schedule]
 logical = 0 2 * * *
-[repository.primary]
-type = s3
-endpoint = $RGW_ENDPOINT
-region = us-east-1
-bucket = prod
-prefix = fleet
-path_style = true
-access_key = $AG_ACCESS
-secret_key = $AG_SECRET
+$(rgw_agent_repo fleet)
 [repository.dr]
 type = s3
 endpoint = $RGW_ENDPOINT
