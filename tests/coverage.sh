@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Line coverage of the unit and integration tests, per source folder.
 #
-#   tests/coverage.sh [BUILD]          BUILD defaults to build-cov
+#   tests/coverage.sh [BUILD [CMAKE_ARG...]]   BUILD defaults to build-cov
 #
-# Builds the tree with gcc --coverage (cmake -DCOFFER_COVERAGE=ON: no
-# sanitizers, -O0), runs the unit tests, then the integration tests, and
+# Builds the tree with gcc --coverage (cmake -DCOFFER_COVERAGE=ON, -O0, and
+# the CMAKE_ARGs: tests/run.sh adds -DCOFFER_SANITIZE=ON, so that the one
+# run of the suite is both the sanitizer run and the coverage run), runs
+# the unit tests, then the integration tests, and
 # prints for each folder of common/, agent/ and coordinator/ its lines and
 # the share of them run by the unit tests alone and by both. A folder whose
 # unit figure is far below its total is reached mostly through the shell
@@ -18,10 +20,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
 build=${1:-build-cov}
+shift || true
 jobs=$(nproc)
 floors=tests/coverage-floor.txt
 
-cmake -S . -B "$build" -DCOFFER_COVERAGE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake -S . -B "$build" -DCOFFER_COVERAGE=ON -DCMAKE_BUILD_TYPE=Debug "$@" >/dev/null
 cmake --build "$build" -j"$jobs"
 # Counts add up across runs: start from zero so the figures are this run's.
 find "$build" -name '*.gcda' -delete

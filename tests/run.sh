@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian 12 machine, as root:
-#   installs the packages, builds with AddressSanitizer + UndefinedBehaviorSanitizer,
-#   runs every unit and integration test with ctest; then, side by side, the
-#   fault-injection suite (tests/fault/faults.sh, one round), clang's static
-#   analyzer over the sources (tests/lint/analyze.sh) and the libFuzzer
-#   targets (built with clang, each run for a short fixed time), and the
-#   release build (gcc -O2, as the demo builds it); then runs the
-#   tests once more in a gcc --coverage build and checks the per-folder
-#   floors (tests/coverage.sh).
-# .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-rel/, build-cov/.
+#   installs the packages, builds with AddressSanitizer + UndefinedBehaviorSanitizer
+#   and gcc --coverage in one tree, runs every unit and integration test with
+#   ctest once and checks the per-folder coverage floors (tests/coverage.sh);
+#   then, side by side, the fault-injection suite (tests/fault/faults.sh, one
+#   round), clang's static analyzer over the sources (tests/lint/analyze.sh)
+#   and the libFuzzer targets (built with clang, each run for a short fixed
+#   time), and the release build (gcc -O2, as the demo builds it).
+# .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-rel/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 ./deploy/install-deps.sh
 
-cmake -S . -B build-test -DCOFFER_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build-test -j"$jobs"
 # Leak checking needs ptrace, which some sandboxes forbid; the other ASan
 # checks (overflows, use-after-free) stay on either way.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-ctest --test-dir build-test --output-on-failure -j"$jobs" -L 'unit|integration'
+# Unit and integration tests, once, under the sanitizers and counted for
+# coverage; fails on a failed test or a folder under its floor.
+t=$SECONDS
+tests/coverage.sh build-test -DCOFFER_SANITIZE=ON
+echo "run.sh: unit and integration tests with coverage took $((SECONDS - t)) s"
 # The fault-injection suite (one round of every fault unless
 # COFFER_FAULT_SECONDS asks for longer) mostly waits: a minute of an agent's
 # silence, a minute of a skewed clock. It runs beside the static analysis
@@ -53,7 +54,3 @@ if [ "$fault_rc" -ne 0 ]; then
 	echo "run.sh: the fault-injection suite failed (build-test/fault.log)" >&2
 	exit 1
 fi
-
-t=$SECONDS
-tests/coverage.sh build-cov
-echo "run.sh: coverage took $((SECONDS - t)) s"
