@@ -170,11 +170,11 @@ human(char *buf, size_t size, int64_t ms)
 	return (buf);
 }
 
-/* A time as "2026-12-07 02:00:00Z", then "(3h ago)" or "(in 3h)". */
+/* A time as "2026-12-07 02:00:00Z". */
 static void
-put_when(coffer_strbuf *b, int64_t at_ms, int64_t now_ms)
+put_time(coffer_strbuf *b, int64_t at_ms)
 {
-	char t[40], d[40];
+	char t[40];
 	coffer_time_format(t, sizeof(t), at_ms);
 	/* Seconds are enough for people; the T reads better as a space. */
 	char *dot = strchr(t, '.');
@@ -186,7 +186,16 @@ put_when(coffer_strbuf *b, int64_t at_ms, int64_t now_ms)
 	if (tee != NULL) {
 		*tee = ' ';
 	}
-	coffer_strbuf_printf(b, "<span class=\"when\">%s</span> <span class=\"rel\">(", t);
+	coffer_strbuf_printf(b, "<span class=\"when\">%s</span>", t);
+}
+
+/* The same, then "(3h ago)" or "(in 3h)". */
+static void
+put_when(coffer_strbuf *b, int64_t at_ms, int64_t now_ms)
+{
+	char d[40];
+	put_time(b, at_ms);
+	coffer_strbuf_put(b, " <span class=\"rel\">(");
 	if (at_ms <= now_ms) {
 		coffer_strbuf_printf(b, "%s ago)</span>", human(d, sizeof(d), now_ms - at_ms));
 	} else {
@@ -312,8 +321,8 @@ section_services(
 	qsort(rows, n, sizeof(*rows), row_order);
 	coffer_strbuf_printf(b,
 	    "<section id=\"services\">\n<h2>Services</h2>\n"
-	    "<p class=\"summary\">%zu service%s configured; %zu outside its RPO.</p>\n",
-	    n, n == 1 ? "" : "s", late);
+	    "<p class=\"summary\">%zu service%s configured; %zu past %s RPO.</p>\n",
+	    n, n == 1 ? "" : "s", late, late == 1 ? "its" : "their");
 	if (n == 0) {
 		coffer_strbuf_put(
 		    b, "<p>No [service.NAME] section in coordinator.conf.</p>\n</section>\n");
@@ -668,7 +677,7 @@ coord_statuspage_html(
 	}
 	coffer_strbuf_put(&b, page_head);
 	coffer_strbuf_put(&b, "<header>\n<h1>Coffer status</h1>\n<p class=\"meta\">Rendered ");
-	put_when(&b, in->now_ms, in->now_ms);
+	put_time(&b, in->now_ms);
 	coffer_strbuf_put(&b,
 	    " by coffer-coordinator. Read only; this page does not refresh itself.</p>\n"
 	    "</header>\n");
