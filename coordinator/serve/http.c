@@ -1,5 +1,6 @@
 /*
- * HTTP: /metrics and /healthz on the libuv loop. See coordinator/serve/http.h.
+ * HTTP: /metrics, /status and /healthz on the libuv loop. See
+ * coordinator/serve/http.h.
  *
  * Design notes.
  * One request per connection, read into a fixed buffer of
@@ -16,6 +17,9 @@
  * once; otherwise the first request starts the render and later ones
  * wait for it (awaiting_render), so one render runs at a time and the
  * thread pool is never filled with renders queued behind each other.
+ * /status has a cache of its own by the same rule (page_*), with the
+ * same interval: a page left open in many browsers costs the catalog one
+ * render per interval, and a slow page never delays a scrape's render.
  *
  * Rendering blocks on the catalog, so it runs as uv_queue_work. The
  * connection may be closed while its render runs (timeout, stop); the

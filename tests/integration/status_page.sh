@@ -79,6 +79,8 @@ bid=$("$agent" list -c "$T/billing.conf" --output json | grep -o '"id":"[^"]*"' 
 [[ -n $bid ]] || fail "no billing backup id"
 verified() { "$cli" status --output json 2>/dev/null | grep -qF "$bid"; }
 wait_for 30 verified || fail "billing's backup $bid was not verified: $(tail -5 "$T/coord.log")"
+# The DR figures the page shows come with coffer status's (no dr.copy here: nothing pending).
+"$cli" status --output json | grep -q '"pending_bytes":0' || fail "coffer status lacks dr.pending_bytes"
 "$cli" hold add --backup "$bid" --reason "$hostile" >/dev/null 2>"$T/err" || fail "hold add: $(cat "$T/err")"
 open_failed() {
 	[[ $(psql_at "$ci" -tAc "select count(*) from alerts where state = 'triggered' and check_name = 'backup_failed' and service = '$odd'") == 1 ]]
