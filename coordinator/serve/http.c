@@ -18,8 +18,9 @@
  * wait for it (awaiting_render), so one render runs at a time and the
  * thread pool is never filled with renders queued behind each other.
  * /status has a cache of its own by the same rule (page_*), with the
- * same interval: a page left open in many browsers costs the catalog one
- * render per interval, and a slow page never delays a scrape's render.
+ * same interval: however many people reload it, the catalog pays one
+ * render per interval. (server.c gives both renders one connection, so a
+ * scrape's render may wait for a page's.)
  *
  * Rendering blocks on the catalog, so it runs as uv_queue_work. The
  * connection may be closed while its render runs (timeout, stop); the
