@@ -112,7 +112,7 @@ pass "curl: 401 without or with a wrong token, 200 with it and CSP/nosniff/no-st
 # --- chromium --------------------------------------------------------------------------------
 # What every rendering must show: python's HTML parser on chromium's DOM.
 check_dom() {
-	python3 - "$1" "$bid" "$odd" "$hostile" <<'PY' || fail "DOM of $2: $(cat "$T/dom.err")"
+	python3 - "$1" "$bid" "$odd" "$hostile" 2>"$T/dom.err" <<'PY' || fail "DOM of $1: $(cat "$T/dom.err")"
 import sys
 from html.parser import HTMLParser
 path, bid, odd, hostile = sys.argv[1:5]
@@ -147,12 +147,13 @@ if errs:
 PY
 }
 mkdir -p "$T/chr1" "$T/chr2" "$T/chr3" "$T/chr4" "$T/chr5"
-timeout 30 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$T/chr1" \
-	--dump-dom "file://$T/status.html" >"$T/dom1.html" 2>"$T/chr1.log" || fail "chromium --dump-dom: $(tail -3 "$T/chr1.log")"
-check_dom "$T/dom1.html" 2>"$T/dom.err"
 timeout 30 python3 "$harness/headless.py" "file://$T/status.html" "$T/dom2.html" "$T/status.png" "$T/chr2" 2>"$T/hl.err" ||
 	fail "headless chromium without JavaScript: $(cat "$T/hl.err")"
-check_dom "$T/dom2.html" 2>"$T/dom.err"
+check_dom "$T/dom2.html"
+timeout 30 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$T/chr1" \
+	--dump-dom "file://$T/status.html" >"$T/dom1.html" 2>"$T/chr1.log" ||
+	fail "chromium --dump-dom (JavaScript on) did not finish: $(tail -3 "$T/chr1.log")"
+check_dom "$T/dom1.html"
 [[ -s $T/status.png ]] && [[ $(head -c 8 "$T/status.png" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]] ||
 	fail "no PNG screenshot"
 # The control: a page whose script rewrites its text. Rendered the same way
@@ -174,11 +175,11 @@ coord_start "$T/public.conf" 200
 url=http://127.0.0.1:$mport
 timeout 30 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$T/chr5" \
 	--dump-dom "$url/status" >"$T/dom3.html" 2>"$T/chr5.log" || fail "chromium on $url/status: $(tail -3 "$T/chr5.log")"
-check_dom "$T/dom3.html" 2>"$T/dom.err"
+check_dom "$T/dom3.html"
 mkdir -p "$T/chr6"
 timeout 30 python3 "$harness/headless.py" "$url/status" "$T/dom4.html" "$T/public.png" "$T/chr6" 2>"$T/hl.err" ||
 	fail "headless chromium on $url/status without JavaScript: $(cat "$T/hl.err")"
-check_dom "$T/dom4.html" 2>"$T/dom.err"
+check_dom "$T/dom4.html"
 pass "metrics_public = true: chromium renders $url/status itself, with and without JavaScript"
 
 # --- the catalog down ------------------------------------------------------------------------
