@@ -293,7 +293,11 @@ coord_drcopy_status(
 	    "count(*) FILTER (WHERE c.status = 'failed'), to_char(max(c.finished_at) FILTER (WHERE c.status = 'verified') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), to_char(min(c.started_at) FILTER (WHERE c.status IN ('copying', 'failed')) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
 	    "(SELECT c2.failure_reason FROM backup_copies c2 JOIN backups b2 ON b2.id = "
 	    "c2.backup_id WHERE b2.service = $1 AND c2.repo = 'dr' AND c2.status = 'failed' "
-	    "ORDER BY c2.started_at LIMIT 1) "
+	    "ORDER BY c2.started_at LIMIT 1), "
+	    "COALESCE(sum(b.stored_bytes) FILTER (WHERE c.status IN ('copying', 'failed')), 0), "
+	    "(SELECT c3.backup_id FROM backup_copies c3 JOIN backups b3 ON b3.id = c3.backup_id "
+	    "WHERE b3.service = $1 AND c3.repo = 'dr' AND c3.status IN ('copying', 'failed') "
+	    "ORDER BY c3.started_at, c3.backup_id LIMIT 1) "
 	    "FROM backup_copies c JOIN backups b ON b.id = c.backup_id "
 	    "WHERE b.service = $1 AND c.repo = 'dr'",
 	    1, v, "reading DR copy status", &rv, err);
@@ -306,13 +310,17 @@ coord_drcopy_status(
 		cJSON_AddNumberToObject(o, "verified", strtod(PQgetvalue(res, 0, 0), NULL));
 		cJSON_AddNumberToObject(o, "pending", strtod(PQgetvalue(res, 0, 1), NULL));
 		cJSON_AddNumberToObject(o, "failed", strtod(PQgetvalue(res, 0, 2), NULL));
-		const char *names[] = { "last_verified_at", "oldest_pending_since",
-			"last_failure" };
-		for (int i = 0; i < 3; i++) {
-			if (PQgetisnull(res, 0, 3 + i)) {
+		/* What a loss of the primary now would cost: the bytes not yet
+		 * in DR and the oldest backup among them. */
+		cJSON_AddNumberToObject(o, "pending_bytes", strtod(PQgetvalue(res, 0, 6), NULL));
+		const char *names[] = { "last_verified_at", "oldest_pending_since", "last_failure",
+			"oldest_pending_backup" };
+		static const int cols[] = { 3, 4, 5, 7 };
+		for (int i = 0; i < 4; i++) {
+			if (PQgetisnull(res, 0, cols[i])) {
 				cJSON_AddNullToObject(o, names[i]);
 			} else {
-				cJSON_AddStringToObject(o, names[i], PQgetvalue(res, 0, 3 + i));
+				cJSON_AddStringToObject(o, names[i], PQgetvalue(res, 0, cols[i]));
 			}
 		}
 	}

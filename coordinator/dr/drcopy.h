@@ -135,10 +135,11 @@ int coord_drcopy_alerts(coord_catalog *cat, const coord_audit_key *key, const co
 int coord_drcopy_pass(
     coord_drcopy *d, coord_catalog *cat, int64_t now_ms, coord_drcopy_stats *st, coffer_err *err);
 
-/* For `coffer status`: adds "dr" to svc (a service's object):
- * { "copy": dr.copy, "verified", "pending", "failed" (counts),
+/* For `coffer status` and the status page: adds "dr" to svc (a service's
+ * object): { "copy": dr.copy, "verified", "pending", "failed" (counts),
+ *   "pending_bytes" (stored bytes of the copies not yet verified),
  *   "last_verified_at", "oldest_pending_since" (RFC 3339 or null),
- *   "last_failure" (text or null) }. */
+ *   "last_failure" (text or null), "oldest_pending_backup" (id or null) }. */
 int coord_drcopy_status(
     coord_catalog *cat, const coord_config *cfg, const char *service, cJSON *svc, coffer_err *err);
 

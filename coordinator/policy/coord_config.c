@@ -341,6 +341,10 @@ static const coffer_config_key service_keys[] = {
 	    .type = COFFER_CONFIG_STRING,
 	    .def = "UTC",
 	    .check = coffer_config_check_timezone },
+	/* The recovery-point objective. No default: a default would enter
+	 * every service's policy text and change its policy version; unset,
+	 * coord_config_rpo derives it from the schedule. */
+	{ .name = "rpo", .type = COFFER_CONFIG_DURATION, .min = 1 * MINS, .max = 366 * DAYS },
 	{ .name = "retention.daily",
 	    .type = COFFER_CONFIG_STRING,
 	    .check = check_count_or_forever },
@@ -762,6 +766,9 @@ read_policy(const coffer_config *ini, const char *name, coord_service_policy *p,
 	p->owner = coffer_config_str(ini, section, "owner");
 	p->schedule = coffer_config_str(ini, section, "schedule");
 	p->timezone = coffer_config_str(ini, section, "timezone");
+	p->rpo_ms = coffer_config_has(ini, section, "rpo")
+	    ? coffer_config_duration_ms(ini, section, "rpo")
+	    : 0;
 	bool any = false;
 	p->longest_ms = 0;
 	int longest_tier = -1;
@@ -921,6 +928,52 @@ put(char *buf, size_t size, size_t *used, const char *key, const char *value)
 	}
 	*used += (size_t)w;
 	return (true);
+}
+
+/* Runs walked at most when deriving an RPO: one a minute over the horizon. */
+#define RPO_MAX_RUNS (COORD_RPO_HORIZON_MS / MINS + 2)
+
+int
+coord_config_rpo(const coord_config *cfg, const coord_service_policy *p, int64_t now_ms,
+    int64_t *rpo_ms, bool *derived, coffer_err *err)
+{
+	*rpo_ms = p->rpo_ms;
+	*derived = p->rpo_ms == 0;
+	if (p->rpo_ms != 0) {
+		return (0);
+	}
+	coffer_cron *cron = coffer_cron_parse(p->schedule, err);
+	if (cron == NULL) {
+		return (coffer_err_wrap(err, "service %s: schedule", p->name));
+	}
+	coffer_tz *tz = coffer_tz_load(p->timezone != NULL ? p->timezone : "UTC", err);
+	if (tz == NULL) {
+		coffer_cron_free(cron);
+		return (coffer_err_wrap(err, "service %s: timezone", p->name));
+	}
+	int64_t at = now_ms / 1000, prev = 0, next = 0, gap = 0;
+	int rv = coffer_cron_prev(cron, tz, at, &prev, err);
+	if (rv == COFFER_ENOENT) {
+		coffer_err_clear(err);
+		rv = coffer_cron_next(cron, tz, at, &prev, err);
+	}
+	int64_t until = prev + COORD_RPO_HORIZON_MS / 1000;
+	for (int64_t i = 0; rv == 0 && i < RPO_MAX_RUNS && (prev <= until || gap == 0); i++) {
+		rv = coffer_cron_next(cron, tz, prev, &next, err);
+		if (rv == 0) {
+			gap = next - prev > gap ? next - prev : gap;
+			prev = next;
+		}
+	}
+	coffer_cron_free(cron);
+	coffer_tz_free(tz);
+	if (rv != 0 && gap == 0) {
+		return (
+		    coffer_err_wrap(err, "service %s: deriving rpo from the schedule", p->name));
+	}
+	coffer_err_clear(err);
+	*rpo_ms = gap * 1000 + coffer_config_duration_ms(cfg->ini, "alerts", "completion_window");
+	return (0);
 }
 
 int

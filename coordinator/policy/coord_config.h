@@ -106,6 +106,9 @@ typedef struct coord_service_policy {
 	/* s3.principal: the IAM principal of the service's agents' credentials;
 	 * NULL when unset (s3-policy then grants the service nothing). */
 	const char *s3_principal;
+	/* rpo: the recovery-point objective, how old the newest verified
+	 * backup may be; 0 when unset (coord_config_rpo derives one). */
+	int64_t rpo_ms;
 } coord_service_policy;
 
 typedef struct coord_config {
@@ -141,6 +144,23 @@ typedef struct coord_config {
 
 /* The policy of service name, or NULL if there is no [service.name]. */
 const coord_service_policy *coord_config_service(const coord_config *cfg, const char *name);
+
+/* How far back the longest gap between scheduled runs is looked for when
+ * rpo is derived: a week and a day, so weekday-only schedules show their
+ * weekend. */
+#define COORD_RPO_HORIZON_MS (8LL * 24 * 3600 * 1000)
+
+/*
+ * A service's recovery-point objective at now_ms (Unix ms): [service.NAME]
+ * rpo when the file sets it (*derived false); otherwise (*derived true) the
+ * oldest its newest verified backup can get without backup_missed paging:
+ * the longest gap between two consecutive runs of its schedule, from the
+ * run before now to COORD_RPO_HORIZON_MS after it (further for a schedule
+ * that fires less often), plus [alerts] completion_window. Costs one
+ * schedule walk (up to one run a minute over the horizon): cache it.
+ */
+int coord_config_rpo(const coord_config *cfg, const coord_service_policy *p, int64_t now_ms,
+    int64_t *rpo_ms, bool *derived, coffer_err *err);
 
 /* The canonical text of [service.<service>] in a loaded file: a header
  * line, "service=NAME", then "key=value" for every key the file sets or

@@ -1459,3 +1459,31 @@ coord_admin_handle(coord_catalog *cat, const coord_config *cfg, const coord_audi
 {
 	return (coord_admin_handle_at(cat, cfg, key, NULL, req, len, reply, reply_len));
 }
+
+int
+coord_admin_status_read(
+    coord_catalog *cat, const coord_config *cfg, int64_t now_ms, cJSON **out, coffer_err *err)
+{
+	*out = NULL;
+	Coffer__V1__AdminRequest req = COFFER__V1__ADMIN_REQUEST__INIT;
+	req.command = (char *)"status";
+	admin_ctx ctx;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.cat = cat;
+	ctx.cfg = cfg;
+	ctx.now_ms = now_ms;
+	ctx.req = &req;
+	coffer_err_clear(&ctx.err);
+	ctx.result = cJSON_CreateObject();
+	if (ctx.result == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the status overview"));
+	}
+	int rv = cmd_status(&ctx);
+	if (rv != 0) {
+		*err = ctx.err;
+		cJSON_Delete(ctx.result);
+		return (rv);
+	}
+	*out = ctx.result;
+	return (0);
+}

@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 #include "common/base/clock.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
@@ -56,5 +58,16 @@ int coord_admin_handle(coord_catalog *cat, const coord_config *cfg, const coord_
 /* The same with an injectable clock (NULL: the system clock), for tests. */
 int coord_admin_handle_at(coord_catalog *cat, const coord_config *cfg, const coord_audit_key *key,
     const coffer_clock *clock, const uint8_t *req, size_t len, uint8_t **reply, size_t *reply_len);
+
+/*
+ * The overview `coffer status` answers (every configured service: its
+ * newest verified backup, counts, agents, last drill, DR copies; the
+ * active legal holds, at most COORD_ADMIN_DEFAULT_LIST), read without a
+ * request, an operator or an audit row: for the status page, which shows
+ * the same figures the command does. *out (cJSON_Delete it) is the
+ * command's result object. Blocking (libpq), as coord_admin_handle.
+ */
+int coord_admin_status_read(
+    coord_catalog *cat, const coord_config *cfg, int64_t now_ms, cJSON **out, coffer_err *err);
 
 #endif

@@ -1,5 +1,6 @@
 /*
- * HTTP: /metrics and /healthz on the libuv loop. See coordinator/serve/http.h.
+ * HTTP: /metrics, /status and /healthz on the libuv loop. See
+ * coordinator/serve/http.h.
  *
  * Design notes.
  * One request per connection, read into a fixed buffer of
@@ -16,6 +17,10 @@
  * once; otherwise the first request starts the render and later ones
  * wait for it (awaiting_render), so one render runs at a time and the
  * thread pool is never filled with renders queued behind each other.
+ * /status has a cache of its own by the same rule (page_*), with the
+ * same interval: however many people reload it, the catalog pays one
+ * render per interval. (server.c gives both renders one connection, so a
+ * scrape's render may wait for a page's.)
  *
  * Rendering blocks on the catalog, so it runs as uv_queue_work. The
  * connection may be closed while its render runs (timeout, stop); the
@@ -39,6 +44,7 @@
 
 #include "common/base/log.h"
 #include "coordinator/serve/metrics.h"
+#include "coordinator/serve/statuspage.h"
 
 typedef struct conn conn;
 
@@ -62,6 +68,14 @@ struct coord_http {
 	bool rendering;
 	uint64_t renders;
 	char *token; /* NULL: /metrics is open */
+	/* /status: its own rendering, cached like /metrics (NULL: 404). */
+	coord_http_page_fn page;
+	void *page_arg;
+	char *page_cache;
+	size_t page_len;
+	int page_status;
+	uint64_t page_at;
+	bool page_rendering;
 };
 
 struct conn {
@@ -73,6 +87,8 @@ struct conn {
 	uv_work_t work;
 	int handles_open;
 	bool closing, work_pending, responded, head_only, head_done, awaiting_render;
+	bool page; /* its render is the status page's */
+	int page_status;
 	struct sockaddr_storage peer;
 	int render_rc;
 	char *text; /* the render's output */
@@ -140,6 +156,8 @@ reason(int status)
 	switch (status) {
 	case 200:
 		return ("OK");
+	case 302:
+		return ("Found");
 	case 400:
 		return ("Bad Request");
 	case 401:
@@ -155,6 +173,14 @@ reason(int status)
 	}
 }
 
+/* What a browser is told about every answer on the status page's paths:
+ * nothing may load, run, frame it or be cached, and its address goes
+ * nowhere. */
+#define PAGE_HEADERS                                                     \
+	"Content-Security-Policy: " COORD_STATUSPAGE_CSP "\r\n"          \
+	"X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n" \
+	"Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n"
+
 static void
 respond(conn *c, int status, const char *type, const char *body, size_t body_len)
 {
@@ -163,14 +189,16 @@ respond(conn *c, int status, const char *type, const char *body, size_t body_len
 	}
 	c->responded = true;
 	uv_read_stop((uv_stream_t *)&c->tcp);
-	char head[256];
+	char head[1024];
 	int n = snprintf(head, sizeof(head),
 	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	    "Connection: close\r\n%s\r\n",
+	    "Connection: close\r\n%s%s\r\n",
 	    status, reason(status), type, body_len,
 	    status == 405       ? "Allow: GET, HEAD\r\n"
 	        : status == 401 ? "WWW-Authenticate: Bearer\r\n"
-	                        : "");
+	        : status == 302 ? "Location: /status\r\n"
+	                        : "",
+	    c->page ? PAGE_HEADERS : "");
 	size_t send_body = c->head_only ? 0 : body_len;
 	c->resp = malloc((size_t)n + send_body);
 	if (c->resp == NULL) {
@@ -198,7 +226,11 @@ static void
 work_render(uv_work_t *req)
 {
 	conn *c = req->data;
-	c->render_rc = c->h->render(c->h->arg, &c->text, &c->text_len);
+	if (c->page) {
+		c->render_rc = c->h->page(c->h->page_arg, &c->text, &c->text_len, &c->page_status);
+	} else {
+		c->render_rc = c->h->render(c->h->arg, &c->text, &c->text_len);
+	}
 	if (c->render_rc == 0 && c->text == NULL) {
 		c->render_rc = COFFER_EINTERNAL;
 	}
@@ -216,11 +248,54 @@ respond_metrics(conn *c)
 }
 
 static void
+respond_page(conn *c)
+{
+	coord_http *h = c->h;
+	if (h->page_cache != NULL) {
+		respond(
+		    c, h->page_status, COORD_STATUSPAGE_CONTENT_TYPE, h->page_cache, h->page_len);
+	} else {
+		respond_text(c, 503, "the status page could not be rendered\n");
+	}
+}
+
+static void
+page_done(conn *c, int status)
+{
+	coord_http *h = c->h;
+	h->page_rendering = false;
+	if (status == 0 && c->render_rc == 0) {
+		free(h->page_cache);
+		h->page_cache = c->text;
+		h->page_len = c->text_len;
+		h->page_status = c->page_status == 200 ? 200 : 503;
+		h->page_at = uv_now(h->loop);
+		c->text = NULL;
+	} else {
+		coffer_log_warn("status page render failed", "error=\"%s\"",
+		    coffer_strerror(status != 0 ? COFFER_ECANCELED : c->render_rc));
+		free(h->page_cache);
+		h->page_cache = NULL;
+	}
+	for (conn *w = h->head; w != NULL; w = w->next) {
+		if (w->awaiting_render && w->page && !w->closing) {
+			w->awaiting_render = false;
+			respond_page(w);
+		}
+	}
+	conn_maybe_free(c);
+}
+
+static void
 work_done(uv_work_t *req, int status)
 {
 	conn *c = req->data;
 	coord_http *h = c->h;
 	c->work_pending = false;
+	if (c->page) {
+		page_done(c, status);
+		return;
+	}
 	h->rendering = false;
 	h->renders++;
 	bool ok = status == 0 && c->render_rc == 0;
@@ -236,7 +311,7 @@ work_done(uv_work_t *req, int status)
 	}
 	/* Everyone who asked while it ran gets this rendering (or the 503). */
 	for (conn *w = h->head; w != NULL; w = w->next) {
-		if (w->awaiting_render && !w->closing) {
+		if (w->awaiting_render && !w->page && !w->closing) {
 			w->awaiting_render = false;
 			if (ok) {
 				respond_metrics(w);
@@ -271,6 +346,31 @@ serve_metrics(conn *c)
 		return;
 	}
 	h->rendering = true;
+	c->work_pending = true;
+}
+
+/* /status: as /metrics, from its own cache and its own one render. */
+static void
+serve_page(conn *c)
+{
+	coord_http *h = c->h;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	if (h->page_cache != NULL && h->cache_ttl_ms > 0 &&
+	    uv_now(h->loop) - h->page_at < (uint64_t)h->cache_ttl_ms) {
+		respond_page(c);
+		return;
+	}
+	c->awaiting_render = true;
+	if (h->page_rendering) {
+		return;
+	}
+	c->work.data = c;
+	if (uv_queue_work(h->loop, &c->work, work_render, work_done) != 0) {
+		c->awaiting_render = false;
+		respond_text(c, 503, "the status page is unavailable\n");
+		return;
+	}
+	h->page_rendering = true;
 	c->work_pending = true;
 }
 
@@ -336,9 +436,28 @@ handle_request(conn *c)
 			return;
 		}
 		serve_metrics(c);
+	} else if (c->h->page != NULL && strcmp(target, "/status") == 0) {
+		c->page = true;
+		if (!authorized(c, headers)) {
+			respond_text(c, 401, "/status needs Authorization: Bearer <token>\n");
+			return;
+		}
+		serve_page(c);
+	} else if (c->h->page != NULL && strcmp(target, "/") == 0) {
+		c->page = true;
+		respond_text(c, 302, "see /status\n");
 	} else {
-		respond_text(c, 404, "not found: try /metrics or /healthz\n");
+		respond_text(c, 404,
+		    c->h->page != NULL ? "not found: try /status, /metrics or /healthz\n"
+		                       : "not found: try /metrics or /healthz\n");
 	}
+}
+
+void
+coord_http_set_page(coord_http *h, coord_http_page_fn page, void *arg)
+{
+	h->page = page;
+	h->page_arg = arg;
 }
 
 void
@@ -648,6 +767,7 @@ http_maybe_done(coord_http *h)
 	void (*done)(void *) = h->done;
 	void *done_arg = h->done_arg;
 	free(h->cache);
+	free(h->page_cache);
 	if (h->token != NULL) {
 		OPENSSL_cleanse(h->token, strlen(h->token));
 		free(h->token);

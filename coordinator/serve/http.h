@@ -20,9 +20,13 @@
  * - /metrics renders at most once per cache interval (coord_http_set_cache):
  *   requests within it get the last rendering, requests during a render
  *   wait for it, so scrapes cost the catalog one render whatever their rate.
- * - With a bearer token (coord_http_set_token), /metrics needs
+ * - With a bearer token (coord_http_set_token), /metrics and /status need
  *   "Authorization: Bearer TOKEN" (401 otherwise); /healthz stays open, for
  *   load balancers, and says no more than "ok" or why not.
+ * - GET /status (with coord_http_set_page) answers the status page as
+ *   HTML, rendered and cached like /metrics, with a Content-Security-Policy
+ *   that lets nothing load or run, nosniff, no-store, no referrer and no
+ *   framing; "/" redirects there (302).
  * - The render callback runs on the libuv thread pool (uv_queue_work),
  *   never on the loop thread: it may block (libpq). It must be
  *   thread-safe with respect to whatever else it touches, and return a
@@ -61,6 +65,18 @@ coord_http *coord_http_start(
  * /healthz (200 healthy, 503 not). Runs on the loop thread: must not
  * block. */
 typedef int (*coord_http_health_fn)(void *arg, char *body, size_t size);
+
+/* Produces the /status page (HTML) and the status it answers with (200,
+ * or 503 while the catalog cannot be read). Runs on a thread-pool thread,
+ * never two at once; returns a malloc'd page or a negative COFFER_E*. */
+typedef int (*coord_http_page_fn)(void *arg, char **html, size_t *len, int *status);
+
+/* Serves /status from page, behind the same token as /metrics and cached
+ * for the same interval, with the headers that keep a browser from
+ * loading, running, framing or caching anything (PAGE_HEADERS in http.c);
+ * "/" redirects to it. Unset: both are 404. Loop thread, before the first
+ * request. */
+void coord_http_set_page(coord_http *h, coord_http_page_fn page, void *arg);
 
 /* Sets /healthz's callback (NULL: always 200 "ok"). Loop thread. */
 void coord_http_set_health(coord_http *h, coord_http_health_fn health, void *arg);

@@ -76,6 +76,7 @@
 #include "coordinator/serve/admin.h"
 #include "coordinator/serve/http.h"
 #include "coordinator/serve/metrics.h"
+#include "coordinator/serve/statuspage.h"
 #include "coordinator/wal/walprune.h"
 #include "coordinator/wal/walwatch.h"
 #include "coordinator/watch/alerts.h"
@@ -172,6 +173,9 @@ struct server {
 	coord_http *http;
 	pthread_mutex_t metrics_mu;
 	coord_catalog *metrics_cat; /* metrics_mu */
+	/* /status: its last snapshot and RPOs; rendered one at a time on the
+	 * pool (http.c), on metrics_cat under metrics_mu. */
+	coord_statuspage *statuspage;
 
 	lane *lanes; /* n_lanes: [0] admin and ticks, then intake */
 	int n_lanes;
@@ -1143,6 +1147,31 @@ render_metrics(void *arg, char **text, size_t *len)
 	return (coord_metrics_prepend_catalog_up(up && rc != COFFER_EUNAVAIL, text, len));
 }
 
+/* /status: the same connection as /metrics, and the same rule while the
+ * lanes know the catalog is down (no connect timeouts; the page says so
+ * from what it knows). */
+static int
+render_status(void *arg, char **html, size_t *len, int *status)
+{
+	server *s = arg;
+	int64_t since = 0;
+	bool up = coord_outage_catalog_up(s->outage, &since);
+	pthread_mutex_lock(&s->metrics_mu);
+	if (up) {
+		coffer_err err;
+		coffer_err_clear(&err);
+		if (s->metrics_cat == NULL) {
+			s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
+		} else if (!coord_catalog_ok(s->metrics_cat)) {
+			(void)coord_catalog_reconnect(s->metrics_cat, &err);
+		}
+	}
+	int rv = coord_statuspage_render(s->statuspage, s->metrics_cat, up, up ? 0 : since,
+	    coffer_clock_now(NULL), html, len, status);
+	pthread_mutex_unlock(&s->metrics_mu);
+	return (rv);
+}
+
 /* /healthz, on the loop thread: never blocks. */
 static int
 health(void *arg, char *body, size_t size)
@@ -1371,6 +1400,10 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		} else {
 			coord_http_set_health(s->http, health, s);
 			coord_http_set_cache(s->http, cfg->metrics_cache_ms);
+			s->statuspage = coord_statuspage_new(cfg);
+			if (s->statuspage != NULL) {
+				coord_http_set_page(s->http, render_status, s);
+			}
 			char *token = NULL;
 			if (cfg->metrics_token_file != NULL &&
 			    ((rv = coord_http_token_load(cfg->metrics_token_file, &token, err)) !=
@@ -1477,6 +1510,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	}
 	coord_drcopy_free(s->drcopy);
 	coord_catalog_close(s->metrics_cat);
+	coord_statuspage_free(s->statuspage);
 	pthread_mutex_destroy(&s->metrics_mu);
 	coffer_repo_close(s->repo);
 	close_lanes(s);

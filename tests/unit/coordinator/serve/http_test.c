@@ -3,7 +3,8 @@
  * real libuv loop in its own thread, real sockets on 127.0.0.1, and a
  * render callback that stands in for the catalog (the catalog side is
  * tests/integration/alerts.sh). Covers the answers (200, 404, 405, 400,
- * 431, 503), the connection limit, and stopping while a render runs.
+ * 431, 503), the connection limit, stopping while a render runs, and the
+ * status page's route: its token, its headers, its 503, the redirect.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,7 +39,18 @@ typedef struct fixture {
 	sem_t started, release;
 	int renders;
 	bool done_called;
+	int page_status; /* what the page callback answers with */
 } fixture;
+
+static int
+page(void *arg, char **html, size_t *len, int *status)
+{
+	fixture *f = arg;
+	*status = __atomic_load_n(&f->page_status, __ATOMIC_SEQ_CST);
+	*html = strdup("<!DOCTYPE html><p>fleet</p>\n");
+	*len = strlen(*html);
+	return (0);
+}
 
 static int
 render(void *arg, char **text, size_t *len)
@@ -89,7 +101,7 @@ loop_thread(void *arg)
 }
 
 static int
-setup(void **state)
+setup_with(void **state, bool with_page)
 {
 	fixture *f = calloc(1, sizeof(*f));
 	assert_non_null(f);
@@ -101,11 +113,28 @@ setup(void **state)
 	assert_non_null(f->http);
 	f->port = coord_http_port(f->http);
 	assert_true(f->port > 0);
+	if (with_page) {
+		f->page_status = 200;
+		coord_http_set_page(f->http, page, f);
+		assert_int_equal(coord_http_set_token(f->http, "sixteen-chars-token", &e), 0);
+	}
 	uv_async_init(&f->loop, &f->stop, on_stop);
 	f->stop.data = f;
 	assert_int_equal(pthread_create(&f->thread, NULL, loop_thread, f), 0);
 	*state = f;
 	return (0);
+}
+
+static int
+setup(void **state)
+{
+	return (setup_with(state, false));
+}
+
+static int
+setup_page(void **state)
+{
+	return (setup_with(state, true));
 }
 
 static int
@@ -217,6 +246,67 @@ test_answers(void **state)
 	free(big);
 	/* Still serving after all that. */
 	expect_status(f, "GET /healthz HTTP/1.1\r\n\r\n", 200);
+}
+
+static const char *const page_headers[] = {
+	"Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline';",
+	"X-Content-Type-Options: nosniff\r\n",
+	"Cache-Control: no-store\r\n",
+	"Referrer-Policy: no-referrer\r\n",
+	"X-Frame-Options: DENY\r\n",
+	NULL,
+};
+
+static void
+expect_page_headers(const char *r)
+{
+	for (size_t i = 0; page_headers[i] != NULL; i++) {
+		if (strstr(r, page_headers[i]) == NULL) {
+			fail_msg("no %s in %s", page_headers[i], r);
+		}
+	}
+}
+
+static void
+test_status_page(void **state)
+{
+	fixture *f = *state;
+	static const char with[] =
+	    "GET /status HTTP/1.1\r\nAuthorization: Bearer sixteen-chars-token\r\n\r\n";
+	char *r = exchange(f->port, "GET /status HTTP/1.1\r\n\r\n", 25);
+	assert_int_equal(status_of(r), 401);
+	assert_non_null(strstr(r, "WWW-Authenticate: Bearer\r\n"));
+	expect_page_headers(r);
+	assert_null(strstr(r, "fleet"));
+	free(r);
+	expect_status(
+	    f, "GET /status HTTP/1.1\r\nAuthorization: Bearer sixteen-chars-tokeN\r\n\r\n", 401);
+	r = exchange(f->port, with, strlen(with));
+	assert_int_equal(status_of(r), 200);
+	assert_non_null(strstr(r, "Content-Type: text/html; charset=utf-8\r\n"));
+	expect_page_headers(r);
+	assert_non_null(strstr(r, "\r\n\r\n<!DOCTYPE html><p>fleet</p>\n"));
+	free(r);
+	/* The catalog down: the page says so, and so does the status. */
+	__atomic_store_n(&f->page_status, 503, __ATOMIC_SEQ_CST);
+	r = exchange(f->port, with, strlen(with));
+	assert_int_equal(status_of(r), 503);
+	expect_page_headers(r);
+	assert_non_null(strstr(r, "<p>fleet</p>"));
+	free(r);
+	r = exchange(f->port, "GET / HTTP/1.1\r\n\r\n", 18);
+	assert_int_equal(status_of(r), 302);
+	assert_non_null(strstr(r, "Location: /status\r\n"));
+	expect_page_headers(r);
+	free(r);
+	/* /metrics keeps its own answers, behind the same token. */
+	expect_status(f, "GET /metrics HTTP/1.1\r\n\r\n", 401);
+	r = exchange(f->port,
+	    "GET /metrics HTTP/1.1\r\nAuthorization: Bearer sixteen-chars-token\r\n\r\n", 68);
+	assert_int_equal(status_of(r), 200);
+	assert_null(strstr(r, "Content-Security-Policy"));
+	free(r);
+	expect_status(f, "GET /statusx HTTP/1.1\r\n\r\n", 404);
 }
 
 static void
@@ -357,6 +447,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_answers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_render_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_status_page, setup_page, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stop_during_render, setup, teardown),
 		cmocka_unit_test(test_bad_listen),
