@@ -66,8 +66,9 @@ print_backups(const cJSON *doc)
 		printf("  newest  up to the end of segment %s (lsn %s), archived at %s\n",
 		    coord_cli_str(nw, "segment"), coord_cli_str(nw, "lsn"),
 		    coord_cli_str(nw, "archived_at"));
-		printf("          %s backups, %s WAL segments without a gap (as the catalog knows "
-		       "them)\n",
+		printf(
+		    "          %s base backup(s), %s WAL segments without a gap (as the catalog knows "
+		    "them)\n",
 		    coord_cli_num(w, "backups", nb, sizeof(nb)),
 		    coord_cli_num(w, "segments", ns, sizeof(ns)));
 	}
