@@ -133,7 +133,7 @@ list_windows(list_state *st, cJSON *doc, coffer_err *err)
 		printf("  newest  up to the end of segment %s (lsn %s), archived at %s\n",
 		    w->newest_segment, w->newest_lsn, t2);
 		printf(
-		    "          %zu backups, %llu WAL segments of %llu bytes (%s) without a gap\n",
+		    "          %zu base backup(s), %llu WAL segments of %llu bytes (%s) without a gap\n",
 		    w->backups, (unsigned long long)w->segments, (unsigned long long)idx.seg_size,
 		    idx.seg_size_derived ? "from the backup history files" : "assumed");
 	}
