@@ -1665,8 +1665,13 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 	memset(res, 0, sizeof(*res));
 	res->state = "not started";
 	int64_t t0 = coffer_clock_monotonic_ms();
+	/* Every manifest is read only when the target chooses the backup or
+	 * the plan needs them (the segment size): one GET per backup. */
+	bool by_target = (req->backup == NULL || strcmp(req->backup, "latest") == 0) &&
+	    (req->target.kind == AGENT_TARGET_TIME || req->target.kind == AGENT_TARGET_LSN);
 	manifests all;
-	int rc = manifests_load(ctx, &all, err);
+	memset(&all, 0, sizeof(all));
+	int rc = by_target || req->dry_run ? manifests_load(ctx, &all, err) : 0;
 	coffer_manifest *m = NULL;
 	if (rc == 0) {
 		rc = choose_backup(ctx, req->backup, &req->target, &all, &m, err);
@@ -1688,7 +1693,9 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 		    req->target.kind == AGENT_TARGET_XID ? "transaction" : "restore point",
 		    m->backup_id);
 	}
-	plan_wal(ctx, req, &all, m, res);
+	if (req->dry_run) {
+		plan_wal(ctx, req, &all, m, res);
+	}
 	manifests_free(&all);
 	if (req->dry_run) {
 		coffer_manifest_free(m);
