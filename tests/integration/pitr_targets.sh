@@ -195,7 +195,11 @@ pass "immediate: only the backup's row 0"
 restore_to "" --target-lsn "$lsn3" --target-action shutdown
 [[ ! -f $RDIR/data/postmaster.pid ]] || fail "the server is still running after shutdown at the target"
 [[ $(json 'd["state"], d["reached"]' <"$RDIR/out.json") == "stopped True" ]] || fail "shutdown report: $(cat "$RDIR/out.json")"
-pass "shutdown at the target: server stopped"
+as_pg "$agent" events -c "$conf" --output json >"$T/events.json" || fail "events"
+grep -q "target lsn $lsn3, action shutdown; reached, stopped" "$T/events.json" ||
+	{ grep -o 'physical; target[^"]*' "$T/events.json"; fail "the restore.completed event does not say the target and that it was reached"; }
+grep -q "target time $t23, action promote; reached, promoted" "$T/events.json" || fail "the time restore's event does not say it was reached"
+pass "shutdown at the target: server stopped; restore.completed events name each target and that it was reached"
 
 # --- logical --before ------------------------------------------------------------------------
 "$agent" restore -c "$conf" --before "$between_logical" --dry-run --output json >"$T/before.json" ||
