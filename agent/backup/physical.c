@@ -664,7 +664,9 @@ backup_locked(
 		    "current_setting('server_version_num')::int, "
 		    "(SELECT system_identifier FROM pg_control_system())::text, current_database(), "
 		    "pg_database_size(current_database())::text, pg_is_in_recovery()::text, "
-		    "current_setting('archive_mode'), current_setting('wal_level')",
+		    "current_setting('archive_mode'), current_setting('wal_level'), "
+		    "(SELECT sum(pg_database_size(oid)) FROM pg_database "
+		    "WHERE datallowconn)::text",
 		    0, NULL, &info, err);
 	}
 	if (rc == 0) {
@@ -726,7 +728,10 @@ backup_locked(
 		snprintf(tl, sizeof(tl), "%.8s", PQgetvalue(start, 0, 1));
 		timeline = (uint32_t)strtoul(tl, NULL, 16);
 		stage = agent_journal_stage(&jr, "copy");
-		rc = agent_stream_open(ctx, data_key, NULL, 0, &p.st, err);
+		/* The databases' sizes: the total the progress line estimates
+		 * against (WAL and configuration files are not in it). */
+		rc = agent_stream_open(ctx, data_key, req->progress ? "backing up" : NULL,
+		    strtoull(PQgetvalue(info, 0, 8), NULL, 10), &p.st, err);
 	}
 	if (rc == 0) {
 		rc = walk_tablespaces(&p, err);

@@ -1,7 +1,8 @@
 /*
- * coffer-agent backup -c FILE [--kind logical|physical]: one backup now, in
- * the foreground, with progress on a terminal; prints the backup id on
- * stdout. SIGINT/SIGTERM stop pg_dump and record the backup as failed:
+ * coffer-agent backup -c FILE [--kind logical|physical] [--output json]
+ * [--progress json|tty|off]: one backup now, in the foreground, with
+ * progress on a terminal (or as JSON lines on stderr); prints the backup id
+ * on stdout, or with --output json the backup object (as `list` shows it). SIGINT/SIGTERM stop pg_dump and record the backup as failed:
  * nothing half-written is ever published. The schedule in the config is
  * still required (agent_config refuses a config without one), so a manual
  * run is always an extra backup, never the only one.
@@ -9,13 +10,19 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "agent/backup/backup.h"
 #include "agent/backup/physical.h"
 #include "agent/cmd/commands.h"
+#include "agent/restore/stored.h"
+#include "common/base/clock.h"
 #include "common/base/log.h"
+#include "common/stream/progress.h"
 
 static agent_cancel *running_cancel;
 
@@ -29,12 +36,80 @@ on_stop_signal(int sig)
 }
 
 int
+agent_cmd_output_progress(
+    const coffer_cmd *cmd, const char *output, const char *progress, bool *json)
+{
+	*json = false;
+	if (output != NULL && strcmp(output, "json") != 0 && strcmp(output, "text") != 0) {
+		return (
+		    coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output));
+	}
+	*json = output != NULL && strcmp(output, "json") == 0;
+	coffer_progress_mode mode = *json ? COFFER_PROGRESS_JSON : COFFER_PROGRESS_AUTO;
+	if (progress != NULL && coffer_progress_mode_parse(progress, &mode) != 0) {
+		return (coffer_cli_usage_error(
+		    cmd, "--progress must be json, tty or off, not '%s'", progress));
+	}
+	coffer_progress_set_mode(mode);
+	return (0);
+}
+
+/* The backup object, with the field names `list --output json` uses, read
+ * back from its signed manifest. */
+static void
+print_backup_json(agent_ctx *ctx, const agent_backup_result *res)
+{
+	coffer_manifest *m = NULL;
+	coffer_err err = { 0 };
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", res->backup_id);
+	if (agent_stored_manifest(ctx, res->backup_id, &m, &err) == 0) {
+		char started[40], finished[40];
+		coffer_time_format(started, sizeof(started), m->started_at);
+		coffer_time_format(finished, sizeof(finished), m->finished_at);
+		cJSON_AddStringToObject(o, "kind", coffer_manifest_kind_name(m->kind));
+		cJSON_AddStringToObject(o, "status", "completed");
+		cJSON_AddStringToObject(o, "started_at", started);
+		cJSON_AddStringToObject(o, "finished_at", finished);
+		cJSON_AddNumberToObject(o, "duration_ms", (double)(m->finished_at - m->started_at));
+		cJSON_AddNumberToObject(o, "plaintext_bytes", (double)m->plaintext_bytes);
+		cJSON_AddNumberToObject(o, "stored_bytes", (double)m->stored_bytes);
+		cJSON_AddStringToObject(o, "key_id", m->key_id);
+		if (m->kind == COFFER_MANIFEST_PHYSICAL) {
+			char sysid[24];
+			snprintf(
+			    sysid, sizeof(sysid), "%llu", (unsigned long long)m->system_identifier);
+			cJSON_AddStringToObject(o, "system_identifier", sysid);
+			cJSON_AddNumberToObject(o, "timeline", (double)m->timeline);
+			cJSON_AddStringToObject(o, "lsn_start", m->lsn_start);
+			cJSON_AddStringToObject(o, "lsn_stop", m->lsn_stop);
+		} else {
+			cJSON_AddNumberToObject(o, "tables", (double)m->ntables);
+		}
+	} else {
+		cJSON_AddStringToObject(o, "status", "completed");
+		cJSON_AddNumberToObject(o, "plaintext_bytes", (double)res->plain_bytes);
+		cJSON_AddNumberToObject(o, "stored_bytes", (double)res->stored_bytes);
+		cJSON_AddNumberToObject(o, "duration_ms", (double)res->duration_ms);
+	}
+	/* Every backup is whole: none has a parent to restore first. */
+	cJSON_AddNullToObject(o, "parent");
+	char *text = cJSON_PrintUnformatted(o);
+	printf("%s\n", text != NULL ? text : "{}");
+	free(text);
+	cJSON_Delete(o);
+	coffer_manifest_free(m);
+}
+
+int
 agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 {
-	const char *config = NULL, *kind = "logical";
+	const char *config = NULL, *kind = "logical", *output = NULL, *progress = NULL;
 	const coffer_opt opts[] = {
 		{ "config", 'c', &config, NULL },
 		{ "kind", 0, &kind, NULL },
+		{ "output", 'o', &output, NULL },
+		{ "progress", 0, &progress, NULL },
 		{ NULL, 0, NULL, NULL },
 	};
 	int npos = 0;
@@ -52,14 +127,19 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 		return (coffer_cli_usage_error(
 		    cmd, "--kind must be logical or physical, not '%s'", kind));
 	}
+	bool json = false;
+	if ((rv = agent_cmd_output_progress(cmd, output, progress, &json)) != 0) {
+		return (rv);
+	}
 
 	coffer_err err = { 0 };
 	/* --kind physical: a base backup (agent/backup/physical.c), same request and result. */
 	bool physical = strcmp(kind, "physical") == 0;
 	agent_ctx *ctx = NULL;
 	rv = agent_ctx_open(config, NULL,
-	    AGENT_NEED_KEYRING | AGENT_NEED_SIGN | AGENT_NEED_REPO_WRITE | AGENT_NEED_OUTBOX, &ctx,
-	    &err);
+	    AGENT_NEED_KEYRING | AGENT_NEED_SIGN | AGENT_NEED_REPO_WRITE | AGENT_NEED_OUTBOX |
+	        (json ? AGENT_NEED_VERIFY : 0),
+	    &ctx, &err);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent backup", &err);
 		return (coffer_err_exit_status(rv));
@@ -78,7 +158,7 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 		agent_backup_request req = {
 			.trigger = COFFER__V1__TRIGGER__TRIGGER_CLI,
 			.cancel = cancel,
-			.progress = isatty(STDERR_FILENO) == 1,
+			.progress = coffer_progress_wanted(),
 		};
 		agent_backup_result res;
 		rv = physical ? agent_physical_backup(ctx, &req, &res, &err)
@@ -86,7 +166,9 @@ agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;
-		if (rv == 0) {
+		if (rv == 0 && json) {
+			print_backup_json(ctx, &res);
+		} else if (rv == 0) {
 			printf("%s\n", res.backup_id);
 		}
 	}

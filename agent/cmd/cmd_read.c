@@ -11,6 +11,7 @@
 
 #include "agent/cmd/commands.h"
 #include "agent/restore/stored.h"
+#include "agent/restore/window.h"
 #include "common/base/clock.h"
 #include "common/stream/progress.h"
 #include "common/stream/sink.h"
@@ -37,7 +38,153 @@ typedef struct list_state {
 	cJSON *array; /* NULL for text */
 	size_t count;
 	coffer_err *err;
+	coffer_manifest **ms; /* the valid ones, for the windows */
+	size_t n, cap;
 } list_state;
+
+static void
+keep_manifest(list_state *st, coffer_manifest **m)
+{
+	if (st->n == st->cap) {
+		size_t ncap = st->cap == 0 ? 16 : st->cap * 2;
+		coffer_manifest **p = realloc(st->ms, ncap * sizeof(*p));
+		if (p == NULL) {
+			return; /* the windows then miss it; the listing does not */
+		}
+		st->ms = p;
+		st->cap = ncap;
+	}
+	st->ms[st->n++] = *m;
+	*m = NULL;
+}
+
+static void
+time_or_dash(char *buf, size_t size, int64_t ms)
+{
+	if (ms > 0) {
+		coffer_time_format(buf, size, ms);
+	} else {
+		snprintf(buf, size, "-");
+	}
+}
+
+static cJSON *
+window_json(const agent_window *w, const agent_wal_index *idx)
+{
+	char sysid[24], t1[40], t2[40];
+	snprintf(sysid, sizeof(sysid), "%llu", (unsigned long long)w->sysid);
+	time_or_dash(t1, sizeof(t1), w->oldest_ms);
+	time_or_dash(t2, sizeof(t2), w->newest_archived_ms);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "kind", "physical");
+	cJSON_AddStringToObject(o, "system_identifier", sysid);
+	cJSON_AddNumberToObject(o, "timeline", (double)w->timeline);
+	cJSON *old = cJSON_AddObjectToObject(o, "oldest");
+	cJSON_AddStringToObject(old, "backup_id", w->oldest_backup);
+	cJSON_AddStringToObject(old, "time", t1);
+	cJSON_AddStringToObject(old, "lsn", w->oldest_lsn);
+	cJSON *nw = cJSON_AddObjectToObject(o, "newest");
+	cJSON_AddStringToObject(nw, "segment", w->newest_segment);
+	cJSON_AddStringToObject(nw, "lsn", w->newest_lsn);
+	cJSON_AddStringToObject(nw, "archived_at", t2);
+	cJSON_AddStringToObject(nw, "precision",
+	    "up to the end of the segment; every commit in it happened at or before archived_at");
+	cJSON_AddNumberToObject(o, "backups", (double)w->backups);
+	cJSON_AddNumberToObject(o, "segments", (double)w->segments);
+	cJSON_AddNumberToObject(o, "segment_size", (double)idx->seg_size);
+	cJSON_AddBoolToObject(o, "segment_size_derived", idx->seg_size_derived);
+	return (o);
+}
+
+/* The recoverable windows: physical ones from the WAL in the repository,
+ * and the logical backups as the points they are. */
+static int
+list_windows(list_state *st, cJSON *doc, coffer_err *err)
+{
+	agent_wal_index idx;
+	int rc = agent_wal_index_load(st->ctx, st->ms, st->n, &idx, err);
+	if (rc != 0) {
+		return (rc);
+	}
+	agent_window *ws = NULL;
+	size_t nw = 0;
+	rc = agent_windows(&idx, st->ms, st->n, &ws, &nw, err);
+	if (rc != 0) {
+		agent_wal_index_free(&idx);
+		return (rc);
+	}
+	cJSON *arr = doc != NULL ? cJSON_AddArrayToObject(doc, "windows") : NULL;
+	if (doc == NULL) {
+		printf("\nRECOVERABLE WINDOWS\n");
+	}
+	for (size_t i = 0; i < nw; i++) {
+		const agent_window *w = &ws[i];
+		if (arr != NULL) {
+			cJSON_AddItemToArray(arr, window_json(w, &idx));
+			continue;
+		}
+		char t1[40], t2[40];
+		time_or_dash(t1, sizeof(t1), w->oldest_ms);
+		time_or_dash(t2, sizeof(t2), w->newest_archived_ms);
+		printf("physical  cluster %llu timeline %u\n", (unsigned long long)w->sysid,
+		    w->timeline);
+		printf("  oldest  %s at lsn %s (backup %s consistent)\n", t1, w->oldest_lsn,
+		    w->oldest_backup);
+		printf("  newest  up to the end of segment %s (lsn %s), archived at %s\n",
+		    w->newest_segment, w->newest_lsn, t2);
+		printf(
+		    "          %zu base backup(s), %llu WAL segments of %llu bytes (%s) without a gap\n",
+		    w->backups, (unsigned long long)w->segments, (unsigned long long)idx.seg_size,
+		    idx.seg_size_derived ? "from the backup history files" : "assumed");
+	}
+	/* Logical backups: each one is a point, there is nothing between. */
+	cJSON *points = NULL;
+	size_t nl = 0;
+	const coffer_manifest *first = NULL, *last = NULL;
+	for (size_t i = 0; i < st->n; i++) {
+		const coffer_manifest *m = st->ms[i];
+		if (m->kind != COFFER_MANIFEST_LOGICAL) {
+			continue;
+		}
+		nl++;
+		if (first == NULL || m->finished_at < first->finished_at) {
+			first = m;
+		}
+		if (last == NULL || m->finished_at > last->finished_at) {
+			last = m;
+		}
+		if (arr != NULL) {
+			if (points == NULL) {
+				cJSON *o = cJSON_CreateObject();
+				cJSON_AddStringToObject(o, "kind", "logical");
+				points = cJSON_AddArrayToObject(o, "points");
+				cJSON_AddItemToArray(arr, o);
+			}
+			char t1[40], t2[40];
+			time_or_dash(t1, sizeof(t1), m->started_at);
+			time_or_dash(t2, sizeof(t2), m->finished_at);
+			cJSON *p = cJSON_CreateObject();
+			cJSON_AddStringToObject(p, "backup_id", m->backup_id);
+			cJSON_AddStringToObject(p, "snapshot_at", t1);
+			cJSON_AddStringToObject(p, "finished_at", t2);
+			cJSON_AddItemToArray(points, p);
+		}
+	}
+	if (nl > 0 && arr == NULL) {
+		char t1[40], t2[40];
+		time_or_dash(t1, sizeof(t1), first->finished_at);
+		time_or_dash(t2, sizeof(t2), last->finished_at);
+		printf(
+		    "logical   %zu points, no time between them: oldest %s (%s), newest %s (%s)\n",
+		    nl, first->backup_id, t1, last->backup_id, t2);
+	}
+	if (nw == 0 && nl == 0 && arr == NULL) {
+		printf("none: no physical backup with its WAL archived, and no logical backup\n");
+	}
+	free(ws);
+	agent_wal_index_free(&idx);
+	return (0);
+}
 
 static int
 list_one(const char *id, void *arg)
@@ -77,6 +224,9 @@ list_one(const char *id, void *arg)
 		printf("%-28s INVALID  %s\n", id, err.msg);
 	}
 	st->count++;
+	if (rc == 0) {
+		keep_manifest(st, &m);
+	}
 	coffer_manifest_free(m);
 	return (0);
 }
@@ -112,18 +262,29 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 		return (fail("coffer-agent list", rv, &err));
 	}
 	bool json = output != NULL && strcmp(output, "json") == 0;
-	list_state st = { ctx, json ? cJSON_CreateArray() : NULL, 0, &err };
+	/* JSON: {"backups":[...],"windows":[...]}, the shape of `coffer backups
+	 * list`'s answer. */
+	cJSON *doc = json ? cJSON_CreateObject() : NULL;
+	list_state st = { ctx, json ? cJSON_AddArrayToObject(doc, "backups") : NULL, 0, &err, NULL,
+		0, 0 };
 	if (!json) {
 		printf("%-28s %-8s %-24s %14s %14s %s\n", "ID", "KIND", "STARTED", "PLAIN_BYTES",
 		    "STORED_BYTES", "KEY");
 	}
 	rv = agent_stored_ids(ctx, list_one, &st, &err);
+	if (rv == 0) {
+		rv = list_windows(&st, doc, &err);
+	}
 	if (rv == 0 && json) {
-		char *text = cJSON_PrintUnformatted(st.array);
+		char *text = cJSON_PrintUnformatted(doc);
 		printf("%s\n", text);
 		free(text);
 	}
-	cJSON_Delete(st.array);
+	for (size_t i = 0; i < st.n; i++) {
+		coffer_manifest_free(st.ms[i]);
+	}
+	free(st.ms);
+	cJSON_Delete(doc);
 	agent_ctx_close(ctx);
 	if (rv != 0) {
 		return (fail("coffer-agent list", rv, &err));

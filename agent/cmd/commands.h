@@ -5,6 +5,8 @@
 #ifndef COFFER_AGENT_CMD_COMMANDS_H
 #define COFFER_AGENT_CMD_COMMANDS_H
 
+#include <stdbool.h>
+
 #include "common/base/cli.h"
 
 /* agent/cmd/cmd_keygen.c: add a key-encryption key to a key ring. */
@@ -24,6 +26,11 @@ int agent_cmd_run(const coffer_cmd *cmd, int argc, char **argv);
 int agent_cmd_init(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd/cmd_backup.c: one backup now. */
 int agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv);
+/* Checks --output text|json and --progress json|tty|off, and sets the
+ * process's progress mode: as --progress says, else JSON lines with
+ * --output json, else a line on a terminal. 0, or a usage error's status. */
+int agent_cmd_output_progress(
+    const coffer_cmd *cmd, const char *output, const char *progress, bool *json);
 /* agent/cmd/cmd_read.c: list, verify, cat. */
 int agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv);
 int agent_cmd_verify(const coffer_cmd *cmd, int argc, char **argv);

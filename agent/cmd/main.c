@@ -14,19 +14,25 @@ static const coffer_cmd agent_cmds[] = {
 	    agent_cmd_run },
 	{ "init", "-c FILE", "create the agent's signing key; prints its public key",
 	    agent_cmd_init },
-	{ "backup", "-c FILE [--kind logical|physical]", "one backup now; prints its id",
+	{ "backup", "-c FILE [--kind logical|physical] [--output json] [--progress json|tty|off]",
+	    "one backup now; prints its id (or, with --output json, the backup)",
 	    agent_cmd_backup },
 	{ "list", "-c FILE [--repo primary|dr] [--output json]",
-	    "the service's published backups, oldest first", agent_cmd_list },
+	    "the service's published backups, oldest first, and the recoverable windows",
+	    agent_cmd_list },
 	{ "verify", "-c FILE --backup ID|latest [--repo primary|dr] [--output json]",
 	    "decrypt a backup and check its signature and every digest, without restoring",
 	    agent_cmd_verify },
 	{ "cat", "-c FILE --backup ID|latest [--repo primary|dr]",
 	    "the plaintext custom-format dump on stdout, for pg_restore", agent_cmd_cat },
 	{ "restore",
-	    "-c FILE --backup ID|latest --target-db NAME [--target-conninfo CI] [--jobs N] "
-	    "[--force] [--repo primary|dr] | -c FILE --physical [--backup ID|latest] "
-	    "[--target-time T] --pgdata DIR [--tablespace-map OLD=NEW|OID=NEW ...] [--port N] [--start]",
+	    "-c FILE (--backup ID|latest | --before TIME) --target-db NAME [--target-conninfo CI] "
+	    "[--jobs N] [--force] [--repo primary|dr] [--dry-run] [--output json] | "
+	    "-c FILE --physical [--backup ID|latest] [--target-time T | --target-lsn LSN | "
+	    "--target-xid XID | --target-name NAME | --target immediate] "
+	    "[--target-inclusive true|false] [--target-action promote|pause|shutdown] "
+	    "--pgdata DIR [--tablespace-map OLD=NEW|OID=NEW ...] [--port N] [--start] "
+	    "[--dry-run] [--output json] [--progress json|tty|off]",
 	    "restore into a new database and compare row counts with the manifest; or, with "
 	    "--physical, a data directory recovered to a point in time",
 	    agent_cmd_restore },

@@ -17,15 +17,19 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <cjson/cJSON.h>
+
 #include "agent/backup/physical.h"
 #include "agent/outbox/events.h"
 #include "agent/pg/pgq.h"
 #include "agent/restore/confined.h"
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
+#include "common/base/fmt.h"
 #include "common/base/log.h"
 #include "common/stream/digest.h"
 #include "common/stream/hop.h"
+#include "common/stream/progress.h"
 #include "common/stream/sink.h"
 
 #define POLL_MS 200
@@ -831,79 +835,210 @@ agent_physical_restore_unpack_new(int root_fd, const coffer_manifest *m,
 
 /* ---- choosing the backup ---- */
 
-typedef struct pick {
-	int64_t target; /* -1: any */
-	char id[COFFER_MANIFEST_ID_SIZE];
-} pick;
+/* Every published physical backup whose manifest verifies; the others are
+ * skipped (list and verify name them). */
+typedef struct manifests {
+	agent_ctx *ctx;
+	coffer_manifest **ms;
+	size_t n, cap;
+	int rv;
+	coffer_err *err;
+} manifests;
 
-static int64_t
-id_time(const char *id)
+static int
+collect_manifest(const char *id, void *arg)
 {
-	char text[32];
-	snprintf(text, sizeof(text), "%.4s-%.2s-%.2sT%.2s:%.2s:%.2sZ", id, id + 4, id + 6, id + 9,
-	    id + 11, id + 13);
-	int64_t t = 0;
-	return (coffer_time_parse(text, &t) == 0 ? t : INT64_MAX);
-}
-
-static bool
-pick_keep(const char *id, void *arg)
-{
-	const pick *p = arg;
+	manifests *l = arg;
 	coffer_manifest_kind kind;
 	if (coffer_manifest_id_check(id, &kind, NULL) != 0 || kind != COFFER_MANIFEST_PHYSICAL) {
-		return (false);
+		return (0);
 	}
-	return (p->target < 0 || id_time(id) <= p->target);
+	coffer_manifest *m = NULL;
+	coffer_err e = { 0 };
+	if (agent_stored_manifest(l->ctx, id, &m, &e) != 0) {
+		coffer_log_warn("backup skipped: its manifest does not verify",
+		    "backup=%s error=\"%s\"", id, e.msg);
+		return (0);
+	}
+	if (l->n == l->cap) {
+		size_t ncap = l->cap == 0 ? 16 : l->cap * 2;
+		coffer_manifest **p = realloc(l->ms, ncap * sizeof(*p));
+		if (p == NULL) {
+			coffer_manifest_free(m);
+			l->rv =
+			    coffer_err_set(l->err, COFFER_ENOMEM, "out of memory listing backups");
+			return (1);
+		}
+		l->ms = p;
+		l->cap = ncap;
+	}
+	l->ms[l->n++] = m;
+	return (0);
+}
+
+static void
+manifests_free(manifests *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		coffer_manifest_free(l->ms[i]);
+	}
+	free(l->ms);
+	l->ms = NULL;
+	l->n = 0;
 }
 
 static int
-choose_backup(
-    agent_ctx *ctx, const char *backup, int64_t target, coffer_manifest **out, coffer_err *err)
+manifests_load(agent_ctx *ctx, manifests *l, coffer_err *err)
+{
+	memset(l, 0, sizeof(*l));
+	l->ctx = ctx;
+	l->err = err;
+	int rc = agent_stored_ids(ctx, collect_manifest, l, err);
+	if (rc == 0) {
+		rc = l->rv;
+	}
+	if (rc != 0) {
+		manifests_free(l);
+	}
+	return (rc);
+}
+
+static uint64_t
+stop_lsn(const coffer_manifest *m)
+{
+	uint64_t v = 0;
+	return (agent_lsn_parse(m->lsn_stop, &v) == 0 ? v : 0);
+}
+
+static bool
+is_physical(const char *id, void *arg)
+{
+	(void)arg;
+	coffer_manifest_kind kind;
+	return (coffer_manifest_id_check(id, &kind, NULL) == 0 && kind == COFFER_MANIFEST_PHYSICAL);
+}
+
+/* A backup given by id (or the newest) checked against the target: it
+ * must be consistent before a time or LSN target. */
+static int
+check_against_target(const coffer_manifest *m, const agent_target *t, coffer_err *err)
+{
+	if (m->kind != COFFER_MANIFEST_PHYSICAL) {
+		return (coffer_err_set(
+		            err, COFFER_EINVAL, "backup %s is a logical backup", m->backup_id),
+		    coffer_err_hint(err,
+		        "restore it with --backup %s --target-db NAME, or pick a physical backup",
+		        m->backup_id));
+	}
+	if (t->kind == AGENT_TARGET_TIME && m->finished_at > t->time_ms) {
+		char fin[40];
+		coffer_time_format(fin, sizeof(fin), m->finished_at);
+		return (coffer_err_set(err, COFFER_EINVAL,
+		            "backup %s finished at %s, after the target time", m->backup_id, fin),
+		    coffer_err_hint(
+		        err, "pick a later target time or an older backup with --backup"));
+	}
+	if (t->kind == AGENT_TARGET_LSN && stop_lsn(m) > t->lsn) {
+		return (coffer_err_set(err, COFFER_EINVAL,
+		            "backup %s is consistent only at LSN %s, after the target LSN",
+		            m->backup_id, m->lsn_stop),
+		    coffer_err_hint(
+		        err, "pick a later target LSN or an older backup with --backup"));
+	}
+	return (0);
+}
+
+/*
+ * Which backup a target needs: for a time, the newest one that finished at
+ * or before it; for an LSN, the newest of the current cluster (that of the
+ * newest backup: LSNs of two clusters say nothing about each other) whose
+ * stop LSN is at or before it; otherwise the newest (agent_stored_latest).
+ * *out is a copy the caller frees; all is the list of physical manifests.
+ */
+static int
+choose_backup(agent_ctx *ctx, const char *backup, const agent_target *t, const manifests *all,
+    coffer_manifest **out, coffer_err *err)
 {
 	*out = NULL;
+	bool by_target = (backup == NULL || strcmp(backup, "latest") == 0) &&
+	    (t->kind == AGENT_TARGET_TIME || t->kind == AGENT_TARGET_LSN);
 	const char *id = backup;
-	pick p = { .target = target };
-	if (backup == NULL || strcmp(backup, "latest") == 0) {
-		int rc = agent_stored_latest(ctx, pick_keep, &p, p.id, err);
+	char latest[COFFER_MANIFEST_ID_SIZE] = "";
+	if (by_target || backup == NULL || strcmp(backup, "latest") == 0) {
+		int rc = agent_stored_latest(ctx, is_physical, NULL, latest, err);
 		if (rc != 0) {
 			return (rc);
 		}
-		if (p.id[0] == '\0') {
-			char when[40] = "";
-			if (target >= 0) {
-				coffer_time_format(when, sizeof(when), target);
-			}
+		if (latest[0] == '\0') {
 			return (coffer_err_set(err, COFFER_ENOENT,
-			            "no physical backup of service %s %s%s in repository %s",
-			            ctx->cfg->service, target >= 0 ? "started before " : "", when,
-			            ctx->repo_name),
+			            "no physical backup of service %s in repository %s",
+			            ctx->cfg->service, ctx->repo_name),
 			    coffer_err_hint(
 			        err, "take one with `coffer-agent backup --kind physical`"));
 		}
-		id = p.id;
+		id = latest;
+	}
+	if (by_target) {
+		uint64_t cluster = 0;
+		for (size_t i = 0; i < all->n; i++) {
+			if (strcmp(all->ms[i]->backup_id, latest) == 0) {
+				cluster = all->ms[i]->system_identifier;
+			}
+		}
+		const coffer_manifest *best = NULL, *oldest = NULL;
+		for (size_t i = 0; i < all->n; i++) {
+			const coffer_manifest *m = all->ms[i];
+			bool fits;
+			if (t->kind == AGENT_TARGET_TIME) {
+				fits = m->finished_at <= t->time_ms;
+				if (oldest == NULL || m->finished_at < oldest->finished_at) {
+					oldest = m;
+				}
+				if (fits &&
+				    (best == NULL || m->finished_at > best->finished_at ||
+				        (m->finished_at == best->finished_at &&
+				            stop_lsn(m) > stop_lsn(best)))) {
+					best = m;
+				}
+			} else if (m->system_identifier == cluster) {
+				fits = stop_lsn(m) != 0 && stop_lsn(m) <= t->lsn;
+				if (oldest == NULL || stop_lsn(m) < stop_lsn(oldest)) {
+					oldest = m;
+				}
+				if (fits && (best == NULL || stop_lsn(m) > stop_lsn(best))) {
+					best = m;
+				}
+			}
+		}
+		if (best == NULL) {
+			char have[64] = "none";
+			if (oldest != NULL && t->kind == AGENT_TARGET_TIME) {
+				coffer_time_format(have, sizeof(have), oldest->finished_at);
+			} else if (oldest != NULL) {
+				snprintf(have, sizeof(have), "%s", oldest->lsn_stop);
+			}
+			char want[64];
+			agent_target_describe(t, want, sizeof(want));
+			return (
+			    coffer_err_set(err, COFFER_ENOENT,
+			        "no physical backup of service %s is consistent before %s %s; the "
+			        "oldest is %s at %s",
+			        ctx->cfg->service, t->kind == AGENT_TARGET_TIME ? "time" : "LSN",
+			        want, oldest != NULL ? oldest->backup_id : "-", have),
+			    coffer_err_hint(err,
+			        "pick a target inside the recoverable window (`coffer-agent list` shows "
+			        "it)"));
+		}
+		id = best->backup_id;
 	}
 	coffer_manifest *m = NULL;
 	int rc = agent_stored_manifest(ctx, id, &m, err);
+	if (rc == 0) {
+		rc = check_against_target(m, t, err);
+	}
 	if (rc != 0) {
+		coffer_manifest_free(m);
 		return (rc);
-	}
-	if (m->kind != COFFER_MANIFEST_PHYSICAL) {
-		coffer_manifest_free(m);
-		return (coffer_err_set(err, COFFER_EINVAL, "backup %s is a logical backup", id),
-		    coffer_err_hint(err,
-		        "restore it with --backup %s --target-db NAME, or pick a "
-		        "physical backup",
-		        id));
-	}
-	if (target >= 0 && m->finished_at > target) {
-		char fin[40];
-		coffer_time_format(fin, sizeof(fin), m->finished_at);
-		coffer_manifest_free(m);
-		return (coffer_err_set(err, COFFER_EINVAL,
-		            "backup %s finished at %s, after the target time", id, fin),
-		    coffer_err_hint(
-		        err, "pick a later target time or an older backup with --backup"));
 	}
 	*out = m;
 	return (0);
@@ -1037,9 +1172,15 @@ write_target(agent_ctx *ctx, int in_fd, const agent_physical_restore_request *re
 	} else if (in_fd >= 0) {
 		rc = coffer_filter_pump_fd(in_fd, unpacker, 0, err);
 	} else {
-		rc = agent_stored_read_flags(ctx, m, unpacker, AGENT_STORED_FILES_PROVE, err);
+		if (req->progress) {
+			unpacker = coffer_progress_filter_new(
+			    unpacker, "restoring", m->plaintext_bytes, err);
+		}
+		rc = unpacker == NULL
+		    ? (err != NULL ? err->code : COFFER_ENOMEM)
+		    : agent_stored_read_flags(ctx, m, unpacker, AGENT_STORED_FILES_PROVE, err);
 	}
-	coffer_filter_free(unpacker);
+	coffer_filter_free_chain(unpacker);
 	if (rc == 0 && syncfs(root_fd) != 0) {
 		rc = coffer_err_errno(err, errno, "syncing", req->pgdata);
 	}
@@ -1125,10 +1266,13 @@ write_target_as(agent_ctx *ctx, uid_t uid, gid_t gid, const agent_physical_resto
 	sigaction(SIGPIPE, &ign, &old);
 	coffer_err perr = { 0 };
 	coffer_filter *sink = coffer_fd_sink_new(data[1], &perr);
+	if (sink != NULL && req->progress) {
+		sink = coffer_progress_filter_new(sink, "restoring", m->plaintext_bytes, &perr);
+	}
 	int prc = sink == NULL
 	    ? perr.code
 	    : agent_stored_read_flags(ctx, m, sink, AGENT_STORED_FILES_PROVE, &perr);
-	coffer_filter_free(sink);
+	coffer_filter_free_chain(sink);
 	close(data[1]);
 	coffer_err cerr = { 0 };
 	size_t got = read_report(report[0], &cerr, sizeof(cerr));
@@ -1194,7 +1338,7 @@ shell_plain(const char *s)
 /* The recovery settings appended to postgresql.auto.conf; made before any
  * privilege is dropped (the config may be readable by root only). */
 static int
-recovery_text(const agent_physical_restore_request *req, const coffer_manifest *m, int64_t target,
+recovery_text(const agent_physical_restore_request *req, const coffer_manifest *m,
     const char *repo_name, char *text, size_t size, size_t *len_out, coffer_err *err)
 {
 	/* Recovery reads WAL from the repository the backup came from. */
@@ -1216,40 +1360,34 @@ recovery_text(const agent_physical_restore_request *req, const coffer_manifest *
 		    coffer_err_hint(
 		        err, "move it to a plain path; restore_command runs in a shell"));
 	}
-	char tt[40] = "";
-	if (target >= 0) {
-		/* PostgreSQL's recovery_target_time check refuses "T...Z";
-		 * "2026-11-24 17:13:08.905+00" is what it takes. */
-		coffer_time_format(tt, sizeof(tt), target);
-		char *t = strchr(tt, 'T'), *z = strchr(tt, 'Z');
-		if (t != NULL) {
-			*t = ' ';
-		}
-		if (z != NULL && (size_t)(z - tt) + 4 <= sizeof(tt)) {
-			memcpy(z, "+00", 4);
-		}
-	}
-	if (req->port != NULL && !conf_safe(req->port)) {
+	if (req->port != NULL &&
+	    (!conf_safe(req->port) || req->port[0] == '\0' ||
+	        strspn(req->port, "0123456789") != strlen(req->port))) {
 		return (coffer_err_set(err, COFFER_EINVAL, "--port '%s' is not a port", req->port),
 		    coffer_err_hint(err, "pass a number"));
 	}
 	int len = snprintf(text, size,
 	    "\n# Written by coffer-agent restore --physical from backup %s.\n"
 	    "restore_command = '%s wal-fetch -c %s%s --system-identifier %" PRIu64 " %%f %%p'\n"
-	    "%s%s%s"
-	    "recovery_target_action = 'promote'\n"
 	    "# A restored copy must not archive into its source's WAL; enable on purpose.\n"
 	    "archive_mode = 'off'\n"
-	    "%s%s%s",
+	    "%s%s%s%s",
 	    m->backup_id, exe, conf, repo_opt, m->system_identifier,
-	    target >= 0 ? "recovery_target_time = '" : "", tt, target >= 0 ? "'\n" : "",
 	    req->port != NULL ? "port = " : "", req->port != NULL ? req->port : "",
-	    req->port != NULL ? "\n" : "");
+	    req->port != NULL ? "\n" : "",
+	    /* Pausing needs connections during recovery, or PostgreSQL shuts
+	     * down instead. */
+	    req->target.action == AGENT_ACTION_PAUSE ? "hot_standby = 'on'\n" : "");
 	if (len < 0 || (size_t)len >= size) {
 		return (coffer_err_set(err, COFFER_ETOOBIG, "the recovery settings are too long"),
 		    coffer_err_hint(err, "shorten the agent's or its config's path"));
 	}
-	*len_out = (size_t)len;
+	size_t used = (size_t)len;
+	int rc = agent_target_settings(&req->target, text, size, &used, err);
+	if (rc != 0) {
+		return (coffer_err_wrap(err, "writing the recovery target"));
+	}
+	*len_out = used;
 	return (0);
 }
 
@@ -1381,22 +1519,73 @@ read_pid_file(const char *pgdata, char *port, size_t psize, char *host, size_t h
 	return (ok);
 }
 
+/* The last line of the recovery log that holds needle, from its needle
+ * on ("" if none). The log is the server's own (pg_ctl -l); a cluster that
+ * logs elsewhere (logging_collector) leaves this empty. */
+static void
+log_line(const char *pgdata, const char *needle, char *out, size_t size)
+{
+	out[0] = '\0';
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/coffer-recovery.log", pgdata);
+	FILE *f = fopen(path, "re");
+	if (f == NULL) {
+		return;
+	}
+	char line[1024];
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *at = strstr(line, needle);
+		if (at != NULL) {
+			at[strcspn(at, "\n")] = '\0';
+			copy_cut(out, size, at);
+		}
+	}
+	fclose(f);
+}
+
+/* Waits until recovery ends the way the target's action says: promoted
+ * (out of recovery), paused (in recovery, replay paused: the server stays
+ * up), or stopped (PostgreSQL logs "shutdown at recovery target" and
+ * exits). Then reads what was reached. */
 static int
-watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline, agent_cancel *cancel,
+watch_recovery(const agent_config *cfg, const agent_physical_restore_request *req, int64_t deadline,
     agent_physical_restore_result *res, coffer_err *err)
 {
+	const char *pgdata = req->pgdata;
+	agent_target_action action = req->target.action;
 	char port[32] = "", host[PATH_MAX] = "";
 	for (;;) {
-		if (cancel != NULL && agent_cancel_requested(cancel)) {
+		if (req->cancel != NULL && agent_cancel_requested(req->cancel)) {
 			return (
 			    coffer_err_set(err, COFFER_ECANCELED, "cancelled while recovery ran"));
 		}
 		if (!read_pid_file(pgdata, port, sizeof(port), host, sizeof(host))) {
+			char said[256];
+			log_line(pgdata, "shutdown at recovery target", said, sizeof(said));
+			if (said[0] != '\0') {
+				log_line(pgdata, "recovery stopping", res->stop_line,
+				    sizeof(res->stop_line));
+				res->reached = true;
+				res->state = "stopped";
+				if (action == AGENT_ACTION_SHUTDOWN) {
+					return (0);
+				}
+				return (
+				    coffer_err_set(err, COFFER_ECHILD,
+				        "PostgreSQL shut down at the target of %s instead of pausing",
+				        pgdata),
+				    coffer_err_hint(err,
+				        "pausing needs hot_standby = on; see %s/coffer-recovery.log",
+				        pgdata));
+			}
+			log_line(pgdata, "FATAL:", said, sizeof(said));
 			return (coffer_err_set(err, COFFER_ECHILD,
-			            "PostgreSQL stopped during recovery of %s", pgdata),
+			            "PostgreSQL stopped during recovery of %s%s%s", pgdata,
+			            said[0] != '\0' ? ": " : "", said),
 			    coffer_err_hint(err,
-			        "see %s/coffer-recovery.log (a target time beyond "
-			        "the archived WAL stops recovery)",
+			        "see %s/coffer-recovery.log (a target beyond the archived WAL, or before "
+			        "the backup's end, stops recovery: pick one inside the window "
+			        "`coffer-agent list` shows)",
 			        pgdata));
 		}
 		PGconn *conn = NULL;
@@ -1405,18 +1594,32 @@ watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline, ag
 		        &conn, &cerr) == 0) {
 			PGresult *r = NULL;
 			int rc = agent_pgq_row(conn, "checking recovery",
-			    "SELECT pg_is_in_recovery()::text, pg_current_wal_lsn()::text, "
-			    "coalesce(pg_last_xact_replay_timestamp()::text, '') "
-			    "WHERE NOT pg_is_in_recovery() UNION ALL "
-			    "SELECT 'true', '', '' WHERE pg_is_in_recovery()",
+			    "SELECT pg_is_in_recovery()::text, "
+			    "CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused()::text "
+			    "ELSE 'false' END, "
+			    "CASE WHEN pg_is_in_recovery() THEN coalesce(pg_last_wal_replay_lsn()::text, '') "
+			    "ELSE pg_current_wal_lsn()::text END, "
+			    "coalesce(pg_last_xact_replay_timestamp()::text, '')",
 			    0, NULL, &r, &cerr);
-			if (rc == 0 && strcmp(PQgetvalue(r, 0, 0), "false") == 0) {
+			bool promoted = rc == 0 && strcmp(PQgetvalue(r, 0, 0), "false") == 0;
+			bool paused = rc == 0 && !promoted &&
+			    strcmp(PQgetvalue(r, 0, 1), "true") == 0 &&
+			    action == AGENT_ACTION_PAUSE;
+			if (promoted || paused) {
 				snprintf(res->reached_lsn, sizeof(res->reached_lsn), "%s",
-				    PQgetvalue(r, 0, 1));
-				snprintf(res->reached_time, sizeof(res->reached_time), "%s",
 				    PQgetvalue(r, 0, 2));
+				snprintf(res->reached_time, sizeof(res->reached_time), "%s",
+				    PQgetvalue(r, 0, 3));
 				PQclear(r);
 				PQfinish(conn);
+				log_line(pgdata, "recovery stopping", res->stop_line,
+				    sizeof(res->stop_line));
+				res->state = promoted ? "promoted" : "paused";
+				/* Without a target recovery replays all it finds: that
+				 * is the target. With one, PostgreSQL says where it
+				 * stopped; a paused server has stopped at it. */
+				res->reached = req->target.kind == AGENT_TARGET_NONE ||
+				    res->stop_line[0] != '\0' || paused;
 				return (0);
 			}
 			if (r != NULL) {
@@ -1438,33 +1641,73 @@ watch_recovery(const agent_config *cfg, const char *pgdata, int64_t deadline, ag
 	}
 }
 
+/* The plan: which WAL a restore of m reads, from the repository. */
+static void
+plan_wal(agent_ctx *ctx, const agent_physical_restore_request *req, const manifests *all,
+    const coffer_manifest *m, agent_physical_restore_result *res)
+{
+	agent_wal_index idx;
+	coffer_err e = { 0 };
+	if (agent_wal_index_load(ctx, all->ms, all->n, &idx, &e) != 0) {
+		coffer_log_warn("cannot list the WAL for the plan", "error=\"%s\"", e.msg);
+		return;
+	}
+	res->seg_size = idx.seg_size;
+	res->seg_size_derived = idx.seg_size_derived;
+	res->wal_known = agent_wal_plan_for(&idx, m, &req->target, &res->wal, &e) == 0;
+	agent_wal_index_free(&idx);
+}
+
 int
 agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req,
     agent_physical_restore_result *res, coffer_err *err)
 {
 	memset(res, 0, sizeof(*res));
+	res->state = "not started";
 	int64_t t0 = coffer_clock_monotonic_ms();
-	int64_t target = -1;
-	if (req->target_time != NULL && coffer_time_parse(req->target_time, &target) != 0) {
-		return (coffer_err_set(err, COFFER_EINVAL, "--target-time '%s' is not a time",
-		            req->target_time),
-		    coffer_err_hint(err,
-		        "write it like 2026-11-24T17:05:00Z or "
-		        "2026-11-24 18:05:00+01"));
-	}
+	/* Every manifest is read only when the target chooses the backup or
+	 * the plan needs them (the segment size): one GET per backup. */
+	bool by_target = (req->backup == NULL || strcmp(req->backup, "latest") == 0) &&
+	    (req->target.kind == AGENT_TARGET_TIME || req->target.kind == AGENT_TARGET_LSN);
+	manifests all;
+	memset(&all, 0, sizeof(all));
+	int rc = by_target || req->dry_run ? manifests_load(ctx, &all, err) : 0;
 	coffer_manifest *m = NULL;
-	int rc = choose_backup(ctx, req->backup, target, &m, err);
+	if (rc == 0) {
+		rc = choose_backup(ctx, req->backup, &req->target, &all, &m, err);
+	}
 	if (rc != 0) {
+		manifests_free(&all);
 		return (rc);
 	}
 	snprintf(res->backup_id, sizeof(res->backup_id), "%s", m->backup_id);
+	res->files = m->nfiles;
+	res->bytes = m->plaintext_bytes;
+	res->stored_bytes = m->stored_bytes;
+	res->backup_ms = m->finished_at - m->started_at;
+	if (req->target.kind == AGENT_TARGET_XID || req->target.kind == AGENT_TARGET_NAME) {
+		snprintf(res->note, sizeof(res->note),
+		    "PostgreSQL decides where the %s is; backup %s is the newest chosen, and if "
+		    "the target lies before its end recovery stops with an error: pick an older "
+		    "one with --backup",
+		    req->target.kind == AGENT_TARGET_XID ? "transaction" : "restore point",
+		    m->backup_id);
+	}
+	if (req->dry_run) {
+		plan_wal(ctx, req, &all, m, res);
+	}
+	manifests_free(&all);
+	if (req->dry_run) {
+		coffer_manifest_free(m);
+		res->duration_ms = coffer_clock_monotonic_ms() - t0;
+		return (0);
+	}
 	struct stat st;
 	char text[PATH_MAX * 2 + 1024];
 	size_t text_len = 0;
 	rc = check_target(req->pgdata, &st, err);
 	if (rc == 0) {
-		rc = recovery_text(
-		    req, m, target, ctx->repo_name, text, sizeof(text), &text_len, err);
+		rc = recovery_text(req, m, ctx->repo_name, text, sizeof(text), &text_len, err);
 	}
 	/* Run as root: everything is written by the directory's owner, who
 	 * runs PostgreSQL (write_target_as). */
@@ -1475,8 +1718,6 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 		rc = write_target(ctx, -1, req, m, text, text_len, err);
 	}
 	if (rc == 0) {
-		res->files = m->nfiles;
-		res->bytes = m->plaintext_bytes;
 		coffer_log_info("data directory restored", "backup=%s pgdata=%s files=%zu",
 		    m->backup_id, req->pgdata, m->nfiles);
 	} else {
@@ -1487,9 +1728,19 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 		int64_t deadline = coffer_clock_now(NULL) + ctx->cfg->completion_window_ms;
 		rc = run_pg_ctl(ctx->cfg, req->pgdata, drop, st.st_uid, st.st_gid,
 		    ctx->cfg->completion_window_ms, err);
+		if (rc != 0 && req->target.action == AGENT_ACTION_SHUTDOWN) {
+			/* pg_ctl -w fails when the server is gone before it was
+			 * ready: reaching the target quickly and shutting down. */
+			char said[128];
+			log_line(req->pgdata, "shutdown at recovery target", said, sizeof(said));
+			if (said[0] != '\0') {
+				coffer_err_clear(err);
+				rc = 0;
+			}
+		}
 		if (rc == 0) {
 			res->started = true;
-			rc = watch_recovery(ctx->cfg, req->pgdata, deadline, req->cancel, res, err);
+			rc = watch_recovery(ctx->cfg, req, deadline, res, err);
 		}
 	}
 	res->duration_ms = coffer_clock_monotonic_ms() - t0;
@@ -1497,23 +1748,34 @@ agent_physical_restore(agent_ctx *ctx, const agent_physical_restore_request *req
 }
 
 /* The outcome goes to the outbox when there is one, so the coordinator
- * knows of every restore, successful or not. */
+ * knows of every restore, successful or not, with its target and whether
+ * it was reached. */
 static void
 record_outcome(agent_ctx *ctx, const agent_physical_restore_request *req,
     const agent_physical_restore_result *res, int rc, const coffer_err *err)
 {
-	if (ctx->outbox == NULL || res->backup_id[0] == '\0') {
+	if (ctx->outbox == NULL || res->backup_id[0] == '\0' || req->dry_run) {
 		return;
 	}
-	char detail[COFFER_ERR_MSG_MAX + 160];
+	char target[96];
+	agent_target_describe(&req->target, target, sizeof(target));
+	char detail[COFFER_ERR_MSG_MAX + 400];
 	if (rc != 0) {
-		snprintf(detail, sizeof(detail), "%s", err->msg);
+		snprintf(detail, sizeof(detail), "physical; target %s %s; %s",
+		    agent_target_kind_name(req->target.kind), target, err->msg);
 	} else if (res->started) {
-		snprintf(detail, sizeof(detail), "physical; recovered to lsn %s, last commit %s",
-		    res->reached_lsn, res->reached_time[0] ? res->reached_time : "none");
+		snprintf(detail, sizeof(detail),
+		    "physical; target %s %s, action %s; %s, %s at lsn %s, last commit %s%s%s",
+		    agent_target_kind_name(req->target.kind), target,
+		    agent_target_action_name(req->target.action),
+		    res->reached ? "reached" : "not reached", res->state,
+		    res->reached_lsn[0] ? res->reached_lsn : "unknown",
+		    res->reached_time[0] ? res->reached_time : "none",
+		    res->stop_line[0] ? "; " : "", res->stop_line);
 	} else {
 		snprintf(detail, sizeof(detail),
-		    "physical; %" PRIu64 " files laid out, not started", res->files);
+		    "physical; target %s %s; %" PRIu64 " files laid out, not started",
+		    agent_target_kind_name(req->target.kind), target, res->files);
 	}
 	Coffer__V1__RestoreCompleted rcm = COFFER__V1__RESTORE_COMPLETED__INIT;
 	rcm.backup_id = (char *)res->backup_id;
@@ -1544,21 +1806,202 @@ on_stop_signal(int sig)
 	}
 }
 
+/* Seconds to read bytes at the rate this backup was written (its own
+ * duration): the only measure the agent has; -1 when there is none. */
+static double
+estimate_seconds(const agent_physical_restore_result *res, uint64_t bytes)
+{
+	if (res->backup_ms <= 0 || res->stored_bytes == 0) {
+		return (-1);
+	}
+	double rate = (double)res->stored_bytes / ((double)res->backup_ms / 1000.0);
+	return ((double)bytes / rate);
+}
+
+static cJSON *
+target_json(const agent_target *t)
+{
+	cJSON *o = cJSON_CreateObject();
+	char v[96];
+	agent_target_describe(t, v, sizeof(v));
+	cJSON_AddStringToObject(o, "kind", agent_target_kind_name(t->kind));
+	cJSON_AddStringToObject(o, "value", v);
+	if (t->inclusive >= 0) {
+		cJSON_AddBoolToObject(o, "inclusive", t->inclusive != 0);
+	} else {
+		cJSON_AddNullToObject(o, "inclusive");
+	}
+	cJSON_AddStringToObject(o, "action", agent_target_action_name(t->action));
+	return (o);
+}
+
+static void
+print_plan(const agent_physical_restore_cmd *c, const agent_physical_restore_request *req,
+    const agent_physical_restore_result *res)
+{
+	uint64_t bytes = res->stored_bytes + res->wal.stored_bytes;
+	double secs = estimate_seconds(res, bytes);
+	char target[96];
+	agent_target_describe(&req->target, target, sizeof(target));
+	if (c->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "kind", "physical");
+		cJSON_AddBoolToObject(o, "dry_run", true);
+		cJSON *backups = cJSON_AddArrayToObject(o, "backups");
+		cJSON *b = cJSON_CreateObject();
+		cJSON_AddStringToObject(b, "id", res->backup_id);
+		cJSON_AddNumberToObject(b, "stored_bytes", (double)res->stored_bytes);
+		cJSON_AddNumberToObject(b, "plaintext_bytes", (double)res->bytes);
+		cJSON_AddNumberToObject(b, "files", (double)res->files);
+		cJSON_AddItemToArray(backups, b);
+		cJSON_AddItemToObject(o, "target", target_json(&req->target));
+		cJSON *w = cJSON_AddObjectToObject(o, "wal");
+		cJSON_AddStringToObject(w, "first", res->wal.first);
+		cJSON_AddStringToObject(w, "last", res->wal.last);
+		cJSON_AddNumberToObject(w, "count", (double)res->wal.count);
+		cJSON_AddNumberToObject(w, "stored_bytes", (double)res->wal.stored_bytes);
+		cJSON_AddBoolToObject(w, "reaches_target", res->wal.reaches);
+		cJSON_AddStringToObject(w, "basis", res->wal.basis);
+		cJSON_AddNumberToObject(w, "segment_size", (double)res->seg_size);
+		cJSON_AddBoolToObject(w, "segment_size_derived", res->seg_size_derived);
+		cJSON_AddNumberToObject(o, "bytes_to_read", (double)bytes);
+		if (secs >= 0) {
+			cJSON_AddNumberToObject(o, "estimated_seconds", secs);
+		} else {
+			cJSON_AddNullToObject(o, "estimated_seconds");
+		}
+		cJSON_AddStringToObject(o, "estimate_basis",
+		    "the rate this backup was written at (the agent knows no drill results; "
+		    "`coffer drill list` has the service's measured restore times)");
+		if (res->note[0] != '\0') {
+			cJSON_AddStringToObject(o, "note", res->note);
+		}
+		char *text = cJSON_PrintUnformatted(o);
+		printf("%s\n", text != NULL ? text : "{}");
+		free(text);
+		cJSON_Delete(o);
+		return;
+	}
+	char sb[COFFER_FMT_BYTES_SIZE], wb[COFFER_FMT_BYTES_SIZE], tb[COFFER_FMT_BYTES_SIZE];
+	coffer_fmt_bytes(sb, (double)res->stored_bytes);
+	coffer_fmt_bytes(wb, (double)res->wal.stored_bytes);
+	coffer_fmt_bytes(tb, (double)bytes);
+	printf("dry run: nothing written\n");
+	printf("  backup   %s (%s stored, %" PRIu64 " files)\n", res->backup_id, sb, res->files);
+	printf("  target   %s %s, inclusive %s, then %s\n",
+	    agent_target_kind_name(req->target.kind), target,
+	    req->target.inclusive < 0   ? "default (true)"
+	        : req->target.inclusive ? "true"
+	                                : "false",
+	    agent_target_action_name(req->target.action));
+	if (res->wal.count > 0) {
+		printf("  wal      %s .. %s, %" PRIu64 " segments, %s stored (%s)\n",
+		    res->wal.first, res->wal.last, res->wal.count, wb, res->wal.basis);
+	} else {
+		printf("  wal      none found (%s)\n", res->wal.basis);
+	}
+	if (!res->wal.reaches) {
+		printf("  warning  the archived WAL does not reach the target: recovery would stop "
+		       "short with an error\n");
+	}
+	printf("  segments of %llu bytes (%s)\n", (unsigned long long)res->seg_size,
+	    res->seg_size_derived ? "from the backup history files"
+	                          : "assumed: no backup history file says");
+	if (secs >= 0) {
+		printf("  reads    %s, about %.0f s at the rate this backup was written "
+		       "(the agent knows no drill results)\n",
+		    tb, secs);
+	} else {
+		printf("  reads    %s\n", tb);
+	}
+	if (res->note[0] != '\0') {
+		printf("  note     %s\n", res->note);
+	}
+}
+
+static void
+print_result(const agent_physical_restore_cmd *c, const agent_physical_restore_request *req,
+    const agent_physical_restore_result *res)
+{
+	char target[96];
+	agent_target_describe(&req->target, target, sizeof(target));
+	if (c->json) {
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "kind", "physical");
+		cJSON_AddStringToObject(o, "backup_id", res->backup_id);
+		cJSON_AddStringToObject(o, "pgdata", c->pgdata);
+		cJSON_AddItemToObject(o, "target", target_json(&req->target));
+		cJSON_AddStringToObject(o, "state", res->state);
+		if (res->started) {
+			cJSON_AddBoolToObject(o, "reached", res->reached);
+		} else {
+			cJSON_AddNullToObject(o, "reached");
+		}
+		cJSON_AddStringToObject(o, "reached_lsn", res->reached_lsn);
+		cJSON_AddStringToObject(o, "last_commit", res->reached_time);
+		cJSON_AddStringToObject(o, "stop", res->stop_line);
+		cJSON_AddNumberToObject(o, "files", (double)res->files);
+		cJSON_AddNumberToObject(o, "plaintext_bytes", (double)res->bytes);
+		cJSON_AddNumberToObject(o, "duration_ms", (double)res->duration_ms);
+		cJSON *checks = cJSON_AddObjectToObject(o, "checks");
+		cJSON_AddBoolToObject(checks, "manifest_signature", true);
+		cJSON_AddNumberToObject(checks, "files_sha256", (double)res->files);
+		cJSON_AddBoolToObject(checks, "stored_digest", true);
+		cJSON_AddBoolToObject(checks, "recovered", res->started);
+		if (res->note[0] != '\0') {
+			cJSON_AddStringToObject(o, "note", res->note);
+		}
+		char *text = cJSON_PrintUnformatted(o);
+		printf("%s\n", text != NULL ? text : "{}");
+		free(text);
+		cJSON_Delete(o);
+		return;
+	}
+	if (!res->started) {
+		printf("restored backup %s into %s (%" PRIu64 " files, every one checked against "
+		       "the manifest); start PostgreSQL on it to recover to %s %s, then %s\n",
+		    res->backup_id, c->pgdata, res->files, agent_target_kind_name(req->target.kind),
+		    target, agent_target_action_name(req->target.action));
+		return;
+	}
+	printf("restored backup %s into %s (%" PRIu64 " files) and recovered to %s %s: %s; "
+	       "lsn %s, last replayed commit %s (%lld ms)\n",
+	    res->backup_id, c->pgdata, res->files, agent_target_kind_name(req->target.kind), target,
+	    res->reached ? "target reached" : "target NOT confirmed reached",
+	    res->reached_lsn[0] ? res->reached_lsn : "unknown",
+	    res->reached_time[0] ? res->reached_time : "none", (long long)res->duration_ms);
+	if (res->stop_line[0] != '\0') {
+		printf("  PostgreSQL: %s\n", res->stop_line);
+	}
+	if (strcmp(res->state, "paused") == 0) {
+		printf("  the server is running, paused in recovery (read-only): inspect it, then "
+		       "SELECT pg_wal_replay_resume(); to promote it, or pg_ctl -D %s stop\n",
+		    c->pgdata);
+	} else if (strcmp(res->state, "stopped") == 0) {
+		printf(
+		    "  the server shut down at the target: to open it, set "
+		    "recovery_target_action = 'promote' in %s/postgresql.auto.conf and start it\n",
+		    c->pgdata);
+	}
+	if (res->note[0] != '\0') {
+		printf("  note: %s\n", res->note);
+	}
+}
+
 int
-agent_cmd_restore_physical(const char *config, const char *repo, const char *backup,
-    const char *target_time, const char *pgdata, const char *port,
-    const char *const *tablespace_map, size_t n_tablespace_map, bool start)
+agent_cmd_restore_physical(const agent_physical_restore_cmd *c)
 {
 	coffer_err err = { 0 };
-	for (size_t i = 0; i < n_tablespace_map; i++) {
-		const char *eq = strchr(tablespace_map[i], '=');
-		size_t key = eq != NULL ? (size_t)(eq - tablespace_map[i]) : 0;
-		bool oid = key > 0 && strspn(tablespace_map[i], "0123456789") == key;
-		if ((tablespace_map[i][0] != '/' && !oid) || eq == NULL || eq[1] != '/') {
+	for (size_t i = 0; i < c->n_tablespace_map; i++) {
+		const char *map = c->tablespace_map[i];
+		const char *eq = strchr(map, '=');
+		size_t key = eq != NULL ? (size_t)(eq - map) : 0;
+		bool oid = key > 0 && strspn(map, "0123456789") == key;
+		if ((map[0] != '/' && !oid) || eq == NULL || eq[1] != '/') {
 			coffer_err_set(&err, COFFER_EINVAL,
 			    "--tablespace-map '%s' is not OLD=NEW or OID=NEW with "
 			    "NEW an absolute path",
-			    tablespace_map[i]);
+			    map);
 			coffer_err_hint(&err,
 			    "e.g. --tablespace-map /srv/ts1=/restore/ts1 or "
 			    "--tablespace-map 16390=/restore/ts1");
@@ -1566,17 +2009,30 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 			return (2);
 		}
 	}
-	if (pgdata == NULL) {
+	agent_target target;
+	if (agent_target_parse(&c->target, &target, &err) != 0) {
+		coffer_err_print("coffer-agent restore", &err);
+		return (2);
+	}
+	if (c->pgdata == NULL && !c->dry_run) {
 		coffer_err_set(
 		    &err, COFFER_EINVAL, "--pgdata DIR is required for a physical restore");
 		coffer_err_hint(&err, "name a new or empty directory for the restored cluster");
 		coffer_err_print("coffer-agent restore", &err);
 		return (2);
 	}
+	if (c->dry_run && c->start) {
+		coffer_err_set(&err, COFFER_EINVAL, "--dry-run and --start do not go together");
+		coffer_err_hint(&err, "drop --start to see the plan, or --dry-run to restore");
+		coffer_err_print("coffer-agent restore", &err);
+		return (2);
+	}
 	agent_ctx *ctx = NULL;
-	int rv = agent_ctx_open(config, repo,
-	    AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO | AGENT_NEED_OUTBOX, &ctx,
-	    &err);
+	/* A dry run writes nothing, not even an event. */
+	int rv = agent_ctx_open(c->config, c->repo,
+	    AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO |
+	        (c->dry_run ? 0 : AGENT_NEED_OUTBOX),
+	    &ctx, &err);
 	if (rv != 0) {
 		coffer_err_print("coffer-agent restore", &err);
 		return (coffer_err_exit_status(rv));
@@ -1589,14 +2045,16 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 		signal(SIGINT, on_stop_signal);
 		signal(SIGTERM, on_stop_signal);
 		agent_physical_restore_request req = {
-			.backup = backup,
-			.target_time = target_time,
-			.pgdata = pgdata,
-			.config_path = config,
-			.port = port,
-			.tablespace_map = tablespace_map,
-			.n_tablespace_map = n_tablespace_map,
-			.start = start,
+			.backup = c->backup,
+			.target = target,
+			.pgdata = c->pgdata,
+			.config_path = c->config,
+			.port = c->port,
+			.tablespace_map = c->tablespace_map,
+			.n_tablespace_map = c->n_tablespace_map,
+			.start = c->start,
+			.dry_run = c->dry_run,
+			.progress = coffer_progress_wanted(),
 			.cancel = cancel,
 		};
 		agent_physical_restore_result res;
@@ -1605,19 +2063,10 @@ agent_cmd_restore_physical(const char *config, const char *repo, const char *bac
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		running_cancel = NULL;
-		if (rv == 0 && res.started) {
-			printf("restored backup %s into %s (%" PRIu64
-			       " files) and recovered: reached "
-			       "lsn %s, last replayed commit %s (%lld ms)\n",
-			    res.backup_id, pgdata, res.files, res.reached_lsn,
-			    res.reached_time[0] ? res.reached_time : "none",
-			    (long long)res.duration_ms);
+		if (rv == 0 && c->dry_run) {
+			print_plan(c, &req, &res);
 		} else if (rv == 0) {
-			printf("restored backup %s into %s (%" PRIu64
-			       " files); start PostgreSQL on it "
-			       "to recover%s%s\n",
-			    res.backup_id, pgdata, res.files, target_time ? " to " : "",
-			    target_time ? target_time : "");
+			print_result(c, &req, &res);
 		}
 	}
 	agent_cancel_free(cancel);

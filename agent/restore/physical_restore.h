@@ -18,12 +18,16 @@
 
 #include "agent/context/context.h"
 #include "agent/pg/child.h"
+#include "agent/restore/target.h"
+#include "agent/restore/window.h"
 #include "common/base/cli.h"
 #include "common/crypto/manifest.h"
 
 typedef struct agent_physical_restore_request {
-	const char *backup;      /* id or "latest" (NULL: latest) */
-	const char *target_time; /* NULL: recover to the end of the archived WAL */
+	const char *backup; /* id or "latest" (NULL: chosen by the target) */
+	/* Where recovery stops (kind NONE: the end of the archived WAL) and
+	 * what the server does there (agent/restore/target.h). */
+	agent_target target;
 	const char *pgdata;      /* empty; as root: must exist, owned by the database user */
 	const char *config_path; /* this agent's config, for restore_command */
 	const char *port;        /* NULL: as the backup's configuration says */
@@ -34,6 +38,8 @@ typedef struct agent_physical_restore_request {
 	const char *const *tablespace_map;
 	size_t n_tablespace_map;
 	bool start;
+	bool dry_run;         /* choose and plan only: nothing is written */
+	bool progress;        /* a progress filter on the plaintext (common/stream/progress.h) */
 	agent_cancel *cancel; /* may be NULL */
 } agent_physical_restore_request;
 
@@ -42,9 +48,23 @@ typedef struct agent_physical_restore_result {
 	uint64_t files;
 	uint64_t bytes;
 	bool started;
-	char reached_lsn[32];  /* pg_current_wal_lsn() once promoted */
+	char reached_lsn[32];  /* pg_current_wal_lsn() once promoted, the replay LSN paused */
 	char reached_time[64]; /* pg_last_xact_replay_timestamp(); "" if none */
+	/* With start: whether the target was reached (from the server log's
+	 * "recovery stopping ..." line, or the end of WAL without a target),
+	 * that line, and the server's state: "promoted", "paused", "stopped". */
+	bool reached;
+	char stop_line[256];
+	const char *state;
 	int64_t duration_ms;
+	/* The plan (always filled once a backup is chosen). */
+	uint64_t stored_bytes; /* the backup object */
+	agent_wal_plan wal;
+	bool wal_known; /* wal was planned */
+	uint64_t seg_size;
+	bool seg_size_derived;
+	int64_t backup_ms; /* how long the backup took to write: the estimate's basis */
+	char note[256];    /* for xid and name targets: PostgreSQL decides */
 } agent_physical_restore_result;
 
 /* ctx needs AGENT_NEED_KEYRING | AGENT_NEED_VERIFY | AGENT_NEED_REPO. */
@@ -60,8 +80,13 @@ coffer_filter *agent_physical_restore_unpack_new(int root_fd, const coffer_manif
     const char *const *tablespace_map, size_t n_tablespace_map, coffer_err *err);
 
 /* coffer-agent restore --physical ...: called by agent/cmd/cmd_restore.c. */
-int agent_cmd_restore_physical(const char *config, const char *repo, const char *backup,
-    const char *target_time, const char *pgdata, const char *port,
-    const char *const *tablespace_map, size_t n_tablespace_map, bool start);
+typedef struct agent_physical_restore_cmd {
+	const char *config, *repo, *backup, *pgdata, *port;
+	const char *const *tablespace_map;
+	size_t n_tablespace_map;
+	bool start, dry_run, json;
+	agent_target_args target;
+} agent_physical_restore_cmd;
+int agent_cmd_restore_physical(const agent_physical_restore_cmd *c);
 
 #endif

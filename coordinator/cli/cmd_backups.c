@@ -1,6 +1,8 @@
 /*
  * coffer backups list --service S [--limit N] [--output json]: the
- * service's backups, newest first.
+ * service's backups, newest first, and its recoverable windows (computed
+ * by the coordinator from the catalog: docs/PITR.md, "The recoverable
+ * window").
  * coffer backup run --service S [--kind logical|physical]: queue a backup
  * for the service's agent; prints the command id. The coordinator delivers
  * it to the agent in a reply; this command does not wait for the backup.
@@ -30,6 +32,46 @@ print_backups(const cJSON *doc)
 	}
 	coord_cli_table_print(t);
 	coord_cli_table_free(t);
+	const cJSON *windows = cJSON_GetObjectItemCaseSensitive(doc, "windows");
+	if (!cJSON_IsArray(windows)) {
+		return;
+	}
+	printf("\nRECOVERABLE WINDOWS\n");
+	if (cJSON_GetArraySize(windows) == 0) {
+		printf("none: no physical backup with its WAL archived, and no logical backup\n");
+	}
+	const cJSON *w;
+	cJSON_ArrayForEach(w, windows)
+	{
+		const cJSON *points = cJSON_GetObjectItemCaseSensitive(w, "points");
+		if (cJSON_IsArray(points)) {
+			int n = cJSON_GetArraySize(points);
+			const cJSON *first = cJSON_GetArrayItem(points, 0);
+			const cJSON *last = cJSON_GetArrayItem(points, n - 1);
+			printf(
+			    "logical   %d points, no time between them: oldest %s (%s), newest %s (%s)\n",
+			    n, coord_cli_str(first, "backup_id"),
+			    coord_cli_str(first, "finished_at"), coord_cli_str(last, "backup_id"),
+			    coord_cli_str(last, "finished_at"));
+			continue;
+		}
+		const cJSON *old = cJSON_GetObjectItemCaseSensitive(w, "oldest");
+		const cJSON *nw = cJSON_GetObjectItemCaseSensitive(w, "newest");
+		char tl[24], nb[24], ns[24];
+		printf("physical  cluster %s timeline %s\n", coord_cli_str(w, "system_identifier"),
+		    coord_cli_num(w, "timeline", tl, sizeof(tl)));
+		printf("  oldest  %s at lsn %s (backup %s consistent)\n",
+		    coord_cli_str(old, "time"), coord_cli_str(old, "lsn"),
+		    coord_cli_str(old, "backup_id"));
+		printf("  newest  up to the end of segment %s (lsn %s), archived at %s\n",
+		    coord_cli_str(nw, "segment"), coord_cli_str(nw, "lsn"),
+		    coord_cli_str(nw, "archived_at"));
+		printf(
+		    "          %s base backup(s), %s WAL segments without a gap (as the catalog knows "
+		    "them)\n",
+		    coord_cli_num(w, "backups", nb, sizeof(nb)),
+		    coord_cli_num(w, "segments", ns, sizeof(ns)));
+	}
 }
 
 int

@@ -52,6 +52,7 @@
 #include "coordinator/dr/drcopy.h"
 #include "coordinator/drill/drills.h"
 #include "coordinator/policy/s3policy.h"
+#include "coordinator/wal/walwatch.h"
 
 #define ACTOR_MAX 80
 /* Audit details keep an argument's value only up to this many bytes. */
@@ -508,7 +509,16 @@ cmd_backups_list(admin_ctx *ctx)
 		add_text(b, "failure_reason", res, i, 11);
 	}
 	PQclear(res);
-	return (list == NULL ? out_of_memory(ctx) : 0);
+	if (list == NULL) {
+		return (out_of_memory(ctx));
+	}
+	/* Beside the backups: what they and the archived WAL can recover to. */
+	cJSON *windows = cJSON_AddArrayToObject(ctx->result, "windows");
+	if (windows == NULL) {
+		return (out_of_memory(ctx));
+	}
+	int wrc = coord_walwatch_windows(ctx->cat, service, windows, &ctx->err);
+	return (wrc != 0 ? fail_with(ctx, wrc) : 0);
 }
 
 /* --- agents ---------------------------------------------------------------- */

@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/base/clock.h"
 #include "common/base/log.h"
 #include "coordinator/watch/alerts.h"
 
@@ -348,4 +349,133 @@ coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_
 		}
 	}
 	return (last);
+}
+
+/* An LSN as PostgreSQL prints it. */
+static void
+lsn_text(uint64_t lsn, char out[20])
+{
+	snprintf(out, 20, "%X/%X", (unsigned)(lsn >> 32), (unsigned)(lsn & 0xffffffffu));
+}
+
+static void
+add_ms(cJSON *o, const char *name, const char *ms)
+{
+	char buf[40];
+	if (ms == NULL || ms[0] == '\0') {
+		cJSON_AddNullToObject(o, name);
+		return;
+	}
+	cJSON_AddStringToObject(
+	    o, name, coffer_time_format(buf, sizeof(buf), strtoll(ms, NULL, 10)));
+}
+
+int
+coord_walwatch_windows(coord_catalog *cat, const char *service, cJSON *arr, coffer_err *err)
+{
+	int64_t per = DEFAULT_PER_LOG;
+	int rv = coord_walwatch_per_log(cat, service, &per, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	int64_t seg_size = ((int64_t)1 << 32) / per;
+	char per_text[24], size_text[24];
+	snprintf(per_text, sizeof(per_text), "%" PRId64, per);
+	snprintf(size_text, sizeof(size_text), "%" PRId64, seg_size);
+	const char *vals[] = { service, per_text, size_text };
+	/* Runs: n - row_number() is constant along consecutive segments. */
+	PGresult *r = query(cat, "computing the recoverable windows",
+	    "WITH live AS (SELECT system_identifier, timeline, segment, archived_at, "
+	    "    ('x' || substr(segment, 9, 8))::bit(32)::bigint * $2::bigint "
+	    "    + ('x' || substr(segment, 17, 8))::bit(32)::bigint AS n "
+	    "  FROM wal_segments WHERE service = $1 AND deleted_at IS NULL "
+	    "  AND length(segment) = 24), "
+	    "runs AS (SELECT *, n - row_number() OVER (PARTITION BY system_identifier, timeline "
+	    "  ORDER BY n) AS grp FROM live), "
+	    "r AS (SELECT system_identifier, timeline, grp, min(n) AS first_n, max(n) AS last_n "
+	    "  FROM runs GROUP BY 1, 2, 3), "
+	    "b AS (SELECT id, system_identifier, timeline, finished_at, stop_lsn, "
+	    "  floor((start_lsn - '0/0'::pg_lsn) / $3::bigint)::bigint AS s0, "
+	    "  floor((stop_lsn - '0/1'::pg_lsn) / $3::bigint)::bigint AS s1 "
+	    "  FROM backups WHERE service = $1 AND kind = 'physical' "
+	    "  AND status IN ('completed', 'pending_delete') "
+	    "  AND start_lsn IS NOT NULL AND stop_lsn > '0/0') "
+	    "SELECT r.system_identifier::text, r.timeline, ob.id, "
+	    "  (extract(epoch FROM ob.finished_at) * 1000)::bigint, ob.stop_lsn::text, "
+	    "  ls.segment, r.last_n, (extract(epoch FROM ls.archived_at) * 1000)::bigint, "
+	    "  ob.nb, r.last_n - ob.s0 + 1 "
+	    "FROM r "
+	    "JOIN LATERAL (SELECT segment, archived_at FROM runs WHERE "
+	    "  runs.system_identifier = r.system_identifier AND runs.timeline = r.timeline "
+	    "  AND runs.grp = r.grp ORDER BY n DESC LIMIT 1) ls ON true "
+	    "JOIN LATERAL (SELECT b.id, b.finished_at, b.stop_lsn, b.s0, count(*) OVER () AS nb "
+	    "  FROM b WHERE b.system_identifier = r.system_identifier AND b.timeline = r.timeline "
+	    "  AND b.s0 >= r.first_n AND greatest(b.s1, b.s0) <= r.last_n "
+	    "  ORDER BY b.stop_lsn LIMIT 1) ob ON true "
+	    "ORDER BY 1, 2, r.first_n",
+	    3, vals, &rv, err);
+	if (r == NULL) {
+		return (rv);
+	}
+	for (int i = 0; i < PQntuples(r); i++) {
+		cJSON *o = cJSON_CreateObject();
+		if (o == NULL || !cJSON_AddItemToArray(arr, o)) {
+			cJSON_Delete(o);
+			break;
+		}
+		cJSON_AddStringToObject(o, "kind", "physical");
+		cJSON_AddStringToObject(o, "system_identifier", PQgetvalue(r, i, 0));
+		cJSON_AddNumberToObject(
+		    o, "timeline", (double)strtol(PQgetvalue(r, i, 1), NULL, 10));
+		cJSON *old = cJSON_AddObjectToObject(o, "oldest");
+		cJSON_AddStringToObject(old, "backup_id", PQgetvalue(r, i, 2));
+		add_ms(old, "time", PQgetvalue(r, i, 3));
+		cJSON_AddStringToObject(old, "lsn", PQgetvalue(r, i, 4));
+		cJSON *nw = cJSON_AddObjectToObject(o, "newest");
+		cJSON_AddStringToObject(nw, "segment", PQgetvalue(r, i, 5));
+		char lsn[20];
+		lsn_text((strtoull(PQgetvalue(r, i, 6), NULL, 10) + 1) * (uint64_t)seg_size, lsn);
+		cJSON_AddStringToObject(nw, "lsn", lsn);
+		add_ms(nw, "archived_at", PQgetvalue(r, i, 7));
+		cJSON_AddStringToObject(nw, "precision",
+		    "up to the end of the segment; every commit in it happened at or before "
+		    "archived_at");
+		cJSON_AddNumberToObject(
+		    o, "backups", (double)strtoll(PQgetvalue(r, i, 8), NULL, 10));
+		cJSON_AddNumberToObject(
+		    o, "segments", (double)strtoll(PQgetvalue(r, i, 9), NULL, 10));
+		cJSON_AddNumberToObject(o, "segment_size", (double)seg_size);
+	}
+	PQclear(r);
+	const char *lvals[] = { service };
+	r = query(cat, "listing the logical backups",
+	    "SELECT id, (extract(epoch FROM started_at) * 1000)::bigint, "
+	    "(extract(epoch FROM finished_at) * 1000)::bigint FROM backups "
+	    "WHERE service = $1 AND kind = 'logical' AND status IN ('completed', 'pending_delete') "
+	    "ORDER BY finished_at",
+	    1, lvals, &rv, err);
+	if (r == NULL) {
+		return (rv);
+	}
+	if (PQntuples(r) > 0) {
+		cJSON *o = cJSON_CreateObject();
+		if (o != NULL && cJSON_AddItemToArray(arr, o)) {
+			cJSON_AddStringToObject(o, "kind", "logical");
+			cJSON *points = cJSON_AddArrayToObject(o, "points");
+			for (int i = 0; points != NULL && i < PQntuples(r); i++) {
+				cJSON *p = cJSON_CreateObject();
+				if (p == NULL || !cJSON_AddItemToArray(points, p)) {
+					cJSON_Delete(p);
+					break;
+				}
+				cJSON_AddStringToObject(p, "backup_id", PQgetvalue(r, i, 0));
+				add_ms(p, "snapshot_at", PQgetvalue(r, i, 1));
+				add_ms(p, "finished_at", PQgetvalue(r, i, 2));
+			}
+		} else {
+			cJSON_Delete(o);
+		}
+	}
+	PQclear(r);
+	return (0);
 }

@@ -35,6 +35,8 @@
 
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/base/error.h"
 #include "coordinator/catalog/audit.h"
 #include "coordinator/catalog/catalog.h"
@@ -67,6 +69,14 @@ int coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const co
  * reports wal_segment_size (256, 16 MiB segments, until one does). */
 int coord_walwatch_per_log(
     coord_catalog *cat, const char *service, int64_t *per_log, coffer_err *err);
+
+/* The recoverable windows of service from the catalog, appended to arr:
+ * per cluster and timeline, each unbroken run of live wal_segments that
+ * holds a kept physical backup from its start to its stop LSN gives one
+ * window, from the earliest such backup's end to the end of the run's last
+ * segment (archived at its archived_at); the logical backups are points.
+ * The same fields as `coffer-agent list --output json` (docs/PITR.md). */
+int coord_walwatch_windows(coord_catalog *cat, const char *service, cJSON *arr, coffer_err *err);
 
 /* Segment number of a 24-hex-digit segment name (timeline ignored) with
  * per_log segments per log; -1 if name is not a segment name. */

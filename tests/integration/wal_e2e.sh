@@ -250,6 +250,23 @@ pid_=$(cq "select id from backups where service = 'billing' and kind = 'physical
 [[ $pid_ == *-p-* ]] || fail "the requested backup is not physical: $pid_"
 pass "coffer backup run --kind physical: the daemon took physical backup $pid_"
 
+# The recoverable windows, from the catalog: retention cut the WAL between
+# b1's end and b2's start, so b1 recovers only to the end of its own WAL
+# and b2 opens a second window.
+"$cli" backups list --service billing --output json >"$T/bl.json" || fail "backups list --output json"
+read -r w_n w1_old w1_seg w2_old w2_lsn < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+w = [x for x in d["windows"] if x["kind"] == "physical"]
+print(len(w), w[0]["oldest"]["backup_id"], w[0]["newest"]["segment"], w[-1]["oldest"]["backup_id"], w[-1]["oldest"]["lsn"])' "$T/bl.json") ||
+	fail "backups list has no windows: $(head -c 600 "$T/bl.json")"
+[[ $w_n == 2 && $w1_old == "$b1" && $w1_seg == "$b1_to" ]] ||
+	fail "first window: $w_n windows, oldest $w1_old to $w1_seg; want 2, $b1 to $b1_to: $(head -c 900 "$T/bl.json")"
+[[ $w2_old == "$b2" && $w2_lsn == "$(lsn "$b2" stop_lsn)" ]] ||
+	fail "second window starts at $w2_old $w2_lsn, want $b2 at $(lsn "$b2" stop_lsn)"
+"$cli" backups list --service billing | grep -q "oldest .* (backup $b2 consistent)" || fail "backups list text shows no window"
+pass "coffer backups list: windows $b1..$b1_to and from $b2 at $w2_lsn (the pruned WAL between them is a gap)"
+
 # --- the cluster rebuilt for the same service -------------------------------------------------
 old_sysid=$(sq "select system_identifier from pg_control_system()")
 old_rows=$(cq "select count(*) from wal_segments where service = 'billing' and system_identifier = $old_sysid")
