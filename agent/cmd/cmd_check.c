@@ -329,7 +329,7 @@ check_outbox(check_run *r)
 	int64_t age = oldest.at_ms > 0 ? coffer_clock_now(NULL) - oldest.at_ms : 0;
 	char agetext[40] = "unknown";
 	if (oldest.at_ms > 0) {
-		coffer_duration_format(agetext, sizeof(agetext), age > 0 ? age : 0);
+		coffer_checklist_duration(agetext, sizeof(agetext), age > 0 ? age : 0);
 	}
 	if (!r->cfg->coordinator_present) {
 		add(r, "outbox", COFFER_CHECK_OK, NULL,
@@ -738,7 +738,7 @@ check_archiving(check_run *r)
 		}
 		if (there) {
 			char took[40];
-			coffer_duration_format(
+			coffer_checklist_duration(
 			    took, sizeof(took), coffer_clock_monotonic_ms() - started_mono);
 			add(r, "archive", COFFER_CHECK_OK, NULL,
 			    "forced a WAL switch: segment %s arrived in the repository in %s",
@@ -768,7 +768,7 @@ check_archiving(check_run *r)
 		    segment, now.failed_count, now.last_failed_wal);
 	} else {
 		char tmo[40];
-		coffer_duration_format(tmo, sizeof(tmo), r->timeout_ms);
+		coffer_checklist_duration(tmo, sizeof(tmo), r->timeout_ms);
 		add(r, "archive", COFFER_CHECK_CRITICAL, fix,
 		    "segment %s, forced by a WAL switch, is not in the repository after %s "
 		    "(pg_stat_archiver: failed_count %lld, last_archived_wal %s)",
@@ -942,7 +942,7 @@ check_coordinator(check_run *r)
 			int64_t left = not_after - coffer_clock_now(NULL);
 			char at[40], in[40];
 			coffer_time_format(at, sizeof(at), not_after);
-			coffer_duration_format(in, sizeof(in), left > 0 ? left : -left);
+			coffer_checklist_duration(in, sizeof(in), left > 0 ? left : -left);
 			if (left <= 0) {
 				add(r, "tls", COFFER_CHECK_CRITICAL,
 				    "issue a new certificate (deploy/certs.sh) and restart the agent",
@@ -993,8 +993,13 @@ check_coordinator(check_run *r)
 	int64_t skew = mid - pr.server_time_ms;
 	int64_t mag = skew < 0 ? -skew : skew;
 	char skewtext[40], bound[40];
-	coffer_duration_format(skewtext, sizeof(skewtext), mag);
-	coffer_duration_format(bound, sizeof(bound), r->max_skew_ms);
+	coffer_checklist_duration(skewtext, sizeof(skewtext), mag);
+	coffer_checklist_duration(bound, sizeof(bound), r->max_skew_ms);
+	char phrase[64];
+	snprintf(phrase, sizeof(phrase), "%s %s", skewtext, skew > 0 ? "ahead of" : "behind");
+	if (mag < 1000) {
+		snprintf(phrase, sizeof(phrase), "within 1s of");
+	}
 	coffer_check_status st = mag > r->max_skew_ms ? COFFER_CHECK_CRITICAL
 	    : mag > r->max_skew_ms / 2                ? COFFER_CHECK_WARNING
 	                                              : COFFER_CHECK_OK;
@@ -1003,13 +1008,9 @@ check_coordinator(check_run *r)
 	        ? NULL
 	        : "synchronise this host's clock (timedatectl, chronyc tracking): backup times, "
 	          "PITR targets and the coordinator's alerts read it",
-	    "this host's clock is %s %s the coordinator's (+/- %" PRId64
+	    "this host\'s clock is %s the coordinator's (+/- %" PRId64
 	    " ms, half the round trip; bound %s)",
-	    mag < 1000 ? "within 1s of" : skewtext,
-	    mag < 1000     ? ""
-	        : skew > 0 ? "ahead of"
-	                   : "behind",
-	    pr.rtt_ms / 2 + 1, bound);
+	    phrase, pr.rtt_ms / 2 + 1, bound);
 }
 
 int

@@ -76,6 +76,26 @@ coffer_checklist_add(coffer_checklist *cl, const char *name, coffer_check_status
 	}
 }
 
+char *
+coffer_checklist_duration(char *buf, size_t size, long long ms)
+{
+	unsigned long long m =
+	    ms < 0 ? (unsigned long long)0 - (unsigned long long)ms : (unsigned long long)ms;
+	unsigned long long s = m / 1000;
+	if (m < 1000) {
+		snprintf(buf, size, "%llums", m);
+	} else if (s < 60) {
+		snprintf(buf, size, "%llu.%llus", s, (m % 1000) / 100);
+	} else if (s < 3600) {
+		snprintf(buf, size, "%llum %llus", s / 60, s % 60);
+	} else if (s < 86400) {
+		snprintf(buf, size, "%lluh %llum", s / 3600, (s % 3600) / 60);
+	} else {
+		snprintf(buf, size, "%llud %lluh", s / 86400, (s % 86400) / 3600);
+	}
+	return (buf);
+}
+
 static void
 put_json_string(const char *s)
 {

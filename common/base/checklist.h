@@ -58,6 +58,11 @@ void coffer_checklist_add(coffer_checklist *cl, const char *name, coffer_check_s
 /* The word for a status: "ok", "warning", "critical". */
 const char *coffer_check_status_name(coffer_check_status status);
 
+/* A duration for a reader, rounded to what matters at its size: "250ms",
+ * "12.3s", "5m 3s", "2h 0m", "3d 4h". Negative durations print as their
+ * magnitude. Returns buf. */
+char *coffer_checklist_duration(char *buf, size_t size, long long ms);
+
 /* Prints the summary line (text) or the JSON array, and returns the exit
  * status: 0, 1 or 2 as the worst result says (1 at least when stdout
  * cannot be written). */
