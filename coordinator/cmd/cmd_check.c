@@ -122,7 +122,7 @@ check_catalog(coord_check_run *r)
 		add(r, "migrations", COFFER_CHECK_CRITICAL, fix,
 		    "the catalog's schema is at migration %d; this binary's is %d: %d pending",
 		    version, known, known - version);
-	} else if ((rc = coord_catalog_check(cat, &err)) != 0) {
+	} else if (coord_catalog_check(cat, &err) != 0) {
 		add_err(r, "migrations", COFFER_CHECK_CRITICAL, &err, NULL);
 	} else {
 		add(r, "migrations", COFFER_CHECK_OK, NULL,
