@@ -641,7 +641,8 @@ system_identifier(check_run *r, uint64_t *sysid, coffer_err *err)
 	return (agent_wal_system_identifier(r->cfg, sysid, err));
 }
 
-static void
+/* Returns whether archive_mode is on (pg_stat_archiver means something). */
+static bool
 check_archiving(check_run *r)
 {
 	coffer_err err = { 0 };
@@ -655,7 +656,7 @@ check_archiving(check_run *r)
 	    &err);
 	if (res == NULL) {
 		add_err(r, "archive_config", COFFER_CHECK_CRITICAL, &err, NULL);
-		return;
+		return (false);
 	}
 	char mode[32];
 	snprintf(mode, sizeof(mode), "%s", PQgetvalue(res, 0, 0));
@@ -673,7 +674,7 @@ check_archiving(check_run *r)
 		    "archive_mode is off: no WAL is archived, so there is no point-in-time "
 		    "recovery%s",
 		    physical_configured(r->cfg) ? " and no physical backup completes" : "");
-		return;
+		return (false);
 	}
 	if (!command_known) {
 		add(r, "archive_config", COFFER_CHECK_WARNING,
@@ -695,22 +696,22 @@ check_archiving(check_run *r)
 	if (r->pg_standby) {
 		add(r, "archive", COFFER_CHECK_WARNING, "run the check against the primary",
 		    "the server is a standby: no WAL switch can be forced here");
-		return;
+		return (true);
 	}
 	if (r->repo == NULL) {
 		add(r, "archive", COFFER_CHECK_CRITICAL, "fix the repository check first",
 		    "the repository did not open, so no archived segment can be found there");
-		return;
+		return (true);
 	}
 	uint64_t sysid = 0;
 	if (system_identifier(r, &sysid, &err) != 0) {
 		add_err(r, "archive", COFFER_CHECK_CRITICAL, &err, NULL);
-		return;
+		return (true);
 	}
 	archiver_row before;
 	if (read_archiver(r, &before, &err) != 0) {
 		add_err(r, "archive", COFFER_CHECK_CRITICAL, &err, NULL);
-		return;
+		return (true);
 	}
 	char segment[64];
 	char why[COFFER_CHECKLIST_DETAIL_MAX] = "";
@@ -724,7 +725,7 @@ check_archiving(check_run *r)
 		    "or run the check with a superuser's conninfo");
 		add(r, "archive", why_status, why_status == COFFER_CHECK_WARNING ? role_fix : NULL,
 		    "%s", why);
-		return;
+		return (true);
 	}
 	agent_ctx ctx = { .cfg = r->cfg, .repo_name = "primary", .repo = r->repo };
 	int64_t deadline = started_mono + r->timeout_ms;
@@ -734,7 +735,7 @@ check_archiving(check_run *r)
 		bool there = false;
 		if (agent_wal_exists(&ctx, sysid, segment, &there, &err) != 0) {
 			add_err(r, "archive", COFFER_CHECK_CRITICAL, &err, NULL);
-			return;
+			return (true);
 		}
 		if (there) {
 			char took[40];
@@ -743,7 +744,7 @@ check_archiving(check_run *r)
 			add(r, "archive", COFFER_CHECK_OK, NULL,
 			    "forced a WAL switch: segment %s arrived in the repository in %s",
 			    segment, took);
-			return;
+			return (true);
 		}
 		int64_t mono = coffer_clock_monotonic_ms();
 		coffer_err aerr = { 0 };
@@ -775,6 +776,7 @@ check_archiving(check_run *r)
 		    segment, tmo, now.failed_count,
 		    now.last_archived_wal[0] != '\0' ? now.last_archived_wal : "none");
 	}
+	return (true);
 }
 
 static void
@@ -798,12 +800,15 @@ check_archiver(check_run *r)
 		    a.last_archived_wal[0] != '\0' ? a.last_archived_wal : "none");
 		return;
 	}
-	if (a.last_archived_ms > 0) {
-		coffer_time_format(at, sizeof(at), a.last_archived_ms);
+	if (a.last_archived_ms == 0) {
+		add(r, "archiver", COFFER_CHECK_OK, NULL,
+		    "pg_stat_archiver: nothing archived yet, failed_count %lld", a.failed_count);
+		return;
 	}
+	coffer_time_format(at, sizeof(at), a.last_archived_ms);
 	add(r, "archiver", COFFER_CHECK_OK, NULL,
 	    "pg_stat_archiver: last archived %s at %s, failed_count %lld, none since",
-	    a.last_archived_wal[0] != '\0' ? a.last_archived_wal : "none", at, a.failed_count);
+	    a.last_archived_wal, at, a.failed_count);
 }
 
 /* ---- repository ---- */
@@ -1089,8 +1094,7 @@ agent_cmd_check(const coffer_cmd *cmd, int argc, char **argv)
 	if (!r.cfg->drill_runner) {
 		check_repository(&r);
 		check_postgres(&r);
-		if (r.pg != NULL) {
-			check_archiving(&r);
+		if (r.pg != NULL && check_archiving(&r)) {
 			check_archiver(&r);
 		}
 	}

@@ -404,7 +404,8 @@ tls_expiry_file(
 		int64_t at = (int64_t)timegm(&tm) * 1000;
 		if (*soonest == 0 || at < *soonest) {
 			*soonest = at;
-			snprintf(which, size, "%s certificate %s", what, path);
+			snprintf(which, size, "%s%s",
+			    strcmp(what, "CA") == 0 ? "CA certificate " : "certificate ", path);
 		}
 	}
 	ERR_clear_error();
