@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,11 @@ typedef struct check_run {
 	int pg_version;
 	bool pg_superuser;
 	bool pg_standby;
+	/* Run as another user than the state directory's owner (root, most
+	 * likely): whatever would create files there or in a posix repository
+	 * is skipped, or the daemon could no longer write them. */
+	bool foreign;
+	char owner[64];
 	int64_t timeout_ms;
 	int64_t max_skew_ms;
 	char host[128];
@@ -257,6 +263,24 @@ check_state_dir(check_run *r)
 		add(r, "state_dir", COFFER_CHECK_CRITICAL, fix, "state_dir %s is not writable: %s",
 		    dir, strerror(errno));
 		return;
+	}
+	if (st.st_uid != geteuid()) {
+		r->foreign = true;
+		struct passwd *pw = getpwuid(st.st_uid);
+		if (pw != NULL) {
+			snprintf(r->owner, sizeof(r->owner), "%s", pw->pw_name);
+		} else {
+			snprintf(r->owner, sizeof(r->owner), "%u", (unsigned)st.st_uid);
+		}
+		snprintf(fix, sizeof(fix),
+		    "run the check as the agent's user: runuser -u %s -- "
+		    "coffer-agent check -c %s",
+		    r->owner, r->config_path);
+		add(r, "user", COFFER_CHECK_WARNING, fix,
+		    "running as uid %u, but state_dir is owned by %s: the outbox, the coordinator's "
+		    "hello and a posix repository probe are skipped, so that no file of this user "
+		    "lands where the agent writes",
+		    (unsigned)geteuid(), r->owner);
 	}
 	uint64_t free_bytes = 0;
 	coffer_err err = { 0 };
@@ -638,6 +662,12 @@ system_identifier(check_run *r, uint64_t *sysid, coffer_err *err)
 	if (*sysid != 0) {
 		return (0);
 	}
+	if (r->foreign) {
+		/* Asking through the agent would cache it in state_dir. */
+		coffer_err_set(err, COFFER_EPERM,
+		    "the role may not run pg_control_system() and this user is not %s", r->owner);
+		return (coffer_err_hint(err, "run the check as the agent's user"));
+	}
 	return (agent_wal_system_identifier(r->cfg, sysid, err));
 }
 
@@ -823,6 +853,13 @@ check_repository(check_run *r)
 		r->repo = NULL;
 		return;
 	}
+	if (r->foreign && r->cfg->repo_primary.type == AGENT_REPO_POSIX) {
+		add(r, "repository", COFFER_CHECK_WARNING, "run the check as the agent's user",
+		    "posix repository opens; no probe written as another user than %s (its "
+		    "directories would not be the agent's)",
+		    r->owner);
+		return;
+	}
 	uint8_t rnd[16];
 	char hex[33];
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -968,6 +1005,13 @@ check_coordinator(check_run *r)
 		    "no signing key, so no request to %s can be signed", r->cfg->coordinator_url);
 		return;
 	}
+	if (r->foreign) {
+		add(r, "coordinator", COFFER_CHECK_WARNING, "run the check as the agent's user",
+		    "no hello sent as another user than %s (it records the envelope seq in "
+		    "state_dir)",
+		    r->owner);
+		return;
+	}
 	agent_ctx ctx = { .cfg = r->cfg, .ring = r->ring, .sign_key = r->sign_key };
 	agent_sender_ping_result pr;
 	if (agent_sender_ping(&ctx, PING_TIMEOUT_MS, &pr, &err) != 0) {
@@ -1090,7 +1134,9 @@ agent_cmd_check(const coffer_cmd *cmd, int argc, char **argv)
 	}
 	check_signing_key(&r);
 	check_state_dir(&r);
-	check_outbox(&r);
+	if (!r.foreign) {
+		check_outbox(&r);
+	}
 	if (!r.cfg->drill_runner) {
 		check_repository(&r);
 		check_postgres(&r);

@@ -10,7 +10,9 @@
 #   does not exist, a role that cannot read the service's tables, this
 #   host's clock two hours ahead (faketime), the coordinator down; for the
 #   coordinator: a pending migration, the catalog unreachable;
-# - archiving fixed: the check is back to 0.
+# - archiving fixed: the check is back to 0;
+# - run as root on an agent that runs as postgres: a warning, and no file of
+#   root's in the agent's state directory or repository.
 # Every wait is the commands' own bound; no timing is asserted.
 source "$(dirname "$0")/lib.sh"
 t_init check
@@ -118,6 +120,18 @@ for r in a:
     assert r["status"] == "ok", r
 ' "$T/out" || fail "--output json: $(cat "$T/out")"
 pass "--output json parses: an array of {check, status, detail, fix}"
+
+# Run as root against an agent that runs as postgres: nothing of root's may
+# land in its state directory or repository, or the agent could no longer
+# write there; the check says to run it as postgres.
+rc=0
+"$agent" check -c "$conf" >"$T/out" 2>"$T/err" || rc=$?
+[[ $rc == 1 ]] || fail "check as root exited $rc: $(cat "$T/out" "$T/err")"
+expect WARNING user "owned by postgres.*fix: run the check as the agent's user: runuser -u postgres"
+expect OK archive "arrived in the repository"
+[[ -z $(find "$T/state" "$T/repo" -user root) ]] ||
+	fail "check as root left root's files: $(find "$T/state" "$T/repo" -user root)"
+pass "check as root on postgres's agent: warns, writes nothing of root's, still tests archiving"
 
 rc=0
 "$coord" check -c "$T/coordinator.conf" >"$T/cout" 2>&1 || rc=$?
