@@ -133,9 +133,13 @@ check_catalog(coord_check_run *r)
 	 * member of the tables' owner; beyond that, the runtime role must not
 	 * be able to rewrite the audit table (migrate's grants). */
 	rc = coord_catalog_check_role(cat, false, &err);
-	if (rc == COFFER_EREFUSED) {
-		add_err(r, "catalog_role",
-		    r->cfg->development ? COFFER_CHECK_WARNING : COFFER_CHECK_CRITICAL, &err, NULL);
+	if (rc == COFFER_EREFUSED && r->cfg->development) {
+		add(r, "catalog_role", COFFER_CHECK_WARNING,
+		    "for production, create a runtime role and point [coordinator] catalog at it, "
+		    "with the owner in catalog_owner for migrate (docs/CATALOG.md \"Two roles\")",
+		    "allowed by development = true: %s", err.msg);
+	} else if (rc == COFFER_EREFUSED) {
+		add_err(r, "catalog_role", COFFER_CHECK_CRITICAL, &err, NULL);
 	} else if (rc != 0) {
 		add_err(r, "catalog_role", COFFER_CHECK_CRITICAL, &err, NULL);
 	} else {
