@@ -9,7 +9,8 @@
 #   a key ring readable by others and a missing one, a repository path that
 #   does not exist, a role that cannot read the service's tables, this
 #   host's clock two hours ahead (faketime), the coordinator down; for the
-#   coordinator: a pending migration, the catalog unreachable;
+#   coordinator: the tables' owner as its runtime role, a pending migration,
+#   the catalog unreachable;
 # - archiving fixed: the check is back to 0;
 # - run as root on an agent that runs as postgres: a warning, and no file of
 #   root's in the agent's state directory or repository.
@@ -230,7 +231,16 @@ expect CRITICAL coordinator "no answer to a signed hello over mutual TLS"
 expect OK archive ""
 pass "coordinator down: coordinator critical, the rest still checked, exit 2"
 
-# --- coordinator: a pending migration, then no catalog ---------------------------
+# --- coordinator: the tables' owner as runtime role, a pending migration, no catalog ---
+sed "s|^catalog = .*|catalog = $ci_owner|" "$T/coordinator.conf" >"$T/owner.conf"
+chmod 600 "$T/owner.conf"
+rc=0
+"$coord" check -c "$T/owner.conf" >"$T/cout" 2>&1 || rc=$?
+[[ $rc == 2 ]] || fail "catalog as the owner: exit $rc: $(cat "$T/cout")"
+grep -qE "^CRITICAL +catalog_role .*coffer_owner.*fix: " "$T/cout" ||
+	fail "the owner as runtime role not named: $(cat "$T/cout")"
+pass "the tables' owner as the runtime role: catalog_role critical with the fix, exit 2"
+
 psql_at "$base dbname=coffer" -c "delete from schema_version where number = (select max(number) from schema_version)" >/dev/null
 rc=0
 "$coord" check -c "$T/coordinator.conf" >"$T/cout" 2>&1 || rc=$?
