@@ -3,7 +3,7 @@
 # watch: install packages, build, create a service database with a million
 # rows, start a coordinator (catalog in the same PostgreSQL, mutual TLS with
 # a development CA), enroll an agent (key ring, signing key, repository),
-# let the agent daemon take the scheduled backup and report it, show it in
+# check both installs for real (`check`), let the agent daemon take the scheduled backup and report it, show it in
 # `coffer status`, then verify and restore it into a new database and
 # compare row counts. Then point-in-time recovery on a second throwaway
 # cluster that archives its WAL through the agent: a base backup, rows
@@ -123,6 +123,19 @@ echo "key-encryption key: $("$agent" keygen --out "$T/billing.keys")"
 "$agent" init -c "$T/agent.conf" >"$T/agent.pub"
 echo "agent public key: $(cat "$T/agent.pub")"
 "$cli" agents enroll --service billing --agent billing-db-1 --pubkey "$T/agent.pub"
+
+step "checking both installs for real before the first backup (exit 0 ok, 1 warning, 2 critical)"
+# Each line names what was tested and, when it is not ok, the fix. Warnings
+# are expected in a demo: one superuser for the catalog (development = true),
+# no DR bucket, no PagerDuty key, and this PostgreSQL does not archive WAL.
+rc=0
+"$coord" check -c "$T/coordinator.conf" || rc=$?
+echo "coffer-coordinator check exited $rc"
+[[ $rc -le 1 ]] || { echo "the coordinator check found a critical problem" >&2; exit 1; }
+rc=0
+"$agent" check -c "$T/agent.conf" --timeout 30s || rc=$?
+echo "coffer-agent check exited $rc"
+[[ $rc -le 1 ]] || { echo "the agent check found a critical problem" >&2; exit 1; }
 
 step "running the agent daemon until its first scheduled backup (up to a minute)"
 "$agent" run -c "$T/agent.conf" 2>"$T/agent.log" &

@@ -43,6 +43,8 @@ int agent_cmd_drill(const coffer_cmd *cmd, int argc, char **argv);
 int agent_cmd_events(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd/cmd_flush.c: send the outbox to the coordinator now. */
 int agent_cmd_flush(const coffer_cmd *cmd, int argc, char **argv);
+/* agent/cmd/cmd_check.c: every prerequisite tested for real. */
+int agent_cmd_check(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd/cmd_wal.c: archive_command and restore_command. */
 int agent_cmd_wal_push(const coffer_cmd *cmd, int argc, char **argv);
 int agent_cmd_wal_fetch(const coffer_cmd *cmd, int argc, char **argv);

@@ -14,6 +14,10 @@ static const coffer_cmd agent_cmds[] = {
 	    agent_cmd_run },
 	{ "init", "-c FILE", "create the agent's signing key; prints its public key",
 	    agent_cmd_init },
+	{ "check", "-c FILE [--timeout 60s] [--max-skew 120s] [--output json]",
+	    "test every prerequisite for real (keys, PostgreSQL, archive_command, repository, "
+	    "coordinator, clock); exit 0 ok, 1 warning, 2 critical",
+	    agent_cmd_check },
 	{ "backup", "-c FILE [--kind logical|physical] [--output json] [--progress json|tty|off]",
 	    "one backup now; prints its id (or, with --output json, the backup)",
 	    agent_cmd_backup },

@@ -365,6 +365,11 @@ typedef struct sender_link {
 	agent_sender_drill_cb on_drill;
 	void *on_drill_arg;
 	uint64_t command_seen; /* highest command id passed on */
+	/* The last OK reply: the coordinator's clock in it (0 if it gave none)
+	 * and, on this host, when the request left and the reply came (Unix
+	 * ms) and the round trip (monotonic ms); for `check`'s clock skew. */
+	int64_t reply_server_ms;
+	int64_t reply_sent_ms, reply_received_ms, reply_rtt_ms;
 } sender_link;
 
 static int
@@ -553,6 +558,7 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 		return (CALL_LOCAL);
 	}
 	rc = link_connect(l, err);
+	int64_t call_mono = coffer_clock_monotonic_ms();
 	if (rc == 0) {
 		unsigned tmo = l->call_timeout_ms;
 		if (l->need_hello && tmo > AGENT_SENDER_HELLO_TIMEOUT_MS) {
@@ -600,6 +606,10 @@ link_call(sender_link *l, const agent_sender_batch *b, Coffer__V1__Event **extra
 		return (CALL_RETRY);
 	}
 	l->last_contact_ms = now;
+	l->reply_server_ms = reply->server_time_ms;
+	l->reply_rtt_ms = coffer_clock_monotonic_ms() - call_mono;
+	l->reply_sent_ms = now;
+	l->reply_received_ms = coffer_clock_now(NULL);
 	take_commands(l, reply);
 	if (b->count == 0) {
 		return (CALL_OK);
@@ -1230,6 +1240,59 @@ agent_sender_flush(agent_ctx *ctx, int64_t timeout_ms, uint64_t *acked, coffer_e
 	}
 	if (acked != NULL) {
 		*acked = l.events_acked;
+	}
+	link_fini(&l);
+	return (rc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* One-shot ping */
+
+int
+agent_sender_ping(
+    agent_ctx *ctx, int64_t timeout_ms, agent_sender_ping_result *res, coffer_err *err)
+{
+	memset(res, 0, sizeof(*res));
+	sender_link l;
+	int rc = link_init(&l, ctx, err);
+	if (rc != 0) {
+		return (rc);
+	}
+	int64_t deadline = coffer_clock_monotonic_ms() + timeout_ms;
+	uint64_t rng = rng_seed();
+	unsigned attempt = 0;
+	for (;;) {
+		int64_t left = deadline - coffer_clock_monotonic_ms();
+		l.call_timeout_ms = left < AGENT_SENDER_CALL_TIMEOUT_MS
+		    ? (unsigned)(left > 100 ? left : 100)
+		    : AGENT_SENDER_CALL_TIMEOUT_MS;
+		coffer_err cerr = { 0 };
+		call_outcome out = link_send_transient(&l, NULL, &cerr);
+		if (out == CALL_OK) {
+			res->attempts = attempt + 1;
+			res->rtt_ms = l.reply_rtt_ms;
+			res->sent_ms = l.reply_sent_ms;
+			res->received_ms = l.reply_received_ms;
+			res->server_time_ms = l.reply_server_ms;
+			break;
+		}
+		*err = cerr;
+		rc = cerr.code != 0 ? cerr.code : COFFER_EINTERNAL;
+		if (out != CALL_RETRY) {
+			break;
+		}
+		/* The first call may only have started the dial: retry until the
+		 * deadline, as flush does, then report the last error. */
+		int64_t d = backoff_ms(&rng, ++attempt, 1000);
+		left = deadline - coffer_clock_monotonic_ms();
+		if (left <= 0) {
+			break;
+		}
+		sleep_ms(d < left ? d : left);
+	}
+	if (res->attempts > 0) {
+		rc = 0;
+		coffer_err_clear(err);
 	}
 	link_fini(&l);
 	return (rc);

@@ -157,6 +157,23 @@ void agent_sender_stop(agent_sender *s);
  * events acked. */
 int agent_sender_flush(agent_ctx *ctx, int64_t timeout_ms, uint64_t *acked, coffer_err *err);
 
+/* What one hello to the coordinator showed (`coffer-agent check`). */
+typedef struct agent_sender_ping_result {
+	unsigned attempts;      /* calls made until one was answered OK */
+	int64_t rtt_ms;         /* the answered call's round trip (monotonic) */
+	int64_t sent_ms;        /* this host's clock when it left (Unix ms) */
+	int64_t received_ms;    /* and when the reply came */
+	int64_t server_time_ms; /* the coordinator's clock in the reply; 0: none */
+} agent_sender_ping_result;
+
+/* One-shot, on the calling thread: a signed hello over the configured
+ * transport (mutual TLS), retried while the coordinator is unreachable
+ * until timeout_ms has passed. 0 once the coordinator answered OK; a
+ * refusal (COFFER_EREFUSED, the reason and its fix in err) or the last
+ * network error otherwise. Sends no outbox event and acks nothing. */
+int agent_sender_ping(
+    agent_ctx *ctx, int64_t timeout_ms, agent_sender_ping_result *res, coffer_err *err);
+
 /* A command from the coordinator (run a backup now). Called on the sender's
  * thread, once per command id (ids the sender already passed on are not
  * repeated while it runs); the callee hands it to its own thread and

@@ -380,6 +380,60 @@ coffer_tlsconf_clock_check(const coffer_tls_files *files, int64_t now_ms, coffer
 	return (rv);
 }
 
+/* The earliest notAfter in one PEM file into *soonest (left alone when the
+ * file holds none that is earlier). */
+static int
+tls_expiry_file(
+    const char *what, const char *path, int64_t *soonest, char *which, size_t size, coffer_err *err)
+{
+	char *pem = NULL;
+	size_t len = 0;
+	int rv = tls_read_file(what, path, &pem, &len, err);
+	if (rv != 0) {
+		return (rv);
+	}
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	int n = 0;
+	for (X509 *x = NULL; bio != NULL && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL;
+	     X509_free(x)) {
+		n++;
+		struct tm tm;
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1) {
+			continue;
+		}
+		int64_t at = (int64_t)timegm(&tm) * 1000;
+		if (*soonest == 0 || at < *soonest) {
+			*soonest = at;
+			snprintf(which, size, "%s%s",
+			    strcmp(what, "CA") == 0 ? "CA certificate " : "certificate ", path);
+		}
+	}
+	ERR_clear_error();
+	BIO_free(bio);
+	free(pem);
+	if (n == 0) {
+		coffer_err_set(
+		    err, COFFER_EINVAL, "%s file %s holds no PEM certificate", what, path);
+		return (coffer_err_hint(err, "point the %s key at a PEM certificate", what));
+	}
+	return (0);
+}
+
+int
+coffer_tlsconf_expiry(
+    const coffer_tls_files *files, int64_t *not_after_ms, char *which, size_t size, coffer_err *err)
+{
+	*not_after_ms = 0;
+	if (size > 0) {
+		which[0] = '\0';
+	}
+	int rv = tls_expiry_file("own", files->cert, not_after_ms, which, size, err);
+	if (rv == 0 && files->ca != NULL) {
+		rv = tls_expiry_file("CA", files->ca, not_after_ms, which, size, err);
+	}
+	return (rv);
+}
+
 /* At load: a clock outside a certificate's validity is logged, not refused
  * (NTP may step the clock right a moment later), and it is the one message
  * that explains the handshake failures that follow. */

@@ -79,6 +79,14 @@ int coffer_tlsconf_client_new(
  * at load. */
 int coffer_tlsconf_clock_check(const coffer_tls_files *files, int64_t now_ms, coffer_err *err);
 
+/* The earliest notAfter (Unix ms) among the own certificate (files->cert)
+ * and the CA certificates (files->ca, when set), and into which (size
+ * bytes) which file holds it: for `check`, which warns before a
+ * certificate expires. COFFER_EINVAL when a file holds no certificate;
+ * a file that cannot be read is named as when loading. */
+int coffer_tlsconf_expiry(const coffer_tls_files *files, int64_t *not_after_ms, char *which,
+    size_t size, coffer_err *err);
+
 /* The host part of url ("127.0.0.1", "::1", "coordinator.internal") into buf,
  * without brackets; "" for ipc:// and inproc://. Returns 0 or COFFER_EINVAL. */
 int coffer_tlsconf_url_host(const char *url, char *buf, size_t size, coffer_err *err);

@@ -15,6 +15,8 @@ int coord_cmd_audit_keygen(const coffer_cmd *cmd, int argc, char **argv);
 int coord_cmd_attest_keygen(const coffer_cmd *cmd, int argc, char **argv);
 /* coordinator/cmd/cmd_check_config.c: validate the config and every service policy. */
 int coord_cmd_check_config(const coffer_cmd *cmd, int argc, char **argv);
+/* coordinator/cmd/cmd_check.c: every prerequisite tested for real. */
+int coord_cmd_check(const coffer_cmd *cmd, int argc, char **argv);
 /* coordinator/cmd/cmd_run.c: the daemon. */
 int coord_cmd_run(const coffer_cmd *cmd, int argc, char **argv);
 /* coordinator/cmd/cmd_agents.c: local enrollment (actor "local-admin"). */

@@ -24,6 +24,10 @@ static const coffer_cmd coordinator_cmds[] = {
 	{ "check-config", "-c FILE [--output json]",
 	    "validate the config and every service's policy without starting",
 	    coord_cmd_check_config },
+	{ "check", "-c FILE [--max-skew 120s] [--output json]",
+	    "test every prerequisite for real (catalog, migrations, role, repositories, TLS, "
+	    "listeners, alerts, clock); exit 0 ok, 1 warning, 2 critical",
+	    coord_cmd_check },
 	{ "audit-verify", "-c FILE [--output json]",
 	    "check the audit log's HMAC chain and name the first broken row",
 	    coord_cmd_audit_verify },

@@ -804,5 +804,6 @@ coord_gate_reply(int status, const char *error, uint8_t **out, size_t *out_len, 
 	Coffer__V1__Reply rep = COFFER__V1__REPLY__INIT;
 	rep.status = (Coffer__V1__Status)status;
 	rep.error = (char *)error;
+	rep.server_time_ms = coffer_clock_now(NULL);
 	return (coffer_wire_encode(&rep.base, COFFER_WIRE_MAX_MSG, out, out_len, err));
 }

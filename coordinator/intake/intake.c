@@ -235,6 +235,7 @@ encode_reply(coord_intake *in, int status, const char *error, uint64_t env_seq, 
 	rep.error = line;
 	rep.envelope_seq = env_seq;
 	rep.acked_event_seq = acked;
+	rep.server_time_ms = coffer_clock_now(NULL);
 	Coffer__V1__Command cmds[INTAKE_MAX_COMMANDS];
 	Coffer__V1__RunBackup runs[INTAKE_MAX_COMMANDS];
 	Coffer__V1__Command *cmd_ptrs[INTAKE_MAX_COMMANDS + COORD_DRILLS_MAX_COMMANDS];

@@ -5,7 +5,8 @@
 # routing key, the audit key, the agents' and operator's signing keys and
 # the service's key ring. It runs a coordinator (catalog over TCP with
 # scram-sha-256), an agent daemon, a backup asked for by the operator, a
-# failed backup that pages, a restore, status, audit, alerts and metrics,
+# failed backup that pages, a restore, status, audit, alerts, metrics and
+# both `check` commands (one with a wrong database password),
 # while a sampler reads every process's command line (pg_dump and
 # pg_restore included) every 50 ms. Then it searches every log, every
 # command's output, the catalog's events, audit, alerts and refusals
@@ -107,6 +108,12 @@ for c in "status" "audit list" "alerts list" "backups list --service billing" "a
 	"$cli" $c >>"$T/cli.out" 2>&1 || fail "coffer $c: $(tail -2 "$T/cli.out")"
 done
 "$agent" list -c "$T/billing.conf" >>"$T/agent-cli.out" 2>&1 || true
+# The checks say what they tested, a refused password included.
+"$agent" check -c "$T/billing.conf" --timeout 5s >"$T/check.out" 2>&1 || true
+"$agent" check -c "$T/wrong.conf" --timeout 5s --output json >"$T/check-wrong.out" 2>&1 || true
+grep -q '"check":"postgres","status":"critical"' "$T/check-wrong.out" ||
+	fail "check with a wrong password: $(cat "$T/check-wrong.out")"
+"$COFFER_BIN/coffer-coordinator" check -c "$T/coordinator.conf" --output json >"$T/coord-check.out" 2>&1 || true
 curl -fsS "http://127.0.0.1:$mport/metrics" >"$T/metrics.out" || fail "/metrics"
 kill "$sampler"
 wait "$sampler" 2>/dev/null || true
