@@ -538,6 +538,7 @@ enum {
 	LIVE_SERVICES,
 	LIVE_BACKUP_MAX_AGE,
 	LIVE_DRILL_MAX_AGE,
+	LIVE_ALERT_BOUND,
 	LIVE_OUTAGES,
 	LIVE_OUTAGE_SECONDS,
 	LIVE_INTAKE,
@@ -589,6 +590,13 @@ static const metric_family live_families[LIVE_N] = {
 	    .type = "gauge",
 	    .help = "How old a drilled service's newest passed drill may be before it is late: "
 	            "the longest gap in drill.schedule plus drill.rto and drill.overdue_after.",
+	},
+	[LIVE_ALERT_BOUND] = {
+	    .name = "coffer_alert_bound_seconds",
+	    .type = "gauge",
+	    .help = "The coordinator's configured alert bounds, by name: agent_quiet, "
+	            "agent_clock_skew_max, completion_window ([alerts]) and dr_copy_lag ([dr] "
+	            "copy_lag).",
 	},
 	[LIVE_OUTAGES] = {
 	    .name = "coffer_catalog_outages_total",
@@ -673,6 +681,14 @@ render_live(const coord_metrics_live *live, coffer_strbuf *b)
 			coffer_strbuf_printf(b, "coffer_drill_max_age_seconds{service=\"%s\"} ",
 			    esc(&svc, live->bounds[i].service));
 			put_seconds(b, live->bounds[i].drill_max_age_ms);
+		}
+	}
+	live_family(b, LIVE_ALERT_BOUND);
+	for (int i = 0; i < COORD_METRICS_ALERT_BOUNDS; i++) {
+		if (live->alert_bounds[i].name != NULL) {
+			coffer_strbuf_printf(b, "coffer_alert_bound_seconds{bound=\"%s\"} ",
+			    esc(&svc, live->alert_bounds[i].name));
+			put_seconds(b, live->alert_bounds[i].ms);
 		}
 	}
 	live_family(b, LIVE_OUTAGES);
@@ -765,6 +781,24 @@ coord_metrics_bounds(
 		}
 	}
 	return (0);
+}
+
+void
+coord_metrics_alert_bounds(
+    const coord_config *cfg, coord_metrics_alert_bound out[COORD_METRICS_ALERT_BOUNDS])
+{
+	static const struct {
+		const char *name, *section, *key;
+	} keys[COORD_METRICS_ALERT_BOUNDS] = {
+		{ "agent_quiet", "alerts", "agent_quiet" },
+		{ "agent_clock_skew_max", "alerts", "agent_clock_skew_max" },
+		{ "completion_window", "alerts", "completion_window" },
+		{ "dr_copy_lag", "dr", "copy_lag" },
+	};
+	for (int i = 0; i < COORD_METRICS_ALERT_BOUNDS; i++) {
+		out[i].name = keys[i].name;
+		out[i].ms = coffer_config_duration_ms(cfg->ini, keys[i].section, keys[i].key);
+	}
 }
 
 int

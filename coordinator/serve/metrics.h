@@ -81,6 +81,19 @@ typedef struct coord_metrics_bound {
 int coord_metrics_bounds(
     const coord_config *cfg, int64_t now_ms, coord_metrics_bound **out, coffer_err *err);
 
+/* The coordinator's own alert bounds that alerting rules compare with
+ * (coffer_alert_bound_seconds{bound}), from its configuration. */
+#define COORD_METRICS_ALERT_BOUNDS 4
+typedef struct coord_metrics_alert_bound {
+	const char *name; /* "agent_quiet", ... */
+	int64_t ms;
+} coord_metrics_alert_bound;
+
+/* Fills out[COORD_METRICS_ALERT_BOUNDS] from cfg: [alerts] agent_quiet,
+ * agent_clock_skew_max and completion_window, [dr] copy_lag. */
+void coord_metrics_alert_bounds(
+    const coord_config *cfg, coord_metrics_alert_bound out[COORD_METRICS_ALERT_BOUNDS]);
+
 /* What the coordinator knows without its catalog, at the time of a scrape. */
 typedef struct coord_metrics_live {
 	int64_t now_ms;           /* the scrape (Unix ms) */
@@ -91,7 +104,8 @@ typedef struct coord_metrics_live {
 	uint64_t intake[COORD_METRICS_INTAKE_N];
 	size_t services_configured;
 	const coord_metrics_bound *bounds; /* services_configured of them, or NULL */
-	int64_t catalog_read_ms;           /* when catalog_text was read (Unix ms); 0: never */
+	coord_metrics_alert_bound alert_bounds[COORD_METRICS_ALERT_BOUNDS]; /* name NULL: none */
+	int64_t catalog_read_ms; /* when catalog_text was read (Unix ms); 0: never */
 } coord_metrics_live;
 
 /*

@@ -1170,6 +1170,7 @@ render_metrics(void *arg, char **text, size_t *len)
 	live.started_ms = s->started_ms;
 	live.services_configured = s->cfg->n_services;
 	live.bounds = s->bounds;
+	coord_metrics_alert_bounds(s->cfg, live.alert_bounds);
 	live.catalog_outages = atomic_load(&s->catalog_outages);
 	for (int r = 0; r < COORD_METRICS_INTAKE_N; r++) {
 		live.intake[r] = atomic_load(&s->intake[r]);

@@ -169,11 +169,25 @@ test_bounds(void **state)
 	}
 	coord_metrics_live live = live_at(1800000000000);
 	live.bounds = b;
+	/* The alert bounds: as set, or the schema's defaults (no [dr] here). */
+	coord_metrics_alert_bounds(cfg, live.alert_bounds);
+	static const struct {
+		const char *name;
+		int64_t ms;
+	} want[COORD_METRICS_ALERT_BOUNDS] = { { "agent_quiet", 600000 },
+		{ "agent_clock_skew_max", 120000 }, { "completion_window", 7200000 },
+		{ "dr_copy_lag", 21600000 } };
+	for (int i = 0; i < COORD_METRICS_ALERT_BOUNDS; i++) {
+		assert_string_equal(live.alert_bounds[i].name, want[i].name);
+		assert_int_equal(live.alert_bounds[i].ms, want[i].ms);
+	}
 	char *text = NULL;
 	size_t len = 0;
 	assert_int_equal(coord_metrics_compose(&live, NULL, 0, &text, &len), 0);
 	assert_true(has_line(text, "coffer_backup_max_age_seconds{service=\"ledger\"} 8100.000\n"));
 	assert_false(has_line(text, "coffer_drill_max_age_seconds{service=\"ledger\"}"));
+	assert_true(
+	    has_line(text, "coffer_alert_bound_seconds{bound=\"dr_copy_lag\"} 21600.000\n"));
 	free(text);
 	free(b);
 	coord_config_free(cfg);
