@@ -4,7 +4,9 @@
 # fails its backup), a PagerDuty receiver, and the catalog's PostgreSQL
 # killed (pg_ctl stop -m immediate) for longer than
 # [alerts] catalog_unreachable_after. Checks:
-# - the first scrape after the start says coffer_catalog_up 1 (a scrape is
+# - the first scrape after the start says coffer_catalog_up 1 and carries
+#   exactly the metrics docs/METRICS.md documents (tests/lint/monitoring.sh
+#   --scrape: also every name the rules and the dashboard query) (a scrape is
 #   saved to a file before it is searched: `curl | grep -q` under pipefail
 #   fails when grep exits before curl has written the page, which is what
 #   once looked like a scrape saying the catalog was down);
@@ -86,6 +88,10 @@ grep -q '^coffer_build_info{version="[0-9.]*",commit="[0-9a-f]\{12\}\(-dirty\)\?
 	fail "no coffer_build_info: $(grep build_info "$T/metrics.first")"
 [[ $(value "$T/metrics.first" coffer_metrics_catalog_age_seconds) == 0.000 ]] ||
 	fail "a fresh scrape's catalog age: $(grep catalog_age "$T/metrics.first")"
+# A real page names exactly the metrics docs/METRICS.md documents, and
+# every name deploy/monitoring's rules and dashboard query.
+bash "$COFFER_SRC/tests/lint/monitoring.sh" --scrape "$T/metrics.first" >"$T/monitoring.out" 2>&1 ||
+	fail "the scrape against docs/METRICS.md and deploy/monitoring: $(cat "$T/monitoring.out")"
 # The catalog's part of a page: from its first family to the end.
 catalog_part() { sed -n '/^# HELP coffer_backup_last_success_timestamp_seconds /,$p' "$1"; }
 # The first pass has run (policy audited); from now on lane 0 only ticks
