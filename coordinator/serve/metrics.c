@@ -16,7 +16,7 @@
  *
  * The families are one table (families[]) rendered by one loop: adding a
  * metric is adding a row with its name, type, help, labels and statement,
- * and a row in docs/METRICS.md (tests/lint/metrics_doc.sh compares them).
+ * and a row in docs/METRICS.md (tests/lint/monitoring.sh compares them).
  *
  * What the coordinator knows without the catalog (live_families[]) is
  * rendered apart from the catalog's families, by compose(), so that a

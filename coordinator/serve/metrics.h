@@ -1,13 +1,14 @@
 /*
- * Metrics: the catalog's state in the Prometheus text exposition format
- * (version 0.0.4), for /metrics (coordinator/serve/http.h serves it).
+ * Metrics: the coordinator's and its catalog's state in the Prometheus
+ * text exposition format (version 0.0.4), for /metrics
+ * (coordinator/serve/http.h serves it).
  *
  * What it promises:
  * - Every family has one HELP and one TYPE line before its samples, also
  *   when it has no samples; names match [a-zA-Z_:][a-zA-Z0-9_:]*; label
  *   values are escaped (\\, \", \n); counters end in _total, times and
  *   durations in _seconds, sizes in _bytes (Prometheus' naming rules;
- *   tests/lint/metrics_doc.sh and `promtool check metrics` hold them).
+ *   tests/lint/monitoring.sh and `promtool check metrics` hold them).
  * - Two parts. The catalog's families (coord_metrics_render: every row of
  *   families[] in metrics.c) need the catalog; the coordinator's own
  *   (coord_metrics_compose: catalog_up, build_info, intake and outage
@@ -56,7 +57,7 @@ typedef enum coord_metrics_intake {
 	COORD_METRICS_INTAKE_OK,          /* applied (or already applied) */
 	COORD_METRICS_INTAKE_REFUSED,     /* refused: signature, owner, replay... */
 	COORD_METRICS_INTAKE_UNAVAILABLE, /* "retry later": catalog down, queue full, budget */
-	COORD_METRICS_INTAKE_DROPPED,     /* a muted peer's request, not answered */
+	COORD_METRICS_INTAKE_DROPPED,     /* not answered: a muted peer, or no reply built */
 	COORD_METRICS_INTAKE_N
 } coord_metrics_intake;
 

@@ -651,8 +651,10 @@ serve_job(lane *l, job *j)
 		free(j->out);
 		j->out = NULL;
 	}
+	/* No reply built: the agent hears nothing, as from a muted peer. */
 	count_intake(s,
-	    res.status == COFFER__V1__STATUS__STATUS_OK ? COORD_METRICS_INTAKE_OK
+	    j->out == NULL                                    ? COORD_METRICS_INTAKE_DROPPED
+	        : res.status == COFFER__V1__STATUS__STATUS_OK ? COORD_METRICS_INTAKE_OK
 	        : res.status == COFFER__V1__STATUS__STATUS_UNAVAILABLE
 	        ? COORD_METRICS_INTAKE_UNAVAILABLE
 	        : COORD_METRICS_INTAKE_REFUSED);

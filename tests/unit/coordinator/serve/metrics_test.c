@@ -5,7 +5,7 @@
  * list of family names; and the services' freshness bounds from real
  * schedules and time zones (coord_metrics_bounds). The catalog's families
  * themselves are tests/integration/alerts_itest.c and the real scrapes of
- * tests/integration/catalog_outage.sh and metrics_pack.sh.
+ * tests/integration/catalog_outage.sh.
  */
 #include <setjmp.h>
 #include <stdarg.h>
