@@ -243,7 +243,8 @@ respond_metrics(conn *c)
 	if (h->cache != NULL) {
 		respond(c, 200, COORD_METRICS_CONTENT_TYPE, h->cache, h->cache_len);
 	} else {
-		respond_text(c, 503, "metrics are unavailable: the catalog could not be read\n");
+		respond_text(c, 503,
+		    "metrics are unavailable: the render failed (see the coordinator's log)\n");
 	}
 }
 
@@ -317,7 +318,7 @@ work_done(uv_work_t *req, int status)
 				respond_metrics(w);
 			} else {
 				respond_text(w, 503,
-				    "metrics are unavailable: the catalog could not be read\n");
+				    "metrics are unavailable: the render failed (see the coordinator's log)\n");
 			}
 		}
 	}

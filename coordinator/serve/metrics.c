@@ -15,13 +15,24 @@
  * because a service has no backups yet.
  *
  * The families are one table (families[]) rendered by one loop: adding a
- * metric is adding a row with its name, type, help, labels and statement.
+ * metric is adding a row with its name, type, help, labels and statement,
+ * and a row in docs/METRICS.md (tests/lint/monitoring.sh compares them).
+ *
+ * What the coordinator knows without the catalog (live_families[]) is
+ * rendered apart from the catalog's families, by compose(), so that a
+ * catalog outage costs the page its freshness, never its answer: the
+ * caller keeps the last catalog part that rendered and hands it back with
+ * its read time. Serving old numbers under an age gauge rather than
+ * dropping them keeps a dashboard's panels and an alert's "for:" intact
+ * through a short outage, and the age says exactly how much to trust them.
  */
 #include "coordinator/serve/metrics.h"
 
-#include "common/base/clock.h"
 #include "common/base/fmt.h"
 #include "common/base/strbuf.h"
+#include "common/conf/config.h"
+#include "common/conf/cron.h"
+#include "common/conf/tz.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -29,6 +40,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* COFFER_COMMIT, written at build time (cmake/build_commit.cmake). */
+#include "coordinator/serve/build_commit.h"
 
 size_t
 coord_metrics_escape_label(char *out, size_t size, const char *value)
@@ -233,7 +247,7 @@ static const metric_family families[] = {
 	    .sql = "SELECT service, backups::text FROM reclaim_totals ORDER BY service",
 	},
 	{
-	    .name = "coffer_orphan_bytes_reclaimed_total",
+	    .name = "coffer_orphan_reclaimed_bytes_total",
 	    .type = "counter",
 	    .help = "Bytes of the orphan objects retention removed, per service.",
 	    .labels = L_SERVICE,
@@ -353,7 +367,7 @@ static const metric_family families[] = {
 	           "ORDER BY service, finished_at DESC, id DESC",
 	},
 	{
-	    .name = "coffer_drill_last_success_timestamp",
+	    .name = "coffer_drill_last_success_timestamp_seconds",
 	    .type = "gauge",
 	    .help = "Finish time of the newest passed restore drill, per service (Unix seconds).",
 	    .labels = L_SERVICE,
@@ -417,9 +431,10 @@ static const metric_family families[] = {
 	           "WHERE revoked_at IS NULL AND heartbeat ? 'current_wal' ORDER BY service, name",
 	},
 	{
-	    .name = "coffer_wal_archive_failures",
+	    .name = "coffer_wal_archive_failures_total",
 	    .type = "counter",
-	    .help = "pg_stat_archiver.failed_count, as the agent's last heartbeat saw it.",
+	    .help = "pg_stat_archiver.failed_count, as the agent's last heartbeat saw it (resets "
+	            "with the database's statistics).",
 	    .labels = L_SERVICE_AGENT,
 	    .nlabels = 2,
 	    .sql = "SELECT service, name, (heartbeat->>'archive_failed_count') FROM agents "
@@ -471,8 +486,7 @@ static const metric_family families[] = {
 };
 
 static int
-render(
-    coord_catalog *cat, const coord_config *cfg, int64_t now_ms, coffer_strbuf *b, coffer_err *err)
+render(coord_catalog *cat, int64_t now_ms, coffer_strbuf *b, coffer_err *err)
 {
 	char now[COFFER_FMT_INT_SIZE];
 	const char *vnow[] = { coffer_fmt_i64(now, now_ms) };
@@ -482,15 +496,11 @@ render(
 			return (rv);
 		}
 	}
-	family(b, "coffer_services_configured", "gauge",
-	    "Services in the coordinator's configuration.");
-	coffer_strbuf_printf(b, "coffer_services_configured %zu\n", cfg->n_services);
 	return (0);
 }
 
 int
-coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms, char **text,
-    size_t *len, coffer_err *err)
+coord_metrics_render(coord_catalog *cat, int64_t now_ms, char **text, size_t *len, coffer_err *err)
 {
 	*text = NULL;
 	*len = 0;
@@ -498,7 +508,7 @@ coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms
 	int rv = coord_catalog_exec(cat, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 	    "starting the metrics snapshot", err);
 	if (rv == 0) {
-		rv = render(cat, cfg, now_ms, &b, err);
+		rv = render(cat, now_ms, &b, err);
 		if (rv == 0) {
 			rv = coord_catalog_commit(cat, err);
 		} else {
@@ -517,31 +527,315 @@ coord_metrics_render(coord_catalog *cat, const coord_config *cfg, int64_t now_ms
 	return (0);
 }
 
-int
-coord_metrics_prepend_catalog_up(bool up, char **text, size_t *len)
+/* The coordinator's own families, rendered from memory by compose() in
+ * this order (the LIVE_ indices name the rows). */
+enum {
+	LIVE_CATALOG_UP,
+	LIVE_RENDERED,
+	LIVE_CATALOG_AGE,
+	LIVE_BUILD_INFO,
+	LIVE_START_TIME,
+	LIVE_SERVICES,
+	LIVE_BACKUP_MAX_AGE,
+	LIVE_DRILL_MAX_AGE,
+	LIVE_ALERT_BOUND,
+	LIVE_OUTAGES,
+	LIVE_OUTAGE_SECONDS,
+	LIVE_INTAKE,
+	LIVE_N
+};
+
+static const metric_family live_families[LIVE_N] = {
+	[LIVE_CATALOG_UP] = {
+	    .name = "coffer_catalog_up",
+	    .type = "gauge",
+	    .help = "Whether the coordinator reaches its catalog (1) or not (0).",
+	},
+	[LIVE_RENDERED] = {
+	    .name = "coffer_metrics_rendered_timestamp_seconds",
+	    .type = "gauge",
+	    .help = "When this answer was rendered (answers are cached for [coordinator] "
+	            "metrics_cache).",
+	},
+	[LIVE_CATALOG_AGE] = {
+	    .name = "coffer_metrics_catalog_age_seconds",
+	    .type = "gauge",
+	    .help = "How old the catalog's families on this page are: 0 when read for it, more "
+	            "while the catalog cannot be read (no sample before the first read).",
+	},
+	[LIVE_BUILD_INFO] = {
+	    .name = "coffer_build_info",
+	    .type = "gauge",
+	    .help = "Always 1; the labels say which version and commit the coordinator was "
+	            "built from.",
+	},
+	[LIVE_START_TIME] = {
+	    .name = "coffer_coordinator_start_time_seconds",
+	    .type = "gauge",
+	    .help = "When this coordinator process started (Unix seconds).",
+	},
+	[LIVE_SERVICES] = {
+	    .name = "coffer_services_configured",
+	    .type = "gauge",
+	    .help = "Services in the coordinator's configuration.",
+	},
+	[LIVE_BACKUP_MAX_AGE] = {
+	    .name = "coffer_backup_max_age_seconds",
+	    .type = "gauge",
+	    .help = "How old a service's newest verified backup may be before it is late: the "
+	            "longest gap between its scheduled runs plus [alerts] completion_window.",
+	},
+	[LIVE_DRILL_MAX_AGE] = {
+	    .name = "coffer_drill_max_age_seconds",
+	    .type = "gauge",
+	    .help = "How old a drilled service's newest passed drill may be before it is late: "
+	            "the longest gap in drill.schedule plus drill.rto and drill.overdue_after.",
+	},
+	[LIVE_ALERT_BOUND] = {
+	    .name = "coffer_alert_bound_seconds",
+	    .type = "gauge",
+	    .help = "The coordinator's configured alert bounds, by name: agent_quiet, "
+	            "agent_clock_skew_max, completion_window ([alerts]) and dr_copy_lag ([dr] "
+	            "copy_lag).",
+	},
+	[LIVE_OUTAGES] = {
+	    .name = "coffer_catalog_outages_total",
+	    .type = "counter",
+	    .help = "Catalog outages (first lane down to last lane back) since the coordinator "
+	            "started.",
+	},
+	[LIVE_OUTAGE_SECONDS] = {
+	    .name = "coffer_catalog_outage_seconds",
+	    .type = "gauge",
+	    .help = "How long the current catalog outage has lasted (0: none).",
+	},
+	[LIVE_INTAKE] = {
+	    .name = "coffer_intake_requests_total",
+	    .type = "counter",
+	    .help = "Agents' requests since the coordinator started, by result (ok, refused, "
+	            "unavailable, dropped).",
+	},
+};
+
+static const char *const intake_results[COORD_METRICS_INTAKE_N] = {
+	[COORD_METRICS_INTAKE_OK] = "ok",
+	[COORD_METRICS_INTAKE_REFUSED] = "refused",
+	[COORD_METRICS_INTAKE_UNAVAILABLE] = "unavailable",
+	[COORD_METRICS_INTAKE_DROPPED] = "dropped",
+};
+
+/* Unix milliseconds as seconds with three decimals. */
+static void
+put_seconds(coffer_strbuf *b, int64_t ms)
 {
-	coffer_strbuf b = COFFER_STRBUF_INIT(0);
-	/* The render time says how old a cached answer is
-	 * ([coordinator] metrics_cache). */
-	int64_t now = coffer_clock_now(NULL);
-	coffer_strbuf_printf(&b,
-	    "# HELP coffer_catalog_up Whether the coordinator reaches its catalog (1) or not (0).\n"
-	    "# TYPE coffer_catalog_up gauge\n"
-	    "coffer_catalog_up %d\n"
-	    "# HELP coffer_metrics_rendered_timestamp_seconds When this answer was rendered "
-	    "(answers are cached for [coordinator] metrics_cache).\n"
-	    "# TYPE coffer_metrics_rendered_timestamp_seconds gauge\n"
-	    "coffer_metrics_rendered_timestamp_seconds %" PRId64 ".%03" PRId64 "\n",
-	    up ? 1 : 0, now / 1000, now % 1000);
-	if (*text != NULL) {
-		coffer_strbuf_putn(&b, *text, *len);
+	if (ms < 0) {
+		coffer_strbuf_put(b, "-");
+		ms = -ms;
 	}
-	free(*text);
-	*len = b.len;
-	*text = coffer_strbuf_take(&b);
-	if (*text == NULL) {
-		*len = 0;
-		return (COFFER_ENOMEM);
+	coffer_strbuf_printf(b, "%" PRId64 ".%03" PRId64 "\n", ms / 1000, ms % 1000);
+}
+
+static void
+live_family(coffer_strbuf *b, int which)
+{
+	family(b, live_families[which].name, live_families[which].type, live_families[which].help);
+}
+
+static void
+render_live(const coord_metrics_live *live, coffer_strbuf *b)
+{
+	live_family(b, LIVE_CATALOG_UP);
+	coffer_strbuf_printf(b, "coffer_catalog_up %d\n", live->catalog_up ? 1 : 0);
+	live_family(b, LIVE_RENDERED);
+	coffer_strbuf_put(b, "coffer_metrics_rendered_timestamp_seconds ");
+	put_seconds(b, live->now_ms);
+	live_family(b, LIVE_CATALOG_AGE);
+	if (live->catalog_read_ms > 0) {
+		coffer_strbuf_put(b, "coffer_metrics_catalog_age_seconds ");
+		put_seconds(b,
+		    live->now_ms > live->catalog_read_ms ? live->now_ms - live->catalog_read_ms
+		                                         : 0);
+	}
+	live_family(b, LIVE_BUILD_INFO);
+	lbl v;
+	lbl c;
+	coffer_strbuf_printf(b, "coffer_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+	    esc(&v, COFFER_VERSION), esc(&c, COFFER_COMMIT));
+	live_family(b, LIVE_START_TIME);
+	coffer_strbuf_put(b, "coffer_coordinator_start_time_seconds ");
+	put_seconds(b, live->started_ms);
+	live_family(b, LIVE_SERVICES);
+	coffer_strbuf_printf(b, "coffer_services_configured %zu\n", live->services_configured);
+	lbl svc;
+	live_family(b, LIVE_BACKUP_MAX_AGE);
+	for (size_t i = 0; live->bounds != NULL && i < live->services_configured; i++) {
+		if (live->bounds[i].backup_max_age_ms > 0) {
+			coffer_strbuf_printf(b, "coffer_backup_max_age_seconds{service=\"%s\"} ",
+			    esc(&svc, live->bounds[i].service));
+			put_seconds(b, live->bounds[i].backup_max_age_ms);
+		}
+	}
+	live_family(b, LIVE_DRILL_MAX_AGE);
+	for (size_t i = 0; live->bounds != NULL && i < live->services_configured; i++) {
+		if (live->bounds[i].drill_max_age_ms > 0) {
+			coffer_strbuf_printf(b, "coffer_drill_max_age_seconds{service=\"%s\"} ",
+			    esc(&svc, live->bounds[i].service));
+			put_seconds(b, live->bounds[i].drill_max_age_ms);
+		}
+	}
+	live_family(b, LIVE_ALERT_BOUND);
+	for (int i = 0; i < COORD_METRICS_ALERT_BOUNDS; i++) {
+		if (live->alert_bounds[i].name != NULL) {
+			coffer_strbuf_printf(b, "coffer_alert_bound_seconds{bound=\"%s\"} ",
+			    esc(&svc, live->alert_bounds[i].name));
+			put_seconds(b, live->alert_bounds[i].ms);
+		}
+	}
+	live_family(b, LIVE_OUTAGES);
+	coffer_strbuf_printf(
+	    b, "coffer_catalog_outages_total %" PRIu64 "\n", live->catalog_outages);
+	live_family(b, LIVE_OUTAGE_SECONDS);
+	coffer_strbuf_put(b, "coffer_catalog_outage_seconds ");
+	put_seconds(b,
+	    live->outage_since_ms > 0 && live->now_ms > live->outage_since_ms
+	        ? live->now_ms - live->outage_since_ms
+	        : 0);
+	live_family(b, LIVE_INTAKE);
+	for (int r = 0; r < COORD_METRICS_INTAKE_N; r++) {
+		coffer_strbuf_printf(b, "coffer_intake_requests_total{result=\"%s\"} %" PRIu64 "\n",
+		    intake_results[r], live->intake[r]);
+	}
+}
+
+/* The longest gap between consecutive runs of schedule in zone over the
+ * coming year (at most BOUND_SLOTS runs: a schedule that fires more often
+ * repeats its gaps within them). 0 with ENOENT: it never fires. */
+#define BOUND_SLOTS   1200
+#define BOUND_HORIZON (366 * 86400LL)
+
+static int
+longest_gap_ms(
+    const char *schedule, const char *zone, int64_t now_ms, int64_t *gap_ms, coffer_err *err)
+{
+	*gap_ms = 0;
+	coffer_cron *cron = coffer_cron_parse(schedule, err);
+	if (cron == NULL) {
+		return (err->code);
+	}
+	coffer_tz *tz = coffer_tz_load(zone != NULL ? zone : "UTC", err);
+	if (tz == NULL) {
+		coffer_cron_free(cron);
+		return (err->code);
+	}
+	int64_t start_s = now_ms / 1000;
+	int64_t at = 0;
+	int rv = coffer_cron_next(cron, tz, start_s, &at, err);
+	int64_t longest = 0;
+	for (int i = 0; rv == 0 && i < BOUND_SLOTS && at - start_s < BOUND_HORIZON; i++) {
+		int64_t next = 0;
+		rv = coffer_cron_next(cron, tz, at, &next, err);
+		if (rv == 0 && next - at > longest) {
+			longest = next - at;
+		}
+		at = next;
+	}
+	coffer_cron_free(cron);
+	coffer_tz_free(tz);
+	if (rv == COFFER_ENOENT) {
+		coffer_err_clear(err);
+		rv = 0;
+	}
+	*gap_ms = longest * 1000;
+	return (rv);
+}
+
+int
+coord_metrics_bounds(
+    const coord_config *cfg, int64_t now_ms, coord_metrics_bound **out, coffer_err *err)
+{
+	*out = calloc(cfg->n_services > 0 ? cfg->n_services : 1, sizeof(**out));
+	if (*out == NULL) {
+		return (coffer_err_set(err, COFFER_ENOMEM, "no memory for the services' bounds"));
+	}
+	int64_t window = coffer_config_duration_ms(cfg->ini, "alerts", "completion_window");
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		const coord_service_policy *p = &cfg->services[i];
+		coord_metrics_bound *bd = &(*out)[i];
+		bd->service = p->name;
+		int64_t gap = 0;
+		int rv = longest_gap_ms(p->schedule, p->timezone, now_ms, &gap, err);
+		if (rv == 0 && gap > 0) {
+			bd->backup_max_age_ms = gap + window;
+		}
+		if (rv == 0 && p->drill.schedule != NULL) {
+			rv = longest_gap_ms(p->drill.schedule, p->timezone, now_ms, &gap, err);
+			if (rv == 0 && gap > 0) {
+				bd->drill_max_age_ms =
+				    gap + p->drill.rto_ms + p->drill.overdue_after_ms;
+			}
+		}
+		if (rv != 0) {
+			free(*out);
+			*out = NULL;
+			return (coffer_err_wrap(err, "service %s: its freshness bound", p->name));
+		}
 	}
 	return (0);
+}
+
+void
+coord_metrics_alert_bounds(
+    const coord_config *cfg, coord_metrics_alert_bound out[COORD_METRICS_ALERT_BOUNDS])
+{
+	static const struct {
+		const char *name, *section, *key;
+	} keys[COORD_METRICS_ALERT_BOUNDS] = {
+		{ "agent_quiet", "alerts", "agent_quiet" },
+		{ "agent_clock_skew_max", "alerts", "agent_clock_skew_max" },
+		{ "completion_window", "alerts", "completion_window" },
+		{ "dr_copy_lag", "dr", "copy_lag" },
+	};
+	for (int i = 0; i < COORD_METRICS_ALERT_BOUNDS; i++) {
+		out[i].name = keys[i].name;
+		out[i].ms = coffer_config_duration_ms(cfg->ini, keys[i].section, keys[i].key);
+	}
+}
+
+int
+coord_metrics_compose(const coord_metrics_live *live, const char *catalog_text, size_t catalog_len,
+    char **text, size_t *len)
+{
+	*text = NULL;
+	*len = 0;
+	coffer_strbuf b = COFFER_STRBUF_INIT(0);
+	render_live(live, &b);
+	if (catalog_text != NULL) {
+		coffer_strbuf_putn(&b, catalog_text, catalog_len);
+	} else {
+		/* Never read: the names without samples, so a dashboard sees
+		 * "no data" rather than a metric that does not exist. */
+		for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+			family(&b, families[i].name, families[i].type, families[i].help);
+		}
+	}
+	if (b.failed) {
+		coffer_strbuf_free(&b);
+		return (COFFER_ENOMEM);
+	}
+	*len = b.len;
+	*text = coffer_strbuf_take(&b);
+	return (*text != NULL ? 0 : COFFER_ENOMEM);
+}
+
+const char *
+coord_metrics_family_name(size_t i)
+{
+	if (i < LIVE_N) {
+		return (live_families[i].name);
+	}
+	i -= LIVE_N;
+	if (i < sizeof(families) / sizeof(families[0])) {
+		return (families[i].name);
+	}
+	return (NULL);
 }

@@ -169,10 +169,22 @@ struct server {
 	bool stop;                  /* mu */
 
 	/* /metrics: rendered on libuv's thread pool with its own connection,
-	 * so a scrape never waits behind the request queue. */
+	 * so a scrape never waits behind the request queue. The connection is
+	 * opened at start, when the catalog has just been reached: a first
+	 * scrape must not pay for (or fail on) a connect. The last catalog
+	 * part that rendered is kept and served, with its age, while the
+	 * catalog cannot be read. */
 	coord_http *http;
 	pthread_mutex_t metrics_mu;
-	coord_catalog *metrics_cat; /* metrics_mu */
+	coord_catalog *metrics_cat;  /* metrics_mu */
+	char *metrics_last;          /* metrics_mu; NULL before the first read */
+	size_t metrics_last_len;     /* metrics_mu */
+	int64_t metrics_last_ms;     /* metrics_mu: when it was read (Unix ms) */
+	int64_t started_ms;          /* Unix ms */
+	coord_metrics_bound *bounds; /* per service, from the configuration; NULL: none */
+	/* What /metrics says without the catalog: per result, and outages. */
+	atomic_ullong intake[COORD_METRICS_INTAKE_N];
+	atomic_ullong catalog_outages;
 	/* /status: its last snapshot and RPOs; rendered one at a time on the
 	 * pool (http.c), on metrics_cat under metrics_mu. */
 	coord_statuspage *statuspage;
@@ -248,6 +260,7 @@ static void
 lane_down(lane *l, const char *why)
 {
 	if (coord_outage_down(l->s->outage, why)) {
+		atomic_fetch_add(&l->s->catalog_outages, 1);
 		char q[600];
 		coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s", l->index,
 		    coffer_log_quote(q, sizeof(q), why));
@@ -566,6 +579,12 @@ flush_refusals(server *s, bool all)
 }
 
 static void
+count_intake(server *s, coord_metrics_intake result)
+{
+	atomic_fetch_add(&s->intake[result], 1);
+}
+
+static void
 serve_job(lane *l, job *j)
 {
 	server *s = l->s;
@@ -606,6 +625,7 @@ serve_job(lane *l, job *j)
 		return;
 	}
 	if (l->rc.down) {
+		count_intake(s, COORD_METRICS_INTAKE_UNAVAILABLE);
 		if (coord_intake_reply_status(l->intake, j->req, j->len,
 		        COFFER__V1__STATUS__STATUS_UNAVAILABLE,
 		        "the catalog is unreachable; keep the events and retry later", &j->out,
@@ -615,6 +635,7 @@ serve_job(lane *l, job *j)
 		return;
 	}
 	coord_intake_result res;
+	memset(&res, 0, sizeof(res));
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (coord_intake_handle(l->intake, j->req, j->len, j->peer, &j->out, &j->out_len,
 		        &res, &err) != 0) {
@@ -634,6 +655,13 @@ serve_job(lane *l, job *j)
 		free(j->out);
 		j->out = NULL;
 	}
+	/* No reply built: the agent hears nothing, as from a muted peer. */
+	count_intake(s,
+	    j->out == NULL                                    ? COORD_METRICS_INTAKE_DROPPED
+	        : res.status == COFFER__V1__STATUS__STATUS_OK ? COORD_METRICS_INTAKE_OK
+	        : res.status == COFFER__V1__STATUS__STATUS_UNAVAILABLE
+	        ? COORD_METRICS_INTAKE_UNAVAILABLE
+	        : COORD_METRICS_INTAKE_REFUSED);
 	if (res.status == COFFER__V1__STATUS__STATUS_OK && res.applied > 0 &&
 	    coffer_clock_monotonic_ms() < (int64_t)atomic_load(&s->catchup_until_ms)) {
 		pthread_mutex_lock(&s->mu);
@@ -869,6 +897,7 @@ static void
 answer_now(server *s, coffer_net_reply *reply, const char *peer, const char *line)
 {
 	coord_gate_refused(s->gate, peer, COORD_GATE_RATE_LIMITED, "", line);
+	count_intake(s, COORD_METRICS_INTAKE_UNAVAILABLE);
 	uint8_t *out = NULL;
 	size_t out_len = 0;
 	coffer_err err;
@@ -931,6 +960,7 @@ on_request(
 		snprintf(line, sizeof(line),
 		    "too many refused requests from %s; not answered until its budget refills", ip);
 		coord_gate_refused(s->gate, peer->addr, COORD_GATE_RATE_LIMITED, "", line);
+		count_intake(s, COORD_METRICS_INTAKE_DROPPED);
 		coffer_net_reply_drop(reply);
 		return;
 	}
@@ -1098,53 +1128,81 @@ on_signal(uv_signal_t *h, int signum)
 	shutdown_server(h->data, signum == SIGTERM ? "sigterm" : "sigint");
 }
 
-/* The scrape always answers: coffer_catalog_up comes from the lanes'
- * view, which needs no catalog, and leads the page; the catalog's own
- * families follow when they can be read. While the lanes know the catalog
- * is down the renderer does not try it (a scrape must not sit in connect
- * timeouts); they are the ones that find it back. */
+/* The catalog part of a scrape, on the metrics connection: 0, or the
+ * error (logged). metrics_mu held. */
+static int
+render_catalog_part(server *s, int64_t now_ms, char **text, size_t *len)
+{
+	coffer_err err;
+	coffer_err_clear(&err);
+	if (s->metrics_cat == NULL) {
+		s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
+	} else if (!coord_catalog_ok(s->metrics_cat)) {
+		(void)coord_catalog_reconnect(s->metrics_cat, &err);
+	}
+	int rc = s->metrics_cat != NULL
+	    ? coord_metrics_render(s->metrics_cat, now_ms, text, len, &err)
+	    : err.code;
+	/* The reconnect rule, as on the lanes: a connection that died while
+	 * nobody scraped is found by this render; one retry at once. */
+	coord_reconnect rcn = { 0 };
+	if (rc != 0 && s->metrics_cat != NULL &&
+	    coord_reconnect_after(&rcn, s->metrics_cat, &err) == COORD_RECONNECT_REVIVED) {
+		coffer_err_clear(&err);
+		rc = coord_metrics_render(s->metrics_cat, now_ms, text, len, &err);
+	}
+	if (rc != 0) {
+		char q[600];
+		coffer_log_warn("metrics not read from the catalog; serving the last values read",
+		    "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
+	}
+	return (rc);
+}
+
+/* The scrape always answers 200: what the coordinator knows in memory
+ * (coffer_catalog_up from the lanes' view, build, intake and outage
+ * counters) leads the page, then the catalog's families as read now or,
+ * when they cannot be read, as last read, with their age. While the lanes
+ * know the catalog is down the renderer does not try it (a scrape must not
+ * sit in connect timeouts); they are the ones that find it back. */
 static int
 render_metrics(void *arg, char **text, size_t *len)
 {
 	server *s = arg;
-	coffer_err err;
-	coffer_err_clear(&err);
 	*text = NULL;
 	*len = 0;
-	bool up = coord_outage_catalog_up(s->outage, NULL);
+	coord_metrics_live live;
+	memset(&live, 0, sizeof(live));
+	live.started_ms = s->started_ms;
+	live.services_configured = s->cfg->n_services;
+	live.bounds = s->bounds;
+	coord_metrics_alert_bounds(s->cfg, live.alert_bounds);
+	live.catalog_outages = atomic_load(&s->catalog_outages);
+	for (int r = 0; r < COORD_METRICS_INTAKE_N; r++) {
+		live.intake[r] = atomic_load(&s->intake[r]);
+	}
+	int64_t since = 0;
+	bool up = coord_outage_catalog_up(s->outage, &since);
+	live.outage_since_ms = up ? 0 : since;
+	pthread_mutex_lock(&s->metrics_mu);
+	live.now_ms = coffer_clock_now(NULL);
 	int rc = COFFER_EUNAVAIL;
 	if (up) {
-		pthread_mutex_lock(&s->metrics_mu);
-		if (s->metrics_cat == NULL) {
-			s->metrics_cat = coord_catalog_open(s->cfg->catalog, &err);
-		} else if (!coord_catalog_ok(s->metrics_cat)) {
-			(void)coord_catalog_reconnect(s->metrics_cat, &err);
-		}
-		rc = s->metrics_cat != NULL ? coord_metrics_render(s->metrics_cat, s->cfg,
-		                                  coffer_clock_now(NULL), text, len, &err)
-		                            : err.code;
-		/* The reconnect rule, as on the lanes: a connection that died
-		 * while nobody scraped is found by this render; one at once. */
-		coord_reconnect rcn = { 0 };
-		if (rc != 0 && s->metrics_cat != NULL &&
-		    coord_reconnect_after(&rcn, s->metrics_cat, &err) == COORD_RECONNECT_REVIVED) {
-			coffer_err_clear(&err);
-			rc = coord_metrics_render(
-			    s->metrics_cat, s->cfg, coffer_clock_now(NULL), text, len, &err);
-		}
-		pthread_mutex_unlock(&s->metrics_mu);
-		if (rc != 0) {
-			char q[600];
-			coffer_log_warn("metrics not rendered", "error=%s",
-			    coffer_log_quote(q, sizeof(q), err.msg));
+		char *fresh = NULL;
+		size_t fresh_len = 0;
+		rc = render_catalog_part(s, live.now_ms, &fresh, &fresh_len);
+		if (rc == 0) {
+			free(s->metrics_last);
+			s->metrics_last = fresh;
+			s->metrics_last_len = fresh_len;
+			s->metrics_last_ms = live.now_ms;
 		}
 	}
-	if (rc != 0) {
-		free(*text);
-		*text = NULL;
-		*len = 0;
-	}
-	return (coord_metrics_prepend_catalog_up(up && rc != COFFER_EUNAVAIL, text, len));
+	live.catalog_up = up && rc != COFFER_EUNAVAIL;
+	live.catalog_read_ms = s->metrics_last != NULL ? s->metrics_last_ms : 0;
+	int rv = coord_metrics_compose(&live, s->metrics_last, s->metrics_last_len, text, len);
+	pthread_mutex_unlock(&s->metrics_mu);
+	return (rv);
 }
 
 /* /status: the same connection as /metrics, and the same rule while the
@@ -1335,6 +1393,7 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	}
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_mutex_init(&s->metrics_mu, NULL);
+	s->started_ms = coffer_clock_now(NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1393,6 +1452,22 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		}
 	}
 	if (rv == 0 && cfg->metrics_listen != NULL) {
+		/* Not fatal: a scrape opens it if this fails. */
+		coffer_err merr;
+		coffer_err_clear(&merr);
+		if (coord_metrics_bounds(cfg, s->started_ms, &s->bounds, &merr) != 0) {
+			char q[600];
+			coffer_log_warn("services' freshness bounds not computed; not exported",
+			    "error=%s", coffer_log_quote(q, sizeof(q), merr.msg));
+			coffer_err_clear(&merr);
+		}
+		s->metrics_cat = coord_catalog_open(cfg->catalog, &merr);
+		if (s->metrics_cat == NULL) {
+			char q[600];
+			coffer_log_warn(
+			    "metrics catalog connection not opened; the first scrape retries",
+			    "error=%s", coffer_log_quote(q, sizeof(q), merr.msg));
+		}
 		s->http = coord_http_start(&s->loop, cfg->metrics_listen, render_metrics, s, err);
 		if (s->http == NULL) {
 			rv = err->code;
@@ -1511,6 +1586,8 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 	coord_drcopy_free(s->drcopy);
 	coord_catalog_close(s->metrics_cat);
 	coord_statuspage_free(s->statuspage);
+	free(s->metrics_last);
+	free(s->bounds);
 	pthread_mutex_destroy(&s->metrics_mu);
 	coffer_repo_close(s->repo);
 	close_lanes(s);

@@ -733,7 +733,7 @@ http_render(void *arg, char **text, size_t *len)
 	coffer_err_clear(&e);
 	pthread_mutex_lock(&x->mu);
 	x->renders++;
-	int rv = coord_metrics_render(x->cat, x->cfg, x->now_ms, text, len, &e);
+	int rv = coord_metrics_render(x->cat, x->now_ms, text, len, &e);
 	pthread_mutex_unlock(&x->mu);
 	return (rv);
 }
@@ -912,7 +912,7 @@ metrics_phase(coord *c, int64_t now)
 	size_t len = 0;
 	coffer_err e;
 	coffer_err_clear(&e);
-	check_ok(coord_metrics_render(c->cat, c->cfg, now, &text, &len, &e), &e, "rendering");
+	check_ok(coord_metrics_render(c->cat, now, &text, &len, &e), &e, "rendering");
 	if (strlen(text) != len) {
 		die("the rendered length is wrong");
 	}

@@ -4,8 +4,16 @@
 # fails its backup), a PagerDuty receiver, and the catalog's PostgreSQL
 # killed (pg_ctl stop -m immediate) for longer than
 # [alerts] catalog_unreachable_after. Checks:
-# - /healthz turns 503 naming the catalog; /metrics still answers with
-#   coffer_catalog_up 0;
+# - the first scrape after the start says coffer_catalog_up 1 and carries
+#   exactly the metrics docs/METRICS.md documents (tests/lint/monitoring.sh
+#   --scrape: also every name the rules and the dashboard query) (a scrape is
+#   saved to a file before it is searched: `curl | grep -q` under pipefail
+#   fails when grep exits before curl has written the page, which is what
+#   once looked like a scrape saying the catalog was down);
+# - /healthz turns 503 naming the catalog; /metrics still answers 200 with
+#   coffer_catalog_up 0, the coordinator's own counters (outage, intake,
+#   build) and the catalog's families as last read, with their age; every
+#   page passes `promtool check metrics`;
 # - catalog_unreachable reaches the receiver within the bound plus a tick
 #   (generously), straight from the coordinator's local outbox;
 # - the agent's backup that failed during the outage is paged within
@@ -66,16 +74,36 @@ pass "catalog_unreachable_after = 0s refused at load: $(head -1 "$T/bad.out" | c
 fleet_coordinator_up "$T/coordinator.conf" 300
 fleet_agent_enroll billing 2s 2s
 health_is 200 || fail "/healthz before the outage: $(cat "$T/hz.body")"
-# (The metrics lane connects on its first scrape; under load that scrape
-# may come before its connection is up.)
-catalog_up() { curl -fsS "http://127.0.0.1:$mport/metrics" | grep -q '^coffer_catalog_up 1$'; }
-wait_for 10 catalog_up || fail "coffer_catalog_up is not 1 before the outage"
+# scrape FILE: /metrics into FILE (status in FILE.code), then promtool's
+# strict parse and lint of it.
+scrape() {
+	curl -sS -o "$1" -w '%{http_code}' "http://127.0.0.1:$mport/metrics" >"$1.code" || true
+	[[ $(cat "$1.code") == 200 ]] || fail "/metrics answered $(cat "$1.code"): $(head -3 "$1")"
+	promtool check metrics <"$1" >"$1.lint" 2>&1 || fail "promtool check metrics: $(head -5 "$1.lint")"
+}
+value() { awk -v k="$2" 'index($0, k " ") == 1 { print substr($0, length(k) + 2) }' "$1"; }
+scrape "$T/metrics.first"
+grep -q '^coffer_catalog_up 1$' "$T/metrics.first" || fail "the first scrape says the catalog is down: $(head -3 "$T/metrics.first")"
+grep -q '^coffer_build_info{version="[0-9.]*",commit="[0-9a-f]\{12\}\(-dirty\)\?"} 1$' "$T/metrics.first" ||
+	fail "no coffer_build_info: $(grep build_info "$T/metrics.first")"
+[[ $(value "$T/metrics.first" coffer_metrics_catalog_age_seconds) == 0.000 ]] ||
+	fail "a fresh scrape's catalog age: $(grep catalog_age "$T/metrics.first")"
+# A real page names exactly the metrics docs/METRICS.md documents, and
+# every name deploy/monitoring's rules and dashboard query.
+bash "$COFFER_SRC/tests/lint/monitoring.sh" --scrape "$T/metrics.first" >"$T/monitoring.out" 2>&1 ||
+	fail "the scrape against docs/METRICS.md and deploy/monitoring: $(cat "$T/monitoring.out")"
+# The catalog's part of a page: from its first family to the end.
+catalog_part() { sed -n '/^# HELP coffer_backup_last_success_timestamp_seconds /,$p' "$1"; }
 # The first pass has run (policy audited); from now on lane 0 only ticks
 # every $TICK s, so what happens within seconds below is not a natural tick.
 wait_for 20 grep -q 'msg="policy loaded"' "$T/coord.log" || fail "the first maintenance pass did not run"
 pass "coordinator with billing-db-1 enrolled; /healthz 200, coffer_catalog_up 1"
 
 # --- the fault ---------------------------------------------------------------------------
+# The last read of the catalog's families before the fault (metrics_cache
+# is 0s: each scrape reads): the outage's pages must serve it as it was.
+scrape "$T/metrics.before"
+grep -q '^coffer_alert_outbox_rows{state="pending"} ' "$T/metrics.before" || fail "no catalog samples before the fault"
 t_fault=$(now_ms)
 runuser -u postgres -- "$PG_BINDIR/pg_ctl" -D "$T/pg/data" -m immediate -w stop >/dev/null ||
 	fail "cannot stop the catalog"
@@ -94,10 +122,20 @@ bg+=("$flushpid")
 wait_for 30 health_is 503 || fail "/healthz did not turn 503 during the outage: $(cat "$T/hz.body")"
 t_503=$(now_ms)
 grep -qi "catalog" "$T/hz.body" || fail "the 503 does not name the catalog: $(cat "$T/hz.body")"
-curl -sS -o "$T/metrics.down" -w '%{http_code}' "http://127.0.0.1:$mport/metrics" >"$T/mcode" || true
-[[ $(cat "$T/mcode") == 200 ]] && grep -q '^coffer_catalog_up 0$' "$T/metrics.down" ||
-	fail "/metrics during the outage: $(cat "$T/mcode") $(head -5 "$T/metrics.down")"
-pass "outage seen: /healthz 503 after $((t_503 - t_fault)) ms ($(tr -d '\n' <"$T/hz.body")); /metrics 200 with coffer_catalog_up 0"
+scrape "$T/metrics.down"
+grep -q '^coffer_catalog_up 0$' "$T/metrics.down" || fail "/metrics during the outage: $(head -5 "$T/metrics.down")"
+[[ $(value "$T/metrics.down" coffer_catalog_outages_total) == 1 ]] ||
+	fail "coffer_catalog_outages_total during the outage: $(grep outages_total "$T/metrics.down")"
+down_for=$(value "$T/metrics.down" coffer_catalog_outage_seconds)
+awk -v v="$down_for" 'BEGIN { exit !(v > 0) }' || fail "coffer_catalog_outage_seconds during the outage: $down_for"
+age=$(value "$T/metrics.down" coffer_metrics_catalog_age_seconds)
+awk -v v="$age" 'BEGIN { exit !(v > 0) }' || fail "coffer_metrics_catalog_age_seconds during the outage: '$age'"
+[[ $(catalog_part "$T/metrics.down") == "$(catalog_part "$T/metrics.before")" ]] ||
+	fail "the catalog's last values are not served as read: $(diff <(catalog_part "$T/metrics.before") <(catalog_part "$T/metrics.down") | head -5)"
+grep -q '^coffer_intake_requests_total{result="ok"} [0-9]' "$T/metrics.down" &&
+	grep -q '^coffer_build_info{' "$T/metrics.down" && grep -q '^coffer_services_configured 1$' "$T/metrics.down" ||
+	fail "the coordinator's own metrics are missing during the outage: $(grep -v '^#' "$T/metrics.down" | head -12)"
+pass "outage seen: /healthz 503 after $((t_503 - t_fault)) ms ($(tr -d '\n' <"$T/hz.body")); /metrics 200: coffer_catalog_up 0, outage ${down_for}s, catalog values ${age}s old kept, promtool clean"
 
 wait_for $((BOUND + TICK + 20)) rx_has '"dedup_key":"coffer/_coordinator/catalog_unreachable"' '"event_action":"trigger"' ||
 	fail "no catalog_unreachable page: $(grep -i catalog "$T/coord.log" | tail -5)"
@@ -110,6 +148,10 @@ grep -q 'ro0123456789abcdef' "$T/coord.log" && fail "the routing key is in the c
 pass "catalog_unreachable paged $fault_to_page ms after the fault (bound ${BOUND}s); outbox $T/coord-state/catalog-outage.json"
 # Longer than a reconnect backoff cap, so every lane is at its slowest.
 sleep 3
+# The agent's flush has been answered "retry later" meanwhile.
+scrape "$T/metrics.late"
+grep -q '^coffer_intake_requests_total{result="unavailable"} [1-9]' "$T/metrics.late" ||
+	fail "no unavailable answers counted during the outage: $(grep intake_requests "$T/metrics.late")"
 
 # --- recovery ----------------------------------------------------------------------------
 pg_restart "$T/pg"
@@ -124,9 +166,13 @@ back_to_failed=$(($(now_ms) - t_back))
 wait "$flushpid" || fail "the agent's flush did not get its events acked: $(cat "$T/flush.err")"
 wait_for 20 health_is 200 || fail "/healthz did not return to 200: $(cat "$T/hz.body")"
 t_200=$(now_ms)
-curl -fsS "http://127.0.0.1:$mport/metrics" >"$T/metrics.up" || fail "/metrics after recovery"
+scrape "$T/metrics.up"
 grep -q '^coffer_catalog_up 1$' "$T/metrics.up" || fail "coffer_catalog_up is not 1 after recovery"
 grep -q 'service="billing"' "$T/metrics.up" || fail "/metrics lacks the catalog's families after recovery"
+[[ $(value "$T/metrics.up" coffer_metrics_catalog_age_seconds) == 0.000 &&
+	$(value "$T/metrics.up" coffer_catalog_outage_seconds) == 0.000 &&
+	$(value "$T/metrics.up" coffer_catalog_outages_total) == 1 ]] ||
+	fail "after recovery: $(grep -E '^coffer_(metrics_catalog_age|catalog_outage)' "$T/metrics.up")"
 pass "recovery: resolve $back_to_resolve ms, backup_failed paged $back_to_failed ms, /healthz 200 $((t_200 - t_back)) ms after the catalog came back"
 
 # Lane 0 reconnected by itself (its pass paged backup_failed above), before

@@ -914,13 +914,14 @@ cmd_run(int argc, char **argv)
 	cJSON_Delete(list);
 	char *metrics = NULL;
 	size_t mlen = 0;
-	if (coord_metrics_render(cat, cfg, t0, &metrics, &mlen, &err) != 0) {
+	if (coord_metrics_render(cat, t0, &metrics, &mlen, &err) != 0) {
 		die("metrics: %s", err.msg);
 	}
 	if (strstr(metrics, "coffer_drills_total{service=\"billing\",result=\"passed\"} 1") ==
 	        NULL ||
 	    strstr(metrics, "coffer_drill_restore_seconds{service=\"billing\"} 4.200") == NULL ||
-	    strstr(metrics, "coffer_drill_last_success_timestamp{service=\"billing\"}") == NULL ||
+	    strstr(metrics, "coffer_drill_last_success_timestamp_seconds{service=\"billing\"}") ==
+	        NULL ||
 	    strstr(metrics, "service=\"_drill_runner\",agent=\"runner-1\"") == NULL) {
 		die("metrics lack the drill families:\n%s", metrics);
 	}

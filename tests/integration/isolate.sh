@@ -263,7 +263,10 @@ pass "repository_object_replaced: $(cut -c1-150 <<<"$summary")..."
 # The sweep read the recorded version: it still matches the catalog.
 [[ $(cq "select ok from integrity_checks where backup_id = '$id' and object = 'manifest.json' and replaced_by is not null order by id desc limit 1") == t ]] ||
 	fail "the sweep did not read the recorded manifest version"
-curl -s "http://127.0.0.1:$mport/metrics" | grep -q '^coffer_repository_objects_replaced{service="billing"} 1' ||
+# (To a file first: `curl | grep -q` under pipefail fails when grep exits
+# before curl has written the page.)
+curl -sS -o "$T/metrics" "http://127.0.0.1:$mport/metrics" || fail "/metrics"
+grep -q '^coffer_repository_objects_replaced{service="billing"} 1' "$T/metrics" ||
 	fail "no coffer_repository_objects_replaced metric"
 pass "audited (backup.object_replaced), the recorded version still verifies, metric coffer_repository_objects_replaced 1"
 

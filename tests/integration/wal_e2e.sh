@@ -156,7 +156,7 @@ wait_for "the backlog did not page" 'grep -q coffer/billing/wal_archive_lag "$T/
 grep 'coffer/billing/wal_archive_lag' "$T/rx.log" | grep -q 'WAL segments wait to be archived' ||
 	fail "lag page unclear: $(grep wal_archive_lag "$T/rx.log")"
 metrics=$(curl -sf "http://127.0.0.1:$mport/metrics") || fail "metrics"
-grep -q '^coffer_wal_archive_failures{service="billing",agent="billing-db-1"} [1-9]' <<<"$metrics" ||
+grep -q '^coffer_wal_archive_failures_total{service="billing",agent="billing-db-1"} [1-9]' <<<"$metrics" ||
 	fail "metrics miss the archive failures: $(grep coffer_wal <<<"$metrics")"
 grep -q '^coffer_alerts_open{service="billing",check="wal_archive_failing"} 1' <<<"$metrics" ||
 	fail "metrics miss the open alert"
