@@ -5,7 +5,8 @@
 #   fault-injection suite (tests/fault/faults.sh, one round), clang's static
 #   analyzer over the sources (tests/lint/analyze.sh) and the libFuzzer
 #   targets (built with clang, each run for a short fixed time), and the
-#   release build (gcc -O2, as the demo builds it); then runs the
+#   release build (gcc -O2, as the demo builds it) and the Debian package
+#   built from it, installed and purged; then runs the
 #   tests once more in a gcc --coverage build and checks the per-folder
 #   floors (tests/coverage.sh).
 # .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-rel/, build-cov/.
@@ -44,6 +45,10 @@ ctest --test-dir build-fuzz --output-on-failure -L fuzz
 # warnings, -Werror ones included, only appear with the optimizer on.
 cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-rel -j"$jobs" >/dev/null
+# The Debian package, from that same tree: built with CPack, installed with
+# dpkg -i, its layout, user, directories, --version, man pages and units
+# checked, then purged (tests/pkg/deb.sh; about 30 s).
+ctest --test-dir build-rel --output-on-failure -L package
 
 fault_rc=0
 wait "$fault_pid" || fault_rc=$?
