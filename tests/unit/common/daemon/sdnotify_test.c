@@ -56,6 +56,18 @@ teardown(void **state)
 	return (0);
 }
 
+/* Appends src to the string in dst (size bytes), cutting what does not fit. */
+static void
+append(char *dst, size_t size, const char *src)
+{
+	size_t have = strlen(dst), add = strlen(src);
+	if (add > size - 1 - have) {
+		add = size - 1 - have;
+	}
+	memcpy(dst + have, src, add);
+	dst[have + add] = '\0';
+}
+
 /* Every datagram waiting, joined with ';' (newlines inside one as '|'). */
 static void
 drain(struct fixture *f, char *out, size_t size)
@@ -70,8 +82,8 @@ drain(struct fixture *f, char *out, size_t size)
 				*p = '|';
 			}
 		}
-		strncat(out, buf, size - strlen(out) - 2);
-		strncat(out, ";", size - strlen(out) - 1);
+		append(out, size, buf);
+		append(out, size, ";");
 	}
 }
 
@@ -105,7 +117,7 @@ on_rx(uv_poll_t *p, int status, int events)
 	(void)status;
 	(void)events;
 	drain(r->f, more, sizeof(more));
-	strncat(r->got, more, sizeof(r->got) - strlen(r->got) - 1);
+	append(r->got, sizeof(r->got), more);
 }
 
 static void
@@ -153,7 +165,9 @@ run_loop(struct fixture *f, int run_ms, int hold_at_ms, int hold_ms, char *out, 
 	assert_int_equal(uv_loop_close(&r.loop), 0);
 	char rest[4096];
 	drain(f, rest, sizeof(rest));
-	snprintf(out, size, "%s%s", r.got, rest);
+	out[0] = '\0';
+	append(out, size, r.got);
+	append(out, size, rest);
 }
 
 static void
@@ -211,7 +225,7 @@ test_no_watchdog_no_socket(void **state)
 	coffer_sd_status("x");
 	char late[256];
 	drain(f, late, sizeof(late));
-	strncat(all, late, sizeof(all) - strlen(all) - 1);
+	append(all, sizeof(all), late);
 	assert_string_equal(all, "");
 	setenv("NOTIFY_SOCKET", f->path, 1);
 }
