@@ -6,7 +6,8 @@
 #   then, side by side, the fault-injection suite (tests/fault/faults.sh, one
 #   round), clang's static analyzer over the sources (tests/lint/analyze.sh)
 #   and the libFuzzer targets (built with clang, each run for a short fixed
-#   time), and the release build (gcc -O2, as the demo builds it).
+#   time), and the release build (gcc -O2, as the demo builds it) and the
+#   Debian package built from it, installed and purged.
 # .ci/run calls exactly this. Build trees: build-test/, build-fuzz/, build-rel/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,10 @@ ctest --test-dir build-fuzz --output-on-failure -L fuzz
 # warnings, -Werror ones included, only appear with the optimizer on.
 cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-rel -j"$jobs" >/dev/null
+# The Debian package, from that same tree: built with CPack, installed with
+# dpkg -i, its layout, user, directories, --version, man pages and units
+# checked, then purged (tests/pkg/deb.sh; about 30 s).
+ctest --test-dir build-rel --output-on-failure -L package
 
 fault_rc=0
 wait "$fault_pid" || fault_rc=$?

@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <uv.h>
 
@@ -13,6 +14,7 @@
 #include "common/base/log.h"
 #include "common/conf/cron.h"
 #include "common/conf/tz.h"
+#include "common/daemon/sdnotify.h"
 
 /* The schedule is re-read from the clock at least this often, so a clock
  * step (NTP, suspend) delays a run by at most this much. */
@@ -23,6 +25,7 @@ typedef struct agent_daemon {
 	uv_loop_t loop;
 	uv_timer_t timer;
 	uv_signal_t sigterm, sigint;
+	coffer_sd_loop sd; /* READY=1, then WATCHDOG=1, from this loop */
 	uv_work_t work;
 	coffer_cron *cron;
 	coffer_tz *tz;
@@ -84,6 +87,7 @@ stop_handles(agent_daemon *d)
 {
 	uv_timer_stop(&d->timer);
 	uv_close((uv_handle_t *)&d->timer, NULL);
+	coffer_sd_loop_stop(&d->sd);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_mutex_lock(&d->cmd_mu);
@@ -111,6 +115,11 @@ backup_done(uv_work_t *w, int status)
 		stop_handles(d);
 		return;
 	}
+	if (d->job_rc != 0) {
+		coffer_sd_status("last backup failed: %s", d->job_err.msg);
+	} else {
+		coffer_sd_status("last backup %s completed", d->res.backup_id);
+	}
 	start_queued_command(d);
 	arm(d);
 }
@@ -135,6 +144,7 @@ start_backup(agent_daemon *d, int64_t scheduled_s, bool physical)
 	d->req.cancel = d->cancel;
 	d->running = true;
 	d->running_for_s = scheduled_s;
+	coffer_sd_status("%s backup running (scheduled)", physical ? "physical" : "logical");
 	agent_sender_note_backup(d->sender, true, NULL, 0); /* for heartbeats */
 	d->work.data = d;
 	uv_queue_work(&d->loop, &d->work, backup_work, backup_done);
@@ -185,6 +195,8 @@ start_queued_command(agent_daemon *d)
 	d->req.cancel = d->cancel;
 	d->job_physical = physical;
 	d->running = true;
+	coffer_sd_status(
+	    "%s backup running (command %" PRIu64 ")", physical ? "physical" : "logical", id);
 	agent_sender_note_backup(d->sender, true, NULL, 0);
 	d->work.data = d;
 	uv_queue_work(&d->loop, &d->work, backup_work, backup_done);
@@ -259,6 +271,7 @@ on_signal(uv_signal_t *s, int signum)
 	d->stopping = true;
 	coffer_log_info(
 	    "stopping", "signal=%d backup_running=%s", signum, d->running ? "yes" : "no");
+	coffer_sd_stopping(d->running ? "stopping: cancelling the running backup" : "stopping");
 	if (d->running) {
 		/* backup_done closes the handles once the cancelled backup has
 		 * been recorded as failed. */
@@ -341,6 +354,11 @@ agent_daemon_run(agent_ctx *ctx, coffer_err *err)
 	    "service=%s agent=%s schedule=\"%s\" timezone=%s next_run=%s", ctx->cfg->service,
 	    ctx->cfg->name, ctx->cfg->schedule_logical, ctx->cfg->timezone, next);
 	arm(&d);
+	/* Config, keys, repository and outbox are open (agent_ctx_open) and
+	 * the sender runs: READY=1 goes out from the loop's first pass. */
+	char status[64];
+	snprintf(status, sizeof(status), "next backup %s", next);
+	coffer_sd_loop_start(&d.sd, &d.loop, status);
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	/* After the signal and any cancelled backup: waits for at most one call. */
 	agent_sender_stop(d.sender);

@@ -14,6 +14,7 @@
 #include "agent/restore/drill.h"
 #include "common/base/clock.h"
 #include "common/base/log.h"
+#include "common/daemon/sdnotify.h"
 
 #define QUEUE_MAX 16
 #define MAX_PROD  256
@@ -34,6 +35,7 @@ typedef struct runner {
 	agent_ctx *ctx;
 	uv_loop_t loop;
 	uv_signal_t sigterm, sigint;
+	coffer_sd_loop sd; /* READY=1, then WATCHDOG=1, from this loop */
 	uv_async_t async;
 	uv_work_t work;
 	agent_sender *sender;
@@ -181,6 +183,7 @@ close_handles(runner *r)
 {
 	uv_close((uv_handle_t *)&r->sigterm, NULL);
 	uv_close((uv_handle_t *)&r->sigint, NULL);
+	coffer_sd_loop_stop(&r->sd);
 	uv_mutex_lock(&r->mu);
 	r->closed = true;
 	uv_mutex_unlock(&r->mu);
@@ -200,6 +203,7 @@ drill_done(uv_work_t *w, int status)
 		close_handles(r);
 		return;
 	}
+	coffer_sd_status("waiting for drills");
 	start_next(r);
 }
 
@@ -223,6 +227,7 @@ start_next(runner *r)
 	}
 	r->current = j;
 	r->running = true;
+	coffer_sd_status("drill running");
 	r->work.data = r;
 	uv_queue_work(&r->loop, &r->work, drill_work, drill_done);
 }
@@ -243,6 +248,7 @@ on_signal(uv_signal_t *s, int signum)
 	r->stopping = true;
 	coffer_log_info(
 	    "stopping", "signal=%d drill_running=%s", signum, r->running ? "yes" : "no");
+	coffer_sd_stopping(r->running ? "stopping: cancelling the running drill" : "stopping");
 	if (r->running) {
 		/* The drill is cancelled between steps; its command stays owed
 		 * and the coordinator hands it out again. */
@@ -300,6 +306,7 @@ agent_runner_run(agent_ctx *ctx, coffer_err *err)
 	uv_signal_start(&r.sigint, on_signal, SIGINT);
 	coffer_log_info("drill runner started", "agent=%s sandbox_jobs=%d", ctx->cfg->name,
 	    ctx->cfg->drill_jobs);
+	coffer_sd_loop_start(&r.sd, &r.loop, "waiting for drills");
 	uv_run(&r.loop, UV_RUN_DEFAULT);
 	agent_sender_stop(r.sender);
 	uv_loop_close(&r.loop);

@@ -1146,8 +1146,13 @@ agent_outbox_append(
 	if (write_at(ob->tail_fd, h, rec_len, off) != 0) {
 		rc = coffer_err_errno(err, errno, "write", path);
 		/* Leave no partial record behind; if this fails too, the
-		 * next refresh cuts it off as a torn tail. */
-		(void)ftruncate(ob->tail_fd, off);
+		 * next refresh cuts it off as a torn tail. (Checked, not
+		 * cast away: fortified builds refuse an ignored result.) */
+		if (ftruncate(ob->tail_fd, off) != 0) {
+			char q[PATH_MAX + 8];
+			coffer_log_warn("partial event record left for the next refresh to cut",
+			    "path=%s", coffer_log_quote(q, sizeof(q), path));
+		}
 		goto out;
 	}
 	if (fdatasync(ob->tail_fd) != 0) {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base/version.h"
+
 static const coffer_cli *cli_running;
 
 const coffer_cli *
@@ -102,7 +104,7 @@ coffer_cli_main(const coffer_cli *cli, int argc, char **argv)
 		return (0);
 	}
 	if (strcmp(argv[1], "--version") == 0) {
-		printf("%s %s\n", cli->prog, COFFER_VERSION);
+		printf("%s %s\n", cli->prog, COFFER_VERSION_STRING);
 		return (0);
 	}
 	bool group_known = false;

@@ -41,8 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* COFFER_COMMIT, written at build time (cmake/build_commit.cmake). */
-#include "coordinator/serve/build_commit.h"
+#include "common/base/version.h"
 
 size_t
 coord_metrics_escape_label(char *out, size_t size, const char *value)
@@ -659,8 +658,10 @@ render_live(const coord_metrics_live *live, coffer_strbuf *b)
 	live_family(b, LIVE_BUILD_INFO);
 	lbl v;
 	lbl c;
+	/* The revision is git describe at build time; empty outside git. */
 	coffer_strbuf_printf(b, "coffer_build_info{version=\"%s\",commit=\"%s\"} 1\n",
-	    esc(&v, COFFER_VERSION), esc(&c, COFFER_COMMIT));
+	    esc(&v, COFFER_VERSION_NUMBER),
+	    esc(&c, COFFER_REVISION[0] != '\0' ? COFFER_REVISION : "unknown"));
 	live_family(b, LIVE_START_TIME);
 	coffer_strbuf_put(b, "coffer_coordinator_start_time_seconds ");
 	put_seconds(b, live->started_ms);

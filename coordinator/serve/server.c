@@ -61,6 +61,7 @@
 
 #include "common/base/clock.h"
 #include "common/base/log.h"
+#include "common/daemon/sdnotify.h"
 #include "common/repo/repo.h"
 #include "common/wire/net.h"
 #include "common/wire/wire.h"
@@ -142,6 +143,7 @@ struct server {
 	uv_loop_t loop;
 	uv_async_t done_async;
 	uv_signal_t sigterm, sigint;
+	coffer_sd_loop sd; /* READY=1, then WATCHDOG=1, from this loop */
 	coffer_net_server *net;
 	coffer_net_server *admin_net; /* NULL without admin_listen */
 	uv_timer_t tick_timer;
@@ -264,6 +266,7 @@ lane_down(lane *l, const char *why)
 		char q[600];
 		coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s", l->index,
 		    coffer_log_quote(q, sizeof(q), why));
+		coffer_sd_status("catalog unreachable; not acking: %s", why);
 	}
 }
 
@@ -277,6 +280,9 @@ lane_back(lane *l)
 	int64_t now = coffer_clock_monotonic_ms();
 	atomic_store(&s->recovered_ms, (long long)now);
 	bool ended = coord_outage_up(s->outage);
+	if (ended) {
+		coffer_sd_status("serving; catalog reachable again");
+	}
 	pthread_mutex_lock(&s->mu);
 	pthread_cond_broadcast(&s->cv);
 	pthread_cond_broadcast(&s->intake_cv);
@@ -1073,6 +1079,8 @@ shutdown_server(server *s, const char *why)
 	}
 	s->stopping = true;
 	coffer_log_info("coordinator stopping", "why=%s", why);
+	coffer_sd_stopping("stopping");
+	coffer_sd_loop_stop(&s->sd);
 	uv_timer_stop(&s->tick_timer);
 	uv_close((uv_handle_t *)&s->tick_timer, NULL);
 	uv_timer_stop(&s->flush_timer);
@@ -1557,6 +1565,10 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 				coffer_log_info("admin endpoint listening", "url=%s port=%d",
 				    cfg->admin_listen, coffer_net_server_port(s->admin_net));
 			}
+			/* The catalog's schema was checked (open_lanes), every
+			 * listener is bound and the catalog threads run: READY=1
+			 * goes out from the loop's first pass. */
+			coffer_sd_loop_start(&s->sd, &s->loop, "serving");
 		}
 	}
 	/* Runs until shutdown_server; on a failed start it only lets the wire

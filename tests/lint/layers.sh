@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "${COFFER_SRC:-$(dirname "$0")/../..}"
 
-common="base conf stream crypto repo wire"
+common="base daemon conf stream crypto repo wire"
 agent="pg outbox context backup restore report daemon cmd"
 coordinator="catalog policy watch wal drill intake dr serve cmd cli"
 
