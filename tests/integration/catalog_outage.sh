@@ -84,7 +84,7 @@ scrape() {
 value() { awk -v k="$2" 'index($0, k " ") == 1 { print substr($0, length(k) + 2) }' "$1"; }
 scrape "$T/metrics.first"
 grep -q '^coffer_catalog_up 1$' "$T/metrics.first" || fail "the first scrape says the catalog is down: $(head -3 "$T/metrics.first")"
-grep -q '^coffer_build_info{version="[0-9.]*",commit="[0-9a-f]\{12\}\(-dirty\)\?"} 1$' "$T/metrics.first" ||
+grep -q '^coffer_build_info{version="[0-9.]*",commit="[0-9a-zA-Z.-]\+"} 1$' "$T/metrics.first" ||
 	fail "no coffer_build_info: $(grep build_info "$T/metrics.first")"
 [[ $(value "$T/metrics.first" coffer_metrics_catalog_age_seconds) == 0.000 ]] ||
 	fail "a fresh scrape's catalog age: $(grep catalog_age "$T/metrics.first")"
