@@ -12,6 +12,7 @@
 #include "agent/cmd/commands.h"
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
+#include "common/base/fmt.h"
 #include "common/stream/progress.h"
 #include "common/stream/sink.h"
 
@@ -36,6 +37,7 @@ typedef struct list_state {
 	agent_ctx *ctx;
 	cJSON *array; /* NULL for text */
 	size_t count;
+	size_t invalid; /* listed as INVALID: the command exits 1 */
 	coffer_err *err;
 } list_state;
 
@@ -69,12 +71,15 @@ list_one(const char *id, void *arg)
 		}
 		cJSON_AddItemToArray(st->array, o);
 	} else if (rc == 0) {
-		printf("%-28s %-8s %-24s %14llu %14llu %s\n", id,
-		    coffer_manifest_kind_name(m->kind), started,
-		    (unsigned long long)m->plaintext_bytes, (unsigned long long)m->stored_bytes,
-		    m->key_id);
+		char plain[COFFER_FMT_BYTES_SIZE], stored[COFFER_FMT_BYTES_SIZE];
+		printf("%-28s %-8s %-24s %10s %10s %s\n", id, coffer_manifest_kind_name(m->kind),
+		    started, coffer_fmt_bytes(plain, (double)m->plaintext_bytes),
+		    coffer_fmt_bytes(stored, (double)m->stored_bytes), m->key_id);
 	} else {
 		printf("%-28s INVALID  %s\n", id, err.msg);
+	}
+	if (rc != 0) {
+		st->invalid++;
 	}
 	st->count++;
 	coffer_manifest_free(m);
@@ -112,10 +117,10 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 		return (fail("coffer-agent list", rv, &err));
 	}
 	bool json = output != NULL && strcmp(output, "json") == 0;
-	list_state st = { ctx, json ? cJSON_CreateArray() : NULL, 0, &err };
+	list_state st = { ctx, json ? cJSON_CreateArray() : NULL, 0, 0, &err };
 	if (!json) {
-		printf("%-28s %-8s %-24s %14s %14s %s\n", "ID", "KIND", "STARTED", "PLAIN_BYTES",
-		    "STORED_BYTES", "KEY");
+		printf("%-28s %-8s %-24s %10s %10s %s\n", "ID", "KIND", "STARTED", "PLAIN",
+		    "STORED", "KEY");
 	}
 	rv = agent_stored_ids(ctx, list_one, &st, &err);
 	if (rv == 0 && json) {
@@ -128,7 +133,20 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 	if (rv != 0) {
 		return (fail("coffer-agent list", rv, &err));
 	}
-	return (fflush(stdout) == 0 ? 0 : 1);
+	if (fflush(stdout) != 0) {
+		return (1);
+	}
+	if (st.invalid > 0) {
+		/* A listing a script reads must not pass with a backup nobody can
+		 * restore in it: every backup is still listed, and the exit says so. */
+		fprintf(stderr,
+		    "coffer-agent list: %zu of %zu backups INVALID (manifest missing, unreadable or "
+		    "not signed by a key this agent trusts)\n  fix: run coffer-agent verify --backup "
+		    "ID on each to see why; take a new backup if it cannot be restored\n",
+		    st.invalid, st.count);
+		return (1);
+	}
+	return (0);
 }
 
 /* verify and cat differ only in where the plaintext goes. */
