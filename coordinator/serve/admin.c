@@ -1149,9 +1149,8 @@ audit_refusal(admin_ctx *ctx, const char *reason)
 	                      : coffer_err_set(&aerr, COFFER_ENOMEM, "no memory for the audit row");
 	cJSON_free(text);
 	if (rv != 0) {
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_warn("refused admin request not audited", "actor=%s reason=%s error=%s",
-		    ctx->actor, reason, coffer_log_quote(q, sizeof(q), aerr.msg));
+		    ctx->actor, reason, aerr.msg);
 	}
 	coffer_log_warn("admin request refused", "actor=%s reason=%s", ctx->actor, reason);
 }

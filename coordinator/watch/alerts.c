@@ -1249,9 +1249,8 @@ coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coor
 			st->resolved = r0;
 			st->changes = c0;
 			st->errors++;
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_error("alert evaluation failed", "service=%s error=%s",
-			    c.p->name, coffer_log_quote(q, sizeof(q), e.msg));
+			coffer_log_error(
+			    "alert evaluation failed", "service=%s error=%s", c.p->name, e.msg);
 			last = rv;
 			if (err != NULL) {
 				*err = e;

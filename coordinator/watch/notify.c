@@ -539,7 +539,7 @@ deliver_rows(
 		}
 		long status = 0;
 		bool posted = false;
-		char msg[600], q[700];
+		char msg[600];
 		coord_notify_outcome out =
 		    send_one(n, url, rk, payload, &posted, &status, msg, sizeof(msg));
 		if (out == COORD_NOTIFY_DEFERRED) {
@@ -559,7 +559,7 @@ deliver_rows(
 		} else if (out == COORD_NOTIFY_REFUSED) {
 			coffer_log_error("alert refused by the receiver, not retried",
 			    "dedup_key=%s action=%s target=%s outbox_id=%s status=%ld message=%s",
-			    dedup, action, target, id, status, coffer_log_quote(q, sizeof(q), msg));
+			    dedup, action, target, id, status, msg);
 			rv = mark_failed(n, cat, id, dedup, action, target, status, msg, err);
 			if (rv == 0) {
 				st->failed++;
@@ -568,8 +568,7 @@ deliver_rows(
 			int64_t next = now_ms + backoff_ms(attempts + 1, status == 429);
 			coffer_log_warn("alert delivery failed, will retry",
 			    "dedup_key=%s action=%s target=%s outbox_id=%s attempts=%d error=%s",
-			    dedup, action, target, id, attempts + 1,
-			    coffer_log_quote(q, sizeof(q), msg));
+			    dedup, action, target, id, attempts + 1, msg);
 			rv = mark_retry(cat, id, next, true, msg, err);
 			if (rv == 0) {
 				st->retrying++;
