@@ -319,7 +319,7 @@ event_body(const coord_outage *o, const record *r, bool trigger)
 		coffer_utf8_cut(summary, 512);
 		cJSON *p = cJSON_AddObjectToObject(j, "payload");
 		cJSON_AddStringToObject(p, "summary", summary);
-		cJSON_AddStringToObject(p, "source", "coffer-coordinator");
+		cJSON_AddStringToObject(p, "source", coord_alerts_coordinator_host());
 		cJSON_AddStringToObject(p, "severity", "critical");
 		cJSON_AddStringToObject(p, "timestamp", since);
 		cJSON_AddStringToObject(p, "component", "coordinator");
