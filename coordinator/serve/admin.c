@@ -946,7 +946,7 @@ cmd_hold_add(admin_ctx *ctx)
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
 	}
-	cJSON_AddStringToObject(ctx->result, "backup", backup);
+	cJSON_AddStringToObject(ctx->result, "backup_id", backup);
 	cJSON_AddStringToObject(ctx->result, "hold", "added");
 	return (0);
 }
@@ -964,7 +964,7 @@ cmd_hold_remove(admin_ctx *ctx)
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
 	}
-	cJSON_AddStringToObject(ctx->result, "backup", backup);
+	cJSON_AddStringToObject(ctx->result, "backup_id", backup);
 	cJSON_AddStringToObject(ctx->result, "hold", "removed");
 	return (0);
 }
