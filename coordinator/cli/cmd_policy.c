@@ -12,14 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base/log.h"
 #include "coordinator/cli/client.h"
 
 static void
 print_value(const cJSON *v)
 {
 	if (cJSON_IsString(v)) {
-		bool quote = strpbrk(v->valuestring, " \t\"=") != NULL || v->valuestring[0] == '\0';
-		printf(quote ? "\"%s\"" : "%s", v->valuestring);
+		/* key=value lines read like the logs: quoted and escaped the same
+		 * way, so a reason holding quotes cannot break its line. */
+		char quoted[4096];
+		printf("%s", coffer_log_quote(quoted, sizeof(quoted), v->valuestring));
 	} else if (cJSON_IsNumber(v)) {
 		printf("%.17g", v->valuedouble);
 	} else if (cJSON_IsBool(v)) {
