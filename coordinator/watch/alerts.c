@@ -137,7 +137,9 @@ pd_source(coord_catalog *cat, const char *service, const char *subject, const cJ
 	snprintf(out, size, "%s", service);
 	const cJSON *a =
 	    details != NULL ? cJSON_GetObjectItemCaseSensitive(details, "agent") : NULL;
-	const char *agent = subject != NULL ? subject : cJSON_IsString(a) ? a->valuestring : "";
+	const char *agent = subject != NULL  ? subject
+	    : a != NULL && cJSON_IsString(a) ? a->valuestring
+	                                     : "";
 	const char *v[] = { agent, service };
 	int rv;
 	coffer_err e = { 0 };
