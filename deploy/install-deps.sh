@@ -6,7 +6,7 @@ pkgs="build-essential cmake pkg-config clang libclang-rt-14-dev clang-format cla
  libuv1-dev libnng-dev protobuf-c-compiler libprotobuf-c-dev libssl-dev libpq-dev
  libzstd-dev zstd libcurl4-openssl-dev libcjson-dev libxml2-dev libinih-dev libcmocka-dev
  postgresql-15 postgresql-client-15 openssl ca-certificates curl procps util-linux tzdata
- python3-cryptography
+ python3-cryptography python3-jsonschema
  ceph-mon ceph-osd radosgw uuid-runtime faketime
  libsystemd-dev prometheus chromium help2man dpkg-dev fakeroot systemd"
 missing=""

@@ -474,7 +474,7 @@ walk_tablespaces(phys *p, coffer_err *err)
 			 * points. Reported, never followed. */
 			coffer_log_warn(
 			    "pg_tblspc entry that pg_tablespace does not list, not backed up",
-			    "path=pg_tblspc/%s", de->d_name);
+			    "path=\"pg_tblspc/%s\"", de->d_name);
 			continue;
 		}
 		char rel[4096], path[8192], target[AGENT_PHYS_TABLESPACE_MAX + 1];

@@ -367,10 +367,9 @@ store_alternate(agent_ctx *ctx, int fd, const char *path, const char *key, const
 	snprintf(res->conflict, sizeof(res->conflict),
 	    "%.200s holds an object that is not this cluster's authentic %.63s (%.240s)", key,
 	    res->name, reason);
-	char q[700];
 	coffer_log_error("WAL key taken by a foreign object, archiving under the alternate name",
 	    "service=%s name=%s key=%s alternate=%s reason=%s", ctx->cfg->service, res->name, key,
-	    alt, coffer_log_quote(q, sizeof(q), reason));
+	    alt, reason);
 	rc = store(ctx, fd, path, altkey, b, res, err);
 	if (rc == COFFER_EEXIST) {
 		/* A retry: the alternate was stored before. Only this key ring

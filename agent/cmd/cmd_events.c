@@ -56,7 +56,7 @@ print_event(uint64_t seq, const uint8_t *data, size_t len, void *arg)
 		cJSON_AddNumberToObject(o, "seq", (double)seq);
 		cJSON_AddStringToObject(o, "type", type);
 		cJSON_AddStringToObject(o, "occurred_at", at);
-		cJSON_AddStringToObject(o, "backup", backup);
+		cJSON_AddStringToObject(o, "backup_id", backup);
 		cJSON_AddStringToObject(o, "detail", detail);
 		char *text = cJSON_PrintUnformatted(o);
 		printf("%s\n", text);

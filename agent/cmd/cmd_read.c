@@ -13,6 +13,8 @@
 #include "agent/restore/stored.h"
 #include "agent/restore/window.h"
 #include "common/base/clock.h"
+#include "common/base/fmt.h"
+#include "common/base/objects.h"
 #include "common/stream/progress.h"
 #include "common/stream/sink.h"
 
@@ -37,6 +39,7 @@ typedef struct list_state {
 	agent_ctx *ctx;
 	cJSON *array; /* NULL for text */
 	size_t count;
+	size_t invalid; /* listed as INVALID: the command exits 1 */
 	coffer_err *err;
 	coffer_manifest **ms; /* the valid ones, for the windows */
 	size_t n, cap;
@@ -198,30 +201,39 @@ list_one(const char *id, void *arg)
 		coffer_time_format(started, sizeof(started), m->started_at);
 	}
 	if (st->array != NULL) {
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "id", id);
+		coffer_obj_backup b;
+		coffer_obj_backup_init(&b);
+		b.id = id;
 		if (rc == 0) {
-			cJSON_AddStringToObject(o, "kind", coffer_manifest_kind_name(m->kind));
-			cJSON_AddStringToObject(o, "started_at", started);
-			cJSON_AddNumberToObject(
-			    o, "duration_ms", (double)(m->finished_at - m->started_at));
-			cJSON_AddNumberToObject(o, "plaintext_bytes", (double)m->plaintext_bytes);
-			cJSON_AddNumberToObject(o, "stored_bytes", (double)m->stored_bytes);
-			cJSON_AddStringToObject(o, "key_id", m->key_id);
-			cJSON_AddNumberToObject(o, "tables", (double)m->ntables);
-			cJSON_AddStringToObject(o, "manifest", "valid");
+			b.service = m->service;
+			b.kind = coffer_manifest_kind_name(m->kind);
+			b.agent = m->agent;
+			b.started_at_ms = m->started_at;
+			b.finished_at_ms = m->finished_at;
+			b.duration_ms = m->finished_at - m->started_at;
+			b.plaintext_bytes = (int64_t)m->plaintext_bytes;
+			b.stored_bytes = (int64_t)m->stored_bytes;
+			b.tables = (int64_t)m->ntables;
+			b.key_id = m->key_id;
+			b.manifest = "valid";
 		} else {
-			cJSON_AddStringToObject(o, "manifest", "invalid");
-			cJSON_AddStringToObject(o, "error", err.msg);
+			b.manifest = "invalid";
+			b.error = err.msg;
 		}
-		cJSON_AddItemToArray(st->array, o);
+		cJSON *o = coffer_obj_backup_json(&b);
+		if (o != NULL && !cJSON_AddItemToArray(st->array, o)) {
+			cJSON_Delete(o);
+		}
 	} else if (rc == 0) {
-		printf("%-28s %-8s %-24s %14llu %14llu %s\n", id,
-		    coffer_manifest_kind_name(m->kind), started,
-		    (unsigned long long)m->plaintext_bytes, (unsigned long long)m->stored_bytes,
-		    m->key_id);
+		char plain[COFFER_FMT_BYTES_SIZE], stored[COFFER_FMT_BYTES_SIZE];
+		printf("%-28s %-8s %-24s %10s %10s %s\n", id, coffer_manifest_kind_name(m->kind),
+		    started, coffer_fmt_bytes(plain, (double)m->plaintext_bytes),
+		    coffer_fmt_bytes(stored, (double)m->stored_bytes), m->key_id);
 	} else {
 		printf("%-28s INVALID  %s\n", id, err.msg);
+	}
+	if (rc != 0) {
+		st->invalid++;
 	}
 	st->count++;
 	if (rc == 0) {
@@ -265,11 +277,14 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 	/* JSON: {"backups":[...],"windows":[...]}, the shape of `coffer backups
 	 * list`'s answer. */
 	cJSON *doc = json ? cJSON_CreateObject() : NULL;
-	list_state st = { ctx, json ? cJSON_AddArrayToObject(doc, "backups") : NULL, 0, &err, NULL,
-		0, 0 };
+	list_state st = {
+		.ctx = ctx,
+		.array = json ? cJSON_AddArrayToObject(doc, "backups") : NULL,
+		.err = &err,
+	};
 	if (!json) {
-		printf("%-28s %-8s %-24s %14s %14s %s\n", "ID", "KIND", "STARTED", "PLAIN_BYTES",
-		    "STORED_BYTES", "KEY");
+		printf("%-28s %-8s %-24s %10s %10s %s\n", "ID", "KIND", "STARTED", "PLAIN",
+		    "STORED", "KEY");
 	}
 	rv = agent_stored_ids(ctx, list_one, &st, &err);
 	if (rv == 0) {
@@ -289,7 +304,20 @@ agent_cmd_list(const coffer_cmd *cmd, int argc, char **argv)
 	if (rv != 0) {
 		return (fail("coffer-agent list", rv, &err));
 	}
-	return (fflush(stdout) == 0 ? 0 : 1);
+	if (fflush(stdout) != 0) {
+		return (1);
+	}
+	if (st.invalid > 0) {
+		/* A listing a script reads must not pass with a backup nobody can
+		 * restore in it: every backup is still listed, and the exit says so. */
+		fprintf(stderr,
+		    "coffer-agent list: %zu of %zu backups INVALID (manifest missing, unreadable or "
+		    "not signed by a key this agent trusts)\n  fix: run coffer-agent verify --backup "
+		    "ID on each to see why; take a new backup if it cannot be restored\n",
+		    st.invalid, st.count);
+		return (1);
+	}
+	return (0);
 }
 
 /* verify and cat differ only in where the plaintext goes. */
@@ -353,8 +381,12 @@ read_backup(const coffer_cmd *cmd, int argc, char **argv, bool to_stdout)
 	if (rv == 0 && !to_stdout) {
 		int64_t ms = coffer_clock_monotonic_ms() - started;
 		if (output != NULL && strcmp(output, "json") == 0) {
-			printf("{\"backup\":\"%s\",\"ok\":true,\"plaintext_bytes\":%llu,"
-			       "\"stored_bytes\":%llu,\"tables\":%zu,\"duration_ms\":%lld}\n",
+			/* A verification (docs/schema/verification.json): it names
+			 * the backup as backup_id, as drills and holds do, and its
+			 * own time as verify_ms (a backup's duration_ms is the
+			 * backup's). */
+			printf("{\"backup_id\":\"%s\",\"ok\":true,\"plaintext_bytes\":%llu,"
+			       "\"stored_bytes\":%llu,\"tables\":%zu,\"verify_ms\":%lld}\n",
 			    m->backup_id, (unsigned long long)m->plaintext_bytes,
 			    (unsigned long long)m->stored_bytes, m->ntables, (long long)ms);
 		} else {

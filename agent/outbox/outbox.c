@@ -522,13 +522,12 @@ bad_record(agent_outbox *ob, size_t i, int fd, off_t off, off_t end, bool is_las
 	}
 	char name[64];
 	char path[PATH_MAX];
-	char quoted[PATH_MAX + 16];
 	seg_name(s->first_seq, name, sizeof(name));
 	ob_path(ob, name, path, sizeof(path));
 	/* Its writer died before fdatasync returned, so the record was never
 	 * reported saved and nobody read it: cutting it off loses nothing. */
 	coffer_log_warn("outbox torn tail truncated", "file=%s offset=%lld dropped_bytes=%lld",
-	    coffer_log_quote(quoted, sizeof(quoted), path), (long long)off, (long long)(end - off));
+	    path, (long long)off, (long long)(end - off));
 	if (ftruncate(fd, off) != 0) {
 		return (coffer_err_errno(err, errno, "truncate", path));
 	}
@@ -821,12 +820,9 @@ ob_compact(agent_outbox *ob)
 		seg_name(ob->segs[k].first_seq, name, sizeof(name));
 		if (unlinkat(ob->dir_fd, name, 0) != 0 && errno != ENOENT) {
 			char path[PATH_MAX];
-			char quoted[PATH_MAX + 16];
 			/* Not fatal: the ack is durable and the next compaction retries. */
 			coffer_log_warn("cannot remove acked outbox segment",
-			    "file=%s error=\"%s\"",
-			    coffer_log_quote(
-			        quoted, sizeof(quoted), ob_path(ob, name, path, sizeof(path))),
+			    "file=%s error=\"%s\"", ob_path(ob, name, path, sizeof(path)),
 			    strerror(errno));
 			break;
 		}

@@ -795,9 +795,7 @@ read_archiver(agent_sender *s, agent_archiver_status *st)
 	coffer_err err = { 0 };
 	if (agent_archiver_read(conninfo, 3, st, &err) != 0) {
 		if (strcmp(err.msg, s->archiver_error) != 0) {
-			char q[600];
-			coffer_log_warn("archiver status not read", "error=%s",
-			    coffer_log_quote(q, sizeof(q), err.msg));
+			coffer_log_warn("archiver status not read", "error=%s", err.msg);
 			snprintf(s->archiver_error, sizeof(s->archiver_error), "%s", err.msg);
 		}
 		memset(st, 0, sizeof(*st));
@@ -896,15 +894,12 @@ set_state(agent_sender *s, agent_sender_state state, const coffer_err *err)
 static void
 log_once(agent_sender *s, coffer_log_level level, const char *what, const coffer_err *err)
 {
-	char msg[COFFER_ERR_MSG_MAX], hint[COFFER_ERR_HINT_MAX];
-	coffer_log_quote(msg, sizeof(msg), err->msg);
-	coffer_log_quote(hint, sizeof(hint), err->hint);
 	if (strcmp(s->last_logged, err->msg) == 0) {
 		level = COFFER_LOG_DEBUG;
 	}
 	snprintf(s->last_logged, sizeof(s->last_logged), "%s", err->msg);
 	coffer_log(level, what, "coordinator=%s error=%s hint=%s", s->link.cfg->coordinator_url,
-	    msg, hint);
+	    err->msg, err->hint);
 }
 
 /* Waits up to ms (forever if < 0), or until stopped, or -- if kick_wakes --

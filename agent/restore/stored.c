@@ -344,12 +344,10 @@ version_of_record(agent_ctx *ctx, const char *id, const char *object, const char
 	coffer_err_clear(&e);
 	int rc = coffer_repo_versions(ctx->repo, key, v, VERSIONS_MAX, &n, &e);
 	if (rc == COFFER_EPERM) {
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_warn("cannot list the versions of a backup object: reading the current "
 		                "one (allow s3:ListBucketVersions on the service's prefix, "
 		                "coffer-coordinator s3-policy)",
-		    "backup=%s object=%s error=%s", id, object,
-		    coffer_log_quote(q, sizeof(q), e.msg));
+		    "backup=%s object=%s error=%s", id, object, e.msg);
 		free(v);
 		return (0);
 	}

@@ -89,6 +89,69 @@ cli_match(const char *name, int argc, char **argv)
 	return (argc > 1 && strcmp(space + 1, argv[1]) == 0 ? 2 : 0);
 }
 
+static bool
+cli_is_help(const char *arg)
+{
+	return (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0);
+}
+
+/* Is word the first word of a two-word command (a group such as "backups")? */
+static bool
+cli_is_group(const coffer_cli *cli, const char *word)
+{
+	size_t len = strlen(word);
+	for (const coffer_cmd *c = cli->cmds; c->name != NULL; c++) {
+		if (strncmp(c->name, word, len) == 0 && c->name[len] == ' ') {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/* The commands of one group, for its --help (stdout) and for a missing or
+ * unknown subcommand (stderr). */
+static void
+cli_group_help(const coffer_cli *cli, const char *group, FILE *out)
+{
+	size_t len = strlen(group);
+	fprintf(
+	    out, "usage: %s %s SUBCOMMAND [OPTIONS]\n\n%s commands:\n", cli->prog, group, group);
+	for (const coffer_cmd *c = cli->cmds; c->name != NULL; c++) {
+		if (strncmp(c->name, group, len) == 0 && c->name[len] == ' ') {
+			fprintf(out, "  %s %s\n      %s\n", c->name, c->args, c->summary);
+		}
+	}
+	fprintf(out, "\nSee %s %s SUBCOMMAND --help for one command.\n", cli->prog, group);
+}
+
+/* One command's help: its usage and what it does. */
+static void
+cli_cmd_help(const coffer_cli *cli, const coffer_cmd *cmd)
+{
+	printf("usage: %s %s%s%s\n\n  %s\n", cli->prog, cmd->name, cmd->args[0] != '\0' ? " " : "",
+	    cmd->args, cmd->summary);
+	if (cli->footer != NULL) {
+		printf("\n%s", cli->footer);
+	}
+}
+
+/* --help or -h anywhere among a command's arguments (before a "--") asks
+ * for its help, whatever else the line holds: a command never runs, reads
+ * stdin or opens a config when help was asked for. */
+static bool
+cli_wants_help(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			return (false);
+		}
+		if (cli_is_help(argv[i])) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
 int
 coffer_cli_main(const coffer_cli *cli, int argc, char **argv)
 {
@@ -98,32 +161,47 @@ coffer_cli_main(const coffer_cli *cli, int argc, char **argv)
 		cli_brief_usage(cli);
 		return (2);
 	}
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		cli_help(cli, stdout);
-		return (0);
+	bool help = false;
+	if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+		if (argc == 2) {
+			cli_help(cli, stdout);
+			return (0);
+		}
+		/* "prog help backups list" is "prog backups list --help". */
+		help = true;
+		argc--;
+		argv++;
 	}
 	if (strcmp(argv[1], "--version") == 0) {
 		printf("%s %s\n", cli->prog, COFFER_VERSION_STRING);
 		return (0);
 	}
-	bool group_known = false;
 	for (const coffer_cmd *c = cli->cmds; c->name != NULL; c++) {
 		int words = cli_match(c->name, argc - 1, argv + 1);
 		if (words > 0) {
+			if (help || cli_wants_help(argc - 1 - words, argv + 1 + words)) {
+				cli_cmd_help(cli, c);
+				return (0);
+			}
 			return (c->run(c, argc - 1 - words, argv + 1 + words));
 		}
-		size_t word = strcspn(c->name, " ");
-		if (c->name[word] == ' ' && strlen(argv[1]) == word &&
-		    strncmp(c->name, argv[1], word) == 0) {
-			group_known = true;
+	}
+	if (cli_is_group(cli, argv[1])) {
+		if (help || argc == 2 || cli_is_help(argv[2])) {
+			if (help || argc > 2) {
+				cli_group_help(cli, argv[1], stdout);
+				return (0);
+			}
+			fprintf(stderr, "%s: %s needs a subcommand\n", cli->prog, argv[1]);
+		} else {
+			fprintf(
+			    stderr, "%s: unknown subcommand %s %s\n", cli->prog, argv[1], argv[2]);
 		}
+		cli_group_help(cli, argv[1], stderr);
+		return (2);
 	}
 	if (argv[1][0] == '-') {
 		fprintf(stderr, "%s: unknown option %s before the command\n", cli->prog, argv[1]);
-	} else if (group_known) {
-		fprintf(stderr, "%s: unknown or missing subcommand for %s%s%s\n", cli->prog,
-		    argv[1], argc > 2 ? ": " : "", argc > 2 ? argv[2] : "");
 	} else {
 		fprintf(stderr, "%s: unknown command %s\n", cli->prog, argv[1]);
 	}

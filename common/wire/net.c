@@ -835,9 +835,7 @@ cli_replace_dialer(coffer_net_client *c, uint64_t down_ms)
 		    &err, COFFER_EUNAVAIL, "cannot start dialing: %s", nng_strerror(nrv));
 	}
 	if (err.code != 0) {
-		char q[COFFER_ERR_MSG_MAX + 8];
-		coffer_log_error("dialing afresh failed", "url=%s error=%s", c->url,
-		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error("dialing afresh failed", "url=%s error=%s", c->url, err.msg);
 	}
 	pthread_mutex_lock(&c->mu);
 	c->redialing = false;

@@ -443,9 +443,8 @@ tls_clock_warn(const coffer_tls_files *files)
 	coffer_err e;
 	coffer_err_clear(&e);
 	if (coffer_tlsconf_clock_check(files, coffer_clock_now(NULL), &e) != 0) {
-		char q[COFFER_ERR_MSG_MAX + 8];
-		coffer_log_warn("tls certificate not valid by this host's clock", "error=%s",
-		    coffer_log_quote(q, sizeof(q), e.msg));
+		coffer_log_warn(
+		    "tls certificate not valid by this host's clock", "error=%s", e.msg);
 	}
 }
 

@@ -88,8 +88,7 @@ cat_notice(void *arg, const char *message)
 		n--;
 	}
 	snprintf(buf, sizeof(buf), "%.*s", (int)n, message);
-	char q[600];
-	coffer_log_debug("catalog notice", "text=%s", coffer_log_quote(q, sizeof(q), buf));
+	coffer_log_debug("catalog notice", "text=%s", buf);
 }
 
 /* Describes where conninfo points without its password (or anything else

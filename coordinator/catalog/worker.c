@@ -39,9 +39,8 @@ struct coord_worker {
 static void
 log_down(coord_worker *w, const char *why)
 {
-	char q[COFFER_ERR_MSG_MAX + 8];
 	coffer_log_warn("background work lost the catalog; reconnecting with backoff",
-	    "work=\"%s\" error=%s", w->name, coffer_log_quote(q, sizeof(q), why));
+	    "work=\"%s\" error=%s", w->name, why);
 }
 
 /* Reconnects a down worker now; true once it has a usable connection. */
@@ -138,9 +137,8 @@ run(void *arg)
 			log_down(w, e.msg);
 		}
 		if (rv != 0 && rv != COFFER_ECANCELED) {
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_error("background work failed", "work=\"%s\" error=%s", w->name,
-			    coffer_log_quote(q, sizeof(q), e.msg));
+			coffer_log_error(
+			    "background work failed", "work=\"%s\" error=%s", w->name, e.msg);
 		}
 		pthread_mutex_lock(&w->mu);
 		w->busy = false;

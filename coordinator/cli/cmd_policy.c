@@ -12,14 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base/log.h"
 #include "coordinator/cli/client.h"
 
 static void
 print_value(const cJSON *v)
 {
 	if (cJSON_IsString(v)) {
-		bool quote = strpbrk(v->valuestring, " \t\"=") != NULL || v->valuestring[0] == '\0';
-		printf(quote ? "\"%s\"" : "%s", v->valuestring);
+		/* key=value lines read like the logs: quoted and escaped the same
+		 * way, so a reason holding quotes cannot break its line. */
+		char quoted[4096];
+		printf("%s", coffer_log_quote(quoted, sizeof(quoted), v->valuestring));
 	} else if (cJSON_IsNumber(v)) {
 		printf("%.17g", v->valuedouble);
 	} else if (cJSON_IsBool(v)) {
@@ -51,23 +54,42 @@ print_value(const cJSON *v)
 	}
 }
 
+/* One object as key=value pairs on one line; members that are themselves
+ * lists of objects are left to the caller (they are printed as rows). */
 static void
-print_items(const cJSON *doc, const char *field)
+print_pairs(const cJSON *obj)
+{
+	const cJSON *kv;
+	bool first = true;
+	cJSON_ArrayForEach(kv, obj)
+	{
+		if (kv->string == NULL || (cJSON_IsArray(kv) && cJSON_IsObject(kv->child))) {
+			continue;
+		}
+		printf("%s%s=", first ? "" : " ", kv->string);
+		print_value(kv);
+		first = false;
+	}
+	putchar('\n');
+}
+
+/* list_field names an array of objects (one line each), or an object
+ * whose scalar members make a header line and whose one array of objects
+ * (rows_field) makes the rows: "plan" is {service, ..., backups: [...]}. */
+static void
+print_items(const cJSON *doc, const char *field, const char *rows_field)
 {
 	const cJSON *list = cJSON_GetObjectItem(doc, field);
+	if (rows_field != NULL && cJSON_IsObject(list)) {
+		print_pairs(list);
+		field = rows_field;
+		list = cJSON_GetObjectItem(list, rows_field);
+	}
 	const cJSON *item;
 	size_t n = 0;
 	cJSON_ArrayForEach(item, list)
 	{
-		const cJSON *kv;
-		bool first = true;
-		cJSON_ArrayForEach(kv, item)
-		{
-			printf("%s%s=", first ? "" : " ", kv->string);
-			print_value(kv);
-			first = false;
-		}
-		putchar('\n');
+		print_pairs(item);
 		n++;
 	}
 	if (n == 0) {
@@ -78,8 +100,8 @@ print_items(const cJSON *doc, const char *field)
 /* One request with up to three --name value options mapped to arguments. */
 static int
 simple(const coffer_cmd *cmd, int argc, char **argv, const char *command, const char *const *names,
-    size_t nnames, size_t nrequired, const char *list_field, const char *done_prefix,
-    const char *done_suffix)
+    size_t nnames, size_t nrequired, const char *list_field, const char *rows_field,
+    const char *done_prefix, const char *done_suffix)
 {
 	const char *config = NULL, *output = NULL;
 	const char *values[3] = { NULL, NULL, NULL };
@@ -127,7 +149,7 @@ simple(const coffer_cmd *cmd, int argc, char **argv, const char *command, const 
 	if (json) {
 		printf("%s\n", text);
 	} else if (list_field != NULL) {
-		print_items(doc, list_field);
+		print_items(doc, list_field, rows_field);
 	} else {
 		printf("%s%s%s\n", done_prefix, values[0], done_suffix);
 	}
@@ -140,15 +162,15 @@ int
 coord_cli_hold_add(const coffer_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "backup", "reason" };
-	return (simple(cmd, argc, argv, "hold.add", names, 2, 2, NULL, "hold placed on backup ",
-	    ": retention will not delete it until the hold is removed"));
+	return (simple(cmd, argc, argv, "hold.add", names, 2, 2, NULL, NULL,
+	    "hold placed on backup ", ": retention will not delete it until the hold is removed"));
 }
 
 int
 coord_cli_hold_remove(const coffer_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "backup" };
-	return (simple(cmd, argc, argv, "hold.remove", names, 1, 1, NULL,
+	return (simple(cmd, argc, argv, "hold.remove", names, 1, 1, NULL, NULL,
 	    "hold removed from backup ", ": retention decides its fate again"));
 }
 
@@ -156,19 +178,20 @@ int
 coord_cli_holds_list(const coffer_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "service" };
-	return (simple(cmd, argc, argv, "holds.list", names, 1, 0, "holds", NULL, NULL));
+	return (simple(cmd, argc, argv, "holds.list", names, 1, 0, "holds", NULL, NULL, NULL));
 }
 
 int
 coord_cli_retention_plan(const coffer_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "service" };
-	return (simple(cmd, argc, argv, "retention.plan", names, 1, 1, "plan", NULL, NULL));
+	return (
+	    simple(cmd, argc, argv, "retention.plan", names, 1, 1, "plan", "backups", NULL, NULL));
 }
 
 int
 coord_cli_alerts_list(const coffer_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "limit" };
-	return (simple(cmd, argc, argv, "alerts.list", names, 1, 0, "alerts", NULL, NULL));
+	return (simple(cmd, argc, argv, "alerts.list", names, 1, 0, "alerts", NULL, NULL, NULL));
 }

@@ -346,7 +346,6 @@ drcopy_copy_due(
 		if (cr == COFFER_ECANCELED) {
 			break; /* stopping: the row stays due */
 		}
-		char q[COFFER_ERR_MSG_MAX + 8];
 		if (cr == 0) {
 			st->verified++;
 			coffer_log_info("DR copy verified",
@@ -356,7 +355,7 @@ drcopy_copy_due(
 			st->failed++;
 			coffer_log_error("DR copy failed",
 			    "service=%s backup=%s attempt=%d error=%s", j->service, j->id,
-			    j->attempts, coffer_log_quote(q, sizeof(q), e.msg));
+			    j->attempts, e.msg);
 		}
 		rv = record(d, cat, j, cr, &e, t0,
 		    coffer_clock_now(NULL) > now_ms ? coffer_clock_now(NULL) : now_ms, err);

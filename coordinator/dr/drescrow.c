@@ -144,9 +144,8 @@ on_object(const char *key, const coffer_repo_info *info, void *arg)
 	char sha[65], version[COFFER_S3_VERSION_ID_MAX];
 	int rv = copy_one(w, key, key_id, &ent, sha, version, &e);
 	if (rv != 0) {
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_warn("escrowed key not copied to DR", "service=%s key_id=%s error=%s",
-		    w->service, key_id, coffer_log_quote(q, sizeof(q), e.msg));
+		    w->service, key_id, e.msg);
 		return (rv == COFFER_EUNAVAIL || rv == COFFER_ECANCELED ? 1 : 0);
 	}
 	char created[24], details[512];
@@ -221,9 +220,8 @@ drcopy_export_escrows(
 			rv = w.rv;
 			*err = e;
 		} else if (lr != 0) {
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_warn("escrowed keys not listed", "service=%s error=%s", service,
-			    coffer_log_quote(q, sizeof(q), e.msg));
+			coffer_log_warn(
+			    "escrowed keys not listed", "service=%s error=%s", service, e.msg);
 		}
 	}
 	PQclear(svc);

@@ -146,9 +146,8 @@ drcopy_attest_primary(coord_drcopy *d, coord_catalog *cat, coord_drcopy_stats *s
 		if (ar != 0) {
 			/* Logged, not fatal: the sweep and drills speak for a
 			 * damaged backup; the next pass tries again. */
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_warn("attestation not written", "backup=%s error=%s", j.id,
-			    coffer_log_quote(q, sizeof(q), e.msg));
+			coffer_log_warn(
+			    "attestation not written", "backup=%s error=%s", j.id, e.msg);
 			if (ar == COFFER_EUNAVAIL || ar == COFFER_ECANCELED) {
 				break;
 			}
@@ -248,9 +247,8 @@ drcopy_export_revocations(
 		}
 		if (wr != 0) {
 			/* Logged, not fatal: the next pass tries again. */
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_warn("revocation not exported", "agent=%s error=%s", rev.agent,
-			    coffer_log_quote(q, sizeof(q), e.msg));
+			coffer_log_warn(
+			    "revocation not exported", "agent=%s error=%s", rev.agent, e.msg);
 			if (wr == COFFER_EUNAVAIL || wr == COFFER_ECANCELED) {
 				break;
 			}
@@ -300,9 +298,7 @@ audit_broken(coord_drcopy *d, coord_catalog *cat, const coffer_err *why)
 	if (!first) {
 		return;
 	}
-	char q[COFFER_ERR_MSG_MAX + 8];
-	coffer_log_error(
-	    "audit head export stopped", "error=%s", coffer_log_quote(q, sizeof(q), why->msg));
+	coffer_log_error("audit head export stopped", "error=%s", why->msg);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "problem", why->msg);
 	char *text = cJSON_PrintUnformatted(o);
@@ -312,8 +308,8 @@ audit_broken(coord_drcopy *d, coord_catalog *cat, const coffer_err *why)
 	if (text == NULL ||
 	    coord_audit_append(
 	        cat, d->key, "coordinator", "audit.export_refused", "dr", text, NULL, &e) != 0) {
-		coffer_log_error("audit row not written", "action=audit.export_refused error=%s",
-		    coffer_log_quote(q, sizeof(q), e.msg));
+		coffer_log_error(
+		    "audit row not written", "action=audit.export_refused error=%s", e.msg);
 	}
 	cJSON_free(text);
 }
@@ -348,11 +344,9 @@ drcopy_export_audit_head(coord_drcopy *d, coord_catalog *cat, int64_t now_ms, in
 		if (rv == 0) {
 			d->exported_seeded = true;
 			if (d->exported.resumed_by > 0) {
-				char q[COFFER_ERR_MSG_MAX + 8];
 				coffer_log_warn("audit head export resumed",
 				    "head=%s resumed_by=%" PRId64 " problem=%s", d->exported.key,
-				    d->exported.resumed_by,
-				    coffer_log_quote(q, sizeof(q), problem));
+				    d->exported.resumed_by, problem);
 			}
 			if (!found || d->exported.resumed_by > 0) {
 				memset(&d->exported, 0, sizeof(d->exported));

@@ -324,9 +324,8 @@ coord_drcopy_tick(
 			rv = coord_drcopy_alerts(cat, d->key, d->cfg, p->name, now_ms, st, &e);
 		}
 		if (rv != 0) {
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_error("DR copy planning failed", "service=%s error=%s", p->name,
-			    coffer_log_quote(q, sizeof(q), e.msg));
+			coffer_log_error(
+			    "DR copy planning failed", "service=%s error=%s", p->name, e.msg);
 			last = rv;
 			*err = e;
 			if (rv == COFFER_EUNAVAIL) {

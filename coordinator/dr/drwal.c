@@ -107,10 +107,8 @@ drcopy_copy_wal_stream(
 				cr = drcopy_verify_key(d, &j, dst, want, version, &e);
 			}
 			if (cr != 0) {
-				char q[COFFER_ERR_MSG_MAX + 8];
 				coffer_log_warn("WAL not copied to DR",
-				    "service=%s segment=%s error=%s", p->name, seg,
-				    coffer_log_quote(q, sizeof(q), e.msg));
+				    "service=%s segment=%s error=%s", p->name, seg, e.msg);
 				break;
 			}
 			rv = drcopy_wal_copied(cat, p->name, sysid, tl, seg, err);

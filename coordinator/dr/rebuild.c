@@ -323,9 +323,7 @@ refuse(rebuild *r, const char *service, const char *id, const coffer_err *why)
 	}
 	r->st->refused++;
 	report(r, service, id, "refused", problem);
-	char q[sizeof(problem) + 8];
-	coffer_log_error("backup refused", "service=%s backup=%s problem=%s", service, id,
-	    coffer_log_quote(q, sizeof(q), problem));
+	coffer_log_error("backup refused", "service=%s backup=%s problem=%s", service, id, problem);
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "service", service);
 	cJSON_AddStringToObject(d, "repository", r->repo_name);

@@ -499,17 +499,14 @@ schedule_pass(coord_catalog *cat, const coord_audit_key *key, const coord_config
 			} else if (rv != COFFER_EUNAVAIL && rv != COFFER_EPG) {
 				/* Not started: drill_overdue pages if this lasts. */
 				st->not_started++;
-				char q[COFFER_ERR_MSG_MAX + 8];
 				coffer_log_warn("scheduled drill not started",
-				    "service=%s error=%s", p->name,
-				    coffer_log_quote(q, sizeof(q), e.msg));
+				    "service=%s error=%s", p->name, e.msg);
 				rv = 0;
 			}
 		}
 		if (rv != 0) {
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_error("drill schedule failed", "service=%s error=%s", p->name,
-			    coffer_log_quote(q, sizeof(q), e.msg));
+			coffer_log_error(
+			    "drill schedule failed", "service=%s error=%s", p->name, e.msg);
 			if (err != NULL) {
 				*err = e;
 			}
@@ -1210,8 +1207,7 @@ note(int rv, const char *what, const coffer_err *e, int *last, coffer_err *err)
 	if (rv == 0) {
 		return (0);
 	}
-	char q[COFFER_ERR_MSG_MAX + 8];
-	coffer_log_error(what, "error=%s", coffer_log_quote(q, sizeof(q), e->msg));
+	coffer_log_error(what, "error=%s", e->msg);
 	*last = rv;
 	if (err != NULL) {
 		*err = *e;

@@ -233,10 +233,8 @@ repo_of(coord_drills *d, int which)
 	}
 	/* Read only: the sweep must never be able to repair or remove. */
 	if (coffer_repo_open(&rc, COFFER_REPO_READ, &d->repo[which], &e) != 0) {
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_error("integrity sweep cannot open a repository",
-		    "repository=%s error=%s", repo_names[which],
-		    coffer_log_quote(q, sizeof(q), e.msg));
+		    "repository=%s error=%s", repo_names[which], e.msg);
 		d->repo[which] = NULL;
 		d->tried[which] = false; /* try again next sweep */
 	}
@@ -272,10 +270,8 @@ record_backup(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, c
 		}
 		if (rv != 0) {
 			/* Missing or unreadable: the sweep reports it; record later. */
-			char q[COFFER_ERR_MSG_MAX + 8];
 			coffer_log_warn("object version not recorded",
-			    "backup=%s object=%s error=%s", id, objects[i],
-			    coffer_log_quote(q, sizeof(q), e.msg));
+			    "backup=%s object=%s error=%s", id, objects[i], e.msg);
 			return (0);
 		}
 	}
@@ -445,9 +441,8 @@ check_object(coord_drills *d, coord_catalog *cat, const coord_audit_key *key, in
 	        rv != COFFER_EPERM)) {
 		/* A storage outage is not corruption: skip, and let the sweep's
 		 * overdue alert speak if it lasts. */
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_warn("integrity check skipped", "object=%s repository=%s error=%s", okey,
-		    repo_names[which], coffer_log_quote(q, sizeof(q), e.msg));
+		    repo_names[which], e.msg);
 		return (0);
 	}
 	char now[32], sb[32], ab[32];

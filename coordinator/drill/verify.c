@@ -84,9 +84,8 @@ verify_repo_of(coord_drills *d, const char *name)
 	coffer_err_clear(&e);
 	if (coord_config_repo(d->cfg, which == 1 ? "dr" : "primary", &rc, &e) != 0 ||
 	    coffer_repo_open(&rc, COFFER_REPO_READ, &d->vrepo[which], &e) != 0) {
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_error("backup verification cannot open a repository",
-		    "repository=%s error=%s", name, coffer_log_quote(q, sizeof(q), e.msg));
+		    "repository=%s error=%s", name, e.msg);
 		d->vrepo[which] = NULL;
 	}
 	return (d->vrepo[which]);
@@ -288,9 +287,8 @@ record(coord_catalog *cat, const coord_audit_key *key, const claim *c, bool ok, 
 	if (rv == 0 && ok) {
 		coffer_log_info("backup verified", "backup=%s service=%s", c->id, c->service);
 	} else if (rv == 0) {
-		char q[1100];
-		coffer_log_error("backup rejected", "backup=%s service=%s problem=%s", c->id,
-		    c->service, coffer_log_quote(q, sizeof(q), why));
+		coffer_log_error(
+		    "backup rejected", "backup=%s service=%s problem=%s", c->id, c->service, why);
 	}
 	return (rv);
 }
@@ -358,9 +356,8 @@ coord_drills_verify(
 			break;
 		}
 		if (verdict == 0) {
-			char q[1100];
-			coffer_log_warn("backup verification skipped", "backup=%s problem=%s",
-			    rows[i].id, coffer_log_quote(q, sizeof(q), why));
+			coffer_log_warn(
+			    "backup verification skipped", "backup=%s problem=%s", rows[i].id, why);
 			continue;
 		}
 		rv = record(cat, key, &rows[i], verdict > 0, why, err);

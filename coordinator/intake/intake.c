@@ -795,9 +795,8 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 			break;
 		}
 		/* PostgreSQL refused something: again, one savepoint per event. */
-		char q[600];
 		coffer_log_debug("envelope retried with savepoints", "seq=%" PRIu64 " error=%s",
-		    res->envelope_seq, coffer_log_quote(q, sizeof(q), cerr.msg));
+		    res->envelope_seq, cerr.msg);
 		coffer_err_clear(&cerr);
 		rv = 0;
 	}
@@ -812,10 +811,8 @@ coord_intake_handle(coord_intake *in, const uint8_t *req, size_t len, const char
 			intake_verdict_set(&v, COFFER__V1__STATUS__STATUS_UNAVAILABLE,
 			    "the catalog is unreachable; keep the events and retry later");
 		} else {
-			char q[600];
 			coffer_log_error("request failed", "agent=%s seq=%" PRIu64 " error=%s",
-			    res->agent[0] != '\0' ? res->agent : "-", res->envelope_seq,
-			    coffer_log_quote(q, sizeof(q), cerr.msg));
+			    res->agent[0] != '\0' ? res->agent : "-", res->envelope_seq, cerr.msg);
 			intake_verdict_set(&v, COFFER__V1__STATUS__STATUS_INTERNAL,
 			    "the coordinator could not apply the request; retry later");
 		}

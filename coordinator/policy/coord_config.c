@@ -316,6 +316,20 @@ static const coffer_config_key alerts_keys[] = {
 	 * pages catalog_unreachable from its local outbox (watch/outage.h):
 	 * long enough to ride out a PostgreSQL restart or failover, short
 	 * enough that nobody learns of the outage from its consequences. */
+	/* What a page links to (coordinator/watch/notify.c): the runbook, whose
+	 * entry for the alert kind is this URL + "#" + the kind (default: the
+	 * build's COFFER_DOCS_URL + "/RUNBOOK.md", when it was given one), the
+	 * dashboard, and the coordinator's status page as PagerDuty's
+	 * client_url. "{service}" in the last two becomes the service's name. */
+	{ .name = "runbook_url",
+	    .type = COFFER_CONFIG_STRING,
+	    .check = coffer_config_check_http_url },
+	{ .name = "dashboard_url",
+	    .type = COFFER_CONFIG_STRING,
+	    .check = coffer_config_check_http_url },
+	{ .name = "status_url",
+	    .type = COFFER_CONFIG_STRING,
+	    .check = coffer_config_check_http_url },
 	{ .name = "catalog_unreachable_after",
 	    .type = COFFER_CONFIG_DURATION,
 	    .def = "60s",

@@ -43,6 +43,7 @@
 #include "common/base/hex.h"
 #include "common/base/log.h"
 #include "common/base/name.h"
+#include "common/base/objects.h"
 #include "common/base/utf8.h"
 #include "common/crypto/sign.h"
 #include "common/wire/adminmsg.h"
@@ -260,6 +261,19 @@ add_text(cJSON *o, const char *name, const PGresult *res, int row, int col)
 	}
 }
 
+/* A column as a backup object's text or time: null when SQL NULL. */
+static const char *
+obj_text(const PGresult *res, int row, int col)
+{
+	return (is_null(res, row, col) ? COFFER_OBJ_NULL_TEXT : PQgetvalue(res, row, col));
+}
+
+static int64_t
+obj_int(const PGresult *res, int row, int col)
+{
+	return (is_null(res, row, col) ? COFFER_OBJ_NULL : int_at(res, row, col));
+}
+
 static const char *
 service_owner(const admin_ctx *ctx, const char *service)
 {
@@ -326,21 +340,24 @@ status_one(admin_ctx *ctx, const char *service, cJSON *list)
 		return (rv);
 	}
 	if (PQntuples(res) == 1) {
-		cJSON *b = cJSON_AddObjectToObject(o, "last_backup");
-		if (b == NULL) {
+		coffer_obj_backup ob;
+		coffer_obj_backup_init(&ob);
+		ob.id = obj_text(res, 0, 0);
+		ob.kind = obj_text(res, 0, 1);
+		ob.agent = obj_text(res, 0, 6);
+		ob.finished_at_ms = obj_int(res, 0, 2);
+		ob.settled_at_ms = obj_int(res, 0, 7);
+		int64_t age = (ctx->now_ms - int_at(res, 0, 7)) / 1000;
+		ob.age_seconds = age > 0 ? age : 0;
+		ob.duration_ms = obj_int(res, 0, 5);
+		ob.plaintext_bytes = obj_int(res, 0, 4);
+		ob.stored_bytes = obj_int(res, 0, 3);
+		cJSON *b = coffer_obj_backup_json(&ob);
+		if (b == NULL || !cJSON_AddItemToObject(o, "last_backup", b)) {
+			cJSON_Delete(b);
 			PQclear(res);
 			return (out_of_memory(ctx));
 		}
-		add_text(b, "id", res, 0, 0);
-		add_text(b, "kind", res, 0, 1);
-		add_time(b, "finished_at", res, 0, 2);
-		add_time(b, "settled_at", res, 0, 7);
-		int64_t age = (ctx->now_ms - int_at(res, 0, 7)) / 1000;
-		cJSON_AddNumberToObject(b, "age_seconds", (double)(age > 0 ? age : 0));
-		add_int(b, "stored_bytes", res, 0, 3);
-		add_int(b, "plain_bytes", res, 0, 4);
-		add_int(b, "duration_ms", res, 0, 5);
-		add_text(b, "agent", res, 0, 6);
 	} else {
 		cJSON_AddNullToObject(o, "last_backup");
 	}
@@ -480,7 +497,8 @@ cmd_backups_list(admin_ctx *ctx)
 	    "SELECT id, kind, status, agent, repo, (extract(epoch FROM started_at) * 1000)::bigint, "
 	    "(extract(epoch FROM finished_at) * 1000)::bigint, "
 	    "(extract(epoch FROM finished_at - started_at) * 1000)::bigint, plain_bytes, "
-	    "stored_bytes, key_id, failure_reason FROM backups WHERE service = $1 "
+	    "stored_bytes, key_id, failure_reason, verify_state, "
+	    "(extract(epoch FROM settled_at) * 1000)::bigint FROM backups WHERE service = $1 "
 	    "ORDER BY received_at DESC, id DESC LIMIT $2::integer",
 	    2, vals, &rv);
 	if (res == NULL) {
@@ -489,24 +507,29 @@ cmd_backups_list(admin_ctx *ctx)
 	cJSON_AddStringToObject(ctx->result, "service", service);
 	cJSON *list = cJSON_AddArrayToObject(ctx->result, "backups");
 	for (int i = 0; list != NULL && i < PQntuples(res); i++) {
-		cJSON *b = cJSON_CreateObject();
+		coffer_obj_backup ob;
+		coffer_obj_backup_init(&ob);
+		ob.id = obj_text(res, i, 0);
+		ob.service = service;
+		ob.kind = obj_text(res, i, 1);
+		ob.agent = obj_text(res, i, 3);
+		ob.status = obj_text(res, i, 2);
+		ob.verify_state = obj_text(res, i, 12);
+		ob.repository = obj_text(res, i, 4);
+		ob.started_at_ms = obj_int(res, i, 5);
+		ob.finished_at_ms = obj_int(res, i, 6);
+		ob.settled_at_ms = obj_int(res, i, 13);
+		ob.duration_ms = obj_int(res, i, 7);
+		ob.plaintext_bytes = obj_int(res, i, 8);
+		ob.stored_bytes = obj_int(res, i, 9);
+		ob.key_id = obj_text(res, i, 10);
+		ob.failure_reason = obj_text(res, i, 11);
+		cJSON *b = coffer_obj_backup_json(&ob);
 		if (b == NULL || !cJSON_AddItemToArray(list, b)) {
 			cJSON_Delete(b);
 			list = NULL;
 			break;
 		}
-		add_text(b, "id", res, i, 0);
-		add_text(b, "kind", res, i, 1);
-		add_text(b, "status", res, i, 2);
-		add_text(b, "agent", res, i, 3);
-		add_text(b, "repo", res, i, 4);
-		add_time(b, "started_at", res, i, 5);
-		add_time(b, "finished_at", res, i, 6);
-		add_int(b, "duration_ms", res, i, 7);
-		add_int(b, "plain_bytes", res, i, 8);
-		add_int(b, "stored_bytes", res, i, 9);
-		add_text(b, "key_id", res, i, 10);
-		add_text(b, "failure_reason", res, i, 11);
 	}
 	PQclear(res);
 	if (list == NULL) {
@@ -933,7 +956,7 @@ cmd_hold_add(admin_ctx *ctx)
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
 	}
-	cJSON_AddStringToObject(ctx->result, "backup", backup);
+	cJSON_AddStringToObject(ctx->result, "backup_id", backup);
 	cJSON_AddStringToObject(ctx->result, "hold", "added");
 	return (0);
 }
@@ -951,7 +974,7 @@ cmd_hold_remove(admin_ctx *ctx)
 	if (rv != 0) {
 		return (fail_with(ctx, rv));
 	}
-	cJSON_AddStringToObject(ctx->result, "backup", backup);
+	cJSON_AddStringToObject(ctx->result, "backup_id", backup);
 	cJSON_AddStringToObject(ctx->result, "hold", "removed");
 	return (0);
 }
@@ -1159,9 +1182,8 @@ audit_refusal(admin_ctx *ctx, const char *reason)
 	                      : coffer_err_set(&aerr, COFFER_ENOMEM, "no memory for the audit row");
 	cJSON_free(text);
 	if (rv != 0) {
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_warn("refused admin request not audited", "actor=%s reason=%s error=%s",
-		    ctx->actor, reason, coffer_log_quote(q, sizeof(q), aerr.msg));
+		    ctx->actor, reason, aerr.msg);
 	}
 	coffer_log_warn("admin request refused", "actor=%s reason=%s", ctx->actor, reason);
 }

@@ -263,9 +263,8 @@ lane_down(lane *l, const char *why)
 {
 	if (coord_outage_down(l->s->outage, why)) {
 		atomic_fetch_add(&l->s->catalog_outages, 1);
-		char q[600];
-		coffer_log_error("catalog unreachable; not acking", "lane=%d error=%s", l->index,
-		    coffer_log_quote(q, sizeof(q), why));
+		coffer_log_error(
+		    "catalog unreachable; not acking", "lane=%d error=%s", l->index, why);
 		coffer_sd_status("catalog unreachable; not acking: %s", why);
 	}
 }
@@ -314,10 +313,9 @@ try_reconnect(lane *l)
 	/* Once the backoff is at its cap, say why every time (every
 	 * COORD_RECONNECT_MAX_MS): a catalog that is up but has the wrong
 	 * schema needs an operator, not patience. */
-	char q[600];
 	coffer_log(l->rc.backoff_ms >= COORD_RECONNECT_MAX_MS ? COFFER_LOG_WARN : COFFER_LOG_DEBUG,
-	    "catalog still unreachable", "lane=%d error=%s retry_ms=%lld", l->index,
-	    coffer_log_quote(q, sizeof(q), err.msg), (long long)l->rc.backoff_ms);
+	    "catalog still unreachable", "lane=%d error=%s retry_ms=%lld", l->index, err.msg,
+	    (long long)l->rc.backoff_ms);
 }
 
 /* The reconnect rule, after every job whatever its kind. */
@@ -329,12 +327,11 @@ lane_after(lane *l)
 	coffer_err err;
 	coffer_err_clear(&err);
 	coord_reconnect_state st = coord_reconnect_after(&l->rc, l->cat, &err);
-	char q[600];
 	if (st == COORD_RECONNECT_WENT_DOWN) {
 		lane_down(l, err.msg);
 	} else if (st == COORD_RECONNECT_REVIVED) {
-		coffer_log_info("catalog connection was lost and is back", "lane=%d cause=%s",
-		    l->index, coffer_log_quote(q, sizeof(q), cause));
+		coffer_log_info(
+		    "catalog connection was lost and is back", "lane=%d cause=%s", l->index, cause);
 		/* Another lane may have declared the outage while this one was
 		 * idle: this lane reaching the catalog ends it now, not when
 		 * the down lane's backoff next lets it try. */
@@ -388,9 +385,7 @@ run_alerts(server *s)
 	coord_alerts_stats ast;
 	memset(&ast, 0, sizeof(ast));
 	if (coord_alerts_evaluate(s->cat, s->key, s->cfg, &s->audit_state, now, &ast, &err) != 0) {
-		char q[600];
-		coffer_log_error(
-		    "alert evaluation failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error("alert evaluation failed", "error=%s", err.msg);
 		coffer_err_clear(&err);
 	} else if (ast.triggered || ast.resolved) {
 		coffer_log_info("alerts", "triggered=%d resolved=%d open=%d", ast.triggered,
@@ -400,9 +395,7 @@ run_alerts(server *s)
 		coord_notify_stats nst;
 		memset(&nst, 0, sizeof(nst));
 		if (coord_notify_deliver_due(s->notify, s->cat, now, &nst, &err) != 0) {
-			char q[600];
-			coffer_log_error("alert delivery failed", "error=%s",
-			    coffer_log_quote(q, sizeof(q), err.msg));
+			coffer_log_error("alert delivery failed", "error=%s", err.msg);
 		}
 	}
 }
@@ -472,9 +465,7 @@ run_history(server *s)
 	coord_history_stats st;
 	if (coord_history_prune(s->cat, s->key, s->cfg->events_keep_ms, s->cfg->refusals_keep_ms,
 	        coffer_clock_now(NULL), &st, &err) != 0) {
-		char q[600];
-		coffer_log_error(
-		    "history pruning failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error("history pruning failed", "error=%s", err.msg);
 		return;
 	}
 	if (st.events > 0 || st.refusals > 0) {
@@ -491,9 +482,7 @@ serve_tick(server *s)
 	coffer_err_clear(&err);
 	/* Every policy load is audited before anything is decided under it. */
 	if (coord_policy_sync(s->cat, s->key, "coordinator", s->cfg, &err) != 0) {
-		char q[600];
-		coffer_log_error(
-		    "policy sync failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error("policy sync failed", "error=%s", err.msg);
 		return;
 	}
 	if (!s->policy_synced) {
@@ -502,9 +491,7 @@ serve_tick(server *s)
 	}
 	/* Outages the catalog could not hear about while they lasted. */
 	if (coord_outage_audit(s->outage, s->cat, NULL, &err) != 0) {
-		char q[600];
-		coffer_log_error("catalog outage not audited yet", "error=%s",
-		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error("catalog outage not audited yet", "error=%s", err.msg);
 		coffer_err_clear(&err);
 	}
 	run_history(s);
@@ -541,9 +528,7 @@ serve_tick(server *s)
 	memset(&st, 0, sizeof(st));
 	if (coord_retention_pass(
 	        s->cat, s->key, s->cfg, s->repo, coffer_clock_now(NULL), &st, &err) != 0) {
-		char q[600];
-		coffer_log_error(
-		    "retention pass failed", "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_error("retention pass failed", "error=%s", err.msg);
 		return;
 	}
 	if (st.marked || st.cancelled || st.deleted || st.gone || st.failed || st.orphans) {
@@ -575,9 +560,8 @@ flush_refusals(server *s, bool all)
 	coffer_err_clear(&err);
 	coord_gate_flush_stats st;
 	if (coord_gate_flush(s->gate, s->cat, s->key, all, &st, &err) != 0) {
-		char q[600];
-		coffer_log_warn("refusals not audited yet; kept for the next pass", "error=%s",
-		    coffer_log_quote(q, sizeof(q), err.msg));
+		coffer_log_warn(
+		    "refusals not audited yet; kept for the next pass", "error=%s", err.msg);
 	} else if (st.audit_rows > 0) {
 		coffer_log_info("refusals audited", "rows=%u refusals=%llu", st.audit_rows,
 		    (unsigned long long)st.refusals);
@@ -645,9 +629,7 @@ serve_job(lane *l, job *j)
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (coord_intake_handle(l->intake, j->req, j->len, j->peer, &j->out, &j->out_len,
 		        &res, &err) != 0) {
-			char q[600];
-			coffer_log_error("cannot build a reply", "error=%s",
-			    coffer_log_quote(q, sizeof(q), err.msg));
+			coffer_log_error("cannot build a reply", "error=%s", err.msg);
 			j->out = NULL;
 		}
 		/* A catalog restarted while we were idle: only the first
@@ -679,22 +661,20 @@ serve_job(lane *l, job *j)
 		 * there now: recorded before anyone else can write over it. */
 		coord_drills_record_soon(s->drills, coffer_clock_now(NULL));
 	}
-	char agent[160];
-	coffer_log_quote(agent, sizeof(agent), res.agent[0] != '\0' ? res.agent : "-");
+	const char *agent = res.agent[0] != '\0' ? res.agent : "-";
 	if (res.status == COFFER__V1__STATUS__STATUS_OK) {
 		coffer_log_debug("request applied",
 		    "agent=%s seq=%llu applied=%u resent=%u rejected=%u acked=%llu", agent,
 		    (unsigned long long)res.envelope_seq, res.applied, res.resent, res.rejected,
 		    (unsigned long long)res.acked_event_seq);
 	} else if (res.status != COFFER__V1__STATUS__STATUS_UNAVAILABLE) {
-		char q[300];
 		/* A flood must not become a flood of log lines: refusals the
 		 * gate aggregates are logged once per period with its audit
 		 * rows. */
 		coffer_log(res.aggregated ? COFFER_LOG_DEBUG : COFFER_LOG_WARN, "request refused",
 		    "agent=%s seq=%llu reason=%s peer=%s error=%s", agent,
 		    (unsigned long long)res.envelope_seq, coord_intake_reason(res.status),
-		    j->peer[0] != '\0' ? j->peer : "-", coffer_log_quote(q, sizeof(q), res.error));
+		    j->peer[0] != '\0' ? j->peer : "-", res.error);
 	}
 }
 
@@ -804,10 +784,8 @@ lane_thread(void *arg)
 			coffer_err rerr;
 			coffer_err_clear(&rerr);
 			if (coord_gate_refresh(s->gate, l->cat, &rerr) != 0) {
-				char q[600];
 				coffer_log_debug("agent directory not refreshed",
-				    "lane=%d error=%s", l->index,
-				    coffer_log_quote(q, sizeof(q), rerr.msg));
+				    "lane=%d error=%s", l->index, rerr.msg);
 			}
 			(void)lane_after(l);
 			pthread_mutex_lock(&s->mu);
@@ -885,9 +863,7 @@ on_done(uv_async_t *h)
 			coffer_err err;
 			if (coffer_net_reply_send(j->reply, j->out, j->out_len, &err) != 0 &&
 			    err.code != COFFER_ECANCELED) {
-				char q[600];
-				coffer_log_warn("reply not sent", "error=%s",
-				    coffer_log_quote(q, sizeof(q), err.msg));
+				coffer_log_warn("reply not sent", "error=%s", err.msg);
 			}
 		} else {
 			coffer_net_reply_drop(j->reply);
@@ -990,10 +966,9 @@ reload_tls(server *s, const char *why)
 	if (rv == 0 && s->admin_net != NULL) {
 		rv = coffer_net_server_reload_tls(s->admin_net, &s->ncfg.tls, &err);
 	}
-	char q[600];
 	if (rv != 0) {
 		coffer_log_error("tls config not reloaded; the listeners keep the previous one",
-		    "why=%s error=%s", why, coffer_log_quote(q, sizeof(q), err.msg));
+		    "why=%s error=%s", why, err.msg);
 		return;
 	}
 	coffer_log_info("tls config reloaded; connections re-handshake", "why=%s crl=%s", why,
@@ -1276,12 +1251,10 @@ check_versioned(const coord_config *cfg, coffer_repo *repo, const char *bucket, 
 	    : v == COFFER_REPO_VERSIONING_SUSPENDED ? "suspended"
 	                                            : "never enabled";
 	if (ok) {
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_warn(
 		    "the primary bucket keeps no object versions (unversioned_ok = true): "
 		    "a replaced backup object cannot be told from the original",
-		    "bucket=%s versioning=%s error=%s", bucket, state,
-		    coffer_log_quote(q, sizeof(q), rv != 0 ? e.msg : "-"));
+		    "bucket=%s versioning=%s error=%s", bucket, state, rv != 0 ? e.msg : "-");
 		return (0);
 	}
 	if (rv != 0) {
@@ -1590,9 +1563,8 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		if (coord_drcopy_export_final(s->drcopy, cfg->catalog, &xerr) == 0) {
 			coffer_log_info("audit head exported at shutdown", NULL);
 		} else {
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_warn("audit head not exported at shutdown", "error=%s",
-			    coffer_log_quote(q, sizeof(q), xerr.msg));
+			coffer_log_warn(
+			    "audit head not exported at shutdown", "error=%s", xerr.msg);
 		}
 	}
 	coord_drcopy_free(s->drcopy);

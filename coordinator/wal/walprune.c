@@ -233,12 +233,10 @@ prune_cluster(coord_catalog *cat, const coord_audit_key *key, const coord_servic
 				snprintf(last, sizeof(last), "%s", seg);
 			} else {
 				failed++;
-				char q[600];
 				coffer_log_warn("WAL segment not deleted",
 				    "service=%s system_identifier=%s "
 				    "segment=%s outcome=%s error=%s",
-				    p->name, sysid, seg, coord_prune_outcome_name(o),
-				    coffer_log_quote(q, sizeof(q), e.msg));
+				    p->name, sysid, seg, coord_prune_outcome_name(o), e.msg);
 			}
 		}
 		PQclear(r);
@@ -360,9 +358,8 @@ coord_walprune_pass(coord_catalog *cat, const coord_audit_key *key, const coord_
 		}
 		st->errors++;
 		last = rv;
-		char q[600];
-		coffer_log_error("WAL retention failed", "service=%s error=%s",
-		    cfg->services[i].name, coffer_log_quote(q, sizeof(q), e.msg));
+		coffer_log_error(
+		    "WAL retention failed", "service=%s error=%s", cfg->services[i].name, e.msg);
 		*err = e;
 		if (rv == COFFER_EUNAVAIL || !coord_catalog_ok(cat)) {
 			return (rv);

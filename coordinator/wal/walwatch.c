@@ -340,9 +340,7 @@ coord_walwatch_tick(coord_catalog *cat, const coord_audit_key *key, const coord_
 		}
 		st->errors++;
 		last = rv;
-		char q[600];
-		coffer_log_error("wal watch failed", "service=%s error=%s", service,
-		    coffer_log_quote(q, sizeof(q), e.msg));
+		coffer_log_error("wal watch failed", "service=%s error=%s", service, e.msg);
 		*err = e;
 		if (rv == COFFER_EUNAVAIL || !coord_catalog_ok(cat)) {
 			return (rv);

@@ -29,9 +29,11 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 
@@ -84,6 +86,18 @@ enqueue(coord_catalog *cat, const char *dedup_key, const char *action, const cha
 	return (rv);
 }
 
+static char coordinator_host[256];
+
+static void
+coordinator_host_init(void)
+{
+	if (gethostname(coordinator_host, sizeof(coordinator_host) - 1) != 0 ||
+	    coordinator_host[0] == '\0') {
+		snprintf(coordinator_host, sizeof(coordinator_host), "coffer-coordinator");
+	}
+	coordinator_host[sizeof(coordinator_host) - 1] = '\0';
+}
+
 static cJSON *
 details_parse(const char *details_json)
 {
@@ -95,11 +109,62 @@ details_parse(const char *details_json)
 	return (d);
 }
 
-/* The PagerDuty body (without routing_key) for a trigger or resolve. */
+const char *
+coord_alerts_coordinator_host(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, coordinator_host_init);
+	return (coordinator_host);
+}
+
+/*
+ * PagerDuty's payload.source: where the problem is, so the responder knows
+ * which machine to log in to. The affected agent's host (as its last hello
+ * said: agents.hello->>'hostname'): the agent the alert names (a per-agent
+ * page's subject, or details.agent), else the service's agent heard from
+ * last; the service's name when no agent of it ever said hello; the
+ * coordinator's own host for the coordinator's alerts. A catalog error here
+ * costs the page nothing: it falls back to the service name.
+ */
+static void
+pd_source(coord_catalog *cat, const char *service, const char *subject, const cJSON *details,
+    char *out, size_t size)
+{
+	if (service == NULL) {
+		snprintf(out, size, "%s", coord_alerts_coordinator_host());
+		return;
+	}
+	snprintf(out, size, "%s", service);
+	const cJSON *a =
+	    details != NULL ? cJSON_GetObjectItemCaseSensitive(details, "agent") : NULL;
+	const char *agent = subject != NULL  ? subject
+	    : a != NULL && cJSON_IsString(a) ? a->valuestring
+	                                     : "";
+	const char *v[] = { agent, service };
+	int rv;
+	coffer_err e = { 0 };
+	PGresult *res = coord_catalog_adhoc(cat, "reading the affected agent's host",
+	    "SELECT hello->>'hostname' FROM agents WHERE COALESCE(hello->>'hostname', '') <> '' "
+	    "AND (name = $1 OR ($1 = '' AND service = $2 AND revoked_at IS NULL)) "
+	    "ORDER BY last_contact_at DESC NULLS LAST, name LIMIT 1",
+	    2, v, &rv, &e);
+	if (res == NULL) {
+		return;
+	}
+	if (PQntuples(res) == 1) {
+		snprintf(out, size, "%s", PQgetvalue(res, 0, 0));
+		coffer_utf8_cut(out, 255);
+	}
+	PQclear(res);
+}
+
+/* The PagerDuty body (without routing_key) for a trigger or resolve. Links
+ * to the runbook and the dashboard and client_url are added when it is
+ * sent (coordinator/watch/notify.c), from the configuration of the day. */
 static cJSON *
 pd_event(const coord_config *cfg, const char *dedup_key, const char *service, const char *check,
     bool trigger, const char *severity, const char *summary, const char *details_json,
-    int64_t now_ms)
+    const char *source, int64_t now_ms)
 {
 	char ts[40];
 	cJSON *o = cJSON_CreateObject();
@@ -109,7 +174,7 @@ pd_event(const coord_config *cfg, const char *dedup_key, const char *service, co
 	if (trigger) {
 		cJSON *p = cJSON_AddObjectToObject(o, "payload");
 		cJSON_AddStringToObject(p, "summary", summary);
-		cJSON_AddStringToObject(p, "source", "coffer-coordinator");
+		cJSON_AddStringToObject(p, "source", source);
 		cJSON_AddStringToObject(p, "severity", severity);
 		cJSON_AddStringToObject(p, "timestamp", coffer_time_format(ts, sizeof(ts), now_ms));
 		cJSON_AddStringToObject(p, "component", service != NULL ? service : "coordinator");
@@ -212,8 +277,13 @@ set_tx(coord_catalog *cat, const coord_audit_key *key, const coord_config *cfg, 
 		    2, v, err);
 	}
 	if (rv == 0) {
+		char source[256];
+		cJSON *dj = details_parse(dtext);
+		pd_source(cat, service, subject, dj, source, sizeof(source));
+		cJSON_Delete(dj);
 		rv = enqueue(cat, dedup, active ? "trigger" : "resolve", "pagerduty", service,
-		    pd_event(cfg, dedup, service, check, active, severity, summary, dtext, now_ms),
+		    pd_event(cfg, dedup, service, check, active, severity, summary, dtext, source,
+		        now_ms),
 		    now_text, err);
 	}
 	if (rv == 0 && webhook_on(cfg)) {
@@ -295,10 +365,12 @@ coord_alerts_change(coord_catalog *cat, const coord_config *cfg, const char *ser
 	snprintf(summary, sizeof(summary), "%s", summary_in != NULL ? summary_in : dedup);
 	coffer_utf8_cut(summary, SUMMARY_MAX);
 	snprintf(now_text, sizeof(now_text), "%" PRId64, now_ms);
+	char source[256];
+	pd_source(cat, service, NULL, details, source, sizeof(source));
 	cJSON *o = cJSON_CreateObject();
 	cJSON *p = cJSON_AddObjectToObject(o, "payload");
 	cJSON_AddStringToObject(p, "summary", summary);
-	cJSON_AddStringToObject(p, "source", "coffer-coordinator");
+	cJSON_AddStringToObject(p, "source", source);
 	cJSON_AddStringToObject(p, "timestamp", coffer_time_format(ts, sizeof(ts), at_ms));
 	cJSON_AddItemToObject(
 	    p, "custom_details", details != NULL ? details : cJSON_CreateObject());
@@ -1249,9 +1321,8 @@ coord_alerts_evaluate(coord_catalog *cat, const coord_audit_key *key, const coor
 			st->resolved = r0;
 			st->changes = c0;
 			st->errors++;
-			char q[COFFER_ERR_MSG_MAX + 8];
-			coffer_log_error("alert evaluation failed", "service=%s error=%s",
-			    c.p->name, coffer_log_quote(q, sizeof(q), e.msg));
+			coffer_log_error(
+			    "alert evaluation failed", "service=%s error=%s", c.p->name, e.msg);
 			last = rv;
 			if (err != NULL) {
 				*err = e;

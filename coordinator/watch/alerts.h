@@ -63,6 +63,10 @@
  * the catalog cannot hold the alert that it is down. */
 #define COORD_ALERT_CATALOG_UNREACHABLE "catalog_unreachable"
 
+/* This coordinator's host name (gethostname, read once): PagerDuty's
+ * payload.source for the coordinator's own alerts. */
+const char *coord_alerts_coordinator_host(void);
+
 /* What the caller knows that the catalog cannot say about itself. */
 typedef struct coord_alerts_input {
 	bool audit_chain_broken;   /* from the last coord_audit_verify */

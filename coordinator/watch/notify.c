@@ -361,16 +361,95 @@ mark_failed(coord_notify *n, coord_catalog *cat, const char *id, const char *ded
 	return (rv);
 }
 
-/* Builds the body to send: the stored payload, plus routing_key for
- * PagerDuty. Returns a malloc'd string or NULL. */
+/* "{service}" in a configured URL becomes the service's name (or
+ * "_coordinator"), so a dashboard link can open on the service. */
+static void
+url_for(const char *tmpl, const char *service, char *out, size_t size)
+{
+	const char *mark = strstr(tmpl, "{service}");
+	if (mark == NULL) {
+		snprintf(out, size, "%s", tmpl);
+		return;
+	}
+	snprintf(out, size, "%.*s%s%s", (int)(mark - tmpl), tmpl,
+	    service != NULL ? service : "_coordinator", mark + strlen("{service}"));
+}
+
+/*
+ * What a responder opens first, added to a PagerDuty trigger as it is sent
+ * (so a changed configuration applies to queued pages too): links to the
+ * runbook's entry for the alert kind ([alerts] runbook_url, or the
+ * COFFER_DOCS_URL the build was given, + "#" + payload.class) and to the
+ * dashboard ([alerts] dashboard_url), and client_url ([alerts] status_url,
+ * the coordinator's status page). Each only when configured.
+ */
+static void
+add_links(const coord_config *cfg, cJSON *j)
+{
+	const cJSON *action = cJSON_GetObjectItemCaseSensitive(j, "event_action");
+	const cJSON *payload = cJSON_GetObjectItemCaseSensitive(j, "payload");
+	const cJSON *kind = cJSON_GetObjectItemCaseSensitive(payload, "class");
+	const cJSON *component = cJSON_GetObjectItemCaseSensitive(payload, "component");
+	if (!cJSON_IsString(action) || strcmp(action->valuestring, "trigger") != 0) {
+		return;
+	}
+	const char *service =
+	    cJSON_IsString(component) && strcmp(component->valuestring, "coordinator") != 0
+	    ? component->valuestring
+	    : NULL;
+	const char *runbook = coord_notify_runbook_url(cfg);
+	const char *dashboard = coffer_config_str(cfg->ini, "alerts", "dashboard_url");
+	const char *status = coffer_config_str(cfg->ini, "alerts", "status_url");
+	char url[2048], text[160];
+	cJSON *links = cJSON_CreateArray();
+	if (runbook != NULL && cJSON_IsString(kind)) {
+		cJSON *l = cJSON_CreateObject();
+		snprintf(url, sizeof(url), "%s#%s", runbook, kind->valuestring);
+		snprintf(text, sizeof(text), "Runbook: %s", kind->valuestring);
+		cJSON_AddStringToObject(l, "href", url);
+		cJSON_AddStringToObject(l, "text", text);
+		cJSON_AddItemToArray(links, l);
+	}
+	if (dashboard != NULL && dashboard[0] != '\0') {
+		cJSON *l = cJSON_CreateObject();
+		url_for(dashboard, service, url, sizeof(url));
+		cJSON_AddStringToObject(l, "href", url);
+		cJSON_AddStringToObject(l, "text", "Dashboard");
+		cJSON_AddItemToArray(links, l);
+	}
+	if (cJSON_GetArraySize(links) > 0) {
+		cJSON_AddItemToObject(j, "links", links);
+	} else {
+		cJSON_Delete(links);
+	}
+	if (status != NULL && status[0] != '\0') {
+		url_for(status, service, url, sizeof(url));
+		cJSON_AddStringToObject(j, "client_url", url);
+	}
+}
+
+const char *
+coord_notify_runbook_url(const coord_config *cfg)
+{
+	const char *r = coffer_config_str(cfg->ini, "alerts", "runbook_url");
+	if (r != NULL && r[0] != '\0') {
+		return (r);
+	}
+	static const char docs[] = COFFER_DOCS_URL;
+	return (docs[0] != '\0' ? COFFER_DOCS_URL "/RUNBOOK.md" : NULL);
+}
+
+/* Builds the body to send: the stored payload, plus routing_key, the links
+ * and client_url for PagerDuty. Returns a malloc'd string or NULL. */
 static char *
-build_body(const char *payload, const char *routing_key)
+build_body(const coord_config *cfg, const char *payload, const char *routing_key)
 {
 	cJSON *j = cJSON_Parse(payload);
 	if (j == NULL) {
 		return (NULL);
 	}
 	if (routing_key != NULL) {
+		add_links(cfg, j);
 		cJSON_AddStringToObject(j, "routing_key", routing_key);
 	}
 	char *t = cJSON_PrintUnformatted(j);
@@ -410,7 +489,7 @@ send_one(coord_notify *n, const char *url, const char *rk, const char *payload, 
 	if (b != NULL && !bucket_take(n, b)) {
 		return (COORD_NOTIFY_DEFERRED);
 	}
-	char *body = build_body(payload, rk);
+	char *body = build_body(n->cfg, payload, rk);
 	if (body == NULL) {
 		snprintf(msg, size, "the queued payload is not JSON");
 		return (COORD_NOTIFY_REFUSED);
@@ -539,7 +618,7 @@ deliver_rows(
 		}
 		long status = 0;
 		bool posted = false;
-		char msg[600], q[700];
+		char msg[600];
 		coord_notify_outcome out =
 		    send_one(n, url, rk, payload, &posted, &status, msg, sizeof(msg));
 		if (out == COORD_NOTIFY_DEFERRED) {
@@ -559,7 +638,7 @@ deliver_rows(
 		} else if (out == COORD_NOTIFY_REFUSED) {
 			coffer_log_error("alert refused by the receiver, not retried",
 			    "dedup_key=%s action=%s target=%s outbox_id=%s status=%ld message=%s",
-			    dedup, action, target, id, status, coffer_log_quote(q, sizeof(q), msg));
+			    dedup, action, target, id, status, msg);
 			rv = mark_failed(n, cat, id, dedup, action, target, status, msg, err);
 			if (rv == 0) {
 				st->failed++;
@@ -568,8 +647,7 @@ deliver_rows(
 			int64_t next = now_ms + backoff_ms(attempts + 1, status == 429);
 			coffer_log_warn("alert delivery failed, will retry",
 			    "dedup_key=%s action=%s target=%s outbox_id=%s attempts=%d error=%s",
-			    dedup, action, target, id, attempts + 1,
-			    coffer_log_quote(q, sizeof(q), msg));
+			    dedup, action, target, id, attempts + 1, msg);
 			rv = mark_retry(cat, id, next, true, msg, err);
 			if (rv == 0) {
 				st->retrying++;

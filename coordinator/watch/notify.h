@@ -84,6 +84,11 @@ typedef enum coord_notify_outcome {
  * message (REFUSED) or the reason (RETRY, NO_KEY). Retrying is the
  * caller's business. Not thread-safe: one caller per coord_notify.
  */
+/* The runbook a page links to (its entry: + "#" + the alert kind):
+ * [alerts] runbook_url, else the build's COFFER_DOCS_URL + "/RUNBOOK.md",
+ * else NULL (no runbook link). */
+const char *coord_notify_runbook_url(const coord_config *cfg);
+
 coord_notify_outcome coord_notify_send_pagerduty(coord_notify *n, const char *service,
     const char *action, const char *payload, long *status, char *msg, size_t size);
 

@@ -273,10 +273,8 @@ load(coord_outage *o, coffer_err *err)
 		snprintf(aside, sizeof(aside), "%s.corrupt", o->path);
 		(void)rename(o->path, aside);
 		o->n_recs = 0;
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_error("catalog outage outbox set aside; starting empty",
-		    "file=%s moved_to=%s error=%s", o->path, aside,
-		    coffer_log_quote(q, sizeof(q), perr.msg));
+		    "file=%s moved_to=%s error=%s", o->path, aside, perr.msg);
 	}
 	return (0);
 }
@@ -321,7 +319,7 @@ event_body(const coord_outage *o, const record *r, bool trigger)
 		coffer_utf8_cut(summary, 512);
 		cJSON *p = cJSON_AddObjectToObject(j, "payload");
 		cJSON_AddStringToObject(p, "summary", summary);
-		cJSON_AddStringToObject(p, "source", "coffer-coordinator");
+		cJSON_AddStringToObject(p, "source", coord_alerts_coordinator_host());
 		cJSON_AddStringToObject(p, "severity", "critical");
 		cJSON_AddStringToObject(p, "timestamp", since);
 		cJSON_AddStringToObject(p, "component", "coordinator");
@@ -390,7 +388,6 @@ send_page(coord_outage *o, record *r, bool trigger)
 	}
 	free(body);
 	int64_t now = coffer_clock_now(NULL);
-	char q[700];
 	const char *what = trigger ? "trigger" : "resolve";
 	switch (out) {
 	case COORD_NOTIFY_DELIVERED:
@@ -402,12 +399,12 @@ send_page(coord_outage *o, record *r, bool trigger)
 	case COORD_NOTIFY_NO_KEY:
 		coffer_log_error("catalog_unreachable page not sent, not retried",
 		    "dedup_key=%s action=%s outage_id=%s status=%ld error=%s", DEDUP_KEY, what, id,
-		    status, coffer_log_quote(q, sizeof(q), msg));
+		    status, msg);
 		break;
 	default:
 		coffer_log_warn("catalog_unreachable page failed, will retry",
 		    "dedup_key=%s action=%s outage_id=%s status=%ld error=%s", DEDUP_KEY, what, id,
-		    status, coffer_log_quote(q, sizeof(q), msg));
+		    status, msg);
 		break;
 	}
 	pthread_mutex_lock(&o->mu);
@@ -492,9 +489,8 @@ flush(coord_outage *o)
 	free(text);
 	pthread_mutex_lock(&o->mu);
 	if (rv != 0) {
-		char q[COFFER_ERR_MSG_MAX + 8];
 		coffer_log_error("cannot write the catalog outage outbox; retrying",
-		    "file=%s error=%s", o->path, coffer_log_quote(q, sizeof(q), err.msg));
+		    "file=%s error=%s", o->path, err.msg);
 		o->dirty = true;
 		o->write_after = coffer_clock_monotonic_ms() + WRITE_RETRY_MS;
 	} else {
@@ -519,13 +515,11 @@ run(void *arg)
 			}
 			int64_t due = r->started_ms + o->bound_ms;
 			if (now >= due) {
-				char q[WHY_MAX + 8];
 				coffer_log_error("catalog unreachable for longer than "
 				                 "catalog_unreachable_after; paging",
 				    "dedup_key=%s outage_id=%s down_s=%lld after_s=%lld error=%s",
 				    DEDUP_KEY, r->id, (long long)((now - r->started_ms) / 1000),
-				    (long long)(o->bound_ms / 1000),
-				    coffer_log_quote(q, sizeof(q), r->why));
+				    (long long)(o->bound_ms / 1000), r->why);
 				r->trigger.state = PAGE_PENDING;
 				r->trigger.next_ms = now;
 				o->dirty = true;
@@ -604,11 +598,10 @@ coord_outage_down(coord_outage *o, const char *why)
 			/* Full: the oldest finished record goes (there is at most
 			 * one open one, and this is not it). */
 			record *victim = &o->recs[0];
-			char q[WHY_MAX + 8];
 			coffer_log_warn("catalog outage outbox full; dropping the oldest record",
 			    "outage_id=%s trigger=%s resolve=%s error=%s", victim->id,
 			    page_names[victim->trigger.state], page_names[victim->resolve.state],
-			    coffer_log_quote(q, sizeof(q), victim->why));
+			    victim->why);
 			memmove(&o->recs[0], &o->recs[1], sizeof(record) * (COORD_OUTAGE_MAX - 1));
 			o->n_recs--;
 		}

@@ -124,7 +124,7 @@ sql "INSERT INTO backups (id, service, agent, kind, status, started_at, finished
 sql "UPDATE agents SET last_contact_at = now() - interval '5 minutes' WHERE name = 'billing-db-1'"
 
 call alice alice status --arg service=billing
-expect ok '"last_backup":\{"id":"b-new".*"stored_bytes":2048.*"duration_ms":42000.*"completed":2,"failed":1' \
+expect ok '"last_backup":\{"id":"b-new".*"duration_ms":42000.*"plaintext_bytes":8192.*"stored_bytes":2048.*"completed":2,"failed":1' \
 	"status shows the last successful backup, counts and agent"
 age=$(json | sed -n 's/.*"age_seconds":\([0-9]*\).*/\1/p')
 ((age >= 3500 && age <= 3650)) || fail "age_seconds $age is not about an hour"

@@ -73,6 +73,30 @@ grep -q "\"$sha\"" "$T/repo/services/billing/backups/$id/manifest.json" ||
 grep -q "TABLE DATA ledger invoices" "$T/toc" || fail "dump has no ledger.invoices data"
 pass "list, verify, cat"
 
+# Text sizes are for people ("1.4 MiB"), JSON keeps exact bytes; a listing
+# holding an INVALID backup still lists everything and exits 1.
+"$agent" list -c "$T/agent.conf" >"$T/list.out" || fail "list"
+grep "$id" "$T/list.out" | grep -Eq ' [0-9.]+ (B|KiB|MiB|GiB) ' || fail "list sizes are not human: $(cat "$T/list.out")"
+"$agent" list -c "$T/agent.conf" --output json | python3 -c '
+import json, sys
+for b in json.load(sys.stdin):
+    assert isinstance(b["plaintext_bytes"], int) and b["plaintext_bytes"] > 1024, b
+' || fail "list --output json has no exact byte counts"
+bogus=$T/repo/services/billing/backups/20200101T000000Z-l-000001
+mkdir -p "$bogus" && echo '{"not":"a manifest"}' >"$bogus/manifest.json"
+rc=0
+"$agent" list -c "$T/agent.conf" >"$T/list.out" 2>"$T/list.err" || rc=$?
+[[ $rc == 1 ]] || fail "list with an INVALID backup exited $rc, want 1"
+grep -q "20200101T000000Z-l-000001 *INVALID" "$T/list.out" && grep -q "$id" "$T/list.out" ||
+	fail "list with an INVALID backup does not list everything: $(cat "$T/list.out")"
+grep -q "1 of 2 backups INVALID" "$T/list.err" || fail "INVALID exit not explained: $(cat "$T/list.err")"
+rc=0
+"$agent" list -c "$T/agent.conf" --output json >"$T/list.json" 2>/dev/null || rc=$?
+[[ $rc == 1 ]] && grep -q '"invalid"' "$T/list.json" || fail "list --output json with an INVALID backup: exit $rc"
+rm -r "$bogus"
+"$agent" list -c "$T/agent.conf" >/dev/null || fail "list exits non-zero once the INVALID backup is gone"
+pass "list: human sizes in text, exact bytes in JSON, exit 1 while an INVALID backup is listed"
+
 # A service directory others may write is refused (another service's agent
 # could plant or replace objects there), naming the chmod that fixes it.
 svcdir=$T/repo/services/billing

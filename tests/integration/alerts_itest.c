@@ -1117,7 +1117,8 @@ main(int argc, char **argv)
 	}
 	const cJSON *pl = cJSON_GetObjectItemCaseSensitive(reqs[0].body, "payload");
 	if (strcmp(jstr(pl, "severity"), "critical") != 0 || jstr(pl, "summary")[0] == '\0' ||
-	    strcmp(jstr(pl, "source"), "coffer-coordinator") != 0 ||
+	    /* No agent of billing has said hello here: the service names it. */
+	    strcmp(jstr(pl, "source"), "billing") != 0 ||
 	    strcmp(jstr(pl, "component"), "billing") != 0 ||
 	    strcmp(jstr(pl, "group"), "team-payments") != 0 ||
 	    strcmp(jstr(pl, "class"), "backup_missed") != 0) {

@@ -24,6 +24,44 @@ for bin in coffer-agent coffer-coordinator coffer; do
 	grep -qi "usage" "$T/err" || fail "$bin: unknown command without usage"
 	expect 2 "$bin --no-such-flag" "$b" --no-such-flag
 done
+# --help at every level: every command and every group of each program,
+# read from the program's own --help (so a new command is covered the day it
+# is added), answers --help and -h on stdout with exit 0; a group without a
+# subcommand, or with an unknown one, exits 2 listing the group's commands.
+for bin in coffer-agent coffer-coordinator coffer; do
+	b=$COFFER_BIN/$bin
+	"$b" --help >"$T/help"
+	# "  NAME [SECOND] ARGS": a second lowercase word is part of the name.
+	sed -n 's/^  \([a-z][a-z-]*\)\( [a-z][a-z-]*\)\?\( .*\)\?$/\1\2/p' "$T/help" >"$T/cmds"
+	n=$(wc -l <"$T/cmds")
+	((n >= 8)) || fail "$bin --help lists only $n commands: $(cat "$T/help")"
+	groups=$(awk 'NF == 2 { print $1 }' "$T/cmds" | sort -u)
+	while read -r -a words; do
+		for h in --help -h; do
+			expect 0 "$bin ${words[*]} $h" "$b" "${words[@]}" "$h"
+			head -1 "$T/out" | grep -q "^usage: $bin ${words[*]}\b" ||
+				fail "$bin ${words[*]} $h: no usage line on stdout: $(cat "$T/out")"
+			[[ ! -s $T/err ]] || fail "$bin ${words[*]} $h wrote to stderr: $(cat "$T/err")"
+		done
+		# Help wins over whatever else the line holds (a missing -c, stdin).
+		expect 0 "$bin ${words[*]} -c /nonexistent --help" "$b" "${words[@]}" -c /nonexistent --help </dev/null
+		expect 0 "$bin help ${words[*]}" "$b" help "${words[@]}"
+	done <"$T/cmds"
+	for g in $groups; do
+		expect 0 "$bin $g --help" "$b" "$g" --help
+		while read -r first second; do
+			[[ $first == "$g" && -n $second ]] || continue
+			grep -q "^  $g $second\b" "$T/out" || fail "$bin $g --help does not list $g $second"
+		done <"$T/cmds"
+		expect 2 "$bin $g (no subcommand)" "$b" "$g"
+		grep -q "^  $g " "$T/err" || fail "$bin $g: missing subcommand does not list them"
+		expect 2 "$bin $g no-such-sub" "$b" "$g" no-such-sub
+		grep -q "no-such-sub" "$T/err" || fail "$bin $g no-such-sub: not named"
+	done
+	note "$bin: $n commands and groups '$(echo $groups)' answer --help and -h"
+done
+pass "--help and -h at every level of all three programs, exit 0 on stdout"
+
 a=$COFFER_BIN/coffer-agent
 expect 2 "backup without -c" "$a" backup
 grep -q -- "-c" "$T/err" || fail "backup without -c does not say what is missing"

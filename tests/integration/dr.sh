@@ -678,7 +678,11 @@ grep -q '"recovered":0,"present":4,"refused":1,"revoked":0' "$T/rebuild2.json" |
 pass "rebuild-catalog --repo dr: 4 recovered, the forged one refused (no attestation) and audited, ledger-db-1 revoked again from its revocation; a second run changes nothing"
 
 # The agent, with its key ring and the DR account's read credentials only.
-"$agent" list -c "$aconf" --repo dr >"$T/list.out" 2>"$T/list.err" || fail "list --repo dr: $(cat "$T/list.err")"
+# The forged backup is listed INVALID, so the listing exits 1 (and lists all).
+rc=0
+"$agent" list -c "$aconf" --repo dr >"$T/list.out" 2>"$T/list.err" || rc=$?
+[[ $rc == 1 ]] && grep -q "$forged *INVALID" "$T/list.out" ||
+	fail "list --repo dr: exit $rc, want 1 with $forged INVALID: $(cat "$T/list.err" "$T/list.out")"
 grep -q "$b1" "$T/list.out" && grep -q "$b2" "$T/list.out" || fail "list --repo dr misses a backup: $(cat "$T/list.out")"
 "$agent" verify -c "$aconf" --repo dr --backup "$b2" >/dev/null 2>"$T/verify.err" ||
 	fail "verify --repo dr: $(cat "$T/verify.err")"

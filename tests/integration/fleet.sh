@@ -100,6 +100,9 @@ bid=$("$agent" list -c "$T/billing.conf" --output json | grep -o '"id":"[^"]*"' 
 grep -q "$bid" "$T/out" || fail "holds list does not show $bid: $(cat "$T/out")"
 "$cli" status | grep -q "litigation 2026-17" || fail "coffer status does not list the hold"
 "$cli" retention plan --service billing --output json >"$T/plan" || fail "retention plan"
+"$cli" retention plan --service billing >"$T/plan.txt" || fail "retention plan (text)"
+! grep -q "(null)" "$T/plan.txt" && head -1 "$T/plan.txt" | grep -q "service=billing" &&
+	grep -q "^id=$bid .*action=" "$T/plan.txt" || fail "retention plan text: $(cat "$T/plan.txt")"
 grep -q "$bid" "$T/plan" && grep -q '"hold"' "$T/plan" || fail "plan does not keep $bid for its hold: $(cat "$T/plan")"
 if "$cli" hold add --backup "$bid" --reason "again" >/dev/null 2>"$T/err"; then fail "a second hold was accepted"; fi
 # Separation of duties: an operator places holds but may not release one;
