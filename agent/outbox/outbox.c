@@ -1145,9 +1145,8 @@ agent_outbox_append(
 		 * next refresh cuts it off as a torn tail. (Checked, not
 		 * cast away: fortified builds refuse an ignored result.) */
 		if (ftruncate(ob->tail_fd, off) != 0) {
-			char q[PATH_MAX + 8];
 			coffer_log_warn("partial event record left for the next refresh to cut",
-			    "path=%s", coffer_log_quote(q, sizeof(q), path));
+			    "path=%s", path);
 		}
 		goto out;
 	}

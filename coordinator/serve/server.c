@@ -1135,9 +1135,8 @@ render_catalog_part(server *s, int64_t now_ms, char **text, size_t *len)
 		rc = coord_metrics_render(s->metrics_cat, now_ms, text, len, &err);
 	}
 	if (rc != 0) {
-		char q[600];
 		coffer_log_warn("metrics not read from the catalog; serving the last values read",
-		    "error=%s", coffer_log_quote(q, sizeof(q), err.msg));
+		    "error=%s", err.msg);
 	}
 	return (rc);
 }
@@ -1437,17 +1436,15 @@ coord_server_run(const coord_config *cfg, const coord_audit_key *key, coffer_err
 		coffer_err merr;
 		coffer_err_clear(&merr);
 		if (coord_metrics_bounds(cfg, s->started_ms, &s->bounds, &merr) != 0) {
-			char q[600];
 			coffer_log_warn("services' freshness bounds not computed; not exported",
-			    "error=%s", coffer_log_quote(q, sizeof(q), merr.msg));
+			    "error=%s", merr.msg);
 			coffer_err_clear(&merr);
 		}
 		s->metrics_cat = coord_catalog_open(cfg->catalog, &merr);
 		if (s->metrics_cat == NULL) {
-			char q[600];
 			coffer_log_warn(
 			    "metrics catalog connection not opened; the first scrape retries",
-			    "error=%s", coffer_log_quote(q, sizeof(q), merr.msg));
+			    "error=%s", merr.msg);
 		}
 		s->http = coord_http_start(&s->loop, cfg->metrics_listen, render_metrics, s, err);
 		if (s->http == NULL) {

@@ -793,9 +793,8 @@ coord_statuspage_render(coord_statuspage *sp, coord_catalog *cat, bool catalog_u
 			sp->down_since_ms = 0;
 			read = true;
 		} else {
-			char q[600];
-			coffer_log_warn("status page not read from the catalog", "error=%s",
-			    coffer_log_quote(q, sizeof(q), err.msg));
+			coffer_log_warn(
+			    "status page not read from the catalog", "error=%s", err.msg);
 		}
 	}
 	int64_t since = down_since_ms;
