@@ -22,6 +22,7 @@
 #include "agent/restore/stored.h"
 #include "common/base/clock.h"
 #include "common/base/log.h"
+#include "common/base/objects.h"
 #include "common/stream/progress.h"
 
 static agent_cancel *running_cancel;
@@ -45,7 +46,7 @@ agent_cmd_output_progress(
 		    coffer_cli_usage_error(cmd, "--output must be text or json, not '%s'", output));
 	}
 	*json = output != NULL && strcmp(output, "json") == 0;
-	coffer_progress_mode mode = *json ? COFFER_PROGRESS_JSON : COFFER_PROGRESS_AUTO;
+	coffer_progress_mode mode = COFFER_PROGRESS_AUTO;
 	if (progress != NULL && coffer_progress_mode_parse(progress, &mode) != 0) {
 		return (coffer_cli_usage_error(
 		    cmd, "--progress must be json, tty or off, not '%s'", progress));
@@ -54,46 +55,48 @@ agent_cmd_output_progress(
 	return (0);
 }
 
-/* The backup object, with the field names `list --output json` uses, read
- * back from its signed manifest. */
+/* The backup object (common/base/objects.h, docs/JSON.md), as `list
+ * --output json` prints it, read back from its signed manifest. */
 static void
 print_backup_json(agent_ctx *ctx, const agent_backup_result *res)
 {
 	coffer_manifest *m = NULL;
 	coffer_err err = { 0 };
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "id", res->backup_id);
+	coffer_obj_backup b;
+	char sysid[24];
+	coffer_obj_backup_init(&b);
+	b.id = res->backup_id;
+	/* Every backup is whole: none has a parent to restore first. */
+	b.parent = COFFER_OBJ_NULL_TEXT;
 	if (agent_stored_manifest(ctx, res->backup_id, &m, &err) == 0) {
-		char started[40], finished[40];
-		coffer_time_format(started, sizeof(started), m->started_at);
-		coffer_time_format(finished, sizeof(finished), m->finished_at);
-		cJSON_AddStringToObject(o, "kind", coffer_manifest_kind_name(m->kind));
-		cJSON_AddStringToObject(o, "status", "completed");
-		cJSON_AddStringToObject(o, "started_at", started);
-		cJSON_AddStringToObject(o, "finished_at", finished);
-		cJSON_AddNumberToObject(o, "duration_ms", (double)(m->finished_at - m->started_at));
-		cJSON_AddNumberToObject(o, "plaintext_bytes", (double)m->plaintext_bytes);
-		cJSON_AddNumberToObject(o, "stored_bytes", (double)m->stored_bytes);
-		cJSON_AddStringToObject(o, "key_id", m->key_id);
+		b.service = m->service;
+		b.kind = coffer_manifest_kind_name(m->kind);
+		b.agent = m->agent;
+		b.started_at_ms = m->started_at;
+		b.finished_at_ms = m->finished_at;
+		b.duration_ms = m->finished_at - m->started_at;
+		b.plaintext_bytes = (int64_t)m->plaintext_bytes;
+		b.stored_bytes = (int64_t)m->stored_bytes;
+		b.key_id = m->key_id;
+		b.manifest = "valid";
 		if (m->kind == COFFER_MANIFEST_PHYSICAL) {
-			char sysid[24];
 			snprintf(
 			    sysid, sizeof(sysid), "%llu", (unsigned long long)m->system_identifier);
-			cJSON_AddStringToObject(o, "system_identifier", sysid);
-			cJSON_AddNumberToObject(o, "timeline", (double)m->timeline);
-			cJSON_AddStringToObject(o, "lsn_start", m->lsn_start);
-			cJSON_AddStringToObject(o, "lsn_stop", m->lsn_stop);
+			b.system_identifier = sysid;
+			b.timeline = (int64_t)m->timeline;
+			b.lsn_start = m->lsn_start;
+			b.lsn_stop = m->lsn_stop;
 		} else {
-			cJSON_AddNumberToObject(o, "tables", (double)m->ntables);
+			b.tables = (int64_t)m->ntables;
 		}
 	} else {
-		cJSON_AddStringToObject(o, "status", "completed");
-		cJSON_AddNumberToObject(o, "plaintext_bytes", (double)res->plain_bytes);
-		cJSON_AddNumberToObject(o, "stored_bytes", (double)res->stored_bytes);
-		cJSON_AddNumberToObject(o, "duration_ms", (double)res->duration_ms);
+		b.plaintext_bytes = (int64_t)res->plain_bytes;
+		b.stored_bytes = (int64_t)res->stored_bytes;
+		b.duration_ms = res->duration_ms;
+		b.manifest = "invalid";
+		b.error = err.msg;
 	}
-	/* Every backup is whole: none has a parent to restore first. */
-	cJSON_AddNullToObject(o, "parent");
+	cJSON *o = coffer_obj_backup_json(&b);
 	char *text = cJSON_PrintUnformatted(o);
 	printf("%s\n", text != NULL ? text : "{}");
 	free(text);

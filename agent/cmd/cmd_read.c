@@ -202,6 +202,7 @@ list_one(const char *id, void *arg)
 	}
 	if (st->array != NULL) {
 		coffer_obj_backup b;
+		char sysid[24];
 		coffer_obj_backup_init(&b);
 		b.id = id;
 		if (rc == 0) {
@@ -216,6 +217,15 @@ list_one(const char *id, void *arg)
 			b.tables = (int64_t)m->ntables;
 			b.key_id = m->key_id;
 			b.manifest = "valid";
+			if (m->kind == COFFER_MANIFEST_PHYSICAL) {
+				snprintf(sysid, sizeof(sysid), "%llu",
+				    (unsigned long long)m->system_identifier);
+				b.system_identifier = sysid;
+				b.timeline = (int64_t)m->timeline;
+				b.lsn_start = m->lsn_start;
+				b.lsn_stop = m->lsn_stop;
+			}
+			b.parent = COFFER_OBJ_NULL_TEXT;
 		} else {
 			b.manifest = "invalid";
 			b.error = err.msg;

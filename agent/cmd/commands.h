@@ -27,8 +27,9 @@ int agent_cmd_init(const coffer_cmd *cmd, int argc, char **argv);
 /* agent/cmd/cmd_backup.c: one backup now. */
 int agent_cmd_backup(const coffer_cmd *cmd, int argc, char **argv);
 /* Checks --output text|json and --progress json|tty|off, and sets the
- * process's progress mode: as --progress says, else JSON lines with
- * --output json, else a line on a terminal. 0, or a usage error's status. */
+ * process's progress mode: as --progress says, else a line on a terminal.
+ * JSON progress shares stderr with the logfmt log, so only an explicit
+ * --progress json asks for it. 0, or a usage error's status. */
 int agent_cmd_output_progress(
     const coffer_cmd *cmd, const char *output, const char *progress, bool *json);
 /* agent/cmd/cmd_read.c: list, verify, cat. */

@@ -55,6 +55,7 @@ coffer_obj_backup_init(coffer_obj_backup *b)
 		.plaintext_bytes = COFFER_OBJ_ABSENT,
 		.stored_bytes = COFFER_OBJ_ABSENT,
 		.tables = COFFER_OBJ_ABSENT,
+		.timeline = COFFER_OBJ_ABSENT,
 	};
 }
 
@@ -78,7 +79,10 @@ coffer_obj_backup_json(const coffer_obj_backup *b)
 	    add_int(o, "plaintext_bytes", b->plaintext_bytes) &&
 	    add_int(o, "stored_bytes", b->stored_bytes) && add_int(o, "tables", b->tables) &&
 	    add_text(o, "key_id", b->key_id) && add_text(o, "failure_reason", b->failure_reason) &&
-	    add_text(o, "manifest", b->manifest) && add_text(o, "error", b->error);
+	    add_text(o, "manifest", b->manifest) && add_text(o, "error", b->error) &&
+	    add_text(o, "system_identifier", b->system_identifier) &&
+	    add_int(o, "timeline", b->timeline) && add_text(o, "lsn_start", b->lsn_start) &&
+	    add_text(o, "lsn_stop", b->lsn_stop) && add_text(o, "parent", b->parent);
 	if (!ok) {
 		cJSON_Delete(o);
 		return (NULL);

@@ -44,6 +44,15 @@ typedef struct coffer_obj_backup {
 	const char *failure_reason; /* coordinator */
 	const char *manifest;       /* agent: valid | invalid */
 	const char *error;          /* agent: why the manifest is invalid */
+	/* Physical backups, from the agent's manifest: the cluster, its
+	 * timeline and the WAL range a restore needs. */
+	const char *system_identifier; /* decimal text: it exceeds a double */
+	int64_t timeline;
+	const char *lsn_start;
+	const char *lsn_stop;
+	/* The backup a restore must apply first: null while every backup is
+	 * whole (incremental backups will name theirs). */
+	const char *parent;
 } coffer_obj_backup;
 
 /* Every field absent. */

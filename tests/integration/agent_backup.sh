@@ -79,7 +79,7 @@ pass "list, verify, cat"
 grep "$id" "$T/list.out" | grep -Eq ' [0-9.]+ (B|KiB|MiB|GiB) ' || fail "list sizes are not human: $(cat "$T/list.out")"
 "$agent" list -c "$T/agent.conf" --output json | python3 -c '
 import json, sys
-for b in json.load(sys.stdin):
+for b in json.load(sys.stdin)["backups"]:
     assert isinstance(b["plaintext_bytes"], int) and b["plaintext_bytes"] > 1024, b
 ' || fail "list --output json has no exact byte counts"
 bogus=$T/repo/services/billing/backups/20200101T000000Z-l-000001

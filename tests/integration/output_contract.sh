@@ -103,7 +103,7 @@ grep -q '^## backup_failed$\|^### backup_failed$\|id="backup_failed"' "$COFFER_S
 pass "PagerDuty trigger: source is the agent's host (shop-host.example, not the coordinator's $(hostname)), links to RUNBOOK.md#backup_failed and the dashboard, client_url the status page"
 
 # --- every --output json against its schema -----------------------------------
-bid=$("$agent" list -c "$T/billing.conf" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+bid=$("$agent" list -c "$T/billing.conf" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["backups"][-1]["id"])')
 "$cli" hold add --backup "$bid" --reason 'contract "quoted" = reason' --output json >"$T/j-hold-add.json" || fail "hold add"
 run_json() { # NAME COMMAND...
 	local name=$1
@@ -130,7 +130,8 @@ sed -e 's/^name = billing-db-1/name = spare-db-1/' -e "s|^signing_key = .*|signi
 mkdir -p "$T/spare-state"
 "$agent" init -c "$T/spare.conf" >"$T/spare.pub" || fail "init spare"
 # A one-shot backup by an agent with no daemon: its events stay in its outbox.
-"$agent" backup -c "$T/spare.conf" >/dev/null 2>"$T/spare-backup.log" || fail "spare backup: $(cat "$T/spare-backup.log")"
+"$agent" backup -c "$T/spare.conf" --output json >"$T/j-agent-backup.json" 2>"$T/spare-backup.log" ||
+	fail "spare backup: $(cat "$T/spare-backup.log")"
 run_json agent-events "$agent" events -c "$T/spare.conf"
 [[ -s $T/j-agent-events.json ]] || fail "no events in the spare agent's outbox"
 run_json agents-enroll "$cli" agents enroll --service billing --agent spare-db-1 --pubkey "$T/spare.pub"
@@ -138,6 +139,13 @@ run_json agents-revoke "$cli" agents revoke spare-db-1
 run_json coord-check-config "$coord" check-config -c "$T/coordinator.conf"
 run_json coord-migrate "$coord" migrate -c "$T/coordinator.conf"
 run_json coord-audit-verify "$coord" audit-verify -c "$T/coordinator.conf"
+# check exits 1 on a warning (this setup has some: no DR, archiving off).
+for c in "agent-check $agent check -c $T/billing.conf --timeout 20s" "coord-check $coord check -c $T/coordinator.conf"; do
+	read -r name cmd <<<"$c"
+	rc=0
+	$cmd --output json >"$T/j-$name.json" 2>"$T/j-$name.err" || rc=$?
+	((rc <= 1)) || fail "$name exited $rc: $(cat "$T/j-$name.json" "$T/j-$name.err")"
+done
 python3 "$COFFER_SRC/tests/lint/json_contract.py" "$schemas" "$T" || fail "an --output json document does not match docs/schema"
 pass "every --output json validates against docs/schema ($(ls "$T"/j-*.json | wc -l) documents)"
 

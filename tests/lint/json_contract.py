@@ -21,7 +21,13 @@ import jsonschema
 # list of keys, "*" for every element of an array. The path [] is the whole
 # document. "envelope" lists the keys the document itself may have.
 DOCUMENTS = {
-    "agent-list": {"objects": [(["*"], "backup")], "array": True},
+    "agent-list": {
+        "envelope": ["backups", "windows"],
+        "objects": [(["backups", "*"], "backup"), (["windows", "*"], "window")],
+    },
+    "agent-backup": {"objects": [([], "backup")]},
+    "agent-check": {"objects": [(["*"], "check_result")], "array": True},
+    "coord-check": "agent-check",
     "agent-verify": {"objects": [([], "verification")]},
     "agent-events": {"objects": [([], "event")], "lines": True},
     "status": {
@@ -29,7 +35,10 @@ DOCUMENTS = {
         "objects": [(["services", "*"], "service"), (["holds", "*"], "hold")],
     },
     "status-one": "status",
-    "backups": {"envelope": ["service", "backups"], "objects": [(["backups", "*"], "backup")]},
+    "backups": {
+        "envelope": ["service", "backups", "windows"],
+        "objects": [(["backups", "*"], "backup"), (["windows", "*"], "window")],
+    },
     "backups-shop": "backups",
     "agents": {"envelope": ["agents"], "objects": [(["agents", "*"], "agent")]},
     "coord-agents": {"objects": [(["*"], "agent")], "array": True},
