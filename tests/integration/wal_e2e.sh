@@ -198,6 +198,16 @@ lsn() { cq "select $2::text from backups where id = '$1'"; }
 seg_of() { sq "select pg_walfile_name('$1')"; }
 b1_from=$(seg_of "$(lsn "$b1" start_lsn)") b1_to=$(seg_of "$(lsn "$b1" stop_lsn)")
 b2_from=$(seg_of "$(lsn "$b2" start_lsn)")
+# Archiving settled: nothing waits in pg_wal/archive_status and the catalog's
+# count holds still, so no segment lands while the pass below runs.
+wal_settled() {
+	[[ $(sq "select count(*) from pg_ls_archive_statusdir() where name like '%.ready'") == 0 ]] || return 1
+	local a
+	a=$(segments)
+	sleep 1
+	[[ $a == "$(segments)" ]]
+}
+wait_for "archiving did not settle before the retention pass" wal_settled
 before=$(segments)
 # Two days on, with pitr.window = 1d: both backups finished before the window
 # opened, so b2 is the anchor (all WAL from its start stays) and b1 keeps only
