@@ -331,7 +331,7 @@ port_holder(int port, char *who, size_t size)
 				}
 				fclose(c);
 			}
-			snprintf(who, size, "%s (pid %s)", comm, p->d_name);
+			snprintf(who, size, "%.63s (pid %.20s)", comm, p->d_name);
 			found = true;
 		}
 		if (fds != NULL) {
